@@ -1,0 +1,49 @@
+# Drives CMake. `make` builds into build/; `make test` and `make run`
+# install what they lack first (Debian packages, as root).
+JOBS ?= $(shell nproc)
+BUILD_TYPE ?= RelWithDebInfo
+
+.PHONY: all build deps test asan test-asan fuzz bench run deb clean
+
+all: build
+
+build:
+	@command -v cmake >/dev/null && pkg-config --exists lua5.4 || scripts/deps.sh build
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	cmake --build build -j $(JOBS)
+
+deps:
+	scripts/deps.sh test
+
+test: deps build
+	ctest --test-dir build --output-on-failure -j $(JOBS)
+
+asan:
+	scripts/deps.sh build
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPOSTERN_SANITIZE=ON >/dev/null
+	cmake --build build-asan -j $(JOBS)
+
+test-asan: deps asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+
+FUZZ_RUNS ?= 1000000
+fuzz:
+	scripts/deps.sh fuzz
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOSTERN_FUZZ=ON -DPOSTERN_SANITIZE=ON >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+	scripts/fuzz.sh build-fuzz/fuzz $(FUZZ_RUNS)
+
+bench: build
+	scripts/deps.sh bench
+	tests/bench/run.sh
+
+run: deps build
+	scripts/run-demo.sh
+
+deb:
+	scripts/deps.sh deb
+	dpkg-buildpackage -us -uc -b
+
+clean:
+	rm -rf build build-asan build-fuzz run

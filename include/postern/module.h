@@ -1,0 +1,67 @@
+/* The module ABI: the one descriptor every module exports, checked right
+ * after dlopen. Modules include only headers from include/postern/. */
+#ifndef POSTERN_MODULE_H
+#define POSTERN_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "postern/config.h"
+
+/* Bump when any struct or function in include/postern/ changes shape. */
+#define POSTERN_ABI 1
+
+/* Catches modules built by another compiler model or against other headers. */
+#define POSTERN_STR_(x) #x
+#define POSTERN_STR(x) POSTERN_STR_(x)
+#define POSTERN_BUILD_SIG \
+	"abi=" POSTERN_STR(POSTERN_ABI) ",ptr=" POSTERN_STR(__SIZEOF_POINTER__) \
+	",long=" POSTERN_STR(__SIZEOF_LONG__)
+
+/* Name of the one symbol a module .so exports. */
+#define POSTERN_MODULE_SYMBOL "postern_module"
+
+struct pt_ctx;
+struct pt_conn;
+struct pt_listener;
+
+/* A listening service: the parameter naming its [ADDR:]PORT list, its
+ * default, whether the socket speaks TLS from the first byte (smtps, imaps,
+ * pop3s), and the handler that takes each accepted connection. */
+struct pt_listener_decl {
+	const char *param;            /* e.g. "smtpd_listen" (declared in params) */
+	const char *service;          /* log name, e.g. "smtpd", "imap-login" */
+	int implicit_tls;             /* 1: TLS handshake before any byte */
+	void (*on_accept)(struct pt_conn *conn, const struct pt_listener *l);
+};
+
+struct pt_module {
+	uint32_t abi;                 /* POSTERN_ABI */
+	const char *build_sig;        /* POSTERN_BUILD_SIG */
+	const char *name;             /* "smtp"; must equal the module line */
+	const char *const *depends;   /* NULL-terminated module names, or NULL */
+	const struct pt_param *params;/* terminated by {0}, or NULL */
+	const struct pt_listener_decl *listeners; /* terminated by {0}, or NULL */
+	/* init: after the config is valid, in each process that runs the
+	 * module's work; registers services. Non-zero = refuse to start, with
+	 * a message already logged. reload: a new valid config replaced the
+	 * old (ctx->conf is the new one); non-zero keeps the module on the old
+	 * values. stop: graceful shutdown. */
+	int (*init)(struct pt_ctx *ctx);
+	int (*reload)(struct pt_ctx *ctx);
+	void (*stop)(struct pt_ctx *ctx);
+	/* Validate cross-parameter rules at `postern check` / reload time,
+	 * before anything is swapped in. Report with pt_conf_error(). */
+	int (*check)(const struct pt_config *conf);
+};
+
+#define POSTERN_MODULE(var) const struct pt_module postern_module = var
+
+/* What the core hands to module hooks. */
+struct pt_ctx {
+	const struct pt_config *conf; /* the live config */
+	struct pt_loop *loop;         /* this process's event loop */
+	int as_root;                  /* master started as root */
+};
+
+#endif

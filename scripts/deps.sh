@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian packages Postern builds, tests and runs with, only
+# those missing, non-interactively. Usage: scripts/deps.sh [build|test|fuzz|bench|deb]
+set -e
+build="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcmocka-dev libcrypt-dev libpam0g-dev openssl"
+test="$build python3 python3-aiosmtpd swaks bsd-mailx whois procps iproute2 valgrind"
+fuzz="$build clang libclang-rt-14-dev"
+bench="$test postfix"
+deb="$build debhelper dpkg-dev fakeroot"
+case "${1:-build}" in
+  build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;;
+  *) echo "deps.sh: unknown set: $1" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "deps.sh: missing packages:$missing (run as root or install them)" >&2
+  exit 1
+fi
+echo "deps.sh: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+# postfix asks a debconf question on install; the bench configures it itself.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+apt-get update -q || true
+apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Runs every libFuzzer target in DIR for RUNS inputs each, seeded from
+# tests/fuzz/corpus/NAME when present; fails on the first finding.
+set -e
+dir=$1; runs=${2:-1000000}
+top=$(cd "$(dirname "$0")/.." && pwd)
+for f in "$dir"/fuzz_*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  work=$(mktemp -d)
+  seeds="$top/tests/fuzz/corpus/$name"
+  [ -d "$seeds" ] && cp -r "$seeds"/. "$work"/ 2>/dev/null || true
+  echo "== $name: $runs runs"
+  ASAN_OPTIONS=detect_leaks=1 "$f" -runs="$runs" -max_len=4096 -timeout=10 "$work" 2>&1 | tail -n 3
+  rm -rf "$work"
+done
