@@ -62,6 +62,8 @@ struct pt_ctx {
 	const struct pt_config *conf; /* the live config */
 	struct pt_loop *loop;         /* this process's event loop */
 	int as_root;                  /* master started as root */
+	const char *role;             /* "worker" (network, queue), "local"
+	                                 (delivery agent), "cli" (a verb) */
 };
 
 #endif
