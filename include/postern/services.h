@@ -72,6 +72,11 @@ struct pt_alias_ops {
 	              enum pt_alias_target kind, const char *owner), void *arg,
 	              struct pt_status *st);
 	int (*exists)(const char *local);
+	/* Deliver to a /file or |command target found in an alias file whose
+	 * owner allowed it (owner = that file's owner name). Blocking; runs in
+	 * the delivery agent, which has already switched to default_privs. */
+	void (*deliver_special)(const struct pt_delivery *d, enum pt_alias_target kind,
+	                        const char *target, struct pt_status *st);
 };
 
 /* ---- routing (the transport module; the core has a local-only default) ---- */
