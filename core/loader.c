@@ -1,0 +1,259 @@
+/* Module loader. A module is one .so exporting one descriptor; we refuse it
+ * with a sentence naming the module and what is wrong before anything
+ * starts: wrong ABI, other build, missing symbol, missing dependency. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config_int.h"
+#include "config_raw.h"
+#include "loader.h"
+
+#define MAX_MODULES 32
+
+struct loaded {
+	const struct pt_module *mod;
+	void *handle;
+	char path[PATH_MAX];
+};
+
+static struct loaded loaded[MAX_MODULES];
+static size_t nloaded;
+
+size_t
+pt_modules_count(void)
+{
+	return nloaded;
+}
+
+const struct pt_module *
+pt_modules_get(size_t i)
+{
+	return i < nloaded ? loaded[i].mod : NULL;
+}
+
+const struct pt_module *
+pt_modules_find(const char *name)
+{
+	for (size_t i = 0; i < nloaded; i++)
+		if (strcmp(loaded[i].mod->name, name) == 0)
+			return loaded[i].mod;
+	return NULL;
+}
+
+/* Where NAME.so lives: the module line's PATH, else module_directory; when
+ * module_directory is left at its default and the module is not there, the
+ * build tree beside the running binary (build/bin/../modules) is tried, so
+ * `make run` and tests need no install step. */
+static void
+module_path(const struct pt_config *c, size_t i, char *out, size_t outlen)
+{
+	const char *name = pt_config_module_name(c, i);
+	const char *explicit = pt_config_module_path(c, i);
+	if (explicit) {
+		snprintf(out, outlen, "%s", explicit);
+		return;
+	}
+	const char *dir = pt_config_raw(c, "module_directory");
+	if (dir) {
+		snprintf(out, outlen, "%s/%s.so", dir, name);
+		return;
+	}
+	snprintf(out, outlen, "%s/%s.so", POSTERN_MODULE_DIR, name);
+	if (access(out, F_OK) == 0)
+		return;
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash == NULL)
+		return;
+	*slash = '\0';
+	char alt[PATH_MAX + 64];
+	snprintf(alt, sizeof alt, "%s/../modules/%s.so", exe, name);
+	if (access(alt, F_OK) == 0)
+		snprintf(out, outlen, "%s", alt);
+}
+
+static int
+check_descriptor(struct pt_config *c, int line, const char *name, const char *path,
+                 const struct pt_module *m)
+{
+	if (m->abi != POSTERN_ABI) {
+		pt_config_add_error(c, line, "module %s (%s): built for module ABI %u, this postern has ABI %u; rebuild the module",
+		                    name, path, (unsigned)m->abi, (unsigned)POSTERN_ABI);
+		return -1;
+	}
+	if (m->build_sig == NULL || strcmp(m->build_sig, POSTERN_BUILD_SIG) != 0) {
+		pt_config_add_error(c, line, "module %s (%s): build signature \"%s\" does not match postern's \"%s\"; rebuild the module",
+		                    name, path, m->build_sig ? m->build_sig : "(none)", POSTERN_BUILD_SIG);
+		return -1;
+	}
+	if (m->name == NULL || strcmp(m->name, name) != 0) {
+		pt_config_add_error(c, line, "module %s (%s): the file is the module \"%s\", not \"%s\"",
+		                    name, path, m->name ? m->name : "(unnamed)", name);
+		return -1;
+	}
+	return 0;
+}
+
+int
+pt_modules_load(struct pt_config *c)
+{
+	const char *dir = pt_config_raw(c, "module_directory");
+	if (dir && strchr(dir, '$')) {
+		pt_config_add_error(c, pt_config_raw_line(c, "module_directory"),
+		                    "module_directory cannot use $name expansion (modules are found before parameters are resolved)");
+		return 1;
+	}
+	int errors = 0;
+	struct loaded next[MAX_MODULES];
+	int lines[MAX_MODULES];
+	size_t n = 0;
+	size_t count = pt_config_module_count(c);
+
+	for (size_t i = 0; i < count; i++) {
+		const char *name = pt_config_module_name(c, i);
+		int line = pt_config_module_line(c, i);
+		if (n == MAX_MODULES) {
+			pt_config_add_error(c, line, "module %s: too many modules (at most %d)", name, MAX_MODULES);
+			errors++;
+			break;
+		}
+		int dup = 0;
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(next[j].mod->name, name) == 0)
+				dup = 1;
+		if (dup)
+			continue; /* the parser already reported the duplicate line */
+		char path[PATH_MAX];
+		module_path(c, i, path, sizeof path);
+		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (h == NULL) {
+			const char *why = dlerror();
+			if (access(path, F_OK) != 0)
+				pt_config_add_error(c, line, "module %s: cannot load %s: %s", name, path, strerror(errno));
+			else
+				pt_config_add_error(c, line, "module %s: cannot load %s: %s", name, path, why ? why : "unknown error");
+			errors++;
+			continue;
+		}
+		dlerror();
+		const struct pt_module *m = dlsym(h, POSTERN_MODULE_SYMBOL);
+		if (m == NULL) {
+			pt_config_add_error(c, line, "module %s (%s): no \"%s\" symbol: not a Postern module",
+			                    name, path, POSTERN_MODULE_SYMBOL);
+			errors++;
+			dlclose(h);
+			continue;
+		}
+		if (check_descriptor(c, line, name, path, m) != 0) {
+			errors++;
+			dlclose(h);
+			continue;
+		}
+		next[n].mod = m;
+		next[n].handle = h;
+		snprintf(next[n].path, sizeof next[n].path, "%s", path);
+		lines[n] = line;
+		n++;
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		const char *const *dep = next[i].mod->depends;
+		for (; dep && *dep; dep++) {
+			int found = 0;
+			for (size_t j = 0; j < n; j++)
+				if (strcmp(next[j].mod->name, *dep) == 0)
+					found = 1;
+			if (!found) {
+				pt_config_add_error(c, lines[i], "module %s needs module %s, which is not loaded (add \"module %s\")",
+				                    next[i].mod->name, *dep, *dep);
+				errors++;
+			}
+		}
+	}
+
+	/* Order: dependencies first, otherwise file order; a cycle is an error. */
+	struct loaded ordered[MAX_MODULES];
+	size_t nordered = 0;
+	int placed[MAX_MODULES] = { 0 };
+	for (int progress = 1; progress && nordered < n;) {
+		progress = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (placed[i])
+				continue;
+			int ready = 1;
+			for (const char *const *dep = next[i].mod->depends; dep && *dep; dep++)
+				for (size_t j = 0; j < n; j++)
+					if (!placed[j] && j != i && strcmp(next[j].mod->name, *dep) == 0)
+						ready = 0;
+			if (ready) {
+				ordered[nordered++] = next[i];
+				placed[i] = 1;
+				progress = 1;
+			}
+		}
+	}
+	if (nordered < n) {
+		for (size_t i = 0; i < n; i++)
+			if (!placed[i]) {
+				pt_config_add_error(c, lines[i], "module %s: circular module dependency", next[i].mod->name);
+				errors++;
+			}
+	}
+
+	for (size_t i = 0; i < nordered; i++)
+		if (ordered[i].mod->params && pt_config_declare(c, ordered[i].mod->name, ordered[i].mod->params) != 0)
+			errors++;
+
+	if (errors == 0) {
+		/* Handles stay open for the life of the process: dlopen of an
+		 * already loaded path returns the same handle, so reload is cheap. */
+		memcpy(loaded, ordered, nordered * sizeof *ordered);
+		nloaded = nordered;
+	}
+	return errors;
+}
+
+int
+pt_modules_init(struct pt_ctx *ctx)
+{
+	for (size_t i = 0; i < nloaded; i++)
+		if (loaded[i].mod->init && loaded[i].mod->init(ctx) != 0)
+			return -1;
+	return 0;
+}
+
+int
+pt_modules_reload(struct pt_ctx *ctx)
+{
+	for (size_t i = 0; i < nloaded; i++)
+		if (loaded[i].mod->reload && loaded[i].mod->reload(ctx) != 0)
+			return -1;
+	return 0;
+}
+
+void
+pt_modules_stop(struct pt_ctx *ctx)
+{
+	for (size_t i = nloaded; i-- > 0;)
+		if (loaded[i].mod->stop)
+			loaded[i].mod->stop(ctx);
+}
+
+int
+pt_modules_check(const struct pt_config *c)
+{
+	int failed = 0;
+	for (size_t i = 0; i < nloaded; i++)
+		if (loaded[i].mod->check && loaded[i].mod->check(c) != 0)
+			failed++;
+	return failed;
+}

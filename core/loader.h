@@ -1,0 +1,30 @@
+/* Module loader: dlopen only the modules the config names, check their
+ * descriptors, declare their parameters, run their hooks in dependency
+ * order. */
+#ifndef POSTERN_LOADER_H
+#define POSTERN_LOADER_H
+
+#include <stddef.h>
+
+#include "postern/module.h"
+
+struct pt_config;
+
+/* Load every `module` line of c (errors go into c as FILE:LINE) and
+ * declare the modules' parameter tables. Returns the number of errors. */
+int pt_modules_load(struct pt_config *c);
+/* Modules of the last successful pt_modules_load, in init order
+ * (dependencies first). */
+size_t pt_modules_count(void);
+const struct pt_module *pt_modules_get(size_t i);
+const struct pt_module *pt_modules_find(const char *name);
+/* Hooks over all loaded modules. init/reload stop at the first failure
+ * and return -1. */
+int pt_modules_init(struct pt_ctx *ctx);
+int pt_modules_reload(struct pt_ctx *ctx);
+void pt_modules_stop(struct pt_ctx *ctx);
+/* Run each module's check hook against c; returns the number of failing
+ * modules (their messages are already in c). */
+int pt_modules_check(const struct pt_config *c);
+
+#endif

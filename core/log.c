@@ -1,0 +1,159 @@
+/* Logging: one line per event, "postern/SERVICE[PID]: text", written with a
+ * single write(2) on an O_APPEND descriptor so that lines of concurrent
+ * processes and threads never interleave. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log_int.h"
+#include "postern/log.h"
+
+enum sink { SINK_STDERR, SINK_FILE, SINK_SYSLOG };
+
+static enum sink log_sink = SINK_STDERR;
+static int log_fd = -1;
+static int log_copy_stderr;
+static char log_service[32] = "master";
+
+void
+pt_log_set_service(const char *service)
+{
+	snprintf(log_service, sizeof log_service, "%s", service);
+}
+
+int
+pt_log_open(const char *maillog_file)
+{
+	pt_log_close();
+	if (maillog_file == NULL || *maillog_file == '\0') {
+		openlog("postern", LOG_NDELAY, LOG_MAIL);
+		log_sink = SINK_SYSLOG;
+		return 0;
+	}
+	if (strcmp(maillog_file, "stderr") == 0 || strcmp(maillog_file, "/dev/stderr") == 0) {
+		log_sink = SINK_STDERR;
+		return 0;
+	}
+	int fd = open(maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -1;
+	log_fd = fd;
+	log_sink = SINK_FILE;
+	return 0;
+}
+
+void
+pt_log_close(void)
+{
+	if (log_sink == SINK_FILE && log_fd >= 0)
+		close(log_fd);
+	if (log_sink == SINK_SYSLOG)
+		closelog();
+	log_fd = -1;
+	log_sink = SINK_STDERR;
+}
+
+void
+pt_log_also_stderr(int on)
+{
+	log_copy_stderr = on;
+}
+
+static const char *
+level_prefix(enum pt_log_level level)
+{
+	switch (level) {
+	case PT_LOG_WARNING: return "warning: ";
+	case PT_LOG_ERROR: return "error: ";
+	case PT_LOG_FATAL: return "fatal: ";
+	default: return "";
+	}
+}
+
+static void
+write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static void
+log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list ap)
+{
+	static int debug = -1;
+	if (debug < 0)
+		debug = getenv("POSTERN_DEBUG") != NULL;
+	if (level == PT_LOG_DEBUG && !debug)
+		return;
+
+	char text[2048];
+	int saved = errno;
+	vsnprintf(text, sizeof text, fmt, ap);
+	errno = saved;
+	/* Control characters from peers must not forge log lines. */
+	for (char *p = text; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+
+	if (log_sink == SINK_SYSLOG) {
+		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT };
+		syslog(prio[level], "%s[%ld]: %s%s", service, (long)getpid(), level_prefix(level), text);
+		/* syslog's tag is "postern"; the service goes in the message. */
+	}
+
+	char line[2300];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	char stamp[32];
+	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+	char host[64] = "localhost";
+	gethostname(host, sizeof host - 1);
+	char *dot = strchr(host, '.');
+	if (dot)
+		*dot = '\0';
+	int n = snprintf(line, sizeof line, "%s %s postern/%s[%ld]: %s%s\n", stamp, host, service,
+	                 (long)getpid(), level_prefix(level), text);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line) {
+		n = sizeof line - 1;
+		line[n - 1] = '\n';
+	}
+	if (log_sink == SINK_FILE)
+		write_all(log_fd, line, (size_t)n);
+	if (log_sink == SINK_STDERR || log_copy_stderr)
+		write_all(2, line, (size_t)n);
+}
+
+void
+pt_log(enum pt_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_emit(log_service, level, fmt, ap);
+	va_end(ap);
+}
+
+void
+pt_log_as(const char *service, enum pt_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_emit(service, level, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,13 @@
+/* Core-internal logging setup: where lines go. Before pt_log_open runs,
+ * lines go to stderr. */
+#ifndef POSTERN_LOG_INT_H
+#define POSTERN_LOG_INT_H
+
+/* maillog_file: "" = syslog (mail facility), "stderr" or "/dev/stderr" =
+ * standard error, else a file opened for append. 0 ok, -1 (errno). */
+int pt_log_open(const char *maillog_file);
+void pt_log_close(void);
+/* Also copy every line to stderr (foreground `postern run` on a tty). */
+void pt_log_also_stderr(int on);
+
+#endif

@@ -1,0 +1,41 @@
+/* Building a usable config: syntax, the core's and the modules'
+ * parameter tables, resolution, module checks. */
+#include <stdio.h>
+
+#include "config_int.h"
+#include "loader.h"
+#include "runtime.h"
+
+const struct pt_config *pt_live_conf;
+
+/* Core parameter tables that live beside the code using them. */
+static void
+extra_declare(struct pt_config *c)
+{
+	(void)c;
+}
+
+struct pt_config *
+pt_runtime_load(const char *path)
+{
+	struct pt_config *c = pt_config_parse(path, NULL, 0);
+	if (c == NULL)
+		return NULL;
+	if (pt_config_error_count(c) > 0)
+		return c;
+	pt_config_declare_core(c);
+	extra_declare(c);
+	pt_modules_load(c);
+	if (pt_config_finish(c) == 0)
+		pt_modules_check(c);
+	return c;
+}
+
+int
+pt_runtime_print_errors(const struct pt_config *c, FILE *out)
+{
+	int n = pt_config_error_count(c);
+	for (int i = 0; i < n; i++)
+		fprintf(out, "%s\n", pt_config_error(c, i));
+	return n;
+}

@@ -1,0 +1,22 @@
+/* The process-wide live configuration and the loaded modules: what every
+ * verb and process builds first. */
+#ifndef POSTERN_RUNTIME_H
+#define POSTERN_RUNTIME_H
+
+#include <stdio.h>
+
+#include "postern/config.h"
+#include "postern/module.h"
+
+/* The config this process serves with (services read it: mydestination...). */
+extern const struct pt_config *pt_live_conf;
+
+/* Parse path, declare the core's and every named module's parameters
+ * (loading the modules), resolve, run module check hooks. Always returns a
+ * config (NULL only out of memory); pt_config_error_count() tells whether
+ * it is usable. */
+struct pt_config *pt_runtime_load(const char *path);
+/* Print every error of c on out, one per line; returns the count. */
+int pt_runtime_print_errors(const struct pt_config *c, FILE *out);
+
+#endif
