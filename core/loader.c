@@ -257,3 +257,22 @@ pt_modules_check(const struct pt_config *c)
 			failed++;
 	return failed;
 }
+
+/* The master keeps the module list of the live config; a reload that loads
+ * a broken config must not leave the list of the refused one behind. */
+static struct loaded saved[MAX_MODULES];
+static size_t nsaved;
+
+void
+pt_modules_save(void)
+{
+	memcpy(saved, loaded, nloaded * sizeof *loaded);
+	nsaved = nloaded;
+}
+
+void
+pt_modules_restore(void)
+{
+	memcpy(loaded, saved, nsaved * sizeof *saved);
+	nloaded = nsaved;
+}

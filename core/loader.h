@@ -26,5 +26,8 @@ void pt_modules_stop(struct pt_ctx *ctx);
 /* Run each module's check hook against c; returns the number of failing
  * modules (their messages are already in c). */
 int pt_modules_check(const struct pt_config *c);
+/* Remember the current list / put it back (reload of a refused config). */
+void pt_modules_save(void);
+void pt_modules_restore(void);
 
 #endif

@@ -19,12 +19,22 @@ enum sink { SINK_STDERR, SINK_FILE, SINK_SYSLOG };
 static enum sink log_sink = SINK_STDERR;
 static int log_fd = -1;
 static int log_copy_stderr;
-static char log_service[32] = "master";
+static char log_default_service[32] = "master";
+/* Protocol handlers retag the thread they run on (one loop thread serves
+ * smtpd, imap and pop3 sessions); other threads log as the process. */
+static __thread char log_service[32];
 
 void
 pt_log_set_service(const char *service)
 {
-	snprintf(log_service, sizeof log_service, "%s", service);
+	snprintf(log_service, sizeof log_service, "%s", service ? service : "");
+}
+
+void
+pt_log_set_default_service(const char *service)
+{
+	snprintf(log_default_service, sizeof log_default_service, "%s", service);
+	log_service[0] = '\0';
 }
 
 int
@@ -145,7 +155,7 @@ pt_log(enum pt_log_level level, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	log_emit(log_service, level, fmt, ap);
+	log_emit(log_service[0] ? log_service : log_default_service, level, fmt, ap);
 	va_end(ap);
 }
 

@@ -41,7 +41,7 @@ const char *pt_conn_local_addr(const struct pt_conn *c);
 unsigned pt_conn_local_port(const struct pt_conn *c);
 const struct pt_listener *pt_conn_listener(const struct pt_conn *c);
 
-/* Input. getline: 1 with *line/*len (without CRLF or LF; *eol tells which
+/* Input. getline: 1 with *line and *len (without CRLF or LF; *eol tells which
  * ending it had: 2 = CRLF, 1 = bare LF), 0 when no complete line is
  * buffered, -1 when a line exceeds max bytes (the partial line is dropped
  * up to its end, so the caller can reply and go on). */
