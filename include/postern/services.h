@@ -119,6 +119,10 @@ struct pt_verdict {
 	char reply[512];              /* "554 5.7.1 <x>: Relay access denied" */
 	char rule[160];               /* "reject_unauth_destination", "policy.lua:12" */
 	char prepend[512];            /* header lines to add (PREPEND), LF-separated */
+	/* Decision trace of this evaluation, one "LIST: ITEM -> RESULT" line
+	 * each (LF-separated); valid only during done(). Copy it into
+	 * pt_envelope.trace for accepted mail (`postern why`). May be NULL. */
+	const char *trace;
 };
 struct pt_restrict_ops {
 	/* Evaluate the chains due at this stage (with smtpd_delay_reject, the
