@@ -1,0 +1,317 @@
+"""Integration-test harness: starts the real postern daemon on loopback
+with a throwaway config, state directory and free ports, and stops it by
+pid. Run as root, the daemon runs rootless as `nobody` by default (the
+mode tests mostly want); Server(as_root=True) runs it privilege-separated.
+"""
+import os
+import pwd
+import grp
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import mailbox
+
+SRC = os.environ.get("POSTERN_SRC") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("POSTERN_BIN") or os.path.join(SRC, "build", "bin", "postern")
+MODULES = os.environ.get("POSTERN_MODULES") or os.path.join(os.path.dirname(BIN), "..", "modules")
+TESTMODS = os.environ.get("POSTERN_TESTMODS") or os.path.join(os.path.dirname(BIN), "..", "testmods")
+SANITIZE = os.environ.get("POSTERN_SANITIZE", "0") in ("1", "ON", "TRUE", "true")
+
+# How long the daemon may take to come up (ASan builds are slower).
+START_TIMEOUT = 30 if SANITIZE else 10
+
+_cert_cache = None
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def test_cert():
+    """A self-signed certificate for mail.example.com.ar, made once per run."""
+    global _cert_cache
+    if _cert_cache and all(os.path.exists(p) for p in _cert_cache):
+        return _cert_cache
+    d = tempfile.mkdtemp(prefix="postern-cert-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=mail.example.com.ar",
+                    "-addext", "subjectAltName=DNS:mail.example.com.ar,DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    os.chmod(d, 0o755)
+    os.chmod(key, 0o644)
+    _cert_cache = (cert, key)
+    return _cert_cache
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def port_open(port, host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect((host, port))
+            return True
+    except OSError:
+        return False
+
+
+class Server:
+    """One postern instance.
+
+    modules: module lines, in order. conf: extra config text appended.
+    users: names put in the passwd-file userdb (password "secret" unless
+    given as name:password). aliases: text of the aliases file (written to
+    DIR/aliases; the alias module reads it through alias_maps).
+    listeners: which *_listen parameters get a free port (others are empty).
+    """
+
+    ALL_LISTENERS = ("smtpd", "submission", "smtps", "imap", "imaps", "pop3", "pop3s")
+
+    def __init__(self, modules=("mbox", "smtp"), conf="", users=("alice", "bob", "carol"),
+                 aliases=None, listeners=None, as_root=False, run_as=None, tls=True, name="postern"):
+        self.dir = tempfile.mkdtemp(prefix="postern-test-")
+        os.chmod(self.dir, 0o755)
+        self.modules = list(modules)
+        self.as_root = as_root
+        self.proc = None
+        self.ports = {}
+        if listeners is None:
+            listeners = self.ALL_LISTENERS
+        for l in self.ALL_LISTENERS:
+            self.ports[l] = free_port() if l in listeners else None
+        for sub in ("spool", "home", "queue", "run"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        self.users = []
+        lines = []
+        for u in users:
+            name_, _, pw = u.partition(":")
+            self.users.append(name_)
+            home = os.path.join(self.dir, "home", name_)
+            os.makedirs(os.path.join(home, "mail"), exist_ok=True)
+            lines.append("%s:{PLAIN}%s::::%s::" % (name_, pw or "secret", home))
+        self.passwd_file = os.path.join(self.dir, "users")
+        with open(self.passwd_file, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.aliases_file = os.path.join(self.dir, "aliases")
+        with open(self.aliases_file, "w") as f:
+            f.write(aliases if aliases is not None else "postmaster: alice\nsysadmin: alice, bob\n")
+        self.log_file = os.path.join(self.dir, "maillog")
+        self.conf_file = os.path.join(self.dir, "postern.conf")
+        self.tls = tls
+        self.extra_conf = conf
+        # Who the daemon runs as.
+        if as_root:
+            self.run_user = None
+        elif run_as:
+            self.run_user = run_as
+        elif os.geteuid() == 0:
+            self.run_user = "nobody"
+        else:
+            self.run_user = None
+        self.write_conf()
+        if self.run_user:
+            pw = pwd.getpwnam(self.run_user)
+            for root, dirs, files in os.walk(self.dir):
+                os.chown(root, pw.pw_uid, pw.pw_gid)
+                for f in files:
+                    os.chown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def base_conf(self):
+        c = []
+        c.append("# written by tests/integration/harness.py")
+        c.append("module_directory = %s" % os.path.abspath(MODULES))
+        for m in self.modules:
+            c.append("module %s" % m)
+        c.append("myhostname = mail.example.com.ar")
+        c.append("mydomain = example.com.ar")
+        c.append("myorigin = $mydomain")
+        c.append("mydestination = $myhostname, localhost.$mydomain, localhost, $mydomain")
+        c.append("mynetworks = 127.0.0.1/32")
+        c.append("inet_interfaces = loopback-only")
+        c.append("queue_directory = %s" % self.path("queue"))
+        c.append("pid_file = %s" % self.path("run", "postern.pid"))
+        c.append("maillog_file = %s" % self.log_file)
+        c.append("userdb = passwd-file:%s" % self.passwd_file)
+        if "mbox" in self.modules:
+            c.append("mail_location = mbox:%s/home/%%u/mail:INBOX=%s/spool/%%u" % (self.dir, self.dir))
+        if "alias" in self.modules:
+            c.append("alias_maps = hash:%s" % self.aliases_file)
+            c.append("alias_database = hash:%s" % self.aliases_file)
+        if self.tls:
+            cert, key = test_cert()
+            c.append("ssl_cert = <%s" % cert)
+            c.append("ssl_key = <%s" % key)
+        return c
+
+    def listener_conf(self):
+        c = []
+        owners = {"smtpd": "smtp", "submission": "smtp", "smtps": "smtp", "imap": "imap", "imaps": "imap",
+                  "pop3": "pop3", "pop3s": "pop3"}
+        for l, port in self.ports.items():
+            if owners[l] not in self.modules:
+                continue
+            c.append("%s_listen = %s" % (l, ("127.0.0.1:%d" % port) if port else ""))
+        return c
+
+    def write_conf(self, extra=None):
+        if extra is not None:
+            self.extra_conf = extra
+        text = "\n".join(self.base_conf() + self.listener_conf()) + "\n" + self.extra_conf + "\n"
+        with open(self.conf_file, "w") as f:
+            f.write(text)
+        if getattr(self, "run_user", None):
+            pw = pwd.getpwnam(self.run_user)
+            os.chown(self.conf_file, pw.pw_uid, pw.pw_gid)
+
+    def env(self):
+        e = dict(os.environ)
+        e["POSTERN_CONF"] = self.conf_file
+        if SANITIZE:
+            e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+            e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        return e
+
+    def _preexec(self):
+        if self.run_user:
+            pw = pwd.getpwnam(self.run_user)
+            os.setgroups([])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+
+    def cmd(self, *args, input=None, check=False, timeout=60, as_daemon_user=True):
+        """Run `postern ARGS -c CONF` and return the CompletedProcess."""
+        argv = [BIN] + list(args)
+        pre = self._preexec if (as_daemon_user and self.run_user) else None
+        return subprocess.run(argv, input=input, capture_output=True, env=self.env(), check=check,
+                              timeout=timeout, preexec_fn=pre)
+
+    def start(self, wait_port=None):
+        self.proc = subprocess.Popen([BIN, "run", "-c", self.conf_file], env=self.env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=self._preexec if self.run_user else None)
+        port = wait_port or self.ports.get("smtpd") if "smtp" in self.modules else wait_port
+        end = time.time() + START_TIMEOUT
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                raise AssertionError("postern exited with %s at start:\n%s\n%s\nlog:\n%s" %
+                                     (self.proc.returncode, out.decode(errors="replace"),
+                                      err.decode(errors="replace"), self.log()))
+            if port is None:
+                if os.path.exists(self.path("run", "postern.pid")):
+                    time.sleep(0.3)
+                    return self
+            elif port_open(port):
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError("postern did not come up within %ss; log:\n%s" % (START_TIMEOUT, self.log()))
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def reload(self):
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait; returns the exit status."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("postern did not stop within %ss" % timeout)
+        self.proc.communicate()
+        return self.proc.returncode
+
+    def kill(self):
+        """kill -9 the master and every process of its group of children."""
+        if self.proc and self.proc.poll() is None:
+            for child in self.children():
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.communicate()
+
+    def children(self, pid=None):
+        """pids of the descendants of the master."""
+        pid = pid or self.pid
+        out = []
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            return out
+        for k in kids:
+            out.append(k)
+            out.extend(self.children(k))
+        return out
+
+    def log(self):
+        try:
+            with open(self.log_file, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_log(self, text, timeout=10):
+        return wait_for(lambda: text in self.log(), timeout, what="log line %r" % text)
+
+    def mbox_path(self, user):
+        return self.path("spool", user)
+
+    def messages(self, user):
+        """Messages in user's INBOX (parsed with Python's mailbox.mbox)."""
+        p = self.mbox_path(user)
+        if not os.path.exists(p):
+            return []
+        box = mailbox.mbox(p, create=False)
+        try:
+            return [m for m in box]
+        finally:
+            box.close()
+
+    def wait_messages(self, user, n, timeout=10):
+        return wait_for(lambda: len(self.messages(user)) >= n and self.messages(user), timeout,
+                        what="%d message(s) for %s" % (n, user))
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ServerTestCase:
+    """Mixin: self.server started in setUp, stopped and removed in tearDown.
+    Subclasses set server_args (dict) to pass to Server()."""
+
+    server_args = {}
+
+    def setUp(self):
+        self.server = Server(**self.server_args)
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
