@@ -55,7 +55,9 @@ struct pt_module {
 	int (*check)(const struct pt_config *conf);
 };
 
-#define POSTERN_MODULE(var) const struct pt_module postern_module = var
+/* Modules are built with hidden visibility; only the descriptor is
+ * exported. Use: POSTERN_MODULE_EXPORT const struct pt_module postern_module = {...}; */
+#define POSTERN_MODULE_EXPORT __attribute__((visibility("default")))
 
 /* What the core hands to module hooks. */
 struct pt_ctx {
