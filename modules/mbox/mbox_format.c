@@ -1,0 +1,188 @@
+/* One delivery as the bytes appended to an mbox: From_ line, envelope
+ * headers, the message transformed for mboxo storage. Pure: no I/O, so the
+ * fuzzer and the delivery code share exactly the same transformation. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mbox.h"
+
+void
+mbox_buf_free(struct mbox_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static int
+buf_reserve(struct mbox_buf *b, size_t more)
+{
+	if (more > SIZE_MAX - b->len)
+		return -1;
+	size_t need = b->len + more;
+	if (need <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	char *p = realloc(b->p, cap);
+	if (p == NULL)
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+/* Callers reserve first; appends never fail. */
+static void
+buf_put(struct mbox_buf *b, const char *s, size_t n)
+{
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* Envelope values end up on header lines: a CR or LF in them would let a
+ * sender inject lines (or a fake From_ line), so control bytes become '?'. */
+static void
+buf_put_clean(struct mbox_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		b->p[b->len++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+}
+
+void
+mbox_asctime(time_t t, char out[32])
+{
+	/* asctime's fixed English names: mbox readers parse them, locale must
+	 * not change them. */
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	if (localtime_r(&t, &tm) == NULL || tm.tm_wday < 0 || tm.tm_wday > 6 ||
+	    tm.tm_mon < 0 || tm.tm_mon > 11) {
+		memset(&tm, 0, sizeof tm);
+		tm.tm_mday = 1;
+		tm.tm_year = 70;
+		tm.tm_wday = 4;
+	}
+	long long year = (long long)tm.tm_year + 1900;
+	/* The year is bounded so the line always fits. */
+	if (year < 0)
+		year = 0;
+	if (year > 9999)
+		year = 9999;
+	snprintf(out, 32, "%s %s %2d %02d:%02d:%02d %lld", days[tm.tm_wday], months[tm.tm_mon],
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, year);
+}
+
+int
+mbox_header_is_internal(const char *name, size_t len)
+{
+	static const char *const names[] = { "X-IMAPbase", "X-IMAP", "X-UID", "Status", "X-Status",
+		"X-Keywords", "Content-Length" };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Is line (without LF) a header field the mailbox owns? The name runs up
+ * to the colon; white space before the colon is tolerated (obs syntax). */
+static int
+line_is_internal_field(const char *line, size_t len)
+{
+	size_t n = 0;
+	while (n < len && line[n] != ':' && line[n] != ' ' && line[n] != '\t')
+		n++;
+	size_t c = n;
+	while (c < len && (line[c] == ' ' || line[c] == '\t'))
+		c++;
+	if (n == 0 || c >= len || line[c] != ':')
+		return 0;
+	return mbox_header_is_internal(line, n);
+}
+
+int
+mbox_format_body(const char *data, size_t len, struct mbox_buf *b)
+{
+	/* Worst case: every line gains '>' (a quoted line is >= 5 bytes + LF)
+	 * plus a final LF. */
+	size_t bound = len + len / 5 + 2;
+	if (len > SIZE_MAX / 2 || buf_reserve(b, bound) != 0)
+		return -1;
+	int in_header = 1, skipping = 0;
+	size_t i = 0;
+	while (i < len) {
+		const char *nl = memchr(data + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - data) : len;
+		size_t ll = end - i;
+		/* CR LF is stored as LF; a lone CR elsewhere stays. */
+		if (nl && ll > 0 && data[end - 1] == '\r')
+			ll--;
+		const char *line = data + i;
+		i = nl ? end + 1 : len;
+		if (in_header) {
+			if (ll == 0) {
+				in_header = 0;
+			} else if (line[0] == ' ' || line[0] == '\t') {
+				if (skipping)
+					continue;
+			} else {
+				skipping = line_is_internal_field(line, ll);
+				if (skipping)
+					continue;
+			}
+		}
+		if (ll >= 5 && memcmp(line, "From ", 5) == 0)
+			buf_put(b, ">", 1);
+		buf_put(b, line, ll);
+		buf_put(b, "\n", 1);
+	}
+	return 0;
+}
+
+int
+mbox_format(const struct pt_delivery *d, struct mbox_buf *b)
+{
+	size_t start = b->len;
+	const char *sender = d->sender ? d->sender : "";
+	const char *rcpt = d->recipient ? d->recipient : "";
+	const char *orig = d->orig_recipient;
+	char date[32];
+	mbox_asctime(d->arrival, date);
+	size_t env = strlen(sender) * 2 + strlen(rcpt) + (orig ? strlen(orig) : 0) + strlen(date) +
+	             128;
+	if (buf_reserve(b, env) != 0)
+		return -1;
+	buf_put(b, "From ", 5);
+	if (*sender)
+		buf_put_clean(b, sender);
+	else
+		buf_put(b, "MAILER-DAEMON", 13);
+	buf_put(b, "  ", 2);
+	buf_put(b, date, strlen(date));
+	buf_put(b, "\nReturn-Path: <", 15);
+	buf_put_clean(b, sender);
+	buf_put(b, ">\n", 2);
+	if (orig && *orig) {
+		buf_put(b, "X-Original-To: ", 15);
+		buf_put_clean(b, orig);
+		buf_put(b, "\n", 1);
+	}
+	buf_put(b, "Delivered-To: ", 14);
+	buf_put_clean(b, rcpt);
+	buf_put(b, "\n", 1);
+	if (mbox_format_body(d->data, d->len, b) != 0 || buf_reserve(b, 1) != 0) {
+		b->len = start;
+		return -1;
+	}
+	buf_put(b, "\n", 1);
+	return 0;
+}

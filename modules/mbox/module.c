@@ -1,0 +1,99 @@
+/* The mbox module's descriptor: its parameters, the mail_location check,
+ * and the mailstore service it registers for local delivery. */
+#include <errno.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/log.h"
+#include "postern/module.h"
+#include "postern/services.h"
+#include "mbox.h"
+
+static const struct pt_param mbox_params[] = {
+	{ "mail_location", PT_STR, "mbox:~/mail:INBOX=/var/mail/%u", NULL,
+	  "where mail is stored: mbox:ROOT[:INBOX=PATH] with %u %n %d %h ~", 0, 0 },
+	{ "mailbox_size_limit", PT_SIZE, "51200000", NULL,
+	  "largest size an mbox may grow to by delivery (0 = no limit)", 0, 0 },
+	{ "mbox_lock_timeout", PT_TIME, "10s", NULL,
+	  "how long delivery waits for the fcntl lock and the dotlock", 0, 86400 },
+	{ "mbox_dotlock_stale_time", PT_TIME, "300s", NULL,
+	  "a dotlock older than this is considered left by a dead process and removed", 0, 0 },
+	{ 0 },
+};
+
+static const struct pt_mailstore_ops mbox_ops = { mbox_deliver };
+
+/* mail_privileged_group names the group allowed to write the spool
+ * directory (Debian: mail); a number is taken as a gid. */
+static gid_t
+privileged_gid(const char *name)
+{
+	if (name == NULL || *name == '\0')
+		return (gid_t)-1;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(name, &end, 10);
+	if (*end == '\0' && errno == 0)
+		return (gid_t)v;
+	struct group gr, *res = NULL;
+	char buf[4096];
+	if (getgrnam_r(name, &gr, buf, sizeof buf, &res) != 0 || res == NULL) {
+		pt_warn("mail_privileged_group %s: no such group; dotlocks use the user's rights only",
+		        name);
+		return (gid_t)-1;
+	}
+	return gr.gr_gid;
+}
+
+static int
+mbox_configure(struct pt_ctx *ctx)
+{
+	const struct pt_config *c = ctx->conf;
+	struct mbox_settings s = {
+		.mail_location = pt_conf_str(c, "mail_location"),
+		.size_limit = (off_t)pt_conf_int(c, "mailbox_size_limit"),
+		.lock_timeout_ms = (unsigned)pt_conf_int(c, "mbox_lock_timeout") * 1000u,
+		.dotlock_stale_s = (unsigned)pt_conf_int(c, "mbox_dotlock_stale_time"),
+		.priv_gid = privileged_gid(pt_conf_str(c, "mail_privileged_group")),
+	};
+	char err[256];
+	if (mbox_location_check(s.mail_location, err, sizeof err) != 0) {
+		pt_error("mail_location: %s", err);
+		return -1;
+	}
+	mbox_settings_install(&s);
+	return 0;
+}
+
+static int
+mbox_init(struct pt_ctx *ctx)
+{
+	if (mbox_configure(ctx) != 0)
+		return -1;
+	return pt_service_register(PT_SVC_MAILSTORE, &mbox_ops);
+}
+
+static int
+mbox_check(const struct pt_config *conf)
+{
+	char err[256];
+	if (mbox_location_check(pt_conf_str(conf, "mail_location"), err, sizeof err) != 0) {
+		pt_conf_error(conf, "mail_location", "mail_location: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
+	.abi = POSTERN_ABI,
+	.build_sig = POSTERN_BUILD_SIG,
+	.name = "mbox",
+	.depends = NULL,
+	.params = mbox_params,
+	.listeners = NULL,
+	.init = mbox_init,
+	.reload = mbox_configure,
+	.stop = NULL,
+	.check = mbox_check,
+};
