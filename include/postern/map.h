@@ -1,0 +1,52 @@
+/* Lookup tables for modules: "hash:PATH", "texthash:PATH" or a plain path
+ * name a text file that is read straight into memory (no postmap step) and
+ * re-read when it changes; a broken new version keeps the old contents. */
+#ifndef POSTERN_MAP_H
+#define POSTERN_MAP_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct pt_map;
+
+enum pt_map_format {
+	PT_MAP_KEY_VALUE,             /* postmap(1): "key whitespace value" */
+	PT_MAP_ALIASES,               /* postalias(1): "name: value" */
+};
+
+/* A problem found in a file, already formatted "FILE:LINE: message".
+ * is_error 0 = a warning (duplicate key) that does not refuse the file. */
+typedef void pt_map_report_fn(void *arg, int is_error, const char *msg);
+
+/* Open a map. Only a malformed spec fails (NULL, reason in err); a missing
+ * or broken file is logged and the map answers "temporary error" until a
+ * valid file appears. Thread-safe: lookups may come from any thread. */
+struct pt_map *pt_map_open(const char *spec, enum pt_map_format fmt, char *err, size_t errlen);
+void pt_map_close(struct pt_map *m);
+
+/* Look key up (case-insensitively). Returns a malloc'd copy of the value
+ * (the caller frees it), or NULL: not found (*tempfail = 0) or the map
+ * cannot be consulted (*tempfail = 1). owner (may be NULL) receives the
+ * uid owning the file the answer came from. The file is stat'ed at most
+ * once a second to pick up changes. */
+char *pt_map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner);
+
+/* Check the file now (SIGHUP, newaliases): 1 reloaded, 0 unchanged,
+ * -1 the file is missing or broken (errors logged; old contents kept). */
+int pt_map_refresh(struct pt_map *m);
+
+/* Path of the file behind the map, and entries in the live table. */
+const char *pt_map_path(const struct pt_map *m);
+size_t pt_map_count(struct pt_map *m);
+
+/* Validate a map file without keeping it: each problem goes to report
+ * (NULL = ignore). Returns the number of errors (0 = usable), or -1 for a
+ * malformed spec (reported too); *entries (may be NULL) gets the count. */
+int pt_map_check(const char *spec, enum pt_map_format fmt, pt_map_report_fn *report, void *arg,
+                 size_t *entries);
+
+/* Split "type:path" into the file path; "hash", "texthash" and a plain
+ * path are accepted (btree, lmdb, cdb, dbm too, read as text). 0 or -1. */
+int pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);
+
+#endif
