@@ -85,5 +85,9 @@ void pt_conf_error(const struct pt_config *c, const char *name, const char *fmt,
 int pt_cidr_parse(const char *s, struct pt_cidr *out);          /* 0 ok */
 int pt_cidr_match(const struct pt_cidr *net, const struct sockaddr *sa);
 int pt_cidr_list_match(const struct pt_cidr_list *l, const struct sockaddr *sa);
+/* A list in PT_CIDR_LIST syntax (commas/white space; `/path` items name a
+ * file of items, # comments). 0 ok; -1 with a reason quoting the bad item. */
+int pt_cidr_list_parse(const char *s, struct pt_cidr_list *out, char *err, size_t errlen);
+void pt_cidr_list_free(struct pt_cidr_list *l);
 
 #endif
