@@ -1,0 +1,36 @@
+#!/bin/sh
+# `make run`: a demo Postern on 127.0.0.1 high ports with users alice, bob,
+# carol (password "password") and the alias sysadmin: alice, bob. All state
+# lives in ./run/. As root, the demo runs rootless as the user nobody.
+set -e
+top=$(cd "$(dirname "$0")/.." && pwd)
+run="$top/run"
+bin="$top/build/bin/postern"
+mkdir -p "$run/mail" "$run/queue" "$run/home"
+for u in alice bob carol; do mkdir -p "$run/home/$u/mail"; done
+[ -f "$run/users" ] || {
+  for u in alice bob carol; do echo "$u:{PLAIN}password::::$run/home/$u::"; done > "$run/users"
+}
+[ -f "$run/aliases" ] || printf 'postmaster: alice\nsysadmin: alice, bob\n' > "$run/aliases"
+[ -f "$run/transport" ] || printf 'example.com.ar local:\n.example.com.ar local:\n' > "$run/transport"
+[ -f "$run/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$run/key.pem" -out "$run/cert.pem" -days 365 -subj /CN=mail.example.com.ar 2>/dev/null
+sed -e "s|@RUN@|$run|g" -e "s|@MODULES@|$top/build/modules|g" "$top/conf/dev.conf" > "$run/postern.conf"
+"$bin" check -c "$run/postern.conf"
+as=""
+if [ "$(id -u)" = 0 ]; then
+  chown -R nobody:nogroup "$run"
+  chmod 755 "$run"
+  as="setpriv --reuid=nobody --regid=nogroup --clear-groups"
+fi
+cat <<MSG
+Postern demo: SMTP 127.0.0.1:2525, submission 127.0.0.1:2587 (users alice, bob, carol; password "password").
+Try it from another terminal:
+  swaks --server 127.0.0.1:2525 --from carol@example.com.ar --to sysadmin@example.com.ar
+  swaks --server 127.0.0.1:2525 --tls --from carol@example.com.ar --to bob@example.com.ar
+  openssl s_client -connect 127.0.0.1:2525 -starttls smtp -quiet
+  cat $run/mail/alice
+  $bin queue list -c $run/postern.conf
+Stop with Ctrl-C. Logs follow.
+MSG
+exec $as "$bin" run -c "$run/postern.conf"
