@@ -43,7 +43,7 @@ run: deps build
 
 deb:
 	scripts/deps.sh deb
-	dpkg-buildpackage -us -uc -b
+	scripts/build-deb.sh
 
 clean:
-	rm -rf build build-asan build-fuzz run
+	rm -rf build build-asan build-fuzz build-deb run
