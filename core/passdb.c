@@ -1,0 +1,122 @@
+/* The password database: `passdb = pam` (system users) or
+ * `passdb = passwd-file:PATH`, checked synchronously here; the auth
+ * service calls this from a pool thread or the auth agent. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "passdb.h"
+#include "passwd_file.h"
+#include "postern/sasl.h"
+
+#define PAM_SERVICE_NAME "postern"
+
+static int
+validate_mechanisms(const char *value, char *err, size_t errlen)
+{
+	char buf[512];
+	snprintf(buf, sizeof buf, "%s", value);
+	for (char *save = NULL, *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save))
+		if (pt_sasl_mech_parse(w) == PT_SASL_NONE) {
+			snprintf(err, errlen, "unsupported mechanism %s (plain and login are)", w);
+			return -1;
+		}
+	return 0;
+}
+
+const struct pt_param pt_auth_params[] = {
+	{ "disable_plaintext_auth", PT_BOOL, "yes", NULL,
+	  "plaintext authentication only over TLS or from the server's own address", 0, 0 },
+	{ "auth_mechanisms", PT_LIST, "plain", validate_mechanisms,
+	  "SASL mechanisms offered: plain, login", 0, 0 },
+	{ "auth_failure_delay", PT_TIME, "2s", NULL,
+	  "time before a failed authentication is answered", 0, 60 },
+	{ "auth_throttle", PT_BOOL, "yes", NULL,
+	  "make clients wait longer after each failure from their address (2, 4, 8, 15 s)", 0, 0 },
+	{ NULL, 0, NULL, NULL, NULL, 0, 0 },
+};
+
+int
+pt_passdb_spec_check(const char *spec, char *err, size_t errlen)
+{
+	if (!spec || strcmp(spec, "pam") == 0)
+		return 0;
+	if (strncmp(spec, "passwd-file:", 12) == 0) {
+		if (spec[12] == '\0') {
+			snprintf(err, errlen, "passwd-file: needs a path");
+			return -1;
+		}
+		return 0;
+	}
+	snprintf(err, errlen, "unknown passdb \"%.64s\" (pam or passwd-file:PATH)", spec);
+	return -1;
+}
+
+void
+pt_auth_log_name(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+	for (size_t i = 0; in && in[i] && o + 1 < outlen && i < 64; i++) {
+		unsigned char c = (unsigned char)in[i];
+		out[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	out[o] = '\0';
+}
+
+static int
+file_check(const char *path, const struct pt_passdb_req *req, char *why, size_t whylen)
+{
+	struct pt_passwd_rec *rec = OPENSSL_zalloc(sizeof *rec);
+	int r;
+
+	if (!rec) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	r = pt_passwd_file_lookup(path, req->user, rec);
+	if (r < 0) {
+		snprintf(why, whylen, "passwd-file %s cannot be read", path);
+	} else if (r == 0 || !rec->has_password) {
+		snprintf(why, whylen, r == 0 ? "unknown user" : "user has no password");
+		pt_pwscheme_dummy_verify(req->password);
+		r = 0;
+	} else {
+		r = pt_pwscheme_verify(rec->password, req->password);
+		if (r < 0)
+			snprintf(why, whylen, "unusable password hash");
+		else if (r == 0)
+			snprintf(why, whylen, "password mismatch");
+	}
+	OPENSSL_clear_free(rec, sizeof *rec);
+	return r;
+}
+
+int
+pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen)
+{
+	char err[160];
+
+	snprintf(why, whylen, "%s", "");
+	if (pt_passdb_spec_check(spec, err, sizeof err) < 0) {
+		snprintf(why, whylen, "%s", err);
+		return -1;
+	}
+	if (!req->user || !*req->user || !req->password) {
+		snprintf(why, whylen, "empty user name");
+		return 0;
+	}
+	/* An empty password never proves anything, whatever the backend says. */
+	if (!*req->password) {
+		snprintf(why, whylen, "empty password");
+		pt_pwscheme_dummy_verify("");
+		return 0;
+	}
+	if (!spec || strcmp(spec, "pam") == 0)
+		return pt_pam_verify(PAM_SERVICE_NAME, req, why, whylen);
+	return file_check(spec + 12, req, why, whylen);
+}
