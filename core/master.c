@@ -25,20 +25,16 @@
 #include "net.h"
 #include "postern/event.h"
 #include "postern/log.h"
+#include "passdb.h"
 #include "process.h"
 #include "queue.h"
 #include "runtime.h"
-
-int pt_auth_init(const struct pt_config *conf);
-pid_t pt_auth_agent_spawn(const struct pt_config *conf, int *fd);
 
 /* Parts that land separately; weak until every one has. */
 #pragma weak pt_local_spawn
 #pragma weak pt_queue_start
 #pragma weak pt_queue_stop
 #pragma weak pt_queue_flush_now
-#pragma weak pt_auth_init
-#pragma weak pt_auth_agent_spawn
 
 #define MAX_GENERATIONS 8
 #define RESTART_BACKOFF_MAX_MS 30000
@@ -67,6 +63,9 @@ static struct {
 	time_t started;
 	struct pt_timer *restart_timer;
 	struct pt_timer *stop_timer;
+	int signal_fd;
+	/* The generation whose listening sockets a forked child keeps. */
+	struct generation *child_keep;
 } M;
 
 /* ---------- shared process plumbing ---------- */
@@ -82,6 +81,18 @@ pt_process_child_setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/* Listening sockets stay with the master and the worker serving them:
+	 * an agent holding one would keep a port bound after a reload. */
+	for (int i = 0; i < MAX_GENERATIONS; i++) {
+		struct generation *g = &M.gen[i];
+		if (!g->in_use || g == M.child_keep)
+			continue;
+		for (size_t k = 0; k < g->nsocks; k++)
+			if (g->socks[k].fd >= 0)
+				close(g->socks[k].fd);
+	}
+	if (M.signal_fd > 0)
+		close(M.signal_fd);
 }
 
 int
@@ -153,8 +164,9 @@ worker_signal(struct pt_loop *loop, int fd, unsigned events, void *arg)
 }
 
 static void
-worker_main(struct generation *g, int local_fd)
+worker_main(struct generation *g, int local_fd, int auth_fd)
 {
+	M.child_keep = g;
 	pt_process_child_setup();
 	pt_log_set_default_service("worker");
 	pt_live_conf = g->conf;
@@ -162,12 +174,6 @@ worker_main(struct generation *g, int local_fd)
 		pt_log(PT_LOG_FATAL, "cannot drop privileges to mail_owner: %s", strerror(errno));
 		_exit(1);
 	}
-	/* Listening sockets of other generations are not ours to serve. */
-	for (int i = 0; i < MAX_GENERATIONS; i++)
-		if (&M.gen[i] != g && M.gen[i].in_use)
-			for (size_t k = 0; k < M.gen[i].nsocks; k++)
-				if (M.gen[i].socks[k].fd >= 0)
-					close(M.gen[i].socks[k].fd);
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -191,7 +197,8 @@ worker_main(struct generation *g, int local_fd)
 		pt_log(PT_LOG_FATAL, "%s", err);
 		_exit(1);
 	}
-	if (pt_auth_init && pt_auth_init(g->conf) != 0)
+	pt_auth_set_agent_fd(auth_fd);
+	if (pt_auth_init(g->conf) != 0)
 		_exit(1);
 	struct pt_ctx ctx = { .conf = g->conf, .loop = worker_loop, .as_root = M.as_root, .role = "worker" };
 	if (pt_modules_init(&ctx) != 0) {
@@ -249,16 +256,31 @@ start_processes(struct generation *g)
 		pt_log(PT_LOG_ERROR, "cannot start the local delivery agent");
 		return -1;
 	}
+	/* Only root needs a separate process to read /etc/shadow or run PAM;
+	 * rootless checks run on the worker's pool threads. */
+	int auth_fd = -1;
 	g->auth = 0;
+	if (M.as_root) {
+		g->auth = pt_auth_agent_spawn(g->conf, &auth_fd);
+		if (g->auth < 0) {
+			g->auth = 0;
+			close(local_fd);
+			return -1;
+		}
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		pt_log(PT_LOG_ERROR, "fork: %s", strerror(errno));
 		close(local_fd);
+		if (auth_fd >= 0)
+			close(auth_fd);
 		return -1;
 	}
 	if (pid == 0)
-		worker_main(g, local_fd);
+		worker_main(g, local_fd, auth_fd);
 	close(local_fd);
+	if (auth_fd >= 0)
+		close(auth_fd);
 	g->worker = pid;
 	M.started = time(NULL);
 	return 0;
@@ -681,6 +703,7 @@ pt_cmd_run(const char *conf, int argc, char **argv)
 	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	M.signal_fd = sfd;
 	M.loop = pt_loop_new();
 	if (sfd < 0 || M.loop == NULL) {
 		fprintf(stderr, "postern: cannot set up the master loop: %s\n", strerror(errno));

@@ -4,6 +4,7 @@
 
 #include "config_int.h"
 #include "loader.h"
+#include "passdb.h"
 #include "runtime.h"
 
 const struct pt_config *pt_live_conf;
@@ -12,7 +13,7 @@ const struct pt_config *pt_live_conf;
 static void
 extra_declare(struct pt_config *c)
 {
-	(void)c;
+	pt_config_declare(c, "core", pt_auth_params);
 }
 
 struct pt_config *
