@@ -1,0 +1,35 @@
+/* Core-internal glue between connections, listeners and TLS contexts
+ * (not part of the module ABI). */
+#ifndef POSTERN_CONN_INT_H
+#define POSTERN_CONN_INT_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "postern/conn.h"
+
+/* Server-side TLS handshake on a fresh connection (implicit TLS). done()
+ * runs once it succeeds, before any on_read; on failure the conn closes
+ * with "error: TLS handshake failed: ..." (and done() never runs). */
+void pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg), void *arg);
+
+/* Called once when the conn closes, before on_close (listener counts). */
+void pt_conn_set_release(struct pt_conn *c, void (*release)(struct pt_conn *c, void *arg), void *arg);
+
+/* Bytes of heap the conn holds now: struct, buffers (not OpenSSL's). */
+size_t pt_conn_memory(const struct pt_conn *c);
+
+/* TLS context (tls.c). cert and key are each a path or PEM text (value
+ * starting with "-----BEGIN"); min_proto "TLSv1.2" or "TLSv1.3" (NULL =
+ * TLSv1.2). Replaces the context for new handshakes; 0 or -1 + err. */
+int pt_tls_configure_pem(const char *cert, const char *key, const char *min_proto,
+                         char *err, size_t errlen);
+/* A server SSL for fd from the current context, or NULL without one. */
+SSL *pt_tls_new_ssl(int fd);
+/* Drop the context (tests, shutdown); TLS becomes unavailable. */
+void pt_tls_clear(void);
+/* The first queued OpenSSL error as text ("" when none); clears the queue. */
+const char *pt_tls_error_text(char *buf, size_t len);
+
+#endif

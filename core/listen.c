@@ -1,0 +1,620 @@
+/* Listening sockets: binding per [ADDR:]PORT lists, inet_interfaces and
+ * inet_protocols (master side), then accepting with per-service and
+ * per-client connection limits and implicit TLS (worker side). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config_int.h"
+#include "conn_int.h"
+#include "net.h"
+#include "postern/log.h"
+
+#define LISTEN_BACKLOG 511
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+#define TLS_HANDSHAKE_TIMEOUT_MS 60000
+#define COUNT_BUCKETS 256
+
+/* ---------- binding (master) ---------- */
+
+struct bind_addr {
+	char addr[64];
+	int explicit_addr;   /* named by the admin: failing to bind is an error */
+};
+
+static int
+family_of(const char *addr)
+{
+	return strchr(addr, ':') ? AF_INET6 : AF_INET;
+}
+
+static int
+make_sockaddr(const char *addr, unsigned port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof *ss);
+	if (family_of(addr) == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *s6;
+		return inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1 ? 0 : -1;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof *s4;
+		return inet_pton(AF_INET, addr, &s4->sin_addr) == 1 ? 0 : -1;
+	}
+}
+
+static void
+format_hostport(char *buf, size_t len, const char *addr, unsigned port)
+{
+	if (family_of(addr) == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", addr, port);
+	else
+		snprintf(buf, len, "%s:%u", addr, port);
+}
+
+/* inet_protocols: "all", or a list of ipv4 / ipv6. */
+static void
+allowed_families(const struct pt_config *conf, int *v4, int *v6, int *all)
+{
+	const char *p = pt_config_owner(conf, "inet_protocols") ? pt_conf_str(conf, "inet_protocols") : "all";
+
+	*v4 = *v6 = *all = 0;
+	if (!p || !*p || strstr(p, "all")) {
+		*v4 = *v6 = *all = 1;
+		return;
+	}
+	*v4 = strstr(p, "ipv4") != NULL;
+	*v6 = strstr(p, "ipv6") != NULL;
+}
+
+static void
+copy_addr(char *dst, size_t len, const char *item)
+{
+	size_t n = strlen(item);
+
+	if (n >= 2 && item[0] == '[' && item[n - 1] == ']' && n - 2 < len) {
+		memcpy(dst, item + 1, n - 2);
+		dst[n - 2] = '\0';
+	} else {
+		snprintf(dst, len, "%s", item);
+	}
+}
+
+/* Addresses for an item without ADDR: each inet_interfaces entry. */
+static size_t
+interface_addrs(const struct pt_config *conf, struct bind_addr **out)
+{
+	const struct pt_list *l = pt_config_owner(conf, "inet_interfaces")
+	                          ? pt_conf_list(conf, "inet_interfaces") : NULL;
+	static const struct pt_list all_default = {0, NULL};
+	size_t n = 0, cap;
+	struct bind_addr *v;
+
+	if (!l)
+		l = &all_default;
+	cap = 2 * (l->n ? l->n : 1);
+	v = calloc(cap, sizeof *v);
+	if (!v)
+		return 0;
+	if (l->n == 0) {
+		snprintf(v[n++].addr, sizeof v->addr, "0.0.0.0");
+		snprintf(v[n++].addr, sizeof v->addr, "::");
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i], "all") == 0) {
+			snprintf(v[n++].addr, sizeof v->addr, "0.0.0.0");
+			snprintf(v[n++].addr, sizeof v->addr, "::");
+		} else if (strcmp(l->v[i], "loopback-only") == 0) {
+			snprintf(v[n++].addr, sizeof v->addr, "127.0.0.1");
+			snprintf(v[n++].addr, sizeof v->addr, "::1");
+		} else {
+			copy_addr(v[n].addr, sizeof v->addr, l->v[i]);
+			v[n++].explicit_addr = 1;
+		}
+	}
+	*out = v;
+	return n;
+}
+
+/* A socket of the previous generation bound to the same address. */
+static int
+take_reused(struct pt_listen_sock *reuse, size_t nreuse, const struct sockaddr_storage *want,
+            size_t *from)
+{
+	for (size_t k = 0; k < nreuse; k++) {
+		struct sockaddr_storage have;
+		socklen_t hl = sizeof have;
+
+		if (reuse[k].fd < 0 || getsockname(reuse[k].fd, (struct sockaddr *)&have, &hl) != 0 ||
+		    have.ss_family != want->ss_family)
+			continue;
+		if (want->ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)&have, *b = (const void *)want;
+
+			if (a->sin_port != b->sin_port || a->sin_addr.s_addr != b->sin_addr.s_addr)
+				continue;
+		} else {
+			const struct sockaddr_in6 *a = (const void *)&have, *b = (const void *)want;
+
+			if (a->sin6_port != b->sin6_port ||
+			    memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) != 0)
+				continue;
+		}
+		*from = k;
+		return reuse[k].fd;
+	}
+	return -1;
+}
+
+/* Bind one address; returns the fd, -2 to skip quietly (warned), or -1
+ * with err set. */
+static int
+bind_one(const struct pt_listener_decl *decl, const char *addr, unsigned port, int skippable,
+         char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char hp[96];
+	int fd, one = 1, e;
+
+	format_hostport(hp, sizeof hp, addr, port);
+	if (make_sockaddr(addr, port, &ss, &sl) < 0) {
+		snprintf(err, errlen, "cannot bind %s (%s): not an IP address", hp, decl->param);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		e = errno;
+		goto fail;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+		e = errno;
+		close(fd);
+		goto fail;
+	}
+	return fd;
+fail:
+	if (skippable && ss.ss_family == AF_INET6 &&
+	    (e == EAFNOSUPPORT || e == EADDRNOTAVAIL || e == EPROTONOSUPPORT)) {
+		pt_log(PT_LOG_WARNING, "IPv6 unavailable, not listening on %s (%s): %s", hp, decl->param,
+		       strerror(e));
+		return -2;
+	}
+	snprintf(err, errlen, "cannot bind %s (%s): %s", hp, decl->param, strerror(e));
+	return -1;
+}
+
+static int
+append_sock(struct pt_listen_sock **socks, size_t *nsocks, int fd,
+            const struct pt_listener_decl *decl, const char *addr, unsigned port)
+{
+	struct pt_listen_sock *ns = realloc(*socks, (*nsocks + 1) * sizeof *ns);
+	struct pt_listen_sock *s;
+
+	if (!ns)
+		return -1;
+	*socks = ns;
+	s = &ns[(*nsocks)++];
+	memset(s, 0, sizeof *s);
+	s->fd = fd;
+	s->decl = decl;
+	s->info.service = decl->service;
+	s->info.implicit_tls = decl->implicit_tls;
+	snprintf(s->info.addr, sizeof s->info.addr, "%s", addr);
+	s->info.port = port;
+	snprintf(s->param, sizeof s->param, "%s", decl->param);
+	return 0;
+}
+
+int
+pt_listen_open(const struct pt_config *conf, const struct pt_listener_decl *decl,
+               struct pt_listen_sock **socks, size_t *nsocks,
+               struct pt_listen_sock *reuse, size_t nreuse,
+               char *err, size_t errlen)
+{
+	const struct pt_hostport_list *hps = pt_conf_hostports(conf, decl->param);
+	size_t start = *nsocks, *moved_from = NULL, nmoved = 0;
+	int v4, v6, all, rc = 0;
+
+	allowed_families(conf, &v4, &v6, &all);
+	moved_from = calloc(hps->n * 2 + nreuse + 1, sizeof *moved_from);
+	if (!moved_from) {
+		snprintf(err, errlen, "%s: out of memory", decl->param);
+		return -1;
+	}
+	for (size_t i = 0; rc == 0 && i < hps->n; i++) {
+		struct bind_addr one, *addrs = &one;
+		size_t naddrs = 1;
+
+		if (hps->v[i].host[0]) {
+			memset(&one, 0, sizeof one);
+			copy_addr(one.addr, sizeof one.addr, hps->v[i].host);
+			one.explicit_addr = 1;
+		} else {
+			naddrs = interface_addrs(conf, &addrs);
+			if (naddrs == 0) {
+				snprintf(err, errlen, "%s: out of memory", decl->param);
+				rc = -1;
+				break;
+			}
+		}
+		for (size_t a = 0; rc == 0 && a < naddrs; a++) {
+			const char *addr = addrs[a].addr;
+			unsigned port = hps->v[i].port;
+			int fam = family_of(addr), fd;
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			size_t from = 0;
+
+			if ((fam == AF_INET && !v4) || (fam == AF_INET6 && !v6)) {
+				if (addrs[a].explicit_addr) {
+					char hp[96];
+
+					format_hostport(hp, sizeof hp, addr, port);
+					snprintf(err, errlen, "cannot bind %s (%s): %s is disabled by inet_protocols",
+					         hp, decl->param, fam == AF_INET ? "IPv4" : "IPv6");
+					rc = -1;
+				}
+				continue;
+			}
+			if (make_sockaddr(addr, port, &ss, &sl) == 0 &&
+			    (fd = take_reused(reuse, nreuse, &ss, &from)) >= 0) {
+				reuse[from].fd = -1;
+				moved_from[nmoved++] = from;
+			} else {
+				fd = bind_one(decl, addr, port, all && !addrs[a].explicit_addr, err, errlen);
+				if (fd == -2)
+					continue;
+				if (fd < 0) {
+					rc = -1;
+					break;
+				}
+				moved_from[nmoved++] = (size_t)-1;
+			}
+			if (append_sock(socks, nsocks, fd, decl, addr, port) < 0) {
+				snprintf(err, errlen, "%s: out of memory", decl->param);
+				if (moved_from[nmoved - 1] == (size_t)-1)
+					close(fd);
+				else
+					reuse[moved_from[nmoved - 1]].fd = fd;
+				nmoved--;
+				rc = -1;
+			}
+		}
+		if (addrs != &one)
+			free(addrs);
+	}
+	if (rc != 0) {
+		/* Change nothing: close what this call bound, return what it took. */
+		for (size_t i = start, m = 0; i < *nsocks; i++, m++) {
+			if (moved_from[m] == (size_t)-1)
+				close((*socks)[i].fd);
+			else
+				reuse[moved_from[m]].fd = (*socks)[i].fd;
+		}
+		*nsocks = start;
+	}
+	free(moved_from);
+	return rc;
+}
+
+void
+pt_listen_close_all(struct pt_listen_sock *socks, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (socks[i].fd >= 0)
+			close(socks[i].fd);
+	free(socks);
+}
+
+/* ---------- accepting (worker) ---------- */
+
+/* A started listener. Connections point at its info, so it lives until
+ * it is stopped and its last connection closed. */
+struct listener {
+	struct pt_listener info;
+	const struct pt_listener_decl *decl;
+	struct pt_loop *loop;
+	int fd;
+	int stopped;
+	size_t refs;
+	long long service_limit, client_limit;
+	struct pt_timer *resume_timer;
+	uint64_t last_warning;
+	struct listener *next;
+};
+
+/* Open connections per "service\n" and per "service\naddress". */
+struct count {
+	struct count *next;
+	unsigned n;
+	char key[];
+};
+
+static struct listener *listeners;
+static struct count *counts[COUNT_BUCKETS];
+
+static unsigned
+key_hash(const char *k)
+{
+	unsigned h = 2166136261u;
+
+	for (; *k; k++)
+		h = (h ^ (unsigned char)*k) * 16777619u;
+	return h % COUNT_BUCKETS;
+}
+
+static struct count **
+count_slot(const char *service, const char *addr, char *key, size_t keylen)
+{
+	struct count **pp;
+
+	snprintf(key, keylen, "%s\n%s", service, addr);
+	for (pp = &counts[key_hash(key)]; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0)
+			break;
+	return pp;
+}
+
+static unsigned
+count_get(const char *service, const char *addr)
+{
+	char key[160];
+	struct count **pp = count_slot(service, addr, key, sizeof key);
+
+	return *pp ? (*pp)->n : 0;
+}
+
+static int
+count_add(const char *service, const char *addr, int delta)
+{
+	char key[160];
+	struct count **pp = count_slot(service, addr, key, sizeof key);
+
+	if (!*pp) {
+		size_t kl = strlen(key) + 1;
+		struct count *c;
+
+		if (delta < 0)
+			return 0;
+		c = malloc(sizeof *c + kl);
+		if (!c)
+			return -1;
+		c->next = NULL;
+		c->n = 0;
+		memcpy(c->key, key, kl);
+		*pp = c;
+	}
+	if (delta < 0 && (*pp)->n > 0)
+		(*pp)->n--;
+	else if (delta > 0)
+		(*pp)->n++;
+	if ((*pp)->n == 0) {
+		struct count *dead = *pp;
+
+		*pp = dead->next;
+		free(dead);
+	}
+	return 0;
+}
+
+static void
+listener_unref(struct listener *l)
+{
+	if (--l->refs == 0 && l->stopped)
+		free(l);
+}
+
+static void
+on_conn_release(struct pt_conn *c, void *arg)
+{
+	struct listener *l = arg;
+
+	count_add(l->info.service, "", -1);
+	count_add(l->info.service, pt_conn_peer_addr(c), -1);
+	listener_unref(l);
+}
+
+static void
+on_handshake_close(struct pt_conn *c, const char *reason)
+{
+	const struct pt_listener *l = pt_conn_listener(c);
+
+	pt_log_as(l->service, PT_LOG_INFO, "SSL_accept error from unknown[%s]: %s",
+	          pt_conn_peer_addr(c), reason);
+}
+
+static void
+on_handshake_done(struct pt_conn *c, void *arg)
+{
+	struct listener *l = arg;
+
+	pt_conn_set_handlers(c, NULL, NULL);
+	pt_conn_set_timeout(c, 0);
+	l->decl->on_accept(c, &l->info);
+}
+
+static void accept_ready(struct pt_loop *loop, int fd, unsigned events, void *arg);
+
+static void
+accept_resume(struct pt_loop *loop, void *arg)
+{
+	struct listener *l = arg;
+
+	l->resume_timer = NULL;
+	if (!l->stopped)
+		pt_loop_watch(loop, l->fd, PT_EV_READ, accept_ready, l);
+}
+
+/* Out of descriptors: a level-triggered listener would spin, so stop
+ * watching it for a moment and say so (once a second at most). */
+static void
+accept_pause(struct listener *l, int err)
+{
+	uint64_t now = pt_loop_now(l->loop);
+
+	if (now - l->last_warning >= 1000 || l->last_warning == 0) {
+		l->last_warning = now;
+		pt_log_as(l->info.service, PT_LOG_WARNING,
+		          "accept on %s:%u: %s: not accepting for %d ms (%zu connections open)",
+		          l->info.addr, l->info.port, strerror(err), ACCEPT_PAUSE_MS, pt_conn_count());
+	}
+	pt_loop_unwatch(l->loop, l->fd);
+	if (!l->resume_timer)
+		l->resume_timer = pt_timer_add(l->loop, ACCEPT_PAUSE_MS, accept_resume, l);
+}
+
+static void
+accept_one(struct listener *l, int cfd)
+{
+	struct pt_conn *c = pt_conn_new(l->loop, cfd, &l->info);
+	const char *peer;
+	unsigned svc_n, cli_n;
+
+	if (!c) {
+		close(cfd);
+		return;
+	}
+	peer = pt_conn_peer_addr(c);
+	svc_n = count_get(l->info.service, "");
+	cli_n = count_get(l->info.service, peer);
+	if (l->service_limit > 0 && svc_n >= l->service_limit) {
+		pt_log_as(l->info.service, PT_LOG_WARNING,
+		          "service %s has reached its connection limit %lld (service_connection_limit): "
+		          "refusing connection from unknown[%s]", l->info.service, l->service_limit, peer);
+		pt_conn_close(c, "service_connection_limit");
+		return;
+	}
+	if (l->client_limit > 0 && cli_n >= l->client_limit) {
+		pt_log_as(l->info.service, PT_LOG_WARNING,
+		          "Connection concurrency limit exceeded: %u from unknown[%s] for service %s "
+		          "(client_connection_limit = %lld)", cli_n + 1, peer, l->info.service, l->client_limit);
+		pt_conn_close(c, "client_connection_limit");
+		return;
+	}
+	if (count_add(l->info.service, "", 1) < 0) {
+		pt_conn_close(c, "error: out of memory");
+		return;
+	}
+	if (count_add(l->info.service, peer, 1) < 0) {
+		count_add(l->info.service, "", -1);
+		pt_conn_close(c, "error: out of memory");
+		return;
+	}
+	l->refs++;
+	pt_conn_set_release(c, on_conn_release, l);
+	if (l->info.implicit_tls) {
+		static const struct pt_conn_handlers hs = {NULL, on_handshake_close, NULL};
+
+		if (!pt_tls_enabled()) {
+			pt_log_as(l->info.service, PT_LOG_WARNING,
+			          "%s:%u needs TLS but ssl_cert/ssl_key are not set: closing connection from %s",
+			          l->info.addr, l->info.port, peer);
+			pt_conn_close(c, "error: TLS unavailable");
+			return;
+		}
+		pt_conn_set_handlers(c, &hs, NULL);
+		pt_conn_set_timeout(c, TLS_HANDSHAKE_TIMEOUT_MS);
+		pt_conn_tls_accept(c, on_handshake_done, l);
+		return;
+	}
+	l->decl->on_accept(c, &l->info);
+}
+
+static void
+accept_ready(struct pt_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)loop;
+	(void)events;
+	for (int i = 0; i < ACCEPT_BATCH && !l->stopped; i++) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (cfd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(l, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
+				pt_log_as(l->info.service, PT_LOG_WARNING, "accept on %s:%u: %s",
+				          l->info.addr, l->info.port, strerror(errno));
+			return;
+		}
+		accept_one(l, cfd);
+	}
+}
+
+static long long
+conf_int_opt(const struct pt_config *conf, const char *name)
+{
+	return pt_config_owner(conf, name) ? pt_conf_int(conf, name) : 0;
+}
+
+int
+pt_listen_start(struct pt_loop *loop, const struct pt_config *conf,
+                struct pt_listen_sock *socks, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct listener *l;
+
+		if (socks[i].fd < 0 || !socks[i].decl)
+			continue;
+		l = calloc(1, sizeof *l);
+		if (!l)
+			return -1;
+		l->info = socks[i].info;
+		l->decl = socks[i].decl;
+		l->loop = loop;
+		l->fd = socks[i].fd;
+		l->refs = 1;  /* held by the listener list until stopped */
+		l->service_limit = conf_int_opt(conf, "service_connection_limit");
+		l->client_limit = conf_int_opt(conf, "client_connection_limit");
+		if (pt_loop_watch(loop, l->fd, PT_EV_READ, accept_ready, l) < 0) {
+			pt_log(PT_LOG_ERROR, "cannot watch %s:%u: %s", l->info.addr, l->info.port,
+			       strerror(errno));
+			free(l);
+			return -1;
+		}
+		l->next = listeners;
+		listeners = l;
+	}
+	return 0;
+}
+
+void
+pt_listen_stop(struct pt_loop *loop)
+{
+	struct listener **pp = &listeners;
+
+	while (*pp) {
+		struct listener *l = *pp;
+
+		if (l->loop != loop) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		pt_loop_unwatch(loop, l->fd);
+		if (l->resume_timer)
+			pt_timer_cancel(loop, l->resume_timer);
+		l->resume_timer = NULL;
+		l->stopped = 1;
+		listener_unref(l);
+	}
+}
