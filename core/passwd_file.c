@@ -452,7 +452,9 @@ cache_get(const char *path)
 	struct pt_passwd_file *nf = pt_passwd_file_load(path);
 	if (!nf)
 		return c->f ? c : NULL;
-	for (int i = 0; i < pt_passwd_file_error_count(nf); i++)
+	/* A missing file is said once, not at every login attempt. */
+	int again = nf->unreadable && c->f && c->f->unreadable;
+	for (int i = 0; !again && i < pt_passwd_file_error_count(nf); i++)
 		pt_log(PT_LOG_ERROR, "passwd-file %s", pt_passwd_file_error(nf, i));
 	pt_passwd_file_free(c->f);
 	c->f = nf;
