@@ -154,6 +154,7 @@ parse_digits(const char **p, unsigned long long *out)
 {
 	unsigned long long v = 0;
 	const char *s = *p;
+	int overflow = 0;
 
 	if (!isdigit((unsigned char)*s))
 		return -1;
@@ -161,12 +162,12 @@ parse_digits(const char **p, unsigned long long *out)
 		unsigned d = (unsigned)(*s - '0');
 
 		if (v > (ULLONG_MAX - d) / 10)
-			return -2;
+			overflow = 1;
 		v = v * 10 + d;
 	}
 	*p = s;
 	*out = v;
-	return 0;
+	return overflow ? -2 : 0;
 }
 
 static int
@@ -223,7 +224,7 @@ parse_size(const char *v, long long *out, char *err, size_t errlen)
 	unsigned long long u, mul = 1;
 	int rc = parse_digits(&p, &u);
 
-	if (rc == 0) {
+	if (rc != -1) {
 		switch (tolower((unsigned char)*p)) {
 		case 'k': mul = 1024ULL; p++; break;
 		case 'm': mul = 1024ULL * 1024; p++; break;
@@ -251,7 +252,7 @@ parse_time(const char *v, long long *out, char *err, size_t errlen)
 	unsigned long long u, mul = 1;
 	int rc = parse_digits(&p, &u);
 
-	if (rc == 0 && *p != '\0' && p[1] == '\0') {
+	if (rc != -1 && *p != '\0' && p[1] == '\0') {
 		switch (tolower((unsigned char)*p)) {
 		case 's': mul = 1; p++; break;
 		case 'm': mul = 60; p++; break;
