@@ -1,0 +1,49 @@
+/* The smtp module's shared pieces: settings taken from the config (shared,
+ * reference-counted, so a reload never pulls strings from under a live
+ * session) and the session entry point the listeners call. */
+#ifndef SMTP_H
+#define SMTP_H
+
+#include <stddef.h>
+
+struct pt_conn;
+struct pt_listener;
+struct pt_config;
+
+enum smtp_tls_level { SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT };
+
+struct smtp_settings {
+	int refs;
+	char *hostname;            /* myhostname */
+	char *banner;              /* smtpd_banner, expanded */
+	char *recipient_delimiter; /* characters that start an address extension */
+	int helo_required;
+	unsigned rcpt_limit;
+	size_t line_limit;         /* smtpd_line_length_limit */
+	unsigned hard_errors, soft_errors;
+	unsigned error_sleep_ms;
+	unsigned timeout_ms;
+	size_t header_limit;       /* header_size_limit */
+	size_t size_limit;         /* message_size_limit, 0 = none */
+	int bare_reject;           /* smtpd_forbid_bare_newline = yes */
+	enum smtp_tls_level tls_level;
+	int tls_auth_only;         /* for AUTH (later issue) */
+	int vrfy_disabled;
+	int smtputf8;              /* smtputf8_enable */
+};
+
+/* Build settings from a validated config (NULL on out of memory). */
+struct smtp_settings *smtp_settings_new(const struct pt_config *conf);
+/* The live settings, with a reference taken; and dropping one. */
+struct smtp_settings *smtp_settings_get(void);
+void smtp_settings_put(struct smtp_settings *s);
+/* Replace the live settings (takes over the caller's reference). */
+void smtp_settings_install(struct smtp_settings *s);
+
+/* Listener hook: start a session on a fresh connection. */
+void smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l);
+
+/* Bytes of session state while idle (memory budget check in tests). */
+size_t smtp_session_idle_size(void);
+
+#endif

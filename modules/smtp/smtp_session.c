@@ -1,0 +1,1317 @@
+/* The SMTP server session: the RFC 5321 command state machine with
+ * PIPELINING, DATA and BDAT intake, STARTTLS, limits, restriction checks
+ * through the restrict service, and hand-off to the queue. One small
+ * struct per connection; message buffers exist only during a transaction. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "postern/conn.h"
+#include "postern/event.h"
+#include "postern/log.h"
+#include "postern/services.h"
+#include "smtp.h"
+#include "smtp_data.h"
+#include "smtp_parse.h"
+#include "smtp_received.h"
+
+enum sess_state {
+	SS_CMD,          /* reading command lines */
+	SS_DATA,         /* inside DATA content */
+	SS_BDAT,         /* inside a BDAT chunk */
+	SS_CLOSING,      /* last reply written; ignore input */
+};
+
+/* A mail transaction: from MAIL to the end of DATA/BDAT, or RSET. */
+struct smtp_txn {
+	struct smtp_path sender;
+	struct smtp_mail_params params;
+	char id[24];                /* queue id, given at the first RCPT */
+	char **rcpt;
+	size_t nrcpt, rcap;
+	struct smtp_path pending;   /* RCPT waiting for its verdict */
+	int bdat_started;
+	int data_started;
+	int discard;                /* a DISCARD verdict: accept, deliver nothing */
+	char *prepend;              /* PREPEND header lines from verdicts */
+	struct smtp_data_dec dec;
+	struct smtp_bdat_conv bconv;
+	struct smtp_msgbuf msg;
+};
+
+struct smtp_session {
+	struct pt_conn *conn;
+	struct pt_loop *loop;
+	struct smtp_settings *set;
+	const char *service;        /* smtpd / submission / smtps (log tag) */
+	const char *client_addr;
+	const char *client_name;
+	char *helo;                 /* NULL until HELO/EHLO */
+	char *helo_pending;         /* HELO name awaiting its verdict */
+	struct smtp_txn *txn;
+	char *sasl_username;        /* AUTH (later issue): NULL = not authenticated */
+	char *reject_all;           /* connect-stage rejection: 503 to everything */
+	char *delayed;              /* an error reply held for smtpd_error_sleep_time */
+	struct pt_timer *idle_timer;
+	struct pt_timer *sleep_timer;
+	uint64_t last_input;
+	unsigned long long bdat_left;
+	const char *bdat_error;     /* reply owed after skipping a refused chunk */
+	unsigned errors;
+	unsigned short ok[SMTP_VERB_COUNT], total[SMTP_VERB_COUNT];
+	enum smtp_verb last_verb;
+	unsigned char state;
+	unsigned char esmtp, bdat_last, quit;
+	unsigned char async;        /* waiting for restrict / queue */
+	unsigned char in_call;      /* inside a service call that may call back */
+	unsigned char depth;        /* nesting of our handlers */
+	unsigned char gone;         /* the conn closed */
+	unsigned char auth_state;   /* AUTH (later issue) */
+	unsigned char cmd_verb_pending;
+	unsigned char tls_started;
+};
+
+size_t
+smtp_session_idle_size(void)
+{
+	return sizeof(struct smtp_session);
+}
+
+static void session_input(struct smtp_session *s);
+
+/* ---- replies, errors, logging ---- */
+
+static void
+reply_raw(struct smtp_session *s, const char *text)
+{
+	if (s->gone)
+		return;
+	pt_conn_printf(s->conn, "%s\r\n", text);
+}
+
+static void count_error(struct smtp_session *s, const char *text);
+static void check_error_limit(struct smtp_session *s);
+
+/* Every reply goes through here: 4xx/5xx count as errors, and past
+ * smtpd_soft_error_limit an error reply waits smtpd_error_sleep_time on a
+ * timer (the loop keeps serving everyone else). */
+static void
+reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+sleep_done(struct pt_loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)loop;
+	s->sleep_timer = NULL;
+	s->depth++;
+	if (s->delayed) {
+		reply_raw(s, s->delayed);
+		free(s->delayed);
+		s->delayed = NULL;
+	}
+	s->async = 0;
+	check_error_limit(s);
+	if (!s->gone)
+		pt_conn_resume(s->conn);
+	s->depth--;
+	if (!s->gone)
+		session_input(s);
+}
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (buf[0] == '4' || buf[0] == '5') {
+		count_error(s, buf);
+		if (s->state != SS_CLOSING && s->errors > s->set->soft_errors &&
+		    s->set->error_sleep_ms > 0 && !s->gone && !s->async) {
+			s->delayed = strdup(buf);
+			if (s->delayed) {
+				s->async = 1;
+				pt_conn_pause(s->conn);
+				s->sleep_timer = pt_timer_add(s->loop, s->set->error_sleep_ms, sleep_done, s);
+				return;
+			}
+		}
+	}
+	reply_raw(s, buf);
+}
+
+static void
+count_error(struct smtp_session *s, const char *text)
+{
+	/* 421 is our own goodbye, not the client's error. */
+	if (strncmp(text, "421", 3) != 0)
+		s->errors++;
+}
+
+static const char *
+proto_name(const struct smtp_session *s)
+{
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+/* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ..." */
+static void
+log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to)
+{
+	const char *id = s->txn && s->txn->id[0] ? s->txn->id : "NOQUEUE";
+	char tobuf[SMTP_PATH_MAX + 8] = "";
+
+	if (to)
+		snprintf(tobuf, sizeof(tobuf), " to=<%s>", to);
+	if (s->txn)
+		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s; from=<%s>%s proto=%s helo=<%s>",
+		          id, stage, s->client_name, s->client_addr, text, s->txn->sender.addr, tobuf,
+		          proto_name(s), s->helo ? s->helo : "");
+	else
+		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
+		          id, stage, s->client_name, s->client_addr, text, tobuf,
+		          proto_name(s), s->helo ? s->helo : "");
+}
+
+/* Disconnect counters in Postfix's order and shape: name=ok[/total]. */
+static void
+log_disconnect(struct smtp_session *s)
+{
+	static const enum smtp_verb order[] = {
+		SMTP_VERB_HELO, SMTP_VERB_EHLO, SMTP_VERB_STARTTLS, SMTP_VERB_AUTH, SMTP_VERB_MAIL,
+		SMTP_VERB_RCPT, SMTP_VERB_DATA, SMTP_VERB_BDAT, SMTP_VERB_RSET, SMTP_VERB_NOOP,
+		SMTP_VERB_VRFY, SMTP_VERB_ETRN, SMTP_VERB_EXPN, SMTP_VERB_HELP, SMTP_VERB_QUIT,
+		SMTP_VERB_UNKNOWN,
+	};
+	char buf[512];
+	size_t n = 0;
+	unsigned ok = 0, total = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		enum smtp_verb v = order[i];
+		if (s->total[v] == 0)
+			continue;
+		ok += s->ok[v];
+		total += s->total[v];
+		if (s->ok[v] == s->total[v])
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s=%u", smtp_verb_name(v), s->ok[v]);
+		else
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, " %s=%u/%u", smtp_verb_name(v),
+			                      s->ok[v], s->total[v]);
+		if (n >= sizeof(buf))
+			n = sizeof(buf) - 1;
+	}
+	if (ok == total)
+		pt_log_as(s->service, PT_LOG_INFO, "disconnect from %s[%s]%s commands=%u",
+		          s->client_name, s->client_addr, buf, ok);
+	else
+		pt_log_as(s->service, PT_LOG_INFO, "disconnect from %s[%s]%s commands=%u/%u",
+		          s->client_name, s->client_addr, buf, ok, total);
+}
+
+/* ---- transactions ---- */
+
+static void
+txn_free(struct smtp_txn *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->nrcpt; i++)
+		free(t->rcpt[i]);
+	free(t->rcpt);
+	free(t->prepend);
+	smtp_msgbuf_free(&t->msg);
+	free(t);
+}
+
+static void
+txn_reset(struct smtp_session *s)
+{
+	txn_free(s->txn);
+	s->txn = NULL;
+}
+
+static void
+session_reset_helo(struct smtp_session *s)
+{
+	txn_reset(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = 0;
+}
+
+static void
+session_free(struct smtp_session *s)
+{
+	if (s->idle_timer)
+		pt_timer_cancel(s->loop, s->idle_timer);
+	if (s->sleep_timer)
+		pt_timer_cancel(s->loop, s->sleep_timer);
+	txn_reset(s);
+	free(s->helo);
+	free(s->helo_pending);
+	free(s->sasl_username);
+	free(s->reject_all);
+	free(s->delayed);
+	smtp_settings_put(s->set);
+	free(s);
+}
+
+/* Free once nothing refers to the session any more. */
+static void
+session_release(struct smtp_session *s)
+{
+	if (s->gone && s->depth == 0 && !s->async && !s->in_call)
+		session_free(s);
+}
+
+static void
+close_with(struct smtp_session *s, const char *text)
+{
+	reply_raw(s, text);
+	s->state = SS_CLOSING;
+	if (!s->gone)
+		pt_conn_close_after_write(s->conn);
+}
+
+/* ---- the restrict service ---- */
+
+typedef void verdict_fn(struct smtp_session *s, const struct pt_verdict *v);
+
+struct policy_call {
+	struct smtp_session *s;
+	verdict_fn *then;
+};
+
+static void
+policy_done(void *arg, const struct pt_verdict *v)
+{
+	struct policy_call *pc = arg;
+	struct smtp_session *s = pc->s;
+	verdict_fn *then = pc->then;
+	int was_async = !s->in_call;
+
+	free(pc);
+	s->async = 0;
+	if (s->gone) {
+		session_release(s);
+		return;
+	}
+	s->depth++;
+	then(s, v);
+	s->depth--;
+	if (was_async) {
+		if (!s->gone && !s->async)
+			pt_conn_resume(s->conn);
+		session_release(s);
+	}
+}
+
+static void
+fill_request(struct smtp_session *s, enum pt_stage stage, struct pt_policy_request *r, const char *rcpt)
+{
+	memset(r, 0, sizeof(*r));
+	r->stage = stage;
+	r->protocol_name = proto_name(s);
+	r->client_address = s->client_addr;
+	r->client_name = s->client_name;
+	r->reverse_client_name = s->client_name;
+	r->helo_name = stage == PT_STAGE_HELO && s->helo_pending ? s->helo_pending : (s->helo ? s->helo : "");
+	r->sender = s->txn ? s->txn->sender.addr : "";
+	r->recipient = rcpt ? rcpt : "";
+	r->queue_id = s->txn && s->txn->id[0] ? s->txn->id : "";
+	r->sasl_username = s->sasl_username ? s->sasl_username : "";
+	r->sasl_method = "";
+	r->encryption_protocol = pt_conn_is_tls(s->conn) ? pt_conn_tls_version(s->conn) : "";
+	r->encryption_cipher = pt_conn_is_tls(s->conn) ? pt_conn_tls_cipher(s->conn) : "";
+	if (!r->encryption_protocol)
+		r->encryption_protocol = "";
+	if (!r->encryption_cipher)
+		r->encryption_cipher = "";
+	r->recipient_count = s->txn ? (unsigned)s->txn->nrcpt : 0;
+	r->size = s->txn ? (s->txn->params.has_size ? s->txn->params.size : s->txn->msg.content) : 0;
+	r->client_sa = pt_conn_peer_sa(s->conn);
+}
+
+/* Ask the restrict service (when loaded) about this stage; then() runs
+ * with its verdict, or with NULL when there is no restrict module. While
+ * the answer is pending the connection is paused. */
+static void
+policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, verdict_fn *then)
+{
+	const struct pt_restrict_ops *ops = pt_service_get(PT_SVC_RESTRICT);
+	struct pt_policy_request req;
+	struct policy_call *pc;
+
+	if (ops == NULL || ops->evaluate == NULL) {
+		then(s, NULL);
+		return;
+	}
+	pc = malloc(sizeof(*pc));
+	if (pc == NULL) {
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		return;
+	}
+	pc->s = s;
+	pc->then = then;
+	fill_request(s, stage, &req, rcpt);
+	s->async = 1;
+	pt_conn_pause(s->conn);
+	s->in_call = 1;
+	if (ops->evaluate(s->loop, &req, policy_done, pc) != 0 && s->async) {
+		/* Refused outright (no callback coming): a temporary failure,
+		 * never a silent accept. */
+		free(pc);
+		s->async = 0;
+		reply(s, "451 4.3.5 Server configuration problem");
+	}
+	s->in_call = 0;
+	if (!s->async && !s->gone)
+		pt_conn_resume(s->conn);
+}
+
+/* The verdict as a reply; returns 1 when it refused the command. */
+static int
+verdict_refuses(struct smtp_session *s, const struct pt_verdict *v, const char *stage, const char *to)
+{
+	if (v == NULL)
+		return 0;
+	switch (v->kind) {
+	case PT_VERDICT_REJECT:
+	case PT_VERDICT_DEFER:
+		log_reject(s, stage, v->reply, to);
+		reply(s, "%s", v->reply);
+		return 1;
+	case PT_VERDICT_DISCARD:
+		if (s->txn)
+			s->txn->discard = 1;
+		return 0;
+	default:
+		break;
+	}
+	if (v->prepend[0] && s->txn) {
+		size_t old = s->txn->prepend ? strlen(s->txn->prepend) : 0, add = strlen(v->prepend);
+		char *p = realloc(s->txn->prepend, old + add + 2);
+		if (p) {
+			memcpy(p + old, v->prepend, add);
+			if (add == 0 || v->prepend[add - 1] != '\n')
+				p[old + add++] = '\n';
+			p[old + add] = 0;
+			s->txn->prepend = p;
+		}
+	}
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static void
+sanitize(char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p == 0x7f)
+			*p = '?';
+}
+
+static void
+ehlo_reply(struct smtp_session *s)
+{
+	char size[48];
+	int starttls = s->set->tls_level != SMTP_TLS_NONE && !pt_conn_is_tls(s->conn) &&
+	               pt_conn_tls_available(s->conn);
+
+	if (s->set->size_limit)
+		snprintf(size, sizeof(size), "250-SIZE %zu", s->set->size_limit);
+	else
+		snprintf(size, sizeof(size), "250-SIZE");
+	pt_conn_printf(s->conn, "250-%s\r\n250-PIPELINING\r\n%s\r\n%s250-ENHANCEDSTATUSCODES\r\n"
+	               "250-8BITMIME\r\n%s250 CHUNKING\r\n", s->set->hostname, size,
+	               starttls ? "250-STARTTLS\r\n" : "", s->set->smtputf8 ? "250-SMTPUTF8\r\n" : "");
+}
+
+static void
+helo_verdict(struct smtp_session *s, const struct pt_verdict *v)
+{
+	enum smtp_verb verb = s->cmd_verb_pending ? SMTP_VERB_EHLO : SMTP_VERB_HELO;
+
+	if (verdict_refuses(s, v, verb == SMTP_VERB_EHLO ? "EHLO" : "HELO", NULL)) {
+		free(s->helo_pending);
+		s->helo_pending = NULL;
+		return;
+	}
+	s->ok[verb]++;
+	txn_reset(s);
+	free(s->helo);
+	s->helo = s->helo_pending;
+	s->helo_pending = NULL;
+	s->esmtp = verb == SMTP_VERB_EHLO;
+	if (s->esmtp)
+		ehlo_reply(s);
+	else
+		reply(s, "250 %s", s->set->hostname);
+}
+
+static void
+cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	const char *w;
+	size_t n = smtp_parse_helo(c->arg, c->arglen, &w);
+
+	if (n == 0) {
+		reply(s, "501 Syntax: %s hostname", c->verb == SMTP_VERB_EHLO ? "EHLO" : "HELO");
+		return;
+	}
+	if (n > 255)
+		n = 255;
+	free(s->helo_pending);
+	s->helo_pending = strndup(w, n);
+	if (s->helo_pending == NULL) {
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		return;
+	}
+	sanitize(s->helo_pending);
+	s->cmd_verb_pending = c->verb == SMTP_VERB_EHLO;
+	policy(s, PT_STAGE_HELO, NULL, helo_verdict);
+}
+
+static int
+need_helo(struct smtp_session *s)
+{
+	if (s->set->helo_required && s->helo == NULL) {
+		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return 1;
+	}
+	return 0;
+}
+
+static int
+need_tls(struct smtp_session *s)
+{
+	if (s->set->tls_level == SMTP_TLS_ENCRYPT && !pt_conn_is_tls(s->conn)) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		return 1;
+	}
+	return 0;
+}
+
+static void
+mail_verdict(struct smtp_session *s, const struct pt_verdict *v)
+{
+	if (verdict_refuses(s, v, "MAIL", NULL)) {
+		txn_reset(s);
+		return;
+	}
+	s->ok[SMTP_VERB_MAIL]++;
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	struct smtp_txn *t;
+	const char *rest;
+	size_t restlen;
+
+	if (need_helo(s) || need_tls(s))
+		return;
+	if (s->txn) {
+		reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (c->arglen < 5 || strncasecmp(c->arg, "FROM:", 5) != 0) {
+		reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		return;
+	}
+	if (smtp_parse_path(c->arg + 5, c->arglen - 5, 1, &t->sender, &rest, &restlen) != 0) {
+		free(t);
+		reply(s, "501 5.1.7 Bad sender address syntax");
+		return;
+	}
+	switch (smtp_parse_mail_params(rest, restlen, &t->params)) {
+	case SMTP_PARAM_OK:
+		break;
+	case SMTP_PARAM_BAD_SIZE:
+		free(t);
+		reply(s, "501 5.5.4 Bad message size syntax");
+		return;
+	default:
+		reply(s, "555 5.5.4 Unsupported option: %s", t->params.bad);
+		free(t);
+		return;
+	}
+	if (t->params.smtputf8 && !s->set->smtputf8) {
+		free(t);
+		reply(s, "555 5.5.4 Unsupported option: SMTPUTF8");
+		return;
+	}
+	if (t->sender.utf8 && !t->params.smtputf8) {
+		free(t);
+		reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+		return;
+	}
+	s->txn = t;
+	if (s->set->size_limit && t->params.has_size && t->params.size > s->set->size_limit) {
+		log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL);
+		reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		txn_reset(s);
+		return;
+	}
+	policy(s, PT_STAGE_MAIL, NULL, mail_verdict);
+}
+
+/* Is this local recipient someone? 0 yes; otherwise a reply was sent. */
+static int
+local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
+{
+	char local[SMTP_PATH_MAX + 1];
+	struct pt_user u;
+	const struct pt_alias_ops *alias = pt_service_get(PT_SVC_ALIAS);
+	int r;
+
+	if (p->has_domain && !pt_domain_is_local(smtp_path_domain(p)))
+		return 0;
+	if (smtp_path_local(p, local, sizeof(local), 1) < 0)
+		goto unknown;
+	/* RFC 5321 4.5.1: postmaster must always be accepted. */
+	if (strcmp(local, "postmaster") == 0)
+		return 0;
+	for (int pass = 0; pass < 2; pass++) {
+		r = pt_user_lookup(local, &u);
+		if (r < 0)
+			goto tempfail;
+		if (r > 0)
+			return 0;
+		if (alias && alias->exists) {
+			r = alias->exists(local);
+			if (r < 0)
+				goto tempfail;
+			if (r > 0)
+				return 0;
+		}
+		/* alice+tag: try again without the extension. */
+		const char *delim = s->set->recipient_delimiter;
+		size_t cut = delim && *delim ? strcspn(local, delim) : strlen(local);
+		if (cut == 0 || local[cut] == 0)
+			break;
+		local[cut] = 0;
+	}
+unknown:
+	{
+		char text[SMTP_PATH_MAX + 96];
+		snprintf(text, sizeof(text),
+		         "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
+		         p->addr);
+		log_reject(s, "RCPT", text, p->addr);
+		reply(s, "%s", text);
+	}
+	return -1;
+tempfail:
+	{
+		char text[SMTP_PATH_MAX + 64];
+		snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
+		log_reject(s, "RCPT", text, p->addr);
+		reply(s, "%s", text);
+	}
+	return -1;
+}
+
+static void
+rcpt_accept(struct smtp_session *s)
+{
+	struct smtp_txn *t = s->txn;
+	char *a;
+
+	if (t->nrcpt == t->rcap) {
+		size_t cap = t->rcap ? t->rcap * 2 : 4;
+		char **v = realloc(t->rcpt, cap * sizeof(*v));
+		if (v == NULL) {
+			reply(s, "451 4.3.0 Error: insufficient system resources");
+			return;
+		}
+		t->rcpt = v;
+		t->rcap = cap;
+	}
+	a = strdup(t->pending.addr);
+	if (a == NULL) {
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		return;
+	}
+	t->rcpt[t->nrcpt++] = a;
+	if (t->id[0] == 0) {
+		pt_queue_new_id(t->id);
+		pt_log_as(s->service, PT_LOG_INFO, "%s: client=%s[%s]", t->id, s->client_name, s->client_addr);
+	}
+	s->ok[SMTP_VERB_RCPT]++;
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
+{
+	struct smtp_txn *t = s->txn;
+
+	if (t == NULL)
+		return;
+	if (v == NULL) {
+		/* No restrict module: never an open relay. */
+		const char *dom = smtp_path_domain(&t->pending);
+		if (t->pending.has_domain && !pt_domain_is_local(dom) && !pt_domain_is_relay(dom)) {
+			char text[SMTP_PATH_MAX + 64];
+			snprintf(text, sizeof(text), "554 5.7.1 <%s>: Relay access denied", t->pending.addr);
+			log_reject(s, "RCPT", text, t->pending.addr);
+			reply(s, "%s", text);
+			return;
+		}
+	} else if (verdict_refuses(s, v, "RCPT", t->pending.addr)) {
+		return;
+	}
+	if (local_recipient_check(s, &t->pending) != 0)
+		return;
+	rcpt_accept(s);
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	struct smtp_txn *t = s->txn;
+	const char *rest;
+	size_t restlen;
+	char bad[64];
+
+	if (need_helo(s))
+		return;
+	if (t == NULL) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (t->bdat_started) {
+		reply(s, "503 5.5.1 Error: RCPT after BDAT");
+		return;
+	}
+	if (c->arglen < 3 || strncasecmp(c->arg, "TO:", 3) != 0) {
+		reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (smtp_parse_path(c->arg + 3, c->arglen - 3, 0, &t->pending, &rest, &restlen) != 0) {
+		reply(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (smtp_parse_rcpt_params(rest, restlen, bad, sizeof(bad)) != SMTP_PARAM_OK) {
+		reply(s, "555 5.5.4 Unsupported option: %s", bad);
+		return;
+	}
+	if (t->pending.utf8 && !t->params.smtputf8) {
+		reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+		return;
+	}
+	if (t->nrcpt >= s->set->rcpt_limit) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	policy(s, PT_STAGE_RCPT, t->pending.addr, rcpt_verdict);
+}
+
+/* Start storing a message: the Received header first. */
+static int
+message_start(struct smtp_session *s)
+{
+	struct smtp_txn *t = s->txn;
+	struct smtp_received_info r;
+	char hdr[2048];
+	int n, tls = pt_conn_is_tls(s->conn);
+
+	memset(&r, 0, sizeof(r));
+	r.helo = s->helo;
+	r.client_name = s->client_name;
+	r.client_addr = s->client_addr;
+	r.myhostname = s->set->hostname;
+	r.protocol = smtp_protocol_name(s->esmtp, tls, s->sasl_username != NULL, t->params.smtputf8);
+	r.queue_id = t->id;
+	r.rcpt = t->nrcpt == 1 ? t->rcpt[0] : NULL;
+	if (tls) {
+		r.tls_version = pt_conn_tls_version(s->conn);
+		r.tls_cipher = pt_conn_tls_cipher(s->conn);
+		r.tls_bits = pt_conn_tls_bits(s->conn);
+	}
+	r.when = time(NULL);
+	smtp_msgbuf_init(&t->msg, s->set->size_limit, s->set->header_limit);
+	n = smtp_received_format(&r, hdr, sizeof(hdr));
+	if (n < 0 || smtp_msgbuf_put_trace(&t->msg, hdr, (size_t)n) != 0)
+		return -1;
+	if (t->prepend && smtp_msgbuf_put_trace(&t->msg, t->prepend, strlen(t->prepend)) != 0)
+		return -1;
+	return 0;
+}
+
+static void
+data_verdict(struct smtp_session *s, const struct pt_verdict *v)
+{
+	struct smtp_txn *t = s->txn;
+
+	if (t == NULL || verdict_refuses(s, v, "DATA", NULL))
+		return;
+	if (message_start(s) != 0) {
+		smtp_msgbuf_free(&t->msg);
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		return;
+	}
+	smtp_data_init(&t->dec, s->set->bare_reject ? SMTP_BARE_REJECT : SMTP_BARE_NORMALIZE);
+	t->data_started = 1;
+	s->state = SS_DATA;
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static int
+need_rcpt(struct smtp_session *s)
+{
+	if (s->txn == NULL || s->txn->nrcpt == 0) {
+		if (s->txn == NULL)
+			reply(s, "503 5.5.1 Error: need RCPT command");
+		else
+			reply(s, "554 5.5.1 Error: no valid recipients");
+		return 1;
+	}
+	return 0;
+}
+
+static void
+cmd_data(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	if (need_helo(s))
+		return;
+	if (c->arglen) {
+		reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (need_rcpt(s))
+		return;
+	if (s->txn->bdat_started) {
+		reply(s, "503 5.5.1 Error: DATA after BDAT");
+		return;
+	}
+	policy(s, PT_STAGE_DATA, NULL, data_verdict);
+}
+
+/* ---- end of message: the queue ---- */
+
+static void
+queue_done(void *arg, const struct pt_status *st, const char *queue_id)
+{
+	struct smtp_session *s = arg;
+	int was_async = !s->in_call;
+
+	s->async = 0;
+	if (s->gone) {
+		session_release(s);
+		return;
+	}
+	s->depth++;
+	if (st == NULL || st->code == 0) {
+		const char *id = queue_id && *queue_id ? queue_id : (s->txn ? s->txn->id : "");
+		s->ok[s->last_verb]++;
+		s->errors = 0;
+		reply(s, "250 2.0.0 Ok: queued as %s", id);
+	} else {
+		reply(s, "%d %s %s", st->code, st->dsn[0] ? st->dsn : (st->code >= 500 ? "5.3.0" : "4.3.0"),
+		      st->text[0] ? st->text : "Error: queue file write error");
+	}
+	txn_reset(s);
+	s->depth--;
+	if (was_async) {
+		if (!s->gone && !s->async)
+			pt_conn_resume(s->conn);
+		session_release(s);
+	}
+}
+
+static void
+eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
+{
+	struct smtp_txn *t = s->txn;
+	struct pt_envelope env;
+	struct pt_envelope_rcpt *rc;
+	int rcode;
+
+	if (t == NULL)
+		return;
+	if (verdict_refuses(s, v, "END-OF-MESSAGE", NULL)) {
+		txn_reset(s);
+		return;
+	}
+	if (t->discard) {
+		pt_log_as(s->service, PT_LOG_INFO, "%s: discard: END-OF-MESSAGE from %s[%s]", t->id,
+		          s->client_name, s->client_addr);
+		s->ok[s->last_verb]++;
+		reply(s, "250 2.0.0 Ok: queued as %s", t->id);
+		txn_reset(s);
+		return;
+	}
+	rc = calloc(t->nrcpt, sizeof(*rc));
+	if (rc == NULL) {
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		txn_reset(s);
+		return;
+	}
+	for (size_t i = 0; i < t->nrcpt; i++) {
+		rc[i].address = t->rcpt[i];
+		rc[i].orig = t->rcpt[i];
+	}
+	memset(&env, 0, sizeof(env));
+	env.sender = t->sender.addr;
+	env.nrcpt = t->nrcpt;
+	env.rcpt = rc;
+	env.client_name = s->client_name;
+	env.client_address = s->client_addr;
+	env.helo = s->helo ? s->helo : "";
+	env.protocol = smtp_protocol_name(s->esmtp, pt_conn_is_tls(s->conn), s->sasl_username != NULL,
+	                                  t->params.smtputf8);
+	env.sasl_username = s->sasl_username;
+	env.body_8bit = t->params.body == SMTP_BODY_8BITMIME;
+	env.smtputf8 = t->params.smtputf8;
+	s->async = 1;
+	s->in_call = 1;
+	pt_conn_pause(s->conn);
+	rcode = pt_queue_submit(s->loop, t->id, &env, t->msg.p, t->msg.len, queue_done, s);
+	s->in_call = 0;
+	free(rc);
+	if (rcode != 0 && s->async) {
+		s->async = 0;
+		reply(s, "451 4.3.0 Error: queue file write error");
+		txn_reset(s);
+	}
+	if (!s->async && !s->gone)
+		pt_conn_resume(s->conn);
+}
+
+/* The content is complete (DATA end or BDAT LAST). */
+static void
+message_end(struct smtp_session *s)
+{
+	struct smtp_txn *t = s->txn;
+
+	s->state = SS_CMD;
+	smtp_msgbuf_finish(&t->msg);
+	if (t->msg.too_big) {
+		pt_log_as(s->service, PT_LOG_WARNING, "%s: queue file size limit exceeded", t->id);
+		reply(s, "552 5.3.4 Error: message file too big");
+		txn_reset(s);
+		return;
+	}
+	if (t->msg.header_too_big) {
+		pt_log_as(s->service, PT_LOG_WARNING, "%s: message header size limit exceeded", t->id);
+		reply(s, "552 5.3.4 Error: message header size exceeds limit");
+		txn_reset(s);
+		return;
+	}
+	if (t->msg.oom) {
+		reply(s, "451 4.3.0 Error: insufficient system resources");
+		txn_reset(s);
+		return;
+	}
+	policy(s, PT_STAGE_END_OF_DATA, NULL, eod_verdict);
+}
+
+static void
+data_input(struct smtp_session *s)
+{
+	size_t n, used = 0;
+	const char *in = pt_conn_rbuf(s->conn, &n);
+	enum smtp_data_status st;
+
+	if (n == 0)
+		return;
+	st = smtp_data_feed(&s->txn->dec, in, n, &used, &s->txn->msg);
+	pt_conn_consume(s->conn, used);
+	if (st == SMTP_DATA_BARE) {
+		char text[320];
+		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: DATA from %s[%s]: bare <LF> received",
+		          s->txn->id, s->client_name, s->client_addr);
+		snprintf(text, sizeof(text), "521 5.5.2 %s Error: bare <LF> received", s->set->hostname);
+		txn_reset(s);
+		close_with(s, text);
+	} else if (st == SMTP_DATA_END) {
+		message_end(s);
+	}
+}
+
+/* ---- BDAT (RFC 3030) ---- */
+
+static void
+cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	unsigned long long count;
+	int last;
+
+	if (smtp_parse_bdat(c->arg, c->arglen, &count, &last) != 0) {
+		/* Without a size the chunk cannot be skipped: the stream is lost. */
+		close_with(s, "501 5.5.4 Syntax: BDAT count [LAST]");
+		return;
+	}
+	s->bdat_left = count;
+	s->bdat_last = (unsigned char)last;
+	s->bdat_error = NULL;
+	s->state = SS_BDAT;
+	if (s->set->helo_required && s->helo == NULL)
+		s->bdat_error = "503 5.5.1 Error: send HELO/EHLO first";
+	else if (s->txn == NULL)
+		s->bdat_error = "503 5.5.1 Error: need RCPT command";
+	else if (s->txn->nrcpt == 0)
+		s->bdat_error = "554 5.5.1 Error: no valid recipients";
+	if (s->bdat_error) {
+		if (s->txn)
+			txn_reset(s);
+		return;
+	}
+	if (!s->txn->bdat_started) {
+		if (message_start(s) != 0) {
+			s->bdat_error = "451 4.3.0 Error: insufficient system resources";
+			txn_reset(s);
+			return;
+		}
+		s->txn->bdat_started = 1;
+	}
+}
+
+static void
+bdat_input(struct smtp_session *s)
+{
+	size_t n, take;
+	const char *in = pt_conn_rbuf(s->conn, &n);
+
+	take = s->bdat_left < n ? (size_t)s->bdat_left : n;
+	if (take > 0) {
+		if (s->bdat_error == NULL && s->txn)
+			smtp_bdat_feed(&s->txn->bconv, in, take, &s->txn->msg);
+		pt_conn_consume(s->conn, take);
+		s->bdat_left -= take;
+	}
+	if (s->bdat_left > 0)
+		return;
+	s->state = SS_CMD;
+	if (s->bdat_error) {
+		reply(s, "%s", s->bdat_error);
+		s->bdat_error = NULL;
+		return;
+	}
+	if (!s->bdat_last) {
+		s->ok[SMTP_VERB_BDAT]++;
+		reply(s, "250 2.0.0 Ok: %llu bytes", (unsigned long long)s->txn->msg.content);
+		return;
+	}
+	smtp_bdat_finish(&s->txn->bconv, &s->txn->msg);
+	message_end(s);
+}
+
+/* ---- STARTTLS and the rest ---- */
+
+static void
+cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	if (c->arglen) {
+		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (pt_conn_is_tls(s->conn)) {
+		reply(s, "554 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (s->set->tls_level == SMTP_TLS_NONE || !pt_conn_tls_available(s->conn)) {
+		reply(s, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (s->txn) {
+		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	s->ok[SMTP_VERB_STARTTLS]++;
+	reply(s, "220 2.0.0 Ready to start TLS");
+	/* RFC 3207: forget everything learnt before TLS, and everything the
+	 * client pipelined behind STARTTLS (pt_conn_starttls discards it). */
+	session_reset_helo(s);
+	if (pt_conn_starttls(s->conn) != 0)
+		reply(s, "454 4.7.0 TLS not available due to local problem");
+	else
+		s->tls_started = 1;
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *c)
+{
+	char arg[SMTP_PATH_MAX + 1];
+	size_t n = c->arglen < SMTP_PATH_MAX ? c->arglen : SMTP_PATH_MAX;
+
+	if (s->set->vrfy_disabled) {
+		reply(s, "502 5.5.1 VRFY command is disabled");
+		return;
+	}
+	if (c->arglen == 0) {
+		reply(s, "501 5.5.4 Syntax: VRFY address");
+		return;
+	}
+	memcpy(arg, c->arg, n);
+	arg[n] = 0;
+	sanitize(arg);
+	/* Never confirms nor denies: address harvesting learns nothing. */
+	s->ok[SMTP_VERB_VRFY]++;
+	reply(s, "252 2.0.0 %s", arg);
+}
+
+static void
+dispatch(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_cmd c;
+
+	smtp_parse_command(line, len, &c);
+	s->last_verb = c.verb;
+	s->total[c.verb]++;
+	if (s->reject_all && c.verb != SMTP_VERB_QUIT && c.verb != SMTP_VERB_NOOP && c.verb != SMTP_VERB_RSET) {
+		reply(s, "503 5.5.1 Error: access denied");
+		return;
+	}
+	switch (c.verb) {
+	case SMTP_VERB_HELO:
+	case SMTP_VERB_EHLO:
+		cmd_helo(s, &c);
+		break;
+	case SMTP_VERB_MAIL:
+		cmd_mail(s, &c);
+		break;
+	case SMTP_VERB_RCPT:
+		cmd_rcpt(s, &c);
+		break;
+	case SMTP_VERB_DATA:
+		cmd_data(s, &c);
+		break;
+	case SMTP_VERB_BDAT:
+		cmd_bdat(s, &c);
+		break;
+	case SMTP_VERB_RSET:
+		if (c.arglen) {
+			reply(s, "501 5.5.4 Syntax: RSET");
+			break;
+		}
+		txn_reset(s);
+		s->ok[c.verb]++;
+		reply(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_VERB_NOOP:
+		s->ok[c.verb]++;
+		reply(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_VERB_QUIT:
+		s->ok[c.verb]++;
+		s->quit = 1;
+		close_with(s, "221 2.0.0 Bye");
+		break;
+	case SMTP_VERB_VRFY:
+		cmd_vrfy(s, &c);
+		break;
+	case SMTP_VERB_HELP:
+		s->ok[c.verb]++;
+		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+		break;
+	case SMTP_VERB_STARTTLS:
+		cmd_starttls(s, &c);
+		break;
+	case SMTP_VERB_AUTH:
+		reply(s, "503 5.5.1 Error: authentication not enabled");
+		break;
+	default:
+		reply(s, "500 5.5.2 Error: command not recognized");
+		break;
+	}
+}
+
+/* smtpd_hard_error_limit: after the error reply itself has gone out. */
+static void
+check_error_limit(struct smtp_session *s)
+{
+	char text[320];
+
+	if (s->errors >= s->set->hard_errors && s->state != SS_CLOSING && !s->gone && !s->delayed) {
+		pt_log_as(s->service, PT_LOG_WARNING, "%s[%s]: too many errors after %s",
+		          s->client_name, s->client_addr, smtp_verb_name(s->last_verb));
+		snprintf(text, sizeof(text), "421 4.7.0 %s Error: too many errors", s->set->hostname);
+		close_with(s, text);
+	}
+}
+
+/* Handle everything complete in the input buffer, in order (PIPELINING),
+ * until a command needs to wait. */
+static void
+session_input(struct smtp_session *s)
+{
+	s->depth++;
+	while (!s->gone && !s->async && s->state != SS_CLOSING) {
+		if (s->state == SS_DATA) {
+			size_t n;
+			pt_conn_rbuf(s->conn, &n);
+			if (n == 0)
+				break;
+			data_input(s);
+			continue;
+		}
+		if (s->state == SS_BDAT) {
+			size_t n;
+			pt_conn_rbuf(s->conn, &n);
+			if (n == 0 && s->bdat_left > 0)
+				break;
+			bdat_input(s);
+			check_error_limit(s);
+			continue;
+		}
+		const char *line;
+		size_t len;
+		int eol, rc = pt_conn_getline(s->conn, s->set->line_limit, &line, &len, &eol);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			s->total[SMTP_VERB_UNKNOWN]++;
+			reply(s, "500 5.5.0 Error: line too long");
+		} else if (eol == 1 && s->set->bare_reject) {
+			char text[320];
+			snprintf(text, sizeof(text), "521 5.5.2 %s Error: bare <LF> received", s->set->hostname);
+			close_with(s, text);
+			break;
+		} else {
+			dispatch(s, line, len);
+			/* After STARTTLS nothing buffered is ours to read; the
+			 * core calls on_read again once the handshake is done. */
+			if (s->tls_started) {
+				s->tls_started = 0;
+				break;
+			}
+		}
+		check_error_limit(s);
+	}
+	s->depth--;
+	session_release(s);
+}
+
+/* ---- connection hooks ---- */
+
+static void
+on_read(struct pt_conn *c)
+{
+	struct smtp_session *s = pt_conn_proto(c);
+
+	s->last_input = pt_loop_now(s->loop);
+	session_input(s);
+}
+
+static void
+on_close(struct pt_conn *c, const char *reason)
+{
+	struct smtp_session *s = pt_conn_proto(c);
+
+	if (s->state != SS_CLOSING && !s->quit && reason && strcmp(reason, "shutdown") != 0)
+		pt_log_as(s->service, PT_LOG_INFO, "lost connection after %s from %s[%s]",
+		          s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" :
+		          (s->total[s->last_verb] ? smtp_verb_name(s->last_verb) : "CONNECT"),
+		          s->client_name, s->client_addr);
+	log_disconnect(s);
+	s->gone = 1;
+	s->conn = NULL;
+	if (s->idle_timer) {
+		pt_timer_cancel(s->loop, s->idle_timer);
+		s->idle_timer = NULL;
+	}
+	if (s->sleep_timer) {
+		pt_timer_cancel(s->loop, s->sleep_timer);
+		s->sleep_timer = NULL;
+		s->async = 0;
+	}
+	session_release(s);
+}
+
+static const struct pt_conn_handlers handlers = { on_read, on_close, NULL };
+
+static void
+idle_check(struct pt_loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+	uint64_t now = pt_loop_now(loop), idle = now - s->last_input;
+	char text[320];
+
+	s->idle_timer = NULL;
+	if (s->gone)
+		return;
+	/* Time the server spends waiting is not the client's idle time. */
+	if (s->async || s->state == SS_CLOSING)
+		idle = 0;
+	if (s->async)
+		s->last_input = now;
+	if (idle < s->set->timeout_ms) {
+		s->idle_timer = pt_timer_add(loop, s->set->timeout_ms - idle, idle_check, s);
+		return;
+	}
+	pt_log_as(s->service, PT_LOG_INFO, "timeout after %s from %s[%s]",
+	          s->state == SS_DATA ? "DATA" : smtp_verb_name(s->last_verb), s->client_name, s->client_addr);
+	snprintf(text, sizeof(text), "421 4.4.2 %s Error: timeout exceeded", s->set->hostname);
+	s->depth++;
+	txn_reset(s);
+	close_with(s, text);
+	s->depth--;
+	session_release(s);
+}
+
+static void
+connect_verdict(struct smtp_session *s, const struct pt_verdict *v)
+{
+	if (v && (v->kind == PT_VERDICT_REJECT || v->kind == PT_VERDICT_DEFER)) {
+		pt_log_as(s->service, PT_LOG_INFO, "NOQUEUE: reject: CONNECT from %s[%s]: %s; proto=SMTP",
+		          s->client_name, s->client_addr, v->reply);
+		if (v->kind == PT_VERDICT_DEFER || v->reply[0] == '4') {
+			close_with(s, v->reply);
+			return;
+		}
+		/* RFC 5321 3.1: a 554 greeting, then 503 to all but QUIT. */
+		reply_raw(s, v->reply);
+		s->reject_all = strdup(v->reply);
+		return;
+	}
+	if (!s->gone)
+		pt_conn_printf(s->conn, "220 %s\r\n", s->set->banner);
+}
+
+void
+smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
+{
+	struct smtp_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		pt_conn_close(conn, "out of memory");
+		return;
+	}
+	s->conn = conn;
+	s->loop = pt_conn_loop(conn);
+	s->set = smtp_settings_get();
+	s->service = l && l->service ? l->service : "smtpd";
+	s->client_addr = pt_conn_peer_addr(conn);
+	s->client_name = "unknown";
+	s->state = SS_CMD;
+	s->last_verb = SMTP_VERB_UNKNOWN;
+	s->last_input = pt_loop_now(s->loop);
+	pt_conn_set_handlers(conn, &handlers, s);
+	pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
+	if (s->set->timeout_ms)
+		s->idle_timer = pt_timer_add(s->loop, s->set->timeout_ms, idle_check, s);
+	s->depth++;
+	policy(s, PT_STAGE_CONNECT, NULL, connect_verdict);
+	s->depth--;
+	session_release(s);
+}
