@@ -209,6 +209,59 @@ out:
 	free(msg);
 }
 
+/* Still root (the agent should have switched): append from a child that
+ * runs as default_privs, never as root. */
+static void
+alias_deliver_file_as(const struct alias_conf *conf, const struct pt_delivery *d,
+                      const char *path, struct pt_status *st)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		pt_status_set(st, 451, "4.3.0", "cannot deliver to file: %s", strerror(errno));
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		pt_status_set(st, 451, "4.3.0", "cannot deliver to file: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	if (pid == 0) {
+		struct pt_status cs;
+		close(p[0]);
+		if (conf->privs_uid == 0 || setgroups(0, NULL) < 0 || setgid(conf->privs_gid) < 0 ||
+		    setuid(conf->privs_uid) < 0)
+			pt_status_set(&cs, 451, "4.3.0", "cannot switch to default_privs for %s", path);
+		else
+			alias_deliver_file(d, path, &cs);
+		ssize_t w = write(p[1], &cs, sizeof(cs));
+		_exit(w == (ssize_t)sizeof(cs) ? 0 : 1);
+	}
+	close(p[1]);
+	struct pt_status cs;
+	size_t got = 0;
+	while (got < sizeof(cs)) {
+		ssize_t r = read(p[0], (char *)&cs + got, sizeof(cs) - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(p[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (got == sizeof(cs)) {
+		cs.dsn[sizeof(cs.dsn) - 1] = 0;
+		cs.text[sizeof(cs.text) - 1] = 0;
+		*st = cs;
+	} else {
+		pt_status_set(st, 451, "4.3.0", "file delivery to %s failed without a status", path);
+	}
+}
+
 static void
 alias_env_add(char **env, size_t *n, const char *name, const char *value)
 {
@@ -449,11 +502,10 @@ alias_deliver_special(const struct alias_conf *conf, const struct pt_delivery *d
 			pt_status_set(st, 550, "5.3.5", "file destination is not an absolute path: %s", target);
 			return;
 		}
-		if (geteuid() == 0) {
-			pt_status_set(st, 451, "4.3.0", "refusing to write %s as root (default_privs)", target);
-			return;
-		}
-		alias_deliver_file(d, target, st);
+		if (geteuid() == 0)
+			alias_deliver_file_as(conf, d, target, st);
+		else
+			alias_deliver_file(d, target, st);
 	} else if (kind == PT_ALIAS_COMMAND) {
 		alias_deliver_command(conf, d, target, st);
 	} else {

@@ -76,6 +76,12 @@ alias_parse_value(const char *value, alias_target_fn *fn, void *arg)
 				p++;
 				continue;
 			}
+			if (!command && alias_is_space(c) && n == 9 && strncasecmp(buf, ":include:", 9) == 0) {
+				/* ":include: /path" names one file */
+				while (alias_is_space(*p))
+					p++;
+				continue;
+			}
 			if (c == ',' || (!command && alias_is_space(c)))
 				break;
 			buf[n++] = c;
