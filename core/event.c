@@ -35,6 +35,7 @@ struct pt_loop {
 	int epfd;
 	int wakefd;
 	volatile sig_atomic_t stop;
+	int running;
 	uint64_t now;
 	struct watch *watches;
 	size_t nwatches;
@@ -311,6 +312,10 @@ pt_timer_add(struct pt_loop *loop, uint64_t ms, pt_timer_cb *cb, void *arg)
 	t = malloc(sizeof *t);
 	if (!t)
 		return NULL;
+	/* Outside pt_loop_run the cached clock may be old: a timer armed
+	 * between runs must still wait its full time. */
+	if (!loop->running)
+		loop->now = clock_ms();
 	t->when = ms > UINT64_MAX - loop->now ? UINT64_MAX : loop->now + ms;
 	t->seq = loop->next_seq++;
 	t->cb = cb;
@@ -395,6 +400,7 @@ pt_loop_run(struct pt_loop *loop)
 	struct epoll_event evs[64];
 
 	loop->stop = 0;
+	loop->running = 1;
 	while (!loop->stop) {
 		int n;
 
@@ -406,11 +412,13 @@ pt_loop_run(struct pt_loop *loop)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			loop->running = 0;
 			return -1;
 		}
 		loop->now = clock_ms();
 		for (int i = 0; i < n && !loop->stop; i++)
 			dispatch(loop, &evs[i]);
 	}
+	loop->running = 0;
 	return 0;
 }
