@@ -40,7 +40,11 @@ void pt_queue_flush_now(void);
 #define PT_QCTL_SOCKET   "public/qmgr"
 
 /* ---- queue file (core/queue_file.c) ---- */
-enum pt_qrcpt_state { PT_QRCPT_PENDING = 0, PT_QRCPT_DONE = 1, PT_QRCPT_FAILED = 2 };
+/* RESOLVED: pending, but alias expansion already resolved it to a local
+ * user; a retry goes straight to that mailbox (no second expansion, so
+ * no duplicate for the targets already delivered). */
+enum pt_qrcpt_state { PT_QRCPT_PENDING = 0, PT_QRCPT_DONE = 1, PT_QRCPT_FAILED = 2,
+	PT_QRCPT_RESOLVED = 3 };
 
 struct pt_qrcpt {
 	char *address;                /* as given (before alias expansion) */

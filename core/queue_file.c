@@ -401,8 +401,8 @@ pt_qfile_decode(const char *buf, size_t len, struct pt_qfile *q, char *err, size
 			r.p = save;
 			break;
 		}
-		if (ln < 4 || line[0] != 'R' || line[1] != ' ' || (line[2] != '0' && line[2] != '1' &&
-		    line[2] != '2') || line[3] != '\t') {
+		if (ln < 4 || line[0] != 'R' || line[1] != ' ' || line[2] < '0' || line[2] > '3' ||
+		    line[3] != '\t') {
 			rd_fail(&r, "bad recipient record");
 			goto fail;
 		}
@@ -550,7 +550,7 @@ pt_qfile_pending(const struct pt_qfile *q)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < q->nrcpt; i++)
-		n += q->rcpt[i].state == PT_QRCPT_PENDING;
+		n += q->rcpt[i].state == PT_QRCPT_PENDING || q->rcpt[i].state == PT_QRCPT_RESOLVED;
 	return n;
 }
 
