@@ -1,0 +1,180 @@
+/* The transport module's descriptor: transport_maps, relayhost and the
+ * default transports, their checks, and the routing service. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "postern/log.h"
+#include "postern/module.h"
+#include "postern/services.h"
+#include "transport.h"
+
+static int transport_validate_relayhost(const char *value, char *err, size_t errlen);
+static int transport_validate_default(const char *value, char *err, size_t errlen);
+
+static const struct pt_param transport_params[] = {
+	{ "transport_maps", PT_LIST, "", NULL,
+	  "transport(5) tables: domain or address -> transport:nexthop", 0, 0 },
+	{ "relayhost", PT_STR, "", transport_validate_relayhost,
+	  "next hop for non-local mail: host, [host], host:port; empty = MX of the domain", 0, 0 },
+	{ "default_transport", PT_STR, "smtp", transport_validate_default,
+	  "transport[:nexthop] for mail to other domains (smtp, error, retry, discard)", 0, 0 },
+	{ "relay_transport", PT_STR, "relay", transport_validate_default,
+	  "transport[:nexthop] for mail to relay_domains", 0, 0 },
+	{ 0 },
+};
+
+static int
+transport_validate_relayhost(const char *value, char *err, size_t errlen)
+{
+	char host[256];
+	unsigned port;
+	if (!*value || transport_parse_nexthop(value, host, sizeof(host), &port) == 0)
+		return 0;
+	snprintf(err, errlen, "invalid relayhost \"%.100s\": expected host, [host], host:port or [host]:port",
+	         value);
+	return -1;
+}
+
+static int
+transport_validate_default(const char *value, char *err, size_t errlen)
+{
+	struct pt_route r;
+	if (transport_parse_result(value, "smtp", "example.com", "", &r) == 0)
+		return 0;
+	snprintf(err, errlen, "%s", r.text + 6);   /* without "4.3.5 " */
+	return -1;
+}
+
+static struct transport_conf *transport_live;
+
+static void
+transport_conf_free(struct transport_conf *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nmaps; i++)
+		pt_map_close(c->maps[i]);
+	free(c->maps);
+	free(c);
+}
+
+static struct transport_conf *
+transport_conf_build(const struct pt_config *conf)
+{
+	struct transport_conf *c = calloc(1, sizeof(*c));
+	const struct pt_list *l = pt_conf_list(conf, "transport_maps");
+	if (!c || !(c->maps = calloc(l->n ? l->n : 1, sizeof(*c->maps)))) {
+		free(c);
+		pt_error("transport: out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		char err[300];
+		struct pt_map *m = pt_map_open(l->v[i], PT_MAP_KEY_VALUE, err, sizeof(err));
+		if (!m) {
+			pt_error("transport_maps: %s", err);
+			transport_conf_free(c);
+			return NULL;
+		}
+		c->maps[c->nmaps++] = m;
+	}
+	snprintf(c->default_transport, sizeof(c->default_transport), "%s",
+	         pt_conf_str(conf, "default_transport"));
+	snprintf(c->relay_transport, sizeof(c->relay_transport), "%s",
+	         pt_conf_str(conf, "relay_transport"));
+	snprintf(c->relayhost, sizeof(c->relayhost), "%s", pt_conf_str(conf, "relayhost"));
+	snprintf(c->delim, sizeof(c->delim), "%s", pt_conf_str(conf, "recipient_delimiter"));
+	return c;
+}
+
+static int
+svc_route(const char *address, struct pt_route *out)
+{
+	if (!transport_live) {
+		memset(out, 0, sizeof(*out));
+		out->kind = PT_ROUTE_RETRY;
+		snprintf(out->text, sizeof(out->text), "4.3.0 transport module not configured");
+		return -1;
+	}
+	return transport_route(transport_live, address, out);
+}
+
+static const struct pt_route_ops transport_ops = { svc_route };
+
+static int
+transport_init(struct pt_ctx *ctx)
+{
+	struct transport_conf *c = transport_conf_build(ctx->conf);
+	if (!c)
+		return -1;
+	transport_live = c;
+	return pt_service_register(PT_SVC_ROUTE, &transport_ops);
+}
+
+static int
+transport_reload(struct pt_ctx *ctx)
+{
+	struct transport_conf *c = transport_conf_build(ctx->conf);
+	if (!c)
+		return -1;
+	struct transport_conf *old = transport_live;
+	transport_live = c;
+	transport_conf_free(old);
+	return 0;
+}
+
+static void
+transport_stop(struct pt_ctx *ctx)
+{
+	(void)ctx;
+	transport_conf_free(transport_live);
+	transport_live = NULL;
+}
+
+static void
+transport_check_report(void *arg, int is_error, const char *msg)
+{
+	if (is_error)
+		pt_conf_error(arg, "transport_maps", "%s", msg);
+	else
+		pt_warn("%s", msg);
+}
+
+/* `postern check` and reload: every transport map must parse. A missing
+ * file only warns: routing answers "try later" until it appears. */
+static int
+transport_check(const struct pt_config *conf)
+{
+	const struct pt_list *l = pt_conf_list(conf, "transport_maps");
+	int bad = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		char path[4096], err[300];
+		if (pt_map_spec_path(l->v[i], path, sizeof(path), err, sizeof(err)) < 0) {
+			pt_conf_error(conf, "transport_maps", "transport_maps: %s", err);
+			bad = 1;
+			continue;
+		}
+		if (access(path, F_OK) < 0) {
+			pt_warn("transport_maps: %s does not exist; routing waits until it does", path);
+			continue;
+		}
+		if (pt_map_check(l->v[i], PT_MAP_KEY_VALUE, transport_check_report, (void *)conf, NULL) != 0)
+			bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
+	.abi = POSTERN_ABI,
+	.build_sig = POSTERN_BUILD_SIG,
+	.name = "transport",
+	.depends = NULL,
+	.params = transport_params,
+	.listeners = NULL,
+	.init = transport_init,
+	.reload = transport_reload,
+	.stop = transport_stop,
+	.check = transport_check,
+};

@@ -1,0 +1,37 @@
+/* Internals of the transport module shared by its files and its unit
+ * tests (not an ABI: no other module includes it). */
+#ifndef TRANSPORT_H
+#define TRANSPORT_H
+
+#include <stddef.h>
+
+#include "postern/map.h"
+#include "postern/services.h"
+
+struct transport_conf {
+	struct pt_map **maps;         /* transport_maps, in order */
+	size_t nmaps;
+	char default_transport[300];  /* "smtp", "error", "smtp:[relay]:25" */
+	char relay_transport[300];    /* for relay_domains */
+	char relayhost[256];          /* "" = the recipient domain (MX) */
+	char delim[16];               /* recipient_delimiter */
+};
+
+/* transport(5) lookup: user+ext@domain, user@domain, domain, .parent
+ * domains, then *; without a match mydestination is local, relay_domains
+ * take relay_transport, the rest default_transport. 0 (out filled) or -1
+ * when a map could not be consulted (out is then a RETRY). */
+int transport_route(const struct transport_conf *c, const char *address, struct pt_route *out);
+
+/* Turn "transport:nexthop" into a route. An empty nexthop means the
+ * default one (relayhost, else the domain); an empty transport means
+ * class_default (itself "transport[:nexthop]"). 0, or -1 when value is
+ * malformed (out is then a RETRY naming the problem). */
+int transport_parse_result(const char *value, const char *class_default, const char *domain,
+                           const char *relayhost, struct pt_route *out);
+
+/* "[host]:port", "[host]", "host:port", "host" -> nexthop ("[host]" keeps
+ * the brackets: no MX lookup) and port (25 when absent). 0 or -1. */
+int transport_parse_nexthop(const char *s, char *host, size_t hostlen, unsigned *port);
+
+#endif
