@@ -86,9 +86,21 @@ req_wipe_secret(struct auth_req *r)
 	OPENSSL_cleanse(r->wire, sizeof r->wire);
 }
 
+static void delay_over(struct pt_loop *loop, void *p);
+
+/* Set while auth_verify runs: callers expect done() after verify returns,
+ * never inside it. */
+static int in_verify;
+
 static void
 answer(struct auth_req *r)
 {
+	if (in_verify) {
+		r->state = RS_DELAY;
+		r->timer = pt_timer_add(r->loop, 0, delay_over, r);
+		if (r->timer)
+			return;
+	}
 	void (*done)(void *, int) = r->done;
 	void *arg = r->arg;
 	int result = r->result;
@@ -303,9 +315,23 @@ hold_over(struct pt_loop *loop, void *p)
 	start_check(r);
 }
 
+static int auth_verify_inner(struct pt_loop *loop, const char *user, const char *password,
+                             const char *service, const char *client_address,
+                             void (*done)(void *arg, int result), void *arg);
+
 static int
 auth_verify(struct pt_loop *loop, const char *user, const char *password, const char *service,
             const char *client_address, void (*done)(void *arg, int result), void *arg)
+{
+	in_verify++;
+	int r = auth_verify_inner(loop, user, password, service, client_address, done, arg);
+	in_verify--;
+	return r;
+}
+
+static int
+auth_verify_inner(struct pt_loop *loop, const char *user, const char *password, const char *service,
+                  const char *client_address, void (*done)(void *arg, int result), void *arg)
 {
 	if (!loop || !done)
 		return -1;
