@@ -60,13 +60,16 @@ validate_inet_interfaces(const char *v, char *err, size_t errlen)
 
 		if (strcmp(it, "all") == 0 || strcmp(it, "loopback-only") == 0)
 			continue;
-		if (n >= 3 && n < sizeof addr + 2 && it[0] == '[' && it[n - 1] == ']') {
+		if (n >= sizeof addr) {
+			snprintf(err, errlen, "\"%.200s\" is not all, loopback-only or an IP address", it);
+			rc = -1;
+		} else if (n >= 3 && it[0] == '[' && it[n - 1] == ']') {
 			memcpy(addr, it + 1, n - 2);
 			addr[n - 2] = '\0';
 		} else {
 			snprintf(addr, sizeof addr, "%s", it);
 		}
-		if (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1) {
+		if (rc == 0 && inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1) {
 			snprintf(err, errlen, "\"%.200s\" is not all, loopback-only or an IP address", it);
 			rc = -1;
 		}
