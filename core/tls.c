@@ -71,17 +71,23 @@ load_cert_pem(SSL_CTX *ctx, const char *pem)
 	return ok;
 }
 
+/* Key from PEM text or a file, checked against the certificate first so
+ * a mismatch gets its own sentence. Returns 1, 0 (unreadable) or -1
+ * (does not match). */
 static int
-load_key_pem(SSL_CTX *ctx, const char *pem)
+load_key(SSL_CTX *ctx, const char *key)
 {
-	BIO *bio = BIO_new_mem_buf(pem, -1);
+	BIO *bio = is_pem_text(key) ? BIO_new_mem_buf(key, -1) : BIO_new_file(key, "r");
 	EVP_PKEY *k;
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
 	int ok = 0;
 
 	if (!bio)
 		return 0;
 	k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-	if (k && SSL_CTX_use_PrivateKey(ctx, k) == 1)
+	if (k && cert && EVP_PKEY_eq(X509_get0_pubkey(cert), k) != 1)
+		ok = -1;
+	else if (k && SSL_CTX_use_PrivateKey(ctx, k) == 1)
 		ok = 1;
 	EVP_PKEY_free(k);
 	BIO_free(bio);
@@ -138,8 +144,15 @@ pt_tls_configure_pem(const char *cert, const char *key, const char *min_proto,
 		SSL_CTX_free(ctx);
 		return -1;
 	}
-	if (!(is_pem_text(key) ? load_key_pem(ctx, key)
-	                       : SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1)) {
+	switch (load_key(ctx, key)) {
+	case 1:
+		break;
+	case -1:
+		snprintf(err, errlen, "ssl_key (%s) does not match the certificate in ssl_cert (%s)",
+		         source_name(key), source_name(cert));
+		SSL_CTX_free(ctx);
+		return -1;
+	default:
 		snprintf(err, errlen, "ssl_key: cannot load private key from %s: %s", source_name(key),
 		         pt_tls_error_text(why, sizeof why));
 		SSL_CTX_free(ctx);
