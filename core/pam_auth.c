@@ -2,6 +2,7 @@
  * crypt(3) when PAM itself cannot run. Blocking: called on a pool thread,
  * in the auth agent or by the CLI. */
 #include <errno.h>
+#include <pwd.h>
 #include <shadow.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,14 @@ pam_broken(int rc)
 	       rc == PAM_SYMBOL_ERR;
 }
 
+static int
+system_user_exists(const char *user)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	return getpwnam_r(user, &pw, buf, sizeof buf, &res) == 0 && res != NULL;
+}
+
 int
 pt_pam_verify(const char *pam_service, const struct pt_passdb_req *req, char *why, size_t whylen)
 {
@@ -104,7 +113,11 @@ pt_pam_verify(const char *pam_service, const struct pt_passdb_req *req, char *wh
 		if (rc != PAM_SUCCESS)
 			snprintf(why, whylen, "account not usable (%s)", pam_strerror(h, rc));
 	} else if (!pam_broken(rc)) {
-		snprintf(why, whylen, "%s", rc == PAM_USER_UNKNOWN ? "unknown user" : "password mismatch");
+		int known = system_user_exists(req->user);
+		snprintf(why, whylen, "%s", known ? "password mismatch" : "unknown user");
+		/* pam_unix answers unknown users without hashing: spend the time. */
+		if (!known)
+			pt_pwscheme_dummy_verify_system(req->password);
 	}
 	int broken = pam_broken(rc);
 	pam_end(h, rc);
@@ -133,13 +146,13 @@ pt_shadow_verify(const char *user, const char *password, char *why, size_t whyle
 	}
 	if (!res) {
 		snprintf(why, whylen, "unknown user");
-		pt_pwscheme_dummy_verify(password);
+		pt_pwscheme_dummy_verify_system(password);
 		return 0;
 	}
 	/* "!..." locked, "*" no password: never a match, and said so in the log. */
 	if (!res->sp_pwdp || res->sp_pwdp[0] == '!' || res->sp_pwdp[0] == '*' || !res->sp_pwdp[0]) {
 		snprintf(why, whylen, "account locked or without password");
-		pt_pwscheme_dummy_verify(password);
+		pt_pwscheme_dummy_verify_system(password);
 		OPENSSL_cleanse(buf, sizeof buf);
 		return 0;
 	}

@@ -89,7 +89,8 @@ int pt_pwscheme_check(const char *stored, enum pt_pwscheme *id, char *err, size_
  * secret's contents. */
 int pt_pwscheme_verify(const char *stored, const char *password);
 /* Spends the time of a real check (unknown users answer as slowly). */
-void pt_pwscheme_dummy_verify(const char *password);
+void pt_pwscheme_dummy_verify(const char *password);           /* SHA512-CRYPT cost */
+void pt_pwscheme_dummy_verify_system(const char *password);    /* yescrypt cost */
 const char *pt_pwscheme_name(enum pt_pwscheme id);
 /* Constant-time equality (lengths are not secret); the counter lets tests
  * prove the comparisons go through it. */

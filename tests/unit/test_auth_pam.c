@@ -74,6 +74,11 @@ test_pam(void **state)
 	assert_int_equal(pt_passdb_check("pam", &ok, why, sizeof why), 1);
 	assert_int_equal(pt_passdb_check("pam", &bad, why, sizeof why), 0);
 	assert_int_equal(pt_passdb_check("pam", &ghost, why, sizeof why), 0);
+	assert_string_equal(why, "unknown user");
+	/* Unknown users cost a hash too, so timing does not reveal them. */
+	unsigned long before = pt_ct_compare_count();
+	assert_int_equal(pt_passdb_check("pam", &ghost, why, sizeof why), 0);
+	assert_true(pt_ct_compare_count() > before);
 	struct pt_passdb_req empty = { user, "", "imap", "" };
 	assert_int_equal(pt_passdb_check("pam", &empty, why, sizeof why), 0);
 	/* Through PAM directly too, with a service file that may not exist
