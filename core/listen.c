@@ -435,6 +435,8 @@ on_handshake_close(struct pt_conn *c, const char *reason)
 {
 	const struct pt_listener *l = pt_conn_listener(c);
 
+	if (strncmp(reason, "error: ", 7) == 0)
+		reason += 7;
 	pt_log_as(l->service, PT_LOG_INFO, "SSL_accept error from unknown[%s]: %s",
 	          pt_conn_peer_addr(c), reason);
 }

@@ -21,53 +21,11 @@
 #include <openssl/x509.h>
 
 #include "config_int.h"
+#include "testcert.h"
 #include "conn_int.h"
 #include "net.h"
 
 static char *cert_pem, *key_pem, *other_key_pem;
-
-static char *
-bio_string(BIO *b)
-{
-	char *p, *s;
-	long n = BIO_get_mem_data(b, &p);
-
-	s = malloc((size_t)n + 1);
-	memcpy(s, p, (size_t)n);
-	s[n] = '\0';
-	return s;
-}
-
-/* A throwaway self-signed P-256 certificate for CN=localhost. */
-static void
-make_cert(char **cert, char **key)
-{
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	X509_NAME *name;
-	BIO *b;
-
-	assert_non_null(k);
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), 0);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_set_pubkey(x, k);
-	name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
-	X509_set_issuer_name(x, name);
-	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
-	b = BIO_new(BIO_s_mem());
-	PEM_write_bio_X509(b, x);
-	*cert = bio_string(b);
-	BIO_free(b);
-	b = BIO_new(BIO_s_mem());
-	PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
-	*key = bio_string(b);
-	BIO_free(b);
-	X509_free(x);
-	EVP_PKEY_free(k);
-}
 
 static int
 setup(void **state)
