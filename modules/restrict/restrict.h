@@ -17,6 +17,9 @@ struct pt_map;
  * warning for exactly these calls. */
 #define RS_SNPRINTF(buf, ...) ((void)(snprintf((buf), sizeof(buf), __VA_ARGS__) < 0))
 
+/* The parameter table (params.c), declared by module.c and by tests. */
+extern const struct pt_param restrict_params[];
+
 /* ---- access(5) actions: action.c ---- */
 enum restrict_act {
 	RESTRICT_ACT_DUNNO, RESTRICT_ACT_OK, RESTRICT_ACT_REJECT, RESTRICT_ACT_DEFER,
