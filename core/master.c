@@ -581,6 +581,25 @@ write_pid_file(const char *path)
 	return 0;
 }
 
+/* Gone, or a zombie waiting for its parent to reap it (a server started
+ * by a supervisor that has not collected it yet has stopped all the same). */
+static int
+process_gone(pid_t pid)
+{
+	if (kill(pid, 0) != 0)
+		return 1;
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return 1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && paren[2] == 'Z';
+}
+
 int
 pt_cmd_signal(const char *conf, int sig)
 {
@@ -607,7 +626,7 @@ pt_cmd_signal(const char *conf, int sig)
 	if (sig != SIGTERM)
 		return 0;
 	for (int i = 0; i < 100; i++) {
-		if (kill(pid, 0) != 0)
+		if (process_gone(pid))
 			return 0;
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);

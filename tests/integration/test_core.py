@@ -181,8 +181,9 @@ class CliTest(unittest.TestCase):
     def test_config_values(self):
         r = self.run_cli("config", "-c", self.server.conf_file, "myhostname", "hello_greeting")
         self.assertEqual(r.returncode, 0, r.stderr)
+        # like postconf: in the order asked
         self.assertEqual(r.stdout.decode().splitlines(),
-                         ["hello_greeting = one", "myhostname = mail.example.com.ar"])
+                         ["myhostname = mail.example.com.ar", "hello_greeting = one"])
         r = self.run_cli("config", "-n", "-c", self.server.conf_file)
         out = r.stdout.decode()
         self.assertIn("mydomain = example.com.ar", out)
