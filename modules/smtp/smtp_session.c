@@ -58,7 +58,7 @@ struct smtp_session {
 	struct pt_timer *idle_timer;
 	struct pt_timer *sleep_timer;
 	uint64_t last_input;
-	unsigned long long bdat_left;
+	unsigned long long bdat_left, bdat_size;
 	const char *bdat_error;     /* reply owed after skipping a refused chunk */
 	unsigned errors;
 	unsigned short ok[SMTP_VERB_COUNT], total[SMTP_VERB_COUNT];
@@ -961,7 +961,7 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c)
 		close_with(s, "501 5.5.4 Syntax: BDAT count [LAST]");
 		return;
 	}
-	s->bdat_left = count;
+	s->bdat_left = s->bdat_size = count;
 	s->bdat_last = (unsigned char)last;
 	s->bdat_error = NULL;
 	s->state = SS_BDAT;
@@ -1009,7 +1009,7 @@ bdat_input(struct smtp_session *s)
 	}
 	if (!s->bdat_last) {
 		s->ok[SMTP_VERB_BDAT]++;
-		reply(s, "250 2.0.0 Ok: %llu bytes", (unsigned long long)s->txn->msg.content);
+		reply(s, "250 2.0.0 Ok: %llu bytes", s->bdat_size);
 		return;
 	}
 	smtp_bdat_finish(&s->txn->bconv, &s->txn->msg);
