@@ -143,19 +143,23 @@ scan_dir(const char *sub)
 			pt_qfile_quarantine(pt_qs.qdir, sub, id);
 			continue;
 		}
-		if (find(id) || pt_qmsg_busy(id))
-			continue;
 		if (strcmp(sub, PT_QDIR_ACTIVE) == 0) {
 			/* Crash between writing deferred/ID and removing active/ID:
-			 * deferred/ holds the newer state. */
+			 * deferred/ holds the newer state (also true while a
+			 * rewrite is between those two steps right now). */
 			char other[PATH_MAX];
 			struct stat st;
 			snprintf(other, sizeof other, "%s/%s/%s", pt_qs.qdir, PT_QDIR_DEFERRED, id);
 			if (stat(other, &st) == 0) {
 				pt_qfile_remove(pt_qs.qdir, sub, id);
+				struct entry *e = find(id);
+				if (e)
+					e->where = PT_QDIR_DEFERRED;
 				continue;
 			}
 		}
+		if (find(id) || pt_qmsg_busy(id))
+			continue;
 		struct pt_qfile q;
 		char err[256];
 		int rc = pt_qfile_load(pt_qs.qdir, sub, id, &q, err, sizeof err);
@@ -478,6 +482,9 @@ pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd)
 	char err[512];
 	pt_qs.loop = loop;
 	load_params(conf);
+	/* A restart in the same process (tests) starts from the disk. */
+	M.n = 0;
+	M.retry_inflight = 0;
 	if (pt_qdir_setup(pt_qs.qdir, (uid_t)-1, (gid_t)-1, err, sizeof err) != 0) {
 		pt_log(PT_LOG_FATAL, "queue: %s", err);
 		return -1;

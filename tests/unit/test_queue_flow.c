@@ -1,0 +1,542 @@
+/* The queue end to end in one process: pt_queue_submit through a real
+ * delivery agent (pt_local_serve on a thread) into a fake mailstore;
+ * fast path, deferral and retry, bounces, loops, recovery at start,
+ * damaged files, and group commit. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config_int.h"
+#include "postern/event.h"
+#include "postern/services.h"
+#include "queue.h"
+#include "queue_int.h"
+#include "runtime.h"
+
+/* ---------- fakes ---------- */
+
+#define MAXREC 2000
+static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char user[64];
+	char rcpt[128];
+	char sender[128];
+	char data[4096];
+} rec[MAXREC];
+static size_t nrec, ncalls, max_batch;
+static int locked = 1;          /* "locked" user's mailbox refuses */
+
+static void
+fake_deliver(const struct pt_delivery *d, size_t n, struct pt_status *st)
+{
+	pthread_mutex_lock(&rec_mu);
+	ncalls++;
+	if (n > max_batch)
+		max_batch = n;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(d[i].user->name, "locked") == 0 && locked) {
+			pt_status_set(&st[i], 450, "4.2.0", "mailbox is locked");
+			continue;
+		}
+		if (nrec < MAXREC) {
+			snprintf(rec[nrec].user, sizeof rec[nrec].user, "%s", d[i].user->name);
+			snprintf(rec[nrec].rcpt, sizeof rec[nrec].rcpt, "%s", d[i].recipient);
+			snprintf(rec[nrec].sender, sizeof rec[nrec].sender, "%s", d[i].sender);
+			snprintf(rec[nrec].data, sizeof rec[nrec].data, "%.*s", (int)d[i].len, d[i].data);
+			nrec++;
+		}
+		pt_status_set(&st[i], 0, "2.0.0", "delivered to mailbox");
+	}
+	pthread_mutex_unlock(&rec_mu);
+	usleep(2000); /* long enough for others to queue up behind */
+}
+
+static const struct pt_mailstore_ops fake_store = { fake_deliver };
+
+static int
+fake_lookup(const char *user, struct pt_user *out)
+{
+	const char *known[] = { "alice", "bob", "carol", "locked" };
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(user, known[i]) == 0) {
+			memset(out, 0, sizeof *out);
+			snprintf(out->name, sizeof out->name, "%s", user);
+			out->uid = getuid();
+			out->gid = getgid();
+			snprintf(out->home, sizeof out->home, "/nonexistent");
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static const struct pt_userdb_ops fake_users = { fake_lookup };
+
+static size_t
+count_for(const char *user)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&rec_mu);
+	for (size_t i = 0; i < nrec; i++)
+		n += strcmp(rec[i].user, user) == 0;
+	pthread_mutex_unlock(&rec_mu);
+	return n;
+}
+
+/* ---------- harness ---------- */
+
+static char qdir[64];
+static struct pt_loop *loop;
+static struct pt_config *conf;
+static pthread_t agent;
+static int agent_fd = -1;
+
+struct agent_arg {
+	int fd;
+};
+
+static void *
+agent_main(void *arg)
+{
+	struct agent_arg *a = arg;
+	pt_local_serve(conf, a->fd, 0);
+	close(a->fd);
+	free(a);
+	return NULL;
+}
+
+static int
+count_files(const char *sub)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", qdir, sub);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static struct pt_config *
+make_conf(void)
+{
+	char text[1024];
+	snprintf(text, sizeof text,
+	         "queue_directory = %s\nmyhostname = mail.example.com.ar\nmydomain = example.com.ar\n"
+	         "myorigin = example.com.ar\nmydestination = example.com.ar, localhost\n"
+	         "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
+	         "maillog_file = /dev/null\n",
+	         qdir);
+	struct pt_config *c = pt_config_parse("test.conf", text, strlen(text));
+	assert_non_null(c);
+	pt_config_declare_core(c);
+	assert_int_equal(pt_config_finish(c), 0);
+	return c;
+}
+
+static void
+start_queue(int with_agent)
+{
+	loop = pt_loop_new();
+	assert_non_null(loop);
+	int sv[2] = { -1, -1 };
+	if (with_agent) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+		struct agent_arg *a = malloc(sizeof *a);
+		a->fd = sv[1];
+		assert_int_equal(pthread_create(&agent, NULL, agent_main, a), 0);
+		agent_fd = sv[0];
+	}
+	assert_int_equal(pt_queue_start(loop, conf, with_agent ? sv[0] : -1), 0);
+}
+
+static int run_until(int (*pred)(void), unsigned ms);
+static int idle(void);
+static int never(void);
+
+static void
+stop_queue(int with_agent)
+{
+	/* Outcomes still being stored finish first. */
+	assert_true(run_until(idle, 5000));
+	run_until(never, 20); /* done() callbacks already scheduled */
+	pt_queue_stop();
+	/* Closing the worker's end lets the agent thread finish. */
+	pt_qagent_detach();
+	if (with_agent)
+		pthread_join(agent, NULL);
+	pt_loop_free(loop);
+	loop = NULL;
+}
+
+static int (*run_pred)(void);
+static uint64_t run_deadline;
+
+static void
+run_check(struct pt_loop *l, void *arg)
+{
+	(void)arg;
+	if (run_pred() || pt_loop_now(l) > run_deadline)
+		pt_loop_stop(l);
+	else
+		pt_timer_add(l, 5, run_check, NULL);
+}
+
+static int
+run_until(int (*pred)(void), unsigned ms)
+{
+	run_pred = pred;
+	run_deadline = pt_loop_now(loop) + ms;
+	pt_timer_add(loop, 0, run_check, NULL);
+	pt_loop_run(loop);
+	return pred();
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(qdir, sizeof qdir, "/tmp/pt-qflow-XXXXXX");
+	assert_non_null(mkdtemp(qdir));
+	conf = make_conf();
+	pt_live_conf = conf;
+	pt_service_register(PT_SVC_MAILSTORE, &fake_store);
+	pt_service_register(PT_SVC_USERDB, &fake_users);
+	nrec = ncalls = max_batch = 0;
+	locked = 1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	pt_live_conf = NULL;
+	pt_config_free(conf);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", qdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---------- submissions ---------- */
+
+struct result {
+	int called;
+	int code;
+	char id[24];
+};
+
+static void
+on_done(void *arg, const struct pt_status *st, const char *id)
+{
+	struct result *r = arg;
+	r->called++;
+	r->code = st->code;
+	snprintf(r->id, sizeof r->id, "%s", id);
+}
+
+static int
+submit(const char *sender, const char **rcpts, size_t n, const char *data, struct result *r)
+{
+	struct pt_envelope_rcpt er[16];
+	for (size_t i = 0; i < n; i++) {
+		er[i].address = rcpts[i];
+		er[i].orig = rcpts[i];
+		er[i].notify = NULL;
+	}
+	struct pt_envelope env = { .sender = sender, .nrcpt = n, .rcpt = er, .client_name = "localhost",
+		.client_address = "127.0.0.1", .helo = "client", .protocol = "ESMTP" };
+	char id[24];
+	pt_queue_new_id(id);
+	return pt_queue_submit(loop, id, &env, data, strlen(data), on_done, r);
+}
+
+static struct result *cur;
+static int
+cur_done(void)
+{
+	return cur->called > 0;
+}
+
+static const char msg[] = "Received: from client by mail\nSubject: t\n\nhello\n";
+
+static void
+test_fast_path_no_queue_file(void **state)
+{
+	(void)state;
+	start_queue(1);
+	struct result r = { 0 };
+	const char *rc[] = { "alice@example.com.ar", "Bob@EXAMPLE.com.ar", "alice@localhost" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 3, msg, &r), 0);
+	assert_int_equal(r.called, 0); /* never before submit returns */
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0);
+	assert_int_equal(count_for("alice"), 1); /* duplicates dropped */
+	assert_int_equal(count_for("bob"), 1);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 0);
+	assert_int_equal(count_files(PT_QDIR_ACTIVE), 0);
+	assert_int_equal(count_files(PT_QDIR_INCOMING), 0);
+	assert_non_null(strstr(rec[0].data, "Subject: t"));
+	stop_queue(1);
+}
+
+static int
+deferred_then_delivered(void)
+{
+	return count_for("locked") == 1 && count_files(PT_QDIR_DEFERRED) == 0;
+}
+
+static void
+test_deferral_is_durable_and_retried(void **state)
+{
+	(void)state;
+	start_queue(1);
+	struct result r = { 0 };
+	const char *rc[] = { "alice@example.com.ar", "locked@example.com.ar" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 2, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0);
+	assert_int_equal(count_for("alice"), 1);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 1);
+	/* The file keeps only what remains, with the reason. */
+	struct pt_qfile q;
+	char err[256];
+	assert_int_equal(pt_qfile_load(qdir, PT_QDIR_DEFERRED, r.id, &q, err, sizeof err), 0);
+	assert_int_equal(q.nrcpt, 1);
+	assert_string_equal(q.rcpt[0].address, "locked@example.com.ar");
+	assert_int_equal(q.rcpt[0].state, PT_QRCPT_RESOLVED);
+	assert_string_equal(q.rcpt[0].reason, "mailbox is locked");
+	assert_int_equal(q.attempts, 1);
+	pt_qfile_free(&q);
+	/* Released: the next retry (backoff 1s) delivers, alice only once. */
+	locked = 0;
+	pt_queue_flush_now();
+	assert_true(run_until(deferred_then_delivered, 8000));
+	assert_int_equal(count_for("alice"), 1);
+	stop_queue(1);
+}
+
+static int
+bounce_arrived(void)
+{
+	return count_for("carol") == 1;
+}
+
+static void
+test_unknown_user_bounces_to_sender(void **state)
+{
+	(void)state;
+	start_queue(1);
+	struct result r = { 0 };
+	const char *rc[] = { "alice@example.com.ar", "nosuchuser@example.com.ar" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 2, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0);
+	assert_true(run_until(bounce_arrived, 5000));
+	size_t i;
+	for (i = 0; i < nrec && strcmp(rec[i].user, "carol"); i++)
+		;
+	assert_string_equal(rec[i].sender, "");
+	assert_non_null(strstr(rec[i].data, "Subject: Undelivered Mail Returned to Sender"));
+	assert_non_null(strstr(rec[i].data, "<nosuchuser@example.com.ar>: unknown user: \"nosuchuser\""));
+	assert_non_null(strstr(rec[i].data, "Status: 5.1.1"));
+	assert_non_null(strstr(rec[i].data, "Received: by mail.example.com.ar (Postern)"));
+	assert_true(run_until(idle, 5000));
+	assert_int_equal(count_files(PT_QDIR_ACTIVE), 0);
+	stop_queue(1);
+}
+
+static int
+idle(void)
+{
+	return pt_qs.inflight == 0;
+}
+
+static int
+bounced(void)
+{
+	return count_for("bob") == 1;
+}
+
+static int
+bob_one(void)
+{
+	return count_for("bob") >= 1 && count_files(PT_QDIR_DEFERRED) == 0 && count_files(PT_QDIR_ACTIVE) == 0;
+}
+
+static int
+never(void)
+{
+	return 0;
+}
+
+static int
+two_done(void)
+{
+	return cur[0].called && cur[1].called;
+}
+
+static void
+test_loop_and_double_bounce(void **state)
+{
+	(void)state;
+	start_queue(1);
+	struct result r[2] = { { 0 }, { 0 } };
+	const char *rc[] = { "alice@example.com.ar" };
+	const char looped[] = "Received: x\nDelivered-To: ALICE@example.com.ar\nSubject: l\n\nbody\n";
+	/* Loop: bounced 5.4.6 to the sender (bob). */
+	assert_int_equal(submit("bob@example.com.ar", rc, 1, looped, &r[0]), 0);
+	/* Unknown user from <>: never a bounce to <>. */
+	const char *rc2[] = { "ghost@example.com.ar" };
+	assert_int_equal(submit("", rc2, 1, msg, &r[1]), 0);
+	cur = r;
+	assert_true(run_until(two_done, 5000));
+	assert_int_equal(r[0].code, 0);
+	assert_int_equal(r[1].code, 0);
+	assert_true(run_until(bounced, 5000));
+	assert_int_equal(count_for("alice"), 0);
+	size_t i;
+	for (i = 0; i < nrec && strcmp(rec[i].user, "bob"); i++)
+		;
+	assert_non_null(strstr(rec[i].data, "mail forwarding loop for alice@example.com.ar"));
+	assert_non_null(strstr(rec[i].data, "Status: 5.4.6"));
+	/* Nothing else: the double bounce was dropped, nothing queued. */
+	assert_true(run_until(idle, 5000));
+	assert_int_equal(nrec, 1);
+	assert_int_equal(count_files(PT_QDIR_ACTIVE), 0);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 0);
+	stop_queue(1);
+}
+
+static int
+all_in_queue(void)
+{
+	return cur->called;
+}
+
+static void
+test_no_agent_queues_then_recovery(void **state)
+{
+	(void)state;
+	/* No agent: the message is stored (durable) and acknowledged. */
+	start_queue(0);
+	struct result r = { 0 };
+	const char *rc[] = { "bob@example.com.ar" };
+	assert_int_equal(submit("alice@example.com.ar", rc, 1, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(all_in_queue, 5000));
+	assert_int_equal(r.code, 0);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 1);
+	stop_queue(0);
+
+	/* Leftovers a crash could leave: a half-written incoming file, a
+	 * damaged file, a stray name, and the same id in active/ and
+	 * deferred/ (crash between the two steps of a rewrite). */
+	char p[256];
+	snprintf(p, sizeof p, "%s/incoming/ABCDEF012345", qdir);
+	FILE *f = fopen(p, "w");
+	fputs("POSTERN-QUEUE 1\nI ABCDEF012345\nS =", f);
+	fclose(f);
+	snprintf(p, sizeof p, "%s/deferred/0123456789AB", qdir);
+	f = fopen(p, "w");
+	fputs("POSTERN-QUEUE 1\ngarbage\n", f);
+	fclose(f);
+	snprintf(p, sizeof p, "%s/deferred/not-an-id", qdir);
+	f = fopen(p, "w");
+	fclose(f);
+	char from[256], to[256];
+	snprintf(from, sizeof from, "%s/deferred/%s", qdir, r.id);
+	snprintf(to, sizeof to, "%s/active/%s", qdir, r.id);
+	assert_int_equal(link(from, to), 0);
+
+	start_queue(1);
+	assert_true(run_until(bob_one, 8000));
+	assert_int_equal(count_files(PT_QDIR_INCOMING), 0);
+	assert_int_equal(count_files(PT_QDIR_CORRUPT), 2);
+	/* Give a duplicate the chance to show up: it must not. */
+	run_until(never, 1500);
+	assert_int_equal(count_for("bob"), 1);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 0);
+	assert_int_equal(count_files(PT_QDIR_ACTIVE), 0);
+	stop_queue(1);
+}
+
+static struct result many[200];
+static int
+all_many(void)
+{
+	for (size_t i = 0; i < 200; i++)
+		if (!many[i].called)
+			return 0;
+	return 1;
+}
+
+static void
+test_group_commit(void **state)
+{
+	(void)state;
+	start_queue(1);
+	memset(many, 0, sizeof many);
+	const char *rc[] = { "alice@example.com.ar" };
+	for (size_t i = 0; i < 200; i++)
+		assert_int_equal(submit("carol@example.com.ar", rc, 1, msg, &many[i]), 0);
+	assert_true(run_until(all_many, 20000));
+	for (size_t i = 0; i < 200; i++)
+		assert_int_equal(many[i].code, 0);
+	assert_int_equal(count_for("alice"), 200);
+	/* Concurrent deliveries to one mailbox share calls (one lock + one
+	 * fsync each in the real mailstore). */
+	assert_true(ncalls < 200);
+	assert_true(max_batch > 1);
+	stop_queue(1);
+}
+
+static void
+test_submit_refuses_bad_input(void **state)
+{
+	(void)state;
+	start_queue(0);
+	struct result r = { 0 };
+	struct pt_envelope env = { .sender = "a@b", .nrcpt = 0 };
+	assert_int_equal(pt_queue_submit(loop, "ABCDEF012345", &env, "x", 1, on_done, &r), -1);
+	struct pt_envelope_rcpt er = { "alice@example.com.ar", NULL, NULL };
+	env.nrcpt = 1;
+	env.rcpt = &er;
+	assert_int_equal(pt_queue_submit(loop, "../../etc/x", &env, "x", 1, on_done, &r), -1);
+	assert_int_equal(r.called, 0);
+	stop_queue(0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fast_path_no_queue_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferral_is_durable_and_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_user_bounces_to_sender, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_and_double_bounce, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_agent_queues_then_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_submit_refuses_bad_input, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
