@@ -1,0 +1,83 @@
+"""The smtp module with the restrict module loaded: verdicts at each stage
+become the replies (smtpd_delay_reject: HELO refusals show at RCPT), the
+local-recipient check still applies, mynetworks may relay, an outside
+client may not, and rejections are logged the Postfix way."""
+import socket
+import unittest
+
+from harness import Server, wait_for
+from test_smtp import HOST, MODS, Raw, message
+
+CONF = """smtpd_helo_required = yes
+smtpd_helo_restrictions = permit_mynetworks, reject_invalid_helo_hostname
+smtpd_relay_restrictions =
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+"""
+
+
+def connect(port, source):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15, source_address=(source, 0))
+    c = Raw(0, sock=sock)
+    assert c.line() == "220 %s ESMTP Postern" % HOST
+    return c
+
+
+class SmtpWithRestrict(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        mods = tuple(m for m in MODS if m != "smtp") + ("restrict", "smtp")
+        cls.server = Server(modules=mods, conf=CONF)
+        cls.server.start()
+        cls.port = cls.server.ports["smtpd"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+
+    def conn(self, source):
+        c = connect(self.port, source)
+        self.addCleanup(c.close)
+        return c
+
+    def test_invalid_helo_rejected_at_rcpt(self):
+        c = self.conn("127.0.0.2")
+        self.assertEqual(c.cmd("HELO bad..host"), "250 %s" % HOST)
+        self.assertEqual(c.cmd("MAIL FROM:<someone@example.com.ar>"), "250 2.1.0 Ok")
+        self.assertEqual(c.cmd("RCPT TO:<alice@example.com.ar>"),
+                         "501 5.5.2 <bad..host>: Helo command rejected: Invalid name")
+        self.server.wait_log("NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 501 5.5.2 <bad..host>: Helo command "
+                             "rejected: Invalid name; from=<someone@example.com.ar> to=<alice@example.com.ar> "
+                             "proto=SMTP helo=<bad..host>")
+
+    def test_outside_client_cannot_relay(self):
+        c = self.conn("127.0.0.2")
+        c.send("EHLO client2.example.com.ar\r\n")
+        c.reply()
+        c.cmd("MAIL FROM:<someone@example.com.ar>")
+        self.assertEqual(c.cmd("RCPT TO:<victim@other.test>"), "554 5.7.1 <victim@other.test>: Relay access denied")
+        # The local-recipient check stays on with restrict loaded.
+        self.assertEqual(c.cmd("RCPT TO:<nosuchuser@example.com.ar>"),
+                         "550 5.1.1 <nosuchuser@example.com.ar>: Recipient address rejected: "
+                         "User unknown in local recipient table")
+        self.assertEqual(c.cmd("RCPT TO:<alice@example.com.ar>"), "250 2.1.5 Ok")
+        self.assertTrue(c.cmd("DATA").startswith("354 "))
+        c.send(message("via restrict") + ".\r\n")
+        self.assertTrue(c.line().startswith("250 2.0.0 Ok: queued as "))
+        wait_for(lambda: any(m["Subject"] == "via restrict" for m in self.server.messages("alice")),
+                 what="message accepted through restrict")
+
+    def test_mynetworks_may_relay(self):
+        c = self.conn("127.0.0.1")
+        c.send("EHLO client.example.com.ar\r\n")
+        c.reply()
+        c.cmd("MAIL FROM:<alice@example.com.ar>")
+        self.assertEqual(c.cmd("RCPT TO:<friend@other.test>"), "250 2.1.5 Ok")
+        self.assertEqual(c.cmd("RSET"), "250 2.0.0 Ok")
+
+    def test_helo_required_still_enforced(self):
+        c = self.conn("127.0.0.2")
+        self.assertEqual(c.cmd("MAIL FROM:<someone@example.com.ar>"), "503 5.5.1 Error: send HELO/EHLO first")
+
+
+if __name__ == "__main__":
+    unittest.main()
