@@ -315,7 +315,7 @@ pt_sasl_feed(struct pt_sasl *s, const char *data, size_t len)
 		len--;
 	}
 	if (s->star && len > 0)
-		return finish(s, PT_SASL_MALFORMED, "invalid base64 data");
+		return finish(s, PT_SASL_MALFORMED, "Invalid base64 data in continued response");
 	s->rawlen += len;
 	int r = pt_base64_dec_feed(&s->dec, data, len, s->decoded + s->dlen,
 	                           DECODED_MAX - s->dlen, &got);
@@ -323,7 +323,7 @@ pt_sasl_feed(struct pt_sasl *s, const char *data, size_t len)
 	if (r == -2)
 		return finish(s, PT_SASL_MALFORMED, "response too long");
 	if (r < 0)
-		return finish(s, PT_SASL_MALFORMED, "invalid base64 data");
+		return finish(s, PT_SASL_MALFORMED, "Invalid base64 data in continued response");
 	return PT_SASL_CHALLENGE;
 }
 
@@ -337,7 +337,7 @@ pt_sasl_step(struct pt_sasl *s, const char *data, size_t len)
 	if (s->star)
 		return finish(s, PT_SASL_CANCELLED, "cancelled by the client");
 	if (pt_base64_dec_final(&s->dec) < 0)
-		return finish(s, PT_SASL_MALFORMED, "invalid base64 data");
+		return finish(s, PT_SASL_MALFORMED, "Invalid base64 data in continued response");
 	return line_complete(s);
 }
 

@@ -19,9 +19,12 @@ enum pt_sasl_status {
 	PT_SASL_CHALLENGE,  /* send pt_sasl_challenge(), read one response line */
 	PT_SASL_DONE,       /* credentials ready: pt_sasl_user(), pt_sasl_password() */
 	PT_SASL_CANCELLED,  /* client sent "*"; SMTP: 501 5.7.0 Authentication aborted */
-	PT_SASL_MALFORMED,  /* not base64 or too long; SMTP: 501 5.5.2 Cannot decode response */
+	PT_SASL_MALFORMED,  /* not base64 or too long; Postfix+Dovecot answer
+	                       "535 5.7.8 Error: authentication failed: " + pt_sasl_error()
+	                       ("Invalid base64 data in continued response") */
 	PT_SASL_FAILED,     /* decodable but unacceptable (no NUL, foreign authzid,
-	                       NUL inside a name): answer as a failed login */
+	                       NUL inside a name): answer as a failed login
+	                       (SMTP 535 5.7.8, as for a wrong password) */
 };
 
 struct pt_sasl;

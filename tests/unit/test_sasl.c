@@ -255,7 +255,7 @@ test_plain_bad_base64_and_cancel(void **state)
 		struct pt_sasl *s = pt_sasl_new(PT_SASL_PLAIN);
 		pt_sasl_start(s, NULL, 0);
 		assert_int_equal(pt_sasl_step(s, bad[i], strlen(bad[i])), PT_SASL_MALFORMED);
-		assert_string_equal(pt_sasl_error(s), "invalid base64 data");
+		assert_string_equal(pt_sasl_error(s), "Invalid base64 data in continued response");
 		pt_sasl_free(s);
 	}
 	struct pt_sasl *s = pt_sasl_new(PT_SASL_PLAIN);
