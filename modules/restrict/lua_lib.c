@@ -40,8 +40,12 @@ lib_log(lua_State *L)
 		lv = PT_LOG_DEBUG;
 	else if (strcmp(level, "info") != 0)
 		return luaL_argerror(L, 1, "level must be debug, info, warning or error");
+	/* The policy's line: skip C frames (print calls us). */
 	lua_Debug ar;
-	int line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar) ? ar.currentline : 0;
+	int line = 0;
+	for (int level = 1; line <= 0 && level < 4 && lua_getstack(L, level, &ar); level++)
+		if (lua_getinfo(L, "l", &ar))
+			line = ar.currentline;
 	/* One log line per call: no line breaks from the policy into the log. */
 	char clean[1024];
 	size_t o = 0;

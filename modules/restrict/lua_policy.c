@@ -185,8 +185,12 @@ collect(struct lua_call *call, int status, int nres, struct restrict_lua_result 
 		const char *msg = call->aborted ? call->abort_msg
 		                  : lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1)
 		                  : "error object is not a string";
-		RS_SNPRINTF(res->why, "%s", msg);
 		split_where(msg, call->pol->path, res->where, sizeof res->where);
+		/* "file:12: boom" -> why "boom" (where already says file:12) */
+		size_t wl = strlen(res->where);
+		if (strncmp(msg, res->where, wl) == 0 && msg[wl] == ':' && msg[wl + 1] == ' ')
+			msg += wl + 2;
+		RS_SNPRINTF(res->why, "%s", msg);
 	} else if (call->chunk) {
 		res->error = 0;       /* what a chunk returns is checked by policy_load */
 	} else {

@@ -153,9 +153,9 @@ static int
 sandbox_print(lua_State *L)
 {
 	/* print() goes to the mail log, like postern.log("info", ...). */
+	int n = lua_gettop(L);       /* before luaL_buffinit's placeholder */
 	luaL_Buffer b;
 	luaL_buffinit(L, &b);
-	int n = lua_gettop(L);
 	for (int i = 1; i <= n; i++) {
 		luaL_tolstring(L, i, NULL);
 		luaL_addvalue(&b);
@@ -255,6 +255,14 @@ open_all(lua_State *L)
 	luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
 	luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 1);
 	luaL_requiref(L, "postern", lua_lib_open_postern, 1);
+	lua_settop(L, 0);
+	/* Hide the shared string metatable: getmetatable('') must not hand
+	 * out the real string library for rewriting. */
+	lua_pushliteral(L, "");
+	if (lua_getmetatable(L, -1)) {
+		lua_pushliteral(L, "protected");
+		lua_setfield(L, -2, "__metatable");
+	}
 	lua_settop(L, 0);
 	build_env(L);
 	return 0;
