@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "config_int.h"
 #include "passdb.h"
 #include "postern/event.h"
 #include "postern/log.h"
@@ -402,9 +403,12 @@ pt_auth_configure(const char *passdb, uint64_t failure_delay_ms, int throttle)
 int
 pt_auth_init(const struct pt_config *conf)
 {
+	/* Until pt_auth_params is declared with the core's table, the
+	 * documented defaults apply (asking for an undeclared name aborts). */
+	int declared = pt_config_owner(conf, "auth_failure_delay") != NULL;
 	return pt_auth_configure(pt_conf_str(conf, "passdb"),
-	                         (uint64_t)pt_conf_int(conf, "auth_failure_delay") * 1000,
-	                         pt_conf_bool(conf, "auth_throttle"));
+	                         declared ? (uint64_t)pt_conf_int(conf, "auth_failure_delay") * 1000 : 2000,
+	                         declared ? pt_conf_bool(conf, "auth_throttle") : 1);
 }
 
 void

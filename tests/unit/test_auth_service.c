@@ -263,6 +263,37 @@ conf_for(const char *passdb)
 	return c;
 }
 
+/* pt_auth_init reads its settings from the config, with or without the
+ * auth table declared (defaults then). */
+static void
+test_init_from_config(void **state)
+{
+	(void)state;
+	char text[400];
+	snprintf(text, sizeof text, "passdb = passwd-file:%s\nauth_failure_delay = 0\nauth_throttle = no\n", users);
+	struct pt_config *c = pt_config_parse("test.conf", text, strlen(text));
+	pt_config_declare_core(c);
+	if (!pt_config_owner(c, "auth_failure_delay"))
+		pt_config_declare(c, "auth", pt_auth_params);
+	assert_int_equal(pt_config_finish(c), 0);
+	assert_int_equal(pt_auth_init(c), 0);
+	assert_int_equal(verify("alice", "bad", "203.0.113.50"), 0);
+	assert_int_equal(nasked, 1);
+	assert_int_equal(asked[0], 0);
+	assert_int_equal(pt_throttle_failures(pt_auth_throttle(), "203.0.113.50", fake_now), 0);
+	pt_config_free(c);
+
+	snprintf(text, sizeof text, "passdb = passwd-file:%s\n", users);
+	c = pt_config_parse("test.conf", text, strlen(text));
+	pt_config_declare_core(c);
+	assert_int_equal(pt_config_finish(c), 0);
+	assert_int_equal(pt_auth_init(c), 0);
+	assert_int_equal(verify("alice", "bad", "203.0.113.51"), 0);
+	assert_int_equal(asked[0], 2000);
+	assert_int_equal(pt_throttle_failures(pt_auth_throttle(), "203.0.113.51", fake_now), 1);
+	pt_config_free(c);
+}
+
 static void
 test_agent(void **state)
 {
@@ -403,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_crypt_user_on_pool),
 		cmocka_unit_test(test_throttle_through_service),
 		cmocka_unit_test(test_settings),
+		cmocka_unit_test(test_init_from_config),
 		cmocka_unit_test(test_agent),
 		cmocka_unit_test(test_agent_dies),
 		cmocka_unit_test(test_wire_format),
