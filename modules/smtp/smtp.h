@@ -6,9 +6,10 @@
 
 #include <stddef.h>
 
+#include "postern/config.h"
+
 struct pt_conn;
 struct pt_listener;
-struct pt_config;
 
 enum smtp_tls_level { SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT };
 
@@ -31,6 +32,9 @@ struct smtp_settings {
 	int vrfy_disabled;
 	int smtputf8;              /* smtputf8_enable */
 };
+
+/* The module's parameter table (declared through the descriptor). */
+extern const struct pt_param smtp_params[];
 
 /* Build settings from a validated config (NULL on out of memory). */
 struct smtp_settings *smtp_settings_new(const struct pt_config *conf);

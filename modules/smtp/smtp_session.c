@@ -156,6 +156,20 @@ count_error(struct smtp_session *s, const char *text)
 		s->errors++;
 }
 
+/* Postfix names the last command in upper case in its log lines. */
+static const char *
+verb_upper(const struct smtp_session *s, char *buf, size_t len)
+{
+	const char *n = s->state == SS_DATA ? "data" : s->state == SS_BDAT ? "bdat" :
+	                s->total[s->last_verb] ? smtp_verb_name(s->last_verb) : "connect";
+	size_t i;
+
+	for (i = 0; n[i] && i + 1 < len; i++)
+		buf[i] = (char)(n[i] >= 'a' && n[i] <= 'z' ? n[i] - 'a' + 'A' : n[i]);
+	buf[i] = 0;
+	return buf;
+}
+
 static const char *
 proto_name(const struct smtp_session *s)
 {
@@ -1143,8 +1157,9 @@ check_error_limit(struct smtp_session *s)
 	char text[320];
 
 	if (s->errors >= s->set->hard_errors && s->state != SS_CLOSING && !s->gone && !s->delayed) {
+		char vb[16];
 		pt_log_as(s->service, PT_LOG_WARNING, "%s[%s]: too many errors after %s",
-		          s->client_name, s->client_addr, smtp_verb_name(s->last_verb));
+		          s->client_name, s->client_addr, verb_upper(s, vb, sizeof(vb)));
 		snprintf(text, sizeof(text), "421 4.7.0 %s Error: too many errors", s->set->hostname);
 		close_with(s, text);
 	}
@@ -1218,11 +1233,11 @@ on_close(struct pt_conn *c, const char *reason)
 {
 	struct smtp_session *s = pt_conn_proto(c);
 
+	char vb[16];
+
 	if (s->state != SS_CLOSING && !s->quit && reason && strcmp(reason, "shutdown") != 0)
 		pt_log_as(s->service, PT_LOG_INFO, "lost connection after %s from %s[%s]",
-		          s->state == SS_DATA ? "DATA" : s->state == SS_BDAT ? "BDAT" :
-		          (s->total[s->last_verb] ? smtp_verb_name(s->last_verb) : "CONNECT"),
-		          s->client_name, s->client_addr);
+		          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
 	log_disconnect(s);
 	s->gone = 1;
 	s->conn = NULL;
@@ -1245,7 +1260,7 @@ idle_check(struct pt_loop *loop, void *arg)
 {
 	struct smtp_session *s = arg;
 	uint64_t now = pt_loop_now(loop), idle = now - s->last_input;
-	char text[320];
+	char text[320], vb[16];
 
 	s->idle_timer = NULL;
 	if (s->gone)
@@ -1260,7 +1275,7 @@ idle_check(struct pt_loop *loop, void *arg)
 		return;
 	}
 	pt_log_as(s->service, PT_LOG_INFO, "timeout after %s from %s[%s]",
-	          s->state == SS_DATA ? "DATA" : smtp_verb_name(s->last_verb), s->client_name, s->client_addr);
+	          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
 	snprintf(text, sizeof(text), "421 4.4.2 %s Error: timeout exceeded", s->set->hostname);
 	s->depth++;
 	txn_reset(s);
