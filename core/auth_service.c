@@ -416,6 +416,8 @@ pt_auth_set_agent_fd(int fd)
 {
 	if (A.agent_loop && A.agent_fd >= 0 && !A.agent_dead)
 		pt_loop_unwatch(A.agent_loop, A.agent_fd);
+	/* Checks in flight on the old agent would never be answered. */
+	agent_fail_all("auth agent replaced");
 	A.agent_fd = fd;
 	A.agent_loop = NULL;
 	A.agent_dead = 0;

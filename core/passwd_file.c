@@ -300,12 +300,12 @@ pt_passwd_file_load(const char *path)
 		saved = errno;
 		goto fail;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > PASSWD_FILE_MAX_BYTES) {
-		saved = errno ? errno : EINVAL;
-		if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
-			saved = EISDIR;
-		else if ((size_t)st.st_size > PASSWD_FILE_MAX_BYTES)
-			saved = EFBIG;
+	if (fstat(fd, &st) < 0) {
+		saved = errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || (size_t)st.st_size > PASSWD_FILE_MAX_BYTES) {
+		saved = S_ISDIR(st.st_mode) ? EISDIR : S_ISREG(st.st_mode) ? EFBIG : EINVAL;
 		goto fail;
 	}
 	buf = malloc((size_t)st.st_size + 1);

@@ -356,6 +356,22 @@ test_agent_dies(void **state)
 	close(fd);
 	/* Back on the pool. */
 	assert_int_equal(verify("alice", "wonderland", "192.0.2.40"), 1);
+
+	/* Switching agents answers what the old one still owed (temporary). */
+	pid = pt_auth_agent_spawn(c, &fd);
+	assert_true(pid > 0);
+	kill(pid, SIGSTOP);
+	pt_auth_set_agent_fd(fd);
+	const struct pt_auth_ops *ops = pt_service_get(PT_SVC_AUTH);
+	int before = answered;
+	assert_int_equal(ops->verify(loop, "alice", "wonderland", "smtp", "192.0.2.41", on_done, NULL), 0);
+	assert_int_equal(answered, before);
+	pt_auth_set_agent_fd(-1);
+	assert_int_equal(answered, before + 1);
+	assert_int_equal(last_result, -1);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(fd);
 	pt_config_free(c);
 }
 
