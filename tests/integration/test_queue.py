@@ -1,0 +1,175 @@
+"""The queue end to end: deferral of a locked mailbox and `postern queue
+flush`, `queue list` / `delete`, bounces reaching the sender's mailbox,
+alias fan-out, and 10 clients x 50 messages into one mbox."""
+import fcntl
+import os
+import re
+import smtplib
+import threading
+import time
+import unittest
+
+from harness import Server, ServerTestCase, wait_for
+
+
+def send(server, sender, rcpts, body, subject="t"):
+    msg = "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\n%s" % (sender, rcpts[0], subject, body)
+    with smtplib.SMTP("127.0.0.1", server.ports["smtpd"], timeout=60) as c:
+        c.ehlo("client.example.com.ar")
+        c.mail(sender)
+        for r in rcpts:
+            code, _ = c.rcpt(r)
+            assert code == 250, (r, code)
+        code, text = c.data(msg.encode())
+        return code, text.decode()
+
+
+def queue_id(reply_text):
+    m = re.search(r"queued as ([0-9A-F]+)", reply_text)
+    return m.group(1) if m else None
+
+
+class QueueTest(ServerTestCase, unittest.TestCase):
+    server_args = {"modules": ("mbox", "alias", "smtp"),
+                   "conf": "mbox_lock_timeout = 1s\nminimal_backoff_time = 300s\n"
+                           "maximal_backoff_time = 600s\nmailbox_size_limit = 40000\n"}
+
+    def lock_mbox(self, user):
+        code, _ = send(self.server, "carol@example.com.ar", ["%s@example.com.ar" % user], "first\n")
+        self.assertEqual(code, 250)
+        self.server.wait_messages(user, 1)
+        f = open(self.server.mbox_path(user), "r+")
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        return f
+
+    def test_locked_mailbox_deferred_then_flush_delivers(self):
+        f = self.lock_mbox("alice")
+        try:
+            code, text = send(self.server, "carol@example.com.ar", ["alice@example.com.ar"], "second\n")
+            self.assertEqual(code, 250)  # durable in the queue, not delivered
+            qid = queue_id(text)
+            self.server.wait_log("%s: to=<alice@example.com.ar>" % qid)
+            self.assertIn("status=deferred", self.server.log())
+            listing = self.server.cmd("queue", "list").stdout.decode()
+            self.assertIn(qid, listing)
+            self.assertIn("locked", listing)
+            self.assertIn("alice@example.com.ar", listing)
+            self.assertIn("1 Request.", listing)
+            self.assertEqual(len(self.server.messages("alice")), 1)
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
+            f.close()
+        r = self.server.cmd("queue", "flush")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        msgs = self.server.wait_messages("alice", 2)
+        self.assertIn("second", msgs[1].get_payload())
+        wait_for(lambda: "%s: removed" % qid in self.server.log(), what="removed")
+        self.assertIn("Mail queue is empty", self.server.cmd("queue", "list").stdout.decode())
+
+    def test_queue_delete(self):
+        f = self.lock_mbox("bob")
+        try:
+            code, text = send(self.server, "carol@example.com.ar", ["bob@example.com.ar"], "doomed\n")
+            qid = queue_id(text)
+            self.server.wait_log("%s: to=<bob@example.com.ar>" % qid)
+            r = self.server.cmd("queue", "delete", qid)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("removed", r.stdout.decode())
+            r = self.server.cmd("queue", "delete", qid)
+            self.assertEqual(r.returncode, 1)
+            r = self.server.cmd("queue", "delete", "../../etc/passwd")
+            self.assertEqual(r.returncode, 2)
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
+            f.close()
+        self.server.cmd("queue", "flush")
+        time.sleep(2)
+        self.assertEqual(len(self.server.messages("bob")), 1)
+        self.assertIn("Mail queue is empty", self.server.cmd("queue", "list").stdout.decode())
+
+    def test_queue_cli_usage(self):
+        for args in (("queue",), ("queue", "frob"), ("queue", "delete"), ("queue", "list", "x")):
+            r = self.server.cmd(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.decode().strip().splitlines()), 1)
+
+    def test_bounce_reaches_sender_mailbox(self):
+        # Over mailbox_size_limit, and over the 50000 bytes a bounce quotes
+        # in full (so the notice itself fits).
+        big = ("x" * 70 + "\n") * 900
+        code, text = send(self.server, "alice@example.com.ar", ["bob@example.com.ar"], big, subject="too big")
+        self.assertEqual(code, 250)
+        qid = queue_id(text)
+        msgs = self.server.wait_messages("alice", 1)
+        b = msgs[0]
+        self.assertEqual(b["Subject"], "Undelivered Mail Returned to Sender")
+        self.assertEqual(b["From"], "Mail Delivery System <MAILER-DAEMON@example.com.ar>")
+        self.assertEqual(b.get_content_type(), "multipart/report")
+        parts = b.get_payload()
+        self.assertIn("This is the mail system at host mail.example.com.ar.", parts[0].get_payload())
+        self.assertIn("<bob@example.com.ar>:", parts[0].get_payload())
+        status = parts[1].get_payload()[1]
+        self.assertEqual(status["Status"], "5.2.2")
+        self.assertEqual(status["Action"], "failed")
+        self.assertEqual(parts[2].get_content_type(), "text/rfc822-headers")
+        self.assertIn("Subject: too big", parts[2].get_payload())
+        self.assertEqual(len(self.server.messages("bob")), 0)
+        log = self.server.log()
+        self.assertIn("%s: sender non-delivery notification:" % qid, log)
+        self.assertRegex(log, r"%s: to=<bob@example.com.ar>, relay=local, .*dsn=5\.2\.2, status=bounced" % qid)
+        self.assertRegex(log, r"[0-9A-F]+: from=<>, size=\d+, nrcpt=1 \(queue active\)")
+
+    def test_alias_fanout_and_log_lines(self):
+        code, text = send(self.server, "carol@example.com.ar", ["sysadmin@example.com.ar"], "to the admins\n")
+        qid = queue_id(text)
+        self.server.wait_messages("alice", 1)
+        self.server.wait_messages("bob", 1)
+        self.server.wait_log("%s: removed" % qid)
+        log = self.server.log()
+        self.assertIn("%s: from=<carol@example.com.ar>, size=" % qid, log)
+        self.assertRegex(log, r"%s: to=<alice@example.com.ar>, orig_to=<sysadmin@example.com.ar>, relay=local, "
+                              r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\.0\.0, "
+                              r"status=sent \(delivered to mailbox\)" % qid)
+        m = self.server.messages("alice")[0]
+        self.assertEqual(m["Delivered-To"], "alice@example.com.ar")
+        self.assertEqual(m["X-Original-To"], "sysadmin@example.com.ar")
+
+
+class ConcurrencyTest(ServerTestCase, unittest.TestCase):
+    server_args = {"modules": ("mbox", "smtp")}
+
+    def test_ten_clients_fifty_messages_one_mailbox(self):
+        errors = []
+
+        def client(n):
+            try:
+                with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=120) as c:
+                    c.ehlo("client%d.example.com.ar" % n)
+                    for i in range(50):
+                        token = "c%02d-m%02d" % (n, i)
+                        body = "".join("%s line %d\r\n" % (token, k) for k in range(20))
+                        msg = "Subject: %s\r\n\r\n%sEND %s\r\n" % (token, body, token)
+                        c.sendmail("carol@example.com.ar", ["alice@example.com.ar"], msg.encode())
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        msgs = self.server.wait_messages("alice", 500, timeout=60)
+        self.assertEqual(len(msgs), 500)
+        seen = set()
+        for m in msgs:
+            token = m["Subject"]
+            body = m.get_payload()
+            self.assertTrue(body.endswith("END %s\n" % token), token)
+            self.assertEqual(body.count(token), 21)
+            seen.add(token)
+        self.assertEqual(len(seen), 500)
+
+
+if __name__ == "__main__":
+    unittest.main()
