@@ -108,6 +108,13 @@ class SmtpReplies(unittest.TestCase):
         self.addCleanup(c.close)
         self.assertEqual(c.line(), "220 %s ESMTP Postern" % HOST)
 
+    def test_submission_listener(self):
+        c = Raw(self.server.ports["submission"])
+        self.addCleanup(c.close)
+        self.assertEqual(c.line(), "220 %s ESMTP Postern" % HOST)
+        self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
+        self.server.wait_log("postern/submission[")
+
     def test_ehlo_keywords(self):
         c = self.conn(helo=None)
         c.send("EHLO client.example.com.ar\r\n")

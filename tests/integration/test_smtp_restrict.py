@@ -2,7 +2,11 @@
 become the replies (smtpd_delay_reject: HELO refusals show at RCPT), the
 local-recipient check still applies, mynetworks may relay, an outside
 client may not, and rejections are logged the Postfix way."""
+import os
+import shutil
 import socket
+import tempfile
+import time
 import unittest
 
 from harness import Server, wait_for
@@ -77,6 +81,58 @@ class SmtpWithRestrict(unittest.TestCase):
     def test_helo_required_still_enforced(self):
         c = self.conn("127.0.0.2")
         self.assertEqual(c.cmd("MAIL FROM:<someone@example.com.ar>"), "503 5.5.1 Error: send HELO/EHLO first")
+
+
+class SmtpVerdictActions(unittest.TestCase):
+    """DISCARD accepts and delivers nothing; PREPEND adds its header after
+    the Received line."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mapdir = tempfile.mkdtemp(prefix="postern-smtp-map-")
+        os.chmod(cls.mapdir, 0o755)
+        path = os.path.join(cls.mapdir, "sender_access")
+        with open(path, "w") as f:
+            f.write("discard@example.com.ar DISCARD\ntagged@example.com.ar PREPEND X-Tagged: yes\n")
+        os.chmod(path, 0o644)
+        mods = tuple(m for m in MODS if m != "smtp") + ("restrict", "smtp")
+        cls.server = Server(modules=mods, conf="smtpd_sender_restrictions = check_sender_access hash:%s\n" % path)
+        cls.server.start()
+        cls.port = cls.server.ports["smtpd"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+        shutil.rmtree(cls.mapdir, ignore_errors=True)
+
+    def send(self, sender, subject):
+        c = connect(self.port, "127.0.0.1")
+        self.addCleanup(c.close)
+        c.send("EHLO client.example.com.ar\r\n")
+        c.reply()
+        self.assertEqual(c.cmd("MAIL FROM:<%s>" % sender), "250 2.1.0 Ok")
+        self.assertEqual(c.cmd("RCPT TO:<carol@example.com.ar>"), "250 2.1.5 Ok")
+        self.assertTrue(c.cmd("DATA").startswith("354 "))
+        c.send(message(subject) + ".\r\n")
+        r = c.line()
+        self.assertTrue(r.startswith("250 2.0.0 Ok: queued as "), r)
+        return r.split()[-1]
+
+    def test_prepend(self):
+        self.send("tagged@example.com.ar", "prepended")
+        m = wait_for(lambda: [x for x in self.server.messages("carol") if x["Subject"] == "prepended"],
+                     what="prepended message")[0]
+        self.assertEqual(m["X-Tagged"], "yes")
+        keys = [k.lower() for k in m.keys()]
+        self.assertLess(keys.index("received"), keys.index("x-tagged"))
+
+    def test_discard(self):
+        qid = self.send("discard@example.com.ar", "discarded")
+        self.server.wait_log("%s: discard: END-OF-MESSAGE" % qid)
+        self.send("someone@example.com.ar", "kept")
+        wait_for(lambda: any(x["Subject"] == "kept" for x in self.server.messages("carol")), what="kept")
+        time.sleep(0.3)
+        self.assertFalse(any(x["Subject"] == "discarded" for x in self.server.messages("carol")))
 
 
 if __name__ == "__main__":
