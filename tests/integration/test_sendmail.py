@@ -1,0 +1,144 @@
+"""Local submission: `postern sendmail` and the binary called as sendmail /
+mailq / newaliases; bsd-mailx (`mail -s test sysadmin`) and cron's flags;
+mail submitted while the server is down flows once it starts."""
+import os
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import BIN, Server, wait_for
+
+
+class SendmailTest(unittest.TestCase):
+    modules = ("mbox", "alias", "smtp")
+
+    def setUp(self):
+        self.server = Server(modules=self.modules)
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        self.bindir = tempfile.mkdtemp(prefix="postern-bin-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", self.bindir]))
+        for name in ("sendmail", "mailq", "newaliases"):
+            os.symlink(os.path.abspath(BIN), os.path.join(self.bindir, name))
+
+    def run_as(self, name, args, input=b"", env=None):
+        """Run the binary under one of its names, as root (the test user)."""
+        e = self.server.env()
+        if env:
+            e.update(env)
+        return subprocess.run([os.path.join(self.bindir, name)] + list(args), input=input,
+                              capture_output=True, env=e, timeout=60)
+
+    def test_mailx_to_alias(self):
+        mailrc = os.path.join(self.bindir, "mailrc")
+        with open(mailrc, "w") as f:
+            f.write("set sendmail=%s\n" % os.path.join(self.bindir, "sendmail"))
+        r = subprocess.run(["mail", "-s", "test", "sysadmin"], input=b"hi\n", capture_output=True,
+                           env=dict(self.server.env(), MAILRC=mailrc), timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for user in ("alice", "bob"):
+            m = self.server.wait_messages(user, 1)[0]
+            self.assertEqual(m["Subject"], "test")
+            self.assertEqual(m.get_payload(), "hi\n")
+            self.assertIn("root@example.com.ar", m["From"])
+            self.assertIsNotNone(m["Date"])
+            self.assertIsNotNone(m["Message-Id"])
+            self.assertIn("(Postern, from userid 0)", m["Received"])
+        log = self.server.log()
+        self.assertRegex(log, r"postern/pickup\[\d+\]: [0-9A-F]+: uid=0 from=<root@example.com.ar>")
+        self.assertIn("to=<alice@example.com.ar>, orig_to=<sysadmin>", log)
+        self.assertEqual(os.listdir(self.server.path("queue", "maildrop")), [])
+
+    def test_cron_flags(self):
+        r = self.run_as("sendmail", ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice"],
+                        input=b"Subject: Cron <root@host> run-parts\n\nsome output\n.\nmore\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = self.server.wait_messages("alice", 1)[0]
+        self.assertEqual(m["From"], "CronDaemon <root@example.com.ar>")
+        self.assertEqual(m.get_payload(), "some output\n.\nmore\n")  # -i: the dot is text
+
+    def test_dot_ends_message_without_i(self):
+        r = self.run_as("sendmail", ["alice"], input=b"Subject: dot\n\nbefore\n.\nafter\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = self.server.wait_messages("alice", 1)[0]
+        self.assertEqual(m.get_payload(), "before\n")
+
+    def test_t_extracts_and_removes_bcc(self):
+        msg = (b"From: Alice <alice@example.com.ar>\nTo: bob@example.com.ar\n"
+               b"Cc: \"C, arol\" <carol@example.com.ar>\nBcc: alice@example.com.ar\nSubject: t\n\nbody\n")
+        r = self.run_as("sendmail", ["-t", "-i", "-f", "alice@example.com.ar"], input=msg)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for user in ("alice", "bob", "carol"):
+            m = self.server.wait_messages(user, 1)[0]
+            self.assertIsNone(m["Bcc"])
+            self.assertEqual(m["From"], "Alice <alice@example.com.ar>")
+            self.assertEqual(m["Return-Path"], "<alice@example.com.ar>")
+
+    def test_postern_sendmail_verb_and_bounce_to_sender(self):
+        r = self.server.cmd("sendmail", "-f", "carol@example.com.ar", "nosuchuser", input=b"Subject: x\n\nb\n",
+                            as_daemon_user=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = self.server.wait_messages("carol", 1)[0]
+        self.assertEqual(m["Subject"], "Undelivered Mail Returned to Sender")
+        self.assertIn('unknown user: "nosuchuser"', m.as_string())
+
+    def test_cr_lf_in_arguments_refused(self):
+        for args in (["alice\nbcc: bob"], ["-f", "a@b\r", "alice"], ["-F", "x\ny", "alice"]):
+            r = self.run_as("sendmail", args, input=b"Subject: x\n\nb\n")
+            self.assertEqual(r.returncode, 64, args)
+            self.assertIn("CR or LF", r.stderr.decode())
+        r = self.run_as("sendmail", ["-Q", "alice"], input=b"x\n")
+        self.assertEqual(r.returncode, 64)
+        r = self.run_as("sendmail", [], input=b"Subject: x\n\nb\n")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("no recipients", r.stderr.decode())
+        time.sleep(1.5)
+        self.assertEqual(self.server.messages("alice"), [])
+
+    def test_bs_smtp_dialogue(self):
+        dialogue = (b"EHLO localhost\r\nMAIL FROM:<bob@example.com.ar>\r\nRCPT TO:<alice@example.com.ar>\r\n"
+                    b"DATA\r\nSubject: bs\r\n\r\n..dotted\r\n.\r\nQUIT\r\n")
+        r = self.run_as("sendmail", ["-bs"], input=dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertTrue(out.startswith("220 mail.example.com.ar ESMTP"), out)
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        self.assertIn("221 2.0.0 Bye", out)
+        m = self.server.wait_messages("alice", 1)[0]
+        self.assertEqual(m["Subject"], "bs")
+        self.assertEqual(m.get_payload(), ".dotted\n")
+        self.assertEqual(m["Return-Path"], "<bob@example.com.ar>")
+
+    def test_mailq_and_newaliases_names(self):
+        r = self.run_as("mailq", [])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Mail queue is empty", r.stdout.decode())
+        r = self.run_as("sendmail", ["-bp"])
+        self.assertIn("Mail queue is empty", r.stdout.decode())
+        r = self.run_as("newaliases", [])
+        self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+        self.assertIn("alias", r.stdout.decode())
+
+    def test_submitted_while_down_flows_at_start(self):
+        self.server.stop()
+        r = self.run_as("sendmail", ["bob"], input=b"Subject: offline\n\nqueued while down\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(os.listdir(self.server.path("queue", "maildrop"))), 1)
+        self.server.start()
+        m = self.server.wait_messages("bob", 1)[0]
+        self.assertEqual(m["Subject"], "offline")
+        wait_for(lambda: os.listdir(self.server.path("queue", "maildrop")) == [], what="maildrop emptied")
+
+
+class NoAliasModuleTest(unittest.TestCase):
+    def test_newaliases_says_module_absent(self):
+        server = Server(modules=("mbox", "smtp"))
+        self.addCleanup(server.cleanup)
+        r = server.cmd("sendmail", "-bi", as_daemon_user=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("alias module is not loaded", r.stdout.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()
