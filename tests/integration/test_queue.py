@@ -135,6 +135,33 @@ class QueueTest(ServerTestCase, unittest.TestCase):
         self.assertEqual(m["X-Original-To"], "sysadmin@example.com.ar")
 
 
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+class RootDeliveryTest(unittest.TestCase):
+    """Privilege separation: the root delivery agent writes each mailbox
+    with that recipient's identity (per-thread fsuid), in a root:mail 2775
+    spool as /var/mail is."""
+
+    def test_mailboxes_written_as_each_recipient(self):
+        import grp
+        s = Server(modules=("mbox", "alias", "smtp"), as_root=True, conf="mail_owner = nobody\n")
+        self.addCleanup(s.cleanup)
+        with open(s.passwd_file, "w") as f:
+            for name, uid in (("alice", 1), ("bob", 2), ("carol", 3)):
+                f.write("%s:{PLAIN}secret:%d:%d::%s::\n" % (name, uid, uid, s.path("home", name)))
+        os.chown(s.path("spool"), 0, grp.getgrnam("mail").gr_gid)
+        os.chmod(s.path("spool"), 0o2775)
+        s.start()
+        code, _ = send(s, "carol@example.com.ar", ["sysadmin@example.com.ar"], "as root\n")
+        self.assertEqual(code, 250)
+        s.wait_messages("alice", 1)
+        s.wait_messages("bob", 1)
+        self.assertEqual(os.stat(s.mbox_path("alice")).st_uid, 1)
+        self.assertEqual(os.stat(s.mbox_path("bob")).st_uid, 2)
+        # The worker that parses SMTP is not root.
+        workers = [p for p in s.children() if os.stat("/proc/%d" % p).st_uid != 0]
+        self.assertTrue(workers)
+
+
 class ConcurrencyTest(ServerTestCase, unittest.TestCase):
     server_args = {"modules": ("mbox", "smtp")}
 
