@@ -133,6 +133,8 @@ count_files(const char *sub)
 	return n;
 }
 
+static const char *extra_conf = "";
+
 static struct pt_config *
 make_conf(void)
 {
@@ -141,8 +143,8 @@ make_conf(void)
 	         "queue_directory = %s\nmyhostname = mail.example.com.ar\nmydomain = example.com.ar\n"
 	         "myorigin = example.com.ar\nmydestination = example.com.ar, localhost\n"
 	         "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
-	         "maillog_file = /dev/null\n",
-	         qdir);
+	         "maillog_file = /dev/null\n%s",
+	         qdir, extra_conf);
 	struct pt_config *c = pt_config_parse("test.conf", text, strlen(text));
 	assert_non_null(c);
 	pt_config_declare_core(c);
@@ -510,6 +512,64 @@ test_group_commit(void **state)
 	stop_queue(1);
 }
 
+/* Nothing acknowledged when the queue cannot store the message. */
+static void
+test_store_failure_is_451(void **state)
+{
+	(void)state;
+	start_queue(0);
+	char from[128], to[128];
+	snprintf(from, sizeof from, "%s/deferred", qdir);
+	snprintf(to, sizeof to, "%s/deferred.away", qdir);
+	assert_int_equal(rename(from, to), 0);
+	struct result r = { 0 };
+	const char *rc[] = { "bob@example.com.ar" };
+	assert_int_equal(submit("alice@example.com.ar", rc, 1, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(all_in_queue, 5000));
+	assert_int_equal(r.code, 451);
+	assert_int_equal(count_files(PT_QDIR_INCOMING), 0);
+	assert_int_equal(rename(to, from), 0);
+	stop_queue(0);
+}
+
+static int
+expired_bounce(void)
+{
+	return count_for("carol") == 1;
+}
+
+/* Past maximal_queue_lifetime a deferred recipient is bounced with its
+ * last reason. */
+static void
+test_lifetime_expiry_bounces(void **state)
+{
+	(void)state;
+	pt_config_free(conf);
+	extra_conf = "maximal_queue_lifetime = 1s\n";
+	conf = make_conf();
+	extra_conf = "";
+	pt_live_conf = conf;
+	start_queue(1);
+	struct result r = { 0 };
+	const char *rc[] = { "locked@example.com.ar" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 1, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 1);
+	assert_true(run_until(expired_bounce, 8000));
+	size_t i;
+	for (i = 0; i < nrec && strcmp(rec[i].user, "carol"); i++)
+		;
+	assert_non_null(strstr(rec[i].data, "<locked@example.com.ar>: mailbox is locked"));
+	assert_non_null(strstr(rec[i].data, "Action: failed"));
+	assert_true(run_until(idle, 5000));
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 0);
+	assert_int_equal(count_for("locked"), 0);
+	stop_queue(1);
+}
+
 static void
 test_submit_refuses_bad_input(void **state)
 {
@@ -536,6 +596,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_loop_and_double_bounce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_agent_queues_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_failure_is_451, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lifetime_expiry_bounces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_refuses_bad_input, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
