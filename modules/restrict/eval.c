@@ -114,7 +114,10 @@ finish(struct restrict_eval *e)
 	                    e->v.reply[0] ? e->v.reply : "accept",
 	                    e->v.rule[0] ? " rule=" : "", e->v.rule);
 	e->v.trace = e->trace.p ? e->trace.p : "";
-	if (e->v.kind != PT_VERDICT_REJECT && e->v.kind != PT_VERDICT_DEFER)
+	/* Accepted mail keeps its trace in the log (postern why); stages with
+	 * no list to run say nothing. */
+	if (e->v.kind != PT_VERDICT_REJECT && e->v.kind != PT_VERDICT_DEFER && e->norder > 0 &&
+	    e->req.stage >= PT_STAGE_MAIL && e->req.stage <= PT_STAGE_END_OF_DATA)
 		restrict_log_accept(&e->req, &e->v);
 	e->done(e->arg, &e->v);
 	restrict_buf_free(&e->trace);

@@ -83,20 +83,27 @@ restrict_log_reject(const struct pt_policy_request *req, const struct pt_verdict
 void
 restrict_log_accept(const struct pt_policy_request *req, const struct pt_verdict *v)
 {
-	if (req->queue_id == NULL || *req->queue_id == '\0')
-		return;
-	/* One line per rule, each under the queue id, so `postern why ID`
-	 * finds the whole decision with a plain search of the log. */
-	pt_log_as("smtpd", PT_LOG_INFO, "%s: policy: %s from %s[%s]: accept%s%s%s rule=%s",
-	          req->queue_id, restrict_stage_name(req->stage),
-	          str_or(req->client_name, "unknown"), str_or(req->client_address, "unknown"),
-	          req->recipient ? " to=<" : "", req->recipient ? req->recipient : "",
-	          req->recipient ? ">" : "", v->rule[0] ? v->rule : "(end of lists)");
-	const char *t = v->trace;
-	while (t && *t) {
-		const char *nl = strchr(t, '\n');
-		size_t len = nl ? (size_t)(nl - t) : strlen(t);
-		pt_log_as("smtpd", PT_LOG_INFO, "%s: policy trace: %.*s", req->queue_id, (int)len, t);
-		t += len + (nl != NULL);
+	/* One line, under the queue id when there is one (NOQUEUE before the
+	 * first accepted recipient: `postern why` ties it to the id by the
+	 * "ID: client=" line the same process logs right after). */
+	char trace[3000];
+	size_t o = 0;
+	for (const char *t = v->trace; t && *t && o + 3 < sizeof trace; t++) {
+		if (*t == '\n') {
+			if (t[1] == '\0')
+				break;
+			trace[o++] = ';';
+			trace[o++] = ' ';
+		} else {
+			trace[o++] = *t;
+		}
 	}
+	trace[o] = '\0';
+	pt_log_as("smtpd", PT_LOG_INFO, "%s: policy: %s from %s[%s]: %s%s%s%s rule=%s trace=[%s]",
+	          str_or(req->queue_id, "NOQUEUE"), restrict_stage_name(req->stage),
+	          str_or(req->client_name, "unknown"), str_or(req->client_address, "unknown"),
+	          v->kind == PT_VERDICT_HOLD ? "hold" : v->kind == PT_VERDICT_DISCARD ? "discard" : "accept",
+	          req->recipient && *req->recipient ? " to=<" : "",
+	          req->recipient && *req->recipient ? req->recipient : "",
+	          req->recipient && *req->recipient ? ">" : "", v->rule[0] ? v->rule : "-", trace);
 }
