@@ -25,7 +25,7 @@ take_address(const char *s, size_t len, char *out, size_t outlen)
 	} else if (len == 0 || memchr(s, '<', len) || memchr(s, '>', len)) {
 		return -1;
 	}
-	if (len >= outlen || memchr(s, ' ', len))
+	if (len == 0 || len >= outlen || memchr(s, ' ', len))
 		return -1;
 	memcpy(out, s, len);
 	out[len] = '\0';
