@@ -25,6 +25,10 @@
 
 #include "mbox/mbox.h"
 
+/* A forked helper outlives a failed assertion in the parent at most this
+ * long (it would otherwise block on its pipe forever). */
+#define CHILD_WATCHDOG_S 60
+
 struct fixture {
 	char dir[64];
 	char path[512];
@@ -291,6 +295,7 @@ deliver_with_fsize_limit(struct fixture *f, struct pt_delivery *d, size_t n, rli
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		alarm(CHILD_WATCHDOG_S);
 		close(p[0]);
 		signal(SIGXFSZ, SIG_IGN);
 		struct rlimit rl = { limit, limit };
@@ -483,6 +488,7 @@ test_fcntl_lock_contention(void **state)
 	assert_int_equal(pipe(done), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
+		alarm(CHILD_WATCHDOG_S);
 		/* Another program (say, a mail reader) holds a classic lock. */
 		int fd = open(f->path, O_RDWR);
 		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
@@ -601,6 +607,7 @@ deliver_as_nobody(struct fixture *f, gid_t priv, int *code)
 	assert_int_equal(pipe(p), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
+		alarm(CHILD_WATCHDOG_S);
 		close(p[0]);
 		syscall(SYS_setfsgid, 65534);
 		syscall(SYS_setfsuid, 65534);
@@ -736,6 +743,7 @@ test_100_concurrent_deliveries(void **state)
 		pids[p] = fork();
 		assert_true(pids[p] >= 0);
 		if (pids[p] == 0) {
+			alarm(CHILD_WATCHDOG_S);
 			pthread_t th[THREADS];
 			struct worker w[THREADS];
 			for (int t = 0; t < THREADS; t++) {
