@@ -1,0 +1,1 @@
+return function(a) while true do end end
