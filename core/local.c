@@ -399,8 +399,9 @@ pt_local_serve(const struct pt_config *conf, int sock, int as_root)
 	int nthreads = 4;
 	if (conf && pt_config_owner(conf, "worker_threads"))
 		nthreads = (int)pt_conf_int(conf, "worker_threads");
-	if (nthreads < 1)
-		nthreads = 1;
+	/* These threads mostly wait for fsync: enough of them that an alias
+	 * fanning out to several mailboxes writes them all at once. */
+	nthreads = nthreads * 2 < 8 ? 8 : nthreads * 2;
 	if (nthreads > 64)
 		nthreads = 64;
 	A.sock = sock;

@@ -20,7 +20,10 @@ HOST = "mail.example.com.ar"
 
 
 def sh(*args, check=True, **kw):
-    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+    r = subprocess.run(list(args), capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise SystemExit("%s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.strip()))
+    return r
 
 
 def ensure_user(name):
@@ -109,6 +112,9 @@ def idle_connection_cost(port, pids_fn, n):
 # ---------- Postfix ----------
 
 def setup_postfix(users):
+    if not os.path.exists("/etc/postfix/main.cf"):
+        # Debian's "No configuration" install leaves none.
+        open("/etc/postfix/main.cf", "w").close()
     aliases = os.path.join(WORK, "pf-aliases")
     with open(aliases, "w") as f:
         f.write("pffanout5: %s\n" % ", ".join(users[1:6]))
