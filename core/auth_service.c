@@ -349,9 +349,10 @@ auth_verify_inner(struct pt_loop *loop, const char *user, const char *password, 
 
 	size_t ul = user ? strlen(user) : 0, pl = password ? strlen(password) : 0;
 	int oversize = ul > PT_SASL_USER_MAX || pl > PT_SASL_PASS_MAX;
-	memcpy(r->user, user ? user : "", oversize && ul > PT_SASL_USER_MAX ? PT_SASL_USER_MAX : ul);
-	if (!oversize)
-		memcpy(r->password, password ? password : "", pl);
+	if (user)
+		memcpy(r->user, user, ul > PT_SASL_USER_MAX ? PT_SASL_USER_MAX : ul);
+	if (password && !oversize)
+		memcpy(r->password, password, pl);
 
 	uint64_t hold = 0;
 	if (A.throttle_on)
