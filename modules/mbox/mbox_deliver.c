@@ -280,8 +280,10 @@ deliver_locked(const struct target *t, int fd, const struct mbox_settings *s,
 	if (size0 > 0) {
 		/* A damaged mbox without a final LF: start our From_ line on a
 		 * line of its own. The fd is write-only, so read by name. */
+		struct stat rsb;
 		int rfd = open(t->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-		if (rfd < 0 || pread(rfd, &last, 1, size0 - 1) != 1)
+		if (rfd < 0 || fstat(rfd, &rsb) != 0 || rsb.st_ino != sb.st_ino ||
+		    rsb.st_dev != sb.st_dev || pread(rfd, &last, 1, size0 - 1) != 1)
 			last = '\n';
 		if (rfd >= 0)
 			close(rfd);
