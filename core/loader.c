@@ -76,9 +76,9 @@ module_path(const struct pt_config *c, size_t i, char *out, size_t outlen)
 		return;
 	*slash = '\0';
 	char alt[PATH_MAX + 64];
-	snprintf(alt, sizeof alt, "%s/../modules/%s.so", exe, name);
-	if (access(alt, F_OK) == 0)
-		snprintf(out, outlen, "%s", alt);
+	int n2 = snprintf(alt, sizeof alt, "%s/../modules/%s.so", exe, name);
+	if (n2 > 0 && (size_t)n2 < outlen && access(alt, F_OK) == 0)
+		memcpy(out, alt, (size_t)n2 + 1);
 }
 
 static int

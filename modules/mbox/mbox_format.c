@@ -78,8 +78,16 @@ mbox_asctime(time_t t, char out[32])
 		year = 0;
 	if (year > 9999)
 		year = 9999;
-	snprintf(out, 32, "%s %s %2d %02d:%02d:%02d %lld", days[tm.tm_wday], months[tm.tm_mon],
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, year);
+	/* GCC cannot see that the fields are short; bound the copy instead. */
+	char tmp[96];
+	int n = snprintf(tmp, sizeof tmp, "%s %s %2d %02d:%02d:%02d %lld", days[tm.tm_wday], months[tm.tm_mon],
+	                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, year);
+	if (n < 0)
+		n = 0;
+	if (n > 31)
+		n = 31;
+	memcpy(out, tmp, (size_t)n);
+	out[n] = '\0';
 }
 
 int
