@@ -74,6 +74,7 @@ create_mailbox(const char *path, const struct pt_user *u, const struct mbox_sett
 	mode_t mode = group_mode ? 0660 : 0600;
 	int flags = O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 	int fd = open(path, flags, mode);
+	int privileged = 0;
 	if (fd < 0 && (errno == EACCES || errno == EPERM) && s->priv_gid != (gid_t)-1) {
 		/* /var/mail is root:mail 2775: the user creates its file only
 		 * with the mail group's help. */
@@ -83,6 +84,7 @@ create_mailbox(const char *path, const struct pt_user *u, const struct mbox_sett
 			int e = errno;
 			mbox_fsgid_leave(saved);
 			errno = e;
+			privileged = 1;
 		} else {
 			errno = EACCES;
 		}
@@ -104,7 +106,10 @@ create_mailbox(const char *path, const struct pt_user *u, const struct mbox_sett
 		pt_status_set(why, 450, "4.2.0", "cannot give the new mailbox to the user: %s",
 		              strerror(errno));
 		close(fd);
+		/* Remove the empty file with the rights that created it. */
+		gid_t saved = privileged ? mbox_fsgid_enter(s->priv_gid) : (gid_t)-1;
 		unlink(path);
+		mbox_fsgid_leave(saved);
 		return -1;
 	}
 	/* The umask must not decide who may read the mail. */
@@ -298,7 +303,7 @@ deliver_locked(const struct target *t, int fd, const struct mbox_settings *s,
 	off_t pos = size0 + (lf ? 1 : 0);
 	size_t nwrite = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(d[i].user->name, d[0].user->name) != 0) {
+		if (d[i].user == NULL || strcmp(d[i].user->name, d[0].user->name) != 0) {
 			pt_status_set(&why, 451, "4.3.5", "delivery group mixes users");
 			fail_range(t, st, i, i + 1, &why);
 			continue;
@@ -379,6 +384,11 @@ mbox_deliver_with(const struct mbox_settings *s, const struct pt_delivery *d, si
 {
 	if (n == 0)
 		return;
+	if (d[0].user == NULL) {
+		for (size_t i = 0; i < n; i++)
+			pt_status_set(&st[i], 451, "4.3.5", "delivery without a mailbox owner");
+		return;
+	}
 	char path[4096];
 	struct pt_status why;
 	struct target t = { path, d[0].user->name };

@@ -2,6 +2,7 @@
  * and the mailstore service it registers for local delivery. */
 #include <errno.h>
 #include <grp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,11 +79,25 @@ static int
 mbox_check(const struct pt_config *conf)
 {
 	char err[256];
+	int rc = 0;
 	if (mbox_location_check(pt_conf_str(conf, "mail_location"), err, sizeof err) != 0) {
 		pt_conf_error(conf, "mail_location", "mail_location: %s", err);
-		return -1;
+		rc = -1;
 	}
-	return 0;
+	/* Postfix's local(8) refuses to start on this; a warning is enough to
+	 * explain the bounces (mail between the two sizes is accepted, then
+	 * cannot be delivered). */
+	long long mbox_limit = pt_conf_int(conf, "mailbox_size_limit");
+	long long msg_limit = pt_conf_int(conf, "message_size_limit");
+	if (mbox_limit != 0 && (msg_limit == 0 || mbox_limit < msg_limit)) {
+		char msg[32] = "no limit";
+		if (msg_limit != 0)
+			snprintf(msg, sizeof msg, "%lld", msg_limit);
+		pt_warn("%s:%d: mailbox_size_limit is smaller than message_size_limit (%lld < %s): "
+		        "larger messages are accepted, then bounced", pt_conf_file(conf),
+		        pt_conf_line(conf, "mailbox_size_limit"), mbox_limit, msg);
+	}
+	return rc;
 }
 
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {

@@ -75,6 +75,46 @@ test_bad_mail_location_has_file_and_line(void **state)
 	pt_config_free(c);
 }
 
+/* Load with stderr (where the log goes in tests) captured into out. */
+static struct pt_config *
+load_capturing(const char *extra, char *out, size_t outlen)
+{
+	char tmpl[] = "/tmp/test_mbox_module_log_XXXXXX";
+	int fd = mkstemp(tmpl);
+	assert_true(fd >= 0);
+	unlink(tmpl);
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(fd, 2);
+	struct pt_config *c = load(extra);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	ssize_t n = pread(fd, out, outlen - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return c;
+}
+
+static void
+test_mailbox_limit_below_message_limit_warns(void **state)
+{
+	(void)state;
+	char log[2048];
+	struct pt_config *c = load_capturing("message_size_limit = 10240000\nmailbox_size_limit = 1000000\n",
+	                                     log, sizeof log);
+	assert_int_equal(pt_config_error_count(c), 0);
+	assert_non_null(strstr(log, "test.conf:3: mailbox_size_limit is smaller than message_size_limit "
+	                            "(1000000 < 10240000)"));
+	pt_config_free(c);
+	c = load_capturing("message_size_limit = 0\n", log, sizeof log);
+	assert_non_null(strstr(log, "(51200000 < no limit)"));
+	pt_config_free(c);
+	c = load_capturing("message_size_limit = 0\nmailbox_size_limit = 0\n", log, sizeof log);
+	assert_null(strstr(log, "mailbox_size_limit"));
+	pt_config_free(c);
+}
+
 static void
 test_service_delivers_with_configured_settings(void **state)
 {
@@ -82,7 +122,9 @@ test_service_delivers_with_configured_settings(void **state)
 	char dir[] = "/tmp/test_mbox_module_XXXXXX";
 	assert_non_null(mkdtemp(dir));
 	char extra[512];
-	snprintf(extra, sizeof extra, "mail_location = mbox:%s/m:INBOX=%s/%%u\nmailbox_size_limit = 200\n",
+	snprintf(extra, sizeof extra,
+	         "mail_location = mbox:%s/m:INBOX=%s/%%u\nmailbox_size_limit = 200\n"
+	         "message_size_limit = 100\n",
 	         dir, dir);
 	struct pt_config *c = load(extra);
 	assert_int_equal(pt_config_error_count(c), 0);
@@ -119,6 +161,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_bad_mail_location_has_file_and_line),
+		cmocka_unit_test(test_mailbox_limit_below_message_limit_warns),
 		cmocka_unit_test(test_service_delivers_with_configured_settings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
