@@ -79,6 +79,9 @@ pt_process_child_setup(void)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			signal(sig, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
+	/* A mailbox hitting RLIMIT_FSIZE must fail the write with EFBIG (and
+	 * be truncated back), not kill the delivery agent. */
+	signal(SIGXFSZ, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	/* Listening sockets stay with the master and the worker serving them:

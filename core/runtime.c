@@ -22,8 +22,7 @@ pt_runtime_load(const char *path)
 	struct pt_config *c = pt_config_parse(path, NULL, 0);
 	if (c == NULL)
 		return NULL;
-	if (pt_config_error_count(c) > 0)
-		return c;
+	/* Go on after syntax errors: one `postern check` lists every problem. */
 	pt_config_declare_core(c);
 	extra_declare(c);
 	pt_modules_load(c);
