@@ -215,6 +215,9 @@ restrict_item_unlisted(struct restrict_eval *e, const char *class_name)
 		return R_NEXT;        /* routed local parts are the relay test's */
 	for (char *p = local; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
+	/* RFC 5321 4.5.1: postmaster is always accepted. */
+	if (strcmp(local, "postmaster") == 0)
+		return R_NEXT;
 	struct pt_user u;
 	int found = pt_user_lookup(local, &u);
 	if (found != 1) {

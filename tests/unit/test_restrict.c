@@ -196,6 +196,8 @@ test_unlisted_recipient(void **state)
 	ACCEPTED(o);
 	o = eval((struct req){ .rcpt = "root" });
 	ACCEPTED(o);
+	o = eval((struct req){ .rcpt = "PostMaster@example.com.ar" });
+	ACCEPTED(o);
 	o = eval((struct req){ .stage = PT_STAGE_VRFY, .client = "127.0.0.1", .rcpt = "nosuch" });
 	REPLY(o, "550 5.1.1 <nosuch>: Recipient address rejected: User unknown in local recipient table");
 	use(SEED "smtpd_reject_unlisted_recipient = no\n");
