@@ -16,6 +16,7 @@
 
 #include "postern/log.h"
 #include "queue_int.h"
+#include "relay.h"
 
 struct qstate pt_qs = { .local_fd = -1 };
 
@@ -45,6 +46,7 @@ struct qmsg {
 	size_t nt, cap;
 	struct pt_status *rst;        /* per recipient: code -1 = see targets */
 	size_t outstanding;           /* agent requests without an answer */
+	struct pt_relay_batch *relay; /* smtp-routed recipients (core/relay.c) */
 	/* storage stage */
 	struct pt_qfile bounce;
 	int have_bounce;
@@ -177,6 +179,7 @@ qmsg_free(struct qmsg *m)
 	}
 	free(m->t);
 	free(m->rst);
+	pt_relay_batch_free(m->relay);
 	pt_qfile_free(&m->q);
 	if (m->have_bounce)
 		pt_qfile_free(&m->bounce);
@@ -400,7 +403,9 @@ resolve_rcpt(struct qmsg *m, size_t i)
 		pt_status_set(&m->rst[i], 0, "2.0.0", "discarded%s%s", rt.text[0] ? ": " : "", rt.text);
 		break;
 	case PT_ROUTE_SMTP:
-		pt_status_set(&m->rst[i], 451, "4.4.1", "no SMTP relay transport for %s", rt.nexthop);
+		/* The outcome comes from the SMTP client (pt_qmsg_attempt). */
+		if (pt_relay_batch_add(&m->relay, i, r->address, r->orig, &rt) != 0)
+			pt_status_set(&m->rst[i], 451, "4.3.0", "out of memory");
 		break;
 	default:
 		pt_status_set(&m->rst[i], 550, "5.1.2", "mail for %s is not deliverable here: no relay transport",
@@ -662,6 +667,15 @@ message_memfd(const struct qmsg *m)
 
 /* ---------- an attempt ---------- */
 
+/* The SMTP client has an outcome for every smtp-routed recipient. */
+static void
+relay_done(void *arg)
+{
+	struct qmsg *m = arg;
+	if (--m->outstanding == 0)
+		attempt_finish(m);
+}
+
 void
 pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, void *arg)
 {
@@ -691,6 +705,12 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, vo
 		m->t_before = 0;
 
 	resolve_all(m);
+	if (m->relay) {
+		struct pt_relay_msg rm = { .queue_id = m->q.id, .sender = m->q.sender, .data = m->q.data,
+			.len = m->q.len, .arrival = m->q.arrival };
+		m->outstanding++;
+		pt_relay_batch_start(m->relay, pt_qs.loop, &rm, m->rst, relay_done, m);
+	}
 	size_t *idx = malloc((m->nt ? m->nt : 1) * sizeof *idx);
 	size_t n = 0;
 	for (size_t i = 0; idx && i < m->nt; i++)
@@ -698,7 +718,8 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, vo
 			idx[n++] = i;
 	if (n == 0 || !idx) {
 		free(idx);
-		attempt_finish(m);
+		if (m->outstanding == 0)
+			attempt_finish(m);
 		return;
 	}
 	int memfd = pt_qs.local_fd >= 0 ? message_memfd(m) : -1;
@@ -830,7 +851,9 @@ attempt_finish(struct qmsg *m)
 			struct pt_status *st = &m->rst[i];
 			if (pt_qs.soft_bounce && st->code >= 500)
 				st->code = 450;
-			log_result(m, r->address, r->orig, st, st->code == 0 ? "none" : "local");
+			/* The SMTP client logged its recipients already. */
+			if (!pt_relay_batch_has(m->relay, i))
+				log_result(m, r->address, r->orig, st, st->code == 0 ? "none" : "local");
 			if (st->code >= 500 || (st->code >= 400 && expired))
 				rlist_add(&failed, r->address, orig, st);
 			else if (st->code >= 400) {

@@ -12,6 +12,7 @@
 
 static int transport_validate_relayhost(const char *value, char *err, size_t errlen);
 static int transport_validate_default(const char *value, char *err, size_t errlen);
+static int transport_validate_tls_level(const char *value, char *err, size_t errlen);
 
 static const struct pt_param transport_params[] = {
 	{ "transport_maps", PT_LIST, "", NULL,
@@ -22,6 +23,29 @@ static const struct pt_param transport_params[] = {
 	  "transport[:nexthop] for mail to other domains (smtp, error, retry, discard)", 0, 0 },
 	{ "relay_transport", PT_STR, "relay", transport_validate_default,
 	  "transport[:nexthop] for mail to relay_domains", 0, 0 },
+	/* The SMTP client (core/relay*.c) reads these; Postfix's names and
+	 * defaults. */
+	{ "smtp_connect_timeout", PT_TIME, "30s", NULL, "SMTP client: time limit for a TCP connection", 1, 86400 },
+	{ "smtp_helo_timeout", PT_TIME, "300s", NULL,
+	  "SMTP client: time limit for the greeting and the EHLO/HELO reply", 1, 86400 },
+	{ "smtp_mail_timeout", PT_TIME, "300s", NULL, "SMTP client: time limit for the MAIL FROM reply", 1, 86400 },
+	{ "smtp_rcpt_timeout", PT_TIME, "300s", NULL, "SMTP client: time limit for each RCPT TO reply", 1, 86400 },
+	{ "smtp_data_init_timeout", PT_TIME, "120s", NULL, "SMTP client: time limit for the DATA reply", 1, 86400 },
+	{ "smtp_data_xfer_timeout", PT_TIME, "180s", NULL,
+	  "SMTP client: time limit for progress while sending the message body", 1, 86400 },
+	{ "smtp_data_done_timeout", PT_TIME, "600s", NULL,
+	  "SMTP client: time limit for the reply to the end of the message", 1, 86400 },
+	{ "smtp_starttls_timeout", PT_TIME, "300s", NULL,
+	  "SMTP client: time limit for the STARTTLS reply and the TLS handshake", 1, 86400 },
+	{ "smtp_rset_timeout", PT_TIME, "20s", NULL, "SMTP client: time limit for the RSET reply", 1, 86400 },
+	{ "smtp_quit_timeout", PT_TIME, "300s", NULL, "SMTP client: time limit for the QUIT reply", 1, 86400 },
+	{ "smtp_connection_cache_time_limit", PT_TIME, "2s", NULL,
+	  "SMTP client: how long an idle connection is kept for the next message", 1, 3600 },
+	{ "smtp_tls_security_level", PT_STR, "may", transport_validate_tls_level,
+	  "SMTP client TLS: none, may (opportunistic STARTTLS) or encrypt (STARTTLS required)", 0, 0 },
+	{ "smtp_helo_name", PT_STR, "$myhostname", NULL, "SMTP client: the name sent in EHLO/HELO", 0, 0 },
+	{ "default_destination_concurrency_limit", PT_INT, "20", NULL,
+	  "SMTP client: parallel connections per destination", 1, 1000 },
 	{ 0 },
 };
 
@@ -44,6 +68,15 @@ transport_validate_default(const char *value, char *err, size_t errlen)
 	if (transport_parse_result(value, "smtp", "example.com", "", &r) == 0)
 		return 0;
 	snprintf(err, errlen, "%s", r.text + 6);   /* without "4.3.5 " */
+	return -1;
+}
+
+static int
+transport_validate_tls_level(const char *value, char *err, size_t errlen)
+{
+	if (strcmp(value, "none") == 0 || strcmp(value, "may") == 0 || strcmp(value, "encrypt") == 0)
+		return 0;
+	snprintf(err, errlen, "invalid smtp_tls_security_level \"%.60s\": expected none, may or encrypt", value);
 	return -1;
 }
 
