@@ -394,8 +394,21 @@ pickup_file(int dfd, const char *name)
 		q.data = nd;
 		q.len = nlen;
 	}
+	/* Only the envelope (as sendmail -f / recipients allow) comes from
+	 * the user; the rest is ours to say. */
 	free(q.protocol);
 	q.protocol = strdup("local");
+	free(q.client_name);
+	free(q.client_address);
+	free(q.helo);
+	free(q.sasl_username);
+	q.client_name = q.client_address = q.helo = q.sasl_username = NULL;
+	for (size_t i = 0; i < q.nrcpt; i++) {
+		q.rcpt[i].state = PT_QRCPT_PENDING;
+		q.rcpt[i].dsn[0] = 0;
+		free(q.rcpt[i].reason);
+		q.rcpt[i].reason = NULL;
+	}
 	pt_log_as("pickup", PT_LOG_INFO, "%s: uid=%lu from=<%s>", q.id, (unsigned long)st.st_uid, q.sender);
 	pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender, q.len,
 	          q.nrcpt);
