@@ -1106,7 +1106,9 @@ pt_queue_submit(struct pt_loop *loop, const char *queue_id, const struct pt_enve
 	struct pt_qfile q;
 	memset(&q, 0, sizeof q);
 	q.submit_uid = (uid_t)-1;
-	if (!pt_qs.running || !env || env->nrcpt == 0 || !queue_id || !pt_qid_valid(queue_id))
+	/* A draining generation (after a reload) still takes the messages its
+	 * open sessions finish; only its queue runs have stopped. */
+	if (!pt_qs.loop || !env || env->nrcpt == 0 || !queue_id || !pt_qid_valid(queue_id))
 		return -1;
 	snprintf(q.id, sizeof q.id, "%s", queue_id);
 	q.arrival = time(NULL);
