@@ -13,7 +13,15 @@
 
 #include "queue.h"
 
-/* Bumped when the record set changes; older servers refuse newer files
+/* Layout, one record per line, fields TAB-separated and %XX-escaped ("-"
+ * is a missing value, "=text" a present one):
+ *   POSTERN-QUEUE 1
+ *   I id / S sender / T arrival / N next retry / A attempts / U uid
+ *   C client name, address, helo, protocol, sasl user / E envid, ret
+ *   R state, dsn, address, original, notify, last reason   (per recipient)
+ *   M length, then the message bytes
+ *   Z FNV-1a 64 of everything before it (lower-case hex)
+ * Bumped when the record set changes; older servers refuse newer files
  * instead of misreading them. */
 #define QF_MAGIC "POSTERN-QUEUE 1\n"
 #define QF_MAX_RCPT 100000
