@@ -28,7 +28,12 @@ struct smtp_settings {
 	size_t size_limit;         /* message_size_limit, 0 = none */
 	int bare_reject;           /* smtpd_forbid_bare_newline = yes */
 	enum smtp_tls_level tls_level;
-	int tls_auth_only;         /* for AUTH (later issue) */
+	int tls_auth_only;         /* smtpd_tls_auth_only: AUTH only over TLS */
+	int sasl_enable;           /* smtpd_sasl_auth_enable */
+	int mech_plain, mech_login;/* auth_mechanisms */
+	int plaintext_disabled;    /* disable_plaintext_auth (Dovecot's meaning) */
+	int auth_header;           /* smtpd_sasl_authenticated_header */
+	unsigned name_timeout_ms;  /* smtpd_client_name_timeout, 0 = no lookup */
 	int vrfy_disabled;
 	int smtputf8;              /* smtputf8_enable */
 };

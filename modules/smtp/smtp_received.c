@@ -1,6 +1,7 @@
 /* The Received header, Postfix-shaped:
  *   Received: from HELO (NAME [IP])
  *   	(using TLSv1.3 with cipher X (256/256 bits))
+ *   	(Authenticated sender: USER)
  *   	by MYHOSTNAME (Postern) with ESMTPS id ID
  *   	for <rcpt>; Sat, 28 Nov 2026 06:08:07 +0000 (UTC)
  * Client-supplied words are already sanitized by the session (no CR/LF). */
@@ -28,7 +29,7 @@ smtp_protocol_name(int esmtp, int tls, int auth, int utf8)
 int
 smtp_received_format(const struct smtp_received_info *r, char *out, size_t outlen)
 {
-	char date[64], tls[256] = "", addr[80], forpart[300] = "";
+	char date[64], tls[256] = "", addr[80], forpart[300] = "", auth[300] = "";
 	struct tm tm;
 	int n;
 
@@ -40,10 +41,12 @@ smtp_received_format(const struct smtp_received_info *r, char *out, size_t outle
 	if (r->tls_version && r->tls_cipher)
 		snprintf(tls, sizeof(tls), "\t(using %s with cipher %s (%d/%d bits))\n",
 		         r->tls_version, r->tls_cipher, r->tls_bits, r->tls_bits);
+	if (r->auth_sender)
+		snprintf(auth, sizeof(auth), "\t(Authenticated sender: %s)\n", r->auth_sender);
 	if (r->rcpt)
 		snprintf(forpart, sizeof(forpart), "\n\tfor <%s>", r->rcpt);
-	n = snprintf(out, outlen, "Received: from %s (%s [%s])\n%s\tby %s (Postern) with %s id %s%s; %s\n",
-	             r->helo ? r->helo : r->client_name, r->client_name, addr, tls,
+	n = snprintf(out, outlen, "Received: from %s (%s [%s])\n%s%s\tby %s (Postern) with %s id %s%s; %s\n",
+	             r->helo ? r->helo : r->client_name, r->client_name, addr, tls, auth,
 	             r->myhostname, r->protocol, r->queue_id, forpart, date);
 	if (n < 0 || (size_t)n >= outlen)
 		return -1;

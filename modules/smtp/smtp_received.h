@@ -14,6 +14,7 @@ struct smtp_received_info {
 	const char *protocol;      /* smtp_protocol_name() */
 	const char *queue_id;
 	const char *rcpt;          /* the one recipient, or NULL */
+	const char *auth_sender;   /* smtpd_sasl_authenticated_header: the user, or NULL */
 	const char *tls_version;   /* NULL without TLS */
 	const char *tls_cipher;
 	int tls_bits;

@@ -14,65 +14,11 @@
 #include "postern/log.h"
 #include "postern/services.h"
 #include "smtp.h"
+#include "smtp_client_name.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_received.h"
-
-enum sess_state {
-	SS_CMD,          /* reading command lines */
-	SS_DATA,         /* inside DATA content */
-	SS_BDAT,         /* inside a BDAT chunk */
-	SS_CLOSING,      /* last reply written; ignore input */
-};
-
-/* A mail transaction: from MAIL to the end of DATA/BDAT, or RSET. */
-struct smtp_txn {
-	struct smtp_path sender;
-	struct smtp_mail_params params;
-	char id[24];                /* queue id, given at the first RCPT */
-	char **rcpt;
-	size_t nrcpt, rcap;
-	struct smtp_path pending;   /* RCPT waiting for its verdict */
-	int bdat_started;
-	int data_started;
-	int discard;                /* a DISCARD verdict: accept, deliver nothing */
-	char *prepend;              /* PREPEND header lines from verdicts */
-	struct smtp_data_dec dec;
-	struct smtp_bdat_conv bconv;
-	struct smtp_msgbuf msg;
-};
-
-struct smtp_session {
-	struct pt_conn *conn;
-	struct pt_loop *loop;
-	struct smtp_settings *set;
-	const char *service;        /* smtpd / submission / smtps (log tag) */
-	const char *client_addr;
-	const char *client_name;
-	char *helo;                 /* NULL until HELO/EHLO */
-	char *helo_pending;         /* HELO name awaiting its verdict */
-	struct smtp_txn *txn;
-	char *sasl_username;        /* AUTH (later issue): NULL = not authenticated */
-	char *reject_all;           /* connect-stage rejection: 503 to everything */
-	char *delayed;              /* an error reply held for smtpd_error_sleep_time */
-	struct pt_timer *idle_timer;
-	struct pt_timer *sleep_timer;
-	uint64_t last_input;
-	unsigned long long bdat_left, bdat_size;
-	const char *bdat_error;     /* reply owed after skipping a refused chunk */
-	unsigned errors;
-	unsigned short ok[SMTP_VERB_COUNT], total[SMTP_VERB_COUNT];
-	enum smtp_verb last_verb;
-	unsigned char state;
-	unsigned char esmtp, bdat_last, quit;
-	unsigned char async;        /* waiting for restrict / queue */
-	unsigned char in_call;      /* inside a service call that may call back */
-	unsigned char depth;        /* nesting of our handlers */
-	unsigned char gone;         /* the conn closed */
-	unsigned char auth_state;   /* AUTH (later issue) */
-	unsigned char cmd_verb_pending;
-	unsigned char tls_started;
-};
+#include "smtp_session.h"
 
 size_t
 smtp_session_idle_size(void)
@@ -124,14 +70,11 @@ sleep_done(struct pt_loop *loop, void *arg)
 }
 
 static void
-reply(struct smtp_session *s, const char *fmt, ...)
+vreply(struct smtp_session *s, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	if (buf[0] == '4' || buf[0] == '5') {
 		count_error(s, buf);
 		if (s->state != SS_CLOSING && s->errors > s->set->soft_errors &&
@@ -146,6 +89,26 @@ reply(struct smtp_session *s, const char *fmt, ...)
 		}
 	}
 	reply_raw(s, buf);
+}
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, fmt, ap);
+	va_end(ap);
+}
+
+void
+smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreply(s, fmt, ap);
+	va_end(ap);
 }
 
 static void
@@ -274,6 +237,9 @@ session_free(struct smtp_session *s)
 	free(s->helo);
 	free(s->helo_pending);
 	free(s->sasl_username);
+	smtp_auth_abort(s);
+	smtp_client_name_cancel(s->lookup);
+	free(s->names);
 	free(s->reject_all);
 	free(s->delayed);
 	smtp_settings_put(s->set);
@@ -338,13 +304,13 @@ fill_request(struct smtp_session *s, enum pt_stage stage, struct pt_policy_reque
 	r->protocol_name = proto_name(s);
 	r->client_address = s->client_addr;
 	r->client_name = s->client_name;
-	r->reverse_client_name = s->client_name;
+	r->reverse_client_name = s->reverse_name;
 	r->helo_name = stage == PT_STAGE_HELO && s->helo_pending ? s->helo_pending : (s->helo ? s->helo : "");
 	r->sender = s->txn ? s->txn->sender.addr : "";
 	r->recipient = rcpt ? rcpt : "";
 	r->queue_id = s->txn && s->txn->id[0] ? s->txn->id : "";
 	r->sasl_username = s->sasl_username ? s->sasl_username : "";
-	r->sasl_method = "";
+	r->sasl_method = s->sasl_username && s->sasl_method ? s->sasl_method : "";
 	r->encryption_protocol = pt_conn_is_tls(s->conn) ? pt_conn_tls_version(s->conn) : "";
 	r->encryption_cipher = pt_conn_is_tls(s->conn) ? pt_conn_tls_cipher(s->conn) : "";
 	if (!r->encryption_protocol)
@@ -436,10 +402,19 @@ sanitize(char *p)
 			*p = '?';
 }
 
+/* Postfix's printable(): anything but printable ASCII becomes '?'. */
+void
+smtp_printable(char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+}
+
 static void
 ehlo_reply(struct smtp_session *s)
 {
-	char size[48];
+	char size[48], auth[64];
 	int starttls = s->set->tls_level != SMTP_TLS_NONE && !pt_conn_is_tls(s->conn) &&
 	               pt_conn_tls_available(s->conn);
 
@@ -447,9 +422,11 @@ ehlo_reply(struct smtp_session *s)
 		snprintf(size, sizeof(size), "250-SIZE %zu", s->set->size_limit);
 	else
 		snprintf(size, sizeof(size), "250-SIZE");
-	pt_conn_printf(s->conn, "250-%s\r\n250-PIPELINING\r\n%s\r\n%s250-ENHANCEDSTATUSCODES\r\n"
+	/* Postfix's order: ... STARTTLS, AUTH, ENHANCEDSTATUSCODES ... */
+	pt_conn_printf(s->conn, "250-%s\r\n250-PIPELINING\r\n%s\r\n%s%s250-ENHANCEDSTATUSCODES\r\n"
 	               "250-8BITMIME\r\n%s250 CHUNKING\r\n", s->set->hostname, size,
-	               starttls ? "250-STARTTLS\r\n" : "", s->set->smtputf8 ? "250-SMTPUTF8\r\n" : "");
+	               starttls ? "250-STARTTLS\r\n" : "", smtp_auth_ehlo_line(s, auth, sizeof(auth)),
+	               s->set->smtputf8 ? "250-SMTPUTF8\r\n" : "");
 }
 
 static void
@@ -510,7 +487,11 @@ need_helo(struct smtp_session *s)
 static int
 need_tls(struct smtp_session *s)
 {
-	if (s->set->tls_level == SMTP_TLS_ENCRYPT && !pt_conn_is_tls(s->conn)) {
+	/* Submission asks for TLS as Debian's master.cf does (-o
+	 * smtpd_tls_security_level=encrypt), when a certificate exists. */
+	int encrypt = s->set->tls_level == SMTP_TLS_ENCRYPT ||
+	              (s->submission && pt_conn_tls_available(s->conn));
+	if (encrypt && !pt_conn_is_tls(s->conn)) {
 		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return 1;
 	}
@@ -537,6 +518,11 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 
 	if (need_helo(s) || need_tls(s))
 		return;
+	if (s->submission && s->sasl_username == NULL) {
+		/* RFC 4954 section 6: submission is for authenticated users. */
+		reply(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (s->txn) {
 		reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
@@ -667,7 +653,12 @@ rcpt_accept(struct smtp_session *s)
 	t->rcpt[t->nrcpt++] = a;
 	if (t->id[0] == 0) {
 		pt_queue_new_id(t->id);
-		pt_log_as(s->service, PT_LOG_INFO, "%s: client=%s[%s]", t->id, s->client_name, s->client_addr);
+		if (s->sasl_username)
+			pt_log_as(s->service, PT_LOG_INFO, "%s: client=%s[%s], sasl_method=%s, sasl_username=%s",
+			          t->id, s->client_name, s->client_addr, s->sasl_method, s->sasl_username);
+		else
+			pt_log_as(s->service, PT_LOG_INFO, "%s: client=%s[%s]", t->id, s->client_name,
+			          s->client_addr);
 	}
 	s->ok[SMTP_VERB_RCPT]++;
 	reply(s, "250 2.1.5 Ok");
@@ -683,7 +674,8 @@ rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	if (v == NULL) {
 		/* No restrict module: never an open relay. */
 		const char *dom = smtp_path_domain(&t->pending);
-		if (t->pending.has_domain && !pt_domain_is_local(dom) && !pt_domain_is_relay(dom)) {
+		if (t->pending.has_domain && !pt_domain_is_local(dom) && !pt_domain_is_relay(dom) &&
+		    s->sasl_username == NULL) {
 			char text[SMTP_PATH_MAX + 64];
 			snprintf(text, sizeof(text), "554 5.7.1 <%s>: Relay access denied", t->pending.addr);
 			log_reject(s, "RCPT", text, t->pending.addr);
@@ -756,6 +748,7 @@ message_start(struct smtp_session *s)
 	r.protocol = smtp_protocol_name(s->esmtp, tls, s->sasl_username != NULL, t->params.smtputf8);
 	r.queue_id = t->id;
 	r.rcpt = t->nrcpt == 1 ? t->rcpt[0] : NULL;
+	r.auth_sender = s->set->auth_header ? s->sasl_username : NULL;
 	if (tls) {
 		r.tls_version = pt_conn_tls_version(s->conn);
 		r.tls_cipher = pt_conn_tls_cipher(s->conn);
@@ -1056,6 +1049,9 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 	/* RFC 3207: forget everything learnt before TLS, and everything the
 	 * client pipelined behind STARTTLS (pt_conn_starttls discards it). */
 	session_reset_helo(s);
+	free(s->sasl_username);
+	s->sasl_username = NULL;
+	s->sasl_method = NULL;
 	if (pt_conn_starttls(s->conn) != 0)
 		reply(s, "454 4.7.0 TLS not available due to local problem");
 	else
@@ -1136,13 +1132,13 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 		break;
 	case SMTP_VERB_HELP:
 		s->ok[c.verb]++;
-		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 		break;
 	case SMTP_VERB_STARTTLS:
 		cmd_starttls(s, &c);
 		break;
 	case SMTP_VERB_AUTH:
-		reply(s, "503 5.5.1 Error: authentication not enabled");
+		smtp_auth_command(s, &c);
 		break;
 	default:
 		reply(s, "500 5.5.2 Error: command not recognized");
@@ -1191,6 +1187,14 @@ session_input(struct smtp_session *s)
 		}
 		const char *line;
 		size_t len;
+		if (s->state == SS_AUTH) {
+			int eol, rc = pt_conn_getline(s->conn, smtp_auth_line_limit(s), &line, &len, &eol);
+			if (rc == 0)
+				break;
+			smtp_auth_response(s, line, len, rc);
+			check_error_limit(s);
+			continue;
+		}
 		int eol, rc = pt_conn_getline(s->conn, s->set->line_limit, &line, &len, &eol);
 		if (rc == 0)
 			break;
@@ -1217,6 +1221,21 @@ session_input(struct smtp_session *s)
 	session_release(s);
 }
 
+void
+smtp_session_continue(struct smtp_session *s, int was_async)
+{
+	if (!was_async)
+		return;
+	if (!s->gone && !s->async)
+		pt_conn_resume(s->conn);
+	if (s->gone) {
+		session_release(s);
+		return;
+	}
+	/* Commands pipelined behind the one that waited. */
+	session_input(s);
+}
+
 /* ---- connection hooks ---- */
 
 static void
@@ -1238,6 +1257,13 @@ on_close(struct pt_conn *c, const char *reason)
 	if (s->state != SS_CLOSING && !s->quit && reason && strcmp(reason, "shutdown") != 0)
 		pt_log_as(s->service, PT_LOG_INFO, "lost connection after %s from %s[%s]",
 		          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
+	if (s->lookup) {
+		/* Gone before the banner: Postfix logs the connect anyway. */
+		smtp_client_name_cancel(s->lookup);
+		s->lookup = NULL;
+		s->async = 0;
+		pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
+	}
 	log_disconnect(s);
 	s->gone = 1;
 	s->conn = NULL;
@@ -1303,6 +1329,52 @@ connect_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		pt_conn_printf(s->conn, "220 %s\r\n", s->set->banner);
 }
 
+static void
+keep_names(struct smtp_session *s, const char *name, const char *reverse)
+{
+	size_t nl = strlen(name), rl = strlen(reverse);
+
+	if (strcmp(name, "unknown") == 0 && strcmp(reverse, "unknown") == 0)
+		return;
+	s->names = malloc(nl + rl + 2);
+	if (s->names == NULL)
+		return;
+	memcpy(s->names, name, nl + 1);
+	memcpy(s->names + nl + 1, reverse, rl + 1);
+	s->client_name = s->names;
+	s->reverse_name = s->names + nl + 1;
+}
+
+/* The name is known (or "unknown"): log the connection, then the
+ * CONNECT stage and the banner. */
+static void
+client_named(void *arg, const char *name, const char *reverse)
+{
+	struct smtp_session *s = arg;
+	int was_async = !s->in_call;
+
+	s->lookup = NULL;
+	s->async = 0;
+	keep_names(s, name, reverse);
+	if (strcmp(s->client_name, "unknown") == 0 && strcmp(s->reverse_name, "unknown") != 0)
+		pt_log_as(s->service, PT_LOG_WARNING, "hostname %s does not resolve to address %s",
+		          s->reverse_name, s->client_addr);
+	pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
+	s->depth++;
+	policy(s, PT_STAGE_CONNECT, NULL, connect_verdict);
+	s->depth--;
+	if (was_async) {
+		if (!s->gone && !s->async)
+			pt_conn_resume(s->conn);
+		if (!s->gone)
+			session_input(s);
+		else
+			session_release(s);
+	} else if (!s->gone && !s->async) {
+		pt_conn_resume(s->conn);
+	}
+}
+
 void
 smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 {
@@ -1317,16 +1389,23 @@ smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 	s->set = smtp_settings_get();
 	s->service = l && l->service ? l->service : "smtpd";
 	s->client_addr = pt_conn_peer_addr(conn);
-	s->client_name = "unknown";
+	s->client_name = s->reverse_name = "unknown";
+	s->submission = strcmp(s->service, "submission") == 0 || strcmp(s->service, "smtps") == 0;
 	s->state = SS_CMD;
 	s->last_verb = SMTP_VERB_UNKNOWN;
 	s->last_input = pt_loop_now(s->loop);
 	pt_conn_set_handlers(conn, &handlers, s);
-	pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
 	if (s->set->timeout_ms)
 		s->idle_timer = pt_timer_add(s->loop, s->set->timeout_ms, idle_check, s);
+	/* The name first (Postfix logs and checks it from the start); what
+	 * the client sends meanwhile waits in the buffer. */
+	s->async = 1;
+	s->in_call = 1;
+	pt_conn_pause(conn);
 	s->depth++;
-	policy(s, PT_STAGE_CONNECT, NULL, connect_verdict);
+	s->lookup = smtp_client_name_start(s->loop, s->client_addr, s->set->name_timeout_ms,
+	                                   client_named, s);
+	s->in_call = 0;
 	s->depth--;
 	session_release(s);
 }

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "postern/config.h"
+#include "postern/sasl.h"
 #include "smtp.h"
 
 static int
@@ -60,6 +61,12 @@ const struct pt_param smtp_params[] = {
 	  "STARTTLS: none (not offered), may (offered), encrypt (required before MAIL)", 0, 0 },
 	{ "smtpd_tls_auth_only", PT_BOOL, "yes", NULL,
 	  "offer AUTH only over TLS", 0, 0 },
+	{ "smtpd_sasl_auth_enable", PT_BOOL, "yes", NULL,
+	  "offer SMTP AUTH (RFC 4954) with the auth_mechanisms, checked against passdb", 0, 0 },
+	{ "smtpd_sasl_authenticated_header", PT_BOOL, "no", NULL,
+	  "name the authenticated user in the Received header (Authenticated sender: USER)", 0, 0 },
+	{ "smtpd_client_name_timeout", PT_TIME, "3s", NULL,
+	  "longest wait for the client's reverse DNS name before the banner; 0 = no lookup (unknown)", 0, 60 },
 	{ "disable_vrfy_command", PT_BOOL, "no", NULL,
 	  "VRFY gets 502 (yes) or a 252 that neither confirms nor denies (no)", 0, 0 },
 	{ 0 },
@@ -98,6 +105,12 @@ smtp_settings_new(const struct pt_config *c)
 	s->tls_level = strcasecmp(lvl, "none") == 0 || *lvl == '\0' ? SMTP_TLS_NONE :
 	               strcasecmp(lvl, "encrypt") == 0 ? SMTP_TLS_ENCRYPT : SMTP_TLS_MAY;
 	s->tls_auth_only = pt_conf_bool(c, "smtpd_tls_auth_only");
+	s->sasl_enable = pt_conf_bool(c, "smtpd_sasl_auth_enable");
+	s->mech_plain = pt_sasl_mech_enabled(c, PT_SASL_PLAIN);
+	s->mech_login = pt_sasl_mech_enabled(c, PT_SASL_LOGIN);
+	s->plaintext_disabled = pt_conf_bool(c, "disable_plaintext_auth");
+	s->auth_header = pt_conf_bool(c, "smtpd_sasl_authenticated_header");
+	s->name_timeout_ms = (unsigned)pt_conf_int(c, "smtpd_client_name_timeout") * 1000u;
 	s->vrfy_disabled = pt_conf_bool(c, "disable_vrfy_command");
 	s->smtputf8 = pt_conf_bool(c, "smtputf8_enable");
 	return s;

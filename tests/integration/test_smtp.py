@@ -148,13 +148,13 @@ class SmtpReplies(unittest.TestCase):
         msgs = self.server.wait_messages("bob", 1)
         msg = [x for x in msgs if x["Subject"] == "replies"][0]
         rec = msg.get_all("Received")[0]
-        self.assertRegex(rec, r"^from client\.example\.com\.ar \(unknown \[127\.0\.0\.1\]\)\s+by %s "
+        self.assertRegex(rec, r"^from client\.example\.com\.ar \(localhost \[127\.0\.0\.1\]\)\s+by %s "
                          r"\(Postern\) with ESMTP id %s\s+for <bob@example\.com\.ar>; " % (re.escape(HOST), qid))
         self.assertIn(".a line that started with a dot\n", msg.get_payload())
         self.assertNotIn("..a line", msg.get_payload())
-        self.server.wait_log("%s: client=unknown[127.0.0.1]" % qid)
-        self.server.wait_log("disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
-        self.assertIn("connect from unknown[127.0.0.1]", self.server.log())
+        self.server.wait_log("%s: client=localhost[127.0.0.1]" % qid)
+        self.server.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
+        self.assertIn("connect from localhost[127.0.0.1]", self.server.log())
 
     def test_smtplib_sendmail(self):
         with smtplib.SMTP("127.0.0.1", self.port, timeout=15) as s:
@@ -216,7 +216,7 @@ class SmtpReplies(unittest.TestCase):
         c = self.conn()
         self.assertEqual(c.cmd("FOO bar"), "500 5.5.2 Error: command not recognized")
         self.assertEqual(c.cmd("ETRN example.com.ar"), "500 5.5.2 Error: command not recognized")
-        self.assertEqual(c.cmd("AUTH PLAIN"), "503 5.5.1 Error: authentication not enabled")
+        self.assertEqual(c.cmd("AUTH PLAIN"), "504 5.5.4 Encryption required for requested authentication mechanism")
 
     def test_need_mail(self):
         c = self.conn()
@@ -246,7 +246,7 @@ class SmtpReplies(unittest.TestCase):
         self.assertEqual(c.cmd("RCPT TO:<nosuchuser>"),
                          "550 5.1.1 <nosuchuser>: Recipient address rejected: "
                          "User unknown in local recipient table")
-        self.server.wait_log("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1 "
+        self.server.wait_log("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 "
                              "<nosuchuser@example.com.ar>: Recipient address rejected: User unknown in "
                              "local recipient table; from=<alice@example.com.ar> "
                              "to=<nosuchuser@example.com.ar> proto=ESMTP helo=<client.example.com.ar>")
@@ -280,7 +280,7 @@ class SmtpReplies(unittest.TestCase):
         self.assertEqual(c.cmd("MAIL FROM:<alice@example.com.ar> SIZE=5120001"),
                          "552 5.3.4 Message size exceeds fixed limit")
         self.assertEqual(c.cmd("MAIL FROM:<alice@example.com.ar> SIZE=5120000"), "250 2.1.0 Ok")
-        self.server.wait_log("NOQUEUE: reject: MAIL from unknown[127.0.0.1]: 552 5.3.4 Message size exceeds "
+        self.server.wait_log("NOQUEUE: reject: MAIL from localhost[127.0.0.1]: 552 5.3.4 Message size exceeds "
                              "fixed limit; from=<alice@example.com.ar> proto=ESMTP helo=<client.example.com.ar>")
         c.cmd("RSET")
         self.assertEqual(c.cmd("MAIL FROM:<alice@example.com.ar> SIZE=12x"), "501 5.5.4 Bad message size syntax")

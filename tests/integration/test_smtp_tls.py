@@ -63,7 +63,7 @@ class SmtpTls(unittest.TestCase):
         m = wait_for(lambda: [x for x in self.server.messages("alice") if x["Subject"] == "over tls"],
                      what="message sent over TLS")
         rec = " ".join(m[0].get_all("Received")[0].split())
-        self.assertRegex(rec, r"^from client\.example\.com\.ar \(unknown \[127\.0\.0\.1\]\) "
+        self.assertRegex(rec, r"^from client\.example\.com\.ar \(localhost \[127\.0\.0\.1\]\) "
                          r"\(using TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\)\) "
                          r"by %s \(Postern\) with ESMTPS id [0-9A-F]+ for <alice@example\.com\.ar>; " % HOST)
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "config_int.h"
+#include "passdb.h"
 #include "smtp/smtp.h"
 
 static struct pt_config *
@@ -19,6 +20,7 @@ load(const char *text, int *errors)
 
 	assert_non_null(c);
 	pt_config_declare_core(c);
+	pt_config_declare(c, "core", pt_auth_params);
 	pt_config_declare(c, "smtp", smtp_params);
 	*errors = pt_config_finish(c);
 	return c;
@@ -51,6 +53,13 @@ test_defaults(void **state)
 	assert_true(s->tls_auth_only);
 	assert_false(s->vrfy_disabled);
 	assert_true(s->smtputf8);
+	/* AUTH: Dovecot's auth_mechanisms default (plain), Postfix's header default. */
+	assert_true(s->sasl_enable);
+	assert_true(s->mech_plain);
+	assert_false(s->mech_login);
+	assert_true(s->plaintext_disabled);
+	assert_false(s->auth_header);
+	assert_int_equal(s->name_timeout_ms, 3000);
 	assert_string_equal(pt_conf_str(c, "smtpd_listen"), "25");
 	assert_int_equal(pt_conf_hostports(c, "submission_listen")->v[0].port, 587);
 	assert_int_equal(pt_conf_hostports(c, "smtps_listen")->v[0].port, 465);
@@ -67,7 +76,10 @@ test_values(void **state)
 	                           "smtpd_timeout = 2m\nsmtpd_forbid_bare_newline = yes\n"
 	                           "smtpd_tls_security_level = encrypt\nheader_size_limit = 1k\n"
 	                           "message_size_limit = 0\ndisable_vrfy_command = yes\n"
-	                           "smtpd_error_sleep_time = 3s\n", &errors);
+	                           "smtpd_error_sleep_time = 3s\n"
+	                           "auth_mechanisms = login plain\nsmtpd_sasl_auth_enable = no\n"
+	                           "disable_plaintext_auth = no\nsmtpd_sasl_authenticated_header = yes\n"
+	                           "smtpd_client_name_timeout = 0\n", &errors);
 	struct smtp_settings *s;
 
 	(void)state;
@@ -83,6 +95,12 @@ test_values(void **state)
 	assert_int_equal(s->size_limit, 0);
 	assert_true(s->vrfy_disabled);
 	assert_int_equal(s->error_sleep_ms, 3000);
+	assert_false(s->sasl_enable);
+	assert_true(s->mech_plain);
+	assert_true(s->mech_login);
+	assert_false(s->plaintext_disabled);
+	assert_true(s->auth_header);
+	assert_int_equal(s->name_timeout_ms, 0);
 	smtp_settings_put(s);
 	pt_config_free(c);
 

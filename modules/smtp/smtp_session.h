@@ -1,0 +1,102 @@
+/* The SMTP session's state, shared by the files that drive it:
+ * smtp_session.c (commands, transactions, the queue), smtp_auth.c (AUTH)
+ * and the client-name lookup before the banner. Private to the module. */
+#ifndef SMTP_SESSION_H
+#define SMTP_SESSION_H
+
+#include <stdint.h>
+
+#include "smtp.h"
+#include "smtp_data.h"
+#include "smtp_parse.h"
+
+struct pt_conn;
+struct pt_loop;
+struct pt_sasl;
+struct pt_timer;
+struct smtp_name_lookup;
+
+enum sess_state {
+	SS_CMD,          /* reading command lines */
+	SS_DATA,         /* inside DATA content */
+	SS_BDAT,         /* inside a BDAT chunk */
+	SS_AUTH,         /* reading SASL responses to a 334 challenge */
+	SS_CLOSING,      /* last reply written; ignore input */
+};
+
+/* A mail transaction: from MAIL to the end of DATA/BDAT, or RSET. */
+struct smtp_txn {
+	struct smtp_path sender;
+	struct smtp_mail_params params;
+	char id[24];                /* queue id, given at the first RCPT */
+	char **rcpt;
+	size_t nrcpt, rcap;
+	struct smtp_path pending;   /* RCPT waiting for its verdict */
+	int bdat_started;
+	int data_started;
+	int discard;                /* a DISCARD verdict: accept, deliver nothing */
+	char *prepend;              /* PREPEND header lines from verdicts */
+	struct smtp_data_dec dec;
+	struct smtp_bdat_conv bconv;
+	struct smtp_msgbuf msg;
+};
+
+struct smtp_session {
+	struct pt_conn *conn;
+	struct pt_loop *loop;
+	struct smtp_settings *set;
+	const char *service;        /* smtpd / submission / smtps (log tag) */
+	const char *client_addr;
+	const char *client_name;    /* forward-confirmed name, or "unknown" */
+	const char *reverse_name;   /* PTR name, or "unknown" */
+	char *names;                /* storage behind the two names */
+	struct smtp_name_lookup *lookup; /* before the banner */
+	char *helo;                 /* NULL until HELO/EHLO */
+	char *helo_pending;         /* HELO name awaiting its verdict */
+	struct smtp_txn *txn;
+	char *sasl_username;        /* NULL = not authenticated */
+	const char *sasl_method;    /* "PLAIN" / "LOGIN" with sasl_username */
+	struct pt_sasl *sasl;       /* an AUTH exchange in progress */
+	char *reject_all;           /* connect-stage rejection: 503 to everything */
+	char *delayed;              /* an error reply held for smtpd_error_sleep_time */
+	struct pt_timer *idle_timer;
+	struct pt_timer *sleep_timer;
+	uint64_t last_input;
+	unsigned long long bdat_left, bdat_size;
+	const char *bdat_error;     /* reply owed after skipping a refused chunk */
+	unsigned errors;
+	unsigned short ok[SMTP_VERB_COUNT], total[SMTP_VERB_COUNT];
+	enum smtp_verb last_verb;
+	unsigned char state;
+	unsigned char esmtp, bdat_last, quit;
+	unsigned char async;        /* waiting for restrict / queue / auth / DNS */
+	unsigned char in_call;      /* inside a service call that may call back */
+	unsigned char depth;        /* nesting of our handlers */
+	unsigned char gone;         /* the conn closed */
+	unsigned char auth_state;   /* enum pt_sasl_mech of the exchange in progress */
+	unsigned char cmd_verb_pending;
+	unsigned char tls_started;
+	unsigned char submission;   /* submission / smtps listener: AUTH before MAIL */
+};
+
+/* A reply line (error replies count toward the error limits). */
+void smtp_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An asynchronous step finished: go on reading (and free the session if
+ * it closed meanwhile). was_async: the answer came after the call returned. */
+void smtp_session_continue(struct smtp_session *s, int was_async);
+/* Printable copy of client-supplied text for logs and headers. */
+void smtp_printable(char *p);
+
+/* smtp_auth.c */
+/* The "250-AUTH PLAIN LOGIN" line for EHLO ("" when AUTH is not offered
+ * on this connection now). */
+const char *smtp_auth_ehlo_line(const struct smtp_session *s, char *buf, size_t len);
+void smtp_auth_command(struct smtp_session *s, const struct smtp_cmd *c);
+/* SS_AUTH: one response line (rc < 0: it was too long). */
+void smtp_auth_response(struct smtp_session *s, const char *line, size_t len, int rc);
+/* Forget an exchange in progress (session end). */
+void smtp_auth_abort(struct smtp_session *s);
+/* Longest response line an exchange accepts. */
+size_t smtp_auth_line_limit(const struct smtp_session *s);
+
+#endif
