@@ -44,6 +44,10 @@ static const struct {
 	{ "check_sender_access", RI_CHECK_SENDER_ACCESS, 1 },
 	{ "check_recipient_access", RI_CHECK_RECIPIENT_ACCESS, 1 },
 	{ "check_lua_policy", RI_CHECK_LUA_POLICY, 1 },
+	{ "reject_sender_login_mismatch", RI_REJECT_SENDER_LOGIN_MISMATCH, 0 },
+	{ "reject_known_sender_login_mismatch", RI_REJECT_KNOWN_SENDER_LOGIN_MISMATCH, 0 },
+	{ "reject_authenticated_sender_login_mismatch", RI_REJECT_AUTH_SENDER_LOGIN_MISMATCH, 0 },
+	{ "reject_unauthenticated_sender_login_mismatch", RI_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH, 0 },
 };
 
 static const struct {
@@ -188,6 +192,7 @@ restrict_setup_unref(struct restrict_setup *s)
 	for (int l = 0; l < RL_COUNT; l++)
 		restrict_chain_free(&s->chains[l]);
 	pt_cidr_list_free(&s->mynetworks);
+	restrict_login_maps_close(s);
 	free(s);
 }
 
@@ -247,6 +252,8 @@ restrict_setup_build(const struct pt_config *c, int open_resources)
 		pt_conf_error(c, "mynetworks", "%s", err);
 		errors++;
 	}
+	if (errors == 0 && restrict_login_maps_open(s, c, open_resources) < 0)
+		errors++;
 	s->delay_reject = pt_conf_bool(c, "smtpd_delay_reject");
 	s->reject_unlisted_recipient = pt_conf_bool(c, "smtpd_reject_unlisted_recipient");
 	if (errors) {

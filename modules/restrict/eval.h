@@ -56,6 +56,8 @@ enum item_result restrict_eval_action(struct restrict_eval *e, const struct rest
                                       const struct restrict_action *a);
 /* What replies of ch's class name: "<x>" without the brackets. */
 const char *restrict_eval_subject(const struct restrict_eval *e, enum restrict_class cls);
+/* reject_*sender_login_mismatch (items_sasl.c). */
+enum item_result restrict_item_sender_login(struct restrict_eval *e, const struct restrict_item *it);
 /* The implicit smtpd_reject_unlisted_recipient check (and the VRFY one). */
 enum item_result restrict_item_unlisted(struct restrict_eval *e, const char *class_name);
 

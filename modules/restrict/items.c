@@ -331,6 +331,11 @@ restrict_item_eval(struct restrict_eval *e, const struct restrict_chain *ch,
 	case RI_CHECK_LUA_POLICY:
 		restrict_lua_call(it->lua, e->loop, &e->req, lua_done, e);
 		return R_PENDING;
+	case RI_REJECT_SENDER_LOGIN_MISMATCH:
+	case RI_REJECT_KNOWN_SENDER_LOGIN_MISMATCH:
+	case RI_REJECT_AUTH_SENDER_LOGIN_MISMATCH:
+	case RI_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH:
+		return restrict_item_sender_login(e, it);
 	case RI_REJECT_UNKNOWN_HELO:
 	case RI_REJECT_UNKNOWN_SENDER_DOMAIN:
 	case RI_REJECT_UNKNOWN_RECIPIENT_DOMAIN:

@@ -88,6 +88,8 @@ enum restrict_item_kind {
 	RI_REJECT_UNKNOWN_CLIENT_HOSTNAME, RI_REJECT_UNKNOWN_REVERSE_CLIENT_HOSTNAME,
 	RI_REJECT_RBL_CLIENT, RI_CHECK_CLIENT_ACCESS, RI_CHECK_HELO_ACCESS,
 	RI_CHECK_SENDER_ACCESS, RI_CHECK_RECIPIENT_ACCESS, RI_CHECK_LUA_POLICY,
+	RI_REJECT_SENDER_LOGIN_MISMATCH, RI_REJECT_KNOWN_SENDER_LOGIN_MISMATCH,
+	RI_REJECT_AUTH_SENDER_LOGIN_MISMATCH, RI_REJECT_UNAUTH_SENDER_LOGIN_MISMATCH,
 };
 struct restrict_lua_slot;
 struct restrict_item {
@@ -114,6 +116,8 @@ struct restrict_setup {
 	int delay_reject;
 	int reject_unlisted_recipient;
 	int style_warning;            /* mynetworks named a style */
+	struct pt_map **login_maps;   /* smtpd_sender_login_maps (items_sasl.c) */
+	size_t nlogin_maps;
 };
 /* Parse one restriction list value. Unknown items and missing arguments
  * are errors (0 / -1 with err). open_resources: open maps and Lua policies
@@ -125,6 +129,10 @@ void restrict_chain_free(struct restrict_chain *ch);
  * pt_conf_error (c is then the config being checked). */
 struct restrict_setup *restrict_setup_build(const struct pt_config *c, int open_resources);
 void restrict_setup_ref(struct restrict_setup *s);
+/* smtpd_sender_login_maps for the *_sender_login_mismatch items
+ * (items_sasl.c): 0, or -1 with errors through pt_conf_error. */
+int restrict_login_maps_open(struct restrict_setup *s, const struct pt_config *c, int open_resources);
+void restrict_login_maps_close(struct restrict_setup *s);
 void restrict_setup_unref(struct restrict_setup *s);
 const char *restrict_list_param(enum restrict_list l);
 
