@@ -68,7 +68,10 @@ class FakeSMTP:
     """
 
     def __init__(self, ext=("PIPELINING", "SIZE 10240000", "8BITMIME"), tls=False, rcpt_reply=None,
-                 inject=False, port=None):
+                 inject=False, port=None, stall=None, ehlo_reply=None, dot_reply=None):
+        self.stall = stall        # "GREETING" or a verb: never answer it
+        self.ehlo_reply = ehlo_reply
+        self.dot_reply = dot_reply
         self.ext = list(ext)
         self.tls = tls
         self.rcpt_reply = rcpt_reply
@@ -125,6 +128,9 @@ class FakeSMTP:
     def session(self, c, socks):
         r = Lines(c)
         send = lambda s: r.sock.sendall(s.encode() if isinstance(s, str) else s)
+        if self.stall == "GREETING":
+            time.sleep(30)
+            return
         send("220 fake.example ESMTP\r\n")
         is_tls = False
         mail, rcpts = None, []
@@ -133,7 +139,12 @@ class FakeSMTP:
             with self.lock:
                 self.commands.append(line)
             verb = line.split(" ", 1)[0].upper()
-            if verb == "EHLO":
+            if verb == self.stall:
+                time.sleep(30)
+                return
+            if verb == "EHLO" and self.ehlo_reply:
+                send(self.ehlo_reply + "\r\n")
+            elif verb == "EHLO":
                 ext = ["fake.example"] + self.ext + (["STARTTLS"] if self.tls and not is_tls else [])
                 send("".join("250%s%s\r\n" % ("-" if i < len(ext) - 1 else " ", e) for i, e in enumerate(ext)))
             elif verb == "HELO":
@@ -174,6 +185,9 @@ class FakeSMTP:
                     if l == b".\r\n":
                         break
                     data += l[1:] if l.startswith(b".") else l
+                if self.dot_reply:
+                    send(self.dot_reply + "\r\n")
+                    continue
                 with self.lock:
                     self.messages.append((mail, rcpts, data, is_tls))
                 send("250 2.0.0 Ok: queued as FAKE%d\r\n" % len(self.messages))
@@ -442,6 +456,61 @@ class RelayTest(unittest.TestCase):
         send(self.port, ["later@relay.example.com.ar"], subject="later")
         wait_for(lambda: len(fake.messages) == 4, 30, what="4th delivery")
         self.assertEqual(fake.connections, 1)
+
+    def test_greeting_timeout_deferred(self):
+        fake = self.fake(stall="GREETING")
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % fake.port, conf="smtp_helo_timeout = 1s")
+        send(self.port, ["x@relay.example.com.ar"], subject="silent server")
+        self.server.wait_log("status=deferred (conversation with 127.0.0.1[127.0.0.1] timed out while "
+                             "receiving the initial server greeting)", timeout=20)
+        self.assertIn("x@relay.example.com.ar", self.queue_list())
+
+    def test_rcpt_timeout_deferred(self):
+        fake = self.fake(ext=("8BITMIME",), stall="RCPT")
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % fake.port, conf="smtp_rcpt_timeout = 1s")
+        send(self.port, ["x@relay.example.com.ar"], subject="slow rcpt")
+        self.server.wait_log("status=deferred (conversation with 127.0.0.1[127.0.0.1] timed out while "
+                             "sending RCPT TO)", timeout=20)
+        self.assertIn("x@relay.example.com.ar", self.queue_list())
+
+    def test_connect_timeout_deferred(self):
+        # A listener whose accept queue is full drops further SYNs: the
+        # connection attempt hangs until smtp_connect_timeout.
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(0)
+        port = ls.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        self.addCleanup(lambda: [x.close() for x in fillers + [ls]])
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % port, conf="smtp_connect_timeout = 1s")
+        t0 = time.time()
+        send(self.port, ["x@relay.example.com.ar"], subject="black hole")
+        self.server.wait_log("status=deferred (connect to 127.0.0.1[127.0.0.1]:%d: Connection timed out)" % port,
+                             timeout=20)
+        self.assertLess(time.time() - t0, 15)
+
+    def test_ehlo_rejected_falls_back_to_helo(self):
+        fake = self.fake(ehlo_reply="502 5.5.2 Error: command not recognized")
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % fake.port)
+        send(self.port, ["x@relay.example.com.ar"], subject="old server")
+        wait_for(lambda: fake.messages, 30, what="delivery after HELO")
+        self.assertEqual([c.split(" ")[0] for c in fake.commands[:2]], ["EHLO", "HELO"])
+        self.assertEqual(fake.commands[1], "HELO mail.example.com.ar")
+        # Nothing from EHLO may be used: no SIZE=, no pipelining.
+        self.assertEqual(fake.messages[0][0], "MAIL FROM:<carol@example.com.ar>")
+
+    def test_end_of_data_5xx_bounces(self):
+        fake = self.fake(dot_reply="554 5.7.1 Message rejected as spam")
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % fake.port)
+        send(self.port, ["x@relay.example.com.ar"], subject="spammy")
+        bounce = self.server.wait_messages("carol", 1, timeout=30)[0].as_string().replace("\n ", " ")
+        self.assertIn("host 127.0.0.1[127.0.0.1] said: 554 5.7.1 Message rejected as spam (in reply to end of "
+                      "DATA command)", bounce)
 
     def test_mx_lookup_through_fake_dns(self):
         fake = self.fake()
