@@ -4,8 +4,10 @@
 # lives in ./run/. As root, the demo runs rootless as the user nobody.
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
-run="$top/run"
-bin="$top/build/bin/postern"
+run="${POSTERN_RUN_DIR:-$top/run}"
+bin="${POSTERN_BIN:-$top/build/bin/postern}"
+modules="${POSTERN_MODULES:-$(dirname "$bin")/../modules}"
+modules=$(cd "$modules" && pwd)
 mkdir -p "$run/mail" "$run/queue" "$run/home"
 for u in alice bob carol; do mkdir -p "$run/home/$u/mail"; done
 [ -f "$run/users" ] || {
@@ -15,12 +17,14 @@ for u in alice bob carol; do mkdir -p "$run/home/$u/mail"; done
 [ -f "$run/transport" ] || printf 'example.com.ar local:\n.example.com.ar local:\n' > "$run/transport"
 [ -f "$run/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
   -keyout "$run/key.pem" -out "$run/cert.pem" -days 365 -subj /CN=mail.example.com.ar 2>/dev/null
-sed -e "s|@RUN@|$run|g" -e "s|@MODULES@|$top/build/modules|g" "$top/conf/dev.conf" > "$run/postern.conf"
+sed -e "s|@RUN@|$run|g" -e "s|@MODULES@|$modules|g" "$top/conf/dev.conf" > "$run/postern.conf"
 "$bin" check -c "$run/postern.conf"
 as=""
 if [ "$(id -u)" = 0 ]; then
   chown -R nobody:nogroup "$run"
   chmod 755 "$run"
+  # nobody must reach the state directory through its parents.
+  d=$(dirname "$run"); while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d=$(dirname "$d"); done
   as="setpriv --reuid=nobody --regid=nogroup --clear-groups"
 fi
 cat <<MSG
