@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -102,6 +104,10 @@ relay_io_connect(struct pt_loop *loop, const struct relay_addr *a, relay_io_fn *
 	int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
+	/* Whole commands and pipelined groups go out in one write each: Nagle
+	 * would only hold the next group back for a delayed ACK. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (connect(fd, (const struct sockaddr *)&a->sa, a->salen) != 0 && errno != EINPROGRESS) {
 		int e = errno;
 		close(fd);
