@@ -7,6 +7,7 @@ import base64
 import os
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 import threading
@@ -154,6 +155,19 @@ class Submission(AuthCase):
         c.send(("AUTH PLAIN %s\r\nMAIL FROM:<alice@example.com.ar>\r\n" % PLAIN("alice", "secret")).encode())
         self.assertEqual(reply(c.getreply()), "235 2.7.0 Authentication successful")
         self.assertEqual(reply(c.getreply()), "250 2.1.0 Ok")
+
+    def test_responses_split_at_every_byte(self):
+        c = self.smtp()
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def trickle(text):
+            for b in text.encode():
+                c.sock.sendall(bytes([b]))
+                time.sleep(0.002)
+            return reply(c.getreply())
+        self.assertEqual(trickle("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6")
+        self.assertEqual(trickle(B64("alice") + "\r\n"), "334 UGFzc3dvcmQ6")
+        self.assertEqual(trickle(B64("secret") + "\r\n"), "235 2.7.0 Authentication successful")
 
     def test_auth_required_then_relay(self):
         c = self.smtp()
