@@ -41,6 +41,7 @@ struct relay_session {
 	struct relay_enc enc;
 	struct relay_session *next_idle;
 	int *alive;                   /* cleared when the session is freed */
+	unsigned io_gen;              /* bumped whenever io is replaced */
 };
 
 static void session_start_transaction(struct relay_session *ss);
@@ -188,6 +189,7 @@ addr_fail(struct relay_session *ss, int code, const char *dsn, const char *fmt, 
 	disarm(ss);
 	relay_io_free(ss->io);
 	ss->io = NULL;
+	ss->io_gen++;
 	ss->cur++;
 	session_try_next(ss);
 }
@@ -750,6 +752,7 @@ static int
 read_replies(struct relay_session *ss)
 {
 	struct relay_io *io = ss->io;
+	unsigned gen = ss->io_gen;
 	int alive = 1;
 	ss->alive = &alive;
 	for (;;) {
@@ -769,7 +772,7 @@ read_replies(struct relay_session *ss)
 		}
 		if (!alive)
 			return 1;
-		if (ss->io != io) {
+		if (ss->io_gen != gen) {
 			ss->alive = NULL;
 			return 1;
 		}
@@ -783,6 +786,7 @@ static int
 io_cb(struct relay_io *io, enum relay_io_event ev, void *arg)
 {
 	struct relay_session *ss = arg;
+	unsigned gen = ss->io_gen;
 	int alive = 1;
 	switch (ev) {
 	case RELAY_IO_CONNECTED:
@@ -799,7 +803,7 @@ io_cb(struct relay_io *io, enum relay_io_event ev, void *arg)
 		if (!alive)
 			return 1;
 		ss->alive = NULL;
-		return ss->io != io;
+		return ss->io_gen != gen;
 	case RELAY_IO_TLS_DONE:
 		pt_log_as("smtp", PT_LOG_INFO, "Untrusted TLS connection established to %s: %s with cipher %s",
 		          ss->relay, relay_io_tls_version(io), relay_io_tls_cipher(io));
@@ -808,7 +812,7 @@ io_cb(struct relay_io *io, enum relay_io_event ev, void *arg)
 		if (!alive)
 			return 1;
 		ss->alive = NULL;
-		return ss->io != io;
+		return ss->io_gen != gen;
 	case RELAY_IO_EOF:
 		session_trouble(ss, "lost connection");
 		return 1;
