@@ -467,8 +467,13 @@ resolve_all(struct qmsg *m)
 				break;
 			}
 		}
-		if (!t->answered && already_delivered_to(m->q.data, m->q.len, t->final)) {
-			pt_status_set(&t->st, 554, "5.4.6", "mail forwarding loop for %s", t->final);
+		/* Delivered-To names the recipient before alias expansion (as
+		 * Postfix's local(8) writes it), so a loop shows at either level. */
+		const char *envelope_rcpt = m->q.rcpt[t->rcpt].address;
+		const char *looped = already_delivered_to(m->q.data, m->q.len, t->final) ? t->final
+		                     : already_delivered_to(m->q.data, m->q.len, envelope_rcpt) ? envelope_rcpt : NULL;
+		if (!t->answered && looped) {
+			pt_status_set(&t->st, 554, "5.4.6", "mail forwarding loop for %s", looped);
 			t->answered = 1;
 		}
 	}
@@ -608,7 +613,7 @@ agent_send(struct qmsg *m, int memfd, size_t *idx, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct target *t = &m->t[idx[i]];
 		items[i].kind = t->kind;
-		items[i].recipient = t->final;
+		items[i].recipient = m->q.rcpt[t->rcpt].address;
 		const char *orig = m->q.rcpt[t->rcpt].orig;
 		items[i].orig = orig && orig[0] ? (char *)orig : NULL;
 		items[i].user = t->user;
