@@ -119,6 +119,19 @@ class QueueTest(ServerTestCase, unittest.TestCase):
         self.assertRegex(log, r"%s: to=<bob@example.com.ar>, relay=local, .*dsn=5\.2\.2, status=bounced" % qid)
         self.assertRegex(log, r"[0-9A-F]+: from=<>, size=\d+, nrcpt=1 \(queue active\)")
 
+    def test_message_already_delivered_to_recipient_bounces_as_loop(self):
+        msg = ("Delivered-To: sysadmin@example.com.ar\r\nFrom: <carol@example.com.ar>\r\n"
+               "Subject: looped\r\n\r\nround and round\r\n")
+        with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=60) as c:
+            c.ehlo("client.example.com.ar")
+            code, text = c.sendmail("carol@example.com.ar", ["sysadmin@example.com.ar"], msg.encode()) or (250, b"")
+        bounce = self.server.wait_messages("carol", 1)[0]
+        self.assertEqual(bounce["Subject"], "Undelivered Mail Returned to Sender")
+        self.assertIn("mail forwarding loop for sysadmin@example.com.ar", str(bounce))
+        self.assertIn("Status: 5.4.6", str(bounce))
+        self.assertEqual(self.server.messages("alice"), [])
+        self.assertEqual(self.server.messages("bob"), [])
+
     def test_alias_fanout_and_log_lines(self):
         code, text = send(self.server, "carol@example.com.ar", ["sysadmin@example.com.ar"], "to the admins\n")
         qid = queue_id(text)
