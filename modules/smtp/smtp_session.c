@@ -133,15 +133,15 @@ verb_upper(const struct smtp_session *s, char *buf, size_t len)
 	return buf;
 }
 
-static const char *
-proto_name(const struct smtp_session *s)
+const char *
+smtp_proto_name(const struct smtp_session *s)
 {
 	return s->esmtp ? "ESMTP" : "SMTP";
 }
 
 /* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ..." */
-static void
-log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to)
+void
+smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to)
 {
 	const char *id = s->txn && s->txn->id[0] ? s->txn->id : "NOQUEUE";
 	char tobuf[SMTP_PATH_MAX + 8] = "";
@@ -151,11 +151,11 @@ log_reject(struct smtp_session *s, const char *stage, const char *text, const ch
 	if (s->txn)
 		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s; from=<%s>%s proto=%s helo=<%s>",
 		          id, stage, s->client_name, s->client_addr, text, s->txn->sender.addr, tobuf,
-		          proto_name(s), s->helo ? s->helo : "");
+		          smtp_proto_name(s), s->helo ? s->helo : "");
 	else
 		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
 		          id, stage, s->client_name, s->client_addr, text, tobuf,
-		          proto_name(s), s->helo ? s->helo : "");
+		          smtp_proto_name(s), s->helo ? s->helo : "");
 }
 
 /* Disconnect counters in Postfix's order and shape: name=ok[/total]. */
@@ -247,8 +247,8 @@ session_free(struct smtp_session *s)
 }
 
 /* Free once nothing refers to the session any more. */
-static void
-session_release(struct smtp_session *s)
+void
+smtp_session_release(struct smtp_session *s)
 {
 	if (s->gone && s->depth == 0 && !s->async && !s->in_call)
 		session_free(s);
@@ -261,135 +261,6 @@ close_with(struct smtp_session *s, const char *text)
 	s->state = SS_CLOSING;
 	if (!s->gone)
 		pt_conn_close_after_write(s->conn);
-}
-
-/* ---- the restrict service ---- */
-
-typedef void verdict_fn(struct smtp_session *s, const struct pt_verdict *v);
-
-struct policy_call {
-	struct smtp_session *s;
-	verdict_fn *then;
-};
-
-static void
-policy_done(void *arg, const struct pt_verdict *v)
-{
-	struct policy_call *pc = arg;
-	struct smtp_session *s = pc->s;
-	verdict_fn *then = pc->then;
-	int was_async = !s->in_call;
-
-	free(pc);
-	s->async = 0;
-	if (s->gone) {
-		session_release(s);
-		return;
-	}
-	s->depth++;
-	then(s, v);
-	s->depth--;
-	if (was_async) {
-		if (!s->gone && !s->async)
-			pt_conn_resume(s->conn);
-		session_release(s);
-	}
-}
-
-static void
-fill_request(struct smtp_session *s, enum pt_stage stage, struct pt_policy_request *r, const char *rcpt)
-{
-	memset(r, 0, sizeof(*r));
-	r->stage = stage;
-	r->protocol_name = proto_name(s);
-	r->client_address = s->client_addr;
-	r->client_name = s->client_name;
-	r->reverse_client_name = s->reverse_name;
-	r->helo_name = stage == PT_STAGE_HELO && s->helo_pending ? s->helo_pending : (s->helo ? s->helo : "");
-	r->sender = s->txn ? s->txn->sender.addr : "";
-	r->recipient = rcpt ? rcpt : "";
-	r->queue_id = s->txn && s->txn->id[0] ? s->txn->id : "";
-	r->sasl_username = s->sasl_username ? s->sasl_username : "";
-	r->sasl_method = s->sasl_username && s->sasl_method ? s->sasl_method : "";
-	r->encryption_protocol = pt_conn_is_tls(s->conn) ? pt_conn_tls_version(s->conn) : "";
-	r->encryption_cipher = pt_conn_is_tls(s->conn) ? pt_conn_tls_cipher(s->conn) : "";
-	if (!r->encryption_protocol)
-		r->encryption_protocol = "";
-	if (!r->encryption_cipher)
-		r->encryption_cipher = "";
-	r->recipient_count = s->txn ? (unsigned)s->txn->nrcpt : 0;
-	r->size = s->txn ? (s->txn->params.has_size ? s->txn->params.size : s->txn->msg.content) : 0;
-	r->client_sa = pt_conn_peer_sa(s->conn);
-}
-
-/* Ask the restrict service (when loaded) about this stage; then() runs
- * with its verdict, or with NULL when there is no restrict module. While
- * the answer is pending the connection is paused. */
-static void
-policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, verdict_fn *then)
-{
-	const struct pt_restrict_ops *ops = pt_service_get(PT_SVC_RESTRICT);
-	struct pt_policy_request req;
-	struct policy_call *pc;
-
-	if (ops == NULL || ops->evaluate == NULL) {
-		then(s, NULL);
-		return;
-	}
-	pc = malloc(sizeof(*pc));
-	if (pc == NULL) {
-		reply(s, "451 4.3.0 Error: insufficient system resources");
-		return;
-	}
-	pc->s = s;
-	pc->then = then;
-	fill_request(s, stage, &req, rcpt);
-	s->async = 1;
-	pt_conn_pause(s->conn);
-	s->in_call = 1;
-	if (ops->evaluate(s->loop, &req, policy_done, pc) != 0 && s->async) {
-		/* Refused outright (no callback coming): a temporary failure,
-		 * never a silent accept. */
-		free(pc);
-		s->async = 0;
-		reply(s, "451 4.3.5 Server configuration problem");
-	}
-	s->in_call = 0;
-	if (!s->async && !s->gone)
-		pt_conn_resume(s->conn);
-}
-
-/* The verdict as a reply; returns 1 when it refused the command. */
-static int
-verdict_refuses(struct smtp_session *s, const struct pt_verdict *v, const char *stage, const char *to)
-{
-	if (v == NULL)
-		return 0;
-	switch (v->kind) {
-	case PT_VERDICT_REJECT:
-	case PT_VERDICT_DEFER:
-		log_reject(s, stage, v->reply, to);
-		reply(s, "%s", v->reply);
-		return 1;
-	case PT_VERDICT_DISCARD:
-		if (s->txn)
-			s->txn->discard = 1;
-		return 0;
-	default:
-		break;
-	}
-	if (v->prepend[0] && s->txn) {
-		size_t old = s->txn->prepend ? strlen(s->txn->prepend) : 0, add = strlen(v->prepend);
-		char *p = realloc(s->txn->prepend, old + add + 2);
-		if (p) {
-			memcpy(p + old, v->prepend, add);
-			if (add == 0 || v->prepend[add - 1] != '\n')
-				p[old + add++] = '\n';
-			p[old + add] = 0;
-			s->txn->prepend = p;
-		}
-	}
-	return 0;
 }
 
 /* ---- commands ---- */
@@ -434,7 +305,7 @@ helo_verdict(struct smtp_session *s, const struct pt_verdict *v)
 {
 	enum smtp_verb verb = s->cmd_verb_pending ? SMTP_VERB_EHLO : SMTP_VERB_HELO;
 
-	if (verdict_refuses(s, v, verb == SMTP_VERB_EHLO ? "EHLO" : "HELO", NULL)) {
+	if (smtp_verdict_refuses(s, v, verb == SMTP_VERB_EHLO ? "EHLO" : "HELO", NULL)) {
 		free(s->helo_pending);
 		s->helo_pending = NULL;
 		return;
@@ -471,7 +342,7 @@ cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
 	}
 	sanitize(s->helo_pending);
 	s->cmd_verb_pending = c->verb == SMTP_VERB_EHLO;
-	policy(s, PT_STAGE_HELO, NULL, helo_verdict);
+	smtp_policy(s, PT_STAGE_HELO, NULL, helo_verdict);
 }
 
 static int
@@ -501,7 +372,7 @@ need_tls(struct smtp_session *s)
 static void
 mail_verdict(struct smtp_session *s, const struct pt_verdict *v)
 {
-	if (verdict_refuses(s, v, "MAIL", NULL)) {
+	if (smtp_verdict_refuses(s, v, "MAIL", NULL)) {
 		txn_reset(s);
 		return;
 	}
@@ -565,12 +436,12 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	}
 	s->txn = t;
 	if (s->set->size_limit && t->params.has_size && t->params.size > s->set->size_limit) {
-		log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL);
+		smtp_log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL);
 		reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		txn_reset(s);
 		return;
 	}
-	policy(s, PT_STAGE_MAIL, NULL, mail_verdict);
+	smtp_policy(s, PT_STAGE_MAIL, NULL, mail_verdict);
 }
 
 /* Is this local recipient someone? 0 yes; otherwise a reply was sent. */
@@ -615,7 +486,7 @@ unknown:
 		snprintf(text, sizeof(text),
 		         "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
 		         p->addr);
-		log_reject(s, "RCPT", text, p->addr);
+		smtp_log_reject(s, "RCPT", text, p->addr);
 		reply(s, "%s", text);
 	}
 	return -1;
@@ -623,7 +494,7 @@ tempfail:
 	{
 		char text[SMTP_PATH_MAX + 64];
 		snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
-		log_reject(s, "RCPT", text, p->addr);
+		smtp_log_reject(s, "RCPT", text, p->addr);
 		reply(s, "%s", text);
 	}
 	return -1;
@@ -678,11 +549,11 @@ rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		    s->sasl_username == NULL) {
 			char text[SMTP_PATH_MAX + 64];
 			snprintf(text, sizeof(text), "554 5.7.1 <%s>: Relay access denied", t->pending.addr);
-			log_reject(s, "RCPT", text, t->pending.addr);
+			smtp_log_reject(s, "RCPT", text, t->pending.addr);
 			reply(s, "%s", text);
 			return;
 		}
-	} else if (verdict_refuses(s, v, "RCPT", t->pending.addr)) {
+	} else if (smtp_verdict_refuses(s, v, "RCPT", t->pending.addr)) {
 		return;
 	}
 	if (local_recipient_check(s, &t->pending) != 0)
@@ -728,7 +599,7 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
-	policy(s, PT_STAGE_RCPT, t->pending.addr, rcpt_verdict);
+	smtp_policy(s, PT_STAGE_RCPT, t->pending.addr, rcpt_verdict);
 }
 
 /* Start storing a message: the Received header first. */
@@ -769,7 +640,7 @@ data_verdict(struct smtp_session *s, const struct pt_verdict *v)
 {
 	struct smtp_txn *t = s->txn;
 
-	if (t == NULL || verdict_refuses(s, v, "DATA", NULL))
+	if (t == NULL || smtp_verdict_refuses(s, v, "DATA", NULL))
 		return;
 	if (message_start(s) != 0) {
 		smtp_msgbuf_free(&t->msg);
@@ -810,7 +681,7 @@ cmd_data(struct smtp_session *s, const struct smtp_cmd *c)
 		reply(s, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
-	policy(s, PT_STAGE_DATA, NULL, data_verdict);
+	smtp_policy(s, PT_STAGE_DATA, NULL, data_verdict);
 }
 
 /* ---- end of message: the queue ---- */
@@ -823,7 +694,7 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 
 	s->async = 0;
 	if (s->gone) {
-		session_release(s);
+		smtp_session_release(s);
 		return;
 	}
 	s->depth++;
@@ -841,7 +712,7 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 	if (was_async) {
 		if (!s->gone && !s->async)
 			pt_conn_resume(s->conn);
-		session_release(s);
+		smtp_session_release(s);
 	}
 }
 
@@ -855,7 +726,7 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 
 	if (t == NULL)
 		return;
-	if (verdict_refuses(s, v, "END-OF-MESSAGE", NULL)) {
+	if (smtp_verdict_refuses(s, v, "END-OF-MESSAGE", NULL)) {
 		txn_reset(s);
 		return;
 	}
@@ -929,7 +800,7 @@ message_end(struct smtp_session *s)
 		txn_reset(s);
 		return;
 	}
-	policy(s, PT_STAGE_END_OF_DATA, NULL, eod_verdict);
+	smtp_policy(s, PT_STAGE_END_OF_DATA, NULL, eod_verdict);
 }
 
 static void
@@ -1218,7 +1089,7 @@ session_input(struct smtp_session *s)
 		check_error_limit(s);
 	}
 	s->depth--;
-	session_release(s);
+	smtp_session_release(s);
 }
 
 void
@@ -1229,7 +1100,7 @@ smtp_session_continue(struct smtp_session *s, int was_async)
 	if (!s->gone && !s->async)
 		pt_conn_resume(s->conn);
 	if (s->gone) {
-		session_release(s);
+		smtp_session_release(s);
 		return;
 	}
 	/* Commands pipelined behind the one that waited. */
@@ -1276,7 +1147,7 @@ on_close(struct pt_conn *c, const char *reason)
 		s->sleep_timer = NULL;
 		s->async = 0;
 	}
-	session_release(s);
+	smtp_session_release(s);
 }
 
 static const struct pt_conn_handlers handlers = { on_read, on_close, NULL };
@@ -1307,7 +1178,7 @@ idle_check(struct pt_loop *loop, void *arg)
 	txn_reset(s);
 	close_with(s, text);
 	s->depth--;
-	session_release(s);
+	smtp_session_release(s);
 }
 
 static void
@@ -1361,7 +1232,7 @@ client_named(void *arg, const char *name, const char *reverse)
 		          s->reverse_name, s->client_addr);
 	pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
 	s->depth++;
-	policy(s, PT_STAGE_CONNECT, NULL, connect_verdict);
+	smtp_policy(s, PT_STAGE_CONNECT, NULL, connect_verdict);
 	s->depth--;
 	if (was_async) {
 		if (!s->gone && !s->async)
@@ -1369,7 +1240,7 @@ client_named(void *arg, const char *name, const char *reverse)
 		if (!s->gone)
 			session_input(s);
 		else
-			session_release(s);
+			smtp_session_release(s);
 	} else if (!s->gone && !s->async) {
 		pt_conn_resume(s->conn);
 	}
@@ -1407,5 +1278,5 @@ smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 	                                   client_named, s);
 	s->in_call = 0;
 	s->depth--;
-	session_release(s);
+	smtp_session_release(s);
 }

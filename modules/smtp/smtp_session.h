@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "postern/services.h"
 #include "smtp.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -86,6 +87,22 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((for
 void smtp_session_continue(struct smtp_session *s, int was_async);
 /* Printable copy of client-supplied text for logs and headers. */
 void smtp_printable(char *p);
+/* Free the session once nothing refers to it any more. */
+void smtp_session_release(struct smtp_session *s);
+/* "ESMTP" / "SMTP" for logs and policy requests. */
+const char *smtp_proto_name(const struct smtp_session *s);
+/* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ..." */
+void smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to);
+
+/* smtp_policy.c: the restrict service. */
+typedef void smtp_verdict_fn(struct smtp_session *s, const struct pt_verdict *v);
+/* Ask the restrict service (when loaded) about this stage; then() runs
+ * with its verdict, or with NULL when there is no restrict module. While
+ * the answer is pending the connection is paused. */
+void smtp_policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, smtp_verdict_fn *then);
+/* The verdict as a reply; 1 when it refused the command. */
+int smtp_verdict_refuses(struct smtp_session *s, const struct pt_verdict *v, const char *stage,
+                         const char *to);
 
 /* smtp_auth.c */
 /* The "250-AUTH PLAIN LOGIN" line for EHLO ("" when AUTH is not offered
