@@ -50,6 +50,8 @@ struct qmsg {
 	/* storage stage */
 	struct pt_qfile bounce;
 	int have_bounce;
+	struct pt_qfile *fwd;         /* copies for remote alias targets */
+	size_t nfwd;
 	int keep;                     /* recipients remain: file rewritten */
 	int store_failed;
 	unsigned dirs;                /* subdirectories to fsync */
@@ -183,10 +185,17 @@ qmsg_free(struct qmsg *m)
 	pt_qfile_free(&m->q);
 	if (m->have_bounce)
 		pt_qfile_free(&m->bounce);
+	for (size_t i = 0; i < m->nfwd; i++)
+		pt_qfile_free(&m->fwd[i]);
+	free(m->fwd);
 	free(m);
 }
 
 /* ---------- recipient resolution ---------- */
+
+/* A target that is a remote alias member: forwarded in a new message. */
+#define TARGET_FORWARD 100
+#define FORWARD_PENDING (-3)
 
 static struct target *
 target_add(struct qmsg *m, size_t rcpt, int kind, const char *final)
@@ -312,11 +321,17 @@ alias_emit(void *arg, const char *target, enum pt_alias_target kind, const char 
 	if (is_local_domain(domain)) {
 		resolve_user(m, x->rcpt, local, final);
 	} else {
-		struct target *t = target_add(m, x->rcpt, PT_AGENT_MAILBOX, final);
+		/* As Postfix's local(8): a remote alias member leaves in a new
+		 * message (made in attempt_finish) that routing then relays. */
+		struct target *t = target_add(m, x->rcpt, TARGET_FORWARD, final);
 		if (t) {
-			pt_status_set(&t->st, 451, "4.4.1",
-			              "delivery to %s is not possible: no relay transport for remote domains", domain);
+			/* Never sent to the agent; make_forwards answers it. */
 			t->answered = 1;
+			t->st.code = FORWARD_PENDING;
+			t->target = strdup(final);
+			t->owner = owner && owner[0] ? pt_queue_qualify(owner, pt_qs.myorigin) : NULL;
+			if (!t->target)
+				pt_status_set(&t->st, 451, "4.3.0", "out of memory");
 		}
 	}
 	free(final);
@@ -825,6 +840,79 @@ make_bounce(struct qmsg *m, struct rlist *failed)
 	return 0;
 }
 
+/* One new message per (queue recipient, envelope sender) carrying the
+ * remote members of an alias, with Delivered-To of the alias so a copy
+ * that comes back is caught as a loop. The targets are answered "sent
+ * (forwarded as ID)"; without memory they stay temporary failures and the
+ * alias is retried. */
+static void
+make_forwards(struct qmsg *m)
+{
+	for (size_t k = 0; k < m->nt; k++) {
+		struct target *t = &m->t[k];
+		if (t->kind != TARGET_FORWARD || t->st.code != FORWARD_PENDING)
+			continue;
+		int dup = 0;
+		for (size_t j = 0; j < k; j++)
+			if (m->t[j].kind == TARGET_FORWARD && m->t[j].st.code == 0 && strcasecmp(m->t[j].final, t->final) == 0)
+				dup = 1;
+		if (dup) {
+			t->st.code = -2; /* duplicate: silently dropped */
+			continue;
+		}
+		const char *sender = t->owner ? t->owner : m->q.sender;
+		struct pt_qfile *f = NULL;
+		for (size_t j = 0; j < m->nfwd; j++)
+			if (m->fwd[j].submit_uid == (uid_t)t->rcpt && strcmp(m->fwd[j].sender, sender) == 0)
+				f = &m->fwd[j];
+		if (!f) {
+			struct pt_qfile *v = realloc(m->fwd, (m->nfwd + 1) * sizeof *v);
+			const char *rcpt = m->q.rcpt[t->rcpt].address;
+			size_t hlen = strlen(rcpt) + 16;
+			char *data = v ? malloc(hlen + m->q.len) : NULL;
+			if (v)
+				m->fwd = v;
+			if (!data) {
+				pt_status_set(&t->st, 451, "4.3.0", "cannot forward: out of memory");
+				continue;
+			}
+			f = &m->fwd[m->nfwd];
+			memset(f, 0, sizeof *f);
+			int n = snprintf(data, hlen, "Delivered-To: %s\n", rcpt);
+			memcpy(data + n, m->q.data, m->q.len);
+			f->data = data;
+			f->len = (size_t)n + m->q.len;
+			pt_queue_new_id(f->id);
+			f->sender = strdup(sender);
+			f->arrival = time(NULL);
+			/* Groups by queue recipient while being built; reset below. */
+			f->submit_uid = (uid_t)t->rcpt;
+			f->protocol = strdup("forward");
+			m->nfwd++;
+			if (!f->sender || !f->protocol) {
+				pt_status_set(&t->st, 451, "4.3.0", "cannot forward: out of memory");
+				continue;
+			}
+		}
+		if (pt_qfile_add_rcpt(f, t->final, m->q.rcpt[t->rcpt].orig, m->q.rcpt[t->rcpt].notify) != 0) {
+			pt_status_set(&t->st, 451, "4.3.0", "cannot forward: out of memory");
+		} else {
+			pt_status_set(&t->st, 0, "2.0.0", "forwarded as %s", f->id);
+		}
+	}
+	/* Drop copies that ended up without recipients. */
+	size_t out = 0;
+	for (size_t j = 0; j < m->nfwd; j++) {
+		if (m->fwd[j].nrcpt == 0) {
+			pt_qfile_free(&m->fwd[j]);
+			continue;
+		}
+		m->fwd[j].submit_uid = (uid_t)-1;
+		m->fwd[out++] = m->fwd[j];
+	}
+	m->nfwd = out;
+}
+
 static void store_work(void *arg);
 static void store_done(void *arg);
 
@@ -844,6 +932,7 @@ attempt_finish(struct qmsg *m)
 		m->keep = -1;
 		goto store;
 	}
+	make_forwards(m);
 
 	for (size_t i = 0; i < nrcpt; i++) {
 		struct pt_qrcpt *r = &old[i];
@@ -926,7 +1015,7 @@ attempt_finish(struct qmsg *m)
 		m->q.next_retry = now + pt_queue_backoff(m->q.attempts, pt_qs.min_backoff, pt_qs.max_backoff);
 	}
 store:
-	if (!m->keep && !m->have_bounce && !m->where) {
+	if (!m->keep && !m->have_bounce && !m->nfwd && !m->where) {
 		/* Fast path: everything delivered with fsync, nothing to store. */
 		store_done(m);
 		return;
@@ -962,6 +1051,19 @@ store_work(void *arg)
 			m->store_failed = 1;
 			return;
 		}
+	}
+	/* Forwarded copies too, before the alias counts as delivered. */
+	for (size_t j = 0; j < m->nfwd; j++) {
+		if (pt_qfile_store(pt_qs.qdir, PT_QDIR_ACTIVE, &m->fwd[j]) != 0) {
+			pt_error("%s: cannot store the forwarded copy %s: %s", m->q.id, m->fwd[j].id, strerror(errno));
+			m->store_failed = 1;
+			return;
+		}
+		m->dirs |= DIR_ACTIVE;
+	}
+	if (m->nfwd && pt_qdir_sync(pt_qs.qdir, PT_QDIR_ACTIVE) != 0) {
+		m->store_failed = 1;
+		return;
 	}
 	if (m->keep) {
 		if (pt_qfile_store(pt_qs.qdir, PT_QDIR_DEFERRED, &m->q) != 0) {
@@ -1086,6 +1188,13 @@ message_complete(struct qmsg *m)
 		memset(&m->bounce, 0, sizeof m->bounce);
 		pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<>, size=%zu, nrcpt=1 (queue active)", b.id, b.len);
 		pt_qmsg_attempt(&b, PT_QDIR_ACTIVE, NULL, NULL);
+	}
+	for (size_t j = 0; j < m->nfwd && !m->store_failed; j++) {
+		struct pt_qfile f = m->fwd[j];
+		memset(&m->fwd[j], 0, sizeof m->fwd[j]);
+		pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", f.id, f.sender,
+		          f.len, f.nrcpt);
+		pt_qmsg_attempt(&f, PT_QDIR_ACTIVE, NULL, NULL);
 	}
 	char id[24];
 	snprintf(id, sizeof id, "%s", m->q.id);

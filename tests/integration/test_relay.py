@@ -324,6 +324,24 @@ class RelayTest(unittest.TestCase):
         self.assertIn("TLS connection established to 127.0.0.1[127.0.0.1]:%d" % port, log)
         wait_for(lambda: "Mail queue is empty" in self.queue_list(), 10, what="empty queue")
 
+    def test_alias_with_remote_member_is_forwarded_and_relayed(self):
+        f = self.fake()
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % f.port)
+        with open(self.server.aliases_file, "a") as a:
+            a.write("team: alice, friend@relay.example.com.ar\n")
+        time.sleep(1.1)  # the alias map is re-read at most once a second
+        send(self.port, ["team@example.com.ar"], subject="to the team", body="hello team\r\n")
+        self.server.wait_messages("alice", 1)
+        wait_for(lambda: f.messages, 30, what="forwarded copy at the next hop")
+        mail_from, rcpts, data, _ = f.messages[0]
+        self.assertIn("carol@example.com.ar", mail_from)
+        self.assertEqual(rcpts, ["friend@relay.example.com.ar"])
+        self.assertIn(b"Delivered-To: team@example.com.ar\r\n", data)
+        self.assertIn(b"hello team", data)
+        self.server.wait_log("status=sent (250", timeout=20)
+        self.assertRegex(self.server.log(), r"to=<friend@relay\.example\.com\.ar>, orig_to=<team@example\.com\.ar>, "
+                                            r"relay=local, .*status=sent \(forwarded as [0-9A-F]+\)")
+
     def test_down_next_hop_deferred_then_flushed(self):
         port = free_port()
         self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % port)
