@@ -110,7 +110,9 @@ smtp_verdict_refuses(struct smtp_session *s, const struct pt_verdict *v, const c
 	switch (v->kind) {
 	case PT_VERDICT_REJECT:
 	case PT_VERDICT_DEFER:
-		smtp_log_reject(s, stage, v->reply, to);
+		/* The restrict module logged it, with the rule that decided. */
+		(void)stage;
+		(void)to;
 		smtp_reply(s, "%s", v->reply);
 		return 1;
 	case PT_VERDICT_DISCARD:

@@ -49,9 +49,13 @@ class SmtpWithRestrict(unittest.TestCase):
         self.assertEqual(c.cmd("MAIL FROM:<someone@example.com.ar>"), "250 2.1.0 Ok")
         self.assertEqual(c.cmd("RCPT TO:<alice@example.com.ar>"),
                          "501 5.5.2 <bad..host>: Helo command rejected: Invalid name")
-        self.server.wait_log("NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 501 5.5.2 <bad..host>: Helo command "
-                             "rejected: Invalid name; from=<someone@example.com.ar> to=<alice@example.com.ar> "
-                             "proto=SMTP helo=<bad..host>")
+        line = ("NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 501 5.5.2 <bad..host>: Helo command "
+                "rejected: Invalid name; from=<someone@example.com.ar> to=<alice@example.com.ar> "
+                "proto=SMTP helo=<bad..host>")
+        self.server.wait_log(line)
+        # One line per reject, naming the rule that decided.
+        self.assertEqual(self.server.log().count(line), 1)
+        self.assertIn(line + " rule=reject_invalid_helo_hostname", self.server.log())
 
     def test_outside_client_cannot_relay(self):
         c = self.conn("127.0.0.2")
