@@ -31,7 +31,7 @@ FUZZ_RUNS ?= 1000000
 fuzz:
 	scripts/deps.sh fuzz
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPOSTERN_FUZZ=ON -DPOSTERN_SANITIZE=ON >/dev/null
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target $$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$$//')
 	scripts/fuzz.sh build-fuzz/fuzz $(FUZZ_RUNS)
 
 bench: build
