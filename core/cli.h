@@ -10,10 +10,13 @@ int pt_cmd_config(const char *conf, int argc, char **argv);   /* core/main.c */
 int pt_cmd_signal(const char *conf, int sig);                 /* reload/stop: core/master.c */
 int pt_cmd_queue(const char *conf, int argc, char **argv);    /* core/queue_cli.c */
 int pt_cmd_sendmail(const char *conf, int argc, char **argv); /* core/sendmail.c */
-int pt_cmd_map(const char *conf, int argc, char **argv);      /* core/map.c */
-int pt_cmd_policy(const char *conf, int argc, char **argv);   /* restrict module via service */
-int pt_cmd_why(const char *conf, int argc, char **argv);
-int pt_cmd_user(const char *conf, int argc, char **argv);     /* auth */
-int pt_cmd_auth(const char *conf, int argc, char **argv);     /* auth */
+/* argv0 named sendmail, mailq or newaliases: act as that (exit status);
+ * -1 for any other name. core/sendmail.c */
+int pt_sendmail_personality(const char *argv0, int argc, char **argv);
+int pt_cmd_map(const char *conf, int argc, char **argv);      /* core/map_cli.c */
+int pt_cmd_policy(const char *conf, int argc, char **argv);   /* core/policy_cli.c */
+int pt_cmd_why(const char *conf, int argc, char **argv);      /* core/policy_cli.c */
+int pt_cmd_user(const char *conf, int argc, char **argv);     /* core/auth_cli.c */
+int pt_cmd_auth(const char *conf, int argc, char **argv);     /* core/auth_cli.c */
 
 #endif

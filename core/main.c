@@ -13,17 +13,6 @@
 
 #define DEFAULT_CONF "/etc/postern/postern.conf"
 
-int pt_sendmail_personality(const char *argv0, int argc, char **argv);
-
-/* Verbs implemented by parts that land separately; weak until all have. */
-#pragma weak pt_cmd_queue
-#pragma weak pt_cmd_sendmail
-#pragma weak pt_cmd_map
-#pragma weak pt_cmd_policy
-#pragma weak pt_cmd_why
-#pragma weak pt_cmd_user
-#pragma weak pt_cmd_auth
-#pragma weak pt_sendmail_personality
 
 static void
 usage(FILE *out)
@@ -176,11 +165,9 @@ main(int argc, char **argv)
 {
 	const char *base = strrchr(argv[0], '/');
 	base = base ? base + 1 : argv[0];
-	if (pt_sendmail_personality) {
-		int rc = pt_sendmail_personality(base, argc, argv);
-		if (rc >= 0)
-			return rc;
-	}
+	int rc = pt_sendmail_personality(base, argc, argv);
+	if (rc >= 0)
+		return rc;
 
 	const char *conf = getenv("POSTERN_CONF");
 	if (conf == NULL || *conf == '\0')
@@ -230,10 +217,6 @@ main(int argc, char **argv)
 		if (vargc > 1 && (strcmp(vargv[1], "--help") == 0 || strcmp(vargv[1], "-h") == 0)) {
 			usage(stdout);
 			return 0;
-		}
-		if (verbs[v].fn == NULL) {
-			fprintf(stderr, "postern: verb \"%s\" is not available in this build\n", verb);
-			return 2;
 		}
 		return verbs[v].fn(conf, vargc, vargv);
 	}

@@ -30,12 +30,6 @@
 #include "queue.h"
 #include "runtime.h"
 
-/* Parts that land separately; weak until every one has. */
-#pragma weak pt_local_spawn
-#pragma weak pt_queue_start
-#pragma weak pt_queue_stop
-#pragma weak pt_queue_flush_now
-
 #define MAX_GENERATIONS 8
 #define RESTART_BACKOFF_MAX_MS 30000
 #define DRAIN_LIMIT_MS (10 * 60 * 1000)
@@ -121,8 +115,7 @@ static void
 worker_exit(int status)
 {
 	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = worker_loop, .as_root = M.as_root, .role = "worker" };
-	if (pt_queue_stop)
-		pt_queue_stop();
+	pt_queue_stop();
 	pt_modules_stop(&ctx);
 	_exit(status);
 }
@@ -156,11 +149,10 @@ worker_signal(struct pt_loop *loop, int fd, unsigned events, void *arg)
 			 * runs; finish what is in flight. */
 			pt_log(PT_LOG_INFO, "draining: %zu session(s) in progress", pt_conn_count());
 			pt_listen_stop(loop);
-			if (pt_queue_stop)
-				pt_queue_stop();
+			pt_queue_stop();
 			drain_started = pt_loop_now(loop);
 			drain_timer = pt_timer_add(loop, 0, worker_drain_check, NULL);
-		} else if (si.ssi_signo == SIGUSR2 && pt_queue_flush_now) {
+		} else if (si.ssi_signo == SIGUSR2) {
 			pt_queue_flush_now();
 		}
 	}
@@ -208,7 +200,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd)
 		pt_log(PT_LOG_FATAL, "module initialisation failed");
 		_exit(1);
 	}
-	if (pt_queue_start && pt_queue_start(worker_loop, g->conf, local_fd) != 0)
+	if (pt_queue_start(worker_loop, g->conf, local_fd) != 0)
 		_exit(1);
 	if (pt_listen_start(worker_loop, g->conf, g->socks, g->nsocks) != 0) {
 		pt_log(PT_LOG_FATAL, "cannot start listeners");
@@ -253,7 +245,7 @@ static int
 start_processes(struct generation *g)
 {
 	int local_fd = -1;
-	g->local = pt_local_spawn ? pt_local_spawn(g->conf, &local_fd) : 0;
+	g->local = pt_local_spawn(g->conf, &local_fd);
 	if (g->local < 0) {
 		g->local = 0;
 		pt_log(PT_LOG_ERROR, "cannot start the local delivery agent");
