@@ -157,9 +157,8 @@ elapsed(const struct timeval *a, const struct timeval *b)
 	return d < 0 ? 0 : d;
 }
 
-/* Postfix's shape: "0", "0.01", "1.2", "14". */
-static void
-fmt_delay(double d, char *out, size_t len)
+void
+pt_queue_fmt_delay(double d, char *out, size_t len)
 {
 	if (d < 0.005)
 		snprintf(out, len, "0");
@@ -776,11 +775,11 @@ log_result(struct qmsg *m, const char *to, const char *orig, const struct pt_sta
 	double d_deliver = elapsed(&m->t0, &now);
 	double total = m->t_before + d_deliver;
 	char a[16], b[16], c[16], d[16], all[16];
-	fmt_delay(m->t_before, a, sizeof a);
-	fmt_delay(0, b, sizeof b);
-	fmt_delay(0, c, sizeof c);
-	fmt_delay(d_deliver, d, sizeof d);
-	fmt_delay(total, all, sizeof all);
+	pt_queue_fmt_delay(m->t_before, a, sizeof a);
+	pt_queue_fmt_delay(0, b, sizeof b);
+	pt_queue_fmt_delay(0, c, sizeof c);
+	pt_queue_fmt_delay(d_deliver, d, sizeof d);
+	pt_queue_fmt_delay(total, all, sizeof all);
 	const char *status = st->code == 0 ? "sent" : st->code >= 500 ? "bounced" : "deferred";
 	char origpart[600] = "";
 	if (orig && orig[0] && strcasecmp(orig, to) != 0)

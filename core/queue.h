@@ -183,6 +183,8 @@ int pt_local_serve(const struct pt_config *conf, int sock, int as_root);
 /* ---- helpers shared by queue files ---- */
 /* myorigin value ("" when unset). */
 const char *pt_queue_myorigin(const struct pt_config *conf);
+/* A delay in seconds as Postfix logs it: "0", "0.01", "1.2", "14". */
+void pt_queue_fmt_delay(double d, char *out, size_t len);
 /* Append "@origin" to unqualified addresses; result malloc'd. */
 char *pt_queue_qualify(const char *addr, const char *origin);
 

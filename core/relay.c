@@ -13,6 +13,7 @@
 #include "config_int.h"
 #include "postern/log.h"
 #include "relay_int.h"
+#include "queue.h"
 #include "runtime.h"
 
 /* ---------- settings ---------- */
@@ -107,19 +108,6 @@ secs(const struct timeval *a, const struct timeval *b)
 	return d < 0 ? 0 : d;
 }
 
-/* Postfix's shape: "0", "0.01", "1.2", "14". */
-static void
-fmt_delay(double d, char *out, size_t len)
-{
-	if (d < 0.005)
-		snprintf(out, len, "0");
-	else if (d < 0.1)
-		snprintf(out, len, "%.2f", d);
-	else if (d < 10)
-		snprintf(out, len, "%.1f", d);
-	else
-		snprintf(out, len, "%.0f", d);
-}
 
 void
 relay_job_finish(struct relay_job *job)
@@ -141,11 +129,11 @@ relay_job_finish(struct relay_job *job)
 		b = secs(&job->t_start, &now);
 	}
 	char fa[16], fb[16], fc[16], fd[16], all[16];
-	fmt_delay(job->t_before, fa, sizeof fa);
-	fmt_delay(b, fb, sizeof fb);
-	fmt_delay(c, fc, sizeof fc);
-	fmt_delay(d, fd, sizeof fd);
-	fmt_delay(job->t_before + b + c + d, all, sizeof all);
+	pt_queue_fmt_delay(job->t_before, fa, sizeof fa);
+	pt_queue_fmt_delay(b, fb, sizeof fb);
+	pt_queue_fmt_delay(c, fc, sizeof fc);
+	pt_queue_fmt_delay(d, fd, sizeof fd);
+	pt_queue_fmt_delay(job->t_before + b + c + d, all, sizeof all);
 	for (size_t i = 0; i < job->nrcpt; i++) {
 		struct relay_rcpt *r = &job->rcpt[i];
 		if (!r->final)
