@@ -2,14 +2,15 @@
 Postern, both delivering to mbox files in /var/mail as root with the
 seed's settings. Sends N x SIZE messages with smtp-source at several
 concurrencies, times until every message is in the mailbox, and measures
-PSS per idle SMTP connection. Prints a Markdown table (and writes it to
---out). Run as root through run.sh (`make bench`); not part of CI."""
+PSS per idle SMTP connection; every configuration --runs times, the
+servers alternating, medians in a Markdown table (also written to --out). Run as root through run.sh (`make bench`); not part of CI."""
 import argparse
 import os
 import pwd
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -202,6 +203,59 @@ def measure(port, n, size, conc, rcpt, mboxes):
     return n / total, n / accept
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def postfix_round(a, concs, pf_users):
+    """One pass over every Postfix configuration, then the idle-memory test."""
+    res = {}
+    setup_postfix(pf_users)
+    try:
+        for c in ([] if a.skip_throughput else concs):
+            res[("1", c)] = measure(PF_PORT, a.messages, a.size, c, "pfbench@example.com.ar", ["/var/mail/pfbench"])
+        for c in ([] if a.skip_throughput else concs):
+            res[("5", c)] = measure(PF_PORT, a.fanout_messages, a.size, c, "pffanout5@example.com.ar",
+                                    ["/var/mail/%s" % u for u in pf_users[1:6]])
+        # A fresh start: smtpd processes left idle by the runs above would
+        # otherwise take the new sessions and hide their cost.
+        stop_postfix()
+        time.sleep(1)
+        sh("postfix", "start")
+        wait_port(PF_PORT)
+        time.sleep(2)
+        res["idle"] = idle_connection_cost(PF_PORT, lambda: pids_of("/usr/lib/postfix/sbin/master"), a.idle)
+    finally:
+        stop_postfix()
+    return res
+
+
+def postern_round(a, concs, pt_users):
+    res = {}
+    proc = setup_postern(a.postern, a.modules, pt_users)
+    try:
+        for c in ([] if a.skip_throughput else concs):
+            res[("1", c)] = measure(PT_PORT, a.messages, a.size, c, "ptbench@example.com.ar", ["/var/mail/ptbench"])
+        for c in ([] if a.skip_throughput else concs):
+            res[("5", c)] = measure(PT_PORT, a.fanout_messages, a.size, c, "ptfanout5@example.com.ar",
+                                    ["/var/mail/%s" % u for u in pt_users[1:6]])
+        proc.terminate()
+        proc.wait(30)
+        proc = setup_postern(a.postern, a.modules, pt_users)
+        time.sleep(2)
+        res["idle"] = idle_connection_cost(PT_PORT, lambda: [proc.pid], a.idle)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return res
+
+
+def med(runs, key, i=None):
+    vals = [r[key] if i is None else r[key][i] for r in runs]
+    return statistics.median(vals), min(vals), max(vals)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--postern", required=True)
@@ -211,6 +265,7 @@ def main():
     ap.add_argument("--conc", default="1,10,50")
     ap.add_argument("--idle", type=int, default=200)
     ap.add_argument("--fanout-messages", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=3, help="rounds of every configuration; medians are reported")
     ap.add_argument("--out")
     ap.add_argument("--skip-throughput", action="store_true", help="only the idle-connection memory test")
     a = ap.parse_args()
@@ -223,57 +278,40 @@ def main():
     for u in pf_users + pt_users:
         ensure_user(u)
     concs = [int(c) for c in a.conc.split(",")]
-    rows, notes = [], []
 
-    setup_postfix(pf_users)
-    pf = {}
-    try:
-        for c in ([] if a.skip_throughput else concs):
-            pf[("1", c)] = measure(PF_PORT, a.messages, a.size, c, "pfbench@example.com.ar", ["/var/mail/pfbench"])
-        for c in ([] if a.skip_throughput else concs):
-            pf[("5", c)] = measure(PF_PORT, a.fanout_messages, a.size, c, "pffanout5@example.com.ar",
-                                   ["/var/mail/%s" % u for u in pf_users[1:6]])
-        # A fresh start: smtpd processes left idle by the runs above would
-        # otherwise take the new sessions and hide their cost.
-        stop_postfix()
-        time.sleep(1)
-        sh("postfix", "start")
-        wait_port(PF_PORT)
-        time.sleep(2)
-        pf_idle = idle_connection_cost(PF_PORT, lambda: pids_of("/usr/lib/postfix/sbin/master"), a.idle)
-    finally:
-        stop_postfix()
+    # Rounds alternate the servers so that a change of machine load during
+    # the bench hits both alike.
+    pf_runs, pt_runs, loads = [], [], []
+    started = time.strftime("%Y-%m-%d %H:%M")
+    for r in range(a.runs):
+        print("round %d of %d, load %s" % (r + 1, a.runs, loadavg()), file=sys.stderr, flush=True)
+        loads.append(loadavg())
+        pf_runs.append(postfix_round(a, concs, pf_users))
+        loads.append(loadavg())
+        pt_runs.append(postern_round(a, concs, pt_users))
+        loads.append(loadavg())
 
-    proc = setup_postern(a.postern, a.modules, pt_users)
-    pt = {}
-    try:
-        for c in ([] if a.skip_throughput else concs):
-            pt[("1", c)] = measure(PT_PORT, a.messages, a.size, c, "ptbench@example.com.ar", ["/var/mail/ptbench"])
-        for c in ([] if a.skip_throughput else concs):
-            pt[("5", c)] = measure(PT_PORT, a.fanout_messages, a.size, c, "ptfanout5@example.com.ar",
-                                   ["/var/mail/%s" % u for u in pt_users[1:6]])
-        proc.terminate()
-        proc.wait(30)
-        proc = setup_postern(a.postern, a.modules, pt_users)
-        time.sleep(2)
-        pt_idle = idle_connection_cost(PT_PORT, lambda: [proc.pid], a.idle)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-    out = []
+    one = [l[0] for l in loads]
+    out = ["%s, %d rounds (Postfix then Postern each round); medians, per-round range in brackets;"
+           " 1-minute load average %.2f-%.2f during the runs." % (started, a.runs, min(one), max(one)), ""]
     out.append("| workload | concurrency | Postfix msgs/s (accept) | Postern msgs/s (accept) | ratio |")
     out.append("| --- | --- | --- | --- | --- |")
-    for kind, label, n in (("1", "1 recipient, %d x %d B" % (a.messages, a.size), a.messages),
-                           ("5", "alias fan-out x5, %d x %d B" % (a.fanout_messages, a.size), a.fanout_messages)):
+    for kind, label in (("1", "1 recipient, %d x %d B" % (a.messages, a.size)),
+                        ("5", "alias fan-out x5, %d x %d B" % (a.fanout_messages, a.size))):
         for c in ([] if a.skip_throughput else concs):
-            p, q = pf[(kind, c)], pt[(kind, c)]
-            out.append("| %s | %d | %.0f (%.0f) | %.0f (%.0f) | %.2f |" % (label, c, p[0], p[1], q[0], q[1], q[0] / p[0]))
+            p, pacc = med(pf_runs, (kind, c), 0), med(pf_runs, (kind, c), 1)[0]
+            q, qacc = med(pt_runs, (kind, c), 0), med(pt_runs, (kind, c), 1)[0]
+            ratios = [t[(kind, c)][0] / f[(kind, c)][0] for f, t in zip(pf_runs, pt_runs)]
+            out.append("| %s | %d | %.0f [%.0f-%.0f] (%.0f) | %.0f [%.0f-%.0f] (%.0f) | %.2f [%.2f-%.2f] |" %
+                       (label, c, p[0], p[1], p[2], pacc, q[0], q[1], q[2], qacc,
+                        statistics.median(ratios), min(ratios), max(ratios)))
     out.append("")
+    pf_idle, pt_idle = med(pf_runs, "idle"), med(pt_runs, "idle")
     out.append("| idle SMTP connections (after EHLO) | Postfix | Postern | ratio |")
     out.append("| --- | --- | --- | --- |")
-    out.append("| PSS per connection, %d connections | %.0f KiB | %.1f KiB | 1/%.0f |" %
-               (a.idle, pf_idle, pt_idle, pf_idle / pt_idle if pt_idle > 0 else float("inf")))
+    out.append("| PSS per connection, %d connections | %.0f KiB [%.0f-%.0f] | %.1f KiB [%.1f-%.1f] | 1/%.0f |" %
+               (a.idle, pf_idle[0], pf_idle[1], pf_idle[2], pt_idle[0], pt_idle[1], pt_idle[2],
+                pf_idle[0] / pt_idle[0] if pt_idle[0] > 0 else float("inf")))
     text = "\n".join(out) + "\n"
     print(text)
     if a.out:
