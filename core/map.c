@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "map.h"
+#include "postern/config.h"
 #include "postern/log.h"
 
 /* Offsets are 32-bit to keep a million-entry table small. */
@@ -798,4 +799,71 @@ pt_map_count(struct pt_map *m)
 	size_t n = pt_map_table_count(m->t);
 	pthread_mutex_unlock(&m->mu);
 	return n;
+}
+
+/* ---------- lists of maps ---------- */
+
+struct pt_map_list {
+	size_t n;
+	struct pt_map *map[];
+};
+
+struct pt_map_list *
+pt_map_list_open(const struct pt_list *specs, enum pt_map_format fmt, const char *param, char *err, size_t errlen)
+{
+	struct pt_map_list *l = calloc(1, sizeof *l + specs->n * sizeof l->map[0]);
+	if (l == NULL) {
+		snprintf(err, errlen, "%s: out of memory", param);
+		return NULL;
+	}
+	for (size_t i = 0; i < specs->n; i++) {
+		char why[300];
+		struct pt_map *m = pt_map_open(specs->v[i], fmt, why, sizeof why);
+		if (m == NULL) {
+			snprintf(err, errlen, "%s: %s", param, why);
+			pt_map_list_close(l);
+			return NULL;
+		}
+		l->map[l->n++] = m;
+	}
+	return l;
+}
+
+void
+pt_map_list_close(struct pt_map_list *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		pt_map_close(l->map[i]);
+	free(l);
+}
+
+char *
+pt_map_list_lookup(struct pt_map_list *l, const char *key, int *tempfail, uid_t *owner)
+{
+	int temp = 0;
+	for (size_t i = 0; l && i < l->n; i++) {
+		int tf = 0;
+		char *v = pt_map_lookup(l->map[i], key, &tf, owner);
+		if (v) {
+			*tempfail = 0;
+			return v;
+		}
+		temp |= tf;
+	}
+	*tempfail = temp;
+	return NULL;
+}
+
+size_t
+pt_map_list_count(const struct pt_map_list *l)
+{
+	return l ? l->n : 0;
+}
+
+struct pt_map *
+pt_map_list_get(const struct pt_map_list *l, size_t i)
+{
+	return l && i < l->n ? l->map[i] : NULL;
 }

@@ -49,4 +49,18 @@ int pt_map_check(const char *spec, enum pt_map_format fmt, pt_map_report_fn *rep
  * path are accepted (btree, lmdb, cdb, dbm too, read as text). 0 or -1. */
 int pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);
 
+/* A list parameter of maps (alias_maps, transport_maps, ...) searched in
+ * order. open: NULL with err naming the bad item ("alias_maps: ..."),
+ * where param names the list in messages. lookup: the first map's answer;
+ * without one, *tempfail tells whether any map could not be consulted (a
+ * later map may still answer while an earlier one is unavailable). */
+struct pt_list;
+struct pt_map_list;
+struct pt_map_list *pt_map_list_open(const struct pt_list *specs, enum pt_map_format fmt, const char *param,
+                                     char *err, size_t errlen);
+void pt_map_list_close(struct pt_map_list *l);
+char *pt_map_list_lookup(struct pt_map_list *l, const char *key, int *tempfail, uid_t *owner);
+size_t pt_map_list_count(const struct pt_map_list *l);
+struct pt_map *pt_map_list_get(const struct pt_map_list *l, size_t i);
+
 #endif

@@ -25,8 +25,7 @@ char *alias_include_text(const char *text, size_t len);
 
 /* ---- expansion: alias_expand.c ---- */
 struct alias_conf {
-	struct pt_map **maps;         /* alias_maps, in order */
-	size_t nmaps;
+	struct pt_map_list *maps;     /* alias_maps, in order */
 	char delim[16];               /* recipient_delimiter characters */
 	unsigned command_time_limit;  /* seconds */
 	uid_t privs_uid;              /* default_privs, used when still root */

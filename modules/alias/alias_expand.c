@@ -35,16 +35,9 @@ static int
 alias_lookup_one(const struct alias_conf *conf, const char *name, char **value, uid_t *owner)
 {
 	int temp = 0;
-	for (size_t i = 0; i < conf->nmaps; i++) {
-		int tf = 0;
-		char *v = pt_map_lookup(conf->maps[i], name, &tf, owner);
-		if (v) {
-			*value = v;
-			return 1;
-		}
-		if (tf)
-			temp = 1;     /* a later map may still answer; Postfix defers */
-	}
+	*value = pt_map_list_lookup(conf->maps, name, &temp, owner);
+	if (*value)
+		return 1;
 	return temp ? -1 : 0;
 }
 

@@ -29,9 +29,7 @@ alias_conf_free(struct alias_conf *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nmaps; i++)
-		pt_map_close(c->maps[i]);
-	free(c->maps);
+	pt_map_list_close(c->maps);
 	free(c);
 }
 
@@ -39,21 +37,16 @@ static struct alias_conf *
 alias_conf_build(const struct pt_config *conf)
 {
 	struct alias_conf *c = calloc(1, sizeof(*c));
-	const struct pt_list *l = pt_conf_list(conf, "alias_maps");
-	if (!c || !(c->maps = calloc(l->n ? l->n : 1, sizeof(*c->maps)))) {
-		free(c);
+	char err[400];
+	if (!c) {
 		pt_error("alias: out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; i < l->n; i++) {
-		char err[300];
-		struct pt_map *m = pt_map_open(l->v[i], PT_MAP_ALIASES, err, sizeof(err));
-		if (!m) {
-			pt_error("alias_maps: %s", err);
-			alias_conf_free(c);
-			return NULL;
-		}
-		c->maps[c->nmaps++] = m;
+	c->maps = pt_map_list_open(pt_conf_list(conf, "alias_maps"), PT_MAP_ALIASES, "alias_maps", err, sizeof(err));
+	if (!c->maps) {
+		pt_error("%s", err);
+		free(c);
+		return NULL;
 	}
 	snprintf(c->delim, sizeof(c->delim), "%s", pt_conf_str(conf, "recipient_delimiter"));
 	c->command_time_limit = (unsigned)pt_conf_int(conf, "command_time_limit");

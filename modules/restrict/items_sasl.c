@@ -37,39 +37,29 @@ restrict_login_maps_open(struct restrict_setup *s, const struct pt_config *c, in
 			}
 	if (n == 0)
 		return 0;
-	s->login_maps = calloc(n, sizeof *s->login_maps);
-	if (s->login_maps == NULL) {
-		pt_conf_error(c, "smtpd_sender_login_maps", "out of memory");
-		return -1;
-	}
 	for (size_t i = 0; i < n; i++) {
 		char path[1024], why[256];
 		if (pt_map_spec_path(l->v[i], path, sizeof path, why, sizeof why) < 0) {
 			pt_conf_error(c, "smtpd_sender_login_maps", "%s", why);
 			errors++;
-			continue;
 		}
-		if (!open_resources)
-			continue;
-		struct pt_map *m = pt_map_open(l->v[i], PT_MAP_KEY_VALUE, why, sizeof why);
-		if (m == NULL) {
-			pt_conf_error(c, "smtpd_sender_login_maps", "%s: %s", l->v[i], why);
-			errors++;
-			continue;
-		}
-		s->login_maps[s->nlogin_maps++] = m;
 	}
-	return errors ? -1 : 0;
+	if (errors || !open_resources)
+		return errors ? -1 : 0;
+	char why[400];
+	s->login_maps = pt_map_list_open(l, PT_MAP_KEY_VALUE, "smtpd_sender_login_maps", why, sizeof why);
+	if (s->login_maps == NULL) {
+		pt_conf_error(c, "smtpd_sender_login_maps", "%s", why);
+		return -1;
+	}
+	return 0;
 }
 
 void
 restrict_login_maps_close(struct restrict_setup *s)
 {
-	for (size_t i = 0; i < s->nlogin_maps; i++)
-		pt_map_close(s->login_maps[i]);
-	free(s->login_maps);
+	pt_map_list_close(s->login_maps);
 	s->login_maps = NULL;
-	s->nlogin_maps = 0;
 }
 
 /* The owners listed for sender: 1 (malloc'd value in *owners), 0 none,
@@ -99,17 +89,16 @@ find_owners(const struct restrict_setup *s, const char *sender, char **owners)
 		RS_SNPRINTF(keys[nkeys], "%s", local);
 		nkeys++;
 	}
-	for (int k = 0; k < nkeys; k++)
-		for (size_t i = 0; i < s->nlogin_maps; i++) {
-			int tempfail = 0;
-			char *v = pt_map_lookup(s->login_maps[i], keys[k], &tempfail, NULL);
-			if (v) {
-				*owners = v;
-				return 1;
-			}
-			if (tempfail)
-				return -1;
+	for (int k = 0; k < nkeys; k++) {
+		int tempfail = 0;
+		char *v = pt_map_list_lookup(s->login_maps, keys[k], &tempfail, NULL);
+		if (v) {
+			*owners = v;
+			return 1;
 		}
+		if (tempfail)
+			return -1;
+	}
 	return 0;
 }
 

@@ -116,8 +116,7 @@ struct restrict_setup {
 	int delay_reject;
 	int reject_unlisted_recipient;
 	int style_warning;            /* mynetworks named a style */
-	struct pt_map **login_maps;   /* smtpd_sender_login_maps (items_sasl.c) */
-	size_t nlogin_maps;
+	struct pt_map_list *login_maps; /* smtpd_sender_login_maps (items_sasl.c) */
 };
 /* Parse one restriction list value. Unknown items and missing arguments
  * are errors (0 / -1 with err). open_resources: open maps and Lua policies

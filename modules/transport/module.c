@@ -87,9 +87,7 @@ transport_conf_free(struct transport_conf *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nmaps; i++)
-		pt_map_close(c->maps[i]);
-	free(c->maps);
+	pt_map_list_close(c->maps);
 	free(c);
 }
 
@@ -97,21 +95,17 @@ static struct transport_conf *
 transport_conf_build(const struct pt_config *conf)
 {
 	struct transport_conf *c = calloc(1, sizeof(*c));
-	const struct pt_list *l = pt_conf_list(conf, "transport_maps");
-	if (!c || !(c->maps = calloc(l->n ? l->n : 1, sizeof(*c->maps)))) {
-		free(c);
+	char err[400];
+	if (!c) {
 		pt_error("transport: out of memory");
 		return NULL;
 	}
-	for (size_t i = 0; i < l->n; i++) {
-		char err[300];
-		struct pt_map *m = pt_map_open(l->v[i], PT_MAP_KEY_VALUE, err, sizeof(err));
-		if (!m) {
-			pt_error("transport_maps: %s", err);
-			transport_conf_free(c);
-			return NULL;
-		}
-		c->maps[c->nmaps++] = m;
+	c->maps = pt_map_list_open(pt_conf_list(conf, "transport_maps"), PT_MAP_KEY_VALUE, "transport_maps", err,
+	                           sizeof(err));
+	if (!c->maps) {
+		pt_error("%s", err);
+		free(c);
+		return NULL;
 	}
 	snprintf(c->default_transport, sizeof(c->default_transport), "%s",
 	         pt_conf_str(conf, "default_transport"));

@@ -9,8 +9,7 @@
 #include "postern/services.h"
 
 struct transport_conf {
-	struct pt_map **maps;         /* transport_maps, in order */
-	size_t nmaps;
+	struct pt_map_list *maps;     /* transport_maps, in order */
 	char default_transport[300];  /* "smtp", "error", "smtp:[relay]:25" */
 	char relay_transport[300];    /* for relay_domains */
 	char relayhost[256];          /* "" = the recipient domain (MX) */

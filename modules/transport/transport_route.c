@@ -187,15 +187,9 @@ static int
 route_lookup(const struct transport_conf *c, const char *key, char **value)
 {
 	int temp = 0;
-	for (size_t i = 0; i < c->nmaps; i++) {
-		int tf = 0;
-		char *v = pt_map_lookup(c->maps[i], key, &tf, NULL);
-		if (v) {
-			*value = v;
-			return 1;
-		}
-		temp |= tf;
-	}
+	*value = pt_map_list_lookup(c->maps, key, &temp, NULL);
+	if (*value)
+		return 1;
 	return temp ? -1 : 0;
 }
 

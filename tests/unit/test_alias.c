@@ -60,17 +60,25 @@ write_file(const char *name, const char *text, char *path, size_t pathlen)
 	assert_int_equal(rename(tmp, path), 0);
 }
 
+static struct pt_map_list *
+one_map(const char *spec)
+{
+	char *v[1] = { (char *)spec };
+	struct pt_list l = { 1, v };
+	char err[256];
+	struct pt_map_list *ml = pt_map_list_open(&l, PT_MAP_ALIASES, "alias_maps", err, sizeof(err));
+	assert_non_null(ml);
+	return ml;
+}
+
 static struct alias_conf *
 make_conf(const char *aliases_text, const char *delim)
 {
-	char path[400], spec[410], err[256];
+	char path[400], spec[410];
 	write_file("aliases", aliases_text, path, sizeof(path));
 	snprintf(spec, sizeof(spec), "hash:%s", path);
 	struct alias_conf *c = calloc(1, sizeof(*c));
-	c->maps = calloc(1, sizeof(*c->maps));
-	c->maps[0] = pt_map_open(spec, PT_MAP_ALIASES, err, sizeof(err));
-	assert_non_null(c->maps[0]);
-	c->nmaps = 1;
+	c->maps = one_map(spec);
 	snprintf(c->delim, sizeof(c->delim), "%s", delim ? delim : "");
 	c->command_time_limit = 10;
 	c->privs_uid = 65534;
@@ -81,9 +89,7 @@ make_conf(const char *aliases_text, const char *delim)
 static void
 free_conf(struct alias_conf *c)
 {
-	for (size_t i = 0; i < c->nmaps; i++)
-		pt_map_close(c->maps[i]);
-	free(c->maps);
+	pt_map_list_close(c->maps);
 	free(c);
 }
 
@@ -402,8 +408,8 @@ test_special_destinations_and_include(void **state)
 		assert_int_equal(expand(c, "members", &g, &st), 1);
 		assert_string_equal(g.item[0], "A:alice");
 		/* the same for the alias file itself */
-		assert_int_equal(chown(pt_map_path(c->maps[0]), 65534, 65534), 0);
-		assert_int_equal(pt_map_refresh(c->maps[0]), 1);
+		assert_int_equal(chown(pt_map_path(pt_map_list_get(c->maps, 0)), 65534, 65534), 0);
+		assert_int_equal(pt_map_refresh(pt_map_list_get(c->maps, 0)), 1);
 		assert_int_equal(expand(c, "archive", &g, &st), -2);
 		assert_string_equal(st.dsn, "5.7.1");
 		assert_string_equal(st.text, "mail to file /var/spool/archive.mbox is restricted "
@@ -421,18 +427,16 @@ static void
 test_unavailable_map_is_temporary(void **state)
 {
 	(void)state;
-	char spec[400], err[256];
+	char spec[400];
 	snprintf(spec, sizeof(spec), "hash:%s/not-there", tmpdir);
 	struct alias_conf c = { 0 };
-	struct pt_map *m = pt_map_open(spec, PT_MAP_ALIASES, err, sizeof(err));
-	c.maps = &m;
-	c.nmaps = 1;
+	c.maps = one_map(spec);
 	struct got g;
 	struct pt_status st;
 	assert_int_equal(expand(&c, "sysadmin", &g, &st), -1);
 	assert_int_equal(st.code, 451);
 	assert_int_equal(alias_exists(&c, "sysadmin"), -1);
-	pt_map_close(m);
+	pt_map_list_close(c.maps);
 }
 
 /* ---- delivery to /file and |command ---- */

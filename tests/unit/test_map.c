@@ -15,6 +15,7 @@
 
 #include "log_int.h"
 #include "map.h"
+#include "postern/config.h"
 
 static char tmpdir[256];
 
@@ -341,6 +342,49 @@ test_missing_file_is_temporary(void **state)
 	unlink(path);
 }
 
+/* A list of maps answers from the first that has the key; an unreadable
+ * map makes a miss temporary but does not hide a later map's answer. */
+static void
+test_map_list_order_and_tempfail(void **state)
+{
+	(void)state;
+	char p1[300], p2[300], s1[310], s2[310], s3[310], err[400];
+	snprintf(p1, sizeof(p1), "%s/list-one", tmpdir);
+	snprintf(p2, sizeof(p2), "%s/list-two", tmpdir);
+	write_file(p1, "a first\n");
+	write_file(p2, "a second\nb only-two\n");
+	snprintf(s1, sizeof(s1), "hash:%s", p1);
+	snprintf(s2, sizeof(s2), "hash:%s", p2);
+	snprintf(s3, sizeof(s3), "hash:%s/list-missing", tmpdir);
+	char *v3[] = { s1, s3, s2 };
+	struct pt_list specs = { 3, v3 };
+	struct pt_map_list *l = pt_map_list_open(&specs, PT_MAP_KEY_VALUE, "transport_maps", err, sizeof(err));
+	assert_non_null(l);
+	assert_int_equal(pt_map_list_count(l), 3);
+	assert_string_equal(pt_map_path(pt_map_list_get(l, 2)), p2);
+	assert_null(pt_map_list_get(l, 3));
+	int tf = 1;
+	char *v = pt_map_list_lookup(l, "A", &tf, NULL);
+	assert_string_equal(v, "first");
+	assert_int_equal(tf, 0);
+	free(v);
+	v = pt_map_list_lookup(l, "b", &tf, NULL);
+	assert_string_equal(v, "only-two");
+	assert_int_equal(tf, 0);
+	free(v);
+	assert_null(pt_map_list_lookup(l, "c", &tf, NULL));
+	assert_int_equal(tf, 1); /* the missing file might have had it */
+	pt_map_list_close(l);
+
+	char bad[] = "nosuchtype:/x";
+	char *vb[] = { s1, bad };
+	struct pt_list badspecs = { 2, vb };
+	assert_null(pt_map_list_open(&badspecs, PT_MAP_KEY_VALUE, "alias_maps", err, sizeof(err)));
+	assert_non_null(strstr(err, "alias_maps: "));
+	unlink(p1);
+	unlink(p2);
+}
+
 static void
 test_check_counts(void **state)
 {
@@ -439,6 +483,7 @@ main(void)
 		cmocka_unit_test(test_spec_parsing),
 		cmocka_unit_test(test_live_map_reload),
 		cmocka_unit_test(test_missing_file_is_temporary),
+		cmocka_unit_test(test_map_list_order_and_tempfail),
 		cmocka_unit_test(test_check_counts),
 		cmocka_unit_test(test_million_entries),
 	};

@@ -18,22 +18,33 @@
 static char tmpdir[256];
 static struct pt_config *conf;
 
+/* A list of one map (spec) or of none (NULL). */
+static struct pt_map_list *
+one_map(const char *spec)
+{
+	char *v[1] = { (char *)spec };
+	struct pt_list l = { spec ? 1 : 0, v };
+	char err[256];
+	struct pt_map_list *ml = pt_map_list_open(&l, PT_MAP_KEY_VALUE, "transport_maps", err, sizeof(err));
+	assert_non_null(ml);
+	return ml;
+}
+
 static struct transport_conf *
 make_conf(const char *map_text)
 {
 	struct transport_conf *c = calloc(1, sizeof(*c));
-	c->maps = calloc(1, sizeof(*c->maps));
 	if (map_text) {
-		char path[400], spec[410], err[256];
+		char path[400], spec[410];
 		snprintf(path, sizeof(path), "%s/transport", tmpdir);
 		FILE *f = fopen(path, "w");
 		assert_non_null(f);
 		fputs(map_text, f);
 		fclose(f);
 		snprintf(spec, sizeof(spec), "hash:%s", path);
-		c->maps[0] = pt_map_open(spec, PT_MAP_KEY_VALUE, err, sizeof(err));
-		assert_non_null(c->maps[0]);
-		c->nmaps = 1;
+		c->maps = one_map(spec);
+	} else {
+		c->maps = one_map(NULL);
 	}
 	strcpy(c->default_transport, "smtp");
 	strcpy(c->relay_transport, "relay");
@@ -43,9 +54,7 @@ make_conf(const char *map_text)
 static void
 free_conf(struct transport_conf *c)
 {
-	for (size_t i = 0; i < c->nmaps; i++)
-		pt_map_close(c->maps[i]);
-	free(c->maps);
+	pt_map_list_close(c->maps);
 	free(c);
 }
 
@@ -245,10 +254,10 @@ test_map_unavailable_defers(void **state)
 {
 	(void)state;
 	struct transport_conf *c = make_conf(NULL);
-	char spec[400], err[256];
+	char spec[400];
 	snprintf(spec, sizeof(spec), "hash:%s/none", tmpdir);
-	c->maps[0] = pt_map_open(spec, PT_MAP_KEY_VALUE, err, sizeof(err));
-	c->nmaps = 1;
+	pt_map_list_close(c->maps);
+	c->maps = one_map(spec);
 	struct pt_route r = route(c, "x@other.test", -1);
 	assert_int_equal(r.kind, PT_ROUTE_RETRY);
 	assert_string_equal(r.text, "4.3.0 transport table lookup failure");
