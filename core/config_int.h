@@ -44,6 +44,10 @@ const char *pt_config_error(const struct pt_config *c, int i);
  * "postern: unknown parameter NAME" on stderr, returns 1). */
 int pt_config_dump(const struct pt_config *c, FILE *out, int only_set, char **names, int nnames);
 
+/* `postern config -d`: declared default and doc of each parameter (names:
+ * only these); markdown: the reference tables of docs/CONFIG.md. */
+int pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, int nnames);
+
 /* Owner of a declared parameter ("core" or module name), or NULL. */
 const char *pt_config_owner(const struct pt_config *c, const char *name);
 

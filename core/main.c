@@ -22,6 +22,7 @@ usage(FILE *out)
 	      "  run                 run the server in the foreground (SIGHUP reloads, SIGTERM stops)\n"
 	      "  check               validate config, modules, maps and policies (exit 1 on errors)\n"
 	      "  config [-n] [NAME...]  print effective parameter values (-n: only those set)\n"
+	      "  config -d [NAME...]  print each parameter's default and meaning\n"
 	      "  reload | stop       signal the running server\n"
 	      "  queue list|flush|delete ID   manage the mail queue (mailq = queue list)\n"
 	      "  sendmail [FLAGS] [RCPT...]   sendmail-compatible mail submission\n"
@@ -94,11 +95,15 @@ pt_cmd_check(const char *conf, int argc, char **argv)
 int
 pt_cmd_config(const char *conf, int argc, char **argv)
 {
-	int only_set = 0;
+	int only_set = 0, doc = 0;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-n") == 0)
 			only_set = 1;
+		else if (strcmp(argv[i], "-d") == 0)
+			doc = 1;
+		else if (strcmp(argv[i], "--markdown") == 0)
+			doc = 2;
 		else if (strcmp(argv[i], "--") == 0) {
 			i++;
 			break;
@@ -114,7 +119,8 @@ pt_cmd_config(const char *conf, int argc, char **argv)
 		pt_config_free(c);
 		return 1;
 	}
-	int rc = pt_config_dump(c, stdout, only_set, argv + i, argc - i);
+	int rc = doc ? pt_config_doc(c, stdout, doc == 2, argv + i, argc - i)
+	             : pt_config_dump(c, stdout, only_set, argv + i, argc - i);
 	pt_config_free(c);
 	return rc;
 }

@@ -50,5 +50,25 @@ class SampleConfigTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr.decode())
 
 
+class ReferenceDocTest(unittest.TestCase):
+    def test_config_reference_is_current(self):
+        """docs/CONFIG.md is generated from the parameter tables; a new or
+        changed parameter must come with the regenerated file."""
+        r = subprocess.run([os.path.join(SRC, "scripts", "gen-config-doc.sh"), BIN], capture_output=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        with open(os.path.join(SRC, "docs", "CONFIG.md")) as f:
+            committed = f.read()
+        self.assertEqual(committed, r.stdout.decode(),
+                         "docs/CONFIG.md is stale: run scripts/gen-config-doc.sh build/bin/postern > docs/CONFIG.md")
+
+    def test_doc_of_one_parameter(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as empty:
+            r = subprocess.run([BIN, "config", "-d", "-c", empty.name, "message_size_limit"], capture_output=True,
+                               timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertTrue(r.stdout.decode().startswith("message_size_limit = 10240000\t# (core) "))
+
+
 if __name__ == "__main__":
     unittest.main()

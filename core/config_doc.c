@@ -1,0 +1,73 @@
+/* `postern config -d`: every declared parameter with its owner, declared
+ * default and one-line doc — the config reference, generated from the
+ * tables so it cannot drift from the code. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_priv.h"
+
+static int
+by_owner_then_name(const void *a, const void *b)
+{
+	const struct pt_cfg_slot *x = *(const struct pt_cfg_slot *const *)a;
+	const struct pt_cfg_slot *y = *(const struct pt_cfg_slot *const *)b;
+	int core_x = strcmp(x->owner, "core") == 0, core_y = strcmp(y->owner, "core") == 0;
+	if (core_x != core_y)
+		return core_y - core_x;
+	int o = strcmp(x->owner, y->owner);
+	return o ? o : strcmp(x->name, y->name);
+}
+
+/* markdown: one table per owner; otherwise "name = default  # (owner) doc". */
+int
+pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, int nnames)
+{
+	const struct pt_cfg_slot **v = calloc(c->nslots + 1, sizeof *v);
+	size_t n = 0;
+	int rc = 0;
+	if (v == NULL)
+		return 1;
+	if (names && nnames > 0) {
+		for (int i = 0; i < nnames; i++) {
+			const struct pt_cfg_slot *s = pt_cfg_find(c, names[i]);
+			if (s == NULL || s->decl == NULL) {
+				fprintf(stderr, "postern: unknown parameter \"%s\"\n", names[i]);
+				rc = 1;
+				continue;
+			}
+			v[n++] = s;
+		}
+	} else {
+		for (size_t i = 0; i < c->nslots; i++)
+			if (c->slots[i].decl != NULL)
+				v[n++] = &c->slots[i];
+		qsort(v, n, sizeof *v, by_owner_then_name);
+	}
+	const char *owner = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct pt_cfg_slot *s = v[i];
+		const char *def = s->decl->def ? s->decl->def : "";
+		const char *doc = s->decl->doc ? s->decl->doc : "";
+		if (!markdown) {
+			fprintf(out, "%s = %s\t# (%s) %s\n", s->name, def, s->owner, doc);
+			continue;
+		}
+		if (owner == NULL || strcmp(owner, s->owner) != 0) {
+			owner = s->owner;
+			fprintf(out, "%s### %s%s\n\n| parameter | default | meaning |\n| --- | --- | --- |\n",
+			        i ? "\n" : "", strcmp(owner, "core") == 0 ? "core" : "module ", 
+			        strcmp(owner, "core") == 0 ? "" : owner);
+		}
+		fprintf(out, "| `%s` | ", s->name);
+		/* A table cell: pipes escaped, no line breaks. */
+		for (const char *p = def; *p; p++)
+			fputs(*p == '|' ? "\\|" : *p == '\n' ? " " : (char[2]){ *p, 0 }, out);
+		fputs(" | ", out);
+		for (const char *p = doc; *p; p++)
+			fputs(*p == '|' ? "\\|" : *p == '\n' ? " " : (char[2]){ *p, 0 }, out);
+		fputs(" |\n", out);
+	}
+	free(v);
+	return rc;
+}
