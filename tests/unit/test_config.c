@@ -876,7 +876,8 @@ dies_with_abort(void (*fn)(const struct pt_config *), const struct pt_config *c)
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		freopen("/dev/null", "w", stderr);
+		if (freopen("/dev/null", "w", stderr) == NULL)
+			_exit(2);
 		fn(c);
 		_exit(0);
 	}
