@@ -3,6 +3,7 @@ with a throwaway config, state directory and free ports, and stops it by
 pid. Run as root, the daemon runs rootless as `nobody` by default (the
 mode tests mostly want); Server(as_root=True) runs it privilege-separated.
 """
+import atexit
 import os
 import pwd
 import grp
@@ -19,6 +20,44 @@ BIN = os.environ.get("POSTERN_BIN") or os.path.join(SRC, "build", "bin", "poster
 MODULES = os.environ.get("POSTERN_MODULES") or os.path.join(os.path.dirname(BIN), "..", "modules")
 TESTMODS = os.environ.get("POSTERN_TESTMODS") or os.path.join(os.path.dirname(BIN), "..", "testmods")
 SANITIZE = os.environ.get("POSTERN_SANITIZE", "0") in ("1", "ON", "TRUE", "true")
+
+def _world_reachable(path):
+    """Can an unprivileged user (the daemon runs as nobody) read path?"""
+    path = os.path.abspath(path)
+    d = os.path.dirname(path)
+    while d and d != "/":
+        if not os.stat(d).st_mode & 0o001:
+            return False
+        d = os.path.dirname(d)
+    return True
+
+
+def _shareable_build():
+    """A clone under /root is out of nobody's reach: run a copy of the
+    binary and modules from a world-readable directory instead."""
+    global BIN, MODULES, TESTMODS
+    if os.geteuid() != 0 or _world_reachable(BIN):
+        return
+    # One copy per test process: ctest runs several at once, and a binary
+    # cannot be rewritten while another test's daemon runs it.
+    d = tempfile.mkdtemp(prefix="postern-build-")
+    atexit.register(shutil.rmtree, d, True)
+    for sub in ("bin", "modules", "testmods"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    shutil.copy2(BIN, os.path.join(d, "bin", "postern"))
+    for src, sub in ((MODULES, "modules"), (TESTMODS, "testmods")):
+        if os.path.isdir(src):
+            for f in os.listdir(src):
+                if f.endswith(".so"):
+                    shutil.copy2(os.path.join(src, f), os.path.join(d, sub, f))
+    for root, dirs, files in os.walk(d):
+        os.chmod(root, 0o755)
+    BIN = os.path.join(d, "bin", "postern")
+    MODULES = os.path.join(d, "modules")
+    TESTMODS = os.path.join(d, "testmods")
+
+
+_shareable_build()
 
 # How long the daemon may take to come up (ASan builds are slower).
 START_TIMEOUT = 30 if SANITIZE else 10
