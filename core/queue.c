@@ -52,6 +52,11 @@ struct qmsg {
 	int have_bounce;
 	struct pt_qfile *fwd;         /* copies for remote alias targets */
 	size_t nfwd;
+	/* Inline delivery in which every recipient failed for good: the
+	 * client hears the failure at DATA instead of a bounce later. */
+	int may_refuse;               /* an SMTP client waits on the answer */
+	int refused;
+	struct pt_status refusal;
 	int keep;                     /* recipients remain: file rewritten */
 	int store_failed;
 	unsigned dirs;                /* subdirectories to fsync */
@@ -695,6 +700,22 @@ relay_done(void *arg)
 		attempt_finish(m);
 }
 
+static int next_may_refuse;
+
+/* An attempt for a message an SMTP client is waiting on. */
+static void
+pt_qmsg_attempt_smtp(struct pt_qfile *q, pt_qmsg_done_fn *done, void *arg)
+{
+	next_may_refuse = 1;
+	pt_qmsg_attempt(q, NULL, done, arg);
+	next_may_refuse = 0;
+}
+
+static void prestore_work(void *arg);
+static void prestore_done(void *arg);
+static void attempt_dispatch(struct qmsg *m);
+static void message_complete(struct qmsg *m);
+
 void
 pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, void *arg)
 {
@@ -715,6 +736,7 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, vo
 	m->where = where;
 	m->done = done;
 	m->done_arg = arg;
+	m->may_refuse = next_may_refuse;
 	m->next_inflight = inflight;
 	inflight = m;
 	pt_qs.inflight++;
@@ -724,6 +746,50 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, vo
 		m->t_before = 0;
 
 	resolve_all(m);
+	if (m->relay && !m->where && m->done) {
+		/* A remote server may take minutes: the message is made durable
+		 * and acknowledged first, then relayed (as Postfix queues). */
+		if (pt_work_submit(pt_qs.loop, prestore_work, prestore_done, m) != 0) {
+			prestore_work(m);
+			prestore_done(m);
+		}
+		return;
+	}
+	attempt_dispatch(m);
+}
+
+static void
+prestore_work(void *arg)
+{
+	struct qmsg *m = arg;
+	if (pt_qfile_store(pt_qs.qdir, PT_QDIR_ACTIVE, &m->q) != 0 || pt_qdir_sync(pt_qs.qdir, PT_QDIR_ACTIVE) != 0) {
+		pt_error("%s: queue file write error: %s", m->q.id, strerror(errno));
+		m->store_failed = 1;
+	}
+}
+
+static void
+prestore_done(void *arg)
+{
+	struct qmsg *m = arg;
+	if (m->store_failed) {
+		message_complete(m);
+		return;
+	}
+	struct pt_status st;
+	memset(&st, 0, sizeof st);
+	snprintf(st.dsn, sizeof st.dsn, "2.0.0");
+	done_later(m->done, m->done_arg, &st, m->q.id);
+	m->done = NULL;
+	m->where = PT_QDIR_ACTIVE;
+	attempt_dispatch(m);
+}
+
+/* Send the resolved targets on their way: the SMTP client for relayed
+ * recipients, the delivery agent for the rest. */
+static void
+attempt_dispatch(struct qmsg *m)
+{
 	if (m->relay) {
 		struct pt_relay_msg rm = { .queue_id = m->q.id, .sender = m->q.sender, .data = m->q.data,
 			.len = m->q.len, .arrival = m->q.arrival };
@@ -933,6 +999,7 @@ attempt_finish(struct qmsg *m)
 	}
 	make_forwards(m);
 
+	size_t settled = 0; /* delivered, forwarded or deferred: not a refusal */
 	for (size_t i = 0; i < nrcpt; i++) {
 		struct pt_qrcpt *r = &old[i];
 		if (r->state != PT_QRCPT_PENDING && r->state != PT_QRCPT_RESOLVED)
@@ -953,6 +1020,8 @@ attempt_finish(struct qmsg *m)
 				requeue_orig = 1;
 				why = st;
 			}
+			if (st->code < 500)
+				settled++;
 		}
 		for (size_t k = 0; k < m->nt; k++) {
 			struct target *t = &m->t[k];
@@ -961,6 +1030,8 @@ attempt_finish(struct qmsg *m)
 			if (pt_qs.soft_bounce && t->st.code >= 500)
 				t->st.code = 450;
 			log_result(m, t->final, orig, &t->st, "local");
+			if (t->st.code < 500)
+				settled++;
 			if (t->st.code >= 500 || (t->st.code >= 400 && expired)) {
 				rlist_add(&failed, t->final, orig, &t->st);
 			} else if (t->st.code >= 400) {
@@ -989,7 +1060,19 @@ attempt_finish(struct qmsg *m)
 		}
 	}
 
-	if (failed.n) {
+	int all_full = failed.n > 0;
+	for (size_t i = 0; i < failed.n; i++)
+		if (strcmp(failed.v[i].dsn, "5.2.2") != 0)
+			all_full = 0;
+	if (all_full && m->may_refuse && !m->where && m->done && settled == 0 && nkeep == 0) {
+		/* Every mailbox was full and nothing else happened: with the
+		 * client still on the line, refuse at DATA (552 5.2.2) rather
+		 * than bounce. Other failures bounce, as Postfix's. */
+		m->refused = 1;
+		pt_status_set(&m->refusal, 552, "5.2.2", "<%s>: Mailbox full (%s)", failed.v[0].address, failed.v[0].text);
+		pt_log_as("qmgr", PT_LOG_INFO, "%s: refused at end of data: %d %s %s", m->q.id, m->refusal.code,
+		          m->refusal.dsn, m->refusal.text);
+	} else if (failed.n) {
 		if (!m->q.sender[0])
 			pt_log_as("bounce", PT_LOG_WARNING, "%s: undeliverable notification to <> discarded (double bounce)",
 			          m->q.id);
@@ -1165,6 +1248,10 @@ message_complete(struct qmsg *m)
 		/* Keep what is on disk as it was: the next run retries it. */
 		if (m->where)
 			pt_qmgr_note(m->q.id, m->where, time(NULL) + pt_qs.min_backoff);
+	} else if (m->refused) {
+		st = m->refusal;
+		pt_qmgr_forget(m->q.id);
+		pt_log_as("qmgr", PT_LOG_INFO, "%s: removed", m->q.id);
 	} else {
 		snprintf(st.dsn, sizeof st.dsn, "2.0.0");
 		if (m->keep) {
@@ -1246,7 +1333,7 @@ pt_queue_submit(struct pt_loop *loop, const char *queue_id, const struct pt_enve
 	}
 	pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender, q.len,
 	          q.nrcpt);
-	pt_qmsg_attempt(&q, NULL, done, arg);
+	pt_qmsg_attempt_smtp(&q, done, arg);
 	return 0;
 oom:
 	pt_qfile_free(&q);

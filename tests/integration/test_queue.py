@@ -93,13 +93,33 @@ class QueueTest(ServerTestCase, unittest.TestCase):
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.decode().strip().splitlines()), 1)
 
+    def test_full_mailbox_refused_at_data_when_delivered_inline(self):
+        big = ("x" * 70 + "\n") * 900  # over mailbox_size_limit = 40000
+        with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=60) as c:
+            c.ehlo("client.example.com.ar")
+            with self.assertRaises(smtplib.SMTPDataError) as e:
+                c.sendmail("alice@example.com.ar", ["bob@example.com.ar"],
+                           ("Subject: too big\r\n\r\n" + big).encode())
+            self.assertEqual(e.exception.smtp_code, 552)
+            self.assertTrue(e.exception.smtp_error.startswith(b"5.2.2 <bob@example.com.ar>: Mailbox full"),
+                            e.exception.smtp_error)
+            self.assertEqual(c.noop()[0], 250)  # the session goes on
+        time.sleep(0.5)
+        self.assertEqual(self.server.messages("bob"), [])
+        self.assertEqual(self.server.messages("alice"), [])  # no bounce: the client was told
+        self.assertEqual(os.path.getsize(self.server.mbox_path("bob")) if os.path.exists(self.server.mbox_path("bob"))
+                         else 0, 0)
+
     def test_bounce_reaches_sender_mailbox(self):
         # Over mailbox_size_limit, and over the 50000 bytes a bounce quotes
-        # in full (so the notice itself fits).
+        # in full (so the notice itself fits). Submitted with sendmail, no
+        # client waits on the outcome, so the full mailbox bounces.
         big = ("x" * 70 + "\n") * 900
-        code, text = send(self.server, "alice@example.com.ar", ["bob@example.com.ar"], big, subject="too big")
-        self.assertEqual(code, 250)
-        qid = queue_id(text)
+        r = self.server.cmd("sendmail", "-f", "alice@example.com.ar", "bob@example.com.ar",
+                            input=("Subject: too big\n\n" + big).encode(), as_daemon_user=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        qid = wait_for(lambda: re.search(r"([0-9A-F]+): to=<bob@example.com.ar>, .*status=bounced", self.server.log()),
+                       20, what="bounce of the big message").group(1)
         msgs = self.server.wait_messages("alice", 1)
         b = msgs[0]
         self.assertEqual(b["Subject"], "Undelivered Mail Returned to Sender")
@@ -124,7 +144,7 @@ class QueueTest(ServerTestCase, unittest.TestCase):
                "Subject: looped\r\n\r\nround and round\r\n")
         with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=60) as c:
             c.ehlo("client.example.com.ar")
-            code, text = c.sendmail("carol@example.com.ar", ["sysadmin@example.com.ar"], msg.encode()) or (250, b"")
+            self.assertEqual(c.sendmail("carol@example.com.ar", ["sysadmin@example.com.ar"], msg.encode()), {})
         bounce = self.server.wait_messages("carol", 1)[0]
         self.assertEqual(bounce["Subject"], "Undelivered Mail Returned to Sender")
         self.assertIn("mail forwarding loop for sysadmin@example.com.ar", str(bounce))

@@ -483,6 +483,17 @@ class RelayTest(unittest.TestCase):
                              "receiving the initial server greeting)", timeout=20)
         self.assertIn("x@relay.example.com.ar", self.queue_list())
 
+    def test_client_is_answered_before_a_slow_next_hop(self):
+        # The message is durable in the queue and acknowledged first; the
+        # relay attempt runs afterwards, however long the next hop takes.
+        fake = self.fake(stall="GREETING")
+        self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % fake.port, conf="smtp_helo_timeout = 300s")
+        t0 = time.monotonic()
+        send(self.port, ["x@relay.example.com.ar"], subject="slow hop")
+        self.assertLess(time.monotonic() - t0, 30)  # not the 300 s the next hop may take
+        self.assertIn("x@relay.example.com.ar", self.queue_list())
+        wait_for(lambda: fake.connections >= 1, 10, what="relay attempt")
+
     def test_rcpt_timeout_deferred(self):
         fake = self.fake(ext=("8BITMIME",), stall="RCPT")
         self.start("relay.example.com.ar smtp:[127.0.0.1]:%d\n" % fake.port, conf="smtp_rcpt_timeout = 1s")
