@@ -7,61 +7,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include "postern/strbuf.h"
 #include "queue.h"
 
 /* Postfix's bounce_size_limit: beyond it only the headers go back. */
 #define DSN_RETURN_LIMIT 50000
-
-struct obuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-ob_put(struct obuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void __attribute__((format(printf, 2, 3)))
-ob_printf(struct obuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->oom = 1;
-		return;
-	}
-	char *tmp = malloc((size_t)n + 1);
-	if (!tmp) {
-		b->oom = 1;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(tmp, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	ob_put(b, tmp, (size_t)n);
-	free(tmp);
-}
 
 /* RFC 5322 date as Postfix writes it: "Sat, 28 Nov 2026 06:53:19 +0000 (UTC)". */
 static void
@@ -92,7 +42,7 @@ clean(const char *s)
 /* "<addr> (expanded from <orig>): text", folded like Postfix's at about
  * 76 columns with a four-space indent. */
 static void
-notice_line(struct obuf *b, const struct pt_dsn_rcpt *r)
+notice_line(struct pt_strbuf *b, const struct pt_dsn_rcpt *r)
 {
 	char *addr = clean(r->address), *orig = clean(r->orig), *text = clean(r->text);
 	char *line = NULL;
@@ -123,9 +73,9 @@ notice_line(struct obuf *b, const struct pt_dsn_rcpt *r)
 				take = width;
 		}
 		if (!first)
-			ob_put(b, "    ", 4);
-		ob_put(b, p, take);
-		ob_put(b, "\n", 1);
+			pt_strbuf_put(b, "    ", 4);
+		pt_strbuf_put(b, p, take);
+		pt_strbuf_put(b, "\n", 1);
 		p += take;
 		while (*p == ' ')
 			p++;
@@ -164,7 +114,7 @@ char *
 pt_dsn_build(const struct pt_dsn_info *in, const struct pt_dsn_rcpt *r, size_t n,
              const char *orig, size_t orig_len, size_t *len)
 {
-	struct obuf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	char now[64], arrival[64], boundary[200], marker[210], stamp[32];
 	const char *host = in->myhostname && in->myhostname[0] ? in->myhostname : "localhost";
 	const char *origin = in->mydomain_origin && in->mydomain_origin[0] ? in->mydomain_origin : host;
@@ -190,77 +140,77 @@ pt_dsn_build(const struct pt_dsn_info *in, const struct pt_dsn_rcpt *r, size_t n
 		         (long long)in->arrival, k, host);
 	}
 
-	ob_printf(&b, "Received: by %s (Postern)\n\tid %s; %s\n", host, in->bounce_id, now);
-	ob_printf(&b, "Date: %s\n", now);
-	ob_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", origin);
-	ob_printf(&b, "Subject: %s\n", delayed ? "Delayed Mail (still being retried)"
+	pt_strbuf_printf(&b, "Received: by %s (Postern)\n\tid %s; %s\n", host, in->bounce_id, now);
+	pt_strbuf_printf(&b, "Date: %s\n", now);
+	pt_strbuf_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", origin);
+	pt_strbuf_printf(&b, "Subject: %s\n", delayed ? "Delayed Mail (still being retried)"
 	                                       : "Undelivered Mail Returned to Sender");
-	ob_printf(&b, "To: %s\n", sender);
-	ob_printf(&b, "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
-	ob_printf(&b, "Content-Type: multipart/report; report-type=delivery-status;\n"
+	pt_strbuf_printf(&b, "To: %s\n", sender);
+	pt_strbuf_printf(&b, "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
+	pt_strbuf_printf(&b, "Content-Type: multipart/report; report-type=delivery-status;\n"
 	              "\tboundary=\"%s\"\n", boundary);
-	ob_printf(&b, "Content-Transfer-Encoding: 8bit\n");
-	ob_printf(&b, "Message-Id: <%s.%s@%s>\n\n", stamp, in->bounce_id, host);
-	ob_printf(&b, "This is a MIME-encapsulated message.\n\n");
+	pt_strbuf_printf(&b, "Content-Transfer-Encoding: 8bit\n");
+	pt_strbuf_printf(&b, "Message-Id: <%s.%s@%s>\n\n", stamp, in->bounce_id, host);
+	pt_strbuf_printf(&b, "This is a MIME-encapsulated message.\n\n");
 
-	ob_printf(&b, "--%s\nContent-Description: Notification\n"
+	pt_strbuf_printf(&b, "--%s\nContent-Description: Notification\n"
 	              "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n",
 	          boundary);
-	ob_printf(&b, "This is the mail system at host %s.\n\n", host);
+	pt_strbuf_printf(&b, "This is the mail system at host %s.\n\n", host);
 	if (delayed)
-		ob_printf(&b, "####################################################################\n"
+		pt_strbuf_printf(&b, "####################################################################\n"
 		              "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n"
 		              "####################################################################\n\n"
 		              "Your message could not be delivered for more than a while.\n"
 		              "It will be retried until it is too old.\n\n");
 	else
-		ob_printf(&b, "I'm sorry to have to inform you that your message could not\n"
+		pt_strbuf_printf(&b, "I'm sorry to have to inform you that your message could not\n"
 		              "be delivered to one or more recipients. It's attached below.\n\n");
-	ob_printf(&b, "For further assistance, please send mail to postmaster.\n\n"
+	pt_strbuf_printf(&b, "For further assistance, please send mail to postmaster.\n\n"
 	              "If you do so, please include this problem report. You can\n"
 	              "delete your own text from the attached returned message.\n\n"
 	              "                   The mail system\n\n");
 	for (size_t i = 0; i < n; i++)
 		notice_line(&b, &r[i]);
-	ob_printf(&b, "\n");
+	pt_strbuf_printf(&b, "\n");
 
-	ob_printf(&b, "--%s\nContent-Description: %s\nContent-Type: message/delivery-status\n\n",
+	pt_strbuf_printf(&b, "--%s\nContent-Description: %s\nContent-Type: message/delivery-status\n\n",
 	          boundary, "Delivery report");
-	ob_printf(&b, "Reporting-MTA: dns; %s\n", host);
+	pt_strbuf_printf(&b, "Reporting-MTA: dns; %s\n", host);
 	if (in->envid && in->envid[0]) {
 		char *e = clean(in->envid);
-		ob_printf(&b, "Original-Envelope-Id: %s\n", e ? e : "");
+		pt_strbuf_printf(&b, "Original-Envelope-Id: %s\n", e ? e : "");
 		free(e);
 	}
-	ob_printf(&b, "X-Postern-Queue-ID: %s\n", in->queue_id);
-	ob_printf(&b, "X-Postern-Sender: rfc822; %s\n", sender);
-	ob_printf(&b, "Arrival-Date: %s\n", arrival);
+	pt_strbuf_printf(&b, "X-Postern-Queue-ID: %s\n", in->queue_id);
+	pt_strbuf_printf(&b, "X-Postern-Sender: rfc822; %s\n", sender);
+	pt_strbuf_printf(&b, "Arrival-Date: %s\n", arrival);
 	for (size_t i = 0; i < n; i++) {
 		char *a = clean(r[i].address), *o = clean(r[i].orig), *t = clean(r[i].text);
 		const char *dsn = r[i].dsn && r[i].dsn[0] ? r[i].dsn : (r[i].delayed ? "4.0.0" : "5.0.0");
-		ob_printf(&b, "\nFinal-Recipient: rfc822; %s\n", a ? a : "");
+		pt_strbuf_printf(&b, "\nFinal-Recipient: rfc822; %s\n", a ? a : "");
 		if (r[i].orig && r[i].orig[0])
-			ob_printf(&b, "Original-Recipient: rfc822;%s\n", o ? o : "");
-		ob_printf(&b, "Action: %s\nStatus: %s\n", r[i].delayed ? "delayed" : "failed", dsn);
-		ob_printf(&b, "Diagnostic-Code: x-unix; %s\n", t ? t : "");
+			pt_strbuf_printf(&b, "Original-Recipient: rfc822;%s\n", o ? o : "");
+		pt_strbuf_printf(&b, "Action: %s\nStatus: %s\n", r[i].delayed ? "delayed" : "failed", dsn);
+		pt_strbuf_printf(&b, "Diagnostic-Code: x-unix; %s\n", t ? t : "");
 		if (!a || !o || !t)
 			b.oom = 1;
 		free(a);
 		free(o);
 		free(t);
 	}
-	ob_printf(&b, "\n");
+	pt_strbuf_printf(&b, "\n");
 
 	int headers_only = (in->ret && strcasecmp(in->ret, "HDRS") == 0) || orig_len > DSN_RETURN_LIMIT;
 	size_t ret_len = headers_only ? header_end(orig, orig_len) : orig_len;
-	ob_printf(&b, "--%s\nContent-Description: %s\nContent-Type: %s\nContent-Transfer-Encoding: 8bit\n\n",
+	pt_strbuf_printf(&b, "--%s\nContent-Description: %s\nContent-Type: %s\nContent-Transfer-Encoding: 8bit\n\n",
 	          boundary, headers_only ? "Undelivered Message Headers" : "Undelivered Message",
 	          headers_only ? "text/rfc822-headers" : "message/rfc822");
-	ob_printf(&b, "Return-Path: <%s>\n", sender);
-	ob_put(&b, orig, ret_len);
+	pt_strbuf_printf(&b, "Return-Path: <%s>\n", sender);
+	pt_strbuf_put(&b, orig, ret_len);
 	if (ret_len && orig[ret_len - 1] != '\n')
-		ob_put(&b, "\n", 1);
-	ob_printf(&b, "\n--%s--\n", boundary);
+		pt_strbuf_put(&b, "\n", 1);
+	pt_strbuf_printf(&b, "\n--%s--\n", boundary);
 	free(sender);
 	if (b.oom) {
 		free(b.p);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "postern/strbuf.h"
 #include "queue.h"
 
 /* Layout, one record per line, fields TAB-separated and %XX-escaped ("-"
@@ -26,70 +27,24 @@
 #define QF_MAGIC "POSTERN-QUEUE 1\n"
 #define QF_MAX_RCPT 100000
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-sb_put(struct sbuf *b, const void *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void
-sb_puts(struct sbuf *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
-static void __attribute__((format(printf, 2, 3)))
-sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* A field value: NULL is "-", a string is "=" and the string with every
  * byte that could end a field or a line (and '%' itself) as %XX, so any
  * address, and the empty one, survives the round trip. */
 static void
-sb_field(struct sbuf *b, const char *s)
+sb_field(struct pt_strbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	if (!s) {
-		sb_puts(b, "-");
+		pt_strbuf_puts(b, "-");
 		return;
 	}
-	sb_puts(b, "=");
+	pt_strbuf_puts(b, "=");
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p < 0x21 || *p == 0x7f || *p == '%') {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-			sb_put(b, e, 3);
+			pt_strbuf_put(b, e, 3);
 		} else {
-			sb_put(b, p, 1);
+			pt_strbuf_put(b, p, 1);
 		}
 	}
 }
@@ -108,47 +63,47 @@ fnv1a(const char *p, size_t n)
 int
 pt_qfile_encode(const struct pt_qfile *q, char **out, size_t *outlen)
 {
-	struct sbuf b = { 0 };
-	sb_puts(&b, QF_MAGIC);
-	sb_puts(&b, "I ");
-	sb_puts(&b, q->id);
-	sb_puts(&b, "\nS ");
+	struct pt_strbuf b = { 0 };
+	pt_strbuf_puts(&b, QF_MAGIC);
+	pt_strbuf_puts(&b, "I ");
+	pt_strbuf_puts(&b, q->id);
+	pt_strbuf_puts(&b, "\nS ");
 	sb_field(&b, q->sender ? q->sender : "");
-	sb_printf(&b, "\nT %" PRId64 "\nN %" PRId64 "\nA %u\nU %" PRId64 "\n", (int64_t)q->arrival,
+	pt_strbuf_printf(&b, "\nT %" PRId64 "\nN %" PRId64 "\nA %u\nU %" PRId64 "\n", (int64_t)q->arrival,
 	          (int64_t)q->next_retry, q->attempts,
 	          q->submit_uid == (uid_t)-1 ? (int64_t)-1 : (int64_t)q->submit_uid);
-	sb_puts(&b, "C ");
+	pt_strbuf_puts(&b, "C ");
 	sb_field(&b, q->client_name);
-	sb_puts(&b, "\t");
+	pt_strbuf_puts(&b, "\t");
 	sb_field(&b, q->client_address);
-	sb_puts(&b, "\t");
+	pt_strbuf_puts(&b, "\t");
 	sb_field(&b, q->helo);
-	sb_puts(&b, "\t");
+	pt_strbuf_puts(&b, "\t");
 	sb_field(&b, q->protocol);
-	sb_puts(&b, "\t");
+	pt_strbuf_puts(&b, "\t");
 	sb_field(&b, q->sasl_username);
-	sb_puts(&b, "\nE ");
+	pt_strbuf_puts(&b, "\nE ");
 	sb_field(&b, q->envid);
-	sb_puts(&b, "\t");
+	pt_strbuf_puts(&b, "\t");
 	sb_field(&b, q->ret);
-	sb_puts(&b, "\n");
+	pt_strbuf_puts(&b, "\n");
 	for (size_t i = 0; i < q->nrcpt; i++) {
 		const struct pt_qrcpt *r = &q->rcpt[i];
-		sb_printf(&b, "R %d\t", r->state);
+		pt_strbuf_printf(&b, "R %d\t", r->state);
 		sb_field(&b, r->dsn[0] ? r->dsn : NULL);
-		sb_puts(&b, "\t");
+		pt_strbuf_puts(&b, "\t");
 		sb_field(&b, r->address);
-		sb_puts(&b, "\t");
+		pt_strbuf_puts(&b, "\t");
 		sb_field(&b, r->orig);
-		sb_puts(&b, "\t");
+		pt_strbuf_puts(&b, "\t");
 		sb_field(&b, r->notify);
-		sb_puts(&b, "\t");
+		pt_strbuf_puts(&b, "\t");
 		sb_field(&b, r->reason);
-		sb_puts(&b, "\n");
+		pt_strbuf_puts(&b, "\n");
 	}
-	sb_printf(&b, "M %zu\n", q->len);
-	sb_put(&b, q->data ? q->data : "", q->len);
-	sb_printf(&b, "\nZ %016" PRIx64 "\n", fnv1a(b.p ? b.p : "", b.len));
+	pt_strbuf_printf(&b, "M %zu\n", q->len);
+	pt_strbuf_put(&b, q->data ? q->data : "", q->len);
+	pt_strbuf_printf(&b, "\nZ %016" PRIx64 "\n", fnv1a(b.p ? b.p : "", b.len));
 	if (b.oom) {
 		free(b.p);
 		errno = ENOMEM;

@@ -110,7 +110,7 @@ finish(struct restrict_eval *e)
 {
 	if (e->v.kind == PT_VERDICT_REJECT || e->v.kind == PT_VERDICT_DEFER)
 		restrict_log_reject(&e->req, &e->v, "reject");
-	restrict_buf_printf(&e->trace, "result: %s%s%s\n",
+	pt_strbuf_printf(&e->trace, "result: %s%s%s\n",
 	                    e->v.reply[0] ? e->v.reply : "accept",
 	                    e->v.rule[0] ? " rule=" : "", e->v.rule);
 	e->v.trace = e->trace.p ? e->trace.p : "";
@@ -120,7 +120,7 @@ finish(struct restrict_eval *e)
 	    e->req.stage >= PT_STAGE_MAIL && e->req.stage <= PT_STAGE_END_OF_DATA)
 		restrict_log_accept(&e->req, &e->v);
 	e->done(e->arg, &e->v);
-	restrict_buf_free(&e->trace);
+	pt_strbuf_free(&e->trace);
 	restrict_setup_unref(e->s);
 	free(e->strs);
 	free(e);
@@ -131,7 +131,7 @@ finish_reject(struct restrict_eval *e, const char *reply, const char *rule)
 {
 	/* DEFER_IF_REJECT: a later reject becomes a temporary one. */
 	if (reply[0] == '5' && e->defer_if_reject[0]) {
-		restrict_buf_printf(&e->trace, "defer_if_reject turns: %s\n", reply);
+		pt_strbuf_printf(&e->trace, "defer_if_reject turns: %s\n", reply);
 		reply = e->defer_if_reject;
 	}
 	e->v.kind = reply[0] == '4' ? PT_VERDICT_DEFER : PT_VERDICT_REJECT;
@@ -170,7 +170,7 @@ apply(struct restrict_eval *e, enum item_result r)
 
 	if (it->kind == RI_WARN_IF_REJECT) {
 		e->warn_next = 1;
-		restrict_buf_printf(&e->trace, "%s: %s\n", ch->param, label);
+		pt_strbuf_printf(&e->trace, "%s: %s\n", ch->param, label);
 		e->ii++;
 		return 0;
 	}
@@ -178,12 +178,12 @@ apply(struct restrict_eval *e, enum item_result r)
 	e->warn_next = 0;
 	switch (r) {
 	case R_NEXT:
-		restrict_buf_printf(&e->trace, "%s: %s -> no decision%s%s\n", ch->param, label,
+		pt_strbuf_printf(&e->trace, "%s: %s -> no decision%s%s\n", ch->param, label,
 		                    e->note[0] ? ": " : "", e->note);
 		e->ii++;
 		break;
 	case R_PERMIT:
-		restrict_buf_printf(&e->trace, "%s: %s -> permit%s%s\n", ch->param, label,
+		pt_strbuf_printf(&e->trace, "%s: %s -> permit%s%s\n", ch->param, label,
 		                    e->note[0] ? ": " : "", e->note);
 		RS_SNPRINTF(e->v.rule, "%s", rule);
 		e->oi++;
@@ -191,7 +191,7 @@ apply(struct restrict_eval *e, enum item_result r)
 		break;
 	case R_REJECT:
 		if (warn) {
-			restrict_buf_printf(&e->trace, "%s: %s -> reject_warning: %s\n", ch->param,
+			pt_strbuf_printf(&e->trace, "%s: %s -> reject_warning: %s\n", ch->param,
 			                    label, e->reply);
 			struct pt_verdict w;
 			memset(&w, 0, sizeof w);
@@ -201,7 +201,7 @@ apply(struct restrict_eval *e, enum item_result r)
 			e->ii++;
 			break;
 		}
-		restrict_buf_printf(&e->trace, "%s: %s -> %s: %s\n", ch->param, label,
+		pt_strbuf_printf(&e->trace, "%s: %s -> %s: %s\n", ch->param, label,
 		                    e->reply[0] == '4' ? "defer" : "reject", e->reply);
 		finish_reject(e, e->reply, rule);
 		return 1;
@@ -225,7 +225,7 @@ run(struct restrict_eval *e)
 				if (e->s->reject_unlisted_recipient || e->req.stage == PT_STAGE_VRFY) {
 					enum item_result r = restrict_item_unlisted(e, "Recipient address");
 					if (r == R_REJECT) {
-						restrict_buf_printf(&e->trace, "smtpd_reject_unlisted_recipient -> "
+						pt_strbuf_printf(&e->trace, "smtpd_reject_unlisted_recipient -> "
 						                    "reject: %s\n", e->reply);
 						finish_reject(e, e->reply, "smtpd_reject_unlisted_recipient");
 						return;
@@ -238,7 +238,7 @@ run(struct restrict_eval *e)
 		const struct restrict_chain *ch = &e->s->chains[e->order[e->oi]];
 		if (e->ii >= ch->n) {
 			if (ch->n == 0)
-				restrict_buf_printf(&e->trace, "%s: (empty)\n", ch->param);
+				pt_strbuf_printf(&e->trace, "%s: (empty)\n", ch->param);
 			e->oi++;
 			e->ii = 0;
 			continue;
@@ -399,6 +399,7 @@ restrict_evaluate(struct restrict_setup *s, struct pt_loop *loop,
 	}
 	restrict_setup_ref(s);
 	e->s = s;
+	e->trace.max = RESTRICT_TRACE_MAX;
 	e->loop = loop;
 	e->done = done;
 	e->arg = arg;

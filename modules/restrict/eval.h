@@ -35,7 +35,7 @@ struct restrict_eval {
 	char defer_if_permit[512];
 	char defer_if_reject[512];
 	struct pt_verdict v;
-	struct restrict_buf trace;
+	struct pt_strbuf trace;
 
 	/* Scratch for the asynchronous DNS items (items_dns.c). */
 	int dns_step;

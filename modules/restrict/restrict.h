@@ -8,6 +8,7 @@
 
 #include "postern/config.h"
 #include "postern/services.h"
+#include "postern/strbuf.h"
 
 struct pt_loop;
 struct pt_map;
@@ -196,15 +197,8 @@ void restrict_counters_clear_prefix(const char *prefix);
 size_t restrict_counters_count(void);
 #define RESTRICT_COUNTERS_MAX 100000
 
-/* ---- growable text for traces: trace.c ---- */
-struct restrict_buf {
-	char *p;
-	size_t len, cap;
-	int failed;                   /* out of memory: text truncated */
-};
-void restrict_buf_printf(struct restrict_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void restrict_buf_free(struct restrict_buf *b);
+/* Traces are cut at this size: a diagnosis aid, never a failure. */
+#define RESTRICT_TRACE_MAX (64 * 1024)
 /* Log a reject the way Postfix smtpd does, plus " rule=RULE". */
 void restrict_log_reject(const struct pt_policy_request *req, const struct pt_verdict *v,
                          const char *prefix);

@@ -8,52 +8,6 @@
 #include "postern/log.h"
 #include "restrict.h"
 
-#define TRACE_MAX (64 * 1024)
-
-void
-restrict_buf_printf(struct restrict_buf *b, const char *fmt, ...)
-{
-	if (b->failed)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		size_t room = b->cap - b->len;
-		int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = 1;
-			return;
-		}
-		if (b->p != NULL && (size_t)n < room) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t want = b->len + (size_t)n + 1;
-		if (want > TRACE_MAX) {
-			b->failed = 1;   /* a trace is a diagnosis aid: cut, never fail */
-			return;
-		}
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < want)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (p == NULL) {
-			b->failed = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-}
-
-void
-restrict_buf_free(struct restrict_buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof *b);
-}
-
 static const char *
 str_or(const char *s, const char *def)
 {

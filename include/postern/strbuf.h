@@ -1,0 +1,21 @@
+/* A growable NUL-terminated text buffer for building messages, queue
+ * files and traces. Out of memory (or past max, when max is set) it stops
+ * growing and sets oom; callers check once at the end. */
+#ifndef POSTERN_STRBUF_H
+#define POSTERN_STRBUF_H
+
+#include <stddef.h>
+
+struct pt_strbuf {
+	char *p;                      /* NULL until the first byte */
+	size_t len, cap;
+	size_t max;                   /* 0 = no limit */
+	int oom;
+};
+
+void pt_strbuf_put(struct pt_strbuf *b, const void *s, size_t n);
+void pt_strbuf_puts(struct pt_strbuf *b, const char *s);
+void pt_strbuf_printf(struct pt_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pt_strbuf_free(struct pt_strbuf *b);
+
+#endif
