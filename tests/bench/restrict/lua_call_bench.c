@@ -1,5 +1,5 @@
-/* In-process cost of one check_lua_policy call (the policy of bench.py):
- * no network, no SMTP, no logging around it. Built and run by run.sh. */
+/* In-process cost of one check_lua_policy call (policy.lua, the policy of
+ * bench.py): no network, no SMTP, no logging around it. Built and run by run.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
