@@ -96,15 +96,60 @@ job_reply(struct job *j)
 /* Per-thread credentials: setfsuid/setfsgid and the raw setgroups system
  * call change only the calling thread (glibc's setgroups() would change
  * every thread of the process). */
+/* getgrouplist() walks the user databases (about 0.2 ms with Debian's
+ * "files systemd"), once per delivery without a cache: a minute-old answer
+ * is fresh enough for group membership. */
+#define GROUP_CACHE_SIZE 64
+#define GROUP_CACHE_TTL 60
+
+static struct {
+	pthread_mutex_t mu;
+	struct {
+		char name[sizeof ((struct pt_user *)0)->name];
+		gid_t gid;
+		time_t at;
+		int ng;
+		gid_t groups[MAX_GROUPS];
+	} e[GROUP_CACHE_SIZE];
+	unsigned next;
+} group_cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
 static int
-become_user(const struct pt_user *u)
+user_groups(const struct pt_user *u, gid_t *groups)
 {
-	gid_t groups[MAX_GROUPS];
+	time_t now = time(NULL);
+	pthread_mutex_lock(&group_cache.mu);
+	for (unsigned i = 0; i < GROUP_CACHE_SIZE; i++) {
+		if (group_cache.e[i].at && now - group_cache.e[i].at < GROUP_CACHE_TTL &&
+		    group_cache.e[i].gid == u->gid && strcmp(group_cache.e[i].name, u->name) == 0) {
+			int ng = group_cache.e[i].ng;
+			memcpy(groups, group_cache.e[i].groups, (size_t)ng * sizeof *groups);
+			pthread_mutex_unlock(&group_cache.mu);
+			return ng;
+		}
+	}
+	pthread_mutex_unlock(&group_cache.mu);
 	int ng = MAX_GROUPS;
 	if (getgrouplist(u->name, u->gid, groups, &ng) < 0) {
 		ng = 1;
 		groups[0] = u->gid;
 	}
+	pthread_mutex_lock(&group_cache.mu);
+	unsigned i = group_cache.next++ % GROUP_CACHE_SIZE;
+	snprintf(group_cache.e[i].name, sizeof group_cache.e[i].name, "%s", u->name);
+	group_cache.e[i].gid = u->gid;
+	group_cache.e[i].at = now;
+	group_cache.e[i].ng = ng;
+	memcpy(group_cache.e[i].groups, groups, (size_t)ng * sizeof *groups);
+	pthread_mutex_unlock(&group_cache.mu);
+	return ng;
+}
+
+static int
+become_user(const struct pt_user *u)
+{
+	gid_t groups[MAX_GROUPS];
+	int ng = user_groups(u, groups);
 	if (syscall(SYS_setgroups, (size_t)ng, groups) != 0)
 		return -1;
 	setfsgid(u->gid);
