@@ -131,11 +131,15 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 	localtime_r(&now, &tm);
 	char stamp[32];
 	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
-	char host[64] = "localhost";
-	gethostname(host, sizeof host - 1);
-	char *dot = strchr(host, '.');
-	if (dot)
-		*dot = '\0';
+	/* The short host name, looked up once (uname per line showed up in
+	 * profiles of the worker). */
+	static char host[64];
+	if (host[0] == '\0') {
+		char h[64] = "localhost";
+		gethostname(h, sizeof h - 1);
+		h[strcspn(h, ".")] = '\0';
+		memcpy(host, h, sizeof host);
+	}
 	int n = snprintf(line, sizeof line, "%s %s postern/%s[%ld]: %s%s\n", stamp, host, service,
 	                 (long)getpid(), level_prefix(level), text);
 	if (n < 0)
