@@ -3,6 +3,7 @@
  * processes and threads never interleave. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,21 @@ write_all(int fd, const char *buf, size_t len)
 	}
 }
 
+/* The short host name, looked up once (a uname per line showed up in
+ * profiles of the worker). */
+static char log_host[64] = "localhost";
+static pthread_once_t log_host_once = PTHREAD_ONCE_INIT;
+
+static void
+log_host_init(void)
+{
+	char h[64] = "";
+	if (gethostname(h, sizeof h - 1) == 0 && h[0]) {
+		h[strcspn(h, ".")] = '\0';
+		memcpy(log_host, h, sizeof log_host);
+	}
+}
+
 static void
 log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list ap)
 {
@@ -131,16 +147,8 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 	localtime_r(&now, &tm);
 	char stamp[32];
 	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
-	/* The short host name, looked up once (uname per line showed up in
-	 * profiles of the worker). */
-	static char host[64];
-	if (host[0] == '\0') {
-		char h[64] = "localhost";
-		gethostname(h, sizeof h - 1);
-		h[strcspn(h, ".")] = '\0';
-		memcpy(host, h, sizeof host);
-	}
-	int n = snprintf(line, sizeof line, "%s %s postern/%s[%ld]: %s%s\n", stamp, host, service,
+	pthread_once(&log_host_once, log_host_init);
+	int n = snprintf(line, sizeof line, "%s %s postern/%s[%ld]: %s%s\n", stamp, log_host, service,
 	                 (long)getpid(), level_prefix(level), text);
 	if (n < 0)
 		return;
