@@ -10,6 +10,8 @@ for f in "$dir"/fuzz_*; do
   work=$(mktemp -d)
   seeds="$top/tests/fuzz/corpus/$name"
   [ -d "$seeds" ] && cp -r "$seeds"/. "$work"/ 2>/dev/null || true
+  # The example policies are seeds for the policy fuzzer as they are.
+  [ "$name" = fuzz_lua_policy ] && cp "$top"/lua/examples/*.lua "$work"/ 2>/dev/null || true
   echo "== $name: $runs runs"
   ASAN_OPTIONS=detect_leaks=1 "$f" -runs="$runs" -max_len=4096 -timeout=10 "$work" 2>&1 | tail -n 3
   rm -rf "$work"
