@@ -25,6 +25,7 @@ struct smtp_settings {
 	unsigned error_sleep_ms;
 	unsigned timeout_ms;
 	size_t header_limit;       /* header_size_limit */
+	size_t buffer_limit;       /* smtpd_message_buffer_limit */
 	size_t size_limit;         /* message_size_limit, 0 = none */
 	int bare_reject;           /* smtpd_forbid_bare_newline = yes */
 	enum smtp_tls_level tls_level;

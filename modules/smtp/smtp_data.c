@@ -22,6 +22,25 @@ smtp_msgbuf_init(struct smtp_msgbuf *b, size_t limit, size_t header_limit)
 	b->hstate = H_LINESTART;
 }
 
+/* Messages are received into memory; this caps what all sessions of the
+ * process hold together (smtpd_message_buffer_limit), so many parallel
+ * large transactions get a temporary error instead of exhausting RAM.
+ * Buffers belong to the loop thread only. */
+static size_t buffered_total;
+static size_t buffered_limit;
+
+void
+smtp_msgbuf_set_budget(size_t limit)
+{
+	buffered_limit = limit;
+}
+
+size_t
+smtp_msgbuf_buffered(void)
+{
+	return buffered_total;
+}
+
 static int
 grow(struct smtp_msgbuf *b, size_t need)
 {
@@ -35,9 +54,12 @@ grow(struct smtp_msgbuf *b, size_t need)
 			return -1;
 		cap *= 2;
 	}
+	if (buffered_limit && buffered_total - b->cap + cap > buffered_limit)
+		return -1;
 	p = realloc(b->p, cap);
 	if (p == NULL)
 		return -1;
+	buffered_total += cap - b->cap;
 	b->p = p;
 	b->cap = cap;
 	return 0;
@@ -47,6 +69,7 @@ grow(struct smtp_msgbuf *b, size_t need)
 static void
 drop_storage(struct smtp_msgbuf *b)
 {
+	buffered_total -= b->cap;
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
@@ -153,9 +176,7 @@ smtp_msgbuf_finish(struct smtp_msgbuf *b)
 void
 smtp_msgbuf_free(struct smtp_msgbuf *b)
 {
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
+	drop_storage(b);
 }
 
 /* ---- DATA decoder ---- */

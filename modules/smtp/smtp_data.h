@@ -32,6 +32,10 @@ int smtp_msgbuf_failed(const struct smtp_msgbuf *b);
 /* Make sure the content ends with a line end (BDAT may not). */
 void smtp_msgbuf_finish(struct smtp_msgbuf *b);
 void smtp_msgbuf_free(struct smtp_msgbuf *b);
+/* Cap on the bytes all message buffers of the process hold (0 = none);
+ * a buffer that would cross it fails like an allocation failure. */
+void smtp_msgbuf_set_budget(size_t limit);
+size_t smtp_msgbuf_buffered(void);
 
 /* smtpd_forbid_bare_newline: normalize (also "no") or yes (reject). */
 enum smtp_bare_policy { SMTP_BARE_NORMALIZE = 0, SMTP_BARE_REJECT = 1 };

@@ -10,6 +10,7 @@
 #include "postern/config.h"
 #include "postern/sasl.h"
 #include "smtp.h"
+#include "smtp_data.h"
 
 static int
 validate_bare_newline(const char *v, char *err, size_t errlen)
@@ -53,6 +54,8 @@ const struct pt_param smtp_params[] = {
 	  "delay of error replies past smtpd_soft_error_limit (never blocks other clients)", 0, 600 },
 	{ "smtpd_timeout", PT_TIME, "300s", NULL,
 	  "idle time before 421 4.4.2 timeout exceeded", 1, 86400 },
+	{ "smtpd_message_buffer_limit", PT_SIZE, "1g", NULL,
+	  "memory all sessions together may hold for messages being received; beyond it 451 4.3.0 (0 = no limit)", 0, 0 },
 	{ "header_size_limit", PT_SIZE, "102400", NULL,
 	  "largest message header section; more is refused with 552 5.3.4 after DATA", 0, 0 },
 	{ "smtpd_forbid_bare_newline", PT_STR, "normalize", validate_bare_newline,
@@ -99,6 +102,7 @@ smtp_settings_new(const struct pt_config *c)
 	s->timeout_ms = (unsigned)pt_conf_int(c, "smtpd_timeout") * 1000u;
 	s->header_limit = (size_t)pt_conf_int(c, "header_size_limit");
 	s->size_limit = (size_t)pt_conf_int(c, "message_size_limit");
+	s->buffer_limit = (size_t)pt_conf_int(c, "smtpd_message_buffer_limit");
 	bare = pt_conf_str(c, "smtpd_forbid_bare_newline");
 	s->bare_reject = strcasecmp(bare, "yes") == 0;
 	lvl = pt_conf_str(c, "smtpd_tls_security_level");
@@ -139,4 +143,5 @@ smtp_settings_install(struct smtp_settings *s)
 {
 	smtp_settings_put(live);
 	live = s;
+	smtp_msgbuf_set_budget(s ? s->buffer_limit : 0);
 }

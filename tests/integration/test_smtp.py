@@ -499,6 +499,34 @@ class SmtpLimits(unittest.TestCase):
         self.server.wait_log("timeout after ")
 
 
+class SmtpMessageBufferLimit(unittest.TestCase):
+    """smtpd_message_buffer_limit: what all sessions hold for messages being
+    received together; beyond it DATA gets 451 and the room comes back."""
+
+    def setUp(self):
+        self.server = Server(modules=MODS, conf="smtpd_message_buffer_limit = 64k\n")
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+        self.port = self.server.ports["smtpd"]
+
+    def test_over_budget_is_temporary_and_released(self):
+        c = session(self.port, "EHLO client.example.com.ar")
+        self.addCleanup(c.close)
+        c.cmd("MAIL FROM:<alice@example.com.ar>")
+        c.cmd("RCPT TO:<carol@example.com.ar>")
+        self.assertEqual(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>")
+        c.send(message("large", ("y" * 78 + "\r\n") * 1500) + ".\r\n")  # ~120 KB
+        self.assertEqual(c.line(), "451 4.3.0 Error: insufficient system resources")
+        # The session goes on, and so does everyone else's mail.
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.com.ar>"), "250 2.1.0 Ok")
+        c.cmd("RCPT TO:<carol@example.com.ar>")
+        self.assertEqual(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>")
+        c.send(message("small", "fits\r\n") + ".\r\n")
+        self.assertTrue(c.line().startswith("250 2.0.0 Ok: queued as "))
+        subjects = [m["Subject"] for m in self.server.wait_messages("carol", 1)]
+        self.assertEqual(subjects, ["small"])
+
+
 class SmtpVrfyDisabled(unittest.TestCase):
     def test_vrfy_disabled(self):
         server = Server(modules=MODS, conf="disable_vrfy_command = yes\nsmtpd_tls_security_level = none\n")

@@ -344,6 +344,34 @@ test_bdat_conversion(void **state)
 	free(r);
 }
 
+/* All sessions' message buffers share smtpd_message_buffer_limit: a buffer
+ * that would cross it fails (451 at the end of DATA) and freeing gives the
+ * room back. */
+static void
+test_msgbuf_shared_budget(void **state)
+{
+	(void)state;
+	char chunk[4096];
+	memset(chunk, 'x', sizeof chunk);
+	size_t base = smtp_msgbuf_buffered();
+	smtp_msgbuf_set_budget(base + 20000);
+	struct smtp_msgbuf a, b;
+	smtp_msgbuf_init(&a, 1 << 20, 0);
+	smtp_msgbuf_init(&b, 1 << 20, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(smtp_msgbuf_put_trace(&a, chunk, sizeof chunk), 0); /* 16 KiB */
+	assert_int_equal(smtp_msgbuf_put_trace(&b, chunk, sizeof chunk), -1);    /* 16 + 8 > 20 */
+	assert_true(b.oom);
+	assert_true(smtp_msgbuf_failed(&b));
+	smtp_msgbuf_free(&b);
+	smtp_msgbuf_free(&a);
+	assert_int_equal(smtp_msgbuf_buffered(), base);
+	smtp_msgbuf_init(&b, 1 << 20, 0);
+	assert_int_equal(smtp_msgbuf_put_trace(&b, chunk, sizeof chunk), 0);
+	smtp_msgbuf_free(&b);
+	smtp_msgbuf_set_budget(0);
+}
+
 int
 main(void)
 {
@@ -356,6 +384,7 @@ main(void)
 		cmocka_unit_test(test_msgbuf_limits),
 		cmocka_unit_test(test_msgbuf_header_limit),
 		cmocka_unit_test(test_msgbuf_finish),
+		cmocka_unit_test(test_msgbuf_shared_budget),
 		cmocka_unit_test(test_bdat_conversion),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
