@@ -282,12 +282,17 @@ smtp_printable(char *p)
 			*p = '?';
 }
 
+static int
+starttls_offered(struct smtp_session *s)
+{
+	return s->set->tls_level != SMTP_TLS_NONE && !pt_conn_is_tls(s->conn) && pt_conn_tls_available(s->conn);
+}
+
 static void
 ehlo_reply(struct smtp_session *s)
 {
 	char size[48], auth[64];
-	int starttls = s->set->tls_level != SMTP_TLS_NONE && !pt_conn_is_tls(s->conn) &&
-	               pt_conn_tls_available(s->conn);
+	int starttls = starttls_offered(s);
 
 	if (s->set->size_limit)
 		snprintf(size, sizeof(size), "250-SIZE %zu", s->set->size_limit);
@@ -1001,10 +1006,15 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 	case SMTP_VERB_VRFY:
 		cmd_vrfy(s, &c);
 		break;
-	case SMTP_VERB_HELP:
+	case SMTP_VERB_HELP: {
+		/* Only what this session could use now, as EHLO offers it. */
+		char auth[64];
+		int starttls = starttls_offered(s);
 		s->ok[c.verb]++;
-		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s%s",
+		      starttls ? " STARTTLS" : "", smtp_auth_ehlo_line(s, auth, sizeof(auth))[0] ? " AUTH" : "");
 		break;
+	}
 	case SMTP_VERB_STARTTLS:
 		cmd_starttls(s, &c);
 		break;

@@ -211,6 +211,7 @@ class SmtpReplies(unittest.TestCase):
         self.assertTrue(r.startswith("214 2.0.0 "), r)
         for verb in ("EHLO", "MAIL", "RCPT", "DATA", "BDAT", "STARTTLS"):
             self.assertIn(verb, r)
+        self.assertNotIn("AUTH", r)  # not offered before TLS (smtpd_tls_auth_only)
 
     def test_unknown_command(self):
         c = self.conn()
