@@ -14,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import MODULES, Server, wait_for
+from harness import MODULES, Server, free_port, wait_for
 
 HOST = "mail.example.com.ar"
 HAVE_ALIAS = os.path.exists(os.path.join(os.path.abspath(MODULES), "alias.so"))
@@ -526,6 +526,30 @@ class SmtpMessageBufferLimit(unittest.TestCase):
         self.assertTrue(c.line().startswith("250 2.0.0 Ok: queued as "))
         subjects = [m["Subject"] for m in self.server.wait_messages("carol", 1)]
         self.assertEqual(subjects, ["small"])
+
+
+def have_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as t:
+            t.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@unittest.skipUnless(have_ipv6(), "no IPv6 loopback on this machine")
+class SmtpIPv6(unittest.TestCase):
+    def test_v6_listener_delivers_and_logs_the_v6_client(self):
+        server = Server(modules=MODS)
+        self.addCleanup(server.cleanup)
+        p6 = free_port("::1")
+        server.write_conf("smtpd_listen = 127.0.0.1:%d, [::1]:%d\n" % (server.ports["smtpd"], p6))
+        server.start()
+        with smtplib.SMTP("::1", p6, timeout=30) as c:
+            self.assertEqual(c.ehlo("client.example.com.ar")[0], 250)
+            c.sendmail("carol@example.com.ar", ["alice@example.com.ar"], b"Subject: over v6\r\n\r\nhi\r\n")
+        self.assertEqual(server.wait_messages("alice", 1)[0]["Subject"], "over v6")
+        self.assertIn("[::1]", server.log())
 
 
 class SmtpVrfyDisabled(unittest.TestCase):
