@@ -234,6 +234,9 @@ open_listeners(struct generation *g, struct generation *prev)
 			if (pt_listen_open(g->conf, d, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
 			                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {
 				pt_log(PT_LOG_ERROR, "%s", err);
+				/* At start the admin is watching the terminal, not the log. */
+				if (prev == NULL)
+					fprintf(stderr, "postern: %s\n", err);
 				return -1;
 			}
 		}
@@ -702,8 +705,6 @@ pt_cmd_run(const char *conf, int argc, char **argv)
 	g->in_use = 1;
 	g->conf = c;
 	if (open_listeners(g, NULL) != 0) {
-		/* The reason is logged; say it where the admin looks too. */
-		fprintf(stderr, "postern: cannot open listeners (see the log)\n");
 		unlink(M.pid_file);
 		return 1;
 	}

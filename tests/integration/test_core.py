@@ -139,6 +139,18 @@ class CoreDaemonTest(unittest.TestCase):
         self.server.proc.wait(5)
         self.assertEqual(self.server.proc.returncode, 0)
 
+    def test_port_in_use_is_a_clear_error(self):
+        other = HelloServer()
+        self.addCleanup(other.cleanup)
+        other.hello_port = self.server.hello_port  # the running server holds it
+        other.write_conf(other.hello_conf("two"))
+        r = subprocess.run([BIN, "run", "-c", other.conf_file], capture_output=True, timeout=20,
+                           preexec_fn=other._preexec if other.run_user else None)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"cannot bind 127.0.0.1:%d (hello_listen): Address already in use" % self.server.hello_port,
+                      r.stderr)
+        self.assertTrue(greet(self.server.hello_port).startswith("one"))
+
     def test_second_instance_refused(self):
         r = subprocess.run([BIN, "run", "-c", self.server.conf_file], capture_output=True, timeout=20,
                            preexec_fn=self.server._preexec if self.server.run_user else None)
