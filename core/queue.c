@@ -1297,6 +1297,31 @@ dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* "ID: message-id=<...>" as Postfix's cleanup logs it: admins follow a
+ * message from the sender's Message-Id to the queue id. */
+static void
+log_message_id(const struct pt_qfile *q)
+{
+	const char *p = q->data, *end = q->data + q->len;
+	while (p < end && *p != '\n') {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		if (le - p > 11 && strncasecmp(p, "Message-ID:", 11) == 0) {
+			const char *v = p + 11;
+			while (v < le && (*v == ' ' || *v == '\t'))
+				v++;
+			int n = (int)(le - v);
+			if (n > 0 && v[n - 1] == '\r')
+				n--;
+			if (n > 500)
+				n = 500;
+			pt_log_as("cleanup", PT_LOG_INFO, "%s: message-id=%.*s", q->id, n, v);
+			return;
+		}
+		p = nl ? nl + 1 : end;
+	}
+}
+
 int
 pt_queue_submit(struct pt_loop *loop, const char *queue_id, const struct pt_envelope *env,
                 const char *data, size_t len,
@@ -1331,6 +1356,7 @@ pt_queue_submit(struct pt_loop *loop, const char *queue_id, const struct pt_enve
 		if (!r->address || pt_qfile_add_rcpt(&q, r->address, r->orig ? r->orig : r->address, r->notify) != 0)
 			goto oom;
 	}
+	log_message_id(&q);
 	pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender, q.len,
 	          q.nrcpt);
 	pt_qmsg_attempt_smtp(&q, done, arg);

@@ -13,7 +13,8 @@ from harness import Server, ServerTestCase, wait_for
 
 
 def send(server, sender, rcpts, body, subject="t"):
-    msg = "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\n%s" % (sender, rcpts[0], subject, body)
+    msg = "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <fanout.%d@example.com.ar>\r\n\r\n%s" % (
+        sender, rcpts[0], subject, int(time.time() * 1000), body)
     with smtplib.SMTP("127.0.0.1", server.ports["smtpd"], timeout=60) as c:
         c.ehlo("client.example.com.ar")
         c.mail(sender)
@@ -160,6 +161,8 @@ class QueueTest(ServerTestCase, unittest.TestCase):
         self.server.wait_log("%s: removed" % qid)
         log = self.server.log()
         self.assertIn("%s: from=<carol@example.com.ar>, size=" % qid, log)
+        self.assertIn("postern/cleanup[", log)
+        self.assertRegex(log, r"%s: message-id=<fanout\.[0-9]+@example\.com\.ar>" % qid)
         self.assertRegex(log, r"%s: to=<alice@example.com.ar>, orig_to=<sysadmin@example.com.ar>, relay=local, "
                               r"delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\.0\.0, "
                               r"status=sent \(delivered to mailbox\)" % qid)
