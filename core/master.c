@@ -604,13 +604,21 @@ pt_cmd_signal(const char *conf, int sig)
 	struct pt_config *c = pt_runtime_load(conf);
 	if (c == NULL)
 		return 1;
-	if (pt_runtime_print_errors(c, stderr) > 0) {
-		fprintf(stderr, "postern: not signalling the server: fix the configuration first\n");
+	int errors = pt_runtime_print_errors(c, stderr);
+	/* A broken config must not keep an admin from stopping the server;
+	 * a reload would only be refused by it. */
+	if (errors > 0 && sig != SIGTERM) {
+		fprintf(stderr, "postern: not reloading: fix the configuration first\n");
 		pt_config_free(c);
 		return 1;
 	}
 	char path[512];
 	snprintf(path, sizeof path, "%s", pt_conf_str(c, "pid_file"));
+	if (path[0] == '\0') {
+		fprintf(stderr, "postern: pid_file is not usable in %s\n", conf);
+		pt_config_free(c);
+		return 1;
+	}
 	pt_config_free(c);
 	pid_t pid = read_pid_file(path);
 	if (pid <= 0 || kill(pid, 0) != 0) {

@@ -139,6 +139,16 @@ class CoreDaemonTest(unittest.TestCase):
         self.server.proc.wait(5)
         self.assertEqual(self.server.proc.returncode, 0)
 
+    def test_stop_works_with_a_broken_config_but_reload_refuses(self):
+        self.server.write_conf(self.server.hello_conf("one", "hello_greting = oops\n"))
+        r = self.server.cmd("reload", "-c", self.server.conf_file)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"not reloading", r.stderr)
+        r = self.server.cmd("stop", "-c", self.server.conf_file)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b'unknown parameter "hello_greting"', r.stderr)
+        self.server.proc.wait(5)
+
     def test_port_in_use_is_a_clear_error(self):
         other = HelloServer()
         self.addCleanup(other.cleanup)
