@@ -55,6 +55,7 @@ struct qmsg {
 	/* Inline delivery in which every recipient failed for good: the
 	 * client hears the failure at DATA instead of a bounce later. */
 	int may_refuse;               /* an SMTP client waits on the answer */
+	unsigned flush_generation;    /* pt_qmgr_flush_generation() at the start */
 	int refused;
 	struct pt_status refusal;
 	int keep;                     /* recipients remain: file rewritten */
@@ -737,6 +738,7 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, pt_qmsg_done_fn *done, vo
 	m->done = done;
 	m->done_arg = arg;
 	m->may_refuse = next_may_refuse;
+	m->flush_generation = pt_qmgr_flush_generation();
 	m->next_inflight = inflight;
 	inflight = m;
 	pt_qs.inflight++;
@@ -1255,7 +1257,9 @@ message_complete(struct qmsg *m)
 	} else {
 		snprintf(st.dsn, sizeof st.dsn, "2.0.0");
 		if (m->keep) {
-			pt_qmgr_note(m->q.id, PT_QDIR_DEFERRED, m->q.next_retry);
+			/* A flush that came while this attempt ran applies to it. */
+			int flushed = m->flush_generation != pt_qmgr_flush_generation();
+			pt_qmgr_note(m->q.id, PT_QDIR_DEFERRED, flushed ? 0 : m->q.next_retry);
 		} else {
 			pt_qmgr_forget(m->q.id);
 			pt_log_as("qmgr", PT_LOG_INFO, "%s: removed", m->q.id);

@@ -36,6 +36,8 @@ int pt_qmsg_busy(const char *id);
 /* Queue manager index (queue_mgr.c): a file was written / removed. */
 void pt_qmgr_note(const char *id, const char *where, time_t next_retry);
 void pt_qmgr_forget(const char *id);
+/* Changes with every `postern queue flush`. */
+unsigned pt_qmgr_flush_generation(void);
 /* An attempt finished (in-flight accounting, lock hand-over). */
 void pt_qmgr_attempt_done(const char *id);
 

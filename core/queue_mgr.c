@@ -543,9 +543,20 @@ pt_queue_stop(void)
 		release_lock();
 }
 
+/* Bumped by each flush: attempts that were running when it came retry
+ * as soon as they end instead of after their backoff. */
+static unsigned flush_generation;
+
+unsigned
+pt_qmgr_flush_generation(void)
+{
+	return flush_generation;
+}
+
 void
 pt_queue_flush_now(void)
 {
+	flush_generation++;
 	for (size_t i = 0; i < M.n; i++)
 		M.v[i].next = 0;
 	M.last_scan = 0;
