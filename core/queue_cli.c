@@ -63,6 +63,8 @@ list_dir(const char *qdir, const char *sub, struct listing *l)
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/%s", qdir, sub);
 	DIR *d = opendir(path);
+	if (!d && errno == ENOENT)
+		return; /* the server has not made its queue yet: nothing queued */
 	if (!d) {
 		fprintf(stderr, "postern queue: cannot read %s: %s\n", path, strerror(errno));
 		l->errors++;

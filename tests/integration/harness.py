@@ -6,6 +6,7 @@ mode tests mostly want); Server(as_root=True) runs it privilege-separated.
 import atexit
 import os
 import pwd
+import random
 import grp
 import shutil
 import signal
@@ -65,11 +66,26 @@ START_TIMEOUT = 30 if SANITIZE else 10
 _cert_cache = None
 
 
+_given_ports = set()
+
+
 def free_port(host="127.0.0.1"):
+    """A port to listen on, below the kernel's ephemeral range (32768+):
+    a port the kernel hands out with bind(0) can be taken as the source port
+    of some client connection before the daemon binds it."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = random.randrange(15000, 32000)
+        if port in _given_ports:
+            continue
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    raise AssertionError("no free port found")
 
 
 def test_cert():
@@ -97,6 +113,19 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
             return v
         time.sleep(interval)
     raise AssertionError("timed out waiting for %s" % what)
+
+
+def port_ready(port, host="127.0.0.1"):
+    """The worker answers (a greeting arrives), not just the master's
+    listening socket accepting into its backlog."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect((host, port))
+            return bool(s.recv(1))
+    except OSError:
+        return False
 
 
 def port_open(port, host="127.0.0.1"):
@@ -259,7 +288,7 @@ class Server:
                 if os.path.exists(self.path("run", "postern.pid")):
                     time.sleep(0.3)
                     return self
-            elif port_open(port):
+            elif port_ready(port):
                 return self
             time.sleep(0.05)
         self.kill()
