@@ -17,9 +17,9 @@ extra_declare(struct pt_config *c)
 }
 
 struct pt_config *
-pt_runtime_load(const char *path)
+pt_runtime_load_text(const char *path, const char *text, size_t len)
 {
-	struct pt_config *c = pt_config_parse(path, NULL, 0);
+	struct pt_config *c = pt_config_parse(path, text, len);
 	if (c == NULL)
 		return NULL;
 	/* Go on after syntax errors: one `postern check` lists every problem. */
@@ -29,6 +29,12 @@ pt_runtime_load(const char *path)
 	if (pt_config_finish(c) == 0)
 		pt_modules_check(c);
 	return c;
+}
+
+struct pt_config *
+pt_runtime_load(const char *path)
+{
+	return pt_runtime_load_text(path, NULL, 0);
 }
 
 int

@@ -16,6 +16,8 @@ extern const struct pt_config *pt_live_conf;
  * config (NULL only out of memory); pt_config_error_count() tells whether
  * it is usable. */
 struct pt_config *pt_runtime_load(const char *path);
+/* The same from a buffer (path names it in messages): tests. */
+struct pt_config *pt_runtime_load_text(const char *path, const char *text, size_t len);
 /* Print every error of c on out, one per line; returns the count. */
 int pt_runtime_print_errors(const struct pt_config *c, FILE *out);
 

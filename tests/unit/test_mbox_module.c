@@ -12,7 +12,9 @@
 #include <cmocka.h>
 
 #include "config_int.h"
+#include "confcheck.h"
 #include "loader.h"
+#include "runtime.h"
 #include "postern/services.h"
 
 static const char *
@@ -27,23 +29,9 @@ load(const char *extra)
 {
 	char text[4096];
 	snprintf(text, sizeof text, "module mbox %s/mbox.so\n%s", moddir(), extra);
-	struct pt_config *c = pt_config_parse("test.conf", text, strlen(text));
+	struct pt_config *c = pt_runtime_load_text("test.conf", text, strlen(text));
 	assert_non_null(c);
-	pt_config_declare_core(c);
-	if (pt_modules_load(c) == 0 && pt_config_finish(c) == 0)
-		pt_modules_check(c);
 	return c;
-}
-
-static int
-has_error(const struct pt_config *c, const char *needle)
-{
-	for (int i = 0; i < pt_config_error_count(c); i++)
-		if (strstr(pt_config_error(c, i), needle))
-			return 1;
-	for (int i = 0; i < pt_config_error_count(c); i++)
-		fprintf(stderr, "  error: %s\n", pt_config_error(c, i));
-	return 0;
 }
 
 static void
