@@ -1,0 +1,162 @@
+/* The mail store as IMAP and POP3 see it: a user's folders, and one open
+ * folder's messages with UIDs, flags and keywords. The mbox module provides
+ * it (service PT_SVC_MAILBOX) in the per-user mail process, which already
+ * runs as the user: every call is blocking and touches only that user's
+ * files. Metadata is Dovecot-compatible (X-IMAPbase, X-UID, Status,
+ * X-Status, X-Keywords in the mbox; an index beside it only caches).
+ *
+ * Names are IMAP mailbox names in UTF-8 as the client sent them (after
+ * modified-UTF-7 decoding is the protocol's business), '/' is the
+ * hierarchy separator, "INBOX" (any case) is the user's INBOX. */
+#ifndef POSTERN_MAILBOX_H
+#define POSTERN_MAILBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "postern/services.h"
+
+#define PT_SVC_MAILBOX "mailbox"
+
+/* System flags (bit values are stable: the index stores them). */
+#define PT_F_SEEN     0x01u
+#define PT_F_ANSWERED 0x02u
+#define PT_F_FLAGGED  0x04u
+#define PT_F_DELETED  0x08u
+#define PT_F_DRAFT    0x10u
+#define PT_F_RECENT   0x20u   /* read-only: first seen by this open (see sync) */
+#define PT_F_SYSTEM   0x1fu   /* the settable ones */
+
+/* Keywords per folder: a folder has at most this many distinct keyword
+ * names; message keyword sets are bit masks over the folder's table. */
+#define PT_KEYWORDS_MAX 64
+
+/* LIST attributes. */
+#define PT_MB_NOSELECT      0x01u  /* a directory only (\Noselect) */
+#define PT_MB_NOINFERIORS   0x02u  /* cannot have children (\NoInferiors) */
+#define PT_MB_HASCHILDREN   0x04u
+#define PT_MB_HASNOCHILDREN 0x08u
+#define PT_MB_MARKED        0x10u
+#define PT_MB_UNMARKED      0x20u
+#define PT_MB_NONEXISTENT   0x40u  /* only subscribed, no folder (LSUB/LIST-EXTENDED) */
+
+struct pt_mstore;     /* one user's folders */
+struct pt_mbox;       /* one open folder */
+
+struct pt_msg_info {
+	uint32_t uid;
+	uint32_t flags;               /* PT_F_* */
+	uint64_t keywords;            /* bit i = keyword_name(i) */
+	uint64_t size;                /* RFC822.SIZE: octets of the wire form */
+	time_t internal_date;         /* INTERNALDATE (From_ line / APPEND date) */
+	int tz_minutes;               /* its zone offset east of UTC, for display */
+};
+
+struct pt_mbox_status {
+	uint32_t messages, recent, unseen, uidnext, uidvalidity;
+	uint32_t first_unseen_seq;    /* 1-based sequence of the first unseen, 0 none */
+	uint64_t size;                /* sum of RFC822.SIZE (STATUS=SIZE) */
+};
+
+/* A message's wire form: CRLF line ends, none of the storage headers
+ * (Status, X-Status, X-UID, X-IMAPbase, X-IMAP, X-Keywords, Content-Length),
+ * ">From " lines as stored. len == RFC822.SIZE. */
+struct pt_msg_text {
+	const char *data;
+	size_t len;
+	size_t hdr_len;               /* header section incl. its empty line */
+	void *priv;                   /* owned by the store */
+};
+
+/* One flag change: the message's new complete state. */
+struct pt_flag_update {
+	uint32_t uid;
+	uint32_t flags;               /* PT_F_SYSTEM bits */
+	uint64_t keywords;
+};
+
+/* One message to append (APPEND, COPY, MOVE). data may have CRLF or LF
+ * line ends; the store writes LF and quotes "From " lines. */
+struct pt_append {
+	const char *data;
+	size_t len;
+	uint32_t flags;               /* PT_F_SYSTEM bits */
+	const char *const *keywords;  /* names, or NULL */
+	size_t nkeywords;
+	time_t internal_date;         /* 0 = now */
+	int tz_minutes;
+};
+
+/* Every call returns 0 on success, or -1 with st filled: code 4xx for a
+ * temporary failure (lock timeout, I/O error), 5xx for a permanent one;
+ * st->text is a short reason fit for the client ("Mailbox doesn't exist:
+ * foo", "Mailbox already exists"), dsn "" or one of:
+ *   "NONEXISTENT", "ALREADYEXISTS", "NOPERM", "INUSE", "LIMIT",
+ *   "OVERQUOTA", "CANNOT", "SERVERBUG"  (RFC 5530 response codes) */
+struct pt_mailbox_ops {
+	/* ---- folders ---- */
+	struct pt_mstore *(*store_open)(const struct pt_user *user, struct pt_status *st);
+	void (*store_close)(struct pt_mstore *ms);
+	/* Every folder (INBOX first, then the rest sorted) with PT_MB_* flags;
+	 * directories without an mbox file come as PT_MB_NOSELECT. */
+	int (*list)(struct pt_mstore *ms, void (*emit)(void *arg, const char *name, unsigned attrs),
+	            void *arg, struct pt_status *st);
+	/* create: name may end in '/' (a directory for children only);
+	 * parents are created as needed. delete: INBOX refused; a folder with
+	 * children keeps its directory (becomes \Noselect). rename: INBOX
+	 * renamed moves its messages to the new folder and leaves INBOX empty
+	 * (RFC 3501); children move with their parent. */
+	int (*create)(struct pt_mstore *ms, const char *name, struct pt_status *st);
+	int (*remove)(struct pt_mstore *ms, const char *name, struct pt_status *st);
+	int (*rename)(struct pt_mstore *ms, const char *from, const char *to, struct pt_status *st);
+	/* Subscriptions (kept in a file in the store root). */
+	int (*subscribe)(struct pt_mstore *ms, const char *name, int on, struct pt_status *st);
+	int (*subscriptions)(struct pt_mstore *ms, void (*emit)(void *arg, const char *name),
+	                     void *arg, struct pt_status *st);
+	/* STATUS without opening for the session. */
+	int (*status)(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
+	              struct pt_status *st);
+	/* Append messages to a folder (one lock, one fsync for all); uids[i]
+	 * gets each new UID, *uidvalidity the folder's (for APPENDUID/COPYUID).
+	 * Nothing is appended when any fails. */
+	int (*append)(struct pt_mstore *ms, const char *name, const struct pt_append *msgs, size_t n,
+	              uint32_t *uidvalidity, uint32_t *uids, struct pt_status *st);
+
+	/* ---- an open folder ---- */
+	/* readonly: EXAMINE (nothing is written, \Recent is not consumed). */
+	struct pt_mbox *(*open)(struct pt_mstore *ms, const char *name, int readonly,
+	                        struct pt_status *st);
+	void (*close)(struct pt_mbox *mb);
+	/* Bring the message list up to date with the file (deliveries, other
+	 * sessions, other programs). Cheap when nothing changed (stat only).
+	 * Sets *changed when the list or any flag differs from before. The
+	 * first sync of a read-write open takes \Recent for new messages. */
+	int (*sync)(struct pt_mbox *mb, int *changed, struct pt_status *st);
+	/* The list as of the last sync, in ascending UID order. */
+	size_t (*count)(const struct pt_mbox *mb);
+	const struct pt_msg_info *(*info)(const struct pt_mbox *mb, size_t index);
+	/* index of uid, or (size_t)-1 */
+	size_t (*find)(const struct pt_mbox *mb, uint32_t uid);
+	uint32_t (*uidvalidity)(const struct pt_mbox *mb);
+	uint32_t (*uidnext)(const struct pt_mbox *mb);
+	/* Keyword table of the folder. keyword_index: its bit, creating it when
+	 * create is set (and the table has room), else -1. */
+	size_t (*keyword_count)(const struct pt_mbox *mb);
+	const char *(*keyword_name)(const struct pt_mbox *mb, size_t i);
+	int (*keyword_index)(struct pt_mbox *mb, const char *name, int create);
+	/* Read one message (wire form); release when done. */
+	int (*read)(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st);
+	void (*release)(struct pt_mbox *mb, struct pt_msg_text *t);
+	/* Write flag changes (one lock for all; in place when the padding
+	 * allows, else a rewrite). Messages gone meanwhile are skipped. */
+	int (*set_flags)(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
+	                 struct pt_status *st);
+	/* Remove these messages for good (EXPUNGE / UID EXPUNGE / MOVE). */
+	int (*expunge)(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st);
+	/* A file descriptor or path to watch for outside changes (IDLE):
+	 * the folder's mbox path. */
+	const char *(*path)(const struct pt_mbox *mb);
+};
+
+#endif
