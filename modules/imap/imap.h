@@ -1,0 +1,96 @@
+/* Internal interface of the IMAP module: the post-login session, its view
+ * of the selected folder, command dispatch and reply helpers. Shared by
+ * the module's files (and its unit tests / fuzzers) only. */
+#ifndef POSTERN_IMAP_H
+#define POSTERN_IMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "postern/conn.h"
+#include "postern/mailbox.h"
+#include "postern/services.h"
+#include "postern/strbuf.h"
+#include "imap_arg.h"
+
+/* What the session has told the client about one message: sequence
+ * number = index + 1. Differences between this and the store's list are
+ * what sync reports (EXISTS, EXPUNGE, FETCH FLAGS). */
+struct imap_view_msg {
+	uint32_t uid;
+	uint32_t flags;               /* PT_F_*, incl. PT_F_RECENT for this session */
+	uint64_t keywords;
+};
+
+enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
+
+struct imap_session {
+	struct pt_conn *conn;
+	enum imap_state state;
+	struct pt_user user;
+	char session_id[32];
+	const struct pt_mailbox_ops *mbx;
+	struct pt_mstore *ms;
+
+	/* selected folder */
+	struct pt_mbox *mb;
+	char *selected;               /* its name (UTF-8) */
+	int readonly;                 /* EXAMINE */
+	struct imap_view_msg *view;
+	size_t nview, capview;
+	size_t nkeywords_sent;        /* keyword table size last announced in FLAGS */
+
+	/* SEARCHRES-free, CONDSTORE-free session: no more state needed by
+	 * FETCH/SEARCH than the view and the store. */
+
+	int idling;
+	char *idle_tag;
+	struct pt_timer *idle_timer;
+
+	/* counters for the Disconnected log line */
+	unsigned long long bytes_in, bytes_out;
+	unsigned expunged, deleted;
+	unsigned fetch_hdr_count, fetch_body_count;
+	unsigned long long fetch_hdr_bytes, fetch_body_bytes;
+};
+
+/* A command handler. uid: called as "UID <command>". args: the command's
+ * arguments after its name (parsed; literals already read). */
+typedef void imap_cmd_fn(struct imap_session *s, const char *tag, const struct imap_arg *args,
+                         size_t nargs, int uid);
+
+/* ---- replies (imap_reply.c) ---- */
+/* "TAG OK text" etc.; status is "OK", "NO" or "BAD". */
+void imap_tagged(struct imap_session *s, const char *tag, const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* "* text" + CRLF */
+void imap_untagged(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Raw bytes (literal data). */
+void imap_write(struct imap_session *s, const void *data, size_t len);
+/* A string as IMAP quoted string, or a literal {n} when it needs one. */
+void imap_append_astring(struct pt_strbuf *b, const char *s, size_t len);
+void imap_append_nstring(struct pt_strbuf *b, const char *s, size_t len); /* NULL -> NIL */
+/* "(\Seen \Answered kw1)" for flags + keyword bits of the selected folder. */
+void imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t flags, uint64_t kw);
+
+/* ---- view and sync (imap_sync.c) ---- */
+/* Re-read the store and tell the client what changed: new EXISTS/RECENT,
+ * FETCH FLAGS for changed flags, and (only when allow_expunge: not during
+ * FETCH, STORE, SEARCH — RFC 3501 §7.4.1) EXPUNGE for vanished UIDs. */
+void imap_sync(struct imap_session *s, int allow_expunge);
+/* Sequence number (1-based) of uid in the view, 0 when not there. */
+uint32_t imap_view_seq(const struct imap_session *s, uint32_t uid);
+/* Resolve a sequence set (uid = UID set) to view indexes, ascending and
+ * unique; *idx malloc'd (caller frees). -1 on a syntax error or a sequence
+ * number beyond the view (BAD / NO), 0 otherwise. */
+int imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int uid,
+                     size_t **idx, size_t *n);
+
+/* ---- commands implemented in separate files ---- */
+imap_cmd_fn imap_cmd_fetch;      /* imap_fetch.c  */
+imap_cmd_fn imap_cmd_search;     /* imap_search_cmd.c */
+imap_cmd_fn imap_cmd_store;      /* imap_store.c  */
+imap_cmd_fn imap_cmd_copy;       /* imap_copy.c: COPY and MOVE (move flag in name) */
+imap_cmd_fn imap_cmd_move;
+
+#endif
