@@ -43,6 +43,17 @@ struct imap_session {
 	/* SEARCHRES-free, CONDSTORE-free session: no more state needed by
 	 * FETCH/SEARCH than the view and the store. */
 
+	/* A command whose reply is too long to queue at once (FETCH 1:* of a
+	 * big folder, BODY[] of a 20 MB message; the conn's output buffer is
+	 * capped) sets cont before returning and pauses input. While cont is
+	 * set the reader dispatches nothing more, on_drain calls cont(s) to
+	 * queue the next chunk, and cont clears itself (and resumes input)
+	 * after its tagged reply. If the session ends first, cont_free(s)
+	 * releases its state. */
+	void (*cont)(struct imap_session *s);
+	void (*cont_free)(struct imap_session *s);
+	void *cont_state;
+
 	int idling;
 	char *idle_tag;
 	struct pt_timer *idle_timer;
