@@ -10,6 +10,7 @@
 #include "postern/conn.h"
 #include "postern/mailbox.h"
 #include "postern/services.h"
+#include "postern/session.h"
 #include "postern/strbuf.h"
 #include "imap_arg.h"
 
@@ -58,12 +59,37 @@ struct imap_session {
 	char *idle_tag;
 	struct pt_timer *idle_timer;
 
+	uint32_t uidvalidity;         /* of the selected folder, as announced */
+	int cmd_uid;                  /* the running command is a UID variant */
+	uint64_t cmd_start_ms;        /* for Dovecot's "(0.001 + 0.000 secs)" */
+	struct pt_strbuf *capture;    /* unit tests: replies go here when conn is NULL */
+
 	/* counters for the Disconnected log line */
 	unsigned long long bytes_in, bytes_out;
 	unsigned expunged, deleted;
 	unsigned fetch_hdr_count, fetch_body_count;
 	unsigned long long fetch_hdr_bytes, fetch_body_bytes;
 };
+
+/* Settings from the config (module.c fills them in init and reload). */
+struct imap_settings {
+	const struct pt_config *conf;
+	size_t max_line;              /* imap_max_line_length */
+	size_t max_literal;           /* imap_max_literal_size */
+	unsigned idle_notify_ms;      /* imap_idle_notify_interval */
+	unsigned login_timeout_ms;    /* imap_login_timeout */
+	unsigned autologout_ms;       /* imap_autologout */
+};
+extern struct imap_settings imap_set;
+
+/* Post-login capabilities (CAPABILITY, and the login's reply). */
+#define IMAP_CAPS_POSTLOGIN \
+	"IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN"
+
+/* Listener hook (imap_login.c): pre-login on a fresh connection. */
+void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
+/* Service "session:imap" (imap_session.c), in the user's mail process. */
+extern const struct pt_session_ops imap_session_ops;
 
 /* A command handler. uid: called as "UID <command>". args: the command's
  * arguments after its name (parsed; literals already read). */
@@ -83,6 +109,12 @@ void imap_append_astring(struct pt_strbuf *b, const char *s, size_t len);
 void imap_append_nstring(struct pt_strbuf *b, const char *s, size_t len); /* NULL -> NIL */
 /* "(\Seen \Answered kw1)" for flags + keyword bits of the selected folder. */
 void imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t flags, uint64_t kw);
+/* Dovecot's completion: "TAG OK [code] What completed (0.001 + 0.000 secs)."
+ * (code may be NULL). */
+void imap_completed(struct imap_session *s, const char *tag, const char *code, const char *what);
+/* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)] Flags permitted." for
+ * the selected folder's current keyword table. */
+void imap_send_flags(struct imap_session *s);
 
 /* ---- view and sync (imap_sync.c) ---- */
 /* Re-read the store and tell the client what changed: new EXISTS/RECENT,
@@ -96,6 +128,14 @@ uint32_t imap_view_seq(const struct imap_session *s, uint32_t uid);
  * number beyond the view (BAD / NO), 0 otherwise. */
 int imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int uid,
                      size_t **idx, size_t *n);
+/* Fill the view from the store after open (SELECT/EXAMINE); 0 or -1. */
+int imap_view_load(struct imap_session *s);
+/* Drop the selection (CLOSE, UNSELECT, SELECT of another, LOGOUT). */
+void imap_view_clear(struct imap_session *s);
+/* Remove view entry idx (after our own EXPUNGE sent "* seq EXPUNGE"). */
+void imap_view_remove(struct imap_session *s, size_t idx);
+/* Store index of view entry idx, or (size_t)-1 when the message is gone. */
+size_t imap_view_store_index(const struct imap_session *s, size_t idx);
 
 /* ---- commands implemented in separate files ---- */
 imap_cmd_fn imap_cmd_fetch;      /* imap_fetch.c  */

@@ -1,0 +1,231 @@
+/* The session's view of the selected folder and its sync with the store:
+ * what changed since the client was last told (EXPUNGE where RFC 3501
+ * §7.4.1 allows it, EXISTS/RECENT, FETCH FLAGS), and sequence sets
+ * resolved against that view. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/conn.h"
+#include "postern/log.h"
+#include "imap.h"
+#include "imap_msg.h"
+
+static int
+view_reserve(struct imap_session *s, size_t n)
+{
+	if (n <= s->capview)
+		return 0;
+	size_t cap = s->capview ? s->capview : 64;
+	while (cap < n)
+		cap *= 2;
+	struct imap_view_msg *v = realloc(s->view, cap * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	s->view = v;
+	s->capview = cap;
+	return 0;
+}
+
+void
+imap_view_clear(struct imap_session *s)
+{
+	if (s->mb)
+		s->mbx->close(s->mb);
+	s->mb = NULL;
+	free(s->selected);
+	s->selected = NULL;
+	free(s->view);
+	s->view = NULL;
+	s->nview = s->capview = 0;
+	s->nkeywords_sent = 0;
+	s->uidvalidity = 0;
+	s->readonly = 0;
+	if (s->state == IMAP_SELECTED)
+		s->state = IMAP_AUTH;
+}
+
+int
+imap_view_load(struct imap_session *s)
+{
+	size_t n = s->mbx->count(s->mb);
+
+	if (view_reserve(s, n) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct pt_msg_info *m = s->mbx->info(s->mb, i);
+		s->view[i].uid = m->uid;
+		s->view[i].flags = m->flags;
+		s->view[i].keywords = m->keywords;
+	}
+	s->nview = n;
+	s->uidvalidity = s->mbx->uidvalidity(s->mb);
+	return 0;
+}
+
+void
+imap_view_remove(struct imap_session *s, size_t idx)
+{
+	if (idx >= s->nview)
+		return;
+	memmove(&s->view[idx], &s->view[idx + 1], (s->nview - idx - 1) * sizeof(s->view[0]));
+	s->nview--;
+}
+
+size_t
+imap_view_store_index(const struct imap_session *s, size_t idx)
+{
+	if (idx >= s->nview || s->mb == NULL)
+		return (size_t)-1;
+	return s->mbx->find(s->mb, s->view[idx].uid);
+}
+
+uint32_t
+imap_view_seq(const struct imap_session *s, uint32_t uid)
+{
+	size_t lo = 0, hi = s->nview;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->view[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nview && s->view[lo].uid == uid ? (uint32_t)(lo + 1) : 0;
+}
+
+static void
+send_fetch_flags(struct imap_session *s, size_t idx)
+{
+	struct pt_strbuf b = { 0 };
+
+	imap_append_flags(s, &b, s->view[idx].flags, s->view[idx].keywords);
+	if (b.oom) {
+		pt_strbuf_free(&b);
+		return;
+	}
+	if (s->cmd_uid)
+		imap_untagged(s, "%zu FETCH (UID %u FLAGS %s)", idx + 1, s->view[idx].uid, b.p);
+	else
+		imap_untagged(s, "%zu FETCH (FLAGS %s)", idx + 1, b.p);
+	pt_strbuf_free(&b);
+}
+
+static size_t
+count_recent(const struct imap_session *s)
+{
+	size_t r = 0;
+
+	for (size_t i = 0; i < s->nview; i++)
+		if (s->view[i].flags & PT_F_RECENT)
+			r++;
+	return r;
+}
+
+void
+imap_sync(struct imap_session *s, int allow_expunge)
+{
+	struct pt_status st = { 0 };
+	int changed = 0;
+
+	if (s->mb == NULL)
+		return;
+	if (s->mbx->sync(s->mb, &changed, &st) != 0) {
+		pt_warn("imap(%s): sync of %s failed: %s", s->user.name, s->selected ? s->selected : "?",
+		        st.text);
+		return;
+	}
+	if (s->mbx->uidvalidity(s->mb) != s->uidvalidity) {
+		/* Someone replaced the folder under us: the client's UIDs mean
+		 * nothing any more (RFC 3501 §2.3.1.1). */
+		imap_untagged(s, "BYE Mailbox UIDVALIDITY changed");
+		s->state = IMAP_LOGOUT;
+		if (s->conn)
+			pt_conn_close_after_write(s->conn);
+		return;
+	}
+	if (s->mbx->keyword_count(s->mb) != s->nkeywords_sent)
+		imap_send_flags(s);
+
+	if (allow_expunge) {
+		size_t i = 0;
+		while (i < s->nview) {
+			if (s->mbx->find(s->mb, s->view[i].uid) == (size_t)-1) {
+				imap_untagged(s, "%zu EXPUNGE", i + 1);
+				imap_view_remove(s, i);
+			} else {
+				i++;
+			}
+		}
+	}
+	for (size_t i = 0; i < s->nview; i++) {
+		size_t j = s->mbx->find(s->mb, s->view[i].uid);
+		if (j == (size_t)-1)
+			continue;
+		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
+		if (m->flags != s->view[i].flags || m->keywords != s->view[i].keywords) {
+			s->view[i].flags = m->flags;
+			s->view[i].keywords = m->keywords;
+			send_fetch_flags(s, i);
+		}
+	}
+	uint32_t last = s->nview ? s->view[s->nview - 1].uid : 0;
+	size_t n = s->mbx->count(s->mb), added = 0;
+	for (size_t j = 0; j < n; j++) {
+		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
+		if (m->uid <= last)
+			continue;
+		if (view_reserve(s, s->nview + 1) != 0)
+			break;
+		s->view[s->nview].uid = m->uid;
+		s->view[s->nview].flags = m->flags;
+		s->view[s->nview].keywords = m->keywords;
+		s->nview++;
+		last = m->uid;
+		added++;
+	}
+	if (added) {
+		imap_untagged(s, "%zu EXISTS", s->nview);
+		imap_untagged(s, "%zu RECENT", count_recent(s));
+	}
+}
+
+int
+imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int uid, size_t **idx,
+                 size_t *n)
+{
+	struct imap_seqset ss;
+
+	*idx = NULL;
+	*n = 0;
+	if (imap_seqset_parse(set, len, &ss) != 0)
+		return -1;
+	uint32_t star = uid ? (s->nview ? s->view[s->nview - 1].uid : 0) : (uint32_t)s->nview;
+	if (!uid) {
+		/* Sequence numbers must exist (RFC 3501 §6.4.8 only forgives
+		 * UIDs); "*" in an empty folder names nothing that exists. */
+		for (size_t i = 0; i < ss.n; i++) {
+			uint32_t lo = ss.r[i].lo == IMAP_SEQ_STAR ? star : ss.r[i].lo;
+			uint32_t hi = ss.r[i].hi == IMAP_SEQ_STAR ? star : ss.r[i].hi;
+			if (lo == 0 || hi == 0 || lo > s->nview || hi > s->nview) {
+				imap_seqset_free(&ss);
+				return -1;
+			}
+		}
+	}
+	size_t *out = s->nview ? malloc(s->nview * sizeof(*out)) : NULL;
+	if (s->nview && out == NULL) {
+		imap_seqset_free(&ss);
+		return -1;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < s->nview; i++) {
+		uint32_t v = uid ? s->view[i].uid : (uint32_t)(i + 1);
+		if (imap_seqset_contains(&ss, v, star))
+			out[k++] = i;
+	}
+	imap_seqset_free(&ss);
+	*idx = out;
+	*n = k;
+	return 0;
+}

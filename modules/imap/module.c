@@ -1,0 +1,76 @@
+/* The imap module's descriptor: its parameters (Dovecot names), the
+ * imap-login listeners (143 with STARTTLS, 993 with implicit TLS) and the
+ * post-login session service it registers in the user's mail process. */
+#include <string.h>
+
+#include "postern/config.h"
+#include "postern/log.h"
+#include "postern/module.h"
+#include "imap.h"
+
+static const struct pt_param imap_params[] = {
+	{ "imap_listen", PT_HOSTPORT_LIST, "143", NULL,
+	  "IMAP listener (STARTTLS offered when ssl_cert is set): [ADDR:]PORT list, empty = off", 0, 0 },
+	{ "imaps_listen", PT_HOSTPORT_LIST, "993", NULL,
+	  "IMAP over implicit TLS: [ADDR:]PORT list, empty = off", 0, 0 },
+	{ "imap_max_line_length", PT_SIZE, "64k", NULL,
+	  "longest IMAP command line (literals not counted); longer closes the connection", 1024, 16777216 },
+	{ "imap_max_literal_size", PT_SIZE, "$message_size_limit", NULL,
+	  "largest literal (APPEND message) accepted; 0 = 50m", 0, 0 },
+	{ "imap_idle_notify_interval", PT_TIME, "2m", NULL,
+	  "how often an idling client gets \"* OK Still here\"", 1, 86400 },
+	{ "imap_login_timeout", PT_TIME, "60s", NULL,
+	  "idle time allowed before login; the connection is then closed", 1, 86400 },
+	{ "imap_autologout", PT_TIME, "30m", NULL,
+	  "idle time after login before \"* BYE Disconnected for inactivity.\" (RFC 3501: at least 30m)",
+	  60, 604800 },
+	{ 0 },
+};
+
+static const struct pt_listener_decl imap_listeners[] = {
+	{ "imap_listen", "imap-login", 0, imap_login_accept },
+	{ "imaps_listen", "imap-login", 1, imap_login_accept },
+	{ 0 },
+};
+
+static const char *const imap_depends[] = { "mbox", NULL };
+
+static int
+imap_configure(struct pt_ctx *ctx)
+{
+	long long lit = pt_conf_int(ctx->conf, "imap_max_literal_size");
+
+	imap_set.conf = ctx->conf;
+	imap_set.max_line = (size_t)pt_conf_int(ctx->conf, "imap_max_line_length");
+	imap_set.max_literal = lit > 0 ? (size_t)lit : (size_t)50 * 1024 * 1024;
+	imap_set.idle_notify_ms = (unsigned)pt_conf_int(ctx->conf, "imap_idle_notify_interval") * 1000u;
+	imap_set.login_timeout_ms = (unsigned)pt_conf_int(ctx->conf, "imap_login_timeout") * 1000u;
+	imap_set.autologout_ms = (unsigned)pt_conf_int(ctx->conf, "imap_autologout") * 1000u;
+	return 0;
+}
+
+static int
+imap_init(struct pt_ctx *ctx)
+{
+	if (imap_configure(ctx) != 0)
+		return -1;
+	if (ctx->role && strcmp(ctx->role, "mail") == 0 &&
+	    pt_service_register("session:imap", &imap_session_ops) != 0) {
+		pt_error("imap: cannot register the session service");
+		return -1;
+	}
+	return 0;
+}
+
+POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
+	.abi = POSTERN_ABI,
+	.build_sig = POSTERN_BUILD_SIG,
+	.name = "imap",
+	.depends = imap_depends,
+	.params = imap_params,
+	.listeners = imap_listeners,
+	.init = imap_init,
+	.reload = imap_configure,
+	.stop = NULL,
+	.check = NULL,
+};
