@@ -18,7 +18,7 @@ const void *pt_service_get(const char *name);
  * 5xx permanent; dsn "5.2.2"; text for logs and bounces. */
 struct pt_status {
 	int code;
-	char dsn[8];
+	char dsn[16];                 /* also RFC 5530 words ("ALREADYEXISTS") */
 	char text[256];
 };
 void pt_status_set(struct pt_status *st, int code, const char *dsn, const char *fmt, ...)
