@@ -1,0 +1,479 @@
+/* FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2): the implicit \Seen, one
+ * untagged FETCH per message, literals streamed in chunks so that neither
+ * a 1:* over a big folder nor one huge message overruns the conn's output
+ * buffer (the session's cont hook resumes us when output drains). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/conn.h"
+#include "postern/log.h"
+#include "imap.h"
+#include "imap_fetch.h"
+#include "imap_msg.h"
+
+/* Queue no more than this before waiting for the client to read: bounds
+ * a session's output memory well below the conn's hard cap. */
+#define FETCH_HIGH_WATER (256 * 1024)
+/* Literal data is queued in pieces of this size. */
+#define FETCH_CHUNK (64 * 1024)
+
+struct fetch_run {
+	char *tag;
+	int uid;
+	struct imap_fetch_req req;
+	size_t *idx, n, pos;          /* view indexes; the one being sent */
+	unsigned char *implicit_flags; /* per idx: \Seen set now, FLAGS not asked */
+
+	/* the message being sent */
+	int started;
+	size_t item;                  /* next item to send */
+	int nsent;                    /* items sent (for the separating space) */
+	int flags_done;
+	struct pt_msg_text text;
+	int have_text;
+	struct imap_msg *parsed;
+	struct pt_strbuf data;        /* a section's octets when not a plain slice */
+	const char *lit;              /* literal being streamed */
+	size_t litlen, litpos;
+
+	unsigned gone;                /* expunged by another session meanwhile */
+	int failed;
+};
+
+static size_t
+output_pending(const struct imap_session *s)
+{
+	return s->conn ? pt_conn_pending_output(s->conn) : 0;
+}
+
+static void
+run_message_done(struct imap_session *s, struct fetch_run *r)
+{
+	if (r->have_text)
+		s->mbx->release(s->mb, &r->text);
+	r->have_text = 0;
+	imap_msg_free(r->parsed);
+	r->parsed = NULL;
+	pt_strbuf_free(&r->data);
+	memset(&r->data, 0, sizeof r->data);
+	r->lit = NULL;
+	r->litlen = r->litpos = 0;
+	r->started = 0;
+	r->item = 0;
+	r->nsent = 0;
+	r->flags_done = 0;
+}
+
+static void
+run_free(struct imap_session *s, struct fetch_run *r)
+{
+	if (!r)
+		return;
+	run_message_done(s, r);
+	imap_fetch_req_free(&r->req);
+	free(r->idx);
+	free(r->implicit_flags);
+	free(r->tag);
+	free(r);
+}
+
+static size_t
+store_index(const struct imap_session *s, size_t vi)
+{
+	return s->mbx->find(s->mb, s->view[vi].uid);
+}
+
+/* Set \Seen on every unseen message the command reads with a non-PEEK
+ * item, in one store call, before anything is sent: the FETCH replies
+ * then carry the new flags (as Dovecot does). */
+static void
+run_mark_seen(struct imap_session *s, struct fetch_run *r)
+{
+	struct pt_flag_update *u;
+	struct pt_status st = { 0 };
+	size_t nu = 0;
+
+	if (!r->req.sets_seen || s->readonly || r->n == 0)
+		return;
+	u = malloc(r->n * sizeof *u);
+	r->implicit_flags = calloc(r->n, 1);
+	if (!u || !r->implicit_flags) {
+		free(u);
+		return;
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		size_t si = store_index(s, r->idx[i]);
+		const struct pt_msg_info *m;
+
+		if (si == (size_t)-1)
+			continue;
+		m = s->mbx->info(s->mb, si);
+		if (m->flags & PT_F_SEEN)
+			continue;
+		u[nu].uid = m->uid;
+		u[nu].flags = (m->flags & PT_F_SYSTEM) | PT_F_SEEN;
+		u[nu].keywords = m->keywords;
+		nu++;
+		r->implicit_flags[i] = 1;
+	}
+	if (nu > 0 && s->mbx->set_flags(s->mb, u, nu, &st) != 0) {
+		pt_warn("imap(%s): setting \\Seen in %s failed: %s", s->user.name,
+		        s->selected ? s->selected : "?", st.text);
+		memset(r->implicit_flags, 0, r->n);
+		nu = 0;
+	}
+	free(u);
+	for (size_t i = 0; i < r->n && nu > 0; i++) {
+		struct imap_view_msg *v = &s->view[r->idx[i]];
+		size_t si;
+
+		if (!r->implicit_flags[i])
+			continue;
+		/* The view follows what the store now says, so the sync after
+		 * the command does not report this change a second time. */
+		si = store_index(s, r->idx[i]);
+		if (si != (size_t)-1) {
+			const struct pt_msg_info *m = s->mbx->info(s->mb, si);
+
+			v->flags = m->flags | PT_F_SEEN;
+			v->keywords = m->keywords;
+		} else {
+			v->flags |= PT_F_SEEN;
+		}
+		if (r->req.want_flags)
+			r->implicit_flags[i] = 0;
+	}
+}
+
+static void
+put_sep(struct imap_session *s, struct fetch_run *r)
+{
+	if (r->nsent++ > 0)
+		imap_write(s, " ", 1);
+}
+
+static void
+send_flags(struct imap_session *s, struct fetch_run *r, const struct imap_view_msg *v)
+{
+	struct pt_strbuf b = { 0 };
+
+	pt_strbuf_puts(&b, "FLAGS ");
+	imap_append_flags(s, &b, v->flags, v->keywords);
+	put_sep(s, r);
+	if (!b.oom)
+		imap_write(s, b.p, b.len);
+	else
+		r->failed = 1;
+	pt_strbuf_free(&b);
+	r->flags_done = 1;
+}
+
+/* The octets of a body item: a slice of the message, or built by the
+ * message library into r->data. */
+static void
+item_octets(struct fetch_run *r, const struct imap_fetch_item *it, const char **p, size_t *len)
+{
+	const char *d = r->text.data;
+	size_t dl = r->text.len, hl = r->text.hdr_len <= dl ? r->text.hdr_len : dl;
+
+	switch (it->kind) {
+	case IMAP_FI_RFC822:
+		*p = d, *len = dl;
+		return;
+	case IMAP_FI_RFC822_HEADER:
+		*p = d, *len = hl;
+		return;
+	case IMAP_FI_RFC822_TEXT:
+		*p = d + hl, *len = dl - hl;
+		return;
+	default:
+		break;
+	}
+	if (it->sec.nparts == 0 && it->sec.kind == IMAP_SEC_ALL) {
+		*p = d, *len = dl;
+	} else if (it->sec.nparts == 0 && it->sec.kind == IMAP_SEC_HEADER) {
+		*p = d, *len = hl;
+	} else if (it->sec.nparts == 0 && it->sec.kind == IMAP_SEC_TEXT) {
+		*p = d + hl, *len = dl - hl;
+	} else {
+		pt_strbuf_free(&r->data);
+		memset(&r->data, 0, sizeof r->data);
+		if (r->parsed)
+			imap_msg_section(r->parsed, &it->sec, &r->data);
+		if (r->data.oom)
+			r->failed = 1;
+		*p = r->data.oom || !r->data.p ? "" : r->data.p;
+		*len = r->data.oom ? 0 : r->data.len;
+	}
+	if (it->partial) {
+		size_t off = it->off < *len ? it->off : *len;
+		size_t cnt = *len - off < it->count ? *len - off : it->count;
+
+		*p += off;
+		*len = cnt;
+	}
+}
+
+static int
+item_is_header(const struct imap_fetch_item *it)
+{
+	if (it->kind == IMAP_FI_RFC822_HEADER)
+		return 1;
+	return it->kind == IMAP_FI_SECTION && (it->sec.kind == IMAP_SEC_HEADER ||
+	       it->sec.kind == IMAP_SEC_HEADER_FIELDS || it->sec.kind == IMAP_SEC_HEADER_FIELDS_NOT ||
+	       it->sec.kind == IMAP_SEC_MIME);
+}
+
+/* Send one non-literal item, or the head of a literal (then r->lit is
+ * set and the data follows in chunks). */
+static void
+send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_item *it,
+          const struct imap_view_msg *v, const struct pt_msg_info *m)
+{
+	struct pt_strbuf b = { 0 };
+	char date[32];
+	const char *p;
+	size_t len;
+
+	switch (it->kind) {
+	case IMAP_FI_UID:
+		pt_strbuf_printf(&b, "UID %u", v->uid);
+		break;
+	case IMAP_FI_FLAGS:
+		send_flags(s, r, v);
+		return;
+	case IMAP_FI_INTERNALDATE:
+		imap_datetime_format(m->internal_date, m->tz_minutes, date);
+		pt_strbuf_printf(&b, "INTERNALDATE \"%s\"", date);
+		break;
+	case IMAP_FI_SIZE:
+		pt_strbuf_printf(&b, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		break;
+	case IMAP_FI_ENVELOPE:
+		pt_strbuf_puts(&b, "ENVELOPE ");
+		imap_msg_envelope(r->parsed, &b);
+		break;
+	case IMAP_FI_BODY:
+	case IMAP_FI_BODYSTRUCTURE:
+		pt_strbuf_puts(&b, it->kind == IMAP_FI_BODY ? "BODY " : "BODYSTRUCTURE ");
+		imap_msg_bodystructure(r->parsed, it->kind == IMAP_FI_BODYSTRUCTURE, &b);
+		break;
+	case IMAP_FI_SECTION:
+	case IMAP_FI_RFC822:
+	case IMAP_FI_RFC822_HEADER:
+	case IMAP_FI_RFC822_TEXT:
+		item_octets(r, it, &p, &len);
+		if (item_is_header(it)) {
+			s->fetch_hdr_count++;
+			s->fetch_hdr_bytes += len;
+		} else {
+			s->fetch_body_count++;
+			s->fetch_body_bytes += len;
+		}
+		if (len == 0) {
+			pt_strbuf_printf(&b, "%s \"\"", it->name);
+		} else {
+			pt_strbuf_printf(&b, "%s {%zu}\r\n", it->name, len);
+			r->lit = p;
+			r->litlen = len;
+			r->litpos = 0;
+		}
+		break;
+	}
+	put_sep(s, r);
+	if (!b.oom)
+		imap_write(s, b.p, b.len);
+	else
+		r->failed = 1;
+	pt_strbuf_free(&b);
+}
+
+/* Open the next message for sending: 1 ready, 0 skipped (gone or
+ * unreadable; r->pos moved on). */
+static int
+run_message_start(struct imap_session *s, struct fetch_run *r)
+{
+	size_t vi = r->idx[r->pos], si = store_index(s, vi);
+	struct pt_status st = { 0 };
+
+	if (si == (size_t)-1) {
+		r->gone++;
+		r->pos++;
+		return 0;
+	}
+	if (r->req.needs_text) {
+		if (s->mbx->read(s->mb, s->view[vi].uid, &r->text, &st) != 0) {
+			if (store_index(s, vi) == (size_t)-1 || strcmp(st.dsn, "NONEXISTENT") == 0) {
+				r->gone++;
+			} else {
+				pt_warn("imap(%s): reading UID %u of %s failed: %s", s->user.name,
+				        s->view[vi].uid, s->selected ? s->selected : "?", st.text);
+				r->failed = 1;
+			}
+			r->pos++;
+			return 0;
+		}
+		r->have_text = 1;
+		if (r->req.needs_parse) {
+			r->parsed = imap_msg_parse(r->text.data, r->text.len);
+			if (!r->parsed) {
+				r->failed = 1;
+				run_message_done(s, r);
+				r->pos++;
+				return 0;
+			}
+		}
+	}
+	{
+		char head[48];
+		int n = snprintf(head, sizeof head, "* %zu FETCH (", vi + 1);
+
+		imap_write(s, head, (size_t)n);
+	}
+	r->started = 1;
+	return 1;
+}
+
+/* Queue output until done (1) or until the client must read first (0). */
+static int
+run_step(struct imap_session *s, struct fetch_run *r)
+{
+	while (r->pos < r->n) {
+		size_t vi;
+		size_t si;
+		const struct pt_msg_info *m;
+
+		if (output_pending(s) > FETCH_HIGH_WATER)
+			return 0;
+		if (!r->started && !run_message_start(s, r))
+			continue;
+		vi = r->idx[r->pos];
+		si = store_index(s, vi);
+		if (si == (size_t)-1) {
+			/* Cannot happen between our own calls (nothing syncs the
+			 * store while we run), but never read a stale pointer. */
+			r->failed = 1;
+			imap_write(s, ")\r\n", 3);
+			run_message_done(s, r);
+			r->pos++;
+			continue;
+		}
+		m = s->mbx->info(s->mb, si);
+		while (r->lit || r->item < r->req.n) {
+			if (output_pending(s) > FETCH_HIGH_WATER)
+				return 0;
+			if (r->lit) {
+				size_t left = r->litlen - r->litpos;
+				size_t n = left < FETCH_CHUNK ? left : FETCH_CHUNK;
+
+				imap_write(s, r->lit + r->litpos, n);
+				r->litpos += n;
+				if (r->litpos == r->litlen)
+					r->lit = NULL;
+				continue;
+			}
+			const struct imap_fetch_item *it = &r->req.items[r->item];
+
+			if (r->implicit_flags && r->implicit_flags[r->pos] && !r->flags_done &&
+			    it->kind != IMAP_FI_UID) {
+				send_flags(s, r, &s->view[vi]);
+				continue;
+			}
+			send_item(s, r, it, &s->view[vi], m);
+			r->item++;
+		}
+		imap_write(s, ")\r\n", 3);
+		run_message_done(s, r);
+		r->pos++;
+	}
+	return 1;
+}
+
+static void
+run_finish(struct imap_session *s, struct fetch_run *r)
+{
+	/* Flag changes and new mail may be told now; expunges may not
+	 * (RFC 3501 §7.4.1): sequence numbers must stay as the client knows. */
+	imap_sync(s, 0);
+	if (r->gone)
+		imap_tagged(s, r->tag, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+	else if (r->failed)
+		imap_tagged(s, r->tag, "NO",
+		            "[SERVERBUG] Internal error occurred. Refer to server log for more information.");
+	else
+		imap_completed(s, r->tag, NULL, "Fetch");
+}
+
+static void
+fetch_cont(struct imap_session *s)
+{
+	struct fetch_run *r = s->cont_state;
+
+	if (!r || !run_step(s, r))
+		return;
+	s->cont = NULL;
+	s->cont_free = NULL;
+	s->cont_state = NULL;
+	run_finish(s, r);
+	run_free(s, r);
+	if (s->conn)
+		pt_conn_resume(s->conn);
+}
+
+static void
+fetch_cont_free(struct imap_session *s)
+{
+	run_free(s, s->cont_state);
+	s->cont = NULL;
+	s->cont_free = NULL;
+	s->cont_state = NULL;
+}
+
+void
+imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
+               int uid)
+{
+	const char *cmd = uid ? "UID FETCH" : "FETCH";
+	struct fetch_run *r;
+	char err[160];
+
+	if (s->state != IMAP_SELECTED || !s->mb) {
+		imap_tagged(s, tag, "BAD", "No mailbox selected.");
+		return;
+	}
+	if (nargs < 2 || args[0].type != IMAP_ARG_ATOM) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	r = calloc(1, sizeof *r);
+	if (!r || !(r->tag = strdup(tag))) {
+		free(r);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	r->uid = uid;
+	if (imap_fetch_parse(args + 1, nargs - 1, uid, &r->req, err, sizeof err) != 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd, err);
+		run_free(s, r);
+		return;
+	}
+	if (imap_resolve_set(s, args[0].s, args[0].len, uid, &r->idx, &r->n) != 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid messageset", cmd);
+		run_free(s, r);
+		return;
+	}
+	run_mark_seen(s, r);
+	if (run_step(s, r)) {
+		run_finish(s, r);
+		run_free(s, r);
+		return;
+	}
+	/* The rest goes out as the client reads: no other command runs
+	 * meanwhile (their replies would interleave with ours). */
+	s->cont = fetch_cont;
+	s->cont_free = fetch_cont_free;
+	s->cont_state = r;
+	if (s->conn)
+		pt_conn_pause(s->conn);
+}

@@ -1,0 +1,140 @@
+/* SEARCH and UID SEARCH (RFC 3501 §6.4.4, §7.2.5): charset check, keys
+ * compiled by the message library, evaluated over the session's view; a
+ * message's text is read only when a key needs it. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "postern/log.h"
+#include "imap.h"
+#include "imap_msg.h"
+
+/* One message's lazily loaded text, for imap_search_msg.load. */
+struct search_load {
+	struct imap_session *s;
+	uint32_t uid;
+	int tried;
+	int have_text;
+	struct pt_msg_text text;
+	struct imap_msg *parsed;
+};
+
+static const struct imap_msg *
+search_load_msg(void *arg)
+{
+	struct search_load *l = arg;
+	struct pt_status st = { 0 };
+
+	if (l->tried)
+		return l->parsed;
+	l->tried = 1;
+	if (l->s->mbx->read(l->s->mb, l->uid, &l->text, &st) != 0) {
+		pt_warn("imap(%s): SEARCH could not read UID %u: %s", l->s->user.name, l->uid, st.text);
+		return NULL;
+	}
+	l->have_text = 1;
+	l->parsed = imap_msg_parse(l->text.data, l->text.len);
+	return l->parsed;
+}
+
+static void
+search_load_done(struct search_load *l)
+{
+	imap_msg_free(l->parsed);
+	if (l->have_text)
+		l->s->mbx->release(l->s->mb, &l->text);
+	l->parsed = NULL;
+	l->have_text = 0;
+	l->tried = 0;
+}
+
+static int
+search_keyword_bit(void *arg, const char *name)
+{
+	struct imap_session *s = arg;
+
+	return s->mbx->keyword_index(s->mb, name, 0);
+}
+
+static int
+charset_known(const struct imap_arg *a)
+{
+	if (!imap_arg_is_string(a))
+		return 0;
+	return strcasecmp(a->s, "US-ASCII") == 0 || strcasecmp(a->s, "UTF-8") == 0;
+}
+
+void
+imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
+                int uid)
+{
+	const char *cmd = uid ? "UID SEARCH" : "SEARCH";
+	struct imap_search *keys;
+	struct imap_search_env env = { 0 };
+	struct pt_strbuf out = { 0 };
+	char err[160] = "";
+	size_t skip = 0;
+
+	if (s->state != IMAP_SELECTED || !s->mb) {
+		imap_tagged(s, tag, "BAD", "No mailbox selected.");
+		return;
+	}
+	if (nargs > 0 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].s, "CHARSET") == 0) {
+		if (nargs < 3) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+			return;
+		}
+		if (!charset_known(&args[1])) {
+			imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
+			return;
+		}
+		skip = 2;
+	}
+	if (nargs <= skip) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
+		return;
+	}
+	keys = imap_search_parse(args + skip, nargs - skip, err, sizeof err);
+	if (!keys) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd,
+		            err[0] ? err : "Invalid arguments.");
+		return;
+	}
+	env.max_seq = (uint32_t)s->nview;
+	env.max_uid = s->nview ? s->view[s->nview - 1].uid : 0;
+	env.keyword_bit = search_keyword_bit;
+	env.arg = s;
+
+	pt_strbuf_puts(&out, "* SEARCH");
+	for (size_t i = 0; i < s->nview; i++) {
+		size_t si = s->mbx->find(s->mb, s->view[i].uid);
+		struct search_load load = { .s = s, .uid = s->view[i].uid };
+		struct imap_search_msg msg;
+		int hit;
+
+		/* Expunged by another session but still in our view: it has
+		 * nothing left to match (RFC 2180 §4.1.3 lets us leave it out). */
+		if (si == (size_t)-1)
+			continue;
+		msg.seq = (uint32_t)(i + 1);
+		msg.info = s->mbx->info(s->mb, si);
+		msg.load = search_load_msg;
+		msg.arg = &load;
+		hit = imap_search_match(keys, &env, &msg);
+		search_load_done(&load);
+		if (hit)
+			pt_strbuf_printf(&out, " %u", uid ? s->view[i].uid : (unsigned)(i + 1));
+	}
+	pt_strbuf_puts(&out, "\r\n");
+	imap_search_free(keys);
+	if (out.oom) {
+		pt_strbuf_free(&out);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	imap_write(s, out.p, out.len);
+	pt_strbuf_free(&out);
+	/* No EXPUNGE here: the numbers just sent must stay valid (§7.4.1). */
+	imap_sync(s, 0);
+	imap_completed(s, tag, NULL, "Search");
+}
