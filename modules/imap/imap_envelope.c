@@ -1,0 +1,346 @@
+/* ENVELOPE (RFC 3501 §7.4.2): the header fields a client lists mail by,
+ * with RFC 5322 address lists split into (name adl mailbox host) and
+ * groups as start/end markers. Text stays as sent (encoded words too). */
+#include <string.h>
+
+#include "imap_msg_int.h"
+
+/* ---- address lists ---- */
+
+enum tok_type { T_END, T_WORD, T_QUOTED, T_SPECIAL };
+struct tok {
+	enum tok_type type;
+	char c;                 /* T_SPECIAL */
+	const char *s;          /* T_WORD: raw; T_QUOTED: raw inside the quotes */
+	size_t len;
+	int space_before;
+};
+
+struct lexer {
+	const char *s;
+	size_t len, p;
+	const char *comment;    /* the last comment seen, for "addr (Name)" */
+	size_t comment_len;
+};
+
+static int
+is_word_char(unsigned char c)
+{
+	return c > ' ' && c != 0x7f && strchr("()<>,;:@\"[]", c) == NULL;
+}
+
+static struct tok
+next_tok(struct lexer *lx)
+{
+	struct tok t = { 0 };
+	for (;;) {
+		while (lx->p < lx->len && (lx->s[lx->p] == ' ' || lx->s[lx->p] == '\t'
+		       || lx->s[lx->p] == '\r' || lx->s[lx->p] == '\n')) {
+			lx->p++;
+			t.space_before = 1;
+		}
+		if (lx->p >= lx->len || lx->s[lx->p] != '(')
+			break;
+		size_t start = ++lx->p;
+		int depth = 1;
+		while (lx->p < lx->len) {
+			char c = lx->s[lx->p];
+			if (c == '\\' && lx->p + 1 < lx->len)
+				lx->p++;
+			else if (c == '(')
+				depth++;
+			else if (c == ')' && --depth == 0)
+				break;
+			lx->p++;
+		}
+		lx->comment = lx->s + start;
+		lx->comment_len = lx->p - start;
+		if (lx->p < lx->len)
+			lx->p++;
+		t.space_before = 1;
+	}
+	if (lx->p >= lx->len) {
+		t.type = T_END;
+		return t;
+	}
+	char c = lx->s[lx->p];
+	if (c == '"') {
+		size_t start = ++lx->p;
+		while (lx->p < lx->len && lx->s[lx->p] != '"') {
+			if (lx->s[lx->p] == '\\' && lx->p + 1 < lx->len)
+				lx->p++;
+			lx->p++;
+		}
+		t.type = T_QUOTED;
+		t.s = lx->s + start;
+		t.len = lx->p - start;
+		if (lx->p < lx->len)
+			lx->p++;
+		return t;
+	}
+	if (c == '[') {
+		/* a domain literal is one word */
+		size_t start = lx->p;
+		while (lx->p < lx->len && lx->s[lx->p] != ']')
+			lx->p++;
+		if (lx->p < lx->len)
+			lx->p++;
+		t.type = T_WORD;
+		t.s = lx->s + start;
+		t.len = lx->p - start;
+		return t;
+	}
+	if (!is_word_char((unsigned char)c)) {
+		lx->p++;
+		t.type = T_SPECIAL;
+		t.c = c;
+		return t;
+	}
+	size_t start = lx->p;
+	while (lx->p < lx->len && is_word_char((unsigned char)lx->s[lx->p]))
+		lx->p++;
+	t.type = T_WORD;
+	t.s = lx->s + start;
+	t.len = lx->p - start;
+	return t;
+}
+
+static void
+put_unquoted(struct pt_strbuf *b, const struct tok *t)
+{
+	if (t->type != T_QUOTED) {
+		pt_strbuf_put(b, t->s, t->len);
+		return;
+	}
+	for (size_t i = 0; i < t->len; i++) {
+		if (t->s[i] == '\\' && i + 1 < t->len)
+			i++;
+		pt_strbuf_put(b, &t->s[i], 1);
+	}
+}
+
+struct addr {
+	struct pt_strbuf name, adl, mailbox, host;
+	int has_name;
+};
+
+static void
+addr_reset(struct addr *a)
+{
+	pt_strbuf_free(&a->name);
+	pt_strbuf_free(&a->adl);
+	pt_strbuf_free(&a->mailbox);
+	pt_strbuf_free(&a->host);
+	a->has_name = 0;
+}
+
+static void
+put_addr(struct pt_strbuf *out, struct addr *a)
+{
+	pt_strbuf_put(out, "(", 1);
+	imap_msg_put_nstring(out, a->has_name && a->name.len ? a->name.p : NULL, a->name.len);
+	pt_strbuf_put(out, " ", 1);
+	imap_msg_put_nstring(out, a->adl.len ? a->adl.p : NULL, a->adl.len);
+	pt_strbuf_put(out, " ", 1);
+	/* an empty part would read as a group marker: fill it as Dovecot does */
+	if (a->mailbox.len)
+		imap_msg_put_nstring(out, a->mailbox.p, a->mailbox.len);
+	else
+		pt_strbuf_puts(out, "\"MISSING_MAILBOX\"");
+	pt_strbuf_put(out, " ", 1);
+	if (a->host.len)
+		imap_msg_put_nstring(out, a->host.p, a->host.len);
+	else
+		pt_strbuf_puts(out, "\"MISSING_DOMAIN\"");
+	pt_strbuf_put(out, ")", 1);
+}
+
+/* Words up to '@', '>' or a list separator, glued (dot-atoms, quoted local parts). */
+static struct tok
+glue_words(struct lexer *lx, struct tok t, struct pt_strbuf *b, const char *stops)
+{
+	while (t.type == T_WORD || t.type == T_QUOTED
+	       || (t.type == T_SPECIAL && strchr(stops, t.c) == NULL)) {
+		if (t.type == T_SPECIAL)
+			pt_strbuf_put(b, &t.c, 1);
+		else
+			put_unquoted(b, &t);
+		t = next_tok(lx);
+	}
+	return t;
+}
+
+/* "<[@route:]local@domain>" after the '<'; returns the token after '>'. */
+static struct tok
+angle_addr(struct lexer *lx, struct addr *a)
+{
+	struct tok t = next_tok(lx);
+	if (t.type == T_SPECIAL && t.c == '@') {
+		/* obs-route: "@a,@b:" */
+		pt_strbuf_put(&a->adl, "@", 1);
+		t = next_tok(lx);
+		while (t.type != T_END && !(t.type == T_SPECIAL && (t.c == ':' || t.c == '>'))) {
+			if (t.type == T_SPECIAL)
+				pt_strbuf_put(&a->adl, &t.c, 1);
+			else
+				put_unquoted(&a->adl, &t);
+			t = next_tok(lx);
+		}
+		if (t.type == T_SPECIAL && t.c == ':')
+			t = next_tok(lx);
+	}
+	t = glue_words(lx, t, &a->mailbox, "@>,;:<");
+	if (t.type == T_SPECIAL && t.c == '@')
+		t = glue_words(lx, next_tok(lx), &a->host, ">,;:<@");
+	while (t.type != T_END && !(t.type == T_SPECIAL && t.c == '>'))
+		t = next_tok(lx);
+	if (t.type != T_END)
+		t = next_tok(lx);
+	return t;
+}
+
+/* Append the ENVELOPE address list for a header value, or NIL. */
+static void
+put_address_list(struct pt_strbuf *out, const char *v, size_t len)
+{
+	struct lexer lx = { v, len, 0, NULL, 0 };
+	struct tok t = next_tok(&lx);
+	int in_group = 0, any = 0;
+	size_t guard = 0;
+	struct addr a = { 0 };
+	while (t.type != T_END && guard++ < len + 1) {
+		if (t.type == T_SPECIAL && t.c == ',') {
+			t = next_tok(&lx);
+			continue;
+		}
+		if (t.type == T_SPECIAL && t.c == ';') {
+			if (in_group) {
+				if (!any)
+					pt_strbuf_put(out, "(", 1);
+				pt_strbuf_puts(out, "(NIL NIL NIL NIL)");
+				any = 1;
+				in_group = 0;
+			}
+			t = next_tok(&lx);
+			continue;
+		}
+		/* a phrase, or the local part of a bare addr-spec */
+		struct pt_strbuf phrase = { 0 }, local = { 0 };
+		lx.comment = NULL;
+		int words = 0;
+		while (t.type == T_WORD || t.type == T_QUOTED
+		       || (t.type == T_SPECIAL && strchr("<>:;,@", t.c) == NULL)) {
+			if (t.type == T_SPECIAL) {
+				pt_strbuf_put(&local, &t.c, 1);
+				pt_strbuf_put(&phrase, &t.c, 1);
+			} else {
+				if (words && t.space_before)
+					pt_strbuf_put(&phrase, " ", 1);
+				put_unquoted(&phrase, &t);
+				put_unquoted(&local, &t);
+			}
+			words++;
+			t = next_tok(&lx);
+		}
+		if (t.type == T_SPECIAL && t.c == ':' && !in_group) {
+			if (!any)
+				pt_strbuf_put(out, "(", 1);
+			pt_strbuf_puts(out, "(NIL NIL ");
+			imap_msg_put_nstring(out, phrase.len ? phrase.p : "", phrase.len);
+			pt_strbuf_puts(out, " NIL)");
+			any = 1;
+			in_group = 1;
+			t = next_tok(&lx);
+		} else if (t.type == T_SPECIAL && t.c == '<') {
+			if (phrase.len) {
+				pt_strbuf_put(&a.name, phrase.p, phrase.len);
+				a.has_name = 1;
+			}
+			t = angle_addr(&lx, &a);
+			if (!a.has_name && lx.comment != NULL) {
+				imap_hdr_unfold(lx.comment, lx.comment_len, &a.name);
+				a.has_name = 1;
+			}
+			if (!any)
+				pt_strbuf_put(out, "(", 1);
+			put_addr(out, &a);
+			any = 1;
+		} else if (words > 0 || (t.type == T_SPECIAL && t.c == '@')) {
+			pt_strbuf_put(&a.mailbox, local.p ? local.p : "", local.len);
+			if (t.type == T_SPECIAL && t.c == '@')
+				t = glue_words(&lx, next_tok(&lx), &a.host, "<>,;:@");
+			if (lx.comment != NULL) {
+				imap_hdr_unfold(lx.comment, lx.comment_len, &a.name);
+				a.has_name = 1;
+			}
+			if (!any)
+				pt_strbuf_put(out, "(", 1);
+			put_addr(out, &a);
+			any = 1;
+		} else {
+			t = next_tok(&lx); /* a stray special: skipped */
+		}
+		pt_strbuf_free(&phrase);
+		pt_strbuf_free(&local);
+		addr_reset(&a);
+	}
+	if (in_group) {
+		if (!any)
+			pt_strbuf_put(out, "(", 1);
+		pt_strbuf_puts(out, "(NIL NIL NIL NIL)");
+		any = 1;
+	}
+	pt_strbuf_puts(out, any ? ")" : "NIL");
+}
+
+/* ---- the envelope ---- */
+
+enum { E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC, E_BCC,
+	E_IN_REPLY_TO, E_MESSAGE_ID, E_COUNT };
+static const char *const env_names[E_COUNT] = { "date", "subject", "from", "sender",
+	"reply-to", "to", "cc", "bcc", "in-reply-to", "message-id" };
+
+void
+imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, struct pt_strbuf *out)
+{
+	struct imap_hdr_field found[E_COUNT];
+	int have[E_COUNT] = { 0 };
+	struct imap_hdr_iter it;
+	struct imap_hdr_field f;
+	imap_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len);
+	while (imap_hdr_next(&it, &f)) {
+		for (int i = 0; i < E_COUNT; i++) {
+			if (!have[i] && imap_ascii_caseeq(f.name, f.name_len, env_names[i])) {
+				found[i] = f;
+				have[i] = 1;
+			}
+		}
+	}
+	pt_strbuf_put(out, "(", 1);
+	for (int i = 0; i < E_COUNT; i++) {
+		if (i > 0)
+			pt_strbuf_put(out, " ", 1);
+		int src = i;
+		/* RFC 3501: sender and reply-to default to from */
+		if ((i == E_SENDER || i == E_REPLY_TO) && !have[i])
+			src = E_FROM;
+		if (!have[src]) {
+			pt_strbuf_put(out, "NIL", 3);
+			continue;
+		}
+		struct pt_strbuf v = { 0 };
+		imap_hdr_unfold(found[src].value, found[src].value_len, &v);
+		if (i >= E_FROM && i <= E_BCC)
+			put_address_list(out, v.p, v.len);
+		else
+			imap_msg_put_nstring(out, v.p, v.len);
+		pt_strbuf_free(&v);
+	}
+	pt_strbuf_put(out, ")", 1);
+}
+
+void
+imap_msg_envelope(const struct imap_msg *m, struct pt_strbuf *out)
+{
+	imap_msg_envelope_part(m, &m->parts[0], out);
+}

@@ -1,0 +1,592 @@
+/* SEARCH (RFC 3501 §6.4.4): the keys compiled into a tree once, then
+ * evaluated per message. Text keys compare case-insensitively (ASCII
+ * folding) against decoded header and body text. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap_msg_int.h"
+
+#define SEARCH_MAX_DEPTH 64
+
+enum node_kind {
+	N_ALL, N_AND, N_OR, N_NOT,
+	N_FLAG,       /* flags & mask == mask */
+	N_KEYWORD,    /* str: keyword name */
+	N_LARGER, N_SMALLER,
+	N_SEQ, N_UID,
+	N_HEADER,     /* field, str (empty: has the field) */
+	N_BODY, N_TEXT,
+	N_DATE,       /* on INTERNALDATE */
+	N_SENTDATE,   /* on Date: */
+};
+enum { D_BEFORE, D_ON, D_SINCE };
+
+struct node {
+	enum node_kind kind;
+	uint32_t mask;
+	uint64_t num;
+	long day;
+	int date_op;
+	char *field, *str;
+	size_t slen;
+	struct imap_seqset set;
+	struct node **kids;
+	size_t nkids;
+};
+
+struct imap_search {
+	struct node *root;
+};
+
+static void
+node_free(struct node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->nkids; i++)
+		node_free(n->kids[i]);
+	free(n->kids);
+	free(n->field);
+	free(n->str);
+	imap_seqset_free(&n->set);
+	free(n);
+}
+
+static struct node *
+node_new(enum node_kind kind)
+{
+	struct node *n = calloc(1, sizeof *n);
+	if (n != NULL)
+		n->kind = kind;
+	return n;
+}
+
+static int
+add_kid(struct node *n, struct node *k)
+{
+	struct node **kids = realloc(n->kids, (n->nkids + 1) * sizeof *kids);
+	if (kids == NULL)
+		return -1;
+	n->kids = kids;
+	n->kids[n->nkids++] = k;
+	return 0;
+}
+
+struct parser {
+	char *err;
+	size_t errlen;
+};
+
+static void
+fail(struct parser *ps, const char *fmt, const char *arg)
+{
+	if (ps->errlen == 0)
+		return;
+	snprintf(ps->err, ps->errlen, fmt, arg);
+}
+
+static const char *
+arg_text(const struct imap_arg *a)
+{
+	return a->type == IMAP_ARG_LIST ? "(" : a->type == IMAP_ARG_NIL ? "NIL" : a->s;
+}
+
+/* The next argument as text (astring), or NULL with "Missing argument". */
+static const struct imap_arg *
+take_string(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i)
+{
+	if (*i >= n || !imap_arg_is_string(&args[*i])) {
+		fail(ps, "%s", "Missing argument");
+		return NULL;
+	}
+	return &args[(*i)++];
+}
+
+static char *
+dup_mem(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d != NULL) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static struct node *parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i,
+                              int depth);
+
+/* Keys until the end of args, ANDed. */
+static struct node *
+parse_all(struct parser *ps, const struct imap_arg *args, size_t n, int depth)
+{
+	if (n == 0) {
+		fail(ps, "%s", "Missing argument");
+		return NULL;
+	}
+	struct node *and = node_new(N_AND);
+	if (and == NULL) {
+		fail(ps, "%s", "Out of memory");
+		return NULL;
+	}
+	size_t i = 0;
+	while (i < n) {
+		struct node *k = parse_key(ps, args, n, &i, depth);
+		if (k == NULL || add_kid(and, k) != 0) {
+			if (k != NULL)
+				fail(ps, "%s", "Out of memory");
+			node_free(k);
+			node_free(and);
+			return NULL;
+		}
+	}
+	return and;
+}
+
+static const struct { const char *name; uint32_t mask; int set; } flag_keys[] = {
+	{ "ANSWERED", PT_F_ANSWERED, 1 }, { "DELETED", PT_F_DELETED, 1 },
+	{ "DRAFT", PT_F_DRAFT, 1 }, { "FLAGGED", PT_F_FLAGGED, 1 },
+	{ "SEEN", PT_F_SEEN, 1 }, { "RECENT", PT_F_RECENT, 1 },
+	{ "UNANSWERED", PT_F_ANSWERED, 0 }, { "UNDELETED", PT_F_DELETED, 0 },
+	{ "UNDRAFT", PT_F_DRAFT, 0 }, { "UNFLAGGED", PT_F_FLAGGED, 0 },
+	{ "UNSEEN", PT_F_SEEN, 0 }, { "OLD", PT_F_RECENT, 0 },
+};
+static const struct { const char *name; const char *field; } header_keys[] = {
+	{ "BCC", "bcc" }, { "CC", "cc" }, { "FROM", "from" }, { "SUBJECT", "subject" }, { "TO", "to" },
+};
+static const struct { const char *name; enum node_kind kind; int op; } date_keys[] = {
+	{ "BEFORE", N_DATE, D_BEFORE }, { "ON", N_DATE, D_ON }, { "SINCE", N_DATE, D_SINCE },
+	{ "SENTBEFORE", N_SENTDATE, D_BEFORE }, { "SENTON", N_SENTDATE, D_ON },
+	{ "SENTSINCE", N_SENTDATE, D_SINCE },
+};
+
+static struct node *
+negate(struct node *k)
+{
+	struct node *n = node_new(N_NOT);
+	if (n == NULL || add_kid(n, k) != 0) {
+		node_free(n);
+		node_free(k);
+		return NULL;
+	}
+	return n;
+}
+
+static struct node *
+parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, int depth)
+{
+	if (depth > SEARCH_MAX_DEPTH) {
+		fail(ps, "%s", "Search query too deeply nested");
+		return NULL;
+	}
+	if (*i >= n) {
+		fail(ps, "%s", "Missing argument");
+		return NULL;
+	}
+	const struct imap_arg *a = &args[(*i)++];
+	if (a->type == IMAP_ARG_LIST)
+		return parse_all(ps, a->list, a->n, depth + 1);
+	if (a->type != IMAP_ARG_ATOM) {
+		fail(ps, "Unknown argument %s", arg_text(a));
+		return NULL;
+	}
+	const char *k = a->s;
+	struct node *nd = NULL;
+	const struct imap_arg *s;
+
+	if (strcasecmp(k, "ALL") == 0)
+		return node_new(N_ALL);
+	for (size_t f = 0; f < sizeof flag_keys / sizeof *flag_keys; f++) {
+		if (strcasecmp(k, flag_keys[f].name) == 0) {
+			if ((nd = node_new(N_FLAG)) == NULL)
+				goto oom;
+			nd->mask = flag_keys[f].mask;
+			return flag_keys[f].set ? nd : negate(nd);
+		}
+	}
+	if (strcasecmp(k, "NEW") == 0) {
+		/* RECENT UNSEEN */
+		struct node *and = node_new(N_AND), *r = node_new(N_FLAG), *seen = node_new(N_FLAG);
+		if (and == NULL || r == NULL || seen == NULL) {
+			node_free(and); node_free(r); node_free(seen);
+			goto oom;
+		}
+		r->mask = PT_F_RECENT;
+		seen->mask = PT_F_SEEN;
+		struct node *unseen = negate(seen);
+		if (unseen == NULL || add_kid(and, r) != 0) {
+			node_free(and); node_free(r); node_free(unseen);
+			goto oom;
+		}
+		if (add_kid(and, unseen) != 0) {
+			node_free(and); node_free(unseen);
+			goto oom;
+		}
+		return and;
+	}
+	if (strcasecmp(k, "KEYWORD") == 0 || strcasecmp(k, "UNKEYWORD") == 0) {
+		if ((s = take_string(ps, args, n, i)) == NULL)
+			return NULL;
+		if ((nd = node_new(N_KEYWORD)) == NULL || (nd->str = dup_mem(s->s, s->len)) == NULL)
+			goto oom;
+		return k[0] == 'K' || k[0] == 'k' ? nd : negate(nd);
+	}
+	for (size_t h = 0; h < sizeof header_keys / sizeof *header_keys; h++) {
+		if (strcasecmp(k, header_keys[h].name) == 0) {
+			if ((s = take_string(ps, args, n, i)) == NULL)
+				return NULL;
+			if ((nd = node_new(N_HEADER)) == NULL
+			    || (nd->field = dup_mem(header_keys[h].field, strlen(header_keys[h].field))) == NULL
+			    || (nd->str = dup_mem(s->s, s->len)) == NULL)
+				goto oom;
+			nd->slen = s->len;
+			return nd;
+		}
+	}
+	if (strcasecmp(k, "HEADER") == 0) {
+		const struct imap_arg *f;
+		if ((f = take_string(ps, args, n, i)) == NULL || (s = take_string(ps, args, n, i)) == NULL)
+			return NULL;
+		if ((nd = node_new(N_HEADER)) == NULL || (nd->field = dup_mem(f->s, f->len)) == NULL
+		    || (nd->str = dup_mem(s->s, s->len)) == NULL)
+			goto oom;
+		nd->slen = s->len;
+		return nd;
+	}
+	if (strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
+		if ((s = take_string(ps, args, n, i)) == NULL)
+			return NULL;
+		if ((nd = node_new(strcasecmp(k, "BODY") == 0 ? N_BODY : N_TEXT)) == NULL
+		    || (nd->str = dup_mem(s->s, s->len)) == NULL)
+			goto oom;
+		nd->slen = s->len;
+		return nd;
+	}
+	for (size_t d = 0; d < sizeof date_keys / sizeof *date_keys; d++) {
+		if (strcasecmp(k, date_keys[d].name) == 0) {
+			time_t t;
+			if ((s = take_string(ps, args, n, i)) == NULL)
+				return NULL;
+			if (imap_date_parse(s->s, s->len, &t) != 0) {
+				fail(ps, "Invalid search date parameter: %s", s->s);
+				return NULL;
+			}
+			if ((nd = node_new(date_keys[d].kind)) == NULL)
+				goto oom;
+			nd->day = (long)(t / 86400);
+			nd->date_op = date_keys[d].op;
+			return nd;
+		}
+	}
+	if (strcasecmp(k, "LARGER") == 0 || strcasecmp(k, "SMALLER") == 0) {
+		if ((s = take_string(ps, args, n, i)) == NULL)
+			return NULL;
+		uint64_t v = 0;
+		int ok = s->len > 0 && s->len <= 19;
+		for (size_t c = 0; ok && c < s->len; c++) {
+			ok = s->s[c] >= '0' && s->s[c] <= '9';
+			v = v * 10 + (uint64_t)(s->s[c] - '0');
+		}
+		if (!ok) {
+			fail(ps, "Invalid search number parameter: %s", s->s);
+			return NULL;
+		}
+		if ((nd = node_new(k[0] == 'L' || k[0] == 'l' ? N_LARGER : N_SMALLER)) == NULL)
+			goto oom;
+		nd->num = v;
+		return nd;
+	}
+	if (strcasecmp(k, "NOT") == 0) {
+		struct node *c = parse_key(ps, args, n, i, depth + 1);
+		if (c == NULL)
+			return NULL;
+		if ((nd = negate(c)) == NULL)
+			goto oom;
+		return nd;
+	}
+	if (strcasecmp(k, "OR") == 0) {
+		struct node *x = parse_key(ps, args, n, i, depth + 1);
+		if (x == NULL)
+			return NULL;
+		struct node *y = parse_key(ps, args, n, i, depth + 1);
+		if (y == NULL) {
+			node_free(x);
+			return NULL;
+		}
+		if ((nd = node_new(N_OR)) == NULL || add_kid(nd, x) != 0) {
+			node_free(x);
+			node_free(y);
+			goto oom;
+		}
+		if (add_kid(nd, y) != 0) {
+			node_free(y);
+			goto oom;
+		}
+		return nd;
+	}
+	if (strcasecmp(k, "UID") == 0) {
+		if (*i >= n || args[*i].type != IMAP_ARG_ATOM) {
+			fail(ps, "%s", "Missing argument");
+			return NULL;
+		}
+		s = &args[(*i)++];
+		if ((nd = node_new(N_UID)) == NULL)
+			goto oom;
+		if (imap_seqset_parse(s->s, s->len, &nd->set) != 0) {
+			node_free(nd);
+			fail(ps, "Invalid uidset: %s", s->s);
+			return NULL;
+		}
+		return nd;
+	}
+	if ((k[0] >= '0' && k[0] <= '9') || k[0] == '*') {
+		if ((nd = node_new(N_SEQ)) == NULL)
+			goto oom;
+		if (imap_seqset_parse(k, a->len, &nd->set) == 0)
+			return nd;
+		node_free(nd);
+		nd = NULL;
+	}
+	fail(ps, "Unknown argument %s", k);
+	return NULL;
+oom:
+	node_free(nd);
+	fail(ps, "%s", "Out of memory");
+	return NULL;
+}
+
+struct imap_search *
+imap_search_parse(const struct imap_arg *args, size_t n, char *err, size_t errlen)
+{
+	struct parser ps = { err, errlen };
+	if (errlen > 0)
+		err[0] = '\0';
+	struct imap_search *s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		fail(&ps, "%s", "Out of memory");
+		return NULL;
+	}
+	if ((s->root = parse_all(&ps, args, n, 0)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+imap_search_free(struct imap_search *s)
+{
+	if (s == NULL)
+		return;
+	node_free(s->root);
+	free(s);
+}
+
+static int
+node_needs_text(const struct node *n)
+{
+	if (n->kind == N_HEADER || n->kind == N_BODY || n->kind == N_TEXT || n->kind == N_SENTDATE)
+		return 1;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (node_needs_text(n->kids[i]))
+			return 1;
+	return 0;
+}
+
+int
+imap_search_needs_text(const struct imap_search *s)
+{
+	return node_needs_text(s->root);
+}
+
+/* ---- evaluation ---- */
+
+struct match_ctx {
+	const struct imap_search_env *env;
+	const struct imap_search_msg *msg;
+	const struct imap_msg *m;
+	int loaded;
+	struct pt_strbuf body;   /* decoded bodies, once */
+	int body_ready;
+};
+
+static const struct imap_msg *
+ctx_msg(struct match_ctx *c)
+{
+	if (!c->loaded) {
+		c->loaded = 1;
+		c->m = c->msg->load != NULL ? c->msg->load(c->msg->arg) : NULL;
+	}
+	return c->m;
+}
+
+static int
+fold(int ch)
+{
+	return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+}
+
+/* needle in hay, ASCII case folded; an empty needle is found. */
+static int
+contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+	if (nlen == 0)
+		return 1;
+	if (hay == NULL || hlen < nlen)
+		return 0;
+	int first = fold((unsigned char)needle[0]);
+	for (size_t i = 0; i + nlen <= hlen; i++) {
+		if (fold((unsigned char)hay[i]) != first)
+			continue;
+		size_t k = 1;
+		while (k < nlen && fold((unsigned char)hay[i + k]) == fold((unsigned char)needle[k]))
+			k++;
+		if (k == nlen)
+			return 1;
+	}
+	return 0;
+}
+
+/* Decoded text of every leaf part, and for text also embedded headers. */
+static void
+collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_strbuf *out, int depth)
+{
+	if (depth > IMAP_MSG_MAX_DEPTH * 2)
+		return;
+	if (p->kind == IMAP_PART_MULTI) {
+		for (int c = p->child; c >= 0; c = m->parts[c].next)
+			collect_bodies(m, &m->parts[c], out, depth + 1);
+	} else if (p->kind == IMAP_PART_MESSAGE) {
+		const struct imap_part *inner = &m->parts[p->child];
+		imap_msg_decode_header(m->data + inner->hdr_off, inner->hdr_len, out);
+		collect_bodies(m, inner, out, depth + 1);
+	} else {
+		imap_msg_decode_body(m, p, out);
+		pt_strbuf_put(out, "\n", 1);
+	}
+}
+
+static int
+match_header(const struct imap_msg *m, const struct node *n)
+{
+	struct imap_hdr_iter it;
+	struct imap_hdr_field f;
+	const struct imap_part *root = &m->parts[0];
+	imap_hdr_iter_init(&it, m->data + root->hdr_off, root->hdr_len);
+	while (imap_hdr_next(&it, &f)) {
+		if (!imap_ascii_caseeq(f.name, f.name_len, n->field))
+			continue;
+		if (n->slen == 0)
+			return 1;
+		struct pt_strbuf raw = { 0 }, dec = { 0 };
+		imap_hdr_unfold(f.value, f.value_len, &raw);
+		imap_msg_decode_header(raw.p, raw.len, &dec);
+		int hit = contains_ci(dec.p, dec.len, n->str, n->slen);
+		pt_strbuf_free(&raw);
+		pt_strbuf_free(&dec);
+		if (hit)
+			return 1;
+	}
+	return 0;
+}
+
+/* The day number of t in a zone east of UTC by tz minutes. */
+static long
+local_day(time_t t, int tz)
+{
+	long long s = (long long)t + tz * 60LL;
+	long long d = s / 86400;
+	if (s % 86400 < 0)
+		d--;
+	return (long)d;
+}
+
+static int
+date_cmp(long day, const struct node *n)
+{
+	switch (n->date_op) {
+	case D_BEFORE: return day < n->day;
+	case D_ON: return day == n->day;
+	default: return day >= n->day;
+	}
+}
+
+static int
+eval(const struct node *n, struct match_ctx *c)
+{
+	const struct pt_msg_info *info = c->msg->info;
+	const struct imap_msg *m;
+	switch (n->kind) {
+	case N_ALL:
+		return 1;
+	case N_AND:
+		for (size_t i = 0; i < n->nkids; i++)
+			if (!eval(n->kids[i], c))
+				return 0;
+		return 1;
+	case N_OR:
+		return eval(n->kids[0], c) || eval(n->kids[1], c);
+	case N_NOT:
+		return !eval(n->kids[0], c);
+	case N_FLAG:
+		return (info->flags & n->mask) == n->mask;
+	case N_KEYWORD: {
+		int bit = c->env->keyword_bit != NULL ? c->env->keyword_bit(c->env->arg, n->str) : -1;
+		return bit >= 0 && bit < 64 && (info->keywords >> bit & 1u);
+	}
+	case N_LARGER:
+		return info->size > n->num;
+	case N_SMALLER:
+		return info->size < n->num;
+	case N_SEQ:
+		return imap_seqset_contains(&n->set, c->msg->seq, c->env->max_seq);
+	case N_UID:
+		return imap_seqset_contains(&n->set, info->uid, c->env->max_uid);
+	case N_DATE:
+		return date_cmp(local_day(info->internal_date, info->tz_minutes), n);
+	case N_SENTDATE: {
+		if ((m = ctx_msg(c)) == NULL)
+			return 0;
+		struct pt_strbuf v = { 0 };
+		time_t t;
+		int tz, ok = imap_part_header(m, &m->parts[0], "date", &v)
+		             && imap_rfc822_date_parse(v.p, v.len, &t, &tz) == 0;
+		pt_strbuf_free(&v);
+		return ok && date_cmp(local_day(t, tz), n);
+	}
+	case N_HEADER:
+		if ((m = ctx_msg(c)) == NULL)
+			return 0;
+		return match_header(m, n);
+	case N_BODY:
+	case N_TEXT:
+		if ((m = ctx_msg(c)) == NULL)
+			return 0;
+		if (!c->body_ready) {
+			collect_bodies(m, &m->parts[0], &c->body, 0);
+			c->body_ready = 1;
+		}
+		if (contains_ci(c->body.p, c->body.len, n->str, n->slen))
+			return 1;
+		if (n->kind == N_TEXT) {
+			struct pt_strbuf h = { 0 };
+			imap_msg_decode_header(m->data + m->parts[0].hdr_off, m->parts[0].hdr_len, &h);
+			int hit = contains_ci(h.p, h.len, n->str, n->slen);
+			pt_strbuf_free(&h);
+			return hit;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+int
+imap_search_match(const struct imap_search *s, const struct imap_search_env *env,
+                  const struct imap_search_msg *msg)
+{
+	struct match_ctx c = { env, msg, NULL, 0, { 0 }, 0 };
+	int r = eval(s->root, &c);
+	pt_strbuf_free(&c.body);
+	return r;
+}
