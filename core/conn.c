@@ -78,6 +78,8 @@ struct pt_conn {
 	unsigned read_wants_write : 1;
 	unsigned write_wants_read : 1;
 	unsigned eof_pending : 1;      /* TLS close_notify came with data */
+	unsigned origin_tls : 1;       /* relayed: the client's side is TLS */
+	unsigned relayed : 1;          /* relayed: no STARTTLS here */
 
 	struct pt_conn *prev, *next;   /* open connections */
 };
@@ -446,6 +448,35 @@ const struct pt_listener *
 pt_conn_listener(const struct pt_conn *c)
 {
 	return c->listener;
+}
+
+void
+pt_conn_get_handlers(const struct pt_conn *c, struct pt_conn_handlers *h, void **proto)
+{
+	*h = c->h;
+	*proto = c->proto;
+}
+
+void
+pt_conn_set_origin(struct pt_conn *c, const char *peer_addr, unsigned peer_port,
+                   const char *local_addr, unsigned local_port, int tls)
+{
+	snprintf(c->peer_addr, sizeof c->peer_addr, "%s", peer_addr ? peer_addr : "");
+	snprintf(c->local_addr, sizeof c->local_addr, "%s", local_addr ? local_addr : "");
+	c->peer_port = (unsigned short)peer_port;
+	c->local_port = (unsigned short)local_port;
+	memset(&c->peer, 0, sizeof c->peer);
+	if (peer_addr && inet_pton(AF_INET, peer_addr, &c->peer.sin.sin_addr) == 1) {
+		c->peer.sin.sin_family = AF_INET;
+		c->peer.sin.sin_port = htons((unsigned short)peer_port);
+	} else if (peer_addr && inet_pton(AF_INET6, peer_addr, &c->peer.sin6.sin6_addr) == 1) {
+		c->peer.sin6.sin6_family = AF_INET6;
+		c->peer.sin6.sin6_port = htons((unsigned short)peer_port);
+	} else {
+		c->peer.sa.sa_family = AF_UNSPEC;
+	}
+	c->origin_tls = tls ? 1 : 0;
+	c->relayed = 1;
 }
 
 void
@@ -922,7 +953,7 @@ pt_conn_set_timeout(struct pt_conn *c, unsigned ms)
 int
 pt_conn_starttls(struct pt_conn *c)
 {
-	if (c->closed || c->ssl || c->tls != TLS_NONE || !pt_tls_enabled())
+	if (c->closed || c->relayed || c->ssl || c->tls != TLS_NONE || !pt_tls_enabled())
 		return -1;
 	/* Everything read so far came in plaintext: none of it may be taken
 	 * as if it had come through the TLS session (CVE-2011-0411 class). */
@@ -938,13 +969,13 @@ pt_conn_starttls(struct pt_conn *c)
 int
 pt_conn_tls_available(const struct pt_conn *c)
 {
-	return !c->closed && !c->ssl && c->tls == TLS_NONE && pt_tls_enabled();
+	return !c->closed && !c->relayed && !c->ssl && c->tls == TLS_NONE && pt_tls_enabled();
 }
 
 int
 pt_conn_is_tls(const struct pt_conn *c)
 {
-	return c->tls == TLS_ON;
+	return c->tls == TLS_ON || c->origin_tls;
 }
 
 const char *

@@ -17,6 +17,16 @@ void pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void 
 /* Called once when the conn closes, before on_close (listener counts). */
 void pt_conn_set_release(struct pt_conn *c, void (*release)(struct pt_conn *c, void *arg), void *arg);
 
+/* The handlers and protocol state set now (the session handoff puts them
+ * back when no mail process takes the conn). */
+void pt_conn_get_handlers(const struct pt_conn *c, struct pt_conn_handlers *h, void **proto);
+
+/* A conn relayed from another process (a mail process behind the worker):
+ * report the original client's addresses and TLS state instead of the
+ * local socket's. pt_conn_tls_available() is 0 on such a conn. */
+void pt_conn_set_origin(struct pt_conn *c, const char *peer_addr, unsigned peer_port,
+                        const char *local_addr, unsigned local_port, int tls);
+
 /* Bytes of heap the conn holds now: struct, buffers (not OpenSSL's). */
 size_t pt_conn_memory(const struct pt_conn *c);
 

@@ -29,6 +29,7 @@
 #include "process.h"
 #include "queue.h"
 #include "runtime.h"
+#include "session_int.h"
 
 #define MAX_GENERATIONS 8
 #define RESTART_BACKOFF_MAX_MS 30000
@@ -38,7 +39,7 @@ struct generation {
 	struct pt_config *conf;
 	struct pt_listen_sock *socks;
 	size_t nsocks;
-	pid_t worker, local, auth;
+	pid_t worker, local, auth, mail;
 	int draining;
 	int in_use;
 };
@@ -85,11 +86,16 @@ pt_process_child_setup(void)
 		if (!g->in_use || g == M.child_keep)
 			continue;
 		for (size_t k = 0; k < g->nsocks; k++)
-			if (g->socks[k].fd >= 0)
+			if (g->socks[k].fd >= 0) {
 				close(g->socks[k].fd);
+				/* A grandchild (mail process) runs this again: the
+				 * number may be reused by then. */
+				g->socks[k].fd = -1;
+			}
 	}
 	if (M.signal_fd > 0)
 		close(M.signal_fd);
+	M.signal_fd = -1;
 }
 
 int
@@ -159,7 +165,7 @@ worker_signal(struct pt_loop *loop, int fd, unsigned events, void *arg)
 }
 
 static void
-worker_main(struct generation *g, int local_fd, int auth_fd)
+worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd)
 {
 	M.child_keep = g;
 	pt_process_child_setup();
@@ -193,6 +199,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd)
 		_exit(1);
 	}
 	pt_auth_set_agent_fd(auth_fd);
+	pt_session_set_agent(worker_loop, mail_fd);
 	if (pt_auth_init(g->conf) != 0)
 		_exit(1);
 	struct pt_ctx ctx = { .conf = g->conf, .loop = worker_loop, .as_root = M.as_root, .role = "worker" };
@@ -221,6 +228,8 @@ gen_role(const struct generation *g, pid_t pid)
 		return "local delivery agent";
 	if (pid == g->auth)
 		return "auth agent";
+	if (pid == g->mail)
+		return "mail agent";
 	return "child";
 }
 
@@ -266,19 +275,33 @@ start_processes(struct generation *g)
 			return -1;
 		}
 	}
+	/* Post-login sessions: the per-user mail processes hang off it. */
+	int mail_fd = -1;
+	const int inherited[2] = { local_fd, auth_fd };
+	g->mail = pt_mail_agent_spawn(g->conf, &mail_fd, inherited, 2);
+	if (g->mail < 0) {
+		g->mail = 0;
+		pt_log(PT_LOG_ERROR, "cannot start the mail agent");
+		close(local_fd);
+		if (auth_fd >= 0)
+			close(auth_fd);
+		return -1;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		pt_log(PT_LOG_ERROR, "fork: %s", strerror(errno));
 		close(local_fd);
 		if (auth_fd >= 0)
 			close(auth_fd);
+		close(mail_fd);
 		return -1;
 	}
 	if (pid == 0)
-		worker_main(g, local_fd, auth_fd);
+		worker_main(g, local_fd, auth_fd, mail_fd);
 	close(local_fd);
 	if (auth_fd >= 0)
 		close(auth_fd);
+	close(mail_fd);
 	g->worker = pid;
 	M.started = time(NULL);
 	return 0;
@@ -294,6 +317,8 @@ signal_generation(struct generation *g, int sig)
 			kill(g->local, sig);
 		if (g->auth > 0)
 			kill(g->auth, sig);
+		if (g->mail > 0)
+			kill(g->mail, sig);
 	}
 }
 
@@ -314,7 +339,7 @@ all_children_gone(void)
 {
 	for (int i = 0; i < MAX_GENERATIONS; i++) {
 		struct generation *g = &M.gen[i];
-		if (g->in_use && (g->worker > 0 || g->local > 0 || g->auth > 0))
+		if (g->in_use && (g->worker > 0 || g->local > 0 || g->auth > 0 || g->mail > 0))
 			return 0;
 	}
 	return 1;
@@ -326,7 +351,7 @@ restart_current(struct pt_loop *loop, void *arg)
 	(void)arg;
 	M.restart_timer = NULL;
 	struct generation *g = &M.gen[M.current];
-	if (M.stopping || g->worker > 0 || g->local > 0 || g->auth > 0)
+	if (M.stopping || g->worker > 0 || g->local > 0 || g->auth > 0 || g->mail > 0)
 		return;
 	pt_log(PT_LOG_INFO, "restarting worker processes");
 	if (start_processes(g) != 0) {
@@ -345,7 +370,7 @@ reap_children(struct pt_loop *loop)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (int i = 0; i < MAX_GENERATIONS; i++) {
 			struct generation *g = &M.gen[i];
-			if (!g->in_use || (pid != g->worker && pid != g->local && pid != g->auth))
+			if (!g->in_use || (pid != g->worker && pid != g->local && pid != g->auth && pid != g->mail))
 				continue;
 			const char *role = gen_role(g, pid);
 			int expected = M.stopping || g->draining;
@@ -359,20 +384,23 @@ reap_children(struct pt_loop *loop)
 				g->worker = 0;
 			else if (pid == g->local)
 				g->local = 0;
+			else if (pid == g->mail)
+				g->mail = 0;
 			else
 				g->auth = 0;
 			if (g->draining) {
 				/* The agents of a drained generation end with its worker. */
 				if (g->worker == 0)
 					signal_generation(g, SIGTERM);
-				if (g->worker == 0 && g->local == 0 && g->auth == 0)
+				if (g->worker == 0 && g->local == 0 && g->auth == 0 && g->mail == 0)
 					free_generation(g, 0);
 			} else if (!M.stopping) {
 				/* One process of the live generation died: restart all of
 				 * it together, with a backoff that resets after a calm
 				 * minute, so a crash loop cannot spin. */
 				signal_generation(g, SIGTERM);
-				if (g->worker == 0 && g->local == 0 && g->auth == 0 && M.restart_timer == NULL) {
+				if (g->worker == 0 && g->local == 0 && g->auth == 0 && g->mail == 0 &&
+				    M.restart_timer == NULL) {
 					if (time(NULL) - M.started > 60)
 						M.backoff_ms = 0;
 					M.backoff_ms = M.backoff_ms ? M.backoff_ms * 2 : 1000;
@@ -470,7 +498,7 @@ reload(struct pt_loop *loop)
 	pt_listen_close_all(old->socks, old->nsocks);
 	old->socks = NULL;
 	old->nsocks = 0;
-	if (old->worker == 0 && old->local == 0 && old->auth == 0)
+	if (old->worker == 0 && old->local == 0 && old->auth == 0 && old->mail == 0)
 		free_generation(old, 0);
 	M.current = slot;
 	pt_live_conf = c;

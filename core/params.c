@@ -240,6 +240,8 @@ static const struct pt_param core_params[] = {
 		"sender of postmaster notices; mail to it is discarded", 0, 0},
 	{"mail_name", PT_STR, "Postern", NULL,
 		"server name in the SMTP banner and in notices", 0, 0},
+	{"mail_max_userip_connections", PT_INT, "10", NULL,
+		"concurrent IMAP/POP3 sessions per user and client address after login (per worker); 0 = no limit", 0, LIMIT_MAX},
 	{NULL, 0, NULL, NULL, NULL, 0, 0},
 };
 

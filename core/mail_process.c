@@ -1,0 +1,240 @@
+/* The per-user mail process: forked by the mail agent, runs as the user
+ * (plus mail_privileged_group), serves every post-login session of that
+ * user with the protocol's "session:PROTO" service, and exits after the
+ * last one once the agent agreed (retire/ack, so no session is lost in
+ * between). */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn_int.h"
+#include "loader.h"
+#include "log_int.h"
+#include "net.h"
+#include "postern/event.h"
+#include "postern/log.h"
+#include "process.h"
+#include "queue.h"
+#include "runtime.h"
+#include "session_int.h"
+
+#define MAX_GROUPS 256
+
+/* ---------- one session ---------- */
+
+struct served {
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void
+served_release(struct pt_conn *c, void *arg)
+{
+	struct served *s = arg;
+	(void)c;
+	s->done(s->arg);
+	free(s);
+}
+
+int
+pt_session_serve(struct pt_loop *loop, int fd, const struct pt_session_info *info,
+                 const struct pt_user *user, void (*done)(void *arg), void *arg)
+{
+	struct served *s = calloc(1, sizeof *s);
+	struct pt_conn *c = s ? pt_conn_new(loop, fd, NULL) : NULL;
+	if (c == NULL) {
+		pt_log(PT_LOG_ERROR, "session %s of %s: cannot set up the connection: out of memory",
+		       info->session_id, info->user);
+		free(s);
+		close(fd);
+		done(arg);
+		return -1;
+	}
+	s->done = done;
+	s->arg = arg;
+	pt_conn_set_origin(c, info->peer_addr, info->peer_port, info->local_addr, info->local_port,
+	                   info->tls);
+	pt_conn_set_release(c, served_release, s);
+
+	char tag[PT_SESSION_PROTO_MAX + PT_SESSION_NAME_MAX + 4];
+	snprintf(tag, sizeof tag, "%s(%s)", info->protocol, info->user);
+	pt_log_set_default_service(tag);
+
+	char name[PT_SESSION_PROTO_MAX + 16];
+	snprintf(name, sizeof name, "session:%s", info->protocol);
+	const struct pt_session_ops *ops = pt_service_get(name);
+	if (ops == NULL || ops->start == NULL) {
+		pt_log(PT_LOG_ERROR, "no service %s (is the %s module loaded?): session %s closed", name,
+		       info->protocol, info->session_id);
+		pt_conn_close(c, "no session service");
+		return -1;
+	}
+	ops->start(c, info, user);
+	return 0;
+}
+
+/* ---------- the process ---------- */
+
+static struct {
+	struct pt_loop *loop;
+	int ctl;
+	struct pt_user user;
+	size_t sessions;
+	int retire_sent;
+	int acked;            /* the agent sends nothing more */
+} P = { .ctl = -1 };
+
+static void
+maybe_exit(void)
+{
+	if (P.sessions > 0)
+		return;
+	if (P.acked) {
+		pt_loop_stop(P.loop);
+		return;
+	}
+	if (!P.retire_sent) {
+		unsigned char m = PT_SW_RETIRE;
+		if (pt_agent_send(P.ctl, (const char *)&m, 1, -1) == 0)
+			P.retire_sent = 1;
+		else
+			pt_loop_stop(P.loop);  /* the agent is gone: nothing more can come */
+	}
+}
+
+static void
+session_done(void *arg)
+{
+	(void)arg;
+	P.sessions--;
+	maybe_exit();
+}
+
+static void
+ctl_readable(struct pt_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	unsigned char buf[PT_SESSION_WIRE_MAX];
+	for (;;) {
+		int sfd = -1;
+		ssize_t n = pt_agent_recv(fd, (char *)buf, sizeof buf, &sfd);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (sfd >= 0)
+				close(sfd);
+			return;
+		}
+		if (n <= 0) {
+			if (sfd >= 0)
+				close(sfd);
+			/* The agent went away: no more sessions will come. */
+			pt_loop_unwatch(loop, fd);
+			P.acked = 1;
+			maybe_exit();
+			return;
+		}
+		int type = pt_session_wire_type(buf, (size_t)n);
+		if (type == PT_SW_ACK) {
+			if (sfd >= 0)
+				close(sfd);
+			P.acked = 1;
+			maybe_exit();
+			continue;
+		}
+		uint32_t id;
+		struct pt_session_info info;
+		if (type != PT_SW_REQUEST || sfd < 0 ||
+		    pt_session_wire_request_decode(buf, (size_t)n, &id, &info) != 0) {
+			pt_log(PT_LOG_WARNING, "mail process: malformed message from the agent ignored");
+			if (sfd >= 0)
+				close(sfd);
+			continue;
+		}
+		/* Also after our retire request: the agent sent it before it saw
+		 * the request; the ack that follows only means nothing more. */
+		P.sessions++;
+		pt_session_serve(loop, sfd, &info, &P.user, session_done, NULL);
+	}
+}
+
+static int
+become_user(const struct pt_user *u, const struct pt_config *conf)
+{
+	gid_t groups[MAX_GROUPS + 1];
+	int ng = MAX_GROUPS;
+	if (getgrouplist(u->name, u->gid, groups, &ng) < 0) {
+		ng = 1;
+		groups[0] = u->gid;
+	}
+	const char *priv = conf ? pt_conf_str(conf, "mail_privileged_group") : "";
+	struct group *gr = priv && *priv ? getgrnam(priv) : NULL;
+	if (gr) {
+		int have = 0;
+		for (int i = 0; i < ng; i++)
+			have |= groups[i] == gr->gr_gid;
+		if (!have)
+			groups[ng++] = gr->gr_gid;
+	}
+	if (setgroups((size_t)ng, groups) != 0 || setresgid(u->gid, u->gid, u->gid) != 0 ||
+	    setresuid(u->uid, u->uid, u->uid) != 0)
+		return -1;
+	if (setuid(0) == 0 || geteuid() != u->uid || getegid() != u->gid)
+		return -1;
+	/* The process inherited the root agent's memory (the config, the TLS
+	 * key among it): the user must not be able to read it with ptrace or
+	 * /proc/PID/mem. */
+	prctl(PR_SET_DUMPABLE, 0);
+	return 0;
+}
+
+void
+pt_mail_process_main(int ctl, const struct pt_user *user, const struct pt_config *conf,
+                     int as_root, pid_t agent)
+{
+	pt_process_child_setup();
+	pt_live_conf = conf;
+	P.user = *user;
+	P.ctl = ctl;
+	pt_log_set_default_service("mail");
+	if (as_root) {
+		if (user->uid == 0) {
+			pt_log(PT_LOG_ERROR, "mail process for %s refused: uid 0", user->name);
+			_exit(1);
+		}
+		if (become_user(user, conf) != 0) {
+			pt_log(PT_LOG_ERROR, "mail process for %s: cannot switch to uid %ld gid %ld: %s", user->name,
+			       (long)user->uid, (long)user->gid, strerror(errno));
+			_exit(1);
+		}
+	}
+	/* A credential change clears the parent-death signal: set it again,
+	 * and catch an agent that died before this line. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != agent)
+		_exit(0);
+	P.loop = pt_loop_new();
+	if (P.loop == NULL) {
+		pt_log(PT_LOG_FATAL, "mail process: cannot create the event loop: %s", strerror(errno));
+		_exit(1);
+	}
+	int flags = fcntl(ctl, F_GETFL);
+	if (flags >= 0)
+		fcntl(ctl, F_SETFL, flags | O_NONBLOCK);
+	struct pt_ctx ctx = { .conf = conf, .loop = P.loop, .as_root = as_root, .role = "mail" };
+	if (pt_modules_init(&ctx) != 0) {
+		pt_log(PT_LOG_FATAL, "mail process for %s: module initialisation failed", user->name);
+		_exit(1);
+	}
+	pt_loop_watch(P.loop, ctl, PT_EV_READ, ctl_readable, NULL);
+	pt_loop_run(P.loop);
+	pt_conn_close_all("shutdown");
+	pt_modules_stop(&ctx);
+	_exit(0);
+}
