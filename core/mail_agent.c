@@ -110,8 +110,10 @@ ctl_readable(struct pt_loop *loop, int fd, unsigned events, void *arg)
 	}
 }
 
+/* session_fd: the socket being handed over, which the child must not keep
+ * a stray copy of (its client would never see the session end). */
 static struct mproc *
-mproc_fork(const struct pt_user *u)
+mproc_fork(const struct pt_user *u, int session_fd)
 {
 	struct mproc *p = calloc(1, sizeof *p);
 	int cv[2];
@@ -132,6 +134,7 @@ mproc_fork(const struct pt_user *u)
 	if (pid == 0) {
 		/* Nothing of the agent's may reach the user's process. */
 		close(cv[0]);
+		close(session_fd);
 		for (struct mproc *o = AG.procs; o; o = o->next)
 			if (o->ctl >= 0)
 				close(o->ctl);
@@ -192,7 +195,7 @@ take_session(unsigned char *buf, size_t len, int fd)
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct mproc *p = mproc_live(&u);
 		int fresh = p == NULL;
-		if (fresh && (p = mproc_fork(&u)) == NULL) {
+		if (fresh && (p = mproc_fork(&u, fd)) == NULL) {
 			pt_log(PT_LOG_ERROR, "session %s: cannot start a mail process for %s: %s", info.session_id,
 			       info.user, strerror(errno));
 			reply(id, 0, "UNAVAILABLE", "cannot start a mail process");

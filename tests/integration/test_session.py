@@ -62,6 +62,7 @@ class Client:
 
     def close(self):
         try:
+            self.f.close()
             self.sock.close()
         except OSError:
             pass
@@ -240,13 +241,17 @@ class SessionRootTest(unittest.TestCase):
             subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", u], check=True, capture_output=True)
             self.addCleanup(subprocess.run, ["userdel", u], capture_output=True)
         self.gid = grp.getgrnam(self.group).gr_gid
+        # userdb = passwd (system users): root is uid 0 there, which only
+        # the mail agent can refuse; a passwd-file line with uid 0 is
+        # refused when the file is read.
         self.server = EchoServer(users=(), as_root=True,
-                                 extra="mail_privileged_group = %s\nmail_owner = nobody" % self.group)
+                                 extra="mail_privileged_group = %s\nmail_owner = nobody\nuserdb = passwd" % self.group)
         self.addCleanup(self.server.cleanup)
         lines = []
         for u in self.users:
             pw = pwd.getpwnam(u)
             lines.append("%s:{PLAIN}secret:%d:%d::%s::" % (u, pw.pw_uid, pw.pw_gid, self.server.dir))
+        lines.append("root:{PLAIN}secret::::%s::" % self.server.dir)
         lines.append("rooty:{PLAIN}secret:0:0::%s::" % self.server.dir)
         with open(self.server.passwd_file, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -272,12 +277,14 @@ class SessionRootTest(unittest.TestCase):
 
     def test_uid_0_is_refused(self):
         c = Client(self.server.echo_port)
-        r = c.login("rooty")
+        r = c.login("root")
         self.assertTrue(r.startswith("NO [UNAVAILABLE]"), r)
-        self.server.wait_log("refusing to run a mail process as uid 0")
+        self.server.wait_log("refusing to run a mail process as uid 0 for root")
+        self.assertEqual(c.login("rooty"), "NO bad")
         # The connection is still the worker's.
         self.assertTrue(c.login(self.users[0]).startswith("OK"))
         c.close()
+        self.assertNotIn("sessecho(root)", self.server.log())
 
 
 if __name__ == "__main__":
