@@ -123,4 +123,15 @@ int mbox_parse(const char *buf, size_t len, mbox_msg_cb *cb, void *arg, off_t *j
  * word and an asctime-like date. Used where no empty line precedes it. */
 int mbox_from_line_valid(const char *line, size_t len);
 
+/* ---- mbox_store*.c: the mailbox service for IMAP/POP3 ---- */
+
+struct pt_mailbox_ops;
+struct pt_mstore;
+extern const struct pt_mailbox_ops mbox_store_ops;
+/* The settings store_open uses (module.c installs them with delivery's). */
+void mbox_store_settings_install(const struct mbox_settings *s);
+/* store_open with explicit settings (tests). */
+struct pt_mstore *mbox_store_open_with(const struct mbox_settings *s, const struct pt_user *user,
+                                       struct pt_status *st);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "postern/log.h"
+#include "postern/mailbox.h"
 #include "postern/module.h"
 #include "postern/services.h"
 #include "mbox.h"
@@ -64,6 +65,7 @@ mbox_configure(struct pt_ctx *ctx)
 		return -1;
 	}
 	mbox_settings_install(&s);
+	mbox_store_settings_install(&s);
 	return 0;
 }
 
@@ -72,7 +74,10 @@ mbox_init(struct pt_ctx *ctx)
 {
 	if (mbox_configure(ctx) != 0)
 		return -1;
-	return pt_service_register(PT_SVC_MAILSTORE, &mbox_ops);
+	if (pt_service_register(PT_SVC_MAILSTORE, &mbox_ops) != 0)
+		return -1;
+	/* IMAP/POP3 use it in the per-user mail process; harmless elsewhere. */
+	return pt_service_register(PT_SVC_MAILBOX, &mbox_store_ops);
 }
 
 static int

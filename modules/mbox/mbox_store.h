@@ -1,0 +1,202 @@
+/* Internal interface of the mailbox store (IMAP/POP3 view of mbox files):
+ * per-message metadata as parsed from and written to the mbox, the index
+ * cache, the crash-safe rewrite, and the folder object shared by the
+ * store's files. Only mbox_store*.c and their tests include this. */
+#ifndef POSTERN_MBOX_STORE_H
+#define POSTERN_MBOX_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "postern/mailbox.h"
+#include "mbox.h"
+
+/* Spaces added to a freshly written X-UID line: room for later flag and
+ * keyword changes in place (Dovecot leaves ~40-50 bytes too). */
+#define MS_PAD 50
+#define MS_PATH_MAX 4096
+#define MS_NAME_MAX 255
+
+/* ms_msg.state bits */
+#define MS_OLD      0x01u  /* Status has 'O': not \Recent */
+#define MS_DIRTY    0x02u  /* metadata on disk differs from this record */
+#define MS_EXPUNGE  0x04u  /* to be removed by the next write */
+#define MS_HAS_BASE 0x08u  /* its block holds an X-IMAPbase line */
+
+/* One message of the file as last read (or written). */
+struct ms_msg {
+	int64_t from_off, hdr_off, body_off, end;
+	int64_t blk_off;               /* contiguous storage-header lines */
+	uint32_t blk_len;              /* their length; 0 = none usable */
+	uint32_t meta_len;             /* all storage-header bytes in the header */
+	uint32_t clen_len;             /* of those, Content-Length lines */
+	uint32_t state;                /* MS_* */
+	struct pt_msg_info info;       /* flags: PT_F_SYSTEM bits only */
+};
+
+/* What one header section says (mbox_store_meta.c). */
+struct ms_hdr {
+	int has_base, has_uid;
+	uint32_t base_validity, base_last, uid;
+	uint32_t flags;                /* PT_F_SYSTEM */
+	int old;
+	char kw[PT_KEYWORDS_MAX][64];  /* X-Keywords names in order */
+	size_t nkw;
+	char base_kw[PT_KEYWORDS_MAX][64];
+	size_t nbase_kw;
+	int64_t blk_off;               /* relative to the header start */
+	uint32_t blk_len, meta_len, clen_len;
+};
+
+/* ---- mbox_store_meta.c: pure text work ---- */
+
+/* Parse a header section [hdr, hdr+len) (may include its empty line). */
+void ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h);
+/* Octets of the wire form of message text [p, p+len) (storage headers
+ * dropped, bare LF counted as CRLF); *hdr_len the header part of it. */
+uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len);
+/* Append the wire form of [p, p+len) to b. 0 or -1 (memory). */
+int ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len);
+/* The From_ line's date as a time (local time as mbox_asctime writes it);
+ * *tz its zone offset in minutes. 0 when none can be found. */
+time_t ms_from_date(const char *line, size_t len, int *tz);
+/* Render a storage block: [X-IMAPbase] X-UID, Status, X-Status,
+ * X-Keywords, then clen (Content-Length lines kept verbatim). With
+ * want > 0 the X-UID line is padded so the block is exactly want bytes
+ * (-1 when it does not fit); with want == 0 MS_PAD spaces are added.
+ * base_kw: NULL = no X-IMAPbase line. Returns the length, -1 no fit or
+ * memory. */
+struct ms_block {
+	uint32_t uid, flags;
+	int old;
+	uint64_t keywords;
+	const char *const *kwnames;    /* the folder table */
+	size_t nkwnames;
+	int base;                      /* write X-IMAPbase */
+	uint32_t validity, last_uid;
+	const char *clen;              /* Content-Length lines, or NULL */
+	size_t clen_len;
+};
+long ms_block_render(const struct ms_block *blk, size_t want, struct mbox_buf *b);
+/* Copy the header fields of [hdr, hdr+len) that are not storage headers
+ * to out, Content-Length lines to clen (may be NULL). Returns where the
+ * fields end (the empty line, or len), (size_t)-1 out of memory. */
+size_t ms_header_strip(const char *hdr, size_t len, struct mbox_buf *out, struct mbox_buf *clen);
+/* Valid keyword for the table (an IMAP atom, not a system flag). */
+int ms_keyword_valid(const char *name);
+
+/* ---- mbox_store_file.c: folder state, index, rewrite ---- */
+
+struct ms_shared;
+
+struct ms_folder {
+	char name[MS_NAME_MAX + 1];    /* normalised ("INBOX", "a/b") */
+	char path[MS_PATH_MAX];        /* the mbox file */
+	char idxdir[MS_PATH_MAX];      /* ROOT/.imap/NAME */
+	char root[MS_PATH_MAX];
+	const struct mbox_settings *set;
+	int fd;                        /* -1: file absent */
+	int writable;
+	struct stat known;             /* of the file as msgs describe it */
+	int known_valid;
+	unsigned long gen;             /* ms_shared generation seen */
+	struct ms_shared *sh;
+	uint32_t uidvalidity, uidnext;
+	char *kw[PT_KEYWORDS_MAX];
+	size_t nkw;
+	size_t nkw_written;            /* table size as in X-IMAPbase on disk */
+	struct ms_msg *m;
+	size_t n, cap;
+	int base_ok;                   /* first message's X-IMAPbase is current */
+	int64_t junk;                  /* bytes before the first From_ line */
+};
+
+int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
+                   const struct mbox_settings *set, struct pt_status *st);
+void ms_folder_free(struct ms_folder *f);
+/* Bring f->m up to date with the file (index, tail parse, or full parse).
+ * Caller holds the lock when the file is writable. *changed when it had
+ * to look. take_recent: mark messages without 'O' dirty (returns their
+ * count in *taken and sets MS_OLD). */
+int ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st);
+/* Is the file as f->known (and no other open in this process wrote)? */
+int ms_folder_current(struct ms_folder *f);
+/* Write every MS_DIRTY / MS_EXPUNGE record (in place where the padding
+ * allows, else a crash-safe rewrite), fsync, save the index. Lock held. */
+int ms_folder_write(struct ms_folder *f, struct pt_status *st);
+/* Open/lock helpers. lock: opens the file (creating it when create),
+ * restores a leftover rewrite first. */
+int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_status *st);
+void ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk);
+/* Keyword table index, adding when add (and room). */
+int ms_folder_keyword(struct ms_folder *f, const char *name, int add);
+/* Binary search by UID in f->m. */
+size_t ms_folder_find(const struct ms_folder *f, uint32_t uid);
+/* Assign the folder a UIDVALIDITY from the store counter. */
+uint32_t ms_new_uidvalidity(const char *root);
+/* Append formatted messages (one lock held by caller). */
+int ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, uint32_t *uids,
+                     struct pt_status *st);
+/* Read one message's stored text [hdr_off, end) into b (checked). */
+int ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_status *st);
+/* Finish a rewrite a crash interrupted (recovery copy in idxdir). */
+int ms_recover(struct ms_folder *f, struct pt_status *st);
+/* Forget the in-process state of path (remove/rename). */
+void ms_shared_bump(struct ms_folder *f);
+
+/* ---- mbox_store_index.c ---- */
+int ms_index_save(const struct ms_folder *f);
+/* Load the index; 1 loaded and matches st exactly, 2 loaded but stale
+ * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
+ * 0 none/corrupt. */
+int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb);
+
+/* mkdir -p with mode 0700 for the store's directories. */
+int ms_mkdirs(const char *path, int include_last);
+
+/* ---- mbox_store.c / mbox_store_mbox.c ---- */
+
+struct pt_mstore {
+	struct mbox_settings set;
+	char location[MS_PATH_MAX];
+	struct pt_user user;
+	char root[MS_PATH_MAX];
+	char inbox[MS_PATH_MAX];
+};
+
+struct pt_mbox {
+	struct pt_mstore *ms;
+	struct ms_folder f;
+	int readonly;
+	int synced;
+	struct pt_msg_info *view;
+	size_t nview;
+};
+
+/* Normalise and check a folder name ("inbox" -> "INBOX"); -1 with st. */
+int ms_name_check(const char *name, char *out, size_t outlen, struct pt_status *st);
+/* The mbox file of a (normalised) name. */
+int ms_name_path(const struct pt_mstore *ms, const char *name, char *out, size_t outlen);
+
+struct pt_mbox *ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly,
+                             struct pt_status *st);
+void ms_mbox_close(struct pt_mbox *mb);
+int ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st);
+size_t ms_mbox_count(const struct pt_mbox *mb);
+const struct pt_msg_info *ms_mbox_info(const struct pt_mbox *mb, size_t i);
+size_t ms_mbox_find(const struct pt_mbox *mb, uint32_t uid);
+uint32_t ms_mbox_uidvalidity(const struct pt_mbox *mb);
+uint32_t ms_mbox_uidnext(const struct pt_mbox *mb);
+size_t ms_mbox_keyword_count(const struct pt_mbox *mb);
+const char *ms_mbox_keyword_name(const struct pt_mbox *mb, size_t i);
+int ms_mbox_keyword_index(struct pt_mbox *mb, const char *name, int create);
+int ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st);
+void ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t);
+int ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
+                      struct pt_status *st);
+int ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st);
+const char *ms_mbox_path(const struct pt_mbox *mb);
+
+#endif

@@ -1,0 +1,981 @@
+/* One folder's mbox as the store knows it: loading the message list
+ * (index, tail parse after deliveries, or full parse with the reader),
+ * UID assignment that keeps X-UIDs, and writing metadata back in place or
+ * by a crash-safe rewrite (recovery copy first, restored on next open). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "postern/log.h"
+#include "mbox_store.h"
+
+#define CHUNK (256 * 1024)
+#define RECOVER_NAME "postern.recover"
+
+/* ---- in-process change counter per mbox path: another open of the same
+ * folder in this process notices writes even within one mtime tick ---- */
+
+struct ms_shared {
+	char path[MS_PATH_MAX];
+	unsigned long gen;
+	unsigned refs;
+	struct ms_shared *next;
+};
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ms_shared *shared_list;
+
+static struct ms_shared *
+shared_get(const char *path)
+{
+	pthread_mutex_lock(&shared_mu);
+	struct ms_shared *s;
+	for (s = shared_list; s; s = s->next)
+		if (strcmp(s->path, path) == 0)
+			break;
+	if (s == NULL && (s = calloc(1, sizeof *s)) != NULL) {
+		snprintf(s->path, sizeof s->path, "%s", path);
+		s->gen = 1;
+		s->next = shared_list;
+		shared_list = s;
+	}
+	if (s)
+		s->refs++;
+	pthread_mutex_unlock(&shared_mu);
+	return s;
+}
+
+static void
+shared_put(struct ms_shared *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&shared_mu);
+	if (--s->refs == 0) {
+		for (struct ms_shared **pp = &shared_list; *pp; pp = &(*pp)->next)
+			if (*pp == s) {
+				*pp = s->next;
+				break;
+			}
+		free(s);
+	}
+	pthread_mutex_unlock(&shared_mu);
+}
+
+static unsigned long
+shared_gen(struct ms_shared *s)
+{
+	if (s == NULL)
+		return 0;
+	pthread_mutex_lock(&shared_mu);
+	unsigned long g = s->gen;
+	pthread_mutex_unlock(&shared_mu);
+	return g;
+}
+
+void
+ms_shared_bump(struct ms_folder *f)
+{
+	if (f->sh == NULL)
+		return;
+	pthread_mutex_lock(&shared_mu);
+	f->gen = ++f->sh->gen;
+	pthread_mutex_unlock(&shared_mu);
+}
+
+/* ---- folder lifetime ---- */
+
+int
+ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
+               const struct mbox_settings *set, struct pt_status *st)
+{
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	f->set = set;
+	f->uidnext = 1;
+	if (snprintf(f->name, sizeof f->name, "%s", name) >= (int)sizeof f->name ||
+	    snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path ||
+	    snprintf(f->root, sizeof f->root, "%s", root) >= (int)sizeof f->root ||
+	    snprintf(f->idxdir, sizeof f->idxdir, "%s/.imap/%s", root, name) >=
+	            (int)sizeof f->idxdir) {
+		pt_status_set(st, 501, "CANNOT", "Mailbox name too long");
+		return -1;
+	}
+	f->sh = shared_get(path);
+	f->gen = shared_gen(f->sh);
+	return 0;
+}
+
+void
+ms_folder_free(struct ms_folder *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	for (size_t i = 0; i < f->nkw; i++)
+		free(f->kw[i]);
+	f->nkw = 0;
+	free(f->m);
+	f->m = NULL;
+	f->n = f->cap = 0;
+	shared_put(f->sh);
+	f->sh = NULL;
+}
+
+int
+ms_folder_keyword(struct ms_folder *f, const char *name, int add)
+{
+	for (size_t i = 0; i < f->nkw; i++)
+		if (strcmp(f->kw[i], name) == 0)
+			return (int)i;
+	if (!add || f->nkw >= PT_KEYWORDS_MAX || !ms_keyword_valid(name))
+		return -1;
+	char *d = strdup(name);
+	if (d == NULL)
+		return -1;
+	f->kw[f->nkw] = d;
+	f->base_ok = 0;
+	return (int)f->nkw++;
+}
+
+size_t
+ms_folder_find(const struct ms_folder *f, uint32_t uid)
+{
+	size_t lo = 0, hi = f->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->m[mid].info.uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < f->n && f->m[lo].info.uid == uid ? lo : (size_t)-1;
+}
+
+static int
+same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+int
+ms_folder_current(struct ms_folder *f)
+{
+	struct stat sb;
+	if (stat(f->path, &sb) != 0)
+		return f->fd < 0 && !f->known_valid && errno == ENOENT &&
+		       shared_gen(f->sh) == f->gen;
+	return f->fd >= 0 && f->known_valid && same_stat(&sb, &f->known) &&
+	       shared_gen(f->sh) == f->gen;
+}
+
+/* (Re)open the mbox file read-write if we may, else read-only. */
+static int
+open_file(struct ms_folder *f, int create, struct pt_status *st)
+{
+	if (f->fd >= 0) {
+		struct stat a, b;
+		if (fstat(f->fd, &a) == 0 && stat(f->path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return 0;
+		close(f->fd);
+		f->fd = -1;
+		f->known_valid = 0;
+	}
+	int flags = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+	f->fd = open(f->path, O_RDWR | flags | (create ? O_CREAT : 0), 0600);
+	f->writable = f->fd >= 0;
+	if (f->fd < 0 && (errno == EACCES || errno == EROFS))
+		f->fd = open(f->path, O_RDONLY | flags);
+	if (f->fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		pt_status_set(st, 450, "", "cannot open mailbox: %s", strerror(errno));
+		return -1;
+	}
+	struct stat sb;
+	if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		pt_status_set(st, 450, "CANNOT", "Mailbox is not a regular file");
+		close(f->fd);
+		f->fd = -1;
+		return -1;
+	}
+	int fl = fcntl(f->fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
+	return 0;
+}
+
+int
+ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_status *st)
+{
+	lk->fd = -1;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		if (open_file(f, create, st) != 0)
+			return -1;
+		if (f->fd < 0 || !f->writable)
+			return 0;
+		struct pt_status why;
+		if (mbox_lock(lk, f->fd, f->path, f->set, &why) != 0) {
+			pt_status_set(st, 450, "INUSE", "Mailbox is locked, try again later");
+			lk->fd = -1;
+			return -1;
+		}
+		struct stat a, b;
+		if (fstat(f->fd, &a) == 0 && lstat(f->path, &b) == 0 && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev) {
+			if (ms_recover(f, st) != 0) {
+				mbox_unlock(lk, f->set);
+				lk->fd = -1;
+				return -1;
+			}
+			return 0;
+		}
+		mbox_unlock(lk, f->set);
+		lk->fd = -1;
+	}
+	pt_status_set(st, 450, "INUSE", "Mailbox keeps being replaced, try again later");
+	return -1;
+}
+
+void
+ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk)
+{
+	if (lk->fd >= 0)
+		mbox_unlock(lk, f->set);
+	lk->fd = -1;
+}
+
+/* ---- parsing ---- */
+
+struct parse {
+	struct ms_folder *f;
+	char *buf;
+	size_t len, cap;
+	int64_t base;                  /* file offset of buf[0] */
+	uint32_t limit;                /* X-UIDs below this are trusted */
+	uint32_t next_new;
+	struct ms_hdr h;
+	int err;
+};
+
+static int
+grow_msgs(struct ms_folder *f)
+{
+	if (f->n < f->cap)
+		return 0;
+	size_t cap = f->cap ? f->cap * 2 : 64;
+	struct ms_msg *m = realloc(f->m, cap * sizeof *m);
+	if (m == NULL)
+		return -1;
+	f->m = m;
+	f->cap = cap;
+	return 0;
+}
+
+static int
+kw_names_equal(struct ms_folder *f, const struct ms_hdr *h)
+{
+	if (h->nbase_kw != f->nkw)
+		return 0;
+	for (size_t i = 0; i < f->nkw; i++)
+		if (strcmp(h->base_kw[i], f->kw[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static int
+on_message(void *arg, const struct mbox_msg *mm)
+{
+	struct parse *p = arg;
+	struct ms_folder *f = p->f;
+	if (grow_msgs(f) != 0) {
+		p->err = ENOMEM;
+		return 1;
+	}
+	const char *text = p->buf + (mm->from_off - p->base);
+	const char *hdr = text + (mm->hdr_off - mm->from_off);
+	struct ms_hdr *h = &p->h;
+	ms_header_parse(hdr, (size_t)(mm->body_off - mm->hdr_off), h);
+	int first = f->n == 0;
+	if (first) {
+		if (h->has_base) {
+			uint32_t lim = h->base_last + 1 > h->base_last ? h->base_last + 1 : h->base_last;
+			if (f->uidvalidity == h->base_validity && f->uidnext > lim)
+				lim = f->uidnext;
+			f->uidvalidity = h->base_validity;
+			p->limit = lim;
+			for (size_t i = 0; i < h->nbase_kw; i++)
+				ms_folder_keyword(f, h->base_kw[i], 1);
+			f->base_ok = h->base_last + 1 == lim && kw_names_equal(f, h);
+		} else {
+			/* No X-IMAPbase: the index's values, if any, still hold
+			 * (the first message was removed by another program). */
+			p->limit = f->uidvalidity ? f->uidnext : 1;
+			f->base_ok = 0;
+		}
+		p->next_new = p->limit;
+	}
+	struct ms_msg *r = &f->m[f->n];
+	memset(r, 0, sizeof *r);
+	r->from_off = mm->from_off;
+	r->hdr_off = mm->hdr_off;
+	r->body_off = mm->body_off;
+	r->end = mm->end;
+	r->blk_off = h->blk_len ? mm->hdr_off + h->blk_off : 0;
+	r->blk_len = h->blk_len;
+	r->meta_len = h->meta_len;
+	r->clen_len = h->clen_len;
+	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0);
+	r->info.flags = h->flags;
+	for (size_t i = 0; i < h->nkw; i++) {
+		int k = ms_folder_keyword(f, h->kw[i], 1);
+		if (k >= 0)
+			r->info.keywords |= 1ull << k;
+	}
+	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL);
+	r->info.internal_date = ms_from_date(text, mm->from_len, &r->info.tz_minutes);
+	uint32_t prev = f->n ? f->m[f->n - 1].info.uid : 0;
+	if (h->has_uid && h->uid > prev && h->uid < p->limit) {
+		r->info.uid = h->uid;
+	} else {
+		uint32_t u = p->next_new > prev ? p->next_new : prev + 1;
+		if (u == 0 || u == UINT32_MAX) {
+			p->err = EOVERFLOW;
+			return 1;
+		}
+		r->info.uid = u;
+		p->next_new = u + 1;
+		r->state |= MS_DIRTY;
+		f->base_ok = 0;
+	}
+	f->n++;
+	return 0;
+}
+
+/* Parse [start, size) of the file and append the messages to f->m. */
+static int
+parse_range(struct ms_folder *f, int64_t start, int64_t size, struct pt_status *st)
+{
+	struct parse *p = calloc(1, sizeof *p);
+	if (p == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	p->f = f;
+	p->base = start;
+	p->limit = f->uidnext;
+	p->next_new = f->uidnext;
+	struct mbox_reader r;
+	mbox_reader_init(&r, on_message, p);
+	r.off = r.line_off = start;
+	int64_t off = start;
+	int rc = 0;
+	while (off < size && rc == 0) {
+		if (p->cap - p->len < CHUNK) {
+			size_t cap = p->cap ? p->cap * 2 : 2 * CHUNK;
+			char *nb = realloc(p->buf, cap);
+			if (nb == NULL) {
+				p->err = ENOMEM;
+				break;
+			}
+			p->buf = nb;
+			p->cap = cap;
+		}
+		size_t want = (size_t)(size - off) < CHUNK ? (size_t)(size - off) : CHUNK;
+		ssize_t got = pread(f->fd, p->buf + p->len, want, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			p->err = got < 0 ? errno : EIO;
+			break;
+		}
+		rc = mbox_reader_feed(&r, p->buf + p->len, (size_t)got);
+		p->len += (size_t)got;
+		off += got;
+		int64_t keep = r.in_msg ? (int64_t)r.cur.from_off : (int64_t)r.line_off;
+		if (keep > p->base) {
+			size_t drop = (size_t)(keep - p->base);
+			memmove(p->buf, p->buf + drop, p->len - drop);
+			p->len -= drop;
+			p->base = keep;
+		}
+	}
+	if (rc == 0 && p->err == 0)
+		mbox_reader_finish(&r);
+	if (start == 0 || f->n == 0)
+		f->junk = r.junk;
+	int err = p->err;
+	if (err == 0 && f->n && f->m[f->n - 1].info.uid >= f->uidnext)
+		f->uidnext = f->m[f->n - 1].info.uid + 1;
+	if (err == 0 && p->limit > f->uidnext)
+		f->uidnext = p->limit;
+	free(p->buf);
+	free(p);
+	if (err) {
+		pt_status_set(st, 451, "SERVERBUG", "Cannot read mailbox: %s", strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* Does a message start at off (the file only grew since)? */
+static int
+from_line_at(int fd, int64_t off)
+{
+	if (off == 0)
+		return 1;
+	char b[6];
+	return pread(fd, b, 6, (off_t)off - 1) == 6 && b[0] == '\n' && memcmp(b + 1, "From ", 5) == 0;
+}
+
+int
+ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
+{
+	*changed = 0;
+	if (open_file(f, 0, st) != 0)
+		return -1;
+	unsigned long gen = shared_gen(f->sh);
+	if (f->fd < 0) {
+		/* No file (INBOX before its first delivery): an empty folder
+		 * whose UIDVALIDITY lives in the index. */
+		if (f->known_valid || f->n || f->uidvalidity == 0 || gen != f->gen)
+			*changed = 1;
+		f->known_valid = 0;
+		f->n = 0;
+		f->gen = gen;
+		if (f->uidvalidity == 0) {
+			struct stat isb;
+			if (ms_index_load(f, NULL, &isb) == 0 || f->uidvalidity == 0) {
+				f->uidvalidity = ms_new_uidvalidity(f->root);
+				f->uidnext = 1;
+			}
+			f->n = 0;
+			ms_index_save(f);
+		}
+		return 0;
+	}
+	struct stat sb;
+	if (fstat(f->fd, &sb) != 0) {
+		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
+		return -1;
+	}
+	if (f->known_valid && same_stat(&sb, &f->known) && gen == f->gen)
+		return 0;
+	*changed = 1;
+	int64_t tail = -1;
+	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
+	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
+	    from_line_at(f->fd, f->known.st_size)) {
+		tail = f->known.st_size;
+	} else {
+		struct stat isb;
+		int rc = ms_index_load(f, &sb, &isb);
+		if (rc == 1) {
+			f->known = sb;
+			f->known_valid = 1;
+			f->gen = gen;
+			return 0;
+		}
+		if (rc == 2 && isb.st_ino == sb.st_ino && isb.st_dev == sb.st_dev &&
+		    isb.st_size < sb.st_size && from_line_at(f->fd, isb.st_size))
+			tail = isb.st_size;
+	}
+	if (tail < 0) {
+		/* Full parse: keep UIDVALIDITY/UIDNEXT as hints for a file
+		 * whose X-IMAPbase went missing; the keyword table keeps its
+		 * order so bit masks handed out stay meaningful. */
+		f->n = 0;
+		tail = 0;
+	}
+	if (parse_range(f, tail, sb.st_size, st) != 0) {
+		f->known_valid = 0;
+		f->n = 0;
+		return -1;
+	}
+	if (f->uidvalidity == 0) {
+		f->uidvalidity = ms_new_uidvalidity(f->root);
+		f->base_ok = 0;
+	}
+	f->known = sb;
+	f->known_valid = 1;
+	f->gen = gen;
+	int dirty = 0;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->m[i].state & MS_DIRTY)
+			dirty = 1;
+	if (!dirty)
+		ms_index_save(f);
+	return 0;
+}
+
+/* ---- writing ---- */
+
+static int
+pwrite_all(int fd, const char *p, size_t n, int64_t off)
+{
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
+static int
+pread_all(int fd, char *p, size_t n, int64_t off)
+{
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+static void
+block_of(const struct ms_folder *f, const struct ms_msg *r, int base, struct ms_block *k)
+{
+	memset(k, 0, sizeof *k);
+	k->uid = r->info.uid;
+	k->flags = r->info.flags & PT_F_SYSTEM;
+	k->old = (r->state & MS_OLD) != 0;
+	k->keywords = r->info.keywords;
+	k->kwnames = (const char *const *)f->kw;
+	k->nkwnames = f->nkw;
+	k->base = base;
+	k->validity = f->uidvalidity;
+	k->last_uid = f->uidnext - 1;
+}
+
+/* Try to write r's block in place. 1 done, 0 does not fit, -1 error. */
+static int
+write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
+{
+	if (r->blk_len == 0 || r->blk_len > 64 * 1024)
+		return 0;
+	char *old = malloc(r->blk_len);
+	struct mbox_buf clen = { 0 }, out = { 0 };
+	int rc = -1;
+	if (old == NULL || pread_all(f->fd, old, r->blk_len, r->blk_off) != 0)
+		goto out;
+	struct mbox_buf other = { 0 };
+	ms_header_strip(old, r->blk_len, &other, &clen);
+	/* The block must still be only storage headers. */
+	if (other.len != 0) {
+		mbox_buf_free(&other);
+		rc = 0;
+		goto out;
+	}
+	struct ms_block k;
+	block_of(f, r, base, &k);
+	k.clen = clen.p;
+	k.clen_len = clen.len;
+	if (ms_block_render(&k, r->blk_len, &out) < 0) {
+		rc = 0;
+		goto out;
+	}
+	rc = pwrite_all(f->fd, out.p, out.len, r->blk_off) == 0 ? 1 : -1;
+	if (rc == 1)
+		r->state = (r->state & ~(MS_DIRTY | MS_HAS_BASE)) | (base ? MS_HAS_BASE : 0);
+out:
+	free(old);
+	mbox_buf_free(&clen);
+	mbox_buf_free(&out);
+	return rc;
+}
+
+static int
+fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* Copy [off, off+len) of the mbox to the recovery file (complete and
+ * synced before it gets its final name). Returns its fd (read position
+ * irrelevant) and the header length. */
+static int
+write_recovery(struct ms_folder *f, int64_t off, int64_t len, int64_t new_len, size_t *hdr_len)
+{
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 40];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, RECOVER_NAME);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (ms_mkdirs(f->idxdir, 1) != 0)
+		return -1;
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	char head[128];
+	int hl = snprintf(head, sizeof head, "PTRECOVER1 %lld %lld %lld %llu\n", (long long)off,
+	                  (long long)len, (long long)new_len, (unsigned long long)f->known.st_ino);
+	char *buf = malloc(CHUNK);
+	int rc = buf && pwrite_all(fd, head, (size_t)hl, 0) == 0 ? 0 : -1;
+	for (int64_t done = 0; rc == 0 && done < len;) {
+		size_t n = (size_t)(len - done) < CHUNK ? (size_t)(len - done) : CHUNK;
+		if (pread_all(f->fd, buf, n, off + done) != 0 ||
+		    pwrite_all(fd, buf, n, hl + done) != 0)
+			rc = -1;
+		done += (int64_t)n;
+	}
+	free(buf);
+	if (rc == 0 && (fsync(fd) != 0 || rename(tmp, path) != 0 || fsync_dir(f->idxdir) != 0))
+		rc = -1;
+	if (rc != 0) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	*hdr_len = (size_t)hl;
+	return fd;
+}
+
+static void
+drop_recovery(struct ms_folder *f)
+{
+	char path[MS_PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, RECOVER_NAME);
+	unlink(path);
+}
+
+int
+ms_recover(struct ms_folder *f, struct pt_status *st)
+{
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 40];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, RECOVER_NAME);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	/* An unfinished copy: the mbox was not touched yet. */
+	unlink(tmp);
+	int rfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (rfd < 0)
+		return 0;
+	char head[128] = { 0 };
+	ssize_t hn = pread(rfd, head, sizeof head - 1, 0);
+	long long off, len, new_len;
+	unsigned long long ino;
+	char *nl = hn > 0 ? strchr(head, '\n') : NULL;
+	struct stat rsb, sb;
+	if (nl == NULL || sscanf(head, "PTRECOVER1 %lld %lld %lld %llu", &off, &len, &new_len, &ino) != 4 ||
+	    fstat(rfd, &rsb) != 0 || fstat(f->fd, &sb) != 0 || off < 0 || len < 0 || new_len < 0 ||
+	    rsb.st_size != (off_t)(nl + 1 - head) + len || (unsigned long long)sb.st_ino != ino) {
+		/* Not for this file (replaced since): keep it aside, never
+		 * apply it blindly. */
+		char aside[MS_PATH_MAX + 64];
+		snprintf(aside, sizeof aside, "%s.%ld", path, (long)time(NULL));
+		rename(path, aside);
+		pt_warn("mailbox %s: recovery copy does not match, kept as %s", f->path, aside);
+		close(rfd);
+		return 0;
+	}
+	size_t hl = (size_t)(nl + 1 - head);
+	/* Mail appended after the interrupted rewrite stays behind it. */
+	int64_t tail_from = off + (len > new_len ? len : new_len);
+	int64_t tail_len = sb.st_size > tail_from ? sb.st_size - tail_from : 0;
+	char *tailbuf = tail_len ? malloc((size_t)tail_len) : NULL;
+	char *buf = malloc(CHUNK);
+	int rc = buf && (tail_len == 0 || (tailbuf && pread_all(f->fd, tailbuf, (size_t)tail_len,
+	                                                          tail_from) == 0)) ? 0 : -1;
+	for (int64_t done = 0; rc == 0 && done < len;) {
+		size_t n = (size_t)(len - done) < CHUNK ? (size_t)(len - done) : CHUNK;
+		if (pread_all(rfd, buf, n, (int64_t)hl + done) != 0 ||
+		    pwrite_all(f->fd, buf, n, off + done) != 0)
+			rc = -1;
+		done += (int64_t)n;
+	}
+	if (rc == 0 && tail_len)
+		rc = pwrite_all(f->fd, tailbuf, (size_t)tail_len, off + len);
+	if (rc == 0 && (ftruncate(f->fd, (off_t)(off + len + tail_len)) != 0 || fsync(f->fd) != 0))
+		rc = -1;
+	free(buf);
+	free(tailbuf);
+	close(rfd);
+	if (rc != 0) {
+		pt_status_set(st, 451, "SERVERBUG", "Cannot restore interrupted mailbox rewrite: %s",
+		              strerror(errno));
+		return -1;
+	}
+	unlink(path);
+	pt_warn("mailbox %s: restored %lld bytes from an interrupted rewrite", f->path, len);
+	f->known_valid = 0;
+	return 0;
+}
+
+/* Span of message i on disk: up to the next From_ line or EOF. */
+static int64_t
+span_end(const struct ms_folder *f, size_t i, int64_t eof)
+{
+	return i + 1 < f->n ? f->m[i + 1].from_off : eof;
+}
+
+static size_t
+first_live(const struct ms_folder *f)
+{
+	size_t j = 0;
+	while (j < f->n && (f->m[j].state & MS_EXPUNGE))
+		j++;
+	return j;
+}
+
+static int64_t
+block_natural_len(const struct ms_folder *f, const struct ms_msg *r, int base)
+{
+	struct ms_block k;
+	block_of(f, r, base, &k);
+	struct mbox_buf b = { 0 };
+	long n = ms_block_render(&k, 0, &b);
+	mbox_buf_free(&b);
+	return n < 0 ? -1 : n + (int64_t)r->clen_len;
+}
+
+/* Rewrite from message s to the end of the file. */
+static int
+rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
+{
+	size_t live0 = first_live(f);
+	int64_t off0 = f->m[s].from_off, new_len = 0;
+	for (size_t i = s; i < f->n; i++) {
+		struct ms_msg *r = &f->m[i];
+		int64_t span = span_end(f, i, eof) - r->from_off;
+		if (r->state & MS_EXPUNGE)
+			continue;
+		if (r->state & MS_DIRTY) {
+			int64_t bl = block_natural_len(f, r, i == live0);
+			if (bl < 0)
+				goto nomem;
+			span += bl - (int64_t)r->meta_len;
+		}
+		new_len += span;
+	}
+	size_t hl;
+	int rfd = write_recovery(f, off0, eof - off0, new_len, &hl);
+	if (rfd < 0) {
+		pt_status_set(st, 451, "", "Cannot write mailbox recovery copy: %s", strerror(errno));
+		return -1;
+	}
+	struct mbox_buf in = { 0 }, out = { 0 }, clen = { 0 };
+	int64_t pos = off0;
+	size_t w = s;
+	int rc = 0;
+	for (size_t i = s; i < f->n && rc == 0; i++) {
+		struct ms_msg r = f->m[i];
+		int64_t span = span_end(f, i, eof) - r.from_off;
+		if (r.state & MS_EXPUNGE)
+			continue;
+		if ((size_t)span > in.cap) {
+			char *p = realloc(in.p, (size_t)span);
+			if (p == NULL) {
+				rc = -1;
+				break;
+			}
+			in.p = p;
+			in.cap = (size_t)span;
+		}
+		if (pread_all(rfd, in.p, (size_t)span, (int64_t)hl + (r.from_off - off0)) != 0) {
+			rc = -1;
+			break;
+		}
+		int64_t delta = pos - r.from_off;
+		out.len = 0;
+		clen.len = 0;
+		if (r.state & MS_DIRTY) {
+			size_t hdr_rel = (size_t)(r.hdr_off - r.from_off);
+			size_t body_rel = (size_t)(r.body_off - r.from_off);
+			/* From_ line, kept fields, block, then the rest as is. */
+			size_t n = hdr_rel;
+			if (out.cap < n + 64) {
+				char *p = realloc(out.p, n + 64);
+				if (p == NULL) {
+					rc = -1;
+					break;
+				}
+				out.p = p;
+				out.cap = n + 64;
+			}
+			memcpy(out.p, in.p, n);
+			out.len = n;
+			size_t fend = ms_header_strip(in.p + hdr_rel, body_rel - hdr_rel, &out, &clen);
+			if (fend == (size_t)-1) {
+				rc = -1;
+				break;
+			}
+			struct ms_block k;
+			block_of(f, &r, i == live0, &k);
+			k.clen = clen.p;
+			k.clen_len = clen.len;
+			int64_t blk_at = (int64_t)out.len;
+			long bl = ms_block_render(&k, 0, &out);
+			size_t rest = hdr_rel + fend;
+			if (bl < 0) {
+				rc = -1;
+				break;
+			}
+			size_t more = (size_t)span - rest;
+			if (out.cap - out.len < more) {
+				char *p = realloc(out.p, out.len + more);
+				if (p == NULL) {
+					rc = -1;
+					break;
+				}
+				out.p = p;
+				out.cap = out.len + more;
+			}
+			memcpy(out.p + out.len, in.p + rest, more);
+			out.len += more;
+			int64_t grow = (int64_t)out.len - span;
+			r.from_off = pos;
+			r.hdr_off = pos + (int64_t)hdr_rel;
+			r.blk_off = pos + blk_at;
+			r.blk_len = (uint32_t)bl;
+			r.meta_len = (uint32_t)bl;
+			r.body_off += delta + grow;
+			r.end += delta + grow;
+			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
+			rc = pwrite_all(f->fd, out.p, out.len, pos);
+			pos += (int64_t)out.len;
+		} else {
+			r.from_off += delta;
+			r.hdr_off += delta;
+			r.body_off += delta;
+			r.end += delta;
+			if (r.blk_len)
+				r.blk_off += delta;
+			rc = pwrite_all(f->fd, in.p, (size_t)span, pos);
+			pos += span;
+		}
+		f->m[w++] = r;
+	}
+	mbox_buf_free(&in);
+	mbox_buf_free(&out);
+	mbox_buf_free(&clen);
+	if (rc == 0 && (ftruncate(f->fd, (off_t)pos) != 0 || fdatasync(f->fd) != 0))
+		rc = -1;
+	if (rc != 0) {
+		int e = errno;
+		/* Put the original bytes back now; if that fails too, the
+		 * recovery copy stays for the next open. */
+		struct pt_status ignore;
+		close(rfd);
+		if (ms_recover(f, &ignore) != 0)
+			pt_error("mailbox %s: rewrite failed and the restore too; recovery copy kept",
+			         f->path);
+		f->known_valid = 0;
+		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e ? e : EIO));
+		return -1;
+	}
+	close(rfd);
+	drop_recovery(f);
+	f->n = w;
+	return 0;
+nomem:
+	pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+	return -1;
+}
+
+int
+ms_folder_write(struct ms_folder *f, struct pt_status *st)
+{
+	if (f->fd < 0)
+		return 0;
+	size_t live0 = first_live(f);
+	if (live0 < f->n && (!f->base_ok || live0 != 0 || !(f->m[live0].state & MS_HAS_BASE)))
+		f->m[live0].state |= MS_DIRTY;
+	int any = 0;
+	size_t s = f->n;
+	for (size_t i = 0; i < f->n; i++) {
+		struct ms_msg *r = &f->m[i];
+		if (r->state & MS_EXPUNGE) {
+			s = i;
+			any = 1;
+			break;
+		}
+		if (!(r->state & MS_DIRTY))
+			continue;
+		any = 1;
+		int rc = write_in_place(f, r, i == live0);
+		if (rc < 0) {
+			pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
+			f->known_valid = 0;
+			return -1;
+		}
+		if (rc == 0) {
+			s = i;
+			break;
+		}
+	}
+	if (!any) {
+		f->base_ok = 1;
+		return 0;
+	}
+	if (!f->writable) {
+		pt_status_set(st, 450, "NOPERM", "Mailbox is read-only");
+		return -1;
+	}
+	struct stat sb;
+	if (fstat(f->fd, &sb) != 0) {
+		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
+		return -1;
+	}
+	if (s < f->n) {
+		if (rewrite(f, s, sb.st_size, st) != 0)
+			return -1;
+	} else if (fdatasync(f->fd) != 0) {
+		pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
+		f->known_valid = 0;
+		return -1;
+	}
+	f->base_ok = 1;
+	f->nkw_written = f->nkw;
+	if (fstat(f->fd, &f->known) == 0)
+		f->known_valid = 1;
+	ms_shared_bump(f);
+	ms_index_save(f);
+	return 0;
+}
+
+int
+ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_status *st)
+{
+	const struct ms_msg *r = &f->m[i];
+	size_t len = (size_t)(r->end - r->from_off);
+	char *p = malloc(len + 1);
+	if (p == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	if (f->fd < 0 || pread_all(f->fd, p, len, r->from_off) != 0 ||
+	    (len < 5 || memcmp(p, "From ", 5) != 0)) {
+		free(p);
+		pt_status_set(st, 451, "", "Mailbox changed meanwhile, try again");
+		return -1;
+	}
+	b->p = p;
+	b->len = len;
+	b->cap = len + 1;
+	return 0;
+}

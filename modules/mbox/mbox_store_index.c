@@ -1,0 +1,264 @@
+/* The store's cache beside each folder (ROOT/.imap/NAME/postern.index):
+ * the parsed message list with the mbox's identity (inode, size, mtime)
+ * at the time, so an unchanged folder opens without reading the mbox and
+ * a grown one is read from its old end. Also keeps UIDVALIDITY/UIDNEXT of
+ * empty folders. Anything odd in it = ignored, rebuilt from the mbox. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mbox_store.h"
+
+#define INDEX_MAGIC "PTIDX002"
+#define INDEX_NAME "postern.index"
+
+struct index_head {
+	char magic[8];
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns;
+	uint32_t uidvalidity, uidnext, nkw, nmsg;
+	uint32_t kwbytes, rec_size;
+	int64_t junk;
+	uint64_t sum;                  /* FNV-1a of everything after the head */
+};
+
+static uint64_t
+fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+int
+ms_mkdirs(const char *path, int include_last)
+{
+	char tmp[MS_PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+		return -1;
+	size_t len = strlen(tmp);
+	if (!include_last) {
+		char *slash = strrchr(tmp, '/');
+		if (slash == NULL || slash == tmp)
+			return 0;
+		*slash = '\0';
+		len = strlen(tmp);
+	}
+	for (size_t i = 1; i <= len; i++) {
+		if (tmp[i] != '/' && tmp[i] != '\0')
+			continue;
+		char c = tmp[i];
+		tmp[i] = '\0';
+		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+			return -1;
+		tmp[i] = c;
+	}
+	return 0;
+}
+
+static int
+write_all(int fd, const void *p, size_t n)
+{
+	const char *s = p;
+	while (n > 0) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+ms_index_save(const struct ms_folder *f)
+{
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	if (ms_mkdirs(f->idxdir, 1) != 0)
+		return -1;
+	struct index_head h;
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, INDEX_MAGIC, 8);
+	if (f->known_valid) {
+		h.dev = (uint64_t)f->known.st_dev;
+		h.ino = (uint64_t)f->known.st_ino;
+		h.size = (uint64_t)f->known.st_size;
+		h.mtime_s = (int64_t)f->known.st_mtim.tv_sec;
+		h.mtime_ns = (int64_t)f->known.st_mtim.tv_nsec;
+	}
+	h.uidvalidity = f->uidvalidity;
+	h.uidnext = f->uidnext;
+	h.nkw = (uint32_t)f->nkw;
+	h.nmsg = (uint32_t)f->n;
+	h.rec_size = (uint32_t)sizeof(struct ms_msg);
+	h.junk = f->junk;
+	for (size_t i = 0; i < f->nkw; i++)
+		h.kwbytes += (uint32_t)strlen(f->kw[i]) + 1;
+	uint64_t sum = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < f->nkw; i++)
+		sum = fnv(sum, f->kw[i], strlen(f->kw[i]) + 1);
+	sum = fnv(sum, f->m, f->n * sizeof *f->m);
+	h.sum = sum;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, &h, sizeof h);
+	for (size_t i = 0; rc == 0 && i < f->nkw; i++)
+		rc = write_all(fd, f->kw[i], strlen(f->kw[i]) + 1);
+	if (rc == 0 && f->n)
+		rc = write_all(fd, f->m, f->n * sizeof *f->m);
+	if (close(fd) != 0)
+		rc = -1;
+	/* A cache: no fsync; a torn file fails its checksum and is rebuilt. */
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -1;
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
+}
+
+static int
+read_all(int fd, void *p, size_t n)
+{
+	char *s = p;
+	while (n > 0) {
+		ssize_t r = read(fd, s, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		s += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int
+ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
+{
+	char path[MS_PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	struct index_head h;
+	struct stat isb;
+	char *kwbuf = NULL;
+	struct ms_msg *m = NULL;
+	int rc = 0;
+	if (fstat(fd, &isb) != 0 || read_all(fd, &h, sizeof h) != 0 ||
+	    memcmp(h.magic, INDEX_MAGIC, 8) != 0 || h.rec_size != sizeof(struct ms_msg) ||
+	    h.nkw > PT_KEYWORDS_MAX || h.kwbytes > PT_KEYWORDS_MAX * 64 ||
+	    (uint64_t)isb.st_size != sizeof h + h.kwbytes + (uint64_t)h.nmsg * sizeof *m)
+		goto out;
+	kwbuf = malloc(h.kwbytes + 1);
+	m = h.nmsg ? malloc((size_t)h.nmsg * sizeof *m) : NULL;
+	if (kwbuf == NULL || (h.nmsg && m == NULL) || read_all(fd, kwbuf, h.kwbytes) != 0 ||
+	    (h.nmsg && read_all(fd, m, (size_t)h.nmsg * sizeof *m) != 0))
+		goto out;
+	kwbuf[h.kwbytes] = '\0';
+	uint64_t sum = fnv(0xcbf29ce484222325ull, kwbuf, h.kwbytes);
+	sum = fnv(sum, m, (size_t)h.nmsg * sizeof *m);
+	if (sum != h.sum || h.uidvalidity == 0 || h.uidnext == 0)
+		goto out;
+	/* The names must be exactly nkw NUL-terminated valid keywords. */
+	char *names[PT_KEYWORDS_MAX];
+	size_t nn = 0, pos = 0;
+	while (pos < h.kwbytes && nn < h.nkw) {
+		names[nn] = kwbuf + pos;
+		size_t l = strlen(kwbuf + pos);
+		if (!ms_keyword_valid(names[nn]))
+			goto out;
+		pos += l + 1;
+		nn++;
+	}
+	if (nn != h.nkw || pos != h.kwbytes)
+		goto out;
+	/* Records must be ordered by offset and UID. */
+	for (uint32_t i = 0; i < h.nmsg; i++) {
+		const struct ms_msg *r = &m[i];
+		if (r->info.uid == 0 || r->info.uid >= h.uidnext ||
+		    (i && (r->info.uid <= m[i - 1].info.uid || r->from_off < m[i - 1].end)) ||
+		    r->hdr_off < r->from_off || r->body_off < r->hdr_off || r->end < r->body_off ||
+		    (uint64_t)r->end > h.size)
+			goto out;
+	}
+	for (size_t i = 0; i < f->nkw; i++)
+		free(f->kw[i]);
+	f->nkw = 0;
+	for (size_t i = 0; i < nn; i++) {
+		f->kw[i] = strdup(names[i]);
+		if (f->kw[i] == NULL)
+			goto out;
+		f->nkw = i + 1;
+	}
+	f->nkw_written = f->nkw;
+	f->uidvalidity = h.uidvalidity;
+	f->uidnext = h.uidnext;
+	memset(idx_sb, 0, sizeof *idx_sb);
+	idx_sb->st_dev = (dev_t)h.dev;
+	idx_sb->st_ino = (ino_t)h.ino;
+	idx_sb->st_size = (off_t)h.size;
+	idx_sb->st_mtim.tv_sec = (time_t)h.mtime_s;
+	idx_sb->st_mtim.tv_nsec = (long)h.mtime_ns;
+	free(f->m);
+	f->m = m;
+	f->n = f->cap = h.nmsg;
+	f->junk = h.junk;
+	m = NULL;
+	rc = 2;
+	if (sb && (uint64_t)sb->st_dev == h.dev && (uint64_t)sb->st_ino == h.ino &&
+	    (uint64_t)sb->st_size == h.size && (int64_t)sb->st_mtim.tv_sec == h.mtime_s &&
+	    (int64_t)sb->st_mtim.tv_nsec == h.mtime_ns)
+		rc = 1;
+out:
+	free(kwbuf);
+	free(m);
+	close(fd);
+	return rc;
+}
+
+uint32_t
+ms_new_uidvalidity(const char *root)
+{
+	char dir[MS_PATH_MAX + 8], path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
+	snprintf(dir, sizeof dir, "%s/.imap", root);
+	snprintf(path, sizeof path, "%s/uidvalidity", dir);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	unsigned long last = 0;
+	FILE *fp = fopen(path, "r");
+	if (fp) {
+		if (fscanf(fp, "%lu", &last) != 1)
+			last = 0;
+		fclose(fp);
+	}
+	unsigned long now = (unsigned long)time(NULL);
+	unsigned long v = now > last ? now : last + 1;
+	if (v == 0 || v > 0xffffffffUL)
+		v = 1;
+	/* Best effort: a lost counter only makes a reused value possible
+	 * after a clock jump back. */
+	if (ms_mkdirs(dir, 1) == 0) {
+		fp = fopen(tmp, "w");
+		if (fp) {
+			fprintf(fp, "%lu\n", v);
+			if (fclose(fp) == 0)
+				rename(tmp, path);
+			else
+				unlink(tmp);
+		}
+	}
+	return (uint32_t)v;
+}

@@ -1,0 +1,530 @@
+/* An open folder as a session sees it: the message list as of its last
+ * sync (with \Recent taken by read-write opens), reading messages in wire
+ * form, flag changes, expunge, and appending new messages with UIDs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mbox_store.h"
+
+struct pt_mbox *
+ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_status *st)
+{
+	char norm[MS_NAME_MAX + 1], path[MS_PATH_MAX];
+	if (ms_name_check(name, norm, sizeof norm, st) != 0)
+		return NULL;
+	if (ms_name_path(ms, norm, path, sizeof path) != 0) {
+		pt_status_set(st, 550, "CANNOT", "Invalid mailbox name");
+		return NULL;
+	}
+	struct stat sb;
+	if (strcmp(norm, "INBOX") != 0 && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+		if (errno == ENOENT || S_ISDIR(sb.st_mode))
+			pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", norm);
+		else
+			pt_status_set(st, 450, "", "Cannot open mailbox: %s", strerror(errno));
+		return NULL;
+	}
+	struct pt_mbox *mb = calloc(1, sizeof *mb);
+	if (mb == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return NULL;
+	}
+	mb->ms = ms;
+	mb->readonly = readonly;
+	if (ms_folder_init(&mb->f, ms->root, norm, path, &ms->set, st) != 0) {
+		free(mb);
+		return NULL;
+	}
+	int changed;
+	if (ms_mbox_sync(mb, &changed, st) != 0) {
+		ms_mbox_close(mb);
+		return NULL;
+	}
+	return mb;
+}
+
+void
+ms_mbox_close(struct pt_mbox *mb)
+{
+	if (mb == NULL)
+		return;
+	ms_folder_free(&mb->f);
+	free(mb->view);
+	free(mb);
+}
+
+static size_t
+view_find(const struct pt_msg_info *v, size_t n, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo].uid == uid ? lo : (size_t)-1;
+}
+
+/* In an ascending UID list? */
+static int
+uid_in(const uint32_t *u, size_t n, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (u[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && u[lo] == uid;
+}
+
+static int
+any_dirty(const struct ms_folder *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->m[i].state & (MS_DIRTY | MS_EXPUNGE))
+			return 1;
+	return !f->base_ok && f->n > 0;
+}
+
+/* Lock, bring the file state up to date and store missing metadata
+ * (UIDs). The lock stays held for the caller; *changed tells whether the
+ * file state moved. */
+static int
+lock_and_load(struct pt_mbox *mb, struct mbox_lock *lk, int *changed, struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	if (ms_folder_lock(f, lk, 0, st) != 0)
+		return -1;
+	if (ms_folder_load(f, changed, st) != 0) {
+		ms_folder_unlock(f, lk);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+write_if_needed(struct ms_folder *f, struct pt_status *st)
+{
+	if (f->fd < 0 || !f->writable || !any_dirty(f))
+		return 0;
+	return ms_folder_write(f, st);
+}
+
+int
+ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	*changed = 0;
+	if (mb->synced && ms_folder_current(f))
+		return 0;
+	struct mbox_lock lk;
+	int ch;
+	if (lock_and_load(mb, &lk, &ch, st) != 0)
+		return -1;
+	/* \Recent goes to the first read-write open that sees a message:
+	 * 'O' is written under this same lock, so no other open gets it. */
+	uint32_t *taken = NULL;
+	size_t ntaken = 0;
+	if (!mb->readonly && f->writable) {
+		for (size_t i = 0; i < f->n; i++)
+			if (!(f->m[i].state & MS_OLD))
+				ntaken++;
+		if (ntaken && (taken = malloc(ntaken * sizeof *taken)) == NULL) {
+			ms_folder_unlock(f, &lk);
+			pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+			return -1;
+		}
+		ntaken = 0;
+		for (size_t i = 0; i < f->n; i++)
+			if (!(f->m[i].state & MS_OLD)) {
+				f->m[i].state |= MS_OLD | MS_DIRTY;
+				taken[ntaken++] = f->m[i].info.uid;
+			}
+	}
+	int rc = write_if_needed(f, st);
+	ms_folder_unlock(f, &lk);
+	if (rc != 0) {
+		/* Nothing was taken: the next sync tries again. */
+		for (size_t i = 0; i < f->n; i++)
+			if (uid_in(taken, ntaken, f->m[i].info.uid))
+				f->m[i].state &= ~MS_OLD;
+		free(taken);
+		return -1;
+	}
+	struct pt_msg_info *v = f->n ? malloc(f->n * sizeof *v) : NULL;
+	if (f->n && v == NULL) {
+		free(taken);
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	int diff = !mb->synced || f->n != mb->nview;
+	for (size_t i = 0; i < f->n; i++) {
+		v[i] = f->m[i].info;
+		v[i].flags &= PT_F_SYSTEM;
+		int recent;
+		if (mb->readonly || !f->writable) {
+			recent = !(f->m[i].state & MS_OLD);
+		} else {
+			size_t j = view_find(mb->view, mb->nview, v[i].uid);
+			recent = uid_in(taken, ntaken, v[i].uid) ||
+			         (j != (size_t)-1 && (mb->view[j].flags & PT_F_RECENT));
+		}
+		if (recent)
+			v[i].flags |= PT_F_RECENT;
+		if (!diff && (mb->view[i].uid != v[i].uid || mb->view[i].flags != v[i].flags ||
+		              mb->view[i].keywords != v[i].keywords))
+			diff = 1;
+	}
+	free(taken);
+	free(mb->view);
+	mb->view = v;
+	mb->nview = f->n;
+	mb->synced = 1;
+	*changed = diff;
+	return 0;
+}
+
+size_t
+ms_mbox_count(const struct pt_mbox *mb)
+{
+	return mb->nview;
+}
+
+const struct pt_msg_info *
+ms_mbox_info(const struct pt_mbox *mb, size_t i)
+{
+	return i < mb->nview ? &mb->view[i] : NULL;
+}
+
+size_t
+ms_mbox_find(const struct pt_mbox *mb, uint32_t uid)
+{
+	return view_find(mb->view, mb->nview, uid);
+}
+
+uint32_t
+ms_mbox_uidvalidity(const struct pt_mbox *mb)
+{
+	return mb->f.uidvalidity;
+}
+
+uint32_t
+ms_mbox_uidnext(const struct pt_mbox *mb)
+{
+	/* As of the last sync: at least one above the last message seen. */
+	uint32_t n = mb->nview ? mb->view[mb->nview - 1].uid + 1 : 1;
+	return mb->f.uidnext > n ? mb->f.uidnext : n;
+}
+
+size_t
+ms_mbox_keyword_count(const struct pt_mbox *mb)
+{
+	return mb->f.nkw;
+}
+
+const char *
+ms_mbox_keyword_name(const struct pt_mbox *mb, size_t i)
+{
+	return i < mb->f.nkw ? mb->f.kw[i] : NULL;
+}
+
+int
+ms_mbox_keyword_index(struct pt_mbox *mb, const char *name, int create)
+{
+	return ms_folder_keyword(&mb->f, name, create);
+}
+
+/* The file state must be current before offsets are used. */
+static int
+refresh(struct pt_mbox *mb, struct mbox_lock *lk, struct pt_status *st)
+{
+	int ch;
+	if (lock_and_load(mb, lk, &ch, st) != 0)
+		return -1;
+	if (write_if_needed(&mb->f, st) != 0) {
+		ms_folder_unlock(&mb->f, lk);
+		return -1;
+	}
+	return 0;
+}
+
+int
+ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	memset(out, 0, sizeof *out);
+	struct mbox_lock lk = { .fd = -1 };
+	if (!ms_folder_current(f) && refresh(mb, &lk, st) != 0)
+		return -1;
+	size_t i = ms_folder_find(f, uid);
+	struct mbox_buf raw = { 0 }, wire = { 0 };
+	int rc = -1;
+	if (i == (size_t)-1 || view_find(mb->view, mb->nview, uid) == (size_t)-1) {
+		pt_status_set(st, 550, "NONEXISTENT", "Message was expunged");
+		goto out;
+	}
+	if (ms_folder_read_raw(f, i, &raw, st) != 0)
+		goto out;
+	const struct ms_msg *r = &f->m[i];
+	size_t skip = (size_t)(r->hdr_off - r->from_off);
+	if (ms_wire_form(raw.p + skip, raw.len - skip, &wire, &out->hdr_len) != 0) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		goto out;
+	}
+	if (wire.p == NULL && (wire.p = malloc(1)) == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		goto out;
+	}
+	out->data = wire.p;
+	out->len = wire.len;
+	out->priv = wire.p;
+	wire.p = NULL;
+	rc = 0;
+out:
+	ms_folder_unlock(f, &lk);
+	mbox_buf_free(&raw);
+	mbox_buf_free(&wire);
+	return rc;
+}
+
+void
+ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t)
+{
+	(void)mb;
+	free(t->priv);
+	memset(t, 0, sizeof *t);
+}
+
+int
+ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
+                  struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	if (mb->readonly) {
+		pt_status_set(st, 550, "CANNOT", "Mailbox is read-only");
+		return -1;
+	}
+	struct mbox_lock lk;
+	int ch;
+	if (lock_and_load(mb, &lk, &ch, st) != 0)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = ms_folder_find(f, u[k].uid);
+		if (i == (size_t)-1)
+			continue;
+		struct ms_msg *r = &f->m[i];
+		uint32_t fl = u[k].flags & PT_F_SYSTEM;
+		uint64_t kw = f->nkw >= 64 ? u[k].keywords : u[k].keywords & ((1ull << f->nkw) - 1);
+		if (r->info.flags != fl || r->info.keywords != kw) {
+			r->info.flags = fl;
+			r->info.keywords = kw;
+			r->state |= MS_DIRTY;
+		}
+	}
+	int rc = write_if_needed(f, st);
+	ms_folder_unlock(f, &lk);
+	if (rc != 0)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		size_t j = view_find(mb->view, mb->nview, u[k].uid);
+		size_t i = ms_folder_find(f, u[k].uid);
+		if (j == (size_t)-1 || i == (size_t)-1)
+			continue;
+		mb->view[j].flags = (mb->view[j].flags & PT_F_RECENT) | f->m[i].info.flags;
+		mb->view[j].keywords = f->m[i].info.keywords;
+	}
+	return 0;
+}
+
+int
+ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	if (mb->readonly) {
+		pt_status_set(st, 550, "CANNOT", "Mailbox is read-only");
+		return -1;
+	}
+	struct mbox_lock lk;
+	int ch;
+	if (lock_and_load(mb, &lk, &ch, st) != 0)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = ms_folder_find(f, uids[k]);
+		if (i != (size_t)-1)
+			f->m[i].state |= MS_EXPUNGE;
+	}
+	int rc = write_if_needed(f, st);
+	if (rc != 0)
+		for (size_t i = 0; i < f->n; i++)
+			f->m[i].state &= ~MS_EXPUNGE;
+	ms_folder_unlock(f, &lk);
+	return rc;
+}
+
+const char *
+ms_mbox_path(const struct pt_mbox *mb)
+{
+	return mb->f.path;
+}
+
+/* ---- append ---- */
+
+static int
+buf_add(struct mbox_buf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap - b->len < n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (p == NULL)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+/* One message as mbox bytes with its storage block at the header's end. */
+static int
+format_one(struct ms_folder *f, const struct pt_append *a, uint32_t uid, uint64_t kw, int base,
+           struct mbox_buf *out)
+{
+	char date[32];
+	mbox_asctime(a->internal_date ? a->internal_date : time(NULL), date);
+	struct mbox_buf body = { 0 }, blk = { 0 };
+	int rc = -1;
+	if (mbox_format_body(a->data, a->len, &body) != 0)
+		goto out;
+	/* Where the header section ends: the first empty line. */
+	size_t split = body.len;
+	for (size_t i = 0; i < body.len;) {
+		if (body.p[i] == '\n') {
+			split = i;
+			break;
+		}
+		const char *nl = memchr(body.p + i, '\n', body.len - i);
+		i = nl ? (size_t)(nl - body.p) + 1 : body.len;
+	}
+	struct ms_block k = { .uid = uid, .flags = a->flags & PT_F_SYSTEM, .old = 0,
+	                      .keywords = kw, .kwnames = (const char *const *)f->kw,
+	                      .nkwnames = f->nkw, .base = base, .validity = f->uidvalidity,
+	                      .last_uid = f->uidnext - 1 };
+	if (ms_block_render(&k, 0, &blk) < 0)
+		goto out;
+	if (buf_add(out, "From MAILER-DAEMON  ", 20) != 0 || buf_add(out, date, strlen(date)) != 0 ||
+	    buf_add(out, "\n", 1) != 0 || buf_add(out, body.p, split) != 0 ||
+	    buf_add(out, blk.p, blk.len) != 0 ||
+	    (body.len > split && buf_add(out, body.p + split, body.len - split) != 0) ||
+	    buf_add(out, "\n", 1) != 0)
+		goto out;
+	rc = 0;
+out:
+	mbox_buf_free(&body);
+	mbox_buf_free(&blk);
+	return rc;
+}
+
+int
+ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, uint32_t *uids,
+                 struct pt_status *st)
+{
+	if (!f->writable || f->fd < 0) {
+		pt_status_set(st, 550, "NOPERM", "Mailbox is read-only");
+		return -1;
+	}
+	uint64_t *kw = calloc(n ? n : 1, sizeof *kw);
+	if (kw == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < msgs[i].nkeywords; k++) {
+			int b = ms_folder_keyword(f, msgs[i].keywords[k], 1);
+			if (b >= 0)
+				kw[i] |= 1ull << b;
+		}
+	if (f->uidnext > UINT32_MAX - n - 1) {
+		free(kw);
+		pt_status_set(st, 550, "LIMIT", "UIDs exhausted for this mailbox");
+		return -1;
+	}
+	uint32_t first = f->uidnext;
+	f->uidnext += (uint32_t)n;
+	f->base_ok = 0;
+	int has_live = f->n > 0;
+	/* The first message's X-IMAPbase learns the new last UID before the
+	 * messages land: a crash in between wastes UIDs, never reuses them. */
+	if (has_live && ms_folder_write(f, st) != 0) {
+		free(kw);
+		return -1;
+	}
+	struct stat sb;
+	struct mbox_buf out = { 0 };
+	int rc = -1;
+	if (fstat(f->fd, &sb) != 0) {
+		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
+		goto out;
+	}
+	char last = '\n';
+	if (sb.st_size > 0 && pread(f->fd, &last, 1, sb.st_size - 1) != 1)
+		last = '\n';
+	if (last != '\n' && buf_add(&out, "\n", 1) != 0)
+		goto nomem;
+	for (size_t i = 0; i < n; i++)
+		if (format_one(f, &msgs[i], first + (uint32_t)i, kw[i], i == 0 && !has_live, &out) != 0)
+			goto nomem;
+	if (f->set->size_limit > 0 && (off_t)out.len > f->set->size_limit - sb.st_size) {
+		pt_status_set(st, 552, "OVERQUOTA", "Quota exceeded (mailbox for user is full)");
+		goto out;
+	}
+	int64_t off = sb.st_size;
+	size_t done = 0;
+	while (done < out.len) {
+		ssize_t w = pwrite(f->fd, out.p + done, out.len - done, (off_t)(off + (int64_t)done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	if (done < out.len || fdatasync(f->fd) != 0) {
+		int e = errno;
+		if (ftruncate(f->fd, sb.st_size) != 0 || fdatasync(f->fd) != 0)
+			pt_status_set(st, 451, "", "Cannot truncate mailbox after failed append");
+		if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+			pt_status_set(st, 452, "OVERQUOTA", "Not enough disk space");
+		else
+			pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(e ? e : EIO));
+		f->known_valid = 0;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		uids[i] = first + (uint32_t)i;
+	int ch;
+	/* The messages are safe; a failed re-read only delays the list. */
+	struct pt_status ignore;
+	ms_folder_load(f, &ch, &ignore);
+	rc = 0;
+	ms_shared_bump(f);
+	ms_index_save(f);
+	goto out;
+nomem:
+	pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+out:
+	mbox_buf_free(&out);
+	free(kw);
+	return rc;
+}

@@ -1,0 +1,489 @@
+/* The store's text work, without I/O: reading Dovecot-compatible metadata
+ * headers (X-IMAPbase, X-UID, Status, X-Status, X-Keywords) from a header
+ * section, rendering them back as one padded block, the wire form (CRLF,
+ * storage headers hidden) and the From_ line's date. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mbox_store.h"
+
+enum field { F_OTHER, F_BASE, F_IMAP, F_UID, F_STATUS, F_XSTATUS, F_KEYWORDS, F_CLEN };
+
+static enum field
+field_kind(const char *line, size_t len)
+{
+	static const struct {
+		const char *name;
+		enum field kind;
+	} names[] = {
+		{ "X-IMAPbase", F_BASE }, { "X-IMAP", F_IMAP }, { "X-UID", F_UID },
+		{ "Status", F_STATUS }, { "X-Status", F_XSTATUS }, { "X-Keywords", F_KEYWORDS },
+		{ "Content-Length", F_CLEN },
+	};
+	size_t n = 0;
+	while (n < len && line[n] != ':' && line[n] != ' ' && line[n] != '\t')
+		n++;
+	size_t c = n;
+	while (c < len && (line[c] == ' ' || line[c] == '\t'))
+		c++;
+	if (n == 0 || c >= len || line[c] != ':')
+		return F_OTHER;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strlen(names[i].name) == n && strncasecmp(names[i].name, line, n) == 0)
+			return names[i].kind;
+	return F_OTHER;
+}
+
+/* One header field with its continuation lines: [off, off+len) incl. the
+ * final LF; value the text after the colon (first line only). */
+struct hfield {
+	size_t off, len;
+	enum field kind;
+	const char *value;
+	size_t vlen;                  /* to the end of the field (all lines) */
+};
+
+/* Next field at *pos; 0 at the end of the header section (the empty line
+ * or the end of input). */
+static int
+next_field(const char *p, size_t len, size_t *pos, struct hfield *f)
+{
+	size_t i = *pos;
+	if (i >= len || p[i] == '\n' || (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n'))
+		return 0;
+	f->off = i;
+	const char *nl = memchr(p + i, '\n', len - i);
+	size_t first_end = nl ? (size_t)(nl - p) : len;
+	f->kind = field_kind(p + i, first_end - i);
+	const char *colon = memchr(p + i, ':', first_end - i);
+	size_t j = nl ? first_end + 1 : len;
+	while (j < len && (p[j] == ' ' || p[j] == '\t')) {
+		nl = memchr(p + j, '\n', len - j);
+		j = nl ? (size_t)(nl - p) + 1 : len;
+	}
+	f->len = j - i;
+	f->value = colon ? colon + 1 : p + first_end;
+	f->vlen = (size_t)(p + j - f->value);
+	*pos = j;
+	return 1;
+}
+
+static void
+words(const char *v, size_t vlen, char (*out)[64], size_t *n, size_t skip)
+{
+	size_t i = 0, w = 0;
+	while (i < vlen) {
+		while (i < vlen && isspace((unsigned char)v[i]))
+			i++;
+		size_t s = i;
+		while (i < vlen && !isspace((unsigned char)v[i]))
+			i++;
+		if (i == s)
+			break;
+		if (w++ < skip)
+			continue;
+		if (*n < PT_KEYWORDS_MAX && i - s < 64) {
+			memcpy(out[*n], v + s, i - s);
+			out[*n][i - s] = '\0';
+			if (ms_keyword_valid(out[*n]))
+				(*n)++;
+		}
+	}
+}
+
+static int
+parse_u32(const char *v, size_t vlen, size_t *i, uint32_t *out)
+{
+	while (*i < vlen && (v[*i] == ' ' || v[*i] == '\t'))
+		(*i)++;
+	unsigned long long x = 0;
+	size_t s = *i;
+	while (*i < vlen && isdigit((unsigned char)v[*i]) && *i - s < 12)
+		x = x * 10 + (unsigned)(v[(*i)++] - '0');
+	if (*i == s || x > 0xffffffffull)
+		return -1;
+	*out = (uint32_t)x;
+	return 0;
+}
+
+void
+ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h)
+{
+	memset(h, 0, sizeof *h);
+	size_t pos = 0, prev_end = 0;
+	int contiguous = 1, seen = 0;
+	struct hfield f;
+	while (next_field(hdr, len, &pos, &f)) {
+		if (f.kind == F_OTHER)
+			continue;
+		if (seen && f.off != prev_end)
+			contiguous = 0;
+		if (!seen)
+			h->blk_off = (int64_t)f.off;
+		seen = 1;
+		prev_end = f.off + f.len;
+		h->meta_len += (uint32_t)f.len;
+		size_t i = 0;
+		switch (f.kind) {
+		case F_BASE:
+			if (!h->has_base && parse_u32(f.value, f.vlen, &i, &h->base_validity) == 0 &&
+			    parse_u32(f.value, f.vlen, &i, &h->base_last) == 0 && h->base_validity != 0) {
+				h->has_base = 1;
+				words(f.value + i, f.vlen - i, h->base_kw, &h->nbase_kw, 0);
+			}
+			break;
+		case F_UID:
+			if (!h->has_uid && parse_u32(f.value, f.vlen, &i, &h->uid) == 0 && h->uid != 0)
+				h->has_uid = 1;
+			break;
+		case F_STATUS:
+			for (i = 0; i < f.vlen; i++) {
+				if (f.value[i] == 'R')
+					h->flags |= PT_F_SEEN;
+				else if (f.value[i] == 'O')
+					h->old = 1;
+			}
+			break;
+		case F_XSTATUS:
+			for (i = 0; i < f.vlen; i++) {
+				switch (f.value[i]) {
+				case 'A': h->flags |= PT_F_ANSWERED; break;
+				case 'F': h->flags |= PT_F_FLAGGED; break;
+				case 'T': h->flags |= PT_F_DRAFT; break;
+				case 'D': h->flags |= PT_F_DELETED; break;
+				default: break;
+				}
+			}
+			break;
+		case F_KEYWORDS:
+			words(f.value, f.vlen, h->kw, &h->nkw, 0);
+			break;
+		case F_CLEN:
+			h->clen_len += (uint32_t)f.len;
+			break;
+		default:
+			break;
+		}
+	}
+	if (seen && contiguous)
+		h->blk_len = (uint32_t)(prev_end - (size_t)h->blk_off);
+	else
+		h->blk_off = 0;
+}
+
+/* Walk the kept lines of a message: cb(arg, line, len_with_lf). */
+static int
+kept_lines(const char *p, size_t len, size_t *hdr_end,
+           int (*cb)(void *arg, const char *s, size_t n), void *arg)
+{
+	size_t pos = 0;
+	struct hfield f;
+	while (next_field(p, len, &pos, &f))
+		if (f.kind == F_OTHER && cb(arg, p + f.off, f.len) != 0)
+			return -1;
+	/* The empty line (if any) belongs to the header part. */
+	size_t body = pos;
+	if (pos < len) {
+		const char *nl = memchr(p + pos, '\n', len - pos);
+		body = nl ? (size_t)(nl - p) + 1 : len;
+		if (cb(arg, p + pos, body - pos) != 0)
+			return -1;
+	}
+	*hdr_end = body;
+	if (body < len && cb(arg, p + body, len - body) != 0)
+		return -1;
+	return 0;
+}
+
+struct wire_acc {
+	uint64_t size;
+	uint64_t at_hdr;
+	struct mbox_buf *b;
+};
+
+/* Bare LFs (not preceded by CR) in [s, s+n). */
+static size_t
+bare_lfs(const char *s, size_t n)
+{
+	size_t c = 0;
+	const char *e = s + n, *q = s;
+	while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+		if (q == s || q[-1] != '\r')
+			c++;
+		q++;
+	}
+	return c;
+}
+
+static int
+count_cb(void *arg, const char *s, size_t n)
+{
+	struct wire_acc *a = arg;
+	a->size += n + bare_lfs(s, n);
+	return 0;
+}
+
+uint64_t
+ms_wire_size(const char *p, size_t len, size_t *hdr_len)
+{
+	struct wire_acc a = { 0, 0, NULL };
+	size_t hdr_end = 0;
+	/* Header part first, to report its size. */
+	kept_lines(p, len, &hdr_end, count_cb, &a);
+	if (hdr_len) {
+		struct wire_acc h = { 0, 0, NULL };
+		size_t dummy;
+		kept_lines(p, hdr_end, &dummy, count_cb, &h);
+		*hdr_len = (size_t)h.size;
+	}
+	return a.size;
+}
+
+static int
+form_cb(void *arg, const char *s, size_t n)
+{
+	struct wire_acc *a = arg;
+	struct mbox_buf *b = a->b;
+	size_t need = n + bare_lfs(s, n);
+	if (b->cap - b->len < need) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap - b->len < need)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (np == NULL)
+			return -1;
+		b->p = np;
+		b->cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
+			b->p[b->len++] = '\r';
+		b->p[b->len++] = s[i];
+	}
+	return 0;
+}
+
+int
+ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len)
+{
+	struct wire_acc a = { 0, 0, b };
+	size_t start = b->len, hdr_end = 0;
+	if (kept_lines(p, len, &hdr_end, form_cb, &a) != 0)
+		return -1;
+	if (hdr_len) {
+		/* Header octets: the CRLF form of [0, hdr_end). */
+		struct wire_acc h = { 0, 0, NULL };
+		size_t dummy;
+		kept_lines(p, hdr_end, &dummy, count_cb, &h);
+		*hdr_len = (size_t)h.size;
+	}
+	(void)start;
+	return 0;
+}
+
+static int
+month_of(const char *w)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+		"Aug", "Sep", "Oct", "Nov", "Dec" };
+	for (int i = 0; i < 12; i++)
+		if (strncmp(w, months[i], 3) == 0)
+			return i;
+	return -1;
+}
+
+time_t
+ms_from_date(const char *line, size_t len, int *tz)
+{
+	*tz = 0;
+	/* Find "Www Mmm dd hh:mm[:ss] [TZ] yyyy" anywhere after "From ":
+	 * the sender may itself hold spaces. */
+	char buf[MBOX_FROM_LINE_MAX + 1];
+	if (len > MBOX_FROM_LINE_MAX)
+		len = MBOX_FROM_LINE_MAX;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	for (size_t i = 5; i + 4 < len; i++) {
+		if (buf[i - 1] != ' ' || buf[i + 3] != ' ')
+			continue;
+		int mon = month_of(buf + i + 4);
+		if (mon < 0 || i + 8 > len || buf[i + 7] != ' ')
+			continue;
+		int day, hh, mm, ss = 0, n = 0, year;
+		const char *q = buf + i + 8;
+		if (sscanf(q, "%d %d:%d%n", &day, &hh, &mm, &n) != 3)
+			continue;
+		q += n;
+		if (*q == ':' && sscanf(q, ":%d%n", &ss, &n) == 1)
+			q += n;
+		while (*q == ' ')
+			q++;
+		int zone = 0, have_zone = 0;
+		if ((*q == '+' || *q == '-') && isdigit((unsigned char)q[1])) {
+			int v = atoi(q + 1);
+			zone = (v / 100) * 60 + v % 100;
+			if (*q == '-')
+				zone = -zone;
+			have_zone = 1;
+			while (*q && *q != ' ')
+				q++;
+		} else if (isalpha((unsigned char)*q)) {
+			while (*q && *q != ' ')
+				q++;
+		}
+		while (*q == ' ')
+			q++;
+		if (sscanf(q, "%d", &year) != 1 || year < 1970 || year > 9999 || day < 1 || day > 31 ||
+		    hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
+			continue;
+		struct tm tm = { 0 };
+		tm.tm_year = year - 1900;
+		tm.tm_mon = mon;
+		tm.tm_mday = day;
+		tm.tm_hour = hh;
+		tm.tm_min = mm;
+		tm.tm_sec = ss;
+		tm.tm_isdst = -1;
+		if (have_zone) {
+			time_t t = timegm(&tm) - (time_t)zone * 60;
+			*tz = zone;
+			return t;
+		}
+		time_t t = mktime(&tm);
+		if (t == (time_t)-1)
+			return 0;
+		*tz = (int)(tm.tm_gmtoff / 60);
+		return t;
+	}
+	return 0;
+}
+
+int
+ms_keyword_valid(const char *name)
+{
+	if (name[0] == '\0' || name[0] == '\\' || strlen(name) > 63)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || strchr("(){%*\"\\]", *p))
+			return 0;
+	return 1;
+}
+
+static int
+reserve(struct mbox_buf *b, size_t more)
+{
+	if (b->cap - b->len >= more)
+		return 0;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap - b->len < more)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (p == NULL)
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int
+put(struct mbox_buf *b, const char *s, size_t n)
+{
+	if (reserve(b, n) != 0)
+		return -1;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+long
+ms_block_render(const struct ms_block *k, size_t want, struct mbox_buf *b)
+{
+	size_t start = b->len;
+	char line[64];
+	int rc = 0;
+	if (k->base) {
+		int n = snprintf(line, sizeof line, "X-IMAPbase: %u %010u", k->validity, k->last_uid);
+		rc |= put(b, line, (size_t)n);
+		for (size_t i = 0; i < k->nkwnames; i++) {
+			rc |= put(b, " ", 1);
+			rc |= put(b, k->kwnames[i], strlen(k->kwnames[i]));
+		}
+		rc |= put(b, "\n", 1);
+	}
+	int n = snprintf(line, sizeof line, "X-UID: %u", k->uid);
+	rc |= put(b, line, (size_t)n);
+	size_t pad_at = b->len;
+	rc |= put(b, "\n", 1);
+	if ((k->flags & PT_F_SEEN) || k->old) {
+		rc |= put(b, "Status: ", 8);
+		if (k->flags & PT_F_SEEN)
+			rc |= put(b, "R", 1);
+		if (k->old)
+			rc |= put(b, "O", 1);
+		rc |= put(b, "\n", 1);
+	}
+	if (k->flags & (PT_F_ANSWERED | PT_F_FLAGGED | PT_F_DRAFT | PT_F_DELETED)) {
+		rc |= put(b, "X-Status: ", 10);
+		if (k->flags & PT_F_ANSWERED)
+			rc |= put(b, "A", 1);
+		if (k->flags & PT_F_FLAGGED)
+			rc |= put(b, "F", 1);
+		if (k->flags & PT_F_DRAFT)
+			rc |= put(b, "T", 1);
+		if (k->flags & PT_F_DELETED)
+			rc |= put(b, "D", 1);
+		rc |= put(b, "\n", 1);
+	}
+	if (k->keywords) {
+		rc |= put(b, "X-Keywords:", 11);
+		for (size_t i = 0; i < k->nkwnames && i < 64; i++)
+			if (k->keywords & (1ull << i)) {
+				rc |= put(b, " ", 1);
+				rc |= put(b, k->kwnames[i], strlen(k->kwnames[i]));
+			}
+		rc |= put(b, "\n", 1);
+	}
+	if (k->clen && k->clen_len)
+		rc |= put(b, k->clen, k->clen_len);
+	if (rc != 0) {
+		b->len = start;
+		return -1;
+	}
+	size_t natural = b->len - start;
+	size_t pad = want ? 0 : MS_PAD;
+	if (want) {
+		if (natural > want) {
+			b->len = start;
+			return -1;
+		}
+		pad = want - natural;
+	}
+	if (reserve(b, pad) != 0) {
+		b->len = start;
+		return -1;
+	}
+	memmove(b->p + pad_at + pad, b->p + pad_at, b->len - pad_at);
+	memset(b->p + pad_at, ' ', pad);
+	b->len += pad;
+	return (long)(b->len - start);
+}
+
+size_t
+ms_header_strip(const char *hdr, size_t len, struct mbox_buf *out, struct mbox_buf *clen)
+{
+	size_t pos = 0;
+	struct hfield f;
+	while (next_field(hdr, len, &pos, &f)) {
+		if (f.kind == F_OTHER) {
+			if (put(out, hdr + f.off, f.len) != 0)
+				return (size_t)-1;
+		} else if (f.kind == F_CLEN && clen && put(clen, hdr + f.off, f.len) != 0) {
+			return (size_t)-1;
+		}
+	}
+	return pos;
+}
