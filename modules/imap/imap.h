@@ -64,6 +64,9 @@ struct imap_session {
 	uint64_t cmd_start_ms;        /* for Dovecot's "(0.001 + 0.000 secs)" */
 	struct pt_strbuf *capture;    /* unit tests: replies go here when conn is NULL */
 
+	struct pt_timer *idle_poll_timer; /* IDLE: folder checked for news */
+	unsigned bad_commands;        /* BYE after too many */
+
 	/* counters for the Disconnected log line */
 	unsigned long long bytes_in, bytes_out;
 	unsigned expunged, deleted;
@@ -143,5 +146,29 @@ imap_cmd_fn imap_cmd_search;     /* imap_search_cmd.c */
 imap_cmd_fn imap_cmd_store;      /* imap_store.c  */
 imap_cmd_fn imap_cmd_copy;       /* imap_copy.c: COPY and MOVE (move flag in name) */
 imap_cmd_fn imap_cmd_move;
+imap_cmd_fn imap_cmd_append;     /* imap_append.c */
+imap_cmd_fn imap_cmd_idle;       /* imap_idle.c */
+/* imap_mailbox_cmd.c */
+imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
+	imap_cmd_subscribe, imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_status,
+	imap_cmd_namespace;
+
+/* ---- IDLE (imap_idle.c) ---- */
+/* A line from the client while idling ("DONE" ends it). */
+void imap_idle_line(struct imap_session *s, const char *line, size_t len);
+/* Stop timers (session end). */
+void imap_idle_stop(struct imap_session *s);
+
+/* ---- shared by the command files ---- */
+/* Expunge the given view entries (\Deleted ones for EXPUNGE/CLOSE, all of
+ * them for MOVE) from the store and, unless silent, tell "* n EXPUNGE".
+ * 0, or -1 with st filled. */
+int imap_expunge_view(struct imap_session *s, const size_t *idx, size_t n, int silent,
+                      struct pt_status *st);
+/* "TAG NO [CODE] text" from a store failure. */
+void imap_store_error(struct imap_session *s, const char *tag, const struct pt_status *st);
+/* A mailbox-name argument decoded from modified UTF-7 into a malloc'd
+ * UTF-8 string ("INBOX" in any case becomes "INBOX"); NULL when invalid. */
+char *imap_mailbox_arg(const struct imap_arg *a);
 
 #endif

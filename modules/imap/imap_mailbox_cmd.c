@@ -1,0 +1,489 @@
+/* Folder commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+ * UNSUBSCRIBE, LIST, LSUB, STATUS, NAMESPACE. Names are modified UTF-7
+ * on the wire and UTF-8 in the store. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "postern/log.h"
+#include "imap.h"
+#include "imap_msg.h"
+
+char *
+imap_mailbox_arg(const struct imap_arg *a)
+{
+	struct pt_strbuf b = { 0 };
+
+	if (!imap_arg_is_string(a) || memchr(a->s, 0, a->len))
+		return NULL;
+	if (a->len == 5 && strncasecmp(a->s, "INBOX", 5) == 0)
+		return strdup("INBOX");
+	if (imap_utf7_decode(a->s, a->len, &b) != 0 || b.oom) {
+		pt_strbuf_free(&b);
+		return NULL;
+	}
+	if (b.p == NULL)
+		return strdup("");
+	/* "inbox/x" names INBOX's child: INBOX is case-insensitive. */
+	if (b.len > 6 && strncasecmp(b.p, "INBOX/", 6) == 0)
+		memcpy(b.p, "INBOX", 5);
+	return b.p;
+}
+
+/* The name as it goes on the wire: modified UTF-7, as an astring. */
+static void
+append_name(struct pt_strbuf *out, const char *name)
+{
+	struct pt_strbuf e = { 0 };
+
+	if (imap_utf7_encode(name, strlen(name), &e) == 0 && !e.oom && e.p)
+		imap_append_astring(out, e.p, e.len);
+	else
+		imap_append_astring(out, name, strlen(name));
+	pt_strbuf_free(&e);
+}
+
+static int
+bad_name(struct imap_session *s, const char *tag, const char *cmd, const char *name)
+{
+	if (name == NULL) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid mailbox name.", cmd);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- SELECT / EXAMINE ---- */
+
+static void
+select_common(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int readonly)
+{
+	const char *cmd = readonly ? "EXAMINE" : "SELECT";
+	struct pt_status st = { 0 };
+
+	if (n != 1) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	char *name = imap_mailbox_arg(&a[0]);
+	if (bad_name(s, tag, cmd, name))
+		return;
+	if (s->state == IMAP_SELECTED) {
+		imap_view_clear(s);
+		/* RFC 7162 §3.2.11: the old mailbox's updates end here. */
+		imap_untagged(s, "OK [CLOSED] Previous mailbox closed.");
+	}
+	struct pt_mbox *mb = s->mbx->open(s->ms, name, readonly, &st);
+	int changed = 0;
+	if (mb != NULL && s->mbx->sync(mb, &changed, &st) != 0) {
+		s->mbx->close(mb);
+		mb = NULL;
+	}
+	if (mb == NULL) {
+		free(name);
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	s->mb = mb;
+	s->selected = name;
+	s->readonly = readonly;
+	s->state = IMAP_SELECTED;
+	if (imap_view_load(s) != 0) {
+		imap_view_clear(s);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	imap_send_flags(s);
+	size_t recent = 0, first_unseen = 0;
+	for (size_t i = 0; i < s->nview; i++) {
+		if (s->view[i].flags & PT_F_RECENT)
+			recent++;
+		if (!first_unseen && !(s->view[i].flags & PT_F_SEEN))
+			first_unseen = i + 1;
+	}
+	imap_untagged(s, "%zu EXISTS", s->nview);
+	imap_untagged(s, "%zu RECENT", recent);
+	if (first_unseen)
+		imap_untagged(s, "OK [UNSEEN %zu] First unseen.", first_unseen);
+	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
+	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", s->mbx->uidnext(s->mb));
+	imap_completed(s, tag, readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "Examine" : "Select");
+}
+
+void
+imap_cmd_select(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	(void)uid;
+	select_common(s, tag, a, n, 0);
+}
+
+void
+imap_cmd_examine(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	(void)uid;
+	select_common(s, tag, a, n, 1);
+}
+
+/* ---- CREATE / DELETE / RENAME / SUBSCRIBE ---- */
+
+void
+imap_cmd_create(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	struct pt_status st = { 0 };
+
+	(void)uid;
+	if (n != 1) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command CREATE: Invalid arguments.");
+		return;
+	}
+	char *name = imap_mailbox_arg(&a[0]);
+	if (bad_name(s, tag, "CREATE", name))
+		return;
+	if (name[0] == 0 || strcmp(name, "INBOX") == 0) {
+		imap_tagged(s, tag, "NO", name[0] ? "[ALREADYEXISTS] Mailbox already exists" :
+		                                    "[CANNOT] Invalid mailbox name");
+		free(name);
+		return;
+	}
+	int rc = s->mbx->create(s->ms, name, &st);
+	free(name);
+	if (rc != 0) {
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, "Create");
+}
+
+void
+imap_cmd_delete(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	struct pt_status st = { 0 };
+
+	(void)uid;
+	if (n != 1) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command DELETE: Invalid arguments.");
+		return;
+	}
+	char *name = imap_mailbox_arg(&a[0]);
+	if (bad_name(s, tag, "DELETE", name))
+		return;
+	if (strcmp(name, "INBOX") == 0) {
+		free(name);
+		imap_tagged(s, tag, "NO", "INBOX can't be deleted.");
+		return;
+	}
+	if (s->selected && strcmp(s->selected, name) == 0)
+		imap_view_clear(s); /* the selection goes with it */
+	int rc = s->mbx->remove(s->ms, name, &st);
+	free(name);
+	if (rc != 0) {
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, "Delete");
+}
+
+void
+imap_cmd_rename(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	struct pt_status st = { 0 };
+
+	(void)uid;
+	if (n != 2) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command RENAME: Invalid arguments.");
+		return;
+	}
+	char *from = imap_mailbox_arg(&a[0]), *to = imap_mailbox_arg(&a[1]);
+	if (from == NULL || to == NULL) {
+		free(from);
+		free(to);
+		imap_tagged(s, tag, "BAD", "Error in IMAP command RENAME: Invalid mailbox name.");
+		return;
+	}
+	if (to[0] == 0 || strcmp(to, "INBOX") == 0) {
+		imap_tagged(s, tag, "NO", to[0] ? "[ALREADYEXISTS] Target mailbox already exists" :
+		                                  "[CANNOT] Invalid mailbox name");
+		free(from);
+		free(to);
+		return;
+	}
+	int rc = s->mbx->rename(s->ms, from, to, &st);
+	free(from);
+	free(to);
+	if (rc != 0) {
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, "Rename");
+}
+
+static void
+subscribe(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int on)
+{
+	const char *cmd = on ? "SUBSCRIBE" : "UNSUBSCRIBE";
+	struct pt_status st = { 0 };
+
+	if (n != 1) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	char *name = imap_mailbox_arg(&a[0]);
+	if (bad_name(s, tag, cmd, name))
+		return;
+	int rc = s->mbx->subscribe(s->ms, name, on, &st);
+	free(name);
+	if (rc != 0) {
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, on ? "Subscribe" : "Unsubscribe");
+}
+
+void
+imap_cmd_subscribe(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	(void)uid;
+	subscribe(s, tag, a, n, 1);
+}
+
+void
+imap_cmd_unsubscribe(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n,
+                     int uid)
+{
+	(void)uid;
+	subscribe(s, tag, a, n, 0);
+}
+
+/* ---- LIST / LSUB ---- */
+
+/* RFC 3501 §6.3.8: '*' matches anything, '%' anything but the separator. */
+static int
+wild_match(const char *pat, const char *name)
+{
+	for (;;) {
+		if (*pat == 0)
+			return *name == 0;
+		if (*pat == '*' || *pat == '%') {
+			int star = *pat == '*';
+			while (*pat == '*' || *pat == '%')
+				star |= *pat++ == '*';
+			for (const char *p = name;; p++) {
+				if (wild_match(pat, p))
+					return 1;
+				if (*p == 0 || (!star && *p == '/'))
+					return 0;
+			}
+		}
+		if (*pat != *name)
+			return 0;
+		pat++;
+		name++;
+	}
+}
+
+static int
+name_match(const char *pat, const char *name)
+{
+	/* INBOX is matched case-insensitively (RFC 3501 §5.1). */
+	if (strncasecmp(pat, "INBOX", 5) == 0 && strncmp(name, "INBOX", 5) == 0 &&
+	    (pat[5] == 0 || pat[5] == '/' || pat[5] == '*' || pat[5] == '%')) {
+		return wild_match(pat + 5, name + 5);
+	}
+	return wild_match(pat, name);
+}
+
+struct list_run {
+	struct imap_session *s;
+	const char *pattern;          /* UTF-8, reference prepended */
+	int lsub;
+	int matched;
+};
+
+static void
+emit_line(struct imap_session *s, const char *what, unsigned attrs, const char *name)
+{
+	struct pt_strbuf b = { 0 };
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} names[] = {
+		{ PT_MB_NOSELECT, "\\Noselect" },       { PT_MB_NOINFERIORS, "\\NoInferiors" },
+		{ PT_MB_HASCHILDREN, "\\HasChildren" }, { PT_MB_HASNOCHILDREN, "\\HasNoChildren" },
+		{ PT_MB_MARKED, "\\Marked" },           { PT_MB_UNMARKED, "\\Unmarked" },
+		{ PT_MB_NONEXISTENT, "\\NonExistent" },
+	};
+	int first = 1;
+
+	pt_strbuf_printf(&b, "%s (", what);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(attrs & names[i].bit))
+			continue;
+		if (!first)
+			pt_strbuf_puts(&b, " ");
+		pt_strbuf_puts(&b, names[i].name);
+		first = 0;
+	}
+	pt_strbuf_puts(&b, ") \"/\" ");
+	append_name(&b, name);
+	if (!b.oom)
+		imap_untagged(s, "%s", b.p);
+	pt_strbuf_free(&b);
+}
+
+static void
+list_emit(void *arg, const char *name, unsigned attrs)
+{
+	struct list_run *r = arg;
+
+	if (!name_match(r->pattern, name))
+		return;
+	r->matched++;
+	emit_line(r->s, "LIST", attrs, name);
+}
+
+static void
+lsub_emit(void *arg, const char *name)
+{
+	struct list_run *r = arg;
+
+	if (!name_match(r->pattern, name))
+		return;
+	r->matched++;
+	emit_line(r->s, "LSUB", 0, name);
+}
+
+static void
+list_common(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int lsub)
+{
+	const char *cmd = lsub ? "LSUB" : "LIST";
+	struct pt_status st = { 0 };
+
+	if (n != 2 || !imap_arg_is_string(&a[0]) || !imap_arg_is_string(&a[1])) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	struct pt_strbuf ref = { 0 }, pat = { 0 };
+	if (imap_utf7_decode(a[0].s, a[0].len, &ref) != 0 || imap_utf7_decode(a[1].s, a[1].len, &pat) != 0) {
+		pt_strbuf_free(&ref);
+		pt_strbuf_free(&pat);
+		/* A pattern no name can match in its encoding: nothing listed. */
+		imap_completed(s, tag, NULL, lsub ? "Lsub" : "List");
+		return;
+	}
+	if (!lsub && a[1].len == 0) {
+		/* The hierarchy delimiter and root (RFC 3501 §6.3.8). */
+		imap_untagged(s, "LIST (\\Noselect) \"/\" \"\"");
+	} else {
+		struct pt_strbuf full = { 0 };
+		/* A pattern starting with the separator is absolute. */
+		if (!(pat.len > 0 && pat.p[0] == '/') && ref.len > 0)
+			pt_strbuf_put(&full, ref.p, ref.len);
+		if (pat.len > 0)
+			pt_strbuf_put(&full, pat.p, pat.len);
+		pt_strbuf_puts(&full, "");
+		struct list_run r = { .s = s, .pattern = full.p ? full.p : "", .lsub = lsub };
+		int rc = lsub ? s->mbx->subscriptions(s->ms, lsub_emit, &r, &st) :
+		                s->mbx->list(s->ms, list_emit, &r, &st);
+		pt_strbuf_free(&full);
+		if (rc != 0) {
+			pt_strbuf_free(&ref);
+			pt_strbuf_free(&pat);
+			imap_store_error(s, tag, &st);
+			return;
+		}
+	}
+	pt_strbuf_free(&ref);
+	pt_strbuf_free(&pat);
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, lsub ? "Lsub" : "List");
+}
+
+void
+imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	(void)uid;
+	list_common(s, tag, a, n, 0);
+}
+
+void
+imap_cmd_lsub(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	(void)uid;
+	list_common(s, tag, a, n, 1);
+}
+
+/* ---- STATUS ---- */
+
+void
+imap_cmd_status(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	static const char *const items[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN" };
+	struct pt_mbox_status ms = { 0 };
+	struct pt_status st = { 0 };
+
+	(void)uid;
+	if (n != 2 || a[1].type != IMAP_ARG_LIST || a[1].n == 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command STATUS: Invalid arguments.");
+		return;
+	}
+	for (size_t i = 0; i < a[1].n; i++) {
+		const struct imap_arg *it = &a[1].list[i];
+		size_t k;
+		for (k = 0; k < 5; k++)
+			if (it->type == IMAP_ARG_ATOM && strcasecmp(it->s, items[k]) == 0)
+				break;
+		if (k == 5) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command STATUS: Invalid status item %s",
+			            it->type == IMAP_ARG_ATOM ? it->s : "");
+			return;
+		}
+	}
+	char *name = imap_mailbox_arg(&a[0]);
+	if (bad_name(s, tag, "STATUS", name))
+		return;
+	if (s->mbx->status(s->ms, name, &ms, &st) != 0) {
+		free(name);
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	struct pt_strbuf b = { 0 };
+	pt_strbuf_puts(&b, "STATUS ");
+	append_name(&b, name);
+	pt_strbuf_puts(&b, " (");
+	for (size_t i = 0; i < a[1].n; i++) {
+		const char *item = a[1].list[i].s;
+		uint32_t v = strcasecmp(item, "MESSAGES") == 0 ? ms.messages :
+		             strcasecmp(item, "RECENT") == 0 ? ms.recent :
+		             strcasecmp(item, "UIDNEXT") == 0 ? ms.uidnext :
+		             strcasecmp(item, "UIDVALIDITY") == 0 ? ms.uidvalidity : ms.unseen;
+		for (const char *p = item; *p; p++) {
+			char c = *p >= 'a' && *p <= 'z' ? (char)(*p - 32) : *p;
+			pt_strbuf_put(&b, &c, 1);
+		}
+		pt_strbuf_printf(&b, " %u%s", v, i + 1 < a[1].n ? " " : "");
+	}
+	pt_strbuf_puts(&b, ")");
+	free(name);
+	if (!b.oom)
+		imap_untagged(s, "%s", b.p);
+	pt_strbuf_free(&b);
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, "Status");
+}
+
+void
+imap_cmd_namespace(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	(void)a, (void)uid;
+	if (n != 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command NAMESPACE: Unexpected arguments.");
+		return;
+	}
+	imap_untagged(s, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, "Namespace");
+}

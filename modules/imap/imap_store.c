@@ -1,0 +1,200 @@
+/* STORE and UID STORE: FLAGS / +FLAGS / -FLAGS (.SILENT), keywords made
+ * as needed in the folder's table, the untagged FETCH echo, no EXPUNGE
+ * responses while it runs (RFC 3501 §7.4.1). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap.h"
+
+enum store_op { STORE_SET, STORE_ADD, STORE_REMOVE };
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} settable[] = {
+	{ "\\Seen", PT_F_SEEN },       { "\\Answered", PT_F_ANSWERED }, { "\\Flagged", PT_F_FLAGGED },
+	{ "\\Deleted", PT_F_DELETED }, { "\\Draft", PT_F_DRAFT },
+};
+
+/* A keyword is an atom (RFC 3501 §9 flag-keyword). */
+static int
+valid_keyword(const char *s, size_t len)
+{
+	if (len == 0)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c))
+			return 0;
+	}
+	return 1;
+}
+
+/* Parse the flag arguments into system bits and keyword bits. create:
+ * new keywords get a bit. 0; -1 with the reply sent. */
+static int
+parse_flags(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *a, size_t n,
+            int create, uint32_t *flags, uint64_t *kw)
+{
+	*flags = 0;
+	*kw = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (a[i].type != IMAP_ARG_ATOM) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid flag.", cmd);
+			return -1;
+		}
+		const char *f = a[i].s;
+		if (f[0] == '\\') {
+			size_t k;
+			for (k = 0; k < sizeof(settable) / sizeof(settable[0]); k++)
+				if (strcasecmp(f, settable[k].name) == 0)
+					break;
+			if (k == sizeof(settable) / sizeof(settable[0])) {
+				imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid system flag %s", cmd,
+				            strcasecmp(f, "\\Recent") == 0 ? "\\Recent" : "");
+				return -1;
+			}
+			*flags |= settable[k].bit;
+			continue;
+		}
+		if (!valid_keyword(f, a[i].len)) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid keyword.", cmd);
+			return -1;
+		}
+		int bit = s->mbx->keyword_index(s->mb, f, create);
+		if (bit < 0 && create) {
+			imap_tagged(s, tag, "NO", "[LIMIT] Too many keywords in this mailbox (%d max)",
+			            PT_KEYWORDS_MAX);
+			return -1;
+		}
+		if (bit >= 0 && bit < 64)
+			*kw |= (uint64_t)1 << bit;
+	}
+	return 0;
+}
+
+void
+imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	const char *cmd = uid ? "UID STORE" : "STORE";
+	struct pt_status st = { 0 };
+	size_t *idx = NULL, nidx = 0;
+
+	if (n < 3 || a[0].type != IMAP_ARG_ATOM || a[1].type != IMAP_ARG_ATOM) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	const char *item = a[1].s;
+	enum store_op op = STORE_SET;
+	if (*item == '+' || *item == '-') {
+		op = *item == '+' ? STORE_ADD : STORE_REMOVE;
+		item++;
+	}
+	int silent = 0;
+	if (strcasecmp(item, "FLAGS.SILENT") == 0)
+		silent = 1;
+	else if (strcasecmp(item, "FLAGS") != 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	if (s->readonly) {
+		imap_tagged(s, tag, "NO", "Mailbox is read-only.");
+		return;
+	}
+	/* "(\Seen \Draft)" or the same flags without parentheses. */
+	const struct imap_arg *fl = &a[2];
+	size_t nfl = n - 2;
+	if (n == 3 && a[2].type == IMAP_ARG_LIST) {
+		fl = a[2].list;
+		nfl = a[2].n;
+	}
+	if (imap_resolve_set(s, a[0].s, a[0].len, uid, &idx, &nidx) != 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid %s", cmd,
+		            uid ? "uidset" : "messageset");
+		return;
+	}
+	uint32_t flags;
+	uint64_t kw;
+	if (parse_flags(s, tag, cmd, fl, nfl, op != STORE_REMOVE, &flags, &kw) != 0) {
+		free(idx);
+		return;
+	}
+	struct pt_flag_update *u = nidx ? calloc(nidx, sizeof(*u)) : NULL;
+	if (nidx && u == NULL) {
+		free(idx);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	size_t nu = 0;
+	int gone = 0;
+	for (size_t i = 0; i < nidx; i++) {
+		size_t si = imap_view_store_index(s, idx[i]);
+		if (si == (size_t)-1) {
+			gone = 1;
+			continue;
+		}
+		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
+		uint32_t cur = m->flags & PT_F_SYSTEM, nf = cur;
+		uint64_t nk = m->keywords;
+		switch (op) {
+		case STORE_SET:
+			nf = flags;
+			nk = kw;
+			break;
+		case STORE_ADD:
+			nf |= flags;
+			nk |= kw;
+			break;
+		case STORE_REMOVE:
+			nf &= ~flags;
+			nk &= ~kw;
+			break;
+		}
+		if (nf == cur && nk == m->keywords)
+			continue;
+		if ((nf & PT_F_DELETED) && !(cur & PT_F_DELETED))
+			s->deleted++;
+		u[nu].uid = m->uid;
+		u[nu].flags = nf;
+		u[nu].keywords = nk;
+		nu++;
+	}
+	if (nu > 0 && s->mbx->set_flags(s->mb, u, nu, &st) != 0) {
+		free(u);
+		free(idx);
+		imap_store_error(s, tag, &st);
+		return;
+	}
+	free(u);
+	if (s->mbx->keyword_count(s->mb) != s->nkeywords_sent)
+		imap_send_flags(s);
+	/* Our own change goes into the view here, so the sync below does
+	 * not report it a second time. */
+	for (size_t i = 0; i < nidx; i++) {
+		size_t si = imap_view_store_index(s, idx[i]);
+		if (si == (size_t)-1)
+			continue;
+		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
+		struct imap_view_msg *v = &s->view[idx[i]];
+		v->flags = m->flags;
+		v->keywords = m->keywords;
+		if (silent)
+			continue;
+		struct pt_strbuf b = { 0 };
+		imap_append_flags(s, &b, v->flags, v->keywords);
+		if (!b.oom) {
+			if (uid)
+				imap_untagged(s, "%zu FETCH (UID %u FLAGS %s)", idx[i] + 1, v->uid, b.p);
+			else
+				imap_untagged(s, "%zu FETCH (FLAGS %s)", idx[i] + 1, b.p);
+		}
+		pt_strbuf_free(&b);
+	}
+	free(idx);
+	imap_sync(s, 0);
+	if (gone)
+		imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the messages no longer exist.");
+	else
+		imap_completed(s, tag, NULL, "Store");
+}
