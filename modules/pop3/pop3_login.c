@@ -258,12 +258,14 @@ pop3_login_accept(struct pt_conn *conn, const struct pt_listener *l)
 static void
 handoff_failed(struct pt_conn *c, void *arg, const char *code, const char *why)
 {
-	struct pop3_login *s = login_new(c);
+	struct pop3_login *s;
 
 	(void)arg;
-	pt_log_as(LOG_SERVICE, PT_LOG_WARNING, "Login failed: %s: %s: rip=%s, lip=%s",
-	          code ? code : "?", why && *why ? why : "no reason given", pt_conn_peer_addr(c),
-	          pt_conn_local_addr(c));
+	/* The client left while the mail process was being set up: the conn
+	 * is closing, and there is nobody to answer. */
+	if (code && strcmp(code, "CLOSED") == 0)
+		return;
+	s = login_new(c);
 	if (s == NULL) {
 		pt_conn_printf(c, "-ERR [SYS/TEMP] Out of memory.\r\n");
 		pt_conn_close_after_write(c);
@@ -287,13 +289,12 @@ login_succeeded(struct pop3_login *s, const char *user, const char *method)
 
 	snprintf(name, sizeof(name), "%s", user);
 	printable(name);
-	pt_log_as(LOG_SERVICE, PT_LOG_INFO, "Login: user=<%s>, method=%s, rip=%s, lip=%s, %s, session=<%s>",
-	          name, strcmp(method, "USER") == 0 ? "PLAIN" : method, s->peer, s->local,
-	          pt_conn_is_tls(c) ? "TLS" : secured(s) ? "secured" : "insecure", s->session_id);
 	memset(&info, 0, sizeof(info));
 	info.protocol = "pop3";
 	info.user = user;
-	info.mech = method;
+	/* The core logs "Login: user=<>, method=..." as Dovecot does, which
+	 * names USER/PASS logins PLAIN. */
+	info.mech = strcmp(method, "USER") == 0 ? "PLAIN" : method;
 	info.session_id = s->session_id;
 	/* The core owns the conn from here; our state goes first (its
 	 * on_close is not called after a hand-off). */
