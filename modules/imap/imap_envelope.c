@@ -257,10 +257,6 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 				a.has_name = 1;
 			}
 			t = angle_addr(&lx, &a);
-			if (!a.has_name && lx.comment != NULL) {
-				imap_hdr_unfold(lx.comment, lx.comment_len, &a.name);
-				a.has_name = 1;
-			}
 			if (!any)
 				pt_strbuf_put(out, "(", 1);
 			put_addr(out, &a);
@@ -270,6 +266,7 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 			if (t.type == T_SPECIAL && t.c == '@')
 				t = glue_words(&lx, next_tok(&lx), &a.host, "<>,;:@");
 			if (lx.comment != NULL) {
+				/* "user@host (Full Name)": the old way of naming */
 				imap_hdr_unfold(lx.comment, lx.comment_len, &a.name);
 				a.has_name = 1;
 			}
