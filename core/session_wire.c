@@ -31,13 +31,25 @@ get_str(unsigned char *buf, size_t len, size_t *o, size_t max)
 	return s;
 }
 
+/* The protocol names a service ("session:" + it): a plain word only. */
+static int
+protocol_ok(const char *p)
+{
+	if (p == NULL || *p == '\0')
+		return 0;
+	for (; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return 0;
+	return 1;
+}
+
 int
 pt_session_wire_request_encode(uint32_t id, const struct pt_session_info *info,
                                unsigned char *buf, size_t cap)
 {
 	if (cap > PT_SESSION_WIRE_MAX)
 		cap = PT_SESSION_WIRE_MAX;
-	if (info == NULL || info->protocol == NULL || info->protocol[0] == '\0' || info->user == NULL ||
+	if (info == NULL || !protocol_ok(info->protocol) || info->user == NULL ||
 	    info->user[0] == '\0' || info->handoff_len > PT_SESSION_HANDOFF_MAX ||
 	    (info->handoff_len > 0 && info->handoff == NULL) || info->peer_port > 65535 ||
 	    info->local_port > 65535 || cap < 12)
@@ -85,13 +97,9 @@ pt_session_wire_request_decode(unsigned char *buf, size_t len, uint32_t *id,
 	const char *sid = get_str(buf, len, &o, PT_SESSION_ID_MAX);
 	const char *peer = get_str(buf, len, &o, PT_SESSION_ADDR_MAX);
 	const char *local = get_str(buf, len, &o, PT_SESSION_ADDR_MAX);
-	if (!proto || !user || !mech || !sid || !peer || !local || !proto[0] || !user[0] ||
+	if (!proto || !user || !mech || !sid || !peer || !local || !protocol_ok(proto) || !user[0] ||
 	    len - o != hl)
 		return -1;
-	/* The protocol names a service ("session:" + it): keep it a plain word. */
-	for (const char *p = proto; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-			return -1;
 	memset(info, 0, sizeof *info);
 	info->protocol = proto;
 	info->user = user;

@@ -49,6 +49,10 @@ struct pt_session_info {
  * can take the session; c is untouched and still the protocol's:
  *   code "LIMIT"  : mail_max_userip_connections reached for user+IP
  *   code "UNAVAILABLE": user unknown to userdb, fork/exec failure, ...
+ *   code "CLOSED" : the client's conn closed (idle timeout, shutdown)
+ *                   while the mail agent was answering; failed() runs
+ *                   from inside the close, writes are dropped, and the
+ *                   protocol's on_close is not called: free state here.
  * Returns 0 when the handoff is under way, -1 on immediate failure (then
  * failed() is not called). */
 int pt_session_handoff(struct pt_conn *c, const struct pt_session_info *info,
