@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 : > "$tmp/aliases"
 {
   echo "module_directory = $modules"
-  for m in mbox alias transport restrict smtp imap; do echo "module $m"; done
+  for m in mbox alias transport restrict smtp imap pop3; do echo "module $m"; done
   echo "alias_maps = hash:$tmp/aliases"
 } > "$tmp/postern.conf"
 cat <<'HEAD'
