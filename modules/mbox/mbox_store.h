@@ -171,6 +171,7 @@ struct pt_mbox {
 	struct ms_folder f;
 	int readonly;
 	int synced;
+	int stale;                     /* file state moved since the view */
 	struct pt_msg_info *view;
 	size_t nview;
 };

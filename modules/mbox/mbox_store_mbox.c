@@ -109,6 +109,8 @@ lock_and_load(struct pt_mbox *mb, struct mbox_lock *lk, int *changed, struct pt_
 		ms_folder_unlock(f, lk);
 		return -1;
 	}
+	if (*changed)
+		mb->stale = 1;
 	return 0;
 }
 
@@ -125,7 +127,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 {
 	struct ms_folder *f = &mb->f;
 	*changed = 0;
-	if (mb->synced && ms_folder_current(f))
+	if (mb->synced && !mb->stale && ms_folder_current(f))
 		return 0;
 	struct mbox_lock lk;
 	int ch;
@@ -190,6 +192,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	mb->view = v;
 	mb->nview = f->n;
 	mb->synced = 1;
+	mb->stale = 0;
 	*changed = diff;
 	return 0;
 }
@@ -363,6 +366,7 @@ ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_st
 		if (i != (size_t)-1)
 			f->m[i].state |= MS_EXPUNGE;
 	}
+	mb->stale = 1;
 	int rc = write_if_needed(f, st);
 	if (rc != 0)
 		for (size_t i = 0; i < f->n; i++)
