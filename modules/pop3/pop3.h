@@ -29,6 +29,7 @@ struct pop3_settings {
 	unsigned autologout_ms;
 	int no_flag_updates;
 	int plaintext_disabled;    /* disable_plaintext_auth (Dovecot's meaning) */
+	long long userip_max;      /* mail_max_userip_connections, for the IN-USE reply */
 	char *uidl_format;
 	int mech_plain, mech_login;
 };

@@ -261,6 +261,7 @@ handoff_failed(struct pt_conn *c, void *arg, const char *code, const char *why)
 	struct pop3_login *s;
 
 	(void)arg;
+	(void)why; /* the core logged it */
 	/* The client left while the mail process was being set up: the conn
 	 * is closing, and there is nobody to answer. */
 	if (code && strcmp(code, "CLOSED") == 0)
@@ -271,9 +272,11 @@ handoff_failed(struct pt_conn *c, void *arg, const char *code, const char *why)
 		pt_conn_close_after_write(c);
 		return;
 	}
+	/* Dovecot's IMAP text for the limit, with RFC 3206's IN-USE: the
+	 * user's maildrop is busy with other sessions from this address. */
 	if (code && strcmp(code, "LIMIT") == 0)
-		reply(s, "-ERR [IN-USE] %s", why && *why ? why :
-		      "Maximum number of connections from user+IP exceeded");
+		reply(s, "-ERR [IN-USE] Maximum number of connections from user+IP exceeded "
+		      "(mail_max_userip_connections=%lld)", s->set->userip_max);
 	else
 		reply(s, "-ERR [SYS/TEMP] Internal error occurred. Refer to server log for more information.");
 	pt_conn_resume(c);

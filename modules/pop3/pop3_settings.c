@@ -50,6 +50,7 @@ pop3_settings_new(const struct pt_config *c)
 	s->autologout_ms = (unsigned)pt_conf_int(c, "pop3_autologout") * 1000u;
 	s->no_flag_updates = pt_conf_bool(c, "pop3_no_flag_updates");
 	s->plaintext_disabled = pt_conf_bool(c, "disable_plaintext_auth");
+	s->userip_max = pt_conf_int(c, "mail_max_userip_connections");
 	s->mech_plain = pt_sasl_mech_enabled(c, PT_SASL_PLAIN);
 	s->mech_login = pt_sasl_mech_enabled(c, PT_SASL_LOGIN);
 	return s;

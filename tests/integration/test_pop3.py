@@ -337,6 +337,37 @@ class Pop3DeleteTest(unittest.TestCase):
         p.quit()
 
 
+class Pop3LimitTest(unittest.TestCase):
+    def test_userip_limit_gives_in_use(self):
+        server = make_server()
+        self.addCleanup(server.cleanup)
+        server.write_conf(server.extra_conf + "mail_max_userip_connections = 1\n")
+        server.start(wait_port=server.ports["pop3"])
+        first = Raw(server.ports["pop3"])
+        self.addCleanup(first.close)
+        first.cmd("USER alice")
+        self.assertEqual(first.cmd("PASS secret"), b"+OK Logged in.")
+        second = Raw(server.ports["pop3"])
+        self.addCleanup(second.close)
+        second.cmd("USER alice")
+        self.assertEqual(second.cmd("PASS secret"),
+                         b"-ERR [IN-USE] Maximum number of connections from user+IP exceeded "
+                         b"(mail_max_userip_connections=1)")
+        # Still the worker's session: it may try again once the first ends.
+        self.assertEqual(first.cmd("QUIT"), b"+OK Logging out.")
+        wait_for(lambda: "Disconnected: Logged out" in server.log(), TIMEOUT, what="first session end")
+        second.cmd("USER alice")
+        self.assertEqual(second.cmd("PASS secret"), b"+OK Logged in.")
+
+    def test_bad_uidl_format_refused_by_check(self):
+        server = make_server()
+        self.addCleanup(server.cleanup)
+        server.write_conf(server.extra_conf + "pop3_uidl_format = %08Xu%m\n")
+        r = server.cmd("check")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr.decode(), r"postern\.conf:\d+: .*pop3_uidl_format.*unsupported variable %m")
+
+
 DOVECOT_MBOX = (
     b"From carol@example.com.ar  Sat Nov 28 06:53:10 2026\n"
     b"Return-Path: <carol@example.com.ar>\n"

@@ -415,6 +415,18 @@ test_byte_by_byte(void **state)
 	expect_closed(fx);
 }
 
+static void
+test_login_timeout(void **state)
+{
+	struct fixture *fx = *state;
+
+	fx->set->login_timeout_ms = 30;
+	start(fx, "127.0.0.1", "127.0.0.1");
+	expect(fx, GREETING);
+	pump(fx->loop, 100);
+	expect_closed(fx);
+}
+
 int
 main(void)
 {
@@ -430,6 +442,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_byte_by_byte, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_login_timeout, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

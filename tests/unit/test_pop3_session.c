@@ -496,6 +496,50 @@ test_big_message(void **state)
 	free(got);
 }
 
+/* RFC 1939 section 3: the autologout timer ends the session without the
+ * UPDATE state. */
+static void
+test_autologout(void **state)
+{
+	struct fixture *fx = *state;
+
+	fx->set->autologout_ms = 30;
+	start(fx);
+	expect(fx, "+OK Logged in.\r\n");
+	exchange(fx, "DELE 1\r\n", "+OK Marked to be deleted.\r\n");
+	pump(fx->loop, 100);
+	expect_closed(fx);
+	assert_int_equal(F.nexpunged, 0);
+}
+
+static void
+test_bad_command_limit(void **state)
+{
+	struct fixture *fx = *state;
+
+	start(fx);
+	expect(fx, "+OK Logged in.\r\n");
+	for (int i = 1; i < POP3_SESSION_BAD_MAX; i++)
+		exchange(fx, "BOGUS\r\n", "-ERR Unknown command: BOGUS\r\n");
+	exchange(fx, "BOGUS\r\n", "-ERR Unknown command: BOGUS\r\n-ERR Too many bad commands.\r\n");
+	expect_closed(fx);
+	assert_int_equal(F.nexpunged, 0);
+}
+
+static void
+test_long_line(void **state)
+{
+	struct fixture *fx = *state;
+	char line[POP3_LINE_MAX + 10];
+
+	start(fx);
+	expect(fx, "+OK Logged in.\r\n");
+	memset(line, 'N', sizeof(line) - 3);
+	memcpy(line + sizeof(line) - 3, "\r\n", 3);
+	exchange(fx, line, "-ERR Input line too long.\r\n");
+	expect_closed(fx);
+}
+
 int
 main(void)
 {
@@ -508,6 +552,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_no_flag_updates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_autologout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_command_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
