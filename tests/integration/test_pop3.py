@@ -400,6 +400,24 @@ class Pop3DovecotMboxTest(unittest.TestCase):
         os.chmod(path, 0o600)
         self.server.start()
 
+    def test_big_message_streams_whole(self):
+        # Bigger than a connection's output limit (4 MiB): sent in pieces.
+        body = b"".join(b"%s line %06d of a big message\n" % (b"." if i % 3 == 0 else b"x", i)
+                        for i in range(200000))
+        with open(self.server.mbox_path("carol"), "ab") as f:
+            f.write(b"From big@example.com.ar  Sat Nov 28 06:54:00 2026\nSubject: big\n\n" + body + b"\n")
+        p = poplib.POP3("127.0.0.1", self.server.ports["pop3"], timeout=TIMEOUT)
+        p.user("carol")
+        self.assertEqual(p.pass_("secret"), b"+OK Logged in.")
+        size = int(p.list(3).split()[2])
+        self.assertGreater(size, 4 * 1024 * 1024)
+        resp, lines, _ = p.retr(3)
+        self.assertEqual(resp, b"+OK %d octets" % size)
+        self.assertEqual(lines[:2], [b"Subject: big", b""])
+        self.assertEqual(b"\n".join(lines[2:]) + b"\n", body)
+        self.assertEqual(p.noop(), b"+OK")
+        p.quit()
+
     def test_uids_from_dovecot_headers(self):
         p = poplib.POP3("127.0.0.1", self.server.ports["pop3"], timeout=TIMEOUT)
         p.user("carol")
