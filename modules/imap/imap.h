@@ -60,6 +60,7 @@ struct imap_session {
 	struct pt_timer *idle_timer;
 
 	uint32_t uidvalidity;         /* of the selected folder, as announced */
+	uint32_t uid_seen_max;        /* highest UID ever in the view: newer ones are new mail */
 	int cmd_uid;                  /* the running command is a UID variant */
 	uint64_t cmd_start_ms;        /* for Dovecot's "(0.001 + 0.000 secs)" */
 	struct pt_strbuf *capture;    /* unit tests: replies go here when conn is NULL */

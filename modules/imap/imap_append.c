@@ -47,7 +47,7 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 	if (a[i].type == IMAP_ARG_LIST) {
 		for (size_t k = 0; k < a[i].n; k++) {
 			const struct imap_arg *f = &a[i].list[k];
-			if (f->type != IMAP_ARG_ATOM) {
+			if (f->type != IMAP_ARG_ATOM && f->type != IMAP_ARG_NIL) {
 				imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid flag.");
 				return;
 			}

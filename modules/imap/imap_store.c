@@ -40,7 +40,8 @@ parse_flags(struct imap_session *s, const char *tag, const char *cmd, const stru
 	*flags = 0;
 	*kw = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (a[i].type != IMAP_ARG_ATOM) {
+		/* NIL is a valid keyword name here (an atom, not nil). */
+		if (a[i].type != IMAP_ARG_ATOM && a[i].type != IMAP_ARG_NIL) {
 			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid flag.", cmd);
 			return -1;
 		}

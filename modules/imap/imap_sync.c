@@ -39,6 +39,7 @@ imap_view_clear(struct imap_session *s)
 	s->nview = s->capview = 0;
 	s->nkeywords_sent = 0;
 	s->uidvalidity = 0;
+	s->uid_seen_max = 0;
 	s->readonly = 0;
 	if (s->state == IMAP_SELECTED)
 		s->state = IMAP_AUTH;
@@ -58,6 +59,7 @@ imap_view_load(struct imap_session *s)
 		s->view[i].keywords = m->keywords;
 	}
 	s->nview = n;
+	s->uid_seen_max = n ? s->view[n - 1].uid : 0;
 	s->uidvalidity = s->mbx->uidvalidity(s->mb);
 	return 0;
 }
@@ -169,7 +171,9 @@ imap_sync(struct imap_session *s, int allow_expunge)
 			send_fetch_flags(s, i);
 		}
 	}
-	uint32_t last = s->nview ? s->view[s->nview - 1].uid : 0;
+	/* UIDs only grow: what is above the highest one ever shown is new
+	 * (an expunged last message must not come back as new). */
+	uint32_t last = s->uid_seen_max;
 	size_t n = s->mbx->count(s->mb), added = 0;
 	for (size_t j = 0; j < n; j++) {
 		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
@@ -181,7 +185,7 @@ imap_sync(struct imap_session *s, int allow_expunge)
 		s->view[s->nview].flags = m->flags;
 		s->view[s->nview].keywords = m->keywords;
 		s->nview++;
-		last = m->uid;
+		last = s->uid_seen_max = m->uid;
 		added++;
 	}
 	if (added) {

@@ -23,7 +23,7 @@ static const struct pt_param imap_params[] = {
 	  "idle time allowed before login; the connection is then closed", 1, 86400 },
 	{ "imap_autologout", PT_TIME, "30m", NULL,
 	  "idle time after login before \"* BYE Disconnected for inactivity.\" (RFC 3501: at least 30m)",
-	  60, 604800 },
+	  1, 604800 },
 	{ 0 },
 };
 
