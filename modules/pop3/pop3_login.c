@@ -373,12 +373,17 @@ auth_verified(void *arg, int result)
 /* Input pauses until the answer: commands pipelined behind PASS must
  * wait for it (and after a success they belong to the mail process). */
 static void
-auth_verify(struct pop3_login *s, const char *user, const char *password, const char *method)
+auth_verify(struct pop3_login *s, const char *user, const char *password, const char *method,
+            int refuse)
 {
 	const struct pt_auth_ops *ops = auth_ops();
 	int r;
 
 	snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
+	/* A login refused before any check still takes the auth service's
+	 * path (same delay, same throttle) with a user that cannot match. */
+	if (refuse)
+		user = password = "";
 	s->method = method;
 	if (ops == NULL) {
 		auth_done(s, -1);
@@ -490,13 +495,13 @@ cmd_pass(struct pop3_login *s, const struct pop3_cmd *c)
 	s->user = NULL;
 	if (c->arglen > PT_SASL_PASS_MAX || memchr(c->arg, 0, c->arglen)) {
 		/* Refused without a check, but answered as a wrong password. */
-		auth_verify(s, user, "", "USER");
+		auth_verify(s, user, "", "USER", 1);
 		free(user);
 		return;
 	}
 	memcpy(password, c->arg, c->arglen);
 	password[c->arglen] = 0;
-	auth_verify(s, user, password, "USER");
+	auth_verify(s, user, password, "USER", 0);
 	explicit_bzero(password, sizeof(password));
 	free(user);
 }
@@ -513,7 +518,7 @@ sasl_result(struct pop3_login *s, enum pt_sasl_status st)
 		return;
 	case PT_SASL_DONE:
 		s->state = LS_CMD;
-		auth_verify(s, pt_sasl_user(s->sasl), pt_sasl_password(s->sasl), name);
+		auth_verify(s, pt_sasl_user(s->sasl), pt_sasl_password(s->sasl), name, 0);
 		return;
 	case PT_SASL_CANCELLED:
 		s->state = LS_CMD;
@@ -536,7 +541,7 @@ sasl_result(struct pop3_login *s, enum pt_sasl_status st)
 		{
 			char user[PT_SASL_USER_MAX + 1];
 			snprintf(user, sizeof(user), "%s", pt_sasl_user(s->sasl));
-			auth_verify(s, user, "", name);
+			auth_verify(s, user, "", name, 1);
 		}
 		return;
 	}

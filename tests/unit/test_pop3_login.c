@@ -321,6 +321,12 @@ test_auth_plain(void **state)
 	exchange(fx, "auth plain !!!\r\n", "-ERR [AUTH] Invalid base64 data in continued response.\r\n");
 	exchange(fx, "AUTH CRAM-MD5\r\n", "-ERR [AUTH] Unsupported authentication mechanism.\r\n");
 	exchange(fx, "AUTH PLAIN a b\r\n", "-ERR Invalid AUTH parameters.\r\n");
+	/* bob\0alice\0secret: a foreign authzid fails like a wrong password,
+	 * and alice's password is never checked for it. */
+	A.calls = 0;
+	exchange(fx, "AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n", AUTH_FAILED);
+	assert_int_equal(A.calls, 1);
+	assert_string_equal(A.last_user, "");
 	exchange(fx, "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", HANDOFF_FAILED);
 }
 
