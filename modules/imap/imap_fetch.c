@@ -463,6 +463,9 @@ imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *a
 		run_free(s, r);
 		return;
 	}
+	/* Bring the store up to date (never expunging from the view) so a
+	 * message another session expunged is known gone, not read stale. */
+	imap_sync(s, 0);
 	run_mark_seen(s, r);
 	if (run_step(s, r)) {
 		run_finish(s, r);

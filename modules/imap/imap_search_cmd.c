@@ -100,6 +100,8 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		            err[0] ? err : "Invalid arguments.");
 		return;
 	}
+	/* Current flags and new mail count; the view keeps expunged ones. */
+	imap_sync(s, 0);
 	env.max_seq = (uint32_t)s->nview;
 	env.max_uid = s->nview ? s->view[s->nview - 1].uid : 0;
 	env.keyword_bit = search_keyword_bit;

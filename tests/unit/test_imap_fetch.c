@@ -500,7 +500,7 @@ static const struct pt_mailbox_ops fops = {
 struct fixture {
 	struct imap_session s;
 	struct pt_strbuf out;
-	struct imap_view_msg view[4];
+	struct imap_view_msg *view;   /* malloc'd: sync may grow it */
 };
 
 static int
@@ -513,6 +513,7 @@ setup(void **state)
 	fstore[1] = (struct fmsg){ 7, PT_F_RECENT | PT_F_FLAGGED, 2, MSG2, 1 };
 	fstore[2] = (struct fmsg){ 9, PT_F_SEEN, 1, MSG3, 1 };
 	freads = fset_calls = 0;
+	f->view = calloc(4, sizeof *f->view);
 	for (size_t j = 0; j < nfstore; j++)
 		f->view[j] = (struct imap_view_msg){ fstore[j].uid, fstore[j].flags, fstore[j].kw };
 	f->s.state = IMAP_SELECTED;
@@ -520,7 +521,9 @@ setup(void **state)
 	f->s.mb = (struct pt_mbox *)&fstore;  /* opaque to the code under test */
 	f->s.selected = "INBOX";
 	f->s.view = f->view;
-	f->s.nview = f->s.capview = 3;
+	f->s.nview = 3;
+	f->s.capview = 4;
+	f->s.uid_seen_max = 9;
 	f->s.nkeywords_sent = 2;
 	f->s.uidvalidity = 1234;
 	f->s.capture = &f->out;
@@ -536,6 +539,7 @@ teardown(void **state)
 
 	assert_null(f->s.cont);
 	pt_strbuf_free(&f->out);
+	free(f->s.view);
 	free(f);
 	return 0;
 }
@@ -727,15 +731,20 @@ test_fetch_expunged_meanwhile(void **state)
 }
 
 static void
-test_fetch_flags_changed_elsewhere_told_after(void **state)
+test_flags_changed_elsewhere_told(void **state)
 {
 	struct fixture *f = *state;
 
-	/* Another session flagged UID 9: the sync after FETCH tells it. */
+	/* Another session flagged UID 9: FETCH tells it (once). */
 	fstore[2].flags |= PT_F_FLAGGED;
 	const char *got = run(f, "FETCH 1 UID");
-	expect_prefix_ok(got, "* 1 FETCH (UID 3)\r\n* 3 FETCH (FLAGS (\\Flagged \\Seen $Important))\r\n",
+	expect_prefix_ok(got, "* 3 FETCH (FLAGS (\\Flagged \\Seen $Important))\r\n* 1 FETCH (UID 3)\r\n",
 	                 OK_FETCH);
+	expect_prefix_ok(run(f, "FETCH 1 UID"), "* 1 FETCH (UID 3)\r\n", OK_FETCH);
+	/* and SEARCH sees the new state */
+	fstore[0].flags |= PT_F_FLAGGED;
+	expect_prefix_ok(run(f, "SEARCH FLAGGED"),
+	                 "* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n* SEARCH 1 2 3\r\n", OK_SEARCH);
 }
 
 static void
@@ -806,7 +815,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_structure_and_sections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_expunged_meanwhile, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fetch_flags_changed_elsewhere_told_after, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flags_changed_elsewhere_told, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_basic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_text_keys_load_lazily, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_errors, setup, teardown),
