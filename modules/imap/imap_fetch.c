@@ -1,7 +1,12 @@
 /* FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2): the implicit \Seen, one
  * untagged FETCH per message, literals streamed in chunks so that neither
  * a 1:* over a big folder nor one huge message overruns the conn's output
- * buffer (the session's cont hook resumes us when output drains). */
+ * buffer (the session's cont hook resumes us when output drains).
+ *
+ * A message another session expunged stays in our view until we may send
+ * EXPUNGE (§7.4.1 forbids it during FETCH). We send nothing for it, the
+ * rest as usual, and end with NO [EXPUNGEISSUED] (RFC 2180 §4.1.2, RFC
+ * 5530; what Dovecot 2.3 does): no client takes made-up data for real. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
