@@ -5,7 +5,7 @@ set -e
 build="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcmocka-dev libcrypt-dev libpam0g-dev openssl"
 test="$build python3 python3-aiosmtpd swaks bsd-mailx whois procps iproute2 valgrind"
 fuzz="$build clang libclang-rt-14-dev"
-bench="$test postfix"
+bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot"
 case "${1:-build}" in
   build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;;
