@@ -555,6 +555,25 @@ pread_all(int fd, char *p, size_t n, int64_t off)
 	return 0;
 }
 
+static int
+buf_cat(struct mbox_buf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap - b->len < n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (p == NULL)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
 static void
 block_of(const struct ms_folder *f, const struct ms_msg *r, int base, struct ms_block *k)
 {
@@ -807,54 +826,48 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			size_t hdr_rel = (size_t)(r.hdr_off - r.from_off);
 			size_t body_rel = (size_t)(r.body_off - r.from_off);
 			/* From_ line, kept fields, block, then the rest as is. */
-			size_t n = hdr_rel;
-			if (out.cap < n + 64) {
-				char *p = realloc(out.p, n + 64);
-				if (p == NULL) {
-					rc = -1;
-					break;
-				}
-				out.p = p;
-				out.cap = n + 64;
-			}
-			memcpy(out.p, in.p, n);
-			out.len = n;
-			size_t fend = ms_header_strip(in.p + hdr_rel, body_rel - hdr_rel, &out, &clen);
-			if (fend == (size_t)-1) {
-				rc = -1;
-				break;
-			}
+			struct mbox_buf fields = { 0 }, blk = { 0 };
+			size_t fend = ms_header_strip(in.p + hdr_rel, body_rel - hdr_rel, &fields, &clen);
 			struct ms_block k;
 			block_of(f, &r, i == live0, &k);
 			k.clen = clen.p;
 			k.clen_len = clen.len;
-			int64_t blk_at = (int64_t)out.len;
-			long bl = ms_block_render(&k, 0, &out);
-			size_t rest = hdr_rel + fend;
-			if (bl < 0) {
+			long bl = fend == (size_t)-1 ? -1 : ms_block_render(&k, 0, &blk);
+			/* A damaged end (From_ line or last header line without
+			 * LF) must not have the block glued to it. */
+			int from_lf = hdr_rel > 0 && in.p[hdr_rel - 1] == '\n';
+			int fields_lf = fields.len == 0 || fields.p[fields.len - 1] == '\n';
+			size_t rest = bl < 0 ? 0 : hdr_rel + fend;
+			int64_t blk_at = 0;
+			size_t new_hdr = hdr_rel + (from_lf ? 0 : 1);
+			if (bl < 0 || buf_cat(&out, in.p, hdr_rel) != 0 ||
+			    (!from_lf && buf_cat(&out, "\n", 1) != 0))
+				rc = -1;
+			if (rc == 0 && fields_lf) {
+				rc = buf_cat(&out, fields.p, fields.len);
+				blk_at = (int64_t)out.len;
+				rc |= buf_cat(&out, blk.p, blk.len);
+			} else if (rc == 0) {
+				blk_at = (int64_t)out.len;
+				rc = buf_cat(&out, blk.p, blk.len);
+				rc |= buf_cat(&out, fields.p, fields.len);
+			}
+			mbox_buf_free(&fields);
+			mbox_buf_free(&blk);
+			if (rc != 0 || buf_cat(&out, in.p + rest, (size_t)span - rest) != 0) {
 				rc = -1;
 				break;
 			}
-			size_t more = (size_t)span - rest;
-			if (out.cap - out.len < more) {
-				char *p = realloc(out.p, out.len + more);
-				if (p == NULL) {
-					rc = -1;
-					break;
-				}
-				out.p = p;
-				out.cap = out.len + more;
-			}
-			memcpy(out.p + out.len, in.p + rest, more);
-			out.len += more;
 			int64_t grow = (int64_t)out.len - span;
+			int64_t end_rel = r.end - r.from_off + grow;
 			r.from_off = pos;
-			r.hdr_off = pos + (int64_t)hdr_rel;
+			r.hdr_off = pos + (int64_t)new_hdr;
 			r.blk_off = pos + blk_at;
 			r.blk_len = (uint32_t)bl;
 			r.meta_len = (uint32_t)bl;
-			r.body_off += delta + grow;
-			r.end += delta + grow;
+			r.body_off = pos + (r.body_off - (pos - delta)) + grow;
+			r.end = pos + end_rel;
+			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL);
 			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
 			rc = pwrite_all(f->fd, out.p, out.len, pos);
 			pos += (int64_t)out.len;
