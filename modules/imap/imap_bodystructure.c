@@ -9,13 +9,15 @@
 static void
 put_upper(struct pt_strbuf *out, const char *s)
 {
-	struct pt_strbuf u = { 0 };
-	for (size_t i = 0; s[i]; i++) {
-		char c = s[i] >= 'a' && s[i] <= 'z' ? (char)(s[i] - 32) : s[i];
-		pt_strbuf_put(&u, &c, 1);
+	char small[128];
+	size_t n = strlen(s);
+	if (n >= sizeof small) {
+		imap_msg_put_nstring(out, s, n); /* a name this long is not worth folding */
+		return;
 	}
-	imap_msg_put_nstring(out, u.p ? u.p : "", u.len);
-	pt_strbuf_free(&u);
+	for (size_t i = 0; i < n; i++)
+		small[i] = s[i] >= 'a' && s[i] <= 'z' ? (char)(s[i] - 32) : s[i];
+	imap_msg_put_nstring(out, small, n);
 }
 
 /* ("NAME" "value" ...) or NIL; text/plain gets its default charset. */

@@ -26,7 +26,15 @@ struct lexer {
 static int
 is_word_char(unsigned char c)
 {
-	return c > ' ' && c != 0x7f && strchr("()<>,;:@\"[]", c) == NULL;
+	if (c <= ' ' || c == 0x7f)
+		return 0;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case ',': case ';': case ':': case '@':
+	case '"': case '[': case ']':
+		return 0;
+	default:
+		return 1;
+	}
 }
 
 static struct tok
@@ -112,11 +120,14 @@ put_unquoted(struct pt_strbuf *b, const struct tok *t)
 		pt_strbuf_put(b, t->s, t->len);
 		return;
 	}
+	size_t run = 0;
 	for (size_t i = 0; i < t->len; i++) {
-		if (t->s[i] == '\\' && i + 1 < t->len)
-			i++;
-		pt_strbuf_put(b, &t->s[i], 1);
+		if (t->s[i] == '\\' && i + 1 < t->len) {
+			pt_strbuf_put(b, t->s + run, i - run);
+			run = ++i;
+		}
 	}
+	pt_strbuf_put(b, t->s + run, t->len - run);
 }
 
 struct addr {

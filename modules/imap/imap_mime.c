@@ -125,7 +125,15 @@ imap_part_header(const struct imap_msg *m, const struct imap_part *p, const char
 static int
 is_tspecial_or_space(unsigned char c)
 {
-	return c <= ' ' || c == 0x7f || strchr("()<>@,;:\\\"/[]?=", c) != NULL;
+	if (c <= ' ' || c == 0x7f)
+		return 1;
+	switch (c) {
+	case '(': case ')': case '<': case '>': case '@': case ',': case ';': case ':':
+	case '\\': case '"': case '/': case '[': case ']': case '?': case '=':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 static void
