@@ -283,6 +283,10 @@ parse_quoted(struct parser *ps, struct imap_arg *a)
 
 	/* First pass: find the end and the unescaped length. */
 	while (ps->p < ps->end && ps->b[ps->p] != '"') {
+		/* TEXT-CHAR: no NUL (a C string must stay whole); CR/LF cannot
+		 * occur, the framing ends lines there. */
+		if (ps->b[ps->p] == 0)
+			return fail(ps, "Invalid characters in quoted string");
 		if (ps->b[ps->p] == '\\') {
 			ps->p++;
 			if (ps->p >= ps->end || (ps->b[ps->p] != '"' && ps->b[ps->p] != '\\'))

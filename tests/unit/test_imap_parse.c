@@ -136,6 +136,7 @@ test_quoted(void **state)
 	CHECK("a LOGIN \"\" \"\"\r\n", "[a|LOGIN|S: S:]");
 	CHECK("a LOGIN \"x\\y\" z\r\n", "[BAD a|Invalid escape in quoted string]");
 	CHECK("a LOGIN \"open\r\n", "[BAD a|Missing '\"']");
+	CHECK("a LOGIN \"x\0y\" z\r\n", "[BAD a|Invalid characters in quoted string]");
 }
 
 static void
