@@ -92,6 +92,7 @@ static const char msg2[] =
 	"From: bob@example.com\r\n"
 	"To: alice@example.com\r\n"
 	"Subject: Quarterly numbers\r\n"
+	"X-Foreign: =?koi8-r?B?8NLJ18XU?= =?us-ascii?q?plain?=\r\n"
 	"Content-Type: multipart/alternative; boundary=\"b\"\r\n"
 	"\r\n"
 	"--b\r\n"
@@ -261,6 +262,9 @@ test_headers(void **state)
 	assert_string_equal(run("HEADER x-spam-flag \"\""), "1");  /* has the field */
 	assert_string_equal(run("HEADER Content-Type \"\""), "1 2");
 	assert_string_equal(run("HEADER X-Missing \"\""), "");
+	/* charsets it cannot convert stay as sent; the others are decoded */
+	assert_string_equal(run("HEADER X-Foreign \"=?koi8-r?B?8NLJ18XU?= plain\""), "2");
+	assert_string_equal(run("HEADER X-Foreign us-ascii"), "");
 	assert_string_equal(run("NOT HEADER X-Missing \"\""), "1 2 3");
 }
 
