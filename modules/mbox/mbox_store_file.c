@@ -801,11 +801,31 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 	int64_t pos = off0;
 	size_t w = s;
 	int rc = 0;
+	/* A From_ line stays a boundary only after an empty line (or when
+	 * it looks real): removing a message may put one right after text
+	 * that had no separator; then an empty line goes in between (it
+	 * belongs to no message). */
+	char last2[2] = { '\n', '\n' };
+	int have_prev = s > 0, prev_gone = 0;
+	if (have_prev && off0 >= 2 && pread_all(f->fd, last2, 2, off0 - 2) != 0)
+		rc = -1;
 	for (size_t i = s; i < f->n && rc == 0; i++) {
 		struct ms_msg r = f->m[i];
 		int64_t span = span_end(f, i, eof) - r.from_off;
-		if (r.state & MS_EXPUNGE)
+		if (r.state & MS_EXPUNGE) {
+			prev_gone = 1;
 			continue;
+		}
+		if (prev_gone && have_prev && !(last2[0] == '\n' && last2[1] == '\n')) {
+			if (pwrite_all(f->fd, "\n", 1, pos) != 0) {
+				rc = -1;
+				break;
+			}
+			pos++;
+		}
+		prev_gone = 0;
+		have_prev = 1;
+		int dirty = (r.state & MS_DIRTY) != 0;
 		if ((size_t)span > in.cap) {
 			char *p = realloc(in.p, (size_t)span);
 			if (p == NULL) {
@@ -881,6 +901,10 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			rc = pwrite_all(f->fd, in.p, (size_t)span, pos);
 			pos += span;
 		}
+		if (dirty && out.len >= 2)
+			memcpy(last2, out.p + out.len - 2, 2);
+		else if (!dirty && span >= 2)
+			memcpy(last2, in.p + span - 2, 2);
 		f->m[w++] = r;
 	}
 	mbox_buf_free(&in);

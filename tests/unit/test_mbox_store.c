@@ -618,6 +618,37 @@ test_odd_files(void **state)
 	ops->close(mb);
 }
 
+/* Expunging the message that carried the only empty line before an
+ * odd-looking From_ line must not merge its neighbours (found by fuzzing). */
+static void
+test_expunge_keeps_boundaries(void **state)
+{
+	struct fx *f = *state;
+	put_file(f->inbox, "From a@b  Sat Nov 28 06:53:10 2026\nSubject: 1\n\nx\n"
+	                   "From a@b  Sat Nov 28 06:53:11 2026\nSubject: 2\n\ny\n\n"
+	                   "From odd line\nSubject: 3\n\nz\n");
+	struct pt_status st;
+	struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(mb);
+	assert_int_equal(ops->count(mb), 3);
+	uint32_t u = 2;
+	assert_int_equal(ops->expunge(mb, &u, 1, &st), 0);
+	ops->close(mb);
+	char idx[700];
+	snprintf(idx, sizeof idx, "%s/.imap/INBOX/postern.index", f->root);
+	unlink(idx);
+	mb = ops->open(f->ms, "INBOX", 0, &st);
+	assert_int_equal(ops->count(mb), 2);
+	size_t len;
+	char *w = read_msg(mb, 1, &len);
+	assert_string_equal(w, "Subject: 1\r\n\r\nx\r\n");
+	free(w);
+	w = read_msg(mb, 3, &len);
+	assert_string_equal(w, "Subject: 3\r\n\r\nz\r\n");
+	free(w);
+	ops->close(mb);
+}
+
 static void
 test_big_message_and_external_rewrite(void **state)
 {
@@ -681,6 +712,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rename_inbox_and_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expunge_keeps_boundaries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_message_and_external_rewrite, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
