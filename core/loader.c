@@ -240,6 +240,27 @@ pt_modules_reload(struct pt_ctx *ctx)
 	return 0;
 }
 
+int
+pt_module_loaded(const char *name)
+{
+	for (size_t i = 0; i < nloaded; i++)
+		if (strcmp(loaded[i].mod->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+int
+pt_protocol_enabled(const struct pt_config *c, const char *module)
+{
+	if (strcmp(module, "imap") != 0 && strcmp(module, "pop3") != 0)
+		return 1;
+	const struct pt_list *p = pt_conf_list(c, "protocols");
+	for (size_t i = 0; p && i < p->n; i++)
+		if (strcmp(p->v[i], module) == 0)
+			return 1;
+	return 0;
+}
+
 void
 pt_modules_stop(struct pt_ctx *ctx)
 {
@@ -255,6 +276,15 @@ pt_modules_check(const struct pt_config *c)
 	for (size_t i = 0; i < nloaded; i++)
 		if (loaded[i].mod->check && loaded[i].mod->check(c) != 0)
 			failed++;
+	/* An explicit `protocols = imap pop3` promises those services. */
+	const struct pt_list *p = pt_conf_isset(c, "protocols") ? pt_conf_list(c, "protocols") : NULL;
+	for (size_t i = 0; p && i < p->n; i++) {
+		if (strcmp(p->v[i], "none") == 0 || pt_module_loaded(p->v[i]))
+			continue;
+		pt_conf_error(c, "protocols", "protocols lists %s, but no `module %s` line loads it",
+		              p->v[i], p->v[i]);
+		failed++;
+	}
 	return failed;
 }
 

@@ -239,6 +239,8 @@ open_listeners(struct generation *g, struct generation *prev)
 	char err[512];
 	for (size_t i = 0; i < pt_modules_count(); i++) {
 		const struct pt_module *m = pt_modules_get(i);
+		if (!pt_protocol_enabled(g->conf, m->name))
+			continue;
 		for (const struct pt_listener_decl *d = m->listeners; d && d->param; d++) {
 			if (pt_listen_open(g->conf, d, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
 			                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {

@@ -1,0 +1,54 @@
+"""Dovecot's `protocols` setting: pasted from the seed's dovecot.conf it
+keeps meaning what it meant there (imap/pop3 listeners on or off), never
+turns SMTP off, and promises nothing that no module line loads."""
+import unittest
+
+from harness import Server, port_open, wait_for
+
+
+class ProtocolsTest(unittest.TestCase):
+    def server(self, modules, conf):
+        s = Server(modules=modules)
+        self.addCleanup(s.cleanup)
+        s.write_conf(conf)
+        return s
+
+    def test_listed_protocols_listen_and_the_others_stay_closed(self):
+        s = self.server(("mbox", "smtp", "imap", "pop3"), "protocols = imap\n")
+        s.start()
+        wait_for(lambda: port_open(s.ports["imap"]), 10, what="imap port")
+        self.assertTrue(port_open(s.ports["imaps"]))
+        self.assertTrue(port_open(s.ports["smtpd"]))
+        self.assertFalse(port_open(s.ports["pop3"]))
+        self.assertFalse(port_open(s.ports["pop3s"]))
+
+    def test_seed_line_with_both_modules_is_accepted(self):
+        s = self.server(("mbox", "smtp", "imap", "pop3"), "protocols = imap pop3\n")
+        r = s.cmd("check")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_listed_protocol_without_its_module_is_an_error(self):
+        s = self.server(("mbox", "smtp", "imap"), "protocols = imap pop3\n")
+        r = s.cmd("check")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"protocols lists pop3, but no `module pop3` line loads it", r.stdout + r.stderr)
+        self.assertIn(b"postern.conf:", r.stdout + r.stderr)
+
+    def test_smtp_and_unknown_words_are_refused(self):
+        for value, text in (("smtp imap", b"list only imap and pop3 here"),
+                            ("imap gopher", b'"gopher" is not imap, pop3 or none')):
+            s = self.server(("mbox", "smtp", "imap"), "protocols = %s\n" % value)
+            r = s.cmd("check")
+            self.assertEqual(r.returncode, 1, value)
+            self.assertIn(text, r.stdout + r.stderr)
+
+    def test_none_closes_imap_and_pop3_but_not_smtp(self):
+        s = self.server(("mbox", "smtp", "imap", "pop3"), "protocols = none\n")
+        s.start()
+        self.assertTrue(port_open(s.ports["smtpd"]))
+        for l in ("imap", "imaps", "pop3", "pop3s"):
+            self.assertFalse(port_open(s.ports[l]), l)
+
+
+if __name__ == "__main__":
+    unittest.main()
