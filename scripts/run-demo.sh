@@ -28,10 +28,15 @@ if [ "$(id -u)" = 0 ]; then
   as="setpriv --reuid=nobody --regid=nogroup --clear-groups"
 fi
 cat <<MSG
-Postern demo: SMTP 127.0.0.1:2525, submission 127.0.0.1:2587 (users alice, bob, carol; password "password").
+Postern demo on 127.0.0.1: SMTP 2525, submission 2587, IMAP 10143, IMAPS 10993,
+POP3 10110, POP3S 10995 (users alice, bob, carol; password "password").
 Try it from another terminal:
   swaks --server 127.0.0.1:2525 --from carol@example.com.ar --to sysadmin@example.com.ar
-  swaks --server 127.0.0.1:2525 --tls --from carol@example.com.ar --to bob@example.com.ar
+  swaks --server 127.0.0.1:2587 --tls --auth-user alice --auth-password password \\
+        --from alice@example.com.ar --to bob@example.com.ar
+  curl -k "imaps://127.0.0.1:10993/INBOX;UID=1" -u alice:password
+  curl -k pop3s://127.0.0.1:10995/1 -u bob:password
+  openssl s_client -connect 127.0.0.1:10143 -starttls imap -quiet
   openssl s_client -connect 127.0.0.1:2525 -starttls smtp -quiet
   cat $run/mail/alice
   $bin queue list -c $run/postern.conf

@@ -1,6 +1,10 @@
 """`make run`'s demo (scripts/run-demo.sh): it starts on 127.0.0.1:2525,
-prints how to try it, and the alias sysadmin reaches alice and bob."""
+prints how to try it, the alias sysadmin reaches alice and bob, and they
+read it over IMAPS and POP3 on the demo ports."""
+import imaplib
 import os
+import poplib
+import ssl
 import shutil
 import signal
 import subprocess
@@ -21,8 +25,8 @@ def read(path):
 
 class DemoTest(unittest.TestCase):
     def setUp(self):
-        if port_open(2525) or port_open(2587):
-            self.skipTest("ports 2525/2587 are taken on this machine")
+        if any(port_open(p) for p in (2525, 2587, 10143, 10993, 10110, 10995)):
+            self.skipTest("a demo port (2525 2587 10143 10993 10110 10995) is taken on this machine")
         self.run_dir = tempfile.mkdtemp(prefix="postern-demo-")
         self.addCleanup(shutil.rmtree, self.run_dir, True)
         env = dict(os.environ, POSTERN_RUN_DIR=self.run_dir, POSTERN_BIN=BIN, POSTERN_MODULES=MODULES)
@@ -51,6 +55,21 @@ class DemoTest(unittest.TestCase):
         for user in ("alice", "bob"):
             path = os.path.join(self.run_dir, "mail", user)
             wait_for(lambda: b"demo body" in read(path), 10, what="demo mail for " + user)
+        self.assertIn("imaps://127.0.0.1:10993", text)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        imap = imaplib.IMAP4_SSL("127.0.0.1", 10993, ssl_context=ctx, timeout=20)
+        imap.login("alice", "password")
+        imap.select("INBOX")
+        typ, data = imap.fetch("1", "(BODY.PEEK[TEXT])")
+        self.assertIn(b"demo body", data[0][1])
+        imap.logout()
+        pop = poplib.POP3("127.0.0.1", 10110, timeout=20)
+        pop.user("bob")
+        pop.pass_("password")
+        self.assertIn(b"demo body", b"\n".join(pop.retr(1)[1]))
+        pop.quit()
 
 
 if __name__ == "__main__":
