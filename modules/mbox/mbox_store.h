@@ -116,10 +116,9 @@ struct ms_folder {
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
                    const struct mbox_settings *set, struct pt_status *st);
 void ms_folder_free(struct ms_folder *f);
-/* Bring f->m up to date with the file (index, tail parse, or full parse).
- * Caller holds the lock when the file is writable. *changed when it had
- * to look. take_recent: mark messages without 'O' dirty (returns their
- * count in *taken and sets MS_OLD). */
+/* Bring f->m up to date with the file (index, tail parse, or full parse;
+ * messages needing UIDs come back MS_DIRTY). Caller holds the lock when
+ * the file is writable. *changed when it had to look. */
 int ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st);
 /* Is the file as f->known (and no other open in this process wrote)? */
 int ms_folder_current(struct ms_folder *f);

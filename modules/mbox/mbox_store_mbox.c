@@ -1,6 +1,8 @@
 /* An open folder as a session sees it: the message list as of its last
  * sync (with \Recent taken by read-write opens), reading messages in wire
- * form, flag changes, expunge, and appending new messages with UIDs. */
+ * form, flag changes, expunge, and appending new messages with UIDs.
+ * Read-only opens (EXAMINE, STATUS) never take \Recent or change flags,
+ * but do write missing X-UID/X-IMAPbase so the UIDs they report stay. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -618,6 +618,52 @@ test_odd_files(void **state)
 	ops->close(mb);
 }
 
+/* Flags fit the X-UID padding (file size unchanged); twenty long
+ * keywords do not, and the rewrite keeps every message intact. */
+static void
+test_padding_then_rewrite(void **state)
+{
+	struct fx *f = *state;
+	deliver(f, "Subject: a\n\nA\n");
+	deliver(f, "Subject: b\n\nB\n");
+	struct pt_status st;
+	struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+	size_t l1, l2;
+	char *w1 = read_msg(mb, 1, &l1), *w2 = read_msg(mb, 2, &l2);
+	off_t size0 = fsize(f->inbox);
+	struct pt_flag_update u = { 2, PT_F_SEEN | PT_F_ANSWERED | PT_F_FLAGGED, 0 };
+	assert_int_equal(ops->set_flags(mb, &u, 1, &st), 0);
+	assert_int_equal(fsize(f->inbox), size0);
+	uint64_t all = 0;
+	for (int i = 0; i < 20; i++) {
+		char name[40];
+		snprintf(name, sizeof name, "keyword_number_%02d_long", i);
+		int k = ops->keyword_index(mb, name, 1);
+		assert_true(k >= 0);
+		all |= 1ull << k;
+	}
+	u.keywords = all;
+	assert_int_equal(ops->set_flags(mb, &u, 1, &st), 0);
+	assert_true(fsize(f->inbox) > size0);
+	ops->close(mb);
+	char idx[700];
+	snprintf(idx, sizeof idx, "%s/.imap/INBOX/postern.index", f->root);
+	unlink(idx);
+	mb = ops->open(f->ms, "INBOX", 0, &st);
+	assert_int_equal(ops->count(mb), 2);
+	assert_int_equal(ops->info(mb, 1)->keywords, all);
+	assert_int_equal(ops->info(mb, 1)->flags, PT_F_SEEN | PT_F_ANSWERED | PT_F_FLAGGED);
+	size_t n1, n2;
+	char *x1 = read_msg(mb, 1, &n1), *x2 = read_msg(mb, 2, &n2);
+	assert_string_equal(x1, w1);
+	assert_string_equal(x2, w2);
+	free(w1);
+	free(w2);
+	free(x1);
+	free(x2);
+	ops->close(mb);
+}
+
 /* Expunging the message that carried the only empty line before an
  * odd-looking From_ line must not merge its neighbours (found by fuzzing). */
 static void
@@ -712,6 +758,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rename_inbox_and_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_padding_then_rewrite, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expunge_keeps_boundaries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_message_and_external_rewrite, setup, teardown),
 	};
