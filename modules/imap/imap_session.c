@@ -163,7 +163,7 @@ imap_expunge_view(struct imap_session *s, const size_t *idx, size_t n, int silen
 
 	if (n == 0)
 		return 0;
-	uids = malloc(n * sizeof(*uids));
+	uids = calloc(n, sizeof(*uids));
 	if (uids == NULL) {
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 		return -1;
