@@ -92,6 +92,8 @@ extern struct imap_settings imap_set;
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
+/* Module stop: drop the records of logins handed to mail processes. */
+void imap_login_stop(void);
 /* Service "session:imap" (imap_session.c), in the user's mail process. */
 extern const struct pt_session_ops imap_session_ops;
 

@@ -132,6 +132,16 @@ handed_has(const struct imap_login *l)
 	return 0;
 }
 
+void
+imap_login_stop(void)
+{
+	while (handed) {
+		struct imap_login *h = handed;
+		handed = h->next;
+		login_free(h);
+	}
+}
+
 static void
 handed_sweep(void)
 {

@@ -62,6 +62,13 @@ imap_init(struct pt_ctx *ctx)
 	return 0;
 }
 
+static void
+imap_stop(struct pt_ctx *ctx)
+{
+	(void)ctx;
+	imap_login_stop();
+}
+
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.abi = POSTERN_ABI,
 	.build_sig = POSTERN_BUILD_SIG,
@@ -71,6 +78,6 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.listeners = imap_listeners,
 	.init = imap_init,
 	.reload = imap_configure,
-	.stop = NULL,
+	.stop = imap_stop,
 	.check = NULL,
 };
