@@ -533,6 +533,7 @@ login_read(struct pt_conn *c)
 			lsend(l, "+ OK");
 			break;
 		case IMAP_READ_TOO_LONG:
+			lsend(l, "* BAD Error in IMAP command received by server: Too long argument.");
 			lsend(l, "* BYE Too long argument.");
 			l->closing = 1;
 			pt_conn_close_after_write(c);

@@ -430,6 +430,7 @@ session_input(struct imap_conn *ic)
 			imap_write(s, "+ OK\r\n", 6);
 			break;
 		case IMAP_READ_TOO_LONG:
+			imap_untagged(s, "BAD Error in IMAP command received by server: Too long argument.");
 			imap_untagged(s, "BYE Too long argument.");
 			ic->end_reason = "Too long argument";
 			ic->closing = 1;

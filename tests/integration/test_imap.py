@@ -257,6 +257,21 @@ class Autologout(unittest.TestCase):
         self.server.wait_log("Disconnected: Disconnected for inactivity")
 
 
+class LongLine(unittest.TestCase):
+    def setUp(self):
+        self.server = imap_server(self, conf="imap_max_line_length = 2k")
+
+    def test_line_too_long_after_login(self):
+        r = login(self.server)
+        self.addCleanup(r.close)
+        self.assertEqual(st(r.cmd("a", "NOOP")), ["a OK NOOP completed."])
+        r.send("b NOOP " + "x" * 3000 + "\r\n")
+        self.assertEqual(r.line(), "* BAD Error in IMAP command received by server: Too long argument.")
+        self.assertEqual(r.line(), "* BYE Too long argument.")
+        self.assertTrue(r.closed())
+        self.server.wait_log("Disconnected: Too long argument")
+
+
 class BigLiteral(unittest.TestCase):
     def setUp(self):
         self.server = imap_server(self, conf="imap_max_literal_size = 2k")

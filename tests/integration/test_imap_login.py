@@ -156,6 +156,7 @@ class PreLogin(unittest.TestCase):
         r = self.raw()
         r.line()
         r.send("a NOOP " + "x" * 70000 + "\r\n")
+        self.assertEqual(r.line(), "* BAD Error in IMAP command received by server: Too long argument.")
         self.assertEqual(r.line(), "* BYE Too long argument.")
         self.assertTrue(r.closed())
 
