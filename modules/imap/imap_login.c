@@ -512,8 +512,6 @@ login_read(struct pt_conn *c)
 
 	while (!l->waiting && !l->closing) {
 		if (l->sasl_wait) {
-			size_t before;
-			pt_conn_rbuf(c, &before);
 			sasl_response(l);
 			if (l->sasl_wait)
 				return; /* no complete line yet */
