@@ -5,9 +5,21 @@
 #include <string.h>
 #include <strings.h>
 
+#include "postern/conn.h"
 #include "postern/log.h"
 #include "imap.h"
 #include "imap_msg.h"
+
+/* The "* SEARCH" line of a huge folder can pass the conn's output cap
+ * (4 MB: some 600 000 numbers); it goes out in pieces, as FETCH does. */
+#define SEARCH_HIGH_WATER (256 * 1024)
+#define SEARCH_CHUNK (64 * 1024)
+
+struct search_reply {
+	char *tag;
+	struct pt_strbuf out;
+	size_t pos;
+};
 
 /* One message's lazily loaded text, for imap_search_msg.load. */
 struct search_load {
@@ -64,6 +76,60 @@ charset_known(const struct imap_arg *a)
 	return strcasecmp(a->s, "US-ASCII") == 0 || strcasecmp(a->s, "UTF-8") == 0;
 }
 
+static void
+reply_free(struct search_reply *r)
+{
+	if (!r)
+		return;
+	pt_strbuf_free(&r->out);
+	free(r->tag);
+	free(r);
+}
+
+/* Queue the reply until done (1) or until the client must read (0). */
+static int
+reply_step(struct imap_session *s, struct search_reply *r)
+{
+	while (r->pos < r->out.len) {
+		size_t n = r->out.len - r->pos;
+
+		if (s->conn && pt_conn_pending_output(s->conn) > SEARCH_HIGH_WATER)
+			return 0;
+		if (n > SEARCH_CHUNK)
+			n = SEARCH_CHUNK;
+		imap_write(s, r->out.p + r->pos, n);
+		r->pos += n;
+	}
+	/* No EXPUNGE here: the numbers just sent must stay valid (§7.4.1). */
+	imap_sync(s, 0);
+	imap_completed(s, r->tag, NULL, "Search");
+	return 1;
+}
+
+static void
+search_cont(struct imap_session *s)
+{
+	struct search_reply *r = s->cont_state;
+
+	if (!r || !reply_step(s, r))
+		return;
+	s->cont = NULL;
+	s->cont_free = NULL;
+	s->cont_state = NULL;
+	reply_free(r);
+	if (s->conn)
+		pt_conn_resume(s->conn);
+}
+
+static void
+search_cont_free(struct imap_session *s)
+{
+	reply_free(s->cont_state);
+	s->cont = NULL;
+	s->cont_free = NULL;
+	s->cont_state = NULL;
+}
+
 void
 imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
                 int uid)
@@ -71,7 +137,7 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 	const char *cmd = uid ? "UID SEARCH" : "SEARCH";
 	struct imap_search *keys;
 	struct imap_search_env env = { 0 };
-	struct pt_strbuf out = { 0 };
+	struct search_reply *r;
 	char err[160] = "";
 	size_t skip = 0;
 
@@ -107,7 +173,14 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 	env.keyword_bit = search_keyword_bit;
 	env.arg = s;
 
-	pt_strbuf_puts(&out, "* SEARCH");
+	r = calloc(1, sizeof *r);
+	if (!r || !(r->tag = strdup(tag))) {
+		free(r);
+		imap_search_free(keys);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	pt_strbuf_puts(&r->out, "* SEARCH");
 	for (size_t i = 0; i < s->nview; i++) {
 		size_t si = s->mbx->find(s->mb, s->view[i].uid);
 		struct search_load load = { .s = s, .uid = s->view[i].uid };
@@ -125,18 +198,22 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		hit = imap_search_match(keys, &env, &msg);
 		search_load_done(&load);
 		if (hit)
-			pt_strbuf_printf(&out, " %u", uid ? s->view[i].uid : (unsigned)(i + 1));
+			pt_strbuf_printf(&r->out, " %u", uid ? s->view[i].uid : (unsigned)(i + 1));
 	}
-	pt_strbuf_puts(&out, "\r\n");
+	pt_strbuf_puts(&r->out, "\r\n");
 	imap_search_free(keys);
-	if (out.oom) {
-		pt_strbuf_free(&out);
+	if (r->out.oom) {
+		reply_free(r);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
 	}
-	imap_write(s, out.p, out.len);
-	pt_strbuf_free(&out);
-	/* No EXPUNGE here: the numbers just sent must stay valid (§7.4.1). */
-	imap_sync(s, 0);
-	imap_completed(s, tag, NULL, "Search");
+	if (reply_step(s, r)) {
+		reply_free(r);
+		return;
+	}
+	s->cont = search_cont;
+	s->cont_free = search_cont_free;
+	s->cont_state = r;
+	if (s->conn)
+		pt_conn_pause(s->conn);
 }

@@ -9,8 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "net.h"
+#include "postern/conn.h"
+#include "postern/event.h"
 #include "imap/imap.h"
 #include "imap/imap_fetch.h"
 
@@ -328,7 +333,7 @@ struct fmsg {
 static struct fmsg fstore[4];
 static size_t nfstore;
 static struct pt_msg_info finfo[4];
-static unsigned freads, fset_calls;
+static unsigned freads, freleases, fset_calls;
 static const char *fkeywords[] = { "$Important", "work" };
 
 static const char MSG1[] =
@@ -796,6 +801,246 @@ test_search_errors(void **state)
 	assert_null(strstr(got, "* SEARCH"));
 }
 
+/* ---- streaming over a real connection: a reply far beyond the conn's
+ * output cap goes out in pieces as the client reads ---- */
+
+#define BIG_N 100000
+#define BIG_BOUND (256 * 1024 + 64 * 1024 + 4096)  /* high water + one chunk + a line */
+static char *big_text;
+static size_t big_len;
+static const char small_text[] = "Subject: s\r\n\r\nx\r\n";
+static struct pt_msg_info big_info;
+
+static size_t b_count(const struct pt_mbox *mb) { (void)mb; return BIG_N; }
+static const struct pt_msg_info *
+b_info(const struct pt_mbox *mb, size_t i)
+{
+	(void)mb;
+	big_info = (struct pt_msg_info){ .uid = (uint32_t)i + 1, .flags = PT_F_SEEN,
+		.size = i == 0 ? big_len : strlen(small_text), .internal_date = 1795846087 };
+	return &big_info;
+}
+static size_t
+b_find(const struct pt_mbox *mb, uint32_t uid)
+{
+	(void)mb;
+	return uid >= 1 && uid <= BIG_N ? uid - 1 : (size_t)-1;
+}
+static int
+b_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st)
+{
+	(void)mb, (void)st;
+	freads++;
+	out->data = uid == 1 ? big_text : small_text;
+	out->len = uid == 1 ? big_len : strlen(small_text);
+	out->hdr_len = uid == 1 ? 4 : 14;
+	out->priv = NULL;
+	return 0;
+}
+static void b_release(struct pt_mbox *mb, struct pt_msg_text *t) { (void)mb, (void)t; freleases++; }
+static size_t b_keyword_count(const struct pt_mbox *mb) { (void)mb; return 0; }
+
+static const struct pt_mailbox_ops bops = {
+	.sync = f_sync, .count = b_count, .info = b_info, .find = b_find,
+	.uidvalidity = f_uidvalidity, .uidnext = f_uidnext, .keyword_count = b_keyword_count,
+	.keyword_name = f_keyword_name, .keyword_index = f_keyword_index, .read = b_read,
+	.release = b_release, .set_flags = f_set_flags,
+};
+
+struct stream_fixture {
+	struct imap_session s;
+	struct pt_loop *loop;
+	int peer;
+	int closed;
+	size_t max_pending;
+	unsigned drains;
+};
+
+static void
+sf_note_pending(struct stream_fixture *sf)
+{
+	size_t p = pt_conn_pending_output(sf->s.conn);
+
+	if (p > sf->max_pending)
+		sf->max_pending = p;
+}
+
+static void sf_on_read(struct pt_conn *c) { (void)c; }
+static void
+sf_on_close(struct pt_conn *c, const char *reason)
+{
+	struct stream_fixture *sf = pt_conn_proto(c);
+
+	(void)reason;
+	sf->closed = 1;
+	sf->s.conn = NULL;
+}
+/* What imap_session.c does on drain. */
+static void
+sf_on_drain(struct pt_conn *c)
+{
+	struct stream_fixture *sf = pt_conn_proto(c);
+
+	sf->drains++;
+	if (sf->s.cont) {
+		sf->s.cont(&sf->s);
+		sf_note_pending(sf);
+	}
+}
+static const struct pt_conn_handlers sf_handlers = { sf_on_read, sf_on_close, sf_on_drain };
+
+static void
+sf_stop(struct pt_loop *loop, void *arg)
+{
+	(void)arg;
+	pt_loop_stop(loop);
+}
+
+static int
+stream_setup(void **state)
+{
+	struct stream_fixture *sf = calloc(1, sizeof *sf);
+	int sv[2];
+
+	if (!big_text) {
+		/* 6 MB: more than the conn's 4 MB output cap in one literal */
+		big_len = 6 * 1024 * 1024;
+		big_text = malloc(big_len);
+		memcpy(big_text, "A: b\r\n\r\n", 8);
+		for (size_t i = 8; i < big_len; i++)
+			big_text[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : (char)('a' + i % 26);
+	}
+	freads = freleases = 0;
+	sf->loop = pt_loop_new();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	sf->s.conn = pt_conn_new(sf->loop, sv[0], NULL);
+	assert_non_null(sf->s.conn);
+	pt_conn_set_handlers(sf->s.conn, &sf_handlers, sf);
+	sf->peer = sv[1];
+	sf->s.state = IMAP_SELECTED;
+	sf->s.mbx = &bops;
+	sf->s.mb = (struct pt_mbox *)&bops;
+	sf->s.selected = "INBOX";
+	sf->s.uidvalidity = 1234;
+	sf->s.view = calloc(BIG_N, sizeof *sf->s.view);
+	for (size_t i = 0; i < BIG_N; i++)
+		sf->s.view[i] = (struct imap_view_msg){ (uint32_t)i + 1, PT_F_SEEN, 0 };
+	sf->s.nview = sf->s.capview = BIG_N;
+	sf->s.uid_seen_max = BIG_N;
+	*state = sf;
+	return 0;
+}
+
+static int
+stream_teardown(void **state)
+{
+	struct stream_fixture *sf = *state;
+
+	if (sf->s.cont_free)
+		sf->s.cont_free(&sf->s);
+	if (sf->s.conn)
+		pt_conn_close(sf->s.conn, "test over");
+	close(sf->peer);
+	pt_loop_free(sf->loop);
+	free(sf->s.view);
+	free(sf);
+	return 0;
+}
+
+/* Read what the server sends until want ends a line, pumping the loop. */
+static char *
+stream_collect(struct stream_fixture *sf, const char *want, size_t *len)
+{
+	size_t cap = 16 * 1024 * 1024, n = 0;
+	char *buf = malloc(cap + 1);
+
+	for (int round = 0; round < 200000; round++) {
+		ssize_t r;
+
+		pt_timer_add(sf->loop, 1, sf_stop, NULL);
+		pt_loop_run(sf->loop);
+		while (n < cap && (r = recv(sf->peer, buf + n, cap - n, MSG_DONTWAIT)) > 0)
+			n += (size_t)r;
+		buf[n] = '\0';
+		if (n > 2 && buf[n - 1] == '\n' && strstr(buf + (n > 200 ? n - 200 : 0), want))
+			break;
+		assert_false(sf->closed);
+	}
+	*len = n;
+	return buf;
+}
+
+static void
+test_stream_fetch_big_literal_and_many(void **state)
+{
+	struct stream_fixture *sf = *state;
+	struct targs t;
+	size_t len, expect_head;
+	char head[64];
+
+	targs_parse(&t, "1:* (UID BODY.PEEK[])");
+	imap_cmd_fetch(&sf->s, "a1", t.a, t.n, 0);
+	/* Not done in one go: it waits for the client, input paused. */
+	assert_non_null(sf->s.cont);
+	sf_note_pending(sf);
+	char *out = stream_collect(sf, "a1 OK Fetch completed", &len);
+	assert_null(sf->s.cont);
+	assert_true(sf->drains > 10);
+	/* never more queued than the high-water mark plus one piece */
+	if (sf->max_pending > BIG_BOUND)
+		fail_msg("queued %zu bytes at once", sf->max_pending);
+	expect_head = (size_t)snprintf(head, sizeof head, "* 1 FETCH (UID 1 BODY[] {%zu}\r\n", big_len);
+	assert_memory_equal(out, head, expect_head);
+	assert_memory_equal(out + expect_head, big_text, big_len);
+	const char *p = out + expect_head + big_len;
+	assert_memory_equal(p, ")\r\n* 2 FETCH (UID 2 BODY[] {17}\r\n", 33);
+	size_t fetches = 0;
+	/* memmem with a length: ASan's strstr measures the rest every call */
+	for (const char *q = out, *e = out + len; (q = memmem(q, (size_t)(e - q), " FETCH (UID ", 12)) != NULL; q++)
+		fetches++;
+	assert_int_equal(fetches, BIG_N);
+	assert_non_null(strstr(out + len - 200, ")\r\na1 OK Fetch completed"));
+	assert_int_equal(freads, BIG_N);
+	assert_int_equal(freleases, BIG_N);
+	free(out);
+}
+
+static void
+test_stream_search_reply_in_pieces(void **state)
+{
+	struct stream_fixture *sf = *state;
+	struct targs t;
+	size_t len;
+
+	targs_parse(&t, "ALL");
+	imap_cmd_search(&sf->s, "a1", t.a, t.n, 1);
+	assert_non_null(sf->s.cont);   /* 100000 UIDs: ~590 KB in one line */
+	char *out = stream_collect(sf, "a1 OK Search completed", &len);
+	assert_null(sf->s.cont);
+	assert_true(sf->max_pending <= BIG_BOUND);
+	assert_memory_equal(out, "* SEARCH 1 2 3 ", 15);
+	assert_non_null(strstr(out, " 99999 100000\r\na1 OK Search completed"));
+	assert_int_equal(freads, 0);
+	free(out);
+}
+
+static void
+test_stream_session_ends_midway(void **state)
+{
+	struct stream_fixture *sf = *state;
+	struct targs t;
+
+	targs_parse(&t, "1:* BODY.PEEK[]");
+	imap_cmd_fetch(&sf->s, "a1", t.a, t.n, 0);
+	assert_non_null(sf->s.cont);
+	/* The session ends (client gone): its teardown frees our state and
+	 * releases the message being sent; ASan checks nothing leaks. */
+	sf->s.cont_free(&sf->s);
+	assert_null(sf->s.cont);
+	assert_null(sf->s.cont_state);
+	assert_int_equal(freads, freleases);
+}
+
 int
 main(void)
 {
@@ -819,6 +1064,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_search_basic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_text_keys_load_lazily, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_fetch_big_literal_and_many, stream_setup, stream_teardown),
+		cmocka_unit_test_setup_teardown(test_stream_search_reply_in_pieces, stream_setup, stream_teardown),
+		cmocka_unit_test_setup_teardown(test_stream_session_ends_midway, stream_setup, stream_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
