@@ -226,7 +226,7 @@ static void
 test_relay_both_ways_pipelined_input_first(void **state)
 {
 	(void)state;
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	client(&p, &cli);
 	send_str(cli, "LOGIN\r\nearly one\r\nearly two\r\n");
@@ -265,7 +265,7 @@ static void
 test_client_leaving_closes_the_mail_side(void **state)
 {
 	(void)state;
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	client(&p, &cli);
 	send_str(cli, "LOGIN\r\n");
@@ -284,7 +284,7 @@ static void
 test_agent_failure_gives_the_conn_back(void **state)
 {
 	(void)state;
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	A.mode = AGENT_FAIL;
 	client(&p, &cli);
@@ -344,7 +344,7 @@ test_without_agent_fails_on_the_loop(void **state)
 {
 	(void)state;
 	pt_session_set_agent(loop, -1);
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	client(&p, &cli);
 	send_str(cli, "LOGIN\r\n");
@@ -360,7 +360,7 @@ test_agent_lost_while_pending(void **state)
 {
 	(void)state;
 	A.mode = AGENT_HOLD;
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	client(&p, &cli);
 	send_str(cli, "LOGIN\r\nafter\r\n");
@@ -382,7 +382,7 @@ test_client_closed_while_pending(void **state)
 {
 	(void)state;
 	A.mode = AGENT_HOLD;
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	struct pt_conn *c = client(&p, &cli);
 	send_str(cli, "LOGIN\r\n");
@@ -404,7 +404,7 @@ static void
 test_backpressure_towards_a_slow_client(void **state)
 {
 	(void)state;
-	struct proto p;
+	static struct proto p; /* the conn outlives the test body until teardown */
 	int cli;
 	struct pt_conn *c = client(&p, &cli);
 	send_str(cli, "LOGIN\r\n");
