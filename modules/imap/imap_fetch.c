@@ -4,9 +4,12 @@
  * buffer (the session's cont hook resumes us when output drains).
  *
  * A message another session expunged stays in our view until we may send
- * EXPUNGE (§7.4.1 forbids it during FETCH). We send nothing for it, the
- * rest as usual, and end with NO [EXPUNGEISSUED] (RFC 2180 §4.1.2, RFC
- * 5530; what Dovecot 2.3 does): no client takes made-up data for real. */
+ * EXPUNGE (§7.4.1 forbids it during FETCH). What we still know of it (UID,
+ * flags, and size and date as of before this command's sync) is answered
+ * as usual, as Dovecot does from its index (imaptest "expunge" checks it).
+ * When its text is asked for, we send nothing for it, the rest as usual,
+ * and end with NO [EXPUNGEISSUED] (RFC 2180 §4.1.2, RFC 5530; Dovecot
+ * 2.3 again): no made-up message content. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +32,14 @@ struct fetch_run {
 	struct imap_fetch_req req;
 	size_t *idx, n, pos;          /* view indexes; the one being sent */
 	unsigned char *implicit_flags; /* per idx: \Seen set now, FLAGS not asked */
+	/* Per idx, when no text is asked: the store's info from before this
+	 * command's sync, for messages that sync then found expunged. */
+	struct pt_msg_info *snap;
+	unsigned char *have_snap;
+	int view_only;                /* only UID and FLAGS: the view knows them */
 
 	/* the message being sent */
+	struct pt_msg_info cur;
 	int started;
 	size_t item;                  /* next item to send */
 	int nsent;                    /* items sent (for the separating space) */
@@ -79,6 +88,8 @@ run_free(struct imap_session *s, struct fetch_run *r)
 	imap_fetch_req_free(&r->req);
 	free(r->idx);
 	free(r->implicit_flags);
+	free(r->snap);
+	free(r->have_snap);
 	free(r->tag);
 	free(r);
 }
@@ -87,6 +98,31 @@ static size_t
 store_index(const struct imap_session *s, size_t vi)
 {
 	return s->mbx->find(s->mb, s->view[vi].uid);
+}
+
+/* Remember what the store knows of each message before syncing, so one
+ * that another session expunged can still be answered without its text. */
+static void
+run_snapshot(struct imap_session *s, struct fetch_run *r)
+{
+	r->view_only = 1;
+	for (size_t i = 0; i < r->req.n; i++)
+		if (r->req.items[i].kind != IMAP_FI_UID && r->req.items[i].kind != IMAP_FI_FLAGS)
+			r->view_only = 0;
+	if (r->req.needs_text || r->view_only || r->n == 0)
+		return;
+	r->snap = malloc(r->n * sizeof *r->snap);
+	r->have_snap = calloc(r->n, 1);
+	if (!r->snap || !r->have_snap)
+		return;   /* without it such messages count as gone */
+	for (size_t i = 0; i < r->n; i++) {
+		size_t si = store_index(s, r->idx[i]);
+
+		if (si != (size_t)-1) {
+			r->snap[i] = *s->mbx->info(s->mb, si);
+			r->have_snap[i] = 1;
+		}
+	}
 }
 
 /* Set \Seen on every unseen message the command reads with a non-PEEK
@@ -302,7 +338,14 @@ run_message_start(struct imap_session *s, struct fetch_run *r)
 	size_t vi = r->idx[r->pos], si = store_index(s, vi);
 	struct pt_status st = { 0 };
 
-	if (si == (size_t)-1) {
+	if (si != (size_t)-1) {
+		r->cur = *s->mbx->info(s->mb, si);
+	} else if (r->have_snap && r->have_snap[r->pos]) {
+		r->cur = r->snap[r->pos];
+	} else if (r->view_only) {
+		memset(&r->cur, 0, sizeof r->cur);
+		r->cur.uid = s->view[vi].uid;
+	} else {
 		r->gone++;
 		r->pos++;
 		return 0;
@@ -346,25 +389,12 @@ run_step(struct imap_session *s, struct fetch_run *r)
 {
 	while (r->pos < r->n) {
 		size_t vi;
-		size_t si;
-		const struct pt_msg_info *m;
 
 		if (output_pending(s) > FETCH_HIGH_WATER)
 			return 0;
 		if (!r->started && !run_message_start(s, r))
 			continue;
 		vi = r->idx[r->pos];
-		si = store_index(s, vi);
-		if (si == (size_t)-1) {
-			/* Cannot happen between our own calls (nothing syncs the
-			 * store while we run), but never read a stale pointer. */
-			r->failed = 1;
-			imap_write(s, ")\r\n", 3);
-			run_message_done(s, r);
-			r->pos++;
-			continue;
-		}
-		m = s->mbx->info(s->mb, si);
 		while (r->lit || r->item < r->req.n) {
 			if (output_pending(s) > FETCH_HIGH_WATER)
 				return 0;
@@ -385,7 +415,7 @@ run_step(struct imap_session *s, struct fetch_run *r)
 				send_flags(s, r, &s->view[vi]);
 				continue;
 			}
-			send_item(s, r, it, &s->view[vi], m);
+			send_item(s, r, it, &s->view[vi], &r->cur);
 			r->item++;
 		}
 		imap_write(s, ")\r\n", 3);
@@ -470,6 +500,7 @@ imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *a
 	}
 	/* Bring the store up to date (never expunging from the view) so a
 	 * message another session expunged is known gone, not read stale. */
+	run_snapshot(s, r);
 	imap_sync(s, 0);
 	run_mark_seen(s, r);
 	if (run_step(s, r)) {

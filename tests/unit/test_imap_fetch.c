@@ -383,11 +383,17 @@ f_list_index(size_t i)
 	return (size_t)-1;
 }
 
+static uint32_t fexpunge_at_sync;   /* another session expunges this UID "now" */
+
 static int
 f_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 {
 	(void)mb, (void)st;
 	*changed = 0;
+	for (size_t j = 0; j < nfstore; j++)
+		if (fexpunge_at_sync && fstore[j].uid == fexpunge_at_sync)
+			fstore[j].present = 0, *changed = 1;
+	fexpunge_at_sync = 0;
 	return 0;
 }
 
@@ -518,6 +524,7 @@ setup(void **state)
 	fstore[1] = (struct fmsg){ 7, PT_F_RECENT | PT_F_FLAGGED, 2, MSG2, 1 };
 	fstore[2] = (struct fmsg){ 9, PT_F_SEEN, 1, MSG3, 1 };
 	freads = fset_calls = 0;
+	fexpunge_at_sync = 0;
 	f->view = calloc(4, sizeof *f->view);
 	for (size_t j = 0; j < nfstore; j++)
 		f->view[j] = (struct imap_view_msg){ fstore[j].uid, fstore[j].flags, fstore[j].kw };
@@ -729,10 +736,34 @@ test_fetch_expunged_meanwhile(void **state)
 	assert_null(strstr(got, "EXPUNGE\r\n"));
 	assert_int_equal(f->s.nview, 3);
 	assert_non_null(strstr(got, "a1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n"));
+	/* Without its text, what the view knows is still answered, as Dovecot. */
+	expect_prefix_ok(run(f, "FETCH 2 (UID FLAGS)"), "* 2 FETCH (UID 7 FLAGS (\\Flagged \\Recent work))\r\n",
+	                 OK_FETCH);
+	/* size and date of a message gone before this command are not known */
+	expect(run(f, "FETCH 2:3 RFC822.SIZE"),
+	       "* 3 FETCH (RFC822.SIZE 48)\r\na1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n");
 	/* SEARCH leaves it out and does not expunge either. */
 	got = run(f, "SEARCH ALL");
 	assert_non_null(strstr(got, "* SEARCH 1 3\r\n"));
 	assert_null(strstr(got, "EXPUNGE"));
+}
+
+/* Expunged by the sync this very command runs: size and date come from
+ * what the store knew just before. */
+static void
+test_fetch_expunged_at_sync_answers_from_before(void **state)
+{
+	struct fixture *f = *state;
+	char want[256];
+
+	fexpunge_at_sync = 7;
+	snprintf(want, sizeof want, "* 2 FETCH (UID 7 RFC822.SIZE %zu INTERNALDATE \"29-Nov-2026 07:08:07 +0100\")\r\n",
+	         strlen(MSG2));
+	expect_prefix_ok(run(f, "FETCH 2 (UID RFC822.SIZE INTERNALDATE)"), want, OK_FETCH);
+	assert_int_equal(f->s.nview, 3);
+	/* its text is gone */
+	expect(run(f, "FETCH 2 BODY.PEEK[]"),
+	       "a1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n");
 }
 
 static void
@@ -1060,6 +1091,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_structure_and_sections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_expunged_meanwhile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_expunged_at_sync_answers_from_before, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_changed_elsewhere_told, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_basic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_text_keys_load_lazily, setup, teardown),
