@@ -135,9 +135,14 @@ mproc_fork(const struct pt_user *u, int session_fd)
 		/* Nothing of the agent's may reach the user's process. */
 		close(cv[0]);
 		close(session_fd);
-		for (struct mproc *o = AG.procs; o; o = o->next)
+		free(p);
+		for (struct mproc *o = AG.procs, *next; o; o = next) {
+			next = o->next;
 			if (o->ctl >= 0)
 				close(o->ctl);
+			free(o);
+		}
+		AG.procs = NULL;
 		close(AG.worker);
 		close(AG.sfd);
 		pt_loop_free(AG.loop);
