@@ -68,6 +68,46 @@ search_keyword_bit(void *arg, const char *name)
 	return s->mbx->keyword_index(s->mb, name, 0);
 }
 
+static void args_free(struct imap_arg *c, size_t n);
+
+/* A copy of the argument tree with NIL as the atom "NIL": every string
+ * in SEARCH is an astring, so NIL there is just text (SUBJECT NIL), as
+ * Dovecot and imaptest's "nil" script have it. Freed with args_free. */
+static struct imap_arg *
+args_nil_as_atom(const struct imap_arg *a, size_t n)
+{
+	struct imap_arg *c = calloc(n ? n : 1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = a[i];
+		if (a[i].type == IMAP_ARG_NIL) {
+			c[i].type = IMAP_ARG_ATOM;
+			c[i].s = "NIL";
+			c[i].len = 3;
+		} else if (a[i].type == IMAP_ARG_LIST) {
+			c[i].list = args_nil_as_atom(a[i].list, a[i].n);
+			if (!c[i].list) {
+				args_free(c, i);
+				return NULL;
+			}
+		}
+	}
+	return c;
+}
+
+static void
+args_free(struct imap_arg *c, size_t n)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (c[i].type == IMAP_ARG_LIST)
+			args_free(c[i].list, c[i].n);
+	free(c);
+}
+
 static int
 charset_known(const struct imap_arg *a)
 {
@@ -160,7 +200,16 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
 		return;
 	}
-	keys = imap_search_parse(args + skip, nargs - skip, err, sizeof err);
+	{
+		struct imap_arg *keyargs = args_nil_as_atom(args + skip, nargs - skip);
+
+		if (!keyargs) {
+			imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+			return;
+		}
+		keys = imap_search_parse(keyargs, nargs - skip, err, sizeof err);
+		args_free(keyargs, nargs - skip);
+	}
 	if (!keys) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd,
 		            err[0] ? err : "Invalid arguments.");

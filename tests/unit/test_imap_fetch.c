@@ -812,6 +812,10 @@ test_search_text_keys_load_lazily(void **state)
 	expect_prefix_ok(run(f, "SEARCH charset us-ascii FROM carol"), "* SEARCH 2\r\n", OK_SEARCH);
 	expect_prefix_ok(run(f, "UID SEARCH TEXT \"text part\""), "* SEARCH 7\r\n", OK_SEARCH);
 	expect_prefix_ok(run(f, "SEARCH HEADER Message-ID m1@"), "* SEARCH 1\r\n", OK_SEARCH);
+	/* NIL is plain text wherever SEARCH wants a string, lists included */
+	expect_prefix_ok(run(f, "SEARCH SUBJECT NIL"), "* SEARCH\r\n", OK_SEARCH);
+	expect_prefix_ok(run(f, "SEARCH OR (SUBJECT NIL) (BODY NIL)"), "* SEARCH\r\n", OK_SEARCH);
+	expect_prefix_ok(run(f, "SEARCH NOT (FROM NIL)"), "* SEARCH 1 2 3\r\n", OK_SEARCH);
 	freads = 0;
 	/* a cheap key that fails first may spare the read, never more reads
 	 * than messages */
