@@ -25,11 +25,15 @@ struct imap_arg {
 	size_t n;
 };
 
-/* An astring / nstring argument as text (ATOM, STRING or LITERAL). */
+/* An astring argument as text (ATOM, STRING or LITERAL). The atom NIL is
+ * an astring too, the string "NIL" as sent (a mailbox, password, keyword or
+ * search string may be called that); where an nstring is wanted, test for
+ * IMAP_ARG_NIL first. */
 static inline int
 imap_arg_is_string(const struct imap_arg *a)
 {
-	return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_STRING || a->type == IMAP_ARG_LITERAL;
+	return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_STRING || a->type == IMAP_ARG_LITERAL ||
+	       a->type == IMAP_ARG_NIL;
 }
 
 #endif

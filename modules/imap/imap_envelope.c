@@ -210,13 +210,22 @@ angle_addr(struct lexer *lx, struct addr *a)
 	return t;
 }
 
-/* Append the ENVELOPE address list for a header value, or NIL. */
+/* What an address list is turned into: the ENVELOPE form or the plain
+ * text SEARCH compares against. group: a group's start (name) or, with
+ * name NULL, its end. */
+struct addr_sink {
+	void (*addr)(struct addr_sink *k, struct addr *a);
+	void (*group)(struct addr_sink *k, const char *name, size_t len);
+	struct pt_strbuf *out;
+	int any;
+};
+
 static void
-put_address_list(struct pt_strbuf *out, const char *v, size_t len)
+walk_address_list(struct addr_sink *k, const char *v, size_t len)
 {
 	struct lexer lx = { v, len, 0, NULL, 0 };
 	struct tok t = next_tok(&lx);
-	int in_group = 0, any = 0;
+	int in_group = 0;
 	size_t guard = 0;
 	struct addr a = { 0 };
 	while (t.type != T_END && guard++ < len + 1) {
@@ -226,10 +235,7 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 		}
 		if (t.type == T_SPECIAL && t.c == ';') {
 			if (in_group) {
-				if (!any)
-					pt_strbuf_put(out, "(", 1);
-				pt_strbuf_puts(out, "(NIL NIL NIL NIL)");
-				any = 1;
+				k->group(k, NULL, 0);
 				in_group = 0;
 			}
 			t = next_tok(&lx);
@@ -254,12 +260,7 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 			t = next_tok(&lx);
 		}
 		if (t.type == T_SPECIAL && t.c == ':' && !in_group) {
-			if (!any)
-				pt_strbuf_put(out, "(", 1);
-			pt_strbuf_puts(out, "(NIL NIL ");
-			imap_msg_put_nstring(out, phrase.len ? phrase.p : "", phrase.len);
-			pt_strbuf_puts(out, " NIL)");
-			any = 1;
+			k->group(k, phrase.len ? phrase.p : "", phrase.len);
 			in_group = 1;
 			t = next_tok(&lx);
 		} else if (t.type == T_SPECIAL && t.c == '<') {
@@ -268,10 +269,7 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 				a.has_name = 1;
 			}
 			t = angle_addr(&lx, &a);
-			if (!any)
-				pt_strbuf_put(out, "(", 1);
-			put_addr(out, &a);
-			any = 1;
+			k->addr(k, &a);
 		} else if (words > 0 || (t.type == T_SPECIAL && t.c == '@')) {
 			pt_strbuf_put(&a.mailbox, local.p ? local.p : "", local.len);
 			if (t.type == T_SPECIAL && t.c == '@')
@@ -281,10 +279,7 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 				imap_hdr_unfold(lx.comment, lx.comment_len, &a.name);
 				a.has_name = 1;
 			}
-			if (!any)
-				pt_strbuf_put(out, "(", 1);
-			put_addr(out, &a);
-			any = 1;
+			k->addr(k, &a);
 		} else {
 			t = next_tok(&lx); /* a stray special: skipped */
 		}
@@ -292,13 +287,91 @@ put_address_list(struct pt_strbuf *out, const char *v, size_t len)
 		pt_strbuf_free(&local);
 		addr_reset(&a);
 	}
-	if (in_group) {
-		if (!any)
-			pt_strbuf_put(out, "(", 1);
-		pt_strbuf_puts(out, "(NIL NIL NIL NIL)");
-		any = 1;
+	if (in_group)
+		k->group(k, NULL, 0);
+}
+
+static void
+env_open(struct addr_sink *k)
+{
+	if (!k->any)
+		pt_strbuf_put(k->out, "(", 1);
+	k->any = 1;
+}
+
+static void
+env_addr(struct addr_sink *k, struct addr *a)
+{
+	env_open(k);
+	put_addr(k->out, a);
+}
+
+static void
+env_group(struct addr_sink *k, const char *name, size_t len)
+{
+	env_open(k);
+	if (name == NULL) {
+		pt_strbuf_puts(k->out, "(NIL NIL NIL NIL)");
+		return;
 	}
-	pt_strbuf_puts(out, any ? ")" : "NIL");
+	pt_strbuf_puts(k->out, "(NIL NIL ");
+	imap_msg_put_nstring(k->out, name, len);
+	pt_strbuf_puts(k->out, " NIL)");
+}
+
+/* Append the ENVELOPE address list for a header value, or NIL. */
+static void
+put_address_list(struct pt_strbuf *out, const char *v, size_t len)
+{
+	struct addr_sink k = { env_addr, env_group, out, 0 };
+	walk_address_list(&k, v, len);
+	pt_strbuf_puts(out, k.any ? ")" : "NIL");
+}
+
+static void
+text_sep(struct addr_sink *k)
+{
+	if (k->any)
+		pt_strbuf_put(k->out, ", ", 2);
+	k->any = 1;
+}
+
+static void
+text_addr(struct addr_sink *k, struct addr *a)
+{
+	text_sep(k);
+	if (a->has_name && a->name.len) {
+		pt_strbuf_put(k->out, a->name.p, a->name.len);
+		pt_strbuf_put(k->out, " ", 1);
+	}
+	pt_strbuf_put(k->out, "<", 1);
+	if (a->mailbox.len)
+		pt_strbuf_put(k->out, a->mailbox.p, a->mailbox.len);
+	if (a->host.len) {
+		pt_strbuf_put(k->out, "@", 1);
+		pt_strbuf_put(k->out, a->host.p, a->host.len);
+	}
+	pt_strbuf_put(k->out, ">", 1);
+}
+
+static void
+text_group(struct addr_sink *k, const char *name, size_t len)
+{
+	if (name == NULL) {
+		pt_strbuf_put(k->out, ";", 1);
+		return;
+	}
+	text_sep(k);
+	k->any = 0; /* the first member follows the ':' without a comma */
+	pt_strbuf_put(k->out, name, len);
+	pt_strbuf_put(k->out, ": ", 2);
+}
+
+void
+imap_msg_address_text(const char *v, size_t len, struct pt_strbuf *out)
+{
+	struct addr_sink k = { text_addr, text_group, out, 0 };
+	walk_address_list(&k, v, len);
 }
 
 /* ---- the envelope ---- */
@@ -307,6 +380,17 @@ enum { E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC, E_BCC,
 	E_IN_REPLY_TO, E_MESSAGE_ID, E_COUNT };
 static const char *const env_names[E_COUNT] = { "date", "subject", "from", "sender",
 	"reply-to", "to", "cc", "bcc", "in-reply-to", "message-id" };
+
+static int
+value_blank(const struct imap_hdr_field *f)
+{
+	for (size_t i = 0; i < f->value_len; i++) {
+		char c = f->value[i];
+		if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+			return 0;
+	}
+	return 1;
+}
 
 void
 imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, struct pt_strbuf *out)
@@ -319,6 +403,10 @@ imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, stru
 	while (imap_hdr_next(&it, &f)) {
 		for (int i = 0; i < E_COUNT; i++) {
 			if (!have[i] && imap_ascii_caseeq(f.name, f.name_len, env_names[i])) {
+				/* an empty Sender:/Reply-To: names nobody, so from
+				 * stands in as if it were missing (Dovecot agrees) */
+				if ((i == E_SENDER || i == E_REPLY_TO) && value_blank(&f))
+					continue;
 				found[i] = f;
 				have[i] = 1;
 			}

@@ -77,6 +77,10 @@ int imap_ascii_caseeq(const char *a, size_t alen, const char *b);
 
 /* An IMAP string: NIL for NULL, quoted when it can be, else a literal. */
 void imap_msg_put_nstring(struct pt_strbuf *out, const char *s, size_t len);
+/* An address list header value (unfolded) as SEARCH sees it: each address
+ * as "Name <local@domain>" (the name from the phrase or an old-style
+ * comment), groups as "name: ...;", comments and stray spaces gone. */
+void imap_msg_address_text(const char *v, size_t len, struct pt_strbuf *out);
 
 /* Decode RFC 2047 encoded words of a header value into UTF-8 text
  * (utf-8, us-ascii, iso-8859-1; other charsets left raw). */

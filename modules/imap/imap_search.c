@@ -28,6 +28,7 @@ struct node {
 	uint64_t num;
 	long day;
 	int date_op;
+	int addr;     /* N_HEADER from FROM/TO/CC/BCC: compare the addresses */
 	char *field, *str;
 	size_t slen;
 	struct imap_seqset set;
@@ -152,8 +153,9 @@ static const struct { const char *name; uint32_t mask; int set; } flag_keys[] = 
 	{ "UNDRAFT", PT_F_DRAFT, 0 }, { "UNFLAGGED", PT_F_FLAGGED, 0 },
 	{ "UNSEEN", PT_F_SEEN, 0 }, { "OLD", PT_F_RECENT, 0 },
 };
-static const struct { const char *name; const char *field; } header_keys[] = {
-	{ "BCC", "bcc" }, { "CC", "cc" }, { "FROM", "from" }, { "SUBJECT", "subject" }, { "TO", "to" },
+static const struct { const char *name; const char *field; int addr; } header_keys[] = {
+	{ "BCC", "bcc", 1 }, { "CC", "cc", 1 }, { "FROM", "from", 1 }, { "SUBJECT", "subject", 0 },
+	{ "TO", "to", 1 },
 };
 static const struct { const char *name; enum node_kind kind; int op; } date_keys[] = {
 	{ "BEFORE", N_DATE, D_BEFORE }, { "ON", N_DATE, D_ON }, { "SINCE", N_DATE, D_SINCE },
@@ -241,6 +243,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 			    || (nd->str = dup_mem(s->s, s->len)) == NULL)
 				goto oom;
 			nd->slen = s->len;
+			nd->addr = header_keys[h].addr;
 			return nd;
 		}
 	}
@@ -481,6 +484,15 @@ match_header(const struct imap_msg *m, const struct node *n)
 			return 1;
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
 		imap_hdr_unfold(f.value, f.value_len, &raw);
+		if (n->addr && raw.len) {
+			/* FROM etc. name addresses, not header text: comments and
+			 * folding spaces inside one are no part of it (Dovecot
+			 * compares the same way; HEADER FROM stays textual) */
+			struct pt_strbuf t = { 0 };
+			imap_msg_address_text(raw.p, raw.len, &t);
+			pt_strbuf_free(&raw);
+			raw = t;
+		}
 		imap_msg_decode_header(raw.p, raw.len, &dec);
 		int hit = contains_ci(dec.p, dec.len, n->str, n->slen);
 		pt_strbuf_free(&raw);

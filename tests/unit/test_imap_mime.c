@@ -362,6 +362,28 @@ test_folded_and_encoded_headers(void **state)
 	done(&p);
 }
 
+/* RFC 3501 7.4.2: an empty (or blank, or folded-blank) Sender:/Reply-To:
+ * is as if absent, so from is repeated there; an empty To: stays NIL. */
+static void
+test_blank_sender_reply_to(void **state)
+{
+	(void)state;
+	const char *from = "((\"Real Name\" NIL \"user\" \"domain\"))";
+	char want[512];
+	snprintf(want, sizeof want, "(NIL NIL %s %s %s NIL NIL NIL NIL NIL)", from, from, from);
+	struct parsed p = parse_lf("From: user@domain (Real Name)\nSender: \nReply-To:\n\nbody\n");
+	check_envelope(p.m, want);
+	done(&p);
+	p = parse_lf("From: user@domain (Real Name)\nSender:  \t\n \nReply-To: \n\t\nTo: \n\n");
+	check_envelope(p.m, want);
+	done(&p);
+	/* a later non-blank one is used */
+	p = parse_lf("From: user@domain (Real Name)\nSender:\nSender: s@x\n\n");
+	snprintf(want, sizeof want, "(NIL NIL %s ((NIL NIL \"s\" \"x\")) %s NIL NIL NIL NIL NIL)", from, from);
+	check_envelope(p.m, want);
+	done(&p);
+}
+
 static void
 test_bare_lf(void **state)
 {
@@ -555,6 +577,7 @@ main(void)
 		cmocka_unit_test(test_missing_boundary),
 		cmocka_unit_test(test_header_only_and_empty),
 		cmocka_unit_test(test_folded_and_encoded_headers),
+		cmocka_unit_test(test_blank_sender_reply_to),
 		cmocka_unit_test(test_bare_lf),
 		cmocka_unit_test(test_digest_and_encoded_rfc822),
 		cmocka_unit_test(test_section_parse),

@@ -125,6 +125,12 @@ load_counted(void *arg)
 	return load(arg);
 }
 
+static const struct imap_msg *
+load_one(void *arg)
+{
+	return arg;
+}
+
 static int
 keyword_bit(void *arg, const char *name)
 {
@@ -417,6 +423,88 @@ test_needs_text_and_load(void **state)
 	args_free(a, n);
 }
 
+/* The sequence numbers of msgs (LF line ends are fine) that query matches. */
+static char *
+run_on(const char *const *msgs, size_t nm, const char *query)
+{
+	static char res[128];
+	struct imap_arg *a;
+	size_t p = 0, n = build(query, &p, &a);
+	char err[128];
+	struct imap_search *s = imap_search_parse(a, n, err, sizeof err);
+	if (s == NULL)
+		fail_msg("%s: %s", query, err);
+	struct imap_search_env env = { (uint32_t)nm, (uint32_t)nm, NULL, NULL };
+	res[0] = '\0';
+	for (size_t i = 0; i < nm; i++) {
+		struct imap_msg *pm = imap_msg_parse(msgs[i], strlen(msgs[i]));
+		struct pt_msg_info info = { (uint32_t)i + 1, 0, 0, strlen(msgs[i]), 0, 0 };
+		struct imap_search_msg m = { (uint32_t)i + 1, &info, load_one, pm };
+		if (imap_search_match(s, &env, &m)) {
+			size_t l = strlen(res);
+			snprintf(res + l, sizeof res - l, "%s%zu", l ? " " : "", i + 1);
+		}
+		imap_msg_free(pm);
+	}
+	imap_search_free(s);
+	args_free(a, n);
+	return res;
+}
+
+/* FROM/TO/CC/BCC compare addresses, not header text: comments and spaces
+ * inside an address drop out, the display name (or an old-style comment
+ * name) and group names count; HEADER FROM stays textual. */
+static void
+test_address_keys(void **state)
+{
+	(void)state;
+	static const char *const m[] = {
+		"From: user-from@domain.org\nTo: user-to@domain.org\n\nb1\n",
+		"From: RealFrom <user-from@domain.org>\nTo: RealTo <user-to@domain.org>\n\nb2\n",
+		"From: <user-from (comment)@ (comment) domain.org>\nTo: <user-to@domain.org>\n\nb3\n",
+		"From: user-from@domain.org (RealFrom)\nTo: user-to@domain.org (RealTo)\n\nb4\n",
+		"From: user-from1@domain.org, user-from2@domain.org\n\nb5\n",
+		"To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\n"
+		"  groupname2: groupuser3@domain.org;\nFrom: =?utf-8?q?J=C3=B6rg?= <j@x.org>\n\nb6\n",
+	};
+	size_t n = sizeof m / sizeof *m;
+	assert_string_equal(run_on(m, n, "FROM user-from@domain.org"), "1 2 3 4");
+	assert_string_equal(run_on(m, n, "TO user-to@domain.org"), "1 2 3 4");
+	assert_string_equal(run_on(m, n, "FROM realfrom"), "2 4");
+	assert_string_equal(run_on(m, n, "FROM ealfro"), "2 4");
+	assert_string_equal(run_on(m, n, "FROM ser-fro"), "1 2 3 4 5");
+	assert_string_equal(run_on(m, n, "FROM comment"), "");
+	assert_string_equal(run_on(m, n, "HEADER FROM comment"), "3");
+	assert_string_equal(run_on(m, n, "FROM user-from2"), "5");
+	assert_string_equal(run_on(m, n, "TO groupname2"), "6");
+	assert_string_equal(run_on(m, n, "TO groupuser3"), "6");
+	assert_string_equal(run_on(m, n, "TO groupuser4"), "");
+	assert_string_equal(run_on(m, n, "FROM \"j\xc3\xb6rg <j@x\""), "6");
+	assert_string_equal(run_on(m, n, "CC \"\""), "");
+	assert_string_equal(run_on(m, n, "TO \"\""), "1 2 3 4 6");
+}
+
+/* NIL where a string is wanted is the text "NIL" (an astring). */
+static void
+test_nil_is_text(void **state)
+{
+	(void)state;
+	struct imap_arg args[2] = {
+		{ IMAP_ARG_ATOM, "SUBJECT", 7, NULL, 0 },
+		{ IMAP_ARG_NIL, "nil", 3, NULL, 0 },
+	};
+	char err[128];
+	struct imap_search *s = imap_search_parse(args, 2, err, sizeof err);
+	assert_non_null(s);
+	struct imap_msg *pm = imap_msg_parse("Subject: NIL\r\n\r\n", 16);
+	struct pt_msg_info info = { 1, 0, 0, 16, 0, 0 };
+	struct imap_search_env env = { 1, 1, NULL, NULL };
+	struct imap_search_msg m = { 1, &info, load_one, pm };
+	assert_int_equal(imap_search_match(s, &env, &m), 1);
+	imap_search_free(s);
+	imap_msg_free(pm);
+}
+
 /* A literal search string may hold any byte, NUL included. */
 static void
 test_literal_bytes(void **state)
@@ -452,6 +540,8 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_needs_text_and_load),
 		cmocka_unit_test(test_literal_bytes),
+		cmocka_unit_test(test_address_keys),
+		cmocka_unit_test(test_nil_is_text),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
