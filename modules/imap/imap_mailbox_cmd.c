@@ -301,6 +301,9 @@ struct list_run {
 	const char *pattern;          /* UTF-8, reference prepended */
 	int lsub;
 	int matched;
+	char **subs;                  /* LSUB: every subscribed name */
+	size_t nsubs, cap;
+	int oom;
 };
 
 static void
@@ -346,14 +349,80 @@ list_emit(void *arg, const char *name, unsigned attrs)
 }
 
 static void
-lsub_emit(void *arg, const char *name)
+lsub_collect(void *arg, const char *name)
 {
 	struct list_run *r = arg;
 
-	if (!name_match(r->pattern, name))
+	if (r->oom)
 		return;
-	r->matched++;
-	emit_line(r->s, "LSUB", 0, name);
+	if (r->nsubs == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 16;
+		char **v = realloc(r->subs, cap * sizeof(*v));
+		if (v == NULL) {
+			r->oom = 1;
+			return;
+		}
+		r->subs = v;
+		r->cap = cap;
+	}
+	if ((r->subs[r->nsubs] = strdup(name)) == NULL) {
+		r->oom = 1;
+		return;
+	}
+	r->nsubs++;
+}
+
+static int
+subscribed(const struct list_run *r, const char *name)
+{
+	for (size_t i = 0; i < r->nsubs; i++)
+		if (strcmp(r->subs[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Subscribed names matching the pattern; with '%' also each unsubscribed
+ * parent that matches where a subscribed descendant does not, flagged
+ * \Noselect, once (RFC 3501 6.3.9: "foo/%" shows foo/bar for a
+ * subscribed foo/bar/baz). */
+static void
+lsub_emit_all(struct list_run *r)
+{
+	int pct = strchr(r->pattern, '%') != NULL;
+	char **shown = NULL;
+	size_t nshown = 0;
+
+	for (size_t i = 0; i < r->nsubs; i++) {
+		const char *name = r->subs[i];
+		if (name_match(r->pattern, name)) {
+			r->matched++;
+			emit_line(r->s, "LSUB", 0, name);
+			continue;
+		}
+		if (!pct)
+			continue;
+		for (const char *sl = strchr(name, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
+			char *parent = strndup(name, (size_t)(sl - name));
+			if (parent == NULL)
+				break;
+			int seen = subscribed(r, parent);
+			for (size_t k = 0; !seen && k < nshown; k++)
+				seen = strcmp(shown[k], parent) == 0;
+			char **v = NULL;
+			if (!seen && name_match(r->pattern, parent) &&
+			    (v = realloc(shown, (nshown + 1) * sizeof(*v))) != NULL) {
+				shown = v;
+				shown[nshown++] = parent;
+				r->matched++;
+				emit_line(r->s, "LSUB", PT_MB_NOSELECT, parent);
+				continue;
+			}
+			free(parent);
+		}
+	}
+	for (size_t k = 0; k < nshown; k++)
+		free(shown[k]);
+	free(shown);
 }
 
 static void
@@ -386,8 +455,17 @@ list_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 			pt_strbuf_put(&full, pat.p, pat.len);
 		pt_strbuf_puts(&full, "");
 		struct list_run r = { .s = s, .pattern = full.p ? full.p : "", .lsub = lsub };
-		int rc = lsub ? s->mbx->subscriptions(s->ms, lsub_emit, &r, &st) :
+		int rc = lsub ? s->mbx->subscriptions(s->ms, lsub_collect, &r, &st) :
 		                s->mbx->list(s->ms, list_emit, &r, &st);
+		if (rc == 0 && lsub && r.oom) {
+			rc = -1;
+			pt_status_set(&st, 451, "SERVERBUG", "Out of memory");
+		} else if (rc == 0 && lsub) {
+			lsub_emit_all(&r);
+		}
+		for (size_t i = 0; i < r.nsubs; i++)
+			free(r.subs[i]);
+		free(r.subs);
 		pt_strbuf_free(&full);
 		if (rc != 0) {
 			pt_strbuf_free(&ref);
