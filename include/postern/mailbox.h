@@ -76,6 +76,14 @@ struct pt_flag_update {
 	uint64_t keywords;
 };
 
+/* One relative flag change (+FLAGS / -FLAGS): bits to set, then bits to
+ * clear, applied to the message's state as it is in the file now. */
+struct pt_flag_change {
+	uint32_t uid;
+	uint32_t add, remove;         /* PT_F_SYSTEM bits */
+	uint64_t kw_add, kw_remove;   /* keyword bits */
+};
+
 /* One message to append (APPEND, COPY, MOVE). data may have CRLF or LF
  * line ends; the store writes LF and quotes "From " lines. */
 struct pt_append {
@@ -157,6 +165,14 @@ struct pt_mailbox_ops {
 	/* A file descriptor or path to watch for outside changes (IDLE):
 	 * the folder's mbox path. */
 	const char *(*path)(const struct pt_mbox *mb);
+	/* Like set_flags, but each change is applied to the state read from
+	 * the file under the same lock, so a concurrent change of other flags
+	 * by another session is kept (set_flags from a stale list would undo
+	 * it). The list (info) afterwards has those messages' merged state.
+	 * May be NULL in other implementations: callers fall back to
+	 * set_flags. */
+	int (*change_flags)(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+	                    struct pt_status *st);
 };
 
 #endif

@@ -121,8 +121,13 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		free(idx);
 		return;
 	}
-	struct pt_flag_update *u = nidx ? calloc(nidx, sizeof(*u)) : NULL;
-	if (nidx && u == NULL) {
+	/* +FLAGS/-FLAGS go to the store as changes, applied to the file's
+	 * state under its lock: computed here from our view they would
+	 * undo what another session changed since our last sync. */
+	int relative = op != STORE_SET && s->mbx->change_flags != NULL;
+	struct pt_flag_update *u = NULL;
+	struct pt_flag_change *c = NULL;
+	if (nidx && (relative ? (c = calloc(nidx, sizeof(*c))) == NULL : (u = calloc(nidx, sizeof(*u))) == NULL)) {
 		free(idx);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
@@ -152,16 +157,29 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 			nk &= ~kw;
 			break;
 		}
-		if (nf == cur && nk == m->keywords)
-			continue;
 		if ((nf & PT_F_DELETED) && !(cur & PT_F_DELETED))
 			s->deleted++;
+		if (relative) {
+			c[nu].uid = m->uid;
+			c[nu].add = op == STORE_ADD ? flags : 0;
+			c[nu].remove = op == STORE_REMOVE ? flags : 0;
+			c[nu].kw_add = op == STORE_ADD ? kw : 0;
+			c[nu].kw_remove = op == STORE_REMOVE ? kw : 0;
+			nu++;
+			continue;
+		}
+		if (nf == cur && nk == m->keywords)
+			continue;
 		u[nu].uid = m->uid;
 		u[nu].flags = nf;
 		u[nu].keywords = nk;
 		nu++;
 	}
-	if (nu > 0 && s->mbx->set_flags(s->mb, u, nu, &st) != 0) {
+	int rc = 0;
+	if (nu > 0)
+		rc = relative ? s->mbx->change_flags(s->mb, c, nu, &st) : s->mbx->set_flags(s->mb, u, nu, &st);
+	free(c);
+	if (rc != 0) {
 		free(u);
 		free(idx);
 		imap_store_error(s, tag, &st);

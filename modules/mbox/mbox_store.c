@@ -651,4 +651,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.set_flags = ms_mbox_set_flags,
 	.expunge = ms_mbox_expunge,
 	.path = ms_mbox_path,
+	.change_flags = ms_mbox_change_flags,
 };

@@ -196,6 +196,8 @@ int ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, stru
 void ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t);
 int ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
                       struct pt_status *st);
+int ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+                         struct pt_status *st);
 int ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st);
 const char *ms_mbox_path(const struct pt_mbox *mb);
 

@@ -195,16 +195,27 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		    (uint64_t)r->end > h.size)
 			goto out;
 	}
-	for (size_t i = 0; i < f->nkw; i++)
-		free(f->kw[i]);
-	f->nkw = 0;
+	/* The table only grows: bits already handed out (a keyword made for
+	 * a STORE that is about to be written) keep their meaning, and the
+	 * index's bits are mapped onto it. */
+	int map[PT_KEYWORDS_MAX], same = 1, base_ok = f->base_ok;
 	for (size_t i = 0; i < nn; i++) {
-		f->kw[i] = strdup(names[i]);
-		if (f->kw[i] == NULL)
-			goto out;
-		f->nkw = i + 1;
+		map[i] = ms_folder_keyword(f, names[i], 1);
+		if (map[i] < 0)
+			goto out;   /* table full: a full parse sorts it out */
+		if (map[i] != (int)i)
+			same = 0;
 	}
-	f->nkw_written = f->nkw;
+	if (f->nkw == nn)
+		f->base_ok = base_ok;
+	for (uint32_t i = 0; !same && i < h.nmsg; i++) {
+		uint64_t kw = 0;
+		for (size_t b = 0; b < nn; b++)
+			if (m[i].info.keywords >> b & 1u)
+				kw |= 1ull << map[b];
+		m[i].info.keywords = kw;
+	}
+	f->nkw_written = nn;
 	f->uidvalidity = h.uidvalidity;
 	f->uidnext = h.uidnext;
 	memset(idx_sb, 0, sizeof *idx_sb);

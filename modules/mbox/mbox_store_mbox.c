@@ -310,9 +310,12 @@ ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t)
 	memset(t, 0, sizeof *t);
 }
 
-int
-ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
-                  struct pt_status *st)
+/* Flag writes, absolute (u) or relative (c), one lock for all: the file
+ * state is reloaded under that lock first, so relative changes apply to
+ * what is really there now. */
+static int
+apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_flag_change *c,
+            size_t n, struct pt_status *st)
 {
 	struct ms_folder *f = &mb->f;
 	if (mb->readonly) {
@@ -323,13 +326,21 @@ ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
 		return -1;
+	uint64_t kwmask = f->nkw >= 64 ? ~0ull : (1ull << f->nkw) - 1;
 	for (size_t k = 0; k < n; k++) {
-		size_t i = ms_folder_find(f, u[k].uid);
+		size_t i = ms_folder_find(f, u ? u[k].uid : c[k].uid);
 		if (i == (size_t)-1)
 			continue;
 		struct ms_msg *r = &f->m[i];
-		uint32_t fl = u[k].flags & PT_F_SYSTEM;
-		uint64_t kw = f->nkw >= 64 ? u[k].keywords : u[k].keywords & ((1ull << f->nkw) - 1);
+		uint32_t fl;
+		uint64_t kw;
+		if (u) {
+			fl = u[k].flags & PT_F_SYSTEM;
+			kw = u[k].keywords & kwmask;
+		} else {
+			fl = ((r->info.flags | c[k].add) & ~c[k].remove) & PT_F_SYSTEM;
+			kw = ((r->info.keywords | c[k].kw_add) & ~c[k].kw_remove) & kwmask;
+		}
 		if (r->info.flags != fl || r->info.keywords != kw) {
 			r->info.flags = fl;
 			r->info.keywords = kw;
@@ -341,14 +352,29 @@ ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
 	if (rc != 0)
 		return -1;
 	for (size_t k = 0; k < n; k++) {
-		size_t j = view_find(mb->view, mb->nview, u[k].uid);
-		size_t i = ms_folder_find(f, u[k].uid);
+		uint32_t uid = u ? u[k].uid : c[k].uid;
+		size_t j = view_find(mb->view, mb->nview, uid);
+		size_t i = ms_folder_find(f, uid);
 		if (j == (size_t)-1 || i == (size_t)-1)
 			continue;
 		mb->view[j].flags = (mb->view[j].flags & PT_F_RECENT) | f->m[i].info.flags;
 		mb->view[j].keywords = f->m[i].info.keywords;
 	}
 	return 0;
+}
+
+int
+ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
+                  struct pt_status *st)
+{
+	return apply_flags(mb, u, NULL, n, st);
+}
+
+int
+ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+                     struct pt_status *st)
+{
+	return apply_flags(mb, NULL, c, n, st);
 }
 
 int

@@ -1,8 +1,8 @@
 """IMAP behaviours an external compliance suite (Dovecot's imaptest scripts)
 checks, pinned in our own words: each test names the script whose check it
 mirrors. Tests marked FAILS-ON-POSTERN failed against main when written
-(Dovecot 2.3 passes the same script); they stay failing until the server
-is fixed."""
+(Dovecot 2.3 passes the same script); "Fixed, was FAILS-ON-POSTERN" ones
+now pass and guard the fix."""
 import re
 import unittest
 
@@ -37,7 +37,7 @@ class Compliance(unittest.TestCase):
         for i, m in enumerate(msgs):
             append(r, "ap%d" % i, box, m)
 
-    # FAILS-ON-POSTERN (imaptest: expunge). The other session still has the
+    # Fixed, was FAILS-ON-POSTERN (imaptest: expunge). The other session still has the
     # message in its view: Dovecot answers OK with the FETCH data until the
     # EXPUNGE is sent to it at NOOP; Postern answers NO [EXPUNGEISSUED].
     def test_fetch_of_message_expunged_by_other_session_still_answers(self):
@@ -53,7 +53,7 @@ class Compliance(unittest.TestCase):
         self.assertIn("* 2 FETCH (UID %s)" % uid, out)
         self.assertIn("* 2 EXPUNGE", b.cmd("n", "NOOP"))
 
-    # FAILS-ON-POSTERN (imaptest: fetch-envelope, message 5). An empty
+    # Fixed, was FAILS-ON-POSTERN (imaptest: fetch-envelope, message 5). An empty
     # Sender: or Reply-To: header counts as absent, so the envelope repeats
     # From there (RFC 3501 7.4.2).
     def test_envelope_empty_sender_and_reply_to_default_to_from(self):
@@ -66,7 +66,7 @@ class Compliance(unittest.TestCase):
         self.assertEqual(out[0], '* 1 FETCH (ENVELOPE ("Sat, 01 Feb 2007 01:02:03 +0200" NIL %s %s %s '
                                  'NIL NIL NIL NIL NIL))' % (frm, frm, frm))
 
-    # FAILS-ON-POSTERN (imaptest: nil). NIL where an astring is expected is
+    # Fixed, was FAILS-ON-POSTERN (imaptest: nil). NIL where an astring is expected is
     # the string "NIL": SEARCH SUBJECT NIL, SEARCH BODY nil, LIST "" NIL.
     def test_nil_as_search_string_and_list_pattern(self):
         r = self.session()
@@ -79,7 +79,7 @@ class Compliance(unittest.TestCase):
         self.assertEqual(out[0], "* SEARCH 1")
         self.assertTrue(ok(r.cmd("a3", 'LIST "" NIL')))
 
-    # FAILS-ON-POSTERN (imaptest: search-addresses, message 3). Comments and
+    # Fixed, was FAILS-ON-POSTERN (imaptest: search-addresses, message 3). Comments and
     # spaces inside an address are not part of it: FROM user-from@domain.org
     # finds <user-from (comment)@ (comment) domain.org>.
     def test_search_from_matches_address_written_with_comments(self):
@@ -90,7 +90,7 @@ class Compliance(unittest.TestCase):
         r.cmd("s", "SELECT abox")
         self.assertEqual(r.cmd("a", "SEARCH FROM user-from@domain.org")[0], "* SEARCH 1 2")
 
-    # FAILS-ON-POSTERN (imaptest: store, last block). Two sessions changing
+    # Fixed, was FAILS-ON-POSTERN (imaptest: store, last block). Two sessions changing
     # different flags of one message: neither change may be lost.
     def test_two_sessions_flag_changes_merge(self):
         a, b = self.session(), self.session()
@@ -108,7 +108,25 @@ class Compliance(unittest.TestCase):
             flags = set(re.search(r"FLAGS \(([^)]*)\)", line).group(1).split()) - {"\\Recent"}
             self.assertEqual(flags, {"\\Draft"}, line)
 
-    # FAILS-ON-POSTERN (imaptest: subscribe). LSUB with % lists a parent
+    # imaptest: store, with keywords. Each session adds a keyword it makes
+    # new and removes one the other may not have seen set: nothing is lost,
+    # and the other session is told at its next sync.
+    def test_two_sessions_keyword_changes_merge(self):
+        a, b = self.session(), self.session()
+        self.fill(a, "kbox", ["Subject: x\n\nbody\n"])
+        a.cmd("s1", "SELECT kbox")
+        b.cmd("s2", "SELECT kbox")
+        self.assertTrue(ok(a.cmd("t1", "STORE 1 +FLAGS (ka NIL)")))
+        self.assertTrue(ok(b.cmd("t2", "STORE 1 +FLAGS.SILENT (kb)")))
+        self.assertTrue(ok(b.cmd("t3", "STORE 1 -FLAGS.SILENT (ka)")))
+        out = a.cmd("n", "NOOP")
+        self.assertTrue([l for l in out if l.startswith("* 1 FETCH (FLAGS (")], out)
+        for r, tag in ((a, "f1"), (b, "f2")):
+            line = [l for l in r.cmd(tag, "FETCH 1 FLAGS") if "FLAGS" in l][-1]
+            flags = set(re.search(r"FLAGS \(([^)]*)\)", line).group(1).split()) - {"\\Recent"}
+            self.assertEqual(flags, {"NIL", "kb"}, line)
+
+    # Fixed, was FAILS-ON-POSTERN (imaptest: subscribe). LSUB with % lists a parent
     # whose children are subscribed but itself is not, flagged \Noselect
     # (RFC 3501 6.3.9).
     def test_lsub_percent_shows_unsubscribed_parent_as_noselect(self):
@@ -121,6 +139,14 @@ class Compliance(unittest.TestCase):
         self.assertIn('* LSUB () "/" sb/test', out)
         self.assertIn('* LSUB (\\Noselect) "/" sb/test2', out)
         self.assertFalse([l for l in out if "sb/test2/test" in l], out)
+        # a subscribed parent is listed as itself, once; * needs no parents
+        self.assertTrue(ok(r.cmd("u3", "SUBSCRIBE sb/test2")))
+        out = r.cmd("l2", 'LSUB "" sb/%')
+        self.assertEqual([l for l in out if l.startswith("* ")],
+                         ['* LSUB () "/" sb/test', '* LSUB () "/" sb/test2'])
+        out = r.cmd("l3", 'LSUB "" sb/*')
+        self.assertEqual(sorted(l for l in out if l.startswith("* ")),
+                         ['* LSUB () "/" sb/test', '* LSUB () "/" sb/test2', '* LSUB () "/" sb/test2/test'])
 
     # Passes (imaptest: move): COPYUID comes untagged before the EXPUNGE,
     # and a MOVE into the selected mailbox itself gives the message a new UID.

@@ -316,6 +316,62 @@ test_delivery_while_open_and_two_sessions(void **state)
 	free(text);
 }
 
+/* Relative changes from two opens with stale lists: each applies to the
+ * file's state under the lock, so neither undoes the other (keywords too);
+ * an absolute set_flags from a stale list would have. */
+static void
+test_change_flags_merges(void **state)
+{
+	struct fx *f = *state;
+	deliver(f, "Subject: a\n\nA\n");
+	deliver(f, "Subject: b\n\nB\n");
+	struct pt_status st;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	struct pt_mbox *b = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_non_null(b);
+	int ka = ops->keyword_index(a, "ka", 1);
+	struct pt_flag_update set = { 1, PT_F_SEEN, 1ull << ka };
+	assert_int_equal(ops->set_flags(a, &set, 1, &st), 0);
+	/* b's open wrote since a's sync: the reload must keep the keyword a
+	 * just made for this change */
+	assert_int_equal(ops->info(a, 0)->keywords, 1ull << ka);
+	int changed;
+	assert_int_equal(ops->sync(b, &changed, &st), 0);
+	int kb = ops->keyword_index(b, "kb", 1);
+	assert_true(kb >= 0 && kb != ka);
+	/* a adds \Draft; b, not synced since, removes \Seen and ka, adds kb */
+	struct pt_flag_change ca = { 1, PT_F_DRAFT, 0, 0, 0 };
+	assert_int_equal(ops->change_flags(a, &ca, 1, &st), 0);
+	assert_int_equal(ops->info(a, 0)->flags & PT_F_SYSTEM, PT_F_SEEN | PT_F_DRAFT);
+	struct pt_flag_change cb[2] = { { 1, 0, PT_F_SEEN, 1ull << kb, 1ull << ka },
+	                                { 99, PT_F_SEEN, 0, 0, 0 } };  /* gone: skipped */
+	assert_int_equal(ops->change_flags(b, cb, 2, &st), 0);
+	/* b's list has the merged state of what it changed at once */
+	assert_int_equal(ops->info(b, 0)->flags & PT_F_SYSTEM, PT_F_DRAFT);
+	assert_int_equal(ops->info(b, 0)->keywords, 1ull << kb);
+	assert_int_equal(ops->info(b, 1)->flags & PT_F_SYSTEM, 0);
+	/* a learns b's change at its next sync */
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->info(a, 0)->flags & PT_F_SYSTEM, PT_F_DRAFT);
+	assert_int_equal(ops->keyword_index(a, "kb", 0), kb);
+	assert_int_equal(ops->info(a, 0)->keywords, 1ull << kb);
+	ops->close(a);
+	ops->close(b);
+	/* and it is what the file says */
+	char idx[700];
+	snprintf(idx, sizeof idx, "%s/.imap/INBOX/postern.index", f->root);
+	unlink(idx);
+	struct pt_mbox *c = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(c);
+	assert_int_equal(ops->info(c, 0)->flags & PT_F_SYSTEM, PT_F_DRAFT);
+	assert_int_equal(ops->info(c, 0)->keywords, 1ull << ops->keyword_index(c, "kb", 0));
+	/* read-only opens refuse */
+	assert_int_equal(ops->change_flags(c, &ca, 1, &st), -1);
+	ops->close(c);
+}
+
 static void
 test_keywords_persist(void **state)
 {
@@ -752,6 +808,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_new_mbox_gets_uids_and_recent_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_while_open_and_two_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keywords_persist, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_flags_merges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_folders, setup, teardown),
