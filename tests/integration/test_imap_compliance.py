@@ -6,7 +6,7 @@ now pass and guard the fix."""
 import re
 import unittest
 
-from imap_util import imap_server, login
+from imap_util import Raw, imap_server, login
 
 
 def append(r, tag, box, msg, flags=""):
@@ -78,6 +78,43 @@ class Compliance(unittest.TestCase):
         out = r.cmd("a2", "SEARCH BODY nil")
         self.assertEqual(out[0], "* SEARCH 1")
         self.assertTrue(ok(r.cmd("a3", 'LIST "" NIL')))
+
+    # imaptest IMAP-NOTES: the atom NIL is an astring wherever one is
+    # taken: a mailbox called NIL works for every mailbox command (and is
+    # sent back quoted, as an atom NIL would read as nil), and a keyword
+    # NIL is kept.
+    def test_nil_as_mailbox_name_and_keyword(self):
+        r = self.session()
+        self.assertTrue(ok(r.cmd("c", "CREATE NIL")))
+        out = r.cmd("l", 'LIST "" NIL')
+        self.assertIn('* LIST (\\HasNoChildren) "/" "NIL"', out)
+        append(r, "a", "NIL", "Subject: n\n\nbody\n", "(NIL \\Seen)")
+        self.assertTrue(ok(r.cmd("su", "SUBSCRIBE NIL")))
+        self.assertIn('* LSUB () "/" "NIL"', r.cmd("ls", 'LSUB "" NIL'))
+        self.assertIn('* STATUS "NIL" (MESSAGES 1)', r.cmd("st", "STATUS NIL (MESSAGES)"))
+        out = r.cmd("s", "SELECT NIL")
+        self.assertTrue(ok(out), out)
+        self.assertIn("* 1 EXISTS", out)
+        self.assertTrue(ok(r.cmd("k", "STORE 1 +FLAGS (NIL)")))
+        self.assertEqual(r.cmd("sk", "SEARCH KEYWORD NIL")[0], "* SEARCH 1")
+        self.assertTrue(ok(r.cmd("cp", "COPY 1 NIL")))
+        self.assertTrue(ok(r.cmd("un", "UNSELECT")))
+        self.assertTrue(ok(r.cmd("rn", "RENAME NIL nil2")))
+        out = r.cmd("e", "EXAMINE nil2")
+        self.assertIn("* 2 EXISTS", out)
+        line = [l for l in r.cmd("f", "FETCH 1:2 FLAGS") if "FETCH" in l]
+        self.assertEqual(len(line), 2, line)
+        for l in line:
+            self.assertIn("NIL", re.search(r"FLAGS \(([^)]*)\)", l).group(1).split(), l)
+        self.assertTrue(ok(r.cmd("r2", "RENAME nil2 NIL")))
+        self.assertTrue(ok(r.cmd("d", "DELETE NIL")))
+        self.assertFalse(ok(r.cmd("s2", "SELECT NIL")))
+        # LOGIN takes NIL as a user name / password: a failed login, not BAD
+        raw = Raw(self.server.ports["imap"])
+        self.addCleanup(raw.close)
+        raw.line()
+        self.assertEqual(raw.cmd("l1", "LOGIN NIL NIL")[-1].split(" ")[1], "NO")
+        self.assertEqual(raw.cmd("l2", "LOGIN alice NIL")[-1].split(" ")[1], "NO")
 
     # Fixed, was FAILS-ON-POSTERN (imaptest: search-addresses, message 3). Comments and
     # spaces inside an address are not part of it: FROM user-from@domain.org
