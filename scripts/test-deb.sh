@@ -1,0 +1,307 @@
+#!/bin/bash
+# CI: builds the .deb, installs it system-wide, checks the installed server
+# end to end (shipped config, sendmail, SMTP, IMAP, POP3, IMAPS, privilege
+# separation, the mailq/newaliases links), then purges it.
+# Usage: scripts/test-deb.sh --yes [--no-build]   (as root, Debian 12)
+set -u
+
+usage="usage: $0 --yes [--no-build]
+Installs the postern package system-wide (replacing an installed MTA and
+IMAP/POP3 server), tests it on 127.0.0.1 and purges it. Run it as root on
+a throwaway machine; --yes says you mean it. --no-build reuses build-deb/."
+yes=0 build=1
+for a in "$@"; do
+	case "$a" in
+	--yes) yes=1 ;;
+	--no-build) build=0 ;;
+	-h|--help) echo "$usage"; exit 0 ;;
+	*) echo "$usage" >&2; exit 2 ;;
+	esac
+done
+if [ "$yes" != 1 ]; then
+	echo "$usage" >&2
+	exit 2
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "test-deb: must run as root (it installs a package)" >&2
+	exit 2
+fi
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+start=$(date +%s)
+tmp=$(mktemp -d /tmp/postern-debtest.XXXXXX)
+chmod 0755 "$tmp"
+conf=/etc/postern/postern.conf
+testconf="$tmp/postern.conf"
+log="$tmp/mail.log"
+user="ptdeb$$"
+pass="Deb-$$-$RANDOM-pw"
+server_pid=""
+installed=0
+user_made=0
+failed=0
+n=0
+
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $*"
+}
+
+# Any failure ends the run: the rest would only fail for the same reason.
+fail() {
+	failed=1
+	echo "FAIL - $*"
+	exit 1
+}
+
+# Prints a failed command's output, then fails.
+run_quiet() {
+	local what="$1" out
+	shift
+	if ! out=$("$@" 2>&1); then
+		printf '%s\n' "$out" | tail -n 40
+		fail "$what"
+	fi
+	ok "$what"
+}
+
+cleanup() {
+	local rc=$?
+	[ "$failed" = 1 ] && rc=1
+	if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+		kill -TERM "$server_pid" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$server_pid" 2>/dev/null
+	fi
+	if [ "$rc" != 0 ] && [ -s "$log" ]; then
+		echo "---- server log ($log) ----"
+		tail -n 80 "$log"
+		echo "---- end of server log ----"
+	fi
+	if [ "$user_made" = 1 ]; then
+		userdel -r "$user" >/dev/null 2>&1
+		rm -f "/var/mail/$user"
+	fi
+	if [ "$installed" = 1 ]; then
+		apt-get purge -y -q postern >/dev/null 2>&1
+	fi
+	rm -rf "$tmp"
+	echo "test-deb: $([ "$rc" = 0 ] && echo PASS || echo FAIL) ($n checks passed, $(($(date +%s) - start)) s)"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# ---- build and install ------------------------------------------------------
+if [ "$build" = 1 ]; then
+	run_quiet "make deb" make -C "$top" deb
+fi
+deb=""
+for f in "$top"/build-deb/postern_*.deb; do [ -f "$f" ] && deb=$f; done
+[ -n "$deb" ] || fail "no build-deb/postern_*.deb"
+# A fresh machine may have no package lists yet for the dependencies.
+installed=1
+if ! apt-get install -y -q "$deb" >"$tmp/apt.log" 2>&1; then
+	apt-get update -q >/dev/null 2>&1
+	if ! apt-get install -y -q "$deb" >"$tmp/apt.log" 2>&1; then
+		tail -n 40 "$tmp/apt.log"
+		fail "apt-get install $(basename "$deb")"
+	fi
+fi
+dpkg-query -W -f='${Status}' postern | grep -q "install ok installed" || fail "postern is installed"
+ok "apt-get install $(basename "$deb") (with its dependencies)"
+
+# ---- what postinst must have made for the shipped config ----------------------
+getent passwd postern >/dev/null || fail "user postern exists"
+[ "$(stat -c %U:%G "/var/spool/postern")" = postern:postern ] || fail "/var/spool/postern is postern:postern"
+[ "$(stat -c %G:%a /var/mail)" = mail:2775 ] || fail "/var/mail is group mail, mode 2775 (is $(stat -c %G:%a /var/mail))"
+[ -s /etc/ssl/certs/ssl-cert-snakeoil.pem ] && [ -s /etc/ssl/private/ssl-cert-snakeoil.key ] ||
+	fail "snakeoil certificate and key exist"
+[ -e /etc/aliases ] && [ -s /etc/mailname ] || fail "/etc/aliases and /etc/mailname exist"
+[ -e /etc/pam.d/postern ] || fail "/etc/pam.d/postern exists"
+ok "postinst made the postern user, /var/spool/postern, /var/mail, snakeoil, /etc/aliases, /etc/mailname"
+for l in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases; do
+	[ "$(readlink -f "$l")" = /usr/sbin/postern ] || fail "$l links to /usr/sbin/postern"
+done
+ok "sendmail, mailq and newaliases link to /usr/sbin/postern"
+run_quiet "postern check passes on the shipped $conf" env -u POSTERN_CONF /usr/sbin/postern check
+
+# ---- a test config: the shipped one on 127.0.0.1 high ports -----------------------
+ports=$(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(7):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+) || fail "pick free ports"
+read -r p_smtp p_sub p_smtps p_imap p_imaps p_pop3 p_pop3s <<<"$ports"
+cp "$conf" "$testconf"
+cat >>"$testconf" <<EOF
+
+# ---- test-deb.sh: loopback high ports and a log file, nothing else ----
+inet_interfaces = 127.0.0.1
+smtpd_listen = 127.0.0.1:$p_smtp
+submission_listen = 127.0.0.1:$p_sub
+smtps_listen = 127.0.0.1:$p_smtps
+imap_listen = 127.0.0.1:$p_imap
+imaps_listen = 127.0.0.1:$p_imaps
+pop3_listen = 127.0.0.1:$p_pop3
+pop3s_listen = 127.0.0.1:$p_pop3s
+maillog_file = $log
+EOF
+run_quiet "postern check passes on the test config" /usr/sbin/postern -c "$testconf" check
+
+/usr/sbin/postern run -c "$testconf" >"$tmp/run.out" 2>&1 &
+server_pid=$!
+up=0
+for _ in $(seq 100); do
+	kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/run.out"; fail "postern run stays up"; }
+	if (exec 3<>"/dev/tcp/127.0.0.1/$p_smtp") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$p_imap") 2>/dev/null; then
+		up=1
+		break
+	fi
+	sleep 0.1
+done
+[ "$up" = 1 ] || fail "postern run listens on SMTP and IMAP"
+ok "postern run -c TESTCONF started as root (pid $server_pid) and listens"
+
+# ---- a throwaway user, mail to it two ways -------------------------------------------
+useradd -m -s /bin/sh "$user" || fail "useradd $user"
+user_made=1
+echo "$user:$pass" | chpasswd || fail "chpasswd $user"
+ok "made user $user with a password"
+
+printf 'Subject: via sendmail %s\n\nsent with /usr/sbin/sendmail\n' "$$" |
+	/usr/sbin/sendmail -C "$testconf" "$user@localhost" || fail "sendmail exits 0"
+ok "/usr/sbin/sendmail -C TESTCONF accepted a message for $user@localhost"
+
+swaks --server "127.0.0.1:$p_smtp" --ehlo client.example.com.ar --from tester@example.com.ar \
+	--to "$user@localhost" --header "Subject: via swaks $$" --body "sent with swaks over SMTP" \
+	>"$tmp/swaks.out" 2>&1 || { tail -n 20 "$tmp/swaks.out"; fail "swaks over SMTP"; }
+grep -q '^<- *250.*queued' "$tmp/swaks.out" || { tail -n 20 "$tmp/swaks.out"; fail "swaks got 250 queued"; }
+ok "swaks over SMTP (127.0.0.1:$p_smtp): $(grep '^<- *250.*queued' "$tmp/swaks.out" | sed 's/^<- *//')"
+
+mbox="/var/mail/$user"
+for _ in $(seq 150); do
+	[ -f "$mbox" ] && [ "$(grep -c '^From ' "$mbox")" -ge 2 ] && break
+	sleep 0.2
+done
+[ -f "$mbox" ] && [ "$(grep -c '^From ' "$mbox")" = 2 ] || fail "$mbox holds both messages"
+[ "$(stat -c %U:%G "$mbox")" = "$user:mail" ] || fail "$mbox is owned by $user:mail (is $(stat -c %U:%G "$mbox"))"
+grep -q "^Subject: via sendmail $$" "$mbox" && grep -q "^Subject: via swaks $$" "$mbox" ||
+	fail "$mbox holds the sendmail and the swaks message"
+ok "$mbox holds both messages, owned by $user:mail"
+
+# ---- read it: IMAP, POP3, IMAPS; who runs what ---------------------------------------
+USER_NAME="$user" USER_PASS="$pass" P_IMAP="$p_imap" P_IMAPS="$p_imaps" P_POP3="$p_pop3" \
+LOG="$log" TAG="$$" python3 - <<'EOF' || fail "IMAP/POP3/IMAPS checks"
+import imaplib, os, poplib, pwd, re, ssl, sys, time
+
+user, pw, tag = os.environ["USER_NAME"], os.environ["USER_PASS"], os.environ["TAG"]
+want = {"via sendmail " + tag, "via swaks " + tag}
+
+def ok(msg):
+    print("  ok - " + msg, flush=True)
+
+def uid_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise RuntimeError("no Uid in /proc/%d/status" % pid)
+
+def login_line(service):
+    pat = re.compile(r"postern/%s\[(\d+)\]: Login: user=<%s>.*mpid=(\d+)" % (service, re.escape(user)))
+    for _ in range(50):
+        with open(os.environ["LOG"], errors="replace") as f:
+            hits = [m for m in map(pat.search, f) if m]
+        if hits:
+            return int(hits[-1].group(1)), int(hits[-1].group(2))
+        time.sleep(0.1)
+    raise RuntimeError("no %s Login line for %s in the log" % (service, user))
+
+def subjects_imap(imap):
+    typ, data = imap.select("INBOX")
+    assert typ == "OK", (typ, data)
+    assert int(data[0]) == 2, "INBOX has %s messages, not 2" % data[0]
+    typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK", (typ, data)
+    got = {p[1].decode().split(":", 1)[1].strip() for p in data if isinstance(p, tuple)}
+    assert got == want, got
+
+u = pwd.getpwnam(user)
+postern_uid = pwd.getpwnam("postern").pw_uid
+
+imap = imaplib.IMAP4("127.0.0.1", int(os.environ["P_IMAP"]), timeout=20)
+typ, _ = imap.login(user, pw)
+assert typ == "OK"
+subjects_imap(imap)
+ok("IMAP LOGIN %s through PAM from 127.0.0.1; INBOX has both messages" % user)
+worker, mpid = login_line("imap")
+assert uid_of(mpid) == u.pw_uid, "mail process %d runs as uid %d, not %s's %d" % (mpid, uid_of(mpid), user, u.pw_uid)
+ok("mail process (mpid=%d) runs as %s (uid %d) while the session is open" % (mpid, user, u.pw_uid))
+assert uid_of(worker) == postern_uid, "worker %d runs as uid %d, not postern's %d" % (worker, uid_of(worker), postern_uid)
+ok("worker (pid %d, logged the Login) runs as postern (uid %d)" % (worker, postern_uid))
+imap.logout()
+
+pop = poplib.POP3("127.0.0.1", int(os.environ["P_POP3"]), timeout=20)
+pop.user(user)
+pop.pass_(pw)
+count, _ = pop.stat()
+assert count == 2, "POP3 STAT says %d messages" % count
+got = set()
+for i in (1, 2):
+    for line in pop.top(i, 0)[1]:
+        if line.lower().startswith(b"subject:"):
+            got.add(line.decode().split(":", 1)[1].strip())
+assert got == want, got
+pop.quit()
+ok("POP3 USER/PASS; STAT 2 and both subjects")
+
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+imaps = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["P_IMAPS"]), ssl_context=ctx, timeout=20)
+der = imaps.sock.getpeercert(binary_form=True)
+with open("/etc/ssl/certs/ssl-cert-snakeoil.pem") as f:
+    snakeoil = ssl.PEM_cert_to_DER_cert(f.read())
+assert der == snakeoil, "IMAPS certificate is not the snakeoil one"
+imaps.login(user, pw)
+subjects_imap(imaps)
+imaps.logout()
+ok("IMAPS with the snakeoil certificate; INBOX has both messages")
+EOF
+ok "read over IMAP, POP3 and IMAPS; mail process as the user, worker as postern"
+
+# ---- the other names ------------------------------------------------------------------------
+out=$(POSTERN_CONF="$testconf" newaliases 2>&1) || { echo "$out"; fail "newaliases exits 0"; }
+ok "newaliases (POSTERN_CONF=TESTCONF) exits 0${out:+: $out}"
+out=$(POSTERN_CONF="$testconf" mailq 2>&1) || { echo "$out"; fail "mailq exits 0"; }
+ok "mailq (POSTERN_CONF=TESTCONF) exits 0: $(printf '%s' "$out" | head -n 1)"
+
+# ---- stop, clean up, purge -------------------------------------------------------------------
+kill -TERM "$server_pid"
+for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$server_pid" 2>/dev/null && fail "postern stops on SIGTERM within 10 s"
+wait "$server_pid" 2>/dev/null
+server_pid=""
+ok "postern stopped on SIGTERM"
+
+userdel -r "$user" >/dev/null 2>&1
+rm -f "$mbox"
+user_made=0
+getent passwd "$user" >/dev/null && fail "user $user removed"
+ok "user $user removed"
+
+apt-get purge -y -q postern >"$tmp/apt.log" 2>&1 || { tail -n 20 "$tmp/apt.log"; fail "apt-get purge postern"; }
+installed=0
+dpkg-query -W -f='${Status}' postern 2>/dev/null | grep -q "install ok installed" && fail "postern purged"
+for f in /usr/sbin/postern /usr/sbin/sendmail /etc/postern /var/spool/postern /etc/pam.d/postern; do
+	[ -e "$f" ] || [ -L "$f" ] && fail "$f is gone after purge"
+done
+ok "apt-get purge postern removed the binary, links, /etc/postern, the queue and the PAM service"
+exit 0
