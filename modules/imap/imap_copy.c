@@ -56,15 +56,21 @@ copy_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 	const char **kwnames = calloc(nidx * PT_KEYWORDS_MAX + 1, sizeof(*kwnames));
 	uint32_t *src = calloc(nidx, sizeof(*src)), *dst = calloc(nidx, sizeof(*dst));
 	size_t nread = 0;
-	int rc = -1;
+	int rc = -1, text_gone = 0;
 	if (!msgs || !texts || !kwnames || !src || !dst) {
 		pt_status_set(&st, 451, "SERVERBUG", "Out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < nidx; i++) {
 		const struct pt_msg_info *m = s->mbx->info(s->mb, imap_view_store_index(s, idx[i]));
-		if (s->mbx->read(s->mb, m->uid, &texts[i], &st) != 0)
+		if (s->mbx->read(s->mb, m->uid, &texts[i], &st) != 0) {
+			/* Expunged by another session since our last sync: its
+			 * text is gone, so nothing is copied (RFC 2180 4.4 allows
+			 * NO); not the target's NONEXISTENT, so no TRYCREATE. */
+			if (strcmp(st.dsn, "NONEXISTENT") == 0)
+				text_gone = 1;
 			goto out;
+		}
 		nread++;
 		const char **kw = kwnames + i * PT_KEYWORDS_MAX;
 		size_t nk = 0;
@@ -112,7 +118,10 @@ copy_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 out:
 	for (size_t i = 0; i < nread; i++)
 		s->mbx->release(s->mb, &texts[i]);
-	if (rc != 0) {
+	if (rc != 0 && text_gone) {
+		imap_sync(s, !move);
+		imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+	} else if (rc != 0) {
 		if (strcmp(st.dsn, "NONEXISTENT") == 0)
 			imap_tagged(s, tag, "NO", "[TRYCREATE] %s", st.text[0] ? st.text : "Mailbox doesn't exist");
 		else

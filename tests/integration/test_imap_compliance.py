@@ -53,6 +53,25 @@ class Compliance(unittest.TestCase):
         self.assertIn("* 2 FETCH (UID %s)" % uid, out)
         self.assertIn("* 2 EXPUNGE", b.cmd("n", "NOOP"))
 
+    # RFC 2180 4.4: COPY of a message another session expunged (not yet
+    # announced here) may fail with NO; it must not claim the target is
+    # missing (TRYCREATE) nor copy part of the set. The EXPUNGE comes with it.
+    def test_copy_of_message_expunged_by_other_session(self):
+        a, b = self.session(), self.session()
+        self.fill(a, "xbox", ["Subject: one\n\nfirst\n", "Subject: two\n\nsecond\n"])
+        self.assertTrue(ok(a.cmd("c1", "CREATE xdst")))
+        self.assertTrue(ok(a.cmd("s1", "SELECT xbox")))
+        self.assertTrue(ok(b.cmd("s2", "SELECT xbox")))
+        self.assertTrue(ok(a.cmd("st", "STORE 2 FLAGS (\\Deleted)")))
+        self.assertIn("* 2 EXPUNGE", a.cmd("ex", "EXPUNGE"))
+        out = b.cmd("cp", "COPY 1:2 xdst")
+        self.assertTrue(out[-1].startswith("cp NO [EXPUNGEISSUED]"), out)
+        self.assertIn("* 2 EXPUNGE", out)
+        self.assertIn("* STATUS xdst (MESSAGES 0)", b.cmd("sx", "STATUS xdst (MESSAGES)"))
+        out = b.cmd("cp2", "COPY 1 xdst")
+        self.assertTrue(ok(out), out)
+        self.assertIn("* STATUS xdst (MESSAGES 1)", b.cmd("sy", "STATUS xdst (MESSAGES)"))
+
     # Fixed, was FAILS-ON-POSTERN (imaptest: fetch-envelope, message 5). An empty
     # Sender: or Reply-To: header counts as absent, so the envelope repeats
     # From there (RFC 3501 7.4.2).
