@@ -241,7 +241,7 @@ typ, _ = imap.login(user, pw)
 assert typ == "OK"
 subjects_imap(imap)
 ok("IMAP LOGIN %s through PAM from 127.0.0.1; INBOX has both messages" % user)
-worker, mpid = login_line("imap")
+worker, mpid = login_line("imap-login")
 assert uid_of(mpid) == u.pw_uid, "mail process %d runs as uid %d, not %s's %d" % (mpid, uid_of(mpid), user, u.pw_uid)
 ok("mail process (mpid=%d) runs as %s (uid %d) while the session is open" % (mpid, user, u.pw_uid))
 assert uid_of(worker) == postern_uid, "worker %d runs as uid %d, not postern's %d" % (worker, uid_of(worker), postern_uid)
