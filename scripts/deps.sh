@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs the Debian packages Postern builds, tests and runs with, only
-# those missing, non-interactively. Usage: scripts/deps.sh [build|test|fuzz|bench|deb]
+# those missing, non-interactively. Usage: scripts/deps.sh [build|test|fuzz|bench|deb|debtest]
 set -e
 build="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcmocka-dev libcrypt-dev libpam0g-dev openssl"
 test="$build python3 python3-aiosmtpd swaks bsd-mailx whois procps iproute2 valgrind"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot"
+debtest="$deb python3 swaks passwd"
 case "${1:-build}" in
-  build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;;
+  build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;; debtest) want=$debtest ;;
   *) echo "deps.sh: unknown set: $1" >&2; exit 2 ;;
 esac
 missing=""

@@ -94,6 +94,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 # ---- build and install ------------------------------------------------------
+"$top/scripts/deps.sh" debtest || fail "scripts/deps.sh debtest (swaks, python3, package tools)"
 if [ "$build" = 1 ]; then
 	run_quiet "make deb" make -C "$top" deb
 fi
