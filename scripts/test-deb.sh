@@ -284,6 +284,17 @@ ok "newaliases (POSTERN_CONF=TESTCONF) exits 0${out:+: $out}"
 out=$(POSTERN_CONF="$testconf" mailq 2>&1) || { echo "$out"; fail "mailq exits 0"; }
 ok "mailq (POSTERN_CONF=TESTCONF) exits 0: $(printf '%s' "$out" | head -n 1)"
 
+# cron and mailx run sendmail as the user, who cannot read ssl_key's file.
+out=$(printf 'Subject: from the user %s\n\nsent by the user\n' "$$" |
+	runuser -u "$user" -- /usr/sbin/sendmail -C "$testconf" "$user@localhost" 2>&1) ||
+	{ echo "$out"; fail "/usr/sbin/sendmail run by $user (not root) exits 0"; }
+for _ in $(seq 150); do
+	[ "$(grep -c '^From ' "$mbox")" -ge 3 ] && break
+	sleep 0.2
+done
+grep -q "^Subject: from the user $$" "$mbox" || fail "the message $user sent with sendmail is in $mbox"
+ok "/usr/sbin/sendmail run by $user (not root, as cron and mailx do) delivers"
+
 # ---- stop, clean up, purge -------------------------------------------------------------------
 kill -TERM "$server_pid"
 for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
