@@ -40,6 +40,11 @@ struct imap_session {
 	struct imap_view_msg *view;
 	size_t nview, capview;
 	size_t nkeywords_sent;        /* keyword table size last announced in FLAGS */
+	/* What the store last said of view entries whose messages another
+	 * session expunged, kept until our EXPUNGE for them goes out (FETCH
+	 * RFC822.SIZE / INTERNALDATE still answer); ascending UIDs. */
+	struct pt_msg_info *ghosts;
+	size_t nghosts;
 
 	/* SEARCHRES-free, CONDSTORE-free session: no more state needed by
 	 * FETCH/SEARCH than the view and the store. */
@@ -142,6 +147,8 @@ void imap_view_clear(struct imap_session *s);
 void imap_view_remove(struct imap_session *s, size_t idx);
 /* Store index of view entry idx, or (size_t)-1 when the message is gone. */
 size_t imap_view_store_index(const struct imap_session *s, size_t idx);
+/* The last known info of a view entry whose message is gone; NULL if none. */
+const struct pt_msg_info *imap_view_ghost(const struct imap_session *s, uint32_t uid);
 
 /* ---- commands implemented in separate files ---- */
 imap_cmd_fn imap_cmd_fetch;      /* imap_fetch.c  */

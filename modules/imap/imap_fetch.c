@@ -7,9 +7,10 @@
  * EXPUNGE (§7.4.1 forbids it during FETCH). What we still know of it (UID,
  * flags, and size and date as of before this command's sync) is answered
  * as usual, as Dovecot does from its index (imaptest "expunge" checks it).
- * When its text is asked for, we send nothing for it, the rest as usual,
- * and end with NO [EXPUNGEISSUED] (RFC 2180 §4.1.2, RFC 5530; Dovecot
- * 2.3 again): no made-up message content. */
+ * Its text is gone: body sections come as NIL, ENVELOPE/BODY/BODYSTRUCTURE
+ * and a size or date no longer known are left out (RFC 2180 §4.1.3), and
+ * the command still ends OK (the lead's call: the client learns of the
+ * expunge at its next NOOP instead of retrying a failed FETCH). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +33,13 @@ struct fetch_run {
 	struct imap_fetch_req req;
 	size_t *idx, n, pos;          /* view indexes; the one being sent */
 	unsigned char *implicit_flags; /* per idx: \Seen set now, FLAGS not asked */
-	/* Per idx, when no text is asked: the store's info from before this
-	 * command's sync, for messages that sync then found expunged. */
+	/* Per idx: the store's info from before this command's sync, for
+	 * messages that sync then found expunged. */
 	struct pt_msg_info *snap;
 	unsigned char *have_snap;
 	int view_only;                /* only UID and FLAGS: the view knows them */
+	int no_info, no_text;         /* the message being sent is gone: its
+	                                 size/date, its text are not known */
 
 	/* the message being sent */
 	struct pt_msg_info cur;
@@ -51,7 +54,6 @@ struct fetch_run {
 	const char *lit;              /* literal being streamed */
 	size_t litlen, litpos;
 
-	unsigned gone;                /* expunged by another session meanwhile */
 	int failed;
 };
 
@@ -109,7 +111,7 @@ run_snapshot(struct imap_session *s, struct fetch_run *r)
 	for (size_t i = 0; i < r->req.n; i++)
 		if (r->req.items[i].kind != IMAP_FI_UID && r->req.items[i].kind != IMAP_FI_FLAGS)
 			r->view_only = 0;
-	if (r->req.needs_text || r->view_only || r->n == 0)
+	if (r->view_only || r->n == 0)
 		return;
 	r->snap = malloc(r->n * sizeof *r->snap);
 	r->have_snap = calloc(r->n, 1);
@@ -330,38 +332,62 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 	pt_strbuf_free(&b);
 }
 
-/* Open the next message for sending: 1 ready, 0 skipped (gone or
- * unreadable; r->pos moved on). */
+static int
+item_is_octets(const struct imap_fetch_item *it)
+{
+	return it->kind == IMAP_FI_SECTION || it->kind == IMAP_FI_RFC822 ||
+	       it->kind == IMAP_FI_RFC822_HEADER || it->kind == IMAP_FI_RFC822_TEXT;
+}
+
+/* Can the item be answered for the current message? */
+static int
+item_known(const struct fetch_run *r, const struct imap_fetch_item *it)
+{
+	switch (it->kind) {
+	case IMAP_FI_INTERNALDATE:
+	case IMAP_FI_SIZE:
+		return !r->no_info;
+	case IMAP_FI_ENVELOPE:
+	case IMAP_FI_BODY:
+	case IMAP_FI_BODYSTRUCTURE:
+		return !r->no_text;
+	default:
+		return 1;   /* UID, FLAGS; body sections as NIL when gone */
+	}
+}
+
+/* Open the next message for sending: 1 ready, 0 skipped (unreadable or
+ * nothing known to say; r->pos moved on). */
 static int
 run_message_start(struct imap_session *s, struct fetch_run *r)
 {
 	size_t vi = r->idx[r->pos], si = store_index(s, vi);
 	struct pt_status st = { 0 };
 
+	r->no_info = r->no_text = 0;
 	if (si != (size_t)-1) {
 		r->cur = *s->mbx->info(s->mb, si);
 	} else if (r->have_snap && r->have_snap[r->pos]) {
 		r->cur = r->snap[r->pos];
-	} else if (r->view_only) {
+	} else if (imap_view_ghost(s, s->view[vi].uid)) {
+		r->cur = *imap_view_ghost(s, s->view[vi].uid);
+	} else {
 		memset(&r->cur, 0, sizeof r->cur);
 		r->cur.uid = s->view[vi].uid;
-	} else {
-		r->gone++;
-		r->pos++;
-		return 0;
+		r->no_info = 1;
 	}
-	if (r->req.needs_text) {
-		if (s->mbx->read(s->mb, s->view[vi].uid, &r->text, &st) != 0) {
-			if (store_index(s, vi) == (size_t)-1 || strcmp(st.dsn, "NONEXISTENT") == 0) {
-				r->gone++;
-			} else {
-				pt_warn("imap(%s): reading UID %u of %s failed: %s", s->user.name,
-				        s->view[vi].uid, s->selected ? s->selected : "?", st.text);
-				r->failed = 1;
-			}
+	if (r->req.needs_text && si == (size_t)-1) {
+		r->no_text = 1;
+	} else if (r->req.needs_text && s->mbx->read(s->mb, s->view[vi].uid, &r->text, &st) != 0) {
+		if (store_index(s, vi) != (size_t)-1 && strcmp(st.dsn, "NONEXISTENT") != 0) {
+			pt_warn("imap(%s): reading UID %u of %s failed: %s", s->user.name,
+			        s->view[vi].uid, s->selected ? s->selected : "?", st.text);
+			r->failed = 1;
 			r->pos++;
 			return 0;
 		}
+		r->no_text = 1;
+	} else if (r->req.needs_text) {
 		r->have_text = 1;
 		if (r->req.needs_parse) {
 			r->parsed = imap_msg_parse(r->text.data, r->text.len);
@@ -371,6 +397,15 @@ run_message_start(struct imap_session *s, struct fetch_run *r)
 				r->pos++;
 				return 0;
 			}
+		}
+	}
+	if (r->no_info || r->no_text) {
+		size_t k = 0;
+		while (k < r->req.n && !item_known(r, &r->req.items[k]))
+			k++;
+		if (k == r->req.n) {
+			r->pos++;   /* nothing known to say about it */
+			return 0;
 		}
 	}
 	{
@@ -415,6 +450,17 @@ run_step(struct imap_session *s, struct fetch_run *r)
 				send_flags(s, r, &s->view[vi]);
 				continue;
 			}
+			if (!item_known(r, it)) {
+				r->item++;
+				continue;
+			}
+			if (r->no_text && item_is_octets(it)) {
+				put_sep(s, r);
+				imap_write(s, it->name, strlen(it->name));
+				imap_write(s, " NIL", 4);
+				r->item++;
+				continue;
+			}
 			send_item(s, r, it, &s->view[vi], &r->cur);
 			r->item++;
 		}
@@ -431,9 +477,7 @@ run_finish(struct imap_session *s, struct fetch_run *r)
 	/* Flag changes and new mail may be told now; expunges may not
 	 * (RFC 3501 §7.4.1): sequence numbers must stay as the client knows. */
 	imap_sync(s, 0);
-	if (r->gone)
-		imap_tagged(s, r->tag, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
-	else if (r->failed)
+	if (r->failed)
 		imap_tagged(s, r->tag, "NO",
 		            "[SERVERBUG] Internal error occurred. Refer to server log for more information.");
 	else

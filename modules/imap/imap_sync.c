@@ -37,6 +37,9 @@ imap_view_clear(struct imap_session *s)
 	free(s->view);
 	s->view = NULL;
 	s->nview = s->capview = 0;
+	free(s->ghosts);
+	s->ghosts = NULL;
+	s->nghosts = 0;
 	s->nkeywords_sent = 0;
 	s->uidvalidity = 0;
 	s->uid_seen_max = 0;
@@ -64,11 +67,39 @@ imap_view_load(struct imap_session *s)
 	return 0;
 }
 
+static size_t
+ghost_find(const struct imap_session *s, uint32_t uid)
+{
+	size_t lo = 0, hi = s->nghosts;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->ghosts[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct pt_msg_info *
+imap_view_ghost(const struct imap_session *s, uint32_t uid)
+{
+	size_t g = ghost_find(s, uid);
+
+	return g < s->nghosts && s->ghosts[g].uid == uid ? &s->ghosts[g] : NULL;
+}
+
 void
 imap_view_remove(struct imap_session *s, size_t idx)
 {
 	if (idx >= s->nview)
 		return;
+	size_t g = ghost_find(s, s->view[idx].uid);
+	if (g < s->nghosts && s->ghosts[g].uid == s->view[idx].uid) {
+		memmove(&s->ghosts[g], &s->ghosts[g + 1], (s->nghosts - g - 1) * sizeof(s->ghosts[0]));
+		s->nghosts--;
+	}
 	memmove(&s->view[idx], &s->view[idx + 1], (s->nview - idx - 1) * sizeof(s->view[0]));
 	s->nview--;
 }
@@ -124,6 +155,32 @@ count_recent(const struct imap_session *s)
 	return r;
 }
 
+/* After a sync that may not send EXPUNGE: keep what pre (the store's
+ * list before it) said of view entries that just lost their message. */
+static void
+keep_ghosts(struct imap_session *s, const struct pt_msg_info *pre, size_t npre)
+{
+	size_t p = 0;
+
+	for (size_t i = 0; i < s->nview; i++) {
+		uint32_t uid = s->view[i].uid;
+		if (s->mbx->find(s->mb, uid) != (size_t)-1 || imap_view_ghost(s, uid) != NULL)
+			continue;
+		while (p < npre && pre[p].uid < uid)
+			p++;
+		if (p == npre || pre[p].uid != uid)
+			continue;
+		struct pt_msg_info *g = realloc(s->ghosts, (s->nghosts + 1) * sizeof(*g));
+		if (g == NULL)
+			return;   /* FETCH then leaves its size and date out */
+		s->ghosts = g;
+		size_t at = ghost_find(s, uid);
+		memmove(&g[at + 1], &g[at], (s->nghosts - at) * sizeof(*g));
+		g[at] = pre[p];
+		s->nghosts++;
+	}
+}
+
 void
 imap_sync(struct imap_session *s, int allow_expunge)
 {
@@ -132,7 +189,17 @@ imap_sync(struct imap_session *s, int allow_expunge)
 
 	if (s->mb == NULL)
 		return;
-	if (s->mbx->sync(s->mb, &changed, &st) != 0) {
+	/* Without EXPUNGE, a message gone meanwhile stays in the view: what
+	 * the store knew of it is copied first (the store forgets it). */
+	size_t npre = allow_expunge ? 0 : s->mbx->count(s->mb);
+	struct pt_msg_info *pre = npre ? malloc(npre * sizeof(*pre)) : NULL;
+	for (size_t i = 0; pre != NULL && i < npre; i++)
+		pre[i] = *s->mbx->info(s->mb, i);
+	int rc = s->mbx->sync(s->mb, &changed, &st);
+	if (rc == 0 && pre != NULL && changed)
+		keep_ghosts(s, pre, npre);
+	free(pre);
+	if (rc != 0) {
 		pt_warn("imap(%s): sync of %s failed: %s", s->user.name, s->selected ? s->selected : "?",
 		        st.text);
 		return;

@@ -51,6 +51,10 @@ class Compliance(unittest.TestCase):
         out = b.cmd("f2", "FETCH 2 UID")
         self.assertEqual(out[-1].split(" ")[1], "OK", out)
         self.assertIn("* 2 FETCH (UID %s)" % uid, out)
+        # its text is gone: NIL (RFC 2180 4.1.3), still OK (lead's decision)
+        out = b.cmd("f3", "FETCH 2 (RFC822.SIZE BODY.PEEK[])")
+        self.assertEqual(out[-1].split(" ")[1], "OK", out)
+        self.assertTrue(re.match(r"\* 2 FETCH \(RFC822.SIZE \d+ BODY\[\] NIL\)$", out[0]), out)
         self.assertIn("* 2 EXPUNGE", b.cmd("n", "NOOP"))
 
     # RFC 2180 4.4: COPY of a message another session expunged (not yet

@@ -552,6 +552,7 @@ teardown(void **state)
 	assert_null(f->s.cont);
 	pt_strbuf_free(&f->out);
 	free(f->s.view);
+	free(f->s.ghosts);
 	free(f);
 	return 0;
 }
@@ -731,17 +732,24 @@ test_fetch_expunged_meanwhile(void **state)
 	got = run(f, "FETCH 1:3 (UID BODY[TEXT])");
 	assert_non_null(strstr(got, "* 1 FETCH (UID 3 FLAGS (\\Seen \\Recent) BODY[TEXT]"));
 	assert_non_null(strstr(got, "* 3 FETCH (UID 9 BODY[TEXT] {7}\r\nzebra\r\n)\r\n"));
-	assert_null(strstr(got, "* 2 FETCH"));
+	/* its text is gone: NIL (RFC 2180 §4.1.3), and the command is OK */
+	assert_non_null(strstr(got, "* 2 FETCH (UID 7 BODY[TEXT] NIL)\r\n"));
 	/* no EXPUNGE during FETCH (RFC 3501 §7.4.1); the view keeps it */
 	assert_null(strstr(got, "EXPUNGE\r\n"));
 	assert_int_equal(f->s.nview, 3);
-	assert_non_null(strstr(got, "a1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n"));
+	assert_non_null(strstr(got, OK_FETCH));
+	/* structure items cannot be NIL: left out; nothing left, no line */
+	expect_prefix_ok(run(f, "FETCH 2:3 (BODY.PEEK[HEADER]<0.3> ENVELOPE)"),
+	                 "* 2 FETCH (BODY[HEADER]<0> NIL)\r\n", "");
+	got = run(f, "FETCH 2 BODYSTRUCTURE");
+	assert_true(strncmp(got, OK_FETCH, strlen(OK_FETCH)) == 0);
 	/* Without its text, what the view knows is still answered, as Dovecot. */
 	expect_prefix_ok(run(f, "FETCH 2 (UID FLAGS)"), "* 2 FETCH (UID 7 FLAGS (\\Flagged \\Recent work))\r\n",
 	                 OK_FETCH);
-	/* size and date of a message gone before this command are not known */
-	expect(run(f, "FETCH 2:3 RFC822.SIZE"),
-	       "* 3 FETCH (RFC822.SIZE 48)\r\na1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n");
+	/* size and date of a message gone before this command are not known:
+	 * left out, the rest answered */
+	expect_prefix_ok(run(f, "FETCH 2:3 RFC822.SIZE"), "* 3 FETCH (RFC822.SIZE 48)\r\n", OK_FETCH);
+	expect_prefix_ok(run(f, "FETCH 2 (INTERNALDATE UID)"), "* 2 FETCH (UID 7)\r\n", OK_FETCH);
 	/* SEARCH leaves it out and does not expunge either. */
 	got = run(f, "SEARCH ALL");
 	assert_non_null(strstr(got, "* SEARCH 1 3\r\n"));
@@ -761,9 +769,35 @@ test_fetch_expunged_at_sync_answers_from_before(void **state)
 	         strlen(MSG2));
 	expect_prefix_ok(run(f, "FETCH 2 (UID RFC822.SIZE INTERNALDATE)"), want, OK_FETCH);
 	assert_int_equal(f->s.nview, 3);
-	/* its text is gone */
-	expect(run(f, "FETCH 2 BODY.PEEK[]"),
-	       "a1 NO [EXPUNGEISSUED] Some of the requested messages no longer exist.\r\n");
+	/* its text is gone: NIL; size and date were kept from the earlier
+	 * command's sync until the EXPUNGE goes out */
+	snprintf(want, sizeof want, "* 2 FETCH (RFC822.SIZE %zu UID 7 INTERNALDATE \"29-Nov-2026 07:08:07 +0100\" "
+	         "BODY[] NIL)\r\n", strlen(MSG2));
+	expect_prefix_ok(run(f, "FETCH 2 (RFC822.SIZE UID INTERNALDATE BODY.PEEK[])"), want, OK_FETCH);
+	assert_non_null(imap_view_ghost(&f->s, 7));
+	/* the EXPUNGE (a sync that may send it, as at NOOP) forgets it */
+	imap_sync(&f->s, 1);
+	assert_int_equal(f->s.nview, 2);
+	assert_null(imap_view_ghost(&f->s, 7));
+	assert_int_equal(f->s.nghosts, 0);
+}
+
+/* Text asked for a message the command's own sync finds expunged: body
+ * sections NIL, size and date from before, the others in full, OK. */
+static void
+test_fetch_text_expunged_at_sync(void **state)
+{
+	struct fixture *f = *state;
+	char want[256];
+	const char *got;
+
+	fexpunge_at_sync = 7;
+	got = run(f, "FETCH 2:3 (RFC822.SIZE BODY.PEEK[TEXT])");
+	snprintf(want, sizeof want, "* 2 FETCH (RFC822.SIZE %zu BODY[TEXT] NIL)\r\n", strlen(MSG2));
+	assert_true(strncmp(got, want, strlen(want)) == 0);
+	assert_non_null(strstr(got, "* 3 FETCH (RFC822.SIZE 48 BODY[TEXT] {7}\r\nzebra\r\n)\r\n"));
+	assert_non_null(strstr(got, OK_FETCH));
+	assert_null(strstr(got, "EXPUNGE"));
 }
 
 static void
@@ -978,6 +1012,7 @@ stream_teardown(void **state)
 	close(sf->peer);
 	pt_loop_free(sf->loop);
 	free(sf->s.view);
+	free(sf->s.ghosts);
 	free(sf);
 	return 0;
 }
@@ -1096,6 +1131,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_expunged_meanwhile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_expunged_at_sync_answers_from_before, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_text_expunged_at_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_changed_elsewhere_told, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_basic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_text_keys_load_lazily, setup, teardown),
