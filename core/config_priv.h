@@ -83,6 +83,11 @@ void pt_cfg_sort_errors(struct pt_config *c);
 /* Best declared name for an unknown one, or NULL. */
 const char *pt_cfg_suggest(const struct pt_config *c, const char *name);
 
+/* config_expand.c: when set, a `< /path` value whose file the caller may
+ * not read becomes "" instead of an error (sendmail, mailq, newaliases
+ * run by ordinary users; the server and `postern check` keep the error). */
+extern int pt_cfg_unreadable_includes_ok;
+
 /* config_types.c */
 /* Reads a regular file of at most max bytes into a NUL-terminated buffer.
  * NULL with a reason in err (strerror, "not a regular file", too large). */

@@ -25,7 +25,9 @@ pt_cfg_read_file(const char *path, size_t max, size_t *len, char *err, size_t er
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 
 	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
+		int e = errno;
+		snprintf(err, errlen, "%s", strerror(e));
+		errno = e;
 		return NULL;
 	}
 	if (fstat(fd, &st) < 0) {

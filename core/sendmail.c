@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "config_int.h"
+#include "config_priv.h"
 #include "loader.h"
 #include "queue.h"
 #include "runtime.h"
@@ -29,7 +30,9 @@
 static struct pt_config *
 load_conf(const char *prog, const char *path)
 {
+	pt_cfg_unreadable_includes_ok = 1;
 	struct pt_config *c = pt_runtime_load(path);
+	pt_cfg_unreadable_includes_ok = 0;
 	if (!c) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return NULL;

@@ -51,6 +51,35 @@ class SendmailTest(unittest.TestCase):
         self.assertRegex(log, r"postern/pickup\[\d+\]: [0-9A-F]+: uid=0 from=<root@example.com.ar>")
         self.assertEqual(os.listdir(self.server.path("queue", "maildrop")), [])
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to make a key file only root can read")
+    def test_ordinary_user_sendmail_with_a_root_only_tls_key(self):
+        """The shipped config reads the TLS key with `ssl_key = < FILE`, which
+        only root may read; sendmail run by an ordinary user (cron, mailx)
+        must still work, while `postern check` keeps reporting the file."""
+        key = self.server.path("root-only.key")
+        with open(key, "w") as f:
+            f.write("-----BEGIN PRIVATE KEY-----\n")
+        os.chown(key, 0, 0)
+        os.chmod(key, 0o600)
+        conf = self.server.path("client.conf")
+        with open(self.server.conf_file) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text + "ssl_key = < %s\n" % key)
+        os.chmod(conf, 0o644)
+        os.chmod(self.bindir, 0o755)
+        r = subprocess.run([os.path.join(self.bindir, "sendmail"), "-C", conf, "-i", "alice"],
+                           input=b"Subject: from nobody\n\nhello\n", capture_output=True,
+                           env=self.server.env(), timeout=60, preexec_fn=self.server._preexec)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"cannot read", r.stderr)
+        m = self.server.wait_messages("alice", 1)[0]
+        self.assertEqual(m["Subject"], "from nobody")
+        r = subprocess.run([BIN, "check", "-c", conf], capture_output=True, env=self.server.env(),
+                           timeout=60, preexec_fn=self.server._preexec)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"cannot read %s: Permission denied" % key.encode(), r.stdout + r.stderr)
+
     def test_cron_flags(self):
         r = self.run_as("sendmail", ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice"],
                         input=b"Subject: Cron <root@host> run-parts\n\nsome output\n.\nmore\n")
