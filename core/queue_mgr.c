@@ -193,7 +193,9 @@ take_lock(void)
 	if (pt_qs.have_lock)
 		return 1;
 	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/%s/qmgr.lock", pt_qs.qdir, PT_QDIR_PID);
+	/* private/, not pid/: as root the master makes pid/ for its own pid
+	 * file, and the worker (mail_owner) could not create the lock there. */
+	snprintf(path, sizeof path, "%s/%s/qmgr.lock", pt_qs.qdir, PT_QDIR_PRIVATE);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return 0;

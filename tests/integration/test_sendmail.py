@@ -170,5 +170,27 @@ class NoAliasModuleTest(unittest.TestCase):
         self.assertIn("alias module is not loaded", r.stdout.decode())
 
 
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+class RootDefaultPidFileTest(unittest.TestCase):
+    """As root with the default pid_file ($queue_directory/pid/master.pid,
+    a directory the root master makes) the worker, running as mail_owner,
+    still takes the queue lock and picks up locally submitted mail."""
+
+    def test_sendmail_mail_leaves_maildrop(self):
+        s = Server(modules=("mbox", "smtp"), as_root=True,
+                   conf="pid_file = $queue_directory/pid/master.pid\nmail_owner = nobody\n")
+        self.addCleanup(s.cleanup)
+        s.start()
+        r = subprocess.run([BIN, "sendmail", "-i", "alice"], input=b"Subject: root pid\n\nhi\n",
+                           capture_output=True, env=s.env(), timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Picked up and handed to the queue manager (delivery itself is not
+        # the point here: these passwd-file users have no system uid).
+        s.wait_log("(queue active)")
+        self.assertRegex(s.log(), r"postern/pickup\[\d+\]: [0-9A-F]+: uid=0 from=<root@example.com.ar>")
+        wait_for(lambda: os.listdir(s.path("queue", "maildrop")) == [], 10, what="empty maildrop")
+        self.assertEqual(os.stat(s.path("queue", "pid")).st_uid, 0)
+
+
 if __name__ == "__main__":
     unittest.main()
