@@ -570,9 +570,9 @@ store_status(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
 	if (mb == NULL)
 		return -1;
 	memset(out, 0, sizeof *out);
-	out->messages = (uint32_t)mb->nview;
-	for (size_t i = 0; i < mb->nview; i++) {
-		const struct pt_msg_info *m = &mb->view[i];
+	out->messages = (uint32_t)ms_mbox_count(mb);
+	for (size_t i = 0; i < out->messages; i++) {
+		const struct pt_msg_info *m = ms_mbox_info(mb, i);
 		if (m->flags & PT_F_RECENT)
 			out->recent++;
 		if (!(m->flags & PT_F_SEEN)) {

@@ -107,8 +107,14 @@ struct ms_folder {
 	char *kw[PT_KEYWORDS_MAX];
 	size_t nkw;
 	size_t nkw_written;            /* table size as in X-IMAPbase on disk */
+	/* The message list. After an index load it lives in a private
+	 * mapping of the index file (map, map_len): untouched pages stay the
+	 * page cache's, shared by every open of the folder; a write copies
+	 * only its page, growing moves it to the heap. */
 	struct ms_msg *m;
 	size_t n, cap;
+	void *map;
+	size_t map_len;
 	int base_ok;                   /* first message's X-IMAPbase is current */
 	int64_t junk;                  /* bytes before the first From_ line */
 };
@@ -131,6 +137,10 @@ int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct
 void ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk);
 /* Keyword table index, adding when add (and room). */
 int ms_folder_keyword(struct ms_folder *f, const char *name, int add);
+/* Room for want records in f->m, on the heap (out of the mapping). */
+int ms_folder_reserve(struct ms_folder *f, size_t want);
+/* Let go of f->m (heap or mapping); n and cap become 0. */
+void ms_folder_drop_msgs(struct ms_folder *f);
 /* Binary search by UID in f->m. */
 size_t ms_folder_find(const struct ms_folder *f, uint32_t uid);
 /* Assign the folder a UIDVALIDITY from the store counter. */
@@ -151,6 +161,8 @@ int ms_index_save(const struct ms_folder *f);
  * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
  * 0 none/corrupt. */
 int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb);
+/* Does the index describe exactly this file state (head only)? */
+int ms_index_matches(const struct ms_folder *f, const struct stat *sb);
 
 /* mkdir -p with mode 0700 for the store's directories. */
 int ms_mkdirs(const char *path, int include_last);
@@ -165,14 +177,23 @@ struct pt_mstore {
 	char inbox[MS_PATH_MAX];
 };
 
+/* The session's list as of its last sync is f->m[0..nview) itself while
+ * the file state has not moved since (the idle case: no second copy per
+ * message); an operation that reloads f->m first copies the list to
+ * snap, which then serves as the list until the next sync. */
+struct ms_info_ring;
 struct pt_mbox {
 	struct pt_mstore *ms;
 	struct ms_folder f;
 	int readonly;
 	int synced;
 	int stale;                     /* file state moved since the view */
-	struct pt_msg_info *view;
+	int recent_by_state;           /* \Recent = not MS_OLD (read-only opens) */
 	size_t nview;
+	struct pt_msg_info *snap;      /* NULL: the list is f->m[0..nview) */
+	uint32_t *recent;              /* else: UIDs whose \Recent this open took */
+	size_t nrecent;
+	struct ms_info_ring *ring;     /* info()'s answers */
 };
 
 /* Normalise and check a folder name ("inbox" -> "INBOX"); -1 with st. */

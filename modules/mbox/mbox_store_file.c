@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,11 +121,51 @@ ms_folder_free(struct ms_folder *f)
 	for (size_t i = 0; i < f->nkw; i++)
 		free(f->kw[i]);
 	f->nkw = 0;
-	free(f->m);
-	f->m = NULL;
-	f->n = f->cap = 0;
+	ms_folder_drop_msgs(f);
 	shared_put(f->sh);
 	f->sh = NULL;
+}
+
+void
+ms_folder_drop_msgs(struct ms_folder *f)
+{
+	if (f->map != NULL)
+		munmap(f->map, f->map_len);
+	else
+		free(f->m);
+	f->map = NULL;
+	f->map_len = 0;
+	f->m = NULL;
+	f->n = f->cap = 0;
+}
+
+int
+ms_folder_reserve(struct ms_folder *f, size_t want)
+{
+	if (want <= f->cap && f->map == NULL)
+		return 0;
+	if (want > SIZE_MAX / sizeof *f->m)
+		return -1;
+	struct ms_msg *m;
+	if (f->map == NULL) {
+		m = realloc(f->m, want * sizeof *m);
+		if (m == NULL)
+			return -1;
+	} else {
+		if (want < f->n)
+			want = f->n;
+		m = malloc((want ? want : 1) * sizeof *m);
+		if (m == NULL)
+			return -1;
+		if (f->n)
+			memcpy(m, f->m, f->n * sizeof *m);
+		munmap(f->map, f->map_len);
+		f->map = NULL;
+		f->map_len = 0;
+	}
+	f->m = m;
+	f->cap = want;
+	return 0;
 }
 
 int
@@ -265,18 +306,15 @@ struct parse {
 	int err;
 };
 
+/* Growth by an eighth: every open of a big folder keeps its list, so
+ * doubling's slack (up to 100% after a delivery) would cost per session;
+ * realloc of such blocks moves pages, not bytes. */
 static int
 grow_msgs(struct ms_folder *f)
 {
 	if (f->n < f->cap)
 		return 0;
-	size_t cap = f->cap ? f->cap * 2 : 64;
-	struct ms_msg *m = realloc(f->m, cap * sizeof *m);
-	if (m == NULL)
-		return -1;
-	f->m = m;
-	f->cap = cap;
-	return 0;
+	return ms_folder_reserve(f, f->cap + f->cap / 8 + 64);
 }
 
 static int
@@ -473,7 +511,20 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
 	    from_line_at(f->fd, f->known.st_size)) {
-		tail = f->known.st_size;
+		/* Another open that wrote or read the new mail saved an index
+		 * of exactly this file: mapping it shares its pages with that
+		 * open instead of growing a private copy of the list. */
+		struct stat isb;
+		int rc = ms_index_matches(f, &sb) ? ms_index_load(f, &sb, &isb) : 0;
+		if (rc == 1) {
+			f->known = sb;
+			f->gen = gen;
+			return 0;
+		}
+		tail = rc == 0 ? f->known.st_size : -1;
+		if (rc == 2 && isb.st_ino == sb.st_ino && isb.st_dev == sb.st_dev &&
+		    isb.st_size < sb.st_size && from_line_at(f->fd, isb.st_size))
+			tail = isb.st_size;
 	} else {
 		struct stat isb;
 		int rc = ms_index_load(f, &sb, &isb);
@@ -498,6 +549,14 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		f->known_valid = 0;
 		f->n = 0;
 		return -1;
+	}
+	/* A first parse leaves its growth slack behind: give it back. */
+	if (tail == 0 && f->map == NULL && f->n && f->cap > f->n) {
+		struct ms_msg *m = realloc(f->m, f->n * sizeof *m);
+		if (m != NULL) {
+			f->m = m;
+			f->cap = f->n;
+		}
 	}
 	if (f->uidvalidity == 0) {
 		f->uidvalidity = ms_new_uidvalidity(f->root);

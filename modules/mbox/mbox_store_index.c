@@ -2,19 +2,23 @@
  * the parsed message list with the mbox's identity (inode, size, mtime)
  * at the time, so an unchanged folder opens without reading the mbox and
  * a grown one is read from its old end. Also keeps UIDVALIDITY/UIDNEXT of
- * empty folders. Anything odd in it = ignored, rebuilt from the mbox. */
+ * empty folders. Anything odd in it = ignored, rebuilt from the mbox.
+ * The records start 8-aligned so a load maps them in place (see
+ * ms_folder.map): the file is only ever replaced by rename, never
+ * rewritten, so a mapping stays valid. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mbox_store.h"
 
-#define INDEX_MAGIC "PTIDX002"
+#define INDEX_MAGIC "PTIDX003"
 #define INDEX_NAME "postern.index"
 
 struct index_head {
@@ -26,6 +30,13 @@ struct index_head {
 	int64_t junk;
 	uint64_t sum;                  /* FNV-1a of everything after the head */
 };
+
+/* Where the records start: after the head and the names, 8-aligned. */
+static uint64_t
+records_at(uint32_t kwbytes)
+{
+	return ((uint64_t)sizeof(struct index_head) + kwbytes + 7) & ~(uint64_t)7;
+}
 
 static uint64_t
 fnv(uint64_t h, const void *p, size_t n)
@@ -117,6 +128,10 @@ ms_index_save(const struct ms_folder *f)
 	int rc = write_all(fd, &h, sizeof h);
 	for (size_t i = 0; rc == 0 && i < f->nkw; i++)
 		rc = write_all(fd, f->kw[i], strlen(f->kw[i]) + 1);
+	static const char zeros[8];
+	size_t pad = (size_t)(records_at(h.kwbytes) - sizeof h - h.kwbytes);
+	if (rc == 0 && pad)
+		rc = write_all(fd, zeros, pad);
 	if (rc == 0 && f->n)
 		rc = write_all(fd, f->m, f->n * sizeof *f->m);
 	if (close(fd) != 0)
@@ -145,44 +160,80 @@ read_all(int fd, void *p, size_t n)
 	return 0;
 }
 
-int
-ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
+static int
+index_open(const struct ms_folder *f, struct index_head *h, struct stat *isb)
 {
 	char path[MS_PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return 0;
+		return -1;
+	if (fstat(fd, isb) != 0 || !S_ISREG(isb->st_mode) || read_all(fd, h, sizeof *h) != 0 ||
+	    memcmp(h->magic, INDEX_MAGIC, 8) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+head_matches(const struct index_head *h, const struct stat *sb)
+{
+	return (uint64_t)sb->st_dev == h->dev && (uint64_t)sb->st_ino == h->ino &&
+	       (uint64_t)sb->st_size == h->size && (int64_t)sb->st_mtim.tv_sec == h->mtime_s &&
+	       (int64_t)sb->st_mtim.tv_nsec == h->mtime_ns;
+}
+
+int
+ms_index_matches(const struct ms_folder *f, const struct stat *sb)
+{
 	struct index_head h;
 	struct stat isb;
-	char *kwbuf = NULL;
-	struct ms_msg *m = NULL;
+	int fd = index_open(f, &h, &isb);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return head_matches(&h, sb);
+}
+
+int
+ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
+{
+	struct index_head h;
+	struct stat isb;
+	int fd = index_open(f, &h, &isb);
+	if (fd < 0)
+		return 0;
+	char *map = MAP_FAILED;
+	size_t map_len = 0;
 	int rc = 0;
-	if (fstat(fd, &isb) != 0 || read_all(fd, &h, sizeof h) != 0 ||
-	    memcmp(h.magic, INDEX_MAGIC, 8) != 0 || h.rec_size != sizeof(struct ms_msg) ||
-	    h.nkw > PT_KEYWORDS_MAX || h.kwbytes > PT_KEYWORDS_MAX * 64 ||
-	    (uint64_t)isb.st_size != sizeof h + h.kwbytes + (uint64_t)h.nmsg * sizeof *m)
+	uint64_t rec_at = records_at(h.kwbytes);
+	if (h.rec_size != sizeof(struct ms_msg) || h.nkw > PT_KEYWORDS_MAX ||
+	    h.kwbytes > PT_KEYWORDS_MAX * 64 ||
+	    (uint64_t)isb.st_size != rec_at + (uint64_t)h.nmsg * sizeof(struct ms_msg) ||
+	    (uint64_t)isb.st_size > SIZE_MAX)
 		goto out;
-	kwbuf = malloc(h.kwbytes + 1);
-	m = h.nmsg ? malloc((size_t)h.nmsg * sizeof *m) : NULL;
-	if (kwbuf == NULL || (h.nmsg && m == NULL) || read_all(fd, kwbuf, h.kwbytes) != 0 ||
-	    (h.nmsg && read_all(fd, m, (size_t)h.nmsg * sizeof *m) != 0))
+	/* Private and writable: a flag change copies one page, never
+	 * touching the file; unchanged pages stay shared. */
+	map_len = (size_t)isb.st_size;
+	map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED)
 		goto out;
-	kwbuf[h.kwbytes] = '\0';
+	const char *kwbuf = map + sizeof h;
+	struct ms_msg *m = (struct ms_msg *)(void *)(map + rec_at);
 	uint64_t sum = fnv(0xcbf29ce484222325ull, kwbuf, h.kwbytes);
 	sum = fnv(sum, m, (size_t)h.nmsg * sizeof *m);
 	if (sum != h.sum || h.uidvalidity == 0 || h.uidnext == 0)
 		goto out;
 	/* The names must be exactly nkw NUL-terminated valid keywords. */
-	char *names[PT_KEYWORDS_MAX];
+	const char *names[PT_KEYWORDS_MAX];
 	size_t nn = 0, pos = 0;
 	while (pos < h.kwbytes && nn < h.nkw) {
-		names[nn] = kwbuf + pos;
-		size_t l = strlen(kwbuf + pos);
-		if (!ms_keyword_valid(names[nn]))
+		const char *nul = memchr(kwbuf + pos, '\0', h.kwbytes - pos);
+		if (nul == NULL || !ms_keyword_valid(kwbuf + pos))
 			goto out;
-		pos += l + 1;
-		nn++;
+		names[nn++] = kwbuf + pos;
+		pos = (size_t)(nul - kwbuf) + 1;
 	}
 	if (nn != h.nkw || pos != h.kwbytes)
 		goto out;
@@ -198,12 +249,12 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	/* The table only grows: bits already handed out (a keyword made for
 	 * a STORE that is about to be written) keep their meaning, and the
 	 * index's bits are mapped onto it. */
-	int map[PT_KEYWORDS_MAX], same = 1, base_ok = f->base_ok;
+	int map_kw[PT_KEYWORDS_MAX], same = 1, base_ok = f->base_ok;
 	for (size_t i = 0; i < nn; i++) {
-		map[i] = ms_folder_keyword(f, names[i], 1);
-		if (map[i] < 0)
+		map_kw[i] = ms_folder_keyword(f, names[i], 1);
+		if (map_kw[i] < 0)
 			goto out;   /* table full: a full parse sorts it out */
-		if (map[i] != (int)i)
+		if (map_kw[i] != (int)i)
 			same = 0;
 	}
 	if (f->nkw == nn)
@@ -212,8 +263,9 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		uint64_t kw = 0;
 		for (size_t b = 0; b < nn; b++)
 			if (m[i].info.keywords >> b & 1u)
-				kw |= 1ull << map[b];
-		m[i].info.keywords = kw;
+				kw |= 1ull << map_kw[b];
+		if (m[i].info.keywords != kw)
+			m[i].info.keywords = kw;
 	}
 	f->nkw_written = nn;
 	f->uidvalidity = h.uidvalidity;
@@ -224,19 +276,19 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	idx_sb->st_size = (off_t)h.size;
 	idx_sb->st_mtim.tv_sec = (time_t)h.mtime_s;
 	idx_sb->st_mtim.tv_nsec = (long)h.mtime_ns;
-	free(f->m);
-	f->m = m;
+	ms_folder_drop_msgs(f);
+	if (h.nmsg) {
+		f->m = m;
+		f->map = map;
+		f->map_len = map_len;
+		map = MAP_FAILED;
+	}
 	f->n = f->cap = h.nmsg;
 	f->junk = h.junk;
-	m = NULL;
-	rc = 2;
-	if (sb && (uint64_t)sb->st_dev == h.dev && (uint64_t)sb->st_ino == h.ino &&
-	    (uint64_t)sb->st_size == h.size && (int64_t)sb->st_mtim.tv_sec == h.mtime_s &&
-	    (int64_t)sb->st_mtim.tv_nsec == h.mtime_ns)
-		rc = 1;
+	rc = sb && head_matches(&h, sb) ? 1 : 2;
 out:
-	free(kwbuf);
-	free(m);
+	if (map != MAP_FAILED)
+		munmap(map, map_len);
 	close(fd);
 	return rc;
 }

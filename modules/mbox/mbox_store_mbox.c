@@ -13,6 +13,14 @@
 
 #include "mbox_store.h"
 
+/* info() hands out copies: callers may hold a few at once (one message's
+ * info across a read of another), none across a sync. */
+#define RING 8
+struct ms_info_ring {
+	struct pt_msg_info v[RING];
+	unsigned next;
+};
+
 struct pt_mbox *
 ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_status *st)
 {
@@ -38,7 +46,14 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 	}
 	mb->ms = ms;
 	mb->readonly = readonly;
+	mb->ring = calloc(1, sizeof *mb->ring);
+	if (mb->ring == NULL) {
+		free(mb);
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return NULL;
+	}
 	if (ms_folder_init(&mb->f, ms->root, norm, path, &ms->set, st) != 0) {
+		free(mb->ring);
 		free(mb);
 		return NULL;
 	}
@@ -56,22 +71,10 @@ ms_mbox_close(struct pt_mbox *mb)
 	if (mb == NULL)
 		return;
 	ms_folder_free(&mb->f);
-	free(mb->view);
+	free(mb->snap);
+	free(mb->recent);
+	free(mb->ring);
 	free(mb);
-}
-
-static size_t
-view_find(const struct pt_msg_info *v, size_t n, uint32_t uid)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v[mid].uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && v[lo].uid == uid ? lo : (size_t)-1;
 }
 
 /* In an ascending UID list? */
@@ -87,6 +90,65 @@ uid_in(const uint32_t *u, size_t n, uint32_t uid)
 			hi = mid;
 	}
 	return lo < n && u[lo] == uid;
+}
+
+static uint32_t
+view_uid(const struct pt_mbox *mb, size_t i)
+{
+	return mb->snap ? mb->snap[i].uid : mb->f.m[i].info.uid;
+}
+
+static size_t
+view_find(const struct pt_mbox *mb, uint32_t uid)
+{
+	size_t lo = 0, hi = mb->nview;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (view_uid(mb, mid) < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < mb->nview && view_uid(mb, lo) == uid ? lo : (size_t)-1;
+}
+
+/* Message i of the list as the last sync left it, f->m being that list. */
+static void
+derive(const struct pt_mbox *mb, size_t i, struct pt_msg_info *out)
+{
+	const struct ms_msg *r = &mb->f.m[i];
+	*out = r->info;
+	out->flags &= PT_F_SYSTEM;
+	if (mb->recent_by_state ? !(r->state & MS_OLD) : uid_in(mb->recent, mb->nrecent, out->uid))
+		out->flags |= PT_F_RECENT;
+}
+
+/* Before f->m may be reloaded outside a sync: keep the list as it is. */
+static int
+snap_take(struct pt_mbox *mb, struct pt_status *st)
+{
+	if (mb->snap != NULL || !mb->synced || mb->nview == 0)
+		return 0;
+	struct pt_msg_info *v = malloc(mb->nview * sizeof *v);
+	if (v == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < mb->nview; i++)
+		derive(mb, i, &v[i]);
+	mb->snap = v;
+	return 0;
+}
+
+/* After such an operation: f->m still is the list unless the file moved
+ * (stale), the operation failed midway, or it removed messages. */
+static void
+snap_settle(struct pt_mbox *mb, int had_snap, int keep)
+{
+	if (had_snap || keep || mb->stale || mb->f.n != mb->nview)
+		return;
+	free(mb->snap);
+	mb->snap = NULL;
 }
 
 static int
@@ -131,6 +193,10 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	*changed = 0;
 	if (mb->synced && !mb->stale && ms_folder_current(f))
 		return 0;
+	/* The list before, to tell what changed (and to stay the list if
+	 * this sync fails). */
+	if (snap_take(mb, st) != 0)
+		return -1;
 	struct mbox_lock lk;
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
@@ -139,7 +205,8 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	 * 'O' is written under this same lock, so no other open gets it. */
 	uint32_t *taken = NULL;
 	size_t ntaken = 0;
-	if (!mb->readonly && f->writable) {
+	int by_state = mb->readonly || !f->writable;
+	if (!by_state) {
 		for (size_t i = 0; i < f->n; i++)
 			if (!(f->m[i].state & MS_OLD))
 				ntaken++;
@@ -165,33 +232,48 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 		free(taken);
 		return -1;
 	}
-	struct pt_msg_info *v = f->n ? malloc(f->n * sizeof *v) : NULL;
-	if (f->n && v == NULL) {
-		free(taken);
-		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
-		return -1;
-	}
-	int diff = !mb->synced || f->n != mb->nview;
-	for (size_t i = 0; i < f->n; i++) {
-		v[i] = f->m[i].info;
-		v[i].flags &= PT_F_SYSTEM;
-		int recent;
-		if (mb->readonly || !f->writable) {
-			recent = !(f->m[i].state & MS_OLD);
-		} else {
-			size_t j = view_find(mb->view, mb->nview, v[i].uid);
-			recent = uid_in(taken, ntaken, v[i].uid) ||
-			         (j != (size_t)-1 && (mb->view[j].flags & PT_F_RECENT));
+	/* This open's \Recent: what it took now, and what it held before
+	 * of the messages still there (both lists ascending). */
+	uint32_t *rec = NULL;
+	size_t nrec = 0;
+	if (!by_state) {
+		size_t most = ntaken + (mb->recent_by_state ? 0 : mb->nrecent);
+		if (most && (rec = malloc(most * sizeof *rec)) == NULL) {
+			free(taken);
+			pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+			return -1;
 		}
-		if (recent)
-			v[i].flags |= PT_F_RECENT;
-		if (!diff && (mb->view[i].uid != v[i].uid || mb->view[i].flags != v[i].flags ||
-		              mb->view[i].keywords != v[i].keywords))
-			diff = 1;
+		size_t a = 0, b = 0, nold = mb->recent_by_state ? 0 : mb->nrecent;
+		while (a < ntaken || b < nold) {
+			uint32_t u;
+			int now = 1;
+			if (b == nold || (a < ntaken && taken[a] < mb->recent[b])) {
+				u = taken[a++];
+			} else if (a == ntaken || mb->recent[b] < taken[a]) {
+				u = mb->recent[b++];
+				now = 0;
+			} else {
+				u = taken[a++];
+				b++;
+			}
+			if (now || ms_folder_find(f, u) != (size_t)-1)
+				rec[nrec++] = u;
+		}
 	}
 	free(taken);
-	free(mb->view);
-	mb->view = v;
+	free(mb->recent);
+	mb->recent = rec;
+	mb->nrecent = nrec;
+	mb->recent_by_state = by_state;
+	int diff = !mb->synced || f->n != mb->nview;
+	for (size_t i = 0; !diff && i < f->n; i++) {
+		struct pt_msg_info now;
+		derive(mb, i, &now);
+		const struct pt_msg_info *was = &mb->snap[i];
+		diff = was->uid != now.uid || was->flags != now.flags || was->keywords != now.keywords;
+	}
+	free(mb->snap);
+	mb->snap = NULL;
 	mb->nview = f->n;
 	mb->synced = 1;
 	mb->stale = 0;
@@ -208,13 +290,20 @@ ms_mbox_count(const struct pt_mbox *mb)
 const struct pt_msg_info *
 ms_mbox_info(const struct pt_mbox *mb, size_t i)
 {
-	return i < mb->nview ? &mb->view[i] : NULL;
+	if (i >= mb->nview)
+		return NULL;
+	if (mb->snap)
+		return &mb->snap[i];
+	struct ms_info_ring *ring = mb->ring;
+	struct pt_msg_info *out = &ring->v[ring->next++ % RING];
+	derive(mb, i, out);
+	return out;
 }
 
 size_t
 ms_mbox_find(const struct pt_mbox *mb, uint32_t uid)
 {
-	return view_find(mb->view, mb->nview, uid);
+	return view_find(mb, uid);
 }
 
 uint32_t
@@ -227,7 +316,7 @@ uint32_t
 ms_mbox_uidnext(const struct pt_mbox *mb)
 {
 	/* As of the last sync: at least one above the last message seen. */
-	uint32_t n = mb->nview ? mb->view[mb->nview - 1].uid + 1 : 1;
+	uint32_t n = mb->nview ? view_uid(mb, mb->nview - 1) + 1 : 1;
 	return mb->f.uidnext > n ? mb->f.uidnext : n;
 }
 
@@ -269,12 +358,19 @@ ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct p
 	struct ms_folder *f = &mb->f;
 	memset(out, 0, sizeof *out);
 	struct mbox_lock lk = { .fd = -1 };
-	if (!ms_folder_current(f) && refresh(mb, &lk, st) != 0)
-		return -1;
+	if (!ms_folder_current(f)) {
+		int had = mb->snap != NULL;
+		if (snap_take(mb, st) != 0)
+			return -1;
+		int rc = refresh(mb, &lk, st);
+		snap_settle(mb, had, rc != 0);
+		if (rc != 0)
+			return -1;
+	}
 	size_t i = ms_folder_find(f, uid);
 	struct mbox_buf raw = { 0 }, wire = { 0 };
 	int rc = -1;
-	if (i == (size_t)-1 || view_find(mb->view, mb->nview, uid) == (size_t)-1) {
+	if (i == (size_t)-1 || view_find(mb, uid) == (size_t)-1) {
 		pt_status_set(st, 550, "NONEXISTENT", "Message was expunged");
 		goto out;
 	}
@@ -322,6 +418,9 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		pt_status_set(st, 550, "CANNOT", "Mailbox is read-only");
 		return -1;
 	}
+	int had = mb->snap != NULL;
+	if (snap_take(mb, st) != 0)
+		return -1;
 	struct mbox_lock lk;
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
@@ -349,16 +448,18 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 	}
 	int rc = write_if_needed(f, st);
 	ms_folder_unlock(f, &lk);
+	/* Unchanged file: f->m, now with these flags, is the list again. */
+	snap_settle(mb, had, rc != 0);
 	if (rc != 0)
 		return -1;
-	for (size_t k = 0; k < n; k++) {
+	for (size_t k = 0; mb->snap && k < n; k++) {
 		uint32_t uid = u ? u[k].uid : c[k].uid;
-		size_t j = view_find(mb->view, mb->nview, uid);
+		size_t j = view_find(mb, uid);
 		size_t i = ms_folder_find(f, uid);
 		if (j == (size_t)-1 || i == (size_t)-1)
 			continue;
-		mb->view[j].flags = (mb->view[j].flags & PT_F_RECENT) | f->m[i].info.flags;
-		mb->view[j].keywords = f->m[i].info.keywords;
+		mb->snap[j].flags = (mb->snap[j].flags & PT_F_RECENT) | f->m[i].info.flags;
+		mb->snap[j].keywords = f->m[i].info.keywords;
 	}
 	return 0;
 }
@@ -385,6 +486,9 @@ ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_st
 		pt_status_set(st, 550, "CANNOT", "Mailbox is read-only");
 		return -1;
 	}
+	/* Removed messages stay in the list until the next sync. */
+	if (snap_take(mb, st) != 0)
+		return -1;
 	struct mbox_lock lk;
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
