@@ -17,7 +17,7 @@
 /* ---- a store with a fixed message list the test edits directly ---- */
 
 struct pt_mbox {
-	struct pt_msg_info m[32];
+	struct pt_msg_info m[300];
 	size_t n;
 	uint32_t uidvalidity;
 	char kw[8][16];
@@ -217,6 +217,35 @@ set_is(const char *set, int uid, int rc, const char *want)
 	free(idx);
 }
 
+/* The view is kept per session: exact at SELECT, grown by an eighth for
+ * new mail, never doubled (16 B a message of slack on a big folder). */
+static void
+test_view_has_no_doubling_slack(void **state)
+{
+	(void)state;
+	open_session();
+	close_session();
+	memset(&box, 0, sizeof(box));
+	box.uidvalidity = 1234;
+	for (uint32_t u = 1; u <= 200; u++)
+		add(u, PT_F_SEEN);
+	memset(&sess, 0, sizeof(sess));
+	sess.capture = &out;
+	sess.mbx = &fops;
+	sess.mb = &box;
+	sess.state = IMAP_SELECTED;
+	assert_int_equal(imap_view_load(&sess), 0);
+	assert_int_equal(sess.nview, 200);
+	assert_int_equal(sess.capview, 200);
+	add(201, PT_F_RECENT);
+	imap_sync(&sess, 1);
+	assert_non_null(strstr(said(), "* 201 EXISTS"));
+	assert_int_equal(sess.nview, 201);
+	assert_in_range(sess.capview, 201, 200 + 200 / 8 + 64);
+	assert_int_equal(sess.view[200].uid, 201);
+	close_session();
+}
+
 static void
 test_resolve_set(void **state)
 {
@@ -256,7 +285,7 @@ main(void)
 		cmocka_unit_test(test_nothing_changed),        cmocka_unit_test(test_new_mail),
 		cmocka_unit_test(test_expunge_only_when_allowed), cmocka_unit_test(test_expunged_last_is_not_new),
 		cmocka_unit_test(test_flag_changes),           cmocka_unit_test(test_uidvalidity_change),
-		cmocka_unit_test(test_resolve_set),
+		cmocka_unit_test(test_resolve_set),            cmocka_unit_test(test_view_has_no_doubling_slack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
