@@ -92,10 +92,12 @@ int ms_keyword_valid(const char *name);
 struct ms_shared;
 
 struct ms_folder {
-	char name[MS_NAME_MAX + 1];    /* normalised ("INBOX", "a/b") */
-	char path[MS_PATH_MAX];        /* the mbox file */
-	char idxdir[MS_PATH_MAX];      /* ROOT/.imap/NAME */
-	char root[MS_PATH_MAX];
+	/* In one allocation (strs): fixed arrays cost 12 KiB an open. */
+	char *name;                    /* normalised ("INBOX", "a/b") */
+	char *path;                    /* the mbox file */
+	char *idxdir;                  /* ROOT/.imap/NAME */
+	char *root;
+	char *strs;
 	const struct mbox_settings *set;
 	int fd;                        /* -1: file absent */
 	int writable;

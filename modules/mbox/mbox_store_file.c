@@ -99,14 +99,25 @@ ms_folder_init(struct ms_folder *f, const char *root, const char *name, const ch
 	f->fd = -1;
 	f->set = set;
 	f->uidnext = 1;
-	if (snprintf(f->name, sizeof f->name, "%s", name) >= (int)sizeof f->name ||
-	    snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path ||
-	    snprintf(f->root, sizeof f->root, "%s", root) >= (int)sizeof f->root ||
-	    snprintf(f->idxdir, sizeof f->idxdir, "%s/.imap/%s", root, name) >=
-	            (int)sizeof f->idxdir) {
+	size_t ln = strlen(name), lp = strlen(path), lr = strlen(root);
+	if (ln > MS_NAME_MAX || lp >= MS_PATH_MAX || lr >= MS_PATH_MAX ||
+	    lr + 7 + ln >= MS_PATH_MAX) {
 		pt_status_set(st, 501, "CANNOT", "Mailbox name too long");
 		return -1;
 	}
+	f->strs = malloc(ln + 1 + lp + 1 + lr + 1 + lr + 7 + ln + 1);
+	if (f->strs == NULL) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	f->name = f->strs;
+	f->path = f->name + ln + 1;
+	f->root = f->path + lp + 1;
+	f->idxdir = f->root + lr + 1;
+	memcpy(f->name, name, ln + 1);
+	memcpy(f->path, path, lp + 1);
+	memcpy(f->root, root, lr + 1);
+	sprintf(f->idxdir, "%s/.imap/%s", root, name);
 	f->sh = shared_get(path);
 	f->gen = shared_gen(f->sh);
 	return 0;
@@ -124,6 +135,8 @@ ms_folder_free(struct ms_folder *f)
 	ms_folder_drop_msgs(f);
 	shared_put(f->sh);
 	f->sh = NULL;
+	free(f->strs);
+	f->strs = NULL;
 }
 
 void

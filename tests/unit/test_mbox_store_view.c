@@ -1,0 +1,348 @@
+/* The mailbox store's per-open list without its own copy: the list stays
+ * as of the last sync while another open expunges or changes flags (read,
+ * set_flags and expunge in between), \Recent per open, info() answers held
+ * together, the index mapped and shared by opens (and after a delivery),
+ * and a damaged or old-format index ignored. */
+#include <malloc.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#ifdef __SANITIZE_ADDRESS__
+/* The ASan runtime's count (its allocator bypasses mallinfo). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
+
+#include "mbox/mbox.h"
+#include "mbox/mbox_store.h"
+#include "postern/mailbox.h"
+
+static const struct pt_mailbox_ops *ops = &mbox_store_ops;
+
+struct fx {
+	char dir[64];
+	char location[512];
+	char inbox[512];
+	char root[512];
+	struct mbox_settings s;
+	struct pt_user u;
+	struct pt_mstore *ms;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/test_mview_XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	char p[600];
+	snprintf(p, sizeof p, "%s/spool", f->dir);
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/home", f->dir);
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/home/u1", f->dir);
+	mkdir(p, 0755);
+	snprintf(f->location, sizeof f->location, "mbox:%s/home/%%u/mail:INBOX=%s/spool/%%u", f->dir,
+	         f->dir);
+	snprintf(f->inbox, sizeof f->inbox, "%s/spool/u1", f->dir);
+	snprintf(f->root, sizeof f->root, "%s/home/u1/mail", f->dir);
+	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1 };
+	f->u = (struct pt_user){ "u1", getuid(), getgid(), "" };
+	snprintf(f->u.home, sizeof f->u.home, "%s/home/u1", f->dir);
+	struct pt_status st;
+	f->ms = mbox_store_open_with(&f->s, &f->u, &st);
+	if (f->ms == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	ops->store_close(f->ms);
+	char cmd[200];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void
+deliver(struct fx *f, const char *data)
+{
+	struct pt_delivery d = { "Q1", "sender@example.com", "u1@example.com", NULL, &f->u, data,
+		strlen(data), time(NULL) };
+	struct pt_status st;
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_int_equal(st.code, 0);
+}
+
+/* n messages as a local delivery agent writes them (no X-UID yet). */
+static void
+write_mbox(const char *path, unsigned n)
+{
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	for (unsigned i = 0; i < n; i++)
+		fprintf(fp,
+		        "From s%u@example.com  Sat Nov 28 06:53:10 2026\n"
+		        "From: s%u@example.com\nSubject: message %u\n\nbody %u\n\n",
+		        i, i, i, i);
+	fclose(fp);
+}
+
+static size_t
+heap_in_use(void)
+{
+#ifdef __SANITIZE_ADDRESS__
+	return __sanitizer_get_current_allocated_bytes();
+#else
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd;
+#endif
+}
+
+static int
+can_read(struct pt_mbox *mb, uint32_t uid, struct pt_status *st)
+{
+	struct pt_msg_text t;
+	if (ops->read(mb, uid, &t, st) != 0)
+		return 0;
+	ops->release(mb, &t);
+	return 1;
+}
+
+/* Another open expunges and changes flags: this open's list (count,
+ * info, find, \Recent) stays as of its sync through a read, a flag change
+ * and a failed read, and moves at the next sync. */
+static void
+test_list_stays_until_sync(void **state)
+{
+	struct fx *f = *state;
+	deliver(f, "Subject: 1\n\none\n");
+	deliver(f, "Subject: 2\n\ntwo\n");
+	deliver(f, "Subject: 3\n\nthree\n");
+	struct pt_status st;
+	int changed;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	struct pt_mbox *b = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (size_t i = 0; i < 3; i++) {
+		assert_true(ops->info(a, i)->flags & PT_F_RECENT);
+		assert_false(ops->info(b, i)->flags & PT_F_RECENT);
+	}
+	uint32_t two = 2;
+	assert_int_equal(ops->expunge(b, &two, 1, &st), 0);
+	struct pt_flag_update u1 = { 1, PT_F_ANSWERED, 0 };
+	assert_int_equal(ops->set_flags(b, &u1, 1, &st), 0);
+	assert_int_equal(ops->sync(b, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->count(b), 2);
+
+	/* a has not synced: same three messages. */
+	assert_true(can_read(a, 3, &st));
+	assert_int_equal(ops->count(a), 3);
+	assert_int_equal(ops->info(a, 1)->uid, 2);
+	assert_int_equal(ops->find(a, 2), 1);
+	assert_int_equal(ops->info(a, 0)->flags, PT_F_RECENT);
+	assert_false(can_read(a, 2, &st));
+	assert_string_equal(st.dsn, "NONEXISTENT");
+	struct pt_flag_update u3 = { 3, PT_F_SEEN, 0 };
+	assert_int_equal(ops->set_flags(a, &u3, 1, &st), 0);
+	assert_int_equal(ops->count(a), 3);
+	assert_int_equal(ops->info(a, 2)->flags, PT_F_SEEN | PT_F_RECENT);
+	assert_int_equal(ops->info(a, 1)->uid, 2);
+	assert_int_equal(ops->uidnext(a), 4);
+
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->count(a), 2);
+	assert_int_equal(ops->find(a, 2), (size_t)-1);
+	assert_int_equal(ops->info(a, 0)->flags, PT_F_ANSWERED | PT_F_RECENT);
+	assert_int_equal(ops->info(a, 1)->flags, PT_F_SEEN | PT_F_RECENT);
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(changed, 0);
+
+	/* Only this open's own change: its list is the folder's again. */
+	struct pt_flag_update u3b = { 3, PT_F_SEEN | PT_F_FLAGGED, 0 };
+	assert_int_equal(ops->set_flags(a, &u3b, 1, &st), 0);
+	assert_null(a->snap);
+	assert_int_equal(ops->info(a, 1)->flags, PT_F_SEEN | PT_F_FLAGGED | PT_F_RECENT);
+	assert_int_equal(ops->sync(b, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->info(b, 1)->flags, PT_F_SEEN | PT_F_FLAGGED);
+	ops->close(a);
+	ops->close(b);
+}
+
+/* A read-only open keeps seeing \Recent where no read-write open took
+ * it yet, and its list too stays put through another open's expunge. */
+static void
+test_readonly_recent_and_list(void **state)
+{
+	struct fx *f = *state;
+	deliver(f, "Subject: 1\n\none\n");
+	deliver(f, "Subject: 2\n\ntwo\n");
+	struct pt_status st;
+	int changed;
+	struct pt_mbox *ro = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(ro);
+	assert_true(ops->info(ro, 0)->flags & PT_F_RECENT);
+	assert_true(ops->info(ro, 1)->flags & PT_F_RECENT);
+	struct pt_mbox *rw = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(rw);
+	uint32_t one = 1;
+	assert_int_equal(ops->expunge(rw, &one, 1, &st), 0);
+	assert_true(can_read(ro, 2, &st));
+	assert_int_equal(ops->count(ro), 2);
+	assert_true(ops->info(ro, 1)->flags & PT_F_RECENT);
+	assert_int_equal(ops->sync(ro, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->count(ro), 1);
+	assert_int_equal(ops->info(ro, 0)->uid, 2);
+	assert_false(ops->info(ro, 0)->flags & PT_F_RECENT);
+	ops->close(ro);
+	ops->close(rw);
+}
+
+/* info() answers are copies: a caller may hold several at once. */
+static void
+test_info_answers_held_together(void **state)
+{
+	struct fx *f = *state;
+	deliver(f, "Subject: 1\n\none\n");
+	deliver(f, "Subject: 2\n\ntwo\n");
+	deliver(f, "Subject: 3\n\nthree\n");
+	struct pt_status st;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	const struct pt_msg_info *p0 = ops->info(a, 0), *p1 = ops->info(a, 1), *p2 = ops->info(a, 2);
+	assert_true(can_read(a, 2, &st));
+	assert_int_equal(p0->uid, 1);
+	assert_int_equal(p1->uid, 2);
+	assert_int_equal(p2->uid, 3);
+	assert_true(p0->size > 0 && p0->internal_date > 0);
+	assert_null(ops->info(a, 3));
+	ops->close(a);
+}
+
+/* Opens of an indexed folder map the index instead of copying the list:
+ * the heap grows by far less than a record per message; after a delivery
+ * that one open wrote, the next open's sync maps the new index too. */
+static void
+test_index_mapped_by_opens(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 3000 };
+	write_mbox(f->inbox, N);
+	struct pt_status st;
+	int changed;
+	struct pt_mbox *first = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(first);
+	assert_int_equal(ops->count(first), N);
+	assert_null(first->f.map);       /* parsed, UIDs written */
+	assert_true(first->f.cap == first->f.n);
+	ops->close(first);
+
+	size_t before = heap_in_use();
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	struct pt_mbox *b = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_non_null(b);
+	size_t grown = heap_in_use() - before;
+	assert_non_null(a->f.map);
+	assert_non_null(b->f.map);
+	assert_null(a->snap);
+	/* The old per-open list and copy: (96 + 40) B a message each. */
+	print_message("heap per open of %d messages: %zu B\n", N, grown / 2);
+	assert_true(grown / 2 < 4096 + (size_t)N * 2);
+	assert_int_equal(ops->info(b, N - 1)->uid, N);
+	assert_false(ops->info(b, N - 1)->flags & PT_F_RECENT);
+
+	deliver(f, "Subject: new\n\nnew\n");
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->count(a), N + 1);
+	assert_true(ops->info(a, N)->flags & PT_F_RECENT);
+	assert_int_equal(ops->sync(b, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->count(b), N + 1);
+	assert_non_null(b->f.map);
+	assert_false(ops->info(b, N)->flags & PT_F_RECENT);
+	assert_int_equal(ops->info(b, N)->uid, N + 1);
+	/* Flags change in the mapping (a private copy of one page). */
+	struct pt_flag_update u = { 5, PT_F_SEEN, 0 };
+	assert_int_equal(ops->set_flags(b, &u, 1, &st), 0);
+	assert_int_equal(ops->info(b, 4)->flags, PT_F_SEEN);
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(ops->info(a, 4)->flags, PT_F_SEEN);
+	ops->close(a);
+	ops->close(b);
+}
+
+/* A damaged index, or one in the old format, is parsed around: same
+ * UIDs, nothing mapped. */
+static void
+test_bad_index_ignored(void **state)
+{
+	struct fx *f = *state;
+	write_mbox(f->inbox, 50);
+	struct pt_status st;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	uint32_t v = ops->uidvalidity(a);
+	uint32_t gone = 7;
+	assert_int_equal(ops->expunge(a, &gone, 1, &st), 0);
+	ops->close(a);
+	char idx[700];
+	snprintf(idx, sizeof idx, "%s/.imap/INBOX/postern.index", f->root);
+	struct stat sb;
+	assert_int_equal(stat(idx, &sb), 0);
+	FILE *fp = fopen(idx, "r+b");
+	assert_non_null(fp);
+	fseek(fp, sb.st_size - 20, SEEK_SET);
+	fputc(0x55, fp);
+	fclose(fp);
+	for (int round = 0; round < 2; round++) {
+		a = ops->open(f->ms, "INBOX", 0, &st);
+		assert_non_null(a);
+		assert_null(a->f.map);
+		assert_int_equal(ops->count(a), 49);
+		assert_int_equal(ops->info(a, 6)->uid, 8);
+		assert_int_equal(ops->uidvalidity(a), v);
+		ops->close(a);
+		/* Then the previous format's magic on a good file. */
+		fp = fopen(idx, "r+b");
+		assert_non_null(fp);
+		fputs("PTIDX002", fp);
+		fclose(fp);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_list_stays_until_sync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_readonly_recent_and_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_info_answers_held_together, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_mapped_by_opens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_index_ignored, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
