@@ -464,8 +464,8 @@ test_address_keys(void **state)
 		"From: <user-from (comment)@ (comment) domain.org>\nTo: <user-to@domain.org>\n\nb3\n",
 		"From: user-from@domain.org (RealFrom)\nTo: user-to@domain.org (RealTo)\n\nb4\n",
 		"From: user-from1@domain.org, user-from2@domain.org\n\nb5\n",
-		"To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\n"
-		"  groupname2: groupuser3@domain.org;\nFrom: =?utf-8?q?J=C3=B6rg?= <j@x.org>\n\nb6\n",
+		("To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\n"
+		 "  groupname2: groupuser3@domain.org;\nFrom: =?utf-8?q?J=C3=B6rg?= <j@x.org>\n\nb6\n"),
 	};
 	size_t n = sizeof m / sizeof *m;
 	assert_string_equal(run_on(m, n, "FROM user-from@domain.org"), "1 2 3 4");

@@ -61,7 +61,7 @@ test_decode_refuses(void **state)
 		"&2D3YPQ-",       /* high followed by high */
 		"&AOQ/-",         /* '/' is not modified base64 */
 		"&AOQ=-",         /* no '=' padding */
-		"a\x80" "b",      /* 8-bit */
+		"a\x80\x62",      /* 8-bit (then "b") */
 		"a\tb",           /* control character sent directly */
 		"&AAA-",          /* NUL */
 	};
