@@ -72,27 +72,34 @@ struct pt_mstore *
 mbox_store_open_with(const struct mbox_settings *s, const struct pt_user *user,
                      struct pt_status *st)
 {
-	struct pt_mstore *ms = calloc(1, sizeof *ms);
+	char loc[MS_PATH_MAX], inbox[MS_PATH_MAX], root[MS_PATH_MAX];
+	snprintf(loc, sizeof loc, "%s", s->mail_location ? s->mail_location : "");
+	/* ROOT is the location's first part: expand it as if it were a
+	 * location without INBOX= (which yields ROOT/inbox). */
+	char rootloc[MS_PATH_MAX + 8];
+	const char *t = strncmp(loc, "mbox:", 5) == 0 ? loc + 5 : "";
+	size_t tl = strcspn(t, ":");
+	snprintf(rootloc, sizeof rootloc, "mbox:%.*s", (int)tl, t);
+	if (mbox_inbox_path(loc, user, inbox, sizeof inbox, st) != 0 ||
+	    mbox_inbox_path(rootloc, user, root, sizeof root, st) != 0)
+		return NULL;
+	root[strlen(root) - strlen("/inbox")] = '\0';
+	/* Strings after the struct, at their length: one store per session. */
+	size_t ll = strlen(loc) + 1, li = strlen(inbox) + 1, lr = strlen(root) + 1;
+	struct pt_mstore *ms = calloc(1, sizeof *ms + ll + li + lr);
 	if (ms == NULL) {
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 		return NULL;
 	}
+	ms->location = (char *)(ms + 1);
+	ms->inbox = ms->location + ll;
+	ms->root = ms->inbox + li;
+	memcpy(ms->location, loc, ll);
+	memcpy(ms->inbox, inbox, li);
+	memcpy(ms->root, root, lr);
 	ms->set = *s;
-	snprintf(ms->location, sizeof ms->location, "%s", s->mail_location ? s->mail_location : "");
 	ms->set.mail_location = ms->location;
 	ms->user = *user;
-	/* ROOT is the location's first part: expand it as if it were a
-	 * location without INBOX= (which yields ROOT/inbox). */
-	char rootloc[MS_PATH_MAX + 8];
-	const char *t = strncmp(ms->location, "mbox:", 5) == 0 ? ms->location + 5 : "";
-	size_t tl = strcspn(t, ":");
-	snprintf(rootloc, sizeof rootloc, "mbox:%.*s", (int)tl, t);
-	if (mbox_inbox_path(ms->location, user, ms->inbox, sizeof ms->inbox, st) != 0 ||
-	    mbox_inbox_path(rootloc, user, ms->root, sizeof ms->root, st) != 0) {
-		free(ms);
-		return NULL;
-	}
-	ms->root[strlen(ms->root) - strlen("/inbox")] = '\0';
 	return ms;
 }
 

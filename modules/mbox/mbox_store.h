@@ -173,10 +173,10 @@ int ms_mkdirs(const char *path, int include_last);
 
 struct pt_mstore {
 	struct mbox_settings set;
-	char location[MS_PATH_MAX];
 	struct pt_user user;
-	char root[MS_PATH_MAX];
-	char inbox[MS_PATH_MAX];
+	char *location;                /* these three follow the struct */
+	char *root;
+	char *inbox;
 };
 
 /* The session's list as of its last sync is f->m[0..nview) itself while
