@@ -27,6 +27,7 @@ struct index_head {
 	int64_t mtime_s, mtime_ns;
 	uint32_t uidvalidity, uidnext, nkw, nmsg;
 	uint32_t kwbytes, rec_size;
+	uint32_t base_ok, pad;         /* ms_folder.base_ok for that file state */
 	int64_t junk;
 	uint64_t sum;                  /* FNV-1a of everything after the head */
 };
@@ -114,6 +115,7 @@ ms_index_save(const struct ms_folder *f)
 	h.nkw = (uint32_t)f->nkw;
 	h.nmsg = (uint32_t)f->n;
 	h.rec_size = (uint32_t)sizeof(struct ms_msg);
+	h.base_ok = f->known_valid && f->base_ok;
 	h.junk = f->junk;
 	for (size_t i = 0; i < f->nkw; i++)
 		h.kwbytes += (uint32_t)strlen(f->kw[i]) + 1;
@@ -257,8 +259,6 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		if (map_kw[i] != (int)i)
 			same = 0;
 	}
-	if (f->nkw == nn)
-		f->base_ok = base_ok;
 	for (uint32_t i = 0; !same && i < h.nmsg; i++) {
 		uint64_t kw = 0;
 		for (size_t b = 0; b < nn; b++)
@@ -286,6 +286,10 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	f->n = f->cap = h.nmsg;
 	f->junk = h.junk;
 	rc = sb && head_matches(&h, sb) ? 1 : 2;
+	/* Whether the file's X-IMAPbase is current: as saved when the file is
+	 * the one the index describes (else as known here), and only while
+	 * no keyword was added here. */
+	f->base_ok = f->nkw == nn && (rc == 1 ? h.base_ok == 1 : base_ok);
 out:
 	if (map != MAP_FAILED)
 		munmap(map, map_len);

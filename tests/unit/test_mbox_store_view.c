@@ -241,8 +241,9 @@ test_info_answers_held_together(void **state)
 }
 
 /* Opens of an indexed folder map the index instead of copying the list:
- * the heap grows by far less than a record per message; after a delivery
- * that one open wrote, the next open's sync maps the new index too. */
+ * the heap grows by far less than a record per message, and neither
+ * writes the unchanged folder; after a delivery that one open wrote, the
+ * next open's sync maps the new index too. */
 static void
 test_index_mapped_by_opens(void **state)
 {
@@ -257,6 +258,11 @@ test_index_mapped_by_opens(void **state)
 	assert_null(first->f.map);       /* parsed, UIDs written */
 	assert_true(first->f.cap == first->f.n);
 	ops->close(first);
+	char idx[700];
+	snprintf(idx, sizeof idx, "%s/.imap/INBOX/postern.index", f->root);
+	struct stat mb0, ix0, mb1, ix1;
+	assert_int_equal(stat(f->inbox, &mb0), 0);
+	assert_int_equal(stat(idx, &ix0), 0);
 
 	size_t before = heap_in_use();
 	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
@@ -266,6 +272,13 @@ test_index_mapped_by_opens(void **state)
 	size_t grown = heap_in_use() - before;
 	assert_non_null(a->f.map);
 	assert_non_null(b->f.map);
+	/* Nothing to write: the same index file (one set of shared pages)
+	 * and an untouched mbox (other opens need not reload). */
+	assert_int_equal(stat(f->inbox, &mb1), 0);
+	assert_int_equal(stat(idx, &ix1), 0);
+	assert_true(mb1.st_mtim.tv_sec == mb0.st_mtim.tv_sec &&
+	            mb1.st_mtim.tv_nsec == mb0.st_mtim.tv_nsec);
+	assert_int_equal(ix1.st_ino, ix0.st_ino);
 	assert_null(a->snap);
 	/* The old per-open list and copy: (96 + 40) B a message each. */
 	print_message("heap per open of %d messages: %zu B\n", N, grown / 2);
