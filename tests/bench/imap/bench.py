@@ -5,7 +5,8 @@ fresh copy of the mbox without indexes: first LOGIN+SELECT (cold: Dovecot
 rewrites the mbox, both build their index), second LOGIN+SELECT (warm),
 FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE) in that session, POP3
 USER/PASS+STAT+UIDL, and PSS per idle IMAP connection (logged in, INBOX
-selected). Medians over --rounds, servers alternating, as a Markdown table
+selected); then the same PSS figure with a --small-messages folder (the
+fixed cost of a session). Medians over --rounds, servers alternating, as a Markdown table
 (also written to --out). Run as root through run.sh; not part of CI."""
 import argparse
 import importlib.util
@@ -266,6 +267,25 @@ def idle_cost(port, pid, n):
     return (after - before) / n
 
 
+def small_round(server, args, template, pw):
+    """PSS per idle connection with a small folder (after one cold SELECT)."""
+    fresh_mailbox(server, template, pw)
+    if server == "dovecot":
+        proc = start_dovecot(pw, args.idle)
+    else:
+        proc = start_postern(args.postern, args.modules, pw, args.idle)
+    imap_port = PORTS[server][0]
+    try:
+        _, c = login_select(imap_port)
+        c.cmd("LOGOUT")
+        c.close()
+        kib = idle_cost(imap_port, proc.pid, args.idle)
+    finally:
+        stop(proc)
+    print("%s: small idle_kib=%.4g" % (server, kib), file=sys.stderr, flush=True)
+    return kib
+
+
 def one_round(server, args, template, pw, n):
     fresh_mailbox(server, template, pw)
     if server == "dovecot":
@@ -302,6 +322,8 @@ def main():
     ap.add_argument("--size", type=int, default=4100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--idle", type=int, default=20, help="idle IMAP connections for the memory figure")
+    ap.add_argument("--small-messages", type=int, default=100,
+                    help="folder size for the second idle-memory figure (0: skip)")
     ap.add_argument("--out")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -318,6 +340,12 @@ def main():
     for _ in range(args.rounds):
         for server in ("dovecot", "postern"):
             res[server].append(one_round(server, args, template, pw, args.messages))
+    if args.small_messages:
+        small = os.path.join(WORK, "template-small.mbox")
+        make_mbox(small, args.small_messages, args.size)
+        for i in range(args.rounds):
+            for server in ("dovecot", "postern"):
+                res[server][i]["small_kib"] = small_round(server, args, small, pw)
 
     def med(server, key):
         return statistics.median(r[key] for r in res[server])
@@ -337,6 +365,10 @@ def main():
                                                           med("postern", key) * 1000, ratio(key)))
     out.append("| PSS per idle IMAP connection (%d, INBOX selected) | %.0f KiB | %.0f KiB | %.2f |" %
                (args.idle, med("dovecot", "idle_kib"), med("postern", "idle_kib"), ratio("idle_kib")))
+    if args.small_messages:
+        out.append("| PSS per idle IMAP connection (%d, INBOX of %d messages) | %.0f KiB | %.0f KiB | %.2f |" %
+                   (args.idle, args.small_messages, med("dovecot", "small_kib"), med("postern", "small_kib"),
+                    ratio("small_kib")))
     text = "\n".join(out) + "\n"
     print(text)
     if args.out:
