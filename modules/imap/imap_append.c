@@ -10,27 +10,6 @@
 #include "imap.h"
 #include "imap_msg.h"
 
-static const struct {
-	const char *name;
-	uint32_t bit;
-} system_flags[] = {
-	{ "\\Seen", PT_F_SEEN },       { "\\Answered", PT_F_ANSWERED }, { "\\Flagged", PT_F_FLAGGED },
-	{ "\\Deleted", PT_F_DELETED }, { "\\Draft", PT_F_DRAFT },
-};
-
-static int
-keyword_ok(const char *s, size_t len)
-{
-	if (len == 0)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c))
-			return 0;
-	}
-	return 1;
-}
-
 void
 imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
 {
@@ -52,17 +31,14 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 				return;
 			}
 			if (f->s[0] == '\\') {
-				size_t j;
-				for (j = 0; j < sizeof(system_flags) / sizeof(system_flags[0]); j++)
-					if (strcasecmp(f->s, system_flags[j].name) == 0)
-						break;
-				if (j == sizeof(system_flags) / sizeof(system_flags[0])) {
+				uint32_t bit = imap_system_flag(f->s);
+				if (bit == 0) {
 					imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid system flag %s",
 					            strcasecmp(f->s, "\\Recent") == 0 ? "\\Recent" : "");
 					return;
 				}
-				msg.flags |= system_flags[j].bit;
-			} else if (!keyword_ok(f->s, f->len)) {
+				msg.flags |= bit;
+			} else if (!imap_keyword_valid(f->s, f->len)) {
 				imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid keyword.");
 				return;
 			} else if (nkw == PT_KEYWORDS_MAX) {

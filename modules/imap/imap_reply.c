@@ -166,6 +166,28 @@ static const struct {
 	{ PT_F_SEEN, "\\Seen" },         { PT_F_DRAFT, "\\Draft" },     { PT_F_RECENT, "\\Recent" },
 };
 
+uint32_t
+imap_system_flag(const char *name)
+{
+	for (size_t i = 0; i < sizeof(system_flags) / sizeof(system_flags[0]); i++)
+		if (system_flags[i].bit != PT_F_RECENT && strcasecmp(name, system_flags[i].name) == 0)
+			return system_flags[i].bit;
+	return 0;
+}
+
+int
+imap_keyword_valid(const char *s, size_t len)
+{
+	if (len == 0)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c))
+			return 0;
+	}
+	return 1;
+}
+
 void
 imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t flags, uint64_t kw)
 {

@@ -9,28 +9,6 @@
 
 enum store_op { STORE_SET, STORE_ADD, STORE_REMOVE };
 
-static const struct {
-	const char *name;
-	uint32_t bit;
-} settable[] = {
-	{ "\\Seen", PT_F_SEEN },       { "\\Answered", PT_F_ANSWERED }, { "\\Flagged", PT_F_FLAGGED },
-	{ "\\Deleted", PT_F_DELETED }, { "\\Draft", PT_F_DRAFT },
-};
-
-/* A keyword is an atom (RFC 3501 §9 flag-keyword). */
-static int
-valid_keyword(const char *s, size_t len)
-{
-	if (len == 0)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c <= 0x20 || c >= 0x7f || strchr("(){%*\"\\]", c))
-			return 0;
-	}
-	return 1;
-}
-
 /* Parse the flag arguments into system bits and keyword bits. create:
  * new keywords get a bit. 0; -1 with the reply sent. */
 static int
@@ -47,19 +25,16 @@ parse_flags(struct imap_session *s, const char *tag, const char *cmd, const stru
 		}
 		const char *f = a[i].s;
 		if (f[0] == '\\') {
-			size_t k;
-			for (k = 0; k < sizeof(settable) / sizeof(settable[0]); k++)
-				if (strcasecmp(f, settable[k].name) == 0)
-					break;
-			if (k == sizeof(settable) / sizeof(settable[0])) {
+			uint32_t bit = imap_system_flag(f);
+			if (bit == 0) {
 				imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid system flag %s", cmd,
 				            strcasecmp(f, "\\Recent") == 0 ? "\\Recent" : "");
 				return -1;
 			}
-			*flags |= settable[k].bit;
+			*flags |= bit;
 			continue;
 		}
-		if (!valid_keyword(f, a[i].len)) {
+		if (!imap_keyword_valid(f, a[i].len)) {
 			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid keyword.", cmd);
 			return -1;
 		}
