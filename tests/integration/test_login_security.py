@@ -3,7 +3,13 @@ authentication): a failed login is answered only after auth_failure_delay,
 repeated failures from one address are throttled harder (the tenth waits
 while a fresh address does not), every failure is logged with user and
 address, and no password ever reaches the log."""
+import imaplib
+import os
+import poplib
+import re
+import smtplib
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -108,6 +114,53 @@ class Throttle(LoginCase):
               % (first, tenth, fresh["t"]))
         self.assertGreater(tenth, 5 * max(first, 0.2))
         self.assertGreater(tenth, 5 * max(fresh["t"], 0.2))
+
+
+@unittest.skipUnless(os.geteuid() == 0, "not root: IMAP/POP3 logins through PAM with a throwaway system user skipped")
+class Pam(unittest.TestCase):
+    """passdb = pam, userdb = passwd: a system user delivered to by SMTP
+    reads the mail over IMAP and POP3 with the password PAM checks; the
+    mail process runs as that user."""
+
+    def setUp(self):
+        self.user = "ptimap%d" % (os.getpid() % 100000)
+        self.server = Server(modules=("mbox", "smtp", "imap", "pop3"), as_root=True,
+                             listeners=("smtpd", "imap", "pop3"))
+        self.addCleanup(self.server.cleanup)
+        home = self.server.path("home", self.user)
+        subprocess.run(["useradd", "-m", "-d", home, "-N", "-s", "/usr/sbin/nologin", self.user],
+                       check=True, capture_output=True)
+        self.addCleanup(subprocess.run, ["userdel", self.user], capture_output=True)
+        subprocess.run(["chpasswd"], input="%s:Pam-imap-42\n" % self.user, text=True, check=True)
+        os.chmod(self.server.path("spool"), 0o1777)
+        self.server.write_conf("passdb = pam\nuserdb = passwd\nauth_failure_delay = 0s\n")
+        self.server.start()
+
+    def test_pam_users_read_their_mail(self):
+        with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=30) as c:
+            c.sendmail("carol@example.com.ar", ["%s@example.com.ar" % self.user],
+                       b"Subject: for pam\r\n\r\nhello pam\r\n")
+        self.server.wait_messages(self.user, 1)
+        imap = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"], timeout=30)
+        with self.assertRaises(imaplib.IMAP4.error):
+            imap.login(self.user, "Pam-imap-43")
+        imap.login(self.user, "Pam-imap-42")
+        imap.select("INBOX")
+        typ, data = imap.fetch("1", "(BODY.PEEK[TEXT])")
+        self.assertEqual(data[0][1], b"hello pam\r\n")
+        self.server.wait_log("Login: user=<%s>" % self.user)
+        m = re.findall(r"imap-login\[\d+\]: Login: user=<%s>.*mpid=(\d+)" % self.user, self.server.log())
+        self.assertTrue(m, self.server.log()[-2000:])
+        with open("/proc/%s/status" % m[-1]) as f:
+            uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
+        self.assertEqual(int(uid), os.stat(self.server.mbox_path(self.user)).st_uid)
+        self.assertNotEqual(int(uid), 0)
+        imap.logout()
+        pop = poplib.POP3("127.0.0.1", self.server.ports["pop3"], timeout=30)
+        pop.user(self.user)
+        pop.pass_("Pam-imap-42")
+        self.assertEqual(pop.stat()[0], 1)
+        pop.quit()
 
 
 if __name__ == "__main__":
