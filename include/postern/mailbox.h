@@ -141,7 +141,9 @@ struct pt_mailbox_ops {
 	 * Sets *changed when the list or any flag differs from before. The
 	 * first sync of a read-write open takes \Recent for new messages. */
 	int (*sync)(struct pt_mbox *mb, int *changed, struct pt_status *st);
-	/* The list as of the last sync, in ascending UID order. */
+	/* The list as of the last sync, in ascending UID order. An info
+	 * answer stays valid until the next sync of mb or seven more info
+	 * calls, whichever comes first: copy what is kept longer. */
 	size_t (*count)(const struct pt_mbox *mb);
 	const struct pt_msg_info *(*info)(const struct pt_mbox *mb, size_t index);
 	/* index of uid, or (size_t)-1 */
