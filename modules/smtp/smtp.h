@@ -37,6 +37,8 @@ struct smtp_settings {
 	unsigned name_timeout_ms;  /* smtpd_client_name_timeout, 0 = no lookup */
 	int vrfy_disabled;
 	int smtputf8;              /* smtputf8_enable */
+	char *rewrite_clients;     /* local_header_rewrite_clients */
+	int always_add_headers;    /* always_add_missing_headers */
 };
 
 /* The module's parameter table (declared through the descriptor). */

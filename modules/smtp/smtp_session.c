@@ -17,6 +17,7 @@
 #include "smtp_client_name.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
+#include "smtp_headers.h"
 #include "smtp_received.h"
 #include "smtp_session.h"
 
@@ -765,11 +766,25 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	env.sasl_username = s->sasl_username;
 	env.body_8bit = t->params.body == SMTP_BODY_8BITMIME;
 	env.smtputf8 = t->params.smtputf8;
+	/* Postfix cleanup's repair of a bare message from this host. */
+	struct pt_strbuf fixed = { 0 };
+	const char *data = t->msg.p;
+	size_t dlen = t->msg.len;
+	if (s->set->always_add_headers ||
+	    smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
+	                                pt_conn_local_addr(s->conn), s->sasl_username != NULL)) {
+		struct smtp_header_fill f = { t->sender.addr, t->id, s->set->hostname, time(NULL) };
+		if (smtp_add_missing_headers(t->msg.p, t->msg.len, 0, &f, &fixed) == 1) {
+			data = fixed.p;
+			dlen = fixed.len;
+		}
+	}
 	s->async = 1;
 	s->in_call = 1;
 	pt_conn_pause(s->conn);
-	rcode = pt_queue_submit(s->loop, t->id, &env, t->msg.p, t->msg.len, queue_done, s);
+	rcode = pt_queue_submit(s->loop, t->id, &env, data, dlen, queue_done, s);
 	s->in_call = 0;
+	pt_strbuf_free(&fixed);
 	free(rc);
 	if (rcode != 0 && s->async) {
 		s->async = 0;

@@ -9,6 +9,7 @@
 
 #include "postern/config.h"
 #include "postern/sasl.h"
+#include "smtp_headers.h"
 #include "smtp.h"
 #include "smtp_data.h"
 
@@ -29,6 +30,12 @@ validate_tls_level(const char *v, char *err, size_t errlen)
 		return 0;
 	snprintf(err, errlen, "must be none, may or encrypt");
 	return -1;
+}
+
+static int
+validate_rewrite_clients(const char *v, char *err, size_t errlen)
+{
+	return smtp_rewrite_clients_check(v, err, errlen);
 }
 
 const struct pt_param smtp_params[] = {
@@ -70,6 +77,11 @@ const struct pt_param smtp_params[] = {
 	  "name the authenticated user in the Received header (Authenticated sender: USER)", 0, 0 },
 	{ "smtpd_client_name_timeout", PT_TIME, "3s", NULL,
 	  "longest wait for the client's reverse DNS name before the banner; 0 = no lookup (unknown)", 0, 60 },
+	{ "local_header_rewrite_clients", PT_STR, "permit_inet_interfaces", validate_rewrite_clients,
+	  "clients whose mail gets missing Date:, Message-Id: and From: headers added: permit_inet_interfaces "
+	  "(this host), permit_sasl_authenticated, static:all; empty = none", 0, 0 },
+	{ "always_add_missing_headers", PT_BOOL, "no", NULL,
+	  "add missing Date:, Message-Id: and From: headers to mail from every client", 0, 0 },
 	{ "disable_vrfy_command", PT_BOOL, "no", NULL,
 	  "VRFY gets 502 (yes) or a 252 that neither confirms nor denies (no)", 0, 0 },
 	{ 0 },
@@ -89,7 +101,8 @@ smtp_settings_new(const struct pt_config *c)
 	s->hostname = strdup(pt_conf_str(c, "myhostname"));
 	s->banner = strdup(pt_conf_str(c, "smtpd_banner"));
 	s->recipient_delimiter = strdup(pt_conf_str(c, "recipient_delimiter"));
-	if (!s->hostname || !s->banner || !s->recipient_delimiter) {
+	s->rewrite_clients = strdup(pt_conf_str(c, "local_header_rewrite_clients"));
+	if (!s->hostname || !s->banner || !s->recipient_delimiter || !s->rewrite_clients) {
 		smtp_settings_put(s);
 		return NULL;
 	}
@@ -116,6 +129,7 @@ smtp_settings_new(const struct pt_config *c)
 	s->auth_header = pt_conf_bool(c, "smtpd_sasl_authenticated_header");
 	s->name_timeout_ms = (unsigned)pt_conf_int(c, "smtpd_client_name_timeout") * 1000u;
 	s->vrfy_disabled = pt_conf_bool(c, "disable_vrfy_command");
+	s->always_add_headers = pt_conf_bool(c, "always_add_missing_headers");
 	s->smtputf8 = pt_conf_bool(c, "smtputf8_enable");
 	return s;
 }
@@ -135,6 +149,7 @@ smtp_settings_put(struct smtp_settings *s)
 	free(s->hostname);
 	free(s->banner);
 	free(s->recipient_delimiter);
+	free(s->rewrite_clients);
 	free(s);
 }
 
