@@ -161,20 +161,43 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		return;
 	}
 	free(u);
-	if (s->mbx->keyword_count(s->mb) != s->nkeywords_sent)
-		imap_send_flags(s);
-	/* Our own change goes into the view here, so the sync below does
-	 * not report it a second time. */
+	/* What was asked goes into the view before the sync: the sync then
+	 * tells only what others changed meanwhile (with .SILENT too, or the
+	 * client never learns it: RFC 3501 §6.4.6), and the store's list is
+	 * the file's again, so a message another session expunged (its
+	 * change was not applied) is known gone instead of echoed stale. */
+	for (size_t i = 0; i < nidx; i++) {
+		struct imap_view_msg *v = &s->view[idx[i]];
+		uint32_t sys = v->flags & PT_F_SYSTEM;
+		switch (op) {
+		case STORE_SET:
+			sys = flags;
+			v->keywords = kw;
+			break;
+		case STORE_ADD:
+			sys |= flags;
+			v->keywords |= kw;
+			break;
+		case STORE_REMOVE:
+			sys &= ~flags;
+			v->keywords &= ~kw;
+			break;
+		}
+		v->flags = (v->flags & ~PT_F_SYSTEM) | sys;
+	}
+	imap_sync(s, 0);
 	for (size_t i = 0; i < nidx; i++) {
 		size_t si = imap_view_store_index(s, idx[i]);
-		if (si == (size_t)-1)
+		if (si == (size_t)-1) {
+			gone = 1;
+			continue;
+		}
+		if (silent)
 			continue;
 		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
 		struct imap_view_msg *v = &s->view[idx[i]];
 		v->flags = m->flags;
 		v->keywords = m->keywords;
-		if (silent)
-			continue;
 		struct pt_strbuf b = { 0 };
 		imap_append_flags(s, &b, v->flags, v->keywords);
 		if (!b.oom) {
@@ -186,7 +209,6 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		pt_strbuf_free(&b);
 	}
 	free(idx);
-	imap_sync(s, 0);
 	if (gone)
 		imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the messages no longer exist.");
 	else

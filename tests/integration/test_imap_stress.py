@@ -1,0 +1,841 @@
+"""IMAP + POP3 concurrency stress: six IMAP sessions of one user run a seeded
+random mix of commands on two folders while SMTP delivers and POP3 deletes;
+each session checks what it is told against a model built from the
+responses alone (RFC 3501 EXISTS/EXPUNGE/UID rules, flags, immutable
+bodies) and at the end against a fresh session. POSTERN_STRESS_SEEDS
+(comma list) and POSTERN_STRESS_SECONDS override the fixed run."""
+import os
+import random
+import re
+import select
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+import unittest
+from collections import deque
+
+from harness import SANITIZE, Server
+
+SEEDS = [int(x) for x in os.environ.get("POSTERN_STRESS_SEEDS", "20261128").split(",")]
+SECONDS = float(os.environ.get("POSTERN_STRESS_SECONDS", "20"))
+NCLIENTS = 6
+TIMEOUT = 60 if SANITIZE else 30
+SYSFLAGS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]
+KEYWORDS = ["$Work", "Junk", "kw1", "$$odd", "NIL"]
+FOLDERS = ["INBOX", "Other"]
+NO_EXPUNGE_CMDS = ("FETCH", "STORE", "SEARCH", "UID FETCH", "UID STORE", "UID SEARCH")
+
+
+class StressFailure(AssertionError):
+    pass
+
+
+# ---- response parsing (literals inline as {n}\r\n<n bytes>) ----
+
+def parse_value(buf, i):
+    while i < len(buf) and buf[i:i + 1] == b" ":
+        i += 1
+    c = buf[i:i + 1]
+    if c == b"(":
+        out, i = [], i + 1
+        while True:
+            while buf[i:i + 1] == b" ":
+                i += 1
+            if buf[i:i + 1] == b")":
+                return out, i + 1
+            if i >= len(buf):
+                raise ValueError("unterminated list")
+            v, i = parse_value(buf, i)
+            out.append(v)
+    if c == b'"':
+        out, i = bytearray(), i + 1
+        while buf[i:i + 1] != b'"':
+            if i >= len(buf):
+                raise ValueError("unterminated string")
+            if buf[i:i + 1] == b"\\":
+                i += 1
+            out += buf[i:i + 1]
+            i += 1
+        return bytes(out), i + 1
+    if c == b"{":
+        m = re.match(rb"\{(\d+)\}\r\n", buf[i:])
+        if not m:
+            raise ValueError("bad literal at %d" % i)
+        n = int(m.group(1))
+        j = i + m.end()
+        if j + n > len(buf):
+            raise ValueError("short literal")
+        return buf[j:j + n], j + n
+    j, depth = i, 0
+    while j < len(buf):
+        ch = buf[j:j + 1]
+        if ch == b"[":
+            depth += 1
+        elif ch == b"]":
+            depth -= 1
+        elif depth == 0 and ch in (b" ", b"(", b")"):
+            break
+        j += 1
+    if j == i:
+        raise ValueError("empty atom at %d in %r" % (i, buf[:200]))
+    atom = buf[i:j].decode()
+    return (None if atom == "NIL" else atom), j
+
+
+def parse_fetch(buf):
+    items, i = parse_value(buf, 0)
+    if not isinstance(items, list) or len(items) % 2:
+        raise ValueError("odd FETCH list")
+    return {items[k].upper(): items[k + 1] for k in range(0, len(items), 2)}
+
+
+def expand_set(text):
+    out = []
+    for part in text.split(","):
+        if ":" in part:
+            a, b = part.split(":")
+            a, b = int(a), int(b)
+            out.extend(range(min(a, b), max(a, b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def seqset(nums):
+    return ",".join(str(n) for n in nums)
+
+
+class Shared:
+    """What all sessions agree on: a message's bytes never change; UIDs
+    seen expunged never come back; highest UID known per folder."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.immutable = {}     # (folder, uidvalidity, uid, item) -> value
+        self.expunged = {}      # (folder, uidvalidity, uid) -> order in which it was seen expunged
+        self.max_uid = {}       # (folder, uidvalidity) -> uid
+        self.nil_bodies = set()
+
+    def same(self, key, value, what):
+        with self.lock:
+            old = self.immutable.setdefault(key, value)
+        if old != value:
+            raise StressFailure("%s of %s changed: %r -> %r" % (what, key, old[:300], value[:300]))
+
+    def saw_uid(self, folder, uidv, uid):
+        with self.lock:
+            k = (folder, uidv)
+            if uid > self.max_uid.get(k, 0):
+                self.max_uid[k] = uid
+
+
+class Client:
+    def __init__(self, name, port, shared, rng):
+        self.name = name
+        self.shared = shared
+        self.rng = rng
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buf = b""
+        self.log = deque(maxlen=30)
+        self.ntag = 0
+        self.folder = None
+        self.readonly = False
+        self.uidvalidity = None
+        self.uidnext = {}           # folder -> last UIDNEXT seen at SELECT
+        self.seq = []               # index = seq-1: [uid or None, set(flags) or None]
+        self.cmd = None
+        self.born = 0
+        self.greeting = self.line()
+
+    # ---- wire ----
+    def fail(self, why):
+        raise StressFailure("%s: %s" % (self.name, why))
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.log.append("C: " + repr(data[:160])[2:-1])
+        with self.shared.lock:
+            self.born = len(self.shared.expunged)
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.fail("server closed the connection; buffered %r" % self.buf[:200])
+        self.buf += chunk
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def response(self):
+        """One response with its literals inline."""
+        out = self.line()
+        while True:
+            m = re.search(rb"\{(\d+)\}$", out)
+            if not m:
+                break
+            n = int(m.group(1))
+            while len(self.buf) < n:
+                self._fill()
+            out += b"\r\n" + self.buf[:n]
+            self.buf = self.buf[n:]
+            out += self.line()
+        self.log.append("S: " + repr(out[:160])[2:-1])
+        return out
+
+    def tag(self):
+        self.ntag += 1
+        return "%s%d" % (self.name, self.ntag)
+
+    def until_tag(self, tag, allow_no=()):
+        """Handle untagged responses; return (status, text, untagged list)."""
+        got = []
+        while True:
+            r = self.response()
+            if r.startswith(tag.encode() + b" "):
+                rest = r[len(tag) + 1:].decode(errors="replace")
+                status, _, text = rest.partition(" ")
+                if status == "BAD":
+                    self.fail("tagged BAD: %s" % rest)
+                if status == "NO" and not any(text.startswith(a) for a in allow_no):
+                    self.fail("unexpected NO: %s" % rest)
+                return status, text, got
+            if r.startswith(b"+"):
+                self.fail("unexpected continuation %r" % r)
+            self.untagged(r)
+            got.append(r)
+
+    def run(self, text, allow_no=()):
+        self.cmd = " ".join(text.split()[:2]).upper() if text.upper().startswith("UID ") else \
+            text.split()[0].upper()
+        t = self.tag()
+        self.send("%s %s\r\n" % (t, text))
+        try:
+            return self.until_tag(t, allow_no)
+        finally:
+            self.cmd = None
+
+    # ---- model ----
+    def key(self, uid, item):
+        return (self.folder, self.uidvalidity, uid, item)
+
+    def check_order(self, idx):
+        uid = self.seq[idx][0]
+        for j in range(idx - 1, -1, -1):
+            if self.seq[j][0] is not None:
+                if self.seq[j][0] >= uid:
+                    self.fail("UID %d at seq %d not above UID %d at seq %d" % (uid, idx + 1, self.seq[j][0], j + 1))
+                break
+        for j in range(idx + 1, len(self.seq)):
+            if self.seq[j][0] is not None:
+                if self.seq[j][0] <= uid:
+                    self.fail("UID %d at seq %d not below UID %d at seq %d" % (uid, idx + 1, self.seq[j][0], j + 1))
+                break
+
+    def untagged(self, r):
+        m = re.match(rb"\* (\d+) (EXISTS|EXPUNGE|RECENT|FETCH)\b ?", r)
+        if m:
+            n, what = int(m.group(1)), m.group(2).decode()
+            if what == "EXISTS":
+                if n < len(self.seq):
+                    self.fail("EXISTS %d below %d without EXPUNGE" % (n, len(self.seq)))
+                # An entry is born no earlier than this command was sent:
+                # a UID seen expunged before that cannot be in it.
+                self.seq.extend([None, None, self.born] for _ in range(n - len(self.seq)))
+            elif what == "EXPUNGE":
+                if self.cmd in NO_EXPUNGE_CMDS:
+                    self.fail("EXPUNGE during %s" % self.cmd)
+                if not 1 <= n <= len(self.seq):
+                    self.fail("EXPUNGE %d outside 1..%d" % (n, len(self.seq)))
+                uid = self.seq.pop(n - 1)[0]
+                if uid is not None:
+                    with self.shared.lock:
+                        self.shared.expunged.setdefault((self.folder, self.uidvalidity, uid),
+                                                        len(self.shared.expunged))
+            elif what == "RECENT":
+                if n > len(self.seq):
+                    self.fail("RECENT %d above EXISTS %d" % (n, len(self.seq)))
+            else:
+                self.fetch(n, r[m.end():])
+            return
+        m = re.match(rb"\* OK \[(UIDVALIDITY|UIDNEXT) (\d+)\]", r)
+        if m:
+            setattr(self, "_sel_" + m.group(1).decode().lower(), int(m.group(2)))
+            return
+        if r.startswith(b"* BYE") and self.cmd != "LOGOUT":
+            self.fail("unexpected BYE: %r" % r)
+        if r.startswith(b"* BAD") or r.startswith(b"* NO"):
+            self.fail("untagged %r" % r)
+
+    def fetch(self, n, body):
+        if not 1 <= n <= len(self.seq):
+            self.fail("FETCH for seq %d outside 1..%d" % (n, len(self.seq)))
+        try:
+            it = parse_fetch(body)
+        except (ValueError, IndexError) as e:
+            self.fail("unparsable FETCH %r: %s" % (body[:200], e))
+        ent = self.seq[n - 1]
+        if "UID" in it:
+            uid = int(it["UID"])
+            if ent[0] is None:
+                with self.shared.lock:
+                    when = self.shared.expunged.get((self.folder, self.uidvalidity, uid))
+                if when is not None and when < ent[2]:
+                    self.fail("new message at seq %d has UID %d, expunged before" % (n, uid))
+                ent[0] = uid
+                self.check_order(n - 1)
+                self.shared.saw_uid(self.folder, self.uidvalidity, uid)
+            elif ent[0] != uid:
+                self.fail("FETCH seq %d says UID %d, model has %d" % (n, uid, ent[0]))
+        if "FLAGS" in it:
+            fl = it["FLAGS"]
+            if not isinstance(fl, list):
+                self.fail("FLAGS not a list: %r" % fl)
+            ent[1] = set(f for f in fl if f is not None or True) - {"\\Recent"}
+            ent[1] = set("NIL" if f is None else f for f in ent[1])
+        uid = ent[0]
+        body_v = it.get("BODY[]", "absent")
+        if body_v is None:
+            with self.shared.lock:
+                self.shared.nil_bodies.add((self.folder, self.uidvalidity, uid))
+        elif body_v != "absent":
+            if "RFC822.SIZE" in it and int(it["RFC822.SIZE"]) != len(body_v):
+                self.fail("RFC822.SIZE %s but BODY[] has %d octets (seq %d)" % (it["RFC822.SIZE"], len(body_v), n))
+            if uid is not None:
+                self.shared.same(self.key(uid, "BODY"), body_v, "BODY[]")
+        if uid is not None:
+            for item in ("RFC822.SIZE", "INTERNALDATE", "ENVELOPE", "BODYSTRUCTURE"):
+                if item in it and it[item] is not None:
+                    self.shared.same(self.key(uid, item), repr(it[item]).encode(), item)
+
+    # ---- commands ----
+    def login(self):
+        st, text, _ = self.run("LOGIN alice secret")
+
+    def select(self, folder, examine=False):
+        with self.shared.lock:
+            before = dict(self.shared.max_uid)
+        self._sel_uidvalidity = self._sel_uidnext = None
+        self.seq = []
+        self.folder = folder
+        self.uidvalidity = None
+        st, text, _ = self.run("%s %s" % ("EXAMINE" if examine else "SELECT", folder))
+        self.readonly = examine
+        uv, un = self._sel_uidvalidity, self._sel_uidnext
+        if uv is None or un is None:
+            self.fail("SELECT without UIDVALIDITY/UIDNEXT")
+        self.uidvalidity = uv
+        prev = self.uidnext.get((folder, uv), 0)
+        if un < prev:
+            self.fail("UIDNEXT went back from %d to %d in %s" % (prev, un, folder))
+        self.uidnext[(folder, uv)] = un
+        top = before.get((folder, uv), 0)
+        if un <= top:
+            self.fail("UIDNEXT %d of %s not above UID %d seen before the SELECT" % (un, folder, top))
+
+    def known(self):
+        return [i for i, e in enumerate(self.seq) if e[0] is not None]
+
+    def pick_seqs(self, star=True):
+        n = len(self.seq)
+        if n == 0:
+            return None
+        r = self.rng.random()
+        if r < 0.2 and star:
+            return "1:*"
+        k = self.rng.randint(1, min(4, n))
+        return seqset(sorted(self.rng.sample(range(1, n + 1), k)))
+
+    def pick_uids(self, star=True):
+        known = [e[0] for e in self.seq if e[0] is not None]
+        if not known and not star:
+            return None
+        if not known or (star and self.rng.random() < 0.1):
+            return "1:*"
+        k = self.rng.randint(1, min(4, len(known)))
+        uids = sorted(self.rng.sample(known, k))
+        if self.rng.random() < 0.2:
+            uids.append(uids[-1] + 100000)   # a UID that does not exist is no error
+        return seqset(uids)
+
+    def pick_flags(self):
+        fl = self.rng.sample(SYSFLAGS, self.rng.randint(0, 2)) + self.rng.sample(KEYWORDS, self.rng.randint(0, 2))
+        if not fl:
+            fl = [self.rng.choice(SYSFLAGS)]
+        # \Deleted rarely, or everything disappears at once.
+        if "\\Deleted" in fl and self.rng.random() < 0.5:
+            fl.remove("\\Deleted")
+            fl = fl or ["\\Seen"]
+        return fl
+
+    def op_fetch(self):
+        uid = self.rng.random() < 0.5
+        s = self.pick_uids() if uid else self.pick_seqs()
+        if s is None:
+            return
+        items = self.rng.choice(["(UID FLAGS)", "(FLAGS)", "(UID RFC822.SIZE BODY.PEEK[])", "(ENVELOPE UID)",
+                                 "(BODYSTRUCTURE FLAGS)", "(RFC822.SIZE INTERNALDATE UID FLAGS)",
+                                 "(UID FLAGS RFC822.SIZE BODY.PEEK[] ENVELOPE BODYSTRUCTURE)"])
+        self.run("%sFETCH %s %s" % ("UID " if uid else "", s, items))
+
+    def op_store(self):
+        if self.readonly:
+            return
+        uid = self.rng.random() < 0.4
+        s = self.pick_uids() if uid else self.pick_seqs()
+        if s is None:
+            return
+        op = self.rng.choice(["+", "+", "-", "-", ""])
+        silent = self.rng.random() < 0.3
+        fl = self.pick_flags()
+        if uid:
+            uids = set(expand_set(s.replace("*", str(max([e[0] or 0 for e in self.seq] + [0])))))
+            targets = [i for i, e in enumerate(self.seq) if e[0] in uids]
+            if s == "1:*":
+                targets = list(range(len(self.seq)))
+        else:
+            targets = [x - 1 for x in expand_set(s.replace("*", str(len(self.seq))))]
+        tuids = [self.seq[i][0] for i in targets]
+        st, text, got = self.run("%sSTORE %s %sFLAGS%s (%s)" % ("UID " if uid else "", s, op,
+                                                              ".SILENT" if silent else "", " ".join(fl)),
+                                 allow_no=("[EXPUNGEISSUED]",))
+        want = set(fl)
+        if silent:
+            for i, u in zip(targets, tuids):
+                # the entry may have moved (EXPUNGE is not sent during STORE, so it did not)
+                e = self.seq[i]
+                if e[0] != u or e[1] is None:
+                    continue
+                if op == "+":
+                    e[1] |= want
+                elif op == "-":
+                    e[1] -= want
+                else:
+                    e[1] = set(want)
+            return
+        if st != "OK":
+            return
+        # The first FETCH for each target is the echo of this STORE.
+        seen = set()
+        for r in got:
+            m = re.match(rb"\* (\d+) FETCH ", r)
+            if not m:
+                continue
+            n = int(m.group(1))
+            if n in seen or (n - 1) not in targets:
+                continue
+            seen.add(n)
+            it = parse_fetch(r[m.end():])
+            have = set("NIL" if f is None else f for f in it.get("FLAGS", [])) - {"\\Recent"}
+            if op == "+" and not want <= have:
+                self.fail("STORE +FLAGS %s echoed %s for seq %d" % (want, have, n))
+            if op == "-" and want & have:
+                self.fail("STORE -FLAGS %s echoed %s for seq %d" % (want, have, n))
+            if op == "" and want != have:
+                self.fail("STORE FLAGS %s echoed %s for seq %d" % (want, have, n))
+            if uid and "UID" not in it:
+                self.fail("UID STORE echo without UID")
+        missing = [i + 1 for i in targets if i + 1 not in seen]
+        if missing:
+            self.fail("STORE echoed nothing for seq %s" % missing)
+
+    def op_search(self):
+        uid = self.rng.random() < 0.5
+        crit = self.rng.choice(["ALL", "DELETED", "UNSEEN", "KEYWORD Junk", "FLAGGED", "NOT DELETED",
+                                "SUBJECT stress", "LARGER 100", "OR SEEN ANSWERED"])
+        st, text, got = self.run("%sSEARCH %s" % ("UID " if uid else "", crit))
+        res = []
+        for r in got:
+            if r.startswith(b"* SEARCH"):
+                res = [int(x) for x in r[8:].split()]
+        if uid:
+            known = set(e[0] for e in self.seq if e[0] is not None)
+            if any(e[0] is None for e in self.seq):
+                return
+            bad = [u for u in res if u not in known]
+            if bad:
+                self.fail("UID SEARCH returned UIDs %s not in the view" % bad)
+            if crit == "ALL" and sorted(res) != sorted(known):
+                self.fail("UID SEARCH ALL %s != view %s" % (res, sorted(known)))
+        else:
+            bad = [n for n in res if not 1 <= n <= len(self.seq)]
+            if bad:
+                self.fail("SEARCH returned seqs %s outside 1..%d" % (bad, len(self.seq)))
+            if crit == "ALL" and res != list(range(1, len(self.seq) + 1)):
+                self.fail("SEARCH ALL %s for %d messages" % (res[:20], len(self.seq)))
+
+    def message(self):
+        n = self.rng.randint(0, 10 ** 9)
+        body = "line %d\r\n" % n
+        if self.rng.random() < 0.3:
+            body += "From the start of a line\r\n>From quoted\r\n"
+        body += "x" * self.rng.randint(0, 2000) + "\r\n"
+        return ("From: stress@example.com.ar\r\nTo: alice@example.com.ar\r\nSubject: stress %s %d\r\n"
+                "Message-ID: <%d.%s@example.com.ar>\r\n\r\n%s" % (self.name, n, n, self.name, body)).encode()
+
+    def op_append(self):
+        folder = self.rng.choice(FOLDERS)
+        msg = self.message()
+        fl = self.pick_flags() if self.rng.random() < 0.6 else []
+        flags = "(%s) " % " ".join(fl) if fl else ""
+        t = self.tag()
+        self.cmd = "APPEND"
+        if self.rng.random() < 0.5:
+            self.send(b"%s APPEND %s %s{%d+}\r\n" % (t.encode(), folder.encode(), flags.encode(), len(msg)) +
+                      msg + b"\r\n")
+        else:
+            self.send("%s APPEND %s %s{%d}\r\n" % (t, folder, flags, len(msg)))
+            while True:
+                r = self.response()
+                if r.startswith(b"+"):
+                    break
+                if r.startswith(t.encode()):
+                    self.fail("APPEND refused: %r" % r)
+                self.untagged(r)
+            self.send(msg + b"\r\n")
+        st, text, _ = self.until_tag(t)
+        self.cmd = None
+        m = re.match(r"\[APPENDUID (\d+) (\d+)\]", text)
+        if not m:
+            self.fail("APPEND without APPENDUID: %s" % text)
+        uv, uid = int(m.group(1)), int(m.group(2))
+        with self.shared.lock:
+            if (folder, uv, uid) in self.shared.expunged:
+                self.fail("APPENDUID %d reuses an expunged UID" % uid)
+            old = self.shared.immutable.get((folder, uv, uid, "BODY"))
+        # mbox quotes a "From " line for good (as Postfix and Dovecot do).
+        self.shared.same((folder, uv, uid, "BODY"), re.sub(rb"(^|\r\n)From ", rb"\1>From ", msg), "BODY[]")
+        self.shared.saw_uid(folder, uv, uid)
+
+    def op_copy(self, move):
+        if move and self.readonly:
+            return
+        uid = self.rng.random() < 0.5
+        s = self.pick_uids() if uid else self.pick_seqs()
+        if s is None:
+            return
+        dest = FOLDERS[1] if self.folder == FOLDERS[0] else FOLDERS[0]
+        # Never 1:* here: copying whole folders back and forth doubles them.
+        s = self.pick_uids(star=False) if uid else self.pick_seqs(star=False)
+        if s is None:
+            return
+        st, text, got = self.run("%s%s %s %s" % ("UID " if uid else "", "MOVE" if move else "COPY", s, dest),
+                                 allow_no=("[EXPUNGEISSUED]",))
+        for r in got + [b"* OK " + text.encode()]:
+            m = re.search(rb"\[COPYUID (\d+) ([\d:,]+) ([\d:,]+)\]", r)
+            if m:
+                uv = int(m.group(1))
+                src, dst = expand_set(m.group(2).decode()), expand_set(m.group(3).decode())
+                if len(src) != len(dst):
+                    self.fail("COPYUID sets differ in size: %r" % r)
+                for a, b in zip(src, dst):
+                    body = self.shared.immutable.get(self.key(a, "BODY"))
+                    if body is not None:
+                        self.shared.same((dest, uv, b, "BODY"), body, "BODY[] (copied)")
+                    self.shared.saw_uid(dest, uv, b)
+
+    def op_expunge(self):
+        if self.readonly:
+            return
+        if self.rng.random() < 0.5:
+            self.run("EXPUNGE")
+        else:
+            s = self.pick_uids()
+            self.run("UID EXPUNGE %s" % s)
+
+    def op_close(self):
+        self.run("CLOSE" if not self.readonly and self.rng.random() < 0.7 else "UNSELECT")
+        self.folder = None
+        self.seq = []
+        self.select(self.rng.choice(FOLDERS), examine=self.rng.random() < 0.1)
+
+    def op_idle(self):
+        t = self.tag()
+        self.cmd = "IDLE"
+        self.send("%s IDLE\r\n" % t)
+        while True:
+            r = self.response()
+            if r.startswith(b"+"):
+                break
+            self.untagged(r)
+        end = time.time() + self.rng.uniform(0.1, 1.2)
+        while time.time() < end:
+            ready, _, _ = select.select([self.sock], [], [], max(0, end - time.time()))
+            if ready or b"\r\n" in self.buf:
+                r = self.response()
+                if not r.startswith(b"* OK Still here"):
+                    self.untagged(r)
+        self.send("DONE\r\n")
+        self.until_tag(t)
+        self.cmd = None
+
+    def step(self):
+        r = self.rng.random()
+        if self.folder is None:
+            self.select(self.rng.choice(FOLDERS))
+        elif len(self.seq) > 60 and not self.readonly and r < 0.2:
+            # Keep folders small: delete the oldest few.
+            self.run("STORE 1:10 +FLAGS.SILENT (\\Deleted)", allow_no=("[EXPUNGEISSUED]",))
+            for e in self.seq[:10]:
+                if e[1] is not None:
+                    e[1].add("\\Deleted")
+            self.run("EXPUNGE")
+        elif r < 0.22:
+            self.op_fetch()
+        elif r < 0.42:
+            self.op_store()
+        elif r < 0.50:
+            self.op_search()
+        elif r < 0.60:
+            self.op_append()
+        elif r < 0.66:
+            self.op_copy(move=False)
+        elif r < 0.72:
+            self.op_copy(move=True)
+        elif r < 0.79:
+            self.op_expunge()
+        elif r < 0.84:
+            self.op_close()
+        elif r < 0.88:
+            self.select(self.rng.choice(FOLDERS), examine=self.rng.random() < 0.15)
+            if self.rng.random() < 0.7 and self.seq:
+                self.run("FETCH 1:* (UID FLAGS)")
+        elif r < 0.95:
+            self.run(self.rng.choice(["NOOP", "CHECK"]))
+        else:
+            self.op_idle()
+
+    def history(self):
+        return "\n".join("    " + l for l in self.log)
+
+
+def deliverer(port, stop, errors, rng):
+    n = 0
+    while not stop.is_set():
+        n += 1
+        body = "delivered %d\r\n" % n + ("From here on\r\n" if n % 3 == 0 else "") + "y" * rng.randint(0, 3000)
+        msg = ("From: smtp@example.com.ar\r\nTo: alice@example.com.ar\r\nSubject: stress smtp %d\r\n"
+               "Message-ID: <smtp%d@example.com.ar>\r\n\r\n%s\r\n" % (n, n, body))
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as c:
+                c.sendmail("smtp@example.com.ar", ["alice@example.com.ar"], msg)
+        except Exception as e:   # noqa: BLE001 - reported, not swallowed
+            errors.append("smtp delivery %d: %r" % (n, e))
+            return
+        stop.wait(rng.uniform(0.2, 0.8))
+
+
+def pop3_line(sock, buf):
+    while b"\r\n" not in buf[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("pop3 closed")
+        buf[0] += chunk
+    line, _, buf[0] = buf[0].partition(b"\r\n")
+    return line
+
+
+def pop3_multi(sock, buf):
+    out = []
+    while True:
+        l = pop3_line(sock, buf)
+        if l == b".":
+            return out
+        out.append(l)
+
+
+def pop3er(port, stop, errors, rng, log):
+    n = 0
+    while not stop.is_set():
+        stop.wait(rng.uniform(1.5, 3.0))
+        if stop.is_set():
+            return
+        n += 1
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+                buf = [b""]
+
+                def cmd(text, multi=False):
+                    s.sendall(text.encode() + b"\r\n")
+                    l = pop3_line(s, buf)
+                    log.append("pop3 %d: %s -> %s" % (n, text, l[:100]))
+                    if multi and l.startswith(b"+OK"):
+                        return l, pop3_multi(s, buf)
+                    return l, None
+                greet = pop3_line(s, buf)
+                if not greet.startswith(b"+OK"):
+                    raise AssertionError("greeting %r" % greet)
+                cmd("USER alice")
+                l, _ = cmd("PASS secret")
+                if not l.startswith(b"+OK"):
+                    # Another POP3 session holding the lock is the only excuse.
+                    if b"IN-USE" not in l:
+                        raise AssertionError("PASS: %r" % l)
+                    continue
+                l, lst = cmd("LIST", multi=True)
+                if not l.startswith(b"+OK"):
+                    raise AssertionError("LIST: %r" % l)
+                l, uidl = cmd("UIDL", multi=True)
+                if not l.startswith(b"+OK") or len(uidl) != len(lst):
+                    raise AssertionError("UIDL: %r %r" % (l, uidl))
+                if lst:
+                    k = rng.randint(1, len(lst))
+                    size = int(lst[k - 1].split()[1])
+                    l, text = cmd("RETR %d" % k, multi=True)
+                    if l == b"-ERR Message was expunged by another session.":
+                        cmd("QUIT")
+                        continue   # an IMAP session was quicker: fair
+                    if not l.startswith(b"+OK"):
+                        raise AssertionError("RETR: %r" % l)
+                    got = sum(len(x) + 2 for x in text)
+                    # dot-stuffing adds one octet per line starting with "."
+                    got -= sum(1 for x in text if x.startswith(b".."))
+                    if got != size:
+                        raise AssertionError("RETR %d: %d octets, LIST said %d" % (k, got, size))
+                    l, _ = cmd("DELE %d" % k)
+                    if not l.startswith(b"+OK"):
+                        raise AssertionError("DELE: %r" % l)
+                l, _ = cmd("QUIT")
+                if not l.startswith(b"+OK"):
+                    raise AssertionError("QUIT: %r" % l)
+        except Exception as e:   # noqa: BLE001
+            errors.append("pop3 session %d: %r\n%s" % (n, e, "\n".join(list(log)[-15:])))
+            return
+
+
+class Stress(unittest.TestCase):
+    def start_server(self):
+        s = Server(modules=("mbox", "smtp", "imap", "pop3"), listeners=("smtpd", "imap", "pop3"))
+        s.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\nauth_mechanisms = plain login\n"
+                     "smtpd_client_name_timeout = 0\nmail_max_userip_connections = 40\n" % s.passwd_file)
+        self.addCleanup(s.cleanup)
+        s.start()
+        return s
+
+    def test_stress(self):
+        for seed in SEEDS:
+            with self.subTest(seed=seed):
+                self.run_seed(seed)
+
+    def run_seed(self, seed):
+        server = self.start_server()
+        shared = Shared()
+        setup = Client("s", server.ports["imap"], shared, random.Random(seed))
+        setup.login()
+        setup.run("CREATE Other")
+        for i in range(4):
+            setup.op_append()
+        setup.run("LOGOUT")
+        setup.sock.close()
+
+        stop = threading.Event()
+        errors = []
+        pop_log = deque(maxlen=40)
+        failures = []
+        clients = []
+        for k in range(NCLIENTS):
+            c = Client("c%d" % k, server.ports["imap"], shared, random.Random(seed * 100 + k))
+            c.login()
+            c.select("INBOX")
+            clients.append(c)
+
+        def work(c):
+            try:
+                while not stop.is_set():
+                    c.step()
+            except (StressFailure, OSError, ValueError, EOFError, IndexError, KeyError) as e:
+                failures.append((c, e))
+                stop.set()
+
+        threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+        threads.append(threading.Thread(target=deliverer, args=(server.ports["smtpd"], stop, errors,
+                                                                 random.Random(seed + 1))))
+        threads.append(threading.Thread(target=pop3er, args=(server.ports["pop3"], stop, errors,
+                                                              random.Random(seed + 2), pop_log)))
+        for t in threads:
+            t.start()
+        stop.wait(SECONDS)
+        stop.set()
+        for t in threads:
+            t.join(TIMEOUT * 2)
+        self.report(seed, server, failures, errors)
+
+        # Quiet now: every session syncs, then must agree with a fresh one.
+        try:
+            for c in clients:
+                if c.folder != "INBOX":
+                    c.select("INBOX")
+            for c in clients:
+                c.run("NOOP")
+            fresh = Client("f", server.ports["imap"], shared, random.Random(0))
+            fresh.login()
+            truth = {}
+            for folder in FOLDERS:
+                fresh.select(folder)
+                if fresh.seq:
+                    fresh.run("FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[])")
+                truth[folder] = [tuple(e[0:1]) + (frozenset(e[1]),) for e in fresh.seq]
+                if any(e[0] is None or e[1] is None for e in fresh.seq):
+                    fresh.fail("fresh FETCH 1:* left messages without UID or FLAGS")
+            for c in clients:
+                want = truth["INBOX"]
+                if len(c.seq) != len(want):
+                    c.fail("after NOOP: %d messages, a fresh session sees %d" % (len(c.seq), len(want)))
+                for i, (e, w) in enumerate(zip(c.seq, want)):
+                    if e[0] is not None and e[0] != w[0]:
+                        c.fail("after NOOP: seq %d is UID %d, fresh session says %d" % (i + 1, e[0], w[0]))
+                    if e[1] is not None and frozenset(e[1]) != w[1]:
+                        c.fail("after NOOP: UID %d flags %s, fresh session says %s" % (w[0], sorted(e[1]),
+                                                                                    sorted(w[1])))
+            # A message told with BODY[] NIL (expunged elsewhere) must be gone now.
+            for folder in FOLDERS:
+                uids = set(w[0] for w in truth[folder])
+                back = [k for k in shared.nil_bodies if k[0] == folder and k[2] in uids]
+                if back:
+                    fresh.fail("messages answered BODY[] NIL still exist: %s" % back)
+            boxes = server.messages("alice")
+            if len(boxes) != len(truth["INBOX"]):
+                fresh.fail("INBOX file parses as %d messages, IMAP shows %d" % (len(boxes), len(truth["INBOX"])))
+        except (StressFailure, OSError, ValueError, EOFError) as e:
+            failures.append((locals().get("c") or fresh, e))
+        self.report(seed, server, failures, errors)
+        for c in clients:
+            c.run("LOGOUT")
+            c.sock.close()
+        fresh.sock.close()
+        self.check_log(seed, server)
+
+    def report(self, seed, server, failures, errors):
+        if not failures and not errors:
+            return
+        msg = ["stress seed %d (rerun: POSTERN_STRESS_SEEDS=%d)" % (seed, seed)]
+        for c, e in failures:
+            msg.append("%s: %s\n  last commands/responses:\n%s" % (c.name, e, c.history()))
+        msg.extend(errors)
+        log = server.log()
+        msg.append("server log tail:\n" + "\n".join(log.splitlines()[-20:]))
+        self.fail("\n".join(msg))
+
+    def check_log(self, seed, server):
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = server.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            self.fail("seed %d: postern did not stop" % seed)
+        text = server.log() + err.decode(errors="replace")
+        bad = [l for l in text.splitlines()
+               if re.search(r"AddressSanitizer|runtime error|LeakSanitizer|killed by signal (?!15\b)|exited with status [1-9]"
+                            r"|panic|assert|abort", l, re.I)]
+        self.assertFalse(bad, "seed %d: server log reports a crash:\n%s" % (seed, "\n".join(bad[:20])))
+
+
+if __name__ == "__main__":
+    unittest.main()
