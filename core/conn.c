@@ -759,6 +759,20 @@ pt_conn_write(struct pt_conn *c, const void *data, size_t len)
 		return -1;
 	if (len == 0)
 		return 0;
+	if (c->busy == 0 && c->wlen == 0 && c->tls == TLS_NONE && !c->close_after_write && !c->h.on_drain) {
+		/* Outside a frame (an answer that waited on a lookup or on a
+		 * delivery) the socket is almost always writable: sending now
+		 * saves three epoll_ctl calls and a loop round per reply. Not
+		 * for conns with on_drain, which expect it after a buffered
+		 * send. Errors and the rest go the buffered way. */
+		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			data = (const char *)data + n;
+			len -= (size_t)n;
+			if (len == 0)
+				return 0;
+		}
+	}
 	if (len > PT_CONN_WBUF_MAX || c->wlen > PT_CONN_WBUF_MAX - len) {
 		conn_close_now(c, "error: output limit exceeded");
 		return -1;

@@ -373,6 +373,10 @@ job_enqueue(struct job *j)
 		tasks[i]->job = j;
 		tasks[i]->idx = i;
 	}
+	/* One wakeup per piece of work a thread can take (a special task, a
+	 * user's box that had nothing waiting): a broadcast would wake every
+	 * thread to fight over the mutex for one delivery. */
+	int wake = 0;
 	pthread_mutex_lock(&A.mu);
 	j->left = j->req.n;
 	for (size_t i = 0; i < j->req.n; i++) {
@@ -384,6 +388,7 @@ job_enqueue(struct job *j)
 			else
 				A.special_head = t;
 			A.special_tail = t;
+			wake++;
 			continue;
 		}
 		struct ubox *b = A.boxes;
@@ -404,14 +409,19 @@ job_enqueue(struct job *j)
 				pp = &(*pp)->next;
 			*pp = b;
 		}
-		if (b->tail)
+		if (b->tail) {
 			b->tail->next = t;
-		else
+		} else {
 			b->head = t;
+			/* A busy box is picked up again by the thread writing it. */
+			if (!b->busy)
+				wake++;
+		}
 		b->tail = t;
 	}
 	int finished = j->left == 0;
-	pthread_cond_broadcast(&A.cv);
+	while (wake-- > 0)
+		pthread_cond_signal(&A.cv);
 	pthread_mutex_unlock(&A.mu);
 	free(tasks);
 	if (finished)
