@@ -72,7 +72,7 @@ create_mailbox(const char *path, const struct pt_user *u, const struct mbox_sett
 	int group_mode = (dsb->st_mode & S_ISGID) ||
 	                 (s->priv_gid != (gid_t)-1 && dsb->st_gid == s->priv_gid);
 	mode_t mode = group_mode ? 0660 : 0600;
-	int flags = O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+	int flags = O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
 	int fd = open(path, flags, mode);
 	int privileged = 0;
 	if (fd < 0 && (errno == EACCES || errno == EPERM) && s->priv_gid != (gid_t)-1) {
@@ -119,10 +119,12 @@ create_mailbox(const char *path, const struct pt_user *u, const struct mbox_sett
 
 /* Open (or create) the mailbox for appending and check it is a plain file
  * of this user. Returns the fd, or -1 with why filled; *created tells
- * whether the directory entry is new (it needs a directory fsync). */
+ * whether the directory entry is new (it needs a directory fsync). The fd
+ * is also readable (*readable) when the file's mode allows: the last byte
+ * is checked through it instead of a second open by name per delivery. */
 static int
 open_mailbox(const char *path, const struct pt_user *u, const struct mbox_settings *s,
-             int *created, struct pt_status *why)
+             int *created, int *readable, struct pt_status *why)
 {
 	char dir[4096];
 	struct stat dsb, sb;
@@ -143,7 +145,9 @@ open_mailbox(const char *path, const struct pt_user *u, const struct mbox_settin
 	int fd = -1;
 	for (int attempt = 0; fd < 0 && attempt < OPEN_ATTEMPTS; attempt++) {
 		/* O_NONBLOCK: a FIFO planted in the spool must not hang us. */
-		fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 && errno == EACCES)
+			fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0)
 			break;
 		if (errno == ELOOP) {
@@ -189,6 +193,7 @@ open_mailbox(const char *path, const struct pt_user *u, const struct mbox_settin
 		pt_status_set(why, 450, "4.2.0", "cannot use mailbox: %s", strerror(errno));
 		goto fail;
 	}
+	*readable = (fl & O_ACCMODE) == O_RDWR;
 	return fd;
 fail:
 	close(fd);
@@ -270,7 +275,7 @@ append_all(int fd, const char *lf, struct planned *p, size_t n, int *err)
 }
 
 static void
-deliver_locked(const struct target *t, int fd, const struct mbox_settings *s,
+deliver_locked(const struct target *t, int fd, int readable, const struct mbox_settings *s,
                const struct pt_delivery *d, size_t n, struct pt_status *st, int created)
 {
 	struct stat sb;
@@ -282,9 +287,13 @@ deliver_locked(const struct target *t, int fd, const struct mbox_settings *s,
 	}
 	off_t size0 = sb.st_size;
 	char last = '\n';
-	if (size0 > 0) {
+	if (size0 > 0 && readable) {
 		/* A damaged mbox without a final LF: start our From_ line on a
-		 * line of its own. The fd is write-only, so read by name. */
+		 * line of its own. */
+		if (pread(fd, &last, 1, size0 - 1) != 1)
+			last = '\n';
+	} else if (size0 > 0) {
+		/* A write-only fd (the mode denies us reading): read by name. */
 		struct stat rsb;
 		int rfd = open(t->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (rfd < 0 || fstat(rfd, &rsb) != 0 || rsb.st_ino != sb.st_ino ||
@@ -398,8 +407,8 @@ mbox_deliver_with(const struct mbox_settings *s, const struct pt_delivery *d, si
 		return;
 	}
 	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
-		int created;
-		int fd = open_mailbox(path, d[0].user, s, &created, &why);
+		int created, readable;
+		int fd = open_mailbox(path, d[0].user, s, &created, &readable, &why);
 		if (fd < 0) {
 			fail_range(&t, st, 0, n, &why);
 			return;
@@ -415,7 +424,7 @@ mbox_deliver_with(const struct mbox_settings *s, const struct pt_delivery *d, si
 			close(fd);
 			continue;
 		}
-		deliver_locked(&t, fd, s, d, n, st, created);
+		deliver_locked(&t, fd, readable, s, d, n, st, created);
 		mbox_unlock(&lk, s);
 		close(fd);
 		return;

@@ -226,6 +226,30 @@ test_damaged_mbox_gets_a_line_end(void **state)
 	mbox_buf_free(&m);
 }
 
+/* A mailbox whose mode denies reading (the fd is then write-only and the
+ * last byte cannot be checked): the message is still appended whole. */
+static void
+test_write_only_mailbox_takes_mail(void **state)
+{
+	struct fixture *f = *state;
+	const char *old = "From x  Sat Nov 28 06:08:07 2026\nS: 0\n\nold\n";
+	spit(f->path, old, 0200);
+	chmod(f->path, 0200);
+	struct pt_delivery d = delivery(f, "S: 1\n\nnew\n");
+	struct pt_status st;
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_int_equal(st.code, 0);
+	chmod(f->path, 0600);
+	size_t len;
+	char *got = slurp(f->path, &len);
+	struct mbox_buf m = formatted(&d);
+	assert_int_equal(len, strlen(old) + m.len);
+	assert_memory_equal(got, old, strlen(old));
+	assert_memory_equal(got + strlen(old), m.p, m.len);
+	free(got);
+	mbox_buf_free(&m);
+}
+
 static void
 test_mailbox_size_limit(void **state)
 {
@@ -809,6 +833,7 @@ main(void)
 		T(test_new_mailbox_mode_and_bytes),
 		T(test_group_commit),
 		T(test_damaged_mbox_gets_a_line_end),
+		T(test_write_only_mailbox_takes_mail),
 		T(test_mailbox_size_limit),
 		T(test_size_limit_in_the_middle_of_a_group),
 		T(test_write_failure_truncates_to_whole_messages),
