@@ -37,12 +37,16 @@ static struct {
 } rec[MAXREC];
 static size_t nrec, ncalls, max_batch;
 static int locked = 1;          /* "locked" user's mailbox refuses */
+static unsigned deliver_us = 2000;
+static int in_deliver, max_in_deliver; /* calls running at once */
 
 static void
 fake_deliver(const struct pt_delivery *d, size_t n, struct pt_status *st)
 {
 	pthread_mutex_lock(&rec_mu);
 	ncalls++;
+	if (++in_deliver > max_in_deliver)
+		max_in_deliver = in_deliver;
 	if (n > max_batch)
 		max_batch = n;
 	for (size_t i = 0; i < n; i++) {
@@ -60,7 +64,10 @@ fake_deliver(const struct pt_delivery *d, size_t n, struct pt_status *st)
 		pt_status_set(&st[i], 0, "2.0.0", "delivered to mailbox");
 	}
 	pthread_mutex_unlock(&rec_mu);
-	usleep(2000); /* long enough for others to queue up behind */
+	usleep(deliver_us); /* long enough for others to queue up behind */
+	pthread_mutex_lock(&rec_mu);
+	in_deliver--;
+	pthread_mutex_unlock(&rec_mu);
 }
 
 static const struct pt_mailstore_ops fake_store = { fake_deliver };
@@ -222,6 +229,8 @@ setup(void **state)
 	pt_service_register(PT_SVC_USERDB, &fake_users);
 	nrec = ncalls = max_batch = 0;
 	locked = 1;
+	deliver_us = 2000;
+	in_deliver = max_in_deliver = 0;
 	return 0;
 }
 
@@ -512,6 +521,34 @@ test_group_commit(void **state)
 	stop_queue(1);
 }
 
+/* One message to three users: each mailbox gets its own agent thread at
+ * once (every ready mailbox wakes a thread), not one after the other. */
+static void
+test_fanout_delivers_in_parallel(void **state)
+{
+	(void)state;
+	start_queue(1);
+	/* A first delivery, so that every agent thread is waiting for work
+	 * (not still starting up) when the fan-out arrives. */
+	struct result r0 = { 0 };
+	const char *one[] = { "alice@example.com.ar" };
+	assert_int_equal(submit("carol@example.com.ar", one, 1, msg, &r0), 0);
+	cur = &r0;
+	assert_true(run_until(cur_done, 5000));
+	run_until(never, 50);
+	deliver_us = 100000;
+	max_in_deliver = 0;
+	struct result r = { 0 };
+	const char *rc[] = { "alice@example.com.ar", "bob@example.com.ar", "carol@example.com.ar" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 3, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0);
+	assert_int_equal(count_for("alice") + count_for("bob") + count_for("carol"), 4);
+	assert_int_equal(max_in_deliver, 3);
+	stop_queue(1);
+}
+
 /* Nothing acknowledged when the queue cannot store the message. */
 static void
 test_store_failure_is_451(void **state)
@@ -596,6 +633,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_loop_and_double_bounce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_agent_queues_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fanout_delivers_in_parallel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_is_451, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifetime_expiry_bounces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_refuses_bad_input, setup, teardown),
