@@ -143,8 +143,9 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 			nu++;
 			continue;
 		}
-		if (nf == cur && nk == m->keywords)
-			continue;
+		/* No skipping when nf looks unchanged: m is as of our last
+		 * sync, and another session may have changed the file since
+		 * (the store writes nothing for a message already so). */
 		u[nu].uid = m->uid;
 		u[nu].flags = nf;
 		u[nu].keywords = nk;

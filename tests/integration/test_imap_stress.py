@@ -496,6 +496,9 @@ class Client:
         if self.rng.random() < 0.3:
             body += "From the start of a line\r\n>From quoted\r\n"
         body += "x" * self.rng.randint(0, 2000) + "\r\n"
+        if self.rng.random() < 0.02:
+            # Big enough that FETCH BODY[] goes out in pieces.
+            body += ("%s\r\n" % ("z" * 98)) * self.rng.randint(1000, 3000)
         return ("From: stress@example.com.ar\r\nTo: alice@example.com.ar\r\nSubject: stress %s %d\r\n"
                 "Message-ID: <%d.%s@example.com.ar>\r\n\r\n%s" % (self.name, n, n, self.name, body)).encode()
 
@@ -671,9 +674,13 @@ def pop3_multi(sock, buf):
 
 
 def pop3er(port, stop, errors, rng, log):
+    """POP3 sessions now and then: LIST/UIDL (a UIDL always names the same
+    size; one deleted at QUIT never comes back), RETR (size as LIST said),
+    DELE, sometimes RSET or a pause while IMAP works, QUIT."""
     n = 0
+    sizes, deleted = {}, set()
     while not stop.is_set():
-        stop.wait(rng.uniform(1.5, 3.0))
+        stop.wait(rng.uniform(1.0, 2.5))
         if stop.is_set():
             return
         n += 1
@@ -694,36 +701,58 @@ def pop3er(port, stop, errors, rng, log):
                 cmd("USER alice")
                 l, _ = cmd("PASS secret")
                 if not l.startswith(b"+OK"):
-                    # Another POP3 session holding the lock is the only excuse.
-                    if b"IN-USE" not in l:
-                        raise AssertionError("PASS: %r" % l)
-                    continue
+                    raise AssertionError("PASS: %r" % l)
                 l, lst = cmd("LIST", multi=True)
                 if not l.startswith(b"+OK"):
                     raise AssertionError("LIST: %r" % l)
                 l, uidl = cmd("UIDL", multi=True)
                 if not l.startswith(b"+OK") or len(uidl) != len(lst):
                     raise AssertionError("UIDL: %r %r" % (l, uidl))
-                if lst:
+                ids = {}
+                for a, b in zip(lst, uidl):
+                    num, size = a.split()
+                    num2, uid = b.split()
+                    if num != num2:
+                        raise AssertionError("LIST/UIDL numbering differs: %r %r" % (a, b))
+                    if uid in deleted:
+                        raise AssertionError("UIDL %r deleted at an earlier QUIT is back" % uid)
+                    if sizes.setdefault(uid, int(size)) != int(size):
+                        raise AssertionError("UIDL %r was %d octets, now %s" % (uid, sizes[uid], size))
+                    ids[int(num)] = uid
+                dele = set()
+                for _ in range(rng.randint(0, 3)):
+                    if not lst:
+                        break
                     k = rng.randint(1, len(lst))
-                    size = int(lst[k - 1].split()[1])
-                    l, text = cmd("RETR %d" % k, multi=True)
-                    if l == b"-ERR Message was expunged by another session.":
-                        cmd("QUIT")
-                        continue   # an IMAP session was quicker: fair
-                    if not l.startswith(b"+OK"):
-                        raise AssertionError("RETR: %r" % l)
-                    got = sum(len(x) + 2 for x in text)
-                    # dot-stuffing adds one octet per line starting with "."
-                    got -= sum(1 for x in text if x.startswith(b".."))
-                    if got != size:
-                        raise AssertionError("RETR %d: %d octets, LIST said %d" % (k, got, size))
+                    if k not in dele and rng.random() < 0.6:
+                        l, text = cmd("RETR %d" % k, multi=True)
+                        if l == b"-ERR Message was expunged by another session.":
+                            continue   # an IMAP session was quicker: fair
+                        if not l.startswith(b"+OK"):
+                            raise AssertionError("RETR: %r" % l)
+                        got = sum(len(x) + 2 for x in text)
+                        # dot-stuffing adds one octet per line starting with "."
+                        got -= sum(1 for x in text if x.startswith(b".."))
+                        if got != int(lst[k - 1].split()[1]):
+                            raise AssertionError("RETR %d: %d octets, LIST said %r" % (k, got, lst[k - 1]))
                     l, _ = cmd("DELE %d" % k)
-                    if not l.startswith(b"+OK"):
+                    if k in dele:
+                        if l != b"-ERR Message is deleted.":
+                            raise AssertionError("second DELE: %r" % l)
+                    elif not l.startswith(b"+OK"):
                         raise AssertionError("DELE: %r" % l)
+                    dele.add(k)
+                if rng.random() < 0.15:
+                    l, _ = cmd("RSET")
+                    dele = set()
+                if rng.random() < 0.3:
+                    stop.wait(rng.uniform(0.2, 1.0))
+                if rng.random() < 0.1:
+                    continue   # no QUIT: nothing changes
                 l, _ = cmd("QUIT")
                 if not l.startswith(b"+OK"):
                     raise AssertionError("QUIT: %r" % l)
+                deleted.update(ids[k] for k in dele)
         except Exception as e:   # noqa: BLE001
             errors.append("pop3 session %d: %r\n%s" % (n, e, "\n".join(list(log)[-15:])))
             return

@@ -2,7 +2,8 @@
  * since our last sync (found by test_imap_stress.py): .SILENT still tells
  * flags others set meanwhile, and a message another session expunged is
  * neither echoed with stale flags nor reported stored (NO [EXPUNGEISSUED],
- * no EXPUNGE during STORE). */
+ * no EXPUNGE during STORE), and an absolute FLAGS is written even when
+ * the list as last synced says the message has those flags already. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -237,6 +238,21 @@ test_uid_store_after_expunge_and_delivery(void **state)
 	close_session();
 }
 
+static void
+test_absolute_store_over_concurrent_change(void **state)
+{
+	(void)state;
+	open_session();
+	assert_string_equal(store(0, "1", "+FLAGS.SILENT", "\\Seen", NULL), "t OK Store completed.\r\n");
+	/* Another session cleared it since: our list still says \Seen, so
+	 * FLAGS (\Seen) looks like no change, but the file needs it. */
+	box.file[0].flags = 0;
+	assert_string_equal(store(0, "1", "FLAGS", "\\Seen", NULL),
+	                    "* 1 FETCH (FLAGS (\\Seen))\r\nt OK Store completed.\r\n");
+	assert_int_equal(box.file[0].flags, PT_F_SEEN);
+	close_session();
+}
+
 int
 main(void)
 {
@@ -245,6 +261,7 @@ main(void)
 		cmocka_unit_test(test_silent_tells_concurrent_change),
 		cmocka_unit_test(test_expunged_elsewhere_not_echoed),
 		cmocka_unit_test(test_uid_store_after_expunge_and_delivery),
+		cmocka_unit_test(test_absolute_store_over_concurrent_change),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
