@@ -28,6 +28,10 @@ KEYWORDS = ["$Work", "Junk", "kw1", "$$odd", "NIL"]
 # Made now and then, so sessions grow the keyword table concurrently.
 RARE_KEYWORDS = ["k%02d" % i for i in range(20)]
 FOLDERS = ["INBOX", "Other"]
+# Deleted and created again while others copy and append to it (never
+# selected: its UIDVALIDITY changes under a session, which ends it).
+TMP = "Tmp"
+TRYCREATE = ("[TRYCREATE]",)
 NO_EXPUNGE_CMDS = ("FETCH", "STORE", "SEARCH", "UID FETCH", "UID STORE", "UID SEARCH")
 
 
@@ -563,6 +567,43 @@ class Client:
                         self.shared.same((dest, uv, b, "BODY"), body, "BODY[] (copied)")
                     self.shared.saw_uid(dest, uv, b)
 
+    def op_tmp(self):
+        r = self.rng.random()
+        if r < 0.15:
+            self.run("DELETE %s" % TMP, allow_no=("[NONEXISTENT]",))
+        elif r < 0.3:
+            self.run("CREATE %s" % TMP, allow_no=("[ALREADYEXISTS]",))
+        elif r < 0.55:
+            st, text, got = self.run("STATUS %s (MESSAGES UIDNEXT UIDVALIDITY)" % TMP, allow_no=("[NONEXISTENT]",))
+        elif r < 0.8 and self.seq:
+            s = self.pick_seqs(star=False)
+            self.run("COPY %s %s" % (s, TMP), allow_no=TRYCREATE + ("[EXPUNGEISSUED]",))
+        else:
+            msg = self.message()
+            t = self.tag()
+            self.cmd = "APPEND"
+            self.send(b"%s APPEND %s {%d+}\r\n" % (t.encode(), TMP.encode(), len(msg)) + msg + b"\r\n")
+            self.until_tag(t, allow_no=TRYCREATE)
+            self.cmd = None
+
+    def op_status(self):
+        folder = self.rng.choice(FOLDERS)
+        with self.shared.lock:
+            before = dict(self.shared.max_uid)
+        st, text, got = self.run("STATUS %s (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)" % folder)
+        for r in got:
+            m = re.match(rb'\* STATUS "?(\w+)"? \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+) UNSEEN (\d+) '
+                         rb'RECENT (\d+)\)$', r)
+            if m:
+                msgs, un, uv = int(m.group(2)), int(m.group(3)), int(m.group(4))
+                top = before.get((folder, uv), 0)
+                if un <= top:
+                    self.fail("STATUS UIDNEXT %d of %s not above UID %d seen before" % (un, folder, top))
+                if int(m.group(5)) > msgs or int(m.group(6)) > msgs:
+                    self.fail("STATUS counts above MESSAGES: %r" % r)
+                return
+        self.fail("no STATUS line for %s" % folder)
+
     def op_expunge(self):
         if self.readonly:
             return
@@ -629,8 +670,12 @@ class Client:
             self.select(self.rng.choice(FOLDERS), examine=self.rng.random() < 0.15)
             if self.rng.random() < 0.7 and self.seq:
                 self.run("FETCH 1:* (UID FLAGS)")
-        elif r < 0.95:
+        elif r < 0.90:
             self.run(self.rng.choice(["NOOP", "CHECK"]))
+        elif r < 0.925:
+            self.op_tmp()
+        elif r < 0.95:
+            self.op_status()
         else:
             self.op_idle()
 
@@ -638,20 +683,24 @@ class Client:
         return "\n".join("    " + l for l in self.log)
 
 
-def deliverer(port, stop, errors, rng):
+def deliverer(port, stop, errors, rng, name="smtp"):
+    """Deliveries come from another process (the local delivery agent)
+    than the sessions: the races between processes are here."""
     n = 0
     while not stop.is_set():
         n += 1
         body = "delivered %d\r\n" % n + ("From here on\r\n" if n % 3 == 0 else "") + "y" * rng.randint(0, 3000)
-        msg = ("From: smtp@example.com.ar\r\nTo: alice@example.com.ar\r\nSubject: stress smtp %d\r\n"
-               "Message-ID: <smtp%d@example.com.ar>\r\n\r\n%s\r\n" % (n, n, body))
+        if rng.random() < 0.03:
+            body += "\r\n" + ("w" * 76 + "\r\n") * rng.randint(1000, 4000)
+        msg = ("From: smtp@example.com.ar\r\nTo: alice@example.com.ar\r\nSubject: stress %s %d\r\n"
+               "Message-ID: <%s%d@example.com.ar>\r\n\r\n%s\r\n" % (name, n, name, n, body))
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as c:
                 c.sendmail("smtp@example.com.ar", ["alice@example.com.ar"], msg)
         except Exception as e:   # noqa: BLE001 - reported, not swallowed
             errors.append("smtp delivery %d: %r" % (n, e))
             return
-        stop.wait(rng.uniform(0.2, 0.8))
+        stop.wait(rng.uniform(0.05, 0.5))
 
 
 def pop3_line(sock, buf):
@@ -803,8 +852,9 @@ class Stress(unittest.TestCase):
                 stop.set()
 
         threads = [threading.Thread(target=work, args=(c,)) for c in clients]
-        threads.append(threading.Thread(target=deliverer, args=(server.ports["smtpd"], stop, errors,
-                                                                 random.Random(seed + 1))))
+        for d in range(2):
+            threads.append(threading.Thread(target=deliverer, args=(server.ports["smtpd"], stop, errors,
+                                                                     random.Random(seed + 10 + d), "smtp%d" % d)))
         threads.append(threading.Thread(target=pop3er, args=(server.ports["pop3"], stop, errors,
                                                               random.Random(seed + 2), pop_log)))
         for t in threads:
