@@ -124,6 +124,7 @@ class Shared:
         self.expunged = {}      # (folder, uidvalidity, uid) -> order in which it was seen expunged
         self.max_uid = {}       # (folder, uidvalidity) -> uid
         self.nil_bodies = set()
+        self.recent = {}        # key -> the read-write session that saw it \Recent
 
     def same(self, key, value, what):
         with self.lock:
@@ -307,8 +308,13 @@ class Client:
             fl = it["FLAGS"]
             if not isinstance(fl, list):
                 self.fail("FLAGS not a list: %r" % fl)
-            ent[1] = set(f for f in fl if f is not None or True) - {"\\Recent"}
-            ent[1] = set("NIL" if f is None else f for f in ent[1])
+            ent[1] = set("NIL" if f is None else f for f in fl) - {"\\Recent"}
+            if "\\Recent" in fl and not self.readonly and ent[0] is not None:
+                # \Recent goes to one read-write session only (RFC 3501 2.3.2).
+                with self.shared.lock:
+                    first = self.shared.recent.setdefault(self.key(ent[0], "recent"), self.name)
+                if first != self.name:
+                    self.fail("UID %d is \\Recent here and in %s" % (ent[0], first))
         uid = ent[0]
         body_v = it.get("BODY[]", "absent")
         if body_v is None:
@@ -950,6 +956,62 @@ class Stress(unittest.TestCase):
                if re.search(r"AddressSanitizer|runtime error|LeakSanitizer|killed by signal (?!15\b)|exited with status [1-9]"
                             r"|panic|assert|abort", l, re.I)]
         self.assertFalse(bad, "seed %d: server log reports a crash:\n%s" % (seed, "\n".join(bad[:20])))
+
+
+class Pop3WithImap(unittest.TestCase):
+    """What the stress found to hold, pinned down: a POP3 session beside
+    IMAP sessions of the same user (one mail process serves both)."""
+
+    def test_interplay(self):
+        server = Server(modules=("mbox", "smtp", "imap", "pop3"), listeners=("smtpd", "imap", "pop3"))
+        server.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\nsmtpd_client_name_timeout = 0\n"
+                          % server.passwd_file)
+        self.addCleanup(server.cleanup)
+        server.start()
+        for i in range(4):
+            with smtplib.SMTP("127.0.0.1", server.ports["smtpd"], timeout=TIMEOUT) as c:
+                c.sendmail("a@example.com.ar", ["alice@example.com.ar"], "Subject: m%d\r\n\r\nbody %d\r\n" % (i, i))
+        server.wait_messages("alice", 4)
+        shared = Shared()
+        imap = Client("i", server.ports["imap"], shared, random.Random(1))
+        self.addCleanup(imap.sock.close)
+        imap.login()
+        imap.select("INBOX")
+        imap.run("FETCH 1:* (UID FLAGS)")
+        pop = socket.create_connection(("127.0.0.1", server.ports["pop3"]), timeout=TIMEOUT)
+        self.addCleanup(pop.close)
+        buf = [b""]
+
+        def cmd(text, multi=False):
+            pop.sendall(text.encode() + b"\r\n")
+            l = pop3_line(pop, buf)
+            return (l, pop3_multi(pop, buf)) if multi and l.startswith(b"+OK") else (l, None)
+        pop3_line(pop, buf)
+        cmd("USER alice")
+        self.assertEqual(cmd("PASS secret")[0], b"+OK Logged in.")
+        self.assertTrue(cmd("RETR 1", multi=True)[0].startswith(b"+OK"))
+        self.assertEqual(cmd("DELE 2")[0], b"+OK Marked to be deleted.")
+        # IMAP expunges message 3 while POP3 still lists it.
+        st, text, got = imap.run("STORE 3 +FLAGS.SILENT (\\Deleted)")
+        self.assertEqual(got, [])
+        st, text, got = imap.run("EXPUNGE")
+        self.assertEqual(got, [b"* 3 EXPUNGE"])
+        self.assertEqual(cmd("RETR 3", multi=True)[0], b"-ERR Message was expunged by another session.")
+        l, lst = cmd("LIST", multi=True)
+        self.assertEqual(l, b"+OK 3 messages:")
+        # Nothing changes until QUIT: the IMAP session hears nothing.
+        self.assertEqual(imap.run("NOOP")[2], [])
+        self.assertEqual(cmd("QUIT")[0], b"+OK Logging out.")
+        # DELE'd message 2 gone, RETR'd message 1 \Seen (given at QUIT).
+        st, text, got = imap.run("NOOP")
+        self.assertEqual(got, [b"* 2 EXPUNGE", b"* 1 FETCH (FLAGS (\\Seen \\Recent))"])
+        self.assertEqual([e[0] for e in imap.seq], [1, 4])
+        fresh = Client("f", server.ports["imap"], shared, random.Random(2))
+        self.addCleanup(fresh.sock.close)
+        fresh.login()
+        fresh.select("INBOX")
+        st, text, got = fresh.run("FETCH 1:* (UID FLAGS)")
+        self.assertEqual(got, [b"* 1 FETCH (UID 1 FLAGS (\\Seen))", b"* 2 FETCH (UID 4 FLAGS ())"])
 
 
 if __name__ == "__main__":
