@@ -36,6 +36,7 @@ struct job {
 	struct pt_agent_req req;
 	const char *data;
 	size_t maplen;
+	char *copy;                   /* data, when it came inline */
 	size_t left;
 	struct pt_status *st;
 	struct job *next_done;
@@ -74,6 +75,7 @@ job_free(struct job *j)
 {
 	if (j->data && j->maplen)
 		munmap((void *)j->data, j->maplen);
+	free(j->copy);
 	pt_agent_req_free(&j->req);
 	free(j->st);
 	free(j);
@@ -502,6 +504,32 @@ pt_local_serve(const struct pt_config *conf, int sock, int as_root)
 			continue;
 		}
 		j->st = calloc(j->req.n, sizeof *j->st);
+		if (j->st && fd < 0 && (j->req.data || j->req.len == 0)) {
+			/* Inline (or empty): buf is reused by the next receive. */
+			j->copy = malloc((size_t)j->req.len + 1);
+			if (!j->copy) {
+				reply_error(j->req.seq, j->req.n, 451, "4.3.0", "out of memory");
+				job_free(j);
+				continue;
+			}
+			if (j->req.len)
+				memcpy(j->copy, j->req.data, (size_t)j->req.len);
+			j->copy[j->req.len] = 0;
+			j->req.data = NULL;
+			j->data = j->copy;
+			if (job_enqueue(j) != 0) {
+				reply_error(j->req.seq, j->req.n, 451, "4.3.0", "out of memory");
+				job_free(j);
+			}
+			continue;
+		}
+		if (fd >= 0 && j->req.data) {
+			/* Both an fd and inline data: not what the worker sends. */
+			reply_error(j->req.seq, j->req.n, 451, "4.3.0", "malformed request");
+			close(fd);
+			job_free(j);
+			continue;
+		}
 		if (fd < 0 || !j->st) {
 			reply_error(j->req.seq, j->req.n, 451, "4.3.0", "no message data");
 			if (fd >= 0)

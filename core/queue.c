@@ -619,8 +619,14 @@ pt_qagent_detach(void)
 	}
 }
 
+static int message_memfd(const struct qmsg *m);
+
+/* One request for targets idx[0..n). A small message goes inline after
+ * the request; otherwise (or when they do not fit together) the message
+ * goes as a memfd, made on first need and kept in *memfd for the
+ * message's other requests. */
 static int
-agent_send(struct qmsg *m, int memfd, size_t *idx, size_t n)
+agent_send(struct qmsg *m, int *memfd, size_t *idx, size_t n)
 {
 	static char buf[PT_AGENT_MSG_MAX];
 	struct pt_agent_item *items = calloc(n, sizeof *items);
@@ -644,7 +650,13 @@ agent_send(struct qmsg *m, int memfd, size_t *idx, size_t n)
 		.arrival = (int64_t)m->q.arrival, .len = m->q.len, .n = n, .item = items };
 	ssize_t len = pt_agent_req_encode(&req, buf, sizeof buf);
 	free(items);
-	if (len < 0 || pt_agent_send(pt_qs.local_fd, buf, (size_t)len, memfd) < 0) {
+	if (len >= 0 && *memfd < 0 && m->q.len <= PT_AGENT_INLINE_MAX && m->q.len <= sizeof buf - (size_t)len) {
+		memcpy(buf + len, m->q.data, m->q.len);
+		len += (ssize_t)m->q.len;
+	} else if (len >= 0 && *memfd < 0 && (*memfd = message_memfd(m)) < 0) {
+		len = -1;
+	}
+	if (len < 0 || pt_agent_send(pt_qs.local_fd, buf, (size_t)len, *memfd) < 0) {
 		free(r);
 		return -1;
 	}
@@ -809,14 +821,14 @@ attempt_dispatch(struct qmsg *m)
 			attempt_finish(m);
 		return;
 	}
-	int memfd = pt_qs.local_fd >= 0 ? message_memfd(m) : -1;
+	int memfd = -1;
 	/* Hold a reference while sending so an early answer cannot finish
 	 * the message under us. */
 	m->outstanding++;
 	size_t sent = 0;
-	for (size_t off = 0; memfd >= 0 && off < n; off += AGENT_CHUNK) {
+	for (size_t off = 0; pt_qs.local_fd >= 0 && off < n; off += AGENT_CHUNK) {
 		size_t k = n - off < AGENT_CHUNK ? n - off : AGENT_CHUNK;
-		if (agent_send(m, memfd, idx + off, k) != 0)
+		if (agent_send(m, &memfd, idx + off, k) != 0)
 			break;
 		sent = off + k;
 	}

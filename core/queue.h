@@ -153,6 +153,10 @@ struct pt_agent_req {
 	uint64_t len;                 /* message bytes in the attached memfd */
 	size_t n;
 	struct pt_agent_item *item;
+	/* decode: the message when it came inline, its len bytes right after
+	 * the request in the same datagram (small messages: no memfd to make,
+	 * map and close); points into the decoded buffer. Else NULL. */
+	const char *data;
 };
 struct pt_agent_resp {
 	uint32_t seq;
@@ -162,6 +166,8 @@ struct pt_agent_resp {
 
 /* Largest encoded request or response: one SOCK_SEQPACKET datagram. */
 #define PT_AGENT_MSG_MAX (128 * 1024)
+/* Messages up to this size travel inline after the request. */
+#define PT_AGENT_INLINE_MAX (64 * 1024)
 
 /* Encode into buf (cap bytes); returns the length, or -1 when it does not
  * fit. Decode: 0, or -1 for a malformed message (never trusts lengths). */

@@ -1,5 +1,6 @@
 /* The worker <-> delivery agent messages: small typed records in one
- * SOCK_SEQPACKET datagram each, the message itself travels as a memfd. */
+ * SOCK_SEQPACKET datagram each; the message itself follows the request in
+ * the datagram when small, else travels as a memfd. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,8 +214,11 @@ pt_agent_req_decode(const char *buf, size_t len, struct pt_agent_req *r)
 		if (it->kind < PT_AGENT_MAILBOX || it->kind > PT_AGENT_COMMAND)
 			d.bad = 1;
 	}
-	if (d.bad || d.left != 0)
+	/* Nothing may follow the request but the message itself, whole. */
+	if (d.bad || (d.left != 0 && d.left != r->len))
 		goto bad;
+	if (d.left != 0)
+		r->data = buf + (len - d.left);
 	return 0;
 bad:
 	pt_agent_req_free(r);

@@ -34,6 +34,8 @@ static struct {
 	char rcpt[128];
 	char sender[128];
 	char data[4096];
+	size_t len;
+	unsigned long sum;            /* of all the message's bytes */
 } rec[MAXREC];
 static size_t nrec, ncalls, max_batch;
 static int locked = 1;          /* "locked" user's mailbox refuses */
@@ -59,6 +61,10 @@ fake_deliver(const struct pt_delivery *d, size_t n, struct pt_status *st)
 			snprintf(rec[nrec].rcpt, sizeof rec[nrec].rcpt, "%s", d[i].recipient);
 			snprintf(rec[nrec].sender, sizeof rec[nrec].sender, "%s", d[i].sender);
 			snprintf(rec[nrec].data, sizeof rec[nrec].data, "%.*s", (int)d[i].len, d[i].data);
+			rec[nrec].len = d[i].len;
+			rec[nrec].sum = 0;
+			for (size_t k = 0; k < d[i].len; k++)
+				rec[nrec].sum += (unsigned char)d[i].data[k];
 			nrec++;
 		}
 		pt_status_set(&st[i], 0, "2.0.0", "delivered to mailbox");
@@ -549,6 +555,41 @@ test_fanout_delivers_in_parallel(void **state)
 	stop_queue(1);
 }
 
+/* Messages at and around the inline limit and far above it (memfd)
+ * reach the mailstore whole, byte for byte. */
+static void
+test_message_sizes_reach_the_store_whole(void **state)
+{
+	(void)state;
+	start_queue(1);
+	size_t sizes[] = { 1, PT_AGENT_INLINE_MAX - 1, PT_AGENT_INLINE_MAX, PT_AGENT_INLINE_MAX + 1,
+		           PT_AGENT_MSG_MAX, 3 * PT_AGENT_MSG_MAX };
+	const char *rc[] = { "alice@example.com.ar", "bob@example.com.ar" };
+	for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+		size_t len = sizes[k];
+		char *data = malloc(len + 1);
+		unsigned long sum = 0;
+		for (size_t i = 0; i < len; i++) {
+			data[i] = i % 64 == 63 ? '\n' : (char)('A' + (i * 7 + k) % 26);
+			sum += (unsigned char)data[i];
+		}
+		data[len] = 0;
+		struct result r = { 0 };
+		size_t before = nrec;
+		assert_int_equal(submit("carol@example.com.ar", rc, 2, data, &r), 0);
+		cur = &r;
+		assert_true(run_until(cur_done, 5000));
+		assert_int_equal(r.code, 0);
+		assert_int_equal(nrec, before + 2);
+		for (size_t i = before; i < nrec; i++) {
+			assert_int_equal(rec[i].len, len);
+			assert_int_equal(rec[i].sum, sum);
+		}
+		free(data);
+	}
+	stop_queue(1);
+}
+
 /* Nothing acknowledged when the queue cannot store the message. */
 static void
 test_store_failure_is_451(void **state)
@@ -634,6 +675,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_no_agent_queues_then_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fanout_delivers_in_parallel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_message_sizes_reach_the_store_whole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_is_451, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifetime_expiry_bounces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_refuses_bad_input, setup, teardown),

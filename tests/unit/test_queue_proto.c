@@ -80,6 +80,42 @@ test_request_roundtrip(void **state)
 	assert_int_equal(pt_agent_req_encode(&r, buf, 20), -1);
 }
 
+/* A small message travels inline right after the request: decode points
+ * at it; anything but the whole message after the request is refused. */
+static void
+test_request_with_inline_message(void **state)
+{
+	(void)state;
+	struct pt_agent_req r, d;
+	struct pt_agent_item it[3];
+	char buf[8192];
+	char msg[4096];
+	for (size_t i = 0; i < sizeof msg; i++)
+		msg[i] = (char)('a' + i % 26);
+	sample(&r, it);
+	r.len = sizeof msg;
+	ssize_t n = pt_agent_req_encode(&r, buf, sizeof buf);
+	assert_true(n > 0);
+	memcpy(buf + n, msg, sizeof msg);
+	assert_int_equal(pt_agent_req_decode(buf, (size_t)n + sizeof msg, &d), 0);
+	assert_int_equal(d.len, sizeof msg);
+	assert_ptr_equal(d.data, buf + n);
+	assert_memory_equal(d.data, msg, sizeof msg);
+	assert_int_equal(d.n, 3);
+	pt_agent_req_free(&d);
+	assert_null(d.data);
+	/* Without the message (it comes as a memfd): no data pointer. */
+	assert_int_equal(pt_agent_req_decode(buf, (size_t)n, &d), 0);
+	assert_null(d.data);
+	pt_agent_req_free(&d);
+	/* A byte short or a byte over is refused, at every length between. */
+	for (size_t extra = 1; extra < sizeof msg; extra += 97)
+		assert_int_equal(pt_agent_req_decode(buf, (size_t)n + extra, &d), -1);
+	assert_int_equal(pt_agent_req_decode(buf, (size_t)n + sizeof msg - 1, &d), -1);
+	buf[n + sizeof msg] = 'x';
+	assert_int_equal(pt_agent_req_decode(buf, (size_t)n + sizeof msg + 1, &d), -1);
+}
+
 static void
 test_request_hostile(void **state)
 {
@@ -168,6 +204,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test(test_request_with_inline_message),
 		cmocka_unit_test(test_request_hostile),
 		cmocka_unit_test(test_response_roundtrip),
 		cmocka_unit_test(test_fd_passing),
