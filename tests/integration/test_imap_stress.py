@@ -144,6 +144,7 @@ class Client:
         self.name = name
         self.shared = shared
         self.rng = rng
+        self.port = port
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.buf = b""
         self.log = deque(maxlen=30)
@@ -156,6 +157,7 @@ class Client:
         self.cmd = None
         self.born = 0
         self.stats = {}
+        self.nonpeek = False
         self.greeting = self.line()
 
     # ---- wire ----
@@ -325,7 +327,21 @@ class Client:
                 self.fail("RFC822.SIZE %s but BODY[] has %d octets (seq %d)" % (it["RFC822.SIZE"], len(body_v), n))
             if uid is not None:
                 self.shared.same(self.key(uid, "BODY"), body_v, "BODY[]")
+        if body_v not in (None, "absent") and self.nonpeek and not self.readonly:
+            if "FLAGS" in it:
+                if "\\Seen" not in ent[1]:
+                    self.fail("FETCH BODY[] of seq %d answered FLAGS without \\Seen" % n)
+            elif ent[1] is not None and "\\Seen" not in ent[1]:
+                self.fail("FETCH BODY[] set \\Seen on seq %d without telling FLAGS" % n)
         if uid is not None:
+            head, text = it.get("BODY[HEADER]"), it.get("BODY[TEXT]")
+            if head is not None and text is not None:
+                self.shared.same(self.key(uid, "BODY"), head + text, "BODY[HEADER] + BODY[TEXT]")
+            part = it.get("BODY[]<0>")
+            if part is not None:
+                whole = self.shared.immutable.get(self.key(uid, "BODY"))
+                if whole is not None and whole[:len(part)] != part:
+                    self.fail("BODY[]<0.%d> of UID %d is not the start of BODY[]" % (len(part), uid))
             for item in ("RFC822.SIZE", "INTERNALDATE", "ENVELOPE", "BODYSTRUCTURE"):
                 if item in it and it[item] is not None:
                     self.shared.same(self.key(uid, item), repr(it[item]).encode(), item)
@@ -399,8 +415,14 @@ class Client:
             return
         items = self.rng.choice(["(UID FLAGS)", "(FLAGS)", "(UID RFC822.SIZE BODY.PEEK[])", "(ENVELOPE UID)",
                                  "(BODYSTRUCTURE FLAGS)", "(RFC822.SIZE INTERNALDATE UID FLAGS)",
-                                 "(UID FLAGS RFC822.SIZE BODY.PEEK[] ENVELOPE BODYSTRUCTURE)"])
-        self.run("%sFETCH %s %s" % ("UID " if uid else "", s, items))
+                                 "(UID FLAGS RFC822.SIZE BODY.PEEK[] ENVELOPE BODYSTRUCTURE)",
+                                 "(UID BODY[])", "(UID BODY.PEEK[HEADER] BODY.PEEK[TEXT])",
+                                 "(UID BODY.PEEK[]<0.%d>)" % self.rng.randint(1, 400)])
+        self.nonpeek = "BODY[]" in items
+        try:
+            self.run("%sFETCH %s %s" % ("UID " if uid else "", s, items))
+        finally:
+            self.nonpeek = False
 
     def op_store(self):
         if self.readonly:
@@ -625,6 +647,19 @@ class Client:
         self.seq = []
         self.select(self.rng.choice(FOLDERS), examine=self.rng.random() < 0.1)
 
+    def op_reconnect(self):
+        """LOGOUT and a new connection: sessions come and go."""
+        self.run("LOGOUT")
+        self.sock.close()
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
+        self.buf = b""
+        self.folder = None
+        self.seq = []
+        self.log.append("-- reconnected")
+        self.line()
+        self.login()
+        self.select(self.rng.choice(FOLDERS))
+
     def op_idle(self):
         t = self.tag()
         self.cmd = "IDLE"
@@ -682,8 +717,10 @@ class Client:
             self.op_tmp()
         elif r < 0.95:
             self.op_status()
-        else:
+        elif r < 0.99:
             self.op_idle()
+        else:
+            self.op_reconnect()
 
     def history(self):
         return "\n".join("    " + l for l in self.log)
