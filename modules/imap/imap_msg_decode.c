@@ -179,7 +179,8 @@ imap_msg_decode_header(const char *v, size_t len, struct pt_strbuf *out)
 		}
 		i++;
 	}
-	pt_strbuf_put(out, v + run, len - run);
+	if (len > run) /* v may be NULL for an empty value */
+		pt_strbuf_put(out, v + run, len - run);
 }
 
 void
