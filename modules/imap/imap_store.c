@@ -90,6 +90,14 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		            uid ? "uidset" : "messageset");
 		return;
 	}
+	/* Up to date before the flags are looked up (never expunging: the
+	 * set above stays right): a keyword another session made since our
+	 * last sync is unknown to our table, and -FLAGS of it would be lost. */
+	imap_sync(s, 0);
+	if (s->state != IMAP_SELECTED) {
+		free(idx);
+		return;   /* the folder was replaced: BYE sent */
+	}
 	uint32_t flags;
 	uint64_t kw;
 	if (parse_flags(s, tag, cmd, fl, nfl, op != STORE_REMOVE, &flags, &kw) != 0) {

@@ -3,7 +3,8 @@
  * flags others set meanwhile, and a message another session expunged is
  * neither echoed with stale flags nor reported stored (NO [EXPUNGEISSUED],
  * no EXPUNGE during STORE), and an absolute FLAGS is written even when
- * the list as last synced says the message has those flags already. */
+ * the list as last synced says the message has those flags already, and
+ * -FLAGS of a keyword another session made since our sync removes it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +24,8 @@ struct pt_mbox {
 	struct pt_msg_info file[16], list[16];
 	size_t nfile, nlist;
 	char kw[4][16];
-	size_t nkw;
+	size_t nkw;                   /* known to the list */
+	size_t nkw_file;              /* in the file (kw[] grows only) */
 };
 
 static struct pt_mbox box;
@@ -37,6 +39,13 @@ find_in(const struct pt_msg_info *m, size_t n, uint32_t uid)
 	return (size_t)-1;
 }
 
+/* Another process changing a message's flags right after our next sync
+ * (between STORE's look at the folder and its write under the lock). */
+static struct {
+	int armed;
+	uint32_t uid, flags;
+} race;
+
 static int
 f_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 {
@@ -44,6 +53,12 @@ f_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	*changed = mb->nlist != mb->nfile || memcmp(mb->list, mb->file, mb->nfile * sizeof(mb->file[0])) != 0;
 	memcpy(mb->list, mb->file, sizeof(mb->file));
 	mb->nlist = mb->nfile;
+	mb->nkw = mb->nkw_file;
+	if (race.armed) {
+		race.armed = 0;
+		size_t i = find_in(mb->file, mb->nfile, race.uid);
+		mb->file[i].flags = race.flags;
+	}
 	return 0;
 }
 static size_t f_count(const struct pt_mbox *mb) { return mb->nlist; }
@@ -61,10 +76,11 @@ f_kwindex(struct pt_mbox *mb, const char *name, int create)
 	for (size_t i = 0; i < mb->nkw; i++)
 		if (strcmp(mb->kw[i], name) == 0)
 			return (int)i;
-	if (!create || mb->nkw == 4)
+	if (!create || mb->nkw_file == 4)
 		return -1;
-	snprintf(mb->kw[mb->nkw], sizeof(mb->kw[0]), "%s", name);
-	return (int)mb->nkw++;
+	snprintf(mb->kw[mb->nkw_file], sizeof(mb->kw[0]), "%s", name);
+	mb->nkw = ++mb->nkw_file;
+	return (int)mb->nkw - 1;
 }
 
 /* Applied to the file, as the mbox store does under its lock; the list
@@ -192,8 +208,10 @@ test_silent_tells_concurrent_change(void **state)
 {
 	(void)state;
 	open_session();
-	/* Another session flagged message 2; we have not synced since. */
-	box.file[1].flags = PT_F_FLAGGED;
+	/* Another session flags message 2 while we store. */
+	race.armed = 1;
+	race.uid = 2;
+	race.flags = PT_F_FLAGGED;
 	assert_string_equal(store(0, "2", "+FLAGS.SILENT", "\\Seen", NULL),
 	                    "* 2 FETCH (FLAGS (\\Flagged \\Seen))\r\nt OK Store completed.\r\n");
 	assert_int_equal(box.file[1].flags, PT_F_FLAGGED | PT_F_SEEN);
@@ -244,12 +262,31 @@ test_absolute_store_over_concurrent_change(void **state)
 	(void)state;
 	open_session();
 	assert_string_equal(store(0, "1", "+FLAGS.SILENT", "\\Seen", NULL), "t OK Store completed.\r\n");
-	/* Another session cleared it since: our list still says \Seen, so
-	 * FLAGS (\Seen) looks like no change, but the file needs it. */
-	box.file[0].flags = 0;
+	/* Another session clears it while we store: our list still says
+	 * \Seen, so FLAGS (\Seen) looks like no change, but the file needs it. */
+	race.armed = 1;
+	race.uid = 1;
+	race.flags = 0;
 	assert_string_equal(store(0, "1", "FLAGS", "\\Seen", NULL),
 	                    "* 1 FETCH (FLAGS (\\Seen))\r\nt OK Store completed.\r\n");
 	assert_int_equal(box.file[0].flags, PT_F_SEEN);
+	close_session();
+}
+
+static void
+test_remove_keyword_made_elsewhere(void **state)
+{
+	(void)state;
+	open_session();
+	/* Another session made keyword Junk and set it on message 1. */
+	snprintf(box.kw[box.nkw_file++], sizeof(box.kw[0]), "Junk");
+	box.file[0].keywords = 1;
+	assert_string_equal(store(0, "1", "-FLAGS", "Junk", NULL),
+	                    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Junk)\r\n"
+	                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft Junk \\*)] "
+	                    "Flags permitted.\r\n"
+	                    "* 1 FETCH (FLAGS (Junk))\r\n* 1 FETCH (FLAGS ())\r\nt OK Store completed.\r\n");
+	assert_int_equal(box.file[0].keywords, 0);
 	close_session();
 }
 
@@ -262,6 +299,7 @@ main(void)
 		cmocka_unit_test(test_expunged_elsewhere_not_echoed),
 		cmocka_unit_test(test_uid_store_after_expunge_and_delivery),
 		cmocka_unit_test(test_absolute_store_over_concurrent_change),
+		cmocka_unit_test(test_remove_keyword_made_elsewhere),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
