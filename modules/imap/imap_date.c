@@ -147,7 +147,9 @@ parse_numeric_zone(const char *s, size_t len, size_t *p, int *tz)
 	int sign = s[*p] == '-' ? -1 : 1;
 	size_t q = *p + 1, n;
 	long v = digits(s, len, &q, 4, &n);
-	if (v < 0 || n != 4 || v % 100 > 59)
+	/* No zone is a day or more away from UTC (and INTERNALDATE could not
+	 * show one). */
+	if (v < 0 || n != 4 || v % 100 > 59 || v / 100 > 23)
 		return -1;
 	*tz = sign * (int)((v / 100) * 60 + v % 100);
 	*p = q;
