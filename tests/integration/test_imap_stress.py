@@ -461,9 +461,10 @@ class Client:
             return
         if st != "OK":
             return
-        # The first FETCH for each target is the echo of this STORE.
+        # The last FETCH for each target is the echo of this STORE (a sync
+        # before it may tell what others changed earlier).
         seen = set()
-        for r in got:
+        for r in reversed(got):
             m = re.match(rb"\* (\d+) FETCH ", r)
             if not m:
                 continue
