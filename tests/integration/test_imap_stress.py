@@ -3,7 +3,8 @@ random mix of commands on two folders while SMTP delivers and POP3 deletes;
 each session checks what it is told against a model built from the
 responses alone (RFC 3501 EXISTS/EXPUNGE/UID rules, flags, immutable
 bodies) and at the end against a fresh session. POSTERN_STRESS_SEEDS
-(comma list) and POSTERN_STRESS_SECONDS override the fixed run."""
+(comma list), POSTERN_STRESS_SECONDS and POSTERN_STRESS_CLIENTS override
+the fixed run."""
 import os
 import random
 import re
@@ -21,7 +22,7 @@ from harness import SANITIZE, Server
 
 SEEDS = [int(x) for x in os.environ.get("POSTERN_STRESS_SEEDS", "20261128").split(",")]
 SECONDS = float(os.environ.get("POSTERN_STRESS_SECONDS", "20"))
-NCLIENTS = 6
+NCLIENTS = int(os.environ.get("POSTERN_STRESS_CLIENTS", "6"))
 TIMEOUT = 60 if SANITIZE else 30
 SYSFLAGS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]
 KEYWORDS = ["$Work", "Junk", "kw1", "$$odd", "NIL"]
@@ -147,7 +148,7 @@ class Client:
         self.port = port
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.buf = b""
-        self.log = deque(maxlen=30)
+        self.log = deque(maxlen=int(os.environ.get("POSTERN_STRESS_HISTORY", "30")))
         self.ntag = 0
         self.folder = None
         self.readonly = False
@@ -448,9 +449,10 @@ class Client:
         want = set(fl)
         if silent:
             for i, u in zip(targets, tuids):
-                # the entry may have moved (EXPUNGE is not sent during STORE, so it did not)
+                # No EXPUNGE during STORE: entry i is still the target (its
+                # UID may have been learned from a FETCH in the reply).
                 e = self.seq[i]
-                if e[0] != u or e[1] is None:
+                if (u is not None and e[0] != u) or e[1] is None:
                     continue
                 if op == "+":
                     e[1] |= want
@@ -886,6 +888,7 @@ class Stress(unittest.TestCase):
             c.login()
             c.select("INBOX")
             clients.append(c)
+        self.clients = clients
 
         def work(c):
             try:
@@ -978,6 +981,11 @@ class Stress(unittest.TestCase):
         for c, e in failures:
             msg.append("%s: %s\n  last commands/responses:\n%s" % (c.name, e, c.history()))
         msg.extend(errors)
+        dump = os.environ.get("POSTERN_STRESS_DUMP")
+        if dump:
+            with open(dump, "w") as f:
+                for c in self.clients:
+                    f.write("==== %s\n%s\n" % (c.name, c.history()))
         log = server.log()
         msg.append("server log tail:\n" + "\n".join(log.splitlines()[-20:]))
         self.fail("\n".join(msg))
