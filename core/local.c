@@ -191,7 +191,7 @@ deliver_mailbox_batch(struct task **t, size_t n)
 	const struct pt_mailstore_ops *ms = pt_service_get(PT_SVC_MAILSTORE);
 	struct pt_delivery d[BATCH_MAX];
 	struct pt_status st[BATCH_MAX];
-	memset(st, 0, sizeof st);
+	memset(st, 0, n * sizeof st[0]);
 	for (size_t i = 0; i < n; i++)
 		fill_delivery(&d[i], t[i]->job, &t[i]->job->req.item[t[i]->idx]);
 	const struct pt_user *u = d[0].user;
@@ -478,7 +478,7 @@ pt_local_serve(const struct pt_config *conf, int sock, int as_root)
 		return -1;
 	int started = 0;
 	for (int i = 0; i < nthreads; i++)
-		if (pthread_create(&th[i], NULL, agent_thread, NULL) == 0)
+		if (pthread_create(&th[started], NULL, agent_thread, NULL) == 0)
 			started++;
 	if (started == 0) {
 		free(th);
@@ -560,7 +560,7 @@ pt_local_serve(const struct pt_config *conf, int sock, int as_root)
 	A.stopping = 1;
 	pthread_cond_broadcast(&A.cv);
 	pthread_mutex_unlock(&A.mu);
-	for (int i = 0; i < nthreads; i++)
+	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	free(th);
 	return 0;

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -512,6 +515,7 @@ struct agent_req {
 
 static struct agent_req *agent_pending;
 static uint32_t agent_seq;
+static int agent_sndbuf;              /* the agent socket's send buffer */
 
 static void attempt_finish(struct qmsg *m);
 
@@ -596,6 +600,9 @@ pt_qagent_attach(int fd)
 {
 	pt_qs.local_fd = fd;
 	if (fd >= 0) {
+		socklen_t sl = sizeof agent_sndbuf;
+		if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &agent_sndbuf, &sl) != 0)
+			agent_sndbuf = 0;
 		int fl = fcntl(fd, F_GETFL);
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 		pt_loop_watch(pt_qs.loop, fd, PT_EV_READ, agent_readable, NULL);
@@ -620,6 +627,18 @@ pt_qagent_detach(void)
 }
 
 static int message_memfd(const struct qmsg *m);
+
+/* Inline messages fill the socket buffer ~20 times faster than memfd
+ * requests: only while it is mostly empty (always at low concurrency),
+ * so a burst still has the room it had before. */
+static int
+agent_room_for(size_t len)
+{
+	int queued;
+	if (agent_sndbuf <= 0 || ioctl(pt_qs.local_fd, SIOCOUTQ, &queued) != 0)
+		return 0;
+	return (size_t)queued + 2 * len < (size_t)agent_sndbuf / 4;
+}
 
 /* One request for targets idx[0..n). A small message goes inline after
  * the request; otherwise (or when they do not fit together) the message
@@ -650,7 +669,8 @@ agent_send(struct qmsg *m, int *memfd, size_t *idx, size_t n)
 		.arrival = (int64_t)m->q.arrival, .len = m->q.len, .n = n, .item = items };
 	ssize_t len = pt_agent_req_encode(&req, buf, sizeof buf);
 	free(items);
-	if (len >= 0 && *memfd < 0 && m->q.len <= PT_AGENT_INLINE_MAX && m->q.len <= sizeof buf - (size_t)len) {
+	if (len >= 0 && *memfd < 0 && m->q.len <= PT_AGENT_INLINE_MAX && m->q.len <= sizeof buf - (size_t)len &&
+	    agent_room_for((size_t)len + m->q.len)) {
 		memcpy(buf + len, m->q.data, m->q.len);
 		len += (ssize_t)m->q.len;
 	} else if (len >= 0 && *memfd < 0 && (*memfd = message_memfd(m)) < 0) {

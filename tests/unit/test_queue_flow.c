@@ -590,6 +590,78 @@ test_message_sizes_reach_the_store_whole(void **state)
 	stop_queue(1);
 }
 
+/* A burst the agent has not read yet: once its socket buffer is a
+ * quarter full, messages go as memfds again (inline ones would fill it
+ * some twenty times faster and turn a burst into 451s). The test plays
+ * the agent and reads nothing until every message was sent. */
+static void
+test_burst_falls_back_to_memfd(void **state)
+{
+	(void)state;
+	loop = pt_loop_new();
+	assert_non_null(loop);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	int sz = 4 * PT_AGENT_MSG_MAX; /* as pt_local_spawn sets it */
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	assert_int_equal(pt_queue_start(loop, conf, sv[0]), 0);
+	static char data[4001];
+	memset(data, 'x', sizeof data - 1);
+	memcpy(data, "Subject: burst\n\n", 16);
+	memset(many, 0, sizeof many);
+	const char *rc[] = { "alice@example.com.ar" };
+	for (size_t i = 0; i < 200; i++)
+		assert_int_equal(submit("carol@example.com.ar", rc, 1, data, &many[i]), 0);
+	size_t inline_n = 0, memfd_n = 0, last_inline = 0;
+	static char buf[PT_AGENT_MSG_MAX];
+	/* Every request is queued already: a missing one fails, never hangs. */
+	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+	for (size_t i = 0; i < 200; i++) {
+		int fd;
+		ssize_t n = pt_agent_recv(sv[1], buf, sizeof buf, &fd);
+		assert_true(n > 0);
+		struct pt_agent_req req;
+		assert_int_equal(pt_agent_req_decode(buf, (size_t)n, &req), 0);
+		assert_int_equal(req.len, strlen(data));
+		if (fd >= 0) {
+			assert_null(req.data);
+			char head[16];
+			assert_int_equal(pread(fd, head, sizeof head, (off_t)req.len - sizeof head), (ssize_t)sizeof head);
+			assert_memory_equal(head, data + sizeof data - 1 - sizeof head, sizeof head);
+			close(fd);
+			memfd_n++;
+		} else {
+			assert_non_null(req.data);
+			assert_memory_equal(req.data + req.len - 16, data + sizeof data - 1 - 16, 16);
+			inline_n++;
+			last_inline = i;
+		}
+		struct pt_status st[1];
+		memset(st, 0, sizeof st);
+		pt_status_set(&st[0], 0, "2.0.0", "delivered to mailbox");
+		struct pt_agent_resp resp = { req.seq, 1, st };
+		char out[1024];
+		ssize_t rn = pt_agent_resp_encode(&resp, out, sizeof out);
+		assert_true(rn > 0);
+		assert_int_equal(pt_agent_send(sv[1], out, (size_t)rn, -1), 0);
+		pt_agent_req_free(&req);
+	}
+	/* The first ones went inline, the rest of the burst as memfds. */
+	assert_true(inline_n >= 1);
+	assert_true(memfd_n >= 100);
+	assert_int_equal(last_inline, inline_n - 1);
+	assert_true(run_until(all_many, 5000));
+	for (size_t i = 0; i < 200; i++)
+		assert_int_equal(many[i].code, 0);
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 0);
+	run_until(never, 20);
+	pt_queue_stop();
+	pt_qagent_detach();
+	close(sv[1]);
+	pt_loop_free(loop);
+	loop = NULL;
+}
+
 /* Nothing acknowledged when the queue cannot store the message. */
 static void
 test_store_failure_is_451(void **state)
@@ -676,6 +748,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fanout_delivers_in_parallel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_sizes_reach_the_store_whole, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_burst_falls_back_to_memfd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_failure_is_451, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifetime_expiry_bounces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_refuses_bad_input, setup, teardown),
