@@ -268,6 +268,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="rounds of every configuration; medians are reported")
     ap.add_argument("--out")
     ap.add_argument("--skip-throughput", action="store_true", help="only the idle-connection memory test")
+    ap.add_argument("--before", metavar="BUILD_DIR",
+                    help="also run this (older) Postern build in every round, after the other two, "
+                         "and add a before/after table")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.py: run as root (it installs and configures Postfix)")
@@ -281,7 +284,7 @@ def main():
 
     # Rounds alternate the servers so that a change of machine load during
     # the bench hits both alike.
-    pf_runs, pt_runs, loads = [], [], []
+    pf_runs, pt_runs, before_runs, loads = [], [], [], []
     started = time.strftime("%Y-%m-%d %H:%M")
     for r in range(a.runs):
         print("round %d of %d, load %s" % (r + 1, a.runs, loadavg()), file=sys.stderr, flush=True)
@@ -290,6 +293,12 @@ def main():
         loads.append(loadavg())
         pt_runs.append(postern_round(a, concs, pt_users))
         loads.append(loadavg())
+        if a.before:
+            b = argparse.Namespace(**vars(a))
+            b.postern = os.path.join(a.before, "bin", "postern")
+            b.modules = os.path.join(a.before, "modules")
+            before_runs.append(postern_round(b, concs, pt_users))
+            loads.append(loadavg())
 
     one = [l[0] for l in loads]
     out = ["%s, %d rounds (Postfix then Postern each round); medians, per-round range in brackets;"
@@ -312,6 +321,22 @@ def main():
     out.append("| PSS per connection, %d connections | %.0f KiB [%.0f-%.0f] | %.1f KiB [%.1f-%.1f] | 1/%.0f |" %
                (a.idle, pf_idle[0], pf_idle[1], pf_idle[2], pt_idle[0], pt_idle[1], pt_idle[2],
                 pf_idle[0] / pt_idle[0] if pt_idle[0] > 0 else float("inf")))
+    if before_runs and not a.skip_throughput:
+        out.append("")
+        out.append("| workload | concurrency | Postfix msgs/s | Postern before msgs/s | ratio before "
+                   "| Postern after msgs/s | ratio after |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for kind, label in (("1", "1 recipient, %d x %d B" % (a.messages, a.size)),
+                            ("5", "alias fan-out x5, %d x %d B" % (a.fanout_messages, a.size))):
+            for c in concs:
+                p = med(pf_runs, (kind, c), 0)
+                cells = ["%.0f [%.0f-%.0f]" % p]
+                for runs in (before_runs, pt_runs):
+                    q = med(runs, (kind, c), 0)
+                    ratios = [t[(kind, c)][0] / f[(kind, c)][0] for f, t in zip(pf_runs, runs)]
+                    cells.append("%.0f [%.0f-%.0f]" % q)
+                    cells.append("%.2f [%.2f-%.2f]" % (statistics.median(ratios), min(ratios), max(ratios)))
+                out.append("| %s | %d | %s |" % (label, c, " | ".join(cells)))
     text = "\n".join(out) + "\n"
     print(text)
     if a.out:
