@@ -53,6 +53,30 @@ bad_name(struct imap_session *s, const char *tag, const char *cmd, const char *n
 	return 0;
 }
 
+/* The one mailbox argument of cmd, decoded; NULL with BAD already sent. */
+static char *
+one_name(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *a, size_t n)
+{
+	if (n != 1) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return NULL;
+	}
+	char *name = imap_mailbox_arg(&a[0]);
+	return bad_name(s, tag, cmd, name) ? NULL : name;
+}
+
+/* The end of a folder command: the store's error, or sync and OK. */
+static void
+folder_done(struct imap_session *s, const char *tag, int rc, const struct pt_status *st, const char *what)
+{
+	if (rc != 0) {
+		imap_store_error(s, tag, st);
+		return;
+	}
+	imap_sync(s, 1);
+	imap_completed(s, tag, NULL, what);
+}
+
 /* ---- SELECT / EXAMINE ---- */
 
 static void
@@ -61,12 +85,8 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	const char *cmd = readonly ? "EXAMINE" : "SELECT";
 	struct pt_status st = { 0 };
 
-	if (n != 1) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
-		return;
-	}
-	char *name = imap_mailbox_arg(&a[0]);
-	if (bad_name(s, tag, cmd, name))
+	char *name = one_name(s, tag, cmd, a, n);
+	if (name == NULL)
 		return;
 	if (s->state == IMAP_SELECTED) {
 		imap_view_clear(s);
@@ -132,12 +152,8 @@ imap_cmd_create(struct imap_session *s, const char *tag, const struct imap_arg *
 	struct pt_status st = { 0 };
 
 	(void)uid;
-	if (n != 1) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command CREATE: Invalid arguments.");
-		return;
-	}
-	char *name = imap_mailbox_arg(&a[0]);
-	if (bad_name(s, tag, "CREATE", name))
+	char *name = one_name(s, tag, "CREATE", a, n);
+	if (name == NULL)
 		return;
 	if (name[0] == 0 || strcmp(name, "INBOX") == 0) {
 		imap_tagged(s, tag, "NO", name[0] ? "[ALREADYEXISTS] Mailbox already exists" :
@@ -147,12 +163,7 @@ imap_cmd_create(struct imap_session *s, const char *tag, const struct imap_arg *
 	}
 	int rc = s->mbx->create(s->ms, name, &st);
 	free(name);
-	if (rc != 0) {
-		imap_store_error(s, tag, &st);
-		return;
-	}
-	imap_sync(s, 1);
-	imap_completed(s, tag, NULL, "Create");
+	folder_done(s, tag, rc, &st, "Create");
 }
 
 void
@@ -161,12 +172,8 @@ imap_cmd_delete(struct imap_session *s, const char *tag, const struct imap_arg *
 	struct pt_status st = { 0 };
 
 	(void)uid;
-	if (n != 1) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command DELETE: Invalid arguments.");
-		return;
-	}
-	char *name = imap_mailbox_arg(&a[0]);
-	if (bad_name(s, tag, "DELETE", name))
+	char *name = one_name(s, tag, "DELETE", a, n);
+	if (name == NULL)
 		return;
 	if (strcmp(name, "INBOX") == 0) {
 		free(name);
@@ -177,12 +184,7 @@ imap_cmd_delete(struct imap_session *s, const char *tag, const struct imap_arg *
 		imap_view_clear(s); /* the selection goes with it */
 	int rc = s->mbx->remove(s->ms, name, &st);
 	free(name);
-	if (rc != 0) {
-		imap_store_error(s, tag, &st);
-		return;
-	}
-	imap_sync(s, 1);
-	imap_completed(s, tag, NULL, "Delete");
+	folder_done(s, tag, rc, &st, "Delete");
 }
 
 void
@@ -212,12 +214,7 @@ imap_cmd_rename(struct imap_session *s, const char *tag, const struct imap_arg *
 	int rc = s->mbx->rename(s->ms, from, to, &st);
 	free(from);
 	free(to);
-	if (rc != 0) {
-		imap_store_error(s, tag, &st);
-		return;
-	}
-	imap_sync(s, 1);
-	imap_completed(s, tag, NULL, "Rename");
+	folder_done(s, tag, rc, &st, "Rename");
 }
 
 static void
@@ -226,21 +223,12 @@ subscribe(struct imap_session *s, const char *tag, const struct imap_arg *a, siz
 	const char *cmd = on ? "SUBSCRIBE" : "UNSUBSCRIBE";
 	struct pt_status st = { 0 };
 
-	if (n != 1) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
-		return;
-	}
-	char *name = imap_mailbox_arg(&a[0]);
-	if (bad_name(s, tag, cmd, name))
+	char *name = one_name(s, tag, cmd, a, n);
+	if (name == NULL)
 		return;
 	int rc = s->mbx->subscribe(s->ms, name, on, &st);
 	free(name);
-	if (rc != 0) {
-		imap_store_error(s, tag, &st);
-		return;
-	}
-	imap_sync(s, 1);
-	imap_completed(s, tag, NULL, on ? "Subscribe" : "Unsubscribe");
+	folder_done(s, tag, rc, &st, on ? "Subscribe" : "Unsubscribe");
 }
 
 void
