@@ -375,6 +375,7 @@ static int
 update_mailbox(struct pop3_session *s, struct pt_status *st)
 {
 	struct pt_flag_update *fu = NULL;
+	struct pt_flag_change *fc = NULL;
 	uint32_t *uids = NULL;
 	size_t nfu = 0, nuids = 0;
 	int changed, r = -1;
@@ -384,8 +385,9 @@ update_mailbox(struct pop3_session *s, struct pt_status *st)
 	if (s->mbx->sync(s->mb, &changed, st) != 0)
 		return -1;
 	fu = calloc(s->nmsgs ? s->nmsgs : 1, sizeof(*fu));
+	fc = calloc(s->nmsgs ? s->nmsgs : 1, sizeof(*fc));
 	uids = calloc(s->nmsgs ? s->nmsgs : 1, sizeof(*uids));
-	if (fu == NULL || uids == NULL) {
+	if (fu == NULL || fc == NULL || uids == NULL) {
 		pt_status_set(st, 451, "", "out of memory");
 		goto out;
 	}
@@ -406,9 +408,14 @@ update_mailbox(struct pop3_session *s, struct pt_status *st)
 		fu[nfu].uid = m->uid;
 		fu[nfu].flags = (inf->flags & PT_F_SYSTEM) | PT_F_SEEN;
 		fu[nfu].keywords = inf->keywords;
+		fc[nfu].uid = m->uid;
+		fc[nfu].add = PT_F_SEEN;
 		nfu++;
 	}
-	if (nfu > 0 && s->mbx->set_flags(s->mb, fu, nfu, st) != 0)
+	/* As a change, not a whole new state: an IMAP session of another
+	 * process may have set flags since our sync. */
+	if (nfu > 0 && (s->mbx->change_flags ? s->mbx->change_flags(s->mb, fc, nfu, st) :
+	                                       s->mbx->set_flags(s->mb, fu, nfu, st)) != 0)
 		goto out;
 	if (nuids > 0 && s->mbx->expunge(s->mb, uids, nuids, st) != 0)
 		goto out;
@@ -416,6 +423,7 @@ update_mailbox(struct pop3_session *s, struct pt_status *st)
 	r = 0;
 out:
 	free(fu);
+	free(fc);
 	free(uids);
 	return r;
 }
