@@ -134,15 +134,18 @@ static void
 run_mark_seen(struct imap_session *s, struct fetch_run *r)
 {
 	struct pt_flag_update *u;
+	struct pt_flag_change *c;
 	struct pt_status st = { 0 };
 	size_t nu = 0;
 
 	if (!r->req.sets_seen || s->readonly || r->n == 0)
 		return;
 	u = malloc(r->n * sizeof *u);
+	c = calloc(r->n, sizeof *c);
 	r->implicit_flags = calloc(r->n, 1);
-	if (!u || !r->implicit_flags) {
+	if (!u || !c || !r->implicit_flags) {
 		free(u);
+		free(c);
 		return;
 	}
 	for (size_t i = 0; i < r->n; i++) {
@@ -157,16 +160,22 @@ run_mark_seen(struct imap_session *s, struct fetch_run *r)
 		u[nu].uid = m->uid;
 		u[nu].flags = (m->flags & PT_F_SYSTEM) | PT_F_SEEN;
 		u[nu].keywords = m->keywords;
+		c[nu].uid = m->uid;
+		c[nu].add = PT_F_SEEN;
 		nu++;
 		r->implicit_flags[i] = 1;
 	}
-	if (nu > 0 && s->mbx->set_flags(s->mb, u, nu, &st) != 0) {
+	/* A change where the store takes one: flags set by another process
+	 * since our sync stay. */
+	if (nu > 0 && (s->mbx->change_flags ? s->mbx->change_flags(s->mb, c, nu, &st) :
+	                                      s->mbx->set_flags(s->mb, u, nu, &st)) != 0) {
 		pt_warn("imap(%s): setting \\Seen in %s failed: %s", s->user.name,
 		        s->selected ? s->selected : "?", st.text);
 		memset(r->implicit_flags, 0, r->n);
 		nu = 0;
 	}
 	free(u);
+	free(c);
 	for (size_t i = 0; i < r->n && nu > 0; i++) {
 		struct imap_view_msg *v = &s->view[r->idx[i]];
 		size_t si;
