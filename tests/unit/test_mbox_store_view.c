@@ -26,59 +26,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 #include "mbox/mbox_store.h"
 #include "postern/mailbox.h"
 
-static const struct pt_mailbox_ops *ops = &mbox_store_ops;
-
-struct fx {
-	char dir[64];
-	char location[512];
-	char inbox[512];
-	char root[512];
-	struct mbox_settings s;
-	struct pt_user u;
-	struct pt_mstore *ms;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof *f);
-	snprintf(f->dir, sizeof f->dir, "/tmp/test_mview_XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	char p[600];
-	snprintf(p, sizeof p, "%s/spool", f->dir);
-	mkdir(p, 0755);
-	snprintf(p, sizeof p, "%s/home", f->dir);
-	mkdir(p, 0755);
-	snprintf(p, sizeof p, "%s/home/u1", f->dir);
-	mkdir(p, 0755);
-	snprintf(f->location, sizeof f->location, "mbox:%s/home/%%u/mail:INBOX=%s/spool/%%u", f->dir,
-	         f->dir);
-	snprintf(f->inbox, sizeof f->inbox, "%s/spool/u1", f->dir);
-	snprintf(f->root, sizeof f->root, "%s/home/u1/mail", f->dir);
-	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1 };
-	f->u = (struct pt_user){ "u1", getuid(), getgid(), "" };
-	snprintf(f->u.home, sizeof f->u.home, "%s/home/u1", f->dir);
-	struct pt_status st;
-	f->ms = mbox_store_open_with(&f->s, &f->u, &st);
-	if (f->ms == NULL)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-	ops->store_close(f->ms);
-	char cmd[200];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
-}
+#include "mstore_fixture.h"
 
 static void
 deliver(struct fx *f, const char *data)
