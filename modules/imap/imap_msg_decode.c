@@ -16,21 +16,6 @@ hexval(unsigned char c)
 	return -1;
 }
 
-static int
-b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
 /* base64, skipping anything that is not in the alphabet (line breaks). */
 static void
@@ -41,7 +26,7 @@ base64_decode(const char *s, size_t n, struct pt_strbuf *out)
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '=')
 			break;
-		int v = b64val((unsigned char)s[i]);
+		int v = imap_b64val((unsigned char)s[i], '/');
 		if (v < 0)
 			continue;
 		bits = (bits << 6) | (unsigned)v;

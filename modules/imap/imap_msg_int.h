@@ -94,4 +94,20 @@ void imap_msg_decode_body(const struct imap_msg *m, const struct imap_part *p,
 void imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p,
                             struct pt_strbuf *out);
 
+/* A base64 digit's value, or -1; the 64th digit is '/' in MIME (RFC 2045)
+ * and ',' in modified UTF-7 mailbox names (RFC 3501 §5.1.3). */
+static inline int
+imap_b64val(unsigned char c, unsigned char last)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	return c == last ? 63 : -1;
+}
+
 #endif

@@ -3,25 +3,10 @@
 #include <string.h>
 
 #include "imap_msg.h"
+#include "imap_msg_int.h"
 
 static const char b64chars[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-static int
-b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
-}
 
 /* One UTF-8 sequence at s[*p]: its code point, or -1 (overlong, surrogate,
  * past U+10FFFF, truncated). */
@@ -159,7 +144,7 @@ imap_utf7_decode(const char *in, size_t len, struct pt_strbuf *out)
 		unsigned high = 0; /* pending high surrogate */
 		size_t nunits = 0;
 		while (p < len && s[p] != '-') {
-			int v = b64val(s[p]);
+			int v = imap_b64val(s[p], ',');
 			if (v < 0)
 				goto bad;
 			bits = (bits << 6) | (unsigned)v;
