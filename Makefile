@@ -16,7 +16,8 @@ deps:
 	scripts/deps.sh test
 
 test: deps build
-	ctest --test-dir build --output-on-failure -j $(JOBS)
+	rm -rf build/skipped
+	ctest --test-dir build --output-on-failure -j $(JOBS); rc=$$?; scripts/skip-report.sh build; exit $$rc
 
 asan:
 	scripts/deps.sh build
@@ -24,8 +25,9 @@ asan:
 	cmake --build build-asan -j $(JOBS)
 
 test-asan: deps asan
+	rm -rf build-asan/skipped
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS); rc=$$?; scripts/skip-report.sh build-asan; exit $$rc
 
 FUZZ_RUNS ?= 1000000
 fuzz:

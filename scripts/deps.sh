@@ -3,7 +3,7 @@
 # those missing, non-interactively. Usage: scripts/deps.sh [build|test|fuzz|bench|deb|debtest]
 set -e
 build="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcmocka-dev libcrypt-dev libpam0g-dev openssl"
-test="$build python3 python3-aiosmtpd swaks bsd-mailx whois procps iproute2 valgrind"
+test="$build python3 python3-aiosmtpd swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot"

@@ -105,6 +105,35 @@ def test_cert():
     return _cert_cache
 
 
+def throwaway_user(prefix="pt", home=None, create_home=False, system=False, groups=None, cleanup=None):
+    """Create a system user with a random name that no machine has, and
+    remove it again (through cleanup, a TestCase.addCleanup, or at exit).
+    Tests never rely on users that merely happen to exist."""
+    assert os.geteuid() == 0, "throwaway_user needs root"
+    for _ in range(20):
+        name = "%s%05d" % (prefix, random.randrange(100000))
+        try:
+            pwd.getpwnam(name)
+            continue
+        except KeyError:
+            break
+    argv = ["useradd", "-s", "/usr/sbin/nologin", "-U"]
+    if system:
+        argv.append("--system")
+    if home:
+        argv += ["-d", home]
+    argv.append("-m" if create_home else "-M")
+    if groups:
+        argv += ["-G", ",".join(groups)]
+    subprocess.run(argv + [name], check=True, capture_output=True)
+
+    def remove():
+        subprocess.run(["userdel", "-f", name], capture_output=True)
+        subprocess.run(["groupdel", name], capture_output=True)
+    (cleanup or atexit.register)(remove)
+    return name
+
+
 def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
     end = time.time() + timeout
     while time.time() < end:
@@ -183,9 +212,13 @@ class Server:
         self.conf_file = os.path.join(self.dir, "postern.conf")
         self.tls = tls
         self.extra_conf = conf
-        # Who the daemon runs as.
+        # Who the daemon runs as. As root, mail_owner is a user made for
+        # this server (the conf may still name another one): the default
+        # "postern" need not exist on the machine running the suite.
+        self.mail_owner = None
         if as_root:
             self.run_user = None
+            self.mail_owner = throwaway_user("ptown", system=True)
         elif run_as:
             self.run_user = run_as
         elif os.geteuid() == 0:
@@ -219,6 +252,8 @@ class Server:
         c.append("pid_file = %s" % self.path("run", "postern.pid"))
         c.append("maillog_file = %s" % self.log_file)
         c.append("userdb = passwd-file:%s" % self.passwd_file)
+        if self.mail_owner:
+            c.append("mail_owner = %s" % self.mail_owner)
         if "mbox" in self.modules:
             c.append("mail_location = mbox:%s/home/%%u/mail:INBOX=%s/spool/%%u" % (self.dir, self.dir))
         if "alias" in self.modules:
