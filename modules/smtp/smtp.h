@@ -35,6 +35,7 @@ struct smtp_settings {
 	int plaintext_disabled;    /* disable_plaintext_auth (Dovecot's meaning) */
 	int auth_header;           /* smtpd_sasl_authenticated_header */
 	unsigned name_timeout_ms;  /* smtpd_client_name_timeout, 0 = no lookup */
+	char *hosts_file;          /* smtpd_hosts_file, "" = DNS only */
 	int vrfy_disabled;
 	int smtputf8;              /* smtputf8_enable */
 	char *rewrite_clients;     /* local_header_rewrite_clients */

@@ -1,5 +1,6 @@
-/* The client's host name before the banner: /etc/hosts first (as the
- * system resolver's "files dns" order does), then PTR and a forward
+/* The client's host name before the banner: the hosts file first
+ * (smtpd_hosts_file, /etc/hosts by default, as the system resolver's
+ * "files dns" order does), then PTR and a forward
  * lookup that must list the client's address, all bounded by one timer so
  * a dead name server costs a client at most the timeout. */
 #include <arpa/inet.h>
@@ -15,7 +16,6 @@
 #include "postern/event.h"
 #include "smtp_client_name.h"
 
-#define HOSTS_PATH "/etc/hosts"
 #define HOSTS_MAX (8u << 20)
 
 struct smtp_name_lookup {
@@ -27,6 +27,7 @@ struct smtp_name_lookup {
 	int done;                  /* answered or cancelled */
 	char addr[64];
 	char ptr[SMTP_NAME_MAX];
+	char *hosts_file;          /* NULL: DNS only */
 };
 
 /* ---- addresses and names ---- */
@@ -179,22 +180,32 @@ smtp_hosts_has(const char *text, size_t len, const char *name, const char *addr)
 	return hosts_walk(text, len, find_has, &f);
 }
 
-/* The file is read again only when it changed; workers share the copy. */
+/* The file is read again only when it (or its name) changed; workers
+ * share the copy. */
 static struct {
 	pthread_mutex_t lock;
+	char *path;
 	char *text;
 	size_t len;
 	struct stat st;
 	int have;
-} hosts = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, { 0 }, 0 };
+} hosts = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, { 0 }, 0 };
 
 static void
-hosts_refresh_locked(void)
+hosts_refresh_locked(const char *path)
 {
 	struct stat st;
 	FILE *f;
 
-	if (stat(HOSTS_PATH, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > HOSTS_MAX) {
+	if (hosts.path == NULL || strcmp(hosts.path, path) != 0) {
+		char *copy = strdup(path);
+		if (copy == NULL)
+			return;
+		free(hosts.path);
+		hosts.path = copy;
+		hosts.have = 0;
+	}
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > HOSTS_MAX) {
 		free(hosts.text);
 		hosts.text = NULL;
 		hosts.len = 0;
@@ -204,7 +215,7 @@ hosts_refresh_locked(void)
 	if (hosts.have && st.st_ino == hosts.st.st_ino && st.st_mtime == hosts.st.st_mtime &&
 	    st.st_size == hosts.st.st_size)
 		return;
-	f = fopen(HOSTS_PATH, "re");
+	f = fopen(path, "re");
 	if (f == NULL)
 		return;
 	char *buf = malloc((size_t)st.st_size + 1);
@@ -221,12 +232,14 @@ hosts_refresh_locked(void)
 
 /* Under the lock: fn over the current hosts text. */
 static int
-with_hosts(int (*fn)(const char *text, size_t len, void *arg), void *arg)
+with_hosts(const char *path, int (*fn)(const char *text, size_t len, void *arg), void *arg)
 {
 	int r = 0;
 
+	if (path == NULL || *path == 0)
+		return 0;
 	pthread_mutex_lock(&hosts.lock);
-	hosts_refresh_locked();
+	hosts_refresh_locked(path);
 	if (hosts.text)
 		r = fn(hosts.text, hosts.len, arg);
 	pthread_mutex_unlock(&hosts.lock);
@@ -254,8 +267,10 @@ hosts_has_cb(const char *text, size_t len, void *arg)
 static void
 maybe_free(struct smtp_name_lookup *l)
 {
-	if (l->done && l->pending == 0 && l->timer == NULL)
+	if (l->done && l->pending == 0 && l->timer == NULL) {
+		free(l->hosts_file);
 		free(l);
+	}
 }
 
 static void
@@ -321,7 +336,7 @@ on_ptr(void *arg, const struct pt_dns_answer *ans)
 		return;
 	}
 	struct has_find hf = { l->ptr, l->addr };
-	if (with_hosts(hosts_has_cb, &hf)) {
+	if (with_hosts(l->hosts_file, hosts_has_cb, &hf)) {
 		finish(l, l->ptr, l->ptr);
 		return;
 	}
@@ -333,8 +348,8 @@ on_ptr(void *arg, const struct pt_dns_answer *ans)
 }
 
 struct smtp_name_lookup *
-smtp_client_name_start(struct pt_loop *loop, const char *addr, unsigned timeout_ms, smtp_name_cb *cb,
-                       void *arg)
+smtp_client_name_start(struct pt_loop *loop, const char *addr, const char *hosts_file, unsigned timeout_ms,
+                       smtp_name_cb *cb, void *arg)
 {
 	char name[SMTP_NAME_MAX], rev[300];
 	struct smtp_name_lookup *l;
@@ -344,12 +359,15 @@ smtp_client_name_start(struct pt_loop *loop, const char *addr, unsigned timeout_
 		return NULL;
 	}
 	struct name_find nf = { addr, name, sizeof(name) };
-	if (with_hosts(hosts_name_cb, &nf) && smtp_client_name_valid(name)) {
+	if (with_hosts(hosts_file, hosts_name_cb, &nf) && smtp_client_name_valid(name)) {
 		cb(arg, name, name);
 		return NULL;
 	}
 	l = calloc(1, sizeof(*l));
-	if (l == NULL || pt_dns_reverse_name(addr, rev, sizeof(rev)) < 0) {
+	if (l == NULL || pt_dns_reverse_name(addr, rev, sizeof(rev)) < 0 ||
+	    (hosts_file && *hosts_file && (l->hosts_file = strdup(hosts_file)) == NULL)) {
+		if (l)
+			free(l->hosts_file);
 		free(l);
 		cb(arg, "unknown", "unknown");
 		return NULL;

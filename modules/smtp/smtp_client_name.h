@@ -1,4 +1,5 @@
-/* The SMTP client's host name, found as Postfix finds it: /etc/hosts, then
+/* The SMTP client's host name, found as Postfix finds it: the hosts file
+ * (smtpd_hosts_file), then
  * a PTR lookup whose answer must resolve back to the client's address
  * (forward-confirmed), else "unknown". Never blocks the loop. */
 #ifndef SMTP_CLIENT_NAME_H
@@ -18,8 +19,9 @@ typedef void smtp_name_cb(void *arg, const char *name, const char *reverse);
 
 /* Start finding the name of addr. Returns a handle and calls cb later on
  * loop, or calls cb before returning and gives NULL (a hosts-file answer,
- * a disabled lookup, out of memory). timeout_ms 0: no lookup, "unknown". */
-struct smtp_name_lookup *smtp_client_name_start(struct pt_loop *loop, const char *addr,
+ * a disabled lookup, out of memory). timeout_ms 0: no lookup, "unknown".
+ * hosts_file: the hosts(5) file asked before DNS; NULL or "": DNS only. */
+struct smtp_name_lookup *smtp_client_name_start(struct pt_loop *loop, const char *addr, const char *hosts_file,
                                                 unsigned timeout_ms, smtp_name_cb *cb, void *arg);
 /* The caller no longer wants the answer (its session ended): cb is not
  * called; the handle frees itself once its DNS queries are back. */

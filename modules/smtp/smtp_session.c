@@ -1299,7 +1299,7 @@ smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 	s->in_call = 1;
 	pt_conn_pause(conn);
 	s->depth++;
-	s->lookup = smtp_client_name_start(s->loop, s->client_addr, s->set->name_timeout_ms,
+	s->lookup = smtp_client_name_start(s->loop, s->client_addr, s->set->hosts_file, s->set->name_timeout_ms,
 	                                   client_named, s);
 	s->in_call = 0;
 	s->depth--;

@@ -77,6 +77,9 @@ const struct pt_param smtp_params[] = {
 	  "name the authenticated user in the Received header (Authenticated sender: USER)", 0, 0 },
 	{ "smtpd_client_name_timeout", PT_TIME, "3s", NULL,
 	  "longest wait for the client's reverse DNS name before the banner; 0 = no lookup (unknown)", 0, 60 },
+	{ "smtpd_hosts_file", PT_STR, "/etc/hosts", NULL,
+	  "hosts(5) file asked for the client's name before DNS (the resolver's \"files dns\" order); "
+	  "empty = DNS only", 0, 0 },
 	{ "local_header_rewrite_clients", PT_STR, "permit_inet_interfaces", validate_rewrite_clients,
 	  "clients whose mail gets missing Date:, Message-Id: and From: headers added: permit_inet_interfaces "
 	  "(this host), permit_sasl_authenticated, static:all; empty = none", 0, 0 },
@@ -102,7 +105,8 @@ smtp_settings_new(const struct pt_config *c)
 	s->banner = strdup(pt_conf_str(c, "smtpd_banner"));
 	s->recipient_delimiter = strdup(pt_conf_str(c, "recipient_delimiter"));
 	s->rewrite_clients = strdup(pt_conf_str(c, "local_header_rewrite_clients"));
-	if (!s->hostname || !s->banner || !s->recipient_delimiter || !s->rewrite_clients) {
+	s->hosts_file = strdup(pt_conf_str(c, "smtpd_hosts_file"));
+	if (!s->hostname || !s->banner || !s->recipient_delimiter || !s->rewrite_clients || !s->hosts_file) {
 		smtp_settings_put(s);
 		return NULL;
 	}
@@ -148,6 +152,7 @@ smtp_settings_put(struct smtp_settings *s)
 		return;
 	free(s->hostname);
 	free(s->banner);
+	free(s->hosts_file);
 	free(s->recipient_delimiter);
 	free(s->rewrite_clients);
 	free(s);

@@ -16,6 +16,8 @@ import tempfile
 import time
 import mailbox
 
+from fakedns import FakeDNS
+
 SRC = os.environ.get("POSTERN_SRC") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("POSTERN_BIN") or os.path.join(SRC, "build", "bin", "postern")
 MODULES = os.environ.get("POSTERN_MODULES") or os.path.join(os.path.dirname(BIN), "..", "modules")
@@ -208,6 +210,14 @@ class Server:
         self.aliases_file = os.path.join(self.dir, "aliases")
         with open(self.aliases_file, "w") as f:
             f.write(aliases if aliases is not None else "postmaster: alice\nsysadmin: alice, bob\n")
+        # Names are the test's own: a hosts file naming only localhost, and
+        # a DNS server that knows nothing (NXDOMAIN), whatever /etc/hosts and
+        # /etc/resolv.conf of the machine say. A test's conf may override.
+        self.hosts_file = os.path.join(self.dir, "hosts")
+        with open(self.hosts_file, "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n")
+        self.dns = FakeDNS()
+        self.dns.start()
         self.log_file = os.path.join(self.dir, "maillog")
         self.conf_file = os.path.join(self.dir, "postern.conf")
         self.tls = tls
@@ -252,6 +262,9 @@ class Server:
         c.append("pid_file = %s" % self.path("run", "postern.pid"))
         c.append("maillog_file = %s" % self.log_file)
         c.append("userdb = passwd-file:%s" % self.passwd_file)
+        c.append("dns_servers = 127.0.0.1:%d" % self.dns.port)
+        if "smtp" in self.modules:
+            c.append("smtpd_hosts_file = %s" % self.hosts_file)
         if self.mail_owner:
             c.append("mail_owner = %s" % self.mail_owner)
         if "mbox" in self.modules:
@@ -405,6 +418,7 @@ class Server:
 
     def cleanup(self):
         self.kill()
+        self.dns.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

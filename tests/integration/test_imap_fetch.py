@@ -245,6 +245,17 @@ DOVECOT_WIRE = wire("From: bob@example.com\n"
                     "hello again\n")
 
 
+def local_internaldate(y, mo, d, h, mi, sec):
+    """INTERNALDATE of a wall-clock time in this process's time zone (the
+    daemon's: it inherits the environment, TZ included)."""
+    t = time.mktime((y, mo, d, h, mi, sec, 0, 0, -1))
+    off = time.localtime(t).tm_gmtoff // 60
+    sign = "+" if off >= 0 else "-"
+    return ("%02d-%s-%04d %02d:%02d:%02d %s%02d%02d" % (
+        d, "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()[mo - 1], y, h, mi, sec,
+        sign, abs(off) // 60, abs(off) % 60)).encode()
+
+
 class FetchTest(unittest.TestCase):
     def setUp(self):
         self.server = imap_server(self)
@@ -270,11 +281,13 @@ class FetchTest(unittest.TestCase):
         self.assertEqual([res[i]["UID"] for i in (1, 2, 3)], [b"1", b"2", b"3"])
         self.assertEqual(res[1]["FLAGS"], [b"\\Recent"])
         self.assertEqual(res[1]["RFC822.SIZE"], str(len(SIMPLE_WIRE)).encode())
-        self.assertEqual(res[1]["INTERNALDATE"], b"28-Nov-2026 06:08:07 +0000")
-        self.assertEqual(res[2]["INTERNALDATE"], b"28-Nov-2026 07:08:07 +0000")
+        # From_ line dates carry no zone: they are the server's local time
+        # (as Postfix local(8) writes them), shown with its offset then.
+        self.assertEqual(res[1]["INTERNALDATE"], local_internaldate(2026, 11, 28, 6, 8, 7))
+        self.assertEqual(res[2]["INTERNALDATE"], local_internaldate(2026, 11, 28, 7, 8, 7))
         # The reply keeps the order asked, INTERNALDATE quoted.
         self.assertRegex(raw[0], rb'^\* 1 FETCH \(UID 1 FLAGS \(\\Recent\) RFC822\.SIZE \d+ '
-                                 rb'INTERNALDATE "28-Nov-2026 06:08:07 \+0000"\)\r\n$')
+                                 rb'INTERNALDATE "' + re.escape(res[1]["INTERNALDATE"]) + rb'"\)\r\n$')
 
     def test_macros(self):
         res, tagged, _ = self.c.fetch("1", "ALL")

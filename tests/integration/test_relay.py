@@ -15,6 +15,7 @@ import threading
 import time
 import unittest
 
+from fakedns import FakeDNS, encode_name
 from harness import MODULES, Server, free_port, test_cert, wait_for
 
 HAVE = all(os.path.exists(os.path.join(os.path.abspath(MODULES), m + ".so"))
@@ -201,54 +202,8 @@ class FakeSMTP:
                 send("502 5.5.2 Error: command not recognized\r\n")
 
 
-def dns_name(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        if label:
-            out += bytes([len(label)]) + label.encode()
-    return out + b"\0"
-
-
-class FakeDNS:
-    """UDP DNS on 127.0.0.1: records {(name, qtype): [rdata bytes]}."""
-
-    def __init__(self, records):
-        self.records = records
-        self.queries = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                q, peer = self.sock.recvfrom(512)
-            except OSError:
-                return
-            o, labels = 12, []
-            while q[o]:
-                labels.append(q[o + 1:o + 1 + q[o]].decode().lower())
-                o += 1 + q[o]
-            qtype = struct.unpack("!H", q[o + 1:o + 3])[0]
-            qend = o + 5
-            name = ".".join(labels)
-            self.queries.append((name, qtype))
-            answers = self.records.get((name, qtype), [])
-            known = any(n == name for n, _ in self.records)
-            flags = 0x8180 if (answers or known) else 0x8183
-            head = q[:2] + struct.pack("!HHHHH", flags, 1, len(answers), 0, 0)
-            body = q[12:qend]
-            for rd in answers:
-                body += b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 60, len(rd)) + rd
-            self.sock.sendto(head + body, peer)
-
-    def stop(self):
-        self.sock.close()
-
-
 def mx_rdata(pref, name):
-    return struct.pack("!H", pref) + dns_name(name)
+    return struct.pack("!H", pref) + encode_name(name)
 
 
 def send(port, rcpts, sender="carol@example.com.ar", subject="test", body="body\r\n"):
@@ -551,6 +506,7 @@ class RelayTest(unittest.TestCase):
                        ("mx1.remote.test", 28): [],
                        ("mx2.remote.test", 1): [socket.inet_aton("127.0.0.2")],
                        ("mx2.remote.test", 28): []})
+        dns.start()
         self.addCleanup(dns.stop)
         self.start("remote.test smtp:remote.test:%d\n" % fake.port, conf="relay_domains = $mydestination, remote.test, gone.test\n"
                    "dns_servers = 127.0.0.1:%d" % dns.port)
@@ -562,6 +518,7 @@ class RelayTest(unittest.TestCase):
 
     def test_nxdomain_bounces(self):
         dns = FakeDNS({})
+        dns.start()
         self.addCleanup(dns.stop)
         self.start("gone.test smtp:gone.test\n", conf="relay_domains = $mydestination, remote.test, gone.test\n"
                    "dns_servers = 127.0.0.1:%d" % dns.port)

@@ -13,85 +13,10 @@ import threading
 import time
 import unittest
 
+from fakedns import FakeDNS
 from harness import Server, wait_for
 
 HOST = "mail.example.com.ar"
-
-
-class FakeDNS(threading.Thread):
-    """A tiny authoritative UDP DNS server: records[(name, type)] = [rdata].
-    Names under a zone in `zones` that have no record answer NODATA; the
-    rest NXDOMAIN."""
-
-    TYPES = {"A": 1, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
-
-    def __init__(self, records, zones=()):
-        super().__init__(daemon=True)
-        self.records = {(n.lower(), self.TYPES[t]): v for (n, t), v in records.items()}
-        self.zones = zones
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        self.queries = []
-
-    @staticmethod
-    def encode_name(name):
-        out = b""
-        for label in name.rstrip(".").split("."):
-            out += bytes([len(label)]) + label.encode()
-        return out + b"\0"
-
-    def answer(self, q):
-        qid = q[:2]
-        off, labels = 12, []
-        while q[off]:
-            n = q[off]
-            labels.append(q[off + 1:off + 1 + n].decode(errors="replace"))
-            off += 1 + n
-        qtype, _ = struct.unpack("!HH", q[off + 1:off + 5])
-        question = q[12:off + 5]
-        name = ".".join(labels).lower()
-        self.queries.append((name, qtype))
-        rrs = self.records.get((name, qtype), [])
-        known = any(k[0] == name for k in self.records) or any(
-            name == z or name.endswith("." + z) for z in self.zones)
-        rcode = 0 if rrs or known else 3
-        body = b""
-        for r in rrs:
-            if qtype == 1:
-                rdata = socket.inet_aton(r)
-            elif qtype == 28:
-                rdata = socket.inet_pton(socket.AF_INET6, r)
-            elif qtype == 15:
-                pref, host = r.split()
-                rdata = struct.pack("!H", int(pref)) + self.encode_name(host)
-            elif qtype == 16:
-                rdata = bytes([len(r)]) + r.encode()
-            else:
-                rdata = self.encode_name(r)
-            body += b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 60, len(rdata)) + rdata
-        header = qid + struct.pack("!HHHHH", 0x8180 | rcode, 1, len(rrs), 0, 0)
-        return header + question + body
-
-    def run(self):
-        while not self.stopped:
-            try:
-                data, addr = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                self.sock.sendto(self.answer(data), addr)
-            except Exception:
-                pass
-
-    def stop(self):
-        self.stopped = True
-        self.join(2)
-        self.sock.close()
 
 
 class Client:

@@ -9,60 +9,8 @@ import threading
 import time
 import unittest
 
+from fakedns import FakeDNS
 from harness import Server
-
-
-class FakeDNS(threading.Thread):
-    """UDP DNS answering records[(name, qtype)] = [rdata]; the rest
-    NXDOMAIN. silent=True: reads queries and never answers."""
-
-    def __init__(self, records=None, silent=False):
-        super().__init__(daemon=True)
-        self.records = records or {}
-        self.silent = silent
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        self.queries = []
-
-    @staticmethod
-    def name(n):
-        return b"".join(bytes([len(l)]) + l.encode() for l in n.split(".")) + b"\0"
-
-    def answer(self, q):
-        off, labels = 12, []
-        while q[off]:
-            labels.append(q[off + 1:off + 1 + q[off]].decode())
-            off += 1 + q[off]
-        qtype = struct.unpack("!H", q[off + 1:off + 3])[0]
-        qname = ".".join(labels).lower()
-        self.queries.append((qname, qtype))
-        rrs = self.records.get((qname, qtype), [])
-        body = b""
-        for r in rrs:
-            rdata = socket.inet_aton(r) if qtype == 1 else self.name(r)
-            body += b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 60, len(rdata)) + rdata
-        rcode = 0 if rrs or any(k[0] == qname for k in self.records) else 3
-        return q[:2] + struct.pack("!HHHHH", 0x8180 | rcode, 1, len(rrs), 0, 0) + q[12:off + 5] + body
-
-    def run(self):
-        while not self.stopped:
-            try:
-                data, addr = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            reply = self.answer(data)
-            if not self.silent:
-                self.sock.sendto(reply, addr)
-
-    def stop(self):
-        self.stopped = True
-        self.join(2)
-        self.sock.close()
 
 
 PTR, A = 12, 1
