@@ -31,7 +31,6 @@ def openssl_passwd(flag, pw):
                           text=True).stdout.strip()
 
 
-@unittest.skipUnless(shutil.which("mkpasswd") and shutil.which("openssl"), "needs mkpasswd (whois) and openssl")
 class AuthCliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -8,7 +8,6 @@ keeps the old one, and `postern policy test` / `postern why` work against
 the live config. DNS answers come from a fake server on loopback."""
 import os
 import socket
-import struct
 import threading
 import time
 import unittest

@@ -5,7 +5,6 @@ schemes made here with mkpasswd/openssl, PAM with a throwaway system user
 (as root), and the per-address throttle measured."""
 import base64
 import os
-import shutil
 import smtplib
 import socket
 import ssl
@@ -352,7 +351,6 @@ def openssl_passwd(flag, pw):
                           text=True).stdout.strip()
 
 
-@unittest.skipUnless(shutil.which("mkpasswd") and shutil.which("openssl"), "needs mkpasswd (whois) and openssl")
 class Schemes(AuthCase):
     """Every passwd-file scheme through SMTP AUTH, hashes made here."""
 

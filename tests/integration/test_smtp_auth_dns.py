@@ -4,13 +4,12 @@ list the address, against a fake DNS server on loopback; "unknown" when
 either fails or the lookup outlasts smtpd_client_name_timeout, without
 holding up other clients."""
 import socket
-import struct
 import threading
 import time
 import unittest
 
 from fakedns import FakeDNS
-from harness import Server
+from harness import Server, wait_for
 
 
 PTR, A = 12, 1
@@ -108,6 +107,32 @@ class ClientNames(unittest.TestCase):
             self.server.wait_log("connect from unknown[%s]" % source)
         # A PTR that is an address is not looked up forward.
         self.assertNotIn(("1.2.3.4", A), self.dns.queries)
+
+
+class HostsFile(unittest.TestCase):
+    """smtpd_hosts_file names clients before DNS; empty turns it off."""
+
+    def test_hosts_file_then_dns_only(self):
+        server = Server(modules=("mbox", "smtp"))
+        self.addCleanup(server.cleanup)
+        with open(server.hosts_file, "a") as f:
+            f.write("127.0.0.5 named5.example.test named5\n")
+        server.start()
+        s = Session(server.ports["smtpd"], "127.0.0.5")
+        s.close()
+        server.wait_log("connect from named5.example.test[127.0.0.5]")
+        self.assertNotIn(("5.0.0.127.in-addr.arpa", PTR), server.dns.queries)
+        # Off: the same address is asked of DNS (which knows nothing).
+        server.write_conf("smtpd_hosts_file =\n")
+        server.reload()
+        server.wait_log("reload", timeout=10)
+
+        def unknown():
+            s = Session(server.ports["smtpd"], "127.0.0.5")
+            s.close()
+            return "connect from unknown[127.0.0.5]" in server.log()
+        wait_for(unknown, 10, interval=0.3, what="127.0.0.5 unknown once the hosts file is off")
+        self.assertIn(("5.0.0.127.in-addr.arpa", PTR), server.dns.queries)
 
 
 class SlowDNS(unittest.TestCase):

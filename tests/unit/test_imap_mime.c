@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <cmocka.h>
 
 #include "imap/imap_msg.h"
@@ -531,41 +530,6 @@ test_limits(void **state)
 	pt_strbuf_free(&b);
 }
 
-/* Not a benchmark: one figure for the report, printed, not asserted. */
-static void
-test_throughput_4k(void **state)
-{
-	(void)state;
-	struct pt_strbuf b = { 0 };
-	size_t n;
-	char *base = crlf(mixed, &n);
-	pt_strbuf_put(&b, base, n);
-	free(base);
-	/* pad the text part to make the message 4 KB */
-	char *at = strstr(b.p, "Hello caf");
-	size_t off = (size_t)(at - b.p);
-	struct pt_strbuf msg = { 0 };
-	pt_strbuf_put(&msg, b.p, off);
-	while (msg.len + (b.len - off) < 4096 - 60)
-		pt_strbuf_puts(&msg, "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n");
-	pt_strbuf_put(&msg, b.p + off, b.len - off);
-	struct timespec t0, t1;
-	int rounds = 2000;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < rounds; i++) {
-		struct imap_msg *m = imap_msg_parse(msg.p, msg.len);
-		struct pt_strbuf out = { 0 };
-		imap_msg_bodystructure(m, 1, &out);
-		pt_strbuf_free(&out);
-		imap_msg_free(m);
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / rounds;
-	printf("imap_msg_parse + bodystructure, %zu-byte message: %.1f us\n", msg.len, us);
-	pt_strbuf_free(&msg);
-	pt_strbuf_free(&b);
-}
-
 int
 main(void)
 {
@@ -583,7 +547,6 @@ main(void)
 		cmocka_unit_test(test_section_parse),
 		cmocka_unit_test(test_every_prefix),
 		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_throughput_4k),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
