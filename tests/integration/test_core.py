@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, SANITIZE, TESTMODS, Server, free_port, wait_for, port_open
+from harness import BIN, SANITIZE, TESTMODS, Server, free_port, wait_for, port_open, throwaway_user
 
 HELLO = os.path.join(os.path.abspath(TESTMODS), "hello.so")
 
@@ -232,13 +232,8 @@ class CliTest(unittest.TestCase):
 
 @unittest.skipUnless(os.geteuid() == 0, "privilege separation needs root")
 class PrivilegeSeparationTest(unittest.TestCase):
-    OWNER = "postern-t-owner"
-
     def setUp(self):
-        if subprocess.run(["id", self.OWNER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.OWNER],
-                           check=True)
-            self.addCleanup(subprocess.run, ["userdel", self.OWNER], capture_output=True)
+        self.OWNER = throwaway_user("ptown", system=True, cleanup=self.addCleanup)
         self.server = HelloServer(as_root=True)
         self.server.write_conf(self.server.hello_conf("root", "mail_owner = %s\n" % self.OWNER))
         self.addCleanup(self.server.cleanup)

@@ -8,12 +8,10 @@ import imaplib
 import os
 import pwd
 import re
-import socket
 import ssl
-import subprocess
 import unittest
 
-from harness import Server, wait_for
+from harness import Server, throwaway_user, wait_for
 from imap_util import POST_CAPS, Raw, imap_server, strip_timing
 
 PRE = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+"
@@ -231,13 +229,8 @@ class LogLines(unittest.TestCase):
 class RootMailProcess(unittest.TestCase):
     """Privilege-separated server: the mail process runs as the user."""
 
-    USER = "ptimapa"
-
     def setUp(self):
-        if subprocess.run(["id", self.USER], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", self.USER],
-                           check=True, capture_output=True)
-            self.addCleanup(subprocess.run, ["userdel", self.USER], capture_output=True)
+        self.USER = throwaway_user("ptimap", home="/nonexistent", cleanup=self.addCleanup)
         pw = pwd.getpwnam(self.USER)
         self.server = Server(modules=("mbox", "smtp", "imap"), listeners=("smtpd", "imap"), as_root=True,
                              users=())
