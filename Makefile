@@ -40,12 +40,17 @@ bench: build
 	scripts/deps.sh bench
 	tests/bench/run.sh
 
-run: deps build
-	scripts/run-demo.sh
+# The demo builds the product alone (no CMocka, no test binaries) in its
+# own build-run/, so it installs and compiles only what it runs.
+run:
+	scripts/deps.sh run
+	cmake -S . -B build-run -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DPOSTERN_TESTS=OFF >/dev/null
+	cmake --build build-run -j $(JOBS)
+	POSTERN_BIN=build-run/bin/postern scripts/run-demo.sh
 
 deb:
 	scripts/deps.sh deb
 	scripts/build-deb.sh
 
 clean:
-	rm -rf build build-asan build-fuzz build-deb run
+	rm -rf build build-asan build-fuzz build-deb build-run run

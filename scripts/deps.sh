@@ -1,15 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages Postern builds, tests and runs with, only
-# those missing, non-interactively. Usage: scripts/deps.sh [build|test|fuzz|bench|deb|debtest]
+# those missing, non-interactively. Usage: scripts/deps.sh [run|build|test|fuzz|bench|deb|debtest]
+# run: what `make run` needs to build and start the demo, nothing for tests.
 set -e
-build="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcmocka-dev libcrypt-dev libpam0g-dev openssl"
+run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev openssl"
+build="$run libcmocka-dev"
 test="$build python3 python3-aiosmtpd swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot"
 debtest="$deb python3 swaks passwd"
 case "${1:-build}" in
-  build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;; debtest) want=$debtest ;;
+  run) want=$run ;; build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;; debtest) want=$debtest ;;
   *) echo "deps.sh: unknown set: $1" >&2; exit 2 ;;
 esac
 missing=""
