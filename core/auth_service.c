@@ -2,11 +2,21 @@
  * Hashing runs on a pool thread, or in the auth agent when one was
  * spawned; a client with recent failures waits before its check, and a
  * failure is answered only after auth_failure_delay. Unknown users and
- * wrong passwords look the same from outside; the log tells them apart. */
+ * wrong passwords look the same from outside; the log tells them apart.
+ *
+ * Attempts wait in line: one at a time per client address (and, from
+ * addresses with recent failures, one at a time per user name), each in
+ * line until its answer is out. Parallel connections therefore cannot
+ * multiply guesses: an address gets at most one answer per
+ * auth_failure_delay plus its throttle hold, while other addresses are
+ * not slowed. A failure is answered auth_failure_delay after its check
+ * began, whatever the check cost, so an unknown user and a wrong
+ * password are answered at the same instant. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +30,13 @@
 #include "postern/services.h"
 
 #define THROTTLE_ENTRIES 10000
+/* Attempts from one address that may wait in line; more are failed
+ * (after the usual delay, no check) without joining it, so clients that
+ * hang up while waiting cannot pile up requests. */
+#define LINE_MAX_PER_ADDR 32
+#define OUT_OF_LINE "\001"
 
-enum req_state { RS_HOLD, RS_CHECK, RS_QUEUED, RS_SENT, RS_DELAY };
+enum req_state { RS_LINE, RS_HOLD, RS_CHECK, RS_QUEUED, RS_SENT, RS_DELAY };
 
 struct auth_req {
 	struct auth_req *next, **prevp;   /* all live requests */
@@ -31,6 +46,8 @@ struct auth_req {
 	uint32_t id;
 	int result;
 	int refused;                      /* decided without a check (oversize) */
+	int user_line;                    /* also in line behind its user name */
+	uint64_t check_start;             /* the failure answer is due from here */
 	void (*done)(void *arg, int result);
 	void *arg;
 	char passdb[1024];
@@ -38,6 +55,7 @@ struct auth_req {
 	char password[PT_SASL_PASS_MAX + 1];
 	char service[32];
 	char rip[64];
+	char akey[PT_THROTTLE_KEYLEN];    /* the address as the throttle counts it */
 	char why[200];
 	unsigned char wire[PT_AUTH_WIRE_MAX];
 	int wirelen;
@@ -57,7 +75,8 @@ static struct {
 	struct pt_loop *agent_loop;
 	int agent_dead;
 	uint32_t next_id;
-	struct auth_req *reqs;
+	struct auth_req *reqs;            /* newest first */
+	int draining;                     /* shutdown: nobody leaves the line */
 } A = { .passdb = "pam", .failure_delay_ms = 2000, .throttle_on = 1, .hooks = &real_hooks,
         .agent_fd = -1 };
 
@@ -88,6 +107,7 @@ req_wipe_secret(struct auth_req *r)
 }
 
 static void delay_over(struct pt_loop *loop, void *p);
+static void line_wake(const char *akey, const char *user, int user_line);
 
 /* Set while auth_verify runs: callers expect done() after verify returns,
  * never inside it. */
@@ -104,10 +124,17 @@ answer(struct auth_req *r)
 	}
 	void (*done)(void *, int) = r->done;
 	void *arg = r->arg;
-	int result = r->result;
+	int result = r->result, user_line = r->user_line;
+	char akey[PT_THROTTLE_KEYLEN], user[PT_SASL_USER_MAX + 1];
 
+	memcpy(akey, r->akey, sizeof akey);
+	memcpy(user, r->user, sizeof user);
 	req_free(r);
 	done(arg, result);
+	/* Out of line: the next attempt from this address (or for this
+	 * user) may go. */
+	line_wake(akey, user, user_line);
+	OPENSSL_cleanse(user, sizeof user);
 }
 
 static void
@@ -144,8 +171,13 @@ check_finished(struct auth_req *r)
 	       name, r->rip, r->service, r->why[0] ? r->why : "password mismatch");
 	if (A.throttle_on)
 		pt_throttle_failure(A.throttle, r->rip, now);
+	/* Due auth_failure_delay after the check began, not after it ended:
+	 * what the check cost (an unknown user's path, a slower hash) does
+	 * not show in the answer's timing. */
+	uint64_t spent = now > r->check_start ? now - r->check_start : 0;
 	r->state = RS_DELAY;
-	r->timer = A.hooks->timer_add(r->loop, A.failure_delay_ms, delay_over, r);
+	r->timer = A.hooks->timer_add(r->loop, spent < A.failure_delay_ms ? A.failure_delay_ms - spent : 0,
+	                              delay_over, r);
 	if (!r->timer)
 		answer(r);
 }
@@ -273,6 +305,7 @@ static void
 start_check(struct auth_req *r)
 {
 	r->state = RS_CHECK;
+	r->check_start = A.hooks->now(r->loop);
 	if (A.agent_fd >= 0 && (A.agent_loop == NULL || A.agent_loop == r->loop)) {
 		if (A.agent_dead) {
 			r->result = -1;
@@ -310,10 +343,68 @@ hold_over(struct pt_loop *loop, void *p)
 	r->timer = NULL;
 	if (r->refused) {
 		r->state = RS_CHECK;
+		r->check_start = A.hooks->now(r->loop);
 		check_finished(r);
 		return;
 	}
 	start_check(r);
+}
+
+/* ---- the line ---- */
+
+/* May r go? Not while an older attempt from its address is live, nor
+ * (when r is in its user's line) an older one in that user's line. */
+static int
+line_clear(const struct auth_req *r)
+{
+	for (const struct auth_req *o = r->next; o; o = o->next) {
+		if (strcmp(o->akey, r->akey) == 0 && strcmp(o->akey, OUT_OF_LINE) != 0)
+			return 0;
+		if (r->user_line && o->user_line && strcasecmp(o->user, r->user) == 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* Leave the line: the throttle's hold for the address, then the check. */
+static void
+line_leave(struct auth_req *r)
+{
+	uint64_t hold = 0;
+
+	if (A.throttle_on)
+		hold = pt_throttle_delay_ms(A.throttle, r->rip, A.hooks->now(r->loop));
+	if (hold > 0) {
+		r->state = RS_HOLD;
+		r->timer = A.hooks->timer_add(r->loop, hold, hold_over, r);
+		if (r->timer)
+			return;
+	}
+	hold_over(r->loop, r);
+}
+
+/* Someone with these keys left: start whoever is now first in line. */
+static void
+line_wake(const char *akey, const char *user, int user_line)
+{
+	struct auth_req *r, *first;
+
+	if (A.draining)
+		return;
+	do {
+		first = NULL;
+		/* Oldest first: the list is newest first. */
+		for (r = A.reqs; r; r = r->next)
+			if (r->state == RS_LINE &&
+			    (strcmp(r->akey, akey) == 0 ||
+			     (user_line && r->user_line && strcasecmp(r->user, user) == 0)) &&
+			    line_clear(r))
+				first = r;
+		if (first) {
+			first->state = RS_HOLD;  /* out of the line before anything can answer */
+			line_leave(first);
+		}
+	} while (first);
 }
 
 static int auth_verify_inner(struct pt_loop *loop, const char *user, const char *password,
@@ -354,27 +445,31 @@ auth_verify_inner(struct pt_loop *loop, const char *user, const char *password, 
 	if (password && !oversize)
 		memcpy(r->password, password, pl);
 
-	uint64_t hold = 0;
-	if (A.throttle_on)
-		hold = pt_throttle_delay_ms(A.throttle, r->rip, A.hooks->now(loop));
 	if (oversize) {
 		/* Still answered as a plain failure, after the same waits. */
 		r->result = 0;
 		r->refused = 1;
 		snprintf(r->why, sizeof r->why, "user name or password too long");
 	}
-	if (hold > 0) {
+	pt_throttle_key(r->rip, r->akey);
+	size_t waiting = 0;
+	for (struct auth_req *o = r->next; o; o = o->next)
+		waiting += strcmp(o->akey, r->akey) == 0;
+	if (waiting >= LINE_MAX_PER_ADDR) {
+		r->result = 0;
+		r->refused = 1;
+		snprintf(r->why, sizeof r->why, "too many attempts waiting from this address");
+		snprintf(r->akey, sizeof r->akey, OUT_OF_LINE);
 		r->state = RS_HOLD;
-		r->timer = A.hooks->timer_add(loop, hold, hold_over, r);
-		if (r->timer)
-			return 0;
-	}
-	if (oversize) {
-		r->state = RS_CHECK;
-		check_finished(r);
+		hold_over(loop, r);
 		return 0;
 	}
-	start_check(r);
+	/* A guesser's addresses queue per user name too; a clean address
+	 * (the user at home) does not wait behind them. */
+	r->user_line = A.throttle_on && pt_throttle_failures(A.throttle, r->rip, A.hooks->now(loop)) > 0;
+	r->state = RS_LINE;
+	if (line_clear(r))
+		line_leave(r);
 	return 0;
 }
 
@@ -440,6 +535,7 @@ void
 pt_auth_shutdown(void)
 {
 	/* Pool checks still running own their request; they finish later. */
+	A.draining = 1;
 	for (struct auth_req *r = A.reqs, *next; r; r = next) {
 		next = r->next;
 		if (r->state == RS_CHECK)
@@ -453,4 +549,5 @@ pt_auth_shutdown(void)
 	if (A.agent_loop && A.agent_fd >= 0 && !A.agent_dead)
 		pt_loop_unwatch(A.agent_loop, A.agent_fd);
 	A.agent_loop = NULL;
+	A.draining = 0;
 }

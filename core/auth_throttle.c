@@ -9,7 +9,7 @@
 #include "passdb.h"
 
 #define NBUCKETS 1024
-#define KEYLEN 48
+#define KEYLEN PT_THROTTLE_KEYLEN
 
 struct tentry {
 	struct tentry *next;
@@ -54,8 +54,8 @@ pt_throttle_free(struct pt_throttle *t)
 
 /* IPv6 users usually own a /64: counting single addresses there would let
  * one client rotate through 2^64 fresh ones. */
-static void
-make_key(const char *addr, char key[KEYLEN])
+void
+pt_throttle_key(const char *addr, char key[KEYLEN])
 {
 	unsigned char a6[16];
 	struct in_addr a4;
@@ -152,7 +152,7 @@ pt_throttle_delay_ms(struct pt_throttle *t, const char *addr, uint64_t now_ms)
 	char key[KEYLEN];
 	uint64_t d = 0;
 
-	make_key(addr, key);
+	pt_throttle_key(addr, key);
 	pthread_mutex_lock(&t->lock);
 	struct tentry **pp = find(t, key, now_ms);
 	if (pp) {
@@ -168,7 +168,7 @@ pt_throttle_failure(struct pt_throttle *t, const char *addr, uint64_t now_ms)
 {
 	char key[KEYLEN];
 
-	make_key(addr, key);
+	pt_throttle_key(addr, key);
 	pthread_mutex_lock(&t->lock);
 	struct tentry **pp = find(t, key, now_ms);
 	struct tentry *e = pp ? *pp : NULL;
@@ -197,7 +197,7 @@ pt_throttle_success(struct pt_throttle *t, const char *addr, uint64_t now_ms)
 {
 	char key[KEYLEN];
 
-	make_key(addr, key);
+	pt_throttle_key(addr, key);
 	pthread_mutex_lock(&t->lock);
 	struct tentry **pp = find(t, key, now_ms);
 	if (pp)
@@ -211,7 +211,7 @@ pt_throttle_failures(struct pt_throttle *t, const char *addr, uint64_t now_ms)
 	char key[KEYLEN];
 	unsigned f = 0;
 
-	make_key(addr, key);
+	pt_throttle_key(addr, key);
 	pthread_mutex_lock(&t->lock);
 	struct tentry **pp = find(t, key, now_ms);
 	if (pp)

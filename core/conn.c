@@ -57,7 +57,8 @@ struct pt_conn {
 
 	unsigned timeout_ms;
 	uint64_t last_read;
-	struct pt_timer *idle_timer;
+	uint64_t deadline;             /* loop time the conn ends by; 0 = none */
+	struct pt_timer *idle_timer;   /* serves the idle timeout and the deadline */
 	struct pt_timer *kick_timer;
 
 	SSL *ssl;
@@ -332,19 +333,44 @@ conn_kick(struct pt_conn *c)
 		c->kick_timer = pt_timer_add(c->loop, 0, conn_kick_fire, c);
 }
 
+/* When the idle timeout or the deadline falls due next; 0 = never. */
+static uint64_t
+conn_due(const struct pt_conn *c)
+{
+	uint64_t due = c->timeout_ms ? c->last_read + c->timeout_ms : 0;
+
+	if (c->deadline && (due == 0 || c->deadline < due))
+		due = c->deadline;
+	return due;
+}
+
+static void conn_idle_fire(struct pt_loop *loop, void *arg);
+
+static void
+conn_arm(struct pt_conn *c)
+{
+	uint64_t now = pt_loop_now(c->loop), due = conn_due(c);
+
+	if (c->idle_timer)
+		pt_timer_cancel(c->loop, c->idle_timer);
+	c->idle_timer = NULL;
+	if (due)
+		c->idle_timer = pt_timer_add(c->loop, due > now ? due - now : 0, conn_idle_fire, c);
+}
+
 static void
 conn_idle_fire(struct pt_loop *loop, void *arg)
 {
 	struct pt_conn *c = arg;
-	uint64_t now = pt_loop_now(loop), idle = now - c->last_read;
+	uint64_t due = conn_due(c);
 
 	c->idle_timer = NULL;
-	if (idle >= c->timeout_ms) {
+	if (due && pt_loop_now(loop) >= due) {
 		conn_close_now(c, "timeout");
 		return;
 	}
 	/* Reads only move last_read; the timer re-arms for the rest. */
-	c->idle_timer = pt_timer_add(loop, c->timeout_ms - idle, conn_idle_fire, c);
+	conn_arm(c);
 }
 
 struct pt_conn *
@@ -955,13 +981,18 @@ pt_conn_set_timeout(struct pt_conn *c, unsigned ms)
 {
 	if (c->closed)
 		return;
-	if (c->idle_timer)
-		pt_timer_cancel(c->loop, c->idle_timer);
-	c->idle_timer = NULL;
 	c->timeout_ms = ms;
 	c->last_read = pt_loop_now(c->loop);
-	if (ms > 0)
-		c->idle_timer = pt_timer_add(c->loop, ms, conn_idle_fire, c);
+	conn_arm(c);
+}
+
+void
+pt_conn_set_deadline(struct pt_conn *c, unsigned ms)
+{
+	if (c->closed)
+		return;
+	c->deadline = ms ? pt_loop_now(c->loop) + ms : 0;
+	conn_arm(c);
 }
 
 int

@@ -3,6 +3,7 @@
  * per-client connection limits and implicit TLS (worker side). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #define LISTEN_BACKLOG 511
 #define ACCEPT_BATCH 64
 #define ACCEPT_PAUSE_MS 100
-#define TLS_HANDSHAKE_TIMEOUT_MS 60000
+#define TLS_HANDSHAKE_TIMEOUT_MS 60000   /* whole handshake, not per read */
 #define COUNT_BUCKETS 256
 
 /* ---------- binding (master) ---------- */
@@ -334,8 +335,12 @@ struct listener {
 	int stopped;
 	size_t refs;
 	long long service_limit, client_limit;
+	long long reserve;              /* of service_limit, only for mynetworks */
+	struct pt_cidr_list trusted;    /* mynetworks */
 	struct pt_timer *resume_timer;
 	uint64_t last_warning;
+	uint64_t last_refusal_log;
+	unsigned long refusals_unlogged;
 	struct listener *next;
 };
 
@@ -414,10 +419,17 @@ count_add(const char *service, const char *addr, int delta)
 }
 
 static void
+listener_free(struct listener *l)
+{
+	pt_cidr_list_free(&l->trusted);
+	free(l);
+}
+
+static void
 listener_unref(struct listener *l)
 {
 	if (--l->refs == 0 && l->stopped)
-		free(l);
+		listener_free(l);
 }
 
 static void
@@ -448,6 +460,7 @@ on_handshake_done(struct pt_conn *c, void *arg)
 
 	pt_conn_set_handlers(c, NULL, NULL);
 	pt_conn_set_timeout(c, 0);
+	pt_conn_set_deadline(c, 0);
 	l->decl->on_accept(c, &l->info);
 }
 
@@ -481,12 +494,32 @@ accept_pause(struct listener *l, int err)
 		l->resume_timer = pt_timer_add(l->loop, ACCEPT_PAUSE_MS, accept_resume, l);
 }
 
+/* A refusal under a flood comes thousands of times a second: log the
+ * first, then at most one line a second with how many went unlogged. */
+static int
+refusal_log_due(struct listener *l, unsigned long *skipped)
+{
+	uint64_t now = pt_loop_now(l->loop);
+
+	if (l->last_refusal_log != 0 && now - l->last_refusal_log < 1000) {
+		l->refusals_unlogged++;
+		return 0;
+	}
+	l->last_refusal_log = now;
+	*skipped = l->refusals_unlogged;
+	l->refusals_unlogged = 0;
+	return 1;
+}
+
 static void
 accept_one(struct listener *l, int cfd)
 {
 	struct pt_conn *c = pt_conn_new(l->loop, cfd, &l->info);
 	const char *peer;
 	unsigned svc_n, cli_n;
+	unsigned long skipped = 0;
+	long long svc_limit;
+	int trusted;
 
 	if (!c) {
 		close(cfd);
@@ -494,18 +527,34 @@ accept_one(struct listener *l, int cfd)
 	}
 	peer = pt_conn_peer_addr(c);
 	svc_n = count_get(l->info.service, "");
-	cli_n = count_get(l->info.service, peer);
-	if (l->service_limit > 0 && svc_n >= l->service_limit) {
-		pt_log_as(l->info.service, PT_LOG_WARNING,
-		          "service %s has reached its connection limit %lld (service_connection_limit): "
-		          "refusing connection from unknown[%s]", l->info.service, l->service_limit, peer);
+	/* mynetworks clients may use the reserve and are exempt from the
+	 * per-client limit (Postfix exempts them from anvil's limits too):
+	 * a flood from outside cannot take the slots the LAN needs. */
+	trusted = l->trusted.n > 0 && pt_cidr_list_match(&l->trusted, pt_conn_peer_sa(c));
+	svc_limit = l->service_limit;
+	if (!trusted && l->reserve > 0)
+		svc_limit = l->service_limit > l->reserve ? l->service_limit - l->reserve : 0;
+	if (l->service_limit > 0 && svc_n >= svc_limit) {
+		if (refusal_log_due(l, &skipped))
+			pt_log_as(l->info.service, PT_LOG_WARNING,
+			          "service %s has reached its connection limit %lld%s: refusing connection "
+			          "from unknown[%s] (%lu more refused since the last such line)",
+			          l->info.service, svc_limit,
+			          svc_limit < l->service_limit
+			              ? " for clients outside mynetworks (service_connection_limit - "
+			                "mynetworks_reserved_connections)"
+			              : " (service_connection_limit)",
+			          peer, skipped);
 		pt_conn_close(c, "service_connection_limit");
 		return;
 	}
+	cli_n = trusted ? 0 : count_get(l->info.service, peer);
 	if (l->client_limit > 0 && cli_n >= l->client_limit) {
-		pt_log_as(l->info.service, PT_LOG_WARNING,
-		          "Connection concurrency limit exceeded: %u from unknown[%s] for service %s "
-		          "(client_connection_limit = %lld)", cli_n + 1, peer, l->info.service, l->client_limit);
+		if (refusal_log_due(l, &skipped))
+			pt_log_as(l->info.service, PT_LOG_WARNING,
+			          "Connection concurrency limit exceeded: %u from unknown[%s] for service %s "
+			          "(client_connection_limit = %lld) (%lu more refused since the last such line)",
+			          cli_n + 1, peer, l->info.service, l->client_limit, skipped);
 		pt_conn_close(c, "client_connection_limit");
 		return;
 	}
@@ -531,7 +580,9 @@ accept_one(struct listener *l, int cfd)
 			return;
 		}
 		pt_conn_set_handlers(c, &hs, NULL);
-		pt_conn_set_timeout(c, TLS_HANDSHAKE_TIMEOUT_MS);
+		/* A deadline, not an idle timeout: a client trickling one byte at
+		 * a time must not hold the handshake open. */
+		pt_conn_set_deadline(c, TLS_HANDSHAKE_TIMEOUT_MS);
 		pt_conn_tls_accept(c, on_handshake_done, l);
 		return;
 	}
@@ -568,6 +619,81 @@ conf_int_opt(const struct pt_config *conf, const char *name)
 	return pt_config_owner(conf, name) ? pt_conf_int(conf, name) : 0;
 }
 
+/* mynetworks_style's networks from this host's interfaces: "host" gives
+ * each address, "subnet" (and the obsolete "class") its subnet. */
+static int
+style_networks(const char *style, struct pt_cidr_list *out)
+{
+	struct ifaddrs *ifa, *i;
+	int subnet = strcmp(style, "host") != 0;
+
+	if (getifaddrs(&ifa) < 0)
+		return -1;
+	for (i = ifa; i; i = i->ifa_next) {
+		struct pt_cidr net, *nv;
+		const unsigned char *a, *m;
+		size_t alen;
+
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&net, 0, sizeof net);
+		net.family = i->ifa_addr->sa_family;
+		if (net.family == AF_INET) {
+			a = (const unsigned char *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+			m = i->ifa_netmask ? (const unsigned char *)&((struct sockaddr_in *)i->ifa_netmask)->sin_addr : NULL;
+			alen = 4;
+		} else {
+			a = (const unsigned char *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+			m = i->ifa_netmask ? (const unsigned char *)&((struct sockaddr_in6 *)i->ifa_netmask)->sin6_addr : NULL;
+			alen = 16;
+		}
+		net.prefix = subnet && m ? 0 : (int)alen * 8;
+		for (size_t k = 0; k < alen; k++) {
+			net.addr[k] = subnet && m ? a[k] & m[k] : a[k];
+			if (subnet && m)
+				net.prefix += __builtin_popcount(m[k]);
+		}
+		nv = realloc(out->v, (out->n + 1) * sizeof *nv);
+		if (!nv) {
+			freeifaddrs(ifa);
+			return -1;
+		}
+		out->v = nv;
+		out->v[out->n++] = net;
+	}
+	freeifaddrs(ifa);
+	return 0;
+}
+
+/* mynetworks as the restrict module reads it: a CIDR list, a style word,
+ * or (unset) mynetworks_style. Empty on any error: then nobody gets the
+ * reserve, which only makes the limits stricter. */
+static void
+trusted_networks(const struct pt_config *conf, struct pt_cidr_list *out)
+{
+	const char *v = pt_config_owner(conf, "mynetworks") ? pt_conf_str(conf, "mynetworks") : "";
+	const char *style = pt_config_owner(conf, "mynetworks_style") ? pt_conf_str(conf, "mynetworks_style")
+	                                                              : "host";
+	char word[16] = "", err[200];
+
+	out->n = 0;
+	out->v = NULL;
+	if (!v)
+		v = "";
+	if (sscanf(v, " %15s", word) == 1 &&
+	    (strcmp(word, "host") == 0 || strcmp(word, "subnet") == 0 || strcmp(word, "class") == 0))
+		style = word;
+	else if (v[strspn(v, " \t,")] != '\0') {
+		if (pt_cidr_list_parse(v, out, err, sizeof err) < 0)
+			pt_log(PT_LOG_WARNING, "mynetworks: %s: no connection slots reserved", err);
+		return;
+	} else if (pt_conf_isset(conf, "mynetworks")) {
+		return;  /* set to empty: nobody is trusted */
+	}
+	if (style_networks(style, out) < 0)
+		pt_cidr_list_free(out);
+}
+
 int
 pt_listen_start(struct pt_loop *loop, const struct pt_config *conf,
                 struct pt_listen_sock *socks, size_t n)
@@ -587,10 +713,12 @@ pt_listen_start(struct pt_loop *loop, const struct pt_config *conf,
 		l->refs = 1;  /* held by the listener list until stopped */
 		l->service_limit = conf_int_opt(conf, "service_connection_limit");
 		l->client_limit = conf_int_opt(conf, "client_connection_limit");
+		l->reserve = conf_int_opt(conf, "mynetworks_reserved_connections");
+		trusted_networks(conf, &l->trusted);
 		if (pt_loop_watch(loop, l->fd, PT_EV_READ, accept_ready, l) < 0) {
 			pt_log(PT_LOG_ERROR, "cannot watch %s:%u: %s", l->info.addr, l->info.port,
 			       strerror(errno));
-			free(l);
+			listener_free(l);
 			return -1;
 		}
 		l->next = listeners;

@@ -110,6 +110,9 @@ void pt_throttle_failure(struct pt_throttle *t, const char *addr, uint64_t now_m
 void pt_throttle_success(struct pt_throttle *t, const char *addr, uint64_t now_ms);
 unsigned pt_throttle_failures(struct pt_throttle *t, const char *addr, uint64_t now_ms);
 size_t pt_throttle_size(const struct pt_throttle *t);
+/* The key an address is counted under (IPv4 as is, IPv6 as its /64). */
+#define PT_THROTTLE_KEYLEN 48
+void pt_throttle_key(const char *addr, char key[PT_THROTTLE_KEYLEN]);
 
 /* Log-safe copy of a user name: printable ASCII, others as '?', at most
  * 64 bytes. */

@@ -172,6 +172,7 @@ handoff_start_proxy(struct handoff *h, pid_t mpid)
 	pt_conn_set_handlers(m, &mail_handlers, h);
 	pt_conn_set_handlers(h->client, &client_handlers, h);
 	pt_conn_set_timeout(h->client, PROXY_SAFETY_TIMEOUT_MS);
+	pt_conn_set_deadline(h->client, 0);  /* the pre-login deadline is met */
 	pt_log_as(h->service, PT_LOG_INFO, "Login: user=<%s>, method=%s, rip=%s, lip=%s, mpid=%ld%s, session=<%s>",
 	          h->user, h->mech, h->rip, h->lip, (long)mpid,
 	          h->tls ? ", TLS" : strcmp(h->rip, h->lip) == 0 ? ", secured" : "", h->sid);

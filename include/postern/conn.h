@@ -67,6 +67,11 @@ void pt_conn_close(struct pt_conn *c, const char *reason);
 /* Idle timeout in ms (0 = none): on_close("timeout") fires when nothing
  * arrives for that long. Reset by every read. */
 void pt_conn_set_timeout(struct pt_conn *c, unsigned ms);
+/* Total deadline ms from now (0 = none): on_close("timeout") fires when it
+ * passes, however the peer trickles input meanwhile (reads never move it;
+ * a slowloris client cannot hold a pre-login phase open). Independent of
+ * the idle timeout; setting it again replaces it. */
+void pt_conn_set_deadline(struct pt_conn *c, unsigned ms);
 
 /* TLS. starttls: flush queued output, DISCARD every input byte buffered so
  * far (plaintext pipelined after STARTTLS must never be read as if it came

@@ -603,6 +603,9 @@ imap_login_accept(struct pt_conn *c, const struct pt_listener *lst)
 	new_session_id(l->session_id, sizeof(l->session_id));
 	pt_conn_set_handlers(c, &login_handlers, l);
 	pt_conn_set_timeout(c, imap_set.login_timeout_ms);
+	/* A total deadline too: trickled input must not keep a pre-login
+	 * session (and its slot) alive; the handoff clears it. */
+	pt_conn_set_deadline(c, imap_set.login_timeout_ms);
 	capabilities(l, caps, sizeof(caps));
 	lsend(l, "* OK [CAPABILITY %s] Postern ready.", caps);
 }

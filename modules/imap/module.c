@@ -20,7 +20,7 @@ static const struct pt_param imap_params[] = {
 	{ "imap_idle_notify_interval", PT_TIME, "2m", NULL,
 	  "how often an idling client gets \"* OK Still here\"", 1, 86400 },
 	{ "imap_login_timeout", PT_TIME, "60s", NULL,
-	  "idle time allowed before login; the connection is then closed", 1, 86400 },
+	  "total time allowed from connect to login (however the client trickles input); the connection is then closed", 1, 86400 },
 	{ "imap_autologout", PT_TIME, "30m", NULL,
 	  "idle time after login before \"* BYE Disconnected for inactivity.\" (RFC 3501: at least 30m)",
 	  1, 604800 },

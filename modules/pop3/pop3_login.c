@@ -232,6 +232,9 @@ login_new(struct pt_conn *conn)
 	s->state = LS_CMD;
 	pt_conn_set_handlers(conn, &login_handlers, s);
 	pt_conn_set_timeout(conn, s->set->login_timeout_ms);
+	/* A total deadline too: trickled input must not keep a pre-login
+	 * session (and its slot) alive; the handoff clears it. */
+	pt_conn_set_deadline(conn, s->set->login_timeout_ms);
 	return s;
 }
 

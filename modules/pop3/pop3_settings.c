@@ -22,7 +22,7 @@ const struct pt_param pop3_params[] = {
 	{ "pop3_uidl_format", PT_STR, "%08Xu%08Xv", validate_uidl_format,
 	  "UIDL of a message, as Dovecot: %u UID, %v UIDVALIDITY, optional width and X (hex), e.g. %08Xu%08Xv", 0, 0 },
 	{ "pop3_login_timeout", PT_TIME, "60s", NULL,
-	  "idle time allowed before login; then the connection is closed", 1, 3600 },
+	  "total time allowed from connect to login (however the client trickles input); then the connection is closed", 1, 3600 },
 	{ "pop3_autologout", PT_TIME, "10m", NULL,
 	  "idle time after login before the session ends without deleting anything (RFC 1939: at least 10m)",
 	  600, 86400 },

@@ -24,6 +24,10 @@ struct smtp_settings {
 	unsigned hard_errors, soft_errors;
 	unsigned error_sleep_ms;
 	unsigned timeout_ms;
+	int per_request_deadline;  /* smtpd_per_request_deadline */
+	unsigned min_data_rate;    /* smtpd_min_data_rate, bytes/s; 0 = none */
+	unsigned starttls_timeout_ms;  /* smtpd_starttls_timeout */
+	unsigned envelope_deadline_ms; /* smtpd_envelope_deadline, 0 = none */
 	size_t header_limit;       /* header_size_limit */
 	size_t buffer_limit;       /* smtpd_message_buffer_limit */
 	size_t size_limit;         /* message_size_limit, 0 = none */

@@ -28,6 +28,7 @@ smtp_session_idle_size(void)
 }
 
 static void session_input(struct smtp_session *s);
+static void request_begin(struct smtp_session *s);
 
 /* ---- replies, errors, logging ---- */
 
@@ -62,6 +63,7 @@ sleep_done(struct pt_loop *loop, void *arg)
 		s->delayed = NULL;
 	}
 	s->async = 0;
+	request_begin(s);
 	check_error_limit(s);
 	if (!s->gone)
 		pt_conn_resume(s->conn);
@@ -118,6 +120,67 @@ count_error(struct smtp_session *s, const char *text)
 	/* 421 is our own goodbye, not the client's error. */
 	if (strncmp(text, "421", 3) != 0)
 		s->errors++;
+}
+
+/* ---- deadlines: smtpd_per_request_deadline, smtpd_min_data_rate,
+ * smtpd_envelope_deadline ---- */
+
+/* The next request's clock starts now (with per-request deadlines only
+ * a complete line restarts it; partial input never does). */
+static void
+request_begin(struct smtp_session *s)
+{
+	s->last_input = pt_loop_now(s->loop);
+}
+
+static void
+data_begin(struct smtp_session *s)
+{
+	s->data_deadline = pt_loop_now(s->loop) + s->set->timeout_ms;
+	s->rate_rem = 0;
+}
+
+/* Postfix 3.7's DATA/BDAT deadline: n message bytes buy
+ * n/smtpd_min_data_rate seconds, never more than smtpd_timeout from now. */
+static void
+data_credit(struct smtp_session *s, size_t n)
+{
+	uint64_t cap = pt_loop_now(s->loop) + s->set->timeout_ms, units;
+	unsigned rate = s->set->min_data_rate;
+
+	if (n == 0)
+		return;
+	if (!s->set->per_request_deadline || rate == 0) {
+		s->data_deadline = cap;
+		return;
+	}
+	units = (uint64_t)n * 1000u + s->rate_rem;
+	s->data_deadline += units / rate;
+	s->rate_rem = (unsigned)(units % rate);
+	if (s->data_deadline > cap)
+		s->data_deadline = cap;
+}
+
+/* Before DATA/BDAT of a transaction: the envelope deadline runs. */
+static int
+in_envelope(const struct smtp_session *s)
+{
+	return (s->state == SS_CMD || s->state == SS_AUTH) &&
+	       !(s->txn && (s->txn->data_started || s->txn->bdat_started));
+}
+
+/* When the session times out unless something happens first. */
+static uint64_t
+session_due(const struct smtp_session *s)
+{
+	uint64_t due = s->last_input + s->set->timeout_ms;
+
+	if (s->state == SS_DATA || s->state == SS_BDAT)
+		due = s->data_deadline;
+	if (s->set->envelope_deadline_ms && in_envelope(s) &&
+	    s->envelope_start + s->set->envelope_deadline_ms < due)
+		due = s->envelope_start + s->set->envelope_deadline_ms;
+	return due;
 }
 
 /* Postfix names the last command in upper case in its log lines. */
@@ -656,6 +719,7 @@ data_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	smtp_data_init(&t->dec, s->set->bare_reject ? SMTP_BARE_REJECT : SMTP_BARE_NORMALIZE);
 	t->data_started = 1;
 	s->state = SS_DATA;
+	data_begin(s);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -704,6 +768,10 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 		return;
 	}
 	s->depth++;
+	/* The next envelope's deadline starts with this answer; the queue's
+	 * time was not the client's. */
+	s->envelope_start = pt_loop_now(s->loop);
+	request_begin(s);
 	if (st == NULL || st->code == 0) {
 		const char *id = queue_id && *queue_id ? queue_id : (s->txn ? s->txn->id : "");
 		s->ok[s->last_verb]++;
@@ -802,6 +870,8 @@ message_end(struct smtp_session *s)
 	struct smtp_txn *t = s->txn;
 
 	s->state = SS_CMD;
+	s->envelope_start = pt_loop_now(s->loop);
+	request_begin(s);
 	smtp_msgbuf_finish(&t->msg);
 	if (t->msg.too_big) {
 		pt_log_as(s->service, PT_LOG_WARNING, "%s: queue file size limit exceeded", t->id);
@@ -834,6 +904,7 @@ data_input(struct smtp_session *s)
 		return;
 	st = smtp_data_feed(&s->txn->dec, in, n, &used, &s->txn->msg);
 	pt_conn_consume(s->conn, used);
+	data_credit(s, used);
 	if (st == SMTP_DATA_BARE) {
 		char text[320];
 		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: DATA from %s[%s]: bare <LF> received",
@@ -863,6 +934,7 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c)
 	s->bdat_last = (unsigned char)last;
 	s->bdat_error = NULL;
 	s->state = SS_BDAT;
+	data_begin(s);
 	if (s->set->helo_required && s->helo == NULL)
 		s->bdat_error = "503 5.5.1 Error: send HELO/EHLO first";
 	else if (s->txn == NULL)
@@ -896,10 +968,12 @@ bdat_input(struct smtp_session *s)
 			smtp_bdat_feed(&s->txn->bconv, in, take, &s->txn->msg);
 		pt_conn_consume(s->conn, take);
 		s->bdat_left -= take;
+		data_credit(s, take);
 	}
 	if (s->bdat_left > 0)
 		return;
 	s->state = SS_CMD;
+	request_begin(s);
 	if (s->bdat_error) {
 		reply(s, "%s", s->bdat_error);
 		s->bdat_error = NULL;
@@ -943,10 +1017,14 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 	free(s->sasl_username);
 	s->sasl_username = NULL;
 	s->sasl_method = NULL;
-	if (pt_conn_starttls(s->conn) != 0)
+	if (pt_conn_starttls(s->conn) != 0) {
 		reply(s, "454 4.7.0 TLS not available due to local problem");
-	else
+	} else {
 		s->tls_started = 1;
+		/* The whole handshake, however slowly its bytes come. */
+		s->tls_deadline = 1;
+		pt_conn_set_deadline(s->conn, s->set->starttls_timeout_ms);
+	}
 }
 
 static void
@@ -1087,6 +1165,7 @@ session_input(struct smtp_session *s)
 			int eol, rc = pt_conn_getline(s->conn, smtp_auth_line_limit(s), &line, &len, &eol);
 			if (rc == 0)
 				break;
+			request_begin(s);
 			smtp_auth_response(s, line, len, rc);
 			check_error_limit(s);
 			continue;
@@ -1094,6 +1173,7 @@ session_input(struct smtp_session *s)
 		int eol, rc = pt_conn_getline(s->conn, s->set->line_limit, &line, &len, &eol);
 		if (rc == 0)
 			break;
+		request_begin(s);
 		if (rc < 0) {
 			s->total[SMTP_VERB_UNKNOWN]++;
 			reply(s, "500 5.5.0 Error: line too long");
@@ -1128,6 +1208,8 @@ smtp_session_continue(struct smtp_session *s, int was_async)
 		smtp_session_release(s);
 		return;
 	}
+	/* The wait was the server's: the client's clock starts again. */
+	request_begin(s);
 	/* Commands pipelined behind the one that waited. */
 	session_input(s);
 }
@@ -1139,7 +1221,15 @@ on_read(struct pt_conn *c)
 {
 	struct smtp_session *s = pt_conn_proto(c);
 
-	s->last_input = pt_loop_now(s->loop);
+	if (s->tls_deadline) {
+		/* The STARTTLS handshake is done (this call says so). */
+		s->tls_deadline = 0;
+		pt_conn_set_deadline(c, 0);
+		request_begin(s);
+	}
+	/* Without per-request deadlines any input restarts the clock. */
+	if (!s->set->per_request_deadline)
+		s->last_input = pt_loop_now(s->loop);
 	session_input(s);
 }
 
@@ -1181,23 +1271,32 @@ static void
 idle_check(struct pt_loop *loop, void *arg)
 {
 	struct smtp_session *s = arg;
-	uint64_t now = pt_loop_now(loop), idle = now - s->last_input;
+	uint64_t now = pt_loop_now(loop), due;
 	char text[320], vb[16];
 
 	s->idle_timer = NULL;
 	if (s->gone)
 		return;
-	/* Time the server spends waiting is not the client's idle time. */
-	if (s->async || s->state == SS_CLOSING)
-		idle = 0;
-	if (s->async)
-		s->last_input = now;
-	if (idle < s->set->timeout_ms) {
-		s->idle_timer = pt_timer_add(loop, s->set->timeout_ms - idle, idle_check, s);
+	/* Time the server spends waiting is not the client's idle time; a
+	 * STARTTLS handshake has its own deadline on the conn. */
+	if (s->async || s->state == SS_CLOSING || s->tls_deadline) {
+		if (s->async)
+			s->last_input = now;
+		s->idle_timer = pt_timer_add(loop, s->set->timeout_ms, idle_check, s);
 		return;
 	}
-	pt_log_as(s->service, PT_LOG_INFO, "timeout after %s from %s[%s]",
-	          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
+	due = session_due(s);
+	if (now < due) {
+		s->idle_timer = pt_timer_add(loop, due - now, idle_check, s);
+		return;
+	}
+	if (s->state == SS_DATA || s->state == SS_BDAT)
+		pt_log_as(s->service, PT_LOG_INFO, "timeout after %s (%zu bytes) from %s[%s]",
+		          verb_upper(s, vb, sizeof(vb)), s->txn ? s->txn->msg.len : (size_t)0,
+		          s->client_name, s->client_addr);
+	else
+		pt_log_as(s->service, PT_LOG_INFO, "timeout after %s from %s[%s]",
+		          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
 	snprintf(text, sizeof(text), "421 4.4.2 %s Error: timeout exceeded", s->set->hostname);
 	s->depth++;
 	txn_reset(s);
@@ -1289,10 +1388,10 @@ smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 	s->submission = strcmp(s->service, "submission") == 0 || strcmp(s->service, "smtps") == 0;
 	s->state = SS_CMD;
 	s->last_verb = SMTP_VERB_UNKNOWN;
-	s->last_input = pt_loop_now(s->loop);
+	s->last_input = s->envelope_start = pt_loop_now(s->loop);
 	pt_conn_set_handlers(conn, &handlers, s);
 	if (s->set->timeout_ms)
-		s->idle_timer = pt_timer_add(s->loop, s->set->timeout_ms, idle_check, s);
+		s->idle_timer = pt_timer_add(s->loop, session_due(s) - s->last_input, idle_check, s);
 	/* The name first (Postfix logs and checks it from the start); what
 	 * the client sends meanwhile waits in the buffer. */
 	s->async = 1;

@@ -62,7 +62,10 @@ struct smtp_session {
 	char *delayed;              /* an error reply held for smtpd_error_sleep_time */
 	struct pt_timer *idle_timer;
 	struct pt_timer *sleep_timer;
-	uint64_t last_input;
+	uint64_t last_input;        /* per-request deadline: when this request began */
+	uint64_t data_deadline;     /* DATA/BDAT: smtpd_timeout moved by smtpd_min_data_rate */
+	uint64_t envelope_start;    /* greeting or end of the last message */
+	unsigned rate_rem;          /* smtpd_min_data_rate credit below 1 ms */
 	unsigned long long bdat_left, bdat_size;
 	const char *bdat_error;     /* reply owed after skipping a refused chunk */
 	unsigned errors;
@@ -77,6 +80,7 @@ struct smtp_session {
 	unsigned char auth_state;   /* enum pt_sasl_mech of the exchange in progress */
 	unsigned char cmd_verb_pending;
 	unsigned char tls_started;
+	unsigned char tls_deadline; /* smtpd_starttls_timeout set on the conn */
 	unsigned char submission;   /* submission / smtps listener: AUTH before MAIL */
 };
 

@@ -60,7 +60,19 @@ const struct pt_param smtp_params[] = {
 	{ "smtpd_error_sleep_time", PT_TIME, "1s", NULL,
 	  "delay of error replies past smtpd_soft_error_limit (never blocks other clients)", 0, 600 },
 	{ "smtpd_timeout", PT_TIME, "300s", NULL,
-	  "idle time before 421 4.4.2 timeout exceeded", 1, 86400 },
+	  "time limit to receive a command line (with smtpd_per_request_deadline, the whole line; else "
+	  "between reads) before 421 4.4.2 timeout exceeded", 1, 86400 },
+	{ "smtpd_per_request_deadline", PT_BOOL, "yes", NULL,
+	  "smtpd_timeout and smtpd_starttls_timeout limit a whole request (a command line, a TLS handshake), "
+	  "not each read: a client trickling bytes cannot hold the session (Postfix 3.7; default yes here)", 0, 0 },
+	{ "smtpd_min_data_rate", PT_INT, "500", NULL,
+	  "with smtpd_per_request_deadline, each DATA/BDAT byte received extends the deadline by "
+	  "1/smtpd_min_data_rate s, never beyond smtpd_timeout from now; 0 = no minimum (bytes/s)", 0, 1000000000 },
+	{ "smtpd_starttls_timeout", PT_TIME, "300s", NULL,
+	  "time limit for the TLS handshake after STARTTLS (the whole handshake)", 1, 86400 },
+	{ "smtpd_envelope_deadline", PT_TIME, "300s", NULL,
+	  "total time from the greeting, or from the end of the previous message, until DATA or BDAT starts; "
+	  "then 421 4.4.2 timeout exceeded (0 = no limit)", 0, 86400 },
 	{ "smtpd_message_buffer_limit", PT_SIZE, "1g", NULL,
 	  "memory all sessions together may hold for messages being received; beyond it 451 4.3.0 (0 = no limit)", 0, 0 },
 	{ "header_size_limit", PT_SIZE, "102400", NULL,
@@ -117,6 +129,10 @@ smtp_settings_new(const struct pt_config *c)
 	s->soft_errors = (unsigned)pt_conf_int(c, "smtpd_soft_error_limit");
 	s->error_sleep_ms = (unsigned)pt_conf_int(c, "smtpd_error_sleep_time") * 1000u;
 	s->timeout_ms = (unsigned)pt_conf_int(c, "smtpd_timeout") * 1000u;
+	s->per_request_deadline = pt_conf_bool(c, "smtpd_per_request_deadline");
+	s->min_data_rate = (unsigned)pt_conf_int(c, "smtpd_min_data_rate");
+	s->starttls_timeout_ms = (unsigned)pt_conf_int(c, "smtpd_starttls_timeout") * 1000u;
+	s->envelope_deadline_ms = (unsigned)pt_conf_int(c, "smtpd_envelope_deadline") * 1000u;
 	s->header_limit = (size_t)pt_conf_int(c, "header_size_limit");
 	s->size_limit = (size_t)pt_conf_int(c, "message_size_limit");
 	s->buffer_limit = (size_t)pt_conf_int(c, "smtpd_message_buffer_limit");

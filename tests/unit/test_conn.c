@@ -443,6 +443,56 @@ test_idle_timeout(void **state)
 	pt_loop_free(loop);
 }
 
+/* Issue #11 item 7 (slowloris): a byte every 20 ms keeps the idle timer
+ * happy forever, but never moves the deadline. */
+static void
+test_deadline_ignores_trickle(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &line_handlers);
+	uint64_t start = pt_loop_now(loop);
+
+	(void)state;
+	pt_conn_set_timeout(s.c, 60);
+	pt_conn_set_deadline(s.c, 150);
+	for (int i = 0; i < 20 && s.closes == 0; i++) {
+		write_all(fd, "N", 1);
+		pump(loop, 20);
+	}
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "timeout");
+	assert_true(pt_loop_now(loop) - start >= 150);
+	assert_true(pt_loop_now(loop) - start < 400);
+	close(fd);
+	pt_loop_free(loop);
+}
+
+/* Cleared (a login made it in time), only the idle timeout is left. */
+static void
+test_deadline_cleared(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &line_handlers);
+
+	(void)state;
+	pt_conn_set_timeout(s.c, 60);
+	pt_conn_set_deadline(s.c, 50);
+	pt_conn_set_deadline(s.c, 0);
+	for (int i = 0; i < 6; i++) {
+		write_all(fd, "NOOP\r\n", 6);
+		pump(loop, 30);
+		assert_int_equal(s.closes, 0);
+	}
+	pt_conn_set_timeout(s.c, 0);
+	pump(loop, 100);
+	assert_int_equal(s.closes, 0);
+	pt_conn_close(s.c, "done");
+	close(fd);
+	pt_loop_free(loop);
+}
+
 static void
 test_close_inside_on_read(void **state)
 {
@@ -620,6 +670,8 @@ main(void)
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_close_all_and_count),
 		cmocka_unit_test(test_idle_memory_small),
+		cmocka_unit_test(test_deadline_ignores_trickle),
+		cmocka_unit_test(test_deadline_cleared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

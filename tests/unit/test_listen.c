@@ -98,17 +98,27 @@ config_from(const char *fmt, ...)
 	return c;
 }
 
+/* From 127.0.0.<from> (0 = the kernel's choice, 127.0.0.1). */
 static int
-connect_to(unsigned port)
+connect_from(unsigned port, unsigned from)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000000u | from)};
 	struct timeval tv = {0, 300000};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+	if (from)
+		assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	return fd;
+}
+
+static int
+connect_to(unsigned port)
+{
+	return connect_from(port, 0);
 }
 
 static void
@@ -211,7 +221,8 @@ static void
 test_client_connection_limit(void **state)
 {
 	unsigned port = free_port();
-	struct pt_config *c = config_from("test_listen = 127.0.0.1:%u\nclient_connection_limit = 2\n", port);
+	struct pt_config *c = config_from("test_listen = 127.0.0.1:%u\nclient_connection_limit = 2\n"
+	                                    "mynetworks = 192.0.2.0/24\n", port);
 	struct pt_loop *loop = pt_loop_new();
 	struct pt_listen_sock *socks = NULL;
 	size_t n = 0;
@@ -257,7 +268,8 @@ static void
 test_service_connection_limit(void **state)
 {
 	unsigned port = free_port();
-	struct pt_config *c = config_from("test_listen = 127.0.0.1:%u\nservice_connection_limit = 1\n", port);
+	struct pt_config *c = config_from("test_listen = 127.0.0.1:%u\nservice_connection_limit = 1\n"
+	                                    "mynetworks_reserved_connections = 0\n", port);
 	struct pt_loop *loop = pt_loop_new();
 	struct pt_listen_sock *socks = NULL;
 	size_t n = 0;
@@ -278,6 +290,54 @@ test_service_connection_limit(void **state)
 	pt_conn_close_all("shutdown");
 	close(a);
 	close(b);
+	pt_listen_close_all(socks, n);
+	pt_loop_free(loop);
+	pt_config_free(c);
+}
+
+/* Issue #11 item 7: a flood from outside mynetworks takes at most
+ * service_connection_limit - mynetworks_reserved_connections slots, and
+ * mynetworks clients are not held to client_connection_limit. */
+static void
+test_mynetworks_reserve(void **state)
+{
+	unsigned port = free_port();
+	struct pt_config *c = config_from("test_listen = 127.0.0.1:%u\nservice_connection_limit = 4\n"
+	                                  "mynetworks_reserved_connections = 2\nclient_connection_limit = 1\n"
+	                                  "mynetworks = 127.0.0.2/32\n", port);
+	struct pt_loop *loop = pt_loop_new();
+	struct pt_listen_sock *socks = NULL;
+	size_t n = 0;
+	char err[256], buf[128];
+	int fds[6];
+
+	(void)state;
+	accepted = 0;
+	assert_int_equal(pt_listen_open(c, &plain_decl, &socks, &n, NULL, 0, err, sizeof err), 0);
+	assert_int_equal(pt_listen_start(loop, c, socks, n), 0);
+	/* Outsiders: one each (client limit), two in all (4 - 2 reserved). */
+	fds[0] = connect_from(port, 3);
+	fds[1] = connect_from(port, 3);
+	fds[2] = connect_from(port, 4);
+	fds[3] = connect_from(port, 5);
+	pump(loop, 30);
+	assert_int_equal(accepted, 2);
+	assert_string_equal(server_says(fds[0], buf, sizeof buf), "220 testsvc tls=0\r\n");
+	assert_string_equal(server_says(fds[1], buf, sizeof buf), "");
+	assert_string_equal(server_says(fds[2], buf, sizeof buf), "220 testsvc tls=0\r\n");
+	assert_string_equal(server_says(fds[3], buf, sizeof buf), "");
+	/* mynetworks: two from one address (no client limit), into the reserve. */
+	fds[4] = connect_from(port, 2);
+	fds[5] = connect_from(port, 2);
+	pump(loop, 30);
+	assert_int_equal(accepted, 4);
+	assert_string_equal(server_says(fds[4], buf, sizeof buf), "220 testsvc tls=0\r\n");
+	assert_string_equal(server_says(fds[5], buf, sizeof buf), "220 testsvc tls=0\r\n");
+	assert_int_equal(pt_conn_count(), 4);
+	pt_listen_stop(loop);
+	pt_conn_close_all("shutdown");
+	for (int i = 0; i < 6; i++)
+		close(fds[i]);
 	pt_listen_close_all(socks, n);
 	pt_loop_free(loop);
 	pt_config_free(c);
@@ -404,6 +464,7 @@ main(void)
 		cmocka_unit_test(test_open_reuse_and_protocols),
 		cmocka_unit_test(test_client_connection_limit),
 		cmocka_unit_test(test_service_connection_limit),
+		cmocka_unit_test(test_mynetworks_reserve),
 		cmocka_unit_test(test_implicit_tls_listener),
 		cmocka_unit_test(test_implicit_tls_plaintext_client_is_dropped),
 	};
