@@ -34,6 +34,10 @@ void pt_queue_flush_now(void);
 #define PT_QDIR_DEFERRED "deferred"
 #define PT_QDIR_CORRUPT  "corrupt"
 #define PT_QDIR_MAILDROP "maildrop"
+/* setgid + sticky, -wx for others: see pt_qdir_setup (core/queue_file.c). */
+#define PT_QDIR_MAILDROP_MODE 03733
+/* sendmail's pending files: the owner and the maildrop's (server's) group. */
+#define PT_MAILDROP_FILE_MODE 0640
 #define PT_QDIR_PUBLIC   "public"
 #define PT_QDIR_PRIVATE  "private"
 #define PT_QDIR_PID      "pid"

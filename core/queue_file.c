@@ -742,15 +742,47 @@ ensure_dir(const char *path, mode_t mode, uid_t owner, gid_t group, char *err, s
 	return 0;
 }
 
+/* The maildrop: anyone may create a file there (-wx for others, sticky:
+ * nobody else may rename or remove it), nobody but its owner may list it,
+ * and it is setgid, so each file a user drops gets the directory's group,
+ * the server's own, whatever the user's groups are. sendmail writes 0640:
+ * the server reads the file through that group, no other user can, and
+ * no setgid program is needed. The file's owner tells who sent it. */
+static int
+maildrop_group(const char *path, gid_t group, char *err, size_t errlen)
+{
+	struct stat st;
+	gid_t want = group != (gid_t)-1 ? group : getegid();
+	if (lstat(path, &st) < 0) {
+		snprintf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* An owner may give its directory any group it is a member of; a
+	 * chown clears the setgid bit, so the mode is set again after it. */
+	if (st.st_gid != want && chown(path, (uid_t)-1, want) < 0) {
+		snprintf(err, errlen, "cannot give %s the group %lu: %s", path, (unsigned long)want, strerror(errno));
+		return -1;
+	}
+	if (chmod(path, PT_QDIR_MAILDROP_MODE) < 0 || lstat(path, &st) < 0) {
+		snprintf(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((st.st_mode & 07777) != PT_QDIR_MAILDROP_MODE || st.st_gid != want) {
+		snprintf(err, errlen, "%s must be mode %04o with group %lu (it is %04o, group %lu)", path,
+		         PT_QDIR_MAILDROP_MODE, (unsigned long)want, (unsigned)(st.st_mode & 07777),
+		         (unsigned long)st.st_gid);
+		return -1;
+	}
+	return 0;
+}
+
 int
 pt_qdir_setup(const char *qdir, uid_t owner, gid_t group, char *err, size_t errlen)
 {
 	static const struct { const char *name; mode_t mode; } dirs[] = {
 		{ PT_QDIR_INCOMING, 0700 }, { PT_QDIR_ACTIVE, 0700 }, { PT_QDIR_DEFERRED, 0700 },
 		{ PT_QDIR_CORRUPT, 0700 }, { PT_QDIR_PID, 0755 }, { PT_QDIR_PRIVATE, 0700 },
-		/* Anyone may drop mail (sticky, not listable), like Postfix's
-		 * maildrop but without a setgid helper: the file owner tells who. */
-		{ PT_QDIR_MAILDROP, 01733 }, { PT_QDIR_PUBLIC, 0755 },
+		{ PT_QDIR_MAILDROP, PT_QDIR_MAILDROP_MODE }, { PT_QDIR_PUBLIC, 0755 },
 	};
 	char path[PATH_MAX];
 	if (!qdir || !qdir[0]) {
@@ -765,6 +797,8 @@ pt_qdir_setup(const char *qdir, uid_t owner, gid_t group, char *err, size_t errl
 			return -1;
 		}
 		if (ensure_dir(path, dirs[i].mode, owner, group, err, errlen) < 0)
+			return -1;
+		if (strcmp(dirs[i].name, PT_QDIR_MAILDROP) == 0 && maildrop_group(path, group, err, errlen) < 0)
 			return -1;
 	}
 	return 0;

@@ -323,21 +323,46 @@ prepend_received(const char *data, size_t len, const char *id, uid_t uid, size_t
 	return out;
 }
 
+/* Remove what a local user left in the maildrop that is no submission.
+ * The maildrop is ours and sticky: we may remove any entry, except a
+ * directory with something in it; that one is reported only now and
+ * then, or a user could fill the log at every scan. */
+static void
+discard(int dfd, const char *name, const char *why)
+{
+	static time_t last_stuck;
+	struct stat st;
+	unsigned long uid = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? (unsigned long)st.st_uid : 0;
+	if (unlinkat(dfd, name, 0) == 0 || (errno == EISDIR && unlinkat(dfd, name, AT_REMOVEDIR) == 0)) {
+		pt_warn("pickup: %s from uid %lu: %s; removed", name, uid, why);
+		return;
+	}
+	time_t now = time(NULL);
+	if (now - last_stuck >= 600) {
+		last_stuck = now;
+		pt_warn("pickup: %s from uid %lu: %s, and cannot be removed: %s", name, uid, why, strerror(errno));
+	}
+}
+
 static void
 pickup_file(int dfd, const char *name)
 {
 	char err[256];
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		/* sendmail renames a file into place only once we can read it:
+		 * its owner changed the mode or group since, or it is a link. */
+		if (errno == EACCES || errno == ELOOP)
+			discard(dfd, name, errno == EACCES ? "not readable by the server" : "a symbolic link");
 		return;
+	}
 	struct stat st;
 	long long limit = pt_conf_int(pt_qs.conf, "message_size_limit");
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
 	    (limit > 0 && st.st_size > limit + PICKUP_SLACK)) {
 		/* Links could make us read someone else's file; size: refuse. */
-		pt_warn("pickup: %s: not a plain file of a reasonable size; removed", name);
 		close(fd);
-		unlinkat(dfd, name, 0);
+		discard(dfd, name, "not a plain file of a reasonable size");
 		return;
 	}
 	char *buf = malloc((size_t)st.st_size + 1);

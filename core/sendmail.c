@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -86,62 +87,129 @@ strip_brackets(const char *s)
 	return strdup(s);
 }
 
+/* 128 random bits in hex: a pending file's name tells nothing about when
+ * or by whom it was made, and cannot be guessed. */
+static int
+random_name(char out[33])
+{
+	unsigned char r[16];
+	size_t got = 0;
+	while (got < sizeof r) {
+		ssize_t n = getrandom(r + got, sizeof r - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < sizeof r; i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
+	return 0;
+}
+
+/* The server reads a pending file through the maildrop's group (the
+ * directory is setgid, see pt_qdir_setup) or as its owner. A file that
+ * got neither (a maildrop not set up yet) is given the group if we may,
+ * else refused: making it readable by everyone is not an option. */
+static int
+server_can_read(int fd, const struct stat *dir)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return 0;
+	if (st.st_uid == dir->st_uid || st.st_gid == dir->st_gid)
+		return 1;
+	return fchown(fd, (uid_t)-1, dir->st_gid) == 0;
+}
+
+static int
+write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
 /* Drop a finished envelope + message into the maildrop: the server may
- * be down; mail flows when it starts. */
+ * be down; mail flows when it starts. The file is ours (its owner tells
+ * the server who sent it), mode 0640 with the server's group: no other
+ * user can read it, and its random name cannot be listed or guessed. */
 static int
 maildrop_write(const char *prog, const char *qdir, const struct pt_qfile *q)
 {
-	char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX - 64];
+	char dir[PATH_MAX], name[33], tmp[34];
 	char *img;
 	size_t len;
 	if (snprintf(dir, sizeof dir, "%s/%s", qdir, PT_QDIR_MAILDROP) >= (int)sizeof dir) {
 		fprintf(stderr, "%s: queue_directory path too long\n", prog);
 		return PT_EX_TEMPFAIL;
 	}
-	snprintf(tmp, sizeof tmp, "%s/.%s.%ld", dir, q->id, (long)getpid());
-	snprintf(dst, sizeof dst, "%s/%s", dir, q->id);
-	if (pt_qfile_encode(q, &img, &len) != 0) {
-		fprintf(stderr, "%s: out of memory\n", prog);
+	/* O_PATH: others may search the directory but not read it. */
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct stat dst;
+	if (dfd < 0 || fstat(dfd, &dst) != 0) {
+		fprintf(stderr, "%s: cannot use %s: %s (is the queue directory set up? `postern run` creates it)\n",
+		        prog, dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		return PT_EX_TEMPFAIL;
 	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (pt_qfile_encode(q, &img, &len) != 0) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		close(dfd);
+		return PT_EX_TEMPFAIL;
+	}
+	int fd = -1;
+	for (int tries = 0; fd < 0 && tries < 5; tries++) {
+		if (random_name(name) != 0)
+			break;
+		snprintf(tmp, sizeof tmp, ".%s", name);
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
 	if (fd < 0) {
 		fprintf(stderr, "%s: cannot create a file in %s: %s (is the queue directory set up? "
 		                "`postern run` creates it)\n", prog, dir, strerror(errno));
 		free(img);
+		close(dfd);
 		return PT_EX_TEMPFAIL;
 	}
-	size_t off = 0;
-	int rc = 0;
-	while (off < len) {
-		ssize_t w = write(fd, img + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			rc = -1;
-			break;
-		}
-		off += (size_t)w;
-	}
+	int rc = write_all(fd, img, len), unreadable = 0;
 	free(img);
-	/* Readable by the server, which does not share our group. */
-	if (rc == 0 && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
+	if (rc == 0 && !server_can_read(fd, &dst))
+		unreadable = rc = -1;
+	if (rc == 0 && (fchmod(fd, PT_MAILDROP_FILE_MODE) != 0 || fsync(fd) != 0))
 		rc = -1;
 	if (close(fd) != 0)
 		rc = -1;
-	if (rc == 0 && rename(tmp, dst) != 0)
+	if (rc == 0 && renameat(dfd, tmp, dfd, name) != 0)
 		rc = -1;
 	if (rc != 0) {
-		fprintf(stderr, "%s: cannot write the message to %s: %s\n", prog, dir, strerror(errno));
-		unlink(tmp);
+		if (unreadable)
+			fprintf(stderr, "%s: the server could not read a private file in %s (the maildrop must be "
+			                "mode %04o with the server's group: `postern run` sets it up)\n", prog, dir,
+			        PT_QDIR_MAILDROP_MODE);
+		else
+			fprintf(stderr, "%s: cannot write the message to %s: %s\n", prog, dir, strerror(errno));
+		unlinkat(dfd, tmp, 0);
+		close(dfd);
 		return PT_EX_TEMPFAIL;
 	}
+	close(dfd);
 	/* Only the directory's owner can read (and so fsync) it; others rely
 	 * on the journal committing the rename and on a prompt pickup. */
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
+	int sfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd >= 0) {
+		fsync(sfd);
+		close(sfd);
 	}
 	return 0;
 }

@@ -216,7 +216,8 @@ test_store_load_quarantine(void **state)
 	char path[256];
 	snprintf(path, sizeof path, "%s/maildrop", tmpdir);
 	assert_int_equal(stat(path, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 01733);
+	assert_int_equal(st.st_mode & 07777, 03733);
+	assert_int_equal(st.st_gid, getegid());
 	snprintf(path, sizeof path, "%s/incoming", tmpdir);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0700);
