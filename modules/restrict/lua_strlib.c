@@ -10,7 +10,7 @@
  *     the arguments choose; they charge the range before touching it and
  *     work on the table itself (raw access, no metamethods), so no C
  *     function runs a loop the budget does not see.
- *   - string.pack/unpack/packsize/byte/format, tonumber, utf8.*: scans of
+ *   - string.pack/unpack/packsize/byte/format, tonumber, os.date, utf8.*: scans of
  *     their string arguments that allocate nothing; charged by size.
  * What remains unmetered costs at most one pass over memory the policy
  * holds (bounded by lua_policy_memory_limit) per VM instruction. */
@@ -899,6 +899,9 @@ lua_strlib_install(lua_State *L)
 		{ "move", tab_move }, { "concat", tab_concat }, { "unpack", tab_unpack },
 		{ "sort", tab_sort }, { NULL, NULL } };
 	luaL_setfuncs(L, tab, 0);
+	lua_pop(L, 1);
+	lua_getglobal(L, "os");
+	wrap(L, lua_gettop(L), "date", metered);
 	lua_pop(L, 1);
 	lua_pushglobaltable(L);
 	wrap(L, lua_gettop(L), "tonumber", metered);
