@@ -10,8 +10,10 @@
  *     the arguments choose; they charge the range before touching it and
  *     work on the table itself (raw access, no metamethods), so no C
  *     function runs a loop the budget does not see.
- *   - string.pack/unpack/packsize/byte/format, tonumber, os.date, utf8.*: scans of
- *     their string arguments that allocate nothing; charged by size.
+ *   - string.pack/unpack/packsize, tonumber, os.date, utf8.*: scans of
+ *     their string arguments that allocate little; charged by size. The
+ *     other string functions build a result as large as their work, and
+ *     allocations are charged (lua_sandbox.c).
  * What remains unmetered costs at most one pass over memory the policy
  * holds (bounded by lua_policy_memory_limit) per VM instruction. */
 /* memmem is GNU (_GNU_SOURCE comes from the build). */
@@ -877,8 +879,9 @@ wrap(lua_State *L, int lib, const char *name, lua_CFunction how)
 void
 lua_strlib_install(lua_State *L)
 {
-	static const char *const string_metered[] = { "byte", "char", "format", "lower", "upper",
-		"reverse", "sub", "pack", "unpack", "packsize", NULL };
+	/* byte, char, format, lower, upper, reverse, sub: their work is
+	 * proportional to what they allocate, which the allocator charges. */
+	static const char *const string_metered[] = { "pack", "unpack", "packsize", NULL };
 	static const char *const utf8_metered[] = { "len", "offset", "codepoint", "char", NULL };
 	lua_getglobal(L, "string");
 	int lib = lua_gettop(L);

@@ -12,6 +12,8 @@ one hung the whole worker). The ~50 escape attempts that already failed
 as regression cases: each must fail safely (451 or "contained", never
 "escaped"). Globals must not carry state from one session to the next,
 and postern.map_lookup must reach only maps the configuration names.
+The master runs no policy code: its config check runs the policy's tests
+in a child process.
 """
 import os
 import pwd
@@ -134,6 +136,10 @@ local function policy(a)
     _G.seen = (_G.seen or '') .. 'x'
     return 'REJECT counted=' .. counted .. ' seen=' .. seen
   end
+  if name == 'logme' then
+    postern.log('policy-selftest-ran')
+    return 'DUNNO'
+  end
   if name == 'mapok' then
     return postern.map_lookup('hash:' .. MAPFILE, 'listed@example.net') or 'DUNNO'
   end
@@ -150,7 +156,7 @@ end
 
 -- Its own tests run every budget attack: `postern check`, reload and
 -- every load must finish them, each an error.
-local tests = {}
+local tests = { { request = { sender = 'logme@example.net' }, expect = 'DUNNO' } }
 for name in pairs(budget) do
   tests[#tests + 1] = { name = name, request = { sender = name .. '@example.net' }, expect = 'error' }
 end
@@ -320,6 +326,12 @@ class LuaEscapes(unittest.TestCase):
                  what="reload done")
         self.assert_worker_answers("reload")
         self.assertEqual(self.rcpt("xpcall_handler@example.net"), "451 4.3.5 Server configuration problem")
+        # The master checks the config at start and reload, but never runs
+        # policy code itself: the self-tests' log lines come from others.
+        ran = [l for l in self.server.log().splitlines() if "policy-selftest-ran" in l]
+        self.assertTrue(ran)
+        master = "[%d]:" % self.server.pid
+        self.assertEqual([l for l in ran if master in l], [])
 
 
 if __name__ == "__main__":
