@@ -777,6 +777,25 @@ pt_map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner)
 	return val;
 }
 
+char *
+pt_map_lookup_loaded(struct pt_map *m, const char *key, int *tempfail)
+{
+	int tf = 0;
+	char *val = NULL;
+	pthread_mutex_lock(&m->mu);
+	if (!m->t) {
+		tf = 1;
+	} else {
+		const char *v = pt_map_table_get(m->t, key);
+		if (v && !(val = strdup(v)))
+			tf = 1;
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (tempfail)
+		*tempfail = tf;
+	return val;
+}
+
 int
 pt_map_refresh(struct pt_map *m)
 {

@@ -31,6 +31,12 @@ void pt_map_close(struct pt_map *m);
  * once a second to pick up changes. */
 char *pt_map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner);
 
+/* pt_map_lookup without looking at the file: the contents loaded so far
+ * (at open, at a refresh or by an earlier pt_map_lookup), never a read of
+ * the file, so a caller on the event loop (a Lua policy) cannot make it
+ * parse a large file. No owner. */
+char *pt_map_lookup_loaded(struct pt_map *m, const char *key, int *tempfail);
+
 /* Check the file now (SIGHUP, newaliases): 1 reloaded, 0 unchanged,
  * -1 the file is missing or broken (errors logged; old contents kept). */
 int pt_map_refresh(struct pt_map *m);

@@ -1,6 +1,7 @@
 -- Sender and recipient block lists: whole addresses or domains (and their
 -- subdomains). Lists can also live in an access-style map file, looked up
--- with postern.map_lookup("hash:/etc/postern/blocked", key).
+-- with postern.map_lookup("hash:/etc/postern/blocked", key) once the file is
+-- listed in lua_policy_maps.
 local blocked_senders = { ["spammer@example.net"] = true, ["junk.example"] = true }
 local blocked_recipients = { ["former-employee@example.com"] = "This person has left; write to office@example.com" }
 

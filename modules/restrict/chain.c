@@ -193,7 +193,60 @@ restrict_setup_unref(struct restrict_setup *s)
 		restrict_chain_free(&s->chains[l]);
 	pt_cidr_list_free(&s->mynetworks);
 	restrict_login_maps_close(s);
+	pt_map_list_close(s->lua_maps);
 	free(s);
+}
+
+static int
+same_map(struct pt_map *m, const char *path)
+{
+	return m != NULL && strcmp(pt_map_path(m), path) == 0;
+}
+
+struct pt_map *
+restrict_setup_find_map(struct restrict_setup *s, const char *spec)
+{
+	char path[1024], why[256];
+	if (s == NULL || pt_map_spec_path(spec, path, sizeof path, why, sizeof why) < 0)
+		return NULL;
+	for (size_t i = 0; i < pt_map_list_count(s->lua_maps); i++)
+		if (same_map(pt_map_list_get(s->lua_maps, i), path))
+			return pt_map_list_get(s->lua_maps, i);
+	for (int l = 0; l < RL_COUNT; l++)
+		for (size_t i = 0; i < s->chains[l].n; i++)
+			if (same_map(s->chains[l].v[i].map, path))
+				return s->chains[l].v[i].map;
+	for (size_t i = 0; i < pt_map_list_count(s->login_maps); i++)
+		if (same_map(pt_map_list_get(s->login_maps, i), path))
+			return pt_map_list_get(s->login_maps, i);
+	return NULL;
+}
+
+/* lua_policy_maps: checked always, opened (read) only with the rest of
+ * the resources, i.e. at start and reload, never during a call. */
+static int
+lua_maps_open(struct restrict_setup *s, const struct pt_config *c, int open_resources)
+{
+	const struct pt_list *l = pt_conf_list(c, "lua_policy_maps");
+	if (l == NULL || l->n == 0)
+		return 0;
+	int errors = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		char path[1024], why[256];
+		if (pt_map_spec_path(l->v[i], path, sizeof path, why, sizeof why) < 0) {
+			pt_conf_error(c, "lua_policy_maps", "%s", why);
+			errors++;
+		}
+	}
+	if (errors || !open_resources)
+		return errors ? -1 : 0;
+	char why[400];
+	s->lua_maps = pt_map_list_open(l, PT_MAP_KEY_VALUE, "lua_policy_maps", why, sizeof why);
+	if (s->lua_maps == NULL) {
+		pt_conf_error(c, "lua_policy_maps", "%s", why);
+		return -1;
+	}
+	return 0;
 }
 
 /* Postfix refuses a configuration where no list stops relaying. */
@@ -253,6 +306,8 @@ restrict_setup_build(const struct pt_config *c, int open_resources)
 		errors++;
 	}
 	if (errors == 0 && restrict_login_maps_open(s, c, open_resources) < 0)
+		errors++;
+	if (errors == 0 && lua_maps_open(s, c, open_resources) < 0)
 		errors++;
 	s->delay_reject = pt_conf_bool(c, "smtpd_delay_reject");
 	s->reject_unlisted_recipient = pt_conf_bool(c, "smtpd_reject_unlisted_recipient");

@@ -15,9 +15,13 @@ struct pt_map;
 struct lua_budget_mem {
 	size_t used, limit;
 	int hit;                      /* an allocation was refused */
+	size_t grown;                 /* bytes allocated since the hook last ran */
+	lua_State *running;           /* coroutine of the call being resumed */
+	int forced;                   /* the hook was moved up by an allocation */
 };
 
-#define LUA_POLICY_MAPS_MAX 16
+/* postern.log/print lines one call may write. */
+#define LUA_LOG_LINES_MAX 100
 
 /* One loaded version of a policy file. */
 struct lua_policy {
@@ -26,12 +30,8 @@ struct lua_policy {
 	struct lua_budget_mem mem;
 	int fn_ref;                   /* registry ref of the policy function */
 	int tests_ref;                /* registry ref of its tests table or LUA_NOREF */
+	int chunk_ref;                /* the file's chunk: its _ENV is every call's */
 	char *path;
-	struct {
-		char *spec;
-		struct pt_map *map;
-	} maps[LUA_POLICY_MAPS_MAX];
-	size_t nmaps;
 };
 
 /* One execution on a coroutine of a policy's state (load, test, call). */
@@ -39,7 +39,11 @@ struct lua_call {
 	struct lua_policy *pol;
 	lua_State *co;
 	int co_ref;
-	long long instr, instr_limit;
+	long long instr, instr_limit; /* VM instructions + charged C work */
+	long long unclocked;          /* units since the clock was last read */
+	int env_ref;                  /* this call's global table (LUA_NOREF: the chunk's) */
+	int logs;                     /* log lines written */
+	int pcall_depth;              /* nested sandbox pcall/xpcall */
 	struct timespec start;
 	long long time_ms;
 	int aborted;                  /* budget, time or memory overrun */
@@ -72,6 +76,18 @@ int lua_sandbox_resume(struct lua_call *call, int nargs, int *nres);
 void lua_sandbox_arm(struct lua_call *call);
 /* The call running on L (from the coroutine's extra space). */
 struct lua_call *lua_sandbox_call(lua_State *L);
+/* Charge units of work (about one VM instruction each) done by a C
+ * function to the call running on L; raises an error that no pcall
+ * catches once a budget is spent. */
+void lua_sandbox_charge(lua_State *L, long long units);
+/* Push a fresh global table for one call (reads fall through to the
+ * policy's sealed globals); raises on memory errors. */
+void lua_sandbox_push_call_env(lua_State *L);
+/* After the chunk ran: its globals and the libraries become read-only. */
+int lua_sandbox_seal(lua_State *L);
+
+/* lua_strlib.c: metered string/table/utf8 functions into the libraries. */
+void lua_strlib_install(lua_State *L);
 
 /* lua_policy.c: continue a call whose DNS lookup answered. */
 struct pt_dns_answer;
@@ -81,8 +97,6 @@ void lua_policy_resume(struct lua_call *call, const struct pt_dns_answer *ans);
 /* Push a DNS answer as postern.dns returns it (status, records): 2. */
 int lua_lib_push_dns(lua_State *co, const struct pt_dns_answer *ans);
 int lua_lib_open_postern(lua_State *L);
-/* Release the maps a policy opened. */
-void lua_lib_close_maps(struct lua_policy *pol);
 /* Test-mode counters live under this prefix and are dropped afterwards. */
 #define LUA_TEST_COUNTER_PREFIX "\001test\001"
 void lua_lib_clear_test_counters(void);

@@ -1,12 +1,16 @@
 /* The `postern` Lua library policies call: logging, CIDR matching, map
  * lookups, non-blocking DNS (the policy's coroutine yields until the
- * answer), counters with expiry shared by all connections, the time. */
+ * answer), counters with expiry shared by all connections, the time.
+ * Map lookups reach only maps the configuration names, opened when it
+ * loads: a call never reads a file. */
+#include <ctype.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lua_int.h"
+#include "postern/config.h"
 #include "postern/dns.h"
 #include "postern/log.h"
 #include "postern/map.h"
@@ -46,6 +50,13 @@ lib_log(lua_State *L)
 	for (int level = 1; line <= 0 && level < 4 && lua_getstack(L, level, &ar); level++)
 		if (lua_getinfo(L, "l", &ar))
 			line = ar.currentline;
+	/* A runaway loop must not flood the mail log. */
+	if (call != NULL && ++call->logs > LUA_LOG_LINES_MAX) {
+		if (call->logs == LUA_LOG_LINES_MAX + 1)
+			pt_log_as("smtpd", PT_LOG_WARNING, "lua: %s: more than %d log lines in one call, "
+			          "dropping the rest", call->pol->path, LUA_LOG_LINES_MAX);
+		return 0;
+	}
 	/* One log line per call: no line breaks from the policy into the log. */
 	char clean[1024];
 	size_t o = 0;
@@ -80,6 +91,7 @@ lib_cidr_match(lua_State *L)
 	if (lua_istable(L, 2)) {
 		lua_Integer n = luaL_len(L, 2);
 		for (lua_Integer i = 1; i <= n && !hit; i++) {
+			lua_sandbox_charge(L, 4);
 			lua_geti(L, 2, i);
 			hit = match_one(L, sa, luaL_checkstring(L, -1));
 			lua_pop(L, 1);
@@ -104,32 +116,48 @@ lib_cidr_match(lua_State *L)
 	return 1;
 }
 
+/* Test mode: answers from the test entry's maps table, keyed by the spec
+ * as the policy writes it, then by the key (or the key in lower case). */
+static int
+fixture_map(lua_State *L, struct lua_call *call, const char *spec, const char *key)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, call->fixture_ref);
+	lua_pushliteral(L, "maps");
+	if (lua_rawget(L, -2) == LUA_TTABLE) {
+		lua_pushstring(L, spec);
+		if (lua_rawget(L, -2) == LUA_TTABLE) {
+			lua_pushstring(L, key);
+			if (lua_rawget(L, -2) == LUA_TSTRING)
+				return 1;
+			lua_pop(L, 1);
+			luaL_Buffer b;
+			char *low = luaL_buffinitsize(L, &b, strlen(key));
+			for (size_t i = 0; key[i]; i++)
+				low[i] = (char)tolower((unsigned char)key[i]);
+			luaL_pushresultsize(&b, strlen(key));
+			if (lua_rawget(L, -2) == LUA_TSTRING)
+				return 1;
+		}
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
 static int
 lib_map_lookup(lua_State *L)
 {
 	struct lua_call *call = need_call(L);
 	const char *spec = luaL_checkstring(L, 1);
 	const char *key = luaL_checkstring(L, 2);
-	struct lua_policy *pol = call->pol;
-	struct pt_map *m = NULL;
-	for (size_t i = 0; i < pol->nmaps; i++)
-		if (strcmp(pol->maps[i].spec, spec) == 0)
-			m = pol->maps[i].map;
-	if (m == NULL) {
-		if (pol->nmaps == LUA_POLICY_MAPS_MAX)
-			return luaL_error(L, "map_lookup: more than %d maps", LUA_POLICY_MAPS_MAX);
-		char err[256];
-		char *copy = strdup(spec);
-		if (copy == NULL || (m = pt_map_open(spec, PT_MAP_KEY_VALUE, err, sizeof err)) == NULL) {
-			free(copy);
-			return luaL_error(L, "map_lookup: %s", copy ? err : "out of memory");
-		}
-		pol->maps[pol->nmaps].spec = copy;
-		pol->maps[pol->nmaps].map = m;
-		pol->nmaps++;
-	}
+	if (call->testing)
+		return fixture_map(L, call, spec, key);
+	struct pt_map *m = restrict_setup_find_map(restrict_live_setup(), spec);
+	if (m == NULL)
+		return luaL_error(L, "map_lookup: %s is not a map of the configuration "
+		                  "(list it in lua_policy_maps)", spec);
+	lua_sandbox_charge(L, 1 + (long long)strlen(key) / 32);
 	int tempfail = 0;
-	char *v = pt_map_lookup(m, key, &tempfail, NULL);
+	char *v = pt_map_lookup_loaded(m, key, &tempfail);
 	if (v == NULL) {
 		if (tempfail)
 			return luaL_error(L, "map_lookup: %s: temporary failure", spec);
@@ -139,16 +167,6 @@ lib_map_lookup(lua_State *L)
 	lua_pushstring(L, v);
 	free(v);
 	return 1;
-}
-
-void
-lua_lib_close_maps(struct lua_policy *pol)
-{
-	for (size_t i = 0; i < pol->nmaps; i++) {
-		pt_map_close(pol->maps[i].map);
-		free(pol->maps[i].spec);
-	}
-	pol->nmaps = 0;
 }
 
 static const struct {
@@ -207,9 +225,10 @@ static int
 fixture_dns(lua_State *L, struct lua_call *call, const char *name, const char *type)
 {
 	lua_rawgeti(L, LUA_REGISTRYINDEX, call->fixture_ref);
-	if (lua_getfield(L, -1, "dns") == LUA_TTABLE) {
+	lua_pushliteral(L, "dns");
+	if (lua_rawget(L, -2) == LUA_TTABLE) {
 		lua_pushfstring(L, "%s %s", name, type);
-		int t = lua_gettable(L, -2);
+		int t = lua_rawget(L, -2);
 		if (t == LUA_TTABLE) {
 			lua_pushstring(L, "OK");
 			lua_insert(L, -2);

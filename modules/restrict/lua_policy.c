@@ -54,7 +54,6 @@ policy_unref(struct lua_policy *pol)
 		return;
 	if (pol->L)
 		lua_close(pol->L);
-	lua_lib_close_maps(pol);
 	free(pol->path);
 	free(pol);
 }
@@ -67,6 +66,7 @@ struct prep {
 	const struct pt_policy_request *req; /* real call: its attributes */
 	int entry_ref;                /* test: the test entry (request table) */
 	int nargs;
+	int fresh_env;                /* give the call its own globals */
 };
 
 static const char *
@@ -118,18 +118,24 @@ prepare(lua_State *L)
 	lua_State *co = lua_newthread(L);
 	p->call->co = co;
 	p->call->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (p->fresh_env) {
+		lua_sandbox_push_call_env(L);
+		p->call->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, p->fn_ref);
 	p->nargs = 0;
 	if (p->req || p->entry_ref != LUA_NOREF) {
 		push_attributes(L, p->req);
 		if (p->entry_ref != LUA_NOREF) {
+			/* Raw reads: a metamethod here would run outside any budget. */
 			lua_rawgeti(L, LUA_REGISTRYINDEX, p->entry_ref);
-			if (lua_getfield(L, -1, "request") == LUA_TTABLE) {
+			lua_pushliteral(L, "request");
+			if (lua_rawget(L, -2) == LUA_TTABLE) {
 				lua_pushnil(L);
 				while (lua_next(L, -2)) {
 					lua_pushvalue(L, -2);
 					lua_insert(L, -2);
-					lua_settable(L, -6);
+					lua_rawset(L, -6);
 				}
 			}
 			lua_pop(L, 2);
@@ -148,6 +154,8 @@ call_free(struct lua_call *call)
 	lua_State *L = call->pol->L;
 	if (call->co_ref != LUA_NOREF && call->co_ref != 0)
 		luaL_unref(L, LUA_REGISTRYINDEX, call->co_ref);
+	if (call->env_ref != LUA_NOREF && call->env_ref != 0)
+		luaL_unref(L, LUA_REGISTRYINDEX, call->env_ref);
 	policy_unref(call->pol);
 	free(call);
 }
@@ -218,8 +226,9 @@ start(struct lua_call *call, int fn_ref, const struct pt_policy_request *req, in
       struct restrict_lua_result *res)
 {
 	lua_State *L = call->pol->L;
-	struct prep p = { call, fn_ref, req, entry_ref, 0 };
+	struct prep p = { call, fn_ref, req, entry_ref, 0, !call->chunk };
 	call->co_ref = LUA_NOREF;
+	call->env_ref = LUA_NOREF;
 	call->instr_limit = limits.instructions;
 	call->time_ms = limits.time_ms;
 	lua_pushcfunction(L, prepare);
@@ -369,10 +378,13 @@ run_tests(struct lua_policy *pol, char *err, size_t errlen)
 			lua_pop(L, 2);
 			return -1;
 		}
+		/* Raw reads: no metamethod of the tests table runs unbudgeted. */
 		char name[100], expect[RESTRICT_TEXT_MAX + 1];
-		lua_getfield(L, -1, "name");
+		lua_pushliteral(L, "name");
+		lua_rawget(L, -2);
 		RS_SNPRINTF(name, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
-		lua_getfield(L, -2, "expect");
+		lua_pushliteral(L, "expect");
+		lua_rawget(L, -3);
 		if (lua_type(L, -1) != LUA_TSTRING) {
 			snprintf(err, errlen, "test %lld%s%s%s has no expect string", (long long)i,
 			         name[0] ? " (" : "", name, name[0] ? ")" : "");
@@ -380,7 +392,8 @@ run_tests(struct lua_policy *pol, char *err, size_t errlen)
 			return -1;
 		}
 		RS_SNPRINTF(expect, "%s", lua_tostring(L, -1));
-		lua_getfield(L, -3, "now");
+		lua_pushliteral(L, "now");
+		lua_rawget(L, -4);
 		long long now = lua_isinteger(L, -1) ? (long long)lua_tointeger(L, -1) : 0;
 		lua_pop(L, 3);
 		int entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -437,7 +450,7 @@ policy_load(const char *path, struct stat *st, char *err, size_t errlen)
 	}
 	pol->refs = 1;
 	pol->mem.limit = limits.memory;
-	pol->fn_ref = pol->tests_ref = LUA_NOREF;
+	pol->fn_ref = pol->tests_ref = pol->chunk_ref = LUA_NOREF;
 	pol->L = lua_sandbox_new(&pol->mem);
 	if (pol->L == NULL) {
 		free(text);
@@ -452,7 +465,7 @@ policy_load(const char *path, struct stat *st, char *err, size_t errlen)
 		policy_unref(pol);
 		return NULL;
 	}
-	int chunk_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	pol->chunk_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	struct lua_call *call = calloc(1, sizeof *call);
 	if (call == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -463,8 +476,7 @@ policy_load(const char *path, struct stat *st, char *err, size_t errlen)
 	pol->refs++;
 	call->chunk = 1;
 	struct restrict_lua_result res;
-	start(call, chunk_ref, NULL, LUA_NOREF, &res);
-	luaL_unref(L, LUA_REGISTRYINDEX, chunk_ref);
+	start(call, pol->chunk_ref, NULL, LUA_NOREF, &res);
 	lua_State *co = call->co;
 	if (res.error) {
 		snprintf(err, errlen, "%s", res.why);
@@ -479,6 +491,11 @@ policy_load(const char *path, struct stat *st, char *err, size_t errlen)
 		lua_xmove(co, L, 2);
 		pol->tests_ref = lua_istable(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
 		pol->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		/* What the file set up is shared by every call: read-only. */
+		if (lua_sandbox_seal(L) < 0) {
+			snprintf(err, errlen, "memory limit exceeded");
+			res.error = 1;
+		}
 	}
 	call_free(call);
 	if (res.error || run_tests(pol, err, errlen) < 0) {

@@ -1,8 +1,17 @@
 /* The restrict module's descriptor: Postfix's smtpd_*_restrictions
  * parameters and Lua policy limits, `postern check` validation, and the
  * restriction service the smtp module asks at each stage. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "postern/log.h"
 #include "postern/module.h"
@@ -81,9 +90,136 @@ restrict_stop(struct pt_ctx *ctx)
 	restrict_lua_shutdown();
 }
 
+/* Policy code runs in a child process: the master runs every module's
+ * check at start and at each reload, as root, and must not execute a
+ * policy itself. As root the child drops to mail_owner (the user the
+ * policies run as in the worker); a CPU limit backs up the Lua budgets. */
+#define CHECK_CPU_SECONDS 60
+#define CHECK_REPORT_MAX (64 * 1024)
+
+static int
+drop_to_mail_owner(const struct pt_config *c)
+{
+	if (geteuid() != 0)
+		return 0;
+	const struct passwd *pw = getpwnam(pt_conf_str(c, "mail_owner"));
+	if (pw == NULL)
+		pw = getpwnam("nobody");  /* the master refuses to run anyway */
+	if (pw == NULL || pw->pw_uid == 0)
+		return -1;
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+		return -1;
+	return setuid(0) == 0 ? -1 : 0;
+}
+
+/* Child: one line "LIST ITEM message" per refused policy. */
+static void
+validate_in_child(const struct pt_config *c, const struct restrict_setup *s, int fd)
+{
+	struct rlimit cpu = { CHECK_CPU_SECONDS, CHECK_CPU_SECONDS };
+	setrlimit(RLIMIT_CPU, &cpu);
+	if (drop_to_mail_owner(c) < 0) {
+		dprintf(fd, "-1 0 cannot drop privileges to mail_owner to run the policy\n");
+		_exit(1);
+	}
+	for (int l = 0; l < RL_COUNT; l++) {
+		const struct restrict_chain *ch = &s->chains[l];
+		for (size_t i = 0; i < ch->n; i++) {
+			if (ch->v[i].kind != RI_CHECK_LUA_POLICY)
+				continue;
+			char err[512];
+			if (restrict_lua_validate(ch->v[i].arg, err, sizeof err) < 0) {
+				for (char *p = err; *p; p++)
+					if (*p == '\n' || *p == '\r')
+						*p = ' ';
+				dprintf(fd, "%d %zu %s\n", l, i, err);
+			}
+		}
+	}
+	_exit(0);
+}
+
+static int
+validate_policies(const struct pt_config *c, const struct restrict_setup *s)
+{
+	int any = 0;
+	for (int l = 0; l < RL_COUNT; l++)
+		for (size_t i = 0; i < s->chains[l].n; i++)
+			any |= s->chains[l].v[i].kind == RI_CHECK_LUA_POLICY;
+	if (!any)
+		return 0;
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		pt_conf_error(c, "smtpd_recipient_restrictions", "cannot check Lua policies: %s",
+		              strerror(errno));
+		return 1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		pt_conf_error(c, "smtpd_recipient_restrictions", "cannot check Lua policies: %s",
+		              strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		validate_in_child(c, s, fds[1]);
+	}
+	close(fds[1]);
+	char *buf = malloc(CHECK_REPORT_MAX + 1);
+	size_t len = 0;
+	for (;;) {
+		char tmp[4096];
+		ssize_t n = read(fds[0], tmp, sizeof tmp);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (buf != NULL && len + (size_t)n <= CHECK_REPORT_MAX) {
+			memcpy(buf + len, tmp, (size_t)n);
+			len += (size_t)n;
+		}
+	}
+	close(fds[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	int errors = 0;
+	if (buf != NULL) {
+		buf[len] = '\0';
+		for (char *line = buf, *nl; *line; line = nl + 1) {
+			if ((nl = strchr(line, '\n')) == NULL)
+				break;
+			*nl = '\0';
+			int l = -1;
+			size_t i = 0;
+			int off = 0;
+			if (sscanf(line, "%d %zu %n", &l, &i, &off) < 2)
+				continue;
+			errors++;
+			if (l >= 0 && l < RL_COUNT && i < s->chains[l].n)
+				pt_conf_error(c, s->chains[l].param, "check_lua_policy %s: %s",
+				              s->chains[l].v[i].arg, line + off);
+			else
+				pt_conf_error(c, "smtpd_recipient_restrictions", "%s", line + off);
+		}
+		free(buf);
+	}
+	if (errors == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		pt_conf_error(c, "smtpd_recipient_restrictions",
+		              "the Lua policy check did not finish (%s %d)",
+		              WIFSIGNALED(status) ? "signal" : "exit status",
+		              WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		errors++;
+	}
+	return errors;
+}
+
 /* Validate everything a reload would build, without touching the live
  * state: list syntax, map specs, mynetworks, and each Lua policy compiled
- * and run against its own tests in a scratch state. */
+ * and run against its own tests in a scratch state, in a child process. */
 static int
 restrict_check(const struct pt_config *c)
 {
@@ -92,19 +228,7 @@ restrict_check(const struct pt_config *c)
 	if (s == NULL)
 		return 1;
 	warn_style(s, c);
-	int errors = 0;
-	for (int l = 0; l < RL_COUNT; l++) {
-		const struct restrict_chain *ch = &s->chains[l];
-		for (size_t i = 0; i < ch->n; i++) {
-			if (ch->v[i].kind != RI_CHECK_LUA_POLICY)
-				continue;
-			char err[512];
-			if (restrict_lua_validate(ch->v[i].arg, err, sizeof err) < 0) {
-				pt_conf_error(c, ch->param, "check_lua_policy %s: %s", ch->v[i].arg, err);
-				errors++;
-			}
-		}
-	}
+	int errors = validate_policies(c, s);
 	restrict_setup_unref(s);
 	return errors ? 1 : 0;
 }

@@ -27,6 +27,9 @@ const struct pt_param restrict_params[] = {
 	  "reject RCPT TO for unknown users of local domains even without a restriction", 0, 0 },
 	{ "smtpd_sender_login_maps", PT_LIST, "", NULL,
 	  "owners of sender addresses (address  login[, login]) for reject_*sender_login_mismatch", 0, 0 },
+	{ "lua_policy_maps", PT_LIST, "", NULL,
+	  "maps postern.map_lookup may query besides the check_*_access and login maps "
+	  "(opened with the configuration)", 0, 0 },
 	{ "lua_policy_memory_limit", PT_SIZE, "8m", NULL,
 	  "memory cap of each check_lua_policy state", 65536, 1LL << 32 },
 	{ "lua_policy_instruction_limit", PT_INT, "1000000", NULL,

@@ -118,6 +118,7 @@ struct restrict_setup {
 	int reject_unlisted_recipient;
 	int style_warning;            /* mynetworks named a style */
 	struct pt_map_list *login_maps; /* smtpd_sender_login_maps (items_sasl.c) */
+	struct pt_map_list *lua_maps; /* lua_policy_maps */
 };
 /* Parse one restriction list value. Unknown items and missing arguments
  * are errors (0 / -1 with err). open_resources: open maps and Lua policies
@@ -134,6 +135,10 @@ void restrict_setup_ref(struct restrict_setup *s);
 int restrict_login_maps_open(struct restrict_setup *s, const struct pt_config *c, int open_resources);
 void restrict_login_maps_close(struct restrict_setup *s);
 void restrict_setup_unref(struct restrict_setup *s);
+/* The map a Lua policy names by spec: one of lua_policy_maps, of the
+ * check_*_access items or of smtpd_sender_login_maps of setup s (the same
+ * file, whatever the type prefix), or NULL. */
+struct pt_map *restrict_setup_find_map(struct restrict_setup *s, const char *spec);
 const char *restrict_list_param(enum restrict_list l);
 
 /* ---- evaluation: eval.c ---- */
