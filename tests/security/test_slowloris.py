@@ -76,9 +76,9 @@ def read_until(sock, end, timeout=10):
 
 class Slowloris(unittest.TestCase):
     def setUp(self):
-        self.server = Server(modules=("mbox", "smtp", "imap", "pop3"), listeners=("smtpd", "imap", "pop3"),
-                             conf=CONF)
+        self.server = Server(modules=("mbox", "smtp", "imap", "pop3"), listeners=("smtpd", "imap", "pop3"))
         self.addCleanup(self.server.cleanup)
+        self.server.write_conf("passdb = passwd-file:%s\n%s" % (self.server.passwd_file, CONF))
         self.server.start()
 
     def connect(self, port, source="127.0.0.2"):
@@ -141,6 +141,21 @@ class Slowloris(unittest.TestCase):
             print("\n%s pre-login with commands every 0.1 s cut after %.1fs" % (proto, took))
             self.assertGreater(took, DEADLINE - 0.5)
             self.assertLess(took, CUT_WITHIN)
+
+    def test_logged_in_sessions_outlive_the_prelogin_deadline(self):
+        import imaplib
+        import poplib
+        imap = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"], timeout=10)
+        pop = poplib.POP3("127.0.0.1", self.server.ports["pop3"], timeout=10)
+        imap.login("alice", "secret")
+        pop.user("bob")
+        pop.pass_("secret")
+        for _ in range(3 * DEADLINE):
+            time.sleep(1)
+            self.assertEqual(imap.noop()[0], "OK")
+            self.assertTrue(pop.noop().startswith(b"+OK"))
+        imap.logout()
+        pop.quit()
 
     def test_flood_cannot_take_the_lan_slots(self):
         port = self.server.ports["smtpd"]
