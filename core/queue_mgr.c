@@ -6,7 +6,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +518,21 @@ load_params(const struct pt_config *conf)
 		pt_qs.run_delay = 1;
 }
 
+/* Pending sendmail files are readable by the maildrop's group, ours:
+ * another member of it could read them. */
+static void
+warn_shared_group(void)
+{
+	struct group *g = getgrgid(getegid());
+	struct passwd *pw = getpwuid(geteuid());
+	for (char **m = g ? g->gr_mem : NULL; m && *m; m++)
+		if (!pw || strcmp(*m, pw->pw_name) != 0) {
+			pt_warn("queue: group %s also has the member %s, who can read pending sendmail submissions in "
+			        "%s/; give mail_owner a group of its own", g->gr_name, *m, PT_QDIR_MAILDROP);
+			return;
+		}
+}
+
 int
 pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd)
 {
@@ -529,6 +546,7 @@ pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd)
 		pt_log(PT_LOG_FATAL, "queue: %s", err);
 		return -1;
 	}
+	warn_shared_group();
 	pt_qs.running = 1;
 	pt_qagent_attach(local_fd);
 	if (!take_lock())

@@ -57,19 +57,28 @@ lsend(struct imap_login *l, const char *fmt, ...) __attribute__((format(printf, 
 static void
 lsend(struct imap_login *l, const char *fmt, ...)
 {
-	char buf[1024];
-	va_list ap;
+	char small[1024], *buf = small;
+	va_list ap, cp;
 
 	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+	va_copy(cp, ap);
+	int n = vsnprintf(small, sizeof(small) - 2, fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	/* A long tag (the line limit allows one) is echoed whole: a reply cut
+	 * short would lose its status and not be a reply at all. */
+	if (n >= 0 && (size_t)n > sizeof(small) - 3) {
+		buf = malloc((size_t)n + 3);
+		if (buf)
+			vsnprintf(buf, (size_t)n + 1, fmt, cp);
+	}
+	va_end(cp);
+	if (n < 0 || !buf)
 		return;
-	if ((size_t)n > sizeof(buf) - 3)
-		n = (int)sizeof(buf) - 3;
 	buf[n++] = '\r';
 	buf[n++] = '\n';
 	pt_conn_write(l->conn, buf, (size_t)n);
+	if (buf != small)
+		free(buf);
 }
 
 static int

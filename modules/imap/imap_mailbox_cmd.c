@@ -248,29 +248,74 @@ imap_cmd_unsubscribe(struct imap_session *s, const char *tag, const struct imap_
 
 /* ---- LIST / LSUB ---- */
 
-/* RFC 3501 §6.3.8: '*' matches anything, '%' anything but the separator. */
+/* RFC 3501 §6.3.8: '*' matches anything, '%' anything but the separator.
+ * The set of pattern positions still alive is carried along the name (an
+ * NFA), so the cost is pattern length x name length: backtracking took
+ * exponential time on LIST "" "*a*a*a...*ab" against a long name and hung
+ * the user's mail process. Runs of wildcards are one wildcard first (a
+ * '*' among them wins), which keeps the live set within twice the
+ * characters read. */
 static int
 wild_match(const char *pat, const char *name)
 {
-	for (;;) {
-		if (*pat == 0)
-			return *name == 0;
-		if (*pat == '*' || *pat == '%') {
-			int star = *pat == '*';
-			while (*pat == '*' || *pat == '%')
-				star |= *pat++ == '*';
-			for (const char *p = name;; p++) {
-				if (wild_match(pat, p))
-					return 1;
-				if (*p == 0 || (!star && *p == '/'))
-					return 0;
-			}
+	size_t plen = strlen(pat), m = 0;
+	unsigned char stack[3 * 128];
+	unsigned char *mem = plen + 1 <= 128 ? stack : malloc(3 * (plen + 1));
+	if (!mem)
+		return 0;
+	char *p = (char *)mem;
+	unsigned char *cur = mem + plen + 1, *next = cur + plen + 1;
+	for (size_t i = 0; i < plen; i++) {
+		int wild = pat[i] == '*' || pat[i] == '%';
+		if (wild && m > 0 && (p[m - 1] == '*' || p[m - 1] == '%')) {
+			if (pat[i] == '*')
+				p[m - 1] = '*';
+			continue;
 		}
-		if (*pat != *name)
-			return 0;
-		pat++;
-		name++;
+		p[m++] = pat[i];
 	}
+	/* cur[i]: pattern position i is live. A live wildcard may also match
+	 * nothing, so its successor is live too. hi bounds the live positions:
+	 * each character moves a position by at most one, the closure by one
+	 * more (no two wildcards follow each other now). */
+	memset(cur, 0, m + 1);
+	cur[0] = 1;
+	if (m > 0 && (p[0] == '*' || p[0] == '%'))
+		cur[1] = 1;
+	size_t hi = m < 1 ? m : 1;
+	int result = 0;
+	for (const char *c = name;; c++) {
+		if (*c == 0) {
+			result = hi == m && cur[m];
+			break;
+		}
+		size_t nhi = hi + 2 < m ? hi + 2 : m;
+		memset(next, 0, nhi + 1);
+		int any = 0;
+		for (size_t i = 0; i <= hi && i < m; i++) {
+			if (!cur[i])
+				continue;
+			if (p[i] == '*' || (p[i] == '%' && *c != '/'))
+				next[i] = 1;
+			else if (p[i] != '*' && p[i] != '%' && p[i] == *c)
+				next[i + 1] = 1;
+			else
+				continue;
+			any = 1;
+		}
+		if (!any)
+			break;
+		for (size_t i = 0; i < nhi; i++)
+			if (next[i] && (p[i] == '*' || p[i] == '%'))
+				next[i + 1] = 1;
+		hi = nhi;
+		unsigned char *t = cur;
+		cur = next;
+		next = t;
+	}
+	if (mem != stack)
+		free(mem);
+	return result;
 }
 
 static int

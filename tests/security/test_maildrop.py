@@ -4,9 +4,9 @@ down). Other local users must not be able to list that directory, open,
 read, rename or remove the pending files, even knowing their names; the
 names must not be guessable; and the server must still deliver the
 message intact once it starts. Runs as root with throwaway users."""
+import grp
 import os
 import pwd
-import re
 import stat
 import subprocess
 import sys
@@ -159,6 +159,15 @@ class MaildropPrivacyTest(unittest.TestCase):
         self.assertEqual(r.returncode, 75, r.stderr)
         self.assertIn(b"maildrop", r.stderr)
         self.assertEqual(os.listdir(self.maildrop), [])
+
+    def test_shared_group_is_reported(self):
+        """The maildrop's group may read pending files: a start with
+        another member in mail_owner's group says so in the log."""
+        group = grp.getgrgid(pwd.getpwnam(self.server.mail_owner).pw_gid).gr_name
+        subprocess.run(["usermod", "-a", "-G", group, self.eve], check=True, capture_output=True)
+        self.server.start()
+        self.server.wait_log("queue: group %s also has the member %s, who can read pending sendmail "
+                             "submissions in maildrop/" % (group, self.eve))
 
     def test_junk_in_the_maildrop_is_removed(self):
         """What eve leaves in the maildrop (a symlink to a file only the

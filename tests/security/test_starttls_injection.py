@@ -7,13 +7,12 @@ what was sent over TLS, the injected login must not have happened (and
 must not be in the log), and the session then works normally.
 tests/integration/test_smtp_tls.py keeps the basic SMTP case; this file
 keeps all three protocols."""
-import re
 import socket
 import ssl
 import time
 import unittest
 
-from harness import Server, wait_for
+from harness import Server
 
 HOST = "mail.example.com.ar"
 # The log line of a successful login (checked to match a real one below).
