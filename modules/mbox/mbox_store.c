@@ -621,7 +621,7 @@ store_append(struct pt_mstore *ms, const char *name, const struct pt_append *msg
 	}
 	if (ms_folder_load(&f, &changed, st) != 0)
 		goto unlock;
-	rc = ms_folder_append(&f, msgs, n, uids, st);
+	rc = ms_folder_append(&f, &lk, msgs, n, uids, st);
 	if (rc == 0 && uidvalidity)
 		*uidvalidity = f.uidvalidity;
 unlock:

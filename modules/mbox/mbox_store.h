@@ -148,8 +148,8 @@ size_t ms_folder_find(const struct ms_folder *f, uint32_t uid);
 /* Assign the folder a UIDVALIDITY from the store counter. */
 uint32_t ms_new_uidvalidity(const char *root);
 /* Append formatted messages (one lock held by caller). */
-int ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, uint32_t *uids,
-                     struct pt_status *st);
+int ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_append *msgs,
+                     size_t n, uint32_t *uids, struct pt_status *st);
 /* Read one message's stored text [hdr_off, end) into b (checked). */
 int ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_status *st);
 /* Finish a rewrite a crash interrupted (recovery copy in idxdir). */

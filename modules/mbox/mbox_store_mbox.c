@@ -584,8 +584,8 @@ out:
 }
 
 int
-ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, uint32_t *uids,
-                 struct pt_status *st)
+ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_append *msgs, size_t n,
+                 uint32_t *uids, struct pt_status *st)
 {
 	if (!f->writable || f->fd < 0) {
 		pt_status_set(st, 550, "NOPERM", "Mailbox is read-only");
@@ -638,6 +638,10 @@ ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, ui
 	}
 	int64_t off = sb.st_size;
 	size_t done = 0;
+	if (mbox_append_begin(lk, (off_t)off, (off_t)(off + (int64_t)out.len)) != 0) {
+		pt_status_set(st, 451, "", "Cannot record the append: %s", strerror(errno));
+		goto out;
+	}
 	while (done < out.len) {
 		ssize_t w = pwrite(f->fd, out.p + done, out.len - done, (off_t)(off + (int64_t)done));
 		if (w < 0 && errno == EINTR)
@@ -655,8 +659,10 @@ ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, ui
 		else
 			pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(e ? e : EIO));
 		f->known_valid = 0;
+		mbox_append_end(lk);
 		goto out;
 	}
+	mbox_append_end(lk);
 	for (size_t i = 0; i < n; i++)
 		uids[i] = first + (uint32_t)i;
 	int ch;
