@@ -98,7 +98,10 @@ struct ms_folder {
 	char *idxdir;                  /* ROOT/.imap/NAME */
 	char *root;
 	char *strs;
-	const struct mbox_settings *set;
+	const struct mbox_settings *set;  /* &set_own */
+	struct mbox_settings set_own;  /* priv_gid only for INBOX */
+	int dfd;                       /* the file's directory; -1: absent */
+	const char *leaf;              /* the file's name in it */
 	int fd;                        /* -1: file absent */
 	int writable;
 	struct stat known;             /* of the file as msgs describe it */
@@ -133,6 +136,9 @@ int ms_folder_current(struct ms_folder *f);
 /* Write every MS_DIRTY / MS_EXPUNGE record (in place where the padding
  * allows, else a crash-safe rewrite), fsync, save the index. Lock held. */
 int ms_folder_write(struct ms_folder *f, struct pt_status *st);
+/* Is the folder's file a regular file (not a symlink)? 0, or -1 with
+ * st (NONEXISTENT, or NOPERM for a symlink). */
+int ms_folder_exists(struct ms_folder *f, struct pt_status *st);
 /* Open/lock helpers. lock: opens the file (creating it when create),
  * restores a leftover rewrite first. */
 int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_status *st);
@@ -165,6 +171,17 @@ int ms_index_save(const struct ms_folder *f);
 int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb);
 /* Does the index describe exactly this file state (head only)? */
 int ms_index_matches(const struct ms_folder *f, const struct stat *sb);
+
+/* The directory holding the last component of rel (a checked folder
+ * name), opened from root one component at a time with O_NOFOLLOW, so no
+ * folder path leaves the mail root through a symlink (root's own last
+ * component included). create: missing directories are made (0700).
+ * Returns the fd; -2 when a directory is missing (and !create); -1 with
+ * st (a symlink: NOPERM). *leaf: rel's last component. */
+int ms_dir_open(const char *root, const char *rel, int create, const char **leaf,
+                struct pt_status *st);
+/* The status for a failed open/stat of a folder path component. */
+int ms_errno_status(int err, const char *name, struct pt_status *st);
 
 /* mkdir -p with mode 0700 for the store's directories. */
 int ms_mkdirs(const char *path, int include_last);

@@ -31,14 +31,6 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 		pt_status_set(st, 550, "CANNOT", "Invalid mailbox name");
 		return NULL;
 	}
-	struct stat sb;
-	if (strcmp(norm, "INBOX") != 0 && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) {
-		if (errno == ENOENT || S_ISDIR(sb.st_mode))
-			pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", norm);
-		else
-			pt_status_set(st, 450, "", "Cannot open mailbox: %s", strerror(errno));
-		return NULL;
-	}
 	struct pt_mbox *mb = calloc(1, sizeof *mb);
 	if (mb == NULL) {
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
@@ -55,6 +47,11 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 	if (ms_folder_init(&mb->f, ms->root, norm, path, &ms->set, st) != 0) {
 		free(mb->ring);
 		free(mb);
+		return NULL;
+	}
+	/* Through the folder's directory fd: a symlink is refused. */
+	if (strcmp(norm, "INBOX") != 0 && ms_folder_exists(&mb->f, st) != 0) {
+		ms_mbox_close(mb);
 		return NULL;
 	}
 	int changed;
