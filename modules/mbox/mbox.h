@@ -36,13 +36,26 @@ struct mbox_buf {
 	size_t len, cap;
 };
 void mbox_buf_free(struct mbox_buf *b);
+/* Header line that says a message's ">From " quoting is mboxrd (every
+ * /^>*From / line has one '>' more than the original). Messages without
+ * it (Postfix local(8), older Postern: mboxo, only "From " quoted) are
+ * served as stored, so their sizes never change. A storage header: hidden
+ * from clients, stripped from incoming mail, kept by rewrites. */
+#define MBOX_RD_MARKER "X-Postern-Quoting: mboxrd\n"
 /* Append d formatted as one mbox message: From_ line, Return-Path,
  * X-Original-To (when d->orig_recipient is set), Delivered-To, then
  * d->data with CRLF -> LF, mailbox-owned header fields stripped from the
- * header section, "From " lines quoted ">From ", a final LF, and the empty
- * separator line. 0, or -1 out of memory (b unchanged in length). */
+ * header section, lines matching /^>*From / quoted with one more '>',
+ * MBOX_RD_MARKER at the end of the header section, a final LF, and the
+ * empty separator line. 0, or -1 out of memory (b unchanged in length). */
 int mbox_format(const struct pt_delivery *d, struct mbox_buf *b);
-/* Only the data transformation (no envelope lines, no separator). */
+/* Does the line match /^>{min_gt,}From /? */
+int mbox_line_quoted(const char *line, size_t len, int min_gt);
+/* Offset of the empty line that ends the header section of p (len when
+ * there is none). */
+size_t mbox_header_end(const char *p, size_t len);
+/* Only the data transformation (no envelope lines, no separator, no
+ * marker). */
 int mbox_format_body(const char *data, size_t len, struct mbox_buf *b);
 /* "Sat Nov 28 06:08:07 2026" (asctime, local time, C locale). */
 void mbox_asctime(time_t t, char out[32]);

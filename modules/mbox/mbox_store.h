@@ -24,6 +24,7 @@
 #define MS_DIRTY    0x02u  /* metadata on disk differs from this record */
 #define MS_EXPUNGE  0x04u  /* to be removed by the next write */
 #define MS_HAS_BASE 0x08u  /* its block holds an X-IMAPbase line */
+#define MS_RD       0x10u  /* mboxrd quoting (MBOX_RD_MARKER): unquote */
 
 /* One message of the file as last read (or written). */
 struct ms_msg {
@@ -39,6 +40,7 @@ struct ms_msg {
 /* What one header section says (mbox_store_meta.c). */
 struct ms_hdr {
 	int has_base, has_uid;
+	int rd;                        /* MBOX_RD_MARKER present */
 	uint32_t base_validity, base_last, uid;
 	uint32_t flags;                /* PT_F_SYSTEM */
 	int old;
@@ -55,10 +57,11 @@ struct ms_hdr {
 /* Parse a header section [hdr, hdr+len) (may include its empty line). */
 void ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h);
 /* Octets of the wire form of message text [p, p+len) (storage headers
- * dropped, bare LF counted as CRLF); *hdr_len the header part of it. */
-uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len);
+ * dropped, bare LF counted as CRLF, with rd one '>' off /^>+From /
+ * lines); *hdr_len the header part of it. */
+uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len, int rd);
 /* Append the wire form of [p, p+len) to b. 0 or -1 (memory). */
-int ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len);
+int ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len, int rd);
 /* The From_ line's date as a time (local time as mbox_asctime writes it);
  * *tz its zone offset in minutes. 0 when none can be found. */
 time_t ms_from_date(const char *line, size_t len, int *tz);

@@ -486,14 +486,14 @@ on_message(void *arg, const struct mbox_msg *mm)
 	r->blk_len = h->blk_len;
 	r->meta_len = h->meta_len;
 	r->clen_len = h->clen_len;
-	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0);
+	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0);
 	r->info.flags = h->flags;
 	for (size_t i = 0; i < h->nkw; i++) {
 		int k = ms_folder_keyword(f, h->kw[i], 1);
 		if (k >= 0)
 			r->info.keywords |= 1ull << k;
 	}
-	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL);
+	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL, h->rd);
 	r->info.internal_date = ms_from_date(text, mm->from_len, &r->info.tz_minutes);
 	uint32_t prev = f->n ? f->m[f->n - 1].info.uid : 0;
 	if (h->has_uid && h->uid > prev && h->uid < p->limit) {
@@ -1062,7 +1062,8 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.meta_len = (uint32_t)bl;
 			r.body_off = pos + (r.body_off - (pos - delta)) + grow;
 			r.end = pos + end_rel;
-			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL);
+			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
+			                           (r.state & MS_RD) != 0);
 			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
 			rc = pwrite_all(f->fd, out.p, out.len, pos);
 			pos += (int64_t)out.len;

@@ -385,7 +385,8 @@ ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct p
 		goto out;
 	const struct ms_msg *r = &f->m[i];
 	size_t skip = (size_t)(r->hdr_off - r->from_off);
-	if (ms_wire_form(raw.p + skip, raw.len - skip, &wire, &out->hdr_len) != 0) {
+	if (ms_wire_form(raw.p + skip, raw.len - skip, &wire, &out->hdr_len,
+	                 (r->state & MS_RD) != 0) != 0) {
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 		goto out;
 	}
@@ -552,19 +553,14 @@ format_one(struct ms_folder *f, const struct pt_append *a, uint32_t uid, uint64_
 	if (mbox_format_body(a->data, a->len, &body) != 0)
 		goto out;
 	/* Where the header section ends: the first empty line. */
-	size_t split = body.len;
-	for (size_t i = 0; i < body.len;) {
-		if (body.p[i] == '\n') {
-			split = i;
-			break;
-		}
-		const char *nl = memchr(body.p + i, '\n', body.len - i);
-		i = nl ? (size_t)(nl - body.p) + 1 : body.len;
-	}
+	size_t split = mbox_header_end(body.p, body.len);
+	/* The quoting marker rides in the block, verbatim like
+	 * Content-Length. */
 	struct ms_block k = { .uid = uid, .flags = a->flags & PT_F_SYSTEM, .old = 0,
 	                      .keywords = kw, .kwnames = (const char *const *)f->kw,
 	                      .nkwnames = f->nkw, .base = base, .validity = f->uidvalidity,
-	                      .last_uid = f->uidnext - 1 };
+	                      .last_uid = f->uidnext - 1, .clen = MBOX_RD_MARKER,
+	                      .clen_len = strlen(MBOX_RD_MARKER) };
 	if (ms_block_render(&k, 0, &blk) < 0)
 		goto out;
 	if (buf_add(out, "From MAILER-DAEMON  ", 20) != 0 || buf_add(out, date, strlen(date)) != 0 ||

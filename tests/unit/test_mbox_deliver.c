@@ -925,9 +925,11 @@ check_message(void *arg, const struct mbox_msg *m)
 	concurrent_body(body, sizeof body, p, t, k);
 	struct mbox_buf b = { 0 };
 	mbox_format_body(body, strlen(body), &b);
+	size_t split = mbox_header_end(b.p, b.len);
 	int n = snprintf(want, sizeof want,
 	                 "Return-Path: <s@example.com.ar>\nX-Original-To: alias@example.com.ar\n"
-	                 "Delivered-To: u1@example.com.ar\n%.*s", (int)b.len, b.p);
+	                 "Delivered-To: u1@example.com.ar\n%.*s%s%.*s", (int)split, b.p,
+	                 MBOX_RD_MARKER, (int)(b.len - split), b.p + split);
 	mbox_buf_free(&b);
 	if ((off_t)n != m->end - m->hdr_off || memcmp(text, want, (size_t)n) != 0)
 		s->bad++;
