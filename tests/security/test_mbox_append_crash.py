@@ -4,8 +4,10 @@ agent records the append in its dotlock before writing; the next locker
 finds the dead holder's lock and cuts the file back.
 
 The test catches the agent inside a large append: it polls the dotlock
-for the append record (which names the agent's pid), stops the agent,
-checks that the file really holds part of the message, and kills it."""
+for the append record (which names the agent's pid), then the mbox size,
+and kill -9s the agent once part of the message is on disk (a fatal
+signal interrupts the write); it checks the file really holds a partial
+message when the agent is gone."""
 import imaplib
 import os
 import re
@@ -48,26 +50,40 @@ class AppendCrashTest(unittest.TestCase):
     def send_until_acked(self, token, lines):
         wait_for(lambda: self.send(token, lines), TIMEOUT, interval=0.2, what="%s accepted" % token)
 
-    def catch_append(self, lock, box):
-        """Poll the dotlock for an append record; stop its writer. Returns
-        (pid, start, end, size) with the writer stopped, or None."""
-        end = time.time() + TIMEOUT
-        while time.time() < end:
+    @staticmethod
+    def gone(pid):
+        def dead():
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+            except OSError:
+                return True
+        wait_for(dead, TIMEOUT, interval=0.01, what="process %d gone" % pid)
+
+    def catch_append(self, lock, box, ignore=()):
+        """Poll the dotlock for an append record, then the mbox until the
+        append has begun but not ended, and kill -9 the writer there (a
+        fatal signal interrupts even a large write). Returns (pid, start,
+        end), or None when the append finished first."""
+        deadline = time.time() + TIMEOUT
+        while time.time() < deadline:
             try:
                 with open(lock) as f:
                     text = f.read()
             except OSError:
                 continue
             m = re.match(r"(\d+)\n(?:host .*\n)?append (\d+) (\d+)\n", text)
-            if not m:
+            if not m or int(m.group(1)) in ignore:
                 continue
             pid, start, stop = (int(x) for x in m.groups())
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                continue
-            return pid, start, stop, os.stat(box).st_size
-        return None
+            while time.time() < deadline:
+                size = os.stat(box).st_size
+                if size >= stop:
+                    return None
+                if size > start:
+                    os.kill(pid, signal.SIGKILL)
+                    return pid, start, stop
+        self.fail("no append record seen in %s" % lock)
 
     def fetch_all(self):
         c = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"], timeout=TIMEOUT)
@@ -94,32 +110,26 @@ class AppendCrashTest(unittest.TestCase):
         lock = self.server.path("spool", "alice.lock")
         box = self.server.mbox_path("alice")
         caught = None
-        acked = []
+        acked, killed = [], []
         for attempt in range(6):
             token = "big%d" % attempt
             t = threading.Thread(target=self.send, args=(token, BIG_LINES, acked))
             t.start()
-            got = self.catch_append(lock, box)
-            self.assertIsNotNone(got, "no append record seen in %s" % lock)
-            pid, start, stop, size = got
-            # Caught before the first byte: step it a little at a time.
-            for _ in range(2000):
-                if size != start:
-                    break
-                os.kill(pid, signal.SIGCONT)
-                time.sleep(0.0005)
-                os.kill(pid, signal.SIGSTOP)
-                time.sleep(0.001)  # stopped for sure before the stat
+            got = self.catch_append(lock, box, killed)
+            if got:
+                pid, start, stop = got
+                killed.append(pid)
+                self.gone(pid)
                 size = os.stat(box).st_size
-            if start < size < stop:
-                os.kill(pid, signal.SIGKILL)
-                caught = (token, start, stop, size)
-                t.join(TIMEOUT)
-                break
-            # Too late (or too early) this time: let it finish, try again.
-            os.kill(pid, signal.SIGCONT)
             t.join(TIMEOUT)
-            wait_for(lambda: not os.path.exists(lock), TIMEOUT, what="the lock released")
+            if got and start < size < stop:
+                caught = (token, start, stop, size)
+                break
+            # The append finished first this time: try again.
+            if not got:
+                wait_for(lambda: not os.path.exists(lock) or
+                         not re.search(r"^append", open(lock).read(), re.M), TIMEOUT,
+                         what="the append done")
         if caught is None:
             self.skipTest("could not stop the agent inside an append in 6 tries")
         token, start, stop, size = caught
