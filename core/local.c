@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config_int.h"
@@ -63,12 +64,20 @@ static struct {
 	struct ubox *boxes;
 	struct task *special_head, *special_tail;
 	int stopping;
+	int terminating;              /* SIGTERM: take no new work */
+	int inflight;                 /* batches being written or replied */
+	pthread_cond_t idle;          /* inflight dropped to 0 */
 	int sock;
 	int as_root;
 	uid_t nobody_uid;
 	gid_t nobody_gid;
 } A = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
-	.send_mu = PTHREAD_MUTEX_INITIALIZER };
+	.send_mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
+
+/* How long a stop waits for appends in flight. A cut one is repaired at
+ * the mailbox's next lock anyway (the append record in the dotlock); the
+ * wait only keeps a stop from making that repair necessary. */
+#define STOP_WAIT_S 10
 
 static void
 job_free(struct job *j)
@@ -288,6 +297,8 @@ agent_thread(void *arg)
 	struct task *batch[BATCH_MAX];
 	pthread_mutex_lock(&A.mu);
 	for (;;) {
+		if (A.terminating)
+			break;
 		struct ubox *b = A.boxes;
 		while (b && (b->busy || !b->head))
 			b = b->next;
@@ -312,6 +323,7 @@ agent_thread(void *arg)
 			pthread_cond_wait(&A.cv, &A.mu);
 			continue;
 		}
+		A.inflight++;
 		pthread_mutex_unlock(&A.mu);
 		if (b)
 			deliver_mailbox_batch(batch, n);
@@ -352,9 +364,37 @@ agent_thread(void *arg)
 			}
 			pthread_mutex_lock(&A.mu);
 		}
+		if (--A.inflight == 0)
+			pthread_cond_broadcast(&A.idle);
 	}
 	pthread_mutex_unlock(&A.mu);
 	return NULL;
+}
+
+/* SIGTERM (a stop, or the master's death through PDEATHSIG): no new
+ * deliveries start, those in flight finish and report, then the process
+ * ends. What was not started stays in the queue for the next agent. */
+static void *
+signal_thread(void *arg)
+{
+	sigset_t *set = arg;
+	int sig = 0;
+	while (sigwait(set, &sig) != 0)
+		;
+	pthread_mutex_lock(&A.mu);
+	A.terminating = 1;
+	pthread_cond_broadcast(&A.cv);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += STOP_WAIT_S;
+	while (A.inflight > 0)
+		if (pthread_cond_timedwait(&A.idle, &A.mu, &deadline) == ETIMEDOUT)
+			break;
+	int left = A.inflight;
+	pthread_mutex_unlock(&A.mu);
+	if (left)
+		pt_warn("delivery agent: stopping with %d deliveries still being written", left);
+	_exit(0);
 }
 
 /* Queue a decoded request's deliveries; takes ownership of j. */
@@ -595,6 +635,18 @@ pt_local_spawn(const struct pt_config *conf, int *worker_fd)
 		pt_log(PT_LOG_FATAL, "delivery agent: module initialisation failed");
 		_exit(1);
 	}
+	/* Blocked in every thread (they inherit the mask): only
+	 * signal_thread takes them. */
+	static sigset_t stop_set;
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+	pthread_t sig_th;
+	if (pthread_create(&sig_th, NULL, signal_thread, &stop_set) != 0)
+		pthread_sigmask(SIG_UNBLOCK, &stop_set, NULL);
+	else
+		pthread_detach(sig_th);
 	int rc = pt_local_serve(conf, sv[1], geteuid() == 0);
 	pt_modules_stop(&ctx);
 	_exit(rc == 0 ? 0 : 1);

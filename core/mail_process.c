@@ -164,6 +164,35 @@ ctl_readable(struct pt_loop *loop, int fd, unsigned events, void *arg)
 	}
 }
 
+/* mail_privileged_group as a gid: a name, or a number. */
+static gid_t
+privileged_gid(const struct pt_config *conf)
+{
+	const char *priv = conf ? pt_conf_str(conf, "mail_privileged_group") : "";
+	if (priv == NULL || *priv == '\0')
+		return (gid_t)-1;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(priv, &end, 10);
+	if (*end == '\0' && errno == 0)
+		return (gid_t)v;
+	struct group *gr = getgrnam(priv);
+	return gr ? gr->gr_gid : (gid_t)-1;
+}
+
+/* The user's identity, with mail_privileged_group only as the saved
+ * set-group-ID: neither the effective gid, the file system gid nor a
+ * supplementary group, so every folder is opened with the user's rights
+ * alone. The mbox module's dotlock code switches this thread's fsgid to
+ * it (setfsgid accepts the saved gid without a capability) for the few
+ * calls that create or remove the INBOX's dotlock in the spool, and back.
+ * Why this is enough: nothing a client sends reaches a credential call
+ * (only mbox_lock.c makes one, with the configured gid, around its own
+ * link/unlink); and the user cannot take the process over from outside:
+ * it is not dumpable, and its saved gid differs from the user's, which
+ * alone makes the kernel refuse ptrace and /proc/PID/mem to the user.
+ * Only code execution inside the process could raise the group again,
+ * as with Dovecot's mail_privileged_group. */
 static int
 become_user(const struct pt_user *u, const struct pt_config *conf)
 {
@@ -173,16 +202,11 @@ become_user(const struct pt_user *u, const struct pt_config *conf)
 		ng = 1;
 		groups[0] = u->gid;
 	}
-	const char *priv = conf ? pt_conf_str(conf, "mail_privileged_group") : "";
-	struct group *gr = priv && *priv ? getgrnam(priv) : NULL;
-	if (gr) {
-		int have = 0;
-		for (int i = 0; i < ng; i++)
-			have |= groups[i] == gr->gr_gid;
-		if (!have)
-			groups[ng++] = gr->gr_gid;
-	}
-	if (setgroups((size_t)ng, groups) != 0 || setresgid(u->gid, u->gid, u->gid) != 0 ||
+	/* A real member of the group (in /etc/group) keeps it: that is the
+	 * administrator's choice, not something this process adds. */
+	gid_t priv = privileged_gid(conf);
+	gid_t saved = priv != (gid_t)-1 ? priv : u->gid;
+	if (setgroups((size_t)ng, groups) != 0 || setresgid(u->gid, u->gid, saved) != 0 ||
 	    setresuid(u->uid, u->uid, u->uid) != 0)
 		return -1;
 	if (setuid(0) == 0 || geteuid() != u->uid || getegid() != u->gid)

@@ -36,13 +36,26 @@ struct mbox_buf {
 	size_t len, cap;
 };
 void mbox_buf_free(struct mbox_buf *b);
+/* Header line that says a message's ">From " quoting is mboxrd (every
+ * /^>*From / line has one '>' more than the original). Messages without
+ * it (Postfix local(8), older Postern: mboxo, only "From " quoted) are
+ * served as stored, so their sizes never change. A storage header: hidden
+ * from clients, stripped from incoming mail, kept by rewrites. */
+#define MBOX_RD_MARKER "X-Postern-Quoting: mboxrd\n"
 /* Append d formatted as one mbox message: From_ line, Return-Path,
  * X-Original-To (when d->orig_recipient is set), Delivered-To, then
  * d->data with CRLF -> LF, mailbox-owned header fields stripped from the
- * header section, "From " lines quoted ">From ", a final LF, and the empty
- * separator line. 0, or -1 out of memory (b unchanged in length). */
+ * header section, lines matching /^>*From / quoted with one more '>',
+ * MBOX_RD_MARKER at the end of the header section, a final LF, and the
+ * empty separator line. 0, or -1 out of memory (b unchanged in length). */
 int mbox_format(const struct pt_delivery *d, struct mbox_buf *b);
-/* Only the data transformation (no envelope lines, no separator). */
+/* Does the line match /^>{min_gt,}From /? */
+int mbox_line_quoted(const char *line, size_t len, int min_gt);
+/* Offset of the empty line that ends the header section of p (len when
+ * there is none). */
+size_t mbox_header_end(const char *p, size_t len);
+/* Only the data transformation (no envelope lines, no separator, no
+ * marker). */
 int mbox_format_body(const char *data, size_t len, struct mbox_buf *b);
 /* "Sat Nov 28 06:08:07 2026" (asctime, local time, C locale). */
 void mbox_asctime(time_t t, char out[32]);
@@ -50,7 +63,7 @@ void mbox_asctime(time_t t, char out[32]);
  * stripped from incoming mail. */
 int mbox_header_is_internal(const char *name, size_t len);
 
-/* ---- mbox_lock.c: fcntl write lock, then PATH.lock (Debian Policy 11.6) ---- */
+/* ---- mbox_lock.c: fcntl write lock, then NAME.lock (Debian Policy 11.6) ---- */
 
 struct mbox_lock {
 	int fd;                       /* mailbox, fcntl-locked */
@@ -58,14 +71,33 @@ struct mbox_lock {
 	int dotlocked;
 	int dotlock_privileged;       /* created with priv_gid as fsgid */
 	gid_t saved_fsgid;
-	char dotlock[4096 + 8];
+	int dfd;                      /* the mailbox's directory */
+	int dfd_owned;                /* opened by mbox_lock (closed by unlock) */
+	int lockfd;                   /* our dotlock file while held */
+	size_t rec_base;              /* length of its pid/host lines */
+	int recording;                /* an append record is in it */
+	int rec_found;                /* a dead holder's record, to apply */
+	off_t rec_start, rec_end;
+	long rec_pid;
+	char dotname[256 + 8];        /* NAME.lock in dfd */
+	char dotlock[4096 + 8];       /* its full path, for messages */
 };
 /* Lock the open mailbox fd whose path is path. 0, or -1 with st filled
- * (450 4.2.0 on timeout or when no dotlock can be made). */
+ * (450 4.2.0 on timeout or when no dotlock can be made). A lock left by
+ * a dead holder is taken over at once, and its unfinished append cut. */
 int mbox_lock(struct mbox_lock *lk, int fd, const char *path, const struct mbox_settings *s,
               struct pt_status *st);
+/* The same for the file name in the open directory dirfd (kept open by
+ * the caller until unlock); path is only for messages. */
+int mbox_lock_at(struct mbox_lock *lk, int fd, int dirfd, const char *name, const char *path,
+                 const struct mbox_settings *s, struct pt_status *st);
 /* Release in reverse order (dotlock, then fcntl). */
 void mbox_unlock(struct mbox_lock *lk, const struct mbox_settings *s);
+/* Around an append of [start, end) to the locked mailbox: the record that
+ * lets the next locker cut it if this process dies meanwhile (synced
+ * before begin returns 0). */
+int mbox_append_begin(struct mbox_lock *lk, off_t start, off_t end);
+void mbox_append_end(struct mbox_lock *lk);
 /* Run with fsgid = gid on the calling thread only; returns the previous
  * fsgid, or (gid_t)-1 when the switch was refused (no CAP_SETGID). */
 gid_t mbox_fsgid_enter(gid_t gid);

@@ -276,7 +276,8 @@ append_all(int fd, const char *lf, struct planned *p, size_t n, int *err)
 
 static void
 deliver_locked(const struct target *t, int fd, int readable, const struct mbox_settings *s,
-               const struct pt_delivery *d, size_t n, struct pt_status *st, int created)
+               struct mbox_lock *lk, const struct pt_delivery *d, size_t n, struct pt_status *st,
+               int created)
 {
 	struct stat sb;
 	struct pt_status why;
@@ -341,7 +342,21 @@ deliver_locked(const struct target *t, int fd, int readable, const struct mbox_s
 		return;
 	}
 	int err;
-	size_t wrote = append_all(fd, lf, p, n, &err);
+	size_t wrote = 0;
+	if (mbox_append_begin(lk, size0, pos) != 0) {
+		/* Without the record a death mid-append would leave a partial
+		 * message: write nothing. */
+		err = errno ? errno : EIO;
+		for (size_t i = 0; i < n; i++)
+			if (p[i].write) {
+				errno_status(&why, err, "cannot record the append in the dotlock");
+				fail_range(t, st, i, i + 1, &why);
+				mbox_buf_free(&p[i].buf);
+			}
+		free(p);
+		return;
+	}
+	wrote = append_all(fd, lf, p, n, &err);
 	off_t keep = size0 + (off_t)wrote;
 	size_t first_bad = n;
 	if (err) {
@@ -373,6 +388,7 @@ deliver_locked(const struct target *t, int fd, int readable, const struct mbox_s
 			         (long long)size0, strerror(errno));
 		first_bad = 0;
 	}
+	mbox_append_end(lk);
 	for (size_t i = 0; i < n; i++) {
 		if (!p[i].write) {
 			mbox_buf_free(&p[i].buf);
@@ -424,7 +440,7 @@ mbox_deliver_with(const struct mbox_settings *s, const struct pt_delivery *d, si
 			close(fd);
 			continue;
 		}
-		deliver_locked(&t, fd, readable, s, d, n, st, created);
+		deliver_locked(&t, fd, readable, s, &lk, d, n, st, created);
 		mbox_unlock(&lk, s);
 		close(fd);
 		return;

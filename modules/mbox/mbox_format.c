@@ -1,5 +1,7 @@
 /* One delivery as the bytes appended to an mbox: From_ line, envelope
- * headers, the message transformed for mboxo storage. Pure: no I/O, so the
+ * headers, the message transformed for mboxrd storage (every line that
+ * starts with any number of '>' then "From " gains one '>'; readers take
+ * one off again, so the octets round-trip exactly). Pure: no I/O, so the
  * fuzzer and the delivery code share exactly the same transformation. */
 #include <stdint.h>
 #include <stdio.h>
@@ -94,7 +96,7 @@ int
 mbox_header_is_internal(const char *name, size_t len)
 {
 	static const char *const names[] = { "X-IMAPbase", "X-IMAP", "X-UID", "Status", "X-Status",
-		"X-Keywords", "Content-Length" };
+		"X-Keywords", "Content-Length", "X-Postern-Quoting" };
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
 			return 1;
@@ -115,6 +117,27 @@ line_is_internal_field(const char *line, size_t len)
 	if (n == 0 || c >= len || line[c] != ':')
 		return 0;
 	return mbox_header_is_internal(line, n);
+}
+
+int
+mbox_line_quoted(const char *line, size_t len, int min_gt)
+{
+	size_t i = 0;
+	while (i < len && line[i] == '>')
+		i++;
+	return i >= (size_t)min_gt && len - i >= 5 && memcmp(line + i, "From ", 5) == 0;
+}
+
+size_t
+mbox_header_end(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		if (p[i] == '\n')
+			return i;
+		const char *nl = memchr(p + i, '\n', len - i);
+		i = nl ? (size_t)(nl - p) + 1 : len;
+	}
+	return len;
 }
 
 int
@@ -148,7 +171,7 @@ mbox_format_body(const char *data, size_t len, struct mbox_buf *b)
 					continue;
 			}
 		}
-		if (ll >= 5 && memcmp(line, "From ", 5) == 0)
+		if (mbox_line_quoted(line, ll, 0))
 			buf_put(b, ">", 1);
 		buf_put(b, line, ll);
 		buf_put(b, "\n", 1);
@@ -187,10 +210,17 @@ mbox_format(const struct pt_delivery *d, struct mbox_buf *b)
 	buf_put(b, "Delivered-To: ", 14);
 	buf_put_clean(b, rcpt);
 	buf_put(b, "\n", 1);
-	if (mbox_format_body(d->data, d->len, b) != 0 || buf_reserve(b, 1) != 0) {
+	size_t body = b->len;
+	size_t ml = strlen(MBOX_RD_MARKER);
+	if (mbox_format_body(d->data, d->len, b) != 0 || buf_reserve(b, ml + 1) != 0) {
 		b->len = start;
 		return -1;
 	}
+	/* The marker closes the header section: this message is mboxrd. */
+	size_t split = body + mbox_header_end(b->p + body, b->len - body);
+	memmove(b->p + split + ml, b->p + split, b->len - split);
+	memcpy(b->p + split, MBOX_RD_MARKER, ml);
+	b->len += ml;
 	buf_put(b, "\n", 1);
 	return 0;
 }

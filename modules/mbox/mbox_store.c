@@ -158,15 +158,15 @@ visible_entry(const char *d)
 	       strncmp(d, "postern.", 8) != 0;
 }
 
-/* Walk dir (the folder prefix "prefix"); returns whether anything
- * visible was found. */
+/* Walk the open directory dfd (the folder prefix "prefix"; closed here);
+ * returns whether anything visible was found. Symbolic links are neither
+ * listed nor followed: no folder leaves the mail root through one. */
 static int
-walk(const char *dir, const char *prefix, struct names *l, int depth)
+walk(int dfd, const char *prefix, struct names *l, int depth)
 {
-	DIR *d = opendir(dir);
-	if (d == NULL || depth > 32) {
-		if (d)
-			closedir(d);
+	DIR *d = depth > 32 ? NULL : fdopendir(dfd);
+	if (d == NULL) {
+		close(dfd);
 		return 0;
 	}
 	int any = 0;
@@ -174,20 +174,24 @@ walk(const char *dir, const char *prefix, struct names *l, int depth)
 	while ((de = readdir(d)) != NULL) {
 		if (!visible_entry(de->d_name))
 			continue;
-		char path[MS_PATH_MAX], name[MS_NAME_MAX * 2 + 2];
-		if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path ||
-		    snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) >
-		            MS_NAME_MAX)
+		char name[MS_NAME_MAX * 2 + 2];
+		if (snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name) >
+		    MS_NAME_MAX)
 			continue;
 		struct stat sb;
-		if (stat(path, &sb) != 0)
+		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
 		int top_inbox = *prefix == '\0' && strcasecmp(de->d_name, "INBOX") == 0;
 		if (S_ISDIR(sb.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name,
+			                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			size_t at = l->n;
-			if (!top_inbox && names_add(l, name, PT_MB_NOSELECT) != 0)
+			if (!top_inbox && names_add(l, name, PT_MB_NOSELECT) != 0) {
+				if (sub >= 0)
+					close(sub);
 				break;
-			int kids = walk(path, top_inbox ? "INBOX" : name, l, depth + 1);
+			}
+			int kids = sub >= 0 ? walk(sub, top_inbox ? "INBOX" : name, l, depth + 1) : 0;
 			if (!top_inbox)
 				l->attrs[at] |= kids ? PT_MB_HASCHILDREN : PT_MB_HASNOCHILDREN;
 			else if (kids)
@@ -219,7 +223,9 @@ store_list(struct pt_mstore *ms, void (*emit)(void *arg, const char *name, unsig
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 		return -1;
 	}
-	walk(ms->root, "", &l, 0);
+	int rfd = open(ms->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rfd >= 0)
+		walk(rfd, "", &l, 0);
 	size_t *order = malloc((l.n ? l.n : 1) * sizeof *order);
 	if (order) {
 		for (size_t i = 0; i < l.n; i++)
@@ -308,23 +314,38 @@ store_create(struct pt_mstore *ms, const char *name, struct pt_status *st)
 	if (ms_name_check(buf, norm, sizeof norm, st) != 0 ||
 	    ms_name_path(ms, norm, path, sizeof path) != 0)
 		return -1;
-	struct stat sb;
-	if (strcmp(norm, "INBOX") == 0 || stat(path, &sb) == 0) {
+	if (strcmp(norm, "INBOX") == 0) {
 		pt_status_set(st, 550, "ALREADYEXISTS", "Mailbox already exists");
 		return -1;
 	}
-	if (ms_mkdirs(ms->root, 1) != 0 || ms_mkdirs(path, dir_only) != 0) {
-		if (errno == ENOTDIR || errno == EEXIST) {
+	const char *leaf;
+	struct pt_status why;
+	int dfd = ms_dir_open(ms->root, norm, 1, &leaf, &why);
+	if (dfd < 0) {
+		if (strcmp(why.dsn, "NONEXISTENT") == 0)
 			pt_status_set(st, 550, "CANNOT", "Mailbox %s: a parent is not a directory", norm);
-			return -1;
-		}
-		return errno_status(st, "Cannot create mailbox");
+		else
+			*st = why;
+		return -1;
 	}
-	if (dir_only)
-		return 0;
+	struct stat sb;
+	if (fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+		close(dfd);
+		if (S_ISLNK(sb.st_mode))
+			return ms_errno_status(ELOOP, norm, st);
+		pt_status_set(st, 550, "ALREADYEXISTS", "Mailbox already exists");
+		return -1;
+	}
+	if (dir_only) {
+		int e = mkdirat(dfd, leaf, 0700) == 0 ? 0 : errno;
+		close(dfd);
+		errno = e;
+		return e == 0 ? 0 : errno_status(st, "Cannot create mailbox");
+	}
 	/* A name used before must not bring its old UIDVALIDITY back. */
 	drop_index(ms, norm);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	close(dfd);
 	if (fd < 0) {
 		if (errno == EEXIST) {
 			pt_status_set(st, 550, "ALREADYEXISTS", "Mailbox already exists");
@@ -343,11 +364,15 @@ store_create(struct pt_mstore *ms, const char *name, struct pt_status *st)
 }
 
 static int
-has_children(const char *dir)
+has_children(int dfd, const char *leaf)
 {
-	DIR *d = opendir(dir);
-	if (d == NULL)
+	int fd = openat(dfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
 		return 0;
+	}
 	struct dirent *de;
 	int any = 0;
 	while (!any && (de = readdir(d)) != NULL)
@@ -367,34 +392,41 @@ store_remove(struct pt_mstore *ms, const char *name, struct pt_status *st)
 		pt_status_set(st, 550, "CANNOT", "INBOX can't be deleted.");
 		return -1;
 	}
-	struct stat sb;
-	if (lstat(path, &sb) != 0) {
-		pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", norm);
+	const char *leaf;
+	int dfd = ms_dir_open(ms->root, norm, 0, &leaf, st);
+	if (dfd == -2)
+		return ms_errno_status(ENOENT, norm, st);
+	if (dfd < 0)
 		return -1;
-	}
-	if (S_ISDIR(sb.st_mode)) {
+	struct stat sb;
+	int rc = -1;
+	if (fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+		ms_errno_status(errno, norm, st);
+	} else if (S_ISLNK(sb.st_mode)) {
+		ms_errno_status(ELOOP, norm, st);
+	} else if (S_ISDIR(sb.st_mode)) {
 		/* RFC 3501: a \Noselect name with children cannot go. */
-		if (has_children(path)) {
+		if (has_children(dfd, leaf))
 			pt_status_set(st, 550, "CANNOT", "Mailbox has children, delete them first");
-			return -1;
-		}
-		if (rmdir(path) != 0)
-			return errno_status(st, "Cannot delete mailbox");
-		drop_index(ms, norm);
-		return 0;
+		else if (unlinkat(dfd, leaf, AT_REMOVEDIR) != 0)
+			errno_status(st, "Cannot delete mailbox");
+		else
+			rc = 0;
+	} else if (unlinkat(dfd, leaf, 0) != 0) {
+		errno_status(st, "Cannot delete mailbox");
+	} else {
+		rc = 0;
 	}
-	if (unlink(path) != 0)
-		return errno_status(st, "Cannot delete mailbox");
-	drop_index(ms, norm);
-	return 0;
+	close(dfd);
+	if (rc == 0)
+		drop_index(ms, norm);
+	return rc;
 }
 
 /* INBOX renamed: its messages move to a new folder, INBOX stays, empty. */
 static int
-rename_inbox(struct pt_mstore *ms, const char *to, const char *topath, struct pt_status *st)
+rename_inbox(struct pt_mstore *ms, const char *to, int dto, const char *leaf, struct pt_status *st)
 {
-	if (ms_mkdirs(ms->root, 1) != 0 || ms_mkdirs(topath, 0) != 0)
-		return errno_status(st, "Cannot create mailbox");
 	struct ms_folder f;
 	if (ms_folder_init(&f, ms->root, "INBOX", ms->inbox, &ms->set, st) != 0)
 		return -1;
@@ -407,7 +439,7 @@ rename_inbox(struct pt_mstore *ms, const char *to, const char *topath, struct pt
 		goto unlock;
 	if (f.fd >= 0 && f.writable && f.n && ms_folder_write(&f, st) != 0)
 		goto unlock;
-	out = open(topath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	out = openat(dto, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0) {
 		if (errno == EEXIST)
 			pt_status_set(st, 550, "ALREADYEXISTS", "Mailbox already exists");
@@ -443,7 +475,7 @@ rename_inbox(struct pt_mstore *ms, const char *to, const char *topath, struct pt
 	goto unlock;
 fail:
 	errno_status(st, "Cannot move INBOX messages");
-	unlink(topath);
+	unlinkat(dto, leaf, 0);
 unlock:
 	ms_folder_unlock(&f, &lk);
 	if (rc == 0) {
@@ -465,8 +497,7 @@ store_rename(struct pt_mstore *ms, const char *from, const char *to, struct pt_s
 	if (ms_name_check(from, nf, sizeof nf, st) != 0 || ms_name_check(to, nt, sizeof nt, st) != 0 ||
 	    ms_name_path(ms, nf, pf, sizeof pf) != 0 || ms_name_path(ms, nt, pto, sizeof pto) != 0)
 		return -1;
-	struct stat sb;
-	if (strcmp(nt, "INBOX") == 0 || lstat(pto, &sb) == 0) {
+	if (strcmp(nt, "INBOX") == 0) {
 		pt_status_set(st, 550, "ALREADYEXISTS", "Mailbox already exists");
 		return -1;
 	}
@@ -475,16 +506,51 @@ store_rename(struct pt_mstore *ms, const char *from, const char *to, struct pt_s
 		pt_status_set(st, 550, "CANNOT", "Can't rename mailbox under itself");
 		return -1;
 	}
-	if (strcmp(nf, "INBOX") == 0)
-		return rename_inbox(ms, nt, pto, st);
-	if (lstat(pf, &sb) != 0) {
-		pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", nf);
+	/* Both ends through directory fds opened without following a
+	 * symlink; the source itself must not be one either. */
+	const char *lf = NULL, *lt;
+	int dfrom = -1;
+	struct stat sb;
+	if (strcmp(nf, "INBOX") != 0) {
+		dfrom = ms_dir_open(ms->root, nf, 0, &lf, st);
+		if (dfrom == -2)
+			return ms_errno_status(ENOENT, nf, st);
+		if (dfrom < 0)
+			return -1;
+		int e = fstatat(dfrom, lf, &sb, AT_SYMLINK_NOFOLLOW) != 0 ? errno
+		        : S_ISLNK(sb.st_mode)                               ? ELOOP
+		                                                            : 0;
+		if (e != 0) {
+			close(dfrom);
+			return ms_errno_status(e, nf, st);
+		}
+	}
+	int dto = ms_dir_open(ms->root, nt, 1, &lt, st);
+	if (dto < 0) {
+		if (dfrom >= 0)
+			close(dfrom);
+		return dto == -2 ? ms_errno_status(ENOENT, nt, st) : -1;
+	}
+	if (fstatat(dto, lt, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (dfrom >= 0)
+			close(dfrom);
+		close(dto);
+		pt_status_set(st, 550, "ALREADYEXISTS", "Mailbox already exists");
 		return -1;
 	}
-	if (ms_mkdirs(pto, 0) != 0)
+	if (dfrom < 0) {
+		int rc = rename_inbox(ms, nt, dto, lt, st);
+		close(dto);
+		return rc;
+	}
+	int rc = renameat(dfrom, lf, dto, lt);
+	int e = errno;
+	close(dfrom);
+	close(dto);
+	if (rc != 0) {
+		errno = e;
 		return errno_status(st, "Cannot rename mailbox");
-	if (rename(pf, pto) != 0)
-		return errno_status(st, "Cannot rename mailbox");
+	}
 	/* The index (and the children's) moves along: same UIDVALIDITY. */
 	char idx_from[MS_PATH_MAX + 8], it[MS_PATH_MAX + 8];
 	snprintf(idx_from, sizeof idx_from, "%s/.imap/%s", ms->root, nf);
@@ -603,14 +669,13 @@ store_append(struct pt_mstore *ms, const char *name, const struct pt_append *msg
 	    ms_name_path(ms, norm, path, sizeof path) != 0)
 		return -1;
 	int inbox = strcmp(norm, "INBOX") == 0;
-	struct stat sb;
-	if (!inbox && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) {
-		pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", norm);
-		return -1;
-	}
 	struct ms_folder f;
 	if (ms_folder_init(&f, ms->root, norm, path, &ms->set, st) != 0)
 		return -1;
+	if (!inbox && ms_folder_exists(&f, st) != 0) {
+		ms_folder_free(&f);
+		return -1;
+	}
 	struct mbox_lock lk;
 	int changed, rc = -1;
 	if (ms_folder_lock(&f, &lk, inbox, st) != 0)
@@ -621,7 +686,7 @@ store_append(struct pt_mstore *ms, const char *name, const struct pt_append *msg
 	}
 	if (ms_folder_load(&f, &changed, st) != 0)
 		goto unlock;
-	rc = ms_folder_append(&f, msgs, n, uids, st);
+	rc = ms_folder_append(&f, &lk, msgs, n, uids, st);
 	if (rc == 0 && uidvalidity)
 		*uidvalidity = f.uidvalidity;
 unlock:

@@ -24,6 +24,7 @@
 #define MS_DIRTY    0x02u  /* metadata on disk differs from this record */
 #define MS_EXPUNGE  0x04u  /* to be removed by the next write */
 #define MS_HAS_BASE 0x08u  /* its block holds an X-IMAPbase line */
+#define MS_RD       0x10u  /* mboxrd quoting (MBOX_RD_MARKER): unquote */
 
 /* One message of the file as last read (or written). */
 struct ms_msg {
@@ -39,6 +40,7 @@ struct ms_msg {
 /* What one header section says (mbox_store_meta.c). */
 struct ms_hdr {
 	int has_base, has_uid;
+	int rd;                        /* MBOX_RD_MARKER present */
 	uint32_t base_validity, base_last, uid;
 	uint32_t flags;                /* PT_F_SYSTEM */
 	int old;
@@ -55,10 +57,11 @@ struct ms_hdr {
 /* Parse a header section [hdr, hdr+len) (may include its empty line). */
 void ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h);
 /* Octets of the wire form of message text [p, p+len) (storage headers
- * dropped, bare LF counted as CRLF); *hdr_len the header part of it. */
-uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len);
+ * dropped, bare LF counted as CRLF, with rd one '>' off /^>+From /
+ * lines); *hdr_len the header part of it. */
+uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len, int rd);
 /* Append the wire form of [p, p+len) to b. 0 or -1 (memory). */
-int ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len);
+int ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len, int rd);
 /* The From_ line's date as a time (local time as mbox_asctime writes it);
  * *tz its zone offset in minutes. 0 when none can be found. */
 time_t ms_from_date(const char *line, size_t len, int *tz);
@@ -98,7 +101,10 @@ struct ms_folder {
 	char *idxdir;                  /* ROOT/.imap/NAME */
 	char *root;
 	char *strs;
-	const struct mbox_settings *set;
+	const struct mbox_settings *set;  /* &set_own */
+	struct mbox_settings set_own;  /* priv_gid only for INBOX */
+	int dfd;                       /* the file's directory; -1: absent */
+	const char *leaf;              /* the file's name in it */
 	int fd;                        /* -1: file absent */
 	int writable;
 	struct stat known;             /* of the file as msgs describe it */
@@ -133,6 +139,9 @@ int ms_folder_current(struct ms_folder *f);
 /* Write every MS_DIRTY / MS_EXPUNGE record (in place where the padding
  * allows, else a crash-safe rewrite), fsync, save the index. Lock held. */
 int ms_folder_write(struct ms_folder *f, struct pt_status *st);
+/* Is the folder's file a regular file (not a symlink)? 0, or -1 with
+ * st (NONEXISTENT, or NOPERM for a symlink). */
+int ms_folder_exists(struct ms_folder *f, struct pt_status *st);
 /* Open/lock helpers. lock: opens the file (creating it when create),
  * restores a leftover rewrite first. */
 int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_status *st);
@@ -148,8 +157,8 @@ size_t ms_folder_find(const struct ms_folder *f, uint32_t uid);
 /* Assign the folder a UIDVALIDITY from the store counter. */
 uint32_t ms_new_uidvalidity(const char *root);
 /* Append formatted messages (one lock held by caller). */
-int ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, uint32_t *uids,
-                     struct pt_status *st);
+int ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_append *msgs,
+                     size_t n, uint32_t *uids, struct pt_status *st);
 /* Read one message's stored text [hdr_off, end) into b (checked). */
 int ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_status *st);
 /* Finish a rewrite a crash interrupted (recovery copy in idxdir). */
@@ -165,6 +174,17 @@ int ms_index_save(const struct ms_folder *f);
 int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb);
 /* Does the index describe exactly this file state (head only)? */
 int ms_index_matches(const struct ms_folder *f, const struct stat *sb);
+
+/* The directory holding the last component of rel (a checked folder
+ * name), opened from root one component at a time with O_NOFOLLOW, so no
+ * folder path leaves the mail root through a symlink (root's own last
+ * component included). create: missing directories are made (0700).
+ * Returns the fd; -2 when a directory is missing (and !create); -1 with
+ * st (a symlink: NOPERM). *leaf: rel's last component. */
+int ms_dir_open(const char *root, const char *rel, int create, const char **leaf,
+                struct pt_status *st);
+/* The status for a failed open/stat of a folder path component. */
+int ms_errno_status(int err, const char *name, struct pt_status *st);
 
 /* mkdir -p with mode 0700 for the store's directories. */
 int ms_mkdirs(const char *path, int include_last);

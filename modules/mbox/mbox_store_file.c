@@ -120,6 +120,42 @@ ms_folder_init(struct ms_folder *f, const char *root, const char *name, const ch
 	sprintf(f->idxdir, "%s/.imap/%s", root, name);
 	f->sh = shared_get(path);
 	f->gen = shared_gen(f->sh);
+	/* mail_privileged_group is for the spool's dotlock only. */
+	f->set_own = *set;
+	if (strcmp(name, "INBOX") != 0)
+		f->set_own.priv_gid = (gid_t)-1;
+	f->set = &f->set_own;
+	f->dfd = -1;
+	const char *slash = strrchr(f->path, '/');
+	if (slash == NULL) {
+		pt_status_set(st, 451, "", "Mailbox path %s is not absolute", f->path);
+		ms_folder_free(f);
+		return -1;
+	}
+	f->leaf = slash + 1;
+	int inbox = strcmp(name, "INBOX") == 0;
+	size_t lr0 = strlen(root);
+	if (!inbox || (strncmp(path, root, lr0) == 0 && path[lr0] == '/')) {
+		/* Under the mail root: no symlink on the way. */
+		const char *leaf;
+		int dfd = ms_dir_open(root, inbox ? path + lr0 + 1 : name, 0, &leaf, st);
+		if (dfd == -1) {
+			ms_folder_free(f);
+			return -1;
+		}
+		f->dfd = dfd < 0 ? -1 : dfd;
+	} else {
+		/* The spool directory is the administrator's (mail_location):
+		 * only the file itself is the user's, opened without following
+		 * a symlink and checked for its owner. */
+		char dir[MS_PATH_MAX];
+		size_t dl = slash == f->path ? 1 : (size_t)(slash - f->path);
+		memcpy(dir, f->path, dl);
+		dir[dl] = '\0';
+		f->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (f->dfd < 0 && errno != ENOENT)
+			f->dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	}
 	return 0;
 }
 
@@ -129,6 +165,9 @@ ms_folder_free(struct ms_folder *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
+	if (f->dfd >= 0)
+		close(f->dfd);
+	f->dfd = -1;
 	for (size_t i = 0; i < f->nkw; i++)
 		free(f->kw[i]);
 	f->nkw = 0;
@@ -218,15 +257,58 @@ same_stat(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* The folder's file as named now (not following a symlink). */
+static int
+leaf_stat(const struct ms_folder *f, struct stat *sb)
+{
+	if (f->dfd < 0) {
+		errno = ENOENT;
+		return -1;
+	}
+	return fstatat(f->dfd, f->leaf, sb, AT_SYMLINK_NOFOLLOW);
+}
+
 int
 ms_folder_current(struct ms_folder *f)
 {
 	struct stat sb;
-	if (stat(f->path, &sb) != 0)
+	if (leaf_stat(f, &sb) != 0)
 		return f->fd < 0 && !f->known_valid && errno == ENOENT &&
 		       shared_gen(f->sh) == f->gen;
 	return f->fd >= 0 && f->known_valid && same_stat(&sb, &f->known) &&
 	       shared_gen(f->sh) == f->gen;
+}
+
+int
+ms_folder_exists(struct ms_folder *f, struct pt_status *st)
+{
+	struct stat sb;
+	if (leaf_stat(f, &sb) != 0)
+		return ms_errno_status(errno, f->name, st);
+	if (S_ISLNK(sb.st_mode))
+		return ms_errno_status(ELOOP, f->name, st);
+	if (!S_ISREG(sb.st_mode))
+		return ms_errno_status(ENOENT, f->name, st);
+	return 0;
+}
+
+/* Create a missing INBOX in a spool directory only mail_privileged_group
+ * may write: the group is this thread's fsgid for the one openat. */
+static int
+create_privileged(struct ms_folder *f, int flags)
+{
+	if (f->set->priv_gid == (gid_t)-1)
+		return -1;
+	gid_t saved = mbox_fsgid_enter(f->set->priv_gid);
+	if (saved == (gid_t)-1) {
+		errno = EACCES;
+		return -1;
+	}
+	int fd = openat(f->dfd, f->leaf, O_RDWR | O_CREAT | O_EXCL | flags, 0600);
+	int e = errno;
+	mbox_fsgid_leave(saved);
+	errno = e;
+	return fd;
 }
 
 /* (Re)open the mbox file read-write if we may, else read-only. */
@@ -235,21 +317,29 @@ open_file(struct ms_folder *f, int create, struct pt_status *st)
 {
 	if (f->fd >= 0) {
 		struct stat a, b;
-		if (fstat(f->fd, &a) == 0 && stat(f->path, &b) == 0 && a.st_dev == b.st_dev &&
+		if (fstat(f->fd, &a) == 0 && leaf_stat(f, &b) == 0 && a.st_dev == b.st_dev &&
 		    a.st_ino == b.st_ino)
 			return 0;
 		close(f->fd);
 		f->fd = -1;
 		f->known_valid = 0;
 	}
+	if (f->dfd < 0)
+		return 0;
 	int flags = O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
-	f->fd = open(f->path, O_RDWR | flags | (create ? O_CREAT : 0), 0600);
+	f->fd = openat(f->dfd, f->leaf, O_RDWR | flags | (create ? O_CREAT : 0), 0600);
+	if (f->fd < 0 && create && errno == EACCES)
+		f->fd = create_privileged(f, flags);
 	f->writable = f->fd >= 0;
 	if (f->fd < 0 && (errno == EACCES || errno == EROFS))
-		f->fd = open(f->path, O_RDONLY | flags);
+		f->fd = openat(f->dfd, f->leaf, O_RDONLY | flags);
 	if (f->fd < 0) {
 		if (errno == ENOENT)
 			return 0;
+		if (errno == ELOOP) {
+			pt_warn("mailbox %s: %s is a symbolic link, refused", f->name, f->path);
+			return ms_errno_status(ELOOP, f->name, st);
+		}
 		pt_status_set(st, 450, "", "cannot open mailbox: %s", strerror(errno));
 		return -1;
 	}
@@ -260,6 +350,16 @@ open_file(struct ms_folder *f, int create, struct pt_status *st)
 		f->fd = -1;
 		return -1;
 	}
+	/* Someone else's file (a hard link, or planted in a shared spool)
+	 * is not this user's mailbox. Root (tests) may read anything. */
+	if ((sb.st_uid != geteuid() && geteuid() != 0) ||
+	    (strcmp(f->name, "INBOX") == 0 && sb.st_nlink > 1)) {
+		pt_warn("mailbox %s: %s is owned by uid %lu with %lu links, refused", f->name, f->path,
+		        (unsigned long)sb.st_uid, (unsigned long)sb.st_nlink);
+		close(f->fd);
+		f->fd = -1;
+		return ms_errno_status(EACCES, f->name, st);
+	}
 	int fl = fcntl(f->fd, F_GETFL);
 	if (fl >= 0)
 		fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
@@ -269,20 +369,23 @@ open_file(struct ms_folder *f, int create, struct pt_status *st)
 int
 ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_status *st)
 {
+	memset(lk, 0, sizeof *lk);
 	lk->fd = -1;
+	lk->dfd = -1;
+	lk->lockfd = -1;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		if (open_file(f, create, st) != 0)
 			return -1;
 		if (f->fd < 0 || !f->writable)
 			return 0;
 		struct pt_status why;
-		if (mbox_lock(lk, f->fd, f->path, f->set, &why) != 0) {
+		if (mbox_lock_at(lk, f->fd, f->dfd, f->leaf, f->path, f->set, &why) != 0) {
 			pt_status_set(st, 450, "INUSE", "Mailbox is locked, try again later");
 			lk->fd = -1;
 			return -1;
 		}
 		struct stat a, b;
-		if (fstat(f->fd, &a) == 0 && lstat(f->path, &b) == 0 && a.st_ino == b.st_ino &&
+		if (fstat(f->fd, &a) == 0 && leaf_stat(f, &b) == 0 && a.st_ino == b.st_ino &&
 		    a.st_dev == b.st_dev) {
 			if (ms_recover(f, st) != 0) {
 				mbox_unlock(lk, f->set);
@@ -383,14 +486,14 @@ on_message(void *arg, const struct mbox_msg *mm)
 	r->blk_len = h->blk_len;
 	r->meta_len = h->meta_len;
 	r->clen_len = h->clen_len;
-	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0);
+	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0);
 	r->info.flags = h->flags;
 	for (size_t i = 0; i < h->nkw; i++) {
 		int k = ms_folder_keyword(f, h->kw[i], 1);
 		if (k >= 0)
 			r->info.keywords |= 1ull << k;
 	}
-	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL);
+	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL, h->rd);
 	r->info.internal_date = ms_from_date(text, mm->from_len, &r->info.tz_minutes);
 	uint32_t prev = f->n ? f->m[f->n - 1].info.uid : 0;
 	if (h->has_uid && h->uid > prev && h->uid < p->limit) {
@@ -959,7 +1062,8 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.meta_len = (uint32_t)bl;
 			r.body_off = pos + (r.body_off - (pos - delta)) + grow;
 			r.end = pos + end_rel;
-			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL);
+			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
+			                           (r.state & MS_RD) != 0);
 			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
 			rc = pwrite_all(f->fd, out.p, out.len, pos);
 			pos += (int64_t)out.len;
@@ -1087,4 +1191,79 @@ ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_
 	b->len = len;
 	b->cap = len + 1;
 	return 0;
+}
+
+int
+ms_errno_status(int err, const char *name, struct pt_status *st)
+{
+	switch (err) {
+	case ELOOP:
+	case EACCES:
+	case EPERM:
+		/* Dovecot's answer for a folder it may not use. */
+		pt_status_set(st, 550, "NOPERM", "Permission denied");
+		break;
+	case ENOENT:
+	case ENOTDIR:
+		pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", name);
+		break;
+	case ENOSPC:
+	case EDQUOT:
+		pt_status_set(st, 452, "OVERQUOTA", "Not enough disk space");
+		break;
+	default:
+		pt_status_set(st, 451, "", "Cannot open mailbox %s: %s", name, strerror(err));
+		break;
+	}
+	return -1;
+}
+
+int
+ms_dir_open(const char *root, const char *rel, int create, const char **leaf,
+            struct pt_status *st)
+{
+	int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int fd = open(root, flags);
+	if (fd < 0 && errno == ENOENT && create && ms_mkdirs(root, 1) == 0)
+		fd = open(root, flags);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return -2;
+		if (errno == ELOOP)
+			pt_warn("mail root %s is a symbolic link: refused", root);
+		return ms_errno_status(errno, rel, st);
+	}
+	const char *p = rel;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		if (slash == NULL)
+			break;
+		char comp[MS_NAME_MAX + 1];
+		size_t cl = (size_t)(slash - p);
+		if (cl == 0 || cl > MS_NAME_MAX) {
+			close(fd);
+			pt_status_set(st, 550, "CANNOT", "Invalid mailbox name");
+			return -1;
+		}
+		memcpy(comp, p, cl);
+		comp[cl] = '\0';
+		int nfd = openat(fd, comp, flags);
+		if (nfd < 0 && errno == ENOENT && create) {
+			if (mkdirat(fd, comp, 0700) == 0 || errno == EEXIST)
+				nfd = openat(fd, comp, flags);
+		}
+		int e = errno;
+		close(fd);
+		if (nfd < 0) {
+			if (e == ENOENT && !create)
+				return -2;
+			if (e == ELOOP)
+				pt_warn("mailbox %s: %.*s is a symbolic link: refused", rel, (int)(slash - rel), rel);
+			return ms_errno_status(e, rel, st);
+		}
+		fd = nfd;
+		p = slash + 1;
+	}
+	*leaf = p;
+	return fd;
 }

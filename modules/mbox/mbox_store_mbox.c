@@ -31,14 +31,6 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 		pt_status_set(st, 550, "CANNOT", "Invalid mailbox name");
 		return NULL;
 	}
-	struct stat sb;
-	if (strcmp(norm, "INBOX") != 0 && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) {
-		if (errno == ENOENT || S_ISDIR(sb.st_mode))
-			pt_status_set(st, 550, "NONEXISTENT", "Mailbox doesn't exist: %s", norm);
-		else
-			pt_status_set(st, 450, "", "Cannot open mailbox: %s", strerror(errno));
-		return NULL;
-	}
 	struct pt_mbox *mb = calloc(1, sizeof *mb);
 	if (mb == NULL) {
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
@@ -55,6 +47,11 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 	if (ms_folder_init(&mb->f, ms->root, norm, path, &ms->set, st) != 0) {
 		free(mb->ring);
 		free(mb);
+		return NULL;
+	}
+	/* Through the folder's directory fd: a symlink is refused. */
+	if (strcmp(norm, "INBOX") != 0 && ms_folder_exists(&mb->f, st) != 0) {
+		ms_mbox_close(mb);
 		return NULL;
 	}
 	int changed;
@@ -388,7 +385,8 @@ ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct p
 		goto out;
 	const struct ms_msg *r = &f->m[i];
 	size_t skip = (size_t)(r->hdr_off - r->from_off);
-	if (ms_wire_form(raw.p + skip, raw.len - skip, &wire, &out->hdr_len) != 0) {
+	if (ms_wire_form(raw.p + skip, raw.len - skip, &wire, &out->hdr_len,
+	                 (r->state & MS_RD) != 0) != 0) {
 		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 		goto out;
 	}
@@ -555,19 +553,14 @@ format_one(struct ms_folder *f, const struct pt_append *a, uint32_t uid, uint64_
 	if (mbox_format_body(a->data, a->len, &body) != 0)
 		goto out;
 	/* Where the header section ends: the first empty line. */
-	size_t split = body.len;
-	for (size_t i = 0; i < body.len;) {
-		if (body.p[i] == '\n') {
-			split = i;
-			break;
-		}
-		const char *nl = memchr(body.p + i, '\n', body.len - i);
-		i = nl ? (size_t)(nl - body.p) + 1 : body.len;
-	}
+	size_t split = mbox_header_end(body.p, body.len);
+	/* The quoting marker rides in the block, verbatim like
+	 * Content-Length. */
 	struct ms_block k = { .uid = uid, .flags = a->flags & PT_F_SYSTEM, .old = 0,
 	                      .keywords = kw, .kwnames = (const char *const *)f->kw,
 	                      .nkwnames = f->nkw, .base = base, .validity = f->uidvalidity,
-	                      .last_uid = f->uidnext - 1 };
+	                      .last_uid = f->uidnext - 1, .clen = MBOX_RD_MARKER,
+	                      .clen_len = strlen(MBOX_RD_MARKER) };
 	if (ms_block_render(&k, 0, &blk) < 0)
 		goto out;
 	if (buf_add(out, "From MAILER-DAEMON  ", 20) != 0 || buf_add(out, date, strlen(date)) != 0 ||
@@ -584,8 +577,8 @@ out:
 }
 
 int
-ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, uint32_t *uids,
-                 struct pt_status *st)
+ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_append *msgs, size_t n,
+                 uint32_t *uids, struct pt_status *st)
 {
 	if (!f->writable || f->fd < 0) {
 		pt_status_set(st, 550, "NOPERM", "Mailbox is read-only");
@@ -638,6 +631,10 @@ ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, ui
 	}
 	int64_t off = sb.st_size;
 	size_t done = 0;
+	if (mbox_append_begin(lk, (off_t)off, (off_t)(off + (int64_t)out.len)) != 0) {
+		pt_status_set(st, 451, "", "Cannot record the append: %s", strerror(errno));
+		goto out;
+	}
 	while (done < out.len) {
 		ssize_t w = pwrite(f->fd, out.p + done, out.len - done, (off_t)(off + (int64_t)done));
 		if (w < 0 && errno == EINTR)
@@ -655,8 +652,10 @@ ms_folder_append(struct ms_folder *f, const struct pt_append *msgs, size_t n, ui
 		else
 			pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(e ? e : EIO));
 		f->known_valid = 0;
+		mbox_append_end(lk);
 		goto out;
 	}
+	mbox_append_end(lk);
 	for (size_t i = 0; i < n; i++)
 		uids[i] = first + (uint32_t)i;
 	int ch;

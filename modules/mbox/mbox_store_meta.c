@@ -11,7 +11,7 @@
 
 #include "mbox_store.h"
 
-enum field { F_OTHER, F_BASE, F_IMAP, F_UID, F_STATUS, F_XSTATUS, F_KEYWORDS, F_CLEN };
+enum field { F_OTHER, F_BASE, F_IMAP, F_UID, F_STATUS, F_XSTATUS, F_KEYWORDS, F_CLEN, F_QUOTE };
 
 static enum field
 field_kind(const char *line, size_t len)
@@ -22,7 +22,7 @@ field_kind(const char *line, size_t len)
 	} names[] = {
 		{ "X-IMAPbase", F_BASE }, { "X-IMAP", F_IMAP }, { "X-UID", F_UID },
 		{ "Status", F_STATUS }, { "X-Status", F_XSTATUS }, { "X-Keywords", F_KEYWORDS },
-		{ "Content-Length", F_CLEN },
+		{ "Content-Length", F_CLEN }, { "X-Postern-Quoting", F_QUOTE },
 	};
 	size_t n = 0;
 	while (n < len && line[n] != ':' && line[n] != ' ' && line[n] != '\t')
@@ -165,6 +165,11 @@ ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h)
 		case F_CLEN:
 			h->clen_len += (uint32_t)f.len;
 			break;
+		case F_QUOTE:
+			/* Kept verbatim like Content-Length (rewrites carry it). */
+			h->clen_len += (uint32_t)f.len;
+			h->rd = f.vlen >= 6 && memmem(f.value, f.vlen, "mboxrd", 6) != NULL;
+			break;
 		default:
 			break;
 		}
@@ -175,15 +180,36 @@ ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h)
 		h->blk_off = 0;
 }
 
+/* cb for [s, s+n) (whole lines); with rd, each /^>+From / line loses
+ * its first '>' (mboxrd's unquoting). */
+static int
+emit(const char *s, size_t n, int rd, int (*cb)(void *arg, const char *s, size_t n), void *arg)
+{
+	if (!rd)
+		return cb(arg, s, n);
+	size_t from = 0;
+	for (size_t i = 0; i < n;) {
+		const char *nl = memchr(s + i, '\n', n - i);
+		size_t e = nl ? (size_t)(nl - s) + 1 : n;
+		if (mbox_line_quoted(s + i, e - i, 1)) {
+			if (i > from && cb(arg, s + from, i - from) != 0)
+				return -1;
+			from = i + 1;
+		}
+		i = e;
+	}
+	return n > from ? cb(arg, s + from, n - from) : 0;
+}
+
 /* Walk the kept lines of a message: cb(arg, line, len_with_lf). */
 static int
-kept_lines(const char *p, size_t len, size_t *hdr_end,
+kept_lines(const char *p, size_t len, size_t *hdr_end, int rd,
            int (*cb)(void *arg, const char *s, size_t n), void *arg)
 {
 	size_t pos = 0;
 	struct hfield f;
 	while (next_field(p, len, &pos, &f))
-		if (f.kind == F_OTHER && cb(arg, p + f.off, f.len) != 0)
+		if (f.kind == F_OTHER && emit(p + f.off, f.len, rd, cb, arg) != 0)
 			return -1;
 	/* The empty line (if any) belongs to the header part. */
 	size_t body = pos;
@@ -194,7 +220,7 @@ kept_lines(const char *p, size_t len, size_t *hdr_end,
 			return -1;
 	}
 	*hdr_end = body;
-	if (body < len && cb(arg, p + body, len - body) != 0)
+	if (body < len && emit(p + body, len - body, rd, cb, arg) != 0)
 		return -1;
 	return 0;
 }
@@ -228,16 +254,16 @@ count_cb(void *arg, const char *s, size_t n)
 }
 
 uint64_t
-ms_wire_size(const char *p, size_t len, size_t *hdr_len)
+ms_wire_size(const char *p, size_t len, size_t *hdr_len, int rd)
 {
 	struct wire_acc a = { 0, 0, NULL };
 	size_t hdr_end = 0;
 	/* Header part first, to report its size. */
-	kept_lines(p, len, &hdr_end, count_cb, &a);
+	kept_lines(p, len, &hdr_end, rd, count_cb, &a);
 	if (hdr_len) {
 		struct wire_acc h = { 0, 0, NULL };
 		size_t dummy;
-		kept_lines(p, hdr_end, &dummy, count_cb, &h);
+		kept_lines(p, hdr_end, &dummy, rd, count_cb, &h);
 		*hdr_len = (size_t)h.size;
 	}
 	return a.size;
@@ -268,17 +294,17 @@ form_cb(void *arg, const char *s, size_t n)
 }
 
 int
-ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len)
+ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len, int rd)
 {
 	struct wire_acc a = { 0, 0, b };
 	size_t start = b->len, hdr_end = 0;
-	if (kept_lines(p, len, &hdr_end, form_cb, &a) != 0)
+	if (kept_lines(p, len, &hdr_end, rd, form_cb, &a) != 0)
 		return -1;
 	if (hdr_len) {
 		/* Header octets: the CRLF form of [0, hdr_end). */
 		struct wire_acc h = { 0, 0, NULL };
 		size_t dummy;
-		kept_lines(p, hdr_end, &dummy, count_cb, &h);
+		kept_lines(p, hdr_end, &dummy, rd, count_cb, &h);
 		*hdr_len = (size_t)h.size;
 	}
 	(void)start;
@@ -481,7 +507,8 @@ ms_header_strip(const char *hdr, size_t len, struct mbox_buf *out, struct mbox_b
 		if (f.kind == F_OTHER) {
 			if (put(out, hdr + f.off, f.len) != 0)
 				return (size_t)-1;
-		} else if (f.kind == F_CLEN && clen && put(clen, hdr + f.off, f.len) != 0) {
+		} else if ((f.kind == F_CLEN || f.kind == F_QUOTE) && clen &&
+		           put(clen, hdr + f.off, f.len) != 0) {
 			return (size_t)-1;
 		}
 	}

@@ -20,7 +20,7 @@ static const struct pt_param mbox_params[] = {
 	{ "mbox_lock_timeout", PT_TIME, "10s", NULL,
 	  "how long delivery waits for the fcntl lock and the dotlock", 0, 86400 },
 	{ "mbox_dotlock_stale_time", PT_TIME, "300s", NULL,
-	  "a dotlock older than this is considered left by a dead process and removed", 0, 0 },
+	  "a dotlock older than this is considered left by a dead process and removed (one whose recorded pid is dead on this host goes at once)", 0, 0 },
 	{ 0 },
 };
 

@@ -2,7 +2,7 @@
  * parsed back with the mbox reader: exactly one message whose text is the
  * envelope headers plus the input after the documented transformation
  * (CRLF -> LF, mailbox header fields stripped from the header section,
- * ">From " quoting, final LF), checked against a naive re-implementation. */
+ * mboxrd ">From " quoting, the quoting marker, final LF), checked against a naive re-implementation. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@ static char *
 reference(const char *in, size_t len, size_t *outlen)
 {
 	static const char *const strip[] = { "x-imapbase", "x-imap", "x-uid", "status", "x-status",
-		"x-keywords", "content-length" };
+		"x-keywords", "content-length", "x-postern-quoting" };
 	char *out = malloc(2 * len + 2);
 	size_t o = 0;
 	int header = 1, dropping = 0;
@@ -57,7 +57,10 @@ reference(const char *in, size_t len, size_t *outlen)
 			}
 		}
 		if (keep) {
-			if (ll >= 5 && strncmp(line, "From ", 5) == 0)
+			size_t q = 0;
+			while (q < ll && line[q] == '>')
+				q++;
+			if (ll - q >= 5 && strncmp(line + q, "From ", 5) == 0)
 				out[o++] = '>';
 			memcpy(out + o, line, ll);
 			o += ll;
@@ -118,6 +121,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	size_t rlen;
 	char *want = reference(msg, len, &rlen);
+	/* The quoting marker closes the header section (the first empty
+	 * line, or the end). */
+	size_t split = rlen;
+	for (size_t i = 0; i < rlen; i++)
+		if (want[i] == '\n' && (i == 0 || want[i - 1] == '\n')) {
+			split = i;
+			break;
+		}
+	size_t ml = strlen(MBOX_RD_MARKER);
+	want = realloc(want, rlen + ml + 1);
+	memmove(want + split + ml, want + split, rlen - split);
+	memcpy(want + split, MBOX_RD_MARKER, ml);
+	rlen += ml;
 	/* Control bytes of the sender are '?' in the envelope lines. */
 	char clean[64];
 	size_t sl = strlen(sender);

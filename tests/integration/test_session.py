@@ -279,7 +279,7 @@ class SessionRootTest(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
         self.server.start()
 
-    def test_mail_processes_run_as_each_user_with_the_privileged_group(self):
+    def test_mail_processes_run_as_each_user_with_the_privileged_group_saved_only(self):
         pids = []
         for u in self.users:
             c = Client(self.server.echo_port)
@@ -290,8 +290,13 @@ class SessionRootTest(unittest.TestCase):
             self.assertEqual(int(f["uid"]), pw.pw_uid)
             self.assertEqual(int(f["gid"]), pw.pw_gid)
             self.assertNotEqual(int(f["uid"]), 0)
-            self.assertIn(str(self.gid), f["groups"].split(","))
+            # mail_privileged_group is only the saved gid (raised around
+            # the INBOX dotlock), never a supplementary group (issue #11).
+            self.assertNotIn(str(self.gid), f["groups"].split(","))
             self.assertNotIn("0", f["groups"].split(","))
+            with open("/proc/%s/status" % f["pid"]) as st:
+                gids = re.search(r"^Gid:\s+(.*)$", st.read(), re.M).group(1).split()
+            self.assertEqual([int(g) for g in gids], [pw.pw_gid, pw.pw_gid, self.gid, pw.pw_gid])
             pids.append(int(f["pid"]))
             self.assertEqual(c.cmd("hi"), "ECHO hi")
             c.close()

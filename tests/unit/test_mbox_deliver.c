@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -554,7 +555,10 @@ test_dotlock_contention_and_stale_dotlock(void **state)
 	struct fixture *f = *state;
 	char lock[600];
 	snprintf(lock, sizeof lock, "%s.lock", f->path);
-	spit(lock, "12345\n", 0644);
+	/* A live holder (our parent) on this machine. */
+	char live[32];
+	snprintf(live, sizeof live, "%ld\n", (long)getppid());
+	spit(lock, live, 0644);
 	f->s.lock_timeout_ms = 200;
 	struct pt_delivery d = delivery(f, "S: 1\n\nx\n");
 	struct pt_status st;
@@ -572,6 +576,179 @@ test_dotlock_contention_and_stale_dotlock(void **state)
 	assert_int_equal(st.code, 0);
 	assert_int_equal(access(lock, F_OK), -1);
 	assert_int_equal(spool_leftovers(f), 0);
+}
+
+
+/* The pid of a process that existed and is gone now. */
+static long
+dead_pid(void)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	waitpid(pid, NULL, 0);
+	return (long)pid;
+}
+
+static const char *
+node(void)
+{
+	static struct utsname u;
+	uname(&u);
+	return u.nodename;
+}
+
+/* Issue #11 item 10: a dead holder's lock must not block the mailbox for
+ * mbox_dotlock_stale_time. */
+static void
+test_dotlock_of_dead_pid_taken_at_once(void **state)
+{
+	struct fixture *f = *state;
+	char lock[600], body[128];
+	snprintf(lock, sizeof lock, "%s.lock", f->path);
+	snprintf(body, sizeof body, "%ld\nhost %s\n", dead_pid(), node());
+	spit(lock, body, 0644);
+	/* A fresh lock: only the pid can tell it is stale. */
+	f->s.lock_timeout_ms = 10000;
+	struct pt_delivery d = delivery(f, "S: 1\n\nx\n");
+	struct pt_status st;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_status(&st, 0, "2.0.0", "delivered");
+	/* Far below the 10 s lock timeout (generous for a loaded machine). */
+	assert_true(t1.tv_sec - t0.tv_sec < 5);
+	assert_int_equal(access(lock, F_OK), -1);
+	assert_int_equal(spool_leftovers(f), 0);
+	/* A bare pid (liblockfile's format) counts too. */
+	snprintf(body, sizeof body, "%ld\n", dead_pid());
+	spit(lock, body, 0644);
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_status(&st, 0, "2.0.0", "delivered");
+	/* Another machine's pid says nothing about this one's processes. */
+	snprintf(body, sizeof body, "%ld\nhost other-%s\n", dead_pid(), node());
+	spit(lock, body, 0644);
+	f->s.lock_timeout_ms = 200;
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_status(&st, 450, "4.2.0", "mailbox is locked");
+	assert_int_equal(access(lock, F_OK), 0);
+	unlink(lock);
+}
+
+/* Temporary link sources of dead processes go; a live one's stay. */
+static void
+test_dotlock_temps_of_dead_pids_removed(void **state)
+{
+	struct fixture *f = *state;
+	char dead[600], alive[600], other[600];
+	snprintf(dead, sizeof dead, "%s.lock.%ld.%ld.7", f->path, dead_pid(), 99L);
+	snprintf(alive, sizeof alive, "%s.lock.%ld.1.1", f->path, (long)getppid());
+	snprintf(other, sizeof other, "%s.lock.x.1.1", f->path);
+	spit(dead, "1\n", 0644);
+	spit(alive, "1\n", 0644);
+	spit(other, "1\n", 0644);
+	char lock[600], body[128];
+	snprintf(lock, sizeof lock, "%s.lock", f->path);
+	snprintf(body, sizeof body, "%ld\nhost %s\n", dead_pid(), node());
+	spit(lock, body, 0644);
+	struct pt_delivery d = delivery(f, "S: 1\n\nx\n");
+	struct pt_status st;
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_status(&st, 0, "2.0.0", "delivered");
+	assert_int_equal(access(dead, F_OK), -1);
+	assert_int_equal(access(alive, F_OK), 0);
+	assert_int_equal(access(other, F_OK), 0);
+	unlink(alive);
+	unlink(other);
+}
+
+/* Issue #11 item 4: a writer killed mid-append (simulated: its record in
+ * its lock, half a message in the file) leaves nothing partial behind;
+ * the next locker cuts the file back to the recorded start. */
+static void
+test_append_cut_after_writer_death(void **state)
+{
+	struct fixture *f = *state;
+	struct pt_delivery d = delivery(f, "Subject: whole\n\nfirst\n");
+	struct pt_status st;
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_status(&st, 0, "2.0.0", "delivered");
+	size_t len0;
+	char *before = slurp(f->path, &len0);
+	/* The dead writer: record [len0, len0 + 5000), wrote 1234 bytes. */
+	char lock[600], body[256];
+	snprintf(lock, sizeof lock, "%s.lock", f->path);
+	snprintf(body, sizeof body, "%ld\nhost %s\nappend %zu %zu\n", dead_pid(), node(), len0,
+	         len0 + 5000);
+	spit(lock, body, 0644);
+	int fd = open(f->path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	char half[1234];
+	memset(half, 'y', sizeof half);
+	memcpy(half, "From partial  Sat Nov 28 06:08:07 2026\nSubject: cut", 51);
+	assert_int_equal(write(fd, half, sizeof half), (ssize_t)sizeof half);
+	close(fd);
+	struct pt_delivery d2 = delivery(f, "Subject: next\n\nsecond\n");
+	mbox_deliver_with(&f->s, &d2, 1, &st);
+	assert_status(&st, 0, "2.0.0", "delivered");
+	size_t len;
+	char *got = slurp(f->path, &len);
+	struct mbox_buf m2 = formatted(&d2);
+	assert_int_equal(len, len0 + m2.len);
+	assert_memory_equal(got, before, len0);
+	assert_memory_equal(got + len0, m2.p, m2.len);
+	assert_int_equal(count_messages(got, len), 2);
+	assert_int_equal(spool_leftovers(f), 0);
+	free(got);
+	mbox_buf_free(&m2);
+	/* An append that did finish (the file is exactly END long) stays. */
+	got = slurp(f->path, &len);
+	snprintf(body, sizeof body, "%ld\nhost %s\nappend %zu %zu\n", dead_pid(), node(),
+	         len0, len);
+	spit(lock, body, 0644);
+	mbox_deliver_with(&f->s, &d, 1, &st);
+	assert_status(&st, 0, "2.0.0", "delivered");
+	size_t len2;
+	char *after = slurp(f->path, &len2);
+	assert_true(len2 > len);
+	assert_memory_equal(after, got, len);
+	assert_int_equal(count_messages(after, len2), 3);
+	free(after);
+	free(got);
+	free(before);
+}
+
+/* The record a live writer leaves while appending: begin syncs it into
+ * the lock, end clears it. */
+static void
+test_append_record_in_lock(void **state)
+{
+	struct fixture *f = *state;
+	spit(f->path, "", 0600);
+	int fd = open(f->path, O_RDWR);
+	struct mbox_lock lk;
+	struct pt_status st;
+	assert_int_equal(mbox_lock(&lk, fd, f->path, &f->s, &st), 0);
+	char lock[600];
+	snprintf(lock, sizeof lock, "%s.lock", f->path);
+	size_t len;
+	char *s = slurp(lock, &len);
+	char want[128];
+	snprintf(want, sizeof want, "%ld\nhost %s\n", (long)getpid(), node());
+	assert_string_equal(s, want);
+	free(s);
+	assert_int_equal(mbox_append_begin(&lk, 10, 20), 0);
+	s = slurp(lock, &len);
+	assert_non_null(strstr(s, "\nappend 10 20\n"));
+	free(s);
+	mbox_append_end(&lk);
+	s = slurp(lock, &len);
+	assert_string_equal(s, want);
+	free(s);
+	mbox_unlock(&lk, &f->s);
+	close(fd);
+	assert_int_equal(access(lock, F_OK), -1);
 }
 
 static void
@@ -748,9 +925,11 @@ check_message(void *arg, const struct mbox_msg *m)
 	concurrent_body(body, sizeof body, p, t, k);
 	struct mbox_buf b = { 0 };
 	mbox_format_body(body, strlen(body), &b);
+	size_t split = mbox_header_end(b.p, b.len);
 	int n = snprintf(want, sizeof want,
 	                 "Return-Path: <s@example.com.ar>\nX-Original-To: alias@example.com.ar\n"
-	                 "Delivered-To: u1@example.com.ar\n%.*s", (int)b.len, b.p);
+	                 "Delivered-To: u1@example.com.ar\n%.*s%s%.*s", (int)split, b.p,
+	                 MBOX_RD_MARKER, (int)(b.len - split), b.p + split);
 	mbox_buf_free(&b);
 	if ((off_t)n != m->end - m->hdr_off || memcmp(text, want, (size_t)n) != 0)
 		s->bad++;
@@ -845,6 +1024,10 @@ main(void)
 		T(test_group_with_another_user),
 		T(test_fcntl_lock_contention),
 		T(test_dotlock_contention_and_stale_dotlock),
+		T(test_dotlock_of_dead_pid_taken_at_once),
+		T(test_dotlock_temps_of_dead_pids_removed),
+		T(test_append_cut_after_writer_death),
+		T(test_append_record_in_lock),
 		T(test_owner_checked_as_root),
 		T(test_root_creates_the_file_for_the_user),
 		T(test_privileged_group_for_dotlock),

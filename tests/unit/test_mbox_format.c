@@ -77,7 +77,8 @@ test_from_line_and_envelope_headers(void **state)
 	                       "Return-Path: <carol@example.com.ar>\n"
 	                       "X-Original-To: sysadmin@example.com.ar\n"
 	                       "Delivered-To: alice@example.com.ar\n"
-	                       "Received: by x\nSubject: hi\n\nbody\n\n");
+	                       "Received: by x\nSubject: hi\n"
+	                       "X-Postern-Quoting: mboxrd\n\nbody\n\n");
 	free(s);
 	/* No original recipient: no X-Original-To line. */
 	s = fmt("a@b", "c@d", NULL, data, strlen(data), T_0608);
@@ -99,7 +100,7 @@ test_null_sender_is_mailer_daemon(void **state)
 	                       "Return-Path: <>\n"
 	                       "X-Original-To: alice@example.com.ar\n"
 	                       "Delivered-To: alice@example.com.ar\n"
-	                       "Subject: bounce\n\nx\n\n");
+	                       "Subject: bounce\nX-Postern-Quoting: mboxrd\n\nx\n\n");
 	free(s);
 }
 
@@ -113,11 +114,12 @@ test_envelope_control_bytes_cannot_inject_lines(void **state)
 	                       "Return-Path: <ev?il@x>\n"
 	                       "X-Original-To: o??From x\n"
 	                       "Delivered-To: r??@y\n"
-	                       "S: x\n\nb\n\n");
+	                       "S: x\nX-Postern-Quoting: mboxrd\n\nb\n\n");
 	free(s);
 }
 
-/* Section 1d of POSTFIX-DOVECOT-TRANSCRIPTS.txt, byte for byte. */
+/* Section 1d of POSTFIX-DOVECOT-TRANSCRIPTS.txt, with mboxrd quoting (Postfix
+ * keeps ">From " as is) and the marker line. */
 static void
 test_reference_1d_quoting(void **state)
 {
@@ -149,9 +151,10 @@ test_reference_1d_quoting(void **state)
 		"Message-Id: <20261128065314.E92991029C6@mail.example.com.ar>\n"
 		"Date: Sat, 28 Nov 2026 06:53:14 +0000 (UTC)\n"
 		"From: alice@example.com.ar\n"
+		"X-Postern-Quoting: mboxrd\n"
 		"\n"
 		">From the desk of the sysadmin (body line starting with \"From \")\n"
-		">From an already quoted line\n"
+		">>From an already quoted line\n"
 		".a line that started with one dot (sent dot-stuffed as \"..a line\")\n"
 		"..two dots\n"
 		"From\n"
@@ -176,7 +179,9 @@ test_from_quoting_rules(void **state)
 {
 	(void)state;
 	expect_body("A: b\n\nFrom x\n", "A: b\n\n>From x\n");
-	expect_body("A: b\n\n>From x\n>>From y\n", "A: b\n\n>From x\n>>From y\n");
+	/* mboxrd: any number of '>' before "From " gains one more. */
+	expect_body("A: b\n\n>From x\n>>From y\n", "A: b\n\n>>From x\n>>>From y\n");
+	expect_body("A: b\n\n>From\n>from x\n> From y\n>>x\n", "A: b\n\n>From\n>from x\n> From y\n>>x\n");
 	expect_body("A: b\n\nFrom\nFrom:x\nfrom y\nFROM z\n From w\nFrom \n",
 	            "A: b\n\nFrom\nFrom:x\nfrom y\nFROM z\n From w\n>From \n");
 	/* Every line, the header section too (no valid field starts "From "). */
@@ -217,6 +222,7 @@ test_header_stripping(void **state)
 	/* A stripped last field with no body at all. */
 	expect_body("Subject: s\nStatus: RO", "Subject: s\n");
 	assert_true(mbox_header_is_internal("content-length", 14));
+	assert_true(mbox_header_is_internal("X-Postern-Quoting", 17));
 	assert_false(mbox_header_is_internal("Content-Lengt", 13));
 }
 
@@ -234,7 +240,7 @@ test_line_ends(void **state)
 	/* Empty data still gives a complete message and the separator. */
 	char *s = fmt("a@b", "c@d", NULL, "", 0, T_0608);
 	assert_string_equal(s, "From a@b  Sat Nov 28 06:08:07 2026\nReturn-Path: <a@b>\n"
-	                       "Delivered-To: c@d\n\n");
+	                       "Delivered-To: c@d\nX-Postern-Quoting: mboxrd\n\n");
 	free(s);
 }
 

@@ -184,7 +184,9 @@ test_new_mbox_gets_uids_and_recent_once(void **state)
 	}
 	size_t len;
 	char *w = read_msg(a, 2, &len);
-	assert_non_null(strstr(w, "\r\n>From here\r\n"));
+	/* mboxrd: the body line comes back as it was sent. */
+	assert_non_null(strstr(w, "\r\n\r\nFrom here\r\n"));
+	assert_null(strstr(w, "X-Postern-Quoting"));
 	assert_null(strstr(w, "X-UID"));
 	free(w);
 	struct pt_mbox *b = ops->open(f->ms, "INBOX", 0, &st);
@@ -378,7 +380,7 @@ test_append(void **state)
 	assert_int_equal(ops->info(mb, 0)->keywords, 1ull << k);
 	size_t len;
 	char *w = read_msg(mb, 1, &len);
-	assert_string_equal(w, "Subject: x\r\n\r\nline\r\n>From me\r\n");
+	assert_string_equal(w, m1);
 	assert_int_equal(ops->info(mb, 0)->size, len);
 	free(w);
 	w = read_msg(mb, 3, &len);
@@ -748,11 +750,80 @@ test_big_message_and_external_rewrite(void **state)
 	free(data);
 }
 
+
+/* Issue #11 item 13: bodies with "From ", ">From ", ">>From " lines come
+ * back octet for octet, delivered or APPENDed, through a metadata rewrite
+ * too, with RFC822.SIZE the size of what is read; an mboxo message
+ * written by another program (no marker) is served as stored, its size
+ * unchanged. */
+static void
+test_from_lines_round_trip(void **state)
+{
+	struct fx *f = *state;
+	/* An older message first: mboxo, as Postfix local(8) wrote it. */
+	FILE *fp = fopen(f->inbox, "w");
+	assert_non_null(fp);
+	fputs("From a@b  Sat Nov 28 06:08:07 2026\nSubject: old\n\n>From quoted by mboxo\n"
+	      ">>From as sent\n\n", fp);
+	fclose(fp);
+	const char *sent = "Subject: rt\r\n\r\nFrom a\r\n>From b\r\n>>From c\r\n>>>From d\r\n"
+	                   ">from e\r\n> From f\r\nFrom\r\n";
+	/* The delivered copy (LF in the store, as SMTP's CRLF is stored). */
+	char lf[256];
+	size_t o = 0;
+	for (const char *p = sent; *p; p++)
+		if (*p != '\r')
+			lf[o++] = *p;
+	lf[o] = '\0';
+	deliver(f, lf);
+	char delivered[512];
+	snprintf(delivered, sizeof delivered,
+	         "Return-Path: <sender@example.com>\r\nDelivered-To: u1@example.com\r\n%s", sent);
+	struct pt_status st;
+	struct pt_append ap = { .data = sent, .len = strlen(sent) };
+	uint32_t v, uid;
+	assert_int_equal(ops->append(f->ms, "INBOX", &ap, 1, &v, &uid, &st), 0);
+	struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(mb);
+	assert_int_equal(ops->count(mb), 3);
+	size_t len;
+	char *w = read_msg(mb, 1, &len);
+	assert_string_equal(w, "Subject: old\r\n\r\n>From quoted by mboxo\r\n>>From as sent\r\n");
+	assert_int_equal(ops->info(mb, 0)->size, len);
+	free(w);
+	for (uint32_t u = 2; u <= 3; u++) {
+		w = read_msg(mb, u, &len);
+		/* Delivery adds its envelope lines in front, nothing else. */
+		assert_string_equal(w, u == 2 ? delivered : sent);
+		assert_int_equal(ops->info(mb, u - 1)->size, len);
+		free(w);
+	}
+	/* A flag change rewrites the storage headers: still exact. */
+	struct pt_flag_update up[3] = { { 1, PT_F_SEEN, 0 }, { 2, PT_F_FLAGGED, 0 },
+		                        { 3, PT_F_ANSWERED, 0 } };
+	assert_int_equal(ops->set_flags(mb, up, 3, &st), 0);
+	ops->close(mb);
+	mb = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(mb);
+	for (uint32_t u = 2; u <= 3; u++) {
+		w = read_msg(mb, u, &len);
+		/* Delivery adds its envelope lines in front, nothing else. */
+		assert_string_equal(w, u == 2 ? delivered : sent);
+		assert_int_equal(ops->info(mb, u - 1)->size, len);
+		free(w);
+	}
+	w = read_msg(mb, 1, &len);
+	assert_string_equal(w, "Subject: old\r\n\r\n>From quoted by mboxo\r\n>>From as sent\r\n");
+	free(w);
+	ops->close(mb);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_dovecot_sample, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_from_lines_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_mbox_gets_uids_and_recent_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_while_open_and_two_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keywords_persist, setup, teardown),
