@@ -153,8 +153,8 @@ maildrop_write(const char *prog, const char *qdir, const struct pt_qfile *q)
 	}
 	/* O_PATH: others may search the directory but not read it. */
 	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	struct stat dst;
-	if (dfd < 0 || fstat(dfd, &dst) != 0) {
+	struct stat dirst;
+	if (dfd < 0 || fstat(dfd, &dirst) != 0) {
 		fprintf(stderr, "%s: cannot use %s: %s (is the queue directory set up? `postern run` creates it)\n",
 		        prog, dir, strerror(errno));
 		if (dfd >= 0)
@@ -184,7 +184,7 @@ maildrop_write(const char *prog, const char *qdir, const struct pt_qfile *q)
 	}
 	int rc = write_all(fd, img, len), unreadable = 0;
 	free(img);
-	if (rc == 0 && !server_can_read(fd, &dst))
+	if (rc == 0 && !server_can_read(fd, &dirst))
 		unreadable = rc = -1;
 	if (rc == 0 && (fchmod(fd, PT_MAILDROP_FILE_MODE) != 0 || fsync(fd) != 0))
 		rc = -1;

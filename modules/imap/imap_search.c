@@ -430,7 +430,10 @@ fold(int ch)
 	return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
 }
 
-/* needle in hay, ASCII case folded; an empty needle is found. */
+/* needle in hay, ASCII case folded; an empty needle is found. Knuth-
+ * Morris-Pratt, linear in hay + needle: the plain scan took hay x needle,
+ * and SEARCH BODY with a 10 KB needle over a 2 MB body held the user's
+ * mail process (all of that user's sessions) for 13 s. */
 static int
 contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
@@ -438,17 +441,36 @@ contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
 		return 1;
 	if (hay == NULL || hlen < nlen)
 		return 0;
-	int first = fold((unsigned char)needle[0]);
-	for (size_t i = 0; i + nlen <= hlen; i++) {
-		if (fold((unsigned char)hay[i]) != first)
-			continue;
-		size_t k = 1;
-		while (k < nlen && fold((unsigned char)hay[i + k]) == fold((unsigned char)needle[k]))
+	size_t small[64];
+	size_t *fail = nlen <= sizeof small / sizeof small[0] ? small : malloc(nlen * sizeof *fail);
+	if (fail == NULL)
+		return 0;
+	/* fail[i]: length of the longest proper prefix of needle[0..i] that
+	 * is also its suffix. */
+	fail[0] = 0;
+	for (size_t i = 1, k = 0; i < nlen; i++) {
+		int ch = fold((unsigned char)needle[i]);
+		while (k > 0 && ch != fold((unsigned char)needle[k]))
+			k = fail[k - 1];
+		if (ch == fold((unsigned char)needle[k]))
 			k++;
-		if (k == nlen)
-			return 1;
+		fail[i] = k;
 	}
-	return 0;
+	int hit = 0;
+	for (size_t i = 0, k = 0; i < hlen; i++) {
+		int ch = fold((unsigned char)hay[i]);
+		while (k > 0 && ch != fold((unsigned char)needle[k]))
+			k = fail[k - 1];
+		if (ch == fold((unsigned char)needle[k]))
+			k++;
+		if (k == nlen) {
+			hit = 1;
+			break;
+		}
+	}
+	if (fail != small)
+		free(fail);
+	return hit;
 }
 
 /* Decoded text of every leaf part, and for text also embedded headers. */

@@ -154,7 +154,15 @@ class SendmailTest(unittest.TestCase):
         self.server.stop()
         r = self.run_as("sendmail", ["bob"], input=b"Subject: offline\n\nqueued while down\n")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(len(os.listdir(self.server.path("queue", "maildrop"))), 1)
+        names = os.listdir(self.server.path("queue", "maildrop"))
+        self.assertEqual(len(names), 1)
+        # Private while it waits: ours, the server's group may read it, a
+        # random name (tests/security/test_maildrop.py has the attacks).
+        st = os.stat(self.server.path("queue", "maildrop", names[0]))
+        self.assertEqual(st.st_mode & 0o777, 0o640)
+        self.assertEqual(st.st_uid, os.getuid())
+        self.assertEqual(st.st_gid, os.stat(self.server.path("queue", "maildrop")).st_gid)
+        self.assertRegex(names[0], r"^[0-9a-f]{32}$")
         self.server.start()
         m = self.server.wait_messages("bob", 1)[0]
         self.assertEqual(m["Subject"], "offline")

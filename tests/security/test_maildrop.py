@@ -14,6 +14,10 @@ import unittest
 
 from harness import BIN, Server, throwaway_user, wait_for
 
+# The throwaway users run Python too: the system one (a per-user install
+# under /root would be out of their reach).
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
 # Run by user B (the attacker) with the maildrop path and the names root
 # sees in it: every attempt prints one line "what errno-name".
 PROBE = r"""
@@ -86,7 +90,7 @@ class MaildropPrivacyTest(unittest.TestCase):
         name = names[0]
 
         # eve is told the name (more than guessing could ever give her).
-        r = subprocess.run([sys.executable, "-c", PROBE, self.maildrop, name], capture_output=True,
+        r = subprocess.run([PY, "-c", PROBE, self.maildrop, name], capture_output=True,
                            timeout=60, preexec_fn=as_user(self.eve))
         self.assertEqual(r.returncode, 0, r.stderr)
         results = dict(line.rsplit(" ", 1) for line in r.stdout.decode().splitlines())
@@ -160,6 +164,22 @@ class MaildropPrivacyTest(unittest.TestCase):
         self.assertIn(b"maildrop", r.stderr)
         self.assertEqual(os.listdir(self.maildrop), [])
 
+    def test_no_setgid_program_with_the_servers_group(self):
+        """The design rests on this: a file eve makes in the setgid maildrop
+        gets mail_owner's group, but the kernel never lets her (not a
+        member) make it setgid, so she cannot run anything with that group
+        and read others' pending mail through it."""
+        r = subprocess.run([PY, "-c", r"""
+import os, sys
+p = os.path.join(sys.argv[1], "tool")
+os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o2755))
+os.chmod(p, 0o2755)
+""", self.maildrop], capture_output=True, timeout=60, preexec_fn=as_user(self.eve))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = os.stat(os.path.join(self.maildrop, "tool"))
+        self.assertEqual(st.st_gid, pwd.getpwnam(self.server.mail_owner).pw_gid)
+        self.assertEqual(st.st_mode & stat.S_ISGID, 0)
+
     def test_shared_group_is_reported(self):
         """The maildrop's group may read pending files: a start with
         another member in mail_owner's group says so in the log."""
@@ -173,7 +193,7 @@ class MaildropPrivacyTest(unittest.TestCase):
         """What eve leaves in the maildrop (a symlink to a file only the
         server may read, a fifo, a directory, a file the server cannot
         read) is removed with a warning, and alice's mail still flows."""
-        r = subprocess.run([sys.executable, "-c", r"""
+        r = subprocess.run([PY, "-c", r"""
 import os, sys
 d = sys.argv[1]
 os.symlink(os.path.join(sys.argv[2], "maildrop"), os.path.join(d, "link"))

@@ -1,5 +1,5 @@
 """IMAP and POP3 parser abuse (issue #11: held; kept as regression tests),
-plus the one that did not hold: a LIST pattern of many wildcards took
+plus the ones that did not hold: a LIST pattern of many wildcards took
 exponential time in the matcher and hung the user's mail process (every
 session of that user stopped answering).
 
@@ -8,7 +8,9 @@ disconnect), then the same connection or a fresh one shows that the server
 keeps serving: huge literals (synchronising and LITERAL+, beyond 4 GiB,
 more digits than fit), deep nesting, too many arguments, long lines, NUL
 bytes, odd tags, 20,000 pipelined commands, a huge AUTHENTICATE response,
-out-of-range numbers and sequence sets, deep section numbers."""
+out-of-range numbers and sequence sets, deep section numbers. SEARCH's
+substring scan was quadratic (a long needle over a long body held the
+mail process); it is linear now."""
 import socket
 import time
 import unittest
@@ -269,6 +271,24 @@ class ImapAbuse(unittest.TestCase):
         other = login(self.server, "bob")
         self.addCleanup(other.close)
         self.assertEqual(strip_timing(other.cmd("n", "NOOP")[-1]), "n OK NOOP completed.")
+
+    def test_search_substring_is_linear(self):
+        """SEARCH BODY with a long near-miss needle over a long run of the
+        same letter: the plain scan compared needle x body bytes (a 10 KB
+        needle over 2 MB: 13 s with the user's mail process stuck)."""
+        r = login(self.server, "carol")
+        self.addCleanup(r.close)
+        msg = b"Subject: run\r\n\r\n" + b"a" * 2000000 + b"\r\n"
+        r.send(b"p APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        self.assertRegex(r.until_tag("p")[-1], r"^p OK \[APPENDUID \d+ 1\] Append completed")
+        self.assertEqual(strip_timing(r.cmd("s", "SELECT INBOX")[-1]), "s OK [READ-WRITE] Select completed.")
+        t0 = time.time()
+        out = r.cmd("a", 'SEARCH BODY "%sb"' % ("A" * 30000))
+        self.assertLess(time.time() - t0, 10)
+        self.assertEqual(out[0], "* SEARCH")
+        self.assertEqual(strip_timing(out[-1]), "a OK Search completed.")
+        out = r.cmd("b", 'SEARCH BODY "%s"' % ("A" * 30000))
+        self.assertEqual(out[0], "* SEARCH 1")
 
 
 class Pop3Abuse(unittest.TestCase):
