@@ -239,9 +239,19 @@ conn_io(struct pt_loop *loop, int fd, unsigned events, void *arg)
 	if (events & PT_EV_ERROR) {
 		int err = 0;
 		socklen_t len = sizeof err;
+		char b;
 
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
-			conn_close_errno(c, err);
+		/* A peer that exits with our input unread resets the socket,
+		 * but what it wrote before is still queued (a mail process's
+		 * last "* BYE"): read that first, before a write to the dead
+		 * peer fails; the reset then shows as the end of the stream. */
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+			if (c->paused || c->tls == TLS_HANDSHAKE ||
+			    recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+				conn_close_errno(c, err);
+			else
+				conn_read(c);
+		}
 	}
 	if (!c->closed && c->tls == TLS_HANDSHAKE) {
 		conn_handshake(c);
