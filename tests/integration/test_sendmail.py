@@ -186,6 +186,18 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(m["Subject"], "lf")
         self.assertEqual(m.get_payload(), ".dot\nbody\n")
 
+    def test_bs_local_user_not_restricted(self):
+        """As Postfix's stand-alone smtpd: the local user is no network
+        client; relay and recipient checks do not apply (what cannot be
+        delivered bounces, as with `sendmail ADDRESS`)."""
+        dialogue = (b"EHLO localhost\r\nMAIL FROM:<>\r\nRCPT TO:<someone@elsewhere.example>\r\n"
+                    b"RCPT TO:<nosuchuser>\r\nRSET\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nQUIT\r\n")
+        r = self.run_as("sendmail", ["-bs"], input=dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().split("\r\n")
+        self.assertEqual(lines.count("250 2.1.5 Ok"), 2, lines)
+        self.assertTrue(any(l.startswith("503 ") for l in lines), lines)  # no AUTH here
+
     def test_mailq_and_newaliases_names(self):
         r = self.run_as("mailq", [])
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -214,6 +226,16 @@ class NoAliasModuleTest(unittest.TestCase):
         r = server.cmd("sendmail", "-bi", as_daemon_user=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("alias module is not loaded", r.stdout.decode())
+
+    def test_bs_without_smtp_module(self):
+        """-bs is the smtp module's session: without it, a clear refusal
+        (EX_UNAVAILABLE) and not a word on the SMTP channel."""
+        server = Server(modules=("mbox",))
+        self.addCleanup(server.cleanup)
+        r = server.cmd("sendmail", "-bs", input=b"QUIT\r\n", as_daemon_user=False)
+        self.assertEqual(r.returncode, 69, r.stderr)
+        self.assertEqual(r.stdout, b"")
+        self.assertIn("module smtp", r.stderr.decode())
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root")
