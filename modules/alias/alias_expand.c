@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "alias.h"
+#include "postern/address.h"
 #include "postern/fdio.h"
 #include "postern/log.h"
 
@@ -49,11 +50,11 @@ alias_lookup(const struct alias_conf *conf, const char *name, char **value, uid_
 	if (!owner)
 		owner = &dummy;
 	int rc = alias_lookup_one(conf, name, value, owner);
-	if (rc != 0 || !conf->delim[0])
+	if (rc != 0)
 		return rc;
 	/* user+tag: try "user" (the first delimiter character found) */
-	size_t base = strcspn(name, conf->delim);
-	if (base == 0 || !name[base])
+	size_t base = pt_local_base_len(name, conf->delim);
+	if (base == 0)
 		return 0;
 	char *b = strndup(name, base);
 	if (!b)

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "postern/address.h"
 #include "postern/conn.h"
 #include "postern/event.h"
 #include "postern/log.h"
@@ -544,9 +545,8 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
 				return 0;
 		}
 		/* alice+tag: try again without the extension. */
-		const char *delim = s->set->recipient_delimiter;
-		size_t cut = delim && *delim ? strcspn(local, delim) : strlen(local);
-		if (cut == 0 || local[cut] == 0)
+		size_t cut = pt_local_base_len(local, s->set->recipient_delimiter);
+		if (cut == 0)
 			break;
 		local[cut] = 0;
 	}
