@@ -6,12 +6,12 @@
 
 #include "postern/fdio.h"
 
-int
-pt_write_all(int fd, const void *p, size_t n)
+/* off < 0: write(2) at the file position; else pwrite(2) from off on. */
+static int
+write_loop(int fd, const char *c, size_t n, off_t off)
 {
-	const char *c = p;
 	while (n > 0) {
-		ssize_t w = write(fd, c, n);
+		ssize_t w = off < 0 ? write(fd, c, n) : pwrite(fd, c, n, off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
@@ -21,28 +21,26 @@ pt_write_all(int fd, const void *p, size_t n)
 		}
 		c += w;
 		n -= (size_t)w;
+		if (off >= 0)
+			off += w;
 	}
 	return 0;
 }
 
 int
+pt_write_all(int fd, const void *p, size_t n)
+{
+	return write_loop(fd, p, n, -1);
+}
+
+int
 pt_pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
-	const char *c = p;
-	while (n > 0) {
-		ssize_t w = pwrite(fd, c, n, off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-		off += w;
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
 	}
-	return 0;
+	return write_loop(fd, p, n, off);
 }
 
 ssize_t

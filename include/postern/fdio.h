@@ -10,7 +10,7 @@
 /* Write all n bytes (EINTR and short writes retried). 0, or -1 with errno
  * set (EIO when the kernel took nothing without saying why). */
 int pt_write_all(int fd, const void *p, size_t n);
-/* The same at offset off (pwrite: the file position does not move). */
+/* The same from offset off >= 0 on (pwrite: the file position does not move). */
 int pt_pwrite_all(int fd, const void *p, size_t n, off_t off);
 /* Read up to n bytes, stopping early only at end of file. The count read,
  * or -1 with errno set. */
