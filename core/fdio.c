@@ -43,12 +43,13 @@ pt_pwrite_all(int fd, const void *p, size_t n, off_t off)
 	return write_loop(fd, p, n, off);
 }
 
-ssize_t
-pt_read_full(int fd, void *p, size_t n)
+/* off < 0: read(2) from the file position; else pread(2) from off on. */
+static ssize_t
+read_loop(int fd, char *p, size_t n, off_t off)
 {
 	size_t got = 0;
 	while (got < n) {
-		ssize_t r = read(fd, (char *)p + got, n - got);
+		ssize_t r = off < 0 ? read(fd, p + got, n - got) : pread(fd, p + got, n - got, off + (off_t)got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -58,6 +59,22 @@ pt_read_full(int fd, void *p, size_t n)
 		got += (size_t)r;
 	}
 	return (ssize_t)got;
+}
+
+ssize_t
+pt_read_full(int fd, void *p, size_t n)
+{
+	return read_loop(fd, p, n, -1);
+}
+
+ssize_t
+pt_pread_full(int fd, void *p, size_t n, off_t off)
+{
+	if (off < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return read_loop(fd, p, n, off);
 }
 
 int

@@ -15,6 +15,8 @@ int pt_pwrite_all(int fd, const void *p, size_t n, off_t off);
 /* Read up to n bytes, stopping early only at end of file. The count read,
  * or -1 with errno set. */
 ssize_t pt_read_full(int fd, void *p, size_t n);
+/* The same from offset off >= 0 on (pread). */
+ssize_t pt_pread_full(int fd, void *p, size_t n, off_t off);
 /* Read fd to its end into a new buffer (*out, NUL after the data, *len
  * bytes). max > 0 bounds it: more than max bytes is -1 with errno EFBIG.
  * 0, or -1 with errno set and *out untouched. */

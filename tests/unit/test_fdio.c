@@ -73,6 +73,8 @@ test_read_full_and_pwrite(void **state)
 	assert_int_equal(pt_read_full(fd, buf, sizeof buf), 11);
 	assert_memory_equal(buf, "hello World", 11);
 	assert_int_equal(pt_read_full(fd, buf, sizeof buf), 0);
+	assert_int_equal(pt_pread_full(fd, buf, sizeof buf, 6), 5);
+	assert_memory_equal(buf, "World", 5);
 	close(fd);
 	assert_int_equal(pt_read_full(fd, buf, 1), -1);
 	assert_int_equal(pt_fsync_dir("/tmp"), 0);
