@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config_priv.h"
+#include "postern/strbuf.h"
 
 int pt_cfg_unreadable_includes_ok;
 
@@ -89,30 +90,18 @@ pt_cfg_suggest(const struct pt_config *c, const char *name)
 
 /* ---- expansion ---- */
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
+/* Values longer than PT_CFG_MAX_VALUE are an error the caller reports;
+ * running out of memory while reading the config is fatal. */
 static int
-buf_add(struct buf *b, const char *s, size_t n)
+buf_add(struct pt_strbuf *b, const char *s, size_t n)
 {
 	if (b->len + n > PT_CFG_MAX_VALUE)
 		return -1;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = (b->len + n + 1) * 2;
-		char *p = realloc(b->p, cap);
-
-		if (p == NULL) {
-			fprintf(stderr, "postern: out of memory\n");
-			abort();
-		}
-		b->p = p;
-		b->cap = cap;
+	pt_strbuf_put(b, s, n);
+	if (b->oom) {
+		fprintf(stderr, "postern: out of memory\n");
+		abort();
 	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
 	return 0;
 }
 
@@ -191,7 +180,7 @@ value_of(struct expander *x, struct pt_cfg_slot *s, const char *t, size_t n, con
 }
 
 static int
-expand_text(struct expander *x, struct pt_cfg_slot *s, const char *t, size_t n, struct buf *out, int nest)
+expand_text(struct expander *x, struct pt_cfg_slot *s, const char *t, size_t n, struct pt_strbuf *out, int nest)
 {
 	size_t i = 0;
 
@@ -333,7 +322,7 @@ static int
 resolve(struct expander *x, struct pt_cfg_slot *s)
 {
 	const char *raw;
-	struct buf out = {0};
+	struct pt_strbuf out = {0};
 	int rc = 0;
 
 	if (s->state == PT_CFG_DONE)

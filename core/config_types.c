@@ -14,13 +14,13 @@
 #include <unistd.h>
 
 #include "config_priv.h"
+#include "postern/fdio.h"
 
 char *
 pt_cfg_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
-	size_t n = 0, cap = 0;
 	/* O_NONBLOCK: a FIFO or device named by mistake must not hang us. */
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 
@@ -40,51 +40,20 @@ pt_cfg_read_file(const char *path, size_t max, size_t *len, char *err, size_t er
 		close(fd);
 		return NULL;
 	}
-	for (;;) {
-		ssize_t r;
-
-		if (n == cap) {
-			char *p;
-
-			cap = cap ? cap * 2 : 4096;
-			if (cap > max + 1)
-				cap = max + 1;
-			p = realloc(buf, cap + 1);
-			if (p == NULL)
-				abort();
-			buf = p;
-		}
-		r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			snprintf(err, errlen, "%s", strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > max) {
-			if (max >= 1024 * 1024)
-				snprintf(err, errlen, "file too large (over %zu MiB)", max / (1024 * 1024));
-			else
-				snprintf(err, errlen, "file too large (over %zu bytes)", max);
-			goto fail;
-		}
-	}
-	close(fd);
-	if (buf == NULL) {
-		buf = malloc(1);
-		if (buf == NULL)
+	if (pt_read_all(fd, max, &buf, len) != 0) {
+		if (errno == ENOMEM)
 			abort();
+		if (errno != EFBIG)
+			snprintf(err, errlen, "%s", strerror(errno));
+		else if (max >= 1024 * 1024)
+			snprintf(err, errlen, "file too large (over %zu MiB)", max / (1024 * 1024));
+		else
+			snprintf(err, errlen, "file too large (over %zu bytes)", max);
+		close(fd);
+		return NULL;
 	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-fail:
 	close(fd);
-	free(buf);
-	return NULL;
+	return buf;
 }
 
 static int

@@ -580,6 +580,16 @@ conn_read(struct pt_conn *c)
 	c->read_wants_write = 0;
 	if (c->paused || c->close_after_write || c->tls == TLS_WAIT_FLUSH || c->tls == TLS_HANDSHAKE)
 		return;
+	if (c->kick_timer && c->rlen > 0 && c->h.on_read) {
+		/* A resume still owes the protocol input a pause held back: it
+		 * goes first, or an end of stream right behind it (pipelined
+		 * commands, then close) would close the conn over it. */
+		pt_timer_cancel(c->loop, c->kick_timer);
+		c->kick_timer = NULL;
+		c->h.on_read(c);
+		if (c->closed || c->paused || c->close_after_write)
+			return;
+	}
 	for (;;) {
 		size_t space = rbuf_space(c);
 		char *p = c->rbuf + c->rpos + c->rlen;

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "postern/header.h"
 #include "postern/strbuf.h"
 #include "queue.h"
 
@@ -92,12 +93,12 @@ out:
 static size_t
 header_end(const char *m, size_t len)
 {
-	if (len && m[0] == '\n')
-		return 0;
-	for (size_t i = 0; i + 1 < len; i++)
-		if (m[i] == '\n' && m[i + 1] == '\n')
-			return i + 1;
-	return len;
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	pt_hdr_iter_init(&it, m, len, 0);
+	while (pt_hdr_next(&it, &f))
+		;
+	return pt_hdr_section_len(&it);
 }
 
 static int

@@ -13,13 +13,13 @@
 #include <unistd.h>
 
 #include "log_int.h"
+#include "postern/fdio.h"
 #include "postern/log.h"
 
 enum sink { SINK_STDERR, SINK_FILE, SINK_SYSLOG };
 
 static enum sink log_sink = SINK_STDERR;
 static int log_fd = -1;
-static int log_copy_stderr;
 static char log_default_service[32] = "master";
 /* Protocol handlers retag the thread they run on (one loop thread serves
  * smtpd, imap and pop3 sessions); other threads log as the process. */
@@ -70,12 +70,6 @@ pt_log_close(void)
 	log_sink = SINK_STDERR;
 }
 
-void
-pt_log_also_stderr(int on)
-{
-	log_copy_stderr = on;
-}
-
 static const char *
 level_prefix(enum pt_log_level level)
 {
@@ -84,21 +78,6 @@ level_prefix(enum pt_log_level level)
 	case PT_LOG_ERROR: return "error: ";
 	case PT_LOG_FATAL: return "fatal: ";
 	default: return "";
-	}
-}
-
-static void
-write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		buf += n;
-		len -= (size_t)n;
 	}
 }
 
@@ -157,9 +136,9 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 		line[n - 1] = '\n';
 	}
 	if (log_sink == SINK_FILE)
-		write_all(log_fd, line, (size_t)n);
-	if (log_sink == SINK_STDERR || log_copy_stderr)
-		write_all(2, line, (size_t)n);
+		(void)pt_write_all(log_fd, line, (size_t)n);
+	if (log_sink == SINK_STDERR)
+		(void)pt_write_all(2, line, (size_t)n);
 }
 
 void

@@ -7,8 +7,6 @@
  * standard error, else a file opened for append. 0 ok, -1 (errno). */
 int pt_log_open(const char *maillog_file);
 void pt_log_close(void);
-/* Also copy every line to stderr (foreground `postern run` on a tty). */
-void pt_log_also_stderr(int on);
 /* Tag of this process's lines when no handler retagged the thread
  * ("master", "worker", "local"). */
 void pt_log_set_default_service(const char *service);

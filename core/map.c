@@ -15,6 +15,7 @@
 
 #include "map.h"
 #include "postern/config.h"
+#include "postern/fdio.h"
 #include "postern/log.h"
 
 /* Offsets are 32-bit to keep a million-entry table small. */
@@ -485,43 +486,8 @@ map_read_fd(int fd, const struct stat *st, char **text, size_t *len)
 		errno = EFBIG;
 		return -1;
 	}
-	size_t cap = (size_t)st->st_size + 1, n = 0;
-	char *buf = malloc(cap + 1);
-	if (!buf)
-		return -1;
-	for (;;) {
-		if (n == cap) {
-			/* the file grew while we read it */
-			if (cap >= MAP_MAX_BYTES) {
-				free(buf);
-				errno = EFBIG;
-				return -1;
-			}
-			char *nb = realloc(buf, cap * 2 + 1);
-			if (!nb) {
-				free(buf);
-				return -1;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, buf + n, cap - n);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			free(buf);
-			errno = e;
-			return -1;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	buf[n] = 0;
-	*text = buf;
-	*len = n;
-	return 0;
+	/* The file may grow while we read it: the bound is checked again. */
+	return pt_read_all(fd, MAP_MAX_BYTES - 1, text, len);
 }
 
 static int

@@ -14,6 +14,7 @@
 
 #include "passdb.h"
 #include "passwd_file.h"
+#include "postern/fdio.h"
 #include "postern/log.h"
 
 #define PASSWD_FILE_MAX_BYTES (64u * 1024 * 1024)
@@ -313,18 +314,14 @@ pt_passwd_file_load(const char *path)
 		saved = ENOMEM;
 		goto fail;
 	}
-	while (len < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			saved = errno;
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
+	/* One buffer of the file's size: no copy of the hashes is left in
+	 * memory freed by a realloc. */
+	ssize_t got = pt_read_full(fd, buf, (size_t)st.st_size);
+	if (got < 0) {
+		saved = errno;
+		goto fail;
 	}
+	len = (size_t)got;
 	close(fd);
 	f = pt_passwd_file_parse(path, buf, len);
 	OPENSSL_cleanse(buf, len);

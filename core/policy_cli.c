@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "log_int.h"
 #include "policy_script.h"
 #include "postern/event.h"
+#include "postern/fdio.h"
 #include "postern/module.h"
 #include "postern/services.h"
 #include "runtime.h"
@@ -298,46 +300,25 @@ script_check(struct policy_env *env, const struct session *s, enum pt_stage st, 
 }
 
 static char *
-read_all(const char *path, size_t *len)
+read_script(const char *path, size_t *len)
 {
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-	if (f == NULL)
+	int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
 		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	while (buf) {
-		if (n == cap) {
-			if (cap >= SCRIPT_FILE_MAX) {
-				free(buf);
-				buf = NULL;
-				errno = EFBIG;
-				break;
-			}
-			char *nb = realloc(buf, cap * 2);
-			if (nb == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		size_t got = fread(buf + n, 1, cap - n, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (f != stdin)
-		fclose(f);
-	*len = n;
-	return buf;
+	char *buf = NULL;
+	int rc = pt_read_all(fd, SCRIPT_FILE_MAX, &buf, len);
+	int e = errno;
+	if (fd != STDIN_FILENO)
+		close(fd);
+	errno = e;
+	return rc == 0 ? buf : NULL;
 }
 
 static int
 script_test(struct policy_env *env, const char *file)
 {
 	size_t len;
-	char *text = read_all(file, &len);
+	char *text = read_script(file, &len);
 	if (text == NULL) {
 		fprintf(stderr, "postern policy test: %s: %s\n", file, strerror(errno));
 		return 2;

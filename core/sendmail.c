@@ -5,12 +5,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -18,7 +21,13 @@
 #include "cli.h"
 #include "config_int.h"
 #include "config_priv.h"
+#include "conn_int.h"
 #include "loader.h"
+#include "log_int.h"
+#include "net.h"
+#include "postern/event.h"
+#include "postern/fdio.h"
+#include "postern/submit.h"
 #include "queue.h"
 #include "runtime.h"
 #include "sendmail.h"
@@ -26,7 +35,6 @@
 #pragma weak pt_cmd_map
 
 #define DEFAULT_CONF "/etc/postern/postern.conf"
-#define SMTP_LINE_MAX 2048
 
 static struct pt_config *
 load_conf(const char *prog, const char *path)
@@ -44,37 +52,6 @@ load_conf(const char *prog, const char *path)
 		return NULL;
 	}
 	return c;
-}
-
-static char *
-read_all(FILE *f, size_t *len)
-{
-	size_t cap = 65536, n = 0;
-	char *b = malloc(cap);
-	if (!b)
-		return NULL;
-	for (;;) {
-		if (n == cap) {
-			char *nb = realloc(b, cap * 2);
-			if (!nb) {
-				free(b);
-				return NULL;
-			}
-			b = nb;
-			cap *= 2;
-		}
-		size_t r = fread(b + n, 1, cap - n, f);
-		n += r;
-		if (r == 0) {
-			if (ferror(f)) {
-				free(b);
-				return NULL;
-			}
-			break;
-		}
-	}
-	*len = n;
-	return b;
 }
 
 /* "<a@b>" -> "a@b", "<>" -> "" (the null sender). */
@@ -122,21 +99,6 @@ server_can_read(int fd, const struct stat *dir)
 	return fchown(fd, (uid_t)-1, dir->st_gid) == 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Drop a finished envelope + message into the maildrop: the server may
  * be down; mail flows when it starts. The file is ours (its owner tells
  * the server who sent it), mode 0640 with the server's group: no other
@@ -182,7 +144,7 @@ maildrop_write(const char *prog, const char *qdir, const struct pt_qfile *q)
 		close(dfd);
 		return PT_EX_TEMPFAIL;
 	}
-	int rc = write_all(fd, img, len), unreadable = 0;
+	int rc = pt_write_all(fd, img, len), unreadable = 0;
 	free(img);
 	if (rc == 0 && !server_can_read(fd, &dirst))
 		unreadable = rc = -1;
@@ -206,11 +168,7 @@ maildrop_write(const char *prog, const char *qdir, const struct pt_qfile *q)
 	close(dfd);
 	/* Only the directory's owner can read (and so fsync) it; others rely
 	 * on the journal committing the rename and on a prompt pickup. */
-	int sfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sfd >= 0) {
-		fsync(sfd);
-		close(sfd);
-	}
+	pt_fsync_dir(dir);
 	return 0;
 }
 
@@ -224,6 +182,29 @@ struct submission {
 	const char *notify, *ret, *envid;
 };
 
+/* Qualify and add the recipients, say who submitted, and drop q (id,
+ * sender and data set) into the maildrop. */
+static int
+maildrop_finish(const struct submission *s, struct pt_qfile *q, char *const *rcpt, size_t nrcpt)
+{
+	const char *origin = pt_queue_myorigin(s->conf);
+	for (size_t i = 0; i < nrcpt; i++) {
+		char *a = pt_queue_qualify(rcpt[i], origin);
+		if (!a || pt_qfile_add_rcpt(q, a, rcpt[i], s->notify) != 0) {
+			free(a);
+			fprintf(stderr, "%s: out of memory\n", s->prog);
+			return PT_EX_TEMPFAIL;
+		}
+		free(a);
+	}
+	q->submit_uid = getuid();
+	q->arrival = time(NULL);
+	q->protocol = strdup("local");
+	q->envid = s->envid ? strdup(s->envid) : NULL;
+	q->ret = s->ret ? strdup(s->ret) : NULL;
+	return maildrop_write(s->prog, pt_conf_str(s->conf, "queue_directory"), q);
+}
+
 static int
 submit(const struct submission *s, const char *raw, size_t rawlen, char **args, size_t nargs)
 {
@@ -232,7 +213,6 @@ submit(const struct submission *s, const char *raw, size_t rawlen, char **args, 
 	int rc = PT_EX_OK;
 	struct pt_qfile q;
 	memset(&q, 0, sizeof q);
-	q.submit_uid = getuid();
 	for (size_t i = 0; i < nargs; i++)
 		if (pt_sendmail_parse_addresses(args[i], &rcpt, &nrcpt) != 0)
 			goto oom;
@@ -273,19 +253,7 @@ submit(const struct submission *s, const char *raw, size_t rawlen, char **args, 
 		rc = PT_EX_DATAERR;
 		goto out;
 	}
-	for (size_t i = 0; i < nrcpt; i++) {
-		char *a = pt_queue_qualify(rcpt[i], origin);
-		if (!a || pt_qfile_add_rcpt(&q, a, rcpt[i], s->notify) != 0) {
-			free(a);
-			goto oom;
-		}
-		free(a);
-	}
-	q.arrival = tv.tv_sec;
-	q.protocol = strdup("local");
-	q.envid = s->envid ? strdup(s->envid) : NULL;
-	q.ret = s->ret ? strdup(s->ret) : NULL;
-	rc = maildrop_write(s->prog, pt_conf_str(s->conf, "queue_directory"), &q);
+	rc = maildrop_finish(s, &q, rcpt, nrcpt);
 	goto out;
 oom:
 	fprintf(stderr, "%s: out of memory\n", s->prog);
@@ -298,171 +266,197 @@ out:
 	return rc;
 }
 
-/* ---------- -bs: a minimal SMTP dialogue on stdin/stdout ---------- */
+/* ---------- -bs: the SMTP module's session on stdin/stdout ---------- */
 
-static int
-smtp_getline(char *buf, size_t cap)
+/* One `sendmail -bs` run: the submission defaults (-N, -R, -V, the user)
+ * every message of the dialogue shares, and how many failed. */
+struct local_run {
+	struct submission base;
+	unsigned failures;
+};
+
+/* An answer the sink owes the session, given on the next loop round
+ * (the sink's contract, as pt_queue_submit's: never before return). */
+struct sink_answer {
+	void (*done)(void *arg, const struct pt_status *st, const char *queue_id);
+	void *arg;
+	struct pt_status st;
+	char id[24];
+};
+
+static void
+sink_answer_fire(struct pt_loop *loop, void *arg)
 {
-	if (!fgets(buf, (int)cap, stdin))
+	struct sink_answer *a = arg;
+	(void)loop;
+	a->done(a->arg, &a->st, a->id);
+	free(a);
+}
+
+/* The session accepted a message: into the maildrop, as `sendmail ADDR`
+ * would drop it (envelope qualified with myorigin, the user's uid). */
+static int
+sink_submit(void *sink, struct pt_loop *loop, const char *queue_id, const struct pt_envelope *env,
+            const char *data, size_t len,
+            void (*done)(void *arg, const struct pt_status *st, const char *queue_id), void *arg)
+{
+	struct local_run *r = sink;
+	struct sink_answer *a = calloc(1, sizeof *a);
+	if (!a || !pt_timer_add(loop, 0, sink_answer_fire, a)) {
+		free(a);
 		return -1;
-	size_t n = strlen(buf);
-	if (n == cap - 1 && buf[n - 1] != '\n') {
-		int c;
-		while ((c = getchar()) != EOF && c != '\n')
-			;
-		return -2;
 	}
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = 0;
-	return (int)n;
+	a->done = done;
+	a->arg = arg;
+	snprintf(a->id, sizeof a->id, "%s", queue_id);
+	struct pt_qfile q;
+	memset(&q, 0, sizeof q);
+	snprintf(q.id, sizeof q.id, "%s", queue_id);
+	q.sender = pt_queue_qualify(env->sender, pt_queue_myorigin(r->base.conf));
+	q.data = malloc(len + 1);
+	char **rcpt = calloc(env->nrcpt ? env->nrcpt : 1, sizeof *rcpt);
+	int rc = PT_EX_TEMPFAIL;
+	if (q.sender && q.data && rcpt) {
+		memcpy(q.data, data, len);
+		q.data[len] = 0;
+		q.len = len;
+		for (size_t i = 0; i < env->nrcpt; i++)
+			rcpt[i] = (char *)env->rcpt[i].address;
+		rc = maildrop_finish(&r->base, &q, rcpt, env->nrcpt);
+	}
+	free(rcpt);
+	pt_qfile_free(&q);
+	if (rc == PT_EX_OK) {
+		pt_status_set(&a->st, 0, "2.0.0", "Ok");
+	} else {
+		r->failures++;
+		pt_status_set(&a->st, 451, "4.3.0", "Error: queue file write error");
+	}
+	return 0;
+}
+
+/* stdin and stdout may be a terminal, pipes or files (epoll takes no
+ * regular file) and a pt_conn serves one socket: a thread each way copies
+ * between them and one end of a socketpair, the loop serves the other. */
+struct pump {
+	pthread_t thread;
+	int from, to;
+	int stop;                     /* readable (closed) = stop waiting on from; -1 = none */
+	int shut;                     /* shutdown(to, SHUT_WR) at the end */
+};
+
+static void *
+pump_run(void *arg)
+{
+	struct pump *p = arg;
+	char buf[16384];
+	for (;;) {
+		struct pollfd pf[2] = { { p->from, POLLIN, 0 }, { p->stop, POLLIN, 0 } };
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[1].revents)
+			break;
+		ssize_t n = read(p->from, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || pt_write_all(p->to, buf, (size_t)n) != 0)
+			break;
+	}
+	if (p->shut)
+		shutdown(p->to, SHUT_WR);
+	return NULL;
 }
 
 static void
-reply(const char *s)
+session_closed(struct pt_conn *c, void *arg)
 {
-	fputs(s, stdout);
-	fputs("\r\n", stdout);
-	fflush(stdout);
+	(void)c;
+	pt_loop_stop(arg);
 }
 
-/* "<addr> [params]" after "FROM:" / "TO:" -> malloc'd addr, or NULL. */
-static char *
-smtp_path(const char *arg)
+/* The log of a local user's dialogue goes where the server's goes when
+ * the user may write there, else nowhere: never into the dialogue. */
+static void
+open_log(const struct pt_config *c)
 {
-	while (*arg == ' ')
-		arg++;
-	if (*arg != '<')
-		return NULL;
-	const char *end = strchr(arg, '>');
-	if (!end)
-		return NULL;
-	return strndup(arg + 1, (size_t)(end - arg - 1));
+	const char *file = pt_conf_str(c, "maillog_file");
+	if (file[0] && strcmp(file, "stderr") != 0 && access(file, W_OK) != 0)
+		file = "/dev/null";
+	if (pt_log_open(file) != 0)
+		pt_log_open("/dev/null");
+	pt_log_set_default_service("sendmail");
 }
 
 static int
-smtp_session(struct submission *base)
+smtp_stdio(const char *conf_path, struct submission *base)
 {
-	char line[SMTP_LINE_MAX], msg[512];
-	char *from = NULL;
-	char **rcpt = NULL;
-	size_t nrcpt = 0;
-	int failures = 0;
-	const char *host = pt_conf_str(base->conf, "myhostname");
-	snprintf(msg, sizeof msg, "220 %s ESMTP Postern", host);
-	reply(msg);
-	for (;;) {
-		int n = smtp_getline(line, sizeof line);
-		if (n == -1)
-			break;
-		if (n == -2) {
-			reply("500 5.5.2 Error: line too long");
-			continue;
-		}
-		if (strncasecmp(line, "HELO", 4) == 0 || strncasecmp(line, "EHLO", 4) == 0) {
-			snprintf(msg, sizeof msg, "%s %s", line[0] == 'E' || line[0] == 'e' ? "250-" : "250 ", host);
-			reply(msg);
-			if (line[0] == 'E' || line[0] == 'e') {
-				reply("250-PIPELINING");
-				reply("250-8BITMIME");
-				reply("250 ENHANCEDSTATUSCODES");
-			}
-		} else if (strncasecmp(line, "MAIL FROM:", 10) == 0) {
-			if (from) {
-				reply("503 5.5.1 Error: nested MAIL command");
-				continue;
-			}
-			from = smtp_path(line + 10);
-			reply(from ? "250 2.1.0 Ok" : "501 5.1.7 Bad sender address syntax");
-		} else if (strncasecmp(line, "RCPT TO:", 8) == 0) {
-			char *a = from ? smtp_path(line + 8) : NULL;
-			char **nv = a && a[0] ? realloc(rcpt, (nrcpt + 1) * sizeof *nv) : NULL;
-			if (!from) {
-				reply("503 5.5.1 Error: need MAIL command");
-			} else if (!nv) {
-				free(a);
-				reply("501 5.1.3 Bad recipient address syntax");
-			} else {
-				rcpt = nv;
-				rcpt[nrcpt++] = a;
-				reply("250 2.1.5 Ok");
-			}
-		} else if (strcasecmp(line, "DATA") == 0) {
-			if (!nrcpt) {
-				reply(from ? "554 5.5.1 Error: no valid recipients" : "503 5.5.1 Error: need RCPT command");
-				continue;
-			}
-			reply("354 End data with <CR><LF>.<CR><LF>");
-			size_t cap = 65536, len = 0;
-			char *data = malloc(cap);
-			int ended = 0, oom = !data;
-			while ((n = smtp_getline(line, sizeof line)) != -1) {
-				if (n == -2)
-					continue;
-				if (strcmp(line, ".") == 0) {
-					ended = 1;
-					break;
-				}
-				const char *l = line[0] == '.' ? line + 1 : line;
-				size_t ll = strlen(l);
-				if (!oom && len + ll + 2 > cap) {
-					char *nd = realloc(data, cap * 2 + ll);
-					if (nd) {
-						data = nd;
-						cap = cap * 2 + ll;
-					} else {
-						oom = 1;
-					}
-				}
-				if (!oom) {
-					memcpy(data + len, l, ll);
-					len += ll;
-					data[len++] = '\n';
-				}
-			}
-			if (!ended) {
-				free(data);
-				break;
-			}
-			struct submission s = *base;
-			s.sender = from;
-			s.ignore_dots = 1;
-			s.extract = 0;
-			int rc = oom ? PT_EX_TEMPFAIL : submit(&s, data, len, rcpt, nrcpt);
-			free(data);
-			if (rc == 0) {
-				reply("250 2.0.0 Ok: queued");
-			} else {
-				failures++;
-				reply(rc == PT_EX_DATAERR ? "552 5.3.4 Error: message file too big"
-				                          : "451 4.3.0 Error: queue file write error");
-			}
-			goto reset;
-		} else if (strcasecmp(line, "RSET") == 0) {
-			reply("250 2.0.0 Ok");
-			goto reset;
-		} else if (strcasecmp(line, "NOOP") == 0) {
-			reply("250 2.0.0 Ok");
-		} else if (strcasecmp(line, "QUIT") == 0) {
-			reply("221 2.0.0 Bye");
-			break;
-		} else {
-			reply("502 5.5.2 Error: command not recognized");
-		}
-		continue;
-reset:
-		free(from);
-		from = NULL;
-		for (size_t i = 0; i < nrcpt; i++)
-			free(rcpt[i]);
-		free(rcpt);
-		rcpt = NULL;
-		nrcpt = 0;
+	struct local_run run = { .base = *base };
+	const struct pt_local_sink sink = { sink_submit, &run };
+	struct pt_loop *loop = pt_loop_new();
+	struct pt_ctx ctx = { .conf = base->conf, .loop = loop, .as_root = geteuid() == 0, .role = "cli" };
+	int sp[2] = { -1, -1 }, stop[2] = { -1, -1 }, rc = PT_EX_TEMPFAIL;
+	struct pump in = { .from = STDIN_FILENO, .shut = 1 }, out = { .to = STDOUT_FILENO, .stop = -1 };
+	int in_started = 0, out_started = 0;
+
+	open_log(base->conf);
+	pt_live_conf = base->conf;
+	if (!loop || pt_modules_init(&ctx) != 0) {
+		fprintf(stderr, "%s: module initialisation failed\n", base->prog);
+		goto out;
 	}
-	free(from);
-	for (size_t i = 0; i < nrcpt; i++)
-		free(rcpt[i]);
-	free(rcpt);
-	return failures ? PT_EX_TEMPFAIL : PT_EX_OK;
+	const struct pt_local_smtp_ops *ops = pt_service_get(PT_SVC_LOCAL_SMTP);
+	if (!ops || !ops->start) {
+		fprintf(stderr, "%s: -bs needs a module that serves SMTP (the smtp module): no `module smtp` line "
+		        "in %s\n", base->prog, conf_path);
+		rc = PT_EX_UNAVAILABLE;
+		goto stop;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0 || pipe2(stop, O_CLOEXEC) != 0) {
+		fprintf(stderr, "%s: %s\n", base->prog, strerror(errno));
+		goto stop;
+	}
+	struct pt_conn *c = pt_conn_new(loop, sp[0], NULL);
+	if (!c) {
+		fprintf(stderr, "%s: out of memory\n", base->prog);
+		close(sp[0]);
+		goto stop;
+	}
+	sp[0] = -1; /* the conn's now */
+	pt_conn_set_release(c, session_closed, loop);
+	in.to = out.from = sp[1];
+	in.stop = stop[0];
+	in_started = pthread_create(&in.thread, NULL, pump_run, &in) == 0;
+	out_started = in_started && pthread_create(&out.thread, NULL, pump_run, &out) == 0;
+	if (!out_started || ops->start(c, &sink) != 0) {
+		if (!out_started)
+			fprintf(stderr, "%s: cannot start a thread\n", base->prog);
+		pt_conn_close(c, "error");
+	} else {
+		pt_loop_run(loop);
+	}
+	rc = run.failures ? PT_EX_TEMPFAIL : PT_EX_OK;
+stop:
+	pt_modules_stop(&ctx);
+out:
+	/* The conn closed its end: the output pump reads to the end of what
+	 * the session said; the input pump stops waiting for the user. */
+	if (stop[1] >= 0)
+		close(stop[1]);
+	if (in_started)
+		pthread_join(in.thread, NULL);
+	if (out_started)
+		pthread_join(out.thread, NULL);
+	if (stop[0] >= 0)
+		close(stop[0]);
+	if (sp[1] >= 0)
+		close(sp[1]);
+	pt_live_conf = NULL;
+	if (loop)
+		pt_loop_free(loop);
+	return rc;
 }
 
 /* ---------- newaliases ---------- */
@@ -539,11 +533,11 @@ pt_cmd_sendmail(const char *conf, int argc, char **argv)
 		.fullname = o.fullname ? o.fullname : (gecos[0] ? gecos : NULL), .ignore_dots = o.ignore_dots,
 		.extract = o.extract, .notify = o.notify, .ret = o.ret, .envid = o.envid };
 	if (o.mode == PT_SM_SMTP) {
-		rc = smtp_session(&s);
+		rc = smtp_stdio(conf, &s);
 	} else {
 		size_t len;
-		char *raw = read_all(stdin, &len);
-		if (!raw) {
+		char *raw;
+		if (pt_read_all(STDIN_FILENO, 0, &raw, &len) != 0) {
 			fprintf(stderr, "%s: cannot read the message: %s\n", prog, strerror(errno));
 			rc = PT_EX_IOERR;
 		} else {

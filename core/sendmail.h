@@ -11,6 +11,7 @@
 #define PT_EX_USAGE 64
 #define PT_EX_DATAERR 65
 #define PT_EX_NOUSER 67
+#define PT_EX_UNAVAILABLE 69
 #define PT_EX_SOFTWARE 70
 #define PT_EX_CANTCREAT 73
 #define PT_EX_IOERR 74

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "postern/header.h"
+#include "postern/strbuf.h"
 #include "sendmail.h"
 
 static int __attribute__((format(printf, 2, 3)))
@@ -259,66 +261,22 @@ pt_sendmail_parse_addresses(const char *value, char ***v, size_t *n)
 
 /* ---------- message preparation ---------- */
 
-struct out {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-put(struct out *o, const char *s, size_t n)
-{
-	if (o->oom)
-		return;
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = o->cap ? o->cap : 4096;
-		while (cap < o->len + n + 1)
-			cap *= 2;
-		char *p = realloc(o->p, cap);
-		if (!p) {
-			o->oom = 1;
-			return;
-		}
-		o->p = p;
-		o->cap = cap;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-	o->p[o->len] = 0;
-}
-
-static void
-puts_(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
-/* Length of a header field name at the start of the line, or 0. */
-static size_t
-header_name_len(const char *l, size_t n)
-{
-	size_t i = 0;
-	while (i < n && l[i] > 32 && l[i] < 127 && l[i] != ':')
-		i++;
-	return i > 0 && i < n && l[i] == ':' ? i : 0;
-}
-
 /* A display name goes in a quoted string when it has specials. */
 static void
-put_display_name(struct out *o, const char *name)
+put_display_name(struct pt_strbuf *o, const char *name)
 {
 	int special = strpbrk(name, "()<>[]:;@\\,.\"") != NULL;
 	if (!special) {
-		puts_(o, name);
+		pt_strbuf_puts(o, name);
 		return;
 	}
-	put(o, "\"", 1);
+	pt_strbuf_put(o, "\"", 1);
 	for (const char *p = name; *p; p++) {
 		if (*p == '"' || *p == '\\')
-			put(o, "\\", 1);
-		put(o, p, 1);
+			pt_strbuf_put(o, "\\", 1);
+		pt_strbuf_put(o, p, 1);
 	}
-	put(o, "\"", 1);
+	pt_strbuf_put(o, "\"", 1);
 }
 
 char *
@@ -326,8 +284,8 @@ pt_sendmail_prepare(const char *in, size_t len, const struct pt_sm_prep *p, size
                     char ***rcpt, size_t *nrcpt)
 {
 	/* 1. Line ends and the terminator. */
-	struct out t = { 0 };
-	put(&t, "", 0);
+	struct pt_strbuf t = { 0 };
+	pt_strbuf_put(&t, "", 0);
 	size_t pos = 0;
 	int first = 1;
 	while (pos < len) {
@@ -339,8 +297,8 @@ pt_sendmail_prepare(const char *in, size_t len, const struct pt_sm_prep *p, size
 		if (!p->ignore_dots && l == 1 && in[pos] == '.')
 			break;
 		if (!(first && l >= 5 && memcmp(in + pos, "From ", 5) == 0)) {
-			put(&t, in + pos, l);
-			put(&t, "\n", 1);
+			pt_strbuf_put(&t, in + pos, l);
+			pt_strbuf_put(&t, "\n", 1);
 		}
 		first = 0;
 		pos = nl ? end + 1 : len;
@@ -351,45 +309,37 @@ pt_sendmail_prepare(const char *in, size_t len, const struct pt_sm_prep *p, size
 	}
 
 	/* 2. Headers: keep, drop Bcc, note what exists, collect -t addresses. */
-	struct out o = { 0 };
+	struct pt_strbuf o = { 0 };
 	int have_from = 0, have_date = 0, have_msgid = 0;
-	const char *s = t.p, *e = t.p + t.len;
-	while (s < e) {
-		const char *nl = memchr(s, '\n', (size_t)(e - s));
-		size_t l = (size_t)(nl - s);
-		size_t nlen = header_name_len(s, l);
-		if (!nlen)
-			break;
-		/* The field runs over its continuation lines. */
-		const char *fe = nl + 1;
-		while (fe < e && (*fe == ' ' || *fe == '\t'))
-			fe = memchr(fe, '\n', (size_t)(e - fe)) + 1;
-		int is_bcc = nlen == 3 && strncasecmp(s, "bcc", 3) == 0;
-		int is_to = (nlen == 2 && strncasecmp(s, "to", 2) == 0) || (nlen == 2 && strncasecmp(s, "cc", 2) == 0);
-		have_from |= nlen == 4 && strncasecmp(s, "from", 4) == 0;
-		have_date |= nlen == 4 && strncasecmp(s, "date", 4) == 0;
-		have_msgid |= nlen == 10 && strncasecmp(s, "message-id", 10) == 0;
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	pt_hdr_iter_init(&it, t.p, t.len, 1);
+	while (pt_hdr_next(&it, &f)) {
+		int is_bcc = pt_hdr_name_is(&f, "bcc");
+		int is_to = pt_hdr_name_is(&f, "to") || pt_hdr_name_is(&f, "cc");
+		have_from |= pt_hdr_name_is(&f, "from");
+		have_date |= pt_hdr_name_is(&f, "date");
+		have_msgid |= pt_hdr_name_is(&f, "message-id");
 		if (p->extract && (is_bcc || is_to)) {
-			size_t vlen = (size_t)(fe - (s + nlen + 1));
-			char *val = strndup(s + nlen + 1, vlen);
+			char *val = strndup(f.value, f.value_len);
 			if (!val || pt_sendmail_parse_addresses(val, rcpt, nrcpt) != 0)
 				o.oom = 1;
 			free(val);
 		}
 		if (!is_bcc)
-			put(&o, s, (size_t)(fe - s));
-		s = fe;
+			pt_strbuf_put(&o, f.raw, f.raw_len);
 	}
+	const char *s = t.p + pt_hdr_section_len(&it), *e = t.p + t.len;
 	if (!have_from && p->from_addr) {
-		puts_(&o, "From: ");
+		pt_strbuf_puts(&o, "From: ");
 		if (p->fullname && p->fullname[0]) {
 			put_display_name(&o, p->fullname);
-			puts_(&o, " <");
-			puts_(&o, p->from_addr);
-			puts_(&o, ">\n");
+			pt_strbuf_puts(&o, " <");
+			pt_strbuf_puts(&o, p->from_addr);
+			pt_strbuf_puts(&o, ">\n");
 		} else {
-			puts_(&o, p->from_addr);
-			puts_(&o, "\n");
+			pt_strbuf_puts(&o, p->from_addr);
+			pt_strbuf_puts(&o, "\n");
 		}
 	}
 	if (!have_date) {
@@ -397,21 +347,21 @@ pt_sendmail_prepare(const char *in, size_t len, const struct pt_sm_prep *p, size
 		struct tm tm;
 		localtime_r(&p->now, &tm);
 		strftime(date, sizeof date, "Date: %a, %d %b %Y %H:%M:%S %z (%Z)\n", &tm);
-		puts_(&o, date);
+		pt_strbuf_puts(&o, date);
 	}
 	if (!have_msgid) {
 		char id[512];
 		snprintf(id, sizeof id, "Message-Id: <%s@%s>\n", p->msgid_local ? p->msgid_local : "local",
 		         p->myhostname ? p->myhostname : "localhost");
-		puts_(&o, id);
+		pt_strbuf_puts(&o, id);
 	}
 	/* 3. Body: after the empty line, or from the first non-header line
 	 * (which then needs the empty line put in front of it). */
 	if (s < e && *s == '\n') {
-		put(&o, s, (size_t)(e - s));
+		pt_strbuf_put(&o, s, (size_t)(e - s));
 	} else {
-		put(&o, "\n", 1);
-		put(&o, s, (size_t)(e - s));
+		pt_strbuf_put(&o, "\n", 1);
+		pt_strbuf_put(&o, s, (size_t)(e - s));
 	}
 	free(t.p);
 	if (o.oom) {

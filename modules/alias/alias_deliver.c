@@ -18,71 +18,39 @@
 #include <unistd.h>
 
 #include "alias.h"
+#include "postern/fdio.h"
 #include "postern/log.h"
+#include "postern/strbuf.h"
 
 #define ALIAS_LOCK_WAIT_MS 30000
 #define ALIAS_OUTPUT_KEEP 300
 
-struct alias_buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void
-abuf_add(struct alias_buf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 1024;
-		while (nc < b->len + n + 1)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void
-abuf_str(struct alias_buf *b, const char *s)
-{
-	abuf_add(b, s, strlen(s));
-}
-
 /* Header values come from the envelope: keep them on one line. */
 static void
-abuf_header(struct alias_buf *b, const char *name, const char *value)
+abuf_header(struct pt_strbuf *b, const char *name, const char *value)
 {
-	abuf_str(b, name);
+	pt_strbuf_puts(b, name);
 	for (const char *p = value; *p; p++)
-		abuf_add(b, (*p == '\r' || *p == '\n') ? " " : p, 1);
-	abuf_add(b, "\n", 1);
+		pt_strbuf_put(b, (*p == '\r' || *p == '\n') ? " " : p, 1);
+	pt_strbuf_put(b, "\n", 1);
 }
 
 char *
 alias_format_message(const struct pt_delivery *d, int mbox, size_t *len)
 {
-	struct alias_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	const char *sender = d->sender && *d->sender ? d->sender : "MAILER-DAEMON";
 	char date[64];
 	struct tm tm;
 	time_t t = d->arrival ? d->arrival : time(NULL);
 	if (!localtime_r(&t, &tm) || !strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm))
 		snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970");
-	abuf_str(&b, "From ");
+	pt_strbuf_puts(&b, "From ");
 	for (const char *p = sender; *p; p++)
-		abuf_add(&b, (*p == ' ' || *p == '\r' || *p == '\n' || *p == '\t') ? "_" : p, 1);
-	abuf_str(&b, "  ");
-	abuf_str(&b, date);
-	abuf_add(&b, "\n", 1);
+		pt_strbuf_put(&b, (*p == ' ' || *p == '\r' || *p == '\n' || *p == '\t') ? "_" : p, 1);
+	pt_strbuf_puts(&b, "  ");
+	pt_strbuf_puts(&b, date);
+	pt_strbuf_put(&b, "\n", 1);
 	char rp[600];
 	snprintf(rp, sizeof(rp), "<%s>", d->sender ? d->sender : "");
 	abuf_header(&b, "Return-Path: ", rp);
@@ -98,20 +66,20 @@ alias_format_message(const struct pt_delivery *d, int mbox, size_t *len)
 		const char *nl = memchr(ls, '\n', d->len - pos);
 		size_t ll = nl ? (size_t)(nl - ls) + 1 : d->len - pos;
 		if (ll >= 5 && memcmp(ls, "From ", 5) == 0)
-			abuf_add(&b, ">", 1);
-		abuf_add(&b, ls, ll);
+			pt_strbuf_put(&b, ">", 1);
+		pt_strbuf_put(&b, ls, ll);
 		pos += ll;
 	}
 	if (d->len && d->data[d->len - 1] != '\n')
-		abuf_add(&b, "\n", 1);
+		pt_strbuf_put(&b, "\n", 1);
 	if (mbox)
-		abuf_add(&b, "\n", 1);
+		pt_strbuf_put(&b, "\n", 1);
 	if (b.oom) {
 		free(b.p);
 		return NULL;
 	}
 	if (!b.p)
-		abuf_add(&b, "", 0);
+		pt_strbuf_put(&b, "", 0);
 	*len = b.len;
 	return b.p;
 }
@@ -185,17 +153,8 @@ alias_deliver_file(const struct pt_delivery *d, const char *path, struct pt_stat
 			goto out;
 		}
 	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, msg + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
-	if (off < len || (regular && fsync(fd) < 0)) {
-		int e = off < len && errno == 0 ? EIO : errno;
+	if (pt_write_all(fd, msg, len) != 0 || (regular && fsync(fd) < 0)) {
+		int e = errno;
 		/* never leave half a message behind */
 		if (regular && ftruncate(fd, orig) < 0)
 			pt_log(PT_LOG_ERROR, "alias: cannot truncate %s back to %lld bytes: %s", path,
@@ -240,20 +199,12 @@ alias_deliver_file_as(const struct alias_conf *conf, const struct pt_delivery *d
 	}
 	close(p[1]);
 	struct pt_status cs;
-	size_t got = 0;
-	while (got < sizeof(cs)) {
-		ssize_t r = read(p[0], (char *)&cs + got, sizeof(cs) - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	ssize_t got = pt_read_full(p[0], &cs, sizeof(cs));
 	close(p[0]);
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (got == sizeof(cs)) {
+	if (got == (ssize_t)sizeof(cs)) {
 		cs.dsn[sizeof(cs.dsn) - 1] = 0;
 		cs.text[sizeof(cs.text) - 1] = 0;
 		*st = cs;

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "alias.h"
+#include "postern/address.h"
+#include "postern/fdio.h"
 #include "postern/log.h"
 
 /* Aliases and their :include: files may name /files and |commands only
@@ -48,11 +50,11 @@ alias_lookup(const struct alias_conf *conf, const char *name, char **value, uid_
 	if (!owner)
 		owner = &dummy;
 	int rc = alias_lookup_one(conf, name, value, owner);
-	if (rc != 0 || !conf->delim[0])
+	if (rc != 0)
 		return rc;
 	/* user+tag: try "user" (the first delimiter character found) */
-	size_t base = strcspn(name, conf->delim);
-	if (base == 0 || !name[base])
+	size_t base = pt_local_base_len(name, conf->delim);
+	if (base == 0)
 		return 0;
 	char *b = strndup(name, base);
 	if (!b)
@@ -143,29 +145,14 @@ alias_read_include(const char *path, char **text, size_t *len, uid_t *owner)
 		errno = e;
 		return -1;
 	}
-	size_t cap = (size_t)st.st_size + 1, n = 0;
-	char *buf = malloc(cap);
-	if (!buf) {
+	/* Bounded again while reading: the file may grow meanwhile. */
+	if (pt_read_all(fd, ALIAS_MAX_INCLUDE, text, len) != 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return -1;
 	}
-	for (;;) {
-		ssize_t r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			free(buf);
-			close(fd);
-			errno = e;
-			return -1;
-		}
-		if (r == 0 || (n += (size_t)r) == cap)
-			break;    /* a file that grew meanwhile is read up to its old size + 1 */
-	}
 	close(fd);
-	*text = buf;
-	*len = n;
 	*owner = st.st_uid;
 	return 0;
 }

@@ -276,7 +276,7 @@ walk_address_list(struct addr_sink *k, const char *v, size_t len)
 				t = glue_words(&lx, next_tok(&lx), &a.host, "<>,;:@");
 			if (lx.comment != NULL) {
 				/* "user@host (Full Name)": the old way of naming */
-				imap_hdr_unfold(lx.comment, lx.comment_len, &a.name);
+				pt_hdr_unfold(lx.comment, lx.comment_len, &a.name);
 				a.has_name = 1;
 			}
 			k->addr(k, &a);
@@ -382,7 +382,7 @@ static const char *const env_names[E_COUNT] = { "date", "subject", "from", "send
 	"reply-to", "to", "cc", "bcc", "in-reply-to", "message-id" };
 
 static int
-value_blank(const struct imap_hdr_field *f)
+value_blank(const struct pt_hdr_field *f)
 {
 	for (size_t i = 0; i < f->value_len; i++) {
 		char c = f->value[i];
@@ -395,14 +395,14 @@ value_blank(const struct imap_hdr_field *f)
 void
 imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, struct pt_strbuf *out)
 {
-	struct imap_hdr_field found[E_COUNT];
+	struct pt_hdr_field found[E_COUNT];
 	int have[E_COUNT] = { 0 };
-	struct imap_hdr_iter it;
-	struct imap_hdr_field f;
-	imap_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len);
-	while (imap_hdr_next(&it, &f)) {
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	pt_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len, 0);
+	while (pt_hdr_next(&it, &f)) {
 		for (int i = 0; i < E_COUNT; i++) {
-			if (!have[i] && imap_ascii_caseeq(f.name, f.name_len, env_names[i])) {
+			if (!have[i] && pt_hdr_name_is(&f, env_names[i])) {
 				/* an empty Sender:/Reply-To: names nobody, so from
 				 * stands in as if it were missing (Dovecot agrees) */
 				if ((i == E_SENDER || i == E_REPLY_TO) && value_blank(&f))
@@ -425,7 +425,7 @@ imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, stru
 			continue;
 		}
 		struct pt_strbuf v = { 0 };
-		imap_hdr_unfold(found[src].value, found[src].value_len, &v);
+		pt_hdr_unfold(found[src].value, found[src].value_len, &v);
 		if (i >= E_FROM && i <= E_BCC)
 			put_address_list(out, v.p, v.len);
 		else

@@ -32,13 +32,6 @@ imap_ascii_caseeq(const char *a, size_t alen, const char *b)
 
 /* ---- header fields ---- */
 
-void
-imap_hdr_iter_init(struct imap_hdr_iter *it, const char *hdr, size_t len)
-{
-	it->p = hdr;
-	it->end = hdr + len;
-}
-
 /* End of the line at p (after its LF, or end). */
 static const char *
 line_end(const char *p, const char *end)
@@ -48,72 +41,15 @@ line_end(const char *p, const char *end)
 }
 
 int
-imap_hdr_next(struct imap_hdr_iter *it, struct imap_hdr_field *f)
-{
-	for (;;) {
-		if (it->p >= it->end)
-			return 0;
-		const char *start = it->p;
-		const char *e = line_end(start, it->end);
-		if (*start == '\n' || (*start == '\r' && start + 1 < it->end && start[1] == '\n'))
-			return 0; /* the empty line */
-		/* continuation lines belong to this field */
-		while (e < it->end && (*e == ' ' || *e == '\t'))
-			e = line_end(e, it->end);
-		it->p = e;
-		const char *colon = memchr(start, ':', (size_t)(e - start));
-		if (colon == NULL || *start == ' ' || *start == '\t')
-			continue; /* not a field: skipped */
-		const char *ne = colon;
-		while (ne > start && (ne[-1] == ' ' || ne[-1] == '\t'))
-			ne--; /* "Subject : x" (obs-optional) */
-		if (ne == start)
-			continue;
-		f->name = start;
-		f->name_len = (size_t)(ne - start);
-		f->raw = start;
-		f->raw_len = (size_t)(e - start);
-		const char *ve = e;
-		if (ve > colon + 1 && ve[-1] == '\n')
-			ve--;
-		if (ve > colon + 1 && ve[-1] == '\r')
-			ve--;
-		f->value = colon + 1;
-		f->value_len = (size_t)(ve - (colon + 1));
-		return 1;
-	}
-}
-
-void
-imap_hdr_unfold(const char *v, size_t len, struct pt_strbuf *out)
-{
-	size_t a = 0, b = len;
-	while (a < b && (v[a] == ' ' || v[a] == '\t' || v[a] == '\r' || v[a] == '\n'))
-		a++;
-	while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t' || v[b - 1] == '\r' || v[b - 1] == '\n'))
-		b--;
-	size_t run = a;
-	for (size_t i = a; i < b; i++) {
-		if (v[i] == '\r' || v[i] == '\n') {
-			pt_strbuf_put(out, v + run, i - run);
-			run = i + 1;
-		}
-	}
-	pt_strbuf_put(out, v + run, b - run);
-	if (out->p == NULL)
-		pt_strbuf_put(out, "", 0);
-}
-
-int
 imap_part_header(const struct imap_msg *m, const struct imap_part *p, const char *name,
                  struct pt_strbuf *out)
 {
-	struct imap_hdr_iter it;
-	struct imap_hdr_field f;
-	imap_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len);
-	while (imap_hdr_next(&it, &f)) {
-		if (imap_ascii_caseeq(f.name, f.name_len, name)) {
-			imap_hdr_unfold(f.value, f.value_len, out);
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	pt_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len, 0);
+	while (pt_hdr_next(&it, &f)) {
+		if (pt_hdr_name_is(&f, name)) {
+			pt_hdr_unfold(f.value, f.value_len, out);
 			return 1;
 		}
 	}

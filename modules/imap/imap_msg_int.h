@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "imap_msg.h"
+#include "postern/header.h"
 
 #define IMAP_MSG_MAX_DEPTH 32
 #define IMAP_MSG_MAX_PARTS 1000
@@ -39,19 +40,6 @@ struct imap_msg {
 	size_t nparts, cap;
 };
 
-/* Header fields of a header block, one at a time. */
-struct imap_hdr_iter {
-	const char *p, *end;
-};
-struct imap_hdr_field {
-	const char *name;   size_t name_len;
-	const char *value;  size_t value_len;  /* raw: after ':', folding kept, no line end */
-	const char *raw;    size_t raw_len;    /* the whole field incl. its line end */
-};
-void imap_hdr_iter_init(struct imap_hdr_iter *it, const char *hdr, size_t len);
-int imap_hdr_next(struct imap_hdr_iter *it, struct imap_hdr_field *f);
-/* Append a value unfolded (CR and LF dropped) and trimmed at both ends. */
-void imap_hdr_unfold(const char *v, size_t len, struct pt_strbuf *out);
 /* First field called name in a part's header, unfolded and trimmed into
  * out; 1 found, 0 not. */
 int imap_part_header(const struct imap_msg *m, const struct imap_part *p, const char *name,

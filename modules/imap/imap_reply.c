@@ -130,34 +130,6 @@ imap_append_astring(struct pt_strbuf *b, const char *s, size_t len)
 	}
 }
 
-void
-imap_append_nstring(struct pt_strbuf *b, const char *s, size_t len)
-{
-	int quoted = 1;
-
-	if (s == NULL) {
-		pt_strbuf_puts(b, "NIL");
-		return;
-	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '\r' || c == '\n' || c == 0 || c >= 0x80)
-			quoted = 0;
-	}
-	if (!quoted) {
-		pt_strbuf_printf(b, "{%zu}\r\n", len);
-		pt_strbuf_put(b, s, len);
-		return;
-	}
-	pt_strbuf_put(b, "\"", 1);
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			pt_strbuf_put(b, "\\", 1);
-		pt_strbuf_put(b, &s[i], 1);
-	}
-	pt_strbuf_put(b, "\"", 1);
-}
-
 static const struct {
 	uint32_t bit;
 	const char *name;

@@ -495,17 +495,17 @@ collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_st
 static int
 match_header(const struct imap_msg *m, const struct node *n)
 {
-	struct imap_hdr_iter it;
-	struct imap_hdr_field f;
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
 	const struct imap_part *root = &m->parts[0];
-	imap_hdr_iter_init(&it, m->data + root->hdr_off, root->hdr_len);
-	while (imap_hdr_next(&it, &f)) {
-		if (!imap_ascii_caseeq(f.name, f.name_len, n->field))
+	pt_hdr_iter_init(&it, m->data + root->hdr_off, root->hdr_len, 0);
+	while (pt_hdr_next(&it, &f)) {
+		if (!pt_hdr_name_is(&f, n->field))
 			continue;
 		if (n->slen == 0)
 			return 1;
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
-		imap_hdr_unfold(f.value, f.value_len, &raw);
+		pt_hdr_unfold(f.value, f.value_len, &raw);
 		if (n->addr && raw.len) {
 			/* FROM etc. name addresses, not header text: comments and
 			 * folding spaces inside one are no part of it (Dovecot

@@ -146,13 +146,13 @@ static void
 put_fields(const struct imap_msg *m, const struct imap_part *p, const struct imap_section *sec,
            int not, struct pt_strbuf *out)
 {
-	struct imap_hdr_iter it;
-	struct imap_hdr_field f;
-	imap_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len);
-	while (imap_hdr_next(&it, &f)) {
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	pt_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len, 0);
+	while (pt_hdr_next(&it, &f)) {
 		int listed = 0;
 		for (size_t i = 0; i < sec->nfields && !listed; i++)
-			listed = imap_ascii_caseeq(f.name, f.name_len, sec->fields[i]);
+			listed = pt_hdr_name_is(&f, sec->fields[i]);
 		if (listed == not)
 			continue;
 		pt_strbuf_put(out, f.raw, f.raw_len);

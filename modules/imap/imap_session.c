@@ -18,11 +18,6 @@
 
 #define SESSION_MAX_BAD 20
 
-/* FETCH and SEARCH live in imapfetch's files; weak so that the module
- * still loads (answering "Unknown command") in a build without them. */
-extern imap_cmd_fn imap_cmd_fetch __attribute__((weak));
-extern imap_cmd_fn imap_cmd_search __attribute__((weak));
-
 struct imap_conn {
 	struct imap_session s;        /* first: handlers get it back by cast */
 	struct imap_reader rd;
@@ -72,8 +67,8 @@ static const struct cmd_entry commands[] = {
 	{ "STORE", imap_cmd_store, NEED_SELECTED, 1, 1 },
 	{ "COPY", imap_cmd_copy, NEED_SELECTED, 1, 0 },
 	{ "MOVE", imap_cmd_move, NEED_SELECTED, 1, 0 },
-	{ "FETCH", NULL, NEED_SELECTED, 1, 1 },      /* imap_cmd_fetch */
-	{ "SEARCH", NULL, NEED_SELECTED, 1, 1 },     /* imap_cmd_search */
+	{ "FETCH", imap_cmd_fetch, NEED_SELECTED, 1, 1 },
+	{ "SEARCH", imap_cmd_search, NEED_SELECTED, 1, 1 },
 };
 
 static void session_input(struct imap_conn *ic);
@@ -305,18 +300,6 @@ find_command(const char *name)
 	return NULL;
 }
 
-static imap_cmd_fn *
-entry_fn(const struct cmd_entry *e)
-{
-	if (e->fn)
-		return e->fn;
-	if (strcmp(e->name, "FETCH") == 0)
-		return imap_cmd_fetch;
-	if (strcmp(e->name, "SEARCH") == 0)
-		return imap_cmd_search;
-	return NULL;
-}
-
 static void
 bad(struct imap_conn *ic, const char *tag, const char *fmt, const char *a, const char *b)
 {
@@ -356,7 +339,7 @@ run_command(struct imap_conn *ic, struct imap_command *cmd)
 		uid = 1;
 	}
 	const struct cmd_entry *e = find_command(name);
-	imap_cmd_fn *fn = e ? entry_fn(e) : NULL;
+	imap_cmd_fn *fn = e ? e->fn : NULL;
 	if (fn == NULL || (uid && !e->uid_ok)) {
 		bad(ic, cmd->tag, "Error in IMAP command %s: %s", uid ? "UID" : name, "Unknown command.");
 		return;

@@ -63,12 +63,6 @@ static const struct {
 	[RL_EOD] = { "smtpd_end_of_data_restrictions", RESTRICT_CLASS_EOD },
 };
 
-const char *
-restrict_list_param(enum restrict_list l)
-{
-	return lists[l].param;
-}
-
 static void
 item_free(struct restrict_item *it)
 {

@@ -16,6 +16,7 @@
 #include "lua_int.h"
 #include "postern/dns.h"
 #include "postern/event.h"
+#include "postern/fdio.h"
 #include "postern/log.h"
 
 #define POLICY_FILE_MAX (1024 * 1024)
@@ -39,12 +40,6 @@ void
 restrict_lua_set_limits(const struct restrict_lua_limits *lim)
 {
 	limits = *lim;
-}
-
-const char *
-restrict_lua_path(const struct restrict_lua_slot *slot)
-{
-	return slot->path;
 }
 
 static void
@@ -331,21 +326,15 @@ read_policy(const char *path, size_t *len, struct stat *st, char *err, size_t er
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	size_t got = 0;
-	while (got < (size_t)st->st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st->st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "read error: %s", n < 0 ? strerror(errno) : "file shrank");
-			free(buf);
-			buf = NULL;
-			goto out;
-		}
-		got += (size_t)n;
+	ssize_t got = pt_read_full(fd, buf, (size_t)st->st_size);
+	if (got != (ssize_t)st->st_size) {
+		snprintf(err, errlen, "read error: %s", got < 0 ? strerror(errno) : "file shrank");
+		free(buf);
+		buf = NULL;
+		goto out;
 	}
 	buf[got] = '\0';
-	*len = got;
+	*len = (size_t)got;
 out:
 	close(fd);
 	return buf;

@@ -139,7 +139,6 @@ void restrict_setup_unref(struct restrict_setup *s);
  * check_*_access items or of smtpd_sender_login_maps of setup s (the same
  * file, whatever the type prefix), or NULL. */
 struct pt_map *restrict_setup_find_map(struct restrict_setup *s, const char *spec);
-const char *restrict_list_param(enum restrict_list l);
 
 /* ---- evaluation: eval.c ---- */
 /* Evaluate with setup s (the live one when NULL). */
@@ -183,8 +182,6 @@ typedef void restrict_lua_done(void *arg, const struct restrict_lua_result *r);
  * on loop (after a DNS lookup). */
 void restrict_lua_call(struct restrict_lua_slot *slot, struct pt_loop *loop,
                        const struct pt_policy_request *req, restrict_lua_done *done, void *arg);
-/* Slot's file path. */
-const char *restrict_lua_path(const struct restrict_lua_slot *slot);
 /* Free every policy state (module stop, tests). */
 void restrict_lua_shutdown(void);
 

@@ -4,6 +4,7 @@
 #include "postern/config.h"
 #include "postern/log.h"
 #include "postern/module.h"
+#include "postern/submit.h"
 #include "smtp.h"
 
 static const struct pt_listener_decl smtp_listeners[] = {
@@ -12,6 +13,9 @@ static const struct pt_listener_decl smtp_listeners[] = {
 	{ "smtps_listen", "smtps", 1, smtp_session_accept },
 	{ 0 },
 };
+
+/* `sendmail -bs` runs this module's sessions in the CLI. */
+static const struct pt_local_smtp_ops local_smtp = { smtp_session_local };
 
 static int
 smtp_configure(struct pt_ctx *ctx)
@@ -23,6 +27,7 @@ smtp_configure(struct pt_ctx *ctx)
 		return -1;
 	}
 	smtp_settings_install(s);
+	pt_service_register(PT_SVC_LOCAL_SMTP, &local_smtp);
 	return 0;
 }
 

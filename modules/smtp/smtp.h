@@ -60,6 +60,10 @@ void smtp_settings_install(struct smtp_settings *s);
 /* Listener hook: start a session on a fresh connection. */
 void smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l);
 
+/* The PT_SVC_LOCAL_SMTP entry: a `sendmail -bs` session on conn. */
+struct pt_local_sink;
+int smtp_session_local(struct pt_conn *conn, const struct pt_local_sink *sink);
+
 /* Bytes of session state while idle (memory budget check in tests). */
 size_t smtp_session_idle_size(void);
 

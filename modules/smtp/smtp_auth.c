@@ -28,7 +28,7 @@ auth_ops(void)
 static int
 auth_enabled(const struct smtp_session *s)
 {
-	return s->set->sasl_enable && (s->set->mech_plain || s->set->mech_login) && auth_ops() != NULL;
+	return s->set->sasl_enable && !s->local && (s->set->mech_plain || s->set->mech_login) && auth_ops() != NULL;
 }
 
 /* Dovecot's disable_plaintext_auth: PLAIN and LOGIN only over TLS or

@@ -226,7 +226,7 @@ smtp_data_feed(struct smtp_data_dec *d, const char *in, size_t n, size_t *used,
 				if (d->policy == SMTP_BARE_REJECT)
 					goto bare;
 				smtp_msgbuf_put(out, "\n", 1);
-				d->state = ST_BOL_BARE;
+				d->state = d->policy == SMTP_BARE_LOCAL ? ST_BOL : ST_BOL_BARE;
 			} else if (c == '.' && d->state == ST_BOL) {
 				d->state = ST_DOT;
 			} else {
@@ -252,6 +252,8 @@ smtp_data_feed(struct smtp_data_dec *d, const char *in, size_t n, size_t *used,
 			if (c == '\r') {
 				d->state = ST_DOT_CR;
 			} else if (c == '\n') {
+				if (d->policy == SMTP_BARE_LOCAL)
+					goto end;
 				/* "." ended by a bare LF is content, kept visible. */
 				if (d->policy == SMTP_BARE_REJECT)
 					goto bare;
@@ -265,11 +267,8 @@ smtp_data_feed(struct smtp_data_dec *d, const char *in, size_t n, size_t *used,
 			i++;
 			break;
 		case ST_DOT_CR:
-			if (c == '\n') {
-				*used = i + 1;
-				d->state = ST_BOL;
-				return SMTP_DATA_END;
-			}
+			if (c == '\n')
+				goto end;
 			if (d->policy == SMTP_BARE_REJECT)
 				goto bare;
 			smtp_msgbuf_put(out, ".\n", 2);
@@ -282,6 +281,10 @@ smtp_data_feed(struct smtp_data_dec *d, const char *in, size_t n, size_t *used,
 	}
 	*used = n;
 	return SMTP_DATA_MORE;
+end:
+	*used = i + 1;
+	d->state = ST_BOL;
+	return SMTP_DATA_END;
 bare:
 	*used = i + 1;
 	return SMTP_DATA_BARE;

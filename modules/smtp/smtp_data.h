@@ -37,8 +37,11 @@ void smtp_msgbuf_free(struct smtp_msgbuf *b);
 void smtp_msgbuf_set_budget(size_t limit);
 size_t smtp_msgbuf_buffered(void);
 
-/* smtpd_forbid_bare_newline: normalize (also "no") or yes (reject). */
-enum smtp_bare_policy { SMTP_BARE_NORMALIZE = 0, SMTP_BARE_REJECT = 1 };
+/* smtpd_forbid_bare_newline: normalize (also "no") or yes (reject).
+ * LOCAL (sendmail -bs): a bare LF is a line end like CR LF, so "." LF ends
+ * the message -- the local user is the only author of the stream, there is
+ * no other hop to smuggle past. */
+enum smtp_bare_policy { SMTP_BARE_NORMALIZE = 0, SMTP_BARE_REJECT = 1, SMTP_BARE_LOCAL = 2 };
 
 struct smtp_data_dec {
 	unsigned char state;

@@ -4,46 +4,10 @@
  * header section, so what a script or smtp-source sends reads as mail. */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
+#include "postern/header.h"
 #include "smtp_headers.h"
-
-/* Where the header section ends (offset of its empty line, or of the
- * first line that is not a header field), and which of the three fields
- * it has. Folded lines belong to the field above them. */
-static size_t
-scan_header(const char *p, size_t len, int *have_date, int *have_msgid, int *have_from)
-{
-	size_t o = 0;
-
-	while (o < len) {
-		const char *nl = memchr(p + o, '\n', len - o);
-		size_t end = nl ? (size_t)(nl - p) + 1 : len;
-		size_t n = end - o;
-		const char *l = p + o;
-
-		if (n == 0 || l[0] == '\n' || (l[0] == '\r' && n > 1 && l[1] == '\n'))
-			return o;
-		if (l[0] != ' ' && l[0] != '\t') {
-			const char *colon = memchr(l, ':', n);
-			if (colon == NULL)
-				return o;
-			size_t name = (size_t)(colon - l);
-			for (size_t i = 0; i < name; i++)
-				if ((unsigned char)l[i] <= ' ' || (unsigned char)l[i] >= 127)
-					return o;
-			if (name == 4 && strncasecmp(l, "Date", 4) == 0)
-				*have_date = 1;
-			else if (name == 10 && strncasecmp(l, "Message-Id", 10) == 0)
-				*have_msgid = 1;
-			else if (name == 4 && strncasecmp(l, "From", 4) == 0)
-				*have_from = 1;
-		}
-		o = end;
-	}
-	return o;
-}
 
 int
 smtp_add_missing_headers(const char *msg, size_t len, size_t trace_len, const struct smtp_header_fill *f,
@@ -53,8 +17,17 @@ smtp_add_missing_headers(const char *msg, size_t len, size_t trace_len, const st
 
 	if (trace_len > len)
 		trace_len = len;
-	size_t hend = trace_len + scan_header(msg + trace_len, len - trace_len, &have_date, &have_msgid,
-	                                      &have_from);
+	/* The header section ends at its empty line or at the first line that
+	 * is no field; folded lines belong to the field above them. */
+	struct pt_hdr_iter it;
+	struct pt_hdr_field fld;
+	pt_hdr_iter_init(&it, msg + trace_len, len - trace_len, 1);
+	while (pt_hdr_next(&it, &fld)) {
+		have_date |= pt_hdr_name_is(&fld, "Date");
+		have_msgid |= pt_hdr_name_is(&fld, "Message-Id");
+		have_from |= pt_hdr_name_is(&fld, "From");
+	}
+	size_t hend = trace_len + pt_hdr_section_len(&it);
 	if (have_date && have_msgid && have_from)
 		return 0;
 

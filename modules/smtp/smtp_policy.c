@@ -74,7 +74,8 @@ smtp_policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, smtp_
 	struct pt_policy_request req;
 	struct policy_call *pc;
 
-	if (ops == NULL || ops->evaluate == NULL) {
+	/* Local submission: no access controls (Postfix's smtpd -S). */
+	if (ops == NULL || ops->evaluate == NULL || s->local) {
 		then(s, NULL);
 		return;
 	}

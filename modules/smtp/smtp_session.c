@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "postern/address.h"
 #include "postern/conn.h"
 #include "postern/event.h"
 #include "postern/log.h"
@@ -349,7 +350,8 @@ smtp_printable(char *p)
 static int
 starttls_offered(struct smtp_session *s)
 {
-	return s->set->tls_level != SMTP_TLS_NONE && !pt_conn_is_tls(s->conn) && pt_conn_tls_available(s->conn);
+	return s->set->tls_level != SMTP_TLS_NONE && !s->local && !pt_conn_is_tls(s->conn) &&
+	       pt_conn_tls_available(s->conn);
 }
 
 static void
@@ -431,7 +433,7 @@ need_tls(struct smtp_session *s)
 	 * smtpd_tls_security_level=encrypt), when a certificate exists. */
 	int encrypt = s->set->tls_level == SMTP_TLS_ENCRYPT ||
 	              (s->submission && pt_conn_tls_available(s->conn));
-	if (encrypt && !pt_conn_is_tls(s->conn)) {
+	if (encrypt && !s->local && !pt_conn_is_tls(s->conn)) {
 		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return 1;
 	}
@@ -543,9 +545,8 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
 				return 0;
 		}
 		/* alice+tag: try again without the extension. */
-		const char *delim = s->set->recipient_delimiter;
-		size_t cut = delim && *delim ? strcspn(local, delim) : strlen(local);
-		if (cut == 0 || local[cut] == 0)
+		size_t cut = pt_local_base_len(local, s->set->recipient_delimiter);
+		if (cut == 0)
 			break;
 		local[cut] = 0;
 	}
@@ -611,6 +612,12 @@ rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 
 	if (t == NULL)
 		return;
+	if (s->local) {
+		/* The local user may send anywhere, to anyone: what cannot be
+		 * delivered bounces, as with `sendmail ADDRESS`. */
+		rcpt_accept(s);
+		return;
+	}
 	if (v == NULL) {
 		/* No restrict module: never an open relay. */
 		const char *dom = smtp_path_domain(&t->pending);
@@ -716,7 +723,8 @@ data_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		reply(s, "451 4.3.0 Error: insufficient system resources");
 		return;
 	}
-	smtp_data_init(&t->dec, s->set->bare_reject ? SMTP_BARE_REJECT : SMTP_BARE_NORMALIZE);
+	smtp_data_init(&t->dec, s->local ? SMTP_BARE_LOCAL : s->set->bare_reject ? SMTP_BARE_REJECT :
+	               SMTP_BARE_NORMALIZE);
 	t->data_started = 1;
 	s->state = SS_DATA;
 	data_begin(s);
@@ -838,7 +846,8 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	struct pt_strbuf fixed = { 0 };
 	const char *data = t->msg.p;
 	size_t dlen = t->msg.len;
-	if (s->set->always_add_headers ||
+	/* Local submission is this host's own client by definition. */
+	if (s->local || s->set->always_add_headers ||
 	    smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
 	                                pt_conn_local_addr(s->conn), s->sasl_username != NULL)) {
 		struct smtp_header_fill f = { t->sender.addr, t->id, s->set->hostname, time(NULL) };
@@ -850,7 +859,10 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	s->async = 1;
 	s->in_call = 1;
 	pt_conn_pause(s->conn);
-	rcode = pt_queue_submit(s->loop, t->id, &env, data, dlen, queue_done, s);
+	if (s->local)
+		rcode = s->local->submit(s->local->sink, s->loop, t->id, &env, data, dlen, queue_done, s);
+	else
+		rcode = pt_queue_submit(s->loop, t->id, &env, data, dlen, queue_done, s);
 	s->in_call = 0;
 	pt_strbuf_free(&fixed);
 	free(rc);
@@ -1177,7 +1189,7 @@ session_input(struct smtp_session *s)
 		if (rc < 0) {
 			s->total[SMTP_VERB_UNKNOWN]++;
 			reply(s, "500 5.5.0 Error: line too long");
-		} else if (eol == 1 && s->set->bare_reject) {
+		} else if (eol == 1 && s->set->bare_reject && !s->local) {
 			char text[320];
 			snprintf(text, sizeof(text), "521 5.5.2 %s Error: bare <LF> received", s->set->hostname);
 			close_with(s, text);
@@ -1370,28 +1382,55 @@ client_named(void *arg, const char *name, const char *reverse)
 	}
 }
 
-void
-smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
+/* A session in its first state, owning conn's handlers. */
+static struct smtp_session *
+session_new(struct pt_conn *conn, const char *service, const char *client_addr, const char *client_name)
 {
 	struct smtp_session *s = calloc(1, sizeof(*s));
 
 	if (s == NULL) {
 		pt_conn_close(conn, "out of memory");
-		return;
+		return NULL;
 	}
 	s->conn = conn;
 	s->loop = pt_conn_loop(conn);
 	s->set = smtp_settings_get();
-	s->service = l && l->service ? l->service : "smtpd";
-	s->client_addr = pt_conn_peer_addr(conn);
-	s->client_name = s->reverse_name = "unknown";
-	s->submission = strcmp(s->service, "submission") == 0 || strcmp(s->service, "smtps") == 0;
+	s->service = service;
+	s->client_addr = client_addr;
+	s->client_name = s->reverse_name = client_name;
 	s->state = SS_CMD;
 	s->last_verb = SMTP_VERB_UNKNOWN;
 	s->last_input = s->envelope_start = pt_loop_now(s->loop);
 	pt_conn_set_handlers(conn, &handlers, s);
 	if (s->set->timeout_ms)
 		s->idle_timer = pt_timer_add(s->loop, session_due(s) - s->last_input, idle_check, s);
+	return s;
+}
+
+/* `sendmail -bs`: Postfix's stand-alone smtpd treats a client that is no
+ * socket as localhost [127.0.0.1], asks no name, and greets at once. */
+int
+smtp_session_local(struct pt_conn *conn, const struct pt_local_sink *sink)
+{
+	struct smtp_session *s = session_new(conn, "sendmail", "127.0.0.1", "localhost");
+
+	if (s == NULL)
+		return -1;
+	s->local = sink;
+	pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
+	pt_conn_printf(conn, "220 %s\r\n", s->set->banner);
+	return 0;
+}
+
+void
+smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
+{
+	struct smtp_session *s = session_new(conn, l && l->service ? l->service : "smtpd",
+	                                     pt_conn_peer_addr(conn), "unknown");
+
+	if (s == NULL)
+		return;
+	s->submission = strcmp(s->service, "submission") == 0 || strcmp(s->service, "smtps") == 0;
 	/* The name first (Postfix logs and checks it from the start); what
 	 * the client sends meanwhile waits in the buffer. */
 	s->async = 1;

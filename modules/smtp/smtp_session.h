@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "postern/services.h"
+#include "postern/submit.h"
 #include "smtp.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -82,6 +83,9 @@ struct smtp_session {
 	unsigned char tls_started;
 	unsigned char tls_deadline; /* smtpd_starttls_timeout set on the conn */
 	unsigned char submission;   /* submission / smtps listener: AUTH before MAIL */
+	/* `sendmail -bs` (Postfix's smtpd -S): the local user on stdin/stdout;
+	 * no restrictions, AUTH or TLS; messages go to this sink. */
+	const struct pt_local_sink *local;
 };
 
 /* A reply line (error replies count toward the error limits). */

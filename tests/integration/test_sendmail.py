@@ -140,6 +140,64 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(m.get_payload(), ".dotted\n")
         self.assertEqual(m["Return-Path"], "<bob@example.com.ar>")
 
+    def test_bs_long_body_line_kept(self):
+        """A body line longer than any command line limit is content: it is
+        delivered intact, never dropped behind a 250."""
+        long_line = b"x" * 2990 + b"0123456789"
+        dialogue = (b"EHLO localhost\r\nMAIL FROM:<bob@example.com.ar>\r\nRCPT TO:<alice@example.com.ar>\r\n"
+                    b"DATA\r\nSubject: long\r\n\r\nbefore\r\n" + long_line + b"\r\nafter\r\n.\r\nQUIT\r\n")
+        r = self.run_as("sendmail", ["-bs"], input=dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        m = self.server.wait_messages("alice", 1)[0]
+        self.assertEqual(m.get_payload(), "before\n" + long_line.decode() + "\nafter\n")
+
+    def test_bs_ehlo_lines_exact(self):
+        r = self.run_as("sendmail", ["-bs"], input=b"EHLO client.example\r\nQUIT\r\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.endswith(b"\r\n"), r.stdout)
+        lines = r.stdout.decode().split("\r\n")[:-1]
+        self.assertTrue(lines[0].startswith("220 mail.example.com.ar ESMTP"), lines)
+        self.assertEqual(lines[-1], "221 2.0.0 Bye")
+        ehlo = lines[1:-1]
+        self.assertEqual(ehlo[0], "250-mail.example.com.ar")
+        for line in ehlo[:-1]:
+            self.assertRegex(line, r"^250-[A-Za-z0-9]")
+        self.assertRegex(ehlo[-1], r"^250 [A-Za-z0-9]")
+        keywords = [line[4:].split(" ")[0] for line in ehlo[1:]]
+        for k in ("PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME"):
+            self.assertIn(k, keywords)
+        # Local submission: nothing to authenticate and nothing to encrypt.
+        self.assertNotIn("AUTH", keywords)
+        self.assertNotIn("STARTTLS", keywords)
+
+    def test_bs_bare_lf_dialogue(self):
+        """A user piping a dialogue with plain LF line ends (a script, a
+        terminal) gets it served as before: "." LF ends the message."""
+        dialogue = (b"HELO localhost\nMAIL FROM:<bob@example.com.ar>\nRCPT TO:<alice>\n"
+                    b"DATA\nSubject: lf\n\n..dot\nbody\n.\nQUIT\n")
+        r = self.run_as("sendmail", ["-bs"], input=dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        self.assertIn("221 2.0.0 Bye", out)
+        m = self.server.wait_messages("alice", 1)[0]
+        self.assertEqual(m["Subject"], "lf")
+        self.assertEqual(m.get_payload(), ".dot\nbody\n")
+
+    def test_bs_local_user_not_restricted(self):
+        """As Postfix's stand-alone smtpd: the local user is no network
+        client; relay and recipient checks do not apply (what cannot be
+        delivered bounces, as with `sendmail ADDRESS`)."""
+        dialogue = (b"EHLO localhost\r\nMAIL FROM:<>\r\nRCPT TO:<someone@elsewhere.example>\r\n"
+                    b"RCPT TO:<nosuchuser>\r\nRSET\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nQUIT\r\n")
+        r = self.run_as("sendmail", ["-bs"], input=dialogue)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().split("\r\n")
+        self.assertEqual(lines.count("250 2.1.5 Ok"), 2, lines)
+        self.assertTrue(any(l.startswith("503 ") for l in lines), lines)  # no AUTH here
+
     def test_mailq_and_newaliases_names(self):
         r = self.run_as("mailq", [])
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -176,6 +234,16 @@ class NoAliasModuleTest(unittest.TestCase):
         r = server.cmd("sendmail", "-bi", as_daemon_user=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("alias module is not loaded", r.stdout.decode())
+
+    def test_bs_without_smtp_module(self):
+        """-bs is the smtp module's session: without it, a clear refusal
+        (EX_UNAVAILABLE) and not a word on the SMTP channel."""
+        server = Server(modules=("mbox",))
+        self.addCleanup(server.cleanup)
+        r = server.cmd("sendmail", "-bs", input=b"QUIT\r\n", as_daemon_user=False)
+        self.assertEqual(r.returncode, 69, r.stderr)
+        self.assertEqual(r.stdout, b"")
+        self.assertIn("module smtp", r.stderr.decode())
 
 
 @unittest.skipUnless(os.geteuid() == 0, "needs root")

@@ -606,6 +606,30 @@ test_pause_resume(void **state)
 	pt_loop_free(loop);
 }
 
+/* Pipelined lines, then the peer closes while the conn is paused: the
+ * lines held back are all delivered before the EOF closes the conn
+ * (sendmail -bs: commands behind a DATA end, then the end of stdin). */
+static void
+test_eof_behind_paused_input(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100, .pause_after_first = 1};
+	int fd = open_pair(loop, &s, &line_handlers);
+
+	(void)state;
+	write_all(fd, "A\r\nB\r\nC\r\n", 9);
+	close(fd);
+	pump(loop, 5);
+	assert_string_equal(s.log, "2:A|");
+	assert_int_equal(s.closes, 0);
+	pt_timer_add(loop, 1, resume_timer, &s);
+	pump(loop, 10);
+	assert_string_equal(s.log, "2:A|R|2:B|2:C|");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "eof");
+	pt_loop_free(loop);
+}
+
 static void
 test_close_all_and_count(void **state)
 {
@@ -668,6 +692,7 @@ main(void)
 		cmocka_unit_test(test_eof),
 		cmocka_unit_test(test_peer_reset_on_write),
 		cmocka_unit_test(test_pause_resume),
+		cmocka_unit_test(test_eof_behind_paused_input),
 		cmocka_unit_test(test_close_all_and_count),
 		cmocka_unit_test(test_idle_memory_small),
 		cmocka_unit_test(test_deadline_ignores_trickle),

@@ -139,6 +139,19 @@ test_bare_newlines_normalized(void **state)
 	expect(S("a\n\n.\r\n"), SMTP_BARE_NORMALIZE, SMTP_DATA_MORE, 6, S("a\n\n.\n"));
 }
 
+/* sendmail -bs: the local user's LF is a line end, dot rules included. */
+static void
+test_bare_newlines_local(void **state)
+{
+	(void)state;
+	expect(S("a\n.\n"), SMTP_BARE_LOCAL, SMTP_DATA_END, 4, S("a\n"));
+	expect(S("a\n..b\n.\nQUIT\n"), SMTP_BARE_LOCAL, SMTP_DATA_END, 8, S("a\n.b\n"));
+	expect(S("a\r\n.\r\n"), SMTP_BARE_LOCAL, SMTP_DATA_END, 6, S("a\n"));
+	expect(S(".\n"), SMTP_BARE_LOCAL, SMTP_DATA_END, 2, "", 0);
+	/* A bare CR is still no line end to dot rules. */
+	expect(S("a\r.\r\n.\r\n"), SMTP_BARE_LOCAL, SMTP_DATA_END, 8, S("a\n.\n"));
+}
+
 static void
 test_bare_newlines_rejected(void **state)
 {
@@ -379,6 +392,7 @@ main(void)
 		cmocka_unit_test(test_end_of_data),
 		cmocka_unit_test(test_dot_unstuffing),
 		cmocka_unit_test(test_bare_newlines_normalized),
+		cmocka_unit_test(test_bare_newlines_local),
 		cmocka_unit_test(test_bare_newlines_rejected),
 		cmocka_unit_test(test_smuggling_variants),
 		cmocka_unit_test(test_msgbuf_limits),
