@@ -17,10 +17,7 @@ in a child process.
 """
 import os
 import pwd
-import signal
 import socket
-import subprocess
-import time
 import unittest
 
 from harness import Server, wait_for

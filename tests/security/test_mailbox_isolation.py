@@ -13,11 +13,10 @@ import imaplib
 import os
 import pwd
 import re
-import shutil
 import time
 import unittest
 
-from harness import Server, throwaway_user, wait_for
+from harness import Server, throwaway_user
 from imap_util import deliver
 
 TIMEOUT = 20

@@ -11,11 +11,11 @@ bytes, odd tags, 20,000 pipelined commands, a huge AUTHENTICATE response,
 out-of-range numbers and sequence sets, deep section numbers. SEARCH's
 substring scan was quadratic (a long needle over a long body held the
 mail process); it is linear now."""
-import socket
 import time
 import unittest
 
 from harness import Server
+from lines import Lines
 from imap_util import Raw, deliver, login, strip_timing
 
 
@@ -41,44 +41,6 @@ def start_server():
     s.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\n" % s.passwd_file)
     s.start()
     return s
-
-
-class Pop3:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError("closed; buffered %r" % self.buf)
-            self.buf += d
-        l, _, self.buf = self.buf.partition(b"\r\n")
-        return l.decode("utf-8", "replace")
-
-    def cmd(self, text):
-        self.send(text + "\r\n")
-        return self.line()
-
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                d = self.sock.recv(65536)
-                if not d:
-                    return True
-                self.buf += d
-        except socket.timeout:
-            return False
-        except OSError:
-            return True
-
-    def close(self):
-        self.sock.close()
 
 
 class ImapAbuse(unittest.TestCase):
@@ -206,7 +168,6 @@ class ImapAbuse(unittest.TestCase):
         for line in (b"* NOOP", b"+ NOOP", b'"a" NOOP', b"a{ NOOP"):
             r.send(line + b"\r\n")
             self.assertEqual(r.line(), "* BAD Error in IMAP command received by server.", line)
-        long_tag = "t" * 10000
         # A tag as long as the line allows is echoed whole (it was cut at
         # 1,021 bytes before login, status and all).
         for r in (r, self.selected()):
@@ -314,7 +275,7 @@ class Pop3Abuse(unittest.TestCase):
         cls.server.cleanup()
 
     def conn(self):
-        c = Pop3(self.server.ports["pop3"])
+        c = Lines.connect(self.server.ports["pop3"])
         self.addCleanup(c.close)
         self.assertEqual(c.line(), "+OK Postern ready.")
         return c

@@ -13,6 +13,7 @@ import time
 import unittest
 
 from harness import Server
+from lines import Lines
 
 HOST = "mail.example.com.ar"
 # The log line of a successful login (checked to match a real one below).
@@ -39,29 +40,14 @@ def read_line(sock):
     return b[:-2].decode("utf-8", "replace")
 
 
-class TlsLines:
-    def __init__(self, sock):
-        self.sock = ctx().wrap_socket(sock, server_hostname=HOST)
-        self.sock.settimeout(15)
-        self.buf = b""
+class TlsLines(Lines):
+    """After the handshake: one command a send, CRLF added."""
 
-    def line(self):
-        while b"\r\n" not in self.buf:
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError("closed; buffered %r" % self.buf)
-            self.buf += d
-        l, _, self.buf = self.buf.partition(b"\r\n")
-        return l.decode("utf-8", "replace")
+    def __init__(self, sock):
+        super().__init__(ctx().wrap_socket(sock, server_hostname=HOST))
 
     def send(self, text):
-        self.sock.sendall(text.encode() + b"\r\n")
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        super().send(text + "\r\n")
 
 
 class Injection(unittest.TestCase):
