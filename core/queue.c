@@ -1,14 +1,14 @@
 /* One message's attempt: resolve its recipients, hand the deliveries to
- * the local agent and the SMTP client, settle the outcome, make it
+ * the local agent and the transports, settle the outcome, make it
  * durable, and tell the caller through its one done callback. The stages
- * live in queue_resolve.c, queue_agent.c, queue_outcome.c, queue_store.c. */
+ * live in queue_resolve.c, queue_agent.c, queue_transport.c,
+ * queue_outcome.c, queue_store.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "queue_msg.h"
-#include "relay.h"
 
 static struct qmsg *inflight;
 
@@ -31,8 +31,7 @@ qmsg_free(struct qmsg *m)
 	}
 	free(m->t);
 	free(m->rr);
-	free(m->relay_st);
-	pt_relay_batch_free(m->relay);
+	qtransport_free(m);
 	pt_qfile_free(&m->q);
 	if (m->have_bounce)
 		pt_qfile_free(&m->bounce);
@@ -105,39 +104,15 @@ attempt_answered(struct qmsg *m)
 	qstore_commit(m, attempt_stored);
 }
 
-static void
-relay_answered(void *arg)
-{
-	struct qmsg *m = arg;
-	for (size_t i = 0; i < m->q.nrcpt; i++)
-		if (m->rr[i].how == RCPT_TRANSPORT)
-			m->rr[i].st = m->relay_st[i];
-	attempt_answered(m);
-}
-
-/* Send the resolved recipients on their way: the SMTP client for relayed
- * ones, the delivery agent for local targets. */
+/* Send the resolved recipients on their way: their transports, and the
+ * delivery agent for local targets. */
 static void
 attempt_dispatch(struct qmsg *m)
 {
 	/* Held while dispatching, so an early answer cannot settle the
 	 * message under us. */
 	m->outstanding++;
-	if (m->relay) {
-		struct pt_relay_msg rm = { .queue_id = m->q.id, .sender = m->q.sender, .data = m->q.data,
-			.len = m->q.len, .arrival = m->q.arrival };
-		m->relay_st = calloc(m->q.nrcpt, sizeof *m->relay_st);
-		if (!m->relay_st) {
-			for (size_t i = 0; i < m->q.nrcpt; i++)
-				if (m->rr[i].how == RCPT_TRANSPORT) {
-					pt_status_set(&m->rr[i].st, 451, "4.3.0", "out of memory");
-					m->rr[i].how = RCPT_DECIDED;
-				}
-		} else {
-			m->outstanding++;
-			pt_relay_batch_start(m->relay, pt_qs.loop, &rm, m->relay_st, relay_answered, m);
-		}
-	}
+	qtransport_dispatch(m, attempt_answered);
 	qagent_dispatch(m, attempt_answered);
 	attempt_answered(m);
 }
@@ -191,7 +166,7 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, int client_waits, pt_qmsg
 		m->t_before = 0;
 
 	qresolve_all(m);
-	if (m->relay && !m->where && m->client_waits) {
+	if (qtransport_slow(m) && !m->where && m->client_waits) {
 		/* A remote server may take minutes: the message is made durable
 		 * and acknowledged first, then relayed (as Postfix queues). */
 		qstore_accept(m, attempt_accepted);

@@ -1,6 +1,6 @@
 /* One message in an attempt, shared by the attempt's stages: queue.c
- * drives it through resolve (queue_resolve.c), delivery (queue_agent.c and
- * the SMTP client), outcome (queue_outcome.c) and storage (queue_store.c).
+ * drives it through resolve (queue_resolve.c), delivery (queue_agent.c for
+ * local targets, queue_transport.c for the other transports), outcome (queue_outcome.c) and storage (queue_store.c).
  * A stage that finishes later calls back through the function it was
  * handed, never by name. */
 #ifndef POSTERN_QUEUE_MSG_H
@@ -8,13 +8,14 @@
 
 #include <sys/time.h>
 
+#include "postern/transport.h"
 #include "queue_int.h"
 
 /* Where one recipient's outcome comes from. */
 enum rcpt_how {
 	RCPT_BY_TARGETS,   /* its targets (mailboxes, files, commands, forwards) */
 	RCPT_DECIDED,      /* st, decided here (plus its targets, if any) */
-	RCPT_TRANSPORT,    /* st, set and logged by a transport (the SMTP client) */
+	RCPT_TRANSPORT,    /* st, set and logged by a transport (queue_transport.c) */
 };
 struct rcpt_res {
 	enum rcpt_how how;
@@ -63,8 +64,9 @@ struct qmsg {
 	struct target *t;
 	size_t nt, cap;
 	size_t outstanding;           /* deliveries without an answer (+1 while dispatching) */
-	struct pt_relay_batch *relay; /* smtp-routed recipients */
-	struct pt_status *relay_st;   /* their outcomes, by recipient index */
+	struct xgroup *xg;            /* recipients per transport (not local) */
+	size_t nxg;
+	struct pt_transport_msg xmsg; /* what the transports were given */
 	/* outcome */
 	struct pt_qfile bounce;
 	int have_bounce;
@@ -90,6 +92,17 @@ void qresolve_all(struct qmsg *m);
  * targets are DONE (answer, timeout or agent gone). Targets that cannot
  * be sent are DONE with a temporary failure before return. */
 void qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered);
+
+/* queue_transport.c: recipient i goes to transport ops (nexthop copied);
+ * RCPT_TRANSPORT from now. 0 or -1 (no memory). */
+struct xgroup;
+int qtransport_add(struct qmsg *m, size_t i, const struct pt_transport_ops *ops, const char *nexthop);
+/* 1 when a transport of the message says PT_TRANSPORT_SLOW. */
+int qtransport_slow(const struct qmsg *m);
+/* One deliver call per transport; each adds one to m->outstanding and
+ * calls answered(m) when its outcomes are in m->rr. */
+void qtransport_dispatch(struct qmsg *m, qmsg_step_fn *answered);
+void qtransport_free(struct qmsg *m);
 
 /* queue_outcome.c: every delivery has an outcome: log it, decide what
  * stays (m->q rewritten, m->keep), build the bounce and forwarded copies,

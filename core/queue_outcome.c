@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "postern/log.h"
+#include "postern/transport.h"
 #include "queue_msg.h"
 
 static double
@@ -24,21 +25,12 @@ qoutcome_log(const struct qmsg *m, const char *to, const char *orig, const struc
 {
 	struct timeval now;
 	gettimeofday(&now, NULL);
-	double d_deliver = elapsed(&m->t0, &now);
-	double total = m->t_before + d_deliver;
-	char a[16], b[16], c[16], d[16], all[16];
-	pt_queue_fmt_delay(m->t_before, a, sizeof a);
-	pt_queue_fmt_delay(0, b, sizeof b);
-	pt_queue_fmt_delay(0, c, sizeof c);
-	pt_queue_fmt_delay(d_deliver, d, sizeof d);
-	pt_queue_fmt_delay(total, all, sizeof all);
-	const char *status = st->code == 0 ? "sent" : st->code >= 500 ? "bounced" : "deferred";
-	char origpart[600] = "";
-	if (orig && orig[0] && strcasecmp(orig, to) != 0)
-		snprintf(origpart, sizeof origpart, ", orig_to=<%s>", orig);
-	pt_log_as("local", PT_LOG_INFO, "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-	          m->q.id, to, origpart, relay, all, a, b, c, d, st->dsn[0] ? st->dsn : "2.0.0", status,
-	          st->text[0] ? st->text : "delivered to mailbox");
+	/* Before the attempt, then delivery; no connection to wait for. */
+	double delays[4] = { m->t_before, 0, 0, elapsed(&m->t0, &now) };
+	struct pt_status shown = *st;
+	if (!shown.text[0])
+		snprintf(shown.text, sizeof shown.text, "delivered to mailbox");
+	pt_delivery_log("local", m->q.id, to, orig, relay, delays, &shown);
 }
 
 /* ---------- bounces ---------- */

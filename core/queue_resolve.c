@@ -1,6 +1,7 @@
 /* Recipient resolution for one attempt: routing, alias expansion (local
  * users, /file and |command members, remote members to forward), user
- * lookup with recipient_delimiter, then one copy per mailbox / file /
+ * lookup with recipient_delimiter; other transports get their recipients
+ * (queue_transport.c). Then one copy per mailbox / file /
  * command and Delivered-To loop detection. */
 #include <ctype.h>
 #include <stdarg.h>
@@ -10,7 +11,6 @@
 #include <strings.h>
 
 #include "queue_msg.h"
-#include "relay.h"
 
 /* The recipient's outcome is decided here (its targets, if any, count too). */
 static void __attribute__((format(printf, 5, 6)))
@@ -229,40 +229,17 @@ resolve_rcpt(struct qmsg *m, size_t i)
 		decide(m, i, 451, "4.3.0", "transport table lookup failure");
 		return;
 	}
-	switch (rt.kind) {
-	case PT_ROUTE_LOCAL:
+	if (strcmp(rt.transport, "local") == 0) {
 		resolve_local(m, i);
-		break;
-	case PT_ROUTE_ERROR: {
-		/* error:5.1.1 text keeps its status; plain text is 5.0.0. */
-		const char *t = rt.text;
-		char dsn[8] = "5.0.0";
-		const char *sp = strchr(t, ' ');
-		if (t[0] == '5' && t[1] == '.' && sp && sp - t < 8) {
-			memcpy(dsn, t, (size_t)(sp - t));
-			dsn[sp - t] = 0;
-			t = sp + 1;
-		}
-		decide(m, i, 550, dsn, "%s", t[0] ? t : "delivery refused by transport table");
-		break;
+		return;
 	}
-	case PT_ROUTE_RETRY:
-		decide(m, i, 450, "4.0.0", "%s", rt.text[0] ? rt.text : "delivery temporarily suspended");
-		break;
-	case PT_ROUTE_DISCARD:
-		decide(m, i, 0, "2.0.0", "discarded%s%s", rt.text[0] ? ": " : "", rt.text);
-		break;
-	case PT_ROUTE_SMTP:
-		/* The SMTP client sets and logs the outcome. */
-		if (pt_relay_batch_add(&m->relay, i, r->address, r->orig, &rt) != 0)
-			decide(m, i, 451, "4.3.0", "out of memory");
-		else
-			m->rr[i].how = RCPT_TRANSPORT;
-		break;
-	default:
-		decide(m, i, 550, "5.1.2", "mail for %s is not deliverable here: no relay transport", domain);
-		break;
-	}
+	/* Any other transport is a module's (postern/transport.h). Without
+	 * it the mail waits, as Postfix's does for an unknown transport. */
+	const struct pt_transport_ops *ops = pt_transport_get(rt.transport);
+	if (!ops || !ops->deliver)
+		decide(m, i, 450, "4.3.5", "unsupported transport \"%s\"", rt.transport);
+	else if (qtransport_add(m, i, ops, rt.nexthop) != 0)
+		decide(m, i, 451, "4.3.0", "out of memory");
 }
 
 /* "Delivered-To: addr" among the headers means we delivered it before:

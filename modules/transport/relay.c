@@ -1,8 +1,9 @@
-/* The SMTP client's bookkeeping: a message attempt's smtp-routed
- * recipients become one job per next hop; each destination runs at most
- * default_destination_concurrency_limit sessions, hands a finished
- * session the next waiting job (RSET between) or caches it for a short
- * while; outcomes are logged as Postfix's smtp(8) does. */
+/* The SMTP client as a transport (postern/transport.h, "smtp" and
+ * "relay"): a deliver call's recipients become one job per next hop; each
+ * destination runs at most default_destination_concurrency_limit
+ * sessions, hands a finished session the next waiting job (RSET between)
+ * or caches it for a short while; outcomes are logged as Postfix's
+ * smtp(8) does. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,22 +11,20 @@
 #include <strings.h>
 #include <sys/time.h>
 
-#include "config_int.h"
 #include "postern/log.h"
 #include "relay_int.h"
-#include "queue.h"
-#include "runtime.h"
+#include "transport.h"
 
 /* ---------- settings ---------- */
 
 int
 relay_tls_level_parse(const char *v, enum relay_tls_level *out)
 {
-	if (!v || !*v || strcasecmp(v, "may") == 0)
+	if (strcmp(v, "may") == 0)
 		*out = RELAY_TLS_MAY;
-	else if (strcasecmp(v, "none") == 0)
+	else if (strcmp(v, "none") == 0)
 		*out = RELAY_TLS_NONE;
-	else if (strcasecmp(v, "encrypt") == 0)
+	else if (strcmp(v, "encrypt") == 0)
 		*out = RELAY_TLS_ENCRYPT;
 	else
 		return -1;
@@ -33,47 +32,42 @@ relay_tls_level_parse(const char *v, enum relay_tls_level *out)
 }
 
 static unsigned
-conf_ms(const char *name, unsigned def_s)
+conf_ms(const struct pt_config *c, const char *name)
 {
-	const struct pt_config *c = pt_live_conf;
-	if (!c || !pt_config_owner(c, name))
-		return def_s * 1000u;
-	long long v = pt_conf_int(c, name);
-	if (v <= 0)
-		v = def_s;
-	if (v > 24 * 3600)
-		v = 24 * 3600;
-	return (unsigned)v * 1000u;
+	return (unsigned)pt_conf_int(c, name) * 1000u;
 }
 
+/* The module's parameters (declared, with their defaults and limits, in
+ * module.c's table: nothing to default here). */
 void
-relay_settings_load(struct relay_settings *s)
+relay_settings_load(const struct pt_config *c, struct relay_settings *s)
 {
-	const struct pt_config *c = pt_live_conf;
-	s->connect_ms = conf_ms("smtp_connect_timeout", 30);
-	s->helo_ms = conf_ms("smtp_helo_timeout", 300);
-	s->mail_ms = conf_ms("smtp_mail_timeout", 300);
-	s->rcpt_ms = conf_ms("smtp_rcpt_timeout", 300);
-	s->data_init_ms = conf_ms("smtp_data_init_timeout", 120);
-	s->data_xfer_ms = conf_ms("smtp_data_xfer_timeout", 180);
-	s->data_done_ms = conf_ms("smtp_data_done_timeout", 600);
-	s->starttls_ms = conf_ms("smtp_starttls_timeout", 300);
-	s->rset_ms = conf_ms("smtp_rset_timeout", 20);
-	s->quit_ms = conf_ms("smtp_quit_timeout", 300);
-	s->cache_ms = conf_ms("smtp_connection_cache_time_limit", 2);
-	s->tls = RELAY_TLS_MAY;
-	if (c && pt_config_owner(c, "smtp_tls_security_level") &&
-	    relay_tls_level_parse(pt_conf_str(c, "smtp_tls_security_level"), &s->tls) != 0)
-		s->tls = RELAY_TLS_MAY;
-	const char *helo = c && pt_config_owner(c, "smtp_helo_name") ? pt_conf_str(c, "smtp_helo_name") : NULL;
+	s->connect_ms = conf_ms(c, "smtp_connect_timeout");
+	s->helo_ms = conf_ms(c, "smtp_helo_timeout");
+	s->mail_ms = conf_ms(c, "smtp_mail_timeout");
+	s->rcpt_ms = conf_ms(c, "smtp_rcpt_timeout");
+	s->data_init_ms = conf_ms(c, "smtp_data_init_timeout");
+	s->data_xfer_ms = conf_ms(c, "smtp_data_xfer_timeout");
+	s->data_done_ms = conf_ms(c, "smtp_data_done_timeout");
+	s->starttls_ms = conf_ms(c, "smtp_starttls_timeout");
+	s->rset_ms = conf_ms(c, "smtp_rset_timeout");
+	s->quit_ms = conf_ms(c, "smtp_quit_timeout");
+	s->cache_ms = conf_ms(c, "smtp_connection_cache_time_limit");
+	if (relay_tls_level_parse(pt_conf_str(c, "smtp_tls_security_level"), &s->tls) != 0)
+		s->tls = RELAY_TLS_MAY; /* the validator refused it already */
+	const char *helo = pt_conf_str(c, "smtp_helo_name");
 	if (!helo || !*helo)
-		helo = c ? pt_conf_str(c, "myhostname") : NULL;
+		helo = pt_conf_str(c, "myhostname");
 	snprintf(s->helo_name, sizeof s->helo_name, "%s", helo && *helo ? helo : "localhost");
-	s->concurrency = 20;
-	if (c && pt_config_owner(c, "default_destination_concurrency_limit")) {
-		long long v = pt_conf_int(c, "default_destination_concurrency_limit");
-		s->concurrency = v > 0 ? (unsigned)v : 1;
-	}
+	s->concurrency = (unsigned)pt_conf_int(c, "default_destination_concurrency_limit");
+}
+
+static struct relay_settings relay_live;
+
+void
+relay_configure(const struct relay_settings *s)
+{
+	relay_live = *s;
 }
 
 /* ---------- outcomes and logging ---------- */
@@ -108,7 +102,6 @@ secs(const struct timeval *a, const struct timeval *b)
 	return d < 0 ? 0 : d;
 }
 
-
 void
 relay_job_finish(struct relay_job *job)
 {
@@ -116,36 +109,23 @@ relay_job_finish(struct relay_job *job)
 	gettimeofday(&now, NULL);
 	/* delays=a/b/c/d: before the queue manager, waiting for a session,
 	 * connection setup, transmission (as Postfix). */
-	double b, c = 0, d = 0;
+	double d[4] = { job->t_before, 0, 0, 0 };
 	if (job->t_session.tv_sec) {
-		b = secs(&job->t_start, &job->t_session);
+		d[1] = secs(&job->t_start, &job->t_session);
 		if (job->t_xfer.tv_sec) {
-			c = secs(&job->t_session, &job->t_xfer);
-			d = secs(&job->t_xfer, &now);
+			d[2] = secs(&job->t_session, &job->t_xfer);
+			d[3] = secs(&job->t_xfer, &now);
 		} else {
-			c = secs(&job->t_session, &now);
+			d[2] = secs(&job->t_session, &now);
 		}
 	} else {
-		b = secs(&job->t_start, &now);
+		d[1] = secs(&job->t_start, &now);
 	}
-	char fa[16], fb[16], fc[16], fd[16], all[16];
-	pt_queue_fmt_delay(job->t_before, fa, sizeof fa);
-	pt_queue_fmt_delay(b, fb, sizeof fb);
-	pt_queue_fmt_delay(c, fc, sizeof fc);
-	pt_queue_fmt_delay(d, fd, sizeof fd);
-	pt_queue_fmt_delay(job->t_before + b + c + d, all, sizeof all);
 	for (size_t i = 0; i < job->nrcpt; i++) {
 		struct relay_rcpt *r = &job->rcpt[i];
 		if (!r->final)
 			relay_rcpt_set(r, 451, "4.3.0", "none", "delivery attempt ended without an outcome");
-		const struct pt_status *st = r->out;
-		const char *status = st->code == 0 ? "sent" : st->code >= 500 ? "bounced" : "deferred";
-		char origpart[600] = "";
-		if (r->orig && r->orig[0] && strcasecmp(r->orig, r->address) != 0)
-			snprintf(origpart, sizeof origpart, ", orig_to=<%s>", r->orig);
-		pt_log_as("smtp", PT_LOG_INFO, "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-		          job->queue_id, r->address, origpart, r->relay, all, fa, fb, fc, fd,
-		          st->dsn[0] ? st->dsn : (st->code ? "4.0.0" : "2.0.0"), status, st->text);
+		pt_delivery_log("smtp", job->queue_id, r->address, r->orig, r->relay, d, r->out);
 	}
 	job->done(job);
 }
@@ -313,7 +293,7 @@ relay_dest_session_gone(struct relay_dest *d, const struct pt_status *failed, co
 }
 
 void
-pt_relay_close_idle(void)
+relay_close_idle(void)
 {
 	struct relay_dest *d = dests;
 	while (d) {
@@ -330,86 +310,36 @@ pt_relay_close_idle(void)
 	}
 }
 
-/* ---------- batches (the queue's side) ---------- */
+/* ---------- deliver (the transport service) ---------- */
 
-struct batch_entry {
-	size_t idx;
-	char *address, *orig;
-	char nexthop[256];
-	unsigned port;
-};
-
-struct pt_relay_batch {
-	struct batch_entry *e;
-	size_t n, cap;
+struct relay_batch {
+	struct pt_loop *loop;
 	struct relay_job *jobs;
 	size_t njobs, remaining;
 	struct relay_rcpt *rcpts;
-	char queue_id[24];
-	char *sender;
-	struct pt_loop *loop;
 	void (*done)(void *arg);
 	void *arg;
 };
-
-int
-pt_relay_batch_add(struct pt_relay_batch **bp, size_t i, const char *address, const char *orig,
-                   const struct pt_route *rt)
-{
-	struct pt_relay_batch *b = *bp;
-	if (!b) {
-		b = calloc(1, sizeof *b);
-		if (!b)
-			return -1;
-		*bp = b;
-	}
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4;
-		struct batch_entry *e = realloc(b->e, cap * sizeof *e);
-		if (!e)
-			return -1;
-		b->e = e;
-		b->cap = cap;
-	}
-	struct batch_entry *e = &b->e[b->n];
-	memset(e, 0, sizeof *e);
-	e->idx = i;
-	e->address = strdup(address);
-	e->orig = orig ? strdup(orig) : NULL;
-	if (!e->address || (orig && !e->orig)) {
-		free(e->address);
-		free(e->orig);
-		return -1;
-	}
-	snprintf(e->nexthop, sizeof e->nexthop, "%s", rt->nexthop);
-	e->port = rt->port ? rt->port : 25;
-	b->n++;
-	return 0;
-}
-
-int
-pt_relay_batch_has(const struct pt_relay_batch *b, size_t i)
-{
-	for (size_t k = 0; b && k < b->n; k++)
-		if (b->e[k].idx == i)
-			return 1;
-	return 0;
-}
 
 static void
 batch_done_fire(struct pt_loop *loop, void *arg)
 {
 	(void)loop;
-	struct pt_relay_batch *b = arg;
-	b->done(b->arg);
+	struct relay_batch *b = arg;
+	void (*done)(void *) = b->done;
+	void *done_arg = b->arg;
+	free(b->jobs);
+	free(b->rcpts);
+	free(b);
+	done(done_arg);
 }
 
 static void
 job_done(struct relay_job *job)
 {
-	struct pt_relay_batch *b = job->owner;
+	struct relay_batch *b = job->owner;
 	if (--b->remaining == 0 && !pt_timer_add(b->loop, 0, batch_done_fire, b))
-		b->done(b->arg);
+		batch_done_fire(b->loop, b);
 }
 
 static int
@@ -418,70 +348,114 @@ non_ascii(const char *s)
 	return s && relay_is_8bit(s, strlen(s));
 }
 
-void
-pt_relay_batch_start(struct pt_relay_batch *b, struct pt_loop *loop, const struct pt_relay_msg *msg,
-                     struct pt_status *st, void (*done)(void *arg), void *arg)
+/* Next hop of a recipient: routing's "host:port" / "[host]:port", or the
+ * recipient's domain when it gave none. */
+static int
+rcpt_nexthop(const struct pt_transport_rcpt *r, char *host, size_t hostlen, unsigned *port)
 {
-	struct relay_settings set;
-	relay_settings_load(&set);
-	b->loop = loop;
-	b->done = done;
-	b->arg = arg;
-	snprintf(b->queue_id, sizeof b->queue_id, "%s", msg->queue_id);
-	b->sender = strdup(msg->sender ? msg->sender : "");
-	b->jobs = calloc(b->n ? b->n : 1, sizeof *b->jobs);
-	b->rcpts = calloc(b->n ? b->n : 1, sizeof *b->rcpts);
-	if (!b->sender || !b->jobs || !b->rcpts) {
-		for (size_t k = 0; k < b->n; k++)
-			pt_status_set(&st[b->e[k].idx], 451, "4.3.0", "out of memory");
-		b->remaining = 1;
-		if (!pt_timer_add(loop, 0, batch_done_fire, b))
+	const char *nh = r->nexthop;
+	if (!nh || !*nh) {
+		const char *at = strrchr(r->address, '@');
+		nh = at ? at + 1 : "";
+	}
+	return transport_parse_nexthop(nh, host, hostlen, port);
+}
+
+static void
+rcpt_fail_now(const struct pt_transport_msg *msg, struct pt_transport_rcpt *r, int code, const char *dsn,
+              const char *text)
+{
+	double d[4] = { difftime(time(NULL), msg->arrival), 0, 0, 0 };
+	if (d[0] < 0)
+		d[0] = 0;
+	pt_status_set(&r->st, code, dsn, "%s", text);
+	pt_delivery_log("smtp", msg->queue_id, r->address, r->orig, "none", d, &r->st);
+}
+
+void
+relay_deliver(struct pt_loop *loop, const struct pt_transport_msg *msg, struct pt_transport_rcpt *rcpt, size_t n,
+              void (*done)(void *arg), void *arg)
+{
+	struct relay_batch *b = calloc(1, sizeof *b);
+	char (*host)[256] = calloc(n ? n : 1, sizeof *host);
+	unsigned *port = calloc(n ? n : 1, sizeof *port);
+	if (b) {
+		b->loop = loop;
+		b->done = done;
+		b->arg = arg;
+		b->jobs = calloc(n ? n : 1, sizeof *b->jobs);
+		b->rcpts = calloc(n ? n : 1, sizeof *b->rcpts);
+	}
+	if (!b || !host || !port || !b->jobs || !b->rcpts) {
+		for (size_t k = 0; k < n; k++)
+			rcpt_fail_now(msg, &rcpt[k], 451, "4.3.0", "out of memory");
+		free(host);
+		free(port);
+		if (b) {
+			b->remaining = 1;
+			job_done(&(struct relay_job){ .owner = b });
+		} else {
+			/* Not even that: the caller's done must still come later. */
 			done(arg);
+		}
 		return;
 	}
 	struct timeval now;
 	gettimeofday(&now, NULL);
 	double before = difftime(now.tv_sec, msg->arrival);
 	int body8 = relay_is_8bit(msg->data, msg->len);
+	int *bad = calloc(n ? n : 1, sizeof *bad);
+	for (size_t k = 0; k < n; k++) {
+		memset(&rcpt[k].st, 0, sizeof rcpt[k].st);
+		if (!bad)
+			rcpt_fail_now(msg, &rcpt[k], 451, "4.3.0", "out of memory");
+		else if (rcpt_nexthop(&rcpt[k], host[k], sizeof host[k], &port[k]) != 0) {
+			rcpt_fail_now(msg, &rcpt[k], 450, "4.3.5", "invalid next hop");
+			bad[k] = 1;
+		}
+	}
 	/* Group by next hop: recipients of one destination share a job; the
 	 * rcpt array is laid out job after job. */
 	size_t nr = 0;
-	for (size_t k = 0; k < b->n; k++) {
-		struct batch_entry *e = &b->e[k];
+	for (size_t k = 0; bad && k < n; k++) {
+		if (bad[k])
+			continue;
 		int seen = 0;
-		for (size_t p = 0; p < k; p++)
-			if (b->e[p].port == e->port && strcasecmp(b->e[p].nexthop, e->nexthop) == 0)
-				seen = 1;
+		for (size_t p = 0; p < k && !seen; p++)
+			seen = !bad[p] && port[p] == port[k] && strcasecmp(host[p], host[k]) == 0;
 		if (seen)
 			continue;
 		struct relay_job *job = &b->jobs[b->njobs++];
-		job->queue_id = b->queue_id;
-		job->sender = b->sender;
+		job->queue_id = msg->queue_id;
+		job->sender = msg->sender ? msg->sender : "";
 		job->data = msg->data;
 		job->len = msg->len;
 		job->rcpt = &b->rcpts[nr];
 		job->need_8bit = body8;
-		job->need_utf8 = non_ascii(b->sender);
+		job->need_utf8 = non_ascii(job->sender);
 		job->t_start = now;
 		job->t_before = before < 0 ? 0 : before;
 		job->done = job_done;
 		job->owner = b;
-		job->dest = dest_get(loop, e->nexthop, e->port, &set);
-		for (size_t p = k; p < b->n; p++) {
-			struct batch_entry *o = &b->e[p];
-			if (o->port != e->port || strcasecmp(o->nexthop, e->nexthop) != 0)
+		job->dest = dest_get(loop, host[k], port[k], &relay_live);
+		for (size_t p = k; p < n; p++) {
+			if (bad[p] || port[p] != port[k] || strcasecmp(host[p], host[k]) != 0)
 				continue;
 			struct relay_rcpt *r = &b->rcpts[nr++];
-			r->address = o->address;
-			r->orig = o->orig;
-			r->out = &st[o->idx];
-			memset(r->out, 0, sizeof *r->out);
-			if (non_ascii(o->address))
+			r->address = rcpt[p].address;
+			r->orig = rcpt[p].orig;
+			r->out = &rcpt[p].st;
+			if (non_ascii(rcpt[p].address))
 				job->need_utf8 = 1;
 			job->nrcpt++;
 		}
 	}
-	b->remaining = b->njobs;
+	free(bad);
+	free(host);
+	free(port);
+	/* One extra count while starting, so a job that ends at once cannot
+	 * finish the batch under the loop. */
+	b->remaining = b->njobs + 1;
 	for (size_t j = 0; j < b->njobs; j++) {
 		struct relay_job *job = &b->jobs[j];
 		if (!job->dest) {
@@ -493,20 +467,5 @@ pt_relay_batch_start(struct pt_relay_batch *b, struct pt_loop *loop, const struc
 		}
 		dest_submit(job->dest, job);
 	}
-}
-
-void
-pt_relay_batch_free(struct pt_relay_batch *b)
-{
-	if (!b)
-		return;
-	for (size_t k = 0; k < b->n; k++) {
-		free(b->e[k].address);
-		free(b->e[k].orig);
-	}
-	free(b->e);
-	free(b->jobs);
-	free(b->rcpts);
-	free(b->sender);
-	free(b);
+	job_done(&(struct relay_job){ .owner = b });
 }

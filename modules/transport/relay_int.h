@@ -1,5 +1,5 @@
-/* Internals of the outbound SMTP client shared by its files (relay*.c) and
- * its unit tests: reply parser, body encoder, next-hop resolution, the
+/* Internals of the outbound SMTP client (the transport module's "smtp" and
+ * "relay" transports) shared by its files (relay*.c) and its unit tests: reply parser, body encoder, next-hop resolution, the
  * non-blocking client socket with TLS, sessions and destinations. */
 #ifndef POSTERN_RELAY_INT_H
 #define POSTERN_RELAY_INT_H
@@ -11,8 +11,9 @@
 
 #include "postern/dns.h"
 #include "postern/event.h"
+#include "postern/config.h"
 #include "postern/services.h"
-#include "relay.h"
+#include "postern/transport.h"
 
 /* ---- server replies (relay_reply.c) ---- */
 
@@ -130,9 +131,20 @@ struct relay_settings {
 	char helo_name[256];
 	unsigned concurrency;
 };
-/* From pt_live_conf (defaults for what no loaded module declares). */
-void relay_settings_load(struct relay_settings *s);
+/* From the module's parameters in c. */
+void relay_settings_load(const struct pt_config *c, struct relay_settings *s);
+/* "none", "may", "encrypt"; 0 or -1 (also smtp_tls_security_level's validator). */
 int relay_tls_level_parse(const char *v, enum relay_tls_level *out);
+/* The settings deliveries from now on use (module init, tests). */
+void relay_configure(const struct relay_settings *s);
+
+/* ---- the transport (relay.c) ---- */
+
+/* pt_transport_ops.deliver of "smtp" and "relay". */
+void relay_deliver(struct pt_loop *loop, const struct pt_transport_msg *msg, struct pt_transport_rcpt *rcpt,
+                   size_t n, void (*done)(void *arg), void *arg);
+/* Close cached idle connections (module stop, tests). */
+void relay_close_idle(void);
 
 /* ---- jobs, sessions and destinations (relay.c, relay_session.c) ---- */
 
