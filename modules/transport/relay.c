@@ -70,69 +70,20 @@ relay_configure(const struct relay_settings *s)
 	relay_live = *s;
 }
 
-/* ---------- outcomes and logging ---------- */
-
-void
-relay_rcpt_set(struct relay_rcpt *r, int code, const char *dsn, const char *relay, const char *fmt, ...)
-{
-	char text[sizeof r->out->text];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
-	va_end(ap);
-	pt_status_set(r->out, code, dsn, "%s", text);
-	snprintf(r->relay, sizeof r->relay, "%s", relay ? relay : "none");
-	r->final = 1;
-}
-
-void
-relay_job_fail_rest(struct relay_job *job, const struct pt_status *st, const char *relay)
-{
-	for (size_t i = 0; i < job->nrcpt; i++)
-		if (!job->rcpt[i].final)
-			relay_rcpt_set(&job->rcpt[i], st->code, st->dsn, relay, "%s", st->text);
-}
-
-static double
-secs(const struct timeval *a, const struct timeval *b)
-{
-	if (!a->tv_sec || !b->tv_sec)
-		return 0;
-	double d = (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_usec - a->tv_usec) / 1e6;
-	return d < 0 ? 0 : d;
-}
-
-void
-relay_job_finish(struct relay_job *job)
-{
-	struct timeval now;
-	gettimeofday(&now, NULL);
-	/* delays=a/b/c/d: before the queue manager, waiting for a session,
-	 * connection setup, transmission (as Postfix). */
-	double d[4] = { job->t_before, 0, 0, 0 };
-	if (job->t_session.tv_sec) {
-		d[1] = secs(&job->t_start, &job->t_session);
-		if (job->t_xfer.tv_sec) {
-			d[2] = secs(&job->t_session, &job->t_xfer);
-			d[3] = secs(&job->t_xfer, &now);
-		} else {
-			d[2] = secs(&job->t_session, &now);
-		}
-	} else {
-		d[1] = secs(&job->t_start, &now);
-	}
-	for (size_t i = 0; i < job->nrcpt; i++) {
-		struct relay_rcpt *r = &job->rcpt[i];
-		if (!r->final)
-			relay_rcpt_set(r, 451, "4.3.0", "none", "delivery attempt ended without an outcome");
-		pt_delivery_log("smtp", job->queue_id, r->address, r->orig, r->relay, d, r->out);
-	}
-	job->done(job);
-}
-
 /* ---------- destinations ---------- */
 
 static struct relay_dest *dests;
+
+static int relay_dest_session_free_for_work(struct relay_dest *d, struct relay_session *ss);
+static void relay_dest_session_idle(struct relay_dest *d, struct relay_session *ss);
+static void relay_dest_session_unidle(struct relay_dest *d, struct relay_session *ss);
+static void relay_dest_session_gone(struct relay_dest *d, const struct pt_status *failed, const char *relay);
+static void relay_dest_requeue(struct relay_dest *d, struct relay_job *job);
+
+static const struct relay_dest_ops dest_ops = {
+	relay_dest_session_free_for_work, relay_dest_session_idle, relay_dest_session_unidle,
+	relay_dest_session_gone, relay_dest_requeue,
+};
 
 static struct relay_dest *
 dest_get(struct pt_loop *loop, const char *nexthop, unsigned port, const struct relay_settings *s)
@@ -147,6 +98,7 @@ dest_get(struct pt_loop *loop, const char *nexthop, unsigned port, const struct 
 	struct relay_dest *d = calloc(1, sizeof *d);
 	if (!d)
 		return NULL;
+	d->ops = &dest_ops;
 	d->loop = loop;
 	d->set = *s;
 	snprintf(d->key, sizeof d->key, "%s", key);
@@ -192,7 +144,7 @@ wait_push(struct relay_dest *d, struct relay_job *job)
 	d->wait_tail = &job->next;
 }
 
-void
+static void
 relay_dest_requeue(struct relay_dest *d, struct relay_job *job)
 {
 	if (!job)
@@ -239,7 +191,7 @@ dest_submit(struct relay_dest *d, struct relay_job *job)
 	dest_run(d);
 }
 
-int
+static int
 relay_dest_session_free_for_work(struct relay_dest *d, struct relay_session *ss)
 {
 	struct relay_job *job = wait_pop(d);
@@ -249,7 +201,7 @@ relay_dest_session_free_for_work(struct relay_dest *d, struct relay_session *ss)
 	return 1;
 }
 
-void
+static void
 relay_dest_session_idle(struct relay_dest *d, struct relay_session *ss)
 {
 	/* Newest first: the most recently used connection is the likeliest
@@ -258,7 +210,7 @@ relay_dest_session_idle(struct relay_dest *d, struct relay_session *ss)
 	d->idle = ss;
 }
 
-void
+static void
 relay_dest_session_unidle(struct relay_dest *d, struct relay_session *ss)
 {
 	struct relay_session *prev = NULL;
@@ -274,7 +226,7 @@ relay_dest_session_unidle(struct relay_dest *d, struct relay_session *ss)
 	}
 }
 
-void
+static void
 relay_dest_session_gone(struct relay_dest *d, const struct pt_status *failed, const char *relay)
 {
 	if (d->nsessions)

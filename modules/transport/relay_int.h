@@ -146,7 +146,8 @@ void relay_deliver(struct pt_loop *loop, const struct pt_transport_msg *msg, str
 /* Close cached idle connections (module stop, tests). */
 void relay_close_idle(void);
 
-/* ---- jobs, sessions and destinations (relay.c, relay_session.c) ---- */
+/* ---- jobs, sessions and destinations (relay_job.c, relay_session.c,
+ * relay.c; each calls only the ones before it by name) ---- */
 
 struct relay_rcpt {
 	const char *address;
@@ -176,7 +177,22 @@ struct relay_job {
 
 struct relay_session;
 
+/* What a session tells its destination (relay.c): handed over as data
+ * so that sessions never call the destination code by name. */
+struct relay_dest_ops {
+	/* The session has no job: give it the next waiting one (1) or not (0). */
+	int (*free_for_work)(struct relay_dest *d, struct relay_session *ss);
+	void (*idle)(struct relay_dest *d, struct relay_session *ss);
+	void (*unidle)(struct relay_dest *d, struct relay_session *ss);
+	/* The session is gone. failed: it never got to a transaction and
+	 * says why: waiting jobs share that fate when no other session is left. */
+	void (*gone)(struct relay_dest *d, const struct pt_status *failed, const char *relay);
+	/* A job a reused session could not start goes back to the front. */
+	void (*requeue)(struct relay_dest *d, struct relay_job *job);
+};
+
 struct relay_dest {
+	const struct relay_dest_ops *ops;
 	struct pt_loop *loop;
 	struct relay_settings set;    /* as of the latest job */
 	char key[300];                /* "nexthop:port" */
@@ -198,20 +214,9 @@ void relay_session_close(struct relay_session *ss);
 struct relay_session *relay_session_next_idle(struct relay_session *ss);
 void relay_session_set_next_idle(struct relay_session *ss, struct relay_session *next);
 
-/* Destination side (relay.c), called by sessions. */
-/* The job is finished (every recipient's outcome set): log, hand back. */
+/* Jobs (relay_job.c). The job is finished (every recipient's outcome
+ * set): log, hand back. */
 void relay_job_finish(struct relay_job *job);
-/* A session has no job: give it the next waiting one or keep it idle.
- * Returns 1 when the session got a job. */
-int relay_dest_session_free_for_work(struct relay_dest *d, struct relay_session *ss);
-void relay_dest_session_idle(struct relay_dest *d, struct relay_session *ss);
-void relay_dest_session_unidle(struct relay_dest *d, struct relay_session *ss);
-/* A session is gone. failed: it never got to a transaction and err says
- * why: waiting jobs share that fate when no other session is left. */
-void relay_dest_session_gone(struct relay_dest *d, const struct pt_status *failed, const char *relay);
-/* A job a reused session could not start goes back to the front. */
-void relay_dest_requeue(struct relay_dest *d, struct relay_job *job);
-
 /* Recipient outcome helpers. */
 void relay_rcpt_set(struct relay_rcpt *r, int code, const char *dsn, const char *relay, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
