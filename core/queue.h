@@ -23,7 +23,6 @@ pid_t pt_local_spawn(const struct pt_config *conf, int *worker_fd);
  * queue manager and the maildrop pickup. local_fd < 0: no agent (every
  * message is queued and retried later). 0 ok, -1 (logged). */
 int pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd);
-void pt_queue_reload(const struct pt_config *conf);
 void pt_queue_stop(void);
 /* Ask the queue manager to retry every deferred message now. */
 void pt_queue_flush_now(void);
@@ -65,7 +64,7 @@ struct pt_qfile {
 	time_t arrival;
 	time_t next_retry;            /* 0 = as soon as possible */
 	unsigned attempts;
-	uid_t submit_uid;             /* local submission: invoking user; else -1 */
+	uid_t submit_uid;             /* local submission: invoking user; else -1 (only that) */
 	char *client_name, *client_address, *helo, *protocol, *sasl_username;
 	char *envid, *ret;
 	size_t nrcpt;

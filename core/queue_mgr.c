@@ -58,8 +58,8 @@ find(const char *id)
 	return NULL;
 }
 
-void
-pt_qmgr_note(const char *id, const char *where, time_t next_retry)
+static void
+note(const char *id, const char *where, time_t next_retry)
 {
 	struct entry *e = find(id);
 	if (!e) {
@@ -78,8 +78,8 @@ pt_qmgr_note(const char *id, const char *where, time_t next_retry)
 	e->next = next_retry;
 }
 
-void
-pt_qmgr_forget(const char *id)
+static void
+forget(const char *id)
 {
 	struct entry *e = find(id);
 	if (e)
@@ -94,14 +94,6 @@ release_lock(void)
 		M.lock_fd = -1;
 	}
 	pt_qs.have_lock = 0;
-}
-
-void
-pt_qmgr_attempt_done(const char *id)
-{
-	(void)id;
-	if (!pt_qs.running && pt_qs.inflight == 0)
-		release_lock();
 }
 
 /* ---------- recovery and scans ---------- */
@@ -174,7 +166,7 @@ scan_dir(const char *sub)
 			pt_error("%s: %s", id, err);
 			continue;
 		}
-		pt_qmgr_note(id, strcmp(sub, PT_QDIR_ACTIVE) == 0 ? PT_QDIR_ACTIVE : PT_QDIR_DEFERRED,
+		note(id, strcmp(sub, PT_QDIR_ACTIVE) == 0 ? PT_QDIR_ACTIVE : PT_QDIR_DEFERRED,
 		             strcmp(sub, PT_QDIR_ACTIVE) == 0 ? 0 : q.next_retry);
 		pt_qfile_free(&q);
 	}
@@ -212,6 +204,142 @@ take_lock(void)
 	return 1;
 }
 
+/* ---------- attempts: every one starts here and ends in run_event ---------- */
+
+/* Bumped by each flush: attempts that were running when it came retry
+ * as soon as they end instead of after their backoff. */
+static unsigned flush_generation;
+
+enum run_origin { RUN_CLIENT, RUN_PICKUP, RUN_RETRY, RUN_SPAWNED };
+struct run {
+	enum run_origin origin;
+	unsigned flush_generation;    /* at the start */
+	int told;                     /* RUN_CLIENT: the client has its answer */
+	pt_queue_done_fn *client_done;
+	void *client_arg;
+	char name[256];               /* RUN_PICKUP: the maildrop file */
+};
+
+/* Whoever waits hears later on the loop, never inside the call that
+ * started the attempt. */
+struct tell {
+	pt_queue_done_fn *fn;
+	void *arg;
+	struct pt_status st;
+	char id[24];
+};
+
+static void
+tell_fire(struct pt_loop *loop, void *arg)
+{
+	(void)loop;
+	struct tell *c = arg;
+	c->fn(c->arg, &c->st, c->id);
+	free(c);
+}
+
+static void
+tell_later(pt_queue_done_fn *fn, void *arg, const struct pt_status *st, const char *id)
+{
+	struct tell *c = malloc(sizeof *c);
+	if (!c || !pt_timer_add(pt_qs.loop, 0, tell_fire, c)) {
+		free(c);
+		fn(arg, st, id);
+		return;
+	}
+	c->fn = fn;
+	c->arg = arg;
+	c->st = *st;
+	snprintf(c->id, sizeof c->id, "%s", id);
+}
+
+static void retry_done(void *arg, const struct pt_status *st, const char *id);
+static void pickup_done(void *arg, const struct pt_status *st, const char *id);
+static int run_start(struct pt_qfile *q, const char *where, struct run *r);
+
+static struct run *
+run_new(enum run_origin origin)
+{
+	struct run *r = calloc(1, sizeof *r);
+	if (r)
+		r->origin = origin;
+	return r;
+}
+
+static void
+run_event(void *arg, struct pt_qoutcome *o)
+{
+	struct run *r = arg;
+	if (o->event == PT_QEV_ACCEPTED) {
+		if (r->origin == RUN_CLIENT && !r->told)
+			tell_later(r->client_done, r->client_arg, &o->st, o->id);
+		r->told = 1;
+		return;
+	}
+	switch (o->fate) {
+	case PT_QFATE_UNCHANGED:
+		if (o->where)
+			note(o->id, o->where, time(NULL) + pt_qs.min_backoff);
+		break;
+	case PT_QFATE_DEFERRED:
+		/* A flush that came while this attempt ran applies to it. */
+		note(o->id, PT_QDIR_DEFERRED, r->flush_generation != flush_generation ? 0 : o->next_retry);
+		break;
+	case PT_QFATE_REMOVED:
+		forget(o->id);
+		pt_log_as("qmgr", PT_LOG_INFO, "%s: removed", o->id);
+		break;
+	}
+	if (r->origin == RUN_CLIENT && !r->told)
+		tell_later(r->client_done, r->client_arg, &o->st, o->id);
+	else if (r->origin == RUN_PICKUP)
+		tell_later(pickup_done, r, &o->st, o->id);
+	else if (r->origin == RUN_RETRY)
+		tell_later(retry_done, NULL, &o->st, o->id);
+	if (r->origin != RUN_PICKUP)
+		free(r);
+	for (size_t j = 0; j < o->nspawned; j++) {
+		struct pt_qfile *f = &o->spawned[j];
+		pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", f->id, f->sender,
+		          f->len, f->nrcpt);
+		run_start(f, PT_QDIR_ACTIVE, run_new(RUN_SPAWNED));
+	}
+	pt_qs.inflight--;
+	/* After a stop, the lock goes with the last attempt. */
+	if (!pt_qs.running && pt_qs.inflight == 0)
+		release_lock();
+}
+
+/* Start an attempt (q is taken over). -1 when r is NULL (no memory):
+ * the file, if any, stays for a later run. */
+static int
+run_start(struct pt_qfile *q, const char *where, struct run *r)
+{
+	if (!r) {
+		pt_qfile_free(q);
+		return -1;
+	}
+	r->flush_generation = flush_generation;
+	pt_qs.inflight++;
+	pt_qmsg_attempt(q, where, r->origin == RUN_CLIENT, run_event, r);
+	return 0;
+}
+
+void
+pt_qmgr_submit(struct pt_qfile *q, pt_queue_done_fn *done, void *arg)
+{
+	struct run *r = run_new(RUN_CLIENT);
+	if (r) {
+		r->client_done = done;
+		r->client_arg = arg;
+	}
+	if (run_start(q, NULL, r) != 0) {
+		struct pt_status st;
+		pt_status_set(&st, 451, "4.3.0", "Error: queue file write error");
+		tell_later(done, arg, &st, "");
+	}
+}
+
 /* ---------- retries ---------- */
 
 static void
@@ -240,13 +368,13 @@ run_due(void)
 		if (rc == -2) {
 			pt_error("%s: damaged queue file (%s); moved to %s/", id, err, PT_QDIR_CORRUPT);
 			pt_qfile_quarantine(pt_qs.qdir, where, id);
-			pt_qmgr_forget(id);
+			forget(id);
 			i--;
 			continue;
 		}
 		if (rc != 0) {
 			if (errno == ENOENT) {
-				pt_qmgr_forget(id); /* deleted by `postern queue delete` */
+				forget(id); /* deleted by `postern queue delete` */
 				i--;
 			} else {
 				e->next = now + pt_qs.min_backoff;
@@ -256,16 +384,15 @@ run_due(void)
 		}
 		pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender,
 		          q.len, pt_qfile_pending(&q));
+		if (run_start(&q, where, run_new(RUN_RETRY)) != 0) {
+			e->next = now + pt_qs.min_backoff;
+			continue;
+		}
 		M.retry_inflight++;
-		pt_qmsg_attempt(&q, where, retry_done, NULL);
 	}
 }
 
 /* ---------- pickup ---------- */
-
-struct pickup {
-	char name[256];
-};
 
 static int
 picking(const char *name)
@@ -290,7 +417,7 @@ picking_remove(const char *name)
 static void
 pickup_done(void *arg, const struct pt_status *st, const char *id)
 {
-	struct pickup *p = arg;
+	struct run *p = arg;
 	(void)id;
 	if (st->code == 0) {
 		char path[PATH_MAX];
@@ -392,7 +519,7 @@ pickup_file(int dfd, const char *name)
 		return;
 	}
 	free(buf);
-	struct pickup *p = calloc(1, sizeof *p);
+	struct run *p = run_new(RUN_PICKUP);
 	char **pk = realloc(M.picking, (M.npicking + 1) * sizeof *pk);
 	if (!p || !pk) {
 		free(p);
@@ -441,7 +568,7 @@ pickup_file(int dfd, const char *name)
 	pt_log_as("pickup", PT_LOG_INFO, "%s: uid=%lu from=<%s>", q.id, (unsigned long)st.st_uid, q.sender);
 	pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender, q.len,
 	          q.nrcpt);
-	pt_qmsg_attempt(&q, NULL, pickup_done, p);
+	run_start(&q, NULL, p);
 }
 
 static void
@@ -564,12 +691,6 @@ pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd)
 }
 
 void
-pt_queue_reload(const struct pt_config *conf)
-{
-	load_params(conf);
-}
-
-void
 pt_queue_stop(void)
 {
 	if (!pt_qs.running)
@@ -586,16 +707,6 @@ pt_queue_stop(void)
 	/* In-flight messages finish; the lock goes with the last of them. */
 	if (pt_qs.inflight == 0)
 		release_lock();
-}
-
-/* Bumped by each flush: attempts that were running when it came retry
- * as soon as they end instead of after their backoff. */
-static unsigned flush_generation;
-
-unsigned
-pt_qmgr_flush_generation(void)
-{
-	return flush_generation;
 }
 
 void

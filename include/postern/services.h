@@ -81,15 +81,16 @@ struct pt_alias_ops {
 
 /* ---- routing (the transport module; the core has a local-only default) ---- */
 #define PT_SVC_ROUTE "route"
-enum pt_route_kind { PT_ROUTE_LOCAL, PT_ROUTE_SMTP, PT_ROUTE_ERROR, PT_ROUTE_DISCARD,
-	PT_ROUTE_RETRY, PT_ROUTE_NONE /* not ours and no relay: refuse */ };
+/* Where a recipient goes: a transport by name (postern/transport.h) and
+ * its argument, as a transport(5) result "transport:nexthop" says. */
 struct pt_route {
-	enum pt_route_kind kind;
-	char nexthop[256];            /* host or [host] (no MX lookup) */
-	unsigned port;
-	char text[256];               /* error:/retry: text */
+	char transport[32];           /* "local", "smtp", "error", a module's own */
+	char nexthop[300];            /* "[host]:port", error text, ...; "" = the
+	                                 transport's default */
 };
 struct pt_route_ops {
+	/* 0, or -1 when a table could not be consulted (out is then a
+	 * "retry" route saying so). */
 	int (*route)(const char *address, struct pt_route *out);
 };
 /* Local-part and domain tests every module shares (mydestination etc.). */

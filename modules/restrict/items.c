@@ -204,9 +204,9 @@ restrict_item_unlisted(struct restrict_eval *e, const char *class_name)
 		const struct pt_route_ops *route = pt_service_get(PT_SVC_ROUTE);
 		struct pt_route rt;
 		memset(&rt, 0, sizeof rt);
-		if (route && route->route(rcpt, &rt) >= 0 && rt.kind == PT_ROUTE_ERROR) {
+		if (route && route->route(rcpt, &rt) >= 0 && strcmp(rt.transport, "error") == 0) {
 			RS_SNPRINTF(e->reply, "550 5.1.1 <%s>: %s rejected: %s", rcpt,
-			         class_name, rt.text[0] ? rt.text : domain);
+			         class_name, rt.nexthop[0] ? rt.nexthop : domain);
 			return R_REJECT;
 		}
 		return R_NEXT;

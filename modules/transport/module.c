@@ -1,5 +1,7 @@
 /* The transport module's descriptor: transport_maps, relayhost and the
- * default transports, their checks, and the routing service. */
+ * default transports, their checks, the routing service, and the
+ * transports smtp and relay (the SMTP client, relay*.c), error, retry and
+ * discard (transport_simple.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include "postern/log.h"
 #include "postern/module.h"
 #include "postern/services.h"
+#include "relay_int.h"
 #include "transport.h"
 
 static int transport_validate_relayhost(const char *value, char *err, size_t errlen);
@@ -20,11 +23,10 @@ static const struct pt_param transport_params[] = {
 	{ "relayhost", PT_STR, "", transport_validate_relayhost,
 	  "next hop for non-local mail: host, [host], host:port; empty = MX of the domain", 0, 0 },
 	{ "default_transport", PT_STR, "smtp", transport_validate_default,
-	  "transport[:nexthop] for mail to other domains (smtp, error, retry, discard)", 0, 0 },
+	  "transport[:nexthop] for mail to other domains (smtp, error, retry, discard, a module's)", 0, 0 },
 	{ "relay_transport", PT_STR, "relay", transport_validate_default,
 	  "transport[:nexthop] for mail to relay_domains", 0, 0 },
-	/* The SMTP client (core/relay*.c) reads these; Postfix's names and
-	 * defaults. */
+	/* The SMTP client's (relay*.c); Postfix's names and defaults. */
 	{ "smtp_connect_timeout", PT_TIME, "30s", NULL, "SMTP client: time limit for a TCP connection", 1, 86400 },
 	{ "smtp_helo_timeout", PT_TIME, "300s", NULL,
 	  "SMTP client: time limit for the greeting and the EHLO/HELO reply", 1, 86400 },
@@ -67,14 +69,15 @@ transport_validate_default(const char *value, char *err, size_t errlen)
 	struct pt_route r;
 	if (transport_parse_result(value, "smtp", "example.com", "", &r) == 0)
 		return 0;
-	snprintf(err, errlen, "%s", r.text + 6);   /* without "4.3.5 " */
+	snprintf(err, errlen, "%s", r.nexthop + 6);   /* without "4.3.5 " */
 	return -1;
 }
 
 static int
 transport_validate_tls_level(const char *value, char *err, size_t errlen)
 {
-	if (strcmp(value, "none") == 0 || strcmp(value, "may") == 0 || strcmp(value, "encrypt") == 0)
+	enum relay_tls_level level;
+	if (relay_tls_level_parse(value, &level) == 0)
 		return 0;
 	snprintf(err, errlen, "invalid smtp_tls_security_level \"%.60s\": expected none, may or encrypt", value);
 	return -1;
@@ -121,14 +124,17 @@ svc_route(const char *address, struct pt_route *out)
 {
 	if (!transport_live) {
 		memset(out, 0, sizeof(*out));
-		out->kind = PT_ROUTE_RETRY;
-		snprintf(out->text, sizeof(out->text), "4.3.0 transport module not configured");
+		snprintf(out->transport, sizeof(out->transport), "retry");
+		snprintf(out->nexthop, sizeof(out->nexthop), "4.3.0 transport module not configured");
 		return -1;
 	}
 	return transport_route(transport_live, address, out);
 }
 
 static const struct pt_route_ops transport_ops = { svc_route };
+
+/* May take minutes: the queue acknowledges the client first. */
+static const struct pt_transport_ops smtp_ops = { PT_TRANSPORT_SLOW, relay_deliver };
 
 static int
 transport_init(struct pt_ctx *ctx)
@@ -137,7 +143,19 @@ transport_init(struct pt_ctx *ctx)
 	if (!c)
 		return -1;
 	transport_live = c;
-	return pt_service_register(PT_SVC_ROUTE, &transport_ops);
+	struct relay_settings set;
+	relay_settings_load(ctx->conf, &set);
+	relay_configure(&set);
+	if (pt_service_register(PT_SVC_ROUTE, &transport_ops) != 0 ||
+	    pt_service_register(PT_SVC_TRANSPORT("smtp"), &smtp_ops) != 0 ||
+	    pt_service_register(PT_SVC_TRANSPORT("relay"), &smtp_ops) != 0 ||
+	    pt_service_register(PT_SVC_TRANSPORT("error"), &transport_error_ops) != 0 ||
+	    pt_service_register(PT_SVC_TRANSPORT("retry"), &transport_retry_ops) != 0 ||
+	    pt_service_register(PT_SVC_TRANSPORT("discard"), &transport_discard_ops) != 0) {
+		pt_error("transport: too many services registered");
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -149,6 +167,9 @@ transport_reload(struct pt_ctx *ctx)
 	struct transport_conf *old = transport_live;
 	transport_live = c;
 	transport_conf_free(old);
+	struct relay_settings set;
+	relay_settings_load(ctx->conf, &set);
+	relay_configure(&set);
 	return 0;
 }
 
@@ -156,6 +177,7 @@ static void
 transport_stop(struct pt_ctx *ctx)
 {
 	(void)ctx;
+	relay_close_idle();
 	transport_conf_free(transport_live);
 	transport_live = NULL;
 }

@@ -7,6 +7,7 @@
 
 #include "postern/map.h"
 #include "postern/services.h"
+#include "postern/transport.h"
 
 struct transport_conf {
 	struct pt_map_list *maps;     /* transport_maps, in order */
@@ -19,13 +20,18 @@ struct transport_conf {
 /* transport(5) lookup: user+ext@domain, user@domain, domain, .parent
  * domains, then *; without a match mydestination is local, relay_domains
  * take relay_transport, the rest default_transport. 0 (out filled) or -1
- * when a map could not be consulted (out is then a RETRY). */
+ * when a map could not be consulted (out is then a "retry" route). */
 int transport_route(const struct transport_conf *c, const char *address, struct pt_route *out);
 
+/* The connectionless transports (transport_simple.c). */
+extern const struct pt_transport_ops transport_error_ops, transport_retry_ops, transport_discard_ops;
+
 /* Turn "transport:nexthop" into a route. An empty nexthop means the
- * default one (relayhost, else the domain); an empty transport means
- * class_default (itself "transport[:nexthop]"). 0, or -1 when value is
- * malformed (out is then a RETRY naming the problem). */
+ * default one (smtp/relay: relayhost, else the domain, written out as
+ * "host:port"; others: the domain); an empty transport means
+ * class_default (itself "transport[:nexthop]"). Any transport name is
+ * taken: a module may provide it. 0, or -1 when value is malformed (out
+ * is then a "retry" route naming the problem). */
 int transport_parse_result(const char *value, const char *class_default, const char *domain,
                            const char *relayhost, struct pt_route *out);
 

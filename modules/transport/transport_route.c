@@ -1,6 +1,7 @@
 /* Routing a recipient as Postfix's trivial-rewrite does: transport_maps in
  * transport(5)'s lookup order, then mydestination / relay_domains /
- * default_transport. */
+ * default_transport. The result names a transport; which module carries
+ * it out is the queue's business (postern/transport.h). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,12 +101,25 @@ transport_parse_nexthop(const char *s, char *host, size_t hostlen, unsigned *por
 	return 0;
 }
 
+/* A route the queue defers with this text (Postfix's retry transport). */
 static void
 route_retry(struct pt_route *out, const char *fmt, const char *what)
 {
 	memset(out, 0, sizeof(*out));
-	out->kind = PT_ROUTE_RETRY;
-	snprintf(out->text, sizeof(out->text), fmt, what);
+	snprintf(out->transport, sizeof(out->transport), "retry");
+	snprintf(out->nexthop, sizeof(out->nexthop), fmt, what);
+}
+
+/* A transport name: what a module may register (letters, digits, - _). */
+static int
+route_transport_ok(const char *t)
+{
+	if (!*t)
+		return 0;
+	for (; *t; t++)
+		if (!(isalnum((unsigned char)*t) || *t == '-' || *t == '_'))
+			return 0;
+	return 1;
 }
 
 int
@@ -117,7 +131,7 @@ transport_parse_result(const char *value, const char *class_default, const char 
 		value++;
 	const char *colon = strchr(value, ':');
 	size_t tl = colon ? (size_t)(colon - value) : strlen(value);
-	char transport[64];
+	char transport[sizeof(out->transport)];
 	if (tl >= sizeof(transport)) {
 		route_retry(out, "4.3.5 invalid transport in \"%.100s\"", value);
 		return -1;
@@ -152,35 +166,32 @@ transport_parse_result(const char *value, const char *class_default, const char 
 	}
 	for (char *p = transport; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-
-	if (strcmp(transport, "local") == 0) {
-		out->kind = PT_ROUTE_LOCAL;
-		snprintf(out->nexthop, sizeof(out->nexthop), "%.255s", nexthop[0] ? nexthop : domain);
-		return 0;
+	if (!route_transport_ok(transport)) {
+		route_retry(out, "4.3.5 invalid transport in \"%.100s\"", value);
+		return -1;
 	}
-	if (strcmp(transport, "error") == 0 || strcmp(transport, "retry") == 0 ||
-	    strcmp(transport, "discard") == 0) {
-		out->kind = transport[0] == 'e' ? PT_ROUTE_ERROR
-		          : transport[0] == 'r' ? PT_ROUTE_RETRY : PT_ROUTE_DISCARD;
-		/* error(8) reports its nexthop; empty means the domain */
-		snprintf(out->text, sizeof(out->text), "%.255s", nexthop[0] ? nexthop : domain);
-		return 0;
-	}
+	snprintf(out->transport, sizeof(out->transport), "%s", transport);
 	if (strcmp(transport, "smtp") == 0 || strcmp(transport, "relay") == 0) {
+		/* The SMTP client's next hop, checked here so a bad one is a
+		 * configuration error, and written out with its port. */
 		const char *nh = nexthop[0] ? nexthop : relayhost && *relayhost ? relayhost : domain;
+		char host[256];
+		unsigned port;
 		if (!nh || !*nh) {
 			route_retry(out, "4.3.5 no next hop for %s", transport);
 			return -1;
 		}
-		out->kind = PT_ROUTE_SMTP;
-		if (transport_parse_nexthop(nh, out->nexthop, sizeof(out->nexthop), &out->port) < 0) {
+		if (transport_parse_nexthop(nh, host, sizeof(host), &port) < 0) {
 			route_retry(out, "4.3.5 invalid next hop \"%.100s\"", nh);
 			return -1;
 		}
+		snprintf(out->nexthop, sizeof(out->nexthop), "%s:%u", host, port);
 		return 0;
 	}
-	route_retry(out, "4.3.5 unsupported transport \"%.60s\"", transport);
-	return -1;
+	/* local, error, retry, discard and module transports: the nexthop
+	 * is theirs to read; empty means the domain (error(8) reports it). */
+	snprintf(out->nexthop, sizeof(out->nexthop), "%.255s", nexthop[0] ? nexthop : domain);
+	return 0;
 }
 
 static int

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay_int.h"
+#include "transport/relay_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,14 +1,18 @@
 """The transport map end to end (modules mbox, alias, transport, smtp):
 the seed's `.example.com.ar local:` delivers subdomain mail locally,
 error: routes bounce with their text, discard: drops, an smtp: route
-with no outbound client yet is deferred (kept), never lost; map edits
-apply without a reload."""
+whose next hop does not answer is deferred (kept), never lost; map edits
+apply without a reload. A transport is a module: the test-only
+`filedrop` module (tests/unit/mods/filedrop.c) adds a transport the map
+routes to; without it loaded, its mail waits in the queue."""
 import os
 import smtplib
 import time
 import unittest
 
-from harness import Server, wait_for
+from harness import TESTMODS, Server, wait_for
+
+FILEDROP = os.path.join(os.path.abspath(TESTMODS), "filedrop.so")
 
 TRANSPORT = """# the seed's transport map
 example.com.ar    local:
@@ -91,6 +95,69 @@ class TransportTest(unittest.TestCase):
         self.assertEqual((out.returncode, out.stdout.decode()), (0, "local:\n"))
         out = self.server.cmd("map", self.map)
         self.assertIn("no postmap step", out.stdout.decode())
+
+
+class TransportModuleTest(unittest.TestCase):
+    """A transport provided by a module, routed by the transport map."""
+
+    def start(self, with_module):
+        self.server = Server(modules=("mbox", "alias", "transport", "smtp"), users=("alice", "bob", "carol"))
+        self.addCleanup(self.server.cleanup)
+        self.drop = self.server.path("drop")
+        os.mkdir(self.drop)
+        st = os.stat(self.server.dir)
+        os.chown(self.drop, st.st_uid, st.st_gid)
+        tmap = self.server.path("transport")
+        with open(tmap, "w") as f:
+            f.write("example.com.ar local:\ndrop.example.com.ar filedrop:box1\nrefuse.example.com.ar filedrop:fail\n")
+        os.chown(tmap, st.st_uid, st.st_gid)
+        conf = "relay_domains = $mydestination\ntransport_maps = hash:%s\n" % tmap
+        if with_module:
+            conf += "module filedrop %s\nfiledrop_directory = %s\n" % (FILEDROP, self.drop)
+        self.server.write_conf(conf)
+        self.server.start()
+        self.port = self.server.ports["smtpd"]
+
+    def dropped(self):
+        return sorted(os.listdir(self.drop))
+
+    def test_module_transport_delivers_its_recipients(self):
+        self.start(with_module=True)
+        send(self.port, ["x@drop.example.com.ar", "y@drop.example.com.ar", "alice@example.com.ar"],
+             subject="through a module")
+        self.assertEqual(self.server.wait_messages("alice", 1)[0]["Subject"], "through a module")
+        files = wait_for(lambda: len(self.dropped()) == 2 and self.dropped(), 20, what="two dropped copies")
+        texts = []
+        for name in files:
+            with open(os.path.join(self.drop, name)) as f:
+                texts.append(f.read())
+        self.assertEqual(sorted(t.splitlines()[0] for t in texts),
+                         ["X-Filedrop-To: x@drop.example.com.ar", "X-Filedrop-To: y@drop.example.com.ar"])
+        for t in texts:
+            self.assertIn("X-Filedrop-Nexthop: box1\n", t)
+            self.assertIn("Subject: through a module", t)
+        self.server.wait_log("to=<y@drop.example.com.ar>, relay=none", timeout=20)
+        self.assertRegex(self.server.log(), r"filedrop.*to=<x@drop\.example\.com\.ar>, relay=none, .*status=sent \(dropped in ")
+        # Nothing is left in the queue.
+        wait_for(lambda: not os.listdir(self.server.path("queue", "active")) and
+                 not os.listdir(self.server.path("queue", "deferred")), 20, what="an empty queue")
+
+    def test_module_transport_refusal_bounces(self):
+        self.start(with_module=True)
+        send(self.port, ["z@refuse.example.com.ar"], subject="refused by the module")
+        bounce = self.server.wait_messages("carol", 1, timeout=20)[0].as_string()
+        self.assertIn("5.7.1", bounce)
+        self.assertIn("filedrop: refused by the transport map", bounce)
+        self.assertEqual(self.dropped(), [])
+
+    def test_without_the_module_mail_waits(self):
+        self.start(with_module=False)
+        send(self.port, ["x@drop.example.com.ar"], subject="no transport yet")
+        self.server.wait_log('unsupported transport "filedrop"', timeout=20)
+        time.sleep(0.5)
+        self.assertEqual(self.server.messages("carol"), [])
+        queue = self.server.cmd("queue", "list", "-c", self.server.conf_file)
+        self.assertIn("x@drop.example.com.ar", queue.stdout.decode())
 
 
 if __name__ == "__main__":

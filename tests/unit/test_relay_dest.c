@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "dns_int.h"
-#include "relay_int.h"
+#include "transport/relay_int.h"
 
 /* ---------- MX ordering ---------- */
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay_int.h"
+#include "transport/relay_int.h"
 
 /* The whole encoding, produced with at most cap bytes per call. */
 static char *

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay_int.h"
+#include "transport/relay_int.h"
 
 /* Feed text in pieces of the given sizes; collect complete replies'
  * "code|dsn|text" into out (one per line). Returns the last feed result. */

@@ -1,5 +1,6 @@
-/* Unit tests for the SMTP client driven through the queue's batch API
- * against a scripted server thread on 127.0.0.1: per-recipient outcomes
+/* Unit tests for the SMTP client driven through its transport entry
+ * (relay_deliver, as the queue calls it) against a scripted server thread
+ * on 127.0.0.1: per-recipient outcomes
  * (2xx sent, 5xx quoted with the command it answered), the body on the
  * wire (CRLF, dot-stuffing), several next hops in one batch (one down),
  * connection reuse across batches, done() never before return, and no
@@ -19,8 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "relay.h"
-#include "relay_int.h"
+#include "transport/relay_int.h"
 
 /* ---------- scripted server ---------- */
 
@@ -147,6 +147,12 @@ setup(void **state)
 	srv_port = ntohs(a.sin_port);
 	assert_int_equal(pipe(srv_stop), 0);
 	pthread_create(&srv_thread, NULL, server_main, NULL);
+	/* The module loads these from its parameters; values for the test. */
+	struct relay_settings set = { .connect_ms = 5000, .helo_ms = 5000, .mail_ms = 5000, .rcpt_ms = 5000,
+		.data_init_ms = 5000, .data_xfer_ms = 5000, .data_done_ms = 5000, .starttls_ms = 5000,
+		.rset_ms = 5000, .quit_ms = 5000, .cache_ms = 2000, .tls = RELAY_TLS_MAY, .helo_name = "client.test",
+		.concurrency = 20 };
+	relay_configure(&set);
 	return 0;
 }
 
@@ -154,7 +160,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	pt_relay_close_idle();
+	relay_close_idle();
 	assert_int_equal(write(srv_stop[1], "x", 1), 1);
 	pthread_join(srv_thread, NULL);
 	close(srv_fd);
@@ -178,61 +184,52 @@ batch_done(void *arg)
 	pt_loop_stop(r->loop);
 }
 
-static struct pt_route
-route(unsigned port)
-{
-	struct pt_route rt;
-	memset(&rt, 0, sizeof rt);
-	rt.kind = PT_ROUTE_SMTP;
-	snprintf(rt.nexthop, sizeof rt.nexthop, "[127.0.0.1]");
-	rt.port = port;
-	return rt;
-}
-
 static const char MSG[] = "Subject: hi\n\n.dotted line\nplain\n.\nend";
 
-static void
-run_batch(struct pt_relay_batch *b, struct pt_status *st)
+/* A recipient for 127.0.0.1 at port, as routing writes the next hop. */
+static struct pt_transport_rcpt
+rcpt(const char *address, const char *orig, unsigned port)
 {
-	struct run r = { pt_loop_new(), 0 };
-	struct pt_relay_msg m = { "ABCDEF0123", "sender@here.test", MSG, sizeof MSG - 1, time(NULL) };
-	pt_relay_batch_start(b, r.loop, &m, st, batch_done, &r);
-	assert_int_equal(r.done, 0);
-	pt_loop_run(r.loop);
-	assert_int_equal(r.done, 1);
+	static char hops[8][64];
+	static unsigned k;
+	char *nh = hops[k++ % 8];
+	snprintf(nh, 64, "[127.0.0.1]:%u", port);
+	struct pt_transport_rcpt r = { .address = address, .orig = orig, .nexthop = nh };
+	return r;
+}
+
+static void
+run_deliver(struct pt_transport_rcpt *r, size_t n)
+{
+	struct run run = { pt_loop_new(), 0 };
+	struct pt_transport_msg m = { "ABCDEF0123", "sender@here.test", MSG, sizeof MSG - 1, time(NULL) };
+	relay_deliver(run.loop, &m, r, n, batch_done, &run);
+	assert_int_equal(run.done, 0);
+	pt_loop_run(run.loop);
+	assert_int_equal(run.done, 1);
 	/* Cached connections belong to this loop: close them before it goes. */
-	pt_relay_close_idle();
-	pt_loop_free(r.loop);
+	relay_close_idle();
+	pt_loop_free(run.loop);
 }
 
 static void
 test_outcomes_and_wire_format(void **state)
 {
 	(void)state;
-	struct pt_relay_batch *b = NULL;
-	struct pt_route rt = route(srv_port);
-	assert_int_equal(pt_relay_batch_add(&b, 0, "good@a.test", "good@a.test", &rt), 0);
-	assert_int_equal(pt_relay_batch_add(&b, 2, "bad@a.test", NULL, &rt), 0);
-	assert_int_equal(pt_relay_batch_has(b, 0), 1);
-	assert_int_equal(pt_relay_batch_has(b, 1), 0);
-	assert_int_equal(pt_relay_batch_has(b, 2), 1);
-	struct pt_status st[3];
-	memset(st, 0, sizeof st);
-	st[1].code = 777;             /* not in the batch: untouched */
-	run_batch(b, st);
-	assert_int_equal(st[0].code, 0);
-	assert_string_equal(st[0].dsn, "2.0.0");
-	assert_string_equal(st[0].text, "250 2.0.0 Ok: queued as ABC123");
-	assert_int_equal(st[1].code, 777);
-	assert_int_equal(st[2].code, 550);
-	assert_string_equal(st[2].dsn, "5.1.1");
-	assert_string_equal(st[2].text, "host 127.0.0.1[127.0.0.1] said: 550-5.1.1 <bad@a.test>: Recipient address "
-	                                "rejected: 550 5.1.1 User unknown (in reply to RCPT TO command)");
+	struct pt_transport_rcpt r[2] = { rcpt("good@a.test", "good@a.test", srv_port),
+		rcpt("bad@a.test", NULL, srv_port) };
+	run_deliver(r, 2);
+	assert_int_equal(r[0].st.code, 0);
+	assert_string_equal(r[0].st.dsn, "2.0.0");
+	assert_string_equal(r[0].st.text, "250 2.0.0 Ok: queued as ABC123");
+	assert_int_equal(r[1].st.code, 550);
+	assert_string_equal(r[1].st.dsn, "5.1.1");
+	assert_string_equal(r[1].st.text, "host 127.0.0.1[127.0.0.1] said: 550-5.1.1 <bad@a.test>: Recipient address "
+	                                  "rejected: 550 5.1.1 User unknown (in reply to RCPT TO command)");
 	assert_string_equal(srv_data, "Subject: hi\r\n\r\n..dotted line\r\nplain\r\n..\r\nend\r\n");
 	char want[64];
 	snprintf(want, sizeof want, "MAIL FROM:<sender@here.test> SIZE=%zu\r\n", strlen(srv_data));
 	assert_string_equal(srv_mail, want);
-	pt_relay_batch_free(b);
 }
 
 static void
@@ -240,22 +237,29 @@ test_two_next_hops_one_down(void **state)
 {
 	(void)state;
 	unsigned down = unused_port();
-	struct pt_relay_batch *b = NULL;
-	struct pt_route up = route(srv_port), dn = route(down);
-	assert_int_equal(pt_relay_batch_add(&b, 0, "x@down.test", NULL, &dn), 0);
-	assert_int_equal(pt_relay_batch_add(&b, 1, "y@up.test", NULL, &up), 0);
-	assert_int_equal(pt_relay_batch_add(&b, 2, "z@down.test", NULL, &dn), 0);
-	struct pt_status st[3];
-	run_batch(b, st);
-	assert_int_equal(st[1].code, 0);
+	struct pt_transport_rcpt r[3] = { rcpt("x@down.test", NULL, down), rcpt("y@up.test", NULL, srv_port),
+		rcpt("z@down.test", NULL, down) };
+	run_deliver(r, 3);
+	assert_int_equal(r[1].st.code, 0);
 	char want[200];
 	snprintf(want, sizeof want, "connect to 127.0.0.1[127.0.0.1]:%u: Connection refused", down);
 	for (int i = 0; i < 3; i += 2) {
-		assert_int_equal(st[i].code / 100, 4);
-		assert_string_equal(st[i].dsn, "4.4.1");
-		assert_string_equal(st[i].text, want);
+		assert_int_equal(r[i].st.code / 100, 4);
+		assert_string_equal(r[i].st.dsn, "4.4.1");
+		assert_string_equal(r[i].st.text, want);
 	}
-	pt_relay_batch_free(b);
+}
+
+static void
+test_bad_next_hop_deferred(void **state)
+{
+	(void)state;
+	struct pt_transport_rcpt r[2] = { { .address = "x@a.test", .nexthop = "[unclosed" },
+		rcpt("good@a.test", NULL, srv_port) };
+	run_deliver(r, 2);
+	assert_int_equal(r[0].st.code, 450);
+	assert_string_equal(r[0].st.dsn, "4.3.5");
+	assert_int_equal(r[1].st.code, 0);
 }
 
 static void
@@ -265,23 +269,19 @@ test_connection_reused_across_messages(void **state)
 	struct pt_loop *loop = pt_loop_new();
 	int before = srv_accepts, rsets = srv_rsets;
 	for (int k = 0; k < 3; k++) {
-		struct pt_relay_batch *b = NULL;
-		struct pt_route rt = route(srv_port);
-		assert_int_equal(pt_relay_batch_add(&b, 0, "good@a.test", NULL, &rt), 0);
-		struct pt_status st[1];
-		struct run r = { loop, 0 };
-		struct pt_relay_msg m = { "ABCDEF0124", "", MSG, sizeof MSG - 1, time(NULL) };
-		pt_relay_batch_start(b, loop, &m, st, batch_done, &r);
+		struct pt_transport_rcpt r[1] = { rcpt("good@a.test", NULL, srv_port) };
+		struct run run = { loop, 0 };
+		struct pt_transport_msg m = { "ABCDEF0124", "", MSG, sizeof MSG - 1, time(NULL) };
+		relay_deliver(loop, &m, r, 1, batch_done, &run);
 		pt_loop_run(loop);
-		assert_int_equal(r.done, 1);
-		assert_int_equal(st[0].code, 0);
-		pt_relay_batch_free(b);
+		assert_int_equal(run.done, 1);
+		assert_int_equal(r[0].st.code, 0);
 	}
 	assert_int_equal(srv_accepts - before, 1);
 	assert_int_equal(srv_rsets - rsets, 2);
 	/* The null sender goes out as MAIL FROM:<>. */
 	assert_int_equal(strncmp(srv_mail, "MAIL FROM:<> SIZE=", 18), 0);
-	pt_relay_close_idle();
+	relay_close_idle();
 	pt_loop_free(loop);
 }
 
@@ -291,6 +291,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_outcomes_and_wire_format),
 		cmocka_unit_test(test_two_next_hops_one_down),
+		cmocka_unit_test(test_bad_next_hop_deferred),
 		cmocka_unit_test(test_connection_reused_across_messages),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

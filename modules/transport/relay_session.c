@@ -134,9 +134,9 @@ session_end(struct relay_session *ss, const struct pt_status *err)
 	char relay[360];
 	snprintf(relay, sizeof relay, "%s", ss->last_relay[0] ? ss->last_relay : "none");
 	if (ss->state == S_IDLE)
-		relay_dest_session_unidle(d, ss);
+		d->ops->unidle(d, ss);
 	relay_session_close(ss);
-	relay_dest_session_gone(d, err, relay);
+	d->ops->gone(d, err, relay);
 }
 
 /* The job's recipients without an outcome get st; the job is finished. */
@@ -234,8 +234,8 @@ session_trouble(struct relay_session *ss, const char *what)
 		ss->job = NULL;
 		struct relay_dest *d = ss->dest;
 		relay_session_close(ss);
-		relay_dest_requeue(d, job);
-		relay_dest_session_gone(d, NULL, "none");
+		d->ops->requeue(d, job);
+		d->ops->gone(d, NULL, "none");
 		return;
 	}
 	if (in_transaction(ss)) {
@@ -260,7 +260,7 @@ timer_fire(struct pt_loop *loop, void *arg)
 	struct relay_session *ss = arg;
 	ss->timer = NULL;
 	if (ss->state == S_IDLE) {
-		relay_dest_session_unidle(ss->dest, ss);
+		ss->dest->ops->unidle(ss->dest, ss);
 		ss->state = S_QUIT;
 		if (send_line(ss, "QUIT") != 0) {
 			session_end(ss, NULL);
@@ -669,10 +669,10 @@ static void
 session_after_job(struct relay_session *ss)
 {
 	ss->job = NULL;
-	if (relay_dest_session_free_for_work(ss->dest, ss))
+	if (ss->dest->ops->free_for_work(ss->dest, ss))
 		return;
 	ss->state = S_IDLE;
-	relay_dest_session_idle(ss->dest, ss);
+	ss->dest->ops->idle(ss->dest, ss);
 	arm(ss, ss->set.cache_ms);
 }
 
@@ -680,7 +680,7 @@ void
 relay_session_reuse(struct relay_session *ss, struct relay_job *job)
 {
 	if (ss->state == S_IDLE)
-		relay_dest_session_unidle(ss->dest, ss);
+		ss->dest->ops->unidle(ss->dest, ss);
 	ss->job = job;
 	gettimeofday(&job->t_session, NULL);
 	ss->state = S_RSET;

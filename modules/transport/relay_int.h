@@ -1,5 +1,5 @@
-/* Internals of the outbound SMTP client shared by its files (relay*.c) and
- * its unit tests: reply parser, body encoder, next-hop resolution, the
+/* Internals of the outbound SMTP client (the transport module's "smtp" and
+ * "relay" transports) shared by its files (relay*.c) and its unit tests: reply parser, body encoder, next-hop resolution, the
  * non-blocking client socket with TLS, sessions and destinations. */
 #ifndef POSTERN_RELAY_INT_H
 #define POSTERN_RELAY_INT_H
@@ -11,8 +11,9 @@
 
 #include "postern/dns.h"
 #include "postern/event.h"
+#include "postern/config.h"
 #include "postern/services.h"
-#include "relay.h"
+#include "postern/transport.h"
 
 /* ---- server replies (relay_reply.c) ---- */
 
@@ -130,11 +131,23 @@ struct relay_settings {
 	char helo_name[256];
 	unsigned concurrency;
 };
-/* From pt_live_conf (defaults for what no loaded module declares). */
-void relay_settings_load(struct relay_settings *s);
+/* From the module's parameters in c. */
+void relay_settings_load(const struct pt_config *c, struct relay_settings *s);
+/* "none", "may", "encrypt"; 0 or -1 (also smtp_tls_security_level's validator). */
 int relay_tls_level_parse(const char *v, enum relay_tls_level *out);
+/* The settings deliveries from now on use (module init, tests). */
+void relay_configure(const struct relay_settings *s);
 
-/* ---- jobs, sessions and destinations (relay.c, relay_session.c) ---- */
+/* ---- the transport (relay.c) ---- */
+
+/* pt_transport_ops.deliver of "smtp" and "relay". */
+void relay_deliver(struct pt_loop *loop, const struct pt_transport_msg *msg, struct pt_transport_rcpt *rcpt,
+                   size_t n, void (*done)(void *arg), void *arg);
+/* Close cached idle connections (module stop, tests). */
+void relay_close_idle(void);
+
+/* ---- jobs, sessions and destinations (relay_job.c, relay_session.c,
+ * relay.c; each calls only the ones before it by name) ---- */
 
 struct relay_rcpt {
 	const char *address;
@@ -164,7 +177,22 @@ struct relay_job {
 
 struct relay_session;
 
+/* What a session tells its destination (relay.c): handed over as data
+ * so that sessions never call the destination code by name. */
+struct relay_dest_ops {
+	/* The session has no job: give it the next waiting one (1) or not (0). */
+	int (*free_for_work)(struct relay_dest *d, struct relay_session *ss);
+	void (*idle)(struct relay_dest *d, struct relay_session *ss);
+	void (*unidle)(struct relay_dest *d, struct relay_session *ss);
+	/* The session is gone. failed: it never got to a transaction and
+	 * says why: waiting jobs share that fate when no other session is left. */
+	void (*gone)(struct relay_dest *d, const struct pt_status *failed, const char *relay);
+	/* A job a reused session could not start goes back to the front. */
+	void (*requeue)(struct relay_dest *d, struct relay_job *job);
+};
+
 struct relay_dest {
+	const struct relay_dest_ops *ops;
 	struct pt_loop *loop;
 	struct relay_settings set;    /* as of the latest job */
 	char key[300];                /* "nexthop:port" */
@@ -186,20 +214,9 @@ void relay_session_close(struct relay_session *ss);
 struct relay_session *relay_session_next_idle(struct relay_session *ss);
 void relay_session_set_next_idle(struct relay_session *ss, struct relay_session *next);
 
-/* Destination side (relay.c), called by sessions. */
-/* The job is finished (every recipient's outcome set): log, hand back. */
+/* Jobs (relay_job.c). The job is finished (every recipient's outcome
+ * set): log, hand back. */
 void relay_job_finish(struct relay_job *job);
-/* A session has no job: give it the next waiting one or keep it idle.
- * Returns 1 when the session got a job. */
-int relay_dest_session_free_for_work(struct relay_dest *d, struct relay_session *ss);
-void relay_dest_session_idle(struct relay_dest *d, struct relay_session *ss);
-void relay_dest_session_unidle(struct relay_dest *d, struct relay_session *ss);
-/* A session is gone. failed: it never got to a transaction and err says
- * why: waiting jobs share that fate when no other session is left. */
-void relay_dest_session_gone(struct relay_dest *d, const struct pt_status *failed, const char *relay);
-/* A job a reused session could not start goes back to the front. */
-void relay_dest_requeue(struct relay_dest *d, struct relay_job *job);
-
 /* Recipient outcome helpers. */
 void relay_rcpt_set(struct relay_rcpt *r, int code, const char *dsn, const char *relay, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

@@ -1,0 +1,39 @@
+/* The core's side of the transport service (postern/transport.h): finding
+ * a transport by the name routing gave, and the one delivery log line
+ * every transport writes. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "postern/log.h"
+#include "postern/transport.h"
+#include "queue.h"
+
+const struct pt_transport_ops *
+pt_transport_get(const char *name)
+{
+	char svc[64];
+	if (!name || snprintf(svc, sizeof svc, PT_SVC_TRANSPORT("%s"), name) >= (int)sizeof svc)
+		return NULL;
+	return pt_service_get(svc);
+}
+
+void
+pt_delivery_log(const char *service, const char *queue_id, const char *to, const char *orig, const char *relay,
+                const double delays[4], const struct pt_status *st)
+{
+	char d[4][16], all[16];
+	double total = 0;
+	for (int i = 0; i < 4; i++) {
+		pt_queue_fmt_delay(delays[i], d[i], sizeof d[i]);
+		total += delays[i];
+	}
+	pt_queue_fmt_delay(total, all, sizeof all);
+	const char *status = st->code == 0 ? "sent" : st->code >= 500 ? "bounced" : "deferred";
+	const char *dsn = st->dsn[0] ? st->dsn : st->code == 0 ? "2.0.0" : st->code >= 500 ? "5.0.0" : "4.0.0";
+	char origpart[600] = "";
+	if (orig && orig[0] && strcasecmp(orig, to) != 0)
+		snprintf(origpart, sizeof origpart, ", orig_to=<%s>", orig);
+	pt_log_as(service, PT_LOG_INFO, "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+	          queue_id, to, origpart, relay ? relay : "none", all, d[0], d[1], d[2], d[3], dsn, status, st->text);
+}
