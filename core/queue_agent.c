@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "postern/fdio.h"
 #include "postern/log.h"
 #include "queue_msg.h"
 
@@ -146,18 +147,9 @@ message_memfd(const struct qmsg *m)
 	int fd = memfd_create("postern-msg", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -1;
-	const char *p = m->q.data;
-	size_t left = m->q.len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			close(fd);
-			return -1;
-		}
-		p += w;
-		left -= (size_t)w;
+	if (pt_write_all(fd, m->q.data, m->q.len) != 0) {
+		close(fd);
+		return -1;
 	}
 	/* The agent maps it: nobody may change it under the delivery. */
 	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);

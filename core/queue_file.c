@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "postern/fdio.h"
 #include "postern/strbuf.h"
 #include "queue.h"
 
@@ -531,22 +532,6 @@ pt_qid_valid(const char *id)
 
 /* ---- storage ---- */
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 pt_qdir_sync(const char *qdir, const char *subdir)
 {
@@ -555,14 +540,7 @@ pt_qdir_sync(const char *qdir, const char *subdir)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	int e = errno;
-	close(fd);
-	errno = e;
-	return rc;
+	return pt_fsync_dir(path);
 }
 
 int
@@ -589,7 +567,7 @@ pt_qfile_store(const char *qdir, const char *subdir, const struct pt_qfile *q)
 		errno = e;
 		return -1;
 	}
-	int rc = write_all(fd, img, len);
+	int rc = pt_write_all(fd, img, len);
 	if (rc == 0)
 		rc = fsync(fd);
 	int e = errno;

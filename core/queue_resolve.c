@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "postern/address.h"
 #include "queue_msg.h"
 
 /* The recipient's outcome is decided here (its targets, if any, count too). */
@@ -79,10 +80,10 @@ static int
 lookup_user(const char *local, struct pt_user *u)
 {
 	int rc = pt_user_lookup(local, u);
-	if (rc == 0 && pt_qs.delimiter[0]) {
+	if (rc == 0) {
 		char base[256];
-		size_t n = strcspn(local, pt_qs.delimiter);
-		if (n > 0 && local[n] && n < sizeof base) {
+		size_t n = pt_local_base_len(local, pt_qs.delimiter);
+		if (n > 0 && n < sizeof base) {
 			memcpy(base, local, n);
 			base[n] = 0;
 			rc = pt_user_lookup(base, u);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "postern/address.h"
 #include "transport.h"
 
 static void
@@ -214,8 +215,8 @@ route_find(const struct transport_conf *c, const char *local, const char *domain
 		snprintf(key, sizeof(key), "%s@%s", local, domain);
 		if ((rc = route_lookup(c, key, value)) != 0)
 			return rc;
-		size_t base = c->delim[0] ? strcspn(local, c->delim) : strlen(local);
-		if (base && local[base]) {
+		size_t base = pt_local_base_len(local, c->delim);
+		if (base) {
 			snprintf(key, sizeof(key), "%.*s@%s", (int)base, local, domain);
 			if ((rc = route_lookup(c, key, value)) != 0)
 				return rc;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/fdio.h"
 #include "postern/event.h"
 #include "postern/module.h"
 #include "postern/transport.h"
@@ -25,21 +26,6 @@ struct drop {
 	void (*done)(void *arg);
 	void *arg;
 };
-
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 static void
 drop_one(const struct pt_transport_msg *msg, struct pt_transport_rcpt *r, size_t i)
@@ -56,7 +42,7 @@ drop_one(const struct pt_transport_msg *msg, struct pt_transport_rcpt *r, size_t
 	snprintf(path, sizeof path, "%s/%s.%zu", directory, msg->queue_id, i);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int hl = snprintf(head, sizeof head, "X-Filedrop-To: %s\nX-Filedrop-Nexthop: %s\n", r->address, r->nexthop);
-	if (fd < 0 || write_all(fd, head, (size_t)hl) != 0 || write_all(fd, msg->data, msg->len) != 0 ||
+	if (fd < 0 || pt_write_all(fd, head, (size_t)hl) != 0 || pt_write_all(fd, msg->data, msg->len) != 0 ||
 	    fsync(fd) != 0) {
 		pt_status_set(&r->st, 451, "4.3.0", "filedrop: cannot write %s: %s", path, strerror(errno));
 		if (fd >= 0) {
