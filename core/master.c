@@ -533,6 +533,11 @@ start_processes(struct generation *g)
 	g->pid[ROLE_WORKER] = pid;
 	g->born[ROLE_WORKER] = mono_ms();
 	g->restart_all = 0;
+	char auth[48] = "";
+	if (g->pid[ROLE_AUTH] > 0)
+		snprintf(auth, sizeof auth, ", auth agent (pid %ld)", (long)g->pid[ROLE_AUTH]);
+	pt_log(PT_LOG_INFO, "started worker (pid %ld), local delivery agent (pid %ld)%s, mail agent (pid %ld)", (long)pid,
+	       (long)g->pid[ROLE_LOCAL], auth, (long)g->pid[ROLE_MAIL]);
 	return 0;
 fail:
 	if (cv[1] >= 0)
@@ -565,6 +570,7 @@ restart_agent(struct generation *g, enum role r)
 	close(fd);
 	if (r == ROLE_AUTH)
 		pt_auth_default_agent_fd = -1;
+	pt_log(PT_LOG_INFO, "started %s (pid %ld)", role_name[r], (long)g->pid[r]);
 	return 0;
 }
 
@@ -657,7 +663,6 @@ restart_due(struct pt_loop *loop, void *arg)
 	/* A dead worker takes the whole generation down and back up. */
 	if (g->restart_all || g->pid[r] > 0 || g->pid[ROLE_WORKER] <= 0)
 		return;
-	pt_log(PT_LOG_INFO, "restarting the %s", role_name[r]);
 	if (restart_agent(g, r) != 0)
 		schedule_restart(r, next_backoff(r, 0));
 }
