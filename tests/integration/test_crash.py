@@ -250,7 +250,7 @@ class WatchdogTest(unittest.TestCase):
     handler that never returns) is replaced after worker_watchdog_timeout;
     mail it acknowledged (queued: alice's mailbox was locked) is delivered."""
 
-    TIMEOUT = 3
+    TIMEOUT = 6 if SANITIZE else 3
 
     def test_stalled_worker_is_replaced(self):
         s = Server(modules=("mbox", "smtp"), listeners=("smtpd",),

@@ -271,6 +271,11 @@ class PidFileAttacks(unittest.TestCase):
                           % (self.piddir, self.piddir + ".old", self.piddir))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.plant(self.piddir)
+        # SIGUSR2 (queue flush) would end the sleeper as surely as SIGHUP.
+        r = self.server.cmd("queue", "flush", "-c", self.server.conf_file)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.server.wait_log("flush requested")
+        self.assert_victims_intact()
         r = self.server.cmd("reload", "-c", self.server.conf_file)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.server.wait_log("reload: configuration reloaded")
