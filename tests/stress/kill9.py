@@ -52,14 +52,21 @@ def alive(pid):
 
 
 def started_pids(log):
+    """Role -> pid of the processes the master started last (log order)."""
     pids = {}
-    for m in re.finditer(r"started worker \(pid (\d+)\), local delivery agent \(pid (\d+)\)"
-                         r"(?:, auth agent \(pid (\d+)\))?, mail agent \(pid (\d+)\)", log):
-        pids = {"worker": int(m.group(1)), "local": int(m.group(2)), "mail": int(m.group(4))}
-        if m.group(3):
-            pids["auth"] = int(m.group(3))
-    for m in re.finditer(r"started (local delivery|auth|mail) agent \(pid (\d+)\)", log):
-        pids[m.group(1).split()[0]] = int(m.group(2))
+    full = re.compile(r"started worker \(pid (\d+)\), local delivery agent \(pid (\d+)\)"
+                      r"(?:, auth agent \(pid (\d+)\))?, mail agent \(pid (\d+)\)")
+    one = re.compile(r"started (local delivery|auth|mail) agent \(pid (\d+)\)")
+    for line in log.splitlines():
+        m = full.search(line)
+        if m:
+            pids = {"worker": int(m.group(1)), "local": int(m.group(2)), "mail": int(m.group(4))}
+            if m.group(3):
+                pids["auth"] = int(m.group(3))
+            continue
+        m = one.search(line)
+        if m:
+            pids[m.group(1).split()[0]] = int(m.group(2))
     return pids
 
 
@@ -238,7 +245,9 @@ class Stress:
     def kill_round(self):
         s = self.server
         v = self.victims()
-        role, pid = self.rng.choice(v)
+        # Each kind of process as likely as any other.
+        role = self.rng.choice(sorted({r for r, _ in v}))
+        pid = self.rng.choice([p for r, p in v if r == role])
         before = set(s.children())
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
