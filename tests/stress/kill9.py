@@ -244,13 +244,18 @@ class Stress:
 
     def kill_round(self):
         s = self.server
-        v = self.victims()
-        # Each kind of process as likely as any other.
-        role = self.rng.choice(sorted({r for r, _ in v}))
-        pid = self.rng.choice([p for r, p in v if r == role])
-        before = set(s.children())
-        t0 = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
+        while True:
+            v = self.victims()
+            # Each kind of process as likely as any other.
+            role = self.rng.choice(sorted({r for r, _ in v}))
+            pid = self.rng.choice([p for r, p in v if r == role])
+            before = set(s.children())
+            t0 = time.monotonic()
+            try:
+                os.kill(pid, signal.SIGKILL)
+                break
+            except ProcessLookupError:
+                continue  # a mail process that just retired: pick again
         orphans = 0
         if role == "master":
             s.proc.wait()
