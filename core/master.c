@@ -667,6 +667,32 @@ restart_due(struct pt_loop *loop, void *arg)
 		schedule_restart(r, next_backoff(r, 0));
 }
 
+/* The worker died: its local delivery agent sees end of file, finishes
+ * the appends in flight and exits by itself; a SIGTERM would cut an
+ * append short. It finishes in a slot of its own, so the restart does
+ * not wait for it (a delivery it finishes unheard is made again: a
+ * duplicate, never a truncated message). */
+static void
+retire_local_agent(struct generation *g)
+{
+	if (g->pid[ROLE_LOCAL] <= 0)
+		return;
+	for (int i = 0; i < MAX_GENERATIONS; i++) {
+		struct generation *slot = &M.gen[i];
+		if (slot->in_use)
+			continue;
+		memset(slot, 0, sizeof *slot);
+		slot->ctl = -1;
+		slot->in_use = 1;
+		slot->draining = 1;
+		slot->pid[ROLE_LOCAL] = g->pid[ROLE_LOCAL];
+		slot->born[ROLE_LOCAL] = g->born[ROLE_LOCAL];
+		g->pid[ROLE_LOCAL] = 0;
+		return;
+	}
+	/* No free slot: it gets SIGTERM with the rest. */
+}
+
 static void
 child_died(struct generation *g, enum role r, int status)
 {
@@ -701,6 +727,7 @@ child_died(struct generation *g, enum role r, int status)
 		 * socket: with it gone, the generation starts afresh. */
 		g->restart_all = 1;
 		g->restart_delay = next_backoff(ROLE_WORKER, uptime);
+		retire_local_agent(g);
 		signal_generation(g, SIGTERM);
 	}
 	if (g->restart_all) {
