@@ -258,6 +258,8 @@ static const struct pt_param core_params[] = {
 		"offer SMTPUTF8", 0, 0},
 	{"worker_threads", PT_INT, "4", NULL,
 		"pool threads for disk and authentication work", 1, 256},
+	{"worker_watchdog_timeout", PT_TIME, "30s", NULL,
+		"replace a worker whose event loop has not turned for this long; 0 = never", 0, 86400},
 	{"soft_bounce", PT_BOOL, "no", NULL,
 		"turn permanent (5xx) failures into temporary ones (testing)", 0, 0},
 	{"notify_classes", PT_LIST, "resource, software", validate_notify_classes,
