@@ -896,15 +896,30 @@ reload(struct pt_loop *loop)
 	pt_log(PT_LOG_INFO, "reload: configuration reloaded");
 }
 
+/* Stop, bounded: what is still alive 800 ms after SIGTERM is killed, but
+ * the local delivery agent finishes the appends it is writing first (it
+ * bounds that itself at 10 s; a kill mid-append would leave the mbox to
+ * be repaired at its next lock), so it gets until STOP_LOCAL_MS. */
+#define STOP_GRACE_MS 800
+#define STOP_LOCAL_MS 11000
+
 static void
 stop_timeout(struct pt_loop *loop, void *arg)
 {
-	(void)arg;
+	int last = arg != NULL;
+
 	M.stop_timer = NULL;
-	for (int i = 0; i < MAX_GENERATIONS; i++)
-		if (M.gen[i].in_use)
-			signal_generation(&M.gen[i], SIGKILL);
-	(void)loop;
+	for (int i = 0; i < MAX_GENERATIONS; i++) {
+		struct generation *g = &M.gen[i];
+
+		if (!g->in_use)
+			continue;
+		for (int r = 0; r < NROLES; r++)
+			if (g->pid[r] > 0 && (last || r != ROLE_LOCAL))
+				kill(g->pid[r], SIGKILL);
+	}
+	if (!last)
+		M.stop_timer = pt_timer_add(loop, STOP_LOCAL_MS - STOP_GRACE_MS, stop_timeout, &M);
 }
 
 static void
@@ -934,8 +949,8 @@ master_signal(struct pt_loop *loop, int fd, unsigned events, void *arg)
 			for (int i = 0; i < MAX_GENERATIONS; i++)
 				if (M.gen[i].in_use)
 					signal_generation(&M.gen[i], SIGTERM);
-			/* Graceful, but bounded: stop within a second. */
-			M.stop_timer = pt_timer_add(loop, 800, stop_timeout, NULL);
+			/* Graceful, but bounded (stop_timeout). */
+			M.stop_timer = pt_timer_add(loop, STOP_GRACE_MS, stop_timeout, NULL);
 			if (all_children_gone())
 				pt_loop_stop(loop);
 			break;

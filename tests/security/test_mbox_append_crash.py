@@ -157,6 +157,43 @@ class AppendCrashTest(unittest.TestCase):
         if token in acked:
             self.assertGreaterEqual(subjects.count(token), 1)
 
+    def test_stop_waits_for_the_append_in_flight(self):
+        """SIGTERM to the master while the agent appends: the stop waits
+        for the append (the master used to SIGKILL every child 800 ms
+        after SIGTERM), so the mailbox ends whole and no append record is
+        left for a repair. The agent is held (SIGSTOP) inside its append
+        for 2.5 s of the stop, as a slow disk would hold it."""
+        self.send_until_acked("first", 10)
+        self.server.wait_messages("alice", 1, TIMEOUT)
+        lock = self.server.path("spool", "alice.lock")
+        box = self.server.mbox_path("alice")
+        t = threading.Thread(target=self.send, args=("big", BIG_LINES * 3))
+        t.start()
+        deadline = time.time() + TIMEOUT
+        start = stop = None
+        while time.time() < deadline and start is None:
+            try:
+                with open(lock) as f:
+                    m = re.search(r"^append (\d+) (\d+)$", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                start, stop = int(m.group(1)), int(m.group(2))
+                agent = int(open(lock).read().split()[0])
+                os.kill(agent, signal.SIGSTOP)
+        self.assertIsNotNone(start, "no append record seen")
+        os.kill(self.server.pid, signal.SIGTERM)
+        time.sleep(2.5)
+        try:
+            os.kill(agent, signal.SIGCONT)
+        except ProcessLookupError:
+            self.fail("the stop killed the delivery agent inside its append")
+        self.assertEqual(self.server.stop(timeout=30), 0)
+        t.join(TIMEOUT)
+        self.assertEqual(os.stat(box).st_size, stop, "the append was cut by the stop")
+        self.assertFalse(os.path.exists(lock) and "append" in open(lock).read())
+        self.assertIn("status=sent", [l for l in self.server.log().splitlines() if "to=<alice@" in l][-1])
+
 
 if __name__ == "__main__":
     unittest.main()
