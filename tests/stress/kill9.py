@@ -117,6 +117,8 @@ class Stress:
         s.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\nauth_throttle = no\n"
                      "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
                      "mbox_lock_timeout = 2s\nmail_max_userip_connections = 0\n"
+                     # 50 rounds put more than the default 50 MB into a mailbox
+                     "mailbox_size_limit = 0\n"
                      "mbox_dotlock_stale_time = %s\n" % (s.passwd_file, a.dotlock_stale))
         self.server = s
 
