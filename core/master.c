@@ -215,7 +215,7 @@ static struct {
 static void
 worker_exit(int status)
 {
-	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = W.loop, .as_root = M.as_root, .role = "worker" };
+	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = W.loop, .as_root = M.as_root, .role = PT_ROLE_WORKER };
 	pt_queue_stop();
 	pt_modules_stop(&ctx);
 	_exit(status);
@@ -378,7 +378,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd, int ct
 	pt_session_set_agent(W.loop, mail_fd);
 	if (pt_auth_init(g->conf) != 0)
 		_exit(1);
-	struct pt_ctx ctx = { .conf = g->conf, .loop = W.loop, .as_root = M.as_root, .role = "worker" };
+	struct pt_ctx ctx = { .conf = g->conf, .loop = W.loop, .as_root = M.as_root, .role = PT_ROLE_WORKER };
 	if (pt_modules_init(&ctx) != 0) {
 		pt_log(PT_LOG_FATAL, "module initialisation failed");
 		_exit(1);

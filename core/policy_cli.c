@@ -114,7 +114,7 @@ env_open(struct policy_env *env, const char *conf, int verbose)
 		pt_log_open("/dev/null");
 	env->loop = pt_loop_new();
 	env->ctx = (struct pt_ctx){ .conf = env->conf, .loop = env->loop, .as_root = geteuid() == 0,
-		.role = "cli" };
+		.role = PT_ROLE_CLI };
 	if (env->loop == NULL || pt_modules_init(&env->ctx) != 0) {
 		fprintf(stderr, "postern policy: module initialisation failed\n");
 		return -1;

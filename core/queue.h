@@ -15,7 +15,7 @@
 /* ---- lifecycle (master / worker) ---- */
 
 /* Master, before it forks the worker: fork the local delivery agent (it
- * keeps the master's privileges, inits the modules with role "local").
+ * keeps the master's privileges, inits the modules of role PT_ROLE_DELIVERY).
  * *worker_fd is the worker's end of the agent socket. -1 on failure. */
 pid_t pt_local_spawn(const struct pt_config *conf, int *worker_fd);
 /* Worker, after module init: create/check queue_directory, remove
