@@ -20,8 +20,8 @@
 pid_t pt_local_spawn(const struct pt_config *conf, int *worker_fd);
 /* Worker, after module init: create/check queue_directory, remove
  * incoming/ leftovers, resume active/ and deferred/ files, start the
- * queue manager and the maildrop pickup. local_fd < 0: no agent (every
- * message is queued and retried later). 0 ok, -1 (logged). */
+ * queue manager and the maildrop pickup. local_fd < 0: no agent, as no
+ * loaded module delivers locally (local mail is deferred and retried). 0 ok, -1 (logged). */
 int pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd);
 void pt_queue_stop(void);
 /* Ask the queue manager to retry every deferred message now. */
