@@ -47,12 +47,14 @@ struct pt_listener_decl {
 #define PT_ROLE_MAIL     0x04u /* a user's mail process (post-login IMAP/POP3,
                                   as the user): the mail agent starts when a
                                   module with listeners runs here */
-#define PT_ROLE_CLI      0x08u /* a postern verb that serves or tests mail:
-                                  sendmail -bs, policy test */
-#define PT_ROLE_AUTH     0x10u /* not a place to run: the module's sessions
+#define PT_ROLE_CLI      0x08u /* postern policy test (as mail_owner when
+                                  started as root) */
+#define PT_ROLE_SENDMAIL 0x10u /* sendmail -bs: the local user's SMTP
+                                  session, as that user */
+#define PT_ROLE_AUTH     0x20u /* not a place to run: the module's sessions
                                   check passwords, so as root the master
                                   starts the auth agent (no module code) */
-#define PT_ROLE_ALL      0x1fu
+#define PT_ROLE_ALL      0x3fu
 
 struct pt_module {
 	uint32_t abi;                 /* POSTERN_ABI */

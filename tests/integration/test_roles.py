@@ -3,14 +3,17 @@ need (the local delivery agent for a module that runs there, the mail
 agent for imap/pop3, the auth agent as root for a module whose sessions
 check passwords), per generation; and a module's init runs only in its
 declared roles: restrict's Lua policies are loaded in the worker, never in
-the root delivery agent, the mail agent or a user's mail process."""
+the root delivery agent, the mail agent or a user's mail process, nor by
+`sendmail -bs` (which applies no restrictions); `postern policy test`
+started as root runs them as mail_owner."""
 import imaplib
 import os
 import pwd
 import smtplib
+import subprocess
 import unittest
 
-from harness import TESTMODS, Server, free_port, started_pids, throwaway_user, wait_for
+from harness import BIN, TESTMODS, Server, free_port, started_pids, throwaway_user, wait_for
 
 HELLO = os.path.join(os.path.abspath(TESTMODS), "hello.so")
 
@@ -154,6 +157,53 @@ class RootRunsNoLuaTest(unittest.TestCase):
             self.assertNotIn(pids[kind], loaded_in, kind)
         self.assertNotIn(mail_procs[0], loaded_in)
         self.assertNotIn(s.pid, loaded_in)
+
+
+def probe_pids(server):
+    """pids of the processes that loaded the probe policy (from the log)."""
+    return {int(line.split("[", 1)[1].split("]", 1)[0])
+            for line in server.log().splitlines() if "role-probe loaded" in line}
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+class CommandsAsRootTest(unittest.TestCase):
+    def setUp(self):
+        self.s = Server(modules=("mbox", "smtp", "restrict"), listeners=("smtpd",), as_root=True)
+        self.addCleanup(self.s.cleanup)
+        policy = self.s.path("probe.lua")
+        with open(policy, "w") as f:
+            f.write(POLICY)
+        os.chmod(policy, 0o644)
+        self.s.write_conf("smtpd_recipient_restrictions = check_lua_policy %s, permit_mynetworks, "
+                          "reject_unauth_destination\n" % policy)
+
+    def test_sendmail_bs_loads_no_policy(self):
+        open(self.s.log_file, "a").close()   # sendmail logs only to a log it may write
+        p = subprocess.Popen([BIN, "sendmail", "-bs"], env=self.s.env(), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(b"EHLO me\r\nQUIT\r\n", timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"221 ", out)
+        # The session logged to the mail log as root; the policy did not.
+        self.assertIn("[%d]" % p.pid, self.s.log())
+        self.assertNotIn(p.pid, probe_pids(self.s))
+
+    def test_policy_test_runs_as_mail_owner(self):
+        owner = pwd.getpwnam(self.s.mail_owner)
+        p = subprocess.Popen([BIN, "policy", "test", "-v", "-c", self.s.conf_file, "--script", "-"],
+                             env=self.s.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+
+        def uids():
+            with open("/proc/%d/status" % p.pid) as f:
+                return [int(x) for x in f.read().split("Uid:")[1].splitlines()[0].split()]
+        # Policies loaded, it waits for the script on stdin: as mail_owner.
+        wait_for(lambda: uids() == [owner.pw_uid] * 4, 20, what="policy test running as mail_owner")
+        out, err = p.communicate(b"client 127.0.0.1\nrcpt <victim@other.test>\n250\n", timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn(b"checks, 0 failed", out)
+        self.assertIn(b"role-probe loaded", err)
 
 
 if __name__ == "__main__":
