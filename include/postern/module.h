@@ -72,8 +72,9 @@ struct pt_module {
 	int (*init)(struct pt_ctx *ctx);
 	void (*stop)(struct pt_ctx *ctx);
 	/* Validate cross-parameter rules at `postern check` / reload time,
-	 * before anything is swapped in. Report with pt_conf_error(). Runs in
-	 * the master (root) whatever the roles: no policy code in-process. */
+	 * before anything is swapped in. Report with pt_conf_error(). Runs
+	 * wherever a config is loaded (the master as root, every postern verb)
+	 * whatever the roles: no policy code in-process. */
 	int (*check)(const struct pt_config *conf);
 };
 
