@@ -100,6 +100,16 @@ check_descriptor(struct pt_config *c, int line, const char *name, const char *pa
 		                    name, path, m->name ? m->name : "(unnamed)", name);
 		return -1;
 	}
+	if (m->roles == 0 || (m->roles & ~PT_ROLE_ALL) != 0) {
+		pt_config_add_error(c, line, "module %s (%s): declares no valid process roles (0x%x); rebuild the module",
+		                    name, path, m->roles);
+		return -1;
+	}
+	if (m->listeners && m->listeners->param && !(m->roles & PT_ROLE_WORKER)) {
+		pt_config_add_error(c, line, "module %s (%s): has listeners but does not run in the worker (PT_ROLE_WORKER)",
+		                    name, path);
+		return -1;
+	}
 	return 0;
 }
 
@@ -222,20 +232,13 @@ pt_modules_load(struct pt_config *c)
 	return errors;
 }
 
+/* Only the modules that declare the process's role: the others' code
+ * never runs here (restrict's Lua never in a root agent). */
 int
 pt_modules_init(struct pt_ctx *ctx)
 {
 	for (size_t i = 0; i < nloaded; i++)
-		if (loaded[i].mod->init && loaded[i].mod->init(ctx) != 0)
-			return -1;
-	return 0;
-}
-
-int
-pt_modules_reload(struct pt_ctx *ctx)
-{
-	for (size_t i = 0; i < nloaded; i++)
-		if (loaded[i].mod->reload && loaded[i].mod->reload(ctx) != 0)
+		if ((loaded[i].mod->roles & ctx->role) && loaded[i].mod->init && loaded[i].mod->init(ctx) != 0)
 			return -1;
 	return 0;
 }
@@ -265,7 +268,7 @@ void
 pt_modules_stop(struct pt_ctx *ctx)
 {
 	for (size_t i = nloaded; i-- > 0;)
-		if (loaded[i].mod->stop)
+		if ((loaded[i].mod->roles & ctx->role) && loaded[i].mod->stop)
 			loaded[i].mod->stop(ctx);
 }
 

@@ -23,10 +23,9 @@ int pt_module_loaded(const char *name);
 int pt_protocol_enabled(const struct pt_config *c, const char *module);
 const struct pt_module *pt_modules_get(size_t i);
 const struct pt_module *pt_modules_find(const char *name);
-/* Hooks over all loaded modules. init/reload stop at the first failure
- * and return -1. */
+/* init/stop of the loaded modules whose roles include ctx->role (one
+ * PT_ROLE_* bit). init stops at the first failure and returns -1. */
 int pt_modules_init(struct pt_ctx *ctx);
-int pt_modules_reload(struct pt_ctx *ctx);
 void pt_modules_stop(struct pt_ctx *ctx);
 /* Run each module's check hook against c; returns the number of failing
  * modules (their messages are already in c). */

@@ -630,7 +630,7 @@ pt_local_spawn(const struct pt_config *conf, int *worker_fd)
 	close(sv[0]);
 	pt_process_child_setup();
 	pt_log_set_default_service("local");
-	struct pt_ctx ctx = { .conf = conf, .loop = pt_loop_new(), .as_root = geteuid() == 0, .role = "local" };
+	struct pt_ctx ctx = { .conf = conf, .loop = pt_loop_new(), .as_root = geteuid() == 0, .role = PT_ROLE_DELIVERY };
 	if (pt_modules_init(&ctx) != 0) {
 		pt_log(PT_LOG_FATAL, "delivery agent: module initialisation failed");
 		_exit(1);

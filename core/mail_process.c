@@ -251,7 +251,7 @@ pt_mail_process_main(int ctl, const struct pt_user *user, const struct pt_config
 	int flags = fcntl(ctl, F_GETFL);
 	if (flags >= 0)
 		fcntl(ctl, F_SETFL, flags | O_NONBLOCK);
-	struct pt_ctx ctx = { .conf = conf, .loop = P.loop, .as_root = as_root, .role = "mail" };
+	struct pt_ctx ctx = { .conf = conf, .loop = P.loop, .as_root = as_root, .role = PT_ROLE_MAIL };
 	if (pt_modules_init(&ctx) != 0) {
 		pt_log(PT_LOG_FATAL, "mail process for %s: module initialisation failed", user->name);
 		_exit(1);

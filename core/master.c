@@ -1,7 +1,8 @@
 /* The supervising master: takes the queue directory's lock (one queue, one
  * master), validates the config, binds the listeners (so a root master can
  * take low ports), forks the worker (network, queue; runs as mail_owner)
- * and the agents (local delivery, auth, mail), restarts only the process
+ * and the agents the loaded modules need (local delivery, auth, mail),
+ * restarts only the process
  * that died (a new agent is handed to the running worker, whose sessions
  * carry on), replaces a worker whose event loop stopped turning
  * (watchdog), reloads on SIGHUP by starting a new generation beside the
@@ -215,7 +216,7 @@ static struct {
 static void
 worker_exit(int status)
 {
-	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = W.loop, .as_root = M.as_root, .role = "worker" };
+	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = W.loop, .as_root = M.as_root, .role = PT_ROLE_WORKER };
 	pt_queue_stop();
 	pt_modules_stop(&ctx);
 	_exit(status);
@@ -378,7 +379,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd, int ct
 	pt_session_set_agent(W.loop, mail_fd);
 	if (pt_auth_init(g->conf) != 0)
 		_exit(1);
-	struct pt_ctx ctx = { .conf = g->conf, .loop = W.loop, .as_root = M.as_root, .role = "worker" };
+	struct pt_ctx ctx = { .conf = g->conf, .loop = W.loop, .as_root = M.as_root, .role = PT_ROLE_WORKER };
 	if (pt_modules_init(&ctx) != 0) {
 		pt_log(PT_LOG_FATAL, "module initialisation failed");
 		_exit(1);
@@ -455,6 +456,28 @@ open_listeners(struct generation *g, struct generation *prev, int retry_busy)
 	return 0;
 }
 
+/* An agent runs only for a loaded module that needs it (the PT_ROLE_*
+ * bits in module.h): the delivery agent for a module that runs there,
+ * the mail agent for one that hands logged-in sessions from its
+ * listeners to mail processes, and as root the auth agent for one whose
+ * sessions check passwords (rootless, checks run on the worker's pool
+ * threads). */
+static int
+agent_needed(const struct generation *g, enum role r)
+{
+	for (size_t i = 0; i < pt_modules_count(); i++) {
+		const struct pt_module *m = pt_modules_get(i);
+		int serves = m->listeners && m->listeners->param && pt_protocol_enabled(g->conf, m->name);
+		if (r == ROLE_LOCAL && (m->roles & PT_ROLE_DELIVERY))
+			return 1;
+		if (r == ROLE_MAIL && serves && (m->roles & PT_ROLE_MAIL))
+			return 1;
+		if (r == ROLE_AUTH && M.as_root && serves && (m->roles & PT_ROLE_AUTH))
+			return 1;
+	}
+	return 0;
+}
+
 /* Forks an agent of kind r; *fd is the worker's end of its socket. */
 static pid_t
 spawn_agent(struct generation *g, enum role r, int *fd, const int *close_fds, size_t nclose)
@@ -494,15 +517,13 @@ start_processes(struct generation *g)
 {
 	int local_fd = -1, auth_fd = -1, mail_fd = -1, cv[2] = { -1, -1 };
 	g->restart_all = 1;
-	if (spawn_agent(g, ROLE_LOCAL, &local_fd, NULL, 0) < 0)
+	if (agent_needed(g, ROLE_LOCAL) && spawn_agent(g, ROLE_LOCAL, &local_fd, NULL, 0) < 0)
 		goto fail;
-	/* Only root needs a separate process to read /etc/shadow or run PAM;
-	 * rootless checks run on the worker's pool threads. */
-	if (M.as_root && spawn_agent(g, ROLE_AUTH, &auth_fd, NULL, 0) < 0)
+	if (agent_needed(g, ROLE_AUTH) && spawn_agent(g, ROLE_AUTH, &auth_fd, NULL, 0) < 0)
 		goto fail;
 	/* Post-login sessions: the per-user mail processes hang off it. */
 	const int inherited[2] = { local_fd, auth_fd };
-	if (spawn_agent(g, ROLE_MAIL, &mail_fd, inherited, 2) < 0)
+	if (agent_needed(g, ROLE_MAIL) && spawn_agent(g, ROLE_MAIL, &mail_fd, inherited, 2) < 0)
 		goto fail;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cv) != 0) {
 		pt_log(PT_LOG_ERROR, "worker control socket: %s", strerror(errno));
@@ -524,20 +545,24 @@ start_processes(struct generation *g)
 	if (pid == 0)
 		worker_main(g, local_fd, auth_fd, mail_fd, cv[1]);
 	close(cv[1]);
-	close(local_fd);
+	if (local_fd >= 0)
+		close(local_fd);
 	if (auth_fd >= 0)
 		close(auth_fd);
-	close(mail_fd);
+	if (mail_fd >= 0)
+		close(mail_fd);
 	/* Forked children must not inherit a stale number. */
 	pt_auth_default_agent_fd = -1;
 	g->pid[ROLE_WORKER] = pid;
 	g->born[ROLE_WORKER] = mono_ms();
 	g->restart_all = 0;
-	char auth[48] = "";
-	if (g->pid[ROLE_AUTH] > 0)
-		snprintf(auth, sizeof auth, ", auth agent (pid %ld)", (long)g->pid[ROLE_AUTH]);
-	pt_log(PT_LOG_INFO, "started worker (pid %ld), local delivery agent (pid %ld)%s, mail agent (pid %ld)", (long)pid,
-	       (long)g->pid[ROLE_LOCAL], auth, (long)g->pid[ROLE_MAIL]);
+	char line[256];
+	size_t o = 0;
+	for (int r = 0; r < NROLES; r++)
+		if (g->pid[r] > 0 && o < sizeof line)
+			o += (size_t)snprintf(line + o, sizeof line - o, "%s%s (pid %ld)", o ? ", " : "", role_name[r],
+			                      (long)g->pid[r]);
+	pt_log(PT_LOG_INFO, "started %s", line);
 	return 0;
 fail:
 	if (cv[1] >= 0)

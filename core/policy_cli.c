@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "postern/fdio.h"
 #include "postern/module.h"
 #include "postern/services.h"
+#include "process.h"
 #include "runtime.h"
 
 #define EVAL_TIMEOUT_MS 60000
@@ -95,6 +97,27 @@ answer_free(struct answer *a)
 	}
 }
 
+/* Policies run as the worker runs them, as mail_owner: no root process
+ * runs Lua or opens a policy map, and a file the worker cannot read
+ * fails here too. */
+static int
+become_mail_owner(const struct pt_config *c)
+{
+	const char *owner = pt_conf_str(c, "mail_owner");
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	if (getpwnam_r(owner, &pw, buf, sizeof buf, &res) != 0 || res == NULL || pw.pw_uid == 0) {
+		fprintf(stderr, "postern policy: mail_owner \"%s\" is not a user other than root; as root the "
+		        "policies run as mail_owner\n", owner);
+		return -1;
+	}
+	if (pt_process_drop_privileges(pw.pw_uid, pw.pw_gid) != 0) {
+		fprintf(stderr, "postern policy: cannot become mail_owner %s: %s\n", owner, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int
 env_open(struct policy_env *env, const char *conf, int verbose)
 {
@@ -106,15 +129,18 @@ env_open(struct policy_env *env, const char *conf, int verbose)
 	}
 	if (pt_runtime_print_errors(env->conf, stderr) > 0) {
 		pt_config_free(env->conf);
+		env->conf = NULL;   /* env_close frees what is left */
 		return -1;
 	}
 	pt_live_conf = env->conf;
 	/* Reject and policy log lines would repeat what is printed. */
 	if (!verbose)
 		pt_log_open("/dev/null");
+	if (geteuid() == 0 && become_mail_owner(env->conf) != 0)
+		return -1;
 	env->loop = pt_loop_new();
 	env->ctx = (struct pt_ctx){ .conf = env->conf, .loop = env->loop, .as_root = geteuid() == 0,
-		.role = "cli" };
+		.role = PT_ROLE_CLI };
 	if (env->loop == NULL || pt_modules_init(&env->ctx) != 0) {
 		fprintf(stderr, "postern policy: module initialisation failed\n");
 		return -1;

@@ -15,13 +15,13 @@
 /* ---- lifecycle (master / worker) ---- */
 
 /* Master, before it forks the worker: fork the local delivery agent (it
- * keeps the master's privileges, inits the modules with role "local").
+ * keeps the master's privileges, inits the modules of role PT_ROLE_DELIVERY).
  * *worker_fd is the worker's end of the agent socket. -1 on failure. */
 pid_t pt_local_spawn(const struct pt_config *conf, int *worker_fd);
 /* Worker, after module init: create/check queue_directory, remove
  * incoming/ leftovers, resume active/ and deferred/ files, start the
- * queue manager and the maildrop pickup. local_fd < 0: no agent (every
- * message is queued and retried later). 0 ok, -1 (logged). */
+ * queue manager and the maildrop pickup. local_fd < 0: no agent, as no
+ * loaded module delivers locally (local mail is deferred and retried). 0 ok, -1 (logged). */
 int pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd);
 void pt_queue_stop(void);
 /* Ask the queue manager to retry every deferred message now. */

@@ -250,7 +250,9 @@ qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered)
 	if (memfd >= 0)
 		close(memfd);
 	const char *why = pt_qs.local_fd >= 0 ? "cannot pass the message to the local delivery agent"
-	                                      : "local delivery agent is not running";
+	                  : pt_qs.local_none ? "mail system configuration error: no local delivery "
+	                                       "(no loaded module delivers, e.g. module mbox)"
+	                                     : "local delivery agent is not running";
 	for (size_t i = sent; i < n; i++) {
 		struct target *t = &m->t[idx[i]];
 		pt_status_set(&t->st, 451, "4.3.0", "%s", why);

@@ -23,6 +23,7 @@ struct qstate {
 	time_t min_backoff, max_backoff, lifetime, bounce_lifetime, run_delay;
 	int soft_bounce;
 	int local_fd;
+	int local_none;    /* no module runs in a delivery agent: none started */
 	int running;       /* pt_queue_start done, not stopped */
 	int have_lock;     /* this worker owns the queue directory's files */
 	size_t inflight;   /* attempts started by the manager and not finished */

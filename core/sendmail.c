@@ -396,7 +396,7 @@ smtp_stdio(const char *conf_path, struct submission *base)
 	struct local_run run = { .base = *base };
 	const struct pt_local_sink sink = { sink_submit, &run };
 	struct pt_loop *loop = pt_loop_new();
-	struct pt_ctx ctx = { .conf = base->conf, .loop = loop, .as_root = geteuid() == 0, .role = "cli" };
+	struct pt_ctx ctx = { .conf = base->conf, .loop = loop, .as_root = geteuid() == 0, .role = PT_ROLE_SENDMAIL };
 	int sp[2] = { -1, -1 }, stop[2] = { -1, -1 }, rc = PT_EX_TEMPFAIL;
 	struct pump in = { .from = STDIN_FILENO, .shut = 1 }, out = { .to = STDOUT_FILENO, .stop = -1 };
 	int in_started = 0, out_started = 0;

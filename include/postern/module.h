@@ -9,7 +9,7 @@
 #include "postern/config.h"
 
 /* Bump when any struct or function in include/postern/ changes shape. */
-#define POSTERN_ABI 3
+#define POSTERN_ABI 4
 
 /* Catches modules built by another compiler model or against other headers. */
 #define POSTERN_STR_(x) #x
@@ -35,6 +35,27 @@ struct pt_listener_decl {
 	void (*on_accept)(struct pt_conn *conn, const struct pt_listener *l);
 };
 
+/* Process roles: the processes a module's code runs in. The loader calls
+ * a module's init and stop only in the roles it declares; ctx->role says
+ * which one is running. The master starts an agent only when a loaded
+ * module needs it (see each role). */
+#define PT_ROLE_WORKER   0x01u /* network sessions and the queue, as mail_owner;
+                                  a module with listeners must run here */
+#define PT_ROLE_DELIVERY 0x02u /* the local delivery agent (root when
+                                  privilege-separated): started when a module
+                                  runs here */
+#define PT_ROLE_MAIL     0x04u /* a user's mail process (post-login IMAP/POP3,
+                                  as the user): the mail agent starts when a
+                                  module with listeners runs here */
+#define PT_ROLE_CLI      0x08u /* postern policy test (as mail_owner when
+                                  started as root) */
+#define PT_ROLE_SENDMAIL 0x10u /* sendmail -bs: the local user's SMTP
+                                  session, as that user */
+#define PT_ROLE_AUTH     0x20u /* not a place to run: the module's sessions
+                                  check passwords, so as root the master
+                                  starts the auth agent (no module code) */
+#define PT_ROLE_ALL      0x3fu
+
 struct pt_module {
 	uint32_t abi;                 /* POSTERN_ABI */
 	const char *build_sig;        /* POSTERN_BUILD_SIG */
@@ -42,16 +63,18 @@ struct pt_module {
 	const char *const *depends;   /* NULL-terminated module names, or NULL */
 	const struct pt_param *params;/* terminated by {0}, or NULL */
 	const struct pt_listener_decl *listeners; /* terminated by {0}, or NULL */
-	/* init: after the config is valid, in each process that runs the
-	 * module's work; registers services. Non-zero = refuse to start, with
-	 * a message already logged. reload: a new valid config replaced the
-	 * old (ctx->conf is the new one); non-zero keeps the module on the old
-	 * values. stop: graceful shutdown. */
+	unsigned roles;               /* PT_ROLE_* bits, at least one */
+	/* init: after the config is valid, in each process of the module's
+	 * roles; reads parameters, registers services. Non-zero = refuse to
+	 * start, with a message already logged. stop: graceful shutdown of
+	 * that process. A reload never calls a module: it starts a new
+	 * generation of processes, whose init reads the new config. */
 	int (*init)(struct pt_ctx *ctx);
-	int (*reload)(struct pt_ctx *ctx);
 	void (*stop)(struct pt_ctx *ctx);
 	/* Validate cross-parameter rules at `postern check` / reload time,
-	 * before anything is swapped in. Report with pt_conf_error(). */
+	 * before anything is swapped in. Report with pt_conf_error(). Runs
+	 * wherever a config is loaded (the master as root, every postern verb)
+	 * whatever the roles: no policy code in-process. */
 	int (*check)(const struct pt_config *conf);
 };
 
@@ -64,8 +87,7 @@ struct pt_ctx {
 	const struct pt_config *conf; /* the live config */
 	struct pt_loop *loop;         /* this process's event loop */
 	int as_root;                  /* master started as root */
-	const char *role;             /* "worker" (network, queue), "local"
-	                                 (delivery agent), "cli" (a verb) */
+	unsigned role;                /* the PT_ROLE_* of this process */
 };
 
 #endif

@@ -11,7 +11,7 @@
  *
  * In the mail process the core calls the protocol's session service
  * ("session:imap", "session:pop3", registered by the module's init when
- * ctx->role is "mail") with a plaintext pt_conn whose peer/local address
+ * ctx->role is PT_ROLE_MAIL) with a plaintext pt_conn whose peer/local address
  * and is_tls report the original client connection. */
 #ifndef POSTERN_SESSION_H
 #define POSTERN_SESSION_H

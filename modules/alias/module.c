@@ -21,7 +21,7 @@ static const struct pt_param alias_params[] = {
 	{ 0 },
 };
 
-/* The live configuration; replaced whole on reload. */
+/* The configuration of this process's generation. */
 static struct alias_conf *alias_live;
 
 static void
@@ -102,18 +102,6 @@ alias_init(struct pt_ctx *ctx)
 	return pt_service_register(PT_SVC_ALIAS, &alias_ops);
 }
 
-static int
-alias_reload(struct pt_ctx *ctx)
-{
-	struct alias_conf *c = alias_conf_build(ctx->conf);
-	if (!c)
-		return -1;
-	struct alias_conf *old = alias_live;
-	alias_live = c;
-	alias_conf_free(old);
-	return 0;
-}
-
 static void
 alias_stop(struct pt_ctx *ctx)
 {
@@ -185,8 +173,10 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = NULL,
 	.params = alias_params,
 	.listeners = NULL,
+	/* Expansion where the queue resolves and for policy tests; /file and
+	 * |command targets in the delivery agent. */
+	.roles = PT_ROLE_WORKER | PT_ROLE_DELIVERY | PT_ROLE_CLI,
 	.init = alias_init,
-	.reload = alias_reload,
 	.stop = alias_stop,
 	.check = alias_check,
 };

@@ -80,7 +80,7 @@ struct imap_session {
 	unsigned long long fetch_hdr_bytes, fetch_body_bytes;
 };
 
-/* Settings from the config (module.c fills them in init and reload). */
+/* Settings from the config (module.c fills them in init). */
 struct imap_settings {
 	const struct pt_config *conf;
 	size_t max_line;              /* imap_max_line_length */

@@ -54,7 +54,7 @@ imap_init(struct pt_ctx *ctx)
 {
 	if (imap_configure(ctx) != 0)
 		return -1;
-	if (ctx->role && strcmp(ctx->role, "mail") == 0 &&
+	if (ctx->role == PT_ROLE_MAIL &&
 	    pt_service_register("session:imap", &imap_session_ops) != 0) {
 		pt_error("imap: cannot register the session service");
 		return -1;
@@ -76,8 +76,9 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = imap_depends,
 	.params = imap_params,
 	.listeners = imap_listeners,
+	/* Login in the worker, the session in the user's mail process. */
+	.roles = PT_ROLE_WORKER | PT_ROLE_MAIL | PT_ROLE_AUTH,
 	.init = imap_init,
-	.reload = imap_configure,
 	.stop = imap_stop,
 	.check = NULL,
 };

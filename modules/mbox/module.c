@@ -76,7 +76,7 @@ mbox_init(struct pt_ctx *ctx)
 		return -1;
 	if (pt_service_register(PT_SVC_MAILSTORE, &mbox_ops) != 0)
 		return -1;
-	/* IMAP/POP3 use it in the per-user mail process; harmless elsewhere. */
+	/* IMAP/POP3 use it in the per-user mail process. */
 	return pt_service_register(PT_SVC_MAILBOX, &mbox_store_ops);
 }
 
@@ -112,8 +112,9 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = NULL,
 	.params = mbox_params,
 	.listeners = NULL,
+	/* Appends in the delivery agent, the mailbox in mail processes. */
+	.roles = PT_ROLE_DELIVERY | PT_ROLE_MAIL,
 	.init = mbox_init,
-	.reload = mbox_configure,
 	.stop = NULL,
 	.check = mbox_check,
 };

@@ -29,7 +29,7 @@ pop3_configure(struct pt_ctx *ctx)
 		return -1;
 	}
 	pop3_settings_install(s);
-	if (ctx->role && strcmp(ctx->role, "mail") == 0 &&
+	if (ctx->role == PT_ROLE_MAIL &&
 	    pt_service_register("session:pop3", &pop3_session_ops) != 0) {
 		pt_error("pop3: cannot register the session:pop3 service");
 		return -1;
@@ -52,8 +52,9 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = pop3_depends,
 	.params = pop3_params,
 	.listeners = pop3_listeners,
+	/* Login in the worker, the session in the user's mail process. */
+	.roles = PT_ROLE_WORKER | PT_ROLE_MAIL | PT_ROLE_AUTH,
 	.init = pop3_configure,
-	.reload = pop3_configure,
 	.stop = pop3_stop,
 	.check = NULL,
 };

@@ -1,6 +1,7 @@
 /* Lua policy files: loading (compile, run the chunk, run its own tests),
- * keeping the live version per path with reload on SIGHUP and on file
- * change (a refused version leaves the old one running), and calls that
+ * keeping the live version per path with reload on file change (a
+ * refused version leaves the old one running; SIGHUP starts a new
+ * generation, which loads them afresh), and calls that
  * may pause on DNS. Policies run inline on the loop: the instruction and
  * time budgets bound how long one call can hold it, and no hand-off to a
  * pool thread (with locking of the shared state) is paid per RCPT. */
@@ -604,13 +605,6 @@ restrict_lua_close(struct restrict_lua_slot *slot)
 	policy_unref(slot->cur);
 	free(slot->path);
 	free(slot);
-}
-
-void
-restrict_lua_reload_all(void)
-{
-	for (struct restrict_lua_slot *s = slots; s; s = s->next)
-		slot_reload(s);
 }
 
 void

@@ -59,26 +59,9 @@ restrict_init(struct pt_ctx *ctx)
 		pt_error("restrict: the restriction lists cannot be set up");
 		return -1;
 	}
-	if (strcmp(ctx->role ? ctx->role : "", "local") != 0)
-		warn_style(s, ctx->conf);
-	restrict_set_live_setup(s);
-	pt_service_register(PT_SVC_RESTRICT, &restrict_ops);
-	return 0;
-}
-
-static int
-restrict_reload(struct pt_ctx *ctx)
-{
-	apply_limits(ctx->conf);
-	struct restrict_setup *s = restrict_setup_build(ctx->conf, 1);
-	if (s == NULL) {
-		pt_error("restrict: reload refused, the previous restrictions stay in force");
-		return -1;
-	}
 	warn_style(s, ctx->conf);
 	restrict_set_live_setup(s);
-	/* Re-read every policy; one that fails keeps its running version. */
-	restrict_lua_reload_all();
+	pt_service_register(PT_SVC_RESTRICT, &restrict_ops);
 	return 0;
 }
 
@@ -240,8 +223,10 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = NULL,
 	.params = restrict_params,
 	.listeners = NULL,
+	/* Lua and policy maps only where SMTP is served (as mail_owner) and in
+	 * `postern policy test`: never in a root process. */
+	.roles = PT_ROLE_WORKER | PT_ROLE_CLI,
 	.init = restrict_init,
-	.reload = restrict_reload,
 	.stop = restrict_stop,
 	.check = restrict_check,
 };

@@ -166,8 +166,6 @@ struct restrict_lua_slot *restrict_lua_open(const char *path, char *err, size_t 
 void restrict_lua_close(struct restrict_lua_slot *slot);
 /* Load path into a scratch state and drop it (postern check). */
 int restrict_lua_validate(const char *path, char *err, size_t errlen);
-/* Re-read every open policy (SIGHUP); a refused version keeps the old. */
-void restrict_lua_reload_all(void);
 /* Force a look at the file now (tests): 1 swapped, 0 unchanged, -1 refused. */
 int restrict_lua_check_file(struct restrict_lua_slot *slot);
 /* Outcome of a call: an action, or an error ("451 4.3.5" + where). */

@@ -46,8 +46,10 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = NULL,
 	.params = smtp_params,
 	.listeners = smtp_listeners,
+	/* Sessions in the worker and in sendmail -bs; AUTH needs the auth
+	 * agent. */
+	.roles = PT_ROLE_WORKER | PT_ROLE_SENDMAIL | PT_ROLE_AUTH,
 	.init = smtp_configure,
-	.reload = smtp_configure,
 	.stop = smtp_stop,
 	.check = NULL,
 };

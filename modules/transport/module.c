@@ -158,21 +158,6 @@ transport_init(struct pt_ctx *ctx)
 	return 0;
 }
 
-static int
-transport_reload(struct pt_ctx *ctx)
-{
-	struct transport_conf *c = transport_conf_build(ctx->conf);
-	if (!c)
-		return -1;
-	struct transport_conf *old = transport_live;
-	transport_live = c;
-	transport_conf_free(old);
-	struct relay_settings set;
-	relay_settings_load(ctx->conf, &set);
-	relay_configure(&set);
-	return 0;
-}
-
 static void
 transport_stop(struct pt_ctx *ctx)
 {
@@ -222,8 +207,9 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.depends = NULL,
 	.params = transport_params,
 	.listeners = NULL,
+	/* Routing and the SMTP client in the worker; routing for policy tests. */
+	.roles = PT_ROLE_WORKER | PT_ROLE_CLI,
 	.init = transport_init,
-	.reload = transport_reload,
 	.stop = transport_stop,
 	.check = transport_check,
 };

@@ -7,6 +7,7 @@ import atexit
 import os
 import pwd
 import random
+import re
 import grp
 import shutil
 import signal
@@ -105,6 +106,29 @@ def test_cert():
     os.chmod(key, 0o644)
     _cert_cache = (cert, key)
     return _cert_cache
+
+
+_STARTED_KIND = {"worker": "worker", "local delivery agent": "local", "auth agent": "auth", "mail agent": "mail"}
+
+
+def started_pids(log):
+    """Kind ("worker", "local", "auth", "mail") -> pid of the processes the
+    master started last, from its log: "started worker (pid N), ..." names
+    every process of a generation (only the agents its modules need), and
+    "started mail agent (pid N)" one restarted agent."""
+    pids = {}
+    for line in log.splitlines():
+        _, sep, rest = line.partition(" started ")
+        if not sep:
+            continue
+        found = re.findall(r"(worker|local delivery agent|auth agent|mail agent) \(pid (\d+)\)", rest)
+        if not found or not rest.startswith(found[0][0]):
+            continue
+        if found[0][0] == "worker":
+            pids = {}
+        for kind, pid in found:
+            pids[_STARTED_KIND[kind]] = int(pid)
+    return pids
 
 
 def throwaway_user(prefix="pt", home=None, create_home=False, system=False, groups=None, cleanup=None):

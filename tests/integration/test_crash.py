@@ -16,6 +16,7 @@ import threading
 import time
 import unittest
 
+import harness
 from harness import SANITIZE, Server, throwaway_user, wait_for
 
 
@@ -106,21 +107,7 @@ class CrashTest(unittest.TestCase):
 
 def started_pids(server):
     """Role -> pid of the processes the master started last (log order)."""
-    pids = {}
-    full = re.compile(r"started worker \(pid (\d+)\), local delivery agent \(pid (\d+)\)"
-                      r"(?:, auth agent \(pid (\d+)\))?, mail agent \(pid (\d+)\)")
-    one = re.compile(r"started (local delivery|auth|mail) agent \(pid (\d+)\)")
-    for line in server.log().splitlines():
-        m = full.search(line)
-        if m:
-            pids = {"worker": int(m.group(1)), "local": int(m.group(2)), "mail": int(m.group(4))}
-            if m.group(3):
-                pids["auth"] = int(m.group(3))
-            continue
-        m = one.search(line)
-        if m:
-            pids[m.group(1).split()[0]] = int(m.group(2))
-    return pids
+    return harness.started_pids(server.log())
 
 
 def banner(port, timeout=5):

@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Server, throwaway_user  # noqa: E402
+from harness import Server, started_pids, throwaway_user  # noqa: E402
 
 SERVE_LIMIT = 2.0
 
@@ -49,25 +49,6 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def started_pids(log):
-    """Role -> pid of the processes the master started last (log order)."""
-    pids = {}
-    full = re.compile(r"started worker \(pid (\d+)\), local delivery agent \(pid (\d+)\)"
-                      r"(?:, auth agent \(pid (\d+)\))?, mail agent \(pid (\d+)\)")
-    one = re.compile(r"started (local delivery|auth|mail) agent \(pid (\d+)\)")
-    for line in log.splitlines():
-        m = full.search(line)
-        if m:
-            pids = {"worker": int(m.group(1)), "local": int(m.group(2)), "mail": int(m.group(4))}
-            if m.group(3):
-                pids["auth"] = int(m.group(3))
-            continue
-        m = one.search(line)
-        if m:
-            pids[m.group(1).split()[0]] = int(m.group(2))
-    return pids
 
 
 def kids(pid):

@@ -1,5 +1,7 @@
 /* Module loader: a good module, wrong ABI, other build, missing symbol,
- * missing dependency, dependency order, wrong name, missing file. The test
+ * missing dependency, dependency order, wrong name, missing file, process
+ * roles (hooks run only in a declared role, a module without roles or a
+ * listener outside the worker is refused). The test
  * modules live in tests/unit/mods/ and are built only for tests. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include "confcheck.h"
 #include "loader.h"
 #include "postern/module.h"
+#include "postern/services.h"
 #include "runtime.h"
 
 static const char *
@@ -150,10 +153,69 @@ test_hooks_run_in_order(void **state)
 	(void)state;
 	struct pt_config *c = load("module hello @/hello.so\n");
 	assert_int_equal(pt_config_error_count(c), 0);
-	struct pt_ctx ctx = { .conf = c, .role = "cli" };
+	struct pt_ctx ctx = { .conf = c, .role = PT_ROLE_CLI };
 	assert_int_equal(pt_modules_init(&ctx), 0);
-	assert_int_equal(pt_modules_reload(&ctx), 0);
 	pt_modules_stop(&ctx);
+	pt_config_free(c);
+}
+
+/* What tests/unit/mods/roletest.c counts. */
+struct roletest_counts {
+	int inits, stops;
+	unsigned last_role;
+};
+
+static void
+test_hooks_run_only_in_declared_roles(void **state)
+{
+	(void)state;
+	struct pt_config *c = load("module hello @/hello.so\nmodule roletest @/roletest.so\n");
+	assert_int_equal(pt_config_error_count(c), 0);
+	/* roletest declares delivery and mail: not the worker, nor the CLI */
+	struct pt_ctx worker = { .conf = c, .role = PT_ROLE_WORKER };
+	assert_int_equal(pt_modules_init(&worker), 0);
+	pt_modules_stop(&worker);
+	struct pt_ctx cli = { .conf = c, .role = PT_ROLE_CLI };
+	assert_int_equal(pt_modules_init(&cli), 0);
+	pt_modules_stop(&cli);
+	assert_null(pt_service_get("test:roletest"));
+	struct pt_ctx mail = { .conf = c, .role = PT_ROLE_MAIL };
+	assert_int_equal(pt_modules_init(&mail), 0);
+	const struct roletest_counts *n = pt_service_get("test:roletest");
+	assert_non_null(n);
+	assert_int_equal(n->inits, 1);
+	assert_int_equal(n->last_role, PT_ROLE_MAIL);
+	pt_modules_stop(&mail);
+	assert_int_equal(n->stops, 1);
+	struct pt_ctx delivery = { .conf = c, .role = PT_ROLE_DELIVERY };
+	assert_int_equal(pt_modules_init(&delivery), 0);
+	pt_modules_stop(&delivery);
+	assert_int_equal(n->inits, 2);
+	assert_int_equal(n->stops, 2);
+	assert_int_equal(n->last_role, PT_ROLE_DELIVERY);
+	/* a stop in a role it did not start in is not its either */
+	pt_modules_stop(&worker);
+	assert_int_equal(n->stops, 2);
+	pt_config_free(c);
+}
+
+static void
+test_module_without_roles_refused(void **state)
+{
+	(void)state;
+	struct pt_config *c = load("module noroles @/noroles.so\n");
+	assert_true(has_error(c, "test.conf:1: module noroles"));
+	assert_true(has_error(c, "declares no valid process roles"));
+	pt_config_free(c);
+}
+
+static void
+test_listener_outside_worker_refused(void **state)
+{
+	(void)state;
+	struct pt_config *c = load("module nowork @/nowork.so\n");
+	assert_true(has_error(c, "module nowork"));
+	assert_true(has_error(c, "has listeners but does not run in the worker"));
 	pt_config_free(c);
 }
 
@@ -168,6 +230,9 @@ main(void)
 		cmocka_unit_test(test_missing_dependency),
 		cmocka_unit_test(test_dependency_order),
 		cmocka_unit_test(test_wrong_name),
+		cmocka_unit_test(test_hooks_run_only_in_declared_roles),
+		cmocka_unit_test(test_module_without_roles_refused),
+		cmocka_unit_test(test_listener_outside_worker_refused),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_params_of_unloaded_module_unknown),
 		cmocka_unit_test(test_duplicate_module),

@@ -116,7 +116,7 @@ test_service_delivers_with_configured_settings(void **state)
 	         dir, dir);
 	struct pt_config *c = load(extra);
 	assert_int_equal(pt_config_error_count(c), 0);
-	struct pt_ctx ctx = { c, NULL, 0, "local" };
+	struct pt_ctx ctx = { c, NULL, 0, PT_ROLE_DELIVERY };
 	assert_int_equal(pt_modules_init(&ctx), 0);
 	const struct pt_mailstore_ops *ms = pt_service_get(PT_SVC_MAILSTORE);
 	assert_non_null(ms);

@@ -29,7 +29,7 @@ test_mailbox_service_uses_configured_location(void **state)
 	struct pt_config *c = pt_runtime_load_text("test.conf", text, strlen(text));
 	assert_non_null(c);
 	assert_int_equal(pt_config_error_count(c), 0);
-	struct pt_ctx ctx = { c, NULL, 0, "mail" };
+	struct pt_ctx ctx = { c, NULL, 0, PT_ROLE_MAIL };
 	assert_int_equal(pt_modules_init(&ctx), 0);
 	const struct pt_mailbox_ops *ops = pt_service_get(PT_SVC_MAILBOX);
 	assert_non_null(ops);

@@ -124,5 +124,6 @@ __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.build_sig = POSTERN_BUILD_SIG,
 	.name = "filedrop",
 	.params = params,
+	.roles = PT_ROLE_WORKER,
 	.init = filedrop_init,
 };

@@ -74,5 +74,6 @@ __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.name = "hello",
 	.params = params,
 	.listeners = listeners,
+	.roles = PT_ROLE_WORKER | PT_ROLE_CLI,
 	.init = hello_init,
 };

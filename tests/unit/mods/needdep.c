@@ -13,4 +13,5 @@ __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.name = "needdep",
 	.depends = deps,
 	.params = params,
+	.roles = PT_ROLE_WORKER,
 };

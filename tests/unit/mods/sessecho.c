@@ -196,7 +196,7 @@ static const struct pt_session_ops session_ops = { .start = sessecho_start };
 static int
 sessecho_init(struct pt_ctx *ctx)
 {
-	if (ctx->role && strcmp(ctx->role, "mail") == 0)
+	if (ctx->role == PT_ROLE_MAIL)
 		pt_service_register("session:sessecho", &session_ops);
 	return 0;
 }
@@ -219,5 +219,6 @@ __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.name = "sessecho",
 	.params = params,
 	.listeners = listeners,
+	.roles = PT_ROLE_WORKER | PT_ROLE_MAIL,
 	.init = sessecho_init,
 };
