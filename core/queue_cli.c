@@ -17,7 +17,7 @@
 static struct pt_config *
 load(const char *path)
 {
-	struct pt_config *c = pt_runtime_load(path);
+	struct pt_config *c = pt_runtime_load_params(path);
 	if (c && pt_runtime_print_errors(c, stderr) > 0) {
 		pt_config_free(c);
 		return NULL;

@@ -16,8 +16,8 @@ extra_declare(struct pt_config *c)
 	pt_config_declare(c, "core", pt_auth_params);
 }
 
-struct pt_config *
-pt_runtime_load_text(const char *path, const char *text, size_t len)
+static struct pt_config *
+load(const char *path, const char *text, size_t len, int checks)
 {
 	struct pt_config *c = pt_config_parse(path, text, len);
 	if (c == NULL)
@@ -26,15 +26,27 @@ pt_runtime_load_text(const char *path, const char *text, size_t len)
 	pt_config_declare_core(c);
 	extra_declare(c);
 	pt_modules_load(c);
-	if (pt_config_finish(c) == 0)
+	if (pt_config_finish(c) == 0 && checks)
 		pt_modules_check(c);
 	return c;
 }
 
 struct pt_config *
+pt_runtime_load_text(const char *path, const char *text, size_t len)
+{
+	return load(path, text, len, 1);
+}
+
+struct pt_config *
 pt_runtime_load(const char *path)
 {
-	return pt_runtime_load_text(path, NULL, 0);
+	return load(path, NULL, 0, 1);
+}
+
+struct pt_config *
+pt_runtime_load_params(const char *path)
+{
+	return load(path, NULL, 0, 0);
 }
 
 int

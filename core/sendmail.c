@@ -40,7 +40,7 @@ static struct pt_config *
 load_conf(const char *prog, const char *path)
 {
 	pt_cfg_unreadable_includes_ok = 1;
-	struct pt_config *c = pt_runtime_load(path);
+	struct pt_config *c = pt_runtime_load_params(path);
 	pt_cfg_unreadable_includes_ok = 0;
 	if (!c) {
 		fprintf(stderr, "%s: out of memory\n", prog);

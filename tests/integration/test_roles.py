@@ -188,6 +188,26 @@ class CommandsAsRootTest(unittest.TestCase):
         self.assertIn("[%d]" % p.pid, self.s.log())
         self.assertNotIn(p.pid, probe_pids(self.s))
 
+    def test_sendmail_and_mailq_run_no_module_checks(self):
+        """Plain sendmail and mailq read a few parameters: they neither
+        compile the policies nor run their self-tests (which `postern
+        check` and the server do), so a policy file gone missing stops
+        `postern check` but not local mail submission."""
+        self.s.start()
+        self.s.write_conf("smtpd_recipient_restrictions = check_lua_policy %s, permit_mynetworks, "
+                          "reject_unauth_destination\n" % self.s.path("gone.lua"))
+        r = subprocess.run([BIN, "check", "-c", self.s.conf_file], env=self.s.env(), capture_output=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(b"gone.lua", r.stdout + r.stderr)
+        r = subprocess.run([BIN, "sendmail", "-t", "-i"], env=self.s.env(), capture_output=True, timeout=60,
+                           input=b"To: alice@example.com.ar\nSubject: no checks\n\nbody\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run([BIN, "queue", "list", "-c", self.s.conf_file], env=self.s.env(),
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.s.wait_log("from=<root@example.com.ar>, size=")   # picked up and queued
+
     def test_policy_test_runs_as_mail_owner(self):
         owner = pwd.getpwnam(self.s.mail_owner)
         p = subprocess.Popen([BIN, "policy", "test", "-v", "-c", self.s.conf_file, "--script", "-"],
