@@ -36,13 +36,14 @@
 #define LINE_MAX_PER_ADDR 32
 #define OUT_OF_LINE "\001"
 
-enum req_state { RS_LINE, RS_HOLD, RS_CHECK, RS_QUEUED, RS_SENT, RS_DELAY };
+enum req_state { RS_LINE, RS_HOLD, RS_CHECK, RS_QUEUED, RS_SENT, RS_DELAY, RS_ANSWER };
 
 struct auth_req {
 	struct auth_req *next, **prevp;   /* all live requests */
 	struct pt_loop *loop;
 	enum req_state state;
 	struct pt_timer *timer;
+	struct pt_deferred answer;        /* RS_ANSWER: done() is due */
 	uint32_t id;
 	int result;
 	int refused;                      /* decided without a check (oversize) */
@@ -109,24 +110,16 @@ req_wipe_secret(struct auth_req *r)
 static void delay_over(struct pt_loop *loop, void *p);
 static void line_wake(const char *akey, const char *user, int user_line);
 
-/* Set while auth_verify runs: callers expect done() after verify returns,
- * never inside it. */
-static int in_verify;
-
 static void
-answer(struct auth_req *r)
+deliver(struct pt_loop *loop, void *p)
 {
-	if (in_verify) {
-		r->state = RS_DELAY;
-		r->timer = pt_timer_add(r->loop, 0, delay_over, r);
-		if (r->timer)
-			return;
-	}
+	struct auth_req *r = p;
 	void (*done)(void *, int) = r->done;
 	void *arg = r->arg;
 	int result = r->result, user_line = r->user_line;
 	char akey[PT_THROTTLE_KEYLEN], user[PT_SASL_USER_MAX + 1];
 
+	(void)loop;
 	memcpy(akey, r->akey, sizeof akey);
 	memcpy(user, r->user, sizeof user);
 	req_free(r);
@@ -135,6 +128,15 @@ answer(struct auth_req *r)
 	 * user) may go. */
 	line_wake(akey, user, user_line);
 	OPENSSL_cleanse(user, sizeof user);
+}
+
+/* The answer is known. It goes out from the loop, never inside
+ * auth_verify (the service rule, services.h), however it was decided. */
+static void
+answer(struct auth_req *r)
+{
+	r->state = RS_ANSWER;
+	pt_defer(r->loop, &r->answer, deliver, r);
 }
 
 static void
@@ -407,23 +409,9 @@ line_wake(const char *akey, const char *user, int user_line)
 	} while (first);
 }
 
-static int auth_verify_inner(struct pt_loop *loop, const char *user, const char *password,
-                             const char *service, const char *client_address,
-                             void (*done)(void *arg, int result), void *arg);
-
 static int
 auth_verify(struct pt_loop *loop, const char *user, const char *password, const char *service,
             const char *client_address, void (*done)(void *arg, int result), void *arg)
-{
-	in_verify++;
-	int r = auth_verify_inner(loop, user, password, service, client_address, done, arg);
-	in_verify--;
-	return r;
-}
-
-static int
-auth_verify_inner(struct pt_loop *loop, const char *user, const char *password, const char *service,
-                  const char *client_address, void (*done)(void *arg, int result), void *arg)
 {
 	if (!loop || !done)
 		return -1;
@@ -538,7 +526,7 @@ pt_auth_shutdown(void)
 	A.draining = 1;
 	for (struct auth_req *r = A.reqs, *next; r; r = next) {
 		next = r->next;
-		if (r->state == RS_CHECK)
+		if (r->state == RS_CHECK || r->state == RS_ANSWER)
 			continue;
 		if (r->timer)
 			A.hooks->timer_cancel(r->loop, r->timer);

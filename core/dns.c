@@ -475,6 +475,7 @@ struct dns_query {
 	unsigned try;                 /* attempts made so far */
 	int server;                   /* index used by the current attempt */
 	struct pt_timer *timer;
+	struct pt_deferred start;     /* the next attempt, from the loop */
 	unsigned char *tbuf;          /* TCP: 2-byte length + message */
 	size_t tlen, toff, tcap;
 	int twrote;
@@ -485,6 +486,7 @@ struct dns_query {
 static struct dns_query *dns_pending;
 
 static void dns_attempt(struct dns_query *q);
+static void dns_start(struct pt_loop *loop, void *arg);
 
 static void
 dns_close_socket(struct dns_query *q)
@@ -518,6 +520,7 @@ dns_release(struct dns_query *q)
 	if (q->timer)
 		pt_timer_cancel(q->loop, q->timer);
 	q->timer = NULL;
+	pt_defer_cancel(q->loop, &q->start);
 	dns_unlink(q);
 	pt_dns_answer_free(&q->ans);
 	free(q);
@@ -718,24 +721,17 @@ dns_attempt(struct dns_query *q)
 failed:
 	/* try the next attempt from the loop, never recursing deeply here */
 	dns_close_socket(q);
-	q->timer = pt_timer_add(q->loop, 0, dns_on_timeout, q);
-	if (!q->timer) {
-		q->try = dns_cfg.attempts * (unsigned)dns_cfg.n;
-		q->ans.status = PT_DNS_TEMPFAIL;
-		/* no timer: we are inside pt_dns_query or a loop callback;
-		 * finishing here would call back early in the first case,
-		 * so this only happens when memory is gone */
-		dns_finish(q);
-	}
+	if (q->timer)
+		pt_timer_cancel(q->loop, q->timer);
+	q->timer = NULL;
+	pt_defer(q->loop, &q->start, dns_start, q);
 }
 
 static void
 dns_start(struct pt_loop *loop, void *arg)
 {
 	(void)loop;
-	struct dns_query *q = arg;
-	q->timer = NULL;
-	dns_attempt(q);
+	dns_attempt(arg);
 }
 
 int
@@ -763,12 +759,8 @@ pt_dns_query(struct pt_loop *loop, const char *name, enum pt_dns_type type, pt_d
 	q->fd = -1;
 	snprintf(q->name, sizeof(q->name), "%s", name);
 	/* the first packet goes out from the loop: the callback must never
-	 * run before pt_dns_query returns */
-	q->timer = pt_timer_add(loop, 0, dns_start, q);
-	if (!q->timer) {
-		free(q);
-		return -1;
-	}
+	 * run before pt_dns_query returns (services.h) */
+	pt_defer(loop, &q->start, dns_start, q);
 	q->next = dns_pending;
 	if (dns_pending)
 		dns_pending->prev = q;

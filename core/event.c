@@ -1,5 +1,6 @@
-/* The event loop: level-triggered epoll over a per-fd watch table, and
- * one-shot timers kept in a binary min-heap (O(log n) add/cancel/fire). */
+/* The event loop: level-triggered epoll over a per-fd watch table,
+ * one-shot timers kept in a binary min-heap (O(log n) add/cancel/fire),
+ * and a FIFO of deferred calls (O(1), caller-owned nodes). */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -42,6 +43,7 @@ struct pt_loop {
 	struct pt_timer **heap;
 	size_t nheap, heapcap;
 	uint64_t next_seq;
+	struct pt_deferred deferred;  /* circular list head of queued calls */
 	struct pt_work_loop *work;
 };
 
@@ -77,6 +79,7 @@ pt_loop_new(void)
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	loop->now = clock_ms();
+	loop->deferred.next = loop->deferred.prev = &loop->deferred;
 	if (loop->epfd < 0 || loop->wakefd < 0 ||
 	    pt_loop_watch(loop, loop->wakefd, PT_EV_READ, loop_on_wake, NULL) < 0) {
 		if (loop->epfd >= 0)
@@ -90,11 +93,75 @@ pt_loop_new(void)
 	return loop;
 }
 
+/* ---- deferred calls ---- */
+
+static void
+defer_unlink(struct pt_deferred *d)
+{
+	d->prev->next = d->next;
+	d->next->prev = d->prev;
+	d->next = d->prev = NULL;
+}
+
+void
+pt_defer(struct pt_loop *loop, struct pt_deferred *d, pt_timer_cb *cb, void *arg)
+{
+	if (d->next)
+		defer_unlink(d);
+	d->cb = cb;
+	d->arg = arg;
+	d->prev = loop->deferred.prev;
+	d->next = &loop->deferred;
+	loop->deferred.prev->next = d;
+	loop->deferred.prev = d;
+}
+
+void
+pt_defer_cancel(struct pt_loop *loop, struct pt_deferred *d)
+{
+	(void)loop;
+	if (d && d->next)
+		defer_unlink(d);
+}
+
+int
+pt_defer_queued(const struct pt_deferred *d)
+{
+	return d->next != NULL;
+}
+
+/* Run the calls queued so far; those they queue wait for the next round.
+ * The batch is moved to a local head first, so a call may cancel another
+ * of the same batch (unlinking works on whichever list holds it). */
+static void
+run_deferred(struct pt_loop *loop)
+{
+	struct pt_deferred batch;
+
+	if (loop->deferred.next == &loop->deferred)
+		return;
+	batch.next = loop->deferred.next;
+	batch.prev = loop->deferred.prev;
+	batch.next->prev = &batch;
+	batch.prev->next = &batch;
+	loop->deferred.next = loop->deferred.prev = &loop->deferred;
+	while (batch.next != &batch) {
+		struct pt_deferred *d = batch.next;
+
+		defer_unlink(d);
+		d->cb(loop, d->arg);
+	}
+}
+
 void
 pt_loop_free(struct pt_loop *loop)
 {
 	if (!loop)
 		return;
+	/* Queued calls still run (they may be the free of a session that
+	 * closed as the loop stopped); what they queue runs too. */
+	while (loop->deferred.next != &loop->deferred)
+		run_deferred(loop);
 	if (loop->work)
 		pt_work_loop_free(loop, loop->work);
 	loop->work = NULL;
@@ -362,6 +429,8 @@ next_timeout(struct pt_loop *loop)
 {
 	struct pt_timer *t;
 
+	if (loop->deferred.next != &loop->deferred)
+		return 0;
 	if (loop->nheap == 0)
 		return -1;
 	t = loop->heap[0];
@@ -406,6 +475,8 @@ pt_loop_run(struct pt_loop *loop)
 
 		loop->now = clock_ms();
 		run_timers(loop);
+		if (!loop->stop)
+			run_deferred(loop);
 		if (loop->stop)
 			break;
 		n = epoll_wait(loop->epfd, evs, 64, next_timeout(loop));
@@ -418,6 +489,9 @@ pt_loop_run(struct pt_loop *loop)
 		loop->now = clock_ms();
 		for (int i = 0; i < n && !loop->stop; i++)
 			dispatch(loop, &evs[i]);
+		/* Answers this batch owes go out before the next wait. */
+		if (!loop->stop)
+			run_deferred(loop);
 	}
 	loop->running = 0;
 	return 0;

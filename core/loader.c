@@ -113,6 +113,16 @@ check_descriptor(struct pt_config *c, int line, const char *name, const char *pa
 	return 0;
 }
 
+/* Does m declare the service name among those it provides? */
+static int
+provides(const struct pt_module *m, const char *service)
+{
+	for (const char *const *p = m->provides; p && *p; p++)
+		if (strcmp(*p, service) == 0)
+			return 1;
+	return 0;
+}
+
 int
 pt_modules_load(struct pt_config *c)
 {
@@ -180,17 +190,19 @@ pt_modules_load(struct pt_config *c)
 		for (; dep && *dep; dep++) {
 			int found = 0;
 			for (size_t j = 0; j < n; j++)
-				if (strcmp(next[j].mod->name, *dep) == 0)
+				if (j != i && provides(next[j].mod, *dep))
 					found = 1;
 			if (!found) {
-				pt_config_add_error(c, lines[i], "module %s needs module %s, which is not loaded (add \"module %s\")",
-				                    next[i].mod->name, *dep, *dep);
+				pt_config_add_error(c, lines[i], "module %s needs the %s service, which no loaded module "
+				                    "provides (add the `module` line of one that does)",
+				                    next[i].mod->name, *dep);
 				errors++;
 			}
 		}
 	}
 
-	/* Order: dependencies first, otherwise file order; a cycle is an error. */
+	/* Order: providers of what a module needs first, otherwise file
+	 * order; a cycle is an error. */
 	struct loaded ordered[MAX_MODULES];
 	size_t nordered = 0;
 	int placed[MAX_MODULES] = { 0 };
@@ -202,7 +214,7 @@ pt_modules_load(struct pt_config *c)
 			int ready = 1;
 			for (const char *const *dep = next[i].mod->depends; dep && *dep; dep++)
 				for (size_t j = 0; j < n; j++)
-					if (!placed[j] && j != i && strcmp(next[j].mod->name, *dep) == 0)
+					if (!placed[j] && j != i && provides(next[j].mod, *dep))
 						ready = 0;
 			if (ready) {
 				ordered[nordered++] = next[i];
@@ -252,16 +264,54 @@ pt_module_loaded(const char *name)
 	return 0;
 }
 
+/* Does `protocols` (Dovecot's line) list proto? Empty: every protocol of
+ * a loaded module is on. */
+static int
+protocol_listed(const struct pt_config *c, const char *proto)
+{
+	const struct pt_list *p = pt_conf_list(c, "protocols");
+	if (p == NULL || p->n == 0)
+		return 1;
+	for (size_t i = 0; i < p->n; i++)
+		if (strcmp(p->v[i], proto) == 0)
+			return 1;
+	return 0;
+}
+
 int
 pt_protocol_enabled(const struct pt_config *c, const char *module)
 {
-	if (strcmp(module, "imap") != 0 && strcmp(module, "pop3") != 0)
-		return 1;
-	const struct pt_list *p = pt_conf_list(c, "protocols");
-	for (size_t i = 0; p && i < p->n; i++)
-		if (strcmp(p->v[i], module) == 0)
+	const struct pt_module *m = pt_modules_find(module);
+	return m == NULL || m->protocol == NULL || protocol_listed(c, m->protocol);
+}
+
+static int
+serves_protocol(const char *proto)
+{
+	for (size_t i = 0; i < nloaded; i++)
+		if (loaded[i].mod->protocol && strcmp(loaded[i].mod->protocol, proto) == 0)
 			return 1;
 	return 0;
+}
+
+/* "imap and pop3": the protocols of the loaded modules, for messages. */
+static const char *
+protocols_known(char *out, size_t len)
+{
+	size_t n = 0, k = 0, total = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < nloaded; i++)
+		total += loaded[i].mod->protocol != NULL;
+	for (size_t i = 0; i < nloaded && n < len; i++) {
+		const char *pr = loaded[i].mod->protocol;
+		if (pr == NULL)
+			continue;
+		k++;
+		n += (size_t)snprintf(out + n, len - n, "%s%s", k == 1 ? "" : k == total ? " and " : ", ", pr);
+	}
+	if (total == 0)
+		snprintf(out, len, "the protocols of mail-access modules (none is loaded)");
+	return out;
 }
 
 void
@@ -279,13 +329,21 @@ pt_modules_check(const struct pt_config *c)
 	for (size_t i = 0; i < nloaded; i++)
 		if (loaded[i].mod->check && loaded[i].mod->check(c) != 0)
 			failed++;
-	/* An explicit `protocols = imap pop3` promises those services. */
+	/* An explicit `protocols = imap pop3` promises those services: each
+	 * word must be the protocol of a loaded module. */
 	const struct pt_list *p = pt_conf_isset(c, "protocols") ? pt_conf_list(c, "protocols") : NULL;
 	for (size_t i = 0; p && i < p->n; i++) {
-		if (strcmp(p->v[i], "none") == 0 || pt_module_loaded(p->v[i]))
+		const char *w = p->v[i];
+		if (strcmp(w, "none") == 0 || serves_protocol(w))
 			continue;
-		pt_conf_error(c, "protocols", "protocols lists %s, but no `module %s` line loads it",
-		              p->v[i], p->v[i]);
+		const struct pt_module *m = pt_modules_find(w);
+		if (m) {
+			char known[256];
+			pt_conf_error(c, "protocols", "\"%s\": module %s serves its listeners whenever it is "
+			              "loaded; protocols switches only %s", w, w, protocols_known(known, sizeof known));
+		} else {
+			pt_conf_error(c, "protocols", "protocols lists %s, but no `module %s` line loads it", w, w);
+		}
 		failed++;
 	}
 	return failed;

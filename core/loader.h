@@ -18,8 +18,8 @@ int pt_modules_load(struct pt_config *c);
 size_t pt_modules_count(void);
 /* A module of that name is loaded. */
 int pt_module_loaded(const char *name);
-/* Whether a protocol module's listeners open: imap and pop3 only when
- * `protocols` lists them; every other module always. */
+/* Whether module's listeners open: a module that declares a protocol
+ * only when `protocols` lists it (or is empty); every other always. */
 int pt_protocol_enabled(const struct pt_config *c, const char *module);
 const struct pt_module *pt_modules_get(size_t i);
 const struct pt_module *pt_modules_find(const char *name);

@@ -87,9 +87,11 @@ validate_inet_interfaces(const char *v, char *err, size_t errlen)
 	return rc;
 }
 
-/* Dovecot's `protocols`: which of the mail-access protocols run. SMTP is
- * not in Dovecot's list, so a line pasted from dovecot.conf must not turn
- * it off: smtp listens whenever `module smtp` is loaded. */
+/* Dovecot's `protocols`: which mail-access protocols run. The words are
+ * the protocols loaded modules declare; which ones exist is known only
+ * once the modules are loaded (pt_modules_check), so here: names, and
+ * "none" alone. SMTP is not in Dovecot's list, so a line pasted from
+ * dovecot.conf never turns a module without a protocol off. */
 static int
 validate_protocols(const char *v, char *err, size_t errlen)
 {
@@ -99,15 +101,14 @@ validate_protocols(const char *v, char *err, size_t errlen)
 	pt_cfg_split_list(v, &l);
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		const char *w = l.v[i];
-		if (strcmp(w, "imap") == 0 || strcmp(w, "pop3") == 0 ||
-		    (strcmp(w, "none") == 0 && l.n == 1))
-			continue;
-		if (strcmp(w, "lmtp") == 0 || strcmp(w, "submission") == 0 || strcmp(w, "smtp") == 0)
-			snprintf(err, errlen, "\"%.200s\": Postern's SMTP (and submission) run whenever "
-			         "`module smtp` is loaded; list only imap and pop3 here", w);
-		else
-			snprintf(err, errlen, "\"%.200s\" is not imap, pop3 or none", w);
-		rc = -1;
+		size_t ok = strspn(w, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+		if (w[ok] != '\0' || ok == 0) {
+			snprintf(err, errlen, "\"%.200s\" is not a protocol name", w);
+			rc = -1;
+		} else if (strcmp(w, "none") == 0 && l.n > 1) {
+			snprintf(err, errlen, "\"none\" cannot be listed with other protocols");
+			rc = -1;
+		}
 	}
 	pt_cfg_free_list(&l);
 	return rc;
@@ -202,8 +203,9 @@ static const struct pt_param core_params[] = {
 		"addresses to listen on: all, loopback-only or IP addresses", 0, 0},
 	{"inet_protocols", PT_STR, "all", validate_inet_protocols,
 		"IP versions to use: all, ipv4, ipv6", 0, 0},
-	{"protocols", PT_LIST, "imap pop3", validate_protocols,
-		"mail-access protocols served (Dovecot's setting): imap, pop3 or none; each needs its module line", 0, 0},
+	{"protocols", PT_LIST, "", validate_protocols,
+		"mail-access protocols served (Dovecot's setting): protocols of loaded modules (imap, pop3), "
+		"or none; empty: all of them", 0, 0},
 	{"queue_directory", PT_PATH, "/var/spool/postern", NULL,
 		"mail queue and private sockets", 0, 0},
 	{"maillog_file", PT_PATH, "", NULL,

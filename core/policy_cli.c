@@ -62,8 +62,8 @@ on_timeout(struct pt_loop *loop, void *arg)
 	pt_loop_stop(loop);
 }
 
-/* Evaluate one request; the answer may come later (DNS, Lua). On a
- * timeout the answer struct is left behind on purpose: a late callback
+/* Evaluate one request; the answer comes from the loop (services.h). On
+ * a timeout the answer struct is left behind on purpose: a late callback
  * may still write to it before the process exits. */
 static struct answer *
 ask(struct policy_env *env, const struct pt_policy_request *req)
@@ -72,7 +72,14 @@ ask(struct policy_env *env, const struct pt_policy_request *req)
 	if (a == NULL)
 		return NULL;
 	a->loop = env->loop;
-	env->ops->evaluate(env->loop, req, on_verdict, a);
+	if (env->ops->evaluate(env->loop, req, on_verdict, a) != 0) {
+		/* Refused (out of memory): no answer is coming. */
+		a->done = 1;
+		a->v.kind = PT_VERDICT_DEFER;
+		snprintf(a->v.reply, sizeof a->v.reply, "451 4.3.0 Error: out of memory");
+		snprintf(a->v.rule, sizeof a->v.rule, "internal");
+		a->trace = strdup("");
+	}
 	if (!a->done) {
 		a->waiting = 1;
 		struct pt_timer *t = pt_timer_add(env->loop, EVAL_TIMEOUT_MS, on_timeout, a);

@@ -278,6 +278,7 @@ struct local_run {
 /* An answer the sink owes the session, given on the next loop round
  * (the sink's contract, as pt_queue_submit's: never before return). */
 struct sink_answer {
+	struct pt_deferred later;
 	void (*done)(void *arg, const struct pt_status *st, const char *queue_id);
 	void *arg;
 	struct pt_status st;
@@ -302,10 +303,9 @@ sink_submit(void *sink, struct pt_loop *loop, const char *queue_id, const struct
 {
 	struct local_run *r = sink;
 	struct sink_answer *a = calloc(1, sizeof *a);
-	if (!a || !pt_timer_add(loop, 0, sink_answer_fire, a)) {
-		free(a);
+	if (!a)
 		return -1;
-	}
+	pt_defer(loop, &a->later, sink_answer_fire, a);
 	a->done = done;
 	a->arg = arg;
 	snprintf(a->id, sizeof a->id, "%s", queue_id);

@@ -32,12 +32,19 @@ grow(struct pt_strbuf *b, size_t n)
 	return 0;
 }
 
+int
+pt_strbuf_reserve(struct pt_strbuf *b, size_t n)
+{
+	return grow(b, n);
+}
+
 void
 pt_strbuf_put(struct pt_strbuf *b, const void *s, size_t n)
 {
 	if (grow(b, n) != 0)
 		return;
-	memcpy(b->p + b->len, s, n);
+	if (n)
+		memcpy(b->p + b->len, s, n);  /* s may be NULL when n is 0 */
 	b->len += n;
 	b->p[b->len] = '\0';
 }

@@ -9,7 +9,7 @@
 #include "postern/config.h"
 
 /* Bump when any struct or function in include/postern/ changes shape. */
-#define POSTERN_ABI 4
+#define POSTERN_ABI 5
 
 /* Catches modules built by another compiler model or against other headers. */
 #define POSTERN_STR_(x) #x
@@ -60,7 +60,11 @@ struct pt_module {
 	uint32_t abi;                 /* POSTERN_ABI */
 	const char *build_sig;        /* POSTERN_BUILD_SIG */
 	const char *name;             /* "smtp"; must equal the module line */
-	const char *const *depends;   /* NULL-terminated module names, or NULL */
+	/* Services (services.h names, e.g. PT_SVC_MAILBOX) it needs from
+	 * another module, NULL-terminated, or NULL. The loader refuses the
+	 * module when no loaded module provides one (naming both) and inits
+	 * the providers first. */
+	const char *const *depends;
 	const struct pt_param *params;/* terminated by {0}, or NULL */
 	const struct pt_listener_decl *listeners; /* terminated by {0}, or NULL */
 	unsigned roles;               /* PT_ROLE_* bits, at least one */
@@ -76,6 +80,12 @@ struct pt_module {
 	 * wherever a config is loaded (the master as root, every postern verb)
 	 * whatever the roles: no policy code in-process. */
 	int (*check)(const struct pt_config *conf);
+	/* Services it registers in init (what other modules' depends name),
+	 * NULL-terminated, or NULL. */
+	const char *const *provides;
+	/* The mail-access protocol it serves ("imap"): `protocols` switches
+	 * its listeners on and off. NULL: they open whenever it is loaded. */
+	const char *protocol;
 };
 
 /* Modules are built with hidden visibility; only the descriptor is

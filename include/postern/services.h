@@ -1,7 +1,21 @@
 /* Named interfaces modules offer each other through the core's registry.
  * A module registers its ops table in init(); users look it up by name
  * (NULL when the providing module is not loaded) and never include another
- * module's headers. */
+ * module's headers.
+ *
+ * The callback rule, kept by every provider of an asynchronous call here
+ * (restrict evaluate, auth verify, pt_queue_submit, the local-smtp sink,
+ * and pt_dns_query in dns.h):
+ *   A call that takes a completion callback either returns 0, and then
+ *   the callback runs exactly once, later, from the loop -- never before
+ *   the call returned, even when the answer was known at once (the
+ *   provider hands it to pt_defer, event.h) -- or returns -1, and the
+ *   callback never runs.
+ * So a caller needs no "inside the call" state: it asks, and on 0 notes
+ * that an answer is owed. There is no cancel: arg must stay valid until
+ * the answer came (a session that closed meanwhile is freed by it).
+ * Blocking calls (userdb lookup, mailstore deliver, alias expand) take no
+ * completion callback; alias expand's emit is an iterator run inside it. */
 #ifndef POSTERN_SERVICES_H
 #define POSTERN_SERVICES_H
 
@@ -127,8 +141,8 @@ struct pt_verdict {
 };
 struct pt_restrict_ops {
 	/* Evaluate the chains due at this stage (with smtpd_delay_reject, the
-	 * client/helo/sender chains are evaluated at RCPT). done runs later on
-	 * the loop (DNS, Lua) or before return. */
+	 * client/helo/sender chains are evaluated at RCPT). The callback rule
+	 * above: 0 and done runs later from the loop, or -1 (out of memory). */
 	int (*evaluate)(struct pt_loop *loop, const struct pt_policy_request *req,
 	                void (*done)(void *arg, const struct pt_verdict *v), void *arg);
 };
@@ -136,7 +150,8 @@ struct pt_restrict_ops {
 /* ---- authentication (passdb) ---- */
 #define PT_SVC_AUTH "auth"
 struct pt_auth_ops {
-	/* Check a password off the loop; done(arg, 1 ok / 0 bad / -1 temporary). */
+	/* Check a password off the loop; done(arg, 1 ok / 0 bad / -1 temporary)
+	 * by the callback rule above (0, or -1 and no done). */
 	int (*verify)(struct pt_loop *loop, const char *user, const char *password,
 	              const char *service, const char *client_address,
 	              void (*done)(void *arg, int result), void *arg);
@@ -162,7 +177,8 @@ struct pt_envelope {
 /* Take a complete message (LF line ends, trace headers included) into the
  * queue. done runs on the loop when the message is durable (queued or
  * delivered with fsync): code 0 and queue_id, or a temporary/permanent
- * failure to report to the client. The data is copied before return. */
+ * failure to report to the client. The callback rule above: 0, or -1 and
+ * no done. The data is copied before return. */
 int pt_queue_submit(struct pt_loop *loop, const char *queue_id, const struct pt_envelope *env,
                     const char *data, size_t len,
                     void (*done)(void *arg, const struct pt_status *st, const char *queue_id),

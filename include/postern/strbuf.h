@@ -16,6 +16,10 @@ struct pt_strbuf {
 void pt_strbuf_put(struct pt_strbuf *b, const void *s, size_t n);
 void pt_strbuf_puts(struct pt_strbuf *b, const char *s);
 void pt_strbuf_printf(struct pt_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Room for n more bytes and the NUL without another realloc, for writers
+ * that fill p + len themselves (then they move len and end with a NUL):
+ * 0, or -1 with oom set. */
+int pt_strbuf_reserve(struct pt_strbuf *b, size_t n);
 void pt_strbuf_free(struct pt_strbuf *b);
 
 #endif

@@ -31,9 +31,11 @@ struct imap_login {
 	struct imap_reader rd;
 	int saw_capability;           /* the client asked CAPABILITY: plain "OK Logged in" */
 	unsigned bad;
-	int waiting;                  /* auth check or handoff under way */
-	int gone;                     /* conn closed while waiting */
+	int waiting;                  /* auth check or handoff under way: its
+	                                 answer (from the loop) is owed to l */
+	int gone;                     /* the conn closed; conn is NULL */
 	int closing;
+	struct pt_deferred reap;      /* the free, once gone and nothing owed */
 	struct pt_sasl *sasl;
 	enum pt_sasl_mech mech;
 	int sasl_wait;                /* a "+ challenge" is out: next line is the response */
@@ -60,6 +62,8 @@ lsend(struct imap_login *l, const char *fmt, ...)
 	char small[1024], *buf = small;
 	va_list ap, cp;
 
+	if (l->gone)
+		return;
 	va_start(ap, fmt);
 	va_copy(cp, ap);
 	int n = vsnprintf(small, sizeof(small) - 2, fmt, ap);
@@ -115,10 +119,27 @@ capabilities(const struct imap_login *l, char *out, size_t len)
 static void
 login_free(struct imap_login *l)
 {
+	pt_defer_cancel(l->loop, &l->reap);
 	imap_reader_free(&l->rd);
 	pt_sasl_free(l->sasl);
 	free(l->tag);
 	free(l);
+}
+
+static void
+reap(struct pt_loop *loop, void *arg)
+{
+	(void)loop;
+	login_free(arg);
+}
+
+/* Say goodbye: close once the queued replies are out. */
+static void
+close_after(struct imap_login *l)
+{
+	l->closing = 1;
+	if (!l->gone)
+		pt_conn_close_after_write(l->conn);
 }
 
 static void
@@ -192,8 +213,7 @@ bad_command(struct imap_login *l, const char *tag, const char *fmt, const char *
 	lsend(l, "%s BAD %s", tag ? tag : "*", text);
 	if (++l->bad >= LOGIN_MAX_BAD) {
 		lsend(l, "* BYE Too many invalid IMAP commands.");
-		l->closing = 1;
-		pt_conn_close_after_write(l->conn);
+		close_after(l);
 	}
 }
 
@@ -290,7 +310,7 @@ verified(void *arg, int result)
 			*p = '?';
 	if (result == 1) {
 		start_handoff(l, user);
-		if (!l->waiting) {
+		if (!l->waiting && !l->gone) {
 			pt_conn_resume(l->conn);
 			login_read(l->conn);
 		}
@@ -311,6 +331,8 @@ verified(void *arg, int result)
 	l->sasl = NULL;
 	free(l->tag);
 	l->tag = NULL;
+	if (l->gone)
+		return;
 	pt_conn_resume(l->conn);
 	login_read(l->conn);
 }
@@ -320,15 +342,14 @@ verify(struct imap_login *l, const char *user, const char *password)
 {
 	const struct pt_auth_ops *ops = pt_service_get(PT_SVC_AUTH);
 
-	if (ops == NULL || ops->verify == NULL) {
+	/* The answer comes from the loop, never inside verify (services.h). */
+	if (ops == NULL || ops->verify == NULL ||
+	    ops->verify(l->loop, user, password, "imap", pt_conn_peer_addr(l->conn), verified, l) != 0) {
 		verified(l, -1);
 		return;
 	}
 	l->waiting = 1;
 	pt_conn_pause(l->conn);
-	if (ops->verify(l->loop, user, password, "imap", pt_conn_peer_addr(l->conn), verified, l) != 0 &&
-	    l->waiting)
-		verified(l, -1);
 }
 
 static void
@@ -458,8 +479,7 @@ dispatch(struct imap_login *l, struct imap_command *cmd)
 	} else if (strcasecmp(name, "LOGOUT") == 0) {
 		lsend(l, "* BYE Logging out");
 		lsend(l, "%s OK Logout completed.", tag);
-		l->closing = 1;
-		pt_conn_close_after_write(l->conn);
+		close_after(l);
 	} else if (strcasecmp(name, "ID") == 0) {
 		if (cmd->nargs != 1 || (cmd->args[0].type != IMAP_ARG_NIL && cmd->args[0].type != IMAP_ARG_LIST)) {
 			bad_command(l, tag, "Error in IMAP command %s: %s", "ID", "Invalid parameters.");
@@ -477,6 +497,8 @@ dispatch(struct imap_login *l, struct imap_command *cmd)
 			return;
 		}
 		lsend(l, "%s OK Begin TLS negotiation now.", tag);
+		if (l->gone)
+			return;
 		imap_reader_reset(&l->rd);
 		l->saw_capability = 0;
 		if (pt_conn_starttls(l->conn) != 0) {
@@ -519,7 +541,8 @@ login_read(struct pt_conn *c)
 {
 	struct imap_login *l = pt_conn_proto(c);
 
-	while (!l->waiting && !l->closing) {
+	/* A reply may close the conn under us (its output limit): gone. */
+	while (!l->gone && !l->waiting && !l->closing) {
 		if (l->sasl_wait) {
 			sasl_response(l);
 			if (l->sasl_wait)
@@ -542,8 +565,7 @@ login_read(struct pt_conn *c)
 		case IMAP_READ_TOO_LONG:
 			lsend(l, "* BAD Error in IMAP command received by server: Too long argument.");
 			lsend(l, "* BYE Too long argument.");
-			l->closing = 1;
-			pt_conn_close_after_write(c);
+			close_after(l);
 			return;
 		case IMAP_READ_LITERAL_TOO_BIG:
 			imap_reader_tag(&l->rd, tag, sizeof(tag));
@@ -554,8 +576,7 @@ login_read(struct pt_conn *c)
 			imap_reader_tag(&l->rd, tag, sizeof(tag));
 			lsend(l, "%s BAD [TOOBIG] Literal too large.", tag);
 			lsend(l, "* BYE Too long argument.");
-			l->closing = 1;
-			pt_conn_close_after_write(c);
+			close_after(l);
 			return;
 		case IMAP_READ_COMMAND: {
 			struct imap_command cmd;
@@ -587,11 +608,13 @@ login_close(struct pt_conn *c, const char *reason)
 	if (l == NULL)
 		return;
 	handed_unlink(l);
-	if (l->waiting) {
-		l->gone = 1; /* the auth check's answer frees it */
-		return;
-	}
-	login_free(l);
+	l->gone = 1;
+	l->conn = NULL;
+	/* Our own code may be running below (a reply that hit the output
+	 * limit closes the conn inside it): the free waits for the loop, or
+	 * for the auth check's answer when one is owed. */
+	if (!l->waiting)
+		pt_defer(l->loop, &l->reap, reap, l);
 }
 
 void

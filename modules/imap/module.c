@@ -5,6 +5,7 @@
 
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/mailbox.h"
 #include "postern/module.h"
 #include "imap.h"
 
@@ -33,7 +34,9 @@ static const struct pt_listener_decl imap_listeners[] = {
 	{ 0 },
 };
 
-static const char *const imap_depends[] = { "mbox", NULL };
+/* Whichever module serves mailboxes (mbox today). */
+static const char *const imap_depends[] = { PT_SVC_MAILBOX, NULL };
+static const char *const imap_provides[] = { "session:imap", NULL };
 
 static int
 imap_configure(struct pt_ctx *ctx)
@@ -81,4 +84,6 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = imap_init,
 	.stop = imap_stop,
 	.check = NULL,
+	.provides = imap_provides,
+	.protocol = "imap",
 };

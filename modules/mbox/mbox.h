@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "postern/services.h"
+#include "postern/strbuf.h"
 
 /* Settings delivery runs with (module.c fills them from the config; tests
  * set them directly). */
@@ -30,12 +31,7 @@ int mbox_inbox_path(const char *location, const struct pt_user *user, char *out,
                     struct pt_status *st);
 
 /* ---- mbox_format.c: one delivery as mbox bytes, no I/O ---- */
-
-struct mbox_buf {
-	char *p;
-	size_t len, cap;
-};
-void mbox_buf_free(struct mbox_buf *b);
+/* Output goes into a pt_strbuf (include/postern/strbuf.h). */
 /* Header line that says a message's ">From " quoting is mboxrd (every
  * /^>*From / line has one '>' more than the original). Messages without
  * it (Postfix local(8), older Postern: mboxo, only "From " quoted) are
@@ -48,7 +44,7 @@ void mbox_buf_free(struct mbox_buf *b);
  * header section, lines matching /^>*From / quoted with one more '>',
  * MBOX_RD_MARKER at the end of the header section, a final LF, and the
  * empty separator line. 0, or -1 out of memory (b unchanged in length). */
-int mbox_format(const struct pt_delivery *d, struct mbox_buf *b);
+int mbox_format(const struct pt_delivery *d, struct pt_strbuf *b);
 /* Does the line match /^>{min_gt,}From /? */
 int mbox_line_quoted(const char *line, size_t len, int min_gt);
 /* Offset of the empty line that ends the header section of p (len when
@@ -56,7 +52,7 @@ int mbox_line_quoted(const char *line, size_t len, int min_gt);
 size_t mbox_header_end(const char *p, size_t len);
 /* Only the data transformation (no envelope lines, no separator, no
  * marker). */
-int mbox_format_body(const char *data, size_t len, struct mbox_buf *b);
+int mbox_format_body(const char *data, size_t len, struct pt_strbuf *b);
 /* "Sat Nov 28 06:08:07 2026" (asctime, local time, C locale). */
 void mbox_asctime(time_t t, char out[32]);
 /* 1 if the header field name (without colon) belongs to the mailbox and is

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include "postern/fdio.h"
 #include "postern/log.h"
 #include "mbox.h"
 
@@ -210,67 +210,45 @@ still_same_file(int fd, const char *path)
 	       a.st_ino == b.st_ino;
 }
 
+/* A created mailbox's name is durable once its directory is synced. */
 static int
-fsync_dir(const char *path)
+fsync_parent(const char *path)
 {
 	char dir[4096];
-	if (dir_of(path, dir, sizeof dir) != 0)
-		return -1;
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
+	return dir_of(path, dir, sizeof dir) == 0 ? pt_fsync_dir(dir) : -1;
 }
 
 struct planned {
-	struct mbox_buf buf;
+	struct pt_strbuf buf;
 	off_t start, end;             /* file offsets of the message (with a
 	                                 leading repair LF for the first) */
 	int write;                    /* 1: part of this group's append */
 };
 
-/* Append the planned messages with as few writev calls as the kernel
- * allows. Returns the number of bytes written; *err is set when not
- * everything made it. */
+/* Append the planned messages in order (after the repair LF). Returns
+ * the bytes of what made it whole; *err is set when a message did not
+ * (the caller cuts the file back to that message's start). */
 static size_t
-append_all(int fd, const char *lf, struct planned *p, size_t n, int *err)
+append_all(int fd, const char *lf, const struct planned *p, size_t n, int *err)
 {
-	struct iovec *iov = calloc(n + 1, sizeof *iov);
-	size_t k = 0, total = 0;
+	size_t total = 0;
 	*err = 0;
-	if (iov == NULL) {
-		*err = ENOMEM;
-		return 0;
+	if (lf) {
+		if (pt_write_all(fd, lf, 1) != 0) {
+			*err = errno;
+			return 0;
+		}
+		total = 1;
 	}
-	if (lf)
-		iov[k++] = (struct iovec){ (void *)lf, 1 };
-	for (size_t i = 0; i < n; i++)
-		if (p[i].write)
-			iov[k++] = (struct iovec){ p[i].buf.p, p[i].buf.len };
-	struct iovec *v = iov;
-	while (k > 0) {
-		ssize_t w = writev(fd, v, k > IOV_MAX ? IOV_MAX : (int)k);
-		if (w < 0 && errno == EINTR)
+	for (size_t i = 0; i < n; i++) {
+		if (!p[i].write)
 			continue;
-		if (w <= 0) {
-			*err = w < 0 ? errno : EIO;
+		if (pt_write_all(fd, p[i].buf.p, p[i].buf.len) != 0) {
+			*err = errno;
 			break;
 		}
-		total += (size_t)w;
-		size_t left = (size_t)w;
-		while (k > 0 && left >= v->iov_len) {
-			left -= v->iov_len;
-			v++;
-			k--;
-		}
-		if (k > 0) {
-			v->iov_base = (char *)v->iov_base + left;
-			v->iov_len -= left;
-		}
+		total += p[i].buf.len;
 	}
-	free(iov);
 	return total;
 }
 
@@ -328,7 +306,7 @@ deliver_locked(const struct target *t, int fd, int readable, const struct mbox_s
 			 * RLIMIT_FSIZE); the file stays untouched for it. */
 			pt_status_set(&why, 552, "5.2.2", "error writing message: %s", strerror(EFBIG));
 			fail_range(t, st, i, i + 1, &why);
-			mbox_buf_free(&p[i].buf);
+			pt_strbuf_free(&p[i].buf);
 			continue;
 		}
 		p[i].start = nwrite == 0 ? size0 : pos;
@@ -351,7 +329,7 @@ deliver_locked(const struct target *t, int fd, int readable, const struct mbox_s
 			if (p[i].write) {
 				errno_status(&why, err, "cannot record the append in the dotlock");
 				fail_range(t, st, i, i + 1, &why);
-				mbox_buf_free(&p[i].buf);
+				pt_strbuf_free(&p[i].buf);
 			}
 		free(p);
 		return;
@@ -378,7 +356,7 @@ deliver_locked(const struct target *t, int fd, int readable, const struct mbox_s
 	int sync_err = 0;
 	if ((created ? fsync(fd) : fdatasync(fd)) != 0)
 		sync_err = errno;
-	else if (created && fsync_dir(t->path) != 0)
+	else if (created && fsync_parent(t->path) != 0)
 		sync_err = errno;
 	if (sync_err) {
 		/* Nothing of this group is known to be durable. */
@@ -391,14 +369,14 @@ deliver_locked(const struct target *t, int fd, int readable, const struct mbox_s
 	mbox_append_end(lk);
 	for (size_t i = 0; i < n; i++) {
 		if (!p[i].write) {
-			mbox_buf_free(&p[i].buf);
+			pt_strbuf_free(&p[i].buf);
 			continue;
 		}
 		if (i >= first_bad)
 			fail_range(t, st, i, i + 1, &why);
 		else
 			pt_status_set(&st[i], 0, "2.0.0", "delivered to mailbox");
-		mbox_buf_free(&p[i].buf);
+		pt_strbuf_free(&p[i].buf);
 	}
 	free(p);
 }

@@ -61,7 +61,7 @@ void ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h);
  * lines); *hdr_len the header part of it. */
 uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len, int rd);
 /* Append the wire form of [p, p+len) to b. 0 or -1 (memory). */
-int ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len, int rd);
+int ms_wire_form(const char *p, size_t len, struct pt_strbuf *b, size_t *hdr_len, int rd);
 /* The From_ line's date as a time (local time as mbox_asctime writes it);
  * *tz its zone offset in minutes. 0 when none can be found. */
 time_t ms_from_date(const char *line, size_t len, int *tz);
@@ -82,11 +82,11 @@ struct ms_block {
 	const char *clen;              /* Content-Length lines, or NULL */
 	size_t clen_len;
 };
-long ms_block_render(const struct ms_block *blk, size_t want, struct mbox_buf *b);
+long ms_block_render(const struct ms_block *blk, size_t want, struct pt_strbuf *b);
 /* Copy the header fields of [hdr, hdr+len) that are not storage headers
  * to out, Content-Length lines to clen (may be NULL). Returns where the
  * fields end (the empty line, or len), (size_t)-1 out of memory. */
-size_t ms_header_strip(const char *hdr, size_t len, struct mbox_buf *out, struct mbox_buf *clen);
+size_t ms_header_strip(const char *hdr, size_t len, struct pt_strbuf *out, struct pt_strbuf *clen);
 /* Valid keyword for the table (an IMAP atom, not a system flag). */
 int ms_keyword_valid(const char *name);
 
@@ -160,7 +160,7 @@ uint32_t ms_new_uidvalidity(const char *root);
 int ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_append *msgs,
                      size_t n, uint32_t *uids, struct pt_status *st);
 /* Read one message's stored text [hdr_off, end) into b (checked). */
-int ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_status *st);
+int ms_folder_read_raw(struct ms_folder *f, size_t i, struct pt_strbuf *b, struct pt_status *st);
 /* Finish a rewrite a crash interrupted (recovery copy in idxdir). */
 int ms_recover(struct ms_folder *f, struct pt_status *st);
 /* Forget the in-process state of path (remove/rename). */

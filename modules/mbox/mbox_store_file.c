@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/fdio.h"
 #include "postern/log.h"
 #include "mbox_store.h"
 
@@ -413,9 +414,8 @@ ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk)
 
 struct parse {
 	struct ms_folder *f;
-	char *buf;
-	size_t len, cap;
-	int64_t base;                  /* file offset of buf[0] */
+	struct pt_strbuf buf;          /* the window of the file being parsed */
+	int64_t base;                  /* file offset of buf.p[0] */
 	uint32_t limit;                /* X-UIDs below this are trusted */
 	uint32_t next_new;
 	struct ms_hdr h;
@@ -453,7 +453,7 @@ on_message(void *arg, const struct mbox_msg *mm)
 		p->err = ENOMEM;
 		return 1;
 	}
-	const char *text = p->buf + (mm->from_off - p->base);
+	const char *text = p->buf.p + (mm->from_off - p->base);
 	const char *hdr = text + (mm->hdr_off - mm->from_off);
 	struct ms_hdr *h = &p->h;
 	ms_header_parse(hdr, (size_t)(mm->body_off - mm->hdr_off), h);
@@ -532,32 +532,26 @@ parse_range(struct ms_folder *f, int64_t start, int64_t size, struct pt_status *
 	int64_t off = start;
 	int rc = 0;
 	while (off < size && rc == 0) {
-		if (p->cap - p->len < CHUNK) {
-			size_t cap = p->cap ? p->cap * 2 : 2 * CHUNK;
-			char *nb = realloc(p->buf, cap);
-			if (nb == NULL) {
-				p->err = ENOMEM;
-				break;
-			}
-			p->buf = nb;
-			p->cap = cap;
+		if (pt_strbuf_reserve(&p->buf, CHUNK) != 0) {
+			p->err = ENOMEM;
+			break;
 		}
 		size_t want = (size_t)(size - off) < CHUNK ? (size_t)(size - off) : CHUNK;
-		ssize_t got = pread(f->fd, p->buf + p->len, want, (off_t)off);
+		ssize_t got = pread(f->fd, p->buf.p + p->buf.len, want, (off_t)off);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0) {
 			p->err = got < 0 ? errno : EIO;
 			break;
 		}
-		rc = mbox_reader_feed(&r, p->buf + p->len, (size_t)got);
-		p->len += (size_t)got;
+		rc = mbox_reader_feed(&r, p->buf.p + p->buf.len, (size_t)got);
+		p->buf.len += (size_t)got;
 		off += got;
 		int64_t keep = r.in_msg ? (int64_t)r.cur.from_off : (int64_t)r.line_off;
 		if (keep > p->base) {
 			size_t drop = (size_t)(keep - p->base);
-			memmove(p->buf, p->buf + drop, p->len - drop);
-			p->len -= drop;
+			memmove(p->buf.p, p->buf.p + drop, p->buf.len - drop);
+			p->buf.len -= drop;
 			p->base = keep;
 		}
 	}
@@ -570,7 +564,7 @@ parse_range(struct ms_folder *f, int64_t start, int64_t size, struct pt_status *
 		f->uidnext = f->m[f->n - 1].info.uid + 1;
 	if (err == 0 && p->limit > f->uidnext)
 		f->uidnext = p->limit;
-	free(p->buf);
+	pt_strbuf_free(&p->buf);
 	free(p);
 	if (err) {
 		pt_status_set(st, 451, "SERVERBUG", "Cannot read mailbox: %s", strerror(err));
@@ -692,61 +686,15 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 
 /* ---- writing ---- */
 
-static int
-pwrite_all(int fd, const char *p, size_t n, int64_t off)
-{
-	while (n > 0) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
-}
-
+/* n bytes from off, all of them: a short read means the file changed
+ * under us (EIO). */
 static int
 pread_all(int fd, char *p, size_t n, int64_t off)
 {
-	while (n > 0) {
-		ssize_t r = pread(fd, p, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			if (r == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-		off += r;
-	}
-	return 0;
-}
-
-static int
-buf_cat(struct mbox_buf *b, const char *s, size_t n)
-{
-	if (b->cap - b->len < n) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap - b->len < n)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (p == NULL)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return 0;
+	ssize_t r = pt_pread_full(fd, p, n, (off_t)off);
+	if (r >= 0 && (size_t)r != n)
+		errno = EIO;
+	return r >= 0 && (size_t)r == n ? 0 : -1;
 }
 
 static void
@@ -771,15 +719,15 @@ write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
 	if (r->blk_len == 0 || r->blk_len > 64 * 1024)
 		return 0;
 	char *old = malloc(r->blk_len);
-	struct mbox_buf clen = { 0 }, out = { 0 };
+	struct pt_strbuf clen = { 0 }, out = { 0 };
 	int rc = -1;
 	if (old == NULL || pread_all(f->fd, old, r->blk_len, r->blk_off) != 0)
 		goto out;
-	struct mbox_buf other = { 0 };
+	struct pt_strbuf other = { 0 };
 	ms_header_strip(old, r->blk_len, &other, &clen);
 	/* The block must still be only storage headers. */
 	if (other.len != 0) {
-		mbox_buf_free(&other);
+		pt_strbuf_free(&other);
 		rc = 0;
 		goto out;
 	}
@@ -791,24 +739,13 @@ write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
 		rc = 0;
 		goto out;
 	}
-	rc = pwrite_all(f->fd, out.p, out.len, r->blk_off) == 0 ? 1 : -1;
+	rc = pt_pwrite_all(f->fd, out.p, out.len, r->blk_off) == 0 ? 1 : -1;
 	if (rc == 1)
 		r->state = (r->state & ~(MS_DIRTY | MS_HAS_BASE)) | (base ? MS_HAS_BASE : 0);
 out:
 	free(old);
-	mbox_buf_free(&clen);
-	mbox_buf_free(&out);
-	return rc;
-}
-
-static int
-fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
+	pt_strbuf_free(&clen);
+	pt_strbuf_free(&out);
 	return rc;
 }
 
@@ -830,16 +767,16 @@ write_recovery(struct ms_folder *f, int64_t off, int64_t len, int64_t new_len, s
 	int hl = snprintf(head, sizeof head, "PTRECOVER1 %lld %lld %lld %llu\n", (long long)off,
 	                  (long long)len, (long long)new_len, (unsigned long long)f->known.st_ino);
 	char *buf = malloc(CHUNK);
-	int rc = buf && pwrite_all(fd, head, (size_t)hl, 0) == 0 ? 0 : -1;
+	int rc = buf && pt_pwrite_all(fd, head, (size_t)hl, 0) == 0 ? 0 : -1;
 	for (int64_t done = 0; rc == 0 && done < len;) {
 		size_t n = (size_t)(len - done) < CHUNK ? (size_t)(len - done) : CHUNK;
 		if (pread_all(f->fd, buf, n, off + done) != 0 ||
-		    pwrite_all(fd, buf, n, hl + done) != 0)
+		    pt_pwrite_all(fd, buf, n, hl + done) != 0)
 			rc = -1;
 		done += (int64_t)n;
 	}
 	free(buf);
-	if (rc == 0 && (fsync(fd) != 0 || rename(tmp, path) != 0 || fsync_dir(f->idxdir) != 0))
+	if (rc == 0 && (fsync(fd) != 0 || rename(tmp, path) != 0 || pt_fsync_dir(f->idxdir) != 0))
 		rc = -1;
 	if (rc != 0) {
 		close(fd);
@@ -898,12 +835,12 @@ ms_recover(struct ms_folder *f, struct pt_status *st)
 	for (int64_t done = 0; rc == 0 && done < len;) {
 		size_t n = (size_t)(len - done) < CHUNK ? (size_t)(len - done) : CHUNK;
 		if (pread_all(rfd, buf, n, (int64_t)hl + done) != 0 ||
-		    pwrite_all(f->fd, buf, n, off + done) != 0)
+		    pt_pwrite_all(f->fd, buf, n, off + done) != 0)
 			rc = -1;
 		done += (int64_t)n;
 	}
 	if (rc == 0 && tail_len)
-		rc = pwrite_all(f->fd, tailbuf, (size_t)tail_len, off + len);
+		rc = pt_pwrite_all(f->fd, tailbuf, (size_t)tail_len, off + len);
 	if (rc == 0 && (ftruncate(f->fd, (off_t)(off + len + tail_len)) != 0 || fsync(f->fd) != 0))
 		rc = -1;
 	free(buf);
@@ -941,9 +878,9 @@ block_natural_len(const struct ms_folder *f, const struct ms_msg *r, int base)
 {
 	struct ms_block k;
 	block_of(f, r, base, &k);
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	long n = ms_block_render(&k, 0, &b);
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 	return n < 0 ? -1 : n + (int64_t)r->clen_len;
 }
 
@@ -972,7 +909,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		pt_status_set(st, 451, "", "Cannot write mailbox recovery copy: %s", strerror(errno));
 		return -1;
 	}
-	struct mbox_buf in = { 0 }, out = { 0 }, clen = { 0 };
+	struct pt_strbuf in = { 0 }, out = { 0 }, clen = { 0 };
 	int64_t pos = off0;
 	size_t w = s;
 	int rc = 0;
@@ -992,7 +929,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			continue;
 		}
 		if (prev_gone && have_prev && !(last2[0] == '\n' && last2[1] == '\n')) {
-			if (pwrite_all(f->fd, "\n", 1, pos) != 0) {
+			if (pt_pwrite_all(f->fd, "\n", 1, pos) != 0) {
 				rc = -1;
 				break;
 			}
@@ -1001,14 +938,10 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		prev_gone = 0;
 		have_prev = 1;
 		int dirty = (r.state & MS_DIRTY) != 0;
-		if ((size_t)span > in.cap) {
-			char *p = realloc(in.p, (size_t)span);
-			if (p == NULL) {
-				rc = -1;
-				break;
-			}
-			in.p = p;
-			in.cap = (size_t)span;
+		in.len = 0;
+		if (pt_strbuf_reserve(&in, (size_t)span) != 0) {
+			rc = -1;
+			break;
 		}
 		if (pread_all(rfd, in.p, (size_t)span, (int64_t)hl + (r.from_off - off0)) != 0) {
 			rc = -1;
@@ -1021,7 +954,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			size_t hdr_rel = (size_t)(r.hdr_off - r.from_off);
 			size_t body_rel = (size_t)(r.body_off - r.from_off);
 			/* From_ line, kept fields, block, then the rest as is. */
-			struct mbox_buf fields = { 0 }, blk = { 0 };
+			struct pt_strbuf fields = { 0 }, blk = { 0 };
 			size_t fend = ms_header_strip(in.p + hdr_rel, body_rel - hdr_rel, &fields, &clen);
 			struct ms_block k;
 			block_of(f, &r, i == live0, &k);
@@ -1035,21 +968,28 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			size_t rest = bl < 0 ? 0 : hdr_rel + fend;
 			int64_t blk_at = 0;
 			size_t new_hdr = hdr_rel + (from_lf ? 0 : 1);
-			if (bl < 0 || buf_cat(&out, in.p, hdr_rel) != 0 ||
-			    (!from_lf && buf_cat(&out, "\n", 1) != 0))
+			if (bl < 0) {
+				pt_strbuf_free(&fields);
+				pt_strbuf_free(&blk);
 				rc = -1;
-			if (rc == 0 && fields_lf) {
-				rc = buf_cat(&out, fields.p, fields.len);
-				blk_at = (int64_t)out.len;
-				rc |= buf_cat(&out, blk.p, blk.len);
-			} else if (rc == 0) {
-				blk_at = (int64_t)out.len;
-				rc = buf_cat(&out, blk.p, blk.len);
-				rc |= buf_cat(&out, fields.p, fields.len);
+				break;
 			}
-			mbox_buf_free(&fields);
-			mbox_buf_free(&blk);
-			if (rc != 0 || buf_cat(&out, in.p + rest, (size_t)span - rest) != 0) {
+			pt_strbuf_put(&out, in.p, hdr_rel);
+			if (!from_lf)
+				pt_strbuf_put(&out, "\n", 1);
+			if (fields_lf) {
+				pt_strbuf_put(&out, fields.p, fields.len);
+				blk_at = (int64_t)out.len;
+				pt_strbuf_put(&out, blk.p, blk.len);
+			} else {
+				blk_at = (int64_t)out.len;
+				pt_strbuf_put(&out, blk.p, blk.len);
+				pt_strbuf_put(&out, fields.p, fields.len);
+			}
+			pt_strbuf_put(&out, in.p + rest, (size_t)span - rest);
+			pt_strbuf_free(&fields);
+			pt_strbuf_free(&blk);
+			if (out.oom) {
 				rc = -1;
 				break;
 			}
@@ -1065,7 +1005,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
 			                           (r.state & MS_RD) != 0);
 			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
-			rc = pwrite_all(f->fd, out.p, out.len, pos);
+			rc = pt_pwrite_all(f->fd, out.p, out.len, pos);
 			pos += (int64_t)out.len;
 		} else {
 			r.from_off += delta;
@@ -1074,7 +1014,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.end += delta;
 			if (r.blk_len)
 				r.blk_off += delta;
-			rc = pwrite_all(f->fd, in.p, (size_t)span, pos);
+			rc = pt_pwrite_all(f->fd, in.p, (size_t)span, pos);
 			pos += span;
 		}
 		if (dirty && out.len >= 2)
@@ -1083,9 +1023,9 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			memcpy(last2, in.p + span - 2, 2);
 		f->m[w++] = r;
 	}
-	mbox_buf_free(&in);
-	mbox_buf_free(&out);
-	mbox_buf_free(&clen);
+	pt_strbuf_free(&in);
+	pt_strbuf_free(&out);
+	pt_strbuf_free(&clen);
 	if (rc == 0 && (ftruncate(f->fd, (off_t)pos) != 0 || fdatasync(f->fd) != 0))
 		rc = -1;
 	if (rc != 0) {
@@ -1172,7 +1112,7 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 }
 
 int
-ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_status *st)
+ms_folder_read_raw(struct ms_folder *f, size_t i, struct pt_strbuf *b, struct pt_status *st)
 {
 	const struct ms_msg *r = &f->m[i];
 	size_t len = (size_t)(r->end - r->from_off);
@@ -1187,6 +1127,7 @@ ms_folder_read_raw(struct ms_folder *f, size_t i, struct mbox_buf *b, struct pt_
 		pt_status_set(st, 451, "", "Mailbox changed meanwhile, try again");
 		return -1;
 	}
+	p[len] = '\0';
 	b->p = p;
 	b->len = len;
 	b->cap = len + 1;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "mbox_store.h"
+#include "postern/fdio.h"
 
 #define INDEX_MAGIC "PTIDX003"
 #define INDEX_NAME "postern.index"
@@ -76,22 +77,6 @@ ms_mkdirs(const char *path, int include_last)
 	return 0;
 }
 
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 ms_index_save(const struct ms_folder *f)
 {
@@ -127,15 +112,15 @@ ms_index_save(const struct ms_folder *f)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	int rc = write_all(fd, &h, sizeof h);
+	int rc = pt_write_all(fd, &h, sizeof h);
 	for (size_t i = 0; rc == 0 && i < f->nkw; i++)
-		rc = write_all(fd, f->kw[i], strlen(f->kw[i]) + 1);
+		rc = pt_write_all(fd, f->kw[i], strlen(f->kw[i]) + 1);
 	static const char zeros[8];
 	size_t pad = (size_t)(records_at(h.kwbytes) - sizeof h - h.kwbytes);
 	if (rc == 0 && pad)
-		rc = write_all(fd, zeros, pad);
+		rc = pt_write_all(fd, zeros, pad);
 	if (rc == 0 && f->n)
-		rc = write_all(fd, f->m, f->n * sizeof *f->m);
+		rc = pt_write_all(fd, f->m, f->n * sizeof *f->m);
 	if (close(fd) != 0)
 		rc = -1;
 	/* A cache: no fsync; a torn file fails its checksum and is rebuilt. */
@@ -147,22 +132,6 @@ ms_index_save(const struct ms_folder *f)
 }
 
 static int
-read_all(int fd, void *p, size_t n)
-{
-	char *s = p;
-	while (n > 0) {
-		ssize_t r = read(fd, s, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		s += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int
 index_open(const struct ms_folder *f, struct index_head *h, struct stat *isb)
 {
 	char path[MS_PATH_MAX + 32];
@@ -170,8 +139,8 @@ index_open(const struct ms_folder *f, struct index_head *h, struct stat *isb)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, isb) != 0 || !S_ISREG(isb->st_mode) || read_all(fd, h, sizeof *h) != 0 ||
-	    memcmp(h->magic, INDEX_MAGIC, 8) != 0) {
+	if (fstat(fd, isb) != 0 || !S_ISREG(isb->st_mode) ||
+	    pt_read_full(fd, h, sizeof *h) != (ssize_t)sizeof *h || memcmp(h->magic, INDEX_MAGIC, 8) != 0) {
 		close(fd);
 		return -1;
 	}

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "mbox_store.h"
+#include "postern/fdio.h"
 
 /* info() hands out copies: callers may hold a few at once (one message's
  * info across a read of another), none across a sync. */
@@ -375,7 +376,7 @@ ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct p
 			return -1;
 	}
 	size_t i = ms_folder_find(f, uid);
-	struct mbox_buf raw = { 0 }, wire = { 0 };
+	struct pt_strbuf raw = { 0 }, wire = { 0 };
 	int rc = -1;
 	if (i == (size_t)-1 || view_find(mb, uid) == (size_t)-1) {
 		pt_status_set(st, 550, "NONEXISTENT", "Message was expunged");
@@ -401,8 +402,8 @@ ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct p
 	rc = 0;
 out:
 	ms_folder_unlock(f, &lk);
-	mbox_buf_free(&raw);
-	mbox_buf_free(&wire);
+	pt_strbuf_free(&raw);
+	pt_strbuf_free(&wire);
 	return rc;
 }
 
@@ -523,32 +524,14 @@ ms_mbox_path(const struct pt_mbox *mb)
 
 /* ---- append ---- */
 
-static int
-buf_add(struct mbox_buf *b, const char *s, size_t n)
-{
-	if (b->cap - b->len < n) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap - b->len < n)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (p == NULL)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return 0;
-}
-
 /* One message as mbox bytes with its storage block at the header's end. */
 static int
 format_one(struct ms_folder *f, const struct pt_append *a, uint32_t uid, uint64_t kw, int base,
-           struct mbox_buf *out)
+           struct pt_strbuf *out)
 {
 	char date[32];
 	mbox_asctime(a->internal_date ? a->internal_date : time(NULL), date);
-	struct mbox_buf body = { 0 }, blk = { 0 };
+	struct pt_strbuf body = { 0 }, blk = { 0 };
 	int rc = -1;
 	if (mbox_format_body(a->data, a->len, &body) != 0)
 		goto out;
@@ -563,16 +546,17 @@ format_one(struct ms_folder *f, const struct pt_append *a, uint32_t uid, uint64_
 	                      .clen_len = strlen(MBOX_RD_MARKER) };
 	if (ms_block_render(&k, 0, &blk) < 0)
 		goto out;
-	if (buf_add(out, "From MAILER-DAEMON  ", 20) != 0 || buf_add(out, date, strlen(date)) != 0 ||
-	    buf_add(out, "\n", 1) != 0 || buf_add(out, body.p, split) != 0 ||
-	    buf_add(out, blk.p, blk.len) != 0 ||
-	    (body.len > split && buf_add(out, body.p + split, body.len - split) != 0) ||
-	    buf_add(out, "\n", 1) != 0)
-		goto out;
-	rc = 0;
+	pt_strbuf_puts(out, "From MAILER-DAEMON  ");
+	pt_strbuf_puts(out, date);
+	pt_strbuf_put(out, "\n", 1);
+	pt_strbuf_put(out, body.p, split);
+	pt_strbuf_put(out, blk.p, blk.len);
+	pt_strbuf_put(out, body.p + split, body.len - split);
+	pt_strbuf_put(out, "\n", 1);
+	rc = out->oom ? -1 : 0;
 out:
-	mbox_buf_free(&body);
-	mbox_buf_free(&blk);
+	pt_strbuf_free(&body);
+	pt_strbuf_free(&blk);
 	return rc;
 }
 
@@ -611,7 +595,7 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 		return -1;
 	}
 	struct stat sb;
-	struct mbox_buf out = { 0 };
+	struct pt_strbuf out = { 0 };
 	int rc = -1;
 	if (fstat(f->fd, &sb) != 0) {
 		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
@@ -620,8 +604,8 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 	char last = '\n';
 	if (sb.st_size > 0 && pread(f->fd, &last, 1, sb.st_size - 1) != 1)
 		last = '\n';
-	if (last != '\n' && buf_add(&out, "\n", 1) != 0)
-		goto nomem;
+	if (last != '\n')
+		pt_strbuf_put(&out, "\n", 1);
 	for (size_t i = 0; i < n; i++)
 		if (format_one(f, &msgs[i], first + (uint32_t)i, kw[i], i == 0 && !has_live, &out) != 0)
 			goto nomem;
@@ -630,20 +614,11 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 		goto out;
 	}
 	int64_t off = sb.st_size;
-	size_t done = 0;
 	if (mbox_append_begin(lk, (off_t)off, (off_t)(off + (int64_t)out.len)) != 0) {
 		pt_status_set(st, 451, "", "Cannot record the append: %s", strerror(errno));
 		goto out;
 	}
-	while (done < out.len) {
-		ssize_t w = pwrite(f->fd, out.p + done, out.len - done, (off_t)(off + (int64_t)done));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		done += (size_t)w;
-	}
-	if (done < out.len || fdatasync(f->fd) != 0) {
+	if (pt_pwrite_all(f->fd, out.p, out.len, (off_t)off) != 0 || fdatasync(f->fd) != 0) {
 		int e = errno;
 		if (ftruncate(f->fd, sb.st_size) != 0 || fdatasync(f->fd) != 0)
 			pt_status_set(st, 451, "", "Cannot truncate mailbox after failed append");
@@ -669,7 +644,7 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 nomem:
 	pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 out:
-	mbox_buf_free(&out);
+	pt_strbuf_free(&out);
 	free(kw);
 	return rc;
 }

@@ -228,7 +228,7 @@ kept_lines(const char *p, size_t len, size_t *hdr_end, int rd,
 struct wire_acc {
 	uint64_t size;
 	uint64_t at_hdr;
-	struct mbox_buf *b;
+	struct pt_strbuf *b;
 };
 
 /* Bare LFs (not preceded by CR) in [s, s+n). */
@@ -273,28 +273,20 @@ static int
 form_cb(void *arg, const char *s, size_t n)
 {
 	struct wire_acc *a = arg;
-	struct mbox_buf *b = a->b;
-	size_t need = n + bare_lfs(s, n);
-	if (b->cap - b->len < need) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap - b->len < need)
-			cap *= 2;
-		char *np = realloc(b->p, cap);
-		if (np == NULL)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
+	struct pt_strbuf *b = a->b;
+	if (pt_strbuf_reserve(b, n + bare_lfs(s, n)) != 0)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
 			b->p[b->len++] = '\r';
 		b->p[b->len++] = s[i];
 	}
+	b->p[b->len] = '\0';
 	return 0;
 }
 
 int
-ms_wire_form(const char *p, size_t len, struct mbox_buf *b, size_t *hdr_len, int rd)
+ms_wire_form(const char *p, size_t len, struct pt_strbuf *b, size_t *hdr_len, int rd)
 {
 	struct wire_acc a = { 0, 0, b };
 	size_t start = b->len, hdr_end = 0;
@@ -399,83 +391,57 @@ ms_keyword_valid(const char *name)
 	return 1;
 }
 
-static int
-reserve(struct mbox_buf *b, size_t more)
-{
-	if (b->cap - b->len >= more)
-		return 0;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap - b->len < more)
-		cap *= 2;
-	char *p = realloc(b->p, cap);
-	if (p == NULL)
-		return -1;
-	b->p = p;
-	b->cap = cap;
-	return 0;
-}
-
-static int
-put(struct mbox_buf *b, const char *s, size_t n)
-{
-	if (reserve(b, n) != 0)
-		return -1;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	return 0;
-}
 
 long
-ms_block_render(const struct ms_block *k, size_t want, struct mbox_buf *b)
+ms_block_render(const struct ms_block *k, size_t want, struct pt_strbuf *b)
 {
 	size_t start = b->len;
 	char line[64];
-	int rc = 0;
 	if (k->base) {
 		int n = snprintf(line, sizeof line, "X-IMAPbase: %u %010u", k->validity, k->last_uid);
-		rc |= put(b, line, (size_t)n);
+		pt_strbuf_put(b, line, (size_t)n);
 		for (size_t i = 0; i < k->nkwnames; i++) {
-			rc |= put(b, " ", 1);
-			rc |= put(b, k->kwnames[i], strlen(k->kwnames[i]));
+			pt_strbuf_put(b, " ", 1);
+			pt_strbuf_put(b, k->kwnames[i], strlen(k->kwnames[i]));
 		}
-		rc |= put(b, "\n", 1);
+		pt_strbuf_put(b, "\n", 1);
 	}
 	int n = snprintf(line, sizeof line, "X-UID: %u", k->uid);
-	rc |= put(b, line, (size_t)n);
+	pt_strbuf_put(b, line, (size_t)n);
 	size_t pad_at = b->len;
-	rc |= put(b, "\n", 1);
+	pt_strbuf_put(b, "\n", 1);
 	if ((k->flags & PT_F_SEEN) || k->old) {
-		rc |= put(b, "Status: ", 8);
+		pt_strbuf_put(b, "Status: ", 8);
 		if (k->flags & PT_F_SEEN)
-			rc |= put(b, "R", 1);
+			pt_strbuf_put(b, "R", 1);
 		if (k->old)
-			rc |= put(b, "O", 1);
-		rc |= put(b, "\n", 1);
+			pt_strbuf_put(b, "O", 1);
+		pt_strbuf_put(b, "\n", 1);
 	}
 	if (k->flags & (PT_F_ANSWERED | PT_F_FLAGGED | PT_F_DRAFT | PT_F_DELETED)) {
-		rc |= put(b, "X-Status: ", 10);
+		pt_strbuf_put(b, "X-Status: ", 10);
 		if (k->flags & PT_F_ANSWERED)
-			rc |= put(b, "A", 1);
+			pt_strbuf_put(b, "A", 1);
 		if (k->flags & PT_F_FLAGGED)
-			rc |= put(b, "F", 1);
+			pt_strbuf_put(b, "F", 1);
 		if (k->flags & PT_F_DRAFT)
-			rc |= put(b, "T", 1);
+			pt_strbuf_put(b, "T", 1);
 		if (k->flags & PT_F_DELETED)
-			rc |= put(b, "D", 1);
-		rc |= put(b, "\n", 1);
+			pt_strbuf_put(b, "D", 1);
+		pt_strbuf_put(b, "\n", 1);
 	}
 	if (k->keywords) {
-		rc |= put(b, "X-Keywords:", 11);
+		pt_strbuf_put(b, "X-Keywords:", 11);
 		for (size_t i = 0; i < k->nkwnames && i < 64; i++)
 			if (k->keywords & (1ull << i)) {
-				rc |= put(b, " ", 1);
-				rc |= put(b, k->kwnames[i], strlen(k->kwnames[i]));
+				pt_strbuf_put(b, " ", 1);
+				pt_strbuf_put(b, k->kwnames[i], strlen(k->kwnames[i]));
 			}
-		rc |= put(b, "\n", 1);
+		pt_strbuf_put(b, "\n", 1);
 	}
 	if (k->clen && k->clen_len)
-		rc |= put(b, k->clen, k->clen_len);
-	if (rc != 0) {
+		pt_strbuf_put(b, k->clen, k->clen_len);
+	if (b->oom) {
 		b->len = start;
 		return -1;
 	}
@@ -488,29 +454,28 @@ ms_block_render(const struct ms_block *k, size_t want, struct mbox_buf *b)
 		}
 		pad = want - natural;
 	}
-	if (reserve(b, pad) != 0) {
+	if (pt_strbuf_reserve(b, pad) != 0) {
 		b->len = start;
 		return -1;
 	}
 	memmove(b->p + pad_at + pad, b->p + pad_at, b->len - pad_at);
 	memset(b->p + pad_at, ' ', pad);
 	b->len += pad;
+	b->p[b->len] = '\0';
 	return (long)(b->len - start);
 }
 
 size_t
-ms_header_strip(const char *hdr, size_t len, struct mbox_buf *out, struct mbox_buf *clen)
+ms_header_strip(const char *hdr, size_t len, struct pt_strbuf *out, struct pt_strbuf *clen)
 {
 	size_t pos = 0;
 	struct hfield f;
 	while (next_field(hdr, len, &pos, &f)) {
 		if (f.kind == F_OTHER) {
-			if (put(out, hdr + f.off, f.len) != 0)
-				return (size_t)-1;
-		} else if ((f.kind == F_CLEN || f.kind == F_QUOTE) && clen &&
-		           put(clen, hdr + f.off, f.len) != 0) {
-			return (size_t)-1;
+			pt_strbuf_put(out, hdr + f.off, f.len);
+		} else if ((f.kind == F_CLEN || f.kind == F_QUOTE) && clen) {
+			pt_strbuf_put(clen, hdr + f.off, f.len);
 		}
 	}
-	return pos;
+	return out->oom || (clen && clen->oom) ? (size_t)-1 : pos;
 }

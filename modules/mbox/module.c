@@ -105,6 +105,9 @@ mbox_check(const struct pt_config *conf)
 	return rc;
 }
 
+/* Delivery into mailboxes, and the mailboxes themselves (IMAP, POP3). */
+static const char *const mbox_provides[] = { PT_SVC_MAILSTORE, PT_SVC_MAILBOX, NULL };
+
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.abi = POSTERN_ABI,
 	.build_sig = POSTERN_BUILD_SIG,
@@ -117,4 +120,5 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = mbox_init,
 	.stop = NULL,
 	.check = mbox_check,
+	.provides = mbox_provides,
 };

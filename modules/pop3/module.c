@@ -4,12 +4,15 @@
 #include <string.h>
 
 #include "postern/log.h"
+#include "postern/mailbox.h"
 #include "postern/module.h"
 #include "postern/services.h"
 #include "postern/session.h"
 #include "pop3.h"
 
-static const char *const pop3_depends[] = { "mbox", NULL };
+/* Whichever module serves mailboxes (mbox today). */
+static const char *const pop3_depends[] = { PT_SVC_MAILBOX, NULL };
+static const char *const pop3_provides[] = { "session:pop3", NULL };
 
 static const struct pt_listener_decl pop3_listeners[] = {
 	{ "pop3_listen", "pop3-login", 0, pop3_login_accept },
@@ -57,4 +60,6 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = pop3_configure,
 	.stop = pop3_stop,
 	.check = NULL,
+	.provides = pop3_provides,
+	.protocol = "pop3",
 };

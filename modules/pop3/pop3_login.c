@@ -45,11 +45,12 @@ struct pop3_login {
 	char auth_user[PT_SASL_USER_MAX + 1]; /* whose password is being checked */
 	unsigned bad;                 /* invalid commands */
 	unsigned failures;            /* failed logins */
-	int async;                    /* a password check is running */
-	int in_call;                  /* inside the auth service's verify() */
-	int depth;                    /* inside our own input loop */
-	int gone;                     /* the conn closed under us */
+	int async;                    /* a password check is running: its
+	                                 answer (from the loop, services.h)
+	                                 is owed to s, and frees s if gone */
+	int gone;                     /* conn closed or handed off; conn NULL */
 	int tls_started;
+	struct pt_deferred reap;      /* the free, once gone and nothing owed */
 };
 
 static void login_input(struct pop3_login *s);
@@ -169,10 +170,22 @@ login_free(struct pop3_login *s)
 }
 
 static void
-login_release(struct pop3_login *s)
+reap(struct pt_loop *loop, void *arg)
 {
-	if (s->gone && !s->async && s->depth == 0)
-		login_free(s);
+	(void)loop;
+	login_free(arg);
+}
+
+/* The conn is no longer ours. Our handlers may be running below (a reply
+ * that hit the output limit closes the conn inside it), so the free waits
+ * for the loop; while a check is out its answer frees s instead. */
+static void
+login_gone(struct pop3_login *s)
+{
+	s->gone = 1;
+	s->conn = NULL;
+	if (!s->async)
+		pt_defer(s->loop, &s->reap, reap, s);
 }
 
 static void
@@ -200,9 +213,7 @@ on_close(struct pt_conn *c, const char *reason)
 		pt_log_as(LOG_SERVICE, PT_LOG_INFO, "Disconnected: Inactivity (no auth attempts): rip=%s, lip=%s, session=<%s>",
 		          s->peer, s->local, s->session_id);
 	}
-	s->gone = 1;
-	s->conn = NULL;
-	login_release(s);
+	login_gone(s);
 }
 
 static const struct pt_conn_handlers login_handlers = { on_read, on_close, NULL };
@@ -312,8 +323,7 @@ login_succeeded(struct pop3_login *s, const char *user, const char *method)
 		reply(s, "-ERR [SYS/TEMP] Internal error occurred. Refer to server log for more information.");
 		return;
 	}
-	s->gone = 1;
-	s->conn = NULL;
+	login_gone(s);
 }
 
 /* ---- password checks ---- */
@@ -356,19 +366,12 @@ auth_verified(void *arg, int result)
 
 	s->async = 0;
 	if (s->gone) {
-		login_release(s);
+		login_free(s);
 		return;
 	}
-	s->depth++;
 	auth_done(s, result);
-	s->depth--;
-	/* Answered at once: auth_verify's caller goes on reading. */
-	if (s->in_call)
+	if (s->gone)
 		return;
-	if (s->gone) {
-		login_release(s);
-		return;
-	}
 	pt_conn_resume(s->conn);
 	login_input(s);
 }
@@ -380,7 +383,6 @@ auth_verify(struct pop3_login *s, const char *user, const char *password, const 
             int refuse)
 {
 	const struct pt_auth_ops *ops = auth_ops();
-	int r;
 
 	snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
 	/* A login refused before any check still takes the auth service's
@@ -388,23 +390,12 @@ auth_verify(struct pop3_login *s, const char *user, const char *password, const 
 	if (refuse)
 		user = password = "";
 	s->method = method;
-	if (ops == NULL) {
+	if (ops == NULL || ops->verify(s->loop, user, password, "pop3", s->peer, auth_verified, s) != 0) {
 		auth_done(s, -1);
 		return;
 	}
 	s->async = 1;
 	pt_conn_pause(s->conn);
-	s->depth++;
-	s->in_call = 1;
-	r = ops->verify(s->loop, user, password, "pop3", s->peer, auth_verified, s);
-	s->in_call = 0;
-	s->depth--;
-	if (r != 0 && s->async) {
-		s->async = 0;
-		auth_done(s, -1);
-	}
-	if (!s->async && !s->gone)
-		pt_conn_resume(s->conn);
 }
 
 /* ---- commands ---- */
@@ -646,7 +637,6 @@ sasl_response(struct pop3_login *s, const char *line, size_t len, int rc)
 static void
 login_input(struct pop3_login *s)
 {
-	s->depth++;
 	while (!s->gone && !s->async && s->state != LS_CLOSING && !s->tls_started) {
 		const char *line;
 		size_t len;
@@ -668,6 +658,4 @@ login_input(struct pop3_login *s)
 		}
 		dispatch(s, line, len);
 	}
-	s->depth--;
-	login_release(s);
 }

@@ -106,6 +106,30 @@ plan(struct restrict_eval *e)
 }
 
 static void
+deliver(struct pt_loop *loop, void *arg)
+{
+	struct restrict_eval *e = arg;
+
+	(void)loop;
+	e->done(e->arg, &e->v);
+	pt_strbuf_free(&e->trace);
+	restrict_setup_unref(e->s);
+	free(e->strs);
+	free(e);
+}
+
+/* The verdict is ready: done() runs from the loop (never inside
+ * svc_evaluate), or at once for a loop-less evaluation. */
+static void
+answer(struct restrict_eval *e)
+{
+	if (e->loop)
+		pt_defer(e->loop, &e->answer, deliver, e);
+	else
+		deliver(NULL, e);
+}
+
+static void
 finish(struct restrict_eval *e)
 {
 	if (e->v.kind == PT_VERDICT_REJECT || e->v.kind == PT_VERDICT_DEFER)
@@ -119,11 +143,7 @@ finish(struct restrict_eval *e)
 	if (e->v.kind != PT_VERDICT_REJECT && e->v.kind != PT_VERDICT_DEFER && e->norder > 0 &&
 	    e->req.stage >= PT_STAGE_MAIL && e->req.stage <= PT_STAGE_END_OF_DATA)
 		restrict_log_accept(&e->req, &e->v);
-	e->done(e->arg, &e->v);
-	pt_strbuf_free(&e->trace);
-	restrict_setup_unref(e->s);
-	free(e->strs);
-	free(e);
+	answer(e);
 }
 
 static void
@@ -383,26 +403,23 @@ restrict_evaluate(struct restrict_setup *s, struct pt_loop *loop,
 	if (s == NULL)
 		s = live_setup;
 	struct restrict_eval *e = calloc(1, sizeof *e);
-	if (e == NULL || s == NULL || copy_request(e, req) < 0) {
-		/* Never accept by accident: no memory means try again later. */
-		struct pt_verdict v;
-		memset(&v, 0, sizeof v);
-		v.kind = PT_VERDICT_DEFER;
-		RS_SNPRINTF(v.reply, "451 4.3.0 Error: %s",
-		         s == NULL ? "restrictions not configured" : "out of memory");
-		RS_SNPRINTF(v.rule, "internal");
-		if (e)
-			free(e->strs);
-		free(e);
-		done(arg, &v);
+	if (e == NULL)
 		return -1;
+	e->loop = loop;
+	e->done = done;
+	e->arg = arg;
+	if (s == NULL || copy_request(e, req) < 0) {
+		/* Never accept by accident: no memory means try again later. */
+		e->v.kind = PT_VERDICT_DEFER;
+		RS_SNPRINTF(e->v.reply, "451 4.3.0 Error: %s",
+		         s == NULL ? "restrictions not configured" : "out of memory");
+		RS_SNPRINTF(e->v.rule, "internal");
+		answer(e);
+		return 0;
 	}
 	restrict_setup_ref(s);
 	e->s = s;
 	e->trace.max = RESTRICT_TRACE_MAX;
-	e->loop = loop;
-	e->done = done;
-	e->arg = arg;
 	plan(e);
 	run(e);
 	return 0;

@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include "postern/event.h"
 #include "restrict.h"
 
 enum item_result { R_NEXT, R_PERMIT, R_REJECT, R_PENDING };
@@ -18,6 +19,7 @@ struct restrict_eval {
 	int have_sa;
 	void (*done)(void *arg, const struct pt_verdict *v);
 	void *arg;
+	struct pt_deferred answer;    /* done() is owed from the loop */
 
 	enum restrict_list order[RL_COUNT];
 	int norder, oi;

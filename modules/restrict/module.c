@@ -44,8 +44,7 @@ static int
 svc_evaluate(struct pt_loop *loop, const struct pt_policy_request *req,
              void (*done)(void *arg, const struct pt_verdict *v), void *arg)
 {
-	restrict_evaluate(NULL, loop, req, done, arg);
-	return 0;
+	return restrict_evaluate(NULL, loop, req, done, arg);
 }
 
 static const struct pt_restrict_ops restrict_ops = { svc_evaluate };

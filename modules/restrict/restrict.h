@@ -141,7 +141,10 @@ void restrict_setup_unref(struct restrict_setup *s);
 struct pt_map *restrict_setup_find_map(struct restrict_setup *s, const char *spec);
 
 /* ---- evaluation: eval.c ---- */
-/* Evaluate with setup s (the live one when NULL). */
+/* Evaluate with setup s (the live one when NULL). With a loop, done runs
+ * later from it (the service rule, services.h), even for a verdict known
+ * at once; without one (unit tests, self-tests, which have no DNS or
+ * yielding Lua) before return. 0, or -1 (out of memory: done never runs). */
 int restrict_evaluate(struct restrict_setup *s, struct pt_loop *loop,
                       const struct pt_policy_request *req,
                       void (*done)(void *arg, const struct pt_verdict *v), void *arg);

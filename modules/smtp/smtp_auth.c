@@ -140,17 +140,11 @@ static void
 auth_verified(void *arg, int result)
 {
 	struct smtp_session *s = arg;
-	int was_async = !s->in_call;
 
-	s->async = 0;
-	if (s->gone) {
-		smtp_auth_abort(s);
-	} else {
-		s->depth++;
-		auth_result(s, result);
-		s->depth--;
-	}
-	smtp_session_continue(s, was_async);
+	if (!smtp_session_answered(s))
+		return;
+	auth_result(s, result);
+	smtp_session_continue(s);
 }
 
 /* Hand the credentials to the auth service; reading pauses until the
@@ -159,23 +153,14 @@ static void
 auth_verify(struct smtp_session *s, const char *user, const char *password)
 {
 	const struct pt_auth_ops *ops = auth_ops();
-	int r;
 
-	if (ops == NULL) {
+	if (ops == NULL ||
+	    ops->verify(s->loop, user, password, AUTH_SERVICE_NAME, s->client_addr, auth_verified, s) != 0) {
 		auth_result(s, -1);
 		return;
 	}
 	s->async = 1;
-	s->in_call = 1;
 	pt_conn_pause(s->conn);
-	r = ops->verify(s->loop, user, password, AUTH_SERVICE_NAME, s->client_addr, auth_verified, s);
-	s->in_call = 0;
-	if (r != 0 && s->async) {
-		s->async = 0;
-		auth_result(s, -1);
-	}
-	if (!s->async && !s->gone)
-		pt_conn_resume(s->conn);
 }
 
 static void

@@ -23,10 +23,12 @@ struct smtp_name_lookup {
 	smtp_name_cb *cb;
 	void *arg;
 	struct pt_timer *timer;
+	struct pt_deferred early;  /* an answer known at start, sent from the loop */
 	int pending;               /* DNS queries not yet answered */
 	int done;                  /* answered or cancelled */
 	char addr[64];
 	char ptr[SMTP_NAME_MAX];
+	char name[SMTP_NAME_MAX];  /* the early answer's name */
 	char *hosts_file;          /* NULL: DNS only */
 };
 
@@ -267,7 +269,7 @@ hosts_has_cb(const char *text, size_t len, void *arg)
 static void
 maybe_free(struct smtp_name_lookup *l)
 {
-	if (l->done && l->pending == 0 && l->timer == NULL) {
+	if (l->done && l->pending == 0 && l->timer == NULL && !pt_defer_queued(&l->early)) {
 		free(l->hosts_file);
 		free(l);
 	}
@@ -347,40 +349,49 @@ on_ptr(void *arg, const struct pt_dns_answer *ans)
 	l->pending++;
 }
 
+static void
+early_fire(struct pt_loop *loop, void *arg)
+{
+	struct smtp_name_lookup *l = arg;
+
+	(void)loop;
+	finish(l, l->name, l->ptr);
+}
+
+/* Decided without DNS: the answer still comes from the loop, after
+ * smtp_client_name_start returned (the service rule, services.h). */
+static struct smtp_name_lookup *
+answer_early(struct smtp_name_lookup *l, const char *name, const char *reverse)
+{
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	snprintf(l->ptr, sizeof(l->ptr), "%s", reverse);
+	pt_defer(l->loop, &l->early, early_fire, l);
+	return l;
+}
+
 struct smtp_name_lookup *
 smtp_client_name_start(struct pt_loop *loop, const char *addr, const char *hosts_file, unsigned timeout_ms,
                        smtp_name_cb *cb, void *arg)
 {
 	char name[SMTP_NAME_MAX], rev[300];
-	struct smtp_name_lookup *l;
+	struct smtp_name_lookup *l = calloc(1, sizeof(*l));
 
-	if (timeout_ms == 0 || addr == NULL || strlen(addr) >= sizeof(l->addr)) {
-		cb(arg, "unknown", "unknown");
+	if (l == NULL)
 		return NULL;
-	}
-	struct name_find nf = { addr, name, sizeof(name) };
-	if (with_hosts(hosts_file, hosts_name_cb, &nf) && smtp_client_name_valid(name)) {
-		cb(arg, name, name);
-		return NULL;
-	}
-	l = calloc(1, sizeof(*l));
-	if (l == NULL || pt_dns_reverse_name(addr, rev, sizeof(rev)) < 0 ||
-	    (hosts_file && *hosts_file && (l->hosts_file = strdup(hosts_file)) == NULL)) {
-		if (l)
-			free(l->hosts_file);
-		free(l);
-		cb(arg, "unknown", "unknown");
-		return NULL;
-	}
 	l->loop = loop;
 	l->cb = cb;
 	l->arg = arg;
+	if (timeout_ms == 0 || addr == NULL || strlen(addr) >= sizeof(l->addr))
+		return answer_early(l, "unknown", "unknown");
+	struct name_find nf = { addr, name, sizeof(name) };
+	if (with_hosts(hosts_file, hosts_name_cb, &nf) && smtp_client_name_valid(name))
+		return answer_early(l, name, name);
+	if (pt_dns_reverse_name(addr, rev, sizeof(rev)) < 0 ||
+	    (hosts_file && *hosts_file && (l->hosts_file = strdup(hosts_file)) == NULL))
+		return answer_early(l, "unknown", "unknown");
 	memcpy(l->addr, addr, strlen(addr) + 1);
-	if (pt_dns_query(loop, rev, PT_DNS_PTR, on_ptr, l) != 0) {
-		free(l);
-		cb(arg, "unknown", "unknown");
-		return NULL;
-	}
+	if (pt_dns_query(loop, rev, PT_DNS_PTR, on_ptr, l) != 0)
+		return answer_early(l, "unknown", "unknown");
 	l->pending = 1;
 	l->timer = pt_timer_add(loop, timeout_ms, on_timeout, l);
 	/* Without a timer the resolver's own timeouts still end the wait. */
@@ -393,6 +404,7 @@ smtp_client_name_cancel(struct smtp_name_lookup *l)
 	if (l == NULL)
 		return;
 	l->done = 1;
+	pt_defer_cancel(l->loop, &l->early);
 	if (l->timer) {
 		pt_timer_cancel(l->loop, l->timer);
 		l->timer = NULL;

@@ -17,9 +17,10 @@ struct smtp_name_lookup;
  * (reverse_client_name). Both are valid only during the call. */
 typedef void smtp_name_cb(void *arg, const char *name, const char *reverse);
 
-/* Start finding the name of addr. Returns a handle and calls cb later on
- * loop, or calls cb before returning and gives NULL (a hosts-file answer,
- * a disabled lookup, out of memory). timeout_ms 0: no lookup, "unknown".
+/* Start finding the name of addr. Returns a handle, and cb runs once,
+ * later, from the loop, even when the answer is known at once (a
+ * hosts-file answer, a disabled lookup); or NULL (out of memory) and cb
+ * never runs. timeout_ms 0: no lookup, "unknown".
  * hosts_file: the hosts(5) file asked before DNS; NULL or "": DNS only. */
 struct smtp_name_lookup *smtp_client_name_start(struct pt_loop *loop, const char *addr, const char *hosts_file,
                                                 unsigned timeout_ms, smtp_name_cb *cb, void *arg);

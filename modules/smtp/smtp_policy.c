@@ -20,22 +20,12 @@ policy_done(void *arg, const struct pt_verdict *v)
 	struct policy_call *pc = arg;
 	struct smtp_session *s = pc->s;
 	smtp_verdict_fn *then = pc->then;
-	int was_async = !s->in_call;
 
 	free(pc);
-	s->async = 0;
-	if (s->gone) {
-		smtp_session_release(s);
+	if (!smtp_session_answered(s))
 		return;
-	}
-	s->depth++;
 	then(s, v);
-	s->depth--;
-	if (was_async) {
-		if (!s->gone && !s->async)
-			pt_conn_resume(s->conn);
-		smtp_session_release(s);
-	}
+	smtp_session_continue(s);
 }
 
 static void
@@ -74,6 +64,8 @@ smtp_policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, smtp_
 	struct pt_policy_request req;
 	struct policy_call *pc;
 
+	if (s->gone)
+		return;
 	/* Local submission: no access controls (Postfix's smtpd -S). */
 	if (ops == NULL || ops->evaluate == NULL || s->local) {
 		then(s, NULL);
@@ -87,19 +79,16 @@ smtp_policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, smtp_
 	pc->s = s;
 	pc->then = then;
 	fill_request(s, stage, &req, rcpt);
-	s->async = 1;
-	pt_conn_pause(s->conn);
-	s->in_call = 1;
-	if (ops->evaluate(s->loop, &req, policy_done, pc) != 0 && s->async) {
+	if (ops->evaluate(s->loop, &req, policy_done, pc) != 0) {
 		/* Refused outright (no callback coming): a temporary failure,
 		 * never a silent accept. */
 		free(pc);
-		s->async = 0;
 		smtp_reply(s, "451 4.3.5 Server configuration problem");
+		return;
 	}
-	s->in_call = 0;
-	if (!s->async && !s->gone)
-		pt_conn_resume(s->conn);
+	/* policy_done comes from the loop; input waits for it. */
+	s->async = 1;
+	pt_conn_pause(s->conn);
 }
 
 /* The verdict as a reply; returns 1 when it refused the command. */

@@ -57,20 +57,13 @@ sleep_done(struct pt_loop *loop, void *arg)
 
 	(void)loop;
 	s->sleep_timer = NULL;
-	s->depth++;
+	s->async = 0;
 	if (s->delayed) {
 		reply_raw(s, s->delayed);
 		free(s->delayed);
 		s->delayed = NULL;
 	}
-	s->async = 0;
-	request_begin(s);
-	check_error_limit(s);
-	if (!s->gone)
-		pt_conn_resume(s->conn);
-	s->depth--;
-	if (!s->gone)
-		session_input(s);
+	smtp_session_continue(s);
 }
 
 static void
@@ -294,6 +287,7 @@ session_reset_helo(struct smtp_session *s)
 static void
 session_free(struct smtp_session *s)
 {
+	pt_defer_cancel(s->loop, &s->reap);
 	if (s->idle_timer)
 		pt_timer_cancel(s->loop, s->idle_timer);
 	if (s->sleep_timer)
@@ -311,12 +305,21 @@ session_free(struct smtp_session *s)
 	free(s);
 }
 
-/* Free once nothing refers to the session any more. */
-void
-smtp_session_release(struct smtp_session *s)
+static void
+reap(struct pt_loop *loop, void *arg)
 {
-	if (s->gone && s->depth == 0 && !s->async && !s->in_call)
-		session_free(s);
+	(void)loop;
+	session_free(arg);
+}
+
+int
+smtp_session_answered(struct smtp_session *s)
+{
+	s->async = 0;
+	if (!s->gone)
+		return 1;
+	session_free(s);
+	return 0;
 }
 
 static void
@@ -768,14 +771,9 @@ static void
 queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 {
 	struct smtp_session *s = arg;
-	int was_async = !s->in_call;
 
-	s->async = 0;
-	if (s->gone) {
-		smtp_session_release(s);
+	if (!smtp_session_answered(s))
 		return;
-	}
-	s->depth++;
 	/* The next envelope's deadline starts with this answer; the queue's
 	 * time was not the client's. */
 	s->envelope_start = pt_loop_now(s->loop);
@@ -790,12 +788,7 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 		      st->text[0] ? st->text : "Error: queue file write error");
 	}
 	txn_reset(s);
-	s->depth--;
-	if (was_async) {
-		if (!s->gone && !s->async)
-			pt_conn_resume(s->conn);
-		smtp_session_release(s);
-	}
+	smtp_session_continue(s);
 }
 
 static void
@@ -856,23 +849,20 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 			dlen = fixed.len;
 		}
 	}
-	s->async = 1;
-	s->in_call = 1;
-	pt_conn_pause(s->conn);
 	if (s->local)
 		rcode = s->local->submit(s->local->sink, s->loop, t->id, &env, data, dlen, queue_done, s);
 	else
 		rcode = pt_queue_submit(s->loop, t->id, &env, data, dlen, queue_done, s);
-	s->in_call = 0;
 	pt_strbuf_free(&fixed);
 	free(rc);
-	if (rcode != 0 && s->async) {
-		s->async = 0;
+	if (rcode != 0) {
 		reply(s, "451 4.3.0 Error: queue file write error");
 		txn_reset(s);
+		return;
 	}
-	if (!s->async && !s->gone)
-		pt_conn_resume(s->conn);
+	/* queue_done comes from the loop; input waits for it. */
+	s->async = 1;
+	pt_conn_pause(s->conn);
 }
 
 /* The content is complete (DATA end or BDAT LAST). */
@@ -1152,7 +1142,6 @@ check_error_limit(struct smtp_session *s)
 static void
 session_input(struct smtp_session *s)
 {
-	s->depth++;
 	while (!s->gone && !s->async && s->state != SS_CLOSING) {
 		if (s->state == SS_DATA) {
 			size_t n;
@@ -1205,23 +1194,20 @@ session_input(struct smtp_session *s)
 		}
 		check_error_limit(s);
 	}
-	s->depth--;
-	smtp_session_release(s);
 }
 
 void
-smtp_session_continue(struct smtp_session *s, int was_async)
+smtp_session_continue(struct smtp_session *s)
 {
-	if (!was_async)
+	if (s->gone)
 		return;
-	if (!s->gone && !s->async)
-		pt_conn_resume(s->conn);
-	if (s->gone) {
-		smtp_session_release(s);
+	/* The answer's reply may have been the last error allowed. */
+	check_error_limit(s);
+	if (s->gone || s->async || s->state == SS_CLOSING)
 		return;
-	}
 	/* The wait was the server's: the client's clock starts again. */
 	request_begin(s);
+	pt_conn_resume(s->conn);
 	/* Commands pipelined behind the one that waited. */
 	session_input(s);
 }
@@ -1274,7 +1260,11 @@ on_close(struct pt_conn *c, const char *reason)
 		s->sleep_timer = NULL;
 		s->async = 0;
 	}
-	smtp_session_release(s);
+	/* One of our handlers may be running below us (a reply that hit the
+	 * output limit): the free waits for the loop. An answer still owed
+	 * by a service (which holds s and has no cancel) frees it instead. */
+	if (!s->async)
+		pt_defer(s->loop, &s->reap, reap, s);
 }
 
 static const struct pt_conn_handlers handlers = { on_read, on_close, NULL };
@@ -1287,8 +1277,6 @@ idle_check(struct pt_loop *loop, void *arg)
 	char text[320], vb[16];
 
 	s->idle_timer = NULL;
-	if (s->gone)
-		return;
 	/* Time the server spends waiting is not the client's idle time; a
 	 * STARTTLS handshake has its own deadline on the conn. */
 	if (s->async || s->state == SS_CLOSING || s->tls_deadline) {
@@ -1310,11 +1298,8 @@ idle_check(struct pt_loop *loop, void *arg)
 		pt_log_as(s->service, PT_LOG_INFO, "timeout after %s from %s[%s]",
 		          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
 	snprintf(text, sizeof(text), "421 4.4.2 %s Error: timeout exceeded", s->set->hostname);
-	s->depth++;
 	txn_reset(s);
 	close_with(s, text);
-	s->depth--;
-	smtp_session_release(s);
 }
 
 static void
@@ -1358,7 +1343,6 @@ static void
 client_named(void *arg, const char *name, const char *reverse)
 {
 	struct smtp_session *s = arg;
-	int was_async = !s->in_call;
 
 	s->lookup = NULL;
 	s->async = 0;
@@ -1367,19 +1351,8 @@ client_named(void *arg, const char *name, const char *reverse)
 		pt_log_as(s->service, PT_LOG_WARNING, "hostname %s does not resolve to address %s",
 		          s->reverse_name, s->client_addr);
 	pt_log_as(s->service, PT_LOG_INFO, "connect from %s[%s]", s->client_name, s->client_addr);
-	s->depth++;
 	smtp_policy(s, PT_STAGE_CONNECT, NULL, connect_verdict);
-	s->depth--;
-	if (was_async) {
-		if (!s->gone && !s->async)
-			pt_conn_resume(s->conn);
-		if (!s->gone)
-			session_input(s);
-		else
-			smtp_session_release(s);
-	} else if (!s->gone && !s->async) {
-		pt_conn_resume(s->conn);
-	}
+	smtp_session_continue(s);
 }
 
 /* A session in its first state, owning conn's handlers. */
@@ -1433,13 +1406,13 @@ smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 	s->submission = strcmp(s->service, "submission") == 0 || strcmp(s->service, "smtps") == 0;
 	/* The name first (Postfix logs and checks it from the start); what
 	 * the client sends meanwhile waits in the buffer. */
-	s->async = 1;
-	s->in_call = 1;
-	pt_conn_pause(conn);
-	s->depth++;
 	s->lookup = smtp_client_name_start(s->loop, s->client_addr, s->set->hosts_file, s->set->name_timeout_ms,
 	                                   client_named, s);
-	s->in_call = 0;
-	s->depth--;
-	smtp_session_release(s);
+	if (s->lookup == NULL) {
+		/* Out of memory: no name, as when the lookup is disabled. */
+		client_named(s, "unknown", "unknown");
+		return;
+	}
+	s->async = 1;
+	pt_conn_pause(conn);
 }

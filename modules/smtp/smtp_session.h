@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "postern/event.h"
 #include "postern/services.h"
 #include "postern/submit.h"
 #include "smtp.h"
@@ -74,10 +75,9 @@ struct smtp_session {
 	enum smtp_verb last_verb;
 	unsigned char state;
 	unsigned char esmtp, bdat_last, quit;
-	unsigned char async;        /* waiting for restrict / queue / auth / DNS */
-	unsigned char in_call;      /* inside a service call that may call back */
-	unsigned char depth;        /* nesting of our handlers */
-	unsigned char gone;         /* the conn closed */
+	unsigned char async;        /* an answer is owed (restrict, queue, auth, name
+	                               lookup, error sleep): input waits for it */
+	unsigned char gone;         /* the conn closed; conn is NULL */
 	unsigned char auth_state;   /* enum pt_sasl_mech of the exchange in progress */
 	unsigned char cmd_verb_pending;
 	unsigned char tls_started;
@@ -86,17 +86,28 @@ struct smtp_session {
 	/* `sendmail -bs` (Postfix's smtpd -S): the local user on stdin/stdout;
 	 * no restrictions, AUTH or TLS; messages go to this sink. */
 	const struct pt_local_sink *local;
+	struct pt_deferred reap;    /* the free, queued by on_close */
 };
 
 /* A reply line (error replies count toward the error limits). */
 void smtp_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* An asynchronous step finished: go on reading (and free the session if
- * it closed meanwhile). was_async: the answer came after the call returned. */
-void smtp_session_continue(struct smtp_session *s, int was_async);
+/* Waiting on services. Every answer (restrict, auth, queue, the name
+ * lookup) comes from the loop after the call that asked returned
+ * (services.h), so our handlers never nest and a request needs no
+ * "inside the call" state: the asker calls the service, then on success
+ * sets async and pauses the conn. The session's lifetime: on_close may
+ * run deep inside one of our handlers (a reply that hit the output limit),
+ * so it never frees at once; it queues the free with pt_defer, or, while
+ * an answer is owed (the service holds s and has no cancel), leaves it to
+ * that answer. An answer callback therefore starts with
+ * smtp_session_answered() and ends with smtp_session_continue(). */
+/* async is over. 0: the conn closed meanwhile and s is freed: return. */
+int smtp_session_answered(struct smtp_session *s);
+/* After handling an answer: enforce the error limit, then (nothing else
+ * owed) resume reading and run the commands pipelined behind. */
+void smtp_session_continue(struct smtp_session *s);
 /* Printable copy of client-supplied text for logs and headers. */
 void smtp_printable(char *p);
-/* Free the session once nothing refers to it any more. */
-void smtp_session_release(struct smtp_session *s);
 /* "ESMTP" / "SMTP" for logs and policy requests. */
 const char *smtp_proto_name(const struct smtp_session *s);
 /* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ..." */

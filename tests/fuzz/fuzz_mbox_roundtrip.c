@@ -106,7 +106,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pt_user u = { "fuzz", 1, 1, "/nonexistent" };
 	struct pt_delivery d = { "Q", sender, "r@example.com.ar", "o@example.com.ar", &u, msg, len,
 		                 1795846087 };
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	if (mbox_format(&d, &b) != 0)
 		abort();
 	struct one o = { 0 };
@@ -164,6 +164,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mbox_reader_finish(&r);
 	if (o2.n != 1 || memcmp(&o2.m, &o.m, sizeof o.m) != 0)
 		abort();
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 	return 0;
 }

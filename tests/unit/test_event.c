@@ -518,6 +518,102 @@ test_loop_free_waits_for_jobs(void **state)
 	assert_int_equal(done, 6);
 }
 
+/* ---------- deferred calls ---------- */
+
+struct dstate {
+	struct pt_deferred d[4];
+	int fired[4];
+	int n;
+	int timer_fired;
+};
+
+static struct dstate *DS;
+
+static void
+dfire(struct pt_loop *loop, void *arg)
+{
+	int tag = (int)(intptr_t)arg;
+
+	if (DS->n < 4)
+		DS->fired[DS->n] = tag;
+	DS->n++;
+	/* 0 queues itself again until the timer fired: it must not starve it. */
+	if (tag == 0 && !DS->timer_fired)
+		pt_defer(loop, &DS->d[0], dfire, (void *)(intptr_t)0);
+	if (tag == 1)
+		pt_defer_cancel(loop, &DS->d[2]); /* same batch: never runs */
+}
+
+static void
+dstop(struct pt_loop *loop, void *arg)
+{
+	(void)arg;
+	DS->timer_fired = 1;
+	pt_loop_stop(loop);
+}
+
+static void
+test_defer_runs_later_in_order(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct dstate ds;
+
+	(void)state;
+	memset(&ds, 0, sizeof ds);
+	DS = &ds;
+	pt_defer(loop, &ds.d[0], dfire, (void *)(intptr_t)0);
+	pt_defer(loop, &ds.d[1], dfire, (void *)(intptr_t)1);
+	pt_defer(loop, &ds.d[2], dfire, (void *)(intptr_t)2);
+	pt_defer(loop, &ds.d[3], dfire, (void *)(intptr_t)3);
+	/* Never inside the call that queued them. */
+	assert_int_equal(ds.n, 0);
+	assert_true(pt_defer_queued(&ds.d[3]));
+	pt_defer_cancel(loop, &ds.d[3]);
+	assert_false(pt_defer_queued(&ds.d[3]));
+	pt_defer_cancel(loop, &ds.d[3]);        /* twice: harmless */
+	pt_timer_add(loop, 20, dstop, NULL);
+	pt_loop_run(loop);
+	/* In order; 2 cancelled by 1 in the same batch, 3 before; 0 kept
+	 * re-queuing itself and the timer still fired. */
+	assert_true(ds.timer_fired);
+	assert_int_equal(ds.fired[0], 0);
+	assert_int_equal(ds.fired[1], 1);
+	assert_int_equal(ds.fired[2], 0);
+	assert_true(pt_defer_queued(&ds.d[0]));
+	int before = ds.n;
+	/* What is still queued runs when the loop is freed. */
+	pt_loop_free(loop);
+	assert_int_equal(ds.n, before + 1);
+}
+
+static void
+dstop_when_fired(struct pt_loop *loop, void *arg)
+{
+	dfire(loop, arg);
+	pt_loop_stop(loop);
+}
+
+static void
+test_defer_before_waiting_for_io(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct dstate ds;
+
+	(void)state;
+	memset(&ds, 0, sizeof ds);
+	DS = &ds;
+	/* Nothing else to do for 5 s: the deferred call must not wait. */
+	struct pt_timer *t = pt_timer_add(loop, 5000, dstop, NULL);
+	uint64_t start = pt_loop_now(loop);
+	pt_defer(loop, &ds.d[3], dstop_when_fired, (void *)(intptr_t)3);
+	pt_loop_run(loop);
+	assert_int_equal(ds.n, 1);
+	assert_false(ds.timer_fired);
+	assert_true(pt_loop_now(loop) - start < 2500);
+	pt_timer_cancel(loop, t);
+	pt_loop_free(loop);
+}
+
 int
 main(void)
 {
@@ -534,6 +630,8 @@ main(void)
 		cmocka_unit_test(test_stop_from_signal_handler),
 		cmocka_unit_test(test_work_pool_completions_on_loop),
 		cmocka_unit_test(test_loop_free_waits_for_jobs),
+		cmocka_unit_test(test_defer_runs_later_in_order),
+		cmocka_unit_test(test_defer_before_waiting_for_io),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

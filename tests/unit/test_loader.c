@@ -93,7 +93,7 @@ test_missing_dependency(void **state)
 {
 	(void)state;
 	struct pt_config *c = load("module needdep @/needdep.so\n");
-	assert_true(has_error(c, "test.conf:1: module needdep needs module hello, which is not loaded"));
+	assert_true(has_error(c, "test.conf:1: module needdep needs the hello service, which no loaded module provides"));
 	pt_config_free(c);
 }
 

@@ -115,10 +115,10 @@ delivery(const struct fixture *f, const char *data)
 		                     "alias@example.com.ar", &f->u, data, strlen(data), 1795846087 };
 }
 
-static struct mbox_buf
+static struct pt_strbuf
 formatted(const struct pt_delivery *d)
 {
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	assert_int_equal(mbox_format(d, &b), 0);
 	return b;
 }
@@ -173,13 +173,13 @@ test_new_mailbox_mode_and_bytes(void **state)
 	assert_int_equal(sb.st_uid, getuid());
 	size_t len;
 	char *got = slurp(f->path, &len);
-	struct mbox_buf want = formatted(&d);
+	struct pt_strbuf want = formatted(&d);
 	assert_int_equal(len, want.len);
 	assert_memory_equal(got, want.p, len);
 	assert_non_null(strstr(got, "\n\n>From me\n\n"));
 	assert_int_equal(spool_leftovers(f), 0);
 	free(got);
-	mbox_buf_free(&want);
+	pt_strbuf_free(&want);
 }
 
 static void
@@ -193,7 +193,7 @@ test_group_commit(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_status(&st[i], 0, "2.0.0", "delivered");
 	mbox_deliver_with(&f->s, d, 2, st);
-	struct mbox_buf want = { 0 };
+	struct pt_strbuf want = { 0 };
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(mbox_format(&d[i % 3], &want), 0);
 	size_t len;
@@ -202,7 +202,7 @@ test_group_commit(void **state)
 	assert_memory_equal(got, want.p, len);
 	assert_int_equal(count_messages(got, len), 5);
 	free(got);
-	mbox_buf_free(&want);
+	pt_strbuf_free(&want);
 }
 
 static void
@@ -217,14 +217,14 @@ test_damaged_mbox_gets_a_line_end(void **state)
 	assert_int_equal(st.code, 0);
 	size_t len;
 	char *got = slurp(f->path, &len);
-	struct mbox_buf m = formatted(&d);
+	struct pt_strbuf m = formatted(&d);
 	assert_int_equal(len, strlen(old) + 1 + m.len);
 	assert_memory_equal(got, old, strlen(old));
 	assert_int_equal(got[strlen(old)], '\n');
 	assert_memory_equal(got + strlen(old) + 1, m.p, m.len);
 	assert_int_equal(count_messages(got, len), 2);
 	free(got);
-	mbox_buf_free(&m);
+	pt_strbuf_free(&m);
 }
 
 /* A mailbox whose mode denies reading (the fd is then write-only and the
@@ -243,12 +243,12 @@ test_write_only_mailbox_takes_mail(void **state)
 	chmod(f->path, 0600);
 	size_t len;
 	char *got = slurp(f->path, &len);
-	struct mbox_buf m = formatted(&d);
+	struct pt_strbuf m = formatted(&d);
 	assert_int_equal(len, strlen(old) + m.len);
 	assert_memory_equal(got, old, strlen(old));
 	assert_memory_equal(got + strlen(old), m.p, m.len);
 	free(got);
-	mbox_buf_free(&m);
+	pt_strbuf_free(&m);
 }
 
 static void
@@ -258,7 +258,7 @@ test_mailbox_size_limit(void **state)
 	const char *old = "From x  Sat Nov 28 06:08:07 2026\nS: 0\n\nold\n\n";
 	spit(f->path, old, 0600);
 	struct pt_delivery d = delivery(f, "S: 1\n\nnew\n");
-	struct mbox_buf m = formatted(&d);
+	struct pt_strbuf m = formatted(&d);
 	struct pt_status st;
 	f->s.size_limit = (off_t)(strlen(old) + m.len - 1);
 	mbox_deliver_with(&f->s, &d, 1, &st);
@@ -279,7 +279,7 @@ test_mailbox_size_limit(void **state)
 	struct stat sb;
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_size, f->s.size_limit);
-	mbox_buf_free(&m);
+	pt_strbuf_free(&m);
 }
 
 static void
@@ -292,7 +292,7 @@ test_size_limit_in_the_middle_of_a_group(void **state)
 	big[sizeof big - 1] = '\0';
 	struct pt_delivery d[3] = { delivery(f, "S: 1\n\none\n"), delivery(f, big),
 		                    delivery(f, "S: 3\n\nthree\n") };
-	struct mbox_buf m0 = formatted(&d[0]), m2 = formatted(&d[2]);
+	struct pt_strbuf m0 = formatted(&d[0]), m2 = formatted(&d[2]);
 	f->s.size_limit = (off_t)(m0.len + m2.len + 100);
 	struct pt_status st[3];
 	mbox_deliver_with(&f->s, d, 3, st);
@@ -305,8 +305,8 @@ test_size_limit_in_the_middle_of_a_group(void **state)
 	assert_memory_equal(got, m0.p, m0.len);
 	assert_memory_equal(got + m0.len, m2.p, m2.len);
 	free(got);
-	mbox_buf_free(&m0);
-	mbox_buf_free(&m2);
+	pt_strbuf_free(&m0);
+	pt_strbuf_free(&m2);
 }
 
 /* Deliver in a child whose RLIMIT_FSIZE stops the file at limit bytes;
@@ -358,7 +358,7 @@ test_write_failure_truncates_to_whole_messages(void **state)
 	body[sizeof body - 1] = '\0';
 	struct pt_delivery d[3] = { delivery(f, "S: 1\n\none\n"), delivery(f, body),
 		                    delivery(f, "S: 3\n\nthree\n") };
-	struct mbox_buf m0 = formatted(&d[0]), m1 = formatted(&d[1]);
+	struct pt_strbuf m0 = formatted(&d[0]), m1 = formatted(&d[1]);
 	struct pt_status st[3];
 	/* The kernel stops the append half way through the second message. */
 	deliver_with_fsize_limit(f, d, 3, strlen(old) + m0.len + m1.len / 2, st);
@@ -380,8 +380,8 @@ test_write_failure_truncates_to_whole_messages(void **state)
 	assert_int_equal(len, strlen(old) + m0.len);
 	free(again);
 	assert_int_equal(spool_leftovers(f), 0);
-	mbox_buf_free(&m0);
-	mbox_buf_free(&m1);
+	pt_strbuf_free(&m0);
+	pt_strbuf_free(&m1);
 }
 
 static void
@@ -694,14 +694,14 @@ test_append_cut_after_writer_death(void **state)
 	assert_status(&st, 0, "2.0.0", "delivered");
 	size_t len;
 	char *got = slurp(f->path, &len);
-	struct mbox_buf m2 = formatted(&d2);
+	struct pt_strbuf m2 = formatted(&d2);
 	assert_int_equal(len, len0 + m2.len);
 	assert_memory_equal(got, before, len0);
 	assert_memory_equal(got + len0, m2.p, m2.len);
 	assert_int_equal(count_messages(got, len), 2);
 	assert_int_equal(spool_leftovers(f), 0);
 	free(got);
-	mbox_buf_free(&m2);
+	pt_strbuf_free(&m2);
 	/* An append that did finish (the file is exactly END long) stays. */
 	got = slurp(f->path, &len);
 	snprintf(body, sizeof body, "%ld\nhost %s\nappend %zu %zu\n", dead_pid(), node(),
@@ -923,14 +923,14 @@ check_message(void *arg, const struct mbox_msg *m)
 	/* The whole message text, byte for byte. */
 	char body[200], want[400];
 	concurrent_body(body, sizeof body, p, t, k);
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	mbox_format_body(body, strlen(body), &b);
 	size_t split = mbox_header_end(b.p, b.len);
 	int n = snprintf(want, sizeof want,
 	                 "Return-Path: <s@example.com.ar>\nX-Original-To: alias@example.com.ar\n"
 	                 "Delivered-To: u1@example.com.ar\n%.*s%s%.*s", (int)split, b.p,
 	                 MBOX_RD_MARKER, (int)(b.len - split), b.p + split);
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 	if ((off_t)n != m->end - m->hdr_off || memcmp(text, want, (size_t)n) != 0)
 		s->bad++;
 	return 0;

@@ -23,27 +23,27 @@ fmt(const char *sender, const char *rcpt, const char *orig, const char *data, si
     time_t when)
 {
 	struct pt_delivery d = { "Q1", sender, rcpt, orig, &carol, data, len, when };
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	assert_int_equal(mbox_format(&d, &b), 0);
 	char *s = malloc(b.len + 1);
 	assert_non_null(s);
 	memcpy(s, b.p, b.len);
 	s[b.len] = '\0';
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 	return s;
 }
 
 static char *
 body(const char *data)
 {
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	assert_int_equal(mbox_format_body(data, strlen(data), &b), 0);
 	char *s = malloc(b.len + 1);
 	assert_non_null(s);
 	if (b.len)
 		memcpy(s, b.p, b.len);
 	s[b.len] = '\0';
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 	return s;
 }
 
@@ -249,13 +249,13 @@ test_format_appends(void **state)
 {
 	(void)state;
 	struct pt_delivery d = { "Q1", "a@b", "c@d", NULL, &carol, "S: 1\n\nx\n", 8, T_0608 };
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	assert_int_equal(mbox_format(&d, &b), 0);
 	size_t one = b.len;
 	assert_int_equal(mbox_format(&d, &b), 0);
 	assert_int_equal(b.len, 2 * one);
 	assert_memory_equal(b.p, b.p + one, one);
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 }
 
 int

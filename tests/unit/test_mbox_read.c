@@ -240,7 +240,7 @@ test_formatted_messages_round_trip(void **state)
 	struct pt_user u = { "u", 1, 1, "/h" };
 	const char *bodies[] = { "S: 1\n\nFrom a\n\nFrom b  Sat Nov 28 06:08:07 2026\n",
 	                         "", "S: 3\n\n\n\n", "no header line\nFrom x" };
-	struct mbox_buf b = { 0 };
+	struct pt_strbuf b = { 0 };
 	size_t n = sizeof bodies / sizeof bodies[0];
 	for (size_t i = 0; i < n; i++) {
 		struct pt_delivery d = { "Q", "s@x", "r@y", NULL, &u, bodies[i], strlen(bodies[i]),
@@ -251,7 +251,7 @@ test_formatted_messages_round_trip(void **state)
 	parse_whole(b.p, b.len, &r);
 	assert_int_equal(r.n, n);
 	for (size_t i = 0; i < n; i++) {
-		struct mbox_buf want = { 0 };
+		struct pt_strbuf want = { 0 };
 		assert_int_equal(mbox_format_body(bodies[i], strlen(bodies[i]), &want), 0);
 		/* The quoting marker closes the header section. */
 		size_t split = mbox_header_end(want.p, want.len), ml = strlen(MBOX_RD_MARKER);
@@ -265,9 +265,9 @@ test_formatted_messages_round_trip(void **state)
 		assert_memory_equal(b.p + r.m[i].hdr_off, env, el);
 		if (want.len)
 			assert_memory_equal(b.p + r.m[i].hdr_off + el, want.p, want.len);
-		mbox_buf_free(&want);
+		pt_strbuf_free(&want);
 	}
-	mbox_buf_free(&b);
+	pt_strbuf_free(&b);
 }
 
 int

@@ -68,6 +68,8 @@ static const struct pt_listener_decl listeners[] = {
 	{ 0 },
 };
 
+static const char *const provides[] = { "hello", NULL };
+
 __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.abi = POSTERN_ABI,
 	.build_sig = POSTERN_BUILD_SIG,
@@ -76,4 +78,9 @@ __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.listeners = listeners,
 	.roles = PT_ROLE_WORKER | PT_ROLE_CLI,
 	.init = hello_init,
+	/* A service for needdep's dependency test (nothing is registered). */
+	.provides = provides,
+	/* `protocols` switches it like imap and pop3: the core knows it
+	 * only by this name. */
+	.protocol = "hello",
 };

@@ -1,4 +1,5 @@
-/* Test-only module that depends on a module named "hello". */
+/* Test-only module that needs the "hello" service (the hello module
+ * provides it). */
 #include "postern/module.h"
 
 static const char *const deps[] = { "hello", 0 };
