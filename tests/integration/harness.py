@@ -446,6 +446,24 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def system_mail_user(server, prefix, cleanup):
+    """For a privilege-separated server (as_root=True, users=()): a
+    throwaway system user (password "secret") as its one passwd-file
+    user, with a home and ~/mail it owns and a spool anyone may create a
+    mailbox in, so delivery and the mail process run with a real uid.
+    Returns the user's name; the caller writes passdb into the conf."""
+    user = throwaway_user(prefix, cleanup=cleanup)
+    pw = pwd.getpwnam(user)
+    home = server.path("home", user)
+    os.makedirs(os.path.join(home, "mail"), exist_ok=True)
+    for d in (home, os.path.join(home, "mail")):
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+    os.chmod(server.path("spool"), 0o1777)
+    with open(server.passwd_file, "w") as f:
+        f.write("%s:{PLAIN}secret:%d:%d::%s::\n" % (user, pw.pw_uid, pw.pw_gid, home))
+    return user
+
+
 class ServerTestCase:
     """Mixin: self.server started in setUp, stopped and removed in tearDown.
     Subclasses set server_args (dict) to pass to Server()."""

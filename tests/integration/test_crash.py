@@ -7,7 +7,6 @@ replaced by the watchdog, and the mail it acknowledged is delivered."""
 import fcntl
 import imaplib
 import os
-import pwd
 import re
 import signal
 import smtplib
@@ -17,7 +16,7 @@ import time
 import unittest
 
 import harness
-from harness import SANITIZE, Server, throwaway_user, wait_for
+from harness import SANITIZE, Server, system_mail_user, wait_for
 
 
 def body_for(token):
@@ -213,15 +212,7 @@ class AuthAgentRestartTest(unittest.TestCase):
     def test_auth_agent_killed(self):
         s = Server(modules=("mbox", "smtp", "imap"), listeners=("smtpd", "imap"), as_root=True, users=())
         self.addCleanup(s.cleanup)
-        user = throwaway_user("ptaa", cleanup=self.addCleanup)
-        pw = pwd.getpwnam(user)
-        home = s.path("home", user)
-        os.makedirs(os.path.join(home, "mail"), exist_ok=True)
-        for d in (home, os.path.join(home, "mail")):
-            os.chown(d, pw.pw_uid, pw.pw_gid)
-        os.chmod(s.path("spool"), 0o1777)
-        with open(s.passwd_file, "w") as f:
-            f.write("%s:{PLAIN}secret:%d:%d::%s::\n" % (user, pw.pw_uid, pw.pw_gid, home))
+        user = system_mail_user(s, "ptaa", self.addCleanup)
         s.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\n" % s.passwd_file)
         s.start()
         imap = imaplib.IMAP4("127.0.0.1", s.ports["imap"], timeout=30)

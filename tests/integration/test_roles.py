@@ -13,7 +13,7 @@ import smtplib
 import subprocess
 import unittest
 
-from harness import BIN, TESTMODS, Server, free_port, started_pids, throwaway_user, wait_for
+from harness import BIN, TESTMODS, Server, free_port, started_pids, system_mail_user, wait_for
 
 HELLO = os.path.join(os.path.abspath(TESTMODS), "hello.so")
 
@@ -123,15 +123,7 @@ class RootRunsNoLuaTest(unittest.TestCase):
         s = Server(modules=("mbox", "smtp", "restrict", "imap"), listeners=("smtpd", "imap"), as_root=True,
                    users=())
         self.addCleanup(s.cleanup)
-        user = throwaway_user("ptrl", cleanup=self.addCleanup)
-        pw = pwd.getpwnam(user)
-        home = s.path("home", user)
-        os.makedirs(os.path.join(home, "mail"), exist_ok=True)
-        for d in (home, os.path.join(home, "mail")):
-            os.chown(d, pw.pw_uid, pw.pw_gid)
-        os.chmod(s.path("spool"), 0o1777)
-        with open(s.passwd_file, "w") as f:
-            f.write("%s:{PLAIN}secret:%d:%d::%s::\n" % (user, pw.pw_uid, pw.pw_gid, home))
+        user = system_mail_user(s, "ptrl", self.addCleanup)
         policy = s.path("probe.lua")
         with open(policy, "w") as f:
             f.write(POLICY)

@@ -19,7 +19,7 @@ import subprocess
 import time
 import unittest
 
-from harness import BIN, SANITIZE, Server, free_port, throwaway_user, wait_for
+from harness import BIN, SANITIZE, Server, system_mail_user, wait_for
 
 # How long children may take to follow a killed master (generous under ASan).
 GONE_WITHIN = 10 if SANITIZE else 2
@@ -61,15 +61,7 @@ def root_user_server(test, modules=("mbox", "smtp", "imap", "pop3"), conf=""):
     system user (so delivery and its mail process run with a real uid)."""
     s = Server(modules=modules, as_root=True, users=())
     test.addCleanup(s.cleanup)
-    user = throwaway_user("ptpa", cleanup=test.addCleanup)
-    pw = pwd.getpwnam(user)
-    home = s.path("home", user)
-    os.makedirs(os.path.join(home, "mail"), exist_ok=True)
-    for d in (home, os.path.join(home, "mail")):
-        os.chown(d, pw.pw_uid, pw.pw_gid)
-    os.chmod(s.path("spool"), 0o1777)
-    with open(s.passwd_file, "w") as f:
-        f.write("%s:{PLAIN}secret:%d:%d::%s::\n" % (user, pw.pw_uid, pw.pw_gid, home))
+    user = system_mail_user(s, "ptpa", test.addCleanup)
     s.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\n%s" % (s.passwd_file, conf))
     return s, user
 
