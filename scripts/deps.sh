@@ -19,6 +19,12 @@ for p in $want; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
+if [ -n "$POSTERN_FRESH_ETC" ]; then
+  # Inside scripts/fresh-machine.sh /etc is a stripped copy: dpkg there
+  # would fail on system groups it lacks and lose its /etc changes.
+  echo "deps.sh: missing packages:$missing -- install them first (make deps), outside fresh-machine.sh" >&2
+  exit 1
+fi
 if [ "$(id -u)" != 0 ]; then
   echo "deps.sh: missing packages:$missing (run as root or install them)" >&2
   exit 1
