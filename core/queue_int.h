@@ -77,9 +77,10 @@ int pt_qmsg_busy(const char *id);
 /* ---- the manager (queue_mgr.c) ---- */
 
 typedef void pt_queue_done_fn(void *arg, const struct pt_status *st, const char *queue_id);
-/* Attempt a message a client waits on (no file yet); done runs later on
- * the loop, once, when the message is durable or refused. */
-void pt_qmgr_submit(struct pt_qfile *q, pt_queue_done_fn *done, void *arg);
+/* Attempt a message a client waits on (no file yet, q taken over); done
+ * runs later on the loop, once, when the message is durable or refused.
+ * -1 (no memory): q freed, done never runs. */
+int pt_qmgr_submit(struct pt_qfile *q, pt_queue_done_fn *done, void *arg);
 
 /* ---- agent link (queue_agent.c) ---- */
 void pt_qagent_attach(int fd);

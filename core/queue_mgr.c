@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config_int.h"
+#include "postern/event.h"
 #include "postern/log.h"
 #include "queue_int.h"
 
@@ -211,7 +212,10 @@ take_lock(void)
 static unsigned flush_generation;
 
 enum run_origin { RUN_CLIENT, RUN_PICKUP, RUN_RETRY, RUN_SPAWNED };
+struct tell;
+
 struct run {
+	struct tell *tell;            /* the one answer this run gives, made with it */
 	enum run_origin origin;
 	unsigned flush_generation;    /* at the start */
 	int told;                     /* RUN_CLIENT: the client has its answer */
@@ -221,8 +225,11 @@ struct run {
 };
 
 /* Whoever waits hears later on the loop, never inside the call that
- * started the attempt. */
+ * started the attempt (services.h). Allocated with its run, so telling
+ * cannot fail: a run answers at most once (the client at acceptance or
+ * at the end, a pickup or retry at the end). */
 struct tell {
+	struct pt_deferred node;
 	pt_queue_done_fn *fn;
 	void *arg;
 	struct pt_status st;
@@ -239,18 +246,26 @@ tell_fire(struct pt_loop *loop, void *arg)
 }
 
 static void
-tell_later(pt_queue_done_fn *fn, void *arg, const struct pt_status *st, const char *id)
+tell_later(struct run *r, pt_queue_done_fn *fn, void *arg, const struct pt_status *st, const char *id)
 {
-	struct tell *c = malloc(sizeof *c);
-	if (!c || !pt_timer_add(pt_qs.loop, 0, tell_fire, c)) {
-		free(c);
-		fn(arg, st, id);
+	struct tell *c = r->tell;
+	if (!c)
 		return;
-	}
+	r->tell = NULL;
 	c->fn = fn;
 	c->arg = arg;
 	c->st = *st;
 	snprintf(c->id, sizeof c->id, "%s", id);
+	pt_defer(pt_qs.loop, &c->node, tell_fire, c);
+}
+
+static void
+run_free(struct run *r)
+{
+	if (r) {
+		free(r->tell);
+		free(r);
+	}
 }
 
 static void retry_done(void *arg, const struct pt_status *st, const char *id);
@@ -261,6 +276,10 @@ static struct run *
 run_new(enum run_origin origin)
 {
 	struct run *r = calloc(1, sizeof *r);
+	if (r && !(r->tell = calloc(1, sizeof *r->tell))) {
+		free(r);
+		return NULL;
+	}
 	if (r)
 		r->origin = origin;
 	return r;
@@ -272,7 +291,7 @@ run_event(void *arg, struct pt_qoutcome *o)
 	struct run *r = arg;
 	if (o->event == PT_QEV_ACCEPTED) {
 		if (r->origin == RUN_CLIENT && !r->told)
-			tell_later(r->client_done, r->client_arg, &o->st, o->id);
+			tell_later(r, r->client_done, r->client_arg, &o->st, o->id);
 		r->told = 1;
 		return;
 	}
@@ -291,13 +310,13 @@ run_event(void *arg, struct pt_qoutcome *o)
 		break;
 	}
 	if (r->origin == RUN_CLIENT && !r->told)
-		tell_later(r->client_done, r->client_arg, &o->st, o->id);
+		tell_later(r, r->client_done, r->client_arg, &o->st, o->id);
 	else if (r->origin == RUN_PICKUP)
-		tell_later(pickup_done, r, &o->st, o->id);
+		tell_later(r, pickup_done, r, &o->st, o->id);
 	else if (r->origin == RUN_RETRY)
-		tell_later(retry_done, NULL, &o->st, o->id);
+		tell_later(r, retry_done, NULL, &o->st, o->id);
 	if (r->origin != RUN_PICKUP)
-		free(r);
+		run_free(r);
 	for (size_t j = 0; j < o->nspawned; j++) {
 		struct pt_qfile *f = &o->spawned[j];
 		pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", f->id, f->sender,
@@ -325,7 +344,7 @@ run_start(struct pt_qfile *q, const char *where, struct run *r)
 	return 0;
 }
 
-void
+int
 pt_qmgr_submit(struct pt_qfile *q, pt_queue_done_fn *done, void *arg)
 {
 	struct run *r = run_new(RUN_CLIENT);
@@ -333,11 +352,8 @@ pt_qmgr_submit(struct pt_qfile *q, pt_queue_done_fn *done, void *arg)
 		r->client_done = done;
 		r->client_arg = arg;
 	}
-	if (run_start(q, NULL, r) != 0) {
-		struct pt_status st;
-		pt_status_set(&st, 451, "4.3.0", "Error: queue file write error");
-		tell_later(done, arg, &st, "");
-	}
+	/* No memory for the run: -1 and done never runs (the caller answers). */
+	return run_start(q, NULL, r);
 }
 
 /* ---------- retries ---------- */
@@ -427,7 +443,7 @@ pickup_done(void *arg, const struct pt_status *st, const char *id)
 		unlink(path);
 	}
 	picking_remove(p->name);
-	free(p);
+	run_free(p);
 }
 
 static char *
@@ -522,7 +538,7 @@ pickup_file(int dfd, const char *name)
 	struct run *p = run_new(RUN_PICKUP);
 	char **pk = realloc(M.picking, (M.npicking + 1) * sizeof *pk);
 	if (!p || !pk) {
-		free(p);
+		run_free(p);
 		if (pk)
 			M.picking = pk;
 		pt_qfile_free(&q);
@@ -531,7 +547,7 @@ pickup_file(int dfd, const char *name)
 	M.picking = pk;
 	M.picking[M.npicking] = strdup(name);
 	if (!M.picking[M.npicking]) {
-		free(p);
+		run_free(p);
 		pt_qfile_free(&q);
 		return;
 	}

@@ -77,8 +77,8 @@ pt_queue_submit(struct pt_loop *loop, const char *queue_id, const struct pt_enve
 	log_message_id(&q);
 	pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender, q.len,
 	          q.nrcpt);
-	pt_qmgr_submit(&q, done, arg);
-	return 0;
+	/* On -1 the manager freed q and done never runs. */
+	return pt_qmgr_submit(&q, done, arg);
 oom:
 	pt_qfile_free(&q);
 	return -1;
