@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "postern/address.h"
+#include "postern/header.h"
 #include "queue_msg.h"
 
 /* The recipient's outcome is decided here (its targets, if any, count too). */
@@ -248,26 +249,19 @@ resolve_rcpt(struct qmsg *m, size_t i)
 static int
 already_delivered_to(const char *data, size_t len, const char *addr)
 {
-	size_t alen = strlen(addr);
-	const char *p = data, *end = data + len;
-	while (p < end && *p != '\n') {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl ? nl : end;
-		if ((size_t)(le - p) >= 13 && strncasecmp(p, "Delivered-To:", 13) == 0) {
-			const char *v = p + 13;
-			while (v < le && (*v == ' ' || *v == '\t'))
-				v++;
-			const char *ve = le;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
-				ve--;
-			if ((size_t)(ve - v) == alen && strncasecmp(v, addr, alen) == 0)
-				return 1;
-		}
-		if (!nl)
-			break;
-		p = nl + 1;
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	int found = 0;
+	pt_hdr_iter_init(&it, data, len, 0);
+	while (!found && pt_hdr_next(&it, &f)) {
+		if (!pt_hdr_name_is(&f, "Delivered-To"))
+			continue;
+		struct pt_strbuf v = { 0 };
+		pt_hdr_unfold(f.value, f.value_len, &v);
+		found = v.p && strcasecmp(v.p, addr) == 0;
+		pt_strbuf_free(&v);
 	}
-	return 0;
+	return found;
 }
 
 /* An earlier target t duplicates: the same mailbox (still to deliver),

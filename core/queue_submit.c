@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "postern/header.h"
 #include "postern/log.h"
 #include "queue_int.h"
 
@@ -20,23 +21,18 @@ dup_or_null(const char *s)
 static void
 log_message_id(const struct pt_qfile *q)
 {
-	const char *p = q->data, *end = q->data + q->len;
-	while (p < end && *p != '\n') {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *le = nl ? nl : end;
-		if (le - p > 11 && strncasecmp(p, "Message-ID:", 11) == 0) {
-			const char *v = p + 11;
-			while (v < le && (*v == ' ' || *v == '\t'))
-				v++;
-			int n = (int)(le - v);
-			if (n > 0 && v[n - 1] == '\r')
-				n--;
-			if (n > 500)
-				n = 500;
-			pt_log_as("cleanup", PT_LOG_INFO, "%s: message-id=%.*s", q->id, n, v);
-			return;
-		}
-		p = nl ? nl + 1 : end;
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	pt_hdr_iter_init(&it, q->data, q->len, 0);
+	while (pt_hdr_next(&it, &f)) {
+		if (!pt_hdr_name_is(&f, "Message-ID"))
+			continue;
+		struct pt_strbuf v = { 0 };
+		pt_hdr_unfold(f.value, f.value_len, &v);
+		pt_log_as("cleanup", PT_LOG_INFO, "%s: message-id=%.*s", q->id, (int)(v.len > 500 ? 500 : v.len),
+		          v.p ? v.p : "");
+		pt_strbuf_free(&v);
+		return;
 	}
 }
 
