@@ -721,13 +721,16 @@ pt_map_close(struct pt_map *m)
 	free(m);
 }
 
-char *
-pt_map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner)
+/* refresh: re-read a changed file first (the event loop's lookups);
+ * 0: answer from what is loaded, never touching the file (Lua calls). */
+static char *
+map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner, int refresh)
 {
 	int tf = 0;
 	char *val = NULL;
 	pthread_mutex_lock(&m->mu);
-	map_check_locked(m, 0);
+	if (refresh)
+		map_check_locked(m, 0);
 	if (!m->t) {
 		tf = 1;
 	} else {
@@ -744,22 +747,15 @@ pt_map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner)
 }
 
 char *
+pt_map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner)
+{
+	return map_lookup(m, key, tempfail, owner, 1);
+}
+
+char *
 pt_map_lookup_loaded(struct pt_map *m, const char *key, int *tempfail)
 {
-	int tf = 0;
-	char *val = NULL;
-	pthread_mutex_lock(&m->mu);
-	if (!m->t) {
-		tf = 1;
-	} else {
-		const char *v = pt_map_table_get(m->t, key);
-		if (v && !(val = strdup(v)))
-			tf = 1;
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (tempfail)
-		*tempfail = tf;
-	return val;
+	return map_lookup(m, key, tempfail, NULL, 0);
 }
 
 int

@@ -510,6 +510,20 @@ kill_started(struct generation *g)
 			kill(g->pid[r], SIGTERM);
 }
 
+/* The worker's ends of the agent sockets, once the worker has them (or
+ * failed to start); later children must not inherit a stale number. */
+static void
+close_agent_fds(int local_fd, int auth_fd, int mail_fd)
+{
+	if (local_fd >= 0)
+		close(local_fd);
+	if (auth_fd >= 0)
+		close(auth_fd);
+	if (mail_fd >= 0)
+		close(mail_fd);
+	pt_auth_default_agent_fd = -1;
+}
+
 /* Starts every process of g; on failure the ones started are told to
  * stop and -1 is returned (g->restart_all is then set). */
 static int
@@ -545,14 +559,7 @@ start_processes(struct generation *g)
 	if (pid == 0)
 		worker_main(g, local_fd, auth_fd, mail_fd, cv[1]);
 	close(cv[1]);
-	if (local_fd >= 0)
-		close(local_fd);
-	if (auth_fd >= 0)
-		close(auth_fd);
-	if (mail_fd >= 0)
-		close(mail_fd);
-	/* Forked children must not inherit a stale number. */
-	pt_auth_default_agent_fd = -1;
+	close_agent_fds(local_fd, auth_fd, mail_fd);
 	g->pid[ROLE_WORKER] = pid;
 	g->born[ROLE_WORKER] = mono_ms();
 	g->restart_all = 0;
@@ -567,13 +574,7 @@ start_processes(struct generation *g)
 fail:
 	if (cv[1] >= 0)
 		close(cv[1]);
-	if (local_fd >= 0)
-		close(local_fd);
-	if (auth_fd >= 0)
-		close(auth_fd);
-	if (mail_fd >= 0)
-		close(mail_fd);
-	pt_auth_default_agent_fd = -1;
+	close_agent_fds(local_fd, auth_fd, mail_fd);
 	kill_started(g);
 	return -1;
 }

@@ -1,4 +1,4 @@
-/* The worker's link to the local delivery agent: TODO targets go out as
+/* The worker's link to the local delivery agent: pending targets go out as
  * requests on the SOCK_SEQPACKET socket (message inline or as a sealed
  * memfd), answers and timeouts come back per request. */
 #include <errno.h>
@@ -237,7 +237,7 @@ qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered)
 	size_t *idx = malloc((m->nt ? m->nt : 1) * sizeof *idx);
 	size_t n = 0;
 	for (size_t i = 0; idx && i < m->nt; i++)
-		if (m->t[i].state == TARGET_TODO)
+		if (m->t[i].state == TARGET_PENDING)
 			idx[n++] = i;
 	int memfd = -1;
 	size_t sent = 0;
@@ -259,7 +259,7 @@ qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered)
 		t->state = TARGET_DONE;
 	}
 	for (size_t i = 0; !idx && i < m->nt; i++)
-		if (m->t[i].state == TARGET_TODO) {
+		if (m->t[i].state == TARGET_PENDING) {
 			pt_status_set(&m->t[i].st, 451, "4.3.0", "%s", why);
 			m->t[i].state = TARGET_DONE;
 		}

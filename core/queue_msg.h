@@ -25,10 +25,10 @@ struct rcpt_res {
 enum target_kind { TARGET_MAILBOX, TARGET_FILE, TARGET_COMMAND,
 	TARGET_FORWARD /* a remote alias member: leaves in a new message */ };
 enum target_state {
-	TARGET_TODO,          /* for the delivery agent */
+	TARGET_PENDING,          /* for the delivery agent */
 	TARGET_DONE,          /* st holds its outcome */
 	TARGET_DUPLICATE,     /* same mailbox/file/command as an earlier one: dropped */
-	TARGET_FORWARD_TODO,  /* the forwarded copy is made at outcome time */
+	TARGET_FORWARD_PENDING,  /* the forwarded copy is made at outcome time */
 };
 
 /* One final destination of a recipient (after alias expansion). */
@@ -87,7 +87,7 @@ struct qmsg {
  * and m->t (duplicates and loops marked). */
 void qresolve_all(struct qmsg *m);
 
-/* queue_agent.c: hand every TODO target to the delivery agent; each
+/* queue_agent.c: hand every pending target to the delivery agent; each
  * request adds one to m->outstanding and calls answered(m) when its
  * targets are DONE (answer, timeout or agent gone). Targets that cannot
  * be sent are DONE with a temporary failure before return. */

@@ -131,7 +131,7 @@ make_forwards(struct qmsg *m)
 {
 	for (size_t k = 0; k < m->nt; k++) {
 		struct target *t = &m->t[k];
-		if (t->state != TARGET_FORWARD_TODO)
+		if (t->state != TARGET_FORWARD_PENDING)
 			continue;
 		t->state = TARGET_DONE;
 		int dup = 0;

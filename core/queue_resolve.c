@@ -42,7 +42,7 @@ target_add(struct qmsg *m, size_t rcpt, enum target_kind kind, const char *final
 	memset(t, 0, sizeof *t);
 	t->rcpt = rcpt;
 	t->kind = kind;
-	t->state = TARGET_TODO;
+	t->state = TARGET_PENDING;
 	t->final = strdup(final);
 	if (!t->final)
 		return NULL;
@@ -163,7 +163,7 @@ alias_emit(void *arg, const char *target, enum pt_alias_target kind, const char 
 		 * message (made at outcome time) that routing then relays. */
 		struct target *t = target_add(m, x->rcpt, TARGET_FORWARD, final);
 		if (t) {
-			t->state = TARGET_FORWARD_TODO;
+			t->state = TARGET_FORWARD_PENDING;
 			t->target = strdup(final);
 			t->owner = owner && owner[0] ? pt_queue_qualify(owner, pt_qs.myorigin) : NULL;
 			if (!t->target) {
@@ -272,7 +272,7 @@ same_destination(const struct target *o, const struct target *t)
 	if (o->kind != t->kind || o->state == TARGET_DUPLICATE)
 		return 0;
 	if (t->kind == TARGET_MAILBOX)
-		return o->state == TARGET_TODO && strcmp(o->user.name, t->user.name) == 0;
+		return o->state == TARGET_PENDING && strcmp(o->user.name, t->user.name) == 0;
 	return o->target && t->target && strcmp(o->target, t->target) == 0;
 }
 
@@ -288,14 +288,14 @@ qresolve_all(struct qmsg *m)
 	/* One copy per mailbox / file / command, and loop detection. */
 	for (size_t i = 0; i < m->nt; i++) {
 		struct target *t = &m->t[i];
-		if (t->state != TARGET_TODO)
+		if (t->state != TARGET_PENDING)
 			continue;
 		for (size_t k = 0; k < i; k++)
 			if (same_destination(&m->t[k], t)) {
 				t->state = TARGET_DUPLICATE;
 				break;
 			}
-		if (t->state != TARGET_TODO)
+		if (t->state != TARGET_PENDING)
 			continue;
 		/* Delivered-To names the recipient before alias expansion (as
 		 * Postfix's local(8) writes it), so a loop shows at either level. */
