@@ -24,6 +24,16 @@ static char log_default_service[32] = "master";
 /* Protocol handlers retag the thread they run on (one loop thread serves
  * smtpd, imap and pop3 sessions); other threads log as the process. */
 static __thread char log_service[32];
+/* syslog_name: the tag's first part. A service with a '/' in it is a
+ * whole tag already (a listener's own syslog_name, "postern/submission/
+ * smtpd"), as Postfix's syslog_name/service. */
+static char log_name[64] = "postern";
+
+void
+pt_log_set_name(const char *name)
+{
+	snprintf(log_name, sizeof log_name, "%s", name && *name ? name : "postern");
+}
 
 void
 pt_log_set_service(const char *service)
@@ -43,7 +53,7 @@ pt_log_open(const char *maillog_file)
 {
 	pt_log_close();
 	if (maillog_file == NULL || *maillog_file == '\0') {
-		openlog("postern", LOG_NDELAY, LOG_MAIL);
+		openlog(log_name, LOG_NDELAY, LOG_MAIL);
 		log_sink = SINK_SYSLOG;
 		return 0;
 	}
@@ -116,8 +126,12 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 
 	if (log_sink == SINK_SYSLOG) {
 		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT };
-		syslog(prio[level], "%s[%ld]: %s%s", service, (long)getpid(), level_prefix(level), text);
-		/* syslog's tag is "postern"; the service goes in the message. */
+		/* syslog's tag is syslog_name; the rest of ours goes in the message. */
+		const char *rest = service;
+		size_t nl = strlen(log_name);
+		if (strchr(service, '/') != NULL && strncmp(service, log_name, nl) == 0 && service[nl] == '/')
+			rest = service + nl + 1;
+		syslog(prio[level], "%s[%ld]: %s%s", rest, (long)getpid(), level_prefix(level), text);
 	}
 
 	char line[2300];
@@ -127,8 +141,9 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 	char stamp[32];
 	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
 	pthread_once(&log_host_once, log_host_init);
-	int n = snprintf(line, sizeof line, "%s %s postern/%s[%ld]: %s%s\n", stamp, log_host, service,
-	                 (long)getpid(), level_prefix(level), text);
+	int whole = strchr(service, '/') != NULL;
+	int n = snprintf(line, sizeof line, "%s %s %s%s%s[%ld]: %s%s\n", stamp, log_host, whole ? "" : log_name,
+	                 whole ? "" : "/", service, (long)getpid(), level_prefix(level), text);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof line) {

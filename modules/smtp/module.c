@@ -20,13 +20,10 @@ static const struct pt_local_smtp_ops local_smtp = { smtp_session_local };
 static int
 smtp_configure(struct pt_ctx *ctx)
 {
-	struct smtp_settings *s = smtp_settings_new(ctx->conf);
-
-	if (s == NULL) {
+	if (smtp_settings_install_conf(ctx->conf) != 0) {
 		pt_error("smtp: out of memory");
 		return -1;
 	}
-	smtp_settings_install(s);
 	pt_service_register(PT_SVC_LOCAL_SMTP, &local_smtp);
 	return 0;
 }
@@ -52,4 +49,6 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = smtp_configure,
 	.stop = smtp_stop,
 	.check = NULL,
+	.listener_params = smtp_listener_params,
+	.listener_defaults = smtp_listener_defaults,
 };
