@@ -41,6 +41,8 @@ xstrdup(const char *s)
 	return xstrndup(s, strlen(s));
 }
 
+static const char *listener_names(const struct pt_config *c, char *buf, size_t len);
+
 static int
 listener_char(int ch)
 {
@@ -116,6 +118,33 @@ listener_param(const struct pt_config *c, const char *param)
 		if (strcmp(c->listener_params[i], param) == 0)
 			return 1;
 	return 0;
+}
+
+int
+pt_cfg_listener_param(const struct pt_config *c, const char *param)
+{
+	return listener_param(c->root ? c->root : c, param);
+}
+
+/* The reference's section (postern config --markdown). */
+void
+pt_cfg_doc_listeners(const struct pt_config *c, FILE *out)
+{
+	char known[300];
+
+	fprintf(out, "\n### Per-listener settings\n\n"
+	        "`LISTENER.PARAMETER = value` gives one listener its own value (Postfix's master.cf `-o`); "
+	        "LISTENER is a `*_listen` parameter without `_listen` (%s). The parameters marked "
+	        "*(per listener)* above can be set so. Built-in values, which a line in the file replaces:\n\n"
+	        "| listener | parameter | value |\n| --- | --- | --- |\n", listener_names(c, known, sizeof known));
+	for (size_t i = 0; i < c->nlisteners; i++)
+		for (size_t k = 0; k < c->nbuiltins; k++) {
+			const struct pt_cfg_override *o = &c->builtins[k];
+			const struct pt_cfg_slot *s = pt_cfg_find(c, o->param);
+
+			if (strcmp(o->listener, c->listeners[i].name) == 0 && s != NULL && s->decl != NULL)
+				fprintf(out, "| %s | `%s` | %s |\n", o->listener, o->param, o->raw);
+		}
 }
 
 void

@@ -114,6 +114,9 @@ void pt_cfg_sort_errors(struct pt_config *c);
 void pt_cfg_override_line(struct pt_config *c, const char *name, size_t namelen,
 	const char *value, size_t valuelen, int line);
 void pt_cfg_listeners_free(struct pt_config *c);
+/* One listener may override param; the reference's listener section. */
+int pt_cfg_listener_param(const struct pt_config *c, const char *param);
+void pt_cfg_doc_listeners(const struct pt_config *c, FILE *out);
 /* Add "FILE:LINE: message" found while checking view v to its root,
  * unless the root has it already (a view repeats the file's errors). */
 void pt_cfg_view_error(const struct pt_config *v, int line, const char *msg);
