@@ -142,16 +142,24 @@ mail_title(void)
 		pt_proctitle_set("%s [%s %s]", S.list->protocol, S.user, S.list->peer);
 		return;
 	}
-	/* Several sessions: the protocols among them, each once. */
-	char protos[64] = "";
+	/* Several sessions: the protocols among them, each once, in
+	 * alphabetical order (the title does not change with who came first). */
+	const char *names[8];
+	size_t k = 0;
 	for (struct session_title *s = S.list; s; s = s->next) {
-		int seen = 0;
-		for (struct session_title *o = S.list; o != s; o = o->next)
-			seen |= strcmp(o->protocol, s->protocol) == 0;
-		if (!seen) {
-			size_t l = strlen(protos);
-			snprintf(protos + l, sizeof protos - l, "%s%s", l ? "+" : "", s->protocol);
-		}
+		size_t i = 0;
+		while (i < k && strcmp(names[i], s->protocol) < 0)
+			i++;
+		if ((i < k && strcmp(names[i], s->protocol) == 0) || k == sizeof names / sizeof names[0])
+			continue;
+		memmove(names + i + 1, names + i, (k - i) * sizeof names[0]);
+		names[i] = s->protocol;
+		k++;
+	}
+	char protos[64] = "";
+	for (size_t i = 0; i < k; i++) {
+		size_t l = strlen(protos);
+		snprintf(protos + l, sizeof protos - l, "%s%s", i ? "+" : "", names[i]);
 	}
 	pt_proctitle_set("%s [%s, %zu sessions]", protos, S.user, n);
 }

@@ -100,6 +100,13 @@ class TitleMixin:
         imap2.login(alice, "secret")
         wait_for(lambda: title(a_pid) == "postern: imap [%s, 2 sessions]" % alice, 10,
                  what="two sessions, not %r" % title(a_pid))
+        # And POP3 beside IMAP: both protocols named, in alphabetical order.
+        pop2 = FromPOP3(s.ports["pop3"], "127.0.0.9")
+        pop2.user(alice)
+        pop2.pass_("secret")
+        wait_for(lambda: title(a_pid) == "postern: imap+pop3 [%s, 3 sessions]" % alice, 10,
+                 what="three sessions, not %r" % title(a_pid))
+        pop2.quit()
         imap2.logout()
         wait_for(lambda: title(a_pid) == "postern: imap [%s 127.0.0.5]" % alice, 10,
                  what="one session again, not %r" % title(a_pid))
