@@ -281,7 +281,10 @@ done:
 static int
 is_address_field(const struct pt_hdr_field *f)
 {
-	static const char *const names[] = { "From", "Sender", "Reply-To", "To", "Cc", "Bcc", NULL };
+	/* Postfix cleanup's address headers (the originator and recipient
+	 * fields, and the old notification ones that name an address). */
+	static const char *const names[] = { "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Apparently-To",
+		"Errors-To", "Return-Receipt-To", "Disposition-Notification-To", NULL };
 	const char *name = f->name;
 	size_t n = f->name_len;
 	/* Resent-From, Resent-To, ...: the same addresses, for a resend. */

@@ -30,8 +30,9 @@ int pt_addrlist_qualify(const char *value, size_t len, const struct pt_addr_qual
                         struct pt_strbuf *out);
 
 /* The message's header section (LF or CR LF, up to its empty line or the
- * first line that is no field): From, Sender, Reply-To, To, Cc, Bcc and
- * their Resent- forms qualified. 0: nothing to change, out untouched;
+ * first line that is no field): From, Sender, Reply-To, To, Cc, Bcc (and
+ * their Resent- forms), Apparently-To, Errors-To, Return-Receipt-To and
+ * Disposition-Notification-To qualified. 0: nothing to change, out untouched;
  * 1: out holds the whole message rewritten; -1: out of memory. */
 int pt_hdr_qualify(const char *msg, size_t len, const struct pt_addr_qualify *q, struct pt_strbuf *out);
 

@@ -126,7 +126,10 @@ test_header_section(void **state)
 	hdr("To: alice,\n  bob\nX: y\n\n", "To: alice@example.org,\n  bob@example.org\nX: y\n\n");
 	/* The section ends at its empty line, or at the first non-field line. */
 	hdr("Subject: hi\nnot a field\nTo: alice\n\n", NULL);
-	hdr("To: a@b.c\nDelivered-To: alice\nX-To: alice\nTo-Do: x\n\n", NULL);
+	hdr("Errors-To: a\nReturn-Receipt-To: b\nDisposition-Notification-To: c\nApparently-To: d\n\n",
+	    "Errors-To: a@example.org\nReturn-Receipt-To: b@example.org\nDisposition-Notification-To: c@example.org\n"
+	    "Apparently-To: d@example.org\n\n");
+	hdr("To: a@b.c\nDelivered-To: alice\nX-To: alice\nTo-Do: x\nResent-Subject: y\n\n", NULL);
 	hdr("", NULL);
 	/* No header section at all, only a body. */
 	hdr("\nTo: alice\n", NULL);
