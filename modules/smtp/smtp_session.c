@@ -841,8 +841,9 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	const char *data = t->msg.p;
 	size_t dlen = t->msg.len;
 	/* Local submission is this host's own client by definition. */
-	int local_client = s->local || smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
-	                                                           pt_conn_local_addr(s->conn), s->sasl_username != NULL);
+	int local_client = s->local ||
+	                   smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
+	                                               pt_conn_local_addr(s->conn), s->sasl_username != NULL);
 	if (local_client || s->set->always_add_headers) {
 		struct smtp_header_fill f = { t->sender.addr, t->id, s->set->hostname, time(NULL) };
 		if (smtp_add_missing_headers(t->msg.p, t->msg.len, 0, &f, &fixed) == 1) {
