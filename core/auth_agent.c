@@ -20,6 +20,7 @@
 #include "passdb.h"
 #include "postern/log.h"
 #include "process.h"
+#include "proctitle.h"
 
 #define AGENT_THREADS 4
 
@@ -150,6 +151,7 @@ agent_main(int fd, const char *passdb)
 
 	pt_process_child_setup();
 	pt_log_set_service("auth");
+	pt_proctitle_set("auth");
 	a.fd = fd;
 	snprintf(a.passdb, sizeof a.passdb, "%s", passdb);
 	for (int i = 0; i < AGENT_THREADS; i++)

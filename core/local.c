@@ -26,6 +26,7 @@
 #include "postern/log.h"
 #include "postern/module.h"
 #include "process.h"
+#include "proctitle.h"
 #include "queue.h"
 
 /* Deliveries to one user taken in one mailstore call (one lock, one
@@ -630,6 +631,7 @@ pt_local_spawn(const struct pt_config *conf, int *worker_fd)
 	close(sv[0]);
 	pt_process_child_setup();
 	pt_log_set_default_service("local");
+	pt_proctitle_set("delivery");
 	struct pt_ctx ctx = { .conf = conf, .loop = pt_loop_new(), .as_root = geteuid() == 0, .role = PT_ROLE_DELIVERY };
 	if (pt_modules_init(&ctx) != 0) {
 		pt_log(PT_LOG_FATAL, "delivery agent: module initialisation failed");

@@ -20,6 +20,7 @@
 #include "postern/log.h"
 #include "postern/services.h"
 #include "process.h"
+#include "proctitle.h"
 #include "queue.h"
 #include "runtime.h"
 #include "session_int.h"
@@ -298,6 +299,7 @@ agent_main(const struct pt_config *conf, int fd)
 {
 	pt_process_child_setup();
 	pt_log_set_default_service("mail-agent");
+	pt_proctitle_set("mail-agent");
 	pt_live_conf = conf;
 	AG.conf = conf;
 	AG.worker = fd;

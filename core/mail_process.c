@@ -21,6 +21,7 @@
 #include "postern/event.h"
 #include "postern/log.h"
 #include "process.h"
+#include "proctitle.h"
 #include "queue.h"
 #include "runtime.h"
 #include "session_int.h"
@@ -32,6 +33,7 @@
 struct served {
 	void (*done)(void *arg);
 	void *arg;
+	void *title;          /* its part of the process title */
 };
 
 static void
@@ -39,6 +41,7 @@ served_release(struct pt_conn *c, void *arg)
 {
 	struct served *s = arg;
 	(void)c;
+	pt_proctitle_session_del(s->title);
 	s->done(s->arg);
 	free(s);
 }
@@ -62,6 +65,7 @@ pt_session_serve(struct pt_loop *loop, int fd, const struct pt_session_info *inf
 	pt_conn_set_origin(c, info->peer_addr, info->peer_port, info->local_addr, info->local_port,
 	                   info->tls);
 	pt_conn_set_release(c, served_release, s);
+	s->title = pt_proctitle_session_add(info->protocol, info->peer_addr);
 
 	char tag[PT_SESSION_PROTO_MAX + PT_SESSION_NAME_MAX + 4];
 	snprintf(tag, sizeof tag, "%s(%s)", info->protocol, info->user);
@@ -238,6 +242,7 @@ pt_mail_process_main(int ctl, const struct pt_user *user, const struct pt_config
 			_exit(1);
 		}
 	}
+	pt_proctitle_mail_user(user->name);
 	/* A credential change clears the parent-death signal: set it again,
 	 * and catch an agent that died before this line. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

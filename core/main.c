@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "config_int.h"
+#include "proctitle.h"
 #include "runtime.h"
 
 #define DEFAULT_CONF "/etc/postern/postern.conf"
@@ -180,6 +181,8 @@ static const struct verb verbs[] = {
 int
 main(int argc, char **argv)
 {
+	/* Before anything reads argv or the environment (`run` titles its processes). */
+	pt_proctitle_init(argc, argv);
 	const char *base = strrchr(argv[0], '/');
 	base = base ? base + 1 : argv[0];
 	int rc = pt_sendmail_personality(base, argc, argv);

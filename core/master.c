@@ -36,6 +36,7 @@
 #include "postern/log.h"
 #include "passdb.h"
 #include "process.h"
+#include "proctitle.h"
 #include "queue.h"
 #include "queue_int.h"
 #include "runtime.h"
@@ -337,6 +338,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd, int ct
 	pt_process_child_setup();
 	pt_log_set_default_service("worker");
 	pt_log_set_name(pt_conf_str(g->conf, "syslog_name"));
+	pt_proctitle_set("worker");
 	pt_live_conf = g->conf;
 	if (M.as_root) {
 		if (pt_process_drop_privileges(M.owner_uid, M.owner_gid) != 0) {
@@ -1383,6 +1385,7 @@ pt_cmd_run(const char *conf, int argc, char **argv)
 		return 1;
 	}
 	pt_log_set_default_service("master");
+	pt_proctitle_set("master");
 	if (prepare_directories(qdir) != 0)
 		return 1;
 	snprintf(M.pid_file, sizeof M.pid_file, "%s", pt_conf_str(c, "pid_file"));

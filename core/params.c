@@ -205,6 +205,12 @@ static const struct pt_param core_params[] = {
 		"this host's domain (default: $myhostname without its first label)", 0, 0},
 	{"myorigin", PT_STR, "$myhostname", NULL,
 		"domain added to unqualified sender addresses; a /path names a file whose first line is it (/etc/mailname)", 0, 0},
+	{"append_at_myorigin", PT_BOOL, "yes", NULL,
+		"locally submitted mail (sendmail, local_header_rewrite_clients): a header address without a domain "
+		"(To: alice) gets @$myorigin", 0, 0},
+	{"append_dot_mydomain", PT_BOOL, "no", NULL,
+		"locally submitted mail: a header address whose domain has no dot (bob@host) gets .$mydomain "
+		"(Postfix's default is no since 3.0)", 0, 0},
 	{"mydestination", PT_LIST, "$myhostname, localhost.$mydomain, localhost", NULL,
 		"domains delivered locally", 0, 0},
 	{"relay_domains", PT_LIST, "", NULL,

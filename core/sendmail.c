@@ -25,6 +25,7 @@
 #include "loader.h"
 #include "log_int.h"
 #include "net.h"
+#include "postern/addrlist.h"
 #include "postern/event.h"
 #include "postern/fdio.h"
 #include "postern/submit.h"
@@ -242,6 +243,21 @@ submit(const struct submission *s, const char *raw, size_t rawlen, char **args, 
 	free(user_addr);
 	if (!q.data || !q.sender)
 		goto oom;
+	/* Postfix cleanup's append_at_myorigin / append_dot_mydomain for
+	 * local mail: "To: alice" reads as alice@$myorigin in every client. */
+	struct pt_addr_qualify qual;
+	pt_addr_qualify_init(&qual, s->conf);
+	struct pt_strbuf qualified = { 0 };
+	int qrc = pt_hdr_qualify(q.data, q.len, &qual, &qualified);
+	if (qrc < 0) {
+		pt_strbuf_free(&qualified);
+		goto oom;
+	}
+	if (qrc == 1) {
+		free(q.data);
+		q.data = qualified.p;
+		q.len = qualified.len;
+	}
 	if (nrcpt == 0) {
 		fprintf(stderr, "%s: no recipients specified\n", s->prog);
 		rc = PT_EX_USAGE;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "postern/address.h"
+#include "postern/addrlist.h"
 #include "postern/conn.h"
 #include "postern/event.h"
 #include "postern/log.h"
@@ -835,24 +836,32 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	env.body_8bit = t->params.body == SMTP_BODY_8BITMIME;
 	env.smtputf8 = t->params.smtputf8;
 	/* Postfix cleanup's repair of a bare message from this host. */
-	struct pt_strbuf fixed = { 0 };
+	struct pt_strbuf fixed = { 0 }, qualified = { 0 };
 	const char *data = t->msg.p;
 	size_t dlen = t->msg.len;
 	/* Local submission is this host's own client by definition. */
-	if (s->local || s->set->always_add_headers ||
-	    smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
-	                                pt_conn_local_addr(s->conn), s->sasl_username != NULL)) {
+	int local_client = s->local ||
+	                   smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
+	                                               pt_conn_local_addr(s->conn), s->sasl_username != NULL);
+	if (local_client || s->set->always_add_headers) {
 		struct smtp_header_fill f = { t->sender.addr, t->id, s->set->hostname, time(NULL) };
 		if (smtp_add_missing_headers(t->msg.p, t->msg.len, 0, &f, &fixed) == 1) {
 			data = fixed.p;
 			dlen = fixed.len;
 		}
 	}
+	/* ... and its qualification of bare header addresses (only for mail
+	 * of this host's clients: a remote sender's headers are its own). */
+	if (local_client && pt_hdr_qualify_local(data, dlen, &qualified) == 1) {
+		data = qualified.p;
+		dlen = qualified.len;
+	}
 	if (s->local)
 		rcode = s->local->submit(s->local->sink, s->loop, t->id, &env, data, dlen, queue_done, s);
 	else
 		rcode = pt_queue_submit(s->loop, t->id, &env, data, dlen, queue_done, s);
 	pt_strbuf_free(&fixed);
+	pt_strbuf_free(&qualified);
 	free(rc);
 	if (rcode != 0) {
 		reply(s, "451 4.3.0 Error: queue file write error");

@@ -96,8 +96,9 @@ const struct pt_param smtp_params[] = {
 	  "hosts(5) file asked for the client's name before DNS (the resolver's \"files dns\" order); "
 	  "empty = DNS only", 0, 0 },
 	{ "local_header_rewrite_clients", PT_STR, "permit_inet_interfaces", validate_rewrite_clients,
-	  "clients whose mail gets missing Date:, Message-Id: and From: headers added: permit_inet_interfaces "
-	  "(this host), permit_sasl_authenticated, static:all; empty = none", 0, 0 },
+	  "clients whose mail gets missing Date:, Message-Id: and From: headers added and its header addresses "
+	  "qualified (append_at_myorigin): permit_inet_interfaces (this host), permit_sasl_authenticated, "
+	  "static:all; empty = none", 0, 0 },
 	{ "always_add_missing_headers", PT_BOOL, "no", NULL,
 	  "add missing Date:, Message-Id: and From: headers to mail from every client", 0, 0 },
 	{ "disable_vrfy_command", PT_BOOL, "no", NULL,
