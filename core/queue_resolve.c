@@ -309,13 +309,14 @@ qresolve_all(struct qmsg *m)
 			t->state = TARGET_DONE;
 		}
 	}
-	/* Mailboxes, files and commands: the local transport's. */
-	const struct pt_transport_ops *local = NULL;
+	/* Mailboxes, files and commands: the local transport's (the core's
+	 * own, so never missing while the queue runs). */
+	const struct pt_transport_ops *local = pt_transport_get("local");
 	for (size_t i = 0; i < m->nt; i++) {
 		struct target *t = &m->t[i];
 		if (t->state != TARGET_PENDING)
 			continue;
-		if (!local && !(local = pt_transport_get("local"))) {
+		if (!local || !local->deliver) {
 			pt_status_set(&t->st, 450, "4.3.5", "unsupported transport \"local\"");
 			t->state = TARGET_DONE;
 		} else if (qtransport_add_target(m, i, local) != 0) {
