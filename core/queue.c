@@ -1,8 +1,8 @@
 /* One message's attempt: resolve its recipients, hand the deliveries to
- * the local agent and the transports, settle the outcome, make it
+ * their transports (local among them), settle the outcome, make it
  * durable, and tell the caller through its one done callback. The stages
- * live in queue_resolve.c, queue_agent.c, queue_transport.c,
- * queue_outcome.c, queue_store.c. */
+ * live in queue_resolve.c, queue_transport.c, queue_outcome.c,
+ * queue_store.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,8 +93,8 @@ attempt_stored(struct qmsg *m)
 	qmsg_free(m);
 }
 
-/* One delivery stage has answered (agent request, SMTP client batch, or
- * the dispatch itself): when none is left, settle and store. */
+/* One delivery stage has answered (a transport's deliver call, or the
+ * dispatch itself): when none is left, settle and store. */
 static void
 attempt_answered(struct qmsg *m)
 {
@@ -104,8 +104,7 @@ attempt_answered(struct qmsg *m)
 	qstore_commit(m, attempt_stored);
 }
 
-/* Send the resolved recipients on their way: their transports, and the
- * delivery agent for local targets. */
+/* Send the resolved recipients and targets to their transports. */
 static void
 attempt_dispatch(struct qmsg *m)
 {
@@ -113,7 +112,6 @@ attempt_dispatch(struct qmsg *m)
 	 * message under us. */
 	m->outstanding++;
 	qtransport_dispatch(m, attempt_answered);
-	qagent_dispatch(m, attempt_answered);
 	attempt_answered(m);
 }
 

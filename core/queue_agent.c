@@ -1,17 +1,22 @@
-/* The worker's link to the local delivery agent: pending targets go out as
- * requests on the SOCK_SEQPACKET socket (message inline or as a sealed
- * memfd), answers and timeouts come back per request. */
+/* The "local" transport (postern/transport.h), provided by the core: the
+ * worker's link to the root delivery agent. The queue gives it the targets
+ * of its alias expansion and user lookup (a mailbox, a /file, a |command);
+ * they go out as requests on the SOCK_SEQPACKET socket (message inline or
+ * as a sealed memfd), answers and timeouts come back per request. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include "postern/event.h"
 #include "postern/fdio.h"
 #include "postern/log.h"
 #include "queue_msg.h"
@@ -21,12 +26,23 @@
 /* An agent that does not answer in this time has its deliveries deferred. */
 #define AGENT_TIMEOUT_MS (10 * 60 * 1000)
 
+/* One deliver call of the local transport: its targets go out in one or
+ * more agent requests; done runs when the last has its answer. */
+struct local_call {
+	const struct pt_transport_msg *msg;
+	struct pt_transport_rcpt *rcpt;
+	size_t n;
+	size_t requests;              /* agent requests without an answer */
+	struct timeval start;
+	void (*done)(void *arg);
+	void *arg;
+	struct pt_deferred later;     /* the answer when no request went out */
+};
+
 struct agent_req {
 	uint32_t seq;
-	struct qmsg *m;
-	qmsg_step_fn *answered;
-	size_t n;                     /* targets covered */
-	size_t *idx;                  /* their indexes in m->t, in item order */
+	struct local_call *call;
+	size_t first, n;              /* the call's rcpt[first..first+n) */
 	struct pt_timer *timer;
 	struct agent_req *next;
 };
@@ -34,6 +50,48 @@ struct agent_req {
 static struct agent_req *agent_pending;
 static uint32_t agent_seq;
 static int agent_sndbuf;              /* the agent socket's send buffer */
+
+static double
+since(const struct timeval *a)
+{
+	struct timeval now;
+	gettimeofday(&now, NULL);
+	double d = (double)(now.tv_sec - a->tv_sec) + (double)(now.tv_usec - a->tv_usec) / 1e6;
+	return d < 0 ? 0 : d;
+}
+
+/* Every target has its status: log them, as every transport does, and
+ * answer the queue. */
+static void
+call_finish(struct local_call *c)
+{
+	/* Before the delivery, then the delivery; no connection to wait for. */
+	double before = difftime(c->start.tv_sec, c->msg->arrival);
+	double delays[4] = { before < 0 ? 0 : before, 0, 0, since(&c->start) };
+	for (size_t i = 0; i < c->n; i++) {
+		struct pt_transport_rcpt *r = &c->rcpt[i];
+		const struct target *t = r->detail;
+		/* The queue's soft_bounce, applied before the line is written
+		 * (the queue applies it to every outcome again). */
+		if (pt_qs.soft_bounce && r->st.code >= 500)
+			r->st.code = 450;
+		if (r->st.code == 0 && !r->st.text[0])
+			snprintf(r->st.text, sizeof r->st.text, "delivered to mailbox");
+		const char *orig = r->orig && r->orig[0] ? r->orig : t->envelope;
+		pt_delivery_log("local", c->msg->queue_id, r->address, orig, "local", delays, &r->st);
+	}
+	void (*done)(void *) = c->done;
+	void *arg = c->arg;
+	free(c);
+	done(arg);
+}
+
+static void
+call_later(struct pt_loop *loop, void *arg)
+{
+	(void)loop;
+	call_finish(arg);
+}
 
 static void
 agent_req_complete(struct agent_req *r, const struct pt_agent_resp *resp, const char *why)
@@ -46,22 +104,20 @@ agent_req_complete(struct agent_req *r, const struct pt_agent_resp *resp, const 
 	if (r->timer && resp)
 		pt_timer_cancel(pt_qs.loop, r->timer);
 	r->timer = NULL;
+	struct local_call *c = r->call;
 	for (size_t i = 0; i < r->n; i++) {
-		struct target *t = &r->m->t[r->idx[i]];
+		struct pt_status *st = &c->rcpt[r->first + i].st;
 		if (resp && i < resp->n) {
-			t->st = resp->st[i];
-			if (t->st.code == 0 && !t->st.dsn[0])
-				snprintf(t->st.dsn, sizeof t->st.dsn, "2.0.0");
+			*st = resp->st[i];
+			if (st->code == 0 && !st->dsn[0])
+				snprintf(st->dsn, sizeof st->dsn, "2.0.0");
 		} else {
-			pt_status_set(&t->st, 451, "4.3.0", "%s", why ? why : "delivery agent gave no answer");
+			pt_status_set(st, 451, "4.3.0", "%s", why ? why : "delivery agent gave no answer");
 		}
-		t->state = TARGET_DONE;
 	}
-	struct qmsg *m = r->m;
-	qmsg_step_fn *answered = r->answered;
-	free(r->idx);
 	free(r);
-	answered(m);
+	if (--c->requests == 0)
+		call_finish(c);
 }
 
 static void
@@ -70,7 +126,7 @@ agent_timeout(struct pt_loop *loop, void *arg)
 	(void)loop;
 	struct agent_req *r = arg;
 	r->timer = NULL;
-	pt_warn("%s: local delivery agent did not answer in time", r->m->q.id);
+	pt_warn("%s: local delivery agent did not answer in time", r->call->msg->queue_id);
 	agent_req_complete(r, NULL, "local delivery agent timed out");
 }
 
@@ -142,12 +198,12 @@ pt_qagent_detach(void)
 }
 
 static int
-message_memfd(const struct qmsg *m)
+message_memfd(const struct pt_transport_msg *msg)
 {
 	int fd = memfd_create("postern-msg", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -1;
-	if (pt_write_all(fd, m->q.data, m->q.len) != 0) {
+	if (pt_write_all(fd, msg->data, msg->len) != 0) {
 		close(fd);
 		return -1;
 	}
@@ -172,14 +228,15 @@ static const enum pt_agent_kind agent_kind[] = {
 	[TARGET_MAILBOX] = PT_AGENT_MAILBOX, [TARGET_FILE] = PT_AGENT_FILE, [TARGET_COMMAND] = PT_AGENT_COMMAND,
 };
 
-/* One request for targets idx[0..n). A small message goes inline after
- * the request; otherwise (or when they do not fit together) the message
- * goes as a memfd, made on first need and kept in *memfd for the
- * message's other requests. */
+/* One request for the call's rcpt[first..first+n). A small message goes
+ * inline after the request; otherwise (or when they do not fit together)
+ * the message goes as a memfd, made on first need and kept in *memfd for
+ * the call's other requests. */
 static int
-agent_send(struct qmsg *m, qmsg_step_fn *answered, int *memfd, size_t *idx, size_t n)
+agent_send(struct local_call *c, int *memfd, size_t first, size_t n)
 {
 	static char buf[PT_AGENT_MSG_MAX];
+	const struct pt_transport_msg *msg = c->msg;
 	struct pt_agent_item *items = calloc(n, sizeof *items);
 	struct agent_req *r = calloc(1, sizeof *r);
 	if (!items || !r) {
@@ -188,24 +245,24 @@ agent_send(struct qmsg *m, qmsg_step_fn *answered, int *memfd, size_t *idx, size
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const struct target *t = &m->t[idx[i]];
+		const struct pt_transport_rcpt *x = &c->rcpt[first + i];
+		const struct target *t = x->detail;
 		items[i].kind = agent_kind[t->kind];
-		items[i].recipient = m->q.rcpt[t->rcpt].address;
-		const char *orig = m->q.rcpt[t->rcpt].orig;
-		items[i].orig = orig && orig[0] ? (char *)orig : NULL;
+		items[i].recipient = (char *)t->envelope;
+		items[i].orig = x->orig && x->orig[0] ? (char *)x->orig : NULL;
 		items[i].user = t->user;
 		items[i].target = t->target;
 		items[i].owner = t->owner;
 	}
-	struct pt_agent_req req = { .seq = ++agent_seq, .queue_id = m->q.id, .sender = m->q.sender,
-		.arrival = (int64_t)m->q.arrival, .len = m->q.len, .n = n, .item = items };
+	struct pt_agent_req req = { .seq = ++agent_seq, .queue_id = (char *)msg->queue_id,
+		.sender = (char *)msg->sender, .arrival = (int64_t)msg->arrival, .len = msg->len, .n = n, .item = items };
 	ssize_t len = pt_agent_req_encode(&req, buf, sizeof buf);
 	free(items);
-	if (len >= 0 && *memfd < 0 && m->q.len <= PT_AGENT_INLINE_MAX && m->q.len <= sizeof buf - (size_t)len &&
-	    agent_room_for((size_t)len + m->q.len)) {
-		memcpy(buf + len, m->q.data, m->q.len);
-		len += (ssize_t)m->q.len;
-	} else if (len >= 0 && *memfd < 0 && (*memfd = message_memfd(m)) < 0) {
+	if (len >= 0 && *memfd < 0 && msg->len <= PT_AGENT_INLINE_MAX && msg->len <= sizeof buf - (size_t)len &&
+	    agent_room_for((size_t)len + msg->len)) {
+		memcpy(buf + len, msg->data, msg->len);
+		len += (ssize_t)msg->len;
+	} else if (len >= 0 && *memfd < 0 && (*memfd = message_memfd(msg)) < 0) {
 		len = -1;
 	}
 	if (len < 0 || pt_agent_send(pt_qs.local_fd, buf, (size_t)len, *memfd) < 0) {
@@ -213,37 +270,42 @@ agent_send(struct qmsg *m, qmsg_step_fn *answered, int *memfd, size_t *idx, size
 		return -1;
 	}
 	r->seq = req.seq;
-	r->m = m;
-	r->answered = answered;
+	r->call = c;
+	r->first = first;
 	r->n = n;
-	r->idx = malloc(n * sizeof *r->idx);
-	if (!r->idx) {
-		/* Sent already: the answer will find no request and be dropped;
-		 * these deliveries count as deferred (a retry may duplicate). */
-		free(r);
-		return -1;
-	}
-	memcpy(r->idx, idx, n * sizeof *idx);
 	r->timer = pt_timer_add(pt_qs.loop, AGENT_TIMEOUT_MS, agent_timeout, r);
 	r->next = agent_pending;
 	agent_pending = r;
-	m->outstanding++;
+	c->requests++;
 	return 0;
 }
 
-void
-qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered)
+/* The "local" transport: every rcpt is a target of the queue's resolution
+ * (detail: struct target), delivered by the root agent. */
+static void
+local_deliver(struct pt_loop *loop, const struct pt_transport_msg *msg, struct pt_transport_rcpt *rcpt, size_t n,
+              void (*done)(void *arg), void *arg)
 {
-	size_t *idx = malloc((m->nt ? m->nt : 1) * sizeof *idx);
-	size_t n = 0;
-	for (size_t i = 0; idx && i < m->nt; i++)
-		if (m->t[i].state == TARGET_PENDING)
-			idx[n++] = i;
+	struct local_call *c = calloc(1, sizeof *c);
+	if (!c) {
+		/* Nothing to defer the answer with: answered now, which the
+		 * queue allows (it holds the attempt while dispatching). */
+		for (size_t i = 0; i < n; i++) {
+			pt_status_set(&rcpt[i].st, 451, "4.3.0", "out of memory");
+			const struct target *t = rcpt[i].detail;
+			double delays[4] = { 0, 0, 0, 0 };
+			pt_delivery_log("local", msg->queue_id, rcpt[i].address, t->envelope, "local", delays, &rcpt[i].st);
+		}
+		done(arg);
+		return;
+	}
+	*c = (struct local_call){ .msg = msg, .rcpt = rcpt, .n = n, .done = done, .arg = arg };
+	gettimeofday(&c->start, NULL);
 	int memfd = -1;
 	size_t sent = 0;
 	for (size_t off = 0; pt_qs.local_fd >= 0 && off < n; off += AGENT_CHUNK) {
 		size_t k = n - off < AGENT_CHUNK ? n - off : AGENT_CHUNK;
-		if (agent_send(m, answered, &memfd, idx + off, k) != 0)
+		if (agent_send(c, &memfd, off, k) != 0)
 			break;
 		sent = off + k;
 	}
@@ -253,15 +315,22 @@ qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered)
 	                  : pt_qs.local_none ? "mail system configuration error: no local delivery "
 	                                       "(no loaded module delivers, e.g. module mbox)"
 	                                     : "local delivery agent is not running";
-	for (size_t i = sent; i < n; i++) {
-		struct target *t = &m->t[idx[i]];
-		pt_status_set(&t->st, 451, "4.3.0", "%s", why);
-		t->state = TARGET_DONE;
-	}
-	for (size_t i = 0; !idx && i < m->nt; i++)
-		if (m->t[i].state == TARGET_PENDING) {
-			pt_status_set(&m->t[i].st, 451, "4.3.0", "%s", why);
-			m->t[i].state = TARGET_DONE;
-		}
-	free(idx);
+	for (size_t i = sent; i < n; i++)
+		pt_status_set(&rcpt[i].st, 451, "4.3.0", "%s", why);
+	/* Nothing out: the answer is ready, but comes from the loop (the
+	 * callback rule of services.h). */
+	if (c->requests == 0)
+		pt_defer(loop, &c->later, call_later, c);
+}
+
+static const struct pt_transport_ops local_transport = { 0, local_deliver };
+
+void
+pt_qagent_provide(void)
+{
+	const void *had = pt_service_get(PT_SVC_TRANSPORT("local"));
+	if (had && had != &local_transport)
+		pt_warn("a module registered the transport \"local\": the core's delivery agent link replaces it");
+	if (pt_service_register(PT_SVC_TRANSPORT("local"), &local_transport) != 0)
+		pt_error("cannot register the transport \"local\": local mail stays queued");
 }

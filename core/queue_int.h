@@ -4,7 +4,9 @@
  *   queue_submit.c   pt_queue_submit: a message an SMTP client waits on
  *   queue_mgr.c      scheduling: index, retries, pickup, flush, the lock
  *   queue.c          one message's attempt (pt_qmsg_attempt), driving
- *   queue_resolve.c, queue_agent.c, queue_outcome.c, queue_store.c
+ *   queue_resolve.c, queue_transport.c, queue_outcome.c, queue_store.c
+ *   queue_agent.c    the "local" transport, reached through the service
+ *                    registry like any transport (never called by name)
  *   queue_util.c, queue_file.c, queue_proto.c, dsn.c  (leaves) */
 #ifndef POSTERN_QUEUE_INT_H
 #define POSTERN_QUEUE_INT_H
@@ -82,7 +84,10 @@ typedef void pt_queue_done_fn(void *arg, const struct pt_status *st, const char 
  * -1 (no memory): q freed, done never runs. */
 int pt_qmgr_submit(struct pt_qfile *q, pt_queue_done_fn *done, void *arg);
 
-/* ---- agent link (queue_agent.c) ---- */
+/* ---- the "local" transport: the agent link (queue_agent.c) ---- */
+/* Register it under PT_SVC_TRANSPORT("local") (after the modules' init:
+ * it replaces a module's, with a warning). */
+void pt_qagent_provide(void);
 void pt_qagent_attach(int fd);
 void pt_qagent_detach(void);
 

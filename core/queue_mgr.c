@@ -692,6 +692,7 @@ pt_queue_start(struct pt_loop *loop, const struct pt_config *conf, int local_fd)
 	warn_shared_group();
 	pt_qs.running = 1;
 	pt_qs.local_none = local_fd < 0;
+	pt_qagent_provide();
 	pt_qagent_attach(local_fd);
 	if (!take_lock())
 		pt_log_as("qmgr", PT_LOG_INFO, "queue files are still owned by the previous generation; waiting");

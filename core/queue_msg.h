@@ -1,6 +1,7 @@
 /* One message in an attempt, shared by the attempt's stages: queue.c
- * drives it through resolve (queue_resolve.c), delivery (queue_agent.c for
- * local targets, queue_transport.c for the other transports), outcome (queue_outcome.c) and storage (queue_store.c).
+ * drives it through resolve (queue_resolve.c), delivery (queue_transport.c:
+ * one deliver call per transport, the local one -- queue_agent.c -- among
+ * them), outcome (queue_outcome.c) and storage (queue_store.c).
  * A stage that finishes later calls back through the function it was
  * handed, never by name. */
 #ifndef POSTERN_QUEUE_MSG_H
@@ -25,15 +26,18 @@ struct rcpt_res {
 enum target_kind { TARGET_MAILBOX, TARGET_FILE, TARGET_COMMAND,
 	TARGET_FORWARD /* a remote alias member: leaves in a new message */ };
 enum target_state {
-	TARGET_PENDING,          /* for the delivery agent */
-	TARGET_DONE,          /* st holds its outcome */
-	TARGET_DUPLICATE,     /* same mailbox/file/command as an earlier one: dropped */
+	TARGET_PENDING,          /* for the local transport */
+	TARGET_DONE,             /* st holds its outcome, decided here: logged at outcome */
+	TARGET_DELIVERED,        /* st set and logged by the local transport */
+	TARGET_DUPLICATE,        /* same mailbox/file/command as an earlier one: dropped */
 	TARGET_FORWARD_PENDING,  /* the forwarded copy is made at outcome time */
 };
 
-/* One final destination of a recipient (after alias expansion). */
+/* One final destination of a recipient (after alias expansion). The local
+ * transport (queue_agent.c) gets it as its pt_transport_rcpt.detail. */
 struct target {
 	size_t rcpt;                  /* index in q.rcpt */
+	const char *envelope;         /* q.rcpt[rcpt].address, until the outcome (Delivered-To) */
 	enum target_kind kind;
 	enum target_state state;
 	char *final;                  /* final address (to=) */
@@ -64,7 +68,7 @@ struct qmsg {
 	struct target *t;
 	size_t nt, cap;
 	size_t outstanding;           /* deliveries without an answer (+1 while dispatching) */
-	struct xgroup *xg;            /* recipients per transport (not local) */
+	struct xgroup *xg;            /* recipients and local targets per transport */
 	size_t nxg;
 	struct pt_transport_msg xmsg; /* what the transports were given */
 	/* outcome */
@@ -84,23 +88,22 @@ struct qmsg {
 };
 
 /* queue_resolve.c: route and expand every pending recipient into m->rr
- * and m->t (duplicates and loops marked). */
+ * and m->t (duplicates and loops marked); each recipient routed to a
+ * transport by name, and each target left PENDING for the "local" one,
+ * is added to its transport's group (qtransport_add*). */
 void qresolve_all(struct qmsg *m);
-
-/* queue_agent.c: hand every pending target to the delivery agent; each
- * request adds one to m->outstanding and calls answered(m) when its
- * targets are DONE (answer, timeout or agent gone). Targets that cannot
- * be sent are DONE with a temporary failure before return. */
-void qagent_dispatch(struct qmsg *m, qmsg_step_fn *answered);
 
 /* queue_transport.c: recipient i goes to transport ops (nexthop copied);
  * RCPT_TRANSPORT from now. 0 or -1 (no memory). */
 struct xgroup;
 int qtransport_add(struct qmsg *m, size_t i, const struct pt_transport_ops *ops, const char *nexthop);
+/* Target k goes to transport ops with itself as the detail; its outcome
+ * comes back into m->t[k] (TARGET_DELIVERED). 0 or -1 (no memory). */
+int qtransport_add_target(struct qmsg *m, size_t k, const struct pt_transport_ops *ops);
 /* 1 when a transport of the message says PT_TRANSPORT_SLOW. */
 int qtransport_slow(const struct qmsg *m);
 /* One deliver call per transport; each adds one to m->outstanding and
- * calls answered(m) when its outcomes are in m->rr. */
+ * calls answered(m) when its outcomes are in m->rr and m->t. */
 void qtransport_dispatch(struct qmsg *m, qmsg_step_fn *answered);
 void qtransport_free(struct qmsg *m);
 
@@ -108,9 +111,6 @@ void qtransport_free(struct qmsg *m);
  * stays (m->q rewritten, m->keep), build the bounce and forwarded copies,
  * or the refusal. Synchronous. */
 void qoutcome_settle(struct qmsg *m);
-/* The log line of one recipient (Postfix's "to=<..>, relay=.."). */
-void qoutcome_log(const struct qmsg *m, const char *to, const char *orig, const struct pt_status *st,
-                  const char *relay);
 
 /* queue_store.c: make the decided outcome durable, then m->stored(m)
  * (store_failed set when it could not be). qstore_accept: the message as

@@ -20,17 +20,16 @@ elapsed(const struct timeval *a, const struct timeval *b)
 	return d < 0 ? 0 : d;
 }
 
-void
-qoutcome_log(const struct qmsg *m, const char *to, const char *orig, const struct pt_status *st, const char *relay)
+/* The log line of an outcome decided here, not by a transport (routing
+ * and alias failures, unknown users, loops, forwards). */
+static void
+outcome_log(const struct qmsg *m, const char *to, const char *orig, const struct pt_status *st, const char *relay)
 {
 	struct timeval now;
 	gettimeofday(&now, NULL);
-	/* Before the attempt, then delivery; no connection to wait for. */
+	/* Before the attempt, then the attempt; no connection to wait for. */
 	double delays[4] = { m->t_before, 0, 0, elapsed(&m->t0, &now) };
-	struct pt_status shown = *st;
-	if (!shown.text[0])
-		snprintf(shown.text, sizeof shown.text, "delivered to mailbox");
-	pt_delivery_log("local", m->q.id, to, orig, relay, delays, &shown);
+	pt_delivery_log("local", m->q.id, to, orig, relay, delays, st);
 }
 
 /* ---------- bounces ---------- */
@@ -207,7 +206,7 @@ qoutcome_settle(struct qmsg *m)
 				st->code = 450;
 			/* A transport logged its recipients already. */
 			if (m->rr[i].how == RCPT_DECIDED)
-				qoutcome_log(m, r->address, r->orig, st, st->code == 0 ? "none" : "local");
+				outcome_log(m, r->address, r->orig, st, st->code == 0 ? "none" : "local");
 			if (st->code >= 500 || (st->code >= 400 && expired))
 				rlist_add(&failed, r->address, orig, st);
 			else if (st->code >= 400)
@@ -221,7 +220,9 @@ qoutcome_settle(struct qmsg *m)
 				continue;
 			if (pt_qs.soft_bounce && t->st.code >= 500)
 				t->st.code = 450;
-			qoutcome_log(m, t->final, orig, &t->st, "local");
+			/* The local transport logged the targets it delivered. */
+			if (t->state != TARGET_DELIVERED)
+				outcome_log(m, t->final, orig, &t->st, "local");
 			if (t->st.code < 500)
 				settled++;
 			if (t->st.code >= 500 || (t->st.code >= 400 && expired)) {

@@ -1,8 +1,9 @@
 /* Recipient resolution for one attempt: routing, alias expansion (local
  * users, /file and |command members, remote members to forward), user
- * lookup with recipient_delimiter; other transports get their recipients
- * (queue_transport.c). Then one copy per mailbox / file /
- * command and Delivered-To loop detection. */
+ * lookup with recipient_delimiter; transports routed by name get their
+ * recipients (queue_transport.c). Then one copy per mailbox / file /
+ * command, Delivered-To loop detection, and the targets left go to the
+ * "local" transport, looked up like any other. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ target_add(struct qmsg *m, size_t rcpt, enum target_kind kind, const char *final
 	struct target *t = &m->t[m->nt];
 	memset(t, 0, sizeof *t);
 	t->rcpt = rcpt;
+	t->envelope = m->q.rcpt[rcpt].address;
 	t->kind = kind;
 	t->state = TARGET_PENDING;
 	t->final = strdup(final);
@@ -304,6 +306,21 @@ qresolve_all(struct qmsg *m)
 		                     : already_delivered_to(m->q.data, m->q.len, envelope_rcpt) ? envelope_rcpt : NULL;
 		if (looped) {
 			pt_status_set(&t->st, 554, "5.4.6", "mail forwarding loop for %s", looped);
+			t->state = TARGET_DONE;
+		}
+	}
+	/* Mailboxes, files and commands: the local transport's (the core's
+	 * own, so never missing while the queue runs). */
+	const struct pt_transport_ops *local = pt_transport_get("local");
+	for (size_t i = 0; i < m->nt; i++) {
+		struct target *t = &m->t[i];
+		if (t->state != TARGET_PENDING)
+			continue;
+		if (!local || !local->deliver) {
+			pt_status_set(&t->st, 450, "4.3.5", "unsupported transport \"local\"");
+			t->state = TARGET_DONE;
+		} else if (qtransport_add_target(m, i, local) != 0) {
+			pt_status_set(&t->st, 451, "4.3.0", "out of memory");
 			t->state = TARGET_DONE;
 		}
 	}

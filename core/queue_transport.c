@@ -1,23 +1,33 @@
-/* Recipients routed to a transport other than local: one group per
- * transport, one deliver call per group; the outcomes land in the
- * recipients' results (RCPT_TRANSPORT: the transport logged them). */
+/* Delivery through the transports, the local one included: one group per
+ * transport, one deliver call per group. A group's entries are recipients
+ * routed to a transport by name (their outcomes land in the recipients'
+ * results, RCPT_TRANSPORT) or local targets after alias expansion (their
+ * outcomes land in the targets, TARGET_DELIVERED, and count for their
+ * recipients at outcome time); either way the transport logged them. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "queue_msg.h"
+
+struct xentry {
+	size_t idx;                   /* recipient index, or target index */
+	int is_target;
+	char *nexthop;                /* owned copy behind r[k].nexthop */
+};
 
 struct xgroup {
 	struct qmsg *m;
 	const struct pt_transport_ops *ops;
 	qmsg_step_fn *answered;
 	struct pt_transport_rcpt *r;
-	size_t *idx;                  /* recipient index of r[k] */
-	char **nexthop;               /* owned copies behind r[k].nexthop */
+	struct xentry *e;             /* what r[k] stands for */
 	size_t n, cap;
 };
 
-int
-qtransport_add(struct qmsg *m, size_t i, const struct pt_transport_ops *ops, const char *nexthop)
+/* A new entry at the end of ops's group (made on first need), or NULL
+ * without memory. */
+static struct pt_transport_rcpt *
+group_entry(struct qmsg *m, const struct pt_transport_ops *ops, size_t idx, int is_target, const char *nexthop)
 {
 	struct xgroup *g = NULL;
 	for (size_t k = 0; k < m->nxg; k++)
@@ -26,7 +36,7 @@ qtransport_add(struct qmsg *m, size_t i, const struct pt_transport_ops *ops, con
 	if (!g) {
 		struct xgroup *v = realloc(m->xg, (m->nxg + 1) * sizeof *v);
 		if (!v)
-			return -1;
+			return NULL;
 		m->xg = v;
 		g = &m->xg[m->nxg++];
 		memset(g, 0, sizeof *g);
@@ -38,28 +48,45 @@ qtransport_add(struct qmsg *m, size_t i, const struct pt_transport_ops *ops, con
 		struct pt_transport_rcpt *r = realloc(g->r, cap * sizeof *r);
 		if (r)
 			g->r = r;
-		size_t *idx = r ? realloc(g->idx, cap * sizeof *idx) : NULL;
-		if (idx)
-			g->idx = idx;
-		char **nh = idx ? realloc(g->nexthop, cap * sizeof *nh) : NULL;
-		if (!nh)
-			return -1;
-		g->nexthop = nh;
+		struct xentry *e = r ? realloc(g->e, cap * sizeof *e) : NULL;
+		if (!e)
+			return NULL;
+		g->e = e;
 		g->cap = cap;
 	}
-	char *copy = strdup(nexthop ? nexthop : "");
+	char *copy = strdup(nexthop);
 	if (!copy)
-		return -1;
-	const struct pt_qrcpt *q = &m->q.rcpt[i];
-	struct pt_transport_rcpt *r = &g->r[g->n];
+		return NULL;
+	g->e[g->n] = (struct xentry){ idx, is_target, copy };
+	struct pt_transport_rcpt *r = &g->r[g->n++];
 	memset(r, 0, sizeof *r);
-	r->address = q->address;
-	r->orig = q->orig;
 	r->nexthop = copy;
-	g->nexthop[g->n] = copy;
-	g->idx[g->n] = i;
-	g->n++;
+	return r;
+}
+
+int
+qtransport_add(struct qmsg *m, size_t i, const struct pt_transport_ops *ops, const char *nexthop)
+{
+	struct pt_transport_rcpt *r = group_entry(m, ops, i, 0, nexthop ? nexthop : "");
+	if (!r)
+		return -1;
+	r->address = m->q.rcpt[i].address;
+	r->orig = m->q.rcpt[i].orig;
 	m->rr[i].how = RCPT_TRANSPORT;
+	return 0;
+}
+
+int
+qtransport_add_target(struct qmsg *m, size_t k, const struct pt_transport_ops *ops)
+{
+	/* m->t no longer grows: resolution is over. */
+	const struct target *t = &m->t[k];
+	struct pt_transport_rcpt *r = group_entry(m, ops, k, 1, "");
+	if (!r)
+		return -1;
+	r->address = t->final;
+	r->orig = m->q.rcpt[t->rcpt].orig;
+	r->detail = t;
 	return 0;
 }
 
@@ -76,9 +103,17 @@ static void
 group_done(void *arg)
 {
 	struct xgroup *g = arg;
-	for (size_t k = 0; k < g->n; k++)
-		g->m->rr[g->idx[k]].st = g->r[k].st;
-	g->answered(g->m);
+	struct qmsg *m = g->m;
+	for (size_t k = 0; k < g->n; k++) {
+		const struct xentry *e = &g->e[k];
+		if (e->is_target) {
+			m->t[e->idx].st = g->r[k].st;
+			m->t[e->idx].state = TARGET_DELIVERED;
+		} else {
+			m->rr[e->idx].st = g->r[k].st;
+		}
+	}
+	g->answered(m);
 }
 
 void
@@ -89,6 +124,8 @@ qtransport_dispatch(struct qmsg *m, qmsg_step_fn *answered)
 		.len = m->q.len, .arrival = m->q.arrival };
 	for (size_t k = 0; k < m->nxg; k++) {
 		struct xgroup *g = &m->xg[k];
+		if (g->n == 0)
+			continue; /* its first entry found no memory */
 		g->answered = answered;
 		m->outstanding++;
 		g->ops->deliver(pt_qs.loop, &m->xmsg, g->r, g->n, group_done, g);
@@ -101,9 +138,8 @@ qtransport_free(struct qmsg *m)
 	for (size_t k = 0; k < m->nxg; k++) {
 		struct xgroup *g = &m->xg[k];
 		for (size_t j = 0; j < g->n; j++)
-			free(g->nexthop[j]);
-		free(g->nexthop);
-		free(g->idx);
+			free(g->e[j].nexthop);
+		free(g->e);
 		free(g->r);
 	}
 	free(m->xg);

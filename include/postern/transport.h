@@ -2,8 +2,15 @@
  * `route` service: transport_maps, default_transport, relay_transport)
  * sent to a transport by name. A module provides a transport by
  * registering its ops under PT_SVC_TRANSPORT(name) in init(); the queue
- * looks it up by the name routing gave ("smtp" for smtp:[host]:port).
- * "local" is the queue's own: alias expansion and the delivery agent. */
+ * looks every one up by name ("smtp" for smtp:[host]:port) and hands each
+ * its recipients in one deliver call per message.
+ * "local" is a provider like the others, the core's own (the link to the
+ * root delivery agent, registered when the queue starts, after the
+ * modules: a module cannot replace it). Its recipients are not the
+ * envelope's: the queue first expands aliases and looks users up, and
+ * gives it one pt_transport_rcpt per resulting target (a user's mailbox,
+ * a /file, a |command), described by `detail`; the queue folds the
+ * targets' outcomes back into the recipients' (bounces, retries). */
 #ifndef POSTERN_TRANSPORT_H
 #define POSTERN_TRANSPORT_H
 
@@ -31,6 +38,10 @@ struct pt_transport_rcpt {
 	const char *orig;             /* as the client gave it, or NULL */
 	const char *nexthop;          /* routing's nexthop ("[host]:port",
 	                                 error text, ...), "" for the default */
+	const void *detail;           /* what routing resolved beyond the
+	                                 nexthop, in the router's own type: set
+	                                 only for the core's local targets;
+	                                 NULL for every transport routed by name */
 	struct pt_status st;          /* the outcome, set by the transport:
 	                                 0 sent, 4xx deferred, 5xx bounced */
 };

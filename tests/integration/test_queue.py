@@ -1,6 +1,6 @@
 """The queue end to end: deferral of a locked mailbox and `postern queue
 flush`, `queue list` / `delete`, bounces reaching the sender's mailbox,
-alias fan-out, and 10 clients x 50 messages into one mbox."""
+alias fan-out, soft_bounce, and 10 clients x 50 messages into one mbox."""
 import fcntl
 import os
 import re
@@ -197,6 +197,26 @@ class RootDeliveryTest(unittest.TestCase):
         # The worker that parses SMTP is not root.
         workers = [p for p in s.children() if os.stat("/proc/%d" % p).st_uid != 0]
         self.assertTrue(workers)
+
+
+class SoftBounceTest(ServerTestCase, unittest.TestCase):
+    """soft_bounce = yes: what would bounce is deferred and kept, logged as
+    deferred by the local transport, and a waiting client hears 250."""
+    server_args = {"modules": ("mbox", "alias", "smtp"),
+                   "conf": "soft_bounce = yes\nminimal_backoff_time = 300s\nmailbox_size_limit = 40000\n"}
+
+    def test_full_mailbox_is_deferred_not_refused_or_bounced(self):
+        big = ("x" * 70 + "\n") * 900  # over mailbox_size_limit
+        code, text = send(self.server, "alice@example.com.ar", ["bob@example.com.ar"], big, subject="too big")
+        self.assertEqual(code, 250)
+        qid = queue_id(text)
+        self.server.wait_log("%s: to=<bob@example.com.ar>" % qid)
+        self.assertRegex(self.server.log(), r"%s: to=<bob@example\.com\.ar>, relay=local, .*dsn=5\.2\.2, "
+                                            r"status=deferred \(" % qid)
+        self.assertIn(qid, self.server.cmd("queue", "list").stdout.decode())
+        time.sleep(0.5)
+        self.assertEqual(self.server.messages("alice"), [])  # no bounce
+        self.assertEqual(self.server.messages("bob"), [])
 
 
 class ConcurrencyTest(ServerTestCase, unittest.TestCase):

@@ -4,7 +4,10 @@ error: routes bounce with their text, discard: drops, an smtp: route
 whose next hop does not answer is deferred (kept), never lost; map edits
 apply without a reload. A transport is a module: the test-only
 `filedrop` module (tests/unit/mods/filedrop.c) adds a transport the map
-routes to; without it loaded, its mail waits in the queue."""
+routes to; without it loaded, its mail waits in the queue. `local` is a
+transport found by name like the others, and the core's own: the
+test-only `badlocal` module, which registers a `local` that refuses
+everything, is replaced and local mail (aliases too) is delivered."""
 import os
 import smtplib
 import time
@@ -13,6 +16,7 @@ import unittest
 from harness import TESTMODS, Server, wait_for
 
 FILEDROP = os.path.join(os.path.abspath(TESTMODS), "filedrop.so")
+BADLOCAL = os.path.join(os.path.abspath(TESTMODS), "badlocal.so")
 
 TRANSPORT = """# the seed's transport map
 example.com.ar    local:
@@ -162,3 +166,34 @@ class TransportModuleTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LocalTransportTest(unittest.TestCase):
+    """`local` routed by the map is the core's provider, whatever a module
+    registers under that name."""
+
+    def test_module_cannot_replace_local(self):
+        self.server = Server(modules=("mbox", "alias", "transport", "smtp"), users=("alice", "bob", "carol"))
+        self.addCleanup(self.server.cleanup)
+        st = os.stat(self.server.dir)
+        tmap = self.server.path("transport")
+        with open(tmap, "w") as f:
+            f.write("example.com.ar local:\n.example.com.ar local:\n")
+        os.chown(tmap, st.st_uid, st.st_gid)
+        self.server.write_conf("relay_domains = $mydestination\ntransport_maps = hash:%s\nmodule badlocal %s\n"
+                               % (tmap, BADLOCAL))
+        self.server.start()
+        # A user through the map's subdomain entry, and an alias fan-out.
+        send(self.server.ports["smtpd"], ["alice@sub.example.com.ar", "sysadmin@example.com.ar"],
+             subject="past a module posing as local")
+        # alice once: the alias's copy for her is the same mailbox.
+        self.assertEqual(self.server.wait_messages("alice", 1)[0]["Subject"], "past a module posing as local")
+        self.assertEqual(self.server.wait_messages("bob", 1)[0]["Subject"], "past a module posing as local")
+        self.server.wait_log("to=<bob@example.com.ar>, orig_to=<sysadmin@example.com.ar>, relay=local")
+        log = self.server.log()
+        self.assertIn('a module registered the transport "local": the core\'s delivery agent link replaces it', log)
+        self.assertRegex(log, r"to=<alice@sub\.example\.com\.ar>, relay=local, .*status=sent \(delivered to mailbox\)")
+        self.assertNotIn("badlocal: refused", log)
+        time.sleep(0.5)
+        self.assertEqual(len(self.server.messages("alice")), 1)
+        self.assertEqual(self.server.messages("carol"), [])  # no bounce

@@ -21,6 +21,7 @@
 #include "config_int.h"
 #include "postern/event.h"
 #include "postern/services.h"
+#include "postern/transport.h"
 #include "queue.h"
 #include "queue_int.h"
 #include "runtime.h"
@@ -736,6 +737,147 @@ test_submit_refuses_bad_input(void **state)
 	stop_queue(0);
 }
 
+/* ---------- local is a transport like the others ---------- */
+
+/* Stands in front of the registered "local" transport: the queue must find
+ * it by name at each attempt, as it finds any transport. */
+static const struct pt_transport_ops *real_local;
+static size_t spy_calls, spy_n;
+static char spy_addr[4][128];
+static int spy_detail_ok;
+
+static void
+spy_deliver(struct pt_loop *l, const struct pt_transport_msg *m, struct pt_transport_rcpt *r, size_t n,
+            void (*done)(void *arg), void *arg)
+{
+	spy_calls++;
+	spy_n = n;
+	spy_detail_ok = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (i < 4)
+			snprintf(spy_addr[i], sizeof spy_addr[i], "%s", r[i].address);
+		spy_detail_ok &= r[i].detail != NULL && strcmp(r[i].nexthop, "") == 0;
+	}
+	real_local->deliver(l, m, r, n, done, arg);
+}
+
+static const struct pt_transport_ops spy_ops = { 0, spy_deliver };
+
+/* A "local" registered before the queue starts (as a module's init would):
+ * bounces everything, and must not be the one that delivers. */
+static void
+hijack_deliver(struct pt_loop *l, const struct pt_transport_msg *m, struct pt_transport_rcpt *r, size_t n,
+               void (*done)(void *arg), void *arg)
+{
+	(void)l;
+	(void)m;
+	(void)done;
+	(void)arg;
+	for (size_t i = 0; i < n; i++)
+		pt_status_set(&r[i].st, 550, "5.7.1", "hijacked");
+	fail_msg("a module's \"local\" transport was called");
+}
+
+static const struct pt_transport_ops hijack_ops = { 0, hijack_deliver };
+
+static void
+test_local_is_a_transport_found_by_name(void **state)
+{
+	(void)state;
+	pt_service_register(PT_SVC_TRANSPORT("local"), &hijack_ops);
+	start_queue(1);
+	/* The queue's start put the core's provider back over the module's. */
+	real_local = pt_transport_get("local");
+	assert_non_null(real_local);
+	assert_ptr_not_equal(real_local, &hijack_ops);
+	pt_service_register(PT_SVC_TRANSPORT("local"), &spy_ops);
+	spy_calls = 0;
+
+	struct result r = { 0 };
+	/* An alias-free fan-out: two users, one of them twice (one target). */
+	const char *rc[] = { "alice@example.com.ar", "bob@example.com.ar", "Alice@localhost" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 3, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0);
+	/* One deliver call for the message, one rcpt per target. */
+	assert_int_equal(spy_calls, 1);
+	assert_int_equal(spy_n, 2);
+	assert_true(spy_detail_ok);
+	assert_string_equal(spy_addr[0], "alice@example.com.ar");
+	assert_string_equal(spy_addr[1], "bob@example.com.ar");
+	assert_int_equal(count_for("alice"), 1);
+	assert_int_equal(count_for("bob"), 1);
+
+	/* Unknown users and loops are decided before any transport: nothing
+	 * to deliver, no call. */
+	spy_calls = 0;
+	struct result r2 = { 0 };
+	const char *rc2[] = { "nosuchuser@example.com.ar" };
+	assert_int_equal(submit("", rc2, 1, msg, &r2), 0);
+	cur = &r2;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(spy_calls, 0);
+
+	pt_service_register(PT_SVC_TRANSPORT("local"), real_local);
+	stop_queue(1);
+}
+
+/* Without the delivery agent the local transport still answers from the
+ * loop, never inside deliver (the callback rule), and the mail waits. */
+static int in_spy;
+static int answered_inside;
+
+struct spy_call {
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void
+spy_done_check(void *arg)
+{
+	answered_inside |= in_spy;
+	struct spy_call c = *(struct spy_call *)arg;
+	free(arg);
+	c.done(c.arg);
+}
+
+static void
+spy_later_deliver(struct pt_loop *l, const struct pt_transport_msg *m, struct pt_transport_rcpt *r, size_t n,
+                  void (*done)(void *arg), void *arg)
+{
+	struct spy_call *c = malloc(sizeof *c);
+	assert_non_null(c);
+	*c = (struct spy_call){ done, arg };
+	in_spy = 1;
+	real_local->deliver(l, m, r, n, spy_done_check, c);
+	in_spy = 0;
+}
+
+static const struct pt_transport_ops spy_later_ops = { 0, spy_later_deliver };
+
+static void
+test_local_without_agent_answers_later(void **state)
+{
+	(void)state;
+	start_queue(0);
+	real_local = pt_transport_get("local");
+	pt_service_register(PT_SVC_TRANSPORT("local"), &spy_later_ops);
+	answered_inside = 0;
+	struct result r = { 0 };
+	const char *rc[] = { "alice@example.com.ar" };
+	assert_int_equal(submit("carol@example.com.ar", rc, 1, msg, &r), 0);
+	cur = &r;
+	assert_true(run_until(cur_done, 5000));
+	assert_int_equal(r.code, 0); /* queued */
+	assert_false(answered_inside);
+	assert_int_equal(count_for("alice"), 0);
+	assert_true(run_until(idle, 5000));
+	assert_int_equal(count_files(PT_QDIR_DEFERRED), 1);
+	pt_service_register(PT_SVC_TRANSPORT("local"), real_local);
+	stop_queue(0);
+}
+
 int
 main(void)
 {
@@ -752,6 +894,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store_failure_is_451, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifetime_expiry_bounces, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_refuses_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_is_a_transport_found_by_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_without_agent_answers_later, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
