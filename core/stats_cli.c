@@ -233,7 +233,18 @@ print_table(const struct pt_msnap *s, const struct pt_msnap *prev, double dt, in
 	printf("postern stats %s: master pid %" PRId64 " %s, up %s%s\n", when, s->master_pid,
 	       master_running((pid_t)s->master_pid) ? "running" : "NOT RUNNING (last values)", up,
 	       s->dropped ? " (table full: some metrics not kept)" : "");
-	printf("%-34s %-56s %12s %9s\n", "METRIC", "LABELS", "VALUE", prev ? "RATE/s" : "");
+	/* Columns as wide as this snapshot needs. */
+	int wn = 6, wl = 6;
+	for (size_t i = 0; i < s->n; i++) {
+		char labels[PT_METRICS_LABELS];
+		const char *name = strncmp(s->v[i].name, "postern_", 8) == 0 ? s->v[i].name + 8 : s->v[i].name;
+		labels_plain(s->v[i].labels, labels, sizeof labels);
+		if ((int)strlen(name) > wn)
+			wn = (int)strlen(name);
+		if ((int)strlen(labels) > wl)
+			wl = (int)strlen(labels);
+	}
+	printf("%-*s %-*s %12s %9s\n", wn, "METRIC", wl, "LABELS", "VALUE", prev ? "RATE/s" : "");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct pt_msnap_item *it = &s->v[i];
 		const struct pt_msnap_item *old = find_prev(prev, it);
@@ -246,7 +257,7 @@ print_table(const struct pt_msnap *s, const struct pt_msnap *prev, double dt, in
 			char p50[24], p99[24];
 			if (old && dt > 0)
 				snprintf(rate, sizeof rate, "%.1f", (double)(n - hist_count(old)) / dt);
-			printf("%-34s %-56s %12" PRIu64 " %9s  avg %.3fs p50 %s p99 %s\n", name, labels, n, rate,
+			printf("%-*s %-*s %12" PRIu64 " %9s  avg %.3fs p50 %s p99 %s\n", wn, name, wl, labels, n, rate,
 			       n ? sum / (double)n : 0.0, hist_quantile(it, 0.5, p50, sizeof p50),
 			       hist_quantile(it, 0.99, p99, sizeof p99));
 			continue;
@@ -254,7 +265,7 @@ print_table(const struct pt_msnap *s, const struct pt_msnap *prev, double dt, in
 		if (it->type == PT_MT_COUNTER && old && dt > 0)
 			snprintf(rate, sizeof rate, "%.1f", (double)(it->v[0] - old->v[0]) / dt);
 		snprintf(shown, sizeof shown, "%" PRId64, pt_msnap_value(it));
-		printf("%-34s %-56s %12s %9s\n", name, labels, shown, rate);
+		printf("%-*s %-*s %12s %9s\n", wn, name, wl, labels, shown, rate);
 	}
 	fflush(stdout);
 }
