@@ -25,7 +25,9 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import Server, free_port, wait_for
+import pwd
+
+from harness import BIN, Server, free_port, started_pids, system_mail_user, wait_for
 from test_relay import FakeSMTP
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -402,7 +404,69 @@ class Metrics(unittest.TestCase):
         self.assertTrue(grandchildren, "no mail process found")
         self.assertIn(table, maps(s.pid))
         for p in grandchildren:
-            self.assertNotIn(table, maps(p), "mail process %d maps the table" % p)
+            self.assertFalse(table in maps(p), "mail process %d maps the table" % p)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "privilege separation needs root")
+class RootMetrics(unittest.TestCase):
+    """As root: the table is root's, readable by mail_owner's group only;
+    a user's mail process (running as that user) has no mapping of it, and
+    its login is counted in the worker all the same."""
+
+    def test_owner_and_mail_process(self):
+        s = Server(modules=("mbox", "smtp", "imap"), as_root=True, users=())
+        self.addCleanup(s.cleanup)
+        user = system_mail_user(s, "ptmx", self.addCleanup)
+        s.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\n" % s.passwd_file)
+        s.start()
+        table = s.path("queue", "metrics")
+        wait_for(lambda: os.path.exists(table), 10, what="the metrics table")
+        st = os.stat(table)
+        owner = pwd.getpwnam(s.mail_owner)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777), (0, owner.pw_gid, 0o640))
+
+        def stats(as_user):
+            pw = pwd.getpwnam(as_user)
+
+            def drop():
+                os.setgroups([])
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+            return subprocess.run([BIN, "stats", "--json", "-c", s.conf_file], capture_output=True, timeout=30,
+                                  preexec_fn=drop)
+        # mail_owner may read; another user may not
+        os.chmod(s.conf_file, 0o644)
+        r = stats(s.mail_owner)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        k = [m for m in json.loads(r.stdout)["metrics"] if m["name"] == "postern_logins"]
+        self.assertEqual(k, [])
+        r = stats("nobody")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"readable by root and mail_owner only", r.stderr)
+
+        imap = imaplib.IMAP4("127.0.0.1", s.ports["imap"], timeout=30)
+        self.addCleanup(imap.logout)
+        imap.login(user, "secret")
+        imap.select("INBOX")
+        pids = started_pids(s.log())
+        mail_procs = s.children(pids["mail"])
+        self.assertEqual(len(mail_procs), 1)
+        uid = pwd.getpwnam(user).pw_uid
+        with open("/proc/%d/status" % mail_procs[0]) as f:
+            self.assertIn("Uid:\t%d\t" % uid, f.read())
+        real = os.path.realpath(table)
+        with open("/proc/%d/maps" % mail_procs[0]) as f:
+            self.assertFalse(real in f.read(), "the user's mail process maps the table")
+        with open("/proc/%d/maps" % pids["worker"]) as f:
+            self.assertIn(real, f.read())
+        r = s.cmd("stats", "--json")
+        got = {(m["labels"].get("protocol"), m["labels"].get("result")): m["value"]
+               for m in json.loads(r.stdout)["metrics"] if m["name"] == "postern_logins"}
+        self.assertEqual(got, {("imap", "ok"): 1})
+        roles = {m["labels"]["role"]: m["value"] for m in json.loads(r.stdout)["metrics"]
+                 if m["name"] == "postern_processes"}
+        self.assertEqual(roles.get("mail"), 1, roles)
+        self.assertEqual(roles.get("auth"), 1, roles)
 
 
 if __name__ == "__main__":
