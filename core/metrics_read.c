@@ -97,8 +97,13 @@ arrival_of(int dfd, const char *name)
 	if (fd < 0)
 		return -1;
 	char buf[4096];
-	ssize_t n = read(fd, buf, sizeof buf - 1);
+	struct stat st;
 	int64_t t = -1;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -1;
+	}
+	ssize_t n = read(fd, buf, sizeof buf - 1);
 	if (n > 0) {
 		buf[n] = '\0';
 		const char *p = strstr(buf, "\nT ");
@@ -109,11 +114,8 @@ arrival_of(int dfd, const char *name)
 				t = v;
 		}
 	}
-	if (t < 0) {
-		struct stat st;
-		if (fstat(fd, &st) == 0)
-			t = (int64_t)st.st_mtime;
-	}
+	if (t < 0)
+		t = (int64_t)st.st_mtime;
 	close(fd);
 	return t;
 }
@@ -127,7 +129,7 @@ add_queue(struct pt_msnap *s, const char *qdir)
 		char path[4200], labels[64];
 		snprintf(path, sizeof path, "%s/%s", qdir, subs[i]);
 		uint64_t count = 0;
-		int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 		if (!d && dfd >= 0)
 			close(dfd);

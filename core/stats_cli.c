@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,19 +17,23 @@
 #include "cli.h"
 #include "config_int.h"
 #include "metrics_int.h"
+#include "postern/fdio.h"
 #include "runtime.h"
 
 enum format { F_TABLE, F_JSON, F_OPENMETRICS };
 
 struct view {
-	void *map;
+	char *buf;
 	size_t size;
 	char qdir[4096];
 	char path[4200];
 };
 
+/* A copy, read afresh for every refresh: the file lives in a directory
+ * mail_owner owns, and a mapping of a file someone else can truncate
+ * would crash this (root's) process. */
 static int
-view_open(struct view *v)
+view_read(struct view *v)
 {
 	int fd = open(v->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -43,26 +46,33 @@ view_open(struct view *v)
 		return -1;
 	}
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > (64 << 20)) {
 		fprintf(stderr, "postern stats: %s is not a metrics table\n", v->path);
 		close(fd);
 		return -1;
 	}
-	v->size = (size_t)st.st_size;
-	v->map = mmap(NULL, v->size, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (v->map == MAP_FAILED) {
-		fprintf(stderr, "postern stats: cannot map %s: %s\n", v->path, strerror(errno));
-		v->map = NULL;
+	char *buf = realloc(v->buf, (size_t)st.st_size);
+	if (!buf) {
+		close(fd);
 		return -1;
 	}
+	v->buf = buf;
+	ssize_t n = pt_read_full(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n < 0) {
+		fprintf(stderr, "postern stats: cannot read %s: %s\n", v->path, strerror(errno));
+		return -1;
+	}
+	v->size = (size_t)n;
 	return 0;
 }
 
 static int
 take(struct view *v, struct pt_msnap *s)
 {
-	if (pt_msnap_take(v->map, v->size, v->qdir, s) != 0) {
+	if (view_read(v) != 0)
+		return -1;
+	if (pt_msnap_take(v->buf, v->size, v->qdir, s) != 0) {
 		fprintf(stderr, "postern stats: %s is not a metrics table of this version\n", v->path);
 		return -1;
 	}
@@ -326,8 +336,6 @@ pt_cmd_stats(const char *conf, int argc, char **argv)
 	snprintf(v.qdir, sizeof v.qdir, "%s", pt_conf_str(c, "queue_directory"));
 	pt_config_free(c);
 	snprintf(v.path, sizeof v.path, "%s/%s", v.qdir, PT_METRICS_FILE);
-	if (view_open(&v) != 0)
-		return 1;
 	struct pt_msnap cur, prev = { 0 };
 	int rc = 0, have_prev = 0, tty = isatty(STDOUT_FILENO);
 	struct timespec t0, t1;
@@ -368,6 +376,6 @@ pt_cmd_stats(const char *conf, int argc, char **argv)
 	}
 	if (have_prev)
 		pt_msnap_free(&prev);
-	munmap(v.map, v.size);
+	free(v.buf);
 	return rc;
 }
