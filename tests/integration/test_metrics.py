@@ -247,6 +247,10 @@ class Metrics(unittest.TestCase):
         self.assertEqual(c.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0wrong").decode())[0], 535)
         c.quit()
 
+        # The mailbox shows a message a moment before the worker hears of
+        # it and counts: wait for its log line (the seventh) instead.
+        self.wait_delivery_lines(7, logpos)
+
         def settled():
             now = self.stats_json()
             return all(v == 0 for k, v in now.items() if k[0] == "postern_connections_open"
