@@ -180,36 +180,75 @@ rss_of(pid_t pid)
 	return (long long)res * sysconf(_SC_PAGESIZE);
 }
 
+/* The parent of pid, from /proc (0 when gone). */
+static pid_t
+ppid_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	char state;
+	long ppid;
+	if (!p || sscanf(p + 1, " %c %ld", &state, &ppid) != 2 || state == 'Z')
+		return 0;
+	return (pid_t)ppid;
+}
+
+/* Resident memory per role, of the processes the table lists that are
+ * still the master's: itself, its children, and the mail agents'
+ * children (an entry a killed agent could not remove, or a pid used
+ * again since, is not counted). */
 static void
 add_memory(struct pt_msnap *s, const struct pt_metrics_header *h)
 {
 	struct role { char name[28]; uint64_t rss, n; } roles[16];
-	size_t nroles = 0;
+	struct entry { pid_t pid, ppid; char role[28]; } *e = calloc(PT_METRICS_PROCS, sizeof *e);
+	size_t nroles = 0, ne = 0;
+	pid_t master = (pid_t)h->master_pid;
+	if (!e)
+		return;
 	for (unsigned i = 0; i < PT_METRICS_PROCS; i++) {
 		const struct pt_metrics_proc *p = &h->procs[i];
 		int32_t pid = atomic_load_explicit(&p->pid, memory_order_acquire);
 		if (pid <= 0)
 			continue;
-		char role[28];
-		copy_text(role, p->role, sizeof role);
-		if (atomic_load_explicit(&p->pid, memory_order_acquire) != pid || !name_ok(role))
+		copy_text(e[ne].role, p->role, sizeof e[ne].role);
+		if (atomic_load_explicit(&p->pid, memory_order_acquire) != pid || !name_ok(e[ne].role))
 			continue;
-		long long rss = rss_of(pid);
+		e[ne].pid = pid;
+		e[ne].ppid = ppid_of(pid);
+		if (e[ne].ppid > 0)
+			ne++;
+	}
+	for (size_t i = 0; i < ne; i++) {
+		int ours = e[i].pid == master || e[i].ppid == master;
+		for (size_t k = 0; !ours && k < ne; k++)
+			ours = e[k].pid == e[i].ppid && e[k].ppid == master && strcmp(e[k].role, "mail_agent") == 0;
+		long long rss = ours ? rss_of(e[i].pid) : -1;
 		if (rss < 0)
 			continue;
 		size_t r = 0;
-		while (r < nroles && strcmp(roles[r].name, role) != 0)
+		while (r < nroles && strcmp(roles[r].name, e[i].role) != 0)
 			r++;
 		if (r == nroles) {
 			if (nroles == sizeof roles / sizeof roles[0])
 				continue;
-			memcpy(roles[r].name, role, sizeof role);
+			memcpy(roles[r].name, e[i].role, sizeof roles[r].name);
 			roles[r].rss = roles[r].n = 0;
 			nroles++;
 		}
 		roles[r].rss += (uint64_t)rss;
 		roles[r].n++;
 	}
+	free(e);
 	for (size_t r = 0; r < nroles; r++) {
 		char labels[64];
 		snprintf(labels, sizeof labels, "role=\"%s\"", roles[r].name);
