@@ -26,6 +26,7 @@
 #include "passdb.h"
 #include "postern/event.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/sasl.h"
 #include "postern/services.h"
 
@@ -157,6 +158,9 @@ check_finished(struct auth_req *r)
 
 	req_wipe_secret(r);
 	pt_auth_log_name(r->user, name, sizeof name);
+	pt_metric_inc(pt_metric_counter("postern_logins", "password checks per protocol and result",
+	                                "protocol", r->service[0] ? r->service : "-", "result",
+	                                r->result == 1 ? "ok" : r->result < 0 ? "tempfail" : "failed", NULL));
 	if (r->result == 1) {
 		if (A.throttle_on)
 			pt_throttle_success(A.throttle, r->rip, now);

@@ -19,6 +19,7 @@
 
 #include "conn_int.h"
 #include "net.h"
+#include "postern/metrics.h"
 
 #define RBUF_INITIAL 4096
 #define RBUF_MIN_FREE 1024
@@ -678,6 +679,15 @@ conn_start_handshake(struct pt_conn *c)
 	conn_handshake(c);
 }
 
+/* Handshakes per service and TLS version ("failed": none agreed). */
+static void
+count_handshake(const struct pt_conn *c, const char *version)
+{
+	const char *svc = c->listener && c->listener->service ? c->listener->service : "-";
+	pt_metric_inc(pt_metric_counter("postern_tls_handshakes", "inbound TLS handshakes per version",
+	                                "service", svc, "version", version, NULL));
+}
+
 static void
 conn_handshake(struct pt_conn *c)
 {
@@ -689,6 +699,7 @@ conn_handshake(struct pt_conn *c)
 		void (*done)(struct pt_conn *, void *) = c->tls_done;
 
 		c->tls = TLS_ON;
+		count_handshake(c, SSL_get_version(c->ssl));
 		c->hs_want = 0;
 		c->discard_line = 0;
 		c->tls_done = NULL;
@@ -711,8 +722,10 @@ conn_handshake(struct pt_conn *c)
 		c->hs_want = PT_EV_READ;
 	else if (e == SSL_ERROR_WANT_WRITE)
 		c->hs_want = PT_EV_WRITE;
-	else
+	else {
+		count_handshake(c, "failed");
 		conn_close_tls(c, "TLS handshake failed", e);
+	}
 }
 
 void

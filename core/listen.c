@@ -15,6 +15,7 @@
 #include "conn_int.h"
 #include "net.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 
 #define LISTEN_BACKLOG 511
 #define ACCEPT_BATCH 64
@@ -352,6 +353,8 @@ struct listener {
 	uint64_t last_warning;
 	uint64_t last_refusal_log;
 	unsigned long refusals_unlogged;
+	/* postern stats: connections taken, open, refused per limit */
+	struct pt_metric *m_total, *m_open, *m_refused_service, *m_refused_client;
 	struct listener *next;
 };
 
@@ -450,6 +453,7 @@ on_conn_release(struct pt_conn *c, void *arg)
 
 	count_add(l->info.service, "", -1);
 	count_add(l->info.service, pt_conn_peer_addr(c), -1);
+	pt_metric_add(l->m_open, -1);
 	listener_unref(l);
 }
 
@@ -537,6 +541,7 @@ accept_one(struct listener *l, int cfd)
 		return;
 	}
 	peer = pt_conn_peer_addr(c);
+	pt_metric_inc(l->m_total);
 	svc_n = count_get(l->info.service, "");
 	/* mynetworks clients may use the reserve and are exempt from the
 	 * per-client limit (Postfix exempts them from anvil's limits too):
@@ -556,6 +561,7 @@ accept_one(struct listener *l, int cfd)
 			                "mynetworks_reserved_connections)"
 			              : " (service_connection_limit)",
 			          peer, skipped);
+		pt_metric_inc(l->m_refused_service);
 		pt_conn_close(c, "service_connection_limit");
 		return;
 	}
@@ -566,6 +572,7 @@ accept_one(struct listener *l, int cfd)
 			          "Connection concurrency limit exceeded: %u from unknown[%s] for service %s "
 			          "(client_connection_limit = %lld) (%lu more refused since the last such line)",
 			          cli_n + 1, peer, l->info.service, l->client_limit, skipped);
+		pt_metric_inc(l->m_refused_client);
 		pt_conn_close(c, "client_connection_limit");
 		return;
 	}
@@ -579,6 +586,7 @@ accept_one(struct listener *l, int cfd)
 		return;
 	}
 	l->refs++;
+	pt_metric_inc(l->m_open);
 	pt_conn_set_release(c, on_conn_release, l);
 	if (l->info.implicit_tls) {
 		static const struct pt_conn_handlers hs = {NULL, on_handshake_close, NULL};
@@ -705,6 +713,26 @@ trusted_networks(const struct pt_config *conf, struct pt_cidr_list *out)
 		pt_cidr_list_free(out);
 }
 
+/* Same labels in every generation: the counters go on across reloads. */
+static void
+listener_metrics(struct listener *l)
+{
+	char where[80];
+	const char *svc = l->info.service;
+
+	format_hostport(where, sizeof where, l->info.addr, l->info.port);
+	l->m_total = pt_metric_counter("postern_connections", "connections accepted (refused ones included)",
+	                               "service", svc, "listener", where, NULL);
+	l->m_open = pt_metric_gauge("postern_connections_open", "connections open now", "service", svc,
+	                            "listener", where, NULL);
+	l->m_refused_service = pt_metric_counter("postern_connections_refused", "connections refused by a limit",
+	                                         "service", svc, "listener", where, "limit",
+	                                         "service_connection_limit", NULL);
+	l->m_refused_client = pt_metric_counter("postern_connections_refused", "connections refused by a limit",
+	                                        "service", svc, "listener", where, "limit",
+	                                        "client_connection_limit", NULL);
+}
+
 int
 pt_listen_start(struct pt_loop *loop, const struct pt_config *conf,
                 struct pt_listen_sock *socks, size_t n)
@@ -726,6 +754,7 @@ pt_listen_start(struct pt_loop *loop, const struct pt_config *conf,
 		l->client_limit = conf_int_opt(conf, "client_connection_limit");
 		l->reserve = conf_int_opt(conf, "mynetworks_reserved_connections");
 		trusted_networks(conf, &l->trusted);
+		listener_metrics(l);
 		if (pt_loop_watch(loop, l->fd, PT_EV_READ, accept_ready, l) < 0) {
 			pt_log(PT_LOG_ERROR, "cannot watch %s:%u: %s", l->info.addr, l->info.port,
 			       strerror(errno));

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log_int.h"
+#include "metrics_int.h"
 #include "postern/event.h"
 #include "postern/log.h"
 #include "postern/services.h"
@@ -150,6 +151,7 @@ mproc_fork(const struct pt_user *u, int session_fd)
 		pt_mail_process_main(cv[1], u, AG.conf, AG.as_root, agent);
 	}
 	close(cv[1]);
+	pt_metrics_proc_add(pid, "mail");
 	int flags = fcntl(cv[0], F_GETFL);
 	if (flags >= 0)
 		fcntl(cv[0], F_SETFL, flags | O_NONBLOCK);
@@ -267,6 +269,7 @@ reap(void)
 		for (struct mproc *p = AG.procs; p; p = p->next) {
 			if (p->pid != pid)
 				continue;
+			pt_metrics_proc_del(pid);
 			if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
 				pt_log(PT_LOG_WARNING, "mail process %ld of %s killed by signal %d", (long)pid,
 				       p->user.name, WTERMSIG(status));

@@ -17,6 +17,7 @@
 #include "conn_int.h"
 #include "loader.h"
 #include "log_int.h"
+#include "metrics_int.h"
 #include "net.h"
 #include "postern/event.h"
 #include "postern/log.h"
@@ -227,6 +228,9 @@ pt_mail_process_main(int ctl, const struct pt_user *user, const struct pt_config
                      int as_root, pid_t agent)
 {
 	pt_process_child_setup();
+	/* The user's code must not reach the shared counters: what this
+	 * process does was counted in the worker (logins happen there). */
+	pt_metrics_detach();
 	pt_live_conf = conf;
 	P.user = *user;
 	P.ctl = ctl;

@@ -32,6 +32,7 @@ usage(FILE *out)
 	      "  policy test --client IP [--helo H] [--sender A] --recipient A [--sasl-user U]\n"
 	      "                      show how the restriction chains decide\n"
 	      "  why QUEUEID         print the decision trace of a message\n"
+	      "  stats [--json|--openmetrics] [--watch]   live counters of the running server\n"
 	      "  user USER | auth test USER [PASSWORD]   look up a user, test a password\n"
 	      "\n"
 	      "Every verb takes -c FILE; POSTERN_CONF names the config too (default " DEFAULT_CONF ").\n",
@@ -174,6 +175,7 @@ static const struct verb verbs[] = {
 	{ "map", pt_cmd_map },
 	{ "policy", pt_cmd_policy },
 	{ "why", pt_cmd_why },
+	{ "stats", pt_cmd_stats },
 	{ "user", pt_cmd_user },
 	{ "auth", pt_cmd_auth },
 };

@@ -31,6 +31,7 @@
 #include "config_int.h"
 #include "loader.h"
 #include "log_int.h"
+#include "metrics_int.h"
 #include "net.h"
 #include "postern/event.h"
 #include "postern/log.h"
@@ -64,6 +65,8 @@ enum role { ROLE_WORKER, ROLE_LOCAL, ROLE_AUTH, ROLE_MAIL, NROLES };
 static const char *const role_name[NROLES] = { "worker", "local delivery agent", "auth agent", "mail agent" };
 /* Control message to the worker: a new agent of this kind, its socket attached. */
 static const char role_tag[NROLES] = { 'W', 'L', 'A', 'M' };
+/* The role label of the memory metrics (postern stats). */
+static const char *const role_metric[NROLES] = { "worker", "delivery", "auth", "mail_agent" };
 
 /* One page shared by the master and a generation's worker. */
 struct heartbeat {
@@ -456,6 +459,16 @@ open_listeners(struct generation *g, struct generation *prev, int retry_busy)
 			}
 		}
 	}
+	/* The core's own listener: the metrics endpoint (off when empty). */
+	if (pt_listen_open(g->conf, &pt_metrics_listener, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
+	                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {
+		if (retry_busy && strstr(err, strerror(EADDRINUSE)))
+			return -2;
+		pt_log(PT_LOG_ERROR, "%s", err);
+		if (prev == NULL)
+			fprintf(stderr, "postern: %s\n", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -501,6 +514,7 @@ spawn_agent(struct generation *g, enum role r, int *fd, const int *close_fds, si
 	if (pid > 0) {
 		g->pid[r] = pid;
 		g->born[r] = mono_ms();
+		pt_metrics_proc_add(pid, role_metric[r]);
 	}
 	return pid;
 }
@@ -565,6 +579,7 @@ start_processes(struct generation *g)
 	close_agent_fds(local_fd, auth_fd, mail_fd);
 	g->pid[ROLE_WORKER] = pid;
 	g->born[ROLE_WORKER] = mono_ms();
+	pt_metrics_proc_add(pid, role_metric[ROLE_WORKER]);
 	g->restart_all = 0;
 	char line[256];
 	size_t o = 0;
@@ -735,6 +750,7 @@ child_died(struct generation *g, enum role r, int status)
 		       (long)pid, WEXITSTATUS(status));
 	uint64_t uptime = mono_ms() - g->born[r];
 	g->pid[r] = 0;
+	pt_metrics_proc_del(pid);
 	if (r == ROLE_WORKER) {
 		if (g->ctl >= 0)
 			close(g->ctl);
@@ -923,6 +939,7 @@ reload(struct pt_loop *loop)
 	pt_log_set_name(pt_conf_str(c, "syslog_name"));
 	pt_log_open(pt_conf_str(c, "maillog_file"));
 	(void)loop;
+	pt_metric_inc(pt_metric_counter("postern_reloads", "configuration reloads (new generations started)", NULL));
 	pt_log(PT_LOG_INFO, "reload: configuration reloaded");
 }
 
@@ -1388,6 +1405,10 @@ pt_cmd_run(const char *conf, int argc, char **argv)
 	pt_proctitle_set("master");
 	if (prepare_directories(qdir) != 0)
 		return 1;
+	/* Before any fork: every process of the instance inherits the table. */
+	char merr[512];
+	if (pt_metrics_create(M.lock_fd, 0, M.as_root ? M.owner_gid : getegid(), merr, sizeof merr) != 0)
+		pt_log(PT_LOG_WARNING, "metrics: %s: running without them", merr);
 	snprintf(M.pid_file, sizeof M.pid_file, "%s", pt_conf_str(c, "pid_file"));
 	if (write_pid_file(M.pid_file, qdir) != 0)
 		return 1;

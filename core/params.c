@@ -297,6 +297,9 @@ static const struct pt_param core_params[] = {
 		"sender of postmaster notices; mail to it is discarded", 0, 0},
 	{"mail_name", PT_STR, "Postern", NULL,
 		"server name in the SMTP banner and in notices", 0, 0},
+	{"metrics_listen", PT_HOSTPORT_LIST, "", NULL,
+		"[ADDR:]PORT list where the worker serves OpenMetrics text at GET /metrics (e.g. 127.0.0.1:9154; "
+		"a bare PORT listens on inet_interfaces); empty: off", 0, 0},
 	{"mail_max_userip_connections", PT_INT, "10", NULL,
 		"concurrent IMAP/POP3 sessions per user and client address after login (per worker); 0 = no limit", 0, LIMIT_MAX},
 	{NULL, 0, NULL, NULL, NULL, 0, 0},

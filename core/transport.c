@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/transport.h"
 #include "queue.h"
 
@@ -30,6 +31,13 @@ pt_delivery_log(const char *service, const char *queue_id, const char *to, const
 	}
 	pt_queue_fmt_delay(total, all, sizeof all);
 	const char *status = st->code == 0 ? "sent" : st->code >= 500 ? "bounced" : "deferred";
+	pt_metric_inc(pt_metric_counter("postern_deliveries", "delivery attempts per transport and status",
+	                                "transport", service, "status", status, NULL));
+	if (st->code == 0)
+		pt_metric_observe(pt_metric_histogram("postern_delivery_delay_seconds",
+		                                      "from arrival to delivered (mailbox or next hop)", "transport",
+		                                      service, NULL),
+		                  total);
 	const char *dsn = st->dsn[0] ? st->dsn : st->code == 0 ? "2.0.0" : st->code >= 500 ? "5.0.0" : "4.0.0";
 	char origpart[600] = "";
 	if (orig && orig[0] && strcasecmp(orig, to) != 0)

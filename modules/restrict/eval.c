@@ -8,6 +8,7 @@
 
 #include "eval.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 
 static struct restrict_setup *live_setup;
 /* Listeners with chains of their own (submission.smtpd_relay_restrictions). */
@@ -166,9 +167,24 @@ answer(struct restrict_eval *e)
 		deliver(NULL, e);
 }
 
+/* Per stage, verdict and deciding rule; stages with no list to run
+ * decide nothing and are not counted. */
+static void
+count_verdict(const struct restrict_eval *e)
+{
+	static const char *const word[] = { "accept", "reject", "defer", "discard", "hold" };
+	if (e->norder == 0 && e->v.kind != PT_VERDICT_REJECT && e->v.kind != PT_VERDICT_DEFER)
+		return;
+	pt_metric_inc(pt_metric_counter("postern_smtpd_decisions", "restriction verdicts per stage and deciding rule",
+	                                "stage", restrict_stage_name(e->req.stage), "result",
+	                                (unsigned)e->v.kind < 5 ? word[e->v.kind] : "other", "rule",
+	                                e->v.rule[0] ? e->v.rule : "none", NULL));
+}
+
 static void
 finish(struct restrict_eval *e)
 {
+	count_verdict(e);
 	if (e->v.kind == PT_VERDICT_REJECT || e->v.kind == PT_VERDICT_DEFER)
 		restrict_log_reject(&e->req, &e->v, "reject");
 	pt_strbuf_printf(&e->trace, "result: %s%s%s\n",

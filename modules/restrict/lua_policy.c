@@ -19,6 +19,7 @@
 #include "postern/event.h"
 #include "postern/fdio.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 
 #define POLICY_FILE_MAX (1024 * 1024)
 #define CHECK_INTERVAL_MS 1000
@@ -251,9 +252,25 @@ log_error(const struct restrict_lua_result *r)
 	pt_log_as("smtpd", PT_LOG_ERROR, "lua policy %s: %s", r->where, r->why);
 }
 
+/* Calls, errors (overruns included) and budget overruns per policy file. */
+static void
+count_call(const struct lua_call *call, const struct restrict_lua_result *res)
+{
+	const char *pol = call->pol && call->pol->path ? call->pol->path : "-";
+	pt_metric_inc(pt_metric_counter("postern_lua_calls", "Lua policy calls", "policy", pol, NULL));
+	if (res->error)
+		pt_metric_inc(pt_metric_counter("postern_lua_errors", "Lua policy calls that failed (451 4.3.5)",
+		                                "policy", pol, NULL));
+	if (call->aborted)
+		pt_metric_inc(pt_metric_counter("postern_lua_budget_overruns",
+		                                "Lua policy calls stopped by the instruction, time or memory budget",
+		                                "policy", pol, NULL));
+}
+
 static void
 finish_real(struct lua_call *call, const struct restrict_lua_result *res)
 {
+	count_call(call, res);
 	if (res->error)
 		log_error(res);
 	restrict_lua_done *done = call->done;

@@ -14,6 +14,7 @@
 #include "postern/conn.h"
 #include "postern/event.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/services.h"
 #include "smtp.h"
 #include "smtp_client_name.h"
@@ -778,6 +779,10 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 	 * time was not the client's. */
 	s->envelope_start = pt_loop_now(s->loop);
 	request_begin(s);
+	pt_metric_inc(pt_metric_counter("postern_smtpd_messages", "messages at end of data: accepted, or refused by the queue",
+	                                "service", s->service, "result",
+	                                st == NULL || st->code == 0 ? "accepted" : st->code >= 500 ? "rejected" : "deferred",
+	                                NULL));
 	if (st == NULL || st->code == 0) {
 		const char *id = queue_id && *queue_id ? queue_id : (s->txn ? s->txn->id : "");
 		s->ok[s->last_verb]++;
@@ -809,6 +814,9 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		pt_log_as(s->service, PT_LOG_INFO, "%s: discard: END-OF-MESSAGE from %s[%s]", t->id,
 		          s->client_name, s->client_addr);
 		s->ok[s->last_verb]++;
+		pt_metric_inc(pt_metric_counter("postern_smtpd_messages",
+		                                "messages at end of data: accepted, or refused by the queue",
+		                                "service", s->service, "result", "discarded", NULL));
 		reply(s, "250 2.0.0 Ok: queued as %s", t->id);
 		txn_reset(s);
 		return;
