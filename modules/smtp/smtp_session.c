@@ -780,7 +780,7 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 	s->envelope_start = pt_loop_now(s->loop);
 	request_begin(s);
 	pt_metric_inc(pt_metric_counter("postern_smtpd_messages", "messages at end of data: accepted, or refused by the queue",
-	                                "service", s->service, "result",
+	                                "service", s->listener[0] ? s->listener : "sendmail", "result",
 	                                st == NULL || st->code == 0 ? "accepted" : st->code >= 500 ? "rejected" : "deferred",
 	                                NULL));
 	if (st == NULL || st->code == 0) {
@@ -816,7 +816,7 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		s->ok[s->last_verb]++;
 		pt_metric_inc(pt_metric_counter("postern_smtpd_messages",
 		                                "messages at end of data: accepted, or refused by the queue",
-		                                "service", s->service, "result", "discarded", NULL));
+		                                "service", s->listener[0] ? s->listener : "sendmail", "result", "discarded", NULL));
 		reply(s, "250 2.0.0 Ok: queued as %s", t->id);
 		txn_reset(s);
 		return;
