@@ -246,7 +246,7 @@ pt_mail_process_main(int ctl, const struct pt_user *user, const struct pt_config
 			_exit(1);
 		}
 	}
-	pt_proctitle_mail_user(user->name);
+	pt_proctitle_mail_user(user->name, pt_conf_bool(conf, "verbose_proctitle"));
 	/* A credential change clears the parent-death signal: set it again,
 	 * and catch an agent that died before this line. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -208,6 +208,10 @@ static const struct pt_param core_params[] = {
 	{"append_at_myorigin", PT_BOOL, "yes", NULL,
 		"locally submitted mail (sendmail, local_header_rewrite_clients): a header address without a domain "
 		"(To: alice) gets @$myorigin", 0, 0},
+	{"verbose_proctitle", PT_BOOL, "yes", NULL,
+		"a user's mail process is titled with the user and the client address in ps "
+		"(\"postern: imap [alice 192.0.2.7]\"); no: the protocol alone, for hosts whose local users "
+		"should not see who logs in from where", 0, 0},
 	{"append_dot_mydomain", PT_BOOL, "no", NULL,
 		"locally submitted mail: a header address whose domain has no dot (bob@host) gets .$mydomain "
 		"(Postfix's default is no since 3.0)", 0, 0},

@@ -123,6 +123,7 @@ struct session_title {
 };
 
 static struct {
+	int terse;                    /* verbose_proctitle = no */
 	char user[128];
 	char last_protocol[16];
 	struct session_title *list;
@@ -134,6 +135,11 @@ mail_title(void)
 	size_t n = 0;
 	for (struct session_title *s = S.list; s; s = s->next)
 		n++;
+	if (S.terse) {
+		/* No user, no address: what any local user may see in ps. */
+		pt_proctitle_set("%s", n ? S.list->protocol : S.last_protocol[0] ? S.last_protocol : "mail");
+		return;
+	}
 	if (n == 0) {
 		pt_proctitle_set("%s [%s]", S.last_protocol[0] ? S.last_protocol : "mail", S.user);
 		return;
@@ -165,8 +171,9 @@ mail_title(void)
 }
 
 void
-pt_proctitle_mail_user(const char *user)
+pt_proctitle_mail_user(const char *user, int verbose)
 {
+	S.terse = !verbose;
 	snprintf(S.user, sizeof S.user, "%s", user ? user : "");
 	mail_title();
 }

@@ -20,8 +20,9 @@ void pt_proctitle_set(const char *fmt, ...) __attribute__((format(printf, 1, 2))
  * serves ("imap [alice 192.0.2.7]"), or how many ("imap [alice, 3
  * sessions]", "imap+pop3 [...]" when mixed). Each serve adds one, and its
  * handle removes it; the handle may be NULL (out of memory: the title
- * just misses that session). */
-void pt_proctitle_mail_user(const char *user);
+ * just misses that session). verbose 0 (verbose_proctitle = no): the
+ * protocol alone, since every local user can read the titles. */
+void pt_proctitle_mail_user(const char *user, int verbose);
 void *pt_proctitle_session_add(const char *protocol, const char *peer);
 void pt_proctitle_session_del(void *handle);
 

@@ -125,6 +125,26 @@ class RootlessTitlesTest(TitleMixin, unittest.TestCase):
         pids = self.check_daemon(s, {"worker", "local", "mail"})
         self.check_sessions(s, pids, "alice", "bob")
 
+    def test_terse_titles(self):
+        """verbose_proctitle = no: ps shows the protocol, not who logs in
+        from where."""
+        s = Server(modules=("mbox", "smtp", "alias", "imap", "pop3"), listeners=("smtpd", "imap", "pop3"),
+                   conf="disable_plaintext_auth = no\nverbose_proctitle = no\n")
+        self.addCleanup(s.cleanup)
+        s.write_conf(s.extra_conf + "passdb = passwd-file:%s\nauth_failure_delay = 0s\n" % s.passwd_file)
+        s.start()
+        pids = self.check_daemon(s, {"worker", "local", "mail"})
+        imap = FromIMAP(s.ports["imap"], "127.0.0.5")
+        self.addCleanup(lambda: imap.state == "LOGOUT" or imap.shutdown())
+        imap.login("alice", "secret")
+        imap.select("INBOX")
+        wait_for(lambda: len(self.mail_children(s, pids)) == 1, 10, what="alice's mail process")
+        (a_pid,) = self.mail_children(s, pids)
+        wait_for(lambda: title(a_pid) == "postern: imap", 10, what="terse title, not %r" % title(a_pid))
+        self.assertNotIn(b"alice", cmdline(a_pid))
+        self.assertNotIn(b"127.0.0.5", cmdline(a_pid))
+        imap.logout()
+
     def test_config_path_survives_the_title(self):
         """The title overwrites the memory that held the arguments and the
         environment: the config path the master rereads on SIGHUP, from

@@ -83,7 +83,7 @@ test_area(void **state)
 	assert_string_equal(area, "postern: imap [ev?[2Jil? 127.0.0.1]");
 
 	/* The mail process's title follows its sessions. */
-	pt_proctitle_mail_user("alice");
+	pt_proctitle_mail_user("alice", 1);
 	assert_string_equal(area, "postern: mail [alice]");
 	void *a = pt_proctitle_session_add("pop3", "192.0.2.7");
 	assert_string_equal(area, "postern: pop3 [alice 192.0.2.7]");
@@ -98,6 +98,15 @@ test_area(void **state)
 	pt_proctitle_session_del(b);
 	assert_string_equal(area, "postern: imap [alice]");
 	pt_proctitle_session_del(NULL);
+
+	/* verbose_proctitle = no: neither the user nor an address. */
+	pt_proctitle_mail_user("alice", 0);
+	assert_string_equal(area, "postern: imap");
+	void *d = pt_proctitle_session_add("pop3", "192.0.2.7");
+	assert_string_equal(area, "postern: pop3");
+	pt_proctitle_session_del(d);
+	pt_proctitle_mail_user("alice", 1);
+	assert_string_equal(area, "postern: pop3 [alice]");
 }
 
 int
