@@ -43,7 +43,6 @@ pt_log_open(const char *maillog_file)
 {
 	pt_log_close();
 	if (maillog_file == NULL || *maillog_file == '\0') {
-		openlog("postern", LOG_NDELAY, LOG_MAIL);
 		log_sink = SINK_SYSLOG;
 		return 0;
 	}
@@ -96,6 +95,35 @@ log_host_init(void)
 	}
 }
 
+/* syslog's tag is "postern/SERVICE" with the pid, as Postfix's
+ * "postfix/smtpd[PID]", so that pflogsumm, fail2ban and journalctl -t see
+ * the service. openlog keeps the pointer: each tag is kept for the life of
+ * the process, and openlog + syslog run under one lock so that threads
+ * logging as different services cannot swap tags. */
+#define SYSLOG_TAGS 32
+static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
+static char syslog_tags[SYSLOG_TAGS][48];
+static size_t syslog_ntags;
+
+static void
+syslog_as(const char *service, int prio, const char *prefix, const char *text)
+{
+	char want[48];
+	snprintf(want, sizeof want, "postern/%s", service);
+	pthread_mutex_lock(&syslog_lock);
+	const char *tag = "postern";
+	size_t i = 0;
+	while (i < syslog_ntags && strcmp(syslog_tags[i], want) != 0)
+		i++;
+	if (i == syslog_ntags && i < SYSLOG_TAGS)
+		memcpy(syslog_tags[syslog_ntags++], want, sizeof want);
+	if (i < syslog_ntags)
+		tag = syslog_tags[i];
+	openlog(tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	syslog(prio, "%s%s", prefix, text);
+	pthread_mutex_unlock(&syslog_lock);
+}
+
 static void
 log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list ap)
 {
@@ -116,8 +144,7 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 
 	if (log_sink == SINK_SYSLOG) {
 		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT };
-		syslog(prio[level], "%s[%ld]: %s%s", service, (long)getpid(), level_prefix(level), text);
-		/* syslog's tag is "postern"; the service goes in the message. */
+		syslog_as(service, prio[level], level_prefix(level), text);
 	}
 
 	char line[2300];
