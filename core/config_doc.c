@@ -19,7 +19,28 @@ by_owner_then_name(const void *a, const void *b)
 	return o ? o : strcmp(x->name, y->name);
 }
 
-/* markdown: one table per owner; otherwise "name = default  # (owner) doc". */
+/* Text for roff: a backslash is \e, a minus \- (so that it copies as
+ * one), and a line may not start with a control character. */
+static void
+roff_text(FILE *out, const char *s)
+{
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", out);
+	for (const char *p = s; *p; p++) {
+		if (*p == '\\')
+			fputs("\\e", out);
+		else if (*p == '-')
+			fputs("\\-", out);
+		else if (*p == '\n')
+			fputc(' ', out);
+		else
+			fputc(*p, out);
+	}
+}
+
+/* markdown 1: one table per owner; 2: man(7) sections of tagged
+ * paragraphs, for postern.conf(5) (scripts/gen-config-doc.sh --man);
+ * 0: "name = default  # (owner) doc". */
 int
 pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, int nnames)
 {
@@ -51,6 +72,24 @@ pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, 
 		const char *doc = s->decl->doc ? s->decl->doc : "";
 		if (!markdown) {
 			fprintf(out, "%s = %s\t# (%s) %s\n", s->name, def, s->owner, doc);
+			continue;
+		}
+		if (markdown == 2) {
+			if (owner == NULL || strcmp(owner, s->owner) != 0) {
+				owner = s->owner;
+				fprintf(out, ".SS %s%s\n", strcmp(owner, "core") == 0 ? "core" : "module ",
+				        strcmp(owner, "core") == 0 ? "" : owner);
+			}
+			fputs(".TP\n.B ", out);
+			roff_text(out, s->name);
+			fputs("\n", out);
+			roff_text(out, doc);
+			if (*def) {
+				fputs("\n.br\nDefault: \\fI", out);
+				roff_text(out, def);
+				fputs("\\fR", out);
+			}
+			fputs("\n", out);
 			continue;
 		}
 		if (owner == NULL || strcmp(owner, s->owner) != 0) {

@@ -104,6 +104,8 @@ pt_cmd_config(const char *conf, int argc, char **argv)
 			doc = 1;
 		else if (strcmp(argv[i], "--markdown") == 0)
 			doc = 2;
+		else if (strcmp(argv[i], "--man") == 0)
+			doc = 3;
 		else if (strcmp(argv[i], "--") == 0) {
 			i++;
 			break;
@@ -119,7 +121,7 @@ pt_cmd_config(const char *conf, int argc, char **argv)
 		pt_config_free(c);
 		return 1;
 	}
-	int rc = doc ? pt_config_doc(c, stdout, doc == 2, argv + i, argc - i)
+	int rc = doc ? pt_config_doc(c, stdout, doc - 1, argv + i, argc - i)
 	             : pt_config_dump(c, stdout, only_set, argv + i, argc - i);
 	pt_config_free(c);
 	return rc;
