@@ -80,9 +80,11 @@ pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, 
 				fprintf(out, ".SS %s%s\n", strcmp(owner, "core") == 0 ? "core" : "module ",
 				        strcmp(owner, "core") == 0 ? "" : owner);
 			}
+			/* .br: a name narrower than the indent would otherwise
+			 * share its line with the text. */
 			fputs(".TP\n.B ", out);
 			roff_text(out, s->name);
-			fputs("\n", out);
+			fputs("\n.br\n", out);
 			roff_text(out, doc);
 			if (*def) {
 				fputs("\n.br\nDefault: \\fI", out);
