@@ -105,10 +105,23 @@ static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
 static char syslog_tags[SYSLOG_TAGS][48];
 static size_t syslog_ntags;
 
+/* A child forked while another thread held the lock would wait forever
+ * at its first log line: fork takes it first. */
+static void syslog_lock_take(void) { pthread_mutex_lock(&syslog_lock); }
+static void syslog_lock_give(void) { pthread_mutex_unlock(&syslog_lock); }
+static pthread_once_t syslog_atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+syslog_atfork(void)
+{
+	pthread_atfork(syslog_lock_take, syslog_lock_give, syslog_lock_give);
+}
+
 static void
 syslog_as(const char *service, int prio, const char *prefix, const char *text)
 {
 	char want[48];
+	pthread_once(&syslog_atfork_once, syslog_atfork);
 	snprintf(want, sizeof want, "postern/%s", service);
 	pthread_mutex_lock(&syslog_lock);
 	const char *tag = "postern";

@@ -4,10 +4,14 @@ LOGIN/AUTHENTICATE and POP3 PASS/AUTH attempts this test caused, each with
 the client address it came from (several 127.0.0.x sources), and nothing
 of the noise around them: successful logins, an unknown SASL mechanism,
 ordinary mail, a relay refusal, bad commands, the auth worker's own line
-and POP3's per-connection summary. Also checks the jail is shipped off."""
+and POP3's per-connection summary. The same through syslog (the
+package's default, maillog_file empty): the lines the server sends to
+/dev/log carry the tag postern/SERVICE[PID], as Postfix's do, and the
+filter counts them the same. Also checks the jail is shipped off."""
 import base64
 import collections
 import configparser
+import ctypes
 import imaplib
 import os
 import poplib
@@ -17,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from harness import SANITIZE, SRC, Server, wait_for
@@ -60,16 +65,18 @@ class POP3From(poplib.POP3):
                      "fail2ban not installed (scripts/deps.sh test installs it)")
 class Fail2banFilter(unittest.TestCase):
     def setUp(self):
-        self.server = Server(modules=("mbox", "smtp", "imap", "pop3"))
+        self.failures = collections.Counter()   # ip -> failed attempts caused
+
+    def start(self, server_class=Server, extra=""):
+        self.server = server_class(modules=("mbox", "smtp", "imap", "pop3"))
         self.addCleanup(self.server.cleanup)
         # No delay and no per-address throttle: the test makes a dozen
         # failures in a row and only counts them.
         self.server.write_conf("passdb = passwd-file:%s\nauth_mechanisms = plain login\n"
                                "auth_failure_delay = 0s\nauth_throttle = no\n"
-                               "disable_plaintext_auth = no\nsmtpd_client_name_timeout = 0\n"
-                               % self.server.passwd_file)
+                               "disable_plaintext_auth = no\nsmtpd_client_name_timeout = 0\n%s"
+                               % (self.server.passwd_file, extra))
         self.server.start()
-        self.failures = collections.Counter()   # ip -> failed attempts caused
 
     # ---- what the test does -------------------------------------------------
     def smtp(self, source):
@@ -144,7 +151,7 @@ class Fail2banFilter(unittest.TestCase):
         im.logout()
 
     # ---- fail2ban-regex ------------------------------------------------------
-    def regex(self):
+    def regex(self, text=None):
         # The filter includes common.conf from its own directory, as it
         # does installed in /etc/fail2ban/filter.d.
         d = tempfile.mkdtemp(prefix="postern-f2b-")
@@ -153,13 +160,14 @@ class Fail2banFilter(unittest.TestCase):
         shutil.copy(FILTER, os.path.join(d, "filter.d", "postern.conf"))
         os.symlink(COMMON, os.path.join(d, "filter.d", "common.conf"))
         log = os.path.join(d, "mail.log")
-        shutil.copy(self.server.log_file, log)
+        with open(log, "w") as f:
+            f.write(self.server.log() if text is None else text)
         r = subprocess.run(["fail2ban-regex", "-o", "ip", log, os.path.join(d, "filter.d", "postern.conf")],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         return collections.Counter(line.strip() for line in r.stdout.splitlines() if line.strip())
 
-    def test_counts_exactly_the_failed_logins(self):
+    def make_failures(self):
         self.smtp_fail("127.0.0.2", "alice", "PLAIN")
         self.smtp_fail("127.0.0.2", "alice", "LOGIN")
         self.smtp_fail("127.0.0.2", "nosuchuser", "PLAIN")
@@ -171,13 +179,17 @@ class Fail2banFilter(unittest.TestCase):
         self.pop3_fail("127.0.0.5", "carol")
         self.noise("127.0.0.6")
         self.noise("127.0.0.2")
-        # Every failure is in the log before fail2ban reads it.
-        total = sum(self.failures.values())
-        wait_for(lambda: self.server.log().count("SASL ") >= 6 and
-                 self.server.log().count("Aborted login (auth failed") == 4 and
-                 self.server.log().count("Authentication failed (attempt") == 4 and
-                 self.server.log().count("Disconnected (auth failed") == 2, TIMEOUT,
-                 what="all %d failures logged" % total)
+
+    @staticmethod
+    def all_logged(log):
+        """Every failure (and POP3's close summaries) is in the log."""
+        return (log.count("SASL ") >= 6 and log.count("Aborted login (auth failed") == 4 and
+                log.count("Authentication failed (attempt") == 4 and log.count("Disconnected (auth failed") == 2)
+
+    def test_counts_exactly_the_failed_logins(self):
+        self.start()
+        self.make_failures()
+        wait_for(lambda: self.all_logged(self.server.log()), TIMEOUT, what="all failures logged")
         got = self.regex()
         self.assertEqual(dict(got), dict(self.failures), self.server.log())
         self.assertEqual(sum(got.values()), 12)
@@ -187,11 +199,92 @@ class Fail2banFilter(unittest.TestCase):
                      "Relay access denied", "Login: user=<alice>", "Login: user=<bob>"):
             self.assertIn(text, log)
 
+    @unittest.skipUnless(os.geteuid() == 0, "a private /dev for the server's /dev/log needs root")
+    def test_syslog_lines_count_the_same(self):
+        box = SyslogBox(self)
+        self.start(box.server_class(), "maillog_file =\n")
+        self.make_failures()
+        wait_for(lambda: self.all_logged(box.text()), TIMEOUT, what="all failures sent to /dev/log")
+        text = box.text()
+        for tag in ("postern/submission[", "postern/imap-login[", "postern/pop3-login[", "postern/master["):
+            self.assertIn(tag, text)
+        self.assertEqual(dict(self.regex(text)), dict(self.failures), text)
+
     def test_jail_shipped_disabled(self):
         cp = configparser.ConfigParser(interpolation=None)
         cp.read(JAIL)
         self.assertEqual(cp["postern"]["enabled"].strip(), "false")
         self.assertEqual(cp["postern"]["filter"].strip(), "postern")
+
+
+class SyslogBox:
+    """A /dev/log of the test's own: the server runs in a private mount
+    namespace whose /dev is a directory holding the few device nodes it
+    uses (bound from the real ones) and a datagram socket this test reads.
+    Received lines are kept as rsyslog writes them ("DATE HOST TAG: text")."""
+
+    MS_REC, MS_PRIVATE, MS_BIND = 0x4000, 0x40000, 0x1000
+    CLONE_NEWNS = 0x20000
+
+    def __init__(self, test):
+        self.dir = tempfile.mkdtemp(prefix="postern-devlog-")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        os.chmod(self.dir, 0o755)
+        for node in ("null", "zero", "random", "urandom", "full", "tty"):
+            open(os.path.join(self.dir, node), "w").close()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(os.path.join(self.dir, "log"))
+        os.chmod(os.path.join(self.dir, "log"), 0o666)
+        self.sock.settimeout(0.2)
+        self.lines = []
+        self.stopped = False
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.close)
+
+    def read(self):
+        while not self.stopped:
+            try:
+                data = self.sock.recv(65536).decode(errors="replace")
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            # "<PRI>Mmm dd hh:mm:ss TAG[PID]: text"
+            if data.startswith("<") and ">" in data:
+                data = data[data.index(">") + 1:]
+            self.lines.append(data[:15] + " testhost" + data[15:].rstrip("\n"))
+
+    def text(self):
+        return "".join(line + "\n" for line in list(self.lines))
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(5)
+        self.sock.close()
+
+    def enter(self):
+        """In the server's child before exec (as root): /dev becomes self.dir."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+        def check(rc, what):
+            if rc != 0:
+                raise OSError(ctypes.get_errno(), what)
+        check(libc.unshare(self.CLONE_NEWNS), "unshare")
+        check(libc.mount(None, b"/", None, self.MS_REC | self.MS_PRIVATE, None), "mount --make-rprivate /")
+        for node in ("null", "zero", "random", "urandom", "full", "tty"):
+            check(libc.mount(("/dev/" + node).encode(), os.path.join(self.dir, node).encode(), None,
+                             self.MS_BIND, None), "bind /dev/" + node)
+        check(libc.mount(self.dir.encode(), b"/dev", None, self.MS_BIND, None), "bind over /dev")
+
+    def server_class(self):
+        box = self
+
+        class SyslogServer(Server):
+            def _preexec(self):
+                box.enter()
+                super()._preexec()
+        return SyslogServer
 
 
 if __name__ == "__main__":
