@@ -316,6 +316,14 @@ logical_line(struct pt_config *c, const char *s, size_t len, int line)
 		pt_config_add_error(c, line, "missing parameter name before '='");
 		return;
 	}
+	vs = eq + 1;
+	ve = e;
+	trim(&vs, &ve);
+	if (memchr(ns, '.', (size_t)(ne - ns)) != NULL) {
+		/* LISTENER.PARAM: one listener's value (config_listener.c). */
+		pt_cfg_override_line(c, ns, (size_t)(ne - ns), vs, (size_t)(ve - vs), line);
+		return;
+	}
 	for (const char *p = ns; p < ne; p++) {
 		if (!is_name_char((unsigned char)*p)) {
 			pt_config_add_error(c, line, "bad parameter name \"%.*s\" (use letters, digits and _)",
@@ -323,9 +331,6 @@ logical_line(struct pt_config *c, const char *s, size_t len, int line)
 			return;
 		}
 	}
-	vs = eq + 1;
-	ve = e;
-	trim(&vs, &ve);
 	{
 		char *name = xstrndup(ns, (size_t)(ne - ns));
 
@@ -473,6 +478,7 @@ pt_config_free(struct pt_config *c)
 	for (int i = 0; i < c->nerrors; i++)
 		free(c->errors[i].msg);
 	free(c->errors);
+	pt_cfg_listeners_free(c);
 	free(c->path);
 	free(c);
 }
@@ -661,7 +667,16 @@ pt_conf_error(const struct pt_config *c, const char *name, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	add_error_v(mc, s && s->raw ? s->line : 0, 0, fmt, ap);
+	if (c->root != NULL) {
+		/* A listener's view: the error belongs to the file's config,
+		 * at the line of the value the view uses. */
+		char msg[1024];
+
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		pt_cfg_view_error(c, s && s->raw ? s->line : 0, msg);
+	} else {
+		add_error_v(mc, s && s->raw ? s->line : 0, 0, fmt, ap);
+	}
 	va_end(ap);
 }
 
@@ -696,6 +711,10 @@ pt_config_dump(const struct pt_config *c, FILE *out, int only_set, char **names,
 		for (int i = 0; i < nnames; i++) {
 			const struct pt_cfg_slot *s = pt_cfg_find(c, names[i]);
 
+			if (strchr(names[i], '.') != NULL) {
+				rc |= pt_cfg_dump_dotted(c, out, only_set, names[i]);
+				continue;
+			}
 			if (s == NULL || s->decl == NULL) {
 				fprintf(stderr, "postern: unknown parameter \"%s\"\n", names[i]);
 				rc = 1;
@@ -717,6 +736,7 @@ pt_config_dump(const struct pt_config *c, FILE *out, int only_set, char **names,
 		for (size_t i = 0; i < n; i++)
 			dump_one(v[i], out);
 		free(v);
+		pt_cfg_dump_listeners(c, out, only_set);
 	}
 	return rc;
 }

@@ -107,8 +107,10 @@ pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, 
 		fputs(" | ", out);
 		for (const char *p = doc; *p; p++)
 			fputs(*p == '|' ? "\\|" : *p == '\n' ? " " : (char[2]){ *p, 0 }, out);
-		fputs(" |\n", out);
+		fputs(pt_cfg_listener_param(c, s->name) ? " *(per listener)* |\n" : " |\n", out);
 	}
+	if (markdown && !(names && nnames > 0))
+		pt_cfg_doc_listeners(c, out);
 	free(v);
 	return rc;
 }

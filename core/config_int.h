@@ -48,6 +48,23 @@ int pt_config_dump(const struct pt_config *c, FILE *out, int only_set, char **na
  * only these); markdown: the reference tables of docs/CONFIG.md. */
 int pt_config_doc(const struct pt_config *c, FILE *out, int markdown, char **names, int nnames);
 
+/* Per-listener settings: `LISTENER.PARAM = value` lines (Postfix's
+ * master.cf -o). The loader declares the listeners that take them (named
+ * as their *_listen parameter without "_listen"), the parameters one
+ * listener may override, and the modules' built-in listener values
+ * (which a file line replaces), before pt_config_finish. */
+void pt_config_declare_listener(struct pt_config *c, const char *name);
+void pt_config_declare_listener_param(struct pt_config *c, const char *param);
+void pt_config_declare_listener_default(struct pt_config *c, const char *listener,
+	const char *param, const char *value);
+/* After pt_config_finish: refuse unknown listeners and parameters that
+ * cannot be set per listener (FILE:LINE), then build each listener's view
+ * (values checked by the parameter's own type and validator; their
+ * errors name the override's line). Returns the error count of c. */
+int pt_config_finish_listeners(struct pt_config *c);
+/* A declared listener name (whether or not it overrides anything). */
+int pt_config_listener_known(const struct pt_config *c, const char *name);
+
 /* Owner of a declared parameter ("core" or module name), or NULL. */
 const char *pt_config_owner(const struct pt_config *c, const char *name);
 

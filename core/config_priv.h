@@ -3,6 +3,7 @@
 #define POSTERN_CONFIG_PRIV_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config_int.h"
 
@@ -55,6 +56,23 @@ struct pt_cfg_error {
 	char *msg;
 };
 
+/* A `LISTENER.PARAM = value` line, or a module's built-in value for a
+ * listener (line 0). */
+struct pt_cfg_override {
+	char *listener;
+	char *param;
+	char *raw;
+	int line;
+};
+
+/* A listener that takes per-listener settings, and its view: a whole
+ * config whose overridden slots hold the listener's values and every
+ * other slot the file's (NULL while nothing is overridden). */
+struct pt_cfg_listener {
+	char *name;
+	struct pt_config *view;
+};
+
 struct pt_config {
 	char *path;
 	struct pt_cfg_slot *slots;
@@ -68,6 +86,17 @@ struct pt_config {
 	int nerrors;
 	int truncated;                /* error list hit PT_CFG_MAX_ERRORS */
 	int finished;
+	/* Per-listener settings (config_listener.c). */
+	struct pt_cfg_override *overrides;   /* file lines, in file order */
+	size_t noverrides;
+	struct pt_cfg_override *builtins;    /* modules' listener defaults */
+	size_t nbuiltins;
+	char **listener_params;              /* names one listener may override */
+	size_t nlistener_params;
+	struct pt_cfg_listener *listeners;
+	size_t nlisteners;
+	const struct pt_config *root;        /* a view: the config it belongs to */
+	const char *view_name;               /* a view: its listener */
 };
 
 /* config.c */
@@ -78,6 +107,22 @@ void pt_cfg_error_at(struct pt_config *c, int line, int show_zero, const char *f
 	__attribute__((format(printf, 4, 5)));
 void pt_cfg_set_hook(struct pt_config *c, const char *name, pt_cfg_hook *hook);
 void pt_cfg_sort_errors(struct pt_config *c);
+
+/* config_listener.c */
+/* The syntax pass met "LISTENER.PARAM = value" (name is the whole dotted
+ * name, value trimmed). */
+void pt_cfg_override_line(struct pt_config *c, const char *name, size_t namelen,
+	const char *value, size_t valuelen, int line);
+void pt_cfg_listeners_free(struct pt_config *c);
+/* One listener may override param; the reference's listener section. */
+int pt_cfg_listener_param(const struct pt_config *c, const char *param);
+void pt_cfg_doc_listeners(const struct pt_config *c, FILE *out);
+/* Add "FILE:LINE: message" found while checking view v to its root,
+ * unless the root has it already (a view repeats the file's errors). */
+void pt_cfg_view_error(const struct pt_config *v, int line, const char *msg);
+/* `postern config`: the listener section, and one LISTENER.PARAM name. */
+void pt_cfg_dump_listeners(const struct pt_config *c, FILE *out, int only_set);
+int pt_cfg_dump_dotted(const struct pt_config *c, FILE *out, int only_set, const char *name);
 
 /* config_expand.c */
 /* Best declared name for an unknown one, or NULL. */

@@ -200,6 +200,16 @@ fail:
 	return -1;
 }
 
+void
+pt_listener_name(const char *param, char *out, size_t len)
+{
+	size_t n = strlen(param);
+
+	if (n > 7 && strcmp(param + n - 7, "_listen") == 0)
+		n -= 7;
+	snprintf(out, len, "%.*s", (int)n, param);
+}
+
 static int
 append_sock(struct pt_listen_sock **socks, size_t *nsocks, int fd,
             const struct pt_listener_decl *decl, const char *addr, unsigned port)
@@ -215,6 +225,7 @@ append_sock(struct pt_listen_sock **socks, size_t *nsocks, int fd,
 	s->fd = fd;
 	s->decl = decl;
 	s->info.service = decl->service;
+	pt_listener_name(decl->param, s->info.name, sizeof s->info.name);
 	s->info.implicit_tls = decl->implicit_tls;
 	snprintf(s->info.addr, sizeof s->info.addr, "%s", addr);
 	s->info.port = port;

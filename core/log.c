@@ -24,6 +24,16 @@ static char log_default_service[32] = "master";
 /* Protocol handlers retag the thread they run on (one loop thread serves
  * smtpd, imap and pop3 sessions); other threads log as the process. */
 static __thread char log_service[32];
+/* syslog_name: the tag's first part. A service with a '/' in it is a
+ * whole tag already (a listener's own syslog_name, "postern/submission/
+ * smtpd"), as Postfix's syslog_name/service. */
+static char log_name[64] = "postern";
+
+void
+pt_log_set_name(const char *name)
+{
+	snprintf(log_name, sizeof log_name, "%s", name && *name ? name : "postern");
+}
 
 void
 pt_log_set_service(const char *service)
@@ -95,14 +105,16 @@ log_host_init(void)
 	}
 }
 
-/* syslog's tag is "postern/SERVICE" with the pid, as Postfix's
+/* syslog's tag is the file line's (syslog_name/service, or a listener's
+ * whole tag such as postern/submission/smtpd) with the pid, as Postfix's
  * "postfix/smtpd[PID]", so that pflogsumm, fail2ban and journalctl -t see
- * the service. openlog keeps the pointer: each tag is kept for the life of
- * the process, and openlog + syslog run under one lock so that threads
+ * the service. openlog keeps the pointer: each tag is kept for the life
+ * of the process, and openlog + syslog run under one lock so that threads
  * logging as different services cannot swap tags. */
 #define SYSLOG_TAGS 32
+#define SYSLOG_TAG_MAX 100
 static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
-static char syslog_tags[SYSLOG_TAGS][48];
+static char syslog_tags[SYSLOG_TAGS][SYSLOG_TAG_MAX];
 static size_t syslog_ntags;
 
 /* A child forked while another thread held the lock would wait forever
@@ -120,9 +132,12 @@ syslog_atfork(void)
 static void
 syslog_as(const char *service, int prio, const char *prefix, const char *text)
 {
-	char want[48];
+	char want[SYSLOG_TAG_MAX];
 	pthread_once(&syslog_atfork_once, syslog_atfork);
-	snprintf(want, sizeof want, "postern/%s", service);
+	if (strchr(service, '/') != NULL)
+		snprintf(want, sizeof want, "%s", service);
+	else
+		snprintf(want, sizeof want, "%s/%s", log_name, service);
 	pthread_mutex_lock(&syslog_lock);
 	const char *tag = "postern";
 	size_t i = 0;
@@ -167,8 +182,9 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 	char stamp[32];
 	strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
 	pthread_once(&log_host_once, log_host_init);
-	int n = snprintf(line, sizeof line, "%s %s postern/%s[%ld]: %s%s\n", stamp, log_host, service,
-	                 (long)getpid(), level_prefix(level), text);
+	int whole = strchr(service, '/') != NULL;
+	int n = snprintf(line, sizeof line, "%s %s %s%s%s[%ld]: %s%s\n", stamp, log_host, whole ? "" : log_name,
+	                 whole ? "" : "/", service, (long)getpid(), level_prefix(level), text);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof line) {

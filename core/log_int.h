@@ -10,5 +10,7 @@ void pt_log_close(void);
 /* Tag of this process's lines when no handler retagged the thread
  * ("master", "worker", "local"). */
 void pt_log_set_default_service(const char *service);
+/* syslog_name: the first part of every tag ("postern"). */
+void pt_log_set_name(const char *name);
 
 #endif

@@ -21,7 +21,8 @@ usage(FILE *out)
 	      "\n"
 	      "  run                 run the server in the foreground (SIGHUP reloads, SIGTERM stops)\n"
 	      "  check               validate config, modules, maps and policies (exit 1 on errors)\n"
-	      "  config [-n] [NAME...]  print effective parameter values (-n: only those set)\n"
+	      "  config [-n] [-l LISTENER] [NAME...]  print effective parameter values (-n: only those set;\n"
+	      "                         -l: as that listener uses them)\n"
 	      "  config -d [NAME...]  print each parameter's default and meaning\n"
 	      "  reload | stop       signal the running server\n"
 	      "  queue list|flush|delete ID   manage the mail queue (mailq = queue list)\n"
@@ -96,10 +97,13 @@ int
 pt_cmd_config(const char *conf, int argc, char **argv)
 {
 	int only_set = 0, doc = 0;
+	const char *listener = NULL;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-n") == 0)
 			only_set = 1;
+		else if (strcmp(argv[i], "-l") == 0 && i + 1 < argc)
+			listener = argv[++i];
 		else if (strcmp(argv[i], "-d") == 0)
 			doc = 1;
 		else if (strcmp(argv[i], "--markdown") == 0)
@@ -121,8 +125,15 @@ pt_cmd_config(const char *conf, int argc, char **argv)
 		pt_config_free(c);
 		return 1;
 	}
+	if (listener && !pt_config_listener_known(c, listener)) {
+		fprintf(stderr, "postern config: unknown listener %s\n", listener);
+		pt_config_free(c);
+		return 2;
+	}
+	/* -l: the values that listener's sessions use (its view). */
 	int rc = doc ? pt_config_doc(c, stdout, doc - 1, argv + i, argc - i)
-	             : pt_config_dump(c, stdout, only_set, argv + i, argc - i);
+	             : pt_config_dump(listener ? pt_conf_listener(c, listener) : c, stdout, only_set,
+	                              argv + i, argc - i);
 	pt_config_free(c);
 	return rc;
 }

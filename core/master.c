@@ -336,6 +336,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd, int ct
 	M.child_keep = g;
 	pt_process_child_setup();
 	pt_log_set_default_service("worker");
+	pt_log_set_name(pt_conf_str(g->conf, "syslog_name"));
 	pt_live_conf = g->conf;
 	if (M.as_root) {
 		if (pt_process_drop_privileges(M.owner_uid, M.owner_gid) != 0) {
@@ -926,6 +927,7 @@ reload(struct pt_loop *loop, char *why, size_t whylen)
 		free_generation(old, 0);
 	M.current = slot;
 	pt_live_conf = c;
+	pt_log_set_name(pt_conf_str(c, "syslog_name"));
 	pt_log_open(pt_conf_str(c, "maillog_file"));
 	(void)loop;
 	pt_log(PT_LOG_INFO, "reload: configuration reloaded");
@@ -1501,6 +1503,7 @@ pt_cmd_run(const char *conf, int argc, char **argv)
 	if (lock_queue(qdir) != 0)
 		return 1;
 	const char *logfile = pt_conf_str(c, "maillog_file");
+	pt_log_set_name(pt_conf_str(c, "syslog_name"));
 	if (pt_log_open(logfile) != 0) {
 		fprintf(stderr, "postern: cannot open maillog_file %s: %s\n", logfile, strerror(errno));
 		return 1;

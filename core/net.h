@@ -18,6 +18,9 @@ struct pt_listen_sock {
 	char param[48];                       /* e.g. "smtpd_listen" */
 };
 
+/* A listener's name: its parameter without "_listen" ("submission"). */
+void pt_listener_name(const char *param, char *out, size_t len);
+
 /* Bind every [ADDR:]PORT of decl->param (a PT_HOSTPORT_LIST); an item
  * without ADDR binds each inet_interfaces address ("all" = 0.0.0.0 and ::,
  * "loopback-only" = 127.0.0.1 and ::1). Appends to *socks (realloc'd).

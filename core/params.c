@@ -37,6 +37,20 @@ validate_mynetworks(const char *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* A tag word: no white space, brackets or colon, which end a tag. */
+static int
+validate_syslog_name(const char *v, char *err, size_t errlen)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > 48 || v[strcspn(v, " \t[]:")] != '\0' || v[0] == '/' || v[n - 1] == '/') {
+		snprintf(err, errlen, "\"%.200s\" is not a log tag (1 to 48 characters, no white space, "
+		         "[, ] or :, not starting or ending with /)", v);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 validate_mynetworks_style(const char *v, char *err, size_t errlen)
 {
@@ -210,6 +224,9 @@ static const struct pt_param core_params[] = {
 		"mail queue and private sockets", 0, 0},
 	{"maillog_file", PT_PATH, "", NULL,
 		"log file; empty: syslog (mail facility)", 0, 0},
+	{"syslog_name", PT_STR, "postern", validate_syslog_name,
+		"first part of the log tag (NAME/SERVICE[PID]); per listener like Postfix's -o syslog_name: "
+		"postern/submission gives postern/submission/smtpd", 0, 0},
 	{"mail_owner", PT_STR, "postern", NULL,
 		"unprivileged user for network-facing processes", 0, 0},
 	{"default_privs", PT_STR, "nobody", NULL,

@@ -198,11 +198,15 @@ session_client(struct session *s, const char *addr, const char *name)
 	return 0;
 }
 
+/* --listener: the listener whose chains apply (NULL: the file's). */
+static const char *policy_listener;
+
 static void
 fill(const struct session *s, enum pt_stage stage, const char *rcpt, struct pt_policy_request *r)
 {
 	memset(r, 0, sizeof *r);
 	r->stage = stage;
+	r->listener = policy_listener;
 	r->protocol_name = "ESMTP";
 	r->client_address = s->client;
 	r->client_name = s->client_name;
@@ -407,9 +411,9 @@ script_test(struct policy_env *env, const char *file)
 static void
 policy_usage(void)
 {
-	fprintf(stderr, "usage: postern policy test [-c FILE] [-v] --client IP [--client-name NAME] "
-	        "[--helo H] [--sender A] --recipient A [--sasl-user U]\n"
-	        "       postern policy test [-c FILE] [-v] --script FILE\n");
+	fprintf(stderr, "usage: postern policy test [-c FILE] [-v] [--listener NAME] --client IP "
+	        "[--client-name NAME] [--helo H] [--sender A] --recipient A [--sasl-user U]\n"
+	        "       postern policy test [-c FILE] [-v] [--listener NAME] --script FILE\n");
 }
 
 int
@@ -422,7 +426,7 @@ pt_cmd_policy(const char *conf, int argc, char **argv)
 		return 2;
 	}
 	const char *client = NULL, *client_name = NULL, *helo = NULL, *sender = NULL;
-	const char *rcpt = NULL, *sasl = NULL, *script = NULL;
+	const char *rcpt = NULL, *sasl = NULL, *script = NULL, *listener = NULL;
 	int verbose = 0;
 	for (int i = 2; i < argc; i++) {
 		const char **slot = NULL;
@@ -440,6 +444,8 @@ pt_cmd_policy(const char *conf, int argc, char **argv)
 			slot = &sasl;
 		else if (strcmp(argv[i], "--script") == 0)
 			slot = &script;
+		else if (strcmp(argv[i], "--listener") == 0)
+			slot = &listener;
 		else if (strcmp(argv[i], "-v") == 0) {
 			verbose = 1;
 			continue;
@@ -466,6 +472,16 @@ pt_cmd_policy(const char *conf, int argc, char **argv)
 		env_close(&env);
 		return 2;
 	}
+	if (listener && !pt_config_listener_known(env.conf, listener)) {
+		fprintf(stderr, "postern policy test: unknown listener %s (the *_listen name without _listen: "
+		        "smtpd, submission, smtps)\n", listener);
+		env_close(&env);
+		return 2;
+	}
+	/* The chains of that listener: its own values, else the file's. */
+	policy_listener = listener;
+	if (listener)
+		printf("listener: %s\n", listener);
 	int rc = script ? script_test(&env, script)
 	         : single_test(&env, client, client_name, helo, sender, rcpt, sasl);
 	fflush(stdout);

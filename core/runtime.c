@@ -4,6 +4,7 @@
 
 #include "config_int.h"
 #include "loader.h"
+#include "net.h"
 #include "passdb.h"
 #include "runtime.h"
 
@@ -16,6 +17,32 @@ extra_declare(struct pt_config *c)
 	pt_config_declare(c, "core", pt_auth_params);
 }
 
+/* Per-listener settings: the listeners of modules that name parameters
+ * one listener may override, those parameters (and the core's), and the
+ * modules' built-in listener values. */
+static void
+declare_listeners(struct pt_config *c)
+{
+	pt_config_declare_listener_param(c, "syslog_name");
+	for (size_t i = 0; i < pt_modules_count(); i++) {
+		const struct pt_module *m = pt_modules_get(i);
+
+		if (m->listener_params == NULL)
+			continue;
+		for (const char *const *p = m->listener_params; *p; p++)
+			pt_config_declare_listener_param(c, *p);
+		for (const struct pt_listener_decl *d = m->listeners; d && d->param; d++) {
+			char name[32];
+
+			pt_listener_name(d->param, name, sizeof name);
+			pt_config_declare_listener(c, name);
+		}
+	}
+	for (size_t i = 0; i < pt_modules_count(); i++)
+		for (const struct pt_listener_setting *s = pt_modules_get(i)->listener_defaults; s && s->listener; s++)
+			pt_config_declare_listener_default(c, s->listener, s->param, s->value);
+}
+
 static struct pt_config *
 load(const char *path, const char *text, size_t len, int checks)
 {
@@ -25,8 +52,14 @@ load(const char *path, const char *text, size_t len, int checks)
 	/* Go on after syntax errors: one `postern check` lists every problem. */
 	pt_config_declare_core(c);
 	extra_declare(c);
-	pt_modules_load(c);
-	if (pt_config_finish(c) == 0 && checks)
+	int loaded = pt_modules_load(c) == 0;
+	if (loaded)
+		declare_listeners(c);
+	pt_config_finish(c);
+	/* Broken module lines leave the listeners unknown: no guesses. */
+	if (loaded)
+		pt_config_finish_listeners(c);
+	if (pt_config_error_count(c) == 0 && checks)
 		pt_modules_check(c);
 	return c;
 }

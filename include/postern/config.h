@@ -76,6 +76,16 @@ int pt_conf_isset(const struct pt_config *c, const char *name);
 const char *pt_conf_file(const struct pt_config *c);
 int pt_conf_line(const struct pt_config *c, const char *name);
 
+/* Per-listener settings (`submission.smtpd_relay_restrictions = ...`):
+ * the config a listener's sessions read, holding that listener's values
+ * and the file's for everything else; every accessor above works on it.
+ * c itself for a listener without overrides or an unknown name. Lives as
+ * long as c. */
+const struct pt_config *pt_conf_listener(const struct pt_config *c, const char *listener);
+/* The listeners that have a view of their own, for a module that builds
+ * state per listener (i from 0; NULL past the last). */
+const char *pt_conf_listener_name(const struct pt_config *c, size_t i);
+
 /* Report a config error "FILE:LINE: message" for name's line (module check
  * hooks); counts toward the failure of check/reload. */
 void pt_conf_error(const struct pt_config *c, const char *name, const char *fmt, ...)

@@ -12,6 +12,8 @@ struct pt_loop;
 
 struct pt_listener {
 	const char *service;          /* from pt_listener_decl */
+	char name[32];                /* listener name: its *_listen parameter
+	                                 without "_listen" ("submission") */
 	int implicit_tls;
 	char addr[64];                /* printable local address it is bound to */
 	unsigned port;

@@ -9,7 +9,7 @@
 #include "postern/config.h"
 
 /* Bump when any struct or function in include/postern/ changes shape. */
-#define POSTERN_ABI 5
+#define POSTERN_ABI 6
 
 /* Catches modules built by another compiler model or against other headers. */
 #define POSTERN_STR_(x) #x
@@ -33,6 +33,15 @@ struct pt_listener_decl {
 	const char *service;          /* log name, e.g. "smtpd", "imap-login" */
 	int implicit_tls;             /* 1: TLS handshake before any byte */
 	void (*on_accept)(struct pt_conn *conn, const struct pt_listener *l);
+};
+
+/* A module's built-in value of a parameter for one of its listeners (the
+ * file's `LISTENER.PARAM = value` line replaces it): what Debian's
+ * master.cf spells for submission with -o. */
+struct pt_listener_setting {
+	const char *listener;         /* "submission": the *_listen name without _listen */
+	const char *param;
+	const char *value;
 };
 
 /* Process roles: the processes a module's code runs in. The loader calls
@@ -86,6 +95,13 @@ struct pt_module {
 	/* The mail-access protocol it serves ("imap"): `protocols` switches
 	 * its listeners on and off. NULL: they open whenever it is loaded. */
 	const char *protocol;
+	/* Per-listener settings: this module's parameters that one listener
+	 * may override (`submission.smtpd_relay_restrictions = ...`, read
+	 * through pt_conf_listener), NULL-terminated, or NULL. A module that
+	 * names any makes its own listeners take such lines. */
+	const char *const *listener_params;
+	/* Built-in listener values, terminated by {0}, or NULL. */
+	const struct pt_listener_setting *listener_defaults;
 };
 
 /* Modules are built with hidden visibility; only the descriptor is

@@ -126,6 +126,12 @@ struct pt_policy_request {
 	unsigned long long size;
 	const struct sockaddr *client_sa;
 	int pipelined_early;          /* client talked before the banner / reply */
+	/* The listener the client came to ("submission"): its chains and
+	 * per-listener values apply (pt_conf_listener). NULL/"" = the file's. */
+	const char *listener;
+	/* Log tag for lines about this request ("postern/submission/smtpd",
+	 * see log.h); NULL = "smtpd". */
+	const char *log_service;
 };
 enum pt_verdict_kind { PT_VERDICT_ACCEPT, PT_VERDICT_REJECT, PT_VERDICT_DEFER,
 	PT_VERDICT_DISCARD, PT_VERDICT_HOLD };

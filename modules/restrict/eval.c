@@ -10,10 +10,24 @@
 #include "postern/log.h"
 
 static struct restrict_setup *live_setup;
+/* Listeners with chains of their own (submission.smtpd_relay_restrictions). */
+static struct {
+	char name[32];
+	struct restrict_setup *s;
+} live_listener[RESTRICT_MAX_LISTENERS];
 
 struct restrict_setup *
 restrict_live_setup(void)
 {
+	return live_setup;
+}
+
+struct restrict_setup *
+restrict_listener_setup(const char *listener)
+{
+	for (size_t i = 0; listener && *listener && i < RESTRICT_MAX_LISTENERS; i++)
+		if (live_listener[i].s && strcmp(live_listener[i].name, listener) == 0)
+			return live_listener[i].s;
 	return live_setup;
 }
 
@@ -23,6 +37,29 @@ restrict_set_live_setup(struct restrict_setup *s)
 	struct restrict_setup *old = live_setup;
 	live_setup = s;
 	restrict_setup_unref(old);
+	if (s == NULL)
+		restrict_set_listener_setup(NULL, NULL);
+}
+
+void
+restrict_set_listener_setup(const char *listener, struct restrict_setup *s)
+{
+	if (listener == NULL) {
+		for (size_t i = 0; i < RESTRICT_MAX_LISTENERS; i++) {
+			restrict_setup_unref(live_listener[i].s);
+			live_listener[i].s = NULL;
+		}
+		return;
+	}
+	for (size_t i = 0; i < RESTRICT_MAX_LISTENERS; i++)
+		if (live_listener[i].s == NULL || strcmp(live_listener[i].name, listener) == 0) {
+			struct restrict_setup *old = live_listener[i].s;
+			snprintf(live_listener[i].name, sizeof live_listener[i].name, "%s", listener);
+			live_listener[i].s = s;
+			restrict_setup_unref(old);
+			return;
+		}
+	restrict_setup_unref(s);
 }
 
 const char *
@@ -317,7 +354,8 @@ restrict_eval_action(struct restrict_eval *e, const struct restrict_chain *ch,
 		return R_NEXT;
 	case RESTRICT_ACT_WARN:
 	case RESTRICT_ACT_INFO:
-		pt_log_as("smtpd", a->kind == RESTRICT_ACT_WARN ? PT_LOG_WARNING : PT_LOG_INFO,
+		pt_log_as(e->req.log_service && *e->req.log_service ? e->req.log_service : "smtpd",
+		          a->kind == RESTRICT_ACT_WARN ? PT_LOG_WARNING : PT_LOG_INFO,
 		          "%s: %s: %s from %s[%s]: <%s>: %s",
 		          e->req.queue_id && *e->req.queue_id ? e->req.queue_id : "NOQUEUE",
 		          a->kind == RESTRICT_ACT_WARN ? "warn" : "info", restrict_stage_name(e->req.stage),
@@ -355,11 +393,12 @@ copy_request(struct restrict_eval *e, const struct pt_policy_request *req)
 	const char *const *src[] = { &req->protocol_name, &req->client_address, &req->client_name,
 		&req->reverse_client_name, &req->helo_name, &req->sender, &req->recipient,
 		&req->queue_id, &req->sasl_username, &req->sasl_method,
-		&req->encryption_protocol, &req->encryption_cipher };
+		&req->encryption_protocol, &req->encryption_cipher, &req->listener, &req->log_service };
 	const char **dst[] = { &e->req.protocol_name, &e->req.client_address, &e->req.client_name,
 		&e->req.reverse_client_name, &e->req.helo_name, &e->req.sender, &e->req.recipient,
 		&e->req.queue_id, &e->req.sasl_username, &e->req.sasl_method,
-		&e->req.encryption_protocol, &e->req.encryption_cipher };
+		&e->req.encryption_protocol, &e->req.encryption_cipher, &e->req.listener,
+		&e->req.log_service };
 	size_t n = sizeof src / sizeof src[0], total = 1;
 	for (size_t i = 0; i < n; i++)
 		if (*src[i])
@@ -401,7 +440,7 @@ restrict_evaluate(struct restrict_setup *s, struct pt_loop *loop,
                   void (*done)(void *arg, const struct pt_verdict *v), void *arg)
 {
 	if (s == NULL)
-		s = live_setup;
+		s = restrict_listener_setup(req->listener);
 	struct restrict_eval *e = calloc(1, sizeof *e);
 	if (e == NULL)
 		return -1;

@@ -59,7 +59,25 @@ restrict_init(struct pt_ctx *ctx)
 		return -1;
 	}
 	warn_style(s, ctx->conf);
+	/* Each listener with values of its own (submission's built-in
+	 * smtpd_relay_restrictions...) evaluates its own chains. */
+	struct restrict_setup *per[RESTRICT_MAX_LISTENERS] = { NULL };
+	const char *name;
+	size_t n = 0;
+	for (; n < RESTRICT_MAX_LISTENERS && (name = pt_conf_listener_name(ctx->conf, n)) != NULL; n++) {
+		per[n] = restrict_setup_build(pt_conf_listener(ctx->conf, name), 1);
+		if (per[n] == NULL) {
+			pt_error("restrict: the restriction lists of listener %s cannot be set up", name);
+			while (n > 0)
+				restrict_setup_unref(per[--n]);
+			restrict_setup_unref(s);
+			return -1;
+		}
+	}
 	restrict_set_live_setup(s);
+	restrict_set_listener_setup(NULL, NULL);
+	for (size_t i = 0; i < n; i++)
+		restrict_set_listener_setup(pt_conf_listener_name(ctx->conf, i), per[i]);
 	pt_service_register(PT_SVC_RESTRICT, &restrict_ops);
 	return 0;
 }
@@ -202,6 +220,27 @@ validate_policies(const struct pt_config *c, const struct restrict_setup *s)
 /* Validate everything a reload would build, without touching the live
  * state: list syntax, map specs, mynetworks, and each Lua policy compiled
  * and run against its own tests in a scratch state, in a child process. */
+/* Does b run a Lua policy that a does not? (A listener's chains are
+ * mostly the file's: its policies were run already.) */
+static int
+has_other_policies(const struct restrict_setup *a, const struct restrict_setup *b)
+{
+	for (int l = 0; l < RL_COUNT; l++)
+		for (size_t i = 0; i < b->chains[l].n; i++) {
+			const struct restrict_item *it = &b->chains[l].v[i];
+			int known = 0;
+			if (it->kind != RI_CHECK_LUA_POLICY)
+				continue;
+			for (int k = 0; k < RL_COUNT && !known; k++)
+				for (size_t j = 0; j < a->chains[k].n && !known; j++)
+					known = a->chains[k].v[j].kind == RI_CHECK_LUA_POLICY &&
+					        strcmp(a->chains[k].v[j].arg, it->arg) == 0;
+			if (!known)
+				return 1;
+		}
+	return 0;
+}
+
 static int
 restrict_check(const struct pt_config *c)
 {
@@ -211,6 +250,20 @@ restrict_check(const struct pt_config *c)
 		return 1;
 	warn_style(s, c);
 	int errors = validate_policies(c, s);
+	/* The same for each listener's own chains; their errors name the
+	 * override's line (and one the file's chains have is not repeated). */
+	const char *name;
+	for (size_t i = 0; (name = pt_conf_listener_name(c, i)) != NULL; i++) {
+		const struct pt_config *v = pt_conf_listener(c, name);
+		struct restrict_setup *ls = restrict_setup_build(v, 0);
+		if (ls == NULL) {
+			errors++;
+			continue;
+		}
+		if (has_other_policies(s, ls))
+			errors += validate_policies(v, ls);
+		restrict_setup_unref(ls);
+	}
 	restrict_setup_unref(s);
 	return errors ? 1 : 0;
 }
@@ -228,4 +281,5 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = restrict_init,
 	.stop = restrict_stop,
 	.check = restrict_check,
+	.listener_params = restrict_listener_params,
 };

@@ -38,3 +38,12 @@ const struct pt_param restrict_params[] = {
 	  "wall clock time one policy call may run (DNS waits excluded)", 1, 3600 },
 	{ 0 },
 };
+
+/* Every restriction list and what decides how they apply: Debian's
+ * master.cf gives submission and smtps their own. */
+const char *const restrict_listener_params[] = {
+	"smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
+	"smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_data_restrictions",
+	"smtpd_end_of_data_restrictions", "smtpd_delay_reject", "smtpd_reject_unlisted_recipient",
+	"smtpd_sender_login_maps", NULL,
+};

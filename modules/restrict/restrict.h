@@ -20,6 +20,8 @@ struct pt_map;
 
 /* The parameter table (params.c), declared by module.c and by tests. */
 extern const struct pt_param restrict_params[];
+/* Those one listener may override (submission.smtpd_relay_restrictions). */
+extern const char *const restrict_listener_params[];
 
 /* ---- access(5) actions: action.c ---- */
 enum restrict_act {
@@ -148,9 +150,16 @@ struct pt_map *restrict_setup_find_map(struct restrict_setup *s, const char *spe
 int restrict_evaluate(struct restrict_setup *s, struct pt_loop *loop,
                       const struct pt_policy_request *req,
                       void (*done)(void *arg, const struct pt_verdict *v), void *arg);
-/* The setup evaluations use (module.c owns it). */
+/* The setup evaluations use (module.c owns it); setting NULL also drops
+ * the listeners'. */
 struct restrict_setup *restrict_live_setup(void);
 void restrict_set_live_setup(struct restrict_setup *s);
+/* A listener's own setup (built from pt_conf_listener), taking over the
+ * reference; NULL listener drops them all. Evaluations of a request for
+ * another listener use the live setup. */
+#define RESTRICT_MAX_LISTENERS 8
+void restrict_set_listener_setup(const char *listener, struct restrict_setup *s);
+struct restrict_setup *restrict_listener_setup(const char *listener);
 /* Reply text for an action of the access(5) family in a list's class. */
 void restrict_action_reply(const struct restrict_action *a, enum restrict_class cls,
                            const char *subject, char *out, size_t outlen);

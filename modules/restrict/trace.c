@@ -28,7 +28,7 @@ restrict_log_reject(const struct pt_policy_request *req, const struct pt_verdict
 	char helo[300] = "";
 	if (req->helo_name && *req->helo_name)
 		RS_SNPRINTF(helo, " helo=<%s>", req->helo_name);
-	pt_log_as("smtpd", PT_LOG_INFO, "%s: %s: %s from %s[%s]: %s;%s%s proto=%s%s rule=%s",
+	pt_log_as(str_or(req->log_service, "smtpd"), PT_LOG_INFO, "%s: %s: %s from %s[%s]: %s;%s%s proto=%s%s rule=%s",
 	          str_or(req->queue_id, "NOQUEUE"), prefix, restrict_stage_name(req->stage),
 	          str_or(req->client_name, "unknown"), str_or(req->client_address, "unknown"),
 	          v->reply, from, to, str_or(req->protocol_name, "SMTP"), helo, v->rule);
@@ -53,7 +53,7 @@ restrict_log_accept(const struct pt_policy_request *req, const struct pt_verdict
 		}
 	}
 	trace[o] = '\0';
-	pt_log_as("smtpd", PT_LOG_INFO, "%s: policy: %s from %s[%s]: %s%s%s%s rule=%s trace=[%s]",
+	pt_log_as(str_or(req->log_service, "smtpd"), PT_LOG_INFO, "%s: policy: %s from %s[%s]: %s%s%s%s rule=%s trace=[%s]",
 	          str_or(req->queue_id, "NOQUEUE"), restrict_stage_name(req->stage),
 	          str_or(req->client_name, "unknown"), str_or(req->client_address, "unknown"),
 	          v->kind == PT_VERDICT_HOLD ? "hold" : v->kind == PT_VERDICT_DISCARD ? "discard" : "accept",

@@ -1,6 +1,10 @@
 /* The smtp module's descriptor: its parameters (Postfix names and
  * defaults), the three listeners (smtpd, submission, implicit-TLS smtps)
  * and the settings snapshot sessions read. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
 #include "postern/config.h"
 #include "postern/log.h"
 #include "postern/module.h"
@@ -17,16 +21,34 @@ static const struct pt_listener_decl smtp_listeners[] = {
 /* `sendmail -bs` runs this module's sessions in the CLI. */
 static const struct pt_local_smtp_ops local_smtp = { smtp_session_local };
 
+/* encrypt without a certificate: nobody can send on that listener. Said
+ * once per start or reload, by the worker. */
+static void
+warn_no_tls(const struct pt_config *c)
+{
+	if (*pt_conf_str(c, "ssl_cert") != '\0')
+		return;
+	for (const struct pt_listener_decl *d = smtp_listeners; d->param; d++) {
+		char name[32];
+		size_t n = strlen(d->param) - strlen("_listen");
+
+		snprintf(name, sizeof name, "%.*s", (int)n, d->param);
+		if (pt_conf_hostports(c, d->param)->n > 0 &&
+		    strcasecmp(pt_conf_str(pt_conf_listener(c, name), "smtpd_tls_security_level"), "encrypt") == 0)
+			pt_warn("%s: smtpd_tls_security_level = encrypt, but ssl_cert is empty: its clients cannot "
+			        "send mail (set ssl_cert and ssl_key, or %s.smtpd_tls_security_level = may)", name, name);
+	}
+}
+
 static int
 smtp_configure(struct pt_ctx *ctx)
 {
-	struct smtp_settings *s = smtp_settings_new(ctx->conf);
-
-	if (s == NULL) {
+	if (smtp_settings_install_conf(ctx->conf) != 0) {
 		pt_error("smtp: out of memory");
 		return -1;
 	}
-	smtp_settings_install(s);
+	if (ctx->role == PT_ROLE_WORKER)
+		warn_no_tls(ctx->conf);
 	pt_service_register(PT_SVC_LOCAL_SMTP, &local_smtp);
 	return 0;
 }
@@ -52,4 +74,6 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = smtp_configure,
 	.stop = smtp_stop,
 	.check = NULL,
+	.listener_params = smtp_listener_params,
+	.listener_defaults = smtp_listener_defaults,
 };

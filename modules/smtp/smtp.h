@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "postern/config.h"
+#include "postern/module.h"
 
 struct pt_conn;
 struct pt_listener;
@@ -44,18 +45,31 @@ struct smtp_settings {
 	int smtputf8;              /* smtputf8_enable */
 	char *rewrite_clients;     /* local_header_rewrite_clients */
 	int always_add_headers;    /* always_add_missing_headers */
+	int auth_required;         /* smtpd_sasl_auth_required: MAIL needs AUTH */
+	char *log_tag;             /* "syslog_name/smtpd" (log.h: a whole tag) */
 };
 
 /* The module's parameter table (declared through the descriptor). */
 extern const struct pt_param smtp_params[];
+
+/* Per-listener settings (module.c's descriptor). */
+extern const char *const smtp_listener_params[];
+extern const struct pt_listener_setting smtp_listener_defaults[];
 
 /* Build settings from a validated config (NULL on out of memory). */
 struct smtp_settings *smtp_settings_new(const struct pt_config *conf);
 /* The live settings, with a reference taken; and dropping one. */
 struct smtp_settings *smtp_settings_get(void);
 void smtp_settings_put(struct smtp_settings *s);
-/* Replace the live settings (takes over the caller's reference). */
+/* Replace the live settings (takes over the caller's reference); NULL
+ * also drops every listener's. */
 void smtp_settings_install(struct smtp_settings *s);
+/* The settings of a listener ("submission"): its own when the config has
+ * a view for it, else the live ones; with a reference taken. */
+struct smtp_settings *smtp_settings_for(const char *listener);
+/* Build and install the live settings and every listener's from c; -1
+ * (out of memory) leaves the old ones. */
+int smtp_settings_install_conf(const struct pt_config *c);
 
 /* Listener hook: start a session on a fresh connection. */
 void smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l);

@@ -52,6 +52,8 @@ fill_request(struct smtp_session *s, enum pt_stage stage, struct pt_policy_reque
 	r->recipient_count = s->txn ? (unsigned)s->txn->nrcpt : 0;
 	r->size = s->txn ? (s->txn->params.has_size ? s->txn->params.size : s->txn->msg.content) : 0;
 	r->client_sa = pt_conn_peer_sa(s->conn);
+	r->listener = s->listener;
+	r->log_service = s->service;
 }
 
 /* Ask the restrict service (when loaded) about this stage; then() runs

@@ -432,11 +432,9 @@ need_helo(struct smtp_session *s)
 static int
 need_tls(struct smtp_session *s)
 {
-	/* Submission asks for TLS as Debian's master.cf does (-o
-	 * smtpd_tls_security_level=encrypt), when a certificate exists. */
-	int encrypt = s->set->tls_level == SMTP_TLS_ENCRYPT ||
-	              (s->submission && pt_conn_tls_available(s->conn));
-	if (encrypt && !s->local && !pt_conn_is_tls(s->conn)) {
+	/* submission and smtps: encrypt by their built-in values, as Debian's
+	 * master.cf (-o smtpd_tls_security_level=encrypt). */
+	if (s->set->tls_level == SMTP_TLS_ENCRYPT && !s->local && !pt_conn_is_tls(s->conn)) {
 		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return 1;
 	}
@@ -463,8 +461,9 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 
 	if (need_helo(s) || need_tls(s))
 		return;
-	if (s->submission && s->sasl_username == NULL) {
-		/* RFC 4954 section 6: submission is for authenticated users. */
+	if (s->set->auth_required && !s->local && s->sasl_username == NULL) {
+		/* RFC 4954 section 6 (smtpd_sasl_auth_required: submission and
+		 * smtps by default): for authenticated users only. */
 		reply(s, "530 5.7.0 Authentication required");
 		return;
 	}
@@ -1356,8 +1355,11 @@ client_named(void *arg, const char *name, const char *reverse)
 }
 
 /* A session in its first state, owning conn's handlers. */
+/* listener: whose settings (NULL: the file's); service: the log tag
+ * (NULL: the settings' syslog_name/smtpd). */
 static struct smtp_session *
-session_new(struct pt_conn *conn, const char *service, const char *client_addr, const char *client_name)
+session_new(struct pt_conn *conn, const char *listener, const char *service, const char *client_addr,
+            const char *client_name)
 {
 	struct smtp_session *s = calloc(1, sizeof(*s));
 
@@ -1367,8 +1369,9 @@ session_new(struct pt_conn *conn, const char *service, const char *client_addr, 
 	}
 	s->conn = conn;
 	s->loop = pt_conn_loop(conn);
-	s->set = smtp_settings_get();
-	s->service = service;
+	s->set = smtp_settings_for(listener);
+	snprintf(s->listener, sizeof s->listener, "%s", listener ? listener : "");
+	s->service = service ? service : s->set->log_tag;
 	s->client_addr = client_addr;
 	s->client_name = s->reverse_name = client_name;
 	s->state = SS_CMD;
@@ -1385,7 +1388,7 @@ session_new(struct pt_conn *conn, const char *service, const char *client_addr, 
 int
 smtp_session_local(struct pt_conn *conn, const struct pt_local_sink *sink)
 {
-	struct smtp_session *s = session_new(conn, "sendmail", "127.0.0.1", "localhost");
+	struct smtp_session *s = session_new(conn, NULL, "sendmail", "127.0.0.1", "localhost");
 
 	if (s == NULL)
 		return -1;
@@ -1398,12 +1401,11 @@ smtp_session_local(struct pt_conn *conn, const struct pt_local_sink *sink)
 void
 smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l)
 {
-	struct smtp_session *s = session_new(conn, l && l->service ? l->service : "smtpd",
+	struct smtp_session *s = session_new(conn, l && l->name[0] ? l->name : NULL, NULL,
 	                                     pt_conn_peer_addr(conn), "unknown");
 
 	if (s == NULL)
 		return;
-	s->submission = strcmp(s->service, "submission") == 0 || strcmp(s->service, "smtps") == 0;
 	/* The name first (Postfix logs and checks it from the start); what
 	 * the client sends meanwhile waits in the buffer. */
 	s->lookup = smtp_client_name_start(s->loop, s->client_addr, s->set->hosts_file, s->set->name_timeout_ms,

@@ -48,7 +48,9 @@ struct smtp_session {
 	struct pt_conn *conn;
 	struct pt_loop *loop;
 	struct smtp_settings *set;
-	const char *service;        /* smtpd / submission / smtps (log tag) */
+	const char *service;        /* log tag: "postern/submission/smtpd" (the
+	                               settings' syslog_name), "sendmail" */
+	char listener[32];          /* "submission"; "" for sendmail -bs */
 	const char *client_addr;
 	const char *client_name;    /* forward-confirmed name, or "unknown" */
 	const char *reverse_name;   /* PTR name, or "unknown" */
@@ -82,7 +84,6 @@ struct smtp_session {
 	unsigned char cmd_verb_pending;
 	unsigned char tls_started;
 	unsigned char tls_deadline; /* smtpd_starttls_timeout set on the conn */
-	unsigned char submission;   /* submission / smtps listener: AUTH before MAIL */
 	/* `sendmail -bs` (Postfix's smtpd -S): the local user on stdin/stdout;
 	 * no restrictions, AUTH or TLS; messages go to this sink. */
 	const struct pt_local_sink *local;

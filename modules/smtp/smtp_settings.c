@@ -85,6 +85,9 @@ const struct pt_param smtp_params[] = {
 	  "offer AUTH only over TLS", 0, 0 },
 	{ "smtpd_sasl_auth_enable", PT_BOOL, "yes", NULL,
 	  "offer SMTP AUTH (RFC 4954) with the auth_mechanisms, checked against passdb", 0, 0 },
+	{ "smtpd_sasl_auth_required", PT_BOOL, "no", NULL,
+	  "MAIL FROM only after AUTH (530 5.7.0 Authentication required, RFC 4954 section 6): what the "
+	  "submission and smtps listeners use (RFC 6409)", 0, 0 },
 	{ "smtpd_sasl_authenticated_header", PT_BOOL, "no", NULL,
 	  "name the authenticated user in the Received header (Authenticated sender: USER)", 0, 0 },
 	{ "smtpd_client_name_timeout", PT_TIME, "3s", NULL,
@@ -102,7 +105,47 @@ const struct pt_param smtp_params[] = {
 	{ 0 },
 };
 
+/* What one listener may override (`submission.smtpd_... = ...`): every
+ * parameter a session reads through its settings, but the listen
+ * addresses and the buffer budget that all sessions share. */
+const char *const smtp_listener_params[] = {
+	"smtpd_banner", "smtpd_helo_required", "smtpd_recipient_limit", "smtpd_line_length_limit",
+	"smtpd_hard_error_limit", "smtpd_soft_error_limit", "smtpd_error_sleep_time", "smtpd_timeout",
+	"smtpd_per_request_deadline", "smtpd_min_data_rate", "smtpd_starttls_timeout",
+	"smtpd_envelope_deadline", "header_size_limit", "smtpd_forbid_bare_newline",
+	"smtpd_tls_security_level", "smtpd_tls_auth_only", "smtpd_sasl_auth_enable",
+	"smtpd_sasl_auth_required", "smtpd_sasl_authenticated_header", "smtpd_client_name_timeout",
+	"smtpd_hosts_file", "local_header_rewrite_clients", "always_add_missing_headers",
+	"disable_vrfy_command", NULL,
+};
+
+/* Debian's master.cf submission and smtps entries as built-in values
+ * (conf/postern.conf spells them out): TLS, then AUTH, then anything;
+ * nothing else for a client that has not logged in. The restriction
+ * lists are the restrict module's, applied when it is loaded. */
+#define USER_LISTENER(l) \
+	{ l, "syslog_name", "postern/" l }, \
+	{ l, "smtpd_tls_security_level", "encrypt" }, \
+	{ l, "smtpd_sasl_auth_enable", "yes" }, \
+	{ l, "smtpd_sasl_auth_required", "yes" }, \
+	{ l, "smtpd_client_restrictions", "" }, \
+	{ l, "smtpd_helo_restrictions", "" }, \
+	{ l, "smtpd_sender_restrictions", "" }, \
+	{ l, "smtpd_relay_restrictions", "permit_sasl_authenticated, reject" }, \
+	{ l, "smtpd_recipient_restrictions", "" }
+const struct pt_listener_setting smtp_listener_defaults[] = {
+	USER_LISTENER("submission"),
+	USER_LISTENER("smtps"),
+	{ 0 },
+};
+
 static struct smtp_settings *live;
+/* Listeners with values of their own (pt_conf_listener). */
+#define SMTP_MAX_LISTENERS 8
+static struct {
+	char name[32];
+	struct smtp_settings *set;
+} live_listener[SMTP_MAX_LISTENERS];
 
 struct smtp_settings *
 smtp_settings_new(const struct pt_config *c)
@@ -118,7 +161,11 @@ smtp_settings_new(const struct pt_config *c)
 	s->recipient_delimiter = strdup(pt_conf_str(c, "recipient_delimiter"));
 	s->rewrite_clients = strdup(pt_conf_str(c, "local_header_rewrite_clients"));
 	s->hosts_file = strdup(pt_conf_str(c, "smtpd_hosts_file"));
-	if (!s->hostname || !s->banner || !s->recipient_delimiter || !s->rewrite_clients || !s->hosts_file) {
+	/* Postfix's tag: syslog_name/smtpd, postern/submission/smtpd. */
+	if (asprintf(&s->log_tag, "%s/smtpd", pt_conf_str(c, "syslog_name")) < 0)
+		s->log_tag = NULL;
+	if (!s->hostname || !s->banner || !s->recipient_delimiter || !s->rewrite_clients || !s->hosts_file ||
+	    !s->log_tag) {
 		smtp_settings_put(s);
 		return NULL;
 	}
@@ -143,6 +190,7 @@ smtp_settings_new(const struct pt_config *c)
 	               strcasecmp(lvl, "encrypt") == 0 ? SMTP_TLS_ENCRYPT : SMTP_TLS_MAY;
 	s->tls_auth_only = pt_conf_bool(c, "smtpd_tls_auth_only");
 	s->sasl_enable = pt_conf_bool(c, "smtpd_sasl_auth_enable");
+	s->auth_required = pt_conf_bool(c, "smtpd_sasl_auth_required");
 	s->mech_plain = pt_sasl_mech_enabled(c, PT_SASL_PLAIN);
 	s->mech_login = pt_sasl_mech_enabled(c, PT_SASL_LOGIN);
 	s->plaintext_disabled = pt_conf_bool(c, "disable_plaintext_auth");
@@ -161,6 +209,50 @@ smtp_settings_get(void)
 	return live;
 }
 
+struct smtp_settings *
+smtp_settings_for(const char *listener)
+{
+	for (size_t i = 0; listener != NULL && i < SMTP_MAX_LISTENERS; i++)
+		if (live_listener[i].set != NULL && strcmp(live_listener[i].name, listener) == 0) {
+			live_listener[i].set->refs++;
+			return live_listener[i].set;
+		}
+	return smtp_settings_get();
+}
+
+int
+smtp_settings_install_conf(const struct pt_config *c)
+{
+	struct smtp_settings *g = smtp_settings_new(c), *per[SMTP_MAX_LISTENERS] = { NULL };
+	const char *name;
+	size_t n = 0;
+
+	if (g == NULL)
+		return -1;
+	for (size_t i = 0; (name = pt_conf_listener_name(c, i)) != NULL && n < SMTP_MAX_LISTENERS; i++) {
+		per[n] = smtp_settings_new(pt_conf_listener(c, name));
+		if (per[n] == NULL || strlen(name) >= sizeof live_listener[0].name) {
+			smtp_settings_put(per[n]);
+			while (n > 0)
+				smtp_settings_put(per[--n]);
+			smtp_settings_put(g);
+			return -1;
+		}
+		n++;
+	}
+	smtp_settings_install(g);
+	for (size_t i = 0; i < SMTP_MAX_LISTENERS; i++) {
+		smtp_settings_put(live_listener[i].set);
+		live_listener[i].set = NULL;
+		live_listener[i].name[0] = '\0';
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(live_listener[i].name, sizeof live_listener[i].name, "%s", pt_conf_listener_name(c, i));
+		live_listener[i].set = per[i];
+	}
+	return 0;
+}
+
 void
 smtp_settings_put(struct smtp_settings *s)
 {
@@ -171,6 +263,7 @@ smtp_settings_put(struct smtp_settings *s)
 	free(s->hosts_file);
 	free(s->recipient_delimiter);
 	free(s->rewrite_clients);
+	free(s->log_tag);
 	free(s);
 }
 
@@ -179,5 +272,10 @@ smtp_settings_install(struct smtp_settings *s)
 {
 	smtp_settings_put(live);
 	live = s;
+	if (s == NULL)
+		for (size_t i = 0; i < SMTP_MAX_LISTENERS; i++) {
+			smtp_settings_put(live_listener[i].set);
+			live_listener[i].set = NULL;
+		}
 	smtp_msgbuf_set_budget(s ? s->buffer_limit : 0);
 }

@@ -6,7 +6,8 @@ of the noise around them: successful logins, an unknown SASL mechanism,
 ordinary mail, a relay refusal, bad commands, the auth worker's own line
 and POP3's per-connection summary. The same through syslog (the
 package's default, maillog_file empty): the lines the server sends to
-/dev/log carry the tag postern/SERVICE[PID], as Postfix's do, and the
+/dev/log carry the tag postern/SERVICE[PID] (postern/submission/smtpd
+for the submission listener), as Postfix's do, and the
 filter counts them the same. Also checks the jail is shipped off."""
 import base64
 import collections
@@ -206,7 +207,8 @@ class Fail2banFilter(unittest.TestCase):
         self.make_failures()
         wait_for(lambda: self.all_logged(box.text()), TIMEOUT, what="all failures sent to /dev/log")
         text = box.text()
-        for tag in ("postern/submission[", "postern/imap-login[", "postern/pop3-login[", "postern/master["):
+        for tag in ("postern/submission/smtpd[", "postern/smtpd[", "postern/imap-login[", "postern/pop3-login[",
+                    "postern/master["):
             self.assertIn(tag, text)
         self.assertEqual(dict(self.regex(text)), dict(self.failures), text)
 

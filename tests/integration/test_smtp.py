@@ -111,7 +111,7 @@ class SmtpReplies(unittest.TestCase):
         self.addCleanup(c.close)
         self.assertEqual(c.line(), "220 %s ESMTP Postern" % HOST)
         self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
-        self.server.wait_log("postern/submission[")
+        self.server.wait_log("postern/submission/smtpd[")
 
     def test_ehlo_keywords(self):
         c = self.conn(helo=None)

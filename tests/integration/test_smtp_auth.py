@@ -246,7 +246,7 @@ class Smtps(AuthCase):
         msg = self.server.wait_messages("bob", 1)[0]
         self.assertEqual(msg["Subject"], "over 465")
         self.assertIn("with ESMTPSA id", " ".join(msg["Received"].split()))
-        self.server.wait_log("postern/smtps[")
+        self.server.wait_log("postern/smtps/smtpd[")
 
 
 class AuthenticatedHeader(AuthCase):

@@ -118,7 +118,7 @@ class SmtpTls(unittest.TestCase):
         self.assertEqual(code, 250)
         self.assertNotIn("250-STARTTLS", lines)
         self.assertEqual(t.cmd("STARTTLS"), "554 5.5.1 Error: TLS already active")
-        self.server.wait_log("postern/smtps[")
+        self.server.wait_log("postern/smtps/smtpd[")
 
 
 class SmtpTlsRequired(unittest.TestCase):

@@ -842,12 +842,125 @@ test_dump(void **state)
 			prev = p;
 			lines++;
 		}
-		assert_int_equal(lines, 46 + 21); /* core parameters + the test table */
+		assert_int_equal(lines, 47 + 21); /* core parameters + the test table */
 	}
 	assert_non_null(strstr(out, "\nt_bool = no\n"));
 	assert_non_null(strstr(out, "\nrelay_domains =\n"));
 	assert_non_null(strstr(out, "\npid_file = /var/spool/postern/pid/master.pid\n"));
 	free(out);
+	pt_config_free(c);
+}
+
+/* ---- per-listener settings ---- */
+
+static struct pt_config *
+load_listeners(const char *text)
+{
+	struct pt_config *c = pt_config_parse("t.cf", text, strlen(text));
+
+	assert_non_null(c);
+	assert_int_equal(pt_config_declare_core(c), 0);
+	assert_int_equal(pt_config_declare(c, "test", test_params), 0);
+	pt_config_declare_listener(c, "smtpd");
+	pt_config_declare_listener(c, "submission");
+	pt_config_declare_listener_param(c, "smtpd_helo_required");
+	pt_config_declare_listener_param(c, "smtpd_recipient_restrictions");
+	pt_config_declare_listener_param(c, "t_bounded");
+	pt_config_declare_listener_param(c, "t_ref");
+	pt_config_declare_listener_default(c, "submission", "smtpd_helo_required", "yes");
+	/* A module that is not loaded: its built-in value is left out. */
+	pt_config_declare_listener_default(c, "submission", "t_absent", "x");
+	pt_config_finish(c);
+	pt_config_finish_listeners(c);
+	return c;
+}
+
+static void
+test_listener_views(void **state)
+{
+	(void)state;
+	struct pt_config *c = load_listeners("t_ref = base\nt_str = $t_ref!\nsubmission.t_ref = sub\n"
+	                                     "submission.t_bounded = 3\nsmtpd_recipient_restrictions = a\n");
+	const struct pt_config *v;
+
+	expect_clean(c);
+	v = pt_conf_listener(c, "submission");
+	assert_ptr_not_equal(v, c);
+	assert_ptr_equal(pt_conf_listener(c, "smtpd"), c);   /* nothing of its own */
+	assert_ptr_equal(pt_conf_listener(c, "nosuch"), c);
+	assert_ptr_equal(pt_conf_listener(v, "submission"), v);
+	assert_string_equal(pt_conf_listener_name(c, 0), "submission");
+	assert_null(pt_conf_listener_name(c, 1));
+	assert_true(pt_config_listener_known(c, "smtpd"));
+	assert_false(pt_config_listener_known(c, "imap"));
+	/* The listener's values, the file's for the rest; $name expands to
+	 * the listener's value, as a Postfix service with -o sees it. */
+	assert_string_equal(pt_conf_str(v, "t_ref"), "sub");
+	assert_string_equal(pt_conf_str(v, "t_str"), "sub!");
+	assert_string_equal(pt_conf_str(c, "t_str"), "base!");
+	assert_int_equal(pt_conf_int(v, "t_bounded"), 3);
+	assert_int_equal(pt_conf_int(c, "t_bounded"), 5);
+	assert_true(pt_conf_bool(v, "smtpd_helo_required"));
+	assert_false(pt_conf_bool(c, "smtpd_helo_required"));
+	assert_string_equal(pt_conf_list(v, "smtpd_recipient_restrictions")->v[0], "a");
+	assert_int_equal(pt_conf_line(v, "t_ref"), 3);
+	assert_string_equal(pt_conf_file(v), "t.cf");
+
+	/* A view's errors go to the file's config, at the override's line,
+	 * once. */
+	pt_conf_error(v, "t_ref", "bad %d", 1);
+	pt_conf_error(v, "t_ref", "bad %d", 1);
+	expect_errors(c, "t.cf:3: bad 1", NULL);
+
+	/* postern config: the listener's values after the file's, in the
+	 * file's syntax; -n: only its lines; one LISTENER.PARAM by name. */
+	{
+		int rc;
+		char *out = dump(c, 1, NULL, 0, &rc);
+		char *names[] = {"submission.smtpd_helo_required", "smtpd.t_ref", "imap.t_ref", "submission.nosuch"};
+
+		assert_int_equal(rc, 0);
+		assert_non_null(strstr(out, "t_str = base!\nsubmission.t_bounded = 3\nsubmission.t_ref = sub\n"));
+		assert_null(strstr(out, "submission.smtpd_helo_required"));
+		free(out);
+		out = dump(c, 0, NULL, 0, &rc);
+		assert_non_null(strstr(out, "\nsubmission.smtpd_helo_required = yes\n"));
+		assert_null(strstr(out, "t_absent"));
+		free(out);
+		out = dump(c, 0, names, 4, &rc);
+		assert_int_equal(rc, 1);
+		assert_string_equal(out, "submission.smtpd_helo_required = yes\nsmtpd.t_ref = base\n");
+		free(out);
+	}
+	pt_config_free(c);
+}
+
+static void
+test_listener_errors(void **state)
+{
+	(void)state;
+	struct pt_config *c = load_listeners("submission.t_bounded = 11\nimap.t_ref = x\nsubmission.t_int = 1\n"
+	                                     "submission.t_refx = 1\n.t_ref = 1\nSub.t_ref = 1\n"
+	                                     "submission.t_ref = $nosuch\nt_bounded = 12\n");
+	static const char *const want[] = {
+		"t.cf:1: invalid value for t_bounded: ",
+		"t.cf:2: unknown listener \"imap\" in imap.t_ref (listeners with per-listener settings: smtpd, submission)",
+		"t.cf:3: t_int cannot be set per listener (submission.t_int)",
+		"t.cf:4: unknown parameter \"t_refx\" in submission.t_refx (did you mean \"t_ref\"?)",
+		"t.cf:5: bad name \".t_ref\"",
+		"t.cf:6: bad name \"Sub.t_ref\"",
+		"t.cf:7: unknown parameter \"nosuch\" in $expansion",
+		"t.cf:8: invalid value for t_bounded: ",
+	};
+
+	if (pt_config_error_count(c) != (int)(sizeof want / sizeof want[0]))
+		print_errors(c);
+	assert_int_equal(pt_config_error_count(c), sizeof want / sizeof want[0]);
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (strncmp(pt_config_error(c, (int)i), want[i], strlen(want[i])) != 0) {
+			print_errors(c);
+			fail_msg("error %zu: wanted %s", i, want[i]);
+		}
 	pt_config_free(c);
 }
 
@@ -979,6 +1092,8 @@ main(void)
 		cmocka_unit_test(test_core_validators),
 		cmocka_unit_test(test_seed_sample),
 		cmocka_unit_test(test_dump),
+		cmocka_unit_test(test_listener_views),
+		cmocka_unit_test(test_listener_errors),
 		cmocka_unit_test(test_conf_error_hook),
 		cmocka_unit_test(test_accessor_aborts),
 		cmocka_unit_test(test_too_many_errors),
