@@ -53,7 +53,6 @@ pt_log_open(const char *maillog_file)
 {
 	pt_log_close();
 	if (maillog_file == NULL || *maillog_file == '\0') {
-		openlog(log_name, LOG_NDELAY, LOG_MAIL);
 		log_sink = SINK_SYSLOG;
 		return 0;
 	}
@@ -106,6 +105,53 @@ log_host_init(void)
 	}
 }
 
+/* syslog's tag is the file line's (syslog_name/service, or a listener's
+ * whole tag such as postern/submission/smtpd) with the pid, as Postfix's
+ * "postfix/smtpd[PID]", so that pflogsumm, fail2ban and journalctl -t see
+ * the service. openlog keeps the pointer: each tag is kept for the life
+ * of the process, and openlog + syslog run under one lock so that threads
+ * logging as different services cannot swap tags. */
+#define SYSLOG_TAGS 32
+#define SYSLOG_TAG_MAX 100
+static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
+static char syslog_tags[SYSLOG_TAGS][SYSLOG_TAG_MAX];
+static size_t syslog_ntags;
+
+/* A child forked while another thread held the lock would wait forever
+ * at its first log line: fork takes it first. */
+static void syslog_lock_take(void) { pthread_mutex_lock(&syslog_lock); }
+static void syslog_lock_give(void) { pthread_mutex_unlock(&syslog_lock); }
+static pthread_once_t syslog_atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+syslog_atfork(void)
+{
+	pthread_atfork(syslog_lock_take, syslog_lock_give, syslog_lock_give);
+}
+
+static void
+syslog_as(const char *service, int prio, const char *prefix, const char *text)
+{
+	char want[SYSLOG_TAG_MAX];
+	pthread_once(&syslog_atfork_once, syslog_atfork);
+	if (strchr(service, '/') != NULL)
+		snprintf(want, sizeof want, "%s", service);
+	else
+		snprintf(want, sizeof want, "%s/%s", log_name, service);
+	pthread_mutex_lock(&syslog_lock);
+	const char *tag = "postern";
+	size_t i = 0;
+	while (i < syslog_ntags && strcmp(syslog_tags[i], want) != 0)
+		i++;
+	if (i == syslog_ntags && i < SYSLOG_TAGS)
+		memcpy(syslog_tags[syslog_ntags++], want, sizeof want);
+	if (i < syslog_ntags)
+		tag = syslog_tags[i];
+	openlog(tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	syslog(prio, "%s%s", prefix, text);
+	pthread_mutex_unlock(&syslog_lock);
+}
+
 static void
 log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list ap)
 {
@@ -126,12 +172,7 @@ log_emit(const char *service, enum pt_log_level level, const char *fmt, va_list 
 
 	if (log_sink == SINK_SYSLOG) {
 		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT };
-		/* syslog's tag is syslog_name; the rest of ours goes in the message. */
-		const char *rest = service;
-		size_t nl = strlen(log_name);
-		if (strchr(service, '/') != NULL && strncmp(service, log_name, nl) == 0 && service[nl] == '/')
-			rest = service + nl + 1;
-		syslog(prio[level], "%s[%ld]: %s%s", rest, (long)getpid(), level_prefix(level), text);
+		syslog_as(service, prio[level], level_prefix(level), text);
 	}
 
 	char line[2300];

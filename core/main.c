@@ -110,6 +110,8 @@ pt_cmd_config(const char *conf, int argc, char **argv)
 			doc = 1;
 		else if (strcmp(argv[i], "--markdown") == 0)
 			doc = 2;
+		else if (strcmp(argv[i], "--man") == 0)
+			doc = 3;
 		else if (strcmp(argv[i], "--") == 0) {
 			i++;
 			break;
@@ -131,7 +133,7 @@ pt_cmd_config(const char *conf, int argc, char **argv)
 		return 2;
 	}
 	/* -l: the values that listener's sessions use (its view). */
-	int rc = doc ? pt_config_doc(c, stdout, doc == 2, argv + i, argc - i)
+	int rc = doc ? pt_config_doc(c, stdout, doc - 1, argv + i, argc - i)
 	             : pt_config_dump(listener ? pt_conf_listener(c, listener) : c, stdout, only_set,
 	                              argv + i, argc - i);
 	pt_config_free(c);

@@ -858,8 +858,9 @@ give_back_sockets(struct generation *g, struct generation *old)
 			}
 }
 
-static void
-reload(struct pt_loop *loop)
+/* 0 when the new configuration is in use; -1 with the reason in why. */
+static int
+reload(struct pt_loop *loop, char *why, size_t whylen)
 {
 	pt_log(PT_LOG_INFO, "reload: reading %s", M.conf_path);
 	struct generation *old = &M.gen[M.current];
@@ -871,19 +872,24 @@ reload(struct pt_loop *loop)
 		if (c == NULL)
 			pt_log(PT_LOG_ERROR, "reload refused: out of memory");
 		pt_log(PT_LOG_ERROR, "reload refused: keeping the running configuration");
+		if (n > 1)
+			snprintf(why, whylen, "%s (and %d more errors)", pt_config_error(c, 0), n - 1);
+		else
+			snprintf(why, whylen, "%s", n ? pt_config_error(c, 0) : "out of memory");
 		if (c)
 			pt_config_free(c);
 		/* The failed load replaced nothing the old generation uses, but
 		 * the loader's module list must match the live config again. */
 		pt_modules_restore();
-		return;
+		return -1;
 	}
 	char err[512];
 	if (pt_tls_configure(c, err, sizeof err) != 0) {
 		pt_log(PT_LOG_ERROR, "reload refused: %s", err);
+		snprintf(why, whylen, "%s", err);
 		pt_config_free(c);
 		pt_modules_restore();
-		return;
+		return -1;
 	}
 	int slot = -1;
 	for (int i = 0; i < MAX_GENERATIONS; i++)
@@ -893,14 +899,16 @@ reload(struct pt_loop *loop)
 		}
 	if (slot < 0) {
 		pt_log(PT_LOG_ERROR, "reload refused: too many generations still draining");
+		snprintf(why, whylen, "too many generations still draining");
 		pt_config_free(c);
 		pt_modules_restore();
-		return;
+		return -1;
 	}
 	struct generation *g = &M.gen[slot];
 	generation_init(g, c);
 	if (open_listeners(g, old, 0) != 0) {
 		pt_log(PT_LOG_ERROR, "reload refused: keeping the running configuration");
+		snprintf(why, whylen, "cannot open the listeners (see the log)");
 		give_back_sockets(g, old);
 		pt_listen_close_all(g->socks, g->nsocks);
 		g->socks = NULL;
@@ -908,11 +916,12 @@ reload(struct pt_loop *loop)
 		free_generation(g, 0);
 		pt_config_free(c);
 		pt_modules_restore();
-		return;
+		return -1;
 	}
 	pt_modules_save();
 	if (start_processes(g) != 0) {
 		pt_log(PT_LOG_ERROR, "reload: cannot start the new generation; keeping the old one");
+		snprintf(why, whylen, "cannot start the new generation's processes (see the log)");
 		pt_listen_close_all(g->socks, g->nsocks);
 		g->socks = NULL;
 		g->nsocks = 0;
@@ -923,7 +932,7 @@ reload(struct pt_loop *loop)
 			free_generation(g, 0);
 			pt_config_free(c);
 		}
-		return;
+		return -1;
 	}
 	/* The old worker stops accepting and finishes its sessions. */
 	old->draining = 1;
@@ -941,6 +950,37 @@ reload(struct pt_loop *loop)
 	(void)loop;
 	pt_metric_inc(pt_metric_counter("postern_reloads", "configuration reloads (new generations started)", NULL));
 	pt_log(PT_LOG_INFO, "reload: configuration reloaded");
+	return 0;
+}
+
+/* `postern reload` waits for the master's answer: after each SIGHUP the
+ * master writes "PID ok" or "PID refused: REASON" (PID: the sender of the
+ * signal) to PIDFILE.reload beside the pid file, in the same trusted
+ * directory, under a temporary name then renamed (a reader sees a whole
+ * answer). */
+static void
+reload_answer_name(char *out, size_t len, const char *pid_base)
+{
+	snprintf(out, len, "%.240s.reload", pid_base);
+}
+
+static void
+write_reload_answer(pid_t sender, const char *why)
+{
+	if (M.pid_dirfd < 0)
+		return;
+	char name[300], tmp[340], buf[700];
+	reload_answer_name(name, sizeof name, M.pid_base);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
+	int len = snprintf(buf, sizeof buf, "%ld %s%.600s\n", (long)sender, why ? "refused: " : "ok",
+	                   why ? why : "");
+	unlinkat(M.pid_dirfd, tmp, 0);
+	int fd = openat(M.pid_dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	int ok = write(fd, buf, (size_t)len) == len;
+	if (close(fd) != 0 || !ok || renameat(M.pid_dirfd, tmp, M.pid_dirfd, name) != 0)
+		unlinkat(M.pid_dirfd, tmp, 0);
 }
 
 /* Stop, bounded: what is still alive 800 ms after SIGTERM is killed, but
@@ -980,10 +1020,15 @@ master_signal(struct pt_loop *loop, int fd, unsigned events, void *arg)
 		case SIGCHLD:
 			reap_children(loop);
 			break;
-		case SIGHUP:
-			if (!M.stopping)
-				reload(loop);
+		case SIGHUP: {
+			char why[600] = "";
+			if (M.stopping)
+				snprintf(why, sizeof why, "the server is stopping");
+			else if (reload(loop, why, sizeof why) != 0 && why[0] == '\0')
+				snprintf(why, sizeof why, "see the log");
+			write_reload_answer((pid_t)si.ssi_pid, why[0] ? why : NULL);
 			break;
+		}
 		case SIGUSR2:
 			signal_generation(&M.gen[M.current], SIGUSR2);
 			break;
@@ -1241,8 +1286,12 @@ remove_pid_file(void)
 {
 	if (M.pid_dirfd < 0)
 		return;
-	if (read_pid_at(M.pid_dirfd, M.pid_base) == getpid())
+	if (read_pid_at(M.pid_dirfd, M.pid_base) == getpid()) {
+		char answer[300];
+		reload_answer_name(answer, sizeof answer, M.pid_base);
+		unlinkat(M.pid_dirfd, answer, 0);
 		unlinkat(M.pid_dirfd, M.pid_base, 0);
+	}
 	close(M.pid_dirfd);
 	M.pid_dirfd = -1;
 }
@@ -1264,6 +1313,68 @@ process_gone(pid_t pid)
 	buf[n] = '\0';
 	const char *paren = strrchr(buf, ')');
 	return paren && paren[1] == ' ' && paren[2] == 'Z';
+}
+
+/* The master's last reload answer (write_reload_answer), "" when none.
+ * As root only a file of root's counts, as for the pid file. */
+static void
+read_reload_answer(int dirfd, const char *pid_base, char *out, size_t len)
+{
+	char name[300];
+	reload_answer_name(name, sizeof name, pid_base);
+	out[0] = '\0';
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st;
+	ssize_t n = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (geteuid() != 0 || st.st_uid == 0))
+		n = read(fd, out, len - 1);
+	close(fd);
+	out[n > 0 ? n : 0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+}
+
+/* After the SIGHUP: the answer to this process's signal. Two signals sent
+ * at once may merge into one reload, answered to the other sender: an
+ * answer that is not ours, followed by none for us within a few seconds,
+ * covered our signal too. 0 reloaded, 1 refused or no answer. */
+#define RELOAD_WAIT_MS 60000
+#define RELOAD_MERGED_MS 3000
+
+static int
+wait_reload_answer(int dirfd, const char *pid_base, const char *before)
+{
+	char got[700], other[700] = "";
+	uint64_t start = mono_ms(), other_at = 0;
+	for (;;) {
+		read_reload_answer(dirfd, pid_base, got, sizeof got);
+		char *end = NULL;
+		long from = strtol(got, &end, 10);
+		const char *text = end && *end == ' ' ? end + 1 : NULL;
+		if (text && from == (long)getpid())
+			break;
+		if (text && strcmp(got, before) != 0 && strcmp(got, other) != 0) {
+			snprintf(other, sizeof other, "%s", got);
+			other_at = mono_ms();
+		}
+		if (other_at && mono_ms() - other_at >= RELOAD_MERGED_MS) {
+			snprintf(got, sizeof got, "%s", other);
+			break;
+		}
+		if (mono_ms() - start >= RELOAD_WAIT_MS) {
+			fprintf(stderr, "postern: no answer from the master within %d seconds; see the log\n",
+			        RELOAD_WAIT_MS / 1000);
+			return 1;
+		}
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	const char *text = strchr(got, ' ') + 1;
+	if (strcmp(text, "ok") == 0)
+		return 0;
+	fprintf(stderr, "postern: reload %s\n", text);
+	return 1;
 }
 
 int
@@ -1289,29 +1400,44 @@ pt_cmd_signal(const char *conf, int sig)
 	 * candidate, and a pid that does not hold the lock is never signalled. */
 	pid_t pid = queue_master(qdir);
 	pid_t filed = 0;
+	int dfd = -1;
+	char base[256] = "";
 	if (path[0] != '\0') {
-		char dir[512], base[256];
+		char dir[512];
 		const char *why = NULL;
 		split_path(path, dir, sizeof dir, base, sizeof base);
-		int dfd = open_pid_dir(dir, &why);
-		if (dfd >= 0) {
+		dfd = open_pid_dir(dir, &why);
+		if (dfd >= 0)
 			filed = read_pid_at(dfd, base);
-			close(dfd);
-		} else if (errno != ENOENT) {
+		else if (errno != ENOENT)
 			fprintf(stderr, "postern: ignoring pid_file %s: its directory cannot be trusted: %s\n", path, why);
-		}
 	}
 	if (pid <= 0) {
 		fprintf(stderr, "postern: not running (no master holds queue_directory %s)\n", qdir);
+		if (dfd >= 0)
+			close(dfd);
 		return 1;
 	}
 	if (filed > 0 && filed != pid)
 		fprintf(stderr, "postern: %s names pid %ld, which is not the master; the master is pid %ld\n", path,
 		        (long)filed, (long)pid);
+	char before[700] = "";
+	if (sig == SIGHUP && dfd >= 0)
+		read_reload_answer(dfd, base, before, sizeof before);
 	if (kill(pid, sig) != 0) {
 		fprintf(stderr, "postern: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		return 1;
 	}
+	if (sig == SIGHUP) {
+		int rc = dfd >= 0 ? wait_reload_answer(dfd, base, before) : 0;
+		if (dfd >= 0)
+			close(dfd);
+		return rc;
+	}
+	if (dfd >= 0)
+		close(dfd);
 	if (sig != SIGTERM)
 		return 0;
 	for (int i = 0; i < 100; i++) {

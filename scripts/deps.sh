@@ -5,11 +5,11 @@
 set -e
 run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev openssl"
 build="$run libcmocka-dev"
-test="$build python3 python3-aiosmtpd python3-prometheus-client curl swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux"
+test="$build python3 python3-aiosmtpd python3-prometheus-client curl swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
-deb="$build debhelper dpkg-dev fakeroot"
-debtest="$deb python3 swaks passwd"
+deb="$build debhelper dpkg-dev fakeroot lintian man-db"
+debtest="$deb python3 swaks passwd fail2ban"
 case "${1:-build}" in
   run) want=$run ;; build) want=$build ;; test) want=$test ;; fuzz) want=$fuzz ;; bench) want=$bench ;; deb) want=$deb ;; debtest) want=$debtest ;;
   *) echo "deps.sh: unknown set: $1" >&2; exit 2 ;;

@@ -1,10 +1,19 @@
 #!/bin/sh
-# Writes docs/CONFIG.md, the parameter reference, from the parameter tables
-# of the core and every module (postern config --markdown), so it cannot
-# drift from the code. tests/integration/test_conf.py checks it is current.
-# Usage: scripts/gen-config-doc.sh [POSTERN_BIN] > docs/CONFIG.md
+# Writes the parameter reference from the parameter tables of the core and
+# every module, so that it cannot drift from the code:
+#   docs/CONFIG.md     (postern config --markdown; tests/integration/test_conf.py
+#                       checks it is current)
+#   postern.conf(5)    (--man: docs/man/postern.conf.5.in with its
+#                       @PARAMETERS@ line replaced by postern config --man;
+#                       made at package build time, not kept in git)
+# Usage: scripts/gen-config-doc.sh [--man] [POSTERN_BIN] > OUT
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
+format=markdown
+if [ "$1" = --man ]; then
+  format=man
+  shift
+fi
 bin=${1:-$top/build/bin/postern}
 modules=$(cd "$(dirname "$bin")/../modules" && pwd)
 tmp=$(mktemp -d)
@@ -15,6 +24,13 @@ trap 'rm -rf "$tmp"' EXIT
   for m in mbox alias transport restrict smtp imap pop3; do echo "module $m"; done
   echo "alias_maps = hash:$tmp/aliases"
 } > "$tmp/postern.conf"
+if [ "$format" = man ]; then
+  # A failed dump must fail the build, not ship a page without parameters.
+  "$bin" config --man -c "$tmp/postern.conf" > "$tmp/params" 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
+  [ -s "$tmp/params" ] || { echo "gen-config-doc.sh: no parameters from $bin" >&2; exit 1; }
+  sed -e "/^@PARAMETERS@\$/{r $tmp/params" -e 'd' -e '}' "$top/docs/man/postern.conf.5.in"
+  exit 0
+fi
 cat <<'HEAD'
 # Postern configuration reference
 

@@ -1,7 +1,9 @@
 #!/bin/bash
-# CI: builds the .deb, installs it system-wide, checks the installed server
-# end to end (shipped config, sendmail, SMTP, IMAP, POP3, IMAPS, privilege
-# separation, the mailq/newaliases links), then purges it.
+# CI: builds the .deb, runs lintian on it, installs it system-wide, checks
+# the installed server end to end (shipped config, man pages, documentation,
+# sendmail, SMTP, IMAP, POP3, IMAPS, privilege separation, the
+# mailq/newaliases links, the fail2ban filter over the server's log), then
+# purges it.
 # Usage: scripts/test-deb.sh --yes [--no-build]   (as root, Debian 12)
 set -u
 
@@ -101,6 +103,12 @@ fi
 deb=""
 for f in "$top"/build-deb/postern_*.deb; do [ -f "$f" ] && deb=$f; done
 [ -n "$deb" ] || fail "no build-deb/postern_*.deb"
+# No error and no warning; the info tags that remain are listed (each is
+# justified in the README's Packaging section).
+lintian --fail-on error,warning --display-info --no-tag-display-limit "$deb" >"$tmp/lintian.out" 2>&1 ||
+	{ cat "$tmp/lintian.out"; fail "lintian reports errors or warnings on $(basename "$deb")"; }
+ok "lintian $(basename "$deb"): no error or warning ($(grep -c '^I: ' "$tmp/lintian.out") info tags)"
+sed -n 's/^I: /  info: /p' "$tmp/lintian.out"
 # A fresh machine may have no package lists yet for the dependencies.
 installed=1
 if ! apt-get install -y -q "$deb" >"$tmp/apt.log" 2>&1; then
@@ -127,6 +135,41 @@ for l in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases
 done
 ok "sendmail, mailq and newaliases link to /usr/sbin/postern"
 run_quiet "postern check passes on the shipped $conf" env -u POSTERN_CONF /usr/sbin/postern check
+
+# ---- man pages, documentation, fail2ban files ----------------------------------------
+# Each page renders without a groff warning (lintian's check of them too).
+for page in "8 postern:postern reload" "5 postern.conf:smtpd_recipient_restrictions" \
+	"7 postern-policy:check_lua_policy" "8 sendmail:newaliases" "1 mailq:sendmail" "1 newaliases:sendmail"; do
+	sec=${page%% *} rest=${page#* }
+	name=${rest%%:*} want=${rest#*:}
+	out=$(MANWIDTH=80 man --warnings -P cat "$sec" "$name" 2>"$tmp/man.err") ||
+		{ cat "$tmp/man.err"; fail "man $sec $name renders"; }
+	[ ! -s "$tmp/man.err" ] || { cat "$tmp/man.err"; fail "man $sec $name renders without warnings"; }
+	printf '%s\n' "$out" | grep -q -- "$want" || fail "man $sec $name mentions $want"
+done
+ok "man postern, postern.conf, postern-policy, sendmail, mailq, newaliases render (man -P cat, no warnings)"
+# Each parameter is a tagged paragraph: its name starts a line of the page.
+MANWIDTH=200 man -P cat 5 postern.conf >"$tmp/conf.5.txt"
+nparams=0 missing=""
+for name in $(/usr/sbin/postern config -d -c "$conf" 2>/dev/null | sed 's/ .*//'); do
+	nparams=$((nparams + 1))
+	grep -q "^       $name\( \|\$\)" "$tmp/conf.5.txt" || missing="$missing $name"
+done
+[ "$nparams" -ge 100 ] && [ -z "$missing" ] ||
+	fail "postern.conf(5) documents every parameter of the shipped config ($nparams; missing:${missing:- none})"
+ok "postern.conf(5) documents all $nparams parameters of the shipped config"
+doc=/usr/share/doc/postern
+for f in README.md CONFIG.md lua/README.md; do
+	[ -e "$doc/$f" ] || [ -e "$doc/$f.gz" ] || fail "$doc/$f is installed"
+done
+for f in greylisting ratelimit blocklist office_hours; do
+	[ -e "$doc/examples/$f.lua" ] || [ -e "$doc/examples/$f.lua.gz" ] || fail "$doc/examples/$f.lua is installed"
+done
+ok "$doc holds README.md, CONFIG.md, lua/README.md and the example policies"
+[ -f /etc/fail2ban/filter.d/postern.conf ] && [ -f /etc/fail2ban/jail.d/postern.conf ] ||
+	fail "the fail2ban filter and jail are installed"
+grep -q '^enabled *= *false' /etc/fail2ban/jail.d/postern.conf || fail "the fail2ban jail is shipped disabled"
+ok "fail2ban filter and (disabled) jail in /etc/fail2ban"
 
 # ---- a test config: the shipped one on 127.0.0.1 high ports -----------------------
 ports=$(python3 - <<'EOF'
@@ -295,6 +338,63 @@ done
 grep -q "^Subject: from the user $$" "$mbox" || fail "the message $user sent with sendmail is in $mbox"
 ok "/usr/sbin/sendmail run by $user (not root, as cron and mailx do) delivers"
 
+# ---- failed logins, counted by fail2ban-regex over this server's log -------------------------
+USER_NAME="$user" P_SUB="$p_sub" P_IMAP="$p_imap" P_POP3="$p_pop3" python3 - <<'EOF' || fail "failed logins"
+import imaplib, os, poplib, smtplib, socket, ssl
+
+user = os.environ["USER_NAME"]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+
+def from_source(cls, port, src):
+    """imaplib/poplib client connecting from the loopback address src."""
+    class From(cls):
+        def _create_socket(self, timeout):
+            return socket.create_connection((self.host, self.port), timeout, source_address=(src, 0))
+    return From("127.0.0.1", port, timeout=30)
+
+# 127.0.0.2: two SMTP AUTH failures; 127.0.0.3: one IMAP and one POP3.
+for _ in range(2):
+    with smtplib.SMTP("127.0.0.1", int(os.environ["P_SUB"]), timeout=30, source_address=("127.0.0.2", 0)) as c:
+        c.ehlo("client.example.com.ar")
+        c.starttls(context=ctx)
+        c.ehlo("client.example.com.ar")
+        try:
+            c.login(user, "wrong password")
+            raise SystemExit("SMTP AUTH with a wrong password succeeded")
+        except smtplib.SMTPAuthenticationError:
+            pass
+im = from_source(imaplib.IMAP4, int(os.environ["P_IMAP"]), "127.0.0.3")
+im.starttls(ssl_context=ctx)
+try:
+    im.login(user, "wrong password")
+    raise SystemExit("IMAP LOGIN with a wrong password succeeded")
+except imaplib.IMAP4.error:
+    pass
+im.logout()
+p = from_source(poplib.POP3, int(os.environ["P_POP3"]), "127.0.0.3")
+p.stls(context=ctx)
+p.user(user)
+try:
+    p.pass_("wrong password")
+    raise SystemExit("POP3 PASS with a wrong password succeeded")
+except poplib.error_proto:
+    pass
+p.quit()
+print("  ok - 2 SMTP AUTH failures from 127.0.0.2, 1 IMAP and 1 POP3 failure from 127.0.0.3", flush=True)
+EOF
+counts=""
+for _ in $(seq 100); do
+	counts=$(fail2ban-regex -o ip "$log" /etc/fail2ban/filter.d/postern.conf 2>"$tmp/f2b.err" | sort | uniq -c |
+		awk '{printf "%s=%s ", $2, $1}')
+	[ "$counts" = "127.0.0.2=2 127.0.0.3=2 " ] && break
+	sleep 0.2
+done
+[ "$counts" = "127.0.0.2=2 127.0.0.3=2 " ] ||
+	{ cat "$tmp/f2b.err"; fail "fail2ban-regex counts 2 failures from 127.0.0.2 and 2 from 127.0.0.3 (got: ${counts:-none})"; }
+ok "fail2ban-regex over the server's log with the installed filter: $counts"
+
 # ---- stop, clean up, purge -------------------------------------------------------------------
 kill -TERM "$server_pid"
 for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -312,8 +412,9 @@ ok "user $user removed"
 apt-get purge -y -q postern >"$tmp/apt.log" 2>&1 || { tail -n 20 "$tmp/apt.log"; fail "apt-get purge postern"; }
 installed=0
 dpkg-query -W -f='${Status}' postern 2>/dev/null | grep -q "install ok installed" && fail "postern purged"
-for f in /usr/sbin/postern /usr/sbin/sendmail /etc/postern /var/spool/postern /etc/pam.d/postern; do
+for f in /usr/sbin/postern /usr/sbin/sendmail /etc/postern /var/spool/postern /etc/pam.d/postern \
+	/etc/fail2ban/filter.d/postern.conf /etc/fail2ban/jail.d/postern.conf /usr/share/doc/postern; do
 	[ -e "$f" ] || [ -L "$f" ] && fail "$f is gone after purge"
 done
-ok "apt-get purge postern removed the binary, links, /etc/postern, the queue and the PAM service"
+ok "apt-get purge postern removed the binary, links, /etc/postern, the queue, the PAM service, the fail2ban files and the docs"
 exit 0

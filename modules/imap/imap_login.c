@@ -31,6 +31,7 @@ struct imap_login {
 	struct imap_reader rd;
 	int saw_capability;           /* the client asked CAPABILITY: plain "OK Logged in" */
 	unsigned bad;
+	unsigned failures;            /* failed logins so far (Dovecot's "N attempts") */
 	int waiting;                  /* auth check or handoff under way: its
 	                                 answer (from the loop) is owed to l */
 	int gone;                     /* the conn closed; conn is NULL */
@@ -322,8 +323,10 @@ verified(void *arg, int result)
 		          pt_conn_peer_addr(l->conn), pt_conn_local_addr(l->conn), l->session_id);
 		lsend(l, "%s NO [UNAVAILABLE] Temporary authentication failure.", l->tag);
 	} else {
-		pt_log_as(l->service, PT_LOG_INFO, "Aborted login (auth failed): user=<%s>, method=%s, rip=%s, "
-		          "lip=%s, session=<%s>", user, pt_sasl_mech_name(l->mech), pt_conn_peer_addr(l->conn),
+		/* Dovecot's shape, so that fail2ban's dovecot regex reads it too;
+		 * one line per failed attempt (packaging/fail2ban counts them). */
+		pt_log_as(l->service, PT_LOG_INFO, "Aborted login (auth failed, %u attempts): user=<%s>, method=%s, rip=%s, "
+		          "lip=%s, session=<%s>", ++l->failures, user, pt_sasl_mech_name(l->mech), pt_conn_peer_addr(l->conn),
 		          pt_conn_local_addr(l->conn), l->session_id);
 		lsend(l, "%s NO [AUTHENTICATIONFAILED] Authentication failed.", l->tag);
 	}
