@@ -605,8 +605,11 @@ dispatch(struct pop3_login *s, const char *line, size_t len)
 		cmd_auth(s, &c);
 		break;
 	case POP3_QUIT:
-		pt_log_as(LOG_SERVICE, PT_LOG_INFO, "Aborted login (no auth attempts): rip=%s, lip=%s, session=<%s>",
-		          s->peer, s->local, s->session_id);
+		/* After failed attempts the close writes their summary instead. */
+		if (s->failures == 0)
+			pt_log_as(LOG_SERVICE, PT_LOG_INFO,
+			          "Aborted login (no auth attempts): rip=%s, lip=%s, session=<%s>", s->peer, s->local,
+			          s->session_id);
 		close_with(s, "+OK Logging out");
 		break;
 	default:

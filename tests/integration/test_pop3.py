@@ -182,6 +182,20 @@ class Pop3Test(unittest.TestCase):
                               r"method=PLAIN, rip=127\.0\.0\.1")
         self.assertNotIn("wrong-pass-123", log)
 
+    def test_quit_after_failures_is_not_no_attempts(self):
+        """QUIT after a failed PASS: the close summarises the failures; no
+        'no auth attempts' line (fail2ban's aggressive dovecot filter
+        would count it)."""
+        p = poplib.POP3("127.0.0.1", self.server.ports["pop3"], timeout=TIMEOUT)
+        p.user("quitter")
+        with self.assertRaises(poplib.error_proto):
+            p.pass_("wrong-pass-456")
+        p.quit()
+        self.server.wait_log("Disconnected (auth failed, 1 attempts): user=<quitter>")
+        session = re.search(r"Disconnected \(auth failed, 1 attempts\): user=<quitter>.*session=<([^>]+)>",
+                            self.server.log()).group(1)
+        self.assertNotRegex(self.server.log(), r"no auth attempts\).*session=<%s>" % re.escape(session))
+
     def test_auth_plain_with_and_without_initial_response(self):
         c = Raw(self.server.ports["pop3"])
         self.assertEqual(c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="), b"+OK Logged in.")
