@@ -235,12 +235,14 @@ pt_modules_load(struct pt_config *c)
 		if (ordered[i].mod->params && pt_config_declare(c, ordered[i].mod->name, ordered[i].mod->params) != 0)
 			errors++;
 
-	if (errors == 0) {
-		/* Handles stay open for the life of the process: dlopen of an
-		 * already loaded path returns the same handle, so reload is cheap. */
-		memcpy(loaded, ordered, nordered * sizeof *ordered);
-		nloaded = nordered;
-	}
+	/* Handles stay open for the life of the process: dlopen of an
+	 * already loaded path returns the same handle, so reload is cheap.
+	 * The modules that loaded are listed even when others failed, so
+	 * their checks still run (`postern check` reports everything); such
+	 * a config is never served, and a reload that refuses it puts the
+	 * live list back (pt_modules_restore). */
+	memcpy(loaded, ordered, nordered * sizeof *ordered);
+	nloaded = nordered;
 	return errors;
 }
 
