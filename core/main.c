@@ -86,7 +86,7 @@ static const char help_sendmail[] =
 	"usage: postern sendmail [-t] [-i] [-oi] [-f ADDR] [-F NAME] [-bs|-bp|-bi|-q] [-C FILE] [RCPT...]\n"
 	"Submit a message read from stdin, as sendmail(8) does (also when the binary is\n"
 	"called sendmail, mailq or newaliases); the server picks it up from the maildrop.\n"
-	"Exit status (sysexits.h, as sendmail): 0 accepted; 64 usage error; 65 bad\n"
+	"Exit status: as sendmail's (sysexits.h): 0 accepted; 64 usage error; 65 bad\n"
 	"message data; 75 temporary failure (queue not set up, configuration errors).\n";
 static const char help_map[] =
 	"usage: postern map check [-a|-m|-t] FILE  [-c FILE]\n"
@@ -281,12 +281,13 @@ find_verb(const char *name)
 
 /* --help or -h among a verb's arguments (before "--"), so that a sub-verb
  * answers too: `postern policy test --help`. sendmail's flags are its own
- * (a recipient may look like anything): only a first --help counts. */
+ * (a recipient may look like anything, -h N is a hop count): only a first
+ * --help, or a lone -h (which lacks its N), counts. */
 static int
 wants_help(const char *verb, int argc, char **argv)
 {
 	if (strcmp(verb, "sendmail") == 0)
-		return argc > 1 && strcmp(argv[1], "--help") == 0;
+		return (argc > 1 && strcmp(argv[1], "--help") == 0) || (argc == 2 && strcmp(argv[1], "-h") == 0);
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return 1;
