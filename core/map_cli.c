@@ -17,15 +17,8 @@
 static void
 map_cli_usage(FILE *out)
 {
-	fputs("usage: postern map check [-a|-m|-t] FILE\n"
-	      "       postern map query [-a|-m] FILE KEY\n"
-	      "FILE is hash:PATH, texthash:PATH or a path; -a: aliases(5) syntax (name: value),\n"
-	      "-m: map syntax (key value); default: guessed from the file. -t: a transport(5)\n"
-	      "table: each value's transport must be one a module of the config provides (also\n"
-	      "checked for a file that the config's transport_maps names).\n"
-	      "Exit status: check: 0 no errors, 1 errors (each as FILE:LINE: on stderr);\n"
-	      "query: 0 KEY found (its value printed), 1 KEY absent, 2 the file cannot be\n"
-	      "read or has errors; 2 also for usage errors.\n", out);
+	fputs("usage: postern map check [-a|-m|-t] FILE | postern map query [-a|-m] FILE KEY\n"
+	      "(postern map --help: the options and the exit status)\n", out);
 }
 
 static void
@@ -224,8 +217,9 @@ pt_cmd_map(const char *conf, int argc, char **argv)
 		return map_cli_query(spec, fmt, argv[i + 1]);
 	}
 	/* The config (its parameters and module lines, nothing run) tells
-	 * which transports exist and which files are transport tables. */
-	struct pt_config *c = pt_runtime_load_params(conf);
+	 * which transports exist and which files are transport tables; an
+	 * aliases file (-a: newaliases) is never one. */
+	struct pt_config *c = force == PT_MAP_ALIASES ? NULL : pt_runtime_load_params(conf);
 	if (transport && (c == NULL || pt_config_module_count(c) == 0)) {
 		if (c && pt_config_error_count(c) > 0)
 			fprintf(stderr, "%s\n", pt_config_error(c, 0));

@@ -156,9 +156,17 @@ alias_check(const struct pt_config *conf)
 			if (k == 1 && alias_in_list(pt_conf_list(conf, "alias_maps"), l->v[i]))
 				continue;     /* the same file was just checked */
 			if (access(path, F_OK) < 0) {
-				pt_conf_error(conf, names[k], "%s: %s does not exist: local delivery would defer "
-				              "every recipient until it does (create it; an empty file is a valid "
-				              "table)", names[k], path);
+				/* alias_database is only newaliases' business: its
+				 * default naming no file is no error. */
+				if (k == 1 && !pt_conf_isset(conf, names[k]))
+					continue;
+				if (k == 0)
+					pt_conf_error(conf, names[k], "%s: %s does not exist: local delivery would "
+					              "defer every recipient until it does (create it; an empty file "
+					              "is a valid table)", names[k], path);
+				else
+					pt_conf_error(conf, names[k], "%s: %s does not exist: newaliases would fail "
+					              "(create it; an empty file is a valid table)", names[k], path);
 				bad = 1;
 				continue;
 			}
