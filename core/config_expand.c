@@ -46,6 +46,12 @@ edit_distance(const char *a, const char *b)
 	return best;
 }
 
+int
+pt_cfg_distance(const char *a, const char *b)
+{
+	return edit_distance(a, b);
+}
+
 const char *
 pt_cfg_suggest(const struct pt_config *c, const char *name)
 {

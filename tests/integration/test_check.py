@@ -131,11 +131,12 @@ class PerKind(CheckCase):
         self.assertNotIn(b"mailbox_size_limit", r.stderr)
 
     def test_missing_module(self):
-        text = "module nosuchmod\n" + self.base()
+        text = "module nosuchmod\n" + self.base() + "module imapp\n"
         r, conf, errors = self.check(text)
         self.assertEqual(r.returncode, 1)
         self.assertReported(errors, conf, 1, "module nosuchmod", "cannot load")
-        self.assertEqual(len(errors), 1, "\n".join(errors))
+        self.assertReported(errors, conf, self.line_of(text, "imapp"), "module imapp", "did you mean \"imap\"")
+        self.assertEqual(len(errors), 2, "\n".join(errors))
 
     def test_map_syntax(self):
         self.put("aliases", "postmaster alice\n")
