@@ -62,12 +62,14 @@ static const char help_check[] =
 	"their tests, and listeners that would collide on one address and port.\n"
 	"Exit status: 0 no errors; 1 errors found; 2 usage error.\n";
 static const char help_config[] =
-	"usage: postern config [-c FILE] [-n] [NAME...]\n"
+	"usage: postern config [-c FILE] [-n] [-l LISTENER] [NAME...]\n"
 	"       postern config [-c FILE] -d [NAME...]\n"
-	"Print effective parameter values as \"name = value\", like postconf; -n: only\n"
-	"those the file sets; -d: each parameter's default, owner and meaning.\n"
+	"Print effective parameter values as \"name = value\", like postconf, then each\n"
+	"listener's own values as \"LISTENER.NAME = value\"; -n: only those the file\n"
+	"sets; -l submission: the values that listener uses; -d: each parameter's\n"
+	"default, owner and meaning.\n"
 	"Exit status: 0 printed; 1 the configuration has errors or a NAME is unknown;\n"
-	"2 usage error.\n";
+	"2 usage error (also an unknown LISTENER).\n";
 static const char help_signal[] =
 	"usage: postern reload [-c FILE]\n"
 	"       postern stop [-c FILE]\n"
@@ -99,12 +101,13 @@ static const char help_map[] =
 	"query: 0 KEY found (its value printed), 1 KEY absent, 2 the file cannot be read\n"
 	"or has errors; 2 also for usage errors.\n";
 static const char help_policy[] =
-	"usage: postern policy test [-c FILE] [-v] --client IP [--client-name NAME] [--helo H]\n"
-	"                           [--sender A] --recipient A [--sasl-user U]\n"
-	"       postern policy test [-c FILE] [-v] --script FILE\n"
+	"usage: postern policy test [-c FILE] [-v] [--listener NAME] --client IP [--client-name NAME]\n"
+	"                           [--helo H] [--sender A] --recipient A [--sasl-user U]\n"
+	"       postern policy test [-c FILE] [-v] [--listener NAME] --script FILE\n"
 	"Evaluate the restriction lists (Lua policies included) as the server would and\n"
-	"print each rule's verdict and the final reply; --script runs the sessions of a\n"
-	"file and compares each reply with the one expected. -v: also the log lines.\n"
+	"print each rule's verdict and the final reply; --listener submission: the lists\n"
+	"that listener uses; --script runs the sessions of a file and compares each reply\n"
+	"with the one expected. -v: also the log lines.\n"
 	"Exit status: 0 accepted (also HOLD, DISCARD, WARN), 1 rejected (5xx),\n"
 	"2 deferred (4xx: DEFER, a failing lookup or Lua policy, a timeout);\n"
 	"--script: 0 every check passed, 1 some failed; 3 nothing could be evaluated\n"

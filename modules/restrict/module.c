@@ -278,7 +278,7 @@ word_in(const struct pt_list *l, const char *w)
 
 /* The contents of every map a list item or a map parameter names. A
  * missing file is an error here as at lookup time, where it answers
- * "try again later" to every client the item sees. */
+ * "try again later" to every client the item sees.
  * done: for a listener's view, the file's config and setup, whose maps
  * were read already (a big map is not read once per listener). */
 static int
