@@ -121,6 +121,20 @@ class PerKind(CheckCase):
                             "\"permit_mynetworks\"", "\"rejct\"", "\"reject\"")
         self.assertEqual(len(errors), 3, "\n".join(errors))
 
+    def test_listener_overrides_are_checked_with_the_rest(self):
+        """A per-listener value (LISTENER.PARAM) has its restriction items
+        and maps checked in the same run as the file's parameters."""
+        text = self.base() + ("smtpd_helo_requird = yes\n"
+                              "submission.smtpd_relay_restrictions = permit_sasl_authenticated, rejet\n"
+                              "submission.smtpd_sender_restrictions = check_sender_access hash:%s\n"
+                              % self.server.path("no-access"))
+        r, conf, errors = self.check(text)
+        self.assertEqual(r.returncode, 1)
+        self.assertReported(errors, conf, self.line_of(text, "smtpd_helo_requird"), "smtpd_helo_required")
+        self.assertReported(errors, conf, self.line_of(text, "rejet"), "did you mean \"reject\"")
+        self.assertReported(errors, conf, self.line_of(text, "no-access"), "no-access", "No such file")
+        self.assertEqual(len(errors), 3, "\n".join(errors))
+
     def test_bad_values_do_not_cause_follow_on_errors(self):
         """A refused value is not judged again by the modules' checks (it
         reads as its default there)."""
