@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "config_int.h"
 #include "passdb.h"
+#include "passwd_file.h"
 #include "postern/sasl.h"
 #include "postern/services.h"
 #include "runtime.h"
@@ -36,6 +37,23 @@ load_conf(const char *path)
 	return c;
 }
 
+/* How a passwd-file entry without a uid (or gid) field gets one: the
+ * userdb's rule (userdb.c), told instead of shown as a bare number. */
+static void
+print_virtual_id(const struct pt_config *c, const char *field, unsigned long id, const char *param)
+{
+	const char *set = pt_conf_str(c, param);
+	if (*set)
+		printf("%s\t%lu (%s = %s: virtual user)\n", field, id, param, set);
+	else if (geteuid() == 0 && strcmp(field, "uid") == 0)
+		printf("%s\tnone (virtual user, and %s is not set: as root, delivery and "
+		       "IMAP/POP3 logins for this user are refused)\n", field, param);
+	else if (geteuid() == 0)
+		printf("%s\t%lu (virtual user, %s not set: the server's own group, root's)\n", field, id, param);
+	else
+		printf("%s\t%lu (virtual user, %s not set: the server's own, rootless)\n", field, id, param);
+}
+
 int
 pt_cmd_user(const char *conf, int argc, char **argv)
 {
@@ -51,9 +69,22 @@ pt_cmd_user(const char *conf, int argc, char **argv)
 	memset(&u, 0, sizeof u);
 	int r = pt_user_lookup(argv[1], &u);
 	int rc = 0;
+	/* passwd-file lines may leave uid and gid out (virtual users). */
+	struct pt_passwd_rec rec;
+	const char *spec = pt_conf_str(c, "userdb");
+	int from_file = r > 0 && pt_service_get(PT_SVC_USERDB) == NULL && strncmp(spec, "passwd-file:", 12) == 0 &&
+	                pt_passwd_file_lookup(spec + 12, argv[1], &rec) > 0;
 	if (r > 0) {
-		printf("field\tvalue\nuser\t%s\nuid\t%lu\ngid\t%lu\nhome\t%s\n", u.name,
-		       (unsigned long)u.uid, (unsigned long)u.gid, u.home);
+		printf("field\tvalue\nuser\t%s\n", u.name);
+		if (from_file && rec.uid == -1)
+			print_virtual_id(c, "uid", (unsigned long)u.uid, "mail_uid");
+		else
+			printf("uid\t%lu\n", (unsigned long)u.uid);
+		if (from_file && rec.gid == -1)
+			print_virtual_id(c, "gid", (unsigned long)u.gid, "mail_gid");
+		else
+			printf("gid\t%lu\n", (unsigned long)u.gid);
+		printf("home\t%s\n", u.home);
 	} else if (r == 0) {
 		fprintf(stderr, "userdb lookup: user %s doesn't exist\n", argv[1]);
 		rc = EXIT_NOUSER;

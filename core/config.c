@@ -666,6 +666,10 @@ pt_conf_error(const struct pt_config *c, const char *name, const char *fmt, ...)
 	const struct pt_cfg_slot *s = pt_cfg_find(c, name);
 	va_list ap;
 
+	/* Checks run even when parameters failed (one run reports all); what
+	 * they say about a value already refused is a follow-on. */
+	if (s != NULL && s->failed)
+		return;
 	va_start(ap, fmt);
 	if (c->root != NULL) {
 		/* A listener's view: the error belongs to the file's config,

@@ -46,6 +46,12 @@ edit_distance(const char *a, const char *b)
 	return best;
 }
 
+int
+pt_cfg_distance(const char *a, const char *b)
+{
+	return edit_distance(a, b);
+}
+
 const char *
 pt_cfg_suggest(const struct pt_config *c, const char *name)
 {
@@ -377,6 +383,36 @@ cmp_line(const void *a, const void *b)
 	return (x->line > y->line) - (x->line < y->line);
 }
 
+/* A refused value reads as the parameter's default afterwards, so the
+ * module checks that still run (one `postern check` reports everything)
+ * see a sane value instead of a half-converted one, and add no follow-on
+ * complaints. The slot stays failed: the config is never served. */
+static void
+read_as_default(struct pt_config *c, struct pt_cfg_slot *s)
+{
+	struct expander x = {.c = c};
+	char *raw = s->raw;
+	int nerrors = c->nerrors, truncated = c->truncated;
+	char err[600];
+
+	pt_cfg_free_values(s);
+	s->raw = NULL;
+	s->state = PT_CFG_NEW;
+	s->failed = 0;
+	if (resolve(&x, s) == 0 && !s->failed && pt_cfg_convert(s, err, sizeof err) < 0) {
+		pt_cfg_free_values(s);
+		s->value = strdup("");
+		if (s->value == NULL)
+			abort();
+	}
+	s->raw = raw;
+	s->failed = 1;
+	/* Whatever the default said was said at its own slot already. */
+	while (c->nerrors > nerrors)
+		free(c->errors[--c->nerrors].msg);
+	c->truncated = truncated;
+}
+
 static void
 check_value(struct pt_config *c, struct pt_cfg_slot *s)
 {
@@ -387,10 +423,12 @@ check_value(struct pt_config *c, struct pt_cfg_slot *s)
 		bad = 1;
 	if (!bad)
 		return;
-	if (s->raw != NULL)
+	if (s->raw != NULL) {
 		pt_cfg_error_at(c, s->line, 0, "invalid value for %s: %s", s->name, err);
-	else
-		pt_cfg_error_at(c, 0, 1, "invalid default for %s (declared by %s): %s", s->name, s->owner, err);
+		read_as_default(c, s);
+		return;
+	}
+	pt_cfg_error_at(c, 0, 1, "invalid default for %s (declared by %s): %s", s->name, s->owner, err);
 	s->failed = 1;
 }
 

@@ -127,6 +127,8 @@ int pt_cfg_dump_dotted(const struct pt_config *c, FILE *out, int only_set, const
 /* config_expand.c */
 /* Best declared name for an unknown one, or NULL. */
 const char *pt_cfg_suggest(const struct pt_config *c, const char *name);
+/* Edits between a and b (a swap of neighbours counts once); 99 when far. */
+int pt_cfg_distance(const char *a, const char *b);
 
 /* config_expand.c: when set, a `< /path` value whose file the caller may
  * not read becomes "" instead of an error (sendmail, mailq, newaliases

@@ -13,6 +13,7 @@
 
 #include "config_int.h"
 #include "conn_int.h"
+#include "loader.h"
 #include "net.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
@@ -787,4 +788,105 @@ pt_listen_stop(struct pt_loop *loop)
 		l->stopped = 1;
 		listener_unref(l);
 	}
+}
+
+/* ---------- config check ---------- */
+
+struct endpoint {
+	unsigned char bin[16];
+	int fam;
+	unsigned port;
+	int wildcard;
+	const char *param;
+	char shown[96];
+};
+
+/* Would a bind of b fail because a is bound? Same family and port, and
+ * the same address or either one the wildcard (Linux refuses an address
+ * beside a listening wildcard even with SO_REUSEADDR; IPV6_V6ONLY keeps
+ * the families apart). */
+static int
+endpoints_collide(const struct endpoint *a, const struct endpoint *b)
+{
+	if (a->fam != b->fam || a->port != b->port)
+		return 0;
+	return a->wildcard || b->wildcard ||
+	       memcmp(a->bin, b->bin, a->fam == AF_INET ? 4 : 16) == 0;
+}
+
+static int
+check_one_addr(const struct pt_config *conf, const char *param, const char *addr, unsigned port,
+               struct endpoint **v, size_t *n)
+{
+	struct endpoint e;
+	memset(&e, 0, sizeof e);
+	e.fam = family_of(addr);
+	if (inet_pton(e.fam, addr, e.bin) != 1)
+		return 0;      /* not an address: the value check said so */
+	static const unsigned char zero[16];
+	e.wildcard = memcmp(e.bin, zero, e.fam == AF_INET ? 4 : 16) == 0;
+	e.port = port;
+	e.param = param;
+	format_hostport(e.shown, sizeof e.shown, addr, port);
+	for (size_t i = 0; i < *n; i++) {
+		const struct endpoint *o = &(*v)[i];
+		if (!endpoints_collide(o, &e))
+			continue;
+		if (o->param == param)
+			pt_conf_error(conf, param, "%s: %s collides with %s in the same list", param, e.shown,
+			              o->shown);
+		else
+			pt_conf_error(conf, param, "%s: %s collides with %s of %s (line %d): two listeners cannot "
+			              "share an address and port", param, e.shown, o->shown, o->param,
+			              pt_conf_line(conf, o->param));
+		return 1;
+	}
+	struct endpoint *nv = realloc(*v, (*n + 1) * sizeof *nv);
+	if (nv == NULL)
+		return 0;
+	*v = nv;
+	nv[(*n)++] = e;
+	return 0;
+}
+
+int
+pt_listen_check(const struct pt_config *conf)
+{
+	struct endpoint *v = NULL;
+	size_t n = 0;
+	int v4, v6, all, errors = 0;
+
+	allowed_families(conf, &v4, &v6, &all);
+	for (size_t m = 0; m < pt_modules_count(); m++) {
+		const struct pt_module *mod = pt_modules_get(m);
+		if (!pt_protocol_enabled(conf, mod->name))
+			continue;
+		for (const struct pt_listener_decl *d = mod->listeners; d && d->param; d++) {
+			if (pt_config_owner(conf, d->param) == NULL)
+				continue;
+			const struct pt_hostport_list *hps = pt_conf_hostports(conf, d->param);
+			int reported = 0;
+			for (size_t i = 0; i < hps->n && !reported; i++) {
+				struct bind_addr one, *addrs = &one;
+				size_t naddrs = 1;
+				if (hps->v[i].host[0]) {
+					memset(&one, 0, sizeof one);
+					copy_addr(one.addr, sizeof one.addr, hps->v[i].host);
+				} else if ((naddrs = interface_addrs(conf, &addrs)) == 0) {
+					continue;
+				}
+				for (size_t a = 0; a < naddrs && !reported; a++) {
+					int fam = family_of(addrs[a].addr);
+					if ((fam == AF_INET && !v4) || (fam == AF_INET6 && !v6))
+						continue;
+					reported = check_one_addr(conf, d->param, addrs[a].addr, hps->v[i].port, &v, &n);
+				}
+				if (addrs != &one)
+					free(addrs);
+			}
+			errors += reported;
+		}
+	}
+	free(v);
+	return errors;
 }

@@ -1,6 +1,7 @@
 /* Module loader. A module is one .so exporting one descriptor; we refuse it
  * with a sentence naming the module and what is wrong before anything
  * starts: wrong ABI, other build, missing symbol, missing dependency. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -10,8 +11,10 @@
 #include <unistd.h>
 
 #include "config_int.h"
+#include "config_priv.h"
 #include "config_raw.h"
 #include "loader.h"
+#include "net.h"
 
 #define MAX_MODULES 32
 
@@ -79,6 +82,40 @@ module_path(const struct pt_config *c, size_t i, char *out, size_t outlen)
 	int n2 = snprintf(alt, sizeof alt, "%s/../modules/%s.so", exe, name);
 	if (n2 > 0 && (size_t)n2 < outlen && access(alt, F_OK) == 0)
 		memcpy(out, alt, (size_t)n2 + 1);
+}
+
+/* " (did you mean \"smtp\"?)" when the directory of path holds a
+ * module whose name is a near miss of name; "" otherwise. */
+static const char *
+module_hint(const char *path, const char *name, char *out, size_t outlen)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	out[0] = '\0';
+	if (slash == NULL || (size_t)(slash - path) >= sizeof dir)
+		return out;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return out;
+	int best = 3;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n < 4 || n > 68 || strcmp(e->d_name + n - 3, ".so") != 0)
+			continue;
+		char cand[66];
+		memcpy(cand, e->d_name, n - 3);
+		cand[n - 3] = '\0';
+		int dist = pt_cfg_distance(name, cand);
+		if (dist < best) {
+			best = dist;
+			snprintf(out, outlen, " (did you mean \"%s\"?)", cand);
+		}
+	}
+	closedir(d);
+	return out;
 }
 
 static int
@@ -157,9 +194,13 @@ pt_modules_load(struct pt_config *c)
 		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 		if (h == NULL) {
 			const char *why = dlerror();
-			if (access(path, F_OK) != 0)
-				pt_config_add_error(c, line, "module %s: cannot load %s: %s", name, path, strerror(errno));
-			else
+			char hint[128] = "";
+			if (access(path, F_OK) != 0) {
+				const char *err = strerror(errno);
+				if (pt_config_module_path(c, i) == NULL)
+					module_hint(path, name, hint, sizeof hint);
+				pt_config_add_error(c, line, "module %s: cannot load %s: %s%s", name, path, err, hint);
+			} else
 				pt_config_add_error(c, line, "module %s: cannot load %s: %s", name, path, why ? why : "unknown error");
 			errors++;
 			continue;
@@ -235,12 +276,14 @@ pt_modules_load(struct pt_config *c)
 		if (ordered[i].mod->params && pt_config_declare(c, ordered[i].mod->name, ordered[i].mod->params) != 0)
 			errors++;
 
-	if (errors == 0) {
-		/* Handles stay open for the life of the process: dlopen of an
-		 * already loaded path returns the same handle, so reload is cheap. */
-		memcpy(loaded, ordered, nordered * sizeof *ordered);
-		nloaded = nordered;
-	}
+	/* Handles stay open for the life of the process: dlopen of an
+	 * already loaded path returns the same handle, so reload is cheap.
+	 * The modules that loaded are listed even when others failed, so
+	 * their checks still run (`postern check` reports everything); such
+	 * a config is never served, and a reload that refuses it puts the
+	 * live list back (pt_modules_restore). */
+	memcpy(loaded, ordered, nordered * sizeof *ordered);
+	nloaded = nordered;
 	return errors;
 }
 
@@ -331,6 +374,7 @@ pt_modules_check(const struct pt_config *c)
 			failed++;
 	/* An explicit `protocols = imap pop3` promises those services: each
 	 * word must be the protocol of a loaded module. */
+	failed += pt_listen_check(c);
 	const struct pt_list *p = pt_conf_isset(c, "protocols") ? pt_conf_list(c, "protocols") : NULL;
 	for (size_t i = 0; p && i < p->n; i++) {
 		const char *w = p->v[i];

@@ -13,8 +13,9 @@ struct pt_config;
 /* Load every `module` line of c (errors go into c as FILE:LINE) and
  * declare the modules' parameter tables. Returns the number of errors. */
 int pt_modules_load(struct pt_config *c);
-/* Modules of the last successful pt_modules_load, in init order
- * (dependencies first). */
+/* Modules of the last pt_modules_load, in init order (dependencies
+ * first); after a load with errors, those that loaded (for checks only:
+ * such a config is never served). */
 size_t pt_modules_count(void);
 /* A module of that name is loaded. */
 int pt_module_loaded(const char *name);

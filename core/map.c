@@ -340,9 +340,11 @@ map_logical(struct map_parse *p, int line, const char *s, size_t n)
 		map_logical_key_value(p, line, s, n);
 }
 
-struct pt_map_table *
-pt_map_table_parse(const char *name, const char *text, size_t len, enum pt_map_format fmt,
-                   pt_map_report_fn *report, void *arg, int *nerrors)
+/* The table even when some lines had errors (the good entries), for
+ * checks that look at every value; NULL only when nothing was parsed. */
+static struct pt_map_table *
+map_table_parse_all(const char *name, const char *text, size_t len, enum pt_map_format fmt,
+                    pt_map_report_fn *report, void *arg, int *nerrors)
 {
 	struct map_parse p = { .name = name, .fmt = fmt, .report = report, .arg = arg };
 	int dummy;
@@ -437,11 +439,26 @@ pt_map_table_parse(const char *name, const char *text, size_t len, enum pt_map_f
 		map_report(&p, 1, 0, "out of memory");
 	}
 	*nerrors = p.errors;
-	if (p.errors) {
+	if (p.oom) {
 		pt_map_table_free(p.t);
 		return NULL;
 	}
 	return p.t;
+}
+
+struct pt_map_table *
+pt_map_table_parse(const char *name, const char *text, size_t len, enum pt_map_format fmt,
+                   pt_map_report_fn *report, void *arg, int *nerrors)
+{
+	int dummy;
+	if (!nerrors)
+		nerrors = &dummy;
+	struct pt_map_table *t = map_table_parse_all(name, text, len, fmt, report, arg, nerrors);
+	if (t && *nerrors) {
+		pt_map_table_free(t);
+		return NULL;
+	}
+	return t;
 }
 
 void
@@ -551,6 +568,13 @@ int
 pt_map_check(const char *spec, enum pt_map_format fmt, pt_map_report_fn *report, void *arg,
              size_t *entries)
 {
+	return pt_map_check_each(spec, fmt, report, arg, entries, NULL, NULL);
+}
+
+int
+pt_map_check_each(const char *spec, enum pt_map_format fmt, pt_map_report_fn *report, void *arg,
+                  size_t *entries, pt_map_entry_fn *each, void *each_arg)
+{
 	char path[4096], err[300], msg[4400];
 	if (entries)
 		*entries = 0;
@@ -568,10 +592,18 @@ pt_map_check(const char *spec, enum pt_map_format fmt, pt_map_report_fn *report,
 		return 1;
 	}
 	int nerr;
-	struct pt_map_table *t = pt_map_table_parse(path, text, len, fmt, report, arg, &nerr);
+	struct pt_map_table *t = map_table_parse_all(path, text, len, fmt, report, arg, &nerr);
 	free(text);
-	if (entries)
+	if (!t && nerr == 0)
+		nerr = 1;
+	if (entries && nerr == 0)
 		*entries = pt_map_table_count(t);
+	/* The entries that parsed are shown even when other lines failed:
+	 * one run reports every problem. */
+	for (size_t i = 0; each && t && i < t->n; i++) {
+		const struct map_entry *e = &t->ent[i];
+		nerr += each(each_arg, path, (int)e->line, t->arena + e->key, t->arena + e->val);
+	}
 	pt_map_table_free(t);
 	return nerr;
 }

@@ -1,23 +1,24 @@
 /* `postern map check FILE` and `postern map query FILE KEY`: postmap -q
  * for the text maps Postern reads directly, and a word for admins who
  * still type postmap/postalias. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "config_int.h"
 #include "map.h"
+#include "postern/transport.h"
+#include "runtime.h"
 
 static void
 map_cli_usage(FILE *out)
 {
-	fputs("usage: postern map check [-a|-m] FILE\n"
-	      "       postern map query [-a|-m] FILE KEY\n"
-	      "FILE is hash:PATH, texthash:PATH or a path; -a: aliases(5) syntax (name: value),\n"
-	      "-m: map syntax (key value); default: guessed from the file.\n"
-	      "query prints the value and exits 0, or exits 1 when KEY is absent\n"
-	      "(2 when the file has errors).\n", out);
+	fputs("usage: postern map check [-a|-m|-t] FILE | postern map query [-a|-m] FILE KEY\n"
+	      "(postern map --help: the options and the exit status)\n", out);
 }
 
 static void
@@ -61,20 +62,72 @@ map_cli_guess(const char *spec)
 	return fmt;
 }
 
+/* Transport names are the loaded modules' (postern/transport.h): the
+ * config's module lines say which, so -t and the files named by
+ * transport_maps are checked against them. */
 static int
-map_cli_check(const char *spec, enum pt_map_format fmt, int quiet)
+map_cli_transport_entry(void *arg, const char *path, int line, const char *key, const char *value)
+{
+	int *unknown = arg;
+	size_t tl = strcspn(value, ":");
+	char name[64];
+	if (tl == 0)
+		return 0;           /* ":nexthop": the default transport's */
+	if (tl >= sizeof name || strcspn(value, " \t") < tl) {
+		fprintf(stderr, "%s:%d: %s %s: invalid transport name\n", path, line, key, value);
+		(*unknown)++;
+		return 1;
+	}
+	for (size_t i = 0; i < tl; i++)
+		name[i] = (char)tolower((unsigned char)value[i]);
+	name[tl] = '\0';
+	if (pt_transport_known(name))
+		return 0;
+	char known[300];
+	pt_transport_names(known, sizeof known);
+	fprintf(stderr, "%s:%d: %s %s: no loaded module provides transport \"%s\" (known: %s)\n", path,
+	        line, key, value, name, known);
+	(*unknown)++;
+	return 1;
+}
+
+/* Is spec one of the config's transport_maps (the same file)? */
+static int
+map_cli_is_transport_map(const struct pt_config *c, const char *spec)
+{
+	char path[4096], other[4096], err[300];
+	struct stat a, b;
+	if (c == NULL || pt_config_owner(c, "transport_maps") == NULL ||
+	    pt_map_spec_path(spec, path, sizeof path, err, sizeof err) < 0 || stat(path, &a) < 0)
+		return 0;
+	const struct pt_list *l = pt_conf_list(c, "transport_maps");
+	for (size_t i = 0; i < l->n; i++)
+		if (pt_map_spec_path(l->v[i], other, sizeof other, err, sizeof err) == 0 &&
+		    stat(other, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			return 1;
+	return 0;
+}
+
+static int
+map_cli_check(const char *spec, enum pt_map_format fmt, int quiet, int transport)
 {
 	size_t n = 0;
-	int errors = pt_map_check(spec, fmt, map_cli_report, NULL, &n);
+	int unknown = 0;
+	int errors = pt_map_check_each(spec, fmt, map_cli_report, NULL, &n,
+	                               transport ? map_cli_transport_entry : NULL, &unknown);
 	if (errors != 0) {
-		if (!quiet && errors > 0)
+		if (!quiet && errors > unknown)
 			fprintf(stderr, "postern map: %s: %d error%s; the server keeps using the last good "
 			        "version\n", spec, errors, errors == 1 ? "" : "s");
+		else if (!quiet && errors > 0)
+			fprintf(stderr, "postern map: %s: %d error%s: mail routed there would wait in the queue "
+			        "(\"unsupported transport\")\n", spec, errors, errors == 1 ? "" : "s");
 		return 1;
 	}
 	if (!quiet)
-		printf("%s: %zu entr%s, no errors (%s syntax)\n", spec, n, n == 1 ? "y" : "ies",
-		       fmt == PT_MAP_ALIASES ? "aliases(5)" : "key value");
+		printf("%s: %zu entr%s, no errors (%s)\n", spec, n, n == 1 ? "y" : "ies",
+		       fmt == PT_MAP_ALIASES ? "aliases(5) syntax"
+		       : transport ? "key value syntax, transports known" : "key value syntax");
 	return 0;
 }
 
@@ -114,13 +167,12 @@ map_cli_habit(const char *tool, const char *spec)
 	       "  check it:     postern map check %s\n"
 	       "  look up KEY:  postern map query %s KEY\n",
 	       spec, tool, spec, spec);
-	return map_cli_check(spec, map_cli_guess(spec), 0);
+	return map_cli_check(spec, map_cli_guess(spec), 0, 0);
 }
 
 int
 pt_cmd_map(const char *conf, int argc, char **argv)
 {
-	(void)conf;
 	/* argv[0] is the verb itself */
 	argc--;
 	argv++;
@@ -137,12 +189,14 @@ pt_cmd_map(const char *conf, int argc, char **argv)
 		fprintf(stderr, "postern map: unknown command \"%s\" (use check or query)\n", sub);
 		return 2;
 	}
-	int force = -1, i = 1;
+	int force = -1, transport = 0, i = 1;
 	for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
 		if (strcmp(argv[i], "-a") == 0)
 			force = PT_MAP_ALIASES;
 		else if (strcmp(argv[i], "-m") == 0)
 			force = PT_MAP_KEY_VALUE;
+		else if (strcmp(argv[i], "-t") == 0 && strcmp(sub, "check") == 0)
+			transport = 1;
 		else {
 			fprintf(stderr, "postern map: unknown option %s\n", argv[i]);
 			return 2;
@@ -154,8 +208,31 @@ pt_cmd_map(const char *conf, int argc, char **argv)
 		return 2;
 	}
 	const char *spec = argv[i];
-	enum pt_map_format fmt = force >= 0 ? (enum pt_map_format)force : map_cli_guess(spec);
-	if (want == 1)
-		return map_cli_check(spec, fmt, 0);
-	return map_cli_query(spec, fmt, argv[i + 1]);
+	if (transport && force == PT_MAP_ALIASES) {
+		fprintf(stderr, "postern map: -t is a key value table: not with -a\n");
+		return 2;
+	}
+	if (want == 2) {
+		enum pt_map_format fmt = force >= 0 ? (enum pt_map_format)force : map_cli_guess(spec);
+		return map_cli_query(spec, fmt, argv[i + 1]);
+	}
+	/* The config (its parameters and module lines, nothing run) tells
+	 * which transports exist and which files are transport tables; an
+	 * aliases file (-a: newaliases) is never one. */
+	struct pt_config *c = force == PT_MAP_ALIASES ? NULL : pt_runtime_load_params(conf);
+	if (transport && (c == NULL || pt_config_module_count(c) == 0)) {
+		if (c && pt_config_error_count(c) > 0)
+			fprintf(stderr, "%s\n", pt_config_error(c, 0));
+		fprintf(stderr, "postern map: -t: the transports are those of the modules %s loads, "
+		        "and it loads none\n", conf);
+		pt_config_free(c);
+		return 1;
+	}
+	if (!transport)
+		transport = map_cli_is_transport_map(c, spec);
+	enum pt_map_format fmt = force >= 0 ? (enum pt_map_format)force
+	                         : transport ? PT_MAP_KEY_VALUE : map_cli_guess(spec);
+	int rc = map_cli_check(spec, fmt, 0, transport);
+	pt_config_free(c);
+	return rc;
 }

@@ -34,6 +34,11 @@ int pt_listen_open(const struct pt_config *conf, const struct pt_listener_decl *
                    struct pt_listen_sock *reuse, size_t nreuse,
                    char *err, size_t errlen);
 void pt_listen_close_all(struct pt_listen_sock *socks, size_t n);
+/* Config check: every address and port the loaded modules' listeners
+ * would bind, as pt_listen_open expands them; two that bind(2) would not
+ * let coexist (the same one, or an address beside the wildcard of its
+ * family) are an error on the later parameter's line. Returns the count. */
+int pt_listen_check(const struct pt_config *conf);
 
 /* Worker side: start accepting on socks. Each accepted connection gets a
  * pt_conn (TLS handshake first when implicit_tls) and then decl->on_accept.

@@ -26,6 +26,9 @@
 #include "runtime.h"
 
 #define EVAL_TIMEOUT_MS 60000
+/* Exit status of policy test: 0 accept, 1 reject, 2 defer (and usage
+ * errors, as every verb); nothing could be evaluated: */
+#define EXIT_CANNOT_EVALUATE 3
 #define SCRIPT_FILE_MAX (16 * 1024 * 1024)
 
 struct policy_env {
@@ -358,7 +361,7 @@ script_test(struct policy_env *env, const char *file)
 	char *text = read_script(file, &len);
 	if (text == NULL) {
 		fprintf(stderr, "postern policy test: %s: %s\n", file, strerror(errno));
-		return 2;
+		return EXIT_CANNOT_EVALUATE;
 	}
 	struct pt_pscript_step *steps;
 	size_t n;
@@ -367,7 +370,7 @@ script_test(struct policy_env *env, const char *file)
 	free(text);
 	if (rc < 0) {
 		fprintf(stderr, "%s:%s\n", file, err);
-		return 2;
+		return EXIT_CANNOT_EVALUATE;
 	}
 	struct session s;
 	memset(&s, 0, sizeof s);
@@ -379,7 +382,7 @@ script_test(struct policy_env *env, const char *file)
 			if (session_client(&s, st->arg, st->arg2) < 0) {
 				fprintf(stderr, "%s:%d: %s is not an IP address\n", file, st->line, st->arg);
 				free(steps);
-				return 2;
+				return EXIT_CANNOT_EVALUATE;
 			}
 			checks++;
 			script_check(env, &s, PT_STAGE_CONNECT, NULL, st, file, &failed);
@@ -413,7 +416,8 @@ policy_usage(void)
 {
 	fprintf(stderr, "usage: postern policy test [-c FILE] [-v] [--listener NAME] --client IP "
 	        "[--client-name NAME] [--helo H] [--sender A] --recipient A [--sasl-user U]\n"
-	        "       postern policy test [-c FILE] [-v] [--listener NAME] --script FILE\n");
+	        "       postern policy test [-c FILE] [-v] [--listener NAME] --script FILE\n"
+	        "(postern policy --help: exit status 0 accept, 1 reject, 2 defer, 3 cannot evaluate)\n");
 }
 
 int
@@ -470,7 +474,7 @@ pt_cmd_policy(const char *conf, int argc, char **argv)
 	struct policy_env env;
 	if (env_open(&env, conf, verbose) < 0) {
 		env_close(&env);
-		return 2;
+		return EXIT_CANNOT_EVALUATE;
 	}
 	if (listener && !pt_config_listener_known(env.conf, listener)) {
 		fprintf(stderr, "postern policy test: unknown listener %s (the *_listen name without _listen: "

@@ -29,7 +29,15 @@ struct listing {
 	size_t requests;
 	unsigned long long bytes;
 	int errors;
+	int idw;                      /* width of the ID column (with the '*') */
 };
+
+/* Columns as mailq's: ID (marked * while active), size, arrival time,
+ * then sender and, under it, the recipients, all starting in one column
+ * whatever the IDs' length (ours are 17 characters). */
+#define SIZE_W 8
+#define TIME_W 20
+#define RCPT_COL(idw) ((idw) + 1 + SIZE_W + 1 + TIME_W + 1)
 
 static void
 print_entry(const struct pt_qfile *q, int active, struct listing *l)
@@ -40,21 +48,38 @@ print_entry(const struct pt_qfile *q, int active, struct listing *l)
 	strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
 	char idcol[32];
 	snprintf(idcol, sizeof idcol, "%s%s", q->id, active ? "*" : "");
-	printf("%-12s %8zu %-20s  %s\n", idcol, q->len, when, q->sender[0] ? q->sender : "MAILER-DAEMON");
+	printf("%-*s %*zu %-*s %s\n", l->idw, idcol, SIZE_W, q->len, TIME_W, when,
+	       q->sender[0] ? q->sender : "MAILER-DAEMON");
 	const char *last = NULL;
 	for (size_t i = 0; i < q->nrcpt; i++) {
 		const struct pt_qrcpt *r = &q->rcpt[i];
 		if (r->state != PT_QRCPT_PENDING && r->state != PT_QRCPT_RESOLVED)
 			continue;
 		if (r->reason && (!last || strcmp(last, r->reason) != 0)) {
-			printf("(%s)\n", r->reason);
+			printf("%*s(%s)\n", RCPT_COL(l->idw), "", r->reason);
 			last = r->reason;
 		}
-		printf("%42s %s\n", "", r->address);
+		printf("%*s%s\n", RCPT_COL(l->idw), "", r->address);
 	}
 	printf("\n");
 	l->requests++;
 	l->bytes += q->len;
+}
+
+/* The longest queue ID in sub (names only: cheap), so the columns fit. */
+static void
+widest_id(const char *qdir, const char *sub, int *w)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", qdir, sub);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (pt_qid_valid(e->d_name) && (int)strlen(e->d_name) + 1 > *w)
+			*w = (int)strlen(e->d_name) + 1;
+	closedir(d);
 }
 
 static void
@@ -80,7 +105,7 @@ list_dir(const char *qdir, const char *sub, struct listing *l)
 		if (rc == -1 && errno == ENOENT)
 			continue; /* delivered while we looked */
 		if (rc != 0) {
-			printf("%-12s (unreadable: %s)\n\n", e->d_name, err);
+			printf("%-*s (unreadable: %s)\n\n", l->idw, e->d_name, err);
 			continue;
 		}
 		print_entry(&q, strcmp(sub, PT_QDIR_ACTIVE) == 0, l);
@@ -93,6 +118,9 @@ static int
 queue_list(const char *qdir)
 {
 	struct listing l = { 0 };
+	l.idw = 10;                   /* "-Queue ID-" */
+	widest_id(qdir, PT_QDIR_ACTIVE, &l.idw);
+	widest_id(qdir, PT_QDIR_DEFERRED, &l.idw);
 	/* Header first, like mailq; an empty queue says so instead. */
 	char *buf = NULL;
 	size_t blen = 0;
@@ -110,7 +138,8 @@ queue_list(const char *qdir)
 		if (!l.errors)
 			printf("Mail queue is empty\n");
 	} else {
-		printf("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+		printf("-Queue ID-%.*s --Size-- ----Arrival Time---- -Sender/Recipient-------\n",
+		       l.idw - 10, "----------------------");
 		fputs(buf, stdout);
 		printf("-- %llu Kbytes in %zu Request%s.\n", (l.bytes + 1023) / 1024, l.requests,
 		       l.requests == 1 ? "" : "s");

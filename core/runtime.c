@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "config_int.h"
+#include "config_priv.h"
 #include "loader.h"
 #include "net.h"
 #include "passdb.h"
@@ -49,7 +50,11 @@ load(const char *path, const char *text, size_t len, int checks)
 	struct pt_config *c = pt_config_parse(path, text, len);
 	if (c == NULL)
 		return NULL;
-	/* Go on after syntax errors: one `postern check` lists every problem. */
+	/* Go on after every kind of error: one `postern check` lists every
+	 * problem (a misspelt parameter does not hide a misspelt restriction
+	 * or a broken map). The modules that did load run their checks; a
+	 * check hook's complaint about a parameter that already has an error
+	 * is dropped as a follow-on (pt_conf_error). */
 	pt_config_declare_core(c);
 	extra_declare(c);
 	int loaded = pt_modules_load(c) == 0;
@@ -59,8 +64,9 @@ load(const char *path, const char *text, size_t len, int checks)
 	/* Broken module lines leave the listeners unknown: no guesses. */
 	if (loaded)
 		pt_config_finish_listeners(c);
-	if (pt_config_error_count(c) == 0 && checks)
+	if (checks)
 		pt_modules_check(c);
+	pt_cfg_sort_errors(c);
 	return c;
 }
 

@@ -8,6 +8,7 @@
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/transport.h"
+#include "loader.h"
 #include "queue.h"
 
 const struct pt_transport_ops *
@@ -17,6 +18,36 @@ pt_transport_get(const char *name)
 	if (!name || snprintf(svc, sizeof svc, PT_SVC_TRANSPORT("%s"), name) >= (int)sizeof svc)
 		return NULL;
 	return pt_service_get(svc);
+}
+
+int
+pt_transport_known(const char *name)
+{
+	char svc[64];
+	if (!name || snprintf(svc, sizeof svc, PT_SVC_TRANSPORT("%s"), name) >= (int)sizeof svc)
+		return 0;
+	if (strcmp(name, "local") == 0)
+		return 1;
+	for (size_t i = 0; i < pt_modules_count(); i++)
+		for (const char *const *p = pt_modules_get(i)->provides; p && *p; p++)
+			if (strcmp(*p, svc) == 0)
+				return 1;
+	return 0;
+}
+
+size_t
+pt_transport_names(char *out, size_t len)
+{
+	size_t n = 0, count = 1;
+	snprintf(out, len, "local");
+	n = strlen(out);
+	for (size_t i = 0; i < pt_modules_count(); i++)
+		for (const char *const *p = pt_modules_get(i)->provides; p && *p; p++)
+			if (strncmp(*p, "transport/", 10) == 0 && n < len) {
+				n += (size_t)snprintf(out + n, len - n, ", %s", *p + 10);
+				count++;
+			}
+	return count;
 }
 
 void

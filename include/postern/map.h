@@ -51,6 +51,14 @@ size_t pt_map_count(struct pt_map *m);
 int pt_map_check(const char *spec, enum pt_map_format fmt, pt_map_report_fn *report, void *arg,
                  size_t *entries);
 
+/* pt_map_check that also hands every entry that parsed (in file order,
+ * key folded to lower case) to each, which reports what it finds wrong
+ * with the value and returns the number of errors it found (added to the
+ * result). path is the file, line the entry's line, for "PATH:LINE:". */
+typedef int pt_map_entry_fn(void *arg, const char *path, int line, const char *key, const char *value);
+int pt_map_check_each(const char *spec, enum pt_map_format fmt, pt_map_report_fn *report, void *arg,
+                      size_t *entries, pt_map_entry_fn *each, void *each_arg);
+
 /* Split "type:path" into the file path; "hash", "texthash" and a plain
  * path are accepted (btree, lmdb, cdb, dbm too, read as text). 0 or -1. */
 int pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);

@@ -64,6 +64,15 @@ struct pt_transport_ops {
 /* The provider of transport `name`, or NULL when no loaded module has it. */
 const struct pt_transport_ops *pt_transport_get(const char *name);
 
+/* Config checks, before any module's init: 1 when `name` is "local" (the
+ * core's, registered when the queue starts) or a loaded module lists
+ * PT_SVC_TRANSPORT(name) among the services it provides (so a module that
+ * registers a transport lists it there too). */
+int pt_transport_known(const char *name);
+/* "local, smtp, relay, ..." (those names) into out, for messages; returns
+ * how many there are. */
+size_t pt_transport_names(char *out, size_t len);
+
 /* The delivery log line, as Postfix's delivery agents write it, under
  * service (the syslog tag: "smtp", "error", ...):
  * "ID: to=<to>[, orig_to=<orig>], relay=RELAY, delay=T, delays=a/b/c/d,

@@ -134,9 +134,10 @@ alias_in_list(const struct pt_list *l, const char *s)
 	return 0;
 }
 
-/* `postern check` and reload: the alias files must parse. A file that does
- * not exist yet is only a warning: mail to aliases is deferred until it
- * appears, as Postfix does without its .db. */
+/* `postern check`, start and reload: the alias files must exist and
+ * parse. A missing file is an error as it is at delivery time, where every
+ * local recipient waits (deferred) until it appears; the server neither
+ * starts nor reloads with one. */
 static int
 alias_check(const struct pt_config *conf)
 {
@@ -152,13 +153,23 @@ alias_check(const struct pt_config *conf)
 				bad = 1;
 				continue;
 			}
-			if (access(path, F_OK) < 0) {
-				pt_warn("%s: %s does not exist; mail to aliases waits until it does",
-				        names[k], path);
-				continue;
-			}
 			if (k == 1 && alias_in_list(pt_conf_list(conf, "alias_maps"), l->v[i]))
 				continue;     /* the same file was just checked */
+			if (access(path, F_OK) < 0) {
+				/* alias_database is only newaliases' business: its
+				 * default naming no file is no error. */
+				if (k == 1 && !pt_conf_isset(conf, names[k]))
+					continue;
+				if (k == 0)
+					pt_conf_error(conf, names[k], "%s: %s does not exist: local delivery would "
+					              "defer every recipient until it does (create it; an empty file "
+					              "is a valid table)", names[k], path);
+				else
+					pt_conf_error(conf, names[k], "%s: %s does not exist: newaliases would fail "
+					              "(create it; an empty file is a valid table)", names[k], path);
+				bad = 1;
+				continue;
+			}
 			if (pt_map_check(l->v[i], PT_MAP_ALIASES, alias_check_report, &cc, NULL) != 0)
 				bad = 1;
 		}

@@ -1,5 +1,6 @@
 /* Restriction lists: the item vocabulary, parsing a list value into items
  * (opening their maps and Lua policies), and the setup one config gives. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,77 +100,134 @@ rbl_arg_ok(const char *s)
 	return 1;
 }
 
+/* Edits (insert, delete, change, swap of neighbours) from a to b, cut
+ * off at 3: only near misses make a suggestion. */
+static int
+near_miss(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int row[3][64];
+	if (la >= 63 || lb >= 63 || (la > lb ? la - lb : lb - la) > 2)
+		return 3;
+	for (size_t j = 0; j <= lb; j++)
+		row[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++) {
+		int *cur = row[i % 3], *up = row[(i - 1) % 3], *up2 = row[(i + 1) % 3];
+		cur[0] = (int)i;
+		for (size_t j = 1; j <= lb; j++) {
+			int v = up[j - 1] + (a[i - 1] != b[j - 1]);
+			if (up[j] + 1 < v)
+				v = up[j] + 1;
+			if (cur[j - 1] + 1 < v)
+				v = cur[j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && up2[j - 2] + 1 < v)
+				v = up2[j - 2] + 1;
+			cur[j] = v;
+		}
+	}
+	return row[la % 3][lb] < 3 ? row[la % 3][lb] : 3;
+}
+
+/* Append one problem to err ("; " between them): a list may have several. */
+static void
+add_problem(char *err, size_t errlen, int *problems, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+add_problem(char *err, size_t errlen, int *problems, const char *fmt, ...)
+{
+	size_t used = *problems ? strlen(err) : 0;
+	if (*problems && used + 2 < errlen) {
+		memcpy(err + used, "; ", 3);
+		used += 2;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	if (used < errlen)
+		vsnprintf(err + used, errlen - used, fmt, ap);
+	va_end(ap);
+	(*problems)++;
+}
+
 int
 restrict_chain_parse(struct restrict_chain *ch, const struct pt_list *words,
                      int open_resources, char *err, size_t errlen)
 {
+	int problems = 0;
 	ch->n = 0;
 	ch->v = words->n ? calloc(words->n, sizeof *ch->v) : NULL;
 	if (words->n && ch->v == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* Every item is looked at, so one `postern check` names every typo;
+	 * the items that parsed stay in ch (for the checks of their own). */
 	for (size_t w = 0; w < words->n; w++) {
 		const char *word = words->v[w];
-		size_t k;
-		for (k = 0; k < sizeof items / sizeof items[0]; k++)
+		size_t k, best = 0;
+		int best_d = 3;
+		for (k = 0; k < sizeof items / sizeof items[0]; k++) {
 			if (strcmp(items[k].name, word) == 0)
 				break;
+			int d = near_miss(word, items[k].name);
+			if (d < best_d) {
+				best_d = d;
+				best = k;
+			}
+		}
 		if (k == sizeof items / sizeof items[0]) {
-			snprintf(err, errlen, "unknown restriction \"%.80s\"", word);
-			goto fail;
+			if (best_d < 3)
+				add_problem(err, errlen, &problems, "unknown restriction \"%.80s\" (did you mean \"%s\"?)",
+				            word, items[best].name);
+			else
+				add_problem(err, errlen, &problems, "unknown restriction \"%.80s\"", word);
+			continue;
+		}
+		if (items[k].arg && w + 1 >= words->n) {
+			add_problem(err, errlen, &problems, "%s needs an argument", word);
+			continue;
 		}
 		struct restrict_item *it = &ch->v[ch->n++];
 		it->kind = items[k].kind;
 		it->name = items[k].name;
 		if (!items[k].arg)
 			continue;
-		if (w + 1 >= words->n) {
-			snprintf(err, errlen, "%s needs an argument", word);
-			goto fail;
-		}
 		const char *arg = words->v[++w];
 		if ((it->arg = strdup(arg)) == NULL) {
 			snprintf(err, errlen, "out of memory");
-			goto fail;
+			return -1;
 		}
 		char why[256];
+		int bad = 0;
 		switch (it->kind) {
 		case RI_REJECT_RBL_CLIENT:
-			if (!rbl_arg_ok(arg)) {
-				snprintf(err, errlen, "reject_rbl_client: bad DNSBL domain \"%.80s\"", arg);
-				goto fail;
-			}
+			if ((bad = !rbl_arg_ok(arg)))
+				add_problem(err, errlen, &problems, "reject_rbl_client: bad DNSBL domain \"%.80s\"", arg);
 			break;
 		case RI_CHECK_LUA_POLICY:
-			if (arg[0] != '/') {
-				snprintf(err, errlen, "check_lua_policy: \"%.80s\" is not an absolute path", arg);
-				goto fail;
-			}
-			if (open_resources && (it->lua = restrict_lua_open(arg, why, sizeof why)) == NULL) {
-				snprintf(err, errlen, "check_lua_policy %s: %s", arg, why);
-				goto fail;
-			}
+			if ((bad = arg[0] != '/'))
+				add_problem(err, errlen, &problems, "check_lua_policy: \"%.80s\" is not an absolute path",
+				            arg);
+			else if ((bad = open_resources && (it->lua = restrict_lua_open(arg, why, sizeof why)) == NULL))
+				add_problem(err, errlen, &problems, "check_lua_policy %s: %s", arg, why);
 			break;
 		default: {
 			char path[1024];
-			if (pt_map_spec_path(arg, path, sizeof path, why, sizeof why) < 0) {
-				snprintf(err, errlen, "%s: %s", it->name, why);
-				goto fail;
-			}
-			if (open_resources &&
-			    (it->map = pt_map_open(arg, PT_MAP_KEY_VALUE, why, sizeof why)) == NULL) {
-				snprintf(err, errlen, "%s %s: %s", it->name, arg, why);
-				goto fail;
-			}
+			if ((bad = pt_map_spec_path(arg, path, sizeof path, why, sizeof why) < 0))
+				add_problem(err, errlen, &problems, "%s: %s", it->name, why);
+			else if ((bad = open_resources &&
+			                (it->map = pt_map_open(arg, PT_MAP_KEY_VALUE, why, sizeof why)) == NULL))
+				add_problem(err, errlen, &problems, "%s %s: %s", it->name, arg, why);
 			break;
 		}
 		}
+		if (bad) {
+			item_free(it);
+			memset(it, 0, sizeof *it);
+			ch->n--;
+		}
 	}
-	return 0;
-fail:
-	restrict_chain_free(ch);
-	return -1;
+	return problems ? -1 : 0;
 }
 
 void
@@ -299,13 +357,16 @@ restrict_setup_build(const struct pt_config *c, int open_resources)
 		pt_conf_error(c, "mynetworks", "%s", err);
 		errors++;
 	}
-	if (errors == 0 && restrict_login_maps_open(s, c, open_resources) < 0)
+	/* Without open_resources these only check names: worth doing after
+	 * other errors too (one `postern check` reports everything). */
+	if ((errors == 0 || !open_resources) && restrict_login_maps_open(s, c, open_resources) < 0)
 		errors++;
-	if (errors == 0 && lua_maps_open(s, c, open_resources) < 0)
+	if ((errors == 0 || !open_resources) && lua_maps_open(s, c, open_resources) < 0)
 		errors++;
 	s->delay_reject = pt_conf_bool(c, "smtpd_delay_reject");
 	s->reject_unlisted_recipient = pt_conf_bool(c, "smtpd_reject_unlisted_recipient");
-	if (errors) {
+	s->check_errors = errors;
+	if (errors && open_resources) {
 		restrict_setup_unref(s);
 		return NULL;
 	}

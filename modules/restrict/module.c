@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "postern/log.h"
+#include "postern/map.h"
 #include "postern/module.h"
 #include "postern/services.h"
 #include "restrict.h"
@@ -217,9 +218,6 @@ validate_policies(const struct pt_config *c, const struct restrict_setup *s)
 	return errors;
 }
 
-/* Validate everything a reload would build, without touching the live
- * state: list syntax, map specs, mynetworks, and each Lua policy compiled
- * and run against its own tests in a scratch state, in a child process. */
 /* Does b run a Lua policy that a does not? (A listener's chains are
  * mostly the file's: its policies were run already.) */
 static int
@@ -241,6 +239,79 @@ has_other_policies(const struct restrict_setup *a, const struct restrict_setup *
 	return 0;
 }
 
+struct map_report_ctx {
+	const struct pt_config *conf;
+	const char *param;
+	int errors;
+};
+
+static void
+map_report(void *arg, int is_error, const char *msg)
+{
+	struct map_report_ctx *m = arg;
+	if (is_error) {
+		pt_conf_error(m->conf, m->param, "%s", msg);
+		m->errors++;
+	} else {
+		pt_warn("%s", msg);
+	}
+}
+
+static int
+item_map_in(const struct restrict_setup *s, const char *spec)
+{
+	for (int l = 0; s && l < RL_COUNT; l++)
+		for (size_t i = 0; i < s->chains[l].n; i++)
+			if (s->chains[l].v[i].arg && strcmp(s->chains[l].v[i].arg, spec) == 0)
+				return 1;
+	return 0;
+}
+
+static int
+word_in(const struct pt_list *l, const char *w)
+{
+	for (size_t i = 0; l && i < l->n; i++)
+		if (strcmp(l->v[i], w) == 0)
+			return 1;
+	return 0;
+}
+
+/* The contents of every map a list item or a map parameter names. A
+ * missing file is an error here as at lookup time, where it answers
+ * "try again later" to every client the item sees.
+ * done: for a listener's view, the file's config and setup, whose maps
+ * were read already (a big map is not read once per listener). */
+static int
+check_maps(const struct pt_config *c, const struct restrict_setup *s, const struct pt_config *done_conf,
+           const struct restrict_setup *done)
+{
+	struct map_report_ctx m = { c, NULL, 0 };
+	for (int l = 0; l < RL_COUNT; l++)
+		for (size_t i = 0; i < s->chains[l].n; i++) {
+			const struct restrict_item *it = &s->chains[l].v[i];
+			if (it->arg == NULL || it->kind == RI_CHECK_LUA_POLICY || it->kind == RI_REJECT_RBL_CLIENT ||
+			    item_map_in(done, it->arg))
+				continue;
+			m.param = s->chains[l].param;
+			pt_map_check(it->arg, PT_MAP_KEY_VALUE, map_report, &m, NULL);
+		}
+	static const char *const params[] = { "smtpd_sender_login_maps", "lua_policy_maps" };
+	for (size_t p = 0; p < sizeof params / sizeof params[0]; p++) {
+		const struct pt_list *l = pt_conf_list(c, params[p]);
+		const struct pt_list *seen = done_conf ? pt_conf_list(done_conf, params[p]) : NULL;
+		m.param = params[p];
+		for (size_t i = 0; l && i < l->n; i++) {
+			char path[1024], why[256];
+			if (!word_in(seen, l->v[i]) && pt_map_spec_path(l->v[i], path, sizeof path, why, sizeof why) == 0)
+				pt_map_check(l->v[i], PT_MAP_KEY_VALUE, map_report, &m, NULL);
+		}
+	}
+	return m.errors;
+}
+
+/* Validate everything a reload would build, without touching the live
+ * state: list syntax, map specs, mynetworks, and each Lua policy compiled
+ * and run against its own tests in a scratch state, in a child process. */
 static int
 restrict_check(const struct pt_config *c)
 {
@@ -249,7 +320,8 @@ restrict_check(const struct pt_config *c)
 	if (s == NULL)
 		return 1;
 	warn_style(s, c);
-	int errors = validate_policies(c, s);
+	/* The items that parsed are checked even when others did not. */
+	int errors = s->check_errors + check_maps(c, s, NULL, NULL) + validate_policies(c, s);
 	/* The same for each listener's own chains; their errors name the
 	 * override's line (and one the file's chains have is not repeated). */
 	const char *name;
@@ -260,6 +332,7 @@ restrict_check(const struct pt_config *c)
 			errors++;
 			continue;
 		}
+		errors += ls->check_errors + check_maps(v, ls, c, s);
 		if (has_other_policies(s, ls))
 			errors += validate_policies(v, ls);
 		restrict_setup_unref(ls);

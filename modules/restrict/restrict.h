@@ -121,15 +121,20 @@ struct restrict_setup {
 	int style_warning;            /* mynetworks named a style */
 	struct pt_map_list *login_maps; /* smtpd_sender_login_maps (items_sasl.c) */
 	struct pt_map_list *lua_maps; /* lua_policy_maps */
+	int check_errors;             /* built without open_resources: the
+	                                 problems reported (what parsed is kept) */
 };
 /* Parse one restriction list value. Unknown items and missing arguments
- * are errors (0 / -1 with err). open_resources: open maps and Lua policies
- * (off for syntax-only checks). */
+ * are errors (0 / -1 with err naming every bad item, "; " between them;
+ * the good items stay in ch, which the caller frees either way).
+ * open_resources: open maps and Lua policies (off for syntax-only checks). */
 int restrict_chain_parse(struct restrict_chain *ch, const struct pt_list *words,
                          int open_resources, char *err, size_t errlen);
 void restrict_chain_free(struct restrict_chain *ch);
-/* Build from a config; 0, or -1 with every problem reported through
- * pt_conf_error (c is then the config being checked). */
+/* Build from a config; NULL after reporting every problem through
+ * pt_conf_error (c is then the config being checked). Without
+ * open_resources (`postern check`) the setup comes back even then, with
+ * what parsed and check_errors > 0, so its Lua policies are still tried. */
 struct restrict_setup *restrict_setup_build(const struct pt_config *c, int open_resources);
 void restrict_setup_ref(struct restrict_setup *s);
 /* smtpd_sender_login_maps for the *_sender_login_mismatch items

@@ -176,12 +176,49 @@ transport_check_report(void *arg, int is_error, const char *msg)
 		pt_warn("%s", msg);
 }
 
-/* `postern check` and reload: every transport map must parse. A missing
- * file only warns: routing answers "try later" until it appears. */
+/* The transport a "transport[:nexthop]" value names must be one that a
+ * loaded module provides (or local): otherwise the queue would defer
+ * that mail forever ("unsupported transport"). 0, or -1 with err. */
+static int
+transport_name_check(const char *value, char *err, size_t errlen)
+{
+	struct pt_route r;
+	if (transport_parse_result(value, "smtp", "example.com", "", &r) < 0) {
+		snprintf(err, errlen, "%s", r.nexthop + 6);   /* without "4.3.5 " */
+		return -1;
+	}
+	if (pt_transport_known(r.transport))
+		return 0;
+	char known[300];
+	pt_transport_names(known, sizeof known);
+	snprintf(err, errlen, "no loaded module provides transport \"%s\" (known: %s)", r.transport, known);
+	return -1;
+}
+
+struct entry_check {
+	const struct pt_config *conf;
+};
+
+static int
+transport_check_entry(void *arg, const char *path, int line, const char *key, const char *value)
+{
+	struct entry_check *ec = arg;
+	char err[512];
+	if (transport_name_check(value, err, sizeof err) == 0)
+		return 0;
+	pt_conf_error(ec->conf, "transport_maps", "%s:%d: %s %s: %s", path, line, key, value, err);
+	return 1;
+}
+
+/* `postern check`, start and reload: every transport map must exist and
+ * parse, and every transport it names (as default_transport and
+ * relay_transport) must be provided. A missing file is an error as at
+ * routing time, where every recipient it would route is deferred. */
 static int
 transport_check(const struct pt_config *conf)
 {
 	const struct pt_list *l = pt_conf_list(conf, "transport_maps");
+	struct entry_check ec = { conf };
 	int bad = 0;
 	for (size_t i = 0; i < l->n; i++) {
 		char path[4096], err[300];
@@ -191,14 +228,32 @@ transport_check(const struct pt_config *conf)
 			continue;
 		}
 		if (access(path, F_OK) < 0) {
-			pt_warn("transport_maps: %s does not exist; routing waits until it does", path);
+			pt_conf_error(conf, "transport_maps", "transport_maps: %s does not exist: routing would defer "
+			              "every recipient until it does (create it; an empty file is a valid table)", path);
+			bad = 1;
 			continue;
 		}
-		if (pt_map_check(l->v[i], PT_MAP_KEY_VALUE, transport_check_report, (void *)conf, NULL) != 0)
+		if (pt_map_check_each(l->v[i], PT_MAP_KEY_VALUE, transport_check_report, (void *)conf, NULL,
+		                      transport_check_entry, &ec) != 0)
 			bad = 1;
+	}
+	static const char *const params[] = { "default_transport", "relay_transport" };
+	for (size_t i = 0; i < 2; i++) {
+		char err[512];
+		if (transport_name_check(pt_conf_str(conf, params[i]), err, sizeof err) < 0) {
+			pt_conf_error(conf, params[i], "%s = %s: %s", params[i], pt_conf_str(conf, params[i]), err);
+			bad = 1;
+		}
 	}
 	return bad ? -1 : 0;
 }
+
+/* What init registers, so that checks (which run before any init) know
+ * which transports exist: pt_transport_known. */
+static const char *const transport_provides[] = {
+	PT_SVC_ROUTE, PT_SVC_TRANSPORT("smtp"), PT_SVC_TRANSPORT("relay"), PT_SVC_TRANSPORT("error"),
+	PT_SVC_TRANSPORT("retry"), PT_SVC_TRANSPORT("discard"), NULL,
+};
 
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.abi = POSTERN_ABI,
@@ -212,4 +267,5 @@ POSTERN_MODULE_EXPORT const struct pt_module postern_module = {
 	.init = transport_init,
 	.stop = transport_stop,
 	.check = transport_check,
+	.provides = transport_provides,
 };

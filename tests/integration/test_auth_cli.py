@@ -94,11 +94,11 @@ class AuthCliTest(unittest.TestCase):
         r = self.postern("user", "sha512")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, "field\tvalue\nuser\tsha512\nuid\t2001\ngid\t2001\nhome\t/home/sha512\n")
-        # Virtual user: mail_uid / mail_gid.
+        # Virtual user: mail_uid / mail_gid, and the output says so.
         r = self.postern("user", "plain")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("uid\t5000\n", r.stdout)
-        self.assertIn("gid\t5001\n", r.stdout)
+        self.assertIn("uid\t5000 (mail_uid = 5000: virtual user)\n", r.stdout)
+        self.assertIn("gid\t5001 (mail_gid = 5001: virtual user)\n", r.stdout)
         self.assertIn("home\t/var/vmail/plain\n", r.stdout)
         r = self.postern("user", "nosuchuser")
         self.assertEqual(r.returncode, 67)

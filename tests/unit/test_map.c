@@ -406,6 +406,47 @@ test_check_counts(void **state)
 	assert_non_null(strstr(r.msg[0], "cannot open: No such file or directory"));
 }
 
+struct seen {
+	int n;
+	char line[8][300];
+};
+
+/* Complains about values starting with "bad". */
+static int
+judge(void *arg, const char *path, int line, const char *key, const char *value)
+{
+	struct seen *s = arg;
+	const char *base = strrchr(path, '/');
+	if (s->n < 8)
+		snprintf(s->line[s->n], sizeof(s->line[0]), "%s:%d %s=%s", base ? base + 1 : path, line, key, value);
+	s->n++;
+	return strncmp(value, "bad", 3) == 0;
+}
+
+/* pt_map_check_each: every entry that parsed reaches the callback, in file
+ * order, also when other lines have errors; its count adds to the result. */
+static void
+test_check_each_entry(void **state)
+{
+	(void)state;
+	char path[300], spec[310];
+	snprintf(path, sizeof(path), "%s/each", tmpdir);
+	snprintf(spec, sizeof(spec), "hash:%s", path);
+	write_file(path, "B.example good:x\nbroken\nc.example bad:y\n# note\nd.example\n  continued:z\n");
+	struct reports r = { 0 };
+	struct seen seen = { 0 };
+	size_t n = 99;
+	assert_int_equal(pt_map_check_each(spec, PT_MAP_KEY_VALUE, collect, &r, &n, judge, &seen), 2);
+	assert_int_equal(r.errors, 1);
+	assert_non_null(strstr(r.msg[0], "each:2:"));
+	assert_int_equal(n, 0);    /* a file with errors has no usable entries */
+	assert_int_equal(seen.n, 3);
+	assert_string_equal(seen.line[0], "each:1 b.example=good:x");
+	assert_string_equal(seen.line[1], "each:3 c.example=bad:y");
+	assert_string_equal(seen.line[2], "each:5 d.example=continued:z");
+	unlink(path);
+}
+
 static void
 test_million_entries(void **state)
 {
@@ -485,6 +526,7 @@ main(void)
 		cmocka_unit_test(test_missing_file_is_temporary),
 		cmocka_unit_test(test_map_list_order_and_tempfail),
 		cmocka_unit_test(test_check_counts),
+		cmocka_unit_test(test_check_each_entry),
 		cmocka_unit_test(test_million_entries),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

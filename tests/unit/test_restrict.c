@@ -426,6 +426,39 @@ test_config_errors(void **state)
 	pt_config_free(c);
 }
 
+/* `postern check` (no open_resources): every bad item of a list is named,
+ * near misses get a suggestion, and the good items stay in the setup so
+ * their own checks (Lua tests, maps) still run. */
+static void
+test_check_mode_reports_every_item(void **state)
+{
+	(void)state;
+	struct pt_config *c = load(
+		"mydestination = example.com.ar\n"
+		"smtpd_client_restrictions = permit_mynetwork, check_lua_policy /p.lua, rejct, frobnicate\n"
+		"smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destinaton\n", 0);
+	struct restrict_setup *s = restrict_setup_build(c, 0);
+	assert_non_null(s);
+	assert_int_equal(s->check_errors, 2);
+	assert_int_equal(pt_config_error_count(c), 2);
+	assert_string_equal(pt_config_error(c, 0),
+	                    "test.conf:2: unknown restriction \"permit_mynetwork\" (did you mean \"permit_mynetworks\"?); "
+	                    "unknown restriction \"rejct\" (did you mean \"reject\"?); "
+	                    "unknown restriction \"frobnicate\"");
+	assert_string_equal(pt_config_error(c, 1),
+	                    "test.conf:3: unknown restriction \"reject_unauth_destinaton\" "
+	                    "(did you mean \"reject_unauth_destination\"?)");
+	/* The good items are kept: the policy is still there to be tried. */
+	assert_int_equal(s->chains[RL_CLIENT].n, 1);
+	assert_int_equal(s->chains[RL_CLIENT].v[0].kind, RI_CHECK_LUA_POLICY);
+	assert_string_equal(s->chains[RL_CLIENT].v[0].arg, "/p.lua");
+	assert_int_equal(s->chains[RL_RECIPIENT].n, 1);
+	restrict_setup_unref(s);
+	/* With resources (start, reload) the same config builds nothing. */
+	assert_null(restrict_setup_build(c, 1));
+	pt_config_free(c);
+}
+
 static void
 test_no_setup_never_accepts(void **state)
 {
@@ -477,6 +510,7 @@ main(void)
 		cmocka_unit_test(test_access_maps),
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_check_mode_reports_every_item),
 		cmocka_unit_test(test_no_setup_never_accepts),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -119,6 +119,9 @@ static const struct pt_param params[] = {
 	{ 0 },
 };
 
+/* Listed so that config checks (before any init) know the transport. */
+static const char *const filedrop_provides[] = { PT_SVC_TRANSPORT("filedrop"), NULL };
+
 __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.abi = POSTERN_ABI,
 	.build_sig = POSTERN_BUILD_SIG,
@@ -126,4 +129,5 @@ __attribute__((visibility("default"))) const struct pt_module postern_module = {
 	.params = params,
 	.roles = PT_ROLE_WORKER,
 	.init = filedrop_init,
+	.provides = filedrop_provides,
 };
