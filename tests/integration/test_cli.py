@@ -41,7 +41,7 @@ def listed_verbs():
 class Help(unittest.TestCase):
     def test_verbs_listed(self):
         self.assertEqual(listed_verbs(), ["run", "check", "config", "reload", "stop", "queue", "sendmail", "map",
-                                          "policy", "why", "user", "auth"])
+                                          "policy", "why", "stats", "user", "auth"])
 
     def assertHelp(self, verb, r, argv):
         out = r.stdout.decode()
