@@ -436,40 +436,39 @@ generation_init(struct generation *g, struct pt_config *c)
 	return 0;
 }
 
-/* retry_busy: at start, a port in use is reported as -2 (quietly) so
- * that the caller may try again. */
+/* One listener declaration's sockets. retry_busy: at start, a port in
+ * use is reported as -2 (quietly) so that the caller may try again. */
+static int
+open_one(struct generation *g, struct generation *prev, const struct pt_listener_decl *d, int retry_busy)
+{
+	char err[512];
+	if (pt_listen_open(g->conf, d, &g->socks, &g->nsocks, prev ? prev->socks : NULL, prev ? prev->nsocks : 0,
+	                   err, sizeof err) == 0)
+		return 0;
+	if (retry_busy && strstr(err, strerror(EADDRINUSE)))
+		return -2;
+	pt_log(PT_LOG_ERROR, "%s", err);
+	/* At start the admin is watching the terminal, not the log. */
+	if (prev == NULL)
+		fprintf(stderr, "postern: %s\n", err);
+	return -1;
+}
+
 static int
 open_listeners(struct generation *g, struct generation *prev, int retry_busy)
 {
-	char err[512];
 	for (size_t i = 0; i < pt_modules_count(); i++) {
 		const struct pt_module *m = pt_modules_get(i);
 		if (!pt_protocol_enabled(g->conf, m->name))
 			continue;
 		for (const struct pt_listener_decl *d = m->listeners; d && d->param; d++) {
-			if (pt_listen_open(g->conf, d, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
-			                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {
-				if (retry_busy && strstr(err, strerror(EADDRINUSE)))
-					return -2;
-				pt_log(PT_LOG_ERROR, "%s", err);
-				/* At start the admin is watching the terminal, not the log. */
-				if (prev == NULL)
-					fprintf(stderr, "postern: %s\n", err);
-				return -1;
-			}
+			int rc = open_one(g, prev, d, retry_busy);
+			if (rc != 0)
+				return rc;
 		}
 	}
 	/* The core's own listener: the metrics endpoint (off when empty). */
-	if (pt_listen_open(g->conf, &pt_metrics_listener, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
-	                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {
-		if (retry_busy && strstr(err, strerror(EADDRINUSE)))
-			return -2;
-		pt_log(PT_LOG_ERROR, "%s", err);
-		if (prev == NULL)
-			fprintf(stderr, "postern: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return open_one(g, prev, &pt_metrics_listener, retry_busy);
 }
 
 /* An agent runs only for a loaded module that needs it (the PT_ROLE_*
