@@ -40,6 +40,7 @@
 #include "proctitle.h"
 #include "queue.h"
 #include "queue_int.h"
+#include "record_int.h"
 #include "runtime.h"
 #include "session_int.h"
 
@@ -223,6 +224,7 @@ worker_exit(int status)
 	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = W.loop, .as_root = M.as_root, .role = PT_ROLE_WORKER };
 	pt_queue_stop();
 	pt_modules_stop(&ctx);
+	pt_record_close();
 	_exit(status);
 }
 
@@ -375,6 +377,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd, int ct
 		fcntl(ctl_fd, F_SETFL, flags | O_NONBLOCK);
 	pt_loop_watch(W.loop, ctl_fd, PT_EV_READ, worker_ctl, NULL);
 	pt_work_set_threads((int)pt_conf_int(g->conf, "worker_threads"));
+	pt_record_open(g->conf);
 
 	char err[512];
 	if (pt_tls_configure(g->conf, err, sizeof err) != 0) {

@@ -191,10 +191,10 @@ finish(struct restrict_eval *e)
 	                    e->v.reply[0] ? e->v.reply : "accept",
 	                    e->v.rule[0] ? " rule=" : "", e->v.rule);
 	e->v.trace = e->trace.p ? e->trace.p : "";
-	/* Accepted mail keeps its trace in the log (postern why); stages with
-	 * no list to run say nothing. */
-	if (e->v.kind != PT_VERDICT_REJECT && e->v.kind != PT_VERDICT_DEFER && e->norder > 0 &&
-	    e->req.stage >= PT_STAGE_MAIL && e->req.stage <= PT_STAGE_END_OF_DATA)
+	/* An accept logs nothing, as in Postfix: its trace goes to the caller
+	 * (the smtp module keeps it in the decision record, `postern why`).
+	 * HOLD and DISCARD get Postfix's one line. */
+	if (e->v.kind == PT_VERDICT_HOLD || e->v.kind == PT_VERDICT_DISCARD)
 		restrict_log_accept(&e->req, &e->v);
 	answer(e);
 }
