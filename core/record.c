@@ -146,7 +146,9 @@ rec_push(struct rec *r)
 	else
 		R.head = r;
 	R.tail = r;
-	if (++R.n == RECORD_BATCH)
+	/* The first event starts the writer's RECORD_FLUSH_MS wait; a full
+	 * batch ends it early. */
+	if (++R.n == 1 || R.n == RECORD_BATCH)
 		pthread_cond_signal(&R.cv);
 	pthread_mutex_unlock(&R.mu);
 }
@@ -196,6 +198,8 @@ pt_record_smtp(const struct pt_record_smtp *t)
 		return;
 	r->size = (long long)t->size;
 	r->has_size = t->size > 0;
+	if (t->started_ms > 0)
+		r->ts = t->started_ms;
 	r->refused = t->refused;
 	rec_push(r);
 }

@@ -41,6 +41,7 @@ struct pt_record_smtp {
 	const char *trace;            /* restriction trace, LF-separated lines, or NULL */
 	unsigned long long size;      /* message bytes, 0 when none came */
 	unsigned refused;             /* commands and recipients refused */
+	long long started_ms;         /* when it began (ms since the epoch); 0 = now */
 };
 void pt_record_smtp(const struct pt_record_smtp *r);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "postern/conn.h"
 #include "postern/record.h"
@@ -32,6 +33,7 @@ struct smtp_txn_rec {
 	char *message_id;
 	unsigned long long size;
 	unsigned refused;
+	long long started_ms;        /* the MAIL command: the story's time */
 	/* The session's strings may be gone when the transaction is reported
 	 * (a lost connection): copies taken while they were valid. */
 	char *client, *client_name, *helo, *sasl_user, *service;
@@ -65,6 +67,9 @@ rec_of(struct smtp_session *s)
 		r->client_name = dup0(s->client_name);
 		r->service = dup0(s->service);
 		r->trace.max = REC_TRACE_MAX;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		r->started_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 		t->rec = r;
 	}
 	/* HELO and AUTH may change within a transaction's life: the latest. */
@@ -143,6 +148,13 @@ standalone(struct smtp_session *s, const char *stage, const char *reply, const c
 	};
 	pt_record_smtp(&e);
 	pt_strbuf_free(&b);
+}
+
+void
+smtp_rec_begin(struct smtp_session *s)
+{
+	if (!s->local)
+		rec_of(s);
 }
 
 void
@@ -279,7 +291,7 @@ smtp_rec_txn_end(struct smtp_txn *t)
 			.message_id = r->message_id, .client_address = r->client, .client_name = r->client_name,
 			.helo = r->helo, .sasl_username = r->sasl_user, .sender = t->sender.addr, .rcpt = rc,
 			.nrcpt = r->n, .stage = stage, .reply = reply, .rule = rule, .trace = r->trace.p,
-			.size = r->size, .refused = r->refused,
+			.size = r->size, .refused = r->refused, .started_ms = r->started_ms,
 		};
 		pt_record_smtp(&e);
 		if (rc != stack)

@@ -532,6 +532,7 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 		return;
 	}
 	s->txn = t;
+	smtp_rec_begin(s);
 	if (s->set->size_limit && t->params.has_size && t->params.size > s->set->size_limit) {
 		smtp_log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL, "message_size_limit");
 		reply(s, "552 5.3.4 Message size exceeds fixed limit");

@@ -122,6 +122,8 @@ void smtp_log_reject(struct smtp_session *s, const char *stage, const char *text
  * of a refusal outside a transaction, or NULL). */
 void smtp_rec_refusal(struct smtp_session *s, const char *stage, const char *reply, const char *rule,
                       const char *to, const char *sender);
+/* MAIL began a transaction: its record starts (and its time). */
+void smtp_rec_begin(struct smtp_session *s);
 /* A restriction verdict: its trace, and the refusal when it refused. */
 void smtp_rec_verdict(struct smtp_session *s, const struct pt_verdict *v, const char *stage, const char *to);
 /* A recipient accepted, with the reply it got. */
