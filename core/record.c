@@ -21,6 +21,7 @@
 #include "postern/log.h"
 #include "postern/record.h"
 #include "postern/strbuf.h"
+#include "queue.h"
 #include "record_int.h"
 
 #define RECORD_FLUSH_MS 200
@@ -202,6 +203,27 @@ pt_record_smtp(const struct pt_record_smtp *t)
 		r->ts = t->started_ms;
 	r->refused = t->refused;
 	rec_push(r);
+}
+
+void
+pt_record_pickup(const struct pt_qfile *q)
+{
+	if (!recording() || !q)
+		return;
+	char who[64], mid[1000];
+	snprintf(who, sizeof who, "local uid %lu", (unsigned long)q->submit_uid);
+	pt_record_message_id(q->data, q->len, mid, sizeof mid);
+	struct pt_record_rcpt stack[16], *rc = q->nrcpt <= 16 ? stack : calloc(q->nrcpt, sizeof *rc);
+	if (!rc)
+		return;
+	for (size_t i = 0; i < q->nrcpt; i++)
+		rc[i] = (struct pt_record_rcpt){ q->rcpt[i].address, "accepted", NULL };
+	struct pt_record_smtp e = { .service = "pickup", .outcome = "accepted", .queue_id = q->id,
+		.message_id = mid[0] ? mid : NULL, .client_name = who, .sender = q->sender, .rcpt = rc,
+		.nrcpt = q->nrcpt, .stage = "pickup", .size = q->len };
+	pt_record_smtp(&e);
+	if (rc != stack)
+		free(rc);
 }
 
 void

@@ -22,6 +22,11 @@ int pt_record_open(const struct pt_config *c);
 /* Write what is buffered and stop the writer (graceful exit). */
 void pt_record_close(void);
 
+/* A message the local user submitted (sendmail, picked up from the
+ * maildrop): recorded as a transaction of service "pickup". */
+struct pt_qfile;
+void pt_record_pickup(const struct pt_qfile *q);
+
 /* Open the store at path: create it (mode 0600, parent directory 0700
  * made when missing) with the schema when create is set, else open an
  * existing one read-only. NULL with a reason in err. */
