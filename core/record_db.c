@@ -257,8 +257,8 @@ pt_record_prune(sqlite3 *db, long long max_age, long long max_size)
 			if (events <= 0)
 				break;
 			/* Enough of the oldest to get under the limit, by the
-			 * average event's share, and a tenth more for headroom. */
-			long long want = events * (used - max_size) / used + events / 10 + 1;
+			 * average event's share, and 2% more for headroom. */
+			long long want = events * (used - max_size) / used + events / 50 + 1;
 			if (want > 20000)
 				want = 20000;
 			if ((n = delete_chunk(db, -1, (int)want)) <= 0)
