@@ -255,6 +255,10 @@ class WhyBase:
             assert code == 535, code
             code, _ = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0carol\0" + PASS["carol"].encode()).decode())
             assert code == 235, code
+        # Local submission (sendmail), picked up from the maildrop.
+        r = cls.server.cmd("sendmail", "-f", "dave@%s" % DOMAIN, "carol@%s" % DOMAIN,
+                           input=b"Subject: local\nMessage-ID: <why-local@test>\n\nfrom the shell\n")
+        assert r.returncode == 0, r.stderr
         # Everything delivered or deferred, and written (batches every 200 ms).
         wait_for(lambda: cls.why_json("--to", "grey@relay.%s" % DOMAIN, check=False) and any(
             e["kind"] == "delivery" for e in cls.why_json("--to", "grey@relay.%s" % DOMAIN)),
@@ -263,6 +267,8 @@ class WhyBase:
                  what="the fan-out deliveries in the record")
         wait_for(lambda: len(cls.why_json("--login", "carol", check=False)) >= 2, timeout=20,
                  what="the logins in the record")
+        wait_for(lambda: len(cls.why_json("<why-local@test>", check=False)) >= 2, timeout=20,
+                 what="the local submission in the record")
 
     @classmethod
     def why(cls, *args):
@@ -363,6 +369,15 @@ class WhyBase:
         self.assertIn("to <victim@other.test>: %s (rule reject_unauth_destination)" % self.relay_reply, text)
         self.assertIn("MAIL: %s (rule smtpd_helo_required)" % self.nohelo_reply, text)
         self.assertIn("MAIL: %s (rule message_size_limit)" % self.size_reply, text)
+
+    def test_local_submission(self):
+        ev = self.why_json("--from", "dave", "--to", "carol@%s" % DOMAIN)
+        self.assertEqual(self.kinds(ev), [("delivery", "delivered"), ("smtp", "accepted")])
+        pickup = [e for e in ev if e["kind"] == "smtp"][0]
+        self.assertEqual(pickup["service"], "pickup")
+        self.assertEqual(pickup["message_id"], "<why-local@test>")
+        self.assertTrue(pickup["client_name"].startswith("local uid "), pickup)
+        self.assertEqual(ev[0]["queue_id"], ev[1]["queue_id"])
 
     def test_client(self):
         ev = self.why_json("--client", "127.0.0.3")
