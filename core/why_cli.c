@@ -656,6 +656,12 @@ pt_cmd_why(const char *conf, int argc, char **argv)
 	snprintf(logfile, sizeof logfile, "%s", pt_conf_str(c, "maillog_file"));
 	pt_config_free(c);
 
+	struct stat st;
+	if (path[0] && stat(path, &st) != 0 && errno == EACCES) {
+		fprintf(stderr, "postern why: %s: %s (the decision record is for root and mail_owner)\n", path,
+		        strerror(errno));
+		return 2;
+	}
 	if (!path[0] || access(path, F_OK) != 0) {
 		if (!path[0])
 			fprintf(stderr, "postern why: decision_log_file is empty: no decision record kept\n");

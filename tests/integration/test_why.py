@@ -25,7 +25,7 @@ import time
 import unittest
 
 from fakedns import FakeDNS
-from harness import Server, free_port, wait_for
+from harness import Server, free_port, system_mail_user, wait_for
 
 DOMAIN = "example.com.ar"
 PASS = {"alice": "Alice-pw-4417", "bob": "Bob-pw-8821", "carol": "Carol-pw-1290"}
@@ -556,6 +556,49 @@ class CrashAndRetention(unittest.TestCase):
         wait_for(lambda: used() <= 256 * 1024, timeout=20, what="the record under 256k")
         self.assertEqual(self.count("new"), 5)
         self.assertLess(self.count("old"), 1500)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "privilege separation needs root")
+class PrivilegeSeparated(unittest.TestCase):
+    """As root the worker writes the record as mail_owner: the file is
+    mail_owner's, mode 0600; root's `postern why` reads it (as its owner),
+    another user's is refused."""
+
+    def test_owner_and_readers(self):
+        s = Server(modules=("mbox", "smtp"), listeners=("smtpd",), as_root=True, users=())
+        self.addCleanup(s.cleanup)
+        user = system_mail_user(s, "ptwhy", self.addCleanup)
+        s.start()
+        with smtplib.SMTP("127.0.0.1", s.ports["smtpd"], timeout=20) as c:
+            c.sendmail("root-test@%s" % DOMAIN, ["%s@%s" % (user, DOMAIN)], "Subject: x\r\n\r\nx\r\n")
+        db = s.path("queue", "decisions", "decisions.db")
+
+        def story():
+            r = s.cmd("why", "--from", "root-test", "--json", as_daemon_user=False)
+            return r.returncode == 0 and json.loads(r.stdout.decode())
+        ev = wait_for(lambda: (lambda e: e if e and len(e) >= 2 else None)(story()), timeout=20,
+                      what="the message and its delivery")
+        self.assertEqual(sorted(e["kind"] for e in ev), ["delivery", "smtp"])
+        st = os.stat(db)
+        import pwd
+        self.assertEqual(st.st_uid, pwd.getpwnam(s.mail_owner).pw_uid)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        for name in os.listdir(os.path.dirname(db)):
+            self.assertEqual(os.stat(os.path.join(os.path.dirname(db), name)).st_uid, st.st_uid, name)
+        # Another user (the recipient) cannot read it.
+        pw = pwd.getpwnam(user)
+
+        def as_user():
+            os.setgroups([])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+        import subprocess
+        from harness import BIN
+        r = subprocess.run([BIN, "why", "-c", s.conf_file, "--from", "root-test"], capture_output=True,
+                           env=s.env(), preexec_fn=as_user, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stdout)
+        self.assertEqual(r.stdout, b"")
+        self.assertIn(b"Permission denied (the decision record is for root and mail_owner)", r.stderr)
 
 
 if __name__ == "__main__":
