@@ -306,7 +306,8 @@ static const struct pt_param core_params[] = {
 		"a bare PORT listens on inet_interfaces); empty: off", 0, 0},
 	{"mail_max_userip_connections", PT_INT, "10", NULL,
 		"concurrent IMAP/POP3 sessions per user and client address after login (per worker); 0 = no limit", 0, LIMIT_MAX},
-	{"decision_log_file", PT_PATH, "$queue_directory/decisions/decisions.db", NULL,
+	/* A string, not a path: empty (no record) is a valid setting. */
+	{"decision_log_file", PT_STR, "$queue_directory/decisions/decisions.db", NULL,
 		"decision record searched by `postern why` (SQLite, mode 0600, written by the worker as mail_owner); "
 		"empty: keep none", 0, 0},
 	{"decision_log_max_age", PT_TIME, "30d", NULL,

@@ -513,6 +513,20 @@ class CrashAndRetention(unittest.TestCase):
         with sqlite3.connect(self.db) as c:
             self.assertEqual(c.execute("PRAGMA integrity_check").fetchone()[0], "ok")
 
+    def test_off_falls_back_to_the_log(self):
+        self.server.write_conf(self.server.extra_conf + "\ndecision_log_file =\n")
+        self.server.start()
+        with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=20) as s:
+            code, text = s.sendmail("x@%s" % DOMAIN, ["alice@%s" % DOMAIN], "Subject: x\r\n\r\nx\r\n") or (0, b"")
+        qid = re.findall(r"(\w+): client=", self.server.log())[-1]
+        self.server.wait_log("%s: removed" % qid)
+        r = self.server.cmd("why", qid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("decision_log_file is empty", r.stderr.decode())
+        self.assertIn("%s: to=<alice@%s>" % (qid, DOMAIN), r.stdout.decode())
+        self.assertFalse(os.path.exists(os.path.dirname(self.db)))
+        self.assertEqual(self.server.cmd("why", "--from", "x").returncode, 2)
+
     def fake_events(self, n, ts_ms, tag, trace_len=0):
         c = sqlite3.connect(self.db)
         with c:
