@@ -53,6 +53,13 @@ set_str(char **dst, const char *src)
 	*dst = n;
 }
 
+/* The listener the client came in on (smtpd, submission, smtps). */
+static const char *
+listener_of(const struct smtp_session *s)
+{
+	return s->listener[0] ? s->listener : s->service;
+}
+
 static struct smtp_txn_rec *
 rec_of(struct smtp_session *s)
 {
@@ -65,7 +72,7 @@ rec_of(struct smtp_session *s)
 			return NULL;
 		r->client = dup0(s->client_addr);
 		r->client_name = dup0(s->client_name);
-		r->service = dup0(s->service);
+		r->service = dup0(listener_of(s));
 		r->trace.max = REC_TRACE_MAX;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -140,7 +147,7 @@ standalone(struct smtp_session *s, const char *stage, const char *reply, const c
 	struct pt_strbuf b = { 0 };
 	add_trace(&b, stage, NULL, trace);
 	struct pt_record_smtp e = {
-		.service = s->service, .outcome = reply && reply[0] == '4' ? "deferred" : "rejected",
+		.service = listener_of(s), .outcome = reply && reply[0] == '4' ? "deferred" : "rejected",
 		.client_address = s->client_addr, .client_name = s->client_name,
 		.helo = s->helo_pending ? s->helo_pending : s->helo,
 		.sasl_username = s->sasl_username, .sender = sender, .stage = stage, .reply = reply, .rule = rule,
