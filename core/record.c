@@ -475,6 +475,8 @@ static void *
 writer_main(void *arg)
 {
 	(void)arg;
+	/* Its own name in top -H and /proc (its CPU is what the record costs). */
+	pthread_setname_np(pthread_self(), "record");
 	struct writer w = { 0 };
 	char err[600];
 	w.db = pt_record_db_open(R.path, 1, err, sizeof err);

@@ -11,6 +11,7 @@ per-round ratio on/off. No assertion (a shared machine).
 """
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,19 @@ def round_(server, n, conc):
                     "127.0.0.1:%d" % server.ports["smtpd"]], check=True, capture_output=True)
     wait_for(lambda: count(box) >= n, timeout=600, interval=0.02, what="%d messages" % n)
     return n / (time.time() - t)
+
+
+def cpu(pid):
+    """Seconds of CPU of each thread of pid, by thread name."""
+    out = {}
+    hz = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            st = f.read()
+        name = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / hz
+    return out
 
 
 def main():
@@ -70,6 +84,11 @@ def main():
             sys.stdout.flush()
         db = servers["on"].path("queue", "decisions", "decisions.db")
         print("\nrecord after the runs: %.1f MB" % (os.path.getsize(db) / 1e6))
+        worker = int(re.findall(r"started worker \(pid (\d+)\)", servers["on"].log())[-1])
+        threads = cpu(worker)
+        total = sum(threads.values())
+        print("worker CPU with the record on: %.1f s, of which the record's writer thread %.1f s (%.1f%%)"
+              % (total, threads.get("record", 0), 100 * threads.get("record", 0) / total))
     finally:
         for s in servers.values():
             s.cleanup()
