@@ -84,11 +84,16 @@ def main():
             sys.stdout.flush()
         db = servers["on"].path("queue", "decisions", "decisions.db")
         print("\nrecord after the runs: %.1f MB" % (os.path.getsize(db) / 1e6))
-        worker = int(re.findall(r"started worker \(pid (\d+)\)", servers["on"].log())[-1])
-        threads = cpu(worker)
-        total = sum(threads.values())
-        print("worker CPU with the record on: %.1f s, of which the record's writer thread %.1f s (%.1f%%)"
-              % (total, threads.get("record", 0), 100 * threads.get("record", 0) / total))
+        usage = {}
+        for name in ("on", "off"):
+            worker = int(re.findall(r"started worker \(pid (\d+)\)", servers[name].log())[-1])
+            usage[name] = cpu(worker)
+        on, off = usage["on"], usage["off"]
+        rec = on.get("record", 0)
+        print("worker CPU, same messages: record off %.2f s; record on %.2f s outside the writer thread"
+              " (%+.1f%%) + %.2f s in it" % (sum(off.values()), sum(on.values()) - rec,
+                                            100 * (sum(on.values()) - rec - sum(off.values())) / sum(off.values()),
+                                            rec))
     finally:
         for s in servers.values():
             s.cleanup()
