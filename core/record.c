@@ -2,8 +2,9 @@
  * into one allocation and append it to a list under a mutex: nothing on
  * the SMTP path waits for the disk. A thread of the worker takes the list
  * every RECORD_FLUSH_MS (sooner when RECORD_BATCH events wait) and writes
- * it in one SQLite transaction, WAL with synchronous=NORMAL: one fsync at
- * most per batch, and committed batches survive any crash of the process.
+ * it in one SQLite transaction, WAL with synchronous=NORMAL: no fsync but
+ * at checkpoints, and committed batches survive any crash of the process.
+ * Large batches matter: each commit rewrites the index pages it touched.
  * Deliveries get their message's sender and Message-ID from the SMTP
  * transaction that queued it (whichever of the two is written first), so
  * `postern why --from` finds the copies too. */
@@ -24,8 +25,8 @@
 #include "queue.h"
 #include "record_int.h"
 
-#define RECORD_FLUSH_MS 200
-#define RECORD_BATCH 256
+#define RECORD_FLUSH_MS 500
+#define RECORD_BATCH 2048
 /* Events waiting beyond this are dropped (and counted): a store that
  * cannot keep up must not eat the worker's memory. */
 #define RECORD_MAX_PENDING 50000

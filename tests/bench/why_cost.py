@@ -60,10 +60,12 @@ def main():
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--conc", default="1,10")
+    ap.add_argument("--control", action="store_true",
+                    help="record on in both servers (an A/A run: the noise floor of the ratio)")
     args = ap.parse_args()
     servers = {}
     try:
-        for name, conf in (("on", ""), ("off", "decision_log_file =\n")):
+        for name, conf in (("on", ""), ("off", "" if args.control else "decision_log_file =\n")):
             s = Server(modules=("mbox", "smtp"), listeners=("smtpd",), users=("alice",), tls=False)
             s.write_conf("smtpd_helo_required = yes\nmessage_size_limit = 10240000\n" + conf)
             s.start()
