@@ -123,10 +123,13 @@ json_str(FILE *out, const char *s)
 	putc('"', out);
 }
 
-/* Bytes that are not valid UTF-8 would make the JSON unparsable: the
- * record holds what clients sent, so show them as '?'. */
+/* What the record holds came from clients and remote servers (a
+ * Message-ID, a remote reply, a policy's text): before it reaches a
+ * terminal or a JSON parser, bytes that are not valid UTF-8 and control
+ * characters (C0, DEL, C1: escape sequences) become '?'. keep_nl keeps
+ * the line breaks of a trace. */
 static char *
-clean(const unsigned char *s)
+clean_text(const unsigned char *s, int keep_nl)
 {
 	if (!s)
 		return NULL;
@@ -146,12 +149,25 @@ clean(const unsigned char *s)
 			i++;
 			continue;
 		}
+		int control = (len == 1 && (c < 0x20 || c == 0x7f) && !(c == '\n' && keep_nl)) ||
+		              (len == 2 && c == 0xc2 && s[i + 1] < 0xa0);
+		if (control) {
+			o[k++] = '?';
+			i += len;
+			continue;
+		}
 		memcpy(o + k, s + i, len);
 		k += len;
 		i += len;
 	}
 	o[k] = '\0';
 	return o;
+}
+
+static char *
+clean(const unsigned char *s)
+{
+	return clean_text(s, 0);
 }
 
 enum col { C_ID, C_TS, C_KIND, C_OUTCOME, C_SERVICE, C_QID, C_MID, C_CLIENT, C_CLIENT_NAME, C_HELO, C_SENDER,
@@ -493,7 +509,7 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		struct event e;
 		memset(&e, 0, sizeof e);
 		for (int c = 0; c < NCOLS; c++)
-			e.v[c] = clean(sqlite3_column_text(st, c));
+			e.v[c] = clean_text(sqlite3_column_text(st, c), c == C_TRACE);
 		e.ts = sqlite3_column_int64(st, C_TS);
 		if (load_addrs(db, ast, &e) != 0) {
 			event_free(&e);

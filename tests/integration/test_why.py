@@ -225,6 +225,18 @@ class WhyBase:
         cls.nohelo_reply = c.cmd("MAIL FROM:<rude@%s>" % DOMAIN)
         assert cls.nohelo_reply.startswith("503 5.5.1"), cls.nohelo_reply
         c.close()
+        # A Message-ID with a terminal escape sequence (and a C1 CSI).
+        c = Smtp(port)
+        assert c.cmd("EHLO esc.example.net").startswith("250")
+        assert c.cmd("MAIL FROM:<bob@%s>" % DOMAIN).startswith("250")
+        assert c.cmd("RCPT TO:<carol@%s>" % DOMAIN).startswith("250")
+        c.sock.sendall(b"DATA\r\n")
+        assert c.line().startswith("354")
+        c.sock.sendall(b"Subject: esc\r\nMessage-ID: <esc\x1b[31m\xc2\x9b2J@test>\r\n\r\nx\r\n.\r\n")
+        r = c.line()
+        assert r.startswith("250"), r
+        cls.esc_id = r.split()[-1]
+        c.close()
         # A relay the next hop defers (from mynetworks).
         with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
             s.sendmail("carol@%s" % DOMAIN, ["grey@relay.%s" % DOMAIN],
@@ -378,6 +390,15 @@ class WhyBase:
         self.assertEqual(pickup["message_id"], "<why-local@test>")
         self.assertTrue(pickup["client_name"].startswith("local uid "), pickup)
         self.assertEqual(ev[0]["queue_id"], ev[1]["queue_id"])
+
+    def test_control_characters_never_reach_the_terminal(self):
+        r = self.why(self.esc_id)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"\x1b", r.stdout)
+        self.assertNotIn(b"\xc2\x9b", r.stdout)
+        self.assertIn(b"Message-ID <esc?[31m?2J@test>", r.stdout)
+        ev = self.why_json(self.esc_id)
+        self.assertEqual(ev[0]["message_id"], "<esc?[31m?2J@test>")
 
     def test_client(self):
         ev = self.why_json("--client", "127.0.0.3")
