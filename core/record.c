@@ -428,12 +428,12 @@ static int
 writer_prepare(struct writer *w)
 {
 	static const char *const sql[] = {
-		"INSERT INTO event(ts, kind, outcome, service, queue_id, message_id, client, client_name, helo, sender,"
-		" user, stage, rule, reply, relay, dsn, trace, size, delay, refused)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+		("INSERT INTO event(ts, kind, outcome, service, queue_id, message_id, client, client_name, helo, sender,"
+		 " user, stage, rule, reply, relay, dsn, trace, size, delay, refused)"
+		 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
 		"INSERT INTO addr(ev, n, role, local, domain, address, reply, rule) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-		"SELECT sender, message_id FROM event WHERE queue_id = ?1 AND kind = 'smtp' AND sender IS NOT NULL"
-		" ORDER BY id DESC LIMIT 1",
+		("SELECT sender, message_id FROM event WHERE queue_id = ?1 AND kind = 'smtp' AND sender IS NOT NULL"
+		 " ORDER BY id DESC LIMIT 1"),
 		"SELECT id FROM event WHERE queue_id = ?1 AND kind = 'delivery' AND sender IS NULL",
 		"UPDATE event SET sender = ?2, message_id = coalesce(message_id, ?3) WHERE id = ?1",
 	};
