@@ -183,5 +183,7 @@ void imap_store_error(struct imap_session *s, const char *tag, const struct pt_s
 /* A mailbox-name argument decoded from modified UTF-7 into a malloc'd
  * UTF-8 string ("INBOX" in any case becomes "INBOX"); NULL when invalid. */
 char *imap_mailbox_arg(const struct imap_arg *a);
+/* The answer to a mailbox argument imap_mailbox_arg refused. */
+void imap_mailbox_invalid(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *a);
 
 #endif

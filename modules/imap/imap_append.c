@@ -75,7 +75,7 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 	msg.nkeywords = nkw;
 	char *name = imap_mailbox_arg(&a[0]);
 	if (name == NULL) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid mailbox name.");
+		imap_mailbox_invalid(s, tag, "APPEND", &a[0]);
 		return;
 	}
 	uint32_t uidvalidity = 0, newuid = 0;

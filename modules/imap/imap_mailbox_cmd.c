@@ -43,14 +43,15 @@ append_name(struct pt_strbuf *out, const char *name)
 	pt_strbuf_free(&e);
 }
 
-static int
-bad_name(struct imap_session *s, const char *tag, const char *cmd, const char *name)
+void
+imap_mailbox_invalid(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *a)
 {
-	if (name == NULL) {
+	/* A string that does not decode is a name no folder can have: NO, as
+	 * Dovecot answers; anything else is a syntax error. */
+	if (imap_arg_is_string(a))
+		imap_tagged(s, tag, "NO", "Mailbox name is not valid mUTF-7");
+	else
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid mailbox name.", cmd);
-		return 1;
-	}
-	return 0;
 }
 
 /* The one mailbox argument of cmd, decoded; NULL with BAD already sent. */
@@ -62,7 +63,9 @@ one_name(struct imap_session *s, const char *tag, const char *cmd, const struct 
 		return NULL;
 	}
 	char *name = imap_mailbox_arg(&a[0]);
-	return bad_name(s, tag, cmd, name) ? NULL : name;
+	if (name == NULL)
+		imap_mailbox_invalid(s, tag, cmd, &a[0]);
+	return name;
 }
 
 /* The end of a folder command: the store's error, or sync and OK. */
@@ -199,9 +202,9 @@ imap_cmd_rename(struct imap_session *s, const char *tag, const struct imap_arg *
 	}
 	char *from = imap_mailbox_arg(&a[0]), *to = imap_mailbox_arg(&a[1]);
 	if (from == NULL || to == NULL) {
+		imap_mailbox_invalid(s, tag, "RENAME", from == NULL ? &a[0] : &a[1]);
 		free(from);
 		free(to);
-		imap_tagged(s, tag, "BAD", "Error in IMAP command RENAME: Invalid mailbox name.");
 		return;
 	}
 	if (to[0] == 0 || strcmp(to, "INBOX") == 0) {
@@ -554,8 +557,10 @@ imap_cmd_status(struct imap_session *s, const char *tag, const struct imap_arg *
 		}
 	}
 	char *name = imap_mailbox_arg(&a[0]);
-	if (bad_name(s, tag, "STATUS", name))
+	if (name == NULL) {
+		imap_mailbox_invalid(s, tag, "STATUS", &a[0]);
 		return;
+	}
 	if (s->mbx->status(s->ms, name, &ms, &st) != 0) {
 		free(name);
 		imap_store_error(s, tag, &st);

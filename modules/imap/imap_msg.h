@@ -15,9 +15,11 @@
 
 /* ---- imap_seqset.c: "1:3,5,7:*" ---- */
 
-#define IMAP_SEQ_STAR UINT32_MAX
+/* "*" is kept apart from every number: 4294967295 is a valid UID that
+ * names only itself, not the largest. */
+#define IMAP_SEQ_STAR ((uint64_t)UINT32_MAX + 1)
 struct imap_seqset {
-	struct imap_range { uint32_t lo, hi; } *r; /* lo <= hi after star resolution */
+	struct imap_range { uint64_t lo, hi; } *r; /* lo <= hi after star resolution */
 	size_t n;
 };
 /* 0, or -1 (syntax: empty, 0, junk). "*" is kept as IMAP_SEQ_STAR. */

@@ -278,8 +278,8 @@ imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int 
 		/* Sequence numbers must exist (RFC 3501 §6.4.8 only forgives
 		 * UIDs); "*" in an empty folder names nothing that exists. */
 		for (size_t i = 0; i < ss.n; i++) {
-			uint32_t lo = ss.r[i].lo == IMAP_SEQ_STAR ? star : ss.r[i].lo;
-			uint32_t hi = ss.r[i].hi == IMAP_SEQ_STAR ? star : ss.r[i].hi;
+			uint64_t lo = ss.r[i].lo == IMAP_SEQ_STAR ? star : ss.r[i].lo;
+			uint64_t hi = ss.r[i].hi == IMAP_SEQ_STAR ? star : ss.r[i].hi;
 			if (lo == 0 || hi == 0 || lo > s->nview || hi > s->nview) {
 				imap_seqset_free(&ss);
 				return -1;
