@@ -46,8 +46,11 @@ struct imap_session {
 	struct pt_msg_info *ghosts;
 	size_t nghosts;
 
-	/* SEARCHRES-free, CONDSTORE-free session: no more state needed by
-	 * FETCH/SEARCH than the view and the store. */
+	/* SEARCHRES (RFC 5182): the last SEARCH RETURN (SAVE) result as
+	 * ascending UIDs, "$" in a set; emptied with the selection. UIDs
+	 * expunged since simply no longer resolve. */
+	uint32_t *saved;
+	size_t nsaved;
 
 	/* A command whose reply is too long to queue at once (FETCH 1:* of a
 	 * big folder, BODY[] of a 20 MB message; the conn's output buffer is
@@ -93,7 +96,8 @@ extern struct imap_settings imap_set;
 
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
-	"IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN"
+	"IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
+	"ESEARCH SEARCHRES STATUS=SIZE"
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
@@ -183,6 +187,12 @@ void imap_store_error(struct imap_session *s, const char *tag, const struct pt_s
 /* A mailbox-name argument decoded from modified UTF-7 into a malloc'd
  * UTF-8 string ("INBOX" in any case becomes "INBOX"); NULL when invalid. */
 char *imap_mailbox_arg(const struct imap_arg *a);
+/* STATUS items (RFC 3501 + SIZE, RFC 8438): whether list is a non-empty
+ * list of known items (else the first bad one is copied into bad); the
+ * "* STATUS" line of folder name for them, 0 or -1 with st. */
+int imap_status_items_valid(const struct imap_arg *list, char *bad, size_t badlen);
+int imap_status_send(struct imap_session *s, const char *name, const struct imap_arg *list,
+                     struct pt_status *st);
 /* The answer to a mailbox argument imap_mailbox_arg refused. */
 void imap_mailbox_invalid(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *a);
 

@@ -1,6 +1,7 @@
 /* Folder commands: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
  * UNSUBSCRIBE, LIST, LSUB, STATUS, NAMESPACE. Names are modified UTF-7
  * on the wire and UTF-8 in the store. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -532,61 +533,86 @@ imap_cmd_lsub(struct imap_session *s, const char *tag, const struct imap_arg *a,
 
 /* ---- STATUS ---- */
 
+static const char *const status_items[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
+	                                    "SIZE" };
+#define NSTATUS_ITEMS (sizeof(status_items) / sizeof(status_items[0]))
+
+int
+imap_status_items_valid(const struct imap_arg *list, char *bad, size_t badlen)
+{
+	if (list->type != IMAP_ARG_LIST || list->n == 0) {
+		snprintf(bad, badlen, "%s", "");
+		return 0;
+	}
+	for (size_t i = 0; i < list->n; i++) {
+		const struct imap_arg *it = &list->list[i];
+		size_t k;
+		for (k = 0; k < NSTATUS_ITEMS; k++)
+			if (it->type == IMAP_ARG_ATOM && strcasecmp(it->s, status_items[k]) == 0)
+				break;
+		if (k == NSTATUS_ITEMS) {
+			snprintf(bad, badlen, "%s", it->type == IMAP_ARG_ATOM ? it->s : "");
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+imap_status_send(struct imap_session *s, const char *name, const struct imap_arg *list,
+                 struct pt_status *st)
+{
+	struct pt_mbox_status ms = { 0 };
+
+	if (s->mbx->status(s->ms, name, &ms, st) != 0)
+		return -1;
+	struct pt_strbuf b = { 0 };
+	pt_strbuf_puts(&b, "STATUS ");
+	append_name(&b, name);
+	pt_strbuf_puts(&b, " (");
+	for (size_t i = 0; i < list->n; i++) {
+		const char *item = list->list[i].s;
+		size_t k = 0;
+		while (k + 1 < NSTATUS_ITEMS && strcasecmp(item, status_items[k]) != 0)
+			k++;
+		/* SIZE: the sum of RFC822.SIZE (RFC 8438), 64 bits */
+		uint64_t v = k == 0 ? ms.messages : k == 1 ? ms.recent : k == 2 ? ms.uidnext :
+		             k == 3 ? ms.uidvalidity : k == 4 ? ms.unseen : ms.size;
+		pt_strbuf_printf(&b, "%s%s %llu", i ? " " : "", status_items[k], (unsigned long long)v);
+	}
+	pt_strbuf_puts(&b, ")");
+	if (!b.oom)
+		imap_untagged(s, "%s", b.p);
+	pt_strbuf_free(&b);
+	return 0;
+}
+
 void
 imap_cmd_status(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
 {
-	static const char *const items[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN" };
-	struct pt_mbox_status ms = { 0 };
 	struct pt_status st = { 0 };
+	char bad[64];
 
 	(void)uid;
 	if (n != 2 || a[1].type != IMAP_ARG_LIST || a[1].n == 0) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command STATUS: Invalid arguments.");
 		return;
 	}
-	for (size_t i = 0; i < a[1].n; i++) {
-		const struct imap_arg *it = &a[1].list[i];
-		size_t k;
-		for (k = 0; k < 5; k++)
-			if (it->type == IMAP_ARG_ATOM && strcasecmp(it->s, items[k]) == 0)
-				break;
-		if (k == 5) {
-			imap_tagged(s, tag, "BAD", "Error in IMAP command STATUS: Invalid status item %s",
-			            it->type == IMAP_ARG_ATOM ? it->s : "");
-			return;
-		}
+	if (!imap_status_items_valid(&a[1], bad, sizeof(bad))) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command STATUS: Invalid status item %s", bad);
+		return;
 	}
 	char *name = imap_mailbox_arg(&a[0]);
 	if (name == NULL) {
 		imap_mailbox_invalid(s, tag, "STATUS", &a[0]);
 		return;
 	}
-	if (s->mbx->status(s->ms, name, &ms, &st) != 0) {
-		free(name);
+	int rc = imap_status_send(s, name, &a[1], &st);
+	free(name);
+	if (rc != 0) {
 		imap_store_error(s, tag, &st);
 		return;
 	}
-	struct pt_strbuf b = { 0 };
-	pt_strbuf_puts(&b, "STATUS ");
-	append_name(&b, name);
-	pt_strbuf_puts(&b, " (");
-	for (size_t i = 0; i < a[1].n; i++) {
-		const char *item = a[1].list[i].s;
-		uint32_t v = strcasecmp(item, "MESSAGES") == 0 ? ms.messages :
-		             strcasecmp(item, "RECENT") == 0 ? ms.recent :
-		             strcasecmp(item, "UIDNEXT") == 0 ? ms.uidnext :
-		             strcasecmp(item, "UIDVALIDITY") == 0 ? ms.uidvalidity : ms.unseen;
-		for (const char *p = item; *p; p++) {
-			char c = *p >= 'a' && *p <= 'z' ? (char)(*p - 32) : *p;
-			pt_strbuf_put(&b, &c, 1);
-		}
-		pt_strbuf_printf(&b, " %u%s", v, i + 1 < a[1].n ? " " : "");
-	}
-	pt_strbuf_puts(&b, ")");
-	free(name);
-	if (!b.oom)
-		imap_untagged(s, "%s", b.p);
-	pt_strbuf_free(&b);
 	imap_sync(s, 1);
 	imap_completed(s, tag, NULL, "Status");
 }

@@ -99,6 +99,8 @@ struct imap_search_env {
 	 * matches, UNKEYWORD x always does) */
 	int (*keyword_bit)(void *arg, const char *name);
 	void *arg;
+	/* whether uid is in the saved result "$" (RFC 5182); NULL = empty */
+	int (*saved)(void *arg, uint32_t uid);
 };
 /* Compile the keys (args after "SEARCH" and an optional "CHARSET x",
  * which the caller checked: US-ASCII and UTF-8 only). NULL with err set

@@ -170,6 +170,86 @@ search_cont_free(struct imap_session *s)
 	s->cont_state = NULL;
 }
 
+/* RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE). */
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16 };
+
+static int
+search_saved(void *arg, uint32_t uid)
+{
+	struct imap_session *s = arg;
+	size_t lo = 0, hi = s->nsaved;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->saved[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nsaved && s->saved[lo] == uid;
+}
+
+static void
+saved_clear(struct imap_session *s)
+{
+	free(s->saved);
+	s->saved = NULL;
+	s->nsaved = 0;
+}
+
+/* "RETURN (MIN MAX ...)" into RET_* bits; -1 on an unknown option. */
+static int
+parse_return(const struct imap_arg *list, unsigned *ret)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} opts[] = { { "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL }, { "COUNT", RET_COUNT },
+		     { "SAVE", RET_SAVE } };
+
+	*ret = 0;
+	if (list->type != IMAP_ARG_LIST)
+		return -1;
+	for (size_t i = 0; i < list->n; i++) {
+		size_t k;
+		for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+			if (list->list[i].type == IMAP_ARG_ATOM && strcasecmp(list->list[i].s, opts[k].name) == 0)
+				break;
+		if (k == sizeof(opts) / sizeof(opts[0]))
+			return -1;
+		*ret |= opts[k].bit;
+	}
+	/* "RETURN ()" is RETURN (ALL) (RFC 4731 §3.1) */
+	if (*ret == 0)
+		*ret = RET_ALL;
+	return 0;
+}
+
+/* Keep the result as "$": the matches, or only the MIN and/or MAX one
+ * when those were asked (RFC 5182 §2.4). uids ascending. */
+static void
+save_result(struct imap_session *s, unsigned ret, const uint32_t *uids, size_t n)
+{
+	saved_clear(s);
+	if (n == 0)
+		return;
+	uint32_t *v = malloc(n * sizeof(*v));
+	if (v == NULL)
+		return;
+	size_t k = 0;
+	if (ret & (RET_MIN | RET_MAX)) {
+		if (ret & RET_MIN)
+			v[k++] = uids[0];
+		if ((ret & RET_MAX) && !(k == 1 && n == 1))
+			v[k++] = uids[n - 1];
+	} else {
+		memcpy(v, uids, n * sizeof(*v));
+		k = n;
+	}
+	s->saved = v;
+	s->nsaved = k;
+}
+
 void
 imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
                 int uid)
@@ -180,23 +260,39 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 	struct search_reply *r;
 	char err[160] = "";
 	size_t skip = 0;
+	unsigned ret = 0;
+	int esearch = 0;
 
 	if (s->state != IMAP_SELECTED || !s->mb) {
 		imap_tagged(s, tag, "BAD", "No mailbox selected.");
 		return;
 	}
-	if (nargs > 0 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].s, "CHARSET") == 0) {
-		if (nargs < 3) {
+	if (nargs > 0 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].s, "RETURN") == 0) {
+		if (nargs < 2 || parse_return(&args[1], &ret) != 0) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid RETURN options.", cmd);
+			return;
+		}
+		esearch = 1;
+		skip = 2;
+	}
+	if (nargs > skip && args[skip].type == IMAP_ARG_ATOM && strcasecmp(args[skip].s, "CHARSET") == 0) {
+		if (nargs < skip + 3) {
+			if (ret & RET_SAVE)
+				saved_clear(s);
 			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
 			return;
 		}
-		if (!charset_known(&args[1])) {
+		if (!charset_known(&args[skip + 1])) {
+			if (ret & RET_SAVE)
+				saved_clear(s);
 			imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
 			return;
 		}
-		skip = 2;
+		skip += 2;
 	}
 	if (nargs <= skip) {
+		if (ret & RET_SAVE)
+			saved_clear(s);
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
 		return;
 	}
@@ -211,6 +307,9 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		args_free(keyargs, nargs - skip);
 	}
 	if (!keys) {
+		/* A failed SEARCH ... SAVE leaves "$" empty (RFC 5182 §2.1). */
+		if (ret & RET_SAVE)
+			saved_clear(s);
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd,
 		            err[0] ? err : "Invalid arguments.");
 		return;
@@ -220,16 +319,23 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 	env.max_seq = (uint32_t)s->nview;
 	env.max_uid = s->nview ? s->view[s->nview - 1].uid : 0;
 	env.keyword_bit = search_keyword_bit;
+	env.saved = search_saved;
 	env.arg = s;
 
 	r = calloc(1, sizeof *r);
-	if (!r || !(r->tag = strdup(tag))) {
+	uint32_t *hits = s->nview ? malloc(s->nview * sizeof(*hits)) : NULL;
+	uint32_t *hit_uids = s->nview && (ret & RET_SAVE) ? malloc(s->nview * sizeof(*hit_uids)) : NULL;
+	if (!r || !(r->tag = strdup(tag)) || (s->nview && !hits) || ((ret & RET_SAVE) && s->nview && !hit_uids)) {
+		if (r)
+			free(r->tag);
 		free(r);
+		free(hits);
+		free(hit_uids);
 		imap_search_free(keys);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
 	}
-	pt_strbuf_puts(&r->out, "* SEARCH");
+	size_t nhits = 0;
 	for (size_t i = 0; i < s->nview; i++) {
 		size_t si = s->mbx->find(s->mb, s->view[i].uid);
 		struct search_load load = { .s = s, .uid = s->view[i].uid };
@@ -246,11 +352,38 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		msg.arg = &load;
 		hit = imap_search_match(keys, &env, &msg);
 		search_load_done(&load);
-		if (hit)
-			pt_strbuf_printf(&r->out, " %u", uid ? s->view[i].uid : (unsigned)(i + 1));
+		if (hit) {
+			if (hit_uids)
+				hit_uids[nhits] = s->view[i].uid;
+			hits[nhits++] = uid ? s->view[i].uid : (uint32_t)(i + 1);
+		}
 	}
-	pt_strbuf_puts(&r->out, "\r\n");
 	imap_search_free(keys);
+	if (ret & RET_SAVE)
+		save_result(s, ret, hit_uids, nhits);
+	free(hit_uids);
+	if (!esearch) {
+		pt_strbuf_puts(&r->out, "* SEARCH");
+		for (size_t i = 0; i < nhits; i++)
+			pt_strbuf_printf(&r->out, " %u", hits[i]);
+		pt_strbuf_puts(&r->out, "\r\n");
+	} else if (ret != RET_SAVE) {
+		/* RFC 4731 §3.1: MIN/MAX/ALL only when something matched,
+		 * COUNT always; nothing at all for SAVE alone (RFC 5182). */
+		pt_strbuf_printf(&r->out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
+		if ((ret & RET_MIN) && nhits)
+			pt_strbuf_printf(&r->out, " MIN %u", hits[0]);
+		if ((ret & RET_MAX) && nhits)
+			pt_strbuf_printf(&r->out, " MAX %u", hits[nhits - 1]);
+		if ((ret & RET_ALL) && nhits) {
+			pt_strbuf_puts(&r->out, " ALL ");
+			imap_seqset_format(hits, nhits, &r->out);
+		}
+		if (ret & RET_COUNT)
+			pt_strbuf_printf(&r->out, " COUNT %zu", nhits);
+		pt_strbuf_puts(&r->out, "\r\n");
+	}
+	free(hits);
 	if (r->out.oom) {
 		reply_free(r);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");

@@ -8,7 +8,8 @@ import time
 
 from harness import Server
 
-POST_CAPS = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN"
+POST_CAPS = ("IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND "
+             "ESEARCH SEARCHRES STATUS=SIZE")
 
 
 def imap_server(test, conf="", listeners=("smtpd", "imap", "imaps"), start=True, **kw):
