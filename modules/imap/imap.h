@@ -83,6 +83,34 @@ struct imap_session {
 	unsigned long long fetch_hdr_bytes, fetch_body_bytes;
 };
 
+/* A configured special-use folder (imap_special_use). */
+#define IMAP_SPECIAL_MAX 16
+enum imap_auto { IMAP_AUTO_NO, IMAP_AUTO_CREATE, IMAP_AUTO_SUBSCRIBE };
+struct imap_special {
+	char name[512];               /* UTF-8, as in the store */
+	char use[16];                 /* "\Sent", canonical case */
+	enum imap_auto autocreate;
+};
+/* "Sent:\Sent:subscribe" into *out (may be NULL: only checked); 0 or -1.
+ * imap_special_use.c. */
+int imap_special_parse(const char *item, struct imap_special *out);
+/* The canonical spelling of a special-use attribute (RFC 6154 §2), NULL
+ * when s is none. */
+const char *imap_special_attr(const char *s, size_t len);
+/* At login: create (and subscribe) the configured folders that are
+ * missing (auto = create / subscribe). */
+void imap_special_autocreate(struct imap_session *s);
+/* The special-use attributes of folders, read once per command: the
+ * recorded ones (CREATE ... USE) over the configured ones (with_config);
+ * imap_special_of gives "" for a folder without. */
+struct imap_special_table;
+struct imap_special_table *imap_special_load(struct imap_session *s, int with_config);
+const char *imap_special_of(const struct imap_special_table *t, const char *name);
+size_t imap_special_count(const struct imap_special_table *t);
+const char *imap_special_name(const struct imap_special_table *t, size_t i);
+const char *imap_special_use(const struct imap_special_table *t, size_t i);
+void imap_special_free(struct imap_special_table *t);
+
 /* Settings from the config (module.c fills them in init). */
 struct imap_settings {
 	const struct pt_config *conf;
@@ -91,13 +119,15 @@ struct imap_settings {
 	unsigned idle_notify_ms;      /* imap_idle_notify_interval */
 	unsigned login_timeout_ms;    /* imap_login_timeout */
 	unsigned autologout_ms;       /* imap_autologout */
+	struct imap_special special[IMAP_SPECIAL_MAX]; /* imap_special_use */
+	size_t nspecial;
 };
 extern struct imap_settings imap_set;
 
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
 	"IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
-	"ESEARCH SEARCHRES STATUS=SIZE"
+	"ESEARCH SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE"
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);

@@ -548,6 +548,9 @@ session_start(struct pt_conn *c, const struct pt_session_info *info, const struc
 		pt_conn_close_after_write(c);
 		return;
 	}
+	/* Dovecot's auto = create / subscribe: configured special-use
+	 * folders exist before the client's first LIST. */
+	imap_special_autocreate(s);
 	s->cmd_start_ms = mono_ms();
 	if (saw_capability) {
 		imap_untagged(s, "CAPABILITY " IMAP_CAPS_POSTLOGIN);

@@ -9,7 +9,7 @@ import time
 from harness import Server
 
 POST_CAPS = ("IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND "
-             "ESEARCH SEARCHRES STATUS=SIZE")
+             "ESEARCH SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE")
 
 
 def imap_server(test, conf="", listeners=("smtpd", "imap", "imaps"), start=True, **kw):
