@@ -246,5 +246,199 @@ class Ext(unittest.TestCase):
         self.assertIn(b"APPENDUID", data[0])
 
 
+class ListExt(unittest.TestCase):
+    """LIST-EXTENDED, LIST-STATUS, SPECIAL-USE with the default
+    imap_special_use (attributes only, nothing created)."""
+
+    def setUp(self):
+        self.server = imap_server(self)
+
+    def session(self):
+        r = login(self.server)
+        self.addCleanup(r.close)
+        return r
+
+    def mk(self, r, *boxes):
+        for i, b in enumerate(boxes):
+            out = r.cmd("mk%d" % i, "CREATE %s" % b)
+            self.assertTrue(ok(out), out)
+
+    def test_default_creates_nothing(self):
+        r = self.session()
+        out = r.cmd("l", 'LIST "" *')
+        self.assertEqual(untagged(out), ['* LIST (\\HasNoChildren) "/" INBOX'])
+
+    def test_special_use_attributes(self):
+        r = self.session()
+        self.mk(r, "Sent", "Trash", "Drafts", "Junk", "Archive", "Other")
+        out = r.cmd("l", 'LIST "" *')
+        for line in ('* LIST (\\HasNoChildren \\Sent) "/" Sent', '* LIST (\\HasNoChildren \\Trash) "/" Trash',
+                     '* LIST (\\HasNoChildren \\Drafts) "/" Drafts', '* LIST (\\HasNoChildren \\Junk) "/" Junk',
+                     '* LIST (\\HasNoChildren \\Archive) "/" Archive', '* LIST (\\HasNoChildren) "/" Other'):
+            self.assertIn(line, out)
+        # RFC 6154 §5.1's selection option: only the special-use folders
+        out = r.cmd("l2", 'LIST (SPECIAL-USE) "" *')
+        self.assertEqual(sorted(untagged(out)), sorted([
+            '* LIST (\\HasNoChildren \\Archive) "/" Archive', '* LIST (\\HasNoChildren \\Drafts) "/" Drafts',
+            '* LIST (\\HasNoChildren \\Junk) "/" Junk', '* LIST (\\HasNoChildren \\Sent) "/" Sent',
+            '* LIST (\\HasNoChildren \\Trash) "/" Trash']))
+        out = r.cmd("l3", 'LIST "" % RETURN (SPECIAL-USE)')
+        self.assertIn('* LIST (\\HasNoChildren \\Sent) "/" Sent', out)
+        self.assertTrue(ok(out))
+
+    def test_create_special_use(self):
+        r = self.session()
+        # RFC 6154 §5.2's example
+        out = r.cmd("t1", "CREATE MySpecial (USE (\\Drafts \\Sent))")
+        self.assertTrue(ok(out), out)
+        out = r.cmd("t2", 'LIST "" MySpecial')
+        self.assertEqual(untagged(out), ['* LIST (\\HasNoChildren \\Drafts \\Sent) "/" MySpecial'])
+        out = r.cmd("t3", "CREATE Foo (USE (\\Bogus))")
+        self.assertTrue(out[-1].startswith("t3 NO [USEATTR]"), out)
+        self.assertEqual(untagged(r.cmd("t4", 'LIST "" Foo')), [])
+        self.assertTrue(r.cmd("t5", "CREATE Foo (FOO (\\Sent))")[-1].startswith("t5 BAD"))
+        self.assertTrue(r.cmd("t6", "CREATE Foo (USE)")[-1].startswith("t6 BAD"))
+        # the use follows a rename, children too, and goes with a delete
+        # (an mbox folder has no children: the parent is a directory)
+        self.assertTrue(ok(r.cmd("t7", "CREATE Par/Kid (USE (\\Junk))")))
+        self.assertTrue(ok(r.cmd("t8", "RENAME MySpecial Renamed")))
+        self.assertTrue(ok(r.cmd("t8b", "RENAME Par Par2")))
+        out = r.cmd("t9", 'LIST "" *')
+        self.assertIn('* LIST (\\HasNoChildren \\Drafts \\Sent) "/" Renamed', out)
+        self.assertIn('* LIST (\\HasNoChildren \\Junk) "/" Par2/Kid', out)
+        self.assertFalse([l for l in out if "MySpecial" in l], out)
+        self.assertTrue(ok(r.cmd("t10", "DELETE Par2/Kid")))
+        self.assertTrue(ok(r.cmd("t11", "CREATE Par2/Kid")))
+        self.assertIn('* LIST (\\HasNoChildren) "/" Par2/Kid', r.cmd("t12", 'LIST "" Par2/Kid'))
+        # a fresh session sees it (kept by the store)
+        r2 = self.session()
+        self.assertIn('* LIST (\\HasNoChildren \\Drafts \\Sent) "/" Renamed', r2.cmd("t13", 'LIST "" Renamed'))
+
+    def test_list_extended_subscribed(self):
+        r = self.session()
+        # RFC 5258 §5's folders, roughly
+        self.mk(r, "Fruit/Apple", "Fruit/Banana", "Fruit/Peach", "Tofu", "Vegetable/Broccoli", "Vegetable/Corn")
+        for b in ("Fruit/Banana", "Fruit/Peach", "Vegetable", "Vegetable/Broccoli"):
+            self.assertTrue(ok(r.cmd("s", "SUBSCRIBE %s" % b)))
+        self.assertTrue(ok(r.cmd("d", "DELETE Fruit/Peach")))
+        out = r.cmd("A02", 'LIST (SUBSCRIBED) "" "*"')
+        self.assertEqual(sorted(untagged(out)), sorted([
+            '* LIST (\\HasNoChildren \\Subscribed) "/" Fruit/Banana',
+            '* LIST (\\NonExistent \\Subscribed) "/" Fruit/Peach',
+            '* LIST (\\Noselect \\HasChildren \\Subscribed) "/" Vegetable',
+            '* LIST (\\HasNoChildren \\Subscribed) "/" Vegetable/Broccoli']))
+        out = r.cmd("A03", 'LIST () "" "%" RETURN (CHILDREN SUBSCRIBED)')
+        # (an mbox parent is a directory: \\Noselect)
+        self.assertIn('* LIST (\\Noselect \\HasChildren) "/" Fruit', out)
+        self.assertIn('* LIST (\\HasNoChildren) "/" Tofu', out)
+        self.assertIn('* LIST (\\Noselect \\HasChildren \\Subscribed) "/" Vegetable', out)
+        out = r.cmd("A04", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+        self.assertEqual(sorted(untagged(out)), sorted([
+            '* LIST (\\Noselect \\HasChildren) "/" Fruit ("CHILDINFO" ("SUBSCRIBED"))',
+            '* LIST (\\Noselect \\HasChildren \\Subscribed) "/" Vegetable ("CHILDINFO" ("SUBSCRIBED"))']))
+        # a parent that is neither a folder nor subscribed
+        self.assertTrue(ok(r.cmd("s2", "SUBSCRIBE Ghost/Child")))
+        out = r.cmd("A05", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "G%"')
+        self.assertEqual(untagged(out), ['* LIST (\\NonExistent) "/" Ghost ("CHILDINFO" ("SUBSCRIBED"))'])
+        # several patterns, each folder once
+        out = r.cmd("A06", 'LIST "" (Tofu "Fruit/*" Tofu)')
+        self.assertEqual(untagged(out), ['* LIST (\\HasNoChildren) "/" Fruit/Apple',
+                                         '* LIST (\\HasNoChildren) "/" Fruit/Banana',
+                                         '* LIST (\\HasNoChildren) "/" Tofu'])
+        out = r.cmd("A07", 'LIST (REMOTE) "" Tofu')
+        self.assertEqual(untagged(out), ['* LIST (\\HasNoChildren) "/" Tofu'])
+        # the delimiter question still answers with extended syntax
+        self.assertEqual(untagged(r.cmd("A08", 'LIST () "" ""')), ['* LIST (\\Noselect) "/" ""'])
+        for bad in ('LIST (RECURSIVEMATCH) "" %', 'LIST (BOGUS) "" %', 'LIST "" % RETURN (BOGUS)',
+                    'LIST "" % RETURN', 'LIST "" () ', 'LIST "" % RETURN (STATUS)',
+                    'LIST "" % RETURN (STATUS (BOGUS))', 'LIST (SUBSCRIBED)', 'LIST "" % FOO (CHILDREN)'):
+            out = r.cmd("b", bad)
+            self.assertTrue(out[-1].startswith("b BAD"), (bad, out))
+
+    def test_list_status(self):
+        r = self.session()
+        self.mk(r, "St1", "St2/", "St3")
+        data = msg(1)
+        r.send("a APPEND St1 {%d+}\r\n" % len(data))
+        r.send(data + b"\r\n")
+        self.assertTrue(ok(r.until_tag("a")))
+        self.assertTrue(ok(r.cmd("d", "DELETE St3")))
+        # RFC 5819 §2's example: STATUS right after each LIST line,
+        # none for a \Noselect folder
+        out = r.cmd("A01", 'LIST "" % RETURN (STATUS (MESSAGES UNSEEN SIZE))')
+        lines = untagged(out)
+        i = lines.index('* LIST (\\HasNoChildren) "/" St1')
+        self.assertEqual(lines[i + 1], "* STATUS St1 (MESSAGES 1 UNSEEN 1 SIZE %d)" % len(data))
+        i = lines.index('* LIST (\\HasNoChildren) "/" INBOX')
+        self.assertEqual(lines[i + 1], "* STATUS INBOX (MESSAGES 0 UNSEEN 0 SIZE 0)")
+        i = lines.index('* LIST (\\Noselect \\HasNoChildren) "/" St2')
+        self.assertFalse(lines[i + 1:i + 2] and lines[i + 1].startswith("* STATUS St2"), lines)
+        self.assertFalse([l for l in lines if "St3" in l])
+        # with subscriptions: a \NonExistent one gets no STATUS
+        r.cmd("s", "SUBSCRIBE Gone")
+        out = r.cmd("A02", 'LIST (SUBSCRIBED) "" * RETURN (STATUS (MESSAGES))')
+        self.assertEqual(untagged(out), ['* LIST (\\NonExistent \\Subscribed) "/" Gone'])
+
+    def test_imaplib_list_status(self):
+        c = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"])
+        self.addCleanup(c.logout)
+        c.login("alice", "secret")
+        c.create("Sent")
+        typ, data = c._simple_command("LIST", '""', "*", "RETURN", "(SPECIAL-USE STATUS (MESSAGES))")
+        self.assertEqual(typ, "OK")
+        lists = [l.decode() for l in c.untagged_responses.pop("LIST")]
+        self.assertIn('(\\HasNoChildren \\Sent) "/" Sent', lists)
+        status = [l.decode() for l in c.untagged_responses.pop("STATUS")]
+        self.assertIn("Sent (MESSAGES 0)", status)
+
+
+class SpecialUseAuto(unittest.TestCase):
+    """imap_special_use with auto = create / subscribe (Dovecot's
+    mailbox { auto }): made at login, seen by clients that look for them."""
+
+    CONF = ("imap_special_use = Drafts:\\Drafts:subscribe, Sent:\\Sent:subscribe "
+            "Trash:\\Trash:create Spam:\\Junk Archive/2026:\\Archive:subscribe\n")
+
+    def setUp(self):
+        self.server = imap_server(self, conf=self.CONF)
+
+    def test_created_and_subscribed_at_login(self):
+        r = login(self.server)
+        self.addCleanup(r.close)
+        out = r.cmd("l", 'LIST "" *')
+        self.assertIn('* LIST (\\HasNoChildren \\Drafts) "/" Drafts', out)
+        self.assertIn('* LIST (\\HasNoChildren \\Sent) "/" Sent', out)
+        self.assertIn('* LIST (\\HasNoChildren \\Trash) "/" Trash', out)
+        self.assertIn('* LIST (\\HasNoChildren \\Archive) "/" Archive/2026', out)
+        self.assertFalse([l for l in out if "Spam" in l], out)   # auto = no
+        out = r.cmd("ls", 'LSUB "" *')
+        self.assertEqual(sorted(untagged(out)), ['* LSUB () "/" Archive/2026', '* LSUB () "/" Drafts',
+                                                 '* LSUB () "/" Sent'])
+        # an UNSUBSCRIBE stands at the next login; a DELETEd one comes back
+        self.assertTrue(ok(r.cmd("u", "UNSUBSCRIBE Sent")))
+        self.assertTrue(ok(r.cmd("d", "DELETE Trash")))
+        r2 = login(self.server)
+        self.addCleanup(r2.close)
+        self.assertNotIn('* LSUB () "/" Sent', r2.cmd("ls", 'LSUB "" Sent'))
+        self.assertIn('* LIST (\\HasNoChildren \\Trash) "/" Trash', r2.cmd("l", 'LIST "" Trash'))
+        # the special-use selection as a client looking for them sends it
+        c = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"])
+        self.addCleanup(c.logout)
+        c.login("alice", "secret")
+        typ, data = c._simple_command("LIST", "(SPECIAL-USE)", '""', "*")
+        lists = sorted(l.decode() for l in c.untagged_responses.pop("LIST"))
+        self.assertEqual(lists, ['(\\HasNoChildren \\Archive) "/" Archive/2026', '(\\HasNoChildren \\Drafts) "/" Drafts',
+                                 '(\\HasNoChildren \\Sent) "/" Sent', '(\\HasNoChildren \\Trash) "/" Trash'])
+
+    def test_bad_config_refused(self):
+        for bad in ("Sent:\\Bogus", "Sent", "INBOX:\\Sent", "Sent:\\Sent:sometimes", ":\\Sent"):
+            s = imap_server(self, conf="imap_special_use = %s\n" % bad, start=False)
+            p = s.cmd("check", "-c", s.conf_file)
+            self.assertNotEqual(p.returncode, 0, (bad, p.stdout, p.stderr))
+            self.assertIn(b"imap_special_use", p.stdout + p.stderr)
+        s = imap_server(self, conf=self.CONF, start=False)
+        p = s.cmd("check", "-c", s.conf_file)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+
 if __name__ == "__main__":
     unittest.main()
