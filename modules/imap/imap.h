@@ -126,8 +126,9 @@ extern struct imap_settings imap_set;
 
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
-	"IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
-	"ESEARCH SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE"
+	"IMAP4rev1 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
+	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
+	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE"
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
@@ -187,9 +188,21 @@ size_t imap_view_store_index(const struct imap_session *s, size_t idx);
 /* The last known info of a view entry whose message is gone; NULL if none. */
 const struct pt_msg_info *imap_view_ghost(const struct imap_session *s, uint32_t uid);
 
+/* SEARCH keys (after RETURN / CHARSET) evaluated over the view, after a
+ * sync that sends no EXPUNGE: the matching view indexes, ascending, in
+ * *hits (malloc'd). 0, or -1 with the BAD/NO sent. imap_search_cmd.c. */
+int imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *args,
+                     size_t nargs, size_t **hits, size_t *nhits);
+
+/* Send the untagged lines in out (taken over) and the tagged OK "what
+ * completed", in pieces when the client reads slowly. */
+void imap_search_reply(struct imap_session *s, const char *tag, struct pt_strbuf *out, const char *what);
+
 /* ---- commands implemented in separate files ---- */
 imap_cmd_fn imap_cmd_fetch;      /* imap_fetch.c  */
 imap_cmd_fn imap_cmd_search;     /* imap_search_cmd.c */
+imap_cmd_fn imap_cmd_sort;       /* imap_sort.c: SORT (ESORT) and THREAD */
+imap_cmd_fn imap_cmd_thread;
 imap_cmd_fn imap_cmd_store;      /* imap_store.c  */
 imap_cmd_fn imap_cmd_copy;       /* imap_copy.c: COPY and MOVE (move flag in name) */
 imap_cmd_fn imap_cmd_move;

@@ -30,6 +30,16 @@ void imap_seqset_free(struct imap_seqset *set);
 /* Format ascending values as a compact set ("1:3,7") for COPYUID etc. */
 void imap_seqset_format(const uint32_t *v, size_t n, struct pt_strbuf *out);
 
+/* ---- imap_subject.c: SORT / THREAD (RFC 5256) ---- */
+
+/* The base subject of a Subject: value (RFC 5256 §2.1: encoded words
+ * decoded, "Re:", "Fwd:", "[blob]" leaders, "(fwd)" trailers and
+ * "[fwd: ...]" wrappers removed), appended to out (NUL-terminated);
+ * *reply (may be NULL) tells whether anything reply-like was removed. */
+void imap_base_subject(const char *v, size_t len, struct pt_strbuf *out, int *reply);
+/* i;ascii-casemap (RFC 4790): octets compared with a-z as A-Z. */
+int imap_casemap_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
 /* ---- imap_date.c ---- */
 
 /* date-time "17-Jul-1996 02:44:25 -0700" (APPEND; day may be " 7"):

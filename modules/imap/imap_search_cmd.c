@@ -19,6 +19,7 @@ struct search_reply {
 	char *tag;
 	struct pt_strbuf out;
 	size_t pos;
+	const char *what;             /* "Search", "Sort", "Thread" */
 };
 
 /* One message's lazily loaded text, for imap_search_msg.load. */
@@ -142,7 +143,7 @@ reply_step(struct imap_session *s, struct search_reply *r)
 	}
 	/* No EXPUNGE here: the numbers just sent must stay valid (§7.4.1). */
 	imap_sync(s, 0);
-	imap_completed(s, r->tag, NULL, "Search");
+	imap_completed(s, r->tag, NULL, r->what ? r->what : "Search");
 	return 1;
 }
 
@@ -170,9 +171,6 @@ search_cont_free(struct imap_session *s)
 	s->cont_state = NULL;
 }
 
-/* RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE). */
-enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16 };
-
 static int
 search_saved(void *arg, uint32_t uid)
 {
@@ -188,6 +186,98 @@ search_saved(void *arg, uint32_t uid)
 	}
 	return lo < s->nsaved && s->saved[lo] == uid;
 }
+
+int
+imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *args,
+                 size_t nargs, size_t **hits, size_t *nhits)
+{
+	struct imap_search *keys;
+	struct imap_search_env env = { 0 };
+	char err[160] = "";
+
+	*hits = NULL;
+	*nhits = 0;
+	if (nargs == 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
+		return -1;
+	}
+	struct imap_arg *keyargs = args_nil_as_atom(args, nargs);
+	if (!keyargs) {
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return -1;
+	}
+	keys = imap_search_parse(keyargs, nargs, err, sizeof err);
+	args_free(keyargs, nargs);
+	if (!keys) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd, err[0] ? err : "Invalid arguments.");
+		return -1;
+	}
+	/* Current flags and new mail count; the view keeps expunged ones. */
+	imap_sync(s, 0);
+	env.max_seq = (uint32_t)s->nview;
+	env.max_uid = s->nview ? s->view[s->nview - 1].uid : 0;
+	env.keyword_bit = search_keyword_bit;
+	env.saved = search_saved;
+	env.arg = s;
+	size_t *v = s->nview ? malloc(s->nview * sizeof(*v)) : NULL;
+	if (s->nview && v == NULL) {
+		imap_search_free(keys);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return -1;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < s->nview; i++) {
+		size_t si = s->mbx->find(s->mb, s->view[i].uid);
+		struct search_load load = { .s = s, .uid = s->view[i].uid };
+		struct imap_search_msg msg;
+
+		/* Expunged by another session but still in our view: it has
+		 * nothing left to match (RFC 2180 §4.1.3 lets us leave it out). */
+		if (si == (size_t)-1)
+			continue;
+		msg.seq = (uint32_t)(i + 1);
+		msg.info = s->mbx->info(s->mb, si);
+		msg.load = search_load_msg;
+		msg.arg = &load;
+		if (imap_search_match(keys, &env, &msg))
+			v[n++] = i;
+		search_load_done(&load);
+	}
+	imap_search_free(keys);
+	*hits = v;
+	*nhits = n;
+	return 0;
+}
+
+void
+imap_search_reply(struct imap_session *s, const char *tag, struct pt_strbuf *out, const char *what)
+{
+	struct search_reply *r = calloc(1, sizeof *r);
+
+	if (!r || !(r->tag = strdup(tag)) || out->oom) {
+		if (r)
+			free(r->tag);
+		free(r);
+		pt_strbuf_free(out);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	r->out = *out;
+	memset(out, 0, sizeof(*out));
+	r->what = what;
+	if (reply_step(s, r)) {
+		reply_free(r);
+		return;
+	}
+	s->cont = search_cont;
+	s->cont_free = search_cont_free;
+	s->cont_state = r;
+	if (s->conn)
+		pt_conn_pause(s->conn);
+}
+
+/* RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE). */
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16 };
 
 static void
 saved_clear(struct imap_session *s)
@@ -255,10 +345,7 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
                 int uid)
 {
 	const char *cmd = uid ? "UID SEARCH" : "SEARCH";
-	struct imap_search *keys;
-	struct imap_search_env env = { 0 };
 	struct search_reply *r;
-	char err[160] = "";
 	size_t skip = 0;
 	unsigned ret = 0;
 	int esearch = 0;
@@ -296,69 +383,32 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
 		return;
 	}
-	{
-		struct imap_arg *keyargs = args_nil_as_atom(args + skip, nargs - skip);
-
-		if (!keyargs) {
-			imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
-			return;
-		}
-		keys = imap_search_parse(keyargs, nargs - skip, err, sizeof err);
-		args_free(keyargs, nargs - skip);
-	}
-	if (!keys) {
+	size_t *hitidx = NULL, nhits = 0;
+	if (imap_search_eval(s, tag, cmd, args + skip, nargs - skip, &hitidx, &nhits) != 0) {
 		/* A failed SEARCH ... SAVE leaves "$" empty (RFC 5182 §2.1). */
 		if (ret & RET_SAVE)
 			saved_clear(s);
-		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd,
-		            err[0] ? err : "Invalid arguments.");
 		return;
 	}
-	/* Current flags and new mail count; the view keeps expunged ones. */
-	imap_sync(s, 0);
-	env.max_seq = (uint32_t)s->nview;
-	env.max_uid = s->nview ? s->view[s->nview - 1].uid : 0;
-	env.keyword_bit = search_keyword_bit;
-	env.saved = search_saved;
-	env.arg = s;
-
 	r = calloc(1, sizeof *r);
-	uint32_t *hits = s->nview ? malloc(s->nview * sizeof(*hits)) : NULL;
-	uint32_t *hit_uids = s->nview && (ret & RET_SAVE) ? malloc(s->nview * sizeof(*hit_uids)) : NULL;
-	if (!r || !(r->tag = strdup(tag)) || (s->nview && !hits) || ((ret & RET_SAVE) && s->nview && !hit_uids)) {
+	uint32_t *hits = nhits ? malloc(nhits * sizeof(*hits)) : NULL;
+	uint32_t *hit_uids = nhits && (ret & RET_SAVE) ? malloc(nhits * sizeof(*hit_uids)) : NULL;
+	if (!r || !(r->tag = strdup(tag)) || (nhits && !hits) || ((ret & RET_SAVE) && nhits && !hit_uids)) {
 		if (r)
 			free(r->tag);
 		free(r);
 		free(hits);
 		free(hit_uids);
-		imap_search_free(keys);
+		free(hitidx);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
 	}
-	size_t nhits = 0;
-	for (size_t i = 0; i < s->nview; i++) {
-		size_t si = s->mbx->find(s->mb, s->view[i].uid);
-		struct search_load load = { .s = s, .uid = s->view[i].uid };
-		struct imap_search_msg msg;
-		int hit;
-
-		/* Expunged by another session but still in our view: it has
-		 * nothing left to match (RFC 2180 §4.1.3 lets us leave it out). */
-		if (si == (size_t)-1)
-			continue;
-		msg.seq = (uint32_t)(i + 1);
-		msg.info = s->mbx->info(s->mb, si);
-		msg.load = search_load_msg;
-		msg.arg = &load;
-		hit = imap_search_match(keys, &env, &msg);
-		search_load_done(&load);
-		if (hit) {
-			if (hit_uids)
-				hit_uids[nhits] = s->view[i].uid;
-			hits[nhits++] = uid ? s->view[i].uid : (uint32_t)(i + 1);
-		}
+	for (size_t i = 0; i < nhits; i++) {
+		if (hit_uids)
+			hit_uids[i] = s->view[hitidx[i]].uid;
+		hits[i] = uid ? s->view[hitidx[i]].uid : (uint32_t)(hitidx[i] + 1);
 	}
-	imap_search_free(keys);
+	free(hitidx);
 	if (ret & RET_SAVE)
 		save_result(s, ret, hit_uids, nhits);
 	free(hit_uids);

@@ -69,6 +69,8 @@ static const struct cmd_entry commands[] = {
 	{ "MOVE", imap_cmd_move, NEED_SELECTED, 1, 0 },
 	{ "FETCH", imap_cmd_fetch, NEED_SELECTED, 1, 1 },
 	{ "SEARCH", imap_cmd_search, NEED_SELECTED, 1, 1 },
+	{ "SORT", imap_cmd_sort, NEED_SELECTED, 1, 1 },
+	{ "THREAD", imap_cmd_thread, NEED_SELECTED, 1, 1 },
 };
 
 static void session_input(struct imap_conn *ic);
