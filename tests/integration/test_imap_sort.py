@@ -2,7 +2,12 @@
 THREAD=ORDEREDSUBJECT / THREAD=REFERENCES (RFC 5256) over a small folder
 whose threads are worked out by hand from the RFC's steps, plus loops,
 duplicate Message-IDs, bad syntax and imaplib's sort()/thread()."""
+import email.utils
+import os
+import sys
 import imaplib
+import random
+import re
 import unittest
 
 from imap_util import imap_server, login
@@ -138,6 +143,285 @@ class Sort(unittest.TestCase):
         ]
         self.fill("l", msgs)
         self.assertEqual(self.one("r", "THREAD REFERENCES UTF-8 ALL"), "* THREAD ((1)(2))(4 3)(5)(6)(7 8)")
+
+
+
+# ---- an independent model of RFC 5256, for a random threaded folder ----
+
+def model_base_subject(s):
+    """RFC 5256 2.1 on a plain ASCII subject: (base, is_reply)."""
+    s = re.sub(r"[ \t\r\n]+", " ", s)
+    reply = False
+    blob = r"\[[^\[\]]*\][ \t]*"
+    while True:
+        while True:
+            s = s.rstrip(" \t")
+            if s.lower().endswith("(fwd)"):
+                s, reply = s[:-5], True
+                continue
+            break
+        while True:
+            changed = False
+            while True:
+                if s[:1] in (" ", "\t") and s:
+                    s, changed = s[1:], True
+                    continue
+                m = re.match(r"(%s)*(re|fwd?)[ \t]*(%s)?:" % (blob, blob), s, re.I)
+                if m:
+                    s, reply, changed = s[m.end():], True, True
+                    continue
+                break
+            m = re.match(blob, s)
+            if m and s[m.end():]:
+                s, changed = s[m.end():], True
+            if not changed:
+                break
+        if s.lower().startswith("[fwd:") and s.endswith("]"):
+            s, reply = s[5:-1], True
+            continue
+        return s, reply
+
+
+class Node:
+    def __init__(self, msg=None):
+        self.msg, self.parent, self.children = msg, None, []
+
+
+def model_references(msgs):
+    """msgs: dicts with seq, id, date, msgid, refs, subject. Thread text."""
+    table = {}
+    nodes = []
+
+    def node(mid):
+        if mid not in table:
+            table[mid] = Node()
+            nodes.append(table[mid])
+        return table[mid]
+
+    def ancestor(a, n):
+        while n is not None:
+            if n is a:
+                return True
+            n = n.parent
+        return False
+
+    def link(p, c):
+        c.parent = p
+        p.children.append(c)
+
+    def unlink(c):
+        if c.parent is not None:
+            c.parent.children.remove(c)
+            c.parent = None
+
+    for m in msgs:
+        c = node(m["msgid"]) if m["msgid"] else None
+        if c is None or c.msg is not None:
+            c = Node()
+            nodes.append(c)
+        c.msg = m
+        prev = None
+        for r in m["refs"]:
+            n = node(r)
+            if prev is not None and n.parent is None and n is not prev and not ancestor(n, prev):
+                link(prev, n)
+            prev = n
+        unlink(c)
+        if prev is not None and prev is not c and not ancestor(c, prev):
+            link(prev, c)
+    roots = [n for n in nodes if n.parent is None]
+
+    def prune(level, root):
+        out = []
+        for n in level:
+            n.children = prune(n.children, False)
+            for ch in n.children:
+                ch.parent = n
+            if n.msg is None and not n.children:
+                continue
+            if n.msg is None and not (root and len(n.children) > 1):
+                for ch in n.children:
+                    ch.parent = n.parent
+                out.extend(n.children)
+                continue
+            out.append(n)
+        return out
+
+    def first_msg(n):
+        while n.msg is None:
+            n = n.children[0]
+        return n.msg
+
+    def key(n):
+        m = first_msg(n)
+        return (m["date"], m["seq"])
+
+    def sort_all(level):
+        for n in level:
+            n.children = sort_all(n.children)
+        return sorted(level, key=key)
+
+    roots = sort_all(prune(roots, True))
+    subj = {}
+
+    def subject_of(n):
+        m = n.msg if n.msg is not None else first_msg(n)
+        return model_base_subject(m["subject"])
+
+    for n in roots:
+        s, rep = subject_of(n)
+        if not s:
+            continue
+        k = s.upper()
+        if k not in subj:
+            subj[k] = n
+            continue
+        t = subj[k]
+        if (n.msg is None and t.msg is not None) or (n.msg is not None and t.msg is not None and
+                                                      subject_of(t)[1] and not rep):
+            subj[k] = n
+    for n in list(roots):
+        s, rep = subject_of(n)
+        if not s:
+            continue
+        t = subj[s.upper()]
+        if t is n:
+            continue
+        roots.remove(n)
+        if t.msg is None and n.msg is None:
+            for ch in n.children:
+                link(t, ch)
+            n.children = []
+        elif t.msg is None:
+            link(t, n)
+        elif not subject_of(t)[1] and rep:
+            link(t, n)
+        else:
+            d = Node()
+            roots[roots.index(t)] = d
+            link(d, t)
+            link(d, n)
+            subj[s.upper()] = d
+    for n in roots:
+        n.children = sort_all(n.children)
+
+    def put(n):
+        out = "" if n.msg is None else str(n.msg["id"])
+        if len(n.children) == 1 and n.msg is not None:
+            return out + " " + put(n.children[0])
+        if n.children:
+            out += (" " if out else "") + "".join("(%s)" % put(c) for c in n.children)
+        return out
+
+    return "".join("(%s)" % put(n) for n in roots)
+
+
+def model_orderedsubject(msgs):
+    order = sorted(msgs, key=lambda m: (model_base_subject(m["subject"])[0].upper(), m["date"], m["seq"]))
+    threads = []
+    for m in order:
+        b = model_base_subject(m["subject"])[0].upper()
+        if threads and threads[-1][0] == b:
+            threads[-1][1].append(m)
+        else:
+            threads.append((b, [m]))
+    threads.sort(key=lambda t: (t[1][0]["date"], t[1][0]["seq"]))
+    out = ""
+    for _, ms in threads:
+        ids = [str(m["id"]) for m in ms]
+        if len(ids) <= 2:
+            out += "(%s)" % " ".join(ids)
+        else:
+            out += "(%s %s)" % (ids[0], "".join("(%s)" % i for i in ids[1:]))
+    return out
+
+
+class RandomThreads(unittest.TestCase):
+    """A realistic threaded folder made at random (replies to replies,
+    broken chains, In-Reply-To only, duplicate and missing Message-IDs,
+    list tags, Re:/Fwd:/(fwd) forms, dates out of arrival order): the
+    server's THREAD and SORT must equal the model of RFC 5256 above."""
+
+    SUBJECTS = ["Meeting", "lunch plans", "[dev] Release 1.2", "Budget", "Re: Old topic", "Fwd: Photos",
+                "[fwd: Joke]", "Hello (fwd)", "[ann] [dev] News", "status"]
+
+    def setUp(self):
+        self.server = imap_server(self)
+
+    def test_against_model(self):
+        for seed in (1, 2, 3):
+            self.run_seed(seed)
+
+    def run_seed(self, seed):
+        rng = random.Random(seed)
+        msgs = []
+        base = 1704067200   # 2024-01-01
+        for i in range(70):
+            m = {"seq": i + 1, "id": i + 1, "date": base + rng.randrange(0, 40) * 3600}
+            m["msgid"] = "m%d.%d@x" % (seed, i) if rng.random() > 0.08 else None
+            if m["msgid"] and msgs and rng.random() < 0.05:
+                m["msgid"] = rng.choice([p["msgid"] for p in msgs if p["msgid"]] or [m["msgid"]])
+            parent = rng.choice(msgs) if msgs and rng.random() < 0.65 else None
+            if parent is None:
+                m["refs"] = ["lost%d@x" % rng.randrange(5)] if rng.random() < 0.1 else []
+                m["subject"] = rng.choice(self.SUBJECTS)
+                m["irt_only"] = False
+            else:
+                chain = parent["refs"] + ([parent["msgid"]] if parent["msgid"] else ["gone%d@x" % i])
+                r = rng.random()
+                if r < 0.15:
+                    chain = chain[-1:]
+                    m["irt_only"] = True
+                else:
+                    m["irt_only"] = False
+                    if r < 0.3 and len(chain) > 2:
+                        del chain[rng.randrange(len(chain) - 1)]
+                m["refs"] = chain
+                ps = model_base_subject(parent["subject"])[0]
+                m["subject"] = rng.choice(["Re: " + ps, "RE: Re: " + ps, "Fwd: " + ps, ps + " (fwd)",
+                                           "[dev] Re: " + ps, "Re[2]: " + ps, ps])
+            msgs.append(m)
+        box = "rt%d" % seed
+        r = login(self.server)
+        self.addCleanup(r.close)
+        self.assertTrue(ok(r.cmd("c", "CREATE %s" % box)))
+        for m in msgs:
+            hdr = "From: u%d@x\r\nSubject: %s\r\nDate: %s\r\n" % (
+                rng.randrange(9), m["subject"],
+                email.utils.formatdate(m["date"], usegmt=True))
+            if m["msgid"]:
+                hdr += "Message-ID: <%s>\r\n" % m["msgid"]
+            if m["refs"]:
+                if m["irt_only"]:
+                    hdr += "In-Reply-To: <%s>\r\n" % m["refs"][-1]
+                else:
+                    hdr += "References: %s\r\n" % "\r\n ".join("<%s>" % x for x in m["refs"])
+            data = (hdr + "\r\nbody %d\r\n" % m["seq"]).encode()
+            r.send("a APPEND %s {%d+}\r\n" % (box, len(data)))
+            r.send(data + b"\r\n")
+            self.assertTrue(ok(r.until_tag("a")))
+        self.assertTrue(ok(r.cmd("s", "SELECT %s" % box)))
+        out = r.cmd("t", "THREAD REFERENCES UTF-8 ALL")
+        self.assertEqual(out[0], "* THREAD " + model_references(msgs), "seed %d" % seed)
+        if os.environ.get("SHOW_THREADS"):
+            print(out[0], file=sys.stderr)
+        out = r.cmd("o", "THREAD ORDEREDSUBJECT UTF-8 ALL")
+        self.assertEqual(out[0], "* THREAD " + model_orderedsubject(msgs), "seed %d" % seed)
+        want = sorted(msgs, key=lambda m: (model_base_subject(m["subject"])[0].upper(), -m["date"], m["seq"]))
+        out = r.cmd("s2", "SORT (SUBJECT REVERSE DATE) UTF-8 ALL")
+        self.assertEqual(out[0], "* SORT " + " ".join(str(m["seq"]) for m in want), "seed %d" % seed)
+        # imaplib, as a client calls them
+        c = imaplib.IMAP4("127.0.0.1", self.server.ports["imap"])
+        try:
+            c.login("alice", "secret")
+            c.select(box)
+            typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
+            self.assertEqual((typ, data[0].decode()), ("OK", model_references(msgs)))
+            typ, data = c.sort("(DATE)", "UTF-8", "ALL")
+            self.assertEqual(data[0].decode().split(),
+                             [str(m["seq"]) for m in sorted(msgs, key=lambda m: (m["date"], m["seq"]))])
+        finally:
+            c.logout()
 
 
 if __name__ == "__main__":
