@@ -658,18 +658,6 @@ subs_collect(void *arg, const char *name)
 	folders_add(arg, name, 0);
 }
 
-/* Whether a strict descendant of name is in l. */
-static int
-has_descendant(const struct folder_list *l, const char *name)
-{
-	size_t len = strlen(name);
-
-	for (size_t i = 0; i < l->n; i++)
-		if (strncmp(l->name[i], name, len) == 0 && l->name[i][len] == '/')
-			return 1;
-	return 0;
-}
-
 struct list_req {
 	unsigned sel, ret;
 	const struct imap_arg *status_items;
@@ -682,6 +670,19 @@ any_match(const struct list_req *q, const char *name)
 {
 	for (size_t i = 0; i < q->npats; i++)
 		if (name_match(q->pats[i], name))
+			return 1;
+	return 0;
+}
+
+/* RECURSIVEMATCH's CHILDINFO (RFC 5258 §3.5): a strict descendant of
+ * name in l (the subscribed names) that no pattern matches itself. */
+static int
+has_descendant(const struct list_req *q, const struct folder_list *l, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < l->n; i++)
+		if (strncmp(l->name[i], name, len) == 0 && l->name[i][len] == '/' && !any_match(q, l->name[i]))
 			return 1;
 	return 0;
 }
@@ -849,7 +850,7 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		for (size_t k = 0; k < all.n; k++) {
 			const char *nm = all.name[k];
 			int sub = folders_find(&subs, nm) >= 0;
-			int kids = (q.sel & SEL_RECURSIVE) && has_descendant(&subs, nm);
+			int kids = (q.sel & SEL_RECURSIVE) && has_descendant(&q, &subs, nm);
 			if (!any_match(&q, nm) || (!sub && !kids))
 				continue;
 			const char *use = imap_special_of(special, nm);
@@ -862,13 +863,15 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 			if (folders_find(&all, nm) >= 0 || !any_match(&q, nm) || folders_find(&subs, nm) < (long)k)
 				continue;
 			list_one(s, &q, nm, PT_MB_NONEXISTENT, 1, "",
-			         (q.sel & SEL_RECURSIVE) && has_descendant(&subs, nm));
+			         (q.sel & SEL_RECURSIVE) && has_descendant(&q, &subs, nm));
 		}
 		/* RECURSIVEMATCH: a matching parent that is neither a folder
 		 * nor subscribed, over subscribed descendants. */
 		if (q.sel & SEL_RECURSIVE) {
 			struct folder_list shown = { 0 };
 			for (size_t k = 0; k < subs.n; k++) {
+				if (any_match(&q, subs.name[k]))
+					continue;   /* listed itself: no CHILDINFO for its parents */
 				for (const char *sl = strchr(subs.name[k], '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
 					char *nm = strndup(subs.name[k], (size_t)(sl - subs.name[k]));
 					if (nm != NULL && folders_find(&all, nm) < 0 && folders_find(&subs, nm) < 0 &&

@@ -340,6 +340,15 @@ class ListExt(unittest.TestCase):
         self.assertTrue(ok(r.cmd("s2", "SUBSCRIBE Ghost/Child")))
         out = r.cmd("A05", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "G%"')
         self.assertEqual(untagged(out), ['* LIST (\\NonExistent) "/" Ghost ("CHILDINFO" ("SUBSCRIBED"))'])
+        # CHILDINFO only for a subscribed descendant the pattern does not
+        # match itself (RFC 5258 3.5): Vegetable/Broccoli is listed instead
+        out = r.cmd("A05b", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "Veg*"')
+        self.assertEqual(sorted(untagged(out)), sorted([
+            '* LIST (\\Noselect \\HasChildren \\Subscribed) "/" Vegetable',
+            '* LIST (\\HasNoChildren \\Subscribed) "/" Vegetable/Broccoli']))
+        out = r.cmd("A05c", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" (Fruit Fruit/Banana Fruit/Peach)')
+        self.assertEqual(untagged(out), ['* LIST (\\HasNoChildren \\Subscribed) "/" Fruit/Banana',
+                                         '* LIST (\\NonExistent \\Subscribed) "/" Fruit/Peach'])
         # several patterns, each folder once
         out = r.cmd("A06", 'LIST "" (Tofu "Fruit/*" Tofu)')
         self.assertEqual(untagged(out), ['* LIST (\\HasNoChildren) "/" Fruit/Apple',
