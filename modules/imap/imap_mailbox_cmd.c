@@ -762,14 +762,12 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	struct folder_list all = { 0 }, subs = { 0 };
 	struct imap_special_table *special = NULL;
 	size_t i = 0;
-	int extended = 0;
 
 	(void)uid;
 	/* LIST [(selection)] reference (pattern | (patterns)) [RETURN (options)] */
 	if (n > 0 && a[0].type == IMAP_ARG_LIST) {
 		if (parse_list_opts(&a[0], 0, &q) != 0)
 			goto bad;
-		extended = 1;
 		i++;
 	}
 	if (n < i + 2 || !imap_arg_is_string(&a[i]))
@@ -782,7 +780,6 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		for (size_t k = 0; k < pat_arg->n; k++)
 			if (!imap_arg_is_string(&pat_arg->list[k]))
 				goto bad;
-		extended = 1;
 	} else if (!imap_arg_is_string(pat_arg)) {
 		goto bad;
 	}
@@ -790,9 +787,7 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		if (i + 2 != n || a[i].type != IMAP_ARG_ATOM || strcasecmp(a[i].s, "RETURN") != 0 ||
 		    a[i + 1].type != IMAP_ARG_LIST || parse_list_opts(&a[i + 1], 1, &q) != 0)
 			goto bad;
-		extended = 1;
 	}
-	(void)extended;
 
 	const struct imap_arg *pv = pat_arg->type == IMAP_ARG_LIST ? pat_arg->list : pat_arg;
 	size_t npv = pat_arg->type == IMAP_ARG_LIST ? pat_arg->n : 1;

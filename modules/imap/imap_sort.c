@@ -468,11 +468,21 @@ node_for_id(struct forest *f, char *id)
 	return k;
 }
 
+/* Threads deeper than this are cut (the deeper message starts a thread
+ * of its own): the tree walks recurse along a chain, and each link is
+ * checked for loops by walking up, so depth costs stack and time. A
+ * real thread is far shallower. */
+#define THREAD_DEPTH_MAX 1000
+
+/* Whether linking k under a node below p would make a loop (anc is
+ * above p) or a chain past THREAD_DEPTH_MAX. */
 static int
 is_ancestor(const struct forest *f, long anc, long k)
 {
+	size_t depth = 0;
+
 	for (long p = k; p >= 0; p = f->v[p].parent)
-		if (p == anc)
+		if (p == anc || ++depth >= THREAD_DEPTH_MAX)
 			return 1;
 	return 0;
 }
