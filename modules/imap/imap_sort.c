@@ -89,9 +89,10 @@ msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
 	}
 }
 
-/* Fill m's fields from the header of its message (read now). */
+/* Fill m's fields: arrival and size from the store's list, the rest
+ * from the header of its message (read now, unless headers is 0). */
 static void
-load_fields(struct imap_session *s, struct smsg *m, int threading)
+load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 {
 	struct pt_msg_text t;
 	struct pt_status st = { 0 };
@@ -100,6 +101,8 @@ load_fields(struct imap_session *s, struct smsg *m, int threading)
 	m->arrival = info->internal_date;
 	m->date = info->internal_date;
 	m->size = info->size;
+	if (!headers)
+		return;
 	if (s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
 		pt_warn("imap(%s): SORT could not read UID %u: %s", s->user.name, s->view[m->idx].uid, st.text);
 		return;
@@ -194,7 +197,7 @@ smsg_free(struct smsg *m, size_t n)
  * reply sent on error (an empty result is a non-NULL array, *n 0). */
 static struct smsg *
 collect(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *keys, size_t nkeys,
-        int uid, int threading, size_t *n)
+        int uid, int threading, int headers, size_t *n)
 {
 	size_t *idx = NULL, nidx = 0;
 
@@ -210,7 +213,7 @@ collect(struct imap_session *s, const char *tag, const char *cmd, const struct i
 		m[i].idx = idx[i];
 		m[i].seq = (uint32_t)(idx[i] + 1);
 		m[i].id = uid ? s->view[idx[i]].uid : m[i].seq;
-		load_fields(s, &m[i], threading);
+		load_fields(s, &m[i], threading, headers);
 	}
 	free(idx);
 	*n = nidx;
@@ -360,8 +363,12 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
 		return;
 	}
+	/* ARRIVAL and SIZE come from the store's list: no message is read */
+	int headers = 0;
+	for (size_t k = 0; k < ncrit; k++)
+		headers |= crit[k].key != K_ARRIVAL && crit[k].key != K_SIZE;
 	size_t nm = 0;
-	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, &nm);
+	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
 	if (m == NULL)
 		return;
 	sort_crits = crit;
@@ -867,7 +874,7 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 		return;
 	}
 	size_t nm = 0;
-	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, &nm);
+	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, 1, &nm);
 	if (m == NULL)
 		return;
 	struct pt_strbuf out = { 0 };
