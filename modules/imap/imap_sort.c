@@ -510,16 +510,14 @@ unlink_node(struct forest *f, long k)
 	f->v[k].next = -1;
 }
 
+/* k becomes p's first child: sibling order is settled by date later
+ * (step 6), so no walk to the end. */
 static void
 add_child(struct forest *f, long p, long k)
 {
-	long *pp = &f->v[p].child;
-
-	while (*pp >= 0)
-		pp = &f->v[*pp].next;
-	*pp = k;
+	f->v[k].next = f->v[p].child;
+	f->v[p].child = k;
 	f->v[k].parent = p;
-	f->v[k].next = -1;
 }
 
 /* The date a node sorts by: its message's, or (dummy) its first child's. */
@@ -541,23 +539,43 @@ date_cmp_msgs(const struct smsg *a, const struct smsg *b)
 	return cmp_num(a->seq, b->seq);
 }
 
-/* Sort a sibling list (insertion sort: lists are short) by date, children first. */
+static const struct forest *sib_forest;
+
+static int
+sib_cmp(const void *pa, const void *pb)
+{
+	return date_cmp_msgs(node_msg(sib_forest, *(const long *)pa), node_msg(sib_forest, *(const long *)pb));
+}
+
+/* Sort a sibling list by date (children first, so a dummy's date is its
+ * first child's). A root list can be long: an array and qsort. */
 static long
 sort_siblings(struct forest *f, long first)
 {
-	for (long k = first; k >= 0; k = f->v[k].next)
+	size_t n = 0;
+
+	for (long k = first; k >= 0; k = f->v[k].next) {
 		f->v[k].child = sort_siblings(f, f->v[k].child);
-	long sorted = -1;
-	while (first >= 0) {
-		long k = first;
-		first = f->v[k].next;
-		long *pp = &sorted;
-		while (*pp >= 0 && date_cmp_msgs(node_msg(f, *pp), node_msg(f, k)) <= 0)
-			pp = &f->v[*pp].next;
-		f->v[k].next = *pp;
-		*pp = k;
+		n++;
 	}
-	return sorted;
+	if (n < 2)
+		return first;
+	long *v = malloc(n * sizeof(*v));
+	if (v == NULL) {
+		f->oom = 1;
+		return first;
+	}
+	n = 0;
+	for (long k = first; k >= 0; k = f->v[k].next)
+		v[n++] = k;
+	sib_forest = f;
+	qsort(v, n, sizeof(*v), sib_cmp);
+	for (size_t i = 0; i + 1 < n; i++)
+		f->v[v[i]].next = v[i + 1];
+	f->v[v[n - 1]].next = -1;
+	first = v[0];
+	free(v);
+	return first;
 }
 
 static void
@@ -627,6 +645,42 @@ node_subject(const struct forest *f, long k, int *reply)
 	return m ? nz(m->subject) : "";
 }
 
+/* The subject table of step 5: base subject (i;ascii-casemap) -> the
+ * root standing for it; open addressing over slots of table indexes. */
+struct subj_table {
+	long *root;                   /* table entries: node indexes */
+	long *slot;                   /* -1 free, else an index into root */
+	size_t n, mask;
+};
+
+static uint64_t
+hash_casemap(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		h = (h ^ (c >= 'a' && c <= 'z' ? c - 32u : c)) * 1099511628211ull;
+	}
+	return h;
+}
+
+/* The slot of subj: holding its entry, or the free one to put it in. */
+static size_t
+subj_slot(const struct forest *f, const struct subj_table *t, const char *subj)
+{
+	size_t h = (size_t)hash_casemap(subj) & t->mask, len = strlen(subj);
+
+	while (t->slot[h] >= 0) {
+		int r;
+		const char *ts = node_subject(f, t->root[t->slot[h]], &r);
+		if (imap_casemap_cmp(ts, strlen(ts), subj, len) == 0)
+			break;
+		h = (h + 1) & t->mask;
+	}
+	return h;
+}
+
 static void
 thread_references(struct forest *f, size_t nm, struct pt_strbuf *out)
 {
@@ -687,68 +741,81 @@ thread_references(struct forest *f, size_t nm, struct pt_strbuf *out)
 	roots = prune(f, roots, 1);
 	roots = sort_siblings(f, roots);
 	/* (5) roots with the same base subject gathered */
-	long *table = NULL;
-	size_t ntable = 0;
+	size_t nroots = 0, cap = 16;
 	for (long k = roots; k >= 0; k = f->v[k].next)
-		ntable++;
-	table = calloc(ntable ? ntable : 1, sizeof(*table));
-	if (table == NULL) {
+		nroots++;
+	while (cap < 2 * nroots + 2)
+		cap *= 2;
+	struct subj_table st = { calloc(nroots + 1, sizeof(long)), malloc(cap * sizeof(long)), 0, cap - 1 };
+	if (st.root == NULL || st.slot == NULL) {
+		free(st.root);
+		free(st.slot);
 		f->oom = 1;
 		return;
 	}
-	size_t nt = 0;
+	for (size_t i = 0; i < cap; i++)
+		st.slot[i] = -1;
 	for (long k = roots; k >= 0; k = f->v[k].next) {
 		int reply;
 		const char *subj = node_subject(f, k, &reply);
 		if (!subj[0])
 			continue;
-		size_t t;
-		for (t = 0; t < nt; t++) {
-			int r2;
-			const char *ts = node_subject(f, table[t], &r2);
-			if (imap_casemap_cmp(ts, strlen(ts), subj, strlen(subj)) == 0)
-				break;
-		}
-		if (t == nt) {
-			table[nt++] = k;
+		size_t h = subj_slot(f, &st, subj);
+		if (st.slot[h] < 0) {
+			st.slot[h] = (long)st.n;
+			st.root[st.n++] = k;
 			continue;
 		}
+		long *tk = &st.root[st.slot[h]];
 		int treply;
-		node_subject(f, table[t], &treply);
+		node_subject(f, *tk, &treply);
 		/* (A) a dummy, or a non-reply over a reply, stands for it */
-		if ((f->v[k].msg < 0 && f->v[table[t]].msg >= 0) ||
-		    (f->v[k].msg >= 0 && f->v[table[t]].msg >= 0 && treply && !reply))
-			table[t] = k;
+		if ((f->v[k].msg < 0 && f->v[*tk].msg >= 0) ||
+		    (f->v[k].msg >= 0 && f->v[*tk].msg >= 0 && treply && !reply))
+			*tk = k;
 	}
-	for (long k = roots, next; k >= 0; k = next) {
-		next = f->v[k].next;
+	/* the roots in an array: one taken out or replaced in O(1); pos[]
+	 * finds a root's place (dummies made here are never looked up) */
+	long *rv = malloc((nroots + 1) * sizeof(*rv));
+	size_t *pos = malloc((f->n + 1) * sizeof(*pos));
+	if (rv == NULL || pos == NULL) {
+		free(rv);
+		free(pos);
+		free(st.root);
+		free(st.slot);
+		f->oom = 1;
+		return;
+	}
+	size_t nr = 0;
+	for (long k = roots; k >= 0; k = f->v[k].next) {
+		pos[k] = nr;
+		rv[nr++] = k;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		long k = rv[i];
+		if (k < 0)
+			continue;
 		int reply;
 		const char *subj = node_subject(f, k, &reply);
 		if (!subj[0])
 			continue;
-		size_t t;
-		for (t = 0; t < nt; t++) {
-			int r2;
-			const char *ts = node_subject(f, table[t], &r2);
-			if (imap_casemap_cmp(ts, strlen(ts), subj, strlen(subj)) == 0)
-				break;
-		}
-		if (t == nt || table[t] == k)
+		size_t h = subj_slot(f, &st, subj);
+		if (st.slot[h] < 0 || st.root[st.slot[h]] == k)
 			continue;
-		long c = table[t];
+		long t = st.slot[h], c = st.root[t];
 		int creply;
 		node_subject(f, c, &creply);
-		/* take k out of the root list */
-		long *pp = &roots;
-		while (*pp != k)
-			pp = &f->v[*pp].next;
-		*pp = f->v[k].next;
+		rv[i] = -1;   /* k leaves the root set */
 		f->v[k].next = -1;
 		if (f->v[c].msg < 0 && f->v[k].msg < 0) {
-			/* (i) both dummies: k's children join c's */
+			/* (i) both dummies: k's children join c's, after c's
+			 * first child (which gives c its subject, the table key) */
+			long first = f->v[c].child;
 			for (long ch = f->v[k].child, nx; ch >= 0; ch = nx) {
 				nx = f->v[ch].next;
-				add_child(f, c, ch);
+				f->v[ch].parent = c;
+				f->v[ch].next = f->v[first].next;
+				f->v[first].next = ch;
 			}
 			f->v[k].child = -1;
 		} else if (f->v[c].msg < 0) {
@@ -762,18 +829,25 @@ thread_references(struct forest *f, size_t nm, struct pt_strbuf *out)
 			long d = node_new(f, -1, NULL);
 			if (d < 0)
 				break;
-			long *cp = &roots;
-			while (*cp != c)
-				cp = &f->v[*cp].next;
-			*cp = d;
-			f->v[d].next = f->v[c].next;
-			f->v[c].next = -1;
+			rv[pos[c]] = d;
 			add_child(f, d, c);
 			add_child(f, d, k);
-			table[t] = d;
+			st.root[t] = d;
 		}
 	}
-	free(table);
+	roots = -1;
+	tail = &roots;
+	for (size_t i = 0; i < nr; i++) {
+		if (rv[i] < 0)
+			continue;
+		*tail = rv[i];
+		tail = &f->v[rv[i]].next;
+	}
+	*tail = -1;
+	free(rv);
+	free(pos);
+	free(st.root);
+	free(st.slot);
 	if (f->oom)
 		return;
 	/* (6) siblings by date everywhere below */
