@@ -5,7 +5,7 @@
 set -e
 run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev openssl"
 build="$run libcmocka-dev"
-test="$build python3 python3-aiosmtpd swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux"
+test="$build python3 python3-aiosmtpd swaks curl libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot"

@@ -7,6 +7,7 @@ imaplib where a real client's view matters."""
 import datetime
 import imaplib
 import re
+import subprocess
 import unittest
 
 from imap_util import POST_CAPS, imap_server, login, strip_timing
@@ -453,6 +454,40 @@ class SpecialUseAuto(unittest.TestCase):
         s = imap_server(self, conf=self.CONF, start=False)
         p = s.cmd("check", "-c", s.conf_file)
         self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+
+
+class RealClient(unittest.TestCase):
+    """curl (a real IMAP client: logs in, SELECTs the URL's mailbox, sends
+    a custom command and prints the untagged replies) over what clients
+    look for: special-use folders, SORT, THREAD, ESEARCH."""
+
+    def test_curl(self):
+        server = imap_server(self, conf="imap_special_use = Sent:\\Sent:subscribe Trash:\\Trash:create\n")
+        r = login(server)
+        self.addCleanup(r.close)
+        self.assertTrue(ok(r.cmd("c", "CREATE box")))
+        for i in range(3):
+            data = ("Subject: s%d\r\nDate: Mon, %d Jan 2024 00:00:00 +0000\r\nMessage-ID: <m%d@x>\r\n%s\r\nx\r\n"
+                    % (3 - i, 3 - i, i, "References: <m0@x>\r\n" if i else "")).encode()
+            r.send("a APPEND box {%d+}\r\n" % len(data))
+            r.send(data + b"\r\n")
+            self.assertTrue(ok(r.until_tag("a")))
+
+        def curl(path, cmd):
+            p = subprocess.run(["curl", "-sS", "--max-time", "30", "-u", "alice:secret", "-X", cmd,
+                                "imap://127.0.0.1:%d/%s" % (server.ports["imap"], path)],
+                               capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout.decode().splitlines()
+
+        self.assertEqual(curl("", 'LIST (SPECIAL-USE) "" *'),
+                         ['* LIST (\\HasNoChildren \\Sent) "/" Sent', '* LIST (\\HasNoChildren \\Trash) "/" Trash'])
+        self.assertEqual(curl("box", "SORT (DATE) UTF-8 ALL"), ["* SORT 3 2 1"])
+        self.assertEqual(curl("box", "THREAD REFERENCES UTF-8 ALL"), ["* THREAD (1 (3)(2))"])
+        out = curl("box", "SEARCH RETURN (MIN MAX COUNT) ALL")
+        self.assertEqual(len(out), 1, out)
+        self.assertTrue(re.match(r'\* ESEARCH \(TAG "[^"]+"\) MIN 1 MAX 3 COUNT 3$', out[0]), out)
+
 
 if __name__ == "__main__":
     unittest.main()
