@@ -427,5 +427,35 @@ class RandomThreads(unittest.TestCase):
             c.logout()
 
 
+class DeepThread(unittest.TestCase):
+    """A reply chain longer than the depth THREAD keeps (1000): the chain
+    is cut there and goes on as a thread of its own, nothing deeper is
+    walked; the 1200 messages go in with one MULTIAPPEND."""
+
+    def test_chain_cut_at_depth(self):
+        server = imap_server(self)
+        r = login(server)
+        self.addCleanup(r.close)
+        self.assertTrue(ok(r.cmd("c", "CREATE deep")))
+        n = 1200
+        parts = []
+        for i in range(n):
+            hdr = "Message-ID: <d%d@x>\r\nDate: %s\r\n" % (i, email.utils.formatdate(1704067200 + i * 60, usegmt=True))
+            if i:
+                hdr += "In-Reply-To: <d%d@x>\r\n" % (i - 1)
+            parts.append((hdr + "\r\n%d\r\n" % i).encode())
+        cmd = b"m APPEND deep"
+        for p in parts:
+            cmd += b" {%d+}\r\n" % len(p) + p
+        r.send(cmd + b"\r\n")
+        self.assertTrue(ok(r.until_tag("m")))
+        self.assertTrue(ok(r.cmd("s", "SELECT deep")))
+        out = r.cmd("t", "THREAD REFERENCES UTF-8 ALL")
+        self.assertTrue(ok(out), out[-1])
+        want = "* THREAD (%s)(%s)" % (" ".join(str(i) for i in range(1, 1001)),
+                                      " ".join(str(i) for i in range(1001, n + 1)))
+        self.assertEqual(out[0], want)
+
+
 if __name__ == "__main__":
     unittest.main()
