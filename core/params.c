@@ -158,12 +158,23 @@ validate_tls_version(const char *v, char *err, size_t errlen)
 	return one_of(v, w, "TLSv1.2 or TLSv1.3", err, errlen);
 }
 
+/* "ldap:FILE": a lookup module's source. Whether the module is loaded is
+ * checked once modules are (it is not yet while the file is parsed). */
+static int
+module_source(const char *v)
+{
+	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789");
+	return n > 0 && v[n] == ':' && v[n + 1] != '\0';
+}
+
 static int
 validate_userdb(const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "passwd") == 0 || (strncmp(v, "passwd-file:", 12) == 0 && v[12] != '\0'))
 		return 0;
-	snprintf(err, errlen, "\"%.200s\" is not passwd or passwd-file:PATH", v);
+	if (module_source(v))
+		return 0;
+	snprintf(err, errlen, "\"%.200s\" is not passwd, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)", v);
 	return -1;
 }
 
@@ -172,7 +183,9 @@ validate_passdb(const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "pam") == 0 || (strncmp(v, "passwd-file:", 12) == 0 && v[12] != '\0'))
 		return 0;
-	snprintf(err, errlen, "\"%.200s\" is not pam or passwd-file:PATH", v);
+	if (module_source(v))
+		return 0;
+	snprintf(err, errlen, "\"%.200s\" is not pam, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)", v);
 	return -1;
 }
 
