@@ -71,6 +71,13 @@ lbackend_cf(const struct lbackend *b)
 	return &b->cf;
 }
 
+static void
+log_report(void *arg, int is_error, const char *msg)
+{
+	(void)arg;
+	pt_log(is_error ? PT_LOG_ERROR : PT_LOG_WARNING, "%s", msg);
+}
+
 struct lbackend *
 lbackend_open(const char *path, char *err, size_t errlen)
 {
@@ -79,10 +86,10 @@ lbackend_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	int n = lcf_load(path, &b->cf, NULL, NULL);
+	int n = lcf_load(path, &b->cf, log_report, NULL);
 	if (n) {
 		lcf_free(&b->cf);
-		snprintf(err, errlen, "%s: %d error%s in the ldap config (postern check shows them)",
+		snprintf(err, errlen, "%s: %d error%s in the ldap config (logged above)",
 		         path, n, n == 1 ? "" : "s");
 		free(b);
 		return NULL;

@@ -151,12 +151,17 @@ ldap_init(struct pt_ctx *ctx)
 	return 0;
 }
 
+struct check_ctx {
+	const struct pt_config *conf;
+	const char *param;
+};
+
 static void
 check_report(void *arg, int is_error, const char *msg)
 {
-	const struct pt_config *conf = arg;
+	const struct check_ctx *c = arg;
 	if (is_error)
-		pt_conf_error(conf, NULL, "%s", msg);
+		pt_conf_error(c->conf, c->param, "%s: %s", c->param, msg);
 }
 
 /* `postern check`, start and reload: the type is known from here on (the
@@ -170,7 +175,8 @@ ldap_check(const struct pt_config *conf)
 	int bad = 0;
 	for (size_t i = 0; i < 2; i++) {
 		const char *v = pt_conf_str(conf, params[i]);
-		if (v && strncmp(v, "ldap:", 5) == 0 && lmap_check(v + 5, check_report, (void *)conf) != 0)
+		struct check_ctx c = { conf, params[i] };
+		if (v && strncmp(v, "ldap:", 5) == 0 && lmap_check(v + 5, check_report, &c) != 0)
 			bad = 1;
 	}
 	return bad ? -1 : 0;
