@@ -90,14 +90,14 @@ def alias_ldif(name, members):
     return "\n".join(lines) + "\n\n"
 
 
-def transport_ldif(key, value):
-    return ("dn: cn=%s,ou=transport,%s\nobjectClass: applicationProcess\ncn: %s\ndescription: %s\n\n"
-            % (key, SUFFIX, key, value))
+def transport_ldif(key, value, ou="transport"):
+    return ("dn: cn=%s,ou=%s,%s\nobjectClass: applicationProcess\ncn: %s\ndescription: %s\n\n"
+            % (key, ou, SUFFIX, key, value))
 
 
 def base_ldif():
     out = "dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: test\ndc: example\n\n" % SUFFIX
-    for ou in ("people", "aliases", "transport"):
+    for ou in ("people", "aliases", "transport", "access"):
         out += "dn: ou=%s,%s\nobjectClass: organizationalUnit\nou: %s\n\n" % (ou, SUFFIX, ou)
     return out
 

@@ -56,7 +56,7 @@ class LdapTest(unittest.TestCase):
     passdb = "users"
 
     def setUp(self):
-        self.server = Server(modules=("ldap", "mbox", "alias", "transport", "smtp", "imap", "pop3"),
+        self.server = Server(modules=("ldap", "mbox", "alias", "transport", "restrict", "smtp", "imap", "pop3"),
                              users=(), as_root=True)
         self.addCleanup(self.server.cleanup)
         home = self.server.path("home")
@@ -67,7 +67,8 @@ class LdapTest(unittest.TestCase):
                 + user_ldif("lbob", self.uid, "bobpw", os.path.join(home, "lbob"))
                 + alias_ldif("team", ["lalice", "lbob"])
                 + alias_ldif("boss", ["lalice"])
-                + transport_ldif("routed.example", "error:5.1.1 routed by the directory"))
+                + transport_ldif("routed.example", "error:5.1.1 routed by the directory")
+                + transport_ldif("blocked@example.com.ar", "REJECT blocked by the directory", ou="access"))
         for u in ("lalice", "lbob"):
             d = os.path.join(home, u, "mail")
             os.makedirs(d, exist_ok=True)
@@ -86,7 +87,9 @@ class LdapTest(unittest.TestCase):
                 ("aliases", "query_filter = (&(objectClass=nisMailAlias)(cn=%s))\n"
                             "result_attribute = rfc822MailMember\n"),
                 ("transport", "query_filter = (&(objectClass=applicationProcess)(cn=%s))\n"
-                              "result_attribute = description\n"),
+                              "result_attribute = description\nsearch_base = ou=transport," + SUFFIX + "\n"),
+                ("access", "query_filter = (&(objectClass=applicationProcess)(cn=%s))\n"
+                           "result_attribute = description\nsearch_base = ou=access," + SUFFIX + "\n"),
                 ("users", "user_filter = (&(objectClass=posixAccount)(uid=%u))\n"),
                 ("hashusers", "user_filter = (&(objectClass=posixAccount)(uid=%u))\n"
                               "pass_attribute = userPassword\n")):
@@ -101,6 +104,8 @@ class LdapTest(unittest.TestCase):
             "alias_maps = ldap:%s\n" % self.cf["aliases"]
             + "transport_maps = ldap:%s\n" % self.cf["transport"]
             + "relay_domains = routed.example\n"
+            + "smtpd_recipient_restrictions = check_recipient_access ldap:%s, permit_mynetworks, "
+              "reject_unauth_destination\n" % self.cf["access"]
             + "userdb = ldap:%s\n" % self.cf["users"]
             + "passdb = ldap:%s\n" % self.cf[self.passdb]
             + "auth_mechanisms = plain login\n"
@@ -140,9 +145,17 @@ class LdapTest(unittest.TestCase):
         self.assertEqual(self.slapd.searches("uid=*"), 0)
 
     def test_transport_map_from_ldap_routes(self):
-        # relay_domains lets it in; the directory's route (error:) decides
-        send(self.smtp, ["x@routed.example"])
-        self.server.wait_log("routed by the directory", timeout=30)
+        # relay_domains lets it in; the directory's route (error:) decides,
+        # at RCPT already (restrict consults the routing)
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as cm:
+            send(self.smtp, ["x@routed.example"])
+        self.assertIn("routed by the directory", str(cm.exception))
+
+    def test_access_map_from_ldap(self):
+        code, text = self.rcpt("blocked@example.com.ar")
+        self.assertEqual(code, 554, text)
+        self.assertIn(b"blocked by the directory", text)
+        self.assertEqual(self.rcpt("lbob@example.com.ar")[0], 250)
 
     # ---- logins with the LDAP passdb ----
 
@@ -247,7 +260,7 @@ class LdapHashTest(LdapTest):
         self.assertIn("AUTHENTICATIONFAILED", self.imap_login("*)(uid=*", "alicepw"))
 
 
-for _name in ("test_alias_from_ldap_expands", "test_unknown_user_rejected_at_rcpt", "test_injection_finds_nothing",
+for _name in ("test_alias_from_ldap_expands", "test_access_map_from_ldap", "test_unknown_user_rejected_at_rcpt", "test_injection_finds_nothing",
               "test_transport_map_from_ldap_routes", "test_directory_down_tempfails_nothing_lost",
               "test_negative_answers_cached"):
     setattr(LdapHashTest, _name, None)
