@@ -140,6 +140,16 @@ static const struct pt_map_type_ops ldap_map_ops = {
 	.userdb = lmap_userdb,
 };
 
+/* Registered when the module is loaded, in whatever order the module
+ * lines come: the alias, transport and restrict modules open their
+ * ldap: maps in their own init. Only a table of functions: the backends
+ * start their threads when a map is opened. */
+__attribute__((constructor)) static void
+ldap_loaded(void)
+{
+	pt_map_type_register("ldap", &ldap_map_ops);
+}
+
 static int
 ldap_init(struct pt_ctx *ctx)
 {
