@@ -131,6 +131,18 @@ class LdapTest(unittest.TestCase):
         self.assertEqual(self.server.messages("lalice")[0]["Subject"], "to the team")
         self.assertEqual(self.server.wait_messages("lbob", 1, timeout=60)[0]["Subject"], "to the team")
 
+    def test_map_query_cli(self):
+        r = self.server.cmd("map", "query", "ldap:" + self.cf["aliases"], "team")
+        self.assertEqual((r.returncode, r.stdout), (0, b"lalice, lbob\n"), r.stderr)
+        r = self.server.cmd("map", "query", "ldap:" + self.cf["aliases"], "*")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        with open(self.cf["aliases"], "a") as f:
+            f.write("bogus_setting = 1\n")
+        r = self.server.cmd("check")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"ldap-aliases.cf:", r.stdout + r.stderr)
+        self.assertIn(b'unknown setting "bogus_setting"', r.stdout + r.stderr)
+
     def test_unknown_user_rejected_at_rcpt(self):
         code, text = self.rcpt("nosuchuser@example.com.ar")
         self.assertEqual(code, 550, text)
@@ -261,7 +273,7 @@ class LdapHashTest(LdapTest):
         self.assertIn("AUTHENTICATIONFAILED", self.imap_login("*)(uid=*", "alicepw"))
 
 
-for _name in ("test_alias_from_ldap_expands", "test_access_map_from_ldap", "test_unknown_user_rejected_at_rcpt", "test_injection_finds_nothing",
+for _name in ("test_alias_from_ldap_expands", "test_access_map_from_ldap", "test_map_query_cli", "test_unknown_user_rejected_at_rcpt", "test_injection_finds_nothing",
               "test_transport_map_from_ldap_routes", "test_directory_down_tempfails_nothing_lost",
               "test_negative_answers_cached"):
     setattr(LdapHashTest, _name, None)
