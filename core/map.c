@@ -17,6 +17,7 @@
 #include "postern/config.h"
 #include "postern/fdio.h"
 #include "postern/log.h"
+#include "event_int.h"
 #include "loader.h"
 
 /* Offsets are 32-bit to keep a million-entry table small. */
@@ -1024,7 +1025,7 @@ pt_map_spec_module(const char *spec, char *type, size_t typelen, const char **ar
 	return 1;
 }
 
-static _Thread_local int map_may_block;
+static _Thread_local int map_may_block = -1;   /* -1: not said */
 static _Thread_local unsigned long map_pending;
 
 void
@@ -1033,10 +1034,12 @@ pt_map_set_may_block(int yes)
 	map_may_block = yes;
 }
 
+/* Unless the thread said: a thread running an event loop never waits;
+ * any other (pool jobs, agent threads, CLI verbs) may. */
 int
 pt_map_may_block(void)
 {
-	return map_may_block;
+	return map_may_block >= 0 ? map_may_block : !pt_loop_on_thread();
 }
 
 void

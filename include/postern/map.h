@@ -84,8 +84,7 @@ struct pt_map *pt_map_list_get(const struct pt_map_list *l, size_t i);
  * A module registers a type in init (and in its check hook, so `postern
  * check` knows it); "TYPE:ARG" specs then reach its ops. Such a backend
  * may be slow (a directory server), and an event loop must never wait
- * for it: unless the calling thread said it may block
- * (pt_map_set_may_block), a lookup whose answer is not at hand (cached)
+ * for it: on a thread that may not block (pt_map_may_block), a lookup whose answer is not at hand (cached)
  * starts the query in the background, calls pt_map_note_pending() and
  * answers "temporary failure". A caller on a loop that wants the real
  * answer compares pt_map_pending_count() before and after its lookups
@@ -124,8 +123,9 @@ const struct pt_map_type_ops *pt_map_type_get(const char *type);
  * name): 1 with type and arg copied, 0 not a module map type. */
 int pt_map_spec_module(const char *spec, char *type, size_t typelen, const char **arg);
 
-/* Per thread: whether this thread may wait for a slow backend (agent
- * threads, pool jobs, CLI verbs); default no. */
+/* Per thread: whether this thread may wait for a slow backend. Unless
+ * set, a thread running an event loop (pt_loop_run) may not, any other
+ * (pool jobs, agent threads, CLI verbs) may. */
 void pt_map_set_may_block(int yes);
 int pt_map_may_block(void);
 /* Per thread: lookups answered "pending" so far (see above). */

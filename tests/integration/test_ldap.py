@@ -134,6 +134,11 @@ class LdapTest(unittest.TestCase):
     def test_map_query_cli(self):
         r = self.server.cmd("map", "query", "ldap:" + self.cf["aliases"], "team")
         self.assertEqual((r.returncode, r.stdout), (0, b"lalice, lbob\n"), r.stderr)
+        r = self.server.cmd("user", "lbob")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(("home\t%s\n" % self.server.path("home", "lbob")).encode(), r.stdout)
+        self.assertIn(("uid\t%d\n" % self.uid).encode(), r.stdout)
+        self.assertEqual(self.server.cmd("user", "*").returncode, 67)
         r = self.server.cmd("map", "query", "ldap:" + self.cf["aliases"], "*")
         self.assertEqual(r.returncode, 1, r.stderr)
         with open(self.cf["aliases"], "a") as f:

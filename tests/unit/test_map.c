@@ -316,6 +316,11 @@ test_module_map_type(void **state)
 	assert_null(pt_map_lookup(m, "none", &tf, NULL));
 	assert_int_equal(tf, 0);
 	unsigned long p0 = pt_map_pending_count();
+	v = pt_map_lookup(m, "slow", &tf, NULL);    /* no loop on this thread: it may wait */
+	assert_string_equal(v, "waited");
+	free(v);
+	assert_int_equal(pt_map_pending_count(), p0);
+	pt_map_set_may_block(0);                     /* as on a loop thread */
 	assert_null(pt_map_lookup(m, "slow", &tf, NULL));
 	assert_int_equal(tf, 1);
 	assert_int_equal(pt_map_pending_count(), p0 + 1);
