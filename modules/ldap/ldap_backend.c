@@ -230,7 +230,8 @@ append(char **buf, size_t *len, const char *s, size_t n, const char *sep)
 	char *nb = realloc(*buf, *len + sl + n + 1);
 	if (!nb)
 		return;
-	memcpy(nb + *len, sep, sl);
+	if (sl)
+		memcpy(nb + *len, sep, sl);
 	memcpy(nb + *len + sl, s, n);
 	*len += sl + n;
 	nb[*len] = 0;
