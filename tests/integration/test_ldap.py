@@ -16,11 +16,13 @@ import threading
 import time
 import unittest
 
-from harness import Server, free_port, wait_for
+from harness import MODULES, Server, free_port, wait_for
 from slapd_fixture import (ADMIN_DN, ADMIN_PW, SUFFIX, Slapd, alias_ldif, slapd_available, transport_ldif,
                            user_ldif)
 
-WHY_NOT = slapd_available()
+NO_MODULE = None if os.path.exists(os.path.join(MODULES, "ldap.so")) else \
+    "the ldap module is not built (cmake -DPOSTERN_LDAP=OFF)"
+WHY_NOT = NO_MODULE or slapd_available()
 if WHY_NOT:
     print("\n*** test_ldap SKIPPED: %s ***\n" % WHY_NOT)
 
@@ -309,6 +311,7 @@ class Hang(threading.Thread):
             c.close()
 
 
+@unittest.skipIf(NO_MODULE, NO_MODULE or "")
 class LdapHangTest(unittest.TestCase):
     """A directory that hangs holds up only the sessions waiting for it."""
 
