@@ -22,6 +22,9 @@
 
 #define CACHE_MAX 20000
 #define FAIL_TTL_MS 1000
+/* An answer is kept at least this long whatever the TTL (0 included), so
+ * the callers that were told "pending" find it when they ask again. */
+#define MIN_TTL_MS 1000
 
 enum ent_state { ENT_PENDING, ENT_DONE, ENT_FAILED };
 
@@ -424,8 +427,8 @@ worker(void *arg)
 		if (rc != 1)
 			free(val);
 		e->state = rc < 0 ? ENT_FAILED : ENT_DONE;
-		e->expires = now + (rc < 0 ? FAIL_TTL_MS
-		                           : (uint64_t)(rc == 1 ? b->cf.cache_ttl_s : b->cf.cache_negative_ttl_s) * 1000);
+		uint64_t ttl = (uint64_t)(rc == 1 ? b->cf.cache_ttl_s : b->cf.cache_negative_ttl_s) * 1000;
+		e->expires = now + (rc < 0 ? FAIL_TTL_MS : ttl < MIN_TTL_MS ? MIN_TTL_MS : ttl);
 		pthread_cond_broadcast(&b->done);
 	}
 	pthread_mutex_unlock(&b->mu);

@@ -9,7 +9,9 @@ import subprocess
 import tempfile
 import time
 
-from harness import free_port, port_open, wait_for
+import urllib.parse
+
+from harness import free_port, port_open, test_cert, wait_for
 
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
@@ -30,6 +32,8 @@ CONFIG = """dn: cn=config
 objectClass: olcGlobal
 cn: config
 olcPidFile: {dir}/slapd.pid
+olcTLSCertificateFile: {cert}
+olcTLSCertificateKeyFile: {key}
 
 dn: cn=module{{0}},cn=config
 objectClass: olcModuleList
@@ -67,7 +71,7 @@ olcRootDN: {admin}
 olcRootPW: {adminpw}
 olcDbMaxSize: 10485760
 olcAccess: {{0}}to attrs=userPassword by dn.exact="{admin}" read by anonymous auth by self read by * none
-olcAccess: {{1}}to * by * read
+olcAccess: {{1}}to * by users read by * none
 """
 
 
@@ -105,14 +109,19 @@ def base_ldif():
 class Slapd:
     def __init__(self, data_ldif):
         self.dir = tempfile.mkdtemp(prefix="postern-slapd-")
+        # the ldapi socket is reached by the daemon's user too
+        os.chmod(self.dir, 0o711)
         self.port = free_port()
+        self.tls_port = free_port()
+        self.cert, self.key = test_cert()
         self.proc = None
         self.log_path = os.path.join(self.dir, "slapd.log")
-        os.makedirs(os.path.join(self.dir, "db"))
-        os.makedirs(os.path.join(self.dir, "slapd.d"))
+        os.makedirs(os.path.join(self.dir, "db"), mode=0o700)
+        os.makedirs(os.path.join(self.dir, "slapd.d"), mode=0o700)
         cfg = os.path.join(self.dir, "config.ldif")
         with open(cfg, "w") as f:
-            f.write(CONFIG.format(dir=self.dir, suffix=SUFFIX, admin=ADMIN_DN, adminpw=ADMIN_PW))
+            f.write(CONFIG.format(dir=self.dir, suffix=SUFFIX, admin=ADMIN_DN, adminpw=ADMIN_PW,
+                                  cert=self.cert, key=self.key))
         subprocess.run([SLAPADD, "-n0", "-F", os.path.join(self.dir, "slapd.d"), "-l", cfg],
                        check=True, capture_output=True)
         data = os.path.join(self.dir, "data.ldif")
@@ -127,13 +136,23 @@ class Slapd:
     def uri(self):
         return "ldap://127.0.0.1:%d" % self.port
 
+    @property
+    def tls_uri(self):
+        return "ldaps://127.0.0.1:%d" % self.tls_port
+
+    @property
+    def ldapi_uri(self):
+        return "ldapi://" + urllib.parse.quote(os.path.join(self.dir, "ldapi"), safe="")
+
     def start(self):
         self.log = open(self.log_path, "a")
         # -d 256: stats (one line per operation) on stderr, in the foreground.
-        self.proc = subprocess.Popen([SLAPD, "-h", "ldap://127.0.0.1:%d/" % self.port,
+        urls = "ldap://127.0.0.1:%d/ %s/ %s" % (self.port, self.tls_uri, self.ldapi_uri)
+        self.proc = subprocess.Popen([SLAPD, "-h", urls,
                                       "-F", os.path.join(self.dir, "slapd.d"), "-d", "256"],
                                      stdout=self.log, stderr=self.log)
-        wait_for(lambda: port_open(self.port), timeout=20, what="slapd listening")
+        wait_for(lambda: port_open(self.port) and port_open(self.tls_port)
+                 and os.path.exists(os.path.join(self.dir, "ldapi")), timeout=20, what="slapd listening")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -311,6 +311,39 @@ class Hang(threading.Thread):
             c.close()
 
 
+@unittest.skipIf(WHY_NOT, WHY_NOT or "")
+class LdapTlsTest(unittest.TestCase):
+    """StartTLS and ldaps:// with the server's certificate checked, and
+    SASL EXTERNAL over ldapi:// (slapd reads only for bound users)."""
+
+    def test_tls_and_sasl_external(self):
+        slapd = Slapd(alias_ldif("team", ["lalice", "lbob"]))
+        self.addCleanup(slapd.cleanup)
+        slapd.start()
+        server = Server(modules=("mbox", "alias", "smtp", "ldap"), users=())
+        self.addCleanup(server.cleanup)
+        common = ("search_base = ou=aliases,%s\nquery_filter = (&(objectClass=nisMailAlias)(cn=%%s))\n"
+                  "result_attribute = rfc822MailMember\ntimeout = 5\n" % SUFFIX)
+        bind = "bind = yes\nbind_dn = %s\nbind_pw = %s\n" % (ADMIN_DN, ADMIN_PW)
+        cases = {
+            "starttls": "server_host = %s\nstart_tls = yes\ntls_ca_cert_file = %s\n%s" % (slapd.uri, slapd.cert, bind),
+            "ldaps": "server_host = %s\ntls_ca_cert_file = %s\n%s" % (slapd.tls_uri, slapd.cert, bind),
+            # the certificate is not trusted: no answer, never an insecure one
+            "untrusted": "server_host = %s\nstart_tls = yes\n%s" % (slapd.uri, bind),
+            "external": "server_host = %s\nbind = sasl\n" % slapd.ldapi_uri,
+            "anonymous": "server_host = %s\n" % slapd.uri,
+        }
+        want = {"starttls": 0, "ldaps": 0, "untrusted": 2, "external": 0, "anonymous": 1}
+        for name, text in cases.items():
+            path = server.path("%s.cf" % name)
+            with open(path, "w") as f:
+                f.write(common + text)
+            r = server.cmd("map", "query", "ldap:" + path, "team")
+            self.assertEqual(r.returncode, want[name], (name, r.stdout, r.stderr))
+            if want[name] == 0:
+                self.assertEqual(r.stdout, b"lalice, lbob\n", name)
+
+
 @unittest.skipIf(NO_MODULE, NO_MODULE or "")
 class LdapHangTest(unittest.TestCase):
     """A directory that hangs holds up only the sessions waiting for it."""
