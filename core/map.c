@@ -1103,10 +1103,12 @@ pt_map_source_get(const char *spec, int want_userdb, char *err, size_t errlen)
 
 int
 pt_map_source_passdb(struct pt_map_source *s, const char *user, const char *password,
-                     char **stored, char *why, size_t whylen)
+                     char **stored, char *host, size_t hostlen, char *why, size_t whylen)
 {
 	*stored = NULL;
-	return s->ops->passdb(s->h, user, password, stored, why, whylen);
+	if (host && hostlen)
+		host[0] = '\0';
+	return s->ops->passdb(s->h, user, password, stored, host, hostlen, why, whylen);
 }
 
 int

@@ -104,9 +104,11 @@ file_check(const char *path, const struct pt_passdb_req *req, char *why, size_t 
 }
 
 /* A lookup module's source: it checks the password itself (an LDAP bind
- * as the user) or hands back the stored {SCHEME}hash checked here. */
+ * as the user) or hands back the stored {SCHEME}hash checked here.
+ * proxy (proxylen may be 0) gets the host the user's logins go to. */
 static int
-module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen)
+module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen,
+             char *proxy, size_t proxylen)
 {
 	char err[200];
 	struct pt_map_source *src = pt_map_source_get(spec, 0, err, sizeof err);
@@ -118,7 +120,8 @@ module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_
 	int was = pt_map_may_block();
 	pt_map_set_may_block(1);
 	char *stored = NULL;
-	int r = pt_map_source_passdb(src, req->user, req->password, &stored, why, whylen);
+	char host[256];
+	int r = pt_map_source_passdb(src, req->user, req->password, &stored, host, sizeof host, why, whylen);
 	pt_map_set_may_block(was);
 	if (r == 2) {
 		r = stored ? pt_pwscheme_verify(stored, req->password) : -1;
@@ -133,6 +136,8 @@ module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_
 	}
 	if (stored)
 		OPENSSL_clear_free(stored, strlen(stored));
+	if (r == 1 && proxy && proxylen)
+		snprintf(proxy, proxylen, "%s", host);
 	return r > 1 ? -1 : r;
 }
 
@@ -160,5 +165,5 @@ pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, si
 		return pt_pam_verify(PAM_SERVICE_NAME, req, why, whylen);
 	if (strncmp(spec, "passwd-file:", 12) == 0)
 		return file_check(spec + 12, req, why, whylen);
-	return module_check(spec, req, why, whylen);
+	return module_check(spec, req, why, whylen, NULL, 0);
 }

@@ -107,12 +107,14 @@ struct pt_map_type_ops {
 	 * bind as the user), 0 unknown user or wrong password, -1 temporary
 	 * failure, 2 found and *stored is a malloc'd "{SCHEME}hash" for the
 	 * core to verify. May block (auth agent or pool thread). why gets a
-	 * log reason, never the password.
+	 * log reason, never the password. host (hostlen may be 0) gets the
+	 * host this user's logins are proxied to ("" = none; Dovecot's
+	 * proxy=y host=) when the answer is 1 or 2.
 	 * userdb: 1 found (out filled; uid/gid left (uid_t)-1 fall back to
 	 * mail_uid/mail_gid), 0 no such user, -1 temporary failure; obeys
 	 * the pending rule above. */
 	int (*passdb)(void *h, const char *user, const char *password, char **stored,
-	              char *why, size_t whylen);
+	              char *host, size_t hostlen, char *why, size_t whylen);
 	int (*userdb)(void *h, const char *user, struct pt_user *out);
 };
 /* 0, or -1 (table full, name too long). Registering a type again
@@ -138,7 +140,7 @@ unsigned long pt_map_pending_count(void);
 struct pt_map_source;
 struct pt_map_source *pt_map_source_get(const char *spec, int want_userdb, char *err, size_t errlen);
 int pt_map_source_passdb(struct pt_map_source *s, const char *user, const char *password,
-                         char **stored, char *why, size_t whylen);
+                         char **stored, char *host, size_t hostlen, char *why, size_t whylen);
 int pt_map_source_userdb(struct pt_map_source *s, const char *user, struct pt_user *out);
 
 #endif

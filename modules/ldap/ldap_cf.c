@@ -160,6 +160,8 @@ setting(struct lcf_ctx *c, const char *name, const char *v)
 		set_str(&cf->home_attribute, v);
 	} else if (!strcmp(name, "host_attribute")) {
 		set_str(&cf->host_attribute, v);
+	} else if (!strcmp(name, "proxy")) {
+		cf->proxy = yesno(c, name, v);
 	} else if (!strcmp(name, "pass_attribute")) {
 		set_str(&cf->pass_attribute, v);
 	} else {

@@ -36,6 +36,7 @@ struct lcf {
 	char *user_filter;            /* %u: the login name */
 	char *name_attribute, *uid_attribute, *gid_attribute, *home_attribute;
 	char *host_attribute, *pass_attribute;
+	int proxy;                    /* passdb: logins go to host_attribute's host */
 };
 
 /* Parse the file: 0, or the number of errors (each reported as

@@ -64,7 +64,8 @@ split_rec(char *val, struct urec *r)
 }
 
 static int
-lmap_passdb(void *h, const char *user, const char *password, char **stored, char *why, size_t whylen)
+lmap_passdb(void *h, const char *user, const char *password, char **stored, char *host, size_t hostlen,
+            char *why, size_t whylen)
 {
 	struct lbackend *b = h;
 	char *val = NULL;
@@ -95,6 +96,9 @@ lmap_passdb(void *h, const char *user, const char *password, char **stored, char
 		 * the login name). */
 		rc = lbackend_bind_check(b, r.f[0], password, why, whylen);
 	}
+	/* A front (proxy = yes): the user's logins go to their mail host. */
+	if (rc > 0 && lbackend_cf(b)->proxy && host && hostlen)
+		snprintf(host, hostlen, "%s", r.f[5]);
 	memset(val, 0, strlen(val));
 	free(val);
 	return rc;
@@ -126,7 +130,8 @@ lmap_userdb(void *h, const char *user, struct pt_user *out)
 		out->gid = (gid_t)v;
 	snprintf(out->home, sizeof out->home, "%s", r.f[4]);
 	/* r.f[5] is the mail host (host_attribute): struct pt_user has no
-	 * host field yet; proxying fills it once it does. */
+	 * host field yet (the proxy work adds it): then
+	 * snprintf(out->host, sizeof out->host, "%s", r.f[5]). */
 	free(val);
 	return 1;
 }

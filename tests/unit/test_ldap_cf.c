@@ -72,6 +72,7 @@ test_config(void **state)
 	                   "result_attribute = rfc822MailMember, mail\n"
 	                   "scope = one\n"
 	                   "timeout = 5\n"
+	                   "proxy = yes\n"
 	                   "bogus = 1\n";
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
@@ -79,7 +80,7 @@ test_config(void **state)
 	nreports = 0;
 	assert_int_equal(lcf_load(path, &cf, report, NULL), 1);
 	assert_int_equal(nreports, 1);
-	assert_non_null(strstr(last, ":9: unknown setting \"bogus\""));
+	assert_non_null(strstr(last, ":10: unknown setting \"bogus\""));
 	assert_int_equal(cf.nuri, 2);
 	assert_string_equal(cf.uri[0], "ldap://ldap1.example:389");
 	assert_string_equal(cf.uri[1], "ldaps://ldap2.example:636");
@@ -87,6 +88,7 @@ test_config(void **state)
 	assert_int_equal(cf.nresult, 2);
 	assert_string_equal(cf.result_attribute[1], "mail");
 	assert_int_equal(cf.timeout_s, 5);
+	assert_int_equal(cf.proxy, 1);
 	lcf_free(&cf);
 
 	/* bind = yes without its DN and password; no search_base */
