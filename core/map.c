@@ -1054,6 +1054,13 @@ pt_map_pending_count(void)
 	return map_pending;
 }
 
+uint64_t
+pt_map_retry_ms(uint64_t waited_ms)
+{
+	uint64_t d = waited_ms / 4;
+	return d < 2 ? 2 : d > 50 ? 50 : d;
+}
+
 /* passdb/userdb sources: one handle per spec, kept for the process. */
 struct pt_map_source {
 	char *spec;

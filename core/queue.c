@@ -13,9 +13,9 @@
 #include "queue_msg.h"
 
 /* A lookup module's answer pending (a directory server, postern/map.h):
- * the recipients are resolved again after this long, up to the bound;
- * then what is still unknown is deferred (4.3.0) as any lookup failure. */
-#define RESOLVE_RETRY_MS 20
+ * the recipients are resolved again shortly (pt_map_retry_ms), up to the
+ * bound; then what is still unknown is deferred (4.3.0) as any lookup
+ * failure. */
 #define RESOLVE_BOUND_MS 30000
 
 static struct qmsg *inflight;
@@ -212,7 +212,8 @@ attempt_resolve(struct qmsg *m)
 	if (pt_map_pending_count() != p0 && pt_qs.loop &&
 	    pt_loop_now(pt_qs.loop) - m->resolve_since < RESOLVE_BOUND_MS) {
 		resolve_reset(m);
-		m->resolve_timer = pt_timer_add(pt_qs.loop, RESOLVE_RETRY_MS, resolve_again, m);
+		m->resolve_timer = pt_timer_add(pt_qs.loop, pt_map_retry_ms(pt_loop_now(pt_qs.loop) - m->resolve_since),
+		                                resolve_again, m);
 		if (m->resolve_timer)
 			return;
 		qresolve_all(m);      /* no timer: what is pending is deferred */

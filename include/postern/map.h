@@ -7,6 +7,7 @@
 #define POSTERN_MAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct pt_map;
@@ -133,6 +134,10 @@ int pt_map_may_block(void);
 /* Per thread: lookups answered "pending" so far (see above). */
 void pt_map_note_pending(void);
 unsigned long pt_map_pending_count(void);
+/* How long a caller waits before asking again, having waited so long
+ * already: a few ms at first (a directory on the LAN answers in one or
+ * two), growing to 50 ms (a slow one costs few wakeups). */
+uint64_t pt_map_retry_ms(uint64_t waited_ms);
 
 /* A source for passdb/userdb: a handle on "TYPE:ARG", opened once per
  * process and spec and kept (thread-safe). NULL with err when TYPE is

@@ -294,7 +294,6 @@ static void run(struct restrict_eval *e);
 /* A lookup module answered "pending": the item is asked again shortly
  * (map lookups have no side effects), the loop never waits; after the
  * bound its temporary failure stands. 1 when a retry is due. */
-#define LOOKUP_RETRY_MS 20
 #define LOOKUP_BOUND_MS 30000
 
 static void
@@ -316,7 +315,7 @@ lookup_wait(struct restrict_eval *e)
 		e->lookup_since = now;
 	if (now - e->lookup_since >= LOOKUP_BOUND_MS)
 		return 0;
-	e->lookup_timer = pt_timer_add(e->loop, LOOKUP_RETRY_MS, lookup_again, e);
+	e->lookup_timer = pt_timer_add(e->loop, pt_map_retry_ms(now - e->lookup_since), lookup_again, e);
 	if (!e->lookup_timer)
 		return 0;
 	e->reply[0] = e->rule[0] = e->note[0] = '\0';

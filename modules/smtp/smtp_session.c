@@ -523,9 +523,8 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 }
 
 /* A lookup answered "pending" (a directory server's answer is on its
- * way, postern/map.h): RCPT asks again after this long, with the
- * connection paused, and gives 451 after the bound. */
-#define RCPT_LOOKUP_RETRY_MS 20
+ * way, postern/map.h): RCPT asks again shortly (pt_map_retry_ms), with
+ * the connection paused, and gives 451 after the bound. */
 #define RCPT_LOOKUP_BOUND_MS 30000
 
 /* Is this local recipient someone? 0 yes; 1 not known yet (lookups
@@ -545,15 +544,17 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigne
 	/* RFC 5321 4.5.1: postmaster must always be accepted. */
 	if (strcmp(local, "postmaster") == 0)
 		return 0;
+	/* A lookup that is only pending does not stop the others: they all
+	 * start now, and the next try finds their answers together. */
 	for (int pass = 0; pass < 2; pass++) {
 		r = pt_user_lookup(local, &u);
-		if (r < 0)
+		if (r < 0 && pt_map_pending_count() == p0)
 			goto tempfail;
 		if (r > 0)
 			return 0;
 		if (alias && alias->exists) {
 			r = alias->exists(local);
-			if (r < 0)
+			if (r < 0 && pt_map_pending_count() == p0)
 				goto tempfail;
 			if (r > 0)
 				return 0;
@@ -564,6 +565,8 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigne
 			break;
 		local[cut] = 0;
 	}
+	if (pt_map_pending_count() != p0)
+		goto tempfail;        /* not unknown before every answer is in */
 unknown:
 	{
 		char text[SMTP_PATH_MAX + 96];
@@ -650,7 +653,8 @@ rcpt_local(struct smtp_session *s)
 		return;
 	r = local_recipient_check(s, &t->pending, p0);
 	if (r == 1) {
-		s->lookup_timer = pt_timer_add(s->loop, RCPT_LOOKUP_RETRY_MS, rcpt_lookup_again, s);
+		s->lookup_timer = pt_timer_add(s->loop, pt_map_retry_ms(pt_loop_now(s->loop) - s->lookup_since),
+		                               rcpt_lookup_again, s);
 		if (s->lookup_timer != NULL) {
 			s->async = 1;
 			pt_conn_pause(s->conn);
