@@ -61,6 +61,30 @@ pt_passdb_spec_check(const char *spec, char *err, size_t errlen)
 	return -1;
 }
 
+int
+pt_auth_sources_check(const struct pt_config *c)
+{
+	static const char *const params[] = { "passdb", "userdb" };
+	int bad = 0;
+	for (size_t i = 0; i < 2; i++) {
+		const char *v = pt_conf_str(c, params[i]);
+		char type[32], err[200];
+		const char *arg;
+		if (!v || !strcmp(v, "pam") || !strcmp(v, "passwd") || !strncmp(v, "passwd-file:", 12))
+			continue;
+		if (pt_map_spec_module(v, type, sizeof type, &arg))
+			continue;
+		snprintf(err, sizeof err, "%s", v);
+		char *colon = strchr(err, ':');
+		if (colon)
+			*colon = '\0';
+		pt_conf_error(c, params[i], "%s = %s: no loaded module provides \"%s\" (add `module %s`)",
+		              params[i], v, err, err);
+		bad++;
+	}
+	return bad;
+}
+
 void
 pt_auth_log_name(const char *in, char *out, size_t outlen)
 {

@@ -396,3 +396,16 @@ class LdapHangTest(unittest.TestCase):
         t.join(120)
         self.assertEqual(result["code"][0], 451, result)
         self.assertLess(done_others, result["at"])
+
+
+class LdapCheckTest(unittest.TestCase):
+    def test_source_without_its_module(self):
+        server = Server(modules=("mbox", "smtp"), users=())
+        self.addCleanup(server.cleanup)
+        server.write_conf("userdb = ldap:/nonexistent/users.cf\npassdb = ldap:/nonexistent/users.cf\n")
+        r = server.cmd("check")
+        self.assertEqual(r.returncode, 1, r)
+        out = (r.stdout + r.stderr).decode()
+        self.assertIn('userdb = ldap:/nonexistent/users.cf: no loaded module provides "ldap" (add `module ldap`)',
+                      out)
+        self.assertIn('passdb = ldap:', out)
