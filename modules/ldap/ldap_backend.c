@@ -25,6 +25,9 @@
 /* An answer is kept at least this long whatever the TTL (0 included), so
  * the callers that were told "pending" find it when they ask again. */
 #define MIN_TTL_MS 1000
+/* Idle connections kept for password checks by bind (LDAPv3 binds again
+ * on the same connection): a login costs one round trip, not a connect. */
+#define BIND_POOL 4
 
 enum ent_state { ENT_PENDING, ENT_DONE, ENT_FAILED };
 
@@ -49,6 +52,9 @@ struct lbackend {
 	int started, stopping;
 	LDAP *ld;                     /* the thread's */
 	unsigned long searches;
+	pthread_mutex_t bind_mu;
+	LDAP *bind_idle[BIND_POOL];
+	size_t nbind_idle;
 };
 
 static uint64_t
@@ -106,6 +112,7 @@ lbackend_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	pthread_mutex_init(&b->mu, NULL);
+	pthread_mutex_init(&b->bind_mu, NULL);
 	pthread_cond_init(&b->work, NULL);
 	pthread_cond_init(&b->done, NULL);
 	return b;
@@ -138,6 +145,9 @@ lbackend_close(struct lbackend *b)
 	free(b->bucket);
 	if (b->ld)
 		ldap_unbind_ext_s(b->ld, NULL, NULL);
+	for (size_t i = 0; i < b->nbind_idle; i++)
+		ldap_unbind_ext_s(b->bind_idle[i], NULL, NULL);
+	pthread_mutex_destroy(&b->bind_mu);
 	pthread_mutex_destroy(&b->mu);
 	pthread_cond_destroy(&b->work);
 	pthread_cond_destroy(&b->done);
@@ -538,15 +548,49 @@ lbackend_bind_check(struct lbackend *b, const char *dn, const char *password, ch
 		snprintf(why, whylen, "empty password");
 		return 0;
 	}
-	LDAP *ld = conn_open(&b->cf, 0, why, whylen);
-	if (!ld)
-		return -1;
 	struct berval cred = { strlen(password), (char *)password };
-	int rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
-	ldap_unbind_ext_s(ld, NULL, NULL);
+	int rc = LDAP_SERVER_DOWN;
+	LDAP *ld = NULL;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int reused = 0;
+		pthread_mutex_lock(&b->bind_mu);
+		if (b->nbind_idle > 0) {
+			ld = b->bind_idle[--b->nbind_idle];
+			reused = 1;
+		}
+		pthread_mutex_unlock(&b->bind_mu);
+		if (!ld && !(ld = conn_open(&b->cf, 0, why, whylen)))
+			return -1;
+		rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+		if (reused && (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR)) {
+			/* An idle connection the server dropped (a restart): the
+			 * others are as old, all go, and a new one is made. */
+			ldap_unbind_ext_s(ld, NULL, NULL);
+			ld = NULL;
+			pthread_mutex_lock(&b->bind_mu);
+			while (b->nbind_idle > 0)
+				ldap_unbind_ext_s(b->bind_idle[--b->nbind_idle], NULL, NULL);
+			pthread_mutex_unlock(&b->bind_mu);
+			continue;
+		}
+		break;
+	}
+	int answered = rc == LDAP_SUCCESS || rc == LDAP_INVALID_CREDENTIALS ||
+	               rc == LDAP_INAPPROPRIATE_AUTH || rc == LDAP_UNWILLING_TO_PERFORM;
+	if (ld) {
+		/* kept for the next check when the server answered */
+		pthread_mutex_lock(&b->bind_mu);
+		if (answered && b->nbind_idle < BIND_POOL) {
+			b->bind_idle[b->nbind_idle++] = ld;
+			ld = NULL;
+		}
+		pthread_mutex_unlock(&b->bind_mu);
+		if (ld)
+			ldap_unbind_ext_s(ld, NULL, NULL);
+	}
 	if (rc == LDAP_SUCCESS)
 		return 1;
-	if (rc == LDAP_INVALID_CREDENTIALS || rc == LDAP_INAPPROPRIATE_AUTH || rc == LDAP_UNWILLING_TO_PERFORM) {
+	if (answered) {
 		snprintf(why, whylen, "password mismatch");
 		return 0;
 	}
