@@ -158,12 +158,23 @@ validate_tls_version(const char *v, char *err, size_t errlen)
 	return one_of(v, w, "TLSv1.2 or TLSv1.3", err, errlen);
 }
 
+/* "ldap:FILE": a lookup module's source. Whether the module is loaded is
+ * checked once modules are (it is not yet while the file is parsed). */
+static int
+module_source(const char *v)
+{
+	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789");
+	return n > 0 && v[n] == ':' && v[n + 1] != '\0';
+}
+
 static int
 validate_userdb(const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "passwd") == 0 || (strncmp(v, "passwd-file:", 12) == 0 && v[12] != '\0'))
 		return 0;
-	snprintf(err, errlen, "\"%.200s\" is not passwd or passwd-file:PATH", v);
+	if (module_source(v))
+		return 0;
+	snprintf(err, errlen, "\"%.200s\" is not passwd, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)", v);
 	return -1;
 }
 
@@ -172,7 +183,9 @@ validate_passdb(const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "pam") == 0 || (strncmp(v, "passwd-file:", 12) == 0 && v[12] != '\0'))
 		return 0;
-	snprintf(err, errlen, "\"%.200s\" is not pam or passwd-file:PATH", v);
+	if (module_source(v))
+		return 0;
+	snprintf(err, errlen, "\"%.200s\" is not pam, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)", v);
 	return -1;
 }
 
@@ -276,9 +289,9 @@ static const struct pt_param core_params[] = {
 	{"delay_warning_time", PT_TIME, "0h", NULL,
 		"warn the sender after mail is delayed this long; 0 = never", 0, TIME_MAX},
 	{"userdb", PT_STR, "passwd", validate_userdb,
-		"user database: passwd (system users) or passwd-file:PATH", 0, 0},
+		"user database: passwd (system users), passwd-file:PATH or ldap:FILE (module ldap)", 0, 0},
 	{"passdb", PT_STR, "pam", validate_passdb,
-		"password database: pam or passwd-file:PATH", 0, 0},
+		"password database: pam, passwd-file:PATH or ldap:FILE (module ldap)", 0, 0},
 	{"mail_uid", PT_STR, "", NULL,
 		"user (name or number) owning mail of virtual users", 0, 0},
 	{"mail_gid", PT_STR, "", NULL,

@@ -71,6 +71,10 @@ struct pt_passdb_req {
  * for the log ("unknown user", "password mismatch", ...), never the
  * password. spec is the passdb value: "pam" or "passwd-file:PATH". */
 int pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen);
+/* `postern check`, start and reload, once the modules are loaded: a
+ * passdb/userdb "TYPE:FILE" needs the module of that TYPE (ldap:FILE,
+ * `module ldap`). Errors reported on the config; their number. */
+int pt_auth_sources_check(const struct pt_config *c);
 /* Validates a passdb value; -1 with a reason. */
 int pt_passdb_spec_check(const char *spec, char *err, size_t errlen);
 

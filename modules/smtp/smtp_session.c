@@ -15,6 +15,7 @@
 #include "postern/event.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/map.h"
 #include "postern/services.h"
 #include "smtp.h"
 #include "smtp_client_name.h"
@@ -296,6 +297,8 @@ session_free(struct smtp_session *s)
 		pt_timer_cancel(s->loop, s->idle_timer);
 	if (s->sleep_timer)
 		pt_timer_cancel(s->loop, s->sleep_timer);
+	if (s->lookup_timer)
+		pt_timer_cancel(s->loop, s->lookup_timer);
 	txn_reset(s);
 	free(s->helo);
 	free(s->helo_pending);
@@ -542,9 +545,15 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	smtp_policy(s, PT_STAGE_MAIL, NULL, mail_verdict);
 }
 
-/* Is this local recipient someone? 0 yes; otherwise a reply was sent. */
+/* A lookup answered "pending" (a directory server's answer is on its
+ * way, postern/map.h): RCPT asks again shortly (pt_map_retry_ms), with
+ * the connection paused, and gives 451 after the bound. */
+#define RCPT_LOOKUP_BOUND_MS 30000
+
+/* Is this local recipient someone? 0 yes; 1 not known yet (lookups
+ * pending since p0, no reply sent); otherwise -1 and a reply was sent. */
 static int
-local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
+local_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigned long p0)
 {
 	char local[SMTP_PATH_MAX + 1];
 	struct pt_user u;
@@ -558,15 +567,17 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
 	/* RFC 5321 4.5.1: postmaster must always be accepted. */
 	if (strcmp(local, "postmaster") == 0)
 		return 0;
+	/* A lookup that is only pending does not stop the others: they all
+	 * start now, and the next try finds their answers together. */
 	for (int pass = 0; pass < 2; pass++) {
 		r = pt_user_lookup(local, &u);
-		if (r < 0)
+		if (r < 0 && pt_map_pending_count() == p0)
 			goto tempfail;
 		if (r > 0)
 			return 0;
 		if (alias && alias->exists) {
 			r = alias->exists(local);
-			if (r < 0)
+			if (r < 0 && pt_map_pending_count() == p0)
 				goto tempfail;
 			if (r > 0)
 				return 0;
@@ -577,6 +588,8 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
 			break;
 		local[cut] = 0;
 	}
+	if (pt_map_pending_count() != p0)
+		goto tempfail;        /* not unknown before every answer is in */
 unknown:
 	{
 		char text[SMTP_PATH_MAX + 96];
@@ -588,6 +601,9 @@ unknown:
 	}
 	return -1;
 tempfail:
+	if (pt_map_pending_count() != p0 &&
+	    pt_loop_now(s->loop) - s->lookup_since < RCPT_LOOKUP_BOUND_MS)
+		return 1;
 	{
 		char text[SMTP_PATH_MAX + 64];
 		snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
@@ -633,6 +649,48 @@ rcpt_accept(struct smtp_session *s)
 	reply(s, "250 2.1.5 Ok");
 }
 
+static void rcpt_local(struct smtp_session *s);
+
+static void
+rcpt_lookup_again(struct pt_loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)loop;
+	s->lookup_timer = NULL;
+	if (!smtp_session_answered(s))
+		return;
+	rcpt_local(s);
+	smtp_session_continue(s);
+}
+
+/* The local recipient check, and the accept; run again from a timer
+ * while the userdb or alias answer is pending (the loop never waits). */
+static void
+rcpt_local(struct smtp_session *s)
+{
+	struct smtp_txn *t = s->txn;
+	unsigned long p0 = pt_map_pending_count();
+	int r;
+
+	if (t == NULL)
+		return;
+	r = local_recipient_check(s, &t->pending, p0);
+	if (r == 1) {
+		s->lookup_timer = pt_timer_add(s->loop, pt_map_retry_ms(pt_loop_now(s->loop) - s->lookup_since),
+		                               rcpt_lookup_again, s);
+		if (s->lookup_timer != NULL) {
+			s->async = 1;
+			pt_conn_pause(s->conn);
+			return;
+		}
+		reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t->pending.addr);
+		return;
+	}
+	if (r == 0)
+		rcpt_accept(s);
+}
+
 static void
 rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 {
@@ -660,9 +718,8 @@ rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	} else if (smtp_verdict_refuses(s, v, "RCPT", t->pending.addr)) {
 		return;
 	}
-	if (local_recipient_check(s, &t->pending) != 0)
-		return;
-	rcpt_accept(s);
+	s->lookup_since = pt_loop_now(s->loop);
+	rcpt_local(s);
 }
 
 static void

@@ -67,6 +67,9 @@ struct smtp_session {
 	char *delayed;              /* an error reply held for smtpd_error_sleep_time */
 	struct pt_timer *idle_timer;
 	struct pt_timer *sleep_timer;
+	/* RCPT waiting for a directory's answer (map.h's pending rule). */
+	struct pt_timer *lookup_timer;
+	uint64_t lookup_since;
 	uint64_t last_input;        /* per-request deadline: when this request began */
 	uint64_t data_deadline;     /* DATA/BDAT: smtpd_timeout moved by smtpd_min_data_rate */
 	uint64_t envelope_start;    /* greeting or end of the last message */
