@@ -874,7 +874,12 @@ pt_conn_write(struct pt_conn *c, const void *data, size_t len)
 		}
 	}
 	if (c->z) {
-		/* Compressed now, sent (after a sync flush) when the frame ends. */
+		/* Compressed now, sent (after a sync flush) when the frame ends;
+		 * one write is held to the same limit as without compression. */
+		if (len > PT_CONN_WBUF_MAX) {
+			conn_close_now(c, "error: output limit exceeded");
+			return -1;
+		}
 		if (pt_zstream_deflate(c->z, data, len, 0, wbuf_put, c) != 0) {
 			if (!c->closed)
 				conn_close_now(c, "error: compression failed");
