@@ -82,6 +82,7 @@ struct pt_conn {
 	unsigned eof_pending : 1;      /* TLS close_notify came with data */
 	unsigned origin_tls : 1;       /* relayed: the client's side is TLS */
 	unsigned relayed : 1;          /* relayed: no STARTTLS here */
+	struct pt_zstream *z;          /* COMPRESS=DEFLATE: the deflate layer */
 
 	struct pt_conn *prev, *next;   /* open connections */
 };
@@ -95,11 +96,20 @@ static void conn_flush(struct pt_conn *c);
 static void conn_read(struct pt_conn *c);
 static void conn_handshake(struct pt_conn *c);
 
+/* Input already read from the socket but not yet in rbuf: records
+ * OpenSSL holds, compressed bytes not yet inflated. */
+static int
+conn_pending_in(const struct pt_conn *c)
+{
+	return (c->tls == TLS_ON && SSL_pending(c->ssl) > 0) || (c->z && pt_zstream_in_pending(c->z));
+}
+
 static void
 conn_free(struct pt_conn *c)
 {
 	if (c->ssl)
 		SSL_free(c->ssl);
+	pt_zstream_free(c->z);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);
@@ -280,7 +290,7 @@ conn_update(struct pt_conn *c)
 	if (c->tls == TLS_HANDSHAKE) {
 		want = c->hs_want;
 	} else {
-		if (c->wlen > 0 || c->close_after_write || c->tls == TLS_WAIT_FLUSH)
+		if (c->wlen > 0 || c->close_after_write || c->tls == TLS_WAIT_FLUSH || (c->z && pt_zstream_dirty(c->z)))
 			want |= c->write_wants_read ? PT_EV_READ : PT_EV_WRITE;
 		if (!c->paused && !c->close_after_write && c->tls != TLS_WAIT_FLUSH &&
 		    c->rlen < PT_CONN_RBUF_MAX)
@@ -309,8 +319,7 @@ conn_frame_end(struct pt_conn *c)
 		c->rbuf = NULL;
 		c->rcap = c->rpos = c->scan = 0;
 	}
-	if (c->tls == TLS_ON && !c->paused && !c->close_after_write &&
-	    c->rlen < PT_CONN_RBUF_MAX && SSL_pending(c->ssl) > 0)
+	if (!c->paused && !c->close_after_write && c->rlen < PT_CONN_RBUF_MAX && conn_pending_in(c))
 		conn_kick(c);
 	conn_update(c);
 }
@@ -324,7 +333,7 @@ conn_kick_fire(struct pt_loop *loop, void *arg)
 	c->kick_timer = NULL;
 	c->busy++;
 	if (!c->paused && c->tls != TLS_HANDSHAKE && c->tls != TLS_WAIT_FLUSH) {
-		if (c->tls == TLS_ON && SSL_pending(c->ssl) > 0 && c->rlen < PT_CONN_RBUF_MAX)
+		if (conn_pending_in(c) && c->rlen < PT_CONN_RBUF_MAX)
 			conn_read(c);
 		else if (c->rlen > 0 && c->h.on_read)
 			c->h.on_read(c);
@@ -572,6 +581,30 @@ rbuf_space(struct pt_conn *c)
 	return c->rcap - c->rpos - c->rlen;
 }
 
+/* recv() through the deflate layer: inflate what is buffered, reading
+ * the socket only when that makes nothing. Like recv: > 0 plain bytes,
+ * 0 end of stream, -1 with errno (EAGAIN; EPROTO for a broken stream). */
+static ssize_t
+conn_zrecv(struct pt_conn *c, char *p, size_t space)
+{
+	for (;;) {
+		ssize_t made = pt_zstream_inflate(c->z, p, space);
+		if (made != 0) {
+			if (made < 0)
+				errno = EPROTO;
+			return made < 0 ? -1 : made;
+		}
+		size_t room;
+		char *in = pt_zstream_in_room(c->z, &room);
+		ssize_t n = room ? recv(c->fd, in, room, 0) : -1;
+		if (room == 0)
+			errno = EPROTO;
+		if (n <= 0)
+			return n;
+		pt_zstream_in_added(c->z, (size_t)n);
+	}
+}
+
 /* Read what the socket (or OpenSSL) has, then hand it to on_read. */
 static void
 conn_read(struct pt_conn *c)
@@ -626,7 +659,7 @@ conn_read(struct pt_conn *c)
 				break;  /* deliver what came; the error returns next time */
 			}
 		} else {
-			n = recv(c->fd, p, space, 0);
+			n = c->z ? conn_zrecv(c, p, space) : recv(c->fd, p, space, 0);
 			if (n > 0) {
 				c->rlen += (size_t)n;
 				got += (size_t)n;
@@ -742,12 +775,20 @@ pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg)
 /* Send queued output until the socket is full. Runs on_drain when the
  * buffer empties, closes when close_after_write is due, and starts a
  * pending STARTTLS handshake once its plaintext reply is out. */
+static int wbuf_put(void *arg, const void *data, size_t len);
+
 static void
 conn_flush(struct pt_conn *c)
 {
 	int sent = 0;
 
 	c->write_wants_read = 0;
+	/* The end of a response burst: what the deflate layer holds goes out. */
+	if (c->z && pt_zstream_dirty(c->z) && pt_zstream_deflate(c->z, NULL, 0, 1, wbuf_put, c) != 0) {
+		if (!c->closed)
+			conn_close_now(c, "error: compression failed");
+		return;
+	}
 	while (!c->closed && c->wlen > 0 && c->tls != TLS_HANDSHAKE) {
 		const char *p = c->wbuf + c->wpos;
 		size_t want = c->wlen;
@@ -818,7 +859,7 @@ pt_conn_write(struct pt_conn *c, const void *data, size_t len)
 		return -1;
 	if (len == 0)
 		return 0;
-	if (c->busy == 0 && c->wlen == 0 && c->tls == TLS_NONE && !c->close_after_write && !c->h.on_drain) {
+	if (c->busy == 0 && c->wlen == 0 && c->tls == TLS_NONE && !c->z && !c->close_after_write && !c->h.on_drain) {
 		/* Outside a frame (an answer that waited on a lookup or on a
 		 * delivery) the socket is almost always writable: sending now
 		 * saves three epoll_ctl calls and a loop round per reply. Not
@@ -832,6 +873,38 @@ pt_conn_write(struct pt_conn *c, const void *data, size_t len)
 				return 0;
 		}
 	}
+	if (c->z) {
+		/* Compressed now, sent (after a sync flush) when the frame ends;
+		 * one write is held to the same limit as without compression. */
+		if (len > PT_CONN_WBUF_MAX) {
+			conn_close_now(c, "error: output limit exceeded");
+			return -1;
+		}
+		if (pt_zstream_deflate(c->z, data, len, 0, wbuf_put, c) != 0) {
+			if (!c->closed)
+				conn_close_now(c, "error: compression failed");
+			return -1;
+		}
+		if (c->busy == 0)
+			conn_update(c);
+		return 0;
+	}
+	if (wbuf_put(c, data, len) != 0)
+		return -1;
+	/* Inside a core frame the frame flushes when the protocol returns;
+	 * otherwise the loop sends it when the socket is writable. */
+	if (c->busy == 0)
+		conn_update(c);
+	return 0;
+}
+
+/* Queue len bytes in the output buffer: 0, or -1 with the conn closed
+ * (output limit, out of memory). */
+static int
+wbuf_put(void *arg, const void *data, size_t len)
+{
+	struct pt_conn *c = arg;
+
 	if (len > PT_CONN_WBUF_MAX || c->wlen > PT_CONN_WBUF_MAX - len) {
 		conn_close_now(c, "error: output limit exceeded");
 		return -1;
@@ -863,10 +936,6 @@ pt_conn_write(struct pt_conn *c, const void *data, size_t len)
 	}
 	memcpy(c->wbuf + c->wpos + c->wlen, data, len);
 	c->wlen += len;
-	/* Inside a core frame the frame flushes when the protocol returns;
-	 * otherwise the loop sends it when the socket is writable. */
-	if (c->busy == 0)
-		conn_update(c);
 	return 0;
 }
 
@@ -1003,7 +1072,7 @@ pt_conn_resume(struct pt_conn *c)
 	c->paused = 0;
 	/* Time spent waiting on the server is not the client's idle time. */
 	c->last_read = pt_loop_now(c->loop);
-	if (c->rlen > 0 || (c->tls == TLS_ON && SSL_pending(c->ssl) > 0))
+	if (c->rlen > 0 || conn_pending_in(c))
 		conn_kick(c);
 	if (c->busy == 0)
 		conn_update(c);
@@ -1042,6 +1111,31 @@ pt_conn_starttls(struct pt_conn *c)
 	if (c->busy == 0)
 		conn_update(c);
 	return 0;
+}
+
+int
+pt_conn_compress(struct pt_conn *c)
+{
+	if (c->closed || c->z || c->ssl || c->tls != TLS_NONE)
+		return -1;
+	/* The client compresses from the byte after its command's line: what
+	 * is buffered beyond it is the stream's start. */
+	c->z = pt_zstream_new(c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen);
+	if (c->z == NULL)
+		return -1;
+	c->rpos = c->rlen = c->scan = 0;
+	c->discard_line = 0;
+	if (pt_zstream_in_pending(c->z))
+		conn_kick(c);
+	if (c->busy == 0)
+		conn_update(c);
+	return 0;
+}
+
+int
+pt_conn_is_compressed(const struct pt_conn *c)
+{
+	return c->z != NULL;
 }
 
 int

@@ -4,6 +4,7 @@
 #define POSTERN_CONN_INT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <openssl/ssl.h>
 
@@ -41,5 +42,23 @@ SSL *pt_tls_new_ssl(int fd);
 void pt_tls_clear(void);
 /* The first queued OpenSSL error as text ("" when none); clears the queue. */
 const char *pt_tls_error_text(char *buf, size_t len);
+
+/* The deflate layer under a conn (conn_deflate.c, zlib). new: both
+ * directions set up, initial (n bytes) the compressed input already
+ * received. Input: in_room/in_added fill its buffer from the socket,
+ * inflate makes up to room plain bytes (-1: broken stream), in_pending
+ * says whether inflate may make more without new input. Output: deflate
+ * passes compressed bytes to put (flush: Z_SYNC_FLUSH, dirty: something
+ * awaits it). */
+struct pt_zstream;
+struct pt_zstream *pt_zstream_new(const void *initial, size_t n);
+void pt_zstream_free(struct pt_zstream *z);
+char *pt_zstream_in_room(struct pt_zstream *z, size_t *room);
+void pt_zstream_in_added(struct pt_zstream *z, size_t n);
+ssize_t pt_zstream_inflate(struct pt_zstream *z, char *out, size_t room);
+int pt_zstream_in_pending(const struct pt_zstream *z);
+int pt_zstream_deflate(struct pt_zstream *z, const void *data, size_t len, int flush,
+                       int (*put)(void *arg, const void *p, size_t n), void *arg);
+int pt_zstream_dirty(const struct pt_zstream *z);
 
 #endif

@@ -3,7 +3,7 @@
 # those missing, non-interactively. Usage: scripts/deps.sh [run|build|test|fuzz|bench|deb|debtest]
 # run: what `make run` needs to build and start the demo, nothing for tests.
 set -e
-run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev libsqlite3-dev openssl"
+run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev libsqlite3-dev zlib1g-dev openssl"
 # libldap-dev: the optional ldap module (cmake -DPOSTERN_LDAP=OFF builds without it)
 build="$run libcmocka-dev libldap-dev"
 test="$build python3 python3-aiosmtpd python3-prometheus-client curl swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils"

@@ -88,4 +88,13 @@ const char *pt_conn_tls_version(const struct pt_conn *c);
 const char *pt_conn_tls_cipher(const struct pt_conn *c);
 int pt_conn_tls_bits(const struct pt_conn *c);
 
+/* Compression (IMAP COMPRESS=DEFLATE, RFC 4978): from this call on, the
+ * peer's bytes are raw deflate and what is written is compressed. Output
+ * queued before (the OK that agrees) goes out as it is; input buffered
+ * after the current command is already the start of the compressed
+ * stream. -1 when already compressing, on a TLS-terminating conn (only a
+ * relayed conn, TLS being outside it), or out of memory. */
+int pt_conn_compress(struct pt_conn *c);
+int pt_conn_is_compressed(const struct pt_conn *c);
+
 #endif

@@ -57,6 +57,7 @@ struct pt_mbox_status {
 	uint32_t messages, recent, unseen, uidnext, uidvalidity;
 	uint32_t first_unseen_seq;    /* 1-based sequence of the first unseen, 0 none */
 	uint64_t size;                /* sum of RFC822.SIZE (STATUS=SIZE) */
+	uint64_t deleted_size;        /* the same of \Deleted ones (DELETED-STORAGE) */
 };
 
 /* A message's wire form: CRLF line ends, none of the storage headers
@@ -186,6 +187,14 @@ struct pt_mailbox_ops {
 	                    void *arg, struct pt_status *st);
 	int (*set_special_use)(struct pt_mstore *ms, const char *name, const char *use,
 	                       struct pt_status *st);
+
+	/* ---- quota (RFC 9208 STORAGE) ----
+	 * The limit on folder name's file and its size now, in octets (*limit
+	 * 0 = none). The limit holds per folder (each mbox file on its own, as
+	 * Postfix's local enforces mailbox_size_limit), so each folder is its
+	 * own quota root. May be NULL (no quota). */
+	int (*quota)(struct pt_mstore *ms, const char *name, uint64_t *used, uint64_t *limit,
+	             struct pt_status *st);
 };
 
 #endif

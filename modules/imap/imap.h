@@ -128,7 +128,8 @@ extern struct imap_settings imap_set;
 #define IMAP_CAPS_POSTLOGIN \
 	"IMAP4rev1 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
 	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
-	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE"
+	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE" \
+	" QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE"
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
@@ -208,6 +209,8 @@ imap_cmd_fn imap_cmd_copy;       /* imap_copy.c: COPY and MOVE (move flag in nam
 imap_cmd_fn imap_cmd_move;
 imap_cmd_fn imap_cmd_append;     /* imap_append.c */
 imap_cmd_fn imap_cmd_idle;       /* imap_idle.c */
+imap_cmd_fn imap_cmd_getquota, imap_cmd_getquotaroot, imap_cmd_setquota; /* imap_quota.c */
+imap_cmd_fn imap_cmd_compress;   /* imap_compress.c */
 /* imap_mailbox_cmd.c */
 imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
 	imap_cmd_subscribe, imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_status,

@@ -915,7 +915,7 @@ store_error:
 /* ---- STATUS ---- */
 
 static const char *const status_items[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-	                                    "SIZE" };
+	                                    "SIZE", "DELETED-STORAGE" };
 #define NSTATUS_ITEMS (sizeof(status_items) / sizeof(status_items[0]))
 
 int
@@ -958,7 +958,7 @@ imap_status_send(struct imap_session *s, const char *name, const struct imap_arg
 			k++;
 		/* SIZE: the sum of RFC822.SIZE (RFC 8438), 64 bits */
 		uint64_t v = k == 0 ? ms.messages : k == 1 ? ms.recent : k == 2 ? ms.uidnext :
-		             k == 3 ? ms.uidvalidity : k == 4 ? ms.unseen : ms.size;
+		             k == 3 ? ms.uidvalidity : k == 4 ? ms.unseen : k == 5 ? ms.size : (ms.deleted_size + 1023) / 1024;
 		pt_strbuf_printf(&b, "%s%s %llu", i ? " " : "", status_items[k], (unsigned long long)v);
 	}
 	pt_strbuf_puts(&b, ")");

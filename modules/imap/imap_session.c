@@ -71,6 +71,8 @@ static const struct cmd_entry commands[] = {
 	{ "SEARCH", imap_cmd_search, NEED_SELECTED, 1, 1 },
 	{ "SORT", imap_cmd_sort, NEED_SELECTED, 1, 1 },
 	{ "THREAD", imap_cmd_thread, NEED_SELECTED, 1, 1 },
+	{ "COMPRESS", imap_cmd_compress, NEED_AUTH, 0, 0 },
+	{ "GETQUOTA", imap_cmd_getquota, NEED_AUTH, 0, 0 }, { "GETQUOTAROOT", imap_cmd_getquotaroot, NEED_AUTH, 0, 0 }, { "SETQUOTA", imap_cmd_setquota, NEED_AUTH, 0, 0 },
 };
 
 static void session_input(struct imap_conn *ic);

@@ -728,6 +728,8 @@ store_status(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
 				out->first_unseen_seq = (uint32_t)i + 1;
 		}
 		out->size += m->size;
+		if (m->flags & PT_F_DELETED)
+			out->deleted_size += m->size;
 	}
 	out->uidnext = ms_mbox_uidnext(mb);
 	out->uidvalidity = mb->f.uidvalidity;
@@ -771,6 +773,34 @@ out:
 	return rc;
 }
 
+/* mailbox_size_limit holds for each mbox file alone (delivery and APPEND
+ * refuse what would grow that file past it), so the quota of a folder is
+ * its own file's size against the limit. A missing INBOX counts 0. */
+static int
+store_quota(struct pt_mstore *ms, const char *name, uint64_t *used, uint64_t *limit,
+            struct pt_status *st)
+{
+	char norm[MS_NAME_MAX + 1], path[MS_PATH_MAX];
+	if (ms_name_check(name, norm, sizeof norm, st) != 0 ||
+	    ms_name_path(ms, norm, path, sizeof path) != 0)
+		return -1;
+	struct ms_folder f;
+	if (ms_folder_init(&f, ms->root, norm, path, &ms->set, st) != 0)
+		return -1;
+	off_t size = 0;
+	int rc = ms_folder_size(&f, &size, st);
+	if (rc != 0 && strcmp(norm, "INBOX") == 0 && strcmp(st->dsn, "NONEXISTENT") == 0) {
+		size = 0;
+		rc = 0;
+	}
+	ms_folder_free(&f);
+	if (rc != 0)
+		return -1;
+	*used = (uint64_t)size;
+	*limit = ms->set.size_limit > 0 ? (uint64_t)ms->set.size_limit : 0;
+	return 0;
+}
+
 const struct pt_mailbox_ops mbox_store_ops = {
 	.store_open = store_open,
 	.store_close = store_close,
@@ -801,4 +831,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.change_flags = ms_mbox_change_flags,
 	.special_uses = store_special_uses,
 	.set_special_use = store_set_special_use,
+	.quota = store_quota,
 };

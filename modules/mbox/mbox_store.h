@@ -142,6 +142,8 @@ int ms_folder_write(struct ms_folder *f, struct pt_status *st);
 /* Is the folder's file a regular file (not a symlink)? 0, or -1 with
  * st (NONEXISTENT, or NOPERM for a symlink). */
 int ms_folder_exists(struct ms_folder *f, struct pt_status *st);
+/* Its size in octets (mailbox_size_limit's measure); same refusals. */
+int ms_folder_size(struct ms_folder *f, off_t *size, struct pt_status *st);
 /* Open/lock helpers. lock: opens the file (creating it when create),
  * restores a leftover rewrite first. */
 int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_status *st);

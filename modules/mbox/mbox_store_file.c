@@ -293,6 +293,18 @@ ms_folder_exists(struct ms_folder *f, struct pt_status *st)
 	return 0;
 }
 
+/* The size of the folder's file (what mailbox_size_limit measures);
+ * the same refusals as ms_folder_exists. */
+int
+ms_folder_size(struct ms_folder *f, off_t *size, struct pt_status *st)
+{
+	struct stat sb;
+	if (ms_folder_exists(f, st) != 0 || leaf_stat(f, &sb) != 0)
+		return -1;
+	*size = sb.st_size;
+	return 0;
+}
+
 /* Create a missing INBOX in a spool directory only mail_privileged_group
  * may write: the group is this thread's fsgid for the one openat. */
 static int

@@ -12,9 +12,11 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import tempfile
 import unittest
+import zlib
 
 from harness import BIN, SANITIZE, Server, port_open, wait_for
 
@@ -69,7 +71,24 @@ class ValgrindTest(unittest.TestCase):
         self.assertEqual(imap.copy("2:3", "Archive/2026")[0], "OK")
         self.assertEqual(imap.expunge()[0], "OK")
         self.assertEqual(imap.append("Archive/2026", None, None, b"Subject: a\r\n\r\nappended\r\n")[0], "OK")
+        self.assertEqual(imap.getquotaroot("Archive/2026")[0], "OK")
+        self.assertEqual(imap.status("Archive/2026", "(DELETED-STORAGE SIZE)")[0], "OK")
         imap.logout()
+        # a compressed session (COMPRESS=DEFLATE): the zlib streams of both
+        # directions are freed with the conn
+        with socket.create_connection(("127.0.0.1", s.ports["imap"]), timeout=120) as sock:
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b"l LOGIN alice secret\r\n")
+            while not f.readline().startswith(b"l OK"):
+                pass
+            sock.sendall(b"z COMPRESS DEFLATE\r\n")
+            self.assertEqual(f.readline(), b"z OK Begin compression.\r\n")
+            co, do = zlib.compressobj(6, zlib.DEFLATED, -15), zlib.decompressobj(-15)
+            sock.sendall(co.compress(b"s SELECT INBOX\r\nf FETCH 1:* BODY.PEEK[]\r\no LOGOUT\r\n") +
+                         co.flush(zlib.Z_SYNC_FLUSH))
+            got = do.decompress(f.read())
+            self.assertIn(b"o OK", got)
         pop = poplib.POP3("127.0.0.1", s.ports["pop3"], timeout=120)
         pop.user("alice")
         pop.pass_("secret")
