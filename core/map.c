@@ -538,19 +538,9 @@ pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t
 		"dbm", "sdbm", NULL };
 	const char *p = spec;
 	char mtype[32];
-	if (pt_map_spec_module(spec, mtype, sizeof mtype, &p)) {
-		/* A module's type: ARG names its config file. */
-		if (!*p) {
-			snprintf(err, errlen, "map \"%s\" names no file", spec);
-			return -1;
-		}
-		if (strlen(p) >= pathlen) {
-			snprintf(err, errlen, "map file name too long");
-			return -1;
-		}
-		strcpy(path, p);
-		return 0;
-	}
+	/* A module's type: ARG names its config file. */
+	if (pt_map_spec_module(spec, mtype, sizeof mtype, &p))
+		goto file;
 	if (!strncmp(p, "proxy:", 6))
 		p += 6;               /* no proxymap process here: read it directly */
 	const char *colon = strchr(p, ':');
@@ -569,6 +559,7 @@ pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t
 		}
 		p = colon + 1;
 	}
+file:
 	if (!*p) {
 		snprintf(err, errlen, "map \"%s\" names no file", spec);
 		return -1;

@@ -153,6 +153,8 @@ void imap_untagged(struct imap_session *s, const char *fmt, ...) __attribute__((
 void imap_write(struct imap_session *s, const void *data, size_t len);
 /* A string as IMAP quoted string, or a literal {n} when it needs one. */
 void imap_append_astring(struct pt_strbuf *b, const char *s, size_t len);
+/* A mailbox name as it goes on the wire: modified UTF-7, as an astring. */
+void imap_append_mailbox_name(struct pt_strbuf *b, const char *name);
 /* The bit of a settable system flag ("\Seen", any case), 0 for \Recent
  * or an unknown one; whether a keyword is a valid atom (RFC 3501 §9). */
 uint32_t imap_system_flag(const char *name);

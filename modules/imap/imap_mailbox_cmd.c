@@ -31,9 +31,8 @@ imap_mailbox_arg(const struct imap_arg *a)
 	return b.p;
 }
 
-/* The name as it goes on the wire: modified UTF-7, as an astring. */
-static void
-append_name(struct pt_strbuf *out, const char *name)
+void
+imap_append_mailbox_name(struct pt_strbuf *out, const char *name)
 {
 	struct pt_strbuf e = { 0 };
 
@@ -453,7 +452,7 @@ emit_line_ext(struct imap_session *s, const char *what, unsigned attrs, const ch
 	if (extra[0])
 		pt_strbuf_printf(&b, "%s%s", first ? "" : " ", extra);
 	pt_strbuf_puts(&b, ") \"/\" ");
-	append_name(&b, name);
+	imap_append_mailbox_name(&b, name);
 	if (ext[0])
 		pt_strbuf_printf(&b, " %s", ext);
 	if (!b.oom)
@@ -949,7 +948,7 @@ imap_status_send(struct imap_session *s, const char *name, const struct imap_arg
 		return -1;
 	struct pt_strbuf b = { 0 };
 	pt_strbuf_puts(&b, "STATUS ");
-	append_name(&b, name);
+	imap_append_mailbox_name(&b, name);
 	pt_strbuf_puts(&b, " (");
 	for (size_t i = 0; i < list->n; i++) {
 		const char *item = list->list[i].s;

@@ -11,17 +11,6 @@
 #include "imap.h"
 #include "imap_msg.h"
 
-static void
-append_name(struct pt_strbuf *out, const char *name)
-{
-	struct pt_strbuf e = { 0 };
-
-	if (imap_utf7_encode(name, strlen(name), &e) == 0 && !e.oom && e.p)
-		imap_append_astring(out, e.p, e.len);
-	else
-		imap_append_astring(out, name, strlen(name));
-	pt_strbuf_free(&e);
-}
 
 /* "* QUOTA root (STORAGE used limit)" */
 static void
@@ -30,7 +19,7 @@ send_quota(struct imap_session *s, const char *root, uint64_t used, uint64_t lim
 	struct pt_strbuf b = { 0 };
 
 	pt_strbuf_puts(&b, "QUOTA ");
-	append_name(&b, root);
+	imap_append_mailbox_name(&b, root);
 	pt_strbuf_printf(&b, " (STORAGE %llu %llu)", (unsigned long long)((used + 1023) / 1024),
 	                 (unsigned long long)(limit / 1024));
 	if (!b.oom)
@@ -71,10 +60,10 @@ imap_cmd_getquotaroot(struct imap_session *s, const char *tag, const struct imap
 	}
 	struct pt_strbuf b = { 0 };
 	pt_strbuf_puts(&b, "QUOTAROOT ");
-	append_name(&b, name);
+	imap_append_mailbox_name(&b, name);
 	if (limit > 0) {
 		pt_strbuf_puts(&b, " ");
-		append_name(&b, name);
+		imap_append_mailbox_name(&b, name);
 	}
 	if (!b.oom)
 		imap_untagged(s, "%s", b.p);
