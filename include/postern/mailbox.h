@@ -186,6 +186,12 @@ struct pt_mailbox_ops {
 	                    void *arg, struct pt_status *st);
 	int (*set_special_use)(struct pt_mstore *ms, const char *name, const char *use,
 	                       struct pt_status *st);
+
+	/* ---- change notification (IDLE) ----
+	 * The directory where the folder's index beside the mbox is saved
+	 * (files there are replaced by rename): with path, what an inotify
+	 * watch covers to hear of every change. May be NULL. */
+	const char *(*index_dir)(const struct pt_mbox *mb);
 };
 
 #endif

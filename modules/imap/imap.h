@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "postern/conn.h"
+#include "postern/event.h"
 #include "postern/mailbox.h"
 #include "postern/services.h"
 #include "postern/session.h"
@@ -74,6 +75,9 @@ struct imap_session {
 	struct pt_strbuf *capture;    /* unit tests: replies go here when conn is NULL */
 
 	struct pt_timer *idle_poll_timer; /* IDLE: folder checked for news */
+	int idle_wd[2];               /* IDLE: inotify watches (mbox, index dir) */
+	int idle_nwd;                 /* how many are armed (0: polling only) */
+	struct pt_deferred idle_wake; /* IDLE: a sync queued by an inotify event */
 	unsigned bad_commands;        /* BYE after too many */
 
 	/* counters for the Disconnected log line */
@@ -117,6 +121,7 @@ struct imap_settings {
 	size_t max_line;              /* imap_max_line_length */
 	size_t max_literal;           /* imap_max_literal_size */
 	unsigned idle_notify_ms;      /* imap_idle_notify_interval */
+	int idle_inotify;             /* imap_idle_inotify */
 	unsigned login_timeout_ms;    /* imap_login_timeout */
 	unsigned autologout_ms;       /* imap_autologout */
 	struct imap_special special[IMAP_SPECIAL_MAX]; /* imap_special_use */

@@ -800,5 +800,6 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.path = ms_mbox_path,
 	.change_flags = ms_mbox_change_flags,
 	.special_uses = store_special_uses,
+	.index_dir = ms_mbox_index_dir,
 	.set_special_use = store_set_special_use,
 };
