@@ -57,6 +57,7 @@ struct pt_mbox_status {
 	uint32_t messages, recent, unseen, uidnext, uidvalidity;
 	uint32_t first_unseen_seq;    /* 1-based sequence of the first unseen, 0 none */
 	uint64_t size;                /* sum of RFC822.SIZE (STATUS=SIZE) */
+	uint32_t deleted;             /* messages with \Deleted (IMAP4rev2 STATUS DELETED) */
 };
 
 /* A message's wire form: CRLF line ends, none of the storage headers

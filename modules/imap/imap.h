@@ -71,6 +71,8 @@ struct imap_session {
 	uint32_t uidvalidity;         /* of the selected folder, as announced */
 	uint32_t uid_seen_max;        /* highest UID ever in the view: newer ones are new mail */
 	int cmd_uid;                  /* the running command is a UID variant */
+	int rev2;                     /* ENABLE IMAP4rev2 (RFC 9051): no \Recent/RECENT,
+	                                 ESEARCH answers SEARCH, SELECT without UNSEEN */
 	uint64_t cmd_start_ms;        /* for Dovecot's "(0.001 + 0.000 secs)" */
 	struct pt_strbuf *capture;    /* unit tests: replies go here when conn is NULL */
 
@@ -129,9 +131,14 @@ struct imap_settings {
 };
 extern struct imap_settings imap_set;
 
+/* Mailbox names on the wire are UTF-8, not modified UTF-7: the running
+ * command's session enabled IMAP4rev2 (set by the dispatcher, one
+ * command at a time in the mail process). imap_session.c. */
+extern int imap_names_utf8;
+
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
-	"IMAP4rev1 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
+	"IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
 	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND BINARY " \
 	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE"
 

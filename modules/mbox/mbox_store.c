@@ -728,6 +728,8 @@ store_status(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
 				out->first_unseen_seq = (uint32_t)i + 1;
 		}
 		out->size += m->size;
+		if (m->flags & PT_F_DELETED)
+			out->deleted++;
 	}
 	out->uidnext = ms_mbox_uidnext(mb);
 	out->uidvalidity = mb->f.uidvalidity;
