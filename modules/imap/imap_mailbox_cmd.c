@@ -316,6 +316,10 @@ imap_cmd_delete(struct imap_session *s, const char *tag, const struct imap_arg *
 	int rc = s->mbx->remove(s->ms, name, &st);
 	if (rc == 0)
 		special_use_follow(s, name, NULL);
+	/* RFC 9051 §7.1 has a code of its own for a \Noselect parent
+	 * that cannot go while it has children. */
+	if (rc != 0 && s->rev2 && strcmp(st.dsn, "CANNOT") == 0 && strstr(st.text, "has children"))
+		snprintf(st.dsn, sizeof(st.dsn), "%s", "HASCHILDREN");
 	free(name);
 	folder_done(s, tag, rc, &st, "Delete");
 }

@@ -131,6 +131,10 @@ class Rev2(unittest.TestCase):
         self.assertTrue(r.cmd("o", "CHECK")[-1].startswith("o OK"))
         out = r.cmd("p", "NAMESPACE")
         self.assertEqual(out[0], '* NAMESPACE (("" "/")) NIL NIL')
+        # RFC 9051's HASCHILDREN for a \Noselect parent with children
+        r.cmd("q", "CREATE par/kid")
+        self.assertEqual(strip_timing(r.cmd("r", "DELETE par")[-1]),
+                         "r NO [HASCHILDREN] Mailbox has children, delete them first")
 
     def test_utf8_mailbox_names(self):
         r = self.client()
