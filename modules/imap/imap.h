@@ -79,6 +79,7 @@ struct imap_session {
 	struct pt_timer *idle_poll_timer; /* IDLE: folder checked for news */
 	int idle_wd[2];               /* IDLE: inotify watches (mbox, index dir) */
 	int idle_nwd;                 /* how many are armed (0: polling only) */
+	int idle_rearm;               /* the mbox did not exist: watch it once it does */
 	struct pt_deferred idle_wake; /* IDLE: a sync queued by an inotify event */
 	unsigned bad_commands;        /* BYE after too many */
 

@@ -3,7 +3,8 @@
  *
  * News is heard through inotify: the folder's mbox (deliveries append,
  * other sessions rewrite flags or expunge in place) and the directory of
- * its index (a change saved only there). One inotify instance serves
+ * its index (a change saved only there); an mbox that does not exist yet
+ * is awaited in its directory, then watched itself. One inotify instance serves
  * every session of the mail process (the kernel's per-user instance limit
  * is small), and a watch event queues one sync of each idling session
  * watching that file, so a delivery reaches the client as soon as the
@@ -33,7 +34,8 @@
 struct idle_watch {
 	int wd;
 	struct imap_session *s;
-	int is_dir;                   /* the index directory (events carry names) */
+	int is_dir;                   /* a directory (events carry names) */
+	const char *only;             /* in it, only this name counts (NULL: any but *.tmp) */
 };
 static struct {
 	int fd;                       /* -1 none yet, -2 unusable */
@@ -68,14 +70,23 @@ idle_check(struct imap_session *s)
 		imap_sync(s, 1);
 }
 
+static void watches_drop(struct imap_session *s);
+static void watches_arm(struct imap_session *s, struct pt_loop *loop);
+
 static void
 idle_wake(struct pt_loop *loop, void *arg)
 {
 	struct imap_session *s = arg;
 
-	(void)loop;
-	if (s->idling && s->state != IMAP_LOGOUT)
-		idle_check(s);
+	if (!s->idling || s->state == IMAP_LOGOUT)
+		return;
+	if (s->idle_rearm) {
+		/* The mbox was created: watch the file itself from now on. */
+		watches_drop(s);
+		watches_arm(s, loop);
+		poll_arm(s, loop);
+	}
+	idle_check(s);
 }
 
 /* A watch the kernel dropped (file deleted or replaced): forget it; the
@@ -103,10 +114,12 @@ watch_lost(int wd)
 /* Whether an event in the index directory is a saved file (not the
  * temporary copy still being written). */
 static int
-dir_event_counts(const struct inotify_event *ev)
+dir_event_counts(const struct idle_watch *w, const struct inotify_event *ev)
 {
 	size_t len = ev->len ? strnlen(ev->name, ev->len) : 0;
 
+	if (w->only)
+		return len == strlen(w->only) && memcmp(ev->name, w->only, len) == 0;
 	return len == 0 || !(len >= 4 && memcmp(ev->name + len - 4, ".tmp", 4) == 0);
 }
 
@@ -130,7 +143,7 @@ on_inotify(struct pt_loop *loop, int fd, unsigned events, void *arg)
 				continue;
 			}
 			for (size_t i = 0; i < ino.n; i++)
-				if (ino.w[i].wd == ev->wd && (!ino.w[i].is_dir || dir_event_counts(ev)))
+				if (ino.w[i].wd == ev->wd && (!ino.w[i].is_dir || dir_event_counts(&ino.w[i], ev)))
 					pt_defer(loop, &ino.w[i].s->idle_wake, idle_wake, ino.w[i].s);
 			if (ev->mask & IN_IGNORED)
 				watch_lost(ev->wd);
@@ -183,16 +196,16 @@ ino_ready(struct pt_loop *loop)
 	return 1;
 }
 
-static void
-watch_add(struct imap_session *s, const char *path, uint32_t mask, int is_dir)
+static int
+watch_add(struct imap_session *s, const char *path, uint32_t mask, int is_dir, const char *only)
 {
 	if (path == NULL || s->idle_nwd >= 2)
-		return;
+		return -1;
 	if (ino.n == ino.cap) {
 		size_t cap = ino.cap ? ino.cap * 2 : 8;
 		struct idle_watch *w = realloc(ino.w, cap * sizeof(*w));
 		if (w == NULL)
-			return;
+			return -1;
 		ino.w = w;
 		ino.cap = cap;
 	}
@@ -203,10 +216,28 @@ watch_add(struct imap_session *s, const char *path, uint32_t mask, int is_dir)
 			        "IDLE polls every second", s->user.name);
 			ino.warned = 1;
 		}
-		return;
+		return -1;
 	}
-	ino.w[ino.n++] = (struct idle_watch){ wd, s, is_dir };
+	ino.w[ino.n++] = (struct idle_watch){ wd, s, is_dir, only };
 	s->idle_wd[s->idle_nwd++] = wd;
+	return 0;
+}
+
+/* A folder without its mbox yet (an INBOX nothing was delivered to):
+ * watch the directory for the file to appear. */
+static void
+watch_creation(struct imap_session *s, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+
+	if (slash == NULL || slash[1] == 0 || (size_t)(slash - path) >= sizeof dir)
+		return;
+	size_t n = slash == path ? 1 : (size_t)(slash - path);
+	memcpy(dir, path, n);
+	dir[n] = 0;
+	if (watch_add(s, dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR, 1, slash + 1) == 0)
+		s->idle_rearm = 1;
 }
 
 /* Watch the selected folder for this IDLE: the mbox (writes, truncation,
@@ -217,13 +248,18 @@ watches_arm(struct imap_session *s, struct pt_loop *loop)
 	const char *path = s->mb && s->mbx->path ? s->mbx->path(s->mb) : NULL;
 
 	s->idle_nwd = 0;
+	s->idle_rearm = 0;
 	if (!imap_set.idle_inotify || path == NULL || remote_fs(path) || !ino_ready(loop))
 		return;
-	watch_add(s, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF, 0);
-	if (s->idle_nwd == 0)
+	if (watch_add(s, path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF, 0,
+	              NULL) != 0) {
+		if (errno == ENOENT)
+			watch_creation(s, path);
 		return;   /* without the mbox watch the index's is no use */
+	}
 	if (s->mbx->index_dir)
-		watch_add(s, s->mbx->index_dir(s->mb), IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_ONLYDIR, 1);
+		watch_add(s, s->mbx->index_dir(s->mb), IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_ONLYDIR, 1,
+		          NULL);
 }
 
 static void
@@ -245,6 +281,7 @@ watches_drop(struct imap_session *s)
 			inotify_rm_watch(ino.fd, wd);
 	}
 	s->idle_nwd = 0;
+	s->idle_rearm = 0;
 	if (ino.loop)
 		pt_defer_cancel(ino.loop, &s->idle_wake);
 }

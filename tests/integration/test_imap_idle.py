@@ -142,6 +142,33 @@ class IdleInotify(unittest.TestCase):
             self.done(r)
 
 
+class IdleBeforeFirstMail(unittest.TestCase):
+    def test_inbox_file_created_while_idling(self):
+        # No INBOX file yet: the spool directory is watched for it, then
+        # the file itself.
+        server = imap_server(self)
+        r = login(server)
+        self.addCleanup(r.close)
+        self.assertFalse(os.path.exists(server.mbox_path("alice")))
+        out = r.cmd("s", "SELECT INBOX")
+        self.assertIn("* 0 EXISTS", out)
+        r.send("i IDLE\r\n")
+        self.assertEqual(r.line(), "+ idling")
+        r.sock.settimeout(5)
+        lat = []
+        for n in (1, 2):
+            t0 = time.time()
+            deliver(server, "alice@example.com.ar", subject="first %d" % n)
+            while True:
+                l = r.line()
+                if l.endswith(" EXISTS"):
+                    break
+            lat.append(time.time() - t0)
+            self.assertEqual(l, "* %d EXISTS" % n)
+        # SMTP included; the 1 s poll would take about a second here.
+        self.assertLess(max(lat), 0.6, lat)
+
+
 class IdlePollFallback(unittest.TestCase):
     def setUp(self):
         self.server = imap_server(self, conf="imap_idle_inotify = no")
