@@ -58,6 +58,7 @@ struct pt_mbox_status {
 	uint32_t first_unseen_seq;    /* 1-based sequence of the first unseen, 0 none */
 	uint64_t size;                /* sum of RFC822.SIZE (STATUS=SIZE) */
 	uint64_t deleted_size;        /* the same of \Deleted ones (DELETED-STORAGE) */
+	uint32_t deleted;             /* messages with \Deleted (IMAP4rev2 STATUS DELETED) */
 };
 
 /* A message's wire form: CRLF line ends, none of the storage headers
@@ -195,6 +196,11 @@ struct pt_mailbox_ops {
 	 * own quota root. May be NULL (no quota). */
 	int (*quota)(struct pt_mstore *ms, const char *name, uint64_t *used, uint64_t *limit,
 	             struct pt_status *st);
+	/* ---- change notification (IDLE) ----
+	 * The directory where the folder's index beside the mbox is saved
+	 * (files there are replaced by rename): with path, what an inotify
+	 * watch covers to hear of every change. May be NULL. */
+	const char *(*index_dir)(const struct pt_mbox *mb);
 };
 
 #endif

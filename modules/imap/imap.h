@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "postern/conn.h"
+#include "postern/event.h"
 #include "postern/mailbox.h"
 #include "postern/services.h"
 #include "postern/session.h"
@@ -70,10 +71,16 @@ struct imap_session {
 	uint32_t uidvalidity;         /* of the selected folder, as announced */
 	uint32_t uid_seen_max;        /* highest UID ever in the view: newer ones are new mail */
 	int cmd_uid;                  /* the running command is a UID variant */
+	int rev2;                     /* ENABLE IMAP4rev2 (RFC 9051): no \Recent/RECENT,
+	                                 ESEARCH answers SEARCH, SELECT without UNSEEN */
 	uint64_t cmd_start_ms;        /* for Dovecot's "(0.001 + 0.000 secs)" */
 	struct pt_strbuf *capture;    /* unit tests: replies go here when conn is NULL */
 
 	struct pt_timer *idle_poll_timer; /* IDLE: folder checked for news */
+	int idle_wd[2];               /* IDLE: inotify watches (mbox, index dir) */
+	int idle_nwd;                 /* how many are armed (0: polling only) */
+	int idle_rearm;               /* the mbox did not exist: watch it once it does */
+	struct pt_deferred idle_wake; /* IDLE: a sync queued by an inotify event */
 	unsigned bad_commands;        /* BYE after too many */
 
 	/* counters for the Disconnected log line */
@@ -117,6 +124,7 @@ struct imap_settings {
 	size_t max_line;              /* imap_max_line_length */
 	size_t max_literal;           /* imap_max_literal_size */
 	unsigned idle_notify_ms;      /* imap_idle_notify_interval */
+	int idle_inotify;             /* imap_idle_inotify */
 	unsigned login_timeout_ms;    /* imap_login_timeout */
 	unsigned autologout_ms;       /* imap_autologout */
 	struct imap_special special[IMAP_SPECIAL_MAX]; /* imap_special_use */
@@ -124,10 +132,15 @@ struct imap_settings {
 };
 extern struct imap_settings imap_set;
 
+/* Mailbox names on the wire are UTF-8, not modified UTF-7: the running
+ * command's session enabled IMAP4rev2 (set by the dispatcher, one
+ * command at a time in the mail process). imap_session.c. */
+extern int imap_names_utf8;
+
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
-	"IMAP4rev1 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
-	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
+	"IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
+	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND BINARY " \
 	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE" \
 	" QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE"
 
@@ -153,7 +166,8 @@ void imap_untagged(struct imap_session *s, const char *fmt, ...) __attribute__((
 void imap_write(struct imap_session *s, const void *data, size_t len);
 /* A string as IMAP quoted string, or a literal {n} when it needs one. */
 void imap_append_astring(struct pt_strbuf *b, const char *s, size_t len);
-/* A mailbox name as it goes on the wire: modified UTF-7, as an astring. */
+/* A mailbox name as it goes on the wire: modified UTF-7 (UTF-8 for an
+ * IMAP4rev2 session), as an astring. */
 void imap_append_mailbox_name(struct pt_strbuf *b, const char *name);
 /* The bit of a settable system flag ("\Seen", any case), 0 for \Recent
  * or an unknown one; whether a keyword is a valid atom (RFC 3501 §9). */

@@ -12,7 +12,7 @@ enum imap_arg_type {
 	                      BODY.PEEK[HEADER.FIELDS (From To)]<0.100>, kept as
 	                      one atom text exactly as sent */
 	IMAP_ARG_STRING,   /* quoted string (unescaped) */
-	IMAP_ARG_LITERAL,  /* {n} / {n+} literal: len bytes, may hold NULs */
+	IMAP_ARG_LITERAL,  /* {n} / {n+} / ~{n} / ~{n+} literal: len bytes, may hold NULs */
 	IMAP_ARG_NIL,      /* the atom NIL */
 	IMAP_ARG_LIST,     /* ( ... ) */
 };

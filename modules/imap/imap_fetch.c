@@ -55,6 +55,8 @@ struct fetch_run {
 	size_t litlen, litpos;
 
 	int failed;
+	int unknown_cte;              /* a BINARY item's part had an unknown encoding */
+	struct pt_strbuf nulfix;      /* BODY octets with NUL made 0x80 (as Dovecot) */
 };
 
 static size_t
@@ -73,6 +75,8 @@ run_message_done(struct imap_session *s, struct fetch_run *r)
 	r->parsed = NULL;
 	pt_strbuf_free(&r->data);
 	memset(&r->data, 0, sizeof r->data);
+	pt_strbuf_free(&r->nulfix);
+	memset(&r->nulfix, 0, sizeof r->nulfix);
 	r->lit = NULL;
 	r->litlen = r->litpos = 0;
 	r->started = 0;
@@ -242,7 +246,19 @@ item_octets(struct fetch_run *r, const struct imap_fetch_item *it, const char **
 	default:
 		break;
 	}
-	if (it->sec.nparts == 0 && it->sec.kind == IMAP_SEC_ALL) {
+	if (it->kind == IMAP_FI_BINARY) {
+		/* RFC 3516: the part decoded (checked known at message start). */
+		pt_strbuf_free(&r->data);
+		memset(&r->data, 0, sizeof r->data);
+		if (it->sec.nparts == 0)
+			pt_strbuf_put(&r->data, d, dl);
+		else if (r->parsed)
+			(void)imap_msg_binary(r->parsed, &it->sec, &r->data);
+		if (r->data.oom)
+			r->failed = 1;
+		*p = r->data.oom || !r->data.p ? "" : r->data.p;
+		*len = r->data.oom ? 0 : r->data.len;
+	} else if (it->sec.nparts == 0 && it->sec.kind == IMAP_SEC_ALL) {
 		*p = d, *len = dl;
 	} else if (it->sec.nparts == 0 && it->sec.kind == IMAP_SEC_HEADER) {
 		*p = d, *len = hl;
@@ -265,6 +281,40 @@ item_octets(struct fetch_run *r, const struct imap_fetch_item *it, const char **
 		*p += off;
 		*len = cnt;
 	}
+	/* A string or literal may not carry NUL (RFC 3501 §4.3); only
+	 * BINARY's literal8 may. An appended binary message read with BODY
+	 * gets 0x80 for each NUL, as Dovecot does. */
+	if (it->kind != IMAP_FI_BINARY && *len > 0 && memchr(*p, 0, *len) != NULL) {
+		pt_strbuf_free(&r->nulfix);
+		memset(&r->nulfix, 0, sizeof r->nulfix);
+		pt_strbuf_put(&r->nulfix, *p, *len);
+		if (r->nulfix.oom) {
+			r->failed = 1;
+			*len = 0;
+			return;
+		}
+		for (size_t i = 0; i < r->nulfix.len; i++)
+			if (r->nulfix.p[i] == 0)
+				r->nulfix.p[i] = (char)0x80;
+		*p = r->nulfix.p;
+	}
+}
+
+/* BINARY.SIZE: the octets BINARY[part] gives (whole message: its size). */
+static size_t
+binary_size(struct fetch_run *r, const struct imap_fetch_item *it)
+{
+	struct pt_strbuf b = { 0 };
+	size_t n;
+
+	if (it->sec.nparts == 0 || !r->parsed)
+		return it->sec.nparts == 0 ? r->text.len : 0;
+	(void)imap_msg_binary(r->parsed, &it->sec, &b);
+	if (b.oom)
+		r->failed = 1;
+	n = b.oom ? 0 : b.len;
+	pt_strbuf_free(&b);
+	return n;
 }
 
 static int
@@ -311,7 +361,11 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 		pt_strbuf_puts(&b, it->kind == IMAP_FI_BODY ? "BODY " : "BODYSTRUCTURE ");
 		imap_msg_bodystructure(r->parsed, it->kind == IMAP_FI_BODYSTRUCTURE, &b);
 		break;
+	case IMAP_FI_BINARY_SIZE:
+		pt_strbuf_printf(&b, "%s %zu", it->name, binary_size(r, it));
+		break;
 	case IMAP_FI_SECTION:
+	case IMAP_FI_BINARY:
 	case IMAP_FI_RFC822:
 	case IMAP_FI_RFC822_HEADER:
 	case IMAP_FI_RFC822_TEXT:
@@ -326,7 +380,9 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 		if (len == 0) {
 			pt_strbuf_printf(&b, "%s \"\"", it->name);
 		} else {
-			pt_strbuf_printf(&b, "%s {%zu}\r\n", it->name, len);
+			/* literal8 (RFC 3516) when the decoded octets hold a NUL */
+			int lit8 = it->kind == IMAP_FI_BINARY && memchr(p, 0, len) != NULL;
+			pt_strbuf_printf(&b, "%s %s{%zu}\r\n", it->name, lit8 ? "~" : "", len);
 			r->lit = p;
 			r->litlen = len;
 			r->litpos = 0;
@@ -344,7 +400,7 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 static int
 item_is_octets(const struct imap_fetch_item *it)
 {
-	return it->kind == IMAP_FI_SECTION || it->kind == IMAP_FI_RFC822 ||
+	return it->kind == IMAP_FI_SECTION || it->kind == IMAP_FI_BINARY || it->kind == IMAP_FI_RFC822 ||
 	       it->kind == IMAP_FI_RFC822_HEADER || it->kind == IMAP_FI_RFC822_TEXT;
 }
 
@@ -359,6 +415,7 @@ item_known(const struct fetch_run *r, const struct imap_fetch_item *it)
 	case IMAP_FI_ENVELOPE:
 	case IMAP_FI_BODY:
 	case IMAP_FI_BODYSTRUCTURE:
+	case IMAP_FI_BINARY_SIZE:
 		return !r->no_text;
 	default:
 		return 1;   /* UID, FLAGS; body sections as NIL when gone */
@@ -406,6 +463,18 @@ run_message_start(struct imap_session *s, struct fetch_run *r)
 				r->pos++;
 				return 0;
 			}
+		}
+	}
+	/* RFC 3516: a part whose encoding we cannot undo fails the command
+	 * with [UNKNOWN-CTE]; the message is left out of the reply. */
+	for (size_t k = 0; r->parsed && k < r->req.n; k++) {
+		const struct imap_fetch_item *it = &r->req.items[k];
+		if ((it->kind == IMAP_FI_BINARY || it->kind == IMAP_FI_BINARY_SIZE) &&
+		    imap_msg_binary(r->parsed, &it->sec, NULL) != 0) {
+			r->unknown_cte = 1;
+			run_message_done(s, r);
+			r->pos++;
+			return 0;
 		}
 	}
 	if (r->no_info || r->no_text) {
@@ -489,6 +558,8 @@ run_finish(struct imap_session *s, struct fetch_run *r)
 	if (r->failed)
 		imap_tagged(s, r->tag, "NO",
 		            "[SERVERBUG] Internal error occurred. Refer to server log for more information.");
+	else if (r->unknown_cte)
+		imap_tagged(s, r->tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.");
 	else
 		imap_completed(s, r->tag, NULL, "Fetch");
 }

@@ -22,12 +22,14 @@ enum imap_fetch_kind {
 	IMAP_FI_RFC822,               /* = BODY[] */
 	IMAP_FI_RFC822_HEADER,        /* = BODY.PEEK[HEADER] */
 	IMAP_FI_RFC822_TEXT,          /* = BODY[TEXT] */
+	IMAP_FI_BINARY,               /* BINARY[part] / BINARY.PEEK[part] (RFC 3516): decoded */
+	IMAP_FI_BINARY_SIZE,          /* BINARY.SIZE[part]: octets BINARY[part] would give */
 };
 
 struct imap_fetch_item {
 	enum imap_fetch_kind kind;
-	struct imap_section sec;      /* SECTION only */
-	int peek;                     /* BODY.PEEK[...] */
+	struct imap_section sec;      /* SECTION, BINARY, BINARY_SIZE */
+	int peek;                     /* BODY.PEEK[...], BINARY.PEEK[...] */
 	int partial;                  /* <off.count> given */
 	uint32_t off, count;
 	char *name;                   /* the name in the reply: "BODY[HEADER]<0>" */

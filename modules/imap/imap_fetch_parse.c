@@ -71,7 +71,9 @@ simple_name(enum imap_fetch_kind kind)
 	case IMAP_FI_RFC822: return "RFC822";
 	case IMAP_FI_RFC822_HEADER: return "RFC822.HEADER";
 	case IMAP_FI_RFC822_TEXT: return "RFC822.TEXT";
-	case IMAP_FI_SECTION: break;
+	case IMAP_FI_SECTION:
+	case IMAP_FI_BINARY:
+	case IMAP_FI_BINARY_SIZE: break;
 	}
 	return NULL;
 }
@@ -167,17 +169,17 @@ parse_partial(const char *s, size_t len, uint32_t *off, uint32_t *count)
 /* The reply name: BODY[<section, keywords upper-cased>]<off>; quoted
  * field names are echoed as sent. */
 static char *
-section_name(const char *sec, size_t len, int partial, uint32_t off)
+section_name(const char *prefix, const char *sec, size_t len, int partial, uint32_t off)
 {
-	size_t cap = len + 32;
+	size_t plen = strlen(prefix), cap = len + plen + 32;
 	char *name = malloc(cap), *p;
 	int quoted = 0;
 
 	if (!name)
 		return NULL;
 	p = name;
-	memcpy(p, "BODY[", 5);
-	p += 5;
+	memcpy(p, prefix, plen);
+	p += plen;
 	for (size_t i = 0; i < len; i++) {
 		char c = sec[i];
 
@@ -200,24 +202,41 @@ section_name(const char *sec, size_t len, int partial, uint32_t off)
 	return name;
 }
 
+/* BODY[...], BODY.PEEK[...], and (RFC 3516) BINARY[part], BINARY.PEEK[part],
+ * BINARY.SIZE[part]: a binary section is part numbers only. */
 static int
 add_section(struct imap_fetch_req *r, const char *s, size_t len, char *err, size_t errlen)
 {
+	static const struct {
+		const char *word;
+		enum imap_fetch_kind kind;
+		int peek;
+		const char *reply;
+	} forms[] = {
+		{ "BODY.PEEK[", IMAP_FI_SECTION, 1, "BODY[" },
+		{ "BODY[", IMAP_FI_SECTION, 0, "BODY[" },
+		{ "BINARY.PEEK[", IMAP_FI_BINARY, 1, "BINARY[" },
+		{ "BINARY.SIZE[", IMAP_FI_BINARY_SIZE, 1, "BINARY.SIZE[" },
+		{ "BINARY[", IMAP_FI_BINARY, 0, "BINARY[" },
+	};
 	struct imap_fetch_item *it;
 	struct imap_section sec;
-	size_t skip, end;
+	size_t skip = 0, end, f;
 	int peek;
 	uint32_t off = 0, count = 0;
 	int partial;
 	char *name;
 
-	if (len >= 10 && strncasecmp(s, "BODY.PEEK[", 10) == 0) {
-		peek = 1;
-		skip = 10;
-	} else {
-		peek = 0;
-		skip = 5;
+	for (f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+		skip = strlen(forms[f].word);
+		if (len >= skip && strncasecmp(s, forms[f].word, skip) == 0)
+			break;
 	}
+	if (f == sizeof forms / sizeof forms[0]) {
+		fetch_err(err, errlen, "Invalid arguments.");
+		return -1;
+	}
+	peek = forms[f].peek;
 	s += skip;
 	len -= skip;
 	end = section_end(s, len);
@@ -226,16 +245,24 @@ add_section(struct imap_fetch_req *r, const char *s, size_t len, char *err, size
 		return -1;
 	}
 	partial = end + 1 < len;
+	if (partial && forms[f].kind == IMAP_FI_BINARY_SIZE) {
+		fetch_err(err, errlen, "Invalid BINARY.SIZE[..] parameter: Unexpected partial");
+		return -1;
+	}
 	if (partial && parse_partial(s + end + 1, len - end - 1, &off, &count) < 0) {
 		fetch_err(err, errlen, "Invalid BODY[..] parameter: Invalid partial");
 		return -1;
 	}
 	memset(&sec, 0, sizeof sec);
-	if (imap_section_parse(s, end, &sec) < 0) {
-		fetch_err(err, errlen, "Invalid BODY[..] parameter: Unknown section name");
+	if (imap_section_parse(s, end, &sec) < 0 ||
+	    (forms[f].kind != IMAP_FI_SECTION && sec.kind != IMAP_SEC_ALL)) {
+		imap_section_free(&sec);
+		fetch_err(err, errlen, forms[f].kind == IMAP_FI_SECTION ?
+		          "Invalid BODY[..] parameter: Unknown section name" :
+		          "Invalid BINARY[..] parameter: Invalid part number");
 		return -1;
 	}
-	name = section_name(s, end, partial, off);
+	name = section_name(forms[f].reply, s, end, partial, off);
 	if (!name) {
 		imap_section_free(&sec);
 		fetch_err(err, errlen, "Out of memory");
@@ -243,7 +270,7 @@ add_section(struct imap_fetch_req *r, const char *s, size_t len, char *err, size
 	}
 	/* The same name twice is answered once; BODY[] with BODY.PEEK[] reads. */
 	for (size_t i = 0; i < r->n; i++) {
-		if (r->items[i].kind == IMAP_FI_SECTION && strcmp(r->items[i].name, name) == 0 &&
+		if (r->items[i].kind == forms[f].kind && strcmp(r->items[i].name, name) == 0 &&
 		    r->items[i].count == count) {
 			r->items[i].peek &= peek;
 			imap_section_free(&sec);
@@ -251,7 +278,7 @@ add_section(struct imap_fetch_req *r, const char *s, size_t len, char *err, size
 			return 0;
 		}
 	}
-	it = req_add(r, IMAP_FI_SECTION);
+	it = req_add(r, forms[f].kind);
 	if (!it) {
 		imap_section_free(&sec);
 		free(name);
@@ -290,7 +317,10 @@ add_item(struct imap_fetch_req *r, const char *s, size_t len, char *err, size_t 
 		if (name_is(s, len, simple[i].name))
 			return add_simple(r, simple[i].kind, err, errlen);
 	if ((len >= 5 && strncasecmp(s, "BODY[", 5) == 0) ||
-	    (len >= 10 && strncasecmp(s, "BODY.PEEK[", 10) == 0))
+	    (len >= 10 && strncasecmp(s, "BODY.PEEK[", 10) == 0) ||
+	    (len >= 7 && strncasecmp(s, "BINARY[", 7) == 0) ||
+	    (len >= 12 && strncasecmp(s, "BINARY.PEEK[", 12) == 0) ||
+	    (len >= 12 && strncasecmp(s, "BINARY.SIZE[", 12) == 0))
 		return add_section(r, s, len, err, errlen);
 	/* Quote the name only as far as it is printable and short. */
 	{
@@ -361,6 +391,14 @@ req_summarise(struct imap_fetch_req *r)
 		case IMAP_FI_RFC822_HEADER:
 			r->needs_text = 1;
 			break;
+		case IMAP_FI_BINARY:
+		case IMAP_FI_BINARY_SIZE:
+			r->needs_text = 1;
+			if (it->sec.nparts > 0)
+				r->needs_parse = 1;
+			if (it->kind == IMAP_FI_BINARY && !it->peek)
+				r->sets_seen = 1;
+			break;
 		}
 	}
 }
@@ -409,7 +447,8 @@ void
 imap_fetch_req_free(struct imap_fetch_req *r)
 {
 	for (size_t i = 0; i < r->n; i++) {
-		if (r->items[i].kind == IMAP_FI_SECTION)
+		if (r->items[i].kind == IMAP_FI_SECTION || r->items[i].kind == IMAP_FI_BINARY ||
+		    r->items[i].kind == IMAP_FI_BINARY_SIZE)
 			imap_section_free(&r->items[i].sec);
 		free(r->items[i].name);
 	}

@@ -106,7 +106,7 @@ capabilities(const struct imap_login *l, char *out, size_t len)
 {
 	int tls_offer = pt_conn_tls_available(l->conn) && !pt_conn_is_tls(l->conn);
 
-	snprintf(out, len, "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+%s", tls_offer ? " STARTTLS" : "");
+	snprintf(out, len, "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL+%s", tls_offer ? " STARTTLS" : "");
 	if (!plaintext_ok(l)) {
 		strncat(out, " LOGINDISABLED", len - strlen(out) - 1);
 		return;

@@ -10,6 +10,40 @@
 #include "imap.h"
 #include "imap_msg.h"
 
+/* Whether [s, s+n) is well-formed UTF-8 (no overlongs, no surrogates). */
+static int
+utf8_valid(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i];
+		size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+		if (k == 9 || i + k >= n + (k == 0) || (k == 1 && c < 0xc2) || (k == 3 && c > 0xf4))
+			return 0;
+		for (size_t j = 1; j <= k; j++)
+			if ((s[i + j] & 0xc0) != 0x80)
+				return 0;
+		if ((k == 2 && c == 0xe0 && s[i + 1] < 0xa0) || (k == 2 && c == 0xed && s[i + 1] >= 0xa0) ||
+		    (k == 3 && c == 0xf0 && s[i + 1] < 0x90) || (k == 3 && c == 0xf4 && s[i + 1] >= 0x90))
+			return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
+/* A mailbox name or pattern from the wire into UTF-8: modified UTF-7
+ * (RFC 3501 §5.1.3), or for a session that enabled IMAP4rev2 UTF-8 as
+ * it is (RFC 9051 §5.1: rev2 names are UTF-8). 0, or -1 when invalid. */
+static int
+name_decode(const char *s, size_t len, struct pt_strbuf *out)
+{
+	if (!imap_names_utf8)
+		return imap_utf7_decode(s, len, out);
+	if (!utf8_valid((const unsigned char *)s, len))
+		return -1;
+	pt_strbuf_put(out, s, len);
+	return 0;
+}
+
 char *
 imap_mailbox_arg(const struct imap_arg *a)
 {
@@ -19,7 +53,7 @@ imap_mailbox_arg(const struct imap_arg *a)
 		return NULL;
 	if (a->len == 5 && strncasecmp(a->s, "INBOX", 5) == 0)
 		return strdup("INBOX");
-	if (imap_utf7_decode(a->s, a->len, &b) != 0 || b.oom) {
+	if (name_decode(a->s, a->len, &b) != 0 || b.oom) {
 		pt_strbuf_free(&b);
 		return NULL;
 	}
@@ -36,7 +70,9 @@ imap_append_mailbox_name(struct pt_strbuf *out, const char *name)
 {
 	struct pt_strbuf e = { 0 };
 
-	if (imap_utf7_encode(name, strlen(name), &e) == 0 && !e.oom && e.p)
+	if (imap_names_utf8)
+		imap_append_astring(out, name, strlen(name));
+	else if (imap_utf7_encode(name, strlen(name), &e) == 0 && !e.oom && e.p)
 		imap_append_astring(out, e.p, e.len);
 	else
 		imap_append_astring(out, name, strlen(name));
@@ -49,7 +85,8 @@ imap_mailbox_invalid(struct imap_session *s, const char *tag, const char *cmd, c
 	/* A string that does not decode is a name no folder can have: NO, as
 	 * Dovecot answers; anything else is a syntax error. */
 	if (imap_arg_is_string(a))
-		imap_tagged(s, tag, "NO", "Mailbox name is not valid mUTF-7");
+		imap_tagged(s, tag, "NO", imap_names_utf8 ? "Mailbox name is not valid UTF-8" :
+		                                            "Mailbox name is not valid mUTF-7");
 	else
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid mailbox name.", cmd);
 }
@@ -81,6 +118,14 @@ folder_done(struct imap_session *s, const char *tag, int rc, const struct pt_sta
 }
 
 /* ---- SELECT / EXAMINE ---- */
+
+static void list_one_name(struct imap_session *s, const char *name);
+
+static void
+select_list_line(struct imap_session *s, const char *name)
+{
+	list_one_name(s, name);
+}
 
 static void
 select_common(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int readonly)
@@ -125,9 +170,15 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 			first_unseen = i + 1;
 	}
 	imap_untagged(s, "%zu EXISTS", s->nview);
-	imap_untagged(s, "%zu RECENT", recent);
-	if (first_unseen)
-		imap_untagged(s, "OK [UNSEEN %zu] First unseen.", first_unseen);
+	if (s->rev2) {
+		/* RFC 9051 §6.3.2: no RECENT, no UNSEEN code; the folder's LIST
+		 * line instead (its name as the server spells it). */
+		select_list_line(s, s->selected);
+	} else {
+		imap_untagged(s, "%zu RECENT", recent);
+		if (first_unseen)
+			imap_untagged(s, "OK [UNSEEN %zu] First unseen.", first_unseen);
+	}
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", s->mbx->uidnext(s->mb));
 	imap_completed(s, tag, readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "Examine" : "Select");
@@ -264,6 +315,10 @@ imap_cmd_delete(struct imap_session *s, const char *tag, const struct imap_arg *
 	int rc = s->mbx->remove(s->ms, name, &st);
 	if (rc == 0)
 		special_use_follow(s, name, NULL);
+	/* RFC 9051 §7.1 has a code of its own for a \Noselect parent
+	 * that cannot go while it has children. */
+	if (rc != 0 && s->rev2 && strcmp(st.dsn, "CANNOT") == 0 && strstr(st.text, "has children"))
+		snprintf(st.dsn, sizeof(st.dsn), "%s", "HASCHILDREN");
 	free(name);
 	folder_done(s, tag, rc, &st, "Delete");
 }
@@ -556,7 +611,7 @@ imap_cmd_lsub(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		return;
 	}
 	struct pt_strbuf ref = { 0 }, pat = { 0 }, full = { 0 };
-	if (imap_utf7_decode(a[0].s, a[0].len, &ref) != 0 || imap_utf7_decode(a[1].s, a[1].len, &pat) != 0) {
+	if (name_decode(a[0].s, a[0].len, &ref) != 0 || name_decode(a[1].s, a[1].len, &pat) != 0) {
 		pt_strbuf_free(&ref);
 		pt_strbuf_free(&pat);
 		/* A pattern no name can match in its encoding: nothing listed. */
@@ -791,7 +846,7 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	const struct imap_arg *pv = pat_arg->type == IMAP_ARG_LIST ? pat_arg->list : pat_arg;
 	size_t npv = pat_arg->type == IMAP_ARG_LIST ? pat_arg->n : 1;
 	struct pt_strbuf ref = { 0 };
-	if (imap_utf7_decode(ref_arg->s, ref_arg->len, &ref) != 0) {
+	if (name_decode(ref_arg->s, ref_arg->len, &ref) != 0) {
 		/* A reference no name can have in its encoding: nothing listed. */
 		pt_strbuf_free(&ref);
 		imap_completed(s, tag, NULL, "List");
@@ -812,7 +867,7 @@ imap_cmd_list(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	}
 	for (size_t k = 0; k < npv; k++) {
 		struct pt_strbuf pat = { 0 }, full = { 0 };
-		if (pv[k].len == 0 || imap_utf7_decode(pv[k].s, pv[k].len, &pat) != 0) {
+		if (pv[k].len == 0 || name_decode(pv[k].s, pv[k].len, &pat) != 0) {
 			pt_strbuf_free(&pat);
 			continue;   /* matches nothing */
 		}
@@ -911,10 +966,32 @@ store_error:
 	imap_store_error(s, tag, &st);
 }
 
+/* The LIST line of one folder with its current attributes (IMAP4rev2
+ * SELECT/EXAMINE, RFC 9051 §6.3.2). Nothing when it cannot be listed. */
+static void
+list_one_name(struct imap_session *s, const char *name)
+{
+	struct folder_list all = { 0 };
+	struct pt_status st = { 0 };
+
+	if (s->mbx->list(s->ms, folders_add, &all, &st) != 0 || all.oom) {
+		folders_free(&all);
+		return;
+	}
+	long k = folders_find(&all, name);
+	if (k >= 0) {
+		struct imap_special_table *t = imap_special_load(s, 1);
+		const char *use = t ? imap_special_of(t, name) : "";
+		emit_line_ext(s, "LIST", all.attrs[k], use ? use : "", name, "");
+		imap_special_free(t);
+	}
+	folders_free(&all);
+}
+
 /* ---- STATUS ---- */
 
 static const char *const status_items[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-	                                    "SIZE", "DELETED-STORAGE" };
+	                                    "SIZE", "DELETED-STORAGE", "DELETED" };
 #define NSTATUS_ITEMS (sizeof(status_items) / sizeof(status_items[0]))
 
 int
@@ -957,7 +1034,9 @@ imap_status_send(struct imap_session *s, const char *name, const struct imap_arg
 			k++;
 		/* SIZE: the sum of RFC822.SIZE (RFC 8438), 64 bits */
 		uint64_t v = k == 0 ? ms.messages : k == 1 ? ms.recent : k == 2 ? ms.uidnext :
-		             k == 3 ? ms.uidvalidity : k == 4 ? ms.unseen : k == 5 ? ms.size : (ms.deleted_size + 1023) / 1024;
+		             k == 3 ? ms.uidvalidity : k == 4 ? ms.unseen : k == 5 ? ms.size :
+		             k == 6 ? (ms.deleted_size + 1023) / 1024 :
+		             ms.deleted;   /* DELETED: IMAP4rev2 (RFC 9051 §6.3.11) */
 		pt_strbuf_printf(&b, "%s%s %llu", i ? " " : "", status_items[k], (unsigned long long)v);
 	}
 	pt_strbuf_puts(&b, ")");

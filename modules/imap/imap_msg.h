@@ -91,6 +91,12 @@ void imap_section_free(struct imap_section *sec);
 void imap_msg_section(const struct imap_msg *m, const struct imap_section *sec,
                       struct pt_strbuf *out);
 
+/* BINARY[part] (RFC 3516; sec holds part numbers only): the part's body
+ * with its Content-Transfer-Encoding undone (a multipart or message part
+ * as it is, the empty section the whole message), appended to out (NULL:
+ * only check). 0, or -1 when the part's encoding is unknown. */
+int imap_msg_binary(const struct imap_msg *m, const struct imap_section *sec, struct pt_strbuf *out);
+
 /* ---- imap_search.c: SEARCH keys (RFC 3501 §6.4.4) ---- */
 
 struct imap_search;

@@ -76,6 +76,28 @@ qp_decode(const char *s, size_t n, int in_header, struct pt_strbuf *out)
 	}
 }
 
+int
+imap_cte_decode(const char *enc, size_t enclen, const char *b, size_t n, struct pt_strbuf *out)
+{
+	int b64 = enc && imap_ascii_caseeq(enc, enclen, "base64");
+	int qp = enc && imap_ascii_caseeq(enc, enclen, "quoted-printable");
+
+	if (!b64 && !qp && enc && !imap_ascii_caseeq(enc, enclen, "7bit") &&
+	    !imap_ascii_caseeq(enc, enclen, "8bit") && !imap_ascii_caseeq(enc, enclen, "binary"))
+		return -1;
+	if (out == NULL)
+		return 0;
+	if (b64)
+		base64_decode(b, n, out);
+	else if (qp)
+		qp_decode(b, n, 0, out);
+	else
+		pt_strbuf_put(out, b, n);
+	if (out->p == NULL)
+		pt_strbuf_put(out, "", 0);
+	return 0;
+}
+
 static void
 latin1_to_utf8(const char *s, size_t n, struct pt_strbuf *out)
 {

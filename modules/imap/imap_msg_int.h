@@ -82,6 +82,11 @@ void imap_msg_decode_header(const char *v, size_t len, struct pt_strbuf *out);
 void imap_msg_decode_body(const struct imap_msg *m, const struct imap_part *p,
                           struct pt_strbuf *out);
 
+/* [b, b+n) with the Content-Transfer-Encoding enc undone (enc NULL: none
+ * given; 7bit, 8bit, binary as they are), appended to out (NULL: only
+ * check). -1 for an encoding not known (RFC 3516 UNKNOWN-CTE). */
+int imap_cte_decode(const char *enc, size_t enclen, const char *b, size_t n, struct pt_strbuf *out);
+
 /* ENVELOPE of a message node. */
 void imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p,
                             struct pt_strbuf *out);

@@ -53,9 +53,10 @@ imap_reader_busy(const struct imap_reader *r)
 	return r->buf.len > 0 || r->in_literal || r->line_len > 0;
 }
 
-/* "{123}" or "{123+}" at the end of the current line: 1 with *n, *plus. */
+/* "{123}" or "{123+}" (either after '~': a literal8, RFC 3516) at the
+ * end of the current line: 1 with *mark (its first byte), *n, *plus, *lit8. */
 static int
-literal_marker(const struct imap_reader *r, size_t *mark, size_t *n, int *plus)
+literal_marker(const struct imap_reader *r, size_t *mark, size_t *n, int *plus, int *lit8)
 {
 	const char *b = r->buf.p;
 	size_t end = r->buf.len, start = end - r->line_len, p;
@@ -77,12 +78,15 @@ literal_marker(const struct imap_reader *r, size_t *mark, size_t *n, int *plus)
 	for (size_t i = p; i < digits_end; i++)
 		v = v * 10 + (unsigned)(b[i] - '0');
 	*mark = p - 1;
+	*lit8 = p - 1 > start && b[p - 2] == '~';
+	if (*lit8)
+		*mark = p - 2;
 	*n = v > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)v;
 	return 1;
 }
 
 static int
-add_literal(struct imap_reader *r, size_t mark, size_t data, size_t len)
+add_literal(struct imap_reader *r, size_t mark, size_t data, size_t len, int lit8)
 {
 	if (r->nlits == r->caplits) {
 		size_t cap = r->caplits ? r->caplits * 2 : 4;
@@ -95,6 +99,7 @@ add_literal(struct imap_reader *r, size_t mark, size_t data, size_t len)
 	r->lits[r->nlits].mark = mark;
 	r->lits[r->nlits].data = data;
 	r->lits[r->nlits].len = len;
+	r->lits[r->nlits].lit8 = lit8;
 	r->nlits++;
 	return 0;
 }
@@ -138,8 +143,8 @@ imap_reader_feed(struct imap_reader *r, const char *data, size_t len, size_t *us
 		}
 		r->cr = 0;
 		size_t mark, n;
-		int plus;
-		if (r->buf.oom || !literal_marker(r, &mark, &n, &plus)) {
+		int plus, lit8;
+		if (r->buf.oom || !literal_marker(r, &mark, &n, &plus, &lit8)) {
 			*used = i;
 			return IMAP_READ_COMMAND;
 		}
@@ -147,7 +152,7 @@ imap_reader_feed(struct imap_reader *r, const char *data, size_t len, size_t *us
 			*used = i;
 			return plus ? IMAP_READ_LITERAL_PLUS_TOO_BIG : IMAP_READ_LITERAL_TOO_BIG;
 		}
-		if (add_literal(r, mark, r->buf.len, n) != 0) {
+		if (add_literal(r, mark, r->buf.len, n, lit8) != 0) {
 			*used = i;
 			return IMAP_READ_COMMAND; /* parse reports the damage */
 		}
@@ -366,6 +371,12 @@ parse_value(struct parser *ps, struct imap_arg *a, int depth)
 		return parse_quoted(ps, a);
 	case '{':
 		return parse_literal(ps, a);
+	case '~':
+		/* literal8 "~{n}"; elsewhere '~' is an ordinary ATOM-CHAR */
+		for (size_t i = 0; i < ps->nlits; i++)
+			if (ps->lits[i].mark == ps->p && ps->lits[i].lit8)
+				return parse_literal(ps, a);
+		return parse_atom(ps, a);
 	default:
 		return parse_atom(ps, a);
 	}

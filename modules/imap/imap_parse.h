@@ -1,5 +1,5 @@
 /* The IMAP command reader: frames commands out of a byte stream split at
- * any point (lines, {n} and {n+} literals, limits), then parses a complete
+ * any point (lines, {n} and {n+} literals, ~{n} literal8s, limits), then parses a complete
  * command into its tag, name and arguments (imap_arg.h). */
 #ifndef POSTERN_IMAP_PARSE_H
 #define POSTERN_IMAP_PARSE_H
@@ -20,7 +20,7 @@ struct imap_reader {
 	size_t lit_left;              /* literal bytes still to come */
 	int in_literal;
 	int cr;                       /* a CR was the last text byte */
-	struct imap_lit { size_t mark, data, len; } *lits; /* '{' offset, data offset */
+	struct imap_lit { size_t mark, data, len; int lit8; } *lits; /* '{' (or '~') offset, data offset */
 	size_t nlits, caplits;
 	size_t total;                 /* bytes of literals in this command */
 };

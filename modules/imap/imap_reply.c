@@ -169,6 +169,8 @@ imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t flags, u
 	for (size_t i = 0; i < sizeof(system_flags) / sizeof(system_flags[0]); i++) {
 		if (!(flags & system_flags[i].bit))
 			continue;
+		if (system_flags[i].bit == PT_F_RECENT && s && s->rev2)
+			continue;   /* RFC 9051 has no \Recent */
 		if (!first)
 			pt_strbuf_put(b, " ", 1);
 		pt_strbuf_puts(b, system_flags[i].name);

@@ -361,6 +361,10 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		}
 		esearch = 1;
 		skip = 2;
+	} else if (s->rev2) {
+		/* RFC 9051 §6.4.4: no RETURN is RETURN (ALL), answered ESEARCH */
+		esearch = 1;
+		ret = RET_ALL;
 	}
 	if (nargs > skip && args[skip].type == IMAP_ARG_ATOM && strcasecmp(args[skip].s, "CHARSET") == 0) {
 		if (nargs < skip + 3) {

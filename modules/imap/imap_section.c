@@ -190,8 +190,9 @@ message_part(const struct imap_msg *m, const struct imap_part *msg, unsigned k)
 	return k == 1 ? msg : NULL;
 }
 
-void
-imap_msg_section(const struct imap_msg *m, const struct imap_section *sec, struct pt_strbuf *out)
+/* The node a section's part numbers name, NULL when there is none. */
+static const struct imap_part *
+section_part(const struct imap_msg *m, const struct imap_section *sec)
 {
 	const struct imap_part *p = &m->parts[0];
 	for (size_t i = 0; i < sec->nparts && p != NULL; i++) {
@@ -202,6 +203,41 @@ imap_msg_section(const struct imap_msg *m, const struct imap_section *sec, struc
 		else
 			p = nth_child(m, p, sec->part[i]);
 	}
+	return p;
+}
+
+int
+imap_msg_binary(const struct imap_msg *m, const struct imap_section *sec, struct pt_strbuf *out)
+{
+	const struct imap_part *p = sec->nparts ? section_part(m, sec) : NULL;
+
+	if (sec->nparts == 0 || p == NULL || p->kind != IMAP_PART_LEAF) {
+		/* The whole message, a part that is not there (""), or a
+		 * multipart / message part: no encoding of its own to undo
+		 * (RFC 2045 allows only 7bit, 8bit, binary there). */
+		if (out != NULL) {
+			if (sec->nparts == 0)
+				put_range(m, 0, m->len, out);
+			else if (p != NULL)
+				put_range(m, p->body_off, p->body_len, out);
+			if (out->p == NULL)
+				pt_strbuf_put(out, "", 0);
+		}
+		return 0;
+	}
+	struct pt_strbuf enc = { 0 };
+	int have = imap_part_header(m, p, "content-transfer-encoding", &enc);
+	/* An empty value counts as none given (7bit). */
+	int rc = imap_cte_decode(have && enc.len ? enc.p : NULL, have ? enc.len : 0,
+	                         m->data + p->body_off, p->body_len, out);
+	pt_strbuf_free(&enc);
+	return rc;
+}
+
+void
+imap_msg_section(const struct imap_msg *m, const struct imap_section *sec, struct pt_strbuf *out)
+{
+	const struct imap_part *p = section_part(m, sec);
 	if (p == NULL) {
 		pt_strbuf_put(out, "", 0);
 		return;

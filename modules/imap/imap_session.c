@@ -77,6 +77,8 @@ static const struct cmd_entry commands[] = {
 
 static void session_input(struct imap_conn *ic);
 
+int imap_names_utf8;
+
 static uint64_t
 mono_ms(void)
 {
@@ -145,13 +147,18 @@ cmd_id(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t
 static void
 cmd_enable(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
 {
-	(void)a, (void)uid;
+	(void)uid;
 	if (n == 0) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command ENABLE: Missing arguments.");
 		return;
 	}
-	/* Nothing advertised can be enabled (no CONDSTORE, QRESYNC, UTF8). */
-	imap_untagged(s, "ENABLED");
+	/* IMAP4rev2 (RFC 9051 §6.3.1); unknown names are ignored (RFC 5161).
+	 * ENABLED lists only what this command newly enabled. */
+	int rev2 = 0;
+	for (size_t i = 0; i < n; i++)
+		if (a[i].type == IMAP_ARG_ATOM && strcasecmp(a[i].s, "IMAP4rev2") == 0 && !s->rev2)
+			rev2 = s->rev2 = 1;
+	imap_untagged(s, "ENABLED%s", rev2 ? " IMAP4rev2" : "");
 	imap_completed(s, tag, NULL, "Enabled");
 }
 
@@ -353,7 +360,9 @@ run_command(struct imap_conn *ic, struct imap_command *cmd)
 		return;
 	}
 	s->cmd_uid = uid;
+	imap_names_utf8 = s->rev2;
 	fn(s, cmd->tag, args, nargs, uid);
+	imap_names_utf8 = 0;
 }
 
 static void

@@ -262,7 +262,8 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	}
 	if (added) {
 		imap_untagged(s, "%zu EXISTS", s->nview);
-		imap_untagged(s, "%zu RECENT", count_recent(s));
+		if (!s->rev2)   /* RFC 9051 removed RECENT */
+			imap_untagged(s, "%zu RECENT", count_recent(s));
 	}
 }
 

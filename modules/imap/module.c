@@ -54,6 +54,9 @@ static const struct pt_param imap_params[] = {
 	  "largest literal (APPEND message) accepted; 0 = 50m", 0, 0 },
 	{ "imap_idle_notify_interval", PT_TIME, "2m", NULL,
 	  "how often an idling client gets \"* OK Still here\"", 1, 86400 },
+	{ "imap_idle_inotify", PT_BOOL, "yes", NULL,
+	  "wake IDLE by inotify on the folder's mbox and index (new mail within milliseconds); no = check "
+	  "once a second (NFS and other network filesystems are detected and polled anyway)", 0, 0 },
 	{ "imap_login_timeout", PT_TIME, "60s", NULL,
 	  "total time allowed from connect to login (however the client trickles input); the connection is then closed", 1, 86400 },
 	{ "imap_special_use", PT_LIST,
@@ -85,6 +88,7 @@ imap_configure(struct pt_ctx *ctx)
 	imap_set.max_line = (size_t)pt_conf_int(ctx->conf, "imap_max_line_length");
 	imap_set.max_literal = lit > 0 ? (size_t)lit : (size_t)50 * 1024 * 1024;
 	imap_set.idle_notify_ms = (unsigned)pt_conf_int(ctx->conf, "imap_idle_notify_interval") * 1000u;
+	imap_set.idle_inotify = pt_conf_bool(ctx->conf, "imap_idle_inotify");
 	imap_set.login_timeout_ms = (unsigned)pt_conf_int(ctx->conf, "imap_login_timeout") * 1000u;
 	imap_set.autologout_ms = (unsigned)pt_conf_int(ctx->conf, "imap_autologout") * 1000u;
 	const struct pt_list *su = pt_conf_list(ctx->conf, "imap_special_use");

@@ -728,8 +728,10 @@ store_status(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
 				out->first_unseen_seq = (uint32_t)i + 1;
 		}
 		out->size += m->size;
-		if (m->flags & PT_F_DELETED)
+		if (m->flags & PT_F_DELETED) {
 			out->deleted_size += m->size;
+			out->deleted++;
+		}
 	}
 	out->uidnext = ms_mbox_uidnext(mb);
 	out->uidvalidity = mb->f.uidvalidity;
@@ -830,6 +832,7 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.path = ms_mbox_path,
 	.change_flags = ms_mbox_change_flags,
 	.special_uses = store_special_uses,
+	.index_dir = ms_mbox_index_dir,
 	.set_special_use = store_set_special_use,
 	.quota = store_quota,
 };

@@ -245,5 +245,6 @@ int ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, siz
                          struct pt_status *st);
 int ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st);
 const char *ms_mbox_path(const struct pt_mbox *mb);
+const char *ms_mbox_index_dir(const struct pt_mbox *mb);
 
 #endif

@@ -522,6 +522,14 @@ ms_mbox_path(const struct pt_mbox *mb)
 	return mb->f.path;
 }
 
+/* Where the folder's index (and its CONDSTORE state) is saved: a write
+ * there is a change IDLE must hear of even when the mbox is untouched. */
+const char *
+ms_mbox_index_dir(const struct pt_mbox *mb)
+{
+	return mb->f.idxdir;
+}
+
 /* ---- append ---- */
 
 /* One message as mbox bytes with its storage block at the header's end. */

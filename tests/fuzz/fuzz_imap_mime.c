@@ -1,6 +1,6 @@
 /* libFuzzer target: any bytes as a message through the IMAP message
  * library: parse, ENVELOPE, BODY, BODYSTRUCTURE and every section kind of
- * the parts a message can have. Outputs must be balanced IMAP lists (a
+ * the parts a message can have, BINARY of the numbered ones. Outputs must be balanced IMAP lists (a
  * literal's bytes skipped) and sections must come from the input. */
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +74,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (b.len > size + 2 && s.kind != IMAP_SEC_HEADER_FIELDS && s.kind != IMAP_SEC_HEADER_FIELDS_NOT)
 			abort();
 		pt_strbuf_free(&b);
+		/* BINARY of part-number sections: the check agrees with the
+		 * decode, and decoding never grows the body */
+		if (s.kind == IMAP_SEC_ALL) {
+			int known = imap_msg_binary(m, &s, NULL);
+			if (imap_msg_binary(m, &s, &b) != known || (known == 0 && b.len > size))
+				abort();
+			pt_strbuf_free(&b);
+		}
 		imap_section_free(&s);
 	}
 	imap_msg_free(m);

@@ -14,7 +14,7 @@ import unittest
 from harness import Server, throwaway_user, wait_for
 from imap_util import POST_CAPS, Raw, imap_server, strip_timing
 
-PRE = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+"
+PRE = "IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL+"
 
 
 def b64(s):

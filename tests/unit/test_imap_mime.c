@@ -530,6 +530,48 @@ test_limits(void **state)
 	pt_strbuf_free(&b);
 }
 
+/* BINARY[part] (RFC 3516): base64 and quoted-printable undone, other
+ * encodings as they are or refused, multipart/message parts untouched. */
+static void
+check_binary(const struct imap_msg *m, const char *sec, int want_rc, const char *want, size_t wantlen)
+{
+	struct imap_section s;
+	assert_int_equal(imap_section_parse(sec, strlen(sec), &s), 0);
+	struct pt_strbuf b = { 0 };
+	assert_int_equal(imap_msg_binary(m, &s, NULL), want_rc);
+	assert_int_equal(imap_msg_binary(m, &s, &b), want_rc);
+	if (want_rc == 0) {
+		assert_int_equal(b.len, wantlen);
+		assert_memory_equal(b.p, want, wantlen);
+	}
+	pt_strbuf_free(&b);
+	imap_section_free(&s);
+}
+
+static void
+test_binary(void **state)
+{
+	(void)state;
+	struct parsed p = parse_lf("Subject: b\n"
+	                           "Content-Type: multipart/mixed; boundary=B\n\n"
+	                           "--B\nContent-Transfer-Encoding: BASE64\n\nAGEB\n/w==\n"
+	                           "--B\nContent-Transfer-Encoding: quoted-printable\n\na=3Db=\nc\n"
+	                           "--B\nContent-Transfer-Encoding: x-gzip\n\nzz\n"
+	                           "--B\nContent-Transfer-Encoding: 8bit\n\nplain\n"
+	                           "--B\nContent-Type: message/rfc822\nContent-Transfer-Encoding: 7bit\n\n"
+	                           "Subject: in\nContent-Transfer-Encoding: base64\n\naGk=\n"
+	                           "--B--\n");
+	check_binary(p.m, "1", 0, "\0a\1\xff", 4);
+	check_binary(p.m, "2", 0, "a=bc", 4);
+	check_binary(p.m, "3", -1, NULL, 0);
+	check_binary(p.m, "4", 0, "plain", 5);
+	check_binary(p.m, "5.1", 0, "hi", 2);   /* the embedded message's body */
+	check_binary(p.m, "9", 0, "", 0);       /* no such part */
+	check_binary(p.m, "", 0, p.text, p.len);
+	free(p.text);
+	imap_msg_free(p.m);
+}
+
 int
 main(void)
 {
@@ -547,6 +589,7 @@ main(void)
 		cmocka_unit_test(test_section_parse),
 		cmocka_unit_test(test_every_prefix),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

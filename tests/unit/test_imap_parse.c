@@ -150,6 +150,12 @@ test_literals(void **state)
 	CHECK("a X {0}\r\n\r\n", "[+][a|X|L0:]");
 	/* A '{' that does not end the line is not a literal. */
 	CHECK("a X {3} y\r\n", "[BAD a|Unexpected '{']");
+	/* literal8 (RFC 3516): ~{n} and ~{n+}, NULs kept */
+	CHECK("a APPEND INBOX ~{4}\r\na\0b\0\r\n", "[+][a|APPEND|A:INBOX L4:a\\x00b\\x00]");
+	CHECK("a APPEND INBOX (\\Seen) ~{3+}\r\n\0\1\2\r\n", "[a|APPEND|A:INBOX (A:\\Seen) L3:\\x00\\x01\\x02]");
+	/* '~' elsewhere is an ordinary atom character */
+	CHECK("a SELECT ~x\r\n", "[a|SELECT|A:~x]");
+	CHECK("a SELECT ~{x\r\n", "[BAD a|Missing space between arguments]");
 }
 
 static void
@@ -160,6 +166,8 @@ test_fetch_atoms(void **state)
 	      "[f|FETCH|A:1:*,3 (A:UID A:BODY.PEEK[HEADER.FIELDS (From To)]<0.100> A:FLAGS)]");
 	CHECK("f UID FETCH 1 BODY[]\r\n", "[f|UID|A:FETCH A:1 A:BODY[]]");
 	CHECK("f FETCH 1 BODY[1.2\r\n", "[BAD f|Missing ']']");
+	CHECK("f FETCH 1 (BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3] BINARY[])\r\n",
+	      "[f|FETCH|A:1 (A:BINARY.PEEK[1.2]<0.10> A:BINARY.SIZE[3] A:BINARY[])]");
 	CHECK("l LIST \"\" *\r\n", "[l|LIST|S: A:*]");
 	CHECK("l LIST \"\" %/x\r\n", "[l|LIST|S: A:%/x]");
 	/* '[' opens a section only after a FETCH attribute name */
