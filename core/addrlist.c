@@ -15,6 +15,7 @@
 #include "postern/config.h"
 #include "postern/header.h"
 #include "runtime.h"
+#include "postern/strbuf.h"
 
 enum tok_type { T_WS, T_ATOM, T_QUOTED, T_LITERAL, T_COMMENT, T_SPECIAL };
 
@@ -46,12 +47,10 @@ static int
 push(struct toks *t, enum tok_type type, char c, size_t s, size_t e)
 {
 	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 32;
-		struct tok *v = realloc(t->v, cap * sizeof *v);
+		struct tok *v = pt_array_grow(t->v, &t->cap, sizeof *v, 32);
 		if (v == NULL)
 			return -1;
 		t->v = v;
-		t->cap = cap;
 	}
 	t->v[t->n++] = (struct tok){ type, c, s, e };
 	return 0;
@@ -129,12 +128,10 @@ static int
 add_edit(struct edits *ed, size_t at, int dot)
 {
 	if (ed->n == ed->cap) {
-		size_t cap = ed->cap ? ed->cap * 2 : 8;
-		struct edit *v = realloc(ed->v, cap * sizeof *v);
+		struct edit *v = pt_array_grow(ed->v, &ed->cap, sizeof *v, 8);
 		if (v == NULL)
 			return -1;
 		ed->v = v;
-		ed->cap = cap;
 	}
 	ed->v[ed->n++] = (struct edit){ at, dot };
 	return 0;

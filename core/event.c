@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "event_int.h"
+#include "postern/strbuf.h"
 
 /* A watched fd. The generation goes into epoll's data word so an event
  * queued for an fd that was unwatched (and maybe reused by a new socket)
@@ -368,13 +369,11 @@ pt_timer_add(struct pt_loop *loop, uint64_t ms, pt_timer_cb *cb, void *arg)
 	struct pt_timer *t;
 
 	if (loop->nheap == loop->heapcap) {
-		size_t n = loop->heapcap ? loop->heapcap * 2 : 16;
-		struct pt_timer **nh = realloc(loop->heap, n * sizeof *nh);
+		struct pt_timer **nh = pt_array_grow(loop->heap, &loop->heapcap, sizeof *nh, 16);
 
 		if (!nh)
 			return NULL;
 		loop->heap = nh;
-		loop->heapcap = n;
 	}
 	t = malloc(sizeof *t);
 	if (!t)

@@ -16,6 +16,7 @@
 #include "map.h"
 #include "postern/config.h"
 #include "postern/fdio.h"
+#include "postern/strbuf.h"
 #include "postern/log.h"
 #include "event_int.h"
 #include "loader.h"
@@ -220,14 +221,12 @@ map_insert(struct map_parse *p, int line, const char *key, size_t klen,
 	t->alen += klen + vlen + 2;
 
 	if (t->n == t->cap) {
-		size_t nc = t->cap ? t->cap * 2 : 256;
-		struct map_entry *ne = realloc(t->ent, nc * sizeof(*ne));
+		struct map_entry *ne = pt_array_grow(t->ent, &t->cap, sizeof(*ne), 256);
 		if (!ne) {
 			p->oom = 1;
 			return;
 		}
 		t->ent = ne;
-		t->cap = nc;
 	}
 	if ((t->n + 1) * 2 > t->nslots && map_table_grow_slots(t) < 0) {
 		p->oom = 1;

@@ -21,12 +21,10 @@ static struct pt_msnap_item *
 snap_add(struct pt_msnap *s, int type, const char *name, const char *help, const char *labels)
 {
 	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct pt_msnap_item *v = realloc(s->v, cap * sizeof *v);
+		struct pt_msnap_item *v = pt_array_grow(s->v, &s->cap, sizeof *v, 64);
 		if (!v)
 			return NULL;
 		s->v = v;
-		s->cap = cap;
 	}
 	struct pt_msnap_item *it = &s->v[s->n++];
 	memset(it, 0, sizeof *it);

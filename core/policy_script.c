@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "policy_script.h"
+#include "postern/strbuf.h"
 
 #define SCRIPT_MAX_STEPS 100000
 
@@ -138,14 +139,12 @@ pt_policy_script_parse(const char *text, size_t len, struct pt_pscript_step **st
 				snprintf(err, errlen, "%d: more than %d commands", lineno, SCRIPT_MAX_STEPS);
 				goto fail;
 			}
-			size_t ncap = cap ? cap * 2 : 16;
-			struct pt_pscript_step *nvp = realloc(v, ncap * sizeof *v);
+			struct pt_pscript_step *nvp = pt_array_grow(v, &cap, sizeof *v, 16);
 			if (nvp == NULL) {
 				snprintf(err, errlen, "out of memory");
 				goto fail;
 			}
 			v = nvp;
-			cap = ncap;
 		}
 		v[nv++] = st;
 	}

@@ -23,6 +23,7 @@
 #include "postern/log.h"
 #include "queue_int.h"
 #include "record_int.h"
+#include "postern/strbuf.h"
 
 #define TICK_MS 1000
 /* Queue files retried at once; fresh mail from SMTP is not limited here. */
@@ -66,12 +67,10 @@ note(const char *id, const char *where, time_t next_retry)
 	struct entry *e = find(id);
 	if (!e) {
 		if (M.n == M.cap) {
-			size_t cap = M.cap ? M.cap * 2 : 64;
-			struct entry *v = realloc(M.v, cap * sizeof *v);
+			struct entry *v = pt_array_grow(M.v, &M.cap, sizeof *v, 64);
 			if (!v)
 				return; /* the next directory scan finds it */
 			M.v = v;
-			M.cap = cap;
 		}
 		e = &M.v[M.n++];
 		snprintf(e->id, sizeof e->id, "%s", id);

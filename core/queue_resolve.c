@@ -14,6 +14,7 @@
 #include "postern/address.h"
 #include "postern/header.h"
 #include "queue_msg.h"
+#include "postern/strbuf.h"
 
 /* The recipient's outcome is decided here (its targets, if any, count too). */
 static void __attribute__((format(printf, 5, 6)))
@@ -32,12 +33,10 @@ static struct target *
 target_add(struct qmsg *m, size_t rcpt, enum target_kind kind, const char *final)
 {
 	if (m->nt == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 8;
-		struct target *t = realloc(m->t, cap * sizeof *t);
+		struct target *t = pt_array_grow(m->t, &m->cap, sizeof *t, 8);
 		if (!t)
 			return NULL;
 		m->t = t;
-		m->cap = cap;
 	}
 	struct target *t = &m->t[m->nt];
 	memset(t, 0, sizeof *t);

@@ -80,3 +80,16 @@ pt_strbuf_free(struct pt_strbuf *b)
 	free(b->p);
 	memset(b, 0, sizeof *b);
 }
+
+void *
+pt_array_grow(void *v, size_t *cap, size_t size, size_t first)
+{
+	size_t n = *cap ? *cap * 2 : first;
+	if (size == 0 || n == 0 || (*cap && n < *cap) || n > (size_t)-1 / size)
+		return NULL;
+	void *nv = realloc(v, n * size);
+	if (nv == NULL)
+		return NULL;
+	*cap = n;
+	return nv;
+}

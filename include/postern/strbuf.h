@@ -22,4 +22,10 @@ void pt_strbuf_printf(struct pt_strbuf *b, const char *fmt, ...) __attribute__((
 int pt_strbuf_reserve(struct pt_strbuf *b, size_t n);
 void pt_strbuf_free(struct pt_strbuf *b);
 
+/* Growing an array of any element type when it is full: returns v
+ * reallocated to twice *cap elements of size bytes (first when *cap is
+ * 0) and updates *cap, or NULL when memory or size_t runs out (v and
+ * *cap are then as before). */
+void *pt_array_grow(void *v, size_t *cap, size_t size, size_t first);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "imap_msg_int.h"
+#include "postern/strbuf.h"
 
 static int
 lower(int c)
@@ -249,12 +250,10 @@ new_part(struct imap_msg *m)
 	if (m->nparts >= IMAP_MSG_MAX_PARTS)
 		return -1;
 	if (m->nparts == m->cap) {
-		size_t ncap = m->cap ? m->cap * 2 : 8;
-		struct imap_part *np = realloc(m->parts, ncap * sizeof *np);
+		struct imap_part *np = pt_array_grow(m->parts, &m->cap, sizeof *np, 8);
 		if (np == NULL)
 			return -2;
 		m->parts = np;
-		m->cap = ncap;
 	}
 	struct imap_part *p = &m->parts[m->nparts];
 	memset(p, 0, sizeof *p);

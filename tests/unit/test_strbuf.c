@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -41,12 +42,37 @@ test_max_cuts_without_overflow(void **state)
 	pt_strbuf_free(&b);
 }
 
+static void
+test_array_grow(void **state)
+{
+	(void)state;
+	size_t cap = 0;
+	int *v = pt_array_grow(NULL, &cap, sizeof *v, 4);
+	assert_non_null(v);
+	assert_int_equal(cap, 4);
+	for (int i = 0; i < 4; i++)
+		v[i] = i;
+	int *w = pt_array_grow(v, &cap, sizeof *w, 4);
+	assert_non_null(w);
+	assert_int_equal(cap, 8);
+	assert_int_equal(w[3], 3);
+	/* A size that would overflow leaves the array and its capacity alone. */
+	size_t huge = (size_t)-1 / 4;
+	assert_null(pt_array_grow(w, &huge, 4, 4));
+	assert_int_equal(huge, (size_t)-1 / 4);
+	size_t zero = 0;
+	assert_null(pt_array_grow(NULL, &zero, 0, 4));
+	assert_null(pt_array_grow(NULL, &zero, 8, 0));
+	free(w);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grows_and_terminates),
 		cmocka_unit_test(test_max_cuts_without_overflow),
+		cmocka_unit_test(test_array_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
