@@ -739,6 +739,31 @@ pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg)
 	conn_leave(c);
 }
 
+void
+pt_conn_tls_connect(struct pt_conn *c, SSL *ssl, void (*done)(struct pt_conn *c, void *arg), void *arg)
+{
+	/* Whatever the server sent in plaintext before the handshake (after
+	 * its STARTTLS answer) is not trusted as if it came through TLS. */
+	c->rpos = c->rlen = c->scan = 0;
+	c->ssl = ssl;
+	if (SSL_set_fd(ssl, c->fd) != 1) {
+		c->busy++;
+		conn_close_now(c, "error: TLS unavailable");
+		conn_leave(c);
+		return;
+	}
+	SSL_set_connect_state(ssl);
+	c->relayed = 1;  /* no STARTTLS answered on this side either */
+	c->tls_done = done;
+	c->tls_done_arg = arg;
+	c->tls = TLS_HANDSHAKE;
+	c->hs_want = PT_EV_WRITE;
+	c->busy++;
+	conn_handshake(c);
+	conn_frame_end(c);
+	conn_leave(c);
+}
+
 /* Send queued output until the socket is full. Runs on_drain when the
  * buffer empties, closes when close_after_write is due, and starts a
  * pending STARTTLS handshake once its plaintext reply is out. */

@@ -403,6 +403,46 @@ pt_passwd_file_unreadable(const struct pt_passwd_file *f)
 	return f->unreadable;
 }
 
+/* ---- extra fields ---- */
+
+int
+pt_passwd_extra_get(const char *extra, const char *key, char *val, size_t vallen)
+{
+	size_t kl = strlen(key);
+	const char *p = extra ? extra : "";
+
+	if (vallen)
+		val[0] = '\0';
+	for (;;) {
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			return 0;
+		size_t wl = strcspn(p, " \t");
+		if (wl >= kl && strncasecmp(p, key, kl) == 0 && (wl == kl || p[kl] == '=')) {
+			if (wl > kl && vallen) {
+				size_t n = wl - kl - 1;
+				if (n >= vallen)
+					n = vallen - 1;
+				memcpy(val, p + kl + 1, n);
+				val[n] = '\0';
+			}
+			return 1;
+		}
+		p += wl;
+	}
+}
+
+int
+pt_passwd_extra_flag(const char *extra, const char *key)
+{
+	char v[8];
+
+	if (!pt_passwd_extra_get(extra, key, v, sizeof v))
+		return 0;
+	return v[0] == '\0' || strcasecmp(v, "y") == 0 || strcasecmp(v, "yes") == 0 ||
+	       strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0;
+}
+
 /* ---- the shared cache ---- */
 
 struct cached {

@@ -45,6 +45,12 @@ struct pt_user {
 	uid_t uid;
 	gid_t gid;
 	char home[256];
+	/* The host that keeps this user's mailbox (Dovecot's `host` field,
+	 * from a passwd-file line's `host=` / `userdb_host=` extra field or a
+	 * directory); "" = this machine. "ADDR", "NAME", "ADDR:PORT" or
+	 * "[V6]:PORT". Inbound SMTP routes to it (smtp_route_to_host) and the
+	 * passdb's proxy flag sends logins there. */
+	char host[256];
 };
 struct pt_userdb_ops {
 	/* 1 found (out filled), 0 no such user, -1 temporary failure. */

@@ -1,0 +1,644 @@
+/* The front's login proxy (Dovecot's proxy=y host=): a login whose passdb
+ * entry names another host is not served here. The worker (unprivileged,
+ * on its loop) connects to that host's IMAP or POP3 port, optionally
+ * STARTTLS or TLS with the certificate checked against proxy_tls_ca_file,
+ * passes the client's address on (IMAP ID x-originating-ip, which a
+ * Postern or Dovecot backend believes from login_trusted_networks), logs
+ * in there with the user's own credentials (AUTHENTICATE PLAIN / AUTH
+ * PLAIN), answers the client's login with the backend's answer and from
+ * then on relays bytes both ways with bounded buffers and backpressure.
+ * Before the relay starts, any failure hands the conn back to the
+ * protocol as a temporary one (NO [UNAVAILABLE] / -ERR [SYS/TEMP]). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "config_int.h"
+#include "conn_int.h"
+#include "net.h"
+#include "postern/event.h"
+#include "postern/log.h"
+#include "postern/sasl.h"
+#include "proxy.h"
+#include "runtime.h"
+
+#define RELAY_HIGH_WATER (64 * 1024)
+#define RELAY_SAFETY_TIMEOUT_MS (24u * 3600u * 1000u)
+#define BACKEND_LINE_MAX 8192
+
+enum step {
+	ST_CONNECT,      /* TCP connect under way */
+	ST_GREETING,     /* waiting for "* OK" / "+OK" */
+	ST_STARTTLS,     /* STARTTLS / STLS sent */
+	ST_HANDSHAKE,    /* TLS to the backend */
+	ST_LOGIN,        /* ID + AUTHENTICATE / AUTH sent */
+	ST_RELAY,
+};
+
+struct proxy {
+	enum step step;
+	int proto_imap;
+	struct pt_loop *loop;
+	struct pt_conn *client, *back;
+	int fd;                          /* while connecting */
+	int watched;
+	struct pt_timer *timer;          /* connect+login timeout; deferred failure */
+	char fail_why[200];
+	pt_proxy_failed_fn *failed;
+	void *arg;
+	struct pt_conn_handlers saved_h;
+	void *saved_proto;
+	char *auth_b64;                  /* base64 of "\0user\0password"; wiped */
+	char tag[200];                   /* the client's IMAP tag */
+	char user[256], rip[64], lip[64], sid[64], mech[32], service[64], dest[300];
+	unsigned rport, lport;
+	int tls_mode;                    /* 0 no, 1 starttls, 2 yes */
+	char host[256];
+};
+
+static SSL_CTX *client_ctx;
+static char client_ctx_ca[4096];
+
+static const char *
+conf_str(const char *name, const char *def)
+{
+	if (pt_live_conf && pt_config_owner(pt_live_conf, name))
+		return pt_conf_str(pt_live_conf, name);
+	return def;
+}
+
+static long long
+conf_int(const char *name, long long def)
+{
+	if (pt_live_conf && pt_config_owner(pt_live_conf, name))
+		return pt_conf_int(pt_live_conf, name);
+	return def;
+}
+
+static void
+wipe_auth(struct proxy *p)
+{
+	if (p->auth_b64) {
+		OPENSSL_cleanse(p->auth_b64, strlen(p->auth_b64));
+		free(p->auth_b64);
+		p->auth_b64 = NULL;
+	}
+}
+
+static void
+proxy_free(struct proxy *p)
+{
+	if (p->timer)
+		pt_timer_cancel(p->loop, p->timer);
+	if (p->fd >= 0) {
+		if (p->watched)
+			pt_loop_unwatch(p->loop, p->fd);
+		close(p->fd);
+	}
+	wipe_auth(p);
+	free(p);
+}
+
+/* ---------- the relay ---------- */
+
+static void
+relay(struct pt_conn *from, struct pt_conn *to)
+{
+	size_t n;
+	const char *data = pt_conn_rbuf(from, &n);
+	if (n == 0)
+		return;
+	if (to == NULL) {
+		pt_conn_consume(from, n);
+		return;
+	}
+	if (pt_conn_write(to, data, n) < 0)
+		return;
+	pt_conn_consume(from, n);
+	if (pt_conn_pending_output(to) >= RELAY_HIGH_WATER)
+		pt_conn_pause(from);
+}
+
+static void r_client_read(struct pt_conn *c) { struct proxy *p = pt_conn_proto(c); relay(c, p->back); }
+static void r_back_read(struct pt_conn *b) { struct proxy *p = pt_conn_proto(b); relay(b, p->client); }
+
+static void
+r_client_drain(struct pt_conn *c)
+{
+	struct proxy *p = pt_conn_proto(c);
+	if (p->back)
+		pt_conn_resume(p->back);
+}
+
+static void
+r_back_drain(struct pt_conn *b)
+{
+	struct proxy *p = pt_conn_proto(b);
+	if (p->client)
+		pt_conn_resume(p->client);
+}
+
+static void
+r_client_close(struct pt_conn *c, const char *reason)
+{
+	struct proxy *p = pt_conn_proto(c);
+	(void)reason;
+	p->client = NULL;
+	if (p->back)
+		pt_conn_close_after_write(p->back);
+	else
+		proxy_free(p);
+}
+
+static void
+r_back_close(struct pt_conn *b, const char *reason)
+{
+	struct proxy *p = pt_conn_proto(b);
+	(void)reason;
+	p->back = NULL;
+	if (p->client)
+		pt_conn_close_after_write(p->client);
+	else
+		proxy_free(p);
+}
+
+static const struct pt_conn_handlers relay_client_h = {
+	.on_read = r_client_read, .on_close = r_client_close, .on_drain = r_client_drain,
+};
+static const struct pt_conn_handlers relay_back_h = {
+	.on_read = r_back_read, .on_close = r_back_close, .on_drain = r_back_drain,
+};
+
+/* ---------- failure before the relay ---------- */
+
+static const struct pt_conn_handlers login_back_h;
+static void b_close_quiet(struct pt_conn *b, const char *reason) { (void)b; (void)reason; }
+static const struct pt_conn_handlers dead_back_h = { .on_close = b_close_quiet };
+
+/* Give the client back to its protocol with a temporary failure. */
+static void
+fail(struct proxy *p, const char *why)
+{
+	struct pt_conn *c = p->client;
+	pt_proxy_failed_fn *failed = p->failed;
+	void *arg = p->arg;
+
+	pt_log_as(p->service, PT_LOG_WARNING, "proxy: user=<%s>, rip=%s, backend=%s: %s, session=<%s>", p->user,
+	          p->rip, p->dest, why, p->sid);
+	if (p->back) {
+		struct pt_conn *b = p->back;
+		p->back = NULL;
+		pt_conn_set_handlers(b, &dead_back_h, NULL);
+		pt_conn_close(b, "proxy login failed");
+	}
+	p->client = NULL;
+	if (c) {
+		pt_conn_set_handlers(c, &p->saved_h, p->saved_proto);
+		pt_conn_resume(c);
+	}
+	proxy_free(p);
+	if (c)
+		failed(c, arg, "UNAVAILABLE", why);
+}
+
+static void
+fail_timer(struct pt_loop *loop, void *arg)
+{
+	struct proxy *p = arg;
+	(void)loop;
+	p->timer = NULL;
+	fail(p, p->fail_why[0] ? p->fail_why : "timed out");
+}
+
+/* Fail from the loop (never inside pt_proxy_start). */
+static void
+fail_later(struct proxy *p, const char *why)
+{
+	snprintf(p->fail_why, sizeof p->fail_why, "%s", why);
+	if (p->timer)
+		pt_timer_cancel(p->loop, p->timer);
+	p->timer = pt_timer_add(p->loop, 0, fail_timer, p);
+}
+
+/* The client went away while the backend login was under way. */
+static void
+pending_client_close(struct pt_conn *c, const char *reason)
+{
+	struct proxy *p = pt_conn_proto(c);
+	(void)reason;
+	p->client = NULL;
+	pt_conn_set_handlers(c, &p->saved_h, p->saved_proto);
+	p->failed(c, p->arg, "CLOSED", "the client closed the connection");
+	if (p->back) {
+		struct pt_conn *b = p->back;
+		p->back = NULL;
+		pt_conn_set_handlers(b, &dead_back_h, NULL);
+		pt_conn_close(b, "client gone");
+	}
+	proxy_free(p);
+}
+
+static const struct pt_conn_handlers pending_client_h = { .on_close = pending_client_close };
+
+/* ---------- the backend dialog ---------- */
+
+static void
+start_relay(struct proxy *p, const char *reply)
+{
+	struct pt_conn *c = p->client, *b = p->back;
+
+	if (p->timer)
+		pt_timer_cancel(p->loop, p->timer);
+	p->timer = NULL;
+	wipe_auth(p);
+	p->step = ST_RELAY;
+	pt_conn_set_handlers(c, &relay_client_h, p);
+	pt_conn_set_handlers(b, &relay_back_h, p);
+	pt_conn_set_timeout(c, RELAY_SAFETY_TIMEOUT_MS);
+	pt_conn_set_deadline(c, 0);
+	pt_conn_set_timeout(b, RELAY_SAFETY_TIMEOUT_MS);
+	pt_log_as(p->service, PT_LOG_INFO, "Login: user=<%s>, method=%s, rip=%s, lip=%s, proxy=%s%s, session=<%s>",
+	          p->user, p->mech, p->rip, p->lip, p->dest,
+	          pt_conn_is_tls(b) ? " (TLS)" : "", p->sid);
+	pt_conn_write(c, reply, strlen(reply));
+	/* What either side already sent goes on now. */
+	relay(c, b);
+	relay(b, c);
+	pt_conn_resume(c);
+}
+
+static void
+send_login(struct proxy *p)
+{
+	char buf[2048];
+
+	p->step = ST_LOGIN;
+	if (p->proto_imap) {
+		/* Dovecot's ID keys: a backend that trusts us logs the client. */
+		snprintf(buf, sizeof buf,
+		         "P1 ID (\"x-originating-ip\" \"%s\" \"x-originating-port\" \"%u\" \"x-connected-ip\" \"%s\" "
+		         "\"x-connected-port\" \"%u\" \"x-session-id\" \"%s\")\r\n",
+		         p->rip, p->rport, p->lip, p->lport, p->sid);
+		pt_conn_write(p->back, buf, strlen(buf));
+		pt_conn_printf(p->back, "P2 AUTHENTICATE PLAIN %s\r\n", p->auth_b64);
+	} else {
+		pt_conn_printf(p->back, "AUTH PLAIN %s\r\n", p->auth_b64);
+	}
+	wipe_auth(p);
+}
+
+static void handshake_done(struct pt_conn *b, void *arg);
+
+static SSL *
+new_client_ssl(struct proxy *p, char *err, size_t errlen)
+{
+	const char *ca = conf_str("proxy_tls_ca_file", "");
+
+	if (client_ctx == NULL || strcmp(ca, client_ctx_ca) != 0) {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+		if (ctx == NULL) {
+			snprintf(err, errlen, "TLS: out of memory");
+			return NULL;
+		}
+		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+		SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		int ok = ca[0] ? SSL_CTX_load_verify_locations(ctx, ca, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+		if (ok != 1) {
+			snprintf(err, errlen, "TLS: cannot load proxy_tls_ca_file %s", ca);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_free(client_ctx);
+		client_ctx = ctx;
+		snprintf(client_ctx_ca, sizeof client_ctx_ca, "%s", ca);
+	}
+	SSL *ssl = SSL_new(client_ctx);
+	if (ssl == NULL) {
+		snprintf(err, errlen, "TLS: out of memory");
+		return NULL;
+	}
+	/* The certificate must name the host we were told to go to. */
+	X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+	struct in6_addr a6;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, p->host, &a4) == 1 || inet_pton(AF_INET6, p->host, &a6) == 1) {
+		X509_VERIFY_PARAM_set1_ip_asc(vp, p->host);
+	} else {
+		X509_VERIFY_PARAM_set1_host(vp, p->host, 0);
+		SSL_set_tlsext_host_name(ssl, p->host);
+	}
+	return ssl;
+}
+
+static void
+start_tls(struct proxy *p)
+{
+	char err[200];
+	SSL *ssl = new_client_ssl(p, err, sizeof err);
+
+	if (ssl == NULL) {
+		fail(p, err);
+		return;
+	}
+	p->step = ST_HANDSHAKE;
+	pt_conn_tls_connect(p->back, ssl, handshake_done, p);
+}
+
+/* One line from the backend during the login dialog. 1: read on; 0: the
+ * dialog moved on (p may be gone). */
+static int
+backend_line(struct proxy *p, const char *line, size_t len)
+{
+	char reply[BACKEND_LINE_MAX + 256], why[300];
+
+	switch (p->step) {
+	case ST_GREETING:
+		if (p->proto_imap ? (len < 4 || strncasecmp(line, "* OK", 4) != 0)
+		                  : (len < 3 || strncmp(line, "+OK", 3) != 0)) {
+			fail(p, "unexpected greeting");
+			return 0;
+		}
+		if (p->tls_mode == 1) {
+			p->step = ST_STARTTLS;
+			pt_conn_printf(p->back, p->proto_imap ? "P0 STARTTLS\r\n" : "STLS\r\n");
+			return 1;
+		}
+		send_login(p);
+		return 1;
+	case ST_STARTTLS:
+		if (p->proto_imap && len > 0 && line[0] == '*')
+			return 1;
+		if (p->proto_imap ? (len >= 5 && strncasecmp(line, "P0 OK", 5) == 0)
+		                  : (len >= 3 && strncmp(line, "+OK", 3) == 0))
+			start_tls(p);
+		else
+			fail(p, "STARTTLS refused by the backend");
+		return 0;
+	case ST_LOGIN:
+		if (p->proto_imap) {
+			if ((len > 0 && line[0] == '*') || (len >= 3 && strncmp(line, "P1 ", 3) == 0))
+				return 1;   /* untagged data; ID's answer, whatever it was */
+			if (len >= 5 && strncmp(line, "P2 ", 3) == 0 && strncasecmp(line + 3, "OK", 2) == 0) {
+				snprintf(reply, sizeof reply, "%s %.*s\r\n", p->tag, (int)(len - 3), line + 3);
+				start_relay(p, reply);
+				return 0;
+			}
+			if (len >= 3 && strncmp(line, "P2 ", 3) == 0)
+				snprintf(why, sizeof why, "backend refused the login: %.200s", line + 3);
+			else if (len >= 1 && line[0] == '+')
+				snprintf(why, sizeof why, "backend wants a continuation (no SASL-IR?)");
+			else
+				snprintf(why, sizeof why, "unexpected reply to the login: %.100s", line);
+			fail(p, why);
+			return 0;
+		}
+		if (len >= 3 && strncmp(line, "+OK", 3) == 0) {
+			start_relay(p, "+OK Logged in.\r\n");
+			return 0;
+		}
+		snprintf(why, sizeof why, "backend refused the login: %.200s", line);
+		fail(p, why);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static void
+b_login_read(struct pt_conn *b)
+{
+	struct proxy *p = pt_conn_proto(b);
+	const char *line;
+	size_t len;
+	int eol;
+
+	for (;;) {
+		if (p->step == ST_RELAY || p->step == ST_HANDSHAKE)
+			return;
+		int r = pt_conn_getline(b, BACKEND_LINE_MAX, &line, &len, &eol);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			fail(p, "backend line too long");
+			return;
+		}
+		char copy[BACKEND_LINE_MAX + 1];
+		memcpy(copy, line, len);
+		copy[len] = '\0';
+		if (!backend_line(p, copy, len))
+			return;
+	}
+}
+
+static void
+b_login_close(struct pt_conn *b, const char *reason)
+{
+	struct proxy *p = pt_conn_proto(b);
+	char why[300];
+
+	p->back = NULL;
+	snprintf(why, sizeof why, "backend closed the connection (%s)", reason ? reason : "eof");
+	fail(p, why);
+}
+
+static const struct pt_conn_handlers login_back_h = { .on_read = b_login_read, .on_close = b_login_close };
+
+static void
+handshake_done(struct pt_conn *b, void *arg)
+{
+	struct proxy *p = arg;
+	(void)b;
+	if (p->step != ST_HANDSHAKE)
+		return;
+	if (p->tls_mode == 2)
+		p->step = ST_GREETING;      /* implicit TLS: the greeting comes now */
+	else
+		send_login(p);
+}
+
+static void
+timeout_fire(struct pt_loop *loop, void *arg)
+{
+	struct proxy *p = arg;
+	(void)loop;
+	p->timer = NULL;
+	fail(p, "timed out (proxy_timeout)");
+}
+
+static void
+connected(struct pt_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct proxy *p = arg;
+	int err = 0;
+	socklen_t el = sizeof err;
+
+	(void)events;
+	pt_loop_unwatch(loop, fd);
+	p->watched = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+		err = errno;
+	if (err != 0) {
+		char why[200];
+		snprintf(why, sizeof why, "cannot connect: %s", strerror(err));
+		fail(p, why);
+		return;
+	}
+	p->fd = -1;
+	p->back = pt_conn_new(loop, fd, NULL);
+	if (p->back == NULL) {
+		close(fd);
+		fail(p, "out of memory");
+		return;
+	}
+	pt_conn_set_handlers(p->back, &login_back_h, p);
+	if (p->tls_mode == 2) {
+		start_tls(p);
+		return;
+	}
+	p->step = ST_GREETING;
+}
+
+/* "HOST", "HOST:PORT", "[V6]:PORT", "V6": numeric addresses only (a name
+ * would need a blocking lookup in the worker). */
+static int
+parse_dest(const char *dest, unsigned defport, char *host, size_t hostlen, struct sockaddr_storage *ss,
+           socklen_t *sl)
+{
+	char h[256];
+	unsigned port = defport;
+	const char *colon = strrchr(dest, ':');
+
+	if (dest[0] == '[') {
+		const char *close = strchr(dest, ']');
+		if (!close || (size_t)(close - dest - 1) >= sizeof h)
+			return -1;
+		memcpy(h, dest + 1, (size_t)(close - dest - 1));
+		h[close - dest - 1] = '\0';
+		if (close[1] == ':')
+			port = (unsigned)strtoul(close + 2, NULL, 10);
+		else if (close[1] != '\0')
+			return -1;
+	} else if (colon && strchr(dest, ':') == colon) {
+		if ((size_t)(colon - dest) >= sizeof h)
+			return -1;
+		memcpy(h, dest, (size_t)(colon - dest));
+		h[colon - dest] = '\0';
+		port = (unsigned)strtoul(colon + 1, NULL, 10);
+	} else {
+		snprintf(h, sizeof h, "%s", dest);
+	}
+	if (port == 0 || port > 65535)
+		return -1;
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*sl = sizeof *s4;
+	} else if (inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*sl = sizeof *s6;
+	} else {
+		return -1;
+	}
+	snprintf(host, hostlen, "%s", h);
+	return 0;
+}
+
+int
+pt_proxy_start(struct pt_conn *c, const struct pt_session_info *info, const char *dest, const char *password,
+               pt_proxy_failed_fn *failed, void *arg)
+{
+	int imap = strcmp(info->protocol, "imap") == 0;
+	if (!imap && strcmp(info->protocol, "pop3") != 0)
+		return -1;
+	struct proxy *p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return -1;
+	p->fd = -1;
+	p->proto_imap = imap;
+	p->loop = pt_conn_loop(c);
+	p->client = c;
+	p->failed = failed;
+	p->arg = arg;
+	const char *tls = conf_str("proxy_tls", "no");
+	p->tls_mode = strcmp(tls, "yes") == 0 ? 2 : strcmp(tls, "starttls") == 0 ? 1 : 0;
+	snprintf(p->user, sizeof p->user, "%s", info->user);
+	snprintf(p->rip, sizeof p->rip, "%s", pt_conn_peer_addr(c));
+	snprintf(p->lip, sizeof p->lip, "%s", pt_conn_local_addr(c));
+	p->rport = pt_conn_peer_port(c);
+	p->lport = pt_conn_local_port(c);
+	snprintf(p->sid, sizeof p->sid, "%s", info->session_id ? info->session_id : "");
+	snprintf(p->mech, sizeof p->mech, "%s", info->mech ? info->mech : "");
+	snprintf(p->dest, sizeof p->dest, "%s", dest);
+	const struct pt_listener *l = pt_conn_listener(c);
+	snprintf(p->service, sizeof p->service, "%s", l && l->service ? l->service : imap ? "imap-login" : "pop3-login");
+	/* The IMAP tag of the client's LOGIN leads the handoff blob. */
+	if (imap) {
+		size_t tl = info->handoff ? strnlen(info->handoff, info->handoff_len) : 0;
+		if (tl == 0 || tl >= sizeof p->tag || tl == info->handoff_len) {
+			free(p);
+			return -1;
+		}
+		memcpy(p->tag, info->handoff, tl);
+	}
+	/* "\0user\0password" for PLAIN. */
+	size_t ul = strlen(info->user), pl = strlen(password);
+	size_t rawlen = ul + pl + 2, b64len = (rawlen + 2) / 3 * 4 + 1;
+	unsigned char *raw = malloc(rawlen);
+	p->auth_b64 = malloc(b64len);
+	if (raw == NULL || p->auth_b64 == NULL) {
+		free(raw);
+		proxy_free(p);
+		return -1;
+	}
+	raw[0] = 0;
+	memcpy(raw + 1, info->user, ul);
+	raw[1 + ul] = 0;
+	memcpy(raw + 2 + ul, password, pl);
+	pt_base64_encode(raw, rawlen, p->auth_b64, b64len);
+	OPENSSL_cleanse(raw, rawlen);
+	free(raw);
+
+	pt_conn_get_handlers(c, &p->saved_h, &p->saved_proto);
+	pt_conn_set_handlers(c, &pending_client_h, p);
+	pt_conn_pause(c);
+
+	unsigned defport = (unsigned)conf_int(imap ? "proxy_imap_port" : "proxy_pop3_port", imap ? 143 : 110);
+	struct sockaddr_storage ss;
+	socklen_t sl = 0;
+	if (parse_dest(dest, defport, p->host, sizeof p->host, &ss, &sl) != 0) {
+		fail_later(p, "bad host (a numeric address, [ADDR]:PORT or ADDR:PORT is required)");
+		return 0;
+	}
+	long long tmo = conf_int("proxy_timeout", 30);
+	p->timer = pt_timer_add(p->loop, (uint64_t)(tmo > 0 ? tmo : 30) * 1000, timeout_fire, p);
+	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0 || (connect(p->fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS)) {
+		char why[200];
+		snprintf(why, sizeof why, "cannot connect: %s", strerror(errno));
+		fail_later(p, why);
+		return 0;
+	}
+	p->step = ST_CONNECT;
+	if (pt_loop_watch(p->loop, p->fd, PT_EV_WRITE, connected, p) != 0) {
+		fail_later(p, "cannot watch the socket");
+		return 0;
+	}
+	p->watched = 1;
+	return 0;
+}
