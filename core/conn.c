@@ -19,7 +19,9 @@
 
 #include "conn_int.h"
 #include "net.h"
+#include "config_int.h"
 #include "postern/metrics.h"
+#include "runtime.h"
 
 #define RBUF_INITIAL 4096
 #define RBUF_MIN_FREE 1024
@@ -737,6 +739,34 @@ pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg)
 	conn_start_handshake(c);
 	conn_frame_end(c);
 	conn_leave(c);
+}
+
+int
+pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const char *addr, unsigned port)
+{
+	if (c->closed || !pt_live_conf || !trusted_param || !addr || port > 65535 ||
+	    !pt_config_owner(pt_live_conf, trusted_param))
+		return 0;
+	const struct pt_cidr_list *trusted = pt_conf_cidrs(pt_live_conf, trusted_param);
+	if (!trusted || trusted->n == 0 || !pt_cidr_list_match(trusted, &c->peer.sa))
+		return 0;
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+	memset(&s4, 0, sizeof s4);
+	memset(&s6, 0, sizeof s6);
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		s4.sin_port = htons((uint16_t)port);
+		memcpy(&c->peer.sin, &s4, sizeof s4);
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons((uint16_t)port);
+		memcpy(&c->peer.sin6, &s6, sizeof s6);
+	} else {
+		return 0;
+	}
+	sockaddr_text(&c->peer.sa, c->peer_addr, sizeof c->peer_addr, &c->peer_port);
+	return 1;
 }
 
 void

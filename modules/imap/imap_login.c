@@ -18,6 +18,7 @@
 #include "postern/services.h"
 #include "postern/session.h"
 #include "imap.h"
+#include "imap_id_trust.h"
 #include "imap_parse.h"
 
 #define LOGIN_MAX_BAD 10              /* Dovecot closes after this many BADs */
@@ -488,6 +489,7 @@ dispatch(struct imap_login *l, struct imap_command *cmd)
 			bad_command(l, tag, "Error in IMAP command %s: %s", "ID", "Invalid parameters.");
 			return;
 		}
+		imap_id_forwarded(l->conn, &cmd->args[0], l->service, l->session_id);
 		lsend(l, "* ID (\"name\" \"Postern\")");
 		lsend(l, "%s OK ID completed.", tag);
 	} else if (strcasecmp(name, "STARTTLS") == 0) {

@@ -1,0 +1,257 @@
+"""Scaling out: a front and two mailbox hosts, each a separate Postern in
+its own network namespace (netns.py), and a client in a fourth:
+
+    client --- front --- host1 (alice)
+                    \\--- host2 (bob)
+
+The front's passwd-file says `proxy=y host=ADDR` for each user and its
+transport map routes each user's mail to the same host. Through the
+front: mail to both users lands in the right host's mbox; IMAP and POP3
+logins reach the right host and see only that mailbox; a wrong password
+is refused at the front (the host never hears of it); a stopped host gives
+a temporary error and loses nothing; the host logs the client's address
+the front passed on (IMAP ID, believed from login_trusted_networks).
+
+Skipped, loudly, only where the kernel refuses network namespaces."""
+import imaplib
+import os
+import poplib
+import smtplib
+import socket
+import unittest
+import uuid
+
+import netns
+from harness import SANITIZE, Server, free_port, wait_for
+
+TIMEOUT = 30 if SANITIZE else 15
+WHY_NOT = netns.unavailable_reason()
+if WHY_NOT:
+    print("\n*** test_proxy SKIPPED: %s ***\n" % WHY_NOT, flush=True)
+
+MODULES_HOST = ("mbox", "smtp", "imap", "pop3")
+MODULES_FRONT = ("mbox", "transport", "smtp", "imap", "pop3")
+COMMON = ("auth_failure_delay = 0s\nsmtpd_client_name_timeout = 0\nauth_mechanisms = plain login\n")
+
+
+def message(rcpt, subject):
+    return ("From: sender@example.net\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@example.net>\r\n\r\n"
+            "body of %s\r\n" % (rcpt, subject, uuid.uuid4().hex, subject))
+
+
+@unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
+class ProxyTopology(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.topo = netns.Topology()
+        try:
+            cls._build()
+        except BaseException:
+            cls._teardown()
+            raise
+
+    @classmethod
+    def _build(cls):
+        t = cls.topo
+        for role in ("client", "front", "host1", "host2"):
+            t.add(role)
+        cls.client_ip, cls.front_ip = t.link("client", "front")
+        cls.front_ip1, cls.host1_ip = t.link("front", "host1")
+        cls.front_ip2, cls.host2_ip = t.link("front", "host2")
+        cls.servers = []
+
+        # The two mailbox hosts: the same ports (each has its own stack).
+        ports = {l: free_port() for l in ("smtpd", "imap", "pop3")}
+        cls.hosts = {}
+        for name, ip, front_side, user in (("host1", cls.host1_ip, cls.front_ip1, "alice"),
+                                           ("host2", cls.host2_ip, cls.front_ip2, "bob")):
+            s = Server(modules=MODULES_HOST, users=(user,), listeners=("smtpd", "imap", "pop3"),
+                       netns=t.hosts[name], listen_addr=ip)
+            s.ports.update(ports)
+            s.write_conf("passdb = passwd-file:%s\n%s"
+                         "disable_plaintext_auth = no\n"
+                         "login_trusted_networks = %s/32\n" % (s.passwd_file, COMMON, front_side))
+            cls.servers.append(s)
+            cls.hosts[name] = s
+        cls.ports = ports
+
+        f = Server(modules=MODULES_FRONT, users=(), listeners=("smtpd", "imap", "pop3"),
+                   netns=t.hosts["front"], listen_addr=cls.front_ip)
+        with open(f.passwd_file, "w") as fh:
+            fh.write("alice:{PLAIN}secret::::%s:: proxy=y host=%s\n" % (f.path("home"), cls.host1_ip))
+            fh.write("bob:{PLAIN}secret::::%s:: proxy host=%s\n" % (f.path("home"), cls.host2_ip))
+        transport = f.path("transport")
+        with open(transport, "w") as fh:
+            fh.write("alice@example.com.ar smtp:[%s]:%d\n" % (cls.host1_ip, ports["smtpd"]))
+            fh.write("bob@example.com.ar smtp:[%s]:%d\n" % (cls.host2_ip, ports["smtpd"]))
+        f.write_conf("passdb = passwd-file:%s\n%s"
+                     "mydestination = front.example.net\n"
+                     "relay_domains = example.com.ar\n"
+                     "transport_maps = hash:%s\n"
+                     "disable_plaintext_auth = no\n"
+                     "proxy_imap_port = %d\nproxy_pop3_port = %d\nproxy_timeout = 10s\n"
+                     % (f.passwd_file, COMMON, transport, ports["imap"], ports["pop3"]))
+        cls.servers.append(f)
+        cls.front = f
+        for s in cls.servers:
+            s.start()
+
+    @classmethod
+    def _teardown(cls):
+        for s in getattr(cls, "servers", []):
+            s.cleanup()
+        cls.topo.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._teardown()
+
+    # ---- clients, from the client's namespace ----
+
+    def smtp(self):
+        with self.topo.hosts["client"].inside():
+            return smtplib.SMTP(self.front_ip, self.front.ports["smtpd"], timeout=TIMEOUT)
+
+    def imap(self):
+        with self.topo.hosts["client"].inside():
+            return imaplib.IMAP4(self.front_ip, self.front.ports["imap"], timeout=TIMEOUT)
+
+    def pop3(self):
+        with self.topo.hosts["client"].inside():
+            return poplib.POP3(self.front_ip, self.front.ports["pop3"], timeout=TIMEOUT)
+
+    def send(self, rcpt, subject):
+        with self.smtp() as c:
+            c.ehlo("client.example.net")
+            c.sendmail("sender@example.net", [rcpt], message(rcpt, subject))
+
+    def subjects(self, host, user):
+        return [m["Subject"] for m in self.hosts[host].messages(user)]
+
+    def wait_subject(self, host, user, subject):
+        wait_for(lambda: subject in self.subjects(host, user), TIMEOUT,
+                 what="%r in %s's mbox on %s" % (subject, user, host))
+
+    # ---- the tests ----
+
+    def test_smtp_routes_each_user_to_their_host(self):
+        s1, s2 = "to-alice-" + uuid.uuid4().hex[:8], "to-bob-" + uuid.uuid4().hex[:8]
+        self.send("alice@example.com.ar", s1)
+        self.send("bob@example.com.ar", s2)
+        self.wait_subject("host1", "alice", s1)
+        self.wait_subject("host2", "bob", s2)
+        # Nothing misrouted: no mbox for the other user on either host.
+        self.assertEqual(self.hosts["host1"].messages("bob"), [])
+        self.assertEqual(self.hosts["host2"].messages("alice"), [])
+        self.assertNotIn(s2, self.subjects("host1", "alice"))
+
+    def test_imap_login_through_front_sees_own_host(self):
+        only1, only2 = "imap-a-" + uuid.uuid4().hex[:8], "imap-b-" + uuid.uuid4().hex[:8]
+        self.send("alice@example.com.ar", only1)
+        self.send("bob@example.com.ar", only2)
+        self.wait_subject("host1", "alice", only1)
+        self.wait_subject("host2", "bob", only2)
+        for user, mine, other in (("alice", only1, only2), ("bob", only2, only1)):
+            c = self.imap()
+            try:
+                typ, data = c.login(user, "secret")
+                self.assertEqual(typ, "OK", data)
+                typ, _ = c.select("INBOX")
+                self.assertEqual(typ, "OK")
+                typ, data = c.search(None, "SUBJECT", mine)
+                self.assertTrue(data[0].split(), "%s does not see %s" % (user, mine))
+                typ, data = c.search(None, "SUBJECT", other)
+                self.assertEqual(data[0].split(), [], "%s sees the other host's mail" % user)
+                c.logout()
+            finally:
+                try:
+                    c.shutdown()
+                except OSError:
+                    pass
+        # Logged at the front as proxied, at the host with the client's address.
+        self.front.wait_log("proxy=%s" % self.host1_ip)
+        self.hosts["host1"].wait_log(self.client_ip)
+
+    def test_pop3_login_through_front_sees_own_host(self):
+        subj = "pop-b-" + uuid.uuid4().hex[:8]
+        self.send("bob@example.com.ar", subj)
+        self.wait_subject("host2", "bob", subj)
+        c = self.pop3()
+        try:
+            c.user("bob")
+            self.assertTrue(c.pass_("secret").startswith(b"+OK"))
+            n, _ = c.stat()
+            found = False
+            for i in range(1, n + 1):
+                if subj.encode() in b"\n".join(c.top(i, 0)[1]):
+                    found = True
+            self.assertTrue(found, "bob's POP3 session does not show %s" % subj)
+            c.quit()
+        finally:
+            c.close()
+        self.front.wait_log("proxy=%s" % self.host2_ip)
+
+    def test_wrong_password_refused_at_front(self):
+        before = self.hosts["host1"].log()
+        c = self.imap()
+        try:
+            with self.assertRaises(imaplib.IMAP4.error) as e:
+                c.login("alice", "wrong")
+            self.assertIn("AUTHENTICATIONFAILED", str(e.exception))
+        finally:
+            c.shutdown()
+        p = self.pop3()
+        try:
+            p.user("bob")
+            with self.assertRaises(poplib.error_proto):
+                p.pass_("wrong")
+        finally:
+            p.close()
+        self.front.wait_log("auth failed: user=<alice>")
+        # The host never heard of it: no new connection in its log.
+        logins = [l for l in self.hosts["host1"].log()[len(before):].splitlines()
+                  if "imap" in l or "pop3" in l or "auth" in l]
+        self.assertEqual(logins, [])
+
+    def test_zz_backend_down_is_temporary_and_loses_nothing(self):
+        host2 = self.hosts["host2"]
+        host2.stop()
+        try:
+            c = self.imap()
+            try:
+                with self.assertRaises(imaplib.IMAP4.error) as e:
+                    c.login("bob", "secret")
+                self.assertIn("UNAVAILABLE", str(e.exception))
+            finally:
+                c.shutdown()
+            p = self.pop3()
+            try:
+                p.user("bob")
+                with self.assertRaises(poplib.error_proto) as e:
+                    p.pass_("secret")
+                self.assertIn(b"[SYS/TEMP]", e.exception.args[0])
+            finally:
+                p.close()
+            self.front.wait_log("proxy: user=<bob>")
+            # Mail for bob waits in the front's queue meanwhile.
+            subj = "while-down-" + uuid.uuid4().hex[:8]
+            self.send("bob@example.com.ar", subj)
+        finally:
+            host2.start()
+        # Once the host is back, a flush delivers what waited.
+        self.front.cmd("queue", "flush")
+        self.wait_subject("host2", "bob", subj)
+        c = self.imap()
+        try:
+            self.assertEqual(c.login("bob", "secret")[0], "OK")
+            c.logout()
+        finally:
+            try:
+                c.shutdown()
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    unittest.main()
