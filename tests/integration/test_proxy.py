@@ -16,8 +16,10 @@ Skipped, loudly, only where the kernel refuses network namespaces."""
 import imaplib
 import os
 import poplib
+import shutil
 import smtplib
-import socket
+import subprocess
+import tempfile
 import unittest
 import uuid
 
@@ -39,8 +41,23 @@ def message(rcpt, subject):
             "body of %s\r\n" % (rcpt, subject, uuid.uuid4().hex, subject))
 
 
+def host_cert(ips):
+    """A self-signed certificate naming the hosts' addresses: the hosts
+    serve it, the front trusts it as proxy_tls_ca_file."""
+    d = tempfile.mkdtemp(prefix="postern-proxy-cert-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=mailbox hosts",
+                    "-addext", "subjectAltName=" + ",".join("IP:" + i for i in ips)],
+                   check=True, capture_output=True)
+    os.chmod(d, 0o755)
+    os.chmod(key, 0o644)
+    return d, cert, key
+
+
 @unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
 class ProxyTopology(unittest.TestCase):
+    PROXY_TLS = "no"
 
     @classmethod
     def setUpClass(cls):
@@ -62,16 +79,23 @@ class ProxyTopology(unittest.TestCase):
         cls.servers = []
 
         # The two mailbox hosts: the same ports (each has its own stack).
-        ports = {l: free_port() for l in ("smtpd", "imap", "pop3")}
+        ports = {l: free_port() for l in ("smtpd", "imap", "pop3", "imaps", "pop3s")}
+        tls_conf = ""
+        if cls.PROXY_TLS != "no":
+            cls.certdir, cert, key = host_cert([cls.host1_ip, cls.host2_ip])
+            tls_conf = "ssl_cert = <%s\nssl_key = <%s\n" % (cert, key)
         cls.hosts = {}
         for name, ip, front_side, user in (("host1", cls.host1_ip, cls.front_ip1, "alice"),
                                            ("host2", cls.host2_ip, cls.front_ip2, "bob")):
-            s = Server(modules=MODULES_HOST, users=(user,), listeners=("smtpd", "imap", "pop3"),
+            s = Server(modules=MODULES_HOST, users=(user,), listeners=tuple(ports),
                        netns=t.hosts[name], listen_addr=ip)
             s.ports.update(ports)
-            s.write_conf("passdb = passwd-file:%s\n%s"
-                         "disable_plaintext_auth = no\n"
-                         "login_trusted_networks = %s/32\n" % (s.passwd_file, COMMON, front_side))
+            # Plaintext logins only where the front connects without TLS.
+            s.write_conf("passdb = passwd-file:%s\n%s%s"
+                         "disable_plaintext_auth = %s\n"
+                         "login_trusted_networks = %s/32\n"
+                         % (s.passwd_file, COMMON, tls_conf, "no" if cls.PROXY_TLS == "no" else "yes",
+                            front_side))
             cls.servers.append(s)
             cls.hosts[name] = s
         cls.ports = ports
@@ -85,13 +109,18 @@ class ProxyTopology(unittest.TestCase):
         with open(transport, "w") as fh:
             fh.write("alice@example.com.ar smtp:[%s]:%d\n" % (cls.host1_ip, ports["smtpd"]))
             fh.write("bob@example.com.ar smtp:[%s]:%d\n" % (cls.host2_ip, ports["smtpd"]))
+        implicit = cls.PROXY_TLS == "yes"
         f.write_conf("passdb = passwd-file:%s\n%s"
                      "mydestination = front.example.net\n"
                      "relay_domains = example.com.ar\n"
                      "transport_maps = hash:%s\n"
                      "disable_plaintext_auth = no\n"
                      "proxy_imap_port = %d\nproxy_pop3_port = %d\nproxy_timeout = 10s\n"
-                     % (f.passwd_file, COMMON, transport, ports["imap"], ports["pop3"]))
+                     "proxy_tls = %s\n%s"
+                     % (f.passwd_file, COMMON, transport, ports["imaps" if implicit else "imap"],
+                        ports["pop3s" if implicit else "pop3"], cls.PROXY_TLS,
+                        ("proxy_tls_ca_file = %s\n" % os.path.join(cls.certdir, "cert.pem"))
+                        if cls.PROXY_TLS != "no" else ""))
         cls.servers.append(f)
         cls.front = f
         for s in cls.servers:
@@ -102,6 +131,8 @@ class ProxyTopology(unittest.TestCase):
         for s in getattr(cls, "servers", []):
             s.cleanup()
         cls.topo.close()
+        if getattr(cls, "certdir", None):
+            shutil.rmtree(cls.certdir, ignore_errors=True)
 
     @classmethod
     def tearDownClass(cls):
@@ -170,7 +201,7 @@ class ProxyTopology(unittest.TestCase):
                 except OSError:
                     pass
         # Logged at the front as proxied, at the host with the client's address.
-        self.front.wait_log("proxy=%s" % self.host1_ip)
+        self.front.wait_log("proxy=%s%s" % (self.host1_ip, " (TLS)" if self.PROXY_TLS != "no" else ""))
         self.hosts["host1"].wait_log(self.client_ip)
 
     def test_pop3_login_through_front_sees_own_host(self):
@@ -214,6 +245,37 @@ class ProxyTopology(unittest.TestCase):
                   if "imap" in l or "pop3" in l or "auth" in l]
         self.assertEqual(logins, [])
 
+    def imap_login_result(self, user):
+        c = self.imap()
+        try:
+            return c.login(user, "secret")[0]
+        except imaplib.IMAP4.error as e:
+            return str(e)
+        finally:
+            try:
+                c.shutdown()
+            except OSError:
+                pass
+
+    def test_untrusted_host_certificate_refused(self):
+        """With a CA the hosts' certificate does not chain to, the front
+        gives up before sending the password: a temporary error."""
+        if self.PROXY_TLS == "no":
+            self.skipTest("no TLS to the hosts in this topology")
+        from harness import test_cert
+        conf = self.front.extra_conf
+        other_ca, _ = test_cert()
+        self.front.write_conf(conf.replace(os.path.join(self.certdir, "cert.pem"), other_ca))
+        try:
+            self.front.reload()
+            wait_for(lambda: "UNAVAILABLE" in self.imap_login_result("alice"), TIMEOUT,
+                     what="a refused certificate")
+            self.front.wait_log("certificate verify failed")
+        finally:
+            self.front.write_conf(conf)
+            self.front.reload()
+        wait_for(lambda: self.imap_login_result("alice") == "OK", TIMEOUT, what="logins again")
+
     def test_zz_backend_down_is_temporary_and_loses_nothing(self):
         host2 = self.hosts["host2"]
         host2.stop()
@@ -251,6 +313,18 @@ class ProxyTopology(unittest.TestCase):
                 c.shutdown()
             except OSError:
                 pass
+
+
+class ProxyStartTLS(ProxyTopology):
+    """The same through STARTTLS to the hosts, whose certificate the front
+    checks against proxy_tls_ca_file and the host's address; the hosts
+    refuse plaintext logins, so the login can only have gone through TLS."""
+    PROXY_TLS = "starttls"
+
+
+class ProxyImplicitTLS(ProxyTopology):
+    """The same over the hosts' IMAPS/POP3S ports (proxy_tls = yes)."""
+    PROXY_TLS = "yes"
 
 
 if __name__ == "__main__":
