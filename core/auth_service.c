@@ -118,6 +118,12 @@ pt_auth_current_login(void)
 	return current_login;
 }
 
+const char *
+pt_auth_proxy_dest(void)
+{
+	return current_login && current_login->proxy && current_login->proxy[0] ? current_login->proxy : NULL;
+}
+
 static void delay_over(struct pt_loop *loop, void *p);
 static void line_wake(const char *akey, const char *user, int user_line);
 

@@ -742,13 +742,18 @@ pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg)
 }
 
 int
+pt_conn_peer_in(const struct pt_conn *c, const char *param)
+{
+	if (c->closed || !pt_live_conf || !param || !pt_config_owner(pt_live_conf, param))
+		return 0;
+	const struct pt_cidr_list *l = pt_conf_cidrs(pt_live_conf, param);
+	return l && l->n > 0 && pt_cidr_list_match(l, &c->peer.sa);
+}
+
+int
 pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const char *addr, unsigned port)
 {
-	if (c->closed || !pt_live_conf || !trusted_param || !addr || port > 65535 ||
-	    !pt_config_owner(pt_live_conf, trusted_param))
-		return 0;
-	const struct pt_cidr_list *trusted = pt_conf_cidrs(pt_live_conf, trusted_param);
-	if (!trusted || trusted->n == 0 || !pt_cidr_list_match(trusted, &c->peer.sa))
+	if (!addr || port > 65535 || !pt_conn_peer_in(c, trusted_param))
 		return 0;
 	struct sockaddr_in s4;
 	struct sockaddr_in6 s6;

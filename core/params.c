@@ -318,6 +318,8 @@ static const struct pt_param core_params[] = {
 		"port of a mailbox host's IMAP server, for logins the passdb proxies (proxy=y host=) without a port", 1, 65535},
 	{"proxy_pop3_port", PT_INT, "110", NULL,
 		"port of a mailbox host's POP3 server, for proxied logins without a port", 1, 65535},
+	{"proxy_submission_port", PT_INT, "587", NULL,
+		"port of a mailbox host's submission server, for proxied SMTP AUTH logins (XCLIENT there)", 1, 65535},
 	{"proxy_tls", PT_STR, "no", validate_proxy_tls,
 		"TLS from the front to a mailbox host: no, starttls, or yes (implicit TLS: set the ports to 993/995)", 0, 0},
 	{"proxy_tls_ca_file", PT_PATH, "", NULL,

@@ -43,12 +43,20 @@ enum step {
 	ST_STARTTLS,     /* STARTTLS / STLS sent */
 	ST_HANDSHAKE,    /* TLS to the backend */
 	ST_LOGIN,        /* ID + AUTHENTICATE / AUTH sent */
+	ST_SMTP_EHLO,    /* SMTP: our EHLO (before STARTTLS or XCLIENT) */
+	ST_SMTP_XCLIENT, /* SMTP: XCLIENT sent, waiting for the new 220 */
+	ST_SMTP_HELO,    /* SMTP: the client's EHLO name said again */
 	ST_RELAY,
 };
+
+enum proto { P_IMAP, P_POP3, P_SMTP };
 
 struct proxy {
 	enum step step;
 	int proto_imap;
+	enum proto proto;
+	int tls_done;                    /* TLS to the backend is up */
+	char helo[256], client_name[256], myhostname[256];
 	struct pt_loop *loop;
 	struct pt_conn *client, *back;
 	int fd;                          /* while connecting */
@@ -276,6 +284,8 @@ start_relay(struct proxy *p, const char *reply)
 	relay(c, b);
 	relay(b, c);
 	pt_conn_resume(c);
+	if (p->proto == P_SMTP)
+		p->failed(c, p->arg, "OK", "");  /* the module lets go of c */
 }
 
 static void
@@ -356,6 +366,8 @@ start_tls(struct proxy *p)
 	pt_conn_tls_connect(p->back, ssl, handshake_done, p);
 }
 
+static int smtp_line(struct proxy *p, const char *line, size_t len);
+
 /* One line from the backend during the login dialog. 1: read on; 0: the
  * dialog moved on (p may be gone). */
 static int
@@ -363,6 +375,8 @@ backend_line(struct proxy *p, const char *line, size_t len)
 {
 	char reply[BACKEND_LINE_MAX + 256], why[300];
 
+	if (p->proto == P_SMTP)
+		return smtp_line(p, line, len);
 	switch (p->step) {
 	case ST_GREETING:
 		if (p->proto_imap ? (len < 4 || strncasecmp(line, "* OK", 4) != 0)
@@ -416,6 +430,90 @@ backend_line(struct proxy *p, const char *line, size_t len)
 	}
 }
 
+/* XCLIENT values are xtext (RFC 3461 section 4, as Postfix reads them). */
+static void
+xtext(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *in && o + 4 < outlen; in++) {
+		unsigned char ch = (unsigned char)*in;
+		if (ch < 0x21 || ch > 0x7e || ch == '+' || ch == '=')
+			o += (size_t)snprintf(out + o, outlen - o, "+%02X", ch);
+		else
+			out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+}
+
+static void
+smtp_send_xclient(struct proxy *p)
+{
+	char name[300], helo[300], login[300];
+
+	xtext(strcmp(p->client_name, "unknown") == 0 ? "[UNAVAILABLE]" : p->client_name, name, sizeof name);
+	xtext(p->helo[0] ? p->helo : "[UNAVAILABLE]", helo, sizeof helo);
+	xtext(p->user, login, sizeof login);
+	p->step = ST_SMTP_XCLIENT;
+	pt_conn_printf(p->back, "XCLIENT ADDR=%s PORT=%u NAME=%s HELO=%s LOGIN=%s\r\n", p->rip, p->rport, name,
+	               helo, login);
+}
+
+/* SMTP replies from the submission host: greeting, EHLO, STARTTLS,
+ * XCLIENT, EHLO again. Continuation lines ("250-") are skipped. */
+static int
+smtp_line(struct proxy *p, const char *line, size_t len)
+{
+	char why[300];
+	int code = len >= 3 ? (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0') : 0;
+
+	if (len < 3 || code < 200 || code > 599) {
+		fail(p, "malformed SMTP reply");
+		return 0;
+	}
+	if (len > 3 && line[3] == '-')
+		return 1;
+	switch (p->step) {
+	case ST_GREETING:
+		if (code != 220)
+			break;
+		p->step = ST_SMTP_EHLO;
+		pt_conn_printf(p->back, "EHLO %s\r\n", p->myhostname);
+		return 1;
+	case ST_SMTP_EHLO:
+		if (code != 250)
+			break;
+		if (p->tls_mode == 1 && !p->tls_done) {
+			p->step = ST_STARTTLS;
+			pt_conn_printf(p->back, "STARTTLS\r\n");
+			return 1;
+		}
+		smtp_send_xclient(p);
+		return 1;
+	case ST_STARTTLS:
+		if (code != 220)
+			break;
+		start_tls(p);
+		return 0;
+	case ST_SMTP_XCLIENT:
+		if (code != 220)
+			break;
+		p->step = ST_SMTP_HELO;
+		pt_conn_printf(p->back, "EHLO %s\r\n", p->helo[0] ? p->helo : p->myhostname);
+		return 1;
+	case ST_SMTP_HELO:
+		if (code != 250)
+			break;
+		start_relay(p, "235 2.7.0 Authentication successful\r\n");
+		return 0;
+	default:
+		return 0;
+	}
+	snprintf(why, sizeof why, "host answered: %.200s", line);
+	fail(p, why);
+	return 0;
+}
+
 static void
 b_login_read(struct pt_conn *b)
 {
@@ -462,10 +560,15 @@ handshake_done(struct pt_conn *b, void *arg)
 	(void)b;
 	if (p->step != ST_HANDSHAKE)
 		return;
-	if (p->tls_mode == 2)
+	p->tls_done = 1;
+	if (p->tls_mode == 2) {
 		p->step = ST_GREETING;      /* implicit TLS: the greeting comes now */
-	else
+	} else if (p->proto == P_SMTP) {
+		p->step = ST_SMTP_EHLO;     /* RFC 3207: start over after TLS */
+		pt_conn_printf(p->back, "EHLO %s\r\n", p->myhostname);
+	} else {
 		send_login(p);
+	}
 }
 
 static void
@@ -559,6 +662,68 @@ parse_dest(const char *dest, unsigned defport, char *host, size_t hostlen, struc
 	return 0;
 }
 
+/* Connect to dest (its port, else defport) from the loop; failures are
+ * answered from the loop too. Takes c over (paused) either way. */
+static void
+proxy_connect(struct proxy *p, const char *dest, unsigned defport)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = 0;
+
+	pt_conn_get_handlers(p->client, &p->saved_h, &p->saved_proto);
+	pt_conn_set_handlers(p->client, &pending_client_h, p);
+	pt_conn_pause(p->client);
+	if (parse_dest(dest, defport, p->host, sizeof p->host, &ss, &sl) != 0) {
+		fail_later(p, "bad host (a numeric address, [ADDR]:PORT or ADDR:PORT is required)");
+		return;
+	}
+	long long tmo = conf_int("proxy_timeout", 30);
+	p->timer = pt_timer_add(p->loop, (uint64_t)(tmo > 0 ? tmo : 30) * 1000, timeout_fire, p);
+	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0 || (connect(p->fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS)) {
+		char why[200];
+		snprintf(why, sizeof why, "cannot connect: %s", strerror(errno));
+		fail_later(p, why);
+		return;
+	}
+	p->step = ST_CONNECT;
+	if (pt_loop_watch(p->loop, p->fd, PT_EV_WRITE, connected, p) != 0) {
+		fail_later(p, "cannot watch the socket");
+		return;
+	}
+	p->watched = 1;
+}
+
+static struct proxy *
+proxy_new(struct pt_conn *c, enum proto proto, const char *user, const char *sid, const char *mech,
+          const char *dest, pt_proxy_failed_fn *failed, void *arg)
+{
+	struct proxy *p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return NULL;
+	p->fd = -1;
+	p->proto = proto;
+	p->proto_imap = proto == P_IMAP;
+	p->loop = pt_conn_loop(c);
+	p->client = c;
+	p->failed = failed;
+	p->arg = arg;
+	const char *tls = conf_str("proxy_tls", "no");
+	p->tls_mode = strcmp(tls, "yes") == 0 ? 2 : strcmp(tls, "starttls") == 0 ? 1 : 0;
+	snprintf(p->user, sizeof p->user, "%s", user);
+	snprintf(p->rip, sizeof p->rip, "%s", pt_conn_peer_addr(c));
+	snprintf(p->lip, sizeof p->lip, "%s", pt_conn_local_addr(c));
+	p->rport = pt_conn_peer_port(c);
+	p->lport = pt_conn_local_port(c);
+	snprintf(p->sid, sizeof p->sid, "%s", sid ? sid : "");
+	snprintf(p->mech, sizeof p->mech, "%s", mech ? mech : "");
+	snprintf(p->dest, sizeof p->dest, "%s", dest);
+	const struct pt_listener *l = pt_conn_listener(c);
+	snprintf(p->service, sizeof p->service, "%s",
+	         l && l->service ? l->service : proto == P_IMAP ? "imap-login" : proto == P_POP3 ? "pop3-login" : "smtpd");
+	return p;
+}
+
 int
 pt_proxy_start(struct pt_conn *c, const struct pt_session_info *info, const char *dest, const char *password,
                pt_proxy_failed_fn *failed, void *arg)
@@ -566,27 +731,10 @@ pt_proxy_start(struct pt_conn *c, const struct pt_session_info *info, const char
 	int imap = strcmp(info->protocol, "imap") == 0;
 	if (!imap && strcmp(info->protocol, "pop3") != 0)
 		return -1;
-	struct proxy *p = calloc(1, sizeof *p);
+	struct proxy *p = proxy_new(c, imap ? P_IMAP : P_POP3, info->user, info->session_id, info->mech, dest,
+	                            failed, arg);
 	if (p == NULL)
 		return -1;
-	p->fd = -1;
-	p->proto_imap = imap;
-	p->loop = pt_conn_loop(c);
-	p->client = c;
-	p->failed = failed;
-	p->arg = arg;
-	const char *tls = conf_str("proxy_tls", "no");
-	p->tls_mode = strcmp(tls, "yes") == 0 ? 2 : strcmp(tls, "starttls") == 0 ? 1 : 0;
-	snprintf(p->user, sizeof p->user, "%s", info->user);
-	snprintf(p->rip, sizeof p->rip, "%s", pt_conn_peer_addr(c));
-	snprintf(p->lip, sizeof p->lip, "%s", pt_conn_local_addr(c));
-	p->rport = pt_conn_peer_port(c);
-	p->lport = pt_conn_local_port(c);
-	snprintf(p->sid, sizeof p->sid, "%s", info->session_id ? info->session_id : "");
-	snprintf(p->mech, sizeof p->mech, "%s", info->mech ? info->mech : "");
-	snprintf(p->dest, sizeof p->dest, "%s", dest);
-	const struct pt_listener *l = pt_conn_listener(c);
-	snprintf(p->service, sizeof p->service, "%s", l && l->service ? l->service : imap ? "imap-login" : "pop3-login");
 	/* The IMAP tag of the client's LOGIN leads the handoff blob. */
 	if (imap) {
 		size_t tl = info->handoff ? strnlen(info->handoff, info->handoff_len) : 0;
@@ -613,32 +761,48 @@ pt_proxy_start(struct pt_conn *c, const struct pt_session_info *info, const char
 	pt_base64_encode(raw, rawlen, p->auth_b64, b64len);
 	OPENSSL_cleanse(raw, rawlen);
 	free(raw);
+	proxy_connect(p, dest, (unsigned)conf_int(imap ? "proxy_imap_port" : "proxy_pop3_port", imap ? 143 : 110));
+	return 0;
+}
 
-	pt_conn_get_handlers(c, &p->saved_h, &p->saved_proto);
-	pt_conn_set_handlers(c, &pending_client_h, p);
-	pt_conn_pause(c);
+/* A port in dest is for IMAP/POP3 (Dovecot's port= / host=ADDR:PORT):
+ * submission always goes to proxy_submission_port. */
+static void
+dest_host_only(const char *dest, char *out, size_t outlen)
+{
+	const char *colon = strrchr(dest, ':');
+	if (dest[0] == '[') {
+		const char *close = strchr(dest, ']');
+		size_t n = close ? (size_t)(close - dest + 1) : strlen(dest);
+		snprintf(out, outlen, "%.*s", (int)n, dest);
+	} else if (colon && strchr(dest, ':') == colon) {
+		snprintf(out, outlen, "%.*s", (int)(colon - dest), dest);
+	} else if (colon) {
+		snprintf(out, outlen, "[%s]", dest);   /* a bare IPv6 address */
+	} else {
+		snprintf(out, outlen, "%s", dest);
+	}
+}
 
-	unsigned defport = (unsigned)conf_int(imap ? "proxy_imap_port" : "proxy_pop3_port", imap ? 143 : 110);
-	struct sockaddr_storage ss;
-	socklen_t sl = 0;
-	if (parse_dest(dest, defport, p->host, sizeof p->host, &ss, &sl) != 0) {
-		fail_later(p, "bad host (a numeric address, [ADDR]:PORT or ADDR:PORT is required)");
-		return 0;
-	}
-	long long tmo = conf_int("proxy_timeout", 30);
-	p->timer = pt_timer_add(p->loop, (uint64_t)(tmo > 0 ? tmo : 30) * 1000, timeout_fire, p);
-	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (p->fd < 0 || (connect(p->fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS)) {
-		char why[200];
-		snprintf(why, sizeof why, "cannot connect: %s", strerror(errno));
-		fail_later(p, why);
-		return 0;
-	}
-	p->step = ST_CONNECT;
-	if (pt_loop_watch(p->loop, p->fd, PT_EV_WRITE, connected, p) != 0) {
-		fail_later(p, "cannot watch the socket");
-		return 0;
-	}
-	p->watched = 1;
+int
+pt_session_proxy_smtp(struct pt_conn *c, const struct pt_smtp_proxy_info *info,
+                      void (*done)(struct pt_conn *c, void *arg, const char *code, const char *why), void *arg)
+{
+	if (c == NULL || info == NULL || info->user == NULL || info->dest == NULL || done == NULL)
+		return -1;
+	struct proxy *p = proxy_new(c, P_SMTP, info->user, NULL, "PLAIN", info->dest, done, arg);
+	if (p == NULL)
+		return -1;
+	snprintf(p->helo, sizeof p->helo, "%s", info->helo ? info->helo : "");
+	snprintf(p->client_name, sizeof p->client_name, "%s", info->client_name ? info->client_name : "unknown");
+	snprintf(p->myhostname, sizeof p->myhostname, "%s", info->myhostname ? info->myhostname : "localhost");
+	if (info->service)
+		snprintf(p->service, sizeof p->service, "%s", info->service);
+	char host[300], dest[320];
+	dest_host_only(info->dest, host, sizeof host);
+	unsigned port = (unsigned)conf_int("proxy_submission_port", 587);
+	snprintf(dest, sizeof dest, "%s:%u", host, port);
+	snprintf(p->dest, sizeof p->dest, "%s", dest);
+	proxy_connect(p, dest, port);
 	return 0;
 }

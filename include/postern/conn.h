@@ -50,6 +50,8 @@ const struct pt_listener *pt_conn_listener(const struct pt_conn *c);
  * auth throttle, policies). 1 done; 0 refused (peer not trusted, addr not
  * a numeric address), nothing changed. */
 int pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const char *addr, unsigned port);
+/* 1 when the peer's (socket) address is in the CIDR list parameter. */
+int pt_conn_peer_in(const struct pt_conn *c, const char *param);
 
 /* Input. getline: 1 with *line and *len (without CRLF or LF; *eol tells which
  * ending it had: 2 = CRLF, 1 = bare LF), 0 when no complete line is

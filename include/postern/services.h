@@ -169,6 +169,11 @@ struct pt_auth_ops {
 	              void (*done)(void *arg, int result), void *arg);
 };
 
+/* Inside the done() of a verify that answered 1: "HOST[:PORT]" when the
+ * passdb sends this user's logins to another host (Dovecot's proxy=y
+ * host=), else NULL. The submission proxy reads it (session.h). */
+const char *pt_auth_proxy_dest(void);
+
 /* ---- the queue (core) ---- */
 struct pt_envelope_rcpt {
 	const char *address;          /* as resolved (after alias expansion) */

@@ -41,6 +41,14 @@ def message(rcpt, subject):
             "body of %s\r\n" % (rcpt, subject, uuid.uuid4().hex, subject))
 
 
+def insecure_tls():
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def host_cert(ips):
     """A self-signed certificate naming the hosts' addresses: the hosts
     serve it, the front trusts it as proxy_tls_ca_file."""
@@ -55,8 +63,9 @@ def host_cert(ips):
     return d, cert, key
 
 
-@unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
-class ProxyTopology(unittest.TestCase):
+class Topology:
+    """The topology and the tests every variant runs (mixed into the
+    TestCases at the end with the checks that apply to each)."""
     PROXY_TLS = "no"
 
     @classmethod
@@ -79,7 +88,7 @@ class ProxyTopology(unittest.TestCase):
         cls.servers = []
 
         # The two mailbox hosts: the same ports (each has its own stack).
-        ports = {l: free_port() for l in ("smtpd", "imap", "pop3", "imaps", "pop3s")}
+        ports = {l: free_port() for l in ("smtpd", "submission", "imap", "pop3", "imaps", "pop3s")}
         tls_conf = ""
         if cls.PROXY_TLS != "no":
             cls.certdir, cert, key = host_cert([cls.host1_ip, cls.host2_ip])
@@ -94,13 +103,16 @@ class ProxyTopology(unittest.TestCase):
             s.write_conf("passdb = passwd-file:%s\n%s%s"
                          "disable_plaintext_auth = %s\n"
                          "login_trusted_networks = %s/32\n"
+                         "smtpd_authorized_xclient_hosts = %s/32\n%s"
                          % (s.passwd_file, COMMON, tls_conf, "no" if cls.PROXY_TLS == "no" else "yes",
-                            front_side))
+                            front_side, front_side,
+                            # Without TLS from the front, its submission need not be encrypted.
+                            "submission.smtpd_tls_security_level = may\n" if cls.PROXY_TLS == "no" else ""))
             cls.servers.append(s)
             cls.hosts[name] = s
         cls.ports = ports
 
-        f = Server(modules=MODULES_FRONT, users=(), listeners=("smtpd", "imap", "pop3"),
+        f = Server(modules=MODULES_FRONT, users=(), listeners=("smtpd", "submission", "imap", "pop3"),
                    netns=t.hosts["front"], listen_addr=cls.front_ip)
         with open(f.passwd_file, "w") as fh:
             fh.write("alice:{PLAIN}secret::::%s:: proxy=y host=%s\n" % (f.path("home"), cls.host1_ip))
@@ -116,9 +128,10 @@ class ProxyTopology(unittest.TestCase):
                      "transport_maps = hash:%s\n"
                      "disable_plaintext_auth = no\n"
                      "proxy_imap_port = %d\nproxy_pop3_port = %d\nproxy_timeout = 10s\n"
+                     "proxy_submission_port = %d\n"
                      "proxy_tls = %s\n%s"
                      % (f.passwd_file, COMMON, transport, ports["imaps" if implicit else "imap"],
-                        ports["pop3s" if implicit else "pop3"], cls.PROXY_TLS,
+                        ports["pop3s" if implicit else "pop3"], ports["submission"], cls.PROXY_TLS,
                         ("proxy_tls_ca_file = %s\n" % os.path.join(cls.certdir, "cert.pem"))
                         if cls.PROXY_TLS != "no" else ""))
         cls.servers.append(f)
@@ -242,8 +255,35 @@ class ProxyTopology(unittest.TestCase):
         self.front.wait_log("auth failed: user=<alice>")
         # The host never heard of it: no new connection in its log.
         logins = [l for l in self.hosts["host1"].log()[len(before):].splitlines()
-                  if "imap" in l or "pop3" in l or "auth" in l]
+                  if "Login" in l or "login" in l or "auth" in l or "proxied by" in l]
         self.assertEqual(logins, [])
+
+    def test_submission_wrong_password_and_unauthorized_xclient(self):
+        with self.topo.hosts["client"].inside():
+            c = smtplib.SMTP(self.front_ip, self.front.ports["submission"], timeout=TIMEOUT)
+        with c:
+            c.ehlo("laptop.example.net")
+            c.starttls(context=insecure_tls())
+            c.ehlo("laptop.example.net")
+            with self.assertRaises(smtplib.SMTPAuthenticationError):
+                c.login("alice", "wrong")
+        # The front may XCLIENT; anyone else (here: the host's own address,
+        # not in smtpd_authorized_xclient_hosts) may not.
+        with self.topo.hosts["front"].inside():
+            h = smtplib.SMTP(self.host1_ip, self.ports["smtpd"], timeout=TIMEOUT)
+        with h:
+            h.ehlo("front.example.net")
+            self.assertIn("xclient", h.esmtp_features)
+        with self.topo.hosts["host1"].inside():
+            h = smtplib.SMTP(self.host1_ip, self.ports["smtpd"], timeout=TIMEOUT)
+        with h:
+            h.ehlo("x")
+            self.assertNotIn("xclient", h.esmtp_features)
+            code, msg = h.docmd("XCLIENT", "ADDR=192.0.2.1 LOGIN=alice")
+            self.assertEqual(code, 550, msg)
+            code, msg = h.docmd("MAIL", "FROM:<alice@example.com.ar>")
+            self.assertEqual(code, 250, msg)
+        self.assertNotIn("192.0.2.1", self.hosts["host1"].log())
 
     def imap_login_result(self, user):
         c = self.imap()
@@ -256,25 +296,6 @@ class ProxyTopology(unittest.TestCase):
                 c.shutdown()
             except OSError:
                 pass
-
-    def test_untrusted_host_certificate_refused(self):
-        """With a CA the hosts' certificate does not chain to, the front
-        gives up before sending the password: a temporary error."""
-        if self.PROXY_TLS == "no":
-            self.skipTest("no TLS to the hosts in this topology")
-        from harness import test_cert
-        conf = self.front.extra_conf
-        other_ca, _ = test_cert()
-        self.front.write_conf(conf.replace(os.path.join(self.certdir, "cert.pem"), other_ca))
-        try:
-            self.front.reload()
-            wait_for(lambda: "UNAVAILABLE" in self.imap_login_result("alice"), TIMEOUT,
-                     what="a refused certificate")
-            self.front.wait_log("certificate verify failed")
-        finally:
-            self.front.write_conf(conf)
-            self.front.reload()
-        wait_for(lambda: self.imap_login_result("alice") == "OK", TIMEOUT, what="logins again")
 
     def test_zz_backend_down_is_temporary_and_loses_nothing(self):
         host2 = self.hosts["host2"]
@@ -296,6 +317,15 @@ class ProxyTopology(unittest.TestCase):
             finally:
                 p.close()
             self.front.wait_log("proxy: user=<bob>")
+            with self.topo.hosts["client"].inside():
+                sm = smtplib.SMTP(self.front_ip, self.front.ports["submission"], timeout=TIMEOUT)
+            with sm:
+                sm.ehlo("laptop.example.net")
+                sm.starttls(context=insecure_tls())
+                sm.ehlo("laptop.example.net")
+                with self.assertRaises(smtplib.SMTPAuthenticationError) as e:
+                    sm.login("bob", "secret")
+                self.assertEqual(e.exception.smtp_code, 454)
             # Mail for bob waits in the front's queue meanwhile.
             subj = "while-down-" + uuid.uuid4().hex[:8]
             self.send("bob@example.com.ar", subj)
@@ -315,14 +345,65 @@ class ProxyTopology(unittest.TestCase):
                 pass
 
 
-class ProxyStartTLS(ProxyTopology):
+class SubmissionChecks:
+    """Submission is proxied in plaintext or with STARTTLS (there is no
+    smtps to the hosts), so only those variants run it."""
+
+    def test_submission_through_front_reaches_host(self):
+        """AUTH at the front; the session goes on at alice's host, which
+        learns the client and the login by XCLIENT and takes the mail."""
+        subj = "submitted-" + uuid.uuid4().hex[:8]
+        with self.topo.hosts["client"].inside():
+            c = smtplib.SMTP(self.front_ip, self.front.ports["submission"], timeout=TIMEOUT)
+        with c:
+            c.ehlo("laptop.example.net")
+            c.starttls(context=insecure_tls())
+            c.ehlo("laptop.example.net")
+            c.login("alice", "secret")
+            c.sendmail("alice@example.com.ar", ["alice@example.com.ar"], message("alice@example.com.ar", subj))
+        self.wait_subject("host1", "alice", subj)
+        self.hosts["host1"].wait_log("xclient from %s: client=unknown[%s], sasl_username=alice"
+                                     % (self.front_ip1, self.client_ip))
+        received = self.hosts["host1"].messages("alice")[-1].get_all("Received")
+        self.assertIn(self.client_ip, received[-1] if len(received) == 1 else "\n".join(received))
+
+
+class TLSChecks:
+
+    def test_untrusted_host_certificate_refused(self):
+        """With a CA the hosts' certificate does not chain to, the front
+        gives up before sending the password: a temporary error."""
+        from harness import test_cert
+        conf = self.front.extra_conf
+        other_ca, _ = test_cert()
+        self.front.write_conf(conf.replace(os.path.join(self.certdir, "cert.pem"), other_ca))
+        try:
+            self.front.reload()
+            wait_for(lambda: "UNAVAILABLE" in self.imap_login_result("alice"), TIMEOUT,
+                     what="a refused certificate")
+            self.front.wait_log("certificate verify failed")
+        finally:
+            self.front.write_conf(conf)
+            self.front.reload()
+        wait_for(lambda: self.imap_login_result("alice") == "OK", TIMEOUT, what="logins again")
+
+
+@unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
+class ProxyPlain(Topology, SubmissionChecks, unittest.TestCase):
+    """The front talks plaintext to the hosts (a trusted LAN)."""
+    PROXY_TLS = "no"
+
+
+@unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
+class ProxyStartTLS(Topology, SubmissionChecks, TLSChecks, unittest.TestCase):
     """The same through STARTTLS to the hosts, whose certificate the front
     checks against proxy_tls_ca_file and the host's address; the hosts
     refuse plaintext logins, so the login can only have gone through TLS."""
     PROXY_TLS = "starttls"
 
 
-class ProxyImplicitTLS(ProxyTopology):
+@unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
+class ProxyImplicitTLS(Topology, TLSChecks, unittest.TestCase):
     """The same over the hosts' IMAPS/POP3S ports (proxy_tls = yes)."""
     PROXY_TLS = "yes"
 

@@ -842,7 +842,7 @@ test_dump(void **state)
 			prev = p;
 			lines++;
 		}
-		assert_int_equal(lines, 57 + 21); /* core parameters + the test table */
+		assert_int_equal(lines, 58 + 21); /* core parameters + the test table */
 	}
 	assert_non_null(strstr(out, "\nt_bool = no\n"));
 	assert_non_null(strstr(out, "\nrelay_domains =\n"));

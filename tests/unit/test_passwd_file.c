@@ -270,6 +270,45 @@ test_load_and_cache(void **state)
 	pt_passwd_file_cache_clear();
 }
 
+/* Dovecot's extra fields: key=value and bare flags, case-insensitive
+ * keys, no prefix match (host vs hostname), values cut to the buffer. */
+static void
+test_extra_fields(void **state)
+{
+	(void)state;
+	char v[16];
+	const char *x = " proxy=y  HOST=10.1.0.2\tuserdb_host=10.9.9.9 nologin hostname=other port=1143";
+
+	assert_int_equal(pt_passwd_extra_get(x, "host", v, sizeof v), 1);
+	assert_string_equal(v, "10.1.0.2");
+	assert_int_equal(pt_passwd_extra_get(x, "userdb_host", v, sizeof v), 1);
+	assert_string_equal(v, "10.9.9.9");
+	assert_int_equal(pt_passwd_extra_get(x, "nologin", v, sizeof v), 1);
+	assert_string_equal(v, "");
+	assert_int_equal(pt_passwd_extra_get(x, "hostn", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get(x, "user", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get("", "host", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get(NULL, "host", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get("host=0123456789abcdefghij", "host", v, sizeof v), 1);
+	assert_string_equal(v, "0123456789abcde");
+	assert_true(pt_passwd_extra_flag(x, "proxy"));
+	assert_true(pt_passwd_extra_flag(x, "nologin"));
+	assert_true(pt_passwd_extra_flag("proxy", "proxy"));
+	assert_true(pt_passwd_extra_flag("proxy=YES", "proxy"));
+	assert_false(pt_passwd_extra_flag("proxy=n", "proxy"));
+	assert_false(pt_passwd_extra_flag("proxy_maybe=y", "proxy"));
+	assert_false(pt_passwd_extra_flag("host=x", "proxy"));
+
+	/* The eighth field keeps its spaces and colons ([v6]:port). */
+	const char *text = "alice:{PLAIN}x:::::: proxy host=[fd00::2]:143\n";
+	struct pt_passwd_file *f = pt_passwd_file_parse("t", text, strlen(text));
+	const struct pt_passwd_entry *e = pt_passwd_file_find(f, "alice");
+	assert_non_null(e);
+	assert_int_equal(pt_passwd_extra_get(e->extra, "host", v, sizeof v), 1);
+	assert_string_equal(v, "[fd00::2]:143");
+	pt_passwd_file_free(f);
+}
+
 int
 main(void)
 {
@@ -281,6 +320,7 @@ main(void)
 		cmocka_unit_test(test_nul_and_control),
 		cmocka_unit_test(test_truncated_every_offset),
 		cmocka_unit_test(test_load_and_cache),
+		cmocka_unit_test(test_extra_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
