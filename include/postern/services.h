@@ -48,8 +48,8 @@ struct pt_user {
 	/* The host that keeps this user's mailbox (Dovecot's `host` field,
 	 * from a passwd-file line's `host=` / `userdb_host=` extra field or a
 	 * directory); "" = this machine. "ADDR", "NAME", "ADDR:PORT" or
-	 * "[V6]:PORT". Inbound SMTP routes to it (smtp_route_to_host) and the
-	 * passdb's proxy flag sends logins there. */
+	 * "[V6]:PORT". The passdb's proxy flag sends logins there; inbound
+	 * SMTP goes there by transport_maps (README "Scaling out"). */
 	char host[256];
 };
 struct pt_userdb_ops {
