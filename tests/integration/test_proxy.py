@@ -17,6 +17,7 @@ import imaplib
 import os
 import poplib
 import shutil
+import signal
 import smtplib
 import subprocess
 import tempfile
@@ -345,6 +346,23 @@ class Topology:
                 pass
 
 
+class CleanStop:
+    """Last: every instance stops cleanly after all that proxying (under
+    ASan + UBSan, a leak or error in any process shows on its stderr)."""
+
+    def test_zzz_clean_stop(self):
+        for s in self.servers:
+            proc = s.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+            text = err.decode(errors="replace")
+            self.assertEqual(proc.returncode, 0, text)
+            self.assertNotIn("Sanitizer", text)
+            self.assertNotIn("runtime error", text)
+
+
 class SubmissionChecks:
     """Submission is proxied in plaintext or with STARTTLS (there is no
     smtps to the hosts), so only those variants run it."""
@@ -389,13 +407,13 @@ class TLSChecks:
 
 
 @unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
-class ProxyPlain(Topology, SubmissionChecks, unittest.TestCase):
+class ProxyPlain(Topology, SubmissionChecks, CleanStop, unittest.TestCase):
     """The front talks plaintext to the hosts (a trusted LAN)."""
     PROXY_TLS = "no"
 
 
 @unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
-class ProxyStartTLS(Topology, SubmissionChecks, TLSChecks, unittest.TestCase):
+class ProxyStartTLS(Topology, SubmissionChecks, TLSChecks, CleanStop, unittest.TestCase):
     """The same through STARTTLS to the hosts, whose certificate the front
     checks against proxy_tls_ca_file and the host's address; the hosts
     refuse plaintext logins, so the login can only have gone through TLS."""
@@ -403,7 +421,7 @@ class ProxyStartTLS(Topology, SubmissionChecks, TLSChecks, unittest.TestCase):
 
 
 @unittest.skipIf(WHY_NOT, "network namespaces unavailable: %s" % WHY_NOT)
-class ProxyImplicitTLS(Topology, TLSChecks, unittest.TestCase):
+class ProxyImplicitTLS(Topology, TLSChecks, CleanStop, unittest.TestCase):
     """The same over the hosts' IMAPS/POP3S ports (proxy_tls = yes)."""
     PROXY_TLS = "yes"
 
