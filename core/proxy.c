@@ -56,6 +56,7 @@ struct proxy {
 	int proto_imap;
 	enum proto proto;
 	int tls_done;                    /* TLS to the backend is up */
+	int pop3_xclient_pending;        /* XCLIENT's answer comes before AUTH's */
 	char helo[256], client_name[256], myhostname[256];
 	struct pt_loop *loop;
 	struct pt_conn *client, *back;
@@ -303,7 +304,12 @@ send_login(struct proxy *p)
 		pt_conn_write(p->back, buf, strlen(buf));
 		pt_conn_printf(p->back, "P2 AUTHENTICATE PLAIN %s\r\n", p->auth_b64);
 	} else {
+		/* Dovecot's pop3 proxy: the client's address first (a host that
+		 * does not know XCLIENT or us answers -ERR, and that is fine). */
+		pt_conn_printf(p->back, "XCLIENT ADDR=%s PORT=%u SESSION=%s\r\n", p->rip, p->rport,
+		               p->sid[0] ? p->sid : "-");
 		pt_conn_printf(p->back, "AUTH PLAIN %s\r\n", p->auth_b64);
+		p->pop3_xclient_pending = 1;
 	}
 	wipe_auth(p);
 }
@@ -417,6 +423,10 @@ backend_line(struct proxy *p, const char *line, size_t len)
 				snprintf(why, sizeof why, "unexpected reply to the login: %.100s", line);
 			fail(p, why);
 			return 0;
+		}
+		if (p->pop3_xclient_pending) {
+			p->pop3_xclient_pending = 0;
+			return 1;
 		}
 		if (len >= 3 && strncmp(line, "+OK", 3) == 0) {
 			start_relay(p, "+OK Logged in.\r\n");

@@ -613,6 +613,14 @@ dispatch(struct pop3_login *s, const char *line, size_t len)
 		close_with(s, "+OK Logging out");
 		break;
 	default:
+		if (strcmp(c.name, "XCLIENT") == 0) {
+			int r = pop3_xclient(s->conn, c.arg, c.arglen, s->session_id);
+			if (r >= 0) {
+				snprintf(s->peer, sizeof(s->peer), "%s", pt_conn_peer_addr(s->conn));
+				reply(s, r ? "+OK" : "-ERR Invalid XCLIENT parameters");
+				break;
+			}
+		}
 		{
 			char text[64];
 			snprintf(text, sizeof(text), "-ERR Unknown command: %s", c.name);

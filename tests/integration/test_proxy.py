@@ -216,7 +216,8 @@ class Topology:
                     pass
         # Logged at the front as proxied, at the host with the client's address.
         self.front.wait_log("proxy=%s%s" % (self.host1_ip, " (TLS)" if self.PROXY_TLS != "no" else ""))
-        self.hosts["host1"].wait_log(self.client_ip)
+        self.hosts["host1"].wait_log("proxied by %s: rip=%s" % (self.front_ip1, self.client_ip))
+        self.hosts["host1"].wait_log("user=<alice>, method=PLAIN, rip=%s" % self.client_ip)
 
     def test_pop3_login_through_front_sees_own_host(self):
         subj = "pop-b-" + uuid.uuid4().hex[:8]
@@ -236,6 +237,9 @@ class Topology:
         finally:
             c.close()
         self.front.wait_log("proxy=%s" % self.host2_ip)
+        # XCLIENT from the front (login_trusted_networks): the host names the client.
+        self.hosts["host2"].wait_log("proxied by %s: rip=%s" % (self.front_ip2, self.client_ip))
+        self.hosts["host2"].wait_log("user=<bob>, method=PLAIN, rip=%s" % self.client_ip)
 
     def test_wrong_password_refused_at_front(self):
         before = self.hosts["host1"].log()
