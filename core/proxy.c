@@ -162,19 +162,23 @@ static void
 r_client_close(struct pt_conn *c, const char *reason)
 {
 	struct proxy *p = pt_conn_proto(c);
-	(void)reason;
 	p->client = NULL;
-	if (p->back)
+	if (p->back) {
+		pt_log_as(p->service, PT_LOG_INFO, "proxy: user=<%s>, rip=%s, backend=%s: disconnected by client (%s)",
+		          p->user, p->rip, p->dest, reason ? reason : "eof");
 		pt_conn_close_after_write(p->back);
-	else
+	} else {
 		proxy_free(p);
+	}
 }
 
 static void
 r_back_close(struct pt_conn *b, const char *reason)
 {
 	struct proxy *p = pt_conn_proto(b);
-	(void)reason;
+	if (p->client)
+		pt_log_as(p->service, PT_LOG_INFO, "proxy: user=<%s>, rip=%s, backend=%s: disconnected by server (%s)",
+		          p->user, p->rip, p->dest, reason ? reason : "eof");
 	p->back = NULL;
 	if (p->client)
 		pt_conn_close_after_write(p->client);
