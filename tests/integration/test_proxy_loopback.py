@@ -20,7 +20,7 @@ COMMON = "auth_failure_delay = 0s\nsmtpd_client_name_timeout = 0\ndisable_plaint
 class LoopbackProxy(unittest.TestCase):
 
     def setUp(self):
-        self.host = Server(modules=("mbox", "smtp", "imap", "pop3"), users=("alice", "carol"),
+        self.host = Server(modules=("mbox", "smtp", "imap", "pop3"), users=("alice", "carol", "dave:other"),
                            listeners=("smtpd", "imap", "pop3"))
         self.host.write_conf("passdb = passwd-file:%s\n%slogin_trusted_networks = 127.0.0.1/32\n"
                              % (self.host.passwd_file, COMMON))
@@ -32,8 +32,15 @@ class LoopbackProxy(unittest.TestCase):
             # protocol logs in); carol: the front's proxy_*_port.
             f.write("alice:{PLAIN}secret:::::: proxy=y host=127.0.0.1:%d\n" % self.host.ports["imap"])
             f.write("carol:{PLAIN}secret:::::: proxy host=127.0.0.1\n")
+            # dave: the host has another password; erin: a host that never speaks.
+            f.write("dave:{PLAIN}secret:::::: proxy host=127.0.0.1\n")
+            self.silent = socket.socket()
+            self.silent.bind(("127.0.0.1", 0))
+            self.silent.listen(8)
+            self.addCleanup(self.silent.close)
+            f.write("erin:{PLAIN}secret:::::: proxy host=127.0.0.1:%d\n" % self.silent.getsockname()[1])
         self.front.write_conf("passdb = passwd-file:%s\n%sproxy_pop3_port = %d\nproxy_imap_port = %d\n"
-                              "proxy_timeout = 5s\n"
+                              "proxy_timeout = 1s\n"
                               % (self.front.passwd_file, COMMON, self.host.ports["pop3"], self.host.ports["imap"]))
         self.addCleanup(self.front.cleanup)
         self.host.start()
@@ -121,6 +128,25 @@ class LoopbackProxy(unittest.TestCase):
         finally:
             p.close()
         self.front.wait_log("proxy=127.0.0.1")
+
+    def login_reply(self, user):
+        s, f = self.raw(self.front.ports["imap"])
+        try:
+            f.readline()
+            s.sendall(b"a LOGIN %s secret\r\n" % user.encode())
+            return self.until_tag(f, b"a")[-1]
+        finally:
+            s.close()
+
+    def test_host_refuses_the_password(self):
+        """Front and host disagree: a temporary error, never the host's
+        session, and the front says why."""
+        self.assertTrue(self.login_reply("dave").startswith(b"a NO [UNAVAILABLE]"))
+        self.front.wait_log("backend refused the login")
+
+    def test_silent_host_times_out(self):
+        self.assertTrue(self.login_reply("erin").startswith(b"a NO [UNAVAILABLE]"))
+        self.front.wait_log("timed out (proxy_timeout)")
 
     def test_client_gone_during_backend_login(self):
         """The client hangs up right after LOGIN: nothing leaks, the
