@@ -84,6 +84,7 @@ struct pt_conn {
 	unsigned eof_pending : 1;      /* TLS close_notify came with data */
 	unsigned origin_tls : 1;       /* relayed: the client's side is TLS */
 	unsigned relayed : 1;          /* relayed: no STARTTLS here */
+	unsigned trusted_front : 1;    /* the socket's peer is in login_trusted_networks */
 
 	struct pt_conn *prev, *next;   /* open connections */
 };
@@ -770,8 +771,16 @@ pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const cha
 	} else {
 		return 0;
 	}
+	if (strcmp(trusted_param, "login_trusted_networks") == 0)
+		c->trusted_front = 1;
 	sockaddr_text(&c->peer.sa, c->peer_addr, sizeof c->peer_addr, &c->peer_port);
 	return 1;
+}
+
+int
+pt_conn_trusted_front(const struct pt_conn *c)
+{
+	return c->trusted_front || pt_conn_peer_in(c, "login_trusted_networks");
 }
 
 void

@@ -52,6 +52,10 @@ const struct pt_listener *pt_conn_listener(const struct pt_conn *c);
 int pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const char *addr, unsigned port);
 /* 1 when the peer's (socket) address is in the CIDR list parameter. */
 int pt_conn_peer_in(const struct pt_conn *c, const char *param);
+/* 1 when the peer is a front in login_trusted_networks (also after it
+ * named its client with pt_conn_forwarded_client): Dovecot ignores
+ * disable_plaintext_auth for those, and so do the IMAP and POP3 logins. */
+int pt_conn_trusted_front(const struct pt_conn *c);
 
 /* Input. getline: 1 with *line and *len (without CRLF or LF; *eol tells which
  * ending it had: 2 = CRLF, 1 = bare LF), 0 when no complete line is

@@ -93,7 +93,8 @@ plaintext_ok(const struct imap_login *l)
 	if (imap_set.conf == NULL)
 		return pt_conn_is_tls(l->conn);
 	return pt_sasl_plaintext_allowed(imap_set.conf, pt_conn_is_tls(l->conn), pt_conn_peer_addr(l->conn),
-	                                 pt_conn_local_addr(l->conn));
+	                                 pt_conn_local_addr(l->conn)) ||
+	       pt_conn_trusted_front(l->conn);
 }
 
 static int

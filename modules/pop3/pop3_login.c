@@ -129,7 +129,8 @@ addr_key(const char *s, unsigned char out[16])
 }
 
 /* Dovecot's disable_plaintext_auth: plaintext only over TLS or when the
- * client is this host talking to itself ("secured"). */
+ * client is this host talking to itself ("secured"), or a front in
+ * login_trusted_networks (plaintext_allowed). */
 static int
 secured(const struct pop3_login *s)
 {
@@ -141,7 +142,8 @@ secured(const struct pop3_login *s)
 static int
 plaintext_allowed(const struct pop3_login *s)
 {
-	return !s->set->plaintext_disabled || pt_conn_is_tls(s->conn) || secured(s);
+	return !s->set->plaintext_disabled || pt_conn_is_tls(s->conn) || secured(s) ||
+	       pt_conn_trusted_front(s->conn);
 }
 
 static int

@@ -116,5 +116,44 @@ class Trusted(Untrusted):
                              % (CLIENT, SPOOF))
 
 
+class PlaintextTrust(unittest.TestCase):
+    """disable_plaintext_auth does not apply to a trusted front (as in
+    Dovecot), and only to it."""
+
+    def setUp(self):
+        self.server = Server(modules=("mbox", "smtp", "imap", "pop3"), listeners=("smtpd", "imap", "pop3"))
+        self.server.write_conf("passdb = passwd-file:%s\nauth_failure_delay = 0s\n"
+                               "smtpd_client_name_timeout = 0\nlogin_trusted_networks = %s/32\n"
+                               % (self.server.passwd_file, CLIENT))
+        self.addCleanup(self.server.cleanup)
+        self.server.start()
+
+    def login(self, source, proto):
+        s = socket.create_connection(("127.0.0.1", self.server.ports[proto]), 10, (source, 0))
+        f = s.makefile("rb")
+        try:
+            f.readline()
+            if proto == "imap":
+                s.sendall(b"a LOGIN alice secret\r\n")
+                while True:
+                    line = f.readline()
+                    if line.startswith(b"a ") or not line:
+                        return line
+            s.sendall(b"USER alice\r\n")
+            first = f.readline()
+            if not first.startswith(b"+OK"):
+                return first
+            s.sendall(b"PASS secret\r\n")
+            return f.readline()
+        finally:
+            s.close()
+
+    def test_plaintext_only_for_the_trusted_front(self):
+        self.assertIn(b"PRIVACYREQUIRED", self.login("127.0.0.8", "imap"))
+        self.assertTrue(self.login(CLIENT, "imap").startswith(b"a OK"))
+        self.assertTrue(self.login("127.0.0.8", "pop3").startswith(b"-ERR"))
+        self.assertTrue(self.login(CLIENT, "pop3").startswith(b"+OK"))
+
+
 if __name__ == "__main__":
     unittest.main()
