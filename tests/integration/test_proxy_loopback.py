@@ -129,6 +129,18 @@ class LoopbackProxy(unittest.TestCase):
             p.close()
         self.front.wait_log("proxy=127.0.0.1")
 
+    def test_cli_shows_the_proxy_fields(self):
+        """postern auth test / postern user show where a login goes, as
+        doveadm auth test / doveadm user do."""
+        r = self.front.cmd("auth", "-c", self.front.conf_file, "test", "alice", "secret")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("  proxy\n  host=127.0.0.1:%d\n" % self.host.ports["imap"], r.stdout.decode())
+        r = self.front.cmd("user", "-c", self.front.conf_file, "carol")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("host\t127.0.0.1\n", r.stdout.decode())
+        r = self.front.cmd("auth", "-c", self.front.conf_file, "test", "alice", "wrong")
+        self.assertNotIn("host=", r.stdout.decode())
+
     def login_reply(self, user):
         s, f = self.raw(self.front.ports["imap"])
         try:
