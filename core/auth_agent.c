@@ -18,8 +18,10 @@
 
 #include <openssl/crypto.h>
 
+#include "loader.h"
 #include "passdb.h"
 #include "postern/log.h"
+#include "postern/module.h"
 #include "process.h"
 #include "proctitle.h"
 
@@ -171,7 +173,7 @@ agent_thread(void *p)
 }
 
 static void
-agent_main(int fd, const char *passdb)
+agent_main(const struct pt_config *conf, int fd, const char *passdb)
 {
 	static struct agent a;
 	pthread_t th[AGENT_THREADS];
@@ -180,6 +182,13 @@ agent_main(int fd, const char *passdb)
 	pt_process_child_setup();
 	pt_log_set_service("auth");
 	pt_proctitle_set("auth");
+	/* A passdb from a lookup module (passdb = ldap:FILE): the module
+	 * registers its source in this process (PT_ROLE_AGENT). */
+	struct pt_ctx ctx = { .conf = conf, .loop = NULL, .as_root = geteuid() == 0, .role = PT_ROLE_AGENT };
+	if (pt_modules_init(&ctx) != 0) {
+		pt_log(PT_LOG_FATAL, "auth agent: module initialisation failed");
+		_exit(1);
+	}
 	a.fd = fd;
 	snprintf(a.passdb, sizeof a.passdb, "%s", passdb);
 	for (int i = 0; i < AGENT_THREADS; i++)
@@ -216,7 +225,7 @@ pt_auth_agent_spawn(const struct pt_config *conf, int *fd)
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		agent_main(sv[1], passdb ? passdb : "pam");
+		agent_main(conf, sv[1], passdb ? passdb : "pam");
 	}
 	close(sv[1]);
 	*fd = sv[0];

@@ -27,6 +27,7 @@
 #include "postern/event.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/record.h"
 #include "postern/sasl.h"
 #include "postern/services.h"
 
@@ -192,6 +193,10 @@ check_finished(struct auth_req *r)
 	pt_metric_inc(pt_metric_counter("postern_logins", "password checks per protocol and result",
 	                                "protocol", r->service[0] ? r->service : "-", "result",
 	                                r->result == 1 ? "ok" : r->result < 0 ? "tempfail" : "failed", NULL));
+	/* Every login (IMAP, POP3, SMTP AUTH) is checked here: one record
+	 * each, with the user name and why it failed, never the password. */
+	pt_record_login(r->service, name, r->rip, r->result,
+	                r->why[0] ? r->why : r->result < 0 ? "internal error" : "password mismatch");
 	if (r->result == 1) {
 		if (A.throttle_on)
 			pt_throttle_success(A.throttle, r->rip, now);

@@ -15,7 +15,7 @@ int pt_cmd_sendmail(const char *conf, int argc, char **argv); /* core/sendmail.c
 int pt_sendmail_personality(const char *argv0, int argc, char **argv);
 int pt_cmd_map(const char *conf, int argc, char **argv);      /* core/map_cli.c */
 int pt_cmd_policy(const char *conf, int argc, char **argv);   /* core/policy_cli.c */
-int pt_cmd_why(const char *conf, int argc, char **argv);      /* core/policy_cli.c */
+int pt_cmd_why(const char *conf, int argc, char **argv);      /* core/why_cli.c */
 int pt_cmd_stats(const char *conf, int argc, char **argv);    /* core/stats_cli.c */
 int pt_cmd_user(const char *conf, int argc, char **argv);     /* core/auth_cli.c */
 int pt_cmd_auth(const char *conf, int argc, char **argv);     /* core/auth_cli.c */

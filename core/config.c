@@ -11,27 +11,6 @@
 
 #include "config_priv.h"
 
-static void *
-xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-
-	if (q == NULL) {
-		fprintf(stderr, "postern: out of memory\n");
-		abort();
-	}
-	return q;
-}
-
-static char *
-xstrndup(const char *s, size_t n)
-{
-	char *p = xrealloc(NULL, n + 1);
-
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
 
 /* ---- errors ---- */
 
@@ -55,12 +34,12 @@ add_error_v(struct pt_config *c, int line, int show_zero, const char *fmt, va_li
 		n = snprintf(NULL, 0, "%s:%d: %s", c->path, line, msg);
 	else
 		n = snprintf(NULL, 0, "%s: %s", c->path, msg);
-	full = xrealloc(NULL, (size_t)n + 1);
+	full = pt_cfg_xrealloc(NULL, (size_t)n + 1);
 	if (line > 0 || show_zero)
 		snprintf(full, (size_t)n + 1, "%s:%d: %s", c->path, line, msg);
 	else
 		snprintf(full, (size_t)n + 1, "%s: %s", c->path, msg);
-	c->errors = xrealloc(c->errors, sizeof *c->errors * (size_t)(c->nerrors + 1));
+	c->errors = pt_cfg_xrealloc(c->errors, sizeof *c->errors * (size_t)(c->nerrors + 1));
 	c->errors[c->nerrors].line = line;
 	c->errors[c->nerrors].msg = full;
 	c->nerrors++;
@@ -150,7 +129,7 @@ hash_grow(struct pt_config *c)
 	size_t cap = c->hash_cap ? c->hash_cap * 2 : 64;
 
 	free(c->hash);
-	c->hash = xrealloc(NULL, cap * sizeof *c->hash);
+	c->hash = pt_cfg_xrealloc(NULL, cap * sizeof *c->hash);
 	memset(c->hash, 0, cap * sizeof *c->hash);
 	c->hash_cap = cap;
 	for (size_t i = 0; i < c->nslots; i++)
@@ -185,11 +164,11 @@ pt_cfg_slot_get(struct pt_config *c, const char *name)
 		return s;
 	if (c->nslots == c->slots_cap) {
 		c->slots_cap = c->slots_cap ? c->slots_cap * 2 : 64;
-		c->slots = xrealloc(c->slots, c->slots_cap * sizeof *c->slots);
+		c->slots = pt_cfg_xrealloc(c->slots, c->slots_cap * sizeof *c->slots);
 	}
 	s = &c->slots[c->nslots];
 	memset(s, 0, sizeof *s);
-	s->name = xstrndup(name, strlen(name));
+	s->name = pt_cfg_xstrndup(name, strlen(name));
 	c->nslots++;
 	if (c->nslots * 2 > c->hash_cap)
 		hash_grow(c);
@@ -263,7 +242,7 @@ module_line(struct pt_config *c, const char *s, const char *e, int line)
 			return;
 		}
 	}
-	name = xstrndup(tok[1], (size_t)(tend[1] - tok[1]));
+	name = pt_cfg_xstrndup(tok[1], (size_t)(tend[1] - tok[1]));
 	for (i = 0; i < c->nmodules; i++) {
 		if (strcmp(c->modules[i].name, name) == 0) {
 			pt_config_add_error(c, line, "module \"%s\" is loaded twice (lines %d and %d)",
@@ -272,9 +251,9 @@ module_line(struct pt_config *c, const char *s, const char *e, int line)
 			return;
 		}
 	}
-	c->modules = xrealloc(c->modules, sizeof *c->modules * (c->nmodules + 1));
+	c->modules = pt_cfg_xrealloc(c->modules, sizeof *c->modules * (c->nmodules + 1));
 	c->modules[c->nmodules].name = name;
-	c->modules[c->nmodules].path = n == 3 ? xstrndup(tok[2], (size_t)(tend[2] - tok[2])) : NULL;
+	c->modules[c->nmodules].path = n == 3 ? pt_cfg_xstrndup(tok[2], (size_t)(tend[2] - tok[2])) : NULL;
 	c->modules[c->nmodules].line = line;
 	c->nmodules++;
 }
@@ -332,13 +311,13 @@ logical_line(struct pt_config *c, const char *s, size_t len, int line)
 		}
 	}
 	{
-		char *name = xstrndup(ns, (size_t)(ne - ns));
+		char *name = pt_cfg_xstrndup(ns, (size_t)(ne - ns));
 
 		slot = pt_cfg_slot_get(c, name);
 		free(name);
 	}
 	free(slot->raw);
-	slot->raw = xstrndup(vs, (size_t)(ve - vs));
+	slot->raw = pt_cfg_xstrndup(vs, (size_t)(ve - vs));
 	slot->line = line;
 }
 
@@ -360,7 +339,7 @@ logical_append(struct logical *l, const char *s, size_t n)
 	}
 	if (l->len + n + 1 > l->cap) {
 		l->cap = (l->len + n + 1) * 2;
-		l->buf = xrealloc(l->buf, l->cap);
+		l->buf = pt_cfg_xrealloc(l->buf, l->cap);
 	}
 	memcpy(l->buf + l->len, s, n);
 	l->len += n;
@@ -434,7 +413,7 @@ pt_config_parse(const char *path, const char *text, size_t len)
 
 	if (c == NULL)
 		return NULL;
-	c->path = xstrndup(path ? path : "-", strlen(path ? path : "-"));
+	c->path = pt_cfg_xstrndup(path ? path : "-", strlen(path ? path : "-"));
 	hash_grow(c);
 	if (text == NULL) {
 		char err[256];
@@ -542,7 +521,7 @@ pt_config_declare(struct pt_config *c, const char *owner, const struct pt_param 
 			continue;
 		}
 		s->decl = p;
-		s->owner = xstrndup(owner, strlen(owner));
+		s->owner = pt_cfg_xstrndup(owner, strlen(owner));
 		s->decl_order = c->ndeclared++;
 	}
 	return bad;
@@ -730,7 +709,7 @@ pt_config_dump(const struct pt_config *c, FILE *out, int only_set, char **names,
 		return rc;
 	}
 	{
-		const struct pt_cfg_slot **v = xrealloc(NULL, (c->nslots + 1) * sizeof *v);
+		const struct pt_cfg_slot **v = pt_cfg_xrealloc(NULL, (c->nslots + 1) * sizeof *v);
 		size_t n = 0;
 
 		for (size_t i = 0; i < c->nslots; i++)

@@ -13,33 +13,6 @@
 
 #include "config_priv.h"
 
-static void *
-xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-
-	if (q == NULL) {
-		fprintf(stderr, "postern: out of memory\n");
-		abort();
-	}
-	return q;
-}
-
-static char *
-xstrndup(const char *s, size_t n)
-{
-	char *p = xrealloc(NULL, n + 1);
-
-	memcpy(p, s, n);
-	p[n] = '\0';
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	return xstrndup(s, strlen(s));
-}
 
 static const char *listener_names(const struct pt_config *c, char *buf, size_t len);
 
@@ -66,15 +39,15 @@ override_set(struct pt_cfg_override **v, size_t *n, const char *listener, size_t
 		if (strlen(o->listener) == llen && memcmp(o->listener, listener, llen) == 0 &&
 		    strlen(o->param) == plen && memcmp(o->param, param, plen) == 0) {
 			free(o->raw);
-			o->raw = xstrndup(raw, rlen);
+			o->raw = pt_cfg_xstrndup(raw, rlen);
 			o->line = line;
 			return;
 		}
 	}
-	*v = xrealloc(*v, sizeof **v * (*n + 1));
-	(*v)[*n].listener = xstrndup(listener, llen);
-	(*v)[*n].param = xstrndup(param, plen);
-	(*v)[*n].raw = xstrndup(raw, rlen);
+	*v = pt_cfg_xrealloc(*v, sizeof **v * (*n + 1));
+	(*v)[*n].listener = pt_cfg_xstrndup(listener, llen);
+	(*v)[*n].param = pt_cfg_xstrndup(param, plen);
+	(*v)[*n].raw = pt_cfg_xstrndup(raw, rlen);
 	(*v)[*n].line = line;
 	(*n)++;
 }
@@ -105,8 +78,8 @@ pt_config_declare_listener(struct pt_config *c, const char *name)
 {
 	if (pt_config_listener_known(c, name))
 		return;
-	c->listeners = xrealloc(c->listeners, sizeof *c->listeners * (c->nlisteners + 1));
-	c->listeners[c->nlisteners].name = xstrdup(name);
+	c->listeners = pt_cfg_xrealloc(c->listeners, sizeof *c->listeners * (c->nlisteners + 1));
+	c->listeners[c->nlisteners].name = pt_cfg_xstrndup(name, strlen(name));
 	c->listeners[c->nlisteners].view = NULL;
 	c->nlisteners++;
 }
@@ -152,8 +125,8 @@ pt_config_declare_listener_param(struct pt_config *c, const char *param)
 {
 	if (listener_param(c, param))
 		return;
-	c->listener_params = xrealloc(c->listener_params, sizeof *c->listener_params * (c->nlistener_params + 1));
-	c->listener_params[c->nlistener_params++] = xstrdup(param);
+	c->listener_params = pt_cfg_xrealloc(c->listener_params, sizeof *c->listener_params * (c->nlistener_params + 1));
+	c->listener_params[c->nlistener_params++] = pt_cfg_xstrndup(param, strlen(param));
 }
 
 void
@@ -196,9 +169,9 @@ root_add(struct pt_config *c, int line, const char *full)
 		pt_cfg_error_at(c, 0, 0, "%s", full);
 		return;
 	}
-	c->errors = xrealloc(c->errors, sizeof *c->errors * (size_t)(c->nerrors + 1));
+	c->errors = pt_cfg_xrealloc(c->errors, sizeof *c->errors * (size_t)(c->nerrors + 1));
 	c->errors[c->nerrors].line = line;
-	c->errors[c->nerrors].msg = xstrdup(full);
+	c->errors[c->nerrors].msg = pt_cfg_xstrndup(full, strlen(full));
 	c->nerrors++;
 }
 
@@ -209,7 +182,7 @@ pt_cfg_view_error(const struct pt_config *v, int line, const char *msg)
 	struct pt_config *root = (struct pt_config *)v->root;
 	int n = line > 0 ? snprintf(NULL, 0, "%s:%d: %s", root->path, line, msg)
 	                 : snprintf(NULL, 0, "%s: %s", root->path, msg);
-	char *full = xrealloc(NULL, (size_t)n + 1);
+	char *full = pt_cfg_xrealloc(NULL, (size_t)n + 1);
 
 	if (line > 0)
 		snprintf(full, (size_t)n + 1, "%s:%d: %s", root->path, line, msg);
@@ -277,7 +250,7 @@ view_apply(struct pt_config *v, const struct pt_cfg_override *o)
 	if (s == NULL || s->decl == NULL)
 		return;  /* a built-in value for a module that is not loaded */
 	free(s->raw);
-	s->raw = xstrdup(o->raw);
+	s->raw = pt_cfg_xstrndup(o->raw, strlen(o->raw));
 	s->line = o->line;
 }
 
@@ -291,7 +264,7 @@ view_build(struct pt_config *c, const char *listener, const int *valid)
 		fprintf(stderr, "postern: out of memory\n");
 		abort();
 	}
-	v->path = xstrdup(c->path);
+	v->path = pt_cfg_xstrndup(c->path, strlen(c->path));
 	v->root = c;
 	for (size_t i = 0; i < c->nslots; i++) {
 		const struct pt_cfg_slot *s = &c->slots[i];
@@ -300,10 +273,10 @@ view_build(struct pt_config *c, const char *listener, const int *valid)
 		if (s->decl == NULL && s->raw == NULL)
 			continue;
 		d = pt_cfg_slot_get(v, s->name);
-		d->raw = s->raw ? xstrdup(s->raw) : NULL;
+		d->raw = s->raw ? pt_cfg_xstrndup(s->raw, strlen(s->raw)) : NULL;
 		d->line = s->line;
 		d->decl = s->decl;
-		d->owner = s->owner ? xstrdup(s->owner) : NULL;
+		d->owner = s->owner ? pt_cfg_xstrndup(s->owner, strlen(s->owner)) : NULL;
 		d->decl_order = s->decl_order;
 		d->hook = s->hook;
 	}
@@ -334,7 +307,7 @@ view_build(struct pt_config *c, const char *listener, const int *valid)
 int
 pt_config_finish_listeners(struct pt_config *c)
 {
-	int *valid = xrealloc(NULL, sizeof *valid * (c->noverrides + 1));
+	int *valid = pt_cfg_xrealloc(NULL, sizeof *valid * (c->noverrides + 1));
 
 	for (size_t i = 0; i < c->noverrides; i++)
 		valid[i] = override_valid(c, &c->overrides[i]);
@@ -437,7 +410,7 @@ pt_cfg_dump_listeners(const struct pt_config *c, FILE *out, int only_set)
 
 		if (l->view == NULL)
 			continue;
-		names = xrealloc(NULL, sizeof *names * (c->noverrides + c->nbuiltins + 1));
+		names = pt_cfg_xrealloc(NULL, sizeof *names * (c->noverrides + c->nbuiltins + 1));
 		for (size_t k = 0; k < c->noverrides + c->nbuiltins; k++) {
 			const struct pt_cfg_override *o = k < c->noverrides ? &c->overrides[k]
 			                                                    : &c->builtins[k - c->noverrides];

@@ -145,5 +145,8 @@ int pt_cfg_split_list(const char *s, struct pt_list *out);
 void pt_cfg_free_list(struct pt_list *l);
 void pt_cfg_free_values(struct pt_cfg_slot *s);
 int pt_cfg_parse_hostports(const char *s, struct pt_hostport_list *out, char *err, size_t errlen);
+/* realloc / strndup that abort with a message when memory runs out. */
+void *pt_cfg_xrealloc(void *p, size_t n);
+char *pt_cfg_xstrndup(const char *s, size_t n);
 
 #endif

@@ -401,3 +401,26 @@ pt_cfg_convert(struct pt_cfg_slot *s, char *err, size_t errlen)
 	snprintf(err, errlen, "unknown type");
 	return -1;
 }
+
+/* The parser has no way to report "out of memory" per line: it stops. */
+void *
+pt_cfg_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL) {
+		fprintf(stderr, "postern: out of memory\n");
+		abort();
+	}
+	return q;
+}
+
+char *
+pt_cfg_xstrndup(const char *s, size_t n)
+{
+	char *p = pt_cfg_xrealloc(NULL, n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}

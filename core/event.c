@@ -463,8 +463,29 @@ dispatch(struct pt_loop *loop, const struct epoll_event *ev)
 	w->cb(loop, fd, events, w->arg);
 }
 
+/* Whether this thread is inside pt_loop_run: a slow lookup backend
+ * (postern/map.h) never makes such a thread wait. */
+static _Thread_local int loop_depth;
+
+int
+pt_loop_on_thread(void)
+{
+	return loop_depth > 0;
+}
+
+static int loop_run(struct pt_loop *loop);
+
 int
 pt_loop_run(struct pt_loop *loop)
+{
+	loop_depth++;
+	int rc = loop_run(loop);
+	loop_depth--;
+	return rc;
+}
+
+static int
+loop_run(struct pt_loop *loop)
 {
 	struct epoll_event evs[64];
 

@@ -17,6 +17,9 @@ void pt_loop_set_work_state(struct pt_loop *loop, struct pt_work_loop *w);
 void pt_work_loop_drain(struct pt_loop *loop, struct pt_work_loop *w);
 void pt_work_loop_free(struct pt_loop *loop, struct pt_work_loop *w);
 
+/* 1 when the calling thread is running an event loop (pt_loop_run). */
+int pt_loop_on_thread(void);
+
 /* Number of timers pending (tests, leak checks). */
 size_t pt_loop_timer_count(const struct pt_loop *loop);
 

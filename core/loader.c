@@ -15,6 +15,7 @@
 #include "config_raw.h"
 #include "loader.h"
 #include "net.h"
+#include "passdb.h"
 
 #define MAX_MODULES 32
 
@@ -375,6 +376,7 @@ pt_modules_check(const struct pt_config *c)
 	/* An explicit `protocols = imap pop3` promises those services: each
 	 * word must be the protocol of a loaded module. */
 	failed += pt_listen_check(c);
+	failed += pt_auth_sources_check(c);
 	const struct pt_list *p = pt_conf_isset(c, "protocols") ? pt_conf_list(c, "protocols") : NULL;
 	for (size_t i = 0; p && i < p->n; i++) {
 		const char *w = p->v[i];

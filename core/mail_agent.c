@@ -18,7 +18,10 @@
 #include "log_int.h"
 #include "metrics_int.h"
 #include "postern/event.h"
+#include "loader.h"
 #include "postern/log.h"
+#include "postern/map.h"
+#include "postern/module.h"
 #include "postern/services.h"
 #include "process.h"
 #include "proctitle.h"
@@ -322,6 +325,16 @@ agent_main(const struct pt_config *conf, int fd)
 	int flags = fcntl(fd, F_GETFL);
 	if (flags >= 0)
 		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	/* A userdb from a lookup module (ldap:FILE) answers here; the agent
+	 * only starts mail processes, so it may wait for the directory (up
+	 * to its timeout) rather than refuse a login whose answer is not
+	 * cached in this process yet. */
+	struct pt_ctx ctx = { .conf = conf, .loop = AG.loop, .as_root = AG.as_root, .role = PT_ROLE_AGENT };
+	if (pt_modules_init(&ctx) != 0) {
+		pt_log(PT_LOG_FATAL, "mail agent: module initialisation failed");
+		_exit(1);
+	}
+	pt_map_set_may_block(1);
 	pt_loop_watch(AG.loop, AG.sfd, PT_EV_READ, agent_signal, NULL);
 	pt_loop_watch(AG.loop, fd, PT_EV_READ, worker_readable, NULL);
 	pt_loop_run(AG.loop);

@@ -31,7 +31,8 @@ usage(FILE *out)
 	      "  map check FILE | map query FILE KEY   validate or query a map file\n"
 	      "  policy test --client IP [--helo H] [--sender A] --recipient A [--sasl-user U]\n"
 	      "                      show how the restriction chains decide\n"
-	      "  why QUEUEID         print the decision trace of a message\n"
+	      "  why [ID] [--from A] [--to A] [--client IP] [--since T] [--rejected] [--login U] [--json]\n"
+	      "                      why mail was accepted, refused or delivered (the decision record)\n"
 	      "  stats [--json|--openmetrics] [--watch]   live counters of the running server\n"
 	      "  user USER | auth test USER [PASSWORD]   look up a user, test a password\n"
 	      "\n"
@@ -125,11 +126,19 @@ static const char help_policy[] =
 	"(configuration errors, the restrict module not loaded, a script file that\n"
 	"cannot be read or parsed); 2 also for usage errors (stderr says which).\n";
 static const char help_why[] =
-	"usage: postern why [-c FILE] QUEUEID\n"
-	"Print the log lines that record why the message QUEUEID was accepted (the\n"
-	"restriction decisions) and what became of it, from maillog_file.\n"
-	"Exit status: 0 found; 1 no record of QUEUEID; 2 usage error, configuration\n"
-	"errors, or no log to read.\n";
+	"usage: postern why [-c FILE] [QUEUEID | MESSAGE-ID] [--from ADDR] [--to ADDR]\n"
+	"                   [--client IP] [--since WHEN] [--until WHEN] [--rejected]\n"
+	"                   [--login USER] [--limit N] [--json]\n"
+	"Tell from the decision record (decision_log_file) what Postern decided and why:\n"
+	"SMTP transactions (client, HELO, sender, each recipient with its reply and the\n"
+	"rule that decided, the restriction trace), deliveries (where each copy went,\n"
+	"the remote reply) and logins, newest first; --json for scripts. ADDR:\n"
+	"user@domain, user or user@ (any domain), @domain, <>; --to also matches the\n"
+	"address before alias expansion. WHEN: now, today, yesterday, 2h, 30m, 3d, 1w,\n"
+	"YYYY-MM-DD[ HH:MM[:SS]][Z], @EPOCH (--until is exclusive). At most 50 events\n"
+	"(--limit N, 0 for all). Without a record, a QUEUEID is looked up in maillog_file.\n"
+	"Exit status: 0 something matched; 1 nothing did; 2 usage error, configuration\n"
+	"errors, or no record (nor log) to read.\n";
 static const char help_user[] =
 	"usage: postern user [-c FILE] USER\n"
 	"Look USER up in the userdb, as doveadm user: uid, gid and home, and where the\n"

@@ -17,6 +17,8 @@
 #include "postern/config.h"
 #include "postern/fdio.h"
 #include "postern/log.h"
+#include "event_int.h"
+#include "loader.h"
 
 /* Offsets are 32-bit to keep a million-entry table small. */
 #define MAP_MAX_BYTES ((size_t)2 << 30)
@@ -535,6 +537,20 @@ pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t
 	static const char *const text_types[] = { "hash", "texthash", "btree", "lmdb", "cdb",
 		"dbm", "sdbm", NULL };
 	const char *p = spec;
+	char mtype[32];
+	if (pt_map_spec_module(spec, mtype, sizeof mtype, &p)) {
+		/* A module's type: ARG names its config file. */
+		if (!*p) {
+			snprintf(err, errlen, "map \"%s\" names no file", spec);
+			return -1;
+		}
+		if (strlen(p) >= pathlen) {
+			snprintf(err, errlen, "map file name too long");
+			return -1;
+		}
+		strcpy(path, p);
+		return 0;
+	}
 	if (!strncmp(p, "proxy:", 6))
 		p += 6;               /* no proxymap process here: read it directly */
 	const char *colon = strchr(p, ':');
@@ -547,7 +563,8 @@ pt_map_spec_path(const char *spec, char *path, size_t pathlen, char *err, size_t
 				ok = 1;
 		if (!ok) {
 			snprintf(err, errlen, "unsupported map type \"%.*s\" in \"%s\" "
-			         "(supported: hash, texthash)", (int)(tl > 40 ? 40 : tl), p, spec);
+			         "(supported: hash, texthash, and a loaded module's, e.g. ldap with "
+			         "`module ldap`)", (int)(tl > 40 ? 40 : tl), p, spec);
 			return -1;
 		}
 		p = colon + 1;
@@ -578,6 +595,15 @@ pt_map_check_each(const char *spec, enum pt_map_format fmt, pt_map_report_fn *re
 	char path[4096], err[300], msg[4400];
 	if (entries)
 		*entries = 0;
+	char mtype[32];
+	const char *marg;
+	if (pt_map_spec_module(spec, mtype, sizeof mtype, &marg)) {
+		/* The module validates its own config; entries are in the
+		 * directory, not listed here. Loaded but not registered yet
+		 * (its check hook has not run): it checks the file itself. */
+		const struct pt_map_type_ops *ops = pt_map_type_get(mtype);
+		return ops && ops->check ? ops->check(marg, report, arg) : 0;
+	}
 	if (pt_map_spec_path(spec, path, sizeof(path), err, sizeof(err)) < 0) {
 		if (report)
 			report(arg, 1, err);
@@ -618,6 +644,9 @@ struct map_ident {
 };
 
 struct pt_map {
+	/* A module's map: every call goes to ops with h. */
+	const struct pt_map_type_ops *ops;
+	void *h;
 	pthread_mutex_t mu;
 	char *path;
 	enum pt_map_format fmt;
@@ -728,6 +757,30 @@ pt_map_open(const char *spec, enum pt_map_format fmt, char *err, size_t errlen)
 	char path[4096];
 	if (pt_map_spec_path(spec, path, sizeof(path), err, errlen) < 0)
 		return NULL;
+	char mtype[32];
+	const char *marg;
+	if (pt_map_spec_module(spec, mtype, sizeof mtype, &marg)) {
+		const struct pt_map_type_ops *ops = pt_map_type_get(mtype);
+		if (!ops || !ops->open || !ops->lookup) {
+			snprintf(err, errlen, "map type \"%s\" is not available in this process "
+			         "(module %s not initialised)", mtype, mtype);
+			return NULL;
+		}
+		struct pt_map *mm = calloc(1, sizeof(*mm));
+		if (!mm || !(mm->path = strdup(marg))) {
+			free(mm);
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
+		mm->ops = ops;
+		mm->fmt = fmt;
+		if (!(mm->h = ops->open(marg, fmt, err, errlen))) {
+			free(mm->path);
+			free(mm);
+			return NULL;
+		}
+		return mm;
+	}
 	struct pt_map *m = calloc(1, sizeof(*m));
 	if (!m || !(m->path = strdup(path))) {
 		free(m);
@@ -747,6 +800,12 @@ pt_map_close(struct pt_map *m)
 {
 	if (!m)
 		return;
+	if (m->ops) {
+		m->ops->close(m->h);
+		free(m->path);
+		free(m);
+		return;
+	}
 	pthread_mutex_destroy(&m->mu);
 	pt_map_table_free(m->t);
 	free(m->path);
@@ -760,6 +819,17 @@ map_lookup(struct pt_map *m, const char *key, int *tempfail, uid_t *owner, int r
 {
 	int tf = 0;
 	char *val = NULL;
+	if (m->ops) {
+		/* never a wait on a loop thread: the pending rule in map.h */
+		val = m->ops->lookup(m->h, key, &tf);
+		if (val)
+			tf = 0;
+		if (owner)
+			*owner = (uid_t)-1;   /* no file owner: no /file or |command rights */
+		if (tempfail)
+			*tempfail = tf;
+		return val;
+	}
 	pthread_mutex_lock(&m->mu);
 	if (refresh)
 		map_check_locked(m, 0);
@@ -793,6 +863,8 @@ pt_map_lookup_loaded(struct pt_map *m, const char *key, int *tempfail)
 int
 pt_map_refresh(struct pt_map *m)
 {
+	if (m->ops)
+		return 0;             /* a directory has no file to re-read */
 	pthread_mutex_lock(&m->mu);
 	int rc = map_check_locked(m, 1);
 	pthread_mutex_unlock(&m->mu);
@@ -808,6 +880,8 @@ pt_map_path(const struct pt_map *m)
 size_t
 pt_map_count(struct pt_map *m)
 {
+	if (m->ops)
+		return 0;
 	pthread_mutex_lock(&m->mu);
 	size_t n = pt_map_table_count(m->t);
 	pthread_mutex_unlock(&m->mu);
@@ -879,4 +953,173 @@ struct pt_map *
 pt_map_list_get(const struct pt_map_list *l, size_t i)
 {
 	return l && i < l->n ? l->map[i] : NULL;
+}
+
+/* ---------- map types provided by modules ---------- */
+
+#define MAP_TYPES_MAX 8
+static struct {
+	char name[32];
+	const struct pt_map_type_ops *ops;
+} map_types[MAP_TYPES_MAX];
+static size_t n_map_types;
+static pthread_mutex_t map_types_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int
+pt_map_type_register(const char *type, const struct pt_map_type_ops *ops)
+{
+	if (!type || !ops || strlen(type) >= sizeof map_types[0].name)
+		return -1;
+	pthread_mutex_lock(&map_types_mu);
+	size_t i = 0;
+	while (i < n_map_types && strcmp(map_types[i].name, type) != 0)
+		i++;
+	if (i == n_map_types) {
+		if (n_map_types == MAP_TYPES_MAX) {
+			pthread_mutex_unlock(&map_types_mu);
+			return -1;
+		}
+		snprintf(map_types[i].name, sizeof map_types[i].name, "%s", type);
+		n_map_types++;
+	}
+	map_types[i].ops = ops;
+	pthread_mutex_unlock(&map_types_mu);
+	return 0;
+}
+
+const struct pt_map_type_ops *
+pt_map_type_get(const char *type)
+{
+	const struct pt_map_type_ops *ops = NULL;
+	pthread_mutex_lock(&map_types_mu);
+	for (size_t i = 0; i < n_map_types && !ops; i++)
+		if (strcmp(map_types[i].name, type) == 0)
+			ops = map_types[i].ops;
+	pthread_mutex_unlock(&map_types_mu);
+	return ops;
+}
+
+int
+pt_map_spec_module(const char *spec, char *type, size_t typelen, const char **arg)
+{
+	const char *p = spec;
+	if (!p)
+		return 0;
+	if (!strncmp(p, "proxy:", 6))
+		p += 6;
+	size_t n = 0;
+	while (p[n] && (isalnum((unsigned char)p[n]) || p[n] == '_' || p[n] == '-'))
+		n++;
+	if (p[n] != ':' || n == 0 || n >= typelen)
+		return 0;
+	static const char *const text_types[] = { "hash", "texthash", "btree", "lmdb", "cdb",
+		"dbm", "sdbm", "passwd-file", NULL };
+	for (int i = 0; text_types[i]; i++)
+		if (strlen(text_types[i]) == n && !strncmp(p, text_types[i], n))
+			return 0;
+	memcpy(type, p, n);
+	type[n] = 0;
+	if (!pt_map_type_get(type) && !pt_module_loaded(type))
+		return 0;
+	*arg = p + n + 1;
+	return 1;
+}
+
+static _Thread_local int map_may_block = -1;   /* -1: not said */
+static _Thread_local unsigned long map_pending;
+
+void
+pt_map_set_may_block(int yes)
+{
+	map_may_block = yes;
+}
+
+/* Unless the thread said: a thread running an event loop never waits;
+ * any other (pool jobs, agent threads, CLI verbs) may. */
+int
+pt_map_may_block(void)
+{
+	return map_may_block >= 0 ? map_may_block : !pt_loop_on_thread();
+}
+
+void
+pt_map_note_pending(void)
+{
+	map_pending++;
+}
+
+unsigned long
+pt_map_pending_count(void)
+{
+	return map_pending;
+}
+
+uint64_t
+pt_map_retry_ms(uint64_t waited_ms)
+{
+	uint64_t d = waited_ms / 4;
+	return d < 2 ? 2 : d > 50 ? 50 : d;
+}
+
+/* passdb/userdb sources: one handle per spec, kept for the process. */
+struct pt_map_source {
+	char *spec;
+	const struct pt_map_type_ops *ops;
+	void *h;
+	struct pt_map_source *next;
+};
+static struct pt_map_source *map_sources;
+static pthread_mutex_t map_sources_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct pt_map_source *
+pt_map_source_get(const char *spec, int want_userdb, char *err, size_t errlen)
+{
+	char type[32];
+	const char *arg;
+	const struct pt_map_type_ops *ops;
+	if (!pt_map_spec_module(spec, type, sizeof type, &arg) || !(ops = pt_map_type_get(type))) {
+		snprintf(err, errlen, "\"%.64s\" names no loaded lookup module", spec);
+		return NULL;
+	}
+	if (want_userdb ? !ops->userdb : !ops->passdb) {
+		snprintf(err, errlen, "map type %s offers no %s", type, want_userdb ? "userdb" : "passdb");
+		return NULL;
+	}
+	pthread_mutex_lock(&map_sources_mu);
+	struct pt_map_source *s = map_sources;
+	while (s && (strcmp(s->spec, spec) != 0 || s->ops != ops))
+		s = s->next;
+	if (!s && (s = calloc(1, sizeof *s)) != NULL) {
+		s->ops = ops;
+		if (!(s->spec = strdup(spec)) || !(s->h = ops->open(arg, PT_MAP_KEY_VALUE, err, errlen))) {
+			if (!s->spec)
+				snprintf(err, errlen, "out of memory");
+			free(s->spec);
+			free(s);
+			s = NULL;
+		} else {
+			s->next = map_sources;
+			map_sources = s;
+		}
+	} else if (!s) {
+		snprintf(err, errlen, "out of memory");
+	}
+	pthread_mutex_unlock(&map_sources_mu);
+	return s;
+}
+
+int
+pt_map_source_passdb(struct pt_map_source *s, const char *user, const char *password,
+                     char **stored, char *host, size_t hostlen, char *why, size_t whylen)
+{
+	*stored = NULL;
+	if (host && hostlen)
+		host[0] = '\0';
+	return s->ops->passdb(s->h, user, password, stored, host, hostlen, why, whylen);
+}
+
+int
+pt_map_source_userdb(struct pt_map_source *s, const char *user, struct pt_user *out)
+{
+	return s->ops->userdb(s->h, user, out);
 }

@@ -131,10 +131,37 @@ map_cli_check(const char *spec, enum pt_map_format fmt, int quiet, int transport
 	return 0;
 }
 
+/* A lookup module's map (ldap:FILE): asked through the module, which
+ * this verb may wait for. 0 found (printed), 1 not found, 2 trouble. */
+static int
+map_cli_query_module(const char *spec, enum pt_map_format fmt, const char *key)
+{
+	char err[300];
+	struct pt_map *m = pt_map_open(spec, fmt, err, sizeof err);
+	if (!m) {
+		fprintf(stderr, "postern map: %s\n", err);
+		return 2;
+	}
+	pt_map_set_may_block(1);
+	int tempfail = 0;
+	char *v = pt_map_lookup(m, key, &tempfail, NULL);
+	pt_map_close(m);
+	if (v)
+		printf("%s\n", v);
+	else if (tempfail)
+		fprintf(stderr, "postern map: %s: lookup failed (temporary)\n", spec);
+	free(v);
+	return v ? 0 : tempfail ? 2 : 1;
+}
+
 static int
 map_cli_query(const char *spec, enum pt_map_format fmt, const char *key)
 {
 	char path[4096], err[300];
+	char mtype[32];
+	const char *marg;
+	if (pt_map_spec_module(spec, mtype, sizeof mtype, &marg))
+		return map_cli_query_module(spec, fmt, key);
 	if (pt_map_spec_path(spec, path, sizeof(path), err, sizeof(err)) < 0) {
 		fprintf(stderr, "postern map: %s\n", err);
 		return 2;
@@ -213,8 +240,15 @@ pt_cmd_map(const char *conf, int argc, char **argv)
 		return 2;
 	}
 	if (want == 2) {
+		/* A module's map type (ldap:FILE) is known once the config's
+		 * modules are loaded (their code, nothing run). */
+		struct pt_config *mc = NULL;
+		if (strchr(spec, ':') && spec[0] != '/')
+			mc = pt_runtime_load_params(conf);
 		enum pt_map_format fmt = force >= 0 ? (enum pt_map_format)force : map_cli_guess(spec);
-		return map_cli_query(spec, fmt, argv[i + 1]);
+		int rc = map_cli_query(spec, fmt, argv[i + 1]);
+		pt_config_free(mc);
+		return rc;
 	}
 	/* The config (its parameters and module lines, nothing run) tells
 	 * which transports exist and which files are transport tables; an

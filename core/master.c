@@ -40,6 +40,7 @@
 #include "proctitle.h"
 #include "queue.h"
 #include "queue_int.h"
+#include "record_int.h"
 #include "runtime.h"
 #include "session_int.h"
 
@@ -223,6 +224,7 @@ worker_exit(int status)
 	struct pt_ctx ctx = { .conf = pt_live_conf, .loop = W.loop, .as_root = M.as_root, .role = PT_ROLE_WORKER };
 	pt_queue_stop();
 	pt_modules_stop(&ctx);
+	pt_record_close();
 	_exit(status);
 }
 
@@ -375,6 +377,7 @@ worker_main(struct generation *g, int local_fd, int auth_fd, int mail_fd, int ct
 		fcntl(ctl_fd, F_SETFL, flags | O_NONBLOCK);
 	pt_loop_watch(W.loop, ctl_fd, PT_EV_READ, worker_ctl, NULL);
 	pt_work_set_threads((int)pt_conf_int(g->conf, "worker_threads"));
+	pt_record_open(g->conf);
 
 	char err[512];
 	if (pt_tls_configure(g->conf, err, sizeof err) != 0) {
@@ -436,40 +439,39 @@ generation_init(struct generation *g, struct pt_config *c)
 	return 0;
 }
 
-/* retry_busy: at start, a port in use is reported as -2 (quietly) so
- * that the caller may try again. */
+/* One listener declaration's sockets. retry_busy: at start, a port in
+ * use is reported as -2 (quietly) so that the caller may try again. */
+static int
+open_one(struct generation *g, struct generation *prev, const struct pt_listener_decl *d, int retry_busy)
+{
+	char err[512];
+	if (pt_listen_open(g->conf, d, &g->socks, &g->nsocks, prev ? prev->socks : NULL, prev ? prev->nsocks : 0,
+	                   err, sizeof err) == 0)
+		return 0;
+	if (retry_busy && strstr(err, strerror(EADDRINUSE)))
+		return -2;
+	pt_log(PT_LOG_ERROR, "%s", err);
+	/* At start the admin is watching the terminal, not the log. */
+	if (prev == NULL)
+		fprintf(stderr, "postern: %s\n", err);
+	return -1;
+}
+
 static int
 open_listeners(struct generation *g, struct generation *prev, int retry_busy)
 {
-	char err[512];
 	for (size_t i = 0; i < pt_modules_count(); i++) {
 		const struct pt_module *m = pt_modules_get(i);
 		if (!pt_protocol_enabled(g->conf, m->name))
 			continue;
 		for (const struct pt_listener_decl *d = m->listeners; d && d->param; d++) {
-			if (pt_listen_open(g->conf, d, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
-			                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {
-				if (retry_busy && strstr(err, strerror(EADDRINUSE)))
-					return -2;
-				pt_log(PT_LOG_ERROR, "%s", err);
-				/* At start the admin is watching the terminal, not the log. */
-				if (prev == NULL)
-					fprintf(stderr, "postern: %s\n", err);
-				return -1;
-			}
+			int rc = open_one(g, prev, d, retry_busy);
+			if (rc != 0)
+				return rc;
 		}
 	}
 	/* The core's own listener: the metrics endpoint (off when empty). */
-	if (pt_listen_open(g->conf, &pt_metrics_listener, &g->socks, &g->nsocks, prev ? prev->socks : NULL,
-	                   prev ? prev->nsocks : 0, err, sizeof err) != 0) {
-		if (retry_busy && strstr(err, strerror(EADDRINUSE)))
-			return -2;
-		pt_log(PT_LOG_ERROR, "%s", err);
-		if (prev == NULL)
-			fprintf(stderr, "postern: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return open_one(g, prev, &pt_metrics_listener, retry_busy);
 }
 
 /* An agent runs only for a loaded module that needs it (the PT_ROLE_*

@@ -166,12 +166,23 @@ validate_tls_version(const char *v, char *err, size_t errlen)
 	return one_of(v, w, "TLSv1.2 or TLSv1.3", err, errlen);
 }
 
+/* "ldap:FILE": a lookup module's source. Whether the module is loaded is
+ * checked once modules are (it is not yet while the file is parsed). */
+static int
+module_source(const char *v)
+{
+	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789");
+	return n > 0 && v[n] == ':' && v[n + 1] != '\0';
+}
+
 static int
 validate_userdb(const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "passwd") == 0 || (strncmp(v, "passwd-file:", 12) == 0 && v[12] != '\0'))
 		return 0;
-	snprintf(err, errlen, "\"%.200s\" is not passwd or passwd-file:PATH", v);
+	if (module_source(v))
+		return 0;
+	snprintf(err, errlen, "\"%.200s\" is not passwd, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)", v);
 	return -1;
 }
 
@@ -180,7 +191,9 @@ validate_passdb(const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "pam") == 0 || (strncmp(v, "passwd-file:", 12) == 0 && v[12] != '\0'))
 		return 0;
-	snprintf(err, errlen, "\"%.200s\" is not pam or passwd-file:PATH", v);
+	if (module_source(v))
+		return 0;
+	snprintf(err, errlen, "\"%.200s\" is not pam, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)", v);
 	return -1;
 }
 
@@ -284,9 +297,9 @@ static const struct pt_param core_params[] = {
 	{"delay_warning_time", PT_TIME, "0h", NULL,
 		"warn the sender after mail is delayed this long; 0 = never", 0, TIME_MAX},
 	{"userdb", PT_STR, "passwd", validate_userdb,
-		"user database: passwd (system users) or passwd-file:PATH", 0, 0},
+		"user database: passwd (system users), passwd-file:PATH or ldap:FILE (module ldap)", 0, 0},
 	{"passdb", PT_STR, "pam", validate_passdb,
-		"password database: pam or passwd-file:PATH", 0, 0},
+		"password database: pam, passwd-file:PATH or ldap:FILE (module ldap)", 0, 0},
 	{"mail_uid", PT_STR, "", NULL,
 		"user (name or number) owning mail of virtual users", 0, 0},
 	{"mail_gid", PT_STR, "", NULL,
@@ -328,7 +341,16 @@ static const struct pt_param core_params[] = {
 	{"proxy_timeout", PT_TIME, "30s", NULL,
 		"time a proxied login may take at the mailbox host (connect, TLS, login)", 1, 3600},
 	{"login_trusted_networks", PT_CIDR_LIST, "", NULL,
-		"fronts whose IMAP ID x-originating-ip is believed (logged as the client's address)", 0, 0},
+		"fronts whose IMAP ID x-originating-ip / POP3 XCLIENT ADDR is believed (logged as the client's address); disable_plaintext_auth does not apply to them", 0, 0},
+	/* A string, not a path: empty (no record) is a valid setting. */
+	{"decision_log_file", PT_STR, "$queue_directory/decisions/decisions.db", NULL,
+		"decision record searched by `postern why` (SQLite, mode 0600, written by the worker as mail_owner); "
+		"empty: keep none", 0, 0},
+	{"decision_log_max_age", PT_TIME, "30d", NULL,
+		"decision record events older than this are removed; 0 = keep them", 0, TIME_MAX},
+	{"decision_log_max_size", PT_SIZE, "1g", NULL,
+		"the decision record's oldest events are removed while it is larger; 0 = no limit", 0,
+		0x7fffffffffffffffLL},
 	{NULL, 0, NULL, NULL, NULL, 0, 0},
 };
 

@@ -1,5 +1,6 @@
-/* The password database: `passdb = pam` (system users) or
- * `passdb = passwd-file:PATH`, checked synchronously here; the auth
+/* The password database: `passdb = pam` (system users),
+ * `passdb = passwd-file:PATH`, or `passdb = TYPE:ARG` from a lookup
+ * module (ldap:FILE, map.h), checked synchronously here; the auth
  * service calls this from a pool thread or the auth agent. */
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "passdb.h"
 #include "passwd_file.h"
+#include "postern/map.h"
 #include "postern/sasl.h"
 
 #define PAM_SERVICE_NAME "postern"
@@ -50,8 +52,37 @@ pt_passdb_spec_check(const char *spec, char *err, size_t errlen)
 		}
 		return 0;
 	}
-	snprintf(err, errlen, "unknown passdb \"%.64s\" (pam or passwd-file:PATH)", spec);
+	char type[32];
+	const char *arg;
+	if (pt_map_spec_module(spec, type, sizeof type, &arg))
+		return 0;
+	snprintf(err, errlen, "unknown passdb \"%.64s\" (pam, passwd-file:PATH, or a lookup "
+	         "module's TYPE:FILE with its module line, e.g. `module ldap` for ldap:FILE)", spec);
 	return -1;
+}
+
+int
+pt_auth_sources_check(const struct pt_config *c)
+{
+	static const char *const params[] = { "passdb", "userdb" };
+	int bad = 0;
+	for (size_t i = 0; i < 2; i++) {
+		const char *v = pt_conf_str(c, params[i]);
+		char type[32], err[200];
+		const char *arg;
+		if (!v || !strcmp(v, "pam") || !strcmp(v, "passwd") || !strncmp(v, "passwd-file:", 12))
+			continue;
+		if (pt_map_spec_module(v, type, sizeof type, &arg))
+			continue;
+		snprintf(err, sizeof err, "%s", v);
+		char *colon = strchr(err, ':');
+		if (colon)
+			*colon = '\0';
+		pt_conf_error(c, params[i], "%s = %s: no loaded module provides \"%s\" (add `module %s`)",
+		              params[i], v, err, err);
+		bad++;
+	}
+	return bad;
 }
 
 void
@@ -120,6 +151,44 @@ file_check(const char *path, const struct pt_passdb_req *req, char *why, size_t 
 	return r;
 }
 
+/* A lookup module's source: it checks the password itself (an LDAP bind
+ * as the user) or hands back the stored {SCHEME}hash checked here.
+ * proxy (proxylen may be 0) gets the host the user's logins go to. */
+static int
+module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen,
+             char *proxy, size_t proxylen)
+{
+	char err[200];
+	struct pt_map_source *src = pt_map_source_get(spec, 0, err, sizeof err);
+	if (!src) {
+		snprintf(why, whylen, "passdb: %s", err);
+		return -1;
+	}
+	/* The auth agent's threads and pool jobs may wait for a directory. */
+	int was = pt_map_may_block();
+	pt_map_set_may_block(1);
+	char *stored = NULL;
+	char host[256];
+	int r = pt_map_source_passdb(src, req->user, req->password, &stored, host, sizeof host, why, whylen);
+	pt_map_set_may_block(was);
+	if (r == 2) {
+		r = stored ? pt_pwscheme_verify(stored, req->password) : -1;
+		if (r < 0)
+			snprintf(why, whylen, "unusable password hash");
+		else if (r == 0)
+			snprintf(why, whylen, "password mismatch");
+	} else if (r == 0) {
+		/* unknown users answer as slowly as known ones */
+		if (!why[0] || strstr(why, "unknown"))
+			pt_pwscheme_dummy_verify(req->password);
+	}
+	if (stored)
+		OPENSSL_clear_free(stored, strlen(stored));
+	if (r == 1 && proxy && proxylen)
+		snprintf(proxy, proxylen, "%s", host);
+	return r > 1 ? -1 : r;
+}
+
 int
 pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen)
 {
@@ -151,5 +220,7 @@ pt_passdb_check_proxy(const char *spec, const struct pt_passdb_req *req, char *w
 	}
 	if (!spec || strcmp(spec, "pam") == 0)
 		return pt_pam_verify(PAM_SERVICE_NAME, req, why, whylen);
-	return file_check(spec + 12, req, why, whylen, proxy, proxylen);
+	if (strncmp(spec, "passwd-file:", 12) == 0)
+		return file_check(spec + 12, req, why, whylen, proxy, proxylen);
+	return module_check(spec, req, why, whylen, proxy, proxylen);
 }

@@ -93,6 +93,10 @@ struct pt_auth_login {
 	const char *user, *password, *proxy;
 };
 const struct pt_auth_login *pt_auth_current_login(void);
+/* `postern check`, start and reload, once the modules are loaded: a
+ * passdb/userdb "TYPE:FILE" needs the module of that TYPE (ldap:FILE,
+ * `module ldap`). Errors reported on the config; their number. */
+int pt_auth_sources_check(const struct pt_config *c);
 /* Validates a passdb value; -1 with a reason. */
 int pt_passdb_spec_check(const char *spec, char *err, size_t errlen);
 

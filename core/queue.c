@@ -8,7 +8,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "postern/event.h"
+#include "postern/map.h"
 #include "queue_msg.h"
+
+/* A lookup module's answer pending (a directory server, postern/map.h):
+ * the recipients are resolved again shortly (pt_map_retry_ms), up to the
+ * bound; then what is still unknown is deferred (4.3.0) as any lookup
+ * failure. */
+#define RESOLVE_BOUND_MS 30000
 
 static struct qmsg *inflight;
 
@@ -131,6 +139,8 @@ attempt_accepted(struct qmsg *m)
 	attempt_dispatch(m);
 }
 
+static void attempt_resolve(struct qmsg *m);
+
 void
 pt_qmsg_attempt(struct pt_qfile *q, const char *where, int client_waits, pt_qmsg_done_fn *done, void *arg)
 {
@@ -162,8 +172,52 @@ pt_qmsg_attempt(struct pt_qfile *q, const char *where, int client_waits, pt_qmsg
 	m->t_before = difftime(m->t0.tv_sec, m->q.arrival);
 	if (m->t_before < 0)
 		m->t_before = 0;
+	m->resolve_since = pt_qs.loop ? pt_loop_now(pt_qs.loop) : 0;
+	attempt_resolve(m);
+}
 
+/* Resolution is lookups only: dropping what a try built and trying again
+ * changes nothing else. */
+static void
+resolve_reset(struct qmsg *m)
+{
+	for (size_t i = 0; i < m->nt; i++) {
+		free(m->t[i].final);
+		free(m->t[i].target);
+		free(m->t[i].owner);
+	}
+	free(m->t);
+	m->t = NULL;
+	m->nt = m->cap = 0;
+	memset(m->rr, 0, (m->q.nrcpt ? m->q.nrcpt : 1) * sizeof *m->rr);
+	qtransport_free(m);
+	m->xg = NULL;
+	m->nxg = 0;
+}
+
+static void
+resolve_again(struct pt_loop *loop, void *arg)
+{
+	struct qmsg *m = arg;
+	(void)loop;
+	m->resolve_timer = NULL;
+	attempt_resolve(m);
+}
+
+static void
+attempt_resolve(struct qmsg *m)
+{
+	unsigned long p0 = pt_map_pending_count();
 	qresolve_all(m);
+	if (pt_map_pending_count() != p0 && pt_qs.loop &&
+	    pt_loop_now(pt_qs.loop) - m->resolve_since < RESOLVE_BOUND_MS) {
+		resolve_reset(m);
+		m->resolve_timer = pt_timer_add(pt_qs.loop, pt_map_retry_ms(pt_loop_now(pt_qs.loop) - m->resolve_since),
+		                                resolve_again, m);
+		if (m->resolve_timer)
+			return;
+		qresolve_all(m);      /* no timer: what is pending is deferred */
+	}
 	if (qtransport_slow(m) && !m->where && m->client_waits) {
 		/* A remote server may take minutes: the message is made durable
 		 * and acknowledged first, then relayed (as Postfix queues). */

@@ -22,6 +22,7 @@
 #include "postern/event.h"
 #include "postern/log.h"
 #include "queue_int.h"
+#include "record_int.h"
 
 #define TICK_MS 1000
 /* Queue files retried at once; fresh mail from SMTP is not limited here. */
@@ -582,6 +583,7 @@ pickup_file(int dfd, const char *name)
 		q.rcpt[i].reason = NULL;
 	}
 	pt_log_as("pickup", PT_LOG_INFO, "%s: uid=%lu from=<%s>", q.id, (unsigned long)st.st_uid, q.sender);
+	pt_record_pickup(&q);
 	pt_log_as("qmgr", PT_LOG_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", q.id, q.sender, q.len,
 	          q.nrcpt);
 	run_start(&q, NULL, p);

@@ -63,6 +63,10 @@ struct qmsg {
 	pt_qmsg_done_fn *done;
 	void *done_arg;
 	struct timeval t0;            /* attempt start */
+	/* resolve re-run while a lookup module's answers are pending
+	 * (postern/map.h): when the first try began, and its timer */
+	uint64_t resolve_since;
+	struct pt_timer *resolve_timer;
 	double t_before;              /* seconds from arrival to attempt start */
 	struct rcpt_res *rr;          /* per recipient */
 	struct target *t;

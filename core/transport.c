@@ -7,6 +7,7 @@
 
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/record.h"
 #include "postern/transport.h"
 #include "loader.h"
 #include "queue.h"
@@ -75,4 +76,6 @@ pt_delivery_log(const char *service, const char *queue_id, const char *to, const
 		snprintf(origpart, sizeof origpart, ", orig_to=<%s>", orig);
 	pt_log_as(service, PT_LOG_INFO, "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
 	          queue_id, to, origpart, relay ? relay : "none", all, d[0], d[1], d[2], d[3], dsn, status, st->text);
+	/* Every transport reports here: the decision record gets each attempt. */
+	pt_record_delivery(service, queue_id, to, orig, relay ? relay : "none", total, st);
 }

@@ -1,6 +1,7 @@
-/* Who exists and where their mail lives: `userdb = passwd` (system users)
- * or `userdb = passwd-file:PATH` (Dovecot's format, virtual users), unless
- * a module registers its own userdb service. */
+/* Who exists and where their mail lives: `userdb = passwd` (system users),
+ * `userdb = passwd-file:PATH` (Dovecot's format, virtual users) or
+ * `userdb = TYPE:ARG` from a lookup module (ldap:FILE, map.h), unless a
+ * module registers its own userdb service. */
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -10,6 +11,8 @@
 #include <unistd.h>
 
 #include "passwd_file.h"
+#include "postern/map.h"
+#include "postern/log.h"
 #include "postern/services.h"
 #include "runtime.h"
 
@@ -85,6 +88,30 @@ lookup_passwd_file(const char *path, const char *user, struct pt_user *out)
 	return 1;
 }
 
+/* A lookup module's source (ldap:FILE). On an event loop it answers from
+ * its cache or "temporary failure, pending" (the rule in map.h). */
+static int
+lookup_module(const char *spec, const char *user, struct pt_user *out)
+{
+	char err[200];
+	struct pt_map_source *src = pt_map_source_get(spec, 1, err, sizeof err);
+	if (!src) {
+		pt_log(PT_LOG_ERROR, "userdb: %s", err);
+		return -1;
+	}
+	memset(out, 0, sizeof *out);
+	out->uid = (uid_t)-1;
+	out->gid = (gid_t)-1;
+	int rc = pt_map_source_userdb(src, user, out);
+	if (rc == 1) {
+		if (out->uid == (uid_t)-1)
+			out->uid = (uid_t)entry_id(-1, NULL, "mail_uid", 0);
+		if (out->gid == (gid_t)-1)
+			out->gid = (gid_t)entry_id(-1, NULL, "mail_gid", 1);
+	}
+	return rc;
+}
+
 int
 pt_user_lookup(const char *user, struct pt_user *out)
 {
@@ -98,5 +125,7 @@ pt_user_lookup(const char *user, struct pt_user *out)
 	const char *spec = pt_live_conf ? pt_conf_str(pt_live_conf, "userdb") : "passwd";
 	if (strncmp(spec, "passwd-file:", 12) == 0)
 		return lookup_passwd_file(spec + 12, user, out);
+	if (strcmp(spec, "passwd") != 0)
+		return lookup_module(spec, user, out);
 	return lookup_system(user, out);
 }

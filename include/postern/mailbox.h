@@ -175,6 +175,17 @@ struct pt_mailbox_ops {
 	 * set_flags. */
 	int (*change_flags)(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
 	                    struct pt_status *st);
+
+	/* ---- per-folder special use (RFC 6154 CREATE-SPECIAL-USE) ----
+	 * A folder's use is a string of attributes as the client gave them
+	 * ("\Sent \Trash"), kept by the store beside the subscriptions.
+	 * special_uses emits every recorded (name, use); set_special_use
+	 * records use for name, NULL or "" forgets it. May be NULL in other
+	 * implementations (then nothing is recorded). */
+	int (*special_uses)(struct pt_mstore *ms, void (*emit)(void *arg, const char *name, const char *use),
+	                    void *arg, struct pt_status *st);
+	int (*set_special_use)(struct pt_mstore *ms, const char *name, const char *use,
+	                       struct pt_status *st);
 };
 
 #endif

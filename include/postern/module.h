@@ -63,7 +63,11 @@ struct pt_listener_setting {
 #define PT_ROLE_AUTH     0x20u /* not a place to run: the module's sessions
                                   check passwords, so as root the master
                                   starts the auth agent (no module code) */
-#define PT_ROLE_ALL      0x3fu
+#define PT_ROLE_AGENT    0x40u /* the auth and mail agents (root when
+                                  privilege-separated): a lookup module whose
+                                  passdb/userdb source (map.h) they consult
+                                  runs here; no sessions, no listeners */
+#define PT_ROLE_ALL      0x7fu
 
 struct pt_module {
 	uint32_t abi;                 /* POSTERN_ABI */

@@ -46,8 +46,11 @@ struct imap_session {
 	struct pt_msg_info *ghosts;
 	size_t nghosts;
 
-	/* SEARCHRES-free, CONDSTORE-free session: no more state needed by
-	 * FETCH/SEARCH than the view and the store. */
+	/* SEARCHRES (RFC 5182): the last SEARCH RETURN (SAVE) result as
+	 * ascending UIDs, "$" in a set; emptied with the selection. UIDs
+	 * expunged since simply no longer resolve. */
+	uint32_t *saved;
+	size_t nsaved;
 
 	/* A command whose reply is too long to queue at once (FETCH 1:* of a
 	 * big folder, BODY[] of a 20 MB message; the conn's output buffer is
@@ -80,6 +83,34 @@ struct imap_session {
 	unsigned long long fetch_hdr_bytes, fetch_body_bytes;
 };
 
+/* A configured special-use folder (imap_special_use). */
+#define IMAP_SPECIAL_MAX 16
+enum imap_auto { IMAP_AUTO_NO, IMAP_AUTO_CREATE, IMAP_AUTO_SUBSCRIBE };
+struct imap_special {
+	char name[512];               /* UTF-8, as in the store */
+	char use[16];                 /* "\Sent", canonical case */
+	enum imap_auto autocreate;
+};
+/* "Sent:\Sent:subscribe" into *out (may be NULL: only checked); 0 or -1.
+ * imap_special_use.c. */
+int imap_special_parse(const char *item, struct imap_special *out);
+/* The canonical spelling of a special-use attribute (RFC 6154 §2), NULL
+ * when s is none. */
+const char *imap_special_attr(const char *s, size_t len);
+/* At login: create (and subscribe) the configured folders that are
+ * missing (auto = create / subscribe). */
+void imap_special_autocreate(struct imap_session *s);
+/* The special-use attributes of folders, read once per command: the
+ * recorded ones (CREATE ... USE) over the configured ones (with_config);
+ * imap_special_of gives "" for a folder without. */
+struct imap_special_table;
+struct imap_special_table *imap_special_load(struct imap_session *s, int with_config);
+const char *imap_special_of(const struct imap_special_table *t, const char *name);
+size_t imap_special_count(const struct imap_special_table *t);
+const char *imap_special_name(const struct imap_special_table *t, size_t i);
+const char *imap_special_use(const struct imap_special_table *t, size_t i);
+void imap_special_free(struct imap_special_table *t);
+
 /* Settings from the config (module.c fills them in init). */
 struct imap_settings {
 	const struct pt_config *conf;
@@ -88,12 +119,16 @@ struct imap_settings {
 	unsigned idle_notify_ms;      /* imap_idle_notify_interval */
 	unsigned login_timeout_ms;    /* imap_login_timeout */
 	unsigned autologout_ms;       /* imap_autologout */
+	struct imap_special special[IMAP_SPECIAL_MAX]; /* imap_special_use */
+	size_t nspecial;
 };
 extern struct imap_settings imap_set;
 
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
-	"IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN"
+	"IMAP4rev1 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
+	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND " \
+	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE"
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
@@ -153,9 +188,21 @@ size_t imap_view_store_index(const struct imap_session *s, size_t idx);
 /* The last known info of a view entry whose message is gone; NULL if none. */
 const struct pt_msg_info *imap_view_ghost(const struct imap_session *s, uint32_t uid);
 
+/* SEARCH keys (after RETURN / CHARSET) evaluated over the view, after a
+ * sync that sends no EXPUNGE: the matching view indexes, ascending, in
+ * *hits (malloc'd). 0, or -1 with the BAD/NO sent. imap_search_cmd.c. */
+int imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *args,
+                     size_t nargs, size_t **hits, size_t *nhits);
+
+/* Send the untagged lines in out (taken over) and the tagged OK "what
+ * completed", in pieces when the client reads slowly. */
+void imap_search_reply(struct imap_session *s, const char *tag, struct pt_strbuf *out, const char *what);
+
 /* ---- commands implemented in separate files ---- */
 imap_cmd_fn imap_cmd_fetch;      /* imap_fetch.c  */
 imap_cmd_fn imap_cmd_search;     /* imap_search_cmd.c */
+imap_cmd_fn imap_cmd_sort;       /* imap_sort.c: SORT (ESORT) and THREAD */
+imap_cmd_fn imap_cmd_thread;
 imap_cmd_fn imap_cmd_store;      /* imap_store.c  */
 imap_cmd_fn imap_cmd_copy;       /* imap_copy.c: COPY and MOVE (move flag in name) */
 imap_cmd_fn imap_cmd_move;
@@ -183,5 +230,13 @@ void imap_store_error(struct imap_session *s, const char *tag, const struct pt_s
 /* A mailbox-name argument decoded from modified UTF-7 into a malloc'd
  * UTF-8 string ("INBOX" in any case becomes "INBOX"); NULL when invalid. */
 char *imap_mailbox_arg(const struct imap_arg *a);
+/* STATUS items (RFC 3501 + SIZE, RFC 8438): whether list is a non-empty
+ * list of known items (else the first bad one is copied into bad); the
+ * "* STATUS" line of folder name for them, 0 or -1 with st. */
+int imap_status_items_valid(const struct imap_arg *list, char *bad, size_t badlen);
+int imap_status_send(struct imap_session *s, const char *name, const struct imap_arg *list,
+                     struct pt_status *st);
+/* The answer to a mailbox argument imap_mailbox_arg refused. */
+void imap_mailbox_invalid(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *a);
 
 #endif

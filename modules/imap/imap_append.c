@@ -1,6 +1,8 @@
-/* APPEND (RFC 3501 §6.3.11) with UIDPLUS's APPENDUID: optional flag list
- * and date-time, the message as a literal (already read by the command
- * reader within imap_max_literal_size); TRYCREATE for a missing folder. */
+/* APPEND (RFC 3501 §6.3.11) and MULTIAPPEND (RFC 3502) with UIDPLUS's
+ * APPENDUID: per message an optional flag list and date-time, then the
+ * message (a literal, already read by the command reader within
+ * imap_max_literal_size); all messages go to the store in one call, so
+ * they are appended all or none. TRYCREATE for a missing folder. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,86 +12,137 @@
 #include "imap.h"
 #include "imap_msg.h"
 
-void
-imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+/* One message's arguments from a[*i]: flags, date, text. 0 with *i past
+ * them, or -1 with the reply sent. kw holds PT_KEYWORDS_MAX names. */
+static int
+parse_one(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, size_t *i,
+          struct pt_append *msg, const char **kw)
 {
-	struct pt_append msg = { 0 };
-	struct pt_status st = { 0 };
-	const char *kw[PT_KEYWORDS_MAX];
-	size_t nkw = 0, i = 1;
+	size_t nkw = 0;
 
-	(void)uid;
-	if (n < 2 || n > 4 || !imap_arg_is_string(&a[0])) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid arguments.");
-		return;
-	}
-	if (a[i].type == IMAP_ARG_LIST) {
-		for (size_t k = 0; k < a[i].n; k++) {
-			const struct imap_arg *f = &a[i].list[k];
+	memset(msg, 0, sizeof(*msg));
+	if (*i < n && a[*i].type == IMAP_ARG_LIST) {
+		for (size_t k = 0; k < a[*i].n; k++) {
+			const struct imap_arg *f = &a[*i].list[k];
 			if (f->type != IMAP_ARG_ATOM && f->type != IMAP_ARG_NIL) {
 				imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid flag.");
-				return;
+				return -1;
 			}
 			if (f->s[0] == '\\') {
 				uint32_t bit = imap_system_flag(f->s);
 				if (bit == 0) {
 					imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid system flag %s",
 					            strcasecmp(f->s, "\\Recent") == 0 ? "\\Recent" : "");
-					return;
+					return -1;
 				}
-				msg.flags |= bit;
+				msg->flags |= bit;
 			} else if (!imap_keyword_valid(f->s, f->len)) {
 				imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid keyword.");
-				return;
+				return -1;
 			} else if (nkw == PT_KEYWORDS_MAX) {
 				imap_tagged(s, tag, "NO", "[LIMIT] Too many keywords (%d max)", PT_KEYWORDS_MAX);
-				return;
+				return -1;
 			} else {
 				kw[nkw++] = f->s;
 			}
 		}
-		i++;
+		(*i)++;
 	}
-	if (i < n && i + 1 < n) {
+	/* A date-time is a quoted string followed by the message. */
+	if (*i + 1 < n && a[*i].type == IMAP_ARG_STRING &&
+	    (a[*i + 1].type == IMAP_ARG_LITERAL || a[*i + 1].type == IMAP_ARG_STRING)) {
 		time_t t;
 		int tz;
-		if (a[i].type != IMAP_ARG_STRING || imap_datetime_parse(a[i].s, a[i].len, &t, &tz) != 0) {
+		if (imap_datetime_parse(a[*i].s, a[*i].len, &t, &tz) != 0) {
 			imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid arguments.");
-			return;
+			return -1;
 		}
-		msg.internal_date = t;
-		msg.tz_minutes = tz;
-		i++;
+		msg->internal_date = t;
+		msg->tz_minutes = tz;
+		(*i)++;
 	}
-	if (i + 1 != n || (a[i].type != IMAP_ARG_LITERAL && a[i].type != IMAP_ARG_STRING)) {
+	if (*i >= n || (a[*i].type != IMAP_ARG_LITERAL && a[*i].type != IMAP_ARG_STRING)) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid arguments.");
+		return -1;
+	}
+	if (a[*i].len == 0) {
+		imap_tagged(s, tag, "NO", "Can't save a zero byte message.");
+		return -1;
+	}
+	msg->data = a[*i].s;
+	msg->len = a[*i].len;
+	msg->keywords = nkw ? kw : NULL;
+	msg->nkeywords = nkw;
+	(*i)++;
+	return 0;
+}
+
+void
+imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	struct pt_status st = { 0 };
+	struct pt_append *msgs = NULL;
+	const char **kw = NULL;
+	uint32_t *uids = NULL;
+	size_t nmsgs = 0, cap = 0, i = 1;
+	char *name = NULL;
+
+	(void)uid;
+	if (n < 2 || !imap_arg_is_string(&a[0])) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid arguments.");
 		return;
 	}
-	if (a[i].len == 0) {
-		imap_tagged(s, tag, "NO", "Can't save a zero byte message.");
-		return;
+	/* Every message parsed before anything is written: a bad one
+	 * anywhere leaves the folder as it was (RFC 3502). */
+	while (i < n) {
+		if (nmsgs == cap) {
+			size_t ncap = cap ? cap * 2 : 1;
+			struct pt_append *m = realloc(msgs, ncap * sizeof(*m));
+			if (m != NULL)
+				msgs = m;
+			const char **k = m ? realloc(kw, ncap * PT_KEYWORDS_MAX * sizeof(*k)) : NULL;
+			if (m == NULL || k == NULL) {
+				imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+				goto out;
+			}
+			kw = k;
+			cap = ncap;
+		}
+		if (parse_one(s, tag, a, n, &i, &msgs[nmsgs], kw + nmsgs * PT_KEYWORDS_MAX) != 0)
+			goto out;
+		nmsgs++;
 	}
-	msg.data = a[i].s;
-	msg.len = a[i].len;
-	msg.keywords = nkw ? kw : NULL;
-	msg.nkeywords = nkw;
-	char *name = imap_mailbox_arg(&a[0]);
+	/* kw may have moved while growing: point each message at its names. */
+	for (size_t k = 0; k < nmsgs; k++)
+		if (msgs[k].keywords)
+			msgs[k].keywords = kw + k * PT_KEYWORDS_MAX;
+	name = imap_mailbox_arg(&a[0]);
 	if (name == NULL) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid mailbox name.");
-		return;
+		imap_mailbox_invalid(s, tag, "APPEND", &a[0]);
+		goto out;
 	}
-	uint32_t uidvalidity = 0, newuid = 0;
-	if (s->mbx->append(s->ms, name, &msg, 1, &uidvalidity, &newuid, &st) != 0) {
-		free(name);
+	uids = calloc(nmsgs, sizeof(*uids));
+	if (uids == NULL) {
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		goto out;
+	}
+	uint32_t uidvalidity = 0;
+	if (s->mbx->append(s->ms, name, msgs, nmsgs, &uidvalidity, uids, &st) != 0) {
 		if (strcmp(st.dsn, "NONEXISTENT") == 0)
 			imap_tagged(s, tag, "NO", "[TRYCREATE] %s", st.text[0] ? st.text : "Mailbox doesn't exist");
 		else
 			imap_store_error(s, tag, &st);
-		return;
+		goto out;
 	}
-	free(name);
-	char code[64];
-	snprintf(code, sizeof(code), "APPENDUID %u %u", uidvalidity, newuid);
+	struct pt_strbuf code = { 0 };
+	pt_strbuf_printf(&code, "APPENDUID %u ", uidvalidity);
+	imap_seqset_format(uids, nmsgs, &code);
 	imap_sync(s, 1);
-	imap_completed(s, tag, code, "Append");
+	imap_completed(s, tag, code.oom ? NULL : code.p, "Append");
+	pt_strbuf_free(&code);
+out:
+	free(name);
+	free(uids);
+	free(msgs);
+	free(kw);
 }

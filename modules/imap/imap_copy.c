@@ -25,7 +25,7 @@ copy_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 	}
 	char *name = imap_mailbox_arg(&a[1]);
 	if (name == NULL) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid mailbox name.", cmd);
+		imap_mailbox_invalid(s, tag, cmd, &a[1]);
 		return;
 	}
 	if (imap_resolve_set(s, a[0].s, a[0].len, uid, &idx, &nidx) != 0) {
@@ -33,14 +33,14 @@ copy_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid %s", cmd, uid ? "uidset" : "messageset");
 		return;
 	}
-	/* Only what still exists is copied. */
-	size_t k = 0;
-	for (size_t i = 0; i < nidx; i++)
-		if (imap_view_store_index(s, idx[i]) != (size_t)-1)
-			idx[k++] = idx[i];
-	int gone = k != nidx;
-	nidx = k;
-	if (nidx == 0) {
+	/* All or nothing (RFC 3501 §6.4.7: a failed COPY leaves the target as
+	 * it was), as Dovecot does: when another session expunged any of the
+	 * set, nothing is copied or moved and the answer is NO
+	 * [EXPUNGEISSUED] (RFC 2180 §4.4.1), with the EXPUNGEs COPY may send. */
+	int gone = 0;
+	for (size_t i = 0; i < nidx && !gone; i++)
+		gone = imap_view_store_index(s, idx[i]) == (size_t)-1;
+	if (gone || nidx == 0) {
 		free(name);
 		free(idx);
 		imap_sync(s, !move);
@@ -108,10 +108,7 @@ copy_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 			imap_completed(s, tag, NULL, "Move");
 		} else {
 			imap_sync(s, 1);
-			if (gone)
-				imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
-			else
-				imap_completed(s, tag, code.oom ? NULL : code.p, "Copy");
+			imap_completed(s, tag, code.oom ? NULL : code.p, "Copy");
 		}
 		pt_strbuf_free(&code);
 	}

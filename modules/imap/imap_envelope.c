@@ -374,6 +374,50 @@ imap_msg_address_text(const char *v, size_t len, struct pt_strbuf *out)
 	walk_address_list(&k, v, len);
 }
 
+/* SORT keys (RFC 5256 FROM/TO/CC, RFC 5957 DISPLAYFROM/DISPLAYTO): the
+ * first address of the list. */
+struct first_sink {
+	struct addr_sink k;
+	struct pt_strbuf *mailbox, *display;
+	int done;
+};
+
+static void
+first_addr(struct addr_sink *k, struct addr *a)
+{
+	struct first_sink *f = (struct first_sink *)k;
+
+	if (f->done)
+		return;
+	f->done = 1;
+	if (a->mailbox.len)
+		pt_strbuf_put(f->mailbox, a->mailbox.p, a->mailbox.len);
+	if (a->has_name && a->name.len) {
+		imap_msg_decode_header(a->name.p, a->name.len, f->display);
+	} else {
+		if (a->mailbox.len)
+			pt_strbuf_put(f->display, a->mailbox.p, a->mailbox.len);
+		if (a->host.len) {
+			pt_strbuf_put(f->display, "@", 1);
+			pt_strbuf_put(f->display, a->host.p, a->host.len);
+		}
+	}
+}
+
+static void
+first_group(struct addr_sink *k, const char *name, size_t len)
+{
+	(void)k, (void)name, (void)len;
+}
+
+void
+imap_msg_first_address(const char *v, size_t len, struct pt_strbuf *mailbox, struct pt_strbuf *display)
+{
+	struct first_sink f = { { first_addr, first_group, NULL, 0 }, mailbox, display, 0 };
+
+	walk_address_list(&f.k, v, len);
+}
+
 /* ---- the envelope ---- */
 
 enum { E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC, E_BCC,

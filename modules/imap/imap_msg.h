@@ -15,9 +15,11 @@
 
 /* ---- imap_seqset.c: "1:3,5,7:*" ---- */
 
-#define IMAP_SEQ_STAR UINT32_MAX
+/* "*" is kept apart from every number: 4294967295 is a valid UID that
+ * names only itself, not the largest. */
+#define IMAP_SEQ_STAR ((uint64_t)UINT32_MAX + 1)
 struct imap_seqset {
-	struct imap_range { uint32_t lo, hi; } *r; /* lo <= hi after star resolution */
+	struct imap_range { uint64_t lo, hi; } *r; /* lo <= hi after star resolution */
 	size_t n;
 };
 /* 0, or -1 (syntax: empty, 0, junk). "*" is kept as IMAP_SEQ_STAR. */
@@ -27,6 +29,16 @@ int imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t sta
 void imap_seqset_free(struct imap_seqset *set);
 /* Format ascending values as a compact set ("1:3,7") for COPYUID etc. */
 void imap_seqset_format(const uint32_t *v, size_t n, struct pt_strbuf *out);
+
+/* ---- imap_subject.c: SORT / THREAD (RFC 5256) ---- */
+
+/* The base subject of a Subject: value (RFC 5256 §2.1: encoded words
+ * decoded, "Re:", "Fwd:", "[blob]" leaders, "(fwd)" trailers and
+ * "[fwd: ...]" wrappers removed), appended to out (NUL-terminated);
+ * *reply (may be NULL) tells whether anything reply-like was removed. */
+void imap_base_subject(const char *v, size_t len, struct pt_strbuf *out, int *reply);
+/* i;ascii-casemap (RFC 4790): octets compared with a-z as A-Z. */
+int imap_casemap_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
 /* ---- imap_date.c ---- */
 
@@ -97,6 +109,8 @@ struct imap_search_env {
 	 * matches, UNKEYWORD x always does) */
 	int (*keyword_bit)(void *arg, const char *name);
 	void *arg;
+	/* whether uid is in the saved result "$" (RFC 5182); NULL = empty */
+	int (*saved)(void *arg, uint32_t uid);
 };
 /* Compile the keys (args after "SEARCH" and an optional "CHARSET x",
  * which the caller checked: US-ASCII and UTF-8 only). NULL with err set

@@ -70,6 +70,10 @@ void imap_msg_put_nstring(struct pt_strbuf *out, const char *s, size_t len);
  * comment), groups as "name: ...;", comments and stray spaces gone. */
 void imap_msg_address_text(const char *v, size_t len, struct pt_strbuf *out);
 
+/* The first address of an address list: its mailbox (local part) and
+ * its display form (the decoded name, else local@domain), appended. */
+void imap_msg_first_address(const char *v, size_t len, struct pt_strbuf *mailbox, struct pt_strbuf *display);
+
 /* Decode RFC 2047 encoded words of a header value into UTF-8 text
  * (utf-8, us-ascii, iso-8859-1; other charsets left raw). */
 void imap_msg_decode_header(const char *v, size_t len, struct pt_strbuf *out);

@@ -234,6 +234,20 @@ is_atom_char(unsigned char c)
 	return c > 0x20 && c != 0x7f && c != '(' && c != ')' && c != '"' && c != '{';
 }
 
+/* Whether an atom so far is a FETCH attribute whose '[' opens a section
+ * (which may hold spaces and parentheses). Anywhere else '[' is an
+ * ordinary ATOM-CHAR (RFC 3501 §9): "a[b" is a mailbox name. */
+static int
+section_name(const char *s, size_t n)
+{
+	static const char *const names[] = { "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == n && strncasecmp(s, names[i], n) == 0)
+			return 1;
+	return 0;
+}
+
 static int parse_items(struct parser *ps, struct imap_arg **out, size_t *nout, int depth);
 
 static int
@@ -255,7 +269,7 @@ parse_atom(struct parser *ps, struct imap_arg *a)
 			ps->p++;
 			continue;
 		}
-		if (c == '[') {
+		if (c == '[' && section_name(ps->b + start, ps->p - start)) {
 			bracket = 1;
 			ps->p++;
 			continue;

@@ -15,6 +15,7 @@ enum node_kind {
 	N_KEYWORD,    /* str: keyword name */
 	N_LARGER, N_SMALLER,
 	N_SEQ, N_UID,
+	N_SAVED,      /* "$" (RFC 5182): the saved result, by UID */
 	N_HEADER,     /* field, str (empty: has the field) */
 	N_BODY, N_TEXT,
 	N_DATE,       /* on INTERNALDATE */
@@ -334,13 +335,20 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 			return NULL;
 		}
 		s = &args[(*i)++];
-		if ((nd = node_new(N_UID)) == NULL)
+		if ((nd = node_new(s->len == 1 && s->s[0] == '$' ? N_SAVED : N_UID)) == NULL)
 			goto oom;
+		if (nd->kind == N_SAVED)
+			return nd;
 		if (imap_seqset_parse(s->s, s->len, &nd->set) != 0) {
 			node_free(nd);
 			fail(ps, "Invalid uidset: %s", s->s);
 			return NULL;
 		}
+		return nd;
+	}
+	if (k[0] == '$' && k[1] == 0) {
+		if ((nd = node_new(N_SAVED)) == NULL)
+			goto oom;
 		return nd;
 	}
 	if ((k[0] >= '0' && k[0] <= '9') || k[0] == '*') {
@@ -577,6 +585,8 @@ eval(const struct node *n, struct match_ctx *c)
 		return imap_seqset_contains(&n->set, c->msg->seq, c->env->max_seq);
 	case N_UID:
 		return imap_seqset_contains(&n->set, info->uid, c->env->max_uid);
+	case N_SAVED:
+		return c->env->saved != NULL && c->env->saved(c->env->arg, info->uid);
 	case N_DATE:
 		return date_cmp(local_day(info->internal_date, info->tz_minutes), n);
 	case N_SENTDATE: {

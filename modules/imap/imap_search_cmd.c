@@ -19,6 +19,7 @@ struct search_reply {
 	char *tag;
 	struct pt_strbuf out;
 	size_t pos;
+	const char *what;             /* "Search", "Sort", "Thread" */
 };
 
 /* One message's lazily loaded text, for imap_search_msg.load. */
@@ -142,7 +143,7 @@ reply_step(struct imap_session *s, struct search_reply *r)
 	}
 	/* No EXPUNGE here: the numbers just sent must stay valid (§7.4.1). */
 	imap_sync(s, 0);
-	imap_completed(s, r->tag, NULL, "Search");
+	imap_completed(s, r->tag, NULL, r->what ? r->what : "Search");
 	return 1;
 }
 
@@ -170,71 +171,65 @@ search_cont_free(struct imap_session *s)
 	s->cont_state = NULL;
 }
 
-void
-imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
-                int uid)
+static int
+search_saved(void *arg, uint32_t uid)
 {
-	const char *cmd = uid ? "UID SEARCH" : "SEARCH";
+	struct imap_session *s = arg;
+	size_t lo = 0, hi = s->nsaved;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->saved[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nsaved && s->saved[lo] == uid;
+}
+
+int
+imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *args,
+                 size_t nargs, size_t **hits, size_t *nhits)
+{
 	struct imap_search *keys;
 	struct imap_search_env env = { 0 };
-	struct search_reply *r;
 	char err[160] = "";
-	size_t skip = 0;
 
-	if (s->state != IMAP_SELECTED || !s->mb) {
-		imap_tagged(s, tag, "BAD", "No mailbox selected.");
-		return;
-	}
-	if (nargs > 0 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].s, "CHARSET") == 0) {
-		if (nargs < 3) {
-			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
-			return;
-		}
-		if (!charset_known(&args[1])) {
-			imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
-			return;
-		}
-		skip = 2;
-	}
-	if (nargs <= skip) {
+	*hits = NULL;
+	*nhits = 0;
+	if (nargs == 0) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
-		return;
+		return -1;
 	}
-	{
-		struct imap_arg *keyargs = args_nil_as_atom(args + skip, nargs - skip);
-
-		if (!keyargs) {
-			imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
-			return;
-		}
-		keys = imap_search_parse(keyargs, nargs - skip, err, sizeof err);
-		args_free(keyargs, nargs - skip);
+	struct imap_arg *keyargs = args_nil_as_atom(args, nargs);
+	if (!keyargs) {
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return -1;
 	}
+	keys = imap_search_parse(keyargs, nargs, err, sizeof err);
+	args_free(keyargs, nargs);
 	if (!keys) {
-		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd,
-		            err[0] ? err : "Invalid arguments.");
-		return;
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd, err[0] ? err : "Invalid arguments.");
+		return -1;
 	}
 	/* Current flags and new mail count; the view keeps expunged ones. */
 	imap_sync(s, 0);
 	env.max_seq = (uint32_t)s->nview;
 	env.max_uid = s->nview ? s->view[s->nview - 1].uid : 0;
 	env.keyword_bit = search_keyword_bit;
+	env.saved = search_saved;
 	env.arg = s;
-
-	r = calloc(1, sizeof *r);
-	if (!r || !(r->tag = strdup(tag))) {
-		free(r);
+	size_t *v = s->nview ? malloc(s->nview * sizeof(*v)) : NULL;
+	if (s->nview && v == NULL) {
 		imap_search_free(keys);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
-		return;
+		return -1;
 	}
-	pt_strbuf_puts(&r->out, "* SEARCH");
+	size_t n = 0;
 	for (size_t i = 0; i < s->nview; i++) {
 		size_t si = s->mbx->find(s->mb, s->view[i].uid);
 		struct search_load load = { .s = s, .uid = s->view[i].uid };
 		struct imap_search_msg msg;
-		int hit;
 
 		/* Expunged by another session but still in our view: it has
 		 * nothing left to match (RFC 2180 §4.1.3 lets us leave it out). */
@@ -244,13 +239,201 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		msg.info = s->mbx->info(s->mb, si);
 		msg.load = search_load_msg;
 		msg.arg = &load;
-		hit = imap_search_match(keys, &env, &msg);
+		if (imap_search_match(keys, &env, &msg))
+			v[n++] = i;
 		search_load_done(&load);
-		if (hit)
-			pt_strbuf_printf(&r->out, " %u", uid ? s->view[i].uid : (unsigned)(i + 1));
 	}
-	pt_strbuf_puts(&r->out, "\r\n");
 	imap_search_free(keys);
+	*hits = v;
+	*nhits = n;
+	return 0;
+}
+
+void
+imap_search_reply(struct imap_session *s, const char *tag, struct pt_strbuf *out, const char *what)
+{
+	struct search_reply *r = calloc(1, sizeof *r);
+
+	if (!r || !(r->tag = strdup(tag)) || out->oom) {
+		if (r)
+			free(r->tag);
+		free(r);
+		pt_strbuf_free(out);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	r->out = *out;
+	memset(out, 0, sizeof(*out));
+	r->what = what;
+	if (reply_step(s, r)) {
+		reply_free(r);
+		return;
+	}
+	s->cont = search_cont;
+	s->cont_free = search_cont_free;
+	s->cont_state = r;
+	if (s->conn)
+		pt_conn_pause(s->conn);
+}
+
+/* RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE). */
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8, RET_SAVE = 16 };
+
+static void
+saved_clear(struct imap_session *s)
+{
+	free(s->saved);
+	s->saved = NULL;
+	s->nsaved = 0;
+}
+
+/* "RETURN (MIN MAX ...)" into RET_* bits; -1 on an unknown option. */
+static int
+parse_return(const struct imap_arg *list, unsigned *ret)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} opts[] = { { "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL }, { "COUNT", RET_COUNT },
+		     { "SAVE", RET_SAVE } };
+
+	*ret = 0;
+	if (list->type != IMAP_ARG_LIST)
+		return -1;
+	for (size_t i = 0; i < list->n; i++) {
+		size_t k;
+		for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+			if (list->list[i].type == IMAP_ARG_ATOM && strcasecmp(list->list[i].s, opts[k].name) == 0)
+				break;
+		if (k == sizeof(opts) / sizeof(opts[0]))
+			return -1;
+		*ret |= opts[k].bit;
+	}
+	/* "RETURN ()" is RETURN (ALL) (RFC 4731 §3.1) */
+	if (*ret == 0)
+		*ret = RET_ALL;
+	return 0;
+}
+
+/* Keep the result as "$": the matches, or only the MIN and/or MAX one
+ * when those were asked (RFC 5182 §2.4). uids ascending. */
+static void
+save_result(struct imap_session *s, unsigned ret, const uint32_t *uids, size_t n)
+{
+	saved_clear(s);
+	if (n == 0)
+		return;
+	uint32_t *v = malloc(n * sizeof(*v));
+	if (v == NULL)
+		return;
+	size_t k = 0;
+	if (ret & (RET_MIN | RET_MAX)) {
+		if (ret & RET_MIN)
+			v[k++] = uids[0];
+		if ((ret & RET_MAX) && !(k == 1 && n == 1))
+			v[k++] = uids[n - 1];
+	} else {
+		memcpy(v, uids, n * sizeof(*v));
+		k = n;
+	}
+	s->saved = v;
+	s->nsaved = k;
+}
+
+void
+imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
+                int uid)
+{
+	const char *cmd = uid ? "UID SEARCH" : "SEARCH";
+	struct search_reply *r;
+	size_t skip = 0;
+	unsigned ret = 0;
+	int esearch = 0;
+
+	if (s->state != IMAP_SELECTED || !s->mb) {
+		imap_tagged(s, tag, "BAD", "No mailbox selected.");
+		return;
+	}
+	if (nargs > 0 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].s, "RETURN") == 0) {
+		if (nargs < 2 || parse_return(&args[1], &ret) != 0) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid RETURN options.", cmd);
+			return;
+		}
+		esearch = 1;
+		skip = 2;
+	}
+	if (nargs > skip && args[skip].type == IMAP_ARG_ATOM && strcasecmp(args[skip].s, "CHARSET") == 0) {
+		if (nargs < skip + 3) {
+			if (ret & RET_SAVE)
+				saved_clear(s);
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+			return;
+		}
+		if (!charset_known(&args[skip + 1])) {
+			if (ret & RET_SAVE)
+				saved_clear(s);
+			imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
+			return;
+		}
+		skip += 2;
+	}
+	if (nargs <= skip) {
+		if (ret & RET_SAVE)
+			saved_clear(s);
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
+		return;
+	}
+	size_t *hitidx = NULL, nhits = 0;
+	if (imap_search_eval(s, tag, cmd, args + skip, nargs - skip, &hitidx, &nhits) != 0) {
+		/* A failed SEARCH ... SAVE leaves "$" empty (RFC 5182 §2.1). */
+		if (ret & RET_SAVE)
+			saved_clear(s);
+		return;
+	}
+	r = calloc(1, sizeof *r);
+	uint32_t *hits = nhits ? malloc(nhits * sizeof(*hits)) : NULL;
+	uint32_t *hit_uids = nhits && (ret & RET_SAVE) ? malloc(nhits * sizeof(*hit_uids)) : NULL;
+	if (!r || !(r->tag = strdup(tag)) || (nhits && !hits) || ((ret & RET_SAVE) && nhits && !hit_uids)) {
+		if (r)
+			free(r->tag);
+		free(r);
+		free(hits);
+		free(hit_uids);
+		free(hitidx);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
+	for (size_t i = 0; i < nhits; i++) {
+		if (hit_uids)
+			hit_uids[i] = s->view[hitidx[i]].uid;
+		hits[i] = uid ? s->view[hitidx[i]].uid : (uint32_t)(hitidx[i] + 1);
+	}
+	free(hitidx);
+	if (ret & RET_SAVE)
+		save_result(s, ret, hit_uids, nhits);
+	free(hit_uids);
+	if (!esearch) {
+		pt_strbuf_puts(&r->out, "* SEARCH");
+		for (size_t i = 0; i < nhits; i++)
+			pt_strbuf_printf(&r->out, " %u", hits[i]);
+		pt_strbuf_puts(&r->out, "\r\n");
+	} else if (ret != RET_SAVE) {
+		/* RFC 4731 §3.1: MIN/MAX/ALL only when something matched,
+		 * COUNT always; nothing at all for SAVE alone (RFC 5182). */
+		pt_strbuf_printf(&r->out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
+		if ((ret & RET_MIN) && nhits)
+			pt_strbuf_printf(&r->out, " MIN %u", hits[0]);
+		if ((ret & RET_MAX) && nhits)
+			pt_strbuf_printf(&r->out, " MAX %u", hits[nhits - 1]);
+		if ((ret & RET_ALL) && nhits) {
+			pt_strbuf_puts(&r->out, " ALL ");
+			imap_seqset_format(hits, nhits, &r->out);
+		}
+		if (ret & RET_COUNT)
+			pt_strbuf_printf(&r->out, " COUNT %zu", nhits);
+		pt_strbuf_puts(&r->out, "\r\n");
+	}
+	free(hits);
 	if (r->out.oom) {
 		reply_free(r);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");

@@ -5,11 +5,9 @@
 
 #include "imap_msg.h"
 
-/* nz-number or "*"; advances *p. 0, or -1 (0, leading junk, past 2^32-1).
- * 4294967295 itself is a valid UID but shares its value with "*": treating
- * it as "the largest" only differs for ranges wholly past the last UID. */
+/* nz-number or "*"; advances *p. 0, or -1 (0, leading junk, past 2^32-1). */
 static int
-parse_num(const char *s, size_t len, size_t *p, uint32_t *v)
+parse_num(const char *s, size_t len, size_t *p, uint64_t *v)
 {
 	if (*p < len && s[*p] == '*') {
 		(*p)++;
@@ -25,7 +23,7 @@ parse_num(const char *s, size_t len, size_t *p, uint32_t *v)
 			return -1;
 		(*p)++;
 	}
-	*v = (uint32_t)n;
+	*v = n;
 	return 0;
 }
 
@@ -38,7 +36,7 @@ imap_seqset_parse(const char *s, size_t len, struct imap_seqset *out)
 	if (len == 0)
 		return -1;
 	for (;;) {
-		uint32_t lo, hi;
+		uint64_t lo, hi;
 		if (parse_num(s, len, &p, &lo) != 0)
 			goto bad;
 		hi = lo;
@@ -50,7 +48,7 @@ imap_seqset_parse(const char *s, size_t len, struct imap_seqset *out)
 		/* Ranges with "*" stay as sent; the order is settled once "*"
 		 * has a value (imap_seqset_contains). */
 		if (lo > hi && lo != IMAP_SEQ_STAR) {
-			uint32_t t = lo;
+			uint64_t t = lo;
 			lo = hi;
 			hi = t;
 		}
@@ -80,10 +78,10 @@ int
 imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star)
 {
 	for (size_t i = 0; i < set->n; i++) {
-		uint32_t lo = set->r[i].lo == IMAP_SEQ_STAR ? star : set->r[i].lo;
-		uint32_t hi = set->r[i].hi == IMAP_SEQ_STAR ? star : set->r[i].hi;
+		uint64_t lo = set->r[i].lo == IMAP_SEQ_STAR ? star : set->r[i].lo;
+		uint64_t hi = set->r[i].hi == IMAP_SEQ_STAR ? star : set->r[i].hi;
 		if (lo > hi) {
-			uint32_t t = lo;
+			uint64_t t = lo;
 			lo = hi;
 			hi = t;
 		}

@@ -69,6 +69,8 @@ static const struct cmd_entry commands[] = {
 	{ "MOVE", imap_cmd_move, NEED_SELECTED, 1, 0 },
 	{ "FETCH", imap_cmd_fetch, NEED_SELECTED, 1, 1 },
 	{ "SEARCH", imap_cmd_search, NEED_SELECTED, 1, 1 },
+	{ "SORT", imap_cmd_sort, NEED_SELECTED, 1, 1 },
+	{ "THREAD", imap_cmd_thread, NEED_SELECTED, 1, 1 },
 };
 
 static void session_input(struct imap_conn *ic);
@@ -548,6 +550,9 @@ session_start(struct pt_conn *c, const struct pt_session_info *info, const struc
 		pt_conn_close_after_write(c);
 		return;
 	}
+	/* Dovecot's auto = create / subscribe: configured special-use
+	 * folders exist before the client's first LIST. */
+	imap_special_autocreate(s);
 	s->cmd_start_ms = mono_ms();
 	if (saw_capability) {
 		imap_untagged(s, "CAPABILITY " IMAP_CAPS_POSTLOGIN);

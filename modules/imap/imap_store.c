@@ -116,13 +116,10 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		return;
 	}
 	size_t nu = 0;
-	int gone = 0;
 	for (size_t i = 0; i < nidx; i++) {
 		size_t si = imap_view_store_index(s, idx[i]);
-		if (si == (size_t)-1) {
-			gone = 1;
+		if (si == (size_t)-1)
 			continue;
-		}
 		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
 		uint32_t cur = m->flags & PT_F_SYSTEM, nf = cur;
 		uint64_t nk = m->keywords;
@@ -197,11 +194,7 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 	imap_sync(s, 0);
 	for (size_t i = 0; i < nidx; i++) {
 		size_t si = imap_view_store_index(s, idx[i]);
-		if (si == (size_t)-1) {
-			gone = 1;
-			continue;
-		}
-		if (silent)
+		if (si == (size_t)-1 || silent)
 			continue;
 		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
 		struct imap_view_msg *v = &s->view[idx[i]];
@@ -218,8 +211,8 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		pt_strbuf_free(&b);
 	}
 	free(idx);
-	if (gone)
-		imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the messages no longer exist.");
-	else
-		imap_completed(s, tag, NULL, "Store");
+	/* Messages another session expunged are skipped and the rest is
+	 * stored: OK, as Dovecot answers (RFC 2180 §4.2.1 allows NO too, but
+	 * clients take a NO for a failure of the whole command). */
+	imap_completed(s, tag, NULL, "Store");
 }

@@ -42,6 +42,9 @@ imap_view_clear(struct imap_session *s)
 	free(s->ghosts);
 	s->ghosts = NULL;
 	s->nghosts = 0;
+	free(s->saved);
+	s->saved = NULL;
+	s->nsaved = 0;
 	s->nkeywords_sent = 0;
 	s->uidvalidity = 0;
 	s->uid_seen_max = 0;
@@ -271,6 +274,22 @@ imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int 
 
 	*idx = NULL;
 	*n = 0;
+	if (len == 1 && set[0] == '$') {
+		/* The saved search result (RFC 5182), by UID in either form;
+		 * empty is fine, and so are UIDs expunged since. */
+		size_t *out = s->nsaved ? malloc(s->nsaved * sizeof(*out)) : NULL;
+		size_t k = 0;
+		if (s->nsaved && out == NULL)
+			return -1;
+		for (size_t i = 0; i < s->nsaved; i++) {
+			uint32_t q = imap_view_seq(s, s->saved[i]);
+			if (q)
+				out[k++] = q - 1;
+		}
+		*idx = out;
+		*n = k;
+		return 0;
+	}
 	if (imap_seqset_parse(set, len, &ss) != 0)
 		return -1;
 	uint32_t star = uid ? (s->nview ? s->view[s->nview - 1].uid : 0) : (uint32_t)s->nview;
@@ -278,8 +297,8 @@ imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int 
 		/* Sequence numbers must exist (RFC 3501 §6.4.8 only forgives
 		 * UIDs); "*" in an empty folder names nothing that exists. */
 		for (size_t i = 0; i < ss.n; i++) {
-			uint32_t lo = ss.r[i].lo == IMAP_SEQ_STAR ? star : ss.r[i].lo;
-			uint32_t hi = ss.r[i].hi == IMAP_SEQ_STAR ? star : ss.r[i].hi;
+			uint64_t lo = ss.r[i].lo == IMAP_SEQ_STAR ? star : ss.r[i].lo;
+			uint64_t hi = ss.r[i].hi == IMAP_SEQ_STAR ? star : ss.r[i].hi;
 			if (lo == 0 || hi == 0 || lo > s->nview || hi > s->nview) {
 				imap_seqset_free(&ss);
 				return -1;

@@ -1,6 +1,7 @@
 /* The imap module's descriptor: its parameters (Dovecot names), the
  * imap-login listeners (143 with STARTTLS, 993 with implicit TLS) and the
  * post-login session service it registers in the user's mail process. */
+#include <stdio.h>
 #include <string.h>
 
 #include "postern/config.h"
@@ -8,6 +9,39 @@
 #include "postern/mailbox.h"
 #include "postern/module.h"
 #include "imap.h"
+
+/* The value is checked word by word as PT_LIST splits it. */
+static int
+imap_validate_special_use(const char *value, char *err, size_t errlen)
+{
+	char word[600];
+	size_t n = 0;
+	const char *p = value;
+
+	while (*p) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		if (len == 0)
+			break;
+		if (len >= sizeof(word)) {
+			snprintf(err, errlen, "special-use item too long");
+			return -1;
+		}
+		memcpy(word, p, len);
+		word[len] = 0;
+		p += len;
+		if (++n > IMAP_SPECIAL_MAX) {
+			snprintf(err, errlen, "more than %d special-use folders", IMAP_SPECIAL_MAX);
+			return -1;
+		}
+		if (imap_special_parse(word, NULL) != 0) {
+			snprintf(err, errlen, "bad special-use item '%.100s' (want NAME:\\Sent[:no|create|subscribe])",
+			         word);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static const struct pt_param imap_params[] = {
 	{ "imap_listen", PT_HOSTPORT_LIST, "143", NULL,
@@ -22,6 +56,10 @@ static const struct pt_param imap_params[] = {
 	  "how often an idling client gets \"* OK Still here\"", 1, 86400 },
 	{ "imap_login_timeout", PT_TIME, "60s", NULL,
 	  "total time allowed from connect to login (however the client trickles input); the connection is then closed", 1, 86400 },
+	{ "imap_special_use", PT_LIST,
+	  "Drafts:\\Drafts Sent:\\Sent Trash:\\Trash Junk:\\Junk Archive:\\Archive", imap_validate_special_use,
+	  "special-use folders (RFC 6154) as NAME:\\USE[:AUTO] items, AUTO one of no, create, subscribe "
+	  "(Dovecot's mailbox { special_use, auto }): created (and subscribed) at login when missing", 0, 0 },
 	{ "imap_autologout", PT_TIME, "30m", NULL,
 	  "idle time after login before \"* BYE Disconnected for inactivity.\" (RFC 3501: at least 30m)",
 	  1, 604800 },
@@ -49,6 +87,11 @@ imap_configure(struct pt_ctx *ctx)
 	imap_set.idle_notify_ms = (unsigned)pt_conf_int(ctx->conf, "imap_idle_notify_interval") * 1000u;
 	imap_set.login_timeout_ms = (unsigned)pt_conf_int(ctx->conf, "imap_login_timeout") * 1000u;
 	imap_set.autologout_ms = (unsigned)pt_conf_int(ctx->conf, "imap_autologout") * 1000u;
+	const struct pt_list *su = pt_conf_list(ctx->conf, "imap_special_use");
+	imap_set.nspecial = 0;
+	for (size_t i = 0; su != NULL && i < su->n && imap_set.nspecial < IMAP_SPECIAL_MAX; i++)
+		if (imap_special_parse(su->v[i], &imap_set.special[imap_set.nspecial]) == 0)
+			imap_set.nspecial++;
 	return 0;
 }
 

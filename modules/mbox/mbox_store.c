@@ -633,6 +633,81 @@ store_subscribe(struct pt_mstore *ms, const char *name, int on, struct pt_status
 	return 0;
 }
 
+/* ---- special use (ROOT/.special-use: "USE<TAB>NAME" a line) ---- */
+
+static int
+store_special_uses(struct pt_mstore *ms, void (*emit)(void *arg, const char *name, const char *use),
+                   void *arg, struct pt_status *st)
+{
+	char path[MS_PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/.special-use", ms->root);
+	FILE *fp = fopen(path, "r");
+	if (fp == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		return errno_status(st, "Cannot read special-use attributes");
+	}
+	char line[MS_NAME_MAX + 256];
+	while (fgets(line, sizeof line, fp)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		char *tab = strchr(line, '\t');
+		if (tab == NULL || tab == line || tab[1] == '\0')
+			continue;
+		*tab = '\0';
+		emit(arg, tab + 1, line);
+	}
+	fclose(fp);
+	return 0;
+}
+
+static int
+store_set_special_use(struct pt_mstore *ms, const char *name, const char *use, struct pt_status *st)
+{
+	char norm[MS_NAME_MAX + 1];
+	if (ms_name_check(name, norm, sizeof norm, st) != 0)
+		return -1;
+	if (use != NULL && (strlen(use) > 200 || strpbrk(use, "\t\r\n") != NULL)) {
+		pt_status_set(st, 550, "CANNOT", "Invalid special-use attributes");
+		return -1;
+	}
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
+	snprintf(path, sizeof path, "%s/.special-use", ms->root);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	if (ms_mkdirs(ms->root, 1) != 0)
+		return errno_status(st, "Cannot write special-use attributes");
+	FILE *in = fopen(path, "r");
+	FILE *out = fopen(tmp, "w");
+	if (out == NULL) {
+		if (in)
+			fclose(in);
+		return errno_status(st, "Cannot write special-use attributes");
+	}
+	/* Every other folder's line is kept; this one's is replaced. */
+	char line[MS_NAME_MAX + 256];
+	while (in && fgets(line, sizeof line, in)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		const char *tab = strchr(line, '\t');
+		if (tab == NULL || strcmp(tab + 1, norm) == 0)
+			continue;
+		fprintf(out, "%s\n", line);
+	}
+	if (in)
+		fclose(in);
+	if (use != NULL && use[0])
+		fprintf(out, "%s\t%s\n", use, norm);
+	if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
+		fclose(out);
+		unlink(tmp);
+		return errno_status(st, "Cannot write special-use attributes");
+	}
+	fclose(out);
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		return errno_status(st, "Cannot write special-use attributes");
+	}
+	return 0;
+}
+
 /* ---- STATUS / APPEND without a session's open ---- */
 
 static int
@@ -724,4 +799,6 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.expunge = ms_mbox_expunge,
 	.path = ms_mbox_path,
 	.change_flags = ms_mbox_change_flags,
+	.special_uses = store_special_uses,
+	.set_special_use = store_set_special_use,
 };

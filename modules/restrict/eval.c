@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "eval.h"
+#include "postern/event.h"
+#include "postern/map.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
 
@@ -191,10 +193,10 @@ finish(struct restrict_eval *e)
 	                    e->v.reply[0] ? e->v.reply : "accept",
 	                    e->v.rule[0] ? " rule=" : "", e->v.rule);
 	e->v.trace = e->trace.p ? e->trace.p : "";
-	/* Accepted mail keeps its trace in the log (postern why); stages with
-	 * no list to run say nothing. */
-	if (e->v.kind != PT_VERDICT_REJECT && e->v.kind != PT_VERDICT_DEFER && e->norder > 0 &&
-	    e->req.stage >= PT_STAGE_MAIL && e->req.stage <= PT_STAGE_END_OF_DATA)
+	/* An accept logs nothing, as in Postfix: its trace goes to the caller
+	 * (the smtp module keeps it in the decision record, `postern why`).
+	 * HOLD and DISCARD get Postfix's one line. */
+	if (e->v.kind == PT_VERDICT_HOLD || e->v.kind == PT_VERDICT_DISCARD)
 		restrict_log_accept(&e->req, &e->v);
 	answer(e);
 }
@@ -287,6 +289,40 @@ apply(struct restrict_eval *e, enum item_result r)
 	return 0;
 }
 
+static void run(struct restrict_eval *e);
+
+/* A lookup module answered "pending": the item is asked again shortly
+ * (map lookups have no side effects), the loop never waits; after the
+ * bound its temporary failure stands. 1 when a retry is due. */
+#define LOOKUP_BOUND_MS 30000
+
+static void
+lookup_again(struct pt_loop *loop, void *arg)
+{
+	struct restrict_eval *e = arg;
+	(void)loop;
+	e->lookup_timer = NULL;
+	run(e);
+}
+
+static int
+lookup_wait(struct restrict_eval *e)
+{
+	if (!e->loop)
+		return 0;
+	uint64_t now = pt_loop_now(e->loop);
+	if (!e->lookup_since)
+		e->lookup_since = now;
+	if (now - e->lookup_since >= LOOKUP_BOUND_MS)
+		return 0;
+	e->lookup_timer = pt_timer_add(e->loop, pt_map_retry_ms(now - e->lookup_since), lookup_again, e);
+	if (!e->lookup_timer)
+		return 0;
+	e->reply[0] = e->rule[0] = e->note[0] = '\0';
+	e->in_run = 0;
+	return 1;
+}
+
 static void
 run(struct restrict_eval *e)
 {
@@ -296,7 +332,12 @@ run(struct restrict_eval *e)
 			if (!e->final_done && (e->req.stage == PT_STAGE_RCPT || e->req.stage == PT_STAGE_VRFY)) {
 				e->final_done = 1;
 				if (e->s->reject_unlisted_recipient || e->req.stage == PT_STAGE_VRFY) {
+					unsigned long p0 = pt_map_pending_count();
 					enum item_result r = restrict_item_unlisted(e, "Recipient address");
+					if (pt_map_pending_count() != p0 && lookup_wait(e)) {
+						e->final_done = 0;
+						return;
+					}
 					if (r == R_REJECT) {
 						pt_strbuf_printf(&e->trace, "smtpd_reject_unlisted_recipient -> "
 						                    "reject: %s\n", e->reply);
@@ -317,7 +358,10 @@ run(struct restrict_eval *e)
 			continue;
 		}
 		e->resumed = 0;
+		unsigned long p0 = pt_map_pending_count();
 		enum item_result r = restrict_item_eval(e, ch, &ch->v[e->ii]);
+		if (r != R_PENDING && pt_map_pending_count() != p0 && lookup_wait(e))
+			return;
 		if (r == R_PENDING) {
 			if (!e->resumed) {
 				e->in_run = 0;

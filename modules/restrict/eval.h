@@ -39,6 +39,11 @@ struct restrict_eval {
 	struct pt_verdict v;
 	struct pt_strbuf trace;
 
+	/* An item whose map answer was pending (a lookup module's,
+	 * postern/map.h) runs again from this timer; since when. */
+	struct pt_timer *lookup_timer;
+	uint64_t lookup_since;
+
 	/* Scratch for the asynchronous DNS items (items_dns.c). */
 	int dns_step;
 	int dns_found, dns_tempfail;

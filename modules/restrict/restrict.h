@@ -219,7 +219,7 @@ size_t restrict_counters_count(void);
 /* Log a reject the way Postfix smtpd does, plus " rule=RULE". */
 void restrict_log_reject(const struct pt_policy_request *req, const struct pt_verdict *v,
                          const char *prefix);
-/* Log the trace of an accepted recipient under its queue id. */
+/* Log a HOLD or DISCARD verdict as Postfix does (accepts log nothing). */
 void restrict_log_accept(const struct pt_policy_request *req, const struct pt_verdict *v);
 
 #endif

@@ -37,27 +37,13 @@ restrict_log_reject(const struct pt_policy_request *req, const struct pt_verdict
 void
 restrict_log_accept(const struct pt_policy_request *req, const struct pt_verdict *v)
 {
-	/* One line, under the queue id when there is one (NOQUEUE before the
-	 * first accepted recipient: `postern why` ties it to the id by the
-	 * "ID: client=" line the same process logs right after). */
-	char trace[3000];
-	size_t o = 0;
-	for (const char *t = v->trace; t && *t && o + 3 < sizeof trace; t++) {
-		if (*t == '\n') {
-			if (t[1] == '\0')
-				break;
-			trace[o++] = ';';
-			trace[o++] = ' ';
-		} else {
-			trace[o++] = *t;
-		}
-	}
-	trace[o] = '\0';
-	pt_log_as(str_or(req->log_service, "smtpd"), PT_LOG_INFO, "%s: policy: %s from %s[%s]: %s%s%s%s rule=%s trace=[%s]",
-	          str_or(req->queue_id, "NOQUEUE"), restrict_stage_name(req->stage),
-	          str_or(req->client_name, "unknown"), str_or(req->client_address, "unknown"),
-	          v->kind == PT_VERDICT_HOLD ? "hold" : v->kind == PT_VERDICT_DISCARD ? "discard" : "accept",
-	          req->recipient && *req->recipient ? " to=<" : "",
-	          req->recipient && *req->recipient ? req->recipient : "",
-	          req->recipient && *req->recipient ? ">" : "", v->rule[0] ? v->rule : "-", trace);
+	/* Postfix's "NOQUEUE: hold: RCPT from NAME[IP]: <rcpt>: ... triggers
+	 * HOLD action; from=<> to=<> proto=ESMTP helo=<>", with rule=. */
+	struct pt_verdict line = *v;
+	const char *what = v->kind == PT_VERDICT_HOLD ? "HOLD" : "DISCARD";
+	if (req->recipient && *req->recipient)
+		RS_SNPRINTF(line.reply, "<%s>: Recipient address triggers %s action", req->recipient, what);
+	else
+		RS_SNPRINTF(line.reply, "%s triggers %s action", restrict_stage_name(req->stage), what);
+	restrict_log_reject(req, &line, v->kind == PT_VERDICT_HOLD ? "hold" : "discard");
 }

@@ -99,12 +99,11 @@ smtp_verdict_refuses(struct smtp_session *s, const struct pt_verdict *v, const c
 {
 	if (v == NULL)
 		return 0;
+	smtp_rec_verdict(s, v, stage, to);
 	switch (v->kind) {
 	case PT_VERDICT_REJECT:
 	case PT_VERDICT_DEFER:
 		/* The restrict module logged it, with the rule that decided. */
-		(void)stage;
-		(void)to;
 		smtp_reply(s, "%s", v->reply);
 		return 1;
 	case PT_VERDICT_DISCARD:

@@ -15,6 +15,7 @@
 #include "postern/event.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/map.h"
 #include "postern/services.h"
 #include "smtp.h"
 #include "smtp_client_name.h"
@@ -202,7 +203,7 @@ smtp_proto_name(const struct smtp_session *s)
 
 /* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ..." */
 void
-smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to)
+smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to, const char *rule)
 {
 	const char *id = s->txn && s->txn->id[0] ? s->txn->id : "NOQUEUE";
 	char tobuf[SMTP_PATH_MAX + 8] = "";
@@ -210,13 +211,14 @@ smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, con
 	if (to)
 		snprintf(tobuf, sizeof(tobuf), " to=<%s>", to);
 	if (s->txn)
-		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s; from=<%s>%s proto=%s helo=<%s>",
+		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s; from=<%s>%s proto=%s helo=<%s> rule=%s",
 		          id, stage, s->client_name, s->client_addr, text, s->txn->sender.addr, tobuf,
-		          smtp_proto_name(s), s->helo ? s->helo : "");
+		          smtp_proto_name(s), s->helo ? s->helo : "", rule);
 	else
-		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s;%s proto=%s helo=<%s>",
+		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: %s from %s[%s]: %s;%s proto=%s helo=<%s> rule=%s",
 		          id, stage, s->client_name, s->client_addr, text, tobuf,
-		          smtp_proto_name(s), s->helo ? s->helo : "");
+		          smtp_proto_name(s), s->helo ? s->helo : "", rule);
+	smtp_rec_refusal(s, stage, text, rule, to, NULL);
 }
 
 /* Disconnect counters in Postfix's order and shape: name=ok[/total]. */
@@ -263,6 +265,7 @@ txn_free(struct smtp_txn *t)
 {
 	if (t == NULL)
 		return;
+	smtp_rec_txn_end(t);
 	for (size_t i = 0; i < t->nrcpt; i++)
 		free(t->rcpt[i]);
 	free(t->rcpt);
@@ -295,6 +298,8 @@ session_free(struct smtp_session *s)
 		pt_timer_cancel(s->loop, s->idle_timer);
 	if (s->sleep_timer)
 		pt_timer_cancel(s->loop, s->sleep_timer);
+	if (s->lookup_timer)
+		pt_timer_cancel(s->loop, s->lookup_timer);
 	txn_reset(s);
 	free(s->helo);
 	free(s->helo_pending);
@@ -453,6 +458,19 @@ need_helo(struct smtp_session *s)
 	return 0;
 }
 
+/* MAIL refused before a transaction began: the decision record gets the
+ * sender it asked for. */
+static void
+mail_refused(struct smtp_session *s, const struct smtp_cmd *c, const char *reply, const char *rule)
+{
+	struct smtp_path p;
+	const char *rest;
+	size_t restlen;
+	int have = c->arglen >= 5 && strncasecmp(c->arg, "FROM:", 5) == 0 &&
+	           smtp_parse_path(c->arg + 5, c->arglen - 5, 1, &p, &rest, &restlen) == 0;
+	smtp_rec_refusal(s, "MAIL", reply, rule, NULL, have ? p.addr : NULL);
+}
+
 static int
 need_tls(struct smtp_session *s)
 {
@@ -483,12 +501,19 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	const char *rest;
 	size_t restlen;
 
-	if (need_helo(s) || need_tls(s))
+	if (need_helo(s)) {
+		mail_refused(s, c, "503 5.5.1 Error: send HELO/EHLO first", "smtpd_helo_required");
 		return;
+	}
+	if (need_tls(s)) {
+		mail_refused(s, c, "530 5.7.0 Must issue a STARTTLS command first", "smtpd_tls_security_level");
+		return;
+	}
 	if (s->set->auth_required && !s->local && s->sasl_username == NULL) {
 		/* RFC 4954 section 6 (smtpd_sasl_auth_required: submission and
 		 * smtps by default): for authenticated users only. */
 		reply(s, "530 5.7.0 Authentication required");
+		mail_refused(s, c, "530 5.7.0 Authentication required", "smtpd_sasl_auth_required");
 		return;
 	}
 	if (s->txn) {
@@ -532,8 +557,9 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 		return;
 	}
 	s->txn = t;
+	smtp_rec_begin(s);
 	if (s->set->size_limit && t->params.has_size && t->params.size > s->set->size_limit) {
-		smtp_log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL);
+		smtp_log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL, "message_size_limit");
 		reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		txn_reset(s);
 		return;
@@ -541,9 +567,15 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	smtp_policy(s, PT_STAGE_MAIL, NULL, mail_verdict);
 }
 
-/* Is this local recipient someone? 0 yes; otherwise a reply was sent. */
+/* A lookup answered "pending" (a directory server's answer is on its
+ * way, postern/map.h): RCPT asks again shortly (pt_map_retry_ms), with
+ * the connection paused, and gives 451 after the bound. */
+#define RCPT_LOOKUP_BOUND_MS 30000
+
+/* Is this local recipient someone? 0 yes; 1 not known yet (lookups
+ * pending since p0, no reply sent); otherwise -1 and a reply was sent. */
 static int
-local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
+local_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigned long p0)
 {
 	char local[SMTP_PATH_MAX + 1];
 	struct pt_user u;
@@ -557,15 +589,17 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
 	/* RFC 5321 4.5.1: postmaster must always be accepted. */
 	if (strcmp(local, "postmaster") == 0)
 		return 0;
+	/* A lookup that is only pending does not stop the others: they all
+	 * start now, and the next try finds their answers together. */
 	for (int pass = 0; pass < 2; pass++) {
 		r = pt_user_lookup(local, &u);
-		if (r < 0)
+		if (r < 0 && pt_map_pending_count() == p0)
 			goto tempfail;
 		if (r > 0)
 			return 0;
 		if (alias && alias->exists) {
 			r = alias->exists(local);
-			if (r < 0)
+			if (r < 0 && pt_map_pending_count() == p0)
 				goto tempfail;
 			if (r > 0)
 				return 0;
@@ -576,21 +610,26 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p)
 			break;
 		local[cut] = 0;
 	}
+	if (pt_map_pending_count() != p0)
+		goto tempfail;        /* not unknown before every answer is in */
 unknown:
 	{
 		char text[SMTP_PATH_MAX + 96];
 		snprintf(text, sizeof(text),
 		         "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
 		         p->addr);
-		smtp_log_reject(s, "RCPT", text, p->addr);
+		smtp_log_reject(s, "RCPT", text, p->addr, "local_recipient_maps");
 		reply(s, "%s", text);
 	}
 	return -1;
 tempfail:
+	if (pt_map_pending_count() != p0 &&
+	    pt_loop_now(s->loop) - s->lookup_since < RCPT_LOOKUP_BOUND_MS)
+		return 1;
 	{
 		char text[SMTP_PATH_MAX + 64];
 		snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
-		smtp_log_reject(s, "RCPT", text, p->addr);
+		smtp_log_reject(s, "RCPT", text, p->addr, "local_recipient_maps");
 		reply(s, "%s", text);
 	}
 	return -1;
@@ -618,6 +657,7 @@ rcpt_accept(struct smtp_session *s)
 		return;
 	}
 	t->rcpt[t->nrcpt++] = a;
+	smtp_rec_rcpt_ok(s, a, "250 2.1.5 Ok");
 	if (t->id[0] == 0) {
 		pt_queue_new_id(t->id);
 		if (s->sasl_username)
@@ -629,6 +669,48 @@ rcpt_accept(struct smtp_session *s)
 	}
 	s->ok[SMTP_VERB_RCPT]++;
 	reply(s, "250 2.1.5 Ok");
+}
+
+static void rcpt_local(struct smtp_session *s);
+
+static void
+rcpt_lookup_again(struct pt_loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)loop;
+	s->lookup_timer = NULL;
+	if (!smtp_session_answered(s))
+		return;
+	rcpt_local(s);
+	smtp_session_continue(s);
+}
+
+/* The local recipient check, and the accept; run again from a timer
+ * while the userdb or alias answer is pending (the loop never waits). */
+static void
+rcpt_local(struct smtp_session *s)
+{
+	struct smtp_txn *t = s->txn;
+	unsigned long p0 = pt_map_pending_count();
+	int r;
+
+	if (t == NULL)
+		return;
+	r = local_recipient_check(s, &t->pending, p0);
+	if (r == 1) {
+		s->lookup_timer = pt_timer_add(s->loop, pt_map_retry_ms(pt_loop_now(s->loop) - s->lookup_since),
+		                               rcpt_lookup_again, s);
+		if (s->lookup_timer != NULL) {
+			s->async = 1;
+			pt_conn_pause(s->conn);
+			return;
+		}
+		reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t->pending.addr);
+		return;
+	}
+	if (r == 0)
+		rcpt_accept(s);
 }
 
 static void
@@ -651,16 +733,15 @@ rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		    s->sasl_username == NULL) {
 			char text[SMTP_PATH_MAX + 64];
 			snprintf(text, sizeof(text), "554 5.7.1 <%s>: Relay access denied", t->pending.addr);
-			smtp_log_reject(s, "RCPT", text, t->pending.addr);
+			smtp_log_reject(s, "RCPT", text, t->pending.addr, "reject_unauth_destination");
 			reply(s, "%s", text);
 			return;
 		}
 	} else if (smtp_verdict_refuses(s, v, "RCPT", t->pending.addr)) {
 		return;
 	}
-	if (local_recipient_check(s, &t->pending) != 0)
-		return;
-	rcpt_accept(s);
+	s->lookup_since = pt_loop_now(s->loop);
+	rcpt_local(s);
 }
 
 static void
@@ -699,6 +780,8 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
 	}
 	if (t->nrcpt >= s->set->rcpt_limit) {
 		reply(s, "452 4.5.3 Error: too many recipients");
+		smtp_rec_refusal(s, "RCPT", "452 4.5.3 Error: too many recipients", "smtpd_recipient_limit",
+		                 t->pending.addr, NULL);
 		return;
 	}
 	smtp_policy(s, PT_STAGE_RCPT, t->pending.addr, rcpt_verdict);
@@ -807,12 +890,19 @@ queue_done(void *arg, const struct pt_status *st, const char *queue_id)
 	                                NULL));
 	if (st == NULL || st->code == 0) {
 		const char *id = queue_id && *queue_id ? queue_id : (s->txn ? s->txn->id : "");
+		char text[80];
 		s->ok[s->last_verb]++;
 		s->errors = 0;
-		reply(s, "250 2.0.0 Ok: queued as %s", id);
+		snprintf(text, sizeof(text), "250 2.0.0 Ok: queued as %s", id);
+		smtp_rec_outcome(s, "accepted", "END-OF-MESSAGE", text);
+		reply(s, "%s", text);
 	} else {
-		reply(s, "%d %s %s", st->code, st->dsn[0] ? st->dsn : (st->code >= 500 ? "5.3.0" : "4.3.0"),
-		      st->text[0] ? st->text : "Error: queue file write error");
+		char text[400];
+		snprintf(text, sizeof(text), "%d %s %s", st->code,
+		         st->dsn[0] ? st->dsn : (st->code >= 500 ? "5.3.0" : "4.3.0"),
+		         st->text[0] ? st->text : "Error: queue file write error");
+		smtp_rec_refusal(s, "END-OF-MESSAGE", text, "queue", NULL, NULL);
+		reply(s, "%s", text);
 	}
 	txn_reset(s);
 	smtp_session_continue(s);
@@ -835,6 +925,8 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	if (t->discard) {
 		pt_log_as(s->service, PT_LOG_INFO, "%s: discard: END-OF-MESSAGE from %s[%s]", t->id,
 		          s->client_name, s->client_addr);
+		smtp_rec_message(s, t->msg.p, t->msg.len);
+		smtp_rec_outcome(s, "discarded", "END-OF-MESSAGE", "250 2.0.0 Ok: queued as (discarded)");
 		s->ok[s->last_verb]++;
 		pt_metric_inc(pt_metric_counter("postern_smtpd_messages",
 		                                "messages at end of data: accepted, or refused by the queue",
@@ -886,6 +978,7 @@ eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		data = qualified.p;
 		dlen = qualified.len;
 	}
+	smtp_rec_message(s, data, dlen);
 	if (s->local)
 		rcode = s->local->submit(s->local->sink, s->loop, t->id, &env, data, dlen, queue_done, s);
 	else
@@ -915,12 +1008,16 @@ message_end(struct smtp_session *s)
 	smtp_msgbuf_finish(&t->msg);
 	if (t->msg.too_big) {
 		pt_log_as(s->service, PT_LOG_WARNING, "%s: queue file size limit exceeded", t->id);
+		smtp_rec_refusal(s, "END-OF-MESSAGE", "552 5.3.4 Error: message file too big", "message_size_limit",
+		                 NULL, NULL);
 		reply(s, "552 5.3.4 Error: message file too big");
 		txn_reset(s);
 		return;
 	}
 	if (t->msg.header_too_big) {
 		pt_log_as(s->service, PT_LOG_WARNING, "%s: message header size limit exceeded", t->id);
+		smtp_rec_refusal(s, "END-OF-MESSAGE", "552 5.3.4 Error: message header size exceeds limit",
+		                 "header_size_limit", NULL, NULL);
 		reply(s, "552 5.3.4 Error: message header size exceeds limit");
 		txn_reset(s);
 		return;
@@ -1349,6 +1446,7 @@ connect_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	if (v && (v->kind == PT_VERDICT_REJECT || v->kind == PT_VERDICT_DEFER)) {
 		pt_log_as(s->service, PT_LOG_INFO, "NOQUEUE: reject: CONNECT from %s[%s]: %s; proto=SMTP",
 		          s->client_name, s->client_addr, v->reply);
+		smtp_rec_verdict(s, v, "CONNECT", NULL);
 		if (v->kind == PT_VERDICT_DEFER || v->reply[0] == '4') {
 			close_with(s, v->reply);
 			return;

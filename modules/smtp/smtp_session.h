@@ -39,6 +39,7 @@ struct smtp_txn {
 	int data_started;
 	int discard;                /* a DISCARD verdict: accept, deliver nothing */
 	char *prepend;              /* PREPEND header lines from verdicts */
+	struct smtp_txn_rec *rec;   /* its decision record so far (smtp_record.c) */
 	struct smtp_data_dec dec;
 	struct smtp_bdat_conv bconv;
 	struct smtp_msgbuf msg;
@@ -66,6 +67,9 @@ struct smtp_session {
 	char *delayed;              /* an error reply held for smtpd_error_sleep_time */
 	struct pt_timer *idle_timer;
 	struct pt_timer *sleep_timer;
+	/* RCPT waiting for a directory's answer (map.h's pending rule). */
+	struct pt_timer *lookup_timer;
+	uint64_t lookup_since;
 	uint64_t last_input;        /* per-request deadline: when this request began */
 	uint64_t data_deadline;     /* DATA/BDAT: smtpd_timeout moved by smtpd_min_data_rate */
 	uint64_t envelope_start;    /* greeting or end of the last message */
@@ -111,8 +115,28 @@ void smtp_session_continue(struct smtp_session *s);
 void smtp_printable(char *p);
 /* "ESMTP" / "SMTP" for logs and policy requests. */
 const char *smtp_proto_name(const struct smtp_session *s);
-/* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ..." */
-void smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to);
+/* Postfix's "NOQUEUE: reject: RCPT from NAME[IP]: reply; from=<> to=<> ...
+ * rule=RULE", and the refusal noted in the decision record. */
+void smtp_log_reject(struct smtp_session *s, const char *stage, const char *text, const char *to,
+                     const char *rule);
+
+/* smtp_record.c: the decision record (postern/record.h). A refusal (to:
+ * the recipient refused, NULL: the command; sender: the MAIL FROM address
+ * of a refusal outside a transaction, or NULL). */
+void smtp_rec_refusal(struct smtp_session *s, const char *stage, const char *reply, const char *rule,
+                      const char *to, const char *sender);
+/* MAIL began a transaction: its record starts (and its time). */
+void smtp_rec_begin(struct smtp_session *s);
+/* A restriction verdict: its trace, and the refusal when it refused. */
+void smtp_rec_verdict(struct smtp_session *s, const struct pt_verdict *v, const char *stage, const char *to);
+/* A recipient accepted, with the reply it got. */
+void smtp_rec_rcpt_ok(struct smtp_session *s, const char *to, const char *reply);
+/* The message as queued: its Message-ID and size. */
+void smtp_rec_message(struct smtp_session *s, const char *data, size_t len);
+/* How the transaction ended when not by a refusal (accepted, discarded). */
+void smtp_rec_outcome(struct smtp_session *s, const char *outcome, const char *stage, const char *reply);
+/* The transaction is over: report it (once) and free its record. */
+void smtp_rec_txn_end(struct smtp_txn *t);
 
 /* smtp_policy.c: the restrict service. */
 typedef void smtp_verdict_fn(struct smtp_session *s, const struct pt_verdict *v);

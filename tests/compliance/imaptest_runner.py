@@ -673,7 +673,9 @@ class Run:
             tag, _, rest = line.partition(" ")
             args = parse_args(rest)[0]
             if tag == "*":
-                self.cur_tag = None
+                # "$tag" in an untagged reply (ESEARCH's TAG) is the tag of
+                # the command it answers: known when one is pending
+                self.cur_tag = next(iter(pend)) if len(pend) == 1 else None
                 self.on_untagged(group, args, found, best)
                 conn.track(args)
                 if len(args) >= 2 and isinstance(args[1], str) and args[1].upper() == "EXPUNGE":

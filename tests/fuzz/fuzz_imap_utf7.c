@@ -1,12 +1,14 @@
 /* libFuzzer target: modified UTF-7 both ways. Whatever decodes must
  * encode back to the same bytes (one spelling per name), whatever encodes
- * must decode back; sequence sets on the same bytes. */
+ * must decode back; sequence sets, the RFC 5256 base subject (idempotent)
+ * and the SORT address keys on the same bytes. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "imap/imap_msg.h"
+#include "imap/imap_msg_int.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -46,6 +48,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)imap_seqset_contains(&set, 7, 100);
 		imap_seqset_free(&set);
 	}
+	/* A base subject has no leader or trailer left: extracting again
+	 * changes nothing (when it holds no encoded word to decode again). */
+	struct pt_strbuf b1 = { 0 }, b2 = { 0 }, mb = { 0 }, disp = { 0 };
+	int reply;
+	imap_base_subject(copy, size, &b1, &reply);
+	if (b1.p == NULL || b1.p[b1.len] != 0)
+		abort();
+	if (memchr(b1.p, 0, b1.len) == NULL && strstr(b1.p, "=?") == NULL) {
+		imap_base_subject(b1.p, b1.len, &b2, &reply);
+		if (b2.len != b1.len || memcmp(b1.p, b2.p, b1.len) != 0 || reply)
+			abort();
+	}
+	imap_msg_first_address(copy, size, &mb, &disp);
+	pt_strbuf_free(&b1);
+	pt_strbuf_free(&b2);
+	pt_strbuf_free(&mb);
+	pt_strbuf_free(&disp);
 	free(copy);
 	return 0;
 }

@@ -228,6 +228,104 @@ class Compliance(unittest.TestCase):
         self.assertIn("* 1 EXPUNGE", out)
         self.assertIn("* 1 EXISTS", out)
 
+    # Fixed, was FAILS-ON-POSTERN (issue 15). '[' is an ATOM-CHAR: only a
+    # FETCH attribute (BODY[...], BINARY[...]) has section syntax, so a
+    # mailbox name with '[' is an atom like any other.
+    def test_bracket_in_mailbox_name(self):
+        r = self.session()
+        out = r.cmd("c", "CREATE a[b")
+        self.assertTrue(ok(out), out)
+        out = r.cmd("l", 'LIST "" a[b%')
+        self.assertIn('* LIST (\\HasNoChildren) "/" a[b', out)
+        self.assertTrue(ok(out), out)
+        out = r.cmd("s", "SELECT a[b")
+        self.assertTrue(ok(out), out)
+        self.assertIn("* 0 EXISTS", out)
+        out = r.cmd("st", "STATUS a[b (MESSAGES)")
+        self.assertIn("* STATUS a[b (MESSAGES 0)", out)
+        out = r.cmd("d", "DELETE a[b")
+        self.assertTrue(ok(out), out)
+        # '&' starts a modified UTF-7 shift and "'+,-" is no base64: the
+        # name is not valid mUTF-7 (Dovecot's answer, a NO, not a BAD)
+        out = r.cmd("a2", "SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}")
+        self.assertTrue(out[-1].startswith("a2 NO "), out)
+        self.assertIn("not valid mUTF-7", out[-1])
+        out = r.cmd("a3", "CREATE !#$&'+,-.0123456789:;<=>?@^_`|[}")
+        self.assertTrue(out[-1].startswith("a3 NO "), out)
+        # without the '&' the same characters make a fine name
+        out = r.cmd("a4", "CREATE !#$'+,-.0123456789:;<=>?@^_`|[}")
+        self.assertTrue(ok(out), out)
+        out = r.cmd("a5", "SELECT !#$'+,-.0123456789:;<=>?@^_`|[}")
+        self.assertTrue(ok(out), out)
+        # the section syntax is untouched
+        out = r.cmd("a6", "SELECT a[b")
+        self.assertTrue(out[-1].startswith("a6 NO "), out)
+
+    # Fixed, was FAILS-ON-POSTERN (issue 15). 4294967295 is a number, not
+    # "*": with UIDs 1-3 it names nothing, and only "*" means the largest.
+    def test_max_number_is_not_star(self):
+        r = self.session()
+        self.fill(r, "nbox", ["Subject: %d\n\nx\n" % i for i in range(3)])
+        out = r.cmd("s", "SELECT nbox")
+        self.assertIn("* OK [UIDNEXT 4] Predicted next UID", out)
+        self.assertEqual(r.cmd("u1", "UID SEARCH UID 4:4294967295")[0], "* SEARCH")
+        self.assertEqual(r.cmd("u2", "UID SEARCH UID 4294967295")[0], "* SEARCH")
+        out = r.cmd("u3", "UID FETCH 4:4294967295 (UID)")
+        self.assertEqual(len(out), 1, out)
+        self.assertTrue(ok(out), out)
+        self.assertEqual(r.cmd("u4", "UID SEARCH UID 4:*")[0], "* SEARCH 3")
+        self.assertEqual(r.cmd("u5", "UID SEARCH UID 2:4294967295")[0], "* SEARCH 2 3")
+        self.assertEqual(r.cmd("u6", "SEARCH 4294967295")[0], "* SEARCH")
+        self.assertEqual(r.cmd("u7", "SEARCH 2:4294967295")[0], "* SEARCH 2 3")
+        out = r.cmd("u8", "UID STORE 4294967295 +FLAGS (\\Seen)")
+        self.assertEqual(len(out), 1, out)
+        self.assertTrue(ok(out), out)
+        # a sequence number past the last message is still an error
+        out = r.cmd("f", "FETCH 4294967295 (UID)")
+        self.assertTrue(out[-1].startswith("f BAD"), out)
+        out = r.cmd("f2", "FETCH 3:* (UID)")
+        self.assertIn("* 3 FETCH (UID 3)", out)
+
+    # Fixed, was FAILS-ON-POSTERN (issue 15; imaptest stress). STORE over a
+    # set where another session expunged some: the rest is flagged and the
+    # answer is OK, as Dovecot gives (RFC 2180 4.2.1 allows either).
+    def test_store_with_messages_expunged_by_other_session(self):
+        a, b = self.session(), self.session()
+        self.fill(a, "sxbox", ["Subject: %d\n\nx\n" % i for i in range(4)])
+        self.assertTrue(ok(a.cmd("s1", "SELECT sxbox")))
+        self.assertTrue(ok(b.cmd("s2", "SELECT sxbox")))
+        self.assertTrue(ok(a.cmd("st", "STORE 1,3 +FLAGS (\\Deleted)")))
+        a.cmd("ex", "EXPUNGE")
+        out = b.cmd("bs", "STORE 1:3 +FLAGS (\\Deleted)")
+        self.assertTrue(ok(out), out)
+        self.assertIn("* 2 FETCH (FLAGS (\\Deleted))", out)
+        self.assertFalse([l for l in out if "EXPUNGE" in l], out)
+        out = b.cmd("n", "NOOP")
+        self.assertEqual([l for l in out if "EXPUNGE" in l], ["* 1 EXPUNGE", "* 2 EXPUNGE"])
+        a.cmd("n2", "NOOP")
+        self.assertIn("\\Deleted", a.cmd("f", "FETCH 1 FLAGS")[0])
+
+    # COPY and MOVE stay all or nothing (RFC 3501 6.4.7: a failed COPY
+    # leaves the target as it was; Dovecot rolls back the same way): when
+    # another session expunged one of the set, nothing is copied or moved
+    # and the answer is NO [EXPUNGEISSUED], also when our view already
+    # knew (after a FETCH that may not announce the EXPUNGE).
+    def test_copy_move_all_or_nothing_with_expunged(self):
+        a, b = self.session(), self.session()
+        self.fill(a, "mxbox", ["Subject: %d\n\nx\n" % i for i in range(5)])
+        self.assertTrue(ok(a.cmd("c1", "CREATE mxdst")))
+        self.assertTrue(ok(a.cmd("s1", "SELECT mxbox")))
+        self.assertTrue(ok(b.cmd("s2", "SELECT mxbox")))
+        for verb, gone in (("COPY", 2), ("MOVE", 4)):
+            self.assertTrue(ok(a.cmd("st", "UID STORE %d +FLAGS (\\Deleted)" % gone)))
+            a.cmd("ex", "EXPUNGE")
+            b.cmd("f", "FETCH 1:* FLAGS")   # syncs without EXPUNGE
+            out = b.cmd("cm", "%s 1:* mxdst" % verb)
+            self.assertTrue(out[-1].startswith("cm NO [EXPUNGEISSUED]"), out)
+            self.assertIn("* STATUS mxdst (MESSAGES 0)", b.cmd("x", "STATUS mxdst (MESSAGES)"))
+        out = b.cmd("mv2", "MOVE 1:2 mxdst")
+        self.assertTrue(ok(out), out)
+        self.assertIn("* STATUS mxdst (MESSAGES 2)", b.cmd("x", "STATUS mxdst (MESSAGES)"))
 
 if __name__ == "__main__":
     unittest.main()

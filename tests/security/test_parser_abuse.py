@@ -201,8 +201,11 @@ class ImapAbuse(unittest.TestCase):
         self.assertEqual(r.cmd("a", "FETCH 99999999999999999999 FLAGS"),
                          ["a BAD Error in IMAP command FETCH: Invalid messageset"])
         self.assertEqual(r.cmd("b", "FETCH 0 FLAGS"), ["b BAD Error in IMAP command FETCH: Invalid messageset"])
-        out = r.cmd("c", "FETCH " + ",".join(["1:4294967295"] * 5000) + " FLAGS")
+        out = r.cmd("c", "FETCH " + ",".join(["1:*"] * 5000) + " FLAGS")
         self.assertEqual(len(out), 3, out[:4])          # each message once
+        # 4294967295 is a sequence number like any other, not "*" (issue 15)
+        self.assertEqual(r.cmd("c2", "FETCH 1:4294967295 FLAGS"),
+                         ["c2 BAD Error in IMAP command FETCH: Invalid messageset"])
         self.assertEqual(strip_timing(out[-1]), "c OK Fetch completed.")
         self.assertEqual(r.cmd("d", "FETCH 1 BODY.PEEK[" + "1." * 200 + "1]"),
                          ["d BAD Error in IMAP command FETCH: Invalid BODY[..] parameter: Unknown section name"])

@@ -726,8 +726,8 @@ test_core_validators(void **state)
 		"t.cf:1: invalid value for mynetworks: bad address or network \"10.0.0.0/33\"",
 		"t.cf:3: invalid value for inet_interfaces: \"localhost\" is not all, loopback-only or an IP address",
 		"t.cf:4: invalid value for inet_protocols: \"ipv5\" is not all, ipv4 or ipv6",
-		"t.cf:5: invalid value for passdb: \"ldap\" is not pam or passwd-file:PATH",
-		"t.cf:6: invalid value for userdb: \"passwd-file:\" is not passwd or passwd-file:PATH",
+		"t.cf:5: invalid value for passdb: \"ldap\" is not pam, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)",
+		"t.cf:6: invalid value for userdb: \"passwd-file:\" is not passwd, passwd-file:PATH or a module's TYPE:FILE (ldap:FILE)",
 		"t.cf:7: invalid value for ssl_min_protocol: \"SSLv3\" is not TLSv1.2 or TLSv1.3",
 		"t.cf:8: invalid value for worker_threads: 0 is below the minimum 1",
 		"t.cf:9: invalid value for queue_directory: empty path",
@@ -842,7 +842,7 @@ test_dump(void **state)
 			prev = p;
 			lines++;
 		}
-		assert_int_equal(lines, 58 + 21); /* core parameters + the test table */
+		assert_int_equal(lines, 61 + 21); /* core parameters + the test table */
 	}
 	assert_non_null(strstr(out, "\nt_bool = no\n"));
 	assert_non_null(strstr(out, "\nrelay_domains =\n"));

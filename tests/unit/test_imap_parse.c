@@ -162,6 +162,12 @@ test_fetch_atoms(void **state)
 	CHECK("f FETCH 1 BODY[1.2\r\n", "[BAD f|Missing ']']");
 	CHECK("l LIST \"\" *\r\n", "[l|LIST|S: A:*]");
 	CHECK("l LIST \"\" %/x\r\n", "[l|LIST|S: A:%/x]");
+	/* '[' opens a section only after a FETCH attribute name */
+	CHECK("f FETCH 1 (binary.peek[1] BINARY.SIZE[2])\r\n", "[f|FETCH|A:1 (A:binary.peek[1] A:BINARY.SIZE[2])]");
+	CHECK("c CREATE a[b\r\n", "[c|CREATE|A:a[b]");
+	CHECK("l LIST \"\" a[b%\r\n", "[l|LIST|S: A:a[b%]");
+	CHECK("s SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}\r\n", "[s|SELECT|A:!#$&'+,-.0123456789:;<=>?@^_`|[}]");
+	CHECK("s SELECT x[ y\r\n", "[s|SELECT|A:x[ A:y]");
 }
 
 static void

@@ -182,7 +182,7 @@ run(const char *query)
 	struct imap_search *s = imap_search_parse(a, n, err, sizeof err);
 	if (s == NULL)
 		fail_msg("%s: %s", query, err);
-	struct imap_search_env env = { 3, 30, keyword_bit, NULL };
+	struct imap_search_env env = { 3, 30, keyword_bit, NULL, NULL };
 	res[0] = '\0';
 	for (int i = 0; i < 3; i++) {
 		struct imap_search_msg m = { (uint32_t)i + 1, &infos[i], load, (void *)(intptr_t)i };
@@ -392,7 +392,7 @@ test_needs_text_and_load(void **state)
 		assert_non_null(s);
 		assert_false(imap_search_needs_text(s));
 		loads = 0;
-		struct imap_search_env env = { 3, 30, keyword_bit, NULL };
+		struct imap_search_env env = { 3, 30, keyword_bit, NULL, NULL };
 		struct imap_search_msg m = { 1, &infos[0], load_counted, (void *)0 };
 		(void)imap_search_match(s, &env, &m);
 		assert_int_equal(loads, 0);
@@ -414,7 +414,7 @@ test_needs_text_and_load(void **state)
 	size_t p = 0, n = build("FROM j TO alice BODY caf TEXT invoice SUBJECT berlin", &p, &a);
 	char err[128];
 	struct imap_search *s = imap_search_parse(a, n, err, sizeof err);
-	struct imap_search_env env = { 3, 30, NULL, NULL };
+	struct imap_search_env env = { 3, 30, NULL, NULL, NULL };
 	struct imap_search_msg m = { 1, &infos[0], load_counted, (void *)0 };
 	loads = 0;
 	assert_int_equal(imap_search_match(s, &env, &m), 1);
@@ -434,7 +434,7 @@ run_on(const char *const *msgs, size_t nm, const char *query)
 	struct imap_search *s = imap_search_parse(a, n, err, sizeof err);
 	if (s == NULL)
 		fail_msg("%s: %s", query, err);
-	struct imap_search_env env = { (uint32_t)nm, (uint32_t)nm, NULL, NULL };
+	struct imap_search_env env = { (uint32_t)nm, (uint32_t)nm, NULL, NULL, NULL };
 	res[0] = '\0';
 	for (size_t i = 0; i < nm; i++) {
 		struct imap_msg *pm = imap_msg_parse(msgs[i], strlen(msgs[i]));
@@ -498,7 +498,7 @@ test_nil_is_text(void **state)
 	assert_non_null(s);
 	struct imap_msg *pm = imap_msg_parse("Subject: NIL\r\n\r\n", 16);
 	struct pt_msg_info info = { 1, 0, 0, 16, 0, 0 };
-	struct imap_search_env env = { 1, 1, NULL, NULL };
+	struct imap_search_env env = { 1, 1, NULL, NULL, NULL };
 	struct imap_search_msg m = { 1, &info, load_one, pm };
 	assert_int_equal(imap_search_match(s, &env, &m), 1);
 	imap_search_free(s);
@@ -517,7 +517,7 @@ test_literal_bytes(void **state)
 	char err[128];
 	struct imap_search *s = imap_search_parse(args, 2, err, sizeof err);
 	assert_non_null(s);
-	struct imap_search_env env = { 3, 30, NULL, NULL };
+	struct imap_search_env env = { 3, 30, NULL, NULL, NULL };
 	struct imap_search_msg m = { 1, &infos[0], load, (void *)0 };
 	assert_int_equal(imap_search_match(s, &env, &m), 0);
 	imap_search_free(s);

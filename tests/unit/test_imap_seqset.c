@@ -65,6 +65,19 @@ test_reversed_ranges(void **state)
 	assert_true(imap_seqset_contains(&set, 12, 12));
 	assert_false(imap_seqset_contains(&set, 11, 12));
 	imap_seqset_free(&set);
+	/* 4294967295 is a number, never "*" */
+	assert_int_equal(parse("4:4294967295", &set), 0);
+	assert_false(imap_seqset_contains(&set, 3, 3));
+	assert_true(imap_seqset_contains(&set, 4, 3));
+	assert_true(imap_seqset_contains(&set, 4294967295u, 3));
+	imap_seqset_free(&set);
+	assert_int_equal(parse("4294967295", &set), 0);
+	assert_false(imap_seqset_contains(&set, 3, 3));
+	imap_seqset_free(&set);
+	assert_int_equal(parse("4294967295:*", &set), 0);
+	assert_true(imap_seqset_contains(&set, 3, 3));
+	imap_seqset_free(&set);
+	assert_int_equal(parse("4294967296", &set), -1);
 }
 
 static void

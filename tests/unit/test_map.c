@@ -232,11 +232,115 @@ test_spec_parsing(void **state)
 	assert_int_equal(pt_map_spec_path("rel/a:b", path, sizeof(path), err, sizeof(err)), 0);
 	assert_string_equal(path, "rel/a:b");
 	assert_int_equal(pt_map_spec_path("pcre:/etc/x", path, sizeof(path), err, sizeof(err)), -1);
-	assert_string_equal(err, "unsupported map type \"pcre\" in \"pcre:/etc/x\" (supported: hash, texthash)");
+	assert_string_equal(err, "unsupported map type \"pcre\" in \"pcre:/etc/x\" (supported: hash, texthash, and a loaded module's, e.g. ldap with `module ldap`)");
 	assert_int_equal(pt_map_spec_path("hash:", path, sizeof(path), err, sizeof(err)), -1);
 	assert_string_equal(err, "map \"hash:\" names no file");
 	char errb[256];
 	assert_null(pt_map_open("regexp:/x", PT_MAP_KEY_VALUE, errb, sizeof(errb)));
+}
+
+/* ---- map types provided by modules ---- */
+
+static int fake_opened;
+static void *
+fake_open(const char *arg, enum pt_map_format fmt, char *err, size_t errlen)
+{
+	(void)fmt;
+	if (strcmp(arg, "/bad.cf") == 0) {
+		snprintf(err, errlen, "bad config");
+		return NULL;
+	}
+	fake_opened++;
+	return strdup(arg);
+}
+static void
+fake_close(void *h)
+{
+	fake_opened--;
+	free(h);
+}
+/* "slow" is not at hand: pending, as a loop thread must get it */
+static char *
+fake_lookup(void *h, const char *key, int *tempfail)
+{
+	(void)h;
+	*tempfail = 0;
+	if (strcmp(key, "slow") == 0) {
+		if (!pt_map_may_block()) {
+			pt_map_note_pending();
+			*tempfail = 1;
+			return NULL;
+		}
+		return strdup("waited");
+	}
+	return strcmp(key, "k") == 0 ? strdup("v") : NULL;
+}
+static int
+fake_check(const char *arg, pt_map_report_fn *report, void *rarg)
+{
+	(void)arg;
+	report(rarg, 1, "fake: checked");
+	return 1;
+}
+static const struct pt_map_type_ops fake_ops = { fake_open, fake_close, fake_lookup, fake_check, NULL, NULL };
+
+static void
+count_report(void *arg, int is_error, const char *msg)
+{
+	(void)is_error;
+	(void)msg;
+	(*(int *)arg)++;
+}
+
+static void
+test_module_map_type(void **state)
+{
+	(void)state;
+	char err[256], path[256];
+	assert_null(pt_map_open("fake:/x.cf", PT_MAP_KEY_VALUE, err, sizeof err));   /* not registered */
+	assert_int_equal(pt_map_type_register("fake", &fake_ops), 0);
+	assert_int_equal(pt_map_spec_path("fake:/x.cf", path, sizeof path, err, sizeof err), 0);
+	assert_string_equal(path, "/x.cf");
+	assert_null(pt_map_open("fake:/bad.cf", PT_MAP_KEY_VALUE, err, sizeof err));
+	assert_string_equal(err, "bad config");
+	struct pt_map *m = pt_map_open("proxy:fake:/x.cf", PT_MAP_KEY_VALUE, err, sizeof err);
+	assert_non_null(m);
+	assert_int_equal(fake_opened, 1);
+	int tf = 9;
+	uid_t owner = 0;
+	char *v = pt_map_lookup(m, "k", &tf, &owner);
+	assert_string_equal(v, "v");
+	free(v);
+	assert_int_equal(tf, 0);
+	assert_int_equal(owner, (uid_t)-1);   /* no file owner: no /file or |command rights */
+	assert_null(pt_map_lookup(m, "none", &tf, NULL));
+	assert_int_equal(tf, 0);
+	unsigned long p0 = pt_map_pending_count();
+	v = pt_map_lookup(m, "slow", &tf, NULL);    /* no loop on this thread: it may wait */
+	assert_string_equal(v, "waited");
+	free(v);
+	assert_int_equal(pt_map_pending_count(), p0);
+	pt_map_set_may_block(0);                     /* as on a loop thread */
+	assert_null(pt_map_lookup(m, "slow", &tf, NULL));
+	assert_int_equal(tf, 1);
+	assert_int_equal(pt_map_pending_count(), p0 + 1);
+	pt_map_set_may_block(1);
+	v = pt_map_lookup(m, "slow", &tf, NULL);
+	pt_map_set_may_block(0);
+	assert_string_equal(v, "waited");
+	free(v);
+	assert_string_equal(pt_map_path(m), "/x.cf");
+	assert_int_equal(pt_map_refresh(m), 0);
+	pt_map_close(m);
+	assert_int_equal(fake_opened, 0);
+	int n = 0;
+	assert_int_equal(pt_map_check("fake:/x.cf", PT_MAP_KEY_VALUE, count_report, &n, NULL), 1);
+	assert_int_equal(n, 1);
+	/* no passdb/userdb in these ops */
+	assert_null(pt_map_source_get("fake:/x.cf", 1, err, sizeof err));
+	assert_string_equal(err, "map type fake offers no userdb");
+	/* file maps are untouched by the registry */
+	assert_int_equal(pt_map_spec_path("hash:/etc/aliases", path, sizeof path, err, sizeof err), 0);
 }
 
 static char *
@@ -522,6 +626,7 @@ main(void)
 		cmocka_unit_test(test_aliases_syntax),
 		cmocka_unit_test(test_every_truncation),
 		cmocka_unit_test(test_spec_parsing),
+		cmocka_unit_test(test_module_map_type),
 		cmocka_unit_test(test_live_map_reload),
 		cmocka_unit_test(test_missing_file_is_temporary),
 		cmocka_unit_test(test_map_list_order_and_tempfail),

@@ -1,0 +1,273 @@
+/* The decision record's store: one SQLite file in WAL mode (readers never
+ * wait for the writer, a crash at any instant leaves every committed
+ * batch intact), its schema, and retention by age and size. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "record_int.h"
+
+/* event: one row per SMTP transaction, delivery attempt or login.
+ * addr: its addresses, lower-cased for search (sender; recipients with
+ * the reply each got; the original recipient of a delivery, before alias
+ * expansion). Indexes serve `postern why`: by time, queue id, Message-ID,
+ * client, login user, refusals, and any address by local part or domain. */
+static const char schema[] =
+	"CREATE TABLE event("
+	" id INTEGER PRIMARY KEY,"
+	" ts INTEGER NOT NULL,"          /* milliseconds since the epoch */
+	" kind TEXT NOT NULL,"           /* smtp, delivery, login */
+	" outcome TEXT NOT NULL,"
+	" service TEXT, queue_id TEXT, message_id TEXT,"
+	" client TEXT, client_name TEXT, helo TEXT,"
+	" sender TEXT, user TEXT,"
+	" stage TEXT, rule TEXT, reply TEXT,"
+	" relay TEXT, dsn TEXT, size INTEGER, delay REAL,"
+	" refused INTEGER NOT NULL DEFAULT 0,"
+	" trace TEXT);"
+	"CREATE INDEX event_ts ON event(ts);"
+	"CREATE INDEX event_queue ON event(queue_id) WHERE queue_id IS NOT NULL;"
+	"CREATE INDEX event_msgid ON event(message_id) WHERE message_id IS NOT NULL;"
+	"CREATE INDEX event_client ON event(client, ts);"
+	"CREATE INDEX event_user ON event(user COLLATE NOCASE, ts) WHERE user IS NOT NULL;"
+	"CREATE INDEX event_refused ON event(ts) WHERE refused > 0;"
+	"CREATE TABLE addr("
+	" ev INTEGER NOT NULL, n INTEGER NOT NULL, role INTEGER NOT NULL,"
+	" local TEXT NOT NULL, domain TEXT NOT NULL, address TEXT NOT NULL,"
+	" reply TEXT, rule TEXT,"
+	" PRIMARY KEY(ev, n)) WITHOUT ROWID;"
+	"CREATE INDEX addr_local ON addr(local, role, domain);"
+	"CREATE INDEX addr_domain ON addr(domain, role);";
+
+static int
+exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	return -1;
+}
+
+static long long
+pragma_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	long long v = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* The file exists with mode 0600 before SQLite sees it: SQLite gives its
+ * -wal and -shm files the database's mode, so none of them is ever
+ * readable by others, whatever the umask. */
+static int
+make_file(const char *path, char *err, size_t errlen)
+{
+	char dir[1024];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077) && fchmod(fd, st.st_mode & 0700) != 0) {
+		snprintf(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+sqlite3 *
+pt_record_db_open(const char *path, int create, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	if (create && make_file(path, err, errlen) != 0)
+		return NULL;
+	int flags = (create ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	long long version = pragma_int(db, "PRAGMA user_version");
+	if (!create) {
+		if (version != PT_RECORD_SCHEMA) {
+			snprintf(err, errlen, "%s: not a decision record of this version (schema %lld, want %d)", path,
+			         version, PT_RECORD_SCHEMA);
+			sqlite3_close(db);
+			return NULL;
+		}
+		return db;
+	}
+	/* auto_vacuum must be chosen before the first table: size retention
+	 * gives freed pages back to the file system (incremental_vacuum). */
+	if ((version == 0 && exec(db, "PRAGMA auto_vacuum=INCREMENTAL", err, errlen) != 0) ||
+	    exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=33554432;"
+	         " PRAGMA wal_autocheckpoint=4096; PRAGMA cache_size=-16384", 
+	         err, errlen) != 0)
+		goto fail;
+	if (version == 0) {
+		/* Two workers (a reload) may race here: the exclusive
+		 * transaction makes one create and the other see it made. */
+		if (exec(db, "BEGIN IMMEDIATE", err, errlen) != 0)
+			goto fail;
+		version = pragma_int(db, "PRAGMA user_version");
+		if (version == 0) {
+			char sql[64];
+			snprintf(sql, sizeof sql, "PRAGMA user_version=%d", PT_RECORD_SCHEMA);
+			if (exec(db, schema, err, errlen) != 0 || exec(db, sql, err, errlen) != 0) {
+				sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+				goto fail;
+			}
+			version = PT_RECORD_SCHEMA;
+		}
+		if (exec(db, "COMMIT", err, errlen) != 0)
+			goto fail;
+	}
+	if (version != PT_RECORD_SCHEMA) {
+		snprintf(err, errlen, "%s: schema version %lld, this postern writes %d (move the file away)", path,
+		         version, PT_RECORD_SCHEMA);
+		goto fail;
+	}
+	return db;
+fail:
+	if (strncmp(err, path, strlen(path)) != 0) {
+		char tmp[512];
+		snprintf(tmp, sizeof tmp, "%s", err);
+		snprintf(err, errlen, "%s: %s", path, tmp);
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+void
+pt_record_split(const char *addr, char *local, size_t llen, char *domain, size_t dlen)
+{
+	const char *a = addr ? addr : "";
+	size_t n = strlen(a);
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+		a++;
+		n -= 2;
+	}
+	const char *at = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (a[i] == '@')
+			at = a + i;
+	size_t ln = at ? (size_t)(at - a) : n;
+	size_t dn = at ? n - ln - 1 : 0;
+	if (ln >= llen)
+		ln = llen - 1;
+	if (dn >= dlen)
+		dn = dlen - 1;
+	for (size_t i = 0; i < ln; i++)
+		local[i] = (char)tolower((unsigned char)a[i]);
+	local[ln] = '\0';
+	for (size_t i = 0; i < dn; i++)
+		domain[i] = (char)tolower((unsigned char)at[1 + i]);
+	domain[dn] = '\0';
+}
+
+/* Delete the oldest `chunk` events matching where (ts cutoff or none),
+ * their addresses first; one transaction per chunk, so a large prune
+ * never holds the write lock for long. Returns the number deleted. */
+static long
+delete_chunk(sqlite3 *db, long long before_ms, int chunk)
+{
+	char sql[512];
+	const char *cond = before_ms >= 0 ? "WHERE ts < ?1" : "";
+	sqlite3_stmt *a = NULL, *e = NULL;
+	long n = -1;
+	snprintf(sql, sizeof sql, "DELETE FROM addr WHERE ev IN (SELECT id FROM event %s ORDER BY ts LIMIT %d)", cond,
+	         chunk);
+	if (sqlite3_prepare_v2(db, sql, -1, &a, NULL) != SQLITE_OK)
+		goto out;
+	snprintf(sql, sizeof sql, "DELETE FROM event WHERE id IN (SELECT id FROM event %s ORDER BY ts LIMIT %d)", cond,
+	         chunk);
+	if (sqlite3_prepare_v2(db, sql, -1, &e, NULL) != SQLITE_OK)
+		goto out;
+	if (before_ms >= 0) {
+		sqlite3_bind_int64(a, 1, before_ms);
+		sqlite3_bind_int64(e, 1, before_ms);
+	}
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_step(a) != SQLITE_DONE || sqlite3_step(e) != SQLITE_DONE) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		goto out;
+	}
+	n = sqlite3_changes(db);
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		n = -1;
+	}
+out:
+	sqlite3_finalize(a);
+	sqlite3_finalize(e);
+	return n;
+}
+
+static long long
+used_bytes(sqlite3 *db)
+{
+	long long pages = pragma_int(db, "PRAGMA page_count"), freel = pragma_int(db, "PRAGMA freelist_count"),
+	          size = pragma_int(db, "PRAGMA page_size");
+	if (pages < 0 || freel < 0 || size < 0)
+		return -1;
+	return (pages - freel) * size;
+}
+
+long
+pt_record_prune(sqlite3 *db, long long max_age, long long max_size)
+{
+	long total = 0, n;
+	if (max_age > 0) {
+		long long cutoff = (long long)time(NULL) * 1000 - max_age * 1000;
+		while ((n = delete_chunk(db, cutoff, 5000)) > 0)
+			total += n;
+	}
+	if (max_size > 0) {
+		long long used;
+		while ((used = used_bytes(db)) > max_size) {
+			long long events = pragma_int(db, "SELECT count(*) FROM event");
+			if (events <= 0)
+				break;
+			/* Enough of the oldest to get under the limit, by the
+			 * average event's share, and 2% more for headroom. */
+			long long want = events * (used - max_size) / used + events / 50 + 1;
+			if (want > 20000)
+				want = 20000;
+			if ((n = delete_chunk(db, -1, (int)want)) <= 0)
+				break;
+			total += n;
+		}
+	}
+	if (total > 0)
+		sqlite3_exec(db, "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+	return total;
+}

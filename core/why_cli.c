@@ -1,0 +1,703 @@
+/* postern why: answers "why did (or didn't) this mail arrive?" from the
+ * decision record (record_db.c), whatever the log does: by queue id or
+ * Message-ID, sender, recipient (also before alias expansion), client,
+ * time, refusals and logins. Each event is told as a short story, newest
+ * first; --json gives the same for scripts. Without a record (it is off,
+ * or not written yet) a queue id is looked up in maillog_file instead. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "cli.h"
+#include "config_int.h"
+#include "postern/strbuf.h"
+#include "process.h"
+#include "queue.h"
+#include "record_int.h"
+#include "runtime.h"
+
+#define DEFAULT_LIMIT 50
+
+static const char usage_text[] =
+	"usage: postern why [QUEUEID | MESSAGE-ID] [--from ADDR] [--to ADDR] [--client IP]\n"
+	"                   [--since WHEN] [--until WHEN] [--rejected] [--login USER]\n"
+	"                   [--limit N] [--json]\n"
+	"  ADDR: user@domain, user (any domain), user@ or @domain; --to also matches\n"
+	"  the address the client gave before alias expansion.\n"
+	"  WHEN: now, today, yesterday, 2h / 30m / 3d / 1w ago, YYYY-MM-DD[ HH:MM[:SS]][Z], @EPOCH\n";
+
+struct why_opts {
+	const char *id, *from, *to, *client, *login;
+	long long since, until;      /* ms; -1 = open */
+	int rejected, json;
+	long limit;
+};
+
+/* ---- time words ---- */
+
+static long long
+local_midnight(time_t t, int days_back)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	tm.tm_mday -= days_back;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tm.tm_isdst = -1;
+	return (long long)mktime(&tm) * 1000;
+}
+
+/* ms since the epoch, or -1 when s is not a time. */
+static long long
+parse_when(const char *s, time_t now)
+{
+	char *end;
+	if (strcmp(s, "now") == 0)
+		return (long long)now * 1000;
+	if (strcmp(s, "today") == 0)
+		return local_midnight(now, 0);
+	if (strcmp(s, "yesterday") == 0)
+		return local_midnight(now, 1);
+	if (s[0] == '@') {
+		errno = 0;
+		long long v = strtoll(s + 1, &end, 10);
+		return errno || end == s + 1 || *end ? -1 : v * 1000;
+	}
+	if (isdigit((unsigned char)s[0])) {
+		errno = 0;
+		long long n = strtoll(s, &end, 10);
+		if (!errno && end != s && end[0] && !end[1] && n >= 0 && n < 100000000LL) {
+			long long unit = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 :
+			                 end[0] == 'd' ? 86400 : end[0] == 'w' ? 604800 : 0;
+			if (unit)
+				return ((long long)now - n * unit) * 1000;
+		}
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *p = strptime(s, "%Y-%m-%d", &tm);
+	if (!p)
+		return -1;
+	if (*p == 'T' || *p == ' ') {
+		const char *q = strptime(p + 1, "%H:%M:%S", &tm);
+		if (!q)
+			q = strptime(p + 1, "%H:%M", &tm);
+		if (!q)
+			return -1;
+		p = q;
+	}
+	if (strcmp(p, "Z") == 0)
+		return (long long)timegm(&tm) * 1000;
+	if (*p)
+		return -1;
+	tm.tm_isdst = -1;
+	return (long long)mktime(&tm) * 1000;
+}
+
+/* ---- output ---- */
+
+static void
+json_str(FILE *out, const char *s)
+{
+	if (!s) {
+		fputs("null", out);
+		return;
+	}
+	putc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", out);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(out, "\\u%04x", *p);
+		else
+			putc(*p, out);
+	}
+	putc('"', out);
+}
+
+/* What the record holds came from clients and remote servers (a
+ * Message-ID, a remote reply, a policy's text): before it reaches a
+ * terminal or a JSON parser, bytes that are not valid UTF-8 and control
+ * characters (C0, DEL, C1: escape sequences) become '?'. keep_nl keeps
+ * the line breaks of a trace. */
+static char *
+clean_text(const unsigned char *s, int keep_nl)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen((const char *)s);
+	char *o = malloc(n + 1);
+	if (!o)
+		return NULL;
+	size_t i = 0, k = 0;
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		int ok = len > 0 && i + len <= n && !(len == 2 && c < 0xc2);
+		for (size_t j = 1; ok && j < len; j++)
+			ok = (s[i + j] & 0xc0) == 0x80;
+		if (!ok) {
+			o[k++] = '?';
+			i++;
+			continue;
+		}
+		int control = (len == 1 && (c < 0x20 || c == 0x7f) && !(c == '\n' && keep_nl)) ||
+		              (len == 2 && c == 0xc2 && s[i + 1] < 0xa0);
+		if (control) {
+			o[k++] = '?';
+			i += len;
+			continue;
+		}
+		memcpy(o + k, s + i, len);
+		k += len;
+		i += len;
+	}
+	o[k] = '\0';
+	return o;
+}
+
+static char *
+clean(const unsigned char *s)
+{
+	return clean_text(s, 0);
+}
+
+enum col { C_ID, C_TS, C_KIND, C_OUTCOME, C_SERVICE, C_QID, C_MID, C_CLIENT, C_CLIENT_NAME, C_HELO, C_SENDER,
+	C_USER, C_STAGE, C_RULE, C_REPLY, C_RELAY, C_DSN, C_SIZE, C_DELAY, C_REFUSED, C_TRACE, NCOLS };
+static const char *const col_name[NCOLS] = { "id", "ts", "kind", "outcome", "service", "queue_id", "message_id",
+	"client", "client_name", "helo", "sender", "user", "stage", "rule", "reply", "relay", "dsn", "size", "delay",
+	"refused", "trace" };
+
+struct addr_row {
+	int role;
+	char *address, *reply, *rule;
+};
+
+struct event {
+	char *v[NCOLS];
+	long long ts;
+	struct addr_row *a;
+	size_t na;
+};
+
+static const char *
+role_name(int role)
+{
+	return role == PT_ADDR_SENDER ? "from" : role == PT_ADDR_ORIG ? "orig_to" : "to";
+}
+
+static void
+fmt_time(long long ms, int utc, char *out, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	if (utc)
+		gmtime_r(&t, &tm);
+	else
+		localtime_r(&t, &tm);
+	strftime(out, len, utc ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm);
+	if (utc) {
+		size_t n = strlen(out);
+		snprintf(out + n, len - n, ".%03dZ", (int)(ms % 1000));
+	}
+}
+
+static void
+print_json(FILE *out, const struct event *e, int first)
+{
+	char when[48];
+	fmt_time(e->ts, 1, when, sizeof when);
+	fprintf(out, "%s\n  {\"time\": \"%s\", \"ts\": %.3f", first ? "" : ",", when, (double)e->ts / 1000);
+	for (int c = C_KIND; c < NCOLS; c++) {
+		if (c == C_TRACE)
+			continue;
+		fprintf(out, ", \"%s\": ", col_name[c]);
+		if (!e->v[c])
+			fputs("null", out);
+		else if (c == C_SIZE || c == C_REFUSED || c == C_DELAY)
+			fputs(e->v[c], out);
+		else
+			json_str(out, e->v[c]);
+	}
+	fputs(", \"recipients\": [", out);
+	int n = 0;
+	for (size_t i = 0; i < e->na; i++) {
+		if (e->a[i].role == PT_ADDR_SENDER)
+			continue;
+		fprintf(out, "%s{\"address\": ", n++ ? ", " : "");
+		json_str(out, e->a[i].address);
+		fprintf(out, ", \"role\": \"%s\", \"reply\": ", role_name(e->a[i].role));
+		json_str(out, e->a[i].reply);
+		fputs(", \"rule\": ", out);
+		json_str(out, e->a[i].rule);
+		putc('}', out);
+	}
+	fputs("], \"trace\": [", out);
+	n = 0;
+	for (const char *p = e->v[C_TRACE]; p && *p;) {
+		size_t len = strcspn(p, "\n");
+		char *line = strndup(p, len);
+		if (line) {
+			fputs(n++ ? ", " : "", out);
+			json_str(out, line);
+			free(line);
+		}
+		p += len;
+		if (*p)
+			p++;
+	}
+	fputs("]}", out);
+}
+
+static const char *
+or_dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
+
+/* The story of one event, a few indented lines under its time. */
+static void
+print_story(FILE *out, const struct event *e)
+{
+	char when[32];
+	const char *const *v = (const char *const *)e->v;
+	fmt_time(e->ts, 0, when, sizeof when);
+	const char *kind = or_dash(v[C_KIND]);
+	if (strcmp(kind, "login") == 0) {
+		fprintf(out, "%s  login %s for %s from %s: %s", when, or_dash(v[C_SERVICE]),
+		        v[C_USER] && *v[C_USER] ? v[C_USER] : "(no user name)", or_dash(v[C_CLIENT]), or_dash(v[C_OUTCOME]));
+		if (v[C_REPLY] && *v[C_REPLY])
+			fprintf(out, " (%s)", v[C_REPLY]);
+		fputs("\n\n", out);
+		return;
+	}
+	if (strcmp(kind, "delivery") == 0) {
+		const char *to = NULL, *orig = NULL;
+		for (size_t i = 0; i < e->na; i++) {
+			if (e->a[i].role == PT_ADDR_RCPT)
+				to = e->a[i].address;
+			else if (e->a[i].role == PT_ADDR_ORIG)
+				orig = e->a[i].address;
+		}
+		fprintf(out, "%s  delivery %s: %s\n", when, or_dash(v[C_QID]), or_dash(v[C_OUTCOME]));
+		fprintf(out, "  to <%s>", to ? to : "");
+		if (orig)
+			fprintf(out, " (sent to <%s>)", orig);
+		fprintf(out, " by %s, relay %s", or_dash(v[C_SERVICE]), or_dash(v[C_RELAY]));
+		if (v[C_DELAY])
+			fprintf(out, ", %.1f s after arrival", strtod(v[C_DELAY], NULL));
+		fputc('\n', out);
+		if (v[C_SENDER])
+			fprintf(out, "  from <%s>%s%s\n", v[C_SENDER], v[C_MID] ? ", Message-ID " : "",
+			        v[C_MID] ? v[C_MID] : "");
+		fprintf(out, "  status %s: %s\n\n", or_dash(v[C_DSN]), or_dash(v[C_REPLY]));
+		return;
+	}
+	fprintf(out, "%s  SMTP %s: %s\n", when, v[C_QID] ? v[C_QID] : "NOQUEUE", or_dash(v[C_OUTCOME]));
+	fprintf(out, "  client %s[%s] on %s", or_dash(v[C_CLIENT_NAME]), or_dash(v[C_CLIENT]), or_dash(v[C_SERVICE]));
+	if (v[C_HELO])
+		fprintf(out, ", HELO %s", v[C_HELO]);
+	if (v[C_USER])
+		fprintf(out, ", authenticated as %s", v[C_USER]);
+	fputc('\n', out);
+	if (v[C_SENDER]) {
+		fprintf(out, "  from <%s>", v[C_SENDER]);
+		if (v[C_SIZE])
+			fprintf(out, ", %s bytes", v[C_SIZE]);
+		if (v[C_MID])
+			fprintf(out, ", Message-ID %s", v[C_MID]);
+		fputc('\n', out);
+	}
+	for (size_t i = 0; i < e->na; i++) {
+		if (e->a[i].role != PT_ADDR_RCPT)
+			continue;
+		fprintf(out, "  to <%s>: %s", e->a[i].address, or_dash(e->a[i].reply));
+		if (e->a[i].rule)
+			fprintf(out, " (rule %s)", e->a[i].rule);
+		fputc('\n', out);
+	}
+	if (v[C_REPLY]) {
+		fprintf(out, "  %s: %s", or_dash(v[C_STAGE]), v[C_REPLY]);
+		if (v[C_RULE])
+			fprintf(out, " (rule %s)", v[C_RULE]);
+		fputc('\n', out);
+	}
+	if (v[C_TRACE] && *v[C_TRACE]) {
+		fputs("  trace:\n", out);
+		for (const char *p = v[C_TRACE]; *p;) {
+			size_t len = strcspn(p, "\n");
+			fprintf(out, "    %.*s\n", (int)len, p);
+			p += len;
+			if (*p)
+				p++;
+		}
+	}
+	fputc('\n', out);
+}
+
+static void
+event_free(struct event *e)
+{
+	for (int c = 0; c < NCOLS; c++)
+		free(e->v[c]);
+	for (size_t i = 0; i < e->na; i++) {
+		free(e->a[i].address);
+		free(e->a[i].reply);
+		free(e->a[i].rule);
+	}
+	free(e->a);
+}
+
+static int
+load_addrs(sqlite3 *db, sqlite3_stmt *st, struct event *e)
+{
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, strtoll(e->v[C_ID], NULL, 10));
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct addr_row *a = realloc(e->a, (e->na + 1) * sizeof *a);
+		if (!a)
+			return -1;
+		e->a = a;
+		a[e->na].role = sqlite3_column_int(st, 0);
+		a[e->na].address = clean(sqlite3_column_text(st, 1));
+		a[e->na].reply = clean(sqlite3_column_text(st, 2));
+		a[e->na].rule = clean(sqlite3_column_text(st, 3));
+		e->na++;
+	}
+	(void)db;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- the query ---- */
+
+struct query {
+	struct pt_strbuf sql;
+	const char *text[16];
+	long long num[16];
+	int is_text[16];
+	int n;
+};
+
+static void
+bind_text_arg(struct query *q, const char *s)
+{
+	q->is_text[q->n] = 1;
+	q->text[q->n++] = s;
+}
+
+static void
+bind_num_arg(struct query *q, long long v)
+{
+	q->is_text[q->n] = 0;
+	q->num[q->n++] = v;
+}
+
+/* One address condition: "user@domain", "user" or "user@" (any domain),
+ * "@domain", "<>" (the null sender). */
+static void
+addr_cond(struct query *q, const char *arg, const char *roles, char *local, char *domain, size_t len)
+{
+	if (strcmp(arg, "<>") == 0) {
+		local[0] = domain[0] = '\0';
+		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE local = '' AND role IN (%s)"
+		                 " AND domain = '')", roles);
+		return;
+	}
+	pt_record_split(arg, local, len, domain, len);
+	if (local[0] && domain[0]) {
+		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE local = ?%d AND role IN (%s)"
+		                 " AND domain = ?%d)", q->n + 1, roles, q->n + 2);
+		bind_text_arg(q, local);
+		bind_text_arg(q, domain);
+	} else if (local[0]) {
+		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE local = ?%d AND role IN (%s))",
+		                 q->n + 1, roles);
+		bind_text_arg(q, local);
+	} else {
+		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE domain = ?%d AND role IN (%s))",
+		                 q->n + 1, roles);
+		bind_text_arg(q, domain);
+	}
+}
+
+static int
+run_query(sqlite3 *db, const struct why_opts *o)
+{
+	struct query q;
+	memset(&q, 0, sizeof q);
+	char from_l[256], from_d[256], to_l[256], to_d[256], mid[1100], mid2[1100];
+	pt_strbuf_printf(&q.sql, "SELECT e.id");
+	for (int c = 1; c < NCOLS; c++)
+		pt_strbuf_printf(&q.sql, ", e.%s", col_name[c]);
+	pt_strbuf_printf(&q.sql, " FROM event e WHERE 1");
+	if (o->id) {
+		if (pt_qid_valid(o->id)) {
+			pt_strbuf_printf(&q.sql, " AND e.queue_id = ?%d", q.n + 1);
+			bind_text_arg(&q, o->id);
+		} else {
+			/* A Message-ID with or without its angle brackets. */
+			const char *m = o->id;
+			size_t n = strlen(m);
+			if (n >= 2 && m[0] == '<' && m[n - 1] == '>')
+				snprintf(mid, sizeof mid, "%.*s", (int)(n - 2), m + 1);
+			else
+				snprintf(mid, sizeof mid, "%s", m);
+			snprintf(mid2, sizeof mid2, "<%s>", mid);
+			pt_strbuf_printf(&q.sql, " AND e.message_id IN (?%d, ?%d)", q.n + 1, q.n + 2);
+			bind_text_arg(&q, mid);
+			bind_text_arg(&q, mid2);
+		}
+	}
+	if (o->from)
+		addr_cond(&q, o->from, "1", from_l, from_d, sizeof from_l);
+	if (o->to)
+		addr_cond(&q, o->to, "2, 3", to_l, to_d, sizeof to_l);
+	if (o->client) {
+		pt_strbuf_printf(&q.sql, " AND e.client = ?%d", q.n + 1);
+		bind_text_arg(&q, o->client);
+	}
+	if (o->since >= 0) {
+		pt_strbuf_printf(&q.sql, " AND e.ts >= ?%d", q.n + 1);
+		bind_num_arg(&q, o->since);
+	}
+	if (o->until >= 0) {
+		pt_strbuf_printf(&q.sql, " AND e.ts < ?%d", q.n + 1);
+		bind_num_arg(&q, o->until);
+	}
+	if (o->rejected)
+		pt_strbuf_printf(&q.sql, " AND e.refused > 0 AND e.kind = 'smtp'");
+	if (o->login) {
+		pt_strbuf_printf(&q.sql, " AND e.user = ?%d COLLATE NOCASE AND e.kind = 'login'", q.n + 1);
+		bind_text_arg(&q, o->login);
+	}
+	pt_strbuf_printf(&q.sql, " ORDER BY e.ts DESC, e.id DESC");
+	if (o->limit > 0)
+		pt_strbuf_printf(&q.sql, " LIMIT %ld", o->limit + 1);
+
+	sqlite3_stmt *st = NULL, *ast = NULL;
+	int rc = 2;
+	if (!q.sql.p || sqlite3_prepare_v2(db, q.sql.p, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT role, address, reply, rule FROM addr WHERE ev = ?1 ORDER BY n", -1, &ast,
+	                       NULL) != SQLITE_OK) {
+		fprintf(stderr, "postern why: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	for (int i = 0; i < q.n; i++) {
+		if (q.is_text[i])
+			sqlite3_bind_text(st, i + 1, q.text[i], -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_int64(st, i + 1, q.num[i]);
+	}
+	long shown = 0;
+	int more = 0, step;
+	if (o->json)
+		fputs("[", stdout);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		if (o->limit > 0 && shown == o->limit) {
+			more = 1;
+			break;
+		}
+		struct event e;
+		memset(&e, 0, sizeof e);
+		for (int c = 0; c < NCOLS; c++)
+			e.v[c] = clean_text(sqlite3_column_text(st, c), c == C_TRACE);
+		e.ts = sqlite3_column_int64(st, C_TS);
+		if (load_addrs(db, ast, &e) != 0) {
+			event_free(&e);
+			step = SQLITE_ERROR;
+			break;
+		}
+		if (o->json)
+			print_json(stdout, &e, shown == 0);
+		else
+			print_story(stdout, &e);
+		shown++;
+		event_free(&e);
+	}
+	if (o->json)
+		fputs(shown ? "\n]\n" : "]\n", stdout);
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		fprintf(stderr, "postern why: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	if (more)
+		fprintf(stderr, "postern why: only the newest %ld shown (--limit N, 0 for all)\n", o->limit);
+	if (shown == 0 && !o->json)
+		fprintf(stderr, "postern why: no matching events\n");
+	rc = shown ? 0 : 1;
+out:
+	sqlite3_finalize(st);
+	sqlite3_finalize(ast);
+	pt_strbuf_free(&q.sql);
+	return rc;
+}
+
+/* ---- without a record: the log ---- */
+
+static int
+grep_log(const char *logfile, const char *id)
+{
+	if (!logfile[0] || strcmp(logfile, "stderr") == 0 || strcmp(logfile, "/dev/stderr") == 0) {
+		fprintf(stderr, "postern why: no decision record, and maillog_file is %s: nothing to search\n",
+		        logfile[0] ? logfile : "syslog");
+		return 2;
+	}
+	FILE *f = fopen(logfile, "r");
+	if (!f) {
+		fprintf(stderr, "postern why: %s: %s\n", logfile, strerror(errno));
+		return 2;
+	}
+	char prefix[64];
+	snprintf(prefix, sizeof prefix, "]: %s: ", id);
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	while (getline(&line, &cap, f) > 0) {
+		if (strstr(line, prefix)) {
+			fputs(line, stdout);
+			found++;
+		}
+	}
+	free(line);
+	fclose(f);
+	if (!found) {
+		fprintf(stderr, "postern why: no log lines for %s in %s\n", id, logfile);
+		return 1;
+	}
+	return 0;
+}
+
+/* As root, read the store as the user who writes it (mail_owner, or the
+ * rootless server's user): no root process parses what the network-facing
+ * worker wrote, and files SQLite makes beside it keep their owner. */
+static int
+become_owner(const char *path)
+{
+	struct stat st;
+	if (geteuid() != 0 || stat(path, &st) != 0 || st.st_uid == 0)
+		return 0;
+	if (pt_process_drop_privileges(st.st_uid, st.st_gid) != 0) {
+		fprintf(stderr, "postern why: cannot become the owner (uid %ld) of %s: %s\n", (long)st.st_uid, path,
+		        strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+pt_cmd_why(const char *conf, int argc, char **argv)
+{
+	struct why_opts o = { .since = -1, .until = -1, .limit = DEFAULT_LIMIT };
+	time_t now = time(NULL);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **slot = NULL;
+		if (strcmp(a, "--json") == 0) {
+			o.json = 1;
+			continue;
+		}
+		if (strcmp(a, "--rejected") == 0) {
+			o.rejected = 1;
+			continue;
+		}
+		if (strcmp(a, "--from") == 0)
+			slot = &o.from;
+		else if (strcmp(a, "--to") == 0)
+			slot = &o.to;
+		else if (strcmp(a, "--client") == 0)
+			slot = &o.client;
+		else if (strcmp(a, "--login") == 0)
+			slot = &o.login;
+		else if (strcmp(a, "--since") == 0 || strcmp(a, "--until") == 0 || strcmp(a, "--limit") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "postern why: option %s needs a value\n", a);
+				return 2;
+			}
+			const char *val = argv[++i];
+			if (strcmp(a, "--limit") == 0) {
+				char *end;
+				errno = 0;
+				o.limit = strtol(val, &end, 10);
+				if (errno || end == val || *end || o.limit < 0) {
+					fprintf(stderr, "postern why: --limit %s is not a count\n", val);
+					return 2;
+				}
+				continue;
+			}
+			long long t = parse_when(val, now);
+			if (t < 0) {
+				fprintf(stderr, "postern why: %s %s is not a time (now, today, yesterday, 2h, 3d, "
+				        "YYYY-MM-DD[ HH:MM[:SS]][Z], @EPOCH)\n", a, val);
+				return 2;
+			}
+			*(strcmp(a, "--since") == 0 ? &o.since : &o.until) = t;
+			continue;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "postern why: unknown option %s\n%s", a, usage_text);
+			return 2;
+		} else if (!o.id) {
+			o.id = a;
+			continue;
+		} else {
+			fprintf(stderr, "postern why: unexpected argument %s\n", a);
+			return 2;
+		}
+		if (i + 1 >= argc || !argv[i + 1][0]) {
+			fprintf(stderr, "postern why: option %s needs a value\n", a);
+			return 2;
+		}
+		*slot = argv[++i];
+	}
+	if (!o.id && !o.from && !o.to && !o.client && o.since < 0 && o.until < 0 && !o.rejected && !o.login) {
+		fputs(usage_text, stderr);
+		return 2;
+	}
+	struct pt_config *c = pt_runtime_load_params(conf);
+	if (c == NULL || pt_runtime_print_errors(c, stderr) > 0) {
+		if (c)
+			pt_config_free(c);
+		return 2;
+	}
+	char path[1024], logfile[1024];
+	snprintf(path, sizeof path, "%s", pt_conf_str(c, "decision_log_file"));
+	snprintf(logfile, sizeof logfile, "%s", pt_conf_str(c, "maillog_file"));
+	pt_config_free(c);
+
+	struct stat st;
+	if (path[0] && stat(path, &st) != 0 && errno == EACCES) {
+		fprintf(stderr, "postern why: %s: %s (the decision record is for root and mail_owner)\n", path,
+		        strerror(errno));
+		return 2;
+	}
+	if (!path[0] || access(path, F_OK) != 0) {
+		if (!path[0])
+			fprintf(stderr, "postern why: decision_log_file is empty: no decision record kept\n");
+		else
+			fprintf(stderr, "postern why: %s: no decision record yet\n", path);
+		if (o.id && pt_qid_valid(o.id) && !o.from && !o.to && !o.client && !o.login && !o.rejected) {
+			fprintf(stderr, "postern why: searching the log instead\n");
+			return grep_log(logfile, o.id);
+		}
+		return 2;
+	}
+	if (become_owner(path) != 0)
+		return 2;
+	char err[600];
+	sqlite3 *db = pt_record_db_open(path, 0, err, sizeof err);
+	if (!db) {
+		fprintf(stderr, "postern why: %s\n", err);
+		return 2;
+	}
+	int rc = run_query(db, &o);
+	sqlite3_close(db);
+	return rc;
+}

@@ -1,0 +1,972 @@
+/* SORT and THREAD (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT (RFC 5267
+ * RETURN options on SORT): the search keys pick the messages
+ * (imap_search_eval), the header fields each needs are read once, then
+ * sorted (ties by sequence number, as §3 asks) or threaded by
+ * ORDEREDSUBJECT or REFERENCES. Strings compare by i;ascii-casemap. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "postern/header.h"
+#include "postern/log.h"
+#include "imap.h"
+#include "imap_msg.h"
+#include "imap_msg_int.h"
+
+enum sort_key { K_ARRIVAL, K_CC, K_DATE, K_FROM, K_SIZE, K_SUBJECT, K_TO, K_DISPLAYFROM, K_DISPLAYTO };
+#define SORT_KEYS_MAX 16
+
+struct sort_crit {
+	enum sort_key key;
+	int reverse;
+};
+
+/* What one message contributes. Strings are owned, "" when absent. */
+struct smsg {
+	size_t idx;                   /* view index */
+	uint32_t seq, id;             /* id: the number the reply uses */
+	time_t arrival, date;
+	uint64_t size;
+	char *subject, *from, *to, *cc, *dfrom, *dto;
+	int reply;                    /* the subject was a reply/forward */
+	char *msgid, **refs;          /* THREAD=REFERENCES */
+	size_t nrefs;
+};
+
+static const char *
+nz(const char *s)
+{
+	return s ? s : "";
+}
+
+static char *
+take(struct pt_strbuf *b)
+{
+	pt_strbuf_puts(b, "");
+	if (b->oom) {
+		pt_strbuf_free(b);
+		return NULL;
+	}
+	char *p = b->p;
+	memset(b, 0, sizeof(*b));
+	return p;
+}
+
+/* The ids in <...> of a References / In-Reply-To / Message-ID value,
+ * white space inside dropped. */
+static void
+msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
+{
+	size_t i = 0;
+
+	while (i < len && *n < max) {
+		const char *lt = memchr(v + i, '<', len - i);
+		if (lt == NULL)
+			break;
+		const char *gt = memchr(lt, '>', len - (size_t)(lt - v));
+		if (gt == NULL)
+			break;
+		struct pt_strbuf b = { 0 };
+		for (const char *c = lt + 1; c < gt; c++)
+			if (*c != ' ' && *c != '\t' && *c != '\r' && *c != '\n')
+				pt_strbuf_put(&b, c, 1);
+		i = (size_t)(gt - v) + 1;
+		if (b.len == 0) {
+			pt_strbuf_free(&b);
+			continue;
+		}
+		char **nv = realloc(*out, (*n + 1) * sizeof(*nv));
+		char *id = take(&b);
+		if (nv == NULL || id == NULL) {
+			free(id);
+			if (nv)
+				*out = nv;
+			return;
+		}
+		*out = nv;
+		nv[(*n)++] = id;
+	}
+}
+
+/* Fill m's fields: arrival and size from the store's list, the rest
+ * from the header of its message (read now, unless headers is 0). */
+static void
+load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
+{
+	struct pt_msg_text t;
+	struct pt_status st = { 0 };
+	const struct pt_msg_info *info = s->mbx->info(s->mb, s->mbx->find(s->mb, s->view[m->idx].uid));
+
+	m->arrival = info->internal_date;
+	m->date = info->internal_date;
+	m->size = info->size;
+	if (!headers)
+		return;
+	if (s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
+		pt_warn("imap(%s): SORT could not read UID %u: %s", s->user.name, s->view[m->idx].uid, st.text);
+		return;
+	}
+	struct pt_hdr_iter it;
+	struct pt_hdr_field f;
+	int have_subject = 0, have_from = 0, have_to = 0, have_cc = 0, have_date = 0, have_refs = 0;
+	char **irt = NULL;
+	size_t nirt = 0;
+	pt_hdr_iter_init(&it, t.data, t.hdr_len, 0);
+	while (pt_hdr_next(&it, &f)) {
+		struct pt_strbuf v = { 0 };
+		pt_hdr_unfold(f.value, f.value_len, &v);
+		const char *vp = v.p ? v.p : "";
+		if (!have_subject && pt_hdr_name_is(&f, "subject")) {
+			struct pt_strbuf b = { 0 };
+			imap_base_subject(vp, v.len, &b, &m->reply);
+			m->subject = take(&b);
+			have_subject = 1;
+		} else if (!have_from && pt_hdr_name_is(&f, "from")) {
+			struct pt_strbuf a = { 0 }, d = { 0 };
+			imap_msg_first_address(vp, v.len, &a, &d);
+			m->from = take(&a);
+			m->dfrom = take(&d);
+			have_from = 1;
+		} else if (!have_to && pt_hdr_name_is(&f, "to")) {
+			struct pt_strbuf a = { 0 }, d = { 0 };
+			imap_msg_first_address(vp, v.len, &a, &d);
+			m->to = take(&a);
+			m->dto = take(&d);
+			have_to = 1;
+		} else if (!have_cc && pt_hdr_name_is(&f, "cc")) {
+			struct pt_strbuf a = { 0 }, d = { 0 };
+			imap_msg_first_address(vp, v.len, &a, &d);
+			m->cc = take(&a);
+			pt_strbuf_free(&d);
+			have_cc = 1;
+		} else if (!have_date && pt_hdr_name_is(&f, "date")) {
+			time_t when;
+			int tz;
+			/* An unparsable Date: leaves the internal date (§2.2). */
+			if (imap_rfc822_date_parse(vp, v.len, &when, &tz) == 0)
+				m->date = when;
+			have_date = 1;
+		} else if (threading && m->msgid == NULL && pt_hdr_name_is(&f, "message-id")) {
+			char **ids = NULL;
+			size_t n = 0;
+			msgids(vp, v.len, &ids, &n, 1);
+			if (n)
+				m->msgid = ids[0];
+			free(ids);
+		} else if (threading && !have_refs && pt_hdr_name_is(&f, "references")) {
+			msgids(vp, v.len, &m->refs, &m->nrefs, 1000);
+			have_refs = 1;
+		} else if (threading && nirt == 0 && pt_hdr_name_is(&f, "in-reply-to")) {
+			msgids(vp, v.len, &irt, &nirt, 1);
+		}
+		pt_strbuf_free(&v);
+	}
+	/* No References: the first id of In-Reply-To is the parent. */
+	if (m->nrefs == 0 && nirt) {
+		m->refs = irt;
+		m->nrefs = nirt;
+		irt = NULL;
+		nirt = 0;
+	}
+	for (size_t i = 0; i < nirt; i++)
+		free(irt[i]);
+	free(irt);
+	s->mbx->release(s->mb, &t);
+}
+
+static void
+smsg_free(struct smsg *m, size_t n)
+{
+	for (size_t i = 0; m != NULL && i < n; i++) {
+		free(m[i].subject);
+		free(m[i].from);
+		free(m[i].to);
+		free(m[i].cc);
+		free(m[i].dfrom);
+		free(m[i].dto);
+		free(m[i].msgid);
+		for (size_t k = 0; k < m[i].nrefs; k++)
+			free(m[i].refs[k]);
+		free(m[i].refs);
+	}
+	free(m);
+}
+
+/* The messages the search keys pick, with their fields; NULL with the
+ * reply sent on error (an empty result is a non-NULL array, *n 0). */
+static struct smsg *
+collect(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *keys, size_t nkeys,
+        int uid, int threading, int headers, size_t *n)
+{
+	size_t *idx = NULL, nidx = 0;
+
+	if (imap_search_eval(s, tag, cmd, keys, nkeys, &idx, &nidx) != 0)
+		return NULL;
+	struct smsg *m = calloc(nidx ? nidx : 1, sizeof(*m));
+	if (m == NULL) {
+		free(idx);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return NULL;
+	}
+	for (size_t i = 0; i < nidx; i++) {
+		m[i].idx = idx[i];
+		m[i].seq = (uint32_t)(idx[i] + 1);
+		m[i].id = uid ? s->view[idx[i]].uid : m[i].seq;
+		load_fields(s, &m[i], threading, headers);
+	}
+	free(idx);
+	*n = nidx;
+	return m;
+}
+
+static int
+charset_ok(const struct imap_arg *a)
+{
+	return imap_arg_is_string(a) && (strcasecmp(a->s, "US-ASCII") == 0 || strcasecmp(a->s, "UTF-8") == 0);
+}
+
+/* ---- SORT ---- */
+
+static const struct sort_crit *sort_crits;
+static size_t sort_ncrits;
+
+static int
+cmp_num(uint64_t a, uint64_t b)
+{
+	return a < b ? -1 : a > b;
+}
+
+static int
+cmp_str(const char *a, const char *b)
+{
+	a = nz(a);
+	b = nz(b);
+	return imap_casemap_cmp(a, strlen(a), b, strlen(b));
+}
+
+static int
+sort_cmp(const void *pa, const void *pb)
+{
+	const struct smsg *a = pa, *b = pb;
+
+	for (size_t i = 0; i < sort_ncrits; i++) {
+		int c = 0;
+		switch (sort_crits[i].key) {
+		case K_ARRIVAL:
+			c = cmp_num((uint64_t)a->arrival, (uint64_t)b->arrival);
+			break;
+		case K_DATE:
+			c = a->date < b->date ? -1 : a->date > b->date;
+			break;
+		case K_SIZE:
+			c = cmp_num(a->size, b->size);
+			break;
+		case K_SUBJECT:
+			c = cmp_str(a->subject, b->subject);
+			break;
+		case K_FROM:
+			c = cmp_str(a->from, b->from);
+			break;
+		case K_TO:
+			c = cmp_str(a->to, b->to);
+			break;
+		case K_CC:
+			c = cmp_str(a->cc, b->cc);
+			break;
+		case K_DISPLAYFROM:
+			c = cmp_str(a->dfrom, b->dfrom);
+			break;
+		case K_DISPLAYTO:
+			c = cmp_str(a->dto, b->dto);
+			break;
+		}
+		if (c != 0)
+			return sort_crits[i].reverse ? -c : c;
+	}
+	/* All keys equal: sequence order (RFC 5256 §3, not reversed). */
+	return cmp_num(a->seq, b->seq);
+}
+
+static int
+parse_criteria(const struct imap_arg *l, struct sort_crit *c, size_t *n)
+{
+	static const struct {
+		const char *name;
+		enum sort_key key;
+	} names[] = { { "ARRIVAL", K_ARRIVAL }, { "CC", K_CC }, { "DATE", K_DATE }, { "FROM", K_FROM },
+		      { "SIZE", K_SIZE }, { "SUBJECT", K_SUBJECT }, { "TO", K_TO },
+		      { "DISPLAYFROM", K_DISPLAYFROM }, { "DISPLAYTO", K_DISPLAYTO } };
+	int reverse = 0;
+
+	*n = 0;
+	if (l->type != IMAP_ARG_LIST || l->n == 0)
+		return -1;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct imap_arg *a = &l->list[i];
+		if (a->type != IMAP_ARG_ATOM)
+			return -1;
+		if (strcasecmp(a->s, "REVERSE") == 0) {
+			if (reverse)
+				return -1;
+			reverse = 1;
+			continue;
+		}
+		size_t k;
+		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+			if (strcasecmp(a->s, names[k].name) == 0)
+				break;
+		if (k == sizeof(names) / sizeof(names[0]) || *n == SORT_KEYS_MAX)
+			return -1;
+		c[*n].key = names[k].key;
+		c[*n].reverse = reverse;
+		(*n)++;
+		reverse = 0;
+	}
+	return reverse || *n == 0 ? -1 : 0;
+}
+
+enum { RET_MIN = 1, RET_MAX = 2, RET_ALL = 4, RET_COUNT = 8 };
+
+void
+imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	const char *cmd = uid ? "UID SORT" : "SORT";
+	struct sort_crit crit[SORT_KEYS_MAX];
+	size_t ncrit, i = 0;
+	unsigned ret = 0;
+	int esort = 0;
+
+	/* SORT [RETURN (...)] (criteria) charset search-keys */
+	if (n > 0 && a[0].type == IMAP_ARG_ATOM && strcasecmp(a[0].s, "RETURN") == 0) {
+		if (n < 2 || a[1].type != IMAP_ARG_LIST)
+			goto bad;
+		for (size_t k = 0; k < a[1].n; k++) {
+			const struct imap_arg *o = &a[1].list[k];
+			unsigned bit = o->type != IMAP_ARG_ATOM ? 0 :
+			               strcasecmp(o->s, "MIN") == 0 ? RET_MIN :
+			               strcasecmp(o->s, "MAX") == 0 ? RET_MAX :
+			               strcasecmp(o->s, "ALL") == 0 ? RET_ALL :
+			               strcasecmp(o->s, "COUNT") == 0 ? RET_COUNT : 0;
+			if (bit == 0)
+				goto bad;
+			ret |= bit;
+		}
+		if (ret == 0)
+			ret = RET_ALL;
+		esort = 1;
+		i = 2;
+	}
+	if (n < i + 3 || parse_criteria(&a[i], crit, &ncrit) != 0 || !imap_arg_is_string(&a[i + 1]))
+		goto bad;
+	if (!charset_ok(&a[i + 1])) {
+		imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
+		return;
+	}
+	/* ARRIVAL and SIZE come from the store's list: no message is read */
+	int headers = 0;
+	for (size_t k = 0; k < ncrit; k++)
+		headers |= crit[k].key != K_ARRIVAL && crit[k].key != K_SIZE;
+	size_t nm = 0;
+	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
+	if (m == NULL)
+		return;
+	sort_crits = crit;
+	sort_ncrits = ncrit;
+	qsort(m, nm, sizeof(*m), sort_cmp);
+
+	struct pt_strbuf out = { 0 };
+	if (!esort) {
+		pt_strbuf_puts(&out, "* SORT");
+		for (size_t k = 0; k < nm; k++)
+			pt_strbuf_printf(&out, " %u", m[k].id);
+		pt_strbuf_puts(&out, "\r\n");
+	} else {
+		/* RFC 5267 §3.2: MIN/MAX the first/last in sort order, ALL
+		 * in sort order (ranges only where it ascends), COUNT */
+		pt_strbuf_printf(&out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
+		if ((ret & RET_MIN) && nm)
+			pt_strbuf_printf(&out, " MIN %u", m[0].id);
+		if ((ret & RET_MAX) && nm)
+			pt_strbuf_printf(&out, " MAX %u", m[nm - 1].id);
+		if ((ret & RET_ALL) && nm) {
+			uint32_t *ids = malloc(nm * sizeof(*ids));
+			if (ids != NULL) {
+				for (size_t k = 0; k < nm; k++)
+					ids[k] = m[k].id;
+				pt_strbuf_puts(&out, " ALL ");
+				imap_seqset_format(ids, nm, &out);
+				free(ids);
+			} else {
+				out.oom = 1;
+			}
+		}
+		if (ret & RET_COUNT)
+			pt_strbuf_printf(&out, " COUNT %zu", nm);
+		pt_strbuf_puts(&out, "\r\n");
+	}
+	smsg_free(m, nm);
+	imap_search_reply(s, tag, &out, "Sort");
+	return;
+bad:
+	imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+}
+
+/* ---- THREAD ---- */
+
+/* A node of the thread tree: a message (msg >= 0) or a dummy. */
+struct node {
+	long msg;                     /* index into the smsg array, -1 dummy */
+	long parent, child, next;     /* node indexes, -1 none */
+	char *id;                     /* Message-ID it stands for (owned by smsg or ids) */
+};
+
+struct forest {
+	struct node *v;
+	size_t n, cap;
+	/* id -> node: open addressing over node indexes */
+	long *slot;
+	size_t nslot;
+	const struct smsg *m;
+	int oom;
+};
+
+static uint64_t
+hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static long
+node_new(struct forest *f, long msg, char *id)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 64;
+		struct node *v = realloc(f->v, cap * sizeof(*v));
+		if (v == NULL) {
+			f->oom = 1;
+			return -1;
+		}
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n] = (struct node){ msg, -1, -1, -1, id };
+	return (long)f->n++;
+}
+
+/* The node for id, made (as a dummy) when none; -1 out of memory. */
+static long
+node_for_id(struct forest *f, char *id)
+{
+	size_t mask = f->nslot - 1, h = (size_t)hash_str(id) & mask;
+
+	while (f->slot[h] >= 0) {
+		if (strcmp(f->v[f->slot[h]].id, id) == 0)
+			return f->slot[h];
+		h = (h + 1) & mask;
+	}
+	long k = node_new(f, -1, id);
+	if (k >= 0)
+		f->slot[h] = k;
+	return k;
+}
+
+/* Threads deeper than this are cut (the deeper message starts a thread
+ * of its own): the tree walks recurse along a chain, and each link is
+ * checked for loops by walking up, so depth costs stack and time. A
+ * real thread is far shallower. */
+#define THREAD_DEPTH_MAX 1000
+
+/* Whether linking k under a node below p would make a loop (anc is
+ * above p) or a chain past THREAD_DEPTH_MAX. */
+static int
+is_ancestor(const struct forest *f, long anc, long k)
+{
+	size_t depth = 0;
+
+	for (long p = k; p >= 0; p = f->v[p].parent)
+		if (p == anc || ++depth >= THREAD_DEPTH_MAX)
+			return 1;
+	return 0;
+}
+
+static void
+unlink_node(struct forest *f, long k)
+{
+	long p = f->v[k].parent;
+
+	if (p < 0)
+		return;
+	long *pp = &f->v[p].child;
+	while (*pp >= 0 && *pp != k)
+		pp = &f->v[*pp].next;
+	if (*pp == k)
+		*pp = f->v[k].next;
+	f->v[k].parent = -1;
+	f->v[k].next = -1;
+}
+
+/* k becomes p's first child: sibling order is settled by date later
+ * (step 6), so no walk to the end. */
+static void
+add_child(struct forest *f, long p, long k)
+{
+	f->v[k].next = f->v[p].child;
+	f->v[p].child = k;
+	f->v[k].parent = p;
+}
+
+/* The date a node sorts by: its message's, or (dummy) its first child's. */
+static const struct smsg *
+node_msg(const struct forest *f, long k)
+{
+	while (k >= 0 && f->v[k].msg < 0)
+		k = f->v[k].child;
+	return k >= 0 ? &f->m[f->v[k].msg] : NULL;
+}
+
+static int
+date_cmp_msgs(const struct smsg *a, const struct smsg *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b ? 0 : a == NULL ? 1 : -1;
+	if (a->date != b->date)
+		return a->date < b->date ? -1 : 1;
+	return cmp_num(a->seq, b->seq);
+}
+
+static const struct forest *sib_forest;
+
+static int
+sib_cmp(const void *pa, const void *pb)
+{
+	return date_cmp_msgs(node_msg(sib_forest, *(const long *)pa), node_msg(sib_forest, *(const long *)pb));
+}
+
+/* Sort a sibling list by date (children first, so a dummy's date is its
+ * first child's). A root list can be long: an array and qsort. */
+static long
+sort_siblings(struct forest *f, long first)
+{
+	size_t n = 0;
+
+	for (long k = first; k >= 0; k = f->v[k].next) {
+		f->v[k].child = sort_siblings(f, f->v[k].child);
+		n++;
+	}
+	if (n < 2)
+		return first;
+	long *v = malloc(n * sizeof(*v));
+	if (v == NULL) {
+		f->oom = 1;
+		return first;
+	}
+	n = 0;
+	for (long k = first; k >= 0; k = f->v[k].next)
+		v[n++] = k;
+	sib_forest = f;
+	qsort(v, n, sizeof(*v), sib_cmp);
+	for (size_t i = 0; i + 1 < n; i++)
+		f->v[v[i]].next = v[i + 1];
+	f->v[v[n - 1]].next = -1;
+	first = v[0];
+	free(v);
+	return first;
+}
+
+static void
+put_node(const struct forest *f, long k, struct pt_strbuf *out)
+{
+	int first = 1;
+
+	if (f->v[k].msg >= 0) {
+		pt_strbuf_printf(out, "%u", f->m[f->v[k].msg].id);
+		first = 0;
+	}
+	long c = f->v[k].child;
+	if (c < 0)
+		return;
+	if (f->v[c].next < 0 && f->v[k].msg >= 0) {
+		/* one child: the chain goes on in the same list */
+		pt_strbuf_puts(out, " ");
+		put_node(f, c, out);
+		return;
+	}
+	if (!first)
+		pt_strbuf_puts(out, " ");
+	for (; c >= 0; c = f->v[c].next) {
+		pt_strbuf_puts(out, "(");
+		put_node(f, c, out);
+		pt_strbuf_puts(out, ")");
+	}
+}
+
+/* Step 3: drop dummies without children; replace the others by their
+ * children, except a root dummy with several (it keeps them together). */
+static long
+prune(struct forest *f, long first, int root)
+{
+	long head = -1, *tail = &head;
+
+	for (long k = first, next; k >= 0; k = next) {
+		next = f->v[k].next;
+		f->v[k].child = prune(f, f->v[k].child, 0);
+		for (long c = f->v[k].child; c >= 0; c = f->v[c].next)
+			f->v[c].parent = k;
+		if (f->v[k].msg < 0 && f->v[k].child < 0)
+			continue;
+		if (f->v[k].msg < 0 && !(root && f->v[f->v[k].child].next >= 0)) {
+			/* promote the children into this level */
+			for (long c = f->v[k].child; c >= 0; c = f->v[c].next) {
+				f->v[c].parent = f->v[k].parent;
+				*tail = c;
+				tail = &f->v[c].next;
+			}
+			*tail = -1;
+			continue;
+		}
+		*tail = k;
+		tail = &f->v[k].next;
+		*tail = -1;
+	}
+	return head;
+}
+
+static const char *
+node_subject(const struct forest *f, long k, int *reply)
+{
+	const struct smsg *m = f->v[k].msg >= 0 ? &f->m[f->v[k].msg] : node_msg(f, f->v[k].child);
+
+	*reply = m ? m->reply : 0;
+	return m ? nz(m->subject) : "";
+}
+
+/* The subject table of step 5: base subject (i;ascii-casemap) -> the
+ * root standing for it; open addressing over slots of table indexes. */
+struct subj_table {
+	long *root;                   /* table entries: node indexes */
+	long *slot;                   /* -1 free, else an index into root */
+	size_t n, mask;
+};
+
+static uint64_t
+hash_casemap(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		h = (h ^ (c >= 'a' && c <= 'z' ? c - 32u : c)) * 1099511628211ull;
+	}
+	return h;
+}
+
+/* The slot of subj: holding its entry, or the free one to put it in. */
+static size_t
+subj_slot(const struct forest *f, const struct subj_table *t, const char *subj)
+{
+	size_t h = (size_t)hash_casemap(subj) & t->mask, len = strlen(subj);
+
+	while (t->slot[h] >= 0) {
+		int r;
+		const char *ts = node_subject(f, t->root[t->slot[h]], &r);
+		if (imap_casemap_cmp(ts, strlen(ts), subj, len) == 0)
+			break;
+		h = (h + 1) & t->mask;
+	}
+	return h;
+}
+
+static void
+thread_references(struct forest *f, size_t nm, struct pt_strbuf *out)
+{
+	const struct smsg *m = f->m;
+	size_t nslot = 64, total = 0;
+
+	/* every id a message names, at most: a table at most half full */
+	for (size_t i = 0; i < nm; i++)
+		total += m[i].nrefs + 1;
+	while (nslot < 2 * (total + 1))
+		nslot *= 2;
+	f->slot = malloc(nslot * sizeof(*f->slot));
+	if (f->slot == NULL) {
+		f->oom = 1;
+		return;
+	}
+	f->nslot = nslot;
+	for (size_t i = 0; i < nslot; i++)
+		f->slot[i] = -1;
+	/* (1) containers by Message-ID, links from References */
+	for (size_t i = 0; i < nm && !f->oom; i++) {
+		long k = m[i].msgid ? node_for_id(f, m[i].msgid) : -1;
+		if (k >= 0 && f->v[k].msg >= 0)
+			k = -1;   /* a duplicate Message-ID: a message of its own */
+		if (k < 0 && !f->oom)
+			k = node_new(f, (long)i, NULL);
+		else if (k >= 0)
+			f->v[k].msg = (long)i;
+		if (k < 0)
+			break;
+		long prev = -1;
+		for (size_t r = 0; r < m[i].nrefs; r++) {
+			long c = node_for_id(f, m[i].refs[r]);
+			if (c < 0)
+				break;
+			/* (B) link consecutive references unless linked or a loop */
+			if (prev >= 0 && f->v[c].parent < 0 && c != prev && !is_ancestor(f, c, prev))
+				add_child(f, prev, c);
+			prev = c;
+		}
+		/* (C) the last reference is this message's parent */
+		unlink_node(f, k);
+		if (prev >= 0 && prev != k && !is_ancestor(f, k, prev))
+			add_child(f, prev, k);
+	}
+	if (f->oom)
+		return;
+	/* (2) the root set */
+	long roots = -1, *tail = &roots;
+	for (size_t k = 0; k < f->n; k++) {
+		if (f->v[k].parent >= 0)
+			continue;
+		*tail = (long)k;
+		tail = &f->v[k].next;
+		*tail = -1;
+	}
+	/* (3) prune dummies, (4) sort the roots by date */
+	roots = prune(f, roots, 1);
+	roots = sort_siblings(f, roots);
+	/* (5) roots with the same base subject gathered */
+	size_t nroots = 0, cap = 16;
+	for (long k = roots; k >= 0; k = f->v[k].next)
+		nroots++;
+	while (cap < 2 * nroots + 2)
+		cap *= 2;
+	struct subj_table st = { calloc(nroots + 1, sizeof(long)), malloc(cap * sizeof(long)), 0, cap - 1 };
+	if (st.root == NULL || st.slot == NULL) {
+		free(st.root);
+		free(st.slot);
+		f->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < cap; i++)
+		st.slot[i] = -1;
+	for (long k = roots; k >= 0; k = f->v[k].next) {
+		int reply;
+		const char *subj = node_subject(f, k, &reply);
+		if (!subj[0])
+			continue;
+		size_t h = subj_slot(f, &st, subj);
+		if (st.slot[h] < 0) {
+			st.slot[h] = (long)st.n;
+			st.root[st.n++] = k;
+			continue;
+		}
+		long *tk = &st.root[st.slot[h]];
+		int treply;
+		node_subject(f, *tk, &treply);
+		/* (A) a dummy, or a non-reply over a reply, stands for it */
+		if ((f->v[k].msg < 0 && f->v[*tk].msg >= 0) ||
+		    (f->v[k].msg >= 0 && f->v[*tk].msg >= 0 && treply && !reply))
+			*tk = k;
+	}
+	/* the roots in an array: one taken out or replaced in O(1); pos[]
+	 * finds a root's place (dummies made here are never looked up) */
+	long *rv = malloc((nroots + 1) * sizeof(*rv));
+	size_t *pos = malloc((f->n + 1) * sizeof(*pos));
+	if (rv == NULL || pos == NULL) {
+		free(rv);
+		free(pos);
+		free(st.root);
+		free(st.slot);
+		f->oom = 1;
+		return;
+	}
+	size_t nr = 0;
+	for (long k = roots; k >= 0; k = f->v[k].next) {
+		pos[k] = nr;
+		rv[nr++] = k;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		long k = rv[i];
+		if (k < 0)
+			continue;
+		int reply;
+		const char *subj = node_subject(f, k, &reply);
+		if (!subj[0])
+			continue;
+		size_t h = subj_slot(f, &st, subj);
+		if (st.slot[h] < 0 || st.root[st.slot[h]] == k)
+			continue;
+		long t = st.slot[h], c = st.root[t];
+		int creply;
+		node_subject(f, c, &creply);
+		rv[i] = -1;   /* k leaves the root set */
+		f->v[k].next = -1;
+		if (f->v[c].msg < 0 && f->v[k].msg < 0) {
+			/* (i) both dummies: k's children join c's, after c's
+			 * first child (which gives c its subject, the table key) */
+			long first = f->v[c].child;
+			for (long ch = f->v[k].child, nx; ch >= 0; ch = nx) {
+				nx = f->v[ch].next;
+				f->v[ch].parent = c;
+				f->v[ch].next = f->v[first].next;
+				f->v[first].next = ch;
+			}
+			f->v[k].child = -1;
+		} else if (f->v[c].msg < 0) {
+			/* (ii) c a dummy: k joins its children */
+			add_child(f, c, k);
+		} else if (!creply && reply) {
+			/* (iii) k a reply to c's subject */
+			add_child(f, c, k);
+		} else {
+			/* (iv) a new dummy over both, in c's place */
+			long d = node_new(f, -1, NULL);
+			if (d < 0)
+				break;
+			rv[pos[c]] = d;
+			add_child(f, d, c);
+			add_child(f, d, k);
+			st.root[t] = d;
+		}
+	}
+	roots = -1;
+	tail = &roots;
+	for (size_t i = 0; i < nr; i++) {
+		if (rv[i] < 0)
+			continue;
+		*tail = rv[i];
+		tail = &f->v[rv[i]].next;
+	}
+	*tail = -1;
+	free(rv);
+	free(pos);
+	free(st.root);
+	free(st.slot);
+	if (f->oom)
+		return;
+	/* (6) siblings by date everywhere below */
+	for (long k = roots; k >= 0; k = f->v[k].next)
+		f->v[k].child = sort_siblings(f, f->v[k].child);
+	for (long k = roots; k >= 0; k = f->v[k].next) {
+		pt_strbuf_puts(out, "(");
+		put_node(f, k, out);
+		pt_strbuf_puts(out, ")");
+	}
+}
+
+static const struct smsg *subject_sort_base;
+
+static int
+subject_date_cmp(const void *pa, const void *pb)
+{
+	const struct smsg *a = &subject_sort_base[*(const size_t *)pa], *b = &subject_sort_base[*(const size_t *)pb];
+	int c = cmp_str(a->subject, b->subject);
+
+	return c ? c : date_cmp_msgs(a, b);
+}
+
+static int
+first_date_cmp(const void *pa, const void *pb)
+{
+	const size_t *a = pa, *b = pb;   /* [first message, start, count] */
+
+	return date_cmp_msgs(&subject_sort_base[a[0]], &subject_sort_base[b[0]]);
+}
+
+/* ORDEREDSUBJECT (RFC 5256 §3): by base subject then date; each run of
+ * one subject a thread, its first message the parent of the others;
+ * threads by their first message's date. */
+static void
+thread_orderedsubject(const struct smsg *m, size_t nm, struct pt_strbuf *out)
+{
+	size_t *order = malloc((nm ? nm : 1) * sizeof(*order));
+	size_t *threads = malloc((nm ? nm : 1) * 3 * sizeof(*threads));
+
+	if (order == NULL || threads == NULL) {
+		free(order);
+		free(threads);
+		out->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < nm; i++)
+		order[i] = i;
+	subject_sort_base = m;
+	qsort(order, nm, sizeof(*order), subject_date_cmp);
+	size_t nt = 0;
+	for (size_t i = 0; i < nm;) {
+		size_t j = i + 1;
+		while (j < nm && cmp_str(m[order[j]].subject, m[order[i]].subject) == 0)
+			j++;
+		threads[3 * nt] = order[i];
+		threads[3 * nt + 1] = i;
+		threads[3 * nt + 2] = j - i;
+		nt++;
+		i = j;
+	}
+	qsort(threads, nt, 3 * sizeof(*threads), first_date_cmp);
+	for (size_t t = 0; t < nt; t++) {
+		size_t start = threads[3 * t + 1], count = threads[3 * t + 2];
+		pt_strbuf_printf(out, "(%u", m[order[start]].id);
+		if (count == 2)
+			pt_strbuf_printf(out, " %u", m[order[start + 1]].id);
+		else
+			for (size_t k = 1; k < count; k++)
+				pt_strbuf_printf(out, "%s(%u)", k == 1 ? " " : "", m[order[start + k]].id);
+		pt_strbuf_puts(out, ")");
+	}
+	free(order);
+	free(threads);
+}
+
+void
+imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
+{
+	const char *cmd = uid ? "UID THREAD" : "THREAD";
+	int refs;
+
+	/* THREAD algorithm charset search-keys */
+	if (n < 3 || a[0].type != IMAP_ARG_ATOM || !imap_arg_is_string(&a[1])) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
+		return;
+	}
+	if (strcasecmp(a[0].s, "REFERENCES") == 0)
+		refs = 1;
+	else if (strcasecmp(a[0].s, "ORDEREDSUBJECT") == 0)
+		refs = 0;
+	else {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Unknown thread algorithm.", cmd);
+		return;
+	}
+	if (!charset_ok(&a[1])) {
+		imap_tagged(s, tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unknown charset");
+		return;
+	}
+	size_t nm = 0;
+	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, 1, &nm);
+	if (m == NULL)
+		return;
+	struct pt_strbuf out = { 0 };
+	pt_strbuf_puts(&out, "* THREAD ");
+	if (refs) {
+		struct forest f = { .m = m };
+		thread_references(&f, nm, &out);
+		if (f.oom)
+			out.oom = 1;
+		free(f.v);
+		free(f.slot);
+	} else {
+		thread_orderedsubject(m, nm, &out);
+	}
+	/* no thread at all: "* THREAD" alone */
+	if (out.len == 9)
+		out.len = 8;
+	pt_strbuf_puts(&out, "\r\n");
+	smsg_free(m, nm);
+	imap_search_reply(s, tag, &out, "Thread");
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""`postern why` over a decision record of a million events (issue 14).
+
+A Postern server (the integration harness, rootless) creates the store
+with its own schema and is stopped; the script then fills it with N
+events spread over 30 days, shaped like a small site's traffic: SMTP
+transactions (mostly accepted, some refused by the seed's rules, each
+with a restriction trace), deliveries (a fifth of them through an alias,
+sender back-filled as the writer does) and logins. 2000 senders on 50
+domains, 500 local users; bob and alice among them. Then it times
+`postern why` (the binary, --json to /dev/null, wall clock, median of 5)
+for the questions an admin asks. Prints a Markdown table; no assertion
+on the figures (the machine is shared).
+
+  python3 tests/bench/why_bench.py [--events 1000000] [--keep]
+"""
+import argparse
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import Server, wait_for  # noqa: E402
+
+DOMAIN = "example.com.ar"
+TRACE = ("RCPT <{rcpt}>:\n  smtpd_helo_restrictions: permit_mynetworks -> no decision\n"
+         "  smtpd_helo_restrictions: reject_invalid_helo_hostname -> no decision\n"
+         "  smtpd_sender_restrictions: reject_unknown_sender_domain -> no decision\n"
+         "  smtpd_recipient_restrictions: permit_mynetworks -> no decision\n"
+         "  smtpd_recipient_restrictions: reject_unauth_destination -> no decision\n")
+
+
+def split(a):
+    local, _, dom = a.rpartition("@")
+    return local.lower(), dom.lower()
+
+
+def fill(db, n, seed=14):
+    rnd = random.Random(seed)
+    others = ["u%d@d%d.example.net" % (i, i % 50) for i in range(1999)]
+    locals_ = ["carol"] + ["user%d" % i for i in range(497)]
+    # bob sends 1% of the mail and alice gets 2%: their question has answers.
+    pick_sender = lambda: "bob@%s" % DOMAIN if rnd.random() < 0.01 else rnd.choice(others)
+    pick_user = lambda: "alice" if rnd.random() < 0.02 else "bob" if rnd.random() < 0.01 else rnd.choice(locals_)
+    now = int(time.time() * 1000)
+    span = 30 * 86400 * 1000
+    c = sqlite3.connect(db)
+    c.execute("PRAGMA synchronous=OFF")
+    ev_rows, addr_rows = [], []
+    next_id = (c.execute("SELECT max(id) FROM event").fetchone()[0] or 0) + 1
+    t0 = time.time()
+    for i in range(n):
+        ts = now - span + (span * i) // n
+        eid = next_id + i
+        qid = "%017X" % (0x6B159C0000000000 + i)
+        r = rnd.random()
+        client = "192.0.2.%d" % rnd.randrange(1, 255)
+        if r < 0.45:
+            sender = pick_sender()
+            rcpts = ["%s@%s" % (pick_user(), DOMAIN) for _ in range(rnd.choice((1, 1, 1, 2)))]
+            ev_rows.append((eid, ts, "smtp", "accepted", "smtpd", qid, "<%d@mx.example.net>" % i, client,
+                            "mx.example.net", "mx.example.net", sender, None, "END-OF-MESSAGE", None,
+                            "250 2.0.0 Ok: queued as " + qid, None, None, 4000, None, 0,
+                            "".join(TRACE.format(rcpt=x) for x in rcpts)))
+            addr_rows.append((eid, 0, 1) + split(sender) + (sender, None, None))
+            for k, x in enumerate(rcpts):
+                addr_rows.append((eid, k + 1, 2) + split(x) + (x, "250 2.1.5 Ok", None))
+        elif r < 0.60:
+            sender = pick_sender()
+            x = "victim%d@other%d.test" % (rnd.randrange(1000), rnd.randrange(100))
+            reply = "554 5.7.1 <%s>: Relay access denied" % x
+            ev_rows.append((eid, ts, "smtp", "rejected", "smtpd", None, None, client, "unknown",
+                            "spam.example.org", sender, None, "RCPT", "reject_unauth_destination", reply, None,
+                            None, None, None, 1, TRACE.format(rcpt=x)))
+            addr_rows.append((eid, 0, 1) + split(sender) + (sender, None, None))
+            addr_rows.append((eid, 1, 2) + split(x) + (x, reply, "reject_unauth_destination"))
+        elif r < 0.95:
+            sender = pick_sender()
+            to = "%s@%s" % (pick_user(), DOMAIN)
+            ev_rows.append((eid, ts, "delivery", "delivered", "local", qid, "<%d@mx.example.net>" % i, None,
+                            None, None, sender, None, None, None, "delivered to mailbox", "local", "2.0.0",
+                            None, 0.01, 0, None))
+            addr_rows.append((eid, 0, 2) + split(to) + (to, None, None))
+            if rnd.random() < 0.2:
+                orig = "sysadmin@%s" % DOMAIN
+                addr_rows.append((eid, 1, 3) + split(orig) + (orig, None, None))
+            addr_rows.append((eid, 1000, 1) + split(sender) + (sender, None, None))
+        else:
+            user = pick_user()
+            ok = rnd.random() < 0.8
+            ev_rows.append((eid, ts, "login", "ok" if ok else "failed", rnd.choice(("imap", "pop3", "smtp")),
+                            None, None, client, None, None, None, user, None, None,
+                            None if ok else "password mismatch", None, None, None, None, 0, None))
+        if len(ev_rows) >= 50000 or i == n - 1:
+            with c:
+                c.executemany("INSERT INTO event(id, ts, kind, outcome, service, queue_id, message_id, client,"
+                              " client_name, helo, sender, user, stage, rule, reply, relay, dsn, size, delay,"
+                              " refused, trace) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ev_rows)
+                c.executemany("INSERT INTO addr(ev, n, role, local, domain, address, reply, rule)"
+                              " VALUES(?,?,?,?,?,?,?,?)", addr_rows)
+            ev_rows, addr_rows = [], []
+            print("  %d events (%.0f s)" % (i + 1, time.time() - t0), file=sys.stderr, end="\r")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.commit()
+    c.close()
+    print(file=sys.stderr)
+    return next_id
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1000000)
+    ap.add_argument("--keep", action="store_true", help="leave the server directory for inspection")
+    args = ap.parse_args()
+    server = Server(modules=("mbox", "smtp"))
+    try:
+        server.start()
+        db = server.path("queue", "decisions", "decisions.db")
+        wait_for(lambda: os.path.exists(db), what="the decision record")
+        server.stop()
+        t = time.time()
+        first = fill(db, args.events)
+        fill_s = time.time() - t
+        size = os.path.getsize(db)
+        # The queue id and message id of an accepted transaction near the middle.
+        with sqlite3.connect(db) as c:
+            mid_qid, mid = c.execute("SELECT queue_id, message_id FROM event WHERE id >= ? AND kind = 'smtp'"
+                                     " AND message_id IS NOT NULL ORDER BY id LIMIT 1",
+                                     (first + args.events // 2,)).fetchone()
+        questions = [
+            ("--from bob --to alice --since yesterday", ["--from", "bob", "--to", "alice", "--since", "yesterday"]),
+            ("--from bob --to alice (30 days, 50 newest)", ["--from", "bob", "--to", "alice"]),
+            ("QUEUEID", [mid_qid]),
+            ("MESSAGE-ID", [mid]),
+            ("--to sysadmin@ --since yesterday", ["--to", "sysadmin@", "--since", "yesterday"]),
+            ("--client 192.0.2.7 --since 2h", ["--client", "192.0.2.7", "--since", "2h"]),
+            ("--rejected --since yesterday", ["--rejected", "--since", "yesterday"]),
+            ("--login alice", ["--login", "alice"]),
+            ("--from @d7.example.net --since 3d", ["--from", "@d7.example.net", "--since", "3d"]),
+            ("--since yesterday --until today", ["--since", "yesterday", "--until", "today"]),
+        ]
+        print("decision record: %d events, %.0f MB, filled in %.0f s\n" % (args.events, size / 1e6, fill_s))
+        print("| question | events shown | median s | max s |")
+        print("| --- | --- | --- | --- |")
+        for label, q in questions:
+            times, shown = [], 0
+            for _ in range(5):
+                t = time.time()
+                r = server.cmd("why", "--json", *q)
+                times.append(time.time() - t)
+                if r.returncode not in (0, 1):
+                    raise SystemExit("why %s failed: %s" % (q, r.stderr.decode()))
+                shown = r.stdout.count(b'"kind"')
+            print("| `postern why %s` | %d | %.3f | %.3f |" % (label, shown, statistics.median(times), max(times)))
+    finally:
+        if args.keep:
+            server.kill()
+            print("kept %s" % server.dir, file=sys.stderr)
+        else:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""What the decision record costs: the same Postern (rootless, the
+integration harness, mbox delivery with fsync) with the record on
+(decision_log_file default) and off (decision_log_file empty), rounds
+alternating. smtp-source (package postfix) sends N x 4 KB messages, one
+connection per message, at each concurrency; a round ends when every
+message is in the mailbox (end to end). Prints msgs/s medians and the
+per-round ratio on/off. No assertion (a shared machine).
+
+  python3 tests/bench/why_cost.py [--messages 2000] [--rounds 5] [--conc 1,10]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import Server, wait_for  # noqa: E402
+
+
+def count(path):
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.startswith(b"From "))
+    except FileNotFoundError:
+        return 0
+
+
+def round_(server, n, conc):
+    box = server.mbox_path("alice")
+    if os.path.exists(box):
+        os.truncate(box, 0)
+    t = time.time()
+    subprocess.run(["/usr/sbin/smtp-source", "-s", str(conc), "-m", str(n), "-l", "4096", "-c",
+                    "-f", "bench@example.com.ar", "-t", "alice@example.com.ar",
+                    "127.0.0.1:%d" % server.ports["smtpd"]], check=True, capture_output=True)
+    wait_for(lambda: count(box) >= n, timeout=600, interval=0.02, what="%d messages" % n)
+    return n / (time.time() - t)
+
+
+def cpu(pid):
+    """Seconds of CPU of each thread of pid, by thread name."""
+    out = {}
+    hz = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            st = f.read()
+        name = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / hz
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--conc", default="1,10")
+    ap.add_argument("--control", action="store_true",
+                    help="record on in both servers (an A/A run: the noise floor of the ratio)")
+    args = ap.parse_args()
+    servers = {}
+    try:
+        for name, conf in (("on", ""), ("off", "" if args.control else "decision_log_file =\n")):
+            s = Server(modules=("mbox", "smtp"), listeners=("smtpd",), users=("alice",), tls=False)
+            s.write_conf("smtpd_helo_required = yes\nmessage_size_limit = 10240000\n" + conf)
+            s.start()
+            servers[name] = s
+        print("| concurrency | record on msgs/s | record off msgs/s | on/off median [min-max] |")
+        print("| --- | --- | --- | --- |")
+        for conc in [int(c) for c in args.conc.split(",")]:
+            rates = {"on": [], "off": []}
+            ratios = []
+            for r in range(args.rounds):
+                order = ("on", "off") if r % 2 == 0 else ("off", "on")
+                got = {name: round_(servers[name], args.messages, conc) for name in order}
+                for name in got:
+                    rates[name].append(got[name])
+                ratios.append(got["on"] / got["off"])
+            print("| %d | %.0f | %.0f | %.3f [%.3f-%.3f] |" % (conc, statistics.median(rates["on"]),
+                  statistics.median(rates["off"]), statistics.median(ratios), min(ratios), max(ratios)))
+            sys.stdout.flush()
+        db = servers["on"].path("queue", "decisions", "decisions.db")
+        print("\nrecord after the runs: %.1f MB" % (os.path.getsize(db) / 1e6))
+        usage = {}
+        for name in ("on", "off"):
+            worker = int(re.findall(r"started worker \(pid (\d+)\)", servers[name].log())[-1])
+            usage[name] = cpu(worker)
+        on, off = usage["on"], usage["off"]
+        rec = on.get("record", 0)
+        print("worker CPU, same messages: record off %.2f s; record on %.2f s outside the writer thread"
+              " (%+.1f%%) + %.2f s in it" % (sum(off.values()), sum(on.values()) - rec,
+                                            100 * (sum(on.values()) - rec - sum(off.values())) / sum(off.values()),
+                                            rec))
+    finally:
+        for s in servers.values():
+            s.cleanup()
+
+
+if __name__ == "__main__":
+    main()
