@@ -112,8 +112,8 @@ has_ctl(const char *s)
 	return 0;
 }
 
-/* A proxied user's host= (and port=): what the front can connect to
- * without a name lookup. */
+/* A proxied user's host= (and port=): an address or a DNS name (the front
+ * asks DNS without blocking), with a valid port if any. */
 static int
 proxy_host_check(const char *extra, char *err, size_t errlen)
 {
@@ -141,8 +141,14 @@ proxy_host_check(const char *extra, char *err, size_t errlen)
 		pstr = colon + 1;
 	}
 	if (inet_pton(AF_INET, a, buf) != 1 && inet_pton(AF_INET6, a, buf) != 1) {
-		snprintf(err, errlen, "host=%.100s is not an IP address (the front does not look names up)", host);
-		return -1;
+		int name = a != addr || host[0] != '[';
+		for (const char *c = a; name && *c; c++)
+			name = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			       *c == '.' || *c == '-';
+		if (!name || !*a || *a == '.' || *a == '-') {
+			snprintf(err, errlen, "host=%.100s is neither an IP address nor a host name", host);
+			return -1;
+		}
 	}
 	if (!pstr && pt_passwd_extra_get(extra, "port", port, sizeof port))
 		pstr = port;

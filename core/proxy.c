@@ -27,6 +27,7 @@
 #include "config_int.h"
 #include "conn_int.h"
 #include "net.h"
+#include "postern/dns.h"
 #include "postern/event.h"
 #include "postern/log.h"
 #include "postern/sasl.h"
@@ -57,6 +58,8 @@ struct proxy {
 	enum proto proto;
 	int tls_done;                    /* TLS to the backend is up */
 	int pop3_xclient_pending;        /* XCLIENT's answer comes before AUTH's */
+	unsigned port;                   /* the host's port, once parsed */
+	int dns_pending, dns_aaaa, orphan; /* a DNS answer is owed to p */
 	char helo[256], client_name[256], myhostname[256];
 	struct pt_loop *loop;
 	struct pt_conn *client, *back;
@@ -110,13 +113,19 @@ proxy_free(struct proxy *p)
 {
 	if (p->timer)
 		pt_timer_cancel(p->loop, p->timer);
+	p->timer = NULL;
 	if (p->fd >= 0) {
 		if (p->watched)
 			pt_loop_unwatch(p->loop, p->fd);
 		close(p->fd);
 	}
+	p->fd = -1;
 	wipe_auth(p);
-	free(p);
+	/* A DNS answer still owed holds p (no cancel): it frees. */
+	if (p->dns_pending)
+		p->orphan = 1;
+	else
+		free(p);
 }
 
 /* ---------- the relay ---------- */
@@ -627,11 +636,26 @@ connected(struct pt_loop *loop, int fd, unsigned events, void *arg)
 	p->step = ST_GREETING;
 }
 
-/* "HOST", "HOST:PORT", "[V6]:PORT", "V6": numeric addresses only (a name
- * would need a blocking lookup in the worker). */
+/* A host name as DNS has them (LDAP's mailHost: mbox1.example.org). */
 static int
-parse_dest(const char *dest, unsigned defport, char *host, size_t hostlen, struct sockaddr_storage *ss,
-           socklen_t *sl)
+host_name_ok(const char *h)
+{
+	size_t n = strlen(h);
+	if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-')
+		return 0;
+	for (; *h; h++)
+		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+		      *h == '.' || *h == '-'))
+			return 0;
+	return 1;
+}
+
+/* "HOST", "HOST:PORT", "[V6]:PORT", "V6" or a name (with a port): 0 with
+ * ss filled for an address, 1 for a name (host and *port filled, the
+ * caller asks DNS, never a blocking resolver), -1 when malformed. */
+static int
+parse_dest(const char *dest, unsigned defport, char *host, size_t hostlen, unsigned *portp,
+           struct sockaddr_storage *ss, socklen_t *sl)
 {
 	char h[256];
 	unsigned port = defport;
@@ -658,6 +682,7 @@ parse_dest(const char *dest, unsigned defport, char *host, size_t hostlen, struc
 	}
 	if (port == 0 || port > 65535)
 		return -1;
+	*portp = port;
 	memset(ss, 0, sizeof *ss);
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
@@ -669,11 +694,70 @@ parse_dest(const char *dest, unsigned defport, char *host, size_t hostlen, struc
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)port);
 		*sl = sizeof *s6;
+	} else if (host_name_ok(h) && dest[0] != '[') {
+		snprintf(host, hostlen, "%s", h);
+		return 1;
 	} else {
 		return -1;
 	}
 	snprintf(host, hostlen, "%s", h);
 	return 0;
+}
+
+static void
+connect_addr(struct proxy *p, const struct sockaddr_storage *ss, socklen_t sl)
+{
+	p->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0 || (connect(p->fd, (const struct sockaddr *)ss, sl) != 0 && errno != EINPROGRESS)) {
+		char why[200];
+		snprintf(why, sizeof why, "cannot connect: %s", strerror(errno));
+		fail_later(p, why);
+		return;
+	}
+	p->step = ST_CONNECT;
+	if (pt_loop_watch(p->loop, p->fd, PT_EV_WRITE, connected, p) != 0) {
+		fail_later(p, "cannot watch the socket");
+		return;
+	}
+	p->watched = 1;
+}
+
+/* The host's address from DNS (A, then AAAA): the first one is used. */
+static void
+dns_done(void *arg, const struct pt_dns_answer *ans)
+{
+	struct proxy *p = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl = 0;
+
+	p->dns_pending = 0;
+	if (p->orphan) {
+		free(p);                 /* failed or abandoned while we asked */
+		return;
+	}
+	for (size_t i = 0; ans->status == PT_DNS_OK && i < ans->n; i++) {
+		if (ans->rr[i].type != PT_DNS_A && ans->rr[i].type != PT_DNS_AAAA)
+			continue;
+		char dest[300], host[256];
+		unsigned port;
+		snprintf(dest, sizeof dest, ans->rr[i].type == PT_DNS_AAAA ? "[%s]:%u" : "%s:%u", ans->rr[i].text,
+		         p->port);
+		if (parse_dest(dest, p->port, host, sizeof host, &port, &ss, &sl) == 0) {
+			connect_addr(p, &ss, sl);
+			return;
+		}
+	}
+	if (!p->dns_aaaa && ans->status != PT_DNS_TEMPFAIL) {
+		p->dns_aaaa = 1;
+		if (pt_dns_query(p->loop, p->host, PT_DNS_AAAA, dns_done, p) == 0) {
+			p->dns_pending = 1;
+			return;
+		}
+	}
+	char why[300];
+	snprintf(why, sizeof why, "cannot resolve %s%s", p->host,
+	         ans->status == PT_DNS_TEMPFAIL ? " (DNS temporary failure)" : "");
+	fail(p, why);
 }
 
 /* Connect to dest (its port, else defport) from the loop; failures are
@@ -687,25 +771,23 @@ proxy_connect(struct proxy *p, const char *dest, unsigned defport)
 	pt_conn_get_handlers(p->client, &p->saved_h, &p->saved_proto);
 	pt_conn_set_handlers(p->client, &pending_client_h, p);
 	pt_conn_pause(p->client);
-	if (parse_dest(dest, defport, p->host, sizeof p->host, &ss, &sl) != 0) {
-		fail_later(p, "bad host (a numeric address, [ADDR]:PORT or ADDR:PORT is required)");
+	int kind = parse_dest(dest, defport, p->host, sizeof p->host, &p->port, &ss, &sl);
+	if (kind < 0) {
+		fail_later(p, "bad host (ADDR, NAME, ADDR:PORT, NAME:PORT or [V6]:PORT)");
 		return;
 	}
 	long long tmo = conf_int("proxy_timeout", 30);
 	p->timer = pt_timer_add(p->loop, (uint64_t)(tmo > 0 ? tmo : 30) * 1000, timeout_fire, p);
-	p->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (p->fd < 0 || (connect(p->fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS)) {
-		char why[200];
-		snprintf(why, sizeof why, "cannot connect: %s", strerror(errno));
-		fail_later(p, why);
+	if (kind == 0) {
+		connect_addr(p, &ss, sl);
 		return;
 	}
 	p->step = ST_CONNECT;
-	if (pt_loop_watch(p->loop, p->fd, PT_EV_WRITE, connected, p) != 0) {
-		fail_later(p, "cannot watch the socket");
+	if (pt_dns_query(p->loop, p->host, PT_DNS_A, dns_done, p) != 0) {
+		fail_later(p, "cannot start a DNS lookup");
 		return;
 	}
-	p->watched = 1;
+	p->dns_pending = 1;
 }
 
 static struct proxy *

@@ -20,7 +20,8 @@ COMMON = "auth_failure_delay = 0s\nsmtpd_client_name_timeout = 0\ndisable_plaint
 class LoopbackProxy(unittest.TestCase):
 
     def setUp(self):
-        self.host = Server(modules=("mbox", "smtp", "imap", "pop3"), users=("alice", "carol", "dave:other"),
+        self.host = Server(modules=("mbox", "smtp", "imap", "pop3"),
+                           users=("alice", "carol", "dave:other", "frank"),
                            listeners=("smtpd", "imap", "pop3"))
         self.host.write_conf("passdb = passwd-file:%s\n%slogin_trusted_networks = 127.0.0.1/32\n"
                              % (self.host.passwd_file, COMMON))
@@ -39,10 +40,17 @@ class LoopbackProxy(unittest.TestCase):
             self.silent.listen(8)
             self.addCleanup(self.silent.close)
             f.write("erin:{PLAIN}secret:::::: proxy host=127.0.0.1:%d\n" % self.silent.getsockname()[1])
+            # frank: the host by name, as LDAP's mailHost gives it; gina: a
+            # name DNS does not know.
+            f.write("frank:{PLAIN}secret:::::: proxy host=mbox1.example.org port=%d\n" % self.host.ports["imap"])
+            f.write("gina:{PLAIN}secret:::::: proxy host=nowhere.example.org\n")
         self.front.write_conf("passdb = passwd-file:%s\n%sproxy_pop3_port = %d\nproxy_imap_port = %d\n"
                               "proxy_timeout = 1s\n"
                               % (self.front.passwd_file, COMMON, self.host.ports["pop3"], self.host.ports["imap"]))
         self.addCleanup(self.front.cleanup)
+        # The front's own test DNS server (harness.FakeDNS) names the host.
+        self.front.dns.records[("mbox1.example.org", 1)] = ["127.0.0.1"]
+        self.front.dns.zones = ("example.org",)
         self.host.start()
         self.front.start()
 
@@ -155,6 +163,12 @@ class LoopbackProxy(unittest.TestCase):
         session, and the front says why."""
         self.assertTrue(self.login_reply("dave").startswith(b"a NO [UNAVAILABLE]"))
         self.front.wait_log("backend refused the login")
+
+    def test_host_by_name(self):
+        self.assertTrue(self.login_reply("frank").startswith(b"a OK"))
+        self.front.wait_log("proxy=mbox1.example.org:%d" % self.host.ports["imap"])
+        self.assertTrue(self.login_reply("gina").startswith(b"a NO [UNAVAILABLE]"))
+        self.front.wait_log("cannot resolve nowhere.example.org")
 
     def test_silent_host_times_out(self):
         self.assertTrue(self.login_reply("erin").startswith(b"a NO [UNAVAILABLE]"))

@@ -311,22 +311,24 @@ test_extra_fields(void **state)
 	/* A proxied user the front could not send anywhere is refused at
 	 * load (served here, they would see an empty mailbox). */
 	const char *bad = "a:{PLAIN}x:::::: proxy\n"
-	                  "b:{PLAIN}x:::::: proxy=y host=mail2.example.com\n"
+	                  "b:{PLAIN}x:::::: proxy=y host=mail_2.example.com\n"
 	                  "c:{PLAIN}x:::::: proxy=y host=10.0.0.1:0\n"
 	                  "d:{PLAIN}x:::::: proxy=y host=10.0.0.1 port=x\n"
 	                  "e:{PLAIN}x:::::: proxy=y host=[fd00::1\n"
 	                  "f:{PLAIN}x:::::: proxy=y host=10.0.0.1 port=1143\n"
 	                  "g:{PLAIN}x:::::: proxy=y host=[fd00::1]:993\n"
 	                  "h:{PLAIN}x:::::: proxy=n\n"
-	                  "i:{PLAIN}x:::::: host=mail2.example.com\n";
+	                  "i:{PLAIN}x:::::: host=mail2.example.com\n"
+	                  "j:{PLAIN}x:::::: proxy=y host=mbox1.example.org:1143\n";
 	f = pt_passwd_file_parse("t", bad, strlen(bad));
 	assert_int_equal(pt_passwd_file_error_count(f), 5);
 	assert_non_null(strstr(pt_passwd_file_error(f, 0), "t:1: user a: proxy without host="));
-	assert_non_null(strstr(pt_passwd_file_error(f, 1), "not an IP address"));
+	assert_non_null(strstr(pt_passwd_file_error(f, 1), "neither an IP address nor a host name"));
 	assert_non_null(strstr(pt_passwd_file_error(f, 2), "bad proxy port 0"));
 	assert_non_null(strstr(pt_passwd_file_error(f, 3), "bad proxy port x"));
 	assert_non_null(strstr(pt_passwd_file_error(f, 4), "bad host="));
-	assert_int_equal(pt_passwd_file_count(f), 4);
+	assert_int_equal(pt_passwd_file_count(f), 5);
+	assert_non_null(pt_passwd_file_find(f, "j"));
 	assert_non_null(pt_passwd_file_find(f, "f"));
 	assert_non_null(pt_passwd_file_find(f, "g"));
 	assert_non_null(pt_passwd_file_find(f, "h"));
