@@ -3,7 +3,8 @@
  * worker runs unprivileged. It only answers password checks, one
  * SOCK_SEQPACKET message each way:
  *   request  'Q' u32 id  user NUL password NUL service NUL rip NUL
- *   reply    'R' u32 id  i8 result  why NUL
+ *   reply    'R' u32 id  i8 result  why NUL  [proxy NUL]   (proxy: a good
+ *            login's destination "HOST[:PORT]", passdb proxy=y host=)
  * and exits when the worker side is closed or the master dies. */
 #include <errno.h>
 #include <pthread.h>
@@ -77,35 +78,62 @@ pt_auth_wire_request_decode(unsigned char *buf, size_t len, uint32_t *id, struct
 }
 
 int
-pt_auth_wire_reply_encode(uint32_t id, int result, const char *why, unsigned char *buf, size_t cap)
+pt_auth_wire_reply_encode_proxy(uint32_t id, int result, const char *why, const char *proxy,
+                                unsigned char *buf, size_t cap)
 {
-	size_t n = strlen(why ? why : "");
+	size_t n = strlen(why ? why : ""), pn = strlen(proxy ? proxy : "");
 
 	if (n > 255)
 		n = 255;
-	if (cap < 6 + n + 1 || result < -1 || result > 1)
+	if (pn > PT_AUTH_PROXY_MAX - 1 || cap < 6 + n + 1 + (pn ? pn + 1 : 0) || result < -1 || result > 1)
 		return -1;
 	buf[0] = 'R';
 	memcpy(buf + 1, &id, 4);
 	buf[5] = (unsigned char)(signed char)result;
 	memcpy(buf + 6, why ? why : "", n);
 	buf[6 + n] = '\0';
-	return (int)(7 + n);
+	if (pn == 0)
+		return (int)(7 + n);
+	memcpy(buf + 7 + n, proxy, pn);
+	buf[7 + n + pn] = '\0';
+	return (int)(8 + n + pn);
 }
 
 int
-pt_auth_wire_reply_decode(const unsigned char *buf, size_t len, uint32_t *id, int *result,
-                          char *why, size_t whylen)
+pt_auth_wire_reply_encode(uint32_t id, int result, const char *why, unsigned char *buf, size_t cap)
 {
-	if (len < 7 || len > 6 + 256 || buf[0] != 'R' || buf[len - 1] != '\0' ||
-	    memchr(buf + 6, '\0', len - 6) != buf + len - 1)
+	return pt_auth_wire_reply_encode_proxy(id, result, why, NULL, buf, cap);
+}
+
+int
+pt_auth_wire_reply_decode_proxy(const unsigned char *buf, size_t len, uint32_t *id, int *result,
+                                char *why, size_t whylen, char *proxy, size_t proxylen)
+{
+	if (len < 7 || len > 6 + 256 + PT_AUTH_PROXY_MAX || buf[0] != 'R' || buf[len - 1] != '\0')
+		return -1;
+	const unsigned char *nul = memchr(buf + 6, '\0', len - 6);
+	size_t wl = (size_t)(nul - (buf + 6));
+	if (wl > 255)
+		return -1;
+	/* Optional second string: the proxy destination of a good login. */
+	if (nul != buf + len - 1 && (memchr(nul + 1, '\0', len - wl - 7) != buf + len - 1 ||
+	                             len - wl - 8 > PT_AUTH_PROXY_MAX - 1))
 		return -1;
 	memcpy(id, buf + 1, 4);
 	*result = (signed char)buf[5];
 	if (*result < -1 || *result > 1)
 		return -1;
 	snprintf(why, whylen, "%s", (const char *)buf + 6);
+	if (proxy && proxylen)
+		snprintf(proxy, proxylen, "%s", nul != buf + len - 1 ? (const char *)nul + 1 : "");
 	return 0;
+}
+
+int
+pt_auth_wire_reply_decode(const unsigned char *buf, size_t len, uint32_t *id, int *result,
+                          char *why, size_t whylen)
+{
+	return pt_auth_wire_reply_decode_proxy(buf, len, id, result, why, whylen, NULL, 0);
 }
 
 struct agent {
@@ -119,7 +147,7 @@ static void *
 agent_thread(void *p)
 {
 	struct agent *a = p;
-	unsigned char in[PT_AUTH_WIRE_MAX + 1], out[300];
+	unsigned char in[PT_AUTH_WIRE_MAX + 1], out[300 + PT_AUTH_PROXY_MAX];
 
 	for (;;) {
 		ssize_t n = recv(a->fd, in, sizeof in, 0);
@@ -129,15 +157,15 @@ agent_thread(void *p)
 			break;
 		uint32_t id;
 		struct pt_passdb_req req;
-		char why[200] = "";
+		char why[200] = "", proxy[PT_AUTH_PROXY_MAX] = "";
 		if (pt_auth_wire_request_decode(in, (size_t)n, &id, &req) < 0) {
 			pt_log(PT_LOG_WARNING, "auth agent: malformed request (%zd bytes) ignored", n);
 			OPENSSL_cleanse(in, sizeof in);
 			continue;
 		}
-		int r = pt_passdb_check(a->passdb, &req, why, sizeof why);
+		int r = pt_passdb_check_proxy(a->passdb, &req, why, sizeof why, proxy, sizeof proxy);
 		OPENSSL_cleanse(in, sizeof in);
-		int len = pt_auth_wire_reply_encode(id, r, why, out, sizeof out);
+		int len = pt_auth_wire_reply_encode_proxy(id, r, why, proxy, out, sizeof out);
 		if (len > 0 && send(a->fd, out, (size_t)len, MSG_NOSIGNAL) < 0 && errno != EINTR)
 			break;
 	}

@@ -85,6 +85,8 @@ pt_cmd_user(const char *conf, int argc, char **argv)
 		else
 			printf("gid\t%lu\n", (unsigned long)u.gid);
 		printf("home\t%s\n", u.home);
+		if (u.host[0])
+			printf("host\t%s\n", u.host);
 	} else if (r == 0) {
 		fprintf(stderr, "userdb lookup: user %s doesn't exist\n", argv[1]);
 		rc = EXIT_NOUSER;
@@ -149,7 +151,8 @@ pt_cmd_auth(const char *conf, int argc, char **argv)
 		return 2;
 	}
 	struct pt_passdb_req req = { user, password, "doveadm", "" };
-	int r = pt_passdb_check(pt_conf_str(c, "passdb"), &req, why, sizeof why);
+	char proxy[PT_AUTH_PROXY_MAX] = "";
+	int r = pt_passdb_check_proxy(pt_conf_str(c, "passdb"), &req, why, sizeof why, proxy, sizeof proxy);
 	OPENSSL_cleanse(password, sizeof password);
 	char name[80];
 	pt_auth_log_name(user, name, sizeof name);
@@ -165,6 +168,9 @@ pt_cmd_auth(const char *conf, int argc, char **argv)
 		rc = EXIT_TEMPFAIL;
 	}
 	printf("extra fields:\n  user=%s\n", name);
+	/* doveadm auth test shows the proxy fields a front acts on. */
+	if (r > 0 && proxy[0])
+		printf("  proxy\n  host=%s\n", proxy);
 	/* The reason tells unknown users from wrong passwords: root only. */
 	if (r == 0 && why[0] && geteuid() == 0)
 		fprintf(stderr, "postern auth: %s\n", why);

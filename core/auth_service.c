@@ -60,6 +60,7 @@ struct auth_req {
 	char rip[64];
 	char akey[PT_THROTTLE_KEYLEN];    /* the address as the throttle counts it */
 	char why[200];
+	char proxy[PT_AUTH_PROXY_MAX];    /* a good login's backend, "" = here */
 	unsigned char wire[PT_AUTH_WIRE_MAX];
 	int wirelen;
 };
@@ -109,6 +110,21 @@ req_wipe_secret(struct auth_req *r)
 	OPENSSL_cleanse(r->wire, sizeof r->wire);
 }
 
+/* The login being answered (pt_auth_current_login): set around done(). */
+static const struct pt_auth_login *current_login;
+
+const struct pt_auth_login *
+pt_auth_current_login(void)
+{
+	return current_login;
+}
+
+const char *
+pt_auth_proxy_dest(void)
+{
+	return current_login && current_login->proxy && current_login->proxy[0] ? current_login->proxy : NULL;
+}
+
 static void delay_over(struct pt_loop *loop, void *p);
 static void line_wake(const char *akey, const char *user, int user_line);
 
@@ -124,8 +140,18 @@ deliver(struct pt_loop *loop, void *p)
 	(void)loop;
 	memcpy(akey, r->akey, sizeof akey);
 	memcpy(user, r->user, sizeof user);
-	req_free(r);
-	done(arg, result);
+	if (result == 1) {
+		/* The hand-off inside done() reads the login (and, for a
+		 * proxied one, its password) from here; it ends with done(). */
+		struct pt_auth_login cur = { r->user, r->password, r->proxy };
+		current_login = &cur;
+		done(arg, result);
+		current_login = NULL;
+		req_free(r);
+	} else {
+		req_free(r);
+		done(arg, result);
+	}
 	/* Out of line: the next attempt from this address (or for this
 	 * user) may go. */
 	line_wake(akey, user, user_line);
@@ -157,7 +183,12 @@ check_finished(struct auth_req *r)
 	char name[80];
 	uint64_t now = A.hooks->now(r->loop);
 
-	req_wipe_secret(r);
+	/* A proxied login keeps its password for the backend's login, until
+	 * the answer is delivered (req_free wipes the request). */
+	if (r->result == 1 && r->proxy[0])
+		OPENSSL_cleanse(r->wire, sizeof r->wire);
+	else
+		req_wipe_secret(r);
 	pt_auth_log_name(r->user, name, sizeof name);
 	pt_metric_inc(pt_metric_counter("postern_logins", "password checks per protocol and result",
 	                                "protocol", r->service[0] ? r->service : "-", "result",
@@ -198,7 +229,7 @@ pool_work(void *p)
 {
 	struct auth_req *r = p;
 	struct pt_passdb_req q = { r->user, r->password, r->service, r->rip };
-	r->result = pt_passdb_check(r->passdb, &q, r->why, sizeof r->why);
+	r->result = pt_passdb_check_proxy(r->passdb, &q, r->why, sizeof r->why, r->proxy, sizeof r->proxy);
 }
 
 static void
@@ -275,7 +306,7 @@ agent_watch(void)
 static void
 agent_io(struct pt_loop *loop, int fd, unsigned events, void *arg)
 {
-	unsigned char buf[512];
+	unsigned char buf[512 + PT_AUTH_PROXY_MAX];
 	(void)loop;
 	(void)arg;
 
@@ -291,8 +322,9 @@ agent_io(struct pt_loop *loop, int fd, unsigned events, void *arg)
 		}
 		uint32_t id;
 		int result;
-		char why[200];
-		if (pt_auth_wire_reply_decode(buf, (size_t)n, &id, &result, why, sizeof why) < 0) {
+		char why[200], proxy[PT_AUTH_PROXY_MAX];
+		if (pt_auth_wire_reply_decode_proxy(buf, (size_t)n, &id, &result, why, sizeof why, proxy,
+		                                    sizeof proxy) < 0) {
 			pt_log(PT_LOG_WARNING, "auth agent: malformed reply ignored");
 			continue;
 		}
@@ -300,6 +332,7 @@ agent_io(struct pt_loop *loop, int fd, unsigned events, void *arg)
 			if (r->state == RS_SENT && r->id == id) {
 				r->result = result;
 				snprintf(r->why, sizeof r->why, "%s", why);
+				snprintf(r->proxy, sizeof r->proxy, "%s", result == 1 ? proxy : "");
 				r->state = RS_CHECK;
 				check_finished(r);
 				break;
@@ -327,7 +360,7 @@ start_check(struct auth_req *r)
 		struct pt_passdb_req q = { r->user, r->password, r->service, r->rip };
 		r->id = ++A.next_id;
 		r->wirelen = pt_auth_wire_request_encode(r->id, &q, r->wire, sizeof r->wire);
-		OPENSSL_cleanse(r->password, sizeof r->password);
+		/* r->password stays until the answer: a proxied login needs it. */
 		if (r->wirelen < 0) {
 			r->result = 0;
 			snprintf(r->why, sizeof r->why, "request too long");

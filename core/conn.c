@@ -19,7 +19,9 @@
 
 #include "conn_int.h"
 #include "net.h"
+#include "config_int.h"
 #include "postern/metrics.h"
+#include "runtime.h"
 
 #define RBUF_INITIAL 4096
 #define RBUF_MIN_FREE 1024
@@ -82,6 +84,7 @@ struct pt_conn {
 	unsigned eof_pending : 1;      /* TLS close_notify came with data */
 	unsigned origin_tls : 1;       /* relayed: the client's side is TLS */
 	unsigned relayed : 1;          /* relayed: no STARTTLS here */
+	unsigned trusted_front : 1;    /* the socket's peer is in login_trusted_networks */
 	struct pt_zstream *z;          /* COMPRESS=DEFLATE: the deflate layer */
 
 	struct pt_conn *prev, *next;   /* open connections */
@@ -768,6 +771,72 @@ pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg)
 	c->tls_done_arg = arg;
 	c->busy++;
 	conn_start_handshake(c);
+	conn_frame_end(c);
+	conn_leave(c);
+}
+
+int
+pt_conn_peer_in(const struct pt_conn *c, const char *param)
+{
+	if (c->closed || !pt_live_conf || !param || !pt_config_owner(pt_live_conf, param))
+		return 0;
+	const struct pt_cidr_list *l = pt_conf_cidrs(pt_live_conf, param);
+	return l && l->n > 0 && pt_cidr_list_match(l, &c->peer.sa);
+}
+
+int
+pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const char *addr, unsigned port)
+{
+	if (!addr || port > 65535 || !pt_conn_peer_in(c, trusted_param))
+		return 0;
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+	memset(&s4, 0, sizeof s4);
+	memset(&s6, 0, sizeof s6);
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		s4.sin_port = htons((uint16_t)port);
+		memcpy(&c->peer.sin, &s4, sizeof s4);
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons((uint16_t)port);
+		memcpy(&c->peer.sin6, &s6, sizeof s6);
+	} else {
+		return 0;
+	}
+	if (strcmp(trusted_param, "login_trusted_networks") == 0)
+		c->trusted_front = 1;
+	sockaddr_text(&c->peer.sa, c->peer_addr, sizeof c->peer_addr, &c->peer_port);
+	return 1;
+}
+
+int
+pt_conn_trusted_front(const struct pt_conn *c)
+{
+	return c->trusted_front || pt_conn_peer_in(c, "login_trusted_networks");
+}
+
+void
+pt_conn_tls_connect(struct pt_conn *c, SSL *ssl, void (*done)(struct pt_conn *c, void *arg), void *arg)
+{
+	/* Whatever the server sent in plaintext before the handshake (after
+	 * its STARTTLS answer) is not trusted as if it came through TLS. */
+	c->rpos = c->rlen = c->scan = 0;
+	c->ssl = ssl;
+	if (SSL_set_fd(ssl, c->fd) != 1) {
+		c->busy++;
+		conn_close_now(c, "error: TLS unavailable");
+		conn_leave(c);
+		return;
+	}
+	SSL_set_connect_state(ssl);
+	c->relayed = 1;  /* no STARTTLS answered on this side either */
+	c->tls_done = done;
+	c->tls_done_arg = arg;
+	c->tls = TLS_HANDSHAKE;
+	c->hs_want = PT_EV_WRITE;
+	c->busy++;
+	conn_handshake(c);
 	conn_frame_end(c);
 	conn_leave(c);
 }

@@ -15,6 +15,11 @@
  * with "error: TLS handshake failed: ..." (and done() never runs). */
 void pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void *arg), void *arg);
 
+/* Client-side TLS on an outbound conn (the proxy to a backend): ssl is
+ * taken over (freed with the conn), input buffered so far is dropped, and
+ * done() runs once the handshake succeeded; failure closes the conn. */
+void pt_conn_tls_connect(struct pt_conn *c, SSL *ssl, void (*done)(struct pt_conn *c, void *arg), void *arg);
+
 /* Called once when the conn closes, before on_close (listener counts). */
 void pt_conn_set_release(struct pt_conn *c, void (*release)(struct pt_conn *c, void *arg), void *arg);
 

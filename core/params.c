@@ -52,6 +52,14 @@ validate_syslog_name(const char *v, char *err, size_t errlen)
 }
 
 static int
+validate_proxy_tls(const char *v, char *err, size_t errlen)
+{
+	static const char *const w[] = {"no", "starttls", "yes", NULL};
+
+	return one_of(v, w, "no, starttls or yes", err, errlen);
+}
+
+static int
 validate_mynetworks_style(const char *v, char *err, size_t errlen)
 {
 	static const char *const w[] = {"host", "subnet", "class", NULL};
@@ -319,6 +327,21 @@ static const struct pt_param core_params[] = {
 		"a bare PORT listens on inet_interfaces); empty: off", 0, 0},
 	{"mail_max_userip_connections", PT_INT, "10", NULL,
 		"concurrent IMAP/POP3 sessions per user and client address after login (per worker); 0 = no limit", 0, LIMIT_MAX},
+	{"proxy_imap_port", PT_INT, "143", NULL,
+		"port of a mailbox host's IMAP server, for logins the passdb proxies (proxy=y host=) without a port", 1, 65535},
+	{"proxy_pop3_port", PT_INT, "110", NULL,
+		"port of a mailbox host's POP3 server, for proxied logins without a port", 1, 65535},
+	{"proxy_submission_port", PT_INT, "587", NULL,
+		"port of a mailbox host's submission server, for proxied SMTP AUTH logins (XCLIENT there)", 1, 65535},
+	{"proxy_tls", PT_STR, "no", validate_proxy_tls,
+		"TLS from the front to a mailbox host: no, starttls, or yes (implicit TLS: set the ports to 993/995)", 0, 0},
+	{"proxy_tls_ca_file", PT_PATH, "", NULL,
+		"CA certificates a mailbox host's certificate must chain to (empty: the system's); its name or IP "
+		"must match the host field", 0, 0},
+	{"proxy_timeout", PT_TIME, "30s", NULL,
+		"time a proxied login may take at the mailbox host (connect, TLS, login)", 1, 3600},
+	{"login_trusted_networks", PT_CIDR_LIST, "", NULL,
+		"fronts whose IMAP ID x-originating-ip / POP3 XCLIENT ADDR is believed (logged as the client's address); disable_plaintext_auth does not apply to them", 0, 0},
 	/* A string, not a path: empty (no record) is a valid setting. */
 	{"decision_log_file", PT_STR, "$queue_directory/decisions/decisions.db", NULL,
 		"decision record searched by `postern why` (SQLite, mode 0600, written by the worker as mail_owner); "

@@ -99,8 +99,30 @@ pt_auth_log_name(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* Dovecot's proxy fields of a passwd-file line: `proxy` (or proxy=y)
+ * with `host=ADDR` and an optional `port=N`; host may carry the port too. */
+static void
+file_proxy(const char *extra, char *proxy, size_t proxylen)
+{
+	char host[256], port[8];
+
+	if (!proxy || !proxylen || !pt_passwd_extra_flag(extra, "proxy") ||
+	    !pt_passwd_extra_get(extra, "host", host, sizeof host) || host[0] == '\0')
+		return;
+	if (pt_passwd_extra_get(extra, "port", port, sizeof port) && port[0] &&
+	    strspn(port, "0123456789") == strlen(port)) {
+		if (strchr(host, ':'))  /* a bare IPv6 address */
+			snprintf(proxy, proxylen, "[%s]:%s", host, port);
+		else
+			snprintf(proxy, proxylen, "%s:%s", host, port);
+	} else {
+		snprintf(proxy, proxylen, "%s", host);
+	}
+}
+
 static int
-file_check(const char *path, const struct pt_passdb_req *req, char *why, size_t whylen)
+file_check(const char *path, const struct pt_passdb_req *req, char *why, size_t whylen,
+           char *proxy, size_t proxylen)
 {
 	struct pt_passwd_rec *rec = OPENSSL_zalloc(sizeof *rec);
 	int r;
@@ -122,6 +144,8 @@ file_check(const char *path, const struct pt_passdb_req *req, char *why, size_t 
 			snprintf(why, whylen, "unusable password hash");
 		else if (r == 0)
 			snprintf(why, whylen, "password mismatch");
+		else
+			file_proxy(rec->extra, proxy, proxylen);
 	}
 	OPENSSL_clear_free(rec, sizeof *rec);
 	return r;
@@ -168,8 +192,17 @@ module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_
 int
 pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen)
 {
+	return pt_passdb_check_proxy(spec, req, why, whylen, NULL, 0);
+}
+
+int
+pt_passdb_check_proxy(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen,
+                      char *proxy, size_t proxylen)
+{
 	char err[160];
 
+	if (proxy && proxylen)
+		proxy[0] = '\0';
 	snprintf(why, whylen, "%s", "");
 	if (pt_passdb_spec_check(spec, err, sizeof err) < 0) {
 		snprintf(why, whylen, "%s", err);
@@ -188,6 +221,6 @@ pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, si
 	if (!spec || strcmp(spec, "pam") == 0)
 		return pt_pam_verify(PAM_SERVICE_NAME, req, why, whylen);
 	if (strncmp(spec, "passwd-file:", 12) == 0)
-		return file_check(spec + 12, req, why, whylen);
-	return module_check(spec, req, why, whylen, NULL, 0);
+		return file_check(spec + 12, req, why, whylen, proxy, proxylen);
+	return module_check(spec, req, why, whylen, proxy, proxylen);
 }

@@ -43,6 +43,12 @@ int pt_auth_wire_request_decode(unsigned char *buf, size_t len, uint32_t *id, st
 int pt_auth_wire_reply_encode(uint32_t id, int result, const char *why, unsigned char *buf, size_t cap);
 int pt_auth_wire_reply_decode(const unsigned char *buf, size_t len, uint32_t *id, int *result,
                               char *why, size_t whylen);
+/* The same with the proxy destination of a good login ("" = none). */
+#define PT_AUTH_PROXY_MAX 300
+int pt_auth_wire_reply_encode_proxy(uint32_t id, int result, const char *why, const char *proxy,
+                                    unsigned char *buf, size_t cap);
+int pt_auth_wire_reply_decode_proxy(const unsigned char *buf, size_t len, uint32_t *id, int *result,
+                                    char *why, size_t whylen, char *proxy, size_t proxylen);
 /* Set by pt_auth_agent_spawn in the master; a worker forked afterwards
  * inherits it and pt_auth_init uses it. */
 extern int pt_auth_default_agent_fd;
@@ -71,6 +77,22 @@ struct pt_passdb_req {
  * for the log ("unknown user", "password mismatch", ...), never the
  * password. spec is the passdb value: "pam" or "passwd-file:PATH". */
 int pt_passdb_check(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen);
+/* The same, and for a good login whose passdb entry says so (Dovecot's
+ * extra fields `proxy=y host=ADDR [port=N]`, or `host=ADDR:PORT`), the
+ * destination the front proxies it to: "HOST", "HOST:PORT" or
+ * "[V6]:PORT" into proxy ("" = served here). proxy may be NULL. */
+int pt_passdb_check_proxy(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen,
+                          char *proxy, size_t proxylen);
+
+/* The login whose answer is being delivered right now: valid only inside
+ * the auth service's done() callback of a good login (the session
+ * hand-off and the submission proxy read it there), else NULL. The
+ * password is kept only for a login that is proxied, to log in at the
+ * backend with it, and wiped when done() returns. */
+struct pt_auth_login {
+	const char *user, *password, *proxy;
+};
+const struct pt_auth_login *pt_auth_current_login(void);
 /* `postern check`, start and reload, once the modules are loaded: a
  * passdb/userdb "TYPE:FILE" needs the module of that TYPE (ldap:FILE,
  * `module ldap`). Errors reported on the config; their number. */

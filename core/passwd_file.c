@@ -1,4 +1,5 @@
 /* Parser and cache for Dovecot passwd-file user lists (passdb and userdb). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -111,6 +112,57 @@ has_ctl(const char *s)
 	return 0;
 }
 
+/* A proxied user's host= (and port=): an address or a DNS name (the front
+ * asks DNS without blocking), with a valid port if any. */
+static int
+proxy_host_check(const char *extra, char *err, size_t errlen)
+{
+	char host[256], port[16], addr[256];
+	unsigned char buf[sizeof(struct in6_addr)];
+	const char *a = host, *pstr = NULL;
+
+	if (!pt_passwd_extra_get(extra, "host", host, sizeof host) || host[0] == '\0') {
+		snprintf(err, errlen, "proxy without host=");
+		return -1;
+	}
+	if (host[0] == '[') {
+		char *close = strchr(host, ']');
+		if (!close || (close[1] && close[1] != ':')) {
+			snprintf(err, errlen, "bad host=%.100s", host);
+			return -1;
+		}
+		snprintf(addr, sizeof addr, "%.*s", (int)(close - host - 1), host + 1);
+		a = addr;
+		pstr = close[1] ? close + 2 : NULL;
+	} else if (strchr(host, ':') && strchr(host, ':') == strrchr(host, ':')) {
+		char *colon = strchr(host, ':');
+		snprintf(addr, sizeof addr, "%.*s", (int)(colon - host), host);
+		a = addr;
+		pstr = colon + 1;
+	}
+	if (inet_pton(AF_INET, a, buf) != 1 && inet_pton(AF_INET6, a, buf) != 1) {
+		int name = a != addr || host[0] != '[';
+		for (const char *c = a; name && *c; c++)
+			name = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			       *c == '.' || *c == '-';
+		if (!name || !*a || *a == '.' || *a == '-') {
+			snprintf(err, errlen, "host=%.100s is neither an IP address nor a host name", host);
+			return -1;
+		}
+	}
+	if (!pstr && pt_passwd_extra_get(extra, "port", port, sizeof port))
+		pstr = port;
+	if (pstr) {
+		char *end;
+		unsigned long v = strtoul(pstr, &end, 10);
+		if (*pstr == '\0' || *end != '\0' || v == 0 || v > 65535) {
+			snprintf(err, errlen, "bad proxy port %.16s", pstr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Returns 0 and fills e, or -1 after reporting why the line is bad. */
 static int
 parse_line(struct pt_passwd_file *f, const char *path, int lineno, char *line,
@@ -191,6 +243,11 @@ parse_line(struct pt_passwd_file *f, const char *path, int lineno, char *line,
 		e->extra = field[7];
 		if (strlen(e->extra) > 511) {
 			add_error(f, path, lineno, "user %s: extra fields longer than 511 bytes", user);
+			return -1;
+		}
+		if (pt_passwd_extra_flag(e->extra, "proxy") && proxy_host_check(e->extra, err, sizeof err) < 0) {
+			/* Served here instead, the user would see an empty mailbox. */
+			add_error(f, path, lineno, "user %s: %s", user, err);
 			return -1;
 		}
 	}
@@ -401,6 +458,46 @@ int
 pt_passwd_file_unreadable(const struct pt_passwd_file *f)
 {
 	return f->unreadable;
+}
+
+/* ---- extra fields ---- */
+
+int
+pt_passwd_extra_get(const char *extra, const char *key, char *val, size_t vallen)
+{
+	size_t kl = strlen(key);
+	const char *p = extra ? extra : "";
+
+	if (vallen)
+		val[0] = '\0';
+	for (;;) {
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			return 0;
+		size_t wl = strcspn(p, " \t");
+		if (wl >= kl && strncasecmp(p, key, kl) == 0 && (wl == kl || p[kl] == '=')) {
+			if (wl > kl && vallen) {
+				size_t n = wl - kl - 1;
+				if (n >= vallen)
+					n = vallen - 1;
+				memcpy(val, p + kl + 1, n);
+				val[n] = '\0';
+			}
+			return 1;
+		}
+		p += wl;
+	}
+}
+
+int
+pt_passwd_extra_flag(const char *extra, const char *key)
+{
+	char v[8];
+
+	if (!pt_passwd_extra_get(extra, key, v, sizeof v))
+		return 0;
+	return v[0] == '\0' || strcasecmp(v, "y") == 0 || strcasecmp(v, "yes") == 0 ||
+	       strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0;
 }
 
 /* ---- the shared cache ---- */

@@ -41,6 +41,14 @@ const char *pt_passwd_file_error(const struct pt_passwd_file *f, int i);
 /* 1 when the file failed to open or read (no entries at all). */
 int pt_passwd_file_unreadable(const struct pt_passwd_file *f);
 
+/* Dovecot's extra fields (the text after the seventh colon): white-space
+ * separated `key=value` or bare `key` (a flag, as `proxy` or `nologin`).
+ * Keys compare case-insensitively. 1 when key is there (val gets its value,
+ * "" for a bare flag, cut to vallen), 0 when absent. */
+int pt_passwd_extra_get(const char *extra, const char *key, char *val, size_t vallen);
+/* A yes/no extra field: present bare or with y, yes, 1, true (any case). */
+int pt_passwd_extra_flag(const char *extra, const char *key);
+
 /* A copy of one entry that outlives the cache lock. */
 struct pt_passwd_rec {
 	char user[PT_PASSWD_USER_MAX + 1];

@@ -13,6 +13,8 @@
 #include "conn_int.h"
 #include "config_int.h"
 #include "net.h"
+#include "passdb.h"
+#include "proxy.h"
 #include "postern/event.h"
 #include "postern/log.h"
 #include "postern/session.h"
@@ -363,6 +365,11 @@ pt_session_handoff(struct pt_conn *c, const struct pt_session_info *info,
 	struct pt_loop *loop = pt_conn_loop(c);
 	if (S.loop == NULL)
 		S.loop = loop;
+	/* A login the passdb sends elsewhere (proxy=y host=): no mail process
+	 * here, the front relays it to that host (proxy.c). */
+	const struct pt_auth_login *cur = pt_auth_current_login();
+	if (cur && cur->proxy && cur->proxy[0] && strcmp(cur->user, info->user) == 0)
+		return pt_proxy_start(c, info, cur->proxy, cur->password, failed, arg);
 	struct handoff *h = calloc(1, sizeof *h);
 	if (h == NULL)
 		return -1;

@@ -82,6 +82,9 @@ lookup_passwd_file(const char *path, const char *user, struct pt_user *out)
 	out->uid = (uid_t)entry_id(rec.uid, rec.uid_name, "mail_uid", 0);
 	out->gid = (gid_t)entry_id(rec.gid, rec.gid_name, "mail_gid", 1);
 	snprintf(out->home, sizeof out->home, "%s", rec.home);
+	/* Dovecot: a userdb field in the passdb line carries the userdb_ prefix. */
+	if (!pt_passwd_extra_get(rec.extra, "host", out->host, sizeof out->host))
+		pt_passwd_extra_get(rec.extra, "userdb_host", out->host, sizeof out->host);
 	return 1;
 }
 
@@ -113,6 +116,8 @@ int
 pt_user_lookup(const char *user, struct pt_user *out)
 {
 	const struct pt_userdb_ops *ops = pt_service_get(PT_SVC_USERDB);
+	if (out)
+		out->host[0] = '\0';  /* a source without the field: mail is here */
 	if (ops)
 		return ops->lookup(user, out);
 	if (user == NULL || *user == '\0' || strlen(user) >= sizeof out->name)

@@ -43,6 +43,20 @@ const char *pt_conn_local_addr(const struct pt_conn *c);
 unsigned pt_conn_local_port(const struct pt_conn *c);
 const struct pt_listener *pt_conn_listener(const struct pt_conn *c);
 
+/* The peer is a front we trust (its address is in the CIDR list parameter
+ * trusted_param: login_trusted_networks, smtpd_authorized_xclient_hosts)
+ * and told us its client's address (IMAP ID x-originating-ip, XCLIENT
+ * ADDR): from now on the conn reports that address and port (logs, the
+ * auth throttle, policies). 1 done; 0 refused (peer not trusted, addr not
+ * a numeric address), nothing changed. */
+int pt_conn_forwarded_client(struct pt_conn *c, const char *trusted_param, const char *addr, unsigned port);
+/* 1 when the peer's (socket) address is in the CIDR list parameter. */
+int pt_conn_peer_in(const struct pt_conn *c, const char *param);
+/* 1 when the peer is a front in login_trusted_networks (also after it
+ * named its client with pt_conn_forwarded_client): Dovecot ignores
+ * disable_plaintext_auth for those, and so do the IMAP and POP3 logins. */
+int pt_conn_trusted_front(const struct pt_conn *c);
+
 /* Input. getline: 1 with *line and *len (without CRLF or LF; *eol tells which
  * ending it had: 2 = CRLF, 1 = bare LF), 0 when no complete line is
  * buffered, -1 when a line exceeds max bytes (the partial line is dropped

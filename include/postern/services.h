@@ -45,6 +45,12 @@ struct pt_user {
 	uid_t uid;
 	gid_t gid;
 	char home[256];
+	/* The host that keeps this user's mailbox (Dovecot's `host` field,
+	 * from a passwd-file line's `host=` / `userdb_host=` extra field or a
+	 * directory); "" = this machine. "ADDR", "NAME", "ADDR:PORT" or
+	 * "[V6]:PORT". The passdb's proxy flag sends logins there; inbound
+	 * SMTP goes there by transport_maps (README "Scaling out"). */
+	char host[256];
 };
 struct pt_userdb_ops {
 	/* 1 found (out filled), 0 no such user, -1 temporary failure. */
@@ -162,6 +168,11 @@ struct pt_auth_ops {
 	              const char *service, const char *client_address,
 	              void (*done)(void *arg, int result), void *arg);
 };
+
+/* Inside the done() of a verify that answered 1: "HOST[:PORT]" when the
+ * passdb sends this user's logins to another host (Dovecot's proxy=y
+ * host=), else NULL. The submission proxy reads it (session.h). */
+const char *pt_auth_proxy_dest(void);
 
 /* ---- the queue (core) ---- */
 struct pt_envelope_rcpt {

@@ -60,6 +60,33 @@ int pt_session_handoff(struct pt_conn *c, const struct pt_session_info *info,
                                       const char *why),
                        void *arg);
 
+/* Submission on a front (Postfix + Dovecot's proxy shape): a client that
+ * passed AUTH here and whose passdb entry names another host
+ * (pt_auth_proxy_dest(), inside the verify's done()) is relayed to that
+ * host's submission port (proxy_submission_port; proxy_tls applies). The
+ * core says EHLO there, passes the client on with XCLIENT ADDR PORT NAME
+ * HELO LOGIN (the host must list the front in
+ * smtpd_authorized_xclient_hosts), says EHLO again with the client's
+ * name, then answers the client's AUTH with 235 and relays bytes.
+ * done(c, arg, code, why) runs later, from the loop, exactly once:
+ *   "OK"          the relay runs; c belongs to the core now (free state,
+ *                 never touch c again)
+ *   "UNAVAILABLE" the host is down or refused: c is the module's again
+ *                 (handlers restored, paused input resumed): reply 454
+ *   "CLOSED"      the client left meanwhile (inside its close): free state
+ * Returns 0, or -1 at once (nothing changed). */
+struct pt_smtp_proxy_info {
+	const char *user;             /* the authenticated name (XCLIENT LOGIN) */
+	const char *dest;             /* pt_auth_proxy_dest() */
+	const char *helo;             /* the client's EHLO name */
+	const char *client_name;      /* its verified name or "unknown" */
+	const char *myhostname;       /* our EHLO name at the host */
+	const char *service;          /* log tag */
+};
+int pt_session_proxy_smtp(struct pt_conn *c, const struct pt_smtp_proxy_info *info,
+                          void (*done)(struct pt_conn *c, void *arg, const char *code, const char *why),
+                          void *arg);
+
 /* What a protocol module registers as service "session:PROTOCOL". start
  * runs in the user's mail process on its loop: take c (set handlers,
  * reply to the login, serve). user is the userdb entry the process runs

@@ -18,6 +18,7 @@
 #include "postern/services.h"
 #include "postern/session.h"
 #include "imap.h"
+#include "imap_id_trust.h"
 #include "imap_parse.h"
 
 #define LOGIN_MAX_BAD 10              /* Dovecot closes after this many BADs */
@@ -92,7 +93,8 @@ plaintext_ok(const struct imap_login *l)
 	if (imap_set.conf == NULL)
 		return pt_conn_is_tls(l->conn);
 	return pt_sasl_plaintext_allowed(imap_set.conf, pt_conn_is_tls(l->conn), pt_conn_peer_addr(l->conn),
-	                                 pt_conn_local_addr(l->conn));
+	                                 pt_conn_local_addr(l->conn)) ||
+	       pt_conn_trusted_front(l->conn);
 }
 
 static int
@@ -488,6 +490,7 @@ dispatch(struct imap_login *l, struct imap_command *cmd)
 			bad_command(l, tag, "Error in IMAP command %s: %s", "ID", "Invalid parameters.");
 			return;
 		}
+		imap_id_forwarded(l->conn, &cmd->args[0], l->service, l->session_id);
 		lsend(l, "* ID (\"name\" \"Postern\")");
 		lsend(l, "%s OK ID completed.", tag);
 	} else if (strcasecmp(name, "STARTTLS") == 0) {

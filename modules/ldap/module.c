@@ -129,9 +129,8 @@ lmap_userdb(void *h, const char *user, struct pt_user *out)
 	if (r.f[3][0] && (v = strtoul(r.f[3], &end, 10), !*end))
 		out->gid = (gid_t)v;
 	snprintf(out->home, sizeof out->home, "%s", r.f[4]);
-	/* r.f[5] is the mail host (host_attribute): struct pt_user has no
-	 * host field yet (the proxy work adds it): then
-	 * snprintf(out->host, sizeof out->host, "%s", r.f[5]). */
+	/* The mail host (host_attribute): where this user's mail lives. */
+	snprintf(out->host, sizeof out->host, "%s", r.f[5]);
 	free(val);
 	return 1;
 }

@@ -60,6 +60,11 @@ struct pop3_cmd {
  * case-insensitive (RFC 1939); a line without a keyword gives
  * POP3_UNKNOWN with an empty name. */
 void pop3_parse_command(const char *line, size_t len, struct pop3_cmd *out);
+
+/* pop3_xclient.c: "XCLIENT ADDR=.. PORT=.." from login_trusted_networks.
+ * -1 the peer is not trusted (an unknown command then); 0 nothing usable;
+ * 1 the conn reports the relayed client's address from now on. */
+int pop3_xclient(struct pt_conn *c, const char *arg, size_t arglen, const char *session_id);
 const char *pop3_verb_name(enum pop3_verb v);
 
 /* A message number or count argument: digits only, no sign, fits in

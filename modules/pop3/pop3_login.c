@@ -129,7 +129,8 @@ addr_key(const char *s, unsigned char out[16])
 }
 
 /* Dovecot's disable_plaintext_auth: plaintext only over TLS or when the
- * client is this host talking to itself ("secured"). */
+ * client is this host talking to itself ("secured"), or a front in
+ * login_trusted_networks (plaintext_allowed). */
 static int
 secured(const struct pop3_login *s)
 {
@@ -141,7 +142,8 @@ secured(const struct pop3_login *s)
 static int
 plaintext_allowed(const struct pop3_login *s)
 {
-	return !s->set->plaintext_disabled || pt_conn_is_tls(s->conn) || secured(s);
+	return !s->set->plaintext_disabled || pt_conn_is_tls(s->conn) || secured(s) ||
+	       pt_conn_trusted_front(s->conn);
 }
 
 static int
@@ -613,6 +615,14 @@ dispatch(struct pop3_login *s, const char *line, size_t len)
 		close_with(s, "+OK Logging out");
 		break;
 	default:
+		if (strcmp(c.name, "XCLIENT") == 0) {
+			int r = pop3_xclient(s->conn, c.arg, c.arglen, s->session_id);
+			if (r >= 0) {
+				snprintf(s->peer, sizeof(s->peer), "%s", pt_conn_peer_addr(s->conn));
+				reply(s, r ? "+OK" : "-ERR Invalid XCLIENT parameters");
+				break;
+			}
+		}
 		{
 			char text[64];
 			snprintf(text, sizeof(text), "-ERR Unknown command: %s", c.name);

@@ -113,6 +113,16 @@ auth_result(struct smtp_session *s, int result)
 			return;
 		}
 		smtp_printable(user);
+		/* A front: this user's mail host takes the session (XCLIENT). */
+		const char *dest = pt_auth_proxy_dest();
+		if (dest) {
+			smtp_auth_abort(s);
+			int started = smtp_proxy_login(s, user, dest);
+			free(user);
+			if (!started)
+				smtp_reply(s, "454 4.7.0 Temporary authentication failure: mailbox host unavailable");
+			return;
+		}
 		free(s->sasl_username);
 		s->sasl_username = user;
 		s->sasl_method = method_name(s);

@@ -17,11 +17,12 @@ static const struct {
 	{"RSET", SMTP_VERB_RSET}, {"NOOP", SMTP_VERB_NOOP}, {"QUIT", SMTP_VERB_QUIT},
 	{"VRFY", SMTP_VERB_VRFY}, {"HELP", SMTP_VERB_HELP}, {"STARTTLS", SMTP_VERB_STARTTLS},
 	{"AUTH", SMTP_VERB_AUTH}, {"ETRN", SMTP_VERB_ETRN}, {"EXPN", SMTP_VERB_EXPN},
+	{"XCLIENT", SMTP_VERB_XCLIENT},
 };
 
 static const char *const verb_names[SMTP_VERB_COUNT] = {
 	"unknown", "helo", "ehlo", "mail", "rcpt", "data", "bdat", "rset", "noop",
-	"quit", "vrfy", "help", "starttls", "auth", "etrn", "expn",
+	"quit", "vrfy", "help", "starttls", "auth", "etrn", "expn", "xclient",
 };
 
 const char *

@@ -32,6 +32,7 @@ smtp_session_idle_size(void)
 }
 
 static void session_input(struct smtp_session *s);
+static void keep_names(struct smtp_session *s, const char *name, const char *reverse);
 static void request_begin(struct smtp_session *s);
 
 /* ---- replies, errors, logging ---- */
@@ -227,8 +228,8 @@ log_disconnect(struct smtp_session *s)
 	static const enum smtp_verb order[] = {
 		SMTP_VERB_HELO, SMTP_VERB_EHLO, SMTP_VERB_STARTTLS, SMTP_VERB_AUTH, SMTP_VERB_MAIL,
 		SMTP_VERB_RCPT, SMTP_VERB_DATA, SMTP_VERB_BDAT, SMTP_VERB_RSET, SMTP_VERB_NOOP,
-		SMTP_VERB_VRFY, SMTP_VERB_ETRN, SMTP_VERB_EXPN, SMTP_VERB_HELP, SMTP_VERB_QUIT,
-		SMTP_VERB_UNKNOWN,
+		SMTP_VERB_VRFY, SMTP_VERB_ETRN, SMTP_VERB_EXPN, SMTP_VERB_HELP, SMTP_VERB_XCLIENT,
+		SMTP_VERB_QUIT, SMTP_VERB_UNKNOWN,
 	};
 	char buf[512];
 	size_t n = 0;
@@ -312,6 +313,27 @@ session_free(struct smtp_session *s)
 	free(s);
 }
 
+void
+smtp_session_release(struct smtp_session *s)
+{
+	log_disconnect(s);
+	s->gone = 1;
+	s->conn = NULL;
+	session_free(s);
+}
+
+void
+smtp_session_restart(struct smtp_session *s, const char *name)
+{
+	session_reset_helo(s);
+	if (name) {
+		free(s->names);
+		s->names = NULL;
+		s->client_name = s->reverse_name = "unknown";
+		keep_names(s, name, name);
+	}
+}
+
 static void
 reap(struct pt_loop *loop, void *arg)
 {
@@ -376,9 +398,9 @@ ehlo_reply(struct smtp_session *s)
 		snprintf(size, sizeof(size), "250-SIZE");
 	/* Postfix's order: ... STARTTLS, AUTH, ENHANCEDSTATUSCODES ... */
 	pt_conn_printf(s->conn, "250-%s\r\n250-PIPELINING\r\n%s\r\n%s%s250-ENHANCEDSTATUSCODES\r\n"
-	               "250-8BITMIME\r\n%s250 CHUNKING\r\n", s->set->hostname, size,
+	               "250-8BITMIME\r\n%s%s250 CHUNKING\r\n", s->set->hostname, size,
 	               starttls ? "250-STARTTLS\r\n" : "", smtp_auth_ehlo_line(s, auth, sizeof(auth)),
-	               s->set->smtputf8 ? "250-SMTPUTF8\r\n" : "");
+	               s->set->smtputf8 ? "250-SMTPUTF8\r\n" : "", smtp_xclient_ehlo_line(s));
 }
 
 static void
@@ -1228,6 +1250,9 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 		break;
 	case SMTP_VERB_AUTH:
 		smtp_auth_command(s, &c);
+		break;
+	case SMTP_VERB_XCLIENT:
+		smtp_xclient_command(s, &c);
 		break;
 	default:
 		reply(s, "500 5.5.2 Error: command not recognized");

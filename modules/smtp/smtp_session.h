@@ -148,6 +148,21 @@ void smtp_policy(struct smtp_session *s, enum pt_stage stage, const char *rcpt, 
 int smtp_verdict_refuses(struct smtp_session *s, const struct pt_verdict *v, const char *stage,
                          const char *to);
 
+/* The conn is no longer ours (relayed by the submission proxy, or closed
+ * while it was being set up): log the session's summary and free it. */
+void smtp_session_release(struct smtp_session *s);
+/* XCLIENT: forget HELO and the transaction; name (NULL: keep) becomes the
+ * client's name. */
+void smtp_session_restart(struct smtp_session *s, const char *name);
+
+/* smtp_xclient.c: Postfix's XCLIENT from smtpd_authorized_xclient_hosts,
+ * and the front's side of a proxied submission login. */
+const char *smtp_xclient_ehlo_line(const struct smtp_session *s);
+void smtp_xclient_command(struct smtp_session *s, const struct smtp_cmd *c);
+/* After a good AUTH whose passdb entry names another host: relay the
+ * session there. 1 under way (async set); 0 could not start. */
+int smtp_proxy_login(struct smtp_session *s, const char *user, const char *dest);
+
 /* smtp_auth.c */
 /* The "250-AUTH PLAIN LOGIN" line for EHLO ("" when AUTH is not offered
  * on this connection now). */

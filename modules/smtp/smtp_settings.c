@@ -90,6 +90,8 @@ const struct pt_param smtp_params[] = {
 	  "submission and smtps listeners use (RFC 6409)", 0, 0 },
 	{ "smtpd_sasl_authenticated_header", PT_BOOL, "no", NULL,
 	  "name the authenticated user in the Received header (Authenticated sender: USER)", 0, 0 },
+	{ "smtpd_authorized_xclient_hosts", PT_CIDR_LIST, "", NULL,
+	  "fronts allowed XCLIENT (Postfix's: ADDR, PORT, NAME, HELO, LOGIN of the client they relay)", 0, 0 },
 	{ "smtpd_client_name_timeout", PT_TIME, "3s", NULL,
 	  "longest wait for the client's reverse DNS name before the banner; 0 = no lookup (unknown)", 0, 60 },
 	{ "smtpd_hosts_file", PT_STR, "/etc/hosts", NULL,

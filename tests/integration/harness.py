@@ -202,12 +202,18 @@ class Server:
     given as name:password). aliases: text of the aliases file (written to
     DIR/aliases; the alias module reads it through alias_maps).
     listeners: which *_listen parameters get a free port (others are empty).
+    netns: a netns.NetNS the daemon runs in (the host of a multi-host
+    topology); listen_addr: the address its listeners bind (default
+    127.0.0.1; in a namespace, its veth address).
     """
 
     ALL_LISTENERS = ("smtpd", "submission", "smtps", "imap", "imaps", "pop3", "pop3s")
 
     def __init__(self, modules=("mbox", "smtp"), conf="", users=("alice", "bob", "carol"),
-                 aliases=None, listeners=None, as_root=False, run_as=None, tls=True, name="postern"):
+                 aliases=None, listeners=None, as_root=False, run_as=None, tls=True, name="postern",
+                 netns=None, listen_addr="127.0.0.1"):
+        self.netns = netns
+        self.listen_addr = listen_addr
         self.dir = tempfile.mkdtemp(prefix="postern-test-")
         os.chmod(self.dir, 0o755)
         self.modules = list(modules)
@@ -309,7 +315,7 @@ class Server:
         for l, port in self.ports.items():
             if owners[l] not in self.modules:
                 continue
-            c.append("%s_listen = %s" % (l, ("127.0.0.1:%d" % port) if port else ""))
+            c.append("%s_listen = %s" % (l, ("%s:%d" % (self.listen_addr, port)) if port else ""))
         return c
 
     def write_conf(self, extra=None):
@@ -331,6 +337,8 @@ class Server:
         return e
 
     def _preexec(self):
+        if self.netns:
+            self.netns.enter()  # as root, before dropping to run_user
         if self.run_user:
             pw = pwd.getpwnam(self.run_user)
             os.setgroups([])
@@ -347,7 +355,7 @@ class Server:
     def start(self, wait_port=None):
         self.proc = subprocess.Popen([BIN, "run", "-c", self.conf_file], env=self.env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=self._preexec if self.run_user else None)
+                                     preexec_fn=self._preexec if (self.run_user or self.netns) else None)
         port = wait_port or self.ports.get("smtpd") if "smtp" in self.modules else wait_port
         end = time.time() + START_TIMEOUT
         while time.time() < end:
@@ -360,11 +368,17 @@ class Server:
                 if os.path.exists(self.path("run", "postern.pid")):
                     time.sleep(0.3)
                     return self
-            elif port_ready(port):
+            elif self.port_ready(port):
                 return self
             time.sleep(0.05)
         self.kill()
         raise AssertionError("postern did not come up within %ss; log:\n%s" % (START_TIMEOUT, self.log()))
+
+    def port_ready(self, port):
+        if self.netns:
+            with self.netns.inside():
+                return port_ready(port, self.listen_addr)
+        return port_ready(port, self.listen_addr)
 
     @property
     def pid(self):

@@ -542,6 +542,72 @@ test_wire_format(void **state)
 	assert_int_equal(pt_auth_wire_reply_encode(9, 2, "", buf, sizeof buf), -1);
 }
 
+/* The reply's optional second string: a good login's proxy destination. */
+static void
+test_wire_proxy(void **state)
+{
+	(void)state;
+	unsigned char buf[700];
+	uint32_t id;
+	int result;
+	char why[200], proxy[PT_AUTH_PROXY_MAX];
+	int len = pt_auth_wire_reply_encode_proxy(7, 1, "", "10.1.0.2:143", buf, sizeof buf);
+	assert_true(len > 0);
+	assert_int_equal(pt_auth_wire_reply_decode_proxy(buf, (size_t)len, &id, &result, why, sizeof why, proxy,
+	                                                 sizeof proxy), 0);
+	assert_int_equal(id, 7);
+	assert_int_equal(result, 1);
+	assert_string_equal(proxy, "10.1.0.2:143");
+	/* The old decoder still reads it; a reply without one says "". */
+	assert_int_equal(pt_auth_wire_reply_decode(buf, (size_t)len, &id, &result, why, sizeof why), 0);
+	len = pt_auth_wire_reply_encode(8, 0, "password mismatch", buf, sizeof buf);
+	assert_int_equal(pt_auth_wire_reply_decode_proxy(buf, (size_t)len, &id, &result, why, sizeof why, proxy,
+	                                                 sizeof proxy), 0);
+	assert_string_equal(proxy, "");
+	/* A third string, or a second without its NUL, is refused. */
+	len = pt_auth_wire_reply_encode_proxy(7, 1, "", "h", buf, sizeof buf);
+	assert_int_equal(pt_auth_wire_reply_decode_proxy(buf, (size_t)len - 1, &id, &result, why, sizeof why,
+	                                                 proxy, sizeof proxy), -1);
+	memcpy(buf + len, "x", 2);
+	assert_int_equal(pt_auth_wire_reply_decode_proxy(buf, (size_t)len + 2, &id, &result, why, sizeof why,
+	                                                 proxy, sizeof proxy), -1);
+}
+
+/* passdb proxy fields: proxy=y host= [port=]; without the flag, none. */
+static void
+test_passdb_proxy_fields(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/pt-proxy-users-XXXXXX", spec[200], why[200], proxy[PT_AUTH_PROXY_MAX];
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "a:{PLAIN}pw:::::: proxy=y host=10.1.0.2\n"
+	                   "b:{PLAIN}pw:::::: proxy host=10.1.0.3 port=1143\n"
+	                   "c:{PLAIN}pw:::::: host=10.1.0.4\n"
+	                   "d:{PLAIN}pw:::::: proxy=y host=fd00::4 port=143\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	snprintf(spec, sizeof spec, "passwd-file:%s", path);
+	struct pt_passdb_req r = { "a", "pw", "imap", "" };
+	assert_int_equal(pt_passdb_check_proxy(spec, &r, why, sizeof why, proxy, sizeof proxy), 1);
+	assert_string_equal(proxy, "10.1.0.2");
+	r.user = "b";
+	assert_int_equal(pt_passdb_check_proxy(spec, &r, why, sizeof why, proxy, sizeof proxy), 1);
+	assert_string_equal(proxy, "10.1.0.3:1143");
+	r.user = "c";
+	assert_int_equal(pt_passdb_check_proxy(spec, &r, why, sizeof why, proxy, sizeof proxy), 1);
+	assert_string_equal(proxy, "");
+	r.user = "d";
+	assert_int_equal(pt_passdb_check_proxy(spec, &r, why, sizeof why, proxy, sizeof proxy), 1);
+	assert_string_equal(proxy, "[fd00::4]:143");
+	/* A wrong password says nothing of where the user lives. */
+	r.user = "a";
+	r.password = "nope";
+	assert_int_equal(pt_passdb_check_proxy(spec, &r, why, sizeof why, proxy, sizeof proxy), 0);
+	assert_string_equal(proxy, "");
+	unlink(path);
+}
+
 static void
 test_passdb_check_direct(void **state)
 {
@@ -579,6 +645,8 @@ main(void)
 		cmocka_unit_test(test_agent_dies),
 		cmocka_unit_test(test_wire_format),
 		cmocka_unit_test(test_passdb_check_direct),
+		cmocka_unit_test(test_wire_proxy),
+		cmocka_unit_test(test_passdb_proxy_fields),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -842,7 +842,7 @@ test_dump(void **state)
 			prev = p;
 			lines++;
 		}
-		assert_int_equal(lines, 54 + 21); /* core parameters + the test table */
+		assert_int_equal(lines, 61 + 21); /* core parameters + the test table */
 	}
 	assert_non_null(strstr(out, "\nt_bool = no\n"));
 	assert_non_null(strstr(out, "\nrelay_domains =\n"));

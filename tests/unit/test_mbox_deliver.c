@@ -49,7 +49,7 @@ setup(void **state)
 	snprintf(f->location, sizeof f->location, "mbox:%s/home:INBOX=%s/%%u", f->dir, f->dir);
 	snprintf(f->path, sizeof f->path, "%s/u1", f->dir);
 	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1 };
-	f->u = (struct pt_user){ "u1", getuid(), getgid(), "" };
+	f->u = (struct pt_user){ "u1", getuid(), getgid(), "", "" };
 	snprintf(f->u.home, sizeof f->u.home, "%s", f->dir);
 	*state = f;
 	return 0;
@@ -775,7 +775,7 @@ test_root_creates_the_file_for_the_user(void **state)
 		skip();
 		return;
 	}
-	struct pt_user u = { "u1", 12345, 12346, "/nonexistent" };
+	struct pt_user u = { "u1", 12345, 12346, "/nonexistent", "" };
 	struct pt_delivery d = delivery(f, "S: 1\n\nx\n");
 	d.user = &u;
 	struct pt_status st;
@@ -812,7 +812,7 @@ deliver_as_nobody(struct fixture *f, gid_t priv, int *code)
 		close(p[0]);
 		syscall(SYS_setfsgid, 65534);
 		syscall(SYS_setfsuid, 65534);
-		struct pt_user u = { "u1", 65534, 65534, "/nonexistent" };
+		struct pt_user u = { "u1", 65534, 65534, "/nonexistent", "" };
 		struct pt_delivery d = delivery(f, "S: 1\n\nx\n");
 		d.user = &u;
 		f->s.priv_gid = priv;

@@ -15,7 +15,7 @@
 
 #define T_0608 ((time_t)1795846087) /* Sat Nov 28 06:08:07 2026 UTC */
 
-static struct pt_user carol = { "carol", 1003, 1003, "/home/carol" };
+static struct pt_user carol = { "carol", 1003, 1003, "/home/carol", "" };
 
 /* Format one delivery and return a NUL-terminated copy. */
 static char *

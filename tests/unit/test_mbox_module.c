@@ -120,7 +120,7 @@ test_service_delivers_with_configured_settings(void **state)
 	assert_int_equal(pt_modules_init(&ctx), 0);
 	const struct pt_mailstore_ops *ms = pt_service_get(PT_SVC_MAILSTORE);
 	assert_non_null(ms);
-	struct pt_user u = { "someone", getuid(), getgid(), "/nonexistent" };
+	struct pt_user u = { "someone", getuid(), getgid(), "/nonexistent", "" };
 	struct pt_delivery d = { "Q", "a@b", "someone@b", NULL, &u, "S: 1\n\nx\n", 9, 1795846087 };
 	struct pt_status st;
 	ms->deliver(&d, 1, &st);

@@ -77,7 +77,7 @@ static void
 test_length_is_bounded(void **state)
 {
 	(void)state;
-	struct pt_user u = { "carol", 1, 1, "/home/carol" };
+	struct pt_user u = { "carol", 1, 1, "/home/carol", "" };
 	char out[20];
 	struct pt_status st = { 0 };
 	assert_int_equal(mbox_inbox_path("mbox:~/mail:INBOX=/var/mail/%u", &u, out, sizeof out, &st),

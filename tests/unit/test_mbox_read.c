@@ -237,7 +237,7 @@ static void
 test_formatted_messages_round_trip(void **state)
 {
 	(void)state;
-	struct pt_user u = { "u", 1, 1, "/h" };
+	struct pt_user u = { "u", 1, 1, "/h", "" };
 	const char *bodies[] = { "S: 1\n\nFrom a\n\nFrom b  Sat Nov 28 06:08:07 2026\n",
 	                         "", "S: 3\n\n\n\n", "no header line\nFrom x" };
 	struct pt_strbuf b = { 0 };

@@ -33,7 +33,7 @@ test_mailbox_service_uses_configured_location(void **state)
 	assert_int_equal(pt_modules_init(&ctx), 0);
 	const struct pt_mailbox_ops *ops = pt_service_get(PT_SVC_MAILBOX);
 	assert_non_null(ops);
-	struct pt_user u = { "someone", getuid(), getgid(), "/nonexistent" };
+	struct pt_user u = { "someone", getuid(), getgid(), "/nonexistent", "" };
 	struct pt_status st;
 	struct pt_mstore *ms = ops->store_open(&u, &st);
 	assert_non_null(ms);

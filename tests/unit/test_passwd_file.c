@@ -270,6 +270,72 @@ test_load_and_cache(void **state)
 	pt_passwd_file_cache_clear();
 }
 
+/* Dovecot's extra fields: key=value and bare flags, case-insensitive
+ * keys, no prefix match (host vs hostname), values cut to the buffer. */
+static void
+test_extra_fields(void **state)
+{
+	(void)state;
+	char v[16];
+	const char *x = " proxy=y  HOST=10.1.0.2\tuserdb_host=10.9.9.9 nologin hostname=other port=1143";
+
+	assert_int_equal(pt_passwd_extra_get(x, "host", v, sizeof v), 1);
+	assert_string_equal(v, "10.1.0.2");
+	assert_int_equal(pt_passwd_extra_get(x, "userdb_host", v, sizeof v), 1);
+	assert_string_equal(v, "10.9.9.9");
+	assert_int_equal(pt_passwd_extra_get(x, "nologin", v, sizeof v), 1);
+	assert_string_equal(v, "");
+	assert_int_equal(pt_passwd_extra_get(x, "hostn", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get(x, "user", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get("", "host", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get(NULL, "host", v, sizeof v), 0);
+	assert_int_equal(pt_passwd_extra_get("host=0123456789abcdefghij", "host", v, sizeof v), 1);
+	assert_string_equal(v, "0123456789abcde");
+	assert_true(pt_passwd_extra_flag(x, "proxy"));
+	assert_true(pt_passwd_extra_flag(x, "nologin"));
+	assert_true(pt_passwd_extra_flag("proxy", "proxy"));
+	assert_true(pt_passwd_extra_flag("proxy=YES", "proxy"));
+	assert_false(pt_passwd_extra_flag("proxy=n", "proxy"));
+	assert_false(pt_passwd_extra_flag("proxy_maybe=y", "proxy"));
+	assert_false(pt_passwd_extra_flag("host=x", "proxy"));
+
+	/* The eighth field keeps its spaces and colons ([v6]:port). */
+	const char *text = "alice:{PLAIN}x:::::: proxy host=[fd00::2]:143\n";
+	struct pt_passwd_file *f = pt_passwd_file_parse("t", text, strlen(text));
+	const struct pt_passwd_entry *e = pt_passwd_file_find(f, "alice");
+	assert_non_null(e);
+	assert_int_equal(pt_passwd_extra_get(e->extra, "host", v, sizeof v), 1);
+	assert_string_equal(v, "[fd00::2]:143");
+	pt_passwd_file_free(f);
+
+	/* A proxied user the front could not send anywhere is refused at
+	 * load (served here, they would see an empty mailbox). */
+	const char *bad = "a:{PLAIN}x:::::: proxy\n"
+	                  "b:{PLAIN}x:::::: proxy=y host=mail_2.example.com\n"
+	                  "c:{PLAIN}x:::::: proxy=y host=10.0.0.1:0\n"
+	                  "d:{PLAIN}x:::::: proxy=y host=10.0.0.1 port=x\n"
+	                  "e:{PLAIN}x:::::: proxy=y host=[fd00::1\n"
+	                  "f:{PLAIN}x:::::: proxy=y host=10.0.0.1 port=1143\n"
+	                  "g:{PLAIN}x:::::: proxy=y host=[fd00::1]:993\n"
+	                  "h:{PLAIN}x:::::: proxy=n\n"
+	                  "i:{PLAIN}x:::::: host=mail2.example.com\n"
+	                  "j:{PLAIN}x:::::: proxy=y host=mbox1.example.org:1143\n";
+	f = pt_passwd_file_parse("t", bad, strlen(bad));
+	assert_int_equal(pt_passwd_file_error_count(f), 5);
+	assert_non_null(strstr(pt_passwd_file_error(f, 0), "t:1: user a: proxy without host="));
+	assert_non_null(strstr(pt_passwd_file_error(f, 1), "neither an IP address nor a host name"));
+	assert_non_null(strstr(pt_passwd_file_error(f, 2), "bad proxy port 0"));
+	assert_non_null(strstr(pt_passwd_file_error(f, 3), "bad proxy port x"));
+	assert_non_null(strstr(pt_passwd_file_error(f, 4), "bad host="));
+	assert_int_equal(pt_passwd_file_count(f), 5);
+	assert_non_null(pt_passwd_file_find(f, "j"));
+	assert_non_null(pt_passwd_file_find(f, "f"));
+	assert_non_null(pt_passwd_file_find(f, "g"));
+	assert_non_null(pt_passwd_file_find(f, "h"));
+	assert_non_null(pt_passwd_file_find(f, "i"));
+	pt_passwd_file_free(f);
+}
+
 int
 main(void)
 {
@@ -281,6 +347,7 @@ main(void)
 		cmocka_unit_test(test_nul_and_control),
 		cmocka_unit_test(test_truncated_every_offset),
 		cmocka_unit_test(test_load_and_cache),
+		cmocka_unit_test(test_extra_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
