@@ -51,12 +51,14 @@ struct pt_msg_info {
 	uint64_t size;                /* RFC822.SIZE: octets of the wire form */
 	time_t internal_date;         /* INTERNALDATE (From_ line / APPEND date) */
 	int tz_minutes;               /* its zone offset east of UTC, for display */
+	uint64_t modseq;              /* CONDSTORE: of its last flag change or arrival (> 0) */
 };
 
 struct pt_mbox_status {
 	uint32_t messages, recent, unseen, uidnext, uidvalidity;
 	uint32_t first_unseen_seq;    /* 1-based sequence of the first unseen, 0 none */
 	uint64_t size;                /* sum of RFC822.SIZE (STATUS=SIZE) */
+	uint64_t highestmodseq;       /* CONDSTORE (RFC 7162) */
 };
 
 /* A message's wire form: CRLF line ends, none of the storage headers
@@ -186,6 +188,12 @@ struct pt_mailbox_ops {
 	                    void *arg, struct pt_status *st);
 	int (*set_special_use)(struct pt_mstore *ms, const char *name, const char *use,
 	                       struct pt_status *st);
+	/* ---- CONDSTORE (RFC 7162) ----
+	 * The folder's highest mod-sequence as of the last sync: never lower
+	 * than any message's modseq, raised by every flag change, arrival and
+	 * expunge, and never going back for one UIDVALIDITY (also across a
+	 * lost index). May be NULL in other implementations. */
+	uint64_t (*highest_modseq)(const struct pt_mbox *mb);
 };
 
 #endif

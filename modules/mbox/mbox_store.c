@@ -731,6 +731,7 @@ store_status(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
 	}
 	out->uidnext = ms_mbox_uidnext(mb);
 	out->uidvalidity = mb->f.uidvalidity;
+	out->highestmodseq = ms_mbox_highest_modseq(mb);
 	ms_mbox_close(mb);
 	return 0;
 }
@@ -801,4 +802,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.change_flags = ms_mbox_change_flags,
 	.special_uses = store_special_uses,
 	.set_special_use = store_set_special_use,
+	.highest_modseq = ms_mbox_highest_modseq,
 };
