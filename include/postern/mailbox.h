@@ -194,6 +194,12 @@ struct pt_mailbox_ops {
 	 * expunge, and never going back for one UIDVALIDITY (also across a
 	 * lost index). May be NULL in other implementations. */
 	uint64_t (*highest_modseq)(const struct pt_mbox *mb);
+	/* change_flags that leaves every message whose modseq (as in the
+	 * file, under the lock) is above unchangedsince alone and marks it
+	 * in refused[k] (STORE UNCHANGEDSINCE, RFC 7162 §3.1.3). May be
+	 * NULL. */
+	int (*change_flags_cond)(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+	                         uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 };
 
 #endif

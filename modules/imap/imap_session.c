@@ -143,13 +143,18 @@ cmd_id(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t
 static void
 cmd_enable(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, int uid)
 {
-	(void)a, (void)uid;
+	(void)uid;
 	if (n == 0) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command ENABLE: Missing arguments.");
 		return;
 	}
-	/* Nothing advertised can be enabled (no CONDSTORE, QRESYNC, UTF8). */
-	imap_untagged(s, "ENABLED");
+	/* CONDSTORE and QRESYNC (imap_condstore.c); others are not known. */
+	struct pt_strbuf en = { 0 };
+	for (size_t i = 0; i < n; i++)
+		if (a[i].type == IMAP_ARG_ATOM)
+			imap_condstore_enable(s, a[i].s, &en);
+	imap_untagged(s, "ENABLED%s", en.p && !en.oom ? en.p : "");
+	pt_strbuf_free(&en);
 	imap_completed(s, tag, NULL, "Enabled");
 }
 
@@ -171,10 +176,12 @@ imap_expunge_view(struct imap_session *s, const size_t *idx, size_t n, int silen
 	if (rc == 0) {
 		/* Highest first so that each sequence number is still right. */
 		for (size_t i = n; i-- > 0;) {
-			if (!silent)
+			if (!silent && !s->qresync)
 				imap_untagged(s, "%zu EXPUNGE", idx[i] + 1);
 			imap_view_remove(s, idx[i]);
 		}
+		if (!silent && s->qresync)
+			imap_vanished_send(s, uids, n, 0);   /* RFC 7162 §3.2.10 */
 		s->expunged += (unsigned)n;
 	}
 	free(uids);
@@ -252,7 +259,8 @@ cmd_expunge(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 	}
 	free(del);
 	imap_sync(s, 1);
-	imap_completed(s, tag, NULL, "Expunge");
+	char code[48];
+	imap_completed(s, tag, imap_modseq_code(s, code, sizeof(code)), "Expunge");
 }
 
 static void

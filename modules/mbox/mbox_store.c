@@ -803,4 +803,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.special_uses = store_special_uses,
 	.set_special_use = store_set_special_use,
 	.highest_modseq = ms_mbox_highest_modseq,
+	.change_flags_cond = ms_mbox_change_flags_cond,
 };

@@ -248,5 +248,7 @@ int ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, siz
 int ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st);
 const char *ms_mbox_path(const struct pt_mbox *mb);
 uint64_t ms_mbox_highest_modseq(const struct pt_mbox *mb);
+int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+                              uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 
 #endif

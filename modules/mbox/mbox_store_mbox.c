@@ -421,7 +421,7 @@ ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t)
  * what is really there now. */
 static int
 apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_flag_change *c,
-            size_t n, struct pt_status *st)
+            size_t n, uint64_t unchangedsince, unsigned char *refused, struct pt_status *st)
 {
 	struct ms_folder *f = &mb->f;
 	if (mb->readonly) {
@@ -444,6 +444,10 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		struct ms_msg *r = &f->m[i];
 		uint32_t fl;
 		uint64_t kw;
+		if (refused != NULL && r->info.modseq > unchangedsince) {
+			refused[k] = 1;   /* changed since the client looked */
+			continue;
+		}
 		if (u) {
 			fl = u[k].flags & PT_F_SYSTEM;
 			kw = u[k].keywords & kwmask;
@@ -483,14 +487,21 @@ int
 ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
                   struct pt_status *st)
 {
-	return apply_flags(mb, u, NULL, n, st);
+	return apply_flags(mb, u, NULL, n, 0, NULL, st);
 }
 
 int
 ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
                      struct pt_status *st)
 {
-	return apply_flags(mb, NULL, c, n, st);
+	return apply_flags(mb, NULL, c, n, 0, NULL, st);
+}
+
+int
+ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+                          uint64_t unchangedsince, unsigned char *refused, struct pt_status *st)
+{
+	return apply_flags(mb, NULL, c, n, unchangedsince, refused, st);
 }
 
 int
