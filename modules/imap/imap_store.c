@@ -241,6 +241,10 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 			break;
 		}
 		v->flags = (v->flags & ~PT_F_SYSTEM) | sys;
+		/* Our own change's mod-sequence: not news for the sync. */
+		size_t si = imap_view_store_index(s, idx[i]);
+		if (si != (size_t)-1 && s->mbx->info(s->mb, si)->modseq > v->modseq)
+			v->modseq = s->mbx->info(s->mb, si)->modseq;
 	}
 	imap_sync(s, 0);
 	struct pt_strbuf modified = { 0 };
