@@ -55,8 +55,8 @@ struct imap_fetch_req {
 int imap_fetch_parse(const struct imap_arg *args, size_t nargs, int uid,
                      struct imap_fetch_req *out, char *err, size_t errlen);
 void imap_fetch_req_free(struct imap_fetch_req *r);
-/* Add MODSEQ to r unless there (CONDSTORE: a FETCH that sets \Seen
- * reports it). 0 or -1. */
+/* Add UID and MODSEQ to r unless there (CONDSTORE: a FETCH that sets
+ * \Seen reports both, RFC 7162 §3.1). 0 or -1. */
 int imap_fetch_add_modseq(struct imap_fetch_req *r);
 
 #endif

@@ -376,7 +376,7 @@ static int
 parse_modifiers(const struct imap_arg *m, int uid, struct imap_fetch_req *out, char *err, size_t errlen)
 {
 	if (m->type != IMAP_ARG_LIST || m->n == 0) {
-		fetch_err(err, errlen, "Invalid fetch modifiers.");
+		fetch_err(err, errlen, "Invalid arguments.");
 		return -1;
 	}
 	for (size_t i = 0; i < m->n; i++) {
@@ -413,11 +413,9 @@ parse_modifiers(const struct imap_arg *m, int uid, struct imap_fetch_req *out, c
 int
 imap_fetch_add_modseq(struct imap_fetch_req *r)
 {
-	if (req_has(r, IMAP_FI_MODSEQ))
-		return 0;
-	if (add_simple(r, IMAP_FI_MODSEQ, NULL, 0) < 0)
+	if (add_simple(r, IMAP_FI_UID, NULL, 0) < 0 || add_simple(r, IMAP_FI_MODSEQ, NULL, 0) < 0)
 		return -1;
-	r->want_modseq = 1;
+	r->want_uid = r->want_modseq = 1;
 	return 0;
 }
 

@@ -715,7 +715,7 @@ test_fetch_errors(void **state)
 	expect(run(f, "FETCH 1 FOO"), "a1 BAD Error in IMAP command FETCH: Unknown FETCH attribute FOO\r\n");
 	expect(run(f, "UID FETCH 1"), "a1 BAD Error in IMAP command UID FETCH: Invalid arguments.\r\n");
 	expect(run(f, "FETCH (FLAGS) 1"), "a1 BAD Error in IMAP command FETCH: Invalid arguments.\r\n");
-	expect(run(f, "FETCH 1 (FLAGS) (X)"), "a1 BAD Error in IMAP command FETCH: Invalid arguments.\r\n");
+	expect(run(f, "FETCH 1 (FLAGS) (X)"), "a1 BAD Error in IMAP command FETCH: Invalid fetch modifiers.\r\n");
 	assert_int_equal(fset_calls, 0);
 	f->s.state = IMAP_AUTH;
 	expect(run(f, "FETCH 1 FLAGS"), "a1 BAD No mailbox selected.\r\n");
