@@ -51,6 +51,7 @@ struct pt_msg_info {
 	uint64_t size;                /* RFC822.SIZE: octets of the wire form */
 	time_t internal_date;         /* INTERNALDATE (From_ line / APPEND date) */
 	int tz_minutes;               /* its zone offset east of UTC, for display */
+	uint64_t modseq;              /* CONDSTORE: of its last flag change or arrival (> 0) */
 };
 
 struct pt_mbox_status {
@@ -59,6 +60,7 @@ struct pt_mbox_status {
 	uint64_t size;                /* sum of RFC822.SIZE (STATUS=SIZE) */
 	uint64_t deleted_size;        /* the same of \Deleted ones (DELETED-STORAGE) */
 	uint32_t deleted;             /* messages with \Deleted (IMAP4rev2 STATUS DELETED) */
+	uint64_t highestmodseq;       /* CONDSTORE (RFC 7162) */
 };
 
 /* A message's wire form: CRLF line ends, none of the storage headers
@@ -201,6 +203,18 @@ struct pt_mailbox_ops {
 	 * (files there are replaced by rename): with path, what an inotify
 	 * watch covers to hear of every change. May be NULL. */
 	const char *(*index_dir)(const struct pt_mbox *mb);
+	/* ---- CONDSTORE (RFC 7162) ----
+	 * The folder's highest mod-sequence as of the last sync: never lower
+	 * than any message's modseq, raised by every flag change, arrival and
+	 * expunge, and never going back for one UIDVALIDITY (also across a
+	 * lost index). May be NULL in other implementations. */
+	uint64_t (*highest_modseq)(const struct pt_mbox *mb);
+	/* change_flags that leaves every message whose modseq (as in the
+	 * file, under the lock) is above unchangedsince alone and marks it
+	 * in refused[k] (STORE UNCHANGEDSINCE, RFC 7162 §3.1.3). May be
+	 * NULL. */
+	int (*change_flags_cond)(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+	                         uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 };
 
 #endif

@@ -22,6 +22,7 @@ struct imap_view_msg {
 	uint32_t uid;
 	uint32_t flags;               /* PT_F_*, incl. PT_F_RECENT for this session */
 	uint64_t keywords;
+	uint64_t modseq;              /* CONDSTORE: as last told (or fetched) */
 };
 
 enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
@@ -63,6 +64,12 @@ struct imap_session {
 	void (*cont)(struct imap_session *s);
 	void (*cont_free)(struct imap_session *s);
 	void *cont_state;
+
+	/* RFC 7162: CONDSTORE enabled (ENABLE, or a command that uses it):
+	 * flag changes carry MODSEQ; QRESYNC enabled: expunges are told as
+	 * VANISHED (imap_condstore.c). */
+	int condstore, qresync;
+	int search_modseq;            /* the last imap_search_eval used MODSEQ */
 
 	int idling;
 	char *idle_tag;
@@ -142,7 +149,7 @@ extern int imap_names_utf8;
 	"IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
 	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND BINARY " \
 	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE" \
-	" QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE"
+	" QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE CONDSTORE QRESYNC"
 
 /* Listener hook (imap_login.c): pre-login on a fresh connection. */
 void imap_login_accept(struct pt_conn *c, const struct pt_listener *l);
@@ -231,6 +238,40 @@ imap_cmd_fn imap_cmd_compress;   /* imap_compress.c */
 imap_cmd_fn imap_cmd_select, imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename,
 	imap_cmd_subscribe, imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_status,
 	imap_cmd_namespace;
+
+/* ---- CONDSTORE / QRESYNC (imap_condstore.c, RFC 7162) ---- */
+/* ENABLE's names: adds " CONDSTORE" / " QRESYNC" to enabled for those it
+ * enables now; 1 when name is one of them. */
+int imap_condstore_enable(struct imap_session *s, const char *name, struct pt_strbuf *enabled);
+/* A CONDSTORE enabling command runs (RFC 7162 §3.1): on from now, and
+ * the first time with a folder selected its HIGHESTMODSEQ is told. */
+void imap_condstore_on(struct imap_session *s);
+/* The selected folder's HIGHESTMODSEQ (after a sync). */
+uint64_t imap_highest_modseq(const struct imap_session *s);
+/* "HIGHESTMODSEQ n" into buf when QRESYNC is on (the tagged OK of
+ * EXPUNGE), else NULL. */
+const char *imap_modseq_code(struct imap_session *s, char *buf, size_t len);
+/* "* VANISHED [(EARLIER) ]set" for ascending uids (none: nothing). */
+void imap_vanished_send(struct imap_session *s, const uint32_t *uids, size_t n, int earlier);
+/* VANISHED (EARLIER) for the UIDs of set (NULL: 1:UIDNEXT-1) that are no
+ * longer in the folder (nor in the view). 0, or -1 on a bad set. */
+int imap_vanished_earlier(struct imap_session *s, const char *set, size_t len);
+/* SELECT/EXAMINE parameters "(CONDSTORE)" / "(QRESYNC (...))": parsed
+ * into q; 0, or -1 with the BAD text in err. */
+struct imap_qresync {
+	int condstore, qresync;
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	const char *known;            /* known-uids set text, or NULL */
+	size_t known_len;
+};
+int imap_select_params(struct imap_session *s, const struct imap_arg *list, struct imap_qresync *q,
+                       char *err, size_t errlen);
+/* After SELECT's responses: VANISHED (EARLIER) and FETCH of what changed
+ * since q's modseq (when its UIDVALIDITY matches). */
+void imap_qresync_select(struct imap_session *s, const struct imap_qresync *q);
+/* A mod-sequence value (1..2^63-1): 0 or -1. zero_ok: 0 allowed. */
+int imap_modseq_parse(const char *s, size_t len, int zero_ok, uint64_t *out);
 
 /* ---- IDLE (imap_idle.c) ---- */
 /* A line from the client while idling ("DONE" ends it). */

@@ -113,7 +113,8 @@ run_snapshot(struct imap_session *s, struct fetch_run *r)
 {
 	r->view_only = 1;
 	for (size_t i = 0; i < r->req.n; i++)
-		if (r->req.items[i].kind != IMAP_FI_UID && r->req.items[i].kind != IMAP_FI_FLAGS)
+		if (r->req.items[i].kind != IMAP_FI_UID && r->req.items[i].kind != IMAP_FI_FLAGS &&
+		    r->req.items[i].kind != IMAP_FI_MODSEQ)
 			r->view_only = 0;
 	if (r->view_only || r->n == 0)
 		return;
@@ -194,6 +195,8 @@ run_mark_seen(struct imap_session *s, struct fetch_run *r)
 
 			v->flags = m->flags | PT_F_SEEN;
 			v->keywords = m->keywords;
+			if (m->modseq > v->modseq)
+				v->modseq = m->modseq;
 		} else {
 			v->flags |= PT_F_SEEN;
 		}
@@ -345,6 +348,9 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 	case IMAP_FI_FLAGS:
 		send_flags(s, r, v);
 		return;
+	case IMAP_FI_MODSEQ:
+		pt_strbuf_printf(&b, "MODSEQ (%llu)", (unsigned long long)(v->modseq ? v->modseq : 1));
+		break;
 	case IMAP_FI_INTERNALDATE:
 		imap_datetime_format(m->internal_date, m->tz_minutes, date);
 		pt_strbuf_printf(&b, "INTERNALDATE \"%s\"", date);
@@ -624,8 +630,36 @@ imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *a
 	}
 	/* Bring the store up to date (never expunging from the view) so a
 	 * message another session expunged is known gone, not read stale. */
+	if (r->req.want_modseq)
+		imap_condstore_on(s);   /* RFC 7162 §3.1: an enabling command */
+	if (r->req.vanished && !s->qresync) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: QRESYNC not enabled", cmd);
+		run_free(s, r);
+		return;
+	}
+	/* A FETCH that sets \Seen reports the change's MODSEQ (§3.1). */
+	if (s->condstore && r->req.sets_seen && imap_fetch_add_modseq(&r->req) != 0) {
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		run_free(s, r);
+		return;
+	}
 	run_snapshot(s, r);
 	imap_sync(s, 0);
+	if (r->req.vanished)
+		imap_vanished_earlier(s, args[0].s, args[0].len);
+	if (r->req.has_changedsince) {
+		/* Only what changed after the given mod-sequence (§3.1.4.1). */
+		size_t k = 0;
+		for (size_t i = 0; i < r->n; i++)
+			if (s->view[r->idx[i]].modseq > r->req.changedsince) {
+				if (r->snap && r->have_snap) {
+					r->snap[k] = r->snap[i];
+					r->have_snap[k] = r->have_snap[i];
+				}
+				r->idx[k++] = r->idx[i];
+			}
+		r->n = k;
+	}
 	run_mark_seen(s, r);
 	if (run_step(s, r)) {
 		run_finish(s, r);

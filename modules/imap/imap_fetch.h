@@ -24,6 +24,7 @@ enum imap_fetch_kind {
 	IMAP_FI_RFC822_TEXT,          /* = BODY[TEXT] */
 	IMAP_FI_BINARY,               /* BINARY[part] / BINARY.PEEK[part] (RFC 3516): decoded */
 	IMAP_FI_BINARY_SIZE,          /* BINARY.SIZE[part]: octets BINARY[part] would give */
+	IMAP_FI_MODSEQ,               /* RFC 7162 */
 };
 
 struct imap_fetch_item {
@@ -43,6 +44,10 @@ struct imap_fetch_req {
 	int needs_text;               /* some item needs the message's octets */
 	int needs_parse;              /* some item needs its MIME structure */
 	int sets_seen;                /* some item sets \Seen (non-PEEK body) */
+	int want_modseq;              /* MODSEQ is among items */
+	/* Modifiers (RFC 7162): (CHANGEDSINCE n [VANISHED]) */
+	int has_changedsince, vanished;
+	uint64_t changedsince;
 };
 
 /* Parse FETCH's attribute argument(s): what follows the sequence set (a
@@ -52,5 +57,8 @@ struct imap_fetch_req {
 int imap_fetch_parse(const struct imap_arg *args, size_t nargs, int uid,
                      struct imap_fetch_req *out, char *err, size_t errlen);
 void imap_fetch_req_free(struct imap_fetch_req *r);
+/* Add UID and MODSEQ to r unless there (CONDSTORE: a FETCH that sets
+ * \Seen reports both, RFC 7162 §3.1). 0 or -1. */
+int imap_fetch_add_modseq(struct imap_fetch_req *r);
 
 #endif

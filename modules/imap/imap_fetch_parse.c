@@ -71,6 +71,7 @@ simple_name(enum imap_fetch_kind kind)
 	case IMAP_FI_RFC822: return "RFC822";
 	case IMAP_FI_RFC822_HEADER: return "RFC822.HEADER";
 	case IMAP_FI_RFC822_TEXT: return "RFC822.TEXT";
+	case IMAP_FI_MODSEQ: return "MODSEQ";
 	case IMAP_FI_SECTION:
 	case IMAP_FI_BINARY:
 	case IMAP_FI_BINARY_SIZE: break;
@@ -311,6 +312,7 @@ add_item(struct imap_fetch_req *r, const char *s, size_t len, char *err, size_t 
 		{ "RFC822", IMAP_FI_RFC822 },
 		{ "RFC822.HEADER", IMAP_FI_RFC822_HEADER },
 		{ "RFC822.TEXT", IMAP_FI_RFC822_TEXT },
+		{ "MODSEQ", IMAP_FI_MODSEQ },
 	};
 
 	for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++)
@@ -370,6 +372,9 @@ req_summarise(struct imap_fetch_req *r)
 		case IMAP_FI_INTERNALDATE:
 		case IMAP_FI_SIZE:
 			break;
+		case IMAP_FI_MODSEQ:
+			r->want_modseq = 1;
+			break;
 		case IMAP_FI_ENVELOPE:
 		case IMAP_FI_BODY:
 		case IMAP_FI_BODYSTRUCTURE:
@@ -403,6 +408,55 @@ req_summarise(struct imap_fetch_req *r)
 	}
 }
 
+/* "(CHANGEDSINCE n [VANISHED])" in any order; VANISHED only with UID
+ * FETCH and CHANGEDSINCE (RFC 7162 §3.2.6). */
+static int
+parse_modifiers(const struct imap_arg *m, int uid, struct imap_fetch_req *out, char *err, size_t errlen)
+{
+	if (m->type != IMAP_ARG_LIST || m->n == 0) {
+		fetch_err(err, errlen, "Invalid arguments.");
+		return -1;
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		const struct imap_arg *x = &m->list[i];
+		if (x->type == IMAP_ARG_ATOM && name_is(x->s, x->len, "CHANGEDSINCE") && !out->has_changedsince &&
+		    i + 1 < m->n && m->list[i + 1].type == IMAP_ARG_ATOM) {
+			const struct imap_arg *v = &m->list[++i];
+			uint64_t n = 0;
+			int ok = v->len > 0 && v->len <= 19;
+			for (size_t c = 0; ok && c < v->len; c++) {
+				ok = v->s[c] >= '0' && v->s[c] <= '9';
+				n = n * 10 + (uint64_t)(v->s[c] - '0');
+			}
+			if (!ok || n > 0x7fffffffffffffffull) {
+				fetch_err(err, errlen, "Invalid CHANGEDSINCE modseq.");
+				return -1;
+			}
+			out->has_changedsince = 1;
+			out->changedsince = n;
+		} else if (x->type == IMAP_ARG_ATOM && name_is(x->s, x->len, "VANISHED") && uid && !out->vanished) {
+			out->vanished = 1;
+		} else {
+			fetch_err(err, errlen, "Invalid fetch modifiers.");
+			return -1;
+		}
+	}
+	if (out->vanished && !out->has_changedsince) {
+		fetch_err(err, errlen, "VANISHED can only be used with CHANGEDSINCE");
+		return -1;
+	}
+	return 0;
+}
+
+int
+imap_fetch_add_modseq(struct imap_fetch_req *r)
+{
+	if (add_simple(r, IMAP_FI_UID, NULL, 0) < 0 || add_simple(r, IMAP_FI_MODSEQ, NULL, 0) < 0)
+		return -1;
+	r->want_uid = r->want_modseq = 1;
+	return 0;
+}
+
 int
 imap_fetch_parse(const struct imap_arg *args, size_t nargs, int uid,
                  struct imap_fetch_req *out, char *err, size_t errlen)
@@ -411,10 +465,12 @@ imap_fetch_parse(const struct imap_arg *args, size_t nargs, int uid,
 	int rc = 0;
 
 	memset(out, 0, sizeof *out);
-	if (nargs != 1 || !args) {
+	if (nargs < 1 || nargs > 2 || !args) {
 		fetch_err(err, errlen, "Invalid arguments.");
 		return -1;
 	}
+	if (nargs == 2 && parse_modifiers(&args[1], uid, out, err, errlen) != 0)
+		return -1;
 	a = &args[0];
 	if (uid && add_simple(out, IMAP_FI_UID, err, errlen) < 0)
 		return -1;
@@ -435,6 +491,10 @@ imap_fetch_parse(const struct imap_arg *args, size_t nargs, int uid,
 		fetch_err(err, errlen, "Invalid arguments.");
 		rc = -1;
 	}
+	/* CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1). */
+	if (rc == 0 && out->has_changedsince && !req_has(out, IMAP_FI_MODSEQ) &&
+	    add_simple(out, IMAP_FI_MODSEQ, err, errlen) < 0)
+		rc = -1;
 	if (rc < 0) {
 		imap_fetch_req_free(out);
 		return -1;

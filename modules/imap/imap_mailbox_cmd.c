@@ -132,10 +132,19 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 {
 	const char *cmd = readonly ? "EXAMINE" : "SELECT";
 	struct pt_status st = { 0 };
+	struct imap_qresync q = { 0 };
+	char err[80];
 
-	char *name = one_name(s, tag, cmd, a, n);
+	/* SELECT name [(CONDSTORE) | (QRESYNC (...))] (RFC 7162) */
+	if (n == 2 && imap_select_params(s, &a[1], &q, err, sizeof(err)) != 0) {
+		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd, err);
+		return;
+	}
+	char *name = one_name(s, tag, cmd, a, n == 2 ? 1 : n);
 	if (name == NULL)
 		return;
+	if (q.condstore)
+		s->condstore = 1;
 	if (s->state == IMAP_SELECTED) {
 		imap_view_clear(s);
 		/* RFC 7162 §3.2.11: the old mailbox's updates end here. */
@@ -181,6 +190,9 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	}
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", s->mbx->uidnext(s->mb));
+	/* Every folder keeps mod-sequences: never NOMODSEQ. */
+	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)imap_highest_modseq(s));
+	imap_qresync_select(s, &q);
 	imap_completed(s, tag, readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "Examine" : "Select");
 }
 
@@ -991,7 +1003,7 @@ list_one_name(struct imap_session *s, const char *name)
 /* ---- STATUS ---- */
 
 static const char *const status_items[] = { "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
-	                                    "SIZE", "DELETED-STORAGE", "DELETED" };
+	                                    "SIZE", "DELETED-STORAGE", "DELETED", "HIGHESTMODSEQ" };
 #define NSTATUS_ITEMS (sizeof(status_items) / sizeof(status_items[0]))
 
 int
@@ -1036,7 +1048,8 @@ imap_status_send(struct imap_session *s, const char *name, const struct imap_arg
 		uint64_t v = k == 0 ? ms.messages : k == 1 ? ms.recent : k == 2 ? ms.uidnext :
 		             k == 3 ? ms.uidvalidity : k == 4 ? ms.unseen : k == 5 ? ms.size :
 		             k == 6 ? (ms.deleted_size + 1023) / 1024 :
-		             ms.deleted;   /* DELETED: IMAP4rev2 (RFC 9051 §6.3.11) */
+		             k == 7 ? ms.deleted :   /* DELETED: IMAP4rev2 (RFC 9051 §6.3.11) */
+		             ms.highestmodseq ? ms.highestmodseq : 1;
 		pt_strbuf_printf(&b, "%s%s %llu", i ? " " : "", status_items[k], (unsigned long long)v);
 	}
 	pt_strbuf_puts(&b, ")");
@@ -1066,6 +1079,9 @@ imap_cmd_status(struct imap_session *s, const char *tag, const struct imap_arg *
 		imap_mailbox_invalid(s, tag, "STATUS", &a[0]);
 		return;
 	}
+	for (size_t i = 0; i < a[1].n; i++)
+		if (strcasecmp(a[1].list[i].s, "HIGHESTMODSEQ") == 0)
+			imap_condstore_on(s);   /* an enabling command (RFC 7162 §3.1) */
 	int rc = imap_status_send(s, name, &a[1], &st);
 	free(name);
 	if (rc != 0) {

@@ -128,6 +128,8 @@ int imap_search_match(const struct imap_search *s, const struct imap_search_env 
                       const struct imap_search_msg *msg);
 /* Whether any key needs the message text (else load() is never called). */
 int imap_search_needs_text(const struct imap_search *s);
+/* Whether a MODSEQ key is used (the reply then tells the highest). */
+int imap_search_has_modseq(const struct imap_search *s);
 void imap_search_free(struct imap_search *s);
 
 #endif

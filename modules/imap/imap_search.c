@@ -20,6 +20,7 @@ enum node_kind {
 	N_BODY, N_TEXT,
 	N_DATE,       /* on INTERNALDATE */
 	N_SENTDATE,   /* on Date: */
+	N_MODSEQ,     /* RFC 7162: modseq >= num */
 };
 enum { D_BEFORE, D_ON, D_SINCE };
 
@@ -301,6 +302,36 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 		nd->num = v;
 		return nd;
 	}
+	if (strcasecmp(k, "MODSEQ") == 0) {
+		/* MODSEQ ["/flags/\\Seen" priv|shared|all] n: every flag's
+		 * mod-sequence is the message's here. */
+		if (*i + 1 < n && args[*i].type != IMAP_ARG_ATOM) {
+			const struct imap_arg *name = &args[(*i)++];
+			const struct imap_arg *type = &args[(*i)++];
+			if (!imap_arg_is_string(name) || strncasecmp(name->s, "/flags/", 7) != 0 ||
+			    type->type != IMAP_ARG_ATOM || (strcasecmp(type->s, "priv") != 0 &&
+			    strcasecmp(type->s, "shared") != 0 && strcasecmp(type->s, "all") != 0)) {
+				fail(ps, "%s", "Invalid MODSEQ entry");
+				return NULL;
+			}
+		}
+		if ((s = take_string(ps, args, n, i)) == NULL)
+			return NULL;
+		uint64_t v = 0;
+		int ok = s->type == IMAP_ARG_ATOM && s->len > 0 && s->len <= 19;
+		for (size_t c = 0; ok && c < s->len; c++) {
+			ok = s->s[c] >= '0' && s->s[c] <= '9';
+			v = v * 10 + (uint64_t)(s->s[c] - '0');
+		}
+		if (!ok || v > 0x7fffffffffffffffull) {
+			fail(ps, "%s", "Invalid MODSEQ value");
+			return NULL;
+		}
+		if ((nd = node_new(N_MODSEQ)) == NULL)
+			goto oom;
+		nd->num = v;
+		return nd;
+	}
 	if (strcasecmp(k, "NOT") == 0) {
 		struct node *c = parse_key(ps, args, n, i, depth + 1);
 		if (c == NULL)
@@ -403,6 +434,23 @@ node_needs_text(const struct node *n)
 		if (node_needs_text(n->kids[i]))
 			return 1;
 	return 0;
+}
+
+static int
+node_has_modseq(const struct node *n)
+{
+	if (n->kind == N_MODSEQ)
+		return 1;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (node_has_modseq(n->kids[i]))
+			return 1;
+	return 0;
+}
+
+int
+imap_search_has_modseq(const struct imap_search *s)
+{
+	return node_has_modseq(s->root);
 }
 
 int
@@ -577,6 +625,8 @@ eval(const struct node *n, struct match_ctx *c)
 		int bit = c->env->keyword_bit != NULL ? c->env->keyword_bit(c->env->arg, n->str) : -1;
 		return bit >= 0 && bit < 64 && (info->keywords >> bit & 1u);
 	}
+	case N_MODSEQ:
+		return info->modseq >= n->num;
 	case N_LARGER:
 		return info->size > n->num;
 	case N_SMALLER:

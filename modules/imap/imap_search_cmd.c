@@ -212,6 +212,9 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: %s", cmd, err[0] ? err : "Invalid arguments.");
 		return -1;
 	}
+	s->search_modseq = imap_search_has_modseq(keys);
+	if (s->search_modseq)
+		imap_condstore_on(s);   /* an enabling command (RFC 7162 §3.1) */
 	/* Current flags and new mail count; the view keeps expunged ones. */
 	imap_sync(s, 0);
 	env.max_seq = (uint32_t)s->nview;
@@ -407,6 +410,11 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
 	}
+	/* SEARCH MODSEQ: the highest mod-sequence of what matched (§3.1.5). */
+	uint64_t top = 0;
+	for (size_t i = 0; s->search_modseq && i < nhits; i++)
+		if (s->view[hitidx[i]].modseq > top)
+			top = s->view[hitidx[i]].modseq;
 	for (size_t i = 0; i < nhits; i++) {
 		if (hit_uids)
 			hit_uids[i] = s->view[hitidx[i]].uid;
@@ -420,6 +428,8 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		pt_strbuf_puts(&r->out, "* SEARCH");
 		for (size_t i = 0; i < nhits; i++)
 			pt_strbuf_printf(&r->out, " %u", hits[i]);
+		if (top)
+			pt_strbuf_printf(&r->out, " (MODSEQ %llu)", (unsigned long long)top);
 		pt_strbuf_puts(&r->out, "\r\n");
 	} else if (ret != RET_SAVE) {
 		/* RFC 4731 §3.1: MIN/MAX/ALL only when something matched,
@@ -435,6 +445,8 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		}
 		if (ret & RET_COUNT)
 			pt_strbuf_printf(&r->out, " COUNT %zu", nhits);
+		if (top)
+			pt_strbuf_printf(&r->out, " MODSEQ %llu", (unsigned long long)top);
 		pt_strbuf_puts(&r->out, "\r\n");
 	}
 	free(hits);

@@ -152,13 +152,23 @@ cmd_enable(struct imap_session *s, const char *tag, const struct imap_arg *a, si
 		imap_tagged(s, tag, "BAD", "Error in IMAP command ENABLE: Missing arguments.");
 		return;
 	}
-	/* IMAP4rev2 (RFC 9051 §6.3.1); unknown names are ignored (RFC 5161).
-	 * ENABLED lists only what this command newly enabled. */
-	int rev2 = 0;
-	for (size_t i = 0; i < n; i++)
-		if (a[i].type == IMAP_ARG_ATOM && strcasecmp(a[i].s, "IMAP4rev2") == 0 && !s->rev2)
-			rev2 = s->rev2 = 1;
-	imap_untagged(s, "ENABLED%s", rev2 ? " IMAP4rev2" : "");
+	/* IMAP4rev2 (RFC 9051 §6.3.1), CONDSTORE and QRESYNC
+	 * (imap_condstore.c); unknown names are ignored (RFC 5161). ENABLED
+	 * lists only what this command newly enabled. */
+	struct pt_strbuf en = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		if (a[i].type != IMAP_ARG_ATOM)
+			continue;
+		if (strcasecmp(a[i].s, "IMAP4rev2") == 0) {
+			if (!s->rev2)
+				pt_strbuf_puts(&en, " IMAP4rev2");
+			s->rev2 = 1;
+		} else {
+			imap_condstore_enable(s, a[i].s, &en);
+		}
+	}
+	imap_untagged(s, "ENABLED%s", en.p && !en.oom ? en.p : "");
+	pt_strbuf_free(&en);
 	imap_completed(s, tag, NULL, "Enabled");
 }
 
@@ -180,10 +190,12 @@ imap_expunge_view(struct imap_session *s, const size_t *idx, size_t n, int silen
 	if (rc == 0) {
 		/* Highest first so that each sequence number is still right. */
 		for (size_t i = n; i-- > 0;) {
-			if (!silent)
+			if (!silent && !s->qresync)
 				imap_untagged(s, "%zu EXPUNGE", idx[i] + 1);
 			imap_view_remove(s, idx[i]);
 		}
+		if (!silent && s->qresync)
+			imap_vanished_send(s, uids, n, 0);   /* RFC 7162 §3.2.10 */
 		s->expunged += (unsigned)n;
 	}
 	free(uids);
@@ -261,7 +273,8 @@ cmd_expunge(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 	}
 	free(del);
 	imap_sync(s, 1);
-	imap_completed(s, tag, NULL, "Expunge");
+	char code[48];
+	imap_completed(s, tag, imap_modseq_code(s, code, sizeof(code)), "Expunge");
 }
 
 static void

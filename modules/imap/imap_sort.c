@@ -376,10 +376,18 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	qsort(m, nm, sizeof(*m), sort_cmp);
 
 	struct pt_strbuf out = { 0 };
+	/* SORT ... MODSEQ n: the highest mod-sequence of what matched
+	 * (RFC 7162 §3.1.5, sort-data's search-sort-mod-seq). */
+	uint64_t top = 0;
+	for (size_t k = 0; s->search_modseq && k < nm; k++)
+		if (s->view[m[k].idx].modseq > top)
+			top = s->view[m[k].idx].modseq;
 	if (!esort) {
 		pt_strbuf_puts(&out, "* SORT");
 		for (size_t k = 0; k < nm; k++)
 			pt_strbuf_printf(&out, " %u", m[k].id);
+		if (top)
+			pt_strbuf_printf(&out, " (MODSEQ %llu)", (unsigned long long)top);
 		pt_strbuf_puts(&out, "\r\n");
 	} else {
 		/* RFC 5267 §3.2: MIN/MAX the first/last in sort order, ALL
@@ -403,6 +411,8 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		}
 		if (ret & RET_COUNT)
 			pt_strbuf_printf(&out, " COUNT %zu", nm);
+		if (top)
+			pt_strbuf_printf(&out, " MODSEQ %llu", (unsigned long long)top);
 		pt_strbuf_puts(&out, "\r\n");
 	}
 	smsg_free(m, nm);

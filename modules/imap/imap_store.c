@@ -57,7 +57,23 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 	struct pt_status st = { 0 };
 	size_t *idx = NULL, nidx = 0;
 
-	if (n < 3 || a[0].type != IMAP_ARG_ATOM || a[1].type != IMAP_ARG_ATOM) {
+	/* STORE set (UNCHANGEDSINCE n) item flags (RFC 7162 §3.1.3) */
+	const struct imap_arg *set = &a[0];
+	int cond = 0;
+	uint64_t unchangedsince = 0;
+	if (n >= 4 && a[1].type == IMAP_ARG_LIST) {
+		const struct imap_arg *m = &a[1];
+		if (m->n != 2 || m->list[0].type != IMAP_ARG_ATOM || m->list[1].type != IMAP_ARG_ATOM ||
+		    strcasecmp(m->list[0].s, "UNCHANGEDSINCE") != 0 ||
+		    imap_modseq_parse(m->list[1].s, m->list[1].len, 1, &unchangedsince) != 0) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid modifiers.", cmd);
+			return;
+		}
+		cond = 1;
+		a++;                      /* a[1] the item, as without it */
+		n--;
+	}
+	if (n < 3 || set->type != IMAP_ARG_ATOM || a[1].type != IMAP_ARG_ATOM) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid arguments.", cmd);
 		return;
 	}
@@ -85,7 +101,7 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		fl = a[2].list;
 		nfl = a[2].n;
 	}
-	if (imap_resolve_set(s, a[0].s, a[0].len, uid, &idx, &nidx) != 0) {
+	if (imap_resolve_set(s, set->s, set->len, uid, &idx, &nidx) != 0) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Invalid %s", cmd,
 		            uid ? "uidset" : "messageset");
 		return;
@@ -107,10 +123,29 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 	/* +FLAGS/-FLAGS go to the store as changes, applied to the file's
 	 * state under its lock: computed here from our view they would
 	 * undo what another session changed since our last sync. */
-	int relative = op != STORE_SET && s->mbx->change_flags != NULL;
+	if (cond && s->mbx->change_flags_cond == NULL) {
+		free(idx);
+		imap_tagged(s, tag, "NO", "[CANNOT] No mod-sequences in this mailbox.");
+		return;
+	}
+	if (cond)
+		imap_condstore_on(s);   /* an enabling command (RFC 7162 §3.1) */
+	/* UNCHANGEDSINCE goes as changes too: FLAGS x is +x and -the rest,
+	 * checked against the file's mod-sequences under the store's lock. */
+	int relative = cond || (op != STORE_SET && s->mbx->change_flags != NULL);
+	unsigned char *refused = NULL;
+	size_t *which = NULL;         /* change k is for idx[which[k]] */
+	if (cond && nidx && ((refused = calloc(nidx, 1)) == NULL || (which = calloc(nidx, sizeof(*which))) == NULL)) {
+		free(refused);
+		free(idx);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
 	struct pt_flag_update *u = NULL;
 	struct pt_flag_change *c = NULL;
 	if (nidx && (relative ? (c = calloc(nidx, sizeof(*c))) == NULL : (u = calloc(nidx, sizeof(*u))) == NULL)) {
+		free(refused);
+		free(which);
 		free(idx);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
@@ -141,10 +176,12 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 			s->deleted++;
 		if (relative) {
 			c[nu].uid = m->uid;
-			c[nu].add = op == STORE_ADD ? flags : 0;
-			c[nu].remove = op == STORE_REMOVE ? flags : 0;
-			c[nu].kw_add = op == STORE_ADD ? kw : 0;
-			c[nu].kw_remove = op == STORE_REMOVE ? kw : 0;
+			c[nu].add = op != STORE_REMOVE ? flags : 0;
+			c[nu].remove = op == STORE_REMOVE ? flags : op == STORE_SET ? ~flags & PT_F_SYSTEM : 0;
+			c[nu].kw_add = op != STORE_REMOVE ? kw : 0;
+			c[nu].kw_remove = op == STORE_REMOVE ? kw : op == STORE_SET ? ~kw : 0;
+			if (which)
+				which[nu] = i;
 			nu++;
 			continue;
 		}
@@ -157,10 +194,22 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		nu++;
 	}
 	int rc = 0;
-	if (nu > 0)
+	if (nu > 0 && cond)
+		rc = s->mbx->change_flags_cond(s->mb, c, nu, unchangedsince, refused, &st);
+	else if (nu > 0)
 		rc = relative ? s->mbx->change_flags(s->mb, c, nu, &st) : s->mbx->set_flags(s->mb, u, nu, &st);
 	free(c);
-	if (rc != 0) {
+	/* Per view entry (idx order): refused by UNCHANGEDSINCE. */
+	unsigned char *failed = NULL;
+	if (rc == 0 && cond && nidx && (failed = calloc(nidx, 1)) != NULL)
+		for (size_t k = 0; k < nu; k++)
+			failed[which[k]] = refused[k];
+	free(refused);
+	free(which);
+	if (rc != 0 || (cond && nidx && failed == NULL)) {
+		if (rc == 0)
+			pt_status_set(&st, 451, "SERVERBUG", "Out of memory");
+		free(failed);
 		free(u);
 		free(idx);
 		imap_store_error(s, tag, &st);
@@ -175,6 +224,8 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 	for (size_t i = 0; i < nidx; i++) {
 		struct imap_view_msg *v = &s->view[idx[i]];
 		uint32_t sys = v->flags & PT_F_SYSTEM;
+		if (failed && failed[i])
+			continue;
 		switch (op) {
 		case STORE_SET:
 			sys = flags;
@@ -190,19 +241,42 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 			break;
 		}
 		v->flags = (v->flags & ~PT_F_SYSTEM) | sys;
+		/* Our own change's mod-sequence: not news for the sync. */
+		size_t si = imap_view_store_index(s, idx[i]);
+		if (si != (size_t)-1 && s->mbx->info(s->mb, si)->modseq > v->modseq)
+			v->modseq = s->mbx->info(s->mb, si)->modseq;
 	}
 	imap_sync(s, 0);
+	struct pt_strbuf modified = { 0 };
 	for (size_t i = 0; i < nidx; i++) {
 		size_t si = imap_view_store_index(s, idx[i]);
-		if (si == (size_t)-1 || silent)
+		if (failed && failed[i]) {
+			/* [MODIFIED] names it by UID or number, as the set did. */
+			if (modified.len)
+				pt_strbuf_put(&modified, ",", 1);
+			pt_strbuf_printf(&modified, "%u", uid ? s->view[idx[i]].uid : (uint32_t)(idx[i] + 1));
+			continue;
+		}
+		/* With CONDSTORE on, the new MODSEQ is told even for .SILENT
+		 * (RFC 7162 §3.1.3). */
+		if (si == (size_t)-1 || (silent && !s->condstore))
 			continue;
 		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
 		struct imap_view_msg *v = &s->view[idx[i]];
 		v->flags = m->flags;
 		v->keywords = m->keywords;
+		if (m->modseq > v->modseq)
+			v->modseq = m->modseq;
 		struct pt_strbuf b = { 0 };
 		imap_append_flags(s, &b, v->flags, v->keywords);
-		if (!b.oom) {
+		if (!b.oom && s->condstore) {
+			if (silent)
+				imap_untagged(s, "%zu FETCH (UID %u MODSEQ (%llu))", idx[i] + 1, v->uid,
+				              (unsigned long long)v->modseq);
+			else
+				imap_untagged(s, "%zu FETCH (UID %u FLAGS %s MODSEQ (%llu))", idx[i] + 1, v->uid, b.p,
+				              (unsigned long long)v->modseq);
+		} else if (!b.oom) {
 			if (uid)
 				imap_untagged(s, "%zu FETCH (UID %u FLAGS %s)", idx[i] + 1, v->uid, b.p);
 			else
@@ -211,8 +285,17 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		pt_strbuf_free(&b);
 	}
 	free(idx);
+	free(failed);
 	/* Messages another session expunged are skipped and the rest is
 	 * stored: OK, as Dovecot answers (RFC 2180 §4.2.1 allows NO too, but
 	 * clients take a NO for a failure of the whole command). */
-	imap_completed(s, tag, NULL, "Store");
+	if (modified.len && !modified.oom) {
+		struct pt_strbuf code = { 0 };
+		pt_strbuf_printf(&code, "MODIFIED %s", modified.p);
+		imap_completed(s, tag, code.oom ? NULL : code.p, "Conditional store");
+		pt_strbuf_free(&code);
+	} else {
+		imap_completed(s, tag, NULL, "Store");
+	}
+	pt_strbuf_free(&modified);
 }

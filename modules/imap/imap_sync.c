@@ -65,6 +65,7 @@ imap_view_load(struct imap_session *s)
 		s->view[i].uid = m->uid;
 		s->view[i].flags = m->flags;
 		s->view[i].keywords = m->keywords;
+		s->view[i].modseq = m->modseq;
 	}
 	s->nview = n;
 	s->uid_seen_max = n ? s->view[n - 1].uid : 0;
@@ -142,7 +143,12 @@ send_fetch_flags(struct imap_session *s, size_t idx)
 		pt_strbuf_free(&b);
 		return;
 	}
-	if (s->cmd_uid)
+	if (s->condstore)
+		/* RFC 7162 §3.1.4: a flag change carries its MODSEQ (and the
+		 * UID, which QRESYNC clients key their caches on). */
+		imap_untagged(s, "%zu FETCH (UID %u FLAGS %s MODSEQ (%llu))", idx + 1, s->view[idx].uid, b.p,
+		              (unsigned long long)s->view[idx].modseq);
+	else if (s->cmd_uid)
 		imap_untagged(s, "%zu FETCH (UID %u FLAGS %s)", idx + 1, s->view[idx].uid, b.p);
 	else
 		imap_untagged(s, "%zu FETCH (FLAGS %s)", idx + 1, b.p);
@@ -222,25 +228,45 @@ imap_sync(struct imap_session *s, int allow_expunge)
 		imap_send_flags(s);
 
 	if (allow_expunge) {
+		/* QRESYNC: one VANISHED with the UIDs instead (RFC 7162 §3.2.10). */
+		uint32_t *gone = NULL;
+		size_t ngone = 0;
 		size_t i = 0;
 		while (i < s->nview) {
 			if (s->mbx->find(s->mb, s->view[i].uid) == (size_t)-1) {
-				imap_untagged(s, "%zu EXPUNGE", i + 1);
+				if (s->qresync) {
+					uint32_t *g = realloc(gone, (ngone + 1) * sizeof(*g));
+					if (g == NULL) {
+						i++;      /* told at a later sync */
+						continue;
+					}
+					gone = g;
+					gone[ngone++] = s->view[i].uid;
+				} else {
+					imap_untagged(s, "%zu EXPUNGE", i + 1);
+				}
 				imap_view_remove(s, i);
 			} else {
 				i++;
 			}
 		}
+		imap_vanished_send(s, gone, ngone, 0);
+		free(gone);
 	}
 	for (size_t i = 0; i < s->nview; i++) {
 		size_t j = s->mbx->find(s->mb, s->view[i].uid);
 		if (j == (size_t)-1)
 			continue;
 		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
-		if (m->flags != s->view[i].flags || m->keywords != s->view[i].keywords) {
+		if (m->flags != s->view[i].flags || m->keywords != s->view[i].keywords ||
+		    (s->condstore && m->modseq > s->view[i].modseq)) {
 			s->view[i].flags = m->flags;
 			s->view[i].keywords = m->keywords;
+			if (m->modseq > s->view[i].modseq)
+				s->view[i].modseq = m->modseq;
 			send_fetch_flags(s, i);
+		} else if (m->modseq > s->view[i].modseq) {
+			s->view[i].modseq = m->modseq;
 		}
 	}
 	/* UIDs only grow: what is above the highest one ever shown is new
@@ -256,6 +282,7 @@ imap_sync(struct imap_session *s, int allow_expunge)
 		s->view[s->nview].uid = m->uid;
 		s->view[s->nview].flags = m->flags;
 		s->view[s->nview].keywords = m->keywords;
+		s->view[s->nview].modseq = m->modseq;
 		s->nview++;
 		last = s->uid_seen_max = m->uid;
 		added++;

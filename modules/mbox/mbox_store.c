@@ -735,6 +735,7 @@ store_status(struct pt_mstore *ms, const char *name, struct pt_mbox_status *out,
 	}
 	out->uidnext = ms_mbox_uidnext(mb);
 	out->uidvalidity = mb->f.uidvalidity;
+	out->highestmodseq = ms_mbox_highest_modseq(mb);
 	ms_mbox_close(mb);
 	return 0;
 }
@@ -835,4 +836,6 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.index_dir = ms_mbox_index_dir,
 	.set_special_use = store_set_special_use,
 	.quota = store_quota,
+	.highest_modseq = ms_mbox_highest_modseq,
+	.change_flags_cond = ms_mbox_change_flags_cond,
 };

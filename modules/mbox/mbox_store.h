@@ -124,6 +124,7 @@ struct ms_folder {
 	void *map;
 	size_t map_len;
 	int base_ok;                   /* first message's X-IMAPbase is current */
+	uint64_t highest_modseq;       /* CONDSTORE: 0 until the first load */
 	int64_t junk;                  /* bytes before the first From_ line */
 };
 
@@ -154,6 +155,9 @@ int ms_folder_keyword(struct ms_folder *f, const char *name, int add);
 int ms_folder_reserve(struct ms_folder *f, size_t want);
 /* Let go of f->m (heap or mapping); n and cap become 0. */
 void ms_folder_drop_msgs(struct ms_folder *f);
+/* A new mod-sequence for one change (the same for every message it
+ * touches): above every one handed out, never 0. */
+uint64_t ms_folder_next_modseq(struct ms_folder *f);
 /* Binary search by UID in f->m. */
 size_t ms_folder_find(const struct ms_folder *f, uint32_t uid);
 /* Assign the folder a UIDVALIDITY from the store counter. */
@@ -246,5 +250,8 @@ int ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, siz
 int ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_status *st);
 const char *ms_mbox_path(const struct pt_mbox *mb);
 const char *ms_mbox_index_dir(const struct pt_mbox *mb);
+uint64_t ms_mbox_highest_modseq(const struct pt_mbox *mb);
+int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+                              uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 
 #endif

@@ -585,6 +585,66 @@ parse_range(struct ms_folder *f, int64_t start, int64_t size, struct pt_status *
 	return 0;
 }
 
+/* A message's metadata as an earlier list had it. */
+struct ms_seen {
+	uint32_t uid, flags;
+	uint64_t keywords, modseq;
+};
+
+/* The floor for a folder whose mod-sequences are lost (no index, or a
+ * corrupt one): the clock in 2^-20 s steps. Every change takes one step
+ * above the last, so the values handed out before the loss stay below
+ * it unless more than a million changes a second were made on average
+ * since the folder's first load -- far beyond what fsync'd mbox writes
+ * allow. So HIGHESTMODSEQ never goes back for a UIDVALIDITY. */
+static uint64_t
+modseq_floor(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((uint64_t)ts.tv_sec << 20) + ((uint64_t)ts.tv_nsec >> 10);
+}
+
+uint64_t
+ms_folder_next_modseq(struct ms_folder *f)
+{
+	if (f->highest_modseq == 0)
+		f->highest_modseq = modseq_floor();
+	return ++f->highest_modseq;
+}
+
+static int
+seen_cmp(const void *key, const void *elem)
+{
+	uint32_t u = *(const uint32_t *)key, v = ((const struct ms_seen *)elem)->uid;
+	return u < v ? -1 : u > v;
+}
+
+/* Mod-sequences for f->m[from..n) after a parse: a message an earlier
+ * list (was, ascending UIDs) had with the same flags keeps its value;
+ * new ones and those another program changed get one new value. */
+static void
+modseq_assign(struct ms_folder *f, size_t from, const struct ms_seen *was, size_t nwas)
+{
+	uint64_t fresh = 0;
+	for (size_t i = from; i < f->n; i++) {
+		struct pt_msg_info *m = &f->m[i].info;
+		const struct ms_seen *o = nwas ? bsearch(&m->uid, was, nwas, sizeof *was, seen_cmp) : NULL;
+		if (o != NULL && o->modseq && o->flags == m->flags && o->keywords == m->keywords) {
+			m->modseq = o->modseq;
+			continue;
+		}
+		if (fresh == 0)
+			fresh = ms_folder_next_modseq(f);
+		m->modseq = fresh;
+	}
+	/* Messages gone (another program expunged) are a change too. */
+	if (fresh == 0 && nwas != f->n - from)
+		fresh = ms_folder_next_modseq(f);
+	if (f->highest_modseq == 0)
+		ms_folder_next_modseq(f);
+}
+
 /* Does a message start at off (the file only grew since)? */
 static int
 from_line_at(int fd, int64_t off)
@@ -617,6 +677,8 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 				f->uidnext = 1;
 			}
 			f->n = 0;
+			if (f->highest_modseq == 0)
+				ms_folder_next_modseq(f);
 			ms_index_save(f);
 		}
 		return 0;
@@ -660,18 +722,35 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		    isb.st_size < sb.st_size && from_line_at(f->fd, isb.st_size))
 			tail = isb.st_size;
 	}
+	/* What the list said before (index or last load), to keep the
+	 * mod-sequences of messages a full parse finds unchanged. */
+	struct ms_seen *was = NULL;
+	size_t nwas = 0, from = f->n;
 	if (tail < 0) {
 		/* Full parse: keep UIDVALIDITY/UIDNEXT as hints for a file
 		 * whose X-IMAPbase went missing; the keyword table keeps its
 		 * order so bit masks handed out stay meaningful. */
+		if (f->n && (was = malloc(f->n * sizeof *was)) != NULL) {
+			for (size_t i = 0; i < f->n; i++)
+				was[i] = (struct ms_seen){ f->m[i].info.uid, f->m[i].info.flags,
+				                           f->m[i].info.keywords, f->m[i].info.modseq };
+			nwas = f->n;
+		}
 		f->n = 0;
+		from = 0;
 		tail = 0;
 	}
+	uint32_t validity_was = f->uidvalidity;
 	if (parse_range(f, tail, sb.st_size, st) != 0) {
+		free(was);
 		f->known_valid = 0;
 		f->n = 0;
 		return -1;
 	}
+	if (f->uidvalidity != validity_was)
+		nwas = 0;
+	modseq_assign(f, from, was, nwas);
+	free(was);
 	/* A first parse leaves its growth slack behind: give it back. */
 	if (tail == 0 && f->map == NULL && f->n && f->cap > f->n) {
 		struct ms_msg *m = realloc(f->m, f->n * sizeof *m);

@@ -19,7 +19,7 @@
 #include "mbox_store.h"
 #include "postern/fdio.h"
 
-#define INDEX_MAGIC "PTIDX003"
+#define INDEX_MAGIC "PTIDX004"
 #define INDEX_NAME "postern.index"
 
 struct index_head {
@@ -30,6 +30,7 @@ struct index_head {
 	uint32_t kwbytes, rec_size;
 	uint32_t base_ok, pad;         /* ms_folder.base_ok for that file state */
 	int64_t junk;
+	uint64_t highest_modseq;       /* CONDSTORE: ms_folder.highest_modseq */
 	uint64_t sum;                  /* FNV-1a of everything after the head */
 };
 
@@ -102,6 +103,7 @@ ms_index_save(const struct ms_folder *f)
 	h.rec_size = (uint32_t)sizeof(struct ms_msg);
 	h.base_ok = f->known_valid && f->base_ok;
 	h.junk = f->junk;
+	h.highest_modseq = f->highest_modseq;
 	for (size_t i = 0; i < f->nkw; i++)
 		h.kwbytes += (uint32_t)strlen(f->kw[i]) + 1;
 	uint64_t sum = 0xcbf29ce484222325ull;
@@ -214,7 +216,7 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		if (r->info.uid == 0 || r->info.uid >= h.uidnext ||
 		    (i && (r->info.uid <= m[i - 1].info.uid || r->from_off < m[i - 1].end)) ||
 		    r->hdr_off < r->from_off || r->body_off < r->hdr_off || r->end < r->body_off ||
-		    (uint64_t)r->end > h.size)
+		    (uint64_t)r->end > h.size || r->info.modseq == 0 || r->info.modseq > h.highest_modseq)
 			goto out;
 	}
 	/* The table only grows: bits already handed out (a keyword made for
@@ -239,6 +241,10 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	f->nkw_written = nn;
 	f->uidvalidity = h.uidvalidity;
 	f->uidnext = h.uidnext;
+	/* Never back: this open may have handed out more than the file says
+	 * (a save that failed). */
+	if (h.highest_modseq > f->highest_modseq)
+		f->highest_modseq = h.highest_modseq;
 	memset(idx_sb, 0, sizeof *idx_sb);
 	idx_sb->st_dev = (dev_t)h.dev;
 	idx_sb->st_ino = (ino_t)h.ino;

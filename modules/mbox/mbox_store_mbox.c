@@ -278,7 +278,8 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 		struct pt_msg_info now;
 		derive(mb, i, &now);
 		const struct pt_msg_info *was = &mb->snap[i];
-		diff = was->uid != now.uid || was->flags != now.flags || was->keywords != now.keywords;
+		diff = was->uid != now.uid || was->flags != now.flags || was->keywords != now.keywords ||
+		       was->modseq != now.modseq;
 	}
 	free(mb->snap);
 	mb->snap = NULL;
@@ -420,7 +421,7 @@ ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t)
  * what is really there now. */
 static int
 apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_flag_change *c,
-            size_t n, struct pt_status *st)
+            size_t n, uint64_t unchangedsince, unsigned char *refused, struct pt_status *st)
 {
 	struct ms_folder *f = &mb->f;
 	if (mb->readonly) {
@@ -435,6 +436,7 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
 		return -1;
 	uint64_t kwmask = f->nkw >= 64 ? ~0ull : (1ull << f->nkw) - 1;
+	uint64_t modseq = 0;           /* one for the whole change */
 	for (size_t k = 0; k < n; k++) {
 		size_t i = ms_folder_find(f, u ? u[k].uid : c[k].uid);
 		if (i == (size_t)-1)
@@ -442,6 +444,10 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		struct ms_msg *r = &f->m[i];
 		uint32_t fl;
 		uint64_t kw;
+		if (refused != NULL && r->info.modseq > unchangedsince) {
+			refused[k] = 1;   /* changed since the client looked */
+			continue;
+		}
 		if (u) {
 			fl = u[k].flags & PT_F_SYSTEM;
 			kw = u[k].keywords & kwmask;
@@ -453,6 +459,9 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 			r->info.flags = fl;
 			r->info.keywords = kw;
 			r->state |= MS_DIRTY;
+			if (modseq == 0)
+				modseq = ms_folder_next_modseq(f);
+			r->info.modseq = modseq;
 		}
 	}
 	int rc = write_if_needed(f, st);
@@ -469,6 +478,7 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 			continue;
 		mb->snap[j].flags = (mb->snap[j].flags & PT_F_RECENT) | f->m[i].info.flags;
 		mb->snap[j].keywords = f->m[i].info.keywords;
+		mb->snap[j].modseq = f->m[i].info.modseq;
 	}
 	return 0;
 }
@@ -477,14 +487,21 @@ int
 ms_mbox_set_flags(struct pt_mbox *mb, const struct pt_flag_update *u, size_t n,
                   struct pt_status *st)
 {
-	return apply_flags(mb, u, NULL, n, st);
+	return apply_flags(mb, u, NULL, n, 0, NULL, st);
 }
 
 int
 ms_mbox_change_flags(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
                      struct pt_status *st)
 {
-	return apply_flags(mb, NULL, c, n, st);
+	return apply_flags(mb, NULL, c, n, 0, NULL, st);
+}
+
+int
+ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
+                          uint64_t unchangedsince, unsigned char *refused, struct pt_status *st)
+{
+	return apply_flags(mb, NULL, c, n, unchangedsince, refused, st);
 }
 
 int
@@ -502,11 +519,18 @@ ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_st
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
 		return -1;
+	int any = 0;
 	for (size_t k = 0; k < n; k++) {
 		size_t i = ms_folder_find(f, uids[k]);
-		if (i != (size_t)-1)
+		if (i != (size_t)-1) {
 			f->m[i].state |= MS_EXPUNGE;
+			any = 1;
+		}
 	}
+	/* An expunge is a change: HIGHESTMODSEQ moves (saved with the
+	 * index the write leaves). */
+	if (any)
+		ms_folder_next_modseq(f);
 	mb->stale = 1;
 	int rc = write_if_needed(f, st);
 	if (rc != 0)
@@ -528,6 +552,17 @@ const char *
 ms_mbox_index_dir(const struct pt_mbox *mb)
 {
 	return mb->f.idxdir;
+}
+
+uint64_t
+ms_mbox_highest_modseq(const struct pt_mbox *mb)
+{
+	/* As of the last sync: no lower than any message in the list. */
+	uint64_t h = mb->f.highest_modseq;
+	for (size_t i = mb->snap ? 0 : mb->nview; i < mb->nview; i++)
+		if (mb->snap[i].modseq > h)
+			h = mb->snap[i].modseq;
+	return h ? h : 1;
 }
 
 /* ---- append ---- */

@@ -1,5 +1,6 @@
 /* Fuzz the FETCH attribute parser: the input is one attribute atom and,
- * split at spaces, a parenthesised list of them; both UID and plain. */
+ * split at spaces, a parenthesised list of them (also as the modifier
+ * list after FLAGS); both UID and plain. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +56,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	list = (struct imap_arg){ .type = IMAP_ARG_LIST, .list = items, .n = n };
 	parse_both(&list, 1);
+	/* The same list as FETCH modifiers (CHANGEDSINCE n VANISHED). */
+	struct imap_arg two[2] = { { .type = IMAP_ARG_ATOM, .s = "FLAGS", .len = 5 }, list };
+	parse_both(two, 2);
 	free(text);
 	return 0;
 }

@@ -115,7 +115,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (q != NULL) {
 		struct imap_msg *m = imap_msg_parse(msg, mlen);
 		struct pt_msg_info info = { (uint32_t)size, (uint32_t)(size * 7) & 0x3f, size * 31,
-			size, (time_t)size * 86399, (int)(size % 1500) - 750 };
+			size, (time_t)size * 86399, (int)(size % 1500) - 750, size * 13 };
 		struct imap_search_env env = { 5, 100, keyword_bit, NULL, NULL };
 		struct imap_search_msg sm = { 3, &info, load, m };
 		int r = imap_search_match(q, &env, &sm);

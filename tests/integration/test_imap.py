@@ -40,7 +40,10 @@ class Session(unittest.TestCase):
                                  "Flags permitted.")
         self.assertEqual(out[2:5], ["* 3 EXISTS", "* 3 RECENT", "* OK [UNSEEN 1] First unseen."])
         self.assertRegex(out[5], r"^\* OK \[UIDVALIDITY \d+\] UIDs valid$")
-        self.assertEqual(out[6:], ["* OK [UIDNEXT 4] Predicted next UID", "s OK [READ-WRITE] Select completed."])
+        self.assertEqual(out[6], "* OK [UIDNEXT 4] Predicted next UID")
+        # RFC 7162 §3.1.2.1: every SELECT of a CONDSTORE server tells it
+        self.assertRegex(out[7], r"^\* OK \[HIGHESTMODSEQ [1-9]\d*\] Highest$")
+        self.assertEqual(out[8:], ["s OK [READ-WRITE] Select completed."])
         # \Recent went to the first session only.
         r2 = self.client()
         self.assertIn("* 0 RECENT", self.select_lines(r2))
@@ -70,7 +73,8 @@ class Session(unittest.TestCase):
         self.assertEqual(st(r.cmd("a", "CAPABILITY")), ["* CAPABILITY " + POST_CAPS, "a OK Capability completed."])
         self.assertEqual(st(r.cmd("b", "NOOP")), ["b OK NOOP completed."])
         self.assertEqual(st(r.cmd("c", "ID NIL")), ['* ID ("name" "Postern")', "c OK ID completed."])
-        self.assertEqual(st(r.cmd("d", "ENABLE CONDSTORE")), ["* ENABLED", "d OK Enabled completed."])
+        self.assertEqual(st(r.cmd("d", "ENABLE CONDSTORE")), ["* ENABLED CONDSTORE", "d OK Enabled completed."])
+        self.assertEqual(st(r.cmd("d2", "ENABLE UTF8=ACCEPT")), ["* ENABLED", "d2 OK Enabled completed."])
         self.assertEqual(st(r.cmd("e", "NAMESPACE")), ['* NAMESPACE (("" "/")) NIL NIL', "e OK Namespace completed."])
         self.select_lines(r)
         self.assertEqual(st(r.cmd("f", "CHECK")), ["f OK Check completed."])

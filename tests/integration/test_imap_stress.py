@@ -124,6 +124,7 @@ class Shared:
         self.immutable = {}     # (folder, uidvalidity, uid, item) -> value
         self.expunged = {}      # (folder, uidvalidity, uid) -> order in which it was seen expunged
         self.max_uid = {}       # (folder, uidvalidity) -> uid
+        self.max_modseq = {}    # (folder, uidvalidity) -> HIGHESTMODSEQ seen (RFC 7162: never back)
         self.nil_bodies = set()
         self.recent = {}        # key -> the read-write session that saw it \Recent
 
@@ -132,6 +133,12 @@ class Shared:
             old = self.immutable.setdefault(key, value)
         if old != value:
             raise StressFailure("%s of %s changed: %r -> %r" % (what, key, old[:300], value[:300]))
+
+    def saw_modseq(self, folder, uidv, ms):
+        with self.lock:
+            k = (folder, uidv)
+            if ms > self.max_modseq.get(k, 0):
+                self.max_modseq[k] = ms
 
     def saw_uid(self, folder, uidv, uid):
         with self.lock:
@@ -154,6 +161,7 @@ class Client:
         self.readonly = False
         self.uidvalidity = None
         self.uidnext = {}           # folder -> last UIDNEXT seen at SELECT
+        self.modseq = {}            # (folder, uidvalidity, uid) -> last MODSEQ told
         self.seq = []               # index = seq-1: [uid or None, set(flags) or None]
         self.cmd = None
         self.born = 0
@@ -278,7 +286,7 @@ class Client:
             else:
                 self.fetch(n, r[m.end():])
             return
-        m = re.match(rb"\* OK \[(UIDVALIDITY|UIDNEXT) (\d+)\]", r)
+        m = re.match(rb"\* OK \[(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ) (\d+)\]", r)
         if m:
             setattr(self, "_sel_" + m.group(1).decode().lower(), int(m.group(2)))
             return
@@ -319,6 +327,15 @@ class Client:
                 if first != self.name:
                     self.fail("UID %d is \\Recent here and in %s" % (ent[0], first))
         uid = ent[0]
+        if "MODSEQ" in it and uid is not None:
+            # RFC 7162: a message's mod-sequence only grows
+            ms = it["MODSEQ"]
+            if not isinstance(ms, list) or len(ms) != 1 or not ms[0].isdigit() or int(ms[0]) == 0:
+                self.fail("bad MODSEQ %r" % ms)
+            k = (self.folder, self.uidvalidity, uid)
+            if int(ms[0]) < self.modseq.get(k, 0):
+                self.fail("MODSEQ of UID %d went back: %s < %d" % (uid, ms[0], self.modseq[k]))
+            self.modseq[k] = int(ms[0])
         body_v = it.get("BODY[]", "absent")
         if body_v is None:
             with self.shared.lock:
@@ -354,7 +371,8 @@ class Client:
     def select(self, folder, examine=False):
         with self.shared.lock:
             before = dict(self.shared.max_uid)
-        self._sel_uidvalidity = self._sel_uidnext = None
+            before_ms = dict(self.shared.max_modseq)
+        self._sel_uidvalidity = self._sel_uidnext = self._sel_highestmodseq = None
         self.seq = []
         self.folder = folder
         self.uidvalidity = None
@@ -371,6 +389,12 @@ class Client:
         top = before.get((folder, uv), 0)
         if un <= top:
             self.fail("UIDNEXT %d of %s not above UID %d seen before the SELECT" % (un, folder, top))
+        hm = self._sel_highestmodseq
+        if hm is None:
+            self.fail("SELECT without HIGHESTMODSEQ")
+        if hm < before_ms.get((folder, uv), 0):
+            self.fail("HIGHESTMODSEQ of %s went back: %d < %d" % (folder, hm, before_ms[(folder, uv)]))
+        self.shared.saw_modseq(folder, uv, hm)
 
     def known(self):
         return [i for i, e in enumerate(self.seq) if e[0] is not None]
@@ -626,12 +650,17 @@ class Client:
         folder = self.rng.choice(FOLDERS)
         with self.shared.lock:
             before = dict(self.shared.max_uid)
-        st, text, got = self.run("STATUS %s (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)" % folder)
+            before_ms = dict(self.shared.max_modseq)
+        st, text, got = self.run("STATUS %s (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT HIGHESTMODSEQ)" % folder)
         for r in got:
             m = re.match(rb'\* STATUS "?(\w+)"? \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+) UNSEEN (\d+) '
-                         rb'RECENT (\d+)\)$', r)
+                         rb'RECENT (\d+) HIGHESTMODSEQ (\d+)\)$', r)
             if m:
                 msgs, un, uv = int(m.group(2)), int(m.group(3)), int(m.group(4))
+                hm = int(m.group(7))
+                if hm < before_ms.get((folder, uv), 0):
+                    self.fail("STATUS HIGHESTMODSEQ of %s went back: %d < %d" % (folder, hm, before_ms[(folder, uv)]))
+                self.shared.saw_modseq(folder, uv, hm)
                 top = before.get((folder, uv), 0)
                 if un <= top:
                     self.fail("STATUS UIDNEXT %d of %s not above UID %d seen before" % (un, folder, top))

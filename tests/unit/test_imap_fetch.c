@@ -527,7 +527,7 @@ setup(void **state)
 	fexpunge_at_sync = 0;
 	f->view = calloc(4, sizeof *f->view);
 	for (size_t j = 0; j < nfstore; j++)
-		f->view[j] = (struct imap_view_msg){ fstore[j].uid, fstore[j].flags, fstore[j].kw };
+		f->view[j] = (struct imap_view_msg){ fstore[j].uid, fstore[j].flags, fstore[j].kw, 1 };
 	f->s.state = IMAP_SELECTED;
 	f->s.mbx = &fops;
 	f->s.mb = (struct pt_mbox *)&fstore;  /* opaque to the code under test */
@@ -715,7 +715,7 @@ test_fetch_errors(void **state)
 	expect(run(f, "FETCH 1 FOO"), "a1 BAD Error in IMAP command FETCH: Unknown FETCH attribute FOO\r\n");
 	expect(run(f, "UID FETCH 1"), "a1 BAD Error in IMAP command UID FETCH: Invalid arguments.\r\n");
 	expect(run(f, "FETCH (FLAGS) 1"), "a1 BAD Error in IMAP command FETCH: Invalid arguments.\r\n");
-	expect(run(f, "FETCH 1 (FLAGS) (X)"), "a1 BAD Error in IMAP command FETCH: Invalid arguments.\r\n");
+	expect(run(f, "FETCH 1 (FLAGS) (X)"), "a1 BAD Error in IMAP command FETCH: Invalid fetch modifiers.\r\n");
 	assert_int_equal(fset_calls, 0);
 	f->s.state = IMAP_AUTH;
 	expect(run(f, "FETCH 1 FLAGS"), "a1 BAD No mailbox selected.\r\n");
@@ -993,7 +993,7 @@ stream_setup(void **state)
 	sf->s.uidvalidity = 1234;
 	sf->s.view = calloc(BIG_N, sizeof *sf->s.view);
 	for (size_t i = 0; i < BIG_N; i++)
-		sf->s.view[i] = (struct imap_view_msg){ (uint32_t)i + 1, PT_F_SEEN, 0 };
+		sf->s.view[i] = (struct imap_view_msg){ (uint32_t)i + 1, PT_F_SEEN, 0, 1 };
 	sf->s.nview = sf->s.capview = BIG_N;
 	sf->s.uid_seen_max = BIG_N;
 	*state = sf;

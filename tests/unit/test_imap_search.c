@@ -153,12 +153,12 @@ setup(void **state)
 	time_t t1, t2, t3;
 	int tz;
 	imap_datetime_parse("10-Mar-2024 23:30:00 -0500", 26, &t1, &tz);
-	infos[0] = (struct pt_msg_info){ 10, PT_F_SEEN | PT_F_ANSWERED, 1u, 1000, t1, -300 };
+	infos[0] = (struct pt_msg_info){ 10, PT_F_SEEN | PT_F_ANSWERED, 1u, 1000, t1, -300, 1 };
 	imap_datetime_parse("01-Jan-2024 00:10:00 +0100", 26, &t2, &tz);
-	infos[1] = (struct pt_msg_info){ 20, PT_F_RECENT, 1u << 5, 5000, t2, 60 };
+	infos[1] = (struct pt_msg_info){ 20, PT_F_RECENT, 1u << 5, 5000, t2, 60, 2 };
 	imap_datetime_parse("15-Jun-2024 12:00:00 +0000", 26, &t3, &tz);
 	infos[2] = (struct pt_msg_info){ 30, PT_F_DELETED | PT_F_FLAGGED | PT_F_DRAFT | PT_F_RECENT | PT_F_SEEN,
-		0, 300, t3, 0 };
+		0, 300, t3, 0, 3 };
 	return 0;
 }
 
@@ -438,7 +438,7 @@ run_on(const char *const *msgs, size_t nm, const char *query)
 	res[0] = '\0';
 	for (size_t i = 0; i < nm; i++) {
 		struct imap_msg *pm = imap_msg_parse(msgs[i], strlen(msgs[i]));
-		struct pt_msg_info info = { (uint32_t)i + 1, 0, 0, strlen(msgs[i]), 0, 0 };
+		struct pt_msg_info info = { (uint32_t)i + 1, 0, 0, strlen(msgs[i]), 0, 0, 1 };
 		struct imap_search_msg m = { (uint32_t)i + 1, &info, load_one, pm };
 		if (imap_search_match(s, &env, &m)) {
 			size_t l = strlen(res);
@@ -497,7 +497,7 @@ test_nil_is_text(void **state)
 	struct imap_search *s = imap_search_parse(args, 2, err, sizeof err);
 	assert_non_null(s);
 	struct imap_msg *pm = imap_msg_parse("Subject: NIL\r\n\r\n", 16);
-	struct pt_msg_info info = { 1, 0, 0, 16, 0, 0 };
+	struct pt_msg_info info = { 1, 0, 0, 16, 0, 0, 1 };
 	struct imap_search_env env = { 1, 1, NULL, NULL, NULL };
 	struct imap_search_msg m = { 1, &info, load_one, pm };
 	assert_int_equal(imap_search_match(s, &env, &m), 1);
