@@ -7,7 +7,18 @@ connection per message, at each concurrency; a round ends when every
 message is in the mailbox (end to end). Prints msgs/s medians and the
 per-round ratio on/off. No assertion (a shared machine).
 
+--cpu measures what throughput cannot resolve here: CPU time per message.
+Each round reads utime+stime of every thread of every process of each
+server from /proc (live processes, and what the master reaped), sends
+the messages, waits for the mailbox and for the writer's next batch
+(RECORD_FLUSH_MS), and reads them again. Per round: microseconds of CPU
+per message of the whole server with the record on and off, and of the
+writer thread ("record") alone. The difference on - off includes the
+loop thread's share (copying each event); the writer thread's figure is
+exact but leaves the loop thread out.
+
   python3 tests/bench/why_cost.py [--messages 2000] [--rounds 5] [--conc 1,10]
+  python3 tests/bench/why_cost.py --cpu [--messages 2000] [--rounds 7] [--conc 1,10]
 """
 import argparse
 import os
@@ -55,6 +66,83 @@ def cpu(pid):
     return out
 
 
+def tree(pid):
+    """pid and its descendants."""
+    out = [pid]
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                for k in f.read().split():
+                    out += tree(int(k))
+    except OSError:
+        pass
+    return out
+
+
+def tree_cpu(pid):
+    """(seconds of CPU of the whole server: every process, its threads and
+    the children it reaped; seconds of its "record" threads)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total = rec = 0.0
+    for p in tree(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                st = f.read()
+            fields = st[st.rindex(")") + 2:].split()
+            # utime stime cutime cstime: fields 14-17 of proc(5).
+            total += sum(int(x) for x in fields[11:15]) / hz
+            rec += cpu(p).get("record", 0)
+        except (OSError, ValueError):
+            pass
+    return total, rec
+
+
+def cpu_mode(args):
+    servers = {}
+    try:
+        for name, conf in (("on", ""), ("off", "decision_log_file =\n")):
+            s = Server(modules=("mbox", "smtp"), listeners=("smtpd",), users=("alice",), tls=False)
+            s.write_conf("smtpd_helo_required = yes\nmessage_size_limit = 10240000\n" + conf)
+            s.start()
+            servers[name] = s
+        # A first batch creates the store and warms both servers up.
+        for s in servers.values():
+            round_(s, 200, 2)
+        time.sleep(1.5)
+        print("| concurrency | record on us/msg | record off us/msg | on - off | writer thread us/msg "
+              "| writer / server off |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for conc in [int(c) for c in args.conc.split(",")]:
+            per = {"on": [], "off": []}
+            writer, diffs = [], []
+            for r in range(args.rounds):
+                order = ("on", "off") if r % 2 == 0 else ("off", "on")
+                got = {}
+                for name in order:
+                    s = servers[name]
+                    before = tree_cpu(s.pid)
+                    round_(s, args.messages, conc)
+                    time.sleep(1.2)  # the writer's batch of these messages
+                    after = tree_cpu(s.pid)
+                    got[name] = ((after[0] - before[0]) * 1e6 / args.messages,
+                                 (after[1] - before[1]) * 1e6 / args.messages)
+                per["on"].append(got["on"][0])
+                per["off"].append(got["off"][0])
+                writer.append(got["on"][1])
+                diffs.append(got["on"][0] - got["off"][0])
+                print("  conc %d round %d: on %.0f us/msg (writer %.1f), off %.0f us/msg" %
+                      (conc, r + 1, got["on"][0], got["on"][1], got["off"][0]), file=sys.stderr, flush=True)
+            m = statistics.median
+            print("| %d | %.0f [%.0f-%.0f] | %.0f [%.0f-%.0f] | %+.0f [%+.0f..%+.0f] | %.1f [%.1f-%.1f] | %.1f%% |" %
+                  (conc, m(per["on"]), min(per["on"]), max(per["on"]), m(per["off"]), min(per["off"]),
+                   max(per["off"]), m(diffs), min(diffs), max(diffs), m(writer), min(writer), max(writer),
+                   100 * m(writer) / m(per["off"])))
+            sys.stdout.flush()
+    finally:
+        for s in servers.values():
+            s.cleanup()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=2000)
@@ -62,7 +150,10 @@ def main():
     ap.add_argument("--conc", default="1,10")
     ap.add_argument("--control", action="store_true",
                     help="record on in both servers (an A/A run: the noise floor of the ratio)")
+    ap.add_argument("--cpu", action="store_true", help="CPU time per message instead of msgs/s")
     args = ap.parse_args()
+    if args.cpu:
+        return cpu_mode(args)
     servers = {}
     try:
         for name, conf in (("on", ""), ("off", "" if args.control else "decision_log_file =\n")):
