@@ -129,9 +129,9 @@ pt_record_db_open(const char *path, int create, char *err, size_t errlen)
 	}
 	/* auto_vacuum must be chosen before the first table: size retention
 	 * gives freed pages back to the file system (incremental_vacuum). */
-	if ((version == 0 && exec(db, "PRAGMA auto_vacuum=INCREMENTAL", err, errlen) != 0) ||
+	if ((version == 0 && exec(db, "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL", err, errlen) != 0) ||
 	    exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=33554432;"
-	         " PRAGMA wal_autocheckpoint=4096; PRAGMA cache_size=-16384", 
+	         " PRAGMA wal_autocheckpoint=1024; PRAGMA cache_size=-16384", 
 	         err, errlen) != 0)
 		goto fail;
 	if (version == 0) {
