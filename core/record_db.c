@@ -127,6 +127,23 @@ pt_record_db_open(const char *path, int create, char *err, size_t errlen)
 		}
 		return db;
 	}
+	if (version == 1) {
+		/* Schema 1 (an index per field, an addr table) was never
+		 * released: it is set aside whole, as decisions.db.schema1
+		 * (readable with sqlite3), and a new record begins. */
+		sqlite3_close(db);
+		char from[1100], to[1100];
+		for (int i = 0; i < 3; i++) {
+			const char *suffix = i == 0 ? "" : i == 1 ? "-wal" : "-shm";
+			snprintf(from, sizeof from, "%s%s", path, suffix);
+			snprintf(to, sizeof to, "%s.schema1%s", path, suffix);
+			if (rename(from, to) != 0 && errno != ENOENT) {
+				snprintf(err, errlen, "%s: schema 1, cannot move it to %s: %s", path, to, strerror(errno));
+				return NULL;
+			}
+		}
+		return pt_record_db_open(path, create, err, errlen);
+	}
 	/* auto_vacuum must be chosen before the first table: size retention
 	 * gives freed pages back to the file system (incremental_vacuum). */
 	if ((version == 0 && exec(db, "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL", err, errlen) != 0) ||

@@ -19,6 +19,14 @@ exact but leaves the loop thread out.
 
   python3 tests/bench/why_cost.py [--messages 2000] [--rounds 5] [--conc 1,10]
   python3 tests/bench/why_cost.py --cpu [--messages 2000] [--rounds 7] [--conc 1,10]
+
+--postfix is the benchmark of issue 3 (tests/bench/smtp/bench.py: root,
+/var/mail, the seed's settings) with three servers per round: Postfix,
+Postern with the record, Postern without (decision_log_file =), the two
+Postern runs alternating which goes first. Run as root after
+`scripts/deps.sh bench` (or tests/bench/smtp/run.sh once).
+
+  python3 tests/bench/why_cost.py --postfix [--messages 3000] [--rounds 5] [--conc 1,10]
 """
 import argparse
 import os
@@ -151,6 +159,66 @@ def cpu_mode(args):
             s.cleanup()
 
 
+def postfix_mode(args):
+    sys.path.insert(0, os.path.join(HERE, "smtp"))
+    import bench  # noqa: E402 (tests/bench/smtp/bench.py)
+    build = os.path.abspath(os.path.join(HERE, "..", "..", "build"))
+    binary = os.environ.get("POSTERN_BIN") or os.path.join(build, "bin", "postern")
+    modules = os.path.join(os.path.dirname(binary), "..", "modules")
+    os.makedirs(bench.WORK, exist_ok=True)
+    bench.ensure_user("postern")
+    pf_users = ["pfbench"] + ["pfb%d" % i for i in range(1, 6)]
+    pt_users = ["ptbench"] + ["ptb%d" % i for i in range(1, 6)]
+    for u in pf_users + pt_users:
+        bench.ensure_user(u)
+    concs = [int(c) for c in args.conc.split(",")]
+    rates = {(name, c): [] for name in ("postfix", "on", "off") for c in concs}
+    ratios = {c: [] for c in concs}
+    loads = []
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for r in range(args.rounds):
+        loads.append(os.getloadavg()[0])
+        bench.setup_postfix(pf_users)
+        try:
+            for c in concs:
+                rates[("postfix", c)].append(bench.measure(bench.PF_PORT, args.messages, 4096, c,
+                                                           "pfbench@example.com.ar", ["/var/mail/pfbench"])[0])
+        finally:
+            bench.stop_postfix()
+        got = {}
+        # What Postfix left to the disk is not the next server's cost.
+        os.sync()
+        time.sleep(3)
+        for name in (("on", "off") if r % 2 == 0 else ("off", "on")):
+            proc = bench.setup_postern(binary, modules, pt_users,
+                                       "" if name == "on" else "decision_log_file =")
+            try:
+                for c in concs:
+                    got[(name, c)] = bench.measure(bench.PT_PORT, args.messages, 4096, c,
+                                                   "ptbench@example.com.ar", ["/var/mail/ptbench"])[0]
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            os.sync()
+            time.sleep(3)
+        for c in concs:
+            for name in ("on", "off"):
+                rates[(name, c)].append(got[(name, c)])
+            ratios[c].append(got[("on", c)] / got[("off", c)])
+    loads.append(os.getloadavg()[0])
+    m = statistics.median
+    print("%s, %d rounds of %d x 4 KB messages per concurrency; medians, per-round range in brackets;"
+          " 1-minute load average %.1f-%.1f" % (started, args.rounds, args.messages, min(loads), max(loads)))
+    print()
+    print("| concurrency | Postfix msgs/s | Postern record on | Postern record off | on/off per round |")
+    print("| --- | --- | --- | --- | --- |")
+    for c in concs:
+        cells = ["%.0f [%.0f-%.0f]" % (m(v), min(v), max(v)) for v in
+                 (rates[("postfix", c)], rates[("on", c)], rates[("off", c)])]
+        print("| %d | %s | %.3f [%.3f-%.3f] |" % (c, " | ".join(cells), m(ratios[c]), min(ratios[c]),
+                                                 max(ratios[c])))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=2000)
@@ -159,9 +227,13 @@ def main():
     ap.add_argument("--control", action="store_true",
                     help="record on in both servers (an A/A run: the noise floor of the ratio)")
     ap.add_argument("--cpu", action="store_true", help="CPU time per message instead of msgs/s")
+    ap.add_argument("--postfix", action="store_true",
+                    help="side by side with Postfix (tests/bench/smtp), record on and off; root")
     args = ap.parse_args()
     if args.cpu:
         return cpu_mode(args)
+    if args.postfix:
+        return postfix_mode(args)
     servers = {}
     try:
         for name, conf in (("on", ""), ("off", "" if args.control else "decision_log_file =\n")):

@@ -224,6 +224,30 @@ test_retention(void **state)
 	sqlite3_close(db);
 }
 
+/* A schema-1 store (never released) is set aside whole, not refused. */
+static void
+test_schema1_set_aside(void **state)
+{
+	(void)state;
+	char err[600], old[500], d[400];
+	snprintf(d, sizeof d, "%s/rec", dir);
+	assert_int_equal(mkdir(d, 0700), 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE addr(x); INSERT INTO addr VALUES(1); PRAGMA user_version=1",
+	                              NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	db = pt_record_db_open(path, 1, err, sizeof err);
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), PT_RECORD_SCHEMA);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 0);
+	sqlite3_close(db);
+	snprintf(old, sizeof old, "%s.schema1", path);
+	assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM addr"), 1);
+	sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -232,6 +256,7 @@ main(void)
 		cmocka_unit_test(test_message_id),
 		cmocka_unit_test_setup_teardown(test_events_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema1_set_aside, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
