@@ -286,18 +286,24 @@ pt_record_prune(sqlite3 *db, long long max_age, long long max_size)
 			total += n;
 	}
 	if (max_size > 0) {
-		long long used;
+		/* The oldest, by what each event freed in the chunk before
+		 * (count(*) would read the whole table: no index covers every
+		 * event); 64 to learn it. A chunk frees only the pages it
+		 * empties, so the estimate is low: three quarters of what it
+		 * says at a time, till under the limit. */
+		long long used, per_event = 0, want = 64;
 		while ((used = used_bytes(db)) > max_size) {
-			long long events = pragma_int(db, "SELECT count(*) FROM event");
-			if (events <= 0)
-				break;
-			/* Enough of the oldest to get under the limit, by the
-			 * average event's share, and 2% more for headroom. */
-			long long want = events * (used - max_size) / used + events / 50 + 1;
+			if (per_event > 0)
+				want = (used - max_size) / per_event * 3 / 4 + 1;
 			if (want > 20000)
 				want = 20000;
 			if ((n = delete_chunk(db, -1, (int)want)) <= 0)
 				break;
+			long long after = used_bytes(db);
+			if (after >= 0 && after < used)
+				per_event = (used - after) / n + 1;
+			else if (per_event == 0)
+				want *= 2;  /* no page freed yet */
 			total += n;
 		}
 	}
