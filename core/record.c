@@ -521,6 +521,7 @@ rcpts_text(struct writer *w, const struct rec *r)
 {
 	struct pt_strbuf *b = &w->buf;
 	b->len = 0;
+	b->oom = 0;  /* one event's failure is not the next one's */
 	for (size_t i = 0; i < r->naddr; i++) {
 		char head[3] = { PT_RECORD_RS, (char)('0' + r->addr[i].role), PT_RECORD_US };
 		pt_strbuf_put(b, i ? head : head + 1, i ? 3 : 2);
@@ -655,6 +656,7 @@ write_terms(struct writer *w)
 	for (size_t gi = 0; gi < w->ngroups; gi++) {
 		const struct tgroup *g = &w->groups[gi];
 		b->len = 0;
+		b->oom = 0;
 		pt_strbuf_put(b, "[", 1);
 		for (size_t k = g->head; k != SIZE_MAX; k = w->ids[k].next) {
 			/* Ids are positive: digits by hand, printf is slow. */
