@@ -7,7 +7,9 @@
  * Large batches matter: each commit rewrites the index pages it touched.
  * Deliveries get their message's sender and Message-ID from the SMTP
  * transaction that queued it (whichever of the two is written first), so
- * `postern why --from` finds the copies too. */
+ * `postern why --from` finds the copies too. What the writer does per
+ * event is kept small (record_db.c: no index on time, search terms as
+ * per-batch posting lists): its CPU is what the record costs. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -298,10 +300,51 @@ pt_record_message_id(const char *data, size_t len, char *out, size_t outlen)
 
 /* ---- the writer thread ---- */
 
+/* The sender and Message-ID of recently written transactions by queue
+ * id, in sets of QWAYS (a full set forgets its oldest): a delivery gets
+ * them from here without a query; a miss asks the store. */
+#define QCACHE 16384
+#define QWAYS 4
+struct qent {
+	char qid[40];
+	char *sender, *mid;
+};
+
+/* Deliveries written before their transaction, waiting for its sender. */
+#define ORPHANS_MAX 256
+struct orphan {
+	char qid[40];
+	long long id;
+};
+
+/* The batch's search terms: each distinct term once (text in the
+ * writer's arena), with the list of its events (chained through ids). */
+struct tgroup {
+	size_t off;
+	uint32_t hash;
+	size_t head, tail;           /* indexes into ids */
+	long long last;
+};
+struct tid {
+	long long id;
+	size_t next;                 /* SIZE_MAX: end */
+};
+
 struct writer {
 	sqlite3 *db;
-	sqlite3_stmt *ins_event, *ins_addr, *find_msg, *orphans, *set_sender;
+	sqlite3_stmt *ins_event, *ins_term, *find_msg, *set_sender;
 	int failing;                 /* the last batch failed: log once per streak */
+	unsigned seq;                /* low bits of the next event id */
+	struct qent *qc;
+	struct orphan orphans[ORPHANS_MAX];
+	size_t norphans;
+	struct pt_strbuf arena, buf; /* terms of the batch; rcpts and posting lists */
+	struct tgroup *groups;
+	size_t ngroups, capgroups;
+	size_t *slots;               /* open addressing: group index + 1, 0 = free */
+	size_t nslots;
+	struct tid *ids;
+	size_t nids, capids;
 };
 
 static void
@@ -313,52 +356,242 @@ bind_text(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
-static int
-add_addr(struct writer *w, long long ev, int n, int role, const char *address, const char *reply,
-         const char *rule)
+static uint32_t
+hash_str(const char *s)
 {
-	char local[256], domain[256];
-	pt_record_split(address, local, sizeof local, domain, sizeof domain);
-	sqlite3_stmt *s = w->ins_addr;
-	sqlite3_reset(s);
-	sqlite3_bind_int64(s, 1, ev);
-	sqlite3_bind_int(s, 2, n);
-	sqlite3_bind_int(s, 3, role);
-	bind_text(s, 4, local);
-	bind_text(s, 5, domain);
-	bind_text(s, 6, address ? address : "");
-	bind_text(s, 7, reply);
-	bind_text(s, 8, rule);
-	return sqlite3_step(s) == SQLITE_DONE ? 0 : -1;
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
 }
 
-/* The sender row given to a delivery after the fact; n past any address
- * the event was written with. */
-#define BACKFILL_N 1000
+static void
+qcache_put(struct writer *w, const char *qid, const char *sender, const char *mid)
+{
+	if (!w->qc || strlen(qid) >= sizeof w->qc[0].qid)
+		return;
+	struct qent *set = &w->qc[hash_str(qid) & (QCACHE - QWAYS)], *e = NULL;
+	for (int i = 0; i < QWAYS && !e; i++)
+		if (strcmp(set[i].qid, qid) == 0)
+			e = &set[i];
+	if (!e) {
+		/* The oldest of the set goes: the others move up. */
+		char *old = set[QWAYS - 1].sender;
+		memmove(set + 1, set, (QWAYS - 1) * sizeof *set);
+		e = set;
+		e->qid[0] = '\0';
+		e->sender = old;
+		e->mid = NULL;
+	} else if (e->sender && strcmp(e->sender, sender) == 0 && !mid == !e->mid && (!mid || strcmp(e->mid, mid) == 0))
+		return;
+	/* One allocation: the sender, then the Message-ID. */
+	size_t ls = strlen(sender), lm = mid ? strlen(mid) : 0;
+	char *snd = malloc(ls + lm + 2);
+	if (!snd)
+		return;
+	memcpy(snd, sender, ls + 1);
+	if (mid)
+		memcpy(snd + ls + 1, mid, lm + 1);
+	free(e->sender);
+	snprintf(e->qid, sizeof e->qid, "%s", qid);
+	e->sender = snd;
+	e->mid = mid ? snd + ls + 1 : NULL;
+}
+
+static const struct qent *
+qcache_get(struct writer *w, const char *qid)
+{
+	if (!w->qc)
+		return NULL;
+	const struct qent *set = &w->qc[hash_str(qid) & (QCACHE - QWAYS)];
+	for (int i = 0; i < QWAYS; i++)
+		if (set[i].sender && strcmp(set[i].qid, qid) == 0)
+			return &set[i];
+	return NULL;
+}
+
+static int
+grow_slots(struct writer *w)
+{
+	size_t n = w->nslots ? w->nslots * 2 : 4096;
+	size_t *v = calloc(n, sizeof *v);
+	if (!v)
+		return -1;
+	for (size_t g = 0; g < w->ngroups; g++) {
+		size_t i = w->groups[g].hash & (n - 1);
+		while (v[i])
+			i = (i + 1) & (n - 1);
+		v[i] = g + 1;
+	}
+	free(w->slots);
+	w->slots = v;
+	w->nslots = n;
+	return 0;
+}
+
+static void
+add_term(struct writer *w, const char *t, long long id)
+{
+	if (w->arena.oom)
+		return;
+	if ((w->ngroups + 1) * 2 > w->nslots && grow_slots(w) != 0) {
+		w->arena.oom = 1;
+		return;
+	}
+	uint32_t h = hash_str(t);
+	size_t i = h & (w->nslots - 1);
+	struct tgroup *g = NULL;
+	for (; w->slots[i]; i = (i + 1) & (w->nslots - 1)) {
+		struct tgroup *c = &w->groups[w->slots[i] - 1];
+		if (c->hash == h && strcmp(w->arena.p + c->off, t) == 0) {
+			g = c;
+			break;
+		}
+	}
+	/* The same term twice for one event (two recipients in one domain). */
+	if (g && w->ids[g->tail].id == id)
+		return;
+	if (w->nids == w->capids) {
+		size_t cap = w->capids ? w->capids * 2 : 4096;
+		struct tid *v = realloc(w->ids, cap * sizeof *v);
+		if (!v) {
+			w->arena.oom = 1;
+			return;
+		}
+		w->ids = v;
+		w->capids = cap;
+	}
+	if (!g) {
+		if (w->ngroups == w->capgroups) {
+			size_t cap = w->capgroups ? w->capgroups * 2 : 1024;
+			struct tgroup *v = realloc(w->groups, cap * sizeof *v);
+			if (!v) {
+				w->arena.oom = 1;
+				return;
+			}
+			w->groups = v;
+			w->capgroups = cap;
+		}
+		size_t off = w->arena.len;
+		pt_strbuf_put(&w->arena, t, strlen(t) + 1);
+		if (w->arena.oom)
+			return;
+		g = &w->groups[w->ngroups++];
+		*g = (struct tgroup){ off, h, w->nids, w->nids, id };
+		w->slots[i] = w->ngroups;
+	} else {
+		w->ids[g->tail].next = w->nids;
+		g->tail = w->nids;
+		if (id > g->last)
+			g->last = id;
+	}
+	w->ids[w->nids++] = (struct tid){ id, SIZE_MAX };
+}
+
+static void
+add_addr_terms(struct writer *w, long long id, int role, const char *address)
+{
+	char local[256], domain[256], t[600];
+	char r = role == PT_ADDR_SENDER ? 's' : role == PT_ADDR_ORIG ? 'o' : 'r';
+	pt_record_split(address, local, sizeof local, domain, sizeof domain);
+	if (pt_record_term(t, sizeof t, r, local, domain) > 0)
+		add_term(w, t, id);
+	if (pt_record_term(t, sizeof t, r, NULL, domain) > 0)
+		add_term(w, t, id);
+}
+
+/* An address list field: RS and US inside become '?'. */
+static void
+put_field(struct pt_strbuf *b, const char *s)
+{
+	static const char sep[] = { PT_RECORD_RS, PT_RECORD_US, '\0' };
+	while (s && *s) {
+		size_t n = strcspn(s, sep);
+		pt_strbuf_put(b, s, n);
+		s += n;
+		if (*s) {
+			pt_strbuf_put(b, "?", 1);
+			s++;
+		}
+	}
+}
+
+static const char *
+rcpts_text(struct writer *w, const struct rec *r)
+{
+	struct pt_strbuf *b = &w->buf;
+	b->len = 0;
+	b->oom = 0;  /* one event's failure is not the next one's */
+	for (size_t i = 0; i < r->naddr; i++) {
+		char head[3] = { PT_RECORD_RS, (char)('0' + r->addr[i].role), PT_RECORD_US };
+		pt_strbuf_put(b, i ? head : head + 1, i ? 3 : 2);
+		put_field(b, r->addr[i].address);
+		pt_strbuf_put(b, head + 2, 1);
+		put_field(b, r->addr[i].reply);
+		pt_strbuf_put(b, head + 2, 1);
+		put_field(b, r->addr[i].rule);
+	}
+	if (b->oom || !b->p)
+		return NULL;
+	b->p[b->len] = '\0';
+	return b->p;
+}
+
+/* A transaction's sender for the deliveries written before it. */
+static int
+adopt_orphans(struct writer *w, const struct rec *r)
+{
+	for (size_t i = 0; i < w->norphans;) {
+		if (strcmp(w->orphans[i].qid, r->f[F_QID]) != 0) {
+			i++;
+			continue;
+		}
+		sqlite3_stmt *u = w->set_sender;
+		sqlite3_reset(u);
+		sqlite3_bind_int64(u, 1, w->orphans[i].id);
+		bind_text(u, 2, r->f[F_SENDER]);
+		bind_text(u, 3, r->f[F_MID]);
+		if (sqlite3_step(u) != SQLITE_DONE)
+			return -1;
+		add_addr_terms(w, w->orphans[i].id, PT_ADDR_SENDER, r->f[F_SENDER]);
+		w->orphans[i] = w->orphans[--w->norphans];
+	}
+	return 0;
+}
 
 static int
 write_one(struct writer *w, struct rec *r)
 {
-	char sender[FIELD_MAX + 1] = "", mid[FIELD_MAX + 1] = "";
 	int have_sender = 0;
 	if (r->kind == K_DELIVERY && r->f[F_QID]) {
-		sqlite3_stmt *q = w->find_msg;
-		sqlite3_reset(q);
-		bind_text(q, 1, r->f[F_QID]);
-		if (sqlite3_step(q) == SQLITE_ROW) {
-			const unsigned char *s = sqlite3_column_text(q, 0), *m = sqlite3_column_text(q, 1);
-			snprintf(sender, sizeof sender, "%s", s ? (const char *)s : "");
-			snprintf(mid, sizeof mid, "%s", m ? (const char *)m : "");
+		const struct qent *e = qcache_get(w, r->f[F_QID]);
+		if (e) {
+			r->f[F_SENDER] = e->sender;
+			if (e->mid)
+				r->f[F_MID] = e->mid;
 			have_sender = 1;
-			r->f[F_SENDER] = sender;
-			if (m)
-				r->f[F_MID] = mid;
+		} else {
+			/* Not written lately (a retry hours later, a restart):
+			 * the store knows. */
+			sqlite3_stmt *q = w->find_msg;
+			sqlite3_reset(q);
+			bind_text(q, 1, r->f[F_QID]);
+			if (sqlite3_step(q) == SQLITE_ROW) {
+				const unsigned char *snd = sqlite3_column_text(q, 0), *m = sqlite3_column_text(q, 1);
+				qcache_put(w, r->f[F_QID], snd ? (const char *)snd : "", (const char *)m);
+				e = qcache_get(w, r->f[F_QID]);
+			}
+			sqlite3_reset(q);
+			if (e) {
+				r->f[F_SENDER] = e->sender;
+				if (e->mid)
+					r->f[F_MID] = e->mid;
+				have_sender = 1;
+			}
 		}
-		sqlite3_reset(q);
 	}
 	sqlite3_stmt *s = w->ins_event;
 	sqlite3_reset(s);
-	sqlite3_bind_int64(s, 1, r->ts);
 	bind_text(s, 2, kind_name[r->kind]);
 	for (int i = 0; i < NFIELDS; i++)
 		bind_text(s, 3 + i, r->f[i]);
@@ -371,35 +604,81 @@ write_one(struct writer *w, struct rec *r)
 	else
 		sqlite3_bind_null(s, 4 + NFIELDS);
 	sqlite3_bind_int(s, 5 + NFIELDS, (int)r->refused);
-	if (sqlite3_step(s) != SQLITE_DONE)
+	sqlite3_bind_int64(s, 6 + NFIELDS, r->ts);
+	bind_text(s, 7 + NFIELDS, r->naddr ? rcpts_text(w, r) : NULL);
+	/* The id: the time, and a sequence number that moves on past an id
+	 * taken (many events in one millisecond). */
+	long long id = 0;
+	int rc = SQLITE_CONSTRAINT;
+	for (int tries = 0; rc == SQLITE_CONSTRAINT && tries < (int)PT_RECORD_ID_SCALE; tries++) {
+		id = r->ts * PT_RECORD_ID_SCALE + (long long)(w->seq++ & (PT_RECORD_ID_SCALE - 1));
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, id);
+		rc = sqlite3_step(s);
+	}
+	if (rc != SQLITE_DONE)
 		return -1;
-	long long ev = sqlite3_last_insert_rowid(w->db);
 	for (size_t i = 0; i < r->naddr; i++)
-		if (add_addr(w, ev, (int)i, r->addr[i].role, r->addr[i].address, r->addr[i].reply, r->addr[i].rule) != 0)
-			return -1;
-	if (have_sender && add_addr(w, ev, BACKFILL_N, PT_ADDR_SENDER, sender, NULL, NULL) != 0)
+		add_addr_terms(w, id, r->addr[i].role, r->addr[i].address);
+	if (have_sender)
+		add_addr_terms(w, id, PT_ADDR_SENDER, r->f[F_SENDER]);
+	else if (r->kind == K_DELIVERY && r->f[F_QID] && strlen(r->f[F_QID]) < sizeof w->orphans[0].qid) {
+		/* Local delivery can finish before the client hears 250: its
+		 * transaction comes in a later batch. */
+		if (w->norphans == ORPHANS_MAX)
+			memmove(w->orphans, w->orphans + 1, --w->norphans * sizeof w->orphans[0]);
+		struct orphan *o = &w->orphans[w->norphans++];
+		snprintf(o->qid, sizeof o->qid, "%s", r->f[F_QID]);
+		o->id = id;
+	}
+	char t[600];
+	if (r->f[F_CLIENT] && *r->f[F_CLIENT] && snprintf(t, sizeof t, "c=%s", r->f[F_CLIENT]) < (int)sizeof t)
+		add_term(w, t, id);
+	if (r->f[F_USER] && snprintf(t, sizeof t, "u=%s", r->f[F_USER]) < (int)sizeof t) {
+		for (char *p = t + 2; *p; p++)
+			*p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+		add_term(w, t, id);
+	}
+	if (r->kind == K_SMTP && r->refused > 0)
+		add_term(w, "x", id);
+	if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER] && w->norphans && adopt_orphans(w, r) != 0)
 		return -1;
-	/* Deliveries written before their transaction (local delivery can
-	 * finish before the client hears 250): give them its sender now. */
-	if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER]) {
-		long long ids[64];
-		int nid = 0;
-		sqlite3_stmt *o = w->orphans;
-		sqlite3_reset(o);
-		bind_text(o, 1, r->f[F_QID]);
-		while (nid < 64 && sqlite3_step(o) == SQLITE_ROW)
-			ids[nid++] = sqlite3_column_int64(o, 0);
-		sqlite3_reset(o);
-		for (int i = 0; i < nid; i++) {
-			sqlite3_stmt *u = w->set_sender;
-			sqlite3_reset(u);
-			sqlite3_bind_int64(u, 1, ids[i]);
-			bind_text(u, 2, r->f[F_SENDER]);
-			bind_text(u, 3, r->f[F_MID]);
-			if (sqlite3_step(u) != SQLITE_DONE ||
-			    add_addr(w, ids[i], BACKFILL_N, PT_ADDR_SENDER, r->f[F_SENDER], NULL, NULL) != 0)
-				return -1;
+	return 0;
+}
+
+/* The batch's posting lists: one term row per distinct term. */
+static int
+write_terms(struct writer *w)
+{
+	if (w->arena.oom)
+		return -1;
+	struct pt_strbuf *b = &w->buf;
+	for (size_t gi = 0; gi < w->ngroups; gi++) {
+		const struct tgroup *g = &w->groups[gi];
+		b->len = 0;
+		b->oom = 0;
+		pt_strbuf_put(b, "[", 1);
+		for (size_t k = g->head; k != SIZE_MAX; k = w->ids[k].next) {
+			/* Ids are positive: digits by hand, printf is slow. */
+			char num[24];
+			size_t n = sizeof num;
+			for (unsigned long long v = (unsigned long long)w->ids[k].id; v; v /= 10)
+				num[--n] = (char)('0' + v % 10);
+			if (k != g->head)
+				pt_strbuf_put(b, ",", 1);
+			pt_strbuf_put(b, num + n, sizeof num - n);
 		}
+		pt_strbuf_put(b, "]", 1);
+		if (b->oom)
+			return -1;
+		b->p[b->len] = '\0';
+		sqlite3_stmt *s = w->ins_term;
+		sqlite3_reset(s);
+		sqlite3_bind_text(s, 1, w->arena.p + g->off, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, g->last);
+		sqlite3_bind_text(s, 3, b->p, (int)b->len, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			return -1;
 	}
 	return 0;
 }
@@ -407,10 +686,24 @@ write_one(struct writer *w, struct rec *r)
 static void
 write_batch(struct writer *w, struct rec *list)
 {
+	/* Transactions first into the cache: their deliveries in the same
+	 * batch find the sender whatever the order. */
+	for (struct rec *r = list; r; r = r->next)
+		if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER])
+			qcache_put(w, r->f[F_QID], r->f[F_SENDER], r->f[F_MID]);
+	w->arena.len = 0;
+	w->arena.oom = 0;
+	w->ngroups = w->nids = 0;
+	if (w->slots)
+		memset(w->slots, 0, w->nslots * sizeof *w->slots);
+	size_t orphans_before = w->norphans;
+	struct orphan saved[ORPHANS_MAX];
+	memcpy(saved, w->orphans, orphans_before * sizeof saved[0]);
 	int ok = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
-	size_t n = 0;
-	for (struct rec *r = list; ok && r; r = r->next, n++)
+	for (struct rec *r = list; ok && r; r = r->next)
 		ok = write_one(w, r) == 0;
+	if (ok)
+		ok = write_terms(w) == 0;
 	if (ok)
 		ok = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
 	if (!ok) {
@@ -418,6 +711,9 @@ write_batch(struct writer *w, struct rec *list)
 			pt_log(PT_LOG_ERROR, "decision record %s: cannot write: %s (events are lost until it works again)",
 			       R.path, sqlite3_errmsg(w->db));
 		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		/* The orphans of the lost batch were never written. */
+		memcpy(w->orphans, saved, orphans_before * sizeof saved[0]);
+		w->norphans = orphans_before;
 	} else if (w->failing) {
 		pt_log(PT_LOG_INFO, "decision record %s: writing again", R.path);
 	}
@@ -428,29 +724,42 @@ static int
 writer_prepare(struct writer *w)
 {
 	static const char *const sql[] = {
-		("INSERT INTO event(ts, kind, outcome, service, queue_id, message_id, client, client_name, helo, sender,"
-		 " user, stage, rule, reply, relay, dsn, trace, size, delay, refused)"
-		 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
-		"INSERT INTO addr(ev, n, role, local, domain, address, reply, rule) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		("INSERT INTO event(id, kind, outcome, service, queue_id, message_id, client, client_name, helo, sender,"
+		 " user, stage, rule, reply, relay, dsn, trace, size, delay, refused, ts, rcpts)"
+		 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,"
+		 " ?22)"),
+		/* (last, t) is taken again only when a later batch lists an
+		 * event's sender after the fact: the lists are joined. */
+		("INSERT INTO term(t, last, evs) VALUES(?1, ?2, ?3) ON CONFLICT(last, t) DO UPDATE SET"
+		 " evs = substr(evs, 1, length(evs) - 1) || ',' || substr(excluded.evs, 2)"),
 		("SELECT sender, message_id FROM event WHERE queue_id = ?1 AND kind = 'smtp' AND sender IS NOT NULL"
 		 " ORDER BY id DESC LIMIT 1"),
-		"SELECT id FROM event WHERE queue_id = ?1 AND kind = 'delivery' AND sender IS NULL",
 		"UPDATE event SET sender = ?2, message_id = coalesce(message_id, ?3) WHERE id = ?1",
 	};
-	sqlite3_stmt **st[] = { &w->ins_event, &w->ins_addr, &w->find_msg, &w->orphans, &w->set_sender };
+	sqlite3_stmt **st[] = { &w->ins_event, &w->ins_term, &w->find_msg, &w->set_sender };
 	for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
 		if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, st[i], NULL) != SQLITE_OK)
 			return -1;
+	w->qc = calloc(QCACHE, sizeof *w->qc);
 	return 0;
 }
 
 static void
 writer_close(struct writer *w)
 {
-	sqlite3_stmt *st[] = { w->ins_event, w->ins_addr, w->find_msg, w->orphans, w->set_sender };
+	sqlite3_stmt *st[] = { w->ins_event, w->ins_term, w->find_msg, w->set_sender };
 	for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
 		sqlite3_finalize(st[i]);
 	sqlite3_close(w->db);
+	for (size_t i = 0; w->qc && i < QCACHE; i++) {
+		free(w->qc[i].sender);
+	}
+	free(w->qc);
+	free(w->groups);
+	free(w->slots);
+	free(w->ids);
+	pt_strbuf_free(&w->arena);
+	pt_strbuf_free(&w->buf);
 }
 
 static void

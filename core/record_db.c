@@ -15,11 +15,21 @@
 
 #include "record_int.h"
 
-/* event: one row per SMTP transaction, delivery attempt or login.
- * addr: its addresses, lower-cased for search (sender; recipients with
- * the reply each got; the original recipient of a delivery, before alias
- * expansion). Indexes serve `postern why`: by time, queue id, Message-ID,
- * client, login user, refusals, and any address by local part or domain. */
+/* event: one row per SMTP transaction, delivery attempt or login. Its id
+ * is ts * PT_RECORD_ID_SCALE + a sequence number, so the table itself is
+ * in time order: time windows and "newest first" need no index. Its
+ * addresses (sender, recipients with the reply each got, the original
+ * recipient of a delivery) are in the row itself (rcpts, see
+ * record_int.h). term: what `postern why` searches by besides time and
+ * queue id -- addresses (whole and by domain), client, login user,
+ * refusals -- as posting lists: one row per term per batch the writer
+ * wrote, listing (JSON array) the events of the batch that have it. Under
+ * load a batch holds many events with the same client, sender domain or
+ * recipient: one row serves them all, which is most of what makes the
+ * record cheap to write (each b-tree row costs the writer a microsecond
+ * or so). last: the newest event listed; rows in its order, so that
+ * retention drops a posting row once its newest event is gone. A delivery's
+ * Message-ID is its transaction's: only transactions are indexed by it. */
 static const char schema[] =
 	"CREATE TABLE event("
 	" id INTEGER PRIMARY KEY,"
@@ -32,20 +42,12 @@ static const char schema[] =
 	" stage TEXT, rule TEXT, reply TEXT,"
 	" relay TEXT, dsn TEXT, size INTEGER, delay REAL,"
 	" refused INTEGER NOT NULL DEFAULT 0,"
-	" trace TEXT);"
-	"CREATE INDEX event_ts ON event(ts);"
+	" trace TEXT, rcpts TEXT);"
 	"CREATE INDEX event_queue ON event(queue_id) WHERE queue_id IS NOT NULL;"
-	"CREATE INDEX event_msgid ON event(message_id) WHERE message_id IS NOT NULL;"
-	"CREATE INDEX event_client ON event(client, ts);"
-	"CREATE INDEX event_user ON event(user COLLATE NOCASE, ts) WHERE user IS NOT NULL;"
-	"CREATE INDEX event_refused ON event(ts) WHERE refused > 0;"
-	"CREATE TABLE addr("
-	" ev INTEGER NOT NULL, n INTEGER NOT NULL, role INTEGER NOT NULL,"
-	" local TEXT NOT NULL, domain TEXT NOT NULL, address TEXT NOT NULL,"
-	" reply TEXT, rule TEXT,"
-	" PRIMARY KEY(ev, n)) WITHOUT ROWID;"
-	"CREATE INDEX addr_local ON addr(local, role, domain);"
-	"CREATE INDEX addr_domain ON addr(domain, role);";
+	"CREATE INDEX event_msgid ON event(message_id) WHERE message_id IS NOT NULL AND kind = 'smtp';"
+	"CREATE TABLE term(last INTEGER NOT NULL, t TEXT NOT NULL, evs TEXT NOT NULL, PRIMARY KEY(last, t))"
+	" WITHOUT ROWID;"
+	"CREATE INDEX term_t ON term(t);";
 
 static int
 exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
@@ -125,11 +127,28 @@ pt_record_db_open(const char *path, int create, char *err, size_t errlen)
 		}
 		return db;
 	}
+	if (version == 1) {
+		/* Schema 1 (an index per field, an addr table) was never
+		 * released: it is set aside whole, as decisions.db.schema1
+		 * (readable with sqlite3), and a new record begins. */
+		sqlite3_close(db);
+		char from[1100], to[1100];
+		for (int i = 0; i < 3; i++) {
+			const char *suffix = i == 0 ? "" : i == 1 ? "-wal" : "-shm";
+			snprintf(from, sizeof from, "%s%s", path, suffix);
+			snprintf(to, sizeof to, "%s.schema1%s", path, suffix);
+			if (rename(from, to) != 0 && errno != ENOENT) {
+				snprintf(err, errlen, "%s: schema 1, cannot move it to %s: %s", path, to, strerror(errno));
+				return NULL;
+			}
+		}
+		return pt_record_db_open(path, create, err, errlen);
+	}
 	/* auto_vacuum must be chosen before the first table: size retention
 	 * gives freed pages back to the file system (incremental_vacuum). */
-	if ((version == 0 && exec(db, "PRAGMA auto_vacuum=INCREMENTAL", err, errlen) != 0) ||
+	if ((version == 0 && exec(db, "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL", err, errlen) != 0) ||
 	    exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=33554432;"
-	         " PRAGMA wal_autocheckpoint=4096; PRAGMA cache_size=-16384", 
+	         " PRAGMA wal_autocheckpoint=1024; PRAGMA cache_size=-16384", 
 	         err, errlen) != 0)
 		goto fail;
 	if (version == 0) {
@@ -166,6 +185,25 @@ fail:
 	return NULL;
 }
 
+int
+pt_record_term(char *out, size_t len, char role, const char *local, const char *domain)
+{
+	/* By hand: the writer makes several per event, snprintf is slow. */
+	size_t ll = local ? strlen(local) : 0, dl = strlen(domain), n = local ? ll + dl + 3 : dl + 2;
+	if (n >= len)
+		return -1;
+	char *p = out;
+	*p++ = role;
+	if (local) {
+		*p++ = '=';
+		memcpy(p, local, ll);
+		p += ll;
+	}
+	*p++ = '@';
+	memcpy(p, domain, dl + 1);
+	return (int)n;
+}
+
 void
 pt_record_split(const char *addr, char *local, size_t llen, char *domain, size_t dlen)
 {
@@ -193,42 +231,38 @@ pt_record_split(const char *addr, char *local, size_t llen, char *domain, size_t
 	domain[dn] = '\0';
 }
 
-/* Delete the oldest `chunk` events matching where (ts cutoff or none),
- * their addresses first; one transaction per chunk, so a large prune
- * never holds the write lock for long. Returns the number deleted. */
+/* Delete the oldest `chunk` events (older than before_id, or any), and
+ * the posting rows whose events are all gone; one transaction per chunk,
+ * so a large prune never holds the write lock for long. Returns the
+ * number deleted. */
 static long
-delete_chunk(sqlite3 *db, long long before_ms, int chunk)
+delete_chunk(sqlite3 *db, long long before_id, int chunk)
 {
 	char sql[512];
-	const char *cond = before_ms >= 0 ? "WHERE ts < ?1" : "";
-	sqlite3_stmt *a = NULL, *e = NULL;
+	sqlite3_stmt *e = NULL, *t = NULL;
 	long n = -1;
-	snprintf(sql, sizeof sql, "DELETE FROM addr WHERE ev IN (SELECT id FROM event %s ORDER BY ts LIMIT %d)", cond,
-	         chunk);
-	if (sqlite3_prepare_v2(db, sql, -1, &a, NULL) != SQLITE_OK)
+	snprintf(sql, sizeof sql, "DELETE FROM event WHERE id IN (SELECT id FROM event %s ORDER BY id LIMIT %d)",
+	         before_id >= 0 ? "WHERE id < ?1" : "", chunk);
+	if (sqlite3_prepare_v2(db, sql, -1, &e, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "DELETE FROM term WHERE last < coalesce((SELECT min(id) FROM event), 1 << 62)",
+	                       -1, &t, NULL) != SQLITE_OK)
 		goto out;
-	snprintf(sql, sizeof sql, "DELETE FROM event WHERE id IN (SELECT id FROM event %s ORDER BY ts LIMIT %d)", cond,
-	         chunk);
-	if (sqlite3_prepare_v2(db, sql, -1, &e, NULL) != SQLITE_OK)
-		goto out;
-	if (before_ms >= 0) {
-		sqlite3_bind_int64(a, 1, before_ms);
-		sqlite3_bind_int64(e, 1, before_ms);
-	}
+	if (before_id >= 0)
+		sqlite3_bind_int64(e, 1, before_id);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
-	if (sqlite3_step(a) != SQLITE_DONE || sqlite3_step(e) != SQLITE_DONE) {
+	if (sqlite3_step(e) != SQLITE_DONE) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		goto out;
 	}
 	n = sqlite3_changes(db);
-	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_step(t) != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		n = -1;
 	}
 out:
-	sqlite3_finalize(a);
 	sqlite3_finalize(e);
+	sqlite3_finalize(t);
 	return n;
 }
 
@@ -247,23 +281,29 @@ pt_record_prune(sqlite3 *db, long long max_age, long long max_size)
 {
 	long total = 0, n;
 	if (max_age > 0) {
-		long long cutoff = (long long)time(NULL) * 1000 - max_age * 1000;
+		long long cutoff = ((long long)time(NULL) * 1000 - max_age * 1000) * PT_RECORD_ID_SCALE;
 		while ((n = delete_chunk(db, cutoff, 5000)) > 0)
 			total += n;
 	}
 	if (max_size > 0) {
-		long long used;
+		/* The oldest, by what each event freed in the chunk before
+		 * (count(*) would read the whole table: no index covers every
+		 * event); 64 to learn it. A chunk frees only the pages it
+		 * empties, so the estimate is low: three quarters of what it
+		 * says at a time, till under the limit. */
+		long long used, per_event = 0, want = 64;
 		while ((used = used_bytes(db)) > max_size) {
-			long long events = pragma_int(db, "SELECT count(*) FROM event");
-			if (events <= 0)
-				break;
-			/* Enough of the oldest to get under the limit, by the
-			 * average event's share, and 2% more for headroom. */
-			long long want = events * (used - max_size) / used + events / 50 + 1;
+			if (per_event > 0)
+				want = (used - max_size) / per_event * 3 / 4 + 1;
 			if (want > 20000)
 				want = 20000;
 			if ((n = delete_chunk(db, -1, (int)want)) <= 0)
 				break;
+			long long after = used_bytes(db);
+			if (after >= 0 && after < used)
+				per_event = (used - after) / n + 1;
+			else if (per_event == 0)
+				want *= 2;  /* no page freed yet */
 			total += n;
 		}
 	}

@@ -10,10 +10,29 @@
 struct sqlite3;
 
 /* user_version of the database this code reads and writes. */
-#define PT_RECORD_SCHEMA 1
+#define PT_RECORD_SCHEMA 2
 
-/* Roles of the addr table rows. */
+/* An event's id is its ts (ms) * PT_RECORD_ID_SCALE + a sequence number:
+ * id order is time order. */
+#define PT_RECORD_ID_SCALE 4096LL
+
+/* Roles of an event's addresses. */
 enum { PT_ADDR_SENDER = 1, PT_ADDR_RCPT = 2, PT_ADDR_ORIG = 3 };
+
+/* event.rcpts: the event's addresses, each "ROLE US address US reply US
+ * rule" (ROLE a digit, empty reply or rule: none), joined by RS. The
+ * writer turns RS and US inside the strings into '?'. */
+#define PT_RECORD_RS '\x1e'
+#define PT_RECORD_US '\x1f'
+
+/* Search terms (table term): an address as "R=local@domain" and
+ * "R@domain" (R: 's' sender, 'r' recipient, 'o' original recipient;
+ * local and domain as pt_record_split gives them), "c=ADDRESS" for a
+ * client, "u=user" (ASCII lower-case) for a login or SMTP AUTH user, "x"
+ * for a transaction that refused something. pt_record_term writes an
+ * address term (local NULL: the domain form) and returns its length, or
+ * -1 when it does not fit. */
+int pt_record_term(char *out, size_t len, char role, const char *local, const char *domain);
 
 /* In the worker: start the writer thread for c's decision_log_file (empty:
  * keep no record). 0, or -1 when the thread cannot start (logged; the

@@ -171,10 +171,10 @@ clean(const unsigned char *s)
 }
 
 enum col { C_ID, C_TS, C_KIND, C_OUTCOME, C_SERVICE, C_QID, C_MID, C_CLIENT, C_CLIENT_NAME, C_HELO, C_SENDER,
-	C_USER, C_STAGE, C_RULE, C_REPLY, C_RELAY, C_DSN, C_SIZE, C_DELAY, C_REFUSED, C_TRACE, NCOLS };
+	C_USER, C_STAGE, C_RULE, C_REPLY, C_RELAY, C_DSN, C_SIZE, C_DELAY, C_REFUSED, C_TRACE, C_RCPTS, NCOLS };
 static const char *const col_name[NCOLS] = { "id", "ts", "kind", "outcome", "service", "queue_id", "message_id",
 	"client", "client_name", "helo", "sender", "user", "stage", "rule", "reply", "relay", "dsn", "size", "delay",
-	"refused", "trace" };
+	"refused", "trace", "rcpts" };
 
 struct addr_row {
 	int role;
@@ -217,7 +217,7 @@ print_json(FILE *out, const struct event *e, int first)
 	fmt_time(e->ts, 1, when, sizeof when);
 	fprintf(out, "%s\n  {\"time\": \"%s\", \"ts\": %.3f", first ? "" : ",", when, (double)e->ts / 1000);
 	for (int c = C_KIND; c < NCOLS; c++) {
-		if (c == C_TRACE)
+		if (c == C_TRACE || c == C_RCPTS)
 			continue;
 		fprintf(out, ", \"%s\": ", col_name[c]);
 		if (!e->v[c])
@@ -356,34 +356,49 @@ event_free(struct event *e)
 	free(e->a);
 }
 
+/* The event's addresses from its rcpts column (record_int.h). */
 static int
-load_addrs(sqlite3 *db, sqlite3_stmt *st, struct event *e)
+load_addrs(const unsigned char *text, struct event *e)
 {
-	sqlite3_reset(st);
-	sqlite3_bind_int64(st, 1, strtoll(e->v[C_ID], NULL, 10));
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	for (const char *p = (const char *)text; p && *p;) {
+		size_t len = strcspn(p, (const char[]){ PT_RECORD_RS, '\0' });
+		char *rec = strndup(p, len);
 		struct addr_row *a = realloc(e->a, (e->na + 1) * sizeof *a);
-		if (!a)
+		if (!rec || !a) {
+			free(rec);
+			if (a)
+				e->a = a;
 			return -1;
+		}
 		e->a = a;
-		a[e->na].role = sqlite3_column_int(st, 0);
-		a[e->na].address = clean(sqlite3_column_text(st, 1));
-		a[e->na].reply = clean(sqlite3_column_text(st, 2));
-		a[e->na].rule = clean(sqlite3_column_text(st, 3));
+		char *f[4] = { rec, NULL, NULL, NULL };
+		for (int i = 1; i < 4; i++) {
+			char *us = f[i - 1] ? strchr(f[i - 1], PT_RECORD_US) : NULL;
+			if (us) {
+				*us = '\0';
+				f[i] = us + 1;
+			}
+		}
+		a[e->na].role = atoi(f[0]);
+		a[e->na].address = clean((const unsigned char *)(f[1] ? f[1] : ""));
+		a[e->na].reply = f[2] && *f[2] ? clean((const unsigned char *)f[2]) : NULL;
+		a[e->na].rule = f[3] && *f[3] ? clean((const unsigned char *)f[3]) : NULL;
 		e->na++;
+		free(rec);
+		p += len;
+		if (*p)
+			p++;
 	}
-	(void)db;
-	return rc == SQLITE_DONE ? 0 : -1;
+	return 0;
 }
 
 /* ---- the query ---- */
 
 struct query {
 	struct pt_strbuf sql;
-	const char *text[16];
-	long long num[16];
-	int is_text[16];
+	const char *text[24];
+	long long num[24];
+	int is_text[24];
 	int n;
 };
 
@@ -401,32 +416,51 @@ bind_num_arg(struct query *q, long long v)
 	q->num[q->n++] = v;
 }
 
-/* One address condition: "user@domain", "user" or "user@" (any domain),
- * "@domain", "<>" (the null sender). */
+/* Events listed under a search term (record_db.c): cond is SQL on the
+ * term table's t. */
 static void
-addr_cond(struct query *q, const char *arg, const char *roles, char *local, char *domain, size_t len)
+term_in(struct query *q, const char *cond)
 {
-	if (strcmp(arg, "<>") == 0) {
+	pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT j.value FROM term, json_each(term.evs) AS j WHERE %s)", cond);
+}
+
+/* One address condition: "user@domain", "user" or "user@" (any domain),
+ * "@domain", "<>" (the null sender); roles: term letters ("s", "ro"). */
+static void
+addr_cond(struct query *q, const char *arg, const char *roles, char terms[][600], int *nterms)
+{
+	char local[256], domain[256], cond[600];
+	struct pt_strbuf c = { 0 };
+	if (strcmp(arg, "<>") == 0)
 		local[0] = domain[0] = '\0';
-		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE local = '' AND role IN (%s)"
-		                 " AND domain = '')", roles);
-		return;
+	else
+		pt_record_split(arg, local, sizeof local, domain, sizeof domain);
+	for (const char *r = roles; *r; r++) {
+		char *t = terms[(*nterms)++], *hi = terms[(*nterms)++];
+		if (strcmp(arg, "<>") == 0 || (local[0] && domain[0])) {
+			pt_record_term(t, 600, *r, local, domain);
+			snprintf(cond, sizeof cond, "t = ?%d", q->n + 1);
+			bind_text_arg(q, t);
+		} else if (local[0]) {
+			/* Any domain: the terms from "R=local@" up to "R=localA"
+			 * ('A' follows '@'). */
+			pt_record_term(t, 600, *r, local, "");
+			size_t n = strlen(t);
+			memcpy(hi, t, n);
+			hi[n - 1] = 'A';
+			hi[n] = '\0';
+			snprintf(cond, sizeof cond, "(t >= ?%d AND t < ?%d)", q->n + 1, q->n + 2);
+			bind_text_arg(q, t);
+			bind_text_arg(q, hi);
+		} else {
+			pt_record_term(t, 600, *r, NULL, domain);
+			snprintf(cond, sizeof cond, "t = ?%d", q->n + 1);
+			bind_text_arg(q, t);
+		}
+		pt_strbuf_printf(&c, "%s%s", r == roles ? "" : " OR ", cond);
 	}
-	pt_record_split(arg, local, len, domain, len);
-	if (local[0] && domain[0]) {
-		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE local = ?%d AND role IN (%s)"
-		                 " AND domain = ?%d)", q->n + 1, roles, q->n + 2);
-		bind_text_arg(q, local);
-		bind_text_arg(q, domain);
-	} else if (local[0]) {
-		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE local = ?%d AND role IN (%s))",
-		                 q->n + 1, roles);
-		bind_text_arg(q, local);
-	} else {
-		pt_strbuf_printf(&q->sql, " AND e.id IN (SELECT ev FROM addr WHERE domain = ?%d AND role IN (%s))",
-		                 q->n + 1, roles);
-		bind_text_arg(q, domain);
-	}
+	term_in(q, c.p ? c.p : "0");
+	pt_strbuf_free(&c);
 }
 
 static int
@@ -434,7 +468,8 @@ run_query(sqlite3 *db, const struct why_opts *o)
 {
 	struct query q;
 	memset(&q, 0, sizeof q);
-	char from_l[256], from_d[256], to_l[256], to_d[256], mid[1100], mid2[1100];
+	char terms[8][600], mid[1100], mid2[1100], client[600], user[600];
+	int nterms = 0;
 	pt_strbuf_printf(&q.sql, "SELECT e.id");
 	for (int c = 1; c < NCOLS; c++)
 		pt_strbuf_printf(&q.sql, ", e.%s", col_name[c]);
@@ -452,42 +487,63 @@ run_query(sqlite3 *db, const struct why_opts *o)
 			else
 				snprintf(mid, sizeof mid, "%s", m);
 			snprintf(mid2, sizeof mid2, "<%s>", mid);
-			pt_strbuf_printf(&q.sql, " AND e.message_id IN (?%d, ?%d)", q.n + 1, q.n + 2);
+			/* Only transactions are indexed by Message-ID: the
+			 * deliveries come by their queue id. */
+			pt_strbuf_printf(&q.sql, " AND (e.message_id IN (?%d, ?%d) AND e.kind = 'smtp' OR e.queue_id IN"
+			                 " (SELECT queue_id FROM event WHERE message_id IN (?%d, ?%d) AND kind = 'smtp'"
+			                 " AND queue_id IS NOT NULL))", q.n + 1, q.n + 2, q.n + 1, q.n + 2);
 			bind_text_arg(&q, mid);
 			bind_text_arg(&q, mid2);
 		}
 	}
 	if (o->from)
-		addr_cond(&q, o->from, "1", from_l, from_d, sizeof from_l);
+		addr_cond(&q, o->from, "s", terms, &nterms);
 	if (o->to)
-		addr_cond(&q, o->to, "2, 3", to_l, to_d, sizeof to_l);
+		addr_cond(&q, o->to, "ro", terms, &nterms);
 	if (o->client) {
-		pt_strbuf_printf(&q.sql, " AND e.client = ?%d", q.n + 1);
+		char cond[32];
+		snprintf(client, sizeof client, "c=%s", o->client);
+		snprintf(cond, sizeof cond, "t = ?%d", q.n + 1);
+		term_in(&q, cond);
+		pt_strbuf_printf(&q.sql, " AND e.client = ?%d", q.n + 2);
+		bind_text_arg(&q, client);
 		bind_text_arg(&q, o->client);
 	}
+	/* The id is the time (record_int.h): a window is a range of the table. */
 	if (o->since >= 0) {
-		pt_strbuf_printf(&q.sql, " AND e.ts >= ?%d", q.n + 1);
+		pt_strbuf_printf(&q.sql, " AND e.id >= ?%d AND e.ts >= ?%d", q.n + 1, q.n + 2);
+		bind_num_arg(&q, o->since * PT_RECORD_ID_SCALE);
 		bind_num_arg(&q, o->since);
 	}
 	if (o->until >= 0) {
-		pt_strbuf_printf(&q.sql, " AND e.ts < ?%d", q.n + 1);
+		pt_strbuf_printf(&q.sql, " AND e.id < ?%d AND e.ts < ?%d", q.n + 1, q.n + 2);
+		bind_num_arg(&q, o->until * PT_RECORD_ID_SCALE);
 		bind_num_arg(&q, o->until);
 	}
-	if (o->rejected)
+	if (o->rejected) {
+		/* By the "x" term, unless a window is narrower. */
+		if (o->since < 0 && !o->from && !o->to && !o->client && !o->login && !o->id)
+			term_in(&q, "t = 'x'");
 		pt_strbuf_printf(&q.sql, " AND e.refused > 0 AND e.kind = 'smtp'");
+	}
 	if (o->login) {
-		pt_strbuf_printf(&q.sql, " AND e.user = ?%d COLLATE NOCASE AND e.kind = 'login'", q.n + 1);
+		snprintf(user, sizeof user, "u=%s", o->login);
+		for (char *p = user + 2; *p; p++)
+			*p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+		char cond[32];
+		snprintf(cond, sizeof cond, "t = ?%d", q.n + 1);
+		term_in(&q, cond);
+		pt_strbuf_printf(&q.sql, " AND e.user = ?%d COLLATE NOCASE AND e.kind = 'login'", q.n + 2);
+		bind_text_arg(&q, user);
 		bind_text_arg(&q, o->login);
 	}
-	pt_strbuf_printf(&q.sql, " ORDER BY e.ts DESC, e.id DESC");
+	pt_strbuf_printf(&q.sql, " ORDER BY e.id DESC");
 	if (o->limit > 0)
 		pt_strbuf_printf(&q.sql, " LIMIT %ld", o->limit + 1);
 
-	sqlite3_stmt *st = NULL, *ast = NULL;
+	sqlite3_stmt *st = NULL;
 	int rc = 2;
-	if (!q.sql.p || sqlite3_prepare_v2(db, q.sql.p, -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT role, address, reply, rule FROM addr WHERE ev = ?1 ORDER BY n", -1, &ast,
-	                       NULL) != SQLITE_OK) {
+	if (!q.sql.p || sqlite3_prepare_v2(db, q.sql.p, -1, &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "postern why: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
@@ -511,7 +567,7 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		for (int c = 0; c < NCOLS; c++)
 			e.v[c] = clean_text(sqlite3_column_text(st, c), c == C_TRACE);
 		e.ts = sqlite3_column_int64(st, C_TS);
-		if (load_addrs(db, ast, &e) != 0) {
+		if (load_addrs(sqlite3_column_text(st, C_RCPTS), &e) != 0) {
 			event_free(&e);
 			step = SQLITE_ERROR;
 			break;
@@ -536,7 +592,6 @@ run_query(sqlite3 *db, const struct why_opts *o)
 	rc = shown ? 0 : 1;
 out:
 	sqlite3_finalize(st);
-	sqlite3_finalize(ast);
 	pt_strbuf_free(&q.sql);
 	return rc;
 }

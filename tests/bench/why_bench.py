@@ -12,7 +12,7 @@ domains, 500 local users; bob and alice among them. Then it times
 for the questions an admin asks. Prints a Markdown table; no assertion
 on the figures (the machine is shared).
 
-  python3 tests/bench/why_bench.py [--events 1000000] [--keep]
+  python3 tests/bench/why_bench.py [--events 1000000] [--batch 1] [--keep]
 """
 import argparse
 import os
@@ -40,7 +40,25 @@ def split(a):
     return local.lower(), dom.lower()
 
 
-def fill(db, n, seed=14):
+US, RS = "\x1f", "\x1e"
+
+
+def rcpts(rows):
+    """event.rcpts: (role, address, reply, rule) as the writer joins them."""
+    return RS.join("%d%s%s%s%s%s%s" % (role, US, a, US, reply or "", US, rule or "") for role, a, reply, rule in rows)
+
+
+def addr_terms(role, address):
+    local, dom = split(address)
+    return ["%s=%s@%s" % (role, local, dom), "%s@%s" % (role, dom)]
+
+
+def fill(db, n, seed=14, batch=1):
+    """n events as the writer stores them (core/record.c, record_db.c): id =
+    ts * 4096 + sequence, addresses in rcpts, search terms as posting lists
+    of `batch` events (1: one event per batch, the writer's lot at this
+    rate -- a million events in 30 days is one every 2.6 s -- and the
+    largest term table)."""
     rnd = random.Random(seed)
     others = ["u%d@d%d.example.net" % (i, i % 50) for i in range(1999)]
     locals_ = ["carol"] + ["user%d" % i for i in range(497)]
@@ -51,70 +69,81 @@ def fill(db, n, seed=14):
     span = 30 * 86400 * 1000
     c = sqlite3.connect(db)
     c.execute("PRAGMA synchronous=OFF")
-    ev_rows, addr_rows = [], []
-    next_id = (c.execute("SELECT max(id) FROM event").fetchone()[0] or 0) + 1
+    ev_rows, term_rows, pending = [], [], {}
+    first = None
     t0 = time.time()
     for i in range(n):
         ts = now - span + (span * i) // n
-        eid = next_id + i
+        eid = ts * 4096 + i % 4096
+        first = first if first is not None else eid
         qid = "%017X" % (0x6B159C0000000000 + i)
         r = rnd.random()
         client = "192.0.2.%d" % rnd.randrange(1, 255)
+        terms = []
         if r < 0.45:
             sender = pick_sender()
-            rcpts = ["%s@%s" % (pick_user(), DOMAIN) for _ in range(rnd.choice((1, 1, 1, 2)))]
+            rc = ["%s@%s" % (pick_user(), DOMAIN) for _ in range(rnd.choice((1, 1, 1, 2)))]
             ev_rows.append((eid, ts, "smtp", "accepted", "smtpd", qid, "<%d@mx.example.net>" % i, client,
                             "mx.example.net", "mx.example.net", sender, None, "END-OF-MESSAGE", None,
                             "250 2.0.0 Ok: queued as " + qid, None, None, 4000, None, 0,
-                            "".join(TRACE.format(rcpt=x) for x in rcpts)))
-            addr_rows.append((eid, 0, 1) + split(sender) + (sender, None, None))
-            for k, x in enumerate(rcpts):
-                addr_rows.append((eid, k + 1, 2) + split(x) + (x, "250 2.1.5 Ok", None))
+                            "".join(TRACE.format(rcpt=x) for x in rc),
+                            rcpts([(1, sender, None, None)] + [(2, x, "250 2.1.5 Ok", None) for x in rc])))
+            terms += addr_terms("s", sender) + ["c=" + client]
+            for x in rc:
+                terms += addr_terms("r", x)
         elif r < 0.60:
             sender = pick_sender()
             x = "victim%d@other%d.test" % (rnd.randrange(1000), rnd.randrange(100))
             reply = "554 5.7.1 <%s>: Relay access denied" % x
             ev_rows.append((eid, ts, "smtp", "rejected", "smtpd", None, None, client, "unknown",
                             "spam.example.org", sender, None, "RCPT", "reject_unauth_destination", reply, None,
-                            None, None, None, 1, TRACE.format(rcpt=x)))
-            addr_rows.append((eid, 0, 1) + split(sender) + (sender, None, None))
-            addr_rows.append((eid, 1, 2) + split(x) + (x, reply, "reject_unauth_destination"))
+                            None, None, None, 1, TRACE.format(rcpt=x),
+                            rcpts([(1, sender, None, None), (2, x, reply, "reject_unauth_destination")])))
+            terms += addr_terms("s", sender) + addr_terms("r", x) + ["c=" + client, "x"]
         elif r < 0.95:
             sender = pick_sender()
             to = "%s@%s" % (pick_user(), DOMAIN)
-            ev_rows.append((eid, ts, "delivery", "delivered", "local", qid, "<%d@mx.example.net>" % i, None,
-                            None, None, sender, None, None, None, "delivered to mailbox", "local", "2.0.0",
-                            None, 0.01, 0, None))
-            addr_rows.append((eid, 0, 2) + split(to) + (to, None, None))
+            rows = [(2, to, None, None)]
+            terms += addr_terms("r", to) + addr_terms("s", sender)
             if rnd.random() < 0.2:
                 orig = "sysadmin@%s" % DOMAIN
-                addr_rows.append((eid, 1, 3) + split(orig) + (orig, None, None))
-            addr_rows.append((eid, 1000, 1) + split(sender) + (sender, None, None))
+                rows.append((3, orig, None, None))
+                terms += addr_terms("o", orig)
+            ev_rows.append((eid, ts, "delivery", "delivered", "local", qid, "<%d@mx.example.net>" % i, None,
+                            None, None, sender, None, None, None, "delivered to mailbox", "local", "2.0.0",
+                            None, 0.01, 0, None, rcpts(rows)))
         else:
             user = pick_user()
             ok = rnd.random() < 0.8
             ev_rows.append((eid, ts, "login", "ok" if ok else "failed", rnd.choice(("imap", "pop3", "smtp")),
                             None, None, client, None, None, None, user, None, None,
-                            None if ok else "password mismatch", None, None, None, None, 0, None))
+                            None if ok else "password mismatch", None, None, None, None, 0, None, None))
+            terms += ["c=" + client, "u=" + user.lower()]
+        for t in terms:
+            pending.setdefault(t, []).append(eid)
+        if (i + 1) % batch == 0 or i == n - 1:
+            for t, ids in pending.items():
+                term_rows.append((t, max(ids), "[%s]" % ",".join(str(x) for x in sorted(set(ids)))))
+            pending = {}
         if len(ev_rows) >= 50000 or i == n - 1:
             with c:
                 c.executemany("INSERT INTO event(id, ts, kind, outcome, service, queue_id, message_id, client,"
                               " client_name, helo, sender, user, stage, rule, reply, relay, dsn, size, delay,"
-                              " refused, trace) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ev_rows)
-                c.executemany("INSERT INTO addr(ev, n, role, local, domain, address, reply, rule)"
-                              " VALUES(?,?,?,?,?,?,?,?)", addr_rows)
-            ev_rows, addr_rows = [], []
+                              " refused, trace, rcpts) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", ev_rows)
+                c.executemany("INSERT INTO term(t, last, evs) VALUES(?,?,?)", term_rows)
+            ev_rows, term_rows = [], []
             print("  %d events (%.0f s)" % (i + 1, time.time() - t0), file=sys.stderr, end="\r")
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     c.commit()
     c.close()
     print(file=sys.stderr)
-    return next_id
+    return first
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1000000)
+    ap.add_argument("--batch", type=int, default=1, help="events per writer batch (posting lists)")
     ap.add_argument("--keep", action="store_true", help="leave the server directory for inspection")
     args = ap.parse_args()
     server = Server(modules=("mbox", "smtp"))
@@ -124,14 +153,14 @@ def main():
         wait_for(lambda: os.path.exists(db), what="the decision record")
         server.stop()
         t = time.time()
-        first = fill(db, args.events)
+        first = fill(db, args.events, batch=args.batch)
         fill_s = time.time() - t
         size = os.path.getsize(db)
         # The queue id and message id of an accepted transaction near the middle.
         with sqlite3.connect(db) as c:
             mid_qid, mid = c.execute("SELECT queue_id, message_id FROM event WHERE id >= ? AND kind = 'smtp'"
                                      " AND message_id IS NOT NULL ORDER BY id LIMIT 1",
-                                     (first + args.events // 2,)).fetchone()
+                                     (first + (int(time.time() * 1000) * 4096 - first) // 2,)).fetchone()
         questions = [
             ("--from bob --to alice --since yesterday", ["--from", "bob", "--to", "alice", "--since", "yesterday"]),
             ("--from bob --to alice (30 days, 50 newest)", ["--from", "bob", "--to", "alice"]),
@@ -144,7 +173,8 @@ def main():
             ("--from @d7.example.net --since 3d", ["--from", "@d7.example.net", "--since", "3d"]),
             ("--since yesterday --until today", ["--since", "yesterday", "--until", "today"]),
         ]
-        print("decision record: %d events, %.0f MB, filled in %.0f s\n" % (args.events, size / 1e6, fill_s))
+        print("decision record: %d events (%d per batch), %.0f MB, filled in %.0f s\n" %
+              (args.events, args.batch, size / 1e6, fill_s))
         print("| question | events shown | median s | max s |")
         print("| --- | --- | --- | --- |")
         for label, q in questions:

@@ -549,14 +549,20 @@ class CrashAndRetention(unittest.TestCase):
         self.assertEqual(self.server.cmd("why", "--from", "x").returncode, 2)
 
     def fake_events(self, n, ts_ms, tag, trace_len=0):
+        # As the writer stores them (core/record_db.c): the id is the time
+        # times 4096, the sender is in rcpts and in the posting lists.
         c = sqlite3.connect(self.db)
+        sender = "%s@%s" % (tag, DOMAIN)
         with c:
+            ids = []
             for i in range(n):
-                cur = c.execute("INSERT INTO event(ts, kind, outcome, service, client, sender, trace) "
-                                "VALUES(?, 'smtp', 'accepted', 'smtpd', '192.0.2.1', ?, ?)",
-                                (ts_ms + i, "%s@%s" % (tag, DOMAIN), "x" * trace_len))
-                c.execute("INSERT INTO addr(ev, n, role, local, domain, address) VALUES(?, 0, 1, ?, ?, ?)",
-                          (cur.lastrowid, tag, DOMAIN, "%s@%s" % (tag, DOMAIN)))
+                eid = (ts_ms + i) * 4096
+                c.execute("INSERT INTO event(id, ts, kind, outcome, service, client, sender, trace, rcpts) "
+                          "VALUES(?, ?, 'smtp', 'accepted', 'smtpd', '192.0.2.1', ?, ?, ?)",
+                          (eid, ts_ms + i, sender, "x" * trace_len, "1\x1f%s\x1f\x1f" % sender))
+                ids.append(eid)
+            for t in ("s=%s" % sender.lower(), "s@%s" % DOMAIN):
+                c.execute("INSERT INTO term(t, last, evs) VALUES(?, ?, ?)", (t, ids[-1], json.dumps(ids)))
         c.close()
 
     def test_max_age_removes_old_events(self):

@@ -113,11 +113,18 @@ test_events_written(void **state)
 	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 4);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE kind = 'delivery' AND sender = 'Bob@Example.COM'"
 	                            " AND message_id = '<m1@test>'"), 2);
-	/* Both deliveries are found by the sender, lower-cased. */
-	assert_int_equal(scalar(db, "SELECT count(DISTINCT ev) FROM addr WHERE role = 1 AND local = 'bob'"
-	                            " AND domain = 'example.com'"), 3);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM addr WHERE role = 3 AND local = 'sysadmin'"), 2);
-	text_is(db, "SELECT rule FROM addr WHERE address = 'x@other.test'", "reject_unauth_destination");
+	/* Both deliveries are found by the sender, lower-cased (the search
+	 * terms, record_db.c). */
+	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
+	                            " WHERE t = 's=bob@example.com'"), 3);
+	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
+	                            " WHERE t = 's@example.com'"), 3);
+	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
+	                            " WHERE t = 'o=sysadmin@example.com'"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE rcpts LIKE '%2' || char(31) || 'x@other.test'"
+	                            " || char(31) || '%' || char(31) || 'reject_unauth_destination%'"), 1);
+	/* Event ids are in time order. */
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE id / 4096 != ts"), 0);
 	text_is(db, "SELECT reply FROM event WHERE kind = 'login'", "password mismatch");
 	text_is(db, "SELECT outcome FROM event WHERE kind = 'login'", "failed");
 	assert_int_equal(scalar(db, "SELECT size FROM event WHERE kind = 'smtp'"), 123);
@@ -167,10 +174,11 @@ fill(sqlite3 *db, int n, long long ts, int trace)
 	memset(big, 'x', (size_t)trace);
 	big[trace] = '\0';
 	sqlite3_stmt *e, *a;
-	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO event(ts, kind, outcome, trace) VALUES(?1, 'smtp', 'accepted', ?2)",
-	                                    -1, &e, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO addr(ev, n, role, local, domain, address)"
-	                                    " VALUES(?1, 0, 1, 'a', 'b', 'a@b')", -1, &a, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO event(id, ts, kind, outcome, trace) VALUES(?1 * 4096, ?1,"
+	                                    " 'smtp', 'accepted', ?2)", -1, &e, NULL), SQLITE_OK);
+	/* A posting row per event, as a batch of one writes it. */
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO term(t, last, evs) VALUES('s=a@b', ?1, json_array(?1))",
+	                                    -1, &a, NULL), SQLITE_OK);
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	for (int i = 0; i < n; i++) {
 		sqlite3_reset(e);
@@ -200,7 +208,7 @@ test_retention(void **state)
 	fill(db, 5, now - 1000, 10);
 	assert_int_equal(pt_record_prune(db, 30 * 86400, 0), 10);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 5);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM addr"), 5);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM term"), 5);
 	/* By size: the oldest go until the used pages fit. */
 	fill(db, 2000, now - 500000, 2000);
 	fill(db, 3, now, 10);
@@ -212,7 +220,31 @@ test_retention(void **state)
 	char sql[128];
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM event WHERE ts >= %lld", now);
 	assert_int_equal(scalar(db, sql), 3);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), scalar(db, "SELECT count(DISTINCT ev) FROM addr"));
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), scalar(db, "SELECT count(*) FROM term"));
+	sqlite3_close(db);
+}
+
+/* A schema-1 store (never released) is set aside whole, not refused. */
+static void
+test_schema1_set_aside(void **state)
+{
+	(void)state;
+	char err[600], old[500], d[400];
+	snprintf(d, sizeof d, "%s/rec", dir);
+	assert_int_equal(mkdir(d, 0700), 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE addr(x); INSERT INTO addr VALUES(1); PRAGMA user_version=1",
+	                              NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	db = pt_record_db_open(path, 1, err, sizeof err);
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), PT_RECORD_SCHEMA);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 0);
+	sqlite3_close(db);
+	snprintf(old, sizeof old, "%s.schema1", path);
+	assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM addr"), 1);
 	sqlite3_close(db);
 }
 
@@ -224,6 +256,7 @@ main(void)
 		cmocka_unit_test(test_message_id),
 		cmocka_unit_test_setup_teardown(test_events_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema1_set_aside, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
