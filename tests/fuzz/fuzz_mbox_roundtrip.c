@@ -103,7 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			len = size - (size_t)(nul - data) - 1;
 		}
 	}
-	struct pt_user u = { "fuzz", 1, 1, "/nonexistent" };
+	struct pt_user u = { .name = "fuzz", .uid = 1, .gid = 1, .home = "/nonexistent" };
 	struct pt_delivery d = { "Q", sender, "r@example.com.ar", "o@example.com.ar", &u, msg, len,
 		                 1795846087 };
 	struct pt_strbuf b = { 0 };
