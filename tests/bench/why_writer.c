@@ -8,7 +8,7 @@
  *
  *   W=$PWD; gcc -O2 -I$W/include -I$W/core tests/bench/why_writer.c -o /tmp/why_writer \
  *     -Wl,--whole-archive build/libpostern_core.a -Wl,--no-whole-archive \
- *     $(pkg-config --libs lua5.4 sqlite3) -lssl -lcrypto -lcrypt -lpam -ldl -lpthread -lm
+ *     $(pkg-config --libs lua5.4 sqlite3) -lssl -lcrypto -lcrypt -lpam -lz -ldl -lpthread -lm
  *   /tmp/why_writer N DB PREFILL TRACE [same] [norec]
  *
  * TRACE 1: a 400-byte restriction trace per transaction. same: one
