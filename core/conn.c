@@ -1236,3 +1236,21 @@ pt_conn_tls_bits(const struct pt_conn *c)
 {
 	return c->tls == TLS_ON ? SSL_get_cipher_bits(c->ssl, NULL) : 0;
 }
+
+void
+pt_conn_relay(struct pt_conn *from, struct pt_conn *to)
+{
+	size_t n;
+	const char *data = pt_conn_rbuf(from, &n);
+	if (n == 0)
+		return;
+	if (to == NULL) {
+		pt_conn_consume(from, n);
+		return;
+	}
+	if (pt_conn_write(to, data, n) < 0)
+		return;
+	pt_conn_consume(from, n);
+	if (pt_conn_pending_output(to) >= PT_RELAY_HIGH_WATER)
+		pt_conn_pause(from);
+}

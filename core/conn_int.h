@@ -33,6 +33,13 @@ void pt_conn_get_handlers(const struct pt_conn *c, struct pt_conn_handlers *h, v
 void pt_conn_set_origin(struct pt_conn *c, const char *peer_addr, unsigned peer_port,
                         const char *local_addr, unsigned local_port, int tls);
 
+/* Byte relays (the session handoff to a mail process, the login proxy
+ * to a mailbox host): what from has read goes to to (dropped when to is
+ * NULL: that side is gone); from pauses while to has high_water bytes
+ * or more waiting, and the owner resumes it from to's on_drain. */
+#define PT_RELAY_HIGH_WATER (64 * 1024)
+void pt_conn_relay(struct pt_conn *from, struct pt_conn *to);
+
 /* Bytes of heap the conn holds now: struct, buffers (not OpenSSL's). */
 size_t pt_conn_memory(const struct pt_conn *c);
 

@@ -34,7 +34,6 @@
 #include "proxy.h"
 #include "runtime.h"
 
-#define RELAY_HIGH_WATER (64 * 1024)
 #define RELAY_SAFETY_TIMEOUT_MS (24u * 3600u * 1000u)
 #define BACKEND_LINE_MAX 8192
 
@@ -130,26 +129,9 @@ proxy_free(struct proxy *p)
 
 /* ---------- the relay ---------- */
 
-static void
-relay(struct pt_conn *from, struct pt_conn *to)
-{
-	size_t n;
-	const char *data = pt_conn_rbuf(from, &n);
-	if (n == 0)
-		return;
-	if (to == NULL) {
-		pt_conn_consume(from, n);
-		return;
-	}
-	if (pt_conn_write(to, data, n) < 0)
-		return;
-	pt_conn_consume(from, n);
-	if (pt_conn_pending_output(to) >= RELAY_HIGH_WATER)
-		pt_conn_pause(from);
-}
 
-static void r_client_read(struct pt_conn *c) { struct proxy *p = pt_conn_proto(c); relay(c, p->back); }
-static void r_back_read(struct pt_conn *b) { struct proxy *p = pt_conn_proto(b); relay(b, p->client); }
+static void r_client_read(struct pt_conn *c) { struct proxy *p = pt_conn_proto(c); pt_conn_relay(c, p->back); }
+static void r_back_read(struct pt_conn *b) { struct proxy *p = pt_conn_proto(b); pt_conn_relay(b, p->client); }
 
 static void
 r_client_drain(struct pt_conn *c)
@@ -295,8 +277,8 @@ start_relay(struct proxy *p, const char *reply)
 	          pt_conn_is_tls(b) ? " (TLS)" : "", p->sid);
 	pt_conn_write(c, reply, strlen(reply));
 	/* What either side already sent goes on now. */
-	relay(c, b);
-	relay(b, c);
+	pt_conn_relay(c, b);
+	pt_conn_relay(b, c);
 	pt_conn_resume(c);
 	if (p->proto == P_SMTP)
 		p->failed(c, p->arg, "OK", "");  /* the module lets go of c */

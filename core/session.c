@@ -23,7 +23,6 @@
 #include "session_int.h"
 
 /* Stop reading one side while the other has this much queued. */
-#define PROXY_HIGH_WATER (64 * 1024)
 /* Idle timeouts are the mail process's business; this only reaps a relay
  * whose both ends went silent for a day. */
 #define PROXY_SAFETY_TIMEOUT_MS (24u * 3600u * 1000u)
@@ -81,36 +80,19 @@ pt_session_count(void)
 
 /* ---------- the relay ---------- */
 
-static void
-relay(struct pt_conn *from, struct pt_conn *to)
-{
-	size_t n;
-	const char *data = pt_conn_rbuf(from, &n);
-	if (n == 0)
-		return;
-	if (to == NULL) {
-		pt_conn_consume(from, n);  /* the other side is gone: drop */
-		return;
-	}
-	if (pt_conn_write(to, data, n) < 0)
-		return;
-	pt_conn_consume(from, n);
-	if (pt_conn_pending_output(to) >= PROXY_HIGH_WATER)
-		pt_conn_pause(from);
-}
 
 static void
 proxy_client_read(struct pt_conn *c)
 {
 	struct handoff *h = pt_conn_proto(c);
-	relay(c, h->mail);
+	pt_conn_relay(c, h->mail);
 }
 
 static void
 proxy_mail_read(struct pt_conn *m)
 {
 	struct handoff *h = pt_conn_proto(m);
-	relay(m, h->client);
+	pt_conn_relay(m, h->client);
 }
 
 static void
@@ -179,8 +161,8 @@ handoff_start_proxy(struct handoff *h, pid_t mpid)
 	          h->user, h->mech, h->rip, h->lip, (long)mpid,
 	          h->tls ? ", TLS" : strcmp(h->rip, h->lip) == 0 ? ", secured" : "", h->sid);
 	/* What the client pipelined after its login goes first. */
-	relay(h->client, m);
-	if (pt_conn_pending_output(m) < PROXY_HIGH_WATER)
+	pt_conn_relay(h->client, m);
+	if (pt_conn_pending_output(m) < PT_RELAY_HIGH_WATER)
 		pt_conn_resume(h->client);
 }
 
