@@ -7,7 +7,7 @@
 int pt_cmd_run(const char *conf, int argc, char **argv);      /* core/master.c */
 int pt_cmd_check(const char *conf, int argc, char **argv);    /* core/main.c */
 int pt_cmd_config(const char *conf, int argc, char **argv);   /* core/main.c */
-int pt_cmd_signal(const char *conf, int sig);                 /* reload/stop: core/master.c */
+int pt_cmd_signal(const char *conf, int sig);                 /* reload/stop: core/signal_cli.c */
 int pt_cmd_queue(const char *conf, int argc, char **argv);    /* core/queue_cli.c */
 int pt_cmd_sendmail(const char *conf, int argc, char **argv); /* core/sendmail.c */
 /* argv0 named sendmail, mailq or newaliases: act as that (exit status);

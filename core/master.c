@@ -37,6 +37,7 @@
 #include "postern/log.h"
 #include "passdb.h"
 #include "process.h"
+#include "pidfile.h"
 #include "proctitle.h"
 #include "queue.h"
 #include "queue_int.h"
@@ -117,8 +118,8 @@ static struct {
 	struct generation *child_keep;
 } M = { .pid_dirfd = -1, .lock_fd = -1, .signal_fd = -1 };
 
-static uint64_t
-mono_ms(void)
+uint64_t
+pt_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -515,7 +516,7 @@ spawn_agent(struct generation *g, enum role r, int *fd, const int *close_fds, si
 	}
 	if (pid > 0) {
 		g->pid[r] = pid;
-		g->born[r] = mono_ms();
+		g->born[r] = pt_mono_ms();
 		pt_metrics_proc_add(pid, role_metric[r]);
 	}
 	return pid;
@@ -567,7 +568,7 @@ start_processes(struct generation *g)
 	g->ctl = cv[0];
 	if (g->hb) {
 		g->hb_last = __atomic_load_n(&g->hb->beats, __ATOMIC_RELAXED);
-		g->hb_seen_ms = mono_ms();
+		g->hb_seen_ms = pt_mono_ms();
 	}
 	g->abort_ms = 0;
 	pid_t pid = fork();
@@ -580,7 +581,7 @@ start_processes(struct generation *g)
 	close(cv[1]);
 	close_agent_fds(local_fd, auth_fd, mail_fd);
 	g->pid[ROLE_WORKER] = pid;
-	g->born[ROLE_WORKER] = mono_ms();
+	g->born[ROLE_WORKER] = pt_mono_ms();
 	pt_metrics_proc_add(pid, role_metric[ROLE_WORKER]);
 	g->restart_all = 0;
 	char line[256];
@@ -750,7 +751,7 @@ child_died(struct generation *g, enum role r, int status)
 	else if (!expected || WEXITSTATUS(status) != 0)
 		pt_log(expected ? PT_LOG_INFO : PT_LOG_WARNING, "%s (pid %ld) exited with status %d", role_name[r],
 		       (long)pid, WEXITSTATUS(status));
-	uint64_t uptime = mono_ms() - g->born[r];
+	uint64_t uptime = pt_mono_ms() - g->born[r];
 	g->pid[r] = 0;
 	pt_metrics_proc_del(pid);
 	if (r == ROLE_WORKER) {
@@ -815,7 +816,7 @@ watchdog(struct pt_loop *loop, void *arg)
 {
 	(void)arg;
 	M.watchdog_timer = NULL;
-	uint64_t now = mono_ms();
+	uint64_t now = pt_mono_ms();
 	for (int i = 0; i < MAX_GENERATIONS; i++) {
 		struct generation *g = &M.gen[i];
 		pid_t pid = g->pid[ROLE_WORKER];
@@ -960,8 +961,8 @@ reload(struct pt_loop *loop, char *why, size_t whylen)
  * signal) to PIDFILE.reload beside the pid file, in the same trusted
  * directory, under a temporary name then renamed (a reader sees a whole
  * answer). */
-static void
-reload_answer_name(char *out, size_t len, const char *pid_base)
+void
+pt_pid_reload_answer_name(char *out, size_t len, const char *pid_base)
 {
 	snprintf(out, len, "%.240s.reload", pid_base);
 }
@@ -972,7 +973,7 @@ write_reload_answer(pid_t sender, const char *why)
 	if (M.pid_dirfd < 0)
 		return;
 	char name[300], tmp[340], buf[700];
-	reload_answer_name(name, sizeof name, M.pid_base);
+	pt_pid_reload_answer_name(name, sizeof name, M.pid_base);
 	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
 	int len = snprintf(buf, sizeof buf, "%ld %s%.600s\n", (long)sender, why ? "refused: " : "ok",
 	                   why ? why : "");
@@ -1100,8 +1101,8 @@ mkdir_parents(const char *path, mode_t mode)
 }
 
 /* The master of the queue directory qdir, or 0 when none runs. */
-static pid_t
-queue_master(const char *qdir)
+pid_t
+pt_pid_queue_master(const char *qdir)
 {
 	struct stat st;
 	if (stat(qdir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -1152,8 +1153,8 @@ dir_trusted(const struct stat *st)
 	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
 
-static void
-split_path(const char *path, char *dir, size_t dirlen, char *base, size_t baselen)
+void
+pt_pid_split_path(const char *path, char *dir, size_t dirlen, char *base, size_t baselen)
 {
 	const char *slash = strrchr(path, '/');
 	if (slash == NULL) {
@@ -1172,15 +1173,15 @@ split_path(const char *path, char *dir, size_t dirlen, char *base, size_t basele
  * root can change; a symbolic link is followed only when it sits in such
  * a directory itself (so nobody else can have planted it). *why says
  * what is wrong on -1. */
-static int
-open_pid_dir(const char *dir, const char **why)
+int
+pt_pid_open_dir(const char *dir, const char **why)
 {
 	int as_root = geteuid() == 0;
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (as_root ? O_NOFOLLOW : 0));
 	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR) && as_root) {
 		char parent[512], base[256];
 		struct stat pst;
-		split_path(dir, parent, sizeof parent, base, sizeof base);
+		pt_pid_split_path(dir, parent, sizeof parent, base, sizeof base);
 		if (stat(parent, &pst) != 0 || !dir_trusted(&pst)) {
 			*why = "it is a symbolic link in a directory another user can change";
 			errno = EPERM;
@@ -1204,8 +1205,8 @@ open_pid_dir(const char *dir, const char **why)
 
 /* The pid in the file base of dirfd; 0 when absent, not a plain file, or
  * (as root) not root's. */
-static pid_t
-read_pid_at(int dirfd, const char *base)
+pid_t
+pt_pid_read_at(int dirfd, const char *base)
 {
 	int fd = openat(dirfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
@@ -1247,7 +1248,7 @@ static int
 write_pid_file(const char *path, const char *qdir)
 {
 	char dir[512];
-	split_path(path, dir, sizeof dir, M.pid_base, sizeof M.pid_base);
+	pt_pid_split_path(path, dir, sizeof dir, M.pid_base, sizeof M.pid_base);
 	if (M.pid_base[0] == '\0') {
 		fprintf(stderr, "postern: pid_file %s names no file\n", path);
 		return -1;
@@ -1258,7 +1259,7 @@ write_pid_file(const char *path, const char *qdir)
 	}
 	reclaim_queue_pid_dir(qdir, dir);
 	const char *why = NULL;
-	int dfd = open_pid_dir(dir, &why);
+	int dfd = pt_pid_open_dir(dir, &why);
 	if (dfd < 0) {
 		fprintf(stderr, "postern: cannot use the directory of pid_file %s: %s\n", path, why);
 		return -1;
@@ -1288,168 +1289,14 @@ remove_pid_file(void)
 {
 	if (M.pid_dirfd < 0)
 		return;
-	if (read_pid_at(M.pid_dirfd, M.pid_base) == getpid()) {
+	if (pt_pid_read_at(M.pid_dirfd, M.pid_base) == getpid()) {
 		char answer[300];
-		reload_answer_name(answer, sizeof answer, M.pid_base);
+		pt_pid_reload_answer_name(answer, sizeof answer, M.pid_base);
 		unlinkat(M.pid_dirfd, answer, 0);
 		unlinkat(M.pid_dirfd, M.pid_base, 0);
 	}
 	close(M.pid_dirfd);
 	M.pid_dirfd = -1;
-}
-
-/* Gone, or a zombie waiting for its parent to reap it (a server started
- * by a supervisor that has not collected it yet has stopped all the same). */
-static int
-process_gone(pid_t pid)
-{
-	if (kill(pid, 0) != 0)
-		return 1;
-	char path[64], buf[256];
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return 1;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	const char *paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' && paren[2] == 'Z';
-}
-
-/* The master's last reload answer (write_reload_answer), "" when none.
- * As root only a file of root's counts, as for the pid file. */
-static void
-read_reload_answer(int dirfd, const char *pid_base, char *out, size_t len)
-{
-	char name[300];
-	reload_answer_name(name, sizeof name, pid_base);
-	out[0] = '\0';
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	struct stat st;
-	ssize_t n = -1;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (geteuid() != 0 || st.st_uid == 0))
-		n = read(fd, out, len - 1);
-	close(fd);
-	out[n > 0 ? n : 0] = '\0';
-	out[strcspn(out, "\n")] = '\0';
-}
-
-/* After the SIGHUP: the answer to this process's signal. Two signals sent
- * at once may merge into one reload, answered to the other sender: an
- * answer that is not ours, followed by none for us within a few seconds,
- * covered our signal too. 0 reloaded, 1 refused or no answer. */
-#define RELOAD_WAIT_MS 60000
-#define RELOAD_MERGED_MS 3000
-
-static int
-wait_reload_answer(int dirfd, const char *pid_base, const char *before)
-{
-	char got[700], other[700] = "";
-	uint64_t start = mono_ms(), other_at = 0;
-	for (;;) {
-		read_reload_answer(dirfd, pid_base, got, sizeof got);
-		char *end = NULL;
-		long from = strtol(got, &end, 10);
-		const char *text = end && *end == ' ' ? end + 1 : NULL;
-		if (text && from == (long)getpid())
-			break;
-		if (text && strcmp(got, before) != 0 && strcmp(got, other) != 0) {
-			snprintf(other, sizeof other, "%s", got);
-			other_at = mono_ms();
-		}
-		if (other_at && mono_ms() - other_at >= RELOAD_MERGED_MS) {
-			snprintf(got, sizeof got, "%s", other);
-			break;
-		}
-		if (mono_ms() - start >= RELOAD_WAIT_MS) {
-			fprintf(stderr, "postern: no answer from the master within %d seconds; see the log\n",
-			        RELOAD_WAIT_MS / 1000);
-			return 1;
-		}
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	const char *text = strchr(got, ' ') + 1;
-	if (strcmp(text, "ok") == 0)
-		return 0;
-	fprintf(stderr, "postern: reload %s\n", text);
-	return 1;
-}
-
-int
-pt_cmd_signal(const char *conf, int sig)
-{
-	struct pt_config *c = pt_runtime_load(conf);
-	if (c == NULL)
-		return 1;
-	int errors = pt_runtime_print_errors(c, stderr);
-	/* A broken config must not keep an admin from stopping the server;
-	 * a reload would only be refused by it. */
-	if (errors > 0 && sig != SIGTERM) {
-		fprintf(stderr, "postern: not reloading: fix the configuration first\n");
-		pt_config_free(c);
-		return 1;
-	}
-	char path[512], qdir[512];
-	snprintf(path, sizeof path, "%s", pt_conf_str(c, "pid_file"));
-	snprintf(qdir, sizeof qdir, "%s", pt_conf_str(c, "queue_directory"));
-	pt_config_free(c);
-	/* The master is the process holding the queue's lock: the pid file
-	 * (which a compromised mail_owner may have written) only names a
-	 * candidate, and a pid that does not hold the lock is never signalled. */
-	pid_t pid = queue_master(qdir);
-	pid_t filed = 0;
-	int dfd = -1;
-	char base[256] = "";
-	if (path[0] != '\0') {
-		char dir[512];
-		const char *why = NULL;
-		split_path(path, dir, sizeof dir, base, sizeof base);
-		dfd = open_pid_dir(dir, &why);
-		if (dfd >= 0)
-			filed = read_pid_at(dfd, base);
-		else if (errno != ENOENT)
-			fprintf(stderr, "postern: ignoring pid_file %s: its directory cannot be trusted: %s\n", path, why);
-	}
-	if (pid <= 0) {
-		fprintf(stderr, "postern: not running (no master holds queue_directory %s)\n", qdir);
-		if (dfd >= 0)
-			close(dfd);
-		return 1;
-	}
-	if (filed > 0 && filed != pid)
-		fprintf(stderr, "postern: %s names pid %ld, which is not the master; the master is pid %ld\n", path,
-		        (long)filed, (long)pid);
-	char before[700] = "";
-	if (sig == SIGHUP && dfd >= 0)
-		read_reload_answer(dfd, base, before, sizeof before);
-	if (kill(pid, sig) != 0) {
-		fprintf(stderr, "postern: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		return 1;
-	}
-	if (sig == SIGHUP) {
-		int rc = dfd >= 0 ? wait_reload_answer(dfd, base, before) : 0;
-		if (dfd >= 0)
-			close(dfd);
-		return rc;
-	}
-	if (dfd >= 0)
-		close(dfd);
-	if (sig != SIGTERM)
-		return 0;
-	for (int i = 0; i < 100; i++) {
-		if (process_gone(pid))
-			return 0;
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	fprintf(stderr, "postern: pid %ld did not stop within 10 seconds\n", (long)pid);
-	return 1;
 }
 
 /* ---------- run ---------- */
@@ -1471,9 +1318,9 @@ prepare_directories(const char *qdir)
 static int
 bind_listeners(struct generation *g)
 {
-	uint64_t start = mono_ms();
+	uint64_t start = pt_mono_ms();
 	for (;;) {
-		int last = mono_ms() - start >= BIND_RETRY_MS;
+		int last = pt_mono_ms() - start >= BIND_RETRY_MS;
 		int rc = open_listeners(g, NULL, !last);
 		if (rc != -2)
 			return rc;
