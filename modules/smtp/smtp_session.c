@@ -33,7 +33,6 @@ smtp_session_idle_size(void)
 
 static void session_input(struct smtp_session *s);
 static void keep_names(struct smtp_session *s, const char *name, const char *reverse);
-static void request_begin(struct smtp_session *s);
 
 /* ---- replies, errors, logging ---- */
 
@@ -51,8 +50,6 @@ static void check_error_limit(struct smtp_session *s);
 /* Every reply goes through here: 4xx/5xx count as errors, and past
  * smtpd_soft_error_limit an error reply waits smtpd_error_sleep_time on a
  * timer (the loop keeps serving everyone else). */
-static void
-reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 sleep_done(struct pt_loop *loop, void *arg)
@@ -92,16 +89,6 @@ vreply(struct smtp_session *s, const char *fmt, va_list ap)
 	reply_raw(s, buf);
 }
 
-static void
-reply(struct smtp_session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vreply(s, fmt, ap);
-	va_end(ap);
-}
-
 void
 smtp_reply(struct smtp_session *s, const char *fmt, ...)
 {
@@ -125,8 +112,8 @@ count_error(struct smtp_session *s, const char *text)
 
 /* The next request's clock starts now (with per-request deadlines only
  * a complete line restarts it; partial input never does). */
-static void
-request_begin(struct smtp_session *s)
+void
+smtp_request_begin(struct smtp_session *s)
 {
 	s->last_input = pt_loop_now(s->loop);
 }
@@ -140,8 +127,8 @@ data_begin(struct smtp_session *s)
 
 /* Postfix 3.7's DATA/BDAT deadline: n message bytes buy
  * n/smtpd_min_data_rate seconds, never more than smtpd_timeout from now. */
-static void
-data_credit(struct smtp_session *s, size_t n)
+void
+smtp_data_credit(struct smtp_session *s, size_t n)
 {
 	uint64_t cap = pt_loop_now(s->loop) + s->set->timeout_ms, units;
 	unsigned rate = s->set->min_data_rate;
@@ -274,8 +261,8 @@ txn_free(struct smtp_txn *t)
 	free(t);
 }
 
-static void
-txn_reset(struct smtp_session *s)
+void
+smtp_txn_reset(struct smtp_session *s)
 {
 	txn_free(s->txn);
 	s->txn = NULL;
@@ -284,7 +271,7 @@ txn_reset(struct smtp_session *s)
 static void
 session_reset_helo(struct smtp_session *s)
 {
-	txn_reset(s);
+	smtp_txn_reset(s);
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = 0;
@@ -300,7 +287,7 @@ session_free(struct smtp_session *s)
 		pt_timer_cancel(s->loop, s->sleep_timer);
 	if (s->lookup_timer)
 		pt_timer_cancel(s->loop, s->lookup_timer);
-	txn_reset(s);
+	smtp_txn_reset(s);
 	free(s->helo);
 	free(s->helo_pending);
 	free(s->sasl_username);
@@ -351,8 +338,8 @@ smtp_session_answered(struct smtp_session *s)
 	return 0;
 }
 
-static void
-close_with(struct smtp_session *s, const char *text)
+void
+smtp_close_with(struct smtp_session *s, const char *text)
 {
 	reply_raw(s, text);
 	s->state = SS_CLOSING;
@@ -414,7 +401,7 @@ helo_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		return;
 	}
 	s->ok[verb]++;
-	txn_reset(s);
+	smtp_txn_reset(s);
 	free(s->helo);
 	s->helo = s->helo_pending;
 	s->helo_pending = NULL;
@@ -422,7 +409,7 @@ helo_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	if (s->esmtp)
 		ehlo_reply(s);
 	else
-		reply(s, "250 %s", s->set->hostname);
+		smtp_reply(s, "250 %s", s->set->hostname);
 }
 
 static void
@@ -432,7 +419,7 @@ cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
 	size_t n = smtp_parse_helo(c->arg, c->arglen, &w);
 
 	if (n == 0) {
-		reply(s, "501 Syntax: %s hostname", c->verb == SMTP_VERB_EHLO ? "EHLO" : "HELO");
+		smtp_reply(s, "501 Syntax: %s hostname", c->verb == SMTP_VERB_EHLO ? "EHLO" : "HELO");
 		return;
 	}
 	if (n > 255)
@@ -440,7 +427,7 @@ cmd_helo(struct smtp_session *s, const struct smtp_cmd *c)
 	free(s->helo_pending);
 	s->helo_pending = strndup(w, n);
 	if (s->helo_pending == NULL) {
-		reply(s, "451 4.3.0 Error: insufficient system resources");
+		smtp_reply(s, "451 4.3.0 Error: insufficient system resources");
 		return;
 	}
 	sanitize(s->helo_pending);
@@ -452,7 +439,7 @@ static int
 need_helo(struct smtp_session *s)
 {
 	if (s->set->helo_required && s->helo == NULL) {
-		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return 1;
 	}
 	return 0;
@@ -477,7 +464,7 @@ need_tls(struct smtp_session *s)
 	/* submission and smtps: encrypt by their built-in values, as Debian's
 	 * master.cf (-o smtpd_tls_security_level=encrypt). */
 	if (s->set->tls_level == SMTP_TLS_ENCRYPT && !s->local && !pt_conn_is_tls(s->conn)) {
-		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return 1;
 	}
 	return 0;
@@ -487,11 +474,11 @@ static void
 mail_verdict(struct smtp_session *s, const struct pt_verdict *v)
 {
 	if (smtp_verdict_refuses(s, v, "MAIL", NULL)) {
-		txn_reset(s);
+		smtp_txn_reset(s);
 		return;
 	}
 	s->ok[SMTP_VERB_MAIL]++;
-	reply(s, "250 2.1.0 Ok");
+	smtp_reply(s, "250 2.1.0 Ok");
 }
 
 static void
@@ -512,26 +499,26 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 	if (s->set->auth_required && !s->local && s->sasl_username == NULL) {
 		/* RFC 4954 section 6 (smtpd_sasl_auth_required: submission and
 		 * smtps by default): for authenticated users only. */
-		reply(s, "530 5.7.0 Authentication required");
+		smtp_reply(s, "530 5.7.0 Authentication required");
 		mail_refused(s, c, "530 5.7.0 Authentication required", "smtpd_sasl_auth_required");
 		return;
 	}
 	if (s->txn) {
-		reply(s, "503 5.5.1 Error: nested MAIL command");
+		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
 	if (c->arglen < 5 || strncasecmp(c->arg, "FROM:", 5) != 0) {
-		reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		smtp_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
 	t = calloc(1, sizeof(*t));
 	if (t == NULL) {
-		reply(s, "451 4.3.0 Error: insufficient system resources");
+		smtp_reply(s, "451 4.3.0 Error: insufficient system resources");
 		return;
 	}
 	if (smtp_parse_path(c->arg + 5, c->arglen - 5, 1, &t->sender, &rest, &restlen) != 0) {
 		free(t);
-		reply(s, "501 5.1.7 Bad sender address syntax");
+		smtp_reply(s, "501 5.1.7 Bad sender address syntax");
 		return;
 	}
 	switch (smtp_parse_mail_params(rest, restlen, &t->params)) {
@@ -539,29 +526,29 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
 		break;
 	case SMTP_PARAM_BAD_SIZE:
 		free(t);
-		reply(s, "501 5.5.4 Bad message size syntax");
+		smtp_reply(s, "501 5.5.4 Bad message size syntax");
 		return;
 	default:
-		reply(s, "555 5.5.4 Unsupported option: %s", t->params.bad);
+		smtp_reply(s, "555 5.5.4 Unsupported option: %s", t->params.bad);
 		free(t);
 		return;
 	}
 	if (t->params.smtputf8 && !s->set->smtputf8) {
 		free(t);
-		reply(s, "555 5.5.4 Unsupported option: SMTPUTF8");
+		smtp_reply(s, "555 5.5.4 Unsupported option: SMTPUTF8");
 		return;
 	}
 	if (t->sender.utf8 && !t->params.smtputf8) {
 		free(t);
-		reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+		smtp_reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
 		return;
 	}
 	s->txn = t;
 	smtp_rec_begin(s);
 	if (s->set->size_limit && t->params.has_size && t->params.size > s->set->size_limit) {
 		smtp_log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", NULL, "message_size_limit");
-		reply(s, "552 5.3.4 Message size exceeds fixed limit");
-		txn_reset(s);
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		smtp_txn_reset(s);
 		return;
 	}
 	smtp_policy(s, PT_STAGE_MAIL, NULL, mail_verdict);
@@ -619,7 +606,7 @@ unknown:
 		         "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
 		         p->addr);
 		smtp_log_reject(s, "RCPT", text, p->addr, "local_recipient_maps");
-		reply(s, "%s", text);
+		smtp_reply(s, "%s", text);
 	}
 	return -1;
 tempfail:
@@ -630,7 +617,7 @@ tempfail:
 		char text[SMTP_PATH_MAX + 64];
 		snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
 		smtp_log_reject(s, "RCPT", text, p->addr, "local_recipient_maps");
-		reply(s, "%s", text);
+		smtp_reply(s, "%s", text);
 	}
 	return -1;
 }
@@ -645,7 +632,7 @@ rcpt_accept(struct smtp_session *s)
 		size_t cap = t->rcap ? t->rcap * 2 : 4;
 		char **v = realloc(t->rcpt, cap * sizeof(*v));
 		if (v == NULL) {
-			reply(s, "451 4.3.0 Error: insufficient system resources");
+			smtp_reply(s, "451 4.3.0 Error: insufficient system resources");
 			return;
 		}
 		t->rcpt = v;
@@ -653,7 +640,7 @@ rcpt_accept(struct smtp_session *s)
 	}
 	a = strdup(t->pending.addr);
 	if (a == NULL) {
-		reply(s, "451 4.3.0 Error: insufficient system resources");
+		smtp_reply(s, "451 4.3.0 Error: insufficient system resources");
 		return;
 	}
 	t->rcpt[t->nrcpt++] = a;
@@ -668,7 +655,7 @@ rcpt_accept(struct smtp_session *s)
 			          s->client_addr);
 	}
 	s->ok[SMTP_VERB_RCPT]++;
-	reply(s, "250 2.1.5 Ok");
+	smtp_reply(s, "250 2.1.5 Ok");
 }
 
 static void rcpt_local(struct smtp_session *s);
@@ -706,7 +693,7 @@ rcpt_local(struct smtp_session *s)
 			pt_conn_pause(s->conn);
 			return;
 		}
-		reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t->pending.addr);
+		smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t->pending.addr);
 		return;
 	}
 	if (r == 0)
@@ -734,7 +721,7 @@ rcpt_verdict(struct smtp_session *s, const struct pt_verdict *v)
 			char text[SMTP_PATH_MAX + 64];
 			snprintf(text, sizeof(text), "554 5.7.1 <%s>: Relay access denied", t->pending.addr);
 			smtp_log_reject(s, "RCPT", text, t->pending.addr, "reject_unauth_destination");
-			reply(s, "%s", text);
+			smtp_reply(s, "%s", text);
 			return;
 		}
 	} else if (smtp_verdict_refuses(s, v, "RCPT", t->pending.addr)) {
@@ -755,31 +742,31 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *c)
 	if (need_helo(s))
 		return;
 	if (t == NULL) {
-		reply(s, "503 5.5.1 Error: need MAIL command");
+		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if (t->bdat_started) {
-		reply(s, "503 5.5.1 Error: RCPT after BDAT");
+		smtp_reply(s, "503 5.5.1 Error: RCPT after BDAT");
 		return;
 	}
 	if (c->arglen < 3 || strncasecmp(c->arg, "TO:", 3) != 0) {
-		reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		smtp_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
 	}
 	if (smtp_parse_path(c->arg + 3, c->arglen - 3, 0, &t->pending, &rest, &restlen) != 0) {
-		reply(s, "501 5.1.3 Bad recipient address syntax");
+		smtp_reply(s, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
 	if (smtp_parse_rcpt_params(rest, restlen, bad, sizeof(bad)) != SMTP_PARAM_OK) {
-		reply(s, "555 5.5.4 Unsupported option: %s", bad);
+		smtp_reply(s, "555 5.5.4 Unsupported option: %s", bad);
 		return;
 	}
 	if (t->pending.utf8 && !t->params.smtputf8) {
-		reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+		smtp_reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
 		return;
 	}
 	if (t->nrcpt >= s->set->rcpt_limit) {
-		reply(s, "452 4.5.3 Error: too many recipients");
+		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		smtp_rec_refusal(s, "RCPT", "452 4.5.3 Error: too many recipients", "smtpd_recipient_limit",
 		                 t->pending.addr, NULL);
 		return;
@@ -829,7 +816,7 @@ data_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		return;
 	if (message_start(s) != 0) {
 		smtp_msgbuf_free(&t->msg);
-		reply(s, "451 4.3.0 Error: insufficient system resources");
+		smtp_reply(s, "451 4.3.0 Error: insufficient system resources");
 		return;
 	}
 	smtp_data_init(&t->dec, s->local ? SMTP_BARE_LOCAL : s->set->bare_reject ? SMTP_BARE_REJECT :
@@ -837,7 +824,7 @@ data_verdict(struct smtp_session *s, const struct pt_verdict *v)
 	t->data_started = 1;
 	s->state = SS_DATA;
 	data_begin(s);
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 static int
@@ -845,9 +832,9 @@ need_rcpt(struct smtp_session *s)
 {
 	if (s->txn == NULL || s->txn->nrcpt == 0) {
 		if (s->txn == NULL)
-			reply(s, "503 5.5.1 Error: need RCPT command");
+			smtp_reply(s, "503 5.5.1 Error: need RCPT command");
 		else
-			reply(s, "554 5.5.1 Error: no valid recipients");
+			smtp_reply(s, "554 5.5.1 Error: no valid recipients");
 		return 1;
 	}
 	return 0;
@@ -859,199 +846,16 @@ cmd_data(struct smtp_session *s, const struct smtp_cmd *c)
 	if (need_helo(s))
 		return;
 	if (c->arglen) {
-		reply(s, "501 5.5.4 Syntax: DATA");
+		smtp_reply(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
 	if (need_rcpt(s))
 		return;
 	if (s->txn->bdat_started) {
-		reply(s, "503 5.5.1 Error: DATA after BDAT");
+		smtp_reply(s, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
 	smtp_policy(s, PT_STAGE_DATA, NULL, data_verdict);
-}
-
-/* ---- end of message: the queue ---- */
-
-static void
-queue_done(void *arg, const struct pt_status *st, const char *queue_id)
-{
-	struct smtp_session *s = arg;
-
-	if (!smtp_session_answered(s))
-		return;
-	/* The next envelope's deadline starts with this answer; the queue's
-	 * time was not the client's. */
-	s->envelope_start = pt_loop_now(s->loop);
-	request_begin(s);
-	pt_metric_inc(pt_metric_counter("postern_smtpd_messages", "messages at end of data: accepted, or refused by the queue",
-	                                "service", s->listener[0] ? s->listener : "sendmail", "result",
-	                                st == NULL || st->code == 0 ? "accepted" : st->code >= 500 ? "rejected" : "deferred",
-	                                NULL));
-	if (st == NULL || st->code == 0) {
-		const char *id = queue_id && *queue_id ? queue_id : (s->txn ? s->txn->id : "");
-		char text[80];
-		s->ok[s->last_verb]++;
-		s->errors = 0;
-		snprintf(text, sizeof(text), "250 2.0.0 Ok: queued as %s", id);
-		smtp_rec_outcome(s, "accepted", "END-OF-MESSAGE", text);
-		reply(s, "%s", text);
-	} else {
-		char text[400];
-		snprintf(text, sizeof(text), "%d %s %s", st->code,
-		         st->dsn[0] ? st->dsn : (st->code >= 500 ? "5.3.0" : "4.3.0"),
-		         st->text[0] ? st->text : "Error: queue file write error");
-		smtp_rec_refusal(s, "END-OF-MESSAGE", text, "queue", NULL, NULL);
-		reply(s, "%s", text);
-	}
-	txn_reset(s);
-	smtp_session_continue(s);
-}
-
-static void
-eod_verdict(struct smtp_session *s, const struct pt_verdict *v)
-{
-	struct smtp_txn *t = s->txn;
-	struct pt_envelope env;
-	struct pt_envelope_rcpt *rc;
-	int rcode;
-
-	if (t == NULL)
-		return;
-	if (smtp_verdict_refuses(s, v, "END-OF-MESSAGE", NULL)) {
-		txn_reset(s);
-		return;
-	}
-	if (t->discard) {
-		pt_log_as(s->service, PT_LOG_INFO, "%s: discard: END-OF-MESSAGE from %s[%s]", t->id,
-		          s->client_name, s->client_addr);
-		smtp_rec_message(s, t->msg.p, t->msg.len);
-		smtp_rec_outcome(s, "discarded", "END-OF-MESSAGE", "250 2.0.0 Ok: queued as (discarded)");
-		s->ok[s->last_verb]++;
-		pt_metric_inc(pt_metric_counter("postern_smtpd_messages",
-		                                "messages at end of data: accepted, or refused by the queue",
-		                                "service", s->listener[0] ? s->listener : "sendmail", "result", "discarded", NULL));
-		reply(s, "250 2.0.0 Ok: queued as %s", t->id);
-		txn_reset(s);
-		return;
-	}
-	rc = calloc(t->nrcpt, sizeof(*rc));
-	if (rc == NULL) {
-		reply(s, "451 4.3.0 Error: insufficient system resources");
-		txn_reset(s);
-		return;
-	}
-	for (size_t i = 0; i < t->nrcpt; i++) {
-		rc[i].address = t->rcpt[i];
-		rc[i].orig = t->rcpt[i];
-	}
-	memset(&env, 0, sizeof(env));
-	env.sender = t->sender.addr;
-	env.nrcpt = t->nrcpt;
-	env.rcpt = rc;
-	env.client_name = s->client_name;
-	env.client_address = s->client_addr;
-	env.helo = s->helo ? s->helo : "";
-	env.protocol = smtp_protocol_name(s->esmtp, pt_conn_is_tls(s->conn), s->sasl_username != NULL,
-	                                  t->params.smtputf8);
-	env.sasl_username = s->sasl_username;
-	env.body_8bit = t->params.body == SMTP_BODY_8BITMIME;
-	env.smtputf8 = t->params.smtputf8;
-	/* Postfix cleanup's repair of a bare message from this host. */
-	struct pt_strbuf fixed = { 0 }, qualified = { 0 };
-	const char *data = t->msg.p;
-	size_t dlen = t->msg.len;
-	/* Local submission is this host's own client by definition. */
-	int local_client = s->local ||
-	                   smtp_rewrite_client_matches(s->set->rewrite_clients, pt_conn_peer_addr(s->conn),
-	                                               pt_conn_local_addr(s->conn), s->sasl_username != NULL);
-	if (local_client || s->set->always_add_headers) {
-		struct smtp_header_fill f = { t->sender.addr, t->id, s->set->hostname, time(NULL) };
-		if (smtp_add_missing_headers(t->msg.p, t->msg.len, 0, &f, &fixed) == 1) {
-			data = fixed.p;
-			dlen = fixed.len;
-		}
-	}
-	/* ... and its qualification of bare header addresses (only for mail
-	 * of this host's clients: a remote sender's headers are its own). */
-	if (local_client && pt_hdr_qualify_local(data, dlen, &qualified) == 1) {
-		data = qualified.p;
-		dlen = qualified.len;
-	}
-	smtp_rec_message(s, data, dlen);
-	if (s->local)
-		rcode = s->local->submit(s->local->sink, s->loop, t->id, &env, data, dlen, queue_done, s);
-	else
-		rcode = pt_queue_submit(s->loop, t->id, &env, data, dlen, queue_done, s);
-	pt_strbuf_free(&fixed);
-	pt_strbuf_free(&qualified);
-	free(rc);
-	if (rcode != 0) {
-		reply(s, "451 4.3.0 Error: queue file write error");
-		txn_reset(s);
-		return;
-	}
-	/* queue_done comes from the loop; input waits for it. */
-	s->async = 1;
-	pt_conn_pause(s->conn);
-}
-
-/* The content is complete (DATA end or BDAT LAST). */
-static void
-message_end(struct smtp_session *s)
-{
-	struct smtp_txn *t = s->txn;
-
-	s->state = SS_CMD;
-	s->envelope_start = pt_loop_now(s->loop);
-	request_begin(s);
-	smtp_msgbuf_finish(&t->msg);
-	if (t->msg.too_big) {
-		pt_log_as(s->service, PT_LOG_WARNING, "%s: queue file size limit exceeded", t->id);
-		smtp_rec_refusal(s, "END-OF-MESSAGE", "552 5.3.4 Error: message file too big", "message_size_limit",
-		                 NULL, NULL);
-		reply(s, "552 5.3.4 Error: message file too big");
-		txn_reset(s);
-		return;
-	}
-	if (t->msg.header_too_big) {
-		pt_log_as(s->service, PT_LOG_WARNING, "%s: message header size limit exceeded", t->id);
-		smtp_rec_refusal(s, "END-OF-MESSAGE", "552 5.3.4 Error: message header size exceeds limit",
-		                 "header_size_limit", NULL, NULL);
-		reply(s, "552 5.3.4 Error: message header size exceeds limit");
-		txn_reset(s);
-		return;
-	}
-	if (t->msg.oom) {
-		reply(s, "451 4.3.0 Error: insufficient system resources");
-		txn_reset(s);
-		return;
-	}
-	smtp_policy(s, PT_STAGE_END_OF_DATA, NULL, eod_verdict);
-}
-
-static void
-data_input(struct smtp_session *s)
-{
-	size_t n, used = 0;
-	const char *in = pt_conn_rbuf(s->conn, &n);
-	enum smtp_data_status st;
-
-	if (n == 0)
-		return;
-	st = smtp_data_feed(&s->txn->dec, in, n, &used, &s->txn->msg);
-	pt_conn_consume(s->conn, used);
-	data_credit(s, used);
-	if (st == SMTP_DATA_BARE) {
-		char text[320];
-		pt_log_as(s->service, PT_LOG_INFO, "%s: reject: DATA from %s[%s]: bare <LF> received",
-		          s->txn->id, s->client_name, s->client_addr);
-		snprintf(text, sizeof(text), "521 5.5.2 %s Error: bare <LF> received", s->set->hostname);
-		txn_reset(s);
-		close_with(s, text);
-	} else if (st == SMTP_DATA_END) {
-		message_end(s);
-	}
 }
 
 /* ---- BDAT (RFC 3030) ---- */
@@ -1064,7 +868,7 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c)
 
 	if (smtp_parse_bdat(c->arg, c->arglen, &count, &last) != 0) {
 		/* Without a size the chunk cannot be skipped: the stream is lost. */
-		close_with(s, "501 5.5.4 Syntax: BDAT count [LAST]");
+		smtp_close_with(s, "501 5.5.4 Syntax: BDAT count [LAST]");
 		return;
 	}
 	s->bdat_left = s->bdat_size = count;
@@ -1080,13 +884,13 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *c)
 		s->bdat_error = "554 5.5.1 Error: no valid recipients";
 	if (s->bdat_error) {
 		if (s->txn)
-			txn_reset(s);
+			smtp_txn_reset(s);
 		return;
 	}
 	if (!s->txn->bdat_started) {
 		if (message_start(s) != 0) {
 			s->bdat_error = "451 4.3.0 Error: insufficient system resources";
-			txn_reset(s);
+			smtp_txn_reset(s);
 			return;
 		}
 		s->txn->bdat_started = 1;
@@ -1105,24 +909,24 @@ bdat_input(struct smtp_session *s)
 			smtp_bdat_feed(&s->txn->bconv, in, take, &s->txn->msg);
 		pt_conn_consume(s->conn, take);
 		s->bdat_left -= take;
-		data_credit(s, take);
+		smtp_data_credit(s, take);
 	}
 	if (s->bdat_left > 0)
 		return;
 	s->state = SS_CMD;
-	request_begin(s);
+	smtp_request_begin(s);
 	if (s->bdat_error) {
-		reply(s, "%s", s->bdat_error);
+		smtp_reply(s, "%s", s->bdat_error);
 		s->bdat_error = NULL;
 		return;
 	}
 	if (!s->bdat_last) {
 		s->ok[SMTP_VERB_BDAT]++;
-		reply(s, "250 2.0.0 Ok: %llu bytes", s->bdat_size);
+		smtp_reply(s, "250 2.0.0 Ok: %llu bytes", s->bdat_size);
 		return;
 	}
 	smtp_bdat_finish(&s->txn->bconv, &s->txn->msg);
-	message_end(s);
+	smtp_message_end(s);
 }
 
 /* ---- STARTTLS and the rest ---- */
@@ -1131,23 +935,23 @@ static void
 cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 {
 	if (c->arglen) {
-		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
 	if (pt_conn_is_tls(s->conn)) {
-		reply(s, "554 5.5.1 Error: TLS already active");
+		smtp_reply(s, "554 5.5.1 Error: TLS already active");
 		return;
 	}
 	if (s->set->tls_level == SMTP_TLS_NONE || !pt_conn_tls_available(s->conn)) {
-		reply(s, "502 5.5.1 Error: command not implemented");
+		smtp_reply(s, "502 5.5.1 Error: command not implemented");
 		return;
 	}
 	if (s->txn) {
-		reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		smtp_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return;
 	}
 	s->ok[SMTP_VERB_STARTTLS]++;
-	reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
 	/* RFC 3207: forget everything learnt before TLS, and everything the
 	 * client pipelined behind STARTTLS (pt_conn_starttls discards it). */
 	session_reset_helo(s);
@@ -1155,7 +959,7 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *c)
 	s->sasl_username = NULL;
 	s->sasl_method = NULL;
 	if (pt_conn_starttls(s->conn) != 0) {
-		reply(s, "454 4.7.0 TLS not available due to local problem");
+		smtp_reply(s, "454 4.7.0 TLS not available due to local problem");
 	} else {
 		s->tls_started = 1;
 		/* The whole handshake, however slowly its bytes come. */
@@ -1171,11 +975,11 @@ cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *c)
 	size_t n = c->arglen < SMTP_PATH_MAX ? c->arglen : SMTP_PATH_MAX;
 
 	if (s->set->vrfy_disabled) {
-		reply(s, "502 5.5.1 VRFY command is disabled");
+		smtp_reply(s, "502 5.5.1 VRFY command is disabled");
 		return;
 	}
 	if (c->arglen == 0) {
-		reply(s, "501 5.5.4 Syntax: VRFY address");
+		smtp_reply(s, "501 5.5.4 Syntax: VRFY address");
 		return;
 	}
 	memcpy(arg, c->arg, n);
@@ -1183,7 +987,7 @@ cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *c)
 	sanitize(arg);
 	/* Never confirms nor denies: address harvesting learns nothing. */
 	s->ok[SMTP_VERB_VRFY]++;
-	reply(s, "252 2.0.0 %s", arg);
+	smtp_reply(s, "252 2.0.0 %s", arg);
 }
 
 static void
@@ -1195,7 +999,7 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 	s->last_verb = c.verb;
 	s->total[c.verb]++;
 	if (s->reject_all && c.verb != SMTP_VERB_QUIT && c.verb != SMTP_VERB_NOOP && c.verb != SMTP_VERB_RSET) {
-		reply(s, "503 5.5.1 Error: access denied");
+		smtp_reply(s, "503 5.5.1 Error: access denied");
 		return;
 	}
 	switch (c.verb) {
@@ -1217,21 +1021,21 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 		break;
 	case SMTP_VERB_RSET:
 		if (c.arglen) {
-			reply(s, "501 5.5.4 Syntax: RSET");
+			smtp_reply(s, "501 5.5.4 Syntax: RSET");
 			break;
 		}
-		txn_reset(s);
+		smtp_txn_reset(s);
 		s->ok[c.verb]++;
-		reply(s, "250 2.0.0 Ok");
+		smtp_reply(s, "250 2.0.0 Ok");
 		break;
 	case SMTP_VERB_NOOP:
 		s->ok[c.verb]++;
-		reply(s, "250 2.0.0 Ok");
+		smtp_reply(s, "250 2.0.0 Ok");
 		break;
 	case SMTP_VERB_QUIT:
 		s->ok[c.verb]++;
 		s->quit = 1;
-		close_with(s, "221 2.0.0 Bye");
+		smtp_close_with(s, "221 2.0.0 Bye");
 		break;
 	case SMTP_VERB_VRFY:
 		cmd_vrfy(s, &c);
@@ -1241,7 +1045,7 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 		char auth[64];
 		int starttls = starttls_offered(s);
 		s->ok[c.verb]++;
-		reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s%s",
+		smtp_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s%s",
 		      starttls ? " STARTTLS" : "", smtp_auth_ehlo_line(s, auth, sizeof(auth))[0] ? " AUTH" : "");
 		break;
 	}
@@ -1255,7 +1059,7 @@ dispatch(struct smtp_session *s, const char *line, size_t len)
 		smtp_xclient_command(s, &c);
 		break;
 	default:
-		reply(s, "500 5.5.2 Error: command not recognized");
+		smtp_reply(s, "500 5.5.2 Error: command not recognized");
 		break;
 	}
 }
@@ -1271,7 +1075,7 @@ check_error_limit(struct smtp_session *s)
 		pt_log_as(s->service, PT_LOG_WARNING, "%s[%s]: too many errors after %s",
 		          s->client_name, s->client_addr, verb_upper(s, vb, sizeof(vb)));
 		snprintf(text, sizeof(text), "421 4.7.0 %s Error: too many errors", s->set->hostname);
-		close_with(s, text);
+		smtp_close_with(s, text);
 	}
 }
 
@@ -1286,7 +1090,7 @@ session_input(struct smtp_session *s)
 			pt_conn_rbuf(s->conn, &n);
 			if (n == 0)
 				break;
-			data_input(s);
+			smtp_data_input(s);
 			continue;
 		}
 		if (s->state == SS_BDAT) {
@@ -1304,7 +1108,7 @@ session_input(struct smtp_session *s)
 			int eol, rc = pt_conn_getline(s->conn, smtp_auth_line_limit(s), &line, &len, &eol);
 			if (rc == 0)
 				break;
-			request_begin(s);
+			smtp_request_begin(s);
 			smtp_auth_response(s, line, len, rc);
 			check_error_limit(s);
 			continue;
@@ -1312,14 +1116,14 @@ session_input(struct smtp_session *s)
 		int eol, rc = pt_conn_getline(s->conn, s->set->line_limit, &line, &len, &eol);
 		if (rc == 0)
 			break;
-		request_begin(s);
+		smtp_request_begin(s);
 		if (rc < 0) {
 			s->total[SMTP_VERB_UNKNOWN]++;
-			reply(s, "500 5.5.0 Error: line too long");
+			smtp_reply(s, "500 5.5.0 Error: line too long");
 		} else if (eol == 1 && s->set->bare_reject && !s->local) {
 			char text[320];
 			snprintf(text, sizeof(text), "521 5.5.2 %s Error: bare <LF> received", s->set->hostname);
-			close_with(s, text);
+			smtp_close_with(s, text);
 			break;
 		} else {
 			dispatch(s, line, len);
@@ -1344,7 +1148,7 @@ smtp_session_continue(struct smtp_session *s)
 	if (s->gone || s->async || s->state == SS_CLOSING)
 		return;
 	/* The wait was the server's: the client's clock starts again. */
-	request_begin(s);
+	smtp_request_begin(s);
 	pt_conn_resume(s->conn);
 	/* Commands pipelined behind the one that waited. */
 	session_input(s);
@@ -1361,7 +1165,7 @@ on_read(struct pt_conn *c)
 		/* The STARTTLS handshake is done (this call says so). */
 		s->tls_deadline = 0;
 		pt_conn_set_deadline(c, 0);
-		request_begin(s);
+		smtp_request_begin(s);
 	}
 	/* Without per-request deadlines any input restarts the clock. */
 	if (!s->set->per_request_deadline)
@@ -1436,8 +1240,8 @@ idle_check(struct pt_loop *loop, void *arg)
 		pt_log_as(s->service, PT_LOG_INFO, "timeout after %s from %s[%s]",
 		          verb_upper(s, vb, sizeof(vb)), s->client_name, s->client_addr);
 	snprintf(text, sizeof(text), "421 4.4.2 %s Error: timeout exceeded", s->set->hostname);
-	txn_reset(s);
-	close_with(s, text);
+	smtp_txn_reset(s);
+	smtp_close_with(s, text);
 }
 
 static void
@@ -1448,7 +1252,7 @@ connect_verdict(struct smtp_session *s, const struct pt_verdict *v)
 		          s->client_name, s->client_addr, v->reply);
 		smtp_rec_verdict(s, v, "CONNECT", NULL);
 		if (v->kind == PT_VERDICT_DEFER || v->reply[0] == '4') {
-			close_with(s, v->reply);
+			smtp_close_with(s, v->reply);
 			return;
 		}
 		/* RFC 5321 3.1: a 554 greeting, then 503 to all but QUIT. */

@@ -108,6 +108,14 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((for
  * smtp_session_answered() and ends with smtp_session_continue(). */
 /* async is over. 0: the conn closed meanwhile and s is freed: return. */
 int smtp_session_answered(struct smtp_session *s);
+
+/* Shared by smtp_session.c and smtp_message.c (the end of a message). */
+void smtp_txn_reset(struct smtp_session *s);
+void smtp_request_begin(struct smtp_session *s);
+void smtp_close_with(struct smtp_session *s, const char *text);
+void smtp_message_end(struct smtp_session *s);
+void smtp_data_input(struct smtp_session *s);
+void smtp_data_credit(struct smtp_session *s, size_t n);
 /* After handling an answer: enforce the error limit, then (nothing else
  * owed) resume reading and run the commands pipelined behind. */
 void smtp_session_continue(struct smtp_session *s);
