@@ -74,7 +74,7 @@ class Curl(unittest.TestCase):
         c = imap(self.server)
         try:
             c.select("INBOX", readonly=True)
-            self.assertEqual(c.search(None, "UNSEEN")[1], [b"5"])
+            self.assertEqual(c.search(None, "SEEN")[1], [b"1 2 3 4 5 6"])
         finally:
             c.logout()
 
