@@ -150,3 +150,33 @@ def message_id(data):
 def tls_context():
     ctx = ssl.create_default_context(cafile=test_ca()[0])
     return ctx
+
+
+def run_pty(argv, home, timeout=40):
+    """Run a full-screen client (mutt) on a pseudo-terminal of its own
+    until it exits; its keystrokes come from its command line (push), so
+    nothing is typed. Returns (exit status, screen output)."""
+    import pty
+    import select
+    import time
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8", "TZ": "UTC",
+           "USER": "root", "LOGNAME": "root", "TERM": "vt100", "LINES": "40", "COLUMNS": "150"}
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=home, start_new_session=True)
+    os.close(slave)
+    out = b""
+    end = time.time() + timeout
+    try:
+        while p.poll() is None and time.time() < end:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:   # EIO: the client closed the terminal
+                    break
+        if p.poll() is None and time.time() >= end:
+            p.kill()
+            p.wait()
+            raise AssertionError("%s did not finish within %ss; screen:\n%r" % (argv[0], timeout, out[-3000:]))
+        return p.wait(timeout=10), out
+    finally:
+        os.close(master)
