@@ -77,8 +77,8 @@ def home(test):
 def run(argv, home, timeout=40, input=None, ok=True, env=None):
     """Run a client with HOME=home; with ok, fail the test on a non-zero
     exit (showing its output)."""
-    e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8", "TZ": "UTC",
-         "USER": "root", "LOGNAME": "root", "TERM": "dumb"}
+    e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8",
+         "TZ": os.environ.get("TZ", "UTC"), "USER": "root", "LOGNAME": "root", "TERM": "dumb"}
     e.update(env or {})
     p = subprocess.run(argv, cwd=home, env=e, input=input, capture_output=True, timeout=timeout)
     if ok and p.returncode != 0:
@@ -159,7 +159,8 @@ def run_pty(argv, home, timeout=40):
     import pty
     import select
     import time
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8", "TZ": "UTC",
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8",
+           "TZ": os.environ.get("TZ", "UTC"),
            "USER": "root", "LOGNAME": "root", "TERM": "vt100", "LINES": "40", "COLUMNS": "150"}
     master, slave = pty.openpty()
     p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=home, start_new_session=True)
