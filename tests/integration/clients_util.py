@@ -103,16 +103,23 @@ def message(i, subject=None, extra="", body=None):
                body if body is not None else "body %d\r\nFrom here on, a quoted line\r\n>From too\r\n" % i)).encode()
 
 
+def q(box):
+    """A mailbox name as imaplib needs it on the wire (it quotes nothing)."""
+    if box and all(ch.isalnum() or ch in "&-_./[" for ch in box):
+        return box
+    return '"%s"' % box.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def seed(server, box, msgs, user="alice"):
     """APPEND msgs [(bytes, flags string or None)] to box (created if
     missing); returns the UIDs."""
     c = imap(server, user)
     try:
         if box.upper() != "INBOX":
-            c.create(box)
+            c.create(q(box))
         uids = []
         for data, flags in msgs:
-            typ, resp = c.append(box, flags, None, data)
+            typ, resp = c.append(q(box), flags, None, data)
             assert typ == "OK", resp
             uids.append(int(resp[0].split()[2].rstrip(b"]")))   # [APPENDUID v uid]
         return uids
@@ -124,7 +131,7 @@ def server_state(server, box, user="alice"):
     """{Message-ID: (flags set without \\Recent, full message bytes)} of box."""
     c = imap(server, user)
     try:
-        typ, _ = c.select(box, readonly=True)
+        typ, _ = c.select(q(box), readonly=True)
         assert typ == "OK", box
         typ, data = c.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
         out = {}

@@ -178,6 +178,43 @@ class Mbsync(unittest.TestCase):
     def test_imaps(self):
         self.scenario("IMAPS")
 
+    def test_folder_names_big_message_local_folder(self):
+        """Folder names with [ ] space and modified UTF-7 go both ways; a
+        big message with 8-bit text and long lines arrives byte for byte;
+        a folder made on the near side is created on the server (Create
+        Both) with its message."""
+        names = ["a[b", "x]y", "sp ace", "B&APw-ro"]   # B&APw-ro: "Büro" in modified UTF-7
+        for i, name in enumerate(names):
+            seed(self.server, name, [(message(40 + i, "in %s" % name), "(\\Seen)")])
+        text = ("Gr\u00fc\u00dfe aus M\u00fcnchen, \u00e9t\u00e9 \u2603 " * 40 + "\r\n") * 400
+        big = message(60, "big", extra="Content-Type: text/plain; charset=utf-8\r\n"
+                      "Content-Transfer-Encoding: 8bit\r\n", body=text).decode().encode("utf-8")
+        self.assertGreater(len(big), 500000)
+        seed(self.server, "INBOX", [(big, None)])
+        local = os.path.join(self.mail, "Local", "proj")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(local, sub))
+        mine = message(61, "local folder").replace(b"\r\n", b"\n")
+        with open(os.path.join(local, "new", "1700000000.2.local"), "wb") as f:
+            f.write(mine)
+        self.config("IMAPS")
+        self.sync()
+        for name in names:
+            self.assertEqual(len(self.assert_same(name)), 1, name)
+        far = self.assert_same("INBOX")
+        self.assertEqual(far["<c60@example.com>"][1], big)
+        far = self.assert_same("Local/proj")
+        self.assertEqual(strip_tuid(far["<c61@example.com>"][1]), mine.replace(b"\n", b"\r\n"))
+        c = imap(self.server)
+        try:
+            typ, data = c.list('""', "*")
+            self.assertIn(b'(\\HasNoChildren) "/" Local/proj', data)
+            self.assertIn(b'(\\HasNoChildren) "/" a[b', data)
+        finally:
+            c.logout()
+        rc, log = self.sync()
+        self.assertEqual(re.findall(r">>> \d+ (?:APPEND|UID STORE|EXPUNGE|CREATE)", log), [])
+
     def test_untrusted_certificate_refused(self):
         """The CA file is really used: a server certificate it did not
         sign makes mbsync give up before logging in."""
