@@ -93,6 +93,12 @@ class OfflineImap(unittest.TestCase):
         new = message(100, "written locally").replace(b"\r\n", b"\n")
         with open(os.path.join(self.mail, "INBOX", "new", "1700000000.1.local"), "wb") as f:
             f.write(new)
+        # a folder made on the Maildir side (offlineimap creates it on the server)
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(self.mail, "proj", sub))
+        mine = message(103, "in a local folder").replace(b"\r\n", b"\n")
+        with open(os.path.join(self.mail, "proj", "cur", "1700000000.2.local:2,S"), "wb") as f:
+            f.write(mine)
         c = imap(self.server)
         try:
             c.select("INBOX")
@@ -117,6 +123,7 @@ class OfflineImap(unittest.TestCase):
         self.assertEqual(far["<c101@example.com>"][0], {"\\Flagged", "\\Seen"})
         self.assertEqual(far["<c100@example.com>"][1], new.replace(b"\n", b"\r\n"))
         self.assertEqual(len(self.assert_same("work")), 3)
+        self.assertEqual(server_state(self.server, "proj"), {"<c103@example.com>": ({"\\Seen"}, mine.replace(b"\n", b"\r\n"))})
 
         # a third sync with nothing changed writes nothing anywhere
         log = self.sync()
