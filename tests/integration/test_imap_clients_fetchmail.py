@@ -7,11 +7,13 @@ checked against the test's CA (sslcertck). fetchmail hands the MDA the
 message with LF line ends and, with `set invisible`, adds no Received
 header: what it wrote must equal the appended bytes with LF ends."""
 import os
+import smtplib
 import stat
+import subprocess
 import unittest
 
-from clients_util import client_server, home, imap, message, need, run, seed, test_ca
-from harness import test_cert
+from clients_util import client_server, home, imap, message, need, run, seed, server_state, test_ca
+from harness import test_cert, wait_for
 
 
 @need("fetchmail")
@@ -117,6 +119,46 @@ class Fetchmail(unittest.TestCase):
         self.assertIn("STARTTLS", log)
         self.assertEqual(self.delivered(), self.lf(self.msgs))
         self.assertEqual(self.exists(), 0)
+
+    def test_imap_idle_push(self):
+        """fetchmail's IDLE mode (-d with `idle`): after its first poll it
+        waits in IDLE; a message delivered through SMTP reaches its MDA
+        without a new poll (within a generous bound; fetchmail's next
+        poll would be 300 s away)."""
+        seed(self.server, "INBOX", [(m, None) for m in self.msgs[:2]])
+        rc = self.rc("IMAP", self.server.ports["imaps"], "ssl", extra="idle")
+        log = os.path.join(self.home, "fetchmail.log")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.home, "LANG": "C.UTF-8"}
+        with open(log, "wb") as f:
+            p = subprocess.Popen(["fetchmail", "-f", rc, "-v", "--nosyslog", "-d", "300", "-N",
+                                  "--pidfile", os.path.join(self.home, "pid")], cwd=self.home, env=env,
+                                 stdout=f, stderr=subprocess.STDOUT)
+
+        def stop():
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.addCleanup(stop)
+
+        def idling():
+            with open(log, errors="replace") as f:
+                return "IMAP< + idling" in f.read() and len(self.delivered()) == 2
+        wait_for(idling, 20, what="fetchmail idling after its first poll")
+        with smtplib.SMTP("127.0.0.1", self.server.ports["smtpd"], timeout=20) as s:
+            s.sendmail("x@example.com", ["alice@example.com.ar"],
+                       "From: x@example.com\r\nSubject: pushed\r\nMessage-ID: <pushed@example.com>\r\n\r\nidle\r\n")
+        wait_for(lambda: len(self.delivered()) == 3, 15, what="the pushed message at the MDA")
+        stop()
+        server = server_state(self.server, "INBOX")
+        self.assertEqual(self.delivered()[2], server["<pushed@example.com>"][1].replace(b"\r\n", b"\n"))
+        with open(log, errors="replace") as f:
+            text = f.read()
+        # it came through IDLE: the server's EXISTS ended the IDLE
+        self.assertRegex(text, r"IMAP> A\d+ IDLE\n.*IMAP< \+ idling\n.*IMAP< \* 3 EXISTS\n(?:.*RECENT\n)?.*IMAP> DONE\n")
 
     def test_untrusted_certificate_refused(self):
         seed(self.server, "INBOX", [(self.msgs[0], None)])
