@@ -14,6 +14,7 @@ conversation is read from its debug log (-d 5).
   only for what changed (UID FETCH ... (CHANGEDSINCE m VANISHED)); what
   mutt then sees -- every message it pipes out, the ones it counts as
   flagged -- must be the server's state.
+- POP3 over pop3s: UIDL, RETR of every message, DELE of one.
 
 mutt threads and sorts on its own side (sort=threads below): it has no
 setting to use the server's SORT or THREAD, and the log shows it sends
@@ -99,6 +100,35 @@ class Mutt(unittest.TestCase):
         self.assertTrue(any(re.match(r"a\d+ (UID )?EXPUNGE", s) for s in sent), sent)
         self.assertFalse(any(re.match(r"a\d+ (UID )?(SORT|THREAD)\b", s) for s in sent), sent)
         self.assertIn("* OK [CAPABILITY", debug)   # it spoke to the IMAPS port, TLS first
+
+    def test_pop3(self):
+        """mutt -f pops://: every message read (RETR) byte for byte, one
+        deleted by pattern (DELE at QUIT), the rest left on the server."""
+        msgs = [message(i, "pop %d%s" % (i, " drop" if i == 2 else "")) for i in range(4)]
+        seed(self.server, "INBOX", [(m, None) for m in msgs])
+        rc = os.path.join(self.home, "muttrc-pop")
+        with open(rc, "w") as f:
+            # folder: a local directory, so mutt asks nothing at start
+            f.write("set pop_user=alice\nset pop_pass=secret\nset ssl_ca_certificates_file=%s\n"
+                    "set certificate_file=%s/certs\nset ssl_force_tls=yes\nset folder=%s\n"
+                    "set record=\"\"\nset postponed=\"\"\nset mail_check=600\nset delete=yes\nset quit=yes\n"
+                    "set move=no\nset wait_key=no\nset beep=no\nset pipe_split=yes\nset pipe_sep=\"\"\n"
+                    % (test_ca()[0], self.home, self.home))
+        log = os.path.join(self.home, ".muttdebug0")
+        status, screen = run_pty(["mutt", "-n", "-F", rc, "-d", "5", "-f",
+                                  "pops://127.0.0.1:%d/" % self.server.ports["pop3s"], "-e",
+                                  'push "<tag-pattern>~A<enter><tag-prefix><pipe-message>%s<enter>'
+                                  '<untag-pattern>~A<enter><tag-pattern>~s drop<enter><tag-prefix><delete-message>'
+                                  '<quit>"' % self.save], self.home)
+        self.assertEqual(status, 0, screen[-2000:])
+        with open(log, errors="replace") as f:
+            sent = re.findall(r"\] \d+> (.*)", f.read())
+        self.assertIn("UIDL", sent)
+        self.assertIn("DELE 3", sent)
+        self.assertEqual(sorted(self.piped()), sorted(m.replace(b"\r\n", b"\n") for m in msgs))
+        left = server_state(self.server, "INBOX")
+        self.assertEqual(sorted(left), ["<c0@example.com>", "<c1@example.com>", "<c3@example.com>"])
+        self.assertEqual(left["<c3@example.com>"][1], msgs[3])
 
     def test_qresync_resync_after_other_session(self):
         msgs = [message(i) for i in range(8)]
