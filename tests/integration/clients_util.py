@@ -11,6 +11,7 @@ DNS names and the CN.
 import imaplib
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -90,6 +91,9 @@ def run(argv, home, timeout=40, input=None, ok=True, env=None):
 
 def imap(server, user="alice", password="secret"):
     c = imaplib.IMAP4("127.0.0.1", server.ports["imap"])
+    # imaplib sends a literal and its closing CRLF in two writes: with
+    # Nagle on, each APPEND would wait for the server's delayed ACK
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c.login(user, password)
     return c
 
