@@ -8,6 +8,7 @@ name: clients connect to the address (no /etc/hosts name is relied on),
 and some of them (mbsync, mutt, fetchmail) match the host only against
 DNS names and the CN.
 """
+import atexit
 import imaplib
 import os
 import shutil
@@ -29,6 +30,7 @@ def test_ca():
     if _ca_cache and all(os.path.exists(p) for p in _ca_cache):
         return _ca_cache
     d = tempfile.mkdtemp(prefix="postern-ca-")
+    atexit.register(shutil.rmtree, d, True)
     ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
     cert, key, csr = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"), os.path.join(d, "req.csr")
     ext = os.path.join(d, "ext")
