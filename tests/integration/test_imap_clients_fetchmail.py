@@ -86,6 +86,28 @@ class Fetchmail(unittest.TestCase):
         self.assertEqual(self.delivered(), self.lf(self.msgs + [new]))
         self.assertEqual(self.exists(), 6)
 
+    def test_pop3_uidl_stable_across_expunge_and_restart(self):
+        """The UIDLs fetchmail remembers stay those of the same messages
+        after an IMAP session expunges one of them and the daemon
+        restarts: nothing is fetched twice, nothing missed."""
+        seed(self.server, "INBOX", [(m, None) for m in self.msgs])
+        rc = self.rc("POP3", self.server.ports["pop3s"], "ssl")
+        self.fetch(rc)
+        c = imap(self.server)
+        try:
+            c.select("INBOX")
+            c.store("2", "+FLAGS", "(\\Deleted)")
+            self.assertEqual(c.expunge()[0], "OK")
+        finally:
+            c.logout()
+        self.server.stop()
+        self.server.start()
+        self.fetch(rc, want_mail=False)
+        new = message(9, "after the restart")
+        seed(self.server, "INBOX", [(new, None)])
+        self.fetch(rc)
+        self.assertEqual(self.delivered(), self.lf(self.msgs + [new]))
+
     def test_pop3_stls_nokeep(self):
         seed(self.server, "INBOX", [(m, None) for m in self.msgs])
         log = self.fetch(self.rc("POP3", self.server.ports["pop3"], "starttls", keep=False))
