@@ -45,8 +45,10 @@ class OfflineImap(unittest.TestCase):
         with open(self.rc, "w") as f:
             f.write(text)
 
-    def sync(self):
-        p = run(["offlineimap", "-c", self.rc, "-o", "-u", "basic", "-d", "imap"], self.home, timeout=50)
+    def sync(self, debug=True):
+        # -d imap shows the protocol but also makes offlineimap single-threaded
+        p = run(["offlineimap", "-c", self.rc, "-o", "-u", "basic"] + (["-d", "imap"] if debug else []),
+                self.home, timeout=50)
         log = (p.stdout + p.stderr).decode(errors="replace")
         # offlineimap reports errors in its log and still exits 0
         self.assertNotRegex(log, r"(?m)^ERROR|Traceback", log[-4000:])
@@ -129,6 +131,29 @@ class OfflineImap(unittest.TestCase):
         log = self.sync()
         self.assertEqual(re.findall(r"writer > b'\w+ (?:APPEND|UID STORE|EXPUNGE)", log), [])
         self.assert_same("INBOX")
+
+    def test_parallel_connections(self):
+        """maxconnections = 4: offlineimap syncs folders in threads over
+        four sessions of the same user at once, both ways."""
+        boxes = ["p%d" % i for i in range(8)]
+        for i, box in enumerate(boxes):
+            seed(self.server, box, [(message(200 + 10 * i + j, "%s %d" % (box, j)), "(\\Seen)" if j % 2 else None)
+                                    for j in range(6)])
+        self.config("imaps")
+        with open(self.rc, "a") as f:
+            f.write("maxconnections = 4\n")
+        logins = self.server.log().count("Login: user=<alice>")
+        self.sync(debug=False)
+        self.assertGreater(self.server.log().count("Login: user=<alice>") - logins, 1)
+        for box in boxes:
+            self.assertEqual(len(self.assert_same(box)), 6, box)
+        # a new message in every local folder, pushed over the parallel sessions
+        for i, box in enumerate(boxes):
+            with open(os.path.join(self.mail, box, "new", "1700000001.%d.local" % i), "wb") as f:
+                f.write(message(300 + i, "local %s" % box).replace(b"\r\n", b"\n"))
+        self.sync(debug=False)
+        for box in boxes:
+            self.assertEqual(len(self.assert_same(box)), 7, box)
 
     def test_imaps(self):
         self.scenario("imaps")
