@@ -4,9 +4,10 @@
 # run: what `make run` needs to build and start the demo, nothing for tests.
 set -e
 run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev libsqlite3-dev zlib1g-dev openssl"
+# isync offlineimap3 fetchmail mutt curl: the real-client IMAP/POP3 tests (tests/integration/test_imap_clients_*.py)
 # libldap-dev: the optional ldap module (cmake -DPOSTERN_LDAP=OFF builds without it)
 build="$run libcmocka-dev libldap-dev"
-test="$build python3 python3-aiosmtpd python3-prometheus-client curl swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils"
+test="$build python3 python3-aiosmtpd python3-prometheus-client curl isync offlineimap3 fetchmail mutt swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot lintian man-db"
