@@ -315,6 +315,9 @@ service auth {{
             fails += st["fail"]
             log("  %s %s cache=%s: %d ok, %d failed in %.1f s = %.0f logins/s"
                 % (label, server, "on" if cache else "off", st["ok"], st["fail"], st["seconds"], rates[-1]))
+            if st["fail"] and self.args.verbose:
+                for name, h in self.hosts.items():
+                    log("---- %s log tail ----\n%s" % (name, "".join(h.log().splitlines(True)[-15:])))
         self.results.append(("IMAP logins/s via the front, %s passdb" % label, server,
                              "cache on" if cache else "cache off", statistics.median(rates),
                              "logins/s", "runs %s, %d failed" % (" ".join("%.0f" % r for r in rates), fails)))
@@ -420,7 +423,7 @@ service auth {{
                              2 * a.messages / med, "msgs/s", "end to end %s s" % " ".join("%.2f" % t for t in totals)))
 
     def smtp_postfix(self):
-        if not os.path.exists("/usr/sbin/postfix") or not os.path.exists("/usr/lib/postfix/dict_ldap.so"):
+        if not os.path.exists("/usr/sbin/postfix") or not os.path.exists("/usr/lib/postfix/postfix-ldap.so"):
             self.results.append(("SMTP through the front", "Postfix 3.7", "-", None, "",
                                  "skipped: postfix or postfix-ldap not installed"))
             return
@@ -509,6 +512,7 @@ def main():
     ap.add_argument("--smtp-sessions", type=int, default=20)
     ap.add_argument("--only", choices=("logins", "smtp", "pgsql", "all"), default="all")
     ap.add_argument("--out")
+    ap.add_argument("--verbose", action="store_true", help="the hosts' log tails when logins fail")
     args = ap.parse_args()
     why = netns.unavailable_reason() or slapd_fixture.slapd_available()
     if why:
