@@ -74,6 +74,28 @@ def mbox_count(path):
         return 0
 
 
+def tree_cpu(pid):
+    """CPU seconds (user + system) of pid and its descendants, the exited
+    children they reaped included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seen, todo, total = set(), [pid], 0
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])
+            for t in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    todo.extend(int(x) for x in f.read().split())
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
 class NsSlapd(Slapd):
     """slapd_fixture's server, listening on an address of a namespace."""
 
@@ -304,36 +326,64 @@ service auth {{
             "--clients", str(self.args.clients), "--seconds", str(seconds), "--users", userlist)
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    def measure_logins(self, label, port, cache, server):
-        if cache:
-            # one pass over every user fills the cache (not counted)
-            self.load(port, max(3.0, self.args.users / 400.0))
-        rates, fails = [], 0
-        for _ in range(self.args.runs):
+    def one_login_run(self, label, server, cache, start):
+        """Start the front (start() -> (port, root pid, stop)), warm the
+        cache when on, one measured run; the rate and CPU per login of the
+        front's processes and of the directory server."""
+        port, pid, stop = start(cache)
+        try:
+            if cache:
+                # one pass over every user fills the cache (not counted)
+                self.load(port, max(3.0, self.args.users / 300.0))
+            cpu0, dcpu0 = tree_cpu(pid), tree_cpu(self.dir_pid())
             st = self.load(port, self.args.seconds)
-            rates.append(st["ok"] / st["seconds"])
-            fails += st["fail"]
-            log("  %s %s cache=%s: %d ok, %d failed in %.1f s = %.0f logins/s"
-                % (label, server, "on" if cache else "off", st["ok"], st["fail"], st["seconds"], rates[-1]))
-            if st["fail"] and self.args.verbose:
-                for name, h in self.hosts.items():
-                    log("---- %s log tail ----\n%s" % (name, "".join(h.log().splitlines(True)[-15:])))
-        self.results.append(("IMAP logins/s via the front, %s passdb" % label, server,
-                             "cache on" if cache else "cache off", statistics.median(rates),
-                             "logins/s", "runs %s, %d failed" % (" ".join("%.0f" % r for r in rates), fails)))
+            cpu1, dcpu1 = tree_cpu(pid), tree_cpu(self.dir_pid())
+        finally:
+            stop()
+        rate = st["ok"] / st["seconds"]
+        per = lambda c: 1000.0 * c / st["ok"] if st["ok"] else float("nan")  # noqa: E731
+        log("  %s %s cache=%s: %d ok, %d failed in %.1f s = %.0f logins/s; CPU/login: front %.2f ms, "
+            "directory %.2f ms" % (label, server, "on" if cache else "off", st["ok"], st["fail"], st["seconds"],
+                                   rate, per(cpu1 - cpu0), per(dcpu1 - dcpu0)))
+        if st["fail"] and self.args.verbose:
+            for name, h in self.hosts.items():
+                log("---- %s log tail ----\n%s" % (name, "".join(h.log().splitlines(True)[-15:])))
+        return rate, st["fail"], per(cpu1 - cpu0), per(dcpu1 - dcpu0)
+
+    def login_rounds(self, label, starters):
+        """--runs rounds; in each, every (server, cache) once, alternating,
+        each on a freshly started front. One row per (server, cache)."""
+        got = {}
+        for _ in range(self.args.runs):
+            for cache in (False, True):
+                for server, start in starters:
+                    got.setdefault((server, cache), []).append(self.one_login_run(label, server, cache, start))
+        for cache in (False, True):
+            for server, _ in starters:
+                runs = got[(server, cache)]
+                self.results.append((
+                    "IMAP logins/s via the front, %s passdb" % label, server, "cache on" if cache else "cache off",
+                    statistics.median(r[0] for r in runs), "logins/s",
+                    "runs %s; %d failed; CPU/login: front %.2f ms, directory %.2f ms" % (
+                        " ".join("%.0f" % r[0] for r in runs), sum(r[1] for r in runs),
+                        statistics.median(r[2] for r in runs), statistics.median(r[3] for r in runs))))
+
+    def postern_starter(self, conf_fn):
+        def start(cache):
+            f = self.start_postern_front(conf_fn(cache))
+            return f.ports["imap"], f.pid, f.cleanup
+        return start
+
+    def dovecot_starter(self, passdb):
+        def start(cache):
+            d = self.start_dovecot(cache, passdb)
+            return self.dovecot_port, d.pid, lambda: self.stop_proc(d)
+        return start
 
     def logins_ldap(self):
-        for cache in (False, True):
-            f = self.start_postern_front(self.postern_ldap_conf(cache))
-            try:
-                self.measure_logins("LDAP", f.ports["imap"], cache, "Postern")
-            finally:
-                f.cleanup()
-            d = self.start_dovecot(cache, "ldap")
-            try:
-                self.measure_logins("LDAP", self.dovecot_port, cache, "Dovecot 2.3")
-            finally:
-                self.stop_proc(d)
+        self.dir_pid = lambda: self.slapd.proc.pid
+        self.login_rounds("LDAP", [("Postern", self.postern_starter(self.postern_ldap_conf)),
+                                   ("Dovecot 2.3", self.dovecot_starter("ldap"))])
 
     def logins_pgsql(self):
         if not os.path.exists(os.path.join(harness.MODULES, "pgsql.so")):
@@ -354,22 +404,17 @@ service auth {{
             "password_query = SELECT name AS user, password, host, 'y' AS proxy, %d AS port "
             "FROM users WHERE name = '%%u' AND active\n"
             % (self.dir_ip, db.port, pg.DBNAME, pg.APP_USER, pg.APP_PASSWORD, self.host_ports["imap"]))
-        for cache in (False, True):
+        self.dir_pid = lambda: db.pid
+
+        def conf(cache):
             cf = os.path.join(WORK, "pt-pgsql-users.cf")
             with open(cf, "w") as fh:
                 fh.write(db.cf_text(password_query=pg.PASSWORD_QUERY, user_query=pg.USER_QUERY, proxy="yes",
                                     cache_ttl=60 if cache else 0, cache_negative_ttl=10 if cache else 0))
             os.chmod(cf, 0o644)
-            f = self.start_postern_front("module pgsql\npassdb = pgsql:%s\nuserdb = pgsql:%s\n" % (cf, cf))
-            try:
-                self.measure_logins("PostgreSQL", f.ports["imap"], cache, "Postern")
-            finally:
-                f.cleanup()
-            d = self.start_dovecot(cache, "sql")
-            try:
-                self.measure_logins("PostgreSQL", self.dovecot_port, cache, "Dovecot 2.3")
-            finally:
-                self.stop_proc(d)
+            return "passdb = pgsql:%s\nuserdb = pgsql:%s\n" % (cf, cf)
+        self.login_rounds("PostgreSQL", [("Postern", self.postern_starter(conf)),
+                                         ("Dovecot 2.3", self.dovecot_starter("sql"))])
 
     # ---- SMTP end to end ----
 
@@ -405,22 +450,28 @@ service auth {{
     def smtp_postern(self):
         f = self.start_postern_front(self.postern_ldap_conf(True))
         try:
-            self.smtp_runs("Postern", f.ports["smtpd"])
+            self.smtp_runs("Postern", f.ports["smtpd"], f.pid)
         finally:
             f.cleanup()
 
-    def smtp_runs(self, server, port):
+    def smtp_runs(self, server, port, pid):
         a = self.args
-        totals = []
+        totals, cpus = [], []
         for _ in range(a.runs):
+            c0, d0 = tree_cpu(pid), tree_cpu(self.slapd.proc.pid)
             accepted, total, got = self.smtp_source_both(port)
+            c1, d1 = tree_cpu(pid), tree_cpu(self.slapd.proc.pid)
             totals.append(total)
-            log("  SMTP %s: 2 x %d messages accepted in %.2f s, all in the hosts' mboxes after %.2f s (%s)"
-                % (server, a.messages, accepted, total, got))
+            cpus.append((1000.0 * (c1 - c0) / (2 * a.messages), 1000.0 * (d1 - d0) / (2 * a.messages)))
+            log("  SMTP %s: 2 x %d messages accepted in %.2f s, all in the hosts' mboxes after %.2f s (%s); "
+                "CPU/message: front %.2f ms, directory %.2f ms" % (server, a.messages, accepted, total, got, *cpus[-1]))
         med = statistics.median(totals)
         self.results.append(("SMTP through the front to 2 hosts (2 x %d msgs of %d B, %d sessions), LDAP maps"
-                             % (a.messages, a.size, a.smtp_sessions), server, "cache on",
-                             2 * a.messages / med, "msgs/s", "end to end %s s" % " ".join("%.2f" % t for t in totals)))
+                             % (a.messages, a.size, a.smtp_sessions), server, "maps cached",
+                             2 * a.messages / med, "msgs/s",
+                             "end to end %s s; CPU/message: front %.2f ms, directory %.2f ms"
+                             % (" ".join("%.2f" % t for t in totals), statistics.median(c[0] for c in cpus),
+                                statistics.median(c[1] for c in cpus))))
 
     def smtp_postfix(self):
         if not os.path.exists("/usr/sbin/postfix") or not os.path.exists("/usr/lib/postfix/postfix-ldap.so"):
@@ -481,8 +532,10 @@ service auth {{
             with self.topo.hosts["front"].inside():
                 return harness.port_ready(self.pf_port, self.front_ip)
         wait_for(up, timeout=30, what="postfix listening")
+        with open("/var/spool/postfix/pid/master.pid") as fh:
+            master = int(fh.read().split()[0])
         try:
-            self.smtp_runs("Postfix 3.7", self.pf_port)
+            self.smtp_runs("Postfix 3.7", self.pf_port, master)
         finally:
             sh("postfix", "stop", check=False)
 
