@@ -100,7 +100,15 @@ class NsSlapd(Slapd):
     """slapd_fixture's server, listening on an address of a namespace."""
 
     def __init__(self, data, ns, addr):
-        super().__init__(data)
+        # Equality indexes on what the fronts search by, as a directory
+        # with users in it has (the fixture's database has none: each
+        # search would read every entry). The mdb entry is CONFIG's last.
+        saved = slapd_fixture.CONFIG
+        slapd_fixture.CONFIG = saved + "olcDbIndex: objectClass,uid,mail,cn eq\n"
+        try:
+            super().__init__(data)
+        finally:
+            slapd_fixture.CONFIG = saved
         self.ns, self.addr = ns, addr
 
     @property
@@ -147,6 +155,13 @@ class Bench:
         self.front_ip1, self.host1_ip = t.link("front", "host1")
         self.front_ip2, self.host2_ip = t.link("front", "host2")
         self.front_ipd, self.dir_ip = t.link("front", "dir")
+        # Clients come from many addresses, as users do: Postern lets at
+        # most 32 logins wait per client address (a guessing guard), and
+        # one address for every client would measure that guard.
+        self.sources = ["172.31.77.%d" % i for i in range(1, 65)]
+        for src in self.sources:
+            t.hosts["client"].run("ip", "addr", "add", src + "/32", "dev", "%sv0a" % t.tag)
+        t.hosts["front"].run("ip", "route", "add", "172.31.77.0/24", "via", self.client_ip)
         self.users = [("fb%04d" % i, "pw-fb%04d" % i) for i in range(a.users)]
         self.home_of = {}
         # the mailbox hosts: same ports, each in its own namespace
@@ -323,21 +338,25 @@ service auth {{
         userlist = ",".join("%s:%s" % u for u in self.users)
         r = self.topo.hosts["client"].run(
             sys.executable, os.path.join(HERE, "loadgen.py"), "--host", self.front_ip, "--port", str(port),
-            "--clients", str(self.args.clients), "--seconds", str(seconds), "--users", userlist)
+            "--clients", str(self.args.clients), "--seconds", str(seconds), "--users", userlist,
+            "--sources", ",".join(self.sources))
         return json.loads(r.stdout.strip().splitlines()[-1])
 
     def one_login_run(self, label, server, cache, start):
         """Start the front (start() -> (port, root pid, stop)), warm the
         cache when on, one measured run; the rate and CPU per login of the
         front's processes and of the directory server."""
-        port, pid, stop = start(cache)
+        port, pid, stop, front_log = start(cache)
         try:
             if cache:
                 # one pass over every user fills the cache (not counted)
-                self.load(port, max(3.0, self.args.users / 300.0))
+                self.load(port, max(3.0, self.args.users / 150.0))
             cpu0, dcpu0 = tree_cpu(pid), tree_cpu(self.dir_pid())
             st = self.load(port, self.args.seconds)
             cpu1, dcpu1 = tree_cpu(pid), tree_cpu(self.dir_pid())
+            if st["fail"] and self.args.verbose:
+                lines = [l for l in front_log().splitlines(True) if "Login:" not in l and "Logged out" not in l]
+                log("---- front log (not the good logins) ----\n%s" % "".join(lines[:40]))
         finally:
             stop()
         rate = st["ok"] / st["seconds"]
@@ -371,13 +390,14 @@ service auth {{
     def postern_starter(self, conf_fn):
         def start(cache):
             f = self.start_postern_front(conf_fn(cache))
-            return f.ports["imap"], f.pid, f.cleanup
+            return f.ports["imap"], f.pid, f.cleanup, f.log
         return start
 
     def dovecot_starter(self, passdb):
         def start(cache):
             d = self.start_dovecot(cache, passdb)
-            return self.dovecot_port, d.pid, lambda: self.stop_proc(d)
+            return (self.dovecot_port, d.pid, lambda: self.stop_proc(d),
+                    lambda: self.tail(os.path.join(WORK, "dovecot", "dovecot.log"), 200))
         return start
 
     def logins_ldap(self):

@@ -1,6 +1,7 @@
 """IMAP login load: C parallel clients, each in a loop: connect, read the
 greeting, LOGIN user password, LOGOUT, close; for --seconds. Users are
-taken round-robin from --users (name:password,...). Prints one JSON line:
+taken round-robin from --users (name:password,...); client i connects
+from --sources[i mod n] (many client addresses, as real users have). Prints one JSON line:
 logins that got "a OK", failures (anything else) and the elapsed time.
 Run inside the client's network namespace (ip netns exec ...): the
 sockets are made there. Part of tests/bench/front (not CI)."""
@@ -11,8 +12,9 @@ import sys
 import time
 
 
-async def one_login(host, port, user, password, timeout):
-    r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+async def one_login(host, port, user, password, timeout, source):
+    r, w = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=(source, 0) if source else None),
+                                  timeout)
     try:
         greeting = await asyncio.wait_for(r.readline(), timeout)
         if not greeting.startswith(b"* OK"):
@@ -48,7 +50,8 @@ async def client(i, args, users, stats, end):
         user, password = users[k % len(users)]
         k += args.clients
         try:
-            ok = await one_login(args.host, args.port, user, password, args.timeout)
+            ok = await one_login(args.host, args.port, user, password, args.timeout,
+                                 args.sources[i % len(args.sources)] if args.sources else None)
         except (OSError, asyncio.TimeoutError):
             ok = False
         stats["ok" if ok else "fail"] += 1
@@ -72,7 +75,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--users", required=True)
+    ap.add_argument("--sources", default="", help="client addresses to connect from, round-robin per client")
     args = ap.parse_args()
+    args.sources = [a for a in args.sources.split(",") if a]
     stats = asyncio.run(main_async(args))
     json.dump(stats, sys.stdout)
     print()
