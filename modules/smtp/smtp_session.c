@@ -588,7 +588,7 @@ relay_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigne
 {
 	char local[SMTP_PATH_MAX + 1], key[2 * SMTP_PATH_MAX + 2];
 	const char *dom = smtp_path_domain(p);
-	int tempfail, n = -1;
+	int tempfail;
 
 	if (smtp_relay_recipient_maps == NULL || !p->has_domain || !pt_domain_is_relay(dom))
 		return 0;
@@ -603,10 +603,8 @@ relay_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigne
 				continue;
 			local[cut] = 0;
 		}
-		if (step < 2)
-			n = snprintf(key, sizeof(key), "%s@%s", local, dom);
-		else
-			n = snprintf(key, sizeof(key), "@%s", dom);
+		int n = step < 2 ? snprintf(key, sizeof(key), "%s@%s", local, dom)
+		                 : snprintf(key, sizeof(key), "@%s", dom);
 		if (n < 0 || (size_t)n >= sizeof(key))
 			goto unknown;
 		/* the domain as the maps store it: lower case */
