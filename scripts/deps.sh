@@ -9,7 +9,8 @@ run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libp
 build="$run libcmocka-dev libldap-dev"
 test="$build python3 python3-aiosmtpd python3-prometheus-client curl isync offlineimap3 fetchmail mutt swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils"
 fuzz="$build clang libclang-rt-14-dev"
-bench="$test postfix dovecot-imapd dovecot-pop3d"
+# dovecot-ldap, postfix-ldap (and -pgsql): the fronts tests/bench/front compares with
+bench="$test postfix dovecot-imapd dovecot-pop3d dovecot-ldap postfix-ldap dovecot-pgsql postfix-pgsql"
 deb="$build debhelper dpkg-dev fakeroot lintian man-db"
 debtest="$deb python3 swaks passwd fail2ban"
 case "${1:-build}" in
