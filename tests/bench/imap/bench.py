@@ -68,10 +68,10 @@ CPU_LAST = {"cpu": 0.0}  # server CPU of the last timed() / login_select() / pop
 
 
 def tree_cpu(pid):
-    """CPU seconds used so far by pid and its descendants, every thread
-    (/proc/PID/task/TID/schedstat, in ns). A machine shared with builds
-    stretches wall times; the server's own CPU time is what it spent."""
-    total, seen, todo = 0, set(), [pid]
+    """CPU time (ns) used so far by each thread of pid and its descendants
+    ({tid: ns}, from /proc/PID/task/TID/schedstat). A machine shared with
+    builds stretches wall times; the server's own CPU time is what it spent."""
+    total, seen, todo = {}, set(), [pid]
     while todo:
         p = todo.pop()
         if p in seen:
@@ -84,16 +84,24 @@ def tree_cpu(pid):
         for t in tasks:
             try:
                 with open("/proc/%d/task/%s/schedstat" % (p, t)) as f:
-                    total += int(f.read().split()[0])
+                    total[int(t)] = int(f.read().split()[0])
                 with open("/proc/%d/task/%s/children" % (p, t)) as f:
                     todo.extend(int(x) for x in f.read().split())
             except (OSError, ValueError, IndexError):
                 pass
-    return total / 1e9
+    return total
 
 
 def cpu_mark():
-    return tree_cpu(SERVER["pid"]) if SERVER["pid"] else 0.0
+    return tree_cpu(SERVER["pid"]) if SERVER["pid"] else {}
+
+
+def cpu_since(mark):
+    """Seconds of CPU the server's threads used since mark: threads that
+    ended meanwhile (a session that logged out) are left out rather than
+    subtracted, new ones count whole."""
+    now_ = cpu_mark()
+    return sum(v - mark.get(t, 0) for t, v in now_.items()) / 1e9
 
 
 # ---------- the mailbox ----------
@@ -302,7 +310,7 @@ def login_select(port):
     c = login(port)
     c.cmd("SELECT INBOX")
     t = now() - t0
-    CPU_LAST["cpu"] = cpu_mark() - c0
+    CPU_LAST["cpu"] = cpu_since(c0)
     return t, c
 
 
@@ -316,7 +324,7 @@ def timed(c, line, keep=False):
     t0 = now()
     r = c.cmd(line, keep)
     t = now() - t0
-    CPU_LAST["cpu"] = cpu_mark() - c0
+    CPU_LAST["cpu"] = cpu_since(c0)
     return t, r
 
 
@@ -342,7 +350,7 @@ def pop3_stat_uidl(port, n):
             break
         lines += 1
     elapsed = now() - t0
-    CPU_LAST["cpu"] = cpu_mark() - c0  # before QUIT: the session's process ends there
+    CPU_LAST["cpu"] = cpu_since(c0)  # before QUIT: the session's process ends there
     s.sendall(b"QUIT\r\n")
     f.readline()
     s.close()
