@@ -48,7 +48,7 @@ class BenchSmoke(unittest.TestCase):
     def test_postern_alone(self):
         self.run_smoke("postern")
 
-    @unittest.skipUnless(dovecot_usable(), "Dovecot not installed (scripts/deps.sh bench)")
+    @unittest.skipUnless(dovecot_usable(), "Dovecot or its users (dovecot, dovenull) missing: scripts/deps.sh bench")
     def test_side_by_side(self):
         out = self.run_smoke("dovecot,postern")
         # Both servers answered the same SORT/THREAD/SEARCH on the threaded folder.
