@@ -31,6 +31,7 @@ struct node {
 	long day;
 	int date_op;
 	int addr;     /* N_HEADER from FROM/TO/CC/BCC: compare the addresses */
+	int cached;   /* N_HEADER: field is in the store's header cache */
 	char *field, *str;
 	size_t slen;
 	struct imap_seqset set;
@@ -246,6 +247,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 				goto oom;
 			nd->slen = s->len;
 			nd->addr = header_keys[h].addr;
+			nd->cached = pt_header_cached(nd->field, strlen(nd->field));
 			return nd;
 		}
 	}
@@ -257,6 +259,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 		    || (nd->str = dup_mem(s->s, s->len)) == NULL)
 			goto oom;
 		nd->slen = s->len;
+		nd->cached = pt_header_cached(f->s, f->len);
 		return nd;
 	}
 	if (strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
@@ -468,7 +471,37 @@ struct match_ctx {
 	int loaded;
 	struct pt_strbuf body;   /* decoded bodies, once */
 	int body_ready;
+	/* The cached fields as a message of one header (load_header). */
+	int hloaded;
+	struct imap_part hpart;
+	struct imap_msg hmsg;
 };
+
+static const struct imap_msg *ctx_msg(struct match_ctx *c);
+
+/* The message to read cached fields from: the cached header section when
+ * the store has it, else the whole message. */
+static const struct imap_msg *
+ctx_header(struct match_ctx *c)
+{
+	if (!c->hloaded) {
+		const char *h;
+		size_t len;
+		c->hloaded = -1;
+		if (c->msg->load_header != NULL && c->msg->load_header(c->msg->arg, &h, &len) == 1) {
+			memset(&c->hpart, 0, sizeof c->hpart);
+			c->hpart.hdr_len = len;
+			c->hpart.body_off = len;
+			c->hpart.child = c->hpart.next = -1;
+			c->hmsg.data = h;
+			c->hmsg.len = len;
+			c->hmsg.parts = &c->hpart;
+			c->hmsg.nparts = c->hmsg.cap = 1;
+			c->hloaded = 1;
+		}
+	}
+	return c->hloaded == 1 ? &c->hmsg : ctx_msg(c);
+}
 
 static const struct imap_msg *
 ctx_msg(struct match_ctx *c)
@@ -640,7 +673,7 @@ eval(const struct node *n, struct match_ctx *c)
 	case N_DATE:
 		return date_cmp(local_day(info->internal_date, info->tz_minutes), n);
 	case N_SENTDATE: {
-		if ((m = ctx_msg(c)) == NULL)
+		if ((m = ctx_header(c)) == NULL)
 			return 0;
 		struct pt_strbuf v = { 0 };
 		time_t t;
@@ -650,7 +683,7 @@ eval(const struct node *n, struct match_ctx *c)
 		return ok && date_cmp(local_day(t, tz), n);
 	}
 	case N_HEADER:
-		if ((m = ctx_msg(c)) == NULL)
+		if ((m = n->cached ? ctx_header(c) : ctx_msg(c)) == NULL)
 			return 0;
 		return match_header(m, n);
 	case N_BODY:
@@ -679,7 +712,7 @@ int
 imap_search_match(const struct imap_search *s, const struct imap_search_env *env,
                   const struct imap_search_msg *msg)
 {
-	struct match_ctx c = { env, msg, NULL, 0, { 0 }, 0 };
+	struct match_ctx c = { .env = env, .msg = msg };
 	int r = eval(s->root, &c);
 	pt_strbuf_free(&c.body);
 	return r;

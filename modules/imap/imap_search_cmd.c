@@ -50,6 +50,17 @@ search_load_msg(void *arg)
 	return l->parsed;
 }
 
+static int
+search_load_header(void *arg, const char **hdr, size_t *len)
+{
+	struct search_load *l = arg;
+	struct pt_status st = { 0 };
+
+	if (l->s->mbx->header_fields == NULL)
+		return 0;
+	return l->s->mbx->header_fields(l->s->mb, l->uid, hdr, len, &st) == 1;
+}
+
 static void
 search_load_done(struct search_load *l)
 {
@@ -241,6 +252,7 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 		msg.seq = (uint32_t)(i + 1);
 		msg.info = s->mbx->info(s->mb, si);
 		msg.load = search_load_msg;
+		msg.load_header = search_load_header;
 		msg.arg = &load;
 		if (imap_search_match(keys, &env, &msg))
 			v[n++] = i;

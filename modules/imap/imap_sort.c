@@ -103,7 +103,17 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	m->size = info->size;
 	if (!headers)
 		return;
-	if (s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
+	/* Every field used here is in the store's header cache: the cached
+	 * section when it has one, else the message. */
+	const char *ch = NULL;
+	size_t chlen = 0;
+	int cached = s->mbx->header_fields != NULL ?
+	             s->mbx->header_fields(s->mb, s->view[m->idx].uid, &ch, &chlen, &st) : 0;
+	if (cached == 1) {
+		memset(&t, 0, sizeof t);
+		t.data = ch;
+		t.len = t.hdr_len = chlen;
+	} else if (cached < 0 || s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
 		pt_warn("imap(%s): SORT could not read UID %u: %s", s->user.name, s->view[m->idx].uid, st.text);
 		return;
 	}
@@ -172,7 +182,8 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	for (size_t i = 0; i < nirt; i++)
 		free(irt[i]);
 	free(irt);
-	s->mbx->release(s->mb, &t);
+	if (cached != 1)
+		s->mbx->release(s->mb, &t);
 }
 
 static void

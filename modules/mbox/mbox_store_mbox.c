@@ -68,6 +68,7 @@ ms_mbox_close(struct pt_mbox *mb)
 {
 	if (mb == NULL)
 		return;
+	ms_cache_close(mb);
 	ms_folder_free(&mb->f);
 	free(mb->snap);
 	free(mb->recent);
@@ -189,6 +190,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 {
 	struct ms_folder *f = &mb->f;
 	*changed = 0;
+	ms_cache_tick(mb);
 	if (mb->synced && !mb->stale && ms_folder_current(f))
 		return 0;
 	/* The list before, to tell what changed (and to stay the list if

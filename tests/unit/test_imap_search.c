@@ -185,7 +185,7 @@ run(const char *query)
 	struct imap_search_env env = { 3, 30, keyword_bit, NULL, NULL };
 	res[0] = '\0';
 	for (int i = 0; i < 3; i++) {
-		struct imap_search_msg m = { (uint32_t)i + 1, &infos[i], load, (void *)(intptr_t)i };
+		struct imap_search_msg m = { (uint32_t)i + 1, &infos[i], load, (void *)(intptr_t)i, NULL };
 		if (imap_search_match(s, &env, &m)) {
 			size_t l = strlen(res);
 			snprintf(res + l, sizeof res - l, "%s%d", l ? " " : "", i + 1);
@@ -393,7 +393,7 @@ test_needs_text_and_load(void **state)
 		assert_false(imap_search_needs_text(s));
 		loads = 0;
 		struct imap_search_env env = { 3, 30, keyword_bit, NULL, NULL };
-		struct imap_search_msg m = { 1, &infos[0], load_counted, (void *)0 };
+		struct imap_search_msg m = { 1, &infos[0], load_counted, (void *)0, NULL };
 		(void)imap_search_match(s, &env, &m);
 		assert_int_equal(loads, 0);
 		imap_search_free(s);
@@ -415,7 +415,7 @@ test_needs_text_and_load(void **state)
 	char err[128];
 	struct imap_search *s = imap_search_parse(a, n, err, sizeof err);
 	struct imap_search_env env = { 3, 30, NULL, NULL, NULL };
-	struct imap_search_msg m = { 1, &infos[0], load_counted, (void *)0 };
+	struct imap_search_msg m = { 1, &infos[0], load_counted, (void *)0, NULL };
 	loads = 0;
 	assert_int_equal(imap_search_match(s, &env, &m), 1);
 	assert_int_equal(loads, 1);
@@ -439,7 +439,7 @@ run_on(const char *const *msgs, size_t nm, const char *query)
 	for (size_t i = 0; i < nm; i++) {
 		struct imap_msg *pm = imap_msg_parse(msgs[i], strlen(msgs[i]));
 		struct pt_msg_info info = { (uint32_t)i + 1, 0, 0, strlen(msgs[i]), 0, 0, 1 };
-		struct imap_search_msg m = { (uint32_t)i + 1, &info, load_one, pm };
+		struct imap_search_msg m = { (uint32_t)i + 1, &info, load_one, pm, NULL };
 		if (imap_search_match(s, &env, &m)) {
 			size_t l = strlen(res);
 			snprintf(res + l, sizeof res - l, "%s%zu", l ? " " : "", i + 1);
@@ -499,7 +499,7 @@ test_nil_is_text(void **state)
 	struct imap_msg *pm = imap_msg_parse("Subject: NIL\r\n\r\n", 16);
 	struct pt_msg_info info = { 1, 0, 0, 16, 0, 0, 1 };
 	struct imap_search_env env = { 1, 1, NULL, NULL, NULL };
-	struct imap_search_msg m = { 1, &info, load_one, pm };
+	struct imap_search_msg m = { 1, &info, load_one, pm, NULL };
 	assert_int_equal(imap_search_match(s, &env, &m), 1);
 	imap_search_free(s);
 	imap_msg_free(pm);
@@ -518,7 +518,7 @@ test_literal_bytes(void **state)
 	struct imap_search *s = imap_search_parse(args, 2, err, sizeof err);
 	assert_non_null(s);
 	struct imap_search_env env = { 3, 30, NULL, NULL, NULL };
-	struct imap_search_msg m = { 1, &infos[0], load, (void *)0 };
+	struct imap_search_msg m = { 1, &infos[0], load, (void *)0, NULL };
 	assert_int_equal(imap_search_match(s, &env, &m), 0);
 	imap_search_free(s);
 	args[1].len = 7;
