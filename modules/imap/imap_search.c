@@ -593,6 +593,25 @@ match_header(const struct imap_msg *m, const struct node *n)
 			continue;
 		if (n->slen == 0)
 			return 1;
+		if (!n->addr) {
+			/* One line and no encoded word: unfolding only trims and
+			 * decoding copies, so compare in place (no copies: this
+			 * runs once per message of the folder). */
+			size_t a = 0, b = f.value_len;
+			const char *v = f.value;
+			while (a < b && (v[a] == ' ' || v[a] == '\t'))
+				a++;
+			while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+				b--;
+			int plain = memchr(v + a, '\r', b - a) == NULL && memchr(v + a, '\n', b - a) == NULL;
+			for (size_t k = a; plain && k + 1 < b; k++)
+				plain = !(v[k] == '=' && v[k + 1] == '?');
+			if (plain) {
+				if (contains_ci(v + a, b - a, n->str, n->slen))
+					return 1;
+				continue;
+			}
+		}
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
 		pt_hdr_unfold(f.value, f.value_len, &raw);
 		if (n->addr && raw.len) {

@@ -14,6 +14,9 @@
 #include "imap_msg.h"
 #include "imap_msg_int.h"
 
+/* Header fields a command needs (load_fields' mask). */
+enum { H_SUBJECT = 1, H_FROM = 2, H_TO = 4, H_CC = 8, H_DATE = 16 };
+
 enum sort_key { K_ARRIVAL, K_CC, K_DATE, K_FROM, K_SIZE, K_SUBJECT, K_TO, K_DISPLAYFROM, K_DISPLAYTO };
 #define SORT_KEYS_MAX 16
 
@@ -40,6 +43,30 @@ nz(const char *s)
 	return s ? s : "";
 }
 
+/* The strings of one SORT/THREAD live in chunks freed together: a
+ * malloc and a free for each of some 600 000 strings of a 100k folder
+ * cost more than reading the fields did. Set by collect(), let go by
+ * smsg_free() (one command at a time in a mail process). */
+#define ARENA_CHUNK (256 * 1024)
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, cap;
+	char data[];
+};
+static struct arena_chunk *arena;
+
+static void
+arena_free(void)
+{
+	while (arena != NULL) {
+		struct arena_chunk *c = arena;
+		arena = c->next;
+		free(c);
+	}
+}
+
+/* b's text NUL-terminated, kept in the arena; b is emptied. NULL when
+ * out of memory. */
 static char *
 take(struct pt_strbuf *b)
 {
@@ -48,7 +75,37 @@ take(struct pt_strbuf *b)
 		pt_strbuf_free(b);
 		return NULL;
 	}
-	char *p = b->p;
+	size_t n = b->len + 1;
+	if (arena == NULL || arena->cap - arena->used < n) {
+		/* A string longer than a chunk gets a chunk of its own. */
+		size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
+		struct arena_chunk *c = malloc(sizeof *c + cap);
+		if (c == NULL) {
+			pt_strbuf_free(b);
+			memset(b, 0, sizeof(*b));
+			return NULL;
+		}
+		c->used = 0;
+		c->cap = cap;
+		if (arena != NULL && cap != ARENA_CHUNK) {
+			/* behind the current one, which keeps its room */
+			c->next = arena->next;
+			arena->next = c;
+		} else {
+			c->next = arena;
+			arena = c;
+		}
+		char *p = c->data;
+		memcpy(p, b->p, n);
+		c->used = n;
+		pt_strbuf_free(b);
+		memset(b, 0, sizeof(*b));
+		return p;
+	}
+	char *p = arena->data + arena->used;
+	memcpy(p, b->p, n);
+	arena->used += n;
+	pt_strbuf_free(b);
 	memset(b, 0, sizeof(*b));
 	return p;
 }
@@ -79,7 +136,6 @@ msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
 		char **nv = realloc(*out, (*n + 1) * sizeof(*nv));
 		char *id = take(&b);
 		if (nv == NULL || id == NULL) {
-			free(id);
 			if (nv)
 				*out = nv;
 			return;
@@ -96,8 +152,10 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 {
 	struct pt_msg_text t;
 	struct pt_status st = { 0 };
-	const struct pt_msg_info *info = s->mbx->info(s->mb, s->mbx->find(s->mb, s->view[m->idx].uid));
+	const struct pt_msg_info *info = imap_view_info(s, m->idx);
 
+	if (info == NULL)
+		return;
 	m->arrival = info->internal_date;
 	m->date = info->internal_date;
 	m->size = info->size;
@@ -124,33 +182,42 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	size_t nirt = 0;
 	pt_hdr_iter_init(&it, t.data, t.hdr_len, 0);
 	while (pt_hdr_next(&it, &f)) {
+		/* Unfolded only when one of the fields asked for. */
+		if (!((headers & H_SUBJECT) && pt_hdr_name_is(&f, "subject")) &&
+		    !((headers & H_FROM) && pt_hdr_name_is(&f, "from")) &&
+		    !((headers & H_TO) && pt_hdr_name_is(&f, "to")) &&
+		    !((headers & H_CC) && pt_hdr_name_is(&f, "cc")) &&
+		    !((headers & H_DATE) && pt_hdr_name_is(&f, "date")) &&
+		    !(threading && (pt_hdr_name_is(&f, "message-id") || pt_hdr_name_is(&f, "references") ||
+		                    pt_hdr_name_is(&f, "in-reply-to"))))
+			continue;
 		struct pt_strbuf v = { 0 };
 		pt_hdr_unfold(f.value, f.value_len, &v);
 		const char *vp = v.p ? v.p : "";
-		if (!have_subject && pt_hdr_name_is(&f, "subject")) {
+		if (!have_subject && (headers & H_SUBJECT) && pt_hdr_name_is(&f, "subject")) {
 			struct pt_strbuf b = { 0 };
 			imap_base_subject(vp, v.len, &b, &m->reply);
 			m->subject = take(&b);
 			have_subject = 1;
-		} else if (!have_from && pt_hdr_name_is(&f, "from")) {
+		} else if (!have_from && (headers & H_FROM) && pt_hdr_name_is(&f, "from")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
 			m->from = take(&a);
 			m->dfrom = take(&d);
 			have_from = 1;
-		} else if (!have_to && pt_hdr_name_is(&f, "to")) {
+		} else if (!have_to && (headers & H_TO) && pt_hdr_name_is(&f, "to")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
 			m->to = take(&a);
 			m->dto = take(&d);
 			have_to = 1;
-		} else if (!have_cc && pt_hdr_name_is(&f, "cc")) {
+		} else if (!have_cc && (headers & H_CC) && pt_hdr_name_is(&f, "cc")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
 			m->cc = take(&a);
 			pt_strbuf_free(&d);
 			have_cc = 1;
-		} else if (!have_date && pt_hdr_name_is(&f, "date")) {
+		} else if (!have_date && (headers & H_DATE) && pt_hdr_name_is(&f, "date")) {
 			time_t when;
 			int tz;
 			/* An unparsable Date: leaves the internal date (§2.2). */
@@ -179,9 +246,7 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 		irt = NULL;
 		nirt = 0;
 	}
-	for (size_t i = 0; i < nirt; i++)
-		free(irt[i]);
-	free(irt);
+	free(irt);   /* the ids are the arena's */
 	if (cached != 1)
 		s->mbx->release(s->mb, &t);
 }
@@ -189,19 +254,11 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 static void
 smsg_free(struct smsg *m, size_t n)
 {
-	for (size_t i = 0; m != NULL && i < n; i++) {
-		free(m[i].subject);
-		free(m[i].from);
-		free(m[i].to);
-		free(m[i].cc);
-		free(m[i].dfrom);
-		free(m[i].dto);
-		free(m[i].msgid);
-		for (size_t k = 0; k < m[i].nrefs; k++)
-			free(m[i].refs[k]);
+	/* The strings are the arena's. */
+	for (size_t i = 0; m != NULL && i < n; i++)
 		free(m[i].refs);
-	}
 	free(m);
+	arena_free();
 }
 
 /* The messages the search keys pick, with their fields; NULL with the
@@ -248,12 +305,21 @@ cmp_num(uint64_t a, uint64_t b)
 	return a < b ? -1 : a > b;
 }
 
+/* imap_casemap_cmp of two C strings in one pass (no strlen per
+ * comparison: a 100k SORT makes some two million of them). */
 static int
 cmp_str(const char *a, const char *b)
 {
-	a = nz(a);
-	b = nz(b);
-	return imap_casemap_cmp(a, strlen(a), b, strlen(b));
+	const unsigned char *x = (const unsigned char *)nz(a), *y = (const unsigned char *)nz(b);
+
+	for (;; x++, y++) {
+		unsigned cx = *x >= 'a' && *x <= 'z' ? *x - 32u : *x;
+		unsigned cy = *y >= 'a' && *y <= 'z' ? *y - 32u : *y;
+		if (cx != cy)
+			return cx < cy ? -1 : 1;
+		if (cx == 0)
+			return 0;
+	}
 }
 
 static int
@@ -376,8 +442,12 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	}
 	/* ARRIVAL and SIZE come from the store's list: no message is read */
 	int headers = 0;
-	for (size_t k = 0; k < ncrit; k++)
-		headers |= crit[k].key != K_ARRIVAL && crit[k].key != K_SIZE;
+	for (size_t k = 0; k < ncrit; k++) {
+		static const int need[] = { [K_ARRIVAL] = 0, [K_CC] = H_CC, [K_DATE] = H_DATE,
+			[K_FROM] = H_FROM, [K_SIZE] = 0, [K_SUBJECT] = H_SUBJECT, [K_TO] = H_TO,
+			[K_DISPLAYFROM] = H_FROM, [K_DISPLAYTO] = H_TO };
+		headers |= need[crit[k].key];
+	}
 	size_t nm = 0;
 	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
 	if (m == NULL)
@@ -969,7 +1039,7 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 		return;
 	}
 	size_t nm = 0;
-	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, 1, &nm);
+	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, H_SUBJECT | H_DATE, &nm);
 	if (m == NULL)
 		return;
 	struct pt_strbuf out = { 0 };

@@ -69,6 +69,9 @@ struct ms_cache {
 	int sorted;
 	struct pt_strbuf blob;
 	size_t pending;                /* learnt since the last save */
+	/* Where the last lookup ended: commands go through a folder in UID
+	 * order, so the next one is usually the next entry. */
+	size_t cur_m, cur_f, cur_a;
 	time_t saved_at;
 	struct pt_strbuf tmp;          /* a block that could not be kept */
 };
@@ -247,6 +250,39 @@ added_find(struct ms_cache *c, uint32_t uid)
 	return rec_find(c->add, c->nadd, uid);
 }
 
+/* Message uid of the folder / record uid of a list ascending by UID,
+ * trying *cur and the one after it before searching; *cur is left after
+ * the entry found. */
+static size_t
+msg_at(const struct ms_folder *f, size_t *cur, uint32_t uid)
+{
+	size_t r = (size_t)-1;
+	if (*cur < f->n && f->m[*cur].info.uid == uid)
+		r = *cur;
+	else if (*cur + 1 < f->n && f->m[*cur + 1].info.uid == uid)
+		r = *cur + 1;
+	else
+		r = ms_folder_find(f, uid);
+	if (r != (size_t)-1)
+		*cur = r + 1;
+	return r;
+}
+
+static size_t
+rec_at(const struct hc_rec *v, size_t n, size_t *cur, uint32_t uid)
+{
+	size_t r = (size_t)-1;
+	if (*cur < n && v[*cur].uid == uid)
+		r = *cur;
+	else if (*cur + 1 < n && v[*cur + 1].uid == uid)
+		r = *cur + 1;
+	else
+		r = rec_find(v, n, uid);
+	if (r != (size_t)-1)
+		*cur = r + 1;
+	return r;
+}
+
 int
 ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out)
 {
@@ -312,16 +348,23 @@ ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 	struct ms_cache *c = cache_get(mb);
 	*hdr = NULL;
 	*len = 0;
-	size_t i = ms_folder_find(f, uid);
-	if (c != NULL && i != (size_t)-1 && ms_mbox_find(mb, uid) != (size_t)-1) {
+	size_t i = c != NULL ? msg_at(f, &c->cur_m, uid) : ms_folder_find(f, uid);
+	/* Only messages of the folder's list are asked for (the caller's
+	 * view is no newer than it): a record that matches one answers. */
+	if (c != NULL && i != (size_t)-1) {
 		const struct ms_msg *r = &f->m[i];
-		size_t k = added_find(c, uid);
+		size_t k = (size_t)-1;
+		if (c->nadd) {
+			if (!c->sorted)
+				(void)added_find(c, 0);
+			k = rec_at(c->add, c->nadd, &c->cur_a, uid);
+		}
 		if (k != (size_t)-1 && rec_matches(&c->add[k], r)) {
 			*hdr = c->blob.p + c->add[k].off;
 			*len = c->add[k].len;
 			return 1;
 		}
-		k = rec_find(c->frec, c->nfrec, uid);
+		k = rec_at(c->frec, c->nfrec, &c->cur_f, uid);
 		if (k != (size_t)-1 && rec_matches(&c->frec[k], r)) {
 			*hdr = c->fblob + c->frec[k].off;
 			*len = c->frec[k].len;
