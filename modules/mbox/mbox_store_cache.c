@@ -340,14 +340,24 @@ learn(struct ms_cache *c, const struct ms_msg *r, const char *p, size_t len)
 	return c->blob.p + nr.off;
 }
 
+static int hc_enabled = 1;
+
+void
+mbox_header_cache_enable(int on)
+{
+	hc_enabled = on;
+}
+
 int
 ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
                 struct pt_status *st)
 {
-	struct ms_folder *f = &mb->f;
-	struct ms_cache *c = cache_get(mb);
 	*hdr = NULL;
 	*len = 0;
+	if (!hc_enabled)
+		return 0;   /* callers read the message, as before the cache */
+	struct ms_folder *f = &mb->f;
+	struct ms_cache *c = cache_get(mb);
 	size_t i = c != NULL ? msg_at(f, &c->cur_m, uid) : ms_folder_find(f, uid);
 	/* Only messages of the folder's list are asked for (the caller's
 	 * view is no newer than it): a record that matches one answers. */
