@@ -110,6 +110,17 @@ take(struct pt_strbuf *b)
 	return p;
 }
 
+/* take() for a string only ever compared by i;ascii-casemap (sort keys,
+ * base subjects): kept with a-z as A-Z, so comparing is strcmp. */
+static char *
+take_key(struct pt_strbuf *b)
+{
+	for (size_t i = 0; i < b->len; i++)
+		if (b->p[i] >= 'a' && b->p[i] <= 'z')
+			b->p[i] = (char)(b->p[i] - 32);
+	return take(b);
+}
+
 /* The ids in <...> of a References / In-Reply-To / Message-ID value,
  * white space inside dropped. */
 static void
@@ -197,24 +208,24 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 		if (!have_subject && (headers & H_SUBJECT) && pt_hdr_name_is(&f, "subject")) {
 			struct pt_strbuf b = { 0 };
 			imap_base_subject(vp, v.len, &b, &m->reply);
-			m->subject = take(&b);
+			m->subject = take_key(&b);
 			have_subject = 1;
 		} else if (!have_from && (headers & H_FROM) && pt_hdr_name_is(&f, "from")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
-			m->from = take(&a);
-			m->dfrom = take(&d);
+			m->from = take_key(&a);
+			m->dfrom = take_key(&d);
 			have_from = 1;
 		} else if (!have_to && (headers & H_TO) && pt_hdr_name_is(&f, "to")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
-			m->to = take(&a);
-			m->dto = take(&d);
+			m->to = take_key(&a);
+			m->dto = take_key(&d);
 			have_to = 1;
 		} else if (!have_cc && (headers & H_CC) && pt_hdr_name_is(&f, "cc")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
-			m->cc = take(&a);
+			m->cc = take_key(&a);
 			pt_strbuf_free(&d);
 			have_cc = 1;
 		} else if (!have_date && (headers & H_DATE) && pt_hdr_name_is(&f, "date")) {
@@ -305,21 +316,11 @@ cmp_num(uint64_t a, uint64_t b)
 	return a < b ? -1 : a > b;
 }
 
-/* imap_casemap_cmp of two C strings in one pass (no strlen per
- * comparison: a 100k SORT makes some two million of them). */
+/* i;ascii-casemap order of two keys take_key() made: plain octet order. */
 static int
 cmp_str(const char *a, const char *b)
 {
-	const unsigned char *x = (const unsigned char *)nz(a), *y = (const unsigned char *)nz(b);
-
-	for (;; x++, y++) {
-		unsigned cx = *x >= 'a' && *x <= 'z' ? *x - 32u : *x;
-		unsigned cy = *y >= 'a' && *y <= 'z' ? *y - 32u : *y;
-		if (cx != cy)
-			return cx < cy ? -1 : 1;
-		if (cx == 0)
-			return 0;
-	}
+	return strcmp(nz(a), nz(b));
 }
 
 static int
@@ -363,6 +364,51 @@ sort_cmp(const void *pa, const void *pb)
 	}
 	/* All keys equal: sequence order (RFC 5256 §3, not reversed). */
 	return cmp_num(a->seq, b->seq);
+}
+
+static int
+sort_cmp_ptr(const void *pa, const void *pb)
+{
+	return sort_cmp(*(const struct smsg *const *)pa, *(const struct smsg *const *)pb);
+}
+
+/* Sort *m by sort_crits: through an array of pointers (a message's
+ * record is large; moving pointers is cheaper), then one copy in order. */
+static void
+sort_msgs(struct smsg **m, size_t nm)
+{
+	const struct smsg **ord = malloc((nm ? nm : 1) * sizeof(*ord));
+	struct smsg *v = malloc((nm ? nm : 1) * sizeof(*v));
+
+	if (ord == NULL || v == NULL) {
+		free(ord);
+		free(v);
+		qsort(*m, nm, sizeof(**m), sort_cmp);
+		return;
+	}
+	for (size_t k = 0; k < nm; k++)
+		ord[k] = &(*m)[k];
+	qsort(ord, nm, sizeof(*ord), sort_cmp_ptr);
+	for (size_t k = 0; k < nm; k++)
+		v[k] = *ord[k];
+	free(ord);
+	free(*m);   /* its strings and refs now belong to v */
+	*m = v;
+}
+
+/* " n" appended (a 100k SORT reply is 100k of them). */
+static void
+put_id(struct pt_strbuf *out, uint32_t v)
+{
+	char b[12];
+	size_t i = sizeof b;
+
+	do {
+		b[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	b[--i] = ' ';
+	pt_strbuf_put(out, b + i, sizeof b - i);
 }
 
 static int
@@ -454,7 +500,7 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		return;
 	sort_crits = crit;
 	sort_ncrits = ncrit;
-	qsort(m, nm, sizeof(*m), sort_cmp);
+	sort_msgs(&m, nm);
 
 	struct pt_strbuf out = { 0 };
 	/* SORT ... MODSEQ n: the highest mod-sequence of what matched
@@ -466,7 +512,7 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	if (!esort) {
 		pt_strbuf_puts(&out, "* SORT");
 		for (size_t k = 0; k < nm; k++)
-			pt_strbuf_printf(&out, " %u", m[k].id);
+			put_id(&out, m[k].id);
 		if (top)
 			pt_strbuf_printf(&out, " (MODSEQ %llu)", (unsigned long long)top);
 		pt_strbuf_puts(&out, "\r\n");
