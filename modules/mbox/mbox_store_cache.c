@@ -37,6 +37,7 @@
 #define HC_MAGIC "PTHC0001"
 #define HC_NAME "postern.hcache"
 #define HC_SAVE_EVERY 300      /* seconds: a long session saves at a sync */
+#define HC_WINDOW (128 * 1024) /* read-ahead of headers for a run of misses */
 
 struct hc_head {
 	char magic[8];
@@ -74,6 +75,14 @@ struct ms_cache {
 	size_t cur_m, cur_f, cur_a;
 	time_t saved_at;
 	struct pt_strbuf tmp;          /* a block that could not be kept */
+	/* Headers read ahead (see window()): [win_off, +win_len) of the file
+	 * with that identity. */
+	struct pt_strbuf win;
+	int64_t win_off;
+	size_t win_len;
+	ino_t win_ino;
+	off_t win_size;
+	struct timespec win_mtime;
 };
 
 static uint64_t
@@ -340,6 +349,49 @@ learn(struct ms_cache *c, const struct ms_msg *r, const char *p, size_t len)
 	return c->blob.p + nr.off;
 }
 
+static void
+drop_window(struct ms_cache *c)
+{
+	pt_strbuf_free(&c->win);
+	memset(&c->win, 0, sizeof c->win);
+	c->win_len = 0;
+}
+
+/* Where message i's From_ line up to its body lies in memory, read with
+ * the headers of the messages after it when they are near (one pread for
+ * a run of small messages instead of one each; a big body ends the run),
+ * or NULL when the file is not as f->m describes (then read() catches
+ * up). The window lasts while f's file state does, and to the next sync. */
+static const char *
+window(struct ms_cache *c, const struct ms_folder *f, size_t i)
+{
+	const struct ms_msg *r = &f->m[i];
+	if (c->win_len && r->from_off >= c->win_off && r->body_off <= c->win_off + (int64_t)c->win_len &&
+	    f->known_valid && c->win_ino == f->known.st_ino && c->win_size == f->known.st_size &&
+	    c->win_mtime.tv_sec == f->known.st_mtim.tv_sec &&
+	    c->win_mtime.tv_nsec == f->known.st_mtim.tv_nsec)
+		return c->win.p + (r->from_off - c->win_off);
+	drop_window(c);
+	if (!ms_folder_current((struct ms_folder *)f))
+		return NULL;
+	size_t j = i;
+	while (j + 1 < f->n && f->m[j + 1].body_off - r->from_off <= HC_WINDOW)
+		j++;
+	size_t n = (size_t)(f->m[j].body_off - r->from_off);
+	if (pt_strbuf_reserve(&c->win, n) != 0)
+		return NULL;
+	if (pt_pread_full(f->fd, c->win.p, n, r->from_off) != (ssize_t)n) {
+		drop_window(c);
+		return NULL;
+	}
+	c->win_off = r->from_off;
+	c->win_len = n;
+	c->win_ino = f->known.st_ino;
+	c->win_size = f->known.st_size;
+	c->win_mtime = f->known.st_mtim;
+	return c->win.p;
+}
+
 static int hc_enabled = 1;
 
 void
@@ -383,26 +435,23 @@ ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 	}
 	/* Not known: the header alone when the file is as the list says
 	 * (no need to read the body), else through read (which catches up). */
-	struct pt_strbuf raw = { 0 }, wire = { 0 }, blk = { 0 };
+	struct pt_strbuf wire = { 0 }, blk = { 0 };
 	struct pt_msg_text t = { 0 };
 	const char *h = NULL;
 	size_t hlen = 0;
 	int rc = -1, have_t = 0;
-	if (i != (size_t)-1 && ms_mbox_find(mb, uid) != (size_t)-1 && ms_folder_current(f)) {
+	const char *at = i != (size_t)-1 && c != NULL && f->fd >= 0 &&
+	                 ms_mbox_find(mb, uid) != (size_t)-1 ? window(c, f, i) : NULL;
+	if (at != NULL) {
 		const struct ms_msg *r = &f->m[i];
 		size_t n = (size_t)(r->body_off - r->from_off);
-		if (f->fd < 0 || (raw.p = malloc(n + 1)) == NULL) {
-			pt_status_set(st, 451, "SERVERBUG", "Out of memory");
-			goto out;
-		}
-		raw.cap = n + 1;
-		if (pt_pread_full(f->fd, raw.p, n, r->from_off) != (ssize_t)n || n < 5 ||
-		    memcmp(raw.p, "From ", 5) != 0) {
+		if (n < 5 || memcmp(at, "From ", 5) != 0) {
+			drop_window(c);
 			pt_status_set(st, 451, "", "Mailbox changed meanwhile, try again");
 			goto out;
 		}
 		size_t skip = (size_t)(r->hdr_off - r->from_off);
-		if (ms_wire_form(raw.p + skip, n - skip, &wire, &hlen, (r->state & MS_RD) != 0) != 0 ||
+		if (ms_wire_form(at + skip, n - skip, &wire, &hlen, (r->state & MS_RD) != 0) != 0 ||
 		    wire.oom) {
 			pt_status_set(st, 451, "SERVERBUG", "Out of memory");
 			goto out;
@@ -442,7 +491,6 @@ ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 out:
 	if (have_t)
 		ms_mbox_release(mb, &t);
-	pt_strbuf_free(&raw);
 	pt_strbuf_free(&wire);
 	pt_strbuf_free(&blk);
 	return rc;
@@ -533,6 +581,8 @@ void
 ms_cache_tick(struct pt_mbox *mb)
 {
 	struct ms_cache *c = mb->hc;
+	if (c != NULL)
+		drop_window(c);
 	if (c == NULL || c->pending == 0 || time(NULL) - c->saved_at < HC_SAVE_EVERY)
 		return;
 	c->saved_at = time(NULL);
@@ -554,6 +604,7 @@ ms_cache_close(struct pt_mbox *mb)
 		(void)save(mb, c);
 	drop_file(c);
 	drop_added(c);
+	drop_window(c);
 	pt_strbuf_free(&c->tmp);
 	free(c);
 	mb->hc = NULL;

@@ -8,6 +8,7 @@ import argparse
 import importlib.util
 import os
 import pwd
+import subprocess
 import sys
 import time
 
@@ -32,37 +33,62 @@ STEPS = [
 ]
 
 
-def timed(c, line):
+def cpu_of(pid):
+    """CPU seconds (user+system) of a process, or 0 when it is gone."""
+    try:
+        f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def session_pid():
+    """The user's newest process: the session's imap / mail process."""
+    out = subprocess.run(["pgrep", "-n", "-u", b.USER], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else 0
+
+
+def timed(c, line, pid):
+    c0 = cpu_of(pid)
     t0 = time.time()
     c.cmd(line)
-    return time.time() - t0
+    return time.time() - t0, cpu_of(pid) - c0
 
 
 def run(server, args, template, pw):
-    b.fresh_mailbox(server, template, pw)
-    proc = b.start_dovecot(pw, 4) if server == "dovecot" else b.start_postern(args.postern, args.modules, pw, 4)
-    port = b.PORTS[server][0]
+    kind = "dovecot" if server == "dovecot" else "postern"
+    b.fresh_mailbox(kind, template, pw)
+    if kind == "dovecot":
+        proc = b.start_dovecot(pw, 4)
+    elif server == "postern-before":
+        proc = b.start_postern(args.before + "/bin/postern", args.before + "/modules", pw, 4)
+    else:
+        proc = b.start_postern(args.postern, args.modules, pw, 4)
+    port = b.PORTS[kind][0]
     rows = []
     try:
         t, c = b.login_select(port)
-        rows.append(("first LOGIN+SELECT", t))
+        pid = session_pid()
+        rows.append(("first LOGIN+SELECT", (t, 0.0)))
         seen = set()
         for key, line in STEPS:
             label = key + (" (again)" if key in seen else "")
             seen.add(key)
-            rows.append((label, timed(c, line)))
+            rows.append((label, timed(c, line, pid)))
         c.cmd("LOGOUT")
         c.close()
+        time.sleep(1)
         # A new session: what was learnt must have been kept on disk.
         t, c = b.login_select(port)
+        pid = session_pid()
         for key, line in STEPS[:2] + STEPS[5:]:
-            rows.append((key + " (new session)", timed(c, line)))
+            rows.append((key + " (new session)", timed(c, line, pid)))
         c.cmd("LOGOUT")
         c.close()
     finally:
         b.stop(proc)
-    for k, v in rows:
-        print("%s %-28s %.3f" % (server, k, v), file=sys.stderr, flush=True)
+    for k, (w, cp) in rows:
+        print("%s %-28s %.3f cpu %.2f" % (server, k, w, cp), file=sys.stderr, flush=True)
     return rows
 
 
@@ -72,7 +98,8 @@ def main():
     ap.add_argument("--modules", required=True)
     ap.add_argument("--n", type=int, default=100000)
     ap.add_argument("--size", type=int, default=4100)
-    ap.add_argument("--only", choices=["dovecot", "postern"])
+    ap.add_argument("--before", help="build dir of Postern before the cache, run as a third column")
+    ap.add_argument("--only", choices=["dovecot", "postern-before", "postern"])
     a = ap.parse_args()
     os.makedirs(b.WORK, exist_ok=True)
     os.chmod(b.WORK, 0o755)
@@ -84,20 +111,21 @@ def main():
         b.make_mbox(template + ".tmp", a.n, a.size)
         os.rename(template + ".tmp", template)
     res = {}
-    for server in ("dovecot", "postern"):
+    servers = ["dovecot"] + (["postern-before"] if a.before else []) + ["postern"]
+    for server in servers:
         if a.only and server != a.only:
             continue
         res[server] = run(server, a, template, pw)
-    print("| step | Dovecot 2.3 (s) | Postern (s) | ratio |")
-    print("|---|---:|---:|---:|")
-    d = res.get("dovecot")
-    p = res.get("postern")
-    for i in range(len((d or p))):
-        k = (d or p)[i][0]
-        dv = d[i][1] if d else float("nan")
-        pv = p[i][1] if p else float("nan")
-        print("| %s | %.3f | %.3f | %.1fx |" % (k, dv, pv, dv / pv if pv else 0))
-
+    cols = [x for x in servers if x in res]
+    print("| step (wall s; cpu s of the session process) | " + " | ".join(cols) + " | Dovecot / Postern |")
+    print("|---|" + "---:|" * (len(cols) + 1))
+    first = res[cols[0]]
+    for i in range(len(first)):
+        cells = ["%.3f (%.2f)" % res[x][i][1] for x in cols]
+        ratio = ""
+        if "dovecot" in res and "postern" in res and res["postern"][i][1][0] > 0:
+            ratio = "%.1fx" % (res["dovecot"][i][1][0] / res["postern"][i][1][0])
+        print("| %s | %s | %s |" % (first[i][0], " | ".join(cells), ratio))
 
 if __name__ == "__main__":
     main()
