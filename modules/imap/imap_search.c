@@ -32,6 +32,7 @@ struct node {
 	int date_op;
 	int addr;     /* N_HEADER from FROM/TO/CC/BCC: compare the addresses */
 	int cached;   /* N_HEADER: field is in the store's header cache */
+	int alnum;    /* str is ASCII letters and digits only (addr_cannot_match) */
 	char *field, *str;
 	size_t slen;
 	struct imap_seqset set;
@@ -248,6 +249,11 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 			nd->slen = s->len;
 			nd->addr = header_keys[h].addr;
 			nd->cached = pt_header_cached(nd->field, strlen(nd->field));
+			nd->alnum = s->len > 0;
+			for (size_t c = 0; c < s->len; c++)
+				if (!((s->s[c] >= 'a' && s->s[c] <= 'z') || (s->s[c] >= 'A' && s->s[c] <= 'Z') ||
+				      (s->s[c] >= '0' && s->s[c] <= '9')))
+					nd->alnum = 0;
 			return nd;
 		}
 	}
@@ -581,6 +587,33 @@ collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_st
 	}
 }
 
+/* FROM/TO/CC/BCC compare the address text imap_msg_address_text makes,
+ * costly to make for every message of a folder. For a value of plain
+ * atoms (letters, digits, "-_+", white space, "<>@."; no quotes,
+ * comments, escapes, encoded words, lists or groups) that text is its
+ * words in order with white space dropped or kept and separators added
+ * between them, so a needle of letters and digits only that is nowhere
+ * in the value with its white space dropped cannot match it. 1 when so
+ * (no match), 0 when the full comparison must decide. */
+static int
+addr_cannot_match(const char *v, size_t len, const struct node *n)
+{
+	char buf[512];
+	size_t k = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
+			continue;
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		         ch == '<' || ch == '>' || ch == '@' || ch == '.' || ch == '-' || ch == '_' || ch == '+';
+		if (!ok || k == sizeof buf)
+			return 0;
+		buf[k++] = (char)ch;
+	}
+	return !contains_ci(buf, k, n->str, n->slen);
+}
+
 static int
 match_header(const struct imap_msg *m, const struct node *n)
 {
@@ -612,6 +645,8 @@ match_header(const struct imap_msg *m, const struct node *n)
 				continue;
 			}
 		}
+		if (n->addr && n->alnum && addr_cannot_match(f.value, f.value_len, n))
+			continue;
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
 		pt_hdr_unfold(f.value, f.value_len, &raw);
 		if (n->addr && raw.len) {

@@ -42,10 +42,28 @@ def cpu_of(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def session_pid():
-    """The user's newest process: the session's imap / mail process."""
-    out = subprocess.run(["pgrep", "-n", "-u", b.USER], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else 0
+def session_pid(kind, root):
+    """The session's process under the server root (Dovecot's imap,
+    Postern's mail process), newest first; others may run the same user."""
+    name = "imap" if kind == "dovecot" else "postern-imap"
+    parent, comm = {}, {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st = open("/proc/%s/stat" % d).read()
+            except OSError:
+                continue
+            comm[int(d)] = st[st.index("(") + 1:st.rindex(")")]
+            parent[int(d)] = int(st.rsplit(")", 1)[1].split()[1])
+
+    def under(p):
+        while p > 1:
+            if p == root:
+                return True
+            p = parent.get(p, 0)
+        return False
+    found = [p for p, c in comm.items() if c == name and under(p)]
+    return max(found) if found else 0
 
 
 def timed(c, line, pid):
@@ -68,7 +86,7 @@ def run(server, args, template, pw):
     rows = []
     try:
         t, c = b.login_select(port)
-        pid = session_pid()
+        pid = session_pid(kind, proc.pid)
         rows.append(("first LOGIN+SELECT", (t, 0.0)))
         seen = set()
         for key, line in STEPS:
@@ -80,7 +98,7 @@ def run(server, args, template, pw):
         time.sleep(1)
         # A new session: what was learnt must have been kept on disk.
         t, c = b.login_select(port)
-        pid = session_pid()
+        pid = session_pid(kind, proc.pid)
         for key, line in STEPS[:2] + STEPS[5:]:
             rows.append((key + " (new session)", timed(c, line, pid)))
         c.cmd("LOGOUT")

@@ -10,7 +10,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <strings.h>
+
 #include "imap/imap_msg.h"
+#include "imap/imap_msg_int.h"
 
 /* ---- arguments from a test string: atoms, "quoted", ( lists ) ---- */
 
@@ -484,6 +487,50 @@ test_address_keys(void **state)
 	assert_string_equal(run_on(m, n, "TO \"\""), "1 2 3 4 6");
 }
 
+/* FROM with a letters-and-digits needle skips the address text of plain
+ * values that cannot hold it (imap_search.c addr_cannot_match): over
+ * random values of atoms, white space and "<>@.-_+" (and some with
+ * quotes, commas, comments), the answer must be the full comparison's:
+ * the needle in the value's address text (imap_msg_address_text). */
+static void
+test_address_quick_reject(void **state)
+{
+	(void)state;
+	static const char alpha[] = "ab1ab1  \t<>@.-_+";
+	static const char odd[] = "\"(),:;";
+	srand(15);
+	for (int round = 0; round < 20000; round++) {
+		char v[40], needle[5], msg[128];
+		size_t vl = 1 + (size_t)rand() % 30;
+		for (size_t i = 0; i < vl; i++)
+			v[i] = round % 10 == 0 && rand() % 8 == 0 ? odd[rand() % 6] : alpha[rand() % (sizeof alpha - 1)];
+		v[vl] = '\0';
+		size_t nl = 1 + (size_t)rand() % 3;
+		for (size_t i = 0; i < nl; i++)
+			needle[i] = "ab1B"[rand() % 4];
+		needle[nl] = '\0';
+		snprintf(msg, sizeof msg, "From: %s\n\nbody\n", v);
+		const char *one[1] = { msg };
+		char q[32];
+		snprintf(q, sizeof q, "FROM %s", needle);
+		int got = strcmp(run_on(one, 1, q), "1") == 0;
+		/* The reference: unfolded value -> address text -> case-blind find. */
+		struct pt_strbuf raw = { 0 }, txt = { 0 };
+		pt_hdr_unfold(v, vl, &raw);
+		imap_msg_address_text(raw.p, raw.len, &txt);
+		int want = 0;
+		for (size_t i = 0; !want && txt.len >= nl && i + nl <= txt.len; i++)
+			want = strncasecmp(txt.p + i, needle, nl) == 0;
+		if (raw.len == 0)
+			want = 0;
+		if (got != want)
+			fail_msg("FROM %s on \"%s\" (text \"%s\"): %d, want %d", needle, v, txt.p ? txt.p : "",
+			         got, want);
+		pt_strbuf_free(&raw);
+		pt_strbuf_free(&txt);
+	}
+}
+
 /* NIL where a string is wanted is the text "NIL" (an astring). */
 static void
 test_nil_is_text(void **state)
@@ -532,6 +579,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_flags),
+		cmocka_unit_test(test_address_quick_reject),
 		cmocka_unit_test(test_sizes_sets),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_body_text),
