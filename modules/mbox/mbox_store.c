@@ -282,6 +282,8 @@ drop_index(const struct pt_mstore *ms, const char *name)
 	char p[MS_PATH_MAX + 64];
 	snprintf(p, sizeof p, "%s/.imap/%s/postern.index", ms->root, name);
 	unlink(p);
+	snprintf(p, sizeof p, "%s/.imap/%s/postern.hcache", ms->root, name);
+	unlink(p);
 	snprintf(p, sizeof p, "%s/.imap/%s", ms->root, name);
 	rmdir(p);
 }

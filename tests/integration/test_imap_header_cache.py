@@ -230,6 +230,26 @@ class HeaderCacheTest(unittest.TestCase):
             with open(p, "rb") as f:
                 self.assertEqual(f.read(8), b"PTHC0001")
 
+    def test_delete_takes_the_cache_along(self):
+        c = self.session(self.hc)
+        self.assertIn(" OK ", c.cmd("CREATE Box")[1])
+        msg = b"From: a@example.com\r\nSubject: in a folder\r\n\r\nbody\r\n"
+        tag = c.tag()
+        c.sock.sendall(tag.encode() + b" APPEND Box {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        self.assertIn(" OK ", c.collect(tag)[1])
+        self.assertIn(" OK ", c.cmd("SELECT Box")[1])
+        untagged, _ = c.cmd("FETCH 1 ENVELOPE")
+        self.assertIn(b'"in a folder"', untagged[0])
+        self.assertIn(" OK ", c.cmd("SELECT INBOX")[1])   # closes Box: saved
+        d = self.hc.path("home", "alice", "mail", ".imap", "Box")
+        deadline = time.time() + 10
+        while not os.path.exists(os.path.join(d, "postern.hcache")) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(os.path.join(d, "postern.hcache")))
+        self.assertIn(" OK ", c.cmd("DELETE Box")[1])
+        self.assertFalse(os.path.exists(d), os.listdir(d) if os.path.isdir(d) else "")
+        self.logout(c, self.hc)
+
 
 if __name__ == "__main__":
     unittest.main()
