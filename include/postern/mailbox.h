@@ -215,6 +215,45 @@ struct pt_mailbox_ops {
 	 * NULL. */
 	int (*change_flags_cond)(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
 	                         uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
+	/* ---- header cache ----
+	 * The fields pt_header_cached() names of message uid, as a header
+	 * section: each such field of the message's wire-form header as it
+	 * is there (folded lines, CRLF), in order, then the empty line.
+	 * Served from the folder's header cache, or read from the message's
+	 * header now and kept there. 1 with *hdr (valid until the next call
+	 * on mb, its sync or close), 0 when the message's fields cannot be
+	 * cached (too big, a field without a line end: read it instead), -1
+	 * with st as read would fail. May be NULL. */
+	int (*header_fields)(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
+	                     struct pt_status *st);
 };
+
+/* Header fields the header cache holds: what ENVELOPE, SORT, THREAD and
+ * the SEARCH address/subject keys read, and what common clients ask in
+ * BODY.PEEK[HEADER.FIELDS (...)]. name: len bytes, any case. */
+static inline int
+pt_header_cached(const char *name, size_t len)
+{
+	static const char *const names[] = {
+		"date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to",
+		"message-id", "references", "content-type", "priority", "x-priority", "importance",
+		"newsgroups", "list-post", "disposition-notification-to",
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		const char *n = names[i];
+		size_t k = 0;
+		while (k < len && n[k] != '\0') {
+			char c = name[k];
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c + 32);
+			if (c != n[k])
+				break;
+			k++;
+		}
+		if (k == len && n[k] == '\0')
+			return 1;
+	}
+	return 0;
+}
 
 #endif

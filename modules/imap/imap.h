@@ -218,6 +218,10 @@ const struct pt_msg_info *imap_view_ghost(const struct imap_session *s, uint32_t
 int imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *args,
                      size_t nargs, size_t **hits, size_t *nhits);
 
+/* The store's info of view entry vi (an info() answer), NULL when the
+ * store no longer has it. imap_search_cmd.c. */
+const struct pt_msg_info *imap_view_info(struct imap_session *s, size_t vi);
+
 /* Send the untagged lines in out (taken over) and the tagged OK "what
  * completed", in pieces when the client reads slowly. */
 void imap_search_reply(struct imap_session *s, const char *tag, struct pt_strbuf *out, const char *what);

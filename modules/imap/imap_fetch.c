@@ -54,6 +54,12 @@ struct fetch_run {
 	const char *lit;              /* literal being streamed */
 	size_t litlen, litpos;
 
+	/* Every text item reads only cached header fields (ENVELOPE,
+	 * HEADER.FIELDS of those): the store's header_fields, copied here,
+	 * stands for the message. */
+	int hdr_only;
+	struct pt_strbuf hdr;
+
 	int failed;
 	int unknown_cte;              /* a BINARY item's part had an unknown encoding */
 	struct pt_strbuf nulfix;      /* BODY octets with NUL made 0x80 (as Dovecot) */
@@ -71,6 +77,7 @@ run_message_done(struct imap_session *s, struct fetch_run *r)
 	if (r->have_text)
 		s->mbx->release(s->mb, &r->text);
 	r->have_text = 0;
+	memset(&r->text, 0, sizeof r->text);
 	imap_msg_free(r->parsed);
 	r->parsed = NULL;
 	pt_strbuf_free(&r->data);
@@ -91,6 +98,7 @@ run_free(struct imap_session *s, struct fetch_run *r)
 	if (!r)
 		return;
 	run_message_done(s, r);
+	pt_strbuf_free(&r->hdr);
 	imap_fetch_req_free(&r->req);
 	free(r->idx);
 	free(r->implicit_flags);
@@ -130,6 +138,61 @@ run_snapshot(struct imap_session *s, struct fetch_run *r)
 			r->have_snap[i] = 1;
 		}
 	}
+}
+
+/* Can the cached header fields answer every text item of the request? */
+static int
+req_hdr_only(const struct imap_session *s, const struct imap_fetch_req *q)
+{
+	if (s->mbx->header_fields == NULL || !q->needs_text)
+		return 0;
+	for (size_t i = 0; i < q->n; i++) {
+		const struct imap_fetch_item *it = &q->items[i];
+		switch (it->kind) {
+		case IMAP_FI_UID:
+		case IMAP_FI_FLAGS:
+		case IMAP_FI_MODSEQ:
+		case IMAP_FI_INTERNALDATE:
+		case IMAP_FI_SIZE:
+		case IMAP_FI_ENVELOPE:
+			break;
+		case IMAP_FI_SECTION:
+			if (it->sec.nparts != 0 || it->sec.kind != IMAP_SEC_HEADER_FIELDS)
+				return 0;
+			for (size_t k = 0; k < it->sec.nfields; k++)
+				if (!pt_header_cached(it->sec.fields[k], strlen(it->sec.fields[k])))
+					return 0;
+			break;
+		default:
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* The message's cached header fields as its text: 1 done, 0 not cached
+ * (read it), -1 failed (st). */
+static int
+run_header_text(struct imap_session *s, struct fetch_run *r, uint32_t uid, struct pt_status *st)
+{
+	const char *h;
+	size_t len;
+	int rc = s->mbx->header_fields(s->mb, uid, &h, &len, st);
+
+	if (rc != 1)
+		return rc;
+	/* Copied: the store's pointer lasts only to its next call, and a
+	 * paused reply resumes later. */
+	r->hdr.len = 0;
+	pt_strbuf_put(&r->hdr, h, len);
+	if (r->hdr.oom) {
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	r->text.data = r->hdr.p;
+	r->text.len = r->text.hdr_len = len;
+	r->text.priv = NULL;
+	return 1;
 }
 
 /* Set \Seen on every unseen message the command reads with a non-PEEK
@@ -448,9 +511,19 @@ run_message_start(struct imap_session *s, struct fetch_run *r)
 		r->cur.uid = s->view[vi].uid;
 		r->no_info = 1;
 	}
-	if (r->req.needs_text && si == (size_t)-1) {
+	int from_cache = r->hdr_only && si != (size_t)-1 ? run_header_text(s, r, s->view[vi].uid, &st) : 0;
+	if (from_cache == 1) {
+		r->parsed = imap_msg_parse(r->text.data, r->text.len);
+		if (!r->parsed) {
+			r->failed = 1;
+			run_message_done(s, r);
+			r->pos++;
+			return 0;
+		}
+	} else if (r->req.needs_text && si == (size_t)-1) {
 		r->no_text = 1;
-	} else if (r->req.needs_text && s->mbx->read(s->mb, s->view[vi].uid, &r->text, &st) != 0) {
+	} else if (r->req.needs_text && (from_cache < 0 ||
+	           s->mbx->read(s->mb, s->view[vi].uid, &r->text, &st) != 0)) {
 		if (store_index(s, vi) != (size_t)-1 && strcmp(st.dsn, "NONEXISTENT") != 0) {
 			pt_warn("imap(%s): reading UID %u of %s failed: %s", s->user.name,
 			        s->view[vi].uid, s->selected ? s->selected : "?", st.text);
@@ -643,6 +716,7 @@ imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *a
 		run_free(s, r);
 		return;
 	}
+	r->hdr_only = req_hdr_only(s, &r->req);
 	run_snapshot(s, r);
 	imap_sync(s, 0);
 	if (r->req.vanished)

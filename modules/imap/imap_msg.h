@@ -108,6 +108,10 @@ struct imap_search_msg {
 	 * it cannot be read (the key then does not match). */
 	const struct imap_msg *(*load)(void *arg);
 	void *arg;
+	/* The fields pt_header_cached() names, as a header section (the
+	 * store's header_fields), for keys on those fields only: 1 with
+	 * *hdr, else load() is used. May be NULL. */
+	int (*load_header)(void *arg, const char **hdr, size_t *len);
 };
 struct imap_search_env {
 	uint32_t max_seq, max_uid;    /* for "*" */

@@ -31,6 +31,8 @@ struct node {
 	long day;
 	int date_op;
 	int addr;     /* N_HEADER from FROM/TO/CC/BCC: compare the addresses */
+	int cached;   /* N_HEADER: field is in the store's header cache */
+	int alnum;    /* str is ASCII letters and digits only (addr_cannot_match) */
 	char *field, *str;
 	size_t slen;
 	struct imap_seqset set;
@@ -246,6 +248,12 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 				goto oom;
 			nd->slen = s->len;
 			nd->addr = header_keys[h].addr;
+			nd->cached = pt_header_cached(nd->field, strlen(nd->field));
+			nd->alnum = s->len > 0;
+			for (size_t c = 0; c < s->len; c++)
+				if (!((s->s[c] >= 'a' && s->s[c] <= 'z') || (s->s[c] >= 'A' && s->s[c] <= 'Z') ||
+				      (s->s[c] >= '0' && s->s[c] <= '9')))
+					nd->alnum = 0;
 			return nd;
 		}
 	}
@@ -257,6 +265,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 		    || (nd->str = dup_mem(s->s, s->len)) == NULL)
 			goto oom;
 		nd->slen = s->len;
+		nd->cached = pt_header_cached(f->s, f->len);
 		return nd;
 	}
 	if (strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
@@ -468,7 +477,37 @@ struct match_ctx {
 	int loaded;
 	struct pt_strbuf body;   /* decoded bodies, once */
 	int body_ready;
+	/* The cached fields as a message of one header (load_header). */
+	int hloaded;
+	struct imap_part hpart;
+	struct imap_msg hmsg;
 };
+
+static const struct imap_msg *ctx_msg(struct match_ctx *c);
+
+/* The message to read cached fields from: the cached header section when
+ * the store has it, else the whole message. */
+static const struct imap_msg *
+ctx_header(struct match_ctx *c)
+{
+	if (!c->hloaded) {
+		const char *h;
+		size_t len;
+		c->hloaded = -1;
+		if (c->msg->load_header != NULL && c->msg->load_header(c->msg->arg, &h, &len) == 1) {
+			memset(&c->hpart, 0, sizeof c->hpart);
+			c->hpart.hdr_len = len;
+			c->hpart.body_off = len;
+			c->hpart.child = c->hpart.next = -1;
+			c->hmsg.data = h;
+			c->hmsg.len = len;
+			c->hmsg.parts = &c->hpart;
+			c->hmsg.nparts = c->hmsg.cap = 1;
+			c->hloaded = 1;
+		}
+	}
+	return c->hloaded == 1 ? &c->hmsg : ctx_msg(c);
+}
 
 static const struct imap_msg *
 ctx_msg(struct match_ctx *c)
@@ -548,6 +587,33 @@ collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_st
 	}
 }
 
+/* FROM/TO/CC/BCC compare the address text imap_msg_address_text makes,
+ * costly to make for every message of a folder. For a value of plain
+ * atoms (letters, digits, "-_+", white space, "<>@."; no quotes,
+ * comments, escapes, encoded words, lists or groups) that text is its
+ * words in order with white space dropped or kept and separators added
+ * between them, so a needle of letters and digits only that is nowhere
+ * in the value with its white space dropped cannot match it. 1 when so
+ * (no match), 0 when the full comparison must decide. */
+static int
+addr_cannot_match(const char *v, size_t len, const struct node *n)
+{
+	char buf[512];
+	size_t k = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
+			continue;
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		         ch == '<' || ch == '>' || ch == '@' || ch == '.' || ch == '-' || ch == '_' || ch == '+';
+		if (!ok || k == sizeof buf)
+			return 0;
+		buf[k++] = (char)ch;
+	}
+	return !contains_ci(buf, k, n->str, n->slen);
+}
+
 static int
 match_header(const struct imap_msg *m, const struct node *n)
 {
@@ -560,6 +626,27 @@ match_header(const struct imap_msg *m, const struct node *n)
 			continue;
 		if (n->slen == 0)
 			return 1;
+		if (!n->addr) {
+			/* One line and no encoded word: unfolding only trims and
+			 * decoding copies, so compare in place (no copies: this
+			 * runs once per message of the folder). */
+			size_t a = 0, b = f.value_len;
+			const char *v = f.value;
+			while (a < b && (v[a] == ' ' || v[a] == '\t'))
+				a++;
+			while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+				b--;
+			int plain = memchr(v + a, '\r', b - a) == NULL && memchr(v + a, '\n', b - a) == NULL;
+			for (size_t k = a; plain && k + 1 < b; k++)
+				plain = !(v[k] == '=' && v[k + 1] == '?');
+			if (plain) {
+				if (contains_ci(v + a, b - a, n->str, n->slen))
+					return 1;
+				continue;
+			}
+		}
+		if (n->addr && n->alnum && addr_cannot_match(f.value, f.value_len, n))
+			continue;
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
 		pt_hdr_unfold(f.value, f.value_len, &raw);
 		if (n->addr && raw.len) {
@@ -640,7 +727,7 @@ eval(const struct node *n, struct match_ctx *c)
 	case N_DATE:
 		return date_cmp(local_day(info->internal_date, info->tz_minutes), n);
 	case N_SENTDATE: {
-		if ((m = ctx_msg(c)) == NULL)
+		if ((m = ctx_header(c)) == NULL)
 			return 0;
 		struct pt_strbuf v = { 0 };
 		time_t t;
@@ -650,7 +737,7 @@ eval(const struct node *n, struct match_ctx *c)
 		return ok && date_cmp(local_day(t, tz), n);
 	}
 	case N_HEADER:
-		if ((m = ctx_msg(c)) == NULL)
+		if ((m = n->cached ? ctx_header(c) : ctx_msg(c)) == NULL)
 			return 0;
 		return match_header(m, n);
 	case N_BODY:
@@ -679,7 +766,7 @@ int
 imap_search_match(const struct imap_search *s, const struct imap_search_env *env,
                   const struct imap_search_msg *msg)
 {
-	struct match_ctx c = { env, msg, NULL, 0, { 0 }, 0 };
+	struct match_ctx c = { .env = env, .msg = msg };
 	int r = eval(s->root, &c);
 	pt_strbuf_free(&c.body);
 	return r;

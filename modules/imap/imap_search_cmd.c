@@ -50,6 +50,17 @@ search_load_msg(void *arg)
 	return l->parsed;
 }
 
+static int
+search_load_header(void *arg, const char **hdr, size_t *len)
+{
+	struct search_load *l = arg;
+	struct pt_status st = { 0 };
+
+	if (l->s->mbx->header_fields == NULL)
+		return 0;
+	return l->s->mbx->header_fields(l->s->mb, l->uid, hdr, len, &st) == 1;
+}
+
 static void
 search_load_done(struct search_load *l)
 {
@@ -187,6 +198,20 @@ search_saved(void *arg, uint32_t uid)
 	return lo < s->nsaved && s->saved[lo] == uid;
 }
 
+const struct pt_msg_info *
+imap_view_info(struct imap_session *s, size_t vi)
+{
+	/* The store's list and the view agree but for what a sync has yet
+	 * to tell: the same index first, saving a search by UID. */
+	if (vi < s->mbx->count(s->mb)) {
+		const struct pt_msg_info *in = s->mbx->info(s->mb, vi);
+		if (in != NULL && in->uid == s->view[vi].uid)
+			return in;
+	}
+	size_t si = s->mbx->find(s->mb, s->view[vi].uid);
+	return si == (size_t)-1 ? NULL : s->mbx->info(s->mb, si);
+}
+
 int
 imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const struct imap_arg *args,
                  size_t nargs, size_t **hits, size_t *nhits)
@@ -230,17 +255,18 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 	}
 	size_t n = 0;
 	for (size_t i = 0; i < s->nview; i++) {
-		size_t si = s->mbx->find(s->mb, s->view[i].uid);
+		const struct pt_msg_info *info = imap_view_info(s, i);
 		struct search_load load = { .s = s, .uid = s->view[i].uid };
 		struct imap_search_msg msg;
 
 		/* Expunged by another session but still in our view: it has
 		 * nothing left to match (RFC 2180 §4.1.3 lets us leave it out). */
-		if (si == (size_t)-1)
+		if (info == NULL)
 			continue;
 		msg.seq = (uint32_t)(i + 1);
-		msg.info = s->mbx->info(s->mb, si);
+		msg.info = info;
 		msg.load = search_load_msg;
+		msg.load_header = search_load_header;
 		msg.arg = &load;
 		if (imap_search_match(keys, &env, &msg))
 			v[n++] = i;

@@ -14,6 +14,9 @@
 #include "imap_msg.h"
 #include "imap_msg_int.h"
 
+/* Header fields a command needs (load_fields' mask). */
+enum { H_SUBJECT = 1, H_FROM = 2, H_TO = 4, H_CC = 8, H_DATE = 16 };
+
 enum sort_key { K_ARRIVAL, K_CC, K_DATE, K_FROM, K_SIZE, K_SUBJECT, K_TO, K_DISPLAYFROM, K_DISPLAYTO };
 #define SORT_KEYS_MAX 16
 
@@ -40,18 +43,97 @@ nz(const char *s)
 	return s ? s : "";
 }
 
+/* The strings of one SORT/THREAD live in chunks freed together: a
+ * malloc and a free for each of some 600 000 strings of a 100k folder
+ * cost more than reading the fields did. Set by collect(), let go by
+ * smsg_free() (one command at a time in a mail process). */
+#define ARENA_CHUNK (256 * 1024)
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, cap;
+	char data[];
+};
+static struct arena_chunk *arena;
+
+static void
+arena_free(void)
+{
+	while (arena != NULL) {
+		struct arena_chunk *c = arena;
+		arena = c->next;
+		free(c);
+	}
+}
+
+/* [p, p+n) NUL-terminated in the arena; NULL when out of memory. */
+static char *
+arena_copy(const char *p, size_t n)
+{
+	if (arena == NULL || arena->cap - arena->used < n + 1) {
+		/* A string longer than a chunk gets a chunk of its own. */
+		size_t cap = n + 1 > ARENA_CHUNK / 4 ? n + 1 : ARENA_CHUNK;
+		struct arena_chunk *c = malloc(sizeof *c + cap);
+		if (c == NULL)
+			return NULL;
+		c->used = 0;
+		c->cap = cap;
+		if (arena != NULL && cap != ARENA_CHUNK) {
+			/* behind the current one, which keeps its room */
+			c->next = arena->next;
+			arena->next = c;
+		} else {
+			c->next = arena;
+			arena = c;
+		}
+		memcpy(c->data, p, n);
+		c->data[n] = '\0';
+		c->used = n + 1;
+		return c->data;
+	}
+	char *d = arena->data + arena->used;
+	memcpy(d, p, n);
+	d[n] = '\0';
+	arena->used += n + 1;
+	return d;
+}
+
+/* b's text kept in the arena; b is freed. NULL when out of memory. */
 static char *
 take(struct pt_strbuf *b)
 {
-	pt_strbuf_puts(b, "");
-	if (b->oom) {
-		pt_strbuf_free(b);
-		return NULL;
-	}
-	char *p = b->p;
+	char *p = b->oom ? NULL : arena_copy(b->p ? b->p : "", b->len);
+	pt_strbuf_free(b);
 	memset(b, 0, sizeof(*b));
 	return p;
 }
+
+/* For a string only ever compared by i;ascii-casemap (sort keys, base
+ * subjects): kept with a-z as A-Z, so comparing is strcmp. b is then
+ * freed, or with keep left empty but allocated (a scratch buffer used
+ * again for the next message). */
+static char *
+key_copy(struct pt_strbuf *b, int keep)
+{
+	for (size_t i = 0; i < b->len; i++)
+		if (b->p[i] >= 'a' && b->p[i] <= 'z')
+			b->p[i] = (char)(b->p[i] - 32);
+	if (!keep)
+		return take(b);
+	char *p = b->oom ? NULL : arena_copy(b->p ? b->p : "", b->len);
+	b->len = 0;
+	b->oom = 0;
+	return p;
+}
+
+static char *
+take_key(struct pt_strbuf *b)
+{
+	return key_copy(b, 0);
+}
+
+/* load_fields' scratch buffers, kept across its messages (freed with the
+ * arena): two mallocs and frees less per message of a 100k SORT. */
+static struct pt_strbuf scratch_value, scratch_subject;
 
 /* The ids in <...> of a References / In-Reply-To / Message-ID value,
  * white space inside dropped. */
@@ -79,7 +161,6 @@ msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
 		char **nv = realloc(*out, (*n + 1) * sizeof(*nv));
 		char *id = take(&b);
 		if (nv == NULL || id == NULL) {
-			free(id);
 			if (nv)
 				*out = nv;
 			return;
@@ -96,14 +177,26 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 {
 	struct pt_msg_text t;
 	struct pt_status st = { 0 };
-	const struct pt_msg_info *info = s->mbx->info(s->mb, s->mbx->find(s->mb, s->view[m->idx].uid));
+	const struct pt_msg_info *info = imap_view_info(s, m->idx);
 
+	if (info == NULL)
+		return;
 	m->arrival = info->internal_date;
 	m->date = info->internal_date;
 	m->size = info->size;
 	if (!headers)
 		return;
-	if (s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
+	/* Every field used here is in the store's header cache: the cached
+	 * section when it has one, else the message. */
+	const char *ch = NULL;
+	size_t chlen = 0;
+	int cached = s->mbx->header_fields != NULL ?
+	             s->mbx->header_fields(s->mb, s->view[m->idx].uid, &ch, &chlen, &st) : 0;
+	if (cached == 1) {
+		memset(&t, 0, sizeof t);
+		t.data = ch;
+		t.len = t.hdr_len = chlen;
+	} else if (cached < 0 || s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
 		pt_warn("imap(%s): SORT could not read UID %u: %s", s->user.name, s->view[m->idx].uid, st.text);
 		return;
 	}
@@ -114,33 +207,46 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	size_t nirt = 0;
 	pt_hdr_iter_init(&it, t.data, t.hdr_len, 0);
 	while (pt_hdr_next(&it, &f)) {
-		struct pt_strbuf v = { 0 };
+		/* Unfolded only when one of the fields asked for. */
+		if (!((headers & H_SUBJECT) && pt_hdr_name_is(&f, "subject")) &&
+		    !((headers & H_FROM) && pt_hdr_name_is(&f, "from")) &&
+		    !((headers & H_TO) && pt_hdr_name_is(&f, "to")) &&
+		    !((headers & H_CC) && pt_hdr_name_is(&f, "cc")) &&
+		    !((headers & H_DATE) && pt_hdr_name_is(&f, "date")) &&
+		    !(threading && (pt_hdr_name_is(&f, "message-id") || pt_hdr_name_is(&f, "references") ||
+		                    pt_hdr_name_is(&f, "in-reply-to"))))
+			continue;
+		struct pt_strbuf v = scratch_value;
+		v.len = 0;
+		v.oom = 0;
 		pt_hdr_unfold(f.value, f.value_len, &v);
+		scratch_value = v;
 		const char *vp = v.p ? v.p : "";
-		if (!have_subject && pt_hdr_name_is(&f, "subject")) {
-			struct pt_strbuf b = { 0 };
-			imap_base_subject(vp, v.len, &b, &m->reply);
-			m->subject = take(&b);
+		if (!have_subject && (headers & H_SUBJECT) && pt_hdr_name_is(&f, "subject")) {
+			scratch_subject.len = 0;
+			scratch_subject.oom = 0;
+			imap_base_subject(vp, v.len, &scratch_subject, &m->reply);
+			m->subject = key_copy(&scratch_subject, 1);
 			have_subject = 1;
-		} else if (!have_from && pt_hdr_name_is(&f, "from")) {
+		} else if (!have_from && (headers & H_FROM) && pt_hdr_name_is(&f, "from")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
-			m->from = take(&a);
-			m->dfrom = take(&d);
+			m->from = take_key(&a);
+			m->dfrom = take_key(&d);
 			have_from = 1;
-		} else if (!have_to && pt_hdr_name_is(&f, "to")) {
+		} else if (!have_to && (headers & H_TO) && pt_hdr_name_is(&f, "to")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
-			m->to = take(&a);
-			m->dto = take(&d);
+			m->to = take_key(&a);
+			m->dto = take_key(&d);
 			have_to = 1;
-		} else if (!have_cc && pt_hdr_name_is(&f, "cc")) {
+		} else if (!have_cc && (headers & H_CC) && pt_hdr_name_is(&f, "cc")) {
 			struct pt_strbuf a = { 0 }, d = { 0 };
 			imap_msg_first_address(vp, v.len, &a, &d);
-			m->cc = take(&a);
+			m->cc = take_key(&a);
 			pt_strbuf_free(&d);
 			have_cc = 1;
-		} else if (!have_date && pt_hdr_name_is(&f, "date")) {
+		} else if (!have_date && (headers & H_DATE) && pt_hdr_name_is(&f, "date")) {
 			time_t when;
 			int tz;
 			/* An unparsable Date: leaves the internal date (§2.2). */
@@ -160,7 +266,6 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 		} else if (threading && nirt == 0 && pt_hdr_name_is(&f, "in-reply-to")) {
 			msgids(vp, v.len, &irt, &nirt, 1);
 		}
-		pt_strbuf_free(&v);
 	}
 	/* No References: the first id of In-Reply-To is the parent. */
 	if (m->nrefs == 0 && nirt) {
@@ -169,28 +274,23 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 		irt = NULL;
 		nirt = 0;
 	}
-	for (size_t i = 0; i < nirt; i++)
-		free(irt[i]);
-	free(irt);
-	s->mbx->release(s->mb, &t);
+	free(irt);   /* the ids are the arena's */
+	if (cached != 1)
+		s->mbx->release(s->mb, &t);
 }
 
 static void
 smsg_free(struct smsg *m, size_t n)
 {
-	for (size_t i = 0; m != NULL && i < n; i++) {
-		free(m[i].subject);
-		free(m[i].from);
-		free(m[i].to);
-		free(m[i].cc);
-		free(m[i].dfrom);
-		free(m[i].dto);
-		free(m[i].msgid);
-		for (size_t k = 0; k < m[i].nrefs; k++)
-			free(m[i].refs[k]);
+	/* The strings are the arena's. */
+	for (size_t i = 0; m != NULL && i < n; i++)
 		free(m[i].refs);
-	}
 	free(m);
+	arena_free();
+	pt_strbuf_free(&scratch_value);
+	pt_strbuf_free(&scratch_subject);
+	memset(&scratch_value, 0, sizeof scratch_value);
+	memset(&scratch_subject, 0, sizeof scratch_subject);
 }
 
 /* The messages the search keys pick, with their fields; NULL with the
@@ -237,12 +337,11 @@ cmp_num(uint64_t a, uint64_t b)
 	return a < b ? -1 : a > b;
 }
 
+/* i;ascii-casemap order of two keys take_key() made: plain octet order. */
 static int
 cmp_str(const char *a, const char *b)
 {
-	a = nz(a);
-	b = nz(b);
-	return imap_casemap_cmp(a, strlen(a), b, strlen(b));
+	return strcmp(nz(a), nz(b));
 }
 
 static int
@@ -286,6 +385,99 @@ sort_cmp(const void *pa, const void *pb)
 	}
 	/* All keys equal: sequence order (RFC 5256 §3, not reversed). */
 	return cmp_num(a->seq, b->seq);
+}
+
+static int
+sort_cmp_ptr(const void *pa, const void *pb)
+{
+	return sort_cmp(*(const struct smsg *const *)pa, *(const struct smsg *const *)pb);
+}
+
+/* One message's key when a single criterion sorts: 24 octets to move
+ * and compare instead of a message record. */
+struct skey {
+	const char *s;                /* a string key, else NULL */
+	int64_t n;                    /* a number key */
+	uint32_t seq, id;
+};
+
+static int
+skey_cmp(const void *pa, const void *pb)
+{
+	const struct skey *a = pa, *b = pb;
+	int c = a->s != NULL ? strcmp(a->s, b->s) : (a->n < b->n ? -1 : a->n > b->n);
+
+	if (c != 0)
+		return sort_crits[0].reverse ? -c : c;
+	return cmp_num(a->seq, b->seq);   /* ties: sequence order, never reversed */
+}
+
+/* The reply's numbers of m[0..nm) in sort_crits order (malloc'd), NULL
+ * when out of memory. */
+static uint32_t *
+sorted_ids(struct smsg *m, size_t nm)
+{
+	uint32_t *ids = malloc((nm ? nm : 1) * sizeof(*ids));
+	struct skey *v = sort_ncrits == 1 ? malloc((nm ? nm : 1) * sizeof(*v)) : NULL;
+
+	if (ids == NULL) {
+		free(v);
+		return NULL;
+	}
+	if (v != NULL) {
+		for (size_t k = 0; k < nm; k++) {
+			const struct smsg *x = &m[k];
+			const char *str = NULL;
+			int64_t num = 0;
+			switch (sort_crits[0].key) {
+			case K_ARRIVAL: num = (int64_t)x->arrival; break;
+			case K_DATE: num = (int64_t)x->date; break;
+			case K_SIZE: num = (int64_t)x->size; break;
+			case K_SUBJECT: str = nz(x->subject); break;
+			case K_FROM: str = nz(x->from); break;
+			case K_TO: str = nz(x->to); break;
+			case K_CC: str = nz(x->cc); break;
+			case K_DISPLAYFROM: str = nz(x->dfrom); break;
+			case K_DISPLAYTO: str = nz(x->dto); break;
+			}
+			v[k] = (struct skey){ str, num, x->seq, x->id };
+		}
+		qsort(v, nm, sizeof(*v), skey_cmp);
+		for (size_t k = 0; k < nm; k++)
+			ids[k] = v[k].id;
+		free(v);
+		return ids;
+	}
+	/* Several criteria: through pointers (a record is large). */
+	const struct smsg **ord = malloc((nm ? nm : 1) * sizeof(*ord));
+	if (ord == NULL) {
+		qsort(m, nm, sizeof(*m), sort_cmp);
+		for (size_t k = 0; k < nm; k++)
+			ids[k] = m[k].id;
+		return ids;
+	}
+	for (size_t k = 0; k < nm; k++)
+		ord[k] = &m[k];
+	qsort(ord, nm, sizeof(*ord), sort_cmp_ptr);
+	for (size_t k = 0; k < nm; k++)
+		ids[k] = ord[k]->id;
+	free(ord);
+	return ids;
+}
+
+/* " n" appended (a 100k SORT reply is 100k of them). */
+static void
+put_id(struct pt_strbuf *out, uint32_t v)
+{
+	char b[12];
+	size_t i = sizeof b;
+
+	do {
+		b[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	b[--i] = ' ';
+	pt_strbuf_put(out, b + i, sizeof b - i);
 }
 
 static int
@@ -365,15 +557,24 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	}
 	/* ARRIVAL and SIZE come from the store's list: no message is read */
 	int headers = 0;
-	for (size_t k = 0; k < ncrit; k++)
-		headers |= crit[k].key != K_ARRIVAL && crit[k].key != K_SIZE;
+	for (size_t k = 0; k < ncrit; k++) {
+		static const int need[] = { [K_ARRIVAL] = 0, [K_CC] = H_CC, [K_DATE] = H_DATE,
+			[K_FROM] = H_FROM, [K_SIZE] = 0, [K_SUBJECT] = H_SUBJECT, [K_TO] = H_TO,
+			[K_DISPLAYFROM] = H_FROM, [K_DISPLAYTO] = H_TO };
+		headers |= need[crit[k].key];
+	}
 	size_t nm = 0;
 	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
 	if (m == NULL)
 		return;
 	sort_crits = crit;
 	sort_ncrits = ncrit;
-	qsort(m, nm, sizeof(*m), sort_cmp);
+	uint32_t *ids = sorted_ids(m, nm);
+	if (ids == NULL) {
+		smsg_free(m, nm);
+		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
+		return;
+	}
 
 	struct pt_strbuf out = { 0 };
 	/* SORT ... MODSEQ n: the highest mod-sequence of what matched
@@ -385,7 +586,7 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	if (!esort) {
 		pt_strbuf_puts(&out, "* SORT");
 		for (size_t k = 0; k < nm; k++)
-			pt_strbuf_printf(&out, " %u", m[k].id);
+			put_id(&out, ids[k]);
 		if (top)
 			pt_strbuf_printf(&out, " (MODSEQ %llu)", (unsigned long long)top);
 		pt_strbuf_puts(&out, "\r\n");
@@ -394,20 +595,12 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 		 * in sort order (ranges only where it ascends), COUNT */
 		pt_strbuf_printf(&out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
 		if ((ret & RET_MIN) && nm)
-			pt_strbuf_printf(&out, " MIN %u", m[0].id);
+			pt_strbuf_printf(&out, " MIN %u", ids[0]);
 		if ((ret & RET_MAX) && nm)
-			pt_strbuf_printf(&out, " MAX %u", m[nm - 1].id);
+			pt_strbuf_printf(&out, " MAX %u", ids[nm - 1]);
 		if ((ret & RET_ALL) && nm) {
-			uint32_t *ids = malloc(nm * sizeof(*ids));
-			if (ids != NULL) {
-				for (size_t k = 0; k < nm; k++)
-					ids[k] = m[k].id;
-				pt_strbuf_puts(&out, " ALL ");
-				imap_seqset_format(ids, nm, &out);
-				free(ids);
-			} else {
-				out.oom = 1;
-			}
+			pt_strbuf_puts(&out, " ALL ");
+			imap_seqset_format(ids, nm, &out);
 		}
 		if (ret & RET_COUNT)
 			pt_strbuf_printf(&out, " COUNT %zu", nm);
@@ -415,6 +608,7 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 			pt_strbuf_printf(&out, " MODSEQ %llu", (unsigned long long)top);
 		pt_strbuf_puts(&out, "\r\n");
 	}
+	free(ids);
 	smsg_free(m, nm);
 	imap_search_reply(s, tag, &out, "Sort");
 	return;
@@ -958,7 +1152,7 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 		return;
 	}
 	size_t nm = 0;
-	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, 1, &nm);
+	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, H_SUBJECT | H_DATE, &nm);
 	if (m == NULL)
 		return;
 	struct pt_strbuf out = { 0 };

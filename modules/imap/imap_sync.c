@@ -254,10 +254,9 @@ imap_sync(struct imap_session *s, int allow_expunge)
 		free(gone);
 	}
 	for (size_t i = 0; i < s->nview; i++) {
-		size_t j = s->mbx->find(s->mb, s->view[i].uid);
-		if (j == (size_t)-1)
+		const struct pt_msg_info *m = imap_view_info(s, i);
+		if (m == NULL)
 			continue;
-		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
 		if (m->flags != s->view[i].flags || m->keywords != s->view[i].keywords ||
 		    (s->condstore && m->modseq > s->view[i].modseq)) {
 			s->view[i].flags = m->flags;

@@ -158,6 +158,9 @@ struct pt_mstore;
 extern const struct pt_mailbox_ops mbox_store_ops;
 /* The settings store_open uses (module.c installs them with delivery's). */
 void mbox_store_settings_install(const struct mbox_settings *s);
+/* mbox_header_cache: whether header_fields keeps and uses the header
+ * cache (off: it answers 0, so callers read the message). */
+void mbox_header_cache_enable(int on);
 /* store_open with explicit settings (tests). */
 struct pt_mstore *mbox_store_open_with(const struct mbox_settings *s, const struct pt_user *user,
                                        struct pt_status *st);

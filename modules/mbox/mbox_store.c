@@ -282,6 +282,8 @@ drop_index(const struct pt_mstore *ms, const char *name)
 	char p[MS_PATH_MAX + 64];
 	snprintf(p, sizeof p, "%s/.imap/%s/postern.index", ms->root, name);
 	unlink(p);
+	snprintf(p, sizeof p, "%s/.imap/%s/postern.hcache", ms->root, name);
+	unlink(p);
 	snprintf(p, sizeof p, "%s/.imap/%s", ms->root, name);
 	rmdir(p);
 }
@@ -838,4 +840,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.quota = store_quota,
 	.highest_modseq = ms_mbox_highest_modseq,
 	.change_flags_cond = ms_mbox_change_flags_cond,
+	.header_fields = ms_cache_header,
 };

@@ -222,6 +222,7 @@ struct pt_mbox {
 	uint32_t *recent;              /* else: UIDs whose \Recent this open took */
 	size_t nrecent;
 	struct ms_info_ring *ring;     /* info()'s answers */
+	struct ms_cache *hc;           /* header cache, NULL until first used */
 };
 
 /* Normalise and check a folder name ("inbox" -> "INBOX"); -1 with st. */
@@ -251,6 +252,19 @@ int ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct p
 const char *ms_mbox_path(const struct pt_mbox *mb);
 const char *ms_mbox_index_dir(const struct pt_mbox *mb);
 uint64_t ms_mbox_highest_modseq(const struct pt_mbox *mb);
+/* ---- mbox_store_cache.c: the header cache (postern.hcache) ---- */
+int ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
+                    struct pt_status *st);
+/* At sync: save what was learnt when it has waited long enough. */
+void ms_cache_tick(struct pt_mbox *mb);
+/* At close: save what was learnt, free the cache. */
+void ms_cache_close(struct pt_mbox *mb);
+/* The cached fields of a wire-form header [hdr, hdr+len) as
+ * header_fields gives them, appended to out: 0, or -1 when they cannot
+ * be cached (a field without a line end, over HC_BLOCK_MAX). */
+#define HC_BLOCK_MAX 16384
+int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);
+
 int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
                               uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 

@@ -68,6 +68,7 @@ ms_mbox_close(struct pt_mbox *mb)
 {
 	if (mb == NULL)
 		return;
+	ms_cache_close(mb);
 	ms_folder_free(&mb->f);
 	free(mb->snap);
 	free(mb->recent);
@@ -79,6 +80,11 @@ ms_mbox_close(struct pt_mbox *mb)
 static int
 uid_in(const uint32_t *u, size_t n, uint32_t uid)
 {
+	/* Strictly ascending: a list spanning n UIDs holds all of them (the
+	 * first open of a folder takes \Recent for every message), and
+	 * info() asks once per message of a SEARCH or sync. */
+	if (n && u[n - 1] - u[0] == n - 1)
+		return uid >= u[0] && uid <= u[n - 1];
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -189,6 +195,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 {
 	struct ms_folder *f = &mb->f;
 	*changed = 0;
+	ms_cache_tick(mb);
 	if (mb->synced && !mb->stale && ms_folder_current(f))
 		return 0;
 	/* The list before, to tell what changed (and to stay the list if

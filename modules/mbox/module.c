@@ -21,6 +21,8 @@ static const struct pt_param mbox_params[] = {
 	  "how long delivery waits for the fcntl lock and the dotlock", 0, 86400 },
 	{ "mbox_dotlock_stale_time", PT_TIME, "300s", NULL,
 	  "a dotlock older than this is considered left by a dead process and removed (one whose recorded pid is dead on this host goes at once)", 0, 0 },
+	{ "mbox_header_cache", PT_BOOL, "yes", NULL,
+	  "keep the header fields IMAP reads most (ENVELOPE, SEARCH FROM/SUBJECT/HEADER, SORT, THREAD) in a cache file beside each folder's index (no: read them from the mbox every time)", 0, 0 },
 	{ 0 },
 };
 
@@ -66,6 +68,7 @@ mbox_configure(struct pt_ctx *ctx)
 	}
 	mbox_settings_install(&s);
 	mbox_store_settings_install(&s);
+	mbox_header_cache_enable(pt_conf_bool(c, "mbox_header_cache"));
 	return 0;
 }
 

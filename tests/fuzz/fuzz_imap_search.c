@@ -117,7 +117,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct pt_msg_info info = { (uint32_t)size, (uint32_t)(size * 7) & 0x3f, size * 31,
 			size, (time_t)size * 86399, (int)(size % 1500) - 750, size * 13 };
 		struct imap_search_env env = { 5, 100, keyword_bit, NULL, NULL };
-		struct imap_search_msg sm = { 3, &info, load, m };
+		struct imap_search_msg sm = { 3, &info, load, m, NULL };
 		int r = imap_search_match(q, &env, &sm);
 		if (r != 0 && r != 1)
 			abort();
