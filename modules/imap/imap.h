@@ -185,6 +185,10 @@ void imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t fla
 /* Dovecot's completion: "TAG OK [code] What completed (0.001 + 0.000 secs)."
  * (code may be NULL). */
 void imap_completed(struct imap_session *s, const char *tag, const char *code, const char *what);
+/* Any tagged answer with Dovecot's timing: "TAG status [code] text (0.001
+ * + 0.000 secs)." (text without its final period; code may be NULL). */
+void imap_tagged_timed(struct imap_session *s, const char *tag, const char *status, const char *code,
+                       const char *text);
 /* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)] Flags permitted." for
  * the selected folder's current keyword table. */
 void imap_send_flags(struct imap_session *s);
