@@ -352,10 +352,11 @@ cache_open(struct imap_session *s, struct imap_cat_cache **cp, const char *name)
 }
 
 /* The octets url names, appended to out: 0, or -1 when it names nothing
- * this user can read here. */
+ * this user can read here (why in err, in Dovecot's words where it has
+ * the case). */
 static int
 url_fetch(struct imap_session *s, const char *url, size_t len, struct imap_cat_cache **cache,
-          struct pt_strbuf *out)
+          struct pt_strbuf *out, char *err, size_t errlen)
 {
 	struct imap_url_self self = { .user = s->user.name, .hosts = { "localhost", NULL, NULL, NULL } };
 	struct imap_url u;
@@ -367,21 +368,31 @@ url_fetch(struct imap_session *s, const char *url, size_t len, struct imap_cat_c
 		self.hosts[2] = pt_conn_local_addr(s->conn);
 		self.port = pt_conn_local_port(s->conn);
 	}
-	if (imap_url_parse(url, len, &self, &u) != 0)
+	if (imap_url_parse(url, len, &self, &u) != 0) {
+		snprintf(err, errlen, "Invalid IMAP URL: not a message of this user on this server");
 		return -1;
+	}
 	const char *name = u.mailbox;
 	if (name == NULL)
 		name = s->state == IMAP_SELECTED ? s->selected : NULL;
 	struct pt_mbox *mb = name ? cache_open(s, cache, name) : NULL;
 	if (mb == NULL || (u.uidvalidity != 0 && u.uidvalidity != s->mbx->uidvalidity(mb))) {
+		if (name == NULL)
+			snprintf(err, errlen, "Mailbox-relative IMAP URL, but no mailbox selected");
+		else if (mb == NULL)
+			snprintf(err, errlen, "Mailbox doesn't exist: %s", name);
+		else
+			snprintf(err, errlen, "Invalid UIDVALIDITY");
 		imap_url_free(&u);
 		return -1;
 	}
 	struct pt_msg_text t;
 	if (s->mbx->read(mb, u.uid, &t, &st) != 0) {
+		snprintf(err, errlen, "Message not found");
 		imap_url_free(&u);
 		return -1;
 	}
+	snprintf(err, errlen, "Message part not found");
 	int rc = -1;
 	struct pt_strbuf part = { 0 };
 	const char *data = t.data;
@@ -446,7 +457,7 @@ imap_catenate_valid(const struct imap_arg *list, size_t n)
 /* [BADURL url]: the URL as sent, but any octet a response code may not
  * hold (']', controls, 8-bit) %-escaped so it stays one URL. */
 static void
-bad_url(struct imap_session *s, const char *tag, const char *url, size_t len)
+bad_url(struct imap_session *s, const char *tag, const char *url, size_t len, const char *why)
 {
 	struct pt_strbuf b = { 0 };
 	for (size_t i = 0; i < len; i++) {
@@ -460,8 +471,11 @@ bad_url(struct imap_session *s, const char *tag, const char *url, size_t len)
 		b.len = 0;
 		pt_strbuf_puts(&b, "/");
 	}
-	imap_tagged(s, tag, "NO", "[BADURL %s] CATENATE URL is not a readable message of yours here.",
-	            b.p ? b.p : "/");
+	/* The code and the reason, with Dovecot's timing. */
+	struct pt_strbuf code = { 0 };
+	pt_strbuf_printf(&code, "BADURL %s", b.p && !b.oom ? b.p : "/");
+	imap_tagged_timed(s, tag, "NO", code.oom ? "BADURL /" : code.p, why);
+	pt_strbuf_free(&code);
 	pt_strbuf_free(&b);
 }
 
@@ -473,12 +487,15 @@ imap_catenate_build(struct imap_session *s, const char *tag, const struct imap_a
 		const struct imap_arg *v = &list[i + 1];
 		if (strcasecmp(list[i].s, "TEXT") == 0) {
 			pt_strbuf_put(out, v->s, v->len);
-		} else if (url_fetch(s, v->s, v->len, cache, out) != 0) {
-			bad_url(s, tag, v->s, v->len);
-			return -1;
+		} else {
+			char why[600];
+			if (url_fetch(s, v->s, v->len, cache, out, why, sizeof why) != 0) {
+				bad_url(s, tag, v->s, v->len, why);
+				return -1;
+			}
 		}
 		if (out->len > max) {
-			imap_tagged(s, tag, "NO", "[TOOBIG] Message too large.");
+			imap_tagged_timed(s, tag, "NO", "TOOBIG", "Message too large");
 			return -1;
 		}
 		if (out->oom) {

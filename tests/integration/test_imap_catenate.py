@@ -272,6 +272,13 @@ class Cat(Base):
                 self.assertEqual(code, url)
         self.assertEqual(self.count(r, "Out"), 0)
         self.assertEqual(self.count(b, "INBOX"), 1)
+        # the reasons, in Dovecot's words where it has the case
+        for url, why in (("/INBOX;UIDVALIDITY=%d/;UID=%d" % (uv, u1 + 5), "Message not found"),
+                         ("/INBOX;UIDVALIDITY=%d/;UID=%d" % (uv + 1, u1), "Invalid UIDVALIDITY"),
+                         ("/NoSuchFolder/;UID=1", "Mailbox doesn't exist: NoSuchFolder"),
+                         (";UID=1", "Mailbox-relative IMAP URL, but no mailbox selected")):
+            out = r.cmd("a", "APPEND Out CATENATE (URL \"%s\")" % url)
+            self.assertTrue(out[-1].startswith("a NO [BADURL %s] %s (" % (url, why)), out)
         # the good forms of those work
         for url in ("/Sub/Inner/;UID=%d" % us, "/INBOX;UIDVALIDITY=%d/;UID=%d/;SECTION=2" % (uv, u1)):
             self.assertTrue(ok(r.cmd("a", "APPEND Out CATENATE (URL \"%s\")" % url)), url)
