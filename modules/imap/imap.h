@@ -147,7 +147,7 @@ extern int imap_names_utf8;
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
 	"IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
-	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND BINARY " \
+	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND CATENATE BINARY " \
 	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE" \
 	" QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE CONDSTORE QRESYNC"
 
@@ -185,6 +185,10 @@ void imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t fla
 /* Dovecot's completion: "TAG OK [code] What completed (0.001 + 0.000 secs)."
  * (code may be NULL). */
 void imap_completed(struct imap_session *s, const char *tag, const char *code, const char *what);
+/* Any tagged answer with Dovecot's timing: "TAG status [code] text (0.001
+ * + 0.000 secs)." (text without its final period; code may be NULL). */
+void imap_tagged_timed(struct imap_session *s, const char *tag, const char *status, const char *code,
+                       const char *text);
 /* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)] Flags permitted." for
  * the selected folder's current keyword table. */
 void imap_send_flags(struct imap_session *s);
