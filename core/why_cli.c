@@ -814,8 +814,9 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		bind_text_arg(&q, o->login);
 	}
 	pt_strbuf_printf(&q.sql, " ORDER BY e.id DESC");
-	/* A row is at most one event when no folded delivery can match. */
-	if (o->limit > 0 && !dlv_match)
+	/* A row is one event when no folded delivery can match and no
+	 * transaction's recipients are checked again below. */
+	if (o->limit > 0 && (!have_dlv || (!dlv_match && !o->to)))
 		pt_strbuf_printf(&q.sql, " LIMIT %ld", o->limit + 1);
 
 	sqlite3_stmt *st = NULL, *real = NULL;
