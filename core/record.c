@@ -768,52 +768,79 @@ write_terms(struct writer *w)
 	return 0;
 }
 
+/* Transactions the deliveries of a later batch may ask for go into the
+ * cache. One whose every recipient has a final delivery folded into its
+ * row expects none (an alias's further copies may still come: the store
+ * answers those), and saves the entry. */
+static void
+cache_txn(struct writer *w, const struct rec *t)
+{
+	if (t->nfold > 0 && t->nfold < FOLD_MAX) {
+		size_t rcpts = 0;
+		for (size_t i = 0; i < t->naddr; i++)
+			rcpts += t->addr[i].role == PT_ADDR_RCPT;
+		int final = t->nfold >= rcpts;
+		for (const struct rec *d = t->fold; final && d; d = d->fold_next)
+			final = strcmp(d->f[F_OUTCOME], "deferred") != 0;
+		if (final)
+			return;
+	}
+	qcache_put(w, t->f[F_QID], t->f[F_SENDER], t->f[F_MID]);
+}
+
 /* One row per message: each delivery of the batch whose transaction is in
  * the batch too (began at most PT_RECORD_FOLD_MS before it) goes into
  * the transaction's row. Also gives every event its sequence number in
- * list order, so a folded delivery's id is the one its row would have had. */
+ * list order, so a folded delivery's id is the one its row would have had,
+ * and puts the transactions into the cache (cache_txn) for the deliveries
+ * left unfolded. */
 static void
 fold_batch(struct writer *w, struct rec *list)
 {
-	size_t n = 0;
+	size_t n = 0, ntxn = 0;
 	for (struct rec *r = list; r; r = r->next) {
 		r->seq0 = w->seq++;
 		n++;
+		ntxn += r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER];
 	}
+	if (ntxn == 0)
+		return;
+	struct rec **tab = NULL;
+	size_t mask = 0;
 	if (n * 2 > w->nftab) {
 		size_t ns = 64;
 		while (ns < n * 2)
 			ns *= 2;
 		struct rec **v = malloc(ns * sizeof *v);
-		if (!v)
-			return;  /* no folding: a row each, as before */
-		free(w->ftab);
-		w->ftab = v;
-		w->nftab = ns;
+		if (v) {
+			free(w->ftab);
+			w->ftab = v;
+			w->nftab = ns;
+		}
 	}
-	size_t mask = w->nftab - 1;
-	memset(w->ftab, 0, w->nftab * sizeof *w->ftab);
-	int any = 0;
-	for (struct rec *r = list; r; r = r->next) {
-		if (r->kind != K_SMTP || !r->f[F_QID] || !r->f[F_SENDER] || !addrs_plain(r))
+	if (n * 2 <= w->nftab) {
+		/* Without the table (no memory): no folding, a row each. */
+		tab = w->ftab;
+		mask = w->nftab - 1;
+		memset(tab, 0, w->nftab * sizeof *tab);
+	}
+	for (struct rec *r = list; tab && r; r = r->next) {
+		if (r->kind != K_SMTP || !r->f[F_QID] || !r->f[F_SENDER])
 			continue;
 		size_t i = hash_str(r->f[F_QID]) & mask;
-		while (w->ftab[i] && strcmp(w->ftab[i]->f[F_QID], r->f[F_QID]) != 0)
+		while (tab[i] && strcmp(tab[i]->f[F_QID], r->f[F_QID]) != 0)
 			i = (i + 1) & mask;
-		if (w->ftab[i])
-			w->ftab[i]->nfold = FOLD_MAX;  /* two transactions, one queue id: neither takes any */
-		else
-			w->ftab[i] = r;
-		any = 1;
+		if (tab[i])
+			tab[i]->nfold = FOLD_MAX;  /* two transactions, one queue id: neither takes any */
+		else if (addrs_plain(r))
+			tab[i] = r;
 	}
-	if (!any)
-		return;
-	for (struct rec *d = list; d; d = d->next) {
+	for (struct rec *d = list; tab && d; d = d->next) {
 		if (d->kind != K_DELIVERY || !d->f[F_QID])
 			continue;
 		size_t i = hash_str(d->f[F_QID]) & mask;
 		struct rec *t;
-		while ((t = w->ftab[i]) && strcmp(t->f[F_QID], d->f[F_QID]) != 0)
+		while ((t = tab[i]) && strcmp(t->f[F_QID], d->f[F_QID]) != 0)
 			i = (i + 1) & mask;
 		if (!t || d->ts < t->ts || d->ts - t->ts > PT_RECORD_FOLD_MS || t->nfold >= FOLD_MAX || !addrs_plain(d))
 			continue;
@@ -825,16 +852,17 @@ fold_batch(struct writer *w, struct rec *list)
 		t->nfold++;
 		d->folded = 1;
 	}
+	/* Before any delivery of the batch is written: an unfolded one finds
+	 * its transaction whatever the order. */
+	for (struct rec *r = list; r; r = r->next)
+		if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER])
+			cache_txn(w, r);
 }
 
 static void
 write_batch(struct writer *w, struct rec *list)
 {
-	/* Transactions first into the cache: their deliveries in the same
-	 * batch find the sender whatever the order. */
-	for (struct rec *r = list; r; r = r->next)
-		if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER])
-			qcache_put(w, r->f[F_QID], r->f[F_SENDER], r->f[F_MID]);
+	fold_batch(w, list);
 	w->arena.len = 0;
 	w->arena.oom = 0;
 	w->ngroups = w->nids = 0;
@@ -843,7 +871,6 @@ write_batch(struct writer *w, struct rec *list)
 	size_t orphans_before = w->norphans;
 	struct orphan saved[ORPHANS_MAX];
 	memcpy(saved, w->orphans, orphans_before * sizeof saved[0]);
-	fold_batch(w, list);
 	int ok = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	for (struct rec *r = list; ok && r; r = r->next)
 		ok = r->folded || write_one(w, r) == 0;
