@@ -17,7 +17,13 @@ accepted transaction's deliveries (one per recipient, 50-800 ms after it)
 folded into its row, as when they share the writer's batch, instead of
 deliveries of their own; the events counted include the folded ones.
 
-  python3 tests/bench/why_bench.py [--events 1000000] [--batch 1] [--fold] [--keep]
+--compare OTHER/bin/postern: before and after on the same events. The
+other (older) build creates the store (schema 2), it is filled, and a
+copy is given the dlv column (as the writer migrates a schema-2 store);
+each question is asked of the original by the other build and of the
+copy by this one, in turn.
+
+  python3 tests/bench/why_bench.py [--events 1000000] [--batch 1] [--fold] [--compare BIN] [--keep]
 """
 import argparse
 import os
@@ -31,6 +37,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import harness  # noqa: E402
 from harness import Server, wait_for  # noqa: E402
 
 DOMAIN = "example.com.ar"
@@ -82,6 +89,8 @@ def fill(db, n, seed=14, batch=1, fold=False):
     span = 30 * 86400 * 1000
     c = sqlite3.connect(db)
     c.execute("PRAGMA synchronous=OFF")
+    # A schema-2 store (--compare) has no dlv column.
+    has_dlv = any(r[1] == "dlv" for r in c.execute("PRAGMA table_info(event)"))
     ev_rows, term_rows, pending = [], [], {}
     first = None
     t0 = time.time()
@@ -158,10 +167,16 @@ def fill(db, n, seed=14, batch=1, fold=False):
             pending = {}
         if len(ev_rows) >= 50000 or i >= n:
             with c:
-                c.executemany("INSERT INTO event(id, ts, kind, outcome, service, queue_id, message_id, client,"
-                              " client_name, helo, sender, user, stage, rule, reply, relay, dsn, size, delay,"
-                              " refused, trace, rcpts, dlv) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                              ev_rows)
+                if has_dlv:
+                    c.executemany("INSERT INTO event(id, ts, kind, outcome, service, queue_id, message_id, client,"
+                                  " client_name, helo, sender, user, stage, rule, reply, relay, dsn, size, delay,"
+                                  " refused, trace, rcpts, dlv) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                  ev_rows)
+                else:
+                    c.executemany("INSERT INTO event(id, ts, kind, outcome, service, queue_id, message_id, client,"
+                                  " client_name, helo, sender, user, stage, rule, reply, relay, dsn, size, delay,"
+                                  " refused, trace, rcpts) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                  [r[:-1] for r in ev_rows])
                 c.executemany("INSERT INTO term(t, last, evs) VALUES(?,?,?)", term_rows)
             ev_rows, term_rows = [], []
             print("  %d events (%.0f s)" % (i, time.time() - t0), file=sys.stderr, end="\r")
@@ -177,8 +192,15 @@ def main():
     ap.add_argument("--events", type=int, default=1000000)
     ap.add_argument("--batch", type=int, default=1, help="events per writer batch (posting lists)")
     ap.add_argument("--fold", action="store_true", help="deliveries folded into their transactions' rows")
+    ap.add_argument("--compare", help="an older build's bin/postern: before and after on the same events")
     ap.add_argument("--keep", action="store_true", help="leave the server directory for inspection")
     args = ap.parse_args()
+    if args.compare and args.fold:
+        raise SystemExit("--compare: the older build reads no folded rows")
+    this_bin = harness.BIN
+    if args.compare:
+        harness.BIN = os.path.abspath(args.compare)
+        harness.MODULES = os.path.join(os.path.dirname(harness.BIN), "..", "modules")
     server = Server(modules=("mbox", "smtp"))
     try:
         server.start()
@@ -210,18 +232,44 @@ def main():
             rows = c.execute("SELECT count(*) FROM event").fetchone()[0]
         print("decision record: %d events in %d rows (%d per batch%s), %.0f MB, filled in %.0f s\n" %
               (args.events, rows, args.batch, ", deliveries folded" if args.fold else "", size / 1e6, fill_s))
+        runs = [("", lambda q: server.cmd("why", "--json", *q))]
+        if args.compare:
+            # The copy, migrated as the writer would, read by this build.
+            db3 = db + ".schema3"
+            subprocess.run(["cp", "--sparse=always", db, db3], check=True)
+            with sqlite3.connect(db3) as c:
+                c.execute("ALTER TABLE event ADD COLUMN dlv TEXT")
+                c.execute("PRAGMA user_version = 3")
+            conf3 = server.conf_file + ".schema3"
+            with open(server.conf_file) as f, open(conf3, "w") as g:
+                g.write(f.read() + "\ndecision_log_file = %s\n" % db3)
+            env3 = dict(server.env(), POSTERN_CONF=conf3)
+            runs = [("before: ", runs[0][1]),
+                    ("after: ", lambda q: subprocess.run([this_bin, "why", "--json"] + q, capture_output=True,
+                                                         env=env3, timeout=60))]
+        if args.compare:
+            # Both builds must see the same window: "2h" and "3d" fixed now.
+            now = int(time.time())
+            fixed = {"2h": "@%d" % (now - 7200), "3d": "@%d" % (now - 3 * 86400)}
+            questions = [(label, [fixed.get(a, a) for a in q]) for label, q in questions]
         print("| question | events shown | median s | max s |")
         print("| --- | --- | --- | --- |")
         for label, q in questions:
-            times, shown = [], 0
+            times, shown = {k: [] for k, _ in runs}, {}
             for _ in range(5):
-                t = time.time()
-                r = server.cmd("why", "--json", *q)
-                times.append(time.time() - t)
-                if r.returncode not in (0, 1):
-                    raise SystemExit("why %s failed: %s" % (q, r.stderr.decode()))
-                shown = r.stdout.count(b'"kind"')
-            print("| `postern why %s` | %d | %.3f | %.3f |" % (label, shown, statistics.median(times), max(times)))
+                for name, run in runs:
+                    t = time.time()
+                    r = run(q)
+                    times[name].append(time.time() - t)
+                    if r.returncode not in (0, 1):
+                        raise SystemExit("why %s failed: %s" % (q, r.stderr.decode()))
+                    shown[name] = r.stdout
+            if len(runs) == 2 and shown["before: "] != shown["after: "]:
+                raise SystemExit("why %s: the two builds answer differently" % q)
+            for name, _ in runs:
+                print("| %s`postern why %s` | %d | %.3f | %.3f |" % (name, label, shown[name].count(b'"kind"'),
+                                                                     statistics.median(times[name]),
+                                                                     max(times[name])))
     finally:
         if args.keep:
             server.kill()
