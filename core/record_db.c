@@ -277,9 +277,10 @@ pt_record_split(const char *addr, char *local, size_t llen, char *domain, size_t
  * the posting rows whose events are all gone; one transaction per chunk,
  * so a large prune never holds the write lock for long. A row's folded
  * deliveries go with it (by age: at most PT_RECORD_FOLD_MS early). Returns
- * the number of events deleted (rows and the deliveries folded in them). */
+ * the number of events deleted (rows and the deliveries folded in them),
+ * the rows in *rows. */
 static long
-delete_chunk(sqlite3 *db, long long before_id, int chunk)
+delete_chunk(sqlite3 *db, long long before_id, int chunk, long *rows)
 {
 	char sql[512];
 	sqlite3_stmt *e = NULL, *t = NULL;
@@ -297,8 +298,11 @@ delete_chunk(sqlite3 *db, long long before_id, int chunk)
 		goto out;
 	long events = 0;
 	int rc;
-	while ((rc = sqlite3_step(e)) == SQLITE_ROW)
+	*rows = 0;
+	while ((rc = sqlite3_step(e)) == SQLITE_ROW) {
 		events += 1 + (sqlite3_column_type(e, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(e, 0));
+		++*rows;
+	}
 	if (rc != SQLITE_DONE) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		goto out;
@@ -327,30 +331,30 @@ used_bytes(sqlite3 *db)
 long
 pt_record_prune(sqlite3 *db, long long max_age, long long max_size)
 {
-	long total = 0, n;
+	long total = 0, n, rows;
 	if (max_age > 0) {
 		long long cutoff = ((long long)time(NULL) * 1000 - max_age * 1000) * PT_RECORD_ID_SCALE;
-		while ((n = delete_chunk(db, cutoff, 5000)) > 0)
+		while ((n = delete_chunk(db, cutoff, 5000, &rows)) > 0)
 			total += n;
 	}
 	if (max_size > 0) {
-		/* The oldest, by what each event freed in the chunk before
+		/* The oldest rows, by what each row freed in the chunk before
 		 * (count(*) would read the whole table: no index covers every
-		 * event); 64 to learn it. A chunk frees only the pages it
+		 * row); 64 to learn it. A chunk frees only the pages it
 		 * empties, so the estimate is low: three quarters of what it
 		 * says at a time, till under the limit. */
-		long long used, per_event = 0, want = 64;
+		long long used, per_row = 0, want = 64;
 		while ((used = used_bytes(db)) > max_size) {
-			if (per_event > 0)
-				want = (used - max_size) / per_event * 3 / 4 + 1;
+			if (per_row > 0)
+				want = (used - max_size) / per_row * 3 / 4 + 1;
 			if (want > 20000)
 				want = 20000;
-			if ((n = delete_chunk(db, -1, (int)want)) <= 0)
+			if ((n = delete_chunk(db, -1, (int)want, &rows)) <= 0)
 				break;
 			long long after = used_bytes(db);
 			if (after >= 0 && after < used)
-				per_event = (used - after) / n + 1;
-			else if (per_event == 0)
+				per_row = (used - after) / rows + 1;
+			else if (per_row == 0)
 				want *= 2;  /* no page freed yet */
 			total += n;
 		}
