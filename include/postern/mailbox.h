@@ -215,6 +215,12 @@ struct pt_mailbox_ops {
 	 * NULL. */
 	int (*change_flags_cond)(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
 	                         uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
+	/* QRESYNC's VANISHED (EARLIER): the UIDs expunged after modseq as
+	 * *n ranges (lo, hi) in *ranges (malloc'd, ascending; a range may
+	 * also cover UIDs that never were, or still are, there). -1 when the
+	 * store does not know that far back (the caller then names every
+	 * missing UID). May be NULL. */
+	int (*vanished_since)(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
 };
 
 #endif

@@ -838,4 +838,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.quota = store_quota,
 	.highest_modseq = ms_mbox_highest_modseq,
 	.change_flags_cond = ms_mbox_change_flags_cond,
+	.vanished_since = ms_mbox_vanished_since,
 };

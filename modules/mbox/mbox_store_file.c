@@ -173,6 +173,9 @@ ms_folder_free(struct ms_folder *f)
 		free(f->kw[i]);
 	f->nkw = 0;
 	ms_folder_drop_msgs(f);
+	free(f->van);
+	f->van = NULL;
+	f->nvan = 0;
 	shared_put(f->sh);
 	f->sh = NULL;
 	free(f->strs);
@@ -277,7 +280,7 @@ ms_folder_current(struct ms_folder *f)
 		return f->fd < 0 && !f->known_valid && errno == ENOENT &&
 		       shared_gen(f->sh) == f->gen;
 	return f->fd >= 0 && f->known_valid && same_stat(&sb, &f->known) &&
-	       shared_gen(f->sh) == f->gen;
+	       shared_gen(f->sh) == f->gen && !ms_flog_changed(f);
 }
 
 int
@@ -405,6 +408,7 @@ ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_
 				lk->fd = -1;
 				return -1;
 			}
+			f->locked = 1;
 			return 0;
 		}
 		mbox_unlock(lk, f->set);
@@ -420,6 +424,7 @@ ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk)
 	if (lk->fd >= 0)
 		mbox_unlock(lk, f->set);
 	lk->fd = -1;
+	f->locked = 0;
 }
 
 /* ---- parsing ---- */
@@ -498,13 +503,15 @@ on_message(void *arg, const struct mbox_msg *mm)
 	r->blk_len = h->blk_len;
 	r->meta_len = h->meta_len;
 	r->clen_len = h->clen_len;
-	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0);
+	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0) |
+	           ((h->flags & PT_F_SYSTEM) << MS_DISK_SHIFT);
 	r->info.flags = h->flags;
 	for (size_t i = 0; i < h->nkw; i++) {
 		int k = ms_folder_keyword(f, h->kw[i], 1);
 		if (k >= 0)
 			r->info.keywords |= 1ull << k;
 	}
+	r->disk_kw = r->info.keywords;
 	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL, h->rd);
 	r->info.internal_date = ms_from_date(text, mm->from_len, &r->info.tz_minutes);
 	uint32_t prev = f->n ? f->m[f->n - 1].info.uid : 0;
@@ -638,11 +645,24 @@ modseq_assign(struct ms_folder *f, size_t from, const struct ms_seen *was, size_
 			fresh = ms_folder_next_modseq(f);
 		m->modseq = fresh;
 	}
-	/* Messages gone (another program expunged) are a change too. */
-	if (fresh == 0 && nwas != f->n - from)
+	/* Messages gone (another program expunged) are a change too, and
+	 * QRESYNC's VANISHED names them. */
+	uint32_t *gone = NULL;
+	size_t ngone = 0;
+	for (size_t k = 0; k < nwas; k++)
+		if (ms_folder_find(f, was[k].uid) == (size_t)-1) {
+			if (gone == NULL && (gone = malloc((nwas - k) * sizeof *gone)) == NULL)
+				break;
+			gone[ngone++] = was[k].uid;
+		}
+	if (fresh == 0 && (ngone || nwas != f->n - from))
 		fresh = ms_folder_next_modseq(f);
 	if (f->highest_modseq == 0)
 		ms_folder_next_modseq(f);
+	if (gone == NULL && nwas && nwas > f->n - from)
+		f->van_floor = f->highest_modseq;  /* not kept (memory): from here on */
+	ms_vanished_add(f, gone, ngone, fresh);
+	free(gone);
 }
 
 /* Does a message start at off (the file only grew since)? */
@@ -679,6 +699,8 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 			f->n = 0;
 			if (f->highest_modseq == 0)
 				ms_folder_next_modseq(f);
+			if (f->van_floor == 0)
+				f->van_floor = f->highest_modseq;
 			ms_index_save(f);
 		}
 		return 0;
@@ -688,8 +710,14 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
 		return -1;
 	}
-	if (f->known_valid && same_stat(&sb, &f->known) && gen == f->gen)
+	if (f->known_valid && same_stat(&sb, &f->known) && gen == f->gen) {
+		/* The mbox as known; flag changes may have come in the log. */
+		if (ms_flog_changed(f)) {
+			*changed = 1;
+			ms_flog_replay(f, 1, f->locked);
+		}
 		return 0;
+	}
 	*changed = 1;
 	int64_t tail = -1;
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
@@ -703,6 +731,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		if (rc == 1) {
 			f->known = sb;
 			f->gen = gen;
+			ms_flog_replay(f, 0, f->locked);
 			return 0;
 		}
 		tail = rc == 0 ? f->known.st_size : -1;
@@ -716,6 +745,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 			f->known = sb;
 			f->known_valid = 1;
 			f->gen = gen;
+			ms_flog_replay(f, 0, f->locked);
 			return 0;
 		}
 		if (rc == 2 && isb.st_ino == sb.st_ino && isb.st_dev == sb.st_dev &&
@@ -747,10 +777,20 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		f->n = 0;
 		return -1;
 	}
-	if (f->uidvalidity != validity_was)
+	if (f->uidvalidity != validity_was && validity_was != 0) {
+		/* Another folder now: its expunges are not the old one's. */
 		nwas = 0;
+		free(f->van);
+		f->van = NULL;
+		f->nvan = 0;
+		f->van_floor = 0;
+	}
 	modseq_assign(f, from, was, nwas);
 	free(was);
+	/* No expunge known before this (a folder first seen, or its index
+	 * lost): VANISHED is exact from here on. */
+	if (f->van_floor == 0)
+		f->van_floor = f->highest_modseq;
 	/* A first parse leaves its growth slack behind: give it back. */
 	if (tail == 0 && f->map == NULL && f->n && f->cap > f->n) {
 		struct ms_msg *m = realloc(f->m, f->n * sizeof *m);
@@ -766,6 +806,9 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	f->known = sb;
 	f->known_valid = 1;
 	f->gen = gen;
+	/* Pending flag changes over what the mbox says (all of the log: the
+	 * list was read anew, at least in part). */
+	ms_flog_replay(f, 0, f->locked);
 	int dirty = 0;
 	for (size_t i = 0; i < f->n; i++)
 		if (f->m[i].state & MS_DIRTY)
@@ -831,8 +874,10 @@ write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
 		goto out;
 	}
 	rc = pt_pwrite_all(f->fd, out.p, out.len, r->blk_off) == 0 ? 1 : -1;
-	if (rc == 1)
+	if (rc == 1) {
 		r->state = (r->state & ~(MS_DIRTY | MS_HAS_BASE)) | (base ? MS_HAS_BASE : 0);
+		ms_msg_disk_set(f, r);
+	}
 out:
 	free(old);
 	pt_strbuf_free(&clen);
@@ -1096,6 +1141,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
 			                           (r.state & MS_RD) != 0);
 			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
+			ms_msg_disk_set(f, &r);
 			rc = pt_pwrite_all(f->fd, out.p, out.len, pos);
 			pos += (int64_t)out.len;
 		} else {
@@ -1146,6 +1192,10 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 {
 	if (f->fd < 0)
 		return 0;
+	/* Pending flag changes go into the mbox with everything else. */
+	for (size_t i = 0; i < f->n; i++)
+		if ((f->m[i].state & (MS_LAZY | MS_DIRTY)) == MS_LAZY)
+			f->m[i].state |= MS_DIRTY;
 	size_t live0 = first_live(f);
 	if (live0 < f->n && (!f->base_ok || live0 != 0 || !(f->m[live0].state & MS_HAS_BASE)))
 		f->m[live0].state |= MS_DIRTY;
@@ -1197,6 +1247,8 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 	f->nkw_written = f->nkw;
 	if (fstat(f->fd, &f->known) == 0)
 		f->known_valid = 1;
+	/* The mbox (synced) holds every change now. */
+	ms_flog_drop(f);
 	ms_shared_bump(f);
 	ms_index_save(f);
 	return 0;

@@ -2,7 +2,17 @@
  * sync (with \Recent taken by read-write opens), reading messages in wire
  * form, flag changes, expunge, and appending new messages with UIDs.
  * Read-only opens (EXAMINE, STATUS) never take \Recent or change flags,
- * but do write missing X-UID/X-IMAPbase so the UIDs they report stay. */
+ * but do write missing X-UID/X-IMAPbase so the UIDs they report stay.
+ *
+ * Flag changes are lazy (as Dovecot's mbox_lazy_writes): they go to the
+ * flag log beside the index at once (fdatasync'd; every open of the
+ * folder, POP3's too, sees them from there) and into the mbox's Status/
+ * X-Status/X-Keywords headers at the next write of the file: EXPUNGE,
+ * an append through the store, the close of a read-write open (CLOSE,
+ * SELECT of another folder, LOGOUT, POP3 QUIT), or when the log grows
+ * past its bound. Programs that read the mbox file itself (mail(1),
+ * mutt) see a change once the session that made it has closed the
+ * folder, as with Dovecot. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +23,7 @@
 
 #include "mbox_store.h"
 #include "postern/fdio.h"
+#include "postern/log.h"
 
 /* info() hands out copies: callers may hold a few at once (one message's
  * info across a read of another), none across a sync. */
@@ -63,11 +74,39 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 	return mb;
 }
 
+/* Write pending flag changes into the mbox (see the top): at the close
+ * of a read-write open. Failures leave them in the log. */
+static void
+flush_lazy(struct pt_mbox *mb)
+{
+	struct ms_folder *f = &mb->f;
+	if (mb->readonly || f->fd < 0 || !f->writable)
+		return;
+	size_t i = 0;
+	while (i < f->n && !(f->m[i].state & MS_LAZY))
+		i++;
+	if (i == f->n && f->log_valid && f->log_known.st_ino == 0)
+		return;
+	struct mbox_lock lk;
+	struct pt_status st;
+	int ch;
+	if (ms_folder_lock(f, &lk, 0, &st) != 0)
+		return;
+	if (ms_folder_load(f, &ch, &st) == 0) {
+		for (i = 0; i < f->n && !(f->m[i].state & MS_LAZY);)
+			i++;
+		if (i < f->n && ms_folder_write(f, &st) != 0)
+			pt_warn("mailbox %s: flag changes stay in the log: %s", f->path, st.text);
+	}
+	ms_folder_unlock(f, &lk);
+}
+
 void
 ms_mbox_close(struct pt_mbox *mb)
 {
 	if (mb == NULL)
 		return;
+	flush_lazy(mb);
 	ms_folder_free(&mb->f);
 	free(mb->snap);
 	free(mb->recent);
@@ -437,6 +476,12 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		return -1;
 	uint64_t kwmask = f->nkw >= 64 ? ~0ull : (1ull << f->nkw) - 1;
 	uint64_t modseq = 0;           /* one for the whole change */
+	/* Lazy (the flag log) unless the file is written now anyway. */
+	int lazy = f->fd >= 0 && f->writable && !any_dirty(f);
+	size_t *logged = lazy && n ? malloc(n * sizeof *logged) : NULL;
+	size_t nlogged = 0;
+	if (logged == NULL)
+		lazy = 0;
 	for (size_t k = 0; k < n; k++) {
 		size_t i = ms_folder_find(f, u ? u[k].uid : c[k].uid);
 		if (i == (size_t)-1)
@@ -458,13 +503,36 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		if (r->info.flags != fl || r->info.keywords != kw) {
 			r->info.flags = fl;
 			r->info.keywords = kw;
-			r->state |= MS_DIRTY;
 			if (modseq == 0)
 				modseq = ms_folder_next_modseq(f);
 			r->info.modseq = modseq;
+			uint32_t disk = (r->state & MS_DISK_MASK) >> MS_DISK_SHIFT;
+			if (fl != disk || kw != r->disk_kw)
+				r->state |= MS_LAZY;
+			else
+				r->state &= ~MS_LAZY;   /* back to what the mbox says */
+			if (lazy)
+				logged[nlogged++] = i;
+			else
+				r->state |= MS_DIRTY;
 		}
 	}
-	int rc = write_if_needed(f, st);
+	int rc = 0;
+	if (lazy && nlogged) {
+		int lr = ms_flog_append(f, logged, nlogged);
+		if (lr != 0) {
+			/* No log (or too big a one): into the mbox now. */
+			for (size_t k = 0; k < nlogged; k++)
+				f->m[logged[k]].state |= MS_DIRTY;
+			if (lr < 0)
+				pt_warn("mailbox %s: flag log unusable, writing the mbox", f->path);
+		} else {
+			ms_shared_bump(f);
+		}
+	}
+	free(logged);
+	if (rc == 0)
+		rc = write_if_needed(f, st);
 	ms_folder_unlock(f, &lk);
 	/* Unchanged file: f->m, now with these flags, is the list again. */
 	snap_settle(mb, had, rc != 0);
@@ -519,18 +587,30 @@ ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_st
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
 		return -1;
-	int any = 0;
+	size_t any = 0;
 	for (size_t k = 0; k < n; k++) {
 		size_t i = ms_folder_find(f, uids[k]);
-		if (i != (size_t)-1) {
+		if (i != (size_t)-1 && !(f->m[i].state & MS_EXPUNGE)) {
 			f->m[i].state |= MS_EXPUNGE;
-			any = 1;
+			any++;
 		}
 	}
-	/* An expunge is a change: HIGHESTMODSEQ moves (saved with the
-	 * index the write leaves). */
-	if (any)
-		ms_folder_next_modseq(f);
+	/* An expunge is a change: HIGHESTMODSEQ moves, and the UIDs go to
+	 * the expunge list with it (both saved with the index the write
+	 * leaves). */
+	if (any) {
+		uint64_t ms = ms_folder_next_modseq(f);
+		uint32_t *gone = malloc(any * sizeof *gone);
+		size_t k = 0;
+		for (size_t i = 0; gone && i < f->n && k < any; i++)
+			if (f->m[i].state & MS_EXPUNGE)
+				gone[k++] = f->m[i].info.uid;
+		if (gone)
+			ms_vanished_add(f, gone, k, ms);
+		else
+			f->van_floor = ms;     /* not kept: complete from here on */
+		free(gone);
+	}
 	mb->stale = 1;
 	int rc = write_if_needed(f, st);
 	if (rc != 0)
@@ -552,6 +632,12 @@ const char *
 ms_mbox_index_dir(const struct pt_mbox *mb)
 {
 	return mb->f.idxdir;
+}
+
+int
+ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n)
+{
+	return ms_vanished_since(&mb->f, modseq, ranges, n);
 }
 
 uint64_t

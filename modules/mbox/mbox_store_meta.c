@@ -479,3 +479,102 @@ ms_header_strip(const char *hdr, size_t len, struct pt_strbuf *out, struct pt_st
 	}
 	return out->oom || (clen && clen->oom) ? (size_t)-1 : pos;
 }
+
+/* ---- expunged UIDs (QRESYNC VANISHED) ---- */
+
+static int
+van_cmp(const void *a, const void *b)
+{
+	const struct ms_vanished *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void
+ms_vanished_add(struct ms_folder *f, const uint32_t *uids, size_t n, uint64_t modseq)
+{
+	if (n == 0)
+		return;
+	/* Runs of consecutive UIDs become one range each. */
+	size_t runs = 1;
+	for (size_t i = 1; i < n; i++)
+		if (uids[i] != uids[i - 1] + 1)
+			runs++;
+	struct ms_vanished *v = realloc(f->van, (f->nvan + runs) * sizeof *v);
+	if (v == NULL) {
+		/* Not kept: the list is complete only from here on. */
+		f->van_floor = modseq;
+		return;
+	}
+	f->van = v;
+	size_t k = f->nvan;
+	v[k] = (struct ms_vanished){ uids[0], uids[0], modseq };
+	for (size_t i = 1; i < n; i++) {
+		if (uids[i] == v[k].hi + 1)
+			v[k].hi = uids[i];
+		else
+			v[++k] = (struct ms_vanished){ uids[i], uids[i], modseq };
+	}
+	size_t total = k + 1;
+	qsort(v, total, sizeof *v, van_cmp);
+	/* Touching ranges of one expunge join; overlapping ones (never
+	 * expected: a UID goes once) join with the later mod-sequence, so
+	 * nothing is left out. */
+	size_t w = 0;
+	for (size_t i = 1; i < total; i++) {
+		struct ms_vanished *c = &v[w];
+		if (v[i].lo <= c->hi || (v[i].lo == c->hi + 1 && v[i].modseq == c->modseq)) {
+			if (v[i].hi > c->hi)
+				c->hi = v[i].hi;
+			if (v[i].modseq > c->modseq)
+				c->modseq = v[i].modseq;
+		} else {
+			v[++w] = v[i];
+		}
+	}
+	total = w + 1;
+	/* Bounded: beyond MS_VAN_MAX ranges neighbours merge pairwise (the
+	 * later mod-sequence wins, the gap between them joins: a superset,
+	 * which RFC 7162 allows; the caller leaves out UIDs still there). */
+	while (total > MS_VAN_MAX) {
+		size_t o = 0;
+		for (size_t i = 0; i < total; i += 2) {
+			struct ms_vanished m = v[i];
+			if (i + 1 < total) {
+				m.hi = v[i + 1].hi;
+				if (v[i + 1].modseq > m.modseq)
+					m.modseq = v[i + 1].modseq;
+			}
+			v[o++] = m;
+		}
+		total = o;
+	}
+	f->nvan = total;
+}
+
+int
+ms_vanished_since(const struct ms_folder *f, uint64_t modseq, uint32_t **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (f->van_floor == 0 || modseq < f->van_floor)
+		return -1;
+	size_t k = 0;
+	for (size_t i = 0; i < f->nvan; i++)
+		if (f->van[i].modseq > modseq)
+			k++;
+	if (k == 0)
+		return 0;
+	uint32_t *r = malloc(2 * k * sizeof *r);
+	if (r == NULL)
+		return -1;
+	k = 0;
+	for (size_t i = 0; i < f->nvan; i++)
+		if (f->van[i].modseq > modseq) {
+			r[2 * k] = f->van[i].lo;
+			r[2 * k + 1] = f->van[i].hi;
+			k++;
+		}
+	*out = r;
+	*n = k;
+	return 0;
+}
