@@ -221,6 +221,10 @@ struct pt_mailbox_ops {
 	 * store does not know that far back (the caller then names every
 	 * missing UID). May be NULL. */
 	int (*vanished_since)(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
+	/* Would sync find nothing new (a few stats)? 1 yes, 0 it must look.
+	 * Lets a caller skip what it does around a sync of a big folder.
+	 * May be NULL. */
+	int (*uptodate)(struct pt_mbox *mb);
 };
 
 #endif

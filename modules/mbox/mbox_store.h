@@ -151,6 +151,7 @@ struct ms_folder {
 	size_t nvan;
 	uint64_t van_floor;
 	int locked;                    /* ms_folder_lock holds the mbox lock */
+	int dirty_hint;                /* 0: no MS_DIRTY/MS_EXPUNGE record (no scan) */
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
@@ -276,6 +277,7 @@ struct pt_mbox {
 	uint32_t *recent;              /* else: UIDs whose \Recent this open took */
 	size_t nrecent;
 	struct ms_info_ring *ring;     /* info()'s answers */
+	int snap_on_change;            /* lock_and_load: snap_take before a reload */
 };
 
 /* Normalise and check a folder name ("inbox" -> "INBOX"); -1 with st. */
@@ -287,6 +289,7 @@ struct pt_mbox *ms_mbox_open(struct pt_mstore *ms, const char *name, int readonl
                              struct pt_status *st);
 void ms_mbox_close(struct pt_mbox *mb);
 int ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st);
+int ms_mbox_uptodate(struct pt_mbox *mb);
 size_t ms_mbox_count(const struct pt_mbox *mb);
 const struct pt_msg_info *ms_mbox_info(const struct pt_mbox *mb, size_t i);
 size_t ms_mbox_find(const struct pt_mbox *mb, uint32_t uid);

@@ -719,6 +719,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		return 0;
 	}
 	*changed = 1;
+	f->dirty_hint = 1;
 	int64_t tail = -1;
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
@@ -1192,6 +1193,7 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 {
 	if (f->fd < 0)
 		return 0;
+	f->dirty_hint = 1;             /* until all is written */
 	/* Pending flag changes go into the mbox with everything else. */
 	for (size_t i = 0; i < f->n; i++)
 		if ((f->m[i].state & (MS_LAZY | MS_DIRTY)) == MS_LAZY)
@@ -1249,6 +1251,7 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 		f->known_valid = 1;
 	/* The mbox (synced) holds every change now. */
 	ms_flog_drop(f);
+	f->dirty_hint = 0;
 	ms_shared_bump(f);
 	ms_index_save(f);
 	return 0;

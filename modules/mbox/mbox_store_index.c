@@ -8,9 +8,9 @@
  * ms_folder.map): the file is only ever replaced by rename, never
  * rewritten, so a mapping stays valid.
  *
- * Beside it, the flag log (postern.flags): STORE's changes, appended and
- * fdatasync'd, so a flag change costs one small write instead of a write
- * into the mbox and a new index. The mbox gets them at the next
+ * Beside it, the flag log (postern.flags): STORE's changes, appended
+ * (fdatasync'd with mbox_flag_fsync), so a flag change costs one small
+ * write instead of a write into the mbox and a new index. The mbox gets them at the next
  * ms_folder_write (EXPUNGE, a delivery through the store, the close of
  * a read-write open, or when the log grows past LOG_MAX), which then
  * removes the log. Each record carries the mbox state it was made on:
@@ -506,7 +506,8 @@ ms_flog_append(struct ms_folder *f, const size_t *idx, size_t n)
 	}
 	struct pt_strbuf b = { 0 };
 	int rc = batch_put(&b, f, idx, n);
-	if (rc == 0 && (pt_write_all(fd, b.p, b.len) != 0 || fdatasync(fd) != 0 || fstat(fd, &sb) != 0))
+	if (rc == 0 && (pt_write_all(fd, b.p, b.len) != 0 || (f->set->flag_fsync && fdatasync(fd) != 0) ||
+	                fstat(fd, &sb) != 0))
 		rc = -1;
 	pt_strbuf_free(&b);
 	close(fd);

@@ -188,13 +188,20 @@ snap_settle(struct pt_mbox *mb, int had_snap, int keep)
 	mb->snap = NULL;
 }
 
+/* Anything to write? A scan of a big list touches every record's cache
+ * line: dirty_hint skips it while nothing can have made one dirty. */
 static int
-any_dirty(const struct ms_folder *f)
+any_dirty(struct ms_folder *f)
 {
+	if (!f->base_ok && f->n > 0)
+		return 1;
+	if (!f->dirty_hint)
+		return 0;
 	for (size_t i = 0; i < f->n; i++)
 		if (f->m[i].state & (MS_DIRTY | MS_EXPUNGE))
 			return 1;
-	return !f->base_ok && f->n > 0;
+	f->dirty_hint = 0;
+	return 0;
 }
 
 /* Lock, bring the file state up to date and store missing metadata
@@ -206,6 +213,11 @@ lock_and_load(struct pt_mbox *mb, struct mbox_lock *lk, int *changed, struct pt_
 	struct ms_folder *f = &mb->f;
 	if (ms_folder_lock(f, lk, 0, st) != 0)
 		return -1;
+	/* Only a list about to be reloaded needs its copy (snap_take). */
+	if (mb->snap_on_change && !ms_folder_current(f) && snap_take(mb, st) != 0) {
+		ms_folder_unlock(f, lk);
+		return -1;
+	}
 	if (ms_folder_load(f, changed, st) != 0) {
 		ms_folder_unlock(f, lk);
 		return -1;
@@ -256,6 +268,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 		for (size_t i = 0; i < f->n; i++)
 			if (!(f->m[i].state & MS_OLD)) {
 				f->m[i].state |= MS_OLD | MS_DIRTY;
+				f->dirty_hint = 1;
 				taken[ntaken++] = f->m[i].info.uid;
 			}
 	}
@@ -327,6 +340,12 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	mb->stale = 0;
 	*changed = diff;
 	return 0;
+}
+
+int
+ms_mbox_uptodate(struct pt_mbox *mb)
+{
+	return mb->synced && !mb->stale && ms_folder_current(&mb->f);
 }
 
 size_t
@@ -468,11 +487,12 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		return -1;
 	}
 	int had = mb->snap != NULL;
-	if (snap_take(mb, st) != 0)
-		return -1;
 	struct mbox_lock lk;
 	int ch;
-	if (lock_and_load(mb, &lk, &ch, st) != 0)
+	mb->snap_on_change = 1;
+	int lr = lock_and_load(mb, &lk, &ch, st);
+	mb->snap_on_change = 0;
+	if (lr != 0)
 		return -1;
 	uint64_t kwmask = f->nkw >= 64 ? ~0ull : (1ull << f->nkw) - 1;
 	uint64_t modseq = 0;           /* one for the whole change */
@@ -482,10 +502,13 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 	size_t nlogged = 0;
 	if (logged == NULL)
 		lazy = 0;
+	size_t next = 0;               /* changes come mostly in UID order */
 	for (size_t k = 0; k < n; k++) {
-		size_t i = ms_folder_find(f, u ? u[k].uid : c[k].uid);
+		uint32_t want = u ? u[k].uid : c[k].uid;
+		size_t i = next < f->n && f->m[next].info.uid == want ? next : ms_folder_find(f, want);
 		if (i == (size_t)-1)
 			continue;
+		next = i + 1;
 		struct ms_msg *r = &f->m[i];
 		uint32_t fl;
 		uint64_t kw;
@@ -511,10 +534,12 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 				r->state |= MS_LAZY;
 			else
 				r->state &= ~MS_LAZY;   /* back to what the mbox says */
-			if (lazy)
+			if (lazy) {
 				logged[nlogged++] = i;
-			else
+			} else {
 				r->state |= MS_DIRTY;
+				f->dirty_hint = 1;
+			}
 		}
 	}
 	int rc = 0;
@@ -524,6 +549,7 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 			/* No log (or too big a one): into the mbox now. */
 			for (size_t k = 0; k < nlogged; k++)
 				f->m[logged[k]].state |= MS_DIRTY;
+			f->dirty_hint = 1;
 			if (lr < 0)
 				pt_warn("mailbox %s: flag log unusable, writing the mbox", f->path);
 		} else {
@@ -592,6 +618,7 @@ ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_st
 		size_t i = ms_folder_find(f, uids[k]);
 		if (i != (size_t)-1 && !(f->m[i].state & MS_EXPUNGE)) {
 			f->m[i].state |= MS_EXPUNGE;
+			f->dirty_hint = 1;
 			any++;
 		}
 	}
