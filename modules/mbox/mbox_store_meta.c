@@ -314,6 +314,54 @@ month_of(const char *w)
 	return -1;
 }
 
+/* sscanf's "%d" without sscanf (a mailbox has one date per message):
+ * blanks, an optional sign, then digits. */
+static const char *
+scan_int(const char *q, int *out)
+{
+	while (*q == ' ' || *q == '\t')
+		q++;
+	int neg = *q == '-';
+	if (*q == '+' || *q == '-')
+		q++;
+	if (!isdigit((unsigned char)*q))
+		return NULL;
+	long v = 0;
+	while (isdigit((unsigned char)*q)) {
+		if (v < 100000000)
+			v = v * 10 + (*q - '0');
+		q++;
+	}
+	*out = (int)(neg ? -v : v);
+	return q;
+}
+
+/* mktime for local time without its tzset per call (a stat of
+ * /etc/localtime each time, 100k times for a big folder's first read):
+ * UTC first, then the zone's offset at that instant (again when a DST
+ * change lies in between). */
+static time_t
+local_mktime(struct tm *tm, int *tz)
+{
+	time_t tg = timegm(tm);
+	if (tg == (time_t)-1)
+		return (time_t)-1;
+	struct tm lt;
+	if (localtime_r(&tg, &lt) == NULL)
+		return (time_t)-1;
+	long off = lt.tm_gmtoff;
+	time_t t = tg - off;
+	if (localtime_r(&t, &lt) == NULL)
+		return (time_t)-1;
+	if (lt.tm_gmtoff != off) {
+		t = tg - lt.tm_gmtoff;
+		if (localtime_r(&t, &lt) == NULL)
+			return (time_t)-1;
+	}
+	*tz = (int)(lt.tm_gmtoff / 60);
+	return t;
+}
+
 time_t
 ms_from_date(const char *line, size_t len, int *tz)
 {
@@ -331,13 +379,21 @@ ms_from_date(const char *line, size_t len, int *tz)
 		int mon = month_of(buf + i + 4);
 		if (mon < 0 || i + 8 > len || buf[i + 7] != ' ')
 			continue;
-		int day, hh, mm, ss = 0, n = 0, year;
-		const char *q = buf + i + 8;
-		if (sscanf(q, "%d %d:%d%n", &day, &hh, &mm, &n) != 3)
+		int day, hh, mm, ss = 0, year;
+		const char *q = scan_int(buf + i + 8, &day);
+		if (q)
+			q = scan_int(q, &hh);
+		if (q && *q == ':')
+			q = scan_int(q + 1, &mm);
+		else
+			q = NULL;
+		if (q == NULL)
 			continue;
-		q += n;
-		if (*q == ':' && sscanf(q, ":%d%n", &ss, &n) == 1)
-			q += n;
+		if (*q == ':') {
+			const char *r = scan_int(q + 1, &ss);
+			if (r)
+				q = r;
+		}
 		while (*q == ' ')
 			q++;
 		int zone = 0, have_zone = 0;
@@ -355,7 +411,7 @@ ms_from_date(const char *line, size_t len, int *tz)
 		}
 		while (*q == ' ')
 			q++;
-		if (sscanf(q, "%d", &year) != 1 || year < 1970 || year > 9999 || day < 1 || day > 31 ||
+		if (scan_int(q, &year) == NULL || year < 1970 || year > 9999 || day < 1 || day > 31 ||
 		    hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
 			continue;
 		struct tm tm = { 0 };
@@ -371,10 +427,11 @@ ms_from_date(const char *line, size_t len, int *tz)
 			*tz = zone;
 			return t;
 		}
-		time_t t = mktime(&tm);
-		if (t == (time_t)-1)
+		time_t t = local_mktime(&tm, tz);
+		if (t == (time_t)-1) {
+			*tz = 0;
 			return 0;
-		*tz = (int)(tm.tm_gmtoff / 60);
+		}
 		return t;
 	}
 	return 0;
