@@ -152,6 +152,7 @@ struct ms_folder {
 	uint64_t van_floor;
 	int locked;                    /* ms_folder_lock holds the mbox lock */
 	int dirty_hint;                /* 0: no MS_DIRTY/MS_EXPUNGE record (no scan) */
+	size_t not_old_hint;           /* 0: every record MS_OLD (no scan); else unknown */
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,

@@ -720,6 +720,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	}
 	*changed = 1;
 	f->dirty_hint = 1;
+	f->not_old_hint = 1;
 	int64_t tail = -1;
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
@@ -778,6 +779,10 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		f->n = 0;
 		return -1;
 	}
+	/* New records: whatever the index said of the rest no longer
+	 * covers them. */
+	f->dirty_hint = 1;
+	f->not_old_hint = 1;
 	if (f->uidvalidity != validity_was && validity_was != 0) {
 		/* Another folder now: its expunges are not the old one's. */
 		nwas = 0;

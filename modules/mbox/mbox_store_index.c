@@ -20,6 +20,7 @@
  * message since makes it void, and nothing else. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@
 #define INDEX_MAGIC "PTIDX005"
 #define INDEX_NAME "postern.index"
 #define LOG_NAME "postern.flags"
+/* Records per checksum step (about 56 KiB: in the cache for the
+ * validation that follows). */
+#define SUM_CHUNK 512u
 /* Past this size the log is written into the mbox (and removed). */
 #define LOG_MAX (4u << 20)
 
@@ -164,7 +168,8 @@ ms_index_save(const struct ms_folder *f)
 	}
 	uint64_t sum = sum64(0xcbf29ce484222325ull, names, nl);
 	sum = sum64(sum, f->van, f->nvan * sizeof *f->van);
-	sum = sum64(sum, f->m, f->n * sizeof *f->m);
+	for (size_t i = 0; i < f->n; i += SUM_CHUNK)
+		sum = sum64(sum, f->m + i, (f->n - i < SUM_CHUNK ? f->n - i : SUM_CHUNK) * sizeof *f->m);
 	h.sum = sum;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -188,6 +193,49 @@ ms_index_save(const struct ms_folder *f)
 	if (rc != 0)
 		unlink(tmp);
 	return rc;
+}
+
+/* Index files this process has checked (checksum and records): one is
+ * never rewritten in place, so the same inode, size and mtime is the
+ * same content, and the next open of the folder by another session of
+ * the user skips the pass over a big folder's index. */
+#define CHECKED_MAX 8
+static struct checked {
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns;
+	int dirty;
+	size_t not_old;
+} checked[CHECKED_MAX];
+static unsigned checked_next;
+static pthread_mutex_t checked_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+checked_find(const struct stat *isb, int *dirty, size_t *not_old)
+{
+	int hit = 0;
+	pthread_mutex_lock(&checked_mu);
+	for (unsigned i = 0; i < CHECKED_MAX && !hit; i++) {
+		const struct checked *c = &checked[i];
+		if (c->ino == (uint64_t)isb->st_ino && c->dev == (uint64_t)isb->st_dev &&
+		    c->size == (uint64_t)isb->st_size && c->mtime_s == (int64_t)isb->st_mtim.tv_sec &&
+		    c->mtime_ns == (int64_t)isb->st_mtim.tv_nsec) {
+			*dirty = c->dirty;
+			*not_old = c->not_old;
+			hit = 1;
+		}
+	}
+	pthread_mutex_unlock(&checked_mu);
+	return hit;
+}
+
+static void
+checked_add(const struct stat *isb, int dirty, size_t not_old)
+{
+	pthread_mutex_lock(&checked_mu);
+	checked[checked_next++ % CHECKED_MAX] = (struct checked){
+		(uint64_t)isb->st_dev, (uint64_t)isb->st_ino, (uint64_t)isb->st_size,
+		(int64_t)isb->st_mtim.tv_sec, (int64_t)isb->st_mtim.tv_nsec, dirty, not_old };
+	pthread_mutex_unlock(&checked_mu);
 }
 
 static int
@@ -246,16 +294,19 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	/* Private and writable: a flag change copies one page, never
 	 * touching the file; unchanged pages stay shared. */
 	map_len = (size_t)isb.st_size;
-	map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	/* Populated read-only (the page cache's pages, no copies, no fault
+	 * per page later), then writable for the pages a change copies. */
+	map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 	if (map == MAP_FAILED)
+		goto out;
+	if (mprotect(map, map_len, PROT_READ | PROT_WRITE) != 0)
 		goto out;
 	const char *kwbuf = map + sizeof h;
 	const struct ms_vanished *van = (const struct ms_vanished *)(const void *)(map + van_at(h.kwbytes));
 	struct ms_msg *m = (struct ms_msg *)(void *)(map + rec_at);
 	uint64_t sum = sum64(0xcbf29ce484222325ull, kwbuf, h.kwbytes);
 	sum = sum64(sum, van, (size_t)h.nvan * sizeof *van);
-	sum = sum64(sum, m, (size_t)h.nmsg * sizeof *m);
-	if (sum != h.sum || h.uidvalidity == 0 || h.uidnext == 0)
+	if (h.uidvalidity == 0 || h.uidnext == 0)
 		goto out;
 	for (uint32_t i = 0; i < h.nvan; i++)
 		if (van[i].lo == 0 || van[i].lo > van[i].hi || (i && van[i].lo <= van[i - 1].hi) ||
@@ -273,15 +324,34 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	}
 	if (nn != h.nkw || pos != h.kwbytes)
 		goto out;
-	/* Records must be ordered by offset and UID. */
-	for (uint32_t i = 0; i < h.nmsg; i++) {
-		const struct ms_msg *r = &m[i];
-		if (r->info.uid == 0 || r->info.uid >= h.uidnext ||
-		    (i && (r->info.uid <= m[i - 1].info.uid || r->from_off < m[i - 1].end)) ||
-		    r->hdr_off < r->from_off || r->body_off < r->hdr_off || r->end < r->body_off ||
-		    (uint64_t)r->end > h.size || r->info.modseq == 0 || r->info.modseq > h.highest_modseq)
-			goto out;
+	/* Records must be ordered by offset and UID. One pass with the
+	 * checksum, chunk by chunk while the chunk is in the cache (a big
+	 * folder's index is read once per open); what the store would
+	 * otherwise scan the list for comes along. */
+	int dirty = 0;
+	size_t not_old = 0;
+	int known = checked_find(&isb, &dirty, &not_old);
+	for (uint32_t c = 0; !known && c < h.nmsg; c += SUM_CHUNK) {
+		uint32_t e = h.nmsg - c < SUM_CHUNK ? h.nmsg : c + SUM_CHUNK;
+		sum = sum64(sum, m + c, (size_t)(e - c) * sizeof *m);
+		for (uint32_t i = c; i < e; i++) {
+			const struct ms_msg *r = &m[i];
+			if (r->info.uid == 0 || r->info.uid >= h.uidnext ||
+			    (i && (r->info.uid <= m[i - 1].info.uid || r->from_off < m[i - 1].end)) ||
+			    r->hdr_off < r->from_off || r->body_off < r->hdr_off || r->end < r->body_off ||
+			    (uint64_t)r->end > h.size || r->info.modseq == 0 ||
+			    r->info.modseq > h.highest_modseq)
+				goto out;
+			if (r->state & (MS_DIRTY | MS_EXPUNGE))
+				dirty = 1;
+			if (!(r->state & MS_OLD))
+				not_old++;
+		}
 	}
+	if (!known && sum != h.sum)
+		goto out;
+	if (!known)
+		checked_add(&isb, dirty, not_old);
 	/* The table only grows: bits already handed out (a keyword made for
 	 * a STORE that is about to be written) keep their meaning, and the
 	 * index's bits are mapped onto it. */
@@ -339,6 +409,8 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	}
 	f->n = f->cap = h.nmsg;
 	f->junk = h.junk;
+	f->dirty_hint = dirty;
+	f->not_old_hint = not_old;
 	rc = sb && head_matches(&h, sb) ? 1 : 2;
 	/* Whether the file's X-IMAPbase is current: as saved when the file is
 	 * the one the index describes (else as known here), and only while

@@ -80,13 +80,10 @@ static void
 flush_lazy(struct pt_mbox *mb)
 {
 	struct ms_folder *f = &mb->f;
-	if (mb->readonly || f->fd < 0 || !f->writable)
+	/* No log, no pending change (a write removes both together). */
+	if (mb->readonly || f->fd < 0 || !f->writable || (f->log_valid && f->log_known.st_ino == 0))
 		return;
-	size_t i = 0;
-	while (i < f->n && !(f->m[i].state & MS_LAZY))
-		i++;
-	if (i == f->n && f->log_valid && f->log_known.st_ino == 0)
-		return;
+	size_t i;
 	struct mbox_lock lk;
 	struct pt_status st;
 	int ch;
@@ -255,7 +252,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	uint32_t *taken = NULL;
 	size_t ntaken = 0;
 	int by_state = mb->readonly || !f->writable;
-	if (!by_state) {
+	if (!by_state && f->not_old_hint) {
 		for (size_t i = 0; i < f->n; i++)
 			if (!(f->m[i].state & MS_OLD))
 				ntaken++;
@@ -265,7 +262,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 			return -1;
 		}
 		ntaken = 0;
-		for (size_t i = 0; i < f->n; i++)
+		for (size_t i = 0; taken && i < f->n; i++)
 			if (!(f->m[i].state & MS_OLD)) {
 				f->m[i].state |= MS_OLD | MS_DIRTY;
 				f->dirty_hint = 1;
@@ -274,6 +271,8 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	}
 	int rc = write_if_needed(f, st);
 	ms_folder_unlock(f, &lk);
+	if (rc == 0 && !by_state)
+		f->not_old_hint = 0;   /* every message is 'O' now */
 	if (rc != 0) {
 		/* Nothing was taken: the next sync tries again. */
 		for (size_t i = 0; i < f->n; i++)
