@@ -128,73 +128,6 @@ ms_mkdirs(const char *path, int include_last)
 	return 0;
 }
 
-int
-ms_index_save(const struct ms_folder *f)
-{
-	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
-	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
-	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-	if (ms_mkdirs(f->idxdir, 1) != 0)
-		return -1;
-	struct index_head h;
-	memset(&h, 0, sizeof h);
-	memcpy(h.magic, INDEX_MAGIC, 8);
-	if (f->known_valid) {
-		h.dev = (uint64_t)f->known.st_dev;
-		h.ino = (uint64_t)f->known.st_ino;
-		h.size = (uint64_t)f->known.st_size;
-		h.mtime_s = (int64_t)f->known.st_mtim.tv_sec;
-		h.mtime_ns = (int64_t)f->known.st_mtim.tv_nsec;
-	}
-	h.uidvalidity = f->uidvalidity;
-	h.uidnext = f->uidnext;
-	h.nkw = (uint32_t)f->nkw;
-	h.nmsg = (uint32_t)f->n;
-	h.rec_size = (uint32_t)sizeof(struct ms_msg);
-	h.base_ok = f->known_valid && f->base_ok;
-	h.junk = f->junk;
-	h.highest_modseq = f->highest_modseq;
-	h.nvan = (uint32_t)f->nvan;
-	h.van_floor = f->van_floor;
-	for (size_t i = 0; i < f->nkw; i++)
-		h.kwbytes += (uint32_t)strlen(f->kw[i]) + 1;
-	/* The names as written (NUL-separated), then the rest. */
-	char names[PT_KEYWORDS_MAX * 64];
-	size_t nl = 0;
-	for (size_t i = 0; i < f->nkw; i++) {
-		size_t l = strlen(f->kw[i]) + 1;
-		memcpy(names + nl, f->kw[i], l);
-		nl += l;
-	}
-	uint64_t sum = sum64(0xcbf29ce484222325ull, names, nl);
-	sum = sum64(sum, f->van, f->nvan * sizeof *f->van);
-	for (size_t i = 0; i < f->n; i += SUM_CHUNK)
-		sum = sum64(sum, f->m + i, (f->n - i < SUM_CHUNK ? f->n - i : SUM_CHUNK) * sizeof *f->m);
-	h.sum = sum;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	int rc = pt_write_all(fd, &h, sizeof h);
-	if (rc == 0 && nl)
-		rc = pt_write_all(fd, names, nl);
-	static const char zeros[8];
-	size_t pad = (size_t)(van_at(h.kwbytes) - sizeof h - h.kwbytes);
-	if (rc == 0 && pad)
-		rc = pt_write_all(fd, zeros, pad);
-	if (rc == 0 && f->nvan)
-		rc = pt_write_all(fd, f->van, f->nvan * sizeof *f->van);
-	if (rc == 0 && f->n)
-		rc = pt_write_all(fd, f->m, f->n * sizeof *f->m);
-	if (close(fd) != 0)
-		rc = -1;
-	/* A cache: no fsync; a torn file fails its checksum and is rebuilt. */
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -1;
-	if (rc != 0)
-		unlink(tmp);
-	return rc;
-}
-
 /* Index files this process has checked (checksum and records): one is
  * never rewritten in place, so the same inode, size and mtime is the
  * same content, and the next open of the folder by another session of
@@ -236,6 +169,88 @@ checked_add(const struct stat *isb, int dirty, size_t not_old)
 		(uint64_t)isb->st_dev, (uint64_t)isb->st_ino, (uint64_t)isb->st_size,
 		(int64_t)isb->st_mtim.tv_sec, (int64_t)isb->st_mtim.tv_nsec, dirty, not_old };
 	pthread_mutex_unlock(&checked_mu);
+}
+
+int
+ms_index_save(const struct ms_folder *f)
+{
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	if (ms_mkdirs(f->idxdir, 1) != 0)
+		return -1;
+	struct index_head h;
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, INDEX_MAGIC, 8);
+	if (f->known_valid) {
+		h.dev = (uint64_t)f->known.st_dev;
+		h.ino = (uint64_t)f->known.st_ino;
+		h.size = (uint64_t)f->known.st_size;
+		h.mtime_s = (int64_t)f->known.st_mtim.tv_sec;
+		h.mtime_ns = (int64_t)f->known.st_mtim.tv_nsec;
+	}
+	h.uidvalidity = f->uidvalidity;
+	h.uidnext = f->uidnext;
+	h.nkw = (uint32_t)f->nkw;
+	h.nmsg = (uint32_t)f->n;
+	h.rec_size = (uint32_t)sizeof(struct ms_msg);
+	h.base_ok = f->known_valid && f->base_ok;
+	h.junk = f->junk;
+	h.highest_modseq = f->highest_modseq;
+	h.nvan = (uint32_t)f->nvan;
+	h.van_floor = f->van_floor;
+	for (size_t i = 0; i < f->nkw; i++)
+		h.kwbytes += (uint32_t)strlen(f->kw[i]) + 1;
+	/* The names as written (NUL-separated), then the rest. */
+	char names[PT_KEYWORDS_MAX * 64];
+	size_t nl = 0;
+	for (size_t i = 0; i < f->nkw; i++) {
+		size_t l = strlen(f->kw[i]) + 1;
+		memcpy(names + nl, f->kw[i], l);
+		nl += l;
+	}
+	uint64_t sum = sum64(0xcbf29ce484222325ull, names, nl);
+	sum = sum64(sum, f->van, f->nvan * sizeof *f->van);
+	int dirty = 0;
+	size_t not_old = 0;
+	for (size_t i = 0; i < f->n; i += SUM_CHUNK) {
+		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
+		sum = sum64(sum, f->m + i, (e - i) * sizeof *f->m);
+		for (size_t k = i; k < e; k++) {
+			if (f->m[k].state & (MS_DIRTY | MS_EXPUNGE))
+				dirty = 1;
+			if (!(f->m[k].state & MS_OLD))
+				not_old++;
+		}
+	}
+	h.sum = sum;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	int rc = pt_write_all(fd, &h, sizeof h);
+	if (rc == 0 && nl)
+		rc = pt_write_all(fd, names, nl);
+	static const char zeros[8];
+	size_t pad = (size_t)(van_at(h.kwbytes) - sizeof h - h.kwbytes);
+	if (rc == 0 && pad)
+		rc = pt_write_all(fd, zeros, pad);
+	if (rc == 0 && f->nvan)
+		rc = pt_write_all(fd, f->van, f->nvan * sizeof *f->van);
+	if (rc == 0 && f->n)
+		rc = pt_write_all(fd, f->m, f->n * sizeof *f->m);
+	struct stat isb;
+	if (rc == 0 && fstat(fd, &isb) != 0)
+		rc = -1;
+	if (close(fd) != 0)
+		rc = -1;
+	/* A cache: no fsync; a torn file fails its checksum and is rebuilt. */
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -1;
+	if (rc != 0)
+		unlink(tmp);
+	else
+		checked_add(&isb, dirty, not_old);   /* written here: known good */
+	return rc;
 }
 
 static int
