@@ -207,7 +207,7 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	/* Nothing new in the store and the view is its list: nothing to
 	 * tell, and no walk over a big folder's view for every command. */
 	if (s->mbx->uptodate != NULL && s->nghosts == 0 && s->mbx->count(s->mb) == s->nview &&
-	    s->mbx->uptodate(s->mb))
+	    s->mbx->keyword_count(s->mb) == s->nkeywords_sent && s->mbx->uptodate(s->mb))
 		return;
 	/* Without EXPUNGE, a message gone meanwhile stays in the view: what
 	 * the store knew of it is copied first (the store forgets it). */
