@@ -5,8 +5,8 @@
  * but do write missing X-UID/X-IMAPbase so the UIDs they report stay.
  *
  * Flag changes are lazy (as Dovecot's mbox_lazy_writes): they go to the
- * flag log beside the index at once (fdatasync'd; every open of the
- * folder, POP3's too, sees them from there) and into the mbox's Status/
+ * flag log beside the index at once (fdatasync'd with mbox_flag_fsync;
+ * every open of the folder, POP3's too, sees them from there) and into the mbox's Status/
  * X-Status/X-Keywords headers at the next write of the file: EXPUNGE,
  * an append through the store, the close of a read-write open (CLOSE,
  * SELECT of another folder, LOGOUT, POP3 QUIT), or when the log grows
