@@ -198,6 +198,9 @@ void imap_send_flags(struct imap_session *s);
  * FETCH FLAGS for changed flags, and (only when allow_expunge: not during
  * FETCH, STORE, SEARCH — RFC 3501 §7.4.1) EXPUNGE for vanished UIDs. */
 void imap_sync(struct imap_session *s, int allow_expunge);
+/* After our own flag change: tell what the store's merged state of
+ * view entries idx[0..n) says beyond the view (another session's). */
+void imap_sync_these(struct imap_session *s, const size_t *idx, size_t n);
 /* Sequence number (1-based) of uid in the view, 0 when not there. */
 uint32_t imap_view_seq(const struct imap_session *s, uint32_t uid);
 /* Resolve a sequence set (uid = UID set) to view indexes, ascending and
@@ -264,6 +267,8 @@ void imap_vanished_send(struct imap_session *s, const uint32_t *uids, size_t n, 
 /* VANISHED (EARLIER) for the UIDs of set (NULL: 1:UIDNEXT-1) that are no
  * longer in the folder (nor in the view). 0, or -1 on a bad set. */
 int imap_vanished_earlier(struct imap_session *s, const char *set, size_t len);
+/* The same, only UIDs expunged after modseq (0: every missing one). */
+int imap_vanished_since(struct imap_session *s, const char *set, size_t len, uint64_t modseq);
 /* SELECT/EXAMINE parameters "(CONDSTORE)" / "(QRESYNC (...))": parsed
  * into q; 0, or -1 with the BAD text in err. */
 struct imap_qresync {

@@ -728,7 +728,7 @@ imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *a
 	run_snapshot(s, r);
 	imap_sync(s, 0);
 	if (r->req.vanished)
-		imap_vanished_earlier(s, args[0].s, args[0].len);
+		imap_vanished_since(s, args[0].s, args[0].len, r->req.changedsince);
 	if (r->req.has_changedsince) {
 		/* Only what changed after the given mod-sequence (§3.1.4.1). */
 		size_t k = 0;

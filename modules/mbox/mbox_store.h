@@ -25,6 +25,12 @@
 #define MS_EXPUNGE  0x04u  /* to be removed by the next write */
 #define MS_HAS_BASE 0x08u  /* its block holds an X-IMAPbase line */
 #define MS_RD       0x10u  /* mboxrd quoting (MBOX_RD_MARKER): unquote */
+#define MS_LAZY     0x20u  /* flags differ from the mbox: pending in the flag
+                            * log (postern.flags), written to the mbox later */
+/* The system flags the mbox holds for a message (as last read or
+ * written), in state bits 16..20; keywords in ms_msg.disk_kw. */
+#define MS_DISK_SHIFT 16
+#define MS_DISK_MASK  (PT_F_SYSTEM << MS_DISK_SHIFT)
 
 /* One message of the file as last read (or written). */
 struct ms_msg {
@@ -35,6 +41,7 @@ struct ms_msg {
 	uint32_t clen_len;             /* of those, Content-Length lines */
 	uint32_t state;                /* MS_* */
 	struct pt_msg_info info;       /* flags: PT_F_SYSTEM bits only */
+	uint64_t disk_kw;              /* keywords as in the mbox (see MS_LAZY) */
 };
 
 /* What one header section says (mbox_store_meta.c). */
@@ -94,6 +101,14 @@ int ms_keyword_valid(const char *name);
 
 struct ms_shared;
 
+/* One range of expunged UIDs and the mod-sequence of its expunge; at
+ * most MS_VAN_MAX of them are kept (neighbours merge beyond). */
+#define MS_VAN_MAX 1024
+struct ms_vanished {
+	uint32_t lo, hi;
+	uint64_t modseq;
+};
+
 struct ms_folder {
 	/* In one allocation (strs): fixed arrays cost 12 KiB an open. */
 	char *name;                    /* normalised ("INBOX", "a/b") */
@@ -126,6 +141,18 @@ struct ms_folder {
 	int base_ok;                   /* first message's X-IMAPbase is current */
 	uint64_t highest_modseq;       /* CONDSTORE: 0 until the first load */
 	int64_t junk;                  /* bytes before the first From_ line */
+	/* The flag log (postern.flags beside the index) as last replayed:
+	 * flag changes not yet in the mbox (mbox_store_index.c). */
+	struct stat log_known;
+	int log_valid;                 /* log_known describes it (or its absence) */
+	/* Expunged UIDs (struct ms_vanished, kept in the index): complete
+	 * for expunges with mod-sequences above van_floor. */
+	struct ms_vanished *van;
+	size_t nvan;
+	uint64_t van_floor;
+	int locked;                    /* ms_folder_lock holds the mbox lock */
+	int dirty_hint;                /* 0: no MS_DIRTY/MS_EXPUNGE record (no scan) */
+	size_t not_old_hint;           /* 0: every record MS_OLD (no scan); else unknown */
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
@@ -181,6 +208,35 @@ int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_s
 /* Does the index describe exactly this file state (head only)? */
 int ms_index_matches(const struct ms_folder *f, const struct stat *sb);
 
+/* The flag log: STORE's changes go there (fdatasync'd) instead of into
+ * the mbox, which gets them at the next ms_folder_write. Append records
+ * the current state of f->m[idx[k]]: 0, 1 when the log has grown past
+ * its bound (write the mbox now), -1 on failure. Lock held. */
+int ms_flog_append(struct ms_folder *f, const size_t *idx, size_t n);
+/* Apply the log to f->m: a record counts while the message's mbox state
+ * is still the one it was made on (else the mbox was written since, by
+ * us or another program, and wins). Only the part past what was replayed
+ * when from_known. With the lock held (locked), stale records are
+ * dropped from the file. */
+void ms_flog_replay(struct ms_folder *f, int from_known, int locked);
+/* Has the log changed since the last replay? 1 yes (or unknown). */
+int ms_flog_changed(const struct ms_folder *f);
+/* The mbox holds every change now: remove the log. Lock held. */
+void ms_flog_drop(struct ms_folder *f);
+/* Make r's mbox state its current one (after a write of its block). */
+void ms_msg_disk_set(struct ms_folder *f, struct ms_msg *r);
+
+/* Expunged UIDs with their mod-sequences (ms_folder.van, saved in the
+ * index): ranges, merged when there are too many (then a range may name
+ * UIDs that were never expunged, which VANISHED (EARLIER) allows). */
+/* Record uids[0..n) (ascending) as expunged at modseq (in memory; the
+ * next ms_index_save keeps it). */
+void ms_vanished_add(struct ms_folder *f, const uint32_t *uids, size_t n, uint64_t modseq);
+/* The UID ranges expunged after modseq as (lo, hi) pairs in *out
+ * (malloc'd, ascending) and *n. 0, or -1 when the list does not reach
+ * back that far (or was lost). */
+int ms_vanished_since(const struct ms_folder *f, uint64_t modseq, uint32_t **out, size_t *n);
+
 /* The directory holding the last component of rel (a checked folder
  * name), opened from root one component at a time with O_NOFOLLOW, so no
  * folder path leaves the mail root through a symlink (root's own last
@@ -223,6 +279,7 @@ struct pt_mbox {
 	size_t nrecent;
 	struct ms_info_ring *ring;     /* info()'s answers */
 	struct ms_cache *hc;           /* header cache, NULL until first used */
+	int snap_on_change;            /* lock_and_load: snap_take before a reload */
 };
 
 /* Normalise and check a folder name ("inbox" -> "INBOX"); -1 with st. */
@@ -234,6 +291,7 @@ struct pt_mbox *ms_mbox_open(struct pt_mstore *ms, const char *name, int readonl
                              struct pt_status *st);
 void ms_mbox_close(struct pt_mbox *mb);
 int ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st);
+int ms_mbox_uptodate(struct pt_mbox *mb);
 size_t ms_mbox_count(const struct pt_mbox *mb);
 const struct pt_msg_info *ms_mbox_info(const struct pt_mbox *mb, size_t i);
 size_t ms_mbox_find(const struct pt_mbox *mb, uint32_t uid);
@@ -265,6 +323,7 @@ void ms_cache_close(struct pt_mbox *mb);
 #define HC_BLOCK_MAX 16384
 int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);
 
+int ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
 int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
                               uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 
