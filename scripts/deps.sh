@@ -4,9 +4,10 @@
 # run: what `make run` needs to build and start the demo, nothing for tests.
 set -e
 run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev libsqlite3-dev zlib1g-dev openssl"
-# libldap-dev: the optional ldap module (cmake -DPOSTERN_LDAP=OFF builds without it)
-build="$run libcmocka-dev libldap-dev"
-test="$build python3 python3-aiosmtpd python3-prometheus-client curl swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils"
+# libldap-dev, libpq-dev: the optional ldap and pgsql modules (cmake
+# -DPOSTERN_LDAP=OFF / -DPOSTERN_PGSQL=OFF build without them)
+build="$run libcmocka-dev libldap-dev libpq-dev"
+test="$build python3 python3-aiosmtpd python3-prometheus-client curl swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils postgresql"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$test postfix dovecot-imapd dovecot-pop3d"
 deb="$build debhelper dpkg-dev fakeroot lintian man-db"
