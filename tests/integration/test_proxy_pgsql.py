@@ -35,7 +35,7 @@ WHY_NOT = NO_MODULE or pgsql_available() or netns.unavailable_reason()
 if WHY_NOT:
     print("\n*** test_proxy_pgsql SKIPPED: %s ***\n" % WHY_NOT, flush=True)
 
-COMMON = "auth_failure_delay = 0s\nsmtpd_client_name_timeout = 0\nauth_mechanisms = plain login\n"
+COMMON = "auth_failure_delay = 0s\nauth_throttle = no\nsmtpd_client_name_timeout = 0\nauth_mechanisms = plain login\n"
 
 
 def message(rcpt, subject):
