@@ -20,6 +20,7 @@ module is missing."""
 import imaplib
 import os
 import poplib
+import signal
 import smtplib
 import unittest
 import uuid
@@ -253,6 +254,17 @@ class PgsqlFront(unittest.TestCase):
         self.assertTrue(self.imap_login("carol", "secret", subj))
         for h in list(self.hosts.values()) + [self.front]:
             self.assertNotIn("status=bounced", h.log())
+
+    def test_zzz_clean_stop(self):
+        """The front (pool threads, connections, cache) stops cleanly: exit
+        0, and under ASan + UBSan no leak or error on its stderr."""
+        proc = self.front.proc
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        text = err.decode(errors="replace")
+        self.assertEqual(proc.returncode, 0, text)
+        self.assertNotIn("Sanitizer", text)
+        self.assertNotIn("runtime error", text)
 
 
 if __name__ == "__main__":
