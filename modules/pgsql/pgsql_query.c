@@ -85,8 +85,14 @@ pqt_compile(const char *tmpl, struct pqt *q, char *why, size_t whylen)
 	const char *t = tmpl;
 	while (*t) {
 		if (*t == '\'') {
-			/* '%s' alone: the parameter itself. */
+			/* '%s' alone: the parameter itself -- unless a prefix
+			 * (E'', B'', X'', U&'') makes it another kind of literal. */
 			if (t[1] == '%' && placeholder(t[2]) && t[3] == '\'' && t[4] != '\'') {
+				if (s.len > 0 && (ident_char(s.p[s.len - 1]) || s.p[s.len - 1] == '&')) {
+					snprintf(why, whylen, "%%%c in a prefixed literal (E'', B'', U&'') cannot be "
+					                      "a parameter", t[2]);
+					goto fail;
+				}
 				if (param(q, &s, kind_of(t[2])) < 0)
 					goto toomany;
 				t += 4;
@@ -158,6 +164,23 @@ pqt_compile(const char *tmpl, struct pqt *q, char *why, size_t whylen)
 				goto fail;
 			}
 			put(&s, t++, 1);
+			continue;
+		}
+		if (*t == '-' && t[1] == '-') {
+			/* the file joins continuation lines: a -- comment would
+			 * swallow the rest of the query */
+			snprintf(why, whylen, "-- comment in the query: use /* */");
+			goto fail;
+		}
+		if (*t == '/' && t[1] == '*') {
+			/* copied as it is: quotes and % inside mean nothing */
+			const char *end = strstr(t + 2, "*/");
+			if (!end) {
+				snprintf(why, whylen, "unterminated /* comment");
+				goto fail;
+			}
+			put(&s, t, (size_t)(end + 2 - t));
+			t = end + 2;
 			continue;
 		}
 		if (*t == '$') {

@@ -70,6 +70,14 @@ test_compile(void **state)
 	refused("SELECT \"abc FROM t", "unterminated");
 	refused("SELECT x FROM t WHERE a = '100%'", "bad % sequence");
 	refused("", "empty");
+	/* a prefixed literal is no string parameter */
+	refused("SELECT x FROM t WHERE a = E'%s'", "prefixed literal");
+	refused("SELECT x FROM t WHERE a = U&'%s'", "prefixed literal");
+	compiles("SELECT x FROM t WHERE a IN('%s')", "SELECT x FROM t WHERE a IN($1)", "s");
+	/* comments: -- would swallow the joined lines; C-style ones are copied */
+	refused("SELECT x FROM t WHERE a = %s -- the key", "-- comment");
+	compiles("SELECT x /* don't %s */ FROM t WHERE a = %s", "SELECT x /* don't %s */ FROM t WHERE a = $1", "s");
+	refused("SELECT x /* open FROM t", "unterminated /*");
 }
 
 static void
