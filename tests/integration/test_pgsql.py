@@ -194,6 +194,38 @@ class PgsqlTest(unittest.TestCase):
         self.assertIn("password_query is not set", out)
         self.assertIn("user_query is not set", out)
 
+    def test_connection_settings_and_limits(self):
+        def query(text, key):
+            path = self.server.path("extra.cf")
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o644)
+            return self.server.cmd("map", "query", "pgsql:" + path, key)
+        conn = ("dbname = mail\nuser = postern\npassword = pgsecret\ntimeout = 3\nquery = %s\n" % ALIAS_QUERY)
+        # the first host refuses: the next one in the list answers
+        from harness import free_port
+        r = query("hosts = inet:127.0.0.1:%d, 127.0.0.1:%d\n%s" % (free_port(), self.pg.port, conn), "team")
+        self.assertEqual((r.returncode, r.stdout), (0, b"lalice, lbob\n"), r.stderr)
+        # a libpq connection string instead
+        r = query("connect = host=127.0.0.1 port=%d dbname=mail user=postern password=pgsecret\n"
+                  "query = %s\n" % (self.pg.port, ALIAS_QUERY), "team")
+        self.assertEqual((r.returncode, r.stdout), (0, b"lalice, lbob\n"), r.stderr)
+        # result_format on each value; more values than expansion_limit:
+        # an error (temporary), never half a list
+        base = "hosts = 127.0.0.1:%d\n%s" % (self.pg.port, conn)
+        r = query(base + "result_format = %s@example.com.ar\n", "team")
+        self.assertEqual(r.stdout, b"lalice@example.com.ar, lbob@example.com.ar\n", r.stderr)
+        r = query(base + "expansion_limit = 1\n", "team")
+        self.assertEqual((r.returncode, r.stdout), (2, b""), r.stderr)
+        r = query(base + "expansion_limit = 1\n", "boss")
+        self.assertEqual((r.returncode, r.stdout), (0, b"lalice\n"), r.stderr)
+        # domain: only user@listed-domain keys are looked up
+        r = query(base + "domain = example.com.ar\n", "team")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        # a wrong database password: a temporary failure, not "not found"
+        r = query(base.replace("pgsecret", "wrong"), "team")
+        self.assertEqual(r.returncode, 2, r.stderr)
+
     def test_unknown_user_rejected_at_rcpt(self):
         code, text = self.rcpt("nosuchuser@example.com.ar")
         self.assertEqual(code, 550, text)
@@ -335,6 +367,7 @@ class PgsqlRootlessTest(PgsqlTest):
 for _name in [n for n in dir(PgsqlTest) if n.startswith("test_")]:
     setattr(PgsqlShortTtlTest, _name, None)
 for _name in ("test_alias_from_pgsql_expands", "test_access_map_from_pgsql", "test_map_query_and_check_cli",
+              "test_connection_settings_and_limits",
               "test_transport_map_from_pgsql_routes", "test_cache_and_negative_entries",
               "test_restarted_server_reconnected"):
     setattr(PgsqlRootlessTest, _name, None)
