@@ -488,6 +488,13 @@ pt_config_module_line(const struct pt_config *c, size_t i)
 	return i < c->nmodules ? c->modules[i].line : 0;
 }
 
+void
+pt_config_module_failed(struct pt_config *c, size_t i)
+{
+	if (i < c->nmodules)
+		c->modules[i].failed = 1;
+}
+
 /* ---- declaring tables ---- */
 
 int

@@ -432,6 +432,42 @@ check_value(struct pt_config *c, struct pt_cfg_slot *s)
 	s->failed = 1;
 }
 
+/* A module that did not load declared nothing, so every parameter of its
+ * own looks unknown: one error naming them (after the module line's own)
+ * says more than a "did you mean" per line. Near misses of parameters
+ * that are known are still typos and reported one by one. */
+static void
+report_unknown(struct pt_config *c, struct pt_cfg_slot **unknown, size_t n)
+{
+	char failed[256] = "", names[512] = "";
+	size_t fl = 0, nl = 0, unchecked = 0;
+	int first_line = 0;
+
+	for (size_t i = 0; i < c->nmodules; i++)
+		if (c->modules[i].failed && fl < sizeof failed)
+			fl += (size_t)snprintf(failed + fl, sizeof failed - fl, "%s%s", fl ? ", " : "",
+				c->modules[i].name);
+	for (size_t i = 0; i < n; i++) {
+		const char *hint = pt_cfg_suggest(c, unknown[i]->name);
+
+		if (hint != NULL) {
+			pt_config_add_error(c, unknown[i]->line, "unknown parameter \"%.200s\" (did you mean \"%s\"?)",
+				unknown[i]->name, hint);
+		} else if (fl == 0) {
+			pt_config_add_error(c, unknown[i]->line, "unknown parameter \"%.200s\"", unknown[i]->name);
+		} else {
+			if (unchecked++ == 0)
+				first_line = unknown[i]->line;
+			if (nl < sizeof names)
+				nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%.100s", nl ? ", " : "",
+					unknown[i]->name);
+		}
+	}
+	if (unchecked > 0)
+		pt_config_add_error(c, first_line, "%zu parameter%s not checked, because module %s did not load: %s%s",
+			unchecked, unchecked == 1 ? "" : "s", failed, names, nl >= sizeof names ? "..." : "");
+}
+
 int
 pt_config_finish(struct pt_config *c)
 {
@@ -449,15 +485,7 @@ pt_config_finish(struct pt_config *c)
 		if (c->slots[i].raw != NULL && c->slots[i].decl == NULL)
 			unknown[nunknown++] = &c->slots[i];
 	qsort(unknown, nunknown, sizeof *unknown, cmp_line);
-	for (size_t i = 0; i < nunknown; i++) {
-		const char *hint = pt_cfg_suggest(c, unknown[i]->name);
-
-		if (hint != NULL)
-			pt_config_add_error(c, unknown[i]->line, "unknown parameter \"%.200s\" (did you mean \"%s\"?)",
-				unknown[i]->name, hint);
-		else
-			pt_config_add_error(c, unknown[i]->line, "unknown parameter \"%.200s\"", unknown[i]->name);
-	}
+	report_unknown(c, unknown, nunknown);
 	free(unknown);
 	for (size_t i = 0; i < c->nslots; i++) {
 		x.depth = 0;

@@ -21,6 +21,9 @@ size_t pt_config_module_count(const struct pt_config *c);
 const char *pt_config_module_name(const struct pt_config *c, size_t i);
 const char *pt_config_module_path(const struct pt_config *c, size_t i); /* NULL = default */
 int pt_config_module_line(const struct pt_config *c, size_t i);
+/* The loader could not use module i: its parameters are unknown to the
+ * config, so pt_config_finish reports them as unchecked, not as typos. */
+void pt_config_module_failed(struct pt_config *c, size_t i);
 
 /* Declare owner's parameters (table ends with name == NULL). Declaring a
  * name twice is an error naming both owners. The core's own table is

@@ -49,6 +49,7 @@ struct pt_cfg_module {
 	char *name;
 	char *path;
 	int line;
+	int failed;                   /* the loader could not use it */
 };
 
 struct pt_cfg_error {

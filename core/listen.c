@@ -447,14 +447,26 @@ listener_unref(struct listener *l)
 		listener_free(l);
 }
 
+/* What a connection was counted under at accept. A trusted front's
+ * session later takes its client's address (pt_conn_forwarded_client:
+ * IMAP ID, XCLIENT), and the release must take off what accept added,
+ * or the front's count only grows until the host refuses it. */
+struct conn_count {
+	struct listener *l;
+	char addr[INET6_ADDRSTRLEN];
+};
+
 static void
 on_conn_release(struct pt_conn *c, void *arg)
 {
-	struct listener *l = arg;
+	struct conn_count *cc = arg;
+	struct listener *l = cc->l;
 
+	(void)c;
 	count_add(l->info.service, "", -1);
-	count_add(l->info.service, pt_conn_peer_addr(c), -1);
+	count_add(l->info.service, cc->addr, -1);
 	pt_metric_add(l->m_open, -1);
+	free(cc);
 	listener_unref(l);
 }
 
@@ -577,18 +589,23 @@ accept_one(struct listener *l, int cfd)
 		pt_conn_close(c, "client_connection_limit");
 		return;
 	}
-	if (count_add(l->info.service, "", 1) < 0) {
+	struct conn_count *cc = malloc(sizeof(*cc));
+	if (cc == NULL || count_add(l->info.service, "", 1) < 0) {
+		free(cc);
 		pt_conn_close(c, "error: out of memory");
 		return;
 	}
 	if (count_add(l->info.service, peer, 1) < 0) {
 		count_add(l->info.service, "", -1);
+		free(cc);
 		pt_conn_close(c, "error: out of memory");
 		return;
 	}
+	cc->l = l;
+	snprintf(cc->addr, sizeof cc->addr, "%s", peer);
 	l->refs++;
 	pt_metric_inc(l->m_open);
-	pt_conn_set_release(c, on_conn_release, l);
+	pt_conn_set_release(c, on_conn_release, cc);
 	if (l->info.implicit_tls) {
 		static const struct pt_conn_handlers hs = {NULL, on_handshake_close, NULL};
 

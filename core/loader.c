@@ -204,6 +204,7 @@ pt_modules_load(struct pt_config *c)
 			} else
 				pt_config_add_error(c, line, "module %s: cannot load %s: %s", name, path, why ? why : "unknown error");
 			errors++;
+			pt_config_module_failed(c, i);
 			continue;
 		}
 		dlerror();
@@ -212,11 +213,13 @@ pt_modules_load(struct pt_config *c)
 			pt_config_add_error(c, line, "module %s (%s): no \"%s\" symbol: not a Postern module",
 			                    name, path, POSTERN_MODULE_SYMBOL);
 			errors++;
+			pt_config_module_failed(c, i);
 			dlclose(h);
 			continue;
 		}
 		if (check_descriptor(c, line, name, path, m) != 0) {
 			errors++;
+			pt_config_module_failed(c, i);
 			dlclose(h);
 			continue;
 		}

@@ -3,7 +3,9 @@
 # the installed server end to end (shipped config, man pages, documentation,
 # sendmail, SMTP, IMAP, POP3, IMAPS, privilege separation, the
 # mailq/newaliases links, the fail2ban filter over the server's log), then
-# purges it.
+# purges it; the module packages (postern-ldap, postern-pgsql when built):
+# lintian, no LDAP/PostgreSQL library in the core package's Depends, and
+# `module NAME` loading only once the package is installed.
 # Usage: scripts/test-deb.sh --yes [--no-build]   (as root, Debian 12)
 set -u
 
@@ -86,7 +88,8 @@ cleanup() {
 		rm -f "/var/mail/$user"
 	fi
 	if [ "$installed" = 1 ]; then
-		apt-get purge -y -q postern >/dev/null 2>&1
+		apt-get purge -y -q postern postern-ldap postern-pgsql >/dev/null 2>&1 ||
+			apt-get purge -y -q postern >/dev/null 2>&1
 	fi
 	rm -rf "$tmp"
 	echo "test-deb: $([ "$rc" = 0 ] && echo PASS || echo FAIL) ($n checks passed, $(($(date +%s) - start)) s)"
@@ -103,12 +106,41 @@ fi
 deb=""
 for f in "$top"/build-deb/postern_*.deb; do [ -f "$f" ] && deb=$f; done
 [ -n "$deb" ] || fail "no build-deb/postern_*.deb"
+# The modules that link a directory's or a database's library come in
+# packages of their own (debian/rules: SPLIT_MODULES); pgsql only once the
+# tree has the module.
+ldap_deb="" pgsql_deb=""
+for f in "$top"/build-deb/postern-ldap_*.deb; do [ -f "$f" ] && ldap_deb=$f; done
+for f in "$top"/build-deb/postern-pgsql_*.deb; do [ -f "$f" ] && pgsql_deb=$f; done
+[ -n "$ldap_deb" ] || fail "no build-deb/postern-ldap_*.deb"
+if [ -d "$top/modules/pgsql" ]; then
+	[ -n "$pgsql_deb" ] || fail "modules/pgsql exists but no build-deb/postern-pgsql_*.deb was built"
+fi
 # No error and no warning; the info tags that remain are listed (each is
 # justified in the README's Packaging section).
-lintian --fail-on error,warning --display-info --no-tag-display-limit "$deb" >"$tmp/lintian.out" 2>&1 ||
-	{ cat "$tmp/lintian.out"; fail "lintian reports errors or warnings on $(basename "$deb")"; }
-ok "lintian $(basename "$deb"): no error or warning ($(grep -c '^I: ' "$tmp/lintian.out") info tags)"
-sed -n 's/^I: /  info: /p' "$tmp/lintian.out"
+for d in "$deb" $ldap_deb $pgsql_deb; do
+	lintian --fail-on error,warning --display-info --no-tag-display-limit "$d" >"$tmp/lintian.out" 2>&1 ||
+		{ cat "$tmp/lintian.out"; fail "lintian reports errors or warnings on $(basename "$d")"; }
+	ok "lintian $(basename "$d"): no error or warning ($(grep -c '^I: ' "$tmp/lintian.out") info tags)"
+	sed -n 's/^I: /  info: /p' "$tmp/lintian.out"
+done
+# A LAN site installs neither libldap nor libpq: the core package neither
+# depends on them nor carries the modules that link them.
+core_deps=$(dpkg-deb -f "$deb" Depends)
+case "$core_deps" in
+*libldap* | *liblber* | *libpq*) fail "$(basename "$deb") depends on no LDAP or PostgreSQL library (Depends: $core_deps)" ;;
+esac
+dpkg-deb -c "$deb" | grep -E '/modules/(ldap|pgsql)\.so$' && fail "$(basename "$deb") carries no ldap.so or pgsql.so"
+ok "$(basename "$deb"): no libldap/libpq in Depends, no ldap.so/pgsql.so inside"
+for d in $ldap_deb $pgsql_deb; do
+	m=$(dpkg-deb -f "$d" Package)
+	m=${m#postern-}
+	dpkg-deb -c "$d" | grep -q "/usr/lib/postern/modules/$m\.so$" || fail "$(basename "$d") holds $m.so"
+	dpkg-deb -f "$d" Depends | grep -q "postern (= $(dpkg-deb -f "$deb" Version))" ||
+		fail "$(basename "$d") depends on postern (= $(dpkg-deb -f "$deb" Version)) (Depends: $(dpkg-deb -f "$d" Depends))"
+	ok "$(basename "$d"): $m.so, Depends: $(dpkg-deb -f "$d" Depends)"
+done
+[ -n "$pgsql_deb" ] || echo "  skipped: no pgsql module (postern-pgsql is built once modules/pgsql exists)"
 # A fresh machine may have no package lists yet for the dependencies.
 installed=1
 if ! apt-get install -y -q "$deb" >"$tmp/apt.log" 2>&1; then
@@ -135,6 +167,25 @@ for l in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases
 done
 ok "sendmail, mailq and newaliases link to /usr/sbin/postern"
 run_quiet "postern check passes on the shipped $conf" env -u POSTERN_CONF /usr/sbin/postern check
+
+# ---- postern-ldap / postern-pgsql: `module NAME` loads only once installed ----------
+for d in $ldap_deb $pgsql_deb; do
+	pkg=$(dpkg-deb -f "$d" Package)
+	m=${pkg#postern-}
+	modconf="$tmp/module-$m.conf"
+	{ cat "$conf"; printf '\nmodule %s\n' "$m"; } >"$modconf"
+	out=$(/usr/sbin/postern check -c "$modconf" 2>&1) &&
+		fail "postern check fails on module $m before $pkg is installed (said: $out)"
+	printf '%s\n' "$out" | grep -q "$m" || { echo "$out"; fail "the error names module $m"; }
+	ok "without $pkg, module $m is refused: $(printf '%s\n' "$out" | head -n 1)"
+	if ! apt-get install -y -q "$d" >"$tmp/apt.log" 2>&1; then
+		tail -n 40 "$tmp/apt.log"
+		fail "apt-get install $(basename "$d")"
+	fi
+	dpkg-query -W -f='${Status}' "$pkg" | grep -q "install ok installed" || fail "$pkg is installed"
+	[ -f "/usr/lib/postern/modules/$m.so" ] || fail "$pkg installs /usr/lib/postern/modules/$m.so"
+	run_quiet "with $pkg installed, postern check loads module $m" /usr/sbin/postern check -c "$modconf"
+done
 
 # ---- man pages, documentation, fail2ban files ----------------------------------------
 # Each page renders without a groff warning (lintian's check of them too).
@@ -409,9 +460,13 @@ user_made=0
 getent passwd "$user" >/dev/null && fail "user $user removed"
 ok "user $user removed"
 
+# Purging postern takes the module packages that depend on it along.
 apt-get purge -y -q postern >"$tmp/apt.log" 2>&1 || { tail -n 20 "$tmp/apt.log"; fail "apt-get purge postern"; }
 installed=0
-dpkg-query -W -f='${Status}' postern 2>/dev/null | grep -q "install ok installed" && fail "postern purged"
+for p in postern postern-ldap postern-pgsql; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && fail "$p purged"
+done
+[ -e /usr/lib/postern ] && fail "/usr/lib/postern is gone after purge"
 for f in /usr/sbin/postern /usr/sbin/sendmail /etc/postern /var/spool/postern /etc/pam.d/postern \
 	/etc/fail2ban/filter.d/postern.conf /etc/fail2ban/jail.d/postern.conf /usr/share/doc/postern; do
 	[ -e "$f" ] || [ -L "$f" ] && fail "$f is gone after purge"

@@ -71,6 +71,12 @@ struct smtp_settings *smtp_settings_for(const char *listener);
  * (out of memory) leaves the old ones. */
 int smtp_settings_install_conf(const struct pt_config *c);
 
+/* relay_recipient_maps of the running generation (module.c), NULL when
+ * empty (every recipient of relay_domains is accepted) or outside the
+ * worker. */
+struct pt_map_list;
+extern struct pt_map_list *smtp_relay_recipient_maps;
+
 /* Listener hook: start a session on a fresh connection. */
 void smtp_session_accept(struct pt_conn *conn, const struct pt_listener *l);
 

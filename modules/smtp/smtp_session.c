@@ -2,6 +2,7 @@
  * PIPELINING, DATA and BDAT intake, STARTTLS, limits, restriction checks
  * through the restrict service, and hand-off to the queue. One small
  * struct per connection; message buffers exist only during a transaction. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -559,8 +560,81 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *c)
  * the connection paused, and gives 451 after the bound. */
 #define RCPT_LOOKUP_BOUND_MS 30000
 
+/* The answer of local_recipient_check/relay_recipient_check when a
+ * lookup could not be made: 1 while answers are still on their way
+ * (pending since p0, within the bound), else 451 sent and -1. */
+static int
+recipient_tempfail(struct smtp_session *s, const struct smtp_path *p, unsigned long p0, const char *param)
+{
+	char text[SMTP_PATH_MAX + 64];
+
+	if (pt_map_pending_count() != p0 && pt_loop_now(s->loop) - s->lookup_since < RCPT_LOOKUP_BOUND_MS)
+		return 1;
+	snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
+	smtp_log_reject(s, "RCPT", text, p->addr, param);
+	smtp_reply(s, "%s", text);
+	return -1;
+}
+
+/* Opened by the module's init in the worker (module.c). */
+struct pt_map_list *smtp_relay_recipient_maps;
+
+/* relay_recipient_maps (Postfix's): a recipient in relay_domains must be
+ * listed as user+ext@domain, user@domain or @domain (any value), else
+ * 550; a table that cannot answer (a directory down) gives 451, never an
+ * accept. Same return values as local_recipient_check. */
+static int
+relay_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigned long p0)
+{
+	char local[SMTP_PATH_MAX + 1], key[2 * SMTP_PATH_MAX + 2];
+	const char *dom = smtp_path_domain(p);
+	int tempfail;
+
+	if (smtp_relay_recipient_maps == NULL || !p->has_domain || !pt_domain_is_relay(dom))
+		return 0;
+	if (smtp_path_local(p, local, sizeof(local), 1) < 0)
+		goto unknown;
+	/* Every key is asked before a pending answer is waited for, as in
+	 * local_recipient_check: their queries then run together. */
+	for (int step = 0; step < 3; step++) {
+		if (step == 1) {
+			size_t cut = pt_local_base_len(local, s->set->recipient_delimiter);
+			if (cut == 0)
+				continue;
+			local[cut] = 0;
+		}
+		int n = step < 2 ? snprintf(key, sizeof(key), "%s@%s", local, dom)
+		                 : snprintf(key, sizeof(key), "@%s", dom);
+		if (n < 0 || (size_t)n >= sizeof(key))
+			goto unknown;
+		/* the domain as the maps store it: lower case */
+		for (char *c = strrchr(key, '@'); *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		char *v = pt_map_list_lookup(smtp_relay_recipient_maps, key, &tempfail, NULL);
+		if (v != NULL) {
+			free(v);
+			return 0;
+		}
+		if (tempfail && pt_map_pending_count() == p0)
+			return recipient_tempfail(s, p, p0, "relay_recipient_maps");
+	}
+	if (pt_map_pending_count() != p0)
+		return recipient_tempfail(s, p, p0, "relay_recipient_maps");
+unknown:
+	{
+		char text[SMTP_PATH_MAX + 96];
+		snprintf(text, sizeof(text),
+		         "550 5.1.1 <%s>: Recipient address rejected: User unknown in relay recipient table",
+		         p->addr);
+		smtp_log_reject(s, "RCPT", text, p->addr, "relay_recipient_maps");
+		smtp_reply(s, "%s", text);
+	}
+	return -1;
+}
+
 /* Is this local recipient someone? 0 yes; 1 not known yet (lookups
- * pending since p0, no reply sent); otherwise -1 and a reply was sent. */
+ * pending since p0, no reply sent); otherwise -1 and a reply was sent.
+ * A recipient in relay_domains goes to relay_recipient_check. */
 static int
 local_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigned long p0)
 {
@@ -570,7 +644,7 @@ local_recipient_check(struct smtp_session *s, const struct smtp_path *p, unsigne
 	int r;
 
 	if (p->has_domain && !pt_domain_is_local(smtp_path_domain(p)))
-		return 0;
+		return relay_recipient_check(s, p, p0);
 	if (smtp_path_local(p, local, sizeof(local), 1) < 0)
 		goto unknown;
 	/* RFC 5321 4.5.1: postmaster must always be accepted. */
@@ -610,16 +684,7 @@ unknown:
 	}
 	return -1;
 tempfail:
-	if (pt_map_pending_count() != p0 &&
-	    pt_loop_now(s->loop) - s->lookup_since < RCPT_LOOKUP_BOUND_MS)
-		return 1;
-	{
-		char text[SMTP_PATH_MAX + 64];
-		snprintf(text, sizeof(text), "451 4.3.0 <%s>: Temporary lookup failure", p->addr);
-		smtp_log_reject(s, "RCPT", text, p->addr, "local_recipient_maps");
-		smtp_reply(s, "%s", text);
-	}
-	return -1;
+	return recipient_tempfail(s, p, p0, "local_recipient_maps");
 }
 
 static void

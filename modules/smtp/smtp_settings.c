@@ -105,6 +105,9 @@ const struct pt_param smtp_params[] = {
 	  "add missing Date:, Message-Id: and From: headers to mail from every client", 0, 0 },
 	{ "disable_vrfy_command", PT_BOOL, "no", NULL,
 	  "VRFY gets 502 (yes) or a 252 that neither confirms nor denies (no)", 0, 0 },
+	{ "relay_recipient_maps", PT_LIST, "", NULL,
+	  "tables of the valid addresses in relay_domains (user@domain, or @domain for all of one domain); "
+	  "others get 550 5.1.1 at RCPT (User unknown in relay recipient table); empty = accept all", 0, 0 },
 	{ 0 },
 };
 

@@ -152,6 +152,22 @@ class PerKind(CheckCase):
         self.assertReported(errors, conf, self.line_of(text, "imapp"), "module imapp", "did you mean \"imap\"")
         self.assertEqual(len(errors), 2, "\n".join(errors))
 
+    def test_parameters_of_a_module_that_did_not_load(self):
+        """A module that fails to load leaves its parameters undeclared: one
+        error names them as unchecked instead of a "did you mean" each, and a
+        real typo of a known parameter is still reported on its own line."""
+        text = (self.base() + "module imapx\n" +
+                "imap_idle_inotify = yes\nimap_max_connections = 10\nmyhostnme = x\n")
+        r, conf, errors = self.check(text)
+        self.assertEqual(r.returncode, 1)
+        self.assertReported(errors, conf, self.line_of(text, "module imapx"), "module imapx", "cannot load")
+        self.assertReported(errors, conf, self.line_of(text, "imap_idle_inotify"), "not checked", "module imapx did not load",
+                            "imap_idle_inotify", "imap_max_connections")
+        self.assertReported(errors, conf, self.line_of(text, "myhostnme"), "unknown parameter \"myhostnme\"",
+                            "did you mean \"myhostname\"")
+        self.assertEqual(len(errors), 3, "\n".join(errors))
+        self.assertNotIn("unknown parameter \"imap_", r.stderr.decode())
+
     def test_map_syntax(self):
         self.put("aliases", "postmaster alice\n")
         self.put("transport", "example.net\n")
