@@ -343,6 +343,20 @@ map_values(const struct pcf *cf, PGresult *r, char **out, size_t *len, size_t *c
 	return 0;
 }
 
+/* An error that ended the session rather than the query: the server
+ * shutting down or restarting (SQLSTATE class 57P: the FATAL it sends
+ * before closing, which libpq may hand over before it sees the close),
+ * a connection exception (08), or any FATAL/PANIC. */
+static int
+session_gone(const PGresult *r)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+	if (state && (!strncmp(state, "57P", 3) || !strncmp(state, "08", 2)))
+		return 1;
+	return sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"));
+}
+
 /* Run one lookup on c: 1 found (*val), 0 none, -1 trouble (why), -2 the
  * connection broke (try again on a new one), -3 no answer in time. */
 static int
@@ -390,7 +404,7 @@ run_query(struct pbackend *b, PGconn *c, char kind, const char *key, char **val,
 			if (st != PGRES_TUPLES_OK) {
 				first_line(why, whylen, "query: ",
 				           st == PGRES_FATAL_ERROR ? PQresultErrorMessage(r) : PQresStatus(st));
-				rc = PQstatus(c) == CONNECTION_BAD ? -2 : -1;
+				rc = PQstatus(c) == CONNECTION_BAD || session_gone(r) ? -2 : -1;
 			} else if (kind == 'm') {
 				if (map_values(cf, r, &out, &len, &count, why, whylen) < 0)
 					rc = -1;

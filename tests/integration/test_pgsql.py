@@ -322,6 +322,20 @@ class PgsqlTest(unittest.TestCase):
         self.assertEqual(self.imap_login("lalice", "alicepw"), "OK")
         self.assertEqual(self.rcpt("nosuchuser2@example.com.ar")[0], 550)
 
+    def test_terminated_sessions_reconnected(self):
+        """The server ends the module's sessions (pg_terminate_backend: the
+        FATAL 57P01 a shutdown sends too): the next lookups go through on
+        new connections, never a 4xx."""
+        self.pg.sql("".join(user_row("fresh%d" % i, "{PLAIN}x", self.uid, home=self.server.path("home", "lbob"))
+                            for i in range(5)))
+        for i in range(5):
+            self.assertEqual(self.rcpt("lbob@example.com.ar")[0], 250)
+            self.pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'postern';")
+            time.sleep(0.2)
+            for who, want in (("fresh%d" % i, 250), ("nosuch%d" % i, 550)):
+                code, text = self.rcpt("%s@example.com.ar" % who)
+                self.assertEqual(code, want, (i, who, text))
+
     # ---- the cache ----
 
     def test_cache_and_negative_entries(self):
@@ -367,7 +381,7 @@ class PgsqlRootlessTest(PgsqlTest):
 for _name in [n for n in dir(PgsqlTest) if n.startswith("test_")]:
     setattr(PgsqlShortTtlTest, _name, None)
 for _name in ("test_alias_from_pgsql_expands", "test_access_map_from_pgsql", "test_map_query_and_check_cli",
-              "test_connection_settings_and_limits",
+              "test_connection_settings_and_limits", "test_terminated_sessions_reconnected",
               "test_transport_map_from_pgsql_routes", "test_cache_and_negative_entries",
               "test_restarted_server_reconnected"):
     setattr(PgsqlRootlessTest, _name, None)
