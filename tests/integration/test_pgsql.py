@@ -424,7 +424,7 @@ class PgsqlHangTest(unittest.TestCase):
         self.addCleanup(server.cleanup)
         cf = server.path("hang.cf")
         with open(cf, "w") as f:
-            f.write("hosts = inet:127.0.0.1:%d\ndbname = mail\nuser = x\npassword = y\ntimeout = 6\n"
+            f.write("hosts = inet:127.0.0.1:%d\ndbname = mail\nuser = x\npassword = y\ntimeout = 10\n"
                     "user_query = %s\n" % (hang.port, USER_QUERY))
         os.chmod(cf, 0o644)
         server.write_conf("userdb = pgsql:%s\nrelay_domains = elsewhere.example\n" % cf)
