@@ -161,6 +161,15 @@ pmap_userdb(void *h, const char *user, struct pt_user *out)
 	return 1;
 }
 
+/* The core's credential cache keeps a checked password as long as this
+ * file's cache keeps the row it was checked against. */
+static void
+pmap_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s)
+{
+	*ttl_s = pbackend_cf(h)->cache_ttl_s;
+	*negative_ttl_s = pbackend_cf(h)->cache_negative_ttl_s;
+}
+
 static const struct pt_map_type_ops pgsql_map_ops = {
 	.open = pmap_open,
 	.close = pmap_close,
@@ -168,6 +177,7 @@ static const struct pt_map_type_ops pgsql_map_ops = {
 	.check = pmap_check,
 	.passdb = pmap_passdb,
 	.userdb = pmap_userdb,
+	.cache_ttl = pmap_cache_ttl,
 };
 
 /* Registered when the module is loaded, in whatever order the module

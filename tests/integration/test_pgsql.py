@@ -293,6 +293,11 @@ class PgsqlTest(unittest.TestCase):
         self.assertIn("UNAVAILABLE", self.imap_login("lbob", "bobpw"))
         self.assertTrue(self.pop3_login("lbob", "bobpw").startswith("-ERR [SYS/TEMP]"))
         self.assertEqual(self.smtp_auth("lbob", "bobpw"), 454)
+        # lalice's row (and her checked password, in the core's credential
+        # cache) are remembered for cache_ttl: her login still works, and
+        # another password is checked against that row and refused
+        self.assertEqual(self.imap_login("lalice", "alicepw"), "OK")
+        self.assertIn("AUTHENTICATIONFAILED", self.imap_login("lalice", "otherpw"))
         # never an accept of an unknown user, never a login
         self.assertEqual(self.rcpt("nosuchuser@example.com.ar")[0], 451)
         self.assertIn("UNAVAILABLE", self.imap_login("nosuch", "x"))
