@@ -153,6 +153,12 @@ struct ms_folder {
 	int locked;                    /* ms_folder_lock holds the mbox lock */
 	int dirty_hint;                /* 0: no MS_DIRTY/MS_EXPUNGE record (no scan) */
 	size_t not_old_hint;           /* 0: every record MS_OLD (no scan); else unknown */
+	/* The append log (postern.tail beside the index): as last read or
+	 * written (st_ino 0: absent), and the mbox state the index with the
+	 * log's batches read so far describes; tail_valid: both known. */
+	struct stat tail_known;
+	struct stat tail_end;
+	int tail_valid;
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
@@ -225,6 +231,29 @@ int ms_flog_changed(const struct ms_folder *f);
 void ms_flog_drop(struct ms_folder *f);
 /* Make r's mbox state its current one (after a write of its block). */
 void ms_msg_disk_set(struct ms_folder *f, struct ms_msg *r);
+
+/* The append log (postern.tail): APPEND/COPY add their records there
+ * instead of rewriting the index, which stays as it was (mapped by other
+ * opens); batches chain by mbox state, a torn or unchained one is
+ * ignored (the mbox tail is parsed instead). Compacted by a full save. */
+/* Apply the log's batches that continue from *end (an mbox state; f->m
+ * describes it) to f->m; *end becomes the state reached. from_known: only
+ * the part past what was read before. Returns batches applied. */
+int ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known);
+/* After an append under the lock that took the list from pre (pre_n
+ * records, UIDNEXT pre_uidnext) to f->known: record f->m[at[k]] (changed
+ * old records) and the new records f->m[pre_n..n). 0 done, 1 done but the
+ * log wants compacting (ms_index_save), -1 not possible (ms_index_save). */
+int ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n,
+                   uint32_t pre_uidnext, const size_t *at, size_t nat);
+/* Append fast path (mbox_store_file.c): write the first message's
+ * X-IMAPbase in place and sync, leaving pending flag changes in the flag
+ * log. 1 done, 0 not possible here (use ms_folder_write), -1 error. */
+int ms_folder_write_base(struct ms_folder *f, struct pt_status *st);
+/* Read the messages appended past f->known (same file, grown) into f->m.
+ * 0 done and clean, 1 done but some record needs a write, -1 not
+ * possible (use ms_folder_load). */
+int ms_folder_load_tail(struct ms_folder *f, struct pt_status *st);
 
 /* Expunged UIDs with their mod-sequences (ms_folder.van, saved in the
  * index): ranges, merged when there are too many (then a range may name
