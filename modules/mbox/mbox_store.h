@@ -206,7 +206,7 @@ int ms_recover(struct ms_folder *f, struct pt_status *st);
 void ms_shared_bump(struct ms_folder *f);
 
 /* ---- mbox_store_index.c ---- */
-int ms_index_save(const struct ms_folder *f);
+int ms_index_save(struct ms_folder *f);
 /* Load the index; 1 loaded and matches st exactly, 2 loaded but stale
  * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
  * 0 none/corrupt. */

@@ -1313,6 +1313,11 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 		f->m[live0].state |= MS_DIRTY;
 	int any = 0;
 	size_t s = f->n;
+	/* Records written in place: when that is all, they go to the append
+	 * log instead of a new index (a session taking \Recent of new mail). */
+	struct stat pre = f->known;
+	int pre_ok = f->known_valid;
+	size_t *wr = NULL, nwr = 0, wcap = 0;
 	for (size_t i = 0; i < f->n; i++) {
 		struct ms_msg *r = &f->m[i];
 		if (r->state & MS_EXPUNGE) {
@@ -1327,32 +1332,49 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 		if (rc < 0) {
 			pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
 			f->known_valid = 0;
+			free(wr);
 			return -1;
 		}
 		if (rc == 0) {
 			s = i;
 			break;
 		}
+		if (pre_ok && nwr == wcap) {
+			size_t *w = realloc(wr, (wcap = wcap * 2 + 16) * sizeof *w);
+			if (w == NULL)
+				pre_ok = 0;
+			else
+				wr = w;
+		}
+		if (pre_ok)
+			wr[nwr++] = i;
 	}
 	if (!any) {
 		f->base_ok = 1;
+		free(wr);
 		return 0;
 	}
 	if (!f->writable) {
 		pt_status_set(st, 450, "NOPERM", "Mailbox is read-only");
+		free(wr);
 		return -1;
 	}
 	struct stat sb;
 	if (fstat(f->fd, &sb) != 0) {
 		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
+		free(wr);
 		return -1;
 	}
 	if (s < f->n) {
-		if (rewrite(f, s, sb.st_size, st) != 0)
+		pre_ok = 0;
+		if (rewrite(f, s, sb.st_size, st) != 0) {
+			free(wr);
 			return -1;
+		}
 	} else if (fdatasync(f->fd) != 0) {
 		pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
 		f->known_valid = 0;
+		free(wr);
 		return -1;
 	}
 	f->base_ok = 1;
@@ -1363,7 +1385,9 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 	ms_flog_drop(f);
 	f->dirty_hint = 0;
 	ms_shared_bump(f);
-	ms_index_save(f);
+	if (!pre_ok || !f->known_valid || ms_tail_append(f, &pre, f->n, f->uidnext, wr, nwr) != 0)
+		ms_index_save(f);
+	free(wr);
 	return 0;
 }
 

@@ -181,7 +181,7 @@ same_stat_(const struct stat *a, const struct stat *b)
 }
 
 int
-ms_index_save(const struct ms_folder *f)
+ms_index_save(struct ms_folder *f)
 {
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
@@ -259,8 +259,15 @@ ms_index_save(const struct ms_folder *f)
 		unlink(tmp);
 	else
 		checked_add(&isb, dirty, not_old);   /* written here: known good */
-	if (rc == 0 && f->locked)
-		tail_drop(f);   /* the index holds what the append log had */
+	if (rc == 0) {
+		if (f->locked)
+			tail_drop(f);   /* the index holds what the append log had */
+		/* Later batches continue from this state (any other one in the
+		 * log is passed over). */
+		memset(&f->tail_known, 0, sizeof f->tail_known);
+		f->tail_end = f->known;
+		f->tail_valid = f->known_valid;
+	}
 	return rc;
 }
 
