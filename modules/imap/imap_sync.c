@@ -311,9 +311,7 @@ imap_sync_these(struct imap_session *s, const size_t *idx, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		size_t i = idx[k];
-		if (i >= s->nview)
-			continue;
-		size_t j = s->mbx->find(s->mb, s->view[i].uid);
+		size_t j = imap_view_store_index(s, i);
 		if (j == (size_t)-1)
 			continue;
 		const struct pt_msg_info *m = s->mbx->info(s->mb, j);

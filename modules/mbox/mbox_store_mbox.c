@@ -551,9 +551,9 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 			f->dirty_hint = 1;
 			if (lr < 0)
 				pt_warn("mailbox %s: flag log unusable, writing the mbox", f->path);
-		} else {
-			ms_shared_bump(f);
 		}
+		/* No ms_shared_bump: the log's new size tells every open, here
+		 * too, which then replays only the new records. */
 	}
 	free(logged);
 	if (rc == 0)
