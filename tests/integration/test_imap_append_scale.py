@@ -228,6 +228,47 @@ class AppendScale(unittest.TestCase):
         self.assertEqual(self.select(c), BIG + n)
         self.assertEqual(self.fetch_all(c), self.fetch_all(a))
 
+    def test_torn_or_damaged_log_is_ignored(self):
+        """A log cut in the middle of a batch (a crash while it was written)
+        or with a damaged batch: what it no longer vouches for is read
+        from the mbox; nothing is lost, no UID changes, and the next
+        APPEND starts a sound log (or index) again."""
+        a = self.client()
+        self.assertEqual(self.select(a), BIG)
+        self._logout(a)
+        b = self.client()
+        uids = []
+        for i in range(12):
+            typ, data = b.append("INBOX", "(\\Flagged)", None, msg(i))
+            self.assertEqual(typ, "OK", data)
+            uids.append(int(appenduid(data)[1]))
+        self._logout(b)
+        size = self.tail_size()
+        self.assertGreater(size, 0)
+        with open(self.tail, "r+b") as f:
+            # the last batch torn, one in the middle damaged
+            f.truncate(size - 40)
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 0xff]))
+        for round_ in range(2):
+            c = self.client()
+            self.assertEqual(self.select(c), BIG + 12 + round_)
+            for k, uid in enumerate(uids):
+                self.assertEqual(self.body(c, uid), msg(k))
+            flags = self.fetch_all(c)
+            for uid in uids:
+                self.assertEqual(flags[uid][0], frozenset([b"\\Flagged"]))
+            typ, data = c.append("INBOX", None, None, msg(500 + round_))
+            self.assertEqual(typ, "OK", data)
+            uids_after = int(appenduid(data)[1])
+            self.assertGreater(uids_after, uids[-1])
+            c.noop()
+            self.assertEqual(self.body(c, uids_after), msg(500 + round_))
+            self._logout(c)
+        self.assertEqual(len(mailbox.mbox(self.box, create=False)), BIG + 14)
+
     def test_kill9_during_pipelined_burst(self):
         a = self.client()
         self.assertEqual(self.select(a), BIG)
