@@ -247,8 +247,9 @@ int ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known);
 int ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n,
                    uint32_t pre_uidnext, const size_t *at, size_t nat);
 /* Append fast path (mbox_store_file.c): write the first message's
- * X-IMAPbase in place and sync, leaving pending flag changes in the flag
- * log. 1 done, 0 not possible here (use ms_folder_write), -1 error. */
+ * X-IMAPbase in place (not synced: the append's fdatasync covers it),
+ * leaving pending flag changes in the flag log. 1 done, 0 not possible
+ * here (use ms_folder_write), -1 error. */
 int ms_folder_write_base(struct ms_folder *f, struct pt_status *st);
 /* Read the messages appended past f->known (same file, grown) into f->m.
  * 0 done and clean, 1 done but some record needs a write, -1 not

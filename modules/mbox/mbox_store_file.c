@@ -1504,7 +1504,11 @@ ms_folder_write_base(struct ms_folder *f, struct pt_status *st)
 	int rc = write_in_place(f, &f->m[0], 1);
 	if (rc == 0)
 		return 0;
-	if (rc < 0 || fdatasync(f->fd) != 0) {
+	/* No sync of its own: the append's fdatasync covers both. Should a
+	 * crash keep the messages but lose this line, their X-UIDs are above
+	 * the old last UID and get renumbered from it, in order -- the same
+	 * numbers, none of them acknowledged yet. */
+	if (rc < 0) {
 		pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
 		f->known_valid = 0;
 		return -1;

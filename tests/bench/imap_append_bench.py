@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import time
 
@@ -95,13 +96,26 @@ def message(i):
             (i, ib.USER.encode(), i, i)) + body
 
 
+def start_postern(args, pw):
+    """bench.py's Postern, without the default 50 MB mailbox_size_limit
+    (a 50k x 4 KB INBOX is past it)."""
+    proc = ib.start_postern(args.postern, args.modules, pw, 4)
+    ib.stop(proc)
+    conf = os.path.join(ib.WORK, "postern.conf")
+    with open(conf, "a") as f:
+        f.write("mailbox_size_limit = 0\n")
+    proc = subprocess.Popen([args.postern, "run", "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ib.wait_port(ib.PORTS["postern"][0])
+    return proc
+
+
 def one_size(server, args, n, pw):
     template = os.path.join(ib.WORK, "template-%d-%d.mbox" % (n, args.size))
     if not os.path.exists(template):
         ib.make_mbox(template, n, args.size)
     ib.fresh_mailbox(server, template, pw)
-    proc = ib.start_dovecot(pw, 4) if server == "dovecot" else \
-        ib.start_postern(args.postern, args.modules, pw, 4)
+    proc = ib.start_dovecot(pw, 4) if server == "dovecot" else start_postern(args, pw)
     port = ib.PORTS[server][0]
     r = {}
     try:
