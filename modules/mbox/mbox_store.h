@@ -133,7 +133,8 @@ struct ms_folder {
 	/* The message list. After an index load it lives in a private
 	 * mapping of the index file (map, map_len): untouched pages stay the
 	 * page cache's, shared by every open of the folder; a write copies
-	 * only its page, growing moves it to the heap. */
+	 * only its page; records added go to anonymous room mapped after it
+	 * (map_len covers both; cap counts it), beyond that to the heap. */
 	struct ms_msg *m;
 	size_t n, cap;
 	void *map;
@@ -184,7 +185,8 @@ int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct
 void ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk);
 /* Keyword table index, adding when add (and room). */
 int ms_folder_keyword(struct ms_folder *f, const char *name, int add);
-/* Room for want records in f->m, on the heap (out of the mapping). */
+/* Room for want records in f->m: on the heap, or in the anonymous room
+ * that follows a mapped index (then no copy). */
 int ms_folder_reserve(struct ms_folder *f, size_t want);
 /* Let go of f->m (heap or mapping); n and cap become 0. */
 void ms_folder_drop_msgs(struct ms_folder *f);

@@ -198,8 +198,8 @@ ms_folder_drop_msgs(struct ms_folder *f)
 int
 ms_folder_reserve(struct ms_folder *f, size_t want)
 {
-	if (want <= f->cap && f->map == NULL)
-		return 0;
+	if (want <= f->cap)
+		return 0;   /* on the heap, or in the room after a mapped index */
 	if (want > SIZE_MAX / sizeof *f->m)
 		return -1;
 	struct ms_msg *m;

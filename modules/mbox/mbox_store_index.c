@@ -329,9 +329,21 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	map_len = (size_t)isb.st_size;
 	/* Populated read-only (the page cache's pages, no copies, no fault
 	 * per page later), then writable for the pages a change copies. */
-	map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	if (map == MAP_FAILED)
+	/* Followed by anonymous room for records the append log (or a parse
+	 * of the mbox's tail) adds, so that those need no copy of the list:
+	 * address space only until used. */
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), file_span = (map_len + pg - 1) & ~(pg - 1);
+	size_t spare = (((size_t)h.nmsg / 8 + 1024) * sizeof(struct ms_msg) + pg - 1) & ~(pg - 1);
+	char *resv = mmap(NULL, file_span + spare, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	                  -1, 0);
+	if (resv == MAP_FAILED)
 		goto out;
+	map = mmap(resv, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE | MAP_FIXED, fd, 0);
+	if (map == MAP_FAILED) {
+		munmap(resv, file_span + spare);
+		goto out;
+	}
+	map_len = file_span + spare;
 	if (mprotect(map, map_len, PROT_READ | PROT_WRITE) != 0)
 		goto out;
 	const char *kwbuf = map + sizeof h;
@@ -441,6 +453,8 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		map = MAP_FAILED;
 	}
 	f->n = f->cap = h.nmsg;
+	if (f->map != NULL)
+		f->cap = (f->map_len - (size_t)rec_at) / sizeof *f->m;
 	f->junk = h.junk;
 	f->dirty_hint = dirty;
 	f->not_old_hint = not_old;
@@ -933,7 +947,9 @@ tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *nam
 			have_prev = 1;
 		}
 	}
-	if (nnew && ms_folder_reserve(f, f->n + nnew) != 0)
+	/* Room with slack: a long log applies batch after batch. */
+	if (nnew && (f->map != NULL || f->n + nnew > f->cap) &&
+	    ms_folder_reserve(f, f->n + nnew + (f->n + nnew) / 8 + 64) != 0)
 		return 0;
 	for (uint32_t k = 0; k < h->nrec; k++) {
 		struct tail_rec tr;
