@@ -204,7 +204,9 @@ imap_vanished_since(struct imap_session *s, const char *set, size_t len, uint64_
 		while (a < ss.n && g < ngone) {
 			uint64_t lo = ss.r[a].lo > gone[2 * g] ? ss.r[a].lo : gone[2 * g];
 			uint64_t hi = ss.r[a].hi < gone[2 * g + 1] ? ss.r[a].hi : gone[2 * g + 1];
-			if (lo <= hi)
+			if (lo <= hi && nb && lo <= both[nb - 1].hi + 1)
+				both[nb - 1].hi = hi;     /* one range: "3:5", not "3:4,5" */
+			else if (lo <= hi)
 				both[nb++] = (struct imap_range){ lo, hi };
 			if (ss.r[a].hi < gone[2 * g + 1])
 				a++;

@@ -5,8 +5,8 @@
  * but do write missing X-UID/X-IMAPbase so the UIDs they report stay.
  *
  * Flag changes are lazy (as Dovecot's mbox_lazy_writes): they go to the
- * flag log beside the index at once (fdatasync'd; every open of the
- * folder, POP3's too, sees them from there) and into the mbox's Status/
+ * flag log beside the index at once (fdatasync'd with mbox_flag_fsync;
+ * every open of the folder, POP3's too, sees them from there) and into the mbox's Status/
  * X-Status/X-Keywords headers at the next write of the file: EXPUNGE,
  * an append through the store, the close of a read-write open (CLOSE,
  * SELECT of another folder, LOGOUT, POP3 QUIT), or when the log grows
@@ -14,6 +14,7 @@
  * mutt) see a change once the session that made it has closed the
  * folder, as with Dovecot. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +474,45 @@ ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* A flag change that only appends to the flag log does not write the
+ * mbox: while the file is exactly as this open knows it (nothing to
+ * reload), an OFD lock on the mbox is enough. Every writer of this store
+ * (and every fcntl-locking program) holds that lock too, so none runs
+ * in between; a program that only dotlocks may rewrite the file at the
+ * same time, which the log's records are made for (the mbox state they
+ * were made on no longer matches where that program changed a message).
+ * It spares the dotlock's file operations in the spool directory. 1 the
+ * lock is held, 0 take the full lock. */
+static int
+fast_lock(struct pt_mbox *mb)
+{
+	struct ms_folder *f = &mb->f;
+	if (!mb->synced || mb->stale || f->fd < 0 || !f->writable || !f->base_ok || f->locked ||
+	    !f->log_valid || any_dirty(f))
+		return 0;
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(f->fd, F_OFD_SETLK, &fl) != 0)
+		return 0;
+	if (ms_folder_current(f))
+		return 1;
+	fl.l_type = F_UNLCK;
+	fcntl(f->fd, F_OFD_SETLK, &fl);
+	return 0;
+}
+
+static void
+fast_unlock(struct ms_folder *f)
+{
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_UNLCK;
+	fl.l_whence = SEEK_SET;
+	fcntl(f->fd, F_OFD_SETLK, &fl);
+}
+
 /* Flag writes, absolute (u) or relative (c), one lock for all: the file
  * state is reloaded under that lock first, so relative changes apply to
  * what is really there now. */
@@ -486,13 +526,16 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		return -1;
 	}
 	int had = mb->snap != NULL;
-	struct mbox_lock lk;
+	struct mbox_lock lk = { .fd = -1 };
 	int ch;
-	mb->snap_on_change = 1;
-	int lr = lock_and_load(mb, &lk, &ch, st);
-	mb->snap_on_change = 0;
-	if (lr != 0)
-		return -1;
+	int fast = fast_lock(mb);
+	if (!fast) {
+		mb->snap_on_change = 1;
+		int lr = lock_and_load(mb, &lk, &ch, st);
+		mb->snap_on_change = 0;
+		if (lr != 0)
+			return -1;
+	}
 	uint64_t kwmask = f->nkw >= 64 ? ~0ull : (1ull << f->nkw) - 1;
 	uint64_t modseq = 0;           /* one for the whole change */
 	/* Lazy (the flag log) unless the file is written now anyway. */
@@ -556,9 +599,20 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		 * too, which then replays only the new records. */
 	}
 	free(logged);
+	if (fast && any_dirty(f)) {
+		/* The mbox is to be written after all: the full lock (the OFD
+		 * lock is the same one, kept), and the file as it is now. */
+		mb->snap_on_change = 1;
+		rc = lock_and_load(mb, &lk, &ch, st);
+		mb->snap_on_change = 0;
+		fast = rc != 0;
+	}
 	if (rc == 0)
 		rc = write_if_needed(f, st);
-	ms_folder_unlock(f, &lk);
+	if (fast)
+		fast_unlock(f);
+	else
+		ms_folder_unlock(f, &lk);
 	/* Unchanged file: f->m, now with these flags, is the list again. */
 	snap_settle(mb, had, rc != 0);
 	if (rc != 0)
