@@ -159,6 +159,8 @@ struct ms_folder {
 	 * log's batches read so far describes; tail_valid: both known. */
 	struct stat tail_known;
 	struct stat tail_end;
+	size_t tail_n;                 /* records and UIDNEXT at tail_end */
+	uint32_t tail_uidnext;
 	int tail_valid;
 };
 

@@ -266,6 +266,8 @@ ms_index_save(struct ms_folder *f)
 		 * log is passed over). */
 		memset(&f->tail_known, 0, sizeof f->tail_known);
 		f->tail_end = f->known;
+		f->tail_n = f->n;
+		f->tail_uidnext = f->uidnext;
 		f->tail_valid = f->known_valid;
 	}
 	return rc;
@@ -994,6 +996,8 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 			close(fd);
 		memset(&f->tail_known, 0, sizeof f->tail_known);
 		f->tail_end = *end;
+		f->tail_n = f->n;
+		f->tail_uidnext = f->uidnext;
 		f->tail_valid = absent;
 		return 0;
 	}
@@ -1041,6 +1045,8 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 	 * look starts there again, and an append rewrites the index. */
 	f->tail_known.st_size = from + (off_t)pos;
 	f->tail_end = *end;
+	f->tail_n = f->n;
+	f->tail_uidnext = f->uidnext;
 	f->tail_valid = 1;
 	return applied;
 }
@@ -1049,7 +1055,8 @@ int
 ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32_t pre_uidnext,
                const size_t *at, size_t nat)
 {
-	if (!f->tail_valid || !f->known_valid || f->n < pre_n || f->uidvalidity == 0)
+	if (!f->tail_valid || !f->known_valid || f->n < pre_n || f->uidvalidity == 0 ||
+	    pre_n != f->tail_n || pre_uidnext != f->tail_uidnext)
 		return -1;
 	char path[MS_PATH_MAX + 32], ipath[MS_PATH_MAX + 32];
 	tail_path(f, path, sizeof path);
@@ -1134,6 +1141,8 @@ ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32
 	}
 	f->tail_known = sb;
 	f->tail_end = f->known;
+	f->tail_n = f->n;
+	f->tail_uidnext = f->uidnext;
 	/* Compact when the log is no longer small beside the index: a full
 	 * save costs the index's size, paid once per that many bytes of log. */
 	if ((uint64_t)sb.st_size > TAIL_MIN && (uint64_t)sb.st_size > (uint64_t)isb.st_size / TAIL_FRACTION)
