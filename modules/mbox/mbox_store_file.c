@@ -721,6 +721,29 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	*changed = 1;
 	f->dirty_hint = 1;
 	f->not_old_hint = 1;
+	/* An appender through the store logged its records: take them from
+	 * the append log (the exact records and mod-sequences it made), as
+	 * far as it reaches. Batches chain by mbox state, record count and
+	 * UIDNEXT, so this holds also when another open of this process
+	 * wrote (the generation moved). */
+	if (f->known_valid && f->tail_valid && same_stat(&f->tail_end, &f->known) &&
+	    sb.st_ino == f->known.st_ino && sb.st_dev == f->known.st_dev &&
+	    sb.st_size > f->known.st_size) {
+		struct stat end = f->known;
+		if (ms_tail_apply(f, &end, 1) > 0) {
+			f->known = end;
+			if (same_stat(&end, &sb)) {
+				f->gen = gen;
+				ms_flog_replay(f, 1, f->locked);
+				return 0;
+			}
+			if (sb.st_size <= f->known.st_size || !from_line_at(f->fd, f->known.st_size)) {
+				/* Cannot happen for a chain of appends; read it all. */
+				f->known_valid = 0;
+				return ms_folder_load(f, changed, st);
+			}
+		}
+	}
 	int64_t tail = -1;
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
@@ -728,26 +751,6 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		/* Another open that wrote or read the new mail saved an index
 		 * of exactly this file: mapping it shares its pages with that
 		 * open instead of growing a private copy of the list. */
-		/* An appender through the store logged its records: take them
-		 * from the append log (the exact records and mod-sequences it
-		 * made), as far as it reaches. */
-		if (f->tail_valid && same_stat(&f->tail_end, &f->known)) {
-			struct stat end = f->known;
-			if (ms_tail_apply(f, &end, 1) > 0) {
-				f->known = end;
-				if (same_stat(&end, &sb)) {
-					f->gen = gen;
-					ms_flog_replay(f, 1, f->locked);
-					return 0;
-				}
-			}
-			if (sb.st_ino != f->known.st_ino || sb.st_size <= f->known.st_size ||
-			    !from_line_at(f->fd, f->known.st_size)) {
-				/* Cannot happen for a chain of appends; read it all. */
-				f->known_valid = 0;
-				return ms_folder_load(f, changed, st);
-			}
-		}
 		struct stat isb;
 		int rc = ms_index_matches(f, &sb) ? ms_index_load(f, &sb, &isb) : 0;
 		if (rc == 1) {
@@ -1313,11 +1316,6 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 		f->m[live0].state |= MS_DIRTY;
 	int any = 0;
 	size_t s = f->n;
-	/* Records written in place: when that is all, they go to the append
-	 * log instead of a new index (a session taking \Recent of new mail). */
-	struct stat pre = f->known;
-	int pre_ok = f->known_valid;
-	size_t *wr = NULL, nwr = 0, wcap = 0;
 	for (size_t i = 0; i < f->n; i++) {
 		struct ms_msg *r = &f->m[i];
 		if (r->state & MS_EXPUNGE) {
@@ -1332,49 +1330,32 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 		if (rc < 0) {
 			pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
 			f->known_valid = 0;
-			free(wr);
 			return -1;
 		}
 		if (rc == 0) {
 			s = i;
 			break;
 		}
-		if (pre_ok && nwr == wcap) {
-			size_t *w = realloc(wr, (wcap = wcap * 2 + 16) * sizeof *w);
-			if (w == NULL)
-				pre_ok = 0;
-			else
-				wr = w;
-		}
-		if (pre_ok)
-			wr[nwr++] = i;
 	}
 	if (!any) {
 		f->base_ok = 1;
-		free(wr);
 		return 0;
 	}
 	if (!f->writable) {
 		pt_status_set(st, 450, "NOPERM", "Mailbox is read-only");
-		free(wr);
 		return -1;
 	}
 	struct stat sb;
 	if (fstat(f->fd, &sb) != 0) {
 		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
-		free(wr);
 		return -1;
 	}
 	if (s < f->n) {
-		pre_ok = 0;
-		if (rewrite(f, s, sb.st_size, st) != 0) {
-			free(wr);
+		if (rewrite(f, s, sb.st_size, st) != 0)
 			return -1;
-		}
 	} else if (fdatasync(f->fd) != 0) {
 		pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
 		f->known_valid = 0;
-		free(wr);
 		return -1;
 	}
 	f->base_ok = 1;
@@ -1385,9 +1366,7 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 	ms_flog_drop(f);
 	f->dirty_hint = 0;
 	ms_shared_bump(f);
-	if (!pre_ok || !f->known_valid || ms_tail_append(f, &pre, f->n, f->uidnext, wr, nwr) != 0)
-		ms_index_save(f);
-	free(wr);
+	ms_index_save(f);
 	return 0;
 }
 

@@ -969,9 +969,24 @@ tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *nam
 			f->dirty_hint = 1;
 		if (!(tr.r.state & MS_OLD))
 			f->not_old_hint++;
-		if (tr.at < f->n)
+		if (tr.at < f->n) {
+			/* A flag change made after the batch, which this list
+			 * took from the flag log before it saw the batch (an
+			 * in-place write need not move the mbox's mtime), stays:
+			 * the batch brings the message's mbox state. */
+			const struct ms_msg *o = &f->m[tr.at];
+			if (o->info.modseq > tr.r.info.modseq) {
+				tr.r.info.flags = o->info.flags;
+				tr.r.info.keywords = o->info.keywords;
+				tr.r.info.modseq = o->info.modseq;
+				uint32_t disk = (tr.r.state & MS_DISK_MASK) >> MS_DISK_SHIFT;
+				if ((tr.r.info.flags & PT_F_SYSTEM) != disk || tr.r.info.keywords != tr.r.disk_kw)
+					tr.r.state |= MS_LAZY;
+				else
+					tr.r.state &= ~MS_LAZY;
+			}
 			f->m[tr.at] = tr.r;
-		else
+		} else
 			f->m[f->n++] = tr.r;
 	}
 	f->uidnext = h->uidnext;

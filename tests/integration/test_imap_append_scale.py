@@ -164,20 +164,27 @@ class AppendScale(unittest.TestCase):
         self.assertLess(self.tail_size() - t0, 4096)
         r.cmd("o", "LOGOUT")
         r.close()
-        # the session selected all along sees them at its next sync (and
-        # takes their \\Recent: written in place, logged as well)
+        # the session selected all along sees them at its next sync; it
+        # takes their \\Recent ('O' written into the mbox), which is its
+        # own write of the folder and saves the index as before
         self.assertEqual(a.noop()[0], "OK")
-        self.assertEqual(self.index_id(), before)
-        # COPY into the folder goes the same way
-        typ, data = a.uid("COPY", "%d:%d" % (uidnext, uidnext + 2), "INBOX")
+        before = self.index_id()
+        # COPY into the folder (from a session that has another folder
+        # selected) goes the same way
+        self.assertEqual(b.create("Src")[0], "OK")
+        src = [msg(200 + k, " copied") for k in range(3)]
+        for p in src:
+            self.assertEqual(b.append("Src", None, None, p)[0], "OK")
+        self.assertEqual(self.select(b, "Src"), 3)
+        typ, data = b.copy("1:3", "INBOX")
         self.assertEqual(typ, "OK", data)
-        self.assertIn(b"%d %d:%d %d:%d" % (validity, uidnext, uidnext + 2, uidnext + 45,
-                                                  uidnext + 47), a.response("COPYUID")[1][0] or b"")
+        self.assertIn(b"%d 1:3 %d:%d" % (validity, uidnext + 45, uidnext + 47),
+                      b.response("COPYUID")[1][0] or b"")
         self.assertEqual(self.index_id(), before)
+        for k in range(3):
+            sent[uidnext + 45 + k] = (src[k], "()")
         n_all = BIG + 48
         self.assertEqual(int(a.select("INBOX")[1][0]), n_all)
-        for k in range(3):
-            sent[uidnext + 45 + k] = sent[uidnext + k]
         for uid, (text, flags) in sent.items():
             self.assertEqual(self.body(a, uid), text, "UID %d" % uid)
         seen_a = self.fetch_all(a)
