@@ -133,7 +133,8 @@ struct ms_folder {
 	/* The message list. After an index load it lives in a private
 	 * mapping of the index file (map, map_len): untouched pages stay the
 	 * page cache's, shared by every open of the folder; a write copies
-	 * only its page, growing moves it to the heap. */
+	 * only its page; records added go to anonymous room mapped after it
+	 * (map_len covers both; cap counts it), beyond that to the heap. */
 	struct ms_msg *m;
 	size_t n, cap;
 	void *map;
@@ -153,6 +154,14 @@ struct ms_folder {
 	int locked;                    /* ms_folder_lock holds the mbox lock */
 	int dirty_hint;                /* 0: no MS_DIRTY/MS_EXPUNGE record (no scan) */
 	size_t not_old_hint;           /* 0: every record MS_OLD (no scan); else unknown */
+	/* The append log (postern.tail beside the index): as last read or
+	 * written (st_ino 0: absent), and the mbox state the index with the
+	 * log's batches read so far describes; tail_valid: both known. */
+	struct stat tail_known;
+	struct stat tail_end;
+	size_t tail_n;                 /* records and UIDNEXT at tail_end */
+	uint32_t tail_uidnext;
+	int tail_valid;
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
@@ -178,7 +187,8 @@ int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct
 void ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk);
 /* Keyword table index, adding when add (and room). */
 int ms_folder_keyword(struct ms_folder *f, const char *name, int add);
-/* Room for want records in f->m, on the heap (out of the mapping). */
+/* Room for want records in f->m: on the heap, or in the anonymous room
+ * that follows a mapped index (then no copy). */
 int ms_folder_reserve(struct ms_folder *f, size_t want);
 /* Let go of f->m (heap or mapping); n and cap become 0. */
 void ms_folder_drop_msgs(struct ms_folder *f);
@@ -200,7 +210,7 @@ int ms_recover(struct ms_folder *f, struct pt_status *st);
 void ms_shared_bump(struct ms_folder *f);
 
 /* ---- mbox_store_index.c ---- */
-int ms_index_save(const struct ms_folder *f);
+int ms_index_save(struct ms_folder *f);
 /* Load the index; 1 loaded and matches st exactly, 2 loaded but stale
  * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
  * 0 none/corrupt. */
@@ -225,6 +235,30 @@ int ms_flog_changed(const struct ms_folder *f);
 void ms_flog_drop(struct ms_folder *f);
 /* Make r's mbox state its current one (after a write of its block). */
 void ms_msg_disk_set(struct ms_folder *f, struct ms_msg *r);
+
+/* The append log (postern.tail): APPEND/COPY add their records there
+ * instead of rewriting the index, which stays as it was (mapped by other
+ * opens); batches chain by mbox state, a torn or unchained one is
+ * ignored (the mbox tail is parsed instead). Compacted by a full save. */
+/* Apply the log's batches that continue from *end (an mbox state; f->m
+ * describes it) to f->m; *end becomes the state reached. from_known: only
+ * the part past what was read before. Returns batches applied. */
+int ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known);
+/* After an append under the lock that took the list from pre (pre_n
+ * records, UIDNEXT pre_uidnext) to f->known: record f->m[at[k]] (changed
+ * old records) and the new records f->m[pre_n..n). 0 done, 1 done but the
+ * log wants compacting (ms_index_save), -1 not possible (ms_index_save). */
+int ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n,
+                   uint32_t pre_uidnext, const size_t *at, size_t nat);
+/* Append fast path (mbox_store_file.c): write the first message's
+ * X-IMAPbase in place (not synced: the append's fdatasync covers it),
+ * leaving pending flag changes in the flag log. 1 done, 0 not possible
+ * here (use ms_folder_write), -1 error. */
+int ms_folder_write_base(struct ms_folder *f, struct pt_status *st);
+/* Read the messages appended past f->known (same file, grown) into f->m.
+ * 0 done and clean, 1 done but some record needs a write, -1 not
+ * possible (use ms_folder_load). */
+int ms_folder_load_tail(struct ms_folder *f, struct pt_status *st);
 
 /* Expunged UIDs with their mod-sequences (ms_folder.van, saved in the
  * index): ranges, merged when there are too many (then a range may name

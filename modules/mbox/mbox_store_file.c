@@ -198,8 +198,8 @@ ms_folder_drop_msgs(struct ms_folder *f)
 int
 ms_folder_reserve(struct ms_folder *f, size_t want)
 {
-	if (want <= f->cap && f->map == NULL)
-		return 0;
+	if (want <= f->cap)
+		return 0;   /* on the heap, or in the room after a mapped index */
 	if (want > SIZE_MAX / sizeof *f->m)
 		return -1;
 	struct ms_msg *m;
@@ -721,6 +721,29 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	*changed = 1;
 	f->dirty_hint = 1;
 	f->not_old_hint = 1;
+	/* An appender through the store logged its records: take them from
+	 * the append log (the exact records and mod-sequences it made), as
+	 * far as it reaches. Batches chain by mbox state, record count and
+	 * UIDNEXT, so this holds also when another open of this process
+	 * wrote (the generation moved). */
+	if (f->known_valid && f->tail_valid && same_stat(&f->tail_end, &f->known) &&
+	    sb.st_ino == f->known.st_ino && sb.st_dev == f->known.st_dev &&
+	    sb.st_size > f->known.st_size) {
+		struct stat end = f->known;
+		if (ms_tail_apply(f, &end, 1) > 0) {
+			f->known = end;
+			if (same_stat(&end, &sb)) {
+				f->gen = gen;
+				ms_flog_replay(f, 1, f->locked);
+				return 0;
+			}
+			if (sb.st_size <= f->known.st_size || !from_line_at(f->fd, f->known.st_size)) {
+				/* Cannot happen for a chain of appends; read it all. */
+				f->known_valid = 0;
+				return ms_folder_load(f, changed, st);
+			}
+		}
+	}
 	int64_t tail = -1;
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
@@ -1443,4 +1466,69 @@ ms_dir_open(const char *root, const char *rel, int create, const char **leaf,
 	}
 	*leaf = p;
 	return fd;
+}
+
+/* ---- append fast path (see ms_tail_append) ---- */
+
+int
+ms_folder_write_base(struct ms_folder *f, struct pt_status *st)
+{
+	/* Only when nothing else waits to be written (no expunge, no
+	 * message needing a UID): then the first record is the first live
+	 * message and its block is all there is to write. Pending flag
+	 * changes stay in the flag log. */
+	if (f->fd < 0 || !f->writable || !f->known_valid || f->dirty_hint || f->n == 0 ||
+	    (f->m[0].state & (MS_DIRTY | MS_EXPUNGE)))
+		return 0;
+	int rc = write_in_place(f, &f->m[0], 1);
+	if (rc == 0)
+		return 0;
+	/* No sync of its own: the append's fdatasync covers both. Should a
+	 * crash keep the messages but lose this line, their X-UIDs are above
+	 * the old last UID and get renumbered from it, in order -- the same
+	 * numbers, none of them acknowledged yet. */
+	if (rc < 0) {
+		pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
+		f->known_valid = 0;
+		return -1;
+	}
+	f->base_ok = 1;
+	f->nkw_written = f->nkw;
+	if (fstat(f->fd, &f->known) != 0) {
+		f->known_valid = 0;
+		return -1;
+	}
+	ms_shared_bump(f);
+	return 1;
+}
+
+int
+ms_folder_load_tail(struct ms_folder *f, struct pt_status *st)
+{
+	struct stat sb;
+	if (f->fd < 0 || !f->known_valid || fstat(f->fd, &sb) != 0 || sb.st_ino != f->known.st_ino ||
+	    sb.st_dev != f->known.st_dev || sb.st_size <= f->known.st_size ||
+	    !from_line_at(f->fd, f->known.st_size))
+		return -1;
+	size_t from = f->n;
+	if (parse_range(f, f->known.st_size, sb.st_size, st) != 0) {
+		f->n = from;
+		return -1;
+	}
+	modseq_assign(f, from, NULL, 0);
+	if (f->van_floor == 0)
+		f->van_floor = f->highest_modseq;
+	int dirty = 0;
+	for (size_t i = from; i < f->n; i++) {
+		if (f->m[i].state & (MS_DIRTY | MS_EXPUNGE))
+			dirty = 1;
+		if (!(f->m[i].state & MS_OLD))
+			f->not_old_hint++;
+	}
+	if (dirty)
+		f->dirty_hint = 1;
+	f->known = sb;
+	f->known_valid = 1;
+	f->gen = shared_gen(f->sh);
+	return dirty;
 }

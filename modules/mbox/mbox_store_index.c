@@ -171,8 +171,17 @@ checked_add(const struct stat *isb, int dirty, size_t not_old)
 	pthread_mutex_unlock(&checked_mu);
 }
 
+static void tail_drop(const struct ms_folder *f);
+
+static int
+same_stat_(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 int
-ms_index_save(const struct ms_folder *f)
+ms_index_save(struct ms_folder *f)
 {
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
@@ -250,6 +259,17 @@ ms_index_save(const struct ms_folder *f)
 		unlink(tmp);
 	else
 		checked_add(&isb, dirty, not_old);   /* written here: known good */
+	if (rc == 0) {
+		if (f->locked)
+			tail_drop(f);   /* the index holds what the append log had */
+		/* Later batches continue from this state (any other one in the
+		 * log is passed over). */
+		memset(&f->tail_known, 0, sizeof f->tail_known);
+		f->tail_end = f->known;
+		f->tail_n = f->n;
+		f->tail_uidnext = f->uidnext;
+		f->tail_valid = f->known_valid;
+	}
 	return rc;
 }
 
@@ -311,9 +331,21 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	map_len = (size_t)isb.st_size;
 	/* Populated read-only (the page cache's pages, no copies, no fault
 	 * per page later), then writable for the pages a change copies. */
-	map = mmap(NULL, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	if (map == MAP_FAILED)
+	/* Followed by anonymous room for records the append log (or a parse
+	 * of the mbox's tail) adds, so that those need no copy of the list:
+	 * address space only until used. */
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), file_span = (map_len + pg - 1) & ~(pg - 1);
+	size_t spare = (((size_t)h.nmsg / 8 + 1024) * sizeof(struct ms_msg) + pg - 1) & ~(pg - 1);
+	char *resv = mmap(NULL, file_span + spare, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	                  -1, 0);
+	if (resv == MAP_FAILED)
 		goto out;
+	map = mmap(resv, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE | MAP_FIXED, fd, 0);
+	if (map == MAP_FAILED) {
+		munmap(resv, file_span + spare);
+		goto out;
+	}
+	map_len = file_span + spare;
 	if (mprotect(map, map_len, PROT_READ | PROT_WRITE) != 0)
 		goto out;
 	const char *kwbuf = map + sizeof h;
@@ -423,6 +455,8 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		map = MAP_FAILED;
 	}
 	f->n = f->cap = h.nmsg;
+	if (f->map != NULL)
+		f->cap = (f->map_len - (size_t)rec_at) / sizeof *f->m;
 	f->junk = h.junk;
 	f->dirty_hint = dirty;
 	f->not_old_hint = not_old;
@@ -431,6 +465,12 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	 * the one the index describes (else as known here), and only while
 	 * no keyword was added here. */
 	f->base_ok = f->nkw == nn && (rc == 1 ? h.base_ok == 1 : base_ok);
+	/* Appends made since the index was written, from the append log. */
+	if (ms_tail_apply(f, idx_sb, 0) > 0) {
+		rc = sb && same_stat_(idx_sb, sb) ? 1 : 2;
+		if (rc != 1)
+			f->base_ok = 0;   /* the mbox moved on: written anew to be sure */
+	}
 out:
 	if (map != MAP_FAILED)
 		munmap(map, map_len);
@@ -782,4 +822,354 @@ ms_new_uidvalidity(const char *root)
 		}
 	}
 	return (uint32_t)v;
+}
+
+/* ---- the append log ----
+ *
+ * APPEND (and COPY/MOVE into a folder) used to load and rewrite the whole
+ * index for each command, so a migration's cost grew with the square of
+ * the folder. Now the appender adds one batch to postern.tail: the
+ * records it added (and any old record it changed: the first message,
+ * whose X-IMAPbase learnt the new last UID), with the mbox state before
+ * and after. A load maps the index as before, then applies the batches
+ * that continue from the index's mbox state, one after the other. The
+ * index itself is never touched, so other opens keep their mapping. A
+ * batch is checksummed: a torn one (crash) and everything after it is
+ * ignored, and the mbox's tail is parsed instead (the mbox is the truth,
+ * as for a lost index). Batches that do not continue the chain (an index
+ * saved since by a reader holding no lock) are skipped. A full index save
+ * under the lock removes the log; the appender does one when the log
+ * passes a fraction of the index (TAIL_MIN, TAIL_FRACTION), so each
+ * append costs a bounded amount of index writing on average. */
+
+#define TAIL_NAME "postern.tail"
+#define TAIL_MAGIC "PTTAIL01"
+#define TAIL_MIN (64u << 10)
+#define TAIL_FRACTION 8u
+
+struct tail_state {
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns;
+};
+
+struct tail_head {
+	char magic[8];
+	struct tail_state pre, post;   /* the mbox before and after */
+	uint32_t uidvalidity, pre_n, pre_uidnext, uidnext;
+	uint32_t nrec, kwbytes, base_ok, pad;
+	uint64_t highest_modseq;
+	uint64_t sum;                  /* sum64 of the names and the records */
+};
+
+struct tail_rec {
+	uint64_t at;                   /* index in the list; = its length: new */
+	struct ms_msg r;
+};
+
+static void
+tail_path(const struct ms_folder *f, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", f->idxdir, TAIL_NAME);
+}
+
+static void
+state_put(struct tail_state *s, const struct stat *sb)
+{
+	s->dev = (uint64_t)sb->st_dev;
+	s->ino = (uint64_t)sb->st_ino;
+	s->size = (uint64_t)sb->st_size;
+	s->mtime_s = (int64_t)sb->st_mtim.tv_sec;
+	s->mtime_ns = (int64_t)sb->st_mtim.tv_nsec;
+}
+
+static int
+state_is(const struct tail_state *s, const struct stat *sb)
+{
+	return s->dev == (uint64_t)sb->st_dev && s->ino == (uint64_t)sb->st_ino &&
+	       s->size == (uint64_t)sb->st_size && s->mtime_s == (int64_t)sb->st_mtim.tv_sec &&
+	       s->mtime_ns == (int64_t)sb->st_mtim.tv_nsec;
+}
+
+static void
+state_get(struct stat *sb, const struct tail_state *s)
+{
+	memset(sb, 0, sizeof *sb);
+	sb->st_dev = (dev_t)s->dev;
+	sb->st_ino = (ino_t)s->ino;
+	sb->st_size = (off_t)s->size;
+	sb->st_mtim.tv_sec = (time_t)s->mtime_s;
+	sb->st_mtim.tv_nsec = (long)s->mtime_ns;
+}
+
+/* Check the records of a batch that continues the list, then apply them.
+ * 1 applied, 0 refused (nothing changed). */
+static int
+tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *names,
+                 const char *recs)
+{
+	int map_kw[PT_KEYWORDS_MAX];
+	size_t nn = 0, q = 0;
+	while (q < h->kwbytes) {
+		const char *nul = memchr(names + q, '\0', h->kwbytes - q);
+		if (nul == NULL || nn == PT_KEYWORDS_MAX || !ms_keyword_valid(names + q))
+			return 0;
+		map_kw[nn] = ms_folder_keyword(f, names + q, 1);
+		if (map_kw[nn++] < 0)
+			return 0;
+		q = (size_t)(nul - names) + 1;
+	}
+	/* Pass one: every record sane and in order, as a load checks the
+	 * index's. */
+	size_t nnew = 0;
+	struct ms_msg prev;
+	memset(&prev, 0, sizeof prev);
+	int have_prev = f->n > 0;
+	if (have_prev)
+		prev = f->m[f->n - 1];
+	for (uint32_t k = 0; k < h->nrec; k++) {
+		struct tail_rec tr;
+		memcpy(&tr, recs + (size_t)k * sizeof tr, sizeof tr);
+		const struct ms_msg *r = &tr.r;
+		if (r->info.uid == 0 || r->info.uid >= h->uidnext || r->hdr_off < r->from_off ||
+		    r->body_off < r->hdr_off || r->end < r->body_off || (uint64_t)r->end > h->post.size ||
+		    r->info.modseq == 0 || r->info.modseq > h->highest_modseq)
+			return 0;
+		if (tr.at < f->n) {
+			/* A changed record: the same message at the same place. */
+			const struct ms_msg *o = &f->m[tr.at];
+			if (nnew || o->info.uid != r->info.uid || o->from_off != r->from_off ||
+			    o->end != r->end)
+				return 0;
+		} else {
+			if (tr.at != f->n + nnew ||
+			    (have_prev && (r->info.uid <= prev.info.uid || r->from_off < prev.end)))
+				return 0;
+			nnew++;
+			prev = *r;
+			have_prev = 1;
+		}
+	}
+	/* Room with slack: a long log applies batch after batch. */
+	if (nnew && (f->map != NULL || f->n + nnew > f->cap) &&
+	    ms_folder_reserve(f, f->n + nnew + (f->n + nnew) / 8 + 64) != 0)
+		return 0;
+	for (uint32_t k = 0; k < h->nrec; k++) {
+		struct tail_rec tr;
+		memcpy(&tr, recs + (size_t)k * sizeof tr, sizeof tr);
+		uint64_t kw = 0, dkw = 0;
+		for (size_t b = 0; b < nn; b++) {
+			if (tr.r.info.keywords >> b & 1u)
+				kw |= 1ull << map_kw[b];
+			if (tr.r.disk_kw >> b & 1u)
+				dkw |= 1ull << map_kw[b];
+		}
+		tr.r.info.keywords = kw;
+		tr.r.disk_kw = dkw;
+		if (tr.r.state & (MS_DIRTY | MS_EXPUNGE))
+			f->dirty_hint = 1;
+		if (!(tr.r.state & MS_OLD))
+			f->not_old_hint++;
+		if (tr.at < f->n) {
+			/* A flag change made after the batch, which this list
+			 * took from the flag log before it saw the batch (an
+			 * in-place write need not move the mbox's mtime), stays:
+			 * the batch brings the message's mbox state. */
+			const struct ms_msg *o = &f->m[tr.at];
+			if (o->info.modseq > tr.r.info.modseq) {
+				tr.r.info.flags = o->info.flags;
+				tr.r.info.keywords = o->info.keywords;
+				tr.r.info.modseq = o->info.modseq;
+				uint32_t disk = (tr.r.state & MS_DISK_MASK) >> MS_DISK_SHIFT;
+				if ((tr.r.info.flags & PT_F_SYSTEM) != disk || tr.r.info.keywords != tr.r.disk_kw)
+					tr.r.state |= MS_LAZY;
+				else
+					tr.r.state &= ~MS_LAZY;
+			}
+			f->m[tr.at] = tr.r;
+		} else
+			f->m[f->n++] = tr.r;
+	}
+	f->uidnext = h->uidnext;
+	if (h->highest_modseq > f->highest_modseq)
+		f->highest_modseq = h->highest_modseq;
+	f->base_ok = h->base_ok && f->nkw == nn;
+	if (f->base_ok)
+		f->nkw_written = nn;
+	return 1;
+}
+
+int
+ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
+{
+	char path[MS_PATH_MAX + 32];
+	tail_path(f, path, sizeof path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		int absent = fd < 0 && errno == ENOENT;
+		if (fd >= 0)
+			close(fd);
+		memset(&f->tail_known, 0, sizeof f->tail_known);
+		f->tail_end = *end;
+		f->tail_n = f->n;
+		f->tail_uidnext = f->uidnext;
+		f->tail_valid = absent;
+		return 0;
+	}
+	off_t from = 0;
+	if (from_known && f->tail_valid && sb.st_ino == f->tail_known.st_ino &&
+	    sb.st_dev == f->tail_known.st_dev && sb.st_size >= f->tail_known.st_size)
+		from = f->tail_known.st_size;
+	size_t len = (size_t)(sb.st_size - from);
+	char *buf = len ? malloc(len) : NULL;
+	if (len && (buf == NULL || pt_pread_full(fd, buf, len, from) != (ssize_t)len)) {
+		free(buf);
+		close(fd);
+		f->tail_valid = 0;
+		return 0;
+	}
+	close(fd);
+	int applied = 0;
+	size_t pos = 0;
+	while (len - pos >= sizeof(struct tail_head)) {
+		struct tail_head h;
+		memcpy(&h, buf + pos, sizeof h);
+		uint64_t kwpad = ((uint64_t)h.kwbytes + 7) & ~(uint64_t)7;
+		if (memcmp(h.magic, TAIL_MAGIC, 8) != 0 || h.kwbytes > PT_KEYWORDS_MAX * 64 ||
+		    (uint64_t)h.nrec * sizeof(struct tail_rec) + kwpad > len - pos - sizeof h)
+			break;
+		size_t body = pos + sizeof h;
+		size_t total = sizeof h + (size_t)kwpad + (size_t)h.nrec * sizeof(struct tail_rec);
+		if (sum64(0x7461696cull, buf + body, total - sizeof h) != h.sum)
+			break;
+		/* Only a batch made on exactly the list as it stands counts;
+		 * one that does not (made before the index was saved anew) is
+		 * passed over. */
+		if (h.uidvalidity == f->uidvalidity && state_is(&h.pre, end) && h.pre_n == f->n &&
+		    h.pre_uidnext == f->uidnext) {
+			if (!tail_batch_apply(f, &h, buf + body, buf + body + kwpad))
+				break;
+			state_get(end, &h.post);
+			applied++;
+		}
+		pos += total;
+	}
+	free(buf);
+	f->tail_known = sb;
+	/* A torn or refused batch: what follows is not trusted; the next
+	 * look starts there again, and an append rewrites the index. */
+	f->tail_known.st_size = from + (off_t)pos;
+	f->tail_end = *end;
+	f->tail_n = f->n;
+	f->tail_uidnext = f->uidnext;
+	f->tail_valid = 1;
+	return applied;
+}
+
+int
+ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32_t pre_uidnext,
+               const size_t *at, size_t nat)
+{
+	if (!f->tail_valid || !f->known_valid || f->n < pre_n || f->uidvalidity == 0 ||
+	    pre_n != f->tail_n || pre_uidnext != f->tail_uidnext)
+		return -1;
+	char path[MS_PATH_MAX + 32], ipath[MS_PATH_MAX + 32];
+	tail_path(f, path, sizeof path);
+	snprintf(ipath, sizeof ipath, "%s/%s", f->idxdir, INDEX_NAME);
+	/* The index and the log must still be what this open read (an open
+	 * holding no lock may have saved an index since), and end exactly at
+	 * the state the append started from. */
+	struct index_head ih;
+	struct stat isb;
+	int ifd = index_open(f, &ih, &isb);
+	if (ifd < 0)
+		return -1;
+	close(ifd);
+	if (ih.uidvalidity != f->uidvalidity)
+		return -1;
+	struct stat tsb;
+	if (f->tail_known.st_ino == 0) {
+		if (lstat(path, &tsb) == 0 || errno != ENOENT || !head_matches(&ih, pre))
+			return -1;
+	} else if (lstat(path, &tsb) != 0 || !S_ISREG(tsb.st_mode) ||
+	           tsb.st_ino != f->tail_known.st_ino || tsb.st_dev != f->tail_known.st_dev ||
+	           tsb.st_size != f->tail_known.st_size) {
+		return -1;
+	}
+	const struct stat *e = &f->tail_end;
+	if (e->st_dev != pre->st_dev || e->st_ino != pre->st_ino || e->st_size != pre->st_size ||
+	    e->st_mtim.tv_sec != pre->st_mtim.tv_sec || e->st_mtim.tv_nsec != pre->st_mtim.tv_nsec)
+		return -1;
+	struct tail_head h;
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, TAIL_MAGIC, 8);
+	state_put(&h.pre, pre);
+	state_put(&h.post, &f->known);
+	h.uidvalidity = f->uidvalidity;
+	h.pre_n = (uint32_t)pre_n;
+	h.pre_uidnext = pre_uidnext;
+	h.uidnext = f->uidnext;
+	h.base_ok = f->base_ok;
+	h.highest_modseq = f->highest_modseq;
+	struct pt_strbuf b = { 0 };
+	pt_strbuf_put(&b, &h, sizeof h);
+	for (size_t i = 0; i < f->nkw; i++)
+		pt_strbuf_put(&b, f->kw[i], strlen(f->kw[i]) + 1);
+	h.kwbytes = (uint32_t)(b.len - sizeof h);
+	static const char zeros[8];
+	pt_strbuf_put(&b, zeros, (8 - h.kwbytes % 8) % 8);
+	for (size_t k = 0; k < nat + (f->n - pre_n); k++) {
+		struct tail_rec tr;
+		memset(&tr, 0, sizeof tr);
+		tr.at = k < nat ? at[k] : pre_n + (k - nat);
+		if (tr.at >= f->n) {
+			pt_strbuf_free(&b);
+			return -1;
+		}
+		tr.r = f->m[tr.at];
+		pt_strbuf_put(&b, &tr, sizeof tr);
+		h.nrec++;
+	}
+	if (b.oom || ms_mkdirs(f->idxdir, 1) != 0) {
+		pt_strbuf_free(&b);
+		return -1;
+	}
+	h.sum = sum64(0x7461696cull, b.p + sizeof h, b.len - sizeof h);
+	memcpy(b.p, &h, sizeof h);
+	int created = f->tail_known.st_ino == 0;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | (created ? O_CREAT | O_EXCL : 0),
+	              0600);
+	int rc = -1;
+	struct stat sb;
+	if (fd >= 0) {
+		/* A cache like the index: no fsync (a lost batch means a parse
+		 * of the mbox's tail). */
+		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == (created ? 0 : tsb.st_size) &&
+		    pt_write_all(fd, b.p, b.len) == 0 && fstat(fd, &sb) == 0)
+			rc = 0;
+		close(fd);
+	}
+	pt_strbuf_free(&b);
+	if (rc != 0) {
+		f->tail_valid = 0;
+		return -1;
+	}
+	f->tail_known = sb;
+	f->tail_end = f->known;
+	f->tail_n = f->n;
+	f->tail_uidnext = f->uidnext;
+	/* Compact when the log is no longer small beside the index: a full
+	 * save costs the index's size, paid once per that many bytes of log. */
+	if ((uint64_t)sb.st_size > TAIL_MIN && (uint64_t)sb.st_size > (uint64_t)isb.st_size / TAIL_FRACTION)
+		return 1;
+	return 0;
+}
+
+/* A full save under the lock supersedes the log. */
+static void
+tail_drop(const struct ms_folder *f)
+{
+	char path[MS_PATH_MAX + 32];
+	tail_path(f, path, sizeof path);
+	unlink(path);
 }

@@ -801,12 +801,27 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 		return -1;
 	}
 	uint32_t first = f->uidnext;
+	/* The list as the index (and its append log) may describe it: the
+	 * new records then go to the append log instead of a new index. */
+	struct stat pre = f->known;
+	size_t pre_n = f->n;
+	int fast = f->known_valid;
+	struct ms_msg m0;
+	memset(&m0, 0, sizeof m0);
+	if (pre_n)
+		m0 = f->m[0];
 	f->uidnext += (uint32_t)n;
 	f->base_ok = 0;
 	int has_live = f->n > 0;
 	/* The first message's X-IMAPbase learns the new last UID before the
-	 * messages land: a crash in between wastes UIDs, never reuses them. */
-	if (has_live && ms_folder_write(f, st) != 0) {
+	 * messages land: a crash in between wastes UIDs, never reuses them.
+	 * In place when that is all there is to write (the usual case). */
+	int wb = has_live ? ms_folder_write_base(f, st) : 1;
+	if (wb == 0) {
+		fast = 0;
+		wb = ms_folder_write(f, st) == 0 ? 1 : -1;
+	}
+	if (wb < 0) {
 		free(kw);
 		return -1;
 	}
@@ -852,9 +867,21 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 	int ch;
 	/* The messages are safe; a failed re-read only delays the list. */
 	struct pt_status ignore;
-	ms_folder_load(f, &ch, &ignore);
+	int lt = fast ? ms_folder_load_tail(f, &ignore) : -1;
+	if (lt < 0)
+		ms_folder_load(f, &ch, &ignore);
 	rc = 0;
 	ms_shared_bump(f);
+	if (lt == 0) {
+		/* The first record changed when its block was written. */
+		size_t at = 0;
+		int t = ms_tail_append(f, &pre, pre_n, first, &at,
+		                       pre_n && memcmp(&m0, &f->m[0], sizeof m0) != 0);
+		if (t == 0)
+			goto out;
+	}
+	/* As before the log: a full save (which, under the lock, also
+	 * removes the log it now holds). */
 	ms_index_save(f);
 	goto out;
 nomem:
