@@ -293,16 +293,10 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	 * of the messages still there (both lists ascending). */
 	uint32_t *rec = NULL;
 	size_t nrec = 0;
-	if (!by_state && mb->recent_by_state && mb->snap) {
-		/* The file became writable: \Recent as last shown is held. */
-		free(mb->recent);
-		mb->recent = malloc(mb->nview * sizeof *mb->recent);
-		mb->nrecent = 0;
-		for (size_t i = 0; mb->recent && i < mb->nview; i++)
-			if (mb->snap[i].flags & PT_F_RECENT)
-				mb->recent[mb->nrecent++] = mb->snap[i].uid;
-		mb->recent_by_state = 0;
-	}
+	/* An open that showed \Recent by state (the file was not writable
+	 * for it) took none of it: now writable, it holds only what it took
+	 * under this lock; what another open took meanwhile loses \Recent
+	 * here (the diff below reports it). */
 	if (!by_state) {
 		size_t most = ntaken + (mb->recent_by_state ? 0 : mb->nrecent);
 		if (most && (rec = malloc(most * sizeof *rec)) == NULL) {
