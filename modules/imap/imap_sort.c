@@ -32,6 +32,7 @@ struct smsg {
 	time_t arrival, date;
 	uint64_t size;
 	char *subject, *from, *to, *cc, *dfrom, *dto;
+	uint32_t srank, frank;        /* the store's ranks of subject/from, 0 none */
 	int reply;                    /* the subject was a reply/forward */
 	char *msgid, **refs;          /* THREAD=REFERENCES */
 	size_t nrefs;
@@ -170,6 +171,34 @@ msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
 	}
 }
 
+/* Set by SORT when its header keys are only SUBJECT and FROM: then the
+ * store's kept sort keys (and ranks) stand for the header. */
+static int use_skeys;
+
+/* m's subject/from keys as the store keeps them: 1 when all headers
+ * asks for are there. */
+static int
+stored_keys(struct imap_session *s, struct smsg *m, int headers)
+{
+	uint32_t uid = s->view[m->idx].uid;
+	const char *k;
+	uint32_t rank;
+
+	if ((headers & H_SUBJECT)) {
+		if (s->mbx->sort_key(s->mb, uid, PT_SKEY_SUBJECT, &k, &rank) != 1 ||
+		    (m->subject = arena_copy(k, strlen(k))) == NULL)
+			return 0;
+		m->srank = rank;
+	}
+	if ((headers & H_FROM)) {
+		if (s->mbx->sort_key(s->mb, uid, PT_SKEY_FROM, &k, &rank) != 1 ||
+		    (m->from = arena_copy(k, strlen(k))) == NULL)
+			return 0;
+		m->frank = rank;
+	}
+	return 1;
+}
+
 /* Fill m's fields: arrival and size from the store's list, the rest
  * from the header of its message (read now, unless headers is 0). */
 static void
@@ -186,6 +215,14 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	m->size = info->size;
 	if (!headers)
 		return;
+	int skeys = use_skeys && !threading && s->mbx->sort_key != NULL && s->mbx->sort_key_put != NULL;
+	if (skeys) {
+		if (stored_keys(s, m, headers))
+			return;
+		/* Not (all) kept: from the header, as below, and kept then. */
+		m->subject = m->from = NULL;
+		m->srank = m->frank = 0;
+	}
 	/* Every field used here is in the store's header cache: the cached
 	 * section when it has one, else the message. */
 	const char *ch = NULL;
@@ -277,6 +314,13 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	free(irt);   /* the ids are the arena's */
 	if (cached != 1)
 		s->mbx->release(s->mb, &t);
+	/* An absent field keys as "" (nz); a present one without its copy
+	 * (out of memory) is not kept. */
+	uint32_t uid = s->view[m->idx].uid;
+	if (skeys && (headers & H_SUBJECT) && !(have_subject && m->subject == NULL))
+		s->mbx->sort_key_put(s->mb, uid, PT_SKEY_SUBJECT, nz(m->subject), strlen(nz(m->subject)));
+	if (skeys && (headers & H_FROM) && !(have_from && m->from == NULL))
+		s->mbx->sort_key_put(s->mb, uid, PT_SKEY_FROM, nz(m->from), strlen(nz(m->from)));
 }
 
 static void
@@ -362,10 +406,10 @@ sort_cmp(const void *pa, const void *pb)
 			c = cmp_num(a->size, b->size);
 			break;
 		case K_SUBJECT:
-			c = cmp_str(a->subject, b->subject);
+			c = a->srank && b->srank ? cmp_num(a->srank, b->srank) : cmp_str(a->subject, b->subject);
 			break;
 		case K_FROM:
-			c = cmp_str(a->from, b->from);
+			c = a->frank && b->frank ? cmp_num(a->frank, b->frank) : cmp_str(a->from, b->from);
 			break;
 		case K_TO:
 			c = cmp_str(a->to, b->to);
@@ -399,17 +443,86 @@ struct skey {
 	const char *s;                /* a string key, else NULL */
 	int64_t n;                    /* a number key */
 	uint32_t seq, id;
+	uint32_t rank;                /* s's rank in the store, 0 none */
 };
 
 static int
 skey_cmp(const void *pa, const void *pb)
 {
 	const struct skey *a = pa, *b = pb;
-	int c = a->s != NULL ? strcmp(a->s, b->s) : (a->n < b->n ? -1 : a->n > b->n);
+	int c = a->s == NULL ? (a->n < b->n ? -1 : a->n > b->n) :
+	        a->rank && b->rank ? cmp_num(a->rank, b->rank) : strcmp(a->s, b->s);
 
 	if (c != 0)
 		return sort_crits[0].reverse ? -c : c;
 	return cmp_num(a->seq, b->seq);   /* ties: sequence order, never reversed */
+}
+
+/* v[0..n) ascending: least significant 16 bits first, a pass skipped
+ * when all its digits agree. 0, or -1 when out of memory. */
+static int
+radix_sort(uint64_t *v, size_t n)
+{
+	uint64_t *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+	size_t *cnt = malloc(65536 * sizeof(*cnt));
+
+	if (tmp == NULL || cnt == NULL) {
+		free(tmp);
+		free(cnt);
+		return -1;
+	}
+	for (int shift = 0; shift < 64; shift += 16) {
+		memset(cnt, 0, 65536 * sizeof(*cnt));
+		for (size_t i = 0; i < n; i++)
+			cnt[(v[i] >> shift) & 0xffff]++;
+		if (n == 0 || cnt[(v[0] >> shift) & 0xffff] == n)
+			continue;
+		size_t sum = 0;
+		for (size_t d = 0; d < 65536; d++) {
+			size_t c = cnt[d];
+			cnt[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			tmp[cnt[(v[i] >> shift) & 0xffff]++] = v[i];
+		memcpy(v, tmp, n * sizeof(*v));
+	}
+	free(tmp);
+	free(cnt);
+	return 0;
+}
+
+/* A single SUBJECT or FROM criterion whose every key the store ranked:
+ * ids in order by (rank, sequence) integers, compared by no string. 1
+ * when done, 0 when not so (or out of memory). */
+static int
+sorted_by_rank(const struct smsg *m, size_t nm, uint32_t *ids)
+{
+	enum sort_key key = sort_crits[0].key;
+	if (sort_ncrits != 1 || (key != K_SUBJECT && key != K_FROM))
+		return 0;
+	uint64_t *v = malloc((nm ? nm : 1) * sizeof(*v));
+	if (v == NULL)
+		return 0;
+	for (size_t k = 0; k < nm; k++) {
+		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
+		/* The low half is k: m ascends by sequence (ties' order). */
+		if (r == 0 || (k && m[k].seq <= m[k - 1].seq)) {
+			free(v);
+			return 0;
+		}
+		if (sort_crits[0].reverse)
+			r = UINT32_MAX - r;
+		v[k] = (uint64_t)r << 32 | (uint64_t)k;
+	}
+	if (radix_sort(v, nm) != 0) {
+		free(v);
+		return 0;
+	}
+	for (size_t k = 0; k < nm; k++)
+		ids[k] = m[(uint32_t)v[k]].id;
+	free(v);
+	return 1;
 }
 
 /* The reply's numbers of m[0..nm) in sort_crits order (malloc'd), NULL
@@ -423,6 +536,10 @@ sorted_ids(struct smsg *m, size_t nm)
 	if (ids == NULL) {
 		free(v);
 		return NULL;
+	}
+	if (sorted_by_rank(m, nm, ids)) {
+		free(v);
+		return ids;
 	}
 	if (v != NULL) {
 		for (size_t k = 0; k < nm; k++) {
@@ -440,7 +557,9 @@ sorted_ids(struct smsg *m, size_t nm)
 			case K_DISPLAYFROM: str = nz(x->dfrom); break;
 			case K_DISPLAYTO: str = nz(x->dto); break;
 			}
-			v[k] = (struct skey){ str, num, x->seq, x->id };
+			uint32_t rank = sort_crits[0].key == K_SUBJECT ? x->srank :
+			                sort_crits[0].key == K_FROM ? x->frank : 0;
+			v[k] = (struct skey){ str, num, x->seq, x->id, rank };
 		}
 		qsort(v, nm, sizeof(*v), skey_cmp);
 		for (size_t k = 0; k < nm; k++)
@@ -563,8 +682,15 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 			[K_DISPLAYFROM] = H_FROM, [K_DISPLAYTO] = H_TO };
 		headers |= need[crit[k].key];
 	}
+	/* SUBJECT and FROM keys the store may keep (not DISPLAYFROM's
+	 * display names, nor TO, CC, DATE): then no header is parsed. */
+	use_skeys = (headers & ~(H_SUBJECT | H_FROM)) == 0;
+	for (size_t k = 0; k < ncrit; k++)
+		if (crit[k].key == K_DISPLAYFROM)
+			use_skeys = 0;
 	size_t nm = 0;
 	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
+	use_skeys = 0;
 	if (m == NULL)
 		return;
 	sort_crits = crit;

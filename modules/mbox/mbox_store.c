@@ -841,4 +841,6 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.highest_modseq = ms_mbox_highest_modseq,
 	.change_flags_cond = ms_mbox_change_flags_cond,
 	.header_fields = ms_cache_header,
+	.sort_key = ms_cache_sort_key,
+	.sort_key_put = ms_cache_sort_key_put,
 };
