@@ -237,6 +237,15 @@ struct pt_mailbox_ops {
 	 * keeps key (len octets, no NUL) for uid. Both may be NULL. */
 	int (*sort_key)(struct pt_mbox *mb, uint32_t uid, int kind, const char **key, uint32_t *rank);
 	void (*sort_key_put)(struct pt_mbox *mb, uint32_t uid, int kind, const char *key, size_t len);
+	/* An answer computed from the cached fields of messages uids[0..n)
+	 * (with nums[k], the number each has in it), kept under name
+	 * ([a-z0-9-], at most 32): answer_get gives it back (1 with *data,
+	 * valid until the next call on mb) only for the same messages with
+	 * the same texts and numbers, else 0. Both may be NULL. */
+	int (*answer_get)(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+	                  size_t n, const char **data, size_t *len);
+	void (*answer_put)(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+	                   size_t n, const char *data, size_t len);
 };
 
 /* sort_key kinds: RFC 5256 base subject; first From mailbox's local part

@@ -3,6 +3,7 @@
  * (imap_search_eval), the header fields each needs are read once, then
  * sorted (ties by sequence number, as §3 asks) or threaded by
  * ORDEREDSUBJECT or REFERENCES. Strings compare by i;ascii-casemap. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -1278,10 +1279,41 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 		return;
 	}
 	size_t nm = 0;
-	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, H_SUBJECT | H_DATE, &nm);
+	/* The messages first, their fields only when the store has not
+	 * kept this very answer (same messages, texts and numbers): a
+	 * thread tree depends on nothing else. */
+	int keep = s->mbx->answer_get != NULL && s->mbx->answer_put != NULL;
+	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, keep ? 0 : refs, keep ? 0 : H_SUBJECT | H_DATE, &nm);
 	if (m == NULL)
 		return;
+	/* One kept answer per algorithm, numbering and whether the whole
+	 * folder was asked (what clients ask again) or a part of it. */
+	char name[40];
+	snprintf(name, sizeof name, "thread-%s-%s-%s", refs ? "refs" : "subj", uid ? "uid" : "seq",
+	         nm == s->nview ? "all" : "part");
+	uint32_t *uids = keep ? malloc((nm ? nm : 1) * sizeof(*uids)) : NULL;
+	uint32_t *nums = keep ? malloc((nm ? nm : 1) * sizeof(*nums)) : NULL;
 	struct pt_strbuf out = { 0 };
+	if (uids != NULL && nums != NULL) {
+		for (size_t k = 0; k < nm; k++) {
+			uids[k] = s->view[m[k].idx].uid;
+			nums[k] = m[k].id;
+		}
+		const char *kept;
+		size_t klen;
+		if (s->mbx->answer_get(s->mb, name, uids, nums, nm, &kept, &klen) == 1)
+			pt_strbuf_put(&out, kept, klen);
+	}
+	if (out.len) {
+		free(uids);
+		free(nums);
+		smsg_free(m, nm);
+		imap_search_reply(s, tag, &out, "Thread");
+		return;
+	}
+	if (keep)
+		for (size_t k = 0; k < nm; k++)
+			load_fields(s, &m[k], refs, H_SUBJECT | H_DATE);
 	pt_strbuf_puts(&out, "* THREAD ");
 	if (refs) {
 		struct forest f = { .m = m };
@@ -1297,6 +1329,10 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 	if (out.len == 9)
 		out.len = 8;
 	pt_strbuf_puts(&out, "\r\n");
+	if (uids != NULL && nums != NULL && !out.oom)
+		s->mbx->answer_put(s->mb, name, uids, nums, nm, out.p, out.len);
+	free(uids);
+	free(nums);
 	smsg_free(m, nm);
 	imap_search_reply(s, tag, &out, "Thread");
 }

@@ -28,6 +28,7 @@
  * in its index likewise). Keys follow the identity like the fields do;
  * a key learnt since the load has no rank and is compared as a string
  * (ranks agree with string order, so the two mix). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -114,6 +115,7 @@ struct ms_cache {
 	int ksorted;
 	struct pt_strbuf kblob;
 	size_t cur_km, cur_kf, cur_ka; /* sort_key's own cursors */
+	struct pt_strbuf ans;          /* answer_get's last answer */
 };
 
 static uint64_t
@@ -563,6 +565,126 @@ ms_cache_sort_key_put(struct pt_mbox *mb, uint32_t uid, int kind, const char *ke
 	c->pending++;
 }
 
+/* ---- answers (postern.answer.NAME beside the cache) ----
+ * head, then the answer's octets. fp: over the UIDVALIDITY and each
+ * message's UID, number and text identity (see the top), so the answer
+ * is only given back for the same messages as they were. */
+#define ANS_MAGIC "PTAN0001"
+struct ans_head {
+	char magic[8];
+	uint32_t uidvalidity, pad;
+	uint64_t n, fp, len, sum;
+};
+
+/* 0 with the fingerprint and the file's path, -1 when name is not one
+ * or a message is not the folder's. */
+static int
+answer_fp(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums, size_t n,
+          uint64_t *fp, char *path, size_t pathlen)
+{
+	const struct ms_folder *f = &mb->f;
+	size_t nl = strlen(name);
+	if (!hc_enabled || nl == 0 || nl > 32 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") != nl ||
+	    f->idxdir == NULL)
+		return -1;
+	snprintf(path, pathlen, "%s/postern.answer.%s", f->idxdir, name);
+	uint64_t h = hc_sum(0xcbf29ce484222325ull, &f->uidvalidity, sizeof f->uidvalidity);
+	size_t cur = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = msg_at(f, &cur, uids[k]);
+		if (i == (size_t)-1)
+			return -1;
+		struct hc_rec id;
+		rec_ident(&f->m[i], &id);
+		uint64_t w[6] = { id.uid, nums[k], id.size, (uint64_t)id.date, id.hdr_len, id.body_len };
+		h = hc_sum(h, w, sizeof w);
+	}
+	*fp = h;
+	return 0;
+}
+
+int
+ms_cache_answer_get(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+                    size_t n, const char **data, size_t *len)
+{
+	char path[MS_PATH_MAX + 64];
+	uint64_t fp;
+	*data = NULL;
+	*len = 0;
+	struct ms_cache *c = hc_enabled ? cache_get(mb) : NULL;
+	if (c == NULL || answer_fp(mb, name, uids, nums, n, &fp, path, sizeof path) != 0)
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	struct ans_head h;
+	struct stat sb;
+	int ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	         pt_read_full(fd, &h, sizeof h) == (ssize_t)sizeof h && memcmp(h.magic, ANS_MAGIC, 8) == 0 &&
+	         h.uidvalidity == mb->f.uidvalidity && h.n == n && h.fp == fp &&
+	         (uint64_t)sb.st_size == sizeof h + h.len && h.len <= (64u << 20);
+	c->ans.len = 0;
+	c->ans.oom = 0;
+	if (ok && pt_strbuf_reserve(&c->ans, (size_t)h.len + 1) == 0 &&
+	    pt_read_full(fd, c->ans.p, (size_t)h.len) == (ssize_t)h.len &&
+	    hc_sum(0xcbf29ce484222325ull, c->ans.p, (size_t)h.len) == h.sum) {
+		c->ans.len = (size_t)h.len;
+		*data = c->ans.p;
+		*len = c->ans.len;
+	}
+	close(fd);
+	return *data != NULL;
+}
+
+void
+ms_cache_answer_put(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+                    size_t n, const char *data, size_t len)
+{
+	char path[MS_PATH_MAX + 64], tmp[MS_PATH_MAX + 96];
+	struct ans_head h;
+	memset(&h, 0, sizeof h);
+	if (answer_fp(mb, name, uids, nums, n, &h.fp, path, sizeof path) != 0 ||
+	    ms_mkdirs(mb->f.idxdir, 1) != 0)
+		return;
+	memcpy(h.magic, ANS_MAGIC, 8);
+	h.uidvalidity = mb->f.uidvalidity;
+	h.n = n;
+	h.len = len;
+	h.sum = hc_sum(0xcbf29ce484222325ull, data, len);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int rc = pt_write_all(fd, &h, sizeof h);
+	if (rc == 0 && len)
+		rc = pt_write_all(fd, data, len);
+	if (close(fd) != 0)
+		rc = -1;
+	/* Like the cache: no fsync, a torn file fails its length or sum. */
+	if (rc != 0 || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
+void
+ms_cache_unlink(const char *dir)
+{
+	char p[MS_PATH_MAX + 64];
+	snprintf(p, sizeof p, "%s/%s", dir, HC_NAME);
+	unlink(p);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "postern.answer.", 15) != 0)
+			continue;
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+}
+
 static void
 drop_window(struct ms_cache *c)
 {
@@ -841,6 +963,7 @@ ms_cache_close(struct pt_mbox *mb)
 	drop_added(c);
 	drop_window(c);
 	pt_strbuf_free(&c->tmp);
+	pt_strbuf_free(&c->ans);
 	free(c);
 	mb->hc = NULL;
 }

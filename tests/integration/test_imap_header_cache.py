@@ -96,6 +96,12 @@ QUERIES = [
     "SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL",
     "THREAD REFERENCES UTF-8 ALL",
     "THREAD ORDEREDSUBJECT UTF-8 ALL",
+    # Thread answers are kept per set of messages (postern.answer.*).
+    "UID THREAD REFERENCES UTF-8 ALL",
+    "THREAD REFERENCES UTF-8 SUBJECT meeting",
+    "THREAD ORDEREDSUBJECT UTF-8 UID 40:50",   # numbers move with an expunge below
+    "UID THREAD ORDEREDSUBJECT UTF-8 UID 5:50",
+    "THREAD REFERENCES UTF-8 ALL",
 ]
 
 
@@ -238,6 +244,29 @@ class HeaderCacheTest(unittest.TestCase):
         self.logout(ca, self.hc)
         self.wait_cache((before.st_mtime_ns, before.st_ino))
 
+        # Damaged kept answers are not given back.
+        d = os.path.dirname(self.cache_file(self.hc))
+        kept = sorted(x for x in os.listdir(d) if x.startswith("postern.answer."))
+        self.assertEqual(kept, ["postern.answer.thread-refs-seq-all", "postern.answer.thread-refs-seq-part",
+                                "postern.answer.thread-refs-uid-all", "postern.answer.thread-subj-seq-all",
+                                "postern.answer.thread-subj-seq-part", "postern.answer.thread-subj-uid-part"])
+        for name in kept:
+            ap = os.path.join(d, name)
+            with open(ap, "rb") as f:
+                good_answer = f.read()
+            body = bytearray(good_answer)
+            body[-3] ^= 0x01                         # a digit of the answer
+            head = bytearray(good_answer)
+            head[24] ^= 0x01                         # the fingerprint
+            for bad in (good_answer[:20], good_answer[:-1], bytes(body), bytes(head),
+                        good_answer + b"1"):
+                with open(ap, "wb") as f:
+                    f.write(bad)
+                ra, ca = self.session(self.ref), self.session(self.hc)
+                self.same("with a damaged %s (%d octets)" % (name, len(bad)), ra, ca)
+                self.logout(ra, self.ref)
+                self.logout(ca, self.hc)
+
         # A damaged cache file is ignored and rebuilt.
         p = self.cache_file(self.hc)
         with open(p, "rb") as f:
@@ -271,6 +300,7 @@ class HeaderCacheTest(unittest.TestCase):
         self.assertIn(" OK ", c.cmd("SELECT Box")[1])
         untagged, _ = c.cmd("FETCH 1 ENVELOPE")
         self.assertIn(b'"in a folder"', untagged[0])
+        self.assertIn(" OK ", c.cmd("THREAD REFERENCES UTF-8 ALL")[1])   # an answer kept
         self.assertIn(" OK ", c.cmd("SELECT INBOX")[1])   # closes Box: saved
         d = self.hc.path("home", "alice", "mail", ".imap", "Box")
         deadline = time.time() + 10

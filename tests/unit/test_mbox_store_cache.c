@@ -497,6 +497,71 @@ test_sort_keys_corrupt(void **state)
 	free(good);
 }
 
+/* Kept answers: given back only for the same messages, texts and
+ * numbers; a damaged or foreign file is not given back. */
+static void
+test_answers(void **state)
+{
+	struct fx *f = *state;
+	for (size_t i = 0; i < 3; i++)
+		deliver(f, msgs[i]);
+	struct pt_mbox *mb = open_inbox(f);
+	const uint32_t uids[3] = { 1, 2, 3 }, nums[3] = { 1, 2, 3 }, other[3] = { 1, 2, 4 };
+	const char *d;
+	size_t len;
+	assert_int_equal(ops->answer_get(mb, "thread-refs", uids, nums, 3, &d, &len), 0);
+	ops->answer_put(mb, "thread-refs", uids, nums, 3, "* THREAD (1)(2 3)\r\n", 19);
+	ops->answer_put(mb, "bad/name", uids, nums, 3, "x", 1);
+	assert_int_equal(ops->answer_get(mb, "bad/name", uids, nums, 3, &d, &len), 0);
+	assert_int_equal(ops->answer_get(mb, "thread-refs", uids, nums, 3, &d, &len), 1);
+	assert_int_equal(len, 19);
+	assert_memory_equal(d, "* THREAD (1)(2 3)\r\n", 19);
+	assert_int_equal(ops->answer_get(mb, "thread-refs", uids, other, 3, &d, &len), 0);
+	assert_int_equal(ops->answer_get(mb, "thread-refs", uids, nums, 2, &d, &len), 0);
+	assert_int_equal(ops->answer_get(mb, "thread-subj", uids, nums, 3, &d, &len), 0);
+	ops->close(mb);
+	char path[700];
+	snprintf(path, sizeof path, "%s/.imap/INBOX/postern.answer.thread-refs", f->root);
+	size_t good_len;
+	char *good = slurp(path, &good_len);
+	assert_non_null(good);
+	char *bad = malloc(good_len + 1);
+	for (size_t at = 0; at <= good_len; at++) {
+		/* Every octet flipped, and every truncation. */
+		memcpy(bad, good, good_len);
+		size_t n = good_len;
+		if (at < good_len)
+			bad[at] ^= 0x10;
+		put(path, bad, at < good_len ? n : at / 2);
+		mb = open_inbox(f);
+		int got = ops->answer_get(mb, "thread-refs", uids, nums, 3, &d, &len);
+		if (at >= 8 + 4 && at < 8 + 8) {
+			/* the padding: not looked at */
+			assert_int_equal(got, 1);
+		} else {
+			assert_int_equal(got, 0);
+		}
+		ops->close(mb);
+	}
+	/* The message 2 changed by another writer: not given back. */
+	put(path, good, good_len);
+	size_t tl;
+	char *text = slurp(f->inbox, &tl);
+	char *p = strstr(text, "SUBJECT: aaa");
+	struct pt_strbuf nb = { 0 };
+	pt_strbuf_put(&nb, text, (size_t)(p - text) + 9);
+	pt_strbuf_puts(&nb, "bbbb");
+	pt_strbuf_put(&nb, p + 12, tl - (size_t)(p + 12 - text));
+	put(f->inbox, nb.p, nb.len);
+	pt_strbuf_free(&nb);
+	free(text);
+	mb = open_inbox(f);
+	assert_int_equal(ops->answer_get(mb, "thread-refs", uids, nums, 3, &d, &len), 0);
+	ops->close(mb);
+	free(bad);
+	free(good);
+}
+
 int
 main(void)
 {
@@ -507,6 +572,7 @@ main(void)
 		cmocka_unit_test(test_extract),
 		cmocka_unit_test_setup_teardown(test_sort_keys_kept_and_ranked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sort_keys_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
