@@ -504,6 +504,8 @@ ms_cache_sort_key(struct pt_mbox *mb, uint32_t uid, int kind, const char **key, 
 		size_t k;
 		if (c->ksorted && c->cur_ka < c->nkadd && c->kadd[c->cur_ka].id.uid == uid)
 			k = c->cur_ka;
+		else if (c->ksorted && c->kadd[c->nkadd - 1].id.uid < uid)
+			k = (size_t)-1;   /* past the last learnt */
 		else
 			k = kadd_find(c, uid);
 		if (k != (size_t)-1) {
@@ -533,7 +535,10 @@ ms_cache_sort_key_put(struct pt_mbox *mb, uint32_t uid, int kind, const char *ke
 	if (i == (size_t)-1)
 		return;
 	const struct ms_msg *r = &mb->f.m[i];
-	size_t k = kadd_find(c, uid);
+	/* Keys come in UID order (a SORT's pass): past the last one learnt
+	 * is new, no search. */
+	size_t k = c->nkadd == 0 || (c->ksorted && c->kadd[c->nkadd - 1].id.uid < uid) ? (size_t)-1 :
+	           c->ksorted && c->kadd[c->nkadd - 1].id.uid == uid ? c->nkadd - 1 : kadd_find(c, uid);
 	if (k != (size_t)-1 && !rec_matches(&c->kadd[k].id, r)) {
 		/* Another text under that UID: the old keys go. */
 		rec_ident(r, &c->kadd[k].id);
