@@ -331,6 +331,8 @@ msg_at(const struct ms_folder *f, size_t *cur, uint32_t uid)
 		r = *cur;
 	else if (*cur + 1 < f->n && f->m[*cur + 1].info.uid == uid)
 		r = *cur + 1;
+	else if (*cur > 0 && *cur - 1 < f->n && f->m[*cur - 1].info.uid == uid)
+		r = *cur - 1;   /* the same one again (sort_key, then its put) */
 	else
 		r = ms_folder_find(f, uid);
 	if (r != (size_t)-1)
