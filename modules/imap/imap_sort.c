@@ -175,6 +175,9 @@ msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
 /* Set by SORT when its header keys are only SUBJECT and FROM: then the
  * store's kept sort keys (and ranks) stand for the header. */
 static int use_skeys;
+/* 0 when SORT's keys need no arrival, size or date: the store's list
+ * entry is not asked for (a 100k SORT (SUBJECT) from kept ranks). */
+static int need_info = 1;
 
 /* m's subject/from keys as the store keeps them: 1 when all headers
  * asks for are there. */
@@ -207,8 +210,12 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 {
 	struct pt_msg_text t;
 	struct pt_status st = { 0 };
-	const struct pt_msg_info *info = imap_view_info(s, m->idx);
+	int skeys = use_skeys && !threading && headers && s->mbx->sort_key != NULL && s->mbx->sort_key_put != NULL;
 
+	/* Kept keys and no number key: the list entry is not needed. */
+	if (skeys && !need_info && stored_keys(s, m, headers))
+		return;
+	const struct pt_msg_info *info = imap_view_info(s, m->idx);
 	if (info == NULL)
 		return;
 	m->arrival = info->internal_date;
@@ -216,9 +223,8 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	m->size = info->size;
 	if (!headers)
 		return;
-	int skeys = use_skeys && !threading && s->mbx->sort_key != NULL && s->mbx->sort_key_put != NULL;
 	if (skeys) {
-		if (stored_keys(s, m, headers))
+		if (need_info && stored_keys(s, m, headers))
 			return;
 		/* Not (all) kept: from the header, as below, and kept then. */
 		m->subject = m->from = NULL;
@@ -686,12 +692,17 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	/* SUBJECT and FROM keys the store may keep (not DISPLAYFROM's
 	 * display names, nor TO, CC, DATE): then no header is parsed. */
 	use_skeys = (headers & ~(H_SUBJECT | H_FROM)) == 0;
-	for (size_t k = 0; k < ncrit; k++)
+	need_info = 0;
+	for (size_t k = 0; k < ncrit; k++) {
 		if (crit[k].key == K_DISPLAYFROM)
 			use_skeys = 0;
+		if (crit[k].key == K_ARRIVAL || crit[k].key == K_SIZE || crit[k].key == K_DATE)
+			need_info = 1;
+	}
 	size_t nm = 0;
 	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
 	use_skeys = 0;
+	need_info = 1;
 	if (m == NULL)
 		return;
 	sort_crits = crit;
