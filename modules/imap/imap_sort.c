@@ -179,28 +179,57 @@ static int use_skeys;
  * entry is not asked for (a 100k SORT (SUBJECT) from kept ranks). */
 static int need_info = 1;
 
+/* One kept key of m: its rank, and its string only when it has no rank
+ * or strings is set (a ranked key's string is left unread, NULL: with
+ * every key ranked no string is compared, see ranked_strings). */
+static int
+stored_key(struct imap_session *s, struct smsg *m, int kind, int strings)
+{
+	const char *k;
+	uint32_t rank;
+	char **str = kind == PT_SKEY_SUBJECT ? &m->subject : &m->from;
+
+	if (s->mbx->sort_key(s->mb, s->view[m->idx].uid, kind, &k, &rank) != 1)
+		return 0;
+	*(kind == PT_SKEY_SUBJECT ? &m->srank : &m->frank) = rank;
+	if (rank != 0 && !strings)
+		return 1;
+	return (*str = arena_copy(k, strlen(k))) != NULL;
+}
+
 /* m's subject/from keys as the store keeps them: 1 when all headers
  * asks for are there. */
 static int
 stored_keys(struct imap_session *s, struct smsg *m, int headers)
 {
-	uint32_t uid = s->view[m->idx].uid;
-	const char *k;
-	uint32_t rank;
-
-	if ((headers & H_SUBJECT)) {
-		if (s->mbx->sort_key(s->mb, uid, PT_SKEY_SUBJECT, &k, &rank) != 1 ||
-		    (m->subject = arena_copy(k, strlen(k))) == NULL)
-			return 0;
-		m->srank = rank;
-	}
-	if ((headers & H_FROM)) {
-		if (s->mbx->sort_key(s->mb, uid, PT_SKEY_FROM, &k, &rank) != 1 ||
-		    (m->from = arena_copy(k, strlen(k))) == NULL)
-			return 0;
-		m->frank = rank;
-	}
+	if ((headers & H_SUBJECT) && !stored_key(s, m, PT_SKEY_SUBJECT, 0))
+		return 0;
+	if ((headers & H_FROM) && !stored_key(s, m, PT_SKEY_FROM, 0))
+		return 0;
 	return 1;
+}
+
+/* When some key of a kind has no rank, ranked ones compare as strings
+ * with it: their strings are read now. 0, or -1 when they cannot be. */
+static int
+ranked_strings(struct imap_session *s, struct smsg *m, size_t nm, int headers)
+{
+	for (int kind = PT_SKEY_SUBJECT; kind <= PT_SKEY_FROM; kind++) {
+		if (!(headers & (kind == PT_SKEY_SUBJECT ? H_SUBJECT : H_FROM)))
+			continue;
+		size_t unranked = 0;
+		for (size_t k = 0; k < nm; k++)
+			unranked += (kind == PT_SKEY_SUBJECT ? m[k].srank : m[k].frank) == 0;
+		if (unranked == 0 || unranked == nm)
+			continue;
+		for (size_t k = 0; k < nm; k++) {
+			char *str = kind == PT_SKEY_SUBJECT ? m[k].subject : m[k].from;
+			uint32_t rank = kind == PT_SKEY_SUBJECT ? m[k].srank : m[k].frank;
+			if (rank != 0 && str == NULL && !stored_key(s, &m[k], kind, 1))
+				return -1;
+		}
+	}
+	return 0;
 }
 
 /* Fill m's fields: arrival and size from the store's list, the rest
@@ -701,6 +730,17 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	}
 	size_t nm = 0;
 	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
+	if (m != NULL && use_skeys && s->mbx->sort_key != NULL && ranked_strings(s, m, nm, headers) != 0) {
+		/* A key kept a moment ago is gone (it cannot be, short of
+		 * memory): the keys from the headers instead. */
+		for (size_t k = 0; k < nm; k++) {
+			m[k].subject = m[k].from = NULL;
+			m[k].srank = m[k].frank = 0;
+		}
+		use_skeys = 0;
+		for (size_t k = 0; k < nm; k++)
+			load_fields(s, &m[k], 0, headers);
+	}
 	use_skeys = 0;
 	need_info = 1;
 	if (m == NULL)
