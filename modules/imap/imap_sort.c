@@ -494,70 +494,42 @@ skey_cmp(const void *pa, const void *pb)
 	return cmp_num(a->seq, b->seq);   /* ties: sequence order, never reversed */
 }
 
-/* v[0..n) ascending: least significant 16 bits first, a pass skipped
- * when all its digits agree. 0, or -1 when out of memory. */
-static int
-radix_sort(uint64_t *v, size_t n)
-{
-	uint64_t *tmp = malloc((n ? n : 1) * sizeof(*tmp));
-	size_t *cnt = malloc(65536 * sizeof(*cnt));
-
-	if (tmp == NULL || cnt == NULL) {
-		free(tmp);
-		free(cnt);
-		return -1;
-	}
-	for (int shift = 0; shift < 64; shift += 16) {
-		memset(cnt, 0, 65536 * sizeof(*cnt));
-		for (size_t i = 0; i < n; i++)
-			cnt[(v[i] >> shift) & 0xffff]++;
-		if (n == 0 || cnt[(v[0] >> shift) & 0xffff] == n)
-			continue;
-		size_t sum = 0;
-		for (size_t d = 0; d < 65536; d++) {
-			size_t c = cnt[d];
-			cnt[d] = sum;
-			sum += c;
-		}
-		for (size_t i = 0; i < n; i++)
-			tmp[cnt[(v[i] >> shift) & 0xffff]++] = v[i];
-		memcpy(v, tmp, n * sizeof(*v));
-	}
-	free(tmp);
-	free(cnt);
-	return 0;
-}
-
 /* A single SUBJECT or FROM criterion whose every key the store ranked:
- * ids in order by (rank, sequence) integers, compared by no string. 1
- * when done, 0 when not so (or out of memory). */
+ * ids in order of rank by one stable counting pass (m ascends by
+ * sequence, the order of ties), comparing no string. 1 when done, 0
+ * when not so (or out of memory). */
 static int
 sorted_by_rank(const struct smsg *m, size_t nm, uint32_t *ids)
 {
 	enum sort_key key = sort_crits[0].key;
 	if (sort_ncrits != 1 || (key != K_SUBJECT && key != K_FROM))
 		return 0;
-	uint64_t *v = malloc((nm ? nm : 1) * sizeof(*v));
-	if (v == NULL)
-		return 0;
+	uint32_t top = 0;
 	for (size_t k = 0; k < nm; k++) {
 		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
-		/* The low half is k: m ascends by sequence (ties' order). */
-		if (r == 0 || (k && m[k].seq <= m[k - 1].seq)) {
-			free(v);
+		if (r == 0 || (k && m[k].seq <= m[k - 1].seq))
 			return 0;
-		}
-		if (sort_crits[0].reverse)
-			r = UINT32_MAX - r;
-		v[k] = (uint64_t)r << 32 | (uint64_t)k;
+		if (r > top)
+			top = r;
 	}
-	if (radix_sort(v, nm) != 0) {
-		free(v);
+	if (top > 64u * 1024 * 1024)
 		return 0;
+	size_t *start = calloc((size_t)top + 2, sizeof(*start));
+	if (start == NULL)
+		return 0;
+	int rev = sort_crits[0].reverse;
+	/* REVERSE turns the key order only: rank r goes to top + 1 - r. */
+	for (size_t k = 0; k < nm; k++) {
+		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
+		start[(rev ? top + 1 - r : r) + 1]++;
 	}
-	for (size_t k = 0; k < nm; k++)
-		ids[k] = m[(uint32_t)v[k]].id;
-	free(v);
+	for (size_t r = 1; r < (size_t)top + 2; r++)
+		start[r] += start[r - 1];
+	for (size_t k = 0; k < nm; k++) {
+		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
+		ids[start[rev ? top + 1 - r : r]++] = m[k].id;
+	}
+	free(start);
 	return 1;
 }
 
