@@ -44,7 +44,7 @@ bench: build
 # own build-run/, so it installs and compiles only what it runs.
 run:
 	scripts/deps.sh run
-	cmake -S . -B build-run -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DPOSTERN_TESTS=OFF -DPOSTERN_LDAP=OFF >/dev/null
+	cmake -S . -B build-run -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DPOSTERN_TESTS=OFF -DPOSTERN_LDAP=OFF -DPOSTERN_PGSQL=OFF >/dev/null
 	cmake --build build-run -j $(JOBS)
 	POSTERN_BIN=build-run/bin/postern scripts/run-demo.sh
 

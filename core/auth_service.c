@@ -32,9 +32,10 @@
 #include "postern/services.h"
 
 #define THROTTLE_ENTRIES 10000
-/* Attempts from one address that may wait in line; more are failed
- * (after the usual delay, no check) without joining it, so clients that
- * hang up while waiting cannot pile up requests. */
+/* Attempts from one address that may wait in line (default of
+ * auth_max_waiting_per_address); more are failed (after the usual delay,
+ * no check) without joining it, so clients that hang up while waiting
+ * cannot pile up requests. */
 #define LINE_MAX_PER_ADDR 32
 #define OUT_OF_LINE "\001"
 
@@ -81,8 +82,9 @@ static struct {
 	uint32_t next_id;
 	struct auth_req *reqs;            /* newest first */
 	int draining;                     /* shutdown: nobody leaves the line */
+	size_t line_max;                  /* auth_max_waiting_per_address */
 } A = { .passdb = "pam", .failure_delay_ms = 2000, .throttle_on = 1, .hooks = &real_hooks,
-        .agent_fd = -1 };
+        .agent_fd = -1, .line_max = LINE_MAX_PER_ADDR };
 
 static void
 req_link(struct auth_req *r)
@@ -485,7 +487,7 @@ auth_verify(struct pt_loop *loop, const char *user, const char *password, const 
 	size_t waiting = 0;
 	for (struct auth_req *o = r->next; o; o = o->next)
 		waiting += strcmp(o->akey, r->akey) == 0;
-	if (waiting >= LINE_MAX_PER_ADDR) {
+	if (waiting >= A.line_max) {
 		r->result = 0;
 		r->refused = 1;
 		snprintf(r->why, sizeof r->why, "too many attempts waiting from this address");
@@ -515,6 +517,8 @@ pt_auth_configure(const char *passdb, uint64_t failure_delay_ms, int throttle)
 		return -1;
 	}
 	snprintf(A.passdb, sizeof A.passdb, "%s", passdb ? passdb : "pam");
+	/* A (re)configured service forgets the credentials it remembered. */
+	pt_passdb_cache_flush();
 	A.failure_delay_ms = failure_delay_ms;
 	A.throttle_on = throttle;
 	if (!A.throttle && !(A.throttle = pt_throttle_new(THROTTLE_ENTRIES))) {
@@ -532,9 +536,17 @@ pt_auth_init(const struct pt_config *conf)
 	/* Until pt_auth_params is declared with the core's table, the
 	 * documented defaults apply (asking for an undeclared name aborts). */
 	int declared = pt_config_owner(conf, "auth_failure_delay") != NULL;
+	pt_auth_set_line_max(declared && pt_config_owner(conf, "auth_max_waiting_per_address")
+	                     ? (size_t)pt_conf_int(conf, "auth_max_waiting_per_address") : LINE_MAX_PER_ADDR);
 	return pt_auth_configure(pt_conf_str(conf, "passdb"),
 	                         declared ? (uint64_t)pt_conf_int(conf, "auth_failure_delay") * 1000 : 2000,
 	                         declared ? pt_conf_bool(conf, "auth_throttle") : 1);
+}
+
+void
+pt_auth_set_line_max(size_t n)
+{
+	A.line_max = n ? n : 1;
 }
 
 void

@@ -255,6 +255,7 @@ module_line(struct pt_config *c, const char *s, const char *e, int line)
 	c->modules[c->nmodules].name = name;
 	c->modules[c->nmodules].path = n == 3 ? pt_cfg_xstrndup(tok[2], (size_t)(tend[2] - tok[2])) : NULL;
 	c->modules[c->nmodules].line = line;
+	c->modules[c->nmodules].failed = 0;
 	c->nmodules++;
 }
 

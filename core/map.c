@@ -1113,3 +1113,11 @@ pt_map_source_userdb(struct pt_map_source *s, const char *user, struct pt_user *
 {
 	return s->ops->userdb(s->h, user, out);
 }
+
+void
+pt_map_source_cache_ttl(struct pt_map_source *s, unsigned *ttl_s, unsigned *negative_ttl_s)
+{
+	*ttl_s = *negative_ttl_s = 0;
+	if (s->ops->cache_ttl)
+		s->ops->cache_ttl(s->h, ttl_s, negative_ttl_s);
+}

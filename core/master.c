@@ -993,6 +993,21 @@ write_reload_answer(pid_t sender, const char *why)
 #define STOP_GRACE_MS 800
 #define STOP_LOCAL_MS 11000
 
+/* POSTERN_STOP_GRACE_MS (100 ms to 10 min) lengthens the grace for a
+ * daemon run under valgrind, whose children need seconds to write their
+ * leak reports at exit; not a parameter: production wants the bound. */
+static long
+stop_grace_ms(void)
+{
+	const char *v = getenv("POSTERN_STOP_GRACE_MS");
+	char *end;
+	long ms = v ? strtol(v, &end, 10) : 0;
+
+	if (v == NULL || end == v || *end != '\0' || ms < 100 || ms > 600000)
+		return STOP_GRACE_MS;
+	return ms;
+}
+
 static void
 stop_timeout(struct pt_loop *loop, void *arg)
 {
@@ -1008,8 +1023,10 @@ stop_timeout(struct pt_loop *loop, void *arg)
 			if (g->pid[r] > 0 && (last || r != ROLE_LOCAL))
 				kill(g->pid[r], SIGKILL);
 	}
-	if (!last)
-		M.stop_timer = pt_timer_add(loop, STOP_LOCAL_MS - STOP_GRACE_MS, stop_timeout, &M);
+	if (!last) {
+		long grace = stop_grace_ms();
+		M.stop_timer = pt_timer_add(loop, grace < STOP_LOCAL_MS ? STOP_LOCAL_MS - grace : 1, stop_timeout, &M);
+	}
 }
 
 static void
@@ -1045,7 +1062,7 @@ master_signal(struct pt_loop *loop, int fd, unsigned events, void *arg)
 				if (M.gen[i].in_use)
 					signal_generation(&M.gen[i], SIGTERM);
 			/* Graceful, but bounded (stop_timeout). */
-			M.stop_timer = pt_timer_add(loop, STOP_GRACE_MS, stop_timeout, NULL);
+			M.stop_timer = pt_timer_add(loop, stop_grace_ms(), stop_timeout, NULL);
 			if (all_children_gone())
 				pt_loop_stop(loop);
 			break;

@@ -37,6 +37,9 @@ const struct pt_param pt_auth_params[] = {
 	  "time before a failed authentication is answered", 0, 60 },
 	{ "auth_throttle", PT_BOOL, "yes", NULL,
 	  "make clients wait longer after each failure from their address (2, 4, 8, 15 s)", 0, 0 },
+	{ "auth_max_waiting_per_address", PT_INT, "32", NULL,
+	  "logins from one client address that may wait for their check (checked one at a time); more are "
+	  "refused: raise it for a webmail or NAT address many users log in from", 1, 100000 },
 	{ NULL, 0, NULL, NULL, NULL, 0, 0 },
 };
 
@@ -164,6 +167,16 @@ module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_
 		snprintf(why, whylen, "passdb: %s", err);
 		return -1;
 	}
+	/* Answered before for this very password (cache_ttl), the source is
+	 * not asked: within the TTL even while it is down (as Dovecot's auth
+	 * cache). Any other password goes to the source. */
+	unsigned ttl, negative_ttl;
+	pt_map_source_cache_ttl(src, &ttl, &negative_ttl);
+	if (ttl || negative_ttl) {
+		int c = pt_passdb_cache_lookup(spec, req, why, whylen, proxy, proxylen);
+		if (c == 1 || c == 0)
+			return c;
+	}
 	/* The auth agent's threads and pool jobs may wait for a directory. */
 	int was = pt_map_may_block();
 	pt_map_set_may_block(1);
@@ -186,6 +199,9 @@ module_check(const char *spec, const struct pt_passdb_req *req, char *why, size_
 		OPENSSL_clear_free(stored, strlen(stored));
 	if (r == 1 && proxy && proxylen)
 		snprintf(proxy, proxylen, "%s", host);
+	/* Temporary failures are never remembered. */
+	if (r == 1 || r == 0)
+		pt_passdb_cache_store(spec, req, r, why, host, r == 1 ? ttl : negative_ttl);
 	return r > 1 ? -1 : r;
 }
 

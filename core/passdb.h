@@ -12,7 +12,7 @@
 #include "postern/config.h"
 
 /* Parameters of this subsystem (disable_plaintext_auth, auth_mechanisms,
- * auth_failure_delay, auth_throttle, passdb); the core declares the table
+ * auth_failure_delay, auth_throttle, auth_max_waiting_per_address, passdb); the core declares the table
  * next to its own. */
 extern const struct pt_param pt_auth_params[];
 
@@ -55,6 +55,9 @@ extern int pt_auth_default_agent_fd;
 
 /* Settings without a config (pt_auth_init calls this; tests too). */
 int pt_auth_configure(const char *passdb, uint64_t failure_delay_ms, int throttle);
+/* Logins from one client address that may wait in line at once
+ * (auth_max_waiting_per_address; pt_auth_init sets it). */
+void pt_auth_set_line_max(size_t n);
 /* Clock and timers the service uses; tests swap in a fake clock and record
  * the delays asked for. NULL restores the event loop's. */
 struct pt_loop;
@@ -99,6 +102,20 @@ const struct pt_auth_login *pt_auth_current_login(void);
 int pt_auth_sources_check(const struct pt_config *c);
 /* Validates a passdb value; -1 with a reason. */
 int pt_passdb_spec_check(const char *spec, char *err, size_t errlen);
+
+/* The credential cache of lookup-module sources (passdb_cache.c), used
+ * by the check above with the source's cache_ttl/cache_negative_ttl.
+ * Keyed by an HMAC (per-process random key) of spec, user and password;
+ * the password itself is never kept. lookup: 1 a remembered good login
+ * (proxy filled), 0 a remembered refusal of this very password (why
+ * filled), -2 nothing remembered (ask the source). store: result 1 or 0
+ * remembered for ttl_s seconds (0 = not at all). */
+int pt_passdb_cache_lookup(const char *spec, const struct pt_passdb_req *req, char *why, size_t whylen,
+                           char *proxy, size_t proxylen);
+void pt_passdb_cache_store(const char *spec, const struct pt_passdb_req *req, int result, const char *why,
+                           const char *proxy, unsigned ttl_s);
+void pt_passdb_cache_flush(void);
+size_t pt_passdb_cache_count(void);
 
 /* PAM service "postern" (conversation answers the password; the libpam
  * failure delay is disabled: the loop's timer applies its own). Falls back

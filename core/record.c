@@ -9,7 +9,8 @@
  * transaction that queued it (whichever of the two is written first), so
  * `postern why --from` finds the copies too. What the writer does per
  * event is kept small (record_db.c: no index on time, search terms as
- * per-batch posting lists): its CPU is what the record costs. */
+ * per-batch posting lists, a delivery in its transaction's batch folded
+ * into the transaction's row): its CPU is what the record costs. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@
 #define RETENTION_EVERY_S 60
 #define FIELD_MAX 2000
 #define TRACE_MAX 16000
+/* Deliveries folded into one transaction's row at most (a larger fan-out
+ * goes on in rows of their own): bounds the row a reader parses. */
+#define FOLD_MAX 256
 
 enum field { F_OUTCOME, F_SERVICE, F_QID, F_MID, F_CLIENT, F_CLIENT_NAME, F_HELO, F_SENDER, F_USER, F_STAGE,
 	F_RULE, F_REPLY, F_RELAY, F_DSN, F_TRACE, NFIELDS };
@@ -58,6 +62,12 @@ struct rec {
 	const char *f[NFIELDS];
 	size_t naddr;
 	struct rec_addr *addr;
+	/* The writer's, per batch: the sequence number its id starts from;
+	 * a transaction's folded deliveries; a delivery folded into one. */
+	unsigned seq0;
+	unsigned nfold;
+	int folded;
+	struct rec *fold, *fold_tail, *fold_next;
 };
 
 static struct {
@@ -332,6 +342,9 @@ struct tid {
 
 struct writer {
 	sqlite3 *db;
+	struct rec **ftab;           /* the batch's transactions by queue id */
+	size_t nftab;
+	struct pt_strbuf dbuf;       /* a row's folded deliveries (dlv) */
 	sqlite3_stmt *ins_event, *ins_term, *find_msg, *set_sender;
 	int failing;                 /* the last batch failed: log once per streak */
 	unsigned seq;                /* low bits of the next event id */
@@ -491,20 +504,19 @@ add_term(struct writer *w, const char *t, long long id)
 static void
 add_addr_terms(struct writer *w, long long id, int role, const char *address)
 {
-	char local[256], domain[256], t[600];
-	char r = role == PT_ADDR_SENDER ? 's' : role == PT_ADDR_ORIG ? 'o' : 'r';
-	pt_record_split(address, local, sizeof local, domain, sizeof domain);
-	if (pt_record_term(t, sizeof t, r, local, domain) > 0)
-		add_term(w, t, id);
-	if (pt_record_term(t, sizeof t, r, NULL, domain) > 0)
-		add_term(w, t, id);
+	/* As `postern why` makes them when it checks a folded row's events. */
+	char t[2][600];
+	pt_record_addr_terms(role, address, t);
+	for (int i = 0; i < 2; i++)
+		if (t[i][0])
+			add_term(w, t[i], id);
 }
 
-/* An address list field: RS and US inside become '?'. */
+/* An address list field: RS and US inside (and FS: dlv) become '?'. */
 static void
 put_field(struct pt_strbuf *b, const char *s)
 {
-	static const char sep[] = { PT_RECORD_RS, PT_RECORD_US, '\0' };
+	static const char sep[] = { PT_RECORD_RS, PT_RECORD_US, PT_RECORD_FS, '\0' };
 	while (s && *s) {
 		size_t n = strcspn(s, sep);
 		pt_strbuf_put(b, s, n);
@@ -516,12 +528,9 @@ put_field(struct pt_strbuf *b, const char *s)
 	}
 }
 
-static const char *
-rcpts_text(struct writer *w, const struct rec *r)
+static void
+put_addrs(struct pt_strbuf *b, const struct rec *r)
 {
-	struct pt_strbuf *b = &w->buf;
-	b->len = 0;
-	b->oom = 0;  /* one event's failure is not the next one's */
 	for (size_t i = 0; i < r->naddr; i++) {
 		char head[3] = { PT_RECORD_RS, (char)('0' + r->addr[i].role), PT_RECORD_US };
 		pt_strbuf_put(b, i ? head : head + 1, i ? 3 : 2);
@@ -531,10 +540,76 @@ rcpts_text(struct writer *w, const struct rec *r)
 		pt_strbuf_put(b, head + 2, 1);
 		put_field(b, r->addr[i].rule);
 	}
+}
+
+static const char *
+rcpts_text(struct writer *w, const struct rec *r)
+{
+	struct pt_strbuf *b = &w->buf;
+	b->len = 0;
+	b->oom = 0;  /* one event's failure is not the next one's */
+	put_addrs(b, r);
 	if (b->oom || !b->p)
 		return NULL;
 	b->p[b->len] = '\0';
 	return b->p;
+}
+
+static long long
+rec_id(const struct rec *r)
+{
+	return r->ts * PT_RECORD_ID_SCALE + (long long)(r->seq0 & (PT_RECORD_ID_SCALE - 1));
+}
+
+/* A transaction's folded deliveries as event.dlv (record_int.h). */
+static const char *
+dlv_text(struct writer *w, const struct rec *t)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct pt_strbuf *b = &w->dbuf;
+	b->len = 0;
+	b->oom = 0;
+	for (const struct rec *d = t->fold; d; d = d->fold_next) {
+		char num[48];
+		size_t n = sizeof num;
+		/* By hand, as write_terms: ids are positive. */
+		for (unsigned long long v = (unsigned long long)rec_id(d); v; v /= 10)
+			num[--n] = (char)('0' + v % 10);
+		if (d != t->fold)
+			pt_strbuf_put(b, (const char[]){ PT_RECORD_FS }, 1);
+		pt_strbuf_put(b, num + n, sizeof num - n);
+		/* The delay's bits: the reader gets the very double back. */
+		uint64_t bits;
+		memcpy(&bits, &d->delay, sizeof bits);
+		num[0] = PT_RECORD_US;
+		for (int i = 0; i < 16; i++)
+			num[1 + i] = hex[(bits >> (60 - 4 * i)) & 15];
+		pt_strbuf_put(b, num, 17);
+		static const enum field fields[] = { F_OUTCOME, F_SERVICE, F_RELAY, F_DSN, F_REPLY };
+		for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+			const char *v = d->f[fields[i]];
+			pt_strbuf_put(b, (const char[]){ PT_RECORD_US, '=' }, v ? 2 : 1);
+			put_field(b, v);
+		}
+		pt_strbuf_put(b, (const char[]){ PT_RECORD_US }, 1);
+		put_addrs(b, d);
+	}
+	if (b->oom || !b->p)
+		return NULL;
+	b->p[b->len] = '\0';
+	return b->p;
+}
+
+/* The reader matches a folded row's events by their own addresses
+ * (record_int.h): they must be stored as the terms were made. */
+static int
+addrs_plain(const struct rec *r)
+{
+	static const char sep[] = { PT_RECORD_RS, PT_RECORD_US, PT_RECORD_FS, '\0' };
+	for (size_t i = 0; i < r->naddr; i++)
+		if (r->addr[i].address[strcspn(r->addr[i].address, sep)])
+			return 0;
+	return 1;
 }
 
 /* A transaction's sender for the deliveries written before it. */
@@ -606,11 +681,16 @@ write_one(struct writer *w, struct rec *r)
 	sqlite3_bind_int(s, 5 + NFIELDS, (int)r->refused);
 	sqlite3_bind_int64(s, 6 + NFIELDS, r->ts);
 	bind_text(s, 7 + NFIELDS, r->naddr ? rcpts_text(w, r) : NULL);
-	/* The id: the time, and a sequence number that moves on past an id
-	 * taken (many events in one millisecond). */
-	long long id = 0;
-	int rc = SQLITE_CONSTRAINT;
-	for (int tries = 0; rc == SQLITE_CONSTRAINT && tries < (int)PT_RECORD_ID_SCALE; tries++) {
+	const char *dlv = r->fold ? dlv_text(w, r) : NULL;
+	if (r->fold && !dlv)
+		return -1;
+	bind_text(s, 8 + NFIELDS, dlv);
+	/* The id: the time, and a sequence number (given in list order)
+	 * that moves on past an id taken (many events in one millisecond). */
+	long long id = rec_id(r);
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	for (int tries = 1; rc == SQLITE_CONSTRAINT && tries < (int)PT_RECORD_ID_SCALE; tries++) {
 		id = r->ts * PT_RECORD_ID_SCALE + (long long)(w->seq++ & (PT_RECORD_ID_SCALE - 1));
 		sqlite3_reset(s);
 		sqlite3_bind_int64(s, 1, id);
@@ -620,6 +700,11 @@ write_one(struct writer *w, struct rec *r)
 		return -1;
 	for (size_t i = 0; i < r->naddr; i++)
 		add_addr_terms(w, id, r->addr[i].role, r->addr[i].address);
+	/* A folded delivery's recipients list the row; its sender terms are
+	 * the transaction's, listed already. */
+	for (const struct rec *d = r->fold; d; d = d->fold_next)
+		for (size_t i = 0; i < d->naddr; i++)
+			add_addr_terms(w, id, d->addr[i].role, d->addr[i].address);
 	if (have_sender)
 		add_addr_terms(w, id, PT_ADDR_SENDER, r->f[F_SENDER]);
 	else if (r->kind == K_DELIVERY && r->f[F_QID] && strlen(r->f[F_QID]) < sizeof w->orphans[0].qid) {
@@ -683,14 +768,101 @@ write_terms(struct writer *w)
 	return 0;
 }
 
+/* Transactions the deliveries of a later batch may ask for go into the
+ * cache. One whose every recipient has a final delivery folded into its
+ * row expects none (an alias's further copies may still come: the store
+ * answers those), and saves the entry. */
+static void
+cache_txn(struct writer *w, const struct rec *t)
+{
+	if (t->nfold > 0 && t->nfold < FOLD_MAX) {
+		size_t rcpts = 0;
+		for (size_t i = 0; i < t->naddr; i++)
+			rcpts += t->addr[i].role == PT_ADDR_RCPT;
+		int final = t->nfold >= rcpts;
+		for (const struct rec *d = t->fold; final && d; d = d->fold_next)
+			final = strcmp(d->f[F_OUTCOME], "deferred") != 0;
+		if (final)
+			return;
+	}
+	qcache_put(w, t->f[F_QID], t->f[F_SENDER], t->f[F_MID]);
+}
+
+/* One row per message: each delivery of the batch whose transaction is in
+ * the batch too (began at most PT_RECORD_FOLD_MS before it) goes into
+ * the transaction's row. Also gives every event its sequence number in
+ * list order, so a folded delivery's id is the one its row would have had,
+ * and puts the transactions into the cache (cache_txn) for the deliveries
+ * left unfolded. */
+static void
+fold_batch(struct writer *w, struct rec *list)
+{
+	size_t n = 0, ntxn = 0;
+	for (struct rec *r = list; r; r = r->next) {
+		r->seq0 = w->seq++;
+		n++;
+		ntxn += r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER];
+	}
+	if (ntxn == 0)
+		return;
+	struct rec **tab = NULL;
+	size_t mask = 0;
+	if (n * 2 > w->nftab) {
+		size_t ns = 64;
+		while (ns < n * 2)
+			ns *= 2;
+		struct rec **v = malloc(ns * sizeof *v);
+		if (v) {
+			free(w->ftab);
+			w->ftab = v;
+			w->nftab = ns;
+		}
+	}
+	if (n * 2 <= w->nftab) {
+		/* Without the table (no memory): no folding, a row each. */
+		tab = w->ftab;
+		mask = w->nftab - 1;
+		memset(tab, 0, w->nftab * sizeof *tab);
+	}
+	for (struct rec *r = list; tab && r; r = r->next) {
+		if (r->kind != K_SMTP || !r->f[F_QID] || !r->f[F_SENDER])
+			continue;
+		size_t i = hash_str(r->f[F_QID]) & mask;
+		while (tab[i] && strcmp(tab[i]->f[F_QID], r->f[F_QID]) != 0)
+			i = (i + 1) & mask;
+		if (tab[i])
+			tab[i]->nfold = FOLD_MAX;  /* two transactions, one queue id: neither takes any */
+		else if (addrs_plain(r))
+			tab[i] = r;
+	}
+	for (struct rec *d = list; tab && d; d = d->next) {
+		if (d->kind != K_DELIVERY || !d->f[F_QID])
+			continue;
+		size_t i = hash_str(d->f[F_QID]) & mask;
+		struct rec *t;
+		while ((t = tab[i]) && strcmp(t->f[F_QID], d->f[F_QID]) != 0)
+			i = (i + 1) & mask;
+		if (!t || d->ts < t->ts || d->ts - t->ts > PT_RECORD_FOLD_MS || t->nfold >= FOLD_MAX || !addrs_plain(d))
+			continue;
+		if (t->fold_tail)
+			t->fold_tail->fold_next = d;
+		else
+			t->fold = d;
+		t->fold_tail = d;
+		t->nfold++;
+		d->folded = 1;
+	}
+	/* Before any delivery of the batch is written: an unfolded one finds
+	 * its transaction whatever the order. */
+	for (struct rec *r = list; r; r = r->next)
+		if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER])
+			cache_txn(w, r);
+}
+
 static void
 write_batch(struct writer *w, struct rec *list)
 {
-	/* Transactions first into the cache: their deliveries in the same
-	 * batch find the sender whatever the order. */
-	for (struct rec *r = list; r; r = r->next)
-		if (r->kind == K_SMTP && r->f[F_QID] && r->f[F_SENDER])
-			qcache_put(w, r->f[F_QID], r->f[F_SENDER], r->f[F_MID]);
+	fold_batch(w, list);
 	w->arena.len = 0;
 	w->arena.oom = 0;
 	w->ngroups = w->nids = 0;
@@ -701,7 +873,7 @@ write_batch(struct writer *w, struct rec *list)
 	memcpy(saved, w->orphans, orphans_before * sizeof saved[0]);
 	int ok = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	for (struct rec *r = list; ok && r; r = r->next)
-		ok = write_one(w, r) == 0;
+		ok = r->folded || write_one(w, r) == 0;
 	if (ok)
 		ok = write_terms(w) == 0;
 	if (ok)
@@ -725,9 +897,9 @@ writer_prepare(struct writer *w)
 {
 	static const char *const sql[] = {
 		("INSERT INTO event(id, kind, outcome, service, queue_id, message_id, client, client_name, helo, sender,"
-		 " user, stage, rule, reply, relay, dsn, trace, size, delay, refused, ts, rcpts)"
+		 " user, stage, rule, reply, relay, dsn, trace, size, delay, refused, ts, rcpts, dlv)"
 		 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,"
-		 " ?22)"),
+		 " ?22, ?23)"),
 		/* (last, t) is taken again only when a later batch lists an
 		 * event's sender after the fact: the lists are joined. */
 		("INSERT INTO term(t, last, evs) VALUES(?1, ?2, ?3) ON CONFLICT(last, t) DO UPDATE SET"
@@ -755,6 +927,8 @@ writer_close(struct writer *w)
 		free(w->qc[i].sender);
 	}
 	free(w->qc);
+	free(w->ftab);
+	pt_strbuf_free(&w->dbuf);
 	free(w->groups);
 	free(w->slots);
 	free(w->ids);

@@ -29,7 +29,9 @@
  * record cheap to write (each b-tree row costs the writer a microsecond
  * or so). last: the newest event listed; rows in its order, so that
  * retention drops a posting row once its newest event is gone. A delivery's
- * Message-ID is its transaction's: only transactions are indexed by it. */
+ * Message-ID is its transaction's: only transactions are indexed by it.
+ * Most deliveries have no row of their own: they arrive in the batch of
+ * their transaction and are folded into its row (dlv, record_int.h). */
 static const char schema[] =
 	"CREATE TABLE event("
 	" id INTEGER PRIMARY KEY,"
@@ -42,7 +44,8 @@ static const char schema[] =
 	" stage TEXT, rule TEXT, reply TEXT,"
 	" relay TEXT, dsn TEXT, size INTEGER, delay REAL,"
 	" refused INTEGER NOT NULL DEFAULT 0,"
-	" trace TEXT, rcpts TEXT);"
+	" trace TEXT, rcpts TEXT,"
+	" dlv TEXT);"                    /* deliveries folded into a transaction's row (record_int.h) */
 	"CREATE INDEX event_queue ON event(queue_id) WHERE queue_id IS NOT NULL;"
 	"CREATE INDEX event_msgid ON event(message_id) WHERE message_id IS NOT NULL AND kind = 'smtp';"
 	"CREATE TABLE term(last INTEGER NOT NULL, t TEXT NOT NULL, evs TEXT NOT NULL, PRIMARY KEY(last, t))"
@@ -119,9 +122,9 @@ pt_record_db_open(const char *path, int create, char *err, size_t errlen)
 	sqlite3_busy_timeout(db, 5000);
 	long long version = pragma_int(db, "PRAGMA user_version");
 	if (!create) {
-		if (version != PT_RECORD_SCHEMA) {
-			snprintf(err, errlen, "%s: not a decision record of this version (schema %lld, want %d)", path,
-			         version, PT_RECORD_SCHEMA);
+		if (version < PT_RECORD_SCHEMA_OLDEST || version > PT_RECORD_SCHEMA) {
+			snprintf(err, errlen, "%s: not a decision record of this version (schema %lld, want %d to %d)",
+			         path, version, PT_RECORD_SCHEMA_OLDEST, PT_RECORD_SCHEMA);
 			sqlite3_close(db);
 			return NULL;
 		}
@@ -169,6 +172,27 @@ pt_record_db_open(const char *path, int create, char *err, size_t errlen)
 		if (exec(db, "COMMIT", err, errlen) != 0)
 			goto fail;
 	}
+	if (version == 2) {
+		/* Schema 2 lacks only event.dlv: the column is added (SQLite
+		 * changes the table's definition, no row is rewritten; the old
+		 * rows read NULL there, one row per event as before). Under the
+		 * write lock, as a reload's second worker may be here too. */
+		if (exec(db, "BEGIN IMMEDIATE", err, errlen) != 0)
+			goto fail;
+		version = pragma_int(db, "PRAGMA user_version");
+		if (version == 2) {
+			char sql[64];
+			snprintf(sql, sizeof sql, "PRAGMA user_version=%d", PT_RECORD_SCHEMA);
+			if (exec(db, "ALTER TABLE event ADD COLUMN dlv TEXT", err, errlen) != 0 ||
+			    exec(db, sql, err, errlen) != 0) {
+				sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+				goto fail;
+			}
+			version = PT_RECORD_SCHEMA;
+		}
+		if (exec(db, "COMMIT", err, errlen) != 0)
+			goto fail;
+	}
 	if (version != PT_RECORD_SCHEMA) {
 		snprintf(err, errlen, "%s: schema version %lld, this postern writes %d (move the file away)", path,
 		         version, PT_RECORD_SCHEMA);
@@ -204,6 +228,24 @@ pt_record_term(char *out, size_t len, char role, const char *local, const char *
 	return (int)n;
 }
 
+char
+pt_record_role_letter(int role)
+{
+	return role == PT_ADDR_SENDER ? 's' : role == PT_ADDR_ORIG ? 'o' : 'r';
+}
+
+void
+pt_record_addr_terms(int role, const char *address, char out[2][600])
+{
+	char local[256], domain[256];
+	char r = pt_record_role_letter(role);
+	pt_record_split(address, local, sizeof local, domain, sizeof domain);
+	if (pt_record_term(out[0], 600, r, local, domain) <= 0)
+		out[0][0] = '\0';
+	if (pt_record_term(out[1], 600, r, NULL, domain) <= 0)
+		out[1][0] = '\0';
+}
+
 void
 pt_record_split(const char *addr, char *local, size_t llen, char *domain, size_t dlen)
 {
@@ -231,17 +273,20 @@ pt_record_split(const char *addr, char *local, size_t llen, char *domain, size_t
 	domain[dn] = '\0';
 }
 
-/* Delete the oldest `chunk` events (older than before_id, or any), and
+/* Delete the oldest `chunk` rows (older than before_id, or any), and
  * the posting rows whose events are all gone; one transaction per chunk,
- * so a large prune never holds the write lock for long. Returns the
- * number deleted. */
+ * so a large prune never holds the write lock for long. A row's folded
+ * deliveries go with it (by age: at most PT_RECORD_FOLD_MS early). Returns
+ * the number of events deleted (rows and the deliveries folded in them),
+ * the rows in *rows. */
 static long
-delete_chunk(sqlite3 *db, long long before_id, int chunk)
+delete_chunk(sqlite3 *db, long long before_id, int chunk, long *rows)
 {
 	char sql[512];
 	sqlite3_stmt *e = NULL, *t = NULL;
 	long n = -1;
-	snprintf(sql, sizeof sql, "DELETE FROM event WHERE id IN (SELECT id FROM event %s ORDER BY id LIMIT %d)",
+	snprintf(sql, sizeof sql, "DELETE FROM event WHERE id IN (SELECT id FROM event %s ORDER BY id LIMIT %d)"
+	         " RETURNING length(dlv) - length(replace(dlv, char(28), '')) + 1",
 	         before_id >= 0 ? "WHERE id < ?1" : "", chunk);
 	if (sqlite3_prepare_v2(db, sql, -1, &e, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "DELETE FROM term WHERE last < coalesce((SELECT min(id) FROM event), 1 << 62)",
@@ -251,11 +296,18 @@ delete_chunk(sqlite3 *db, long long before_id, int chunk)
 		sqlite3_bind_int64(e, 1, before_id);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto out;
-	if (sqlite3_step(e) != SQLITE_DONE) {
+	long events = 0;
+	int rc;
+	*rows = 0;
+	while ((rc = sqlite3_step(e)) == SQLITE_ROW) {
+		events += 1 + (sqlite3_column_type(e, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(e, 0));
+		++*rows;
+	}
+	if (rc != SQLITE_DONE) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		goto out;
 	}
-	n = sqlite3_changes(db);
+	n = events;
 	if (sqlite3_step(t) != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		n = -1;
@@ -279,30 +331,30 @@ used_bytes(sqlite3 *db)
 long
 pt_record_prune(sqlite3 *db, long long max_age, long long max_size)
 {
-	long total = 0, n;
+	long total = 0, n, rows;
 	if (max_age > 0) {
 		long long cutoff = ((long long)time(NULL) * 1000 - max_age * 1000) * PT_RECORD_ID_SCALE;
-		while ((n = delete_chunk(db, cutoff, 5000)) > 0)
+		while ((n = delete_chunk(db, cutoff, 5000, &rows)) > 0)
 			total += n;
 	}
 	if (max_size > 0) {
-		/* The oldest, by what each event freed in the chunk before
+		/* The oldest rows, by what each row freed in the chunk before
 		 * (count(*) would read the whole table: no index covers every
-		 * event); 64 to learn it. A chunk frees only the pages it
+		 * row); 64 to learn it. A chunk frees only the pages it
 		 * empties, so the estimate is low: three quarters of what it
 		 * says at a time, till under the limit. */
-		long long used, per_event = 0, want = 64;
+		long long used, per_row = 0, want = 64;
 		while ((used = used_bytes(db)) > max_size) {
-			if (per_event > 0)
-				want = (used - max_size) / per_event * 3 / 4 + 1;
+			if (per_row > 0)
+				want = (used - max_size) / per_row * 3 / 4 + 1;
 			if (want > 20000)
 				want = 20000;
-			if ((n = delete_chunk(db, -1, (int)want)) <= 0)
+			if ((n = delete_chunk(db, -1, (int)want, &rows)) <= 0)
 				break;
 			long long after = used_bytes(db);
 			if (after >= 0 && after < used)
-				per_event = (used - after) / n + 1;
-			else if (per_event == 0)
+				per_row = (used - after) / rows + 1;
+			else if (per_row == 0)
 				want *= 2;  /* no page freed yet */
 			total += n;
 		}

@@ -9,8 +9,11 @@
 
 struct sqlite3;
 
-/* user_version of the database this code reads and writes. */
-#define PT_RECORD_SCHEMA 2
+/* user_version of the database this code writes (3: event.dlv). The
+ * writer migrates a schema-2 store on open (one ALTER TABLE: its rows stay
+ * as they are); `postern why` reads both. */
+#define PT_RECORD_SCHEMA 3
+#define PT_RECORD_SCHEMA_OLDEST 2
 
 /* An event's id is its ts (ms) * PT_RECORD_ID_SCALE + a sequence number:
  * id order is time order. */
@@ -25,6 +28,23 @@ enum { PT_ADDR_SENDER = 1, PT_ADDR_RCPT = 2, PT_ADDR_ORIG = 3 };
 #define PT_RECORD_RS '\x1e'
 #define PT_RECORD_US '\x1f'
 
+/* One row per message: a delivery written in the same batch as its SMTP
+ * transaction, at most PT_RECORD_FOLD_MS after the transaction's time
+ * (never before it), is folded into the transaction's row (event.dlv)
+ * instead of a row of its own; its addresses' search terms list the
+ * transaction's id. Its queue id, sender and Message-ID are the
+ * transaction's. A reader widens a time window's start by the cap and
+ * holds events back by it to keep newest-first order. dlv: the folded
+ * deliveries joined by FS, each "ID US DELAY US OUTCOME US SERVICE US
+ * RELAY US DSN US REPLY US ADDRESSES": ID the event id it would have had
+ * (its time * PT_RECORD_ID_SCALE + a sequence number), DELAY the 16 hex
+ * digits of the double's bits, each text field "" for none or '=' and the
+ * text (FS, RS and US in it turned into '?'), ADDRESSES as in rcpts. The
+ * writer folds only events whose addresses hold no FS, RS or US, so the
+ * stored addresses are the ones the terms were made of. */
+#define PT_RECORD_FOLD_MS 10000LL
+#define PT_RECORD_FS '\x1c'
+
 /* Search terms (table term): an address as "R=local@domain" and
  * "R@domain" (R: 's' sender, 'r' recipient, 'o' original recipient;
  * local and domain as pt_record_split gives them), "c=ADDRESS" for a
@@ -33,6 +53,11 @@ enum { PT_ADDR_SENDER = 1, PT_ADDR_RCPT = 2, PT_ADDR_ORIG = 3 };
  * address term (local NULL: the domain form) and returns its length, or
  * -1 when it does not fit. */
 int pt_record_term(char *out, size_t len, char role, const char *local, const char *domain);
+/* The term letter of an address role, and the two terms of an address
+ * (whole, domain) as the writer lists them: out[i][0] = '\0' for one
+ * that does not fit. */
+char pt_record_role_letter(int role);
+void pt_record_addr_terms(int role, const char *address, char out[2][600]);
 
 /* In the worker: start the writer thread for c's decision_log_file (empty:
  * keep no record). 0, or -1 when the thread cannot start (logged; the

@@ -3,9 +3,15 @@
  * Message-ID, sender, recipient (also before alias expansion), client,
  * time, refusals and logins. Each event is told as a short story, newest
  * first; --json gives the same for scripts. Without a record (it is off,
- * or not written yet) a queue id is looked up in maillog_file instead. */
+ * or not written yet) a queue id is looked up in maillog_file instead.
+ * A row may hold a transaction and the deliveries folded into it
+ * (record_int.h): SQL finds the rows, and each event of a folded row is
+ * checked by itself here (its own time and recipients) and held back
+ * until no later row can hold a newer one. */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,7 +189,7 @@ struct addr_row {
 
 struct event {
 	char *v[NCOLS];
-	long long ts;
+	long long id, ts;
 	struct addr_row *a;
 	size_t na;
 };
@@ -400,6 +406,10 @@ struct query {
 	long long num[24];
 	int is_text[24];
 	int n;
+	/* --to as the term conditions SQL applies (t = lo, or lo <= t < hi),
+	 * per role letter: checked again for each event of a folded row. */
+	struct { char role; const char *lo, *hi; } to[4];
+	int nto;
 };
 
 static void
@@ -427,7 +437,7 @@ term_in(struct query *q, const char *cond)
 /* One address condition: "user@domain", "user" or "user@" (any domain),
  * "@domain", "<>" (the null sender); roles: term letters ("s", "ro"). */
 static void
-addr_cond(struct query *q, const char *arg, const char *roles, char terms[][600], int *nterms)
+addr_cond(struct query *q, const char *arg, const char *roles, char terms[][600], int *nterms, int is_to)
 {
 	char local[256], domain[256], cond[600];
 	struct pt_strbuf c = { 0 };
@@ -437,6 +447,7 @@ addr_cond(struct query *q, const char *arg, const char *roles, char terms[][600]
 		pt_record_split(arg, local, sizeof local, domain, sizeof domain);
 	for (const char *r = roles; *r; r++) {
 		char *t = terms[(*nterms)++], *hi = terms[(*nterms)++];
+		const char *lo = t, *hi_or_null = NULL;
 		if (strcmp(arg, "<>") == 0 || (local[0] && domain[0])) {
 			pt_record_term(t, 600, *r, local, domain);
 			snprintf(cond, sizeof cond, "t = ?%d", q->n + 1);
@@ -452,15 +463,264 @@ addr_cond(struct query *q, const char *arg, const char *roles, char terms[][600]
 			snprintf(cond, sizeof cond, "(t >= ?%d AND t < ?%d)", q->n + 1, q->n + 2);
 			bind_text_arg(q, t);
 			bind_text_arg(q, hi);
+			hi_or_null = hi;
 		} else {
 			pt_record_term(t, 600, *r, NULL, domain);
 			snprintf(cond, sizeof cond, "t = ?%d", q->n + 1);
 			bind_text_arg(q, t);
 		}
+		if (is_to && q->nto < 4) {
+			q->to[q->nto].role = *r;
+			q->to[q->nto].lo = lo;
+			q->to[q->nto++].hi = hi_or_null;
+		}
 		pt_strbuf_printf(&c, "%s%s", r == roles ? "" : " OR ", cond);
 	}
 	term_in(q, c.p ? c.p : "0");
 	pt_strbuf_free(&c);
+}
+
+/* Does one of an event's addresses (its rcpts text as stored, before
+ * clean_text) give a term --to asks for? The same terms and comparisons
+ * as the SQL on the term table (BINARY collation: bytewise). */
+static int
+to_matches(const struct query *q, const char *text)
+{
+	for (const char *p = text; p && *p;) {
+		size_t len = strcspn(p, (const char[]){ PT_RECORD_RS, '\0' });
+		const char *us = memchr(p, PT_RECORD_US, len);
+		if (us) {
+			const char *a = us + 1, *end = memchr(a, PT_RECORD_US, len - (size_t)(a - p));
+			char addr[2048], t[2][600];
+			size_t alen = (size_t)((end ? end : p + len) - a);
+			if (alen < sizeof addr) {
+				memcpy(addr, a, alen);
+				addr[alen] = '\0';
+				int role = atoi(p);
+				char letter = pt_record_role_letter(role);
+				pt_record_addr_terms(role, addr, t);
+				for (int i = 0; i < q->nto; i++) {
+					if (q->to[i].role != letter)
+						continue;
+					for (int k = 0; k < 2; k++) {
+						if (!t[k][0])
+							continue;
+						if (q->to[i].hi ? strcmp(t[k], q->to[i].lo) >= 0 && strcmp(t[k], q->to[i].hi) < 0
+						                : strcmp(t[k], q->to[i].lo) == 0)
+							return 1;
+					}
+				}
+			}
+		}
+		p += len;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
+static int
+in_window(const struct why_opts *o, long long id, long long ts)
+{
+	return (o->since < 0 || (id >= o->since * PT_RECORD_ID_SCALE && ts >= o->since)) &&
+	       (o->until < 0 || (id < o->until * PT_RECORD_ID_SCALE && ts < o->until));
+}
+
+/* Events read but not yet told: a max-heap by id. */
+struct heap {
+	struct event **v;
+	size_t n, cap;
+};
+
+static int
+heap_push(struct heap *h, struct event *e)
+{
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		struct event **v = realloc(h->v, cap * sizeof *v);
+		if (!v)
+			return -1;
+		h->v = v;
+		h->cap = cap;
+	}
+	size_t i = h->n++;
+	while (i > 0 && h->v[(i - 1) / 2]->id < e->id) {
+		h->v[i] = h->v[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->v[i] = e;
+	return 0;
+}
+
+static struct event *
+heap_pop(struct heap *h)
+{
+	struct event *top = h->v[0], *last = h->v[--h->n];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->v[c + 1]->id > h->v[c]->id)
+			c++;
+		if (h->v[c]->id <= last->id)
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->n)
+		h->v[i] = last;
+	return top;
+}
+
+static void
+event_destroy(struct event *e)
+{
+	if (e) {
+		event_free(e);
+		free(e);
+	}
+}
+
+/* A row's own event (the transaction, or an event never folded). */
+static struct event *
+row_event(sqlite3_stmt *st)
+{
+	struct event *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	for (int c = 0; c < NCOLS; c++)
+		e->v[c] = clean_text(sqlite3_column_text(st, c), c == C_TRACE);
+	e->id = sqlite3_column_int64(st, C_ID);
+	e->ts = sqlite3_column_int64(st, C_TS);
+	if (load_addrs(sqlite3_column_text(st, C_RCPTS), e) != 0) {
+		event_destroy(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* One folded delivery (record_int.h), its fields cut out of the row's
+ * dlv text in place. */
+struct folded {
+	long long id;
+	const char *delay_hex, *f[5], *addrs;  /* outcome, service, relay, dsn, reply */
+};
+
+/* The next delivery of dlv (NUL-terminated, modified), or NULL at the
+ * end; *next moves on. A malformed one is skipped. */
+static int
+next_folded(char **next, struct folded *d)
+{
+	while (*next && **next) {
+		char *p = *next, *fs = strchr(p, PT_RECORD_FS);
+		if (fs) {
+			*fs = '\0';
+			*next = fs + 1;
+		} else {
+			*next = p + strlen(p);
+		}
+		/* id, delay, five fields, then the addresses (with US of their own). */
+		char *part[8], *q = p;
+		int n = 0;
+		for (; n < 7; n++) {
+			char *us = strchr(q, PT_RECORD_US);
+			if (!us)
+				break;
+			*us = '\0';
+			part[n] = q;
+			q = us + 1;
+		}
+		if (n < 7)
+			continue;
+		part[7] = q;
+		char *end;
+		errno = 0;
+		d->id = strtoll(part[0], &end, 10);
+		if (errno || end == part[0] || *end || d->id <= 0 || strlen(part[1]) != 16)
+			continue;
+		d->delay_hex = part[1];
+		int ok = 1;
+		for (int i = 0; i < 5; i++) {
+			if (part[2 + i][0] == '\0')
+				d->f[i] = NULL;
+			else if (part[2 + i][0] == '=')
+				d->f[i] = part[2 + i] + 1;
+			else
+				ok = 0;
+		}
+		if (!ok)
+			continue;
+		d->addrs = part[7];
+		return 1;
+	}
+	return 0;
+}
+
+/* A folded delivery as the event it would have been in a row of its own:
+ * queue id, sender and Message-ID are the transaction's (the writer gave
+ * a delivery those of its transaction); the delay comes out as SQLite
+ * turns a REAL into text. */
+static struct event *
+folded_event(sqlite3_stmt *st, sqlite3_stmt *real, const struct folded *d)
+{
+	struct event *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	e->id = d->id;
+	e->ts = d->id / PT_RECORD_ID_SCALE;
+	uint64_t bits = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = d->delay_hex[i];
+		bits = bits << 4 | (uint64_t)(c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0');
+	}
+	double delay;
+	memcpy(&delay, &bits, sizeof delay);
+	if (delay == 0)
+		delay = 0;  /* SQLite keeps -0.0 as 0 */
+	sqlite3_reset(real);
+	if (isnan(delay))
+		sqlite3_bind_null(real, 1);  /* as SQLite stores a NaN */
+	else
+		sqlite3_bind_double(real, 1, delay);
+	if (sqlite3_step(real) == SQLITE_ROW)
+		e->v[C_DELAY] = clean(sqlite3_column_text(real, 0));
+	sqlite3_reset(real);
+	e->v[C_KIND] = strdup("delivery");
+	e->v[C_REFUSED] = strdup("0");
+	static const enum col fcol[5] = { C_OUTCOME, C_SERVICE, C_RELAY, C_DSN, C_REPLY };
+	for (int i = 0; i < 5; i++)
+		e->v[fcol[i]] = clean((const unsigned char *)d->f[i]);
+	e->v[C_QID] = clean(sqlite3_column_text(st, C_QID));
+	e->v[C_MID] = clean(sqlite3_column_text(st, C_MID));
+	e->v[C_SENDER] = clean(sqlite3_column_text(st, C_SENDER));
+	if (!e->v[C_KIND] || !e->v[C_REFUSED] || load_addrs((const unsigned char *)d->addrs, e) != 0) {
+		event_destroy(e);
+		return NULL;
+	}
+	return e;
+}
+
+struct teller {
+	const struct why_opts *o;
+	long shown;
+	int more;
+};
+
+/* Tell one event, newest first; 1 when --limit is reached. */
+static int
+tell(struct teller *t, struct event *e)
+{
+	if (t->o->limit > 0 && t->shown == t->o->limit) {
+		t->more = 1;
+		return 1;
+	}
+	if (t->o->json)
+		print_json(stdout, e, t->shown == 0);
+	else
+		print_story(stdout, e);
+	t->shown++;
+	return 0;
 }
 
 static int
@@ -470,10 +730,22 @@ run_query(sqlite3 *db, const struct why_opts *o)
 	memset(&q, 0, sizeof q);
 	char terms[8][600], mid[1100], mid2[1100], client[600], user[600];
 	int nterms = 0;
+	/* Folded rows exist from schema 3 on; a folded delivery can answer
+	 * no question about clients, refusals or logins. */
+	sqlite3_stmt *ver = NULL;
+	long long version = 0;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &ver, NULL) == SQLITE_OK && sqlite3_step(ver) == SQLITE_ROW)
+		version = sqlite3_column_int64(ver, 0);
+	sqlite3_finalize(ver);
+	int have_dlv = version >= 3;
+	int dlv_match = have_dlv && !o->client && !o->rejected && !o->login;
+	/* A folded delivery's id is below its row's + hold_back. */
+	long long fold_ms = dlv_match ? PT_RECORD_FOLD_MS : 0;
+	long long hold_back = dlv_match ? (PT_RECORD_FOLD_MS + 1) * PT_RECORD_ID_SCALE : 0;
 	pt_strbuf_printf(&q.sql, "SELECT e.id");
 	for (int c = 1; c < NCOLS; c++)
 		pt_strbuf_printf(&q.sql, ", e.%s", col_name[c]);
-	pt_strbuf_printf(&q.sql, " FROM event e WHERE 1");
+	pt_strbuf_printf(&q.sql, ", %s FROM event e WHERE 1", have_dlv ? "e.dlv" : "NULL");
 	if (o->id) {
 		if (pt_qid_valid(o->id)) {
 			pt_strbuf_printf(&q.sql, " AND e.queue_id = ?%d", q.n + 1);
@@ -488,7 +760,7 @@ run_query(sqlite3 *db, const struct why_opts *o)
 				snprintf(mid, sizeof mid, "%s", m);
 			snprintf(mid2, sizeof mid2, "<%s>", mid);
 			/* Only transactions are indexed by Message-ID: the
-			 * deliveries come by their queue id. */
+			 * deliveries come by their queue id (or in its row). */
 			pt_strbuf_printf(&q.sql, " AND (e.message_id IN (?%d, ?%d) AND e.kind = 'smtp' OR e.queue_id IN"
 			                 " (SELECT queue_id FROM event WHERE message_id IN (?%d, ?%d) AND kind = 'smtp'"
 			                 " AND queue_id IS NOT NULL))", q.n + 1, q.n + 2, q.n + 1, q.n + 2);
@@ -497,9 +769,9 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		}
 	}
 	if (o->from)
-		addr_cond(&q, o->from, "s", terms, &nterms);
+		addr_cond(&q, o->from, "s", terms, &nterms, 0);
 	if (o->to)
-		addr_cond(&q, o->to, "ro", terms, &nterms);
+		addr_cond(&q, o->to, "ro", terms, &nterms, 1);
 	if (o->client) {
 		char cond[32];
 		snprintf(client, sizeof client, "c=%s", o->client);
@@ -509,11 +781,15 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		bind_text_arg(&q, client);
 		bind_text_arg(&q, o->client);
 	}
-	/* The id is the time (record_int.h): a window is a range of the table. */
+	/* The id is the time (record_int.h): a window is a range of the
+	 * table, its start earlier by the fold cap (a delivery in the window
+	 * may be in the row of a transaction before it); each event's own
+	 * time is checked below. A delivery is never folded into a
+	 * transaction after it: the end stays. */
 	if (o->since >= 0) {
 		pt_strbuf_printf(&q.sql, " AND e.id >= ?%d AND e.ts >= ?%d", q.n + 1, q.n + 2);
-		bind_num_arg(&q, o->since * PT_RECORD_ID_SCALE);
-		bind_num_arg(&q, o->since);
+		bind_num_arg(&q, (o->since - fold_ms) * PT_RECORD_ID_SCALE);
+		bind_num_arg(&q, o->since - fold_ms);
 	}
 	if (o->until >= 0) {
 		pt_strbuf_printf(&q.sql, " AND e.id < ?%d AND e.ts < ?%d", q.n + 1, q.n + 2);
@@ -538,12 +814,17 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		bind_text_arg(&q, o->login);
 	}
 	pt_strbuf_printf(&q.sql, " ORDER BY e.id DESC");
-	if (o->limit > 0)
+	/* A row is one event when no folded delivery can match and no
+	 * transaction's recipients are checked again below. */
+	if (o->limit > 0 && (!have_dlv || (!dlv_match && !o->to)))
 		pt_strbuf_printf(&q.sql, " LIMIT %ld", o->limit + 1);
 
-	sqlite3_stmt *st = NULL;
-	int rc = 2;
-	if (!q.sql.p || sqlite3_prepare_v2(db, q.sql.p, -1, &st, NULL) != SQLITE_OK) {
+	sqlite3_stmt *st = NULL, *real = NULL;
+	struct heap h = { 0 };
+	struct teller tl = { .o = o };
+	int rc = 2, step = SQLITE_DONE, stop = 0, failed = 0;
+	if (!q.sql.p || sqlite3_prepare_v2(db, q.sql.p, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT ?1", -1, &real, NULL) != SQLITE_OK) {
 		fprintf(stderr, "postern why: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
@@ -553,45 +834,73 @@ run_query(sqlite3 *db, const struct why_opts *o)
 		else
 			sqlite3_bind_int64(st, i + 1, q.num[i]);
 	}
-	long shown = 0;
-	int more = 0, step;
 	if (o->json)
 		fputs("[", stdout);
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (o->limit > 0 && shown == o->limit) {
-			more = 1;
-			break;
+	while (!stop && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		long long id = sqlite3_column_int64(st, C_ID);
+		const unsigned char *dlv = sqlite3_column_text(st, NCOLS);
+		int folded = dlv && *dlv;
+		if (in_window(o, id, sqlite3_column_int64(st, C_TS)) &&
+		    (!folded || !o->to || to_matches(&q, (const char *)sqlite3_column_text(st, C_RCPTS)))) {
+			struct event *e = row_event(st);
+			if (!e || heap_push(&h, e) != 0) {
+				event_destroy(e);
+				failed = 1;
+				break;
+			}
 		}
-		struct event e;
-		memset(&e, 0, sizeof e);
-		for (int c = 0; c < NCOLS; c++)
-			e.v[c] = clean_text(sqlite3_column_text(st, c), c == C_TRACE);
-		e.ts = sqlite3_column_int64(st, C_TS);
-		if (load_addrs(sqlite3_column_text(st, C_RCPTS), &e) != 0) {
-			event_free(&e);
-			step = SQLITE_ERROR;
-			break;
+		if (folded && dlv_match) {
+			char *text = strdup((const char *)dlv), *next = text;
+			struct folded d;
+			if (!text) {
+				failed = 1;
+				break;
+			}
+			while (next_folded(&next, &d)) {
+				if (!in_window(o, d.id, d.id / PT_RECORD_ID_SCALE) || (o->to && !to_matches(&q, d.addrs)))
+					continue;
+				struct event *e = folded_event(st, real, &d);
+				if (!e || heap_push(&h, e) != 0) {
+					event_destroy(e);
+					failed = 1;
+					break;
+				}
+			}
+			free(text);
+			if (failed)
+				break;
 		}
-		if (o->json)
-			print_json(stdout, &e, shown == 0);
-		else
-			print_story(stdout, &e);
-		shown++;
-		event_free(&e);
+		/* No row after this one holds an event at or above id + hold_back. */
+		while (!stop && h.n && h.v[0]->id >= id + hold_back) {
+			struct event *e = heap_pop(&h);
+			stop = tell(&tl, e);
+			event_destroy(e);
+		}
+	}
+	if (!failed && (stop || step == SQLITE_DONE)) {
+		while (!stop && h.n) {
+			struct event *e = heap_pop(&h);
+			stop = tell(&tl, e);
+			event_destroy(e);
+		}
 	}
 	if (o->json)
-		fputs(shown ? "\n]\n" : "]\n", stdout);
-	if (step != SQLITE_ROW && step != SQLITE_DONE) {
-		fprintf(stderr, "postern why: %s\n", sqlite3_errmsg(db));
+		fputs(tl.shown ? "\n]\n" : "]\n", stdout);
+	if (failed || (!stop && step != SQLITE_DONE)) {
+		fprintf(stderr, "postern why: %s\n", failed ? "out of memory" : sqlite3_errmsg(db));
 		goto out;
 	}
-	if (more)
+	if (tl.more)
 		fprintf(stderr, "postern why: only the newest %ld shown (--limit N, 0 for all)\n", o->limit);
-	if (shown == 0 && !o->json)
+	if (tl.shown == 0 && !o->json)
 		fprintf(stderr, "postern why: no matching events\n");
-	rc = shown ? 0 : 1;
+	rc = tl.shown ? 0 : 1;
 out:
+	while (h.n)
+		event_destroy(heap_pop(&h));
+	free(h.v);
 	sqlite3_finalize(st);
+	sqlite3_finalize(real);
 	pt_strbuf_free(&q.sql);
 	return rc;
 }

@@ -5,9 +5,10 @@
 set -e
 run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libpam0g-dev libsqlite3-dev zlib1g-dev openssl"
 # isync offlineimap3 fetchmail mutt curl: the real-client IMAP/POP3 tests (tests/integration/test_imap_clients_*.py)
-# libldap-dev: the optional ldap module (cmake -DPOSTERN_LDAP=OFF builds without it)
-build="$run libcmocka-dev libldap-dev"
-test="$build python3 python3-aiosmtpd python3-prometheus-client curl isync offlineimap3 fetchmail mutt swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils"
+# libldap-dev, libpq-dev: the optional ldap and pgsql modules (cmake
+# -DPOSTERN_LDAP=OFF / -DPOSTERN_PGSQL=OFF build without them)
+build="$run libcmocka-dev libldap-dev libpq-dev"
+test="$build python3 python3-aiosmtpd python3-prometheus-client curl isync offlineimap3 fetchmail mutt swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils postgresql"
 fuzz="$build clang libclang-rt-14-dev"
 # dovecot-ldap, postfix-ldap (and -pgsql): the fronts tests/bench/front compares with
 bench="$test postfix dovecot-imapd dovecot-pop3d dovecot-ldap postfix-ldap dovecot-pgsql postfix-pgsql"

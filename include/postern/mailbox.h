@@ -226,6 +226,16 @@ struct pt_mailbox_ops {
 	 * with st as read would fail. May be NULL. */
 	int (*header_fields)(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 	                     struct pt_status *st);
+	/* QRESYNC's VANISHED (EARLIER): the UIDs expunged after modseq as
+	 * *n ranges (lo, hi) in *ranges (malloc'd, ascending; a range may
+	 * also cover UIDs that never were, or still are, there). -1 when the
+	 * store does not know that far back (the caller then names every
+	 * missing UID). May be NULL. */
+	int (*vanished_since)(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
+	/* Would sync find nothing new (a few stats)? 1 yes, 0 it must look.
+	 * Lets a caller skip what it does around a sync of a big folder.
+	 * May be NULL. */
+	int (*uptodate)(struct pt_mbox *mb);
 	/* ---- sort keys, kept with the header cache ----
 	 * A SORT key the caller derived from message uid's cached fields
 	 * (kind PT_SKEY_*), kept with that message's cache record while its

@@ -117,6 +117,11 @@ struct pt_map_type_ops {
 	int (*passdb)(void *h, const char *user, const char *password, char **stored,
 	              char *host, size_t hostlen, char *why, size_t whylen);
 	int (*userdb)(void *h, const char *user, struct pt_user *out);
+	/* Optional: how long the core may remember a passdb answer of this
+	 * handle (its credential cache, passdb.h), in seconds: a good
+	 * password for *ttl_s, a refused one for *negative_ttl_s; 0 = not
+	 * at all. Without it nothing is remembered. */
+	void (*cache_ttl)(void *h, unsigned *ttl_s, unsigned *negative_ttl_s);
 };
 /* 0, or -1 (table full, name too long). Registering a type again
  * replaces its ops. */
@@ -147,5 +152,7 @@ struct pt_map_source *pt_map_source_get(const char *spec, int want_userdb, char 
 int pt_map_source_passdb(struct pt_map_source *s, const char *user, const char *password,
                          char **stored, char *host, size_t hostlen, char *why, size_t whylen);
 int pt_map_source_userdb(struct pt_map_source *s, const char *user, struct pt_user *out);
+/* The source's cache TTLs (ops->cache_ttl), both 0 when it has none. */
+void pt_map_source_cache_ttl(struct pt_map_source *s, unsigned *ttl_s, unsigned *negative_ttl_s);
 
 #endif

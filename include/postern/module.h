@@ -9,7 +9,7 @@
 #include "postern/config.h"
 
 /* Bump when any struct or function in include/postern/ changes shape. */
-#define POSTERN_ABI 7
+#define POSTERN_ABI 8
 
 /* Catches modules built by another compiler model or against other headers. */
 #define POSTERN_STR_(x) #x

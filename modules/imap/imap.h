@@ -147,7 +147,7 @@ extern int imap_names_utf8;
 /* Post-login capabilities (CAPABILITY, and the login's reply). */
 #define IMAP_CAPS_POSTLOGIN \
 	"IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=ORDEREDSUBJECT " \
-	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND BINARY " \
+	"LITERAL+ NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN MULTIAPPEND CATENATE BINARY " \
 	"ESEARCH ESORT SEARCHRES STATUS=SIZE LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE" \
 	" QUOTA QUOTA=RES-STORAGE COMPRESS=DEFLATE CONDSTORE QRESYNC"
 
@@ -185,6 +185,10 @@ void imap_append_flags(struct imap_session *s, struct pt_strbuf *b, uint32_t fla
 /* Dovecot's completion: "TAG OK [code] What completed (0.001 + 0.000 secs)."
  * (code may be NULL). */
 void imap_completed(struct imap_session *s, const char *tag, const char *code, const char *what);
+/* Any tagged answer with Dovecot's timing: "TAG status [code] text (0.001
+ * + 0.000 secs)." (text without its final period; code may be NULL). */
+void imap_tagged_timed(struct imap_session *s, const char *tag, const char *status, const char *code,
+                       const char *text);
 /* "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)] Flags permitted." for
  * the selected folder's current keyword table. */
 void imap_send_flags(struct imap_session *s);
@@ -194,6 +198,9 @@ void imap_send_flags(struct imap_session *s);
  * FETCH FLAGS for changed flags, and (only when allow_expunge: not during
  * FETCH, STORE, SEARCH — RFC 3501 §7.4.1) EXPUNGE for vanished UIDs. */
 void imap_sync(struct imap_session *s, int allow_expunge);
+/* After our own flag change: tell what the store's merged state of
+ * view entries idx[0..n) says beyond the view (another session's). */
+void imap_sync_these(struct imap_session *s, const size_t *idx, size_t n);
 /* Sequence number (1-based) of uid in the view, 0 when not there. */
 uint32_t imap_view_seq(const struct imap_session *s, uint32_t uid);
 /* Resolve a sequence set (uid = UID set) to view indexes, ascending and
@@ -260,6 +267,8 @@ void imap_vanished_send(struct imap_session *s, const uint32_t *uids, size_t n, 
 /* VANISHED (EARLIER) for the UIDs of set (NULL: 1:UIDNEXT-1) that are no
  * longer in the folder (nor in the view). 0, or -1 on a bad set. */
 int imap_vanished_earlier(struct imap_session *s, const char *set, size_t len);
+/* The same, only UIDs expunged after modseq (0: every missing one). */
+int imap_vanished_since(struct imap_session *s, const char *set, size_t len, uint64_t modseq);
 /* SELECT/EXAMINE parameters "(CONDSTORE)" / "(QRESYNC (...))": parsed
  * into q; 0, or -1 with the BAD text in err. */
 struct imap_qresync {

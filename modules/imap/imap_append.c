@@ -1,8 +1,9 @@
 /* APPEND (RFC 3501 §6.3.11) and MULTIAPPEND (RFC 3502) with UIDPLUS's
  * APPENDUID: per message an optional flag list and date-time, then the
  * message (a literal, already read by the command reader within
- * imap_max_literal_size); all messages go to the store in one call, so
- * they are appended all or none. TRYCREATE for a missing folder. */
+ * imap_max_literal_size) or CATENATE (RFC 4469) with the parts to put
+ * together; all messages go to the store in one call, so they are
+ * appended all or none. TRYCREATE for a missing folder. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,17 +11,28 @@
 #include <time.h>
 
 #include "imap.h"
+#include "imap_catenate.h"
 #include "imap_msg.h"
 
-/* One message's arguments from a[*i]: flags, date, text. 0 with *i past
- * them, or -1 with the reply sent. kw holds PT_KEYWORDS_MAX names. */
+/* Whether a[i] a[i+1] are "CATENATE (...)". */
+static int
+is_catenate(const struct imap_arg *a, size_t n, size_t i)
+{
+	return i + 1 < n && a[i].type == IMAP_ARG_ATOM && strcasecmp(a[i].s, "CATENATE") == 0 &&
+	       a[i + 1].type == IMAP_ARG_LIST;
+}
+
+/* One message's arguments from a[*i]: flags, date, text (or the
+ * CATENATE list, then in *cat, checked but not yet resolved). 0 with *i
+ * past them, or -1 with the reply sent. kw holds PT_KEYWORDS_MAX names. */
 static int
 parse_one(struct imap_session *s, const char *tag, const struct imap_arg *a, size_t n, size_t *i,
-          struct pt_append *msg, const char **kw)
+          struct pt_append *msg, const char **kw, const struct imap_arg **cat)
 {
 	size_t nkw = 0;
 
 	memset(msg, 0, sizeof(*msg));
+	*cat = NULL;
 	if (*i < n && a[*i].type == IMAP_ARG_LIST) {
 		for (size_t k = 0; k < a[*i].n; k++) {
 			const struct imap_arg *f = &a[*i].list[k];
@@ -50,7 +62,7 @@ parse_one(struct imap_session *s, const char *tag, const struct imap_arg *a, siz
 	}
 	/* A date-time is a quoted string followed by the message. */
 	if (*i + 1 < n && a[*i].type == IMAP_ARG_STRING &&
-	    (a[*i + 1].type == IMAP_ARG_LITERAL || a[*i + 1].type == IMAP_ARG_STRING)) {
+	    (a[*i + 1].type == IMAP_ARG_LITERAL || a[*i + 1].type == IMAP_ARG_STRING || is_catenate(a, n, *i + 1))) {
 		time_t t;
 		int tz;
 		if (imap_datetime_parse(a[*i].s, a[*i].len, &t, &tz) != 0) {
@@ -60,6 +72,17 @@ parse_one(struct imap_session *s, const char *tag, const struct imap_arg *a, siz
 		msg->internal_date = t;
 		msg->tz_minutes = tz;
 		(*i)++;
+	}
+	msg->keywords = nkw ? kw : NULL;
+	msg->nkeywords = nkw;
+	if (is_catenate(a, n, *i)) {
+		if (!imap_catenate_valid(a[*i + 1].list, a[*i + 1].n)) {
+			imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid CATENATE arguments.");
+			return -1;
+		}
+		*cat = &a[*i + 1];
+		*i += 2;
+		return 0;
 	}
 	if (*i >= n || (a[*i].type != IMAP_ARG_LITERAL && a[*i].type != IMAP_ARG_STRING)) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command APPEND: Invalid arguments.");
@@ -71,8 +94,6 @@ parse_one(struct imap_session *s, const char *tag, const struct imap_arg *a, siz
 	}
 	msg->data = a[*i].s;
 	msg->len = a[*i].len;
-	msg->keywords = nkw ? kw : NULL;
-	msg->nkeywords = nkw;
 	(*i)++;
 	return 0;
 }
@@ -83,6 +104,9 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 	struct pt_status st = { 0 };
 	struct pt_append *msgs = NULL;
 	const char **kw = NULL;
+	const struct imap_arg **cats = NULL;
+	struct pt_strbuf *built = NULL;
+	struct imap_cat_cache *cache = NULL;
 	uint32_t *uids = NULL;
 	size_t nmsgs = 0, cap = 0, i = 1;
 	char *name = NULL;
@@ -101,14 +125,17 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 			if (m != NULL)
 				msgs = m;
 			const char **k = m ? realloc(kw, ncap * PT_KEYWORDS_MAX * sizeof(*k)) : NULL;
-			if (m == NULL || k == NULL) {
+			if (k != NULL)
+				kw = k;
+			const struct imap_arg **c = k ? realloc(cats, ncap * sizeof(*c)) : NULL;
+			if (m == NULL || k == NULL || c == NULL) {
 				imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 				goto out;
 			}
-			kw = k;
+			cats = c;
 			cap = ncap;
 		}
-		if (parse_one(s, tag, a, n, &i, &msgs[nmsgs], kw + nmsgs * PT_KEYWORDS_MAX) != 0)
+		if (parse_one(s, tag, a, n, &i, &msgs[nmsgs], kw + nmsgs * PT_KEYWORDS_MAX, &cats[nmsgs]) != 0)
 			goto out;
 		nmsgs++;
 	}
@@ -122,10 +149,30 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 		goto out;
 	}
 	uids = calloc(nmsgs, sizeof(*uids));
-	if (uids == NULL) {
+	built = calloc(nmsgs, sizeof(*built));
+	if (uids == NULL || built == NULL) {
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		goto out;
 	}
+	/* CATENATE messages put together now that the whole command is known
+	 * to be well formed (a BAD anywhere comes before any BADURL); a bad
+	 * URL or a result too big fails the command, appending nothing. */
+	for (size_t k = 0; k < nmsgs; k++) {
+		if (cats[k] == NULL)
+			continue;
+		if (imap_catenate_build(s, tag, cats[k]->list, cats[k]->n, imap_set.max_literal, &cache,
+		                        &built[k]) != 0)
+			goto out;
+		if (built[k].len == 0) {
+			imap_tagged(s, tag, "NO", "Can't save a zero byte message.");
+			goto out;
+		}
+		msgs[k].data = built[k].p;
+		msgs[k].len = built[k].len;
+	}
+	/* Done reading: the source folders close before the target is locked. */
+	imap_cat_cache_free(s, cache);
+	cache = NULL;
 	uint32_t uidvalidity = 0;
 	if (s->mbx->append(s->ms, name, msgs, nmsgs, &uidvalidity, uids, &st) != 0) {
 		if (strcmp(st.dsn, "NONEXISTENT") == 0)
@@ -141,6 +188,12 @@ imap_cmd_append(struct imap_session *s, const char *tag, const struct imap_arg *
 	imap_completed(s, tag, code.oom ? NULL : code.p, "Append");
 	pt_strbuf_free(&code);
 out:
+	imap_cat_cache_free(s, cache);
+	if (built != NULL)
+		for (size_t k = 0; k < nmsgs; k++)
+			pt_strbuf_free(&built[k]);
+	free(built);
+	free(cats);
 	free(name);
 	free(uids);
 	free(msgs);

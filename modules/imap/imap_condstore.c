@@ -3,10 +3,13 @@
  * themselves come from the store (pt_msg_info.modseq, highest_modseq),
  * which keeps them in its index across restarts and outside writers.
  *
- * Expunged messages' mod-sequences are not kept: VANISHED (EARLIER)
- * names every UID of the client's known set (or 1:UIDNEXT-1) that is no
- * longer there, which RFC 7162 §3.2.5.1/§3.2.6 allows (the client
- * ignores UIDs it never had); with known-uids it is exact. */
+ * VANISHED (EARLIER) names the UIDs of the client's known set (or
+ * 1:UIDNEXT-1) expunged after its mod-sequence, from the store's list of
+ * expunges (vanished_since; kept in its index across restarts). When
+ * the store does not reach back that far (a lost index, a client older
+ * than the list) it names every UID of the set that is no longer there,
+ * which RFC 7162 §3.2.5.1/§3.2.6 allows (the client ignores UIDs it
+ * never had). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,8 +119,29 @@ range_cmp(const void *a, const void *b)
 	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
+/* First view entry with a UID >= uid. */
+static size_t
+view_lower(const struct imap_session *s, uint64_t uid)
+{
+	size_t lo = 0, hi = s->nview;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->view[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 int
 imap_vanished_earlier(struct imap_session *s, const char *set, size_t len)
+{
+	return imap_vanished_since(s, set, len, 0);
+}
+
+int
+imap_vanished_since(struct imap_session *s, const char *set, size_t len, uint64_t modseq)
 {
 	struct imap_seqset ss = { 0 };
 	uint32_t next = s->mbx->uidnext(s->mb);
@@ -153,21 +177,58 @@ imap_vanished_earlier(struct imap_session *s, const char *set, size_t len)
 	}
 	ss.n = k;
 	qsort(ss.r, ss.n, sizeof *ss.r, range_cmp);
-	struct pt_strbuf b = { 0 };
-	size_t v = 0;                 /* view entries: the UIDs there are */
-	uint64_t done = 0;            /* every UID <= done is handled */
+	/* Disjoint and ascending. */
+	k = 0;
 	for (size_t i = 0; i < ss.n; i++) {
-		uint64_t lo = ss.r[i].lo > done ? ss.r[i].lo : done + 1, hi = ss.r[i].hi;
+		if (k && ss.r[i].lo <= ss.r[k - 1].hi + 1) {
+			if (ss.r[i].hi > ss.r[k - 1].hi)
+				ss.r[k - 1].hi = ss.r[i].hi;
+		} else {
+			ss.r[k++] = ss.r[i];
+		}
+	}
+	ss.n = k;
+	/* Only what the store knows was expunged since modseq, when it
+	 * knows that far back. */
+	uint32_t *gone = NULL;
+	size_t ngone = 0;
+	if (modseq > 0 && s->mbx->vanished_since != NULL &&
+	    s->mbx->vanished_since(s->mb, modseq, &gone, &ngone) == 0) {
+		struct imap_range *both = ngone ? malloc((ss.n + ngone) * sizeof *both) : NULL;
+		size_t nb = 0, a = 0, g = 0;
+		if (ngone && both == NULL) {
+			free(gone);
+			imap_seqset_free(&ss);
+			return 0;
+		}
+		while (a < ss.n && g < ngone) {
+			uint64_t lo = ss.r[a].lo > gone[2 * g] ? ss.r[a].lo : gone[2 * g];
+			uint64_t hi = ss.r[a].hi < gone[2 * g + 1] ? ss.r[a].hi : gone[2 * g + 1];
+			if (lo <= hi && nb && lo <= both[nb - 1].hi + 1)
+				both[nb - 1].hi = hi;     /* one range: "3:5", not "3:4,5" */
+			else if (lo <= hi)
+				both[nb++] = (struct imap_range){ lo, hi };
+			if (ss.r[a].hi < gone[2 * g + 1])
+				a++;
+			else
+				g++;
+		}
+		free(gone);
+		free(ss.r);
+		ss.r = both;
+		ss.n = nb;
+	}
+	struct pt_strbuf b = { 0 };
+	for (size_t i = 0; i < ss.n; i++) {
+		uint64_t lo = ss.r[i].lo, hi = ss.r[i].hi;
+		size_t v = view_lower(s, lo);   /* the UIDs still there */
 		while (lo <= hi) {
-			while (v < s->nview && s->view[v].uid < lo)
-				v++;
 			uint64_t stop = v < s->nview && s->view[v].uid <= hi ? (uint64_t)s->view[v].uid - 1 : hi;
 			if (stop >= lo)
 				range_put(&b, lo, stop);
 			lo = stop + 2;        /* past the existing UID (or past hi) */
+			v++;
 		}
-		if (hi > done)
-			done = hi;
 	}
 	if (!b.oom && b.len)
 		imap_untagged(s, "VANISHED (EARLIER) %s", b.p);
@@ -251,7 +312,7 @@ imap_qresync_select(struct imap_session *s, const struct imap_qresync *q)
 	struct imap_seqset known = { 0 };
 	int have_known = q->known && imap_seqset_parse(q->known, q->known_len, &known) == 0;
 	uint32_t star = s->nview ? s->view[s->nview - 1].uid : 0;
-	imap_vanished_earlier(s, q->known, q->known_len);
+	imap_vanished_since(s, q->known, q->known_len, q->modseq);
 	for (size_t i = 0; i < s->nview; i++) {
 		const struct imap_view_msg *v = &s->view[i];
 		if (v->modseq <= q->modseq || (have_known && !imap_seqset_contains(&known, v->uid, star)))

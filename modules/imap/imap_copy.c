@@ -34,18 +34,19 @@ copy_common(struct imap_session *s, const char *tag, const struct imap_arg *a, s
 		return;
 	}
 	/* All or nothing (RFC 3501 §6.4.7: a failed COPY leaves the target as
-	 * it was), as Dovecot does: when another session expunged any of the
-	 * set, nothing is copied or moved and the answer is NO
-	 * [EXPUNGEISSUED] (RFC 2180 §4.4.1), with the EXPUNGEs COPY may send. */
+	 * it was), as Dovecot 2.3 does: when another session expunged any of
+	 * the set, nothing is copied or moved and the answer is NO
+	 * [EXPUNGEISSUED] (RFC 2180 §4.4.1) after the EXPUNGEs (COPY and MOVE
+	 * may send them; Dovecot does for both), in Dovecot's words. */
 	int gone = 0;
 	for (size_t i = 0; i < nidx && !gone; i++)
 		gone = imap_view_store_index(s, idx[i]) == (size_t)-1;
 	if (gone || nidx == 0) {
 		free(name);
 		free(idx);
-		imap_sync(s, !move);
+		imap_sync(s, 1);
 		if (gone)
-			imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+			imap_tagged_timed(s, tag, "NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist");
 		else
 			imap_tagged(s, tag, "OK", "No messages found.");
 		return;
@@ -116,8 +117,8 @@ out:
 	for (size_t i = 0; i < nread; i++)
 		s->mbx->release(s->mb, &texts[i]);
 	if (rc != 0 && text_gone) {
-		imap_sync(s, !move);
-		imap_tagged(s, tag, "NO", "[EXPUNGEISSUED] Some of the requested messages no longer exist.");
+		imap_sync(s, 1);
+		imap_tagged_timed(s, tag, "NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist");
 	} else if (rc != 0) {
 		if (strcmp(st.dsn, "NONEXISTENT") == 0)
 			imap_tagged(s, tag, "NO", "[TRYCREATE] %s", st.text[0] ? st.text : "Mailbox doesn't exist");

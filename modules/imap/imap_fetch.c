@@ -10,7 +10,9 @@
  * Its text is gone: body sections come as NIL, ENVELOPE/BODY/BODYSTRUCTURE
  * and a size or date no longer known are left out (RFC 2180 §4.1.3), and
  * the command still ends OK (the lead's call: the client learns of the
- * expunge at its next NOOP instead of retrying a failed FETCH). */
+ * expunge at its next NOOP instead of retrying a failed FETCH), with
+ * [EXPUNGEISSUED] when an item asked for could not be answered, in
+ * Dovecot 2.3's words. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,7 @@ struct fetch_run {
 
 	int failed;
 	int unknown_cte;              /* a BINARY item's part had an unknown encoding */
+	int expunged;                 /* an item of a gone message was left out or NIL */
 	struct pt_strbuf nulfix;      /* BODY octets with NUL made 0x80 (as Dovecot) */
 };
 
@@ -558,6 +561,9 @@ run_message_start(struct imap_session *s, struct fetch_run *r)
 	}
 	if (r->no_info || r->no_text) {
 		size_t k = 0;
+		for (size_t j = 0; j < r->req.n; j++)
+			if (!item_known(r, &r->req.items[j]) || (r->no_text && item_is_octets(&r->req.items[j])))
+				r->expunged = 1;
 		while (k < r->req.n && !item_known(r, &r->req.items[k]))
 			k++;
 		if (k == r->req.n) {
@@ -639,6 +645,8 @@ run_finish(struct imap_session *s, struct fetch_run *r)
 		            "[SERVERBUG] Internal error occurred. Refer to server log for more information.");
 	else if (r->unknown_cte)
 		imap_tagged(s, r->tag, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding.");
+	else if (r->expunged)
+		imap_tagged_timed(s, r->tag, "OK", "EXPUNGEISSUED", "Some messages were already expunged");
 	else
 		imap_completed(s, r->tag, NULL, "Fetch");
 }
@@ -720,7 +728,7 @@ imap_cmd_fetch(struct imap_session *s, const char *tag, const struct imap_arg *a
 	run_snapshot(s, r);
 	imap_sync(s, 0);
 	if (r->req.vanished)
-		imap_vanished_earlier(s, args[0].s, args[0].len);
+		imap_vanished_since(s, args[0].s, args[0].len, r->req.changedsince);
 	if (r->req.has_changedsince) {
 		/* Only what changed after the given mod-sequence (§3.1.4.1). */
 		size_t k = 0;

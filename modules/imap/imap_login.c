@@ -44,13 +44,17 @@ struct imap_login {
 	char *tag;                    /* of the LOGIN / AUTHENTICATE in progress */
 	char session_id[20];
 	time_t handed_at;             /* in the handoff list since */
-	struct imap_login *next;      /* handoff list */
+	int in_handed;                /* on the handoff list */
+	struct imap_login *next, *prev; /* handoff list, newest first */
 };
 
 /* Logins handed to the core: kept only so that a failed handoff can
  * answer the client (the core restores our handlers then); dropped when
- * old, since success is never reported back. */
-static struct imap_login *handed;
+ * old, since success is never reported back. A busy front hands off
+ * hundreds of logins a second, so every list operation is O(1) and the
+ * sweep stops at the first record young enough to keep (the tail is the
+ * oldest). */
+static struct imap_login *handed, *handed_tail;
 
 static void login_read(struct pt_conn *c);
 static void login_close(struct pt_conn *c, const char *reason);
@@ -146,23 +150,40 @@ close_after(struct imap_login *l)
 }
 
 static void
+handed_push(struct imap_login *l)
+{
+	l->handed_at = time(NULL);
+	l->prev = NULL;
+	l->next = handed;
+	if (handed)
+		handed->prev = l;
+	else
+		handed_tail = l;
+	handed = l;
+	l->in_handed = 1;
+}
+
+static void
 handed_unlink(struct imap_login *l)
 {
-	for (struct imap_login **p = &handed; *p; p = &(*p)->next) {
-		if (*p == l) {
-			*p = l->next;
-			return;
-		}
-	}
+	if (!l->in_handed)
+		return;
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		handed = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	else
+		handed_tail = l->prev;
+	l->next = l->prev = NULL;
+	l->in_handed = 0;
 }
 
 static int
 handed_has(const struct imap_login *l)
 {
-	for (struct imap_login *h = handed; h; h = h->next)
-		if (h == l)
-			return 1;
-	return 0;
+	return l->in_handed;
 }
 
 void
@@ -170,7 +191,7 @@ imap_login_stop(void)
 {
 	while (handed) {
 		struct imap_login *h = handed;
-		handed = h->next;
+		handed_unlink(h);
 		login_free(h);
 	}
 }
@@ -180,14 +201,12 @@ handed_sweep(void)
 {
 	time_t now = time(NULL);
 
-	for (struct imap_login **p = &handed; *p;) {
-		struct imap_login *h = *p;
-		if (now - h->handed_at > LOGIN_HANDOFF_KEEP_S) {
-			*p = h->next;
-			login_free(h);
-		} else {
-			p = &h->next;
-		}
+	/* handed_at only grows towards the head (a clock stepped back makes
+	 * a record look young: it waits for the next sweeps, no harm). */
+	while (handed_tail && now - handed_tail->handed_at > LOGIN_HANDOFF_KEEP_S) {
+		struct imap_login *h = handed_tail;
+		handed_unlink(h);
+		login_free(h);
 	}
 }
 
@@ -284,9 +303,7 @@ start_handoff(struct imap_login *l, const char *user)
 	pt_sasl_free(l->sasl);
 	l->sasl = NULL;
 	l->waiting = 1;
-	l->handed_at = time(NULL);
-	l->next = handed;
-	handed = l;
+	handed_push(l);
 	if (pt_session_handoff(l->conn, &info, handoff_failed, l) != 0) {
 		handed_unlink(l);
 		l->waiting = 0;

@@ -90,6 +90,9 @@ void imap_section_free(struct imap_section *sec);
 /* The section's octets (a part that does not exist gives ""), appended. */
 void imap_msg_section(const struct imap_msg *m, const struct imap_section *sec,
                       struct pt_strbuf *out);
+/* Whether the part a section names is in the message (a CATENATE URL to
+ * one that is not is refused; FETCH answers "" for it). */
+int imap_msg_section_exists(const struct imap_msg *m, const struct imap_section *sec);
 
 /* BINARY[part] (RFC 3516; sec holds part numbers only): the part's body
  * with its Content-Transfer-Encoding undone (a multipart or message part

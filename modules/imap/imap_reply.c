@@ -95,6 +95,19 @@ imap_completed(struct imap_session *s, const char *tag, const char *code, const 
 	            (unsigned long long)(ms % 1000));
 }
 
+void
+imap_tagged_timed(struct imap_session *s, const char *tag, const char *status, const char *code,
+                  const char *text)
+{
+	uint64_t now = now_ms();
+	uint64_t ms = s->cmd_start_ms && now >= s->cmd_start_ms ? now - s->cmd_start_ms : 0;
+
+	if (ms == 0)
+		ms = 1;
+	imap_tagged(s, tag, status, "%s%s%s%s (%llu.%03llu + 0.000 secs).", code ? "[" : "", code ? code : "",
+	            code ? "] " : "", text, (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000));
+}
+
 /* ATOM-CHAR: anything but atom-specials (RFC 3501 §9), 7-bit printable. */
 static int
 atom_char(unsigned char c)

@@ -275,3 +275,17 @@ imap_msg_section(const struct imap_msg *m, const struct imap_section *sec, struc
 	if (out->p == NULL)
 		pt_strbuf_put(out, "", 0);
 }
+
+int
+imap_msg_section_exists(const struct imap_msg *m, const struct imap_section *sec)
+{
+	if (sec->nparts == 0)
+		return 1;
+	const struct imap_part *p = section_part(m, sec);
+	if (p == NULL)
+		return 0;
+	/* HEADER / TEXT of a numbered part need a message there */
+	if (sec->kind != IMAP_SEC_ALL && sec->kind != IMAP_SEC_MIME)
+		return p->kind == IMAP_PART_MESSAGE;
+	return 1;
+}

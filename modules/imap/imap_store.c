@@ -247,6 +247,7 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 			v->modseq = s->mbx->info(s->mb, si)->modseq;
 	}
 	imap_sync(s, 0);
+	imap_sync_these(s, idx, nidx);
 	struct pt_strbuf modified = { 0 };
 	for (size_t i = 0; i < nidx; i++) {
 		size_t si = imap_view_store_index(s, idx[i]);

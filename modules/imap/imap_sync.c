@@ -115,6 +115,10 @@ imap_view_store_index(const struct imap_session *s, size_t idx)
 {
 	if (idx >= s->nview || s->mb == NULL)
 		return (size_t)-1;
+	/* Mostly the view is the store's list, entry for entry: one look
+	 * instead of a search of a big folder. */
+	if (idx < s->mbx->count(s->mb) && s->mbx->info(s->mb, idx)->uid == s->view[idx].uid)
+		return idx;
 	return s->mbx->find(s->mb, s->view[idx].uid);
 }
 
@@ -199,6 +203,11 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	int changed = 0;
 
 	if (s->mb == NULL)
+		return;
+	/* Nothing new in the store and the view is its list: nothing to
+	 * tell, and no walk over a big folder's view for every command. */
+	if (s->mbx->uptodate != NULL && s->nghosts == 0 && s->mbx->count(s->mb) == s->nview &&
+	    s->mbx->keyword_count(s->mb) == s->nkeywords_sent && s->mbx->uptodate(s->mb))
 		return;
 	/* Without EXPUNGE, a message gone meanwhile stays in the view: what
 	 * the store knew of it is copied first (the store forgets it). */
@@ -293,6 +302,52 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	}
 }
 
+/* After a flag change of ours (STORE): the store's list has those
+ * messages' merged state (another session's change of other flags
+ * kept), which the view may not. Tell what differs, for these only. */
+void
+imap_sync_these(struct imap_session *s, const size_t *idx, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		size_t i = idx[k];
+		size_t j = imap_view_store_index(s, i);
+		if (j == (size_t)-1)
+			continue;
+		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
+		if (m->flags != s->view[i].flags || m->keywords != s->view[i].keywords) {
+			s->view[i].flags = m->flags;
+			s->view[i].keywords = m->keywords;
+			if (m->modseq > s->view[i].modseq)
+				s->view[i].modseq = m->modseq;
+			send_fetch_flags(s, i);
+		}
+	}
+}
+
+/* First view entry with a UID >= uid. */
+static size_t
+view_lower(const struct imap_session *s, uint64_t uid)
+{
+	size_t lo = 0, hi = s->nview;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->view[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int
+range_lo_cmp(const void *a, const void *b)
+{
+	const struct imap_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
 int
 imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int uid, size_t **idx,
                  size_t *n)
@@ -332,19 +387,51 @@ imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int 
 			}
 		}
 	}
-	size_t *out = s->nview ? malloc(s->nview * sizeof(*out)) : NULL;
-	if (s->nview && out == NULL) {
+	/* The ranges as view index ranges, ascending and disjoint: the work
+	 * follows the size of the answer, not of the folder. */
+	size_t k = 0;
+	for (size_t i = 0; i < ss.n; i++) {
+		uint64_t lo = ss.r[i].lo == IMAP_SEQ_STAR ? star : ss.r[i].lo;
+		uint64_t hi = ss.r[i].hi == IMAP_SEQ_STAR ? star : ss.r[i].hi;
+		if (lo > hi) {
+			uint64_t t = lo;
+			lo = hi;
+			hi = t;
+		}
+		size_t a, b;              /* [a, b) of the view */
+		if (uid) {
+			a = view_lower(s, lo);
+			b = hi >= UINT32_MAX ? s->nview : view_lower(s, hi + 1);
+		} else {
+			a = lo ? (size_t)lo - 1 : 0;
+			b = hi < s->nview ? (size_t)hi : s->nview;
+		}
+		if (a < b)
+			ss.r[k++] = (struct imap_range){ a, b };
+	}
+	qsort(ss.r, k, sizeof(*ss.r), range_lo_cmp);
+	size_t m = 0, total = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (m && ss.r[i].lo <= ss.r[m - 1].hi) {
+			if (ss.r[i].hi > ss.r[m - 1].hi)
+				ss.r[m - 1].hi = ss.r[i].hi;
+		} else {
+			ss.r[m++] = ss.r[i];
+		}
+	}
+	for (size_t i = 0; i < m; i++)
+		total += (size_t)(ss.r[i].hi - ss.r[i].lo);
+	size_t *out = total ? malloc(total * sizeof(*out)) : NULL;
+	if (total && out == NULL) {
 		imap_seqset_free(&ss);
 		return -1;
 	}
-	size_t k = 0;
-	for (size_t i = 0; i < s->nview; i++) {
-		uint32_t v = uid ? s->view[i].uid : (uint32_t)(i + 1);
-		if (imap_seqset_contains(&ss, v, star))
-			out[k++] = i;
-	}
+	size_t o = 0;
+	for (size_t i = 0; i < m; i++)
+		for (uint64_t j = ss.r[i].lo; j < ss.r[i].hi; j++)
+			out[o++] = (size_t)j;
 	imap_seqset_free(&ss);
 	*idx = out;
-	*n = k;
+	*n = o;
 	return 0;
 }

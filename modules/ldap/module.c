@@ -135,6 +135,16 @@ lmap_userdb(void *h, const char *user, struct pt_user *out)
 	return 1;
 }
 
+/* The core remembers passdb answers (its credential cache) as long as
+ * this file's cache keeps entries: cache_ttl, cache_negative_ttl. */
+static void
+lmap_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s)
+{
+	const struct lcf *cf = lbackend_cf(h);
+	*ttl_s = cf->cache_ttl_s;
+	*negative_ttl_s = cf->cache_negative_ttl_s;
+}
+
 static const struct pt_map_type_ops ldap_map_ops = {
 	.open = lmap_open,
 	.close = lmap_close,
@@ -142,6 +152,7 @@ static const struct pt_map_type_ops ldap_map_ops = {
 	.check = lmap_check,
 	.passdb = lmap_passdb,
 	.userdb = lmap_userdb,
+	.cache_ttl = lmap_cache_ttl,
 };
 
 /* Registered when the module is loaded, in whatever order the module

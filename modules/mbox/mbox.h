@@ -18,6 +18,7 @@ struct mbox_settings {
 	unsigned lock_timeout_ms;     /* fcntl + dotlock wait */
 	unsigned dotlock_stale_s;     /* older dotlocks are removed */
 	gid_t priv_gid;               /* mail_privileged_group, (gid_t)-1 = none */
+	int flag_fsync;               /* mbox_flag_fsync: fdatasync the flag log */
 };
 
 /* ---- mbox_path.c ---- */

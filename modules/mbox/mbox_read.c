@@ -93,17 +93,17 @@ emit(struct mbox_reader *r, off_t end)
 }
 
 /* One complete line: off/total its place and length (without LF), head
- * its first bytes. */
+ * its first bytes (min(total, sizeof r->line) of them). */
 static void
-on_line(struct mbox_reader *r, off_t off, size_t total, int has_lf)
+on_line(struct mbox_reader *r, const char *head, off_t off, size_t total, int has_lf)
 {
 	size_t have = total < sizeof r->line ? total : sizeof r->line;
-	int from = total >= 5 && memcmp(r->line, "From ", 5) == 0;
+	int from = total >= 5 && memcmp(head, "From ", 5) == 0;
 	/* After an empty line (or as the first line) any "From " line starts
 	 * a message; without the empty line only a real-looking From_ line
 	 * does, so unquoted body text of other writers stays in its message. */
 	if (from && (!r->in_msg || r->prev_empty ||
-	             (have == total && mbox_from_line_valid(r->line, total)))) {
+	             (have == total && mbox_from_line_valid(head, total)))) {
 		if (r->in_msg)
 			emit(r, r->prev_empty ? r->empty_off : off);
 		else
@@ -134,6 +134,16 @@ mbox_reader_feed(struct mbox_reader *r, const char *buf, size_t len)
 	while (len > 0 && r->stop == 0) {
 		const char *nl = memchr(buf, '\n', len);
 		size_t chunk = nl ? (size_t)(nl - buf) : len;
+		if (nl && r->line_total == 0) {
+			/* A whole line in buf (the common case): looked at in place,
+			 * no copy of every line of a big mailbox. */
+			on_line(r, buf, r->line_off, chunk, 1);
+			r->off += (off_t)chunk + 1;
+			buf += chunk + 1;
+			len -= chunk + 1;
+			r->line_off = r->off;
+			continue;
+		}
 		if (r->line_total < sizeof r->line) {
 			size_t room = sizeof r->line - r->line_total;
 			memcpy(r->line + r->line_total, buf, chunk < room ? chunk : room);
@@ -143,7 +153,7 @@ mbox_reader_feed(struct mbox_reader *r, const char *buf, size_t len)
 		buf += chunk;
 		len -= chunk;
 		if (nl) {
-			on_line(r, r->line_off, r->line_total, 1);
+			on_line(r, r->line, r->line_off, r->line_total, 1);
 			r->off++;
 			buf++;
 			len--;
@@ -161,7 +171,7 @@ mbox_reader_finish(struct mbox_reader *r)
 		return r->stop;
 	if (r->line_total > 0) {
 		/* A last line without LF (a damaged mbox) still counts. */
-		on_line(r, r->line_off, r->line_total, 0);
+		on_line(r, r->line, r->line_off, r->line_total, 0);
 		r->line_total = 0;
 		r->line_off = r->off;
 	}

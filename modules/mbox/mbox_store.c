@@ -17,7 +17,7 @@
 
 static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
 static char set_location[MS_PATH_MAX] = "mbox:~/mail:INBOX=/var/mail/%u";
-static struct mbox_settings set_live = { set_location, 0, 10000, 300, (gid_t)-1 };
+static struct mbox_settings set_live = { set_location, 0, 10000, 300, (gid_t)-1, 0 };
 
 void
 mbox_store_settings_install(const struct mbox_settings *s)
@@ -840,6 +840,8 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.highest_modseq = ms_mbox_highest_modseq,
 	.change_flags_cond = ms_mbox_change_flags_cond,
 	.header_fields = ms_cache_header,
+	.vanished_since = ms_mbox_vanished_since,
+	.uptodate = ms_mbox_uptodate,
 	.sort_key = ms_cache_sort_key,
 	.sort_key_put = ms_cache_sort_key_put,
 	.answer_get = ms_cache_answer_get,

@@ -25,6 +25,12 @@
 #define MS_EXPUNGE  0x04u  /* to be removed by the next write */
 #define MS_HAS_BASE 0x08u  /* its block holds an X-IMAPbase line */
 #define MS_RD       0x10u  /* mboxrd quoting (MBOX_RD_MARKER): unquote */
+#define MS_LAZY     0x20u  /* flags differ from the mbox: pending in the flag
+                            * log (postern.flags), written to the mbox later */
+/* The system flags the mbox holds for a message (as last read or
+ * written), in state bits 16..20; keywords in ms_msg.disk_kw. */
+#define MS_DISK_SHIFT 16
+#define MS_DISK_MASK  (PT_F_SYSTEM << MS_DISK_SHIFT)
 
 /* One message of the file as last read (or written). */
 struct ms_msg {
@@ -35,6 +41,7 @@ struct ms_msg {
 	uint32_t clen_len;             /* of those, Content-Length lines */
 	uint32_t state;                /* MS_* */
 	struct pt_msg_info info;       /* flags: PT_F_SYSTEM bits only */
+	uint64_t disk_kw;              /* keywords as in the mbox (see MS_LAZY) */
 };
 
 /* What one header section says (mbox_store_meta.c). */
@@ -94,6 +101,14 @@ int ms_keyword_valid(const char *name);
 
 struct ms_shared;
 
+/* One range of expunged UIDs and the mod-sequence of its expunge; at
+ * most MS_VAN_MAX of them are kept (neighbours merge beyond). */
+#define MS_VAN_MAX 1024
+struct ms_vanished {
+	uint32_t lo, hi;
+	uint64_t modseq;
+};
+
 struct ms_folder {
 	/* In one allocation (strs): fixed arrays cost 12 KiB an open. */
 	char *name;                    /* normalised ("INBOX", "a/b") */
@@ -118,7 +133,8 @@ struct ms_folder {
 	/* The message list. After an index load it lives in a private
 	 * mapping of the index file (map, map_len): untouched pages stay the
 	 * page cache's, shared by every open of the folder; a write copies
-	 * only its page, growing moves it to the heap. */
+	 * only its page; records added go to anonymous room mapped after it
+	 * (map_len covers both; cap counts it), beyond that to the heap. */
 	struct ms_msg *m;
 	size_t n, cap;
 	void *map;
@@ -126,6 +142,26 @@ struct ms_folder {
 	int base_ok;                   /* first message's X-IMAPbase is current */
 	uint64_t highest_modseq;       /* CONDSTORE: 0 until the first load */
 	int64_t junk;                  /* bytes before the first From_ line */
+	/* The flag log (postern.flags beside the index) as last replayed:
+	 * flag changes not yet in the mbox (mbox_store_index.c). */
+	struct stat log_known;
+	int log_valid;                 /* log_known describes it (or its absence) */
+	/* Expunged UIDs (struct ms_vanished, kept in the index): complete
+	 * for expunges with mod-sequences above van_floor. */
+	struct ms_vanished *van;
+	size_t nvan;
+	uint64_t van_floor;
+	int locked;                    /* ms_folder_lock holds the mbox lock */
+	int dirty_hint;                /* 0: no MS_DIRTY/MS_EXPUNGE record (no scan) */
+	size_t not_old_hint;           /* 0: every record MS_OLD (no scan); else unknown */
+	/* The append log (postern.tail beside the index): as last read or
+	 * written (st_ino 0: absent), and the mbox state the index with the
+	 * log's batches read so far describes; tail_valid: both known. */
+	struct stat tail_known;
+	struct stat tail_end;
+	size_t tail_n;                 /* records and UIDNEXT at tail_end */
+	uint32_t tail_uidnext;
+	int tail_valid;
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
@@ -151,7 +187,8 @@ int ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct
 void ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk);
 /* Keyword table index, adding when add (and room). */
 int ms_folder_keyword(struct ms_folder *f, const char *name, int add);
-/* Room for want records in f->m, on the heap (out of the mapping). */
+/* Room for want records in f->m: on the heap, or in the anonymous room
+ * that follows a mapped index (then no copy). */
 int ms_folder_reserve(struct ms_folder *f, size_t want);
 /* Let go of f->m (heap or mapping); n and cap become 0. */
 void ms_folder_drop_msgs(struct ms_folder *f);
@@ -173,13 +210,66 @@ int ms_recover(struct ms_folder *f, struct pt_status *st);
 void ms_shared_bump(struct ms_folder *f);
 
 /* ---- mbox_store_index.c ---- */
-int ms_index_save(const struct ms_folder *f);
+int ms_index_save(struct ms_folder *f);
 /* Load the index; 1 loaded and matches st exactly, 2 loaded but stale
  * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
  * 0 none/corrupt. */
 int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb);
 /* Does the index describe exactly this file state (head only)? */
 int ms_index_matches(const struct ms_folder *f, const struct stat *sb);
+
+/* The flag log: STORE's changes go there (fdatasync'd) instead of into
+ * the mbox, which gets them at the next ms_folder_write. Append records
+ * the current state of f->m[idx[k]]: 0, 1 when the log has grown past
+ * its bound (write the mbox now), -1 on failure. Lock held. */
+int ms_flog_append(struct ms_folder *f, const size_t *idx, size_t n);
+/* Apply the log to f->m: a record counts while the message's mbox state
+ * is still the one it was made on (else the mbox was written since, by
+ * us or another program, and wins). Only the part past what was replayed
+ * when from_known. With the lock held (locked), stale records are
+ * dropped from the file. */
+void ms_flog_replay(struct ms_folder *f, int from_known, int locked);
+/* Has the log changed since the last replay? 1 yes (or unknown). */
+int ms_flog_changed(const struct ms_folder *f);
+/* The mbox holds every change now: remove the log. Lock held. */
+void ms_flog_drop(struct ms_folder *f);
+/* Make r's mbox state its current one (after a write of its block). */
+void ms_msg_disk_set(struct ms_folder *f, struct ms_msg *r);
+
+/* The append log (postern.tail): APPEND/COPY add their records there
+ * instead of rewriting the index, which stays as it was (mapped by other
+ * opens); batches chain by mbox state, a torn or unchained one is
+ * ignored (the mbox tail is parsed instead). Compacted by a full save. */
+/* Apply the log's batches that continue from *end (an mbox state; f->m
+ * describes it) to f->m; *end becomes the state reached. from_known: only
+ * the part past what was read before. Returns batches applied. */
+int ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known);
+/* After an append under the lock that took the list from pre (pre_n
+ * records, UIDNEXT pre_uidnext) to f->known: record f->m[at[k]] (changed
+ * old records) and the new records f->m[pre_n..n). 0 done, 1 done but the
+ * log wants compacting (ms_index_save), -1 not possible (ms_index_save). */
+int ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n,
+                   uint32_t pre_uidnext, const size_t *at, size_t nat);
+/* Append fast path (mbox_store_file.c): write the first message's
+ * X-IMAPbase in place (not synced: the append's fdatasync covers it),
+ * leaving pending flag changes in the flag log. 1 done, 0 not possible
+ * here (use ms_folder_write), -1 error. */
+int ms_folder_write_base(struct ms_folder *f, struct pt_status *st);
+/* Read the messages appended past f->known (same file, grown) into f->m.
+ * 0 done and clean, 1 done but some record needs a write, -1 not
+ * possible (use ms_folder_load). */
+int ms_folder_load_tail(struct ms_folder *f, struct pt_status *st);
+
+/* Expunged UIDs with their mod-sequences (ms_folder.van, saved in the
+ * index): ranges, merged when there are too many (then a range may name
+ * UIDs that were never expunged, which VANISHED (EARLIER) allows). */
+/* Record uids[0..n) (ascending) as expunged at modseq (in memory; the
+ * next ms_index_save keeps it). */
+void ms_vanished_add(struct ms_folder *f, const uint32_t *uids, size_t n, uint64_t modseq);
+/* The UID ranges expunged after modseq as (lo, hi) pairs in *out
+ * (malloc'd, ascending) and *n. 0, or -1 when the list does not reach
+ * back that far (or was lost). */
+int ms_vanished_since(const struct ms_folder *f, uint64_t modseq, uint32_t **out, size_t *n);
 
 /* The directory holding the last component of rel (a checked folder
  * name), opened from root one component at a time with O_NOFOLLOW, so no
@@ -223,6 +313,7 @@ struct pt_mbox {
 	size_t nrecent;
 	struct ms_info_ring *ring;     /* info()'s answers */
 	struct ms_cache *hc;           /* header cache, NULL until first used */
+	int snap_on_change;            /* lock_and_load: snap_take before a reload */
 };
 
 /* Normalise and check a folder name ("inbox" -> "INBOX"); -1 with st. */
@@ -234,6 +325,7 @@ struct pt_mbox *ms_mbox_open(struct pt_mstore *ms, const char *name, int readonl
                              struct pt_status *st);
 void ms_mbox_close(struct pt_mbox *mb);
 int ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st);
+int ms_mbox_uptodate(struct pt_mbox *mb);
 size_t ms_mbox_count(const struct pt_mbox *mb);
 const struct pt_msg_info *ms_mbox_info(const struct pt_mbox *mb, size_t i);
 size_t ms_mbox_find(const struct pt_mbox *mb, uint32_t uid);
@@ -274,6 +366,7 @@ void ms_cache_answer_put(struct pt_mbox *mb, const char *name, const uint32_t *u
 void ms_cache_unlink(const char *dir);
 int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);
 
+int ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
 int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,
                               uint64_t unchangedsince, unsigned char *refused, struct pt_status *st);
 

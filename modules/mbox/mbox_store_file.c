@@ -173,6 +173,9 @@ ms_folder_free(struct ms_folder *f)
 		free(f->kw[i]);
 	f->nkw = 0;
 	ms_folder_drop_msgs(f);
+	free(f->van);
+	f->van = NULL;
+	f->nvan = 0;
 	shared_put(f->sh);
 	f->sh = NULL;
 	free(f->strs);
@@ -195,8 +198,8 @@ ms_folder_drop_msgs(struct ms_folder *f)
 int
 ms_folder_reserve(struct ms_folder *f, size_t want)
 {
-	if (want <= f->cap && f->map == NULL)
-		return 0;
+	if (want <= f->cap)
+		return 0;   /* on the heap, or in the room after a mapped index */
 	if (want > SIZE_MAX / sizeof *f->m)
 		return -1;
 	struct ms_msg *m;
@@ -277,7 +280,7 @@ ms_folder_current(struct ms_folder *f)
 		return f->fd < 0 && !f->known_valid && errno == ENOENT &&
 		       shared_gen(f->sh) == f->gen;
 	return f->fd >= 0 && f->known_valid && same_stat(&sb, &f->known) &&
-	       shared_gen(f->sh) == f->gen;
+	       shared_gen(f->sh) == f->gen && !ms_flog_changed(f);
 }
 
 int
@@ -405,6 +408,7 @@ ms_folder_lock(struct ms_folder *f, struct mbox_lock *lk, int create, struct pt_
 				lk->fd = -1;
 				return -1;
 			}
+			f->locked = 1;
 			return 0;
 		}
 		mbox_unlock(lk, f->set);
@@ -420,6 +424,7 @@ ms_folder_unlock(struct ms_folder *f, struct mbox_lock *lk)
 	if (lk->fd >= 0)
 		mbox_unlock(lk, f->set);
 	lk->fd = -1;
+	f->locked = 0;
 }
 
 /* ---- parsing ---- */
@@ -498,13 +503,15 @@ on_message(void *arg, const struct mbox_msg *mm)
 	r->blk_len = h->blk_len;
 	r->meta_len = h->meta_len;
 	r->clen_len = h->clen_len;
-	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0);
+	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0) |
+	           ((h->flags & PT_F_SYSTEM) << MS_DISK_SHIFT);
 	r->info.flags = h->flags;
 	for (size_t i = 0; i < h->nkw; i++) {
 		int k = ms_folder_keyword(f, h->kw[i], 1);
 		if (k >= 0)
 			r->info.keywords |= 1ull << k;
 	}
+	r->disk_kw = r->info.keywords;
 	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL, h->rd);
 	r->info.internal_date = ms_from_date(text, mm->from_len, &r->info.tz_minutes);
 	uint32_t prev = f->n ? f->m[f->n - 1].info.uid : 0;
@@ -638,11 +645,24 @@ modseq_assign(struct ms_folder *f, size_t from, const struct ms_seen *was, size_
 			fresh = ms_folder_next_modseq(f);
 		m->modseq = fresh;
 	}
-	/* Messages gone (another program expunged) are a change too. */
-	if (fresh == 0 && nwas != f->n - from)
+	/* Messages gone (another program expunged) are a change too, and
+	 * QRESYNC's VANISHED names them. */
+	uint32_t *gone = NULL;
+	size_t ngone = 0;
+	for (size_t k = 0; k < nwas; k++)
+		if (ms_folder_find(f, was[k].uid) == (size_t)-1) {
+			if (gone == NULL && (gone = malloc((nwas - k) * sizeof *gone)) == NULL)
+				break;
+			gone[ngone++] = was[k].uid;
+		}
+	if (fresh == 0 && (ngone || nwas != f->n - from))
 		fresh = ms_folder_next_modseq(f);
 	if (f->highest_modseq == 0)
 		ms_folder_next_modseq(f);
+	if (gone == NULL && nwas && nwas > f->n - from)
+		f->van_floor = f->highest_modseq;  /* not kept (memory): from here on */
+	ms_vanished_add(f, gone, ngone, fresh);
+	free(gone);
 }
 
 /* Does a message start at off (the file only grew since)? */
@@ -679,6 +699,8 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 			f->n = 0;
 			if (f->highest_modseq == 0)
 				ms_folder_next_modseq(f);
+			if (f->van_floor == 0)
+				f->van_floor = f->highest_modseq;
 			ms_index_save(f);
 		}
 		return 0;
@@ -688,13 +710,50 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		pt_status_set(st, 451, "", "Cannot stat mailbox: %s", strerror(errno));
 		return -1;
 	}
-	if (f->known_valid && same_stat(&sb, &f->known) && gen == f->gen)
+	if (f->known_valid && same_stat(&sb, &f->known) && gen == f->gen) {
+		/* The mbox as known; flag changes may have come in the log. */
+		if (ms_flog_changed(f)) {
+			*changed = 1;
+			ms_flog_replay(f, 1, f->locked);
+		}
 		return 0;
+	}
 	*changed = 1;
+	f->dirty_hint = 1;
+	f->not_old_hint = 1;
+	/* An appender through the store logged its records: take them from
+	 * the append log (the exact records and mod-sequences it made), as
+	 * far as it reaches. Batches chain by mbox state, record count and
+	 * UIDNEXT, so this holds also when another open of this process
+	 * wrote (the generation moved). */
+	if (f->known_valid && f->tail_valid && same_stat(&f->tail_end, &f->known) &&
+	    sb.st_ino == f->known.st_ino && sb.st_dev == f->known.st_dev &&
+	    sb.st_size > f->known.st_size) {
+		struct stat end = f->known;
+		if (ms_tail_apply(f, &end, 1) > 0) {
+			f->known = end;
+			if (same_stat(&end, &sb)) {
+				f->gen = gen;
+				ms_flog_replay(f, 1, f->locked);
+				return 0;
+			}
+			if (sb.st_size <= f->known.st_size || !from_line_at(f->fd, f->known.st_size)) {
+				/* Cannot happen for a chain of appends; read it all. */
+				f->known_valid = 0;
+				return ms_folder_load(f, changed, st);
+			}
+		}
+	}
 	int64_t tail = -1;
+	/* Only grown since this open looked, and no writer of this store
+	 * since: the index still describes the file as this open knows it
+	 * (a writer saves it). Else another process may have rewritten the
+	 * known part in place ('O' of a message it took as \Recent, flags)
+	 * before the growth: the list is not this open's to keep. */
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
-	    from_line_at(f->fd, f->known.st_size)) {
+	    from_line_at(f->fd, f->known.st_size) &&
+	    (ms_index_matches(f, &f->known) || ms_index_matches(f, &sb))) {
 		/* Another open that wrote or read the new mail saved an index
 		 * of exactly this file: mapping it shares its pages with that
 		 * open instead of growing a private copy of the list. */
@@ -703,6 +762,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		if (rc == 1) {
 			f->known = sb;
 			f->gen = gen;
+			ms_flog_replay(f, 0, f->locked);
 			return 0;
 		}
 		tail = rc == 0 ? f->known.st_size : -1;
@@ -716,6 +776,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 			f->known = sb;
 			f->known_valid = 1;
 			f->gen = gen;
+			ms_flog_replay(f, 0, f->locked);
 			return 0;
 		}
 		if (rc == 2 && isb.st_ino == sb.st_ino && isb.st_dev == sb.st_dev &&
@@ -747,10 +808,24 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 		f->n = 0;
 		return -1;
 	}
-	if (f->uidvalidity != validity_was)
+	/* New records: whatever the index said of the rest no longer
+	 * covers them. */
+	f->dirty_hint = 1;
+	f->not_old_hint = 1;
+	if (f->uidvalidity != validity_was && validity_was != 0) {
+		/* Another folder now: its expunges are not the old one's. */
 		nwas = 0;
+		free(f->van);
+		f->van = NULL;
+		f->nvan = 0;
+		f->van_floor = 0;
+	}
 	modseq_assign(f, from, was, nwas);
 	free(was);
+	/* No expunge known before this (a folder first seen, or its index
+	 * lost): VANISHED is exact from here on. */
+	if (f->van_floor == 0)
+		f->van_floor = f->highest_modseq;
 	/* A first parse leaves its growth slack behind: give it back. */
 	if (tail == 0 && f->map == NULL && f->n && f->cap > f->n) {
 		struct ms_msg *m = realloc(f->m, f->n * sizeof *m);
@@ -766,6 +841,9 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	f->known = sb;
 	f->known_valid = 1;
 	f->gen = gen;
+	/* Pending flag changes over what the mbox says (all of the log: the
+	 * list was read anew, at least in part). */
+	ms_flog_replay(f, 0, f->locked);
 	int dirty = 0;
 	for (size_t i = 0; i < f->n; i++)
 		if (f->m[i].state & MS_DIRTY)
@@ -831,8 +909,10 @@ write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
 		goto out;
 	}
 	rc = pt_pwrite_all(f->fd, out.p, out.len, r->blk_off) == 0 ? 1 : -1;
-	if (rc == 1)
+	if (rc == 1) {
 		r->state = (r->state & ~(MS_DIRTY | MS_HAS_BASE)) | (base ? MS_HAS_BASE : 0);
+		ms_msg_disk_set(f, r);
+	}
 out:
 	free(old);
 	pt_strbuf_free(&clen);
@@ -857,9 +937,21 @@ write_recovery(struct ms_folder *f, int64_t off, int64_t len, int64_t new_len, s
 	char head[128];
 	int hl = snprintf(head, sizeof head, "PTRECOVER1 %lld %lld %lld %llu\n", (long long)off,
 	                  (long long)len, (long long)new_len, (unsigned long long)f->known.st_ino);
-	char *buf = malloc(CHUNK);
-	int rc = buf && pt_pwrite_all(fd, head, (size_t)hl, 0) == 0 ? 0 : -1;
-	for (int64_t done = 0; rc == 0 && done < len;) {
+	int rc = pt_pwrite_all(fd, head, (size_t)hl, 0) == 0 ? 0 : -1;
+	/* In the kernel (no copy through this process) where it can; the
+	 * plain way for what it leaves. */
+	int64_t done = 0;
+	while (rc == 0 && done < len) {
+		off_t in = (off_t)(off + done), out = (off_t)(hl + done);
+		ssize_t k = copy_file_range(f->fd, &in, fd, &out, (size_t)(len - done), 0);
+		if (k <= 0)
+			break;
+		done += k;
+	}
+	char *buf = rc == 0 && done < len ? malloc(CHUNK) : NULL;
+	if (rc == 0 && done < len && buf == NULL)
+		rc = -1;
+	while (rc == 0 && done < len) {
 		size_t n = (size_t)(len - done) < CHUNK ? (size_t)(len - done) : CHUNK;
 		if (pread_all(f->fd, buf, n, off + done) != 0 ||
 		    pt_pwrite_all(fd, buf, n, hl + done) != 0)
@@ -975,6 +1067,75 @@ block_natural_len(const struct ms_folder *f, const struct ms_msg *r, int base)
 	return n < 0 ? -1 : n + (int64_t)r->clen_len;
 }
 
+/* The rewrite's I/O in big pieces (a first write of a big folder moves
+ * every message: two syscalls per message were a third of its time):
+ * sequential reads of the recovery copy through a window, sequential
+ * writes of the mbox through a buffer. */
+#define RW_BUF (1024 * 1024)
+
+struct rd_window {
+	int fd;
+	int64_t skip;                  /* the copy's header length */
+	int64_t base;                  /* offset (after skip) of p[0] */
+	size_t len, cap;
+	char *p;
+};
+
+/* [rel, rel+n) of the copy, or NULL (errno set). */
+static const char *
+rd_get(struct rd_window *w, int64_t rel, size_t n)
+{
+	if (rel >= w->base && rel + (int64_t)n <= w->base + (int64_t)w->len)
+		return w->p + (rel - w->base);
+	size_t want = n > RW_BUF * 4 ? n : RW_BUF * 4;
+	if (want > w->cap) {
+		char *q = realloc(w->p, want);
+		if (q == NULL)
+			return NULL;
+		w->p = q;
+		w->cap = want;
+	}
+	ssize_t got = pt_pread_full(w->fd, w->p, want, (off_t)(w->skip + rel));
+	if (got < 0 || (size_t)got < n) {
+		if (got >= 0)
+			errno = EIO;
+		w->len = 0;
+		return NULL;
+	}
+	w->base = rel;
+	w->len = (size_t)got;
+	return w->p;
+}
+
+struct wr_buffer {
+	int fd;
+	int64_t at;                    /* file offset of p[0] */
+	struct pt_strbuf b;
+};
+
+static int
+wr_flush(struct wr_buffer *w)
+{
+	if (w->b.len == 0)
+		return 0;
+	if (pt_pwrite_all(w->fd, w->b.p, w->b.len, w->at) != 0)
+		return -1;
+	w->at += (int64_t)w->b.len;
+	w->b.len = 0;
+	return 0;
+}
+
+static int
+wr_put(struct wr_buffer *w, const char *p, size_t n)
+{
+	if (w->b.len + n > RW_BUF && wr_flush(w) != 0)
+		return -1;
+	if (n > RW_BUF)
+		return pt_pwrite_all(w->fd, p, n, w->at) == 0 ? (w->at += (int64_t)n, 0) : -1;
+	pt_strbuf_put(&w->b, p, n);
+	return w->b.oom ? -1 : 0;
+}
+
 /* Rewrite from message s to the end of the file. */
 static int
 rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
@@ -1000,7 +1161,9 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		pt_status_set(st, 451, "", "Cannot write mailbox recovery copy: %s", strerror(errno));
 		return -1;
 	}
-	struct pt_strbuf in = { 0 }, out = { 0 }, clen = { 0 };
+	struct pt_strbuf out = { 0 }, clen = { 0 };
+	struct rd_window rw = { .fd = rfd, .skip = (int64_t)hl };
+	struct wr_buffer wb = { .fd = f->fd, .at = off0 };
 	int64_t pos = off0;
 	size_t w = s;
 	int rc = 0;
@@ -1020,7 +1183,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			continue;
 		}
 		if (prev_gone && have_prev && !(last2[0] == '\n' && last2[1] == '\n')) {
-			if (pt_pwrite_all(f->fd, "\n", 1, pos) != 0) {
+			if (wr_put(&wb, "\n", 1) != 0) {
 				rc = -1;
 				break;
 			}
@@ -1029,12 +1192,8 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		prev_gone = 0;
 		have_prev = 1;
 		int dirty = (r.state & MS_DIRTY) != 0;
-		in.len = 0;
-		if (pt_strbuf_reserve(&in, (size_t)span) != 0) {
-			rc = -1;
-			break;
-		}
-		if (pread_all(rfd, in.p, (size_t)span, (int64_t)hl + (r.from_off - off0)) != 0) {
+		const char *src = rd_get(&rw, r.from_off - off0, (size_t)span);
+		if (src == NULL) {
 			rc = -1;
 			break;
 		}
@@ -1046,7 +1205,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			size_t body_rel = (size_t)(r.body_off - r.from_off);
 			/* From_ line, kept fields, block, then the rest as is. */
 			struct pt_strbuf fields = { 0 }, blk = { 0 };
-			size_t fend = ms_header_strip(in.p + hdr_rel, body_rel - hdr_rel, &fields, &clen);
+			size_t fend = ms_header_strip(src + hdr_rel, body_rel - hdr_rel, &fields, &clen);
 			struct ms_block k;
 			block_of(f, &r, i == live0, &k);
 			k.clen = clen.p;
@@ -1054,7 +1213,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			long bl = fend == (size_t)-1 ? -1 : ms_block_render(&k, 0, &blk);
 			/* A damaged end (From_ line or last header line without
 			 * LF) must not have the block glued to it. */
-			int from_lf = hdr_rel > 0 && in.p[hdr_rel - 1] == '\n';
+			int from_lf = hdr_rel > 0 && src[hdr_rel - 1] == '\n';
 			int fields_lf = fields.len == 0 || fields.p[fields.len - 1] == '\n';
 			size_t rest = bl < 0 ? 0 : hdr_rel + fend;
 			int64_t blk_at = 0;
@@ -1065,7 +1224,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 				rc = -1;
 				break;
 			}
-			pt_strbuf_put(&out, in.p, hdr_rel);
+			pt_strbuf_put(&out, src, hdr_rel);
 			if (!from_lf)
 				pt_strbuf_put(&out, "\n", 1);
 			if (fields_lf) {
@@ -1077,7 +1236,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 				pt_strbuf_put(&out, blk.p, blk.len);
 				pt_strbuf_put(&out, fields.p, fields.len);
 			}
-			pt_strbuf_put(&out, in.p + rest, (size_t)span - rest);
+			pt_strbuf_put(&out, src + rest, (size_t)span - rest);
 			pt_strbuf_free(&fields);
 			pt_strbuf_free(&blk);
 			if (out.oom) {
@@ -1093,10 +1252,14 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.meta_len = (uint32_t)bl;
 			r.body_off = pos + (r.body_off - (pos - delta)) + grow;
 			r.end = pos + end_rel;
-			r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
-			                           (r.state & MS_RD) != 0);
+			/* Only storage headers changed: the wire form is the same,
+			 * unless a missing LF was put in. */
+			if (!from_lf || !fields_lf)
+				r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
+				                           (r.state & MS_RD) != 0);
 			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
-			rc = pt_pwrite_all(f->fd, out.p, out.len, pos);
+			ms_msg_disk_set(f, &r);
+			rc = wr_put(&wb, out.p, out.len);
 			pos += (int64_t)out.len;
 		} else {
 			r.from_off += delta;
@@ -1105,16 +1268,19 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			r.end += delta;
 			if (r.blk_len)
 				r.blk_off += delta;
-			rc = pt_pwrite_all(f->fd, in.p, (size_t)span, pos);
+			rc = wr_put(&wb, src, (size_t)span);
 			pos += span;
 		}
 		if (dirty && out.len >= 2)
 			memcpy(last2, out.p + out.len - 2, 2);
 		else if (!dirty && span >= 2)
-			memcpy(last2, in.p + span - 2, 2);
+			memcpy(last2, src + span - 2, 2);
 		f->m[w++] = r;
 	}
-	pt_strbuf_free(&in);
+	if (rc == 0)
+		rc = wr_flush(&wb);
+	pt_strbuf_free(&wb.b);
+	free(rw.p);
 	pt_strbuf_free(&out);
 	pt_strbuf_free(&clen);
 	if (rc == 0 && (ftruncate(f->fd, (off_t)pos) != 0 || fdatasync(f->fd) != 0))
@@ -1146,6 +1312,11 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 {
 	if (f->fd < 0)
 		return 0;
+	f->dirty_hint = 1;             /* until all is written */
+	/* Pending flag changes go into the mbox with everything else. */
+	for (size_t i = 0; i < f->n; i++)
+		if ((f->m[i].state & (MS_LAZY | MS_DIRTY)) == MS_LAZY)
+			f->m[i].state |= MS_DIRTY;
 	size_t live0 = first_live(f);
 	if (live0 < f->n && (!f->base_ok || live0 != 0 || !(f->m[live0].state & MS_HAS_BASE)))
 		f->m[live0].state |= MS_DIRTY;
@@ -1197,6 +1368,9 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 	f->nkw_written = f->nkw;
 	if (fstat(f->fd, &f->known) == 0)
 		f->known_valid = 1;
+	/* The mbox (synced) holds every change now. */
+	ms_flog_drop(f);
+	f->dirty_hint = 0;
 	ms_shared_bump(f);
 	ms_index_save(f);
 	return 0;
@@ -1298,4 +1472,69 @@ ms_dir_open(const char *root, const char *rel, int create, const char **leaf,
 	}
 	*leaf = p;
 	return fd;
+}
+
+/* ---- append fast path (see ms_tail_append) ---- */
+
+int
+ms_folder_write_base(struct ms_folder *f, struct pt_status *st)
+{
+	/* Only when nothing else waits to be written (no expunge, no
+	 * message needing a UID): then the first record is the first live
+	 * message and its block is all there is to write. Pending flag
+	 * changes stay in the flag log. */
+	if (f->fd < 0 || !f->writable || !f->known_valid || f->dirty_hint || f->n == 0 ||
+	    (f->m[0].state & (MS_DIRTY | MS_EXPUNGE)))
+		return 0;
+	int rc = write_in_place(f, &f->m[0], 1);
+	if (rc == 0)
+		return 0;
+	/* No sync of its own: the append's fdatasync covers both. Should a
+	 * crash keep the messages but lose this line, their X-UIDs are above
+	 * the old last UID and get renumbered from it, in order -- the same
+	 * numbers, none of them acknowledged yet. */
+	if (rc < 0) {
+		pt_status_set(st, 451, "", "Cannot write mailbox: %s", strerror(errno));
+		f->known_valid = 0;
+		return -1;
+	}
+	f->base_ok = 1;
+	f->nkw_written = f->nkw;
+	if (fstat(f->fd, &f->known) != 0) {
+		f->known_valid = 0;
+		return -1;
+	}
+	ms_shared_bump(f);
+	return 1;
+}
+
+int
+ms_folder_load_tail(struct ms_folder *f, struct pt_status *st)
+{
+	struct stat sb;
+	if (f->fd < 0 || !f->known_valid || fstat(f->fd, &sb) != 0 || sb.st_ino != f->known.st_ino ||
+	    sb.st_dev != f->known.st_dev || sb.st_size <= f->known.st_size ||
+	    !from_line_at(f->fd, f->known.st_size))
+		return -1;
+	size_t from = f->n;
+	if (parse_range(f, f->known.st_size, sb.st_size, st) != 0) {
+		f->n = from;
+		return -1;
+	}
+	modseq_assign(f, from, NULL, 0);
+	if (f->van_floor == 0)
+		f->van_floor = f->highest_modseq;
+	int dirty = 0;
+	for (size_t i = from; i < f->n; i++) {
+		if (f->m[i].state & (MS_DIRTY | MS_EXPUNGE))
+			dirty = 1;
+		if (!(f->m[i].state & MS_OLD))
+			f->not_old_hint++;
+	}
+	if (dirty)
+		f->dirty_hint = 1;
+	f->known = sb;
+	f->known_valid = 1;
+	f->gen = shared_gen(f->sh);
+	return dirty;
 }

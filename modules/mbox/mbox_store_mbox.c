@@ -2,8 +2,19 @@
  * sync (with \Recent taken by read-write opens), reading messages in wire
  * form, flag changes, expunge, and appending new messages with UIDs.
  * Read-only opens (EXAMINE, STATUS) never take \Recent or change flags,
- * but do write missing X-UID/X-IMAPbase so the UIDs they report stay. */
+ * but do write missing X-UID/X-IMAPbase so the UIDs they report stay.
+ *
+ * Flag changes are lazy (as Dovecot's mbox_lazy_writes): they go to the
+ * flag log beside the index at once (fdatasync'd with mbox_flag_fsync;
+ * every open of the folder, POP3's too, sees them from there) and into the mbox's Status/
+ * X-Status/X-Keywords headers at the next write of the file: EXPUNGE,
+ * an append through the store, the close of a read-write open (CLOSE,
+ * SELECT of another folder, LOGOUT, POP3 QUIT), or when the log grows
+ * past its bound. Programs that read the mbox file itself (mail(1),
+ * mutt) see a change once the session that made it has closed the
+ * folder, as with Dovecot. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +24,7 @@
 
 #include "mbox_store.h"
 #include "postern/fdio.h"
+#include "postern/log.h"
 
 /* info() hands out copies: callers may hold a few at once (one message's
  * info across a read of another), none across a sync. */
@@ -63,11 +75,36 @@ ms_mbox_open(struct pt_mstore *ms, const char *name, int readonly, struct pt_sta
 	return mb;
 }
 
+/* Write pending flag changes into the mbox (see the top): at the close
+ * of a read-write open. Failures leave them in the log. */
+static void
+flush_lazy(struct pt_mbox *mb)
+{
+	struct ms_folder *f = &mb->f;
+	/* No log, no pending change (a write removes both together). */
+	if (mb->readonly || f->fd < 0 || !f->writable || (f->log_valid && f->log_known.st_ino == 0))
+		return;
+	size_t i;
+	struct mbox_lock lk;
+	struct pt_status st;
+	int ch;
+	if (ms_folder_lock(f, &lk, 0, &st) != 0)
+		return;
+	if (ms_folder_load(f, &ch, &st) == 0) {
+		for (i = 0; i < f->n && !(f->m[i].state & MS_LAZY);)
+			i++;
+		if (i < f->n && ms_folder_write(f, &st) != 0)
+			pt_warn("mailbox %s: flag changes stay in the log: %s", f->path, st.text);
+	}
+	ms_folder_unlock(f, &lk);
+}
+
 void
 ms_mbox_close(struct pt_mbox *mb)
 {
 	if (mb == NULL)
 		return;
+	flush_lazy(mb);
 	ms_cache_close(mb);
 	ms_folder_free(&mb->f);
 	free(mb->snap);
@@ -155,13 +192,20 @@ snap_settle(struct pt_mbox *mb, int had_snap, int keep)
 	mb->snap = NULL;
 }
 
+/* Anything to write? A scan of a big list touches every record's cache
+ * line: dirty_hint skips it while nothing can have made one dirty. */
 static int
-any_dirty(const struct ms_folder *f)
+any_dirty(struct ms_folder *f)
 {
+	if (!f->base_ok && f->n > 0)
+		return 1;
+	if (!f->dirty_hint)
+		return 0;
 	for (size_t i = 0; i < f->n; i++)
 		if (f->m[i].state & (MS_DIRTY | MS_EXPUNGE))
 			return 1;
-	return !f->base_ok && f->n > 0;
+	f->dirty_hint = 0;
+	return 0;
 }
 
 /* Lock, bring the file state up to date and store missing metadata
@@ -173,6 +217,11 @@ lock_and_load(struct pt_mbox *mb, struct mbox_lock *lk, int *changed, struct pt_
 	struct ms_folder *f = &mb->f;
 	if (ms_folder_lock(f, lk, 0, st) != 0)
 		return -1;
+	/* Only a list about to be reloaded needs its copy (snap_take). */
+	if (mb->snap_on_change && !ms_folder_current(f) && snap_take(mb, st) != 0) {
+		ms_folder_unlock(f, lk);
+		return -1;
+	}
 	if (ms_folder_load(f, changed, st) != 0) {
 		ms_folder_unlock(f, lk);
 		return -1;
@@ -211,7 +260,7 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	uint32_t *taken = NULL;
 	size_t ntaken = 0;
 	int by_state = mb->readonly || !f->writable;
-	if (!by_state) {
+	if (!by_state && f->not_old_hint) {
 		for (size_t i = 0; i < f->n; i++)
 			if (!(f->m[i].state & MS_OLD))
 				ntaken++;
@@ -221,14 +270,17 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 			return -1;
 		}
 		ntaken = 0;
-		for (size_t i = 0; i < f->n; i++)
+		for (size_t i = 0; taken && i < f->n; i++)
 			if (!(f->m[i].state & MS_OLD)) {
 				f->m[i].state |= MS_OLD | MS_DIRTY;
+				f->dirty_hint = 1;
 				taken[ntaken++] = f->m[i].info.uid;
 			}
 	}
 	int rc = write_if_needed(f, st);
 	ms_folder_unlock(f, &lk);
+	if (rc == 0 && !by_state)
+		f->not_old_hint = 0;   /* every message is 'O' now */
 	if (rc != 0) {
 		/* Nothing was taken: the next sync tries again. */
 		for (size_t i = 0; i < f->n; i++)
@@ -241,16 +293,10 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	 * of the messages still there (both lists ascending). */
 	uint32_t *rec = NULL;
 	size_t nrec = 0;
-	if (!by_state && mb->recent_by_state && mb->snap) {
-		/* The file became writable: \Recent as last shown is held. */
-		free(mb->recent);
-		mb->recent = malloc(mb->nview * sizeof *mb->recent);
-		mb->nrecent = 0;
-		for (size_t i = 0; mb->recent && i < mb->nview; i++)
-			if (mb->snap[i].flags & PT_F_RECENT)
-				mb->recent[mb->nrecent++] = mb->snap[i].uid;
-		mb->recent_by_state = 0;
-	}
+	/* An open that showed \Recent by state (the file was not writable
+	 * for it) took none of it: now writable, it holds only what it took
+	 * under this lock; what another open took meanwhile loses \Recent
+	 * here (the diff below reports it). */
 	if (!by_state) {
 		size_t most = ntaken + (mb->recent_by_state ? 0 : mb->nrecent);
 		if (most && (rec = malloc(most * sizeof *rec)) == NULL) {
@@ -295,6 +341,12 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	mb->stale = 0;
 	*changed = diff;
 	return 0;
+}
+
+int
+ms_mbox_uptodate(struct pt_mbox *mb)
+{
+	return mb->synced && !mb->stale && ms_folder_current(&mb->f);
 }
 
 size_t
@@ -423,6 +475,45 @@ ms_mbox_release(struct pt_mbox *mb, struct pt_msg_text *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* A flag change that only appends to the flag log does not write the
+ * mbox: while the file is exactly as this open knows it (nothing to
+ * reload), an OFD lock on the mbox is enough. Every writer of this store
+ * (and every fcntl-locking program) holds that lock too, so none runs
+ * in between; a program that only dotlocks may rewrite the file at the
+ * same time, which the log's records are made for (the mbox state they
+ * were made on no longer matches where that program changed a message).
+ * It spares the dotlock's file operations in the spool directory. 1 the
+ * lock is held, 0 take the full lock. */
+static int
+fast_lock(struct pt_mbox *mb)
+{
+	struct ms_folder *f = &mb->f;
+	if (!mb->synced || mb->stale || f->fd < 0 || !f->writable || !f->base_ok || f->locked ||
+	    !f->log_valid || any_dirty(f))
+		return 0;
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(f->fd, F_OFD_SETLK, &fl) != 0)
+		return 0;
+	if (ms_folder_current(f))
+		return 1;
+	fl.l_type = F_UNLCK;
+	fcntl(f->fd, F_OFD_SETLK, &fl);
+	return 0;
+}
+
+static void
+fast_unlock(struct ms_folder *f)
+{
+	struct flock fl;
+	memset(&fl, 0, sizeof fl);
+	fl.l_type = F_UNLCK;
+	fl.l_whence = SEEK_SET;
+	fcntl(f->fd, F_OFD_SETLK, &fl);
+}
+
 /* Flag writes, absolute (u) or relative (c), one lock for all: the file
  * state is reloaded under that lock first, so relative changes apply to
  * what is really there now. */
@@ -436,18 +527,31 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		return -1;
 	}
 	int had = mb->snap != NULL;
-	if (snap_take(mb, st) != 0)
-		return -1;
-	struct mbox_lock lk;
+	struct mbox_lock lk = { .fd = -1 };
 	int ch;
-	if (lock_and_load(mb, &lk, &ch, st) != 0)
-		return -1;
+	int fast = fast_lock(mb);
+	if (!fast) {
+		mb->snap_on_change = 1;
+		int lr = lock_and_load(mb, &lk, &ch, st);
+		mb->snap_on_change = 0;
+		if (lr != 0)
+			return -1;
+	}
 	uint64_t kwmask = f->nkw >= 64 ? ~0ull : (1ull << f->nkw) - 1;
 	uint64_t modseq = 0;           /* one for the whole change */
+	/* Lazy (the flag log) unless the file is written now anyway. */
+	int lazy = f->fd >= 0 && f->writable && !any_dirty(f);
+	size_t *logged = lazy && n ? malloc(n * sizeof *logged) : NULL;
+	size_t nlogged = 0;
+	if (logged == NULL)
+		lazy = 0;
+	size_t next = 0;               /* changes come mostly in UID order */
 	for (size_t k = 0; k < n; k++) {
-		size_t i = ms_folder_find(f, u ? u[k].uid : c[k].uid);
+		uint32_t want = u ? u[k].uid : c[k].uid;
+		size_t i = next < f->n && f->m[next].info.uid == want ? next : ms_folder_find(f, want);
 		if (i == (size_t)-1)
 			continue;
+		next = i + 1;
 		struct ms_msg *r = &f->m[i];
 		uint32_t fl;
 		uint64_t kw;
@@ -465,14 +569,51 @@ apply_flags(struct pt_mbox *mb, const struct pt_flag_update *u, const struct pt_
 		if (r->info.flags != fl || r->info.keywords != kw) {
 			r->info.flags = fl;
 			r->info.keywords = kw;
-			r->state |= MS_DIRTY;
 			if (modseq == 0)
 				modseq = ms_folder_next_modseq(f);
 			r->info.modseq = modseq;
+			uint32_t disk = (r->state & MS_DISK_MASK) >> MS_DISK_SHIFT;
+			if (fl != disk || kw != r->disk_kw)
+				r->state |= MS_LAZY;
+			else
+				r->state &= ~MS_LAZY;   /* back to what the mbox says */
+			if (lazy) {
+				logged[nlogged++] = i;
+			} else {
+				r->state |= MS_DIRTY;
+				f->dirty_hint = 1;
+			}
 		}
 	}
-	int rc = write_if_needed(f, st);
-	ms_folder_unlock(f, &lk);
+	int rc = 0;
+	if (lazy && nlogged) {
+		int lr = ms_flog_append(f, logged, nlogged);
+		if (lr != 0) {
+			/* No log (or too big a one): into the mbox now. */
+			for (size_t k = 0; k < nlogged; k++)
+				f->m[logged[k]].state |= MS_DIRTY;
+			f->dirty_hint = 1;
+			if (lr < 0)
+				pt_warn("mailbox %s: flag log unusable, writing the mbox", f->path);
+		}
+		/* No ms_shared_bump: the log's new size tells every open, here
+		 * too, which then replays only the new records. */
+	}
+	free(logged);
+	if (fast && any_dirty(f)) {
+		/* The mbox is to be written after all: the full lock (the OFD
+		 * lock is the same one, kept), and the file as it is now. */
+		mb->snap_on_change = 1;
+		rc = lock_and_load(mb, &lk, &ch, st);
+		mb->snap_on_change = 0;
+		fast = rc != 0;
+	}
+	if (rc == 0)
+		rc = write_if_needed(f, st);
+	if (fast)
+		fast_unlock(f);
+	else
+		ms_folder_unlock(f, &lk);
 	/* Unchanged file: f->m, now with these flags, is the list again. */
 	snap_settle(mb, had, rc != 0);
 	if (rc != 0)
@@ -526,18 +667,31 @@ ms_mbox_expunge(struct pt_mbox *mb, const uint32_t *uids, size_t n, struct pt_st
 	int ch;
 	if (lock_and_load(mb, &lk, &ch, st) != 0)
 		return -1;
-	int any = 0;
+	size_t any = 0;
 	for (size_t k = 0; k < n; k++) {
 		size_t i = ms_folder_find(f, uids[k]);
-		if (i != (size_t)-1) {
+		if (i != (size_t)-1 && !(f->m[i].state & MS_EXPUNGE)) {
 			f->m[i].state |= MS_EXPUNGE;
-			any = 1;
+			f->dirty_hint = 1;
+			any++;
 		}
 	}
-	/* An expunge is a change: HIGHESTMODSEQ moves (saved with the
-	 * index the write leaves). */
-	if (any)
-		ms_folder_next_modseq(f);
+	/* An expunge is a change: HIGHESTMODSEQ moves, and the UIDs go to
+	 * the expunge list with it (both saved with the index the write
+	 * leaves). */
+	if (any) {
+		uint64_t ms = ms_folder_next_modseq(f);
+		uint32_t *gone = malloc(any * sizeof *gone);
+		size_t k = 0;
+		for (size_t i = 0; gone && i < f->n && k < any; i++)
+			if (f->m[i].state & MS_EXPUNGE)
+				gone[k++] = f->m[i].info.uid;
+		if (gone)
+			ms_vanished_add(f, gone, k, ms);
+		else
+			f->van_floor = ms;     /* not kept: complete from here on */
+		free(gone);
+	}
 	mb->stale = 1;
 	int rc = write_if_needed(f, st);
 	if (rc != 0)
@@ -559,6 +713,12 @@ const char *
 ms_mbox_index_dir(const struct pt_mbox *mb)
 {
 	return mb->f.idxdir;
+}
+
+int
+ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n)
+{
+	return ms_vanished_since(&mb->f, modseq, ranges, n);
 }
 
 uint64_t
@@ -635,12 +795,27 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 		return -1;
 	}
 	uint32_t first = f->uidnext;
+	/* The list as the index (and its append log) may describe it: the
+	 * new records then go to the append log instead of a new index. */
+	struct stat pre = f->known;
+	size_t pre_n = f->n;
+	int fast = f->known_valid;
+	struct ms_msg m0;
+	memset(&m0, 0, sizeof m0);
+	if (pre_n)
+		m0 = f->m[0];
 	f->uidnext += (uint32_t)n;
 	f->base_ok = 0;
 	int has_live = f->n > 0;
 	/* The first message's X-IMAPbase learns the new last UID before the
-	 * messages land: a crash in between wastes UIDs, never reuses them. */
-	if (has_live && ms_folder_write(f, st) != 0) {
+	 * messages land: a crash in between wastes UIDs, never reuses them.
+	 * In place when that is all there is to write (the usual case). */
+	int wb = has_live ? ms_folder_write_base(f, st) : 1;
+	if (wb == 0) {
+		fast = 0;
+		wb = ms_folder_write(f, st) == 0 ? 1 : -1;
+	}
+	if (wb < 0) {
 		free(kw);
 		return -1;
 	}
@@ -686,9 +861,21 @@ ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_appe
 	int ch;
 	/* The messages are safe; a failed re-read only delays the list. */
 	struct pt_status ignore;
-	ms_folder_load(f, &ch, &ignore);
+	int lt = fast ? ms_folder_load_tail(f, &ignore) : -1;
+	if (lt < 0)
+		ms_folder_load(f, &ch, &ignore);
 	rc = 0;
 	ms_shared_bump(f);
+	if (lt == 0) {
+		/* The first record changed when its block was written. */
+		size_t at = 0;
+		int t = ms_tail_append(f, &pre, pre_n, first, &at,
+		                       pre_n && memcmp(&m0, &f->m[0], sizeof m0) != 0);
+		if (t == 0)
+			goto out;
+	}
+	/* As before the log: a full save (which, under the lock, also
+	 * removes the log it now holds). */
 	ms_index_save(f);
 	goto out;
 nomem:

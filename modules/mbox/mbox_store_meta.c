@@ -314,6 +314,54 @@ month_of(const char *w)
 	return -1;
 }
 
+/* sscanf's "%d" without sscanf (a mailbox has one date per message):
+ * blanks, an optional sign, then digits. */
+static const char *
+scan_int(const char *q, int *out)
+{
+	while (*q == ' ' || *q == '\t')
+		q++;
+	int neg = *q == '-';
+	if (*q == '+' || *q == '-')
+		q++;
+	if (!isdigit((unsigned char)*q))
+		return NULL;
+	long v = 0;
+	while (isdigit((unsigned char)*q)) {
+		if (v < 100000000)
+			v = v * 10 + (*q - '0');
+		q++;
+	}
+	*out = (int)(neg ? -v : v);
+	return q;
+}
+
+/* mktime for local time without its tzset per call (a stat of
+ * /etc/localtime each time, 100k times for a big folder's first read):
+ * UTC first, then the zone's offset at that instant (again when a DST
+ * change lies in between). */
+static time_t
+local_mktime(struct tm *tm, int *tz)
+{
+	time_t tg = timegm(tm);
+	if (tg == (time_t)-1)
+		return (time_t)-1;
+	struct tm lt;
+	if (localtime_r(&tg, &lt) == NULL)
+		return (time_t)-1;
+	long off = lt.tm_gmtoff;
+	time_t t = tg - off;
+	if (localtime_r(&t, &lt) == NULL)
+		return (time_t)-1;
+	if (lt.tm_gmtoff != off) {
+		t = tg - lt.tm_gmtoff;
+		if (localtime_r(&t, &lt) == NULL)
+			return (time_t)-1;
+	}
+	*tz = (int)(lt.tm_gmtoff / 60);
+	return t;
+}
+
 time_t
 ms_from_date(const char *line, size_t len, int *tz)
 {
@@ -331,13 +379,21 @@ ms_from_date(const char *line, size_t len, int *tz)
 		int mon = month_of(buf + i + 4);
 		if (mon < 0 || i + 8 > len || buf[i + 7] != ' ')
 			continue;
-		int day, hh, mm, ss = 0, n = 0, year;
-		const char *q = buf + i + 8;
-		if (sscanf(q, "%d %d:%d%n", &day, &hh, &mm, &n) != 3)
+		int day, hh, mm, ss = 0, year;
+		const char *q = scan_int(buf + i + 8, &day);
+		if (q)
+			q = scan_int(q, &hh);
+		if (q && *q == ':')
+			q = scan_int(q + 1, &mm);
+		else
+			q = NULL;
+		if (q == NULL)
 			continue;
-		q += n;
-		if (*q == ':' && sscanf(q, ":%d%n", &ss, &n) == 1)
-			q += n;
+		if (*q == ':') {
+			const char *r = scan_int(q + 1, &ss);
+			if (r)
+				q = r;
+		}
 		while (*q == ' ')
 			q++;
 		int zone = 0, have_zone = 0;
@@ -355,7 +411,7 @@ ms_from_date(const char *line, size_t len, int *tz)
 		}
 		while (*q == ' ')
 			q++;
-		if (sscanf(q, "%d", &year) != 1 || year < 1970 || year > 9999 || day < 1 || day > 31 ||
+		if (scan_int(q, &year) == NULL || year < 1970 || year > 9999 || day < 1 || day > 31 ||
 		    hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
 			continue;
 		struct tm tm = { 0 };
@@ -371,10 +427,11 @@ ms_from_date(const char *line, size_t len, int *tz)
 			*tz = zone;
 			return t;
 		}
-		time_t t = mktime(&tm);
-		if (t == (time_t)-1)
+		time_t t = local_mktime(&tm, tz);
+		if (t == (time_t)-1) {
+			*tz = 0;
 			return 0;
-		*tz = (int)(tm.tm_gmtoff / 60);
+		}
 		return t;
 	}
 	return 0;
@@ -478,4 +535,103 @@ ms_header_strip(const char *hdr, size_t len, struct pt_strbuf *out, struct pt_st
 		}
 	}
 	return out->oom || (clen && clen->oom) ? (size_t)-1 : pos;
+}
+
+/* ---- expunged UIDs (QRESYNC VANISHED) ---- */
+
+static int
+van_cmp(const void *a, const void *b)
+{
+	const struct ms_vanished *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void
+ms_vanished_add(struct ms_folder *f, const uint32_t *uids, size_t n, uint64_t modseq)
+{
+	if (n == 0)
+		return;
+	/* Runs of consecutive UIDs become one range each. */
+	size_t runs = 1;
+	for (size_t i = 1; i < n; i++)
+		if (uids[i] != uids[i - 1] + 1)
+			runs++;
+	struct ms_vanished *v = realloc(f->van, (f->nvan + runs) * sizeof *v);
+	if (v == NULL) {
+		/* Not kept: the list is complete only from here on. */
+		f->van_floor = modseq;
+		return;
+	}
+	f->van = v;
+	size_t k = f->nvan;
+	v[k] = (struct ms_vanished){ uids[0], uids[0], modseq };
+	for (size_t i = 1; i < n; i++) {
+		if (uids[i] == v[k].hi + 1)
+			v[k].hi = uids[i];
+		else
+			v[++k] = (struct ms_vanished){ uids[i], uids[i], modseq };
+	}
+	size_t total = k + 1;
+	qsort(v, total, sizeof *v, van_cmp);
+	/* Touching ranges of one expunge join; overlapping ones (never
+	 * expected: a UID goes once) join with the later mod-sequence, so
+	 * nothing is left out. */
+	size_t w = 0;
+	for (size_t i = 1; i < total; i++) {
+		struct ms_vanished *c = &v[w];
+		if (v[i].lo <= c->hi || (v[i].lo == c->hi + 1 && v[i].modseq == c->modseq)) {
+			if (v[i].hi > c->hi)
+				c->hi = v[i].hi;
+			if (v[i].modseq > c->modseq)
+				c->modseq = v[i].modseq;
+		} else {
+			v[++w] = v[i];
+		}
+	}
+	total = w + 1;
+	/* Bounded: beyond MS_VAN_MAX ranges neighbours merge pairwise (the
+	 * later mod-sequence wins, the gap between them joins: a superset,
+	 * which RFC 7162 allows; the caller leaves out UIDs still there). */
+	while (total > MS_VAN_MAX) {
+		size_t o = 0;
+		for (size_t i = 0; i < total; i += 2) {
+			struct ms_vanished m = v[i];
+			if (i + 1 < total) {
+				m.hi = v[i + 1].hi;
+				if (v[i + 1].modseq > m.modseq)
+					m.modseq = v[i + 1].modseq;
+			}
+			v[o++] = m;
+		}
+		total = o;
+	}
+	f->nvan = total;
+}
+
+int
+ms_vanished_since(const struct ms_folder *f, uint64_t modseq, uint32_t **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (f->van_floor == 0 || modseq < f->van_floor)
+		return -1;
+	size_t k = 0;
+	for (size_t i = 0; i < f->nvan; i++)
+		if (f->van[i].modseq > modseq)
+			k++;
+	if (k == 0)
+		return 0;
+	uint32_t *r = malloc(2 * k * sizeof *r);
+	if (r == NULL)
+		return -1;
+	k = 0;
+	for (size_t i = 0; i < f->nvan; i++)
+		if (f->van[i].modseq > modseq) {
+			r[2 * k] = f->van[i].lo;
+			r[2 * k + 1] = f->van[i].hi;
+			k++;
+		}
+	*out = r;
+	*n = k;
+	return 0;
 }

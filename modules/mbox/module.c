@@ -23,6 +23,8 @@ static const struct pt_param mbox_params[] = {
 	  "a dotlock older than this is considered left by a dead process and removed (one whose recorded pid is dead on this host goes at once)", 0, 0 },
 	{ "mbox_header_cache", PT_BOOL, "yes", NULL,
 	  "keep the header fields IMAP reads most (ENVELOPE, SEARCH FROM/SUBJECT/HEADER, SORT, THREAD) in a cache file beside each folder's index (no: read them from the mbox every time)", 0, 0 },
+	{ "mbox_flag_fsync", PT_BOOL, "no", NULL,
+	  "fdatasync the flag log at every flag change (STORE, POP3 QUIT) so it survives a power loss too; without it a change survives a crash of Postern, not of the machine (as Dovecot's mail_fsync=optimized)", 0, 0 },
 	{ 0 },
 };
 
@@ -59,6 +61,7 @@ mbox_configure(struct pt_ctx *ctx)
 		.size_limit = (off_t)pt_conf_int(c, "mailbox_size_limit"),
 		.lock_timeout_ms = (unsigned)pt_conf_int(c, "mbox_lock_timeout") * 1000u,
 		.dotlock_stale_s = (unsigned)pt_conf_int(c, "mbox_dotlock_stale_time"),
+		.flag_fsync = pt_conf_bool(c, "mbox_flag_fsync"),
 		.priv_gid = privileged_gid(pt_conf_str(c, "mail_privileged_group")),
 	};
 	char err[256];

@@ -20,6 +20,10 @@ exact but leaves the loop thread out.
   python3 tests/bench/why_cost.py [--messages 2000] [--rounds 5] [--conc 1,10]
   python3 tests/bench/why_cost.py --cpu [--messages 2000] [--rounds 7] [--conc 1,10]
 
+--cpu --baseline OTHER/bin/postern adds a third server, record on, from
+another build (its modules beside it): the writer thread of both builds
+measured in the same rounds (order rotating), for a before/after.
+
 --postfix is the benchmark of issue 3 (tests/bench/smtp/bench.py: root,
 /var/mail, the seed's settings) with three servers per round: Postfix,
 Postern with the record, Postern without (decision_log_file =), the two
@@ -113,26 +117,42 @@ def tree_cpu(pid):
 
 
 def cpu_mode(args):
+    import harness
     servers = {}
     try:
-        for name, conf in (("on", ""), ("off", "decision_log_file =\n")):
-            s = Server(modules=("mbox", "smtp"), listeners=("smtpd",), users=("alice",), tls=False)
-            s.write_conf("smtpd_helo_required = yes\nmessage_size_limit = 10240000\n" + conf)
-            s.start()
+        kinds = [("on", ""), ("off", "decision_log_file =\n")]
+        if args.baseline:
+            kinds.append(("base", ""))
+        for name, conf in kinds:
+            bin_, mods = harness.BIN, harness.MODULES
+            if name == "base":
+                harness.BIN = os.path.abspath(args.baseline)
+                harness.MODULES = os.path.join(os.path.dirname(harness.BIN), "..", "modules")
+            try:
+                s = Server(modules=("mbox", "smtp"), listeners=("smtpd",), users=("alice",), tls=False)
+                s.write_conf("smtpd_helo_required = yes\nmessage_size_limit = 10240000\n" + conf)
+                s.start()
+            finally:
+                harness.BIN, harness.MODULES = bin_, mods
             servers[name] = s
         # A first batch creates the store and warms both servers up.
         for s in servers.values():
             round_(s, 200, 2)
         time.sleep(1.5)
+        base_cols = " baseline on us/msg | baseline writer us/msg | baseline writer / server off |" \
+            if args.baseline else ""
         print("| concurrency | record on us/msg | record off us/msg | on - off | writer thread us/msg "
-              "| writer / server off |")
-        print("| --- | --- | --- | --- | --- | --- |")
+              "| writer / server off |" + base_cols)
+        print("| --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- |" if args.baseline else ""))
         sys.stdout.flush()
         for conc in [int(c) for c in args.conc.split(",")]:
-            per = {"on": [], "off": []}
-            writer, diffs = [], []
+            per = {"on": [], "off": [], "base": []}
+            writer, diffs, bwriter = [], [], []
+            names = list(servers)
             for r in range(args.rounds):
-                order = ("on", "off") if r % 2 == 0 else ("off", "on")
+                # Each server first, second (and third) in turn.
+                order = names[r % len(names):] + names[:r % len(names)] if len(names) > 2 else \
+                    (("on", "off") if r % 2 == 0 else ("off", "on"))
                 got = {}
                 for name in order:
                     s = servers[name]
@@ -146,13 +166,23 @@ def cpu_mode(args):
                 per["off"].append(got["off"][0])
                 writer.append(got["on"][1])
                 diffs.append(got["on"][0] - got["off"][0])
-                print("  conc %d round %d: on %.0f us/msg (writer %.1f), off %.0f us/msg" %
-                      (conc, r + 1, got["on"][0], got["on"][1], got["off"][0]), file=sys.stderr, flush=True)
+                if "base" in got:
+                    per["base"].append(got["base"][0])
+                    bwriter.append(got["base"][1])
+                print("  conc %d round %d: on %.0f us/msg (writer %.1f), off %.0f us/msg%s" %
+                      (conc, r + 1, got["on"][0], got["on"][1], got["off"][0],
+                       ", baseline %.0f us/msg (writer %.1f)" % got["base"] if "base" in got else ""),
+                      file=sys.stderr, flush=True)
             m = statistics.median
-            print("| %d | %.0f [%.0f-%.0f] | %.0f [%.0f-%.0f] | %+.0f [%+.0f..%+.0f] | %.1f [%.1f-%.1f] | %.1f%% |" %
+            extra = ""
+            if bwriter:
+                extra = " %.0f [%.0f-%.0f] | %.1f [%.1f-%.1f] | %.1f%% |" % (
+                    m(per["base"]), min(per["base"]), max(per["base"]), m(bwriter), min(bwriter), max(bwriter),
+                    100 * m(bwriter) / m(per["off"]))
+            print("| %d | %.0f [%.0f-%.0f] | %.0f [%.0f-%.0f] | %+.0f [%+.0f..%+.0f] | %.1f [%.1f-%.1f] | %.1f%% |%s" %
                   (conc, m(per["on"]), min(per["on"]), max(per["on"]), m(per["off"]), min(per["off"]),
                    max(per["off"]), m(diffs), min(diffs), max(diffs), m(writer), min(writer), max(writer),
-                   100 * m(writer) / m(per["off"])))
+                   100 * m(writer) / m(per["off"]), extra))
             sys.stdout.flush()
     finally:
         for s in servers.values():
@@ -227,6 +257,7 @@ def main():
     ap.add_argument("--control", action="store_true",
                     help="record on in both servers (an A/A run: the noise floor of the ratio)")
     ap.add_argument("--cpu", action="store_true", help="CPU time per message instead of msgs/s")
+    ap.add_argument("--baseline", help="--cpu: another build's bin/postern, record on, measured alongside")
     ap.add_argument("--postfix", action="store_true",
                     help="side by side with Postfix (tests/bench/smtp), record on and off; root")
     args = ap.parse_args()

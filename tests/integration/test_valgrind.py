@@ -30,7 +30,7 @@ class ValgrindTest(unittest.TestCase):
         cmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                "--errors-for-leak-kinds=definite,indirect", "--trace-children=yes",
                "--log-file=%s/vg-%%p.log" % logdir, BIN, "run", "-c", s.conf_file]
-        p = subprocess.Popen(cmd, preexec_fn=s._preexec if s.run_user else None, env=s.env(),
+        p = subprocess.Popen(cmd, preexec_fn=s._preexec if s.run_user else None, env=dict(s.env(), POSTERN_STOP_GRACE_MS="60000"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(lambda: p.poll() is None and p.kill())
         return p, logdir
@@ -113,7 +113,7 @@ class ValgrindTest(unittest.TestCase):
         cmd = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite,indirect",
                "--errors-for-leak-kinds=definite,indirect", "--trace-children=yes",
                "--log-file=%s/vg-%%p.log" % logdir, BIN, "run", "-c", s.conf_file]
-        p = subprocess.Popen(cmd, preexec_fn=s._preexec if s.run_user else None, env=s.env(),
+        p = subprocess.Popen(cmd, preexec_fn=s._preexec if s.run_user else None, env=dict(s.env(), POSTERN_STOP_GRACE_MS="60000"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(lambda: p.poll() is None and p.kill())
         wait_for(lambda: port_open(s.ports["smtpd"]), 120, what="daemon under valgrind")

@@ -16,10 +16,12 @@ import json
 import os
 import poplib
 import re
+import shutil
 import smtplib
 import socket
 import sqlite3
 import stat
+import struct
 import threading
 import time
 import unittest
@@ -33,10 +35,12 @@ WRONG = "Wrong-pw-5530"
 
 
 class Deferring(threading.Thread):
-    """A next hop on loopback that answers every RCPT 450 (greylisting)."""
+    """A next hop on loopback that answers every RCPT 450 (greylisting),
+    after `delay` seconds."""
 
-    def __init__(self):
+    def __init__(self, delay=0):
         super().__init__(daemon=True)
+        self.delay = delay
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.port = free_port()
@@ -64,6 +68,7 @@ class Deferring(threading.Thread):
                 if verb in (b"EHLO", b"HELO"):
                     c.sendall(b"250 grey.test\r\n")
                 elif verb == b"RCPT":
+                    time.sleep(self.delay)
                     c.sendall(b"450 4.2.0 Greylisted, come back later\r\n")
                 elif verb == b"QUIT":
                     c.sendall(b"221 bye\r\n")
@@ -597,6 +602,257 @@ class CrashAndRetention(unittest.TestCase):
         wait_for(lambda: used() <= 256 * 1024, timeout=20, what="the record under 256k")
         self.assertEqual(self.count("new"), 5)
         self.assertLess(self.count("old"), 1500)
+
+
+def py_terms(role, address):
+    """The search terms of an address as core/record_db.c makes them."""
+    letter = "s" if role == 1 else "o" if role == 3 else "r"
+    a = address
+    if len(a) >= 2 and a[0] == "<" and a[-1] == ">":
+        a = a[1:-1]
+    at = a.rfind("@")
+    local, dom = (a[:at], a[at + 1:]) if at >= 0 else (a, "")
+    local, dom = local[:255].lower(), dom[:255].lower()
+    return [t for t in ("%s=%s@%s" % (letter, local, dom), "%s@%s" % (letter, dom)) if len(t) < 600]
+
+
+def unfold(db):
+    """The store as the writer kept it before schema 3: each folded delivery
+    (event.dlv) a row of its own, with its own id, and the posting lists
+    made again from every row (no delivery's terms on its transaction)."""
+    c = sqlite3.connect(db)
+    folded = 0
+    with c:
+        for qid, mid, sender, dlv in c.execute("SELECT queue_id, message_id, sender, dlv FROM event"
+                                               " WHERE dlv IS NOT NULL").fetchall():
+            for d in dlv.split("\x1c"):
+                p = d.split("\x1f", 7)
+                f = [None if x == "" else x[1:] for x in p[2:7]]
+                delay = struct.unpack(">d", bytes.fromhex(p[1]))[0]
+                c.execute("INSERT INTO event(id, ts, kind, outcome, service, queue_id, message_id, sender, relay,"
+                          " dsn, reply, delay, refused, rcpts) VALUES(?, ?, 'delivery', ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                          " 0, ?)", (int(p[0]), int(p[0]) // 4096, f[0], f[1], qid, mid, sender, f[2], f[3], f[4],
+                                     delay, p[7]))
+                folded += 1
+        c.execute("UPDATE event SET dlv = NULL")
+        c.execute("DELETE FROM term")
+        post = {}
+        for eid, kind, client, user, sender, refused, rc in c.execute(
+                "SELECT id, kind, client, user, sender, refused, rcpts FROM event").fetchall():
+            terms = []
+            for a in rc.split("\x1e") if rc else []:
+                role, addr = a.split("\x1f")[:2]
+                terms += py_terms(int(role), addr)
+            if kind == "delivery" and sender is not None:
+                terms += py_terms(1, sender)
+            if client:
+                terms.append("c=" + client)
+            if user is not None:
+                terms.append("u=" + user.lower())
+            if kind == "smtp" and refused > 0:
+                terms.append("x")
+            for t in terms:
+                post.setdefault(t, set()).add(eid)
+        for t, ids in post.items():
+            c.execute("INSERT INTO term(t, last, evs) VALUES(?, ?, ?)", (t, max(ids), json.dumps(sorted(ids))))
+    c.close()
+    return folded
+
+
+class FoldedRows(unittest.TestCase):
+    """One row per message (schema 3): a delivery written in the batch of
+    its transaction is folded into the transaction's row. `postern why`
+    must answer every question exactly as it did when each delivery had a
+    row of its own: the same questions are asked of the store as written
+    and of the same store unfolded (each folded delivery made a row again,
+    as the writer of schema 2 kept it), outputs compared byte for byte --
+    queue ids, Message-IDs, --from, --to (alias, domain, any-domain forms),
+    --client, --rejected, time windows cutting between a transaction and
+    its folded delivery, --limit across folded rows, text and --json. A
+    delivery of a later batch (a slow next hop) keeps its own row. Then
+    the unfolded store made schema 2 (dlv dropped): read as it is, and
+    migrated by the server without losing an event."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dns = FakeDNS({(DOMAIN, "MX"): ["10 mail.%s" % DOMAIN], ("mail.%s" % DOMAIN, "A"): ["127.0.0.1"]},
+                          zones=(DOMAIN,))
+        cls.dns.start()
+        cls.next_hop = Deferring(delay=1.5)
+        cls.next_hop.start()
+        cls.server = make_server()
+        tmap = cls.server.path("transport")
+        with open(tmap, "w") as f:
+            f.write("relay.%s smtp:[127.0.0.1]:%d\n" % (DOMAIN, cls.next_hop.port))
+        cls.server.write_conf("\n".join([
+            "smtpd_relay_restrictions =",
+            "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination",
+            "relay_domains = relay.%s" % DOMAIN,
+            "transport_maps = hash:%s" % tmap,
+            "dns_servers = 127.0.0.1:%d" % cls.dns.port,
+        ]))
+        st = os.stat(cls.server.dir)
+        for p in (tmap, cls.server.conf_file):
+            os.chown(p, st.st_uid, st.st_gid)
+        cls.server.start()
+        cls.db = cls.server.path("queue", "decisions", "decisions.db")
+        cls.drive()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+        cls.next_hop.stop()
+        cls.dns.stop()
+
+    @classmethod
+    def why_json(cls, *args):
+        r = cls.server.cmd("why", "--json", *args)
+        return json.loads(r.stdout.decode()) if r.returncode in (0, 1) else []
+
+    @classmethod
+    def pair(cls, tag):
+        """A slow transaction (1.5 s from MAIL to its end) and a quick one
+        that begins 0.5 s after it and ends first: the slow one's delivery
+        is newer than the quick one's transaction and delivery, its row
+        older than theirs."""
+        port = cls.server.ports["smtpd"]
+
+        def slow():
+            c = Smtp(port, source="127.0.0.1")
+            assert c.cmd("EHLO slow.example.net").startswith("250")
+            assert c.cmd("MAIL FROM:<%s-slow@%s>" % (tag, DOMAIN)).startswith("250")
+            time.sleep(1.5)
+            assert c.cmd("RCPT TO:<alice@%s>" % DOMAIN).startswith("250")
+            assert c.data("Subject: slow\nMessage-ID: <%s-slow@test>\n\nslow\n").startswith("250")
+            c.close()
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.5)
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+            s.sendmail("%s-fast@%s" % (tag, DOMAIN), ["alice@%s" % DOMAIN],
+                       "Subject: fast\r\nMessage-ID: <%s-fast@test>\r\n\r\nfast\r\n" % tag)
+        t.join(30)
+        wait_for(lambda: len(cls.why_json("--from", tag + "-slow")) == 2 and len(cls.why_json(
+            "--from", tag + "-fast")) == 2, timeout=20, what="the pair in the record")
+
+    @classmethod
+    def drive(cls):
+        port = cls.server.ports["smtpd"]
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+            s.sendmail("bob@%s" % DOMAIN, ["alice@%s" % DOMAIN], "Subject: a\r\nMessage-ID: <fold-a@test>\r\n\r\na\r\n")
+            s.sendmail("bob@%s" % DOMAIN, ["sysadmin@%s" % DOMAIN, "carol@%s" % DOMAIN],
+                       "Subject: b\r\nMessage-ID: <fold-b@test>\r\n\r\nb\r\n")
+            # Its delivery attempt comes 1.5 s later: another batch.
+            s.sendmail("carol@%s" % DOMAIN, ["grey@relay.%s" % DOMAIN],
+                       "Subject: r\r\nMessage-ID: <fold-relay@test>\r\n\r\nr\r\n")
+        c = Smtp(port)
+        assert c.cmd("EHLO client.example.net").startswith("250")
+        assert c.cmd("MAIL FROM:<bob@%s>" % DOMAIN).startswith("250")
+        assert c.cmd("RCPT TO:<alice@%s>" % DOMAIN).startswith("250")
+        assert c.cmd("RCPT TO:<victim@other.test>").startswith("554")
+        assert c.data("Subject: c\nMessage-ID: <fold-c@test>\n\nc\n").startswith("250")
+        c.close()
+        # The slow delivery must share its transaction's batch: the batch
+        # may close between the two, so up to three tries.
+        for i in range(3):
+            cls.tag = "pair%d" % i
+            cls.pair(cls.tag)
+            with sqlite3.connect(cls.db) as c:
+                if c.execute("SELECT count(*) FROM event WHERE sender = ? AND dlv IS NOT NULL",
+                             ("%s-slow@%s" % (cls.tag, DOMAIN),)).fetchone()[0]:
+                    break
+        wait_for(lambda: any(e["kind"] == "delivery" for e in cls.why_json("--to", "grey@relay.%s" % DOMAIN)),
+                 timeout=30, what="the deferred relay in the record")
+        cls.server.stop()
+        with sqlite3.connect(cls.db) as c:
+            cls.folded_rows = c.execute("SELECT count(*) FROM event WHERE dlv IS NOT NULL").fetchone()[0]
+            cls.slow_folded = c.execute("SELECT count(*) FROM event WHERE sender = ? AND dlv IS NOT NULL",
+                                        ("%s-slow@%s" % (cls.tag, DOMAIN),)).fetchone()[0]
+            cls.relay_rows = c.execute("SELECT count(*) FROM event WHERE kind = 'delivery' AND"
+                                       " rcpts LIKE '%grey@relay%'").fetchone()[0]
+            cls.times = sorted({t // 1000 for (t,) in c.execute("SELECT ts FROM event")} |
+                               {int(x.split("\x1f")[0]) // 4096000 for (d,) in c.execute(
+                                   "SELECT dlv FROM event WHERE dlv IS NOT NULL") for x in d.split("\x1c")})
+
+    def questions(self):
+        qs = []
+        with sqlite3.connect(self.db) as c:
+            for qid, mid in c.execute("SELECT queue_id, message_id FROM event WHERE kind = 'smtp'"
+                                      " AND queue_id IS NOT NULL"):
+                qs += [[qid], [mid], [mid.strip("<>")]]
+        for a in (["--from", "bob"], ["--from", "@%s" % DOMAIN], ["--to", "alice"], ["--to", "alice@"],
+                  ["--to", "sysadmin@"], ["--to", "SysAdmin@%s" % DOMAIN.upper()], ["--to", "@%s" % DOMAIN],
+                  ["--to", "carol@%s" % DOMAIN], ["--to", "grey@relay.%s" % DOMAIN], ["--to", "victim"],
+                  ["--from", "bob", "--to", "alice"], ["--from", self.tag + "-slow"], ["--client", "127.0.0.2"],
+                  ["--client", "127.0.0.1", "--to", "alice"], ["--rejected"], ["--to", "<>"],
+                  ["--since", "@%d" % self.times[0]]):
+            for lim in ([], ["--limit", "1"], ["--limit", "2"], ["--limit", "3"], ["--limit", "0"]):
+                qs.append(a + lim)
+        # Every second boundary of the traffic: some cut between a
+        # transaction and its folded delivery.
+        for s in range(self.times[0], self.times[-1] + 2):
+            for a in (["--since", "@%d" % s], ["--until", "@%d" % s], ["--to", "alice", "--since", "@%d" % s],
+                      ["--from", self.tag + "-slow", "--until", "@%d" % s],
+                      ["--from", self.tag + "-slow", "--since", "@%d" % s],
+                      ["--since", "@%d" % s, "--limit", "2"], ["--until", "@%d" % s, "--limit", "3"]):
+                qs.append(a)
+        return qs
+
+    def answers(self, qs):
+        out = []
+        for q in qs:
+            for fmt in ([], ["--json"]):
+                r = self.server.cmd("why", *(q + fmt))
+                out.append((q + fmt, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode()))
+        return out
+
+    def test_same_answers_as_a_row_per_event(self):
+        self.assertGreaterEqual(self.folded_rows, 4)
+        self.assertEqual(self.slow_folded, 1, "the slow delivery never shared its transaction's batch")
+        self.assertEqual(self.relay_rows, 1)
+        # The slow one's delivery is newer than the quick transaction.
+        ev = self.why_json("--to", "alice", "--since", "@%d" % self.times[0], "--limit", "0")
+        order = [(e["kind"], e["sender"].split("@")[0]) for e in ev if e["sender"].startswith(self.tag)]
+        self.assertEqual(order, [("delivery", self.tag + "-slow"), ("delivery", self.tag + "-fast"),
+                                 ("smtp", self.tag + "-fast"), ("smtp", self.tag + "-slow")])
+        self.assertEqual([e["ts"] for e in ev], sorted((e["ts"] for e in ev), reverse=True))
+        # A window that cuts between the slow transaction and its delivery.
+        smtp, dlv = ([e["ts"] for e in ev if e["sender"] == "%s-slow@%s" % (self.tag, DOMAIN) and e["kind"] == k]
+                     for k in ("smtp", "delivery"))
+        cut = int(smtp[0]) + 1
+        self.assertLessEqual(cut, dlv[0])
+        self.assertEqual([e["kind"] for e in self.why_json("--from", self.tag + "-slow", "--since", "@%d" % cut)],
+                         ["delivery"])
+        self.assertEqual([e["kind"] for e in self.why_json("--from", self.tag + "-slow", "--until", "@%d" % cut)],
+                         ["smtp"])
+        # --limit counts events: the first two of a folded row.
+        r = self.server.cmd("why", "--json", "--from", self.tag + "-slow", "--limit", "1")
+        self.assertEqual([e["kind"] for e in json.loads(r.stdout.decode())], ["delivery"])
+        self.assertIn("only the newest 1 shown", r.stderr.decode())
+
+        qs = self.questions()
+        folded = self.answers(qs)
+        saved = self.db + ".folded"
+        shutil.copy(self.db, saved)
+        self.assertGreaterEqual(unfold(self.db), 6)
+        unfolded = self.answers(qs)
+        for a, b in zip(folded, unfolded):
+            self.assertEqual(a, b)
+        self.assertTrue(any(rc == 0 for _, rc, _, _ in folded))
+
+        # Schema 2: the same store without dlv, read as it is.
+        with sqlite3.connect(self.db) as c:
+            c.execute("ALTER TABLE event DROP COLUMN dlv")
+            c.execute("PRAGMA user_version = 2")
+        self.assertEqual(self.answers(qs), unfolded)
+        # Migrated when the server opens it: every event still there.
+        self.server.start()
+        wait_for(lambda: sqlite3.connect(self.db).execute("PRAGMA user_version").fetchone()[0] == 3,
+                 what="the store migrated")
+        self.server.stop()
+        with sqlite3.connect(self.db) as c:
+            self.assertEqual(c.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        self.assertEqual(self.answers(qs), unfolded)
 
 
 @unittest.skipUnless(os.geteuid() == 0, "privilege separation needs root")

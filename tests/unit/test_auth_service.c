@@ -367,6 +367,20 @@ test_line_is_bounded(void **state)
 	assert_int_equal(by_result[2], 32);
 	assert_int_equal(by_result[1], 8);
 	assert_non_null(strstr(read_log(), "too many attempts waiting from this address"));
+
+	/* auth_max_waiting_per_address: a webmail or NAT address may be
+	 * given a longer line. */
+	pt_auth_set_line_max(45);
+	pt_auth_set_hooks(&scaled_hooks);
+	answered = 0;
+	memset(by_result, 0, sizeof by_result);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(ops->verify(loop, "alice", "wonderland", "imap", "198.51.100.91", on_done, NULL), 0);
+	run_until(50);
+	pt_auth_set_hooks(&hooks);
+	pt_auth_set_line_max(32);
+	assert_int_equal(by_result[2], 45);
+	assert_int_equal(by_result[1], 5);
 }
 
 static struct pt_config *

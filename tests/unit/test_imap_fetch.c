@@ -585,6 +585,8 @@ expect(const char *got, const char *want)
 }
 
 #define OK_FETCH "a1 OK Fetch completed ("
+/* Dovecot 2.3's answer when an item of a gone message was NIL or left out */
+#define OK_EXPUNGED "a1 OK [EXPUNGEISSUED] Some messages were already expunged ("
 #define OK_SEARCH "a1 OK Search completed ("
 
 static void
@@ -737,19 +739,19 @@ test_fetch_expunged_meanwhile(void **state)
 	/* no EXPUNGE during FETCH (RFC 3501 §7.4.1); the view keeps it */
 	assert_null(strstr(got, "EXPUNGE\r\n"));
 	assert_int_equal(f->s.nview, 3);
-	assert_non_null(strstr(got, OK_FETCH));
+	assert_non_null(strstr(got, OK_EXPUNGED));
 	/* structure items cannot be NIL: left out; nothing left, no line */
 	expect_prefix_ok(run(f, "FETCH 2:3 (BODY.PEEK[HEADER]<0.3> ENVELOPE)"),
 	                 "* 2 FETCH (BODY[HEADER]<0> NIL)\r\n", "");
 	got = run(f, "FETCH 2 BODYSTRUCTURE");
-	assert_true(strncmp(got, OK_FETCH, strlen(OK_FETCH)) == 0);
+	assert_true(strncmp(got, OK_EXPUNGED, strlen(OK_EXPUNGED)) == 0);
 	/* Without its text, what the view knows is still answered, as Dovecot. */
 	expect_prefix_ok(run(f, "FETCH 2 (UID FLAGS)"), "* 2 FETCH (UID 7 FLAGS (\\Flagged \\Recent work))\r\n",
 	                 OK_FETCH);
 	/* size and date of a message gone before this command are not known:
 	 * left out, the rest answered */
-	expect_prefix_ok(run(f, "FETCH 2:3 RFC822.SIZE"), "* 3 FETCH (RFC822.SIZE 48)\r\n", OK_FETCH);
-	expect_prefix_ok(run(f, "FETCH 2 (INTERNALDATE UID)"), "* 2 FETCH (UID 7)\r\n", OK_FETCH);
+	expect_prefix_ok(run(f, "FETCH 2:3 RFC822.SIZE"), "* 3 FETCH (RFC822.SIZE 48)\r\n", OK_EXPUNGED);
+	expect_prefix_ok(run(f, "FETCH 2 (INTERNALDATE UID)"), "* 2 FETCH (UID 7)\r\n", OK_EXPUNGED);
 	/* SEARCH leaves it out and does not expunge either. */
 	got = run(f, "SEARCH ALL");
 	assert_non_null(strstr(got, "* SEARCH 1 3\r\n"));
@@ -773,7 +775,7 @@ test_fetch_expunged_at_sync_answers_from_before(void **state)
 	 * command's sync until the EXPUNGE goes out */
 	snprintf(want, sizeof want, "* 2 FETCH (RFC822.SIZE %zu UID 7 INTERNALDATE \"29-Nov-2026 07:08:07 +0100\" "
 	         "BODY[] NIL)\r\n", strlen(MSG2));
-	expect_prefix_ok(run(f, "FETCH 2 (RFC822.SIZE UID INTERNALDATE BODY.PEEK[])"), want, OK_FETCH);
+	expect_prefix_ok(run(f, "FETCH 2 (RFC822.SIZE UID INTERNALDATE BODY.PEEK[])"), want, OK_EXPUNGED);
 	assert_non_null(imap_view_ghost(&f->s, 7));
 	/* the EXPUNGE (a sync that may send it, as at NOOP) forgets it */
 	imap_sync(&f->s, 1);
@@ -796,8 +798,8 @@ test_fetch_text_expunged_at_sync(void **state)
 	snprintf(want, sizeof want, "* 2 FETCH (RFC822.SIZE %zu BODY[TEXT] NIL)\r\n", strlen(MSG2));
 	assert_true(strncmp(got, want, strlen(want)) == 0);
 	assert_non_null(strstr(got, "* 3 FETCH (RFC822.SIZE 48 BODY[TEXT] {7}\r\nzebra\r\n)\r\n"));
-	assert_non_null(strstr(got, OK_FETCH));
-	assert_null(strstr(got, "EXPUNGE"));
+	assert_non_null(strstr(got, OK_EXPUNGED));
+	assert_null(strstr(got, " EXPUNGE\r\n"));
 }
 
 static void

@@ -282,7 +282,7 @@ fake_check(const char *arg, pt_map_report_fn *report, void *rarg)
 	report(rarg, 1, "fake: checked");
 	return 1;
 }
-static const struct pt_map_type_ops fake_ops = { fake_open, fake_close, fake_lookup, fake_check, NULL, NULL };
+static const struct pt_map_type_ops fake_ops = { fake_open, fake_close, fake_lookup, fake_check, NULL, NULL, NULL };
 
 static void
 count_report(void *arg, int is_error, const char *msg)

@@ -818,6 +818,132 @@ test_from_lines_round_trip(void **state)
 	ops->close(mb);
 }
 
+/* The flag log (lazy flag writes): a change is in the log, not the mbox,
+ * until the open closes; a crash after the mbox write but before the log
+ * went (simulated by putting the old log back) must not bring an old
+ * change back, not even after a second change of the same message made
+ * the mbox look as the first record expected (the void record is dropped
+ * from the log before a new one goes in). */
+static void
+copy_file(const char *from, const char *to)
+{
+	size_t n;
+	char *p = slurp(from, &n);
+	assert_non_null(p);
+	FILE *fp = fopen(to, "wb");
+	assert_non_null(fp);
+	fwrite(p, 1, n, fp);
+	fclose(fp);
+	free(p);
+}
+
+static int
+mbox_has(struct fx *f, const char *text)
+{
+	size_t n;
+	char *p = slurp(f->inbox, &n);
+	int has = p && strstr(p, text) != NULL;
+	free(p);
+	return has;
+}
+
+static void
+test_flag_log_crash_windows(void **state)
+{
+	struct fx *f = *state;
+	deliver(f, "Subject: a\n\nA\n");
+	deliver(f, "Subject: b\n\nB\n");
+	char log[700], saved[720];
+	snprintf(log, sizeof log, "%s/.imap/INBOX/postern.flags", f->root);
+	snprintf(saved, sizeof saved, "%s.saved", log);
+	struct pt_status st;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	struct pt_flag_change seen = { 1, PT_F_SEEN, 0, 0, 0 };
+	assert_int_equal(ops->change_flags(a, &seen, 1, &st), 0);
+	/* in the log, not in the mbox; another open sees it */
+	assert_true(fsize(log) > 0);
+	assert_false(mbox_has(f, "Status: R"));
+	struct pt_mbox *b = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(b);
+	assert_int_equal(ops->info(b, 0)->flags & PT_F_SYSTEM, PT_F_SEEN);
+	ops->close(b);
+	/* crash right after the close wrote the mbox: the log is back */
+	copy_file(log, saved);
+	ops->close(a);
+	assert_true(mbox_has(f, "Status: RO"));
+	assert_int_equal(fsize(log), -1);
+	assert_int_equal(rename(saved, log), 0);
+	/* the second change takes \Seen away again (the mbox then looks as
+	 * the old record expected) */
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_int_equal(ops->info(a, 0)->flags & PT_F_SYSTEM, PT_F_SEEN);
+	struct pt_flag_change unseen = { 1, 0, PT_F_SEEN, 0, 0 };
+	assert_int_equal(ops->change_flags(a, &unseen, 1, &st), 0);
+	copy_file(log, saved);
+	ops->close(a);
+	assert_false(mbox_has(f, "Status: RO"));
+	assert_int_equal(rename(saved, log), 0);
+	/* and another crash at the same place: \Seen stays off */
+	a = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(a);
+	assert_int_equal(ops->info(a, 0)->flags & PT_F_SYSTEM, 0);
+	ops->close(a);
+	/* a damaged log (torn append) is ignored, not fatal */
+	FILE *fp = fopen(log, "ab");
+	assert_non_null(fp);
+	fputs("PTFLgarbage", fp);
+	fclose(fp);
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_int_equal(ops->info(a, 0)->flags & PT_F_SYSTEM, 0);
+	assert_int_equal(ops->change_flags(a, &seen, 1, &st), 0);
+	ops->close(a);
+	a = ops->open(f->ms, "INBOX", 1, &st);
+	assert_int_equal(ops->info(a, 0)->flags & PT_F_SYSTEM, PT_F_SEEN);
+	ops->close(a);
+	assert_true(mbox_has(f, "Status: RO"));
+}
+
+/* Expunged UIDs with their mod-sequences survive in the index, in ranges. */
+static void
+test_vanished_list(void **state)
+{
+	struct fx *f = *state;
+	for (int i = 0; i < 6; i++)
+		deliver(f, "Subject: x\n\nX\n");
+	struct pt_status st;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	uint64_t h0 = ops->highest_modseq(a);
+	uint32_t gone1[] = { 2, 3 }, gone2[] = { 5 };
+	assert_int_equal(ops->expunge(a, gone1, 2, &st), 0);
+	int ch;
+	assert_int_equal(ops->sync(a, &ch, &st), 0);
+	uint64_t h1 = ops->highest_modseq(a);
+	assert_int_equal(ops->expunge(a, gone2, 1, &st), 0);
+	assert_int_equal(ops->sync(a, &ch, &st), 0);
+	ops->close(a);
+	a = ops->open(f->ms, "INBOX", 1, &st);
+	uint32_t *r;
+	size_t n;
+	assert_int_equal(ops->vanished_since(a, h0, &r, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(r[0], 2);
+	assert_int_equal(r[1], 3);
+	assert_int_equal(r[2], 5);
+	assert_int_equal(r[3], 5);
+	free(r);
+	assert_int_equal(ops->vanished_since(a, h1, &r, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0], 5);
+	free(r);
+	/* older than the list: unknown */
+	assert_int_equal(ops->vanished_since(a, 1, &r, &n), -1);
+	ops->close(a);
+}
+
 int
 main(void)
 {
@@ -837,6 +963,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_padding_then_rewrite, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expunge_keeps_boundaries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_message_and_external_rewrite, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flag_log_crash_windows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vanished_list, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 /* Unit tests for the decision record: the writer thread takes events from
  * the three calls and writes them in batches (a delivery written before
  * its transaction gets the sender afterwards, and one written after gets
- * it at once), the store is mode 0600 in a 0700 directory, no password
- * field exists, address splitting, and retention by age and by size. */
+ * it at once), deliveries in their transaction's batch are folded into
+ * its row (not beyond the fold cap), the store is mode 0600 in a 0700
+ * directory, no password field exists, address splitting, retention by
+ * age and by size, and a schema-2 store is read and migrated. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,6 +78,14 @@ text_is(sqlite3 *db, const char *sql, const char *want)
 	sqlite3_finalize(st);
 }
 
+static long long
+ms_now(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
 static void
 test_events_written(void **state)
 {
@@ -92,7 +103,7 @@ test_events_written(void **state)
 		.message_id = "<m1@test>", .client_address = "192.0.2.1", .client_name = "unknown", .helo = "h.test",
 		.sender = "Bob@Example.COM", .rcpt = rc, .nrcpt = 2, .stage = "END-OF-MESSAGE",
 		.reply = "250 2.0.0 Ok: queued as ABCDEF0123", .trace = "RCPT <x>:\n  a -> b\n", .size = 123,
-		.refused = 1 };
+		.refused = 1, .started_ms = ms_now() - 1000 };
 	pt_record_smtp(&t);
 	pt_record_delivery("local", "ABCDEF0123", "bob@example.com", "sysadmin@example.com", "local", 0.6, &sent);
 	pt_record_login("pop3", "alice", "127.0.0.1", 0, "password mismatch");
@@ -110,17 +121,25 @@ test_events_written(void **state)
 	char err[600];
 	sqlite3 *db = pt_record_db_open(path, 0, err, sizeof err);
 	assert_non_null(db);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 4);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE kind = 'delivery' AND sender = 'Bob@Example.COM'"
-	                            " AND message_id = '<m1@test>'"), 2);
-	/* Both deliveries are found by the sender, lower-cased (the search
-	 * terms, record_db.c). */
+	/* One batch: both deliveries (one written before the transaction)
+	 * are folded into its row, in the order they came. */
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE kind = 'smtp' AND dlv LIKE"
+	                            " '%alice@example.com%' || char(28) || '%bob@example.com%'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE instr(dlv, char(31) || '=delivered'"
+	                            " || char(31) || '=local' || char(31) || '=local' || char(31) || '=2.0.0' || char(31)"
+	                            " || '=delivered to mailbox' || char(31) || '2' || char(31) || 'alice@example.com'"
+	                            " || char(31) || char(31) || char(30) || '3' || char(31) || 'sysadmin@example.com')"),
+	                 1);
+	/* The deliveries' recipients list the row; the sender once (lower-cased). */
 	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
-	                            " WHERE t = 's=bob@example.com'"), 3);
-	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
-	                            " WHERE t = 's@example.com'"), 3);
-	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
-	                            " WHERE t = 'o=sysadmin@example.com'"), 2);
+	                            " WHERE t IN ('s=bob@example.com', 's@example.com', 'r=bob@example.com',"
+	                            " 'r=alice@example.com', 'o=sysadmin@example.com', 'r=sysadmin@example.com')"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM term WHERE t = 'o=sysadmin@example.com'"), 1);
+	/* A folded delivery's id would have been its own: after the row's, within the cap. */
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE kind = 'smtp' AND"
+	                            " CAST(substr(dlv, 1, instr(dlv, char(31)) - 1) AS INTEGER) / 4096 - ts"
+	                            " BETWEEN 900 AND 10000"), 1);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE rcpts LIKE '%2' || char(31) || 'x@other.test'"
 	                            " || char(31) || '%' || char(31) || 'reject_unauth_destination%'"), 1);
 	/* Event ids are in time order. */
@@ -209,6 +228,12 @@ test_retention(void **state)
 	assert_int_equal(pt_record_prune(db, 30 * 86400, 0), 10);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 5);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM term"), 5);
+	/* A row with two deliveries folded in is three events. */
+	char sql[400];
+	snprintf(sql, sizeof sql, "INSERT INTO event(id, ts, kind, outcome, dlv) VALUES(%lld * 4096, %lld, 'smtp',"
+	         " 'accepted', 'd1' || char(28) || 'd2')", now - 40LL * 86400 * 1000, now - 40LL * 86400 * 1000);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(pt_record_prune(db, 30 * 86400, 0), 3);
 	/* By size: the oldest go until the used pages fit. */
 	fill(db, 2000, now - 500000, 2000);
 	fill(db, 3, now, 10);
@@ -217,11 +242,107 @@ test_retention(void **state)
 	long long used = (scalar(db, "PRAGMA page_count") - scalar(db, "PRAGMA freelist_count")) *
 	                 scalar(db, "PRAGMA page_size");
 	assert_true(used <= 512 * 1024);
-	char sql[128];
 	snprintf(sql, sizeof sql, "SELECT count(*) FROM event WHERE ts >= %lld", now);
 	assert_int_equal(scalar(db, sql), 3);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), scalar(db, "SELECT count(*) FROM term"));
 	sqlite3_close(db);
+}
+
+/* A delivery whose transaction began longer ago than the fold cap, or
+ * whose transaction is in another batch, keeps a row of its own (with the
+ * transaction's sender). */
+static void
+test_not_folded(void **state)
+{
+	(void)state;
+	struct pt_config *c = conf("");
+	assert_int_equal(pt_record_open(c), 0);
+	struct pt_status sent = { 0, "2.0.0", "delivered to mailbox" };
+	struct pt_record_rcpt rc = { "alice@example.com", "250 2.1.5 Ok", NULL };
+	struct pt_record_smtp t = { .service = "smtpd", .outcome = "accepted", .queue_id = "OLD0000001",
+		.client_address = "192.0.2.1", .sender = "slow@example.com", .rcpt = &rc, .nrcpt = 1,
+		.started_ms = ms_now() - PT_RECORD_FOLD_MS - 5000 };
+	pt_record_smtp(&t);
+	pt_record_delivery("local", "OLD0000001", "alice@example.com", NULL, "local", 15, &sent);
+	/* Folded, every recipient delivered: not kept in the writer's cache;
+	 * a further copy (an alias's) in a later batch gets the sender from
+	 * the store. */
+	struct pt_record_smtp t2 = { .service = "smtpd", .outcome = "accepted", .queue_id = "NEW0000001",
+		.client_address = "192.0.2.1", .sender = "quick@example.com", .message_id = "<q@test>", .rcpt = &rc,
+		.nrcpt = 1, .started_ms = ms_now() - 100 };
+	pt_record_smtp(&t2);
+	pt_record_delivery("local", "NEW0000001", "alice@example.com", "staff@example.com", "local", 0.1, &sent);
+	usleep(1500 * 1000);
+	pt_record_delivery("local", "NEW0000001", "bob@example.com", "staff@example.com", "local", 1.6, &sent);
+	pt_record_close();
+	/* A later batch (another writer run): a row, sender from the store. */
+	assert_int_equal(pt_record_open(c), 0);
+	pt_record_delivery("local", "OLD0000001", "alice@example.com", NULL, "local", 16, &sent);
+	pt_record_close();
+	pt_config_free(c);
+	char err[600];
+	sqlite3 *db = pt_record_db_open(path, 0, err, sizeof err);
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE dlv IS NOT NULL"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE kind = 'delivery' AND sender = 'quick@example.com'"
+	                            " AND message_id = '<q@test>' AND rcpts LIKE '2' || char(31) || 'bob@%'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE kind = 'delivery' AND sender = 'slow@example.com'"),
+	                 2);
+	assert_int_equal(scalar(db, "SELECT count(DISTINCT j.value) FROM term, json_each(term.evs) j"
+	                            " WHERE t = 's=quick@example.com'"), 2);
+	sqlite3_close(db);
+}
+
+/* Schema 2 (no dlv): `postern why` reads it as it is; the writer adds the
+ * column on open and every older event stays. */
+static void
+test_schema2_read_and_migrated(void **state)
+{
+	(void)state;
+	char err[600], d[400];
+	snprintf(d, sizeof d, "%s/rec", dir);
+	assert_int_equal(mkdir(d, 0700), 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+		"PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL;"
+		"CREATE TABLE event(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, kind TEXT NOT NULL,"
+		" outcome TEXT NOT NULL, service TEXT, queue_id TEXT, message_id TEXT, client TEXT, client_name TEXT,"
+		" helo TEXT, sender TEXT, user TEXT, stage TEXT, rule TEXT, reply TEXT, relay TEXT, dsn TEXT,"
+		" size INTEGER, delay REAL, refused INTEGER NOT NULL DEFAULT 0, trace TEXT, rcpts TEXT);"
+		"CREATE INDEX event_queue ON event(queue_id) WHERE queue_id IS NOT NULL;"
+		"CREATE INDEX event_msgid ON event(message_id) WHERE message_id IS NOT NULL AND kind = 'smtp';"
+		"CREATE TABLE term(last INTEGER NOT NULL, t TEXT NOT NULL, evs TEXT NOT NULL, PRIMARY KEY(last, t))"
+		" WITHOUT ROWID;"
+		"CREATE INDEX term_t ON term(t);"
+		"INSERT INTO event(id, ts, kind, outcome, queue_id, sender) VALUES(4096000, 1000, 'smtp', 'accepted',"
+		" 'Q2', 'old@example.com');"
+		"INSERT INTO event(id, ts, kind, outcome, queue_id, sender, delay) VALUES(4100096, 1001, 'delivery',"
+		" 'delivered', 'Q2', 'old@example.com', 0.5);"
+		"INSERT INTO term(t, last, evs) VALUES('s=old@example.com', 4100096, '[4096000,4100096]');"
+		"PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	chmod(path, 0600);
+	db = pt_record_db_open(path, 0, err, sizeof err);
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event"), 2);
+	sqlite3_close(db);
+	db = pt_record_db_open(path, 1, err, sizeof err);
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), PT_RECORD_SCHEMA);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM event WHERE dlv IS NULL AND queue_id = 'Q2'"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM term"), 1);
+	text_is(db, "PRAGMA integrity_check", "ok");
+	sqlite3_close(db);
+	/* Opening again changes nothing; a newer schema is refused. */
+	db = pt_record_db_open(path, 1, err, sizeof err);
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), PT_RECORD_SCHEMA);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=9", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(pt_record_db_open(path, 1, err, sizeof err));
+	assert_null(pt_record_db_open(path, 0, err, sizeof err));
 }
 
 /* A schema-1 store (never released) is set aside whole, not refused. */
@@ -257,6 +378,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_events_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema1_set_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_folded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema2_read_and_migrated, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,7 @@ end to end, on the network-namespace topology of the tests:
 
     client --- front --- host1 (half the users)
                  |  \\--- host2 (the other half)
-                 \\----- dir (slapd; PostgreSQL for --pgsql)
+                 \\----- dir (slapd; PostgreSQL for the pgsql rows)
 
 host1 and host2 are Postern mailbox hosts (passwd-file users, mbox). On
 the front, one after the other: Postern (passdb = ldap with proxy = yes,
@@ -21,8 +21,11 @@ proxy and relay to the same Postern hosts.
 - smtp: smtp-source in the client namespace, two runs at once (a user
   on host1, one on host2), N messages each; the time until every message
   is in the two hosts' mboxes.
-- --pgsql: the same logins with the users in PostgreSQL (Postern
-  passdb = pgsql:, Dovecot passdb sql with dovecot-pgsql); "skipped: no
+- --only pgsql: the same logins with the users in PostgreSQL (Postern
+  passdb = pgsql:, Dovecot passdb sql with dovecot-pgsql, its default
+  pool); --pg-scheme picks {PLAIN} or {SHA512-CRYPT} passwords.
+  --only pgsql-smtp: the SMTP run with transport_maps and
+  relay_recipient_maps = pgsql: (Postern and Postfix). "skipped: no
   pgsql module" while build/modules/pgsql.so does not exist.
 
 Run as root through run.sh; not part of CI. Prints a Markdown table (also
@@ -72,6 +75,20 @@ def mbox_count(path):
             return sum(1 for line in f if line.startswith(b"From "))
     except FileNotFoundError:
         return 0
+
+
+def pw_value(scheme, pw):
+    """The users table's password column for --pg-scheme: {PLAIN} (no
+    hashing cost, as an LDAP bind's check is the directory's), or
+    {SHA512-CRYPT} (5000 rounds: what a site's table usually holds;
+    each login verifies it at the front, cache or not)."""
+    if scheme == "plain":
+        return "{PLAIN}" + pw
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return "{SHA512-CRYPT}" + crypt.crypt(pw, crypt.mksalt(crypt.METHOD_SHA512))
 
 
 def tree_cpu(pid):
@@ -346,6 +363,16 @@ service auth {{
         """Start the front (start() -> (port, root pid, stop)), warm the
         cache when on, one measured run; the rate and CPU per login of the
         front's processes and of the directory server."""
+        if self.args.fresh_hosts:
+            # The hosts too: a Postern login process keeps a record of
+            # every login it handed off for 10 minutes and walks that
+            # list at each accept (modules/imap/imap_login.c,
+            # handed_sweep), so a host's cost per login grows with the
+            # logins of the runs before; fresh hosts give every
+            # (server, cache) run the same start.
+            for h in self.hosts.values():
+                h.stop()
+                h.start()
         port, pid, stop, front_log = start(cache)
         try:
             if cache:
@@ -405,20 +432,38 @@ service auth {{
         self.login_rounds("LDAP", [("Postern", self.postern_starter(self.postern_ldap_conf)),
                                    ("Dovecot 2.3", self.dovecot_starter("ldap"))])
 
+    def pg_db(self):
+        """The PostgreSQL server of the pgsql rows (started once): the
+        users (host = their mailbox host) and a transport row per
+        address, as the LDAP directory has them."""
+        if getattr(self, "pg", None):
+            return self.pg
+        import pgsql_fixture as pg
+        db = pg.Postgres(netns=self.topo.hosts["dir"], addr=self.dir_ip)
+        self.cleanups.append(db.cleanup)
+        db.start()
+        # The fixture logs every statement (its tests count them); at
+        # thousands of lookups a second that log would be most of the
+        # server's work. A per-role setting outranks the command line's.
+        db.psql("ALTER ROLE %s SET log_statement = 'none';\n" % pg.APP_USER, db="postgres")
+        db.sql("".join(pg.user_row(u, pw_value(self.args.pg_scheme, pw), host=self.home_of[u][1])
+                       + pg.transport_row("%s@%s" % (u, DOMAIN), "smtp:[%s]:%d" % (self.home_of[u][1],
+                                                                                  self.host_ports["smtpd"]))
+                       for u, pw in self.users))
+        self.pg = db
+        return db
+
     def logins_pgsql(self):
         if not os.path.exists(os.path.join(harness.MODULES, "pgsql.so")):
             print("skipped: no pgsql module", flush=True)
             self.results.append(("IMAP logins/s via the front, PostgreSQL passdb", "-", "-", None, "",
                                  "skipped: no pgsql module"))
             return
-        # The lead enables this once modules/pgsql is merged: the users in
-        # PostgreSQL (tests/integration/pgsql_fixture.py) in the dir
-        # namespace, Postern passdb = pgsql:, Dovecot passdb sql.
+        # The users in PostgreSQL (tests/integration/pgsql_fixture.py) in
+        # the dir namespace, Postern passdb = pgsql:, Dovecot passdb sql.
         import pgsql_fixture as pg
-        db = pg.Postgres(netns=self.topo.hosts["dir"], addr=self.dir_ip)
-        self.cleanups.append(db.cleanup)
-        db.start()
-        db.sql("".join(pg.user_row(u, "{PLAIN}" + pw, host=self.home_of[u][1]) for u, pw in self.users))
+        db = self.pg_db()
+        scheme = self.args.pg_scheme
         self.pg_dovecot_conf = (
             "driver = pgsql\nconnect = host=%s port=%d dbname=%s user=%s password=%s\n"
             "password_query = SELECT name AS user, password, host, 'y' AS proxy, %d AS port "
@@ -433,7 +478,7 @@ service auth {{
                                     cache_ttl=60 if cache else 0, cache_negative_ttl=10 if cache else 0))
             os.chmod(cf, 0o644)
             return "passdb = pgsql:%s\nuserdb = pgsql:%s\n" % (cf, cf)
-        self.login_rounds("PostgreSQL", [("Postern", self.postern_starter(conf)),
+        self.login_rounds("PostgreSQL (%s)" % scheme, [("Postern", self.postern_starter(conf)),
                                          ("Dovecot 2.3", self.dovecot_starter("sql"))])
 
     # ---- SMTP end to end ----
@@ -467,37 +512,58 @@ service auth {{
         got = [mbox_count(b) for b in boxes]
         return accepted, total, got
 
-    def smtp_postern(self):
-        f = self.start_postern_front(self.postern_ldap_conf(True))
+    def postern_pgsql_maps_conf(self):
+        import pgsql_fixture as pg
+        db = self.pg_db()
+        paths = {}
+        for name, text in (("transport", db.cf_text(query=pg.TRANSPORT_QUERY, cache_ttl=60)),
+                           ("rcpt", db.cf_text(query="SELECT 'OK' FROM users WHERE name = '%u' AND active",
+                                               domain=DOMAIN, cache_ttl=60))):
+            paths[name] = os.path.join(WORK, "pt-pgsql-%s.cf" % name)
+            with open(paths[name], "w") as fh:
+                fh.write(text)
+            os.chmod(paths[name], 0o644)   # the bench database's throwaway password
+        return "transport_maps = pgsql:%s\nrelay_recipient_maps = pgsql:%s\n" % (paths["transport"], paths["rcpt"])
+
+    def smtp_postern(self, engine="LDAP"):
+        if engine == "LDAP":
+            self.dir_pid = lambda: self.slapd.proc.pid
+            conf = self.postern_ldap_conf(True)
+        else:
+            conf = self.postern_pgsql_maps_conf()
+            self.dir_pid = lambda: self.pg.pid
+        f = self.start_postern_front(conf)
         try:
-            self.smtp_runs("Postern", f.ports["smtpd"], f.pid)
+            self.smtp_runs("Postern", f.ports["smtpd"], f.pid, engine)
         finally:
             f.cleanup()
 
-    def smtp_runs(self, server, port, pid):
+    def smtp_runs(self, server, port, pid, engine="LDAP"):
         a = self.args
         totals, cpus = [], []
         for _ in range(a.runs):
-            c0, d0 = tree_cpu(pid), tree_cpu(self.slapd.proc.pid)
+            c0, d0 = tree_cpu(pid), tree_cpu(self.dir_pid())
             accepted, total, got = self.smtp_source_both(port)
-            c1, d1 = tree_cpu(pid), tree_cpu(self.slapd.proc.pid)
+            c1, d1 = tree_cpu(pid), tree_cpu(self.dir_pid())
             totals.append(total)
             cpus.append((1000.0 * (c1 - c0) / (2 * a.messages), 1000.0 * (d1 - d0) / (2 * a.messages)))
             log("  SMTP %s: 2 x %d messages accepted in %.2f s, all in the hosts' mboxes after %.2f s (%s); "
                 "CPU/message: front %.2f ms, directory %.2f ms" % (server, a.messages, accepted, total, got, *cpus[-1]))
         med = statistics.median(totals)
-        self.results.append(("SMTP through the front to 2 hosts (2 x %d msgs of %d B, %d sessions), LDAP maps"
-                             % (a.messages, a.size, a.smtp_sessions), server,
-                             "cache_ttl 60" if server == "Postern" else "no cache (ldap: tables have none)",
+        self.results.append(("SMTP through the front to 2 hosts (2 x %d msgs of %d B, %d sessions), %s maps"
+                             % (a.messages, a.size, a.smtp_sessions, engine), server,
+                             "cache_ttl 60" if server == "Postern" else "no cache (%s: tables have none)"
+                             % ("ldap" if engine == "LDAP" else "pgsql"),
                              2 * a.messages / med, "msgs/s",
                              "end to end %s s; CPU/message: front %.2f ms, directory %.2f ms"
                              % (" ".join("%.2f" % t for t in totals), statistics.median(c[0] for c in cpus),
                                 statistics.median(c[1] for c in cpus))))
 
-    def smtp_postfix(self):
-        if not os.path.exists("/usr/sbin/postfix") or not os.path.exists("/usr/lib/postfix/postfix-ldap.so"):
+    def smtp_postfix(self, engine="LDAP"):
+        kind = "ldap" if engine == "LDAP" else "pgsql"
+        if not os.path.exists("/usr/sbin/postfix") or not os.path.exists("/usr/lib/postfix/postfix-%s.so" % kind):
             self.results.append(("SMTP through the front", "Postfix 3.7", "-", None, "",
-                                 "skipped: postfix or postfix-ldap not installed"))
+                                 "skipped: postfix or postfix-%s not installed" % kind))
             return
         backup = os.path.join(WORK, "etc-postfix.orig")
         shutil.copytree("/etc/postfix", backup, symlinks=True)
@@ -521,18 +587,26 @@ service auth {{
                                         "ou=transport," + SUFFIX),
                                        ("rcpt", "(&(objectClass=inetLocalMailRecipient)(mail=%s))", "uid",
                                         "ou=people," + SUFFIX)):
-            p = os.path.join(WORK, "pf-ldap-%s.cf" % name)
+            p = os.path.join(WORK, "pf-%s-%s.cf" % (kind, name))
             with open(p, "w") as f:
                 f.write("server_host = %s\nsearch_base = %s\nquery_filter = %s\nresult_attribute = %s\n"
                         "bind = yes\nbind_dn = %s\nbind_pw = %s\nversion = 3\n"
                         % (self.slapd.uri, base, filt, attr, ADMIN_DN, ADMIN_PW))
+            if kind == "pgsql":
+                import pgsql_fixture as pg
+                q = (pg.TRANSPORT_QUERY if name == "transport"
+                     else "SELECT name FROM users WHERE name = '%u' AND active")
+                with open(p, "w") as f:
+                    f.write("hosts = inet:%s:%d\ndbname = %s\nuser = %s\npassword = %s\nquery = %s\n%s"
+                            % (self.dir_ip, self.pg.port, pg.DBNAME, pg.APP_USER, pg.APP_PASSWORD, q,
+                               "domain = %s\n" % DOMAIN if name == "rcpt" else ""))
             os.chmod(p, 0o640)
             pf[name] = p
         self.pf_port = free_port()
         settings = {
             "myhostname": "front.example.net", "mydestination": "front.example.net",
-            "relay_domains": DOMAIN, "transport_maps": "ldap:" + pf["transport"],
-            "relay_recipient_maps": "ldap:" + pf["rcpt"], "inet_interfaces": "all",
+            "relay_domains": DOMAIN, "transport_maps": "%s:%s" % (kind, pf["transport"]),
+            "relay_recipient_maps": "%s:%s" % (kind, pf["rcpt"]), "inet_interfaces": "all",
             "inet_protocols": "ipv4", "mynetworks": "127.0.0.0/8", "smtp_tls_security_level": "none",
             "default_process_limit": "300", "smtpd_client_connection_count_limit": "0",
             "smtpd_client_connection_rate_limit": "0", "smtpd_client_message_rate_limit": "0",
@@ -556,7 +630,7 @@ service auth {{
         with open("/var/spool/postfix/pid/master.pid") as fh:
             master = int(fh.read().split()[0])
         try:
-            self.smtp_runs("Postfix 3.7", self.pf_port, master)
+            self.smtp_runs("Postfix 3.7", self.pf_port, master, engine)
         finally:
             sh("postfix", "stop", check=False)
 
@@ -584,7 +658,11 @@ def main():
     ap.add_argument("--messages", type=int, default=500, help="per host")
     ap.add_argument("--size", type=int, default=4000)
     ap.add_argument("--smtp-sessions", type=int, default=20)
-    ap.add_argument("--only", choices=("logins", "smtp", "pgsql", "all"), default="all")
+    ap.add_argument("--only", choices=("logins", "smtp", "pgsql", "pgsql-smtp", "all"), default="all")
+    ap.add_argument("--pg-scheme", choices=("plain", "sha512-crypt"), default="plain",
+                    help="password column of the --only pgsql users")
+    ap.add_argument("--no-fresh-hosts", dest="fresh_hosts", action="store_false",
+                    help="keep the mailbox hosts running from run to run (the old method)")
     ap.add_argument("--out")
     ap.add_argument("--verbose", action="store_true", help="the hosts' log tails when logins fail")
     args = ap.parse_args()
@@ -602,8 +680,15 @@ def main():
         if args.only in ("pgsql", "all"):
             b.logins_pgsql()
         if args.only in ("smtp", "all"):
+            b.dir_pid = lambda: b.slapd.proc.pid
             b.smtp_postern()
             b.smtp_postfix()
+        if args.only in ("pgsql-smtp", "all"):
+            if not os.path.exists(os.path.join(harness.MODULES, "pgsql.so")):
+                print("skipped: no pgsql module", flush=True)
+            else:
+                b.smtp_postern("PostgreSQL")
+                b.smtp_postfix("PostgreSQL")
     finally:
         b.cleanup()
     out = b.table()
