@@ -236,7 +236,31 @@ struct pt_mailbox_ops {
 	 * Lets a caller skip what it does around a sync of a big folder.
 	 * May be NULL. */
 	int (*uptodate)(struct pt_mbox *mb);
+	/* ---- sort keys, kept with the header cache ----
+	 * A SORT key the caller derived from message uid's cached fields
+	 * (kind PT_SKEY_*), kept with that message's cache record while its
+	 * text is unchanged. sort_key: 1 with *key (NUL-terminated, valid
+	 * until the next call on mb) and *rank, else 0. A rank is the key's
+	 * place among every ranked key of the folder (1 the lowest, equal
+	 * keys equal ranks, 0 none): two ranked keys compare as their ranks
+	 * do, so a sort of ranked keys compares no string. sort_key_put
+	 * keeps key (len octets, no NUL) for uid. Both may be NULL. */
+	int (*sort_key)(struct pt_mbox *mb, uint32_t uid, int kind, const char **key, uint32_t *rank);
+	void (*sort_key_put)(struct pt_mbox *mb, uint32_t uid, int kind, const char *key, size_t len);
+	/* An answer computed from the cached fields of messages uids[0..n)
+	 * (with nums[k], the number each has in it), kept under name
+	 * ([a-z0-9-], at most 32): answer_get gives it back (1 with *data,
+	 * valid until the next call on mb) only for the same messages with
+	 * the same texts and numbers, else 0. Both may be NULL. */
+	int (*answer_get)(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+	                  size_t n, const char **data, size_t *len);
+	void (*answer_put)(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+	                   size_t n, const char *data, size_t len);
 };
+
+/* sort_key kinds: RFC 5256 base subject; first From mailbox's local part
+ * (SORT FROM), both as imap_sort compares them. */
+enum { PT_SKEY_SUBJECT = 0, PT_SKEY_FROM = 1, PT_SKEY_KINDS = 2 };
 
 /* Header fields the header cache holds: what ENVELOPE, SORT, THREAD and
  * the SEARCH address/subject keys read, and what common clients ask in

@@ -3,6 +3,7 @@
  * (imap_search_eval), the header fields each needs are read once, then
  * sorted (ties by sequence number, as §3 asks) or threaded by
  * ORDEREDSUBJECT or REFERENCES. Strings compare by i;ascii-casemap. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +33,7 @@ struct smsg {
 	time_t arrival, date;
 	uint64_t size;
 	char *subject, *from, *to, *cc, *dfrom, *dto;
+	uint32_t srank, frank;        /* the store's ranks of subject/from, 0 none */
 	int reply;                    /* the subject was a reply/forward */
 	char *msgid, **refs;          /* THREAD=REFERENCES */
 	size_t nrefs;
@@ -170,6 +172,66 @@ msgids(const char *v, size_t len, char ***out, size_t *n, size_t max)
 	}
 }
 
+/* Set by SORT when its header keys are only SUBJECT and FROM: then the
+ * store's kept sort keys (and ranks) stand for the header. */
+static int use_skeys;
+/* 0 when SORT's keys need no arrival, size or date: the store's list
+ * entry is not asked for (a 100k SORT (SUBJECT) from kept ranks). */
+static int need_info = 1;
+
+/* One kept key of m: its rank, and its string only when it has no rank
+ * or strings is set (a ranked key's string is left unread, NULL: with
+ * every key ranked no string is compared, see ranked_strings). */
+static int
+stored_key(struct imap_session *s, struct smsg *m, int kind, int strings)
+{
+	const char *k;
+	uint32_t rank;
+	char **str = kind == PT_SKEY_SUBJECT ? &m->subject : &m->from;
+
+	if (s->mbx->sort_key(s->mb, s->view[m->idx].uid, kind, &k, &rank) != 1)
+		return 0;
+	*(kind == PT_SKEY_SUBJECT ? &m->srank : &m->frank) = rank;
+	if (rank != 0 && !strings)
+		return 1;
+	return (*str = arena_copy(k, strlen(k))) != NULL;
+}
+
+/* m's subject/from keys as the store keeps them: 1 when all headers
+ * asks for are there. */
+static int
+stored_keys(struct imap_session *s, struct smsg *m, int headers)
+{
+	if ((headers & H_SUBJECT) && !stored_key(s, m, PT_SKEY_SUBJECT, 0))
+		return 0;
+	if ((headers & H_FROM) && !stored_key(s, m, PT_SKEY_FROM, 0))
+		return 0;
+	return 1;
+}
+
+/* When some key of a kind has no rank, ranked ones compare as strings
+ * with it: their strings are read now. 0, or -1 when they cannot be. */
+static int
+ranked_strings(struct imap_session *s, struct smsg *m, size_t nm, int headers)
+{
+	for (int kind = PT_SKEY_SUBJECT; kind <= PT_SKEY_FROM; kind++) {
+		if (!(headers & (kind == PT_SKEY_SUBJECT ? H_SUBJECT : H_FROM)))
+			continue;
+		size_t unranked = 0;
+		for (size_t k = 0; k < nm; k++)
+			unranked += (kind == PT_SKEY_SUBJECT ? m[k].srank : m[k].frank) == 0;
+		if (unranked == 0 || unranked == nm)
+			continue;
+		for (size_t k = 0; k < nm; k++) {
+			char *str = kind == PT_SKEY_SUBJECT ? m[k].subject : m[k].from;
+			uint32_t rank = kind == PT_SKEY_SUBJECT ? m[k].srank : m[k].frank;
+			if (rank != 0 && str == NULL && !stored_key(s, &m[k], kind, 1))
+				return -1;
+		}
+	}
+	return 0;
+}
+
 /* Fill m's fields: arrival and size from the store's list, the rest
  * from the header of its message (read now, unless headers is 0). */
 static void
@@ -177,8 +239,12 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 {
 	struct pt_msg_text t;
 	struct pt_status st = { 0 };
-	const struct pt_msg_info *info = imap_view_info(s, m->idx);
+	int skeys = use_skeys && !threading && headers && s->mbx->sort_key != NULL && s->mbx->sort_key_put != NULL;
 
+	/* Kept keys and no number key: the list entry is not needed. */
+	if (skeys && !need_info && stored_keys(s, m, headers))
+		return;
+	const struct pt_msg_info *info = imap_view_info(s, m->idx);
 	if (info == NULL)
 		return;
 	m->arrival = info->internal_date;
@@ -186,6 +252,13 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	m->size = info->size;
 	if (!headers)
 		return;
+	if (skeys) {
+		if (need_info && stored_keys(s, m, headers))
+			return;
+		/* Not (all) kept: from the header, as below, and kept then. */
+		m->subject = m->from = NULL;
+		m->srank = m->frank = 0;
+	}
 	/* Every field used here is in the store's header cache: the cached
 	 * section when it has one, else the message. */
 	const char *ch = NULL;
@@ -277,6 +350,13 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	free(irt);   /* the ids are the arena's */
 	if (cached != 1)
 		s->mbx->release(s->mb, &t);
+	/* An absent field keys as "" (nz); a present one without its copy
+	 * (out of memory) is not kept. */
+	uint32_t uid = s->view[m->idx].uid;
+	if (skeys && (headers & H_SUBJECT) && !(have_subject && m->subject == NULL))
+		s->mbx->sort_key_put(s->mb, uid, PT_SKEY_SUBJECT, nz(m->subject), strlen(nz(m->subject)));
+	if (skeys && (headers & H_FROM) && !(have_from && m->from == NULL))
+		s->mbx->sort_key_put(s->mb, uid, PT_SKEY_FROM, nz(m->from), strlen(nz(m->from)));
 }
 
 static void
@@ -362,10 +442,10 @@ sort_cmp(const void *pa, const void *pb)
 			c = cmp_num(a->size, b->size);
 			break;
 		case K_SUBJECT:
-			c = cmp_str(a->subject, b->subject);
+			c = a->srank && b->srank ? cmp_num(a->srank, b->srank) : cmp_str(a->subject, b->subject);
 			break;
 		case K_FROM:
-			c = cmp_str(a->from, b->from);
+			c = a->frank && b->frank ? cmp_num(a->frank, b->frank) : cmp_str(a->from, b->from);
 			break;
 		case K_TO:
 			c = cmp_str(a->to, b->to);
@@ -399,17 +479,58 @@ struct skey {
 	const char *s;                /* a string key, else NULL */
 	int64_t n;                    /* a number key */
 	uint32_t seq, id;
+	uint32_t rank;                /* s's rank in the store, 0 none */
 };
 
 static int
 skey_cmp(const void *pa, const void *pb)
 {
 	const struct skey *a = pa, *b = pb;
-	int c = a->s != NULL ? strcmp(a->s, b->s) : (a->n < b->n ? -1 : a->n > b->n);
+	int c = a->s == NULL ? (a->n < b->n ? -1 : a->n > b->n) :
+	        a->rank && b->rank ? cmp_num(a->rank, b->rank) : strcmp(a->s, b->s);
 
 	if (c != 0)
 		return sort_crits[0].reverse ? -c : c;
 	return cmp_num(a->seq, b->seq);   /* ties: sequence order, never reversed */
+}
+
+/* A single SUBJECT or FROM criterion whose every key the store ranked:
+ * ids in order of rank by one stable counting pass (m ascends by
+ * sequence, the order of ties), comparing no string. 1 when done, 0
+ * when not so (or out of memory). */
+static int
+sorted_by_rank(const struct smsg *m, size_t nm, uint32_t *ids)
+{
+	enum sort_key key = sort_crits[0].key;
+	if (sort_ncrits != 1 || (key != K_SUBJECT && key != K_FROM))
+		return 0;
+	uint32_t top = 0;
+	for (size_t k = 0; k < nm; k++) {
+		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
+		if (r == 0 || (k && m[k].seq <= m[k - 1].seq))
+			return 0;
+		if (r > top)
+			top = r;
+	}
+	if (top > 64u * 1024 * 1024)
+		return 0;
+	size_t *start = calloc((size_t)top + 2, sizeof(*start));
+	if (start == NULL)
+		return 0;
+	int rev = sort_crits[0].reverse;
+	/* REVERSE turns the key order only: rank r goes to top + 1 - r. */
+	for (size_t k = 0; k < nm; k++) {
+		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
+		start[(rev ? top + 1 - r : r) + 1]++;
+	}
+	for (size_t r = 1; r < (size_t)top + 2; r++)
+		start[r] += start[r - 1];
+	for (size_t k = 0; k < nm; k++) {
+		uint32_t r = key == K_SUBJECT ? m[k].srank : m[k].frank;
+		ids[start[rev ? top + 1 - r : r]++] = m[k].id;
+	}
+	free(start);
+	return 1;
 }
 
 /* The reply's numbers of m[0..nm) in sort_crits order (malloc'd), NULL
@@ -423,6 +544,10 @@ sorted_ids(struct smsg *m, size_t nm)
 	if (ids == NULL) {
 		free(v);
 		return NULL;
+	}
+	if (sorted_by_rank(m, nm, ids)) {
+		free(v);
+		return ids;
 	}
 	if (v != NULL) {
 		for (size_t k = 0; k < nm; k++) {
@@ -440,7 +565,9 @@ sorted_ids(struct smsg *m, size_t nm)
 			case K_DISPLAYFROM: str = nz(x->dfrom); break;
 			case K_DISPLAYTO: str = nz(x->dto); break;
 			}
-			v[k] = (struct skey){ str, num, x->seq, x->id };
+			uint32_t rank = sort_crits[0].key == K_SUBJECT ? x->srank :
+			                sort_crits[0].key == K_FROM ? x->frank : 0;
+			v[k] = (struct skey){ str, num, x->seq, x->id, rank };
 		}
 		qsort(v, nm, sizeof(*v), skey_cmp);
 		for (size_t k = 0; k < nm; k++)
@@ -563,8 +690,31 @@ imap_cmd_sort(struct imap_session *s, const char *tag, const struct imap_arg *a,
 			[K_DISPLAYFROM] = H_FROM, [K_DISPLAYTO] = H_TO };
 		headers |= need[crit[k].key];
 	}
+	/* SUBJECT and FROM keys the store may keep (not DISPLAYFROM's
+	 * display names, nor TO, CC, DATE): then no header is parsed. */
+	use_skeys = (headers & ~(H_SUBJECT | H_FROM)) == 0;
+	need_info = 0;
+	for (size_t k = 0; k < ncrit; k++) {
+		if (crit[k].key == K_DISPLAYFROM)
+			use_skeys = 0;
+		if (crit[k].key == K_ARRIVAL || crit[k].key == K_SIZE || crit[k].key == K_DATE)
+			need_info = 1;
+	}
 	size_t nm = 0;
 	struct smsg *m = collect(s, tag, cmd, a + i + 2, n - i - 2, uid, 0, headers, &nm);
+	if (m != NULL && use_skeys && s->mbx->sort_key != NULL && ranked_strings(s, m, nm, headers) != 0) {
+		/* A key kept a moment ago is gone (it cannot be, short of
+		 * memory): the keys from the headers instead. */
+		for (size_t k = 0; k < nm; k++) {
+			m[k].subject = m[k].from = NULL;
+			m[k].srank = m[k].frank = 0;
+		}
+		use_skeys = 0;
+		for (size_t k = 0; k < nm; k++)
+			load_fields(s, &m[k], 0, headers);
+	}
+	use_skeys = 0;
+	need_info = 1;
 	if (m == NULL)
 		return;
 	sort_crits = crit;
@@ -1152,10 +1302,41 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 		return;
 	}
 	size_t nm = 0;
-	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, refs, H_SUBJECT | H_DATE, &nm);
+	/* The messages first, their fields only when the store has not
+	 * kept this very answer (same messages, texts and numbers): a
+	 * thread tree depends on nothing else. */
+	int keep = s->mbx->answer_get != NULL && s->mbx->answer_put != NULL;
+	struct smsg *m = collect(s, tag, cmd, a + 2, n - 2, uid, keep ? 0 : refs, keep ? 0 : H_SUBJECT | H_DATE, &nm);
 	if (m == NULL)
 		return;
+	/* One kept answer per algorithm, numbering and whether the whole
+	 * folder was asked (what clients ask again) or a part of it. */
+	char name[40];
+	snprintf(name, sizeof name, "thread-%s-%s-%s", refs ? "refs" : "subj", uid ? "uid" : "seq",
+	         nm == s->nview ? "all" : "part");
+	uint32_t *uids = keep ? malloc((nm ? nm : 1) * sizeof(*uids)) : NULL;
+	uint32_t *nums = keep ? malloc((nm ? nm : 1) * sizeof(*nums)) : NULL;
 	struct pt_strbuf out = { 0 };
+	if (uids != NULL && nums != NULL) {
+		for (size_t k = 0; k < nm; k++) {
+			uids[k] = s->view[m[k].idx].uid;
+			nums[k] = m[k].id;
+		}
+		const char *kept;
+		size_t klen;
+		if (s->mbx->answer_get(s->mb, name, uids, nums, nm, &kept, &klen) == 1)
+			pt_strbuf_put(&out, kept, klen);
+	}
+	if (out.len) {
+		free(uids);
+		free(nums);
+		smsg_free(m, nm);
+		imap_search_reply(s, tag, &out, "Thread");
+		return;
+	}
+	if (keep)
+		for (size_t k = 0; k < nm; k++)
+			load_fields(s, &m[k], refs, H_SUBJECT | H_DATE);
 	pt_strbuf_puts(&out, "* THREAD ");
 	if (refs) {
 		struct forest f = { .m = m };
@@ -1171,6 +1352,10 @@ imap_cmd_thread(struct imap_session *s, const char *tag, const struct imap_arg *
 	if (out.len == 9)
 		out.len = 8;
 	pt_strbuf_puts(&out, "\r\n");
+	if (uids != NULL && nums != NULL && !out.oom)
+		s->mbx->answer_put(s->mb, name, uids, nums, nm, out.p, out.len);
+	free(uids);
+	free(nums);
 	smsg_free(m, nm);
 	imap_search_reply(s, tag, &out, "Thread");
 }

@@ -282,9 +282,8 @@ drop_index(const struct pt_mstore *ms, const char *name)
 	char p[MS_PATH_MAX + 64];
 	snprintf(p, sizeof p, "%s/.imap/%s/postern.index", ms->root, name);
 	unlink(p);
-	snprintf(p, sizeof p, "%s/.imap/%s/postern.hcache", ms->root, name);
-	unlink(p);
 	snprintf(p, sizeof p, "%s/.imap/%s", ms->root, name);
+	ms_cache_unlink(p);
 	rmdir(p);
 }
 
@@ -843,4 +842,8 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.header_fields = ms_cache_header,
 	.vanished_since = ms_mbox_vanished_since,
 	.uptodate = ms_mbox_uptodate,
+	.sort_key = ms_cache_sort_key,
+	.sort_key_put = ms_cache_sort_key_put,
+	.answer_get = ms_cache_answer_get,
+	.answer_put = ms_cache_answer_put,
 };

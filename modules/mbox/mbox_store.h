@@ -355,6 +355,15 @@ void ms_cache_close(struct pt_mbox *mb);
  * header_fields gives them, appended to out: 0, or -1 when they cannot
  * be cached (a field without a line end, over HC_BLOCK_MAX). */
 #define HC_BLOCK_MAX 16384
+/* sort_key / sort_key_put of the store's ops (mailbox.h). */
+int ms_cache_sort_key(struct pt_mbox *mb, uint32_t uid, int kind, const char **key, uint32_t *rank);
+void ms_cache_sort_key_put(struct pt_mbox *mb, uint32_t uid, int kind, const char *key, size_t len);
+int ms_cache_answer_get(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+                        size_t n, const char **data, size_t *len);
+void ms_cache_answer_put(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+                         size_t n, const char *data, size_t len);
+/* Remove the cache files (header cache, kept answers) of index dir dir. */
+void ms_cache_unlink(const char *dir);
 int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);
 
 int ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);

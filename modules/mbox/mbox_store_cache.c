@@ -18,7 +18,17 @@
  * maps it read-only and checks its head, a checksum over everything and
  * each record's bounds: anything odd and it is ignored (and replaced by
  * the next save). Two opens of a folder each save their own merge; the
- * last one wins, which only costs cached fields, never correctness. */
+ * last one wins, which only costs cached fields, never correctness.
+ *
+ * A record also keeps the SORT keys imap_sort derived from its fields
+ * (sort_key_put: base subject, FROM key) and, per kind, the key's rank
+ * among all keys of that kind in the file, numbered at each save: a
+ * second session sorts 100 000 messages by those integers without
+ * parsing a header or comparing a string (Dovecot keeps sort positions
+ * in its index likewise). Keys follow the identity like the fields do;
+ * a key learnt since the load has no rank and is compared as a string
+ * (ranks agree with string order, so the two mix). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -34,10 +44,12 @@
 #include "postern/header.h"
 #include "postern/log.h"
 
-#define HC_MAGIC "PTHC0001"
+#define HC_MAGIC "PTHC0002"
 #define HC_NAME "postern.hcache"
 #define HC_SAVE_EVERY 300      /* seconds: a long session saves at a sync */
 #define HC_WINDOW (128 * 1024) /* read-ahead of headers for a run of misses */
+
+static int hc_enabled = 1;
 
 struct hc_head {
 	char magic[8];
@@ -53,6 +65,20 @@ struct hc_rec {
 	int64_t date;                  /* pt_msg_info.internal_date */
 	uint64_t hdr_len;              /* header octets less the storage headers */
 	uint64_t body_len;
+	/* Sort keys (PT_SKEY_*), each NUL-terminated, klen counting the NUL,
+	 * HC_NOKEY when not known; in the file at [koff, +klen[0]) and
+	 * then [.., +klen[1]) of the blob. rank: 0 none, else 1.. */
+	uint64_t koff;
+	uint32_t klen[PT_SKEY_KINDS];
+	uint32_t rank[PT_SKEY_KINDS];
+};
+
+#define HC_NOKEY UINT32_MAX
+
+/* A sort key learnt by this open (its own offsets per kind into kblob). */
+struct hc_kadd {
+	struct hc_rec id;              /* uid, identity and klen[] */
+	uint64_t koff[PT_SKEY_KINDS];
 };
 
 struct ms_cache {
@@ -83,6 +109,13 @@ struct ms_cache {
 	ino_t win_ino;
 	off_t win_size;
 	struct timespec win_mtime;
+	/* Sort keys learnt by this open, ascending by UID while ksorted. */
+	struct hc_kadd *kadd;
+	size_t nkadd, capkadd;
+	int ksorted;
+	struct pt_strbuf kblob;
+	size_t cur_km, cur_kf, cur_ka; /* sort_key's own cursors */
+	struct pt_strbuf ans;          /* answer_get's last answer */
 };
 
 static uint64_t
@@ -112,6 +145,11 @@ rec_ident(const struct ms_msg *r, struct hc_rec *out)
 	out->date = (int64_t)r->info.internal_date;
 	out->hdr_len = (uint64_t)(r->body_off - r->hdr_off) - r->meta_len;
 	out->body_len = (uint64_t)(r->end - r->body_off);
+	out->koff = 0;
+	for (int k = 0; k < PT_SKEY_KINDS; k++) {
+		out->klen[k] = HC_NOKEY;
+		out->rank[k] = 0;
+	}
 }
 
 static int
@@ -144,6 +182,12 @@ drop_added(struct ms_cache *c)
 	c->sorted = 1;
 	pt_strbuf_free(&c->blob);
 	memset(&c->blob, 0, sizeof c->blob);
+	free(c->kadd);
+	c->kadd = NULL;
+	c->nkadd = c->capkadd = 0;
+	c->ksorted = 1;
+	pt_strbuf_free(&c->kblob);
+	memset(&c->kblob, 0, sizeof c->kblob);
 	c->pending = 0;
 }
 
@@ -189,6 +233,22 @@ load(struct ms_cache *c, const struct ms_folder *f)
 		    r->len > HC_BLOCK_MAX || r->off > h.blob_len || r->len > h.blob_len - r->off ||
 		    memcmp(blob + r->off + r->len - 2, "\r\n", 2) != 0)
 			goto bad;
+		/* Keys: inside the blob, each ending in its NUL; a rank only
+		 * with a key. */
+		uint64_t at = r->koff;
+		if (at > h.blob_len)
+			goto bad;
+		for (int k = 0; k < PT_SKEY_KINDS; k++) {
+			if (r->klen[k] == HC_NOKEY) {
+				if (r->rank[k] != 0)
+					goto bad;
+				continue;
+			}
+			if (r->klen[k] < 1 || r->klen[k] > HC_BLOCK_MAX + 1 || r->klen[k] > h.blob_len - at ||
+			    blob[at + r->klen[k] - 1] != '\0')
+				goto bad;
+			at += r->klen[k];
+		}
 	}
 	close(fd);
 	c->map = map;
@@ -218,6 +278,7 @@ cache_get(struct pt_mbox *mb)
 		if ((c = calloc(1, sizeof *c)) == NULL)
 			return NULL;
 		c->sorted = 1;
+		c->ksorted = 1;
 		c->saved_at = time(NULL);
 		mb->hc = c;
 	}
@@ -270,6 +331,8 @@ msg_at(const struct ms_folder *f, size_t *cur, uint32_t uid)
 		r = *cur;
 	else if (*cur + 1 < f->n && f->m[*cur + 1].info.uid == uid)
 		r = *cur + 1;
+	else if (*cur > 0 && *cur - 1 < f->n && f->m[*cur - 1].info.uid == uid)
+		r = *cur - 1;   /* the same one again (sort_key, then its put) */
 	else
 		r = ms_folder_find(f, uid);
 	if (r != (size_t)-1)
@@ -349,6 +412,286 @@ learn(struct ms_cache *c, const struct ms_msg *r, const char *p, size_t len)
 	return c->blob.p + nr.off;
 }
 
+/* The learnt key record of uid, or (size_t)-1. */
+static int
+cmp_kadd(const void *a, const void *b)
+{
+	const struct hc_kadd *x = a, *y = b;
+	return x->id.uid < y->id.uid ? -1 : x->id.uid > y->id.uid;
+}
+
+static size_t
+kadd_find(struct ms_cache *c, uint32_t uid)
+{
+	if (!c->ksorted) {
+		/* One record per UID (see ms_cache_sort_key_put): no ties. */
+		qsort(c->kadd, c->nkadd, sizeof *c->kadd, cmp_kadd);
+		c->ksorted = 1;
+	}
+	size_t lo = 0, hi = c->nkadd;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->kadd[mid].id.uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < c->nkadd && c->kadd[lo].id.uid == uid ? lo : (size_t)-1;
+}
+
+/* Ranks of out[0..n)'s keys, kind by kind: equal keys one rank, in
+ * strcmp order (what imap_sort compares). */
+static const char *rank_base;
+static const struct hc_rec *rank_recs;
+static int rank_kind;
+
+static const char *
+rank_key(const struct hc_rec *r, int kind)
+{
+	uint64_t at = r->koff;
+	for (int k = 0; k < kind; k++)
+		if (r->klen[k] != HC_NOKEY)
+			at += r->klen[k];
+	return rank_base + at;
+}
+
+static int
+cmp_rank(const void *pa, const void *pb)
+{
+	const struct hc_rec *a = &rank_recs[*(const uint32_t *)pa], *b = &rank_recs[*(const uint32_t *)pb];
+	return strcmp(rank_key(a, rank_kind), rank_key(b, rank_kind));
+}
+
+static void
+rank_keys(struct hc_rec *out, size_t n, const char *blob)
+{
+	uint32_t *ord = malloc((n ? n : 1) * sizeof *ord);
+	if (ord == NULL)
+		return;   /* no ranks: keys compare as strings */
+	rank_base = blob;
+	rank_recs = out;
+	for (int k = 0; k < PT_SKEY_KINDS; k++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (out[i].klen[k] != HC_NOKEY)
+				ord[m++] = (uint32_t)i;
+		rank_kind = k;
+		qsort(ord, m, sizeof *ord, cmp_rank);
+		uint32_t rank = 0;
+		for (size_t i = 0; i < m; i++) {
+			if (i == 0 || cmp_rank(&ord[i - 1], &ord[i]) != 0)
+				rank++;
+			out[ord[i]].rank[k] = rank;
+		}
+	}
+	free(ord);
+}
+
+int
+ms_cache_sort_key(struct pt_mbox *mb, uint32_t uid, int kind, const char **key, uint32_t *rank)
+{
+	*key = NULL;
+	*rank = 0;
+	if (!hc_enabled || kind < 0 || kind >= PT_SKEY_KINDS)
+		return 0;
+	struct ms_cache *c = cache_get(mb);
+	if (c == NULL)
+		return 0;
+	const struct ms_folder *f = &mb->f;
+	size_t i = msg_at(f, &c->cur_km, uid);
+	if (i == (size_t)-1)
+		return 0;
+	const struct ms_msg *r = &f->m[i];
+	if (c->nkadd) {
+		size_t k;
+		if (c->ksorted && c->cur_ka < c->nkadd && c->kadd[c->cur_ka].id.uid == uid)
+			k = c->cur_ka;
+		else if (c->ksorted && c->kadd[c->nkadd - 1].id.uid < uid)
+			k = (size_t)-1;   /* past the last learnt */
+		else
+			k = kadd_find(c, uid);
+		if (k != (size_t)-1) {
+			c->cur_ka = k + 1;
+			if (c->kadd[k].id.klen[kind] != HC_NOKEY && rec_matches(&c->kadd[k].id, r)) {
+				*key = c->kblob.p + c->kadd[k].koff[kind];
+				return 1;
+			}
+		}
+	}
+	size_t k = rec_at(c->frec, c->nfrec, &c->cur_kf, uid);
+	if (k == (size_t)-1 || c->frec[k].klen[kind] == HC_NOKEY || !rec_matches(&c->frec[k], r))
+		return 0;
+	rank_base = c->fblob;
+	*key = rank_key(&c->frec[k], kind);
+	*rank = c->frec[k].rank[kind];
+	return 1;
+}
+
+void
+ms_cache_sort_key_put(struct pt_mbox *mb, uint32_t uid, int kind, const char *key, size_t len)
+{
+	if (!hc_enabled || kind < 0 || kind >= PT_SKEY_KINDS || len > HC_BLOCK_MAX)
+		return;
+	struct ms_cache *c = cache_get(mb);
+	size_t i = c != NULL ? msg_at(&mb->f, &c->cur_km, uid) : (size_t)-1;
+	if (i == (size_t)-1)
+		return;
+	const struct ms_msg *r = &mb->f.m[i];
+	/* Keys come in UID order (a SORT's pass): past the last one learnt
+	 * is new, no search. */
+	size_t k = c->nkadd == 0 || (c->ksorted && c->kadd[c->nkadd - 1].id.uid < uid) ? (size_t)-1 :
+	           c->ksorted && c->kadd[c->nkadd - 1].id.uid == uid ? c->nkadd - 1 : kadd_find(c, uid);
+	if (k != (size_t)-1 && !rec_matches(&c->kadd[k].id, r)) {
+		/* Another text under that UID: the old keys go. */
+		rec_ident(r, &c->kadd[k].id);
+	} else if (k == (size_t)-1) {
+		if (c->nkadd == c->capkadd) {
+			size_t cap = c->capkadd ? c->capkadd * 2 : 1024;
+			struct hc_kadd *v = realloc(c->kadd, cap * sizeof *v);
+			if (v == NULL)
+				return;
+			c->kadd = v;
+			c->capkadd = cap;
+		}
+		if (c->nkadd && c->kadd[c->nkadd - 1].id.uid > uid)
+			c->ksorted = 0;
+		k = c->nkadd++;
+		memset(&c->kadd[k], 0, sizeof c->kadd[k]);
+		rec_ident(r, &c->kadd[k].id);
+	}
+	size_t before = c->kblob.len;
+	pt_strbuf_put(&c->kblob, key, len);
+	pt_strbuf_put(&c->kblob, "", 1);
+	if (c->kblob.oom) {
+		c->kblob.len = before;
+		c->kblob.oom = 0;
+		return;
+	}
+	c->kadd[k].koff[kind] = before;
+	c->kadd[k].id.klen[kind] = (uint32_t)(len + 1);
+	c->pending++;
+}
+
+/* ---- answers (postern.answer.NAME beside the cache) ----
+ * head, then the answer's octets. fp: over the UIDVALIDITY and each
+ * message's UID, number and text identity (see the top), so the answer
+ * is only given back for the same messages as they were. */
+#define ANS_MAGIC "PTAN0001"
+struct ans_head {
+	char magic[8];
+	uint32_t uidvalidity, pad;
+	uint64_t n, fp, len, sum;
+};
+
+/* 0 with the fingerprint and the file's path, -1 when name is not one
+ * or a message is not the folder's. */
+static int
+answer_fp(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums, size_t n,
+          uint64_t *fp, char *path, size_t pathlen)
+{
+	const struct ms_folder *f = &mb->f;
+	size_t nl = strlen(name);
+	if (!hc_enabled || nl == 0 || nl > 32 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-") != nl ||
+	    f->idxdir == NULL)
+		return -1;
+	snprintf(path, pathlen, "%s/postern.answer.%s", f->idxdir, name);
+	uint64_t h = hc_sum(0xcbf29ce484222325ull, &f->uidvalidity, sizeof f->uidvalidity);
+	size_t cur = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = msg_at(f, &cur, uids[k]);
+		if (i == (size_t)-1)
+			return -1;
+		struct hc_rec id;
+		rec_ident(&f->m[i], &id);
+		uint64_t w[6] = { id.uid, nums[k], id.size, (uint64_t)id.date, id.hdr_len, id.body_len };
+		h = hc_sum(h, w, sizeof w);
+	}
+	*fp = h;
+	return 0;
+}
+
+int
+ms_cache_answer_get(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+                    size_t n, const char **data, size_t *len)
+{
+	char path[MS_PATH_MAX + 64];
+	uint64_t fp;
+	*data = NULL;
+	*len = 0;
+	struct ms_cache *c = hc_enabled ? cache_get(mb) : NULL;
+	if (c == NULL || answer_fp(mb, name, uids, nums, n, &fp, path, sizeof path) != 0)
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	struct ans_head h;
+	struct stat sb;
+	int ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	         pt_read_full(fd, &h, sizeof h) == (ssize_t)sizeof h && memcmp(h.magic, ANS_MAGIC, 8) == 0 &&
+	         h.uidvalidity == mb->f.uidvalidity && h.n == n && h.fp == fp &&
+	         (uint64_t)sb.st_size == sizeof h + h.len && h.len <= (64u << 20);
+	c->ans.len = 0;
+	c->ans.oom = 0;
+	if (ok && pt_strbuf_reserve(&c->ans, (size_t)h.len + 1) == 0 &&
+	    pt_read_full(fd, c->ans.p, (size_t)h.len) == (ssize_t)h.len &&
+	    hc_sum(0xcbf29ce484222325ull, c->ans.p, (size_t)h.len) == h.sum) {
+		c->ans.len = (size_t)h.len;
+		*data = c->ans.p;
+		*len = c->ans.len;
+	}
+	close(fd);
+	return *data != NULL;
+}
+
+void
+ms_cache_answer_put(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
+                    size_t n, const char *data, size_t len)
+{
+	char path[MS_PATH_MAX + 64], tmp[MS_PATH_MAX + 96];
+	struct ans_head h;
+	memset(&h, 0, sizeof h);
+	if (answer_fp(mb, name, uids, nums, n, &h.fp, path, sizeof path) != 0 ||
+	    ms_mkdirs(mb->f.idxdir, 1) != 0)
+		return;
+	memcpy(h.magic, ANS_MAGIC, 8);
+	h.uidvalidity = mb->f.uidvalidity;
+	h.n = n;
+	h.len = len;
+	h.sum = hc_sum(0xcbf29ce484222325ull, data, len);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	int rc = pt_write_all(fd, &h, sizeof h);
+	if (rc == 0 && len)
+		rc = pt_write_all(fd, data, len);
+	if (close(fd) != 0)
+		rc = -1;
+	/* Like the cache: no fsync, a torn file fails its length or sum. */
+	if (rc != 0 || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
+void
+ms_cache_unlink(const char *dir)
+{
+	char p[MS_PATH_MAX + 64];
+	snprintf(p, sizeof p, "%s/%s", dir, HC_NAME);
+	unlink(p);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "postern.answer.", 15) != 0)
+			continue;
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+}
+
 static void
 drop_window(struct ms_cache *c)
 {
@@ -391,8 +734,6 @@ window(struct ms_cache *c, const struct ms_folder *f, size_t i)
 	c->win_mtime = f->known.st_mtim;
 	return c->win.p;
 }
-
-static int hc_enabled = 1;
 
 void
 mbox_header_cache_enable(int on)
@@ -506,11 +847,12 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 	if (f->uidvalidity != c->uidvalidity || f->idxdir == NULL)
 		return -1;
 	(void)added_find(c, 0);   /* sorts */
+	(void)kadd_find(c, 0);
 	struct hc_rec *out = malloc((f->n ? f->n : 1) * sizeof *out);
 	struct pt_strbuf blob = { 0 };
 	if (out == NULL)
 		return -1;
-	size_t n = 0, a = 0, b = 0;
+	size_t n = 0, a = 0, b = 0, ka = 0;
 	for (size_t i = 0; i < f->n; i++) {
 		const struct ms_msg *r = &f->m[i];
 		uint32_t uid = r->info.uid;
@@ -518,6 +860,8 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 			a++;
 		while (b < c->nfrec && c->frec[b].uid < uid)
 			b++;
+		while (ka < c->nkadd && c->kadd[ka].id.uid < uid)
+			ka++;
 		const struct hc_rec *src = NULL;
 		const char *base = NULL;
 		if (a < c->nadd && rec_matches(&c->add[a], r)) {
@@ -532,8 +876,28 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 		out[n] = *src;
 		out[n].off = blob.len;
 		pt_strbuf_put(&blob, base + src->off, src->len);
+		/* Its keys: learnt now, else the file's (of this text). */
+		const struct hc_kadd *lk = ka < c->nkadd && rec_matches(&c->kadd[ka].id, r) ? &c->kadd[ka] : NULL;
+		const struct hc_rec *fk = b < c->nfrec && rec_matches(&c->frec[b], r) ? &c->frec[b] : NULL;
+		out[n].koff = blob.len;
+		uint64_t fat = fk != NULL ? fk->koff : 0;
+		for (int k = 0; k < PT_SKEY_KINDS; k++) {
+			out[n].klen[k] = HC_NOKEY;
+			out[n].rank[k] = 0;
+			if (lk != NULL && lk->id.klen[k] != HC_NOKEY) {
+				pt_strbuf_put(&blob, c->kblob.p + lk->koff[k], lk->id.klen[k]);
+				out[n].klen[k] = lk->id.klen[k];
+			} else if (fk != NULL && fk->klen[k] != HC_NOKEY) {
+				pt_strbuf_put(&blob, c->fblob + fat, fk->klen[k]);
+				out[n].klen[k] = fk->klen[k];
+			}
+			if (fk != NULL && fk->klen[k] != HC_NOKEY)
+				fat += fk->klen[k];
+		}
 		n++;
 	}
+	if (!blob.oom)
+		rank_keys(out, n, blob.p);
 	int rc = -1;
 	if (blob.oom)
 		goto done;
@@ -545,7 +909,7 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 	h.blob_len = blob.len;
 	/* The sum runs over records and blob as one stream: the same
 	 * eight-octet steps as the load's single pass need the records to
-	 * be a multiple of eight long (they are: 48 octets). */
+	 * be a multiple of eight long (they are: 72 octets). */
 	h.sum = hc_sum(hc_sum(0xcbf29ce484222325ull, out, n * sizeof *out), blob.p ? blob.p : "",
 	               blob.len);
 	cache_path(f, path, sizeof path);
@@ -606,6 +970,7 @@ ms_cache_close(struct pt_mbox *mb)
 	drop_added(c);
 	drop_window(c);
 	pt_strbuf_free(&c->tmp);
+	pt_strbuf_free(&c->ans);
 	free(c);
 	mb->hc = NULL;
 }

@@ -17,7 +17,8 @@ _spec = importlib.util.spec_from_file_location("imap_bench", os.path.join(HERE, 
 b = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(b)
 b.WORK = "/var/tmp/postern-bench/imapcache"
-b.PORTS = {"dovecot": (22143, 22110), "postern": (23143, 23110)}
+b.PORTS = {"dovecot": {"imap": 22143, "pop3": 22110},
+           "postern": {"imap": 23143, "pop3": 23110, "smtp": 23025}}
 
 STEPS = [
     ("search_msgid", "SEARCH HEADER Message-ID <bench.77777@example.com>"),
@@ -82,7 +83,7 @@ def run(server, args, template, pw):
         proc = b.start_postern(args.before + "/bin/postern", args.before + "/modules", pw, 4)
     else:
         proc = b.start_postern(args.postern, args.modules, pw, 4)
-    port = b.PORTS[kind][0]
+    port = b.PORTS[kind]["imap"]
     rows = []
     try:
         t, c = b.login_select(port)

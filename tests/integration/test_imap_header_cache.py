@@ -6,7 +6,9 @@ THREAD answer must be byte for byte the same with the cache cold, warm in
 the session, loaded from disk by a new session, after a mailx-style append
 and an in-place change of a message by another program, after another
 session's EXPUNGE, and with the cache file truncated or overwritten with
-garbage."""
+garbage. The SORT keys kept with the cache (base subject, FROM key and
+their ranks) are checked the same way, also after another session's
+APPEND and STORE."""
 import os
 import random
 import stat
@@ -84,8 +86,28 @@ QUERIES = [
     "SORT (TO CC SIZE) UTF-8 ALL",
     "SORT (DISPLAYFROM DISPLAYTO) UTF-8 ALL",
     "SORT (ARRIVAL) UTF-8 FROM alice",
+    # The SORT keys kept with the cache and their ranks: reversed, mixed
+    # with other keys, over a part of the folder, ESORT.
+    "SORT (REVERSE SUBJECT) UTF-8 ALL",
+    "SORT (FROM SUBJECT) UTF-8 ALL",
+    "SORT (REVERSE FROM ARRIVAL) UTF-8 ALL",
+    "UID SORT (SUBJECT) UTF-8 UID 10:40",
+    "SORT (FROM) UTF-8 NOT SUBJECT meeting",
+    "SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL",
+    # Without message 17 (too big to cache, so never ranked): every key
+    # ranked, sorted by ranks alone.
+    "SORT (SUBJECT) UTF-8 UID 18:*",
+    "SORT (REVERSE SUBJECT) UTF-8 UID 18:*",
+    "UID SORT (FROM) UTF-8 UID 18:*",
+    "SORT (REVERSE FROM) UTF-8 UID 18:*",
     "THREAD REFERENCES UTF-8 ALL",
     "THREAD ORDEREDSUBJECT UTF-8 ALL",
+    # Thread answers are kept per set of messages (postern.answer.*).
+    "UID THREAD REFERENCES UTF-8 ALL",
+    "THREAD REFERENCES UTF-8 SUBJECT meeting",
+    "THREAD ORDEREDSUBJECT UTF-8 UID 40:50",   # numbers move with an expunge below
+    "UID THREAD ORDEREDSUBJECT UTF-8 UID 5:50",
+    "THREAD REFERENCES UTF-8 ALL",
 ]
 
 
@@ -178,8 +200,29 @@ class HeaderCacheTest(unittest.TestCase):
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
         self.assertEqual(st.st_uid, os.stat(self.hc.mbox_path("alice")).st_uid)
         self.assertFalse(os.path.exists(self.cache_file(self.ref)))
+        with open(self.cache_file(self.hc), "rb") as f:
+            saved = f.read()
+        # The sort keys were kept (as compared: upper case, NUL-ended).
+        self.assertIn(b"MEETING 4\x00", saved)
+        self.assertIn(b"ALICE\x00", saved)
         ra, ca = self.session(self.ref), self.session(self.hc)
         self.same("from disk", ra, ca)
+
+        # Another session appends (a subject that sorts first, one that
+        # sorts between ranked ones) and changes flags.
+        for s in self.servers:
+            o = self.session(s)
+            for n, m in enumerate((b"From: Aaron <aaron@example.com>\r\nSubject: Re: AAA first\r\n\r\nx\r\n",
+                                   b"From: mid@example.com\r\nSubject: Fwd: Meeting 2\r\n\r\ny\r\n")):
+                tag = o.tag()
+                o.sock.sendall(tag.encode() + b' APPEND INBOX "07-Dec-2026 10:0%d:00 +0000" {%d+}\r\n'
+                               % (n, len(m)) + m + b"\r\n")
+                self.assertIn(" OK ", o.collect(tag)[1])
+            self.assertIn(" OK ", o.cmd("STORE 2:9 +FLAGS.SILENT (\\Seen)")[1])
+            self.logout(o, s)
+        for c in (ra, ca):
+            c.cmd("NOOP")
+        self.same("after another session's APPEND and STORE", ra, ca)
 
         # A mailx-style append and another program's rewrite of message 5.
         for s in self.servers:
@@ -207,6 +250,29 @@ class HeaderCacheTest(unittest.TestCase):
         self.logout(ca, self.hc)
         self.wait_cache((before.st_mtime_ns, before.st_ino))
 
+        # Damaged kept answers are not given back.
+        d = os.path.dirname(self.cache_file(self.hc))
+        kept = sorted(x for x in os.listdir(d) if x.startswith("postern.answer."))
+        self.assertEqual(kept, ["postern.answer.thread-refs-seq-all", "postern.answer.thread-refs-seq-part",
+                                "postern.answer.thread-refs-uid-all", "postern.answer.thread-subj-seq-all",
+                                "postern.answer.thread-subj-seq-part", "postern.answer.thread-subj-uid-part"])
+        for name in kept:
+            ap = os.path.join(d, name)
+            with open(ap, "rb") as f:
+                good_answer = f.read()
+            body = bytearray(good_answer)
+            body[-3] ^= 0x01                         # a digit of the answer
+            head = bytearray(good_answer)
+            head[24] ^= 0x01                         # the fingerprint
+            for bad in (good_answer[:20], good_answer[:-1], bytes(body), bytes(head),
+                        good_answer + b"1"):
+                with open(ap, "wb") as f:
+                    f.write(bad)
+                ra, ca = self.session(self.ref), self.session(self.hc)
+                self.same("with a damaged %s (%d octets)" % (name, len(bad)), ra, ca)
+                self.logout(ra, self.ref)
+                self.logout(ca, self.hc)
+
         # A damaged cache file is ignored and rebuilt.
         p = self.cache_file(self.hc)
         with open(p, "rb") as f:
@@ -228,7 +294,7 @@ class HeaderCacheTest(unittest.TestCase):
             self.logout(ca, self.hc)
             self.wait_cache((st.st_mtime_ns, st.st_ino))
             with open(p, "rb") as f:
-                self.assertEqual(f.read(8), b"PTHC0001")
+                self.assertEqual(f.read(8), b"PTHC0002")
 
     def test_delete_takes_the_cache_along(self):
         c = self.session(self.hc)
@@ -240,6 +306,7 @@ class HeaderCacheTest(unittest.TestCase):
         self.assertIn(" OK ", c.cmd("SELECT Box")[1])
         untagged, _ = c.cmd("FETCH 1 ENVELOPE")
         self.assertIn(b'"in a folder"', untagged[0])
+        self.assertIn(" OK ", c.cmd("THREAD REFERENCES UTF-8 ALL")[1])   # an answer kept
         self.assertIn(" OK ", c.cmd("SELECT INBOX")[1])   # closes Box: saved
         d = self.hc.path("home", "alice", "mail", ".imap", "Box")
         deadline = time.time() + 10
