@@ -83,7 +83,13 @@ def run(argv, home, timeout=40, input=None, ok=True, env=None):
     e = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8",
          "TZ": os.environ.get("TZ", "UTC"), "USER": "root", "LOGNAME": "root", "TERM": "dumb"}
     e.update(env or {})
-    p = subprocess.run(argv, cwd=home, env=e, input=input, capture_output=True, timeout=timeout)
+    try:
+        p = subprocess.run(argv, cwd=home, env=e, input=input, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as t:
+        # what the client said before it hung is the clue
+        raise AssertionError("%s timed out after %ss\nstdout:\n%s\nstderr:\n%s" % (
+            argv[0], timeout, (t.stdout or b"").decode(errors="replace")[-6000:],
+            (t.stderr or b"").decode(errors="replace")[-6000:])) from None
     if ok and p.returncode != 0:
         raise AssertionError("%s exited %d\nstdout:\n%s\nstderr:\n%s" % (
             argv[0], p.returncode, p.stdout.decode(errors="replace")[-6000:],
