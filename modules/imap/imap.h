@@ -203,6 +203,8 @@ void imap_sync(struct imap_session *s, int allow_expunge);
 void imap_sync_these(struct imap_session *s, const size_t *idx, size_t n);
 /* Sequence number (1-based) of uid in the view, 0 when not there. */
 uint32_t imap_view_seq(const struct imap_session *s, uint32_t uid);
+/* The first view entry with a UID >= uid (nview when none). */
+size_t imap_view_lower(const struct imap_session *s, uint64_t uid);
 /* Resolve a sequence set (uid = UID set) to view indexes, ascending and
  * unique; *idx malloc'd (caller frees). -1 on a syntax error or a sequence
  * number beyond the view (BAD / NO), 0 otherwise. */

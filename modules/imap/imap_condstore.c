@@ -119,21 +119,6 @@ range_cmp(const void *a, const void *b)
 	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-/* First view entry with a UID >= uid. */
-static size_t
-view_lower(const struct imap_session *s, uint64_t uid)
-{
-	size_t lo = 0, hi = s->nview;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (s->view[mid].uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 int
 imap_vanished_earlier(struct imap_session *s, const char *set, size_t len)
 {
@@ -221,7 +206,7 @@ imap_vanished_since(struct imap_session *s, const char *set, size_t len, uint64_
 	struct pt_strbuf b = { 0 };
 	for (size_t i = 0; i < ss.n; i++) {
 		uint64_t lo = ss.r[i].lo, hi = ss.r[i].hi;
-		size_t v = view_lower(s, lo);   /* the UIDs still there */
+		size_t v = imap_view_lower(s, lo);   /* the UIDs still there */
 		while (lo <= hi) {
 			uint64_t stop = v < s->nview && s->view[v].uid <= hi ? (uint64_t)s->view[v].uid - 1 : hi;
 			if (stop >= lo)

@@ -324,9 +324,8 @@ imap_sync_these(struct imap_session *s, const size_t *idx, size_t n)
 	}
 }
 
-/* First view entry with a UID >= uid. */
-static size_t
-view_lower(const struct imap_session *s, uint64_t uid)
+size_t
+imap_view_lower(const struct imap_session *s, uint64_t uid)
 {
 	size_t lo = 0, hi = s->nview;
 
@@ -400,8 +399,8 @@ imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int 
 		}
 		size_t a, b;              /* [a, b) of the view */
 		if (uid) {
-			a = view_lower(s, lo);
-			b = hi >= UINT32_MAX ? s->nview : view_lower(s, hi + 1);
+			a = imap_view_lower(s, lo);
+			b = hi >= UINT32_MAX ? s->nview : imap_view_lower(s, hi + 1);
 		} else {
 			a = lo ? (size_t)lo - 1 : 0;
 			b = hi < s->nview ? (size_t)hi : s->nview;
