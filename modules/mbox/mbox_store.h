@@ -176,6 +176,12 @@ int ms_folder_current(struct ms_folder *f);
 /* Write every MS_DIRTY / MS_EXPUNGE record (in place where the padding
  * allows, else a crash-safe rewrite), fsync, save the index. Lock held. */
 int ms_folder_write(struct ms_folder *f, struct pt_status *st);
+/* mbox_store_write.c, for the append fast path and raw reads: n bytes
+ * at off or -1 (a short read is EIO); message r's storage headers written
+ * over themselves (base: the first message's X-IMAPbase too), -1 when
+ * they no longer fit there. */
+int ms_pread_all(int fd, char *p, size_t n, int64_t off);
+int ms_write_in_place(struct ms_folder *f, struct ms_msg *r, int base);
 /* Is the folder's file a regular file (not a symlink)? 0, or -1 with
  * st (NONEXISTENT, or NOPERM for a symlink). */
 int ms_folder_exists(struct ms_folder *f, struct pt_status *st);
