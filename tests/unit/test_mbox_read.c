@@ -71,8 +71,8 @@ assert_same(const struct result *a, const struct result *b)
 static const char *const shapes[] = {
 	"",
 	"\n",
-	"From a  Sat Nov 28 06:08:07 2026\nH: 1\n\nbody\n\n"
-	"From b  Sat Nov 28 06:08:08 2026\nH: 2\n\nb2\n\n",
+	("From a  Sat Nov 28 06:08:07 2026\nH: 1\n\nbody\n\n"
+	 "From b  Sat Nov 28 06:08:08 2026\nH: 2\n\nb2\n\n"),   /* one mbox of two messages */
 	"junk line\nmore junk\nFrom a x\nH: 1\n",
 	"From a\nH: 1\n\ntext\nFrom here on, no date\n\n",
 	"From a\nH: 1\n\ntext\nFrom b  Sat Nov 28 06:08:07 2026\nH: 2\n\n",
