@@ -85,6 +85,7 @@ struct pt_conn {
 	unsigned origin_tls : 1;       /* relayed: the client's side is TLS */
 	unsigned relayed : 1;          /* relayed: no STARTTLS here */
 	unsigned trusted_front : 1;    /* the socket's peer is in login_trusted_networks */
+	unsigned peer_gone : 1;        /* the peer hung up: output is dropped, input still read */
 	struct pt_zstream *z;          /* COMPRESS=DEFLATE: the deflate layer */
 
 	struct pt_conn *prev, *next;   /* open connections */
@@ -846,6 +847,26 @@ pt_conn_tls_connect(struct pt_conn *c, SSL *ssl, void (*done)(struct pt_conn *c,
  * pending STARTTLS handshake once its plaintext reply is out. */
 static int wbuf_put(void *arg, const void *data, size_t len);
 
+/* A write to a peer that hung up (EPIPE, ECONNRESET) while what it wrote
+ * before is still queued here: a mail process that read the whole of a
+ * command, answered "* BYE" and exited while the worker relayed the next
+ * bytes. Its socket shows no error then, only a hang-up, so the flush
+ * came first. The output can never arrive: drop it, deliver the input,
+ * and let the end of the stream close the conn. Returns 1 when it did. */
+static int
+conn_peer_left_words(struct pt_conn *c, int err)
+{
+	char b;
+
+	if ((err != EPIPE && err != ECONNRESET) || c->peer_gone || c->close_after_write ||
+	    c->tls != TLS_NONE || c->z || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+		return 0;
+	c->peer_gone = 1;
+	c->wpos = c->wlen = 0;
+	conn_read(c);  /* a paused conn reads on resume */
+	return 1;
+}
+
 static void
 conn_flush(struct pt_conn *c)
 {
@@ -891,6 +912,8 @@ conn_flush(struct pt_conn *c)
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 					return;
+				if (conn_peer_left_words(c, errno))
+					return;
 				conn_close_errno(c, errno);
 				return;
 			}
@@ -926,7 +949,7 @@ pt_conn_write(struct pt_conn *c, const void *data, size_t len)
 {
 	if (c->closed)
 		return -1;
-	if (len == 0)
+	if (len == 0 || c->peer_gone)
 		return 0;
 	if (c->busy == 0 && c->wlen == 0 && c->tls == TLS_NONE && !c->z && !c->close_after_write && !c->h.on_drain) {
 		/* Outside a frame (an answer that waited on a lookup or on a

@@ -570,6 +570,29 @@ test_peer_reset_on_write(void **state)
 	pt_loop_free(loop);
 }
 
+/* The peer read all we had sent, wrote its last line and hung up (no
+ * reset, only a hang-up) while more output waited here: the flush meets
+ * EPIPE first, and the last line must still be delivered (a mail
+ * process's "* BYE" relayed by the worker). */
+static void
+test_peer_last_words_before_epipe(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &line_handlers);
+
+	(void)state;
+	write_all(fd, "* BYE Too long argument.\r\n", 26);
+	close(fd);
+	/* Output first in line: on_drain makes it wait for the loop. */
+	assert_int_equal(pt_conn_write(s.c, "xxxx", 4), 0);
+	pump(loop, 5);
+	assert_string_equal(s.log, "2:* BYE Too long argument.|");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "eof");
+	pt_loop_free(loop);
+}
+
 static void
 resume_timer(struct pt_loop *loop, void *arg)
 {
@@ -691,6 +714,7 @@ main(void)
 		cmocka_unit_test(test_close_after_write),
 		cmocka_unit_test(test_eof),
 		cmocka_unit_test(test_peer_reset_on_write),
+		cmocka_unit_test(test_peer_last_words_before_epipe),
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_eof_behind_paused_input),
 		cmocka_unit_test(test_close_all_and_count),
