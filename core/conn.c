@@ -67,6 +67,7 @@ struct pt_conn {
 	SSL *ssl;
 	enum tls_state tls;
 	unsigned hs_want;          /* events the handshake waits for */
+	unsigned tickets_due;      /* TLS 1.3 session tickets held for the first answer */
 	void (*tls_done)(struct pt_conn *c, void *arg);
 	void *tls_done_arg;
 
@@ -711,6 +712,15 @@ conn_start_handshake(struct pt_conn *c)
 		conn_close_now(c, "error: TLS unavailable");
 		return;
 	}
+	/* TLS 1.3 session tickets are not sent at the end of the handshake
+	 * but in front of the first answer (conn_flush). After STARTTLS the
+	 * client speaks first: tickets sent at once reach it while it writes
+	 * its first command, and a client that reads in one thread and writes
+	 * in another (imaplib2, offlineimap) loses that command when the
+	 * write falls into its TLS library's processing of a ticket. In front
+	 * of an answer they reach a client that is waiting for it. */
+	c->tickets_due = (unsigned)SSL_get_num_tickets(c->ssl);
+	SSL_set_num_tickets(c->ssl, 0);
 	c->tls = TLS_HANDSHAKE;
 	c->hs_want = PT_EV_READ;
 	conn_handshake(c);
@@ -878,6 +888,14 @@ conn_flush(struct pt_conn *c)
 		if (!c->closed)
 			conn_close_now(c, "error: compression failed");
 		return;
+	}
+	if (c->tickets_due && c->tls == TLS_ON && c->wlen > 0) {
+		/* Queued now, written by the SSL_write below ahead of the data
+		 * (not TLS 1.3: nothing to send after the handshake). */
+		if (SSL_version(c->ssl) == TLS1_3_VERSION)
+			for (unsigned i = 0; i < c->tickets_due; i++)
+				SSL_new_session_ticket(c->ssl);
+		c->tickets_due = 0;
 	}
 	while (!c->closed && c->wlen > 0 && c->tls != TLS_HANDSHAKE) {
 		const char *p = c->wbuf + c->wpos;
