@@ -1,7 +1,9 @@
 /* Unit tests of TLS: context loading (path / PEM text, key mismatch,
  * minimum version), STARTTLS with a real OpenSSL client in a thread
  * (including the plaintext-injection defense), large transfers that
- * leave decrypted data inside OpenSSL, handshake failure. */
+ * leave decrypted data inside OpenSSL, handshake failure, TLS 1.3 session
+ * tickets held back until the first answer. */
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,7 +171,20 @@ struct client {
 	char quit_reply[128];
 	int handshake_ok;
 	int clean_close;
+	int quiet_check;       /* mode 0: look for server output before the first command */
+	int early;             /* poll() saw input before the first command */
+	int tickets;           /* session tickets seen by the client */
 };
+
+static int
+count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	struct client *cl = SSL_get_app_data(ssl);
+
+	(void)sess;
+	cl->tickets++;
+	return 0;  /* not kept */
+}
 
 static size_t
 read_line_plain(int fd, char *buf, size_t cap)
@@ -224,12 +239,20 @@ client_main(void *arg)
 			;
 		goto out;
 	}
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	SSL_CTX_sess_set_new_cb(ctx, count_ticket);
 	ssl = SSL_new(ctx);
+	SSL_set_app_data(ssl, cl);
 	SSL_set_fd(ssl, cl->fd);
 	if (SSL_connect(ssl) != 1)
 		goto out;
 	cl->handshake_ok = 1;
 	if (cl->mode == 0) {
+		if (cl->quiet_check) {
+			struct pollfd p = {.fd = cl->fd, .events = POLLIN};
+
+			cl->early = poll(&p, 1, 300);
+		}
 		SSL_write(ssl, "EHLO x\r\n", 8);
 		read_line_tls(ssl, cl->ehlo_reply, sizeof cl->ehlo_reply);
 		SSL_write(ssl, "QUIT\r\n", 6);
@@ -414,6 +437,29 @@ test_starttls_dialogue_discards_injected_plaintext(void **state)
 	pt_tls_clear();
 }
 
+/* After STARTTLS the client speaks first: the server writes nothing until
+ * the first answer, and the TLS 1.3 session tickets go out in front of it
+ * (a client that read the tickets in one thread while writing its first
+ * command in another lost that command: imaplib2, offlineimap). */
+static void
+test_starttls_tickets_come_with_first_answer(void **state)
+{
+	struct srv s = {0};
+	struct client cl = {.mode = 0, .quiet_check = 1};
+	char err[256];
+
+	(void)state;
+	assert_int_equal(pt_tls_configure_pem(cert_pem, key_pem, NULL, err, sizeof err), 0);
+	run_dialogue(&s, &cl);
+	assert_int_equal(cl.handshake_ok, 1);
+	assert_string_equal(s.version, "TLSv1.3");
+	assert_int_equal(cl.early, 0);
+	assert_non_null(strstr(cl.ehlo_reply, "250 TLSv1.3 "));
+	assert_int_equal(cl.tickets, 2);  /* OpenSSL's default count, as before */
+	assert_string_equal(cl.quit_reply, "221 2.0.0 Bye\r\n");
+	pt_tls_clear();
+}
+
 static void
 test_tls_bulk_input_with_full_buffer(void **state)
 {
@@ -479,6 +525,7 @@ main(void)
 		cmocka_unit_test(test_configure_errors),
 		cmocka_unit_test(test_configure_from_config),
 		cmocka_unit_test(test_starttls_dialogue_discards_injected_plaintext),
+		cmocka_unit_test(test_starttls_tickets_come_with_first_answer),
 		cmocka_unit_test(test_tls_bulk_input_with_full_buffer),
 		cmocka_unit_test(test_tls_handshake_failure_closes),
 		cmocka_unit_test(test_starttls_without_certificate),
