@@ -1013,3 +1013,15 @@ ms_folder_load_tail(struct ms_folder *f, struct pt_status *st)
 	f->gen = shared_gen(f->sh);
 	return dirty;
 }
+
+int
+ms_folder_load_appended(struct ms_folder *f, struct pt_status *st)
+{
+	/* Anything else that may have moved (an open of this process wrote,
+	 * flag changes pending in the log, a store writer's batch or index)
+	 * is the full load's to sort out. */
+	if (f->fd < 0 || !f->known_valid || shared_gen(f->sh) != f->gen || !f->log_valid ||
+	    f->log_known.st_ino != 0 || ms_flog_changed(f) || !ms_tail_at(f, &f->known))
+		return -1;
+	return ms_folder_load_tail(f, st);
+}

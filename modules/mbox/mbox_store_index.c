@@ -183,6 +183,11 @@ same_stat_(const struct stat *a, const struct stat *b)
 int
 ms_index_save(struct ms_folder *f)
 {
+	if (f->index_defer) {
+		/* The caller logs the change to the append log instead. */
+		f->index_deferred = 1;
+		return 0;
+	}
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
 	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
@@ -1163,6 +1168,26 @@ ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32
 	if ((uint64_t)sb.st_size > TAIL_MIN && (uint64_t)sb.st_size > (uint64_t)isb.st_size / TAIL_FRACTION)
 		return 1;
 	return 0;
+}
+
+int
+ms_tail_at(const struct ms_folder *f, const struct stat *sb)
+{
+	if (!f->tail_valid || !same_stat_(&f->tail_end, sb))
+		return 0;
+	char path[MS_PATH_MAX + 32];
+	tail_path(f, path, sizeof path);
+	struct stat tsb;
+	if (f->tail_known.st_ino == 0) {
+		/* No log: the index alone, saved for exactly this state. */
+		if (lstat(path, &tsb) == 0 || errno != ENOENT)
+			return 0;
+		return ms_index_matches(f, sb);
+	}
+	/* A writer under the lock either adds a batch here or saves a full
+	 * index, which removes the log: the log as read means neither. */
+	return lstat(path, &tsb) == 0 && S_ISREG(tsb.st_mode) && tsb.st_ino == f->tail_known.st_ino &&
+	       tsb.st_dev == f->tail_known.st_dev && tsb.st_size == f->tail_known.st_size;
 }
 
 /* A full save under the lock supersedes the log. */
