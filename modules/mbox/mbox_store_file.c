@@ -751,7 +751,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
 	    from_line_at(f->fd, f->known.st_size) &&
-	    (ms_index_matches(f, &f->known) || ms_index_matches(f, &sb))) {
+	    (ms_index_matches(f, &f->known) || ms_tail_at(f, &f->known) || ms_index_matches(f, &sb))) {
 		/* Another open that wrote or read the new mail saved an index
 		 * of exactly this file: mapping it shares its pages with that
 		 * open instead of growing a private copy of the list. */

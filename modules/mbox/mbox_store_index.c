@@ -1034,7 +1034,7 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 		return 0;
 	}
 	close(fd);
-	int applied = 0;
+	int applied = 0, skipped = 0;
 	size_t pos = 0;
 	while (len - pos >= sizeof(struct tail_head)) {
 		struct tail_head h;
@@ -1056,6 +1056,8 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 				break;
 			state_get(end, &h.post);
 			applied++;
+		} else {
+			skipped++;
 		}
 		pos += total;
 	}
@@ -1067,7 +1069,10 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 	f->tail_end = *end;
 	f->tail_n = f->n;
 	f->tail_uidnext = f->uidnext;
-	f->tail_valid = 1;
+	/* Past what was read before, every batch continues the chain (an
+	 * appender checks the log is as it read it): one that does not
+	 * means this list's place in the chain is unknown. */
+	f->tail_valid = !(from_known && from > 0 && skipped);
 	return applied;
 }
 
