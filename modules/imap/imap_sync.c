@@ -54,10 +54,11 @@ imap_view_clear(struct imap_session *s)
 }
 
 int
-imap_view_load(struct imap_session *s)
+imap_view_load(struct imap_session *s, struct imap_view_sums *sums)
 {
 	size_t n = s->mbx->count(s->mb);
 
+	memset(sums, 0, sizeof(*sums));
 	if (view_reserve(s, n) != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -66,6 +67,14 @@ imap_view_load(struct imap_session *s)
 		s->view[i].flags = m->flags;
 		s->view[i].keywords = m->keywords;
 		s->view[i].modseq = m->modseq;
+		/* A big folder's view is written once here: what SELECT says
+		 * of it is counted on the way, not in more passes. */
+		if (m->flags & PT_F_RECENT)
+			sums->recent++;
+		if (!sums->first_unseen && !(m->flags & PT_F_SEEN))
+			sums->first_unseen = i + 1;
+		if (m->modseq > sums->modseq)
+			sums->modseq = m->modseq;
 	}
 	s->nview = n;
 	s->uid_seen_max = n ? s->view[n - 1].uid : 0;
