@@ -142,8 +142,10 @@ struct pt_mailbox_ops {
 	void (*close)(struct pt_mbox *mb);
 	/* Bring the message list up to date with the file (deliveries, other
 	 * sessions, other programs). Cheap when nothing changed (stat only).
-	 * Sets *changed when the list or any flag differs from before. The
-	 * first sync of a read-write open takes \Recent for new messages. */
+	 * Sets *changed when the list or any flag differs from before: 2
+	 * when only new messages were added at the end (the list before is
+	 * unchanged, flags included), else 1. The first sync of a
+	 * read-write open takes \Recent for new messages. */
 	int (*sync)(struct pt_mbox *mb, int *changed, struct pt_status *st);
 	/* The list as of the last sync, in ascending UID order. An info
 	 * answer stays valid until the next sync of mb or seven more info

@@ -210,8 +210,15 @@ size_t imap_view_lower(const struct imap_session *s, uint64_t uid);
  * number beyond the view (BAD / NO), 0 otherwise. */
 int imap_resolve_set(const struct imap_session *s, const char *set, size_t len, int uid,
                      size_t **idx, size_t *n);
-/* Fill the view from the store after open (SELECT/EXAMINE); 0 or -1. */
-int imap_view_load(struct imap_session *s);
+/* Fill the view from the store after open (SELECT/EXAMINE); 0 or -1.
+ * What SELECT reports of it comes from the same pass: messages with
+ * \Recent, the first without \Seen (1-based, 0 none), the highest
+ * MODSEQ among them. */
+struct imap_view_sums {
+	size_t recent, first_unseen;
+	uint64_t modseq;
+};
+int imap_view_load(struct imap_session *s, struct imap_view_sums *sums);
 /* Drop the selection (CLOSE, UNSELECT, SELECT of another, LOGOUT). */
 void imap_view_clear(struct imap_session *s);
 /* Remove view entry idx (after our own EXPUNGE sent "* seq EXPUNGE"). */

@@ -112,18 +112,20 @@ watch_lost(int wd)
 }
 
 /* Whether an event in the index directory is a saved file (not the
- * temporary copy still being written, nor the header cache or a kept
- * SORT/THREAD answer: those never change what a session must be told,
+ * temporary copy still being written, nor the header cache, a kept
+ * SORT/THREAD answer or the index's check mark: those never change what a session must be told,
  * and a webmail saves them often). */
 static int
 dir_event_counts(const struct idle_watch *w, const struct inotify_event *ev)
 {
 	size_t len = ev->len ? strnlen(ev->name, ev->len) : 0;
-	static const char hcache[] = "postern.hcache", answer[] = "postern.answer.";
+	static const char hcache[] = "postern.hcache", answer[] = "postern.answer.",
+	                  checked[] = "postern.checked";
 
 	if (w->only)
 		return len == strlen(w->only) && memcmp(ev->name, w->only, len) == 0;
-	if (len == sizeof hcache - 1 && memcmp(ev->name, hcache, len) == 0)
+	if ((len == sizeof hcache - 1 && memcmp(ev->name, hcache, len) == 0) ||
+	    (len == sizeof checked - 1 && memcmp(ev->name, checked, len) == 0))
 		return 0;
 	if (len >= sizeof answer - 1 && memcmp(ev->name, answer, sizeof answer - 1) == 0)
 		return 0;

@@ -165,19 +165,14 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	s->selected = name;
 	s->readonly = readonly;
 	s->state = IMAP_SELECTED;
-	if (imap_view_load(s) != 0) {
+	struct imap_view_sums sums;
+	if (imap_view_load(s, &sums) != 0) {
 		imap_view_clear(s);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
 	}
 	imap_send_flags(s);
-	size_t recent = 0, first_unseen = 0;
-	for (size_t i = 0; i < s->nview; i++) {
-		if (s->view[i].flags & PT_F_RECENT)
-			recent++;
-		if (!first_unseen && !(s->view[i].flags & PT_F_SEEN))
-			first_unseen = i + 1;
-	}
+	size_t recent = sums.recent, first_unseen = sums.first_unseen;
 	imap_untagged(s, "%zu EXISTS", s->nview);
 	if (s->rev2) {
 		/* RFC 9051 §6.3.2: no RECENT, no UNSEEN code; the folder's LIST
@@ -191,7 +186,16 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", s->mbx->uidnext(s->mb));
 	/* Every folder keeps mod-sequences: never NOMODSEQ. */
-	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)imap_highest_modseq(s));
+	/* imap_highest_modseq's answer, the view's part from the load. */
+	uint64_t hms = 1;
+	if (s->mbx->highest_modseq != NULL) {
+		hms = s->mbx->highest_modseq(s->mb);
+		if (sums.modseq > hms)
+			hms = sums.modseq;
+		if (hms == 0)
+			hms = 1;
+	}
+	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)hms);
 	imap_qresync_select(s, &q);
 	imap_completed(s, tag, readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "Examine" : "Select");
 }

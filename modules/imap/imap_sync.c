@@ -54,10 +54,11 @@ imap_view_clear(struct imap_session *s)
 }
 
 int
-imap_view_load(struct imap_session *s)
+imap_view_load(struct imap_session *s, struct imap_view_sums *sums)
 {
 	size_t n = s->mbx->count(s->mb);
 
+	memset(sums, 0, sizeof(*sums));
 	if (view_reserve(s, n) != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -66,6 +67,14 @@ imap_view_load(struct imap_session *s)
 		s->view[i].flags = m->flags;
 		s->view[i].keywords = m->keywords;
 		s->view[i].modseq = m->modseq;
+		/* A big folder's view is written once here: what SELECT says
+		 * of it is counted on the way, not in more passes. */
+		if (m->flags & PT_F_RECENT)
+			sums->recent++;
+		if (!sums->first_unseen && !(m->flags & PT_F_SEEN))
+			sums->first_unseen = i + 1;
+		if (m->modseq > sums->modseq)
+			sums->modseq = m->modseq;
 	}
 	s->nview = n;
 	s->uid_seen_max = n ? s->view[n - 1].uid : 0;
@@ -209,14 +218,19 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	if (s->mbx->uptodate != NULL && s->nghosts == 0 && s->mbx->count(s->mb) == s->nview &&
 	    s->mbx->keyword_count(s->mb) == s->nkeywords_sent && s->mbx->uptodate(s->mb))
 		return;
+	/* The view is the store's list (same messages, flags told): if the
+	 * store only adds messages at the end, only those are news. */
+	size_t nstore = s->mbx->count(s->mb);
+	int in_step = s->nghosts == 0 && nstore == s->nview;
 	/* Without EXPUNGE, a message gone meanwhile stays in the view: what
 	 * the store knew of it is copied first (the store forgets it). */
-	size_t npre = allow_expunge ? 0 : s->mbx->count(s->mb);
+	size_t npre = allow_expunge ? 0 : nstore;
 	struct pt_msg_info *pre = npre ? malloc(npre * sizeof(*pre)) : NULL;
 	for (size_t i = 0; pre != NULL && i < npre; i++)
 		pre[i] = *s->mbx->info(s->mb, i);
 	int rc = s->mbx->sync(s->mb, &changed, &st);
-	if (rc == 0 && pre != NULL && changed)
+	int appended = rc == 0 && changed == 2 && in_step;
+	if (rc == 0 && pre != NULL && changed && !appended)
 		keep_ghosts(s, pre, npre);
 	free(pre);
 	if (rc != 0) {
@@ -236,7 +250,7 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	if (s->mbx->keyword_count(s->mb) != s->nkeywords_sent)
 		imap_send_flags(s);
 
-	if (allow_expunge) {
+	if (allow_expunge && !appended) {
 		/* QRESYNC: one VANISHED with the UIDs instead (RFC 7162 §3.2.10). */
 		uint32_t *gone = NULL;
 		size_t ngone = 0;
@@ -262,7 +276,7 @@ imap_sync(struct imap_session *s, int allow_expunge)
 		imap_vanished_send(s, gone, ngone, 0);
 		free(gone);
 	}
-	for (size_t i = 0; i < s->nview; i++) {
+	for (size_t i = 0; !appended && i < s->nview; i++) {
 		const struct pt_msg_info *m = imap_view_info(s, i);
 		if (m == NULL)
 			continue;
@@ -281,7 +295,7 @@ imap_sync(struct imap_session *s, int allow_expunge)
 	 * (an expunged last message must not come back as new). */
 	uint32_t last = s->uid_seen_max;
 	size_t n = s->mbx->count(s->mb), added = 0;
-	for (size_t j = 0; j < n; j++) {
+	for (size_t j = appended ? s->nview : 0; j < n; j++) {
 		const struct pt_msg_info *m = s->mbx->info(s->mb, j);
 		if (m->uid <= last)
 			continue;

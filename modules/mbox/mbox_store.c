@@ -280,8 +280,12 @@ static void
 drop_index(const struct pt_mstore *ms, const char *name)
 {
 	char p[MS_PATH_MAX + 64];
-	snprintf(p, sizeof p, "%s/.imap/%s/postern.index", ms->root, name);
-	unlink(p);
+	/* The append log and the index's check mark go with it. */
+	static const char *const files[] = { "postern.index", "postern.tail", "postern.checked" };
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		snprintf(p, sizeof p, "%s/.imap/%s/%s", ms->root, name, files[i]);
+		unlink(p);
+	}
 	snprintf(p, sizeof p, "%s/.imap/%s", ms->root, name);
 	ms_cache_unlink(p);
 	rmdir(p);

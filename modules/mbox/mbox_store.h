@@ -162,6 +162,13 @@ struct ms_folder {
 	size_t tail_n;                 /* records and UIDNEXT at tail_end */
 	uint32_t tail_uidnext;
 	int tail_valid;
+	/* index_defer: ms_index_save only notes in index_deferred that a
+	 * save was asked for (the caller logs a batch to the append log
+	 * instead, or saves after all). */
+	int index_defer, index_deferred;
+	/* For the next ms_folder_write only: records 1..clean_below-1 are
+	 * neither MS_DIRTY, MS_EXPUNGE nor MS_LAZY (0: unknown). */
+	size_t clean_below;
 };
 
 int ms_folder_init(struct ms_folder *f, const char *root, const char *name, const char *path,
@@ -265,6 +272,14 @@ int ms_folder_write_base(struct ms_folder *f, struct pt_status *st);
  * 0 done and clean, 1 done but some record needs a write, -1 not
  * possible (use ms_folder_load). */
 int ms_folder_load_tail(struct ms_folder *f, struct pt_status *st);
+/* The same, only when nothing but an append can have happened since
+ * f->known: no writer of this process (generation), no flag log, and the
+ * index with its append log still describing f->known (ms_tail_at). Then
+ * f->m[0..n) as they were stay untouched. Lock held. */
+int ms_folder_load_appended(struct ms_folder *f, struct pt_status *st);
+/* Do the index and the append log on disk describe exactly sb, as this
+ * open last read or wrote them (no store writer since)? */
+int ms_tail_at(const struct ms_folder *f, const struct stat *sb);
 
 /* Expunged UIDs with their mod-sequences (ms_folder.van, saved in the
  * index): ranges, merged when there are too many (then a range may name

@@ -751,7 +751,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 	if (f->known_valid && gen == f->gen && sb.st_ino == f->known.st_ino &&
 	    sb.st_dev == f->known.st_dev && sb.st_size > f->known.st_size &&
 	    from_line_at(f->fd, f->known.st_size) &&
-	    (ms_index_matches(f, &f->known) || ms_index_matches(f, &sb))) {
+	    (ms_index_matches(f, &f->known) || ms_tail_at(f, &f->known) || ms_index_matches(f, &sb))) {
 		/* Another open that wrote or read the new mail saved an index
 		 * of exactly this file: mapping it shares its pages with that
 		 * open instead of growing a private copy of the list. */
@@ -1012,4 +1012,16 @@ ms_folder_load_tail(struct ms_folder *f, struct pt_status *st)
 	f->known_valid = 1;
 	f->gen = shared_gen(f->sh);
 	return dirty;
+}
+
+int
+ms_folder_load_appended(struct ms_folder *f, struct pt_status *st)
+{
+	/* Anything else that may have moved (an open of this process wrote,
+	 * flag changes pending in the log, a store writer's batch or index)
+	 * is the full load's to sort out. */
+	if (f->fd < 0 || !f->known_valid || shared_gen(f->sh) != f->gen || !f->log_valid ||
+	    f->log_known.st_ino != 0 || ms_flog_changed(f) || !ms_tail_at(f, &f->known))
+		return -1;
+	return ms_folder_load_tail(f, st);
 }

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,112 @@ checked_add(const struct stat *isb, int dirty, size_t not_old)
 	pthread_mutex_unlock(&checked_mu);
 }
 
+/* The same knowledge across the user's mail processes (each session of
+ * a user whose process retired in between starts a new one): after a
+ * save, or a load that checked an index, postern.checked beside it names
+ * that file (device, inode, size, mtime) and the boot it was checked in.
+ * A torn index comes from a crash, which means another boot; an index
+ * written or checked in this boot and not touched since (same identity)
+ * is the content that was checked. So an open in a new process skips the
+ * pass over a big folder's index (a checksum of 11 MB at 100k messages)
+ * unless the system rebooted or the file changed. No boot id: no marker. */
+#define CHECKED_NAME "postern.checked"
+#define CHECKED_MAGIC "PTCHK001"
+
+struct checked_file {
+	char magic[8];
+	char boot[40];                 /* /proc/sys/kernel/random/boot_id */
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns;
+	uint64_t dirty, not_old;
+	uint64_t sum;                  /* sum64 of the fields above */
+};
+
+static uint64_t sum64(uint64_t h, const void *p, size_t n);
+
+/* This boot's id (once per process); NULL when unknown. */
+static const char *
+boot_id(void)
+{
+	static char id[40];
+	static int state;              /* 0 not read, 1 read, -1 none */
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&mu);
+	if (state == 0) {
+		state = -1;
+		int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t got = read(fd, id, sizeof id - 1);
+			close(fd);
+			while (got > 0 && (id[got - 1] == '\n' || id[got - 1] == ' '))
+				got--;
+			if (got >= 16) {
+				id[got] = '\0';
+				state = 1;
+			}
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	return state == 1 ? id : NULL;
+}
+
+static int
+checked_file_get(const struct ms_folder *f, const struct stat *isb, int *dirty, size_t *not_old)
+{
+	const char *boot = boot_id();
+	if (boot == NULL)
+		return 0;
+	char path[MS_PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, CHECKED_NAME);
+	struct checked_file c;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	ssize_t got = pt_read_full(fd, &c, sizeof c);
+	close(fd);
+	if (got != (ssize_t)sizeof c || memcmp(c.magic, CHECKED_MAGIC, 8) != 0 ||
+	    c.sum != sum64(0x63686bull, &c, offsetof(struct checked_file, sum)) ||
+	    strncmp(c.boot, boot, sizeof c.boot) != 0 || c.dev != (uint64_t)isb->st_dev ||
+	    c.ino != (uint64_t)isb->st_ino || c.size != (uint64_t)isb->st_size ||
+	    c.mtime_s != (int64_t)isb->st_mtim.tv_sec || c.mtime_ns != (int64_t)isb->st_mtim.tv_nsec)
+		return 0;
+	*dirty = c.dirty != 0;
+	*not_old = (size_t)c.not_old;
+	return 1;
+}
+
+static void
+checked_file_put(const struct ms_folder *f, const struct stat *isb, int dirty, size_t not_old)
+{
+	const char *boot = boot_id();
+	if (boot == NULL)
+		return;
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
+	snprintf(path, sizeof path, "%s/%s", f->idxdir, CHECKED_NAME);
+	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+	struct checked_file c;
+	memset(&c, 0, sizeof c);
+	memcpy(c.magic, CHECKED_MAGIC, 8);
+	snprintf(c.boot, sizeof c.boot, "%s", boot);
+	c.dev = (uint64_t)isb->st_dev;
+	c.ino = (uint64_t)isb->st_ino;
+	c.size = (uint64_t)isb->st_size;
+	c.mtime_s = (int64_t)isb->st_mtim.tv_sec;
+	c.mtime_ns = (int64_t)isb->st_mtim.tv_nsec;
+	c.dirty = (uint64_t)dirty;
+	c.not_old = (uint64_t)not_old;
+	c.sum = sum64(0x63686bull, &c, offsetof(struct checked_file, sum));
+	/* A cache of a cache: no sync; a torn one fails its sum. */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return;
+	int ok = pt_write_all(fd, &c, sizeof c) == 0;
+	if (close(fd) != 0)
+		ok = 0;
+	if (!ok || rename(tmp, path) != 0)
+		unlink(tmp);
+}
+
 static void tail_drop(const struct ms_folder *f);
 
 static int
@@ -183,6 +290,11 @@ same_stat_(const struct stat *a, const struct stat *b)
 int
 ms_index_save(struct ms_folder *f)
 {
+	if (f->index_defer) {
+		/* The caller logs the change to the append log instead. */
+		f->index_deferred = 1;
+		return 0;
+	}
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, INDEX_NAME);
 	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
@@ -257,8 +369,10 @@ ms_index_save(struct ms_folder *f)
 		rc = -1;
 	if (rc != 0)
 		unlink(tmp);
-	else
+	else {
 		checked_add(&isb, dirty, not_old);   /* written here: known good */
+		checked_file_put(f, &isb, dirty, not_old);
+	}
 	if (rc == 0) {
 		if (f->locked)
 			tail_drop(f);   /* the index holds what the append log had */
@@ -377,7 +491,9 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	 * otherwise scan the list for comes along. */
 	int dirty = 0;
 	size_t not_old = 0;
-	int known = checked_find(&isb, &dirty, &not_old);
+	int known = checked_find(&isb, &dirty, &not_old), known_here = known;
+	if (!known)
+		known = checked_file_get(f, &isb, &dirty, &not_old);
 	for (uint32_t c = 0; !known && c < h.nmsg; c += SUM_CHUNK) {
 		uint32_t e = h.nmsg - c < SUM_CHUNK ? h.nmsg : c + SUM_CHUNK;
 		sum = sum64(sum, m + c, (size_t)(e - c) * sizeof *m);
@@ -397,8 +513,10 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	}
 	if (!known && sum != h.sum)
 		goto out;
-	if (!known)
+	if (!known_here)
 		checked_add(&isb, dirty, not_old);
+	if (!known)
+		checked_file_put(f, &isb, dirty, not_old);
 	/* The table only grows: bits already handed out (a keyword made for
 	 * a STORE that is about to be written) keep their meaning, and the
 	 * index's bits are mapped onto it. */
@@ -1029,7 +1147,7 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 		return 0;
 	}
 	close(fd);
-	int applied = 0;
+	int applied = 0, skipped = 0;
 	size_t pos = 0;
 	while (len - pos >= sizeof(struct tail_head)) {
 		struct tail_head h;
@@ -1051,6 +1169,8 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 				break;
 			state_get(end, &h.post);
 			applied++;
+		} else {
+			skipped++;
 		}
 		pos += total;
 	}
@@ -1062,7 +1182,10 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 	f->tail_end = *end;
 	f->tail_n = f->n;
 	f->tail_uidnext = f->uidnext;
-	f->tail_valid = 1;
+	/* Past what was read before, every batch continues the chain (an
+	 * appender checks the log is as it read it): one that does not
+	 * means this list's place in the chain is unknown. */
+	f->tail_valid = !(from_known && from > 0 && skipped);
 	return applied;
 }
 
@@ -1163,6 +1286,26 @@ ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32
 	if ((uint64_t)sb.st_size > TAIL_MIN && (uint64_t)sb.st_size > (uint64_t)isb.st_size / TAIL_FRACTION)
 		return 1;
 	return 0;
+}
+
+int
+ms_tail_at(const struct ms_folder *f, const struct stat *sb)
+{
+	if (!f->tail_valid || !same_stat_(&f->tail_end, sb))
+		return 0;
+	char path[MS_PATH_MAX + 32];
+	tail_path(f, path, sizeof path);
+	struct stat tsb;
+	if (f->tail_known.st_ino == 0) {
+		/* No log: the index alone, saved for exactly this state. */
+		if (lstat(path, &tsb) == 0 || errno != ENOENT)
+			return 0;
+		return ms_index_matches(f, sb);
+	}
+	/* A writer under the lock either adds a batch here or saves a full
+	 * index, which removes the log: the log as read means neither. */
+	return lstat(path, &tsb) == 0 && S_ISREG(tsb.st_mode) && tsb.st_ino == f->tail_known.st_ino &&
+	       tsb.st_dev == f->tail_known.st_dev && tsb.st_size == f->tail_known.st_size;
 }
 
 /* A full save under the lock supersedes the log. */

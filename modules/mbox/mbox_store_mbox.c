@@ -239,6 +239,105 @@ write_if_needed(struct ms_folder *f, struct pt_status *st)
 	return ms_folder_write(f, st);
 }
 
+/* Only new messages at the end of the file (a local delivery), seen by
+ * a synced read-write open whose list is the file's as it knew it: the
+ * new messages are read, take their \Recent and UIDs, and go to the
+ * append log; nothing of the rest is looked at, copied or saved again
+ * (the work follows the new mail, not the folder). 1 done, 0 not that
+ * case (nothing changed: the full sync follows), -1 error. */
+static int
+sync_appended(struct pt_mbox *mb, int *changed, struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	if (!mb->synced || mb->stale || mb->snap != NULL || mb->readonly || mb->recent_by_state ||
+	    f->fd < 0 || !f->writable || !f->known_valid || mb->nview != f->n || f->dirty_hint ||
+	    f->not_old_hint || f->locked)
+		return 0;
+	struct mbox_lock lk;
+	if (ms_folder_lock(f, &lk, 0, st) != 0)
+		return -1;
+	struct stat pre = f->known;
+	size_t pre_n = f->n;
+	uint32_t pre_uidnext = f->uidnext;
+	struct ms_msg first, last;
+	memset(&first, 0, sizeof first);
+	memset(&last, 0, sizeof last);
+	if (pre_n) {
+		first = f->m[0];
+		last = f->m[pre_n - 1];
+	}
+	struct pt_status ignore;
+	int lt = ms_folder_load_appended(f, &ignore);
+	if (lt < 0) {
+		ms_folder_unlock(f, &lk);
+		return 0;
+	}
+	/* From here f->m[0..pre_n) is still the session's list. */
+	size_t ntaken = 0, nnew = f->n - pre_n;
+	uint32_t *rec = malloc((mb->nrecent + nnew + 1) * sizeof *rec);
+	if (rec == NULL) {
+		mb->stale = 1;
+		ms_folder_unlock(f, &lk);
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	/* \Recent of the new messages, under the lock that writes 'O'. */
+	for (size_t i = pre_n; i < f->n; i++)
+		if (!(f->m[i].state & MS_OLD)) {
+			f->m[i].state |= MS_OLD | MS_DIRTY;
+			f->dirty_hint = 1;
+			rec[mb->nrecent + ntaken++] = f->m[i].info.uid;
+		}
+	int rc = 0;
+	if (ntaken || lt == 1 || !f->base_ok) {
+		/* The full save the write would end with becomes a batch of
+		 * the append log: the new records, and the first one when its
+		 * X-IMAPbase was written. */
+		f->index_defer = 1;
+		f->index_deferred = 0;
+		/* No flag log, nothing dirty before: the old records need no
+		 * look (the first may get its X-IMAPbase). */
+		f->clean_below = pre_n;
+		rc = ms_folder_write(f, st);
+		f->index_defer = 0;
+		f->clean_below = 0;
+	}
+	if (rc == 0) {
+		size_t at = 0;
+		int nat = pre_n && memcmp(&first, &f->m[0], sizeof first) != 0;
+		/* A rewrite that had to start in the old part (no room for the
+		 * first message's X-IMAPbase) moved every later message: the
+		 * last old one tells. */
+		int moved = f->n < pre_n || (pre_n > 1 && memcmp(&last, &f->m[pre_n - 1], sizeof last) != 0);
+		if (moved || ms_tail_append(f, &pre, pre_n, pre_uidnext, &at, (size_t)nat) != 0)
+			ms_index_save(f);
+		f->not_old_hint = 0;
+	}
+	f->index_deferred = 0;
+	ms_folder_unlock(f, &lk);
+	if (rc != 0) {
+		/* Nothing was taken: the next (full) sync tries again. */
+		for (size_t k = 0; k < ntaken; k++) {
+			size_t i = ms_folder_find(f, rec[mb->nrecent + k]);
+			if (i != (size_t)-1)
+				f->m[i].state &= ~MS_OLD;
+		}
+		free(rec);
+		mb->stale = 1;
+		return -1;
+	}
+	/* This open's \Recent: what it held (all still there) and what it
+	 * took now, both ascending and the new UIDs above the old. */
+	if (mb->nrecent)
+		memcpy(rec, mb->recent, mb->nrecent * sizeof *rec);
+	free(mb->recent);
+	mb->recent = rec;
+	mb->nrecent += ntaken;
+	mb->nview = f->n;
+	*changed = f->n != pre_n ? 2 : 0;
+	return 1;
+}
+
 int
 ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 {
@@ -247,6 +346,9 @@ ms_mbox_sync(struct pt_mbox *mb, int *changed, struct pt_status *st)
 	ms_cache_tick(mb);
 	if (mb->synced && !mb->stale && ms_folder_current(f))
 		return 0;
+	int fast = sync_appended(mb, changed, st);
+	if (fast != 0)
+		return fast < 0 ? -1 : 0;
 	/* The list before, to tell what changed (and to stay the list if
 	 * this sync fails). */
 	if (snap_take(mb, st) != 0)

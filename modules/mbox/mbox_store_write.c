@@ -479,8 +479,12 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 	if (f->fd < 0)
 		return 0;
 	f->dirty_hint = 1;             /* until all is written */
+	/* Records 1..clean_below-1 are known to need nothing (a sync that
+	 * only read new mail): not scanned. */
+	size_t skip = f->clean_below > 1 && f->clean_below <= f->n ? f->clean_below : 1;
+	f->clean_below = 0;
 	/* Pending flag changes go into the mbox with everything else. */
-	for (size_t i = 0; i < f->n; i++)
+	for (size_t i = 0; i < f->n; i = i ? i + 1 : skip)
 		if ((f->m[i].state & (MS_LAZY | MS_DIRTY)) == MS_LAZY)
 			f->m[i].state |= MS_DIRTY;
 	size_t live0 = first_live(f);
@@ -488,7 +492,7 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 		f->m[live0].state |= MS_DIRTY;
 	int any = 0;
 	size_t s = f->n;
-	for (size_t i = 0; i < f->n; i++) {
+	for (size_t i = 0; i < f->n; i = i ? i + 1 : skip) {
 		struct ms_msg *r = &f->m[i];
 		if (r->state & MS_EXPUNGE) {
 			s = i;

@@ -21,7 +21,8 @@ _spec = importlib.util.spec_from_file_location("imap_bench", os.path.join(HERE, 
 ib = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ib)
 ib.WORK = "/var/tmp/postern-bench/imapstore"
-ib.PORTS = {"dovecot": (20243, 20210), "postern": (21243, 21210)}
+ib.PORTS = {"dovecot": {"imap": 20243, "pop3": 20210},
+            "postern": {"imap": 21243, "pop3": 21210, "smtp": 21225}}
 
 
 class Client:
@@ -79,7 +80,7 @@ def one_round(server, args, template, pw):
     ib.fresh_mailbox(server, template, pw)
     proc = ib.start_dovecot(pw, 4) if server == "dovecot" else \
         ib.start_postern(args.postern, args.modules, pw, 4)
-    port = ib.PORTS[server][0]
+    port = ib.PORTS[server]["imap"]
     r = {}
     try:
         t0 = time.time()

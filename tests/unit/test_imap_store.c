@@ -146,7 +146,8 @@ open_session(void)
 	sess.mbx = &fops;
 	sess.mb = &box;
 	sess.state = IMAP_SELECTED;
-	assert_int_equal(imap_view_load(&sess), 0);
+	struct imap_view_sums sums;
+	assert_int_equal(imap_view_load(&sess, &sums), 0);
 	sess.nkeywords_sent = box.nkw;
 }
 

@@ -87,7 +87,8 @@ open_session(void)
 	sess.mbx = &fops;
 	sess.mb = &box;
 	sess.state = IMAP_SELECTED;
-	assert_int_equal(imap_view_load(&sess), 0);
+	struct imap_view_sums sums;
+	assert_int_equal(imap_view_load(&sess, &sums), 0);
 	sess.nkeywords_sent = box.nkw;
 }
 
@@ -234,7 +235,8 @@ test_view_has_no_doubling_slack(void **state)
 	sess.mbx = &fops;
 	sess.mb = &box;
 	sess.state = IMAP_SELECTED;
-	assert_int_equal(imap_view_load(&sess), 0);
+	struct imap_view_sums sums;
+	assert_int_equal(imap_view_load(&sess, &sums), 0);
 	assert_int_equal(sess.nview, 200);
 	assert_int_equal(sess.capview, 200);
 	add(201, PT_F_RECENT);
