@@ -42,6 +42,7 @@
 #define RW_WIN (4 * 1024 * 1024)
 
 int (*ms_rewrite_fault)(int step);
+int ms_rewrite_copy_only;
 static int fault_step;
 
 /* The test hook: what this step does instead of its work. */
@@ -622,6 +623,8 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 int
 ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 {
+	if (ms_rewrite_copy_only)
+		return 0;
 	size_t cnt = f->n - s;
 	struct ms_msg *nm = malloc((cnt ? cnt : 1) * sizeof *nm);
 	struct rw_plan pl;
@@ -788,6 +791,16 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 		j.s.live = j.s.synced;
 	memcpy(j.s.boot, boot, sizeof boot);
 	int rc = 0;
+	/* Extended already: a file shorter than that is another one. */
+	if (cur->state != 0 && sb.st_size < h.new_end) {
+		char aside[MS_PATH_MAX + 64];
+		snprintf(aside, sizeof aside, "%s.%ld", path, (long)time(NULL));
+		rename(path, aside);
+		pt_warn("mailbox %s: rewrite journal does not match, kept as %s", f->path, aside);
+		close(jfd);
+		plan_free(&pl);
+		return 0;
+	}
 	if (cur->state == 0) {
 		/* Died before the file was extended (and synced as such): the
 		 * mbox still holds the old text, plus perhaps zeros we added
