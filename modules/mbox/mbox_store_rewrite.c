@@ -40,6 +40,7 @@
 #define RW_CHUNK (8 * 1024 * 1024)     /* most bytes one write moves */
 #define RW_BATCH (64 * 1024 * 1024)    /* bytes between two syncs */
 #define RW_WIN (4 * 1024 * 1024)
+#define RW_KICK (4 * 1024 * 1024)      /* writeback started every this much */
 
 int (*ms_rewrite_fault)(int step);
 int ms_rewrite_copy_only;
@@ -376,11 +377,20 @@ struct j_slot {
 	uint64_t sum;
 };
 
+/* FNV-1a-like, eight bytes at a step (the journal of a 100k folder is
+ * 12 MB: byte-wise it took 17 ms). */
 static uint64_t
 fnv(uint64_t h, const void *p, size_t n)
 {
 	const unsigned char *s = p;
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 1099511628211ull;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++)
 		h = (h ^ s[i]) * 1099511628211ull;
 	return h;
 }
@@ -507,7 +517,7 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 	char *cbuf = NULL, *sbuf = NULL;
 	size_t scap = 0;
 	int rc = 0;
-	int64_t F = j->s.live;
+	int64_t F = j->s.live, kick = F;
 	/* The last piece with something below F. */
 	size_t k = pl->n;
 	while (k > 0 && pl->p[k - 1].dst >= F)
@@ -596,6 +606,11 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 			break;
 		}
 		j->since_sync += F - c;
+		/* Start the disk on what is written (the sync waits less). */
+		if (kick - c >= RW_KICK) {
+			sync_file_range(fd, (off_t)c, (off_t)(kick - c), SYNC_FILE_RANGE_WRITE);
+			kick = c;
+		}
 		F = c;
 		j->s.live = F;
 		if (j->since_sync >= RW_BATCH) {
