@@ -446,10 +446,16 @@ journal_create(struct ms_folder *f, const struct rw_plan *pl, struct journal *j)
 	if (fd < 0)
 		return -1;
 	struct j_head h;
+	struct stat sb;
 	memset(&h, 0, sizeof h);
 	memcpy(h.magic, J_MAGIC, sizeof J_MAGIC - 1);
-	h.ino = (uint64_t)f->known.st_ino;
-	h.dev = (uint64_t)f->known.st_dev;
+	if (fstat(f->fd, &sb) != 0) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	h.ino = (uint64_t)sb.st_ino;
+	h.dev = (uint64_t)sb.st_dev;
 	h.off0 = pl->off0;
 	h.old_eof = pl->old_eof;
 	h.new_end = pl->new_end;
@@ -552,14 +558,17 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 				start = nd;
 			if (start >= b)
 				break;
-			need = nd;
 			if (!q->lit) {
+				/* Sources far apart (a big expunged message between):
+				 * not in one read. */
 				int64_t d = q->dst - q->src;
-				if (start - d < lo)
-					lo = start - d;
-				if (b - d > hi)
-					hi = b - d;
+				int64_t nlo = start - d < lo ? start - d : lo, nhi = b - d > hi ? b - d : hi;
+				if (c < F && nhi - nlo > 2 * (int64_t)RW_CHUNK)
+					break;
+				lo = nlo;
+				hi = nhi;
 			}
+			need = nd;
 			c = start;
 			if (start > a)
 				break;
