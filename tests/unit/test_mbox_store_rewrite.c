@@ -57,6 +57,8 @@ put(const char *path, const char *p, size_t n)
  * the odd shapes a rewrite must keep: Content-Length, a header without a
  * body, a body quoting From, a big message, and a header section whose
  * last line has no LF before the next From_ line. */
+static int with_status;        /* Status/X-Status lines in some headers */
+
 static char *
 pristine(size_t n, size_t *len)
 {
@@ -69,6 +71,13 @@ pristine(size_t n, size_t *len)
 		         "Message-ID: <%zu@example.com>\n",
 		         i % 7, (i / 60) % 60, i % 60, i % 7, i, i);
 		pt_strbuf_put(&b, line, strlen(line));
+		/* Storage headers a reader honours and the rewrite moves: in
+		 * the middle of a header (what follows moves down a little),
+		 * and last. */
+		if (with_status && i % 11 == 4 && i > 0)
+			pt_strbuf_put(&b, "Status: O\nX-Mailer: t\n", 22);
+		if (with_status && i % 11 == 7)
+			pt_strbuf_put(&b, "X-Status: F\n", 12);
 		if (i % 13 == 5) {
 			pt_strbuf_put(&b, "Content-Length: 6\n\nshort\n\n", 26);
 			continue;
@@ -192,6 +201,56 @@ test_same_bytes_as_copy(void **state)
 	free(text);
 }
 
+/* Storage headers already there (Status, X-Status): kept fields that
+ * move down by a few bytes are still above their old place after the
+ * first message, so the rewrite stays in place; the result is the
+ * copying rewrite's, and crashes at every step end there too. */
+static void
+test_storage_headers_in_place(void **state)
+{
+	struct fx *f = *state;
+	with_status = 1;
+	size_t len, elen;
+	char *text = pristine(150, &len);
+	char *want = expected(f, text, len, 150, &elen);
+	assert_non_null(memmem(want, elen, "X-Status: F", 11));
+	free(want);
+	free(text);
+	with_status = 0;
+}
+
+/* A field of the first message that would move down (its Status line is
+ * dropped from the middle, nothing before it grew): the copying rewrite
+ * does it, same result. */
+static void
+test_moves_down_takes_the_copy(void **state)
+{
+	struct fx *f = *state;
+	const char text[] = "From a@b  Sat Nov 28 06:53:10 2026\nSubject: one\nStatus: O\n"
+	                    "X-Mailer: a long line that moves down\n\nbody one\n\n"
+	                    "From a@b  Sat Nov 28 06:53:11 2026\nSubject: two\n\nbody two\n";
+	reset(f, text, sizeof text - 1);
+	ms_rewrite_copy_only = 1;
+	assert_int_equal(open_count(f), 2);
+	ms_rewrite_copy_only = 0;
+	size_t elen, glen;
+	char *want = slurp(f->inbox, &elen);
+	blank_validity(want, elen);
+	reset(f, text, sizeof text - 1);
+	ms_rewrite_fault = hook;
+	faults_asked = 0;
+	fault_at = -1;
+	assert_int_equal(open_count(f), 2);
+	ms_rewrite_fault = NULL;
+	assert_int_equal(faults_asked, 0);
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+}
+
 /* The child opens the folder and dies at step k (MS_FAULT_EXIT: before
  * the step; HALF: in the middle of a chunk's write). 1: it died, 0: the
  * rewrite finished first. */
@@ -263,6 +322,14 @@ static void
 test_crash_in_every_write(void **state)
 {
 	crash_everywhere(*state, MS_FAULT_HALF);
+}
+
+static void
+test_crash_in_every_write_storage_headers(void **state)
+{
+	with_status = 1;
+	crash_everywhere(*state, MS_FAULT_HALF);
+	with_status = 0;
 }
 
 /* A full disk (or any write error) at each step: the open fails or
@@ -370,8 +437,11 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_same_bytes_as_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_storage_headers_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moves_down_takes_the_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_in_every_write_storage_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
