@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -516,12 +517,68 @@ extend(struct ms_folder *f, const struct rw_plan *pl, struct journal *j)
 	return 0;
 }
 
+/* Reads of adjacent file ranges into scattered places, in one preadv. */
+#define GATHER_MAX 512
+
+struct gather {
+	int fd;
+	int64_t off;                   /* file offset of iov[0] */
+	int64_t len;
+	int n;
+	struct iovec iov[GATHER_MAX];
+};
+
+static int
+gather_flush(struct gather *g)
+{
+	struct iovec *v = g->iov;
+	int n = g->n;
+	int64_t off = g->off, left = g->len;
+	while (left > 0) {
+		ssize_t r = preadv(g->fd, v, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		off += r;
+		left -= r;
+		while (n > 0 && (size_t)r >= v->iov_len) {
+			r -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (char *)v->iov_base + r;
+			v->iov_len -= (size_t)r;
+		}
+	}
+	g->n = 0;
+	g->len = 0;
+	return 0;
+}
+
+static int
+gather_add(struct gather *g, char *to, int64_t off, size_t n)
+{
+	if (g->n && (g->off + g->len != off || g->n == GATHER_MAX) && gather_flush(g) != 0)
+		return -1;
+	if (g->n == 0)
+		g->off = off;
+	g->iov[g->n].iov_base = to;
+	g->iov[g->n].iov_len = n;
+	g->n++;
+	g->len += (int64_t)n;
+	return 0;
+}
+
 /* Write the pieces below the frontier j->s.live, back to front. */
 static int
 run(int fd, const struct rw_plan *pl, struct journal *j)
 {
-	char *cbuf = NULL, *sbuf = NULL;
-	size_t scap = 0;
+	char *cbuf = NULL;
 	int rc = 0;
 	int64_t F = j->s.live, kick = F;
 	/* The last piece with something below F. */
@@ -576,23 +633,11 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 		}
 		if (c >= F)
 			continue;
-		/* Sources (all below c), then the chunk put together. */
-		if (hi > lo) {
-			if ((size_t)(hi - lo) > scap) {
-				char *nb = realloc(sbuf, (size_t)(hi - lo));
-				if (nb == NULL) {
-					rc = -1;
-					break;
-				}
-				sbuf = nb;
-				scap = (size_t)(hi - lo);
-			}
-			if (ms_pread_all(fd, sbuf, (size_t)(hi - lo), lo) != 0) {
-				rc = -1;
-				break;
-			}
-		}
-		for (size_t q = k ? k - 1 : 0; q < pl->n; q++) {
+		/* The chunk put together: literals copied, old bytes read
+		 * straight into place (one preadv per run of adjacent
+		 * sources, all below c). */
+		struct gather g = { .fd = fd };
+		for (size_t q = k ? k - 1 : 0; q < pl->n && rc == 0; q++) {
 			const struct rw_piece *p = &pl->p[q];
 			if (p->dst >= F)
 				break;
@@ -601,8 +646,12 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 				continue;
 			if (p->lit)
 				memcpy(cbuf + (a - c), pl->lits.p + p->src + (a - p->dst), (size_t)(b - a));
-			else
-				memcpy(cbuf + (a - c), sbuf + (p->src + (a - p->dst) - lo), (size_t)(b - a));
+			else if (gather_add(&g, cbuf + (a - c), p->src + (a - p->dst), (size_t)(b - a)) != 0)
+				rc = -1;
+		}
+		if (rc != 0 || gather_flush(&g) != 0) {
+			rc = -1;
+			break;
 		}
 		int what = fault();
 		if (what == MS_FAULT_HALF) {
@@ -639,7 +688,6 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 		rc = -1;
 	int e = errno;
 	free(cbuf);
-	free(sbuf);
 	errno = e;
 	return rc;
 }
