@@ -692,6 +692,8 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 	return rc;
 }
 
+static int ms_rewrite_pending(const struct ms_folder *f);
+
 int
 ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 {
@@ -737,9 +739,18 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 		return -1;
 	}
 	if (run(f->fd, &pl, &j) != 0) {
-		/* The journal stays: the next lock of the folder finishes. */
+		/* Once more from the journal (a passing error), else the
+		 * journal stays: the next lock of the folder finishes. */
 		int e = errno;
 		close(j.fd);
+		struct pt_status again;
+		if (ms_rewrite_recover(f, &again) == 0 && !ms_rewrite_pending(f)) {
+			memcpy(f->m + s, nm, nw * sizeof *nm);
+			f->n = s + nw;
+			free(nm);
+			plan_free(&pl);
+			return 1;
+		}
 		pt_error("mailbox %s: in-place rewrite stopped (%s); it finishes at the next open",
 		         f->path, strerror(e));
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e));
@@ -762,6 +773,15 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 	free(nm);
 	plan_free(&pl);
 	return 1;
+}
+
+/* Is a journal left for f? */
+static int
+ms_rewrite_pending(const struct ms_folder *f)
+{
+	char path[MS_PATH_MAX + 32];
+	journal_path(f, path, sizeof path, "");
+	return access(path, F_OK) == 0;
 }
 
 /* Is [from, to) of fd all zero bytes? */
