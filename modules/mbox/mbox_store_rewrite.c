@@ -80,13 +80,20 @@ struct rw_plan {
 static void
 add_piece(struct rw_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
 {
+	/* A piece holds at most 1 GiB (its length is 32 bits). */
+	while (len > (1u << 30)) {
+		add_piece(pl, dst, src, 1u << 30, lit);
+		dst += 1 << 30;
+		src += 1 << 30;
+		len -= 1u << 30;
+	}
 	if (len == 0)
 		return;
 	if (!lit && dst < src)
 		pl->bad = 1;
 	struct rw_piece *q = pl->n ? &pl->p[pl->n - 1] : NULL;
 	if (q && q->lit == (uint32_t)lit && q->dst + q->len == dst && q->src + q->len == src &&
-	    (uint64_t)q->len + len < UINT32_MAX) {
+	    (uint64_t)q->len + len <= (1u << 30)) {
 		q->len += (uint32_t)len;
 		return;
 	}
