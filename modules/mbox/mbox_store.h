@@ -94,6 +94,11 @@ long ms_block_render(const struct ms_block *blk, size_t want, struct pt_strbuf *
  * to out, Content-Length lines to clen (may be NULL). Returns where the
  * fields end (the empty line, or len), (size_t)-1 out of memory. */
 size_t ms_header_strip(const char *hdr, size_t len, struct pt_strbuf *out, struct pt_strbuf *clen);
+/* ms_header_strip's walk giving the kept fields as runs of hdr instead
+ * of a copy: run(arg, off, n) for each run of adjacent kept fields, in
+ * order. Same return. */
+size_t ms_header_kept(const char *hdr, size_t len, void (*run)(void *arg, size_t off, size_t n),
+                      void *arg, struct pt_strbuf *clen);
 /* Valid keyword for the table (an IMAP atom, not a system flag). */
 int ms_keyword_valid(const char *name);
 
@@ -217,6 +222,21 @@ int ms_folder_append(struct ms_folder *f, struct mbox_lock *lk, const struct pt_
                      size_t n, uint32_t *uids, struct pt_status *st);
 /* Read one message's stored text [hdr_off, end) into b (checked). */
 int ms_folder_read_raw(struct ms_folder *f, size_t i, struct pt_strbuf *b, struct pt_status *st);
+/* mbox_store_rewrite.c: the rewrite in place (no copy) of a folder
+ * whose text only moves up, back to front, with a journal beside the
+ * index. 1 done, 0 not such a rewrite (nothing changed), -1 failed (st;
+ * a journal left behind is finished by the next ms_recover). */
+int ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st);
+/* Finish an in-place rewrite a crash interrupted (ms_recover calls it). */
+int ms_rewrite_recover(struct ms_folder *f, struct pt_status *st);
+/* Tests only: called at each step of an in-place rewrite (numbered from
+ * 0 per rewrite); the answer is what the step does instead. */
+enum { MS_FAULT_NONE, MS_FAULT_EXIT, MS_FAULT_HALF, MS_FAULT_ENOSPC };
+extern int (*ms_rewrite_fault)(int step);
+extern int ms_rewrite_copy_only;   /* tests: always the copying rewrite */
+/* The storage block of record r as it is now (mbox_store_write.c). */
+struct ms_block;
+void ms_block_of(const struct ms_folder *f, const struct ms_msg *r, int base, struct ms_block *k);
 /* Finish a rewrite a crash interrupted (recovery copy in idxdir). */
 int ms_recover(struct ms_folder *f, struct pt_status *st);
 /* Forget the in-process state of path (remove/rename). */

@@ -537,6 +537,31 @@ ms_header_strip(const char *hdr, size_t len, struct pt_strbuf *out, struct pt_st
 	return out->oom || (clen && clen->oom) ? (size_t)-1 : pos;
 }
 
+size_t
+ms_header_kept(const char *hdr, size_t len, void (*run)(void *arg, size_t off, size_t n),
+               void *arg, struct pt_strbuf *clen)
+{
+	size_t pos = 0, at = 0, n = 0;
+	struct hfield f;
+	while (next_field(hdr, len, &pos, &f)) {
+		if (f.kind == F_OTHER) {
+			if (n && at + n == f.off) {
+				n += f.len;
+			} else {
+				if (n)
+					run(arg, at, n);
+				at = f.off;
+				n = f.len;
+			}
+		} else if ((f.kind == F_CLEN || f.kind == F_QUOTE) && clen) {
+			pt_strbuf_put(clen, hdr + f.off, f.len);
+		}
+	}
+	if (n)
+		run(arg, at, n);
+	return clen && clen->oom ? (size_t)-1 : pos;
+}
+
 /* ---- expunged UIDs (QRESYNC VANISHED) ---- */
 
 static int

@@ -32,8 +32,8 @@ ms_pread_all(int fd, char *p, size_t n, int64_t off)
 	return r >= 0 && (size_t)r == n ? 0 : -1;
 }
 
-static void
-block_of(const struct ms_folder *f, const struct ms_msg *r, int base, struct ms_block *k)
+void
+ms_block_of(const struct ms_folder *f, const struct ms_msg *r, int base, struct ms_block *k)
 {
 	memset(k, 0, sizeof *k);
 	k->uid = r->info.uid;
@@ -67,7 +67,7 @@ ms_write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
 		goto out;
 	}
 	struct ms_block k;
-	block_of(f, r, base, &k);
+	ms_block_of(f, r, base, &k);
 	k.clen = clen.p;
 	k.clen_len = clen.len;
 	if (ms_block_render(&k, r->blk_len, &out) < 0) {
@@ -150,6 +150,8 @@ ms_recover(struct ms_folder *f, struct pt_status *st)
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 40];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, RECOVER_NAME);
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (ms_rewrite_recover(f, st) != 0)
+		return -1;
 	/* An unfinished copy: the mbox was not touched yet. */
 	unlink(tmp);
 	int rfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -226,7 +228,7 @@ static int64_t
 block_natural_len(const struct ms_folder *f, const struct ms_msg *r, int base)
 {
 	struct ms_block k;
-	block_of(f, r, base, &k);
+	ms_block_of(f, r, base, &k);
 	struct pt_strbuf b = { 0 };
 	long n = ms_block_render(&k, 0, &b);
 	pt_strbuf_free(&b);
@@ -321,6 +323,10 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		}
 		new_len += span;
 	}
+	/* Text that only moves up is rewritten over itself (no copy). */
+	int ip = off0 + new_len >= eof ? ms_rewrite_in_place(f, s, eof, st) : 0;
+	if (ip != 0)
+		return ip > 0 ? 0 : -1;
 	size_t hl;
 	int rfd = write_recovery(f, off0, eof - off0, new_len, &hl);
 	if (rfd < 0) {
@@ -373,7 +379,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			struct pt_strbuf fields = { 0 }, blk = { 0 };
 			size_t fend = ms_header_strip(src + hdr_rel, body_rel - hdr_rel, &fields, &clen);
 			struct ms_block k;
-			block_of(f, &r, i == live0, &k);
+			ms_block_of(f, &r, i == live0, &k);
 			k.clen = clen.p;
 			k.clen_len = clen.len;
 			long bl = fend == (size_t)-1 ? -1 : ms_block_render(&k, 0, &blk);

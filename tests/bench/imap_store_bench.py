@@ -81,12 +81,15 @@ def one_round(server, args, template, pw):
     proc = ib.start_dovecot(pw, 4) if server == "dovecot" else \
         ib.start_postern(args.postern, args.modules, pw, 4)
     port = ib.PORTS[server]["imap"]
+    ib.SERVER["pid"] = proc.pid
     r = {}
     try:
+        mark = ib.cpu_mark()
         t0 = time.time()
         c = login(port)
         c.cmd("SELECT INBOX")
         r["cold"] = time.time() - t0
+        r["cold_cpu"] = ib.cpu_since(mark)
         c.close()
         warm = []
         for _ in range(3):
@@ -150,7 +153,8 @@ def main():
     for _ in range(args.rounds):
         for s in servers:
             res[s].append(one_round(s, args, template, pw))
-    rows = [("first LOGIN+SELECT (no index)", "cold"), ("LOGIN+SELECT (warm)", "warm"),
+    rows = [("first LOGIN+SELECT (no index)", "cold"),
+            ("its server CPU", "cold_cpu"), ("LOGIN+SELECT (warm)", "warm"),
             ("STORE 1000 +FLAGS.SILENT (\\Seen)", "store"),
             ("SELECT (QRESYNC) after 10 flag changes + 10 expunges", "qresync")]
     print("| %d x %d B | %s |" % (args.messages, args.size, " | ".join(servers)))

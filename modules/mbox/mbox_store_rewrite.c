@@ -1,0 +1,1037 @@
+/* The in-place rewrite: a folder whose messages only grow (the first
+ * write of a pristine mbox puts an X-UID into every message) is rewritten
+ * over itself, back to front, with a small journal instead of a copy of
+ * the file.
+ *
+ * The new file is a list of pieces, each a literal (storage headers) or a
+ * run of old bytes moved to an offset at or above their old one. Written
+ * from the end down, a piece only overwrites old bytes that pieces above
+ * it (already written) came from. Each write covers a chunk [c, F) whose
+ * sources all lie below c, so a chunk cut short by a crash is redone from
+ * intact bytes; the journal (postern.rewrite beside the index: the pieces,
+ * then the progress F) is all a recovery needs to finish the job.
+ *
+ * Order: the journal (pieces) synced and renamed into place, the file
+ * extended to its new size (fallocate: a full disk fails here, before any
+ * byte moved), state "extended" synced; then chunks, each followed by the
+ * progress (a plain write: it survives the death of the process, the
+ * page cache being the file). Every RW_BATCH bytes the mbox is synced and
+ * the synced progress written and synced: after a reboot (the journal
+ * names the boot) the recovery starts from there. Mail another program
+ * appends after a crash lands beyond the new end and stays. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "postern/fdio.h"
+#include "postern/log.h"
+#include "mbox_store.h"
+
+#define JOURNAL_NAME "postern.rewrite"
+#define J_MAGIC "PTREWRITE1\n"
+#define J_HEAD 512                     /* header sector */
+#define J_SLOT 256                     /* two progress slots after it */
+#define J_DATA (J_HEAD + 2 * J_SLOT)
+#define RW_CHUNK (8 * 1024 * 1024)     /* most bytes one write moves */
+#define RW_BATCH (64 * 1024 * 1024)    /* bytes between two syncs */
+#define RW_WIN (4 * 1024 * 1024)
+#define RW_KICK (4 * 1024 * 1024)      /* writeback started every this much */
+
+int (*ms_rewrite_fault)(int step);
+int ms_rewrite_copy_only;
+static int fault_step;
+
+/* The test hook: what this step does instead of its work. */
+static int
+fault(void)
+{
+	if (ms_rewrite_fault == NULL)
+		return 0;
+	int what = ms_rewrite_fault(fault_step++);
+	if (what == MS_FAULT_EXIT)
+		_exit(0);
+	if (what == MS_FAULT_ENOSPC)
+		errno = ENOSPC;
+	return what;
+}
+
+struct rw_piece {
+	int64_t dst;                   /* offset in the new file */
+	int64_t src;                   /* old offset, or offset in lits */
+	uint32_t len;
+	uint32_t lit;
+};
+
+struct rw_plan {
+	struct rw_piece *p;
+	size_t n, cap;
+	struct pt_strbuf lits;
+	int64_t off0, old_eof, new_end;
+	int bad;                       /* a run would move down: not for us */
+	int oom;
+};
+
+static void
+add_piece(struct rw_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
+{
+	/* A piece holds at most 1 GiB (its length is 32 bits). */
+	while (len > (1u << 30)) {
+		add_piece(pl, dst, src, 1u << 30, lit);
+		dst += 1 << 30;
+		src += 1 << 30;
+		len -= 1u << 30;
+	}
+	if (len == 0)
+		return;
+	if (!lit && dst < src)
+		pl->bad = 1;
+	struct rw_piece *q = pl->n ? &pl->p[pl->n - 1] : NULL;
+	if (q && q->lit == (uint32_t)lit && q->dst + q->len == dst && q->src + q->len == src &&
+	    (uint64_t)q->len + len <= (1u << 30)) {
+		q->len += (uint32_t)len;
+		return;
+	}
+	if (pl->n == pl->cap) {
+		size_t cap = pl->cap ? pl->cap * 2 : 4096;
+		struct rw_piece *np = realloc(pl->p, cap * sizeof *np);
+		if (np == NULL) {
+			pl->oom = 1;
+			return;
+		}
+		pl->p = np;
+		pl->cap = cap;
+	}
+	pl->p[pl->n++] = (struct rw_piece){ dst, src, (uint32_t)len, (uint32_t)lit };
+}
+
+static void
+add_lit(struct rw_plan *pl, int64_t dst, const char *p, size_t len)
+{
+	int64_t at = (int64_t)pl->lits.len;
+	pt_strbuf_put(&pl->lits, p, len);
+	if (pl->lits.oom)
+		pl->oom = 1;
+	add_piece(pl, dst, at, len, 1);
+}
+
+static void
+plan_free(struct rw_plan *pl)
+{
+	free(pl->p);
+	pt_strbuf_free(&pl->lits);
+	memset(pl, 0, sizeof *pl);
+}
+
+/* Sequential reads of the old file through a window. */
+struct win {
+	int fd;
+	int64_t base;
+	size_t len, cap;
+	char *p;
+};
+
+static const char *
+win_get(struct win *w, int64_t off, size_t n)
+{
+	if (off >= w->base && off + (int64_t)n <= w->base + (int64_t)w->len)
+		return w->p + (off - w->base);
+	size_t want = n > RW_WIN ? n : RW_WIN;
+	if (want > w->cap) {
+		char *q = realloc(w->p, want);
+		if (q == NULL)
+			return NULL;
+		w->p = q;
+		w->cap = want;
+	}
+	ssize_t got = pt_pread_full(w->fd, w->p, want, (off_t)off);
+	if (got < 0 || (size_t)got < n) {
+		if (got >= 0)
+			errno = EIO;
+		w->len = 0;
+		return NULL;
+	}
+	w->base = off;
+	w->len = (size_t)got;
+	return w->p;
+}
+
+/* The kept header fields of one message as runs (ms_header_kept). */
+struct runs {
+	size_t (*r)[2];
+	size_t n, cap, total;
+	int oom;
+};
+
+static void
+kept_run(void *arg, size_t off, size_t n)
+{
+	struct runs *k = arg;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 8;
+		size_t (*nr)[2] = realloc(k->r, cap * sizeof *nr);
+		if (nr == NULL) {
+			k->oom = 1;
+			return;
+		}
+		k->r = nr;
+		k->cap = cap;
+	}
+	k->r[k->n][0] = off;
+	k->r[k->n][1] = n;
+	k->n++;
+	k->total += n;
+}
+
+/* Two last bytes of what the plan writes so far (the old code's last2). */
+static int
+plan_last2(const struct rw_plan *pl, int fd, char out[2])
+{
+	out[0] = out[1] = '\n';
+	int need = 2;
+	for (size_t i = pl->n; i-- > 0 && need > 0;) {
+		const struct rw_piece *q = &pl->p[i];
+		size_t take = q->len < (uint32_t)need ? q->len : (size_t)need;
+		char b[2];
+		if (q->lit)
+			memcpy(b, pl->lits.p + q->src + q->len - take, take);
+		else if (ms_pread_all(fd, b, take, q->src + q->len - (int64_t)take) != 0)
+			return -1;
+		memcpy(out + need - take, b, take);
+		need -= (int)take;
+	}
+	return 0;
+}
+
+/* The new layout from message s on: pieces, and the new records in nm
+ * (*nw of them). The same text as the copying rewrite would write. */
+static int
+plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struct ms_msg *nm,
+           size_t *nw)
+{
+	size_t live0 = 0;
+	while (live0 < f->n && (f->m[live0].state & MS_EXPUNGE))
+		live0++;
+	struct win w = { .fd = f->fd, .base = -1 };
+	struct pt_strbuf clen = { 0 }, blk = { 0 }, tmp = { 0 };
+	struct runs runs = { 0 };
+	int64_t off0 = f->m[s].from_off, pos = off0;
+	pl->off0 = off0;
+	pl->old_eof = eof;
+	size_t k = 0;
+	int rc = 0;
+	int have_prev = s > 0, prev_gone = 0;
+	for (size_t i = s; i < f->n && rc == 0 && !pl->bad && !pl->oom; i++) {
+		struct ms_msg r = f->m[i];
+		int64_t end_span = i + 1 < f->n ? f->m[i + 1].from_off : eof;
+		int64_t span = end_span - r.from_off;
+		if (r.state & MS_EXPUNGE) {
+			prev_gone = 1;
+			continue;
+		}
+		if (prev_gone && have_prev) {
+			char last2[2] = { '\n', '\n' };
+			if (pl->n == 0 && off0 >= 2) {
+				if (ms_pread_all(f->fd, last2, 2, off0 - 2) != 0)
+					rc = -1;
+			} else if (plan_last2(pl, f->fd, last2) != 0) {
+				rc = -1;
+			}
+			if (rc == 0 && !(last2[0] == '\n' && last2[1] == '\n')) {
+				add_lit(pl, pos, "\n", 1);
+				pos++;
+			}
+		}
+		prev_gone = 0;
+		have_prev = 1;
+		int64_t delta = pos - r.from_off;
+		if (!(r.state & MS_DIRTY)) {
+			add_piece(pl, pos, r.from_off, (size_t)span, 0);
+			r.from_off += delta;
+			r.hdr_off += delta;
+			r.body_off += delta;
+			r.end += delta;
+			if (r.blk_len)
+				r.blk_off += delta;
+			pos += span;
+			nm[k++] = r;
+			continue;
+		}
+		size_t hdr_rel = (size_t)(r.hdr_off - r.from_off);
+		size_t body_rel = (size_t)(r.body_off - r.from_off);
+		const char *src = win_get(&w, r.from_off, body_rel);
+		if (src == NULL) {
+			rc = -1;
+			break;
+		}
+		clen.len = 0;
+		blk.len = 0;
+		runs.n = runs.total = 0;
+		int from_lf = hdr_rel > 0 && src[hdr_rel - 1] == '\n';
+		size_t new_hdr = hdr_rel + (from_lf ? 0 : 1);
+		size_t fend = ms_header_kept(src + hdr_rel, body_rel - hdr_rel, kept_run, &runs, &clen);
+		struct ms_block kb;
+		ms_block_of(f, &r, i == live0, &kb);
+		kb.clen = clen.p;
+		kb.clen_len = clen.len;
+		long bl = fend == (size_t)-1 || runs.oom ? -1 : ms_block_render(&kb, 0, &blk);
+		if (bl < 0) {
+			errno = ENOMEM;
+			rc = -1;
+			break;
+		}
+		int fields_lf = runs.n == 0 ||
+		                src[hdr_rel + runs.r[runs.n - 1][0] + runs.r[runs.n - 1][1] - 1] == '\n';
+		size_t rest = hdr_rel + fend;
+		/* From_ line, kept fields, block, then the rest as is; a damaged
+		 * end (From_ line or last field without LF) must not have the
+		 * block glued to it: then an LF, or the block before the fields. */
+		int64_t at = pos, blk_at;
+		add_piece(pl, at, r.from_off, hdr_rel, 0);
+		at += (int64_t)hdr_rel;
+		if (!from_lf) {
+			add_lit(pl, at, "\n", 1);
+			at++;
+		}
+		if (!fields_lf) {
+			blk_at = at - pos;
+			add_lit(pl, at, blk.p, blk.len);
+			at += (int64_t)blk.len;
+		}
+		for (size_t q = 0; q < runs.n; q++) {
+			add_piece(pl, at, r.from_off + (int64_t)(hdr_rel + runs.r[q][0]), runs.r[q][1], 0);
+			at += (int64_t)runs.r[q][1];
+		}
+		if (fields_lf) {
+			blk_at = at - pos;
+			add_lit(pl, at, blk.p, blk.len);
+			at += (int64_t)blk.len;
+		}
+		add_piece(pl, at, r.from_off + (int64_t)rest, (size_t)(span - (int64_t)rest), 0);
+		at += span - (int64_t)rest;
+		int64_t out_len = at - pos;
+		int64_t grow = out_len - span;
+		int64_t end_rel = r.end - r.from_off + grow;
+		if (!from_lf || !fields_lf) {
+			/* A missing LF was put in: the wire form changes (rare; the
+			 * message is put together to measure it). */
+			const char *all = win_get(&w, r.from_off, (size_t)span);
+			tmp.len = 0;
+			if (all) {
+				pt_strbuf_put(&tmp, all, hdr_rel);
+				if (!from_lf)
+					pt_strbuf_put(&tmp, "\n", 1);
+				if (!fields_lf)
+					pt_strbuf_put(&tmp, blk.p, blk.len);
+				for (size_t q = 0; q < runs.n; q++)
+					pt_strbuf_put(&tmp, all + hdr_rel + runs.r[q][0], runs.r[q][1]);
+				if (fields_lf)
+					pt_strbuf_put(&tmp, blk.p, blk.len);
+				pt_strbuf_put(&tmp, all + rest, (size_t)(span - (int64_t)rest));
+			}
+			if (all == NULL || tmp.oom || (int64_t)tmp.len != out_len) {
+				rc = -1;
+				break;
+			}
+			r.info.size = ms_wire_size(tmp.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
+			                           (r.state & MS_RD) != 0);
+		}
+		r.body_off = pos + (r.body_off - r.from_off) + grow;
+		r.from_off = pos;
+		r.hdr_off = pos + (int64_t)new_hdr;
+		r.blk_off = pos + blk_at;
+		r.blk_len = (uint32_t)bl;
+		r.meta_len = (uint32_t)bl;
+		r.end = pos + end_rel;
+		r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
+		ms_msg_disk_set(f, &r);
+		pos += out_len;
+		nm[k++] = r;
+	}
+	free(w.p);
+	pt_strbuf_free(&clen);
+	pt_strbuf_free(&blk);
+	pt_strbuf_free(&tmp);
+	free(runs.r);
+	if (pl->oom)
+		errno = ENOMEM;
+	pl->new_end = pos;
+	*nw = k;
+	return rc == 0 && !pl->oom ? 0 : -1;
+}
+
+/* ---- the journal ---- */
+
+struct j_head {
+	char magic[16];
+	uint64_t ino, dev;
+	int64_t off0, old_eof, new_end;
+	uint64_t npieces, lit_len;
+	uint64_t data_len;             /* encoded pieces and literals */
+	uint64_t data_sum;
+	uint64_t sum;
+};
+
+/* On disk the plan is compact (a 100k folder: 4 MB instead of 12): each
+ * piece a 32-bit length (top bit: literal), a copy then its 64-bit old
+ * offset; new offsets and literal offsets follow from the order. Then the
+ * literals, runs of spaces (the X-UID padding) as 0xFF n; 0xFF 0 is 0xFF. */
+static int
+plan_encode(const struct rw_plan *pl, struct pt_strbuf *b)
+{
+	int64_t dst = pl->off0, lit = 0;
+	for (size_t i = 0; i < pl->n; i++) {
+		const struct rw_piece *q = &pl->p[i];
+		if (q->dst != dst || (q->lit && q->src != lit)) {
+			errno = EINVAL;
+			return -1;
+		}
+		uint32_t w = q->len | (q->lit ? 0x80000000u : 0);
+		pt_strbuf_put(b, (const char *)&w, 4);
+		if (!q->lit)
+			pt_strbuf_put(b, (const char *)&q->src, 8);
+		else
+			lit += q->len;
+		dst += q->len;
+	}
+	const unsigned char *p = (const unsigned char *)pl->lits.p;
+	for (size_t i = 0; i < pl->lits.len;) {
+		size_t n = 0;
+		while (i + n < pl->lits.len && p[i + n] == ' ' && n < 255)
+			n++;
+		if (n >= 3) {
+			unsigned char e[2] = { 0xff, (unsigned char)n };
+			pt_strbuf_put(b, (const char *)e, 2);
+			i += n;
+		} else if (p[i] == 0xff) {
+			pt_strbuf_put(b, "\xff\0", 2);
+			i++;
+		} else {
+			pt_strbuf_put(b, (const char *)p + i, 1);
+			i++;
+		}
+	}
+	if (b->oom)
+		errno = ENOMEM;
+	return b->oom ? -1 : 0;
+}
+
+static int
+plan_decode(struct rw_plan *pl, const char *d, size_t len, size_t npieces, size_t lit_len)
+{
+	size_t at = 0;
+	int64_t dst = pl->off0, lit = 0;
+	pl->p = malloc((npieces ? npieces : 1) * sizeof *pl->p);
+	if (pl->p == NULL)
+		return -1;
+	pl->cap = npieces;
+	for (pl->n = 0; pl->n < npieces; pl->n++) {
+		uint32_t w;
+		if (len - at < 4)
+			return -1;
+		memcpy(&w, d + at, 4);
+		at += 4;
+		struct rw_piece *q = &pl->p[pl->n];
+		q->dst = dst;
+		q->len = w & 0x7fffffffu;
+		q->lit = w >> 31;
+		if (q->lit) {
+			q->src = lit;
+			lit += q->len;
+		} else {
+			if (len - at < 8)
+				return -1;
+			memcpy(&q->src, d + at, 8);
+			at += 8;
+		}
+		dst += q->len;
+	}
+	if ((uint64_t)lit != lit_len || dst != pl->new_end)
+		return -1;
+	const unsigned char *p = (const unsigned char *)d;
+	while (at < len) {
+		if (p[at] == 0xff) {
+			if (at + 1 >= len)
+				return -1;
+			if (p[at + 1] == 0) {
+				pt_strbuf_put(&pl->lits, "\xff", 1);
+			} else {
+				char sp[255];
+				memset(sp, ' ', p[at + 1]);
+				pt_strbuf_put(&pl->lits, sp, p[at + 1]);
+			}
+			at += 2;
+		} else {
+			pt_strbuf_put(&pl->lits, d + at, 1);
+			at++;
+		}
+	}
+	return pl->lits.oom || pl->lits.len != lit_len ? -1 : 0;
+}
+
+struct j_slot {
+	uint64_t seq;
+	uint64_t state;                /* 0 committed, 1 file extended */
+	int64_t live;                  /* frontier as last written */
+	int64_t synced;                /* frontier the last sync covered */
+	char boot[48];
+	uint64_t sum;
+};
+
+/* FNV-1a-like, eight bytes at a step (the journal of a 100k folder is
+ * 12 MB: byte-wise it took 17 ms). */
+static uint64_t
+fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 1099511628211ull;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211ull;
+	return h;
+}
+
+#define FNV0 14695981039346656037ull
+
+static void
+boot_id(char out[48])
+{
+	memset(out, 0, 48);
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, out, 47);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	out[n] = '\0';
+}
+
+struct journal {
+	int fd;
+	uint64_t seq;
+	struct j_slot s;
+	int64_t since_sync;
+};
+
+static int
+slot_write(struct journal *j)
+{
+	j->s.seq = ++j->seq;
+	j->s.sum = fnv(FNV0, &j->s, offsetof(struct j_slot, sum));
+	if (fault() == MS_FAULT_ENOSPC)
+		return -1;
+	return pt_pwrite_all(j->fd, &j->s, sizeof j->s, J_HEAD + (off_t)(j->seq & 1) * J_SLOT);
+}
+
+static void
+journal_path(const struct ms_folder *f, char *p, size_t n, const char *suffix)
+{
+	snprintf(p, n, "%s/%s%s", f->idxdir, JOURNAL_NAME, suffix);
+}
+
+static int
+journal_create(struct ms_folder *f, const struct rw_plan *pl, struct journal *j)
+{
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 40];
+	journal_path(f, path, sizeof path, "");
+	journal_path(f, tmp, sizeof tmp, ".tmp");
+	if (ms_mkdirs(f->idxdir, 1) != 0)
+		return -1;
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	struct j_head h;
+	struct stat sb;
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, J_MAGIC, sizeof J_MAGIC - 1);
+	if (fstat(f->fd, &sb) != 0) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	h.ino = (uint64_t)sb.st_ino;
+	h.dev = (uint64_t)sb.st_dev;
+	h.off0 = pl->off0;
+	h.old_eof = pl->old_eof;
+	h.new_end = pl->new_end;
+	h.npieces = pl->n;
+	h.lit_len = pl->lits.len;
+	struct pt_strbuf enc = { 0 };
+	if (plan_encode(pl, &enc) != 0) {
+		pt_strbuf_free(&enc);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	h.data_len = enc.len;
+	h.data_sum = fnv(FNV0, enc.p, enc.len);
+	h.sum = fnv(FNV0, &h, offsetof(struct j_head, sum));
+	memset(j, 0, sizeof *j);
+	j->fd = fd;
+	j->s.live = j->s.synced = pl->new_end;
+	boot_id(j->s.boot);
+	int rc = pt_pwrite_all(fd, &h, sizeof h, 0) == 0 && slot_write(j) == 0 &&
+	         pt_pwrite_all(fd, enc.p, enc.len, J_DATA) == 0 ? 0 : -1;
+	pt_strbuf_free(&enc);
+	if (rc == 0 && fault() == MS_FAULT_ENOSPC)
+		rc = -1;
+	if (rc == 0 && (fsync(fd) != 0 || rename(tmp, path) != 0 || pt_fsync_dir(f->idxdir) != 0))
+		rc = -1;
+	if (rc != 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+journal_drop(struct ms_folder *f, struct journal *j)
+{
+	char path[MS_PATH_MAX + 32];
+	journal_path(f, path, sizeof path, "");
+	if (j->fd >= 0)
+		close(j->fd);
+	j->fd = -1;
+	unlink(path);
+}
+
+/* The file grows to its new size (allocated: no ENOSPC later), then the
+ * journal says so (synced before the first byte moves). */
+static int
+extend(struct ms_folder *f, const struct rw_plan *pl, struct journal *j)
+{
+	if (pl->new_end > pl->old_eof) {
+		int r = fault() == MS_FAULT_ENOSPC ? -1 :
+		        posix_fallocate(f->fd, (off_t)pl->old_eof, (off_t)(pl->new_end - pl->old_eof));
+		if (r > 0)
+			errno = r;
+		if (r != 0)
+			return -1;
+	}
+	j->s.state = 1;
+	if (fault() == MS_FAULT_ENOSPC || fdatasync(f->fd) != 0 || slot_write(j) != 0 ||
+	    fdatasync(j->fd) != 0)
+		return -1;
+	return 0;
+}
+
+/* Reads of adjacent file ranges into scattered places, in one preadv. */
+#define GATHER_MAX 512
+
+struct gather {
+	int fd;
+	int64_t off;                   /* file offset of iov[0] */
+	int64_t len;
+	int n;
+	struct iovec iov[GATHER_MAX];
+};
+
+static int
+gather_flush(struct gather *g)
+{
+	struct iovec *v = g->iov;
+	int n = g->n;
+	int64_t off = g->off, left = g->len;
+	while (left > 0) {
+		ssize_t r = preadv(g->fd, v, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		off += r;
+		left -= r;
+		while (n > 0 && (size_t)r >= v->iov_len) {
+			r -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (char *)v->iov_base + r;
+			v->iov_len -= (size_t)r;
+		}
+	}
+	g->n = 0;
+	g->len = 0;
+	return 0;
+}
+
+static int
+gather_add(struct gather *g, char *to, int64_t off, size_t n)
+{
+	if (g->n && (g->off + g->len != off || g->n == GATHER_MAX) && gather_flush(g) != 0)
+		return -1;
+	if (g->n == 0)
+		g->off = off;
+	g->iov[g->n].iov_base = to;
+	g->iov[g->n].iov_len = n;
+	g->n++;
+	g->len += (int64_t)n;
+	return 0;
+}
+
+/* Write the pieces below the frontier j->s.live, back to front. */
+static int
+run(int fd, const struct rw_plan *pl, struct journal *j)
+{
+	char *cbuf = NULL;
+	int rc = 0;
+	int64_t F = j->s.live, kick = F;
+	/* The last piece with something below F. */
+	size_t k = pl->n;
+	while (k > 0 && pl->p[k - 1].dst >= F)
+		k--;
+	if (k > 0 && (cbuf = malloc(RW_CHUNK)) == NULL)
+		return -1;
+	while (k > 0 && rc == 0) {
+		/* Grow the chunk [c, F) down over pieces while the sources of
+		 * everything in it stay below its start. */
+		int64_t c = F, need = pl->off0, lo = INT64_MAX, hi = INT64_MIN;
+		while (k > 0) {
+			const struct rw_piece *q = &pl->p[k - 1];
+			int64_t a = q->dst, b = q->dst + q->len < c ? q->dst + q->len : c;
+			if (!q->lit && q->dst == q->src) {
+				/* Bytes that stay where they are: nothing to write. */
+				if (c < F)
+					break;
+				c = F = a;
+				k--;
+				continue;
+			}
+			int64_t start = a;
+			if (start < F - RW_CHUNK)
+				start = F - RW_CHUNK;
+			int64_t nd = need;
+			if (!q->lit) {
+				int64_t d = q->dst - q->src;
+				if (b - d > nd)
+					nd = b - d;
+			}
+			if (start < nd)
+				start = nd;
+			if (start >= b)
+				break;
+			if (!q->lit) {
+				/* Sources far apart (a big expunged message between):
+				 * not in one read. */
+				int64_t d = q->dst - q->src;
+				int64_t nlo = start - d < lo ? start - d : lo, nhi = b - d > hi ? b - d : hi;
+				if (c < F && nhi - nlo > 2 * (int64_t)RW_CHUNK)
+					break;
+				lo = nlo;
+				hi = nhi;
+			}
+			need = nd;
+			c = start;
+			if (start > a)
+				break;
+			k--;
+		}
+		if (c >= F)
+			continue;
+		/* The chunk put together: literals copied, old bytes read
+		 * straight into place (one preadv per run of adjacent
+		 * sources, all below c). */
+		struct gather g = { .fd = fd };
+		for (size_t q = k ? k - 1 : 0; q < pl->n && rc == 0; q++) {
+			const struct rw_piece *p = &pl->p[q];
+			if (p->dst >= F)
+				break;
+			int64_t a = p->dst > c ? p->dst : c, b = p->dst + p->len < F ? p->dst + p->len : F;
+			if (b <= a)
+				continue;
+			if (p->lit)
+				memcpy(cbuf + (a - c), pl->lits.p + p->src + (a - p->dst), (size_t)(b - a));
+			else if (gather_add(&g, cbuf + (a - c), p->src + (a - p->dst), (size_t)(b - a)) != 0)
+				rc = -1;
+		}
+		if (rc != 0 || gather_flush(&g) != 0) {
+			rc = -1;
+			break;
+		}
+		int what = fault();
+		if (what == MS_FAULT_HALF) {
+			/* A write cut short by the end of the process. */
+			pt_pwrite_all(fd, cbuf, (size_t)(F - c) / 2, c);
+			_exit(0);
+		}
+		if (what == MS_FAULT_ENOSPC || pt_pwrite_all(fd, cbuf, (size_t)(F - c), c) != 0) {
+			rc = -1;
+			break;
+		}
+		j->since_sync += F - c;
+		/* Start the disk on what is written (the sync waits less). */
+		if (kick - c >= RW_KICK) {
+			sync_file_range(fd, (off_t)c, (off_t)(kick - c), SYNC_FILE_RANGE_WRITE);
+			kick = c;
+		}
+		F = c;
+		j->s.live = F;
+		if (j->since_sync >= RW_BATCH) {
+			if (fault() == MS_FAULT_ENOSPC || fdatasync(fd) != 0) {
+				rc = -1;
+				break;
+			}
+			j->s.synced = F;
+			j->since_sync = 0;
+			if (slot_write(j) != 0 || fdatasync(j->fd) != 0)
+				rc = -1;
+		} else if (slot_write(j) != 0) {
+			rc = -1;
+		}
+	}
+	if (rc == 0 && (fault() == MS_FAULT_ENOSPC || fdatasync(fd) != 0))
+		rc = -1;
+	int e = errno;
+	free(cbuf);
+	errno = e;
+	return rc;
+}
+
+static int ms_rewrite_pending(const struct ms_folder *f);
+
+int
+ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
+{
+	if (ms_rewrite_copy_only)
+		return 0;
+	size_t cnt = f->n - s;
+	struct ms_msg *nm = malloc((cnt ? cnt : 1) * sizeof *nm);
+	struct rw_plan pl;
+	memset(&pl, 0, sizeof pl);
+	size_t nw = 0;
+	if (nm == NULL || plan_build(f, s, eof, &pl, nm, &nw) != 0) {
+		free(nm);
+		plan_free(&pl);
+		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(errno));
+		return -1;
+	}
+	/* Something moves down (an expunge, storage headers that shrink):
+	 * the copying rewrite does that. */
+	if (pl.bad || pl.new_end < eof) {
+		free(nm);
+		plan_free(&pl);
+		return 0;
+	}
+	fault_step = 0;
+	struct journal j = { .fd = -1 };
+	if (journal_create(f, &pl, &j) != 0) {
+		pt_status_set(st, 451, "", "Cannot write mailbox rewrite journal: %s", strerror(errno));
+		free(nm);
+		plan_free(&pl);
+		return -1;
+	}
+	if (extend(f, &pl, &j) != 0) {
+		/* Nothing moved yet: back to the old size, no journal. */
+		int e = errno;
+		if (ftruncate(f->fd, (off_t)eof) == 0)
+			journal_drop(f, &j);
+		else
+			close(j.fd);
+		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e));
+		f->known_valid = 0;
+		free(nm);
+		plan_free(&pl);
+		return -1;
+	}
+	if (run(f->fd, &pl, &j) != 0) {
+		/* Once more from the journal (a passing error), else the
+		 * journal stays: the next lock of the folder finishes. */
+		int e = errno;
+		close(j.fd);
+		struct pt_status again;
+		if (ms_rewrite_recover(f, &again) == 0 && !ms_rewrite_pending(f)) {
+			memcpy(f->m + s, nm, nw * sizeof *nm);
+			f->n = s + nw;
+			free(nm);
+			plan_free(&pl);
+			return 1;
+		}
+		pt_error("mailbox %s: in-place rewrite stopped (%s); it finishes at the next open",
+		         f->path, strerror(e));
+		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e));
+		f->known_valid = 0;
+		free(nm);
+		plan_free(&pl);
+		return -1;
+	}
+	if (fault() == MS_FAULT_ENOSPC) {
+		close(j.fd);
+		f->known_valid = 0;
+		free(nm);
+		plan_free(&pl);
+		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(ENOSPC));
+		return -1;
+	}
+	journal_drop(f, &j);
+	memcpy(f->m + s, nm, nw * sizeof *nm);
+	f->n = s + nw;
+	free(nm);
+	plan_free(&pl);
+	return 1;
+}
+
+/* Is a journal left for f? */
+static int
+ms_rewrite_pending(const struct ms_folder *f)
+{
+	char path[MS_PATH_MAX + 32];
+	journal_path(f, path, sizeof path, "");
+	return access(path, F_OK) == 0;
+}
+
+/* Is [from, to) of fd all zero bytes? */
+static int
+all_zero(int fd, int64_t from, int64_t to)
+{
+	char buf[65536];
+	while (from < to) {
+		size_t n = to - from < (int64_t)sizeof buf ? (size_t)(to - from) : sizeof buf;
+		if (ms_pread_all(fd, buf, n, from) != 0)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (buf[i])
+				return 0;
+		from += (int64_t)n;
+	}
+	return 1;
+}
+
+int
+ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
+{
+	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 40];
+	journal_path(f, path, sizeof path, "");
+	journal_path(f, tmp, sizeof tmp, ".tmp");
+	/* Not renamed into place: the mbox was not touched. */
+	unlink(tmp);
+	int jfd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (jfd < 0)
+		return 0;
+	struct j_head h;
+	struct j_slot sl[2];
+	struct rw_plan pl;
+	memset(&pl, 0, sizeof pl);
+	struct stat sb;
+	int ok = ms_pread_all(jfd, (char *)&h, sizeof h, 0) == 0 &&
+	         memcmp(h.magic, J_MAGIC, sizeof J_MAGIC - 1) == 0 &&
+	         h.sum == fnv(FNV0, &h, offsetof(struct j_head, sum)) && fstat(f->fd, &sb) == 0 &&
+	         h.ino == (uint64_t)sb.st_ino && h.dev == (uint64_t)sb.st_dev && h.off0 >= 0 &&
+	         h.old_eof >= h.off0 && h.new_end >= h.old_eof && h.npieces < SIZE_MAX / 64 &&
+	         h.lit_len < SIZE_MAX / 2;
+	const struct j_slot *cur = NULL;
+	if (ok) {
+		for (int i = 0; i < 2; i++) {
+			if (ms_pread_all(jfd, (char *)&sl[i], sizeof sl[i], J_HEAD + (off_t)i * J_SLOT) != 0 ||
+			    sl[i].sum != fnv(FNV0, &sl[i], offsetof(struct j_slot, sum)))
+				continue;
+			if (cur == NULL || sl[i].seq > cur->seq)
+				cur = &sl[i];
+		}
+		ok = cur != NULL;
+	}
+	if (ok) {
+		pl.off0 = h.off0;
+		pl.new_end = h.new_end;
+		char *enc = h.data_len < SIZE_MAX / 2 ? malloc(h.data_len ? (size_t)h.data_len : 1) : NULL;
+		ok = enc && ms_pread_all(jfd, enc, (size_t)h.data_len, J_DATA) == 0 &&
+		     h.data_sum == fnv(FNV0, enc, (size_t)h.data_len) &&
+		     plan_decode(&pl, enc, (size_t)h.data_len, (size_t)h.npieces, (size_t)h.lit_len) == 0;
+		free(enc);
+		/* Every piece inside the rewrite and the old file. */
+		for (size_t i = 0; ok && i < pl.n; i++) {
+			const struct rw_piece *q = &pl.p[i];
+			ok = q->dst >= h.off0 && q->dst + q->len <= h.new_end &&
+			     (q->lit ? q->src >= 0 && (uint64_t)(q->src + q->len) <= h.lit_len
+			             : q->src >= h.off0 && q->src + q->len <= h.old_eof && q->src <= q->dst);
+		}
+	}
+	if (!ok) {
+		/* Not for this file, or damaged: keep it aside, never apply it
+		 * blindly. */
+		char aside[MS_PATH_MAX + 64];
+		snprintf(aside, sizeof aside, "%s.%ld", path, (long)time(NULL));
+		rename(path, aside);
+		pt_warn("mailbox %s: rewrite journal does not match, kept as %s", f->path, aside);
+		close(jfd);
+		plan_free(&pl);
+		return 0;
+	}
+	pl.off0 = h.off0;
+	pl.old_eof = h.old_eof;
+	pl.new_end = h.new_end;
+	struct journal j;
+	memset(&j, 0, sizeof j);
+	j.fd = jfd;
+	j.s = *cur;
+	j.seq = cur->seq;
+	char boot[48];
+	boot_id(boot);
+	/* After a reboot only what was synced counts. */
+	if (boot[0] == '\0' || strcmp(boot, cur->boot) != 0)
+		j.s.live = j.s.synced;
+	memcpy(j.s.boot, boot, sizeof boot);
+	int rc = 0;
+	/* Extended already: a file shorter than that is another one. */
+	if (cur->state != 0 && sb.st_size < h.new_end) {
+		char aside[MS_PATH_MAX + 64];
+		snprintf(aside, sizeof aside, "%s.%ld", path, (long)time(NULL));
+		rename(path, aside);
+		pt_warn("mailbox %s: rewrite journal does not match, kept as %s", f->path, aside);
+		close(jfd);
+		plan_free(&pl);
+		return 0;
+	}
+	if (cur->state == 0) {
+		/* Died before the file was extended (and synced as such): the
+		 * mbox still holds the old text, plus perhaps zeros we added
+		 * or mail appended since. */
+		int64_t size = sb.st_size, ext = h.new_end - h.old_eof;
+		if (ext > 0 && size >= h.new_end && all_zero(f->fd, h.old_eof, h.new_end)) {
+			j.s.live = h.new_end;
+			if (extend(f, &pl, &j) != 0)
+				rc = -1;
+			else
+				rc = run(f->fd, &pl, &j);
+		} else {
+			if (ext > 0 && size > h.old_eof && size <= h.new_end &&
+			    all_zero(f->fd, h.old_eof, size) && ftruncate(f->fd, (off_t)h.old_eof) != 0)
+				rc = -1;
+			if (rc == 0) {
+				journal_drop(f, &j);
+				plan_free(&pl);
+				f->known_valid = 0;
+				return 0;
+			}
+		}
+	} else {
+		rc = run(f->fd, &pl, &j);
+	}
+	plan_free(&pl);
+	if (rc != 0) {
+		close(jfd);
+		pt_status_set(st, 451, "SERVERBUG", "Cannot finish interrupted mailbox rewrite: %s",
+		              strerror(errno));
+		return -1;
+	}
+	journal_drop(f, &j);
+	pt_warn("mailbox %s: finished an interrupted rewrite", f->path);
+	f->known_valid = 0;
+	return 0;
+}

@@ -1,0 +1,450 @@
+/* The in-place rewrite (mbox_store_rewrite.c): the first write of a
+ * pristine mbox gives the same bytes as the copying rewrite; a process
+ * that dies at any step of it (also in the middle of a write), or a full
+ * disk at any step, leaves a folder whose next open ends with exactly
+ * those bytes; mail appended after such a crash stays; a damaged journal
+ * is kept aside, never applied. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mbox/mbox.h"
+#include "mbox/mbox_store.h"
+#include "postern/mailbox.h"
+
+#include "mstore_fixture.h"
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	if (fp == NULL) {
+		*len = 0;
+		return NULL;
+	}
+	fseek(fp, 0, SEEK_END);
+	long n = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	char *p = malloc((size_t)n + 1);
+	*len = fread(p, 1, (size_t)n, fp);
+	p[*len] = '\0';
+	fclose(fp);
+	return p;
+}
+
+static void
+put(const char *path, const char *p, size_t n)
+{
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(p, 1, n, fp), n);
+	fclose(fp);
+}
+
+/* A pristine mbox as local delivery writes it (no storage headers), with
+ * the odd shapes a rewrite must keep: Content-Length, a header without a
+ * body, a body quoting From, a big message, and a header section whose
+ * last line has no LF before the next From_ line. */
+static int with_status;        /* Status/X-Status lines in some headers */
+
+static char *
+pristine(size_t n, size_t *len)
+{
+	struct pt_strbuf b = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		char line[256];
+		snprintf(line, sizeof line,
+		         "From sender%zu@example.com  Sat Nov 28 06:%02zu:%02zu 2026\n"
+		         "Return-Path: <sender%zu@example.com>\nSubject: message %zu\n"
+		         "Message-ID: <%zu@example.com>\n",
+		         i % 7, (i / 60) % 60, i % 60, i % 7, i, i);
+		pt_strbuf_put(&b, line, strlen(line));
+		/* Storage headers a reader honours and the rewrite moves: in
+		 * the middle of a header (what follows moves down a little),
+		 * and last. */
+		if (with_status && i % 11 == 4 && i > 0)
+			pt_strbuf_put(&b, "Status: O\nX-Mailer: t\n", 22);
+		if (with_status && i % 11 == 7)
+			pt_strbuf_put(&b, "X-Status: F\n", 12);
+		if (i % 13 == 5) {
+			pt_strbuf_put(&b, "Content-Length: 6\n\nshort\n\n", 26);
+			continue;
+		}
+		if (i % 17 == 3) {
+			pt_strbuf_put(&b, "\n", 1);
+			continue;
+		}
+		pt_strbuf_put(&b, "\n", 1);
+		size_t lines = 3 + (i * 7919) % 40 + (i == n / 2 ? 3000 : 0);
+		for (size_t k = 0; k < lines; k++) {
+			snprintf(line, sizeof line, "%sbody line %zu of message %zu %.*s\n",
+			         k == 2 ? ">From " : "", k, i, (int)(k % 50), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+			pt_strbuf_put(&b, line, strlen(line));
+		}
+		pt_strbuf_put(&b, "\n", 1);
+	}
+	assert_false(b.oom);
+	*len = b.len;
+	return b.p;
+}
+
+/* The UIDVALIDITY in X-IMAPbase comes from a counter each try moves on,
+ * the last UID there from mail added since: blank both to compare. */
+static void
+blank_validity(char *p, size_t len)
+{
+	char *b = memmem(p, len, "X-IMAPbase: ", 12);
+	assert_non_null(b);
+	for (b += 12; (*b >= '0' && *b <= '9') || *b == ' '; b++)
+		if (*b != ' ')
+			*b = '#';
+}
+
+static char *
+journal_path(struct fx *f, const char *suffix)
+{
+	static char p[700];
+	snprintf(p, sizeof p, "%s/.imap/INBOX/postern.rewrite%s", f->root, suffix);
+	return p;
+}
+
+/* Start again from the pristine text and no index. */
+static void
+reset(struct fx *f, const char *text, size_t len)
+{
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s/.imap'", f->root);
+	assert_int_equal(system(cmd), 0);
+	put(f->inbox, text, len);
+}
+
+static size_t
+open_count(struct fx *f)
+{
+	struct pt_status st;
+	struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+	if (mb == NULL)
+		return (size_t)-1;
+	size_t n = ops->count(mb);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ops->info(mb, i)->uid, i + 1);
+	ops->close(mb);
+	return n;
+}
+
+static int fault_at = -1, fault_what, faults_asked;
+
+static int
+hook(int step)
+{
+	faults_asked = step + 1;
+	return step == fault_at ? fault_what : MS_FAULT_NONE;
+}
+
+/* The rewrite through the copy and in place: the same bytes. Returns
+ * the expected text (validity blanked). */
+static char *
+expected(struct fx *f, const char *text, size_t len, size_t n, size_t *elen)
+{
+	reset(f, text, len);
+	ms_rewrite_copy_only = 1;
+	assert_int_equal(open_count(f), n);
+	ms_rewrite_copy_only = 0;
+	char *want = slurp(f->inbox, elen);
+	blank_validity(want, *elen);
+	reset(f, text, len);
+	ms_rewrite_fault = hook;
+	fault_at = -1;
+	faults_asked = 0;
+	assert_int_equal(open_count(f), n);
+	ms_rewrite_fault = NULL;
+	/* It really went the in-place way, and left no journal. */
+	assert_true(faults_asked > 10);
+	assert_int_equal(access(journal_path(f, ""), F_OK), -1);
+	size_t glen;
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, *elen);
+	assert_memory_equal(got, want, glen);
+	free(got);
+	return want;
+}
+
+static void
+test_same_bytes_as_copy(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(400, &len);
+	char *want = expected(f, text, len, 400, &elen);
+	assert_true(elen > len);
+	/* A second open changes nothing. */
+	assert_int_equal(open_count(f), 400);
+	size_t glen;
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+	free(text);
+}
+
+/* Storage headers already there (Status, X-Status): kept fields that
+ * move down by a few bytes are still above their old place after the
+ * first message, so the rewrite stays in place; the result is the
+ * copying rewrite's, and crashes at every step end there too. */
+static void
+test_storage_headers_in_place(void **state)
+{
+	struct fx *f = *state;
+	with_status = 1;
+	size_t len, elen;
+	char *text = pristine(150, &len);
+	char *want = expected(f, text, len, 150, &elen);
+	assert_non_null(memmem(want, elen, "X-Status: F", 11));
+	free(want);
+	free(text);
+	with_status = 0;
+}
+
+/* A field of the first message that would move down (its Status line is
+ * dropped from the middle, nothing before it grew): the copying rewrite
+ * does it, same result. */
+static void
+test_moves_down_takes_the_copy(void **state)
+{
+	struct fx *f = *state;
+	const char text[] = "From a@b  Sat Nov 28 06:53:10 2026\nSubject: one\nStatus: O\n"
+	                    "X-Mailer: a long line that moves down\n\nbody one\n\n"
+	                    "From a@b  Sat Nov 28 06:53:11 2026\nSubject: two\n\nbody two\n";
+	reset(f, text, sizeof text - 1);
+	ms_rewrite_copy_only = 1;
+	assert_int_equal(open_count(f), 2);
+	ms_rewrite_copy_only = 0;
+	size_t elen, glen;
+	char *want = slurp(f->inbox, &elen);
+	blank_validity(want, elen);
+	reset(f, text, sizeof text - 1);
+	ms_rewrite_fault = hook;
+	faults_asked = 0;
+	fault_at = -1;
+	assert_int_equal(open_count(f), 2);
+	ms_rewrite_fault = NULL;
+	assert_int_equal(faults_asked, 0);
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+}
+
+/* The child opens the folder and dies at step k (MS_FAULT_EXIT: before
+ * the step; HALF: in the middle of a chunk's write). 1: it died, 0: the
+ * rewrite finished first. */
+static int
+crash_at(struct fx *f, int k, int what)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fault_at = k;
+		fault_what = what;
+		ms_rewrite_fault = hook;
+		struct pt_status st;
+		struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+		if (mb)
+			ops->close(mb);
+		_exit(3);
+	}
+	int ws;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFEXITED(ws));
+	return WEXITSTATUS(ws) == 0;
+}
+
+static void
+check_result(struct fx *f, const char *want, size_t elen, size_t n)
+{
+	assert_int_equal(open_count(f), n);
+	size_t glen;
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	assert_int_equal(access(journal_path(f, ""), F_OK), -1);
+	assert_int_equal(access(journal_path(f, ".tmp"), F_OK), -1);
+}
+
+static void
+crash_everywhere(struct fx *f, int what)
+{
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int steps = faults_asked, died = 0;
+	assert_true(steps > 20);
+	/* Every step of the rewrite (a HALF only cuts the chunk writes). */
+	for (int k = 0; k <= steps; k++) {
+		reset(f, text, len);
+		int d = crash_at(f, k, what);
+		if (what == MS_FAULT_EXIT)
+			assert_int_equal(d, k < steps);
+		died += d;
+		check_result(f, want, elen, 120);
+	}
+	assert_true(died >= (what == MS_FAULT_EXIT ? steps : 10));
+	free(want);
+	free(text);
+}
+
+static void
+test_crash_at_every_step(void **state)
+{
+	crash_everywhere(*state, MS_FAULT_EXIT);
+}
+
+static void
+test_crash_in_every_write(void **state)
+{
+	crash_everywhere(*state, MS_FAULT_HALF);
+}
+
+static void
+test_crash_in_every_write_storage_headers(void **state)
+{
+	with_status = 1;
+	crash_everywhere(*state, MS_FAULT_HALF);
+	with_status = 0;
+}
+
+/* A full disk (or any write error) at each step: the open fails or
+ * not, nothing is lost, and the next open ends with the same bytes. */
+static void
+test_enospc_at_every_step(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int k;
+	for (k = 0;; k++) {
+		reset(f, text, len);
+		fault_at = k;
+		fault_what = MS_FAULT_ENOSPC;
+		faults_asked = 0;
+		ms_rewrite_fault = hook;
+		struct pt_status st;
+		struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+		ms_rewrite_fault = NULL;
+		if (mb)
+			ops->close(mb);
+		if (faults_asked <= k) {
+			assert_non_null(mb);
+			break;
+		}
+		check_result(f, want, elen, 120);
+	}
+	assert_true(k > 20);
+	free(want);
+	free(text);
+}
+
+/* Mail a delivery agent appends after the crash (it breaks the dead
+ * process's lock) stays behind the finished rewrite. */
+static void
+test_append_after_crash(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int steps[] = { 0, 1, 2, 3, 4, 5, 8, 30, 60 };
+	for (size_t s = 0; s < sizeof steps / sizeof *steps; s++) {
+		reset(f, text, len);
+		assert_true(crash_at(f, steps[s], MS_FAULT_EXIT));
+		const char *data = "Subject: late\n\nlate body\n";
+		struct pt_delivery d = { "Q1", "sender@example.com", "u1@example.com", NULL, &f->u, data,
+			strlen(data), time(NULL) };
+		struct pt_status st;
+		mbox_deliver_with(&f->s, &d, 1, &st);
+		assert_int_equal(st.code, 0);
+		assert_int_equal(open_count(f), 121);
+		size_t glen;
+		char *got = slurp(f->inbox, &glen);
+		blank_validity(got, glen);
+		assert_true(glen > elen);
+		assert_memory_equal(got, want, elen);
+		assert_non_null(memmem(got + elen, glen - elen, "late body", 9));
+		assert_null(memmem(got + elen, glen - elen, "message 119", 11));
+		free(got);
+		assert_int_equal(access(journal_path(f, ""), F_OK), -1);
+	}
+	free(want);
+	free(text);
+}
+
+/* A journal that is not for this file (or damaged) is kept aside. */
+static void
+test_foreign_journal_kept_aside(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(50, &len);
+	char *want = expected(f, text, len, 50, &elen);
+	/* A journal of another rewrite of this folder (then the file was
+	 * replaced by another program). */
+	reset(f, text, len);
+	assert_true(crash_at(f, 10, MS_FAULT_EXIT));
+	size_t jlen;
+	char *journal = slurp(journal_path(f, ""), &jlen);
+	assert_non_null(journal);
+	put(f->inbox, "", 0);
+	unlink(f->inbox);
+	put(f->inbox, text, len);
+	assert_int_equal(open_count(f), 50);
+	assert_int_equal(access(journal_path(f, ""), F_OK), -1);
+	size_t glen;
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	/* A damaged one: kept aside, the file untouched by it. */
+	put(journal_path(f, ""), journal, jlen / 2);
+	assert_int_equal(open_count(f), 50);
+	assert_int_equal(access(journal_path(f, ""), F_OK), -1);
+	free(journal);
+	free(want);
+	free(text);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_same_bytes_as_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_storage_headers_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moves_down_takes_the_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_in_every_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_in_every_write_storage_headers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
