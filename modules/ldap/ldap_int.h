@@ -1,6 +1,7 @@
 /* The ldap module's parts: the ldap_table(5)-style config file
  * (ldap_cf.c), filter templates with RFC 4515 escaping (ldap_filter.c),
- * and the backend with its thread, connection and cache (ldap_backend.c). */
+ * and the backend: its connection and searches (ldap_backend.c) on core's
+ * cache and thread (postern/lookup_backend.h). */
 #ifndef POSTERN_LDAP_INT_H
 #define POSTERN_LDAP_INT_H
 

@@ -8,6 +8,7 @@
 #include "ldap_int.h"
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/lookup_backend.h"
 #include "postern/module.h"
 #include "postern/services.h"
 
@@ -49,21 +50,6 @@ struct urec {
 };
 
 static int
-split_rec(char *val, struct urec *r)
-{
-	char *p = val;
-	for (int i = 0; i < 7; i++) {
-		char *nl = strchr(p, '\n');
-		if (!nl)
-			return -1;
-		*nl = 0;
-		r->f[i] = p;
-		p = nl + 1;
-	}
-	return 0;
-}
-
-static int
 lmap_passdb(void *h, const char *user, const char *password, char **stored, char *host, size_t hostlen,
             char *why, size_t whylen)
 {
@@ -79,7 +65,7 @@ lmap_passdb(void *h, const char *user, const char *password, char **stored, char
 		return 0;
 	}
 	struct urec r;
-	if (split_rec(val, &r) < 0 || !r.f[0][0]) {
+	if (pt_lookup_split(val, r.f, 7) < 0 || !r.f[0][0]) {
 		free(val);
 		snprintf(why, whylen, "unusable directory entry");
 		return -1;
@@ -112,27 +98,14 @@ lmap_userdb(void *h, const char *user, struct pt_user *out)
 	if (rc <= 0)
 		return rc;
 	struct urec r;
-	if (split_rec(val, &r) < 0) {
+	if (pt_lookup_split(val, r.f, 7) < 0) {
 		free(val);
 		return -1;
 	}
-	const char *name = r.f[1][0] ? r.f[1] : user;
-	if (strlen(name) >= sizeof out->name || strlen(r.f[4]) >= sizeof out->home) {
-		free(val);
-		return -1;
-	}
-	snprintf(out->name, sizeof out->name, "%s", name);
-	char *end;
-	unsigned long v;
-	if (r.f[2][0] && (v = strtoul(r.f[2], &end, 10), !*end))
-		out->uid = (uid_t)v;
-	if (r.f[3][0] && (v = strtoul(r.f[3], &end, 10), !*end))
-		out->gid = (gid_t)v;
-	snprintf(out->home, sizeof out->home, "%s", r.f[4]);
 	/* The mail host (host_attribute): where this user's mail lives. */
-	snprintf(out->host, sizeof out->host, "%s", r.f[5]);
+	rc = pt_lookup_fill_user(out, user, r.f[1], r.f[2], r.f[3], r.f[4], r.f[5]);
 	free(val);
-	return 1;
+	return rc;
 }
 
 /* The core remembers passdb answers (its credential cache) as long as
@@ -169,24 +142,14 @@ static int
 ldap_init(struct pt_ctx *ctx)
 {
 	(void)ctx;
-	if (pt_map_type_register("ldap", &ldap_map_ops) != 0) {
-		pt_log(PT_LOG_ERROR, "ldap: cannot register the map type");
-		return -1;
-	}
-	return 0;
+	return pt_lookup_register("ldap", &ldap_map_ops);
 }
 
-struct check_ctx {
-	const struct pt_config *conf;
-	const char *param;
-};
-
-static void
-check_report(void *arg, int is_error, const char *msg)
+static int
+check_source(const char *arg, char what, pt_map_report_fn *report, void *rarg)
 {
-	const struct check_ctx *c = arg;
-	if (is_error)
-		pt_conf_error(c->conf, c->param, "%s: %s", c->param, msg);
+	(void)what;
+	return lmap_check(arg, report, rarg);
 }
 
 /* `postern check`, start and reload: the type is known from here on (the
@@ -196,15 +159,7 @@ static int
 ldap_check(const struct pt_config *conf)
 {
 	pt_map_type_register("ldap", &ldap_map_ops);
-	static const char *const params[] = { "passdb", "userdb" };
-	int bad = 0;
-	for (size_t i = 0; i < 2; i++) {
-		const char *v = pt_conf_str(conf, params[i]);
-		struct check_ctx c = { conf, params[i] };
-		if (v && strncmp(v, "ldap:", 5) == 0 && lmap_check(v + 5, check_report, &c) != 0)
-			bad = 1;
-	}
-	return bad ? -1 : 0;
+	return pt_lookup_check_sources(conf, "ldap", check_source);
 }
 
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {

@@ -9,6 +9,7 @@
 #include "pgsql_int.h"
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/lookup_backend.h"
 #include "postern/module.h"
 #include "postern/services.h"
 
@@ -71,21 +72,6 @@ struct urec {
 };
 
 static int
-split_rec(char *val, struct urec *r)
-{
-	char *p = val;
-	for (int i = 0; i < 7; i++) {
-		char *nl = strchr(p, '\n');
-		if (!nl)
-			return -1;
-		*nl = 0;
-		r->f[i] = p;
-		p = nl + 1;
-	}
-	return 0;
-}
-
-static int
 truthy(const char *v)
 {
 	return !strcasecmp(v, "y") || !strcasecmp(v, "yes") || !strcasecmp(v, "t") || !strcasecmp(v, "true") ||
@@ -109,7 +95,7 @@ pmap_passdb(void *h, const char *user, const char *password, char **stored, char
 		return 0;
 	}
 	struct urec r;
-	if (split_rec(val, &r) < 0) {
+	if (pt_lookup_split(val, r.f, 7) < 0) {
 		memset(val, 0, strlen(val));
 		free(val);
 		snprintf(why, whylen, "unusable database row");
@@ -137,28 +123,14 @@ pmap_userdb(void *h, const char *user, struct pt_user *out)
 	if (rc <= 0)
 		return rc;
 	struct urec r;
-	if (split_rec(val, &r) < 0) {
+	if (pt_lookup_split(val, r.f, 7) < 0) {
 		free(val);
 		return -1;
 	}
-	const char *name = r.f[0][0] ? r.f[0] : user;
-	if (strlen(name) >= sizeof out->name || strlen(r.f[3]) >= sizeof out->home ||
-	    strlen(r.f[4]) >= sizeof out->host) {
-		free(val);
-		return -1;
-	}
-	snprintf(out->name, sizeof out->name, "%s", name);
-	char *end;
-	unsigned long v;
-	if (r.f[1][0] && (v = strtoul(r.f[1], &end, 10), !*end))
-		out->uid = (uid_t)v;
-	if (r.f[2][0] && (v = strtoul(r.f[2], &end, 10), !*end))
-		out->gid = (gid_t)v;
-	snprintf(out->home, sizeof out->home, "%s", r.f[3]);
 	/* the host column: where this user's mail lives */
-	snprintf(out->host, sizeof out->host, "%s", r.f[4]);
+	rc = pt_lookup_fill_user(out, user, r.f[0], r.f[1], r.f[2], r.f[3], r.f[4]);
 	free(val);
-	return 1;
+	return rc;
 }
 
 /* The core's credential cache keeps a checked password as long as this
@@ -193,24 +165,7 @@ static int
 pgsql_init(struct pt_ctx *ctx)
 {
 	(void)ctx;
-	if (pt_map_type_register("pgsql", &pgsql_map_ops) != 0) {
-		pt_log(PT_LOG_ERROR, "pgsql: cannot register the map type");
-		return -1;
-	}
-	return 0;
-}
-
-struct check_ctx {
-	const struct pt_config *conf;
-	const char *param;
-};
-
-static void
-check_report(void *arg, int is_error, const char *msg)
-{
-	const struct check_ctx *c = arg;
-	if (is_error)
-		pt_conf_error(c->conf, c->param, "%s: %s", c->param, msg);
+	return pt_lookup_register("pgsql", &pgsql_map_ops);
 }
 
 /* `postern check`, start and reload: the type is known from here on (the
@@ -220,15 +175,7 @@ static int
 pgsql_check(const struct pt_config *conf)
 {
 	pt_map_type_register("pgsql", &pgsql_map_ops);
-	static const char *const params[] = { "passdb", "userdb" };
-	int bad = 0;
-	for (size_t i = 0; i < 2; i++) {
-		const char *v = pt_conf_str(conf, params[i]);
-		struct check_ctx c = { conf, params[i] };
-		if (v && strncmp(v, "pgsql:", 6) == 0 && check_file(v + 6, i == 0 ? 'p' : 'u', check_report, &c) != 0)
-			bad = 1;
-	}
-	return bad ? -1 : 0;
+	return pt_lookup_check_sources(conf, "pgsql", check_file);
 }
 
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {

@@ -1,7 +1,8 @@
 /* The pgsql module's parts: the pgsql_table(5)-style config file
  * (pgsql_cf.c), query templates turned into parameterised statements
- * (pgsql_query.c), and the backend with its connection pool and cache
- * (pgsql_backend.c). */
+ * (pgsql_query.c), and the backend: its connections and queries
+ * (pgsql_backend.c) on core's cache and thread pool
+ * (postern/lookup_backend.h). */
 #ifndef POSTERN_PGSQL_INT_H
 #define POSTERN_PGSQL_INT_H
 
