@@ -39,7 +39,7 @@ struct ent {
 struct pt_lookup {
 	struct pt_lookup_ops ops;
 	void *arg;
-	char *type, *path, *down;
+	char *type, *path, *server, *record;
 	unsigned ttl_s, negative_ttl_s, threads, wait_s, retry_max_s;
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
@@ -81,18 +81,25 @@ struct pt_lookup *
 pt_lookup_new(const struct pt_lookup_ops *ops, const struct pt_lookup_settings *s, void *arg)
 {
 	struct pt_lookup *lk = calloc(1, sizeof *lk);
-	if (!lk)
+	if (!lk) {
+		if (ops->release)
+			ops->release(arg);
 		return NULL;
+	}
 	lk->ops = *ops;
 	lk->arg = arg;
 	lk->type = strdup(s->type ? s->type : "lookup");
 	lk->path = strdup(s->path ? s->path : "");
-	lk->down = strdup(s->down ? s->down : "server");
-	if (!lk->type || !lk->path || !lk->down) {
+	lk->server = strdup(s->server ? s->server : "server");
+	lk->record = strdup(s->record ? s->record : "record");
+	if (!lk->type || !lk->path || !lk->server || !lk->record) {
 		free(lk->type);
 		free(lk->path);
-		free(lk->down);
+		free(lk->server);
+		free(lk->record);
 		free(lk);
+		if (ops->release)
+			ops->release(arg);
 		return NULL;
 	}
 	lk->ttl_s = s->ttl_s;
@@ -107,15 +114,21 @@ pt_lookup_new(const struct pt_lookup_ops *ops, const struct pt_lookup_settings *
 	return lk;
 }
 
+void
+pt_lookup_rec_free(char *rec)
+{
+	if (rec) {
+		/* user records carry password hashes */
+		memset(rec, 0, strlen(rec));
+		free(rec);
+	}
+}
+
 static void
 ent_free(struct ent *e)
 {
 	free(e->key);
-	if (e->val) {
-		/* user records carry password hashes */
-		memset(e->val, 0, strlen(e->val));
-		free(e->val);
-	}
+	pt_lookup_rec_free(e->val);
 	free(e);
 }
 
@@ -138,10 +151,19 @@ pt_lookup_free(struct pt_lookup *lk)
 	pthread_mutex_destroy(&lk->mu);
 	pthread_cond_destroy(&lk->work);
 	pthread_cond_destroy(&lk->done);
+	if (lk->ops.release)
+		lk->ops.release(lk->arg);
 	free(lk->type);
 	free(lk->path);
-	free(lk->down);
+	free(lk->server);
+	free(lk->record);
 	free(lk);
+}
+
+void *
+pt_lookup_arg(const struct pt_lookup *lk)
+{
+	return lk->arg;
 }
 
 static struct ent **
@@ -183,7 +205,7 @@ lookup(struct pt_lookup *lk, void **conn, const char *key, char **val, char *why
 				uint64_t until = lk->down_until, now = pt_lookup_now_ms(lk);
 				pthread_mutex_unlock(&lk->mu);
 				if (now < until) {
-					snprintf(why, whylen, "%s unreachable, next try in %llu ms", lk->down,
+					snprintf(why, whylen, "%s unreachable, next try in %llu ms", lk->server,
 					         (unsigned long long)(until - now));
 					return -1;
 				}
@@ -294,7 +316,7 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 	char k[KEY_MAX];
 	size_t n = strlen(key);
 	*val = NULL;
-	if (n + 2 > sizeof k)
+	if (n + 2 > sizeof k || (lk->ops.key_ok && !lk->ops.key_ok(lk->arg, key)))
 		return 0;
 	k[0] = kind;
 	for (size_t i = 0; i <= n; i++)
@@ -363,7 +385,7 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 	return rc;
 }
 
-/* ---- the modules' glue ---- */
+/* ---- a module's map type and passdb/userdb source ---- */
 
 void
 pt_lookup_log_report(void *arg, int is_error, const char *msg)
@@ -372,11 +394,19 @@ pt_lookup_log_report(void *arg, int is_error, const char *msg)
 	pt_log(is_error ? PT_LOG_ERROR : PT_LOG_WARNING, "%s", msg);
 }
 
-int
-pt_lookup_split(char *rec, char **f, size_t n)
+void
+pt_lookup_config_errors(char *err, size_t errlen, const char *type, const char *path, int n)
+{
+	snprintf(err, errlen, "%s: %d error%s in the %s config (logged above)", path, n, n == 1 ? "" : "s", type);
+}
+
+/* Split an LF-terminated record into its fields in place: 0, or -1 when
+ * it has fewer. */
+static int
+split(char *rec, char **f)
 {
 	char *p = rec;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < PT_LF_COUNT; i++) {
 		char *nl = strchr(p, '\n');
 		if (!nl)
 			return -1;
@@ -387,25 +417,80 @@ pt_lookup_split(char *rec, char **f, size_t n)
 	return 0;
 }
 
-int
-pt_lookup_fill_user(struct pt_user *out, const char *user, const char *name, const char *uid,
-                    const char *gid, const char *home, const char *host)
+void
+pt_lookup_map_close(void *h)
 {
-	if (!name[0])
-		name = user;
-	if (strlen(name) >= sizeof out->name || strlen(home) >= sizeof out->home ||
-	    strlen(host) >= sizeof out->host)
+	pt_lookup_free(h);
+}
+
+char *
+pt_lookup_map_lookup(void *h, const char *key, int *tempfail)
+{
+	char *val = NULL;
+	int rc = pt_lookup_get(h, 'm', key, &val);
+	*tempfail = rc < 0;
+	return rc == 1 ? val : NULL;
+}
+
+int
+pt_lookup_map_userdb(void *h, const char *user, struct pt_user *out)
+{
+	char *val = NULL;
+	int rc = pt_lookup_get(h, 'u', user, &val);
+	if (rc <= 0)
+		return rc;
+	char *f[PT_LF_COUNT];
+	if (split(val, f) < 0) {
+		pt_lookup_rec_free(val);
 		return -1;
+	}
+	const char *name = f[PT_LF_NAME][0] ? f[PT_LF_NAME] : user;
+	if (strlen(name) >= sizeof out->name || strlen(f[PT_LF_HOME]) >= sizeof out->home ||
+	    strlen(f[PT_LF_HOST]) >= sizeof out->host) {
+		pt_lookup_rec_free(val);
+		return -1;
+	}
 	snprintf(out->name, sizeof out->name, "%s", name);
 	char *end;
 	unsigned long v;
-	if (uid[0] && (v = strtoul(uid, &end, 10), !*end))
+	if (f[PT_LF_UID][0] && (v = strtoul(f[PT_LF_UID], &end, 10), !*end))
 		out->uid = (uid_t)v;
-	if (gid[0] && (v = strtoul(gid, &end, 10), !*end))
+	if (f[PT_LF_GID][0] && (v = strtoul(f[PT_LF_GID], &end, 10), !*end))
 		out->gid = (gid_t)v;
-	snprintf(out->home, sizeof out->home, "%s", home);
+	snprintf(out->home, sizeof out->home, "%s", f[PT_LF_HOME]);
 	/* where this user's mail lives */
-	snprintf(out->host, sizeof out->host, "%s", host);
+	snprintf(out->host, sizeof out->host, "%s", f[PT_LF_HOST]);
+	pt_lookup_rec_free(val);
+	return 1;
+}
+
+void
+pt_lookup_map_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s)
+{
+	const struct pt_lookup *lk = h;
+	*ttl_s = lk->ttl_s;
+	*negative_ttl_s = lk->negative_ttl_s;
+}
+
+int
+pt_lookup_passdb_rec(struct pt_lookup *lk, const char *user, char **rec, char *f[PT_LF_COUNT], char *why,
+                     size_t whylen)
+{
+	int rc = pt_lookup_get(lk, 'p', user, rec);
+	if (rc < 0) {
+		snprintf(why, whylen, "%s unavailable", lk->server);
+		return -1;
+	}
+	if (rc == 0) {
+		snprintf(why, whylen, "unknown user");
+		return 0;
+	}
+	if (split(*rec, f) < 0) {
+		pt_lookup_rec_free(*rec);
+		*rec = NULL;
+		snprintf(why, whylen, "unusable %s", lk->record);
+		return -1;
+	}
 	return 1;
 }
 

@@ -36,6 +36,11 @@ struct pt_lookup_ops {
 	 * time (closed; with a backoff the server counts as down). */
 	int (*query)(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen);
 	void (*disconnect)(void *arg, void *conn);
+	/* Optional: whether key (as given to pt_lookup_get) may be asked at
+	 * all; 0 answers "not found" at once. */
+	int (*key_ok)(void *arg, const char *key);
+	/* Optional: frees arg, last thing pt_lookup_free does. */
+	void (*release)(void *arg);
 	/* Tests only: the clock in ms (NULL: CLOCK_MONOTONIC). */
 	uint64_t (*now_ms)(void);
 };
@@ -49,18 +54,23 @@ struct pt_lookup_settings {
 	 * safety net: the thread answers within its own timeouts). */
 	unsigned wait_s;
 	/* 0: no backoff (every lookup may try to connect). Else the longest
-	 * wait between connect attempts, and down ("database") names the
-	 * server in "database unreachable, next try in N ms". */
+	 * wait between connect attempts. */
 	unsigned retry_max_s;
-	const char *down;
+	/* For reasons: server ("database") in "database unavailable" and
+	 * "database unreachable, next try in N ms"; record ("database row")
+	 * in "unusable database row". */
+	const char *server, *record;
 };
 
 struct pt_lookup;
-/* Threads start with the first lookup. NULL when out of memory. */
+/* Threads start with the first lookup. NULL when out of memory (arg
+ * released then, with ops.release). */
 struct pt_lookup *pt_lookup_new(const struct pt_lookup_ops *ops, const struct pt_lookup_settings *s, void *arg);
 /* Stops and joins the threads (each finishes its lookup at hand and
- * disconnects), then frees every entry, answered or still queued. */
+ * disconnects), frees every entry, answered or still queued, and releases
+ * arg. */
 void pt_lookup_free(struct pt_lookup *lk);
+void *pt_lookup_arg(const struct pt_lookup *lk);
 /* The cached answer for (kind, key): 1 found (*val malloc'd), 0 not
  * found, -1 temporary failure (pending when the thread may not block:
  * noted with pt_map_note_pending). Case is folded (ASCII); a key over
@@ -69,18 +79,37 @@ int pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val);
 /* The monotonic clock in ms (lk's ops.now_ms when set; lk may be NULL). */
 uint64_t pt_lookup_now_ms(const struct pt_lookup *lk);
 
-/* ---- for the modules' map type and passdb/userdb glue ---- */
+/* ---- a module's map type and passdb/userdb source ----
+ *
+ * The handle of a map type's ops is the struct pt_lookup (open returns
+ * it); these are its ops. User records ('u', 'p') are LF-terminated
+ * fields in this order; extra is the backend's own (ldap: the entry's
+ * DN, pgsql: the proxy column). */
+enum pt_lookup_field {
+	PT_LF_NAME, PT_LF_UID, PT_LF_GID, PT_LF_HOME, PT_LF_HOST, PT_LF_PASSWORD, PT_LF_EXTRA,
+	PT_LF_COUNT
+};
+void pt_lookup_map_close(void *h);
+/* 'm' lookups: the value, or NULL with *tempfail set on a failure. */
+char *pt_lookup_map_lookup(void *h, const char *key, int *tempfail);
+/* 'u' lookups: as pt_map_type_ops.userdb (name "" = the login name;
+ * uid/gid not decimal leave out's; a field too long for out: -1). */
+int pt_lookup_map_userdb(void *h, const char *user, struct pt_user *out);
+/* The core's credential cache keeps a passdb answer as long as this
+ * cache keeps the record it came from: ttl and negative ttl. */
+void pt_lookup_map_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s);
+/* passdb's record of user ('p'), split into f: 1, 0 unknown user (why),
+ * -1 unavailable or unusable (why). *rec goes to pt_lookup_rec_free. */
+int pt_lookup_passdb_rec(struct pt_lookup *lk, const char *user, char **rec, char *f[PT_LF_COUNT], char *why,
+                         size_t whylen);
+/* Wipes (password hashes) and frees a record; NULL is fine. */
+void pt_lookup_rec_free(char *rec);
 
 /* A pt_map_report_fn that logs (errors as errors, the rest warnings). */
 void pt_lookup_log_report(void *arg, int is_error, const char *msg);
-/* Split an LF-terminated record into n fields in place: 0, or -1 when it
- * has fewer. */
-int pt_lookup_split(char *rec, char **f, size_t n);
-/* Fill out from a record's fields (name "" = user; uid/gid as decimals,
- * anything else leaves out's value): 1, or -1 when a field is too long. */
-struct pt_user;
-int pt_lookup_fill_user(struct pt_user *out, const char *user, const char *name, const char *uid,
-                        const char *gid, const char *home, const char *host);
+/* open's err for a config file with n errors (reported with the above):
+ * "PATH: N errors in the TYPE config (logged above)". */
+void pt_lookup_config_errors(char *err, size_t errlen, const char *type, const char *path, int n);
 /* Register type's ops; logs "TYPE: cannot register the map type". 0/-1. */
 int pt_lookup_register(const char *type, const struct pt_map_type_ops *ops);
 /* Check the passdb and userdb settings that name "TYPE:FILE" with

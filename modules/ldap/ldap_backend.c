@@ -21,7 +21,6 @@
 
 struct lbackend {
 	struct lcf cf;
-	struct pt_lookup *lk;         /* the cache and the thread */
 	pthread_mutex_t bind_mu;
 	LDAP *bind_idle[BIND_POOL];
 	size_t nbind_idle;
@@ -144,12 +143,14 @@ first_value(LDAP *ld, LDAPMessage *entry, const char *attr, char **buf, size_t *
 	append(buf, len, "\n", 1, NULL);
 }
 
-/* Run one search for key: 1 found (*val), 0 none, -1 directory trouble
- * (why), -2 the connection broke (try again on a new one). */
+/* Run one search for key on conn (pt_lookup_ops.query): 1 found (*val),
+ * 0 none, -1 directory trouble (why), -2 the connection broke (try again
+ * on a new one). */
 static int
-search(struct lbackend *b, LDAP *ld, char kind, const char *key, char **val, char *why, size_t whylen)
+search(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
 {
-	const struct lcf *cf = &b->cf;
+	const struct lcf *cf = &((struct lbackend *)arg)->cf;
+	LDAP *ld = conn;
 	char filter[4096];
 	int x = lfilter_expand(kind == 'm' ? cf->query_filter : cf->user_filter, key, filter, sizeof filter);
 	if (x == 0)
@@ -218,17 +219,18 @@ search(struct lbackend *b, LDAP *ld, char kind, const char *key, char **val, cha
 			ldap_msgfree(res);
 			return -1;
 		}
-		char *dn = ldap_get_dn(ld, e);
-		if (dn && !strchr(dn, '\n'))
-			append(&out, &len, dn, strlen(dn), NULL);
-		ldap_memfree(dn);
-		append(&out, &len, "\n", 1, NULL);
+		/* the record's fields (enum pt_lookup_field), the DN last */
 		first_value(ld, e, cf->name_attribute, &out, &len);
 		first_value(ld, e, cf->uid_attribute, &out, &len);
 		first_value(ld, e, cf->gid_attribute, &out, &len);
 		first_value(ld, e, cf->home_attribute, &out, &len);
 		first_value(ld, e, cf->host_attribute, &out, &len);
 		first_value(ld, e, kind == 'p' ? cf->pass_attribute : NULL, &out, &len);
+		char *dn = ldap_get_dn(ld, e);
+		if (dn && !strchr(dn, '\n'))
+			append(&out, &len, dn, strlen(dn), NULL);
+		ldap_memfree(dn);
+		append(&out, &len, "\n", 1, NULL);
 	}
 	ldap_msgfree(res);
 	if (!out) {
@@ -246,13 +248,6 @@ lk_connect(void *arg, char *why, size_t whylen)
 	return conn_open(&b->cf, 1, why, whylen);
 }
 
-static int
-lk_query(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
-{
-	struct lbackend *b = arg;
-	return search(b, conn, kind, key, val, why, whylen);
-}
-
 static void
 lk_disconnect(void *arg, void *conn)
 {
@@ -260,13 +255,25 @@ lk_disconnect(void *arg, void *conn)
 	ldap_unbind_ext_s(conn, NULL, NULL);
 }
 
+static void
+lk_release(void *arg)
+{
+	struct lbackend *b = arg;
+	for (size_t i = 0; i < b->nbind_idle; i++)
+		ldap_unbind_ext_s(b->bind_idle[i], NULL, NULL);
+	pthread_mutex_destroy(&b->bind_mu);
+	lcf_free(&b->cf);
+	free(b);
+}
+
 static const struct pt_lookup_ops ldap_lookup_ops = {
 	.connect = lk_connect,
-	.query = lk_query,
+	.query = search,
 	.disconnect = lk_disconnect,
+	.release = lk_release,
 };
 
-struct lbackend *
+struct pt_lookup *
 lbackend_open(const char *path, char *err, size_t errlen)
 {
 	struct lbackend *b = calloc(1, sizeof *b);
@@ -274,12 +281,11 @@ lbackend_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	pthread_mutex_init(&b->bind_mu, NULL);
 	int n = lcf_load(path, &b->cf, pt_lookup_log_report, NULL);
 	if (n) {
-		lcf_free(&b->cf);
-		snprintf(err, errlen, "%s: %d error%s in the ldap config (logged above)",
-		         path, n, n == 1 ? "" : "s");
-		free(b);
+		lk_release(b);
+		pt_lookup_config_errors(err, errlen, "ldap", path, n);
 		return NULL;
 	}
 	/* One thread, no backoff: each lookup may try the URIs again. A
@@ -292,35 +298,13 @@ lbackend_open(const char *path, char *err, size_t errlen)
 		.negative_ttl_s = b->cf.cache_negative_ttl_s,
 		.threads = 1,
 		.wait_s = b->cf.timeout_s * 4 + 2,
+		.server = "directory",
+		.record = "directory entry",
 	};
-	b->lk = pt_lookup_new(&ldap_lookup_ops, &s, b);
-	if (!b->lk) {
-		lcf_free(&b->cf);
-		free(b);
+	struct pt_lookup *lk = pt_lookup_new(&ldap_lookup_ops, &s, b);
+	if (!lk)
 		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	pthread_mutex_init(&b->bind_mu, NULL);
-	return b;
-}
-
-void
-lbackend_close(struct lbackend *b)
-{
-	if (!b)
-		return;
-	pt_lookup_free(b->lk);
-	for (size_t i = 0; i < b->nbind_idle; i++)
-		ldap_unbind_ext_s(b->bind_idle[i], NULL, NULL);
-	pthread_mutex_destroy(&b->bind_mu);
-	lcf_free(&b->cf);
-	free(b);
-}
-
-int
-lbackend_get(struct lbackend *b, char kind, const char *key, char **val)
-{
-	return pt_lookup_get(b->lk, kind, key, val);
+	return lk;
 }
 
 int

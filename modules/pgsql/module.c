@@ -20,21 +20,6 @@ pmap_open(const char *arg, enum pt_map_format fmt, char *err, size_t errlen)
 	return pbackend_open(arg, err, errlen);
 }
 
-static void
-pmap_close(void *h)
-{
-	pbackend_close(h);
-}
-
-static char *
-pmap_lookup(void *h, const char *key, int *tempfail)
-{
-	char *val = NULL;
-	int rc = pbackend_get(h, 'm', key, &val);
-	*tempfail = rc < 0;
-	return rc == 1 ? val : NULL;
-}
-
 /* what: 'm' a map (needs query), 'p' passdb, 'u' userdb. */
 static int
 check_file(const char *arg, char what, pt_map_report_fn *report, void *rarg)
@@ -65,12 +50,6 @@ pmap_check(const char *arg, pt_map_report_fn *report, void *rarg)
 	return check_file(arg, 'm', report, rarg);
 }
 
-/* A cached user record, LF-separated: name, uid, gid, home, host,
- * password, proxy. */
-struct urec {
-	char *f[7];
-};
-
 static int
 truthy(const char *v)
 {
@@ -83,73 +62,33 @@ pmap_passdb(void *h, const char *user, const char *password, char **stored, char
             char *why, size_t whylen)
 {
 	(void)password;           /* the core checks it against the hash */
-	struct pbackend *b = h;
-	char *val = NULL;
-	int rc = pbackend_get(b, 'p', user, &val);
-	if (rc < 0) {
-		snprintf(why, whylen, "database unavailable");
-		return -1;
-	}
-	if (rc == 0) {
-		snprintf(why, whylen, "unknown user");
-		return 0;
-	}
-	struct urec r;
-	if (pt_lookup_split(val, r.f, 7) < 0) {
-		memset(val, 0, strlen(val));
-		free(val);
-		snprintf(why, whylen, "unusable database row");
-		return -1;
-	}
-	rc = r.f[5][0] ? 2 : 0;
-	if (rc == 2 && !(*stored = strdup(r.f[5])))
+	char *rec, *f[PT_LF_COUNT];
+	int rc = pt_lookup_passdb_rec(h, user, &rec, f, why, whylen);
+	if (rc <= 0)
+		return rc;
+	rc = f[PT_LF_PASSWORD][0] ? 2 : 0;
+	if (rc == 2 && !(*stored = strdup(f[PT_LF_PASSWORD])))
 		rc = -1;
 	if (rc == 0)
 		snprintf(why, whylen, "user has no password");
 	/* A front: the file's proxy = yes or the row's proxy column sends
 	 * the user's logins to the row's host. */
-	if (rc > 0 && (pbackend_cf(b)->proxy || truthy(r.f[6])) && host && hostlen)
-		snprintf(host, hostlen, "%s", r.f[4]);
-	memset(val, 0, strlen(val));
-	free(val);
-	return rc;
-}
-
-static int
-pmap_userdb(void *h, const char *user, struct pt_user *out)
-{
-	char *val = NULL;
-	int rc = pbackend_get(h, 'u', user, &val);
-	if (rc <= 0)
-		return rc;
-	struct urec r;
-	if (pt_lookup_split(val, r.f, 7) < 0) {
-		free(val);
-		return -1;
-	}
-	/* the host column: where this user's mail lives */
-	rc = pt_lookup_fill_user(out, user, r.f[0], r.f[1], r.f[2], r.f[3], r.f[4]);
-	free(val);
+	if (rc > 0 && (pbackend_cf(pt_lookup_arg(h))->proxy || truthy(f[PT_LF_EXTRA])) && host && hostlen)
+		snprintf(host, hostlen, "%s", f[PT_LF_HOST]);
+	pt_lookup_rec_free(rec);
 	return rc;
 }
 
 /* The core's credential cache keeps a checked password as long as this
  * file's cache keeps the row it was checked against. */
-static void
-pmap_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s)
-{
-	*ttl_s = pbackend_cf(h)->cache_ttl_s;
-	*negative_ttl_s = pbackend_cf(h)->cache_negative_ttl_s;
-}
-
 static const struct pt_map_type_ops pgsql_map_ops = {
 	.open = pmap_open,
-	.close = pmap_close,
-	.lookup = pmap_lookup,
+	.close = pt_lookup_map_close,
+	.lookup = pt_lookup_map_lookup,
 	.check = pmap_check,
 	.passdb = pmap_passdb,
-	.userdb = pmap_userdb,
-	.cache_ttl = pmap_cache_ttl,
+	.userdb = pt_lookup_map_userdb,
+	.cache_ttl = pt_lookup_map_cache_ttl,
 };
 
 /* Registered when the module is loaded, in whatever order the module

@@ -20,7 +20,6 @@
 
 struct pbackend {
 	struct pcf cf;
-	struct pt_lookup *lk;         /* the cache and the pool */
 };
 
 const struct pcf *
@@ -228,12 +227,14 @@ session_gone(const PGresult *r)
 	return sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC"));
 }
 
-/* Run one lookup on c: 1 found (*val), 0 none, -1 trouble (why), -2 the
- * connection broke (try again on a new one), -3 no answer in time. */
+/* Run one lookup on conn (pt_lookup_ops.query): 1 found (*val), 0 none,
+ * -1 trouble (why), -2 the connection broke (try again on a new one), -3
+ * no answer in time. */
 static int
-run_query(struct pbackend *b, PGconn *c, char kind, const char *key, char **val, char *why, size_t whylen)
+run_query(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
 {
-	const struct pcf *cf = &b->cf;
+	const struct pcf *cf = &((struct pbackend *)arg)->cf;
+	PGconn *c = conn;
 	const struct pqt *q = kind == 'm' ? &cf->query : kind == 'p' ? &cf->password_query : &cf->user_query;
 	int have = kind == 'm' ? cf->have_query : kind == 'p' ? cf->have_password_query : cf->have_user_query;
 	if (!have) {
@@ -313,73 +314,11 @@ lk_connect(void *arg, char *why, size_t whylen)
 	return conn_open(&b->cf, why, whylen);
 }
 
-static int
-lk_query(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
-{
-	struct pbackend *b = arg;
-	return run_query(b, conn, kind, key, val, why, whylen);
-}
-
 static void
 lk_disconnect(void *arg, void *conn)
 {
 	(void)arg;
 	PQfinish(conn);
-}
-
-static const struct pt_lookup_ops pgsql_lookup_ops = {
-	.connect = lk_connect,
-	.query = lk_query,
-	.disconnect = lk_disconnect,
-};
-
-struct pbackend *
-pbackend_open(const char *path, char *err, size_t errlen)
-{
-	struct pbackend *b = calloc(1, sizeof *b);
-	if (!b) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	int n = pcf_load(path, &b->cf, pt_lookup_log_report, NULL);
-	if (n) {
-		pcf_free(&b->cf);
-		snprintf(err, errlen, "%s: %d error%s in the pgsql config (logged above)", path, n,
-		         n == 1 ? "" : "s");
-		free(b);
-		return NULL;
-	}
-	/* A blocking caller waits for a thread's connect per host, the
-	 * query, and once more on a new connection; that bound is a safety
-	 * net. */
-	struct pt_lookup_settings s = {
-		.type = "pgsql",
-		.path = b->cf.path,
-		.ttl_s = b->cf.cache_ttl_s,
-		.negative_ttl_s = b->cf.cache_negative_ttl_s,
-		.threads = b->cf.pool_size,
-		.wait_s = b->cf.timeout_s * (unsigned)(2 * b->cf.nhost + 4) + 2,
-		.retry_max_s = b->cf.retry_max_s,
-		.down = "database",
-	};
-	b->lk = pt_lookup_new(&pgsql_lookup_ops, &s, b);
-	if (!b->lk) {
-		pcf_free(&b->cf);
-		free(b);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	return b;
-}
-
-void
-pbackend_close(struct pbackend *b)
-{
-	if (!b)
-		return;
-	pt_lookup_free(b->lk);
-	pcf_free(&b->cf);
-	free(b);
 }
 
 /* A key the database could hold: valid UTF-8 (the connection's
@@ -404,11 +343,59 @@ utf8_ok(const unsigned char *s)
 	return 1;
 }
 
-int
-pbackend_get(struct pbackend *b, char kind, const char *key, char **val)
+static int
+lk_key_ok(void *arg, const char *key)
 {
-	*val = NULL;
-	if (!*key || !utf8_ok((const unsigned char *)key))
-		return 0;
-	return pt_lookup_get(b->lk, kind, key, val);
+	(void)arg;
+	return *key && utf8_ok((const unsigned char *)key);
+}
+
+static void
+lk_release(void *arg)
+{
+	struct pbackend *b = arg;
+	pcf_free(&b->cf);
+	free(b);
+}
+
+static const struct pt_lookup_ops pgsql_lookup_ops = {
+	.connect = lk_connect,
+	.query = run_query,
+	.disconnect = lk_disconnect,
+	.key_ok = lk_key_ok,
+	.release = lk_release,
+};
+
+struct pt_lookup *
+pbackend_open(const char *path, char *err, size_t errlen)
+{
+	struct pbackend *b = calloc(1, sizeof *b);
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	int n = pcf_load(path, &b->cf, pt_lookup_log_report, NULL);
+	if (n) {
+		lk_release(b);
+		pt_lookup_config_errors(err, errlen, "pgsql", path, n);
+		return NULL;
+	}
+	/* A blocking caller waits for a thread's connect per host, the
+	 * query, and once more on a new connection; that bound is a safety
+	 * net. */
+	struct pt_lookup_settings s = {
+		.type = "pgsql",
+		.path = b->cf.path,
+		.ttl_s = b->cf.cache_ttl_s,
+		.negative_ttl_s = b->cf.cache_negative_ttl_s,
+		.threads = b->cf.pool_size,
+		.wait_s = b->cf.timeout_s * (unsigned)(2 * b->cf.nhost + 4) + 2,
+		.retry_max_s = b->cf.retry_max_s,
+		.server = "database",
+		.record = "database row",
+	};
+	struct pt_lookup *lk = pt_lookup_new(&pgsql_lookup_ops, &s, b);
+	if (!lk)
+		snprintf(err, errlen, "out of memory");
+	return lk;
 }

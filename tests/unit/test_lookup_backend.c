@@ -4,7 +4,8 @@
  * order asked, answers are cached (found, not found, each for its TTL;
  * failures for a second), connects back off after a failure, a broken
  * connection is replaced once, and shutdown with lookups still queued
- * frees everything (run under ASan: no leak). */
+ * frees everything (run under ASan: no leak); the map type's ops and the
+ * passdb/userdb records on top. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -79,7 +80,9 @@ fake_disconnect(void *arg, void *conn)
 	pthread_mutex_unlock(&F.mu);
 }
 
-/* "no..." not found, "broken" -2 once, "slow" -3, "err" -1, else found. */
+/* "no..." not found, "broken" -2 once, "slow" -3, "err" -1, else found:
+ * 'u'/'p' "user..." a user record, "badrec" one too short, "longhost" one
+ * with a host too long; else "v:KIND:KEY". */
 static int
 fake_query(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
 {
@@ -111,8 +114,20 @@ fake_query(void *arg, void *conn, char kind, const char *key, char **val, char *
 	}
 	if (!strncmp(key, "no", 2))
 		return 0;
-	char buf[64];
-	snprintf(buf, sizeof buf, "v:%c:%s", kind, key);
+	char buf[400];
+	if (!strcmp(key, "badrec")) {
+		snprintf(buf, sizeof buf, "a\nb\n");
+	} else if (kind != 'm' && !strcmp(key, "longhost")) {
+		char host[300];
+		memset(host, 'h', sizeof host - 1);
+		host[sizeof host - 1] = 0;
+		snprintf(buf, sizeof buf, "\n\n\n/h\n%s\n\n\n", host);
+	} else if (kind != 'm' && !strncmp(key, "user", 4)) {
+		/* a user record: name uid gid home host password extra */
+		snprintf(buf, sizeof buf, "\n1001\nx\n/home/%s\nmx2\n%s\nextra\n", key, kind == 'p' ? "{X}h" : "");
+	} else {
+		snprintf(buf, sizeof buf, "v:%c:%s", kind, key);
+	}
 	*val = strdup(buf);
 	return *val ? 1 : -1;
 }
@@ -185,7 +200,8 @@ make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
 		.threads = threads,
 		.wait_s = 30,
 		.retry_max_s = retry_max,
-		.down = "database",
+		.server = "database",
+		.record = "database row",
 	};
 	struct pt_lookup *lk = pt_lookup_new(&fake_ops, &s, NULL);
 	assert_non_null(lk);
@@ -433,33 +449,102 @@ test_unused(void **state)
 	pt_lookup_free(NULL);
 }
 
+static int released;
+
+static int
+no_x(void *arg, const char *key)
+{
+	(void)arg;
+	return !strchr(key, 'x');
+}
+
 static void
-test_glue(void **state)
+release(void *arg)
+{
+	released++;
+	free(arg);
+}
+
+/* Keys the backend refuses are not found without a query; its arg is
+ * released with the rest. */
+static void
+test_key_ok_release(void **state)
 {
 	(void)state;
-	char rec[] = "alice\n1001\n\n/home/alice\nmx2.example\n{X}h\n\n";
-	char *f[7];
-	assert_int_equal(pt_lookup_split(rec, f, 7), 0);
-	assert_string_equal(f[0], "alice");
-	assert_string_equal(f[2], "");
-	assert_string_equal(f[5], "{X}h");
-	assert_string_equal(f[6], "");
-	char short_rec[] = "a\nb\n";
-	assert_int_equal(pt_lookup_split(short_rec, f, 7), -1);
+	struct pt_lookup_ops ops = fake_ops;
+	ops.key_ok = no_x;
+	ops.release = release;
+	struct pt_lookup_settings s = { .type = "fake", .path = "/t.cf", .ttl_s = 60, .threads = 1, .wait_s = 30 };
+	char *arg = strdup("the backend");
+	struct pt_lookup *lk = pt_lookup_new(&ops, &s, arg);
+	assert_non_null(lk);
+	assert_ptr_equal(pt_lookup_arg(lk), arg);
+	expect(lk, 'm', "box", 0, NULL);
+	expect(lk, 'm', "bag", 1, "v:m:bag");
+	assert_int_equal(nseen(), 1);
+	released = 0;
+	pt_lookup_free(lk);
+	assert_int_equal(released, 1);
+}
+
+/* The map type's ops and the passdb record on the handle. */
+static void
+test_map_ops(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make(2, 60, 10, 0);
+	int tf = -1;
+	char *v = pt_lookup_map_lookup(lk, "A", &tf);
+	assert_string_equal(v, "v:m:a");
+	assert_int_equal(tf, 0);
+	free(v);
+	assert_null(pt_lookup_map_lookup(lk, "nope", &tf));
+	assert_int_equal(tf, 0);
+	assert_null(pt_lookup_map_lookup(lk, "err", &tf));
+	assert_int_equal(tf, 1);
 
 	struct pt_user u = { .uid = (uid_t)-1, .gid = (gid_t)-1 };
-	assert_int_equal(pt_lookup_fill_user(&u, "login", "", "1001", "x", "/home/a", "mx2"), 1);
-	assert_string_equal(u.name, "login");
+	assert_int_equal(pt_lookup_map_userdb(lk, "User1", &u), 1);
+	assert_string_equal(u.name, "User1");     /* no name field: the login */
 	assert_int_equal(u.uid, 1001);
-	assert_int_equal(u.gid, (gid_t)-1);
-	assert_string_equal(u.home, "/home/a");
+	assert_int_equal(u.gid, (gid_t)-1);       /* "x": not a number */
+	assert_string_equal(u.home, "/home/user1");
 	assert_string_equal(u.host, "mx2");
-	char big[300];
-	memset(big, 'h', sizeof big - 1);
+	assert_int_equal(pt_lookup_map_userdb(lk, "nobody", &u), 0);
+	assert_int_equal(pt_lookup_map_userdb(lk, "err", &u), -1);
+	assert_int_equal(pt_lookup_map_userdb(lk, "badrec", &u), -1);
+	assert_int_equal(pt_lookup_map_userdb(lk, "longhost", &u), -1);
+	char big[100];
+	memset(big, 'u', sizeof big - 1);
 	big[sizeof big - 1] = 0;
-	assert_int_equal(pt_lookup_fill_user(&u, "login", "n", "", "", "/h", big), -1);
-	assert_int_equal(pt_lookup_fill_user(&u, "login", "n", "", "", big, ""), -1);
-	assert_int_equal(pt_lookup_fill_user(&u, big, "", "", "", "/h", ""), -1);
+	memcpy(big, "user", 4);
+	assert_int_equal(pt_lookup_map_userdb(lk, big, &u), -1);   /* the name */
+
+	char why[100], *rec, *f[PT_LF_COUNT];
+	assert_int_equal(pt_lookup_passdb_rec(lk, "user2", &rec, f, why, sizeof why), 1);
+	assert_string_equal(f[PT_LF_PASSWORD], "{X}h");
+	assert_string_equal(f[PT_LF_HOST], "mx2");
+	assert_string_equal(f[PT_LF_EXTRA], "extra");
+	pt_lookup_rec_free(rec);
+	assert_int_equal(pt_lookup_passdb_rec(lk, "nobody", &rec, f, why, sizeof why), 0);
+	assert_string_equal(why, "unknown user");
+	assert_int_equal(pt_lookup_passdb_rec(lk, "err", &rec, f, why, sizeof why), -1);
+	assert_string_equal(why, "database unavailable");
+	assert_int_equal(pt_lookup_passdb_rec(lk, "badrec", &rec, f, why, sizeof why), -1);
+	assert_string_equal(why, "unusable database row");
+	pt_lookup_rec_free(NULL);
+
+	unsigned ttl = 0, neg = 0;
+	pt_lookup_map_cache_ttl(lk, &ttl, &neg);
+	assert_int_equal(ttl, 60);
+	assert_int_equal(neg, 10);
+	pt_lookup_map_close(lk);
+
+	char err[200];
+	pt_lookup_config_errors(err, sizeof err, "pgsql", "/etc/p.cf", 1);
+	assert_string_equal(err, "/etc/p.cf: 1 error in the pgsql config (logged above)");
+	pt_lookup_config_errors(err, sizeof err, "ldap", "/etc/l.cf", 3);
+	assert_string_equal(err, "/etc/l.cf: 3 errors in the ldap config (logged above)");
 }
 
 int
@@ -473,7 +558,8 @@ main(void)
 		cmocka_unit_test_setup(test_no_backoff, setup),
 		cmocka_unit_test_setup(test_shutdown_pending, setup),
 		cmocka_unit_test_setup(test_unused, setup),
-		cmocka_unit_test_setup(test_glue, setup),
+		cmocka_unit_test_setup(test_key_ok_release, setup),
+		cmocka_unit_test_setup(test_map_ops, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
