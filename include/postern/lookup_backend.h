@@ -73,8 +73,8 @@ void pt_lookup_free(struct pt_lookup *lk);
 void *pt_lookup_arg(const struct pt_lookup *lk);
 /* The cached answer for (kind, key): 1 found (*val malloc'd), 0 not
  * found, -1 temporary failure (pending when the thread may not block:
- * noted with pt_map_note_pending). Case is folded (ASCII); a key over
- * 1000 bytes is not found. */
+ * noted with pt_map_note_pending). Case is folded (ASCII); a key of
+ * more than 1098 bytes is not found. */
 int pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val);
 /* The monotonic clock in ms (lk's ops.now_ms when set; lk may be NULL). */
 uint64_t pt_lookup_now_ms(const struct pt_lookup *lk);
