@@ -12,7 +12,6 @@
 #include <time.h>
 
 #include "ldap_int.h"
-#include "postern/log.h"
 #include "postern/lookup_backend.h"
 
 /* Idle connections kept for password checks by bind (LDAPv3 binds again

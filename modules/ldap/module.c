@@ -7,7 +7,6 @@
 
 #include "ldap_int.h"
 #include "postern/config.h"
-#include "postern/log.h"
 #include "postern/lookup_backend.h"
 #include "postern/module.h"
 #include "postern/services.h"

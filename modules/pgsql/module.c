@@ -8,7 +8,6 @@
 
 #include "pgsql_int.h"
 #include "postern/config.h"
-#include "postern/log.h"
 #include "postern/lookup_backend.h"
 #include "postern/module.h"
 #include "postern/services.h"
