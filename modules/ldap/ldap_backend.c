@@ -1,158 +1,34 @@
-/* One backend per config file: a thread of its own owns the directory
- * connection (reused, reopened when it breaks, trying each URI in turn)
- * and runs the queued searches; a cache of answers, positive and
- * negative, each for its TTL, sits in front. An event loop never waits
- * here: a lookup not in the cache is queued and answered "pending"
- * (map.h), and the caller asks again when the thread has filled the
- * entry. A failure (directory down, timeout) is remembered for one
- * second, so callers get their 4xx at once instead of each waiting out
- * a timeout. Threads that may block (agents, pool jobs, CLI) wait for
- * the entry instead. */
-#include <errno.h>
+/* One backend per config file: the cache, the queue and the thread that
+ * owns the directory connection (reused, reopened when it breaks, trying
+ * each URI in turn) are core's (postern/lookup_backend.h); here are the
+ * connection, the search and its result, and the password check by bind.
+ * A failure (directory down, timeout) is remembered for one second, so
+ * callers get their 4xx at once instead of each waiting out a timeout. */
 #include <ldap.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ldap_int.h"
-#include "postern/log.h"
+#include "postern/lookup_backend.h"
 
-#define CACHE_MAX 20000
-#define FAIL_TTL_MS 1000
-/* An answer is kept at least this long whatever the TTL (0 included), so
- * the callers that were told "pending" find it when they ask again. */
-#define MIN_TTL_MS 1000
 /* Idle connections kept for password checks by bind (LDAPv3 binds again
  * on the same connection): a login costs one round trip, not a connect. */
 #define BIND_POOL 4
 
-enum ent_state { ENT_PENDING, ENT_DONE, ENT_FAILED };
-
-struct ent {
-	char *key;                    /* kind byte + folded key */
-	char *val;                    /* DONE: NULL = not found */
-	enum ent_state state;
-	uint64_t expires;             /* ms, monotonic */
-	int queued;
-	struct ent *hnext;            /* hash chain */
-	struct ent *qnext;            /* work queue */
-};
-
 struct lbackend {
 	struct lcf cf;
-	pthread_mutex_t mu;
-	pthread_cond_t work, done;
-	struct ent **bucket;
-	size_t nbucket, count;
-	struct ent *qhead, *qtail;
-	pthread_t thread;
-	int started, stopping;
-	LDAP *ld;                     /* the thread's */
-	unsigned long searches;
 	pthread_mutex_t bind_mu;
 	LDAP *bind_idle[BIND_POOL];
 	size_t nbind_idle;
 };
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static size_t
-hash(const char *s)
-{
-	size_t h = 5381;
-	while (*s)
-		h = h * 33 + (unsigned char)*s++;
-	return h;
-}
-
 const struct lcf *
 lbackend_cf(const struct lbackend *b)
 {
 	return &b->cf;
-}
-
-static void
-log_report(void *arg, int is_error, const char *msg)
-{
-	(void)arg;
-	pt_log(is_error ? PT_LOG_ERROR : PT_LOG_WARNING, "%s", msg);
-}
-
-struct lbackend *
-lbackend_open(const char *path, char *err, size_t errlen)
-{
-	struct lbackend *b = calloc(1, sizeof *b);
-	if (!b) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	int n = lcf_load(path, &b->cf, log_report, NULL);
-	if (n) {
-		lcf_free(&b->cf);
-		snprintf(err, errlen, "%s: %d error%s in the ldap config (logged above)",
-		         path, n, n == 1 ? "" : "s");
-		free(b);
-		return NULL;
-	}
-	b->nbucket = 1024;
-	b->bucket = calloc(b->nbucket, sizeof *b->bucket);
-	if (!b->bucket) {
-		lcf_free(&b->cf);
-		free(b);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	pthread_mutex_init(&b->mu, NULL);
-	pthread_mutex_init(&b->bind_mu, NULL);
-	pthread_cond_init(&b->work, NULL);
-	pthread_cond_init(&b->done, NULL);
-	return b;
-}
-
-static void
-ent_free(struct ent *e)
-{
-	free(e->key);
-	free(e->val);
-	free(e);
-}
-
-void
-lbackend_close(struct lbackend *b)
-{
-	if (!b)
-		return;
-	pthread_mutex_lock(&b->mu);
-	b->stopping = 1;
-	pthread_cond_broadcast(&b->work);
-	pthread_mutex_unlock(&b->mu);
-	if (b->started)
-		pthread_join(b->thread, NULL);
-	for (size_t i = 0; i < b->nbucket; i++)
-		for (struct ent *e = b->bucket[i], *n; e; e = n) {
-			n = e->hnext;
-			ent_free(e);
-		}
-	free(b->bucket);
-	if (b->ld)
-		ldap_unbind_ext_s(b->ld, NULL, NULL);
-	for (size_t i = 0; i < b->nbind_idle; i++)
-		ldap_unbind_ext_s(b->bind_idle[i], NULL, NULL);
-	pthread_mutex_destroy(&b->bind_mu);
-	pthread_mutex_destroy(&b->mu);
-	pthread_cond_destroy(&b->work);
-	pthread_cond_destroy(&b->done);
-	lcf_free(&b->cf);
-	free(b);
 }
 
 /* ---- the connection ---- */
@@ -266,12 +142,14 @@ first_value(LDAP *ld, LDAPMessage *entry, const char *attr, char **buf, size_t *
 	append(buf, len, "\n", 1, NULL);
 }
 
-/* Run one search for key: 1 found (*val), 0 none, -1 directory trouble
- * (why), -2 the connection broke (try again on a new one). */
+/* Run one search for key on conn (pt_lookup_ops.query): 1 found (*val),
+ * 0 none, -1 directory trouble (why), -2 the connection broke (try again
+ * on a new one). */
 static int
-search(struct lbackend *b, char kind, const char *key, char **val, char *why, size_t whylen)
+search(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
 {
-	const struct lcf *cf = &b->cf;
+	const struct lcf *cf = &((struct lbackend *)arg)->cf;
+	LDAP *ld = conn;
 	char filter[4096];
 	int x = lfilter_expand(kind == 'm' ? cf->query_filter : cf->user_filter, key, filter, sizeof filter);
 	if (x == 0)
@@ -297,8 +175,7 @@ search(struct lbackend *b, char kind, const char *key, char **val, char *why, si
 	attrs[na] = NULL;
 	struct timeval tv = { (time_t)cf->timeout_s, 0 };
 	LDAPMessage *res = NULL;
-	b->searches++;
-	int rc = ldap_search_ext_s(b->ld, cf->search_base, cf->scope, filter, attrs, 0, NULL, NULL, &tv,
+	int rc = ldap_search_ext_s(ld, cf->search_base, cf->scope, filter, attrs, 0, NULL, NULL, &tv,
 	                           kind == 'm' ? (int)cf->size_limit : 2, &res);
 	if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR || rc == LDAP_TIMEOUT ||
 	    rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY) {
@@ -323,11 +200,11 @@ search(struct lbackend *b, char kind, const char *key, char **val, char *why, si
 	char *out = NULL;
 	size_t len = 0;
 	int entries = 0;
-	for (LDAPMessage *e = ldap_first_entry(b->ld, res); e; e = ldap_next_entry(b->ld, e)) {
+	for (LDAPMessage *e = ldap_first_entry(ld, res); e; e = ldap_next_entry(ld, e)) {
 		entries++;
 		if (kind == 'm') {
 			for (size_t i = 0; i < cf->nresult; i++) {
-				struct berval **vals = ldap_get_values_len(b->ld, e, cf->result_attribute[i]);
+				struct berval **vals = ldap_get_values_len(ld, e, cf->result_attribute[i]);
 				for (size_t k = 0; vals && vals[k]; k++)
 					if (value_ok(vals[k]))
 						append(&out, &len, vals[k]->bv_val, vals[k]->bv_len, ", ");
@@ -341,17 +218,18 @@ search(struct lbackend *b, char kind, const char *key, char **val, char *why, si
 			ldap_msgfree(res);
 			return -1;
 		}
-		char *dn = ldap_get_dn(b->ld, e);
+		/* the record's fields (enum pt_lookup_field), the DN last */
+		first_value(ld, e, cf->name_attribute, &out, &len);
+		first_value(ld, e, cf->uid_attribute, &out, &len);
+		first_value(ld, e, cf->gid_attribute, &out, &len);
+		first_value(ld, e, cf->home_attribute, &out, &len);
+		first_value(ld, e, cf->host_attribute, &out, &len);
+		first_value(ld, e, kind == 'p' ? cf->pass_attribute : NULL, &out, &len);
+		char *dn = ldap_get_dn(ld, e);
 		if (dn && !strchr(dn, '\n'))
 			append(&out, &len, dn, strlen(dn), NULL);
 		ldap_memfree(dn);
 		append(&out, &len, "\n", 1, NULL);
-		first_value(b->ld, e, cf->name_attribute, &out, &len);
-		first_value(b->ld, e, cf->uid_attribute, &out, &len);
-		first_value(b->ld, e, cf->gid_attribute, &out, &len);
-		first_value(b->ld, e, cf->home_attribute, &out, &len);
-		first_value(b->ld, e, cf->host_attribute, &out, &len);
-		first_value(b->ld, e, kind == 'p' ? cf->pass_attribute : NULL, &out, &len);
 	}
 	ldap_msgfree(res);
 	if (!out) {
@@ -362,181 +240,70 @@ search(struct lbackend *b, char kind, const char *key, char **val, char *why, si
 	return 1;
 }
 
-static struct ent **
-slot(struct lbackend *b, const char *key)
-{
-	struct ent **pp = &b->bucket[hash(key) & (b->nbucket - 1)];
-	while (*pp && strcmp((*pp)->key, key) != 0)
-		pp = &(*pp)->hnext;
-	return pp;
-}
-
-/* Drop expired answers (not pending ones: the thread holds them). */
-static void
-sweep(struct lbackend *b, uint64_t now, int all)
-{
-	for (size_t i = 0; i < b->nbucket; i++)
-		for (struct ent **pp = &b->bucket[i]; *pp;) {
-			struct ent *e = *pp;
-			if (e->state != ENT_PENDING && !e->queued && (all || e->expires <= now)) {
-				*pp = e->hnext;
-				ent_free(e);
-				b->count--;
-			} else {
-				pp = &e->hnext;
-			}
-		}
-}
-
 static void *
-worker(void *arg)
+lk_connect(void *arg, char *why, size_t whylen)
 {
 	struct lbackend *b = arg;
-	pthread_mutex_lock(&b->mu);
-	for (;;) {
-		while (!b->qhead && !b->stopping)
-			pthread_cond_wait(&b->work, &b->mu);
-		if (b->stopping)
-			break;
-		struct ent *e = b->qhead;
-		b->qhead = e->qnext;
-		if (!b->qhead)
-			b->qtail = NULL;
-		char *key = strdup(e->key);
-		pthread_mutex_unlock(&b->mu);
-
-		char why[400] = "";
-		char *val = NULL;
-		int rc = -1;
-		if (key) {
-			for (int attempt = 0; attempt < 2; attempt++) {
-				if (!b->ld && !(b->ld = conn_open(&b->cf, 1, why, sizeof why))) {
-					rc = -1;
-					break;
-				}
-				rc = search(b, key[0], key + 1, &val, why, sizeof why);
-				if (rc != -2)
-					break;
-				/* A broken connection (a restarted server): once more
-				 * on a new one. */
-				ldap_unbind_ext_s(b->ld, NULL, NULL);
-				b->ld = NULL;
-				rc = -1;
-			}
-		}
-		if (rc < 0)
-			pt_log(PT_LOG_WARNING, "ldap %s: lookup of \"%.100s\" failed: %s", b->cf.path,
-			       key ? key + 1 : "?", why[0] ? why : "out of memory");
-		free(key);
-
-		pthread_mutex_lock(&b->mu);
-		uint64_t now = now_ms();
-		e->queued = 0;
-		free(e->val);
-		e->val = rc == 1 ? val : NULL;
-		if (rc != 1)
-			free(val);
-		e->state = rc < 0 ? ENT_FAILED : ENT_DONE;
-		uint64_t ttl = (uint64_t)(rc == 1 ? b->cf.cache_ttl_s : b->cf.cache_negative_ttl_s) * 1000;
-		e->expires = now + (rc < 0 ? FAIL_TTL_MS : ttl < MIN_TTL_MS ? MIN_TTL_MS : ttl);
-		pthread_cond_broadcast(&b->done);
-	}
-	pthread_mutex_unlock(&b->mu);
-	return NULL;
+	return conn_open(&b->cf, 1, why, whylen);
 }
 
-/* Called with b->mu held. */
-static int
-start_thread(struct lbackend *b)
+static void
+lk_disconnect(void *arg, void *conn)
 {
-	if (b->started)
-		return 0;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&b->thread, NULL, worker, b);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		return -1;
-	b->started = 1;
-	return 0;
+	(void)arg;
+	ldap_unbind_ext_s(conn, NULL, NULL);
 }
 
-int
-lbackend_get(struct lbackend *b, char kind, const char *key, char **val)
+static void
+lk_release(void *arg)
 {
-	char k[1100];
-	size_t n = strlen(key);
-	*val = NULL;
-	if (n + 2 > sizeof k)
-		return 0;
-	k[0] = kind;
-	for (size_t i = 0; i <= n; i++)
-		k[i + 1] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] + 32 : key[i]);
-	int may_block = pt_map_may_block();
-	pthread_mutex_lock(&b->mu);
-	uint64_t now = now_ms();
-	struct ent **pp = slot(b, k), *e = *pp;
-	if (e && e->state != ENT_PENDING && e->expires <= now && !e->queued) {
-		/* expired: ask again */
-		e->state = ENT_PENDING;
+	struct lbackend *b = arg;
+	for (size_t i = 0; i < b->nbind_idle; i++)
+		ldap_unbind_ext_s(b->bind_idle[i], NULL, NULL);
+	pthread_mutex_destroy(&b->bind_mu);
+	lcf_free(&b->cf);
+	free(b);
+}
+
+static const struct pt_lookup_ops ldap_lookup_ops = {
+	.connect = lk_connect,
+	.query = search,
+	.disconnect = lk_disconnect,
+	.release = lk_release,
+};
+
+struct pt_lookup *
+lbackend_open(const char *path, char *err, size_t errlen)
+{
+	struct lbackend *b = calloc(1, sizeof *b);
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
 	}
-	if (!e) {
-		if (b->count >= CACHE_MAX) {
-			sweep(b, now, 0);
-			if (b->count >= CACHE_MAX)
-				sweep(b, now, 1);
-			pp = slot(b, k);
-		}
-		e = calloc(1, sizeof *e);
-		if (!e || !(e->key = strdup(k))) {
-			free(e);
-			pthread_mutex_unlock(&b->mu);
-			return -1;
-		}
-		e->state = ENT_PENDING;
-		*pp = e;
-		b->count++;
+	pthread_mutex_init(&b->bind_mu, NULL);
+	int n = lcf_load(path, &b->cf, pt_lookup_log_report, NULL);
+	if (n) {
+		lk_release(b);
+		pt_lookup_config_errors(err, errlen, "ldap", path, n);
+		return NULL;
 	}
-	if (e->state == ENT_PENDING && !e->queued) {
-		if (start_thread(b) < 0) {
-			e->state = ENT_FAILED;
-			e->expires = now + FAIL_TTL_MS;
-		} else {
-			e->queued = 1;
-			e->qnext = NULL;
-			if (b->qtail)
-				b->qtail->qnext = e;
-			else
-				b->qhead = e;
-			b->qtail = e;
-			pthread_cond_signal(&b->work);
-		}
-	}
-	if (e->state == ENT_PENDING && may_block) {
-		/* The thread answers within its timeouts (connect, bind,
-		 * search: a few times timeout); this bound is a safety net. */
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)b->cf.timeout_s * 4 + 2;
-		while (e->state == ENT_PENDING && !b->stopping)
-			if (pthread_cond_timedwait(&b->done, &b->mu, &until) == ETIMEDOUT)
-				break;
-	}
-	int rc;
-	if (e->state == ENT_PENDING) {
-		pt_map_note_pending();
-		rc = -1;
-	} else if (e->state == ENT_FAILED) {
-		rc = -1;
-	} else if (e->val) {
-		*val = strdup(e->val);
-		rc = *val ? 1 : -1;
-	} else {
-		rc = 0;
-	}
-	pthread_mutex_unlock(&b->mu);
-	return rc;
+	/* One thread, no backoff: each lookup may try the URIs again. A
+	 * blocking caller waits for connect, bind and search (a few times
+	 * the timeout); that bound is a safety net. */
+	struct pt_lookup_settings s = {
+		.type = "ldap",
+		.path = b->cf.path,
+		.ttl_s = b->cf.cache_ttl_s,
+		.negative_ttl_s = b->cf.cache_negative_ttl_s,
+		.threads = 1,
+		.wait_s = b->cf.timeout_s * 4 + 2,
+		.server = "directory",
+		.record = "directory entry",
+	};
+	struct pt_lookup *lk = pt_lookup_new(&ldap_lookup_ops, &s, b);
+	if (!lk)
+		snprintf(err, errlen, "out of memory");
+	return lk;
 }
 
 int

@@ -1,6 +1,7 @@
 /* The ldap module's parts: the ldap_table(5)-style config file
  * (ldap_cf.c), filter templates with RFC 4515 escaping (ldap_filter.c),
- * and the backend with its thread, connection and cache (ldap_backend.c). */
+ * and the backend: its connection and searches (ldap_backend.c) on core's
+ * cache and thread (postern/lookup_backend.h). */
 #ifndef POSTERN_LDAP_INT_H
 #define POSTERN_LDAP_INT_H
 
@@ -55,15 +56,12 @@ int lfilter_expand(const char *tmpl, const char *key, char *out, size_t outlen);
 
 /* ---- the backend ---- */
 struct lbackend;
-struct lbackend *lbackend_open(const char *path, char *err, size_t errlen);
-void lbackend_close(struct lbackend *b);
-
-/* Cached lookups (kind: 'm' map, 'u' userdb, 'p' passdb). The answer is
- * a malloc'd string: for 'm' the values joined with ", "; for 'u'/'p'
- * LF-separated fields (see ldap_backend.c). 1 found, 0 not found, -1
- * temporary failure (pending when the thread may not block: noted with
- * pt_map_note_pending). */
-int lbackend_get(struct lbackend *b, char kind, const char *key, char **val);
+struct pt_lookup;
+/* The map handle: core's cache and thread (postern/lookup_backend.h)
+ * around an lbackend (pt_lookup_arg). Cached answers: for 'm' the values
+ * joined with ", "; for 'u'/'p' the user record (enum pt_lookup_field),
+ * extra being the entry's DN. */
+struct pt_lookup *lbackend_open(const char *path, char *err, size_t errlen);
 /* Bind as dn with password on a connection of its own (blocking, bounded
  * by the timeout): 1 accepted, 0 refused, -1 the directory cannot say. */
 int lbackend_bind_check(struct lbackend *b, const char *dn, const char *password, char *why, size_t whylen);

@@ -8,7 +8,7 @@
 
 #include "pgsql_int.h"
 #include "postern/config.h"
-#include "postern/log.h"
+#include "postern/lookup_backend.h"
 #include "postern/module.h"
 #include "postern/services.h"
 
@@ -17,21 +17,6 @@ pmap_open(const char *arg, enum pt_map_format fmt, char *err, size_t errlen)
 {
 	(void)fmt;
 	return pbackend_open(arg, err, errlen);
-}
-
-static void
-pmap_close(void *h)
-{
-	pbackend_close(h);
-}
-
-static char *
-pmap_lookup(void *h, const char *key, int *tempfail)
-{
-	char *val = NULL;
-	int rc = pbackend_get(h, 'm', key, &val);
-	*tempfail = rc < 0;
-	return rc == 1 ? val : NULL;
 }
 
 /* what: 'm' a map (needs query), 'p' passdb, 'u' userdb. */
@@ -64,27 +49,6 @@ pmap_check(const char *arg, pt_map_report_fn *report, void *rarg)
 	return check_file(arg, 'm', report, rarg);
 }
 
-/* A cached user record, LF-separated: name, uid, gid, home, host,
- * password, proxy. */
-struct urec {
-	char *f[7];
-};
-
-static int
-split_rec(char *val, struct urec *r)
-{
-	char *p = val;
-	for (int i = 0; i < 7; i++) {
-		char *nl = strchr(p, '\n');
-		if (!nl)
-			return -1;
-		*nl = 0;
-		r->f[i] = p;
-		p = nl + 1;
-	}
-	return 0;
-}
-
 static int
 truthy(const char *v)
 {
@@ -97,87 +61,33 @@ pmap_passdb(void *h, const char *user, const char *password, char **stored, char
             char *why, size_t whylen)
 {
 	(void)password;           /* the core checks it against the hash */
-	struct pbackend *b = h;
-	char *val = NULL;
-	int rc = pbackend_get(b, 'p', user, &val);
-	if (rc < 0) {
-		snprintf(why, whylen, "database unavailable");
-		return -1;
-	}
-	if (rc == 0) {
-		snprintf(why, whylen, "unknown user");
-		return 0;
-	}
-	struct urec r;
-	if (split_rec(val, &r) < 0) {
-		memset(val, 0, strlen(val));
-		free(val);
-		snprintf(why, whylen, "unusable database row");
-		return -1;
-	}
-	rc = r.f[5][0] ? 2 : 0;
-	if (rc == 2 && !(*stored = strdup(r.f[5])))
+	char *rec, *f[PT_LF_COUNT];
+	int rc = pt_lookup_passdb_rec(h, user, &rec, f, why, whylen);
+	if (rc <= 0)
+		return rc;
+	rc = f[PT_LF_PASSWORD][0] ? 2 : 0;
+	if (rc == 2 && !(*stored = strdup(f[PT_LF_PASSWORD])))
 		rc = -1;
 	if (rc == 0)
 		snprintf(why, whylen, "user has no password");
 	/* A front: the file's proxy = yes or the row's proxy column sends
 	 * the user's logins to the row's host. */
-	if (rc > 0 && (pbackend_cf(b)->proxy || truthy(r.f[6])) && host && hostlen)
-		snprintf(host, hostlen, "%s", r.f[4]);
-	memset(val, 0, strlen(val));
-	free(val);
+	if (rc > 0 && (pbackend_cf(pt_lookup_arg(h))->proxy || truthy(f[PT_LF_EXTRA])) && host && hostlen)
+		snprintf(host, hostlen, "%s", f[PT_LF_HOST]);
+	pt_lookup_rec_free(rec);
 	return rc;
-}
-
-static int
-pmap_userdb(void *h, const char *user, struct pt_user *out)
-{
-	char *val = NULL;
-	int rc = pbackend_get(h, 'u', user, &val);
-	if (rc <= 0)
-		return rc;
-	struct urec r;
-	if (split_rec(val, &r) < 0) {
-		free(val);
-		return -1;
-	}
-	const char *name = r.f[0][0] ? r.f[0] : user;
-	if (strlen(name) >= sizeof out->name || strlen(r.f[3]) >= sizeof out->home ||
-	    strlen(r.f[4]) >= sizeof out->host) {
-		free(val);
-		return -1;
-	}
-	snprintf(out->name, sizeof out->name, "%s", name);
-	char *end;
-	unsigned long v;
-	if (r.f[1][0] && (v = strtoul(r.f[1], &end, 10), !*end))
-		out->uid = (uid_t)v;
-	if (r.f[2][0] && (v = strtoul(r.f[2], &end, 10), !*end))
-		out->gid = (gid_t)v;
-	snprintf(out->home, sizeof out->home, "%s", r.f[3]);
-	/* the host column: where this user's mail lives */
-	snprintf(out->host, sizeof out->host, "%s", r.f[4]);
-	free(val);
-	return 1;
 }
 
 /* The core's credential cache keeps a checked password as long as this
  * file's cache keeps the row it was checked against. */
-static void
-pmap_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s)
-{
-	*ttl_s = pbackend_cf(h)->cache_ttl_s;
-	*negative_ttl_s = pbackend_cf(h)->cache_negative_ttl_s;
-}
-
 static const struct pt_map_type_ops pgsql_map_ops = {
 	.open = pmap_open,
-	.close = pmap_close,
-	.lookup = pmap_lookup,
+	.close = pt_lookup_map_close,
+	.lookup = pt_lookup_map_lookup,
 	.check = pmap_check,
 	.passdb = pmap_passdb,
-	.userdb = pmap_userdb,
-	.cache_ttl = pmap_cache_ttl,
+	.userdb = pt_lookup_map_userdb,
+	.cache_ttl = pt_lookup_map_cache_ttl,
 };
 
 /* Registered when the module is loaded, in whatever order the module
@@ -193,24 +103,7 @@ static int
 pgsql_init(struct pt_ctx *ctx)
 {
 	(void)ctx;
-	if (pt_map_type_register("pgsql", &pgsql_map_ops) != 0) {
-		pt_log(PT_LOG_ERROR, "pgsql: cannot register the map type");
-		return -1;
-	}
-	return 0;
-}
-
-struct check_ctx {
-	const struct pt_config *conf;
-	const char *param;
-};
-
-static void
-check_report(void *arg, int is_error, const char *msg)
-{
-	const struct check_ctx *c = arg;
-	if (is_error)
-		pt_conf_error(c->conf, c->param, "%s: %s", c->param, msg);
+	return pt_lookup_register("pgsql", &pgsql_map_ops);
 }
 
 /* `postern check`, start and reload: the type is known from here on (the
@@ -220,15 +113,7 @@ static int
 pgsql_check(const struct pt_config *conf)
 {
 	pt_map_type_register("pgsql", &pgsql_map_ops);
-	static const char *const params[] = { "passdb", "userdb" };
-	int bad = 0;
-	for (size_t i = 0; i < 2; i++) {
-		const char *v = pt_conf_str(conf, params[i]);
-		struct check_ctx c = { conf, params[i] };
-		if (v && strncmp(v, "pgsql:", 6) == 0 && check_file(v + 6, i == 0 ? 'p' : 'u', check_report, &c) != 0)
-			bad = 1;
-	}
-	return bad ? -1 : 0;
+	return pt_lookup_check_sources(conf, "pgsql", check_file);
 }
 
 POSTERN_MODULE_EXPORT const struct pt_module postern_module = {

@@ -1,7 +1,8 @@
 /* The pgsql module's parts: the pgsql_table(5)-style config file
  * (pgsql_cf.c), query templates turned into parameterised statements
- * (pgsql_query.c), and the backend with its connection pool and cache
- * (pgsql_backend.c). */
+ * (pgsql_query.c), and the backend: its connections and queries
+ * (pgsql_backend.c) on core's cache and thread pool
+ * (postern/lookup_backend.h). */
 #ifndef POSTERN_PGSQL_INT_H
 #define POSTERN_PGSQL_INT_H
 
@@ -73,14 +74,13 @@ int pqt_format(const char *fmt, const char *value, char *out, size_t outlen);
 
 /* ---- the backend ---- */
 struct pbackend;
-struct pbackend *pbackend_open(const char *path, char *err, size_t errlen);
-void pbackend_close(struct pbackend *b);
-/* Cached lookups (kind: 'm' map, 'u' userdb, 'p' passdb). *val is
- * malloc'd: for 'm' the values joined with ", "; for 'u'/'p' the fields
- * name, uid, gid, home, host, password, proxy, each ending in LF. 1
- * found, 0 not found, -1 temporary failure (pending when the thread may
- * not block: noted with pt_map_note_pending). */
-int pbackend_get(struct pbackend *b, char kind, const char *key, char **val);
+struct pt_lookup;
+/* The map handle: core's cache and thread pool (postern/lookup_backend.h)
+ * around a pbackend (pt_lookup_arg). Cached answers: for 'm' the values
+ * joined with ", "; for 'u'/'p' the user record (enum pt_lookup_field),
+ * extra being the proxy column. An empty key or one not UTF-8 is not
+ * found. */
+struct pt_lookup *pbackend_open(const char *path, char *err, size_t errlen);
 const struct pcf *pbackend_cf(const struct pbackend *b);
 
 #endif
