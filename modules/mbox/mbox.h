@@ -19,6 +19,7 @@ struct mbox_settings {
 	unsigned dotlock_stale_s;     /* older dotlocks are removed */
 	gid_t priv_gid;               /* mail_privileged_group, (gid_t)-1 = none */
 	int flag_fsync;               /* mbox_flag_fsync: fdatasync the flag log */
+	off_t rewrite_copy_below;     /* mbox_rewrite_copy_below: smaller rewrites keep the full copy */
 };
 
 /* ---- mbox_path.c ---- */

@@ -17,7 +17,7 @@
 
 static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
 static char set_location[MS_PATH_MAX] = "mbox:~/mail:INBOX=/var/mail/%u";
-static struct mbox_settings set_live = { set_location, 0, 10000, 300, (gid_t)-1, 0 };
+static struct mbox_settings set_live = { set_location, 0, 10000, 300, (gid_t)-1, 0, 64 << 20 };
 
 void
 mbox_store_settings_install(const struct mbox_settings *s)

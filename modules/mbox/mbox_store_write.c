@@ -323,8 +323,11 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		}
 		new_len += span;
 	}
-	/* Text that only moves up is rewritten over itself (no copy). */
-	int ip = off0 + new_len >= eof ? ms_rewrite_in_place(f, s, eof, st) : 0;
+	/* Text that only moves up is rewritten over itself (no copy) when
+	 * the region is big enough for the copy's second write to matter:
+	 * below that the copy costs little and also survives a power loss. */
+	int ip = off0 + new_len >= eof && eof - off0 >= (int64_t)f->set->rewrite_copy_below
+	         ? ms_rewrite_in_place(f, s, eof, st) : 0;
 	if (ip != 0)
 		return ip > 0 ? 0 : -1;
 	size_t hl;

@@ -25,6 +25,8 @@ static const struct pt_param mbox_params[] = {
 	  "keep the header fields IMAP reads most (ENVELOPE, SEARCH FROM/SUBJECT/HEADER, SORT, THREAD) in a cache file beside each folder's index (no: read them from the mbox every time)", 0, 0 },
 	{ "mbox_flag_fsync", PT_BOOL, "no", NULL,
 	  "fdatasync the flag log at every flag change (STORE, POP3 QUIT) so it survives a power loss too; without it a change survives a crash of Postern, not of the machine (as Dovecot's mail_fsync=optimized)", 0, 0 },
+	{ "mbox_rewrite_copy_below", PT_SIZE, "64M", NULL,
+	  "a rewrite of an mbox (X-UIDs at the first SELECT, flags written back) whose text only moves up and that spans at least this many bytes is done in place from a small journal: half the writes of the full recovery copy smaller ones keep. Both survive a crash of Postern, kill -9 and a full disk; the copy also survives a power loss, while a power loss inside an in-place rewrite may damage messages of its last unsynced 64 MB. Set it above the largest mbox to always copy", 0, 0 },
 	{ 0 },
 };
 
@@ -62,6 +64,7 @@ mbox_configure(struct pt_ctx *ctx)
 		.lock_timeout_ms = (unsigned)pt_conf_int(c, "mbox_lock_timeout") * 1000u,
 		.dotlock_stale_s = (unsigned)pt_conf_int(c, "mbox_dotlock_stale_time"),
 		.flag_fsync = pt_conf_bool(c, "mbox_flag_fsync"),
+		.rewrite_copy_below = (off_t)pt_conf_int(c, "mbox_rewrite_copy_below"),
 		.priv_gid = privileged_gid(pt_conf_str(c, "mail_privileged_group")),
 	};
 	char err[256];

@@ -89,7 +89,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fwrite(data, 1, size, fp);
 	fclose(fp);
 	const struct pt_mailbox_ops *ops = &mbox_store_ops;
-	struct mbox_settings set = { location, 0, 1000, 300, (gid_t)-1, 0 };
+	struct mbox_settings set = { location, 0, 1000, 300, (gid_t)-1, 0, 0 };
 	struct pt_user u = { .name = "f", .uid = getuid(), .gid = getgid(), .home = "/nonexistent" };
 	struct pt_status st;
 	struct pt_mstore *ms = mbox_store_open_with(&set, &u, &st);

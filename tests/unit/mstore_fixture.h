@@ -33,7 +33,7 @@ setup(void **state)
 	         f->dir);
 	snprintf(f->inbox, sizeof f->inbox, "%s/spool/u1", f->dir);
 	snprintf(f->root, sizeof f->root, "%s/home/u1/mail", f->dir);
-	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1, 1 };
+	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1, 1, 0 };
 	f->u = (struct pt_user){ "u1", getuid(), getgid(), "", "" };
 	snprintf(f->u.home, sizeof f->u.home, "%s/home/u1", f->dir);
 	struct pt_status st;

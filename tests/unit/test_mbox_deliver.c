@@ -48,7 +48,7 @@ setup(void **state)
 	chmod(f->dir, 0755);
 	snprintf(f->location, sizeof f->location, "mbox:%s/home:INBOX=%s/%%u", f->dir, f->dir);
 	snprintf(f->path, sizeof f->path, "%s/u1", f->dir);
-	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1, 0 };
+	f->s = (struct mbox_settings){ f->location, 0, 2000, 300, (gid_t)-1, 0, 0 };
 	f->u = (struct pt_user){ "u1", getuid(), getgid(), "", "" };
 	snprintf(f->u.home, sizeof f->u.home, "%s", f->dir);
 	*state = f;

@@ -251,6 +251,44 @@ test_moves_down_takes_the_copy(void **state)
 	free(want);
 }
 
+/* mbox_rewrite_copy_below: a region smaller than it keeps the full
+ * recovery copy (which also survives a power loss), one at least as big
+ * goes in place; both give the same bytes. */
+static void
+test_copy_below_threshold(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	for (int big = 0; big <= 1; big++) {
+		struct pt_status st;
+		ops->store_close(f->ms);
+		f->s.rewrite_copy_below = big ? (off_t)len : (off_t)len + 1;
+		f->ms = mbox_store_open_with(&f->s, &f->u, &st);
+		assert_non_null(f->ms);
+		reset(f, text, len);
+		ms_rewrite_fault = hook;
+		fault_at = -1;
+		faults_asked = 0;
+		assert_int_equal(open_count(f), 120);
+		ms_rewrite_fault = NULL;
+		if (big)
+			assert_true(faults_asked > 10);
+		else
+			assert_int_equal(faults_asked, 0);
+		size_t glen;
+		char *got = slurp(f->inbox, &glen);
+		blank_validity(got, glen);
+		assert_int_equal(glen, elen);
+		assert_memory_equal(got, want, elen);
+		free(got);
+	}
+	f->s.rewrite_copy_below = 0;
+	free(want);
+	free(text);
+}
+
 /* The child opens the folder and dies at step k (MS_FAULT_EXIT: before
  * the step; HALF: in the middle of a chunk's write). 1: it died, 0: the
  * rewrite finished first. */
@@ -438,6 +476,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_same_bytes_as_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storage_headers_in_place, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_below_threshold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moves_down_takes_the_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write, setup, teardown),
