@@ -55,7 +55,9 @@ def strip_storage(text):
 
 class RewriteCrashTest(unittest.TestCase):
     def setUp(self):
-        self.server = imap_server(self, conf="mailbox_size_limit = 0\n")
+        # A 20 MB folder: below mbox_rewrite_copy_below it would take the
+        # copying rewrite; 0 sends every up-moving rewrite the journal way.
+        self.server = imap_server(self, conf="mailbox_size_limit = 0\nmbox_rewrite_copy_below = 0\n")
         self.box = self.server.mbox_path("alice")
         self.lock = self.box + ".lock"
         self.text = pristine(N)
