@@ -353,6 +353,10 @@ uint64_t ms_mbox_highest_modseq(const struct pt_mbox *mb);
 /* ---- mbox_store_cache.c: the header cache (postern.hcache) ---- */
 int ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
                     struct pt_status *st);
+/* A message's wire form read through the cache's window (a run of
+ * neighbours in one pread, one check of the file a run): 1 done (out as
+ * ms_mbox_read gives it), 0 not so (read it the usual way), -1 st. */
+int ms_cache_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st);
 /* At sync: save what was learnt when it has waited long enough. */
 void ms_cache_tick(struct pt_mbox *mb);
 /* At close: save what was learnt, free the cache. */

@@ -47,7 +47,7 @@
 #define HC_MAGIC "PTHC0002"
 #define HC_NAME "postern.hcache"
 #define HC_SAVE_EVERY 300      /* seconds: a long session saves at a sync */
-#define HC_WINDOW (128 * 1024) /* read-ahead of headers for a run of misses */
+#define HC_WINDOW (256 * 1024) /* read-ahead for a run of header misses or reads */
 
 static int hc_enabled = 1;
 
@@ -109,6 +109,9 @@ struct ms_cache {
 	ino_t win_ino;
 	off_t win_size;
 	struct timespec win_mtime;
+	int advised;                   /* POSIX_FADV_SEQUENTIAL given for adv_ino */
+	ino_t adv_ino;
+	size_t cur_r;                  /* ms_cache_read's cursor in f->m */
 	/* Sort keys learnt by this open, ascending by UID while ksorted. */
 	struct hc_kadd *kadd;
 	size_t nkadd, capkadd;
@@ -700,29 +703,42 @@ drop_window(struct ms_cache *c)
 	c->win_len = 0;
 }
 
-/* Where message i's From_ line up to its body lies in memory, read with
- * the headers of the messages after it when they are near (one pread for
- * a run of small messages instead of one each; a big body ends the run),
+/* Where message i's From_ line up to its body (whole: to its end) lies
+ * in memory, read with the messages after it while they fit in
+ * HC_WINDOW (one pread for a run of small messages instead of one each,
+ * and one check of the file's state per run, not two stats a message),
  * or NULL when the file is not as f->m describes (then read() catches
- * up). The window lasts while f's file state does, and to the next sync. */
+ * up), or for whole, when the message alone is bigger than the window.
+ * The window lasts while f's file state does, and to the next sync. */
 static const char *
-window(struct ms_cache *c, const struct ms_folder *f, size_t i)
+window(struct ms_cache *c, const struct ms_folder *f, size_t i, int whole)
 {
 	const struct ms_msg *r = &f->m[i];
-	if (c->win_len && r->from_off >= c->win_off && r->body_off <= c->win_off + (int64_t)c->win_len &&
+	int64_t need = whole ? r->end : r->body_off;
+	if (c->win_len && r->from_off >= c->win_off && need <= c->win_off + (int64_t)c->win_len &&
 	    f->known_valid && c->win_ino == f->known.st_ino && c->win_size == f->known.st_size &&
 	    c->win_mtime.tv_sec == f->known.st_mtim.tv_sec &&
 	    c->win_mtime.tv_nsec == f->known.st_mtim.tv_nsec)
 		return c->win.p + (r->from_off - c->win_off);
+	if (whole && r->end - r->from_off > HC_WINDOW)
+		return NULL;
 	drop_window(c);
 	if (!ms_folder_current((struct ms_folder *)f))
 		return NULL;
 	size_t j = i;
-	while (j + 1 < f->n && f->m[j + 1].body_off - r->from_off <= HC_WINDOW)
+	while (j + 1 < f->n && f->m[j + 1].end - r->from_off <= HC_WINDOW)
 		j++;
-	size_t n = (size_t)(f->m[j].body_off - r->from_off);
+	size_t n = (size_t)(f->m[j].end - r->from_off);
+	if (j == i && !whole && n > HC_WINDOW)
+		n = (size_t)(r->body_off - r->from_off);   /* a big message: its header */
 	if (pt_strbuf_reserve(&c->win, n) != 0)
 		return NULL;
+	if (!c->advised || c->adv_ino != f->known.st_ino) {
+		/* Walks go through the file in order: a larger read-ahead. */
+		(void)posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		c->advised = 1;
+		c->adv_ino = f->known.st_ino;
+	}
 	if (pt_pread_full(f->fd, c->win.p, n, r->from_off) != (ssize_t)n) {
 		drop_window(c);
 		return NULL;
@@ -733,6 +749,58 @@ window(struct ms_cache *c, const struct ms_folder *f, size_t i)
 	c->win_size = f->known.st_size;
 	c->win_mtime = f->known.st_mtim;
 	return c->win.p;
+}
+
+/* The cache object without loading the file (a read needs only the
+ * window): uidvalidity 0 makes cache_get load it at its first use. */
+static struct ms_cache *
+cache_obj(struct pt_mbox *mb)
+{
+	if (mb->hc == NULL) {
+		struct ms_cache *c = calloc(1, sizeof *c);
+		if (c == NULL)
+			return NULL;
+		c->sorted = 1;
+		c->ksorted = 1;
+		c->saved_at = time(NULL);
+		mb->hc = c;
+	}
+	return mb->hc;
+}
+
+int
+ms_cache_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st)
+{
+	struct ms_folder *f = &mb->f;
+	struct ms_cache *c = cache_obj(mb);
+	if (c == NULL || f->fd < 0 || !f->known_valid)
+		return 0;
+	size_t i = msg_at(f, &c->cur_r, uid);
+	if (i == (size_t)-1 || ms_mbox_find(mb, uid) == (size_t)-1)
+		return 0;
+	const char *at = window(c, f, i, 1);
+	if (at == NULL)
+		return 0;
+	const struct ms_msg *r = &f->m[i];
+	size_t n = (size_t)(r->end - r->from_off);
+	if (n < 5 || memcmp(at, "From ", 5) != 0) {
+		drop_window(c);
+		return 0;
+	}
+	struct pt_strbuf wire = { 0 };
+	size_t skip = (size_t)(r->hdr_off - r->from_off);
+	/* Room for the CRs of a message of bare LFs at once (no regrowth). */
+	if (pt_strbuf_reserve(&wire, n + n / 16 + 64) != 0 ||
+	    ms_wire_form(at + skip, n - skip, &wire, &out->hdr_len, (r->state & MS_RD) != 0) != 0 ||
+	    wire.oom) {
+		pt_strbuf_free(&wire);
+		pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+		return -1;
+	}
+	out->data = wire.p;
+	out->len = wire.len;
+	out->priv = wire.p;
+	return 1;
 }
 
 void
@@ -782,7 +850,7 @@ ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 	size_t hlen = 0;
 	int rc = -1, have_t = 0;
 	const char *at = i != (size_t)-1 && c != NULL && f->fd >= 0 &&
-	                 ms_mbox_find(mb, uid) != (size_t)-1 ? window(c, f, i) : NULL;
+	                 ms_mbox_find(mb, uid) != (size_t)-1 ? window(c, f, i, 0) : NULL;
 	if (at != NULL) {
 		const struct ms_msg *r = &f->m[i];
 		size_t n = (size_t)(r->body_off - r->from_off);
