@@ -351,8 +351,8 @@ rec_at(const struct hc_rec *v, size_t n, size_t *cur, uint32_t uid)
 		r = *cur;
 	else if (*cur + 1 < n && v[*cur + 1].uid == uid)
 		r = *cur + 1;
-	else
-		r = rec_find(v, n, uid);
+	else if (n && v[n - 1].uid >= uid)
+		r = rec_find(v, n, uid);   /* (past the last: none, no search) */
 	if (r != (size_t)-1)
 		*cur = r + 1;
 	return r;
