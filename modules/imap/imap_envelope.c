@@ -420,6 +420,8 @@ first_addr(struct addr_sink *k, struct addr *a)
 	f->done = 1;
 	if (a->mailbox.len)
 		pt_strbuf_put(f->mailbox, a->mailbox.p, a->mailbox.len);
+	if (f->display == NULL)
+		return;   /* not asked for (SORT FROM: no decoding of the name) */
 	if (a->has_name && a->name.len) {
 		imap_msg_decode_header(a->name.p, a->name.len, f->display);
 	} else {
