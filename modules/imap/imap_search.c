@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "imap_msg_int.h"
 
@@ -460,6 +461,29 @@ int
 imap_search_has_modseq(const struct imap_search *s)
 {
 	return node_has_modseq(s->root);
+}
+
+static int
+node_msgid(const struct node *n, const char **key, size_t *len)
+{
+	if (n->kind == N_HEADER && !n->addr && strcasecmp(n->field, "message-id") == 0 && n->slen >= 2 &&
+	    n->str[0] == '<' && n->str[n->slen - 1] == '>' && memchr(n->str, '>', n->slen - 1) == NULL) {
+		*key = n->str;
+		*len = n->slen;
+		return 1;
+	}
+	if (n->kind != N_AND)
+		return 0;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (node_msgid(n->kids[i], key, len))
+			return 1;
+	return 0;
+}
+
+int
+imap_search_msgid(const struct imap_search *s, const char **key, size_t *len)
+{
+	return node_msgid(s->root, key, len);
 }
 
 int

@@ -253,8 +253,23 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return -1;
 	}
+	/* A Message-ID every match must hold: the store's index of ids names
+	 * the candidates (ascending UIDs), the rest cannot match. */
+	const char *idkey;
+	size_t idlen, ncand = 0, ci = 0;
+	uint32_t *cand = NULL;
+	int use_cand = s->mbx->msgid_candidates != NULL && imap_search_msgid(keys, &idkey, &idlen) &&
+	               s->mbx->msgid_candidates(s->mb, idkey, idlen, &cand, &ncand) == 1;
 	size_t n = 0;
 	for (size_t i = 0; i < s->nview; i++) {
+		if (use_cand) {
+			while (ci < ncand && cand[ci] < s->view[i].uid)
+				ci++;
+			if (ci == ncand)
+				break;
+			if (cand[ci] != s->view[i].uid)
+				continue;
+		}
 		const struct pt_msg_info *info = imap_view_info(s, i);
 		struct search_load load = { .s = s, .uid = s->view[i].uid };
 		struct imap_search_msg msg;
@@ -272,6 +287,7 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 			v[n++] = i;
 		search_load_done(&load);
 	}
+	free(cand);
 	imap_search_free(keys);
 	*hits = v;
 	*nhits = n;

@@ -372,6 +372,12 @@ int ms_cache_answer_get(struct pt_mbox *mb, const char *name, const uint32_t *ui
                         size_t n, const char **data, size_t *len);
 void ms_cache_answer_put(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
                          size_t n, const char *data, size_t len);
+int ms_cache_msgid(struct pt_mbox *mb, const char *key, size_t len, uint32_t **uids, size_t *n);
+/* The Message-ID index keys of a cached block (see mbox_store_cache.c):
+ * add(arg, hash) for each; hash 0 stands for "could hold any id". */
+void ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t h), void *arg);
+/* The hash of an id as the index keeps it (ASCII case folded, never 0). */
+uint32_t ms_cache_msgid_hash(const char *key, size_t len);
 /* Remove the cache files (header cache, kept answers) of index dir dir. */
 void ms_cache_unlink(const char *dir);
 int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);

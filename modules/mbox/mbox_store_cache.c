@@ -44,18 +44,29 @@
 #include "postern/header.h"
 #include "postern/log.h"
 
-#define HC_MAGIC "PTHC0002"
+#define HC_MAGIC "PTHC0003"
 #define HC_NAME "postern.hcache"
 #define HC_SAVE_EVERY 300      /* seconds: a long session saves at a sync */
 #define HC_WINDOW (256 * 1024) /* read-ahead for a run of header misses or reads */
 
 static int hc_enabled = 1;
 
+/* The file: head, nrec records, nidx Message-ID index entries, blob. */
 struct hc_head {
 	char magic[8];
 	uint32_t uidvalidity, nrec;
 	uint64_t blob_len;
-	uint64_t sum;                  /* of the records and the blob */
+	uint64_t sum;                  /* of the records, the index, the blob */
+	uint32_t nidx, pad;
+};
+
+/* The Message-ID index: per record, a hash of each id its Message-ID
+ * fields hold as SEARCH HEADER compares them (ms_cache_msgid_keys), or
+ * 0 for a record whose fields could hold any; ascending by (hash, rec).
+ * A lookup gives candidates (the search still compares each), so a
+ * hash collision costs a comparison, never an answer. */
+struct hc_idx {
+	uint32_t hash, rec;
 };
 
 struct hc_rec {
@@ -89,6 +100,8 @@ struct ms_cache {
 	const struct hc_rec *frec;
 	size_t nfrec;
 	const char *fblob;
+	const struct hc_idx *fidx;
+	size_t nfidx;
 	/* Learnt by this open: records (off into blob) ascending by UID
 	 * while sorted, else sorted on the next lookup. */
 	struct hc_rec *add;
@@ -139,6 +152,43 @@ hc_sum(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
+/* The same function of the octets as four interleaved lanes (the
+ * multiplications of one lane no longer wait for the previous one's):
+ * the load checks the whole cache file, 80 MB for 100k messages, at a
+ * new session's first header search; a quarter of its time was this. */
+#define HC_STEP(x, w) ((x) = ((x) ^ (w)) * 0x100000001b3ull, (x) ^= (x) >> 29)
+static uint64_t
+hc_sum4(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	/* Four variables, not an array: kept in registers. */
+	uint64_t a = h, b = h ^ 0x9e3779b97f4a7c15ull, c = h ^ 0xc2b2ae3d27d4eb4full, d = h ^ 0x165667b19e3779f9ull;
+	while (n >= 32) {
+		uint64_t w0, w1, w2, w3;
+		memcpy(&w0, s, 8);
+		memcpy(&w1, s + 8, 8);
+		memcpy(&w2, s + 16, 8);
+		memcpy(&w3, s + 24, 8);
+		HC_STEP(a, w0);
+		HC_STEP(b, w1);
+		HC_STEP(c, w2);
+		HC_STEP(d, w3);
+		s += 32;
+		n -= 32;
+	}
+	h = a ^ (b << 17 | b >> 47) ^ (c << 31 | c >> 33) ^ (d << 47 | d >> 17);
+	return hc_sum(h, s, n);
+}
+
+/* The file's sum: its three parts one after the other. */
+static uint64_t
+file_sum(const void *rec, size_t rlen, const void *idx, size_t ilen, const void *blob, size_t blen)
+{
+	uint64_t h = hc_sum4(0xcbf29ce484222325ull, rec, rlen);
+	h = hc_sum4(h, idx, ilen);
+	return hc_sum4(h, blob, blen);
+}
+
 /* The text identity of message r (see the top of the file). */
 static void
 rec_ident(const struct ms_msg *r, struct hc_rec *out)
@@ -174,6 +224,8 @@ drop_file(struct ms_cache *c)
 	c->frec = NULL;
 	c->nfrec = 0;
 	c->fblob = NULL;
+	c->fidx = NULL;
+	c->nfidx = 0;
 }
 
 static void
@@ -224,12 +276,20 @@ load(struct ms_cache *c, const struct ms_folder *f)
 	memcpy(&h, map, sizeof h);
 	if (memcmp(h.magic, HC_MAGIC, 8) != 0 || h.uidvalidity != f->uidvalidity ||
 	    h.nrec > (len - sizeof h) / sizeof(struct hc_rec) ||
-	    h.blob_len != len - sizeof h - (uint64_t)h.nrec * sizeof(struct hc_rec))
+	    h.nidx > (len - sizeof h - (uint64_t)h.nrec * sizeof(struct hc_rec)) / sizeof(struct hc_idx) ||
+	    h.blob_len != len - sizeof h - (uint64_t)h.nrec * sizeof(struct hc_rec) -
+	                  (uint64_t)h.nidx * sizeof(struct hc_idx))
 		goto bad;
 	const struct hc_rec *rec = (const struct hc_rec *)(const void *)((const char *)map + sizeof h);
-	const char *blob = (const char *)map + sizeof h + (size_t)h.nrec * sizeof *rec;
-	if (hc_sum(0xcbf29ce484222325ull, rec, len - sizeof h) != h.sum)
+	const struct hc_idx *idx = (const struct hc_idx *)(const void *)(rec + h.nrec);
+	const char *blob = (const char *)(idx + h.nidx);
+	if (file_sum(rec, (size_t)h.nrec * sizeof *rec, idx, (size_t)h.nidx * sizeof *idx, blob,
+	             (size_t)h.blob_len) != h.sum)
 		goto bad;
+	for (uint32_t i = 0; i < h.nidx; i++)
+		if (idx[i].rec >= h.nrec || (i && (idx[i].hash < idx[i - 1].hash ||
+		    (idx[i].hash == idx[i - 1].hash && idx[i].rec <= idx[i - 1].rec))))
+			goto bad;
 	for (uint32_t i = 0; i < h.nrec; i++) {
 		const struct hc_rec *r = &rec[i];
 		if (r->uid == 0 || (i && r->uid <= rec[i - 1].uid) || r->len < 2 ||
@@ -259,6 +319,8 @@ load(struct ms_cache *c, const struct ms_folder *f)
 	c->frec = rec;
 	c->nfrec = h.nrec;
 	c->fblob = blob;
+	c->fidx = idx;
+	c->nfidx = h.nidx;
 	return;
 bad:
 	pt_info("mbox: header cache %s is not usable, rebuilding it", path);
@@ -905,6 +967,178 @@ out:
 	return rc;
 }
 
+/* ---- the Message-ID index ---- */
+
+uint32_t
+ms_cache_msgid_hash(const char *key, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)key[i];
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (unsigned char)(ch + 32);
+		h = (h ^ ch) * 16777619u;
+	}
+	return h ? h : 1;
+}
+
+/* SEARCH HEADER compares a field's value trimmed of blanks, in place,
+ * when it is one line without an encoded word ("=?"); else unfolded and
+ * decoded (imap_search.c's match_header). An id "<...>" (one '>', at
+ * its end) is a substring of a text exactly when, at one of the text's
+ * '<', the run up to the first '>' after it is that id: those runs are
+ * the keys. A value not so plain could hold any id after its decoding:
+ * key 0, a candidate for every lookup. */
+void
+ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t h), void *arg)
+{
+	struct pt_hdr_iter it;
+	struct pt_hdr_field fl;
+	pt_hdr_iter_init(&it, blk, len, 0);
+	while (pt_hdr_next(&it, &fl)) {
+		if (!pt_hdr_name_is(&fl, "message-id"))
+			continue;
+		const char *v = fl.value;
+		size_t a = 0, b = fl.value_len;
+		while (a < b && (v[a] == ' ' || v[a] == '\t'))
+			a++;
+		while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+			b--;
+		int plain = memchr(v + a, '\r', b - a) == NULL && memchr(v + a, '\n', b - a) == NULL;
+		for (size_t k = a; plain && k + 1 < b; k++)
+			plain = !(v[k] == '=' && v[k + 1] == '?');
+		if (!plain) {
+			add(arg, 0);
+			continue;
+		}
+		for (size_t k = a; k < b; k++) {
+			if (v[k] != '<')
+				continue;
+			const char *gt = memchr(v + k, '>', b - k);
+			if (gt == NULL)
+				break;   /* no '>' after this '<', nor after a later one */
+			add(arg, ms_cache_msgid_hash(v + k, (size_t)(gt - (v + k)) + 1));
+		}
+	}
+}
+
+struct idx_acc {
+	struct hc_idx *v;
+	size_t n, cap;
+	uint32_t rec;
+	int oom;
+};
+
+static void
+idx_add(void *arg, uint32_t h)
+{
+	struct idx_acc *a = arg;
+	if (a->oom)
+		return;
+	/* One entry per (hash, record): a repeated id adds nothing. */
+	for (size_t k = a->n; k > 0 && a->v[k - 1].rec == a->rec; k--)
+		if (a->v[k - 1].hash == h)
+			return;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 4096;
+		struct hc_idx *v = realloc(a->v, cap * sizeof *v);
+		if (v == NULL) {
+			a->oom = 1;
+			return;
+		}
+		a->v = v;
+		a->cap = cap;
+	}
+	a->v[a->n++] = (struct hc_idx){ h, a->rec };
+}
+
+static int
+cmp_idx(const void *pa, const void *pb)
+{
+	const struct hc_idx *a = pa, *b = pb;
+	if (a->hash != b->hash)
+		return a->hash < b->hash ? -1 : 1;
+	return a->rec < b->rec ? -1 : a->rec > b->rec;
+}
+
+static int
+cmp_u32(const void *pa, const void *pb)
+{
+	uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+	return a < b ? -1 : a > b;
+}
+
+/* Entries of hash h: [*lo, *hi) of the file's index. */
+static void
+idx_range(const struct ms_cache *c, uint32_t h, size_t *lo, size_t *hi)
+{
+	size_t a = 0, b = c->nfidx;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (c->fidx[mid].hash < h)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	*lo = a;
+	while (a < c->nfidx && c->fidx[a].hash == h)
+		a++;
+	*hi = a;
+}
+
+int
+ms_cache_msgid(struct pt_mbox *mb, const char *key, size_t len, uint32_t **uids, size_t *n)
+{
+	*uids = NULL;
+	*n = 0;
+	if (!hc_enabled || len < 2 || key[0] != '<' || key[len - 1] != '>' || memchr(key, '>', len - 1) != NULL)
+		return 0;
+	struct ms_cache *c = cache_get(mb);
+	const struct ms_folder *f = &mb->f;
+	if (c == NULL || c->nfrec == 0)
+		return 0;   /* nothing kept: every message is to be read anyway */
+	size_t lo, hi, lo0, hi0;
+	idx_range(c, ms_cache_msgid_hash(key, len), &lo, &hi);
+	idx_range(c, 0, &lo0, &hi0);
+	/* The file's records that name the id (or could), and every message
+	 * of the list the file has no record of its text for (new, changed,
+	 * or dropped from the file): those are looked at as before. */
+	size_t cap = (hi - lo) + (hi0 - lo0) + 16, m = 0;
+	uint32_t *v = malloc(cap * sizeof *v);
+	if (v == NULL)
+		return 0;
+	for (size_t k = lo; k < hi; k++)
+		v[m++] = c->frec[c->fidx[k].rec].uid;
+	for (size_t k = lo0; k < hi0; k++)
+		v[m++] = c->frec[c->fidx[k].rec].uid;
+	size_t b = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		const struct ms_msg *r = &f->m[i];
+		while (b < c->nfrec && c->frec[b].uid < r->info.uid)
+			b++;
+		if (b < c->nfrec && rec_matches(&c->frec[b], r))
+			continue;
+		if (m == cap) {
+			cap *= 2;
+			uint32_t *nv = realloc(v, cap * sizeof *nv);
+			if (nv == NULL) {
+				free(v);
+				return 0;
+			}
+			v = nv;
+		}
+		v[m++] = r->info.uid;
+	}
+	qsort(v, m, sizeof *v, cmp_u32);
+	size_t u = 0;
+	for (size_t k = 0; k < m; k++)
+		if (u == 0 || v[k] != v[u - 1])
+			v[u++] = v[k];
+	*uids = v;
+	*n = u;
+	return 1;
+}
+
 /* Write the merge of the file's and the learnt records that still match
  * the folder's messages; then serve from the new file. */
 static int
@@ -967,19 +1201,26 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 	if (!blob.oom)
 		rank_keys(out, n, blob.p);
 	int rc = -1;
+	struct idx_acc ia = { NULL, 0, 0, 0, 0 };
 	if (blob.oom)
 		goto done;
+	/* The Message-ID index over what is written. */
+	for (size_t k = 0; k < n && !ia.oom; k++) {
+		ia.rec = (uint32_t)k;
+		ms_cache_msgid_keys(blob.p + out[k].off, out[k].len, idx_add, &ia);
+	}
+	if (ia.oom)
+		goto done;
+	qsort(ia.v, ia.n, sizeof *ia.v, cmp_idx);
 	struct hc_head h;
 	memset(&h, 0, sizeof h);
 	memcpy(h.magic, HC_MAGIC, 8);
 	h.uidvalidity = c->uidvalidity;
 	h.nrec = (uint32_t)n;
 	h.blob_len = blob.len;
-	/* The sum runs over records and blob as one stream: the same
-	 * eight-octet steps as the load's single pass need the records to
-	 * be a multiple of eight long (they are: 72 octets). */
-	h.sum = hc_sum(hc_sum(0xcbf29ce484222325ull, out, n * sizeof *out), blob.p ? blob.p : "",
-	               blob.len);
+	h.nidx = (uint32_t)ia.n;
+	h.sum = file_sum(out, n * sizeof *out, ia.v ? (const void *)ia.v : "", ia.n * sizeof *ia.v,
+	                 blob.p ? blob.p : "", blob.len);
 	cache_path(f, path, sizeof path);
 	snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
 	if (ms_mkdirs(f->idxdir, 1) != 0)
@@ -991,6 +1232,8 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 	rc = pt_write_all(fd, &h, sizeof h);
 	if (rc == 0 && n)
 		rc = pt_write_all(fd, out, n * sizeof *out);
+	if (rc == 0 && ia.n)
+		rc = pt_write_all(fd, ia.v, ia.n * sizeof *ia.v);
 	if (rc == 0 && blob.len)
 		rc = pt_write_all(fd, blob.p, blob.len);
 	if (close(fd) != 0)
@@ -1002,6 +1245,7 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 		unlink(tmp);
 done:
 	free(out);
+	free(ia.v);
 	pt_strbuf_free(&blob);
 	return rc;
 }
