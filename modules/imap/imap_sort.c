@@ -248,8 +248,12 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 	if (skeys && !need_info && stored_keys(s, m, headers))
 		return;
 	const struct pt_msg_info *info = imap_view_info(s, m->idx);
-	if (info == NULL)
+	if (info == NULL) {
+		/* Expunged by another session since the search: its keys are
+		 * not known (sorted as empty), said by OK [EXPUNGEISSUED]. */
+		s->search_expunged = 1;
 		return;
+	}
 	m->arrival = info->internal_date;
 	m->date = info->internal_date;
 	m->size = info->size;
@@ -273,7 +277,11 @@ load_fields(struct imap_session *s, struct smsg *m, int threading, int headers)
 		t.data = ch;
 		t.len = t.hdr_len = chlen;
 	} else if (cached < 0 || s->mbx->read(s->mb, s->view[m->idx].uid, &t, &st) != 0) {
-		pt_warn("imap(%s): SORT could not read UID %u: %s", s->user.name, s->view[m->idx].uid, st.text);
+		if (strcmp(st.dsn, "NONEXISTENT") == 0 || s->mbx->find(s->mb, s->view[m->idx].uid) == (size_t)-1)
+			s->search_expunged = 1;
+		else
+			pt_warn("imap(%s): SORT could not read UID %u: %s", s->user.name, s->view[m->idx].uid,
+			        st.text);
 		return;
 	}
 	struct pt_hdr_iter it;

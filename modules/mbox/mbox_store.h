@@ -173,6 +173,9 @@ void ms_folder_free(struct ms_folder *f);
 int ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st);
 /* Is the file as f->known (and no other open in this process wrote)? */
 int ms_folder_current(struct ms_folder *f);
+/* The same for the messages' text alone (the flag log not looked at):
+ * one stat. */
+int ms_folder_text_current(struct ms_folder *f);
 /* Write every MS_DIRTY / MS_EXPUNGE record (in place where the padding
  * allows, else a crash-safe rewrite), fsync, save the index. Lock held. */
 int ms_folder_write(struct ms_folder *f, struct pt_status *st);
@@ -354,7 +357,7 @@ uint64_t ms_mbox_highest_modseq(const struct pt_mbox *mb);
 int ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
                     struct pt_status *st);
 /* A message's wire form read through the cache's window (a run of
- * neighbours in one pread, one check of the file a run): 1 done (out as
+ * neighbours in one pread, one stat of the file a message): 1 done (out as
  * ms_mbox_read gives it), 0 not so (read it the usual way), -1 st. */
 int ms_cache_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st);
 /* At sync: save what was learnt when it has waited long enough. */

@@ -837,6 +837,11 @@ ms_cache_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct 
 	struct ms_cache *c = cache_obj(mb);
 	if (c == NULL || f->fd < 0 || !f->known_valid)
 		return 0;
+	/* Each read still checks the file (one stat): a reader that does not
+	 * sync between reads (POP3's RETR) must see another session's
+	 * expunge as the full path does. */
+	if (!ms_folder_text_current(f))
+		return 0;
 	size_t i = msg_at(f, &c->cur_r, uid);
 	if (i == (size_t)-1 || ms_mbox_find(mb, uid) == (size_t)-1)
 		return 0;
