@@ -669,14 +669,36 @@ collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_st
 	}
 }
 
+static int
+is_alnum(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+/* [s, s+n) in [hay, hay+hlen), ASCII case folded; both short. */
+static int
+has_run_ci(const char *hay, size_t hlen, const char *s, size_t n)
+{
+	for (size_t i = 0; i + n <= hlen; i++) {
+		size_t k = 0;
+		while (k < n && fold((unsigned char)hay[i + k]) == fold((unsigned char)s[k]))
+			k++;
+		if (k == n)
+			return 1;
+	}
+	return 0;
+}
+
 /* FROM/TO/CC/BCC compare the address text imap_msg_address_text makes,
  * costly to make for every message of a folder. For a value of plain
  * atoms (letters, digits, "-_+", white space, "<>@."; no quotes,
  * comments, escapes, encoded words, lists or groups) that text is its
  * words in order with white space dropped or kept and separators added
- * between them, so a needle of letters and digits only that is nowhere
- * in the value with its white space dropped cannot match it. 1 when so
- * (no match), 0 when the full comparison must decide. */
+ * between them (never letters or digits): each run of letters and digits
+ * of the text lies within the value with its white space dropped, and so
+ * does each such run of the needle if it is to match. 1 when one is not
+ * there (no match), 0 when the full comparison must decide (also for a
+ * needle without letters or digits). */
 static int
 addr_cannot_match(const char *v, size_t len, const struct node *n)
 {
@@ -687,13 +709,27 @@ addr_cannot_match(const char *v, size_t len, const struct node *n)
 		unsigned char ch = (unsigned char)v[i];
 		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
 			continue;
-		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		         ch == '<' || ch == '>' || ch == '@' || ch == '.' || ch == '-' || ch == '_' || ch == '+';
+		int ok = is_alnum(ch) || ch == '<' || ch == '>' || ch == '@' || ch == '.' || ch == '-' ||
+		         ch == '_' || ch == '+';
 		if (!ok || k == sizeof buf)
 			return 0;
 		buf[k++] = (char)ch;
 	}
-	return !contains_ci(buf, k, n->str, n->slen);
+	if (n->alnum)
+		return !contains_ci(buf, k, n->str, n->slen);
+	for (size_t i = 0; i < n->slen;) {
+		if (!is_alnum((unsigned char)n->str[i])) {
+			i++;
+			continue;
+		}
+		size_t j = i;
+		while (j < n->slen && is_alnum((unsigned char)n->str[j]))
+			j++;
+		if (!has_run_ci(buf, k, n->str + i, j - i))
+			return 1;
+		i = j;
+	}
+	return 0;
 }
 
 static int
@@ -727,7 +763,7 @@ match_header(const struct imap_msg *m, const struct node *n)
 				continue;
 			}
 		}
-		if (n->addr && n->alnum && addr_cannot_match(f.value, f.value_len, n))
+		if (n->addr && addr_cannot_match(f.value, f.value_len, n))
 			continue;
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
 		pt_hdr_unfold(f.value, f.value_len, &raw);

@@ -87,6 +87,15 @@ class SearchTest(unittest.TestCase):
         self.assertEqual(self.search("FROM alice"), [1])
         self.assertEqual(self.search("FROM EXAMPLE.ORG"), [2])  # case-insensitive
         self.assertEqual(self.search("TO alice@example.com"), [2, 3, 4])
+        # Needles across words and separators of the address text (runs of
+        # letters and digits prune values that cannot hold them).
+        self.assertEqual(self.search('FROM "Example <alice"'), [1])
+        self.assertEqual(self.search("FROM ice@exam"), [1])
+        self.assertEqual(self.search("FROM e.n"), [4])
+        self.assertEqual(self.search("FROM .net"), [4])
+        self.assertEqual(self.search("FROM alice.example"), [])
+        self.assertEqual(self.search("FROM dave@example.net"), [4])
+        self.assertEqual(self.search('FROM "@"'), [1, 2, 3, 4])
         self.assertEqual(self.search("CC dave"), [2])
         self.assertEqual(self.search("BCC anyone"), [])
         self.assertEqual(self.search("SUBJECT quarterly"), [1, 4])
