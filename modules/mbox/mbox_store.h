@@ -384,6 +384,10 @@ uint32_t ms_cache_msgid_hash(const char *key, size_t len);
 /* Remove the cache files (header cache, kept answers) of index dir dir. */
 void ms_cache_unlink(const char *dir);
 int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);
+/* The same from a header as the mbox holds it (LF line ends, storage
+ * headers in place; no mboxrd quoting): what ms_cache_extract gives for
+ * its wire form. */
+int ms_cache_extract_raw(const char *hdr, size_t len, struct pt_strbuf *out);
 
 int ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
 int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,

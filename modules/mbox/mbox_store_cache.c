@@ -442,12 +442,53 @@ ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out)
 	return out->oom ? -1 : 0;
 }
 
+int
+ms_cache_extract_raw(const char *hdr, size_t len, struct pt_strbuf *out)
+{
+	struct pt_hdr_iter it;
+	struct pt_hdr_field fl;
+	size_t start = out->len;
+	pt_hdr_iter_init(&it, hdr, len, 0);
+	while (pt_hdr_next(&it, &fl)) {
+		if (!pt_header_cached(fl.name, fl.name_len))
+			continue;
+		if (fl.raw_len < 1 || fl.raw[fl.raw_len - 1] != '\n')
+			return -1;   /* left to a full read, as ms_cache_extract */
+		/* The field's wire form: each LF without a CR before it (in the
+		 * field) gets one, as ms_wire_form writes it. */
+		if (pt_strbuf_reserve(out, 2 * fl.raw_len) != 0)
+			return -1;
+		const char *q = fl.raw, *e = fl.raw + fl.raw_len;
+		char *o = out->p + out->len;
+		while (q < e) {
+			const char *nl = memchr(q, '\n', (size_t)(e - q));
+			size_t k = (size_t)((nl ? nl : e) - q);
+			memcpy(o, q, k);
+			o += k;
+			if (nl == NULL)
+				break;
+			if (nl == fl.raw || nl[-1] != '\r')
+				*o++ = '\r';
+			*o++ = '\n';
+			q = nl + 1;
+		}
+		out->len = (size_t)(o - out->p);
+		out->p[out->len] = '\0';
+		if (out->len - start > HC_BLOCK_MAX - 2)
+			return -1;
+	}
+	pt_strbuf_put(out, "\r\n", 2);
+	return out->oom ? -1 : 0;
+}
+
 /* Keep block [p, p+len) as uid's (message r). The returned pointer: the
  * kept copy, valid until the next call. */
 static const char *
 learn(struct ms_cache *c, const struct ms_msg *r, const char *p, size_t len)
 {
-	size_t k = added_find(c, r->info.uid);
+	/* Learnt in UID order (a command's pass): past the last, no search. */
+	size_t k = c->sorted && (c->nadd == 0 || c->add[c->nadd - 1].uid < r->info.uid) ? (size_t)-1 :
+	           added_find(c, r->info.uid);
 	struct hc_rec nr;
 	rec_ident(r, &nr);
 	nr.len = (uint32_t)len;
@@ -927,6 +968,19 @@ ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 			goto out;
 		}
 		size_t skip = (size_t)(r->hdr_off - r->from_off);
+		if (!(r->state & MS_RD)) {
+			/* The cached fields straight from the mbox's header (no
+			 * wire form of all of it first); mboxrd quoting aside. */
+			if (ms_cache_extract_raw(at + skip, n - skip, &blk) != 0) {
+				if (blk.oom) {
+					pt_status_set(st, 451, "SERVERBUG", "Out of memory");
+					goto out;
+				}
+				rc = 0;
+				goto out;
+			}
+			goto extracted;
+		}
 		if (ms_wire_form(at + skip, n - skip, &wire, &hlen, (r->state & MS_RD) != 0) != 0 ||
 		    wire.oom) {
 			pt_status_set(st, 451, "SERVERBUG", "Out of memory");
@@ -947,6 +1001,7 @@ ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
 		rc = 0;
 		goto out;
 	}
+extracted:;
 	const char *kept = c != NULL && i != (size_t)-1 ? learn(c, &f->m[i], blk.p, blk.len) : NULL;
 	if (kept == NULL) {
 		/* Not kept (no memory for it): answer from a copy. */

@@ -529,6 +529,48 @@ test_sort_keys_corrupt(void **state)
 	free(good);
 }
 
+/* The cached fields straight from an mbox header (LF ends, storage
+ * headers among them) are what extracting them from its wire form gives:
+ * random headers of cached and other fields in any case, storage
+ * headers, folded lines, CRLF and bare LF, lines that are no field, a
+ * last line without its end. */
+static void
+test_extract_raw_same(void **state)
+{
+	(void)state;
+	static const char *const parts[] = {
+		"Subject: s", "SUBJECT:x", "from: a@b", "To: c", "Message-ID: <i@x>", "X-UID: 5", "Status: RO",
+		"X-Status: A", "X-Keywords: $a", "Content-Length: 4", "X-IMAPbase: 1 2", "Received: r",
+		"no field here", " continued", "\tcontinued too", "Content-Type: text/plain", "x-priority: 1",
+		"References: <a>", ": empty name", "Date : spaced", "X-Postern-Quoting: mboxrd",
+	};
+	srand(2822);
+	for (int round = 0; round < 3000; round++) {
+		struct pt_strbuf raw = { 0 }, wire = { 0 }, a = { 0 }, b = { 0 };
+		int nf = rand() % 12;
+		for (int k = 0; k < nf; k++) {
+			pt_strbuf_puts(&raw, parts[rand() % (int)(sizeof parts / sizeof parts[0])]);
+			int end = rand() % 8;
+			pt_strbuf_puts(&raw, end == 0 ? "\r\n" : end == 1 ? "\r" : "\n");
+		}
+		if (rand() % 4)
+			pt_strbuf_puts(&raw, rand() % 2 ? "\n" : "\r\n");   /* the empty line */
+		if (rand() % 2)
+			pt_strbuf_puts(&raw, "body\n");
+		size_t hlen = 0;
+		assert_int_equal(ms_wire_form(raw.p ? raw.p : "", raw.len, &wire, &hlen, 0), 0);
+		int ra = ms_cache_extract(wire.p ? wire.p : "", hlen, &a);
+		int rb = ms_cache_extract_raw(raw.p ? raw.p : "", raw.len, &b);
+		if (ra != rb || (ra == 0 && (a.len != b.len || memcmp(a.p, b.p, a.len) != 0)))
+			fail_msg("round %d: header [%s]: %d [%s] != %d [%s]", round, raw.p ? raw.p : "", ra,
+			         a.p ? a.p : "", rb, b.p ? b.p : "");
+		pt_strbuf_free(&raw);
+		pt_strbuf_free(&wire);
+		pt_strbuf_free(&a);
+		pt_strbuf_free(&b);
+	}
+}
+
 /* msgid_candidates' UIDs for key (ascending), as a string "1 4", or
  * "-" when the store cannot say. */
 static void
@@ -702,6 +744,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_outside_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_cache_ignored, setup, teardown),
 		cmocka_unit_test(test_extract),
+		cmocka_unit_test(test_extract_raw_same),
 		cmocka_unit_test_setup_teardown(test_sort_keys_kept_and_ranked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sort_keys_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
