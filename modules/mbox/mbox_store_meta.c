@@ -18,12 +18,19 @@ field_kind(const char *line, size_t len)
 {
 	static const struct {
 		const char *name;
+		size_t len;
 		enum field kind;
 	} names[] = {
-		{ "X-IMAPbase", F_BASE }, { "X-IMAP", F_IMAP }, { "X-UID", F_UID },
-		{ "Status", F_STATUS }, { "X-Status", F_XSTATUS }, { "X-Keywords", F_KEYWORDS },
-		{ "Content-Length", F_CLEN }, { "X-Postern-Quoting", F_QUOTE },
+		{ "X-IMAPbase", 10, F_BASE }, { "X-IMAP", 6, F_IMAP }, { "X-UID", 5, F_UID },
+		{ "Status", 6, F_STATUS }, { "X-Status", 8, F_XSTATUS }, { "X-Keywords", 10, F_KEYWORDS },
+		{ "Content-Length", 14, F_CLEN }, { "X-Postern-Quoting", 17, F_QUOTE },
 	};
+	/* Every storage header starts with X, S or C: most fields of a
+	 * message are told apart by their first octet (this runs for every
+	 * field of every message read). */
+	int f0 = len ? ((unsigned char)line[0] | 0x20) : 0;
+	if (f0 != 'x' && f0 != 's' && f0 != 'c')
+		return F_OTHER;
 	size_t n = 0;
 	while (n < len && line[n] != ':' && line[n] != ' ' && line[n] != '\t')
 		n++;
@@ -33,7 +40,7 @@ field_kind(const char *line, size_t len)
 	if (n == 0 || c >= len || line[c] != ':')
 		return F_OTHER;
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (strlen(names[i].name) == n && strncasecmp(names[i].name, line, n) == 0)
+		if (names[i].len == n && strncasecmp(names[i].name, line, n) == 0)
 			return names[i].kind;
 	return F_OTHER;
 }
