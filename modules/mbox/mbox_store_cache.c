@@ -1271,7 +1271,8 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 	}
 	if (ia.oom)
 		goto done;
-	qsort(ia.v, ia.n, sizeof *ia.v, cmp_idx);
+	if (ia.n)
+		qsort(ia.v, ia.n, sizeof *ia.v, cmp_idx);
 	struct hc_head h;
 	memset(&h, 0, sizeof h);
 	memcpy(h.magic, HC_MAGIC, 8);
