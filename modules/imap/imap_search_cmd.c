@@ -280,9 +280,11 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 		if (use_cand) {
 			while (ci < ncand && cand[ci] < s->view[i].uid)
 				ci++;
-			if (ci == ncand)
-				break;
-			if (cand[ci] != s->view[i].uid)
+			/* Not the store's candidate: left out, unless another
+			 * session expunged it (judged below as without the
+			 * index: the store no longer lists it). */
+			if ((ci == ncand || cand[ci] != s->view[i].uid) &&
+			    !(s->nghosts && imap_view_ghost(s, s->view[i].uid) != NULL))
 				continue;
 		}
 		const struct pt_msg_info *info = imap_view_info(s, i);
