@@ -258,6 +258,14 @@ struct pt_mailbox_ops {
 	                  size_t n, const char **data, size_t *len);
 	void (*answer_put)(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
 	                   size_t n, const char *data, size_t len);
+	/* SEARCH HEADER Message-ID with an id "<...>" (key, len octets:
+	 * '<', no other '>', then '>'): the UIDs (ascending, malloc'd) of
+	 * every message of the store's list whose Message-ID fields could
+	 * hold key as SEARCH compares them (case-insensitive substring of
+	 * the value) -- each match is among them, others may be too. 1 with
+	 * *uids and *n, 0 when the store cannot say (then every message is
+	 * to be looked at). May be NULL. */
+	int (*msgid_candidates)(struct pt_mbox *mb, const char *key, size_t len, uint32_t **uids, size_t *n);
 };
 
 /* sort_key kinds: RFC 5256 base subject; first From mailbox's local part

@@ -70,6 +70,8 @@ struct imap_session {
 	 * VANISHED (imap_condstore.c). */
 	int condstore, qresync;
 	int search_modseq;            /* the last imap_search_eval used MODSEQ */
+	int search_expunged;          /* ... met a message another session expunged
+	                                 that it could not judge (its text gone) */
 
 	int idling;
 	char *idle_tag;

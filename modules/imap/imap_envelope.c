@@ -135,32 +135,59 @@ struct addr {
 	int has_name;
 };
 
+/* imap_msg_put_nstring's output, in one pass with the room reserved
+ * once: the envelope writes ten to twenty such strings per message. */
 static void
-addr_reset(struct addr *a)
+env_nstring(struct pt_strbuf *out, const char *s, size_t len)
 {
-	pt_strbuf_free(&a->name);
-	pt_strbuf_free(&a->adl);
-	pt_strbuf_free(&a->mailbox);
-	pt_strbuf_free(&a->host);
-	a->has_name = 0;
+	if (s == NULL) {
+		pt_strbuf_put(out, "NIL", 3);
+		return;
+	}
+	size_t quote = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\r' || c == '\n' || c == '\0' || c >= 0x80) {
+			imap_msg_put_nstring(out, s, len);   /* a literal */
+			return;
+		}
+		quote += c == '"' || c == '\\';
+	}
+	if (pt_strbuf_reserve(out, len + quote + 2) != 0)
+		return;
+	char *o = out->p + out->len;
+	*o++ = '"';
+	if (quote == 0) {
+		memcpy(o, s, len);
+		o += len;
+	} else {
+		for (size_t i = 0; i < len; i++) {
+			if (s[i] == '"' || s[i] == '\\')
+				*o++ = '\\';
+			*o++ = s[i];
+		}
+	}
+	*o++ = '"';
+	out->len = (size_t)(o - out->p);
+	out->p[out->len] = '\0';
 }
 
 static void
 put_addr(struct pt_strbuf *out, struct addr *a)
 {
 	pt_strbuf_put(out, "(", 1);
-	imap_msg_put_nstring(out, a->has_name && a->name.len ? a->name.p : NULL, a->name.len);
+	env_nstring(out, a->has_name && a->name.len ? a->name.p : NULL, a->name.len);
 	pt_strbuf_put(out, " ", 1);
-	imap_msg_put_nstring(out, a->adl.len ? a->adl.p : NULL, a->adl.len);
+	env_nstring(out, a->adl.len ? a->adl.p : NULL, a->adl.len);
 	pt_strbuf_put(out, " ", 1);
 	/* an empty part would read as a group marker: fill it as Dovecot does */
 	if (a->mailbox.len)
-		imap_msg_put_nstring(out, a->mailbox.p, a->mailbox.len);
+		env_nstring(out, a->mailbox.p, a->mailbox.len);
 	else
 		pt_strbuf_puts(out, "\"MISSING_MAILBOX\"");
 	pt_strbuf_put(out, " ", 1);
 	if (a->host.len)
-		imap_msg_put_nstring(out, a->host.p, a->host.len);
+		env_nstring(out, a->host.p, a->host.len);
 	else
 		pt_strbuf_puts(out, "\"MISSING_DOMAIN\"");
 	pt_strbuf_put(out, ")", 1);
@@ -220,6 +247,37 @@ struct addr_sink {
 	int any;
 };
 
+/* walk_address_list's buffers, emptied (not freed) between addresses
+ * and calls: FETCH ENVELOPE of a 100k folder walks some 400 000 lists,
+ * and six mallocs and frees an address cost more than the parse. One
+ * walk at a time (no sink walks again). */
+static struct pt_strbuf w_phrase, w_local;
+static struct addr w_addr;
+
+static void
+scratch_reset(struct pt_strbuf *b)
+{
+	/* A buffer a huge value grew is let go, not kept. */
+	if (b->cap > 65536) {
+		pt_strbuf_free(b);
+		memset(b, 0, sizeof *b);
+	}
+	b->len = 0;
+	b->oom = 0;
+	if (b->p != NULL)
+		b->p[0] = '\0';
+}
+
+static void
+addr_clear(struct addr *a)
+{
+	scratch_reset(&a->name);
+	scratch_reset(&a->adl);
+	scratch_reset(&a->mailbox);
+	scratch_reset(&a->host);
+	a->has_name = 0;
+}
+
 static void
 walk_address_list(struct addr_sink *k, const char *v, size_t len)
 {
@@ -227,7 +285,9 @@ walk_address_list(struct addr_sink *k, const char *v, size_t len)
 	struct tok t = next_tok(&lx);
 	int in_group = 0;
 	size_t guard = 0;
-	struct addr a = { 0 };
+	struct addr a = w_addr;
+	memset(&w_addr, 0, sizeof w_addr);   /* held by this walk */
+	addr_clear(&a);
 	while (t.type != T_END && guard++ < len + 1) {
 		if (t.type == T_SPECIAL && t.c == ',') {
 			t = next_tok(&lx);
@@ -242,7 +302,11 @@ walk_address_list(struct addr_sink *k, const char *v, size_t len)
 			continue;
 		}
 		/* a phrase, or the local part of a bare addr-spec */
-		struct pt_strbuf phrase = { 0 }, local = { 0 };
+		struct pt_strbuf phrase = w_phrase, local = w_local;
+		memset(&w_phrase, 0, sizeof w_phrase);
+		memset(&w_local, 0, sizeof w_local);
+		scratch_reset(&phrase);
+		scratch_reset(&local);
 		lx.comment = NULL;
 		int words = 0;
 		while (t.type == T_WORD || t.type == T_QUOTED
@@ -283,10 +347,11 @@ walk_address_list(struct addr_sink *k, const char *v, size_t len)
 		} else {
 			t = next_tok(&lx); /* a stray special: skipped */
 		}
-		pt_strbuf_free(&phrase);
-		pt_strbuf_free(&local);
-		addr_reset(&a);
+		w_phrase = phrase;
+		w_local = local;
+		addr_clear(&a);
 	}
+	w_addr = a;
 	if (in_group)
 		k->group(k, NULL, 0);
 }
@@ -315,7 +380,7 @@ env_group(struct addr_sink *k, const char *name, size_t len)
 		return;
 	}
 	pt_strbuf_puts(k->out, "(NIL NIL ");
-	imap_msg_put_nstring(k->out, name, len);
+	env_nstring(k->out, name, len);
 	pt_strbuf_puts(k->out, " NIL)");
 }
 
@@ -392,6 +457,8 @@ first_addr(struct addr_sink *k, struct addr *a)
 	f->done = 1;
 	if (a->mailbox.len)
 		pt_strbuf_put(f->mailbox, a->mailbox.p, a->mailbox.len);
+	if (f->display == NULL)
+		return;   /* not asked for (SORT FROM: no decoding of the name) */
 	if (a->has_name && a->name.len) {
 		imap_msg_decode_header(a->name.p, a->name.len, f->display);
 	} else {
@@ -436,6 +503,29 @@ value_blank(const struct pt_hdr_field *f)
 	return 1;
 }
 
+/* Which envelope field a header field is (E_COUNT: none): by length
+ * first, one compare at most, not ten per field. */
+static int
+env_field(const struct pt_hdr_field *f)
+{
+	int c = (unsigned char)f->name[0] | 0x20, i;
+	switch (f->name_len) {
+	case 2: i = c == 't' ? E_TO : c == 'c' ? E_CC : E_COUNT; break;
+	case 3: i = E_BCC; break;
+	case 4: i = c == 'f' ? E_FROM : E_DATE; break;
+	case 6: i = E_SENDER; break;
+	case 7: i = E_SUBJECT; break;
+	case 8: i = E_REPLY_TO; break;
+	case 10: i = E_MESSAGE_ID; break;
+	case 11: i = E_IN_REPLY_TO; break;
+	default: i = E_COUNT; break;
+	}
+	return i < E_COUNT && pt_hdr_name_is(f, env_names[i]) ? i : E_COUNT;
+}
+
+/* The unfolded value, reused across fields and messages. */
+static struct pt_strbuf env_value;
+
 void
 imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, struct pt_strbuf *out)
 {
@@ -445,16 +535,15 @@ imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, stru
 	struct pt_hdr_field f;
 	pt_hdr_iter_init(&it, m->data + p->hdr_off, p->hdr_len, 0);
 	while (pt_hdr_next(&it, &f)) {
-		for (int i = 0; i < E_COUNT; i++) {
-			if (!have[i] && pt_hdr_name_is(&f, env_names[i])) {
-				/* an empty Sender:/Reply-To: names nobody, so from
-				 * stands in as if it were missing (Dovecot agrees) */
-				if ((i == E_SENDER || i == E_REPLY_TO) && value_blank(&f))
-					continue;
-				found[i] = f;
-				have[i] = 1;
-			}
-		}
+		int i = env_field(&f);
+		if (i == E_COUNT || have[i])
+			continue;
+		/* an empty Sender:/Reply-To: names nobody, so from stands in as
+		 * if it were missing (Dovecot agrees) */
+		if ((i == E_SENDER || i == E_REPLY_TO) && value_blank(&f))
+			continue;
+		found[i] = f;
+		have[i] = 1;
 	}
 	pt_strbuf_put(out, "(", 1);
 	for (int i = 0; i < E_COUNT; i++) {
@@ -468,13 +557,17 @@ imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, stru
 			pt_strbuf_put(out, "NIL", 3);
 			continue;
 		}
-		struct pt_strbuf v = { 0 };
+		struct pt_strbuf v = env_value;
+		memset(&env_value, 0, sizeof env_value);
+		scratch_reset(&v);
 		pt_hdr_unfold(found[src].value, found[src].value_len, &v);
 		if (i >= E_FROM && i <= E_BCC)
 			put_address_list(out, v.p, v.len);
 		else
-			imap_msg_put_nstring(out, v.p, v.len);
-		pt_strbuf_free(&v);
+			env_nstring(out, v.p, v.len);
+		if (v.oom)
+			out->oom = 1;
+		env_value = v;
 	}
 	pt_strbuf_put(out, ")", 1);
 }

@@ -61,6 +61,7 @@ struct fetch_run {
 	 * stands for the message. */
 	int hdr_only;
 	struct pt_strbuf hdr;
+	struct pt_strbuf item_buf;    /* send_item's, kept across items */
 
 	int failed;
 	int unknown_cte;              /* a BINARY item's part had an unknown encoding */
@@ -102,6 +103,7 @@ run_free(struct imap_session *s, struct fetch_run *r)
 		return;
 	run_message_done(s, r);
 	pt_strbuf_free(&r->hdr);
+	pt_strbuf_free(&r->item_buf);
 	imap_fetch_req_free(&r->req);
 	free(r->idx);
 	free(r->implicit_flags);
@@ -402,7 +404,12 @@ static void
 send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_item *it,
           const struct imap_view_msg *v, const struct pt_msg_info *m)
 {
-	struct pt_strbuf b = { 0 };
+	/* The run's buffer, emptied: an ENVELOPE grew a new one from 256
+	 * octets (two or three reallocs) for every message. */
+	struct pt_strbuf b = r->item_buf;
+	memset(&r->item_buf, 0, sizeof r->item_buf);
+	b.len = 0;
+	b.oom = 0;
 	char date[32];
 	const char *p;
 	size_t len;
@@ -412,6 +419,7 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 		pt_strbuf_printf(&b, "UID %u", v->uid);
 		break;
 	case IMAP_FI_FLAGS:
+		r->item_buf = b;
 		send_flags(s, r, v);
 		return;
 	case IMAP_FI_MODSEQ:
@@ -466,7 +474,10 @@ send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_i
 		imap_write(s, b.p, b.len);
 	else
 		r->failed = 1;
-	pt_strbuf_free(&b);
+	if (b.oom || b.cap > 65536)
+		pt_strbuf_free(&b);
+	else
+		r->item_buf = b;
 }
 
 static int

@@ -137,6 +137,11 @@ int imap_search_match(const struct imap_search *s, const struct imap_search_env 
 int imap_search_needs_text(const struct imap_search *s);
 /* Whether a MODSEQ key is used (the reply then tells the highest). */
 int imap_search_has_modseq(const struct imap_search *s);
+/* An id "<...>" (no other '>') every match must hold in a Message-ID
+ * field (a HEADER Message-ID key ANDed at the top): 1 with *key, *len
+ * (the search's own string), else 0. The store's index of ids can then
+ * name the candidates. */
+int imap_search_msgid(const struct imap_search *s, const char **key, size_t *len);
 void imap_search_free(struct imap_search *s);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "imap_msg_int.h"
 
@@ -462,6 +463,29 @@ imap_search_has_modseq(const struct imap_search *s)
 	return node_has_modseq(s->root);
 }
 
+static int
+node_msgid(const struct node *n, const char **key, size_t *len)
+{
+	if (n->kind == N_HEADER && !n->addr && strcasecmp(n->field, "message-id") == 0 && n->slen >= 2 &&
+	    n->str[0] == '<' && n->str[n->slen - 1] == '>' && memchr(n->str, '>', n->slen - 1) == NULL) {
+		*key = n->str;
+		*len = n->slen;
+		return 1;
+	}
+	if (n->kind != N_AND)
+		return 0;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (node_msgid(n->kids[i], key, len))
+			return 1;
+	return 0;
+}
+
+int
+imap_search_msgid(const struct imap_search *s, const char **key, size_t *len)
+{
+	return node_msgid(s->root, key, len);
+}
+
 int
 imap_search_needs_text(const struct imap_search *s)
 {
@@ -525,17 +549,12 @@ fold(int ch)
 	return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
 }
 
-/* needle in hay, ASCII case folded; an empty needle is found. Knuth-
- * Morris-Pratt, linear in hay + needle: the plain scan took hay x needle,
- * and SEARCH BODY with a 10 KB needle over a 2 MB body held the user's
- * mail process (all of that user's sessions) for 13 s. */
+/* needle in hay, ASCII case folded, by Knuth-Morris-Pratt: linear in
+ * hay + needle (a plain scan took hay x needle: SEARCH BODY with a 10 KB
+ * needle over a 2 MB body held the user's mail process for 13 s). */
 static int
-contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
+contains_kmp(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
-	if (nlen == 0)
-		return 1;
-	if (hay == NULL || hlen < nlen)
-		return 0;
 	size_t small[64];
 	size_t *fail = nlen <= sizeof small / sizeof small[0] ? small : malloc(nlen * sizeof *fail);
 	if (fail == NULL)
@@ -568,6 +587,69 @@ contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
 	return hit;
 }
 
+/* ASCII folding as a table, and the Horspool shifts of the last needle
+ * (the same needle comes once per message of the folder). */
+static unsigned char fold_tab[256];
+static char hs_needle[256];
+static size_t hs_len;
+static size_t hs_shift[256];
+
+static void
+horspool_prepare(const char *needle, size_t nlen)
+{
+	if (fold_tab['A'] == 0)
+		for (int c = 0; c < 256; c++)
+			fold_tab[c] = (unsigned char)fold(c);
+	/* Kept by content (a later command's string may lie at the same
+	 * address); a longer needle is prepared each time. */
+	if (hs_len == nlen && memcmp(hs_needle, needle, nlen) == 0)
+		return;
+	for (int c = 0; c < 256; c++)
+		hs_shift[c] = nlen;
+	for (size_t i = 0; i + 1 < nlen; i++)
+		hs_shift[fold_tab[(unsigned char)needle[i]]] = nlen - 1 - i;
+	hs_len = 0;
+	if (nlen <= sizeof hs_needle) {
+		memcpy(hs_needle, needle, nlen);
+		hs_len = nlen;
+	}
+}
+
+/* needle in hay, ASCII case folded; an empty needle is found. Horspool
+ * (it skips up to the needle's length per step: SEARCH BODY's no-hit
+ * scan of a folder looked at every octet twice), handing over to KMP
+ * from where it stands once it has compared more than a few times hay's
+ * length, so a hostile needle stays linear. */
+static int
+contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+	if (nlen == 0)
+		return 1;
+	if (hay == NULL || hlen < nlen)
+		return 0;
+	if (nlen < 3)
+		return contains_kmp(hay, hlen, needle, nlen);
+	horspool_prepare(needle, nlen);
+	const unsigned char *h = (const unsigned char *)hay, *nd = (const unsigned char *)needle;
+	unsigned char last = fold_tab[nd[nlen - 1]];
+	size_t budget = 4 * hlen + 64, work = 0;
+	for (size_t pos = 0; pos + nlen <= hlen;) {
+		unsigned char c = fold_tab[h[pos + nlen - 1]];
+		if (c == last) {
+			size_t k = nlen - 1;
+			while (k > 0 && fold_tab[h[pos + k - 1]] == fold_tab[nd[k - 1]])
+				k--;
+			if (k == 0)
+				return 1;
+			work += nlen - k;
+			if (work > budget)
+				return contains_kmp(hay + pos + 1, hlen - pos - 1, needle, nlen);
+		}
+		pos += hs_shift[c];
+	}
+	return 0;
+}
+
 /* Decoded text of every leaf part, and for text also embedded headers. */
 static void
 collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_strbuf *out, int depth)
@@ -587,14 +669,36 @@ collect_bodies(const struct imap_msg *m, const struct imap_part *p, struct pt_st
 	}
 }
 
+static int
+is_alnum(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+}
+
+/* [s, s+n) in [hay, hay+hlen), ASCII case folded; both short. */
+static int
+has_run_ci(const char *hay, size_t hlen, const char *s, size_t n)
+{
+	for (size_t i = 0; i + n <= hlen; i++) {
+		size_t k = 0;
+		while (k < n && fold((unsigned char)hay[i + k]) == fold((unsigned char)s[k]))
+			k++;
+		if (k == n)
+			return 1;
+	}
+	return 0;
+}
+
 /* FROM/TO/CC/BCC compare the address text imap_msg_address_text makes,
  * costly to make for every message of a folder. For a value of plain
  * atoms (letters, digits, "-_+", white space, "<>@."; no quotes,
  * comments, escapes, encoded words, lists or groups) that text is its
  * words in order with white space dropped or kept and separators added
- * between them, so a needle of letters and digits only that is nowhere
- * in the value with its white space dropped cannot match it. 1 when so
- * (no match), 0 when the full comparison must decide. */
+ * between them (never letters or digits): each run of letters and digits
+ * of the text lies within the value with its white space dropped, and so
+ * does each such run of the needle if it is to match. 1 when one is not
+ * there (no match), 0 when the full comparison must decide (also for a
+ * needle without letters or digits). */
 static int
 addr_cannot_match(const char *v, size_t len, const struct node *n)
 {
@@ -605,13 +709,27 @@ addr_cannot_match(const char *v, size_t len, const struct node *n)
 		unsigned char ch = (unsigned char)v[i];
 		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
 			continue;
-		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		         ch == '<' || ch == '>' || ch == '@' || ch == '.' || ch == '-' || ch == '_' || ch == '+';
+		int ok = is_alnum(ch) || ch == '<' || ch == '>' || ch == '@' || ch == '.' || ch == '-' ||
+		         ch == '_' || ch == '+';
 		if (!ok || k == sizeof buf)
 			return 0;
 		buf[k++] = (char)ch;
 	}
-	return !contains_ci(buf, k, n->str, n->slen);
+	if (n->alnum)
+		return !contains_ci(buf, k, n->str, n->slen);
+	for (size_t i = 0; i < n->slen;) {
+		if (!is_alnum((unsigned char)n->str[i])) {
+			i++;
+			continue;
+		}
+		size_t j = i;
+		while (j < n->slen && is_alnum((unsigned char)n->str[j]))
+			j++;
+		if (!has_run_ci(buf, k, n->str + i, j - i))
+			return 1;
+		i = j;
+	}
+	return 0;
 }
 
 static int
@@ -645,7 +763,7 @@ match_header(const struct imap_msg *m, const struct node *n)
 				continue;
 			}
 		}
-		if (n->addr && n->alnum && addr_cannot_match(f.value, f.value_len, n))
+		if (n->addr && addr_cannot_match(f.value, f.value_len, n))
 			continue;
 		struct pt_strbuf raw = { 0 }, dec = { 0 };
 		pt_hdr_unfold(f.value, f.value_len, &raw);

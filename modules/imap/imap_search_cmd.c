@@ -20,12 +20,15 @@ struct search_reply {
 	struct pt_strbuf out;
 	size_t pos;
 	const char *what;             /* "Search", "Sort", "Thread" */
+	int expunged;                 /* s->search_expunged of its evaluation */
 };
 
 /* One message's lazily loaded text, for imap_search_msg.load. */
 struct search_load {
 	struct imap_session *s;
 	uint32_t uid;
+	int gone;                     /* expunged by another session: no text */
+	int missed;                   /* its text was wanted but is gone */
 	int tried;
 	int have_text;
 	struct pt_msg_text text;
@@ -41,8 +44,16 @@ search_load_msg(void *arg)
 	if (l->tried)
 		return l->parsed;
 	l->tried = 1;
+	if (l->gone) {
+		l->missed = 1;
+		return NULL;
+	}
 	if (l->s->mbx->read(l->s->mb, l->uid, &l->text, &st) != 0) {
-		pt_warn("imap(%s): SEARCH could not read UID %u: %s", l->s->user.name, l->uid, st.text);
+		/* Expunged since the command's sync: as a gone one. */
+		if (strcmp(st.dsn, "NONEXISTENT") == 0 || l->s->mbx->find(l->s->mb, l->uid) == (size_t)-1)
+			l->missed = 1;
+		else
+			pt_warn("imap(%s): SEARCH could not read UID %u: %s", l->s->user.name, l->uid, st.text);
 		return NULL;
 	}
 	l->have_text = 1;
@@ -56,8 +67,8 @@ search_load_header(void *arg, const char **hdr, size_t *len)
 	struct search_load *l = arg;
 	struct pt_status st = { 0 };
 
-	if (l->s->mbx->header_fields == NULL)
-		return 0;
+	if (l->s->mbx->header_fields == NULL || l->gone)
+		return 0;   /* (a gone one: search_load_msg notes the miss) */
 	return l->s->mbx->header_fields(l->s->mb, l->uid, hdr, len, &st) == 1;
 }
 
@@ -154,7 +165,10 @@ reply_step(struct imap_session *s, struct search_reply *r)
 	}
 	/* No EXPUNGE here: the numbers just sent must stay valid (§7.4.1). */
 	imap_sync(s, 0);
-	imap_completed(s, r->tag, NULL, r->what ? r->what : "Search");
+	/* A message another session expunged whose text a key needed could
+	 * not be judged: OK [EXPUNGEISSUED] (RFC 5530's own example), as
+	 * FETCH answers for a text it no longer has. */
+	imap_completed(s, r->tag, r->expunged ? "EXPUNGEISSUED" : NULL, r->what ? r->what : "Search");
 	return 1;
 }
 
@@ -222,6 +236,7 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 
 	*hits = NULL;
 	*nhits = 0;
+	s->search_expunged = 0;
 	if (nargs == 0) {
 		imap_tagged(s, tag, "BAD", "Error in IMAP command %s: Missing SEARCH arguments.", cmd);
 		return -1;
@@ -253,16 +268,43 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return -1;
 	}
+	/* A Message-ID every match must hold: the store's index of ids names
+	 * the candidates (ascending UIDs), the rest cannot match. */
+	const char *idkey;
+	size_t idlen, ncand = 0, ci = 0;
+	uint32_t *cand = NULL;
+	int use_cand = s->mbx->msgid_candidates != NULL && imap_search_msgid(keys, &idkey, &idlen) &&
+	               s->mbx->msgid_candidates(s->mb, idkey, idlen, &cand, &ncand) == 1;
 	size_t n = 0;
 	for (size_t i = 0; i < s->nview; i++) {
+		if (use_cand) {
+			while (ci < ncand && cand[ci] < s->view[i].uid)
+				ci++;
+			/* Not the store's candidate: left out, unless another
+			 * session expunged it (judged below as without the
+			 * index: the store no longer lists it). */
+			if ((ci == ncand || cand[ci] != s->view[i].uid) &&
+			    !(s->nghosts && imap_view_ghost(s, s->view[i].uid) != NULL))
+				continue;
+		}
 		const struct pt_msg_info *info = imap_view_info(s, i);
 		struct search_load load = { .s = s, .uid = s->view[i].uid };
 		struct imap_search_msg msg;
 
-		/* Expunged by another session but still in our view: it has
-		 * nothing left to match (RFC 2180 §4.1.3 lets us leave it out). */
-		if (info == NULL)
-			continue;
+		/* Expunged by another session but still in our view (until we
+		 * may say EXPUNGE): judged on what the store last said of it,
+		 * as FETCH answers its UID, FLAGS, size and date; a key that
+		 * needs its text cannot match and makes the reply OK
+		 * [EXPUNGEISSUED]. Nothing known of it at all: left out (RFC
+		 * 2180 §4.1.3), said the same way. */
+		if (info == NULL) {
+			info = imap_view_ghost(s, s->view[i].uid);
+			if (info == NULL) {
+				s->search_expunged = 1;
+				continue;
+			}
+			load.gone = 1;
+		}
 		msg.seq = (uint32_t)(i + 1);
 		msg.info = info;
 		msg.load = search_load_msg;
@@ -270,8 +312,11 @@ imap_search_eval(struct imap_session *s, const char *tag, const char *cmd, const
 		msg.arg = &load;
 		if (imap_search_match(keys, &env, &msg))
 			v[n++] = i;
+		if (load.missed)
+			s->search_expunged = 1;
 		search_load_done(&load);
 	}
+	free(cand);
 	imap_search_free(keys);
 	*hits = v;
 	*nhits = n;
@@ -294,6 +339,7 @@ imap_search_reply(struct imap_session *s, const char *tag, struct pt_strbuf *out
 	r->out = *out;
 	memset(out, 0, sizeof(*out));
 	r->what = what;
+	r->expunged = s->search_expunged;
 	if (reply_step(s, r)) {
 		reply_free(r);
 		return;
@@ -424,6 +470,8 @@ imap_cmd_search(struct imap_session *s, const char *tag, const struct imap_arg *
 		return;
 	}
 	r = calloc(1, sizeof *r);
+	if (r)
+		r->expunged = s->search_expunged;
 	uint32_t *hits = nhits ? malloc(nhits * sizeof(*hits)) : NULL;
 	uint32_t *hit_uids = nhits && (ret & RET_SAVE) ? malloc(nhits * sizeof(*hit_uids)) : NULL;
 	if (!r || !(r->tag = strdup(tag)) || (nhits && !hits) || ((ret & RET_SAVE) && nhits && !hit_uids)) {

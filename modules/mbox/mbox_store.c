@@ -850,4 +850,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.sort_key_put = ms_cache_sort_key_put,
 	.answer_get = ms_cache_answer_get,
 	.answer_put = ms_cache_answer_put,
+	.msgid_candidates = ms_cache_msgid,
 };

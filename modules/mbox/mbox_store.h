@@ -185,6 +185,9 @@ void ms_folder_free(struct ms_folder *f);
 int ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st);
 /* Is the file as f->known (and no other open in this process wrote)? */
 int ms_folder_current(struct ms_folder *f);
+/* The same for the messages' text alone (the flag log not looked at):
+ * one stat. */
+int ms_folder_text_current(struct ms_folder *f);
 /* Write every MS_DIRTY / MS_EXPUNGE record (in place where the padding
  * allows, else a crash-safe rewrite), fsync, save the index. Lock held. */
 int ms_folder_write(struct ms_folder *f, struct pt_status *st);
@@ -388,6 +391,10 @@ uint64_t ms_mbox_highest_modseq(const struct pt_mbox *mb);
 /* ---- mbox_store_cache.c: the header cache (postern.hcache) ---- */
 int ms_cache_header(struct pt_mbox *mb, uint32_t uid, const char **hdr, size_t *len,
                     struct pt_status *st);
+/* A message's wire form read through the cache's window (a run of
+ * neighbours in one pread, one stat of the file a message): 1 done (out as
+ * ms_mbox_read gives it), 0 not so (read it the usual way), -1 st. */
+int ms_cache_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct pt_status *st);
 /* At sync: save what was learnt when it has waited long enough. */
 void ms_cache_tick(struct pt_mbox *mb);
 /* At close: save what was learnt, free the cache. */
@@ -403,9 +410,19 @@ int ms_cache_answer_get(struct pt_mbox *mb, const char *name, const uint32_t *ui
                         size_t n, const char **data, size_t *len);
 void ms_cache_answer_put(struct pt_mbox *mb, const char *name, const uint32_t *uids, const uint32_t *nums,
                          size_t n, const char *data, size_t len);
+int ms_cache_msgid(struct pt_mbox *mb, const char *key, size_t len, uint32_t **uids, size_t *n);
+/* The Message-ID index keys of a cached block (see mbox_store_cache.c):
+ * add(arg, hash) for each; hash 0 stands for "could hold any id". */
+void ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t h), void *arg);
+/* The hash of an id as the index keeps it (ASCII case folded, never 0). */
+uint32_t ms_cache_msgid_hash(const char *key, size_t len);
 /* Remove the cache files (header cache, kept answers) of index dir dir. */
 void ms_cache_unlink(const char *dir);
 int ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out);
+/* The same from a header as the mbox holds it (LF line ends, storage
+ * headers in place; no mboxrd quoting): what ms_cache_extract gives for
+ * its wire form. */
+int ms_cache_extract_raw(const char *hdr, size_t len, struct pt_strbuf *out);
 
 int ms_mbox_vanished_since(struct pt_mbox *mb, uint64_t modseq, uint32_t **ranges, size_t *n);
 int ms_mbox_change_flags_cond(struct pt_mbox *mb, const struct pt_flag_change *c, size_t n,

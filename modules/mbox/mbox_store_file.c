@@ -282,6 +282,14 @@ ms_folder_current(struct ms_folder *f)
 }
 
 int
+ms_folder_text_current(struct ms_folder *f)
+{
+	struct stat sb;
+	return f->fd >= 0 && f->known_valid && leaf_stat(f, &sb) == 0 && same_stat(&sb, &f->known) &&
+	       shared_gen(f->sh) == f->gen;
+}
+
+int
 ms_folder_exists(struct ms_folder *f, struct pt_status *st)
 {
 	struct stat sb;

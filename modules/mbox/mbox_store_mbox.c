@@ -527,6 +527,12 @@ ms_mbox_read(struct pt_mbox *mb, uint32_t uid, struct pt_msg_text *out, struct p
 {
 	struct ms_folder *f = &mb->f;
 	memset(out, 0, sizeof *out);
+	/* A run of reads (SEARCH BODY) through the cache's window: one pread
+	 * per run of neighbours, one stat a message (not a malloc, a pread and
+	 * two stats). */
+	int fast = ms_cache_read(mb, uid, out, st);
+	if (fast != 0)
+		return fast < 0 ? -1 : 0;
 	struct mbox_lock lk = { .fd = -1 };
 	if (!ms_folder_current(f)) {
 		int had = mb->snap != NULL;

@@ -18,12 +18,19 @@ field_kind(const char *line, size_t len)
 {
 	static const struct {
 		const char *name;
+		size_t len;
 		enum field kind;
 	} names[] = {
-		{ "X-IMAPbase", F_BASE }, { "X-IMAP", F_IMAP }, { "X-UID", F_UID },
-		{ "Status", F_STATUS }, { "X-Status", F_XSTATUS }, { "X-Keywords", F_KEYWORDS },
-		{ "Content-Length", F_CLEN }, { "X-Postern-Quoting", F_QUOTE },
+		{ "X-IMAPbase", 10, F_BASE }, { "X-IMAP", 6, F_IMAP }, { "X-UID", 5, F_UID },
+		{ "Status", 6, F_STATUS }, { "X-Status", 8, F_XSTATUS }, { "X-Keywords", 10, F_KEYWORDS },
+		{ "Content-Length", 14, F_CLEN }, { "X-Postern-Quoting", 17, F_QUOTE },
 	};
+	/* Every storage header starts with X, S or C: most fields of a
+	 * message are told apart by their first octet (this runs for every
+	 * field of every message read). */
+	int f0 = len ? ((unsigned char)line[0] | 0x20) : 0;
+	if (f0 != 'x' && f0 != 's' && f0 != 'c')
+		return F_OTHER;
 	size_t n = 0;
 	while (n < len && line[n] != ':' && line[n] != ' ' && line[n] != '\t')
 		n++;
@@ -33,7 +40,7 @@ field_kind(const char *line, size_t len)
 	if (n == 0 || c >= len || line[c] != ':')
 		return F_OTHER;
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (strlen(names[i].name) == n && strncasecmp(names[i].name, line, n) == 0)
+		if (names[i].len == n && strncasecmp(names[i].name, line, n) == 0)
 			return names[i].kind;
 	return F_OTHER;
 }
@@ -201,10 +208,12 @@ emit(const char *s, size_t n, int rd, int (*cb)(void *arg, const char *s, size_t
 	return n > from ? cb(arg, s + from, n - from) : 0;
 }
 
-/* Walk the kept lines of a message: cb(arg, line, len_with_lf). */
+/* Walk the kept lines of a message's header part (its fields but the
+ * storage headers, then the empty line): cb(arg, line, len_with_lf).
+ * *hdr_end: where the body starts. */
 static int
-kept_lines(const char *p, size_t len, size_t *hdr_end, int rd,
-           int (*cb)(void *arg, const char *s, size_t n), void *arg)
+kept_header(const char *p, size_t len, size_t *hdr_end, int rd,
+            int (*cb)(void *arg, const char *s, size_t n), void *arg)
 {
 	size_t pos = 0;
 	struct hfield f;
@@ -220,7 +229,17 @@ kept_lines(const char *p, size_t len, size_t *hdr_end, int rd,
 			return -1;
 	}
 	*hdr_end = body;
-	if (body < len && emit(p + body, len - body, rd, cb, arg) != 0)
+	return 0;
+}
+
+/* The same for the whole message: header part, then the body. */
+static int
+kept_lines(const char *p, size_t len, size_t *hdr_end, int rd,
+           int (*cb)(void *arg, const char *s, size_t n), void *arg)
+{
+	if (kept_header(p, len, hdr_end, rd, cb, arg) != 0)
+		return -1;
+	if (*hdr_end < len && emit(p + *hdr_end, len - *hdr_end, rd, cb, arg) != 0)
 		return -1;
 	return 0;
 }
@@ -269,18 +288,37 @@ ms_wire_size(const char *p, size_t len, size_t *hdr_len, int rd)
 	return a.size;
 }
 
+/* Append [s, s+n) with each bare LF as CRLF: line by line (memchr and
+ * memcpy), not octet by octet -- SEARCH BODY puts every message of a
+ * folder through here. */
 static int
 form_cb(void *arg, const char *s, size_t n)
 {
 	struct wire_acc *a = arg;
 	struct pt_strbuf *b = a->b;
-	if (pt_strbuf_reserve(b, n + bare_lfs(s, n)) != 0)
+	/* A big piece is counted first rather than given double room. */
+	size_t room = n > 65536 ? n + bare_lfs(s, n) : 2 * n;
+	if (pt_strbuf_reserve(b, room) != 0)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
-			b->p[b->len++] = '\r';
-		b->p[b->len++] = s[i];
+	char *o = b->p + b->len;
+	const char *e = s + n, *q = s;
+	while (q < e) {
+		const char *nl = memchr(q, '\n', (size_t)(e - q));
+		if (nl == NULL) {
+			memcpy(o, q, (size_t)(e - q));
+			o += e - q;
+			break;
+		}
+		size_t k = (size_t)(nl - q);
+		memcpy(o, q, k);
+		o += k;
+		/* A CR before it counts only inside this piece (as ever). */
+		if (nl == s || nl[-1] != '\r')
+			*o++ = '\r';
+		*o++ = '\n';
+		q = nl + 1;
 	}
+	b->len = (size_t)(o - b->p);
 	b->p[b->len] = '\0';
 	return 0;
 }
@@ -290,16 +328,13 @@ ms_wire_form(const char *p, size_t len, struct pt_strbuf *b, size_t *hdr_len, in
 {
 	struct wire_acc a = { 0, 0, b };
 	size_t start = b->len, hdr_end = 0;
-	if (kept_lines(p, len, &hdr_end, rd, form_cb, &a) != 0)
+	if (kept_header(p, len, &hdr_end, rd, form_cb, &a) != 0)
 		return -1;
-	if (hdr_len) {
-		/* Header octets: the CRLF form of [0, hdr_end). */
-		struct wire_acc h = { 0, 0, NULL };
-		size_t dummy;
-		kept_lines(p, hdr_end, &dummy, rd, count_cb, &h);
-		*hdr_len = (size_t)h.size;
-	}
-	(void)start;
+	/* Header octets: what the header part wrote (no second pass). */
+	if (hdr_len)
+		*hdr_len = b->len - start;
+	if (hdr_end < len && emit(p + hdr_end, len - hdr_end, rd, form_cb, &a) != 0)
+		return -1;
 	return 0;
 }
 

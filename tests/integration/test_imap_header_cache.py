@@ -40,7 +40,18 @@ def folder():
                            "=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=", "lunch (fwd)", "Quarterly\n numbers folded"])
         h.append("Subject: %s %d" % (subj, i % 5))
         h.append("Date: %s" % time.strftime("%a, %d %b %Y %H:%M:%S +0100", time.gmtime(T0 - i * 3600 * rnd.randint(1, 40))))
-        h.append("Message-ID: <m%d@example.com>" % i)
+        # Message-IDs for the index (SEARCH HEADER Message-ID is a
+        # case-insensitive substring match): a duplicate, case and blanks,
+        # folded, encoded, two fields, nested, unclosed, several ids.
+        h.append({30: "Message-ID: <m29@example.com>",
+                  31: "Message-ID:   <M31@Example.COM>  \t",
+                  32: "Message-ID: <m32@example.com>\n (folded comment)",
+                  33: "Message-ID: =?UTF-8?Q?=3Cm33@example.com=3E?=",
+                  34: "Message-ID: <m34@example.com>\nX-Between: 1\nmessage-id: <second34@example.com>",
+                  35: "Message-ID: <<m35@example.com>>",
+                  36: "Message-ID: <m36@example.com",
+                  37: "Message-ID: x<m37@example.com>y <other37@example.com>",
+                  38: "Message-ID: <a<m38@example.com>"}.get(i, "Message-ID: <m%d@example.com>" % i))
         if i > 1 and i % 4 == 0:
             h.append("In-Reply-To: <m%d@example.com>" % (i - 1))
         if i > 2 and i % 5 == 0:
@@ -65,6 +76,34 @@ QUERIES = [
     "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (subject content-type)]<3.20>)",
     "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (X-Custom Subject)])",
     "SEARCH HEADER Message-ID <m17@example.com>",
+    # An exact id is answered from the cache's Message-ID index once it
+    # is on disk; any other form by looking at every message.
+    "SEARCH HEADER Message-ID <m29@example.com>",
+    "SEARCH HEADER Message-ID <m31@example.com>",
+    "SEARCH HEADER Message-ID <M31@EXAMPLE.com>",
+    "SEARCH HEADER MESSAGE-ID <m32@example.com>",
+    "SEARCH HEADER Message-ID <m33@example.com>",
+    "SEARCH HEADER Message-ID <m34@example.com>",
+    "SEARCH HEADER Message-ID <second34@example.com>",
+    "SEARCH HEADER Message-ID <m35@example.com>",
+    "SEARCH HEADER Message-ID <<m35@example.com>",
+    "SEARCH HEADER Message-ID <m36@example.com>",
+    "SEARCH HEADER Message-ID <m37@example.com>",
+    "SEARCH HEADER Message-ID <other37@example.com>",
+    "SEARCH HEADER Message-ID <m38@example.com>",
+    "SEARCH HEADER Message-ID <a<m38@example.com>",
+    "SEARCH HEADER Message-ID <m12@example.com>",
+    "SEARCH HEADER Message-ID <m5@example.com>",
+    "SEARCH HEADER Message-ID <m5-changed-by-another-program@example.com>",
+    "SEARCH HEADER Message-ID <late@example.com>",
+    "SEARCH HEADER Message-ID <nowhere@example.com>",
+    "UID SEARCH UNDELETED HEADER Message-ID <m4@example.com>",
+    "SEARCH (SEEN HEADER Message-ID <m4@example.com>)",
+    "SEARCH OR HEADER Message-ID <m7@example.com> HEADER Message-ID <m8@example.com>",
+    "SEARCH NOT HEADER Message-ID <m9@example.com>",
+    "SEARCH HEADER Message-ID m17@example.com>",
+    "SEARCH HEADER Message-ID <m1",
+    "SEARCH HEADER Message-ID <>",
     "SEARCH HEADER Message-ID m2",
     "SEARCH HEADER References m3",
     "SEARCH HEADER Subject \"\"",
@@ -212,7 +251,8 @@ class HeaderCacheTest(unittest.TestCase):
         # sorts between ranked ones) and changes flags.
         for s in self.servers:
             o = self.session(s)
-            for n, m in enumerate((b"From: Aaron <aaron@example.com>\r\nSubject: Re: AAA first\r\n\r\nx\r\n",
+            for n, m in enumerate((b"From: Aaron <aaron@example.com>\r\nSubject: Re: AAA first\r\n"
+                                   b"Message-ID: <M12@example.com>\r\n\r\nx\r\n",
                                    b"From: mid@example.com\r\nSubject: Fwd: Meeting 2\r\n\r\ny\r\n")):
                 tag = o.tag()
                 o.sock.sendall(tag.encode() + b' APPEND INBOX "07-Dec-2026 10:0%d:00 +0000" {%d+}\r\n'
@@ -294,7 +334,7 @@ class HeaderCacheTest(unittest.TestCase):
             self.logout(ca, self.hc)
             self.wait_cache((st.st_mtime_ns, st.st_ino))
             with open(p, "rb") as f:
-                self.assertEqual(f.read(8), b"PTHC0002")
+                self.assertEqual(f.read(8), b"PTHC0003")
 
     def test_delete_takes_the_cache_along(self):
         c = self.session(self.hc)

@@ -1,7 +1,9 @@
 """IMAP SEARCH and UID SEARCH through the wire: flag, size, date, header,
 body and text keys, NOT/OR/lists, sequence and UID sets, charsets, keyword
 search after STORE, and the replies to bad input."""
+import os
 import re
+import time
 import unittest
 
 from test_imap_fetch import Client, imap_server, write_mbox, T0
@@ -87,6 +89,15 @@ class SearchTest(unittest.TestCase):
         self.assertEqual(self.search("FROM alice"), [1])
         self.assertEqual(self.search("FROM EXAMPLE.ORG"), [2])  # case-insensitive
         self.assertEqual(self.search("TO alice@example.com"), [2, 3, 4])
+        # Needles across words and separators of the address text (runs of
+        # letters and digits prune values that cannot hold them).
+        self.assertEqual(self.search('FROM "Example <alice"'), [1])
+        self.assertEqual(self.search("FROM ice@exam"), [1])
+        self.assertEqual(self.search("FROM e.n"), [4])
+        self.assertEqual(self.search("FROM .net"), [4])
+        self.assertEqual(self.search("FROM alice.example"), [])
+        self.assertEqual(self.search("FROM dave@example.net"), [4])
+        self.assertEqual(self.search('FROM "@"'), [1, 2, 3, 4])
         self.assertEqual(self.search("CC dave"), [2])
         self.assertEqual(self.search("BCC anyone"), [])
         self.assertEqual(self.search("SUBJECT quarterly"), [1, 4])
@@ -196,6 +207,85 @@ class SearchTest(unittest.TestCase):
         self.assertEqual(found, b"* SEARCH 2 5\r\n")
         self.assertIn(b"* 5 EXISTS\r\n", untagged)
         self.assertEqual(self.search("BODY zanzibar"), [2, 5])
+
+
+
+class ExpungedMeanwhileTest(unittest.TestCase):
+    """Another session expunges a message this one still numbers (it may
+    not hear of it during SEARCH, RFC 3501 §7.4.1). FETCH answers what it
+    still knows (UID, FLAGS, size) and gives NIL for the text with OK
+    [EXPUNGEISSUED]; SEARCH, SORT and THREAD likewise: keys on what is
+    known judge it as before, a key that needs its text cannot match it
+    and the reply is OK [EXPUNGEISSUED] (RFC 5530's own example: "OK
+    [EXPUNGEISSUED] Search completed")."""
+
+    def test_search_over_a_message_expunged_meanwhile(self):
+        server = imap_server(self)
+        write_mbox(server, "alice", MSGS)
+        server.start()
+        # A first session leaves the header cache on disk (with its
+        # Message-ID index) for the next ones.
+        c = Client(server.ports["imap"])
+        c.cmd("SELECT INBOX")
+        self.assertIn(" OK ", c.cmd("FETCH 1:* ENVELOPE")[1])
+        c.cmd("LOGOUT")
+        c.close()
+        cache = server.path("home", "alice", "mail", ".imap", "INBOX", "postern.hcache")
+        for _ in range(100):
+            if os.path.exists(cache):
+                break
+            time.sleep(0.05)
+        a = Client(server.ports["imap"])
+        b = Client(server.ports["imap"])
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        a.cmd("SELECT INBOX")
+        b.cmd("SELECT INBOX")
+        self.assertIn(" OK ", a.cmd("SEARCH BODY zanzibar")[1])   # texts read (and cached) before
+        self.assertIn(" OK ", b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)")[1])
+        untagged, tagged = b.cmd("EXPUNGE")
+        self.assertIn(b"* 2 EXPUNGE\r\n", untagged)
+        n = len(MSGS)
+        # Keys on what is still known of message 2: judged as before, no
+        # EXPUNGE sent, a plain OK.
+        untagged, tagged = a.cmd("SEARCH ALL")
+        self.assertEqual(untagged, [b"* SEARCH " + " ".join(str(i) for i in range(1, n + 1)).encode() + b"\r\n"])
+        self.assertRegex(tagged, r"^t\d+ OK Search completed")
+        untagged, tagged = a.cmd("UID SEARCH UID 2 LARGER 10")
+        self.assertEqual(untagged, [b"* SEARCH 2\r\n"])
+        self.assertRegex(tagged, r"^t\d+ OK Search completed")
+        # A key that needs its text: it cannot match, and the reply says so.
+        # (An exact Message-ID is looked up in the cache's index, which no
+        # longer lists the message: said the same way.)
+        for q in ("SEARCH BODY zanzibar", "SEARCH TEXT zanzibar", "SEARCH SUBJECT Gr", "SEARCH FROM carol",
+                  "SEARCH HEADER Cc dave", "SEARCH SENTON 29-Nov-2026", "SEARCH HEADER Message-ID <none@x>"):
+            untagged, tagged = a.cmd(q)
+            self.assertEqual(untagged, [b"* SEARCH\r\n"], q)
+            self.assertRegex(tagged, r"^t\d+ OK \[EXPUNGEISSUED\] Search completed \(", q)
+        # Other messages' texts are still searched; the one that matched
+        # without its text stays.
+        untagged, tagged = a.cmd("SEARCH OR FROM alice BODY zanzibar")
+        self.assertEqual(untagged, [b"* SEARCH 1\r\n"])
+        self.assertRegex(tagged, r"^t\d+ OK \[EXPUNGEISSUED\] ")
+        untagged, tagged = a.cmd("SEARCH OR UID 2 BODY zanzibar")
+        self.assertEqual(untagged, [b"* SEARCH 2\r\n"])
+        self.assertRegex(tagged, r"^t\d+ OK Search completed")
+        # SORT and THREAD too.
+        untagged, tagged = a.cmd("SORT (SUBJECT) UTF-8 ALL")
+        self.assertEqual(len(untagged[0].split()), 2 + n)
+        self.assertRegex(tagged, r"^t\d+ OK \[EXPUNGEISSUED\] Sort completed")
+        untagged, tagged = a.cmd("SORT (ARRIVAL) UTF-8 ALL")
+        self.assertRegex(tagged, r"^t\d+ OK ")
+        # FETCH agrees: no text, OK [EXPUNGEISSUED]; no EXPUNGE meanwhile.
+        untagged, tagged = a.cmd("FETCH 2 (UID BODY.PEEK[TEXT])")
+        self.assertEqual(untagged, [b"* 2 FETCH (UID 2 BODY[TEXT] NIL)\r\n"])
+        self.assertRegex(tagged, r"^t\d+ OK \[EXPUNGEISSUED\] ")
+        # Told at NOOP; then all is plain again.
+        untagged, _ = a.cmd("NOOP")
+        self.assertIn(b"* 2 EXPUNGE\r\n", untagged)
+        untagged, tagged = a.cmd("SEARCH BODY zanzibar")
+        self.assertEqual(untagged, [b"* SEARCH\r\n"])
+        self.assertRegex(tagged, r"^t\d+ OK Search completed")
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ test_corrupt_cache_ignored(void **state)
 		size_t l;
 		char *now = slurp(path, &l);
 		assert_non_null(now);
-		assert_memory_equal(now, "PTHC0002", 8);
+		assert_memory_equal(now, "PTHC0003", 8);
 		free(now);
 	}
 	/* A symlink in its place is not followed, and is replaced. */
@@ -410,6 +410,41 @@ sum_like_store(uint64_t h, const unsigned char *s, size_t n)
 	return h;
 }
 
+/* The store's four-lane sum of one part of the file. */
+static uint64_t
+sum4_like_store(uint64_t h, const unsigned char *s, size_t n)
+{
+	uint64_t l[4] = { h, h ^ 0x9e3779b97f4a7c15ull, h ^ 0xc2b2ae3d27d4eb4full, h ^ 0x165667b19e3779f9ull };
+	for (; n >= 32; s += 32, n -= 32)
+		for (int k = 0; k < 4; k++) {
+			uint64_t w;
+			memcpy(&w, s + 8 * k, 8);
+			l[k] = (l[k] ^ w) * 0x100000001b3ull;
+			l[k] ^= l[k] >> 29;
+		}
+	h = l[0] ^ (l[1] << 17 | l[1] >> 47) ^ (l[2] << 31 | l[2] >> 33) ^ (l[3] << 47 | l[3] >> 17);
+	return sum_like_store(h, s, n);
+}
+
+/* head: magic 8, uidvalidity 4, nrec 4, blob_len 8, sum 8, nidx 4, pad
+ * 4; then nrec records of 72, nidx index entries of 8, the blob. The sum
+ * of a forged file made right again, as the store computes it. */
+#define HC_HEAD 40
+static void
+forge_sum(char *file, size_t len)
+{
+	uint32_t nrec, nidx;
+	memcpy(&nrec, file + 12, 4);
+	memcpy(&nidx, file + 32, 4);
+	size_t rl = (size_t)nrec * 72, il = (size_t)nidx * 8;
+	assert_true(HC_HEAD + rl + il <= len);
+	const unsigned char *p = (const unsigned char *)file + HC_HEAD;
+	uint64_t h = sum4_like_store(0xcbf29ce484222325ull, p, rl);
+	h = sum4_like_store(h, p + rl, il);
+	h = sum4_like_store(h, p + rl + il, len - HC_HEAD - rl - il);
+	memcpy(file + 24, &h, 8);
+}
+
 /* A file with the key fields of a record made wrong but its sum made
  * right again (what random damage cannot reach): refused whole, and
  * random damage too; never a crash, a wrong key or a wrong rank. */
@@ -428,9 +463,8 @@ test_sort_keys_corrupt(void **state)
 	size_t good_len;
 	char *good = slurp(path, &good_len);
 	assert_non_null(good);
-	/* head: magic 8, uidvalidity 4, nrec 4, blob_len 8, sum 8; record
-	 * 72: koff at 48, klen[2] at 56, rank[2] at 64. */
-	const size_t head = 32, rec = 72;
+	/* record 72: koff at 48, klen[2] at 56, rank[2] at 64. */
+	const size_t head = HC_HEAD, rec = 72;
 	assert_true(good_len > head + 3 * rec);
 	uint64_t blob_len;
 	memcpy(&blob_len, good + 16, 8);
@@ -455,9 +489,7 @@ test_sort_keys_corrupt(void **state)
 		} else {
 			memcpy(bad + cases[c].at, &cases[c].val, 8);
 		}
-		uint64_t sum = sum_like_store(0xcbf29ce484222325ull, (const unsigned char *)bad + head,
-		                              good_len - head);
-		memcpy(bad + 24, &sum, 8);
+		forge_sum(bad, good_len);
 		put(path, bad, good_len);
 		mb = open_inbox(f);
 		assert_int_equal(keys_known(mb, 0), 0);
@@ -491,6 +523,148 @@ test_sort_keys_corrupt(void **state)
 		ops->close(mb);
 		mb = open_inbox(f);
 		assert_int_equal(keys_known(mb, 1), 6);
+		ops->close(mb);
+	}
+	free(bad);
+	free(good);
+}
+
+/* The cached fields straight from an mbox header (LF ends, storage
+ * headers among them) are what extracting them from its wire form gives:
+ * random headers of cached and other fields in any case, storage
+ * headers, folded lines, CRLF and bare LF, lines that are no field, a
+ * last line without its end. */
+static void
+test_extract_raw_same(void **state)
+{
+	(void)state;
+	static const char *const parts[] = {
+		"Subject: s", "SUBJECT:x", "from: a@b", "To: c", "Message-ID: <i@x>", "X-UID: 5", "Status: RO",
+		"X-Status: A", "X-Keywords: $a", "Content-Length: 4", "X-IMAPbase: 1 2", "Received: r",
+		"no field here", " continued", "\tcontinued too", "Content-Type: text/plain", "x-priority: 1",
+		"References: <a>", ": empty name", "Date : spaced", "X-Postern-Quoting: mboxrd",
+	};
+	srand(2822);
+	for (int round = 0; round < 3000; round++) {
+		struct pt_strbuf raw = { 0 }, wire = { 0 }, a = { 0 }, b = { 0 };
+		int nf = rand() % 12;
+		for (int k = 0; k < nf; k++) {
+			pt_strbuf_puts(&raw, parts[rand() % (int)(sizeof parts / sizeof parts[0])]);
+			int end = rand() % 8;
+			pt_strbuf_puts(&raw, end == 0 ? "\r\n" : end == 1 ? "\r" : "\n");
+		}
+		if (rand() % 4)
+			pt_strbuf_puts(&raw, rand() % 2 ? "\n" : "\r\n");   /* the empty line */
+		if (rand() % 2)
+			pt_strbuf_puts(&raw, "body\n");
+		size_t hlen = 0;
+		assert_int_equal(ms_wire_form(raw.p ? raw.p : "", raw.len, &wire, &hlen, 0), 0);
+		int ra = ms_cache_extract(wire.p ? wire.p : "", hlen, &a);
+		int rb = ms_cache_extract_raw(raw.p ? raw.p : "", raw.len, &b);
+		if (ra != rb || (ra == 0 && (a.len != b.len || memcmp(a.p, b.p, a.len) != 0)))
+			fail_msg("round %d: header [%s]: %d [%s] != %d [%s]", round, raw.p ? raw.p : "", ra,
+			         a.p ? a.p : "", rb, b.p ? b.p : "");
+		pt_strbuf_free(&raw);
+		pt_strbuf_free(&wire);
+		pt_strbuf_free(&a);
+		pt_strbuf_free(&b);
+	}
+}
+
+/* msgid_candidates' UIDs for key (ascending), as a string "1 4", or
+ * "-" when the store cannot say. */
+static void
+candidates(struct pt_mbox *mb, const char *key, char *out, size_t len)
+{
+	uint32_t *v;
+	size_t n;
+	out[0] = '\0';
+	if (ops->msgid_candidates(mb, key, strlen(key), &v, &n) != 1) {
+		snprintf(out, len, "-");
+		return;
+	}
+	for (size_t k = 0; k < n; k++)
+		snprintf(out + strlen(out), len - strlen(out), "%s%u", k ? " " : "", v[k]);
+	free(v);
+}
+
+/* The Message-ID index (PTHC0003): with the file on disk an exact id
+ * names only the messages that hold it (any case), a value SEARCH would
+ * decode is always a candidate, a message the file does not describe
+ * (appended, changed) is one too; a forged index entry under a good sum
+ * is refused with the whole file. */
+static void
+test_msgid_index(void **state)
+{
+	struct fx *f = *state;
+	for (size_t i = 0; i < 3; i++)
+		deliver(f, msgs[i]);
+	deliver(f, "Message-ID: <dup@example.com>\nmessage-id: <second@x>\n\nbody 4\n");
+	deliver(f, "Message-ID:  <DUP@Example.com> \n\nbody 5\n");
+	deliver(f, "Message-ID: =?utf-8?q?=3Cenc@x=3E?=\n\nbody 6\n");
+	deliver(f, "Message-ID: <fold@x>\n (comment)\n\nbody 7\n");
+	char got[64];
+	struct pt_mbox *mb = open_inbox(f);
+	candidates(mb, "<m1@example.com>", got, sizeof got);
+	assert_string_equal(got, "-");   /* nothing on disk yet: every message */
+	for (uint32_t uid = 1; uid <= 7; uid++)
+		free(fields(mb, uid));
+	ops->close(mb);
+	mb = open_inbox(f);
+	candidates(mb, "<m1@example.com>", got, sizeof got);
+	assert_string_equal(got, "1 6 7");   /* 6 and 7 decode or unfold */
+	candidates(mb, "<M1@EXAMPLE.COM>", got, sizeof got);
+	assert_string_equal(got, "1 6 7");
+	candidates(mb, "<dup@example.com>", got, sizeof got);
+	assert_string_equal(got, "4 5 6 7");
+	candidates(mb, "<second@x>", got, sizeof got);
+	assert_string_equal(got, "4 6 7");
+	candidates(mb, "<m0@example.com>", got, sizeof got);   /* in References only */
+	assert_string_equal(got, "6 7");
+	candidates(mb, "m1@example.com>", got, sizeof got);    /* not an exact id */
+	assert_string_equal(got, "-");
+	candidates(mb, "<a>b>", got, sizeof got);
+	assert_string_equal(got, "-");
+	ops->close(mb);
+	/* Another writer appends: the new message is a candidate. */
+	deliver(f, "Message-ID: <new@x>\n\nbody 8\n");
+	mb = open_inbox(f);
+	candidates(mb, "<m1@example.com>", got, sizeof got);
+	assert_string_equal(got, "1 6 7 8");
+	ops->close(mb);
+	/* An index entry pointing past the records, or out of order, under a
+	 * good sum: the file is refused (every message a candidate again). */
+	char path[700];
+	cache_file(f, path, sizeof path);
+	size_t good_len;
+	char *good = slurp(path, &good_len);
+	assert_non_null(good);
+	uint32_t nrec, nidx;
+	memcpy(&nrec, good + 12, 4);
+	memcpy(&nidx, good + 32, 4);
+	assert_true(nidx >= 2);
+	char *bad = malloc(good_len);
+	for (int c = 0; c < 3; c++) {
+		memcpy(bad, good, good_len);
+		char *e = bad + HC_HEAD + (size_t)nrec * 72;
+		if (c == 0) {
+			memcpy(e + 4, &nrec, 4);                 /* record nrec: none */
+		} else if (c == 1) {
+			uint32_t big = UINT32_MAX;
+			memcpy(e, &big, 4);                      /* first hash above the next */
+		} else {
+			memcpy(e + 8, e, 8);                     /* a repeated entry */
+		}
+		forge_sum(bad, good_len);
+		put(path, bad, good_len);
+		mb = open_inbox(f);
+		candidates(mb, "<m1@example.com>", got, sizeof got);
+		assert_string_equal(got, "-");
+		ops->close(mb);
+		put(path, good, good_len);
+		mb = open_inbox(f);
+		candidates(mb, "<m1@example.com>", got, sizeof got);
+		assert_string_equal(got, "1 6 7 8");   /* the forging itself is sound */
 		ops->close(mb);
 	}
 	free(bad);
@@ -570,9 +744,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_outside_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_cache_ignored, setup, teardown),
 		cmocka_unit_test(test_extract),
+		cmocka_unit_test(test_extract_raw_same),
 		cmocka_unit_test_setup_teardown(test_sort_keys_kept_and_ranked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sort_keys_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msgid_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
