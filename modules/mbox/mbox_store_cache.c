@@ -44,7 +44,7 @@
 #include "postern/header.h"
 #include "postern/log.h"
 
-#define HC_MAGIC "PTHC0002"
+#define HC_MAGIC "PTHC0003"     /* 0003: SORT keys by i;unicode-casemap */
 #define HC_NAME "postern.hcache"
 #define HC_SAVE_EVERY 300      /* seconds: a long session saves at a sync */
 #define HC_WINDOW (128 * 1024) /* read-ahead of headers for a run of misses */
@@ -576,7 +576,7 @@ ms_cache_sort_key_put(struct pt_mbox *mb, uint32_t uid, int kind, const char *ke
  * head, then the answer's octets. fp: over the UIDVALIDITY and each
  * message's UID, number and text identity (see the top), so the answer
  * is only given back for the same messages as they were. */
-#define ANS_MAGIC "PTAN0001"
+#define ANS_MAGIC "PTAN0002"    /* 0002: THREAD subjects by i;unicode-casemap */
 struct ans_head {
 	char magic[8];
 	uint32_t uidvalidity, pad;

@@ -259,7 +259,7 @@ test_corrupt_cache_ignored(void **state)
 		size_t l;
 		char *now = slurp(path, &l);
 		assert_non_null(now);
-		assert_memory_equal(now, "PTHC0002", 8);
+		assert_memory_equal(now, "PTHC0003", 8);
 		free(now);
 	}
 	/* A symlink in its place is not followed, and is replaced. */
