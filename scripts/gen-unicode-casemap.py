@@ -87,17 +87,20 @@ def utf8_units(data):
             continue
         need = 1 if 0xC2 <= b <= 0xDF else 2 if 0xE0 <= b <= 0xEF else 3 if 0xF0 <= b <= 0xF4 else 0
         seq = data[i:i + need + 1]
+        cp = None
         if need and len(seq) == need + 1:
             try:
                 # Python's decoder refuses overlongs, surrogates and
                 # past U+10FFFF, as the C one does
-                yield ord(seq.decode("utf-8"))
-                i += need + 1
-                continue
+                cp = ord(seq.decode("utf-8"))
             except UnicodeDecodeError:
                 pass
-        yield -b
-        i += 1
+        if cp is None:
+            yield -b
+            i += 1
+        else:
+            yield cp
+            i += need + 1
 
 
 def fold(data, title, decomp):
@@ -140,6 +143,8 @@ def generate(path=DEFAULT):
     index = {}
     for cp in sorted(forms):
         b = forms[cp]
+        if not b:
+            raise SystemExit("U+%04X: empty form" % cp)
         if b not in where:
             # a form that is a tail of the blob so far is shared
             at = blob.find(b)
