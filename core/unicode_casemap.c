@@ -265,7 +265,17 @@ pt_casemap_contains(const char *hay, size_t hlen, const char *needle, size_t nle
 	int hit = 0;
 	const unsigned char *p = (const unsigned char *)hay, *end = p + hlen;
 	size_t k = 0;
+	/* Octets that can start a match: the needle's first octet and, for a
+	 * letter, its lower case; and any non-ASCII one (its form may begin
+	 * with anything). Most of a text is skipped past at that test alone. */
+	unsigned first = nd[0], alt = first - 'A' < 26u ? first + 32u : first;
 	while (p < end && !hit) {
+		if (k == 0) {
+			while (p < end && *p != first && *p != alt && *p < 0x80)
+				p++;
+			if (p == end)
+				break;
+		}
 		unsigned c = *p;
 		if (c < 0x80) {
 			p++;
