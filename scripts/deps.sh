@@ -8,7 +8,9 @@ run="build-essential cmake pkg-config libssl-dev liblua5.4-dev libcrypt-dev libp
 # libldap-dev, libpq-dev: the optional ldap and pgsql modules (cmake
 # -DPOSTERN_LDAP=OFF / -DPOSTERN_PGSQL=OFF build without them)
 build="$run libcmocka-dev libldap-dev libpq-dev"
-test="$build python3 python3-aiosmtpd python3-prometheus-client curl isync offlineimap3 fetchmail mutt swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils postgresql"
+# unicode-data: UnicodeData.txt, to regenerate core/unicode_casemap_data.c
+# (scripts/gen-unicode-casemap.py) and to check the committed one
+test="$build unicode-data python3 python3-aiosmtpd python3-prometheus-client curl isync offlineimap3 fetchmail mutt swaks libnet-ssleay-perl bsd-mailx whois procps iproute2 valgrind passwd util-linux fail2ban man-db slapd ldap-utils postgresql"
 fuzz="$build clang libclang-rt-14-dev"
 # dovecot-ldap, postfix-ldap (and -pgsql): the fronts tests/bench/front compares with
 bench="$test postfix dovecot-imapd dovecot-pop3d dovecot-ldap postfix-ldap dovecot-pgsql postfix-pgsql"

@@ -37,7 +37,8 @@ void imap_seqset_format(const uint32_t *v, size_t n, struct pt_strbuf *out);
  * "[fwd: ...]" wrappers removed), appended to out (NUL-terminated);
  * *reply (may be NULL) tells whether anything reply-like was removed. */
 void imap_base_subject(const char *v, size_t len, struct pt_strbuf *out, int *reply);
-/* i;ascii-casemap (RFC 4790): octets compared with a-z as A-Z. */
+/* i;unicode-casemap (RFC 5051): the octet order of the two strings'
+ * canonical forms (postern/unicode_casemap.h); ASCII as i;ascii-casemap. */
 int imap_casemap_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
 /* ---- imap_date.c ---- */

@@ -1,12 +1,13 @@
 /* SEARCH (RFC 3501 §6.4.4): the keys compiled into a tree once, then
- * evaluated per message. Text keys compare case-insensitively (ASCII
- * folding) against decoded header and body text. */
+ * evaluated per message. Text keys compare case-insensitively (by
+ * i;unicode-casemap, RFC 5051) against decoded header and body text. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "imap_msg_int.h"
+#include "postern/unicode_casemap.h"
 
 #define SEARCH_MAX_DEPTH 64
 
@@ -464,10 +465,27 @@ imap_search_has_modseq(const struct imap_search *s)
 }
 
 static int
+all_ascii(const char *p, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w & 0x8080808080808080ull)
+			return 0;
+	}
+	for (; i < n; i++)
+		if ((unsigned char)p[i] & 0x80)
+			return 0;
+	return 1;
+}
+
+static int
 node_msgid(const struct node *n, const char **key, size_t *len)
 {
 	if (n->kind == N_HEADER && !n->addr && strcasecmp(n->field, "message-id") == 0 && n->slen >= 2 &&
-	    n->str[0] == '<' && n->str[n->slen - 1] == '>' && memchr(n->str, '>', n->slen - 1) == NULL) {
+	    n->str[0] == '<' && n->str[n->slen - 1] == '>' && memchr(n->str, '>', n->slen - 1) == NULL &&
+	    all_ascii(n->str, n->slen)) {
 		*key = n->str;
 		*len = n->slen;
 		return 1;
@@ -615,18 +633,14 @@ horspool_prepare(const char *needle, size_t nlen)
 	}
 }
 
-/* needle in hay, ASCII case folded; an empty needle is found. Horspool
- * (it skips up to the needle's length per step: SEARCH BODY's no-hit
- * scan of a folder looked at every octet twice), handing over to KMP
- * from where it stands once it has compared more than a few times hay's
- * length, so a hostile needle stays linear. */
+/* needle in hay, ASCII case folded. Horspool (it skips up to the
+ * needle's length per step: SEARCH BODY's no-hit scan of a folder looked
+ * at every octet twice), handing over to KMP from where it stands once it
+ * has compared more than a few times hay's length, so a hostile needle
+ * stays linear. */
 static int
-contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
+contains_ascii(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
-	if (nlen == 0)
-		return 1;
-	if (hay == NULL || hlen < nlen)
-		return 0;
 	if (nlen < 3)
 		return contains_kmp(hay, hlen, needle, nlen);
 	horspool_prepare(needle, nlen);
@@ -648,6 +662,25 @@ contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
 		pos += hs_shift[c];
 	}
 	return 0;
+}
+
+/* needle in hay by i;unicode-casemap (RFC 5051, I18NLEVEL=1); an empty
+ * needle is found. An ASCII needle found ASCII-folded is found under the
+ * casemap too, and over ASCII text the two agree: only a miss in text
+ * with other characters (a ligature "fi", an "A" inside "\u00c5") needs
+ * the casemap's own scan. */
+static int
+contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+	if (nlen == 0)
+		return 1;
+	if (hay == NULL)
+		return 0;
+	if (!all_ascii(needle, nlen))
+		return pt_casemap_contains(hay, hlen, needle, nlen);
+	if (hlen >= nlen && contains_ascii(hay, hlen, needle, nlen))
+		return 1;
+	return !all_ascii(hay, hlen) && pt_casemap_contains(hay, hlen, needle, nlen);
 }
 
 /* Decoded text of every leaf part, and for text also embedded headers. */

@@ -2,7 +2,8 @@
  * RETURN options on SORT): the search keys pick the messages
  * (imap_search_eval), the header fields each needs are read once, then
  * sorted (ties by sequence number, as §3 asks) or threaded by
- * ORDEREDSUBJECT or REFERENCES. Strings compare by i;ascii-casemap. */
+ * ORDEREDSUBJECT or REFERENCES. Strings compare by i;unicode-casemap
+ * (RFC 5051; I18NLEVEL=1). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "postern/header.h"
 #include "postern/log.h"
+#include "postern/unicode_casemap.h"
 #include "imap.h"
 #include "imap_msg.h"
 #include "imap_msg_int.h"
@@ -109,16 +111,14 @@ take(struct pt_strbuf *b)
 	return p;
 }
 
-/* For a string only ever compared by i;ascii-casemap (sort keys, base
- * subjects): kept with a-z as A-Z, so comparing is strcmp. b is then
+/* For a string only ever compared by i;unicode-casemap (sort keys, base
+ * subjects): kept as its canonical form, so comparing is strcmp. b is then
  * freed, or with keep left empty but allocated (a scratch buffer used
  * again for the next message). */
 static char *
 key_copy(struct pt_strbuf *b, int keep)
 {
-	for (size_t i = 0; i < b->len; i++)
-		if (b->p[i] >= 'a' && b->p[i] <= 'z')
-			b->p[i] = (char)(b->p[i] - 32);
+	pt_casemap_fold_buf(b);
 	if (!keep)
 		return take(b);
 	char *p = b->oom ? NULL : arena_copy(b->p ? b->p : "", b->len);
@@ -427,7 +427,7 @@ cmp_num(uint64_t a, uint64_t b)
 	return a < b ? -1 : a > b;
 }
 
-/* i;ascii-casemap order of two keys take_key() made: plain octet order. */
+/* i;unicode-casemap order of two keys take_key() made: plain octet order. */
 static int
 cmp_str(const char *a, const char *b)
 {
@@ -1107,7 +1107,7 @@ node_subject(const struct forest *f, long k, int *reply)
 	return m ? nz(m->subject) : "";
 }
 
-/* The subject table of step 5: base subject (i;ascii-casemap) -> the
+/* The subject table of step 5: base subject (i;unicode-casemap) -> the
  * root standing for it; open addressing over slots of table indexes. */
 struct subj_table {
 	long *root;                   /* table entries: node indexes */

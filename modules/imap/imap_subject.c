@@ -1,8 +1,10 @@
 /* RFC 5256 §2.1 base subject extraction (SORT SUBJECT, THREAD) and the
- * i;ascii-casemap comparison the SORT keys use. */
+ * i;unicode-casemap comparison (RFC 5051, I18NLEVEL=1's default) the SORT
+ * and THREAD keys use. */
 #include <string.h>
 
 #include "imap_msg_int.h"
+#include "postern/unicode_casemap.h"
 
 static int
 is_wsp(char c)
@@ -18,6 +20,13 @@ ascii_upper(unsigned char c)
 
 int
 imap_casemap_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	return pt_casemap_cmp(a, alen, b, blen);
+}
+
+/* The subj-leader words are ABNF literals: ASCII case-insensitive. */
+static int
+ascii_casemap_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	size_t n = alen < blen ? alen : blen;
 
@@ -35,7 +44,7 @@ starts_ci(const char *s, size_t p, size_t end, const char *word)
 {
 	size_t n = strlen(word);
 
-	return end - p >= n && imap_casemap_cmp(s + p, n, word, n) == 0;
+	return end - p >= n && ascii_casemap_cmp(s + p, n, word, n) == 0;
 }
 
 /* subj-blob = "[" *BLOBCHAR "]" *WSP at p: its end, or 0 when none. */
@@ -102,7 +111,7 @@ imap_base_subject(const char *v, size_t len, struct pt_strbuf *out, int *reply)
 		for (;;) {
 			while (end > start && is_wsp(s[end - 1]))
 				end--;
-			if (end - start >= 5 && imap_casemap_cmp(s + end - 5, 5, "(fwd)", 5) == 0) {
+			if (end - start >= 5 && ascii_casemap_cmp(s + end - 5, 5, "(fwd)", 5) == 0) {
 				end -= 5;
 				is_reply = 1;
 				continue;

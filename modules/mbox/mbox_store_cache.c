@@ -44,7 +44,7 @@
 #include "postern/header.h"
 #include "postern/log.h"
 
-#define HC_MAGIC "PTHC0003"
+#define HC_MAGIC "PTHC0004"     /* 0004: SORT keys by i;unicode-casemap, the Message-ID index */
 #define HC_NAME "postern.hcache"
 #define HC_SAVE_EVERY 300      /* seconds: a long session saves at a sync */
 #define HC_WINDOW (256 * 1024) /* read-ahead for a run of header misses or reads */
@@ -682,7 +682,7 @@ ms_cache_sort_key_put(struct pt_mbox *mb, uint32_t uid, int kind, const char *ke
  * head, then the answer's octets. fp: over the UIDVALIDITY and each
  * message's UID, number and text identity (see the top), so the answer
  * is only given back for the same messages as they were. */
-#define ANS_MAGIC "PTAN0001"
+#define ANS_MAGIC "PTAN0002"    /* 0002: THREAD subjects by i;unicode-casemap */
 struct ans_head {
 	char magic[8];
 	uint32_t uidvalidity, pad;
@@ -1047,8 +1047,10 @@ ms_cache_msgid_hash(const char *key, size_t len)
  * decoded (imap_search.c's match_header). An id "<...>" (one '>', at
  * its end) is a substring of a text exactly when, at one of the text's
  * '<', the run up to the first '>' after it is that id: those runs are
- * the keys. A value not so plain could hold any id after its decoding:
- * key 0, a candidate for every lookup. */
+ * the keys. A value not so plain could hold any id after its decoding,
+ * and one with other than ASCII characters could under i;unicode-casemap
+ * (a fullwidth '<', a Kelvin sign for 'k'): key 0, a candidate for every
+ * lookup. */
 void
 ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t h), void *arg)
 {
@@ -1065,8 +1067,8 @@ ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t
 		while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
 			b--;
 		int plain = memchr(v + a, '\r', b - a) == NULL && memchr(v + a, '\n', b - a) == NULL;
-		for (size_t k = a; plain && k + 1 < b; k++)
-			plain = !(v[k] == '=' && v[k + 1] == '?');
+		for (size_t k = a; plain && k < b; k++)
+			plain = !((unsigned char)v[k] >= 0x80 || (v[k] == '=' && k + 1 < b && v[k + 1] == '?'));
 		if (!plain) {
 			add(arg, 0);
 			continue;

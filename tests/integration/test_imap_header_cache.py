@@ -334,7 +334,7 @@ class HeaderCacheTest(unittest.TestCase):
             self.logout(ca, self.hc)
             self.wait_cache((st.st_mtime_ns, st.st_ino))
             with open(p, "rb") as f:
-                self.assertEqual(f.read(8), b"PTHC0003")
+                self.assertEqual(f.read(8), b"PTHC0004")
 
     def test_delete_takes_the_cache_along(self):
         c = self.session(self.hc)

@@ -1,5 +1,5 @@
 /* RFC 5256 §2.1 base subject extraction (SORT SUBJECT, THREAD) and the
- * i;ascii-casemap comparison: leaders, trailers, blobs, "[fwd: ...]",
+ * i;unicode-casemap comparison: leaders, trailers, blobs, "[fwd: ...]",
  * encoded words, and whether the subject counts as a reply. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,7 +71,19 @@ test_casemap(void **state)
 	assert_true(imap_casemap_cmp("ab", 2, "abc", 3) < 0);
 	/* letters fold to upper case: "_" (0x5f) sorts after "a" (as "A", 0x41) */
 	assert_true(imap_casemap_cmp("_", 1, "a", 1) > 0);
-	assert_true(imap_casemap_cmp("\xc3\xa9", 2, "z", 1) > 0);
+	/* i;unicode-casemap (I18NLEVEL=1): e acute is "E" U+0301, between
+	 * "e" and "f"; the three sigmas are one */
+	assert_true(imap_casemap_cmp("\xc3\xa9", 2, "z", 1) < 0);
+	assert_true(imap_casemap_cmp("\xc3\xa9", 2, "e", 1) > 0);
+	assert_true(imap_casemap_cmp("\xc3\xa9", 2, "f", 1) < 0);
+	assert_int_equal(imap_casemap_cmp("\xcf\x82", 2, "\xce\xa3", 2), 0);
+	/* the Re:/Fwd: leaders stay ASCII words */
+	struct pt_strbuf b = { 0 };
+	int reply = 0;
+	imap_base_subject("\xc5\x95" "e: x", 6, &b, &reply);
+	assert_string_equal(b.p, "\xc5\x95" "e: x");
+	assert_int_equal(reply, 0);
+	pt_strbuf_free(&b);
 }
 
 int

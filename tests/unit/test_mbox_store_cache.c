@@ -259,7 +259,7 @@ test_corrupt_cache_ignored(void **state)
 		size_t l;
 		char *now = slurp(path, &l);
 		assert_non_null(now);
-		assert_memory_equal(now, "PTHC0003", 8);
+		assert_memory_equal(now, "PTHC0004", 8);
 		free(now);
 	}
 	/* A symlink in its place is not followed, and is replaced. */
@@ -588,7 +588,7 @@ candidates(struct pt_mbox *mb, const char *key, char *out, size_t len)
 	free(v);
 }
 
-/* The Message-ID index (PTHC0003): with the file on disk an exact id
+/* The Message-ID index (PTHC0004): with the file on disk an exact id
  * names only the messages that hold it (any case), a value SEARCH would
  * decode is always a candidate, a message the file does not describe
  * (appended, changed) is one too; a forged index entry under a good sum
