@@ -48,8 +48,8 @@ struct pt_loop {
 	struct pt_work_loop *work;
 };
 
-static uint64_t
-clock_ms(void)
+uint64_t
+pt_mono_ms(void)
 {
 	struct timespec ts;
 
@@ -79,7 +79,7 @@ pt_loop_new(void)
 		return NULL;
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	loop->now = clock_ms();
+	loop->now = pt_mono_ms();
 	loop->deferred.next = loop->deferred.prev = &loop->deferred;
 	if (loop->epfd < 0 || loop->wakefd < 0 ||
 	    pt_loop_watch(loop, loop->wakefd, PT_EV_READ, loop_on_wake, NULL) < 0) {
@@ -381,7 +381,7 @@ pt_timer_add(struct pt_loop *loop, uint64_t ms, pt_timer_cb *cb, void *arg)
 	/* Outside pt_loop_run the cached clock may be old: a timer armed
 	 * between runs must still wait its full time. */
 	if (!loop->running)
-		loop->now = clock_ms();
+		loop->now = pt_mono_ms();
 	t->when = ms > UINT64_MAX - loop->now ? UINT64_MAX : loop->now + ms;
 	t->seq = loop->next_seq++;
 	t->cb = cb;
@@ -493,7 +493,7 @@ loop_run(struct pt_loop *loop)
 	while (!loop->stop) {
 		int n;
 
-		loop->now = clock_ms();
+		loop->now = pt_mono_ms();
 		run_timers(loop);
 		if (!loop->stop)
 			run_deferred(loop);
@@ -506,7 +506,7 @@ loop_run(struct pt_loop *loop)
 			loop->running = 0;
 			return -1;
 		}
-		loop->now = clock_ms();
+		loop->now = pt_mono_ms();
 		for (int i = 0; i < n && !loop->stop; i++)
 			dispatch(loop, &evs[i]);
 		/* Answers this batch owes go out before the next wait. */

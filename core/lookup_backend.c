@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "postern/event.h"
 #include "postern/config.h"
 #include "postern/log.h"
 #include "postern/lookup_backend.h"
@@ -54,18 +55,11 @@ struct pt_lookup {
 	unsigned backoff_ms;
 };
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 uint64_t
 pt_lookup_now_ms(const struct pt_lookup *lk)
 {
-	return lk && lk->ops.now_ms ? lk->ops.now_ms() : mono_ms();
+	return lk && lk->ops.now_ms ? lk->ops.now_ms() : pt_mono_ms();
 }
 
 static size_t

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/event.h"
 #include "map.h"
 #include "postern/config.h"
 #include "postern/fdio.h"
@@ -648,13 +649,6 @@ struct pt_map {
 	uint64_t last_check_ms;
 };
 
-static uint64_t
-map_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void
 map_ident_of(const struct stat *st, struct map_ident *id)
@@ -686,7 +680,7 @@ map_log_report(void *arg, int is_error, const char *msg)
 static int
 map_check_locked(struct pt_map *m, int force)
 {
-	uint64_t now = map_now_ms();
+	uint64_t now = pt_mono_ms();
 	if (!force && m->have_seen && now - m->last_check_ms < MAP_RECHECK_MS)
 		return 0;
 	m->last_check_ms = now;

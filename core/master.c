@@ -118,14 +118,6 @@ static struct {
 	struct generation *child_keep;
 } M = { .pid_dirfd = -1, .lock_fd = -1, .signal_fd = -1 };
 
-uint64_t
-pt_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---------- shared process plumbing ---------- */
 
 void

@@ -23,6 +23,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "postern/event.h"
 #include "passdb.h"
 #include "postern/sasl.h"
 
@@ -50,13 +51,6 @@ static struct {
 	size_t count;
 } C = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void
 entry_free(struct centry *e)
@@ -149,7 +143,7 @@ pt_passdb_cache_lookup(const char *spec, const struct pt_passdb_req *req, char *
 	pthread_mutex_lock(&C.mu);
 	if (digest_of(spec, req, d) == 0) {
 		struct centry *e = find_locked(d);
-		if (e && e->expires <= mono_ms()) {
+		if (e && e->expires <= pt_mono_ms()) {
 			entry_drop(e);
 			e = NULL;
 		}
@@ -196,7 +190,7 @@ pt_passdb_cache_store(const char *spec, const struct pt_passdb_req *req, int res
 		entry_drop(C.oldest);
 	memcpy(n->digest, d, sizeof d);
 	OPENSSL_cleanse(d, sizeof d);
-	n->expires = mono_ms() + (uint64_t)ttl_s * 1000;
+	n->expires = pt_mono_ms() + (uint64_t)ttl_s * 1000;
 	struct centry **b = &C.bucket[n->digest[0] | (n->digest[1] & 0x0f) << 8];
 	n->hnext = *b;
 	*b = n;

@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-uint64_t pt_mono_ms(void);
 /* The pid holding queue_directory's lock (the master), 0 when none. */
 pid_t pt_pid_queue_master(const char *qdir);
 void pt_pid_split_path(const char *path, char *dir, size_t dirlen, char *base, size_t baselen);

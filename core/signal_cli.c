@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/event.h"
 #include "cli.h"
 #include "config_int.h"
 #include "pidfile.h"

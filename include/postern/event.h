@@ -22,6 +22,8 @@ int pt_loop_run(struct pt_loop *loop);
 void pt_loop_stop(struct pt_loop *loop);
 /* Milliseconds of a monotonic clock, cached per loop iteration. */
 uint64_t pt_loop_now(struct pt_loop *loop);
+/* The same clock read now (outside a loop, other threads). */
+uint64_t pt_mono_ms(void);
 
 /* Watch fd for events (PT_EV_READ | PT_EV_WRITE); re-adding modifies. */
 int pt_loop_watch(struct pt_loop *loop, int fd, unsigned events, pt_io_cb *cb, void *arg);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/event.h"
 #include "alias.h"
 #include "postern/fdio.h"
 #include "postern/log.h"
@@ -233,13 +234,6 @@ alias_env_add(char **env, size_t *n, const char *name, const char *value)
 	env[(*n)++] = e;
 }
 
-static uint64_t
-alias_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void
 alias_command_status(struct pt_status *st, int wstatus, const char *cmd, const char *out)
@@ -360,12 +354,12 @@ alias_deliver_command(const struct alias_conf *conf, const struct pt_delivery *d
 	fcntl(wfd, F_SETFL, O_NONBLOCK);
 	fcntl(rfd, F_SETFL, O_NONBLOCK);
 
-	uint64_t deadline = alias_now_ms() + (uint64_t)conf->command_time_limit * 1000;
+	uint64_t deadline = pt_mono_ms() + (uint64_t)conf->command_time_limit * 1000;
 	char output[ALIAS_OUTPUT_KEEP + 1];
 	size_t olen = 0, off = 0;
 	int timed_out = 0, status = 0, reaped = 0;
 	while (wfd >= 0 || rfd >= 0) {
-		uint64_t now = alias_now_ms();
+		uint64_t now = pt_mono_ms();
 		if (now >= deadline) {
 			timed_out = 1;
 			break;
@@ -413,7 +407,7 @@ alias_deliver_command(const struct alias_conf *conf, const struct pt_delivery *d
 		}
 		if (r < 0 && errno != EINTR)
 			break;
-		if (alias_now_ms() >= deadline) {
+		if (pt_mono_ms() >= deadline) {
 			timed_out = 1;
 			break;
 		}

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "postern/event.h"
 #include "postern/conn.h"
 #include "imap.h"
 
@@ -72,19 +73,11 @@ imap_untagged(struct imap_session *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void
 imap_completed(struct imap_session *s, const char *tag, const char *code, const char *what)
 {
-	uint64_t now = now_ms();
+	uint64_t now = pt_mono_ms();
 	uint64_t ms = s->cmd_start_ms && now >= s->cmd_start_ms ? now - s->cmd_start_ms : 0;
 
 	/* Dovecot reports a floor of 1 ms for the command's own time. */
@@ -99,7 +92,7 @@ void
 imap_tagged_timed(struct imap_session *s, const char *tag, const char *status, const char *code,
                   const char *text)
 {
-	uint64_t now = now_ms();
+	uint64_t now = pt_mono_ms();
 	uint64_t ms = s->cmd_start_ms && now >= s->cmd_start_ms ? now - s->cmd_start_ms : 0;
 
 	if (ms == 0)

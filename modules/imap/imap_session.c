@@ -79,14 +79,6 @@ static void session_input(struct imap_conn *ic);
 
 int imap_names_utf8;
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- simple commands ---- */
 
@@ -350,7 +342,7 @@ run_command(struct imap_conn *ic, struct imap_command *cmd)
 	const char *name = cmd->name;
 	int uid = 0;
 
-	s->cmd_start_ms = mono_ms();
+	s->cmd_start_ms = pt_mono_ms();
 	s->cmd_uid = 0;
 	if (strcasecmp(name, "UID") == 0) {
 		if (nargs < 1 || args[0].type != IMAP_ARG_ATOM) {
@@ -577,7 +569,7 @@ session_start(struct pt_conn *c, const struct pt_session_info *info, const struc
 	/* Dovecot's auto = create / subscribe: configured special-use
 	 * folders exist before the client's first LIST. */
 	imap_special_autocreate(s);
-	s->cmd_start_ms = mono_ms();
+	s->cmd_start_ms = pt_mono_ms();
 	if (saw_capability) {
 		imap_untagged(s, "CAPABILITY " IMAP_CAPS_POSTLOGIN);
 		imap_tagged(s, tag, "OK", "Logged in");

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/event.h"
 #include "postern/log.h"
 #include "mbox.h"
 
@@ -36,20 +37,13 @@
  * directory can be large), and always after a dead holder's lock. */
 #define TEMP_SCAN_INTERVAL 60
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Short, slightly growing sleeps: a lock is usually held for one write +
  * fsync (a few ms); the jitter keeps waiters from waking in step. */
 static void
 backoff(unsigned *step)
 {
-	unsigned ms = 2u + *step * 3u + (unsigned)(now_ms() % 3);
+	unsigned ms = 2u + *step * 3u + (unsigned)((long long)pt_mono_ms() % 3);
 	if (ms > 50)
 		ms = 50;
 	(*step)++;
@@ -100,7 +94,7 @@ fcntl_lock(struct mbox_lock *lk, long long deadline)
 		}
 		if (errno != EAGAIN && errno != EACCES && errno != EINTR)
 			return -1;
-		if (now_ms() >= deadline) {
+		if ((long long)pt_mono_ms() >= deadline) {
 			errno = EAGAIN;
 			return -1;
 		}
@@ -332,7 +326,7 @@ dotlock_take(struct mbox_lock *lk, const struct mbox_settings *s, long long dead
 				continue;
 			}
 		}
-		if (now_ms() >= deadline) {
+		if ((long long)pt_mono_ms() >= deadline) {
 			pt_status_set(st, 450, "4.2.0", "mailbox is locked: dotlock %s exists",
 			              lk->dotlock);
 			break;
@@ -340,7 +334,7 @@ dotlock_take(struct mbox_lock *lk, const struct mbox_settings *s, long long dead
 		backoff(&step);
 	}
 	unlinkat(lk->dfd, tmp, 0);
-	long long now = now_ms() / 1000;
+	long long now = (long long)pt_mono_ms() / 1000;
 	long long last = __atomic_load_n(&last_scan, __ATOMIC_RELAXED);
 	if (rc == 0 && (scan || now - last >= TEMP_SCAN_INTERVAL)) {
 		__atomic_store_n(&last_scan, now, __ATOMIC_RELAXED);
@@ -397,7 +391,7 @@ static int
 lock_common(struct mbox_lock *lk, const char *name, const char *path,
             const struct mbox_settings *s, struct pt_status *st)
 {
-	long long deadline = now_ms() + s->lock_timeout_ms;
+	long long deadline = (long long)pt_mono_ms() + s->lock_timeout_ms;
 	int n = snprintf(lk->dotlock, sizeof lk->dotlock, "%s.lock", path);
 	int m = snprintf(lk->dotname, sizeof lk->dotname, "%s.lock", name);
 	if (n < 0 || (size_t)n >= sizeof lk->dotlock || m < 0 || (size_t)m >= sizeof lk->dotname) {
