@@ -4,11 +4,33 @@
  * resolved against that view. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "postern/conn.h"
 #include "postern/log.h"
 #include "imap.h"
 #include "imap_msg.h"
+
+/* A view this big (about 87k messages) is written in one go at SELECT
+ * in a process that is often new: its 4 KiB pages cost a fault each
+ * (about 1 ms of a 100k folder's SELECT in a VM), so it starts on a
+ * huge page boundary and its whole 2 MiB spans are asked for as huge
+ * pages. Only spans it fills: no page beyond what it uses. */
+#define VIEW_HUGE ((size_t)2 << 20)
+
+static void *
+view_alloc(size_t len)
+{
+	void *p;
+
+	if (len < VIEW_HUGE)
+		return malloc(len);
+	if (posix_memalign(&p, VIEW_HUGE, len) != 0)
+		return NULL;
+	/* A kernel without transparent huge pages says no: 4 KiB pages. */
+	(void)madvise(p, len & ~(VIEW_HUGE - 1), MADV_HUGEPAGE);
+	return p;
+}
 
 static int
 view_reserve(struct imap_session *s, size_t n)
@@ -20,7 +42,8 @@ view_reserve(struct imap_session *s, size_t n)
 	size_t cap = s->capview + s->capview / 8 + 64;
 	if (cap < n)
 		cap = n;
-	struct imap_view_msg *v = realloc(s->view, cap * sizeof(*v));
+	struct imap_view_msg *v = s->view == NULL ? view_alloc(cap * sizeof(*v)) :
+	                                            realloc(s->view, cap * sizeof(*v));
 	if (v == NULL)
 		return -1;
 	s->view = v;
