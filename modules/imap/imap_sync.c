@@ -79,9 +79,16 @@ imap_view_clear(struct imap_session *s)
 int
 imap_view_load(struct imap_session *s, struct imap_view_sums *sums)
 {
+	return imap_view_load_since(s, sums, 0, 0);
+}
+
+int
+imap_view_load_since(struct imap_session *s, struct imap_view_sums *sums, int collect, uint64_t since)
+{
 	size_t n = s->mbx->count(s->mb);
 
 	memset(sums, 0, sizeof(*sums));
+	sums->collected = collect;
 	if (view_reserve(s, n) != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -98,6 +105,12 @@ imap_view_load(struct imap_session *s, struct imap_view_sums *sums)
 			sums->first_unseen = i + 1;
 		if (m->modseq > sums->modseq)
 			sums->modseq = m->modseq;
+		if (collect && m->modseq > since) {
+			if (sums->nsince < IMAP_SINCE_MAX)
+				sums->since_idx[sums->nsince++] = i;
+			else
+				sums->over = 1;
+		}
 	}
 	s->nview = n;
 	s->uid_seen_max = n ? s->view[n - 1].uid : 0;
