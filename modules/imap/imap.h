@@ -219,8 +219,15 @@ int imap_resolve_set(const struct imap_session *s, const char *set, size_t len, 
 struct imap_view_sums {
 	size_t recent, first_unseen;
 	uint64_t modseq;
+	/* imap_view_load_since: the entries with a MODSEQ above since, in
+	 * view order, while at most IMAP_SINCE_MAX (else over is set): a
+	 * QRESYNC SELECT then needs no second walk of a big view. */
+#define IMAP_SINCE_MAX 64
+	int collected, over;
+	size_t nsince, since_idx[IMAP_SINCE_MAX];
 };
 int imap_view_load(struct imap_session *s, struct imap_view_sums *sums);
+int imap_view_load_since(struct imap_session *s, struct imap_view_sums *sums, int collect, uint64_t since);
 /* Drop the selection (CLOSE, UNSELECT, SELECT of another, LOGOUT). */
 void imap_view_clear(struct imap_session *s);
 /* Remove view entry idx (after our own EXPUNGE sent "* seq EXPUNGE"). */
@@ -292,8 +299,10 @@ struct imap_qresync {
 int imap_select_params(struct imap_session *s, const struct imap_arg *list, struct imap_qresync *q,
                        char *err, size_t errlen);
 /* After SELECT's responses: VANISHED (EARLIER) and FETCH of what changed
- * since q's modseq (when its UIDVALIDITY matches). */
-void imap_qresync_select(struct imap_session *s, const struct imap_qresync *q);
+ * since q's modseq (when its UIDVALIDITY matches); sums, if not NULL, from
+ * imap_view_load_since with that modseq. */
+void imap_qresync_select(struct imap_session *s, const struct imap_qresync *q,
+                         const struct imap_view_sums *sums);
 /* A mod-sequence value (1..2^63-1): 0 or -1. zero_ok: 0 allowed. */
 int imap_modseq_parse(const char *s, size_t len, int zero_ok, uint64_t *out);
 

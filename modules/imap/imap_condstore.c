@@ -290,7 +290,7 @@ imap_select_params(struct imap_session *s, const struct imap_arg *list, struct i
 }
 
 void
-imap_qresync_select(struct imap_session *s, const struct imap_qresync *q)
+imap_qresync_select(struct imap_session *s, const struct imap_qresync *q, const struct imap_view_sums *sums)
 {
 	if (!q->qresync || q->uidvalidity != s->uidvalidity)
 		return;
@@ -298,7 +298,13 @@ imap_qresync_select(struct imap_session *s, const struct imap_qresync *q)
 	int have_known = q->known && imap_seqset_parse(q->known, q->known_len, &known) == 0;
 	uint32_t star = s->nview ? s->view[s->nview - 1].uid : 0;
 	imap_vanished_since(s, q->known, q->known_len, q->modseq);
-	for (size_t i = 0; i < s->nview; i++) {
+	/* The load's list of changed entries, when it kept all of them. */
+	int listed = sums != NULL && sums->collected && !sums->over;
+	size_t nwalk = listed ? sums->nsince : s->nview;
+	for (size_t k = 0; k < nwalk; k++) {
+		size_t i = listed ? sums->since_idx[k] : k;
+		if (i >= s->nview)
+			break;
 		const struct imap_view_msg *v = &s->view[i];
 		if (v->modseq <= q->modseq || (have_known && !imap_seqset_contains(&known, v->uid, star)))
 			continue;

@@ -166,7 +166,8 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	s->readonly = readonly;
 	s->state = IMAP_SELECTED;
 	struct imap_view_sums sums;
-	if (imap_view_load(s, &sums) != 0) {
+	/* A QRESYNC for this folder lists what changed on the way. */
+	if (imap_view_load_since(s, &sums, q.qresync, q.modseq) != 0) {
 		imap_view_clear(s);
 		imap_tagged(s, tag, "NO", "[SERVERBUG] Out of memory.");
 		return;
@@ -196,7 +197,7 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 			hms = 1;
 	}
 	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)hms);
-	imap_qresync_select(s, &q);
+	imap_qresync_select(s, &q, &sums);
 	imap_completed(s, tag, readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "Examine" : "Select");
 }
 

@@ -272,6 +272,30 @@ class CondStore(unittest.TestCase):
         self.assertTrue(ok(out), out)
         self.assertFalse(any("VANISHED" in l or "FETCH" in l for l in out), out)
 
+    def test_qresync_select_fetches_every_change_in_order(self):
+        # SELECT lists the changed messages while it loads the view, up to
+        # a bound (64); past it the view is walked. Both give every change,
+        # in sequence order, with the known-uids filter applied.
+        a = self.session()
+        self.fill(a, "box", 90)
+        a.cmd("e", "ENABLE QRESYNC")
+        out = a.cmd("s", "SELECT box")
+        uv, h0 = uidvalidity(out), highest(out)
+        a.cmd("lo", "LOGOUT")
+        for n, known in ((5, ""), (64, ""), (65, ""), (80, " 1:40")):
+            b = self.session()
+            b.cmd("s", "SELECT box")
+            self.assertTrue(ok(b.cmd("f", "UID STORE 1:%d +FLAGS.SILENT (\\Flagged)" % n)))
+            b.cmd("lo", "LOGOUT")
+            c = self.session()
+            c.cmd("e", "ENABLE QRESYNC")
+            out = c.cmd("s", "SELECT box (QRESYNC (%d %d%s))" % (uv, h0, known))
+            self.assertTrue(ok(out), out)
+            want = list(range(1, (40 if known else n) + 1))
+            got = [int(re.search(r"UID (\d+)", l).group(1)) for l in out if " FETCH " in l]
+            self.assertEqual(got, want, (n, known))
+            c.cmd("lo", "LOGOUT")
+
     def test_qresync_expunge_gives_vanished(self):
         a = self.session()
         self.fill(a, "box", 5)

@@ -248,6 +248,94 @@ test_view_has_no_doubling_slack(void **state)
 	close_session();
 }
 
+/* A QRESYNC SELECT: the load lists the entries changed since the
+ * client's MODSEQ (so no second walk), or says it could not keep them. */
+static void
+test_load_lists_changed_since(void **state)
+{
+	(void)state;
+	memset(&box, 0, sizeof(box));
+	box.uidvalidity = 1234;
+	for (uint32_t u = 1; u <= 300; u++) {
+		add(u, PT_F_SEEN);
+		box.m[u - 1].modseq = u % 7 == 0 ? 50 + u : 3;
+	}
+	memset(&sess, 0, sizeof(sess));
+	sess.capture = &out;
+	sess.mbx = &fops;
+	sess.mb = &box;
+	sess.state = IMAP_SELECTED;
+	struct imap_view_sums sums;
+	assert_int_equal(imap_view_load_since(&sess, &sums, 1, 3), 0);
+	assert_int_equal(sums.collected, 1);
+	assert_int_equal(sums.over, 0);
+	assert_int_equal(sums.nsince, 300 / 7);
+	for (size_t k = 0; k < sums.nsince; k++)
+		assert_int_equal(sums.since_idx[k], 7 * (k + 1) - 1);
+	assert_int_equal(sums.modseq, 50 + 294);
+	close_session();
+	memset(&sess, 0, sizeof(sess));
+	sess.capture = &out;
+	sess.mbx = &fops;
+	sess.mb = &box;
+	sess.state = IMAP_SELECTED;
+	/* Everything changed: more than it keeps. */
+	assert_int_equal(imap_view_load_since(&sess, &sums, 1, 2), 0);
+	assert_int_equal(sums.over, 1);
+	assert_int_equal(sums.nsince, IMAP_SINCE_MAX);
+	close_session();
+	memset(&sess, 0, sizeof(sess));
+	sess.capture = &out;
+	sess.mbx = &fops;
+	sess.mb = &box;
+	sess.state = IMAP_SELECTED;
+	assert_int_equal(imap_view_load(&sess, &sums), 0);
+	assert_int_equal(sums.collected, 0);
+	assert_int_equal(sums.nsince, 0);
+	close_session();
+}
+
+/* A view of 2 MiB or more takes another allocation (huge pages): it
+ * must load, grow and free like a small one. */
+static struct pt_msg_info big_one;
+static size_t big_n;
+static size_t f_big_count(const struct pt_mbox *mb) { (void)mb; return big_n; }
+static const struct pt_msg_info *
+f_big_info(const struct pt_mbox *mb, size_t i)
+{
+	(void)mb;
+	big_one.uid = (uint32_t)i + 1;
+	big_one.flags = PT_F_SEEN;
+	big_one.modseq = i + 1;
+	return &big_one;
+}
+
+static void
+test_big_view(void **state)
+{
+	(void)state;
+	struct pt_mailbox_ops bops = fops;
+	bops.count = f_big_count;
+	bops.info = f_big_info;
+	big_n = 100000;
+	memset(&box, 0, sizeof(box));
+	box.uidvalidity = 1234;
+	memset(&sess, 0, sizeof(sess));
+	sess.capture = &out;
+	sess.mbx = &bops;
+	sess.mb = &box;
+	sess.state = IMAP_SELECTED;
+	struct imap_view_sums sums;
+	assert_int_equal(imap_view_load(&sess, &sums), 0);
+	assert_int_equal(sess.nview, big_n);
+	assert_int_equal((uintptr_t)sess.view % ((uintptr_t)2 << 20), 0);
+	assert_int_equal(sess.view[big_n - 1].uid, big_n);
+	assert_int_equal(sums.modseq, big_n);
+	assert_int_equal(imap_view_seq(&sess, 77777), 77777);
+	assert_int_equal(imap_view_lower(&sess, 99999), 99998);
+	close_session();
+}
+
 static void
 test_resolve_set(void **state)
 {
@@ -288,6 +376,7 @@ main(void)
 		cmocka_unit_test(test_expunge_only_when_allowed), cmocka_unit_test(test_expunged_last_is_not_new),
 		cmocka_unit_test(test_flag_changes),           cmocka_unit_test(test_uidvalidity_change),
 		cmocka_unit_test(test_resolve_set),            cmocka_unit_test(test_view_has_no_doubling_slack),
+		cmocka_unit_test(test_load_lists_changed_since), cmocka_unit_test(test_big_view),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
