@@ -229,6 +229,18 @@ int ms_folder_read_raw(struct ms_folder *f, size_t i, struct pt_strbuf *b, struc
  * whose text only moves up, back to front, with a journal beside the
  * index. 1 done, 0 not such a rewrite (nothing changed), -1 failed (st;
  * a journal left behind is finished by the next ms_recover). */
+/* Sequential reads of a file through a 4 MB window (both rewrites'
+ * sources): [skip + rel, skip + rel + n), or NULL with errno set (EIO
+ * for a file shorter than asked). Zero-initialised but fd (and skip);
+ * p is the caller's to free. */
+struct ms_window {
+	int fd;
+	int64_t skip;                  /* bytes of the file before offset 0 */
+	int64_t base;                  /* offset of p[0] */
+	size_t len, cap;
+	char *p;
+};
+const char *ms_window_get(struct ms_window *w, int64_t rel, size_t n);
 int ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st);
 /* Finish an in-place rewrite a crash interrupted (ms_recover calls it). */
 int ms_rewrite_recover(struct ms_folder *f, struct pt_status *st);

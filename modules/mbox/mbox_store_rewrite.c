@@ -40,7 +40,6 @@
 #define J_DATA (J_HEAD + 2 * J_SLOT)
 #define RW_CHUNK (8 * 1024 * 1024)     /* most bytes one write moves */
 #define RW_BATCH (64 * 1024 * 1024)    /* bytes between two syncs */
-#define RW_WIN (4 * 1024 * 1024)
 #define RW_KICK (4 * 1024 * 1024)      /* writeback started every this much */
 
 int (*ms_rewrite_fault)(int step);
@@ -128,39 +127,6 @@ plan_free(struct rw_plan *pl)
 	memset(pl, 0, sizeof *pl);
 }
 
-/* Sequential reads of the old file through a window. */
-struct win {
-	int fd;
-	int64_t base;
-	size_t len, cap;
-	char *p;
-};
-
-static const char *
-win_get(struct win *w, int64_t off, size_t n)
-{
-	if (off >= w->base && off + (int64_t)n <= w->base + (int64_t)w->len)
-		return w->p + (off - w->base);
-	size_t want = n > RW_WIN ? n : RW_WIN;
-	if (want > w->cap) {
-		char *q = realloc(w->p, want);
-		if (q == NULL)
-			return NULL;
-		w->p = q;
-		w->cap = want;
-	}
-	ssize_t got = pt_pread_full(w->fd, w->p, want, (off_t)off);
-	if (got < 0 || (size_t)got < n) {
-		if (got >= 0)
-			errno = EIO;
-		w->len = 0;
-		return NULL;
-	}
-	w->base = off;
-	w->len = (size_t)got;
-	return w->p;
-}
-
 /* The kept header fields of one message as runs (ms_header_kept). */
 struct runs {
 	size_t (*r)[2];
@@ -217,7 +183,7 @@ plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struc
 	size_t live0 = 0;
 	while (live0 < f->n && (f->m[live0].state & MS_EXPUNGE))
 		live0++;
-	struct win w = { .fd = f->fd, .base = -1 };
+	struct ms_window w = { .fd = f->fd, .base = -1 };
 	struct pt_strbuf clen = { 0 }, blk = { 0 }, tmp = { 0 };
 	struct runs runs = { 0 };
 	int64_t off0 = f->m[s].from_off, pos = off0;
@@ -264,7 +230,7 @@ plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struc
 		}
 		size_t hdr_rel = (size_t)(r.hdr_off - r.from_off);
 		size_t body_rel = (size_t)(r.body_off - r.from_off);
-		const char *src = win_get(&w, r.from_off, body_rel);
+		const char *src = ms_window_get(&w, r.from_off, body_rel);
 		if (src == NULL) {
 			rc = -1;
 			break;
@@ -320,7 +286,7 @@ plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struc
 		if (!from_lf || !fields_lf) {
 			/* A missing LF was put in: the wire form changes (rare; the
 			 * message is put together to measure it). */
-			const char *all = win_get(&w, r.from_off, (size_t)span);
+			const char *all = ms_window_get(&w, r.from_off, (size_t)span);
 			tmp.len = 0;
 			if (all) {
 				pt_strbuf_put(&tmp, all, hdr_rel);

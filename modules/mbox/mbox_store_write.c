@@ -237,21 +237,12 @@ block_natural_len(const struct ms_folder *f, const struct ms_msg *r, int base)
 
 /* The rewrite's I/O in big pieces (a first write of a big folder moves
  * every message: two syscalls per message were a third of its time):
- * sequential reads of the recovery copy through a window, sequential
+ * sequential reads of the recovery copy through a window (ms_window_get), sequential
  * writes of the mbox through a buffer. */
 #define RW_BUF (1024 * 1024)
 
-struct rd_window {
-	int fd;
-	int64_t skip;                  /* the copy's header length */
-	int64_t base;                  /* offset (after skip) of p[0] */
-	size_t len, cap;
-	char *p;
-};
-
-/* [rel, rel+n) of the copy, or NULL (errno set). */
-static const char *
-rd_get(struct rd_window *w, int64_t rel, size_t n)
+const char *
+ms_window_get(struct ms_window *w, int64_t rel, size_t n)
 {
 	if (rel >= w->base && rel + (int64_t)n <= w->base + (int64_t)w->len)
 		return w->p + (rel - w->base);
@@ -337,7 +328,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		return -1;
 	}
 	struct pt_strbuf out = { 0 }, clen = { 0 };
-	struct rd_window rw = { .fd = rfd, .skip = (int64_t)hl };
+	struct ms_window rw = { .fd = rfd, .skip = (int64_t)hl };
 	struct wr_buffer wb = { .fd = f->fd, .at = off0 };
 	int64_t pos = off0;
 	size_t w = s;
@@ -367,7 +358,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		prev_gone = 0;
 		have_prev = 1;
 		int dirty = (r.state & MS_DIRTY) != 0;
-		const char *src = rd_get(&rw, r.from_off - off0, (size_t)span);
+		const char *src = ms_window_get(&rw, r.from_off - off0, (size_t)span);
 		if (src == NULL) {
 			rc = -1;
 			break;
