@@ -38,7 +38,9 @@ import argparse
 import ctypes
 import hashlib
 import importlib.util
+import grp
 import os
+import pwd
 import random
 import re
 import select
@@ -549,6 +551,10 @@ def fresh_mailbox(server, template, pw):
     sh("sync")
 
 
+# Dovecot's unprivileged users: its package's by default; --dovecot-users
+# names others (a fresh machine has no dovecot/dovenull).
+DOVECOT_USERS = ("dovecot", "dovenull")
+
 def start_dovecot(pw, nconn):
     run = os.path.join(WORK, "dovecot-run")
     shutil.rmtree(run, ignore_errors=True)
@@ -566,8 +572,9 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain
 log_path = %(work)s/dovecot.log
-default_internal_user = dovecot
-default_login_user = dovenull
+default_internal_user = %(internal)s
+default_internal_group = %(internal_group)s
+default_login_user = %(login)s
 first_valid_uid = 1
 mail_location = mbox:~/mail:INBOX=%(spool)s/%%u
 mail_max_userip_connections = %(nconn)d
@@ -601,7 +608,9 @@ service pop3-login {
   }
 }
 """ % {"run": run, "work": WORK, "spool": spool_dir("dovecot"), "users": users, "nconn": nconn + 10,
-       "domain": DOMAIN, "imap": PORTS["dovecot"]["imap"], "pop3": PORTS["dovecot"]["pop3"]})
+       "domain": DOMAIN, "imap": PORTS["dovecot"]["imap"], "pop3": PORTS["dovecot"]["pop3"],
+       "internal": DOVECOT_USERS[0], "login": DOVECOT_USERS[1],
+       "internal_group": grp.getgrgid(pwd.getpwnam(DOVECOT_USERS[0]).pw_gid).gr_name})
     proc = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     RUNNING.append(proc)
     wait_port(PORTS["dovecot"]["imap"])
@@ -1006,7 +1015,7 @@ def loadavg():
 
 
 def main():
-    global WORK, USER, MAIL_OWNER
+    global WORK, USER, MAIL_OWNER, DOVECOT_USERS
     ap = argparse.ArgumentParser()
     ap.add_argument("--postern", required=True)
     ap.add_argument("--modules", required=True)
@@ -1021,6 +1030,9 @@ def main():
     ap.add_argument("--work", default=WORK, help="directory for mboxes, configs and logs")
     ap.add_argument("--user", default=USER, help="the mailbox owner (created as a system user if missing)")
     ap.add_argument("--mail-owner", default=MAIL_OWNER, help="Postern's mail_owner (created if missing)")
+    ap.add_argument("--dovecot-users", default="dovecot,dovenull",
+                    help="Dovecot's default_internal_user,default_login_user (existing users; the smoke test "
+                         "passes throwaway ones)")
     ap.add_argument("--free-ports", action="store_true", help="pick free ports instead of 20143/21143...")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait before reading PSS")
     ap.add_argument("--smoke", action="store_true",
@@ -1045,6 +1057,7 @@ def main():
             for k in PORTS[s]:
                 PORTS[s][k] = free_port()
     WORK, USER, MAIL_OWNER = args.work, args.user, args.mail_owner
+    DOVECOT_USERS = tuple(args.dovecot_users.split(",", 1))
     os.makedirs(WORK, exist_ok=True)
     os.chmod(WORK, 0o755)
     if os.path.dirname(WORK) not in ("/", "/tmp", "/var/tmp"):
