@@ -54,6 +54,15 @@ struct pt_msg_info {
 	uint64_t modseq;              /* CONDSTORE: of its last flag change or arrival (> 0) */
 };
 
+/* What a session keeps of each message of its view: the part of
+ * pt_msg_info that a sync compares. */
+struct pt_msg_brief {
+	uint32_t uid;
+	uint32_t flags;               /* PT_F_*, PT_F_RECENT included */
+	uint64_t keywords;
+	uint64_t modseq;
+};
+
 struct pt_mbox_status {
 	uint32_t messages, recent, unseen, uidnext, uidvalidity;
 	uint32_t first_unseen_seq;    /* 1-based sequence of the first unseen, 0 none */
@@ -266,6 +275,11 @@ struct pt_mailbox_ops {
 	 * *uids and *n, 0 when the store cannot say (then every message is
 	 * to be looked at). May be NULL. */
 	int (*msgid_candidates)(struct pt_mbox *mb, const char *key, size_t len, uint32_t **uids, size_t *n);
+	/* Messages [from, from + n) of the list as info() gives them, in
+	 * brief: what a big folder's SELECT reads of every message, in one
+	 * call (the caller checks from + n <= count). May be NULL (then
+	 * info() it is). */
+	void (*briefs)(const struct pt_mbox *mb, size_t from, size_t n, struct pt_msg_brief *out);
 };
 
 /* sort_key kinds: RFC 5256 base subject; first From mailbox's local part

@@ -15,16 +15,6 @@
 #include "postern/strbuf.h"
 #include "imap_arg.h"
 
-/* What the session has told the client about one message: sequence
- * number = index + 1. Differences between this and the store's list are
- * what sync reports (EXISTS, EXPUNGE, FETCH FLAGS). */
-struct imap_view_msg {
-	uint32_t uid;
-	uint32_t flags;               /* PT_F_*, incl. PT_F_RECENT for this session */
-	uint64_t keywords;
-	uint64_t modseq;              /* CONDSTORE: as last told (or fetched) */
-};
-
 enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 
 struct imap_session {
@@ -39,7 +29,11 @@ struct imap_session {
 	struct pt_mbox *mb;
 	char *selected;               /* its name (UTF-8) */
 	int readonly;                 /* EXAMINE */
-	struct imap_view_msg *view;
+	/* What the session has told the client about each message (its
+	 * MODSEQ as last told or fetched): sequence number = index + 1.
+	 * Differences between this and the store's list are what sync
+	 * reports (EXISTS, EXPUNGE, FETCH FLAGS). */
+	struct pt_msg_brief *view;
 	size_t nview, capview;
 	size_t nkeywords_sent;        /* keyword table size last announced in FLAGS */
 	/* What the store last said of view entries whose messages another

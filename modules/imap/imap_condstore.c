@@ -305,7 +305,7 @@ imap_qresync_select(struct imap_session *s, const struct imap_qresync *q, const 
 		size_t i = listed ? sums->since_idx[k] : k;
 		if (i >= s->nview)
 			break;
-		const struct imap_view_msg *v = &s->view[i];
+		const struct pt_msg_brief *v = &s->view[i];
 		if (v->modseq <= q->modseq || (have_known && !imap_seqset_contains(&known, v->uid, star)))
 			continue;
 		struct pt_strbuf b = { 0 };

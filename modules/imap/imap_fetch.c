@@ -250,7 +250,7 @@ run_mark_seen(struct imap_session *s, struct fetch_run *r)
 	free(u);
 	free(c);
 	for (size_t i = 0; i < r->n && nu > 0; i++) {
-		struct imap_view_msg *v = &s->view[r->idx[i]];
+		struct pt_msg_brief *v = &s->view[r->idx[i]];
 		size_t si;
 
 		if (!r->implicit_flags[i])
@@ -281,7 +281,7 @@ put_sep(struct imap_session *s, struct fetch_run *r)
 }
 
 static void
-send_flags(struct imap_session *s, struct fetch_run *r, const struct imap_view_msg *v)
+send_flags(struct imap_session *s, struct fetch_run *r, const struct pt_msg_brief *v)
 {
 	struct pt_strbuf b = { 0 };
 
@@ -402,7 +402,7 @@ item_is_header(const struct imap_fetch_item *it)
  * set and the data follows in chunks). */
 static void
 send_item(struct imap_session *s, struct fetch_run *r, const struct imap_fetch_item *it,
-          const struct imap_view_msg *v, const struct pt_msg_info *m)
+          const struct pt_msg_brief *v, const struct pt_msg_info *m)
 {
 	/* The run's buffer, emptied: an ENVELOPE grew a new one from 256
 	 * octets (two or three reallocs) for every message. */

@@ -222,7 +222,7 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 	 * the file's again, so a message another session expunged (its
 	 * change was not applied) is known gone instead of echoed stale. */
 	for (size_t i = 0; i < nidx; i++) {
-		struct imap_view_msg *v = &s->view[idx[i]];
+		struct pt_msg_brief *v = &s->view[idx[i]];
 		uint32_t sys = v->flags & PT_F_SYSTEM;
 		if (failed && failed[i])
 			continue;
@@ -263,7 +263,7 @@ imap_cmd_store(struct imap_session *s, const char *tag, const struct imap_arg *a
 		if (si == (size_t)-1 || (silent && !s->condstore))
 			continue;
 		const struct pt_msg_info *m = s->mbx->info(s->mb, si);
-		struct imap_view_msg *v = &s->view[idx[i]];
+		struct pt_msg_brief *v = &s->view[idx[i]];
 		v->flags = m->flags;
 		v->keywords = m->keywords;
 		if (m->modseq > v->modseq)

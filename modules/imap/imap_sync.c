@@ -42,7 +42,7 @@ view_reserve(struct imap_session *s, size_t n)
 	size_t cap = s->capview + s->capview / 8 + 64;
 	if (cap < n)
 		cap = n;
-	struct imap_view_msg *v = s->view == NULL ? view_alloc(cap * sizeof(*v)) :
+	struct pt_msg_brief *v = s->view == NULL ? view_alloc(cap * sizeof(*v)) :
 	                                            realloc(s->view, cap * sizeof(*v));
 	if (v == NULL)
 		return -1;
@@ -82,6 +82,9 @@ imap_view_load(struct imap_session *s, struct imap_view_sums *sums)
 	return imap_view_load_since(s, sums, 0, 0);
 }
 
+/* Entries per bulk read: a chunk is summed while it is in the cache. */
+#define VIEW_CHUNK 4096
+
 int
 imap_view_load_since(struct imap_session *s, struct imap_view_sums *sums, int collect, uint64_t since)
 {
@@ -91,25 +94,34 @@ imap_view_load_since(struct imap_session *s, struct imap_view_sums *sums, int co
 	sums->collected = collect;
 	if (view_reserve(s, n) != 0)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		const struct pt_msg_info *m = s->mbx->info(s->mb, i);
-		s->view[i].uid = m->uid;
-		s->view[i].flags = m->flags;
-		s->view[i].keywords = m->keywords;
-		s->view[i].modseq = m->modseq;
+	for (size_t c = 0; c < n; c += VIEW_CHUNK) {
+		size_t e = n - c < VIEW_CHUNK ? n : c + VIEW_CHUNK;
+		if (s->mbx->briefs != NULL)
+			s->mbx->briefs(s->mb, c, e - c, &s->view[c]);
+		else
+			for (size_t i = c; i < e; i++) {
+				const struct pt_msg_info *m = s->mbx->info(s->mb, i);
+				s->view[i].uid = m->uid;
+				s->view[i].flags = m->flags;
+				s->view[i].keywords = m->keywords;
+				s->view[i].modseq = m->modseq;
+			}
 		/* A big folder's view is written once here: what SELECT says
 		 * of it is counted on the way, not in more passes. */
-		if (m->flags & PT_F_RECENT)
-			sums->recent++;
-		if (!sums->first_unseen && !(m->flags & PT_F_SEEN))
-			sums->first_unseen = i + 1;
-		if (m->modseq > sums->modseq)
-			sums->modseq = m->modseq;
-		if (collect && m->modseq > since) {
-			if (sums->nsince < IMAP_SINCE_MAX)
-				sums->since_idx[sums->nsince++] = i;
-			else
-				sums->over = 1;
+		for (size_t i = c; i < e; i++) {
+			const struct pt_msg_brief *m = &s->view[i];
+			if (m->flags & PT_F_RECENT)
+				sums->recent++;
+			if (!sums->first_unseen && !(m->flags & PT_F_SEEN))
+				sums->first_unseen = i + 1;
+			if (m->modseq > sums->modseq)
+				sums->modseq = m->modseq;
+			if (collect && m->modseq > since) {
+				if (sums->nsince < IMAP_SINCE_MAX)
+					sums->since_idx[sums->nsince++] = i;
+				else
+					sums->over = 1;
+			}
 		}
 	}
 	s->nview = n;

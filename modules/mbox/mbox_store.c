@@ -851,4 +851,5 @@ const struct pt_mailbox_ops mbox_store_ops = {
 	.answer_get = ms_cache_answer_get,
 	.answer_put = ms_cache_answer_put,
 	.msgid_candidates = ms_cache_msgid,
+	.briefs = ms_mbox_briefs,
 };

@@ -144,6 +144,17 @@ struct ms_folder {
 	size_t n, cap;
 	void *map;
 	size_t map_len;
+	/* The index file's brief of each of its records, mapped with them
+	 * (NULL: none): brief_n entries, for f->m while it is brief_m, and
+	 * only for records no one changed since (brief_touched: a bit per
+	 * record, NULL = none). Whatever changes a record's UID, flags,
+	 * keywords, MODSEQ or MS_OLD, or puts another record in its place,
+	 * says so first with ms_rec_touch (or drops them all with
+	 * ms_brief_drop). Debug builds check each brief handed out. */
+	const struct pt_msg_brief *brief;
+	const struct ms_msg *brief_m;
+	size_t brief_n;
+	uint64_t *brief_touched;
 	int base_ok;                   /* first message's X-IMAPbase is current */
 	uint64_t highest_modseq;       /* CONDSTORE: 0 until the first load */
 	int64_t junk;                  /* bytes before the first From_ line */
@@ -259,12 +270,31 @@ void ms_shared_bump(struct ms_folder *f);
 
 /* ---- mbox_store_index.c ---- */
 int ms_index_save(struct ms_folder *f);
+/* The same in the previous format (no briefs) when with_briefs is 0:
+ * what an upgrade finds. */
+int ms_index_save_as(struct ms_folder *f, int with_briefs);
 /* Load the index; 1 loaded and matches st exactly, 2 loaded but stale
  * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
  * 0 none/corrupt. */
 int ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb);
 /* Does the index describe exactly this file state (head only)? */
 int ms_index_matches(const struct ms_folder *f, const struct stat *sb);
+/* The index's briefs of records [from, from + n) that no one changed
+ * since the load (their flags: PT_F_SYSTEM bits and MS_BRIEF_OLD for
+ * MS_OLD): out[k] and got[k] = 1 for each, got[k] = 0 for the rest
+ * (read those from f->m). */
+#define MS_BRIEF_OLD 0x80000000u
+void ms_index_briefs(const struct ms_folder *f, size_t from, size_t n, struct pt_msg_brief *out,
+                     unsigned char *got);
+void ms_brief_touch_(struct ms_folder *f, size_t i);
+void ms_brief_drop(struct ms_folder *f);
+/* Record i of f->m (or r) is about to change. */
+static inline void
+ms_rec_touch(struct ms_folder *f, size_t i)
+{
+	if (f->brief != NULL && i < f->brief_n)
+		ms_brief_touch_(f, i);
+}
 
 /* The flag log: STORE's changes go there (fdatasync'd) instead of into
  * the mbox, which gets them at the next ms_folder_write. Append records
@@ -385,6 +415,7 @@ int ms_mbox_uptodate(struct pt_mbox *mb);
 size_t ms_mbox_count(const struct pt_mbox *mb);
 const struct pt_msg_info *ms_mbox_info(const struct pt_mbox *mb, size_t i);
 size_t ms_mbox_find(const struct pt_mbox *mb, uint32_t uid);
+void ms_mbox_briefs(const struct pt_mbox *mb, size_t from, size_t n, struct pt_msg_brief *out);
 uint32_t ms_mbox_uidvalidity(const struct pt_mbox *mb);
 uint32_t ms_mbox_uidnext(const struct pt_mbox *mb);
 size_t ms_mbox_keyword_count(const struct pt_mbox *mb);

@@ -189,6 +189,7 @@ ms_folder_drop_msgs(struct ms_folder *f)
 		free(f->m);
 	f->map = NULL;
 	f->map_len = 0;
+	ms_brief_drop(f);
 	f->m = NULL;
 	f->n = f->cap = 0;
 }
@@ -216,6 +217,7 @@ ms_folder_reserve(struct ms_folder *f, size_t want)
 		munmap(f->map, f->map_len);
 		f->map = NULL;
 		f->map_len = 0;
+		ms_brief_drop(f);
 	}
 	f->m = m;
 	f->cap = want;
@@ -499,6 +501,7 @@ on_message(void *arg, const struct mbox_msg *mm)
 		}
 		p->next_new = p->limit;
 	}
+	ms_rec_touch(f, f->n);
 	struct ms_msg *r = &f->m[f->n];
 	memset(r, 0, sizeof *r);
 	r->from_off = mm->from_off;
@@ -641,6 +644,7 @@ modseq_assign(struct ms_folder *f, size_t from, const struct ms_seen *was, size_
 {
 	uint64_t fresh = 0;
 	for (size_t i = from; i < f->n; i++) {
+		ms_rec_touch(f, i);
 		struct pt_msg_info *m = &f->m[i].info;
 		const struct ms_seen *o = nwas ? bsearch(&m->uid, was, nwas, sizeof *was, seen_cmp) : NULL;
 		if (o != NULL && o->modseq && o->flags == m->flags && o->keywords == m->keywords) {
@@ -803,6 +807,7 @@ ms_folder_load(struct ms_folder *f, int *changed, struct pt_status *st)
 				                           f->m[i].info.keywords, f->m[i].info.modseq };
 			nwas = f->n;
 		}
+		ms_brief_drop(f);   /* the list is read anew over itself */
 		f->n = 0;
 		from = 0;
 		tail = 0;

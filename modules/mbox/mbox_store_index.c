@@ -6,7 +6,10 @@
  * Anything odd in it = ignored, rebuilt from the mbox.
  * The records start 8-aligned so a load maps them in place (see
  * ms_folder.map): the file is only ever replaced by rename, never
- * rewritten, so a mapping stays valid.
+ * rewritten, so a mapping stays valid. Before them, each record's brief
+ * (UID, flags, keywords, MODSEQ: 24 bytes of its 112) for SELECT, which
+ * reads just that of every message (see ms_index_briefs); the records
+ * come last so that records added grow into the room after the map.
  *
  * Beside it, the flag log (postern.flags): STORE's changes, appended
  * (fdatasync'd with mbox_flag_fsync), so a flag change costs one small
@@ -33,7 +36,13 @@
 #include "mbox_store.h"
 #include "postern/fdio.h"
 
-#define INDEX_MAGIC "PTIDX005"
+/* 006: the records' briefs before them. A 005 file (no briefs) still
+ * loads: an upgrade keeps the expunge list QRESYNC answers from. */
+#define INDEX_MAGIC "PTIDX006"
+#define INDEX_MAGIC_OLD "PTIDX005"
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22   /* Linux 5.14; older kernels say EINVAL */
+#endif
 #define INDEX_NAME "postern.index"
 #define LOG_NAME "postern.flags"
 /* Records per checksum step (about 56 KiB: in the cache for the
@@ -56,7 +65,7 @@ struct index_head {
 };
 
 /* Where the expunge ranges start: after the head and the names,
- * 8-aligned; the records follow them. */
+ * 8-aligned; the briefs, then the records follow them. */
 static uint64_t
 van_at(uint32_t kwbytes)
 {
@@ -64,7 +73,7 @@ van_at(uint32_t kwbytes)
 }
 
 static uint64_t
-records_at(uint32_t kwbytes, uint32_t nvan)
+briefs_at(uint32_t kwbytes, uint32_t nvan)
 {
 	return van_at(kwbytes) + (uint64_t)nvan * sizeof(struct ms_vanished);
 }
@@ -279,6 +288,7 @@ checked_file_put(const struct ms_folder *f, const struct stat *isb, int dirty, s
 }
 
 static void tail_drop(const struct ms_folder *f);
+static void briefs_of(const struct ms_msg *m, size_t n, struct pt_msg_brief *out);
 
 static int
 same_stat_(const struct stat *a, const struct stat *b)
@@ -289,6 +299,12 @@ same_stat_(const struct stat *a, const struct stat *b)
 
 int
 ms_index_save(struct ms_folder *f)
+{
+	return ms_index_save_as(f, 1);
+}
+
+int
+ms_index_save_as(struct ms_folder *f, int with_briefs)
 {
 	if (f->index_defer) {
 		/* The caller logs the change to the append log instead. */
@@ -302,7 +318,7 @@ ms_index_save(struct ms_folder *f)
 		return -1;
 	struct index_head h;
 	memset(&h, 0, sizeof h);
-	memcpy(h.magic, INDEX_MAGIC, 8);
+	memcpy(h.magic, with_briefs ? INDEX_MAGIC : INDEX_MAGIC_OLD, 8);
 	if (f->known_valid) {
 		h.dev = (uint64_t)f->known.st_dev;
 		h.ino = (uint64_t)f->known.st_ino;
@@ -334,6 +350,7 @@ ms_index_save(struct ms_folder *f)
 	sum = sum64(sum, f->van, f->nvan * sizeof *f->van);
 	int dirty = 0;
 	size_t not_old = 0;
+	struct pt_msg_brief bb[SUM_CHUNK];
 	for (size_t i = 0; i < f->n; i += SUM_CHUNK) {
 		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
 		sum = sum64(sum, f->m + i, (e - i) * sizeof *f->m);
@@ -342,6 +359,10 @@ ms_index_save(struct ms_folder *f)
 				dirty = 1;
 			if (!(f->m[k].state & MS_OLD))
 				not_old++;
+		}
+		if (with_briefs) {
+			briefs_of(f->m + i, e - i, bb);
+			sum = sum64(sum, bb, (e - i) * sizeof *bb);
 		}
 	}
 	h.sum = sum;
@@ -357,6 +378,11 @@ ms_index_save(struct ms_folder *f)
 		rc = pt_write_all(fd, zeros, pad);
 	if (rc == 0 && f->nvan)
 		rc = pt_write_all(fd, f->van, f->nvan * sizeof *f->van);
+	for (size_t i = 0; with_briefs && rc == 0 && i < f->n; i += SUM_CHUNK) {
+		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
+		briefs_of(f->m + i, e - i, bb);
+		rc = pt_write_all(fd, bb, (e - i) * sizeof *bb);
+	}
 	if (rc == 0 && f->n)
 		rc = pt_write_all(fd, f->m, f->n * sizeof *f->m);
 	struct stat isb;
@@ -387,6 +413,18 @@ ms_index_save(struct ms_folder *f)
 	return rc;
 }
 
+/* A record's brief as the index keeps it. */
+static void
+briefs_of(const struct ms_msg *m, size_t n, struct pt_msg_brief *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[i].uid = m[i].info.uid;
+		out[i].flags = (m[i].info.flags & PT_F_SYSTEM) | (m[i].state & MS_OLD ? MS_BRIEF_OLD : 0);
+		out[i].keywords = m[i].info.keywords;
+		out[i].modseq = m[i].info.modseq;
+	}
+}
+
 static int
 index_open(const struct ms_folder *f, struct index_head *h, struct stat *isb)
 {
@@ -396,7 +434,8 @@ index_open(const struct ms_folder *f, struct index_head *h, struct stat *isb)
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, isb) != 0 || !S_ISREG(isb->st_mode) ||
-	    pt_read_full(fd, h, sizeof *h) != (ssize_t)sizeof *h || memcmp(h->magic, INDEX_MAGIC, 8) != 0) {
+	    pt_read_full(fd, h, sizeof *h) != (ssize_t)sizeof *h ||
+	    (memcmp(h->magic, INDEX_MAGIC, 8) != 0 && memcmp(h->magic, INDEX_MAGIC_OLD, 8) != 0)) {
 		close(fd);
 		return -1;
 	}
@@ -434,7 +473,9 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	char *map = MAP_FAILED;
 	size_t map_len = 0;
 	int rc = 0;
-	uint64_t rec_at = records_at(h.kwbytes, h.nvan);
+	int has_brief = memcmp(h.magic, INDEX_MAGIC, 8) == 0;
+	uint64_t brief_at = briefs_at(h.kwbytes, h.nvan);
+	uint64_t rec_at = brief_at + (has_brief ? (uint64_t)h.nmsg * sizeof(struct pt_msg_brief) : 0);
 	if (h.rec_size != sizeof(struct ms_msg) || h.nkw > PT_KEYWORDS_MAX ||
 	    h.kwbytes > PT_KEYWORDS_MAX * 64 || h.nvan > MS_VAN_MAX ||
 	    (uint64_t)isb.st_size != rec_at + (uint64_t)h.nmsg * sizeof(struct ms_msg) ||
@@ -443,9 +484,8 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	/* Private and writable: a flag change copies one page, never
 	 * touching the file; unchanged pages stay shared. */
 	map_len = (size_t)isb.st_size;
-	/* Populated read-only (the page cache's pages, no copies, no fault
-	 * per page later), then writable for the pages a change copies. */
-	/* Followed by anonymous room for records the append log (or a parse
+	/* Mapped read-only (the page cache's pages, no copies), then
+	 * writable for the pages a change copies. Followed by anonymous room for records the append log (or a parse
 	 * of the mbox's tail) adds, so that those need no copy of the list:
 	 * address space only until used. */
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE), file_span = (map_len + pg - 1) & ~(pg - 1);
@@ -454,10 +494,18 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	                  -1, 0);
 	if (resv == MAP_FAILED)
 		goto out;
-	map = mmap(resv, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE | MAP_FIXED, fd, 0);
+	/* Populated now (no fault per page later): what SELECT reads of
+	 * every message, the briefs when the file has them, else the
+	 * records; records' pages then come as they are read. */
+	map = mmap(resv, map_len, PROT_READ, MAP_PRIVATE | MAP_FIXED | (has_brief ? 0 : MAP_POPULATE), fd,
+	           0);
 	if (map == MAP_FAILED) {
 		munmap(resv, file_span + spare);
 		goto out;
+	}
+	if (has_brief && h.nmsg) {
+		size_t b0 = (size_t)brief_at & ~(pg - 1);
+		(void)madvise(map + b0, (size_t)rec_at - b0, MADV_POPULATE_READ);   /* a hint */
 	}
 	map_len = file_span + spare;
 	if (mprotect(map, map_len, PROT_READ | PROT_WRITE) != 0)
@@ -465,6 +513,7 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	const char *kwbuf = map + sizeof h;
 	const struct ms_vanished *van = (const struct ms_vanished *)(const void *)(map + van_at(h.kwbytes));
 	struct ms_msg *m = (struct ms_msg *)(void *)(map + rec_at);
+	const struct pt_msg_brief *brief = (const struct pt_msg_brief *)(const void *)(map + brief_at);
 	uint64_t sum = sum64(0xcbf29ce484222325ull, kwbuf, h.kwbytes);
 	sum = sum64(sum, van, (size_t)h.nvan * sizeof *van);
 	if (h.uidvalidity == 0 || h.uidnext == 0)
@@ -497,6 +546,15 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	for (uint32_t c = 0; !known && c < h.nmsg; c += SUM_CHUNK) {
 		uint32_t e = h.nmsg - c < SUM_CHUNK ? h.nmsg : c + SUM_CHUNK;
 		sum = sum64(sum, m + c, (size_t)(e - c) * sizeof *m);
+		if (has_brief) {
+			/* Each brief must be its record's: a load the check
+			 * mark lets pass later trusts them. */
+			struct pt_msg_brief bb[SUM_CHUNK];
+			briefs_of(m + c, e - c, bb);
+			if (memcmp(bb, brief + c, (size_t)(e - c) * sizeof *bb) != 0)
+				goto out;
+			sum = sum64(sum, bb, (size_t)(e - c) * sizeof *bb);
+		}
 		for (uint32_t i = c; i < e; i++) {
 			const struct ms_msg *r = &m[i];
 			if (r->info.uid == 0 || r->info.uid >= h.uidnext ||
@@ -571,6 +629,13 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		f->map = map;
 		f->map_len = map_len;
 		map = MAP_FAILED;
+		/* Briefs keep the index's keyword bits: only while those
+		 * are the table's. */
+		if (has_brief && same) {
+			f->brief = brief;
+			f->brief_m = m;
+			f->brief_n = h.nmsg;
+		}
 	}
 	f->n = f->cap = h.nmsg;
 	if (f->map != NULL)
@@ -594,6 +659,47 @@ out:
 		munmap(map, map_len);
 	close(fd);
 	return rc;
+}
+
+void
+ms_index_briefs(const struct ms_folder *f, size_t from, size_t n, struct pt_msg_brief *out,
+                unsigned char *got)
+{
+	memset(got, 0, n);
+	if (f->brief == NULL || f->m != f->brief_m || from >= f->brief_n || from >= f->n)
+		return;
+	size_t end = f->brief_n < f->n ? f->brief_n : f->n;
+	if (n > end - from)
+		n = end - from;
+	const uint64_t *t = f->brief_touched;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = from + k;
+		if (t != NULL && (t[i / 64] >> (i % 64) & 1u))
+			continue;
+		out[k] = f->brief[i];
+		got[k] = 1;
+	}
+}
+
+void
+ms_brief_touch_(struct ms_folder *f, size_t i)
+{
+	if (f->brief_touched == NULL &&
+	    (f->brief_touched = calloc((f->brief_n + 63) / 64, sizeof *f->brief_touched)) == NULL) {
+		f->brief = NULL;   /* no room to say which: none holds */
+		return;
+	}
+	f->brief_touched[i / 64] |= 1ull << (i % 64);
+}
+
+void
+ms_brief_drop(struct ms_folder *f)
+{
+	f->brief = NULL;
+	f->brief_m = NULL;
+	f->brief_n = 0;
+	free(f->brief_touched);
+	f->brief_touched = NULL;
 }
 
 /* ---- the flag log ---- */
@@ -776,6 +882,7 @@ log_apply(struct ms_folder *f, const struct log_rec *rec, const int *map_kw, siz
 	size_t i = ms_folder_find(f, rec->uid);
 	if (i == (size_t)-1)
 		return 0;
+	ms_rec_touch(f, i);
 	struct ms_msg *r = &f->m[i];
 	uint64_t kw = 0, bkw = 0;
 	for (size_t b = 0; b < nn; b++) {
@@ -1103,9 +1210,12 @@ tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *nam
 				else
 					tr.r.state &= ~MS_LAZY;
 			}
+			ms_rec_touch(f, tr.at);
 			f->m[tr.at] = tr.r;
-		} else
+		} else {
+			ms_rec_touch(f, f->n);
 			f->m[f->n++] = tr.r;
+		}
 	}
 	f->uidnext = h->uidnext;
 	if (h->highest_modseq > f->highest_modseq)

@@ -823,6 +823,8 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 		close(j.fd);
 		struct pt_status again;
 		if (ms_rewrite_recover(f, &again) == 0 && !ms_rewrite_pending(f)) {
+			for (size_t k = 0; k < nw; k++)
+				ms_rec_touch(f, s + k);
 			memcpy(f->m + s, nm, nw * sizeof *nm);
 			f->n = s + nw;
 			free(nm);
@@ -846,6 +848,8 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 		return -1;
 	}
 	journal_drop(f, &j);
+	for (size_t k = 0; k < nw; k++)
+		ms_rec_touch(f, s + k);
 	memcpy(f->m + s, nm, nw * sizeof *nm);
 	f->n = s + nw;
 	free(nm);

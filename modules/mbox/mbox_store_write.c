@@ -441,6 +441,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			memcpy(last2, out.p + out.len - 2, 2);
 		else if (!dirty && span >= 2)
 			memcpy(last2, src + span - 2, 2);
+		ms_rec_touch(f, w);
 		f->m[w++] = r;
 	}
 	if (rc == 0)

@@ -511,7 +511,7 @@ static const struct pt_mailbox_ops fops = {
 struct fixture {
 	struct imap_session s;
 	struct pt_strbuf out;
-	struct imap_view_msg *view;   /* malloc'd: sync may grow it */
+	struct pt_msg_brief *view;   /* malloc'd: sync may grow it */
 };
 
 static int
@@ -527,7 +527,7 @@ setup(void **state)
 	fexpunge_at_sync = 0;
 	f->view = calloc(4, sizeof *f->view);
 	for (size_t j = 0; j < nfstore; j++)
-		f->view[j] = (struct imap_view_msg){ fstore[j].uid, fstore[j].flags, fstore[j].kw, 1 };
+		f->view[j] = (struct pt_msg_brief){ fstore[j].uid, fstore[j].flags, fstore[j].kw, 1 };
 	f->s.state = IMAP_SELECTED;
 	f->s.mbx = &fops;
 	f->s.mb = (struct pt_mbox *)&fstore;  /* opaque to the code under test */
@@ -998,7 +998,7 @@ stream_setup(void **state)
 	sf->s.uidvalidity = 1234;
 	sf->s.view = calloc(BIG_N, sizeof *sf->s.view);
 	for (size_t i = 0; i < BIG_N; i++)
-		sf->s.view[i] = (struct imap_view_msg){ (uint32_t)i + 1, PT_F_SEEN, 0, 1 };
+		sf->s.view[i] = (struct pt_msg_brief){ (uint32_t)i + 1, PT_F_SEEN, 0, 1 };
 	sf->s.nview = sf->s.capview = BIG_N;
 	sf->s.uid_seen_max = BIG_N;
 	*state = sf;

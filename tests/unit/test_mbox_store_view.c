@@ -2,7 +2,7 @@
  * as of the last sync while another open expunges or changes flags (read,
  * set_flags and expunge in between), \Recent per open, info() answers held
  * together, the index mapped and shared by opens (and after a delivery),
- * and a damaged or old-format index ignored. */
+ * a damaged or old-format index ignored, and the index's briefs. */
 #include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -350,6 +350,125 @@ test_check_mark_not_intact(void **state)
 	ops->close(a);
 }
 
+/* The list in brief (what SELECT reads of every message) equals info()
+ * for each message; *from_index: how many came from the index's briefs
+ * rather than the records. */
+static void
+briefs_match(struct pt_mbox *mb, size_t *from_index)
+{
+	size_t n = ops->count(mb);
+	struct pt_msg_brief *out = calloc(n + 1, sizeof *out), *tmp = calloc(n + 1, sizeof *tmp);
+	unsigned char *got = calloc(n + 1, 1);
+	assert_non_null(out);
+	assert_non_null(tmp);
+	assert_non_null(got);
+	ops->briefs(mb, 0, n, out);
+	for (size_t i = 0; i < n; i++) {
+		const struct pt_msg_info *m = ops->info(mb, i);
+		assert_int_equal(out[i].uid, m->uid);
+		assert_int_equal(out[i].flags, m->flags);
+		assert_int_equal(out[i].keywords, m->keywords);
+		assert_int_equal(out[i].modseq, m->modseq);
+	}
+	ms_index_briefs(&mb->f, 0, n, tmp, got);
+	*from_index = 0;
+	for (size_t i = 0; i < n; i++)
+		*from_index += got[i];
+	free(out);
+	free(tmp);
+	free(got);
+}
+
+/* SELECT reads the index's briefs of records no one changed since the
+ * load, and the records of those a flag change, the flag log, a
+ * keyword, \Recent or a delivery changed; an index of the previous
+ * format (no briefs) still loads. */
+static void
+test_briefs_are_the_list(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 3000 };
+	write_mbox(f->inbox, N);
+	struct pt_status st;
+	int changed;
+	size_t got;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	ops->close(a);
+
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_non_null(a->f.brief);
+	briefs_match(a, &got);
+	assert_int_equal(got, N);
+	/* Another open changes a flag and a keyword: its own list... */
+	struct pt_mbox *b = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(b);
+	int kw = ops->keyword_index(b, "$Label1", 1);
+	assert_true(kw >= 0);
+	struct pt_flag_change c[2] = { { 5, PT_F_SEEN, 0, 0, 0 }, { 2000, 0, 0, 1ull << kw, 0 } };
+	assert_int_equal(ops->change_flags(b, c, 2, &st), 0);
+	briefs_match(b, &got);
+	assert_int_equal(got, N - 2);
+	assert_int_equal(ops->info(b, 4)->flags, PT_F_SEEN);
+	/* ...and this one's after its sync. */
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(changed, 1);
+	briefs_match(a, &got);
+	assert_int_equal(ops->info(a, 1999)->keywords, 1ull << kw);
+	/* A flag alone goes to the flag log: an open replays it over the
+	 * index's records. */
+	struct pt_flag_change c2 = { 77, PT_F_FLAGGED, 0, 0, 0 };
+	assert_int_equal(ops->change_flags(b, &c2, 1, &st), 0);
+	struct pt_mbox *d = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(d);
+	briefs_match(d, &got);
+	assert_int_equal(got, N - 1);
+	assert_int_equal(ops->info(d, 76)->flags, PT_F_FLAGGED);
+	ops->close(d);
+	ops->close(a);
+	ops->close(b);
+
+	/* Written into the mbox and the index: a new open has it all in
+	 * brief. */
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	briefs_match(a, &got);
+	assert_int_equal(got, N);
+	assert_int_equal(ops->info(a, 4)->flags, PT_F_SEEN);
+	ops->close(a);
+
+	/* A delivery: \Recent for the first read-write open, by state for a
+	 * read-only one. */
+	deliver(f, "Subject: new\n\nnew\n");
+	struct pt_mbox *ro = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(ro);
+	briefs_match(ro, &got);
+	assert_true(ops->info(ro, N)->flags & PT_F_RECENT);
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	briefs_match(a, &got);
+	assert_true(ops->info(a, N)->flags & PT_F_RECENT);
+	assert_false(ops->info(a, 0)->flags & PT_F_RECENT);
+	ops->close(ro);
+
+	/* The previous format: loaded (not parsed), read through the
+	 * records. */
+	uint32_t v = ops->uidvalidity(a);
+	assert_int_equal(ms_index_save_as(&a->f, 0), 0);
+	ops->close(a);
+	a = ops->open(f->ms, "INBOX", 1, &st);
+	assert_non_null(a);
+	assert_non_null(a->f.map);
+	assert_null(a->f.brief);
+	assert_int_equal(ops->count(a), N + 1);
+	assert_int_equal(ops->uidvalidity(a), v);
+	briefs_match(a, &got);
+	assert_int_equal(got, 0);
+	assert_int_equal(ops->info(a, 4)->flags, PT_F_SEEN);
+	ops->close(a);
+}
+
 int
 main(void)
 {
@@ -360,6 +479,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_index_mapped_by_opens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_index_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_mark_not_intact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_briefs_are_the_list, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
