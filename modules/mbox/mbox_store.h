@@ -208,6 +208,17 @@ int ms_folder_write(struct ms_folder *f, struct pt_status *st);
  * they no longer fit there. */
 int ms_pread_all(int fd, char *p, size_t n, int64_t off);
 int ms_write_in_place(struct ms_folder *f, struct ms_msg *r, int base);
+/* Record r's text now starts delta bytes further on, unchanged. */
+static inline void
+ms_msg_move(struct ms_msg *r, int64_t delta)
+{
+	r->from_off += delta;
+	r->hdr_off += delta;
+	r->body_off += delta;
+	r->end += delta;
+	if (r->blk_len)
+		r->blk_off += delta;
+}
 /* Is the folder's file a regular file (not a symlink)? 0, or -1 with
  * st (NONEXISTENT, or NOPERM for a symlink). */
 int ms_folder_exists(struct ms_folder *f, struct pt_status *st);

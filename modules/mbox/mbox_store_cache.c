@@ -420,8 +420,9 @@ rec_at(const struct hc_rec *v, size_t n, size_t *cur, uint32_t uid)
 	return r;
 }
 
-int
-ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out)
+/* raw: hdr is as stored (LF line ends), written in its wire form. */
+static int
+extract(const char *hdr, size_t len, struct pt_strbuf *out, int raw)
 {
 	struct pt_hdr_iter it;
 	struct pt_hdr_field fl;
@@ -432,30 +433,11 @@ ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out)
 			continue;
 		/* Kept as it is, so HEADER.FIELDS gives the same octets; a last
 		 * field without its line end is left to a full read. */
-		if (fl.raw_len < 2 || fl.raw[fl.raw_len - 1] != '\n' || fl.raw[fl.raw_len - 2] != '\r')
+		if (fl.raw_len < 2 - (size_t)raw || fl.raw[fl.raw_len - 1] != '\n' ||
+		    (!raw && fl.raw[fl.raw_len - 2] != '\r'))
 			return -1;
-		pt_strbuf_put(out, fl.raw, fl.raw_len);
-		if (out->len - start > HC_BLOCK_MAX - 2)
-			return -1;
-	}
-	pt_strbuf_put(out, "\r\n", 2);
-	return out->oom ? -1 : 0;
-}
-
-int
-ms_cache_extract_raw(const char *hdr, size_t len, struct pt_strbuf *out)
-{
-	struct pt_hdr_iter it;
-	struct pt_hdr_field fl;
-	size_t start = out->len;
-	pt_hdr_iter_init(&it, hdr, len, 0);
-	while (pt_hdr_next(&it, &fl)) {
-		if (!pt_header_cached(fl.name, fl.name_len))
-			continue;
-		if (fl.raw_len < 1 || fl.raw[fl.raw_len - 1] != '\n')
-			return -1;   /* left to a full read, as ms_cache_extract */
-		/* The field's wire form: each LF without a CR before it (in the
-		 * field) gets one, as ms_wire_form writes it. */
+		/* The wire form: each LF without a CR before it (in the field)
+		 * gets one, as ms_wire_form writes it. */
 		if (pt_strbuf_reserve(out, 2 * fl.raw_len) != 0)
 			return -1;
 		const char *q = fl.raw, *e = fl.raw + fl.raw_len;
@@ -479,6 +461,18 @@ ms_cache_extract_raw(const char *hdr, size_t len, struct pt_strbuf *out)
 	}
 	pt_strbuf_put(out, "\r\n", 2);
 	return out->oom ? -1 : 0;
+}
+
+int
+ms_cache_extract(const char *hdr, size_t len, struct pt_strbuf *out)
+{
+	return extract(hdr, len, out, 0);
+}
+
+int
+ms_cache_extract_raw(const char *hdr, size_t len, struct pt_strbuf *out)
+{
+	return extract(hdr, len, out, 1);
 }
 
 /* Keep block [p, p+len) as uid's (message r). The returned pointer: the

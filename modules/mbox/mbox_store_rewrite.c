@@ -218,12 +218,7 @@ plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struc
 		int64_t delta = pos - r.from_off;
 		if (!(r.state & MS_DIRTY)) {
 			add_piece(pl, pos, r.from_off, (size_t)span, 0);
-			r.from_off += delta;
-			r.hdr_off += delta;
-			r.body_off += delta;
-			r.end += delta;
-			if (r.blk_len)
-				r.blk_off += delta;
+			ms_msg_move(&r, delta);
 			pos += span;
 			nm[k++] = r;
 			continue;
@@ -772,6 +767,16 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 
 static int ms_rewrite_pending(const struct ms_folder *f);
 
+/* The file now holds the rewritten messages from s on: so does the list. */
+static void
+list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw)
+{
+	for (size_t k = 0; k < nw; k++)
+		ms_rec_touch(f, s + k);
+	memcpy(f->m + s, nm, nw * sizeof *nm);
+	f->n = s + nw;
+}
+
 int
 ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 {
@@ -823,10 +828,7 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 		close(j.fd);
 		struct pt_status again;
 		if (ms_rewrite_recover(f, &again) == 0 && !ms_rewrite_pending(f)) {
-			for (size_t k = 0; k < nw; k++)
-				ms_rec_touch(f, s + k);
-			memcpy(f->m + s, nm, nw * sizeof *nm);
-			f->n = s + nw;
+			list_put(f, s, nm, nw);
 			free(nm);
 			plan_free(&pl);
 			return 1;
@@ -848,10 +850,7 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 		return -1;
 	}
 	journal_drop(f, &j);
-	for (size_t k = 0; k < nw; k++)
-		ms_rec_touch(f, s + k);
-	memcpy(f->m + s, nm, nw * sizeof *nm);
-	f->n = s + nw;
+	list_put(f, s, nm, nw);
 	free(nm);
 	plan_free(&pl);
 	return 1;

@@ -428,12 +428,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			rc = wr_put(&wb, out.p, out.len);
 			pos += (int64_t)out.len;
 		} else {
-			r.from_off += delta;
-			r.hdr_off += delta;
-			r.body_off += delta;
-			r.end += delta;
-			if (r.blk_len)
-				r.blk_off += delta;
+			ms_msg_move(&r, delta);
 			rc = wr_put(&wb, src, (size_t)span);
 			pos += span;
 		}
