@@ -280,6 +280,10 @@ int ms_recover(struct ms_folder *f, struct pt_status *st);
 void ms_shared_bump(struct ms_folder *f);
 
 /* ---- mbox_store_index.c ---- */
+/* A checksum for torn or damaged files (not an adversary's). */
+uint64_t ms_sum64(uint64_t h, const void *p, size_t n);
+/* This boot's id, read once per process; NULL when unknown. */
+const char *ms_boot_id(void);
 int ms_index_save(struct ms_folder *f);
 /* The same in the previous format (no briefs) when with_briefs is 0:
  * what an upgrade finds. */

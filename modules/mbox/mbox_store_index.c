@@ -29,9 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "mbox_store.h"
 #include "postern/fdio.h"
@@ -82,8 +87,8 @@ briefs_at(uint32_t kwbytes, uint32_t nvan)
  * lanes of multiply-xorshift, so every open of a big folder pays about
  * a memory pass over the index (a byte-wise FNV cost 10 ms for 100k
  * messages). */
-static uint64_t
-sum64(uint64_t h, const void *p, size_t n)
+uint64_t
+ms_sum64(uint64_t h, const void *p, size_t n)
 {
 	const unsigned char *s = p;
 	const uint64_t k = 0x9e3779b97f4a7c15ull;
@@ -138,14 +143,37 @@ ms_mkdirs(const char *path, int include_last)
 	return 0;
 }
 
-/* Index files this process has checked (checksum and records): one is
- * never rewritten in place, so the same inode, size and mtime is the
- * same content, and the next open of the folder by another session of
- * the user skips the pass over a big folder's index. */
+/* An index file's identity: the same one is the same content. The file
+ * is never rewritten in place by us, and whoever else changes it in
+ * place (its owner can) moves its ctime, which no one but root can set
+ * back -- unlike the size and mtime. */
+struct idx_ident {
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+};
+
+static struct idx_ident
+ident_of(const struct stat *sb)
+{
+	return (struct idx_ident){ (uint64_t)sb->st_dev,        (uint64_t)sb->st_ino,
+		                   (uint64_t)sb->st_size,       (int64_t)sb->st_mtim.tv_sec,
+		                   (int64_t)sb->st_mtim.tv_nsec, (int64_t)sb->st_ctim.tv_sec,
+		                   (int64_t)sb->st_ctim.tv_nsec };
+}
+
+static int
+ident_eq(const struct idx_ident *a, const struct idx_ident *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_s == b->mtime_s &&
+	       a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s && a->ctime_ns == b->ctime_ns;
+}
+
+/* Index files this process has checked (checksum and records), so the
+ * next open of the folder by another session of the user skips the pass
+ * over a big folder's index. */
 #define CHECKED_MAX 8
 static struct checked {
-	uint64_t dev, ino, size;
-	int64_t mtime_s, mtime_ns;
+	struct idx_ident id;
 	int dirty;
 	size_t not_old;
 } checked[CHECKED_MAX];
@@ -155,18 +183,15 @@ static pthread_mutex_t checked_mu = PTHREAD_MUTEX_INITIALIZER;
 static int
 checked_find(const struct stat *isb, int *dirty, size_t *not_old)
 {
+	struct idx_ident id = ident_of(isb);
 	int hit = 0;
 	pthread_mutex_lock(&checked_mu);
-	for (unsigned i = 0; i < CHECKED_MAX && !hit; i++) {
-		const struct checked *c = &checked[i];
-		if (c->ino == (uint64_t)isb->st_ino && c->dev == (uint64_t)isb->st_dev &&
-		    c->size == (uint64_t)isb->st_size && c->mtime_s == (int64_t)isb->st_mtim.tv_sec &&
-		    c->mtime_ns == (int64_t)isb->st_mtim.tv_nsec) {
-			*dirty = c->dirty;
-			*not_old = c->not_old;
+	for (unsigned i = 0; i < CHECKED_MAX && !hit; i++)
+		if (checked[i].id.ino != 0 && ident_eq(&checked[i].id, &id)) {
+			*dirty = checked[i].dirty;
+			*not_old = checked[i].not_old;
 			hit = 1;
 		}
-	}
 	pthread_mutex_unlock(&checked_mu);
 	return hit;
 }
@@ -175,38 +200,57 @@ static void
 checked_add(const struct stat *isb, int dirty, size_t not_old)
 {
 	pthread_mutex_lock(&checked_mu);
-	checked[checked_next++ % CHECKED_MAX] = (struct checked){
-		(uint64_t)isb->st_dev, (uint64_t)isb->st_ino, (uint64_t)isb->st_size,
-		(int64_t)isb->st_mtim.tv_sec, (int64_t)isb->st_mtim.tv_nsec, dirty, not_old };
+	checked[checked_next++ % CHECKED_MAX] = (struct checked){ ident_of(isb), dirty, not_old };
 	pthread_mutex_unlock(&checked_mu);
 }
 
 /* The same knowledge across the user's mail processes (each session of
  * a user whose process retired in between starts a new one): after a
  * save, or a load that checked an index, postern.checked beside it names
- * that file (device, inode, size, mtime) and the boot it was checked in.
- * A torn index comes from a crash, which means another boot; an index
- * written or checked in this boot and not touched since (same identity)
- * is the content that was checked. So an open in a new process skips the
- * pass over a big folder's index (a checksum of 11 MB at 100k messages)
- * unless the system rebooted or the file changed. No boot id: no marker. */
+ * that file (its identity) and the boot it was checked in. A torn index
+ * comes from a crash, which means another boot; an index written or
+ * checked in this boot and not touched since is the content that was
+ * checked. So an open in a new process skips the pass over a big
+ * folder's index (a checksum of 11 MB at 100k messages) unless the
+ * system rebooted or the file changed. No boot id: no marker.
+ * The marker lies in a directory its user owns, and a load it lets
+ * through trusts the records' offsets: it carries an HMAC under a key
+ * made when the module is loaded (before the daemon forks any process,
+ * so all of one run share it; a process a user runs cannot read it),
+ * and a marker the user wrote for a doctored index is not believed. */
 #define CHECKED_NAME "postern.checked"
-#define CHECKED_MAGIC "PTCHK001"
+#define CHECKED_MAGIC "PTCHK002"
+
+static unsigned char mark_key[32];
+static int mark_key_ok;
+
+__attribute__((constructor)) static void
+mark_key_init(void)
+{
+	mark_key_ok = getrandom(mark_key, sizeof mark_key, GRND_NONBLOCK) == (ssize_t)sizeof mark_key;
+}
 
 struct checked_file {
 	char magic[8];
 	char boot[40];                 /* /proc/sys/kernel/random/boot_id */
-	uint64_t dev, ino, size;
-	int64_t mtime_s, mtime_ns;
+	struct idx_ident id;
 	uint64_t dirty, not_old;
-	uint64_t sum;                  /* sum64 of the fields above */
+	unsigned char mac[32];         /* HMAC-SHA256 of the fields above */
 };
 
-static uint64_t sum64(uint64_t h, const void *p, size_t n);
+static int
+mark_mac(const struct checked_file *c, unsigned char out[32])
+{
+	unsigned int len = 0;
+	return mark_key_ok &&
+	       HMAC(EVP_sha256(), mark_key, sizeof mark_key, (const unsigned char *)c,
+	            offsetof(struct checked_file, mac), out, &len) != NULL &&
+	       len == 32;
+}
 
 /* This boot's id (once per process); NULL when unknown. */
-static const char *
-boot_id(void)
+const char *
+ms_boot_id(void)
 {
 	static char id[40];
 	static int state;              /* 0 not read, 1 read, -1 none */
@@ -233,7 +277,7 @@ boot_id(void)
 static int
 checked_file_get(const struct ms_folder *f, const struct stat *isb, int *dirty, size_t *not_old)
 {
-	const char *boot = boot_id();
+	const char *boot = ms_boot_id();
 	if (boot == NULL)
 		return 0;
 	char path[MS_PATH_MAX + 32];
@@ -244,11 +288,11 @@ checked_file_get(const struct ms_folder *f, const struct stat *isb, int *dirty, 
 		return 0;
 	ssize_t got = pt_read_full(fd, &c, sizeof c);
 	close(fd);
-	if (got != (ssize_t)sizeof c || memcmp(c.magic, CHECKED_MAGIC, 8) != 0 ||
-	    c.sum != sum64(0x63686bull, &c, offsetof(struct checked_file, sum)) ||
-	    strncmp(c.boot, boot, sizeof c.boot) != 0 || c.dev != (uint64_t)isb->st_dev ||
-	    c.ino != (uint64_t)isb->st_ino || c.size != (uint64_t)isb->st_size ||
-	    c.mtime_s != (int64_t)isb->st_mtim.tv_sec || c.mtime_ns != (int64_t)isb->st_mtim.tv_nsec)
+	struct idx_ident id = ident_of(isb);
+	unsigned char mac[32];
+	if (got != (ssize_t)sizeof c || memcmp(c.magic, CHECKED_MAGIC, 8) != 0 || !mark_mac(&c, mac) ||
+	    CRYPTO_memcmp(mac, c.mac, sizeof mac) != 0 || strncmp(c.boot, boot, sizeof c.boot) != 0 ||
+	    !ident_eq(&c.id, &id))
 		return 0;
 	*dirty = c.dirty != 0;
 	*not_old = (size_t)c.not_old;
@@ -258,7 +302,7 @@ checked_file_get(const struct ms_folder *f, const struct stat *isb, int *dirty, 
 static void
 checked_file_put(const struct ms_folder *f, const struct stat *isb, int dirty, size_t not_old)
 {
-	const char *boot = boot_id();
+	const char *boot = ms_boot_id();
 	if (boot == NULL)
 		return;
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 48];
@@ -268,15 +312,12 @@ checked_file_put(const struct ms_folder *f, const struct stat *isb, int dirty, s
 	memset(&c, 0, sizeof c);
 	memcpy(c.magic, CHECKED_MAGIC, 8);
 	snprintf(c.boot, sizeof c.boot, "%s", boot);
-	c.dev = (uint64_t)isb->st_dev;
-	c.ino = (uint64_t)isb->st_ino;
-	c.size = (uint64_t)isb->st_size;
-	c.mtime_s = (int64_t)isb->st_mtim.tv_sec;
-	c.mtime_ns = (int64_t)isb->st_mtim.tv_nsec;
+	c.id = ident_of(isb);
 	c.dirty = (uint64_t)dirty;
 	c.not_old = (uint64_t)not_old;
-	c.sum = sum64(0x63686bull, &c, offsetof(struct checked_file, sum));
-	/* A cache of a cache: no sync; a torn one fails its sum. */
+	if (!mark_mac(&c, c.mac))
+		return;
+	/* A cache of a cache: no sync; a torn one fails its MAC. */
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return;
@@ -346,14 +387,14 @@ ms_index_save_as(struct ms_folder *f, int with_briefs)
 		memcpy(names + nl, f->kw[i], l);
 		nl += l;
 	}
-	uint64_t sum = sum64(0xcbf29ce484222325ull, names, nl);
-	sum = sum64(sum, f->van, f->nvan * sizeof *f->van);
+	uint64_t sum = ms_sum64(0xcbf29ce484222325ull, names, nl);
+	sum = ms_sum64(sum, f->van, f->nvan * sizeof *f->van);
 	int dirty = 0;
 	size_t not_old = 0;
 	struct pt_msg_brief bb[SUM_CHUNK];
 	for (size_t i = 0; i < f->n; i += SUM_CHUNK) {
 		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
-		sum = sum64(sum, f->m + i, (e - i) * sizeof *f->m);
+		sum = ms_sum64(sum, f->m + i, (e - i) * sizeof *f->m);
 		for (size_t k = i; k < e; k++) {
 			if (f->m[k].state & (MS_DIRTY | MS_EXPUNGE))
 				dirty = 1;
@@ -362,7 +403,7 @@ ms_index_save_as(struct ms_folder *f, int with_briefs)
 		}
 		if (with_briefs) {
 			briefs_of(f->m + i, e - i, bb);
-			sum = sum64(sum, bb, (e - i) * sizeof *bb);
+			sum = ms_sum64(sum, bb, (e - i) * sizeof *bb);
 		}
 	}
 	h.sum = sum;
@@ -385,16 +426,16 @@ ms_index_save_as(struct ms_folder *f, int with_briefs)
 	}
 	if (rc == 0 && f->n)
 		rc = pt_write_all(fd, f->m, f->n * sizeof *f->m);
+	/* A cache: no fsync; a torn file fails its checksum and is rebuilt.
+	 * Its identity is taken after the rename, which moves its ctime. */
 	struct stat isb;
-	if (rc == 0 && fstat(fd, &isb) != 0)
+	int renamed = rc == 0 && rename(tmp, path) == 0;
+	if (!renamed || fstat(fd, &isb) != 0)
 		rc = -1;
 	if (close(fd) != 0)
 		rc = -1;
-	/* A cache: no fsync; a torn file fails its checksum and is rebuilt. */
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = -1;
 	if (rc != 0)
-		unlink(tmp);
+		unlink(renamed ? path : tmp);   /* rebuilt at the next open */
 	else {
 		checked_add(&isb, dirty, not_old);   /* written here: known good */
 		checked_file_put(f, &isb, dirty, not_old);
@@ -514,8 +555,8 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	const struct ms_vanished *van = (const struct ms_vanished *)(const void *)(map + van_at(h.kwbytes));
 	struct ms_msg *m = (struct ms_msg *)(void *)(map + rec_at);
 	const struct pt_msg_brief *brief = (const struct pt_msg_brief *)(const void *)(map + brief_at);
-	uint64_t sum = sum64(0xcbf29ce484222325ull, kwbuf, h.kwbytes);
-	sum = sum64(sum, van, (size_t)h.nvan * sizeof *van);
+	uint64_t sum = ms_sum64(0xcbf29ce484222325ull, kwbuf, h.kwbytes);
+	sum = ms_sum64(sum, van, (size_t)h.nvan * sizeof *van);
 	if (h.uidvalidity == 0 || h.uidnext == 0)
 		goto out;
 	for (uint32_t i = 0; i < h.nvan; i++)
@@ -545,7 +586,7 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 		known = checked_file_get(f, &isb, &dirty, &not_old);
 	for (uint32_t c = 0; !known && c < h.nmsg; c += SUM_CHUNK) {
 		uint32_t e = h.nmsg - c < SUM_CHUNK ? h.nmsg : c + SUM_CHUNK;
-		sum = sum64(sum, m + c, (size_t)(e - c) * sizeof *m);
+		sum = ms_sum64(sum, m + c, (size_t)(e - c) * sizeof *m);
 		if (has_brief) {
 			/* Each brief must be its record's: a load the check
 			 * mark lets pass later trusts them. */
@@ -553,7 +594,7 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 			briefs_of(m + c, e - c, bb);
 			if (memcmp(bb, brief + c, (size_t)(e - c) * sizeof *bb) != 0)
 				goto out;
-			sum = sum64(sum, bb, (size_t)(e - c) * sizeof *bb);
+			sum = ms_sum64(sum, bb, (size_t)(e - c) * sizeof *bb);
 		}
 		for (uint32_t i = c; i < e; i++) {
 			const struct ms_msg *r = &m[i];
@@ -782,7 +823,7 @@ batch_put(struct pt_strbuf *b, const struct ms_folder *f, const size_t *idx, siz
 	if (b->oom)
 		return -1;
 	size_t body = at + sizeof h;
-	h.sum = sum64(0x6c6f67ull, b->p + body, b->len - body);
+	h.sum = ms_sum64(0x6c6f67ull, b->p + body, b->len - body);
 	memcpy(b->p + at, &h, sizeof h);
 	return 0;
 }
@@ -954,7 +995,7 @@ ms_flog_replay(struct ms_folder *f, int from_known, int locked)
 			break;
 		size_t body = pos + sizeof h;
 		size_t total = sizeof h + (size_t)kwpad + (size_t)h.nrec * sizeof(struct log_rec);
-		if (sum64(0x6c6f67ull, buf + body, total - sizeof h) != h.sum)
+		if (ms_sum64(0x6c6f67ull, buf + body, total - sizeof h) != h.sum)
 			break;
 		pos += total;
 		if (h.uidvalidity != f->uidvalidity) {
@@ -1268,7 +1309,7 @@ ms_tail_apply(struct ms_folder *f, struct stat *end, int from_known)
 			break;
 		size_t body = pos + sizeof h;
 		size_t total = sizeof h + (size_t)kwpad + (size_t)h.nrec * sizeof(struct tail_rec);
-		if (sum64(0x7461696cull, buf + body, total - sizeof h) != h.sum)
+		if (ms_sum64(0x7461696cull, buf + body, total - sizeof h) != h.sum)
 			break;
 		/* Only a batch made on exactly the list as it stands counts;
 		 * one that does not (made before the index was saved anew) is
@@ -1367,7 +1408,7 @@ ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32
 		pt_strbuf_free(&b);
 		return -1;
 	}
-	h.sum = sum64(0x7461696cull, b.p + sizeof h, b.len - sizeof h);
+	h.sum = ms_sum64(0x7461696cull, b.p + sizeof h, b.len - sizeof h);
 	memcpy(b.p, &h, sizeof h);
 	int created = f->tail_known.st_ino == 0;
 	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | (created ? O_CREAT | O_EXCL : 0),

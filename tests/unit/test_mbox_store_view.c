@@ -350,6 +350,101 @@ test_check_mark_not_intact(void **state)
 	ops->close(a);
 }
 
+/* A record's byte changed in place, the file's size and mtime put back
+ * (as the folder's owner can). */
+static void
+doctor_index(const char *idx)
+{
+	struct stat sb;
+	assert_int_equal(stat(idx, &sb), 0);
+	int fd = open(idx, O_RDWR);
+	assert_true(fd >= 0);
+	unsigned char c;
+	assert_int_equal(pread(fd, &c, 1, sb.st_size - 20), 1);
+	c ^= 0x55;
+	assert_int_equal(pwrite(fd, &c, 1, sb.st_size - 20), 1);
+	close(fd);
+	struct timespec ts[2] = { sb.st_atim, sb.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, idx, ts, 0), 0);
+}
+
+/* Opened in a child (no knowledge of this process's): 1 when the index
+ * was believed (mapped), 0 when it was parsed around. */
+static int
+child_maps(struct fx *f)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct pt_status st;
+		struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+		int ok = a != NULL && ops->count(a) == 50 && ops->info(a, 49)->uid == 50;
+		int mapped = a != NULL && a->f.map != NULL;
+		ops->close(a);
+		_exit(!ok ? 2 : mapped);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 2);
+	return WEXITSTATUS(status);
+}
+
+/* The index's owner can change it in place and put its size and mtime
+ * back, and write postern.checked: neither makes a load skip the checks
+ * of the records it then trusts. The ctime (which only root can set)
+ * is part of the identity, in this process's knowledge and in the mark,
+ * and a mark rewritten to name the doctored file fails its HMAC. */
+static void
+test_mark_not_forgeable(void **state)
+{
+	struct fx *f = *state;
+	write_mbox(f->inbox, 50);
+	char idx[700], mark[700];
+	snprintf(idx, sizeof idx, "%s/.imap/INBOX/postern.index", f->root);
+	snprintf(mark, sizeof mark, "%s/.imap/INBOX/postern.checked", f->root);
+	struct pt_status st;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	ops->close(a);
+	struct stat mb;
+	if (stat(mark, &mb) != 0)
+		skip();   /* no boot id here: no mark */
+	assert_int_equal(child_maps(f), 1);   /* a good mark is believed */
+	a = ops->open(f->ms, "INBOX", 0, &st);   /* known to this process too */
+	assert_non_null(a->f.map);
+	ops->close(a);
+
+	/* Changed in place: this process no longer knows it (the open
+	 * parses around it and saves a good index), nor does the mark. */
+	doctor_index(idx);
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_null(a->f.map);
+	assert_int_equal(ops->count(a), 50);
+	ops->close(a);
+	doctor_index(idx);
+	assert_int_equal(child_maps(f), 0);
+
+	/* Again, with the mark rewritten to name the doctored file. Its
+	 * layout: magic 8, boot id 40, then dev, ino, size, mtime s/ns,
+	 * ctime s/ns (8 bytes each), dirty, not_old, HMAC 32. */
+	a = ops->open(f->ms, "INBOX", 0, &st);   /* saves a good index again */
+	ops->close(a);
+	doctor_index(idx);
+	struct stat sb;
+	assert_int_equal(stat(idx, &sb), 0);
+	assert_int_equal(stat(mark, &mb), 0);
+	assert_int_equal(mb.st_size, 152);
+	int64_t id[7] = { (int64_t)sb.st_dev,        (int64_t)sb.st_ino,        (int64_t)sb.st_size,
+		          (int64_t)sb.st_mtim.tv_sec, (int64_t)sb.st_mtim.tv_nsec, (int64_t)sb.st_ctim.tv_sec,
+		          (int64_t)sb.st_ctim.tv_nsec };
+	int fd = open(mark, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, id, sizeof id, 48), (ssize_t)sizeof id);
+	close(fd);
+	assert_int_equal(child_maps(f), 0);
+}
+
 /* The list in brief (what SELECT reads of every message) equals info()
  * for each message; *from_index: how many came from the index's briefs
  * rather than the records. */
@@ -480,6 +575,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_index_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_mark_not_intact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_briefs_are_the_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mark_not_forgeable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
