@@ -271,6 +271,8 @@ int imap_condstore_enable(struct imap_session *s, const char *name, struct pt_st
 void imap_condstore_on(struct imap_session *s);
 /* The selected folder's HIGHESTMODSEQ (after a sync). */
 uint64_t imap_highest_modseq(const struct imap_session *s);
+/* The same when the view's highest MODSEQ is known (view_max). */
+uint64_t imap_highest_modseq_above(const struct imap_session *s, uint64_t view_max);
 /* "HIGHESTMODSEQ n" into buf when QRESYNC is on (the tagged OK of
  * EXPUNGE), else NULL. */
 const char *imap_modseq_code(struct imap_session *s, char *buf, size_t len);

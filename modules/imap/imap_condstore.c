@@ -48,16 +48,25 @@ imap_condstore_on(struct imap_session *s)
 }
 
 uint64_t
-imap_highest_modseq(const struct imap_session *s)
+imap_highest_modseq_above(const struct imap_session *s, uint64_t view_max)
 {
 	if (s->mb == NULL || s->mbx->highest_modseq == NULL)
 		return 1;
 	uint64_t h = s->mbx->highest_modseq(s->mb);
 	/* Never below what this session has shown of a message. */
-	for (size_t i = 0; i < s->nview; i++)
-		if (s->view[i].modseq > h)
-			h = s->view[i].modseq;
+	if (view_max > h)
+		h = view_max;
 	return h ? h : 1;
+}
+
+uint64_t
+imap_highest_modseq(const struct imap_session *s)
+{
+	uint64_t m = 0;
+	for (size_t i = 0; i < s->nview; i++)
+		if (s->view[i].modseq > m)
+			m = s->view[i].modseq;
+	return imap_highest_modseq_above(s, m);
 }
 
 const char *

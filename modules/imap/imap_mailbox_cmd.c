@@ -187,15 +187,8 @@ select_common(struct imap_session *s, const char *tag, const struct imap_arg *a,
 	imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", s->mbx->uidnext(s->mb));
 	/* Every folder keeps mod-sequences: never NOMODSEQ. */
-	/* imap_highest_modseq's answer, the view's part from the load. */
-	uint64_t hms = 1;
-	if (s->mbx->highest_modseq != NULL) {
-		hms = s->mbx->highest_modseq(s->mb);
-		if (sums.modseq > hms)
-			hms = sums.modseq;
-		if (hms == 0)
-			hms = 1;
-	}
+	/* The view's highest came with the load. */
+	uint64_t hms = imap_highest_modseq_above(s, sums.modseq);
 	imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)hms);
 	imap_qresync_select(s, &q, &sums);
 	imap_completed(s, tag, readonly ? "READ-ONLY" : "READ-WRITE", readonly ? "Examine" : "Select");

@@ -526,25 +526,33 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	 * touching the file; unchanged pages stay shared. */
 	map_len = (size_t)isb.st_size;
 	/* Mapped read-only (the page cache's pages, no copies), then
-	 * writable for the pages a change copies. Followed by anonymous room for records the append log (or a parse
-	 * of the mbox's tail) adds, so that those need no copy of the list:
-	 * address space only until used. */
+	 * writable for the pages a change copies. Followed by anonymous room
+	 * for records the append log (or a parse of the mbox's tail) adds,
+	 * so that those need no copy of the list: address space only until
+	 * used. */
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE), file_span = (map_len + pg - 1) & ~(pg - 1);
 	size_t spare = (((size_t)h.nmsg / 8 + 1024) * sizeof(struct ms_msg) + pg - 1) & ~(pg - 1);
 	char *resv = mmap(NULL, file_span + spare, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 	                  -1, 0);
 	if (resv == MAP_FAILED)
 		goto out;
-	/* Populated now (no fault per page later): what SELECT reads of
-	 * every message, the briefs when the file has them, else the
-	 * records; records' pages then come as they are read. */
-	map = mmap(resv, map_len, PROT_READ, MAP_PRIVATE | MAP_FIXED | (has_brief ? 0 : MAP_POPULATE), fd,
-	           0);
+	/* A file not checked before is read whole below. */
+	int dirty = 0;
+	size_t not_old = 0;
+	int known = checked_find(&isb, &dirty, &not_old), known_here = known;
+	if (!known)
+		known = checked_file_get(f, &isb, &dirty, &not_old);
+	/* Populated now (no fault per page later): what is read of every
+	 * message -- all of it when it is to be checked, else what SELECT
+	 * reads, the briefs when the file has them; records' pages then
+	 * come as they are read. */
+	int whole = !known || !has_brief;
+	map = mmap(resv, map_len, PROT_READ, MAP_PRIVATE | MAP_FIXED | (whole ? MAP_POPULATE : 0), fd, 0);
 	if (map == MAP_FAILED) {
 		munmap(resv, file_span + spare);
 		goto out;
 	}
-	if (has_brief && h.nmsg) {
+	if (!whole && h.nmsg) {
 		size_t b0 = (size_t)brief_at & ~(pg - 1);
 		(void)madvise(map + b0, (size_t)rec_at - b0, MADV_POPULATE_READ);   /* a hint */
 	}
@@ -579,11 +587,6 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 	 * checksum, chunk by chunk while the chunk is in the cache (a big
 	 * folder's index is read once per open); what the store would
 	 * otherwise scan the list for comes along. */
-	int dirty = 0;
-	size_t not_old = 0;
-	int known = checked_find(&isb, &dirty, &not_old), known_here = known;
-	if (!known)
-		known = checked_file_get(f, &isb, &dirty, &not_old);
 	for (uint32_t c = 0; !known && c < h.nmsg; c += SUM_CHUNK) {
 		uint32_t e = h.nmsg - c < SUM_CHUNK ? h.nmsg : c + SUM_CHUNK;
 		sum = ms_sum64(sum, m + c, (size_t)(e - c) * sizeof *m);
@@ -727,7 +730,7 @@ ms_brief_touch_(struct ms_folder *f, size_t i)
 {
 	if (f->brief_touched == NULL &&
 	    (f->brief_touched = calloc((f->brief_n + 63) / 64, sizeof *f->brief_touched)) == NULL) {
-		f->brief = NULL;   /* no room to say which: none holds */
+		ms_brief_drop(f);   /* no room to say which: none holds */
 		return;
 	}
 	f->brief_touched[i / 64] |= 1ull << (i % 64);
@@ -1173,17 +1176,22 @@ static int
 tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *names,
                  const char *recs)
 {
+	/* The names are looked at now, added to the table only once the
+	 * whole batch passed: a refused one changes nothing. */
+	const char *kwname[PT_KEYWORDS_MAX];
 	int map_kw[PT_KEYWORDS_MAX];
-	size_t nn = 0, q = 0;
+	size_t nn = 0, q = 0, missing = 0;
 	while (q < h->kwbytes) {
 		const char *nul = memchr(names + q, '\0', h->kwbytes - q);
 		if (nul == NULL || nn == PT_KEYWORDS_MAX || !ms_keyword_valid(names + q))
 			return 0;
-		map_kw[nn] = ms_folder_keyword(f, names + q, 1);
-		if (map_kw[nn++] < 0)
-			return 0;
+		if (ms_folder_keyword(f, names + q, 0) < 0)
+			missing++;
+		kwname[nn++] = names + q;
 		q = (size_t)(nul - names) + 1;
 	}
+	if (f->nkw + missing > PT_KEYWORDS_MAX)
+		return 0;
 	/* Pass one: every record sane and in order, as a load checks the
 	 * index's. */
 	size_t nnew = 0;
@@ -1219,6 +1227,9 @@ tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *nam
 	if (nnew && (f->map != NULL || f->n + nnew > f->cap) &&
 	    ms_folder_reserve(f, f->n + nnew + (f->n + nnew) / 8 + 64) != 0)
 		return 0;
+	for (size_t b = 0; b < nn; b++)
+		if ((map_kw[b] = ms_folder_keyword(f, kwname[b], 1)) < 0)
+			return 0;   /* out of memory (room was counted above) */
 	for (uint32_t k = 0; k < h->nrec; k++) {
 		struct tail_rec tr;
 		memcpy(&tr, recs + (size_t)k * sizeof tr, sizeof tr);

@@ -153,15 +153,24 @@ view_find(const struct pt_mbox *mb, uint32_t uid)
 	return lo < mb->nview && view_uid(mb, lo) == uid ? lo : (size_t)-1;
 }
 
+/* A message's flags as this open shows them: its own, and \Recent when
+ * this open took it (or, read-only, while no one has). */
+static uint32_t
+flags_seen(const struct pt_mbox *mb, uint32_t flags, int old, uint32_t uid)
+{
+	flags &= PT_F_SYSTEM;
+	if (mb->recent_by_state ? !old : uid_in(mb->recent, mb->nrecent, uid))
+		flags |= PT_F_RECENT;
+	return flags;
+}
+
 /* Message i of the list as the last sync left it, f->m being that list. */
 static void
 derive(const struct pt_mbox *mb, size_t i, struct pt_msg_info *out)
 {
 	const struct ms_msg *r = &mb->f.m[i];
 	*out = r->info;
-	out->flags &= PT_F_SYSTEM;
-	if (mb->recent_by_state ? !(r->state & MS_OLD) : uid_in(mb->recent, mb->nrecent, out->uid))
-		out->flags |= PT_F_RECENT;
+	out->flags = flags_seen(mb, r->info.flags, (r->state & MS_OLD) != 0, out->uid);
 }
 
 /* Before f->m may be reloaded outside a sync: keep the list as it is. */
@@ -537,11 +546,7 @@ ms_mbox_briefs(const struct pt_mbox *mb, size_t from, size_t n, struct pt_msg_br
 				o[k].modseq = m->modseq;
 				continue;
 			}
-			/* As derive makes them. */
-			int old = (o[k].flags & MS_BRIEF_OLD) != 0;
-			o[k].flags &= PT_F_SYSTEM;
-			if (mb->recent_by_state ? !old : uid_in(mb->recent, mb->nrecent, o[k].uid))
-				o[k].flags |= PT_F_RECENT;
+			o[k].flags = flags_seen(mb, o[k].flags, (o[k].flags & MS_BRIEF_OLD) != 0, o[k].uid);
 #ifndef NDEBUG
 			check_briefs(mb, from + c + k, &o[k], 1);
 #endif
