@@ -285,9 +285,10 @@ uint64_t ms_sum64(uint64_t h, const void *p, size_t n);
 /* This boot's id, read once per process; NULL when unknown. */
 const char *ms_boot_id(void);
 int ms_index_save(struct ms_folder *f);
-/* The same in the previous format (no briefs) when with_briefs is 0:
- * what an upgrade finds. */
-int ms_index_save_as(struct ms_folder *f, int with_briefs);
+/* The same in another form, for tests: the previous format (no briefs,
+ * what an upgrade finds), or the first brief not its record's. */
+enum { MS_INDEX_BRIEFS, MS_INDEX_OLD, MS_INDEX_SKEWED };
+int ms_index_save_as(struct ms_folder *f, int form);
 /* Load the index; 1 loaded and matches st exactly, 2 loaded but stale
  * (f gets uidvalidity/uidnext/kw only; *idx_size etc. describe its file),
  * 0 none/corrupt. */

@@ -341,12 +341,13 @@ same_stat_(const struct stat *a, const struct stat *b)
 int
 ms_index_save(struct ms_folder *f)
 {
-	return ms_index_save_as(f, 1);
+	return ms_index_save_as(f, MS_INDEX_BRIEFS);
 }
 
 int
-ms_index_save_as(struct ms_folder *f, int with_briefs)
+ms_index_save_as(struct ms_folder *f, int form)
 {
+	int with_briefs = form != MS_INDEX_OLD;
 	if (f->index_defer) {
 		/* The caller logs the change to the append log instead. */
 		f->index_deferred = 1;
@@ -403,6 +404,8 @@ ms_index_save_as(struct ms_folder *f, int with_briefs)
 		}
 		if (with_briefs) {
 			briefs_of(f->m + i, e - i, bb);
+			if (form == MS_INDEX_SKEWED && i == 0)
+				bb[0].flags ^= PT_F_FLAGGED;
 			sum = ms_sum64(sum, bb, (e - i) * sizeof *bb);
 		}
 	}
@@ -422,6 +425,8 @@ ms_index_save_as(struct ms_folder *f, int with_briefs)
 	for (size_t i = 0; with_briefs && rc == 0 && i < f->n; i += SUM_CHUNK) {
 		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
 		briefs_of(f->m + i, e - i, bb);
+		if (form == MS_INDEX_SKEWED && i == 0)
+			bb[0].flags ^= PT_F_FLAGGED;
 		rc = pt_write_all(fd, bb, (e - i) * sizeof *bb);
 	}
 	if (rc == 0 && f->n)
