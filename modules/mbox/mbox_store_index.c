@@ -404,8 +404,6 @@ ms_index_save_as(struct ms_folder *f, int form)
 		}
 		if (with_briefs) {
 			briefs_of(f->m + i, e - i, bb);
-			if (form == MS_INDEX_SKEWED && i == 0)
-				bb[0].flags ^= PT_F_FLAGGED;
 			sum = ms_sum64(sum, bb, (e - i) * sizeof *bb);
 		}
 	}
@@ -426,7 +424,7 @@ ms_index_save_as(struct ms_folder *f, int form)
 		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
 		briefs_of(f->m + i, e - i, bb);
 		if (form == MS_INDEX_SKEWED && i == 0)
-			bb[0].flags ^= PT_F_FLAGGED;
+			bb[0].flags ^= PT_F_FLAGGED;   /* the checksum says otherwise */
 		rc = pt_write_all(fd, bb, (e - i) * sizeof *bb);
 	}
 	if (rc == 0 && f->n)
