@@ -555,6 +555,14 @@ def fresh_mailbox(server, template, pw):
 # names others (a fresh machine has no dovecot/dovenull).
 DOVECOT_USERS = ("dovecot", "dovenull")
 
+def dovecot_user(name):
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise SystemExit("Dovecot's user %s does not exist: install dovecot-core, or pass "
+                         "--dovecot-users INTERNAL,LOGIN" % name)
+
+
 def start_dovecot(pw, nconn):
     run = os.path.join(WORK, "dovecot-run")
     shutil.rmtree(run, ignore_errors=True)
@@ -610,7 +618,7 @@ service pop3-login {
 """ % {"run": run, "work": WORK, "spool": spool_dir("dovecot"), "users": users, "nconn": nconn + 10,
        "domain": DOMAIN, "imap": PORTS["dovecot"]["imap"], "pop3": PORTS["dovecot"]["pop3"],
        "internal": DOVECOT_USERS[0], "login": DOVECOT_USERS[1],
-       "internal_group": grp.getgrgid(pwd.getpwnam(DOVECOT_USERS[0]).pw_gid).gr_name})
+       "internal_group": grp.getgrgid(dovecot_user(DOVECOT_USERS[0]).pw_gid).gr_name})
     proc = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     RUNNING.append(proc)
     wait_port(PORTS["dovecot"]["imap"])
@@ -1058,6 +1066,8 @@ def main():
                 PORTS[s][k] = free_port()
     WORK, USER, MAIL_OWNER = args.work, args.user, args.mail_owner
     DOVECOT_USERS = tuple(args.dovecot_users.split(",", 1))
+    if len(DOVECOT_USERS) != 2 or not all(DOVECOT_USERS):
+        ap.error("--dovecot-users wants two names: INTERNAL,LOGIN")
     os.makedirs(WORK, exist_ok=True)
     os.chmod(WORK, 0o755)
     if os.path.dirname(WORK) not in ("/", "/tmp", "/var/tmp"):
