@@ -123,7 +123,7 @@ class AppendCrashTest(unittest.TestCase):
                 size = os.stat(box).st_size
             t.join(TIMEOUT)
             if got and start < size < stop:
-                caught = (token, start, stop, size)
+                caught = (token, start, stop, size, pid)
                 break
             # The append finished first this time: try again.
             if not got:
@@ -132,13 +132,19 @@ class AppendCrashTest(unittest.TestCase):
                          what="the append done")
         if caught is None:
             self.skipTest("could not stop the agent inside an append in 6 tries")
-        token, start, stop, size = caught
-        # The partial append was on disk with its writer dead (the size
-        # seen right after the kill). The next locker (the restarted
-        # agent's retry, which may already have run, or this delivery)
-        # cuts it back, and says so.
+        token, start, stop, size, pid = caught
+        # The partial append was on disk with its writer dead. The next
+        # locker (the restarted agent's retry, which may already have run
+        # and begun its own append before the size above was read, or
+        # this delivery) cuts it back, and says so: part of the append,
+        # by the death of that very writer.
         self.send_until_acked("after", 10)
-        self.server.wait_log("removed %d bytes of an append interrupted" % (size - start), TIMEOUT)
+        line = re.compile(r"removed (\d+) bytes of an append interrupted by the death of process %d\b"
+                          % pid)
+        cut = wait_for(lambda: line.search(self.server.log()), TIMEOUT,
+                       what="the cut of process %d's append" % pid)
+        self.assertTrue(0 < int(cut.group(1)) < stop - start,
+                        "cut %s bytes of an append of %d" % (cut.group(1), stop - start))
 
         def settled():
             msgs = self.fetch_all()
