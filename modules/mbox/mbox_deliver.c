@@ -429,7 +429,12 @@ mbox_deliver_with(const struct mbox_settings *s, const struct pt_delivery *d, si
 
 static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static char live_location[4096] = "mbox:~/mail:INBOX=/var/mail/%u";
-static struct mbox_settings live = { live_location, 51200000, 10000, 300, (gid_t)-1, 0, 64 << 20 };
+static struct mbox_settings live = { .mail_location = live_location,
+	                              .size_limit = 51200000,
+	                              .lock_timeout_ms = 10000,
+	                              .dotlock_stale_s = 300,
+	                              .priv_gid = (gid_t)-1,
+	                              .rewrite_copy_below = 64 << 20 };
 
 void
 mbox_settings_install(const struct mbox_settings *s)

@@ -17,7 +17,11 @@
 
 static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
 static char set_location[MS_PATH_MAX] = "mbox:~/mail:INBOX=/var/mail/%u";
-static struct mbox_settings set_live = { set_location, 0, 10000, 300, (gid_t)-1, 0, 64 << 20 };
+static struct mbox_settings set_live = { .mail_location = set_location,
+	                                  .lock_timeout_ms = 10000,
+	                                  .dotlock_stale_s = 300,
+	                                  .priv_gid = (gid_t)-1,
+	                                  .rewrite_copy_below = 64 << 20 };
 
 void
 mbox_store_settings_install(const struct mbox_settings *s)
