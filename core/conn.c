@@ -891,9 +891,15 @@ conn_flush(struct pt_conn *c)
 	}
 	if (c->tickets_due && c->tls == TLS_ON && c->wlen > 0) {
 		/* Queued now, written by the SSL_write below ahead of the data
-		 * (not TLS 1.3: nothing to send after the handshake). */
+		 * (not TLS 1.3: nothing to send after the handshake). A resumed
+		 * handshake replaces the one ticket it used: one new ticket, as
+		 * OpenSSL sends itself after a resumption. */
+		unsigned n = c->tickets_due;
+
+		if (n > 1 && SSL_session_reused(c->ssl))
+			n = 1;
 		if (SSL_version(c->ssl) == TLS1_3_VERSION)
-			for (unsigned i = 0; i < c->tickets_due; i++)
+			for (unsigned i = 0; i < n; i++)
 				SSL_new_session_ticket(c->ssl);
 		c->tickets_due = 0;
 	}
