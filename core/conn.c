@@ -884,8 +884,17 @@ conn_peer_left_words(struct pt_conn *c, int err)
 	    c->tls != TLS_NONE || c->z || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
 		return 0;
 	c->peer_gone = 1;
-	c->wpos = c->wlen = 0;
-	conn_read(c);  /* a paused conn reads on resume */
+	free(c->wbuf);
+	c->wbuf = NULL;
+	c->wcap = c->wpos = c->wlen = 0;
+	/* The buffer is empty, if unsent: on_drain as after a send. An owner
+	 * that paused this conn (or the other side of a relay) until then
+	 * resumes it; a paused conn would otherwise watch nothing and wait
+	 * for a resume that never comes. */
+	if (c->h.on_drain)
+		c->h.on_drain(c);
+	if (!c->closed)
+		conn_read(c);  /* a conn still paused reads on resume */
 	return 1;
 }
 

@@ -589,6 +589,44 @@ test_peer_last_words_before_epipe(void **state)
 	/* Output first in line: on_drain makes it wait for the loop. */
 	assert_int_equal(pt_conn_write(s.c, "xxxx", 4), 0);
 	pump(loop, 5);
+	assert_int_equal(s.drains, 1);  /* the dropped output counts as drained */
+	assert_string_equal(s.log, "2:* BYE Too long argument.|");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "eof");
+	pt_loop_free(loop);
+}
+
+static void
+resume_on_drain(struct pt_conn *c)
+{
+	struct srv *s = pt_conn_proto(c);
+
+	s->drains++;
+	pt_conn_resume(c);
+}
+
+static const struct pt_conn_handlers paused_until_drain_handlers = {lines_on_read, srv_on_close,
+                                                                    resume_on_drain};
+
+/* An owner that pauses input until its output drained (backpressure):
+ * the dropped output counts as drained, or the conn, paused and with
+ * nothing to write, would watch nothing and never deliver the last line
+ * nor close. */
+static void
+test_peer_last_words_paused_until_drain(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &paused_until_drain_handlers);
+
+	(void)state;
+	pt_conn_keep_last_words(s.c);
+	write_all(fd, "* BYE Too long argument.\r\n", 26);
+	close(fd);
+	assert_int_equal(pt_conn_write(s.c, "xxxx", 4), 0);
+	pt_conn_pause(s.c);
+	pump(loop, 5);
+	assert_int_equal(s.drains, 1);
 	assert_string_equal(s.log, "2:* BYE Too long argument.|");
 	assert_int_equal(s.closes, 1);
 	assert_string_equal(s.reason, "eof");
@@ -819,6 +857,7 @@ main(void)
 		cmocka_unit_test(test_eof),
 		cmocka_unit_test(test_peer_reset_on_write),
 		cmocka_unit_test(test_peer_last_words_before_epipe),
+		cmocka_unit_test(test_peer_last_words_paused_until_drain),
 		cmocka_unit_test(test_peer_epipe_closes_without_last_words),
 		cmocka_unit_test(test_peer_reset_closes_without_last_words),
 		cmocka_unit_test(test_tcp_client_reset_closes),
