@@ -87,6 +87,7 @@ struct pt_conn {
 	unsigned relayed : 1;          /* relayed: no STARTTLS here */
 	unsigned trusted_front : 1;    /* the socket's peer is in login_trusted_networks */
 	unsigned peer_gone : 1;        /* the peer hung up: output is dropped, input still read */
+	unsigned last_words : 1;       /* opt-in: a peer that hangs up is read to the end (relay) */
 	struct pt_zstream *z;          /* COMPRESS=DEFLATE: the deflate layer */
 
 	struct pt_conn *prev, *next;   /* open connections */
@@ -260,9 +261,11 @@ conn_io(struct pt_loop *loop, int fd, unsigned events, void *arg)
 		/* A peer that exits with our input unread resets the socket,
 		 * but what it wrote before is still queued (a mail process's
 		 * last "* BYE"): read that first, before a write to the dead
-		 * peer fails; the reset then shows as the end of the stream. */
+		 * peer fails; the reset then shows as the end of the stream.
+		 * Only on conns that asked for it (pt_conn_keep_last_words):
+		 * a client that resets is not served the rest of its input. */
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
-			if (c->paused || c->tls == TLS_HANDSHAKE ||
+			if (!c->last_words || c->paused || c->tls == TLS_HANDSHAKE ||
 			    recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
 				conn_close_errno(c, err);
 			else
@@ -528,6 +531,12 @@ pt_conn_set_origin(struct pt_conn *c, const char *peer_addr, unsigned peer_port,
 	}
 	c->origin_tls = tls ? 1 : 0;
 	c->relayed = 1;
+}
+
+void
+pt_conn_keep_last_words(struct pt_conn *c)
+{
+	c->last_words = 1;
 }
 
 void
@@ -862,18 +871,30 @@ static int wbuf_put(void *arg, const void *data, size_t len);
  * command, answered "* BYE" and exited while the worker relayed the next
  * bytes. Its socket shows no error then, only a hang-up, so the flush
  * came first. The output can never arrive: drop it, deliver the input,
- * and let the end of the stream close the conn. Returns 1 when it did. */
+ * and let the end of the stream close the conn. Only on conns that asked
+ * for it (pt_conn_keep_last_words): a client that pipelines commands and
+ * hangs up is closed on the failed write, its input not run unanswered.
+ * Returns 1 when it did. */
 static int
 conn_peer_left_words(struct pt_conn *c, int err)
 {
 	char b;
 
-	if ((err != EPIPE && err != ECONNRESET) || c->peer_gone || c->close_after_write ||
+	if (!c->last_words || (err != EPIPE && err != ECONNRESET) || c->peer_gone || c->close_after_write ||
 	    c->tls != TLS_NONE || c->z || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
 		return 0;
 	c->peer_gone = 1;
-	c->wpos = c->wlen = 0;
-	conn_read(c);  /* a paused conn reads on resume */
+	free(c->wbuf);
+	c->wbuf = NULL;
+	c->wcap = c->wpos = c->wlen = 0;
+	/* The buffer is empty, if unsent: on_drain as after a send. An owner
+	 * that paused this conn (or the other side of a relay) until then
+	 * resumes it; a paused conn would otherwise watch nothing and wait
+	 * for a resume that never comes. */
+	if (c->h.on_drain)
+		c->h.on_drain(c);
+	if (!c->closed)
+		conn_read(c);  /* a conn still paused reads on resume */
 	return 1;
 }
 
@@ -891,9 +912,15 @@ conn_flush(struct pt_conn *c)
 	}
 	if (c->tickets_due && c->tls == TLS_ON && c->wlen > 0) {
 		/* Queued now, written by the SSL_write below ahead of the data
-		 * (not TLS 1.3: nothing to send after the handshake). */
+		 * (not TLS 1.3: nothing to send after the handshake). A resumed
+		 * handshake replaces the one ticket it used: one new ticket, as
+		 * OpenSSL sends itself after a resumption. */
+		unsigned n = c->tickets_due;
+
+		if (n > 1 && SSL_session_reused(c->ssl))
+			n = 1;
 		if (SSL_version(c->ssl) == TLS1_3_VERSION)
-			for (unsigned i = 0; i < c->tickets_due; i++)
+			for (unsigned i = 0; i < n; i++)
 				SSL_new_session_ticket(c->ssl);
 		c->tickets_due = 0;
 	}

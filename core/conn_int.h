@@ -20,6 +20,14 @@ void pt_conn_tls_accept(struct pt_conn *c, void (*done)(struct pt_conn *c, void 
  * done() runs once the handshake succeeded; failure closes the conn. */
 void pt_conn_tls_connect(struct pt_conn *c, SSL *ssl, void (*done)(struct pt_conn *c, void *arg), void *arg);
 
+/* A peer that hangs up (a failed write, a reset) with its last output
+ * still unread here: read and deliver that output to the end of the
+ * stream, dropping what is written to the peer meanwhile, instead of
+ * closing at once. For the worker's relay to a mail process, whose last
+ * answer ("* BYE") must reach the client; off by default, so an Internet
+ * client that hangs up is not served the rest of its input. */
+void pt_conn_keep_last_words(struct pt_conn *c);
+
 /* Called once when the conn closes, before on_close (listener counts). */
 void pt_conn_set_release(struct pt_conn *c, void (*release)(struct pt_conn *c, void *arg), void *arg);
 

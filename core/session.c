@@ -153,6 +153,9 @@ handoff_start_proxy(struct handoff *h, pid_t mpid)
 	h->sock = -1;
 	h->mail = m;
 	h->state = HANDOFF_PROXY;
+	/* A mail process that exits right after its last answer: that answer
+	 * still reaches the client. */
+	pt_conn_keep_last_words(m);
 	pt_conn_set_handlers(m, &mail_handlers, h);
 	pt_conn_set_handlers(h->client, &client_handlers, h);
 	pt_conn_set_timeout(h->client, PROXY_SAFETY_TIMEOUT_MS);

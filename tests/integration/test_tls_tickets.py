@@ -132,6 +132,44 @@ class TlsTickets(unittest.TestCase):
         self.assertTrue(read_until(t3, b"\r\n").startswith(b"* OK"))
         self.assertTrue(t3.session.has_ticket)
 
+    def test_resumption_gets_one_ticket(self):
+        """A full handshake brings OpenSSL's 2 tickets; a resumed one used
+        up one ticket and gets 1 new one, as OpenSSL itself sends after a
+        resumption (not 2 more on every resumed connection)."""
+        ctx = client_ctx()
+        if not hasattr(ctx, "_msg_callback"):
+            self.skipTest("this Python cannot count handshake messages")
+        tickets = []
+
+        def on_message(conn, direction, version, content_type, msg_type, data):
+            if (direction == "read" and content_type == ssl._TLSContentType.HANDSHAKE and
+                    msg_type == ssl._TLSMessageType.NEWSESSION_TICKET):
+                tickets.append(msg_type)
+        ctx._msg_callback = on_message
+
+        # The tickets come in front of the answer: all seen once it is read.
+        t = self.imap_starttls(ctx)
+        t.sendall(b"b CAPABILITY\r\n")
+        read_until(t, b"b OK")
+        self.assertFalse(t.session_reused)
+        self.assertEqual(len(tickets), 2, "full handshake")
+        del tickets[:]
+        t2 = self.imap_starttls(ctx, session=t.session)
+        t2.sendall(b"c CAPABILITY\r\n")
+        read_until(t2, b"c OK")
+        self.assertTrue(t2.session_reused)
+        self.assertEqual(len(tickets), 1, "resumed handshake")
+
+        # implicit TLS, tickets with the greeting: the same counts
+        del tickets[:]
+        s = socket.create_connection(("127.0.0.1", self.server.ports["imaps"]), timeout=TIMEOUT)
+        self.addCleanup(s.close)
+        t3 = ctx.wrap_socket(s, server_hostname="127.0.0.1", session=t2.session)
+        self.addCleanup(t3.close)
+        self.assertTrue(read_until(t3, b"\r\n").startswith(b"* OK"))
+        self.assertTrue(t3.session_reused)
+        self.assertEqual(len(tickets), 1, "resumed implicit TLS handshake")
+
     def test_reader_thread_client_after_starttls(self):
         """imaplib2's pattern: a reader thread blocks in recv while another
         thread writes the first command. When the client's message callback

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -572,8 +573,8 @@ test_peer_reset_on_write(void **state)
 
 /* The peer read all we had sent, wrote its last line and hung up (no
  * reset, only a hang-up) while more output waited here: the flush meets
- * EPIPE first, and the last line must still be delivered (a mail
- * process's "* BYE" relayed by the worker). */
+ * EPIPE first, and on a conn that asked for it the last line must still
+ * be delivered (a mail process's "* BYE" relayed by the worker). */
 static void
 test_peer_last_words_before_epipe(void **state)
 {
@@ -582,12 +583,153 @@ test_peer_last_words_before_epipe(void **state)
 	int fd = open_pair(loop, &s, &line_handlers);
 
 	(void)state;
+	pt_conn_keep_last_words(s.c);
 	write_all(fd, "* BYE Too long argument.\r\n", 26);
 	close(fd);
 	/* Output first in line: on_drain makes it wait for the loop. */
 	assert_int_equal(pt_conn_write(s.c, "xxxx", 4), 0);
 	pump(loop, 5);
+	assert_int_equal(s.drains, 1);  /* the dropped output counts as drained */
 	assert_string_equal(s.log, "2:* BYE Too long argument.|");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "eof");
+	pt_loop_free(loop);
+}
+
+static void
+resume_on_drain(struct pt_conn *c)
+{
+	struct srv *s = pt_conn_proto(c);
+
+	s->drains++;
+	pt_conn_resume(c);
+}
+
+static const struct pt_conn_handlers paused_until_drain_handlers = {lines_on_read, srv_on_close,
+                                                                    resume_on_drain};
+
+/* An owner that pauses input until its output drained (backpressure):
+ * the dropped output counts as drained, or the conn, paused and with
+ * nothing to write, would watch nothing and never deliver the last line
+ * nor close. */
+static void
+test_peer_last_words_paused_until_drain(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &paused_until_drain_handlers);
+
+	(void)state;
+	pt_conn_keep_last_words(s.c);
+	write_all(fd, "* BYE Too long argument.\r\n", 26);
+	close(fd);
+	assert_int_equal(pt_conn_write(s.c, "xxxx", 4), 0);
+	pt_conn_pause(s.c);
+	pump(loop, 5);
+	assert_int_equal(s.drains, 1);
+	assert_string_equal(s.log, "2:* BYE Too long argument.|");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "eof");
+	pt_loop_free(loop);
+}
+
+/* The same on a conn that did not ask for last words (every client
+ * conn): the failed write closes it, and what the peer sent before it
+ * hung up is not run (a client that pipelines commands and hangs up is
+ * not served them with the answers dropped). */
+static void
+test_peer_epipe_closes_without_last_words(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &line_handlers);
+
+	(void)state;
+	write_all(fd, "A1 NOOP\r\nA2 NOOP\r\n", 18);
+	close(fd);
+	assert_int_equal(pt_conn_write(s.c, "xxxx", 4), 0);
+	pump(loop, 5);
+	assert_string_equal(s.log, "");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "error: Broken pipe");
+	pt_loop_free(loop);
+}
+
+/* The peer closes with our output unread: a reset (ECONNRESET), with
+ * what it wrote before still queued here. */
+static void
+reset_after_lines(struct pt_loop *loop, struct srv *s, int fd)
+{
+	assert_int_equal(pt_conn_write(s->c, "* OK\r\n", 6), 0);
+	pump(loop, 5);  /* sent; the peer never reads it */
+	assert_int_equal(pt_conn_pending_output(s->c), 0);
+	write_all(fd, "A1 NOOP\r\nA2 NOOP\r\n", 18);
+	close(fd);
+	pump(loop, 5);
+}
+
+static void
+test_peer_reset_closes_without_last_words(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &line_handlers);
+
+	(void)state;
+	reset_after_lines(loop, &s, fd);
+	assert_string_equal(s.log, "");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "error: Connection reset by peer");
+	pt_loop_free(loop);
+}
+
+/* The same from a client over TCP that pipelines commands and resets
+ * (RST, SO_LINGER 0) while an answer waits here: closed, nothing run. */
+static void
+test_tcp_client_reset_closes(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof a;
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), cl, sv;
+
+	(void)state;
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(cl, (struct sockaddr *)&a, sizeof a), 0);
+	sv = accept(l, NULL, NULL);
+	assert_true(sv >= 0);
+	close(l);
+	s.c = pt_conn_new(loop, sv, NULL);
+	assert_non_null(s.c);
+	pt_conn_set_handlers(s.c, &line_handlers, &s);
+	write_all(cl, "A1 NOOP\r\nA2 NOOP\r\n", 18);
+	assert_int_equal(setsockopt(cl, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+	close(cl);
+	assert_int_equal(pt_conn_write(s.c, "* OK\r\n", 6), 0);
+	pump(loop, 20);
+	assert_string_equal(s.log, "");
+	assert_int_equal(s.closes, 1);
+	assert_string_equal(s.reason, "error: Connection reset by peer");
+	pt_loop_free(loop);
+}
+
+static void
+test_peer_last_words_before_reset(void **state)
+{
+	struct pt_loop *loop = pt_loop_new();
+	struct srv s = {.max = 100};
+	int fd = open_pair(loop, &s, &line_handlers);
+
+	(void)state;
+	pt_conn_keep_last_words(s.c);
+	reset_after_lines(loop, &s, fd);
+	assert_string_equal(s.log, "2:A1 NOOP|2:A2 NOOP|");
 	assert_int_equal(s.closes, 1);
 	assert_string_equal(s.reason, "eof");
 	pt_loop_free(loop);
@@ -715,6 +857,11 @@ main(void)
 		cmocka_unit_test(test_eof),
 		cmocka_unit_test(test_peer_reset_on_write),
 		cmocka_unit_test(test_peer_last_words_before_epipe),
+		cmocka_unit_test(test_peer_last_words_paused_until_drain),
+		cmocka_unit_test(test_peer_epipe_closes_without_last_words),
+		cmocka_unit_test(test_peer_reset_closes_without_last_words),
+		cmocka_unit_test(test_tcp_client_reset_closes),
+		cmocka_unit_test(test_peer_last_words_before_reset),
 		cmocka_unit_test(test_pause_resume),
 		cmocka_unit_test(test_eof_behind_paused_input),
 		cmocka_unit_test(test_close_all_and_count),

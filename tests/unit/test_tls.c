@@ -174,6 +174,10 @@ struct client {
 	int quiet_check;       /* mode 0: look for server output before the first command */
 	int early;             /* poll() saw input before the first command */
 	int tickets;           /* session tickets seen by the client */
+	int keep;              /* keep the first ticket's session in kept */
+	SSL_SESSION *kept;
+	SSL_SESSION *resume;   /* offer this session */
+	int reused;            /* the handshake resumed it */
 };
 
 static int
@@ -181,8 +185,11 @@ count_ticket(SSL *ssl, SSL_SESSION *sess)
 {
 	struct client *cl = SSL_get_app_data(ssl);
 
-	(void)sess;
 	cl->tickets++;
+	if (cl->keep && !cl->kept) {
+		cl->kept = sess;
+		return 1;  /* the reference is ours */
+	}
 	return 0;  /* not kept */
 }
 
@@ -239,14 +246,19 @@ client_main(void *arg)
 			;
 		goto out;
 	}
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	/* Tickets reach count_ticket only; a session in the internal store
+	 * would be marked not resumable when this context goes. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, count_ticket);
 	ssl = SSL_new(ctx);
 	SSL_set_app_data(ssl, cl);
 	SSL_set_fd(ssl, cl->fd);
+	if (cl->resume)
+		SSL_set_session(ssl, cl->resume);
 	if (SSL_connect(ssl) != 1)
 		goto out;
 	cl->handshake_ok = 1;
+	cl->reused = SSL_session_reused(ssl);
 	if (cl->mode == 0) {
 		if (cl->quiet_check) {
 			struct pollfd p = {.fd = cl->fd, .events = POLLIN};
@@ -460,6 +472,36 @@ test_starttls_tickets_come_with_first_answer(void **state)
 	pt_tls_clear();
 }
 
+/* A resumed handshake used up one ticket: one new ticket replaces it, as
+ * OpenSSL sends itself after a resumption (not the full handshake's 2). */
+static void
+test_starttls_resumed_gets_one_ticket(void **state)
+{
+	struct srv s = {0}, s2 = {0};
+	struct client cl = {.mode = 0, .keep = 1};
+	struct client cl2 = {.mode = 0, .quiet_check = 1};
+	char err[256];
+
+	(void)state;
+	assert_int_equal(pt_tls_configure_pem(cert_pem, key_pem, NULL, err, sizeof err), 0);
+	run_dialogue(&s, &cl);
+	assert_int_equal(cl.handshake_ok, 1);
+	assert_int_equal(cl.reused, 0);
+	assert_int_equal(cl.tickets, 2);
+	assert_non_null(cl.kept);
+
+	cl2.resume = cl.kept;
+	run_dialogue(&s2, &cl2);
+	assert_int_equal(cl2.handshake_ok, 1);
+	assert_int_equal(cl2.reused, 1);
+	assert_int_equal(cl2.early, 0);  /* still with the first answer */
+	assert_non_null(strstr(cl2.ehlo_reply, "250 TLSv1.3 "));
+	assert_int_equal(cl2.tickets, 1);
+	assert_string_equal(cl2.quit_reply, "221 2.0.0 Bye\r\n");
+	SSL_SESSION_free(cl.kept);
+	pt_tls_clear();
+}
+
 static void
 test_tls_bulk_input_with_full_buffer(void **state)
 {
@@ -526,6 +568,7 @@ main(void)
 		cmocka_unit_test(test_configure_from_config),
 		cmocka_unit_test(test_starttls_dialogue_discards_injected_plaintext),
 		cmocka_unit_test(test_starttls_tickets_come_with_first_answer),
+		cmocka_unit_test(test_starttls_resumed_gets_one_ticket),
 		cmocka_unit_test(test_tls_bulk_input_with_full_buffer),
 		cmocka_unit_test(test_tls_handshake_failure_closes),
 		cmocka_unit_test(test_starttls_without_certificate),
