@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <strings.h>
@@ -577,6 +578,57 @@ test_literal_bytes(void **state)
 	imap_search_free(s);
 }
 
+/* SEARCH BODY with a needle whose last octets match the body everywhere
+ * and whose first does not ("b" then a's, over a's): Horspool compares
+ * the whole needle at every position (needle x body, minutes here) until
+ * its budget hands over to KMP, which stays linear. Also a hit past the
+ * handover, and in another case. */
+static void
+test_body_substring_handover(void **state)
+{
+	(void)state;
+	enum { BODY = 2000000, NEEDLE = 60000 };
+	static const char head[] = "Subject: run\r\n\r\n";
+	char *msg = malloc(sizeof head + BODY + 3);
+	char *needle = malloc(NEEDLE);
+	assert_non_null(msg);
+	assert_non_null(needle);
+	memcpy(msg, head, sizeof head - 1);
+	memset(msg + sizeof head - 1, 'a', BODY);
+	memcpy(msg + sizeof head - 1 + BODY, "\r\n", 3);
+	size_t mlen = sizeof head - 1 + BODY + 2;
+	needle[0] = 'B';
+	memset(needle + 1, 'A', NEEDLE - 1);
+	struct imap_arg args[2] = {
+		{ IMAP_ARG_ATOM, "BODY", 4, NULL, 0 },
+		{ IMAP_ARG_LITERAL, needle, NEEDLE, NULL, 0 },
+	};
+	char err[128];
+	struct imap_search_env env = { 1, 1, NULL, NULL, NULL };
+	struct pt_msg_info info = { 1, 0, 0, mlen, 0, 0, 1 };
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int round = 0; round < 2; round++) {
+		/* Round 1: a 'b' three quarters in, where the needle starts. */
+		if (round == 1)
+			msg[sizeof head - 1 + BODY / 4 * 3] = 'b';
+		struct imap_msg *pm = imap_msg_parse(msg, mlen);
+		assert_non_null(pm);
+		struct imap_search *s = imap_search_parse(args, 2, err, sizeof err);
+		assert_non_null(s);
+		struct imap_search_msg m = { 1, &info, load_one, pm, NULL };
+		assert_int_equal(imap_search_match(s, &env, &m), round);
+		imap_search_free(s);
+		imap_msg_free(pm);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Generous: well under a second with the handover, minutes without. */
+	assert_true(secs < 20.0);
+	free(needle);
+	free(msg);
+}
+
 int
 main(void)
 {
@@ -593,6 +645,7 @@ main(void)
 		cmocka_unit_test(test_literal_bytes),
 		cmocka_unit_test(test_address_keys),
 		cmocka_unit_test(test_nil_is_text),
+		cmocka_unit_test(test_body_substring_handover),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
