@@ -567,44 +567,6 @@ fold(int ch)
 	return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
 }
 
-/* needle in hay, ASCII case folded, by Knuth-Morris-Pratt: linear in
- * hay + needle (a plain scan took hay x needle: SEARCH BODY with a 10 KB
- * needle over a 2 MB body held the user's mail process for 13 s). */
-static int
-contains_kmp(const char *hay, size_t hlen, const char *needle, size_t nlen)
-{
-	size_t small[64];
-	size_t *fail = nlen <= sizeof small / sizeof small[0] ? small : malloc(nlen * sizeof *fail);
-	if (fail == NULL)
-		return 0;
-	/* fail[i]: length of the longest proper prefix of needle[0..i] that
-	 * is also its suffix. */
-	fail[0] = 0;
-	for (size_t i = 1, k = 0; i < nlen; i++) {
-		int ch = fold((unsigned char)needle[i]);
-		while (k > 0 && ch != fold((unsigned char)needle[k]))
-			k = fail[k - 1];
-		if (ch == fold((unsigned char)needle[k]))
-			k++;
-		fail[i] = k;
-	}
-	int hit = 0;
-	for (size_t i = 0, k = 0; i < hlen; i++) {
-		int ch = fold((unsigned char)hay[i]);
-		while (k > 0 && ch != fold((unsigned char)needle[k]))
-			k = fail[k - 1];
-		if (ch == fold((unsigned char)needle[k]))
-			k++;
-		if (k == nlen) {
-			hit = 1;
-			break;
-		}
-	}
-	if (fail != small)
-		free(fail);
-	return hit;
-}
-
 /* ASCII folding as a table, and the Horspool shifts of the last needle
  * (the same needle comes once per message of the folder). */
 static unsigned char fold_tab[256];
@@ -633,16 +595,14 @@ horspool_prepare(const char *needle, size_t nlen)
 	}
 }
 
-/* needle in hay, ASCII case folded. Horspool (it skips up to the
- * needle's length per step: SEARCH BODY's no-hit scan of a folder looked
- * at every octet twice), handing over to KMP from where it stands once it
- * has compared more than a few times hay's length, so a hostile needle
- * stays linear. */
+/* needle (3 octets or more) in hay, ASCII case folded, by Horspool (it
+ * skips up to the needle's length per step: SEARCH BODY's no-hit scan of
+ * a folder looked at every octet twice): 1 or 0; -1 once it has compared
+ * more than a few times hay's length, so that a hostile needle ("b" and
+ * a's over a's) is handed to the linear scan. */
 static int
 contains_ascii(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
-	if (nlen < 3)
-		return contains_kmp(hay, hlen, needle, nlen);
 	horspool_prepare(needle, nlen);
 	const unsigned char *h = (const unsigned char *)hay, *nd = (const unsigned char *)needle;
 	unsigned char last = fold_tab[nd[nlen - 1]];
@@ -657,7 +617,7 @@ contains_ascii(const char *hay, size_t hlen, const char *needle, size_t nlen)
 				return 1;
 			work += nlen - k;
 			if (work > budget)
-				return contains_kmp(hay + pos + 1, hlen - pos - 1, needle, nlen);
+				return -1;
 		}
 		pos += hs_shift[c];
 	}
@@ -668,7 +628,8 @@ contains_ascii(const char *hay, size_t hlen, const char *needle, size_t nlen)
  * needle is found. An ASCII needle found ASCII-folded is found under the
  * casemap too, and over ASCII text the two agree: only a miss in text
  * with other characters (a ligature "fi", an "A" inside "\u00c5") needs
- * the casemap's own scan. */
+ * the casemap's own scan. The casemap's scan (KMP, linear) also serves a
+ * needle too short for Horspool and one Horspool gave up on. */
 static int
 contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
@@ -676,10 +637,11 @@ contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
 		return 1;
 	if (hay == NULL)
 		return 0;
-	if (!all_ascii(needle, nlen))
+	if (nlen < 3 || !all_ascii(needle, nlen))
 		return pt_casemap_contains(hay, hlen, needle, nlen);
-	if (hlen >= nlen && contains_ascii(hay, hlen, needle, nlen))
-		return 1;
+	int r = hlen >= nlen ? contains_ascii(hay, hlen, needle, nlen) : 0;
+	if (r != 0)
+		return r > 0 || pt_casemap_contains(hay, hlen, needle, nlen);
 	return !all_ascii(hay, hlen) && pt_casemap_contains(hay, hlen, needle, nlen);
 }
 

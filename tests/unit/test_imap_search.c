@@ -15,6 +15,7 @@
 
 #include "imap/imap_msg.h"
 #include "imap/imap_msg_int.h"
+#include "postern/unicode_casemap.h"
 
 /* ---- arguments from a test string: atoms, "quoted", ( lists ) ---- */
 
@@ -578,6 +579,41 @@ test_literal_bytes(void **state)
 	imap_search_free(s);
 }
 
+/* An ASCII needle matches as i;unicode-casemap says, whichever scan
+ * imap_search.c takes (Horspool, the casemap's KMP for short needles, the
+ * casemap after a miss on non-ASCII text): random subjects of ASCII
+ * letters, a ligature "fi", fullwidth A, A ring, a stray octet. */
+static void
+test_ascii_needle_is_casemap(void **state)
+{
+	(void)state;
+	static const char *const tok[] = { "a", "A", "b", "f", "i", "x", "\xef\xac\x81", "\xef\xbc\xa1",
+		                           "\xc3\x85", "\xff" };
+	static const char nchr[] = "aAbBfFiIx";
+	srand(7);
+	for (int round = 0; round < 4000; round++) {
+		char subj[128], needle[8], msg[192], q[64];
+		size_t sl = 0, nl = 1 + (size_t)rand() % 5;
+		int nt = 1 + rand() % 12;
+		for (int i = 0; i < nt; i++) {
+			const char *t = tok[rand() % (round % 3 ? 6 : 10)];
+			memcpy(subj + sl, t, strlen(t));
+			sl += strlen(t);
+		}
+		subj[sl] = '\0';
+		for (size_t i = 0; i < nl; i++)
+			needle[i] = nchr[rand() % (sizeof nchr - 1)];
+		needle[nl] = '\0';
+		snprintf(msg, sizeof msg, "Subject: %s\n\nbody\n", subj);
+		snprintf(q, sizeof q, "HEADER SUBJECT %s", needle);
+		const char *one[1] = { msg };
+		int got = strcmp(run_on(one, 1, q), "1") == 0;
+		int want = pt_casemap_contains(subj, sl, needle, nl);
+		if (got != want)
+			fail_msg("%s on \"%s\": %d, want %d", q, subj, got, want);
+	}
+}
+
 /* SEARCH BODY with a needle whose last octets match the body everywhere
  * and whose first does not ("b" then a's, over a's): Horspool compares
  * the whole needle at every position (needle x body, minutes here) until
@@ -646,6 +682,7 @@ main(void)
 		cmocka_unit_test(test_address_keys),
 		cmocka_unit_test(test_nil_is_text),
 		cmocka_unit_test(test_body_substring_handover),
+		cmocka_unit_test(test_ascii_needle_is_casemap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
