@@ -579,38 +579,58 @@ test_literal_bytes(void **state)
 	imap_search_free(s);
 }
 
-/* An ASCII needle matches as i;unicode-casemap says, whichever scan
- * imap_search.c takes (Horspool, the casemap's KMP for short needles, the
- * casemap after a miss on non-ASCII text): random subjects of ASCII
- * letters, a ligature "fi", fullwidth A, A ring, a stray octet. */
+/* A needle matches as i;unicode-casemap says, whichever scan imap_search.c
+ * takes (Horspool, the casemap's KMP for short needles, the casemap after
+ * a miss on non-ASCII text, at once on a body known not to be ASCII, by
+ * the needle's table built once): random subjects and bodies of ASCII
+ * letters, a ligature "fi", fullwidth A, A ring, a stray octet (subjects
+ * only); ASCII and non-ASCII needles; two keys over one body. */
 static void
-test_ascii_needle_is_casemap(void **state)
+test_needle_is_casemap(void **state)
 {
 	(void)state;
 	static const char *const tok[] = { "a", "A", "b", "f", "i", "x", "\xef\xac\x81", "\xef\xbc\xa1",
 		                           "\xc3\x85", "\xff" };
-	static const char nchr[] = "aAbBfFiIx";
+	static const char *const ntok[] = { "a", "A", "b", "B", "f", "F", "i", "I", "x", "\xef\xac\x81",
+		                            "\xc3\xa5" };
 	srand(7);
 	for (int round = 0; round < 4000; round++) {
-		char subj[128], needle[8], msg[192], q[64];
-		size_t sl = 0, nl = 1 + (size_t)rand() % 5;
+		char subj[128], body[128], needle[32], msg[320], q[96];
+		size_t sl = 0, bl = 0, nl = 0;
 		int nt = 1 + rand() % 12;
 		for (int i = 0; i < nt; i++) {
 			const char *t = tok[rand() % (round % 3 ? 6 : 10)];
 			memcpy(subj + sl, t, strlen(t));
 			sl += strlen(t);
+			t = tok[rand() % (round % 3 ? 6 : 9)];
+			memcpy(body + bl, t, strlen(t));
+			bl += strlen(t);
 		}
-		subj[sl] = '\0';
-		for (size_t i = 0; i < nl; i++)
-			needle[i] = nchr[rand() % (sizeof nchr - 1)];
+		subj[sl] = body[bl] = '\0';
+		int nn = 1 + rand() % 5;
+		for (int i = 0; i < nn; i++) {
+			const char *t = ntok[rand() % (round % 2 ? 9 : 11)];
+			memcpy(needle + nl, t, strlen(t));
+			nl += strlen(t);
+		}
 		needle[nl] = '\0';
-		snprintf(msg, sizeof msg, "Subject: %s\n\nbody\n", subj);
-		snprintf(q, sizeof q, "HEADER SUBJECT %s", needle);
+		snprintf(msg, sizeof msg, "Subject: %s\nContent-Type: text/plain; charset=utf-8\n\n%s\n", subj, body);
 		const char *one[1] = { msg };
+		snprintf(q, sizeof q, "HEADER SUBJECT %s", needle);
 		int got = strcmp(run_on(one, 1, q), "1") == 0;
 		int want = pt_casemap_contains(subj, sl, needle, nl);
 		if (got != want)
 			fail_msg("%s on \"%s\": %d, want %d", q, subj, got, want);
+		/* The body: alone, and after another key that reads it first. */
+		snprintf(q, sizeof q, "BODY %s", needle);
+		got = strcmp(run_on(one, 1, q), "1") == 0;
+		want = pt_casemap_contains(body, bl, needle, nl);
+		if (got != want)
+			fail_msg("%s on \"%s\": %d, want %d", q, body, got, want);
+		snprintf(q, sizeof q, "NOT BODY qqq BODY %s", needle);
+		got = strcmp(run_on(one, 1, q), "1") == 0;
+		if (got != want)
+			fail_msg("%s on \"%s\": %d, want %d", q, body, got, want);
 	}
 }
 
@@ -682,7 +702,7 @@ main(void)
 		cmocka_unit_test(test_address_keys),
 		cmocka_unit_test(test_nil_is_text),
 		cmocka_unit_test(test_body_substring_handover),
-		cmocka_unit_test(test_ascii_needle_is_casemap),
+		cmocka_unit_test(test_needle_is_casemap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
