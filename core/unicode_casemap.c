@@ -222,6 +222,54 @@ kmp_step(const unsigned char *nd, const size_t *fail, size_t k, unsigned ch)
 	return ch == nd[k] ? k + 1 : k;
 }
 
+/* fail[i]: length of the longest proper prefix of nd[0..i] that is also
+ * its suffix. */
+static void
+kmp_table(const unsigned char *nd, size_t nn, size_t *fail)
+{
+	fail[0] = 0;
+	for (size_t j = 1, k = 0; j < nn; j++) {
+		k = kmp_step(nd, fail, k, nd[j]);
+		fail[j] = k;
+	}
+}
+
+/* The form nd[0..nn) (nn > 0) in the form of hay. */
+static int
+scan(const unsigned char *nd, size_t nn, const size_t *fail, const char *hay, size_t hlen)
+{
+	int hit = 0;
+	const unsigned char *p = (const unsigned char *)hay, *end = p + hlen;
+	size_t k = 0;
+	/* Octets that can start a match: the needle's first octet and, for a
+	 * letter, its lower case; and any non-ASCII one (its form may begin
+	 * with anything). Most of a text is skipped past at that test alone. */
+	unsigned first = nd[0], alt = first - 'A' < 26u ? first + 32u : first;
+	while (p < end && !hit) {
+		if (k == 0) {
+			while (p < end && *p != first && *p != alt && *p < 0x80)
+				p++;
+			if (p == end)
+				break;
+		}
+		unsigned c = *p;
+		if (c < 0x80) {
+			p++;
+			k = kmp_step(nd, fail, k, ascii_upper(c));
+			hit = k == nn;
+			continue;
+		}
+		struct cm_iter it = { .s = p, .end = end };
+		cm_form(&it);
+		p = it.s;
+		for (const unsigned char *o = it.o; o < it.oend && !hit; o++) {
+			k = kmp_step(nd, fail, k, *o);
+			hit = k == nn;
+		}
+	}
+	return hit;
+}
+
 int
 pt_casemap_contains(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
@@ -255,44 +303,52 @@ pt_casemap_contains(const char *hay, size_t hlen, const char *needle, size_t nle
 		pt_strbuf_free(&nb);
 		return 0;
 	}
-	/* fail[i]: length of the longest proper prefix of nd[0..i] that is
-	 * also its suffix */
-	fail[0] = 0;
-	for (size_t j = 1, k = 0; j < nn; j++) {
-		k = kmp_step(nd, fail, k, nd[j]);
-		fail[j] = k;
-	}
-	int hit = 0;
-	const unsigned char *p = (const unsigned char *)hay, *end = p + hlen;
-	size_t k = 0;
-	/* Octets that can start a match: the needle's first octet and, for a
-	 * letter, its lower case; and any non-ASCII one (its form may begin
-	 * with anything). Most of a text is skipped past at that test alone. */
-	unsigned first = nd[0], alt = first - 'A' < 26u ? first + 32u : first;
-	while (p < end && !hit) {
-		if (k == 0) {
-			while (p < end && *p != first && *p != alt && *p < 0x80)
-				p++;
-			if (p == end)
-				break;
-		}
-		unsigned c = *p;
-		if (c < 0x80) {
-			p++;
-			k = kmp_step(nd, fail, k, ascii_upper(c));
-			hit = k == nn;
-			continue;
-		}
-		struct cm_iter it = { .s = p, .end = end };
-		cm_form(&it);
-		p = it.s;
-		for (const unsigned char *o = it.o; o < it.oend && !hit; o++) {
-			k = kmp_step(nd, fail, k, *o);
-			hit = k == nn;
-		}
-	}
+	kmp_table(nd, nn, fail);
+	int hit = scan(nd, nn, fail, hay, hlen);
 	if (fail != fsmall)
 		free(fail);
 	pt_strbuf_free(&nb);
 	return hit;
+}
+
+int
+pt_casemap_needle_init(struct pt_casemap_needle *n, const char *needle, size_t nlen)
+{
+	memset(n, 0, sizeof *n);
+	if (nlen == 0)
+		return 0;
+	struct pt_strbuf nb = { 0 };
+	pt_casemap_fold(needle, nlen, &nb);
+	if (nb.oom || nb.len == 0) {
+		pt_strbuf_free(&nb);
+		return -1;
+	}
+	size_t *fail = malloc(nb.len * sizeof *fail);
+	if (fail == NULL) {
+		pt_strbuf_free(&nb);
+		return -1;
+	}
+	kmp_table((const unsigned char *)nb.p, nb.len, fail);
+	n->form = nb.p;
+	n->len = nb.len;
+	n->fail = fail;
+	return 0;
+}
+
+void
+pt_casemap_needle_free(struct pt_casemap_needle *n)
+{
+	free(n->form);
+	free(n->fail);
+	memset(n, 0, sizeof *n);
+}
+
+int
+pt_casemap_needle_in(const struct pt_casemap_needle *n, const char *hay, size_t hlen)
+{
+	if (n->len == 0)
+		return 1;
+	if (hay == NULL || hlen == 0)
+		return 0;
+	return scan((const unsigned char *)n->form, n->len, n->fail, hay, hlen);
 }

@@ -33,5 +33,17 @@ int pt_casemap_cmp(const char *a, size_t alen, const char *b, size_t blen);
  * needle always does), else 0; linear in hay + needle. 0 too when out of
  * memory for a needle of more than 256 canonical octets. */
 int pt_casemap_contains(const char *hay, size_t hlen, const char *needle, size_t nlen);
+/* A needle folded and its search table built once, for searching many
+ * texts (SEARCH: every message of a folder): pt_casemap_needle_in gives
+ * pt_casemap_contains's answer. init: 0, or -1 out of memory (n is then
+ * empty and must not be searched with); free releases it. */
+struct pt_casemap_needle {
+	char *form;
+	size_t len;      /* 0: the empty needle, found everywhere */
+	size_t *fail;
+};
+int pt_casemap_needle_init(struct pt_casemap_needle *n, const char *needle, size_t nlen);
+void pt_casemap_needle_free(struct pt_casemap_needle *n);
+int pt_casemap_needle_in(const struct pt_casemap_needle *n, const char *hay, size_t hlen);
 
 #endif

@@ -135,59 +135,22 @@ struct addr {
 	int has_name;
 };
 
-/* imap_msg_put_nstring's output, in one pass with the room reserved
- * once: the envelope writes ten to twenty such strings per message. */
-static void
-env_nstring(struct pt_strbuf *out, const char *s, size_t len)
-{
-	if (s == NULL) {
-		pt_strbuf_put(out, "NIL", 3);
-		return;
-	}
-	size_t quote = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '\r' || c == '\n' || c == '\0' || c >= 0x80) {
-			imap_msg_put_nstring(out, s, len);   /* a literal */
-			return;
-		}
-		quote += c == '"' || c == '\\';
-	}
-	if (pt_strbuf_reserve(out, len + quote + 2) != 0)
-		return;
-	char *o = out->p + out->len;
-	*o++ = '"';
-	if (quote == 0) {
-		memcpy(o, s, len);
-		o += len;
-	} else {
-		for (size_t i = 0; i < len; i++) {
-			if (s[i] == '"' || s[i] == '\\')
-				*o++ = '\\';
-			*o++ = s[i];
-		}
-	}
-	*o++ = '"';
-	out->len = (size_t)(o - out->p);
-	out->p[out->len] = '\0';
-}
-
 static void
 put_addr(struct pt_strbuf *out, struct addr *a)
 {
 	pt_strbuf_put(out, "(", 1);
-	env_nstring(out, a->has_name && a->name.len ? a->name.p : NULL, a->name.len);
+	imap_msg_put_nstring(out, a->has_name && a->name.len ? a->name.p : NULL, a->name.len);
 	pt_strbuf_put(out, " ", 1);
-	env_nstring(out, a->adl.len ? a->adl.p : NULL, a->adl.len);
+	imap_msg_put_nstring(out, a->adl.len ? a->adl.p : NULL, a->adl.len);
 	pt_strbuf_put(out, " ", 1);
 	/* an empty part would read as a group marker: fill it as Dovecot does */
 	if (a->mailbox.len)
-		env_nstring(out, a->mailbox.p, a->mailbox.len);
+		imap_msg_put_nstring(out, a->mailbox.p, a->mailbox.len);
 	else
 		pt_strbuf_puts(out, "\"MISSING_MAILBOX\"");
 	pt_strbuf_put(out, " ", 1);
 	if (a->host.len)
-		env_nstring(out, a->host.p, a->host.len);
+		imap_msg_put_nstring(out, a->host.p, a->host.len);
 	else
 		pt_strbuf_puts(out, "\"MISSING_DOMAIN\"");
 	pt_strbuf_put(out, ")", 1);
@@ -380,7 +343,7 @@ env_group(struct addr_sink *k, const char *name, size_t len)
 		return;
 	}
 	pt_strbuf_puts(k->out, "(NIL NIL ");
-	env_nstring(k->out, name, len);
+	imap_msg_put_nstring(k->out, name, len);
 	pt_strbuf_puts(k->out, " NIL)");
 }
 
@@ -564,7 +527,7 @@ imap_msg_envelope_part(const struct imap_msg *m, const struct imap_part *p, stru
 		if (i >= E_FROM && i <= E_BCC)
 			put_address_list(out, v.p, v.len);
 		else
-			env_nstring(out, v.p, v.len);
+			imap_msg_put_nstring(out, v.p, v.len);
 		if (v.oom)
 			out->oom = 1;
 		env_value = v;

@@ -471,6 +471,8 @@ imap_msg_free(struct imap_msg *m)
 
 /* ---- IMAP strings ---- */
 
+/* In one pass with the room reserved once: ENVELOPE writes ten to twenty
+ * such strings per message. */
 void
 imap_msg_put_nstring(struct pt_strbuf *out, const char *s, size_t len)
 {
@@ -478,25 +480,31 @@ imap_msg_put_nstring(struct pt_strbuf *out, const char *s, size_t len)
 		pt_strbuf_put(out, "NIL", 3);
 		return;
 	}
-	int literal = 0;
-	for (size_t i = 0; i < len && !literal; i++) {
-		unsigned char c = (unsigned char)s[i];
-		literal = c == '\r' || c == '\n' || c == '\0' || c >= 0x80;
-	}
-	if (literal) {
-		pt_strbuf_printf(out, "{%zu}\r\n", len);
-		pt_strbuf_put(out, s, len);
-		return;
-	}
-	pt_strbuf_put(out, "\"", 1);
-	size_t run = 0;
+	size_t quote = 0;
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\') {
-			pt_strbuf_put(out, s + run, i - run);
-			pt_strbuf_put(out, "\\", 1);
-			run = i;
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\r' || c == '\n' || c == '\0' || c >= 0x80) {
+			pt_strbuf_printf(out, "{%zu}\r\n", len);
+			pt_strbuf_put(out, s, len);
+			return;
+		}
+		quote += c == '"' || c == '\\';
+	}
+	if (pt_strbuf_reserve(out, len + quote + 2) != 0)
+		return;
+	char *o = out->p + out->len;
+	*o++ = '"';
+	if (quote == 0) {
+		memcpy(o, s, len);
+		o += len;
+	} else {
+		for (size_t i = 0; i < len; i++) {
+			if (s[i] == '"' || s[i] == '\\')
+				*o++ = '\\';
+			*o++ = s[i];
 		}
 	}
-	pt_strbuf_put(out, s + run, len - run);
-	pt_strbuf_put(out, "\"", 1);
+	*o++ = '"';
+	out->len = (size_t)(o - out->p);
+	out->p[out->len] = '\0';
 }

@@ -37,6 +37,10 @@ struct node {
 	int alnum;    /* str is ASCII letters and digits only (addr_cannot_match) */
 	char *field, *str;
 	size_t slen;
+	/* N_HEADER, N_BODY, N_TEXT: str is ASCII; str folded and its table
+	 * built once for the whole folder (cm_ok: else per text). */
+	int ascii, cm_ok;
+	struct pt_casemap_needle cm;
 	struct imap_seqset set;
 	struct node **kids;
 	size_t nkids;
@@ -56,8 +60,20 @@ node_free(struct node *n)
 	free(n->kids);
 	free(n->field);
 	free(n->str);
+	if (n->cm_ok)
+		pt_casemap_needle_free(&n->cm);
 	imap_seqset_free(&n->set);
 	free(n);
+}
+
+static int all_ascii(const char *p, size_t n);
+
+/* What every comparison with str needs, once per search. */
+static void
+needle_prepare(struct node *n)
+{
+	n->ascii = all_ascii(n->str, n->slen);
+	n->cm_ok = pt_casemap_needle_init(&n->cm, n->str, n->slen) == 0;
 }
 
 static struct node *
@@ -256,6 +272,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 				if (!((s->s[c] >= 'a' && s->s[c] <= 'z') || (s->s[c] >= 'A' && s->s[c] <= 'Z') ||
 				      (s->s[c] >= '0' && s->s[c] <= '9')))
 					nd->alnum = 0;
+			needle_prepare(nd);
 			return nd;
 		}
 	}
@@ -268,6 +285,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 			goto oom;
 		nd->slen = s->len;
 		nd->cached = pt_header_cached(f->s, f->len);
+		needle_prepare(nd);
 		return nd;
 	}
 	if (strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
@@ -277,6 +295,7 @@ parse_key(struct parser *ps, const struct imap_arg *args, size_t n, size_t *i, i
 		    || (nd->str = dup_mem(s->s, s->len)) == NULL)
 			goto oom;
 		nd->slen = s->len;
+		needle_prepare(nd);
 		return nd;
 	}
 	for (size_t d = 0; d < sizeof date_keys / sizeof *date_keys; d++) {
@@ -519,6 +538,7 @@ struct match_ctx {
 	int loaded;
 	struct pt_strbuf body;   /* decoded bodies, once */
 	int body_ready;
+	int body_ascii;          /* -1 not known yet, else all_ascii(body) */
 	/* The cached fields as a message of one header (load_header). */
 	int hloaded;
 	struct imap_part hpart;
@@ -567,44 +587,6 @@ fold(int ch)
 	return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
 }
 
-/* needle in hay, ASCII case folded, by Knuth-Morris-Pratt: linear in
- * hay + needle (a plain scan took hay x needle: SEARCH BODY with a 10 KB
- * needle over a 2 MB body held the user's mail process for 13 s). */
-static int
-contains_kmp(const char *hay, size_t hlen, const char *needle, size_t nlen)
-{
-	size_t small[64];
-	size_t *fail = nlen <= sizeof small / sizeof small[0] ? small : malloc(nlen * sizeof *fail);
-	if (fail == NULL)
-		return 0;
-	/* fail[i]: length of the longest proper prefix of needle[0..i] that
-	 * is also its suffix. */
-	fail[0] = 0;
-	for (size_t i = 1, k = 0; i < nlen; i++) {
-		int ch = fold((unsigned char)needle[i]);
-		while (k > 0 && ch != fold((unsigned char)needle[k]))
-			k = fail[k - 1];
-		if (ch == fold((unsigned char)needle[k]))
-			k++;
-		fail[i] = k;
-	}
-	int hit = 0;
-	for (size_t i = 0, k = 0; i < hlen; i++) {
-		int ch = fold((unsigned char)hay[i]);
-		while (k > 0 && ch != fold((unsigned char)needle[k]))
-			k = fail[k - 1];
-		if (ch == fold((unsigned char)needle[k]))
-			k++;
-		if (k == nlen) {
-			hit = 1;
-			break;
-		}
-	}
-	if (fail != small)
-		free(fail);
-	return hit;
-}
-
 /* ASCII folding as a table, and the Horspool shifts of the last needle
  * (the same needle comes once per message of the folder). */
 static unsigned char fold_tab[256];
@@ -633,16 +615,14 @@ horspool_prepare(const char *needle, size_t nlen)
 	}
 }
 
-/* needle in hay, ASCII case folded. Horspool (it skips up to the
- * needle's length per step: SEARCH BODY's no-hit scan of a folder looked
- * at every octet twice), handing over to KMP from where it stands once it
- * has compared more than a few times hay's length, so a hostile needle
- * stays linear. */
+/* needle (3 octets or more) in hay, ASCII case folded, by Horspool (it
+ * skips up to the needle's length per step: SEARCH BODY's no-hit scan of
+ * a folder looked at every octet twice): 1 or 0; -1 once it has compared
+ * more than a few times hay's length, so that a hostile needle ("b" and
+ * a's over a's) is handed to the linear scan. */
 static int
 contains_ascii(const char *hay, size_t hlen, const char *needle, size_t nlen)
 {
-	if (nlen < 3)
-		return contains_kmp(hay, hlen, needle, nlen);
 	horspool_prepare(needle, nlen);
 	const unsigned char *h = (const unsigned char *)hay, *nd = (const unsigned char *)needle;
 	unsigned char last = fold_tab[nd[nlen - 1]];
@@ -657,30 +637,45 @@ contains_ascii(const char *hay, size_t hlen, const char *needle, size_t nlen)
 				return 1;
 			work += nlen - k;
 			if (work > budget)
-				return contains_kmp(hay + pos + 1, hlen - pos - 1, needle, nlen);
+				return -1;
 		}
 		pos += hs_shift[c];
 	}
 	return 0;
 }
 
-/* needle in hay by i;unicode-casemap (RFC 5051, I18NLEVEL=1); an empty
- * needle is found. An ASCII needle found ASCII-folded is found under the
- * casemap too, and over ASCII text the two agree: only a miss in text
- * with other characters (a ligature "fi", an "A" inside "\u00c5") needs
- * the casemap's own scan. */
+/* n's needle in hay by i;unicode-casemap, by its table built once. */
 static int
-contains_ci(const char *hay, size_t hlen, const char *needle, size_t nlen)
+casemap_in(const struct node *n, const char *hay, size_t hlen)
 {
-	if (nlen == 0)
+	return n->cm_ok ? pt_casemap_needle_in(&n->cm, hay, hlen) : pt_casemap_contains(hay, hlen, n->str, n->slen);
+}
+
+/* n's needle in hay by i;unicode-casemap (RFC 5051, I18NLEVEL=1); an
+ * empty needle is found. An ASCII needle found ASCII-folded is found
+ * under the casemap too, and over ASCII text the two agree: only a miss
+ * in text with other characters (a ligature "fi", an "A" inside
+ * "\u00c5") needs the casemap's own scan. The casemap's scan (KMP,
+ * linear) also serves a needle too short for Horspool and one Horspool
+ * gave up on. hay_ascii, when not NULL, keeps all_ascii(hay) for the
+ * next needle over the same text (-1: not known yet); text known not to
+ * be ASCII goes to the casemap's scan at once, as a miss would. */
+static int
+contains_ci(const char *hay, size_t hlen, const struct node *n, int *hay_ascii)
+{
+	if (n->slen == 0)
 		return 1;
 	if (hay == NULL)
 		return 0;
-	if (!all_ascii(needle, nlen))
-		return pt_casemap_contains(hay, hlen, needle, nlen);
-	if (hlen >= nlen && contains_ascii(hay, hlen, needle, nlen))
-		return 1;
-	return !all_ascii(hay, hlen) && pt_casemap_contains(hay, hlen, needle, nlen);
+	if (n->slen < 3 || !n->ascii || (hay_ascii != NULL && *hay_ascii == 0))
+		return casemap_in(n, hay, hlen);
+	int r = hlen >= n->slen ? contains_ascii(hay, hlen, n->str, n->slen) : 0;
+	if (r != 0)
+		return r > 0 || casemap_in(n, hay, hlen);
+	int ascii = hay_ascii != NULL && *hay_ascii > 0 ? 1 : all_ascii(hay, hlen);
+	if (hay_ascii != NULL)
+		*hay_ascii = ascii;
+	return !ascii && casemap_in(n, hay, hlen);
 }
 
 /* Decoded text of every leaf part, and for text also embedded headers. */
@@ -708,14 +703,18 @@ is_alnum(unsigned char ch)
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
 }
 
-/* [s, s+n) in [hay, hay+hlen), ASCII case folded; both short. */
+/* [s, s+n) in [hay, hay+hlen), ASCII case folded; hay short. Each
+ * octet compared is taken from *budget: -1 when it runs out first. */
 static int
-has_run_ci(const char *hay, size_t hlen, const char *s, size_t n)
+has_run_ci(const char *hay, size_t hlen, const char *s, size_t n, size_t *budget)
 {
 	for (size_t i = 0; i + n <= hlen; i++) {
 		size_t k = 0;
 		while (k < n && fold((unsigned char)hay[i + k]) == fold((unsigned char)s[k]))
 			k++;
+		if (*budget <= k + 1)
+			return -1;
+		*budget -= k + 1;
 		if (k == n)
 			return 1;
 	}
@@ -749,7 +748,11 @@ addr_cannot_match(const char *v, size_t len, const struct node *n)
 		buf[k++] = (char)ch;
 	}
 	if (n->alnum)
-		return !contains_ci(buf, k, n->str, n->slen);
+		return !contains_ci(buf, k, n, NULL);
+	/* A bounded look (a needle of thousands of runs, "a a a ...", made it
+	 * O(needle x buf) per field of every message): past it, the full
+	 * comparison decides. A run longer than buf cannot be in it. */
+	size_t budget = 4 * sizeof buf;
 	for (size_t i = 0; i < n->slen;) {
 		if (!is_alnum((unsigned char)n->str[i])) {
 			i++;
@@ -758,8 +761,11 @@ addr_cannot_match(const char *v, size_t len, const struct node *n)
 		size_t j = i;
 		while (j < n->slen && is_alnum((unsigned char)n->str[j]))
 			j++;
-		if (!has_run_ci(buf, k, n->str + i, j - i))
+		int r = j - i > k ? 0 : has_run_ci(buf, k, n->str + i, j - i, &budget);
+		if (r == 0)
 			return 1;
+		if (r < 0)
+			return 0;
 		i = j;
 	}
 	return 0;
@@ -791,7 +797,7 @@ match_header(const struct imap_msg *m, const struct node *n)
 			for (size_t k = a; plain && k + 1 < b; k++)
 				plain = !(v[k] == '=' && v[k + 1] == '?');
 			if (plain) {
-				if (contains_ci(v + a, b - a, n->str, n->slen))
+				if (contains_ci(v + a, b - a, n, NULL))
 					return 1;
 				continue;
 			}
@@ -810,7 +816,7 @@ match_header(const struct imap_msg *m, const struct node *n)
 			raw = t;
 		}
 		imap_msg_decode_header(raw.p, raw.len, &dec);
-		int hit = contains_ci(dec.p, dec.len, n->str, n->slen);
+		int hit = contains_ci(dec.p, dec.len, n, NULL);
 		pt_strbuf_free(&raw);
 		pt_strbuf_free(&dec);
 		if (hit)
@@ -899,12 +905,12 @@ eval(const struct node *n, struct match_ctx *c)
 			collect_bodies(m, &m->parts[0], &c->body, 0);
 			c->body_ready = 1;
 		}
-		if (contains_ci(c->body.p, c->body.len, n->str, n->slen))
+		if (contains_ci(c->body.p, c->body.len, n, &c->body_ascii))
 			return 1;
 		if (n->kind == N_TEXT) {
 			struct pt_strbuf h = { 0 };
 			imap_msg_decode_header(m->data + m->parts[0].hdr_off, m->parts[0].hdr_len, &h);
-			int hit = contains_ci(h.p, h.len, n->str, n->slen);
+			int hit = contains_ci(h.p, h.len, n, NULL);
 			pt_strbuf_free(&h);
 			return hit;
 		}
@@ -917,7 +923,7 @@ int
 imap_search_match(const struct imap_search *s, const struct imap_search_env *env,
                   const struct imap_search_msg *msg)
 {
-	struct match_ctx c = { .env = env, .msg = msg };
+	struct match_ctx c = { .env = env, .msg = msg, .body_ascii = -1 };
 	int r = eval(s->root, &c);
 	pt_strbuf_free(&c.body);
 	return r;

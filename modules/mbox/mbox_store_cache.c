@@ -1045,6 +1045,10 @@ ms_cache_msgid_hash(const char *key, size_t len)
  * and one with other than ASCII characters could under i;unicode-casemap
  * (a fullwidth '<', a Kelvin sign for 'k'): key 0, a candidate for every
  * lookup. */
+/* Octets of keys one Message-ID field may hash: a real one holds one id
+ * of well under a line (RFC 5322: 998). */
+#define MSGID_HASH_BUDGET 65536
+
 void
 ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t h), void *arg)
 {
@@ -1067,13 +1071,27 @@ ms_cache_msgid_keys(const char *blk, size_t len, void (*add)(void *arg, uint32_t
 			add(arg, 0);
 			continue;
 		}
+		/* The first '>' after a '<' serves every later '<' before it,
+		 * so each octet is searched once; the keys' octets hashed are
+		 * bounded too ("<<<<...>" would hash O(n^2) of them): past the
+		 * bound the field stands for any id, as a decoded one does. */
+		const char *gt = NULL;
+		size_t hashed = 0;
 		for (size_t k = a; k < b; k++) {
 			if (v[k] != '<')
 				continue;
-			const char *gt = memchr(v + k, '>', b - k);
-			if (gt == NULL)
-				break;   /* no '>' after this '<', nor after a later one */
-			add(arg, ms_cache_msgid_hash(v + k, (size_t)(gt - (v + k)) + 1));
+			if (gt == NULL || gt < v + k) {
+				gt = memchr(v + k, '>', b - k);
+				if (gt == NULL)
+					break;   /* no '>' after this '<', nor after a later one */
+			}
+			size_t klen = (size_t)(gt - (v + k)) + 1;
+			hashed += klen;
+			if (hashed > MSGID_HASH_BUDGET) {
+				add(arg, 0);
+				break;
+			}
+			add(arg, ms_cache_msgid_hash(v + k, klen));
 		}
 	}
 }
@@ -1091,10 +1109,8 @@ idx_add(void *arg, uint32_t h)
 	struct idx_acc *a = arg;
 	if (a->oom)
 		return;
-	/* One entry per (hash, record): a repeated id adds nothing. */
-	for (size_t k = a->n; k > 0 && a->v[k - 1].rec == a->rec; k--)
-		if (a->v[k - 1].hash == h)
-			return;
+	/* A repeated id is dropped once the entries are sorted:
+	 * looking back here for one would be O(k^2) in a record's k ids. */
 	if (a->n == a->cap) {
 		size_t cap = a->cap ? a->cap * 2 : 4096;
 		struct hc_idx *v = realloc(a->v, cap * sizeof *v);
@@ -1267,8 +1283,15 @@ save(struct pt_mbox *mb, struct ms_cache *c)
 	}
 	if (ia.oom)
 		goto done;
-	if (ia.n)
+	if (ia.n) {
 		qsort(ia.v, ia.n, sizeof *ia.v, cmp_idx);
+		/* One entry per (hash, record): a reader refuses repeats. */
+		size_t m = 1;
+		for (size_t k = 1; k < ia.n; k++)
+			if (ia.v[k].hash != ia.v[m - 1].hash || ia.v[k].rec != ia.v[m - 1].rec)
+				ia.v[m++] = ia.v[k];
+		ia.n = m;
+	}
 	struct hc_head h;
 	memset(&h, 0, sizeof h);
 	memcpy(h.magic, HC_MAGIC, 8);

@@ -210,6 +210,44 @@ class SearchTest(unittest.TestCase):
 
 
 
+class HostileNeedleTest(unittest.TestCase):
+    """A needle of thousands of short runs ("m m m ...") for FROM over a
+    folder of a few thousand messages: the pruning of address fields
+    looked for each run in each field (O(needle x field) per message,
+    minutes here); it is now bounded and the answer is the same."""
+
+    def test_from_needle_of_many_runs(self):
+        server = imap_server(self)
+        runs = 30000
+        needle = " ".join(["m"] * runs)
+        # Plain-atom From fields (the pruned kind), one 'm' only near the
+        # end of each, so each run is looked for along the whole field.
+        name = " ".join(["xxxxxxxx"] * 55)
+        msgs = [("From: %s <u%d@example.com>\nSubject: s\n\nbody\n" % (name, i), T0 + i)
+                for i in range(2000)]
+        msgs.append(("From: %s <z@example.org>\nSubject: s\n\nbody\n" % needle, T0 + 5000))
+        write_mbox(server, "alice", msgs)
+        server.start()
+        c = Client(server.ports["imap"])
+        self.addCleanup(c.close)
+        c.sock.settimeout(600)
+        untagged, _ = c.cmd("SELECT INBOX")
+        self.assertIn(b"* 2001 EXISTS\r\n", untagged)
+        self.assertEqual(c.cmd("SEARCH FROM u7@example.com")[0], [b"* SEARCH 8\r\n"])
+        started = time.monotonic()
+        for _ in range(2):   # the second pass with the fields cached
+            tag = c.tag()
+            c.sock.sendall(("%s SEARCH FROM {%d}\r\n" % (tag, len(needle))).encode())
+            cont = c.f.readline()
+            self.assertTrue(cont.startswith(b"+"), cont)
+            c.sock.sendall(needle.encode() + b"\r\n")
+            untagged, tagged = c.collect(tag)
+            self.assertRegex(tagged, r"^t\d+ OK Search completed")
+            self.assertEqual(untagged, [b"* SEARCH 2001\r\n"])
+        # Generous: under a second with the bound (over a minute without).
+        self.assertLess(time.monotonic() - started, 30)
+
+
 class ExpungedMeanwhileTest(unittest.TestCase):
     """Another session expunges a message this one still numbers (it may
     not hear of it during SEARCH, RFC 3501 §7.4.1). FETCH answers what it

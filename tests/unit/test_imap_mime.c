@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "imap/imap_msg.h"
+#include "imap/imap_msg_int.h"
 
 /* The text with each LF made CRLF (the wire form), malloc'd. */
 static char *
@@ -572,6 +573,39 @@ test_binary(void **state)
 	imap_msg_free(p.m);
 }
 
+/* imap_msg_put_nstring (ENVELOPE, BODYSTRUCTURE): NIL, a quoted string
+ * with '"' and '\\' escaped, a literal for CR, LF, NUL or 8-bit. */
+static void
+test_put_nstring(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		size_t len;
+		const char *want;
+		size_t wlen;
+	} cases[] = {
+		{ NULL, 0, "NIL", 3 },
+		{ "", 0, "\"\"", 2 },
+		{ "plain text", 10, "\"plain text\"", 12 },
+		{ "a\"b\\c\"", 6, "\"a\\\"b\\\\c\\\"\"", 11 },
+		{ "\\", 1, "\"\\\\\"", 4 },
+		{ "x\r\ny", 4, "{4}\r\nx\r\ny", 9 },
+		{ "a\0\"", 3, "{3}\r\na\0\"", 8 },
+		{ "\"\xc3\xbc", 3, "{3}\r\n\"\xc3\xbc", 8 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct pt_strbuf b = { 0 };
+		pt_strbuf_puts(&b, "(");
+		imap_msg_put_nstring(&b, cases[i].s, cases[i].len);
+		assert_false(b.oom);
+		assert_int_equal(b.len, cases[i].wlen + 1);
+		assert_memory_equal(b.p + 1, cases[i].want, cases[i].wlen);
+		assert_int_equal(b.p[b.len], '\0');
+		pt_strbuf_free(&b);
+	}
+}
+
 int
 main(void)
 {
@@ -590,6 +624,7 @@ main(void)
 		cmocka_unit_test(test_every_prefix),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_binary),
+		cmocka_unit_test(test_put_nstring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include <strings.h>
 
 #include "imap/imap_msg.h"
 #include "imap/imap_msg_int.h"
+#include "postern/unicode_casemap.h"
 
 /* ---- arguments from a test string: atoms, "quoted", ( lists ) ---- */
 
@@ -577,6 +579,112 @@ test_literal_bytes(void **state)
 	imap_search_free(s);
 }
 
+/* A needle matches as i;unicode-casemap says, whichever scan imap_search.c
+ * takes (Horspool, the casemap's KMP for short needles, the casemap after
+ * a miss on non-ASCII text, at once on a body known not to be ASCII, by
+ * the needle's table built once): random subjects and bodies of ASCII
+ * letters, a ligature "fi", fullwidth A, A ring, a stray octet (subjects
+ * only); ASCII and non-ASCII needles; two keys over one body. */
+static void
+test_needle_is_casemap(void **state)
+{
+	(void)state;
+	static const char *const tok[] = { "a", "A", "b", "f", "i", "x", "\xef\xac\x81", "\xef\xbc\xa1",
+		                           "\xc3\x85", "\xff" };
+	static const char *const ntok[] = { "a", "A", "b", "B", "f", "F", "i", "I", "x", "\xef\xac\x81",
+		                            "\xc3\xa5" };
+	srand(7);
+	for (int round = 0; round < 4000; round++) {
+		char subj[128], body[128], needle[32], msg[320], q[96];
+		size_t sl = 0, bl = 0, nl = 0;
+		int nt = 1 + rand() % 12;
+		for (int i = 0; i < nt; i++) {
+			const char *t = tok[rand() % (round % 3 ? 6 : 10)];
+			memcpy(subj + sl, t, strlen(t));
+			sl += strlen(t);
+			t = tok[rand() % (round % 3 ? 6 : 9)];
+			memcpy(body + bl, t, strlen(t));
+			bl += strlen(t);
+		}
+		subj[sl] = body[bl] = '\0';
+		int nn = 1 + rand() % 5;
+		for (int i = 0; i < nn; i++) {
+			const char *t = ntok[rand() % (round % 2 ? 9 : 11)];
+			memcpy(needle + nl, t, strlen(t));
+			nl += strlen(t);
+		}
+		needle[nl] = '\0';
+		snprintf(msg, sizeof msg, "Subject: %s\nContent-Type: text/plain; charset=utf-8\n\n%s\n", subj, body);
+		const char *one[1] = { msg };
+		snprintf(q, sizeof q, "HEADER SUBJECT %s", needle);
+		int got = strcmp(run_on(one, 1, q), "1") == 0;
+		int want = pt_casemap_contains(subj, sl, needle, nl);
+		if (got != want)
+			fail_msg("%s on \"%s\": %d, want %d", q, subj, got, want);
+		/* The body: alone, and after another key that reads it first. */
+		snprintf(q, sizeof q, "BODY %s", needle);
+		got = strcmp(run_on(one, 1, q), "1") == 0;
+		want = pt_casemap_contains(body, bl, needle, nl);
+		if (got != want)
+			fail_msg("%s on \"%s\": %d, want %d", q, body, got, want);
+		snprintf(q, sizeof q, "NOT BODY qqq BODY %s", needle);
+		got = strcmp(run_on(one, 1, q), "1") == 0;
+		if (got != want)
+			fail_msg("%s on \"%s\": %d, want %d", q, body, got, want);
+	}
+}
+
+/* SEARCH BODY with a needle whose last octets match the body everywhere
+ * and whose first does not ("b" then a's, over a's): Horspool compares
+ * the whole needle at every position (needle x body, minutes here) until
+ * its budget hands over to KMP, which stays linear. Also a hit past the
+ * handover, and in another case. */
+static void
+test_body_substring_handover(void **state)
+{
+	(void)state;
+	enum { BODY = 2000000, NEEDLE = 60000 };
+	static const char head[] = "Subject: run\r\n\r\n";
+	char *msg = malloc(sizeof head + BODY + 3);
+	char *needle = malloc(NEEDLE);
+	assert_non_null(msg);
+	assert_non_null(needle);
+	memcpy(msg, head, sizeof head - 1);
+	memset(msg + sizeof head - 1, 'a', BODY);
+	memcpy(msg + sizeof head - 1 + BODY, "\r\n", 3);
+	size_t mlen = sizeof head - 1 + BODY + 2;
+	needle[0] = 'B';
+	memset(needle + 1, 'A', NEEDLE - 1);
+	struct imap_arg args[2] = {
+		{ IMAP_ARG_ATOM, "BODY", 4, NULL, 0 },
+		{ IMAP_ARG_LITERAL, needle, NEEDLE, NULL, 0 },
+	};
+	char err[128];
+	struct imap_search_env env = { 1, 1, NULL, NULL, NULL };
+	struct pt_msg_info info = { 1, 0, 0, mlen, 0, 0, 1 };
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int round = 0; round < 2; round++) {
+		/* Round 1: a 'b' three quarters in, where the needle starts. */
+		if (round == 1)
+			msg[sizeof head - 1 + BODY / 4 * 3] = 'b';
+		struct imap_msg *pm = imap_msg_parse(msg, mlen);
+		assert_non_null(pm);
+		struct imap_search *s = imap_search_parse(args, 2, err, sizeof err);
+		assert_non_null(s);
+		struct imap_search_msg m = { 1, &info, load_one, pm, NULL };
+		assert_int_equal(imap_search_match(s, &env, &m), round);
+		imap_search_free(s);
+		imap_msg_free(pm);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Generous: well under a second with the handover, minutes without. */
+	assert_true(secs < 20.0);
+	free(needle);
+	free(msg);
+}
+
 int
 main(void)
 {
@@ -593,6 +701,8 @@ main(void)
 		cmocka_unit_test(test_literal_bytes),
 		cmocka_unit_test(test_address_keys),
 		cmocka_unit_test(test_nil_is_text),
+		cmocka_unit_test(test_body_substring_handover),
+		cmocka_unit_test(test_needle_is_casemap),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

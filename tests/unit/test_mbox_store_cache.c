@@ -671,6 +671,82 @@ test_msgid_index(void **state)
 	free(good);
 }
 
+/* msgid_candidates for key: 1 when they are exactly the UIDs (ascending)
+ * lo..hi of the given parity (step 2 from lo), plus extra when not 0. */
+static int
+candidates_are(struct pt_mbox *mb, const char *key, uint32_t lo, uint32_t hi, uint32_t step, uint32_t extra)
+{
+	uint32_t *v;
+	size_t n, k = 0;
+	if (ops->msgid_candidates(mb, key, strlen(key), &v, &n) != 1)
+		return 0;
+	int ok = 1;
+	for (uint32_t u = lo; u <= hi; u += step)
+		ok = ok && k < n && v[k++] == u;
+	if (extra)
+		ok = ok && k < n && v[k++] == extra;
+	ok = ok && k == n;
+	free(v);
+	return ok;
+}
+
+/* A hostile Message-ID (any sender can write one): thousands of ids in
+ * one field, or thousands of '<' before one '>'. Saving the index must
+ * stay about linear (it was O(k^2) in a record's ids and O(n^2) in the
+ * '<'s: about a minute here for these messages), and every id is still
+ * found. */
+static void
+test_msgid_hostile(void **state)
+{
+	struct fx *f = *state;
+	/* Each field just under HC_BLOCK_MAX, so that it is cached. */
+	enum { IDS = 3000, LTS = 16000, MSGS = 400 };
+	struct pt_strbuf many = { 0 }, lts = { 0 };
+	pt_strbuf_puts(&many, "Message-ID: ");
+	for (int i = 0; i < IDS; i++)
+		pt_strbuf_printf(&many, "<%x>", i);
+	pt_strbuf_puts(&many, "\n\nbody\n");
+	pt_strbuf_puts(&lts, "Message-ID: ");
+	for (int i = 0; i < LTS; i++)
+		pt_strbuf_puts(&lts, "<");
+	pt_strbuf_puts(&lts, "x@y>\n\nbody\n");
+	assert_false(many.oom || lts.oom);
+	/* UIDs 1, 3, ...: the many ids; 2, 4, ...: the '<' run. */
+	for (int i = 0; i < MSGS; i++)
+		deliver(f, i % 2 ? lts.p : many.p);
+	deliver(f, "Message-ID: <plain@x>\n\nbody\n");
+	pt_strbuf_free(&many);
+	pt_strbuf_free(&lts);
+	struct pt_mbox *mb = open_inbox(f);
+	for (uint32_t uid = 1; uid <= MSGS + 1; uid++) {
+		const char *h;
+		size_t len;
+		struct pt_status st;
+		assert_int_equal(ops->header_fields(mb, uid, &h, &len, &st), 1);
+		assert_true(len > (uid <= MSGS ? 14000u : 10u));
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ops->close(mb);   /* writes the file and its index */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Generous: well under a second with the fix, on a loaded machine. */
+	assert_true(secs < 15.0);
+	mb = open_inbox(f);
+	char key[32];
+	/* Every id of the many; the '<' runs hash past their bound and stand
+	 * for any id. */
+	for (int i = 0; i < IDS; i += 7) {
+		snprintf(key, sizeof key, "<%X>", i);
+		assert_true(candidates_are(mb, key, 1, MSGS, 1, 0));
+	}
+	assert_true(candidates_are(mb, "<4999>", 2, MSGS, 2, 0));   /* hex: not an id */
+	assert_true(candidates_are(mb, "<x@y>", 2, MSGS, 2, 0));
+	assert_true(candidates_are(mb, "<<<x@y>", 2, MSGS, 2, 0));
+	assert_true(candidates_are(mb, "<plain@x>", 2, MSGS, 2, MSGS + 1));
+	ops->close(mb);
+}
+
 /* Kept answers: given back only for the same messages, texts and
  * numbers; a damaged or foreign file is not given back. */
 static void
@@ -749,6 +825,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sort_keys_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msgid_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msgid_hostile, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,7 +41,7 @@ check_form(const char *in, size_t inlen, const char *want, size_t wantlen)
 #define FORM(in, want) check_form(in, sizeof(in) - 1, want, sizeof(want) - 1)
 #define EQ(a, b) assert_int_equal(pt_casemap_cmp(a, sizeof(a) - 1, b, sizeof(b) - 1), 0)
 #define NE(a, b) assert_int_not_equal(pt_casemap_cmp(a, sizeof(a) - 1, b, sizeof(b) - 1), 0)
-#define HAS(h, n) pt_casemap_contains(h, sizeof(h) - 1, n, sizeof(n) - 1)
+#define HAS(h, n) has(h, sizeof(h) - 1, n, sizeof(n) - 1)
 #define LT(a, b) do { \
 	assert_true(pt_casemap_cmp(a, sizeof(a) - 1, b, sizeof(b) - 1) < 0); \
 	assert_true(pt_casemap_cmp(b, sizeof(b) - 1, a, sizeof(a) - 1) > 0); \
@@ -183,12 +183,28 @@ test_order(void **state)
 	LT("M\xc3\xbcller", "Mz");
 }
 
+/* pt_casemap_contains, and the same answer from the needle prepared
+ * once (pt_casemap_needle_in), asked twice. */
+static int
+has(const char *h, size_t hlen, const char *n, size_t nlen)
+{
+	int want = pt_casemap_contains(h, hlen, n, nlen);
+	struct pt_casemap_needle cn;
+	assert_int_equal(pt_casemap_needle_init(&cn, n, nlen), 0);
+	assert_int_equal(pt_casemap_needle_in(&cn, h, hlen), want);
+	assert_int_equal(pt_casemap_needle_in(&cn, h, hlen), want);
+	pt_casemap_needle_free(&cn);
+	return want;
+}
+
 static void
 test_contains(void **state)
 {
 	(void)state;
 	assert_true(HAS("abc", ""));
 	assert_true(pt_casemap_contains(NULL, 0, "", 0));
+	assert_true(has(NULL, 0, "", 0));
+	assert_false(has(NULL, 0, "a", 1));
 	assert_false(HAS("", "a"));
 	assert_true(HAS("Hello World", "o w"));
 	assert_false(HAS("Hello World", "ow"));
@@ -209,9 +225,9 @@ test_contains(void **state)
 	char hay[2000], nd[600];
 	memset(hay, 'q', sizeof hay);
 	memset(nd, 'Q', sizeof nd);
-	assert_true(pt_casemap_contains(hay, sizeof hay, nd, sizeof nd));
+	assert_true(has(hay, sizeof hay, nd, sizeof nd));
 	nd[599] = 'r';
-	assert_false(pt_casemap_contains(hay, sizeof hay, nd, sizeof nd));
+	assert_false(has(hay, sizeof hay, nd, sizeof nd));
 	/* a long non-ASCII needle */
 	char nd2[900];
 	for (size_t i = 0; i < sizeof nd2; i += 3)
@@ -219,8 +235,8 @@ test_contains(void **state)
 	char hay2[500];
 	for (size_t i = 0; i < sizeof hay2; i += 2)
 		memcpy(hay2 + i, "fi", 2);
-	assert_true(pt_casemap_contains(hay2, sizeof hay2, nd2, 3 * 100));
-	assert_false(pt_casemap_contains(hay2, sizeof hay2, nd2, sizeof nd2));
+	assert_true(has(hay2, sizeof hay2, nd2, 3 * 100));
+	assert_false(has(hay2, sizeof hay2, nd2, sizeof nd2));
 }
 
 /* Bounded work: a form is at most 33 octets per input character, and a
