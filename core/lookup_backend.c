@@ -33,6 +33,9 @@ struct ent {
 	enum ent_state state;
 	uint64_t expires;             /* ms, monotonic */
 	int queued;
+	/* callers in the blocking wait for this entry: a sweep leaves it
+	 * (they read it when they wake, after the worker let go of it) */
+	unsigned waiters;
 	struct ent *hnext;            /* hash chain */
 	struct ent *qnext;            /* work queue */
 };
@@ -45,7 +48,7 @@ struct pt_lookup {
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
 	struct ent *bucket[NBUCKET];
-	size_t count;
+	size_t count, cache_max;
 	struct ent *qhead, *qtail;
 	pthread_t thread[PT_LOOKUP_MAX_THREADS];
 	size_t nthread;
@@ -101,6 +104,7 @@ pt_lookup_new(const struct pt_lookup_ops *ops, const struct pt_lookup_settings *
 	lk->threads = s->threads < 1 ? 1 : s->threads > PT_LOOKUP_MAX_THREADS ? PT_LOOKUP_MAX_THREADS : s->threads;
 	lk->wait_s = s->wait_s;
 	lk->retry_max_s = s->retry_max_s;
+	lk->cache_max = s->cache_max ? s->cache_max : CACHE_MAX;
 	lk->backoff_ms = BACKOFF_FIRST_MS;
 	pthread_mutex_init(&lk->mu, NULL);
 	pthread_cond_init(&lk->work, NULL);
@@ -170,14 +174,14 @@ slot(struct pt_lookup *lk, const char *key)
 }
 
 /* Drop expired answers, or all answers (not pending ones: a thread holds
- * them). */
+ * them; nor those a caller still waits on). */
 static void
 sweep(struct pt_lookup *lk, uint64_t now, int all)
 {
 	for (size_t i = 0; i < NBUCKET; i++)
 		for (struct ent **pp = &lk->bucket[i]; *pp;) {
 			struct ent *e = *pp;
-			if (e->state != ENT_PENDING && !e->queued && (all || e->expires <= now)) {
+			if (e->state != ENT_PENDING && !e->queued && !e->waiters && (all || e->expires <= now)) {
 				*pp = e->hnext;
 				ent_free(e);
 				lk->count--;
@@ -324,9 +328,9 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 		e->state = ENT_PENDING;
 	}
 	if (!e) {
-		if (lk->count >= CACHE_MAX) {
+		if (lk->count >= lk->cache_max) {
 			sweep(lk, now, 0);
-			if (lk->count >= CACHE_MAX)
+			if (lk->count >= lk->cache_max)
 				sweep(lk, now, 1);
 			pp = slot(lk, k);
 		}
@@ -359,9 +363,13 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += (time_t)lk->wait_s;
+		/* between the worker's broadcast and this thread taking mu again,
+		 * another caller's insertion may sweep: the count keeps e */
+		e->waiters++;
 		while (e->state == ENT_PENDING && !lk->stopping)
 			if (pthread_cond_timedwait(&lk->done, &lk->mu, &until) == ETIMEDOUT)
 				break;
+		e->waiters--;
 	}
 	int rc;
 	if (e->state == ENT_PENDING) {

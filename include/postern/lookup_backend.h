@@ -60,6 +60,8 @@ struct pt_lookup_settings {
 	 * "database unreachable, next try in N ms"; record ("database row")
 	 * in "unusable database row". */
 	const char *server, *record;
+	/* Entries kept at most (0: 20000); tests set a small one. */
+	size_t cache_max;
 };
 
 struct pt_lookup;

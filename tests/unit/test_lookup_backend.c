@@ -4,7 +4,8 @@
  * order asked, answers are cached (found, not found, each for its TTL;
  * failures for a second), connects back off after a failure, a broken
  * connection is replaced once, and shutdown with lookups still queued
- * frees everything (run under ASan: no leak); the map type's ops and the
+ * frees everything (run under ASan: no leak), a full cache drops expired
+ * answers first but never one a caller still waits for; the map type's ops and the
  * passdb/userdb records on top. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,9 +191,10 @@ wait_in_query(int n)
 }
 
 static struct pt_lookup *
-make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
+make_max(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max, size_t cache_max)
 {
 	struct pt_lookup_settings s = {
+		.cache_max = cache_max,
 		.type = "fake",
 		.path = "/test.cf",
 		.ttl_s = ttl,
@@ -206,6 +208,12 @@ make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
 	struct pt_lookup *lk = pt_lookup_new(&fake_ops, &s, NULL);
 	assert_non_null(lk);
 	return lk;
+}
+
+static struct pt_lookup *
+make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
+{
+	return make_max(threads, ttl, negative_ttl, retry_max, 0);
 }
 
 /* get and compare: rc, and the value when found */
@@ -438,6 +446,83 @@ test_shutdown_pending(void **state)
 	assert_int_equal(F.disconnects, 3);
 }
 
+/* A full cache drops the expired answers first, and only when that is
+ * not enough all the others; an answer dropped is asked again. */
+static void
+test_eviction(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make_max(1, 60, 10, 0, 4);
+	expect(lk, 'm', "a", 1, "v:m:a");
+	expect(lk, 'm', "b", 1, "v:m:b");
+	expect(lk, 'm', "no1", 0, NULL);
+	expect(lk, 'm', "no2", 0, NULL);
+	assert_int_equal(nseen(), 4);
+	/* the negative answers expire; the fifth key drops them only */
+	advance(10000);
+	expect(lk, 'm', "c", 1, "v:m:c");
+	assert_int_equal(nseen(), 5);
+	expect(lk, 'm', "a", 1, "v:m:a");
+	expect(lk, 'm', "b", 1, "v:m:b");
+	assert_int_equal(nseen(), 5);
+	expect(lk, 'm', "no1", 0, NULL);
+	assert_int_equal(nseen(), 6);
+	assert_string_equal(F.seen[5], "m:no1");
+	/* full of live answers (a b c no1): a new key drops them all */
+	expect(lk, 'm', "d", 1, "v:m:d");
+	assert_int_equal(nseen(), 7);
+	expect(lk, 'm', "d", 1, "v:m:d");
+	assert_int_equal(nseen(), 7);
+	expect(lk, 'm', "a", 1, "v:m:a");
+	assert_int_equal(nseen(), 8);
+	assert_string_equal(F.seen[7], "m:a");
+	pt_lookup_free(lk);
+}
+
+struct churn {
+	struct pt_lookup *lk;
+	const char *prefix;
+	int rounds, bad;
+};
+
+/* Blocking lookups of new keys, each answer checked. */
+static void *
+churn(void *arg)
+{
+	struct churn *c = arg;
+	pt_map_set_may_block(1);
+	for (int i = 0; i < c->rounds; i++) {
+		char key[40], want[60], *v = NULL;
+		snprintf(key, sizeof key, "%s%d", c->prefix, i);
+		snprintf(want, sizeof want, "v:m:%s", key);
+		if (pt_lookup_get(c->lk, 'm', key, &v) != 1 || strcmp(v, want) != 0)
+			c->bad++;
+		free(v);
+	}
+	return NULL;
+}
+
+/* A caller waiting for its answer wakes after the worker let go of the
+ * entry; another caller that fills the cache in between must not drop
+ * (free) it under the waiter. Two callers insert new keys into a cache
+ * of two entries, each one's insertion sweeping while the other may be
+ * about to wake (the window is narrow: many rounds; ASan catches the
+ * use after free, without it the answers go wrong or it crashes). */
+static void
+test_sweep_spares_waiter(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make_max(2, 60, 60, 0, 2);
+	struct churn a = { lk, "a", 20000, 0 }, b = { lk, "b", 20000, 0 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, churn, &a), 0);
+	churn(&b);
+	pthread_join(t, NULL);
+	assert_int_equal(a.bad, 0);
+	assert_int_equal(b.bad, 0);
+	pt_lookup_free(lk);
+}
+
 /* Threads start with the first lookup; an unused backend has none. */
 static void
 test_unused(void **state)
@@ -557,6 +642,8 @@ main(void)
 		cmocka_unit_test_setup(test_backoff, setup),
 		cmocka_unit_test_setup(test_no_backoff, setup),
 		cmocka_unit_test_setup(test_shutdown_pending, setup),
+		cmocka_unit_test_setup(test_eviction, setup),
+		cmocka_unit_test_setup(test_sweep_spares_waiter, setup),
 		cmocka_unit_test_setup(test_unused, setup),
 		cmocka_unit_test_setup(test_key_ok_release, setup),
 		cmocka_unit_test_setup(test_map_ops, setup),
