@@ -108,7 +108,13 @@ pt_lookup_new(const struct pt_lookup_ops *ops, const struct pt_lookup_settings *
 	lk->backoff_ms = BACKOFF_FIRST_MS;
 	pthread_mutex_init(&lk->mu, NULL);
 	pthread_cond_init(&lk->work, NULL);
-	pthread_cond_init(&lk->done, NULL);
+	/* the blocking wait's deadline is monotonic like the rest: a clock
+	 * step must not cut it short or stretch it */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&lk->done, &ca);
+	pthread_condattr_destroy(&ca);
 	return lk;
 }
 
@@ -361,7 +367,7 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 	}
 	if (e->state == ENT_PENDING && may_block) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += (time_t)lk->wait_s;
 		/* between the worker's broadcast and this thread taking mu again,
 		 * another caller's insertion may sweep: the count keeps e */

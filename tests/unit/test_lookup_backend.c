@@ -523,6 +523,27 @@ test_sweep_spares_waiter(void **state)
 	pt_lookup_free(lk);
 }
 
+/* A caller that may block waits wait_s for an answer that does not come,
+ * then gets a temporary failure (the deadline and the condition on the
+ * same, monotonic, clock: a mismatch would end the wait at once). */
+static void
+test_wait_limit(void **state)
+{
+	(void)state;
+	struct pt_lookup_settings s = { .type = "fake", .path = "/t.cf", .ttl_s = 60, .threads = 1, .wait_s = 1 };
+	struct pt_lookup *lk = pt_lookup_new(&fake_ops, &s, NULL);
+	assert_non_null(lk);
+	gate(1);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	expect(lk, 'm', "late", -1, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= 900);
+	gate(0);
+	pt_lookup_free(lk);
+}
+
 /* Threads start with the first lookup; an unused backend has none. */
 static void
 test_unused(void **state)
@@ -644,6 +665,7 @@ main(void)
 		cmocka_unit_test_setup(test_shutdown_pending, setup),
 		cmocka_unit_test_setup(test_eviction, setup),
 		cmocka_unit_test_setup(test_sweep_spares_waiter, setup),
+		cmocka_unit_test_setup(test_wait_limit, setup),
 		cmocka_unit_test_setup(test_unused, setup),
 		cmocka_unit_test_setup(test_key_ok_release, setup),
 		cmocka_unit_test_setup(test_map_ops, setup),
