@@ -221,10 +221,17 @@ lookup(struct pt_lookup *lk, void **conn, const char *key, char **val, char *why
 					lk->backoff_ms = BACKOFF_FIRST_MS;
 					lk->down_until = 0;
 				} else {
-					lk->down_until = pt_lookup_now_ms(lk) + lk->backoff_ms;
-					lk->backoff_ms *= 2;
-					if (lk->backoff_ms > lk->retry_max_s * 1000)
-						lk->backoff_ms = lk->retry_max_s * 1000;
+					/* Only the first failure of an outage sets the wait
+					 * and doubles the next: the pool's threads that tried
+					 * at the same time fail within that wait and leave it
+					 * (else N threads would double it N times at once). */
+					uint64_t now = pt_lookup_now_ms(lk);
+					if (now >= lk->down_until) {
+						lk->down_until = now + lk->backoff_ms;
+						lk->backoff_ms *= 2;
+						if (lk->backoff_ms > lk->retry_max_s * 1000)
+							lk->backoff_ms = lk->retry_max_s * 1000;
+					}
 				}
 				pthread_mutex_unlock(&lk->mu);
 			}

@@ -34,6 +34,8 @@ static struct {
 	size_t nseen;
 	int connects, disconnects;
 	int connect_fails;            /* connect answers NULL while set */
+	int connect_gate;             /* connects wait while set */
+	int in_connect;               /* connects waiting at it */
 	int broken_once;              /* "broken" answers -2 once */
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -62,6 +64,11 @@ fake_connect(void *arg, char *why, size_t whylen)
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	F.connects++;
+	F.in_connect++;
+	pthread_cond_broadcast(&F.cv);
+	while (F.connect_gate)
+		pthread_cond_wait(&F.cv, &F.mu);
+	F.in_connect--;
 	int fail = F.connect_fails;
 	pthread_mutex_unlock(&F.mu);
 	if (fail) {
@@ -149,6 +156,7 @@ setup(void **state)
 	F.gate_closed = F.in_query = 0;
 	F.nseen = 0;
 	F.connects = F.disconnects = F.connect_fails = F.broken_once = 0;
+	F.connect_gate = F.in_connect = 0;
 	pthread_mutex_unlock(&F.mu);
 	pt_map_set_may_block(1);
 	return 0;
@@ -387,6 +395,48 @@ test_backoff(void **state)
 	assert_int_equal(connects(), 8);
 	pt_lookup_free(lk);
 	assert_int_equal(F.disconnects, 3);
+}
+
+/* Threads of the pool that fail to connect at the same time are one
+ * outage: the wait is the first (0.5 s) and the next doubles once (1 s),
+ * not once per thread. */
+static void
+test_backoff_threads(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make(4, 60, 60, 8);
+	F.connect_fails = 1;
+	pthread_mutex_lock(&F.mu);
+	F.connect_gate = 1;
+	pthread_mutex_unlock(&F.mu);
+	pt_map_set_may_block(0);
+	static const char *const keys[] = { "a", "b", "c", "d" };
+	for (size_t i = 0; i < 4; i++)
+		expect(lk, 'm', keys[i], -1, NULL);
+	pthread_mutex_lock(&F.mu);
+	while (F.in_connect < 4)
+		pthread_cond_wait(&F.cv, &F.mu);
+	F.connect_gate = 0;
+	pthread_cond_broadcast(&F.cv);
+	pthread_mutex_unlock(&F.mu);
+	/* all four failed */
+	pt_map_set_may_block(1);
+	for (size_t i = 0; i < 4; i++)
+		expect(lk, 'm', keys[i], -1, NULL);
+	assert_int_equal(connects(), 4);
+	advance(499);
+	expect(lk, 'm', "e", -1, NULL);
+	assert_int_equal(connects(), 4);
+	advance(1);
+	expect(lk, 'm', "f", -1, NULL);
+	assert_int_equal(connects(), 5);
+	advance(999);
+	expect(lk, 'm', "g", -1, NULL);
+	assert_int_equal(connects(), 5);
+	advance(1);
+	expect(lk, 'm', "h", -1, NULL);
+	assert_int_equal(connects(), 6);
+	pt_lookup_free(lk);
 }
 
 /* Without a backoff every lookup may try to connect; a connection broken
@@ -661,6 +711,7 @@ main(void)
 		cmocka_unit_test_setup(test_ttl_zero, setup),
 		cmocka_unit_test_setup(test_pending_and_order, setup),
 		cmocka_unit_test_setup(test_backoff, setup),
+		cmocka_unit_test_setup(test_backoff_threads, setup),
 		cmocka_unit_test_setup(test_no_backoff, setup),
 		cmocka_unit_test_setup(test_shutdown_pending, setup),
 		cmocka_unit_test_setup(test_eviction, setup),
