@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "postern/event.h"
 #include "postern/config.h"
 #include "postern/log.h"
@@ -122,8 +124,9 @@ void
 pt_lookup_rec_free(char *rec)
 {
 	if (rec) {
-		/* user records carry password hashes */
-		memset(rec, 0, strlen(rec));
+		/* user records carry password hashes (OPENSSL_cleanse: a
+		 * memset before free may be optimised away) */
+		OPENSSL_cleanse(rec, strlen(rec));
 		free(rec);
 	}
 }
@@ -288,10 +291,10 @@ worker(void *arg)
 		pthread_mutex_lock(&lk->mu);
 		uint64_t now = pt_lookup_now_ms(lk);
 		e->queued = 0;
-		free(e->val);
+		pt_lookup_rec_free(e->val);
 		e->val = rc == 1 ? val : NULL;
 		if (rc != 1)
-			free(val);
+			pt_lookup_rec_free(val);
 		e->state = rc < 0 ? ENT_FAILED : ENT_DONE;
 		uint64_t ttl = (uint64_t)(rc == 1 ? lk->ttl_s : lk->negative_ttl_s) * 1000;
 		e->expires = now + (rc < 0 ? FAIL_TTL_MS : ttl < MIN_TTL_MS ? MIN_TTL_MS : ttl);

@@ -116,9 +116,15 @@ static void
 append(char **buf, size_t *len, const char *s, size_t n, const char *sep)
 {
 	size_t sl = *len && sep ? strlen(sep) : 0;
-	char *nb = realloc(*buf, *len + sl + n + 1);
+	/* not realloc: the old buffer (a record with a password hash) is
+	 * wiped before it is freed */
+	char *nb = malloc(*len + sl + n + 1);
 	if (!nb)
 		return;
+	if (*buf) {
+		memcpy(nb, *buf, *len);
+		pt_lookup_rec_free(*buf);
+	}
 	if (sl)
 		memcpy(nb + *len, sep, sl);
 	memcpy(nb + *len + sl, s, n);
@@ -214,7 +220,7 @@ search(void *arg, void *conn, char kind, const char *key, char **val, char *why,
 		}
 		if (entries > 1) {
 			snprintf(why, whylen, "more than one entry matches the user filter");
-			free(out);
+			pt_lookup_rec_free(out);
 			ldap_msgfree(res);
 			return -1;
 		}

@@ -164,9 +164,15 @@ static void
 append(char **buf, size_t *len, const char *s, const char *sep)
 {
 	size_t n = strlen(s), sl = *len && sep ? strlen(sep) : 0;
-	char *nb = realloc(*buf, *len + sl + n + 1);
+	/* not realloc: the old buffer (a record with a password hash) is
+	 * wiped before it is freed */
+	char *nb = malloc(*len + sl + n + 1);
 	if (!nb)
 		return;
+	if (*buf) {
+		memcpy(nb, *buf, *len);
+		pt_lookup_rec_free(*buf);
+	}
 	if (sl)
 		memcpy(nb + *len, sep, sl);
 	memcpy(nb + *len + sl, s, n);
@@ -258,7 +264,7 @@ run_query(void *arg, void *conn, char kind, const char *key, char **val, char *w
 	for (;;) {
 		int w = wait_ready(c, deadline);
 		if (w < 0) {
-			free(out);
+			pt_lookup_rec_free(out);
 			if (w == -1) {
 				snprintf(why, whylen, "no answer within %u s", cf->timeout_s);
 				return -3;
@@ -299,7 +305,7 @@ run_query(void *arg, void *conn, char kind, const char *key, char **val, char *w
 		PQclear(r);
 	}
 	if (rc < 0 || !out) {
-		free(out);
+		pt_lookup_rec_free(out);
 		return rc;
 	}
 	*val = out;
