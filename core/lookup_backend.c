@@ -61,7 +61,8 @@ struct pt_lookup {
 };
 
 
-uint64_t
+/* The engine's clock: the test's when it set one. */
+static uint64_t
 pt_lookup_now_ms(const struct pt_lookup *lk)
 {
 	return lk && lk->ops.now_ms ? lk->ops.now_ms() : pt_mono_ms();
@@ -405,6 +406,7 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 
 /* ---- a module's map type and passdb/userdb source ---- */
 
+/* also the file maps' report (core/map.c) */
 void
 pt_lookup_log_report(void *arg, int is_error, const char *msg)
 {
@@ -506,10 +508,16 @@ pt_lookup_passdb_rec(struct pt_lookup *lk, const char *user, char **rec, char *f
 	if (split(*rec, f) < 0) {
 		pt_lookup_rec_free(*rec);
 		*rec = NULL;
-		snprintf(why, whylen, "unusable %s", lk->record);
+		pt_lookup_rec_unusable(lk, why, whylen);
 		return -1;
 	}
 	return 1;
+}
+
+void
+pt_lookup_rec_unusable(const struct pt_lookup *lk, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "unusable %s", lk->record);
 }
 
 int
@@ -540,13 +548,14 @@ pt_lookup_check_sources(const struct pt_config *conf, const char *type,
                         int (*check)(const char *arg, char what, pt_map_report_fn *report, void *rarg))
 {
 	static const char *const params[] = { "passdb", "userdb" };
-	size_t tl = strlen(type);
 	int bad = 0;
 	for (size_t i = 0; i < 2; i++) {
-		const char *v = pt_conf_str(conf, params[i]);
+		const char *v = pt_conf_str(conf, params[i]), *arg;
+		char vtype[32];
 		struct check_ctx c = { conf, params[i] };
-		if (v && strncmp(v, type, tl) == 0 && v[tl] == ':' &&
-		    check(v + tl + 1, i == 0 ? 'p' : 'u', check_report, &c) != 0)
+		/* split as passdb/userdb themselves do */
+		if (pt_map_spec_module(v, vtype, sizeof vtype, &arg) && strcmp(vtype, type) == 0 &&
+		    check(arg, i == 0 ? 'p' : 'u', check_report, &c) != 0)
 			bad = 1;
 	}
 	return bad ? -1 : 0;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "postern/event.h"
 #include "pgsql_int.h"
 #include "postern/lookup_backend.h"
 
@@ -137,7 +138,7 @@ static int
 wait_ready(PGconn *c, uint64_t deadline)
 {
 	while (PQisBusy(c)) {
-		uint64_t now = pt_lookup_now_ms(NULL);
+		uint64_t now = pt_mono_ms();
 		if (now >= deadline)
 			return -1;
 		struct pollfd p = { .fd = PQsocket(c), .events = POLLIN };
@@ -257,7 +258,7 @@ run_query(void *arg, void *conn, char kind, const char *key, char **val, char *w
 		first_line(why, whylen, "send: ", PQerrorMessage(c));
 		return PQstatus(c) == CONNECTION_BAD ? -2 : -1;
 	}
-	uint64_t deadline = pt_lookup_now_ms(NULL) + (uint64_t)cf->timeout_s * 1000;
+	uint64_t deadline = pt_mono_ms() + (uint64_t)cf->timeout_s * 1000;
 	char *out = NULL;
 	size_t len = 0, count = 0;
 	int rc = 0, nres = 0;

@@ -688,6 +688,9 @@ test_map_ops(void **state)
 	assert_string_equal(why, "database unavailable");
 	assert_int_equal(pt_lookup_passdb_rec(lk, "badrec", &rec, f, why, sizeof why), -1);
 	assert_string_equal(why, "unusable database row");
+	why[0] = 0;
+	pt_lookup_rec_unusable(lk, why, sizeof why);
+	assert_string_equal(why, "unusable database row");
 	pt_lookup_rec_free(NULL);
 
 	unsigned ttl = 0, neg = 0;
