@@ -150,7 +150,8 @@ first_value(LDAP *ld, LDAPMessage *entry, const char *attr, char **buf, size_t *
 
 /* Run one search for key on conn (pt_lookup_ops.query): 1 found (*val),
  * 0 none, -1 directory trouble (why), -2 the connection broke (try again
- * on a new one). */
+ * on a new one), -3 no answer within the timeout (not tried again: a slow
+ * directory would be searched twice). */
 static int
 search(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
 {
@@ -183,8 +184,12 @@ search(void *arg, void *conn, char kind, const char *key, char **val, char *why,
 	LDAPMessage *res = NULL;
 	int rc = ldap_search_ext_s(ld, cf->search_base, cf->scope, filter, attrs, 0, NULL, NULL, &tv,
 	                           kind == 'm' ? (int)cf->size_limit : 2, &res);
-	if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR || rc == LDAP_TIMEOUT ||
-	    rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY) {
+	if (rc == LDAP_TIMEOUT) {
+		snprintf(why, whylen, "search: no answer within %u s", cf->timeout_s);
+		ldap_msgfree(res);
+		return -3;
+	}
+	if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR || rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY) {
 		snprintf(why, whylen, "search: %s", ldap_err2string(rc));
 		ldap_msgfree(res);
 		return -2;
