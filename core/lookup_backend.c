@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "postern/event.h"
 #include "postern/config.h"
 #include "postern/log.h"
@@ -33,6 +35,9 @@ struct ent {
 	enum ent_state state;
 	uint64_t expires;             /* ms, monotonic */
 	int queued;
+	/* callers in the blocking wait for this entry: a sweep leaves it
+	 * (they read it when they wake, after the worker let go of it) */
+	unsigned waiters;
 	struct ent *hnext;            /* hash chain */
 	struct ent *qnext;            /* work queue */
 };
@@ -45,7 +50,7 @@ struct pt_lookup {
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
 	struct ent *bucket[NBUCKET];
-	size_t count;
+	size_t count, cache_max;
 	struct ent *qhead, *qtail;
 	pthread_t thread[PT_LOOKUP_MAX_THREADS];
 	size_t nthread;
@@ -56,7 +61,8 @@ struct pt_lookup {
 };
 
 
-uint64_t
+/* The engine's clock: the test's when it set one. */
+static uint64_t
 pt_lookup_now_ms(const struct pt_lookup *lk)
 {
 	return lk && lk->ops.now_ms ? lk->ops.now_ms() : pt_mono_ms();
@@ -101,10 +107,17 @@ pt_lookup_new(const struct pt_lookup_ops *ops, const struct pt_lookup_settings *
 	lk->threads = s->threads < 1 ? 1 : s->threads > PT_LOOKUP_MAX_THREADS ? PT_LOOKUP_MAX_THREADS : s->threads;
 	lk->wait_s = s->wait_s;
 	lk->retry_max_s = s->retry_max_s;
+	lk->cache_max = s->cache_max ? s->cache_max : CACHE_MAX;
 	lk->backoff_ms = BACKOFF_FIRST_MS;
 	pthread_mutex_init(&lk->mu, NULL);
 	pthread_cond_init(&lk->work, NULL);
-	pthread_cond_init(&lk->done, NULL);
+	/* the blocking wait's deadline is monotonic like the rest: a clock
+	 * step must not cut it short or stretch it */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&lk->done, &ca);
+	pthread_condattr_destroy(&ca);
 	return lk;
 }
 
@@ -112,8 +125,9 @@ void
 pt_lookup_rec_free(char *rec)
 {
 	if (rec) {
-		/* user records carry password hashes */
-		memset(rec, 0, strlen(rec));
+		/* user records carry password hashes (OPENSSL_cleanse: a
+		 * memset before free may be optimised away) */
+		OPENSSL_cleanse(rec, strlen(rec));
 		free(rec);
 	}
 }
@@ -170,14 +184,14 @@ slot(struct pt_lookup *lk, const char *key)
 }
 
 /* Drop expired answers, or all answers (not pending ones: a thread holds
- * them). */
+ * them; nor those a caller still waits on). */
 static void
 sweep(struct pt_lookup *lk, uint64_t now, int all)
 {
 	for (size_t i = 0; i < NBUCKET; i++)
 		for (struct ent **pp = &lk->bucket[i]; *pp;) {
 			struct ent *e = *pp;
-			if (e->state != ENT_PENDING && !e->queued && (all || e->expires <= now)) {
+			if (e->state != ENT_PENDING && !e->queued && !e->waiters && (all || e->expires <= now)) {
 				*pp = e->hnext;
 				ent_free(e);
 				lk->count--;
@@ -211,10 +225,17 @@ lookup(struct pt_lookup *lk, void **conn, const char *key, char **val, char *why
 					lk->backoff_ms = BACKOFF_FIRST_MS;
 					lk->down_until = 0;
 				} else {
-					lk->down_until = pt_lookup_now_ms(lk) + lk->backoff_ms;
-					lk->backoff_ms *= 2;
-					if (lk->backoff_ms > lk->retry_max_s * 1000)
-						lk->backoff_ms = lk->retry_max_s * 1000;
+					/* Only the first failure of an outage sets the wait
+					 * and doubles the next: the pool's threads that tried
+					 * at the same time fail within that wait and leave it
+					 * (else N threads would double it N times at once). */
+					uint64_t now = pt_lookup_now_ms(lk);
+					if (now >= lk->down_until) {
+						lk->down_until = now + lk->backoff_ms;
+						lk->backoff_ms *= 2;
+						if (lk->backoff_ms > lk->retry_max_s * 1000)
+							lk->backoff_ms = lk->retry_max_s * 1000;
+					}
 				}
 				pthread_mutex_unlock(&lk->mu);
 			}
@@ -271,10 +292,10 @@ worker(void *arg)
 		pthread_mutex_lock(&lk->mu);
 		uint64_t now = pt_lookup_now_ms(lk);
 		e->queued = 0;
-		free(e->val);
+		pt_lookup_rec_free(e->val);
 		e->val = rc == 1 ? val : NULL;
 		if (rc != 1)
-			free(val);
+			pt_lookup_rec_free(val);
 		e->state = rc < 0 ? ENT_FAILED : ENT_DONE;
 		uint64_t ttl = (uint64_t)(rc == 1 ? lk->ttl_s : lk->negative_ttl_s) * 1000;
 		e->expires = now + (rc < 0 ? FAIL_TTL_MS : ttl < MIN_TTL_MS ? MIN_TTL_MS : ttl);
@@ -324,9 +345,9 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 		e->state = ENT_PENDING;
 	}
 	if (!e) {
-		if (lk->count >= CACHE_MAX) {
+		if (lk->count >= lk->cache_max) {
 			sweep(lk, now, 0);
-			if (lk->count >= CACHE_MAX)
+			if (lk->count >= lk->cache_max)
 				sweep(lk, now, 1);
 			pp = slot(lk, k);
 		}
@@ -357,11 +378,15 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 	}
 	if (e->state == ENT_PENDING && may_block) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += (time_t)lk->wait_s;
+		/* between the worker's broadcast and this thread taking mu again,
+		 * another caller's insertion may sweep: the count keeps e */
+		e->waiters++;
 		while (e->state == ENT_PENDING && !lk->stopping)
 			if (pthread_cond_timedwait(&lk->done, &lk->mu, &until) == ETIMEDOUT)
 				break;
+		e->waiters--;
 	}
 	int rc;
 	if (e->state == ENT_PENDING) {
@@ -381,6 +406,7 @@ pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val)
 
 /* ---- a module's map type and passdb/userdb source ---- */
 
+/* also the file maps' report (core/map.c) */
 void
 pt_lookup_log_report(void *arg, int is_error, const char *msg)
 {
@@ -482,10 +508,16 @@ pt_lookup_passdb_rec(struct pt_lookup *lk, const char *user, char **rec, char *f
 	if (split(*rec, f) < 0) {
 		pt_lookup_rec_free(*rec);
 		*rec = NULL;
-		snprintf(why, whylen, "unusable %s", lk->record);
+		pt_lookup_rec_unusable(lk, why, whylen);
 		return -1;
 	}
 	return 1;
+}
+
+void
+pt_lookup_rec_unusable(const struct pt_lookup *lk, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "unusable %s", lk->record);
 }
 
 int
@@ -516,13 +548,14 @@ pt_lookup_check_sources(const struct pt_config *conf, const char *type,
                         int (*check)(const char *arg, char what, pt_map_report_fn *report, void *rarg))
 {
 	static const char *const params[] = { "passdb", "userdb" };
-	size_t tl = strlen(type);
 	int bad = 0;
 	for (size_t i = 0; i < 2; i++) {
-		const char *v = pt_conf_str(conf, params[i]);
+		const char *v = pt_conf_str(conf, params[i]), *arg;
+		char vtype[32];
 		struct check_ctx c = { conf, params[i] };
-		if (v && strncmp(v, type, tl) == 0 && v[tl] == ':' &&
-		    check(v + tl + 1, i == 0 ? 'p' : 'u', check_report, &c) != 0)
+		/* split as passdb/userdb themselves do */
+		if (pt_map_spec_module(v, vtype, sizeof vtype, &arg) && strcmp(vtype, type) == 0 &&
+		    check(arg, i == 0 ? 'p' : 'u', check_report, &c) != 0)
 			bad = 1;
 	}
 	return bad ? -1 : 0;

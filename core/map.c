@@ -19,6 +19,7 @@
 #include "postern/fdio.h"
 #include "postern/strbuf.h"
 #include "postern/log.h"
+#include "postern/lookup_backend.h"
 #include "event_int.h"
 #include "loader.h"
 
@@ -669,13 +670,6 @@ map_ident_same(const struct map_ident *a, const struct map_ident *b)
 	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
-static void
-map_log_report(void *arg, int is_error, const char *msg)
-{
-	(void)arg;
-	pt_log(is_error ? PT_LOG_ERROR : PT_LOG_WARNING, "%s", msg);
-}
-
 /* Called with m->mu held. */
 static int
 map_check_locked(struct pt_map *m, int force)
@@ -716,7 +710,7 @@ map_check_locked(struct pt_map *m, int force)
 	map_ident_of(&st, &m->seen);
 	m->have_seen = 1;
 	int nerr;
-	struct pt_map_table *t = pt_map_table_parse(m->path, text, len, m->fmt, map_log_report,
+	struct pt_map_table *t = pt_map_table_parse(m->path, text, len, m->fmt, pt_lookup_log_report,
 	                                            NULL, &nerr);
 	free(text);
 	if (!t) {

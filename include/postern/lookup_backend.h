@@ -60,6 +60,8 @@ struct pt_lookup_settings {
 	 * "database unreachable, next try in N ms"; record ("database row")
 	 * in "unusable database row". */
 	const char *server, *record;
+	/* Entries kept at most (0: 20000); tests set a small one. */
+	size_t cache_max;
 };
 
 struct pt_lookup;
@@ -76,8 +78,6 @@ void *pt_lookup_arg(const struct pt_lookup *lk);
  * noted with pt_map_note_pending). Case is folded (ASCII); a key of
  * more than 1098 bytes is not found. */
 int pt_lookup_get(struct pt_lookup *lk, char kind, const char *key, char **val);
-/* The monotonic clock in ms (lk's ops.now_ms when set; lk may be NULL). */
-uint64_t pt_lookup_now_ms(const struct pt_lookup *lk);
 
 /* ---- a module's map type and passdb/userdb source ----
  *
@@ -102,6 +102,9 @@ void pt_lookup_map_cache_ttl(void *h, unsigned *ttl_s, unsigned *negative_ttl_s)
  * -1 unavailable or unusable (why). *rec goes to pt_lookup_rec_free. */
 int pt_lookup_passdb_rec(struct pt_lookup *lk, const char *user, char **rec, char *f[PT_LF_COUNT], char *why,
                          size_t whylen);
+/* why = "unusable RECORD" (the settings' record): a record passdb cannot
+ * use. */
+void pt_lookup_rec_unusable(const struct pt_lookup *lk, char *why, size_t whylen);
 /* Wipes (password hashes) and frees a record; NULL is fine. */
 void pt_lookup_rec_free(char *rec);
 

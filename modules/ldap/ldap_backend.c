@@ -116,9 +116,15 @@ static void
 append(char **buf, size_t *len, const char *s, size_t n, const char *sep)
 {
 	size_t sl = *len && sep ? strlen(sep) : 0;
-	char *nb = realloc(*buf, *len + sl + n + 1);
+	/* not realloc: the old buffer (a record with a password hash) is
+	 * wiped before it is freed */
+	char *nb = malloc(*len + sl + n + 1);
 	if (!nb)
 		return;
+	if (*buf) {
+		memcpy(nb, *buf, *len);
+		pt_lookup_rec_free(*buf);
+	}
 	if (sl)
 		memcpy(nb + *len, sep, sl);
 	memcpy(nb + *len + sl, s, n);
@@ -144,7 +150,8 @@ first_value(LDAP *ld, LDAPMessage *entry, const char *attr, char **buf, size_t *
 
 /* Run one search for key on conn (pt_lookup_ops.query): 1 found (*val),
  * 0 none, -1 directory trouble (why), -2 the connection broke (try again
- * on a new one). */
+ * on a new one), -3 no answer within the timeout (not tried again: a slow
+ * directory would be searched twice). */
 static int
 search(void *arg, void *conn, char kind, const char *key, char **val, char *why, size_t whylen)
 {
@@ -177,8 +184,12 @@ search(void *arg, void *conn, char kind, const char *key, char **val, char *why,
 	LDAPMessage *res = NULL;
 	int rc = ldap_search_ext_s(ld, cf->search_base, cf->scope, filter, attrs, 0, NULL, NULL, &tv,
 	                           kind == 'm' ? (int)cf->size_limit : 2, &res);
-	if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR || rc == LDAP_TIMEOUT ||
-	    rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY) {
+	if (rc == LDAP_TIMEOUT) {
+		snprintf(why, whylen, "search: no answer within %u s", cf->timeout_s);
+		ldap_msgfree(res);
+		return -3;
+	}
+	if (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR || rc == LDAP_UNAVAILABLE || rc == LDAP_BUSY) {
 		snprintf(why, whylen, "search: %s", ldap_err2string(rc));
 		ldap_msgfree(res);
 		return -2;
@@ -214,7 +225,7 @@ search(void *arg, void *conn, char kind, const char *key, char **val, char *why,
 		}
 		if (entries > 1) {
 			snprintf(why, whylen, "more than one entry matches the user filter");
-			free(out);
+			pt_lookup_rec_free(out);
 			ldap_msgfree(res);
 			return -1;
 		}

@@ -39,7 +39,7 @@ lmap_passdb(void *h, const char *user, const char *password, char **stored, char
 	const char *dn = f[PT_LF_EXTRA];
 	if (!dn[0]) {
 		pt_lookup_rec_free(rec);
-		snprintf(why, whylen, "unusable directory entry");
+		pt_lookup_rec_unusable(h, why, whylen);
 		return -1;
 	}
 	if (lbackend_cf(b)->pass_attribute) {
@@ -61,8 +61,6 @@ lmap_passdb(void *h, const char *user, const char *password, char **stored, char
 	return rc;
 }
 
-/* The core remembers passdb answers (its credential cache) as long as
- * this file's cache keeps entries: cache_ttl, cache_negative_ttl. */
 static const struct pt_map_type_ops ldap_map_ops = {
 	.open = lmap_open,
 	.close = pt_lookup_map_close,

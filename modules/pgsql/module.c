@@ -78,8 +78,6 @@ pmap_passdb(void *h, const char *user, const char *password, char **stored, char
 	return rc;
 }
 
-/* The core's credential cache keeps a checked password as long as this
- * file's cache keeps the row it was checked against. */
 static const struct pt_map_type_ops pgsql_map_ops = {
 	.open = pmap_open,
 	.close = pt_lookup_map_close,

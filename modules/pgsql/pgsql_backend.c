@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "postern/event.h"
 #include "pgsql_int.h"
 #include "postern/lookup_backend.h"
 
@@ -137,7 +138,7 @@ static int
 wait_ready(PGconn *c, uint64_t deadline)
 {
 	while (PQisBusy(c)) {
-		uint64_t now = pt_lookup_now_ms(NULL);
+		uint64_t now = pt_mono_ms();
 		if (now >= deadline)
 			return -1;
 		struct pollfd p = { .fd = PQsocket(c), .events = POLLIN };
@@ -164,9 +165,15 @@ static void
 append(char **buf, size_t *len, const char *s, const char *sep)
 {
 	size_t n = strlen(s), sl = *len && sep ? strlen(sep) : 0;
-	char *nb = realloc(*buf, *len + sl + n + 1);
+	/* not realloc: the old buffer (a record with a password hash) is
+	 * wiped before it is freed */
+	char *nb = malloc(*len + sl + n + 1);
 	if (!nb)
 		return;
+	if (*buf) {
+		memcpy(nb, *buf, *len);
+		pt_lookup_rec_free(*buf);
+	}
 	if (sl)
 		memcpy(nb + *len, sep, sl);
 	memcpy(nb + *len + sl, s, n);
@@ -251,14 +258,14 @@ run_query(void *arg, void *conn, char kind, const char *key, char **val, char *w
 		first_line(why, whylen, "send: ", PQerrorMessage(c));
 		return PQstatus(c) == CONNECTION_BAD ? -2 : -1;
 	}
-	uint64_t deadline = pt_lookup_now_ms(NULL) + (uint64_t)cf->timeout_s * 1000;
+	uint64_t deadline = pt_mono_ms() + (uint64_t)cf->timeout_s * 1000;
 	char *out = NULL;
 	size_t len = 0, count = 0;
 	int rc = 0, nres = 0;
 	for (;;) {
 		int w = wait_ready(c, deadline);
 		if (w < 0) {
-			free(out);
+			pt_lookup_rec_free(out);
 			if (w == -1) {
 				snprintf(why, whylen, "no answer within %u s", cf->timeout_s);
 				return -3;
@@ -299,7 +306,7 @@ run_query(void *arg, void *conn, char kind, const char *key, char **val, char *w
 		PQclear(r);
 	}
 	if (rc < 0 || !out) {
-		free(out);
+		pt_lookup_rec_free(out);
 		return rc;
 	}
 	*val = out;

@@ -400,6 +400,24 @@ class LdapHangTest(unittest.TestCase):
         self.assertEqual(result["code"][0], 451, result)
         self.assertLess(done_others, result["at"])
 
+    def test_timeout_searches_once(self):
+        # a search that times out is a slow directory, not a broken
+        # connection: it is not sent again on a new one
+        hang = Hang()
+        hang.start()
+        self.addCleanup(hang.close)
+        server = Server(modules=("ldap", "mbox", "smtp"), users=())
+        self.addCleanup(server.cleanup)
+        cf = server.path("hang.cf")
+        with open(cf, "w") as f:
+            f.write("server_host = ldap://127.0.0.1:%d\nsearch_base = dc=example,dc=test\n"
+                    "query_filter = (cn=%%s)\nresult_attribute = mail\ntimeout = 2\n" % hang.port)
+        os.chmod(cf, 0o644)
+        r = server.cmd("map", "query", "ldap:" + cf, "team")
+        self.assertNotIn(r.returncode, (0, 1), r)
+        time.sleep(1)  # the accepting thread catches up with any late connection
+        self.assertEqual(len(hang.conns), 1, r)
+
 
 class LdapCheckTest(unittest.TestCase):
     def test_source_without_its_module(self):

@@ -4,7 +4,8 @@
  * order asked, answers are cached (found, not found, each for its TTL;
  * failures for a second), connects back off after a failure, a broken
  * connection is replaced once, and shutdown with lookups still queued
- * frees everything (run under ASan: no leak); the map type's ops and the
+ * frees everything (run under ASan: no leak), a full cache drops expired
+ * answers first but never one a caller still waits for; the map type's ops and the
  * passdb/userdb records on top. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +34,8 @@ static struct {
 	size_t nseen;
 	int connects, disconnects;
 	int connect_fails;            /* connect answers NULL while set */
+	int connect_gate;             /* connects wait while set */
+	int in_connect;               /* connects waiting at it */
 	int broken_once;              /* "broken" answers -2 once */
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -61,6 +64,11 @@ fake_connect(void *arg, char *why, size_t whylen)
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	F.connects++;
+	F.in_connect++;
+	pthread_cond_broadcast(&F.cv);
+	while (F.connect_gate)
+		pthread_cond_wait(&F.cv, &F.mu);
+	F.in_connect--;
 	int fail = F.connect_fails;
 	pthread_mutex_unlock(&F.mu);
 	if (fail) {
@@ -148,6 +156,7 @@ setup(void **state)
 	F.gate_closed = F.in_query = 0;
 	F.nseen = 0;
 	F.connects = F.disconnects = F.connect_fails = F.broken_once = 0;
+	F.connect_gate = F.in_connect = 0;
 	pthread_mutex_unlock(&F.mu);
 	pt_map_set_may_block(1);
 	return 0;
@@ -190,9 +199,10 @@ wait_in_query(int n)
 }
 
 static struct pt_lookup *
-make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
+make_max(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max, size_t cache_max)
 {
 	struct pt_lookup_settings s = {
+		.cache_max = cache_max,
 		.type = "fake",
 		.path = "/test.cf",
 		.ttl_s = ttl,
@@ -206,6 +216,12 @@ make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
 	struct pt_lookup *lk = pt_lookup_new(&fake_ops, &s, NULL);
 	assert_non_null(lk);
 	return lk;
+}
+
+static struct pt_lookup *
+make(unsigned threads, unsigned ttl, unsigned negative_ttl, unsigned retry_max)
+{
+	return make_max(threads, ttl, negative_ttl, retry_max, 0);
 }
 
 /* get and compare: rc, and the value when found */
@@ -381,6 +397,48 @@ test_backoff(void **state)
 	assert_int_equal(F.disconnects, 3);
 }
 
+/* Threads of the pool that fail to connect at the same time are one
+ * outage: the wait is the first (0.5 s) and the next doubles once (1 s),
+ * not once per thread. */
+static void
+test_backoff_threads(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make(4, 60, 60, 8);
+	F.connect_fails = 1;
+	pthread_mutex_lock(&F.mu);
+	F.connect_gate = 1;
+	pthread_mutex_unlock(&F.mu);
+	pt_map_set_may_block(0);
+	static const char *const keys[] = { "a", "b", "c", "d" };
+	for (size_t i = 0; i < 4; i++)
+		expect(lk, 'm', keys[i], -1, NULL);
+	pthread_mutex_lock(&F.mu);
+	while (F.in_connect < 4)
+		pthread_cond_wait(&F.cv, &F.mu);
+	F.connect_gate = 0;
+	pthread_cond_broadcast(&F.cv);
+	pthread_mutex_unlock(&F.mu);
+	/* all four failed */
+	pt_map_set_may_block(1);
+	for (size_t i = 0; i < 4; i++)
+		expect(lk, 'm', keys[i], -1, NULL);
+	assert_int_equal(connects(), 4);
+	advance(499);
+	expect(lk, 'm', "e", -1, NULL);
+	assert_int_equal(connects(), 4);
+	advance(1);
+	expect(lk, 'm', "f", -1, NULL);
+	assert_int_equal(connects(), 5);
+	advance(999);
+	expect(lk, 'm', "g", -1, NULL);
+	assert_int_equal(connects(), 5);
+	advance(1);
+	expect(lk, 'm', "h", -1, NULL);
+	assert_int_equal(connects(), 6);
+	pt_lookup_free(lk);
+}
+
 /* Without a backoff every lookup may try to connect; a connection broken
  * twice in a row fails the lookup. */
 static void
@@ -436,6 +494,104 @@ test_shutdown_pending(void **state)
 	assert_true(nseen() >= 3 && nseen() <= 50);
 	assert_int_equal(F.connects, 3);
 	assert_int_equal(F.disconnects, 3);
+}
+
+/* A full cache drops the expired answers first, and only when that is
+ * not enough all the others; an answer dropped is asked again. */
+static void
+test_eviction(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make_max(1, 60, 10, 0, 4);
+	expect(lk, 'm', "a", 1, "v:m:a");
+	expect(lk, 'm', "b", 1, "v:m:b");
+	expect(lk, 'm', "no1", 0, NULL);
+	expect(lk, 'm', "no2", 0, NULL);
+	assert_int_equal(nseen(), 4);
+	/* the negative answers expire; the fifth key drops them only */
+	advance(10000);
+	expect(lk, 'm', "c", 1, "v:m:c");
+	assert_int_equal(nseen(), 5);
+	expect(lk, 'm', "a", 1, "v:m:a");
+	expect(lk, 'm', "b", 1, "v:m:b");
+	assert_int_equal(nseen(), 5);
+	expect(lk, 'm', "no1", 0, NULL);
+	assert_int_equal(nseen(), 6);
+	assert_string_equal(F.seen[5], "m:no1");
+	/* full of live answers (a b c no1): a new key drops them all */
+	expect(lk, 'm', "d", 1, "v:m:d");
+	assert_int_equal(nseen(), 7);
+	expect(lk, 'm', "d", 1, "v:m:d");
+	assert_int_equal(nseen(), 7);
+	expect(lk, 'm', "a", 1, "v:m:a");
+	assert_int_equal(nseen(), 8);
+	assert_string_equal(F.seen[7], "m:a");
+	pt_lookup_free(lk);
+}
+
+struct churn {
+	struct pt_lookup *lk;
+	const char *prefix;
+	int rounds, bad;
+};
+
+/* Blocking lookups of new keys, each answer checked. */
+static void *
+churn(void *arg)
+{
+	struct churn *c = arg;
+	pt_map_set_may_block(1);
+	for (int i = 0; i < c->rounds; i++) {
+		char key[40], want[60], *v = NULL;
+		snprintf(key, sizeof key, "%s%d", c->prefix, i);
+		snprintf(want, sizeof want, "v:m:%s", key);
+		if (pt_lookup_get(c->lk, 'm', key, &v) != 1 || strcmp(v, want) != 0)
+			c->bad++;
+		free(v);
+	}
+	return NULL;
+}
+
+/* A caller waiting for its answer wakes after the worker let go of the
+ * entry; another caller that fills the cache in between must not drop
+ * (free) it under the waiter. Two callers insert new keys into a cache
+ * of two entries, each one's insertion sweeping while the other may be
+ * about to wake (the window is narrow: many rounds; ASan catches the
+ * use after free, without it the answers go wrong or it crashes). */
+static void
+test_sweep_spares_waiter(void **state)
+{
+	(void)state;
+	struct pt_lookup *lk = make_max(2, 60, 60, 0, 2);
+	struct churn a = { lk, "a", 20000, 0 }, b = { lk, "b", 20000, 0 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, churn, &a), 0);
+	churn(&b);
+	pthread_join(t, NULL);
+	assert_int_equal(a.bad, 0);
+	assert_int_equal(b.bad, 0);
+	pt_lookup_free(lk);
+}
+
+/* A caller that may block waits wait_s for an answer that does not come,
+ * then gets a temporary failure (the deadline and the condition on the
+ * same, monotonic, clock: a mismatch would end the wait at once). */
+static void
+test_wait_limit(void **state)
+{
+	(void)state;
+	struct pt_lookup_settings s = { .type = "fake", .path = "/t.cf", .ttl_s = 60, .threads = 1, .wait_s = 1 };
+	struct pt_lookup *lk = pt_lookup_new(&fake_ops, &s, NULL);
+	assert_non_null(lk);
+	gate(1);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	expect(lk, 'm', "late", -1, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= 900);
+	gate(0);
+	pt_lookup_free(lk);
 }
 
 /* Threads start with the first lookup; an unused backend has none. */
@@ -532,6 +688,9 @@ test_map_ops(void **state)
 	assert_string_equal(why, "database unavailable");
 	assert_int_equal(pt_lookup_passdb_rec(lk, "badrec", &rec, f, why, sizeof why), -1);
 	assert_string_equal(why, "unusable database row");
+	why[0] = 0;
+	pt_lookup_rec_unusable(lk, why, sizeof why);
+	assert_string_equal(why, "unusable database row");
 	pt_lookup_rec_free(NULL);
 
 	unsigned ttl = 0, neg = 0;
@@ -555,8 +714,12 @@ main(void)
 		cmocka_unit_test_setup(test_ttl_zero, setup),
 		cmocka_unit_test_setup(test_pending_and_order, setup),
 		cmocka_unit_test_setup(test_backoff, setup),
+		cmocka_unit_test_setup(test_backoff_threads, setup),
 		cmocka_unit_test_setup(test_no_backoff, setup),
 		cmocka_unit_test_setup(test_shutdown_pending, setup),
+		cmocka_unit_test_setup(test_eviction, setup),
+		cmocka_unit_test_setup(test_sweep_spares_waiter, setup),
+		cmocka_unit_test_setup(test_wait_limit, setup),
 		cmocka_unit_test_setup(test_unused, setup),
 		cmocka_unit_test_setup(test_key_ok_release, setup),
 		cmocka_unit_test_setup(test_map_ops, setup),
