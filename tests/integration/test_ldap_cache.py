@@ -52,7 +52,7 @@ class LdapCredentialCacheTest(unittest.TestCase):
         cf = self.server.path("ldap-users.cf")
         with open(cf, "w") as f:
             f.write("server_host = %s\nsearch_base = %s\nbind = yes\nbind_dn = %s\nbind_pw = %s\n"
-                    "timeout = 3\ncache_ttl = %d\ncache_negative_ttl = %d\n"
+                    "timeout = 10\ncache_ttl = %d\ncache_negative_ttl = %d\n"
                     "user_filter = (&(objectClass=posixAccount)(uid=%%u))\n"
                     % (self.slapd.uri, SUFFIX, ADMIN_DN, ADMIN_PW, TTL, NEGATIVE_TTL)
                     + ("pass_attribute = userPassword\n" if self.pass_attribute else ""))

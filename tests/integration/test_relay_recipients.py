@@ -150,7 +150,7 @@ class LdapFront(FrontBase, unittest.TestCase):
         # No cache: every RCPT asks the directory, so stopping it shows.
         with open(cf, "w") as f:
             f.write("server_host = %s\nsearch_base = %s\nbind = yes\nbind_dn = %s\nbind_pw = %s\n"
-                    "timeout = 3\ncache_ttl = 0\ncache_negative_ttl = 0\n"
+                    "timeout = 10\ncache_ttl = 0\ncache_negative_ttl = 0\n"
                     "query_filter = (&(objectClass=inetLocalMailRecipient)(mail=%%s))\nresult_attribute = uid\n"
                     % (self.slapd.uri, SUFFIX, ADMIN_DN, ADMIN_PW))
         os.chmod(cf, 0o644)   # a throwaway directory's admin password
