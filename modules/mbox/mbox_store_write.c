@@ -141,7 +141,10 @@ drop_recovery(struct ms_folder *f)
 {
 	char path[MS_PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, RECOVER_NAME);
-	unlink(path);
+	/* Durably gone: a copy a power cut brings back would roll the
+	 * folder back to it at the next open. */
+	if (unlink(path) == 0)
+		pt_fsync_dir(f->idxdir);
 }
 
 int
@@ -202,7 +205,8 @@ ms_recover(struct ms_folder *f, struct pt_status *st)
 		              strerror(errno));
 		return -1;
 	}
-	unlink(path);
+	if (unlink(path) == 0)
+		pt_fsync_dir(f->idxdir);
 	pt_warn("mailbox %s: restored %lld bytes from an interrupted rewrite", f->path, len);
 	f->known_valid = 0;
 	return 0;

@@ -370,6 +370,40 @@ test_crash_in_every_write_storage_headers(void **state)
 	with_status = 0;
 }
 
+static const char *
+other_boot(void)
+{
+	return "00000000-0000-4000-8000-000000000000";
+}
+
+/* A power cut at any step, every write of the process on the disk but
+ * the journal as last synced (the unlink of a finished one lost too):
+ * the recovery in the next boot goes back to the synced frontier and
+ * must find the sources of what it redoes intact; a finished rewrite's
+ * journal that comes back changes nothing. */
+static void
+test_power_cut_at_every_step(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int steps = faults_asked;
+	for (int what = MS_FAULT_EXIT; what <= MS_FAULT_HALF; what++) {
+		for (int k = 0; k < steps; k++) {
+			reset(f, text, len);
+			int d = crash_at(f, k, what);
+			if (what == MS_FAULT_EXIT)
+				assert_true(d);
+			ms_rewrite_boot = other_boot;
+			check_result(f, want, elen, 120);
+			ms_rewrite_boot = ms_boot_id;
+		}
+	}
+	free(want);
+	free(text);
+}
+
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
 static void
@@ -481,6 +515,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write_storage_headers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
