@@ -855,7 +855,10 @@ list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw)
 int
 ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 {
-	if (ms_rewrite_copy_only)
+	/* Without a boot id a recovery cannot tell a dead process (go on
+	 * from the last write) from a reboot (go back to the last sync):
+	 * going back after a mere crash re-reads overwritten sources. */
+	if (ms_rewrite_copy_only || ms_rewrite_boot() == NULL)
 		return 0;
 	size_t cnt = f->n - s;
 	struct ms_msg *nm = malloc((cnt ? cnt : 1) * sizeof *nm);

@@ -404,6 +404,39 @@ test_power_cut_at_every_step(void **state)
 	free(text);
 }
 
+static const char *
+no_boot(void)
+{
+	return NULL;
+}
+
+/* No boot id (no /proc): the recovery could not tell a crash from a
+ * reboot, so the copying rewrite is used; same bytes. */
+static void
+test_no_boot_id_takes_the_copy(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen, glen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	reset(f, text, len);
+	ms_rewrite_boot = no_boot;
+	ms_rewrite_fault = hook;
+	fault_at = -1;
+	faults_asked = 0;
+	assert_int_equal(open_count(f), 120);
+	ms_rewrite_fault = NULL;
+	ms_rewrite_boot = ms_boot_id;
+	assert_int_equal(faults_asked, 0);
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+	free(text);
+}
+
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
 static void
@@ -516,6 +549,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write_storage_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_boot_id_takes_the_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
