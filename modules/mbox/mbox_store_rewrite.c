@@ -842,6 +842,37 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 
 static int ms_rewrite_pending(const struct ms_folder *f);
 
+/* Text moved up by d bytes goes in chunks of at most d (their sources
+ * lie below them), and a chunk that overwrites the sources of chunks
+ * not yet synced waits for a sync: a region moved by a few bytes costs
+ * a write, a journal write and a sync every few bytes (a 1 GB tail
+ * moved by 51 bytes: 20 million of each, under the folder's lock). The
+ * copying rewrite writes the region twice whatever the shift. So the
+ * in-place rewrite is declined when its estimated overhead, a sync
+ * counted as 256 KiB of writing (about a millisecond of a disk) and a
+ * chunk as 4 KiB (two system calls), exceeds the region plus 64 MiB: a
+ * few hundred syncs (the first write of a pristine 100k-message folder
+ * needs about 350) are not worth a second copy of the region. */
+#define RW_SYNC_COST (256 * 1024)
+#define RW_CHUNK_COST 4096
+#define RW_ALLOW (64.0 * 1024 * 1024)
+
+static int
+too_many_chunks(const struct rw_plan *pl)
+{
+	double chunks = 0, syncs = 0;
+	for (size_t i = 0; i < pl->n; i++) {
+		const struct rw_piece *q = &pl->p[i];
+		if (q->lit || q->dst == q->src)
+			continue;
+		double d = (double)(q->dst - q->src);
+		chunks += (double)q->len / (d < RW_CHUNK ? d : RW_CHUNK);
+		syncs += (double)q->len / d;
+	}
+	double region = (double)(pl->new_end - pl->off0);
+	return syncs * RW_SYNC_COST + chunks * RW_CHUNK_COST > region + RW_ALLOW;
+}
+
 /* The file now holds the rewritten messages from s on: so does the list. */
 static void
 list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw)
@@ -874,6 +905,11 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 	/* Something moves down (an expunge, storage headers that shrink):
 	 * the copying rewrite does that. */
 	if (pl.bad || pl.new_end < eof) {
+		free(nm);
+		plan_free(&pl);
+		return 0;
+	}
+	if (too_many_chunks(&pl)) {
 		free(nm);
 		plan_free(&pl);
 		return 0;

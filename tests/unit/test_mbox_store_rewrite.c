@@ -437,6 +437,42 @@ test_no_boot_id_takes_the_copy(void **state)
 	free(text);
 }
 
+/* One big message whose body moves up by the few bytes of its storage
+ * headers: in place that is a chunk (and a sync) every few bytes, so
+ * the copying rewrite does it; same bytes. */
+static void
+test_small_shift_takes_the_copy(void **state)
+{
+	struct fx *f = *state;
+	struct pt_strbuf b = { 0 };
+	const char *head = "From a@b  Sat Nov 28 06:53:10 2026\nSubject: big\n\n";
+	pt_strbuf_put(&b, head, strlen(head));
+	while (b.len < 4 * 1024 * 1024)
+		pt_strbuf_put(&b, "a body line of the one big message in this folder\n", 51);
+	assert_false(b.oom);
+	reset(f, b.p, b.len);
+	ms_rewrite_copy_only = 1;
+	assert_int_equal(open_count(f), 1);
+	ms_rewrite_copy_only = 0;
+	size_t elen, glen;
+	char *want = slurp(f->inbox, &elen);
+	blank_validity(want, elen);
+	reset(f, b.p, b.len);
+	ms_rewrite_fault = hook;
+	fault_at = -1;
+	faults_asked = 0;
+	assert_int_equal(open_count(f), 1);
+	ms_rewrite_fault = NULL;
+	assert_int_equal(faults_asked, 0);
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+	pt_strbuf_free(&b);
+}
+
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
 static void
@@ -550,6 +586,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write_storage_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_boot_id_takes_the_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_shift_takes_the_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
