@@ -1013,12 +1013,14 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 	struct j_slot sl[2];
 	struct rw_plan pl;
 	memset(&pl, 0, sizeof pl);
-	struct stat sb;
+	struct stat sb, jsb;
 	int ok = ms_pread_all(jfd, (char *)&h, sizeof h, 0) == 0 &&
 	         memcmp(h.magic, J_MAGIC, sizeof J_MAGIC - 1) == 0 &&
 	         h.sum == fnv(FNV0, &h, offsetof(struct j_head, sum)) && fstat(f->fd, &sb) == 0 &&
 	         h.ino == (uint64_t)sb.st_ino && h.dev == (uint64_t)sb.st_dev && h.off0 >= 0 &&
-	         h.old_eof >= h.off0 && h.new_end >= h.old_eof && h.npieces < SIZE_MAX / 64 &&
+	         h.old_eof >= h.off0 && h.new_end >= h.old_eof && fstat(jfd, &jsb) == 0 &&
+	         jsb.st_size >= J_DATA && h.data_len <= (uint64_t)(jsb.st_size - J_DATA) &&
+	         h.npieces <= h.data_len / 4 &&
 	         h.lit_len < SIZE_MAX / 2;
 	const struct j_slot *cur = NULL;
 	if (ok) {
@@ -1029,7 +1031,10 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 			if (cur == NULL || sl[i].seq > cur->seq)
 				cur = &sl[i];
 		}
-		ok = cur != NULL;
+		/* A known state, the frontiers inside the rewrite, the synced
+		 * one never below the last written. */
+		ok = cur != NULL && cur->state <= J_DONE && cur->live >= h.off0 &&
+		     cur->live <= cur->synced && cur->synced <= h.new_end;
 	}
 	if (ok) {
 		pl.off0 = h.off0;
