@@ -181,9 +181,7 @@ static int
 plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struct ms_msg *nm,
            size_t *nw)
 {
-	size_t live0 = 0;
-	while (live0 < f->n && (f->m[live0].state & MS_EXPUNGE))
-		live0++;
+	size_t live0 = ms_first_live(f);
 	struct ms_window w = { .fd = f->fd, .base = -1 };
 	struct pt_strbuf clen = { 0 }, blk = { 0 }, tmp = { 0 };
 	struct runs runs = { 0 };
@@ -195,8 +193,7 @@ plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struc
 	int have_prev = s > 0, prev_gone = 0;
 	for (size_t i = s; i < f->n && rc == 0 && !pl->bad && !pl->oom; i++) {
 		struct ms_msg r = f->m[i];
-		int64_t end_span = i + 1 < f->n ? f->m[i + 1].from_off : eof;
-		int64_t span = end_span - r.from_off;
+		int64_t span = ms_span_end(f, i, eof) - r.from_off;
 		if (r.state & MS_EXPUNGE) {
 			prev_gone = 1;
 			continue;
