@@ -271,9 +271,12 @@ int ms_rewrite_recover(struct ms_folder *f, struct pt_status *st);
 enum { MS_FAULT_NONE, MS_FAULT_EXIT, MS_FAULT_HALF, MS_FAULT_ENOSPC };
 extern int (*ms_rewrite_fault)(int step);
 extern int ms_rewrite_copy_only;   /* tests: always the copying rewrite */
+extern const char *(*ms_rewrite_boot)(void); /* tests: this boot's id (ms_boot_id) */
 /* The storage block of record r as it is now (mbox_store_write.c). */
 struct ms_block;
 void ms_block_of(const struct ms_folder *f, const struct ms_msg *r, int base, struct ms_block *k);
+size_t ms_first_live(const struct ms_folder *f);  /* first record not expunged */
+int64_t ms_span_end(const struct ms_folder *f, size_t i, int64_t eof); /* next From_ or eof */
 /* Finish a rewrite a crash interrupted (recovery copy in idxdir). */
 int ms_recover(struct ms_folder *f, struct pt_status *st);
 /* Forget the in-process state of path (remove/rename). */

@@ -141,7 +141,10 @@ drop_recovery(struct ms_folder *f)
 {
 	char path[MS_PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/%s", f->idxdir, RECOVER_NAME);
-	unlink(path);
+	/* Durably gone: a copy a power cut brings back would roll the
+	 * folder back to it at the next open. */
+	if (unlink(path) == 0)
+		pt_fsync_dir(f->idxdir);
 }
 
 int
@@ -202,21 +205,22 @@ ms_recover(struct ms_folder *f, struct pt_status *st)
 		              strerror(errno));
 		return -1;
 	}
-	unlink(path);
+	if (unlink(path) == 0)
+		pt_fsync_dir(f->idxdir);
 	pt_warn("mailbox %s: restored %lld bytes from an interrupted rewrite", f->path, len);
 	f->known_valid = 0;
 	return 0;
 }
 
 /* Span of message i on disk: up to the next From_ line or EOF. */
-static int64_t
-span_end(const struct ms_folder *f, size_t i, int64_t eof)
+int64_t
+ms_span_end(const struct ms_folder *f, size_t i, int64_t eof)
 {
 	return i + 1 < f->n ? f->m[i + 1].from_off : eof;
 }
 
-static size_t
-first_live(const struct ms_folder *f)
+size_t
+ms_first_live(const struct ms_folder *f)
 {
 	size_t j = 0;
 	while (j < f->n && (f->m[j].state & MS_EXPUNGE))
@@ -299,11 +303,11 @@ wr_put(struct wr_buffer *w, const char *p, size_t n)
 static int
 rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 {
-	size_t live0 = first_live(f);
+	size_t live0 = ms_first_live(f);
 	int64_t off0 = f->m[s].from_off, new_len = 0;
 	for (size_t i = s; i < f->n; i++) {
 		struct ms_msg *r = &f->m[i];
-		int64_t span = span_end(f, i, eof) - r->from_off;
+		int64_t span = ms_span_end(f, i, eof) - r->from_off;
 		if (r->state & MS_EXPUNGE)
 			continue;
 		if (r->state & MS_DIRTY) {
@@ -343,7 +347,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 		rc = -1;
 	for (size_t i = s; i < f->n && rc == 0; i++) {
 		struct ms_msg r = f->m[i];
-		int64_t span = span_end(f, i, eof) - r.from_off;
+		int64_t span = ms_span_end(f, i, eof) - r.from_off;
 		if (r.state & MS_EXPUNGE) {
 			prev_gone = 1;
 			continue;
@@ -483,7 +487,7 @@ ms_folder_write(struct ms_folder *f, struct pt_status *st)
 	for (size_t i = 0; i < f->n; i = i ? i + 1 : skip)
 		if ((f->m[i].state & (MS_LAZY | MS_DIRTY)) == MS_LAZY)
 			f->m[i].state |= MS_DIRTY;
-	size_t live0 = first_live(f);
+	size_t live0 = ms_first_live(f);
 	if (live0 < f->n && (!f->base_ok || live0 != 0 || !(f->m[live0].state & MS_HAS_BASE)))
 		f->m[live0].state |= MS_DIRTY;
 	int any = 0;

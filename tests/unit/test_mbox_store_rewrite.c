@@ -370,6 +370,109 @@ test_crash_in_every_write_storage_headers(void **state)
 	with_status = 0;
 }
 
+static const char *
+other_boot(void)
+{
+	return "00000000-0000-4000-8000-000000000000";
+}
+
+/* A power cut at any step, every write of the process on the disk but
+ * the journal as last synced (the unlink of a finished one lost too):
+ * the recovery in the next boot goes back to the synced frontier and
+ * must find the sources of what it redoes intact; a finished rewrite's
+ * journal that comes back changes nothing. */
+static void
+test_power_cut_at_every_step(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int steps = faults_asked;
+	for (int what = MS_FAULT_EXIT; what <= MS_FAULT_HALF; what++) {
+		for (int k = 0; k < steps; k++) {
+			reset(f, text, len);
+			int d = crash_at(f, k, what);
+			if (what == MS_FAULT_EXIT)
+				assert_true(d);
+			ms_rewrite_boot = other_boot;
+			check_result(f, want, elen, 120);
+			ms_rewrite_boot = ms_boot_id;
+		}
+	}
+	free(want);
+	free(text);
+}
+
+static const char *
+no_boot(void)
+{
+	return NULL;
+}
+
+/* No boot id (no /proc): the recovery could not tell a crash from a
+ * reboot, so the copying rewrite is used; same bytes. */
+static void
+test_no_boot_id_takes_the_copy(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen, glen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	reset(f, text, len);
+	ms_rewrite_boot = no_boot;
+	ms_rewrite_fault = hook;
+	fault_at = -1;
+	faults_asked = 0;
+	assert_int_equal(open_count(f), 120);
+	ms_rewrite_fault = NULL;
+	ms_rewrite_boot = ms_boot_id;
+	assert_int_equal(faults_asked, 0);
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+	free(text);
+}
+
+/* One big message whose body moves up by the few bytes of its storage
+ * headers: in place that is a chunk (and a sync) every few bytes, so
+ * the copying rewrite does it; same bytes. */
+static void
+test_small_shift_takes_the_copy(void **state)
+{
+	struct fx *f = *state;
+	struct pt_strbuf b = { 0 };
+	const char *head = "From a@b  Sat Nov 28 06:53:10 2026\nSubject: big\n\n";
+	pt_strbuf_put(&b, head, strlen(head));
+	while (b.len < 4 * 1024 * 1024)
+		pt_strbuf_put(&b, "a body line of the one big message in this folder\n", 51);
+	assert_false(b.oom);
+	reset(f, b.p, b.len);
+	ms_rewrite_copy_only = 1;
+	assert_int_equal(open_count(f), 1);
+	ms_rewrite_copy_only = 0;
+	size_t elen, glen;
+	char *want = slurp(f->inbox, &elen);
+	blank_validity(want, elen);
+	reset(f, b.p, b.len);
+	ms_rewrite_fault = hook;
+	fault_at = -1;
+	faults_asked = 0;
+	assert_int_equal(open_count(f), 1);
+	ms_rewrite_fault = NULL;
+	assert_int_equal(faults_asked, 0);
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+	free(want);
+	pt_strbuf_free(&b);
+}
+
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
 static void
@@ -470,6 +573,105 @@ test_foreign_journal_kept_aside(void **state)
 	free(text);
 }
 
+/* The journal's checksum (its on-disk format: a journal left by an
+ * older version must still be read). */
+static uint64_t
+jsum(const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	uint64_t h = 14695981039346656037ull;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		h = (h ^ w) * 1099511628211ull;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++)
+		h = (h ^ s[i]) * 1099511628211ull;
+	return h;
+}
+
+#define J_HEAD_SUM 88                  /* offsetof(struct j_head, sum) */
+#define J_SLOT_SUM 80                  /* offsetof(struct j_slot, sum) */
+
+enum { G_STATE, G_LIVE_LOW, G_LIVE_ABOVE_SYNCED, G_SYNCED_HIGH, G_NPIECES, G_DATA_LEN, G_N };
+
+/* A journal whose checksums hold but whose values cannot be: kept
+ * aside, the mbox not touched by it. */
+static void
+test_garbled_journal_kept_aside(void **state)
+{
+	struct fx *f = *state;
+	size_t len;
+	char *text = pristine(50, &len);
+	reset(f, text, len);
+	assert_true(crash_at(f, 10, MS_FAULT_EXIT));
+	size_t jlen, mlen;
+	char *journal = slurp(journal_path(f, ""), &jlen);
+	char *mbox = slurp(f->inbox, &mlen);
+	assert_non_null(journal);
+	assert_true(jlen > 1024);
+	char idxdir[700];
+	snprintf(idxdir, sizeof idxdir, "%s/.imap/INBOX", f->root);
+	for (int g = 0; g < G_N; g++) {
+		char *j = malloc(jlen);
+		memcpy(j, journal, jlen);
+		int64_t off0, new_end;
+		memcpy(&off0, j + 32, 8);
+		memcpy(&new_end, j + 48, 8);
+		if (g == G_NPIECES || g == G_DATA_LEN) {
+			uint64_t v = g == G_NPIECES ? 1ull << 40 : 1ull << 50;
+			memcpy(j + (g == G_NPIECES ? 56 : 72), &v, 8);
+			uint64_t h = jsum(j, J_HEAD_SUM);
+			memcpy(j + J_HEAD_SUM, &h, 8);
+		}
+		for (int s = 0; s < 2 && g < G_NPIECES; s++) {
+			char *sl = j + 512 + s * 256;
+			uint64_t st = 7;
+			int64_t live, synced;
+			memcpy(&synced, sl + 24, 8);
+			if (g == G_STATE)
+				memcpy(sl + 8, &st, 8);
+			live = g == G_LIVE_LOW ? off0 - 1 : g == G_LIVE_ABOVE_SYNCED ? synced + 1 : 0;
+			if (g == G_LIVE_LOW || g == G_LIVE_ABOVE_SYNCED)
+				memcpy(sl + 16, &live, 8);
+			if (g == G_SYNCED_HIGH) {
+				synced = new_end + 4096;
+				memcpy(sl + 24, &synced, 8);
+			}
+			uint64_t h = jsum(sl, J_SLOT_SUM);
+			memcpy(sl + J_SLOT_SUM, &h, 8);
+		}
+		put(f->inbox, mbox, mlen);
+		put(journal_path(f, ""), j, jlen);
+		free(j);
+		char cmd[800];
+		snprintf(cmd, sizeof cmd, "rm -f '%s'/postern.rewrite.[0-9]*", idxdir);
+		assert_int_equal(system(cmd), 0);
+		struct ms_folder mf;
+		memset(&mf, 0, sizeof mf);
+		mf.path = f->inbox;
+		mf.idxdir = idxdir;
+		mf.fd = open(f->inbox, O_RDWR | O_CLOEXEC);
+		assert_true(mf.fd >= 0);
+		struct pt_status st;
+		assert_int_equal(ms_rewrite_recover(&mf, &st), 0);
+		close(mf.fd);
+		assert_int_equal(access(journal_path(f, ""), F_OK), -1);
+		snprintf(cmd, sizeof cmd, "ls '%s'/postern.rewrite.[0-9]* >/dev/null 2>&1", idxdir);
+		assert_int_equal(system(cmd), 0);
+		size_t glen;
+		char *got = slurp(f->inbox, &glen);
+		assert_int_equal(glen, mlen);
+		assert_memory_equal(got, mbox, mlen);
+		free(got);
+	}
+	free(mbox);
+	free(journal);
+	free(text);
+}
+
 int
 main(void)
 {
@@ -481,9 +683,13 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crash_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_in_every_write_storage_headers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_boot_id_takes_the_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_shift_takes_the_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbled_journal_kept_aside, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
