@@ -26,7 +26,7 @@ static const struct pt_param mbox_params[] = {
 	{ "mbox_flag_fsync", PT_BOOL, "no", NULL,
 	  "fdatasync the flag log at every flag change (STORE, POP3 QUIT) so it survives a power loss too; without it a change survives a crash of Postern, not of the machine (as Dovecot's mail_fsync=optimized)", 0, 0 },
 	{ "mbox_rewrite_copy_below", PT_SIZE, "64M", NULL,
-	  "a rewrite of an mbox (X-UIDs at the first SELECT, flags written back) whose text only moves up and that spans at least this many bytes is done in place from a small journal: half the writes of the full recovery copy smaller ones keep. Both survive a crash of Postern, kill -9 and a full disk; the copy also survives a power loss, while a power loss inside an in-place rewrite may damage messages of its last unsynced 64 MB. Set it above the largest mbox to always copy", 0, 0 },
+	  "a rewrite of an mbox (X-UIDs at the first SELECT, flags written back) whose text only moves up and that spans at least this many bytes is done in place from a small journal: half the writes of the full recovery copy smaller ones keep. Both survive a crash of Postern, kill -9, a full disk and a power loss (the in-place rewrite syncs before it overwrites text not yet safely moved). Set it above the largest mbox to always copy", 0, 0 },
 	{ 0 },
 };
 
