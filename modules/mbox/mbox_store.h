@@ -27,6 +27,10 @@
 #define MS_RD       0x10u  /* mboxrd quoting (MBOX_RD_MARKER): unquote */
 #define MS_LAZY     0x20u  /* flags differ from the mbox: pending in the flag
                             * log (postern.flags), written to the mbox later */
+#define MS_PLAIN    0x40u  /* as parsed: From_ line with LF, then only fields
+                            * that are no storage header, then one empty
+                            * line: a rewrite needs not read its header.
+                            * In memory only (never in an index). */
 /* The system flags the mbox holds for a message (as last read or
  * written), in state bits 16..20; keywords in ms_msg.disk_kw. */
 #define MS_DISK_SHIFT 16
@@ -57,6 +61,7 @@ struct ms_hdr {
 	size_t nbase_kw;
 	int64_t blk_off;               /* relative to the header start */
 	uint32_t blk_len, meta_len, clen_len;
+	size_t fields_end;             /* where the fields end (the empty line) */
 };
 
 /* ---- mbox_store_meta.c: pure text work ---- */
@@ -271,6 +276,9 @@ int ms_rewrite_recover(struct ms_folder *f, struct pt_status *st);
 enum { MS_FAULT_NONE, MS_FAULT_EXIT, MS_FAULT_HALF, MS_FAULT_ENOSPC };
 extern int (*ms_rewrite_fault)(int step);
 extern int ms_rewrite_copy_only;   /* tests: always the copying rewrite */
+/* The most bytes of moved text the journal takes as literals (tests
+ * lower it to exercise moves and the mix). */
+extern size_t ms_rewrite_lit_max;
 extern const char *(*ms_rewrite_boot)(void); /* tests: this boot's id (ms_boot_id) */
 /* The storage block of record r as it is now (mbox_store_write.c). */
 struct ms_block;

@@ -514,6 +514,10 @@ on_message(void *arg, const struct mbox_msg *mm)
 	r->clen_len = h->clen_len;
 	r->state = (h->old ? MS_OLD : 0) | (h->has_base ? MS_HAS_BASE : 0) | (h->rd ? MS_RD : 0) |
 	           ((h->flags & PT_F_SYSTEM) << MS_DISK_SHIFT);
+	size_t hlen = (size_t)(mm->body_off - mm->hdr_off);
+	if (h->meta_len == 0 && h->clen_len == 0 && mm->hdr_off == mm->from_off + (off_t)mm->from_len + 1 &&
+	    hlen > 0 && h->fields_end == hlen - 1 && hdr[hlen - 1] == '\n')
+		r->state |= MS_PLAIN;
 	r->info.flags = h->flags;
 	for (size_t i = 0; i < h->nkw; i++) {
 		int k = ms_folder_keyword(f, h->kw[i], 1);

@@ -395,6 +395,10 @@ ms_index_save_as(struct ms_folder *f, int form)
 	struct pt_msg_brief bb[SUM_CHUNK];
 	for (size_t i = 0; i < f->n; i += SUM_CHUNK) {
 		size_t e = f->n - i < SUM_CHUNK ? f->n : i + SUM_CHUNK;
+		/* MS_PLAIN is the parse's word for this process only. */
+		for (size_t k = i; k < e; k++)
+			if (f->m[k].state & MS_PLAIN)
+				f->m[k].state &= ~MS_PLAIN;
 		sum = ms_sum64(sum, f->m + i, (e - i) * sizeof *f->m);
 		for (size_t k = i; k < e; k++) {
 			if (f->m[k].state & (MS_DIRTY | MS_EXPUNGE))
@@ -608,7 +612,7 @@ ms_index_load(struct ms_folder *f, const struct stat *sb, struct stat *idx_sb)
 			    (i && (r->info.uid <= m[i - 1].info.uid || r->from_off < m[i - 1].end)) ||
 			    r->hdr_off < r->from_off || r->body_off < r->hdr_off || r->end < r->body_off ||
 			    (uint64_t)r->end > h.size || r->info.modseq == 0 ||
-			    r->info.modseq > h.highest_modseq)
+			    r->info.modseq > h.highest_modseq || (r->state & MS_PLAIN))
 				goto out;
 			if (r->state & (MS_DIRTY | MS_EXPUNGE))
 				dirty = 1;
@@ -1209,7 +1213,7 @@ tail_batch_apply(struct ms_folder *f, const struct tail_head *h, const char *nam
 		const struct ms_msg *r = &tr.r;
 		if (r->info.uid == 0 || r->info.uid >= h->uidnext || r->hdr_off < r->from_off ||
 		    r->body_off < r->hdr_off || r->end < r->body_off || (uint64_t)r->end > h->post.size ||
-		    r->info.modseq == 0 || r->info.modseq > h->highest_modseq)
+		    r->info.modseq == 0 || r->info.modseq > h->highest_modseq || (r->state & MS_PLAIN))
 			return 0;
 		if (tr.at < f->n) {
 			/* A changed record: the same message at the same place. */
@@ -1415,6 +1419,7 @@ ms_tail_append(struct ms_folder *f, const struct stat *pre, size_t pre_n, uint32
 			return -1;
 		}
 		tr.r = f->m[tr.at];
+		tr.r.state &= ~MS_PLAIN;
 		pt_strbuf_put(&b, &tr, sizeof tr);
 		h.nrec++;
 	}

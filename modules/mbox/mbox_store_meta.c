@@ -185,6 +185,7 @@ ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h)
 		h->blk_len = (uint32_t)(prev_end - (size_t)h->blk_off);
 	else
 		h->blk_off = 0;
+	h->fields_end = pos;
 }
 
 /* cb for [s, s+n) (whole lines); with rd, each /^>+From / line loses

@@ -76,7 +76,7 @@ ms_write_in_place(struct ms_folder *f, struct ms_msg *r, int base)
 	}
 	rc = pt_pwrite_all(f->fd, out.p, out.len, r->blk_off) == 0 ? 1 : -1;
 	if (rc == 1) {
-		r->state = (r->state & ~(MS_DIRTY | MS_HAS_BASE)) | (base ? MS_HAS_BASE : 0);
+		r->state = (r->state & ~(MS_DIRTY | MS_HAS_BASE | MS_PLAIN)) | (base ? MS_HAS_BASE : 0);
 		ms_msg_disk_set(f, r);
 	}
 out:
@@ -427,7 +427,7 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			if (!from_lf || !fields_lf)
 				r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
 				                           (r.state & MS_RD) != 0);
-			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE)) | (i == live0 ? MS_HAS_BASE : 0);
+			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE | MS_PLAIN)) | (i == live0 ? MS_HAS_BASE : 0);
 			ms_msg_disk_set(f, &r);
 			rc = wr_put(&wb, out.p, out.len);
 			pos += (int64_t)out.len;

@@ -146,6 +146,9 @@ open_count(struct fx *f)
 }
 
 static int fault_at = -1, fault_what, faults_asked;
+/* The module's literal budget; the tests run without literals (every
+ * run moved, every sync rule at work) unless they say otherwise. */
+static size_t lit_default;
 
 static int
 hook(int step)
@@ -172,7 +175,7 @@ expected(struct fx *f, const char *text, size_t len, size_t n, size_t *elen)
 	assert_int_equal(open_count(f), n);
 	ms_rewrite_fault = NULL;
 	/* It really went the in-place way, and left no journal. */
-	assert_true(faults_asked > 10);
+	assert_true(faults_asked > (ms_rewrite_lit_max ? 2 : 10));
 	assert_int_equal(access(journal_path(f, ""), F_OK), -1);
 	size_t glen;
 	char *got = slurp(f->inbox, &glen);
@@ -383,9 +386,8 @@ other_boot(void)
  * must find the sources of what it redoes intact; a finished rewrite's
  * journal that comes back changes nothing. */
 static void
-test_power_cut_at_every_step(void **state)
+power_cut_everywhere(struct fx *f)
 {
-	struct fx *f = *state;
 	size_t len, elen;
 	char *text = pristine(120, &len);
 	char *want = expected(f, text, len, 120, &elen);
@@ -404,6 +406,20 @@ test_power_cut_at_every_step(void **state)
 	}
 	free(want);
 	free(text);
+}
+
+static void
+test_power_cut_at_every_step(void **state)
+{
+	power_cut_everywhere(*state);
+}
+
+static void
+test_power_cut_with_literals(void **state)
+{
+	ms_rewrite_lit_max = 6000;
+	power_cut_everywhere(*state);
+	ms_rewrite_lit_max = 0;
 }
 
 static const char *
@@ -471,9 +487,73 @@ test_small_shift_takes_the_copy(void **state)
 	assert_int_equal(glen, elen);
 	assert_memory_equal(got, want, elen);
 	free(got);
+	/* Within the literal budget the journal takes the 4 MB (a second
+	 * copy, as the copying rewrite makes, but no sync per few bytes)
+	 * and it stays in place; beyond it, the copy again. */
+	for (int within = 1; within >= 0; within--) {
+		ms_rewrite_lit_max = within ? lit_default : 1024 * 1024;
+		reset(f, b.p, b.len);
+		ms_rewrite_fault = hook;
+		fault_at = -1;
+		faults_asked = 0;
+		assert_int_equal(open_count(f), 1);
+		ms_rewrite_fault = NULL;
+		ms_rewrite_lit_max = 0;
+		if (within)
+			assert_true(faults_asked > 0 && faults_asked < 20);
+		else
+			assert_int_equal(faults_asked, 0);
+		got = slurp(f->inbox, &glen);
+		blank_validity(got, glen);
+		assert_int_equal(glen, elen);
+		assert_memory_equal(got, want, elen);
+		free(got);
+	}
 	free(want);
 	pt_strbuf_free(&b);
 }
+
+/* The runs moved least (the front of a folder whose messages all grow)
+ * go into the journal as literals: same bytes, fewer steps (syncs and
+ * chunks) than moving them. */
+static void
+test_literals_same_bytes(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen, elen2;
+	char *text = pristine(400, &len);
+	char *want = expected(f, text, len, 400, &elen);
+	int moved = faults_asked;
+	ms_rewrite_lit_max = lit_default;
+	char *want2 = expected(f, text, len, 400, &elen2);
+	ms_rewrite_lit_max = 0;
+	assert_int_equal(elen2, elen);
+	assert_memory_equal(want2, want, elen);
+	assert_true(faults_asked < moved / 2);
+	int all = faults_asked;
+	/* A budget for only part of them: literals and moves. */
+	ms_rewrite_lit_max = 6000;
+	char *want3 = expected(f, text, len, 400, &elen2);
+	ms_rewrite_lit_max = 0;
+	assert_memory_equal(want3, want, elen);
+	assert_true(faults_asked < moved && faults_asked > all);
+	free(want3);
+	free(want2);
+	free(want);
+	free(text);
+}
+
+/* Literals and moves in one rewrite: a crash or a power cut at every
+ * step still ends with the same bytes. */
+static void
+test_crash_everywhere_with_literals(void **state)
+{
+	ms_rewrite_lit_max = 6000;
+	crash_everywhere(*state, MS_FAULT_EXIT);
+	crash_everywhere(*state, MS_FAULT_HALF);
+	ms_rewrite_lit_max = 0;
+}
+
 
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
@@ -677,6 +757,8 @@ test_garbled_journal_kept_aside(void **state)
 int
 main(void)
 {
+	lit_default = ms_rewrite_lit_max;
+	ms_rewrite_lit_max = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_same_bytes_as_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_storage_headers_in_place, setup, teardown),
@@ -688,6 +770,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_power_cut_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_boot_id_takes_the_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_small_shift_takes_the_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_literals_same_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_everywhere_with_literals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut_with_literals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),

@@ -586,6 +586,51 @@ test_briefs_are_the_list(void **state)
 	ops->close(a);
 }
 
+/* MS_PLAIN (a parsed header a rewrite need not read) is this process's
+ * word only: an index never carries it, so no later open trusts a header
+ * it did not parse itself. */
+static void
+test_plain_only_in_memory(void **state)
+{
+	struct fx *f = *state;
+	enum { N = 40 };
+	write_mbox(f->inbox, N);
+	struct pt_status st;
+	struct mbox_lock lk;
+	int ch;
+	for (int round = 0; round < 2; round++) {
+		/* First parsed (every header plain), then from the index the
+		 * first round saved. */
+		struct ms_folder mf;
+		memset(&mf, 0, sizeof mf);
+		assert_int_equal(ms_folder_init(&mf, f->root, "INBOX", f->inbox, &f->s, &st), 0);
+		assert_int_equal(ms_folder_lock(&mf, &lk, 0, &st), 0);
+		assert_int_equal(ms_folder_load(&mf, &ch, &st), 0);
+		ms_folder_unlock(&mf, &lk);
+		assert_int_equal(mf.n, N);
+		size_t plain = 0;
+		for (size_t i = 0; i < mf.n; i++)
+			plain += (mf.m[i].state & MS_PLAIN) != 0;
+		assert_int_equal(plain, round == 0 ? N : 0);
+		if (round == 0) {
+			assert_null(mf.map);
+			assert_int_equal(ms_index_save(&mf), 0);
+			for (size_t i = 0; i < mf.n; i++)
+				assert_false(mf.m[i].state & MS_PLAIN);
+		} else {
+			assert_non_null(mf.map);
+		}
+		ms_folder_free(&mf);
+	}
+	/* The write of a read-write open (the index's records: headers
+	 * read) gives UIDs 1..N. */
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	assert_int_equal(ops->count(a), N);
+	assert_int_equal(ops->info(a, N - 1)->uid, N);
+	ops->close(a);
+}
+
 int
 main(void)
 {
@@ -598,6 +643,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_check_mark_not_intact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_briefs_are_the_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_not_forgeable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plain_only_in_memory, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
