@@ -396,26 +396,36 @@ plan_encode(const struct rw_plan *pl, struct pt_strbuf *b)
 			lit += q->len;
 		dst += q->len;
 	}
-	const unsigned char *p = (const unsigned char *)pl->lits.p;
-	size_t len = pl->lits.len;
-	for (size_t i = 0; i < len;) {
-		/* Verbatim up to the next 0xFF or run of three spaces, in one
-		 * piece (the literals may hold megabytes of moved text). */
-		size_t j = i;
-		while (j < len && p[j] != 0xff &&
-		       !(p[j] == ' ' && j + 2 < len && p[j + 1] == ' ' && p[j + 2] == ' '))
-			j++;
-		pt_strbuf_put(b, (const char *)p + i, j - i);
-		if (j == len)
+	/* Verbatim up to the next 0xFF or run of three spaces, in one piece:
+	 * the literals may hold megabytes of moved text, with a padded
+	 * X-UID line every few kilobytes. */
+	const char *p = pl->lits.p, *end = p + pl->lits.len;
+	const char *ff = NULL, *sp = NULL;
+	if (pl->lits.len) {
+		ff = memchr(p, 0xff, pl->lits.len);
+		sp = memmem(p, pl->lits.len, "   ", 3);
+	}
+	for (const char *i = p; i < end;) {
+		if (ff && ff < i)
+			ff = memchr(i, 0xff, (size_t)(end - i));
+		if (sp && sp < i)
+			sp = memmem(i, (size_t)(end - i), "   ", 3);
+		const char *next = end;
+		if (ff && ff < next)
+			next = ff;
+		if (sp && sp < next)
+			next = sp;
+		pt_strbuf_put(b, i, (size_t)(next - i));
+		i = next;
+		if (i == end)
 			break;
-		i = j;
-		if (p[i] == 0xff) {
+		if ((unsigned char)*i == 0xff) {
 			pt_strbuf_put(b, "\xff\0", 2);
 			i++;
 			continue;
 		}
 		size_t n = 0;
-		while (i + n < len && p[i + n] == ' ' && n < 255)
+		while (i + n < end && i[n] == ' ' && n < 255)
 			n++;
 		unsigned char e[2] = { 0xff, (unsigned char)n };
 		pt_strbuf_put(b, (const char *)e, 2);
