@@ -12,6 +12,7 @@
 
 #include "postern/header.h"
 #include "postern/log.h"
+#include "postern/siphash.h"
 #include "postern/unicode_casemap.h"
 #include "imap.h"
 #include "imap_msg.h"
@@ -543,15 +544,6 @@ sorted_by_rank(const struct smsg *m, size_t nm, uint32_t *ids)
 	return 1;
 }
 
-static uint64_t
-key_hash(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	while (*s)
-		h = (h ^ (unsigned char)*s++) * 0x100000001b3ull;
-	return h ^ (h >> 31);
-}
-
 static const char **dist_keys;
 
 static int
@@ -586,7 +578,9 @@ sorted_by_distinct(const struct skey *v, size_t nm, uint32_t *ids)
 		goto out;
 	uint32_t nd = 0;
 	for (size_t k = 0; k < nm; k++) {
-		size_t h = (size_t)key_hash(v[k].s) & (cap - 1);
+		/* Keyed: the keys come from mail; strings a sender picked to
+		 * share a bucket would make this quadratic. */
+		size_t h = (size_t)pt_table_hash(v[k].s) & (cap - 1);
 		while (slot[h] != 0 && strcmp(keys[slot[h] - 1], v[k].s) != 0)
 			h = (h + 1) & (cap - 1);
 		if (slot[h] == 0) {
@@ -893,16 +887,6 @@ struct forest {
 	int oom;
 };
 
-static uint64_t
-hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 static long
 node_new(struct forest *f, long msg, char *id)
 {
@@ -924,7 +908,7 @@ node_new(struct forest *f, long msg, char *id)
 static long
 node_for_id(struct forest *f, char *id)
 {
-	size_t mask = f->nslot - 1, h = (size_t)hash_str(id) & mask;
+	size_t mask = f->nslot - 1, h = (size_t)pt_table_hash(id) & mask;
 
 	while (f->slot[h] >= 0) {
 		if (strcmp(f->v[f->slot[h]].id, id) == 0)
@@ -1115,23 +1099,13 @@ struct subj_table {
 	size_t n, mask;
 };
 
-static uint64_t
-hash_casemap(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		h = (h ^ (c >= 'a' && c <= 'z' ? c - 32u : c)) * 1099511628211ull;
-	}
-	return h;
-}
-
 /* The slot of subj: holding its entry, or the free one to put it in. */
 static size_t
 subj_slot(const struct forest *f, const struct subj_table *t, const char *subj)
 {
-	size_t h = (size_t)hash_casemap(subj) & t->mask, len = strlen(subj);
+	/* Subjects are canonical (key_copy folded them): equal under the
+	 * comparator means equal octets. */
+	size_t h = (size_t)pt_table_hash(subj) & t->mask, len = strlen(subj);
 
 	while (t->slot[h] >= 0) {
 		int r;

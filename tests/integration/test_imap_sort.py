@@ -145,6 +145,18 @@ class Sort(unittest.TestCase):
         self.assertEqual(self.one("r", "THREAD REFERENCES UTF-8 ALL"), "* THREAD ((1)(2))(4 3)(5)(6)(7 8)")
 
 
+    def test_thread_subject_case_beyond_ascii(self):
+        # Step 5 of REFERENCES joins a reply to the thread of its base
+        # subject under i;unicode-casemap: "Über" and "über" are one.
+        msgs = [
+            ("Message-ID: <u1@x>\nSubject: =?UTF-8?Q?=C3=9Cber_alles?=\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n", "1"),
+            ("Message-ID: <u2@x>\nSubject: Re: =?UTF-8?Q?=C3=BCber_ALLES?=\nDate: Tue, 2 Jan 2024 00:00:00 +0000\n", "2"),
+            ("Message-ID: <u3@x>\nSubject: other\nDate: Wed, 3 Jan 2024 00:00:00 +0000\n", "3"),
+        ]
+        self.fill("u", msgs)
+        self.assertEqual(self.one("r", "THREAD REFERENCES UTF-8 ALL"), "* THREAD (1 2)(3)")
+        self.assertEqual(self.one("o", "THREAD ORDEREDSUBJECT UTF-8 ALL"), "* THREAD (1 2)(3)")
+
 
 # ---- an independent model of RFC 5256, for a random threaded folder ----
 
