@@ -45,7 +45,7 @@
 
 int (*ms_rewrite_fault)(int step);
 int ms_rewrite_copy_only;
-size_t ms_rewrite_lit_max = 32 * 1024 * 1024;
+size_t ms_rewrite_lit_max = 16 * 1024 * 1024;   /* held twice in memory while journalled */
 static int fault_step;
 
 /* The test hook: what this step does instead of its work. */
