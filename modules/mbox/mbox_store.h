@@ -268,7 +268,37 @@ struct ms_window {
 	char *p;
 };
 const char *ms_window_get(struct ms_window *w, int64_t rel, size_t n);
-int ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st);
+/* ---- mbox_store_rewrite.c: a rewrite's new layout, and writing it
+ * over the old text ---- */
+
+/* The text from message s on as pieces: literals (storage headers) and
+ * runs of old bytes. */
+struct ms_piece {
+	int64_t dst;                   /* offset in the new file */
+	int64_t src;                   /* old offset, or offset in lits */
+	uint32_t len;
+	uint32_t lit;
+};
+
+struct ms_plan {
+	struct ms_piece *p;
+	size_t n, cap;
+	struct pt_strbuf lits;
+	int64_t off0, old_eof, new_end;
+	int bad;                       /* a run moves down: not for the in-place way */
+	int oom;
+};
+/* Build it; nm gets the new records (*nw of them). -1 error (errno). */
+int ms_plan_build(struct ms_folder *f, size_t s, int64_t eof, struct ms_plan *pl, struct ms_msg *nm,
+                  size_t *nw);
+void ms_plan_free(struct ms_plan *pl);
+/* The file now holds the rewritten messages from s on: so does the list. */
+void ms_rewrite_list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw);
+/* The plan written over the old text (journalled, crash- and power-cut
+ * safe): 1 done, 0 not this way (the plan stays valid, maybe with more
+ * literals), -1 error. */
+int ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct ms_plan *plan,
+                        const struct ms_msg *nm, size_t nw, struct pt_status *st);
 /* Finish an in-place rewrite a crash interrupted (ms_recover calls it). */
 int ms_rewrite_recover(struct ms_folder *f, struct pt_status *st);
 /* Tests only: called at each step of an in-place rewrite (numbered from

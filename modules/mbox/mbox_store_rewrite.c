@@ -62,24 +62,8 @@ fault(void)
 	return what;
 }
 
-struct rw_piece {
-	int64_t dst;                   /* offset in the new file */
-	int64_t src;                   /* old offset, or offset in lits */
-	uint32_t len;
-	uint32_t lit;
-};
-
-struct rw_plan {
-	struct rw_piece *p;
-	size_t n, cap;
-	struct pt_strbuf lits;
-	int64_t off0, old_eof, new_end;
-	int bad;                       /* a run would move down: not for us */
-	int oom;
-};
-
 static void
-add_piece(struct rw_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
+add_piece(struct ms_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
 {
 	/* A piece holds at most 1 GiB (its length is 32 bits). */
 	while (len > (1u << 30)) {
@@ -92,7 +76,7 @@ add_piece(struct rw_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
 		return;
 	if (!lit && dst < src)
 		pl->bad = 1;
-	struct rw_piece *q = pl->n ? &pl->p[pl->n - 1] : NULL;
+	struct ms_piece *q = pl->n ? &pl->p[pl->n - 1] : NULL;
 	if (q && q->lit == (uint32_t)lit && q->dst + q->len == dst && q->src + q->len == src &&
 	    (uint64_t)q->len + len <= (1u << 30)) {
 		q->len += (uint32_t)len;
@@ -100,7 +84,7 @@ add_piece(struct rw_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
 	}
 	if (pl->n == pl->cap) {
 		size_t cap = pl->cap ? pl->cap * 2 : 4096;
-		struct rw_piece *np = realloc(pl->p, cap * sizeof *np);
+		struct ms_piece *np = realloc(pl->p, cap * sizeof *np);
 		if (np == NULL) {
 			pl->oom = 1;
 			return;
@@ -108,11 +92,11 @@ add_piece(struct rw_plan *pl, int64_t dst, int64_t src, size_t len, int lit)
 		pl->p = np;
 		pl->cap = cap;
 	}
-	pl->p[pl->n++] = (struct rw_piece){ dst, src, (uint32_t)len, (uint32_t)lit };
+	pl->p[pl->n++] = (struct ms_piece){ dst, src, (uint32_t)len, (uint32_t)lit };
 }
 
 static void
-add_lit(struct rw_plan *pl, int64_t dst, const char *p, size_t len)
+add_lit(struct ms_plan *pl, int64_t dst, const char *p, size_t len)
 {
 	int64_t at = (int64_t)pl->lits.len;
 	pt_strbuf_put(&pl->lits, p, len);
@@ -121,8 +105,8 @@ add_lit(struct rw_plan *pl, int64_t dst, const char *p, size_t len)
 	add_piece(pl, dst, at, len, 1);
 }
 
-static void
-plan_free(struct rw_plan *pl)
+void
+ms_plan_free(struct ms_plan *pl)
 {
 	free(pl->p);
 	pt_strbuf_free(&pl->lits);
@@ -158,12 +142,12 @@ kept_run(void *arg, size_t off, size_t n)
 
 /* Two last bytes of what the plan writes so far (the old code's last2). */
 static int
-plan_last2(const struct rw_plan *pl, int fd, char out[2])
+plan_last2(const struct ms_plan *pl, int fd, char out[2])
 {
 	out[0] = out[1] = '\n';
 	int need = 2;
 	for (size_t i = pl->n; i-- > 0 && need > 0;) {
-		const struct rw_piece *q = &pl->p[i];
+		const struct ms_piece *q = &pl->p[i];
 		size_t take = q->len < (uint32_t)need ? q->len : (size_t)need;
 		char b[2];
 		if (q->lit)
@@ -199,10 +183,11 @@ check_plain(struct ms_window *w, const struct ms_msg *r, size_t fend)
 #endif
 
 /* The new layout from message s on: pieces, and the new records in nm
- * (*nw of them). The same text as the copying rewrite would write. */
-static int
-plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struct ms_msg *nm,
-           size_t *nw)
+ * (*nw of them); complete also when a run moves down (pl->bad: not for
+ * the in-place rewrite, the copying one writes it). */
+int
+ms_plan_build(struct ms_folder *f, size_t s, int64_t eof, struct ms_plan *pl, struct ms_msg *nm,
+              size_t *nw)
 {
 	size_t live0 = ms_first_live(f);
 	struct ms_window w = { .fd = f->fd, .base = -1 };
@@ -214,7 +199,7 @@ plan_build(struct ms_folder *f, size_t s, int64_t eof, struct rw_plan *pl, struc
 	size_t k = 0;
 	int rc = 0;
 	int have_prev = s > 0, prev_gone = 0;
-	for (size_t i = s; i < f->n && rc == 0 && !pl->bad && !pl->oom; i++) {
+	for (size_t i = s; i < f->n && rc == 0 && !pl->oom; i++) {
 		struct ms_msg r = f->m[i];
 		int64_t span = ms_span_end(f, i, eof) - r.from_off;
 		if (r.state & MS_EXPUNGE) {
@@ -379,11 +364,11 @@ struct j_head {
  * offset; new offsets and literal offsets follow from the order. Then the
  * literals, runs of spaces (the X-UID padding) as 0xFF n; 0xFF 0 is 0xFF. */
 static int
-plan_encode(const struct rw_plan *pl, struct pt_strbuf *b)
+plan_encode(const struct ms_plan *pl, struct pt_strbuf *b)
 {
 	int64_t dst = pl->off0, lit = 0;
 	for (size_t i = 0; i < pl->n; i++) {
-		const struct rw_piece *q = &pl->p[i];
+		const struct ms_piece *q = &pl->p[i];
 		if (q->dst != dst || (q->lit && q->src != lit)) {
 			errno = EINVAL;
 			return -1;
@@ -437,7 +422,7 @@ plan_encode(const struct rw_plan *pl, struct pt_strbuf *b)
 }
 
 static int
-plan_decode(struct rw_plan *pl, const char *d, size_t len, size_t npieces, size_t lit_len)
+plan_decode(struct ms_plan *pl, const char *d, size_t len, size_t npieces, size_t lit_len)
 {
 	size_t at = 0;
 	int64_t dst = pl->off0, lit = 0;
@@ -451,7 +436,7 @@ plan_decode(struct rw_plan *pl, const char *d, size_t len, size_t npieces, size_
 			return -1;
 		memcpy(&w, d + at, 4);
 		at += 4;
-		struct rw_piece *q = &pl->p[pl->n];
+		struct ms_piece *q = &pl->p[pl->n];
 		q->dst = dst;
 		q->len = w & 0x7fffffffu;
 		q->lit = w >> 31;
@@ -566,7 +551,7 @@ journal_path(const struct ms_folder *f, char *p, size_t n, const char *suffix)
 }
 
 static int
-journal_create(struct ms_folder *f, const struct rw_plan *pl, struct journal *j)
+journal_create(struct ms_folder *f, const struct ms_plan *pl, struct journal *j)
 {
 	char path[MS_PATH_MAX + 32], tmp[MS_PATH_MAX + 40];
 	journal_path(f, path, sizeof path, "");
@@ -660,7 +645,7 @@ journal_finish(struct ms_folder *f, struct journal *j)
 /* The file grows to its new size (allocated: no ENOSPC later), then the
  * journal says so (synced before the first byte moves). */
 static int
-extend(struct ms_folder *f, const struct rw_plan *pl, struct journal *j)
+extend(struct ms_folder *f, const struct ms_plan *pl, struct journal *j)
 {
 	if (pl->new_end > pl->old_eof) {
 		int r = fault() == MS_FAULT_ENOSPC ? -1 :
@@ -753,7 +738,7 @@ sync_point(int fd, struct journal *j)
  * sources must still hold the old bytes. So a chunk that would overwrite
  * a source of a chunk written since the last sync waits for a sync. */
 static int
-run(int fd, const struct rw_plan *pl, struct journal *j)
+run(int fd, const struct ms_plan *pl, struct journal *j)
 {
 	char *cbuf = NULL;
 	int rc = 0;
@@ -775,7 +760,7 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 		 * everything in it stay below its start. */
 		int64_t c = F, need = pl->off0, lo = INT64_MAX, hi = INT64_MIN;
 		while (k > 0) {
-			const struct rw_piece *q = &pl->p[k - 1];
+			const struct ms_piece *q = &pl->p[k - 1];
 			int64_t a = q->dst, b = q->dst + q->len < c ? q->dst + q->len : c;
 			if (!q->lit && q->dst == q->src) {
 				/* Bytes that stay where they are: nothing to write. */
@@ -822,7 +807,7 @@ run(int fd, const struct rw_plan *pl, struct journal *j)
 		struct gather g = { .fd = fd };
 		int64_t src_lo = INT64_MAX, src_hi = INT64_MIN;
 		for (size_t q = k ? k - 1 : 0; q < pl->n && rc == 0; q++) {
-			const struct rw_piece *p = &pl->p[q];
+			const struct ms_piece *p = &pl->p[q];
 			if (p->dst >= F)
 				break;
 			int64_t a = p->dst > c ? p->dst : c, b = p->dst + p->len < F ? p->dst + p->len : F;
@@ -913,11 +898,11 @@ static int ms_rewrite_pending(const struct ms_folder *f);
 #define RW_ALLOW (64.0 * 1024 * 1024)
 
 static int
-too_many_chunks(const struct rw_plan *pl)
+too_many_chunks(const struct ms_plan *pl)
 {
 	double chunks = 0, syncs = 0;
 	for (size_t i = 0; i < pl->n; i++) {
-		const struct rw_piece *q = &pl->p[i];
+		const struct ms_piece *q = &pl->p[i];
 		if (q->lit || q->dst == q->src)
 			continue;
 		double d = (double)(q->dst - q->src);
@@ -940,14 +925,14 @@ too_many_chunks(const struct rw_plan *pl)
 #define RW_LIT_BELOW (64 * 1024)
 
 static int
-plan_literalize(int fd, struct rw_plan *pl)
+plan_literalize(int fd, struct ms_plan *pl)
 {
 	/* The bytes per shift class (log2 of d); the classes taken are
 	 * those below the first that does not fit in the budget. */
 	double by_class[64] = { 0 };
 	int top = 0;
 	for (size_t i = 0; i < pl->n; i++) {
-		const struct rw_piece *q = &pl->p[i];
+		const struct ms_piece *q = &pl->p[i];
 		int64_t d = q->dst - q->src;
 		if (q->lit || d <= 0 || d >= RW_LIT_BELOW)
 			continue;
@@ -963,7 +948,7 @@ plan_literalize(int fd, struct rw_plan *pl)
 	if (sum == 0)
 		return 0;
 	int64_t below = (int64_t)1 << take;
-	struct rw_plan np;
+	struct ms_plan np;
 	memset(&np, 0, sizeof np);
 	np.off0 = pl->off0;
 	np.old_eof = pl->old_eof;
@@ -971,7 +956,7 @@ plan_literalize(int fd, struct rw_plan *pl)
 	struct ms_window w = { .fd = fd, .base = -1 };
 	int rc = 0;
 	for (size_t i = 0; i < pl->n && rc == 0 && !np.oom; i++) {
-		const struct rw_piece *q = &pl->p[i];
+		const struct ms_piece *q = &pl->p[i];
 		int64_t d = q->dst - q->src;
 		if (q->lit) {
 			add_lit(&np, q->dst, pl->lits.p + q->src, q->len);
@@ -993,17 +978,17 @@ plan_literalize(int fd, struct rw_plan *pl)
 	if (rc != 0 || np.oom) {
 		if (np.oom)
 			errno = ENOMEM;
-		plan_free(&np);
+		ms_plan_free(&np);
 		return -1;
 	}
-	plan_free(pl);
+	ms_plan_free(pl);
 	*pl = np;
 	return 0;
 }
 
 /* The file now holds the rewritten messages from s on: so does the list. */
-static void
-list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw)
+void
+ms_rewrite_list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw)
 {
 	for (size_t k = 0; k < nw; k++)
 		ms_rec_touch(f, s + k);
@@ -1012,51 +997,31 @@ list_put(struct ms_folder *f, size_t s, const struct ms_msg *nm, size_t nw)
 }
 
 int
-ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
+ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct ms_plan *plan,
+                    const struct ms_msg *nm, size_t nw, struct pt_status *st)
 {
 	/* Without a boot id a recovery cannot tell a dead process (go on
 	 * from the last write) from a reboot (go back to the last sync):
 	 * going back after a mere crash re-reads overwritten sources. */
 	if (ms_rewrite_copy_only || ms_rewrite_boot() == NULL)
 		return 0;
-	size_t cnt = f->n - s;
-	struct ms_msg *nm = malloc((cnt ? cnt : 1) * sizeof *nm);
-	struct rw_plan pl;
-	memset(&pl, 0, sizeof pl);
-	size_t nw = 0;
-	if (nm == NULL || plan_build(f, s, eof, &pl, nm, &nw) != 0) {
-		free(nm);
-		plan_free(&pl);
-		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(errno));
-		return -1;
-	}
 	/* Something moves down (an expunge, storage headers that shrink):
 	 * the copying rewrite does that. */
-	if (pl.bad || pl.new_end < eof) {
-		free(nm);
-		plan_free(&pl);
+	if (plan->bad || plan->new_end < eof)
 		return 0;
-	}
-	if (plan_literalize(f->fd, &pl) != 0) {
+	if (plan_literalize(f->fd, plan) != 0) {
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(errno));
-		free(nm);
-		plan_free(&pl);
 		return -1;
 	}
-	if (too_many_chunks(&pl)) {
-		free(nm);
-		plan_free(&pl);
+	if (too_many_chunks(plan))
 		return 0;
-	}
 	fault_step = 0;
 	struct journal j = { .fd = -1 };
-	if (journal_create(f, &pl, &j) != 0) {
+	if (journal_create(f, plan, &j) != 0) {
 		pt_status_set(st, 451, "", "Cannot write mailbox rewrite journal: %s", strerror(errno));
-		free(nm);
-		plan_free(&pl);
 		return -1;
 	}
-	if (extend(f, &pl, &j) != 0) {
+	if (extend(f, plan, &j) != 0) {
 		/* Nothing moved yet: back to the old size, no journal. */
 		int e = errno;
 		if (ftruncate(f->fd, (off_t)eof) == 0)
@@ -1065,28 +1030,22 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 			close(j.fd);
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e));
 		f->known_valid = 0;
-		free(nm);
-		plan_free(&pl);
 		return -1;
 	}
-	if (run(f->fd, &pl, &j) != 0) {
+	if (run(f->fd, plan, &j) != 0) {
 		/* Once more from the journal (a passing error), else the
 		 * journal stays: the next lock of the folder finishes. */
 		int e = errno;
 		close(j.fd);
 		struct pt_status again;
 		if (ms_rewrite_recover(f, &again) == 0 && !ms_rewrite_pending(f)) {
-			list_put(f, s, nm, nw);
-			free(nm);
-			plan_free(&pl);
+			ms_rewrite_list_put(f, s, nm, nw);
 			return 1;
 		}
 		pt_error("mailbox %s: in-place rewrite stopped (%s); it finishes at the next open",
 		         f->path, strerror(e));
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e));
 		f->known_valid = 0;
-		free(nm);
-		plan_free(&pl);
 		return -1;
 	}
 	if (journal_finish(f, &j) != 0) {
@@ -1095,14 +1054,10 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct pt_status
 		int e = errno;
 		pt_error("mailbox %s: cannot retire the rewrite journal: %s", f->path, strerror(e));
 		f->known_valid = 0;
-		free(nm);
-		plan_free(&pl);
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e));
 		return -1;
 	}
-	list_put(f, s, nm, nw);
-	free(nm);
-	plan_free(&pl);
+	ms_rewrite_list_put(f, s, nm, nw);
 	return 1;
 }
 
@@ -1145,7 +1100,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 		return 0;
 	struct j_head h;
 	struct j_slot sl[2];
-	struct rw_plan pl;
+	struct ms_plan pl;
 	memset(&pl, 0, sizeof pl);
 	struct stat sb, jsb;
 	int ok = ms_pread_all(jfd, (char *)&h, sizeof h, 0) == 0 &&
@@ -1180,7 +1135,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 		free(enc);
 		/* Every piece inside the rewrite and the old file. */
 		for (size_t i = 0; ok && i < pl.n; i++) {
-			const struct rw_piece *q = &pl.p[i];
+			const struct ms_piece *q = &pl.p[i];
 			ok = q->dst >= h.off0 && q->dst + q->len <= h.new_end &&
 			     (q->lit ? q->src >= 0 && (uint64_t)(q->src + q->len) <= h.lit_len
 			             : q->src >= h.off0 && q->src + q->len <= h.old_eof && q->src <= q->dst);
@@ -1194,7 +1149,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 		rename(path, aside);
 		pt_warn("mailbox %s: rewrite journal does not match, kept as %s", f->path, aside);
 		close(jfd);
-		plan_free(&pl);
+		ms_plan_free(&pl);
 		return 0;
 	}
 	pl.off0 = h.off0;
@@ -1213,7 +1168,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 	if (cur->state == J_DONE) {
 		/* Finished and synced; only its removal was lost. */
 		journal_drop(f, &j);
-		plan_free(&pl);
+		ms_plan_free(&pl);
 		return 0;
 	}
 	/* Extended already: a file shorter than that is another one. */
@@ -1223,7 +1178,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 		rename(path, aside);
 		pt_warn("mailbox %s: rewrite journal does not match, kept as %s", f->path, aside);
 		close(jfd);
-		plan_free(&pl);
+		ms_plan_free(&pl);
 		return 0;
 	}
 	if (cur->state == 0) {
@@ -1243,7 +1198,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 				rc = -1;
 			if (rc == 0) {
 				journal_drop(f, &j);
-				plan_free(&pl);
+				ms_plan_free(&pl);
 				f->known_valid = 0;
 				return 0;
 			}
@@ -1251,7 +1206,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 	} else {
 		rc = run(f->fd, &pl, &j);
 	}
-	plan_free(&pl);
+	ms_plan_free(&pl);
 	if (rc != 0) {
 		close(jfd);
 		pt_status_set(st, 451, "SERVERBUG", "Cannot finish interrupted mailbox rewrite: %s",

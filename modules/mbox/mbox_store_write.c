@@ -228,17 +228,6 @@ ms_first_live(const struct ms_folder *f)
 	return j;
 }
 
-static int64_t
-block_natural_len(const struct ms_folder *f, const struct ms_msg *r, int base)
-{
-	struct ms_block k;
-	ms_block_of(f, r, base, &k);
-	struct pt_strbuf b = { 0 };
-	long n = ms_block_render(&k, 0, &b);
-	pt_strbuf_free(&b);
-	return n < 0 ? -1 : n + (int64_t)r->clen_len;
-}
-
 /* The rewrite's I/O in big pieces (a first write of a big folder moves
  * every message: two syscalls per message were a third of its time):
  * sequential reads of the recovery copy through a window (ms_window_get), sequential
@@ -299,157 +288,63 @@ wr_put(struct wr_buffer *w, const char *p, size_t n)
 	return w->b.oom ? -1 : 0;
 }
 
-/* Rewrite from message s to the end of the file. */
+/* Rewrite from message s to the end of the file: the plan (ms_plan_build)
+ * written over the old text in place when it only moves text up, else
+ * from a recovery copy of the old text. */
 static int
 rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 {
-	size_t live0 = ms_first_live(f);
-	int64_t off0 = f->m[s].from_off, new_len = 0;
-	for (size_t i = s; i < f->n; i++) {
-		struct ms_msg *r = &f->m[i];
-		int64_t span = ms_span_end(f, i, eof) - r->from_off;
-		if (r->state & MS_EXPUNGE)
-			continue;
-		if (r->state & MS_DIRTY) {
-			int64_t bl = block_natural_len(f, r, i == live0);
-			if (bl < 0)
-				goto nomem;
-			span += bl - (int64_t)r->meta_len;
-		}
-		new_len += span;
+	size_t cnt = f->n - s, nw = 0;
+	struct ms_msg *nm = malloc((cnt ? cnt : 1) * sizeof *nm);
+	struct ms_plan pl;
+	memset(&pl, 0, sizeof pl);
+	if (nm == NULL || ms_plan_build(f, s, eof, &pl, nm, &nw) != 0) {
+		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(errno ? errno : ENOMEM));
+		free(nm);
+		ms_plan_free(&pl);
+		return -1;
 	}
+	int64_t off0 = pl.off0, new_len = pl.new_end - off0;
 	/* Text that only moves up is rewritten over itself (no copy) when
 	 * the region is big enough for the copy's second write to matter:
-	 * below that the copy costs little and also survives a power loss. */
-	int ip = off0 + new_len >= eof && eof - off0 >= (int64_t)f->set->rewrite_copy_below
-	         ? ms_rewrite_in_place(f, s, eof, st) : 0;
-	if (ip != 0)
+	 * below that the copy costs little. */
+	int ip = pl.new_end >= eof && eof - off0 >= (int64_t)f->set->rewrite_copy_below
+	         ? ms_rewrite_in_place(f, s, eof, &pl, nm, nw, st) : 0;
+	if (ip != 0) {
+		free(nm);
+		ms_plan_free(&pl);
 		return ip > 0 ? 0 : -1;
+	}
 	size_t hl;
 	int rfd = write_recovery(f, off0, eof - off0, new_len, &hl);
 	if (rfd < 0) {
 		pt_status_set(st, 451, "", "Cannot write mailbox recovery copy: %s", strerror(errno));
+		free(nm);
+		ms_plan_free(&pl);
 		return -1;
 	}
-	struct pt_strbuf out = { 0 }, clen = { 0 };
 	struct ms_window rw = { .fd = rfd, .skip = (int64_t)hl };
 	struct wr_buffer wb = { .fd = f->fd, .at = off0 };
-	int64_t pos = off0;
-	size_t w = s;
 	int rc = 0;
-	/* A From_ line stays a boundary only after an empty line (or when
-	 * it looks real): removing a message may put one right after text
-	 * that had no separator; then an empty line goes in between (it
-	 * belongs to no message). */
-	char last2[2] = { '\n', '\n' };
-	int have_prev = s > 0, prev_gone = 0;
-	if (have_prev && off0 >= 2 && ms_pread_all(f->fd, last2, 2, off0 - 2) != 0)
-		rc = -1;
-	for (size_t i = s; i < f->n && rc == 0; i++) {
-		struct ms_msg r = f->m[i];
-		int64_t span = ms_span_end(f, i, eof) - r.from_off;
-		if (r.state & MS_EXPUNGE) {
-			prev_gone = 1;
+	for (size_t i = 0; i < pl.n && rc == 0; i++) {
+		const struct ms_piece *q = &pl.p[i];
+		if (q->lit) {
+			rc = wr_put(&wb, pl.lits.p + q->src, q->len);
 			continue;
 		}
-		if (prev_gone && have_prev && !(last2[0] == '\n' && last2[1] == '\n')) {
-			if (wr_put(&wb, "\n", 1) != 0) {
-				rc = -1;
-				break;
-			}
-			pos++;
+		for (size_t at = 0; at < q->len && rc == 0;) {
+			size_t n = q->len - at < RW_BUF ? q->len - at : RW_BUF;
+			const char *src = ms_window_get(&rw, q->src - off0 + (int64_t)at, n);
+			rc = src ? wr_put(&wb, src, n) : -1;
+			at += n;
 		}
-		prev_gone = 0;
-		have_prev = 1;
-		int dirty = (r.state & MS_DIRTY) != 0;
-		const char *src = ms_window_get(&rw, r.from_off - off0, (size_t)span);
-		if (src == NULL) {
-			rc = -1;
-			break;
-		}
-		int64_t delta = pos - r.from_off;
-		out.len = 0;
-		clen.len = 0;
-		if (r.state & MS_DIRTY) {
-			size_t hdr_rel = (size_t)(r.hdr_off - r.from_off);
-			size_t body_rel = (size_t)(r.body_off - r.from_off);
-			/* From_ line, kept fields, block, then the rest as is. */
-			struct pt_strbuf fields = { 0 }, blk = { 0 };
-			size_t fend = ms_header_strip(src + hdr_rel, body_rel - hdr_rel, &fields, &clen);
-			struct ms_block k;
-			ms_block_of(f, &r, i == live0, &k);
-			k.clen = clen.p;
-			k.clen_len = clen.len;
-			long bl = fend == (size_t)-1 ? -1 : ms_block_render(&k, 0, &blk);
-			/* A damaged end (From_ line or last header line without
-			 * LF) must not have the block glued to it. */
-			int from_lf = hdr_rel > 0 && src[hdr_rel - 1] == '\n';
-			int fields_lf = fields.len == 0 || fields.p[fields.len - 1] == '\n';
-			size_t rest = bl < 0 ? 0 : hdr_rel + fend;
-			int64_t blk_at = 0;
-			size_t new_hdr = hdr_rel + (from_lf ? 0 : 1);
-			if (bl < 0) {
-				pt_strbuf_free(&fields);
-				pt_strbuf_free(&blk);
-				rc = -1;
-				break;
-			}
-			pt_strbuf_put(&out, src, hdr_rel);
-			if (!from_lf)
-				pt_strbuf_put(&out, "\n", 1);
-			if (fields_lf) {
-				pt_strbuf_put(&out, fields.p, fields.len);
-				blk_at = (int64_t)out.len;
-				pt_strbuf_put(&out, blk.p, blk.len);
-			} else {
-				blk_at = (int64_t)out.len;
-				pt_strbuf_put(&out, blk.p, blk.len);
-				pt_strbuf_put(&out, fields.p, fields.len);
-			}
-			pt_strbuf_put(&out, src + rest, (size_t)span - rest);
-			pt_strbuf_free(&fields);
-			pt_strbuf_free(&blk);
-			if (out.oom) {
-				rc = -1;
-				break;
-			}
-			int64_t grow = (int64_t)out.len - span;
-			int64_t end_rel = r.end - r.from_off + grow;
-			r.from_off = pos;
-			r.hdr_off = pos + (int64_t)new_hdr;
-			r.blk_off = pos + blk_at;
-			r.blk_len = (uint32_t)bl;
-			r.meta_len = (uint32_t)bl;
-			r.body_off = pos + (r.body_off - (pos - delta)) + grow;
-			r.end = pos + end_rel;
-			/* Only storage headers changed: the wire form is the same,
-			 * unless a missing LF was put in. */
-			if (!from_lf || !fields_lf)
-				r.info.size = ms_wire_size(out.p + new_hdr, (size_t)end_rel - new_hdr, NULL,
-				                           (r.state & MS_RD) != 0);
-			r.state = (r.state & ~(MS_DIRTY | MS_HAS_BASE | MS_PLAIN)) | (i == live0 ? MS_HAS_BASE : 0);
-			ms_msg_disk_set(f, &r);
-			rc = wr_put(&wb, out.p, out.len);
-			pos += (int64_t)out.len;
-		} else {
-			ms_msg_move(&r, delta);
-			rc = wr_put(&wb, src, (size_t)span);
-			pos += span;
-		}
-		if (dirty && out.len >= 2)
-			memcpy(last2, out.p + out.len - 2, 2);
-		else if (!dirty && span >= 2)
-			memcpy(last2, src + span - 2, 2);
-		ms_rec_touch(f, w);
-		f->m[w++] = r;
 	}
 	if (rc == 0)
 		rc = wr_flush(&wb);
 	pt_strbuf_free(&wb.b);
 	free(rw.p);
-	pt_strbuf_free(&out);
-	pt_strbuf_free(&clen);
-	if (rc == 0 && (ftruncate(f->fd, (off_t)pos) != 0 || fdatasync(f->fd) != 0))
+	if (rc == 0 && (wb.at != pl.new_end || ftruncate(f->fd, (off_t)pl.new_end) != 0 ||
+	                fdatasync(f->fd) != 0))
 		rc = -1;
 	if (rc != 0) {
 		int e = errno;
@@ -462,15 +357,16 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 			         f->path);
 		f->known_valid = 0;
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e ? e : EIO));
+		free(nm);
+		ms_plan_free(&pl);
 		return -1;
 	}
 	close(rfd);
 	drop_recovery(f);
-	f->n = w;
+	ms_rewrite_list_put(f, s, nm, nw);
+	free(nm);
+	ms_plan_free(&pl);
 	return 0;
-nomem:
-	pt_status_set(st, 451, "SERVERBUG", "Out of memory");
-	return -1;
 }
 
 int
