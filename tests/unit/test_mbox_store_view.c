@@ -631,6 +631,109 @@ test_plain_only_in_memory(void **state)
 	ops->close(a);
 }
 
+/* The append log's batch layout (mbox_store_index.c), to doctor one. */
+struct t_state {
+	uint64_t dev, ino, size;
+	int64_t mtime_s, mtime_ns;
+};
+struct t_head {
+	char magic[8];
+	struct t_state pre, post;
+	uint32_t uidvalidity, pre_n, pre_uidnext, uidnext;
+	uint32_t nrec, kwbytes, base_ok, pad;
+	uint64_t highest_modseq;
+	uint64_t sum;
+};
+struct t_rec {
+	uint64_t at;
+	struct ms_msg r;
+};
+
+/* The log's one batch with the keyword name "Forged" added, its last
+ * record's UID set to uid; the checksum made right. */
+static void
+doctor_tail(const char *path, const char *orig, size_t olen, uint32_t uid)
+{
+	struct t_head h;
+	assert_true(olen >= sizeof h);
+	memcpy(&h, orig, sizeof h);
+	assert_memory_equal(h.magic, "PTTAIL01", 8);
+	size_t kwpad = (h.kwbytes + 7u) & ~7u;
+	assert_int_equal(olen, sizeof h + kwpad + h.nrec * sizeof(struct t_rec));
+	struct pt_strbuf b = { 0 };
+	pt_strbuf_put(&b, &h, sizeof h);
+	pt_strbuf_put(&b, orig + sizeof h, h.kwbytes);
+	pt_strbuf_put(&b, "Forged", 7);
+	h.kwbytes += 7;
+	static const char zeros[8];
+	pt_strbuf_put(&b, zeros, (8 - h.kwbytes % 8) % 8);
+	size_t at = b.len;
+	pt_strbuf_put(&b, orig + sizeof h + kwpad, h.nrec * sizeof(struct t_rec));
+	struct t_rec last;
+	memcpy(&last, b.p + at + (h.nrec - 1) * sizeof last, sizeof last);
+	last.r.info.uid = uid;
+	memcpy(b.p + at + (h.nrec - 1) * sizeof last, &last, sizeof last);
+	h.sum = ms_sum64(0x7461696cull, b.p + sizeof h, b.len - sizeof h);
+	memcpy(b.p, &h, sizeof h);
+	assert_false(b.oom);
+	FILE *fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(b.p, 1, b.len, fp), b.len);
+	fclose(fp);
+	pt_strbuf_free(&b);
+}
+
+static int
+has_keyword(const struct pt_mbox *mb, const char *name)
+{
+	for (size_t i = 0; i < mb->f.nkw; i++)
+		if (strcmp(mb->f.kw[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* A batch of the append log that a load refuses (a record with UID 0)
+ * adds none of its keyword names to the folder's table; the same batch
+ * with a sound record is taken, names and all. */
+static void
+test_refused_tail_batch_adds_no_keyword(void **state)
+{
+	struct fx *f = *state;
+	write_mbox(f->inbox, 5);
+	struct pt_status st;
+	int changed;
+	struct pt_mbox *a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	ops->close(a);
+	a = ops->open(f->ms, "INBOX", 0, &st);
+	assert_non_null(a);
+	deliver(f, "Subject: new\n\nnew\n");
+	assert_int_equal(ops->sync(a, &changed, &st), 0);
+	assert_int_equal(ops->count(a), 6);
+	ops->close(a);
+	char tail[700];
+	snprintf(tail, sizeof tail, "%s/.imap/INBOX/postern.tail", f->root);
+	FILE *fp = fopen(tail, "rb");
+	assert_non_null(fp);
+	char orig[65536];
+	size_t olen = fread(orig, 1, sizeof orig, fp);
+	fclose(fp);
+	for (int sound = 1; sound >= 0; sound--) {
+		doctor_tail(tail, orig, olen, sound ? 6 : 0);
+		/* A child: this process holds what it wrote in its own memory. */
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct pt_mbox *b = ops->open(f->ms, "INBOX", 1, &st);
+			_exit(b == NULL ? 3 : ops->count(b) == 6 && has_keyword(b, "Forged") ? 1 : 0);
+		}
+		int ws;
+		assert_int_equal(waitpid(pid, &ws, 0), pid);
+		assert_true(WIFEXITED(ws));
+		assert_int_equal(WEXITSTATUS(ws), sound ? 1 : 0);
+	}
+}
+
 int
 main(void)
 {
@@ -644,6 +747,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_briefs_are_the_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mark_not_forgeable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plain_only_in_memory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_tail_batch_adds_no_keyword, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
