@@ -610,6 +610,9 @@ connected(struct pt_loop *loop, int fd, unsigned events, void *arg)
 		fail(p, "out of memory");
 		return;
 	}
+	/* A host that answers and hangs up with our input unread (LOGOUT
+	 * with more pipelined behind it): its last lines still go out. */
+	pt_conn_keep_last_words(p->back);
 	pt_conn_set_handlers(p->back, &login_back_h, p);
 	if (p->tls_mode == 2) {
 		start_tls(p);

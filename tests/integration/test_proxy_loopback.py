@@ -7,6 +7,7 @@ client hanging up mid-login; the host going away mid-session."""
 import poplib
 import smtplib
 import socket
+import threading
 import time
 import unittest
 import uuid
@@ -93,6 +94,32 @@ class LoopbackProxy(unittest.TestCase):
         finally:
             s.close()
         self.front.wait_log("proxy=127.0.0.1:%d" % self.host.ports["imap"])
+
+    def test_host_last_words_reach_the_client(self):
+        """LOGOUT with much more input pipelined behind it: the host
+        answers, hangs up with that input unread (a reset) while the front
+        still writes it; the host's last lines still reach the client."""
+        for _ in range(3):
+            s, f = self.raw(self.front.ports["imap"])
+            try:
+                f.readline()
+                s.sendall(b"a LOGIN alice secret\r\n")
+                self.assertTrue(self.until_tag(f, b"a")[-1].startswith(b"a OK"))
+                flood = b"d LOGOUT\r\n" + b"e NOOP\r\n" * 200000
+
+                def push():
+                    try:
+                        s.sendall(flood)
+                    except OSError:
+                        pass
+                t = threading.Thread(target=push)
+                t.start()
+                got = self.until_tag(f, b"d")
+                t.join(TIMEOUT)
+                self.assertTrue(any(l.startswith(b"* BYE") for l in got), got)
+                self.assertTrue(got[-1].startswith(b"d OK"), got)
+            finally:
+                s.close()
 
     def test_large_message_through_the_relay(self):
         """8 MiB, far beyond the relay's 64 KiB high-water mark, read
