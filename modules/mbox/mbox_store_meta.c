@@ -3,11 +3,15 @@
  * section, rendering them back as one padded block, the wire form (CRLF,
  * storage headers hidden) and the From_ line's date. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "mbox_store.h"
 
@@ -250,17 +254,60 @@ struct wire_acc {
 	struct pt_strbuf *b;
 };
 
-/* Bare LFs (not preceded by CR) in [s, s+n). */
+#ifndef __SSE2__
+/* 0x80 in each byte of w equal to c, 0 elsewhere (exact: no borrow runs
+ * from one byte into the next). */
+static uint64_t
+bytes_eq(uint64_t w, unsigned char c)
+{
+	uint64_t x = w ^ (0x0101010101010101ull * c);
+	uint64_t t = ((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x;
+	return ~t & 0x8080808080808080ull;
+}
+#endif
+
+/* Bare LFs (not preceded by CR) in [s, s+n); an LF at s counts (a CR
+ * before the piece is not looked at). Every message's size at the first
+ * load of a folder counts its whole body here, so 16 (SSE2) or 8 (SWAR)
+ * bytes a step rather than a memchr per line: an LF is bare where the
+ * byte before it is no CR, compared a block at a time with the block
+ * shifted by one. */
 static size_t
 bare_lfs(const char *s, size_t n)
 {
-	size_t c = 0;
-	const char *e = s + n, *q = s;
-	while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
-		if (q == s || q[-1] != '\r')
-			c++;
-		q++;
+	if (n == 0)
+		return 0;
+	size_t c = s[0] == '\n', i = 1;
+#ifdef __SSE2__
+	const __m128i lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+	const __m128i zero = _mm_setzero_si128();
+	while (i + 16 <= n) {
+		/* Byte counters: at most 255 blocks before they are summed. */
+		size_t blocks = (n - i) / 16 < 255 ? (n - i) / 16 : 255;
+		__m128i acc = zero;
+		for (size_t k = 0; k < blocks; k++, i += 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+			__m128i w = _mm_loadu_si128((const __m128i *)(const void *)(s + i - 1));
+			/* 0xff (-1) per bare LF. */
+			acc = _mm_sub_epi8(acc, _mm_andnot_si128(_mm_cmpeq_epi8(w, cr),
+			                                         _mm_cmpeq_epi8(v, lf)));
+		}
+		__m128i sum = _mm_sad_epu8(acc, zero);
+		c += (size_t)_mm_cvtsi128_si32(sum) + (size_t)_mm_extract_epi16(sum, 4);
 	}
+#else
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v, w;
+		memcpy(&v, s + i, 8);
+		memcpy(&w, s + i - 1, 8);
+		uint64_t m = bytes_eq(v, '\n') & ~bytes_eq(w, '\r');
+		/* One 0/1 per byte, summed into the top byte. */
+		c += (size_t)(((m >> 7) * 0x0101010101010101ull) >> 56);
+	}
+#endif
+	for (; i < n; i++)
+		if (s[i] == '\n' && s[i - 1] != '\r')
+			c++;
 	return c;
 }
 
