@@ -193,11 +193,14 @@ skip_plain_lines(struct mbox_reader *r, const char *buf, size_t len)
 	size_t i = next_line_of_interest(buf, len, !r->in_body);
 	if (i == SIZE_MAX) {
 		/* Through the last LF; the partial line after it (no 'F' at its
-		 * start, or none yet) is the byte path's. */
-		const char *nl = memrchr(buf, '\n', len);
-		if (nl == NULL)
+		 * start, or none yet) is the byte path's. A byte loop: it runs
+		 * once per feed, over the tail of one line. */
+		i = len;
+		while (i > 0 && buf[i - 1] != '\n')
+			i--;
+		if (i == 0)
 			return 0;
-		i = (size_t)(nl - buf);
+		i--;
 	}
 	/* The line ending at i is the last skipped: empty iff it starts there
 	 * (buf starts a line). */
