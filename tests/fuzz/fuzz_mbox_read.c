@@ -102,6 +102,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			pt_strbuf_free(&b);
 		}
 	}
+	/* Header parse and size in one, as a load does it. */
+	static struct ms_hdr ha, hb;
+	for (size_t i = 0; i < whole.n; i++) {
+		const struct mbox_msg *m = &whole.m[i];
+		const char *p = s + m->hdr_off;
+		size_t hl = (size_t)(m->body_off - m->hdr_off), n = (size_t)(m->end - m->hdr_off);
+		ms_header_parse(p, hl, &ha);
+		uint64_t sz = ms_header_parse_size(p, hl, n, &hb);
+		if (memcmp(&ha, &hb, sizeof ha) != 0 || sz != ms_wire_size(p, n, NULL, ha.rd))
+			abort();
+	}
 	free(ref.m);
 	free(small.m);
 	free(whole.m);

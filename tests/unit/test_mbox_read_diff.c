@@ -200,7 +200,8 @@ random_mbox(char *s, size_t cap)
 		"From: x\n", "H: v\n", "\n", "\n\n", "\r\n", "\r", "text line\n",
 		"Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n",
 		"X-UID: 7\n", "Status: RO\n", "X-Keywords: a\n", "Content-Length: 3\n",
-		"X-IMAPbase: 1 2\n", " cont\n", "\tcont\n",
+		"X-IMAPbase: 1 2\n", " cont\n", "\tcont\n", MBOX_RD_MARKER, "X-Status: F\r\n",
+		"Status: O\r\n", "Content-Length: 1\r\n\r",
 	};
 	size_t n = 0;
 	size_t want = rnd((uint32_t)cap);
@@ -273,6 +274,33 @@ check_wire(const char *p, size_t len)
 	}
 }
 
+/* What the store does per message at a load: header parse and size in
+ * one (ms_header_parse_size) -- the same header and the same size as
+ * ms_header_parse and ms_wire_size apart. */
+static void
+check_message(const char *s, const struct mbox_msg *m)
+{
+	const char *p = s + m->hdr_off;
+	size_t hdr_len = (size_t)(m->body_off - m->hdr_off), len = (size_t)(m->end - m->hdr_off);
+	static struct ms_hdr a, b;        /* big (keyword names) */
+	ms_header_parse(p, hdr_len, &a);
+	uint64_t size = ms_header_parse_size(p, hdr_len, len, &b);
+	assert_memory_equal(&a, &b, sizeof a);
+	assert_int_equal(size, ms_wire_size(p, len, NULL, a.rd));
+	check_wire(p, len);
+}
+
+static void
+check_messages(const char *s, size_t len)
+{
+	struct ref_list l = { 0 };
+	off_t junk;
+	ref_parse(s, len, &l, &junk);
+	for (size_t i = 0; i < l.n; i++)
+		check_message(s, &l.m[i]);
+	free(l.m);
+}
+
 static void
 test_wire_size_edge_cases(void **state)
 {
@@ -286,8 +314,22 @@ test_wire_size_edge_cases(void **state)
 	};
 	for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++)
 		check_wire(msgs[i], strlen(msgs[i]));
-	for (size_t k = 0; k < sizeof edge_cases / sizeof edge_cases[0]; k++)
+	for (size_t k = 0; k < sizeof edge_cases / sizeof edge_cases[0]; k++) {
 		check_wire(edge_cases[k], strlen(edge_cases[k]));
+		check_messages(edge_cases[k], strlen(edge_cases[k]));
+	}
+	/* Storage fields (dropped) among kept ones, CRLF and LF, with and
+	 * without the mboxrd marker, header ending at LF, CRLF or the end. */
+	static const char *const mboxes[] = {
+		"From a\nX-UID: 5\nH: 1\r\nStatus: RO\r\nX-Keywords: k\n cont\n\nbody\r\n\n",
+		"From a\nH: 1\r\nX-Status: A\n\r\nFrom x\nbody\n",
+		"From a\n" MBOX_RD_MARKER "X-UID: 1\n\n>From x\n>>From y\r\n",
+		"From a\nStatus: O\nX-UID: 1",
+		"From a\nContent-Length: 0\r\n\r\r\n\n\n",
+		"From a\nX-UID: 1\n\nFrom b\nStatus: R\n\r\n\nFrom c\n\n",
+	};
+	for (size_t k = 0; k < sizeof mboxes / sizeof mboxes[0]; k++)
+		check_messages(mboxes[k], strlen(mboxes[k]));
 }
 
 /* The body is one piece: its size is its length plus its bare LFs, at
@@ -335,7 +377,7 @@ test_wire_size_random_messages(void **state)
 		off_t junk;
 		ref_parse(s, n, &l, &junk);
 		for (size_t i = 0; i < l.n; i++)
-			check_wire(s + l.m[i].hdr_off, (size_t)(l.m[i].end - l.m[i].hdr_off));
+			check_message(s, &l.m[i]);
 		free(l.m);
 	}
 	free(s);
