@@ -144,6 +144,18 @@ bytes_eq(uint64_t w, unsigned char c)
 }
 #endif
 
+#ifdef __SSE2__
+/* 0xff at each of p[0..16) that is LF with 'F' or also after it. */
+static inline __m128i
+lf_then(const char *p, __m128i lf, __m128i ef, __m128i also)
+{
+	__m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
+	__m128i next = _mm_or_si128(_mm_cmpeq_epi8(b, ef), _mm_cmpeq_epi8(b, also));
+	return _mm_and_si128(_mm_cmpeq_epi8(a, lf), next);
+}
+#endif
+
 /* The first i with p[i] == LF and p[i + 1] == 'F' (or, with empty_too,
  * LF): the next line start that may matter, or SIZE_MAX if none is in
  * [0, len). 16 (SSE2) or 8 (SWAR) positions per step instead of a memchr
@@ -157,11 +169,16 @@ next_line_of_interest(const char *p, size_t len, int empty_too)
 #ifdef __SSE2__
 	const __m128i lf = _mm_set1_epi8('\n'), ef = _mm_set1_epi8('F');
 	const __m128i also = empty_too ? lf : ef;
+	/* 64 bytes a step while nothing is found (most of a body), then 16
+	 * to place the hit. */
+	for (; i + 65 <= len; i += 64) {
+		__m128i h0 = lf_then(p + i, lf, ef, also), h1 = lf_then(p + i + 16, lf, ef, also);
+		__m128i h2 = lf_then(p + i + 32, lf, ef, also), h3 = lf_then(p + i + 48, lf, ef, also);
+		if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(h0, h1), _mm_or_si128(h2, h3))))
+			break;
+	}
 	for (; i + 17 <= len; i += 16) {
-		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
-		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + i + 1));
-		__m128i next = _mm_or_si128(_mm_cmpeq_epi8(b, ef), _mm_cmpeq_epi8(b, also));
-		int m = _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, lf), next));
+		int m = _mm_movemask_epi8(lf_then(p + i, lf, ef, also));
 		if (m)
 			return i + (size_t)__builtin_ctz((unsigned)m);
 	}

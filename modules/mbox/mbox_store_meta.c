@@ -50,7 +50,8 @@ field_kind(const char *line, size_t len)
 }
 
 /* One header field with its continuation lines: [off, off+len) incl. the
- * final LF; value the text after the colon (first line only). */
+ * final LF; value the text after the colon (first line only), set for
+ * storage fields only (kind != F_OTHER). */
 struct hfield {
 	size_t off, len;
 	enum field kind;
@@ -70,15 +71,21 @@ next_field(const char *p, size_t len, size_t *pos, struct hfield *f)
 	const char *nl = memchr(p + i, '\n', len - i);
 	size_t first_end = nl ? (size_t)(nl - p) : len;
 	f->kind = field_kind(p + i, first_end - i);
-	const char *colon = memchr(p + i, ':', first_end - i);
 	size_t j = nl ? first_end + 1 : len;
 	while (j < len && (p[j] == ' ' || p[j] == '\t')) {
 		nl = memchr(p + j, '\n', len - j);
 		j = nl ? (size_t)(nl - p) + 1 : len;
 	}
 	f->len = j - i;
-	f->value = colon ? colon + 1 : p + first_end;
-	f->vlen = (size_t)(p + j - f->value);
+	/* Only storage fields' values are read: no colon search for the
+	 * other fields (every field of every message at a folder's load). */
+	f->value = NULL;
+	f->vlen = 0;
+	if (f->kind != F_OTHER) {
+		const char *colon = memchr(p + i, ':', first_end - i);
+		f->value = colon ? colon + 1 : p + first_end;
+		f->vlen = (size_t)(p + j - f->value);
+	}
 	*pos = j;
 	return 1;
 }
