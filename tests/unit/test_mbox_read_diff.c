@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -383,6 +384,96 @@ test_wire_size_random_messages(void **state)
 	free(s);
 }
 
+/* ms_from_date computes UTC by arithmetic: the same times as libc's
+ * timegm (and the zone's offset as localtime_r gives it) for every date
+ * it accepts, in zones with and without DST, including leap days,
+ * overflowing days (Feb 31), second 60 and DST changes. */
+static time_t
+ref_from_date(int year, int mon, int day, int hh, int mm, int ss, int zone, int have_zone,
+              int *tz)
+{
+	struct tm tm = { 0 };
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon;
+	tm.tm_mday = day;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	time_t tg = timegm(&tm);
+	if (have_zone) {
+		*tz = zone;
+		return tg - (time_t)zone * 60;
+	}
+	struct tm lt;
+	localtime_r(&tg, &lt);
+	long off = lt.tm_gmtoff;
+	time_t t = tg - off;
+	localtime_r(&t, &lt);
+	if (lt.tm_gmtoff != off) {
+		t = tg - lt.tm_gmtoff;
+		localtime_r(&t, &lt);
+	}
+	*tz = (int)(lt.tm_gmtoff / 60);
+	return t;
+}
+
+static void
+test_from_date_like_libc(void **state)
+{
+	(void)state;
+	static const char *const zones[] = {
+		"UTC0", "EST5EDT,M3.2.0,M11.1.0", "CET-1CEST,M3.5.0,M10.5.0/3", "<+0530>-5:30",
+		"<-03>3",
+	};
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	static const int years[] = { 1970, 1971, 1972, 1999, 2000, 2024, 2026, 2038, 2100, 2400,
+		9999 };
+	const char *was = getenv("TZ");
+	char *saved = was ? strdup(was) : NULL;
+	for (size_t z = 0; z < sizeof zones / sizeof zones[0]; z++) {
+		setenv("TZ", zones[z], 1);
+		tzset();
+		for (int iter = 0; iter < 20000; iter++) {
+			int year = iter < 2000 ? years[rnd(sizeof years / sizeof years[0])]
+			                       : 1970 + (int)rnd(8030);
+			int m = (int)rnd(12), d = 1 + (int)rnd(31), hh = (int)rnd(24);
+			int mi = (int)rnd(60), ss = (int)rnd(61);
+			if (iter % 7 == 0) {
+				/* Around the DST changes of the zones above. */
+				static const int dst_months[] = { 2, 9, 10 };
+				m = dst_months[rnd(3)];
+				d = 1 + (int)rnd(31);
+				hh = 1 + (int)rnd(3);
+			}
+			int have_zone = iter % 5 == 0;
+			int zone = have_zone ? ((int)rnd(24) - 12) * 60 + 30 * (int)rnd(2) : 0;
+			char line[128];
+			if (have_zone)
+				snprintf(line, sizeof line, "From a Sun %s %2d %02d:%02d:%02d %c%04d %d",
+				         mon[m], d, hh, mi, ss, zone < 0 ? '-' : '+',
+				         (abs(zone) / 60) * 100 + abs(zone) % 60, year);
+			else
+				snprintf(line, sizeof line, "From a Sun %s %2d %02d:%02d:%02d %d", mon[m], d,
+				         hh, mi, ss, year);
+			int tz = -1, ref_tz = -2;
+			time_t got = ms_from_date(line, strlen(line), &tz);
+			time_t want = ref_from_date(year, m, d, hh, mi, ss, zone, have_zone, &ref_tz);
+			if (got != want || tz != ref_tz) {
+				fprintf(stderr, "TZ=%s \"%s\": %lld/%d, libc %lld/%d\n", zones[z], line,
+				        (long long)got, tz, (long long)want, ref_tz);
+				fail();
+			}
+		}
+	}
+	if (saved)
+		setenv("TZ", saved, 1);
+	else
+		unsetenv("TZ");
+	free(saved);
+	tzset();
+}
+
 int
 main(void)
 {
@@ -393,6 +484,7 @@ main(void)
 		cmocka_unit_test(test_wire_size_edge_cases),
 		cmocka_unit_test(test_wire_size_body_counts),
 		cmocka_unit_test(test_wire_size_random_messages),
+		cmocka_unit_test(test_from_date_like_libc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
