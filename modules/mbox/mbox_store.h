@@ -61,7 +61,8 @@ struct ms_hdr {
 
 /* ---- mbox_store_meta.c: pure text work ---- */
 
-/* Parse a header section [hdr, hdr+len) (may include its empty line). */
+/* Parse a header section [hdr, hdr+len) (may include its empty line).
+ * kw and base_kw hold names up to nkw / nbase_kw only (not cleared past). */
 void ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h);
 /* Octets of the wire form of message text [p, p+len) (storage headers
  * dropped, bare LF counted as CRLF, with rd one '>' off /^>+From /

@@ -3,6 +3,7 @@
  * section, rendering them back as one padded block, the wire form (CRLF,
  * storage headers hidden) and the From_ line's date. */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,12 +131,21 @@ parse_u32(const char *v, size_t vlen, size_t *i, uint32_t *out)
 
 static size_t bare_lfs(const char *s, size_t n);
 
+#define HDR_KW_END (offsetof(struct ms_hdr, kw) + sizeof ((struct ms_hdr *)0)->kw)
+#define HDR_BASE_KW_END (offsetof(struct ms_hdr, base_kw) + sizeof ((struct ms_hdr *)0)->base_kw)
+_Static_assert(HDR_KW_END <= offsetof(struct ms_hdr, base_kw), "kw before base_kw");
+
 /* ms_header_parse; meta_bare (if not NULL) gets the bare LFs of the
  * storage fields. */
 static void
 header_parse(const char *hdr, size_t len, struct ms_hdr *h, size_t *meta_bare)
 {
-	memset(h, 0, sizeof *h);
+	/* All of it but the keyword name arrays (8 KB, read only up to nkw
+	 * and nbase_kw): not 8 KB cleared per message of a load. */
+	char *z = (char *)h;
+	memset(z, 0, offsetof(struct ms_hdr, kw));
+	memset(z + HDR_KW_END, 0, offsetof(struct ms_hdr, base_kw) - HDR_KW_END);
+	memset(z + HDR_BASE_KW_END, 0, sizeof *h - HDR_BASE_KW_END);
 	size_t pos = 0, prev_end = 0;
 	int contiguous = 1, seen = 0;
 	struct hfield f;
