@@ -483,7 +483,11 @@ utc_time(int year, int mon, int day, int hh, int mm, int ss)
 	int64_t days = (int64_t)(year - 1970) * 365 + (y / 4 - y / 100 + y / 400) -
 	               (1969 / 4 - 1969 / 100 + 1969 / 400) + before[mon] + (mon > 1 && leap) +
 	               day - 1;
-	return (time_t)(days * 86400 + hh * 3600 + mm * 60 + ss);
+	int64_t v = days * 86400 + hh * 3600 + mm * 60 + ss;
+	/* A 32-bit time_t cannot hold it: timegm's -1. */
+	if ((int64_t)(time_t)v != v)
+		return (time_t)-1;
+	return (time_t)v;
 }
 
 /* mktime for local time without its tzset per call (a stat of
@@ -493,6 +497,8 @@ utc_time(int year, int mon, int day, int hh, int mm, int ss)
 static time_t
 local_mktime(time_t tg, int *tz)
 {
+	if (tg == (time_t)-1)
+		return (time_t)-1;
 	struct tm lt;
 	if (localtime_r(&tg, &lt) == NULL)
 		return (time_t)-1;
