@@ -3,7 +3,11 @@
  * delivery checks, tests and the IMAP/POP3 side read mailboxes of any size
  * the same way without copying them. */
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "mbox.h"
 
@@ -128,10 +132,116 @@ on_line(struct mbox_reader *r, const char *head, off_t off, size_t total, int ha
 		r->empty_off = off;
 }
 
+#ifndef __SSE2__
+/* 0x80 in each byte of w equal to c, 0 elsewhere (exact: no borrow runs
+ * from one byte into the next). */
+static uint64_t
+bytes_eq(uint64_t w, unsigned char c)
+{
+	uint64_t x = w ^ (0x0101010101010101ull * c);
+	uint64_t t = ((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x;
+	return ~t & 0x8080808080808080ull;
+}
+#endif
+
+#ifdef __SSE2__
+/* 0xff at each of p[0..16) that is LF with 'F' or also after it. */
+static inline __m128i
+lf_then(const char *p, __m128i lf, __m128i ef, __m128i also)
+{
+	__m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 1));
+	__m128i next = _mm_or_si128(_mm_cmpeq_epi8(b, ef), _mm_cmpeq_epi8(b, also));
+	return _mm_and_si128(_mm_cmpeq_epi8(a, lf), next);
+}
+#endif
+
+/* The first i with p[i] == LF and p[i + 1] == 'F' (or, with empty_too,
+ * LF): the next line start that may matter, or SIZE_MAX if none is in
+ * [0, len). 16 (SSE2) or 8 (SWAR) positions per step instead of a memchr
+ * per line: the body lines of a big mailbox are most of its bytes. */
+static size_t
+next_line_of_interest(const char *p, size_t len, int empty_too)
+{
+	size_t i = 0;
+	if (len < 2)
+		return SIZE_MAX;
+#ifdef __SSE2__
+	const __m128i lf = _mm_set1_epi8('\n'), ef = _mm_set1_epi8('F');
+	const __m128i also = empty_too ? lf : ef;
+	/* 64 bytes a step while nothing is found (most of a body), then 16
+	 * to place the hit. */
+	for (; i + 65 <= len; i += 64) {
+		__m128i h0 = lf_then(p + i, lf, ef, also), h1 = lf_then(p + i + 16, lf, ef, also);
+		__m128i h2 = lf_then(p + i + 32, lf, ef, also), h3 = lf_then(p + i + 48, lf, ef, also);
+		if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(h0, h1), _mm_or_si128(h2, h3))))
+			break;
+	}
+	for (; i + 17 <= len; i += 16) {
+		int m = _mm_movemask_epi8(lf_then(p + i, lf, ef, also));
+		if (m)
+			return i + (size_t)__builtin_ctz((unsigned)m);
+	}
+#else
+	for (; i + 9 <= len; i += 8) {
+		uint64_t a, b;
+		memcpy(&a, p + i, 8);
+		memcpy(&b, p + i + 1, 8);
+		uint64_t next = bytes_eq(b, 'F') | (empty_too ? bytes_eq(b, '\n') : 0);
+		if (bytes_eq(a, '\n') & next)
+			break;        /* the byte loop below finds which one */
+	}
+#endif
+	for (; i + 1 < len; i++)
+		if (p[i] == '\n' && (p[i + 1] == 'F' || (empty_too && p[i + 1] == '\n')))
+			return i;
+	return SIZE_MAX;
+}
+
+/* At a line start inside a message, where the line is neither a "From "
+ * candidate nor (in the header) the empty line: consume every whole line
+ * up to the next one that might be, with exactly the state on_line would
+ * leave. Inside a body only "From " lines and whether the line before one
+ * was empty matter; inside the header also the empty line that ends it.
+ * Returns the bytes consumed (0: no LF in buf, the byte path goes on). */
+static size_t
+skip_plain_lines(struct mbox_reader *r, const char *buf, size_t len)
+{
+	size_t i = next_line_of_interest(buf, len, !r->in_body);
+	if (i == SIZE_MAX) {
+		/* Through the last LF; the partial line after it (no 'F' at its
+		 * start, or none yet) is the byte path's. A byte loop: it runs
+		 * once per feed, over the tail of one line. */
+		i = len;
+		while (i > 0 && buf[i - 1] != '\n')
+			i--;
+		if (i == 0)
+			return 0;
+		i--;
+	}
+	/* The line ending at i is the last skipped: empty iff it starts there
+	 * (buf starts a line). */
+	r->prev_empty = i == 0 || buf[i - 1] == '\n';
+	if (r->prev_empty)
+		r->empty_off = r->off + (off_t)i;
+	return i + 1;
+}
+
 int
 mbox_reader_feed(struct mbox_reader *r, const char *buf, size_t len)
 {
 	while (len > 0 && r->stop == 0) {
+		if (r->in_msg && r->line_total == 0 && buf[0] != 'F' &&
+		    (r->in_body || buf[0] != '\n')) {
+			size_t k = skip_plain_lines(r, buf, len);
+			if (k > 0) {
+				r->off += (off_t)k;
+				buf += k;
+				len -= k;
+				r->line_off = r->off;
+				continue;
+			}
+		}
 		const char *nl = memchr(buf, '\n', len);
 		size_t chunk = nl ? (size_t)(nl - buf) : len;
 		if (nl && r->line_total == 0) {

@@ -66,12 +66,17 @@ struct ms_hdr {
 
 /* ---- mbox_store_meta.c: pure text work ---- */
 
-/* Parse a header section [hdr, hdr+len) (may include its empty line). */
+/* Parse a header section [hdr, hdr+len) (may include its empty line).
+ * kw and base_kw hold names up to nkw / nbase_kw only (not cleared past). */
 void ms_header_parse(const char *hdr, size_t len, struct ms_hdr *h);
 /* Octets of the wire form of message text [p, p+len) (storage headers
  * dropped, bare LF counted as CRLF, with rd one '>' off /^>+From /
  * lines); *hdr_len the header part of it. */
 uint64_t ms_wire_size(const char *p, size_t len, size_t *hdr_len, int rd);
+/* ms_header_parse(p, hdr_len, h) and the wire size of the message text
+ * [p, p+len) (its header part being [p, p+hdr_len), as the reader found
+ * it): ms_wire_size(p, len, NULL, h->rd) at one pass over the text. */
+uint64_t ms_header_parse_size(const char *p, size_t hdr_len, size_t len, struct ms_hdr *h);
 /* Append the wire form of [p, p+len) to b. 0 or -1 (memory). */
 int ms_wire_form(const char *p, size_t len, struct pt_strbuf *b, size_t *hdr_len, int rd);
 /* The From_ line's date as a time (local time as mbox_asctime writes it);

@@ -481,7 +481,8 @@ on_message(void *arg, const struct mbox_msg *mm)
 	const char *text = p->buf.p + (mm->from_off - p->base);
 	const char *hdr = text + (mm->hdr_off - mm->from_off);
 	struct ms_hdr *h = &p->h;
-	ms_header_parse(hdr, (size_t)(mm->body_off - mm->hdr_off), h);
+	uint64_t size = ms_header_parse_size(hdr, (size_t)(mm->body_off - mm->hdr_off),
+	                                     (size_t)(mm->end - mm->hdr_off), h);
 	int first = f->n == 0;
 	if (first) {
 		if (h->has_base) {
@@ -525,7 +526,7 @@ on_message(void *arg, const struct mbox_msg *mm)
 			r->info.keywords |= 1ull << k;
 	}
 	r->disk_kw = r->info.keywords;
-	r->info.size = ms_wire_size(hdr, (size_t)(mm->end - mm->hdr_off), NULL, h->rd);
+	r->info.size = size;
 	r->info.internal_date = ms_from_date(text, mm->from_len, &r->info.tz_minutes);
 	uint32_t prev = f->n ? f->m[f->n - 1].info.uid : 0;
 	if (h->has_uid && h->uid > prev && h->uid < p->limit) {
