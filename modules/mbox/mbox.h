@@ -5,6 +5,7 @@
 #define POSTERN_MBOX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "postern/services.h"
@@ -166,5 +167,18 @@ void mbox_header_cache_enable(int on);
 /* store_open with explicit settings (tests). */
 struct pt_mstore *mbox_store_open_with(const struct mbox_settings *s, const struct pt_user *user,
                                        struct pt_status *st);
+
+#ifndef __SSE2__
+/* Without SSE2 (the .deb on other architectures) the scans go a word at
+ * a time: 0x80 in each byte of w equal to c, 0 elsewhere (exact: no
+ * borrow runs from one byte into the next). */
+static inline uint64_t
+mbox_bytes_eq(uint64_t w, unsigned char c)
+{
+	uint64_t x = w ^ (0x0101010101010101ull * c);
+	uint64_t t = ((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x;
+	return ~t & 0x8080808080808080ull;
+}
+#endif
 
 #endif

@@ -132,18 +132,6 @@ on_line(struct mbox_reader *r, const char *head, off_t off, size_t total, int ha
 		r->empty_off = off;
 }
 
-#ifndef __SSE2__
-/* 0x80 in each byte of w equal to c, 0 elsewhere (exact: no borrow runs
- * from one byte into the next). */
-static uint64_t
-bytes_eq(uint64_t w, unsigned char c)
-{
-	uint64_t x = w ^ (0x0101010101010101ull * c);
-	uint64_t t = ((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x;
-	return ~t & 0x8080808080808080ull;
-}
-#endif
-
 #ifdef __SSE2__
 /* 0xff at each of p[0..16) that is LF with 'F' or also after it. */
 static inline __m128i
@@ -187,8 +175,8 @@ next_line_of_interest(const char *p, size_t len, int empty_too)
 		uint64_t a, b;
 		memcpy(&a, p + i, 8);
 		memcpy(&b, p + i + 1, 8);
-		uint64_t next = bytes_eq(b, 'F') | (empty_too ? bytes_eq(b, '\n') : 0);
-		if (bytes_eq(a, '\n') & next)
+		uint64_t next = mbox_bytes_eq(b, 'F') | (empty_too ? mbox_bytes_eq(b, '\n') : 0);
+		if (mbox_bytes_eq(a, '\n') & next)
 			break;        /* the byte loop below finds which one */
 	}
 #endif

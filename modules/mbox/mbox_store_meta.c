@@ -284,18 +284,6 @@ struct wire_acc {
 	struct pt_strbuf *b;
 };
 
-#ifndef __SSE2__
-/* 0x80 in each byte of w equal to c, 0 elsewhere (exact: no borrow runs
- * from one byte into the next). */
-static uint64_t
-bytes_eq(uint64_t w, unsigned char c)
-{
-	uint64_t x = w ^ (0x0101010101010101ull * c);
-	uint64_t t = ((x & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | x;
-	return ~t & 0x8080808080808080ull;
-}
-#endif
-
 /* Bare LFs (not preceded by CR) in [s, s+n); an LF at s counts (a CR
  * before the piece is not looked at). Every message's size at the first
  * load of a folder counts its whole body here, so 16 (SSE2) or 8 (SWAR)
@@ -330,7 +318,7 @@ bare_lfs(const char *s, size_t n)
 		uint64_t v, w;
 		memcpy(&v, s + i, 8);
 		memcpy(&w, s + i - 1, 8);
-		uint64_t m = bytes_eq(v, '\n') & ~bytes_eq(w, '\r');
+		uint64_t m = mbox_bytes_eq(v, '\n') & ~mbox_bytes_eq(w, '\r');
 		/* One 0/1 per byte, summed into the top byte. */
 		c += (size_t)(((m >> 7) * 0x0101010101010101ull) >> 56);
 	}

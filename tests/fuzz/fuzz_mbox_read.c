@@ -15,32 +15,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-struct list {
-	struct mbox_msg *m;
-	size_t n, cap;
-};
-
-static int
-add(void *arg, const struct mbox_msg *m)
-{
-	struct list *l = arg;
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 16;
-		l->m = realloc(l->m, l->cap * sizeof *l->m);
-		if (l->m == NULL)
-			abort();
-	}
-	l->m[l->n++] = *m;
-	return 0;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *s = (const char *)data;
-	struct list whole = { 0 }, parts = { 0 };
+	struct ref_list whole = { 0 }, parts = { 0 };
 	off_t junk;
-	mbox_parse(s, size, add, &whole, &junk);
+	mbox_parse(s, size, ref_add, &whole, &junk);
 	if (junk < 0 || (size_t)junk > size)
 		abort();
 	off_t prev_end = junk;
@@ -60,7 +41,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		b = t;
 	}
 	struct mbox_reader r;
-	mbox_reader_init(&r, add, &parts);
+	mbox_reader_init(&r, ref_add, &parts);
 	mbox_reader_feed(&r, s, a);
 	mbox_reader_feed(&r, s + a, b - a);
 	mbox_reader_feed(&r, s + b, size - b);
@@ -75,8 +56,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (ref.n && memcmp(ref.m, whole.m, ref.n * sizeof *ref.m) != 0))
 		abort();
 	/* Many small pieces, their sizes from the input's bytes (1..16). */
-	struct list small = { 0 };
-	mbox_reader_init(&r, add, &small);
+	struct ref_list small = { 0 };
+	mbox_reader_init(&r, ref_add, &small);
 	for (size_t at = 0, k = 0; at < size; k++) {
 		size_t step = 1 + (size_t)(data[k % size] & 15);
 		if (step > size - at)
