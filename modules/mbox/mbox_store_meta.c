@@ -540,11 +540,16 @@ ms_from_date(const char *line, size_t len, int *tz)
 			q++;
 		int zone = 0, have_zone = 0;
 		if ((*q == '+' || *q == '-') && isdigit((unsigned char)q[1])) {
-			int v = atoi(q + 1);
-			zone = (v / 100) * 60 + v % 100;
-			if (*q == '-')
-				zone = -zone;
-			have_zone = 1;
+			/* hhmm; anything else (a mailbox anyone may have written)
+			 * is no zone: local time, as without one. */
+			int v = 0;
+			const char *e = scan_int(q + 1, &v);
+			if (e && e - (q + 1) == 4 && v / 100 <= 23 && v % 100 <= 59) {
+				zone = (v / 100) * 60 + v % 100;
+				if (*q == '-')
+					zone = -zone;
+				have_zone = 1;
+			}
 			while (*q && *q != ' ')
 				q++;
 		} else if (isalpha((unsigned char)*q)) {

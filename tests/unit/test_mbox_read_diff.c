@@ -474,6 +474,39 @@ test_from_date_like_libc(void **state)
 	tzset();
 }
 
+/* A numeric zone that is not hhmm (a mailbox anyone may have written:
+ * digits enough to overflow an int, minutes past 59) counts as none. */
+static void
+test_from_date_odd_zone(void **state)
+{
+	(void)state;
+	const char *was = getenv("TZ");
+	char *saved = was ? strdup(was) : NULL;
+	setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3", 1);
+	tzset();
+	int tz0 = 0;
+	time_t none = ms_from_date("From a Sun Jan  4 10:00:00 2026", 31, &tz0);
+	assert_true(none != 0);
+	static const char *const odd[] = { "+99999999999999999999", "-2147483648", "+9999", "+0960",
+		"+12345", "+123" };
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		char line[128];
+		snprintf(line, sizeof line, "From a Sun Jan  4 10:00:00 %s 2026", odd[i]);
+		int tz = -1;
+		assert_true(ms_from_date(line, strlen(line), &tz) == none);
+		assert_int_equal(tz, tz0);
+	}
+	int tz = 0;
+	assert_true(ms_from_date("From a Sun Jan  4 10:00:00 +0100 2026", 37, &tz) == none);
+	assert_int_equal(tz, 60);
+	if (saved)
+		setenv("TZ", saved, 1);
+	else
+		unsetenv("TZ");
+	tzset();
+	free(saved);
+}
+
 int
 main(void)
 {
@@ -485,6 +518,7 @@ main(void)
 		cmocka_unit_test(test_wire_size_body_counts),
 		cmocka_unit_test(test_wire_size_random_messages),
 		cmocka_unit_test(test_from_date_like_libc),
+		cmocka_unit_test(test_from_date_odd_zone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
