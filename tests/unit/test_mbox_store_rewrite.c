@@ -60,6 +60,7 @@ put(const char *path, const char *p, size_t n)
  * last line has no LF before the next From_ line. */
 static int with_status;        /* Status/X-Status lines in some headers */
 static int with_odd;           /* 0xFF bytes and long runs of spaces in bodies */
+static int with_bytes;         /* review 8: lines of mixed space runs and high bytes */
 
 static char *
 pristine(size_t n, size_t *len)
@@ -98,6 +99,18 @@ pristine(size_t n, size_t *len)
 				odd[0] = odd[5] = (char)0xff;
 				odd[sizeof odd - 1] = '\n';
 				pt_strbuf_put(&b, odd, sizeof odd);
+			}
+			if (with_bytes && k < 3) {
+				/* Review 8: runs of every length of spaces and 0xFF
+				 * bytes, next to each other and at line ends. */
+				static const unsigned char alpha[] = { ' ', 0xff, 'a', 0x00, 0x80, '\t', 0xfe, ' ' };
+				size_t m = 1 + (i * 31 + k * 7) % 700;
+				for (size_t q = 0; q < m; q++) {
+					size_t pick = (i * 131 + k * 17 + q * (q % 5 + 1)) % 97;
+					unsigned char c = pick < 60 ? ' ' : alpha[pick % 8];
+					pt_strbuf_put(&b, (const char *)&c, 1);
+				}
+				pt_strbuf_put(&b, "\n", 1);
 			}
 			snprintf(line, sizeof line, "%sbody line %zu of message %zu %.*s\n",
 			         k == 2 ? ">From " : "", k, i, (int)(k % 50), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
@@ -536,6 +549,22 @@ power_cut_losing_pages(struct fx *f)
 	free(text);
 }
 
+
+/* Review 8: literals of mixed space runs (1 to hundreds), 0xFF, NUL and
+ * other high bytes, all of the text in the journal: a crash at every
+ * step (the recovery decodes the journal) ends with the same bytes. */
+static void
+test_literals_any_bytes(void **state)
+{
+	ms_rewrite_lit_max = lit_default;
+	with_bytes = 1;
+	crash_everywhere(*state, MS_FAULT_EXIT, 3);
+	ms_rewrite_lit_max = 6000;
+	crash_everywhere(*state, MS_FAULT_HALF, 3);
+	with_bytes = 0;
+	ms_rewrite_lit_max = 0;
+}
+
 static void
 test_power_cut_losing_pages(void **state)
 {
@@ -904,6 +933,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crash_everywhere_with_literals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_with_literals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_losing_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_literals_any_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
