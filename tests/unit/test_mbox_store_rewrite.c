@@ -717,9 +717,8 @@ test_crash_everywhere_with_literals(void **state)
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
 static void
-test_enospc_at_every_step(void **state)
+enospc_everywhere(struct fx *f, int min_steps)
 {
-	struct fx *f = *state;
 	size_t len, elen;
 	char *text = pristine(120, &len);
 	char *want = expected(f, text, len, 120, &elen);
@@ -741,9 +740,27 @@ test_enospc_at_every_step(void **state)
 		}
 		check_result(f, want, elen, 120);
 	}
-	assert_true(k > 20);
+	assert_true(k > min_steps);
 	free(want);
 	free(text);
+}
+
+static void
+test_enospc_at_every_step(void **state)
+{
+	enospc_everywhere(*state, 20);
+}
+
+/* Review 8: the same with literals in the journal (all of the moved
+ * text, then a mix). */
+static void
+test_enospc_with_literals(void **state)
+{
+	ms_rewrite_lit_max = lit_default;
+	enospc_everywhere(*state, 3);
+	ms_rewrite_lit_max = 6000;
+	enospc_everywhere(*state, 10);
+	ms_rewrite_lit_max = 0;
 }
 
 /* Mail a delivery agent appends after the crash (it breaks the dead
@@ -935,6 +952,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_power_cut_losing_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_literals_any_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_with_literals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbled_journal_kept_aside, setup, teardown),
