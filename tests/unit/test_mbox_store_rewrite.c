@@ -60,6 +60,7 @@ put(const char *path, const char *p, size_t n)
  * last line has no LF before the next From_ line. */
 static int with_status;        /* Status/X-Status lines in some headers */
 static int with_odd;           /* 0xFF bytes and long runs of spaces in bodies */
+static int with_bytes;         /* review 8: lines of mixed space runs and high bytes */
 
 static char *
 pristine(size_t n, size_t *len)
@@ -98,6 +99,18 @@ pristine(size_t n, size_t *len)
 				odd[0] = odd[5] = (char)0xff;
 				odd[sizeof odd - 1] = '\n';
 				pt_strbuf_put(&b, odd, sizeof odd);
+			}
+			if (with_bytes && k < 3) {
+				/* Review 8: runs of every length of spaces and 0xFF
+				 * bytes, next to each other and at line ends. */
+				static const unsigned char alpha[] = { ' ', 0xff, 'a', 0x00, 0x80, '\t', 0xfe, ' ' };
+				size_t m = 1 + (i * 31 + k * 7) % 700;
+				for (size_t q = 0; q < m; q++) {
+					size_t pick = (i * 131 + k * 17 + q * (q % 5 + 1)) % 97;
+					unsigned char c = pick < 60 ? ' ' : alpha[pick % 8];
+					pt_strbuf_put(&b, (const char *)&c, 1);
+				}
+				pt_strbuf_put(&b, "\n", 1);
 			}
 			snprintf(line, sizeof line, "%sbody line %zu of message %zu %.*s\n",
 			         k == 2 ? ">From " : "", k, i, (int)(k % 50), "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
@@ -431,6 +444,138 @@ test_power_cut_with_literals(void **state)
 	ms_rewrite_lit_max = 0;
 }
 
+
+/* Review 8: a power cut that also loses mbox writes. The hook keeps the
+ * mbox as it was when the journal last recorded a sync (state or synced
+ * frontier changed since the step before: the mbox was synced then), and
+ * at the crash step puts back, page by page, that image or the current
+ * text (writeback in any order, none or some of the writes since the
+ * sync on the disk); the next boot's recovery must end with the same
+ * bytes. */
+static struct fx *pc_fx;
+static char *pc_snap;
+static size_t pc_snap_len;
+static uint64_t pc_key = UINT64_MAX, pc_rng;
+static int pc_mode;            /* 0: no page since the sync; 1: random pages */
+
+static uint64_t
+pc_journal_key(void)
+{
+	int fd = open(journal_path(pc_fx, ""), O_RDONLY);
+	if (fd < 0)
+		return UINT64_MAX;
+	uint64_t best_seq = 0, key = UINT64_MAX;
+	for (int i = 0; i < 2; i++) {
+		uint64_t sl[4];
+		if (pread(fd, sl, sizeof sl, 512 + i * 256) == (ssize_t)sizeof sl && sl[0] > best_seq) {
+			best_seq = sl[0];
+			key = sl[1] << 56 ^ sl[3];      /* state, synced */
+		}
+	}
+	close(fd);
+	return key;
+}
+
+static int
+pc_hook(int step)
+{
+	faults_asked = step + 1;
+	uint64_t key = pc_journal_key();
+	if (key != UINT64_MAX && key != pc_key) {
+		free(pc_snap);
+		pc_snap = slurp(pc_fx->inbox, &pc_snap_len);
+		pc_key = key;
+	}
+	if (step != fault_at)
+		return MS_FAULT_NONE;
+	if (pc_snap) {
+		size_t clen;
+		char *cur = slurp(pc_fx->inbox, &clen);
+		for (size_t at = 0; at < clen && at < pc_snap_len; at += 4096) {
+			size_t n = clen - at < 4096 ? clen - at : 4096;
+			if (n > pc_snap_len - at)
+				n = pc_snap_len - at;
+			pc_rng = pc_rng * 6364136223846793005ull + 1442695040888963407ull;
+			if (pc_mode == 0 || (pc_rng >> 40) & 1)
+				memcpy(cur + at, pc_snap + at, n);
+		}
+		put(pc_fx->inbox, cur, clen);
+		free(cur);
+	}
+	return MS_FAULT_EXIT;
+}
+
+static void
+pc_crash_at(struct fx *f, int k)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pc_fx = f;
+		pc_snap = NULL;
+		pc_key = UINT64_MAX;
+		pc_rng = (uint64_t)k * 977 + 13;
+		fault_at = k;
+		ms_rewrite_fault = pc_hook;
+		struct pt_status st;
+		struct pt_mbox *mb = ops->open(f->ms, "INBOX", 0, &st);
+		if (mb)
+			ops->close(mb);
+		_exit(3);
+	}
+	int ws;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFEXITED(ws));
+}
+
+static void
+power_cut_losing_pages(struct fx *f)
+{
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int steps = faults_asked;
+	for (pc_mode = 0; pc_mode <= 1; pc_mode++) {
+		for (int k = 0; k < steps; k++) {
+			reset(f, text, len);
+			pc_crash_at(f, k);
+			ms_rewrite_boot = other_boot;
+			check_result(f, want, elen, 120);
+			ms_rewrite_boot = ms_boot_id;
+		}
+	}
+	free(want);
+	free(text);
+}
+
+
+/* Review 8: literals of mixed space runs (1 to hundreds), 0xFF, NUL and
+ * other high bytes, all of the text in the journal: a crash at every
+ * step (the recovery decodes the journal) ends with the same bytes. */
+static void
+test_literals_any_bytes(void **state)
+{
+	ms_rewrite_lit_max = lit_default;
+	with_bytes = 1;
+	crash_everywhere(*state, MS_FAULT_EXIT, 3);
+	ms_rewrite_lit_max = 6000;
+	crash_everywhere(*state, MS_FAULT_HALF, 3);
+	with_bytes = 0;
+	ms_rewrite_lit_max = 0;
+}
+
+static void
+test_power_cut_losing_pages(void **state)
+{
+	power_cut_losing_pages(*state);
+	ms_rewrite_lit_max = 6000;
+	power_cut_losing_pages(*state);
+	ms_rewrite_lit_max = lit_default;
+	power_cut_losing_pages(*state);
+	ms_rewrite_lit_max = 0;
+}
+
 static const char *
 no_boot(void)
 {
@@ -572,9 +717,8 @@ test_crash_everywhere_with_literals(void **state)
 /* A full disk (or any write error) at each step: the open fails or
  * not, nothing is lost, and the next open ends with the same bytes. */
 static void
-test_enospc_at_every_step(void **state)
+enospc_everywhere(struct fx *f, int min_steps)
 {
-	struct fx *f = *state;
 	size_t len, elen;
 	char *text = pristine(120, &len);
 	char *want = expected(f, text, len, 120, &elen);
@@ -596,9 +740,27 @@ test_enospc_at_every_step(void **state)
 		}
 		check_result(f, want, elen, 120);
 	}
-	assert_true(k > 20);
+	assert_true(k > min_steps);
 	free(want);
 	free(text);
+}
+
+static void
+test_enospc_at_every_step(void **state)
+{
+	enospc_everywhere(*state, 20);
+}
+
+/* Review 8: the same with literals in the journal (all of the moved
+ * text, then a mix). */
+static void
+test_enospc_with_literals(void **state)
+{
+	ms_rewrite_lit_max = lit_default;
+	enospc_everywhere(*state, 3);
+	ms_rewrite_lit_max = 6000;
+	enospc_everywhere(*state, 10);
+	ms_rewrite_lit_max = 0;
 }
 
 /* Mail a delivery agent appends after the crash (it breaks the dead
@@ -787,7 +949,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_literals_same_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_everywhere_with_literals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_cut_with_literals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_cut_losing_pages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_literals_any_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_every_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_with_literals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbled_journal_kept_aside, setup, teardown),
