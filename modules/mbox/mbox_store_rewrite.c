@@ -1009,10 +1009,10 @@ ms_rewrite_in_place(struct ms_folder *f, size_t s, int64_t eof, struct ms_plan *
 	 * the copying rewrite does that. */
 	if (plan->bad || plan->new_end < eof)
 		return 0;
-	if (plan_literalize(f->fd, plan) != 0) {
-		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(errno));
-		return -1;
-	}
+	/* Failing (memory, a short read) it leaves the plan as it was: the
+	 * copying rewrite takes it. */
+	if (plan_literalize(f->fd, plan) != 0)
+		return 0;
 	if (too_many_chunks(plan))
 		return 0;
 	fault_step = 0;

@@ -1,9 +1,9 @@
-/* Review 8: random mboxes (storage headers or none, CRLF lines, missing
+/* Random mboxes (storage headers or none, CRLF lines, missing
  * empty lines and LFs, odd From lines) through a first open, expunges and
  * flag changes; the list a rewrite leaves in memory must equal a fresh
  * parse of the file it wrote, and the in-place and copying rewrites must
- * write the same bytes. R8_OUT=dir dumps the final files (to compare with
- * another tree). */
+ * write the same bytes. MBOX_RANDOM_OUT=dir dumps the final files (to
+ * compare with another tree). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -281,9 +281,9 @@ static void
 test_random_rewrites(void **state)
 {
 	struct fx *f = *state;
-	const char *e = getenv("R8_SEEDS");
+	const char *e = getenv("MBOX_RANDOM_SEEDS");
 	unsigned seeds = e ? (unsigned)atoi(e) : 300;
-	const char *dir = getenv("R8_OUT");
+	const char *dir = getenv("MBOX_RANDOM_OUT");
 	int bad = 0;
 	for (unsigned seed = 1; seed <= seeds; seed++) {
 		rng = seed;
