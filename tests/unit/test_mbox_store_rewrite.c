@@ -60,7 +60,7 @@ put(const char *path, const char *p, size_t n)
  * last line has no LF before the next From_ line. */
 static int with_status;        /* Status/X-Status lines in some headers */
 static int with_odd;           /* 0xFF bytes and long runs of spaces in bodies */
-static int with_bytes;         /* review 8: lines of mixed space runs and high bytes */
+static int with_bytes;         /* lines of mixed space runs and high bytes */
 
 static char *
 pristine(size_t n, size_t *len)
@@ -101,7 +101,7 @@ pristine(size_t n, size_t *len)
 				pt_strbuf_put(&b, odd, sizeof odd);
 			}
 			if (with_bytes && k < 3) {
-				/* Review 8: runs of every length of spaces and 0xFF
+				/* runs of every length of spaces and 0xFF
 				 * bytes, next to each other and at line ends. */
 				static const unsigned char alpha[] = { ' ', 0xff, 'a', 0x00, 0x80, '\t', 0xfe, ' ' };
 				size_t m = 1 + (i * 31 + k * 7) % 700;
@@ -445,7 +445,7 @@ test_power_cut_with_literals(void **state)
 }
 
 
-/* Review 8: a power cut that also loses mbox writes. The hook keeps the
+/* a power cut that also loses mbox writes. The hook keeps the
  * mbox as it was when the journal last recorded a sync (state or synced
  * frontier changed since the step before: the mbox was synced then), and
  * at the crash step puts back, page by page, that image or the current
@@ -550,7 +550,7 @@ power_cut_losing_pages(struct fx *f)
 }
 
 
-/* Review 8: literals of mixed space runs (1 to hundreds), 0xFF, NUL and
+/* Literals of mixed space runs (1 to hundreds), 0xFF, NUL and
  * other high bytes, all of the text in the journal: a crash at every
  * step (the recovery decodes the journal) ends with the same bytes. */
 static void
@@ -751,7 +751,7 @@ test_enospc_at_every_step(void **state)
 	enospc_everywhere(*state, 20);
 }
 
-/* Review 8: the same with literals in the journal (all of the moved
+/* the same with literals in the journal (all of the moved
  * text, then a mix). */
 static void
 test_enospc_with_literals(void **state)
