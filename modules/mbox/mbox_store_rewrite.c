@@ -34,10 +34,17 @@
 #include "mbox_store.h"
 
 #define JOURNAL_NAME "postern.rewrite"
-#define J_MAGIC "PTREWRITE1\n"
-#define J_HEAD 512                     /* header sector */
-#define J_SLOT 256                     /* two progress slots after it */
-#define J_DATA (J_HEAD + 2 * J_SLOT)
+/* The header, then two progress slots written in turn, then the plan.
+ * Each slot has a 4 KiB block of its own: a write torn by a power cut
+ * (a page, a sector) leaves the other slot whole. Version 1 kept both in
+ * one 512-byte sector; its journals are still read and finished. */
+#define J_MAGIC "PTREWRITE2\n"
+#define J_MAGIC1 "PTREWRITE1\n"
+struct j_layout {
+	off_t slot0, step, data;
+};
+static const struct j_layout J_V2 = { 4096, 4096, 3 * 4096 };
+static const struct j_layout J_V1 = { 512, 256, 1024 };
 #define J_DONE 2                       /* slot state: the mbox holds the new text */
 #define RW_CHUNK (8 * 1024 * 1024)     /* most bytes one write moves */
 #define RW_BATCH (64 * 1024 * 1024)    /* bytes between two syncs */
@@ -529,6 +536,7 @@ same_boot(const char slot[48], const char *boot)
 
 struct journal {
 	int fd;
+	struct j_layout at;
 	uint64_t seq;
 	struct j_slot s;
 	int64_t since_sync;
@@ -541,7 +549,7 @@ slot_write(struct journal *j)
 	j->s.sum = fnv(FNV0, &j->s, offsetof(struct j_slot, sum));
 	if (fault() == MS_FAULT_ENOSPC)
 		return -1;
-	return pt_pwrite_all(j->fd, &j->s, sizeof j->s, J_HEAD + (off_t)(j->seq & 1) * J_SLOT);
+	return pt_pwrite_all(j->fd, &j->s, sizeof j->s, j->at.slot0 + (off_t)(j->seq & 1) * j->at.step);
 }
 
 static void
@@ -589,10 +597,11 @@ journal_create(struct ms_folder *f, const struct ms_plan *pl, struct journal *j)
 	h.sum = fnv(FNV0, &h, offsetof(struct j_head, sum));
 	memset(j, 0, sizeof *j);
 	j->fd = fd;
+	j->at = J_V2;
 	j->s.live = j->s.synced = pl->new_end;
 	boot_put(j->s.boot);
 	int rc = pt_pwrite_all(fd, &h, sizeof h, 0) == 0 && slot_write(j) == 0 &&
-	         pt_pwrite_all(fd, enc.p, enc.len, J_DATA) == 0 ? 0 : -1;
+	         pt_pwrite_all(fd, enc.p, enc.len, J_V2.data) == 0 ? 0 : -1;
 	pt_strbuf_free(&enc);
 	if (rc == 0 && fault() == MS_FAULT_ENOSPC)
 		rc = -1;
@@ -1103,18 +1112,19 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 	struct ms_plan pl;
 	memset(&pl, 0, sizeof pl);
 	struct stat sb, jsb;
-	int ok = ms_pread_all(jfd, (char *)&h, sizeof h, 0) == 0 &&
-	         memcmp(h.magic, J_MAGIC, sizeof J_MAGIC - 1) == 0 &&
-	         h.sum == fnv(FNV0, &h, offsetof(struct j_head, sum)) && fstat(f->fd, &sb) == 0 &&
-	         h.ino == (uint64_t)sb.st_ino && h.dev == (uint64_t)sb.st_dev && h.off0 >= 0 &&
-	         h.old_eof >= h.off0 && h.new_end >= h.old_eof && fstat(jfd, &jsb) == 0 &&
-	         jsb.st_size >= J_DATA && h.data_len <= (uint64_t)(jsb.st_size - J_DATA) &&
-	         h.npieces <= h.data_len / 4 &&
-	         h.lit_len < SIZE_MAX / 2;
+	int ok = ms_pread_all(jfd, (char *)&h, sizeof h, 0) == 0;
+	int v1 = ok && memcmp(h.magic, J_MAGIC1, sizeof J_MAGIC1 - 1) == 0;
+	struct j_layout at = v1 ? J_V1 : J_V2;
+	ok = ok && (v1 || memcmp(h.magic, J_MAGIC, sizeof J_MAGIC - 1) == 0) &&
+	     h.sum == fnv(FNV0, &h, offsetof(struct j_head, sum)) && fstat(f->fd, &sb) == 0 &&
+	     h.ino == (uint64_t)sb.st_ino && h.dev == (uint64_t)sb.st_dev && h.off0 >= 0 &&
+	     h.old_eof >= h.off0 && h.new_end >= h.old_eof && fstat(jfd, &jsb) == 0 &&
+	     jsb.st_size >= at.data && h.data_len <= (uint64_t)(jsb.st_size - at.data) &&
+	     h.npieces <= h.data_len / 4 && h.lit_len < SIZE_MAX / 2;
 	const struct j_slot *cur = NULL;
 	if (ok) {
 		for (int i = 0; i < 2; i++) {
-			if (ms_pread_all(jfd, (char *)&sl[i], sizeof sl[i], J_HEAD + (off_t)i * J_SLOT) != 0 ||
+			if (ms_pread_all(jfd, (char *)&sl[i], sizeof sl[i], at.slot0 + (off_t)i * at.step) != 0 ||
 			    sl[i].sum != fnv(FNV0, &sl[i], offsetof(struct j_slot, sum)))
 				continue;
 			if (cur == NULL || sl[i].seq > cur->seq)
@@ -1129,7 +1139,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 		pl.off0 = h.off0;
 		pl.new_end = h.new_end;
 		char *enc = h.data_len < SIZE_MAX / 2 ? malloc(h.data_len ? (size_t)h.data_len : 1) : NULL;
-		ok = enc && ms_pread_all(jfd, enc, (size_t)h.data_len, J_DATA) == 0 &&
+		ok = enc && ms_pread_all(jfd, enc, (size_t)h.data_len, at.data) == 0 &&
 		     h.data_sum == fnv(FNV0, enc, (size_t)h.data_len) &&
 		     plan_decode(&pl, enc, (size_t)h.data_len, (size_t)h.npieces, (size_t)h.lit_len) == 0;
 		free(enc);
@@ -1158,6 +1168,7 @@ ms_rewrite_recover(struct ms_folder *f, struct pt_status *st)
 	struct journal j;
 	memset(&j, 0, sizeof j);
 	j.fd = jfd;
+	j.at = at;
 	j.s = *cur;
 	j.seq = cur->seq;
 	/* After a reboot only what was synced counts. */

@@ -885,7 +885,7 @@ test_garbled_journal_kept_aside(void **state)
 			memcpy(j + J_HEAD_SUM, &h, 8);
 		}
 		for (int s = 0; s < 2 && g < G_NPIECES; s++) {
-			char *sl = j + 512 + s * 256;
+			char *sl = j + 4096 + s * 4096;
 			uint64_t st = 7;
 			int64_t live, synced;
 			memcpy(&synced, sl + 24, 8);
@@ -930,6 +930,46 @@ test_garbled_journal_kept_aside(void **state)
 	free(text);
 }
 
+/* A journal of version 1 (both progress slots in one sector), left by an
+ * older Postern at any step, is still finished with the same bytes. */
+static void
+test_version1_journal_finished(void **state)
+{
+	struct fx *f = *state;
+	size_t len, elen;
+	char *text = pristine(120, &len);
+	char *want = expected(f, text, len, 120, &elen);
+	int steps = faults_asked, seen = 0;
+	for (int k = 0; k < steps; k += 2) {
+		reset(f, text, len);
+		if (!crash_at(f, k, MS_FAULT_EXIT))
+			continue;
+		size_t jlen;
+		char *j2 = slurp(journal_path(f, ""), &jlen);
+		if (j2 != NULL && jlen >= 3 * 4096) {
+			size_t dlen = jlen - 3 * 4096;
+			char *j1 = calloc(1, 1024 + dlen);
+			assert_non_null(j1);
+			memcpy(j1, j2, J_HEAD_SUM + 8);
+			assert_memory_equal(j1, "PTREWRITE2\n", 11);
+			memcpy(j1, "PTREWRITE1\n", 11);
+			uint64_t h = jsum(j1, J_HEAD_SUM);
+			memcpy(j1 + J_HEAD_SUM, &h, 8);
+			memcpy(j1 + 512, j2 + 4096, 256);
+			memcpy(j1 + 768, j2 + 2 * 4096, 256);
+			memcpy(j1 + 1024, j2 + 3 * 4096, dlen);
+			put(journal_path(f, ""), j1, 1024 + dlen);
+			free(j1);
+			seen++;
+		}
+		free(j2);
+		check_result(f, want, elen, 120);
+	}
+	assert_true(seen > 3);
+	free(want);
+	free(text);
+}
+
 int
 main(void)
 {
@@ -956,6 +996,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_append_after_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_journal_kept_aside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbled_journal_kept_aside, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version1_journal_finished, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
