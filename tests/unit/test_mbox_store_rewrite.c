@@ -135,6 +135,18 @@ blank_validity(char *p, size_t len)
 			*b = '#';
 }
 
+/* The inbox holds want (elen bytes), validity blanked. */
+static void
+inbox_is(struct fx *f, const char *want, size_t elen)
+{
+	size_t glen;
+	char *got = slurp(f->inbox, &glen);
+	blank_validity(got, glen);
+	assert_int_equal(glen, elen);
+	assert_memory_equal(got, want, elen);
+	free(got);
+}
+
 static char *
 journal_path(struct fx *f, const char *suffix)
 {
@@ -259,7 +271,7 @@ test_moves_down_takes_the_copy(void **state)
 	ms_rewrite_copy_only = 1;
 	assert_int_equal(open_count(f), 2);
 	ms_rewrite_copy_only = 0;
-	size_t elen, glen;
+	size_t elen;
 	char *want = slurp(f->inbox, &elen);
 	blank_validity(want, elen);
 	reset(f, text, sizeof text - 1);
@@ -269,11 +281,7 @@ test_moves_down_takes_the_copy(void **state)
 	assert_int_equal(open_count(f), 2);
 	ms_rewrite_fault = NULL;
 	assert_int_equal(faults_asked, 0);
-	char *got = slurp(f->inbox, &glen);
-	blank_validity(got, glen);
-	assert_int_equal(glen, elen);
-	assert_memory_equal(got, want, elen);
-	free(got);
+	inbox_is(f, want, elen);
 	free(want);
 }
 
@@ -303,12 +311,7 @@ test_copy_below_threshold(void **state)
 			assert_true(faults_asked > 10);
 		else
 			assert_int_equal(faults_asked, 0);
-		size_t glen;
-		char *got = slurp(f->inbox, &glen);
-		blank_validity(got, glen);
-		assert_int_equal(glen, elen);
-		assert_memory_equal(got, want, elen);
-		free(got);
+		inbox_is(f, want, elen);
 	}
 	f->s.rewrite_copy_below = 0;
 	free(want);
@@ -344,12 +347,7 @@ static void
 check_result(struct fx *f, const char *want, size_t elen, size_t n)
 {
 	assert_int_equal(open_count(f), n);
-	size_t glen;
-	char *got = slurp(f->inbox, &glen);
-	blank_validity(got, glen);
-	assert_int_equal(glen, elen);
-	assert_memory_equal(got, want, elen);
-	free(got);
+	inbox_is(f, want, elen);
 	assert_int_equal(access(journal_path(f, ""), F_OK), -1);
 	assert_int_equal(access(journal_path(f, ".tmp"), F_OK), -1);
 }
@@ -588,7 +586,7 @@ static void
 test_no_boot_id_takes_the_copy(void **state)
 {
 	struct fx *f = *state;
-	size_t len, elen, glen;
+	size_t len, elen;
 	char *text = pristine(120, &len);
 	char *want = expected(f, text, len, 120, &elen);
 	reset(f, text, len);
@@ -600,11 +598,7 @@ test_no_boot_id_takes_the_copy(void **state)
 	ms_rewrite_fault = NULL;
 	ms_rewrite_boot = ms_boot_id;
 	assert_int_equal(faults_asked, 0);
-	char *got = slurp(f->inbox, &glen);
-	blank_validity(got, glen);
-	assert_int_equal(glen, elen);
-	assert_memory_equal(got, want, elen);
-	free(got);
+	inbox_is(f, want, elen);
 	free(want);
 	free(text);
 }
@@ -626,7 +620,7 @@ test_small_shift_takes_the_copy(void **state)
 	ms_rewrite_copy_only = 1;
 	assert_int_equal(open_count(f), 1);
 	ms_rewrite_copy_only = 0;
-	size_t elen, glen;
+	size_t elen;
 	char *want = slurp(f->inbox, &elen);
 	blank_validity(want, elen);
 	reset(f, b.p, b.len);
@@ -636,11 +630,7 @@ test_small_shift_takes_the_copy(void **state)
 	assert_int_equal(open_count(f), 1);
 	ms_rewrite_fault = NULL;
 	assert_int_equal(faults_asked, 0);
-	char *got = slurp(f->inbox, &glen);
-	blank_validity(got, glen);
-	assert_int_equal(glen, elen);
-	assert_memory_equal(got, want, elen);
-	free(got);
+	inbox_is(f, want, elen);
 	/* Within the literal budget the journal takes the 4 MB (a second
 	 * copy, as the copying rewrite makes, but no sync per few bytes)
 	 * and it stays in place; beyond it, the copy again. */
@@ -657,11 +647,7 @@ test_small_shift_takes_the_copy(void **state)
 			assert_true(faults_asked > 0 && faults_asked < 20);
 		else
 			assert_int_equal(faults_asked, 0);
-		got = slurp(f->inbox, &glen);
-		blank_validity(got, glen);
-		assert_int_equal(glen, elen);
-		assert_memory_equal(got, want, elen);
-		free(got);
+		inbox_is(f, want, elen);
 	}
 	free(want);
 	pt_strbuf_free(&b);
