@@ -298,34 +298,30 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 	struct ms_msg *nm = malloc((cnt ? cnt : 1) * sizeof *nm);
 	struct ms_plan pl;
 	memset(&pl, 0, sizeof pl);
+	int rc = -1;
 	if (nm == NULL || ms_plan_build(f, s, eof, &pl, nm, &nw) != 0) {
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(errno ? errno : ENOMEM));
-		free(nm);
-		ms_plan_free(&pl);
-		return -1;
+		goto out;
 	}
-	int64_t off0 = pl.off0, new_len = pl.new_end - off0;
+	int64_t off0 = pl.off0;
 	/* Text that only moves up is rewritten over itself (no copy) when
 	 * the region is big enough for the copy's second write to matter:
 	 * below that the copy costs little. */
 	int ip = pl.new_end >= eof && eof - off0 >= (int64_t)f->set->rewrite_copy_below
 	         ? ms_rewrite_in_place(f, s, eof, &pl, nm, nw, st) : 0;
 	if (ip != 0) {
-		free(nm);
-		ms_plan_free(&pl);
-		return ip > 0 ? 0 : -1;
+		rc = ip > 0 ? 0 : -1;
+		goto out;
 	}
 	size_t hl;
-	int rfd = write_recovery(f, off0, eof - off0, new_len, &hl);
+	int rfd = write_recovery(f, off0, eof - off0, pl.new_end - off0, &hl);
 	if (rfd < 0) {
 		pt_status_set(st, 451, "", "Cannot write mailbox recovery copy: %s", strerror(errno));
-		free(nm);
-		ms_plan_free(&pl);
-		return -1;
+		goto out;
 	}
 	struct ms_window rw = { .fd = rfd, .skip = (int64_t)hl };
 	struct wr_buffer wb = { .fd = f->fd, .at = off0 };
-	int rc = 0;
+	rc = 0;
 	for (size_t i = 0; i < pl.n && rc == 0; i++) {
 		const struct ms_piece *q = &pl.p[i];
 		if (q->lit) {
@@ -346,27 +342,25 @@ rewrite(struct ms_folder *f, size_t s, int64_t eof, struct pt_status *st)
 	if (rc == 0 && (wb.at != pl.new_end || ftruncate(f->fd, (off_t)pl.new_end) != 0 ||
 	                fdatasync(f->fd) != 0))
 		rc = -1;
+	int e = errno;
+	close(rfd);
 	if (rc != 0) {
-		int e = errno;
 		/* Put the original bytes back now; if that fails too, the
 		 * recovery copy stays for the next open. */
 		struct pt_status ignore;
-		close(rfd);
 		if (ms_recover(f, &ignore) != 0)
 			pt_error("mailbox %s: rewrite failed and the restore too; recovery copy kept",
 			         f->path);
 		f->known_valid = 0;
 		pt_status_set(st, 451, "", "Cannot rewrite mailbox: %s", strerror(e ? e : EIO));
-		free(nm);
-		ms_plan_free(&pl);
-		return -1;
+		goto out;
 	}
-	close(rfd);
 	drop_recovery(f);
 	ms_rewrite_list_put(f, s, nm, nw);
+out:
 	free(nm);
 	ms_plan_free(&pl);
-	return 0;
+	return rc;
 }
 
 int
